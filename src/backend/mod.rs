@@ -1,0 +1,211 @@
+//! The seam between "what to measure" and "where it runs".
+//!
+//! A [`Backend`] is one device (the host CPU, one CUDA GPU, or the mock used in tests). It says
+//! which implementations apply to a workload, and turns a workload plus host inputs into a
+//! [`Prepared`] run: buffers allocated, inputs uploaded, descriptors built, so that the timed
+//! loop does nothing but launch work. Everything above this trait (verification, statistics,
+//! reports) is shared by every backend.
+
+pub mod cpu;
+pub mod cuda;
+pub mod mock;
+
+use crate::error::Result;
+use crate::tensor::Tensor;
+use crate::workload::Workload;
+use serde::{Deserialize, Serialize};
+
+/// Which kind of backend a device is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Cpu,
+    Cuda,
+    Mock,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Cpu => "cpu",
+            BackendKind::Cuda => "cuda",
+            BackendKind::Mock => "mock",
+        }
+    }
+}
+
+/// An implementation of a workload on a backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImplInfo {
+    /// Short id used with `--impl` and in reports (`gemm`, `cublaslt`, `flash`, `unfused`, ...).
+    pub name: String,
+    /// One line on what it is.
+    pub description: String,
+    /// True for vendor-library references (the ceiling own kernels are compared with).
+    pub reference: bool,
+}
+
+impl ImplInfo {
+    pub fn new(name: &str, description: &str, reference: bool) -> Self {
+        ImplInfo {
+            name: name.into(),
+            description: description.into(),
+            reference,
+        }
+    }
+}
+
+/// What the device is. Fields a backend cannot know are `None`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub index: usize,
+    pub backend: Option<BackendKind>,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pci_bus_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute_capability: Option<String>,
+    /// Streaming multiprocessors (GPU) or logical cores (CPU).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multiprocessors: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// L2 on a GPU, the last-level cache on a CPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_level_cache_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver_version: Option<String>,
+    /// Anything else worth recording (clocks, shared memory, NVML state).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub details: serde_json::Map<String, serde_json::Value>,
+    /// Datasheet peaks when the device is known, for "% of peak".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peaks: Option<Peaks>,
+}
+
+/// Datasheet peaks of a device, dense (no sparsity).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Peaks {
+    /// Where these figures come from (datasheet, computed from SMs × rate × clock, ...).
+    pub source: String,
+    /// FLOP/s (OP/s for int8) by dtype name.
+    pub flops: std::collections::BTreeMap<String, f64>,
+    /// Memory bandwidth in bytes/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_bandwidth: Option<f64>,
+}
+
+/// A snapshot of the device's state, taken before and after each result.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Telemetry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sm_clock_mhz: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_clock_mhz: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature_c: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_w: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_limit_w: Option<f64>,
+    /// Decoded throttle reasons active at the sample (empty when none or unknown).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttle_reasons: Vec<String>,
+}
+
+/// How the prepared run is laid out in memory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PrepareOptions {
+    /// Copies of the inputs and outputs to rotate through between iterations, so that a small
+    /// working set is not served from cache. 1 = no rotation.
+    pub buffer_sets: usize,
+    /// Leave caches warm on purpose (`--hot`).
+    pub hot: bool,
+}
+
+/// A workload made ready to run on a device.
+pub trait Prepared {
+    /// The arithmetic type that actually ran (`f32` for bf16 inputs on a CPU without bf16, ...).
+    fn compute_dtype(&self) -> String;
+
+    /// Fills the output of buffer set 0 with NaN or a bit pattern that no kernel produces,
+    /// runs once on set 0, waits, and returns that output for verification.
+    fn run_verify(&mut self) -> Result<Tensor>;
+
+    /// Runs `iters` iterations back to back, rotating through the buffer sets, and returns the
+    /// elapsed seconds on the backend's own clock (CUDA events on a GPU).
+    fn run(&mut self, iters: u64) -> Result<f64>;
+
+    /// How caches are handled between samples (`rotate(8)`, `flush-l2`, `hot`, ...).
+    fn cache_policy(&self) -> String;
+
+    /// Anything the reader of the result should know (conversions done, fallbacks taken).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// One device able to run workloads.
+pub trait Backend: Send {
+    fn kind(&self) -> BackendKind;
+
+    fn device(&self) -> &DeviceInfo;
+
+    /// Implementations of `w` available here, best first; empty when the device cannot run it.
+    fn implementations(&self, w: &Workload) -> Vec<ImplInfo>;
+
+    /// Why `w` cannot run with `imp`, or `Ok` when it can. Called while the plan is validated.
+    fn check(&self, w: &Workload, imp: &str) -> Result<()> {
+        if self.implementations(w).iter().any(|i| i.name == imp) {
+            Ok(())
+        } else {
+            let have: Vec<String> = self
+                .implementations(w)
+                .into_iter()
+                .map(|i| i.name)
+                .collect();
+            Err(crate::Error::unsupported(format!(
+                "{} has no implementation `{imp}` of {} on {}{}",
+                self.kind().name(),
+                w.name(),
+                self.device().name,
+                if have.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (available: {})", have.join(", "))
+                }
+            )))
+        }
+    }
+
+    /// Bytes of memory free for buffers right now.
+    fn free_memory(&self) -> Result<u64>;
+
+    /// Bytes a run of `w` allocates on the device with `sets` buffer sets (inputs, outputs,
+    /// workspaces).
+    fn memory_needed(&self, w: &Workload, sets: usize) -> u64 {
+        w.footprint().saturating_mul(sets as u64)
+    }
+
+    /// Allocates buffers, uploads `inputs` (as many copies as `opts.buffer_sets`) and does every
+    /// piece of one-time setup.
+    fn prepare<'a>(
+        &'a self,
+        w: &Workload,
+        imp: &str,
+        inputs: &[Tensor],
+        opts: PrepareOptions,
+    ) -> Result<Box<dyn Prepared + 'a>>;
+
+    /// Device state now (clocks, temperature, power, throttling); `None` where unknown.
+    fn telemetry(&self) -> Option<Telemetry> {
+        None
+    }
+
+    /// A short note to print once, e.g. why a fallback was taken.
+    fn notice(&self) -> Option<String> {
+        None
+    }
+}

@@ -1,0 +1,2 @@
+//! Regression tracking: baselines and statistically sound comparison of two reports.
+//! (Being written.)

@@ -1,0 +1,64 @@
+//! Errors that calling code has to branch on.
+//!
+//! Everything else travels as `anyhow::Error` at the CLI edge. The split matters for exit codes:
+//! a failed verification is exit 1 (the GPU or kernel is wrong), while every variant here is a
+//! problem with the request or the environment (exit 2).
+
+use thiserror::Error;
+
+/// Library error: bad requests and missing capabilities, each with a message a user can act on.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// A shape, size or option that cannot describe a real workload.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// A dtype, implementation or operation that this backend or device does not provide.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+
+    /// The workload needs more memory than the backend has free; checked before allocating.
+    #[error("not enough memory on {device}: this run needs {need}, {have} is available")]
+    OutOfMemory {
+        device: String,
+        need: crate::units::Bytes,
+        have: crate::units::Bytes,
+    },
+
+    /// The requested backend cannot run here (no driver, no GPU, a missing library).
+    #[error("backend {backend} is unavailable: {reason}")]
+    BackendUnavailable { backend: String, reason: String },
+
+    /// A baseline or result file that does not parse as a gpuvet report.
+    #[error("corrupt or unreadable result file {path}: {reason}")]
+    CorruptFile { path: String, reason: String },
+
+    /// A failure reported by the backend runtime (CUDA call, library, kernel launch).
+    #[error("{backend} error: {message}")]
+    Backend { backend: String, message: String },
+
+    /// The run was interrupted (Ctrl-C) before this piece of work finished.
+    #[error("interrupted")]
+    Interrupted,
+
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Convenience alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidInput(msg.into())
+    }
+    pub fn unsupported(msg: impl Into<String>) -> Self {
+        Error::Unsupported(msg.into())
+    }
+    pub fn backend(backend: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Backend {
+            backend: backend.into(),
+            message: message.into(),
+        }
+    }
+}

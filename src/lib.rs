@@ -1,0 +1,29 @@
+//! gpuvet measures what a GPU really delivers for inference work — matrix multiply, attention
+//! and memory bandwidth — checks every result against an f64 reference before its time counts,
+//! and reports it in forms people and CI systems read.
+//!
+//! | stage | module | job |
+//! |---|---|---|
+//! | what to run | [`workload`], [`dtype`] | workloads as data: shapes, dtypes, FLOPs, bytes |
+//! | inputs | [`inputs`], [`tensor`] | seeded random host tensors |
+//! | where it runs | [`backend`] | the `Backend` seam: CPU, CUDA, mock |
+//! | is it right | [`verify`] | f64 references, Freivalds, sampled rows |
+//! | how fast | [`measure`], [`stats`] | warm-up, batching, stopping rule, statistics |
+//! | the record | [`report`], [`env`] | one struct every output reads |
+//! | output | [`export`], [`term`] | JSON / CSV / markdown files, terminal tables |
+//! | orchestration | [`plan`], [`runner`], [`cli`] | flags → validated plan → results |
+
+pub mod backend;
+pub mod compare;
+pub mod dtype;
+pub mod env;
+pub mod error;
+pub mod inputs;
+pub mod report;
+pub mod stats;
+pub mod tensor;
+pub mod units;
+pub mod verify;
+pub mod workload;
+
+pub use error::{Error, Result};

@@ -1,0 +1,171 @@
+//! The one structure every exporter, comparison and verdict reads.
+//!
+//! Field names here are the public JSON schema (docs/json-schema.md). Within a major
+//! `schema_version`, fields are only ever added.
+
+use crate::backend::{DeviceInfo, Telemetry};
+use crate::env::{HostInfo, ToolInfo};
+use crate::stats::Summary;
+use crate::verify::Verification;
+use crate::workload::{Metric, Workload};
+use serde::{Deserialize, Serialize};
+
+/// Major version of the JSON schema.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub tool: ToolInfo,
+    pub host: HostInfo,
+    pub devices: Vec<DeviceInfo>,
+    pub config: RunConfig,
+    /// RFC 3339 UTC time the run started.
+    pub started_at: String,
+    /// False while the run is still going or when it was interrupted.
+    #[serde(default)]
+    pub complete: bool,
+    pub results: Vec<ResultRecord>,
+}
+
+/// The settings that shaped every measurement of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub command: String,
+    pub backend: String,
+    pub seed: u64,
+    pub min_samples: usize,
+    pub max_samples: usize,
+    pub max_time_s: f64,
+    pub warmup_s: f64,
+    pub target_rel_noise: f64,
+    pub min_sample_time_s: f64,
+    pub hot: bool,
+    pub threads: usize,
+    /// Hash of the kernel sources and compile options in use (GPU runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_hash: Option<String>,
+}
+
+/// What happened to one (workload, implementation) pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Verified and timed.
+    Ok,
+    /// The output was wrong: not timed, no throughput.
+    VerificationFailed,
+    /// The backend failed while preparing or running it.
+    Error,
+}
+
+/// One measured result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultRecord {
+    /// Stable id: `<workload name>/<implementation>`; how runs are matched in comparisons.
+    pub id: String,
+    pub workload: Workload,
+    pub backend: String,
+    /// Index into `devices`.
+    pub device: usize,
+    pub implementation: String,
+    pub dtype: String,
+    /// The arithmetic that really ran (e.g. `f32` for bf16 inputs on a CPU).
+    pub compute_dtype: String,
+    pub status: Status,
+    pub verification: Verification,
+    /// `None` when verification failed or the run errored: never a number for a wrong result.
+    pub stats: Option<Summary>,
+    /// Headline rate from the median time: FLOP/s (OP/s for int8) or B/s.
+    pub throughput: Option<Throughput>,
+    /// Bytes moved per second at the minimum traffic `workload.bytes()` (every workload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<Throughput>,
+    /// Throughput as a share of the device's datasheet peak, where the device is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_fraction: Option<f64>,
+    pub flops: f64,
+    pub bytes: u64,
+    /// Iterations timed together in one sample (short runs are batched).
+    pub iterations_per_sample: u64,
+    /// How caches were handled (`rotate(8)`, `flush-l2`, `hot`).
+    pub cache: String,
+    /// Why sampling stopped: `noise-target`, `max-time`, `max-samples`, `interrupted`.
+    pub stop_reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry_before: Option<Telemetry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry_after: Option<Telemetry>,
+    /// Effective SM clock during the samples (MHz), where the backend can tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effective_clock_mhz: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A rate with its unit (`FLOP/s`, `OP/s`, `B/s`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    pub value: f64,
+    pub unit: String,
+}
+
+impl ResultRecord {
+    /// True when the result has a trustworthy time.
+    pub fn is_valid(&self) -> bool {
+        self.status == Status::Ok && self.verification.passed && self.stats.is_some()
+    }
+
+    /// Unit of the headline metric of a workload.
+    pub fn unit_for(w: &Workload) -> &'static str {
+        match w.metric() {
+            Metric::Bytes => "B/s",
+            Metric::Flops if w.dtype() == crate::dtype::DType::Int8 => "OP/s",
+            Metric::Flops => "FLOP/s",
+        }
+    }
+}
+
+impl Report {
+    /// Reads a report from JSON, refusing other major schema versions with a clear message.
+    pub fn from_json(text: &str, path: &str) -> crate::Result<Report> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| crate::Error::CorruptFile {
+                path: path.into(),
+                reason: e.to_string(),
+            })?;
+        match value.get("schema_version").and_then(|v| v.as_u64()) {
+            Some(v) if v == SCHEMA_VERSION as u64 => {}
+            Some(v) => {
+                return Err(crate::Error::CorruptFile {
+                    path: path.into(),
+                    reason: format!(
+                        "schema_version {v}; this gpuvet reads version {SCHEMA_VERSION}"
+                    ),
+                })
+            }
+            None => {
+                return Err(crate::Error::CorruptFile {
+                    path: path.into(),
+                    reason: "no schema_version: not a gpuvet report".into(),
+                })
+            }
+        }
+        serde_json::from_value(value).map_err(|e| crate::Error::CorruptFile {
+            path: path.into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads a report file.
+    pub fn load(path: &std::path::Path) -> crate::Result<Report> {
+        let text = std::fs::read_to_string(path).map_err(|e| crate::Error::CorruptFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Report::from_json(&text, &path.display().to_string())
+    }
+}

@@ -1,0 +1,214 @@
+//! Summary statistics of timing samples, with a seeded bootstrap confidence interval.
+//!
+//! Samples are per-iteration seconds. The median is the headline (robust to the occasional
+//! preempted sample); the 95% interval of the median comes from a percentile bootstrap with a
+//! fixed seed, so the same samples always give the same interval.
+
+use crate::tensor::splitmix;
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
+
+/// Bootstrap resamples for the confidence interval of the median.
+pub const BOOTSTRAP_RESAMPLES: usize = 2000;
+
+/// What the timing samples of one result look like. Field names are part of the JSON schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Number of samples.
+    pub samples: usize,
+    pub median_s: f64,
+    pub mean_s: f64,
+    pub min_s: f64,
+    pub max_s: f64,
+    /// Sample standard deviation (n − 1).
+    pub stddev_s: f64,
+    /// Median absolute deviation from the median (unscaled).
+    pub mad_s: f64,
+    pub p10_s: f64,
+    pub p90_s: f64,
+    /// Bootstrap 95% confidence interval of the median.
+    pub ci95_low_s: f64,
+    pub ci95_high_s: f64,
+    /// Every sample, in the order taken (seconds per iteration).
+    pub times_s: Vec<f64>,
+}
+
+impl Summary {
+    /// Summarises `times` (must be non-empty and finite). `seed` drives the bootstrap.
+    pub fn from_samples(times: &[f64], seed: u64) -> Summary {
+        assert!(!times.is_empty(), "no samples to summarise");
+        let mut sorted = times.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let mean = sorted.iter().sum::<f64>() / n as f64;
+        let var = if n > 1 {
+            sorted.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+        } else {
+            0.0
+        };
+        let median = quantile_sorted(&sorted, 0.5);
+        let mut dev: Vec<f64> = sorted.iter().map(|t| (t - median).abs()).collect();
+        dev.sort_by(f64::total_cmp);
+        let (lo, hi) = bootstrap_median_ci(&sorted, 0.95, BOOTSTRAP_RESAMPLES, seed);
+        Summary {
+            samples: n,
+            median_s: median,
+            mean_s: mean,
+            min_s: sorted[0],
+            max_s: sorted[n - 1],
+            stddev_s: var.sqrt(),
+            mad_s: quantile_sorted(&dev, 0.5),
+            p10_s: quantile_sorted(&sorted, 0.1),
+            p90_s: quantile_sorted(&sorted, 0.9),
+            ci95_low_s: lo,
+            ci95_high_s: hi,
+            times_s: times.to_vec(),
+        }
+    }
+
+    /// Relative standard deviation (coefficient of variation).
+    pub fn rel_stddev(&self) -> f64 {
+        if self.mean_s > 0.0 {
+            self.stddev_s / self.mean_s
+        } else {
+            0.0
+        }
+    }
+
+    /// Half-width of the CI95 of the median, relative to the median.
+    pub fn rel_ci_half_width(&self) -> f64 {
+        if self.median_s > 0.0 {
+            (self.ci95_high_s - self.ci95_low_s) / 2.0 / self.median_s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Linear-interpolated quantile of sorted data (the "type 7" definition of R and numpy).
+pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    let n = sorted.len();
+    if n == 1 {
+        return sorted[0];
+    }
+    let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    let frac = pos - lo as f64;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * frac
+}
+
+/// Median of unsorted data.
+pub fn median(data: &[f64]) -> f64 {
+    let mut v = data.to_vec();
+    v.sort_by(f64::total_cmp);
+    quantile_sorted(&v, 0.5)
+}
+
+/// Median by selection, O(n): reorders `buf`.
+fn median_in_place(buf: &mut [f64]) -> f64 {
+    let n = buf.len();
+    let (left, hi, _) = buf.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let hi = *hi;
+    if n % 2 == 1 {
+        hi
+    } else {
+        let lo = left.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        (lo + hi) / 2.0
+    }
+}
+
+/// Percentile bootstrap interval of the median at `level` (e.g. 0.95).
+pub fn bootstrap_median_ci(data: &[f64], level: f64, resamples: usize, seed: u64) -> (f64, f64) {
+    let n = data.len();
+    if n < 2 {
+        return (data[0], data[0]);
+    }
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed ^ 0x5eed_b007));
+    let mut buf = vec![0.0; n];
+    let mut medians: Vec<f64> = (0..resamples)
+        .map(|_| {
+            for b in buf.iter_mut() {
+                *b = data[rng.random_range(0..n)];
+            }
+            median_in_place(&mut buf)
+        })
+        .collect();
+    medians.sort_by(f64::total_cmp);
+    let alpha = (1.0 - level) / 2.0;
+    (
+        quantile_sorted(&medians, alpha),
+        quantile_sorted(&medians, 1.0 - alpha),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_values() {
+        let s = Summary::from_samples(&[1.0, 2.0, 3.0, 4.0, 100.0], 1);
+        assert_eq!(s.median_s, 3.0);
+        assert_eq!(s.mean_s, 22.0);
+        assert_eq!(s.min_s, 1.0);
+        assert_eq!(s.max_s, 100.0);
+        assert_eq!(s.mad_s, 1.0);
+        assert!((s.p10_s - 1.4).abs() < 1e-12);
+        assert!((s.p90_s - 61.6).abs() < 1e-12);
+        let var: f64 = [21.0f64, 20.0, 19.0, 18.0, 78.0]
+            .iter()
+            .map(|d| d * d)
+            .sum::<f64>()
+            / 4.0;
+        assert!((s.stddev_s - var.sqrt()).abs() < 1e-12);
+        assert!(s.ci95_low_s <= s.median_s && s.median_s <= s.ci95_high_s);
+    }
+
+    #[test]
+    fn single_sample() {
+        let s = Summary::from_samples(&[0.5], 1);
+        assert_eq!(s.stddev_s, 0.0);
+        assert_eq!(s.ci95_low_s, 0.5);
+        assert_eq!(s.ci95_high_s, 0.5);
+    }
+
+    #[test]
+    fn bootstrap_is_seeded_and_covers_true_median() {
+        // Uniform(1, 2) samples: the true median is 1.5. The interval should usually contain it
+        // and always be reproducible.
+        let mut covered = 0;
+        for trial in 0..200u64 {
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(trial);
+            let data: Vec<f64> = (0..50).map(|_| rng.random_range(1.0..2.0)).collect();
+            let a = bootstrap_median_ci(&data, 0.95, 500, 9);
+            let b = bootstrap_median_ci(&data, 0.95, 500, 9);
+            assert_eq!(a, b);
+            if a.0 <= 1.5 && 1.5 <= a.1 {
+                covered += 1;
+            }
+        }
+        // nominal 95%; percentile bootstrap of a median on n=50 is close to that
+        assert!(covered >= 175, "coverage {covered}/200");
+    }
+
+    #[test]
+    fn normal_samples_have_expected_spread() {
+        // Box–Muller normal(10, 0.5): stddev ≈ 0.5, MAD ≈ 0.674·0.5.
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(42);
+        let data: Vec<f64> = (0..20000)
+            .map(|_| {
+                let (u1, u2): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random());
+                10.0 + 0.5 * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+            })
+            .collect();
+        let s = Summary::from_samples(&data, 3);
+        assert!((s.mean_s - 10.0).abs() < 0.02);
+        assert!((s.median_s - 10.0).abs() < 0.02);
+        assert!((s.stddev_s - 0.5).abs() < 0.02);
+        assert!((s.mad_s - 0.6745 * 0.5).abs() < 0.02);
+        assert!((s.p90_s - (10.0 + 1.2816 * 0.5)).abs() < 0.03);
+        assert!(s.rel_ci_half_width() < 0.002);
+    }
+}

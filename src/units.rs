@@ -1,0 +1,127 @@
+//! Byte sizes and rates: parsing (`1GiB`, `512M`, `4096`) and printing.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A number of bytes, printed with binary prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Bytes(pub u64);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+        let mut v = self.0 as f64;
+        let mut i = 0;
+        while v >= 1024.0 && i + 1 < UNITS.len() {
+            v /= 1024.0;
+            i += 1;
+        }
+        if i == 0 {
+            write!(f, "{} B", self.0)
+        } else {
+            write!(f, "{v:.2} {}", UNITS[i])
+        }
+    }
+}
+
+impl FromStr for Bytes {
+    type Err = String;
+
+    /// Accepts a plain integer or a number with a suffix: K/KB/KiB (1024), M/MiB, G/GiB, T/TiB
+    /// (binary), and kB/MB/GB/TB spelled with a capital B after an SI prefix as decimal. Plain
+    /// `K`, `M`, `G` are binary because that is what people mean when sizing buffers.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let value: f64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a size (try 256MiB, 1GiB or 4096)"))?;
+        let mult: f64 = match unit.trim() {
+            "" | "B" => 1.0,
+            "K" | "k" | "KiB" | "Ki" => 1024.0,
+            "M" | "MiB" | "Mi" => 1024.0f64.powi(2),
+            "G" | "GiB" | "Gi" => 1024.0f64.powi(3),
+            "T" | "TiB" | "Ti" => 1024.0f64.powi(4),
+            "kB" | "KB" => 1e3,
+            "MB" => 1e6,
+            "GB" => 1e9,
+            "TB" => 1e12,
+            other => return Err(format!("unknown size unit `{other}` in `{s}`")),
+        };
+        let bytes = value * mult;
+        if !bytes.is_finite() || bytes < 1.0 || bytes > 1e18 {
+            return Err(format!("size `{s}` is out of range"));
+        }
+        Ok(Bytes(bytes.round() as u64))
+    }
+}
+
+/// Formats a rate with an SI prefix: `412.3 GFLOP/s`, `3.81 TB/s`.
+pub fn si(value: f64, unit: &str) -> String {
+    let (scaled, prefix) = if value >= 1e15 {
+        (value / 1e15, "P")
+    } else if value >= 1e12 {
+        (value / 1e12, "T")
+    } else if value >= 1e9 {
+        (value / 1e9, "G")
+    } else if value >= 1e6 {
+        (value / 1e6, "M")
+    } else if value >= 1e3 {
+        (value / 1e3, "k")
+    } else {
+        (value, "")
+    };
+    let digits = if scaled >= 100.0 {
+        1
+    } else if scaled >= 10.0 {
+        2
+    } else {
+        3
+    };
+    format!("{scaled:.digits$} {prefix}{unit}")
+}
+
+/// Formats a duration in seconds with a unit that keeps three significant digits.
+pub fn seconds(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.3} s")
+    } else if s >= 1e-3 {
+        format!("{:.3} ms", s * 1e3)
+    } else if s >= 1e-6 {
+        format!("{:.3} µs", s * 1e6)
+    } else {
+        format!("{:.1} ns", s * 1e9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!("4096".parse::<Bytes>().unwrap(), Bytes(4096));
+        assert_eq!("1GiB".parse::<Bytes>().unwrap(), Bytes(1 << 30));
+        assert_eq!("256M".parse::<Bytes>().unwrap(), Bytes(256 << 20));
+        assert_eq!("1.5KiB".parse::<Bytes>().unwrap(), Bytes(1536));
+        assert_eq!("2GB".parse::<Bytes>().unwrap(), Bytes(2_000_000_000));
+        assert!("0".parse::<Bytes>().is_err());
+        assert!("12XB".parse::<Bytes>().is_err());
+        assert!("abc".parse::<Bytes>().is_err());
+        assert!("1e30".parse::<Bytes>().is_err());
+    }
+
+    #[test]
+    fn prints_rates_and_sizes() {
+        assert_eq!(si(1.234e12, "FLOP/s"), "1.234 TFLOP/s");
+        assert_eq!(si(412.3e9, "B/s"), "412.3 GB/s");
+        assert_eq!(Bytes(1 << 30).to_string(), "1.00 GiB");
+        assert_eq!(Bytes(10).to_string(), "10 B");
+        assert_eq!(seconds(0.0012), "1.200 ms");
+    }
+}

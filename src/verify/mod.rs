@@ -1,0 +1,346 @@
+//! Verification: a result's time counts only after its output matched an f64 reference.
+//!
+//! Small problems are compared element by element. Large ones use checks that cost O(n²)
+//! instead of O(n³): Freivalds' randomized product check for matmul (A·(B·x) against C·x)
+//! together with exact rows and columns sampled at the edges and at random (tails are where
+//! tiled kernels go wrong), and sampled rows for attention. See docs/verification.md.
+
+pub mod reference;
+
+use crate::dtype::DType;
+use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
+use crate::tensor::{splitmix, Tensor};
+use crate::workload::{AttentionSpec, MatmulSpec, MemOp, MemorySpec, Workload};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Multiply-adds up to which a matmul is checked in full.
+const FULL_MATMUL_MACS: u128 = 1 << 25;
+/// Multiply-adds up to which every attention row is checked.
+const FULL_ATTENTION_MACS: u128 = 1 << 25;
+/// Rows (and columns) sampled in the large-size checks.
+const SAMPLED_LINES: usize = 6;
+/// Attention rows sampled in the large-size check.
+const SAMPLED_ROWS: usize = 48;
+
+/// The outcome of checking one output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub passed: bool,
+    /// `full`, `freivalds+sampled`, `sampled-rows`, `exact`.
+    pub method: String,
+    /// Largest relative error seen (see docs/verification.md for each workload's definition).
+    pub max_rel_error: f64,
+    /// The bound it was held to.
+    pub tolerance: f64,
+    /// Output elements compared exactly against the reference (Freivalds rows not counted).
+    pub checked_elements: u64,
+    /// Where it failed, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Tracks the worst error and where it was.
+struct Worst {
+    err: f64,
+    at: Option<String>,
+    checked: u64,
+}
+
+impl Worst {
+    fn new() -> Self {
+        Worst {
+            err: 0.0,
+            at: None,
+            checked: 0,
+        }
+    }
+
+    fn see(&mut self, err: f64, at: impl FnOnce() -> String) {
+        self.checked += 1;
+        // NaN compares false with everything: record it as infinite error explicitly.
+        let e = if err.is_nan() { f64::INFINITY } else { err };
+        if e > self.err {
+            self.err = e;
+            self.at = Some(at());
+        }
+    }
+
+    fn merge(mut self, o: Worst) -> Worst {
+        self.checked += o.checked;
+        if o.err > self.err {
+            self.err = o.err;
+            self.at = o.at;
+        }
+        self
+    }
+
+    fn finish(self, method: &str, tol: f64) -> Verification {
+        let passed = self.err <= tol && self.err.is_finite();
+        Verification {
+            passed,
+            method: method.into(),
+            max_rel_error: self.err,
+            tolerance: tol,
+            checked_elements: self.checked,
+            detail: if passed {
+                None
+            } else {
+                self.at.map(|a| format!("worst error {:.3e} at {a}", self.err))
+            },
+        }
+    }
+}
+
+/// Checks `out` (the backend's output of `w` on `inputs`). `seed` picks the random vectors and
+/// sampled rows, so a failure reproduces.
+pub fn verify(w: &Workload, inputs: &[Tensor], out: &Tensor, seed: u64) -> Verification {
+    if let Some(v) = shape_mismatch(w, out) {
+        return v;
+    }
+    match w {
+        Workload::Matmul(m) => verify_matmul(m, &inputs[0], &inputs[1], out, seed),
+        Workload::Attention(a) => verify_attention(a, inputs, out, seed),
+        Workload::Memory(m) => verify_memory(m, inputs, out),
+    }
+}
+
+fn shape_mismatch(w: &Workload, out: &Tensor) -> Option<Verification> {
+    let expected = match w {
+        Workload::Matmul(m) => (m.m * m.n) as usize,
+        Workload::Attention(a) => (a.batch * a.q_heads * a.q_len * a.head_dim) as usize,
+        Workload::Memory(m) => match m.op {
+            MemOp::Read => 1,
+            _ => m.elements() as usize,
+        },
+    };
+    (out.len() != expected).then(|| Verification {
+        passed: false,
+        method: "shape".into(),
+        max_rel_error: f64::INFINITY,
+        tolerance: 0.0,
+        checked_elements: 0,
+        detail: Some(format!(
+            "output has {} elements, expected {expected}",
+            out.len()
+        )),
+    })
+}
+
+fn verify_matmul(
+    spec: &MatmulSpec,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    seed: u64,
+) -> Verification {
+    let (m, n, k) = (spec.m as usize, spec.n as usize, spec.k as usize);
+    let tol = spec.dtype.tolerance();
+    let a64 = a.to_f64();
+    // Element-wise error: |C − R| / (|R| + sqrt(Σ_k (a·b)²)). The second term keeps the measure
+    // meaningful where R happens to be near zero through cancellation.
+    let check = |i: usize, j: usize| -> f64 {
+        let (r, s) = reference::matmul_element(spec, &a64, b, i, j);
+        let got = c.get(i * n + j);
+        if spec.dtype == DType::Int8 {
+            (got - r).abs() / (r.abs() + s).max(1.0)
+        } else {
+            (got - r).abs() / (r.abs() + s).max(f64::MIN_POSITIVE)
+        }
+    };
+    let macs = spec.m as u128 * spec.n as u128 * spec.k as u128;
+    if macs <= FULL_MATMUL_MACS {
+        let worst = (0..m)
+            .into_par_iter()
+            .map(|i| {
+                let mut w = Worst::new();
+                for j in 0..n {
+                    w.see(check(i, j), || format!("C[{i}][{j}]"));
+                }
+                w
+            })
+            .reduce(Worst::new, Worst::merge);
+        return worst.finish("full", tol);
+    }
+
+    // Sampled lines: first, last and random rows and columns, checked exactly.
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed));
+    let mut rows = vec![0, m - 1];
+    let mut cols = vec![0, n - 1];
+    while rows.len() < SAMPLED_LINES.min(m) {
+        rows.push(rng.random_range(0..m));
+    }
+    while cols.len() < SAMPLED_LINES.min(n) {
+        cols.push(rng.random_range(0..n));
+    }
+    rows.sort_unstable();
+    rows.dedup();
+    cols.sort_unstable();
+    cols.dedup();
+    let mut cells: Vec<(usize, usize)> = rows
+        .iter()
+        .flat_map(|&i| (0..n).map(move |j| (i, j)))
+        .collect();
+    cells.extend(cols.iter().flat_map(|&j| (0..m).map(move |i| (i, j))));
+    let sampled = cells
+        .par_chunks(256)
+        .map(|chunk| {
+            let mut w = Worst::new();
+            for &(i, j) in chunk {
+                w.see(check(i, j), || format!("C[{i}][{j}]"));
+            }
+            w
+        })
+        .reduce(Worst::new, Worst::merge);
+
+    // Freivalds: for random x, C·x must equal A·(B·x). Integer x for int8 keeps it exact.
+    let mut frei = Worst::new();
+    for round in 0..2u64 {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed ^ (round + 1)));
+        let x: Vec<f64> = (0..n)
+            .map(|_| {
+                if spec.dtype == DType::Int8 {
+                    rng.random_range(-8i32..=8) as f64
+                } else {
+                    rng.random_range(-1.0..1.0)
+                }
+            })
+            .collect();
+        let bx: Vec<f64> = (0..k)
+            .into_par_iter()
+            .map(|kk| {
+                (0..n)
+                    .map(|j| reference::b_at(spec, b, kk, j) * x[j])
+                    .sum()
+            })
+            .collect();
+        let w = (0..m)
+            .into_par_iter()
+            .map(|i| {
+                let r: f64 = (0..k).map(|kk| a64[i * k + kk] * bx[kk]).sum();
+                let (mut cx, mut scale) = (0.0, 0.0);
+                for (j, xj) in x.iter().enumerate() {
+                    let t = c.get(i * n + j) * xj;
+                    cx += t;
+                    scale += t * t;
+                }
+                // Error of a sum of n independently rounded terms grows like its root-sum-square.
+                let denom = scale.sqrt() + r.abs();
+                let e = if spec.dtype == DType::Int8 {
+                    (cx - r).abs() / denom.max(1.0)
+                } else {
+                    (cx - r).abs() / denom.max(f64::MIN_POSITIVE)
+                };
+                let mut w = Worst::new();
+                w.see(e, || format!("row {i} of C·x (Freivalds round {round})"));
+                w.checked = 0;
+                w
+            })
+            .reduce(Worst::new, Worst::merge);
+        frei = frei.merge(w);
+    }
+    sampled.merge(frei).finish("freivalds+sampled", tol)
+}
+
+fn verify_attention(spec: &AttentionSpec, inputs: &[Tensor], o: &Tensor, seed: u64) -> Verification {
+    let (q, k, v) = (&inputs[0], &inputs[1], &inputs[2]);
+    let (bn, hn, lq, d) = (
+        spec.batch as usize,
+        spec.q_heads as usize,
+        spec.q_len as usize,
+        spec.head_dim as usize,
+    );
+    let total_rows = bn * hn * lq;
+    let macs = total_rows as u128 * spec.kv_len as u128 * d as u128;
+    let (rows, method): (Vec<(usize, usize, usize)>, &str) = if macs <= FULL_ATTENTION_MACS {
+        let all = (0..bn)
+            .flat_map(|b| (0..hn).flat_map(move |h| (0..lq).map(move |i| (b, h, i))))
+            .collect();
+        (all, "full")
+    } else {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed));
+        // Always the first and last query row (tails) of the first and last head.
+        let mut rows = vec![(0, 0, 0), (bn - 1, hn - 1, lq - 1), (0, hn - 1, lq - 1)];
+        while rows.len() < SAMPLED_ROWS {
+            rows.push((
+                rng.random_range(0..bn),
+                rng.random_range(0..hn),
+                rng.random_range(0..lq),
+            ));
+        }
+        (rows, "sampled-rows")
+    };
+    let tol = spec.dtype.tolerance();
+    let worst = rows
+        .par_iter()
+        .map(|&(b, h, i)| {
+            let r = reference::attention_row(spec, q, k, v, b, h, i);
+            let scale = reference::v_scale(spec, v, b, h).max(f64::MIN_POSITIVE);
+            let off = ((b * hn + h) * lq + i) * d;
+            let mut w = Worst::new();
+            for (x, rv) in r.iter().enumerate() {
+                let e = (o.get(off + x) - rv).abs() / scale;
+                w.see(e, || format!("O[b{b}][h{h}][q{i}][{x}]"));
+            }
+            w
+        })
+        .reduce(Worst::new, Worst::merge);
+    worst.finish(method, tol)
+}
+
+fn verify_memory(spec: &MemorySpec, inputs: &[Tensor], out: &Tensor) -> Verification {
+    let n = spec.elements() as usize;
+    match spec.op {
+        MemOp::Copy => exact_elements(n, |i| (inputs[0].get(i), out.get(i))),
+        MemOp::Write => exact_elements(n, |i| (WRITE_VALUE as f64, out.get(i))),
+        MemOp::Triad => {
+            let (b, c) = (&inputs[0], &inputs[1]);
+            let s = TRIAD_SCALAR as f64;
+            let worst = (0..n)
+                .into_par_iter()
+                .fold(Worst::new, |mut w, i| {
+                    let (bv, cv) = (b.get(i), c.get(i));
+                    let r = bv + s * cv;
+                    let e = (out.get(i) - r).abs() / (bv.abs() + (s * cv).abs()).max(1e-30);
+                    w.see(e, || format!("a[{i}]"));
+                    w
+                })
+                .reduce(Worst::new, Worst::merge);
+            // f32 rounding of b + s·c, with or without a fused multiply-add: two ulps.
+            worst.finish("full", 2.5e-7)
+        }
+        MemOp::Read => {
+            let src = &inputs[0];
+            let (sum, abs): (f64, f64) = (0..n)
+                .into_par_iter()
+                .map(|i| {
+                    let x = src.get(i);
+                    (x, x.abs())
+                })
+                .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+            let mut w = Worst::new();
+            w.see((out.get(0) - sum).abs() / abs.max(1e-30), || "sum".into());
+            w.finish("full", 1e-5)
+        }
+    }
+}
+
+/// Bit-exact comparison, reported as relative error so the field means the same everywhere.
+fn exact_elements(n: usize, pair: impl Fn(usize) -> (f64, f64) + Sync) -> Verification {
+    let worst = (0..n)
+        .into_par_iter()
+        .fold(Worst::new, |mut w, i| {
+            let (want, got) = pair(i);
+            let e = if got.to_bits() == want.to_bits() {
+                0.0
+            } else {
+                ((got - want).abs() / want.abs().max(1e-30)).max(f64::MIN_POSITIVE)
+            };
+            w.see(e, || format!("element {i}"));
+            w
+        })
+        .reduce(Worst::new, Worst::merge);
+    worst.finish("exact", 0.0)
+}

@@ -1,0 +1,210 @@
+use super::checked_product;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Attention forward: O = softmax(Q·Kᵀ/√D [+ causal mask]) · V per (batch, q head).
+///
+/// Q is [B, Hq, Lq, D], K and V are [B, Hkv, Lkv, D], O is [B, Hq, Lq, D]. Query head h reads
+/// KV head h / (Hq / Hkv) (grouped-query attention; Hkv = 1 is multi-query). With `causal`, the
+/// query rows are aligned to the end of the keys, as in decode and chunked prefill: query i
+/// sees keys 0 ..= i + (Lkv − Lq).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttentionSpec {
+    pub batch: u64,
+    pub q_heads: u64,
+    pub kv_heads: u64,
+    pub q_len: u64,
+    pub kv_len: u64,
+    pub head_dim: u64,
+    pub causal: bool,
+    pub dtype: DType,
+}
+
+impl AttentionSpec {
+    pub fn name(&self) -> String {
+        format!(
+            "attention.{}.b{}.h{}kv{}.q{}.kv{}.d{}{}",
+            self.dtype,
+            self.batch,
+            self.q_heads,
+            self.kv_heads,
+            self.q_len,
+            self.kv_len,
+            self.head_dim,
+            if self.causal { ".causal" } else { "" }
+        )
+    }
+
+    /// Number of (query, key) pairs that take part, summed over one head.
+    ///
+    /// Non-causal: Lq·Lkv. Causal with end alignment: query i sees i + (Lkv − Lq) + 1 keys, so
+    /// the sum is Lq·(Lkv − Lq) + Lq·(Lq + 1)/2, exact, not the usual "half".
+    pub fn visible_pairs(&self) -> u128 {
+        let (lq, lkv) = (self.q_len as u128, self.kv_len as u128);
+        if !self.causal {
+            return lq * lkv;
+        }
+        lq * (lkv - lq) + lq * (lq + 1) / 2
+    }
+
+    /// 4·B·Hq·D per visible pair: 2 for the Q·Kᵀ dot product and 2 for the P·V product.
+    pub fn flops(&self) -> f64 {
+        4.0 * self.batch as f64
+            * self.q_heads as f64
+            * self.head_dim as f64
+            * self.visible_pairs() as f64
+    }
+
+    /// Q, K, V read once and O written once.
+    pub fn bytes(&self) -> u64 {
+        self.elem_bytes_q() * 2 + self.elem_bytes_kv() * 2
+    }
+
+    /// Bytes of Q (and of O, which has the same shape).
+    pub fn elem_bytes_q(&self) -> u64 {
+        self.batch * self.q_heads * self.q_len * self.head_dim * self.dtype.size()
+    }
+
+    /// Bytes of K (and of V).
+    pub fn elem_bytes_kv(&self) -> u64 {
+        self.batch * self.kv_heads * self.kv_len * self.head_dim * self.dtype.size()
+    }
+
+    pub fn q_shape(&self) -> Vec<usize> {
+        [self.batch, self.q_heads, self.q_len, self.head_dim]
+            .iter()
+            .map(|&x| x as usize)
+            .collect()
+    }
+
+    pub fn kv_shape(&self) -> Vec<usize> {
+        [self.batch, self.kv_heads, self.kv_len, self.head_dim]
+            .iter()
+            .map(|&x| x as usize)
+            .collect()
+    }
+
+    /// Softmax scale 1/√D.
+    pub fn scale(&self) -> f64 {
+        1.0 / (self.head_dim as f64).sqrt()
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let fields = [
+            ("batch", self.batch),
+            ("heads", self.q_heads),
+            ("kv heads", self.kv_heads),
+            ("q length", self.q_len),
+            ("kv length", self.kv_len),
+            ("head dim", self.head_dim),
+        ];
+        for (n, v) in fields {
+            if v == 0 {
+                return Err(Error::invalid(format!("attention: {n} must be at least 1")));
+            }
+        }
+        if !self.dtype.valid_for_attention() {
+            return Err(Error::invalid(format!(
+                "attention runs in f32, f16 or bf16, not {}",
+                self.dtype
+            )));
+        }
+        if self.q_heads % self.kv_heads != 0 {
+            return Err(Error::invalid(format!(
+                "attention: kv heads ({}) must divide q heads ({})",
+                self.kv_heads, self.q_heads
+            )));
+        }
+        if self.head_dim > 1024 {
+            return Err(Error::invalid(format!(
+                "attention: head dim {} is above 1024",
+                self.head_dim
+            )));
+        }
+        if self.causal && self.q_len > self.kv_len {
+            return Err(Error::invalid(format!(
+                "attention: causal needs q length ({}) ≤ kv length ({}); queries are aligned to the end of the keys",
+                self.q_len, self.kv_len
+            )));
+        }
+        let what = "attention shape";
+        checked_product(
+            what,
+            &[self.batch, self.q_heads, self.q_len, self.head_dim],
+        )?;
+        checked_product(
+            what,
+            &[self.batch, self.kv_heads, self.kv_len, self.head_dim],
+        )?;
+        checked_product(what, &[self.batch, self.q_heads, self.q_len, self.kv_len])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(lq: u64, lkv: u64, causal: bool) -> AttentionSpec {
+        AttentionSpec {
+            batch: 2,
+            q_heads: 8,
+            kv_heads: 2,
+            q_len: lq,
+            kv_len: lkv,
+            head_dim: 64,
+            causal,
+            dtype: DType::Bf16,
+        }
+    }
+
+    #[test]
+    fn causal_pairs_are_exact() {
+        // brute force count
+        for (lq, lkv) in [(1, 1), (1, 9), (5, 5), (3, 10), (17, 17), (16, 1000)] {
+            let s = spec(lq, lkv, true);
+            let mut n = 0u128;
+            for i in 0..lq {
+                for j in 0..lkv {
+                    if j <= i + (lkv - lq) {
+                        n += 1;
+                    }
+                }
+            }
+            assert_eq!(s.visible_pairs(), n, "{lq} {lkv}");
+        }
+        assert_eq!(spec(7, 9, false).visible_pairs(), 63);
+    }
+
+    #[test]
+    fn flops_and_bytes() {
+        let s = spec(128, 128, false);
+        assert_eq!(s.flops(), 4.0 * 2.0 * 8.0 * 128.0 * 128.0 * 64.0);
+        let causal = spec(128, 128, true);
+        assert_eq!(
+            causal.flops(),
+            4.0 * 2.0 * 8.0 * 64.0 * (128.0 * 129.0 / 2.0)
+        );
+        // decode: one query sees every key
+        assert_eq!(spec(1, 4096, true).flops(), spec(1, 4096, false).flops());
+        let q = 2 * 8 * 128 * 64 * 2;
+        let kv = 2 * 2 * 128 * 64 * 2;
+        assert_eq!(s.bytes(), 2 * q + 2 * kv);
+    }
+
+    #[test]
+    fn rejects_bad_specs() {
+        let mut s = spec(4, 4, false);
+        s.kv_heads = 3;
+        assert!(s.validate().is_err());
+        let mut s = spec(4, 4, false);
+        s.dtype = DType::Int8;
+        assert!(s.validate().is_err());
+        assert!(spec(8, 4, true).validate().is_err());
+        assert!(spec(8, 4, false).validate().is_ok());
+        let mut s = spec(4, 4, false);
+        s.batch = 0;
+        assert!(s.validate().is_err());
+    }
+}

@@ -1,0 +1,131 @@
+use super::checked_product;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// How B is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BLayout {
+    /// B is K×N row-major (C = A·B).
+    #[default]
+    Kn,
+    /// B is N×K row-major, i.e. C = A·Bᵀ: how LLM weight matrices are stored
+    /// (`nn.Linear` keeps [out_features, in_features]).
+    Nk,
+}
+
+impl BLayout {
+    pub fn name(self) -> &'static str {
+        match self {
+            BLayout::Kn => "kn",
+            BLayout::Nk => "nk",
+        }
+    }
+}
+
+impl std::str::FromStr for BLayout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "kn" | "nn" | "row" => Ok(BLayout::Kn),
+            "nk" | "nt" | "weight" | "weights" => Ok(BLayout::Nk),
+            _ => Err(format!("unknown B layout `{s}` (kn or nk)")),
+        }
+    }
+}
+
+/// C[M×N] = A[M×K] · B, with B either K×N or N×K.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatmulSpec {
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    pub dtype: DType,
+    #[serde(default)]
+    pub b_layout: BLayout,
+}
+
+impl MatmulSpec {
+    pub fn new(m: u64, n: u64, k: u64, dtype: DType) -> Self {
+        MatmulSpec {
+            m,
+            n,
+            k,
+            dtype,
+            b_layout: BLayout::Kn,
+        }
+    }
+
+    pub fn name(&self) -> String {
+        format!(
+            "matmul.{}.{}x{}x{}.{}",
+            self.dtype,
+            self.m,
+            self.n,
+            self.k,
+            self.b_layout.name()
+        )
+    }
+
+    pub fn flops(&self) -> f64 {
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64
+    }
+
+    pub fn bytes(&self) -> u64 {
+        let ins = (self.m * self.k + self.k * self.n) * self.dtype.size();
+        ins + self.m * self.n * self.dtype.matmul_output().size()
+    }
+
+    /// Shape of B as stored.
+    pub fn b_shape(&self) -> [usize; 2] {
+        match self.b_layout {
+            BLayout::Kn => [self.k as usize, self.n as usize],
+            BLayout::Nk => [self.n as usize, self.k as usize],
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.m == 0 || self.n == 0 || self.k == 0 {
+            return Err(Error::invalid(format!(
+                "matmul shape {}x{}x{}: M, N and K must each be at least 1",
+                self.m, self.n, self.k
+            )));
+        }
+        let what = format!("matmul shape {}x{}x{}", self.m, self.n, self.k);
+        checked_product(&what, &[self.m, self.k])?;
+        checked_product(&what, &[self.k, self.n])?;
+        checked_product(&what, &[self.m, self.n])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts() {
+        let m = MatmulSpec::new(2, 3, 4, DType::Bf16);
+        assert_eq!(m.flops(), 48.0);
+        // A 8 + B 12 elements at 2 bytes, C 6 bf16
+        assert_eq!(m.bytes(), (8 + 12) * 2 + 6 * 2);
+        let i = MatmulSpec::new(2, 3, 4, DType::Int8);
+        assert_eq!(i.bytes(), 20 + 6 * 4);
+        let f = MatmulSpec::new(2, 3, 4, DType::Fp8E4m3);
+        assert_eq!(f.bytes(), 20 + 6 * 2);
+        assert_eq!(m.name(), "matmul.bf16.2x3x4.kn");
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        assert!(MatmulSpec::new(0, 3, 4, DType::F32).validate().is_err());
+        assert!(MatmulSpec::new(u64::MAX, u64::MAX, 4, DType::F32)
+            .validate()
+            .is_err());
+        assert!(MatmulSpec::new(1 << 30, 1 << 30, 1, DType::F32)
+            .validate()
+            .is_err());
+        assert!(MatmulSpec::new(1, 1, 1, DType::F32).validate().is_ok());
+    }
+}

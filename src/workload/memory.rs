@@ -1,0 +1,127 @@
+use crate::error::{Error, Result};
+use crate::units::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// A streaming memory operation over f32 arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemOp {
+    /// dst = src: one read and one write per element.
+    Copy,
+    /// sum(src): one read per element (a reduction, so nothing to write back).
+    Read,
+    /// dst = value: one write per element.
+    Write,
+    /// a = b + s·c (STREAM triad): two reads and one write per element.
+    Triad,
+}
+
+impl MemOp {
+    pub const ALL: [MemOp; 4] = [MemOp::Copy, MemOp::Read, MemOp::Write, MemOp::Triad];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MemOp::Copy => "copy",
+            MemOp::Read => "read",
+            MemOp::Write => "write",
+            MemOp::Triad => "triad",
+        }
+    }
+
+    /// Arrays the operation streams through.
+    pub fn arrays(self) -> u64 {
+        match self {
+            MemOp::Copy => 2,
+            MemOp::Read | MemOp::Write => 1,
+            MemOp::Triad => 3,
+        }
+    }
+}
+
+impl std::str::FromStr for MemOp {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "copy" => Ok(MemOp::Copy),
+            "read" | "reduce" | "sum" => Ok(MemOp::Read),
+            "write" | "fill" => Ok(MemOp::Write),
+            "triad" => Ok(MemOp::Triad),
+            _ => Err(format!("unknown memory op `{s}` (copy, read, write, triad)")),
+        }
+    }
+}
+
+/// A memory operation over arrays of `bytes` each (rounded down to whole f32 elements).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemorySpec {
+    pub op: MemOp,
+    /// Size of each array in bytes.
+    pub bytes: u64,
+}
+
+impl MemorySpec {
+    pub fn elements(&self) -> u64 {
+        self.bytes / 4
+    }
+
+    pub fn name(&self) -> String {
+        format!("memory.{}.{}", self.op.name(), size_label(self.bytes))
+    }
+
+    /// Bytes moved: every array streamed once.
+    pub fn bytes(&self) -> u64 {
+        self.op.arrays() * self.elements() * 4
+    }
+
+    pub fn footprint(&self) -> u64 {
+        self.bytes()
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.bytes < 4096 {
+            return Err(Error::invalid(format!(
+                "memory size {} is below the 4 KiB minimum",
+                Bytes(self.bytes)
+            )));
+        }
+        if self.bytes > 1 << 44 {
+            return Err(Error::invalid(format!(
+                "memory size {} is beyond any device",
+                Bytes(self.bytes)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `1GiB`, `256MiB`, `4000000B`: compact and exact.
+fn size_label(b: u64) -> String {
+    for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if b >= 1 << shift && b % (1 << shift) == 0 {
+            return format!("{}{unit}", b >> shift);
+        }
+    }
+    format!("{b}B")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts() {
+        let c = MemorySpec {
+            op: MemOp::Copy,
+            bytes: 1 << 30,
+        };
+        assert_eq!(c.bytes(), 2 << 30);
+        assert_eq!(c.name(), "memory.copy.1GiB");
+        let t = MemorySpec {
+            op: MemOp::Triad,
+            bytes: 4000,
+        };
+        assert_eq!(t.bytes(), 3 * 4000);
+        assert_eq!(t.name(), "memory.triad.4000B");
+        assert!(t.validate().is_err());
+    }
+}
