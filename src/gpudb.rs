@@ -1,0 +1,1 @@
+//! GPU database (being written).

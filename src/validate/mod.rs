@@ -1,0 +1,1 @@
+//! Instance validation (being written).
