@@ -14,15 +14,22 @@
 //! | orchestration | [`plan`], [`runner`], [`cli`] | flags → validated plan → results |
 
 pub mod backend;
+pub mod cli;
 pub mod compare;
 pub mod dtype;
 pub mod env;
 pub mod gpudb;
 pub mod error;
+pub mod export;
 pub mod inputs;
+pub mod measure;
+pub mod npy;
+pub mod plan;
 pub mod report;
+pub mod runner;
 pub mod stats;
 pub mod tensor;
+pub mod term;
 pub mod validate;
 pub mod units;
 pub mod verify;

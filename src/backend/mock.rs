@@ -1,1 +1,238 @@
-//! Mock backend (being written).
+//! A backend with a fake clock, for testing everything above the `Backend` seam without noise.
+//!
+//! Outputs are computed exactly (from the f64 references), so verification passes; times are
+//! derived from the workload's FLOPs and bytes with a small deterministic wobble, so a whole run
+//! gives the same report every time. Setting `GPUVET_MOCK_FAULT` to part of a workload name
+//! corrupts one element of that workload's output, to exercise the failure path.
+
+use super::{Backend, BackendKind, DeviceInfo, ImplInfo, Peaks, PrepareOptions, Prepared, Telemetry};
+use crate::error::{Error, Result};
+use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
+use crate::tensor::{Data, Tensor};
+use crate::verify::reference;
+use crate::workload::{MemOp, Workload};
+use std::collections::BTreeMap;
+
+/// Largest multiply-add count the mock computes (it is a test double, not a compute engine).
+const MAX_MACS: u128 = 1 << 28;
+
+/// Fake rates: 100 TFLOP/s and 1 TB/s.
+const FAKE_FLOPS: f64 = 100e12;
+const FAKE_BANDWIDTH: f64 = 1e12;
+
+pub struct MockBackend {
+    info: DeviceInfo,
+}
+
+impl MockBackend {
+    pub fn new() -> Self {
+        let mut flops = BTreeMap::new();
+        for (d, v) in [
+            ("f32", 50e12),
+            ("tf32", 200e12),
+            ("f16", 400e12),
+            ("bf16", 400e12),
+            ("fp8_e4m3", 800e12),
+            ("fp8_e5m2", 800e12),
+            ("int8", 800e12),
+        ] {
+            flops.insert(d.to_string(), v);
+        }
+        MockBackend {
+            info: DeviceInfo {
+                index: 0,
+                backend: Some(BackendKind::Mock),
+                name: "Mock GPU".into(),
+                uuid: Some("GPU-00000000-0000-0000-0000-000000000000".into()),
+                pci_bus_id: Some("00000000:00:00.0".into()),
+                compute_capability: Some("9.0".into()),
+                multiprocessors: Some(100),
+                memory_bytes: Some(16 << 30),
+                last_level_cache_bytes: Some(1 << 20),
+                driver_version: Some("mock".into()),
+                details: Default::default(),
+                peaks: Some(Peaks {
+                    source: "mock figures for tests".into(),
+                    flops,
+                    memory_bandwidth: Some(2e12),
+                }),
+            },
+        }
+    }
+}
+
+impl Default for MockBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Backend for MockBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Mock
+    }
+
+    fn device(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn implementations(&self, _w: &Workload) -> Vec<ImplInfo> {
+        vec![ImplInfo::new("mock", "exact reference output, fake clock", false)]
+    }
+
+    fn free_memory(&self) -> Result<u64> {
+        Ok(16 << 30)
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        w: &Workload,
+        imp: &str,
+        inputs: &[Tensor],
+        opts: PrepareOptions,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        self.check(w, imp)?;
+        let macs = match w {
+            Workload::Matmul(m) => m.m as u128 * m.n as u128 * m.k as u128,
+            Workload::Attention(a) => a.visible_pairs() * (a.batch * a.q_heads * a.head_dim) as u128,
+            Workload::Memory(m) => m.elements() as u128,
+        };
+        if macs > MAX_MACS {
+            return Err(Error::unsupported(format!(
+                "the mock backend computes at most {MAX_MACS} multiply-adds; {} is larger",
+                w.name()
+            )));
+        }
+        let per_iter = w.flops() / FAKE_FLOPS + w.bytes() as f64 / FAKE_BANDWIDTH + 2e-6;
+        Ok(Box::new(MockRun {
+            w: w.clone(),
+            inputs: inputs.to_vec(),
+            per_iter,
+            calls: 0,
+            sets: opts.buffer_sets,
+        }))
+    }
+
+    fn telemetry(&self) -> Option<Telemetry> {
+        Some(Telemetry {
+            sm_clock_mhz: Some(1500.0),
+            memory_clock_mhz: Some(2600.0),
+            temperature_c: Some(40.0),
+            power_w: Some(100.0),
+            power_limit_w: Some(300.0),
+            throttle_reasons: vec![],
+        })
+    }
+}
+
+struct MockRun {
+    w: Workload,
+    inputs: Vec<Tensor>,
+    per_iter: f64,
+    calls: u64,
+    sets: usize,
+}
+
+impl Prepared for MockRun {
+    fn compute_dtype(&self) -> String {
+        "mock".into()
+    }
+
+    fn run_verify(&mut self) -> Result<Tensor> {
+        let mut out = compute(&self.w, &self.inputs);
+        if let Ok(pattern) = std::env::var("GPUVET_MOCK_FAULT") {
+            if !pattern.is_empty() && self.w.name().contains(&pattern) {
+                corrupt(&mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    fn run(&mut self, iters: u64) -> Result<f64> {
+        // A fixed sequence of ±0.1% wobbles: samples are not all equal, and never random.
+        self.calls += 1;
+        let wobble = ((self.calls * 7919) % 11) as f64 - 5.0;
+        Ok(iters as f64 * self.per_iter * (1.0 + wobble * 2e-4))
+    }
+
+    fn cache_policy(&self) -> String {
+        if self.sets > 1 {
+            format!("rotate({})", self.sets)
+        } else {
+            "single".into()
+        }
+    }
+}
+
+/// Flips the sign of element 0 (and makes sure it changes even when it is zero).
+fn corrupt(t: &mut Tensor) {
+    match &mut t.data {
+        Data::F32(v) => v[0] = -v[0] + 1.0,
+        Data::F16(v) => v[0] = half::f16::from_f32(-v[0].to_f32() + 1.0),
+        Data::Bf16(v) => v[0] = half::bf16::from_f32(-v[0].to_f32() + 1.0),
+        Data::I32(v) => v[0] = v[0].wrapping_add(1),
+        Data::F64(v) => v[0] = -v[0] + 1.0,
+        _ => {}
+    }
+}
+
+fn compute(w: &Workload, inputs: &[Tensor]) -> Tensor {
+    match w {
+        Workload::Matmul(m) => {
+            let a = inputs[0].to_f64();
+            let (mm, n) = (m.m as usize, m.n as usize);
+            let mut c = vec![0f32; mm * n];
+            for i in 0..mm {
+                for j in 0..n {
+                    c[i * n + j] = reference::matmul_element(m, &a, &inputs[1], i, j).0 as f32;
+                }
+            }
+            Tensor::from_f32_out("C", vec![mm, n], m.dtype.matmul_output(), &c)
+        }
+        Workload::Attention(a) => {
+            let (bn, hn, lq) = (a.batch as usize, a.q_heads as usize, a.q_len as usize);
+            let mut o = Vec::with_capacity(bn * hn * lq * a.head_dim as usize);
+            for b in 0..bn {
+                for h in 0..hn {
+                    for i in 0..lq {
+                        let row = reference::attention_row(a, &inputs[0], &inputs[1], &inputs[2], b, h, i);
+                        o.extend(row.iter().map(|&x| x as f32));
+                    }
+                }
+            }
+            Tensor::from_f32("O", a.q_shape(), a.dtype, &o)
+        }
+        Workload::Memory(m) => {
+            let n = m.elements() as usize;
+            match m.op {
+                MemOp::Copy => Tensor {
+                    name: "dst".into(),
+                    ..inputs[0].clone()
+                },
+                MemOp::Read => Tensor {
+                    name: "sum".into(),
+                    shape: vec![1],
+                    data: Data::F64(vec![inputs[0].to_f64().iter().sum()]),
+                },
+                MemOp::Write => Tensor {
+                    name: "dst".into(),
+                    shape: vec![n],
+                    data: Data::F32(vec![WRITE_VALUE; n]),
+                },
+                MemOp::Triad => {
+                    let (b, c) = (inputs[0].to_f32(), inputs[1].to_f32());
+                    let a: Vec<f32> = b
+                        .iter()
+                        .zip(&c)
+                        .map(|(&x, &y)| x + TRIAD_SCALAR * y)
+                        .collect();
+                    Tensor {
+                        name: "a".into(),
+                        shape: vec![n],
+                        data: Data::F32(a),
+                    }
+                }
+            }
+        }
+    }
+}

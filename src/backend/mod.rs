@@ -209,3 +209,61 @@ pub trait Backend: Send {
         None
     }
 }
+
+/// Which backend the user asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// CUDA when a usable NVIDIA GPU is present, otherwise the CPU (with a notice).
+    Auto,
+    /// The host CPU.
+    Cpu,
+    /// NVIDIA GPUs through CUDA; an error when none can be used.
+    Cuda,
+    /// Fake clock, exact outputs: for testing gpuvet itself.
+    #[value(hide = true)]
+    Mock,
+}
+
+/// Backends opened for a run, and a notice to show when a fallback happened.
+pub struct Opened {
+    pub backends: Vec<Box<dyn Backend>>,
+    pub notice: Option<String>,
+}
+
+/// Opens the backends for `choice`. `threads` is the CPU thread count (0 = all).
+pub fn open(choice: BackendChoice, threads: usize) -> Result<Opened> {
+    let cpu = || -> Result<Vec<Box<dyn Backend>>> {
+        Ok(vec![Box::new(cpu::CpuBackend::new(threads)?) as Box<dyn Backend>])
+    };
+    match choice {
+        BackendChoice::Cpu => Ok(Opened {
+            backends: cpu()?,
+            notice: None,
+        }),
+        BackendChoice::Mock => Ok(Opened {
+            backends: vec![Box::new(mock::MockBackend::new())],
+            notice: None,
+        }),
+        BackendChoice::Cuda => {
+            let backends = cuda::open_all()?;
+            Ok(Opened {
+                backends,
+                notice: None,
+            })
+        }
+        BackendChoice::Auto => match cuda::open_all() {
+            Ok(b) if !b.is_empty() => Ok(Opened {
+                backends: b,
+                notice: None,
+            }),
+            Ok(_) => Ok(Opened {
+                backends: cpu()?,
+                notice: Some("no NVIDIA GPU found; running on the CPU backend".into()),
+            }),
+            Err(e) => Ok(Opened {
+                backends: cpu()?,
+                notice: Some(format!("{e}; running on the CPU backend")),
+            }),
+        },
+    }
+}

@@ -32,6 +32,8 @@ pub struct Verification {
     /// `full`, `freivalds+sampled`, `sampled-rows`, `exact`.
     pub method: String,
     /// Largest relative error seen (see docs/verification.md for each workload's definition).
+    /// Infinite (written as JSON `null`) when the output held NaN or nothing was compared.
+    #[serde(with = "finite_or_null")]
     pub max_rel_error: f64,
     /// The bound it was held to.
     pub tolerance: f64,
@@ -40,6 +42,23 @@ pub struct Verification {
     /// Where it failed, when it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// JSON has no infinity: write non-finite errors as `null` and read `null` back as infinity.
+mod finite_or_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+    }
 }
 
 /// Tracks the worst error and where it was.

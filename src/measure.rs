@@ -1,0 +1,202 @@
+//! Timing one prepared workload: warm-up, batching, and the stopping rule.
+//!
+//! Warm-up runs single iterations for a fixed wall time (clocks ramp, caches and allocators
+//! settle), which also estimates the time per iteration. Each sample then runs enough iterations
+//! back to back to last at least `min_sample_time`, so timer overhead and launch latency are
+//! small beside the work. Sampling stops once `min_samples` are in and either the relative
+//! standard deviation is below the target or `max_time` has passed.
+
+use crate::backend::Prepared;
+use crate::error::{Error, Result};
+use crate::stats::Summary;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// The knobs of the stopping rule (all exposed as CLI flags).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasureConfig {
+    /// Wall seconds of warm-up before the first sample.
+    pub warmup_s: f64,
+    /// Samples always taken (unless interrupted).
+    pub min_samples: usize,
+    /// Samples never exceeded.
+    pub max_samples: usize,
+    /// Wall seconds of sampling after which no new sample starts (once `min_samples` are in).
+    pub max_time_s: f64,
+    /// Stop early when stddev/mean of the samples falls below this.
+    pub target_rel_noise: f64,
+    /// Shortest time one sample should take; shorter iterations are batched.
+    pub min_sample_time_s: f64,
+}
+
+impl Default for MeasureConfig {
+    fn default() -> Self {
+        MeasureConfig {
+            warmup_s: 0.3,
+            min_samples: 10,
+            max_samples: 1000,
+            max_time_s: 3.0,
+            target_rel_noise: 0.005,
+            min_sample_time_s: 0.01,
+        }
+    }
+}
+
+/// What the measurement produced.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    pub summary: Summary,
+    pub iterations_per_sample: u64,
+    pub stop_reason: &'static str,
+}
+
+/// Warms up and samples `p` under `cfg`. `seed` makes the bootstrap reproducible; `stop` is the
+/// Ctrl-C flag, checked between samples.
+pub fn measure(
+    p: &mut dyn Prepared,
+    cfg: &MeasureConfig,
+    seed: u64,
+    stop: &AtomicBool,
+) -> Result<Measurement> {
+    let start = Instant::now();
+    let mut warm_times = Vec::new();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        warm_times.push(p.run(1)?);
+        if start.elapsed().as_secs_f64() >= cfg.warmup_s || warm_times.len() >= 10_000 {
+            break;
+        }
+    }
+    // The fastest recent iteration is the best guess of steady state (early ones are cold).
+    let tail = &warm_times[warm_times.len().saturating_sub(5)..];
+    let per_iter = tail.iter().cloned().fold(f64::INFINITY, f64::min).max(1e-9);
+    let batch = ((cfg.min_sample_time_s / per_iter).ceil() as u64).clamp(1, 1 << 24);
+
+    let sampling = Instant::now();
+    let mut times = Vec::new();
+    let stop_reason = loop {
+        if stop.load(Ordering::Relaxed) {
+            if times.is_empty() {
+                return Err(Error::Interrupted);
+            }
+            break "interrupted";
+        }
+        let t = p.run(batch)? / batch as f64;
+        if !t.is_finite() || t <= 0.0 {
+            return Err(Error::backend(
+                "timer",
+                format!("the backend clock returned {t} s for {batch} iterations"),
+            ));
+        }
+        times.push(t);
+        let n = times.len();
+        if n >= cfg.max_samples {
+            break "max-samples";
+        }
+        if n >= cfg.min_samples.max(2) {
+            if rel_stddev(&times) <= cfg.target_rel_noise {
+                break "noise-target";
+            }
+            if sampling.elapsed().as_secs_f64() >= cfg.max_time_s {
+                break "max-time";
+            }
+        }
+    };
+    Ok(Measurement {
+        summary: Summary::from_samples(&times, seed),
+        iterations_per_sample: batch,
+        stop_reason,
+    })
+}
+
+fn rel_stddev(t: &[f64]) -> f64 {
+    let n = t.len() as f64;
+    let mean = t.iter().sum::<f64>() / n;
+    let var = t.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    var.sqrt() / mean
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::Tensor;
+
+    /// A fake run whose iterations take `per_iter` seconds, with optional alternating noise.
+    struct Fake {
+        per_iter: f64,
+        noise: f64,
+        calls: u64,
+    }
+
+    impl Prepared for Fake {
+        fn compute_dtype(&self) -> String {
+            "f32".into()
+        }
+        fn run_verify(&mut self) -> Result<Tensor> {
+            unreachable!()
+        }
+        fn run(&mut self, iters: u64) -> Result<f64> {
+            self.calls += 1;
+            let sign = if self.calls % 2 == 0 { 1.0 } else { -1.0 };
+            Ok(iters as f64 * self.per_iter * (1.0 + sign * self.noise))
+        }
+        fn cache_policy(&self) -> String {
+            "hot".into()
+        }
+    }
+
+    #[test]
+    fn batches_short_iterations_and_stops_on_noise() {
+        let mut f = Fake {
+            per_iter: 1e-5,
+            noise: 0.0,
+            calls: 0,
+        };
+        let cfg = MeasureConfig {
+            warmup_s: 0.0,
+            ..Default::default()
+        };
+        let m = measure(&mut f, &cfg, 1, &AtomicBool::new(false)).unwrap();
+        assert_eq!(m.iterations_per_sample, 1000);
+        assert_eq!(m.stop_reason, "noise-target");
+        assert_eq!(m.summary.samples, 10);
+        assert!((m.summary.median_s - 1e-5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn noisy_runs_go_on_until_max_samples() {
+        let mut f = Fake {
+            per_iter: 1e-3,
+            noise: 0.05,
+            calls: 0,
+        };
+        let cfg = MeasureConfig {
+            warmup_s: 0.0,
+            max_samples: 25,
+            max_time_s: 1e9,
+            ..Default::default()
+        };
+        let m = measure(&mut f, &cfg, 1, &AtomicBool::new(false)).unwrap();
+        assert_eq!(m.stop_reason, "max-samples");
+        assert_eq!(m.summary.samples, 25);
+    }
+
+    #[test]
+    fn interrupted_before_any_sample_is_an_error() {
+        let mut f = Fake {
+            per_iter: 1e-3,
+            noise: 0.0,
+            calls: 0,
+        };
+        let r = measure(
+            &mut f,
+            &MeasureConfig::default(),
+            1,
+            &AtomicBool::new(true),
+        );
+        assert!(matches!(r, Err(Error::Interrupted)));
+    }
+}

@@ -1,0 +1,281 @@
+//! From what the user asked for to a validated list of (workload, device, implementation).
+//!
+//! Everything that can be rejected is rejected here, before anything is allocated or timed:
+//! impossible shapes, unknown implementations, dtypes a device lacks, and memory needs above
+//! what is free (the message says how much).
+
+use crate::backend::{Backend, BackendKind};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::units::Bytes;
+use crate::workload::{AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
+
+/// How many bytes of buffers to rotate through, as a multiple of the last-level cache.
+const ROTATE_CACHE_MULTIPLE: u64 = 3;
+/// Never more buffer sets than this.
+const MAX_BUFFER_SETS: u64 = 16;
+
+/// Which implementations to run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImplSelect {
+    /// Vendor references plus the best own implementation.
+    Default,
+    /// Every implementation the device has.
+    All,
+    /// These, by name.
+    Named(Vec<String>),
+}
+
+impl ImplSelect {
+    pub fn parse(list: &[String]) -> ImplSelect {
+        if list.is_empty() || list.iter().any(|s| s == "default") {
+            ImplSelect::Default
+        } else if list.iter().any(|s| s == "all") {
+            ImplSelect::All
+        } else {
+            ImplSelect::Named(list.to_vec())
+        }
+    }
+}
+
+/// One unit of the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanEntry {
+    pub workload: Workload,
+    /// Index into the opened backends.
+    pub device: usize,
+    pub implementation: String,
+    pub buffer_sets: usize,
+}
+
+/// A validated plan.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub entries: Vec<PlanEntry>,
+    /// Workloads left out because a device cannot run them (quick suites only).
+    pub skipped: Vec<String>,
+}
+
+/// Builds a plan. With `skip_unsupported` (suites), workloads a device has no implementation
+/// for are listed in `skipped`; otherwise that is an error.
+pub fn build(
+    workloads: &[Workload],
+    backends: &[Box<dyn Backend>],
+    select: &ImplSelect,
+    hot: bool,
+    skip_unsupported: bool,
+) -> Result<Plan> {
+    let mut plan = Plan::default();
+    for w in workloads {
+        w.validate()?;
+        for (di, b) in backends.iter().enumerate() {
+            let avail = b.implementations(w);
+            if avail.is_empty() {
+                let why = format!(
+                    "{} cannot run {} (dtype {} unsupported here)",
+                    b.device().name,
+                    w.name(),
+                    w.dtype()
+                );
+                if skip_unsupported {
+                    plan.skipped.push(why);
+                    continue;
+                }
+                return Err(Error::Unsupported(why));
+            }
+            let chosen: Vec<String> = match select {
+                ImplSelect::All => avail.iter().map(|i| i.name.clone()).collect(),
+                ImplSelect::Default => {
+                    let mut v: Vec<String> = avail
+                        .iter()
+                        .filter(|i| i.reference)
+                        .map(|i| i.name.clone())
+                        .collect();
+                    if let Some(own) = avail.iter().find(|i| !i.reference) {
+                        v.push(own.name.clone());
+                    }
+                    v
+                }
+                ImplSelect::Named(names) => {
+                    for n in names {
+                        b.check(w, n)?;
+                    }
+                    names.clone()
+                }
+            };
+            let sets = buffer_sets(w, b.as_ref(), hot);
+            check_memory(w, b.as_ref(), sets)?;
+            for imp in chosen {
+                plan.entries.push(PlanEntry {
+                    workload: w.clone(),
+                    device: di,
+                    implementation: imp,
+                    buffer_sets: sets,
+                });
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Buffer sets so that the rotated working set is a few times the last-level cache.
+pub fn buffer_sets(w: &Workload, b: &dyn Backend, hot: bool) -> usize {
+    if hot {
+        return 1;
+    }
+    let llc = b.device().last_level_cache_bytes.unwrap_or(32 << 20);
+    let ws = w.footprint().max(1);
+    let want = (ROTATE_CACHE_MULTIPLE * llc).div_ceil(ws);
+    want.clamp(1, MAX_BUFFER_SETS) as usize
+}
+
+/// Refuses a workload whose buffers do not fit, before anything is allocated.
+fn check_memory(w: &Workload, b: &dyn Backend, sets: usize) -> Result<()> {
+    // Host copies of the inputs and of the output, read back for verification.
+    let host_need = w.footprint();
+    let device_need = b.memory_needed(w, sets);
+    let host_free = crate::env::available_memory();
+    let (need_on_device, host_total) = if b.kind() == BackendKind::Cuda {
+        (device_need, host_need)
+    } else {
+        (0, host_need.saturating_add(device_need))
+    };
+    if host_total > host_free {
+        return Err(Error::OutOfMemory {
+            device: "host".into(),
+            need: Bytes(host_total),
+            have: Bytes(host_free),
+        });
+    }
+    if need_on_device > 0 {
+        let free = b.free_memory()?;
+        if need_on_device > free {
+            return Err(Error::OutOfMemory {
+                device: b.device().name.clone(),
+                need: Bytes(need_on_device),
+                have: Bytes(free),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The quick suite for a backend kind: what `gpuvet` with no arguments runs.
+///
+/// On a GPU: memory bandwidth at a size far beyond L2, the vendor GEMM at 8192³ for every dtype
+/// (dtypes the device lacks are skipped), and prefill and decode attention. On a CPU the sizes
+/// are scaled so the whole suite stays under a minute on a 2-core machine.
+pub fn quick_suite(kind: BackendKind) -> Vec<Workload> {
+    let mm = |s: u64, d: DType, layout: BLayout| {
+        Workload::Matmul(MatmulSpec {
+            m: s,
+            n: s,
+            k: s,
+            dtype: d,
+            b_layout: layout,
+        })
+    };
+    let att = |b, hq, hkv, lq, lkv, causal, dtype| {
+        Workload::Attention(AttentionSpec {
+            batch: b,
+            q_heads: hq,
+            kv_heads: hkv,
+            q_len: lq,
+            kv_len: lkv,
+            head_dim: 128,
+            causal,
+            dtype,
+        })
+    };
+    let mem = |op, bytes| Workload::Memory(MemorySpec { op, bytes });
+    match kind {
+        BackendKind::Cuda => {
+            let mut v = vec![mem(MemOp::Copy, 4 << 30), mem(MemOp::Read, 4 << 30)];
+            for d in [
+                DType::Bf16,
+                DType::F16,
+                DType::Fp8E4m3,
+                DType::Int8,
+                DType::Tf32,
+                DType::F32,
+            ] {
+                v.push(mm(8192, d, BLayout::Nk));
+            }
+            v.push(att(4, 32, 8, 4096, 4096, true, DType::Bf16));
+            v.push(att(64, 32, 8, 1, 8192, true, DType::Bf16));
+            v
+        }
+        BackendKind::Cpu => vec![
+            mem(MemOp::Copy, 256 << 20),
+            mem(MemOp::Triad, 256 << 20),
+            mm(2048, DType::F32, BLayout::Kn),
+            mm(1024, DType::Bf16, BLayout::Nk),
+            mm(1024, DType::F16, BLayout::Nk),
+            mm(512, DType::Int8, BLayout::Nk),
+            att(1, 8, 2, 1024, 1024, true, DType::F32),
+            att(4, 32, 8, 1, 4096, true, DType::Bf16),
+        ],
+        BackendKind::Mock => vec![
+            mem(MemOp::Copy, 1 << 20),
+            mm(64, DType::F32, BLayout::Kn),
+            mm(64, DType::Bf16, BLayout::Nk),
+            mm(32, DType::Int8, BLayout::Nk),
+            att(1, 4, 2, 16, 32, true, DType::F16),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::mock::MockBackend;
+
+    fn mock() -> Vec<Box<dyn Backend>> {
+        vec![Box::new(MockBackend::new())]
+    }
+
+    #[test]
+    fn rejects_bad_shapes_and_impls() {
+        let b = mock();
+        let bad = Workload::Matmul(MatmulSpec::new(0, 1, 1, DType::F32));
+        assert!(build(&[bad], &b, &ImplSelect::Default, false, false).is_err());
+        let ok = Workload::Matmul(MatmulSpec::new(8, 8, 8, DType::F32));
+        let e = build(
+            std::slice::from_ref(&ok),
+            &b,
+            &ImplSelect::Named(vec!["nope".into()]),
+            false,
+            false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("available: mock"), "{e}");
+        let p = build(&[ok], &b, &ImplSelect::Default, false, false).unwrap();
+        assert_eq!(p.entries.len(), 1);
+        assert_eq!(p.entries[0].implementation, "mock");
+    }
+
+    #[test]
+    fn rotation_follows_cache_size() {
+        let b = MockBackend::new(); // 1 MiB "L2"
+        let small = Workload::Matmul(MatmulSpec::new(8, 8, 8, DType::F32));
+        assert_eq!(buffer_sets(&small, &b, false), 16);
+        assert_eq!(buffer_sets(&small, &b, true), 1);
+        let big = Workload::Memory(MemorySpec {
+            op: MemOp::Copy,
+            bytes: 64 << 20,
+        });
+        assert_eq!(buffer_sets(&big, &b, false), 1);
+    }
+
+    #[test]
+    fn refuses_what_does_not_fit() {
+        let b = mock();
+        let huge = Workload::Memory(MemorySpec {
+            op: MemOp::Copy,
+            bytes: 1 << 43,
+        });
+        let e = build(&[huge], &b, &ImplSelect::Default, false, false).unwrap_err();
+        assert!(matches!(e, Error::OutOfMemory { .. }), "{e}");
+        assert!(e.to_string().contains("needs"), "{e}");
+    }
+}

@@ -1,0 +1,162 @@
+//! What a person sees: the results table, progress, notices, colour.
+//!
+//! Colour only when the stream is a terminal and `NO_COLOR` is unset (`CLICOLOR_FORCE=1`
+//! forces it). The progress bar goes to stderr and hides itself when stderr is not a terminal.
+
+use crate::export::{noise_text, throughput_text, verification_text};
+use crate::report::{Report, ResultRecord};
+use crate::units::seconds;
+use comfy_table::{presets, Cell, CellAlignment, Color, ContentArrangement, Table};
+use std::io::IsTerminal;
+
+/// Whether to colour output written to a stream that is (or is not) a terminal.
+pub fn use_color(is_terminal: bool) -> bool {
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        return false;
+    }
+    if std::env::var_os("CLICOLOR_FORCE").is_some_and(|v| v != "0") {
+        return true;
+    }
+    is_terminal && std::env::var_os("CLICOLOR").is_none_or(|v| v != "0")
+}
+
+pub fn stdout_color() -> bool {
+    use_color(std::io::stdout().is_terminal())
+}
+
+pub fn stderr_color() -> bool {
+    use_color(std::io::stderr().is_terminal())
+}
+
+/// A one-line notice on stderr (`note: ...`), unless quiet.
+pub fn notice(quiet: bool, msg: &str) {
+    if !quiet {
+        if stderr_color() {
+            eprintln!("\x1b[36mnote:\x1b[0m {msg}");
+        } else {
+            eprintln!("note: {msg}");
+        }
+    }
+}
+
+/// A warning on stderr (always shown).
+pub fn warn(msg: &str) {
+    if stderr_color() {
+        eprintln!("\x1b[33mwarning:\x1b[0m {msg}");
+    } else {
+        eprintln!("warning: {msg}");
+    }
+}
+
+/// The results table.
+pub fn results_table(report: &Report, color: bool) -> String {
+    let mut t = Table::new();
+    t.load_style(presets::UTF8_FULL_CONDENSED);
+    t.set_content_arrangement(ContentArrangement::Disabled);
+    if color {
+        t.enforce_styling();
+    } else {
+        t.force_no_tty();
+    }
+    t.set_header(vec![
+        "workload",
+        "device / impl",
+        "dtype (compute)",
+        "throughput",
+        "% peak",
+        "median",
+        "noise",
+        "verified",
+    ]);
+    for r in &report.results {
+        let dev = report
+            .devices
+            .get(r.device)
+            .map(|d| short_device(&d.name))
+            .unwrap_or_default();
+        let verified = verification_text(r);
+        let vcell = if !color {
+            Cell::new(verified)
+        } else if r.is_valid() {
+            Cell::new(verified).fg(Color::Green)
+        } else {
+            Cell::new(verified).fg(Color::Red)
+        };
+        t.add_row(vec![
+            Cell::new(r.workload.name()),
+            Cell::new(format!("{dev} / {}", r.implementation)),
+            Cell::new(dtype_text(r)),
+            Cell::new(throughput_text(r)).set_alignment(CellAlignment::Right),
+            Cell::new(
+                r.peak_fraction
+                    .map(|p| format!("{:.1}%", p * 100.0))
+                    .unwrap_or_else(|| "—".into()),
+            )
+            .set_alignment(CellAlignment::Right),
+            Cell::new(
+                r.stats
+                    .as_ref()
+                    .map(|s| seconds(s.median_s))
+                    .unwrap_or_else(|| "—".into()),
+            )
+            .set_alignment(CellAlignment::Right),
+            Cell::new(noise_text(r)).set_alignment(CellAlignment::Right),
+            vcell,
+        ]);
+    }
+    let mut s = t.to_string();
+    s.push('\n');
+    for r in report.results.iter().filter(|r| !r.is_valid()) {
+        let why = r
+            .error
+            .clone()
+            .or_else(|| r.verification.detail.clone())
+            .unwrap_or_else(|| "verification failed".into());
+        s.push_str(&format!("{}: {why}\n", r.id));
+    }
+    s
+}
+
+fn dtype_text(r: &ResultRecord) -> String {
+    if r.compute_dtype == r.dtype || r.compute_dtype.is_empty() {
+        r.dtype.clone()
+    } else {
+        format!("{} ({})", r.dtype, r.compute_dtype)
+    }
+}
+
+/// "NVIDIA H200" rather than the driver's full marketing string; CPUs keep their first words.
+fn short_device(name: &str) -> String {
+    let n = name.trim();
+    if n.len() <= 24 {
+        n.to_string()
+    } else {
+        let mut s: String = n.chars().take(23).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// A progress bar over `len` steps on stderr; hidden when quiet or not a terminal.
+pub fn progress(len: u64, quiet: bool) -> indicatif::ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    pb.enable_steady_tick(std::time::Duration::from_millis(200));
+    pb
+}
+
+/// An error line on stderr (`error: ...`).
+pub fn error(msg: &str) {
+    if stderr_color() {
+        eprintln!("\x1b[31merror:\x1b[0m {msg}");
+    } else {
+        eprintln!("error: {msg}");
+    }
+}
