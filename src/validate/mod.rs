@@ -1,1 +1,3 @@
 //! Instance validation (being written).
+
+pub mod keys;
