@@ -1,0 +1,581 @@
+//! Flash-style attention on the CPU: blocked, online softmax, never the full score matrix.
+//!
+//! Work is split into tasks of (batch, query head, block of [`BQ`] query rows), run in parallel
+//! on the pool. A task walks the keys in blocks of [`BK`]:
+//!
+//! 1. S = Q_blk · K_blkᵀ with `gemm` (single-threaded inside the task), pre-multiplied by
+//!    log2(e)/√D so the softmax can use a base-2 exponential;
+//! 2. per row: new running max m', correction 2^(m − m'), P = 2^(S − m'), running sum
+//!    l = l·2^(m − m') + ΣP, and the accumulator row rescaled by the same correction;
+//! 3. acc += P · V_blk with `gemm`.
+//!
+//! At the end each row is acc / l, written in the output dtype. Scratch per task is
+//! BQ×BK + BQ×D floats, whatever the sequence lengths.
+//!
+//! Causal masks are aligned to the end of the keys (query i sees keys 0 ..= i + Lkv − Lq):
+//! key blocks past the last visible key of the task's last row are never visited, and only the
+//! block that straddles the diagonal is masked element by element. Grouped-query attention reads
+//! KV head h / (Hq / Hkv) for query head h, in place.
+//!
+//! The exponential is a branch-free polynomial (see [`exp2_poly`]) that the compiler vectorises;
+//! the softmax loop is compiled for AVX-512 and AVX2 as well as the baseline and picked at run time,
+//! so that the exponentials stay a small share next to the two block products.
+
+use crate::backend::Prepared;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::tensor::{Data, Tensor};
+use crate::workload::AttentionSpec;
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+/// Query rows per task.
+const BQ: usize = 128;
+/// Keys per block.
+const BK: usize = 256;
+/// Independent lanes in the row max and row sum loops (any SIMD width divides it).
+const LANES: usize = 16;
+
+/// Bytes one buffer set occupies: Q, K and V widened to f32, and O in the input dtype.
+pub(super) fn bytes_per_set(s: &AttentionSpec) -> u64 {
+    let q = s
+        .batch
+        .saturating_mul(s.q_heads)
+        .saturating_mul(s.q_len)
+        .saturating_mul(s.head_dim);
+    let kv = s
+        .batch
+        .saturating_mul(s.kv_heads)
+        .saturating_mul(s.kv_len)
+        .saturating_mul(s.head_dim);
+    q.saturating_add(kv.saturating_mul(2))
+        .saturating_mul(4)
+        .saturating_add(q.saturating_mul(s.dtype.size()))
+}
+
+/// An output element type the kernel can write.
+trait OutElem: Copy + Send + Sync + 'static {
+    fn from_f32(x: f32) -> Self;
+    const POISON: Self;
+}
+
+impl OutElem for f32 {
+    #[inline]
+    fn from_f32(x: f32) -> Self {
+        x
+    }
+    const POISON: Self = f32::NAN;
+}
+
+impl OutElem for f16 {
+    #[inline]
+    fn from_f32(x: f32) -> Self {
+        f16::from_f32(x)
+    }
+    const POISON: Self = f16::NAN;
+}
+
+impl OutElem for bf16 {
+    #[inline]
+    fn from_f32(x: f32) -> Self {
+        bf16::from_f32(x)
+    }
+    const POISON: Self = bf16::NAN;
+}
+
+/// The output buffer of one set, in the workload's dtype.
+enum OutBuf {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    Bf16(Vec<bf16>),
+}
+
+struct Set {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    out: OutBuf,
+}
+
+/// Shape of one run, in `usize`.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    hq: usize,
+    hkv: usize,
+    lq: usize,
+    lkv: usize,
+    d: usize,
+    causal: bool,
+    /// log2(e)/√D: turns Q·Kᵀ into base-2 softmax logits.
+    logit_scale: f32,
+}
+
+/// The softmax step over one block of scores: see [`softmax_block_generic`].
+type SoftmaxFn = fn(&mut [f32], usize, usize, &[usize], &mut [f32], &mut [f32], &mut [f32]);
+
+pub(super) struct PreparedAttention<'a> {
+    pool: &'a rayon::ThreadPool,
+    spec: AttentionSpec,
+    dims: Dims,
+    sets: Vec<Set>,
+    next: usize,
+    policy: String,
+    softmax: SoftmaxFn,
+    simd: &'static str,
+}
+
+impl<'a> PreparedAttention<'a> {
+    pub(super) fn new(
+        pool: &'a rayon::ThreadPool,
+        spec: &AttentionSpec,
+        inputs: &[Tensor],
+        sets: usize,
+        policy: String,
+    ) -> Result<Self> {
+        let q_elems = spec.q_shape().iter().product::<usize>();
+        let out = || match spec.dtype {
+            DType::F32 => Ok(OutBuf::F32(vec![0.0; q_elems])),
+            DType::F16 => Ok(OutBuf::F16(vec![f16::ZERO; q_elems])),
+            DType::Bf16 => Ok(OutBuf::Bf16(vec![bf16::ZERO; q_elems])),
+            d => Err(Error::unsupported(format!(
+                "cpu flash attention runs f32, f16 or bf16, not {d}"
+            ))),
+        };
+        out()?;
+        let sets = pool.install(|| -> Result<Vec<Set>> {
+            let (q, k, v) = (widen(&inputs[0]), widen(&inputs[1]), widen(&inputs[2]));
+            let mut all = Vec::with_capacity(sets);
+            for _ in 0..sets {
+                all.push(Set {
+                    q: q.clone(),
+                    k: k.clone(),
+                    v: v.clone(),
+                    out: out()?,
+                });
+            }
+            Ok(all)
+        })?;
+        let dims = Dims {
+            hq: spec.q_heads as usize,
+            hkv: spec.kv_heads as usize,
+            lq: spec.q_len as usize,
+            lkv: spec.kv_len as usize,
+            d: spec.head_dim as usize,
+            causal: spec.causal,
+            logit_scale: (std::f64::consts::LOG2_E / (spec.head_dim as f64).sqrt()) as f32,
+        };
+        let (softmax, simd) = pick_softmax();
+        Ok(PreparedAttention {
+            pool,
+            spec: spec.clone(),
+            dims,
+            sets,
+            next: 0,
+            policy,
+            softmax,
+            simd,
+        })
+    }
+
+    fn run_set(&mut self, i: usize) {
+        let dims = self.dims;
+        let softmax = self.softmax;
+        let set = &mut self.sets[i];
+        let (q, k, v) = (&set.q[..], &set.k[..], &set.v[..]);
+        self.pool.install(|| match &mut set.out {
+            OutBuf::F32(o) => attention(dims, q, k, v, o, softmax),
+            OutBuf::F16(o) => attention(dims, q, k, v, o, softmax),
+            OutBuf::Bf16(o) => attention(dims, q, k, v, o, softmax),
+        });
+    }
+}
+
+/// Input values widened to f32 (exact for f16 and bf16).
+fn widen(t: &Tensor) -> Vec<f32> {
+    match &t.data {
+        Data::F32(v) => v.clone(),
+        Data::F16(v) => v.par_iter().map(|x| x.to_f32()).collect(),
+        Data::Bf16(v) => v.par_iter().map(|x| x.to_f32()).collect(),
+        _ => t.to_f32(),
+    }
+}
+
+/// The whole attention forward: one rayon task per (batch·head, query block).
+fn attention<O: OutElem>(
+    dims: Dims,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [O],
+    softmax: SoftmaxFn,
+) {
+    let Dims {
+        hq,
+        hkv,
+        lq,
+        lkv,
+        d,
+        ..
+    } = dims;
+    let group = hq / hkv;
+    out.par_chunks_mut(lq * d)
+        .enumerate()
+        .for_each(|(bh, o_head)| {
+            let (b, h) = (bh / hq, bh % hq);
+            let q_head = &q[bh * lq * d..(bh + 1) * lq * d];
+            let kv = (b * hkv + h / group) * lkv * d;
+            let (k_head, v_head) = (&k[kv..kv + lkv * d], &v[kv..kv + lkv * d]);
+            o_head
+                .par_chunks_mut(BQ * d)
+                .enumerate()
+                .for_each(|(qb, o_blk)| {
+                    let q0 = qb * BQ;
+                    let rows = o_blk.len() / d;
+                    query_block(
+                        dims,
+                        &q_head[q0 * d..(q0 + rows) * d],
+                        k_head,
+                        v_head,
+                        q0,
+                        o_blk,
+                        softmax,
+                    );
+                });
+        });
+}
+
+/// One task: `rows` = `o.len() / D` query rows starting at row `q0` of one head.
+fn query_block<O: OutElem>(
+    dims: Dims,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    q0: usize,
+    o: &mut [O],
+    softmax: SoftmaxFn,
+) {
+    let Dims {
+        lq, lkv, d, causal, ..
+    } = dims;
+    let rows = o.len() / d;
+    // Keys beyond the last visible key of the block's last row are never looked at.
+    let offset = lkv - lq.min(lkv);
+    let kv_end = if causal {
+        (q0 + rows + offset).min(lkv)
+    } else {
+        lkv
+    };
+    let mut s = vec![0.0f32; rows * BK];
+    let mut acc = vec![0.0f32; rows * d];
+    let mut m = vec![f32::NEG_INFINITY; rows];
+    let mut l = vec![0.0f32; rows];
+    let mut alpha = vec![1.0f32; rows];
+    let mut visible = vec![0usize; rows];
+    let mut k0 = 0;
+    while k0 < kv_end {
+        let kn = BK.min(kv_end - k0);
+        // S = logit_scale · Q·Kᵀ, rows×kn with row stride BK.
+        // SAFETY: Q is rows×D (stride D), the key block kn×D is read transposed through its
+        // strides, S holds rows×BK floats and is exclusively borrowed; all in bounds.
+        unsafe {
+            gemm::gemm(
+                rows,
+                kn,
+                d,
+                s.as_mut_ptr(),
+                1,
+                BK as isize,
+                false,
+                q.as_ptr(),
+                1,
+                d as isize,
+                k[k0 * d..].as_ptr(),
+                d as isize,
+                1,
+                0.0f32,
+                dims.logit_scale,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        for (r, vis) in visible.iter_mut().enumerate() {
+            *vis = if causal {
+                (q0 + r + offset + 1).saturating_sub(k0).min(kn)
+            } else {
+                kn
+            };
+        }
+        softmax(&mut s, kn, d, &visible, &mut m, &mut l, &mut alpha);
+        for (row, &a) in acc.chunks_exact_mut(d).zip(&alpha) {
+            if a != 1.0 {
+                row.iter_mut().for_each(|x| *x *= a);
+            }
+        }
+        // acc += P·V_blk.
+        // SAFETY: P is rows×kn (stride BK) inside S, V's block is kn×D rows inside `v`, the
+        // accumulator rows×D is exclusively borrowed; all in bounds.
+        unsafe {
+            gemm::gemm(
+                rows,
+                d,
+                kn,
+                acc.as_mut_ptr(),
+                1,
+                d as isize,
+                true,
+                s.as_ptr(),
+                1,
+                BK as isize,
+                v[k0 * d..].as_ptr(),
+                1,
+                d as isize,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        k0 += kn;
+    }
+    for ((orow, arow), &sum) in o.chunks_exact_mut(d).zip(acc.chunks_exact(d)).zip(&l) {
+        let inv = 1.0 / sum;
+        for (o, a) in orow.iter_mut().zip(arow) {
+            *o = O::from_f32(a * inv);
+        }
+    }
+}
+
+/// 2^x for x ≤ 0 (softmax logits minus their max), branch-free so it vectorises.
+///
+/// x = n + f with n = round(x) and f in [−½, ½]; 2^f is a degree-6 Taylor polynomial in f·ln 2
+/// (relative error below 2e-7), and 2^n is added straight into the exponent bits. Inputs below
+/// −125 are clamped there: 2^−125 is 1e-38, nothing next to the row's largest weight, which is 1.
+#[inline(always)]
+fn exp2_poly(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer in the low bits
+    const C1: f32 = std::f32::consts::LN_2;
+    const C2: f32 = 0.240_226_5;
+    const C3: f32 = 0.055_504_11;
+    const C4: f32 = 0.009_618_129;
+    const C5: f32 = 0.001_333_355_8;
+    const C6: f32 = 0.000_154_035_3;
+    let x = if x < -125.0 { -125.0 } else { x };
+    let shifted = x + MAGIC;
+    let n = shifted - MAGIC;
+    let f = x - n;
+    let p = 1.0 + f * (C1 + f * (C2 + f * (C3 + f * (C4 + f * (C5 + f * C6)))));
+    // The low bits of `shifted` hold n in two's complement; shifted by 23 they are n·2^23,
+    // which added to p's bits multiplies p by 2^n (the exponent stays in range for n ≥ −125).
+    f32::from_bits(p.to_bits().wrapping_add(shifted.to_bits() << 23))
+}
+
+/// The online-softmax update of one block: for each row `r` of `s` (row stride [`BK`], `kn`
+/// scores of which the first `visible[r]` count), updates the running max `m` and sum `l`,
+/// overwrites the scores with their weights (0 where masked) and stores the factor the
+/// row's accumulator must be multiplied by in `alpha`.
+#[inline(always)]
+fn softmax_block_generic(
+    s: &mut [f32],
+    kn: usize,
+    _d: usize,
+    visible: &[usize],
+    m: &mut [f32],
+    l: &mut [f32],
+    alpha: &mut [f32],
+) {
+    for (r, &vis) in visible.iter().enumerate() {
+        let row = &mut s[r * BK..r * BK + kn];
+        if vis == 0 {
+            row.fill(0.0);
+            alpha[r] = 1.0;
+            continue;
+        }
+        let (live, masked) = row.split_at_mut(vis);
+        masked.fill(0.0);
+        let mut mx = [f32::NEG_INFINITY; LANES];
+        let mut chunks = live.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (a, &x) in mx.iter_mut().zip(c) {
+                *a = if x > *a { x } else { *a };
+            }
+        }
+        let mut row_max =
+            chunks
+                .remainder()
+                .iter()
+                .fold(f32::NEG_INFINITY, |a, &x| if x > a { x } else { a });
+        for &a in &mx {
+            row_max = if a > row_max { a } else { row_max };
+        }
+        let new_m = if row_max > m[r] { row_max } else { m[r] };
+        // m[r] is −∞ before the first block: 2^−∞ would be 0, which is what the empty
+        // accumulator needs anyway.
+        alpha[r] = if m[r] == f32::NEG_INFINITY {
+            0.0
+        } else {
+            exp2_poly(m[r] - new_m)
+        };
+        m[r] = new_m;
+        let mut sums = [0.0f32; LANES];
+        let mut chunks = live.chunks_exact_mut(LANES);
+        for c in &mut chunks {
+            for (a, x) in sums.iter_mut().zip(c.iter_mut()) {
+                *x = exp2_poly(*x - new_m);
+                *a += *x;
+            }
+        }
+        let mut total = 0.0f32;
+        for x in chunks.into_remainder() {
+            *x = exp2_poly(*x - new_m);
+            total += *x;
+        }
+        total += sums.iter().sum::<f32>();
+        l[r] = l[r] * alpha[r] + total;
+    }
+}
+
+fn softmax_block_baseline(
+    s: &mut [f32],
+    kn: usize,
+    d: usize,
+    visible: &[usize],
+    m: &mut [f32],
+    l: &mut [f32],
+    alpha: &mut [f32],
+) {
+    softmax_block_generic(s, kn, d, visible, m, l, alpha)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn softmax_block_avx2(
+    s: &mut [f32],
+    kn: usize,
+    d: usize,
+    visible: &[usize],
+    m: &mut [f32],
+    l: &mut [f32],
+    alpha: &mut [f32],
+) {
+    softmax_block_generic(s, kn, d, visible, m, l, alpha)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn softmax_block_avx512(
+    s: &mut [f32],
+    kn: usize,
+    d: usize,
+    visible: &[usize],
+    m: &mut [f32],
+    l: &mut [f32],
+    alpha: &mut [f32],
+) {
+    softmax_block_generic(s, kn, d, visible, m, l, alpha)
+}
+
+/// The widest softmax loop this CPU runs, and its name for the notes.
+fn pick_softmax() -> (SoftmaxFn, &'static str) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return (
+                |s, kn, d, vis, m, l, a| {
+                    // SAFETY: only chosen after the CPU reported AVX-512F support.
+                    unsafe { softmax_block_avx512(s, kn, d, vis, m, l, a) }
+                },
+                "avx512",
+            );
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return (
+                |s, kn, d, vis, m, l, a| {
+                    // SAFETY: only chosen after the CPU reported AVX2 and FMA support.
+                    unsafe { softmax_block_avx2(s, kn, d, vis, m, l, a) }
+                },
+                "avx2",
+            );
+        }
+    }
+    (softmax_block_baseline, "baseline")
+}
+
+impl Prepared for PreparedAttention<'_> {
+    fn compute_dtype(&self) -> String {
+        "f32".into()
+    }
+
+    fn run_verify(&mut self) -> Result<Tensor> {
+        match &mut self.sets[0].out {
+            OutBuf::F32(o) => o.fill(f32::POISON),
+            OutBuf::F16(o) => o.fill(f16::POISON),
+            OutBuf::Bf16(o) => o.fill(bf16::POISON),
+        }
+        self.run_set(0);
+        let data = match &self.sets[0].out {
+            OutBuf::F32(o) => Data::F32(o.clone()),
+            OutBuf::F16(o) => Data::F16(o.clone()),
+            OutBuf::Bf16(o) => Data::Bf16(o.clone()),
+        };
+        Ok(Tensor {
+            name: "O".into(),
+            shape: self.spec.q_shape(),
+            data,
+        })
+    }
+
+    fn run(&mut self, iters: u64) -> Result<f64> {
+        let start = std::time::Instant::now();
+        for _ in 0..iters {
+            let i = self.next;
+            self.next = (self.next + 1) % self.sets.len();
+            self.run_set(i);
+        }
+        Ok(start.elapsed().as_secs_f64())
+    }
+
+    fn cache_policy(&self) -> String {
+        self.policy.clone()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut notes = vec![format!(
+            "flash-style blocks of {BQ} queries × {BK} keys, softmax loop: {}",
+            self.simd
+        )];
+        if self.spec.dtype != DType::F32 {
+            notes.push(format!(
+                "{} inputs converted to f32 once before timing; computed in f32, output rounded to {} in the kernel",
+                self.spec.dtype, self.spec.dtype
+            ));
+        }
+        notes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp2_poly_is_accurate() {
+        let mut x = -130.0f32;
+        while x <= 0.0 {
+            let want = (x as f64).exp2();
+            let got = exp2_poly(x) as f64;
+            if x >= -120.0 {
+                assert!(((got - want) / want).abs() < 3e-7, "2^{x}: {got} vs {want}");
+            } else {
+                assert!(got <= 1e-36, "2^{x}: {got}");
+            }
+            x += 0.0137;
+        }
+        assert_eq!(exp2_poly(0.0), 1.0);
+        assert_eq!(exp2_poly(f32::NEG_INFINITY), exp2_poly(-125.0));
+    }
+}
