@@ -1,0 +1,403 @@
+//! End-to-end tests of the command line: every subcommand, bad inputs, exit codes, files.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::path::Path;
+
+fn gpuvet() -> Command {
+    let mut c = Command::cargo_bin("gpuvet").unwrap();
+    c.env_remove("GPUVET_MOCK_FAULT")
+        .env_remove("GPUVET_BACKEND")
+        .env("NO_COLOR", "1");
+    c
+}
+
+/// Fast measurement settings for the real CPU backend.
+const QUICK: [&str; 6] = ["--warmup", "0", "--max-time", "0.05", "--min-samples", "2"];
+
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+#[test]
+fn quick_suite_on_mock_prints_a_table_and_exits_0() {
+    gpuvet()
+        .args(["--backend", "mock"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("matmul.bf16.64x64x64.nk"))
+        .stdout(predicate::str::contains("ok ("))
+        .stdout(predicate::str::contains("% peak"));
+}
+
+#[test]
+fn json_to_stdout_is_pure_json_with_the_public_fields() {
+    let out = gpuvet()
+        .args(["--backend", "mock", "--json", "-"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("stdout is JSON only");
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["complete"], true);
+    for key in ["tool", "host", "devices", "config", "results"] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    let r = &v["results"][1];
+    assert_eq!(r["workload"]["kind"], "matmul");
+    for key in ["backend", "implementation", "dtype"] {
+        assert!(r[key].is_string(), "{key}");
+    }
+    for key in ["passed", "method", "max_rel_error"] {
+        assert!(r["verification"].get(key).is_some(), "verification.{key}");
+    }
+    for key in [
+        "samples",
+        "median_s",
+        "mean_s",
+        "min_s",
+        "max_s",
+        "stddev_s",
+        "ci95_low_s",
+        "ci95_high_s",
+    ] {
+        assert!(r["stats"].get(key).is_some(), "stats.{key}");
+    }
+    assert_eq!(r["throughput"]["unit"], "FLOP/s");
+    assert!(r["throughput"]["value"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn whole_mock_run_matches_snapshot() {
+    let out = gpuvet()
+        .args(["--backend", "mock", "--json", "-", "-q"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let mut v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    // The version moves with every release; everything else is fixed by the mock.
+    v["tool"]["version"] = "VERSION".into();
+    insta::assert_json_snapshot!("mock_quick_suite", v);
+}
+
+#[test]
+fn a_wrong_result_exits_1_and_has_no_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let dumps = dir.path().join("dumps");
+    gpuvet()
+        .env("GPUVET_MOCK_FAULT", "matmul.f32")
+        .args(["--backend", "mock", "--json"])
+        .arg(&json)
+        .arg("--dump-dir")
+        .arg(&dumps)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("FAIL"));
+    let v = read_json(&json);
+    let bad = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["workload"]["dtype"] == "f32" && r["workload"]["kind"] == "matmul")
+        .unwrap();
+    assert_eq!(bad["status"], "verification_failed");
+    assert_eq!(bad["verification"]["passed"], false);
+    assert!(bad["throughput"].is_null());
+    assert!(bad["stats"].is_null());
+    // inputs and output of the failed result, and nothing of the others
+    let names: Vec<String> = std::fs::read_dir(&dumps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("matmul.f32.64x64x64.kn_mock.")));
+    assert!(names.iter().any(|n| n.ends_with(".C.npy")));
+}
+
+#[test]
+fn dump_all_writes_every_result() {
+    let dir = tempfile::tempdir().unwrap();
+    gpuvet()
+        .args(["--backend", "mock", "-q", "--dump-all", "--dump-dir"])
+        .arg(dir.path())
+        .assert()
+        .code(0);
+    let n = std::fs::read_dir(dir.path()).unwrap().count();
+    // memory copy: src + dst; 3 matmuls: A, B, C; attention: Q, K, V, O
+    assert_eq!(n, 2 + 3 * 3 + 4);
+}
+
+#[test]
+fn csv_and_markdown_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("r.csv");
+    let md = dir.path().join("r.md");
+    gpuvet()
+        .args(["--backend", "mock", "-q", "--csv"])
+        .arg(&csv)
+        .arg("--markdown")
+        .arg(&md)
+        .assert()
+        .code(0);
+    let csv = std::fs::read_to_string(csv).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 5);
+    assert!(csv.starts_with("id,kind,workload,backend"));
+    let md = std::fs::read_to_string(md).unwrap();
+    assert!(md.contains("| workload | impl |"));
+    assert!(md.contains("`matmul.int8.32x32x32.nk`"));
+}
+
+#[test]
+fn bad_export_path_fails_before_running() {
+    gpuvet()
+        .args([
+            "--backend",
+            "mock",
+            "--json",
+            "/nonexistent-dir/x/report.json",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not writable or does not exist"));
+}
+
+#[test]
+fn bad_inputs_exit_2_with_one_clear_line() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["bench", "matmul", "--shape", "0x8x8"],
+            "must each be at least 1",
+        ),
+        (&["bench", "matmul", "--shape", "8x8"], "is not a shape"),
+        (
+            &["bench", "matmul", "--shape", "8x8x8", "--dtype", "f64"],
+            "unknown dtype",
+        ),
+        (
+            &[
+                "bench",
+                "matmul",
+                "--shape",
+                "18446744073709551615x18446744073709551615x2",
+            ],
+            "far beyond any device memory",
+        ),
+        (
+            &["bench", "attention", "--seq", "16", "--dtype", "int8"],
+            "f32, f16 or bf16",
+        ),
+        (
+            &["bench", "attention", "--seq", "16", "--heads", "8", "--kv-heads", "3"],
+            "must divide",
+        ),
+        (
+            &["bench", "attention", "--seq", "32", "--kv-seq", "16", "--causal"],
+            "causal needs",
+        ),
+        (
+            &["bench", "memory", "--size", "8TiB"],
+            "not enough memory",
+        ),
+        (&["bench", "memory", "--size", "12XB"], "unknown size unit"),
+        (&["--no-such-flag"], "unexpected argument"),
+        (&["--max-time=-1"], "out of range"),
+        (
+            &["bench", "matmul", "--shape", "8x8x8", "--impl", "nonesuch"],
+            "no implementation `nonesuch`",
+        ),
+    ];
+    for (args, msg) in cases {
+        let out = gpuvet()
+            .args(["--backend", "cpu"])
+            .args(*args)
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(msg), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!err.contains("RUST_BACKTRACE"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn cuda_backend_without_a_gpu_exits_2() {
+    if std::path::Path::new("/dev/nvidia0").exists() {
+        eprintln!("skipped: this machine has an NVIDIA GPU");
+        return;
+    }
+    gpuvet()
+        .args(["--backend", "cuda", "info"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cuda"));
+}
+
+#[test]
+fn auto_falls_back_to_cpu_with_a_notice() {
+    if std::path::Path::new("/dev/nvidia0").exists() {
+        eprintln!("skipped: this machine has an NVIDIA GPU");
+        return;
+    }
+    gpuvet()
+        .args(["info"])
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("running on the CPU backend"))
+        .stdout(predicate::str::contains("[cpu]"));
+}
+
+#[test]
+fn cpu_bench_each_workload_kind() {
+    gpuvet()
+        .args(["--backend", "cpu"])
+        .args(QUICK)
+        .args([
+            "bench",
+            "matmul",
+            "--shape",
+            "33x17x9",
+            "--dtype",
+            "f32,bf16,int8",
+            "--layout",
+            "kn,nk",
+        ])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("matmul.int8.33x17x9.nk"));
+    gpuvet()
+        .args(["--backend", "cpu"])
+        .args(QUICK)
+        .args([
+            "bench",
+            "attention",
+            "--batch",
+            "2",
+            "--heads",
+            "8",
+            "--kv-heads",
+            "2",
+            "--seq",
+            "5",
+            "--kv-seq",
+            "40",
+            "--head-dim",
+            "64",
+            "--causal",
+            "--dtype",
+            "f32,f16",
+        ])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("attention.f16.b2.h8kv2.q5.kv40.d64.causal"));
+    gpuvet()
+        .args(["--backend", "cpu"])
+        .args(QUICK)
+        .args(["bench", "memory", "--size", "1MiB", "--op", "copy,read,write,triad"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("memory.triad.1MiB"));
+}
+
+#[test]
+fn info_list_and_completions() {
+    gpuvet()
+        .args(["--backend", "cpu", "info"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("host"))
+        .stdout(predicate::str::contains("last-level cache"));
+    gpuvet()
+        .args(["--backend", "cpu", "list"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("quick suite"))
+        .stdout(predicate::str::contains("gemm"));
+    gpuvet()
+        .args(["list", "--kernels"])
+        .assert()
+        .code(0);
+    for shell in ["bash", "zsh", "fish"] {
+        gpuvet()
+            .args(["completions", shell])
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("gpuvet"));
+    }
+}
+
+#[test]
+fn a_closed_stdout_pipe_is_not_an_error() {
+    use std::process::{Command as P, Stdio};
+    let mut child = P::new(assert_cmd::cargo::cargo_bin("gpuvet"))
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away at once, as with `| head -0`
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_keeps_what_finished() {
+    use std::process::{Command as P, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let mut child = P::new(assert_cmd::cargo::cargo_bin("gpuvet"))
+        .args([
+            "--backend",
+            "cpu",
+            "--warmup",
+            "0",
+            "--max-time",
+            "0.2",
+            "--min-samples",
+            "2",
+            "--json",
+        ])
+        .arg(&json)
+        .args([
+            "bench",
+            "memory",
+            "--size",
+            "1MiB",
+            "--op",
+            "copy,read,write,triad,copy,read",
+            "--size",
+            "2MiB,3MiB,4MiB,5MiB,6MiB,7MiB,8MiB,9MiB,10MiB,11MiB,12MiB,13MiB,14MiB,15MiB,16MiB",
+        ])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until at least one result is on disk, then interrupt.
+    let t0 = std::time::Instant::now();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if let Ok(s) = std::fs::read_to_string(&json) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&s) {
+                if !v["results"].as_array().unwrap().is_empty() {
+                    break;
+                }
+            }
+        }
+        assert!(t0.elapsed().as_secs() < 60, "no result within 60 s");
+    }
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = read_json(&json);
+    assert_eq!(v["complete"], false);
+    let n = v["results"].as_array().unwrap().len();
+    assert!((1..60).contains(&n), "{n} results");
+}
