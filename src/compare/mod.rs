@@ -1,2 +1,723 @@
 //! Regression tracking: baselines and statistically sound comparison of two reports.
-//! (Being written.)
+//!
+//! | piece | module | job |
+//! |---|---|---|
+//! | statistics | [`verdict`] | bootstrap interval of the ratio of medians → faster / slower / same / ambiguous |
+//! | matching | this module | pair results of OLD and NEW by id and device, diff the environments |
+//! | baselines | [`baseline`] | named reports saved atomically under `.gpuvet/baselines/` |
+//! | output | [`render`] | terminal table, pull-request markdown, JSON |
+//! | CI exports | [`export`] | github-action-benchmark and Bencher JSON |
+//!
+//! A comparison never turns a wrong result into a number: a result whose verification failed
+//! on either side gets `unverified` (or `failed` when the backend errored) and no ratio.
+
+pub mod baseline;
+pub mod export;
+pub mod render;
+pub mod verdict;
+
+pub use baseline::{
+    compare_to_baseline, default_baseline_dir, list_baselines, load_baseline, save_baseline,
+};
+pub use export::export;
+pub use render::{render_json, render_markdown, render_table};
+pub use verdict::{classify, ratio_of_medians_ci, RatioCi, Verdict};
+
+use crate::report::{Report, ResultRecord, Status};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Version of the comparison JSON (`--json`); fields are only added within a version.
+pub const COMPARISON_SCHEMA_VERSION: u32 = 1;
+
+/// Bootstrap seed used when none is given: fixed, so the same two reports always give the
+/// same verdicts.
+pub const DEFAULT_SEED: u64 = 0x6770_7576_6574;
+
+/// Default noise threshold in percent.
+pub const DEFAULT_THRESHOLD_PCT: f64 = 2.0;
+
+/// Which verdicts make `gpuvet compare` (or a run with `--baseline`) exit 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailOn {
+    /// Confirmed regressions only: `slower`, or a result that verified in OLD and not in NEW.
+    #[default]
+    Regression,
+    /// Also `ambiguous`: for gates that would rather re-run than let a possible regression in.
+    Ambiguous,
+}
+
+/// `gpuvet compare OLD NEW`: did anything get slower between two reports?
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareArgs {
+    /// The earlier report (the baseline): a JSON file written by `gpuvet ... --json`.
+    #[arg(value_name = "OLD")]
+    pub old: PathBuf,
+
+    /// The later report, compared against OLD.
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+
+    /// Noise band in percent. A change counts only when the whole 95% interval of the
+    /// ratio of medians lies beyond it. Raise it on shared or thermally noisy machines; lower
+    /// it only when runs have many samples and the interval is narrow.
+    #[arg(long, value_name = "PERCENT", default_value_t = DEFAULT_THRESHOLD_PCT,
+          value_parser = parse_threshold)]
+    pub threshold: f64,
+
+    /// Compare cycles (time × effective SM clock) instead of time. Use it when one run may
+    /// have been throttled or ran at other clocks, to tell a slow clock from a slow kernel;
+    /// results without a recorded clock are compared by time, and the output says so.
+    #[arg(long)]
+    pub normalize_clock: bool,
+
+    /// What makes the exit status 1: `regression` (confirmed slower, or newly failing
+    /// verification) or `ambiguous` (also intervals that straddle the threshold; use it in
+    /// gates that prefer a re-run to a missed regression).
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t = FailOn::Regression)]
+    pub fail_on: FailOn,
+
+    /// Also write the comparison as markdown to PATH, e.g. for a pull-request comment.
+    #[arg(long, value_name = "PATH")]
+    pub markdown: Option<PathBuf>,
+
+    /// Also write the comparison as JSON to PATH; `-` writes it to stdout (the table then
+    /// goes to stderr), for scripts.
+    #[arg(long, value_name = "PATH|-")]
+    pub json: Option<String>,
+
+    /// Seed of the bootstrap resampling. The default is fixed, so verdicts are reproducible;
+    /// change it only to check that a verdict does not hinge on the resampling.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
+}
+
+fn parse_threshold(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{s}` is not a percentage (try 2 or 0.5)"))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err(format!("threshold {v}% is outside 0–100%"));
+    }
+    Ok(v)
+}
+
+impl CompareArgs {
+    /// The comparison settings these flags ask for.
+    pub fn options(&self) -> CompareOptions {
+        CompareOptions {
+            threshold_pct: self.threshold,
+            normalize_clock: self.normalize_clock,
+            seed: self.seed,
+            ..CompareOptions::default()
+        }
+    }
+}
+
+/// How two reports are compared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompareOptions {
+    /// Noise band in percent (see [`verdict::band`]).
+    pub threshold_pct: f64,
+    /// Compare time × effective clock where both results recorded a clock.
+    pub normalize_clock: bool,
+    /// Bootstrap seed; each result derives its own stream from it and its id.
+    pub seed: u64,
+    /// Bootstrap resamples per result.
+    pub resamples: usize,
+    /// Two-sided confidence level of the interval.
+    pub confidence: f64,
+}
+
+impl Default for CompareOptions {
+    fn default() -> Self {
+        CompareOptions {
+            threshold_pct: DEFAULT_THRESHOLD_PCT,
+            normalize_clock: false,
+            seed: DEFAULT_SEED,
+            resamples: verdict::DEFAULT_RESAMPLES,
+            confidence: verdict::DEFAULT_CONFIDENCE,
+        }
+    }
+}
+
+/// Which report a comparison side came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// A path, or `baseline NAME`, or `this run`.
+    pub label: String,
+    pub started_at: String,
+    /// `version (git sha)` of the gpuvet that wrote it.
+    pub gpuvet: String,
+    /// False when the run was interrupted or is still going.
+    pub complete: bool,
+}
+
+impl RunInfo {
+    fn of(report: &Report, label: &str) -> Self {
+        RunInfo {
+            label: label.to_string(),
+            started_at: report.started_at.clone(),
+            gpuvet: format!("{} ({})", report.tool.version, report.tool.git_sha),
+            complete: report.complete,
+        }
+    }
+}
+
+/// One way the two runs' environments differ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvDiff {
+    pub field: String,
+    pub old: String,
+    pub new: String,
+}
+
+/// The verdict for one matched (or unmatched) result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultComparison {
+    /// `<workload name>/<implementation>`.
+    pub id: String,
+    /// Device name (`OLD → NEW` when they differ).
+    pub device: String,
+    pub verdict: Verdict,
+    /// True when this result alone would fail the comparison with `--fail-on regression`.
+    pub regression: bool,
+    /// What was compared: `time` or `cycles` (`--normalize-clock` with both clocks known).
+    pub quantity: String,
+    pub old_median_s: Option<f64>,
+    pub new_median_s: Option<f64>,
+    pub old_samples: usize,
+    pub new_samples: usize,
+    /// NEW/OLD ratio of medians of `quantity` with its interval (above 1: NEW is slower).
+    pub ratio: Option<RatioCi>,
+    /// Why there is no number, or what else to know (clock unknown, device changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl ResultComparison {
+    /// Change of the compared quantity in percent (`+5.0` = 5% more time).
+    pub fn change_pct(&self) -> Option<f64> {
+        self.ratio.map(|r| (r.ratio - 1.0) * 100.0)
+    }
+}
+
+/// Everything a comparison found; every renderer reads this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub schema_version: u32,
+    pub old: RunInfo,
+    pub new: RunInfo,
+    pub options: CompareOptions,
+    /// Shown first: a changed GPU, driver or kernel explains a moved number better than any
+    /// statistics.
+    pub environment: Vec<EnvDiff>,
+    pub results: Vec<ResultComparison>,
+    /// Run-level remarks (incomplete runs, clocks missing for normalisation).
+    pub notes: Vec<String>,
+}
+
+/// Counts of each verdict, in a fixed order for summaries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictCounts {
+    pub faster: usize,
+    pub slower: usize,
+    pub same: usize,
+    pub ambiguous: usize,
+    pub missing: usize,
+    pub new: usize,
+    pub unverified: usize,
+    pub failed: usize,
+}
+
+impl Comparison {
+    /// How many results got each verdict.
+    pub fn counts(&self) -> VerdictCounts {
+        let mut c = VerdictCounts::default();
+        for r in &self.results {
+            match r.verdict {
+                Verdict::Faster => c.faster += 1,
+                Verdict::Slower => c.slower += 1,
+                Verdict::Same => c.same += 1,
+                Verdict::Ambiguous => c.ambiguous += 1,
+                Verdict::Missing => c.missing += 1,
+                Verdict::New => c.new += 1,
+                Verdict::Unverified => c.unverified += 1,
+                Verdict::Failed => c.failed += 1,
+            }
+        }
+        c
+    }
+
+    /// The results that fail the comparison under `fail_on`.
+    pub fn failing(&self, fail_on: FailOn) -> Vec<&ResultComparison> {
+        self.results
+            .iter()
+            .filter(|r| {
+                r.regression || (fail_on == FailOn::Ambiguous && r.verdict == Verdict::Ambiguous)
+            })
+            .collect()
+    }
+
+    /// Process exit status: 1 when anything fails under `fail_on`, else 0 (never a count).
+    pub fn exit_code(&self, fail_on: FailOn) -> i32 {
+        if self.failing(fail_on).is_empty() {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// Sets the labels shown for the two sides (paths, `baseline NAME`).
+    pub fn with_labels(mut self, old: &str, new: &str) -> Self {
+        self.old.label = old.to_string();
+        self.new.label = new.to_string();
+        self
+    }
+}
+
+/// Compares NEW against OLD: environment first, then one verdict per result.
+///
+/// Results are matched by id on the same device index; failing that, by id on a device of the
+/// same name; failing that, by id alone when each side has exactly one unmatched candidate
+/// (comparing one GPU model against another is a legitimate question).
+pub fn compare(old: &Report, new: &Report, opts: &CompareOptions) -> Comparison {
+    let mut notes = Vec::new();
+    if !old.complete {
+        notes.push("OLD is an incomplete run (interrupted or still going)".to_string());
+    }
+    if !new.complete {
+        notes.push("NEW is an incomplete run (interrupted or still going)".to_string());
+    }
+    let pairs = match_results(old, new);
+    let mut results = Vec::with_capacity(pairs.len());
+    let mut unnormalised = 0usize;
+    for (o, n) in pairs {
+        let row = match (o, n) {
+            (Some(o), Some(n)) => {
+                let row = compare_pair(old, o, new, n, opts);
+                if opts.normalize_clock && row.ratio.is_some() && row.quantity != "cycles" {
+                    unnormalised += 1;
+                }
+                row
+            }
+            (Some(o), None) => unmatched(old, o, Verdict::Missing, "in OLD only"),
+            (None, Some(n)) => unmatched(new, n, Verdict::New, "in NEW only"),
+            (None, None) => continue,
+        };
+        results.push(row);
+    }
+    if unnormalised > 0 {
+        notes.push(format!(
+            "--normalize-clock: {unnormalised} result(s) lack an effective clock in OLD or NEW \
+             and were compared by time"
+        ));
+    }
+    Comparison {
+        schema_version: COMPARISON_SCHEMA_VERSION,
+        old: RunInfo::of(old, "OLD"),
+        new: RunInfo::of(new, "NEW"),
+        options: opts.clone(),
+        environment: environment_diff(old, new),
+        results,
+        notes,
+    }
+}
+
+/// Pairs OLD and NEW records; the order is OLD's, then NEW-only results in NEW's order.
+fn match_results<'a>(
+    old: &'a Report,
+    new: &'a Report,
+) -> Vec<(Option<&'a ResultRecord>, Option<&'a ResultRecord>)> {
+    let mut taken = vec![false; new.results.len()];
+    let mut partner: Vec<Option<usize>> = vec![None; old.results.len()];
+    type Key = fn(&Report, &ResultRecord, &Report, &ResultRecord) -> bool;
+    let same_index: Key = |_, o, _, n| o.device == n.device;
+    let same_name: Key = |or, o, nr, n| device_name(or, o) == device_name(nr, n);
+    for rule in [same_index, same_name] {
+        for (i, o) in old.results.iter().enumerate() {
+            if partner[i].is_some() {
+                continue;
+            }
+            if let Some(j) = new
+                .results
+                .iter()
+                .enumerate()
+                .position(|(j, n)| !taken[j] && n.id == o.id && rule(old, o, new, n))
+            {
+                partner[i] = Some(j);
+                taken[j] = true;
+            }
+        }
+    }
+    // Last resort: a lone unmatched id on each side, whatever its device.
+    for (i, o) in old.results.iter().enumerate() {
+        if partner[i].is_some() {
+            continue;
+        }
+        let olds = (0..old.results.len())
+            .filter(|&k| partner[k].is_none() && old.results[k].id == o.id)
+            .count();
+        let news: Vec<usize> = (0..new.results.len())
+            .filter(|&j| !taken[j] && new.results[j].id == o.id)
+            .collect();
+        if olds == 1 && news.len() == 1 {
+            partner[i] = Some(news[0]);
+            taken[news[0]] = true;
+        }
+    }
+    let mut out: Vec<_> = old
+        .results
+        .iter()
+        .zip(&partner)
+        .map(|(o, p)| (Some(o), p.map(|j| &new.results[j])))
+        .collect();
+    out.extend(
+        new.results
+            .iter()
+            .zip(&taken)
+            .filter(|(_, t)| !**t)
+            .map(|(n, _)| (None, Some(n))),
+    );
+    out
+}
+
+fn device_name(report: &Report, r: &ResultRecord) -> String {
+    report
+        .devices
+        .get(r.device)
+        .map(|d| d.name.clone())
+        .unwrap_or_else(|| format!("device {}", r.device))
+}
+
+/// Why a record has no trustworthy time, or `None` when it has one.
+fn why_unusable(r: &ResultRecord) -> Option<(Verdict, String)> {
+    match r.status {
+        Status::Error => Some((
+            Verdict::Failed,
+            format!(
+                "backend error{}",
+                r.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
+        )),
+        Status::VerificationFailed => Some((
+            Verdict::Unverified,
+            format!(
+                "verification failed (max rel. error {:.3e} > tolerance {:.1e})",
+                r.verification.max_rel_error, r.verification.tolerance
+            ),
+        )),
+        Status::Ok if !r.verification.passed => {
+            Some((Verdict::Unverified, "verification did not pass".to_string()))
+        }
+        Status::Ok => match &r.stats {
+            None => Some((Verdict::Unverified, "no timing samples".to_string())),
+            Some(s) if s.times_s.is_empty() => {
+                Some((Verdict::Unverified, "no timing samples".to_string()))
+            }
+            Some(_) => None,
+        },
+    }
+}
+
+fn compare_pair(
+    old_report: &Report,
+    o: &ResultRecord,
+    new_report: &Report,
+    n: &ResultRecord,
+    opts: &CompareOptions,
+) -> ResultComparison {
+    let (dev_o, dev_n) = (device_name(old_report, o), device_name(new_report, n));
+    let device = if dev_o == dev_n {
+        dev_o
+    } else {
+        format!("{dev_o} → {dev_n}")
+    };
+    let median = |r: &ResultRecord| r.stats.as_ref().map(|s| s.median_s);
+    let count = |r: &ResultRecord| r.stats.as_ref().map_or(0, |s| s.times_s.len());
+    let mut row = ResultComparison {
+        id: o.id.clone(),
+        device,
+        verdict: Verdict::Ambiguous,
+        regression: false,
+        quantity: "time".into(),
+        old_median_s: median(o),
+        new_median_s: median(n),
+        old_samples: count(o),
+        new_samples: count(n),
+        ratio: None,
+        detail: None,
+    };
+    match (why_unusable(o), why_unusable(n)) {
+        (None, None) => {}
+        (old_bad, new_bad) => {
+            // Failed (backend error) outranks unverified when both sides are broken.
+            let verdict = match (&old_bad, &new_bad) {
+                (Some((Verdict::Failed, _)), _) | (_, Some((Verdict::Failed, _))) => {
+                    Verdict::Failed
+                }
+                _ => Verdict::Unverified,
+            };
+            let mut parts = Vec::new();
+            if let Some((_, why)) = &old_bad {
+                parts.push(format!("OLD: {why}"));
+            }
+            if let Some((_, why)) = &new_bad {
+                parts.push(format!("NEW: {why}"));
+            }
+            row.verdict = verdict;
+            // A result that was right before and is wrong now is worse than a slow one.
+            row.regression = old_bad.is_none() && new_bad.is_some();
+            row.detail = Some(parts.join("; "));
+            return row;
+        }
+    }
+    let (mut old_t, mut new_t) = (times(o), times(n));
+    if opts.normalize_clock {
+        match (clock(o), clock(n)) {
+            (Some(co), Some(cn)) => {
+                old_t.iter_mut().for_each(|t| *t *= co * 1e6);
+                new_t.iter_mut().for_each(|t| *t *= cn * 1e6);
+                row.quantity = "cycles".into();
+            }
+            (co, cn) => {
+                let missing: Vec<&str> = [("OLD", co), ("NEW", cn)]
+                    .iter()
+                    .filter(|(_, c)| c.is_none())
+                    .map(|(s, _)| *s)
+                    .collect();
+                row.detail = Some(format!(
+                    "no effective clock in {}: compared time",
+                    missing.join(" and ")
+                ));
+            }
+        }
+    }
+    let seed = crate::tensor::splitmix(
+        opts.seed ^ crate::tensor::stable_hash(&format!("{}#{}", o.id, o.device)),
+    );
+    match ratio_of_medians_ci(&old_t, &new_t, opts.confidence, opts.resamples, seed) {
+        Some(ci) => {
+            row.verdict = classify(&ci, opts.threshold_pct);
+            row.regression = row.verdict == Verdict::Slower;
+            row.ratio = Some(ci);
+        }
+        None => {
+            row.verdict = Verdict::Unverified;
+            row.detail = Some("a timing sample is zero, negative or not finite".into());
+        }
+    }
+    row
+}
+
+fn times(r: &ResultRecord) -> Vec<f64> {
+    r.stats
+        .as_ref()
+        .map(|s| s.times_s.clone())
+        .unwrap_or_default()
+}
+
+fn clock(r: &ResultRecord) -> Option<f64> {
+    r.effective_clock_mhz.filter(|c| c.is_finite() && *c > 0.0)
+}
+
+fn unmatched(report: &Report, r: &ResultRecord, verdict: Verdict, why: &str) -> ResultComparison {
+    let stats = r.stats.as_ref();
+    let (old_median_s, new_median_s, old_samples, new_samples) = match verdict {
+        Verdict::Missing => (
+            stats.map(|s| s.median_s),
+            None,
+            stats.map_or(0, |s| s.times_s.len()),
+            0,
+        ),
+        _ => (
+            None,
+            stats.map(|s| s.median_s),
+            0,
+            stats.map_or(0, |s| s.times_s.len()),
+        ),
+    };
+    let mut detail = why.to_string();
+    if let Some((_, bad)) = why_unusable(r) {
+        detail.push_str(&format!(" ({bad})"));
+    }
+    ResultComparison {
+        id: r.id.clone(),
+        device: device_name(report, r),
+        verdict,
+        regression: false,
+        quantity: "time".into(),
+        old_median_s,
+        new_median_s,
+        old_samples,
+        new_samples,
+        ratio: None,
+        detail: Some(detail),
+    }
+}
+
+/// Every environment field that differs between the two runs, in a fixed order.
+pub fn environment_diff(old: &Report, new: &Report) -> Vec<EnvDiff> {
+    let mut out = Vec::new();
+    let mut push = |field: String, a: String, b: String| {
+        if a != b {
+            out.push(EnvDiff {
+                field,
+                old: a,
+                new: b,
+            });
+        }
+    };
+    push(
+        "gpuvet version".into(),
+        old.tool.version.clone(),
+        new.tool.version.clone(),
+    );
+    push(
+        "gpuvet git sha".into(),
+        old.tool.git_sha.clone(),
+        new.tool.git_sha.clone(),
+    );
+    push(
+        "backend".into(),
+        old.config.backend.clone(),
+        new.config.backend.clone(),
+    );
+    push(
+        "devices".into(),
+        old.devices.len().to_string(),
+        new.devices.len().to_string(),
+    );
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let n = old.devices.len().max(new.devices.len());
+    for i in 0..n {
+        let (a, b) = (old.devices.get(i), new.devices.get(i));
+        let p = format!("device {i}");
+        push(
+            format!("{p} name"),
+            opt(a.map(|d| d.name.clone())),
+            opt(b.map(|d| d.name.clone())),
+        );
+        push(
+            format!("{p} driver"),
+            opt(a.and_then(|d| d.driver_version.clone())),
+            opt(b.and_then(|d| d.driver_version.clone())),
+        );
+        push(
+            format!("{p} compute capability"),
+            opt(a.and_then(|d| d.compute_capability.clone())),
+            opt(b.and_then(|d| d.compute_capability.clone())),
+        );
+        push(
+            format!("{p} uuid"),
+            opt(a.and_then(|d| d.uuid.clone())),
+            opt(b.and_then(|d| d.uuid.clone())),
+        );
+        // `details` carries NVRTC/CUDA versions, clocks and anything else a backend records.
+        let keys: BTreeSet<&String> = a
+            .into_iter()
+            .chain(b)
+            .flat_map(|d| d.details.keys())
+            .collect();
+        for k in keys {
+            let val = |d: Option<&crate::backend::DeviceInfo>| {
+                opt(d.and_then(|d| d.details.get(k)).map(|v| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                }))
+            };
+            push(format!("{p} {k}"), val(a), val(b));
+        }
+    }
+    push(
+        "kernel hash".into(),
+        opt(old.config.kernel_hash.clone()),
+        opt(new.config.kernel_hash.clone()),
+    );
+    push(
+        "host CPU".into(),
+        old.host.cpu_model.clone(),
+        new.host.cpu_model.clone(),
+    );
+    push(
+        "host".into(),
+        old.host.hostname.clone(),
+        new.host.hostname.clone(),
+    );
+    push("OS".into(), old.host.os.clone(), new.host.os.clone());
+    push(
+        "OS kernel".into(),
+        old.host.kernel.clone(),
+        new.host.kernel.clone(),
+    );
+    push(
+        "cache mode".into(),
+        if old.config.hot { "hot" } else { "cold" }.into(),
+        if new.config.hot { "hot" } else { "cold" }.into(),
+    );
+    push(
+        "threads".into(),
+        old.config.threads.to_string(),
+        new.config.threads.to_string(),
+    );
+    push(
+        "input seed".into(),
+        old.config.seed.to_string(),
+        new.config.seed.to_string(),
+    );
+    out
+}
+
+/// `gpuvet compare OLD NEW`: loads both reports, prints the table, writes the requested
+/// files, and returns the exit status (1 when anything fails under `--fail-on`, else 0).
+///
+/// A malformed or truncated report is `crate::Error::CorruptFile` inside the `anyhow::Error`
+/// (exit 2 at the CLI).
+pub fn run(args: &CompareArgs, color: bool) -> anyhow::Result<i32> {
+    let old = Report::load(&args.old)?;
+    let new = Report::load(&args.new)?;
+    let cmp = compare(&old, &new, &args.options()).with_labels(
+        &args.old.display().to_string(),
+        &args.new.display().to_string(),
+    );
+    emit(
+        &cmp,
+        args.fail_on,
+        color,
+        args.markdown.as_deref(),
+        args.json.as_deref(),
+    )?;
+    Ok(cmp.exit_code(args.fail_on))
+}
+
+/// Prints the table and writes markdown/JSON where asked. With `json == Some("-")` the JSON
+/// goes to stdout and the table to stderr, so stdout stays machine-readable.
+pub fn emit(
+    cmp: &Comparison,
+    fail_on: FailOn,
+    color: bool,
+    markdown: Option<&Path>,
+    json: Option<&str>,
+) -> crate::Result<()> {
+    let table = render_table(cmp, fail_on, color);
+    if json == Some("-") {
+        eprint!("{table}");
+        println!("{}", render_json(cmp));
+    } else {
+        print!("{table}");
+    }
+    if let Some(path) = markdown {
+        baseline::write_atomic(path, render_markdown(cmp, fail_on).as_bytes())?;
+    }
+    if let Some(path) = json.filter(|p| *p != "-") {
+        baseline::write_atomic(Path::new(path), (render_json(cmp) + "\n").as_bytes())?;
+    }
+    Ok(())
+}

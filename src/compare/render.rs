@@ -1,0 +1,254 @@
+//! A comparison as a terminal table, as markdown for a pull-request comment, and as JSON.
+//!
+//! Every form says the environment differences first (a new driver explains a moved number
+//! better than statistics can), then one row per result, then a one-line summary that matches
+//! the exit status.
+
+use super::{Comparison, FailOn, ResultComparison, Verdict};
+use crate::units::seconds;
+use comfy_table::{presets, Cell, CellAlignment, Color, ContentArrangement, Table};
+use std::fmt::Write;
+
+/// `+5.12% [+3.90, +6.31]`, or `-` without a ratio.
+fn change(r: &ResultComparison) -> String {
+    match r.ratio {
+        Some(ci) => format!(
+            "{:+.2}% [{:+.2}, {:+.2}]",
+            (ci.ratio - 1.0) * 100.0,
+            (ci.low - 1.0) * 100.0,
+            (ci.high - 1.0) * 100.0
+        ),
+        None => "-".into(),
+    }
+}
+
+fn median(m: Option<f64>, n: usize) -> String {
+    match m {
+        Some(m) => format!("{} (n={n})", seconds(m)),
+        None => "-".into(),
+    }
+}
+
+fn note(r: &ResultComparison) -> String {
+    let mut parts = Vec::new();
+    if r.quantity == "cycles" {
+        parts.push("cycles (clock-normalised)".to_string());
+    }
+    if let Some(d) = &r.detail {
+        parts.push(d.clone());
+    }
+    parts.join("; ")
+}
+
+fn colour(v: Verdict) -> Option<Color> {
+    match v {
+        Verdict::Slower | Verdict::Failed | Verdict::Unverified => Some(Color::Red),
+        Verdict::Faster => Some(Color::Green),
+        Verdict::Ambiguous => Some(Color::Yellow),
+        Verdict::Missing | Verdict::New => Some(Color::Cyan),
+        Verdict::Same => None,
+    }
+}
+
+/// One line: the counts and what they mean for the exit status.
+pub fn summary_line(cmp: &Comparison, fail_on: FailOn) -> String {
+    let c = cmp.counts();
+    let mut parts = Vec::new();
+    for (n, what) in [
+        (c.slower, "slower"),
+        (c.faster, "faster"),
+        (c.same, "same"),
+        (c.ambiguous, "ambiguous"),
+        (c.unverified, "unverified"),
+        (c.failed, "failed"),
+        (c.missing, "missing"),
+        (c.new, "new"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    if parts.is_empty() {
+        parts.push("no results".into());
+    }
+    let failing = cmp.failing(fail_on).len();
+    let outcome = if failing == 0 {
+        "no regression".to_string()
+    } else {
+        let what = match fail_on {
+            FailOn::Regression => "regression",
+            FailOn::Ambiguous => "regression or ambiguous result",
+        };
+        format!("{failing} {what}{}", if failing == 1 { "" } else { "s" })
+    };
+    format!("{}: {}", outcome, parts.join(", "))
+}
+
+fn header_lines(cmp: &Comparison) -> Vec<String> {
+    let side = |tag: &str, s: &super::RunInfo| {
+        format!(
+            "{tag}: {} (started {}, gpuvet {}{})",
+            s.label,
+            s.started_at,
+            s.gpuvet,
+            if s.complete { "" } else { ", INCOMPLETE" }
+        )
+    };
+    let o = &cmp.options;
+    vec![
+        side("OLD", &cmp.old),
+        side("NEW", &cmp.new),
+        format!(
+            "threshold ±{}% · {:.0}% bootstrap interval of the NEW/OLD ratio of medians \
+             ({} resamples, seed {}){}",
+            o.threshold_pct,
+            o.confidence * 100.0,
+            o.resamples,
+            o.seed,
+            if o.normalize_clock {
+                " · clock-normalised"
+            } else {
+                ""
+            }
+        ),
+    ]
+}
+
+/// The terminal form. `color` turns on coloured verdicts (the caller decides from NO_COLOR,
+/// CLICOLOR and whether the stream is a terminal).
+pub fn render_table(cmp: &Comparison, fail_on: FailOn, color: bool) -> String {
+    let mut out = String::new();
+    for l in header_lines(cmp) {
+        let _ = writeln!(out, "{l}");
+    }
+    out.push('\n');
+    if cmp.environment.is_empty() {
+        out.push_str("Environment: no differences\n\n");
+    } else {
+        let mut t = new_table(color);
+        t.set_header(vec!["Environment differs", "OLD", "NEW"]);
+        for d in &cmp.environment {
+            t.add_row(vec![d.field.as_str(), d.old.as_str(), d.new.as_str()]);
+        }
+        let _ = writeln!(out, "{t}\n");
+    }
+    let mut t = new_table(color);
+    t.set_header(vec![
+        "Result",
+        "Device",
+        "OLD median",
+        "NEW median",
+        "Change [95% CI]",
+        "Verdict",
+        "Note",
+    ]);
+    for r in &cmp.results {
+        let mut v = Cell::new(r.verdict.as_str());
+        if color {
+            if let Some(c) = colour(r.verdict) {
+                v = v.fg(c);
+            }
+        }
+        t.add_row(vec![
+            Cell::new(&r.id),
+            Cell::new(&r.device),
+            Cell::new(median(r.old_median_s, r.old_samples)).set_alignment(CellAlignment::Right),
+            Cell::new(median(r.new_median_s, r.new_samples)).set_alignment(CellAlignment::Right),
+            Cell::new(change(r)).set_alignment(CellAlignment::Right),
+            v,
+            Cell::new(note(r)),
+        ]);
+    }
+    let _ = writeln!(out, "{t}");
+    for n in &cmp.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    let _ = writeln!(out, "{}", summary_line(cmp, fail_on));
+    out
+}
+
+fn new_table(color: bool) -> Table {
+    let mut t = Table::new();
+    t.load_style(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled);
+    // The caller has already decided about colour; do not let comfy-table second-guess it
+    // from whether stdout is a terminal.
+    t.force_no_tty();
+    if color {
+        t.enforce_styling();
+    }
+    t
+}
+
+/// Escapes text for a markdown table cell.
+fn md(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The pull-request form: GitHub-flavoured markdown, no colour, stable for snapshots.
+pub fn render_markdown(cmp: &Comparison, fail_on: FailOn) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "## gpuvet comparison\n");
+    let _ = writeln!(out, "**{}**\n", md(&summary_line(cmp, fail_on)));
+    for l in header_lines(cmp) {
+        let _ = writeln!(out, "- {}", md(&l));
+    }
+    out.push('\n');
+    let _ = writeln!(out, "### Environment differences\n");
+    if cmp.environment.is_empty() {
+        let _ = writeln!(out, "None.\n");
+    } else {
+        let _ = writeln!(out, "| Field | OLD | NEW |\n|---|---|---|");
+        for d in &cmp.environment {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                md(&d.field),
+                md(&d.old),
+                md(&d.new)
+            );
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "### Results\n");
+    if cmp.results.is_empty() {
+        let _ = writeln!(out, "No results in either report.");
+    } else {
+        let _ = writeln!(
+            out,
+            "| Result | Device | OLD median | NEW median | Change [95% CI] | Verdict | Note |\n\
+             |---|---|--:|--:|--:|---|---|"
+        );
+        for r in &cmp.results {
+            let verdict = if r.regression || r.verdict == Verdict::Ambiguous {
+                format!("**{}**", r.verdict)
+            } else {
+                r.verdict.to_string()
+            };
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} | {} | {} | {} |",
+                md(&r.id),
+                md(&r.device),
+                median(r.old_median_s, r.old_samples),
+                median(r.new_median_s, r.new_samples),
+                change(r),
+                verdict,
+                md(&note(r))
+            );
+        }
+    }
+    if !cmp.notes.is_empty() {
+        out.push('\n');
+        for n in &cmp.notes {
+            let _ = writeln!(out, "- note: {}", md(n));
+        }
+    }
+    out
+}
+
+/// The machine form: the whole [`Comparison`], pretty-printed.
+pub fn render_json(cmp: &Comparison) -> String {
+    // Serialising plain structs of strings and numbers cannot fail.
+    serde_json::to_string_pretty(cmp).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}

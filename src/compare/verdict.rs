@@ -1,0 +1,196 @@
+//! The statistics behind a verdict: a seeded bootstrap interval of the ratio of medians, and the
+//! rule that turns that interval into faster / slower / same / ambiguous.
+//!
+//! Why a ratio of medians: GPU timings are right-skewed (a preempted or throttled sample is slow,
+//! never fast), so the median is the stable centre, and a ratio is what people mean by "5% slower".
+//! Why a bootstrap of *both* runs: each run has its own noise; resampling each run's samples
+//! independently puts both sources of uncertainty into the interval, so a noisy old run cannot make
+//! a clean new run look like a regression.
+
+use crate::stats::quantile_sorted;
+use crate::tensor::splitmix;
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
+
+/// Bootstrap resamples used by the CLI: enough for stable 2.5%/97.5% percentiles.
+pub const DEFAULT_RESAMPLES: usize = 2000;
+
+/// Two-sided confidence level of the interval.
+pub const DEFAULT_CONFIDENCE: f64 = 0.95;
+
+/// The outcome for one matched result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The whole interval lies beyond the threshold on the faster side.
+    Faster,
+    /// The whole interval lies beyond the threshold on the slower side: a confirmed regression.
+    Slower,
+    /// The whole interval lies inside the noise band.
+    Same,
+    /// The interval straddles a band edge: more samples (or a quieter machine) are needed.
+    Ambiguous,
+    /// In OLD only.
+    Missing,
+    /// In NEW only.
+    New,
+    /// A side has no trustworthy time (verification failed or no samples): never compared.
+    Unverified,
+    /// A side errored in the backend: never compared.
+    Failed,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Faster => "faster",
+            Verdict::Slower => "slower",
+            Verdict::Same => "same",
+            Verdict::Ambiguous => "ambiguous",
+            Verdict::Missing => "missing",
+            Verdict::New => "new",
+            Verdict::Unverified => "unverified",
+            Verdict::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Ratio of medians NEW/OLD (of time, or of cycles) with its bootstrap interval.
+/// Above 1 means NEW takes longer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RatioCi {
+    pub ratio: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// Percentile-bootstrap interval of `median(new) / median(old)` at `level` (e.g. 0.95).
+///
+/// Each resample draws `old.len()` values from `old` and `new.len()` values from `new`, with
+/// replacement and independently, and takes the ratio of the two medians. Returns `None` when a
+/// side is empty or holds a non-positive or non-finite time (no ratio has a meaning then).
+pub fn ratio_of_medians_ci(
+    old: &[f64],
+    new: &[f64],
+    level: f64,
+    resamples: usize,
+    seed: u64,
+) -> Option<RatioCi> {
+    let usable = |s: &[f64]| !s.is_empty() && s.iter().all(|t| t.is_finite() && *t > 0.0);
+    if !usable(old) || !usable(new) {
+        return None;
+    }
+    let ratio = crate::stats::median(new) / crate::stats::median(old);
+    let resamples = resamples.max(1);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed ^ 0x7261_7469_6f00_0001));
+    let mut buf_old = vec![0.0; old.len()];
+    let mut buf_new = vec![0.0; new.len()];
+    let mut ratios: Vec<f64> = (0..resamples)
+        .map(|_| {
+            let mo = resample_median(old, &mut buf_old, &mut rng);
+            let mn = resample_median(new, &mut buf_new, &mut rng);
+            mn / mo
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let alpha = (1.0 - level.clamp(0.0, 1.0)) / 2.0;
+    Some(RatioCi {
+        ratio,
+        low: quantile_sorted(&ratios, alpha),
+        high: quantile_sorted(&ratios, 1.0 - alpha),
+    })
+}
+
+/// Median of one bootstrap resample of `data`, drawn into `buf` (same length).
+fn resample_median(data: &[f64], buf: &mut [f64], rng: &mut Xoshiro256PlusPlus) -> f64 {
+    let n = data.len();
+    for b in buf.iter_mut() {
+        *b = data[rng.random_range(0..n)];
+    }
+    let (left, mid, _) = buf.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let mid = *mid;
+    if n % 2 == 1 {
+        mid
+    } else {
+        let below = left.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (below + mid) / 2.0
+    }
+}
+
+/// The noise band for a threshold in percent: `[1/(1+t), 1+t]` on the ratio scale.
+///
+/// The band is symmetric in log space, so swapping OLD and NEW swaps faster and slower exactly:
+/// "slower" means time grew by more than `t`, "faster" means throughput grew by more than `t`.
+pub fn band(threshold_pct: f64) -> (f64, f64) {
+    let t = threshold_pct.max(0.0) / 100.0;
+    (1.0 / (1.0 + t), 1.0 + t)
+}
+
+/// Turns an interval into a verdict against a threshold in percent.
+///
+/// `slower`/`faster` only when the whole interval lies beyond the band on that side, `same` only
+/// when the whole interval lies inside it; anything straddling an edge is `ambiguous`. A change
+/// smaller than the threshold is therefore never reported as a regression, however precise.
+pub fn classify(ci: &RatioCi, threshold_pct: f64) -> Verdict {
+    let (lo, hi) = band(threshold_pct);
+    if ci.low > hi {
+        Verdict::Slower
+    } else if ci.high < lo {
+        Verdict::Faster
+    } else if ci.low >= lo && ci.high <= hi {
+        Verdict::Same
+    } else {
+        Verdict::Ambiguous
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_constant_samples_are_same() {
+        let s = vec![1e-3; 20];
+        let ci = ratio_of_medians_ci(&s, &s, 0.95, 200, 1).unwrap();
+        assert_eq!((ci.ratio, ci.low, ci.high), (1.0, 1.0, 1.0));
+        assert_eq!(classify(&ci, 2.0), Verdict::Same);
+    }
+
+    #[test]
+    fn interval_is_seeded() {
+        let old: Vec<f64> = (0..25).map(|i| 1.0 + (i % 7) as f64 * 0.01).collect();
+        let new: Vec<f64> = (0..25).map(|i| 1.05 + (i % 5) as f64 * 0.01).collect();
+        let a = ratio_of_medians_ci(&old, &new, 0.95, 500, 7).unwrap();
+        let b = ratio_of_medians_ci(&old, &new, 0.95, 500, 7).unwrap();
+        assert_eq!(a, b);
+        assert!(a.low <= a.ratio && a.ratio <= a.high);
+    }
+
+    #[test]
+    fn rejects_unusable_samples() {
+        assert!(ratio_of_medians_ci(&[], &[1.0], 0.95, 10, 0).is_none());
+        assert!(ratio_of_medians_ci(&[1.0], &[0.0], 0.95, 10, 0).is_none());
+        assert!(ratio_of_medians_ci(&[f64::NAN], &[1.0], 0.95, 10, 0).is_none());
+    }
+
+    #[test]
+    fn classification_edges() {
+        let ci = |low, high| RatioCi {
+            ratio: (low + high) / 2.0,
+            low,
+            high,
+        };
+        assert_eq!(classify(&ci(1.03, 1.08), 2.0), Verdict::Slower);
+        assert_eq!(classify(&ci(1.01, 1.08), 2.0), Verdict::Ambiguous);
+        assert_eq!(classify(&ci(0.99, 1.01), 2.0), Verdict::Same);
+        assert_eq!(classify(&ci(0.90, 0.97), 2.0), Verdict::Faster);
+        assert_eq!(classify(&ci(0.90, 0.99), 2.0), Verdict::Ambiguous);
+    }
+}

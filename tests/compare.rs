@@ -1,0 +1,570 @@
+//! Regression tracking: verdict statistics, baselines, renderers and CI exports.
+
+use gpuvet::compare::{
+    self, classify, compare_to_baseline, export, load_baseline, ratio_of_medians_ci, render_json,
+    render_markdown, render_table, save_baseline, CompareArgs, CompareOptions, FailOn, Verdict,
+};
+use gpuvet::report::Report;
+use gpuvet::Error;
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn old_report() -> Report {
+    Report::load(&fixture("compare_old.json")).expect("old fixture loads")
+}
+
+fn new_report() -> Report {
+    Report::load(&fixture("compare_new.json")).expect("new fixture loads")
+}
+
+/// Standard normal by Box–Muller.
+fn normal(rng: &mut Xoshiro256PlusPlus) -> f64 {
+    let u1: f64 = rng.random_range(1e-12..1.0);
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+/// Timing-like samples: log-normal noise of relative spread `cv` around `base`, with 3% of the
+/// samples hit by a 10–30% delay (a preemption), as real GPU timings are right-skewed.
+fn timings(rng: &mut Xoshiro256PlusPlus, base: f64, cv: f64, n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|_| {
+            let mut t = base * (cv * normal(rng)).exp();
+            if rng.random::<f64>() < 0.03 {
+                t *= 1.0 + rng.random_range(0.1..0.3);
+            }
+            t
+        })
+        .collect()
+}
+
+/// Samples per run that make the 95% interval of the ratio about ±0.6% wide at this noise
+/// (the median's standard error is ≈1.25·cv/√n; the ratio's is √2 times that).
+fn samples_for(cv: f64) -> usize {
+    let n = 2.0 * (1.96 * 1.2533 * cv / 0.006).powi(2);
+    (n.ceil() as usize).max(30)
+}
+
+#[test]
+fn known_shifts_get_the_right_verdicts() {
+    let opts = CompareOptions {
+        resamples: 1000,
+        ..CompareOptions::default()
+    };
+    for (ci, &cv) in [0.005, 0.01, 0.02, 0.05].iter().enumerate() {
+        let n = samples_for(cv);
+        for (si, &shift) in [0.0, 0.01, -0.01, 0.05, -0.05, 0.20, -0.20]
+            .iter()
+            .enumerate()
+        {
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(1000 + (ci * 10 + si) as u64);
+            let old = timings(&mut rng, 1e-3, cv, n);
+            // A negative shift is a speed-up: throughput up by |shift|.
+            let factor = if shift >= 0.0 {
+                1.0 + shift
+            } else {
+                1.0 / (1.0 - shift)
+            };
+            let new = timings(&mut rng, 1e-3 * factor, cv, n);
+            let r = ratio_of_medians_ci(&old, &new, opts.confidence, opts.resamples, 7).unwrap();
+            let v = classify(&r, opts.threshold_pct);
+            let ok = match shift {
+                s if s == 0.0 => v == Verdict::Same,
+                // Below the 2% threshold: never a regression or a win, however precise.
+                s if s.abs() < 0.02 => matches!(v, Verdict::Same | Verdict::Ambiguous),
+                s if s > 0.0 => v == Verdict::Slower,
+                _ => v == Verdict::Faster,
+            };
+            assert!(
+                ok,
+                "noise {cv}, shift {shift}, n {n}: got {v} with ratio {:.4} [{:.4}, {:.4}]",
+                r.ratio, r.low, r.high
+            );
+        }
+    }
+}
+
+#[test]
+fn too_few_samples_for_the_noise_is_ambiguous_not_a_verdict() {
+    // 5% noise and 8 samples cannot resolve a 3% change against a 2% threshold.
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+    let old = timings(&mut rng, 1e-3, 0.05, 8);
+    let new = timings(&mut rng, 1.03e-3, 0.05, 8);
+    let r = ratio_of_medians_ci(&old, &new, 0.95, 1000, 1).unwrap();
+    assert_eq!(classify(&r, 2.0), Verdict::Ambiguous, "{r:?}");
+}
+
+/// Fraction of 1000 same-distribution pairs (30 samples each, noise 0.5–5%) called slower
+/// and faster at `threshold_pct`.
+fn false_call_rates(threshold_pct: f64) -> (f64, f64) {
+    let pairs = 1000;
+    let (mut slower, mut faster) = (0, 0);
+    for i in 0..pairs {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(0xfa15e ^ i);
+        let cv = rng.random_range(0.005..0.05);
+        let old = timings(&mut rng, 2e-4, cv, 30);
+        let new = timings(&mut rng, 2e-4, cv, 30);
+        let r = ratio_of_medians_ci(&old, &new, 0.95, 400, i).unwrap();
+        match classify(&r, threshold_pct) {
+            Verdict::Slower => slower += 1,
+            Verdict::Faster => faster += 1,
+            _ => {}
+        }
+    }
+    let rates = (slower as f64 / pairs as f64, faster as f64 / pairs as f64);
+    eprintln!(
+        "threshold {threshold_pct}%: false slower {}, false faster {}",
+        rates.0, rates.1
+    );
+    rates
+}
+
+#[test]
+fn false_slower_rate_is_at_most_one_percent() {
+    let (slower, faster) = false_call_rates(2.0);
+    assert!(slower <= 0.01, "false slower rate {slower}");
+    assert!(faster <= 0.01, "false faster rate {faster}");
+}
+
+#[test]
+fn interval_alone_is_roughly_calibrated() {
+    // With no noise band, a 95% two-sided interval should exclude 1 on the slow side about
+    // 2.5% of the time: far more means the interval is too narrow to trust.
+    let (slower, faster) = false_call_rates(0.0);
+    assert!(slower <= 0.05, "slower without a band {slower}");
+    assert!(faster <= 0.05, "faster without a band {faster}");
+}
+
+fn verdict_of(cmp: &compare::Comparison, id_prefix: &str) -> Verdict {
+    cmp.results
+        .iter()
+        .find(|r| r.id.starts_with(id_prefix))
+        .unwrap_or_else(|| panic!("no result {id_prefix}"))
+        .verdict
+}
+
+#[test]
+fn fixture_pair_gets_expected_verdicts() {
+    let cmp = compare::compare(&old_report(), &new_report(), &CompareOptions::default());
+    assert_eq!(verdict_of(&cmp, "matmul.bf16"), Verdict::Same);
+    assert_eq!(verdict_of(&cmp, "matmul.f16"), Verdict::Slower);
+    assert_eq!(verdict_of(&cmp, "matmul.fp8_e4m3"), Verdict::Unverified);
+    assert_eq!(verdict_of(&cmp, "matmul.f32"), Verdict::Slower);
+    assert_eq!(verdict_of(&cmp, "memory.copy"), Verdict::Ambiguous);
+    assert_eq!(verdict_of(&cmp, "memory.write"), Verdict::Faster);
+    assert_eq!(verdict_of(&cmp, "memory.read"), Verdict::Missing);
+    assert_eq!(verdict_of(&cmp, "memory.triad"), Verdict::New);
+
+    // A result that verified before and fails now is a regression and carries no number.
+    let fp8 = cmp
+        .results
+        .iter()
+        .find(|r| r.id.starts_with("matmul.fp8"))
+        .unwrap();
+    assert!(fp8.regression && fp8.ratio.is_none());
+    assert!(fp8
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains("NEW: verification failed"));
+
+    let c = cmp.counts();
+    assert_eq!((c.slower, c.same, c.faster, c.ambiguous), (2, 1, 1, 1));
+    assert_eq!(cmp.exit_code(FailOn::Regression), 1);
+
+    // Environment differences come from the driver, NVRTC, kernel hash and git sha.
+    let fields: Vec<&str> = cmp.environment.iter().map(|d| d.field.as_str()).collect();
+    for want in [
+        "gpuvet git sha",
+        "device 0 driver",
+        "device 0 nvrtc_version",
+        "kernel hash",
+    ] {
+        assert!(fields.contains(&want), "{want} missing from {fields:?}");
+    }
+    assert!(!fields.contains(&"device 0 name"));
+}
+
+#[test]
+fn clock_normalisation_separates_throttling_from_regression() {
+    let opts = CompareOptions {
+        normalize_clock: true,
+        ..CompareOptions::default()
+    };
+    let cmp = compare::compare(&old_report(), &new_report(), &opts);
+    // f32 ran 1980 → 1500 MHz and took 1980/1500 longer: the same number of cycles.
+    let f32 = cmp
+        .results
+        .iter()
+        .find(|r| r.id.starts_with("matmul.f32"))
+        .unwrap();
+    assert_eq!(f32.verdict, Verdict::Same);
+    assert_eq!(f32.quantity, "cycles");
+    // No clock recorded for f16: compared by time, and it says so.
+    let f16 = cmp
+        .results
+        .iter()
+        .find(|r| r.id.starts_with("matmul.f16"))
+        .unwrap();
+    assert_eq!(f16.quantity, "time");
+    assert!(f16
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains("no effective clock"));
+    assert!(cmp.notes.iter().any(|n| n.contains("--normalize-clock")));
+}
+
+#[test]
+fn exit_codes_follow_fail_on() {
+    // Only the results that cannot regress: same, faster, ambiguous.
+    let mut old = old_report();
+    let mut new = new_report();
+    let keep = |r: &gpuvet::report::ResultRecord| {
+        ["matmul.bf16", "memory.write", "memory.copy"]
+            .iter()
+            .any(|p| r.id.starts_with(p))
+    };
+    old.results.retain(keep);
+    new.results.retain(keep);
+    let cmp = compare::compare(&old, &new, &CompareOptions::default());
+    assert_eq!(cmp.exit_code(FailOn::Regression), 0);
+    assert_eq!(cmp.exit_code(FailOn::Ambiguous), 1);
+    assert_eq!(cmp.failing(FailOn::Ambiguous).len(), 1);
+}
+
+#[test]
+fn same_report_against_itself_never_moves() {
+    let r = old_report();
+    let cmp = compare::compare(&r, &r, &CompareOptions::default());
+    assert!(cmp.environment.is_empty());
+    // Each side's samples are resampled independently, so the 5%-noise copy result stays
+    // ambiguous even against itself; everything quiet is `same`, nothing moves.
+    for x in &cmp.results {
+        let want = if x.id.starts_with("memory.copy") {
+            Verdict::Ambiguous
+        } else {
+            Verdict::Same
+        };
+        assert_eq!(x.verdict, want, "{}", x.id);
+        assert_eq!(x.ratio.unwrap().ratio, 1.0);
+    }
+    assert_eq!(cmp.exit_code(FailOn::Regression), 0);
+}
+
+#[test]
+fn results_match_across_device_indices_by_name() {
+    // The same GPU model enumerated at another index is still the same result.
+    let old = old_report();
+    let mut new = old_report();
+    let mut dev = new.devices[0].clone();
+    new.devices[0].name = "Some Other GPU".into();
+    dev.index = 1;
+    new.devices.push(dev);
+    for r in &mut new.results {
+        r.device = 1;
+    }
+    let cmp = compare::compare(&old, &new, &CompareOptions::default());
+    assert_eq!(cmp.results.len(), old.results.len());
+    assert!(
+        cmp.results
+            .iter()
+            .all(|x| x.ratio.map(|r| r.ratio) == Some(1.0)),
+        "{:?}",
+        cmp.results
+    );
+}
+
+#[test]
+fn markdown_snapshot() {
+    let cmp = compare::compare(&old_report(), &new_report(), &CompareOptions::default())
+        .with_labels("old.json", "new.json");
+    insta::assert_snapshot!(
+        "compare_markdown",
+        render_markdown(&cmp, FailOn::Regression)
+    );
+}
+
+#[test]
+fn table_colours_only_when_asked() {
+    let cmp = compare::compare(&old_report(), &new_report(), &CompareOptions::default());
+    let plain = render_table(&cmp, FailOn::Regression, false);
+    let coloured = render_table(&cmp, FailOn::Regression, true);
+    assert!(!plain.contains('\x1b'));
+    assert!(coloured.contains('\x1b'));
+    assert!(plain.contains("Environment differs"));
+    // Environment first, results after it.
+    assert!(plain.find("Environment differs").unwrap() < plain.find("Verdict").unwrap());
+    assert!(plain.contains("3 regressions: 2 slower"), "{plain}");
+}
+
+#[test]
+fn json_output_round_trips() {
+    let cmp = compare::compare(&old_report(), &new_report(), &CompareOptions::default());
+    let text = render_json(&cmp);
+    let back: compare::Comparison = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.environment, cmp.environment);
+    assert_eq!(back.results.len(), cmp.results.len());
+    for (a, b) in back.results.iter().zip(&cmp.results) {
+        assert_eq!(
+            (&a.id, a.verdict, a.regression),
+            (&b.id, b.verdict, b.regression)
+        );
+        let close = |x: f64, y: f64| (x - y).abs() <= 1e-12 * y.abs();
+        match (a.ratio, b.ratio) {
+            (Some(x), Some(y)) => assert!(close(x.low, y.low) && close(x.high, y.high)),
+            (x, y) => assert_eq!(x, y),
+        }
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["results"][1]["verdict"], "slower");
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+#[test]
+fn baseline_round_trip_and_compare() {
+    let dir = temp_dir();
+    let report = old_report();
+    let path = save_baseline(&report, "main", dir.path()).unwrap();
+    assert_eq!(path, dir.path().join("main.json"));
+    assert_eq!(load_baseline("main", dir.path()).unwrap(), report);
+    // Saving again replaces a readable baseline.
+    save_baseline(&new_report(), "main", dir.path()).unwrap();
+    assert_eq!(load_baseline("main", dir.path()).unwrap(), new_report());
+    // No temporary files left behind.
+    let names = compare::list_baselines(dir.path()).unwrap();
+    assert_eq!(names, vec!["main".to_string()]);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+    save_baseline(&report, "v1.2-old_run", dir.path()).unwrap();
+    let cmp = compare_to_baseline(
+        &new_report(),
+        "v1.2-old_run",
+        dir.path(),
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(cmp.old.label, "baseline v1.2-old_run");
+    assert_eq!(cmp.exit_code(FailOn::Regression), 1);
+}
+
+#[test]
+fn baseline_names_are_validated() {
+    let dir = temp_dir();
+    for bad in ["", "../escape", "a/b", "a\\b", ".hidden", "sp ace"] {
+        let err = save_baseline(&old_report(), bad, dir.path()).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{bad}: {err}");
+    }
+    let err = load_baseline("absent", dir.path()).unwrap_err();
+    assert!(err.to_string().contains("no baseline `absent`"), "{err}");
+}
+
+#[test]
+fn default_baseline_dir_honours_env() {
+    std::env::set_var("GPUVET_BASELINE_DIR", "/tmp/gpuvet-ci-baselines");
+    assert_eq!(
+        compare::default_baseline_dir(),
+        PathBuf::from("/tmp/gpuvet-ci-baselines")
+    );
+    std::env::remove_var("GPUVET_BASELINE_DIR");
+    assert_eq!(
+        compare::default_baseline_dir(),
+        PathBuf::from(".gpuvet/baselines")
+    );
+}
+
+#[test]
+fn malformed_or_truncated_files_are_corrupt_file_errors() {
+    let dir = temp_dir();
+    let full = std::fs::read_to_string(fixture("compare_old.json")).unwrap();
+    let cases = [
+        ("truncated", full[..full.len() / 2].to_string()),
+        ("garbage", "this is not json".to_string()),
+        ("empty", String::new()),
+        (
+            "other-schema",
+            full.replacen("\"schema_version\": 1", "\"schema_version\": 9", 1),
+        ),
+        ("not-a-report", "{\"schema_version\": 1}".to_string()),
+    ];
+    for (name, text) in &cases {
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, text).unwrap();
+        let err = Report::load(&path).unwrap_err();
+        assert!(matches!(err, Error::CorruptFile { .. }), "{name}: {err}");
+        let err = load_baseline(name, dir.path()).unwrap_err();
+        assert!(matches!(err, Error::CorruptFile { .. }), "{name}: {err}");
+        // The runner's `--baseline NAME` path reports the same error.
+        let err =
+            compare_to_baseline(&old_report(), name, dir.path(), &Default::default()).unwrap_err();
+        assert!(matches!(err, Error::CorruptFile { .. }), "{name}: {err}");
+    }
+}
+
+#[test]
+fn corrupt_existing_baseline_is_never_overwritten() {
+    let dir = temp_dir();
+    let path = dir.path().join("main.json");
+    let full = std::fs::read_to_string(fixture("compare_old.json")).unwrap();
+    let truncated = &full[..full.len() / 3];
+    std::fs::write(&path, truncated).unwrap();
+    let err = save_baseline(&new_report(), "main", dir.path()).unwrap_err();
+    assert!(matches!(err, Error::CorruptFile { .. }), "{err}");
+    assert!(err.to_string().contains("refusing to overwrite"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), truncated);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: CompareArgs,
+}
+
+fn parse(args: &[&str]) -> CompareArgs {
+    use clap::Parser;
+    Cli::try_parse_from(std::iter::once("compare").chain(args.iter().copied()))
+        .expect("arguments parse")
+        .args
+}
+
+#[test]
+fn cli_args_have_the_documented_defaults() {
+    let a = parse(&["old.json", "new.json"]);
+    assert_eq!(a.threshold, 2.0);
+    assert_eq!(a.fail_on, FailOn::Regression);
+    assert!(!a.normalize_clock);
+    assert_eq!(a.seed, compare::DEFAULT_SEED);
+    let a = parse(&[
+        "o",
+        "n",
+        "--threshold",
+        "5%",
+        "--fail-on",
+        "ambiguous",
+        "--normalize-clock",
+        "--seed",
+        "9",
+        "--json",
+        "-",
+    ]);
+    assert_eq!(
+        (a.threshold, a.fail_on, a.normalize_clock, a.seed),
+        (5.0, FailOn::Ambiguous, true, 9)
+    );
+    assert_eq!(a.json.as_deref(), Some("-"));
+    use clap::Parser;
+    assert!(Cli::try_parse_from(["compare", "o", "n", "--threshold", "-1"]).is_err());
+    assert!(Cli::try_parse_from(["compare", "o"]).is_err());
+}
+
+#[test]
+fn run_writes_outputs_and_returns_the_exit_code() {
+    let dir = temp_dir();
+    let md = dir.path().join("cmp.md");
+    let js = dir.path().join("cmp.json");
+    let old = fixture("compare_old.json");
+    let new = fixture("compare_new.json");
+    let args = parse(&[
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+        "--markdown",
+        md.to_str().unwrap(),
+        "--json",
+        js.to_str().unwrap(),
+    ]);
+    assert_eq!(compare::run(&args, false).unwrap(), 1);
+    assert!(std::fs::read_to_string(&md)
+        .unwrap()
+        .contains("## gpuvet comparison"));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+    assert_eq!(v["results"].as_array().unwrap().len(), 8);
+
+    let same = parse(&[old.to_str().unwrap(), old.to_str().unwrap()]);
+    assert_eq!(compare::run(&same, false).unwrap(), 0);
+
+    // A truncated NEW is a CorruptFile error (exit 2 at the CLI), not a verdict.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"schema_version\": 1, \"tool\": {").unwrap();
+    let args = parse(&[old.to_str().unwrap(), bad.to_str().unwrap()]);
+    let err = compare::run(&args, false).unwrap_err();
+    assert!(
+        matches!(err.downcast_ref::<Error>(), Some(Error::CorruptFile { .. })),
+        "{err}"
+    );
+}
+
+#[test]
+fn github_export_has_the_custom_bigger_is_better_shape() {
+    let dir = temp_dir();
+    let path = dir.path().join("gab.json");
+    export(&new_report(), &format!("github:{}", path.display())).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let arr = v.as_array().expect("an array");
+    let report = new_report();
+    let exportable: Vec<_> = report.results.iter().filter(|r| r.is_valid()).collect();
+    assert_eq!(arr.len(), exportable.len());
+    for (e, r) in arr.iter().zip(&exportable) {
+        assert_eq!(e["name"], r.id.as_str());
+        let tp = r.throughput.as_ref().unwrap();
+        let (scale, unit) = if tp.unit == "B/s" {
+            (1e9, "GB/s")
+        } else {
+            (1e12, "TFLOP/s")
+        };
+        assert_eq!(e["unit"], unit);
+        let value = e["value"].as_f64().unwrap();
+        assert!((value - tp.value / scale).abs() <= 1e-9 * value.abs());
+        assert!(e["range"].as_str().unwrap().starts_with("± "));
+        assert!(e["extra"].is_string());
+    }
+    // The unverified fp8 result is left out.
+    assert!(arr
+        .iter()
+        .all(|e| !e["name"].as_str().unwrap().contains("fp8")));
+}
+
+#[test]
+fn bencher_export_has_the_metric_format_shape() {
+    let dir = temp_dir();
+    let path = dir.path().join("bmf.json");
+    export(&new_report(), &format!("bencher:{}", path.display())).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let obj = v.as_object().expect("an object");
+    assert_eq!(obj.len(), 6);
+    for (name, measures) in obj {
+        let m = &measures["throughput"];
+        let (lo, val, hi) = (
+            m["lower_value"].as_f64().unwrap(),
+            m["value"].as_f64().unwrap(),
+            m["upper_value"].as_f64().unwrap(),
+        );
+        assert!(
+            lo <= val && val <= hi && lo > 0.0,
+            "{name}: {lo} {val} {hi}"
+        );
+    }
+    assert!(!obj.keys().any(|k| k.contains("fp8")));
+}
+
+#[test]
+fn bad_export_specs_are_clear_errors() {
+    for spec in ["github", "csv:out.json", "bencher:"] {
+        let err = export(&old_report(), spec).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{spec}: {err}");
+    }
+}
