@@ -410,7 +410,7 @@ pub fn peaks_for(info: &DeviceInfo) -> Option<(Peaks, bool)> {
     if let (Some(cc), Some(sms), Some(clock)) = (
         info.compute_capability.as_deref(),
         info.multiprocessors,
-        keys::number(&info.details, keys::MAX_SM_CLOCK_MHZ),
+        keys::max_sm_clock_mhz(&info.details),
     ) {
         if let Some(arch) = db.arch(cc.trim(), class) {
             for (d, rate) in &arch.rates {
@@ -424,7 +424,7 @@ pub fn peaks_for(info: &DeviceInfo) -> Option<(Peaks, bool)> {
     }
     let bandwidth = match (
         keys::number(&info.details, keys::MEMORY_BUS_WIDTH_BITS),
-        keys::number(&info.details, keys::MAX_MEMORY_CLOCK_MHZ),
+        keys::max_memory_clock_mhz(&info.details),
     ) {
         (Some(bits), Some(mhz)) if bits > 0.0 && mhz > 0.0 => {
             how.push(format!(

@@ -1,14 +1,20 @@
 //! Names of the `DeviceInfo::details` entries that the GPU database and the validation checks
-//! read. The CUDA backend (NVML) fills them; a key that is absent means "unknown" and the check
-//! that needs it is skipped with a note, never failed.
+//! read. The CUDA backend fills them (src/backend/cuda/nvml.rs and device.rs use these names); a
+//! key that is absent means "unknown" and the check that needs it is skipped, never failed.
+//! Not yet written by the CUDA backend: [`SERIAL`], [`NVLINK_ACTIVE_LINKS`], [`MIG_DEVICE`],
+//! [`VIRTUALIZATION_MODE`], [`SLOWDOWN_TEMP_C`].
 //!
 //! Numbers are JSON numbers; flags are JSON booleans (strings `"enabled"` / `"disabled"` and
 //! `"true"` / `"false"` are accepted too).
 
 /// Highest SM clock the device allows (NVML `nvmlDeviceGetMaxClockInfo(SM)`), MHz.
-pub const MAX_SM_CLOCK_MHZ: &str = "max_sm_clock_mhz";
+pub const MAX_SM_CLOCK_MHZ: &str = "sm_clock_max_mhz";
+/// The same from the CUDA driver's device attribute (read when NVML is missing), MHz.
+pub const MAX_SM_CLOCK_MHZ_DRIVER: &str = "sm_clock_max_mhz_driver";
 /// Highest memory clock (NVML max clock, MEM), MHz; with the bus width gives the bandwidth.
-pub const MAX_MEMORY_CLOCK_MHZ: &str = "max_memory_clock_mhz";
+pub const MAX_MEMORY_CLOCK_MHZ: &str = "memory_clock_max_mhz";
+/// The same from the CUDA driver's device attribute, MHz.
+pub const MAX_MEMORY_CLOCK_MHZ_DRIVER: &str = "memory_clock_max_mhz_driver";
 /// Memory bus width in bits (CUDA device attribute).
 pub const MEMORY_BUS_WIDTH_BITS: &str = "memory_bus_width_bits";
 /// Board serial number (NVML), recorded in the verdict.
@@ -16,13 +22,13 @@ pub const SERIAL: &str = "serial";
 /// Power limit in force now (NVML enforced power limit), W.
 pub const POWER_LIMIT_W: &str = "power_limit_w";
 /// The board's default power limit (NVML default power management limit), W.
-pub const DEFAULT_POWER_LIMIT_W: &str = "default_power_limit_w";
+pub const DEFAULT_POWER_LIMIT_W: &str = "power_limit_default_w";
 /// PCIe generation of the link now. The link trains down when idle: sample it under load.
-pub const PCIE_GEN_CURRENT: &str = "pcie_gen_current";
+pub const PCIE_GEN_CURRENT: &str = "pcie_gen";
 /// Highest PCIe generation this GPU in this slot can reach (NVML max link generation).
 pub const PCIE_GEN_MAX: &str = "pcie_gen_max";
 /// PCIe link width now (lanes).
-pub const PCIE_WIDTH_CURRENT: &str = "pcie_width_current";
+pub const PCIE_WIDTH_CURRENT: &str = "pcie_width";
 /// Highest PCIe link width (lanes).
 pub const PCIE_WIDTH_MAX: &str = "pcie_width_max";
 /// Number of NVLink links in the active state.
@@ -36,9 +42,9 @@ pub const VIRTUALIZATION_MODE: &str = "virtualization_mode";
 /// Whether ECC is enabled.
 pub const ECC_ENABLED: &str = "ecc_enabled";
 /// Corrected (single-bit) ECC errors since the driver loaded.
-pub const ECC_CORRECTED_VOLATILE: &str = "ecc_corrected_volatile";
+pub const ECC_CORRECTED_VOLATILE: &str = "ecc_errors_corrected_volatile";
 /// Uncorrected (double-bit) ECC errors since the driver loaded.
-pub const ECC_UNCORRECTED_VOLATILE: &str = "ecc_uncorrected_volatile";
+pub const ECC_UNCORRECTED_VOLATILE: &str = "ecc_errors_uncorrected_volatile";
 /// Rows remapped after correctable errors (NVML remapped rows, Ampere and later).
 pub const REMAPPED_ROWS_CORRECTABLE: &str = "remapped_rows_correctable";
 /// Rows remapped after uncorrectable errors.
@@ -97,4 +103,14 @@ pub fn text<'a>(
     key: &str,
 ) -> Option<&'a str> {
     details.get(key)?.as_str()
+}
+
+/// The maximum SM clock, from NVML or else the CUDA driver.
+pub fn max_sm_clock_mhz(details: &serde_json::Map<String, serde_json::Value>) -> Option<f64> {
+    number(details, MAX_SM_CLOCK_MHZ).or_else(|| number(details, MAX_SM_CLOCK_MHZ_DRIVER))
+}
+
+/// The maximum memory clock, from NVML or else the CUDA driver.
+pub fn max_memory_clock_mhz(details: &serde_json::Map<String, serde_json::Value>) -> Option<f64> {
+    number(details, MAX_MEMORY_CLOCK_MHZ).or_else(|| number(details, MAX_MEMORY_CLOCK_MHZ_DRIVER))
 }

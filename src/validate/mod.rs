@@ -1,3 +1,664 @@
-//! Instance validation (being written).
+//! Instance validation: *is this the GPU I paid for, and is it healthy?*
+//!
+//! | piece | module | job |
+//! |---|---|---|
+//! | what to run | [`suite`] | the validation suite of one device, as data |
+//! | is it what it claims | [`identity`] | SKU, SMs, memory, power limit, clocks, PCIe, NVLink, MIG |
+//! | verdicts | [`verdict`] | absolute, peers, health, correctness → PASS / WARN / FAIL |
+//! | the node | [`judge`] | a [`NodeVerdict`] from a finished run: JSON, table, exit code |
+//! | the fleet | [`aggregate`] | per-node verdict files → per-SKU distributions, nodes to drain |
+//! | inputs | [`keys`] | the `DeviceInfo::details` entries the checks read |
+//!
+//! Exit status of `gpuvet validate`: 0 healthy (PASS; WARN unless `--fail-on-warn`), 1 unhealthy
+//! (drain the node), 2 the tool could not judge (no GPU, bad flags).
 
+pub mod aggregate;
+pub mod identity;
 pub mod keys;
+pub mod verdict;
+
+pub use aggregate::{run_aggregate, AggregateArgs};
+pub use verdict::{Check, CheckKind, ChecksumSample, Finding, MetricValue, Verdict};
+
+use crate::backend::{BackendKind, DeviceInfo, Peaks, Telemetry};
+use crate::dtype::DType;
+use crate::gpudb::{self, ExpectConfidence, Expectation, Sku};
+use crate::report::{Report, ResultRecord};
+use crate::workload::{AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Major version of the verdict JSON; within it fields are only added.
+pub const VERDICT_SCHEMA_VERSION: u32 = 1;
+/// The `kind` field of a verdict file, so that a report is never mistaken for one.
+pub const VERDICT_KIND: &str = "gpuvet-verdict";
+
+/// Flags of `gpuvet validate`.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct ValidateArgs {
+    /// Judge every GPU against this SKU instead of the one it reports (what you paid for, e.g.
+    /// h100-sxm). `gpuvet list --skus` shows the ids.
+    #[arg(long, value_name = "SKU", value_parser = parse_sku)]
+    pub expect: Option<String>,
+    /// Quick suite, one pass, under 2 minutes per node (the default).
+    #[arg(long, conflicts_with = "duration")]
+    pub quick: bool,
+    /// Soak: run the suite (with larger shapes) for this long, e.g. `30m`, to catch GPUs that
+    /// degrade as they heat up.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// A figure this many percent below the SKU's achievable expectation is a WARN; twice as
+    /// far, a FAIL.
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0, value_parser = parse_pct)]
+    pub tolerance: f64,
+    /// A GPU this many percent below the median of its peers on the node is a straggler (FAIL).
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0, value_parser = parse_pct)]
+    pub straggler_pct: f64,
+    /// Write the node verdict as JSON to PATH (`-` for stdout): what a scheduler or
+    /// `gpuvet aggregate` reads.
+    #[arg(long, value_name = "PATH|-")]
+    pub verdict: Option<String>,
+    /// Exit 1 on WARN too, not only on FAIL.
+    #[arg(long)]
+    pub fail_on_warn: bool,
+    /// Validate on the CPU backend (for testing the pipeline, e.g. a Slurm setup, without a GPU).
+    #[arg(long, hide = true)]
+    pub allow_cpu: bool,
+}
+
+impl Default for ValidateArgs {
+    fn default() -> Self {
+        ValidateArgs {
+            expect: None,
+            quick: false,
+            duration: None,
+            tolerance: 10.0,
+            straggler_pct: 10.0,
+            verdict: None,
+            fail_on_warn: false,
+            allow_cpu: false,
+        }
+    }
+}
+
+impl ValidateArgs {
+    /// Quick mode unless a soak duration was given.
+    pub fn is_quick(&self) -> bool {
+        self.duration.is_none()
+    }
+
+    /// Seconds of sampling each result gets so that a soak of `--duration` spreads over
+    /// `results` results; `None` in quick mode (use the normal stopping rule).
+    pub fn seconds_per_result(&self, results: usize) -> Option<f64> {
+        self.duration
+            .map(|d| d.as_secs_f64() / results.max(1) as f64)
+    }
+}
+
+fn parse_sku(s: &str) -> Result<String, String> {
+    match gpudb::by_id(s) {
+        Some(sku) => Ok(sku.id),
+        None => Err(format!(
+            "unknown SKU `{s}`; known: {}",
+            gpudb::ids().join(", ")
+        )),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (e.g. 90s, 10m, 1h)"))?;
+    if d.is_zero() {
+        return Err("the duration must be above zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_pct(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{s}` is not a percentage"))?;
+    if !(v > 0.0 && v < 100.0) {
+        return Err(format!("{v} is not a percentage between 0 and 100"));
+    }
+    Ok(v)
+}
+
+/// Dtypes a device's tensor (or vector) units run, by compute capability. Devices without one
+/// (a CPU) get those the CPU backend runs.
+pub fn supported_dtypes(info: &DeviceInfo) -> Vec<DType> {
+    let cc = info
+        .compute_capability
+        .as_deref()
+        .and_then(|c| {
+            let (a, b) = c.trim().split_once('.')?;
+            Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
+        })
+        .unwrap_or((0, 0));
+    if info.backend != Some(BackendKind::Cuda) {
+        return vec![DType::F32, DType::Bf16, DType::F16, DType::Int8];
+    }
+    let mut v = vec![DType::F32];
+    if cc >= (7, 0) {
+        v.push(DType::F16);
+    }
+    if cc >= (7, 5) {
+        v.push(DType::Int8);
+    }
+    if cc >= (8, 0) {
+        v.push(DType::Bf16);
+        v.push(DType::Tf32);
+    }
+    if cc >= (8, 9) {
+        v.push(DType::Fp8E4m3);
+    }
+    v
+}
+
+/// The validation suite of one device.
+///
+/// Memory copy far beyond the last-level cache, matmul at 8192³ for every dtype the device
+/// runs, causal prefill attention (16k tokens, GQA 32/8, head dim 128) and decode attention
+/// (KV ≥ 4× L2). A soak (`quick = false`) adds read bandwidth and inference-shaped GEMMs
+/// (Llama-3-70B gate+up, 4096 tokens). CPU and mock devices get sizes that finish in seconds.
+pub fn suite(info: &DeviceInfo, quick: bool) -> Vec<Workload> {
+    let dtypes = supported_dtypes(info);
+    let attn_dtype = if dtypes.contains(&DType::Bf16) {
+        DType::Bf16
+    } else {
+        DType::F16
+    };
+    let mm = |m: u64, n: u64, k: u64, d: DType| {
+        Workload::Matmul(MatmulSpec {
+            m,
+            n,
+            k,
+            dtype: d,
+            b_layout: BLayout::Nk,
+        })
+    };
+    let att = |batch, lq, lkv, causal, hd, dtype| {
+        Workload::Attention(AttentionSpec {
+            batch,
+            q_heads: 32,
+            kv_heads: 8,
+            q_len: lq,
+            kv_len: lkv,
+            head_dim: hd,
+            causal,
+            dtype,
+        })
+    };
+    let mem = |op, bytes| Workload::Memory(MemorySpec { op, bytes });
+    let mut v = Vec::new();
+    match info.backend {
+        Some(BackendKind::Cuda) => {
+            // 4 GiB per array, but no more than an eighth of the device, and at least 8× L2.
+            let total = info.memory_bytes.unwrap_or(16 << 30);
+            let l2 = info.last_level_cache_bytes.unwrap_or(64 << 20);
+            let bytes = (4u64 << 30).min(total / 8).max(8 * l2);
+            v.push(mem(MemOp::Copy, bytes));
+            if !quick {
+                v.push(mem(MemOp::Read, bytes));
+            }
+            for &d in &dtypes {
+                v.push(mm(8192, 8192, 8192, d));
+            }
+            if !quick {
+                for d in [DType::Bf16, DType::Fp8E4m3] {
+                    if dtypes.contains(&d) {
+                        v.push(mm(4096, 57344, 8192, d));
+                    }
+                }
+            }
+            v.push(att(4, 4096, 4096, true, 128, attn_dtype));
+            v.push(att(64, 1, 8192, true, 128, attn_dtype));
+        }
+        Some(BackendKind::Mock) => {
+            v.push(mem(MemOp::Copy, 1 << 20));
+            for d in [DType::F32, DType::Bf16] {
+                v.push(mm(64, 64, 64, d));
+            }
+            v.push(att(1, 16, 32, true, 16, DType::F16));
+            v.push(att(2, 1, 64, true, 16, DType::F16));
+        }
+        _ => {
+            // CPU: the pipeline, not the hardware, is what is being tested; keep it to seconds.
+            v.push(mem(MemOp::Copy, 64 << 20));
+            for &d in &dtypes {
+                v.push(mm(512, 512, 512, d));
+            }
+            v.push(att(1, 256, 256, true, 64, DType::F32));
+            v.push(att(2, 1, 2048, true, 64, DType::F32));
+        }
+    }
+    v
+}
+
+/// What a verdict needs beyond the report: stress checksums and telemetry timelines.
+#[derive(Debug, Clone, Default)]
+pub struct JudgeInputs {
+    /// Telemetry sampled during the run, per device index (e.g. once a second).
+    pub telemetry: BTreeMap<usize, Vec<Telemetry>>,
+    /// Output checksums of repeated runs (stress), every device.
+    pub checksums: Vec<ChecksumSample>,
+}
+
+/// The settings a verdict was reached with, recorded in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+    pub quick: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    pub tolerance_pct: f64,
+    pub straggler_pct: f64,
+}
+
+/// The verdict on one GPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuVerdict {
+    pub index: usize,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_bus_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// The SKU judged against (`--expect`, or the detected one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<String>,
+    /// What the database recognised from the device itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected_sku: Option<String>,
+    /// True when peaks were computed (GPU not in the database), not read from a datasheet.
+    #[serde(default)]
+    pub peaks_computed: bool,
+    pub verdict: Verdict,
+    /// Every WARN and FAIL finding, as "check: message".
+    pub reasons: Vec<String>,
+    pub checks: Vec<Check>,
+    /// Best figure per test (`matmul.bf16`, `memory.copy`, ...).
+    pub metrics: BTreeMap<String, MetricValue>,
+}
+
+/// The verdict on one node: what a scheduler acts on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeVerdict {
+    pub schema_version: u32,
+    /// Always [`VERDICT_KIND`].
+    pub kind: String,
+    pub hostname: String,
+    pub started_at: String,
+    pub tool_version: String,
+    pub backend: String,
+    pub verdict: Verdict,
+    /// The exit status `gpuvet validate` returns for this verdict.
+    pub exit_code: i32,
+    /// Every WARN and FAIL reason, prefixed with the GPU it is about.
+    pub reasons: Vec<String>,
+    pub settings: VerdictSettings,
+    pub gpus: Vec<GpuVerdict>,
+}
+
+impl NodeVerdict {
+    /// Reads a verdict from JSON, with a clear message for anything else.
+    pub fn from_json(text: &str, path: &str) -> crate::Result<NodeVerdict> {
+        let corrupt = |reason: String| crate::Error::CorruptFile {
+            path: path.into(),
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+        if value.get("kind").and_then(|k| k.as_str()) != Some(VERDICT_KIND) {
+            return Err(corrupt(
+                if value.get("results").is_some() {
+                    "a gpuvet report, not a verdict (write verdicts with `gpuvet validate --verdict`)"
+                } else {
+                    "not a gpuvet verdict (no `kind: gpuvet-verdict`)"
+                }
+                .into(),
+            ));
+        }
+        match value.get("schema_version").and_then(|v| v.as_u64()) {
+            Some(v) if v == VERDICT_SCHEMA_VERSION as u64 => {}
+            other => {
+                return Err(corrupt(format!(
+                    "verdict schema_version {}; this gpuvet reads version {VERDICT_SCHEMA_VERSION}",
+                    other.map_or("missing".to_string(), |v| v.to_string())
+                )))
+            }
+        }
+        serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Pretty JSON with a trailing newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_else(|e| {
+            format!("{{\"kind\":\"{VERDICT_KIND}\",\"error\":\"cannot serialise verdict: {e}\"}}")
+        });
+        s.push('\n');
+        s
+    }
+
+    /// Writes the JSON to `path`, or stdout for `-`.
+    pub fn write(&self, path: &str) -> std::io::Result<()> {
+        if path == "-" {
+            use std::io::Write;
+            std::io::stdout().write_all(self.to_json().as_bytes())
+        } else {
+            std::fs::write(path, self.to_json()).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("writing verdict to {path}: {e}"))
+            })
+        }
+    }
+
+    /// A terminal table: one row per GPU with each check's verdict, then the reasons.
+    pub fn render(&self, color: bool) -> String {
+        use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
+        let paint = |v: Verdict| {
+            let c = Cell::new(v.name());
+            if !color {
+                return c;
+            }
+            c.fg(match v {
+                Verdict::Pass => Color::Green,
+                Verdict::Warn => Color::Yellow,
+                Verdict::Fail => Color::Red,
+            })
+        };
+        let mut t = Table::new();
+        t.load_style(presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Disabled)
+            .force_no_tty();
+        if color {
+            t.enforce_styling();
+        }
+        let kinds = [
+            CheckKind::Identity,
+            CheckKind::Absolute,
+            CheckKind::Peers,
+            CheckKind::Health,
+            CheckKind::Correctness,
+        ];
+        let mut header = vec!["GPU".to_string(), "SKU".into(), "verdict".into()];
+        header.extend(kinds.iter().map(|k| k.name().to_string()));
+        t.set_header(header);
+        for g in &self.gpus {
+            let mut row = vec![
+                Cell::new(format!("{} {}", g.index, g.name)),
+                Cell::new(g.sku.as_deref().unwrap_or("unknown")),
+                paint(g.verdict),
+            ];
+            for k in kinds {
+                row.push(match g.checks.iter().find(|c| c.check == k) {
+                    Some(c) => paint(c.verdict),
+                    None => Cell::new("-"),
+                });
+            }
+            t.add_row(row);
+        }
+        let mut out = format!("{t}\n");
+        for r in &self.reasons {
+            out.push_str(&format!("  {r}\n"));
+        }
+        out.push_str(&format!(
+            "{}: {} ({} GPU{}), exit {}\n",
+            self.hostname,
+            self.verdict,
+            self.gpus.len(),
+            if self.gpus.len() == 1 { "" } else { "s" },
+            self.exit_code
+        ));
+        out
+    }
+}
+
+/// What a device is judged against.
+struct Target {
+    sku: Option<Sku>,
+    detected: Option<Sku>,
+    peaks: Option<Peaks>,
+    computed: bool,
+}
+
+fn target(info: &DeviceInfo, expect: Option<&str>) -> Target {
+    let detected = gpudb::lookup(info);
+    let sku = match expect {
+        Some(id) => gpudb::by_id(id),
+        None => detected.clone(),
+    };
+    let (peaks, computed) = match &sku {
+        Some(s) => (Some(s.peaks()), false),
+        None => match gpudb::peaks_for(info) {
+            Some((p, c)) => (Some(p), c),
+            None => (info.peaks.clone(), false),
+        },
+    };
+    Target {
+        sku,
+        detected,
+        peaks,
+        computed,
+    }
+}
+
+/// The expectation of a test: the SKU's, or for computed peaks the database default marked as
+/// an estimate (so that it can warn but never fail).
+fn expectation_for(t: &Target, key: &str) -> Option<Expectation> {
+    match &t.sku {
+        Some(s) => s.expectation(key).cloned(),
+        None if t.peaks.is_some() => {
+            let db = gpudb::database().ok()?;
+            db.default_achievable.get(key).map(|e| Expectation {
+                confidence: ExpectConfidence::Estimate,
+                ..e.clone()
+            })
+        }
+        None => None,
+    }
+}
+
+/// The node verdict of a finished validation run.
+pub fn judge(report: &Report, args: &ValidateArgs) -> NodeVerdict {
+    judge_with(report, args, &JudgeInputs::default())
+}
+
+/// [`judge`], with telemetry timelines and stress checksums.
+pub fn judge_with(report: &Report, args: &ValidateArgs, inputs: &JudgeInputs) -> NodeVerdict {
+    let tolerance = args.tolerance / 100.0;
+    let mismatches = verdict::checksum_mismatches(&inputs.checksums);
+    let per_device: Vec<Vec<&ResultRecord>> = (0..report.devices.len())
+        .map(|i| report.results.iter().filter(|r| r.device == i).collect())
+        .collect();
+    let targets: Vec<Target> = report
+        .devices
+        .iter()
+        .map(|d| target(d, args.expect.as_deref()))
+        .collect();
+    let metrics: Vec<BTreeMap<String, MetricValue>> = targets
+        .iter()
+        .zip(&per_device)
+        .map(|(t, rs)| verdict::metrics(rs, t.peaks.as_ref(), &|k| expectation_for(t, k)))
+        .collect();
+    // Peers are the GPUs judged against the same SKU (or with the same name when unknown).
+    let group_of = |i: usize| {
+        targets[i]
+            .sku
+            .as_ref()
+            .map(|s| s.id.clone())
+            .unwrap_or_else(|| report.devices[i].name.clone())
+    };
+    let mut gpus = Vec::new();
+    for (i, info) in report.devices.iter().enumerate() {
+        let t = &targets[i];
+        let group: Vec<usize> = (0..report.devices.len())
+            .filter(|&j| group_of(j) == group_of(i))
+            .collect();
+        let peer_metrics: Vec<&BTreeMap<String, MetricValue>> =
+            group.iter().map(|&j| &metrics[j]).collect();
+        let me = group.iter().position(|&j| j == i).unwrap_or(0);
+        let is_gpu = info.backend == Some(BackendKind::Cuda) || info.backend.is_none();
+        let identity = if is_gpu {
+            identity::check(
+                info,
+                t.sku.as_ref(),
+                t.detected.as_ref(),
+                args.expect.is_some(),
+            )
+        } else {
+            Check::new(
+                CheckKind::Identity,
+                vec![Finding::pass(format!(
+                    "{} backend: not an NVIDIA GPU, identity not checked",
+                    info.backend.map_or("unknown", |b| b.name())
+                ))],
+            )
+        };
+        let mut absolute = verdict::absolute(&metrics[i], &|k| expectation_for(t, k), tolerance);
+        if t.computed {
+            absolute.findings.push(Finding::pass(
+                "peaks computed from SMs × per-SM rate × clock (GPU not in the database)",
+            ));
+        }
+        let extra = inputs
+            .telemetry
+            .get(&i)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let checks = vec![
+            identity,
+            absolute,
+            verdict::peers(&peer_metrics, me, args.straggler_pct),
+            verdict::health(info, t.sku.as_ref(), &per_device[i], extra),
+            verdict::correctness(i, &per_device[i], &mismatches),
+        ];
+        let verdict = checks
+            .iter()
+            .map(|c| c.verdict)
+            .max()
+            .unwrap_or(Verdict::Pass);
+        let reasons = checks.iter().flat_map(|c| c.reasons()).collect();
+        gpus.push(GpuVerdict {
+            index: info.index,
+            name: info.name.clone(),
+            uuid: info.uuid.clone(),
+            pci_bus_id: info.pci_bus_id.clone(),
+            serial: keys::text(&info.details, keys::SERIAL).map(str::to_string),
+            sku: t.sku.as_ref().map(|s| s.id.clone()),
+            detected_sku: t.detected.as_ref().map(|s| s.id.clone()),
+            peaks_computed: t.computed,
+            verdict,
+            reasons,
+            checks,
+            metrics: metrics[i].clone(),
+        });
+    }
+    let mut reasons: Vec<String> = gpus
+        .iter()
+        .flat_map(|g| {
+            let who = format!(
+                "GPU {}{}",
+                g.index,
+                g.uuid
+                    .as_deref()
+                    .map(|u| format!(" ({u})"))
+                    .unwrap_or_default()
+            );
+            g.reasons
+                .iter()
+                .map(move |r| format!("{who}: {r}"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut verdict = gpus
+        .iter()
+        .map(|g| g.verdict)
+        .max()
+        .unwrap_or(Verdict::Fail);
+    let mut exit_code = verdict.exit_code(args.fail_on_warn);
+    if gpus.is_empty() {
+        reasons.push("no device was tested".into());
+        verdict = Verdict::Fail;
+        exit_code = 2;
+    } else if !report.complete {
+        reasons.push("the run did not complete: the verdict covers what finished".into());
+        verdict = verdict.max(Verdict::Warn);
+        exit_code = exit_code.max(verdict.exit_code(args.fail_on_warn));
+    }
+    NodeVerdict {
+        schema_version: VERDICT_SCHEMA_VERSION,
+        kind: VERDICT_KIND.into(),
+        hostname: report.host.hostname.clone(),
+        started_at: report.started_at.clone(),
+        tool_version: report.tool.version.clone(),
+        backend: report.config.backend.clone(),
+        verdict,
+        exit_code,
+        reasons,
+        settings: VerdictSettings {
+            expect: args.expect.clone(),
+            quick: args.is_quick(),
+            duration_s: args.duration.map(|d| d.as_secs_f64()),
+            tolerance_pct: args.tolerance,
+            straggler_pct: args.straggler_pct,
+        },
+        gpus,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gpu(cc: &str) -> DeviceInfo {
+        DeviceInfo {
+            backend: Some(BackendKind::Cuda),
+            name: "NVIDIA Test".into(),
+            compute_capability: Some(cc.into()),
+            memory_bytes: Some(80 << 30),
+            last_level_cache_bytes: Some(50 << 20),
+            ..DeviceInfo::default()
+        }
+    }
+
+    #[test]
+    fn suite_follows_compute_capability() {
+        let names =
+            |cc: &str| -> Vec<String> { suite(&gpu(cc), true).iter().map(|w| w.name()).collect() };
+        let h = names("9.0");
+        assert!(h.iter().any(|n| n.starts_with("matmul.fp8_e4m3.8192")));
+        assert!(h
+            .iter()
+            .any(|n| n.starts_with("attention.bf16") && n.contains(".q1.")));
+        let t4 = names("7.5");
+        assert!(!t4.iter().any(|n| n.contains("bf16") || n.contains("fp8")));
+        assert!(t4.iter().any(|n| n.starts_with("attention.f16")));
+        for w in suite(&gpu("9.0"), false) {
+            w.validate().unwrap();
+        }
+        assert!(suite(&gpu("9.0"), false).len() > suite(&gpu("9.0"), true).len());
+        let cpu = DeviceInfo {
+            backend: Some(BackendKind::Cpu),
+            ..DeviceInfo::default()
+        };
+        for w in suite(&cpu, true) {
+            w.validate().unwrap();
+            assert!(w.flops() < 1e10, "{} is too big for a CPU", w.name());
+        }
+    }
+
+    #[test]
+    fn flags_parse() {
+        assert_eq!(parse_sku("H100-SXM").unwrap(), "h100-sxm");
+        assert!(parse_sku("h100-sxm6").unwrap_err().contains("h200-sxm"));
+        assert_eq!(parse_pct("12.5%").unwrap(), 12.5);
+        assert!(parse_pct("0").is_err() && parse_pct("x").is_err());
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert!(parse_duration("0s").is_err());
+    }
+}

@@ -1,0 +1,573 @@
+//! `gpuvet aggregate`: per-node verdict files → one fleet view.
+//!
+//! Per SKU, the distribution of every figure (median, min, max over the fleet's GPUs); GPUs
+//! more than a set share below their SKU's fleet median (outliers, even when each passed on its
+//! own node); and the nodes to drain (node verdict FAIL) with their reasons.
+
+use super::verdict::{median, Verdict};
+use super::{GpuVerdict, NodeVerdict};
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Major version of the fleet JSON.
+pub const FLEET_SCHEMA_VERSION: u32 = 1;
+
+/// Output format of the fleet view.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetFormat {
+    Table,
+    Markdown,
+    Json,
+    Csv,
+}
+
+/// Flags of `gpuvet aggregate`.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct AggregateArgs {
+    /// Verdict files (from `gpuvet validate --verdict`) or directories holding them (every
+    /// `*.json` directly inside).
+    #[arg(required = true, value_name = "FILES|DIR")]
+    pub paths: Vec<PathBuf>,
+    /// table (terminal), markdown, json or csv (one row per GPU and figure).
+    #[arg(long, value_enum, default_value_t = FleetFormat::Table)]
+    pub format: FleetFormat,
+    /// Write to PATH instead of stdout.
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// A GPU this many percent below its SKU's fleet median on any figure is an outlier.
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
+    pub outlier_pct: f64,
+}
+
+/// Distribution of one figure over a SKU's GPUs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricStats {
+    pub metric: String,
+    pub unit: String,
+    pub gpus: usize,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    /// What a healthy card reaches, where the database knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<f64>,
+}
+
+/// One SKU across the fleet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkuStats {
+    pub sku: String,
+    pub gpus: usize,
+    pub pass: usize,
+    pub warn: usize,
+    pub fail: usize,
+    pub metrics: Vec<MetricStats>,
+}
+
+/// A GPU well below its SKU's fleet median on one figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outlier {
+    pub host: String,
+    pub gpu: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    pub sku: String,
+    pub metric: String,
+    pub value: f64,
+    pub unit: String,
+    pub fleet_median: f64,
+    pub below_pct: f64,
+}
+
+/// A node whose verdict says: take it out of service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Drain {
+    pub host: String,
+    pub verdict: Verdict,
+    pub reasons: Vec<String>,
+}
+
+/// The fleet view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetSummary {
+    pub schema_version: u32,
+    pub kind: String,
+    pub nodes: usize,
+    pub gpus: usize,
+    pub nodes_pass: usize,
+    pub nodes_warn: usize,
+    pub nodes_fail: usize,
+    pub skus: Vec<SkuStats>,
+    pub outliers: Vec<Outlier>,
+    /// Hosts with at least one outlier GPU.
+    pub outlier_nodes: Vec<String>,
+    /// Nodes to drain: node verdict FAIL.
+    pub drain: Vec<Drain>,
+    /// Things the reader should know (duplicate hosts, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Reads every verdict file named or found in a named directory (`*.json`, sorted). A file that
+/// is not a verdict is an error naming it: a fleet view with silently missing nodes misleads.
+pub fn load_verdicts(paths: &[PathBuf]) -> Result<Vec<(PathBuf, NodeVerdict)>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| Error::CorruptFile {
+                    path: p.display().to_string(),
+                    reason: e.to_string(),
+                })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "json"))
+                .collect();
+            if found.is_empty() {
+                return Err(Error::invalid(format!(
+                    "no *.json verdict files in directory {}",
+                    p.display()
+                )));
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    files
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).map_err(|e| Error::CorruptFile {
+                path: f.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let v = NodeVerdict::from_json(&text, &f.display().to_string())?;
+            Ok((f, v))
+        })
+        .collect()
+}
+
+fn sku_of(g: &GpuVerdict) -> String {
+    g.sku
+        .clone()
+        .unwrap_or_else(|| format!("unknown: {}", g.name))
+}
+
+/// Joins node verdicts into the fleet view. A host that appears more than once counts once,
+/// by its latest verdict (`started_at`).
+pub fn summarize(verdicts: &[NodeVerdict], outlier_pct: f64) -> FleetSummary {
+    let mut notes = Vec::new();
+    let mut latest: BTreeMap<&str, &NodeVerdict> = BTreeMap::new();
+    for v in verdicts {
+        if let Some(prev) = latest.get(v.hostname.as_str()) {
+            notes.push(format!(
+                "{} appears more than once: using the run started {}",
+                v.hostname,
+                prev.started_at.as_str().max(v.started_at.as_str())
+            ));
+            if prev.started_at >= v.started_at {
+                continue;
+            }
+        }
+        latest.insert(&v.hostname, v);
+    }
+    let nodes: Vec<&NodeVerdict> = latest.into_values().collect();
+
+    // Every GPU with its host, grouped by SKU.
+    let mut by_sku: BTreeMap<String, Vec<(&str, &GpuVerdict)>> = BTreeMap::new();
+    for n in &nodes {
+        for g in &n.gpus {
+            by_sku
+                .entry(sku_of(g))
+                .or_default()
+                .push((n.hostname.as_str(), g));
+        }
+    }
+    let mut skus = Vec::new();
+    let mut outliers = Vec::new();
+    for (sku, gpus) in &by_sku {
+        let count = |v: Verdict| gpus.iter().filter(|(_, g)| g.verdict == v).count();
+        let mut names: Vec<&String> = gpus.iter().flat_map(|(_, g)| g.metrics.keys()).collect();
+        names.sort();
+        names.dedup();
+        let mut metrics = Vec::new();
+        for name in names {
+            let vals: Vec<(&str, &GpuVerdict, f64)> = gpus
+                .iter()
+                .filter_map(|(h, g)| g.metrics.get(name).map(|m| (*h, *g, m.value)))
+                .collect();
+            let values: Vec<f64> = vals.iter().map(|x| x.2).collect();
+            let med = median(&values);
+            let unit = gpus
+                .iter()
+                .find_map(|(_, g)| g.metrics.get(name).map(|m| m.unit.clone()))
+                .unwrap_or_default();
+            let expected: Vec<f64> = gpus
+                .iter()
+                .filter_map(|(_, g)| g.metrics.get(name).and_then(|m| m.expected))
+                .collect();
+            metrics.push(MetricStats {
+                metric: name.clone(),
+                unit: unit.clone(),
+                gpus: values.len(),
+                median: med,
+                min: values.iter().copied().fold(f64::INFINITY, f64::min),
+                max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                expected: (!expected.is_empty()).then(|| median(&expected)),
+            });
+            if values.len() < 2 || med <= 0.0 {
+                continue;
+            }
+            for (host, g, v) in vals {
+                let below = 100.0 * (1.0 - v / med);
+                if below > outlier_pct {
+                    outliers.push(Outlier {
+                        host: host.to_string(),
+                        gpu: g.index,
+                        uuid: g.uuid.clone(),
+                        sku: sku.clone(),
+                        metric: name.clone(),
+                        value: v,
+                        unit: unit.clone(),
+                        fleet_median: med,
+                        below_pct: below,
+                    });
+                }
+            }
+        }
+        skus.push(SkuStats {
+            sku: sku.clone(),
+            gpus: gpus.len(),
+            pass: count(Verdict::Pass),
+            warn: count(Verdict::Warn),
+            fail: count(Verdict::Fail),
+            metrics,
+        });
+    }
+    outliers.sort_by(|a, b| b.below_pct.total_cmp(&a.below_pct));
+    let mut outlier_nodes: Vec<String> = outliers.iter().map(|o| o.host.clone()).collect();
+    outlier_nodes.sort();
+    outlier_nodes.dedup();
+    let drain = nodes
+        .iter()
+        .filter(|n| n.verdict == Verdict::Fail)
+        .map(|n| Drain {
+            host: n.hostname.clone(),
+            verdict: n.verdict,
+            reasons: n.reasons.clone(),
+        })
+        .collect();
+    let count = |v: Verdict| nodes.iter().filter(|n| n.verdict == v).count();
+    FleetSummary {
+        schema_version: FLEET_SCHEMA_VERSION,
+        kind: "gpuvet-fleet".into(),
+        nodes: nodes.len(),
+        gpus: nodes.iter().map(|n| n.gpus.len()).sum(),
+        nodes_pass: count(Verdict::Pass),
+        nodes_warn: count(Verdict::Warn),
+        nodes_fail: count(Verdict::Fail),
+        skus,
+        outliers,
+        outlier_nodes,
+        drain,
+        notes,
+    }
+}
+
+fn rate(v: f64, unit: &str) -> String {
+    if v.is_finite() {
+        crate::units::si(v, unit)
+    } else {
+        "-".into()
+    }
+}
+
+fn headline(s: &FleetSummary) -> String {
+    format!(
+        "{} nodes, {} GPUs: {} PASS, {} WARN, {} FAIL; {} to drain, {} outlier GPU figures on {} nodes",
+        s.nodes,
+        s.gpus,
+        s.nodes_pass,
+        s.nodes_warn,
+        s.nodes_fail,
+        s.drain.len(),
+        s.outliers.len(),
+        s.outlier_nodes.len()
+    )
+}
+
+/// Terminal tables: per-SKU distributions, outliers, nodes to drain.
+pub fn render_table(s: &FleetSummary, color: bool) -> String {
+    use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
+    let new = || {
+        let mut t = Table::new();
+        t.load_style(presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Disabled)
+            .force_no_tty();
+        if color {
+            t.enforce_styling();
+        }
+        t
+    };
+    let mut out = String::new();
+    let mut t = new();
+    t.set_header(vec![
+        "SKU", "GPUs", "P/W/F", "figure", "median", "min", "max", "expected",
+    ]);
+    for k in &s.skus {
+        for (i, m) in k.metrics.iter().enumerate() {
+            let first = i == 0;
+            t.add_row(vec![
+                Cell::new(if first { k.sku.as_str() } else { "" }),
+                Cell::new(if first {
+                    k.gpus.to_string()
+                } else {
+                    String::new()
+                }),
+                Cell::new(if first {
+                    format!("{}/{}/{}", k.pass, k.warn, k.fail)
+                } else {
+                    String::new()
+                }),
+                Cell::new(&m.metric),
+                Cell::new(rate(m.median, &m.unit)),
+                Cell::new(rate(m.min, &m.unit)),
+                Cell::new(rate(m.max, &m.unit)),
+                Cell::new(m.expected.map_or("-".into(), |e| rate(e, &m.unit))),
+            ]);
+        }
+        if k.metrics.is_empty() {
+            t.add_row(vec![
+                k.sku.clone(),
+                k.gpus.to_string(),
+                format!("{}/{}/{}", k.pass, k.warn, k.fail),
+                "-".into(),
+            ]);
+        }
+    }
+    out.push_str(&format!("{t}\n"));
+    if !s.outliers.is_empty() {
+        let mut t = new();
+        t.set_header(vec![
+            "outlier: host",
+            "GPU",
+            "SKU",
+            "figure",
+            "value",
+            "below median",
+        ]);
+        for o in &s.outliers {
+            t.add_row(vec![
+                Cell::new(&o.host),
+                Cell::new(o.gpu),
+                Cell::new(&o.sku),
+                Cell::new(&o.metric),
+                Cell::new(rate(o.value, &o.unit)),
+                Cell::new(format!("{:.1}%", o.below_pct)),
+            ]);
+        }
+        out.push_str(&format!("{t}\n"));
+    }
+    if !s.drain.is_empty() {
+        let mut t = new();
+        t.set_header(vec!["drain: host", "reasons"]);
+        for d in &s.drain {
+            let c = Cell::new(&d.host);
+            t.add_row(vec![
+                if color { c.fg(Color::Red) } else { c },
+                Cell::new(d.reasons.join("\n")),
+            ]);
+        }
+        out.push_str(&format!("{t}\n"));
+    }
+    for n in &s.notes {
+        out.push_str(&format!("note: {n}\n"));
+    }
+    out.push_str(&headline(s));
+    out.push('\n');
+    out
+}
+
+fn md(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', "<br>")
+}
+
+/// Markdown: the same three tables, for a wiki page or a ticket.
+pub fn render_markdown(s: &FleetSummary) -> String {
+    let mut o = format!("# GPU fleet validation\n\n{}\n\n", headline(s));
+    o.push_str("## Per SKU\n\n| SKU | GPUs | PASS/WARN/FAIL | figure | median | min | max | expected |\n|---|---|---|---|---|---|---|---|\n");
+    for k in &s.skus {
+        for m in &k.metrics {
+            o.push_str(&format!(
+                "| {} | {} | {}/{}/{} | {} | {} | {} | {} | {} |\n",
+                md(&k.sku),
+                k.gpus,
+                k.pass,
+                k.warn,
+                k.fail,
+                md(&m.metric),
+                rate(m.median, &m.unit),
+                rate(m.min, &m.unit),
+                rate(m.max, &m.unit),
+                m.expected.map_or("-".into(), |e| rate(e, &m.unit))
+            ));
+        }
+    }
+    if !s.outliers.is_empty() {
+        o.push_str("\n## Outliers\n\n| host | GPU | SKU | figure | value | below fleet median |\n|---|---|---|---|---|---|\n");
+        for x in &s.outliers {
+            o.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {:.1}% |\n",
+                md(&x.host),
+                x.gpu,
+                md(&x.sku),
+                md(&x.metric),
+                rate(x.value, &x.unit),
+                x.below_pct
+            ));
+        }
+    }
+    if !s.drain.is_empty() {
+        o.push_str("\n## Nodes to drain\n\n| host | reasons |\n|---|---|\n");
+        for d in &s.drain {
+            o.push_str(&format!(
+                "| {} | {} |\n",
+                md(&d.host),
+                md(&d.reasons.join("\n"))
+            ));
+        }
+    }
+    for n in &s.notes {
+        o.push_str(&format!("\nNote: {}\n", md(n)));
+    }
+    o
+}
+
+/// CSV: one row per GPU and figure (a GPU without figures gets one row), with the SKU's fleet
+/// median and whether the figure is an outlier — the shape a spreadsheet pivots.
+pub fn render_csv(verdicts: &[NodeVerdict], s: &FleetSummary) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let io = |e: csv::Error| Error::Io(std::io::Error::other(e.to_string()));
+    w.write_record([
+        "host",
+        "node_verdict",
+        "gpu",
+        "uuid",
+        "pci_bus_id",
+        "serial",
+        "sku",
+        "gpu_verdict",
+        "figure",
+        "value",
+        "unit",
+        "expected",
+        "ratio",
+        "sku_fleet_median",
+        "outlier",
+    ])
+    .map_err(io)?;
+    let fleet_median = |sku: &str, metric: &str| {
+        s.skus
+            .iter()
+            .find(|k| k.sku == sku)
+            .and_then(|k| k.metrics.iter().find(|m| m.metric == metric))
+            .map(|m| m.median)
+    };
+    let opt = |x: Option<f64>| x.map(|v| format!("{v:.6e}")).unwrap_or_default();
+    for n in verdicts {
+        for g in &n.gpus {
+            let sku = sku_of(g);
+            let base = [
+                n.hostname.clone(),
+                n.verdict.name().to_string(),
+                g.index.to_string(),
+                g.uuid.clone().unwrap_or_default(),
+                g.pci_bus_id.clone().unwrap_or_default(),
+                g.serial.clone().unwrap_or_default(),
+                sku.clone(),
+                g.verdict.name().to_string(),
+            ];
+            if g.metrics.is_empty() {
+                let mut row = base.to_vec();
+                row.extend(std::iter::repeat_n(String::new(), 7));
+                w.write_record(&row).map_err(io)?;
+            }
+            for (metric, m) in &g.metrics {
+                let outlier = s
+                    .outliers
+                    .iter()
+                    .any(|o| o.host == n.hostname && o.gpu == g.index && &o.metric == metric);
+                let mut row = base.to_vec();
+                row.extend([
+                    metric.clone(),
+                    format!("{:.6e}", m.value),
+                    m.unit.clone(),
+                    opt(m.expected),
+                    m.ratio.map(|r| format!("{r:.4}")).unwrap_or_default(),
+                    opt(fleet_median(&sku, metric)),
+                    outlier.to_string(),
+                ]);
+                w.write_record(&row).map_err(io)?;
+            }
+        }
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Renders the fleet view in `format`.
+pub fn render(
+    verdicts: &[NodeVerdict],
+    s: &FleetSummary,
+    format: FleetFormat,
+    color: bool,
+) -> Result<String> {
+    Ok(match format {
+        FleetFormat::Table => render_table(s, color),
+        FleetFormat::Markdown => render_markdown(s),
+        FleetFormat::Json => {
+            let mut j = serde_json::to_string_pretty(s)
+                .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+            j.push('\n');
+            j
+        }
+        FleetFormat::Csv => render_csv(verdicts, s)?,
+    })
+}
+
+/// `gpuvet aggregate`: loads, summarises, writes. Exit status 0 when no node is to be drained,
+/// 1 when some are (so a fleet check can gate on it); errors (a corrupt file) are the caller's 2.
+pub fn run_aggregate(args: &AggregateArgs, color: bool) -> anyhow::Result<i32> {
+    let loaded = load_verdicts(&args.paths)?;
+    let verdicts: Vec<NodeVerdict> = loaded.into_iter().map(|(_, v)| v).collect();
+    let summary = summarize(&verdicts, args.outlier_pct);
+    let text = render(
+        &verdicts,
+        &summary,
+        args.format,
+        color && args.output.is_none(),
+    )?;
+    match &args.output {
+        Some(p) => write_file(p, &text)?,
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(text.as_bytes()) {
+                // A closed pipe (`| head`) is not a failure.
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+    Ok(if summary.drain.is_empty() { 0 } else { 1 })
+}
+
+fn write_file(p: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(p, text)
+        .map_err(|e| anyhow::anyhow!("cannot write fleet view to {}: {e}", p.display()))
+}

@@ -1,0 +1,667 @@
+//! Verdicts: pure functions from results, telemetry and the SKU to PASS / WARN / FAIL with
+//! reasons a person can act on.
+//!
+//! Four checks besides identity ([`super::identity`]):
+//! - **absolute**: each figure against what a healthy card of the SKU reaches;
+//! - **peers**: each figure against the median of the node's GPUs of the same SKU;
+//! - **health**: throttling, clocks, temperature, ECC, remapped rows, PCIe link;
+//! - **correctness**: every result verified, every stress checksum identical.
+
+use super::keys;
+use crate::backend::{DeviceInfo, Peaks, Telemetry};
+use crate::gpudb::{ExpectConfidence, Expectation, Sku};
+use crate::report::{ResultRecord, Status};
+use crate::workload::Workload;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Ordered so that `max` is the worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Warn => "WARN",
+            Verdict::Fail => "FAIL",
+        }
+    }
+
+    /// Process exit status: 0 healthy (PASS, or WARN unless `fail_on_warn`), 1 unhealthy.
+    /// (2, a tool error, is the caller's: no verdict was reached.)
+    pub fn exit_code(self, fail_on_warn: bool) -> i32 {
+        match self {
+            Verdict::Pass => 0,
+            Verdict::Warn if fail_on_warn => 1,
+            Verdict::Warn => 0,
+            Verdict::Fail => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One observation. A `Pass` finding is a note (why a check was skipped, what was seen).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub verdict: Verdict,
+    pub message: String,
+}
+
+impl Finding {
+    pub fn new(verdict: Verdict, message: impl Into<String>) -> Self {
+        Finding {
+            verdict,
+            message: message.into(),
+        }
+    }
+    pub fn pass(message: impl Into<String>) -> Self {
+        Finding::new(Verdict::Pass, message)
+    }
+    pub fn warn(message: impl Into<String>) -> Self {
+        Finding::new(Verdict::Warn, message)
+    }
+    pub fn fail(message: impl Into<String>) -> Self {
+        Finding::new(Verdict::Fail, message)
+    }
+}
+
+/// The checks a GPU goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    Identity,
+    Absolute,
+    Peers,
+    Health,
+    Correctness,
+}
+
+impl CheckKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckKind::Identity => "identity",
+            CheckKind::Absolute => "absolute",
+            CheckKind::Peers => "peers",
+            CheckKind::Health => "health",
+            CheckKind::Correctness => "correctness",
+        }
+    }
+}
+
+/// The outcome of one check: the worst of its findings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub check: CheckKind,
+    pub verdict: Verdict,
+    pub findings: Vec<Finding>,
+}
+
+impl Check {
+    pub fn new(check: CheckKind, findings: Vec<Finding>) -> Self {
+        let verdict = findings
+            .iter()
+            .map(|f| f.verdict)
+            .max()
+            .unwrap_or(Verdict::Pass);
+        Check {
+            check,
+            verdict,
+            findings,
+        }
+    }
+
+    /// Findings that are not notes, as "check: message".
+    pub fn reasons(&self) -> impl Iterator<Item = String> + '_ {
+        self.findings
+            .iter()
+            .filter(|f| f.verdict != Verdict::Pass)
+            .map(|f| format!("{}: {}", self.check.name(), f.message))
+    }
+}
+
+/// One headline figure of a GPU, with what it was judged against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricValue {
+    /// FLOP/s, OP/s or B/s.
+    pub value: f64,
+    pub unit: String,
+    /// The result it came from (`<workload>/<implementation>`).
+    pub result_id: String,
+    /// Datasheet (or computed) peak in the same unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<f64>,
+    /// What a healthy card reaches: share × peak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<f64>,
+    /// value / expected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+}
+
+/// The test a workload belongs to, the key of expectations in the GPU database:
+/// `memory.<op>`, `matmul.<dtype>`, `attention.prefill`, `attention.decode`.
+pub fn test_key(w: &Workload) -> String {
+    match w {
+        Workload::Memory(m) => format!("memory.{}", m.op.name()),
+        Workload::Matmul(m) => format!("matmul.{}", m.dtype.name()),
+        // Up to 8 query tokens is decode (speculative decoding verifies a few at once).
+        Workload::Attention(a) if a.q_len <= 8 => "attention.decode".into(),
+        Workload::Attention(_) => "attention.prefill".into(),
+    }
+}
+
+/// Whether a test is judged by bytes moved (against memory bandwidth) rather than arithmetic.
+fn bandwidth_bound(key: &str) -> bool {
+    key.starts_with("memory.") || key == "attention.decode"
+}
+
+/// The figure a result contributes to its test: throughput, or bandwidth for decode.
+fn figure(r: &ResultRecord, key: &str) -> Option<(f64, String)> {
+    let t = if key == "attention.decode" {
+        r.bandwidth.as_ref()?
+    } else {
+        r.throughput.as_ref()?
+    };
+    t.value
+        .is_finite()
+        .then(|| (t.value, t.unit.clone()))
+        .filter(|(v, _)| *v > 0.0)
+}
+
+/// The peak a test is measured against.
+fn peak_for(key: &str, dtype: &str, peaks: &Peaks) -> Option<f64> {
+    if bandwidth_bound(key) {
+        peaks.memory_bandwidth
+    } else {
+        peaks.flops.get(dtype).copied()
+    }
+}
+
+/// Best verified figure per test of one GPU (several implementations of a test: the best one
+/// says what the card can do), with peaks and expectations filled in where known.
+///
+/// `peaks` are the SKU's or computed ones; `expect` gives the achievable share per test key.
+pub fn metrics(
+    results: &[&ResultRecord],
+    peaks: Option<&Peaks>,
+    expect: &dyn Fn(&str) -> Option<Expectation>,
+) -> BTreeMap<String, MetricValue> {
+    let mut out: BTreeMap<String, MetricValue> = BTreeMap::new();
+    for r in results.iter().filter(|r| r.is_valid()) {
+        let key = test_key(&r.workload);
+        let Some((value, unit)) = figure(r, &key) else {
+            continue;
+        };
+        if out.get(&key).is_some_and(|m| m.value >= value) {
+            continue;
+        }
+        let peak = peaks.and_then(|p| peak_for(&key, &r.dtype, p));
+        let expected = peak.zip(expect(&key)).map(|(p, e)| p * e.share);
+        out.insert(
+            key,
+            MetricValue {
+                value,
+                unit,
+                result_id: r.id.clone(),
+                peak,
+                expected,
+                ratio: expected.map(|e| value / e),
+            },
+        );
+    }
+    out
+}
+
+/// Human form of a rate: `794.1 TFLOP/s`, `4.31 TB/s`.
+pub fn format_rate(value: f64, unit: &str) -> String {
+    crate::units::si(value, unit)
+}
+
+/// Absolute check: each figure against the SKU's achievable expectation.
+///
+/// ratio ≥ 1 − tolerance: PASS; ≥ 1 − 2·tolerance: WARN; below: FAIL. An expectation that is an
+/// estimate caps the verdict at WARN (a guess may not fail hardware). A figure above the
+/// datasheet peak is a broken measurement, not a record: WARN.
+pub fn absolute(
+    metrics: &BTreeMap<String, MetricValue>,
+    expect: &dyn Fn(&str) -> Option<Expectation>,
+    tolerance: f64,
+) -> Check {
+    let mut f = Vec::new();
+    let mut judged = 0;
+    for (key, m) in metrics {
+        let (Some(expected), Some(ratio), Some(e)) = (m.expected, m.ratio, expect(key)) else {
+            continue;
+        };
+        judged += 1;
+        let what = format!(
+            "{key}: {} = {:.0}% of the {:.0}% a healthy card reaches ({} expected; {} {})",
+            format_rate(m.value, &m.unit),
+            100.0 * ratio,
+            100.0 * e.share,
+            format_rate(expected, &m.unit),
+            e.confidence.name(),
+            if e.confidence == ExpectConfidence::Estimate {
+                "figure"
+            } else {
+                "basis"
+            },
+        );
+        if let Some(peak) = m.peak.filter(|&p| m.value > p * 1.05) {
+            f.push(Finding::warn(format!(
+                "{key}: {} is above the peak {}: the measurement is broken (timing or FLOP count)",
+                format_rate(m.value, &m.unit),
+                format_rate(peak, &m.unit)
+            )));
+            continue;
+        }
+        let mut v = if ratio >= 1.0 - tolerance {
+            Verdict::Pass
+        } else if ratio >= 1.0 - 2.0 * tolerance {
+            Verdict::Warn
+        } else {
+            Verdict::Fail
+        };
+        if v == Verdict::Fail && e.confidence == ExpectConfidence::Estimate {
+            v = Verdict::Warn;
+        }
+        if v == Verdict::Pass {
+            f.push(Finding::pass(what));
+        } else {
+            f.push(Finding::new(v, format!("{what}: below expectation")));
+        }
+    }
+    if judged == 0 {
+        f.push(Finding::pass(
+            "no expectation for this device (not a known GPU, or no peaks): absolute check skipped",
+        ));
+    }
+    Check::new(CheckKind::Absolute, f)
+}
+
+/// Peer check of GPU `me` among `all` (the metrics of every GPU of the same SKU on the node):
+/// a figure more than `straggler_pct` percent below the median of the group makes the GPU a
+/// straggler (FAIL); more than half that, a WARN.
+pub fn peers(all: &[&BTreeMap<String, MetricValue>], me: usize, straggler_pct: f64) -> Check {
+    let mut f = Vec::new();
+    if all.len() < 2 {
+        f.push(Finding::pass("no peer of the same SKU on this node"));
+        return Check::new(CheckKind::Peers, f);
+    }
+    let Some(mine) = all.get(me) else {
+        return Check::new(CheckKind::Peers, f);
+    };
+    let limit = straggler_pct / 100.0;
+    for (key, m) in mine.iter() {
+        let values: Vec<f64> = all
+            .iter()
+            .filter_map(|g| g.get(key).map(|x| x.value))
+            .collect();
+        if values.len() < 2 {
+            continue;
+        }
+        let median = median(&values);
+        if median <= 0.0 {
+            continue;
+        }
+        let below = 1.0 - m.value / median;
+        let msg = format!(
+            "{key}: {} is {:.1}% below the node median {} of {} GPUs",
+            format_rate(m.value, &m.unit),
+            100.0 * below,
+            format_rate(median, &m.unit),
+            values.len()
+        );
+        if below > limit {
+            f.push(Finding::fail(format!("{msg}: a straggler")));
+        } else if below > limit / 2.0 {
+            f.push(Finding::warn(msg));
+        }
+    }
+    if f.is_empty() {
+        f.push(Finding::pass(format!(
+            "within {straggler_pct}% of the median of {} peers on every test",
+            all.len()
+        )));
+    }
+    Check::new(CheckKind::Peers, f)
+}
+
+/// Median of a non-empty slice (mean of the middle two for an even count).
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Temperature at which a GPU without a reported slowdown threshold gets a warning, °C.
+pub const HOT_WARN_C: f64 = 87.0;
+/// Clocks below this share of the maximum under load are "not held" (nvbench discards samples
+/// below 75% of the default clock).
+pub const CLOCK_HELD_SHARE: f64 = 0.75;
+
+/// How serious a throttle reason is, by NVML's meaning.
+fn throttle_severity(reason: &str) -> Option<(Verdict, &'static str)> {
+    let r: String = reason
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if r.contains("hwthermal") {
+        Some((Verdict::Fail, "hardware thermal slowdown (overheating)"))
+    } else if r.contains("hwpowerbrake") {
+        Some((
+            Verdict::Fail,
+            "hardware power brake (the power supply or board asserted it)",
+        ))
+    } else if r.contains("hwslowdown") {
+        Some((
+            Verdict::Fail,
+            "hardware slowdown (thermal or power-brake signal)",
+        ))
+    } else if r.contains("swthermal") {
+        Some((
+            Verdict::Warn,
+            "software thermal slowdown (running near its temperature limit)",
+        ))
+    } else if r.contains("swpowercap") || r.contains("powercap") {
+        Some((
+            Verdict::Pass,
+            "power capping (normal under full tensor load)",
+        ))
+    } else {
+        None
+    }
+}
+
+/// Health check of one GPU: telemetry of its results (before and after each) and any extra
+/// samples (a timeline), plus the state in `info.details` (ECC, remapped rows, PCIe link).
+pub fn health(
+    info: &DeviceInfo,
+    sku: Option<&Sku>,
+    results: &[&ResultRecord],
+    extra: &[Telemetry],
+) -> Check {
+    let mut f = Vec::new();
+    let d = &info.details;
+    // Every telemetry sample with the result it belongs to.
+    let mut samples: Vec<(&str, &Telemetry)> = Vec::new();
+    for r in results {
+        for t in [&r.telemetry_before, &r.telemetry_after]
+            .into_iter()
+            .flatten()
+        {
+            samples.push((r.id.as_str(), t));
+        }
+    }
+    for t in extra {
+        samples.push(("timeline", t));
+    }
+
+    // Throttle reasons, each reported once with where it was seen.
+    let mut seen: BTreeMap<&'static str, (Verdict, Vec<&str>)> = BTreeMap::new();
+    for (id, t) in &samples {
+        for reason in &t.throttle_reasons {
+            if let Some((v, what)) = throttle_severity(reason) {
+                let e = seen.entry(what).or_insert((v, Vec::new()));
+                if !e.1.contains(id) {
+                    e.1.push(id);
+                }
+            }
+        }
+    }
+    for (what, (v, ids)) in seen {
+        let mut list = ids.iter().take(3).copied().collect::<Vec<_>>().join(", ");
+        if ids.len() > 3 {
+            list.push_str(&format!(" and {} more", ids.len() - 3));
+        }
+        f.push(Finding::new(v, format!("{what} during {list}")));
+    }
+
+    // Clocks held under arithmetic load.
+    let max_clock = keys::max_sm_clock_mhz(d).or(sku.map(|s| s.max_sm_clock_mhz));
+    if let Some(max_clock) = max_clock.filter(|&c| c > 0.0) {
+        let loaded = results
+            .iter()
+            .filter(|r| r.is_valid() && matches!(r.workload, Workload::Matmul(_)))
+            .filter_map(|r| {
+                r.effective_clock_mhz
+                    .or(r.telemetry_after.as_ref().and_then(|t| t.sm_clock_mhz))
+                    .map(|c| (r.id.as_str(), c))
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((id, c)) = loaded {
+            if c < CLOCK_HELD_SHARE * max_clock {
+                f.push(Finding::warn(format!(
+                    "clocks not held: {c:.0} MHz under load ({id}), {:.0}% of the {max_clock:.0} MHz maximum",
+                    100.0 * c / max_clock
+                )));
+            }
+        }
+    }
+
+    // Temperature.
+    let hottest = samples
+        .iter()
+        .filter_map(|(id, t)| t.temperature_c.map(|c| (*id, c)))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some((id, c)) = hottest {
+        match keys::number(d, keys::SLOWDOWN_TEMP_C) {
+            Some(slow) if c >= slow => f.push(Finding::fail(format!(
+                "{c:.0} °C during {id}: at or above its {slow:.0} °C slowdown threshold"
+            ))),
+            Some(slow) if c >= slow - 5.0 => f.push(Finding::warn(format!(
+                "{c:.0} °C during {id}: within 5 °C of its {slow:.0} °C slowdown threshold"
+            ))),
+            None if c >= HOT_WARN_C => f.push(Finding::warn(format!(
+                "{c:.0} °C during {id}: hot (cooling or airflow)"
+            ))),
+            _ => {}
+        }
+    }
+
+    // Memory errors.
+    if let Some(n) = keys::number(d, keys::ECC_UNCORRECTED_VOLATILE).filter(|&n| n > 0.0) {
+        f.push(Finding::fail(format!(
+            "{n:.0} uncorrectable ECC errors since the driver loaded"
+        )));
+    }
+    if let Some(n) = keys::number(d, keys::ECC_CORRECTED_VOLATILE).filter(|&n| n > 0.0) {
+        f.push(Finding::pass(format!(
+            "{n:.0} corrected ECC errors since the driver loaded (corrected: watch the trend)"
+        )));
+    }
+    if keys::flag(d, keys::ECC_ENABLED) == Some(false)
+        && sku.is_some_and(|s| s.memory_type.starts_with("HBM"))
+    {
+        f.push(Finding::warn(
+            "ECC is disabled: memory errors would go unnoticed",
+        ));
+    }
+    if keys::flag(d, keys::REMAPPED_ROWS_FAILURE) == Some(true) {
+        f.push(Finding::fail(
+            "row remapping failed: no spare memory rows left, the GPU needs replacing",
+        ));
+    }
+    if keys::flag(d, keys::REMAPPED_ROWS_PENDING) == Some(true) {
+        f.push(Finding::fail(
+            "a row remapping is pending: drain and reset the GPU",
+        ));
+    }
+    if keys::flag(d, keys::RETIRED_PAGES_PENDING) == Some(true) {
+        f.push(Finding::fail(
+            "a page retirement is pending: drain and reset the GPU",
+        ));
+    }
+    if let Some(n) = keys::number(d, keys::REMAPPED_ROWS_UNCORRECTABLE).filter(|&n| n > 0.0) {
+        f.push(Finding::warn(format!(
+            "{n:.0} memory rows remapped after uncorrectable errors"
+        )));
+    }
+
+    // PCIe link now against its maximum.
+    if let (Some(cur), Some(max)) = (
+        keys::number(d, keys::PCIE_WIDTH_CURRENT),
+        keys::number(d, keys::PCIE_WIDTH_MAX),
+    ) {
+        if cur < max {
+            f.push(Finding::fail(format!(
+                "PCIe link degraded to x{cur:.0} of x{max:.0} (reseat the card or check the riser)"
+            )));
+        }
+    }
+    if let (Some(cur), Some(max)) = (
+        keys::number(d, keys::PCIE_GEN_CURRENT),
+        keys::number(d, keys::PCIE_GEN_MAX),
+    ) {
+        if cur < max {
+            f.push(Finding::warn(format!(
+                "PCIe link at Gen{cur:.0} of Gen{max:.0} (links train down when idle; if sampled under load, the link is degraded)"
+            )));
+        }
+    }
+    if samples.is_empty() && d.is_empty() {
+        f.push(Finding::pass(
+            "no telemetry from this backend: health not checked",
+        ));
+    }
+    Check::new(CheckKind::Health, f)
+}
+
+/// One checksum of one output, from a stress run that recomputes the same inputs again and
+/// again on every GPU: deterministic kernels must give identical bits every time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChecksumSample {
+    /// Device index.
+    pub device: usize,
+    /// Workload (or result) id the checksum is of.
+    pub workload: String,
+    pub iteration: u64,
+    /// Any fixed-width rendering of the checksum (hex of a hash of the output bits).
+    pub checksum: String,
+}
+
+/// A checksum that differs from the one most samples of the same workload agree on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChecksumMismatch {
+    pub device: usize,
+    pub workload: String,
+    pub iteration: u64,
+    pub got: String,
+    /// The majority checksum, or `None` when no checksum holds a strict majority.
+    pub expected: Option<String>,
+}
+
+/// Finds checksums that differ from the majority of their workload, across every device and
+/// iteration. Without a strict majority every sample of the workload is reported.
+pub fn checksum_mismatches(samples: &[ChecksumSample]) -> Vec<ChecksumMismatch> {
+    let mut by_workload: BTreeMap<&str, Vec<&ChecksumSample>> = BTreeMap::new();
+    for s in samples {
+        by_workload.entry(&s.workload).or_default().push(s);
+    }
+    let mut out = Vec::new();
+    for (w, list) in by_workload {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &list {
+            *counts.entry(&s.checksum).or_default() += 1;
+        }
+        let majority = counts
+            .iter()
+            .find(|(_, &n)| 2 * n > list.len())
+            .map(|(c, _)| *c);
+        if counts.len() == 1 {
+            continue;
+        }
+        for s in list {
+            if majority != Some(s.checksum.as_str()) {
+                out.push(ChecksumMismatch {
+                    device: s.device,
+                    workload: w.to_string(),
+                    iteration: s.iteration,
+                    got: s.checksum.clone(),
+                    expected: majority.map(str::to_string),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Correctness check of GPU `device`: every result verified, no checksum mismatch.
+pub fn correctness(
+    device: usize,
+    results: &[&ResultRecord],
+    mismatches: &[ChecksumMismatch],
+) -> Check {
+    let mut f = Vec::new();
+    let mut verified = 0;
+    for r in results {
+        match r.status {
+            Status::Ok if r.verification.passed => verified += 1,
+            Status::Error => f.push(Finding::fail(format!(
+                "{}: did not run: {}",
+                r.id,
+                r.error.as_deref().unwrap_or("unknown error")
+            ))),
+            _ => f.push(Finding::fail(format!(
+                "{}: wrong result: max relative error {:.3e} over tolerance {:.1e} ({}){}",
+                r.id,
+                r.verification.max_rel_error,
+                r.verification.tolerance,
+                r.verification.method,
+                r.verification
+                    .detail
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            ))),
+        }
+    }
+    let mine: Vec<&ChecksumMismatch> = mismatches.iter().filter(|m| m.device == device).collect();
+    for m in mine.iter().take(5) {
+        f.push(Finding::fail(format!(
+            "silent data corruption: {} at iteration {} gave checksum {}{}",
+            m.workload,
+            m.iteration,
+            m.got,
+            match &m.expected {
+                Some(e) => format!(", every other run gave {e}"),
+                None => ", and no checksum holds a majority".into(),
+            }
+        )));
+    }
+    if mine.len() > 5 {
+        f.push(Finding::fail(format!(
+            "{} more checksum mismatches",
+            mine.len() - 5
+        )));
+    }
+    if results.is_empty() {
+        f.push(Finding::fail("no result from this GPU: it did no work"));
+    } else if f.is_empty() {
+        f.push(Finding::pass(format!(
+            "{verified} of {} results verified against the f64 reference",
+            results.len()
+        )));
+    }
+    Check::new(CheckKind::Correctness, f)
+}
