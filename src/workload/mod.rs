@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 /// Upper bound on any single dimension product, to catch typos before they become allocations.
 pub(crate) const MAX_ELEMENTS: u128 = 1 << 40;
 
+/// Attention with at most this many query rows is decode (speculative decoding uses up to 8).
+pub const DECODE_MAX_Q_LEN: u64 = 16;
+
 /// One unit of work to verify and time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -75,9 +78,13 @@ impl Workload {
         }
     }
 
+    /// Memory workloads and decode attention (query length ≤ [`DECODE_MAX_Q_LEN`], which reads
+    /// the whole KV cache for a handful of FLOPs) are judged by bytes per second; the rest by
+    /// FLOP/s. Every result records both.
     pub fn metric(&self) -> Metric {
         match self {
             Workload::Memory(_) => Metric::Bytes,
+            Workload::Attention(a) if a.q_len <= DECODE_MAX_Q_LEN => Metric::Bytes,
             _ => Metric::Flops,
         }
     }
