@@ -75,12 +75,15 @@ fn known_shifts_get_the_right_verdicts() {
             let new = timings(&mut rng, 1e-3 * factor, cv, n);
             let r = ratio_of_medians_ci(&old, &new, opts.confidence, opts.resamples, 7).unwrap();
             let v = classify(&r, opts.threshold_pct);
-            let ok = match shift {
-                s if s == 0.0 => v == Verdict::Same,
+            let ok = if shift == 0.0 {
+                v == Verdict::Same
+            } else if shift.abs() < 0.02 {
                 // Below the 2% threshold: never a regression or a win, however precise.
-                s if s.abs() < 0.02 => matches!(v, Verdict::Same | Verdict::Ambiguous),
-                s if s > 0.0 => v == Verdict::Slower,
-                _ => v == Verdict::Faster,
+                matches!(v, Verdict::Same | Verdict::Ambiguous)
+            } else if shift > 0.0 {
+                v == Verdict::Slower
+            } else {
+                v == Verdict::Faster
             };
             assert!(
                 ok,
@@ -567,4 +570,97 @@ fn bad_export_specs_are_clear_errors() {
         let err = export(&old_report(), spec).unwrap_err();
         assert!(matches!(err, Error::InvalidInput(_)), "{spec}: {err}");
     }
+}
+
+#[test]
+fn a_handful_of_samples_never_gives_a_verdict() {
+    let mut old = old_report();
+    let mut new = new_report();
+    for r in old.results.iter_mut().chain(new.results.iter_mut()) {
+        if let Some(s) = r.stats.as_mut() {
+            s.times_s.truncate(compare::MIN_SAMPLES - 1);
+        }
+    }
+    let cmp = compare::compare(&old, &new, &CompareOptions::default());
+    let f16 = cmp
+        .results
+        .iter()
+        .find(|r| r.id.starts_with("matmul.f16"))
+        .unwrap();
+    // A 10% slowdown, but 4 samples say nothing about the noise.
+    assert_eq!(f16.verdict, Verdict::Ambiguous);
+    assert!(f16
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains("needed for a verdict"));
+    assert!(f16.ratio.unwrap().ratio > 1.05);
+}
+
+/// The global flags of the real CLI, as the lead's `Global` defines them: `compare` flattens
+/// `CompareArgs` under it, and clap lets the subcommand's own `--json`, `--markdown` and
+/// `--seed` (same names, same types) stand in for the global ones.
+#[derive(clap::Parser, Debug)]
+struct WithGlobals {
+    #[arg(long, global = true, value_name = "PATH|-")]
+    json: Option<String>,
+    #[arg(long, global = true, value_name = "PATH|-")]
+    markdown: Option<String>,
+    #[arg(long, global = true, default_value_t = 20261128)]
+    seed: u64,
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Sub {
+    Compare(CompareArgs),
+    Run,
+}
+
+#[test]
+fn compare_args_fit_under_global_output_flags() {
+    use clap::{CommandFactory, Parser};
+    WithGlobals::command().debug_assert();
+    for argv in [
+        vec![
+            "gpuvet",
+            "compare",
+            "o",
+            "n",
+            "--json",
+            "j",
+            "--seed",
+            "5",
+            "--markdown",
+            "m",
+        ],
+        vec![
+            "gpuvet",
+            "--json",
+            "j",
+            "--seed",
+            "5",
+            "--markdown",
+            "m",
+            "compare",
+            "o",
+            "n",
+        ],
+    ] {
+        let cli = WithGlobals::try_parse_from(&argv).unwrap();
+        let Sub::Compare(a) = cli.command else {
+            panic!("not compare")
+        };
+        assert_eq!(
+            (a.json.as_deref(), a.markdown.as_deref(), a.seed),
+            (Some("j"), Some("m"), 5),
+            "{argv:?}"
+        );
+    }
+    let cli = WithGlobals::try_parse_from(["gpuvet", "compare", "o", "n"]).unwrap();
+    let Sub::Compare(a) = cli.command else {
+        panic!("not compare")
+    };
+    assert_eq!(a.seed, compare::DEFAULT_SEED);
 }

@@ -32,8 +32,13 @@ use std::path::{Path, PathBuf};
 pub const COMPARISON_SCHEMA_VERSION: u32 = 1;
 
 /// Bootstrap seed used when none is given: fixed, so the same two reports always give the
-/// same verdicts.
-pub const DEFAULT_SEED: u64 = 0x6770_7576_6574;
+/// same verdicts. Equal to the CLI's global `--seed` default, so the flag can be global
+/// (clap lets a subcommand's own `--seed`, `--json` and `--markdown` stand in for global flags of
+/// the same name and type).
+pub const DEFAULT_SEED: u64 = 20261128;
+
+/// Fewest samples per side for anything but `ambiguous`.
+pub const MIN_SAMPLES: usize = 5;
 
 /// Default noise threshold in percent.
 pub const DEFAULT_THRESHOLD_PCT: f64 = 2.0;
@@ -79,9 +84,10 @@ pub struct CompareArgs {
     #[arg(long, value_enum, value_name = "WHAT", default_value_t = FailOn::Regression)]
     pub fail_on: FailOn,
 
-    /// Also write the comparison as markdown to PATH, e.g. for a pull-request comment.
-    #[arg(long, value_name = "PATH")]
-    pub markdown: Option<PathBuf>,
+    /// Also write the comparison as markdown to PATH, e.g. for a pull-request comment; `-`
+    /// writes it to stdout (the table then goes to stderr).
+    #[arg(long, value_name = "PATH|-")]
+    pub markdown: Option<String>,
 
     /// Also write the comparison as JSON to PATH; `-` writes it to stdout (the table then
     /// goes to stderr), for scripts.
@@ -505,7 +511,21 @@ fn compare_pair(
     );
     match ratio_of_medians_ci(&old_t, &new_t, opts.confidence, opts.resamples, seed) {
         Some(ci) => {
-            row.verdict = classify(&ci, opts.threshold_pct);
+            let fewest = old_t.len().min(new_t.len());
+            row.verdict = if fewest < MIN_SAMPLES {
+                // A bootstrap of a handful of samples knows nothing about the noise: its
+                // interval is as narrow as the samples are few.
+                let why = format!(
+                    "only {fewest} sample(s) on one side; {MIN_SAMPLES} needed for a verdict"
+                );
+                row.detail = Some(match row.detail.take() {
+                    Some(d) => format!("{d}; {why}"),
+                    None => why,
+                });
+                Verdict::Ambiguous
+            } else {
+                classify(&ci, opts.threshold_pct)
+            };
             row.regression = row.verdict == Verdict::Slower;
             row.ratio = Some(ci);
         }
@@ -697,27 +717,35 @@ pub fn run(args: &CompareArgs, color: bool) -> anyhow::Result<i32> {
     Ok(cmp.exit_code(args.fail_on))
 }
 
-/// Prints the table and writes markdown/JSON where asked. With `json == Some("-")` the JSON
-/// goes to stdout and the table to stderr, so stdout stays machine-readable.
+/// Prints the table and writes markdown/JSON where asked (PATH, or `-` for stdout). When one
+/// of them goes to stdout the table goes to stderr, so stdout stays machine-readable.
 pub fn emit(
     cmp: &Comparison,
     fail_on: FailOn,
     color: bool,
-    markdown: Option<&Path>,
+    markdown: Option<&str>,
     json: Option<&str>,
 ) -> crate::Result<()> {
+    if markdown == Some("-") && json == Some("-") {
+        return Err(crate::Error::invalid(
+            "--markdown - and --json - both ask for stdout; send one of them to a file",
+        ));
+    }
     let table = render_table(cmp, fail_on, color);
-    if json == Some("-") {
+    if markdown == Some("-") || json == Some("-") {
         eprint!("{table}");
-        println!("{}", render_json(cmp));
     } else {
         print!("{table}");
     }
-    if let Some(path) = markdown {
-        baseline::write_atomic(path, render_markdown(cmp, fail_on).as_bytes())?;
-    }
-    if let Some(path) = json.filter(|p| *p != "-") {
-        baseline::write_atomic(Path::new(path), (render_json(cmp) + "\n").as_bytes())?;
+    for (target, text) in [
+        (markdown, render_markdown(cmp, fail_on)),
+        (json, render_json(cmp) + "\n"),
+    ] {
+        match target {
+            Some("-") => print!("{text}"),
+            Some(path) => baseline::write_atomic(Path::new(path), text.as_bytes())?,
+            None => {}
+        }
     }
     Ok(())
 }
