@@ -1,0 +1,99 @@
+// Softmax over the rows of the attention score matrix S (f32, already scaled by 1/sqrt(D) in
+// the GEMM), writing P in the attention's dtype for the P·V GEMM. One block per row.
+//
+// Rows are laid out [B, Hq, Lq, Lkv]; row r is query i = r % Lq. With `causal`, queries are
+// aligned to the end of the keys (decode, chunked prefill): query i sees keys 0 ..= i + (Lkv − Lq),
+// and P is 0 beyond that, so the P·V GEMM over all Lkv columns gives the masked result.
+//
+// No #include (NVRTC without a toolkit has no cuda_fp16.h): f16 and bf16 are written as their
+// bit patterns, converted with the PTX cvt instructions (round to nearest even).
+
+typedef unsigned long long u64;
+
+__device__ __forceinline__ unsigned short f32_to_f16_bits(float x) {
+    unsigned short r;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r) : "f"(x));
+    return r;
+}
+
+__device__ __forceinline__ unsigned short f32_to_bf16_bits(float x) {
+    unsigned short r;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(x));
+    return r;
+}
+
+__device__ __forceinline__ float block_reduce_max(float v, float* scratch) {
+    for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+    const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    const unsigned warps = (blockDim.x + 31u) >> 5;
+    v = lane < warps ? scratch[lane] : -__int_as_float(0x7f800000);
+    for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+    __syncthreads();
+    return v;
+}
+
+__device__ __forceinline__ float block_reduce_sum(float v, float* scratch) {
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    const unsigned warps = (blockDim.x + 31u) >> 5;
+    v = lane < warps ? scratch[lane] : 0.0f;
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    __syncthreads();
+    return v;
+}
+
+// Computes max and 1/sum of exp over the visible part of one row; returns the count visible.
+__device__ __forceinline__ u64 row_stats(const float* __restrict__ s, u64 row, u64 q_len,
+                                         u64 kv_len, int causal, float* mx, float* inv_sum) {
+    __shared__ float scratch[32];
+    const u64 i = row % q_len;
+    const u64 visible = causal ? (i + (kv_len - q_len) + 1) : kv_len;
+    float m = -__int_as_float(0x7f800000);
+    for (u64 j = threadIdx.x; j < visible; j += blockDim.x) m = fmaxf(m, s[j]);
+    m = block_reduce_max(m, scratch);
+    float sum = 0.0f;
+    for (u64 j = threadIdx.x; j < visible; j += blockDim.x) sum += expf(s[j] - m);
+    sum = block_reduce_sum(sum, scratch);
+    *mx = m;
+    *inv_sum = 1.0f / sum;
+    return visible;
+}
+
+extern "C" __global__ void gv_softmax_f32(const float* __restrict__ S, float* __restrict__ P,
+                                          u64 q_len, u64 kv_len, int causal) {
+    const u64 row = blockIdx.x;
+    const float* s = S + row * kv_len;
+    float* p = P + row * kv_len;
+    float m, inv;
+    const u64 visible = row_stats(s, row, q_len, kv_len, causal, &m, &inv);
+    for (u64 j = threadIdx.x; j < kv_len; j += blockDim.x)
+        p[j] = j < visible ? expf(s[j] - m) * inv : 0.0f;
+}
+
+extern "C" __global__ void gv_softmax_f16(const float* __restrict__ S,
+                                          unsigned short* __restrict__ P, u64 q_len,
+                                          u64 kv_len, int causal) {
+    const u64 row = blockIdx.x;
+    const float* s = S + row * kv_len;
+    unsigned short* p = P + row * kv_len;
+    float m, inv;
+    const u64 visible = row_stats(s, row, q_len, kv_len, causal, &m, &inv);
+    for (u64 j = threadIdx.x; j < kv_len; j += blockDim.x)
+        p[j] = j < visible ? f32_to_f16_bits(expf(s[j] - m) * inv) : (unsigned short)0;
+}
+
+extern "C" __global__ void gv_softmax_bf16(const float* __restrict__ S,
+                                           unsigned short* __restrict__ P, u64 q_len,
+                                           u64 kv_len, int causal) {
+    const u64 row = blockIdx.x;
+    const float* s = S + row * kv_len;
+    unsigned short* p = P + row * kv_len;
+    float m, inv;
+    const u64 visible = row_stats(s, row, q_len, kv_len, causal, &m, &inv);
+    for (u64 j = threadIdx.x; j < kv_len; j += blockDim.x)
+        p[j] = j < visible ? f32_to_bf16_bits(expf(s[j] - m) * inv) : (unsigned short)0;
+}

@@ -1,0 +1,664 @@
+//! Matmul through cuBLASLt: the vendor reference every own kernel is compared with.
+//!
+//! gpuvet's matrices are row-major; cuBLASLt is column-major. A row-major M×N result C is the
+//! column-major N×M matrix Cᵀ = op(B)ᵀ·Aᵀ, so cuBLASLt's "A" is our B and its "B" is our A,
+//! with m = N, n = M, k = K:
+//!
+//! | our B layout | cuBLASLt A (= our B) | transa | lda |
+//! |---|---|---|---|
+//! | `kn` (K×N row-major) | N×K column-major | N | N |
+//! | `nk` (N×K row-major) | K×N column-major | T | K |
+//!
+//! and cuBLASLt's B (= our A, M×K row-major = K×M column-major) is never transposed, ldb = K.
+//! fp8 and int8 run in cuBLASLt only in the "TN" form (transa = T, transb = N), i.e. with B
+//! stored N×K (`--layout nk`, how weights are stored); `kn` is refused with that advice.
+//!
+//! Descriptors, layouts, the heuristic's algorithm and the workspace are prepared once; the
+//! timed loop only calls `cublasLtMatmul`.
+
+use super::device::{DevBuf, Gpu};
+use super::timing::Timer;
+use crate::backend::Prepared;
+use crate::dtype::{DType, OutType};
+use crate::error::{Error, Result};
+use crate::tensor::{Data, Tensor};
+use crate::workload::{BLayout, MatmulSpec};
+use cudarc::cublaslt::result as lt;
+use cudarc::cublaslt::sys::{
+    self as lts, cublasComputeType_t as Compute, cublasLtMatmulDescAttributes_t as DescAttr,
+    cublasLtMatrixLayoutAttribute_t as LayoutAttr, cudaDataType as Ty,
+};
+use std::ffi::c_void;
+
+/// Workspace offered to cuBLASLt (NVIDIA recommends 32 MiB on Hopper).
+pub const WORKSPACE_BYTES: usize = 32 << 20;
+
+fn lt_err(what: &str, e: lt::CublasError) -> Error {
+    Error::backend("cuda", format!("cuBLASLt {what}: {:?}", e.0))
+}
+
+/// The scalar type of alpha and beta.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Alpha {
+    F32(f32),
+    I32(i32),
+}
+
+/// Everything cuBLASLt needs to know about one (batched) GEMM, in its column-major terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GemmDesc {
+    pub a_type: Ty,
+    pub b_type: Ty,
+    pub d_type: Ty,
+    pub compute: Compute,
+    pub scale_type: Ty,
+    pub transa: bool,
+    pub transb: bool,
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    pub lda: i64,
+    pub ldb: i64,
+    pub ldd: i64,
+    /// (count, stride of A, stride of B, stride of D) in elements.
+    pub batch: Option<(i32, i64, i64, i64)>,
+    pub alpha: Alpha,
+    /// fp8: per-tensor scales of A and B (device pointers to an f32).
+    pub fp8_scales: bool,
+    /// What to call the arithmetic in reports.
+    pub compute_label: String,
+}
+
+/// The cuBLASLt description of `spec` on a device of compute capability `cc`, or why it
+/// cannot run there. Pure: testable without a GPU.
+pub fn plan(spec: &MatmulSpec, cc: (i32, i32)) -> Result<GemmDesc> {
+    let sm = cc.0 * 10 + cc.1;
+    let need = |min: i32, what: &str| -> Result<()> {
+        if sm < min {
+            Err(Error::unsupported(format!(
+                "{what} matmul needs compute capability {}.{} or newer; this GPU is {}.{}",
+                min / 10,
+                min % 10,
+                cc.0,
+                cc.1
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    let (ab, d, compute, scale, label) = match spec.dtype {
+        DType::F32 => (
+            Ty::CUDA_R_32F,
+            Ty::CUDA_R_32F,
+            Compute::CUBLAS_COMPUTE_32F,
+            Ty::CUDA_R_32F,
+            "f32",
+        ),
+        DType::Tf32 => {
+            need(80, "tf32")?;
+            (
+                Ty::CUDA_R_32F,
+                Ty::CUDA_R_32F,
+                Compute::CUBLAS_COMPUTE_32F_FAST_TF32,
+                Ty::CUDA_R_32F,
+                "tf32 (f32 accumulate)",
+            )
+        }
+        DType::F16 => (
+            Ty::CUDA_R_16F,
+            Ty::CUDA_R_16F,
+            Compute::CUBLAS_COMPUTE_32F,
+            Ty::CUDA_R_32F,
+            "f16 (f32 accumulate)",
+        ),
+        DType::Bf16 => {
+            need(80, "bf16")?;
+            (
+                Ty::CUDA_R_16BF,
+                Ty::CUDA_R_16BF,
+                Compute::CUBLAS_COMPUTE_32F,
+                Ty::CUDA_R_32F,
+                "bf16 (f32 accumulate)",
+            )
+        }
+        DType::Fp8E4m3 => {
+            need(89, "fp8")?;
+            (
+                Ty::CUDA_R_8F_E4M3,
+                Ty::CUDA_R_16BF,
+                Compute::CUBLAS_COMPUTE_32F,
+                Ty::CUDA_R_32F,
+                "fp8_e4m3 (f32 accumulate, bf16 out, scales 1)",
+            )
+        }
+        DType::Fp8E5m2 => {
+            return Err(Error::unsupported(
+                "cuBLASLt has no e5m2 × e5m2 matmul (e5m2 is for gradients; use fp8_e4m3)",
+            ))
+        }
+        DType::Int8 => {
+            need(75, "int8")?;
+            (
+                Ty::CUDA_R_8I,
+                Ty::CUDA_R_32I,
+                Compute::CUBLAS_COMPUTE_32I,
+                Ty::CUDA_R_32I,
+                "int8 (i32 accumulate)",
+            )
+        }
+    };
+    let tn_only = matches!(spec.dtype, DType::Fp8E4m3 | DType::Int8);
+    if tn_only && spec.b_layout == BLayout::Kn {
+        return Err(Error::unsupported(format!(
+            "cuBLASLt runs {} only with B stored N×K (the \"TN\" form); use --layout nk",
+            spec.dtype
+        )));
+    }
+    // Leading dimensions must be multiples of 16 bytes for the tensor-core paths of these types.
+    if tn_only {
+        let elem = spec.dtype.size();
+        let out = spec.dtype.matmul_output().size();
+        if (spec.k * elem) % 16 != 0 || (spec.n * out) % 16 != 0 {
+            return Err(Error::unsupported(format!(
+                "cuBLASLt {} needs K×{elem} and N×{out} bytes to be multiples of 16 (K = {}, N = {})",
+                spec.dtype, spec.k, spec.n
+            )));
+        }
+    }
+    let (transa, lda) = match spec.b_layout {
+        BLayout::Kn => (false, spec.n as i64),
+        BLayout::Nk => (true, spec.k as i64),
+    };
+    Ok(GemmDesc {
+        a_type: ab,
+        b_type: ab,
+        d_type: d,
+        compute,
+        scale_type: scale,
+        transa,
+        transb: false,
+        m: spec.n,
+        n: spec.m,
+        k: spec.k,
+        lda,
+        ldb: spec.k as i64,
+        ldd: spec.n as i64,
+        batch: None,
+        alpha: if spec.dtype == DType::Int8 {
+            Alpha::I32(1)
+        } else {
+            Alpha::F32(1.0)
+        },
+        fp8_scales: spec.dtype == DType::Fp8E4m3,
+        compute_label: label.into(),
+    })
+}
+
+/// A cuBLASLt handle, destroyed on drop.
+pub struct LtHandle(lts::cublasLtHandle_t);
+
+impl LtHandle {
+    pub fn new() -> Result<LtHandle> {
+        lt::create_handle()
+            .map(LtHandle)
+            .map_err(|e| lt_err("create handle", e))
+    }
+}
+
+impl Drop for LtHandle {
+    fn drop(&mut self) {
+        // SAFETY: created by cublasLtCreate, destroyed once.
+        let _ = unsafe { lt::destroy_handle(self.0) };
+    }
+}
+
+/// A GEMM made ready: descriptors, layouts and algorithm, reused for every launch.
+pub struct LtGemm {
+    desc: lts::cublasLtMatmulDesc_t,
+    la: lts::cublasLtMatrixLayout_t,
+    lb: lts::cublasLtMatrixLayout_t,
+    ld: lts::cublasLtMatrixLayout_t,
+    algo: lts::cublasLtMatmulAlgo_t,
+    alpha: Alpha,
+    beta: Alpha,
+    pub workspace_size: usize,
+    pub label: String,
+}
+
+fn layout(
+    ty: Ty,
+    rows: u64,
+    cols: u64,
+    ld: i64,
+    batch: Option<(i32, i64)>,
+) -> Result<lts::cublasLtMatrixLayout_t> {
+    let l = lt::create_matrix_layout(ty, rows, cols, ld).map_err(|e| lt_err("matrix layout", e))?;
+    if let Some((count, stride)) = batch {
+        // SAFETY: attributes of the documented types (int32 count, int64 stride).
+        unsafe {
+            lt::set_matrix_layout_attribute(
+                l,
+                LayoutAttr::CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                &count as *const i32 as *const c_void,
+                4,
+            )
+            .and_then(|_| {
+                lt::set_matrix_layout_attribute(
+                    l,
+                    LayoutAttr::CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                    &stride as *const i64 as *const c_void,
+                    8,
+                )
+            })
+            .map_err(|e| lt_err("batch layout", e))?;
+        }
+    }
+    Ok(l)
+}
+
+impl LtGemm {
+    /// Builds descriptors and asks the heuristic for the best algorithm within the workspace.
+    /// `scales` is a device pointer to two f32 1.0 values (fp8 only).
+    pub fn new(h: &LtHandle, g: &GemmDesc, scales: Option<u64>) -> Result<LtGemm> {
+        let desc = lt::create_matmul_desc(g.compute, g.scale_type)
+            .map_err(|e| lt_err("matmul descriptor", e))?;
+        let mut me = LtGemm {
+            desc,
+            la: std::ptr::null_mut(),
+            lb: std::ptr::null_mut(),
+            ld: std::ptr::null_mut(),
+            algo: lts::cublasLtMatmulAlgo_t { data: [0; 8] },
+            alpha: g.alpha,
+            beta: match g.alpha {
+                Alpha::F32(_) => Alpha::F32(0.0),
+                Alpha::I32(_) => Alpha::I32(0),
+            },
+            workspace_size: 0,
+            label: g.compute_label.clone(),
+        };
+        let set = |attr: DescAttr, v: *const c_void, n: usize| -> Result<()> {
+            // SAFETY: attribute values of the documented sizes.
+            unsafe { lt::set_matmul_desc_attribute(desc, attr, v, n) }
+                .map_err(|e| lt_err(&format!("{attr:?}"), e))
+        };
+        let (ta, tb): (i32, i32) = (g.transa as i32, g.transb as i32);
+        set(
+            DescAttr::CUBLASLT_MATMUL_DESC_TRANSA,
+            &ta as *const i32 as *const c_void,
+            4,
+        )?;
+        set(
+            DescAttr::CUBLASLT_MATMUL_DESC_TRANSB,
+            &tb as *const i32 as *const c_void,
+            4,
+        )?;
+        if g.fp8_scales {
+            let base =
+                scales.ok_or_else(|| Error::backend("cuda", "fp8 matmul without scale buffer"))?;
+            let (sa, sb) = (base, base + 4);
+            set(
+                DescAttr::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                &sa as *const u64 as *const c_void,
+                8,
+            )?;
+            set(
+                DescAttr::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                &sb as *const u64 as *const c_void,
+                8,
+            )?;
+        }
+        let (ar, ac) = if g.transa { (g.k, g.m) } else { (g.m, g.k) };
+        let (br, bc) = if g.transb { (g.n, g.k) } else { (g.k, g.n) };
+        let bt = g.batch;
+        me.la = layout(g.a_type, ar, ac, g.lda, bt.map(|b| (b.0, b.1)))?;
+        me.lb = layout(g.b_type, br, bc, g.ldb, bt.map(|b| (b.0, b.2)))?;
+        me.ld = layout(g.d_type, g.m, g.n, g.ldd, bt.map(|b| (b.0, b.3)))?;
+        let pref = lt::create_matmul_pref().map_err(|e| lt_err("preference", e))?;
+        let ws = WORKSPACE_BYTES as u64;
+        // SAFETY: a u64 attribute; the preference is destroyed right after the query.
+        let heur = unsafe {
+            let r = lt::set_matmul_pref_attribute(
+                pref,
+                lts::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                &ws as *const u64 as *const c_void,
+                8,
+            )
+            .and_then(|_| {
+                lt::get_matmul_algo_heuristic(h.0, desc, me.la, me.lb, me.ld, me.ld, pref)
+            });
+            let _ = lt::destroy_matmul_pref(pref);
+            r
+        };
+        let heur = heur.map_err(|e| {
+            if e.0 == lts::cublasStatus_t::CUBLAS_STATUS_NOT_SUPPORTED {
+                Error::unsupported(format!(
+                    "cuBLASLt has no algorithm for {} with m={} n={} k={} on this GPU",
+                    g.compute_label, g.m, g.n, g.k
+                ))
+            } else {
+                lt_err("algorithm heuristic", e)
+            }
+        })?;
+        me.algo = heur.algo;
+        me.workspace_size = heur.workspaceSize;
+        Ok(me)
+    }
+
+    /// Enqueues D = alpha·op(A)·op(B) on `gpu`'s stream.
+    ///
+    /// SAFETY: the pointers must hold matrices of the described layouts and stay allocated
+    /// until the stream has finished; `ws` must hold `WORKSPACE_BYTES`.
+    pub unsafe fn enqueue(
+        &self,
+        h: &LtHandle,
+        gpu: &Gpu,
+        a: u64,
+        b: u64,
+        d: u64,
+        ws: u64,
+    ) -> Result<()> {
+        let (alpha, beta): (*const c_void, *const c_void) = match (&self.alpha, &self.beta) {
+            (Alpha::F32(x), Alpha::F32(y)) => (x as *const f32 as _, y as *const f32 as _),
+            (Alpha::I32(x), Alpha::I32(y)) => (x as *const i32 as _, y as *const i32 as _),
+            _ => unreachable!("alpha and beta share a type"),
+        };
+        lt::matmul(
+            h.0,
+            self.desc,
+            alpha,
+            beta,
+            a as *const c_void,
+            self.la,
+            b as *const c_void,
+            self.lb,
+            d as *const c_void,
+            self.ld,
+            d as *mut c_void,
+            self.ld,
+            &self.algo,
+            ws as *mut c_void,
+            WORKSPACE_BYTES,
+            gpu.stream.cu_stream() as lts::cudaStream_t,
+        )
+        .map_err(|e| lt_err("matmul", e))
+    }
+}
+
+impl Drop for LtGemm {
+    fn drop(&mut self) {
+        // SAFETY: each object was created once by cuBLASLt and is destroyed once.
+        unsafe {
+            for l in [self.la, self.lb, self.ld] {
+                if !l.is_null() {
+                    let _ = lt::destroy_matrix_layout(l);
+                }
+            }
+            let _ = lt::destroy_matmul_desc(self.desc);
+        }
+    }
+}
+
+/// Device bytes a matmul run allocates.
+pub fn memory_needed(spec: &MatmulSpec, sets: usize) -> u64 {
+    spec.bytes() * sets.max(1) as u64 + WORKSPACE_BYTES as u64 + 256
+}
+
+/// Builds a host tensor from device bytes of `out` type.
+pub fn tensor_from_bytes(name: &str, shape: Vec<usize>, out: OutType, bytes: &[u8]) -> Tensor {
+    let data = match out {
+        OutType::F32 => Data::F32(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        ),
+        OutType::I32 => Data::I32(
+            bytes
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        ),
+        OutType::F16 => Data::F16(
+            bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+        ),
+        OutType::Bf16 => Data::Bf16(
+            bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+        ),
+    };
+    Tensor {
+        name: name.into(),
+        shape,
+        data,
+    }
+}
+
+/// Fills an output with a value no GEMM produces: NaN for floats, i32::MIN for int32.
+pub fn poison(gpu: &Gpu, buf: &DevBuf, out: OutType) -> Result<()> {
+    match out {
+        OutType::I32 => buf.fill_u32(gpu, 0x8000_0000),
+        _ => buf.fill(gpu, 0xFF),
+    }
+}
+
+struct Set {
+    a: DevBuf,
+    b: DevBuf,
+    d: DevBuf,
+}
+
+/// A prepared cuBLASLt matmul.
+pub struct MatmulRun<'a> {
+    gpu: &'a Gpu,
+    spec: MatmulSpec,
+    handle: LtHandle,
+    gemm: LtGemm,
+    sets: Vec<Set>,
+    workspace: DevBuf,
+    _scales: Option<DevBuf>,
+    timer: Timer,
+    next: usize,
+    policy: String,
+}
+
+impl<'a> MatmulRun<'a> {
+    pub fn new(
+        gpu: &'a Gpu,
+        spec: &MatmulSpec,
+        inputs: &[Tensor],
+        sets: usize,
+        policy: String,
+    ) -> Result<Self> {
+        let g = plan(spec, gpu.props.cc)?;
+        if inputs.len() != 2 {
+            return Err(Error::invalid("matmul takes two inputs, A and B"));
+        }
+        let sets = sets.max(1);
+        gpu.ensure_fits(memory_needed(spec, sets))?;
+        let out_bytes = (spec.m * spec.n * spec.dtype.matmul_output().size()) as usize;
+        let mut bufs = Vec::with_capacity(sets);
+        for _ in 0..sets {
+            let a = gpu.alloc(inputs[0].as_bytes().len())?;
+            a.upload(gpu, inputs[0].as_bytes())?;
+            let b = gpu.alloc(inputs[1].as_bytes().len())?;
+            b.upload(gpu, inputs[1].as_bytes())?;
+            let d = gpu.alloc(out_bytes)?;
+            bufs.push(Set { a, b, d });
+        }
+        let scales = if g.fp8_scales {
+            let s = gpu.alloc(8)?;
+            let ones: Vec<u8> = [1.0f32, 1.0f32]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect();
+            s.upload(gpu, &ones)?;
+            Some(s)
+        } else {
+            None
+        };
+        let workspace = gpu.alloc(WORKSPACE_BYTES)?;
+        gpu.bind()?;
+        let handle = LtHandle::new()?;
+        let gemm = LtGemm::new(&handle, &g, scales.as_ref().map(|s| s.ptr))?;
+        Ok(MatmulRun {
+            gpu,
+            spec: spec.clone(),
+            handle,
+            gemm,
+            sets: bufs,
+            workspace,
+            _scales: scales,
+            timer: Timer::new(&gpu.ctx)?,
+            next: 0,
+            policy,
+        })
+    }
+
+    fn enqueue(&self, i: usize) -> Result<()> {
+        let s = &self.sets[i];
+        // cuBLASLt's A is our B and its B is our A (see the module comment).
+        // SAFETY: buffers sized by spec, alive as long as self.
+        unsafe {
+            self.gemm.enqueue(
+                &self.handle,
+                self.gpu,
+                s.b.ptr,
+                s.a.ptr,
+                s.d.ptr,
+                self.workspace.ptr,
+            )
+        }
+    }
+}
+
+impl Prepared for MatmulRun<'_> {
+    fn compute_dtype(&self) -> String {
+        self.gemm.label.clone()
+    }
+
+    fn run_verify(&mut self) -> Result<Tensor> {
+        let out = self.spec.dtype.matmul_output();
+        self.gpu.bind()?;
+        poison(self.gpu, &self.sets[0].d, out)?;
+        self.enqueue(0)?;
+        let bytes = self.sets[0].d.download(self.gpu, self.sets[0].d.bytes)?;
+        Ok(tensor_from_bytes(
+            "C",
+            vec![self.spec.m as usize, self.spec.n as usize],
+            out,
+            &bytes,
+        ))
+    }
+
+    fn run(&mut self, iters: u64) -> Result<f64> {
+        self.gpu.bind()?;
+        let n = self.sets.len();
+        let mut next = self.next;
+        let t = self.timer.time(&self.gpu.stream, || {
+            for _ in 0..iters {
+                self.enqueue(next)?;
+                next = (next + 1) % n;
+            }
+            Ok(())
+        })?;
+        self.next = next;
+        Ok(t)
+    }
+
+    fn cache_policy(&self) -> String {
+        self.policy.clone()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut n = vec![format!(
+            "cuBLASLt heuristic algorithm, workspace {} offered, {} used",
+            crate::units::Bytes(WORKSPACE_BYTES as u64),
+            crate::units::Bytes(self.gemm.workspace_size as u64)
+        )];
+        if self.spec.dtype == DType::Fp8E4m3 {
+            n.push(
+                "fp8: per-tensor scales 1.0 for A and B, bf16 output, no fast accumulation".into(),
+            );
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dtype: DType, layout: BLayout) -> MatmulSpec {
+        MatmulSpec {
+            m: 64,
+            n: 128,
+            k: 256,
+            dtype,
+            b_layout: layout,
+        }
+    }
+
+    #[test]
+    fn fp32_is_never_tf32() {
+        let g = plan(&spec(DType::F32, BLayout::Kn), (9, 0)).unwrap();
+        assert_eq!(g.compute, Compute::CUBLAS_COMPUTE_32F);
+        assert_eq!(g.compute_label, "f32");
+        let t = plan(&spec(DType::Tf32, BLayout::Kn), (9, 0)).unwrap();
+        assert_eq!(t.compute, Compute::CUBLAS_COMPUTE_32F_FAST_TF32);
+        assert!(t.compute_label.starts_with("tf32"));
+    }
+
+    #[test]
+    fn row_major_maps_to_swapped_column_major() {
+        let g = plan(&spec(DType::Bf16, BLayout::Kn), (9, 0)).unwrap();
+        assert_eq!((g.m, g.n, g.k), (128, 64, 256));
+        assert!(!g.transa && !g.transb);
+        assert_eq!((g.lda, g.ldb, g.ldd), (128, 256, 128));
+        let g = plan(&spec(DType::Bf16, BLayout::Nk), (9, 0)).unwrap();
+        assert!(g.transa && !g.transb);
+        assert_eq!((g.lda, g.ldb, g.ldd), (256, 256, 128));
+        assert_eq!(g.d_type, Ty::CUDA_R_16BF);
+    }
+
+    #[test]
+    fn fp8_and_int8_need_tn_and_recent_gpus() {
+        let e = plan(&spec(DType::Fp8E4m3, BLayout::Kn), (9, 0)).unwrap_err();
+        assert!(e.to_string().contains("--layout nk"), "{e}");
+        let g = plan(&spec(DType::Fp8E4m3, BLayout::Nk), (9, 0)).unwrap();
+        assert!(g.transa && g.fp8_scales);
+        assert_eq!(g.d_type, Ty::CUDA_R_16BF);
+        assert!(plan(&spec(DType::Fp8E4m3, BLayout::Nk), (8, 9)).is_ok());
+        let old = plan(&spec(DType::Fp8E4m3, BLayout::Nk), (8, 0)).unwrap_err();
+        assert!(old.to_string().contains("8.9"), "{old}");
+        let i = plan(&spec(DType::Int8, BLayout::Nk), (8, 0)).unwrap();
+        assert_eq!(
+            (i.compute, i.d_type, i.alpha),
+            (Compute::CUBLAS_COMPUTE_32I, Ty::CUDA_R_32I, Alpha::I32(1))
+        );
+        assert!(plan(&spec(DType::Int8, BLayout::Kn), (8, 0)).is_err());
+        assert!(plan(&spec(DType::Fp8E5m2, BLayout::Nk), (9, 0)).is_err());
+        assert!(plan(&spec(DType::Bf16, BLayout::Kn), (7, 5)).is_err());
+        let mut odd = spec(DType::Int8, BLayout::Nk);
+        odd.k = 6;
+        assert!(plan(&odd, (9, 0))
+            .unwrap_err()
+            .to_string()
+            .contains("multiples of 16"));
+    }
+
+    #[test]
+    fn output_bytes_become_tensors_of_the_output_type() {
+        let t = tensor_from_bytes("C", vec![1, 2], OutType::Bf16, &[0x80, 0x3f, 0x00, 0xc0]);
+        assert_eq!(t.to_f64(), vec![1.0, -2.0]);
+        let t = tensor_from_bytes("C", vec![1], OutType::I32, &(-7i32).to_le_bytes());
+        assert_eq!(t.data, Data::I32(vec![-7]));
+        // the poison pattern reads back as NaN
+        let t = tensor_from_bytes("C", vec![1], OutType::F16, &[0xff, 0xff]);
+        assert!(t.get(0).is_nan());
+    }
+}

@@ -1,0 +1,354 @@
+//! NVRTC compile pipeline: source → CUBIN for one exact architecture, cached on disk.
+//!
+//! CUBIN rather than PTX: PTX carries NVRTC's ISA version and a driver rejects PTX newer than
+//! itself, while a CUBIN for the device's own `sm_XY` loads on any driver that knows the GPU.
+//! Hopper gets `sm_90a` so that wgmma/setmaxnreg are available to later kernels.
+//!
+//! The cache key hashes the source, the options, NVRTC's version and the architecture, so a
+//! change in any of them compiles afresh; files are written to a temporary name and renamed,
+//! so a crash or a concurrent gpuvet never leaves a truncated CUBIN behind.
+
+use super::kernels::{hex, KernelId, Source, BASE_OPTIONS};
+use super::libs;
+use crate::error::{Error, Result};
+use cudarc::nvrtc::sys;
+use sha2::{Digest, Sha256};
+use std::ffi::{CStr, CString};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Environment variable overriding the kernel cache folder.
+pub const CACHE_DIR_ENV: &str = "GPUVET_KERNEL_CACHE";
+
+/// The NVRTC architecture option for a compute capability: the arch-specific `a` target on
+/// Hopper (9.0), plain `sm_XY` elsewhere.
+pub fn arch_for(major: i32, minor: i32) -> String {
+    if major == 9 && minor == 0 {
+        "sm_90a".into()
+    } else {
+        format!("sm_{major}{minor}")
+    }
+}
+
+/// Full option list for one architecture.
+pub fn options(arch: &str) -> Vec<String> {
+    let mut o = vec![format!("--gpu-architecture={arch}")];
+    o.extend(BASE_OPTIONS.iter().map(|s| s.to_string()));
+    o
+}
+
+/// A compiled module.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub cubin: Vec<u8>,
+    /// NVRTC's log, including ptxas' register and spill report.
+    pub log: String,
+    pub from_cache: bool,
+}
+
+/// Registers and spills of one kernel, from the ptxas report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelResources {
+    pub registers: u32,
+    pub spill_stores: u32,
+    pub spill_loads: u32,
+    pub stack_bytes: u32,
+}
+
+/// Checks that NVRTC was found and loaded; the one-line reason otherwise.
+pub fn available() -> Result<()> {
+    match &libs::probe().nvrtc {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Error::BackendUnavailable {
+            backend: "cuda".into(),
+            reason: e.clone(),
+        }),
+    }
+}
+
+fn nvrtc_err(what: &str, r: sys::nvrtcResult) -> Error {
+    // SAFETY: nvrtcGetErrorString returns a static string for every result code.
+    let s = unsafe {
+        let p = sys::nvrtcGetErrorString(r);
+        if p.is_null() {
+            format!("{r:?}")
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    };
+    Error::backend("cuda", format!("NVRTC {what}: {s}"))
+}
+
+/// Runs `f` (which calls into NVRTC through cudarc) after checking NVRTC is loaded, turning a
+/// panic inside cudarc (a missing library or symbol) into an error instead of an abort.
+fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    available()?;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(Error::BackendUnavailable {
+            backend: "cuda".into(),
+            reason: "NVRTC could not be called (a library or symbol is missing); install nvidia-cuda-nvrtc matching the driver's CUDA major".into(),
+        })
+    })
+}
+
+/// NVRTC's version, e.g. (13, 0).
+pub fn version() -> Result<(i32, i32)> {
+    guarded(|| {
+        let (mut a, mut b) = (0, 0);
+        // SAFETY: two valid out-pointers.
+        let r = unsafe { sys::nvrtcVersion(&mut a, &mut b) };
+        if r != sys::nvrtcResult::NVRTC_SUCCESS {
+            return Err(nvrtc_err("version", r));
+        }
+        Ok((a, b))
+    })
+}
+
+/// Compiles `src` for `arch` without touching the cache.
+pub fn compile_uncached(src: Source, arch: &str) -> Result<Compiled> {
+    let opts = options(arch);
+    guarded(|| {
+        let code = CString::new(src.text())
+            .map_err(|_| Error::backend("cuda", "kernel source contains NUL"))?;
+        let name = CString::new(src.file()).expect("file names have no NUL");
+        let c_opts: Vec<CString> = opts
+            .iter()
+            .map(|o| CString::new(o.as_str()).expect("options have no NUL"))
+            .collect();
+        let ptrs: Vec<*const std::ffi::c_char> = c_opts.iter().map(|c| c.as_ptr()).collect();
+        let mut prog: sys::nvrtcProgram = std::ptr::null_mut();
+        // SAFETY: valid C strings, no headers; the program is destroyed on every path below.
+        unsafe {
+            let r = sys::nvrtcCreateProgram(
+                &mut prog,
+                code.as_ptr(),
+                name.as_ptr(),
+                0,
+                std::ptr::null(),
+                std::ptr::null(),
+            );
+            if r != sys::nvrtcResult::NVRTC_SUCCESS {
+                return Err(nvrtc_err("create program", r));
+            }
+            let compiled = sys::nvrtcCompileProgram(prog, ptrs.len() as i32, ptrs.as_ptr());
+            let log = program_log(prog);
+            let out = if compiled != sys::nvrtcResult::NVRTC_SUCCESS {
+                Err(Error::backend(
+                    "cuda",
+                    format!(
+                        "NVRTC failed to compile {} for {arch} (options: {}):\n{}",
+                        src.file(),
+                        opts.join(" "),
+                        log.trim_end()
+                    ),
+                ))
+            } else {
+                cubin(prog).map(|cubin| Compiled {
+                    cubin,
+                    log,
+                    from_cache: false,
+                })
+            };
+            sys::nvrtcDestroyProgram(&mut prog);
+            out
+        }
+    })
+}
+
+/// SAFETY: `prog` must be a live program.
+unsafe fn program_log(prog: sys::nvrtcProgram) -> String {
+    let mut n = 0usize;
+    if sys::nvrtcGetProgramLogSize(prog, &mut n) != sys::nvrtcResult::NVRTC_SUCCESS || n == 0 {
+        return String::new();
+    }
+    let mut buf = vec![0u8; n];
+    if sys::nvrtcGetProgramLog(prog, buf.as_mut_ptr() as *mut _) != sys::nvrtcResult::NVRTC_SUCCESS
+    {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// SAFETY: `prog` must be a successfully compiled program.
+unsafe fn cubin(prog: sys::nvrtcProgram) -> Result<Vec<u8>> {
+    let mut n = 0usize;
+    let r = sys::nvrtcGetCUBINSize(prog, &mut n);
+    if r != sys::nvrtcResult::NVRTC_SUCCESS {
+        return Err(nvrtc_err("CUBIN size", r));
+    }
+    if n == 0 {
+        return Err(Error::backend(
+            "cuda",
+            "NVRTC produced no CUBIN (was a virtual compute_XY architecture given?)",
+        ));
+    }
+    let mut buf = vec![0u8; n];
+    let r = sys::nvrtcGetCUBIN(prog, buf.as_mut_ptr() as *mut _);
+    if r != sys::nvrtcResult::NVRTC_SUCCESS {
+        return Err(nvrtc_err("get CUBIN", r));
+    }
+    Ok(buf)
+}
+
+/// The cache folder: `$GPUVET_KERNEL_CACHE`, else `<user cache dir>/gpuvet/kernels`.
+pub fn cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os(CACHE_DIR_ENV) {
+        return Some(PathBuf::from(d));
+    }
+    dirs::cache_dir().map(|d| d.join("gpuvet").join("kernels"))
+}
+
+/// The cache key of one compilation.
+pub fn cache_key(src: Source, arch: &str, nvrtc_version: (i32, i32)) -> String {
+    let mut h = Sha256::new();
+    h.update(src.text().as_bytes());
+    h.update([0]);
+    for o in options(arch) {
+        h.update(o.as_bytes());
+        h.update([0]);
+    }
+    h.update(format!("nvrtc {}.{}", nvrtc_version.0, nvrtc_version.1).as_bytes());
+    h.update([0]);
+    h.update(arch.as_bytes());
+    hex(&h.finalize()[..16])
+}
+
+/// Compiles through the on-disk cache. A cache that cannot be read or written is not an
+/// error: the kernel is compiled and the run goes on.
+pub fn compile(src: Source, arch: &str) -> Result<Compiled> {
+    let ver = version()?;
+    let key = cache_key(src, arch, ver);
+    let dir = cache_dir();
+    if let Some(dir) = &dir {
+        let base = dir.join(format!("{}-{arch}-{key}", src.stem()));
+        if let Ok(cubin) = std::fs::read(base.with_extension("cubin")) {
+            if !cubin.is_empty() {
+                let log = std::fs::read_to_string(base.with_extension("log")).unwrap_or_default();
+                return Ok(Compiled {
+                    cubin,
+                    log,
+                    from_cache: true,
+                });
+            }
+        }
+    }
+    let c = compile_uncached(src, arch)?;
+    if let Some(dir) = &dir {
+        let base = dir.join(format!("{}-{arch}-{key}", src.stem()));
+        // The log first, so a CUBIN on disk always has its log beside it.
+        let _ = write_atomic(&base.with_extension("log"), c.log.as_bytes())
+            .and_then(|_| write_atomic(&base.with_extension("cubin"), &c.cubin));
+    }
+    Ok(c)
+}
+
+/// Writes `bytes` to a temporary file in the same folder, then renames it over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Parses ptxas' `-v` report into per-kernel resources.
+pub fn parse_ptxas(log: &str) -> Vec<(String, KernelResources)> {
+    let mut out: Vec<(String, KernelResources)> = Vec::new();
+    let num_before = |line: &str, word: &str| -> Option<u32> {
+        let at = line.find(word)?;
+        line[..at].split_whitespace().last()?.parse().ok()
+    };
+    for line in log.lines() {
+        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
+            if let Some(name) = rest.split('\'').next() {
+                out.push((name.to_string(), KernelResources::default()));
+            }
+            continue;
+        }
+        let Some((_, r)) = out.last_mut() else {
+            continue;
+        };
+        if line.contains("spill stores") {
+            r.stack_bytes = num_before(line, "bytes stack frame").unwrap_or(r.stack_bytes);
+            r.spill_stores = num_before(line, "bytes spill stores").unwrap_or(0);
+            r.spill_loads = num_before(line, "bytes spill loads").unwrap_or(0);
+        } else if line.contains("registers") {
+            if let Some(n) = num_before(line, "registers") {
+                r.registers = n;
+            }
+        }
+    }
+    out
+}
+
+/// The resources of `k` found in a compile log.
+pub fn resources_of(log: &str, k: KernelId) -> Option<KernelResources> {
+    parse_ptxas(log)
+        .into_iter()
+        .find(|(n, _)| n == k.symbol())
+        .map(|(_, r)| r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arch_names() {
+        assert_eq!(arch_for(9, 0), "sm_90a");
+        assert_eq!(arch_for(8, 9), "sm_89");
+        assert_eq!(arch_for(8, 0), "sm_80");
+        assert_eq!(arch_for(10, 0), "sm_100");
+        assert!(options("sm_90a")[0].ends_with("sm_90a"));
+    }
+
+    #[test]
+    fn cache_key_changes_with_every_input() {
+        let k = cache_key(Source::Memory, "sm_90a", (13, 0));
+        assert_eq!(k, cache_key(Source::Memory, "sm_90a", (13, 0)));
+        assert_ne!(k, cache_key(Source::Memory, "sm_80", (13, 0)));
+        assert_ne!(k, cache_key(Source::Memory, "sm_90a", (13, 1)));
+        assert_ne!(k, cache_key(Source::Attention, "sm_90a", (13, 0)));
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_files() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("sub/x.cubin");
+        write_atomic(&p, b"first version, longer").unwrap();
+        write_atomic(&p, b"second").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"second");
+        // no temporary files left behind
+        assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn parses_ptxas_report() {
+        let log = "ptxas info    : 0 bytes gmem\n\
+ptxas info    : Compiling entry function 'gv_copy' for 'sm_90a'\n\
+ptxas info    : Function properties for gv_copy\n\
+    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\n\
+ptxas info    : Used 18 registers, used 0 barriers, 376 bytes cmem[0]\n\
+ptxas info    : Compiling entry function 'gv_read' for 'sm_90a'\n\
+ptxas info    : Function properties for gv_read\n\
+    8 bytes stack frame, 4 bytes spill stores, 12 bytes spill loads\n\
+ptxas info    : Used 32 registers, used 1 barriers, 256 bytes smem, 376 bytes cmem[0]\n";
+        let r = parse_ptxas(log);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].0, "gv_copy");
+        assert_eq!(r[0].1.registers, 18);
+        assert_eq!(
+            resources_of(log, KernelId::MemRead),
+            Some(KernelResources {
+                registers: 32,
+                spill_stores: 4,
+                spill_loads: 12,
+                stack_bytes: 8
+            })
+        );
+        assert_eq!(resources_of(log, KernelId::MemWrite), None);
+    }
+}
