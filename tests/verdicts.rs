@@ -1,0 +1,717 @@
+//! Verdict logic on synthetic results and telemetry: each fault gives the right verdict and a
+//! reason that names it; a healthy node passes.
+
+use gpuvet::backend::{BackendKind, DeviceInfo, Telemetry};
+use gpuvet::dtype::DType;
+use gpuvet::env::{HostInfo, ToolInfo};
+use gpuvet::gpudb;
+use gpuvet::report::{Report, ResultRecord, RunConfig, Status, Throughput, SCHEMA_VERSION};
+use gpuvet::stats::Summary;
+use gpuvet::validate::verdict::{self, test_key};
+use gpuvet::validate::{
+    judge, judge_with, keys, suite, CheckKind, ChecksumSample, GpuVerdict, JudgeInputs,
+    NodeVerdict, ValidateArgs, Verdict,
+};
+use gpuvet::verify::Verification;
+use gpuvet::workload::Workload;
+use serde_json::json;
+
+/// A healthy H100 SXM as the CUDA backend describes it.
+fn h100_sxm(i: usize) -> DeviceInfo {
+    let mut d = DeviceInfo {
+        index: i,
+        backend: Some(BackendKind::Cuda),
+        name: "NVIDIA H100 80GB HBM3".into(),
+        uuid: Some(format!("GPU-0000000{i}-aaaa-bbbb-cccc-dddddddddddd")),
+        pci_bus_id: Some(format!("00000000:{:02X}:00.0", 0x18 + i)),
+        compute_capability: Some("9.0".into()),
+        multiprocessors: Some(132),
+        memory_bytes: Some(81559 << 20),
+        last_level_cache_bytes: Some(50 << 20),
+        ..DeviceInfo::default()
+    };
+    let healthy = json!({
+        keys::SERIAL: format!("165432100{i}"),
+        keys::MAX_SM_CLOCK_MHZ: 1980,
+        keys::POWER_LIMIT_W: 700.0,
+        keys::DEFAULT_POWER_LIMIT_W: 700.0,
+        keys::PCIE_GEN_CURRENT: 5, keys::PCIE_GEN_MAX: 5,
+        keys::PCIE_WIDTH_CURRENT: 16, keys::PCIE_WIDTH_MAX: 16,
+        keys::NVLINK_ACTIVE_LINKS: 18,
+        keys::ECC_ENABLED: true,
+        keys::ECC_CORRECTED_VOLATILE: 0, keys::ECC_UNCORRECTED_VOLATILE: 0,
+        keys::REMAPPED_ROWS_CORRECTABLE: 0, keys::REMAPPED_ROWS_UNCORRECTABLE: 0,
+        keys::REMAPPED_ROWS_PENDING: false, keys::REMAPPED_ROWS_FAILURE: false,
+        keys::MIG_MODE: "disabled",
+    });
+    d.details = healthy.as_object().unwrap().clone();
+    d
+}
+
+/// The H100 PCIe card as it really is (it reports its own name and figures).
+fn h100_pcie(i: usize) -> DeviceInfo {
+    let mut d = h100_sxm(i);
+    d.name = "NVIDIA H100 PCIe".into();
+    d.multiprocessors = Some(114);
+    d.details.insert(keys::MAX_SM_CLOCK_MHZ.into(), json!(1755));
+    d.details.insert(keys::POWER_LIMIT_W.into(), json!(350.0));
+    d.details
+        .insert(keys::DEFAULT_POWER_LIMIT_W.into(), json!(350.0));
+    d.details.insert(keys::NVLINK_ACTIVE_LINKS.into(), json!(0));
+    d
+}
+
+fn telemetry(clock: f64, temp: f64, reasons: &[&str]) -> Telemetry {
+    Telemetry {
+        sm_clock_mhz: Some(clock),
+        temperature_c: Some(temp),
+        power_w: Some(650.0),
+        power_limit_w: Some(700.0),
+        throttle_reasons: reasons.iter().map(|s| s.to_string()).collect(),
+        ..Telemetry::default()
+    }
+}
+
+/// A verified result of `w` on `device` whose headline figure is `value` (FLOP/s or B/s).
+fn record(device: usize, w: &Workload, value: f64) -> ResultRecord {
+    let key = test_key(w);
+    // Decode is judged on bandwidth; everything else on throughput.
+    let t = if key == "attention.decode" {
+        w.bytes() as f64 / value
+    } else if w.flops() > 0.0 {
+        w.flops() / value
+    } else {
+        w.bytes() as f64 / value
+    };
+    ResultRecord {
+        id: format!("{}/test", w.name()),
+        workload: w.clone(),
+        backend: "cuda".into(),
+        device,
+        implementation: "test".into(),
+        dtype: w.dtype().name().into(),
+        compute_dtype: w.dtype().name().into(),
+        status: Status::Ok,
+        verification: Verification {
+            passed: true,
+            method: "freivalds+sampled".into(),
+            max_rel_error: 1e-3,
+            tolerance: 1e-2,
+            checked_elements: 4096,
+            detail: None,
+        },
+        stats: Some(Summary::from_samples(&[t, t * 1.001, t * 0.999], 1)),
+        throughput: Some(Throughput {
+            value: w.flops().max(w.bytes() as f64) / t,
+            unit: ResultRecord::unit_for(w).into(),
+        }),
+        bandwidth: Some(Throughput {
+            value: w.bytes() as f64 / t,
+            unit: "B/s".into(),
+        }),
+        peak_fraction: None,
+        flops: w.flops(),
+        bytes: w.bytes(),
+        iterations_per_sample: 1,
+        cache: "rotate(2)".into(),
+        stop_reason: "noise-target".into(),
+        telemetry_before: Some(telemetry(1980.0, 45.0, &[])),
+        telemetry_after: Some(telemetry(1980.0, 62.0, &["sw_power_cap"])),
+        effective_clock_mhz: Some(1965.0),
+        error: None,
+        notes: vec![],
+    }
+}
+
+/// What a healthy card of `sku` reaches on `w` (its expectation, times `scale`).
+fn healthy_value(sku: &str, w: &Workload, scale: f64) -> f64 {
+    let s = gpudb::by_id(sku).unwrap();
+    let key = test_key(w);
+    let share = s.expectation(&key).unwrap().share;
+    let peak = if key.starts_with("memory") || key == "attention.decode" {
+        s.memory_bandwidth()
+    } else {
+        s.peak(w.dtype().name()).unwrap()
+    };
+    peak * share * scale
+}
+
+/// A finished validation report of `devices`, each GPU at its SKU's expectation × `scale(i)`.
+fn report_of(devices: Vec<DeviceInfo>, sku: &str, scale: impl Fn(usize) -> f64) -> Report {
+    let mut results = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        for w in suite(d, true) {
+            // A spread of ±1% between GPUs, as real cards show.
+            let jitter = 1.0 + 0.01 * ((i % 3) as f64 - 1.0);
+            results.push(record(i, &w, healthy_value(sku, &w, scale(i) * jitter)));
+        }
+    }
+    Report {
+        schema_version: SCHEMA_VERSION,
+        tool: ToolInfo::current(),
+        host: HostInfo {
+            hostname: "gpu-node-017".into(),
+            ..HostInfo::fixed()
+        },
+        devices,
+        config: RunConfig {
+            command: "validate".into(),
+            backend: "cuda".into(),
+            seed: 1,
+            min_samples: 10,
+            max_samples: 1000,
+            max_time_s: 3.0,
+            warmup_s: 0.3,
+            target_rel_noise: 0.005,
+            min_sample_time_s: 0.01,
+            hot: false,
+            threads: 0,
+            kernel_hash: None,
+        },
+        started_at: "2026-11-28T20:00:00Z".into(),
+        complete: true,
+        results,
+    }
+}
+
+fn healthy_node(n: usize) -> Report {
+    report_of((0..n).map(h100_sxm).collect(), "h100-sxm", |_| 1.0)
+}
+
+fn gpu<'a>(v: &'a NodeVerdict, i: usize) -> &'a GpuVerdict {
+    &v.gpus[i]
+}
+
+fn check(g: &GpuVerdict, k: CheckKind) -> Verdict {
+    g.checks.iter().find(|c| c.check == k).unwrap().verdict
+}
+
+/// True when some WARN/FAIL reason of the GPU contains every word of `words`.
+fn has_reason(g: &GpuVerdict, words: &[&str]) -> bool {
+    g.reasons
+        .iter()
+        .any(|r| words.iter().all(|w| r.contains(w)))
+}
+
+#[test]
+fn healthy_node_passes_and_names_every_gpu() {
+    let v = judge(&healthy_node(8), &ValidateArgs::default());
+    assert_eq!(v.verdict, Verdict::Pass, "{:#?}", v.reasons);
+    assert_eq!(v.exit_code, 0);
+    assert!(v.reasons.is_empty(), "{:#?}", v.reasons);
+    assert_eq!(v.hostname, "gpu-node-017");
+    assert_eq!(v.gpus.len(), 8);
+    let g = gpu(&v, 3);
+    assert_eq!(g.sku.as_deref(), Some("h100-sxm"));
+    assert_eq!(g.serial.as_deref(), Some("1654321003"));
+    assert!(g.uuid.as_deref().unwrap().starts_with("GPU-"));
+    assert_eq!(g.pci_bus_id.as_deref(), Some("00000000:1B:00.0"));
+    // Every suite test has a figure with an expectation.
+    for key in [
+        "memory.copy",
+        "matmul.bf16",
+        "matmul.fp8_e4m3",
+        "attention.prefill",
+        "attention.decode",
+    ] {
+        let m = &g.metrics[key];
+        assert!(
+            (m.ratio.unwrap() - 1.0).abs() < 0.02,
+            "{key}: {:?}",
+            m.ratio
+        );
+    }
+    // Power capping under full load is a note, not a problem.
+    let health = g
+        .checks
+        .iter()
+        .find(|c| c.check == CheckKind::Health)
+        .unwrap();
+    assert!(health
+        .findings
+        .iter()
+        .any(|f| f.message.contains("power capping")));
+    // The JSON is what the aggregator reads back.
+    let back = NodeVerdict::from_json(&v.to_json(), "mem").unwrap();
+    assert_eq!(back, v);
+    // And the table says it in words.
+    let table = v.render(false);
+    assert!(
+        table.contains("gpu-node-017: PASS (8 GPUs), exit 0"),
+        "{table}"
+    );
+}
+
+#[test]
+fn thermal_throttling_fails_health() {
+    let mut r = healthy_node(4);
+    let rec = r.results.iter_mut().find(|x| x.device == 2).unwrap();
+    rec.telemetry_after = Some(telemetry(
+        1410.0,
+        91.0,
+        &["sw_power_cap", "HwThermalSlowdown"],
+    ));
+    let v = judge(&r, &ValidateArgs::default());
+    assert_eq!(v.verdict, Verdict::Fail);
+    assert_eq!(v.exit_code, 1);
+    let g = gpu(&v, 2);
+    assert_eq!(check(g, CheckKind::Health), Verdict::Fail);
+    assert!(
+        has_reason(g, &["health", "hardware thermal slowdown", &rec_id(&r, 2)]),
+        "{:#?}",
+        g.reasons
+    );
+    assert!(has_reason(g, &["91 °C"]), "{:#?}", g.reasons);
+    assert!(v
+        .reasons
+        .iter()
+        .any(|x| x.starts_with("GPU 2 (GPU-00000002")));
+    for i in [0, 1, 3] {
+        assert_eq!(gpu(&v, i).verdict, Verdict::Pass);
+    }
+}
+
+fn rec_id(r: &Report, device: usize) -> String {
+    r.results
+        .iter()
+        .find(|x| x.device == device)
+        .unwrap()
+        .id
+        .clone()
+}
+
+#[test]
+fn clocks_not_held_warn() {
+    let mut r = healthy_node(1);
+    for rec in r.results.iter_mut() {
+        rec.effective_clock_mhz = Some(1200.0);
+    }
+    let v = judge(&r, &ValidateArgs::default());
+    let g = gpu(&v, 0);
+    assert_eq!(check(g, CheckKind::Health), Verdict::Warn);
+    assert!(
+        has_reason(g, &["clocks not held", "1200 MHz"]),
+        "{:#?}",
+        g.reasons
+    );
+}
+
+#[test]
+fn ecc_errors_and_pending_remaps_fail() {
+    let mut r = healthy_node(2);
+    r.devices[1]
+        .details
+        .insert(keys::ECC_UNCORRECTED_VOLATILE.into(), json!(3));
+    r.devices[0]
+        .details
+        .insert(keys::REMAPPED_ROWS_PENDING.into(), json!(true));
+    let v = judge(&r, &ValidateArgs::default());
+    assert!(has_reason(gpu(&v, 1), &["3 uncorrectable ECC errors"]));
+    assert!(has_reason(
+        gpu(&v, 0),
+        &["row remapping is pending", "reset"]
+    ));
+    assert_eq!(gpu(&v, 0).verdict, Verdict::Fail);
+    assert_eq!(gpu(&v, 1).verdict, Verdict::Fail);
+    // Corrected errors alone are a note.
+    let mut r = healthy_node(1);
+    r.devices[0]
+        .details
+        .insert(keys::ECC_CORRECTED_VOLATILE.into(), json!(5));
+    assert_eq!(judge(&r, &ValidateArgs::default()).verdict, Verdict::Pass);
+}
+
+#[test]
+fn degraded_pcie_link_fails() {
+    let mut r = healthy_node(2);
+    r.devices[1]
+        .details
+        .insert(keys::PCIE_WIDTH_CURRENT.into(), json!(8));
+    let v = judge(&r, &ValidateArgs::default());
+    let g = gpu(&v, 1);
+    assert_eq!(check(g, CheckKind::Health), Verdict::Fail);
+    assert!(
+        has_reason(g, &["PCIe link degraded to x8 of x16"]),
+        "{:#?}",
+        g.reasons
+    );
+    // A slot that cannot do Gen5 is an identity warning.
+    let mut r = healthy_node(1);
+    r.devices[0]
+        .details
+        .insert(keys::PCIE_GEN_MAX.into(), json!(4));
+    r.devices[0]
+        .details
+        .insert(keys::PCIE_GEN_CURRENT.into(), json!(4));
+    let v = judge(&r, &ValidateArgs::default());
+    assert_eq!(v.verdict, Verdict::Warn);
+    assert!(has_reason(gpu(&v, 0), &["identity", "Gen4", "Gen5"]));
+    assert_eq!(v.exit_code, 0);
+    let strict = ValidateArgs {
+        fail_on_warn: true,
+        ..ValidateArgs::default()
+    };
+    assert_eq!(judge(&r, &strict).exit_code, 1);
+}
+
+#[test]
+fn straggler_fails_peers() {
+    let r = report_of((0..8).map(h100_sxm).collect(), "h100-sxm", |i| {
+        if i == 5 {
+            0.85
+        } else {
+            1.0
+        }
+    });
+    let v = judge(&r, &ValidateArgs::default());
+    let g = gpu(&v, 5);
+    assert_eq!(check(g, CheckKind::Peers), Verdict::Fail);
+    assert!(
+        has_reason(
+            g,
+            &["peers", "matmul.bf16", "below the node median", "straggler"]
+        ),
+        "{:#?}",
+        g.reasons
+    );
+    assert_eq!(v.verdict, Verdict::Fail);
+    for i in [0, 1, 2, 3, 4, 6, 7] {
+        assert_eq!(
+            check(gpu(&v, i), CheckKind::Peers),
+            Verdict::Pass,
+            "GPU {i}"
+        );
+    }
+    // A looser threshold lets the same GPU through the peer check.
+    let loose = ValidateArgs {
+        straggler_pct: 40.0,
+        ..ValidateArgs::default()
+    };
+    assert_ne!(
+        check(gpu(&judge(&r, &loose), 5), CheckKind::Peers),
+        Verdict::Fail
+    );
+}
+
+#[test]
+fn absolute_bands_and_estimates() {
+    // 15% below expectation: WARN; 30% below: FAIL (a published expectation).
+    let warn = report_of(vec![h100_sxm(0)], "h100-sxm", |_| 0.85);
+    let g = judge(&warn, &ValidateArgs::default()).gpus.remove(0);
+    assert_eq!(check(&g, CheckKind::Absolute), Verdict::Warn);
+    let fail = report_of(vec![h100_sxm(0)], "h100-sxm", |_| 0.70);
+    let g = judge(&fail, &ValidateArgs::default()).gpus.remove(0);
+    assert_eq!(check(&g, CheckKind::Absolute), Verdict::Fail);
+    assert!(
+        has_reason(
+            &g,
+            &["absolute", "matmul.bf16", "below expectation", "published"]
+        ),
+        "{:#?}",
+        g.reasons
+    );
+    // Attention prefill's expectation is an estimate: far below it is still only a WARN.
+    assert!(g
+        .reasons
+        .iter()
+        .any(|r| r.contains("attention.prefill") && r.contains("estimate")));
+    let att = g
+        .checks
+        .iter()
+        .find(|c| c.check == CheckKind::Absolute)
+        .unwrap();
+    assert!(att
+        .findings
+        .iter()
+        .filter(|f| f.message.starts_with("attention.prefill"))
+        .all(|f| f.verdict == Verdict::Warn));
+    // A wider tolerance passes the 15%-low card.
+    let wide = ValidateArgs {
+        tolerance: 20.0,
+        ..ValidateArgs::default()
+    };
+    assert_eq!(judge(&warn, &wide).verdict, Verdict::Pass);
+}
+
+#[test]
+fn figure_above_peak_is_a_broken_measurement() {
+    let r = report_of(vec![h100_sxm(0)], "h100-sxm", |_| 1.5);
+    let g = judge(&r, &ValidateArgs::default()).gpus.remove(0);
+    assert!(
+        has_reason(&g, &["matmul.bf16", "above the peak", "broken"]),
+        "{:#?}",
+        g.reasons
+    );
+}
+
+#[test]
+fn checksum_mismatch_fails_correctness_naming_gpu_and_iteration() {
+    let r = healthy_node(4);
+    let mut checksums = Vec::new();
+    for device in 0..4 {
+        for iteration in 0..50 {
+            let bad = device == 1 && iteration == 37;
+            checksums.push(ChecksumSample {
+                device,
+                workload: "matmul.bf16.8192x8192x8192.nk".into(),
+                iteration,
+                checksum: if bad { "9f31c0de" } else { "9f31c0df" }.into(),
+            });
+        }
+    }
+    let inputs = JudgeInputs {
+        checksums,
+        ..JudgeInputs::default()
+    };
+    let v = judge_with(&r, &ValidateArgs::default(), &inputs);
+    let g = gpu(&v, 1);
+    assert_eq!(check(g, CheckKind::Correctness), Verdict::Fail);
+    assert!(
+        has_reason(
+            g,
+            &[
+                "silent data corruption",
+                "iteration 37",
+                "9f31c0de",
+                "9f31c0df"
+            ]
+        ),
+        "{:#?}",
+        g.reasons
+    );
+    for i in [0, 2, 3] {
+        assert_eq!(gpu(&v, i).verdict, Verdict::Pass, "GPU {i}");
+    }
+    // Without a majority every sample is suspect.
+    let split = [("a", 0), ("b", 1)]
+        .map(|(c, d)| ChecksumSample {
+            device: d,
+            workload: "w".into(),
+            iteration: 0,
+            checksum: c.into(),
+        })
+        .to_vec();
+    let m = verdict::checksum_mismatches(&split);
+    assert_eq!(m.len(), 2);
+    assert!(m.iter().all(|x| x.expected.is_none()));
+}
+
+#[test]
+fn wrong_result_fails_correctness() {
+    let mut r = healthy_node(2);
+    let rec = r
+        .results
+        .iter_mut()
+        .find(|x| x.device == 0 && x.dtype == "bf16")
+        .unwrap();
+    rec.status = Status::VerificationFailed;
+    rec.verification.passed = false;
+    rec.verification.max_rel_error = 0.5;
+    rec.stats = None;
+    rec.throughput = None;
+    let v = judge(&r, &ValidateArgs::default());
+    let g = gpu(&v, 0);
+    assert_eq!(check(g, CheckKind::Correctness), Verdict::Fail);
+    assert!(
+        has_reason(g, &["correctness", "wrong result", "5.000e-1"]),
+        "{:#?}",
+        g.reasons
+    );
+}
+
+#[test]
+fn pcie_card_sold_as_sxm_fails_identity_and_absolute() {
+    let r = report_of((0..2).map(h100_pcie).collect(), "h100-pcie", |_| 1.0);
+    // Judged as what it is, the PCIe card is healthy.
+    let own = judge(&r, &ValidateArgs::default());
+    assert_eq!(own.verdict, Verdict::Pass, "{:#?}", own.reasons);
+    assert_eq!(gpu(&own, 0).sku.as_deref(), Some("h100-pcie"));
+    // Judged as the SXM part that was paid for, it is not.
+    let args = ValidateArgs {
+        expect: Some("h100-sxm".into()),
+        ..ValidateArgs::default()
+    };
+    let v = judge(&r, &args);
+    let g = gpu(&v, 0);
+    assert_eq!(v.verdict, Verdict::Fail);
+    assert_eq!(g.sku.as_deref(), Some("h100-sxm"));
+    assert_eq!(g.detected_sku.as_deref(), Some("h100-pcie"));
+    assert_eq!(check(g, CheckKind::Identity), Verdict::Fail);
+    assert!(
+        has_reason(
+            g,
+            &[
+                "identity",
+                "expected NVIDIA H100 SXM5",
+                "reports itself as NVIDIA H100 PCIe"
+            ]
+        ),
+        "{:#?}",
+        g.reasons
+    );
+    assert!(has_reason(g, &["114 SMs", "has 132"]));
+    assert!(has_reason(g, &["power limit 350 W", "700 W"]));
+    assert!(has_reason(g, &["no active NVLink"]));
+    assert_eq!(check(g, CheckKind::Absolute), Verdict::Fail);
+}
+
+#[test]
+fn power_capped_card_fails_identity() {
+    let mut r = healthy_node(2);
+    r.devices[1]
+        .details
+        .insert(keys::POWER_LIMIT_W.into(), json!(400.0));
+    let v = judge(&r, &ValidateArgs::default());
+    let g = gpu(&v, 1);
+    assert_eq!(check(g, CheckKind::Identity), Verdict::Fail);
+    assert!(
+        has_reason(g, &["power limit 400 W", "700 W", "power-capped"]),
+        "{:#?}",
+        g.reasons
+    );
+    assert_eq!(gpu(&v, 0).verdict, Verdict::Pass);
+}
+
+#[test]
+fn mig_slice_fails_identity() {
+    let mut d = h100_sxm(0);
+    d.name = "NVIDIA H100 80GB HBM3 MIG 1g.10gb".into();
+    d.multiprocessors = Some(16);
+    d.memory_bytes = Some(9984 << 20);
+    d.details.insert(keys::MIG_MODE.into(), json!("enabled"));
+    let r = report_of(vec![d.clone()], "h100-sxm", |_| 16.0 / 132.0);
+    // Not recognised as a full H100 ...
+    let v = judge(&r, &ValidateArgs::default());
+    assert_eq!(gpu(&v, 0).sku, None);
+    assert!(
+        has_reason(gpu(&v, 0), &["identity", "MIG slice"]),
+        "{:#?}",
+        gpu(&v, 0).reasons
+    );
+    assert_eq!(v.verdict, Verdict::Fail);
+    // ... and against the H100 that was paid for, every difference is named.
+    let args = ValidateArgs {
+        expect: Some("h100-sxm".into()),
+        ..ValidateArgs::default()
+    };
+    let g = judge(&r, &args).gpus.remove(0);
+    assert!(has_reason(&g, &["16 SMs", "132"]));
+    assert!(
+        has_reason(&g, &["9.8 GiB of memory", "80 GiB"]),
+        "{:#?}",
+        g.reasons
+    );
+    // MIG mode on a whole GPU is also reported.
+    let mut whole = healthy_node(1);
+    whole.devices[0]
+        .details
+        .insert(keys::MIG_MODE.into(), json!("enabled"));
+    let g = judge(&whole, &ValidateArgs::default()).gpus.remove(0);
+    assert!(has_reason(&g, &["MIG mode is enabled"]));
+}
+
+#[test]
+fn vgpu_warns() {
+    let mut r = healthy_node(1);
+    r.devices[0]
+        .details
+        .insert(keys::VIRTUALIZATION_MODE.into(), json!("vgpu"));
+    let v = judge(&r, &ValidateArgs::default());
+    assert_eq!(v.verdict, Verdict::Warn);
+    assert!(has_reason(gpu(&v, 0), &["virtualised", "shared"]));
+}
+
+#[test]
+fn unknown_gpu_is_judged_on_computed_peaks_but_never_failed_by_them() {
+    let mut d = h100_sxm(0);
+    d.name = "NVIDIA H20".into();
+    d.multiprocessors = Some(78);
+    d.memory_bytes = Some(97871 << 20);
+    let mut r = report_of(vec![d], "h100-sxm", |_| 0.3);
+    r.results.retain(|x| x.workload.kind() == "matmul");
+    let v = judge(&r, &ValidateArgs::default());
+    let g = gpu(&v, 0);
+    assert!(g.sku.is_none());
+    assert!(g.peaks_computed);
+    assert!(g.metrics["matmul.bf16"].expected.is_some());
+    assert_eq!(check(g, CheckKind::Absolute), Verdict::Warn);
+    assert_eq!(check(g, CheckKind::Identity), Verdict::Pass);
+}
+
+#[test]
+fn cpu_run_passes_with_notes() {
+    let cpu = DeviceInfo {
+        backend: Some(BackendKind::Cpu),
+        name: "AMD EPYC 7B13".into(),
+        multiprocessors: Some(2),
+        ..DeviceInfo::default()
+    };
+    let mut r = report_of(vec![cpu.clone()], "h100-sxm", |_| 1e-4);
+    for x in r.results.iter_mut() {
+        x.backend = "cpu".into();
+        x.telemetry_before = None;
+        x.telemetry_after = None;
+        x.effective_clock_mhz = None;
+    }
+    let v = judge(&r, &ValidateArgs::default());
+    assert_eq!(v.verdict, Verdict::Pass, "{:#?}", v.reasons);
+    let g = gpu(&v, 0);
+    assert!(g.metrics.contains_key("matmul.f32"));
+    assert!(g.metrics.values().all(|m| m.expected.is_none()));
+}
+
+#[test]
+fn no_device_is_a_tool_error_and_incomplete_runs_warn() {
+    let mut r = healthy_node(1);
+    r.devices.clear();
+    r.results.clear();
+    let v = judge(&r, &ValidateArgs::default());
+    assert_eq!(v.exit_code, 2);
+    let mut r = healthy_node(1);
+    r.complete = false;
+    let v = judge(&r, &ValidateArgs::default());
+    assert_eq!(v.verdict, Verdict::Warn);
+    assert!(v.reasons.iter().any(|x| x.contains("did not complete")));
+    // A GPU that produced nothing did no work.
+    let mut r = healthy_node(2);
+    r.results.retain(|x| x.device == 0);
+    let v = judge(&r, &ValidateArgs::default());
+    assert!(has_reason(gpu(&v, 1), &["did no work"]));
+}
+
+#[test]
+fn suite_is_valid_for_every_sku() {
+    for s in &gpudb::database().unwrap().skus {
+        let d = DeviceInfo {
+            backend: Some(BackendKind::Cuda),
+            name: s.name.clone(),
+            compute_capability: Some(s.compute_capability.clone()),
+            memory_bytes: Some((s.memory_gib * 0.95 * (1u64 << 30) as f64) as u64),
+            ..DeviceInfo::default()
+        };
+        for quick in [true, false] {
+            let ws = suite(&d, quick);
+            for w in &ws {
+                w.validate().unwrap();
+                if let Workload::Matmul(m) = w {
+                    assert!(
+                        s.peak(m.dtype.name()).is_some(),
+                        "{}: {} has no peak",
+                        s.id,
+                        m.dtype
+                    );
+                }
+                // Inputs and outputs fit comfortably in the card's memory.
+                assert!(
+                    w.footprint() * 2 < d.memory_bytes.unwrap(),
+                    "{}: {}",
+                    s.id,
+                    w.name()
+                );
+            }
+            assert!(ws
+                .iter()
+                .any(|w| matches!(w, Workload::Matmul(m) if m.dtype == DType::F16)));
+        }
+    }
+}
