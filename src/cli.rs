@@ -106,6 +106,9 @@ pub enum Command {
     Bench(BenchCommand),
     /// List dtypes, workloads, implementations per backend, the quick suite, and kernels.
     List(ListArgs),
+    /// Sustained matmul load on every GPU with a per-second timeline and silent-data-corruption
+    /// checks (the same inputs must give bit-identical outputs every time, on every GPU).
+    Stress(StressArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -180,6 +183,41 @@ pub struct MemoryArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct StressArgs {
+    /// How long to load every device (e.g. 90s, 10m, 1h).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub duration: std::time::Duration,
+    /// Matmul dtype (tensor-core load by default).
+    #[arg(long, default_value = "bf16")]
+    pub dtype: DType,
+    /// Square matmul size (default 8192 on a GPU, 1024 on the CPU).
+    #[arg(long)]
+    pub size: Option<u64>,
+    /// Seconds between output checksums.
+    #[arg(long, default_value_t = 1.0)]
+    pub check_interval: f64,
+    /// Testing only: flip a bit in the output of device D at checksum number N (`D:N`).
+    #[arg(long, hide = true, value_parser = parse_fault)]
+    pub plant_fault: Option<(usize, u64)>,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (try 90s, 10m, 1h)"))?;
+    if d.is_zero() || d > std::time::Duration::from_secs(7 * 86_400) {
+        return Err(format!("duration `{s}` must be between 1 s and 7 days"));
+    }
+    Ok(d)
+}
+
+fn parse_fault(s: &str) -> Result<(usize, u64), String> {
+    let (d, n) = s.split_once(':').ok_or("expected DEVICE:CHECK")?;
+    Ok((
+        d.parse().map_err(|_| "bad device index")?,
+        n.parse().map_err(|_| "bad check number")?,
+    ))
+}
+
+#[derive(Args, Debug)]
 pub struct ListArgs {
     /// List the GPU kernels (compiled with NVRTC when a GPU is present).
     #[arg(long)]
@@ -237,6 +275,7 @@ fn run(cli: Cli) -> Result<i32> {
             measure_workloads(&g, Some(workloads), &imps, what)
         }
         Some(Command::Info) => info(&g),
+        Some(Command::Stress(a)) => stress(&g, &a),
         Some(Command::List(a)) => list(&g, &a),
         Some(Command::Completions { shell }) => {
             let mut out = Vec::new();
@@ -587,4 +626,92 @@ fn list(g: &Global, a: &ListArgs) -> Result<i32> {
     }
     print_stdout(&text)?;
     Ok(0)
+}
+
+fn stress(g: &Global, a: &StressArgs) -> Result<i32> {
+    let exports = open_exports(g)?;
+    if exports.uses_stdout() && g.json.as_deref() != Some("-") {
+        bail!("stress writes JSON only (--json PATH|-)");
+    }
+    if !a.check_interval.is_finite() || a.check_interval <= 0.0 {
+        bail!("--check-interval must be a positive number of seconds");
+    }
+    let opened = if g.backend == BackendChoice::Auto {
+        // Stress is about GPUs: no silent fallback to the CPU here.
+        let backends = backend::cuda::open_all().map_err(|e| {
+            anyhow::anyhow!(
+                "stress needs an NVIDIA GPU: {e}. Use --backend cpu to exercise it on the CPU"
+            )
+        })?;
+        backend::Opened {
+            backends,
+            notice: None,
+        }
+    } else {
+        backend::open(g.backend, g.threads)?
+    };
+    let kind = opened.backends[0].kind();
+    let size = a.size.unwrap_or(match kind {
+        BackendKind::Cuda => 8192,
+        BackendKind::Cpu => 1024,
+        BackendKind::Mock => 64,
+    });
+    let mut cfg = crate::stress::StressConfig::matmul(size, a.dtype, a.duration, g.seed);
+    cfg.check_interval_s = a.check_interval;
+    cfg.plant_fault = a.plant_fault;
+    plan::build(
+        std::slice::from_ref(&cfg.workload),
+        &opened.backends,
+        &ImplSelect::Default,
+        true,
+        false,
+    )?;
+    let stop = Arc::new(AtomicBool::new(false));
+    install_ctrlc(stop.clone());
+    if !g.quiet {
+        eprintln!(
+            "stressing {} device(s) with {} for {} (Ctrl-C to stop)",
+            opened.backends.len(),
+            cfg.workload.name(),
+            humantime::format_duration(a.duration)
+        );
+    }
+    let report = crate::stress::run(opened.backends, &cfg, &stop)?;
+    let mut text = String::new();
+    for d in &report.devices {
+        text.push_str(&format!(
+            "device {} {}: {} iterations, {} checksums, median {}, {}\n",
+            d.device,
+            d.name,
+            d.iterations,
+            d.checks,
+            crate::units::si(d.median_throughput, "FLOP/s"),
+            match (&d.error, d.mismatches.len()) {
+                (Some(e), _) => format!("ERROR: {e}"),
+                (None, 0) if d.verified => "outputs identical".to_string(),
+                (None, 0) => "first output WRONG".to_string(),
+                (None, n) => format!("{n} MISMATCHES"),
+            }
+        ));
+    }
+    text.push_str(&format!("verdict: {}\n", report.verdict));
+    for r in &report.reasons {
+        text.push_str(&format!("  - {r}\n"));
+    }
+    let json = serde_json::to_string_pretty(&report)? + "\n";
+    match g.json.as_deref() {
+        Some("-") => {
+            eprint!("{text}");
+            print_stdout(&json)?;
+        }
+        Some(path) => {
+            print_stdout(&text)?;
+            crate::export::write_atomic(std::path::Path::new(path), json.as_bytes())?;
+        }
+        None => print_stdout(&text)?,
+    }
+    if report.interrupted {
+        return Ok(130);
+    }
+    Ok(report.exit_code())
 }

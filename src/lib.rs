@@ -28,6 +28,7 @@ pub mod plan;
 pub mod report;
 pub mod runner;
 pub mod stats;
+pub mod stress;
 pub mod tensor;
 pub mod term;
 pub mod validate;

@@ -401,3 +401,40 @@ fn ctrl_c_stops_cleanly_and_keeps_what_finished() {
     let n = v["results"].as_array().unwrap().len();
     assert!((1..60).contains(&n), "{n} results");
 }
+
+#[test]
+fn stress_passes_when_outputs_repeat_and_names_a_planted_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("stress.json");
+    gpuvet()
+        .args(["--backend", "cpu", "stress", "--duration", "2s", "--size", "64"])
+        .args(["--check-interval", "0.3"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("verdict: PASS"));
+    gpuvet()
+        .args(["--backend", "cpu", "--json"])
+        .arg(&json)
+        .args(["stress", "--duration", "2s", "--size", "64", "--check-interval", "0.3"])
+        .args(["--plant-fault", "0:2"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("silent data corruption"));
+    let v = read_json(&json);
+    assert_eq!(v["verdict"], "FAIL");
+    assert_eq!(v["devices"][0]["mismatches"][0]["check"], 2);
+    assert!(!v["devices"][0]["timeline"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn stress_without_a_gpu_says_so_and_exits_2() {
+    if std::path::Path::new("/dev/nvidia0").exists() {
+        eprintln!("skipped: this machine has an NVIDIA GPU");
+        return;
+    }
+    gpuvet()
+        .args(["stress", "--duration", "1s"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("stress needs an NVIDIA GPU"));
+}

@@ -1,0 +1,389 @@
+//! `gpuvet stress`: sustained matmul load on every device, with a per-second timeline and
+//! silent-data-corruption checks.
+//!
+//! Each device runs the same matmul on the same inputs again and again. Every work call is
+//! synchronous and short (about 0.2 s), so at most one call is in flight per device: throughput
+//! counts completed work, never queued launches, and Ctrl-C ends the run within a second.
+//! About once a second the output is read back and hashed; the kernels are deterministic, so
+//! every hash on every device must equal the first one. A mismatch is a FAIL naming the device
+//! and the iteration.
+
+use crate::backend::{Backend, PrepareOptions, Telemetry};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use crate::workload::{BLayout, MatmulSpec, Workload};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Target duration of one synchronous work call.
+const CALL_SECONDS: f64 = 0.2;
+
+/// What to run and for how long.
+#[derive(Debug, Clone)]
+pub struct StressConfig {
+    pub duration: Duration,
+    pub workload: Workload,
+    pub seed: u64,
+    /// Seconds between output checksums.
+    pub check_interval_s: f64,
+    /// Test hook: flip one bit of the output of this (device index, check number).
+    pub plant_fault: Option<(usize, u64)>,
+}
+
+impl StressConfig {
+    /// A square matmul of `size` in `dtype`, weights in the nk layout.
+    pub fn matmul(size: u64, dtype: DType, duration: Duration, seed: u64) -> Self {
+        StressConfig {
+            duration,
+            workload: Workload::Matmul(MatmulSpec {
+                m: size,
+                n: size,
+                k: size,
+                dtype,
+                b_layout: BLayout::Nk,
+            }),
+            seed,
+            check_interval_s: 1.0,
+            plant_fault: None,
+        }
+    }
+}
+
+/// One second of one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    /// Seconds since the start of the stress run (end of the interval).
+    pub t_s: f64,
+    /// Completed work per second in the interval (FLOP/s, OP/s for int8).
+    pub throughput: f64,
+    pub iterations: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<Telemetry>,
+}
+
+/// A checksum that differed from the first one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mismatch {
+    /// Iteration count on that device when the output was read.
+    pub iteration: u64,
+    pub check: u64,
+    pub expected: String,
+    pub got: String,
+}
+
+/// The outcome on one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceStress {
+    pub device: usize,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    pub iterations: u64,
+    pub checks: u64,
+    /// SHA-256 of the first output, which every later output must equal.
+    pub checksum: String,
+    /// The first output matched the f64 reference.
+    pub verified: bool,
+    pub mismatches: Vec<Mismatch>,
+    pub median_throughput: f64,
+    pub timeline: Vec<TimelinePoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The whole stress run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StressReport {
+    pub workload: Workload,
+    pub duration_s: f64,
+    pub interrupted: bool,
+    pub devices: Vec<DeviceStress>,
+    /// Every device produced the same checksum as every other.
+    pub consistent_across_devices: bool,
+    /// `PASS` or `FAIL`.
+    pub verdict: String,
+    pub reasons: Vec<String>,
+}
+
+impl StressReport {
+    /// 0 pass, 1 fail, 2 when a device could not run at all.
+    pub fn exit_code(&self) -> i32 {
+        if self.devices.iter().any(|d| d.error.is_some()) {
+            2
+        } else if self.verdict == "PASS" {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+/// SHA-256 of a tensor's bytes, as hex.
+pub fn checksum(t: &Tensor) -> String {
+    let d = Sha256::digest(t.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs the stress on every backend at once (a thread each) until the duration passes or `stop`
+/// is set.
+pub fn run(
+    backends: Vec<Box<dyn Backend>>,
+    cfg: &StressConfig,
+    stop: &AtomicBool,
+) -> Result<StressReport> {
+    cfg.workload.validate()?;
+    let inputs = crate::inputs::generate(&cfg.workload, cfg.seed);
+    let start = Instant::now();
+    let devices: Vec<DeviceStress> = std::thread::scope(|s| {
+        let handles: Vec<_> = backends
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let inputs = &inputs;
+                s.spawn(move || stress_one(i, b.as_ref(), inputs, cfg, stop, start))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("stress thread panicked"))
+            .collect()
+    });
+    let mut reasons = Vec::new();
+    for d in &devices {
+        if let Some(e) = &d.error {
+            reasons.push(format!("device {} ({}): {e}", d.device, d.name));
+        } else if !d.verified {
+            reasons.push(format!(
+                "device {} ({}): the first output did not match the f64 reference",
+                d.device, d.name
+            ));
+        }
+        for m in &d.mismatches {
+            reasons.push(format!(
+                "device {} ({}): silent data corruption: output at iteration {} (check {}) differs from the first output",
+                d.device, d.name, m.iteration, m.check
+            ));
+        }
+    }
+    let ok: Vec<&DeviceStress> = devices.iter().filter(|d| d.error.is_none()).collect();
+    let consistent = ok.windows(2).all(|w| w[0].checksum == w[1].checksum);
+    if !consistent {
+        // Name the devices that differ from the majority checksum.
+        let mut counts = std::collections::BTreeMap::new();
+        for d in &ok {
+            *counts.entry(d.checksum.clone()).or_insert(0) += 1;
+        }
+        let majority = counts
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map(|(c, _)| c.clone())
+            .unwrap_or_default();
+        for d in ok.iter().filter(|d| d.checksum != majority) {
+            reasons.push(format!(
+                "device {} ({}): its output differs from the other devices' for the same inputs",
+                d.device, d.name
+            ));
+        }
+    }
+    let verdict = if reasons.is_empty() { "PASS" } else { "FAIL" };
+    Ok(StressReport {
+        workload: cfg.workload.clone(),
+        duration_s: start.elapsed().as_secs_f64(),
+        interrupted: stop.load(Ordering::Relaxed),
+        devices,
+        consistent_across_devices: consistent,
+        verdict: verdict.into(),
+        reasons,
+    })
+}
+
+fn stress_one(
+    index: usize,
+    b: &dyn Backend,
+    inputs: &[Tensor],
+    cfg: &StressConfig,
+    stop: &AtomicBool,
+    start: Instant,
+) -> DeviceStress {
+    let info = b.device();
+    let mut out = DeviceStress {
+        device: index,
+        name: info.name.clone(),
+        uuid: info.uuid.clone(),
+        iterations: 0,
+        checks: 0,
+        checksum: String::new(),
+        verified: false,
+        mismatches: Vec::new(),
+        median_throughput: 0.0,
+        timeline: Vec::new(),
+        error: None,
+    };
+    if let Err(e) = stress_loop(index, b, inputs, cfg, stop, start, &mut out) {
+        out.error = Some(e.to_string());
+    }
+    let rates: Vec<f64> = out.timeline.iter().map(|p| p.throughput).collect();
+    if !rates.is_empty() {
+        out.median_throughput = crate::stats::median(&rates);
+    }
+    out
+}
+
+fn stress_loop(
+    index: usize,
+    b: &dyn Backend,
+    inputs: &[Tensor],
+    cfg: &StressConfig,
+    stop: &AtomicBool,
+    start: Instant,
+    out: &mut DeviceStress,
+) -> Result<()> {
+    let w = &cfg.workload;
+    let imp = b
+        .implementations(w)
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::unsupported(format!("{} cannot run {}", b.device().name, w.name())))?;
+    let mut p = b.prepare(
+        w,
+        &imp.name,
+        inputs,
+        PrepareOptions {
+            buffer_sets: 1,
+            hot: true,
+        },
+    )?;
+    let first = p.run_verify()?;
+    let seed = crate::inputs::workload_seed(cfg.seed, w);
+    out.verified = crate::verify::verify(w, inputs, &first, seed).passed;
+    out.checksum = checksum(&first);
+    // Size one call to about CALL_SECONDS.
+    let t1 = p.run(1)?.max(1e-7);
+    let per_call = ((CALL_SECONDS / t1) as u64).clamp(1, 1 << 20);
+    out.iterations = 1;
+
+    let deadline = cfg.duration.as_secs_f64();
+    let mut bin_start = Instant::now();
+    let (mut bin_iters, mut bin_busy) = (0u64, 0.0f64);
+    let mut last_check = Instant::now();
+    while start.elapsed().as_secs_f64() < deadline && !stop.load(Ordering::Relaxed) {
+        let secs = p.run(per_call)?;
+        bin_iters += per_call;
+        bin_busy += secs;
+        out.iterations += per_call;
+        if bin_start.elapsed().as_secs_f64() >= 1.0 {
+            let wall = bin_start.elapsed().as_secs_f64();
+            out.timeline.push(TimelinePoint {
+                t_s: start.elapsed().as_secs_f64(),
+                throughput: w.flops() * bin_iters as f64 / wall.max(bin_busy),
+                iterations: bin_iters,
+                telemetry: b.telemetry(),
+            });
+            bin_start = Instant::now();
+            bin_iters = 0;
+            bin_busy = 0.0;
+        }
+        if last_check.elapsed().as_secs_f64() >= cfg.check_interval_s {
+            last_check = Instant::now();
+            out.checks += 1;
+            let mut o = p.run_verify()?;
+            out.iterations += 1;
+            if cfg.plant_fault == Some((index, out.checks)) {
+                flip_bit(&mut o);
+            }
+            let c = checksum(&o);
+            if c != out.checksum {
+                out.mismatches.push(Mismatch {
+                    iteration: out.iterations,
+                    check: out.checks,
+                    expected: out.checksum.clone(),
+                    got: c,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Flips the lowest bit of the first element's storage.
+fn flip_bit(t: &mut Tensor) {
+    use crate::tensor::Data;
+    match &mut t.data {
+        Data::F32(v) => v[0] = f32::from_bits(v[0].to_bits() ^ 1),
+        Data::F16(v) => v[0] = half::f16::from_bits(v[0].to_bits() ^ 1),
+        Data::Bf16(v) => v[0] = half::bf16::from_bits(v[0].to_bits() ^ 1),
+        Data::I32(v) => v[0] ^= 1,
+        Data::F64(v) => v[0] = f64::from_bits(v[0].to_bits() ^ 1),
+        Data::I8(v) => v[0] ^= 1,
+        Data::F8E4M3(v) => v[0] = float8::F8E4M3::from_bits(v[0].to_bits() ^ 1),
+        Data::F8E5M2(v) => v[0] = float8::F8E5M2::from_bits(v[0].to_bits() ^ 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::mock::MockBackend;
+
+    fn cfg(fault: Option<(usize, u64)>) -> StressConfig {
+        let mut c = StressConfig::matmul(16, DType::Bf16, Duration::from_millis(2500), 1);
+        c.check_interval_s = 0.3;
+        c.plant_fault = fault;
+        c
+    }
+
+    #[test]
+    fn a_healthy_run_passes_with_a_timeline() {
+        let r = run(
+            vec![Box::new(MockBackend::new()), Box::new(MockBackend::new())],
+            &cfg(None),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert_eq!(r.verdict, "PASS", "{:?}", r.reasons);
+        assert!(r.consistent_across_devices);
+        for d in &r.devices {
+            assert!(d.verified);
+            assert!(d.checks >= 3, "{} checks", d.checks);
+            assert!(d.timeline.len() >= 2);
+            assert!(d.median_throughput > 0.0);
+        }
+        assert_eq!(r.exit_code(), 0);
+    }
+
+    #[test]
+    fn a_planted_bit_flip_is_caught_and_named() {
+        let r = run(
+            vec![Box::new(MockBackend::new()), Box::new(MockBackend::new())],
+            &cfg(Some((1, 2))),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert_eq!(r.verdict, "FAIL");
+        assert_eq!(r.exit_code(), 1);
+        assert!(r.devices[0].mismatches.is_empty());
+        assert_eq!(r.devices[1].mismatches.len(), 1);
+        assert_eq!(r.devices[1].mismatches[0].check, 2);
+        assert!(
+            r.reasons[0].contains("device 1") && r.reasons[0].contains("iteration"),
+            "{:?}",
+            r.reasons
+        );
+    }
+
+    #[test]
+    fn stop_flag_ends_at_once() {
+        let t = Instant::now();
+        let r = run(
+            vec![Box::new(MockBackend::new())],
+            &StressConfig::matmul(16, DType::F32, Duration::from_secs(600), 1),
+            &AtomicBool::new(true),
+        )
+        .unwrap();
+        assert!(t.elapsed().as_secs_f64() < 1.0);
+        assert!(r.interrupted);
+    }
+}
