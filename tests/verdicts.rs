@@ -178,7 +178,7 @@ fn healthy_node(n: usize) -> Report {
     report_of((0..n).map(h100_sxm).collect(), "h100-sxm", |_| 1.0)
 }
 
-fn gpu<'a>(v: &'a NodeVerdict, i: usize) -> &'a GpuVerdict {
+fn gpu(v: &NodeVerdict, i: usize) -> &GpuVerdict {
     &v.gpus[i]
 }
 

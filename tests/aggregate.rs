@@ -1,0 +1,313 @@
+//! Fleet aggregation of per-node verdict files: distributions per SKU, outliers, nodes to drain,
+//! every output format, and clear errors for files that are not verdicts.
+
+use gpuvet::validate::aggregate::{
+    load_verdicts, render, run_aggregate, summarize, AggregateArgs, FleetFormat,
+};
+use gpuvet::validate::{
+    Check, CheckKind, Finding, GpuVerdict, MetricValue, NodeVerdict, Verdict, VerdictSettings,
+    VERDICT_KIND, VERDICT_SCHEMA_VERSION,
+};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A GPU verdict with a bf16 matmul figure and a copy bandwidth.
+fn gpu(index: usize, sku: &str, bf16: f64, copy: f64, verdict: Verdict) -> GpuVerdict {
+    let mut metrics = BTreeMap::new();
+    metrics.insert(
+        "matmul.bf16".to_string(),
+        MetricValue {
+            value: bf16,
+            unit: "FLOP/s".into(),
+            result_id: "matmul.bf16.8192x8192x8192.nk/cublaslt".into(),
+            peak: Some(989.4e12),
+            expected: Some(791.5e12),
+            ratio: Some(bf16 / 791.5e12),
+        },
+    );
+    metrics.insert(
+        "memory.copy".to_string(),
+        MetricValue {
+            value: copy,
+            unit: "B/s".into(),
+            result_id: "memory.copy.4GiB/kernel".into(),
+            peak: None,
+            expected: None,
+            ratio: None,
+        },
+    );
+    let findings = match verdict {
+        Verdict::Pass => vec![],
+        v => vec![Finding::new(v, format!("synthetic problem on GPU {index}"))],
+    };
+    let check = Check::new(CheckKind::Health, findings);
+    GpuVerdict {
+        index,
+        name: "NVIDIA H100 80GB HBM3".into(),
+        uuid: Some(format!("GPU-{index:08}")),
+        pci_bus_id: Some(format!("00000000:{:02X}:00.0", index + 0x18)),
+        serial: Some(format!("S{index}")),
+        sku: Some(sku.into()),
+        detected_sku: Some(sku.into()),
+        peaks_computed: false,
+        verdict,
+        reasons: check.reasons().collect(),
+        checks: vec![check],
+        metrics,
+    }
+}
+
+fn node(host: &str, started: &str, gpus: Vec<GpuVerdict>) -> NodeVerdict {
+    let verdict = gpus
+        .iter()
+        .map(|g| g.verdict)
+        .max()
+        .unwrap_or(Verdict::Fail);
+    NodeVerdict {
+        schema_version: VERDICT_SCHEMA_VERSION,
+        kind: VERDICT_KIND.into(),
+        hostname: host.into(),
+        started_at: started.into(),
+        tool_version: "0.1.0".into(),
+        backend: "cuda".into(),
+        verdict,
+        exit_code: verdict.exit_code(false),
+        reasons: gpus
+            .iter()
+            .flat_map(|g| {
+                g.reasons
+                    .iter()
+                    .map(move |r| format!("GPU {}: {r}", g.index))
+            })
+            .collect(),
+        settings: VerdictSettings {
+            expect: None,
+            quick: true,
+            duration_s: None,
+            tolerance_pct: 10.0,
+            straggler_pct: 10.0,
+        },
+        gpus,
+    }
+}
+
+/// Four H100 nodes (one with a slow GPU, one failing) and one A100 node.
+fn fleet() -> Vec<NodeVerdict> {
+    let h = |i, bf16| gpu(i, "h100-sxm", bf16, 2.9e12, Verdict::Pass);
+    vec![
+        node(
+            "node-a",
+            "2026-11-28T10:00:00Z",
+            (0..4).map(|i| h(i, 790e12)).collect(),
+        ),
+        node(
+            "node-b",
+            "2026-11-28T10:00:00Z",
+            vec![h(0, 795e12), h(1, 640e12), h(2, 792e12), h(3, 788e12)],
+        ),
+        node(
+            "node-c",
+            "2026-11-28T10:00:00Z",
+            vec![
+                h(0, 791e12),
+                gpu(1, "h100-sxm", 789e12, 2.9e12, Verdict::Fail),
+                h(2, 793e12),
+                h(3, 790e12),
+            ],
+        ),
+        node(
+            "node-d",
+            "2026-11-28T10:00:00Z",
+            (0..4).map(|i| h(i, 786e12)).collect(),
+        ),
+        node(
+            "node-e",
+            "2026-11-28T10:00:00Z",
+            (0..2)
+                .map(|i| gpu(i, "a100-sxm-80gb", 268e12, 1.8e12, Verdict::Pass))
+                .collect(),
+        ),
+    ]
+}
+
+fn write_fleet(dir: &Path, nodes: &[NodeVerdict]) -> Vec<PathBuf> {
+    nodes
+        .iter()
+        .map(|n| {
+            let p = dir.join(format!("{}.json", n.hostname));
+            std::fs::write(&p, n.to_json()).unwrap();
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn summary_has_distributions_outliers_and_drains() {
+    let s = summarize(&fleet(), 10.0);
+    assert_eq!((s.nodes, s.gpus), (5, 18));
+    assert_eq!((s.nodes_pass, s.nodes_warn, s.nodes_fail), (4, 0, 1));
+    let h100 = s.skus.iter().find(|k| k.sku == "h100-sxm").unwrap();
+    assert_eq!((h100.gpus, h100.pass, h100.fail), (16, 15, 1));
+    let bf16 = h100
+        .metrics
+        .iter()
+        .find(|m| m.metric == "matmul.bf16")
+        .unwrap();
+    assert_eq!(bf16.gpus, 16);
+    assert_eq!(bf16.min, 640e12);
+    assert_eq!(bf16.max, 795e12);
+    assert!((bf16.median - 790e12).abs() < 1e12, "{}", bf16.median);
+    assert_eq!(bf16.expected, Some(791.5e12));
+    // The slow GPU is an outlier although its node's verdict is PASS.
+    assert_eq!(s.outliers.len(), 1);
+    let o = &s.outliers[0];
+    assert_eq!(
+        (o.host.as_str(), o.gpu, o.metric.as_str()),
+        ("node-b", 1, "matmul.bf16")
+    );
+    assert!(o.below_pct > 18.0 && o.below_pct < 20.0, "{}", o.below_pct);
+    assert_eq!(s.outlier_nodes, vec!["node-b".to_string()]);
+    // The failing node is the one to drain, with its reason.
+    assert_eq!(s.drain.len(), 1);
+    assert_eq!(s.drain[0].host, "node-c");
+    assert!(s.drain[0].reasons[0].contains("synthetic problem on GPU 1"));
+    // The A100s are their own population: no outliers against the H100 median.
+    let a100 = s.skus.iter().find(|k| k.sku == "a100-sxm-80gb").unwrap();
+    assert_eq!(a100.gpus, 2);
+}
+
+#[test]
+fn every_format_renders() {
+    let nodes = fleet();
+    let s = summarize(&nodes, 10.0);
+    let table = render(&nodes, &s, FleetFormat::Table, false).unwrap();
+    assert!(
+        table.contains("h100-sxm") && table.contains("790.0 TFLOP/s"),
+        "{table}"
+    );
+    assert!(
+        table.contains("node-b") && table.contains("node-c"),
+        "{table}"
+    );
+    assert!(
+        table.contains("5 nodes, 18 GPUs: 4 PASS, 0 WARN, 1 FAIL; 1 to drain"),
+        "{table}"
+    );
+    let md = render(&nodes, &s, FleetFormat::Markdown, false).unwrap();
+    assert!(
+        md.contains("## Nodes to drain") && md.contains("| node-c |"),
+        "{md}"
+    );
+    assert!(md.contains("## Outliers"));
+    let json = render(&nodes, &s, FleetFormat::Json, false).unwrap();
+    let back: gpuvet::validate::aggregate::FleetSummary = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, s);
+    let csv = render(&nodes, &s, FleetFormat::Csv, false).unwrap();
+    let mut rd = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 18 * 2);
+    let hdr = rd.headers().unwrap().clone();
+    let col = |name: &str| hdr.iter().position(|h| h == name).unwrap();
+    let outliers: Vec<_> = rows
+        .iter()
+        .filter(|r| &r[col("outlier")] == "true")
+        .collect();
+    assert_eq!(outliers.len(), 1);
+    assert_eq!(&outliers[0][col("host")], "node-b");
+    assert_eq!(&outliers[0][col("uuid")], "GPU-00000001");
+}
+
+#[test]
+fn directory_is_read_and_exit_code_says_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fleet(dir.path(), &fleet());
+    // Other files in the directory are not verdicts and are not read.
+    std::fs::write(dir.path().join("slurm-42.out"), "log text").unwrap();
+    let out = dir.path().join("fleet.md");
+    let args = AggregateArgs {
+        paths: vec![dir.path().to_path_buf()],
+        format: FleetFormat::Markdown,
+        output: Some(out.clone()),
+        outlier_pct: 10.0,
+    };
+    assert_eq!(run_aggregate(&args, false).unwrap(), 1);
+    assert!(std::fs::read_to_string(&out).unwrap().contains("node-c"));
+    // Without the failing node nothing is to be drained: exit 0.
+    let dir2 = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = write_fleet(dir2.path(), &fleet())
+        .into_iter()
+        .filter(|p| !p.ends_with("node-c.json"))
+        .collect();
+    let args = AggregateArgs {
+        paths: files,
+        format: FleetFormat::Json,
+        output: Some(dir2.path().join("fleet.json")),
+        outlier_pct: 10.0,
+    };
+    assert_eq!(run_aggregate(&args, false).unwrap(), 0);
+}
+
+#[test]
+fn corrupt_or_foreign_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_fleet(dir.path(), &fleet());
+    let bad = dir.path().join("node-x.json");
+    std::fs::write(
+        &bad,
+        "{\"kind\": \"gpuvet-verdict\", \"schema_version\": 1, \"hostn",
+    )
+    .unwrap();
+    let err = load_verdicts(&[dir.path().to_path_buf()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("node-x.json") && err.contains("corrupt"),
+        "{err}"
+    );
+
+    let report = dir.path().join("report.json");
+    std::fs::write(&report, "{\"schema_version\": 1, \"results\": []}").unwrap();
+    let err = load_verdicts(&[report]).unwrap_err().to_string();
+    assert!(err.contains("a gpuvet report, not a verdict"), "{err}");
+
+    let future = dir.path().join("future.json");
+    std::fs::write(
+        &future,
+        format!("{{\"kind\": \"{VERDICT_KIND}\", \"schema_version\": 7}}"),
+    )
+    .unwrap();
+    let err = load_verdicts(&[future]).unwrap_err().to_string();
+    assert!(err.contains("schema_version 7"), "{err}");
+
+    let missing = dir.path().join("nope.json");
+    let err = load_verdicts(&[missing]).unwrap_err().to_string();
+    assert!(err.contains("nope.json"), "{err}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let err = load_verdicts(&[empty.path().to_path_buf()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no *.json verdict files"), "{err}");
+
+    // The good files alone still load.
+    assert_eq!(load_verdicts(&files).unwrap().len(), 5);
+}
+
+#[test]
+fn a_rerun_host_counts_once_by_its_latest_verdict() {
+    let mut nodes = fleet();
+    let mut rerun = nodes[2].clone(); // node-c, fixed and rerun later
+    rerun.started_at = "2026-11-28T12:00:00Z".into();
+    for g in rerun.gpus.iter_mut() {
+        g.verdict = Verdict::Pass;
+    }
+    rerun.verdict = Verdict::Pass;
+    nodes.push(rerun);
+    let s = summarize(&nodes, 10.0);
+    assert_eq!(s.nodes, 5);
+    assert!(s.drain.is_empty());
+    assert!(s
+        .notes
+        .iter()
+        .any(|n| n.contains("node-c appears more than once")));
+}
