@@ -296,6 +296,23 @@ fn markdown_snapshot() {
 }
 
 #[test]
+fn markdown_snapshot_clock_normalised_across_gpus() {
+    // NEW ran on another GPU model: said once in the header, and cycles where clocks are known.
+    let mut new = new_report();
+    new.devices[0].name = "NVIDIA H200".into();
+    let opts = CompareOptions {
+        normalize_clock: true,
+        threshold_pct: 3.0,
+        ..CompareOptions::default()
+    };
+    let cmp = compare::compare(&old_report(), &new, &opts).with_labels("old.json", "new.json");
+    insta::assert_snapshot!(
+        "compare_markdown_normalized",
+        render_markdown(&cmp, FailOn::Ambiguous)
+    );
+}
+
+#[test]
 fn table_colours_only_when_asked() {
     let cmp = compare::compare(&old_report(), &new_report(), &CompareOptions::default());
     let plain = render_table(&cmp, FailOn::Regression, false);

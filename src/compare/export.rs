@@ -206,8 +206,7 @@ pub fn export(report: &Report, spec: &str) -> Result<()> {
         );
     }
     if path == "-" {
-        println!("{json}");
-        Ok(())
+        super::write_stdout(&(json + "\n"))
     } else {
         write_atomic(Path::new(&path), (json + "\n").as_bytes())
     }

@@ -733,19 +733,30 @@ pub fn emit(
     }
     let table = render_table(cmp, fail_on, color);
     if markdown == Some("-") || json == Some("-") {
-        eprint!("{table}");
+        // Nothing useful to do when stderr itself is gone.
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), table.as_bytes());
     } else {
-        print!("{table}");
+        write_stdout(&table)?;
     }
     for (target, text) in [
         (markdown, render_markdown(cmp, fail_on)),
         (json, render_json(cmp) + "\n"),
     ] {
         match target {
-            Some("-") => print!("{text}"),
+            Some("-") => write_stdout(&text)?,
             Some(path) => baseline::write_atomic(Path::new(path), text.as_bytes())?,
             None => {}
         }
     }
     Ok(())
+}
+
+/// Writes to stdout; a closed pipe (`gpuvet compare a b | head`) is not an error.
+pub(crate) fn write_stdout(text: &str) -> crate::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
 }

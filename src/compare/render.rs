@@ -84,6 +84,16 @@ pub fn summary_line(cmp: &Comparison, fail_on: FailOn) -> String {
     format!("{}: {}", outcome, parts.join(", "))
 }
 
+/// The device every result ran on, when there is just one: then it is said once in the header
+/// instead of in a column on every row.
+fn single_device(cmp: &Comparison) -> Option<&str> {
+    let first = cmp.results.first()?.device.as_str();
+    cmp.results
+        .iter()
+        .all(|r| r.device == first)
+        .then_some(first)
+}
+
 fn header_lines(cmp: &Comparison) -> Vec<String> {
     let side = |tag: &str, s: &super::RunInfo| {
         format!(
@@ -95,23 +105,24 @@ fn header_lines(cmp: &Comparison) -> Vec<String> {
         )
     };
     let o = &cmp.options;
-    vec![
-        side("OLD", &cmp.old),
-        side("NEW", &cmp.new),
-        format!(
-            "threshold ±{}% · {:.0}% bootstrap interval of the NEW/OLD ratio of medians \
+    let mut lines = vec![side("OLD", &cmp.old), side("NEW", &cmp.new)];
+    if let Some(d) = single_device(cmp) {
+        lines.push(format!("device: {d}"));
+    }
+    lines.push(format!(
+        "threshold ±{}% · {:.0}% bootstrap interval of the NEW/OLD ratio of medians \
              ({} resamples, seed {}){}",
-            o.threshold_pct,
-            o.confidence * 100.0,
-            o.resamples,
-            o.seed,
-            if o.normalize_clock {
-                " · clock-normalised"
-            } else {
-                ""
-            }
-        ),
-    ]
+        o.threshold_pct,
+        o.confidence * 100.0,
+        o.resamples,
+        o.seed,
+        if o.normalize_clock {
+            " · clock-normalised"
+        } else {
+            ""
+        }
+    ));
+    lines
 }
 
 /// The terminal form. `color` turns on coloured verdicts (the caller decides from NO_COLOR,
@@ -132,16 +143,20 @@ pub fn render_table(cmp: &Comparison, fail_on: FailOn, color: bool) -> String {
         }
         let _ = writeln!(out, "{t}\n");
     }
+    let device_column = single_device(cmp).is_none();
     let mut t = new_table(color);
-    t.set_header(vec![
-        "Result",
-        "Device",
+    let mut header = vec!["Result"];
+    if device_column {
+        header.push("Device");
+    }
+    header.extend([
         "OLD median",
         "NEW median",
         "Change [95% CI]",
         "Verdict",
         "Note",
     ]);
+    t.set_header(header);
     for r in &cmp.results {
         let mut v = Cell::new(r.verdict.as_str());
         if color {
@@ -149,15 +164,18 @@ pub fn render_table(cmp: &Comparison, fail_on: FailOn, color: bool) -> String {
                 v = v.fg(c);
             }
         }
-        t.add_row(vec![
-            Cell::new(&r.id),
-            Cell::new(&r.device),
+        let mut row = vec![Cell::new(&r.id)];
+        if device_column {
+            row.push(Cell::new(&r.device));
+        }
+        row.extend([
             Cell::new(median(r.old_median_s, r.old_samples)).set_alignment(CellAlignment::Right),
             Cell::new(median(r.new_median_s, r.new_samples)).set_alignment(CellAlignment::Right),
             Cell::new(change(r)).set_alignment(CellAlignment::Right),
             v,
             Cell::new(note(r)),
         ]);
+        t.add_row(row);
     }
     let _ = writeln!(out, "{t}");
     for n in &cmp.notes {
@@ -214,10 +232,16 @@ pub fn render_markdown(cmp: &Comparison, fail_on: FailOn) -> String {
     if cmp.results.is_empty() {
         let _ = writeln!(out, "No results in either report.");
     } else {
+        let device_column = single_device(cmp).is_none();
+        let (dev_head, dev_rule) = if device_column {
+            (" Device |", "---|")
+        } else {
+            ("", "")
+        };
         let _ = writeln!(
             out,
-            "| Result | Device | OLD median | NEW median | Change [95% CI] | Verdict | Note |\n\
-             |---|---|--:|--:|--:|---|---|"
+            "| Result |{dev_head} OLD median | NEW median | Change [95% CI] | Verdict | Note |\n\
+             |---|{dev_rule}--:|--:|--:|---|---|"
         );
         for r in &cmp.results {
             let verdict = if r.regression || r.verdict == Verdict::Ambiguous {
@@ -225,11 +249,15 @@ pub fn render_markdown(cmp: &Comparison, fail_on: FailOn) -> String {
             } else {
                 r.verdict.to_string()
             };
+            let device = if device_column {
+                format!(" {} |", md(&r.device))
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "| `{}` | {} | {} | {} | {} | {} | {} |",
+                "| `{}` |{device} {} | {} | {} | {} | {} |",
                 md(&r.id),
-                md(&r.device),
                 median(r.old_median_s, r.old_samples),
                 median(r.new_median_s, r.new_samples),
                 change(r),
