@@ -84,6 +84,7 @@ pub fn plan(a: &AttentionSpec, cc: (i32, i32)) -> Result<(GemmDesc, GemmDesc)> {
         alpha: Alpha::F32(a.scale() as f32),
         fp8_scales: false,
         compute_label: label.clone(),
+        transpose_b_on_host: false,
     };
     // O (row-major rows×D) = P (rows×Lkv) · V, V stored Lkv×D: the `kn` case.
     let o = GemmDesc {
@@ -104,6 +105,7 @@ pub fn plan(a: &AttentionSpec, cc: (i32, i32)) -> Result<(GemmDesc, GemmDesc)> {
         alpha: Alpha::F32(1.0),
         fp8_scales: false,
         compute_label: label,
+        transpose_b_on_host: false,
     };
     if a.batch * a.q_heads * a.q_len > i32::MAX as u64 {
         return Err(Error::unsupported(

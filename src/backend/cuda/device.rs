@@ -183,7 +183,8 @@ impl Gpu {
 
     /// Launches `f` on the stream with raw parameters.
     ///
-    /// SAFETY: `params` must point at values whose types match the kernel's parameters exactly,
+    /// # Safety
+    /// `params` must point at values whose types match the kernel's parameters exactly,
     /// and every device pointer among them must stay allocated until the work completes.
     pub unsafe fn launch(
         &self,

@@ -284,7 +284,7 @@ pub fn nvrtc_builtins(dir: &Path, major: Option<u32>) -> Option<PathBuf> {
             let Some(rest) = n.strip_prefix("libnvrtc-builtins.so.") else {
                 return false;
             };
-            major.is_none_or(|m| rest.split('.').next() == Some(&m.to_string()))
+            major.map_or(true, |m| rest.split('.').next() == Some(&m.to_string()))
         })
         .collect();
     names.sort();
@@ -407,14 +407,18 @@ fn load_driver(env: &SearchEnv) -> Result<Driver, String> {
     }
     names.push("libcuda.so.1".into());
     names.push("libcuda.so".into());
-    let mut last = String::new();
+    // Report the loader's message for the SONAME (libcuda.so.1), the name that matters.
+    let mut first: Option<String> = None;
     for n in &names {
         match dlopen_global(n) {
             Ok(handle) => return driver_from(handle),
-            Err(e) => last = e,
+            Err(e) if n == "libcuda.so.1" => first = Some(e),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
         }
     }
-    Err(no_driver_line(&last))
+    Err(no_driver_line(first.as_deref().unwrap_or("")))
 }
 
 /// The line shown when there is no driver at all.
@@ -437,6 +441,9 @@ fn driver_from(handle: Handle) -> Result<Driver, String> {
     let get: unsafe extern "C" fn(*mut i32) -> i32 = unsafe { std::mem::transmute(f) };
     let mut v = 0i32;
     let rc = unsafe { get(&mut v) };
+    if rc == 34 {
+        return Err("the libcuda.so found is the toolkit's stub (CUDA_ERROR_STUB_LIBRARY), not a driver: remove lib64/stubs from LD_LIBRARY_PATH; the CPU backend still works".into());
+    }
     if rc != 0 {
         return Err(format!(
             "the NVIDIA driver did not report its version (error {rc}); the CPU backend still works; check the driver installation (nvidia-smi)"
