@@ -37,6 +37,12 @@ pub const COMPARISON_SCHEMA_VERSION: u32 = 1;
 /// the same name and type).
 pub const DEFAULT_SEED: u64 = 20261128;
 
+/// Bound on the samples drawn by one result's bootstrap (resamples × samples of both runs).
+const MAX_BOOTSTRAP_DRAWS: usize = 40_000_000;
+
+/// Fewest resamples however many samples a run has.
+const MIN_RESAMPLES: usize = 200;
+
 /// Fewest samples per side for anything but `ambiguous`.
 pub const MIN_SAMPLES: usize = 5;
 
@@ -509,7 +515,13 @@ fn compare_pair(
     let seed = crate::tensor::splitmix(
         opts.seed ^ crate::tensor::stable_hash(&format!("{}#{}", o.id, o.device)),
     );
-    match ratio_of_medians_ci(&old_t, &new_t, opts.confidence, opts.resamples, seed) {
+    // Runs with very many samples (up to a million with --max-samples) would make 2000
+    // resamples cost minutes; their intervals are narrow anyway, so fewer resamples do.
+    let work = (old_t.len() + new_t.len()).max(1);
+    let resamples = opts
+        .resamples
+        .min((MAX_BOOTSTRAP_DRAWS / work).max(MIN_RESAMPLES));
+    match ratio_of_medians_ci(&old_t, &new_t, opts.confidence, resamples, seed) {
         Some(ci) => {
             let fewest = old_t.len().min(new_t.len());
             row.verdict = if fewest < MIN_SAMPLES {
