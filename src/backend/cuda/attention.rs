@@ -233,6 +233,13 @@ impl<'a> AttentionRun<'a> {
     }
 }
 
+impl Drop for AttentionRun<'_> {
+    fn drop(&mut self) {
+        // Buffers are freed right after this: let queued work that uses them finish first.
+        let _ = self.gpu.sync();
+    }
+}
+
 impl Prepared for AttentionRun<'_> {
     fn compute_dtype(&self) -> String {
         self.gemm_s.label.clone()

@@ -665,6 +665,62 @@ mod tests {
         assert!(old.contains("CUDA 11.8") && old.contains("12.0"), "{old}");
     }
 
+    /// Builds a fake `libcuda.so.1` (no SONAME, so it never answers a bare-name dlopen made
+    /// elsewhere in this process) whose cuDriverGetVersion reports `version` and returns `rc`.
+    fn fake_driver(dir: &Path, version: i32, rc: i32) -> Option<PathBuf> {
+        let src = dir.join("fake.c");
+        fs::write(
+            &src,
+            format!("int cuDriverGetVersion(int* v) {{ *v = {version}; return {rc}; }}\n"),
+        )
+        .unwrap();
+        let lib = dir.join("libcuda.so.1");
+        let ok = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&lib)
+            .arg(&src)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP driver probing with a fake libcuda: no C compiler (cc)"
+            );
+        }
+        ok.then_some(lib)
+    }
+
+    #[test]
+    fn driver_version_is_read_and_old_or_stub_drivers_are_refused() {
+        let cases = [
+            (13000, 0, Ok(13)),
+            (12040, 0, Ok(12)),
+            (11080, 0, Err("CUDA 11.8")),
+            (13000, 34, Err("stub")),
+            (0, 3, Err("did not report its version")),
+        ];
+        for (version, rc, want) in cases {
+            let t = tempfile::tempdir().unwrap();
+            let Some(_) = fake_driver(t.path(), version, rc) else {
+                return;
+            };
+            let env = SearchEnv {
+                lib_dir: Some(t.path().as_os_str().to_owned()),
+                ..Default::default()
+            };
+            match (load_driver(&env), want) {
+                (Ok(d), Ok(major)) => assert_eq!(d.major(), major),
+                (Err(e), Err(text)) => {
+                    assert!(e.contains(text), "{version}/{rc}: {e}");
+                    assert!(e.contains("CPU backend still works"), "{e}");
+                }
+                (got, want) => panic!("{version}/{rc}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
     #[test]
     fn a_fake_library_fails_to_load_with_the_loader_message() {
         let t = tempfile::tempdir().unwrap();

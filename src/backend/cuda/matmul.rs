@@ -563,6 +563,13 @@ impl<'a> MatmulRun<'a> {
     }
 }
 
+impl Drop for MatmulRun<'_> {
+    fn drop(&mut self) {
+        // Buffers are freed right after this: let queued work that uses them finish first.
+        let _ = self.gpu.sync();
+    }
+}
+
 impl Prepared for MatmulRun<'_> {
     fn compute_dtype(&self) -> String {
         self.gemm.label.clone()

@@ -14,9 +14,9 @@ use cudarc::driver::CudaFunction;
 use std::ffi::c_void;
 
 /// Threads per block of the streaming kernels.
-const BLOCK: u32 = 256;
+pub const BLOCK: u32 = 256;
 /// Elements (f32) a block should at least cover, so tiny arrays do not launch idle blocks.
-const MIN_ELEMS_PER_BLOCK: u64 = BLOCK as u64 * 16;
+pub const MIN_ELEMS_PER_BLOCK: u64 = BLOCK as u64 * 16;
 
 /// How the operation is carried out.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -167,6 +167,13 @@ impl<'a> MemoryRun<'a> {
         };
         // SAFETY: parameter types match the kernel; buffers live as long as self.
         unsafe { self.gpu.launch(f, self.grid, BLOCK, &mut params) }
+    }
+}
+
+impl Drop for MemoryRun<'_> {
+    fn drop(&mut self) {
+        // Buffers are freed right after this: let queued work that uses them finish first.
+        let _ = self.gpu.sync();
     }
 }
 

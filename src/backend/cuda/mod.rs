@@ -377,7 +377,9 @@ impl Backend for CudaBackend {
             Workload::Matmul(m) => matmul::memory_needed(m, sets),
             Workload::Attention(a) => attention::memory_needed(a, sets),
             Workload::Memory(m) => {
-                let grid = self.gpu.stream_grid(256, 256 * 16, m.elements());
+                let grid =
+                    self.gpu
+                        .stream_grid(memory::BLOCK, memory::MIN_ELEMS_PER_BLOCK, m.elements());
                 memory::memory_needed(m, sets, grid as u64)
             }
         }
