@@ -6,7 +6,7 @@
 //! | matching | this module | pair results of OLD and NEW by id and device, diff the environments |
 //! | baselines | [`baseline`] | named reports saved atomically under `.gpuvet/baselines/` |
 //! | output | [`render`] | terminal table, pull-request markdown, JSON |
-//! | CI exports | [`export`] | github-action-benchmark and Bencher JSON |
+//! | CI exports | [`export`](mod@export) | github-action-benchmark and Bencher JSON |
 //!
 //! A comparison never turns a wrong result into a number: a result whose verification failed
 //! on either side gets `unverified` (or `failed` when the backend errored) and no ratio.
