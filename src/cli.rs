@@ -93,6 +93,21 @@ pub struct Global {
     /// With --dump-dir: dump every result, not only failed ones.
     #[arg(long, global = true, requires = "dump_dir")]
     pub dump_all: bool,
+    /// Save this run as baseline NAME in the baseline directory (atomic; a corrupt existing file
+    /// is never overwritten).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub save_baseline: Option<String>,
+    /// After the run, compare it against baseline NAME (as `gpuvet compare` does); exit 1 on a
+    /// confirmed regression. Compared before --save-baseline saves, so both may name the same.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub baseline: Option<String>,
+    /// Directory of baselines (default: $GPUVET_BASELINE_DIR, else .gpuvet/baselines).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub baseline_dir: Option<PathBuf>,
+    /// Also write FORMAT:PATH for CI tools: `github` (github-action-benchmark
+    /// customBiggerIsBetter) or `bencher` (Bencher Metric Format). Repeatable.
+    #[arg(long, global = true, value_name = "FORMAT:PATH")]
+    pub export: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -109,6 +124,9 @@ pub enum Command {
     /// Sustained matmul load on every GPU with a per-second timeline and silent-data-corruption
     /// checks (the same inputs must give bit-identical outputs every time, on every GPU).
     Stress(StressArgs),
+    /// Compare two reports: a verdict per result from both runs' samples; exit 1 on a confirmed
+    /// regression.
+    Compare(crate::compare::CompareArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -276,6 +294,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Some(Command::Info) => info(&g),
         Some(Command::Stress(a)) => stress(&g, &a),
+        Some(Command::Compare(a)) => crate::compare::run(&a, crate::term::stdout_color()),
         Some(Command::List(a)) => list(&g, &a),
         Some(Command::Completions { shell }) => {
             let mut out = Vec::new();
@@ -402,6 +421,7 @@ fn measure_workloads(
     command: &str,
 ) -> Result<i32> {
     let exports = open_exports(g)?;
+    let baseline_dir = check_baseline_flags(g)?;
     let opened = backend::open(g.backend, g.threads)?;
     if let Some(n) = &opened.notice {
         crate::term::notice(g.quiet, n);
@@ -441,10 +461,67 @@ fn measure_workloads(
     exports.write_stdout(&report)?;
 
     if stop.load(Ordering::Relaxed) {
-        crate::term::warn("interrupted: the files hold the results that finished");
+        crate::term::warn("interrupted: the files hold the results that finished (no baseline saved)");
         return Ok(130);
     }
-    Ok(exit_code(&report))
+    let mut code = exit_code(&report);
+    code = code.max(after_run(g, &report, &baseline_dir, table_to_stderr, color)?);
+    Ok(code)
+}
+
+/// Checks baseline names and export specs before anything runs; returns the baseline directory.
+fn check_baseline_flags(g: &Global) -> Result<PathBuf> {
+    use crate::compare;
+    for name in g.baseline.iter().chain(g.save_baseline.iter()) {
+        compare::baseline::validate_name(name)?;
+    }
+    for spec in &g.export {
+        compare::export::parse_spec(spec)?;
+    }
+    let dir = g
+        .baseline_dir
+        .clone()
+        .unwrap_or_else(compare::default_baseline_dir);
+    if let Some(name) = &g.baseline {
+        // A missing or corrupt baseline stops the run before it starts.
+        compare::load_baseline(name, &dir)?;
+    }
+    Ok(dir)
+}
+
+/// Exports for CI tools, the baseline comparison, and saving the baseline. Returns 1 on a
+/// confirmed regression, else 0.
+fn after_run(
+    g: &Global,
+    report: &crate::report::Report,
+    dir: &std::path::Path,
+    to_stderr: bool,
+    color: bool,
+) -> Result<i32> {
+    use crate::compare;
+    for spec in &g.export {
+        compare::export(report, spec)?;
+    }
+    let mut code = 0;
+    if let Some(name) = &g.baseline {
+        let opts = compare::CompareOptions {
+            seed: g.seed,
+            ..Default::default()
+        };
+        let cmp = compare::compare_to_baseline(report, name, dir, &opts)?;
+        let table = compare::render_table(&cmp, compare::FailOn::Regression, color);
+        if to_stderr {
+            eprint!("{table}");
+        } else {
+            print_stdout(&table)?;
+        }
+        code = cmp.exit_code(compare::FailOn::Regression);
+    }
+    if let Some(name) = &g.save_baseline {
+        let p = compare::save_baseline(report, name, dir)?;
+        crate::term::notice(g.quiet, &format!("saved baseline {name}: {}", p.display()));
+    }
+    Ok(code)
 }
 
 /// 2 when a result could not be run at all, 1 when one was wrong, 0 otherwise.

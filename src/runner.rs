@@ -267,3 +267,81 @@ fn dump(dir: &std::path::Path, id: &str, ins: &[Tensor], out: &Tensor) -> std::i
     }
     Ok(())
 }
+
+/// Runs `plan` on every device at the same time: one worker thread owns each backend (its own
+/// context and stream), and every workload starts on all devices together, so peers are
+/// compared under the same conditions. Inputs are generated once per workload and shared.
+/// Results are appended in plan order. Returns the backends for later use (telemetry).
+pub fn execute_parallel(
+    plan: &Plan,
+    backends: Vec<Box<dyn Backend>>,
+    settings: &Settings,
+    exports: &Exports,
+    report: &mut Report,
+    stop: &AtomicBool,
+) -> anyhow::Result<Vec<Box<dyn Backend>>> {
+    use std::sync::mpsc;
+    use std::sync::Arc;
+    type Job = (usize, PlanEntry, Arc<Vec<Tensor>>);
+    exports.write_files(report)?;
+    let pb = crate::term::progress(plan.entries.len() as u64, settings.quiet);
+    let returned = std::thread::scope(|s| -> anyhow::Result<Vec<Box<dyn Backend>>> {
+        let (done_tx, done_rx) = mpsc::channel::<(usize, ResultRecord, bool)>();
+        let mut senders = Vec::new();
+        let mut handles = Vec::new();
+        for backend in backends {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let done = done_tx.clone();
+            senders.push(tx);
+            handles.push(s.spawn(move || {
+                for (slot, entry, ins) in rx {
+                    let b = backend.as_ref();
+                    let (rec, interrupted) = match run_one(&entry, b, &ins, settings, stop) {
+                        Ok(r) => (r, false),
+                        Err(Error::Interrupted) => (error_record(&entry, b, &Error::Interrupted), true),
+                        Err(e) => (error_record(&entry, b, &e), false),
+                    };
+                    if done.send((slot, rec, interrupted)).is_err() {
+                        break;
+                    }
+                }
+                backend
+            }));
+        }
+        drop(done_tx);
+        // Entries of one workload are consecutive in the plan (workloads outer, devices inner).
+        let mut i = 0;
+        while i < plan.entries.len() && !stop.load(Ordering::Relaxed) {
+            let name = plan.entries[i].workload.name();
+            let end = plan.entries[i..]
+                .iter()
+                .position(|e| e.workload.name() != name)
+                .map_or(plan.entries.len(), |p| i + p);
+            pb.set_message(name.clone());
+            let ins = Arc::new(inputs::generate(&plan.entries[i].workload, settings.seed));
+            for (slot, entry) in plan.entries[i..end].iter().enumerate() {
+                senders[entry.device].send((slot, entry.clone(), ins.clone()))?;
+            }
+            let mut got: Vec<Option<ResultRecord>> = vec![None; end - i];
+            for _ in i..end {
+                let (slot, rec, interrupted) = done_rx.recv()?;
+                if !interrupted {
+                    got[slot] = Some(rec);
+                }
+                pb.inc(1);
+            }
+            report.results.extend(got.into_iter().flatten());
+            exports.write_files(report)?;
+            i = end;
+        }
+        drop(senders);
+        Ok(handles
+            .into_iter()
+            .map(|h| h.join().expect("device worker panicked"))
+            .collect())
+    })?;
+    pb.finish_and_clear();
+    report.complete = !stop.load(Ordering::Relaxed);
+    exports.write_files(report)?;
+    Ok(returned)
+}

@@ -438,3 +438,55 @@ fn stress_without_a_gpu_says_so_and_exits_2() {
         .code(2)
         .stderr(predicate::str::contains("stress needs an NVIDIA GPU"));
 }
+
+#[test]
+fn baselines_save_compare_and_refuse_corrupt_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let bdir = dir.path().join("baselines");
+    let base = |extra: &[&str]| {
+        let mut c = gpuvet();
+        c.args(["--backend", "mock", "-q", "--baseline-dir"])
+            .arg(&bdir)
+            .args(extra);
+        c
+    };
+    base(&["--save-baseline", "main"]).assert().code(0);
+    assert!(bdir.join("main.json").exists());
+    // Same mock timings: every verdict is `same`, exit 0.
+    base(&["--baseline", "main"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("same"));
+    // Exports for CI tools.
+    let gh = dir.path().join("gh.json");
+    base(&["--export", &format!("github:{}", gh.display())])
+        .assert()
+        .code(0);
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&gh).unwrap()).unwrap();
+    assert!(v.as_array().unwrap().len() >= 4);
+    // A corrupt baseline is an error before anything runs, and is left as it was.
+    std::fs::write(bdir.join("bad.json"), "{\"schema_version\": 1, \"tool\"").unwrap();
+    base(&["--baseline", "bad"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("corrupt"));
+    base(&["--save-baseline", "bad"]).assert().code(2);
+    assert_eq!(
+        std::fs::read_to_string(bdir.join("bad.json")).unwrap(),
+        "{\"schema_version\": 1, \"tool\""
+    );
+    // gpuvet compare on two saved runs
+    gpuvet()
+        .arg("compare")
+        .arg(bdir.join("main.json"))
+        .arg(bdir.join("main.json"))
+        .assert()
+        .code(0);
+    gpuvet()
+        .arg("compare")
+        .arg(bdir.join("main.json"))
+        .arg(bdir.join("bad.json"))
+        .assert()
+        .code(2);
+    base(&["--export", "nonsense:x"]).assert().code(2);
+}
