@@ -54,7 +54,7 @@ impl FromStr for Bytes {
             other => return Err(format!("unknown size unit `{other}` in `{s}`")),
         };
         let bytes = value * mult;
-        if !bytes.is_finite() || bytes < 1.0 || bytes > 1e18 {
+        if !bytes.is_finite() || !(1.0..=1e18).contains(&bytes) {
             return Err(format!("size `{s}` is out of range"));
         }
         Ok(Bytes(bytes.round() as u64))
