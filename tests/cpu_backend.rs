@@ -227,6 +227,25 @@ fn attention_spans_several_blocks() {
 }
 
 #[test]
+fn attention_odd_head_dims_and_more_queries_than_keys() {
+    let be = backend();
+    for (d, lq, lkv, causal) in [(1, 3, 3, true), (3, 300, 5, false), (65, 9, 260, true)] {
+        let w = Workload::Attention(AttentionSpec {
+            batch: 3,
+            q_heads: 3,
+            kv_heads: 1,
+            q_len: lq,
+            kv_len: lkv,
+            head_dim: d,
+            causal,
+            dtype: DType::Bf16,
+        });
+        let (ins, out, _) = run_once(&be, &w, 1);
+        assert_verified(&w, &ins, &out);
+    }
+}
+
+#[test]
 fn memory_ops_match_reference() {
     let be = backend();
     for bytes in [4096u64, (1 << 20) + 4, 3 << 20] {
