@@ -72,7 +72,7 @@ step "test: cuda_gpu" test-cuda-gpu.log env GPUVET_REQUIRE_GPU=1 "$BIN/cuda_gpu"
 if [ "${GPUVET_CHECK_QUICK:-1}" != "0" ]; then
     step "quick suite" quick.log "${GPUVET[@]}" --json "$OUT/quick.json"
 fi
-step "bench matmul ${SIZE}³ (kn)" matmul.log "${GPUVET[@]}" --json "$OUT/matmul.json" \
+step "bench matmul ${SIZE}^3 (kn)" matmul.log "${GPUVET[@]}" --json "$OUT/matmul.json" \
     bench matmul --shape "${SIZE}x${SIZE}x${SIZE}" --dtype bf16,f16,tf32,f32,fp8_e4m3,int8
 step "bench memory $COPY" memory.log "${GPUVET[@]}" --json "$OUT/memory.json" \
     bench memory --size "$COPY" --op copy,read,write,triad

@@ -94,9 +94,8 @@ fn the_disk_cache_returns_the_same_cubin() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    std::env::set_var(nvrtc::CACHE_DIR_ENV, dir.path());
-    let first = nvrtc::compile(Source::Attention, "sm_90a").unwrap();
-    let second = nvrtc::compile(Source::Attention, "sm_90a").unwrap();
+    let first = nvrtc::compile_in(Source::Attention, "sm_90a", Some(dir.path())).unwrap();
+    let second = nvrtc::compile_in(Source::Attention, "sm_90a", Some(dir.path())).unwrap();
     assert!(!first.from_cache);
     assert!(second.from_cache);
     assert_eq!(first.cubin, second.cubin);

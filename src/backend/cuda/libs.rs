@@ -284,7 +284,10 @@ pub fn nvrtc_builtins(dir: &Path, major: Option<u32>) -> Option<PathBuf> {
             let Some(rest) = n.strip_prefix("libnvrtc-builtins.so.") else {
                 return false;
             };
-            major.map_or(true, |m| rest.split('.').next() == Some(&m.to_string()))
+            match major {
+                None => true,
+                Some(m) => rest.split('.').next() == Some(m.to_string().as_str()),
+            }
         })
         .collect();
     names.sort();

@@ -77,11 +77,29 @@ pub fn open_all() -> Result<Vec<Box<dyn Backend>>> {
                 driver.version_string()
             )));
         }
-        let mut out: Vec<Box<dyn Backend>> = Vec::new();
+        // A device that fails to open (a fault, a MIG configuration without access) does not
+        // keep the others from being measured; its reason goes into the first one's notice.
+        let mut out: Vec<CudaBackend> = Vec::new();
+        let mut failed: Vec<String> = Vec::new();
         for i in 0..count as usize {
-            out.push(Box::new(CudaBackend::open(i)?));
+            match CudaBackend::open(i) {
+                Ok(b) => out.push(b),
+                Err(e) => failed.push(format!("CUDA device {i} could not be opened: {e}")),
+            }
         }
-        Ok(out)
+        if out.is_empty() {
+            return Err(unavailable(failed.join("; ")));
+        }
+        if !failed.is_empty() {
+            let first = &mut out[0];
+            let mut lines: Vec<String> = first.notice.take().into_iter().collect();
+            lines.extend(failed);
+            first.notice = Some(lines.join("\n"));
+        }
+        Ok(out
+            .into_iter()
+            .map(|b| Box::new(b) as Box<dyn Backend>)
+            .collect())
     })
 }
 

@@ -217,10 +217,14 @@ pub fn cache_key(src: Source, arch: &str, nvrtc_version: (i32, i32)) -> String {
 /// Compiles through the on-disk cache. A cache that cannot be read or written is not an
 /// error: the kernel is compiled and the run goes on.
 pub fn compile(src: Source, arch: &str) -> Result<Compiled> {
+    compile_in(src, arch, cache_dir().as_deref())
+}
+
+/// [`compile`] with an explicit cache folder (`None`: no cache).
+pub fn compile_in(src: Source, arch: &str, dir: Option<&Path>) -> Result<Compiled> {
     let ver = version()?;
     let key = cache_key(src, arch, ver);
-    let dir = cache_dir();
-    if let Some(dir) = &dir {
+    if let Some(dir) = dir {
         let base = dir.join(format!("{}-{arch}-{key}", src.stem()));
         if let Ok(cubin) = std::fs::read(base.with_extension("cubin")) {
             if !cubin.is_empty() {
@@ -234,7 +238,7 @@ pub fn compile(src: Source, arch: &str) -> Result<Compiled> {
         }
     }
     let c = compile_uncached(src, arch)?;
-    if let Some(dir) = &dir {
+    if let Some(dir) = dir {
         let base = dir.join(format!("{}-{arch}-{key}", src.stem()));
         // The log first, so a CUBIN on disk always has its log beside it.
         let _ = write_atomic(&base.with_extension("log"), c.log.as_bytes())
