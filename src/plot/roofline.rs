@@ -1,0 +1,249 @@
+//! The roofline: every verified result as a point (arithmetic intensity, achieved rate) under
+//! the device's ceilings, so that "how far from what this GPU can do" is one look.
+
+use super::{color, compact, draw_err, HEIGHT, WIDTH};
+use crate::error::Result;
+use crate::report::Report;
+use crate::workload::Workload;
+use plotters::prelude::*;
+use std::collections::BTreeMap;
+
+/// What a roofline chart draws, computed from a report (kept apart from the drawing so that it
+/// can be checked and reused).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RooflineData {
+    pub device: String,
+    /// Series name (`matmul bf16 · cublaslt`) → points (FLOP per byte, FLOP/s).
+    pub series: BTreeMap<String, Vec<(f64, f64)>>,
+    /// Datasheet compute peaks of the dtypes present, FLOP/s (OP/s for int8).
+    pub compute_peaks: BTreeMap<String, f64>,
+    /// Datasheet memory bandwidth, B/s.
+    pub bandwidth: Option<f64>,
+    /// The best measured memory bandwidth (B/s) and the result it came from.
+    pub measured_bandwidth: Option<(f64, String)>,
+}
+
+impl RooflineData {
+    /// Points of the verified compute results on `device`, and its ceilings.
+    pub fn from_report(report: &Report, device: usize) -> RooflineData {
+        let info = report.devices.get(device);
+        let mut d = RooflineData {
+            device: info.map(|i| i.name.clone()).unwrap_or_default(),
+            ..Default::default()
+        };
+        let peaks = info.and_then(|i| i.peaks.as_ref());
+        for r in report
+            .results
+            .iter()
+            .filter(|r| r.device == device && r.is_valid())
+        {
+            let Some(stats) = &r.stats else { continue };
+            if stats.median_s <= 0.0 || r.bytes == 0 {
+                continue;
+            }
+            if let Workload::Memory(_) = r.workload {
+                let bw = r.bytes as f64 / stats.median_s;
+                if !matches!(&d.measured_bandwidth, Some((b, _)) if *b >= bw) {
+                    d.measured_bandwidth = Some((bw, r.id.clone()));
+                }
+                continue;
+            }
+            if r.flops <= 0.0 {
+                continue;
+            }
+            let rate = r.flops / stats.median_s;
+            let name = format!("{} {} · {}", r.workload.kind(), r.dtype, r.implementation);
+            d.series
+                .entry(name)
+                .or_default()
+                .push((r.flops / r.bytes as f64, rate));
+            if let Some(p) = peaks.and_then(|p| p.flops.get(&r.dtype)) {
+                if *p > 0.0 {
+                    d.compute_peaks.insert(r.dtype.clone(), *p);
+                }
+            }
+        }
+        d.bandwidth = peaks.and_then(|p| p.memory_bandwidth).filter(|b| *b > 0.0);
+        d
+    }
+
+    /// True when there is nothing to draw.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty() && self.measured_bandwidth.is_none()
+    }
+
+    /// Axis extents (x0, x1, y0, y1), padded, covering points, ridge points and roofs.
+    fn extents(&self) -> (f64, f64, f64, f64) {
+        let mut xs: Vec<f64> = self.series.values().flatten().map(|p| p.0).collect();
+        let mut ys: Vec<f64> = self.series.values().flatten().map(|p| p.1).collect();
+        let bws: Vec<f64> = self
+            .bandwidth
+            .iter()
+            .copied()
+            .chain(self.measured_bandwidth.iter().map(|m| m.0))
+            .collect();
+        for &p in self.compute_peaks.values() {
+            ys.push(p);
+            for &bw in &bws {
+                xs.push(p / bw);
+            }
+        }
+        if xs.is_empty() {
+            xs.push(1.0);
+        }
+        if ys.is_empty() {
+            // only a memory roof: show it over intensities 0.1 to 100
+            let bw = bws.first().copied().unwrap_or(1.0);
+            ys.extend([bw * 0.1, bw * 100.0]);
+            xs.extend([0.1, 100.0]);
+        }
+        let lo = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        let (x0, x1) = (lo(&xs) / 4.0, hi(&xs) * 4.0);
+        let (y0, y1) = (lo(&ys) / 4.0, hi(&ys) * 2.0);
+        (
+            x0.max(1e-6),
+            x1.max(x0 * 10.0),
+            y0.max(1e-3),
+            y1.max(y0 * 10.0),
+        )
+    }
+}
+
+/// The roofline chart of `device` as an SVG document, or `None` when it has no verified compute
+/// or memory result.
+pub fn roofline_svg(report: &Report, device: usize) -> Result<Option<String>> {
+    let data = RooflineData::from_report(report, device);
+    if data.is_empty() {
+        return Ok(None);
+    }
+    let mut svg = String::new();
+    draw(&data, &mut svg)?;
+    Ok(Some(svg))
+}
+
+fn draw(d: &RooflineData, out: &mut String) -> Result<()> {
+    let err = draw_err("roofline");
+    let (x0, x1, y0, y1) = d.extents();
+    let root = SVGBackend::with_string(out, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE).map_err(&err)?;
+    let title = if d.device.is_empty() {
+        "Roofline".to_string()
+    } else {
+        format!("Roofline — {}", d.device)
+    };
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(80)
+        .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+        .map_err(&err)?;
+    chart
+        .configure_mesh()
+        .x_desc("arithmetic intensity (FLOP per byte of minimum traffic)")
+        .y_desc("achieved FLOP/s (OP/s for int8)")
+        .x_label_formatter(&|v| compact(*v))
+        .y_label_formatter(&|v| compact(*v))
+        .light_line_style(RGBColor(246, 246, 246))
+        .draw()
+        .map_err(&err)?;
+
+    let top = d.compute_peaks.values().copied().fold(y1 / 2.0, f64::max);
+    // Datasheet memory roof: bandwidth × intensity, up to the highest compute peak.
+    if let Some(bw) = d.bandwidth {
+        let end = (top / bw).min(x1);
+        let c = RGBColor(60, 60, 60);
+        chart
+            .draw_series(LineSeries::new(
+                vec![(x0, bw * x0), (end, bw * end)],
+                c.stroke_width(2),
+            ))
+            .map_err(&err)?
+            .label(format!("memory {} (datasheet)", rate_text(bw, "B/s")))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    if let Some((bw, id)) = &d.measured_bandwidth {
+        let bw = *bw;
+        let end = (top / bw).min(x1);
+        let c = RGBColor(0, 128, 128);
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(x0, bw * x0), (end, bw * end)],
+                8,
+                5,
+                c.stroke_width(2),
+            ))
+            .map_err(&err)?
+            .label(format!(
+                "memory {} (measured, {})",
+                rate_text(bw, "B/s"),
+                id.split('/').next().unwrap_or(id)
+            ))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    // Compute roofs: flat from the ridge point (where the datasheet memory roof meets them).
+    // Dtypes with the same peak share one roof; roofs are told apart by a label at their left
+    // end rather than by colour, which is kept for the results.
+    let mut roofs: Vec<(f64, Vec<&str>)> = Vec::new();
+    for (dtype, &peak) in &d.compute_peaks {
+        match roofs.iter_mut().find(|r| r.0 == peak) {
+            Some(r) => r.1.push(dtype),
+            None => roofs.push((peak, vec![dtype])),
+        }
+    }
+    let c = RGBColor(70, 70, 70);
+    for (i, (peak, dtypes)) in roofs.iter().enumerate() {
+        let peak = *peak;
+        let start = d.bandwidth.map(|bw| (peak / bw).max(x0)).unwrap_or(x0);
+        let unit = if dtypes.iter().all(|t| *t == "int8") {
+            "OP/s"
+        } else {
+            "FLOP/s"
+        };
+        let drawn = chart
+            .draw_series(LineSeries::new(
+                vec![(start, peak), (x1, peak)],
+                c.stroke_width(1),
+            ))
+            .map_err(&err)?;
+        if i == 0 {
+            drawn
+                .label("compute peak per dtype (datasheet)")
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(1))
+                });
+        }
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!("{} {}", dtypes.join(", "), rate_text(peak, unit)),
+                (start * 1.05, peak * 1.12),
+                ("sans-serif", 12).into_font().color(&c),
+            )))
+            .map_err(&err)?;
+    }
+    // The results: one colour per series, marked by filled circles (legend marks are squares,
+    // so every circle in the file is a data point).
+    for (i, (name, pts)) in d.series.iter().enumerate() {
+        let c = color(i);
+        chart
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 5, c.filled())))
+            .map_err(&err)?
+            .label(name.clone())
+            .legend(move |(x, y)| Rectangle::new([(x + 5, y - 5), (x + 15, y + 5)], c.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(180, 180, 180))
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(&err)?;
+    root.present().map_err(&err)?;
+    Ok(())
+}
+
+fn rate_text(v: f64, unit: &str) -> String {
+    crate::units::si(v, unit)
+}
