@@ -103,3 +103,22 @@ fn the_disk_cache_returns_the_same_cubin() {
     let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(files.len(), 2, "a .cubin and its .log");
 }
+
+#[test]
+fn cudarc_uses_the_nvrtc_gpuvet_chose() {
+    if !nvrtc_or_skip("cudarc_uses_the_nvrtc_gpuvet_chose") {
+        return;
+    }
+    nvrtc::version().expect("NVRTC version");
+    let chosen = &libs::probe().nvrtc.as_ref().unwrap().path;
+    let used = libs::cudarc_nvrtc_file().expect("cudarc loaded NVRTC");
+    // Preloading by absolute path makes cudarc's bare-name dlopen resolve to the same file,
+    // even when the folder is not on LD_LIBRARY_PATH (GPUVET_CUDA_LIB_DIR alone).
+    assert_eq!(
+        libs::mismatch_line(libs::Lib::Nvrtc, chosen, &used),
+        None,
+        "chosen {}, used {}",
+        chosen.display(),
+        used.display()
+    );
+}

@@ -268,7 +268,7 @@ impl DevBuf {
         })
     }
 
-    /// Copies `data` into the start of the buffer and waits.
+    /// Copies `data` into the start of the buffer and waits until it is on the device.
     pub fn upload(&self, gpu: &Gpu, data: &[u8]) -> Result<()> {
         if data.len() > self.bytes {
             return Err(Error::backend("cuda", "upload larger than its buffer"));
@@ -277,7 +277,11 @@ impl DevBuf {
         // SAFETY: the destination holds at least data.len() bytes.
         cu("copy inputs to the device", unsafe {
             dr::memcpy_htod_sync(self.ptr, data)
-        })
+        })?;
+        // From pageable memory the copy may return before its DMA has landed, and it runs on
+        // the legacy stream, which gpuvet's non-blocking stream does not wait for: wait for
+        // the whole context before any kernel can read the buffer.
+        cu("wait for the input copy", gpu.ctx.synchronize())
     }
 
     /// Copies the first `bytes` of the buffer back after the stream has finished.

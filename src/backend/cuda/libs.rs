@@ -332,6 +332,60 @@ pub fn dlopen_global(name: &str) -> Result<Handle, String> {
     }
 }
 
+/// The file a loaded function pointer lives in (`dladdr`).
+pub fn file_of(ptr: *const c_void) -> Option<PathBuf> {
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads the loader's tables; info is a valid out-pointer.
+    let ok = unsafe { libc::dladdr(ptr, &mut info) };
+    if ok == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated string owned by the loader.
+    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
+    Some(PathBuf::from(name.to_string_lossy().into_owned()))
+}
+
+/// Which libraries cudarc actually uses. cudarc dlopens bare names (`libnvrtc.so` first), so a
+/// different copy reachable through the loader's path can win over the one gpuvet chose and
+/// preloaded; this reports the file each one resolved to, to be recorded and compared.
+/// Call only after the probe found the library (cudarc panics otherwise; guarded anyway).
+pub fn cudarc_nvrtc_file() -> Option<PathBuf> {
+    std::panic::catch_unwind(|| {
+        // SAFETY: the probe loaded NVRTC, so cudarc's lookup finds it; nvrtcVersion exists in
+        // every NVRTC.
+        let lib = unsafe { cudarc::nvrtc::sys::culib() };
+        let f = unsafe { lib.get::<unsafe extern "C" fn()>(b"nvrtcVersion\0") }.ok()?;
+        file_of(*f as *const c_void)
+    })
+    .ok()
+    .flatten()
+}
+
+/// See [`cudarc_nvrtc_file`].
+pub fn cudarc_cublaslt_file() -> Option<PathBuf> {
+    std::panic::catch_unwind(|| {
+        // SAFETY: as above; cublasLtGetVersion exists in every cuBLASLt.
+        let lib = unsafe { cudarc::cublaslt::sys::culib() };
+        let f = unsafe { lib.get::<unsafe extern "C" fn()>(b"cublasLtGetVersion\0") }.ok()?;
+        file_of(*f as *const c_void)
+    })
+    .ok()
+    .flatten()
+}
+
+/// A line for the notice when cudarc resolved a library to another file than the chosen one.
+pub fn mismatch_line(lib: Lib, chosen: &Path, used: &Path) -> Option<String> {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    (canon(chosen) != canon(used)).then(|| {
+        format!(
+            "{} in use is {} (found first by the system loader), not {} chosen by gpuvet; put the chosen folder first in LD_LIBRARY_PATH if they differ in version",
+            lib.label(),
+            used.display(),
+            chosen.display()
+        )
+    })
+}
+
 /// The driver library, loaded.
 #[derive(Debug, Clone)]
 pub struct Driver {
@@ -722,6 +776,19 @@ mod tests {
                 (got, want) => panic!("{version}/{rc}: got {got:?}, want {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn finds_the_file_a_symbol_lives_in() {
+        let f = file_of(libc::malloc as *const c_void).unwrap();
+        assert!(f.to_string_lossy().contains("libc"), "{}", f.display());
+        let t = tempfile::tempdir().unwrap();
+        let a = t.path().join("libnvrtc.so.13");
+        touch(&a);
+        std::os::unix::fs::symlink(&a, t.path().join("libnvrtc.so")).unwrap();
+        assert!(mismatch_line(Lib::Nvrtc, &a, &t.path().join("libnvrtc.so")).is_none());
+        let other = mismatch_line(Lib::Nvrtc, &a, Path::new("/usr/lib/libnvrtc.so.12")).unwrap();
+        assert!(other.contains("/usr/lib/libnvrtc.so.12"), "{other}");
     }
 
     #[test]

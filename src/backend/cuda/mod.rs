@@ -230,24 +230,31 @@ impl CudaBackend {
         if let Ok(d) = &probe.driver {
             details.insert("cuda_driver_api".into(), json!(d.version_string()));
         }
+        // The library each piece resolved to, as cudarc uses it (see libs::cudarc_nvrtc_file).
+        let mut lib_notes: Vec<String> = Vec::new();
         match &probe.nvrtc {
             Ok(l) => {
-                details.insert("nvrtc".into(), json!(l.path.display().to_string()));
                 if let Ok((a, b)) = nvrtc::version() {
                     details.insert("nvrtc_version".into(), json!(format!("{a}.{b}")));
                 }
+                let used = libs::cudarc_nvrtc_file().unwrap_or_else(|| l.path.clone());
+                details.insert("nvrtc".into(), json!(used.display().to_string()));
+                lib_notes.extend(libs::mismatch_line(libs::Lib::Nvrtc, &l.path, &used));
             }
             Err(_) => {
                 details.insert("nvrtc".into(), json!(null));
             }
         }
-        details.insert(
-            "cublaslt".into(),
-            probe
-                .cublaslt
-                .as_ref()
-                .map_or(json!(null), |l| json!(l.path.display().to_string())),
-        );
+        match &probe.cublaslt {
+            Ok(l) => {
+                let used = libs::cudarc_cublaslt_file().unwrap_or_else(|| l.path.clone());
+                details.insert("cublaslt".into(), json!(used.display().to_string()));
+                lib_notes.extend(libs::mismatch_line(libs::Lib::CublasLt, &l.path, &used));
+            }
+            Err(_) => {
+                details.insert("cublaslt".into(), json!(null));
+            }
+        }
         let mut driver_version = probe
             .driver
             .as_ref()
@@ -261,14 +268,15 @@ impl CudaBackend {
                 driver_version = Some(v);
             }
         }
-        let notes: Vec<&String> = [
-            &probe.nvrtc.as_ref().err(),
-            &probe.cublaslt.as_ref().err(),
-            &probe.nvml.as_ref().err(),
+        let notes: Vec<String> = [
+            probe.nvrtc.as_ref().err(),
+            probe.cublaslt.as_ref().err(),
+            probe.nvml.as_ref().err(),
         ]
         .into_iter()
         .flatten()
-        .copied()
+        .cloned()
+        .chain(lib_notes)
         .collect();
         let info = DeviceInfo {
             index: ordinal,
@@ -288,13 +296,7 @@ impl CudaBackend {
         Ok(CudaBackend {
             gpu,
             info,
-            notice: (!notes.is_empty()).then(|| {
-                notes
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            }),
+            notice: (!notes.is_empty()).then(|| notes.join("\n")),
         })
     }
 
