@@ -332,11 +332,12 @@ pub fn dlopen_global(name: &str) -> Result<Handle, String> {
     }
 }
 
-/// The file a loaded function pointer lives in (`dladdr`).
-pub fn file_of(ptr: *const c_void) -> Option<PathBuf> {
+/// The file holding the code at `addr` (`dladdr`; the address is only looked up, never read).
+pub fn file_of(addr: usize) -> Option<PathBuf> {
+    // SAFETY: Dl_info is plain data; all-zero is a valid value.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    // SAFETY: dladdr only reads the loader's tables; info is a valid out-pointer.
-    let ok = unsafe { libc::dladdr(ptr, &mut info) };
+    // SAFETY: dladdr only searches the loader's tables; info is a valid out-pointer.
+    let ok = unsafe { libc::dladdr(addr as *const c_void, &mut info) };
     if ok == 0 || info.dli_fname.is_null() {
         return None;
     }
@@ -355,7 +356,7 @@ pub fn cudarc_nvrtc_file() -> Option<PathBuf> {
         // every NVRTC.
         let lib = unsafe { cudarc::nvrtc::sys::culib() };
         let f = unsafe { lib.get::<unsafe extern "C" fn()>(b"nvrtcVersion\0") }.ok()?;
-        file_of(*f as *const c_void)
+        file_of(*f as usize)
     })
     .ok()
     .flatten()
@@ -367,7 +368,7 @@ pub fn cudarc_cublaslt_file() -> Option<PathBuf> {
         // SAFETY: as above; cublasLtGetVersion exists in every cuBLASLt.
         let lib = unsafe { cudarc::cublaslt::sys::culib() };
         let f = unsafe { lib.get::<unsafe extern "C" fn()>(b"cublasLtGetVersion\0") }.ok()?;
-        file_of(*f as *const c_void)
+        file_of(*f as usize)
     })
     .ok()
     .flatten()
@@ -780,7 +781,7 @@ mod tests {
 
     #[test]
     fn finds_the_file_a_symbol_lives_in() {
-        let f = file_of(libc::malloc as *const c_void).unwrap();
+        let f = file_of(libc::malloc as *const () as usize).unwrap();
         assert!(f.to_string_lossy().contains("libc"), "{}", f.display());
         let t = tempfile::tempdir().unwrap();
         let a = t.path().join("libnvrtc.so.13");
