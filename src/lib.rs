@@ -12,27 +12,34 @@
 //! | the record | [`report`], [`env`] | one struct every output reads |
 //! | output | [`export`], [`term`] | JSON / CSV / markdown files, terminal tables |
 //! | orchestration | [`plan`], [`runner`], [`cli`] | flags → validated plan → results |
+//! | comparisons | [`compare`] | baselines, bootstrap verdicts, CI exports |
+//! | instance checks | [`gpudb`], [`validate`], [`stress`] | SKU database, verdicts, sustained load |
+//! | inference view | [`suite`], [`sweep`], [`plot`], [`html`] | model presets, sweeps, SVG charts, HTML report |
 
 pub mod backend;
 pub mod cli;
 pub mod compare;
 pub mod dtype;
 pub mod env;
-pub mod gpudb;
 pub mod error;
 pub mod export;
+pub mod gpudb;
+pub mod html;
 pub mod inputs;
 pub mod measure;
 pub mod npy;
 pub mod plan;
+pub mod plot;
 pub mod report;
 pub mod runner;
 pub mod stats;
 pub mod stress;
+pub mod suite;
+pub mod sweep;
 pub mod tensor;
 pub mod term;
-pub mod validate;
 pub mod units;
+pub mod validate;
 pub mod verify;
 pub mod workload;
 
