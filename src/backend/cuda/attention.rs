@@ -279,10 +279,18 @@ impl Prepared for AttentionRun<'_> {
     }
 
     fn notes(&self) -> Vec<String> {
-        vec![format!(
+        let mut n = Vec::new();
+        if self.spec.causal {
+            n.push(
+                "causal: the GEMMs compute every score and the softmax zeroes the masked ones; FLOP/s counts visible pairs only"
+                    .to_string(),
+            );
+        }
+        n.push(format!(
             "unfused: S ({}) and P materialised in device memory; 2 strided-batched cuBLASLt GEMMs + softmax kernel",
             crate::units::Bytes(scratch_bytes(&self.spec))
-        )]
+        ));
+        n
     }
 }
 
