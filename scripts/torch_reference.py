@@ -94,12 +94,9 @@ def measure(args):
         return (torch.rand(shape, device=dev, generator=gen) * 2 - 1).to(dtype)
 
     def set_tf32(on):
-        # PyTorch ≥ 2.9 has fp32_precision; older versions allow_tf32. Set both where present.
-        try:
-            torch.backends.cuda.matmul.fp32_precision = "tf32" if on else "ieee"
-        except (AttributeError, RuntimeError, ValueError):
-            pass
-        torch.backends.cuda.matmul.allow_tf32 = on
+        # "highest" = true fp32, "high" = TF32 for float32 matmuls; the one switch every
+        # PyTorch 2.x honours (mixing allow_tf32 with the newer fp32_precision raises in 2.9+).
+        torch.set_float32_matmul_precision("high" if on else "highest")
 
     flops = 2.0 * n * n * n
     cases = [
