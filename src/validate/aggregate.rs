@@ -284,17 +284,22 @@ fn rate(v: f64, unit: &str) -> String {
     }
 }
 
+/// `1 node`, `3 nodes`.
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
 fn headline(s: &FleetSummary) -> String {
     format!(
-        "{} nodes, {} GPUs: {} PASS, {} WARN, {} FAIL; {} to drain, {} outlier GPU figures on {} nodes",
-        s.nodes,
-        s.gpus,
+        "{}, {}: {} PASS, {} WARN, {} FAIL; {} to drain, {} on {}",
+        count(s.nodes, "node"),
+        count(s.gpus, "GPU"),
         s.nodes_pass,
         s.nodes_warn,
         s.nodes_fail,
         s.drain.len(),
-        s.outliers.len(),
-        s.outlier_nodes.len()
+        count(s.outliers.len(), "outlier figure"),
+        count(s.outlier_nodes.len(), "node"),
     )
 }
 

@@ -38,7 +38,7 @@ pub const VERDICT_KIND: &str = "gpuvet-verdict";
 #[derive(clap::Args, Debug, Clone, PartialEq)]
 pub struct ValidateArgs {
     /// Judge every GPU against this SKU instead of the one it reports (what you paid for, e.g.
-    /// h100-sxm). `gpuvet list --skus` shows the ids.
+    /// h100-sxm). An unknown id is refused with the list of known ones.
     #[arg(long, value_name = "SKU", value_parser = parse_sku)]
     pub expect: Option<String>,
     /// Quick suite, one pass, under 2 minutes per node (the default).
@@ -407,10 +407,15 @@ impl NodeVerdict {
             out.push_str(&format!("  {r}\n"));
         }
         out.push_str(&format!(
-            "{}: {} ({} GPU{}), exit {}\n",
+            "{}: {} ({} {}{}), exit {}\n",
             self.hostname,
             self.verdict,
             self.gpus.len(),
+            if self.backend == "cpu" {
+                "device"
+            } else {
+                "GPU"
+            },
             if self.gpus.len() == 1 { "" } else { "s" },
             self.exit_code
         ));
