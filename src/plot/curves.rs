@@ -160,7 +160,7 @@ fn draw(list: &[Curve], axis: &str, unit: &str, title: &str, out: &mut String) -
 
     // A wide axis is drawn in log2 coordinates with labels in axis units, so that the ticks of
     // a powers-of-two sweep land on its points (16, 32, 64, …).
-    let log = xmin > 0.0 && xmax / xmin >= 16.0;
+    let log = xmin > 0.0 && xmax / xmin >= 8.0;
     let fx = |x: f64| if log { x.log2() } else { x };
     let (a, b) = (fx(xmin), fx(xmax));
     let pad = ((b - a) * 0.04).max(if log { 0.2 } else { 0.5 });

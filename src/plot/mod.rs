@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 pub const WIDTH: u32 = 960;
 pub const HEIGHT: u32 = 600;
 
-/// Series colours: distinguishable, and readable on white (after the Tableau 10 palette).
-pub(crate) const COLORS: [RGBColor; 10] = [
+/// Series colours, in the order series are drawn (sorted by name): distinguishable, and readable on white (after the Tableau 10 palette).
+pub const COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
