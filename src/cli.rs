@@ -124,6 +124,11 @@ pub enum Command {
     /// Sustained matmul load on every GPU with a per-second timeline and silent-data-corruption
     /// checks (the same inputs must give bit-identical outputs every time, on every GPU).
     Stress(StressArgs),
+    /// Is this node's GPU what it claims and healthy? Identity, speed against the SKU, peers,
+    /// health telemetry and correctness: PASS / WARN / FAIL, exit 0 / 1 / 2.
+    Validate(crate::validate::ValidateArgs),
+    /// Join per-node verdict files (from `validate --verdict`) into a fleet view.
+    Aggregate(crate::validate::AggregateArgs),
     /// Compare two reports: a verdict per result from both runs' samples; exit 1 on a confirmed
     /// regression.
     Compare(crate::compare::CompareArgs),
@@ -294,6 +299,8 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Some(Command::Info) => info(&g),
         Some(Command::Stress(a)) => stress(&g, &a),
+        Some(Command::Validate(a)) => validate(&g, &a),
+        Some(Command::Aggregate(a)) => crate::validate::run_aggregate(&a, crate::term::stdout_color()),
         Some(Command::Compare(a)) => crate::compare::run(&a, crate::term::stdout_color()),
         Some(Command::List(a)) => list(&g, &a),
         Some(Command::Completions { shell }) => {
@@ -791,4 +798,87 @@ fn stress(g: &Global, a: &StressArgs) -> Result<i32> {
         return Ok(130);
     }
     Ok(report.exit_code())
+}
+
+fn validate(g: &Global, a: &crate::validate::ValidateArgs) -> Result<i32> {
+    let exports = open_exports(g)?;
+    if exports.uses_stdout() && a.verdict.as_deref() == Some("-") {
+        bail!("only one output can go to stdout (`-`)");
+    }
+    if let Some(p) = a.verdict.as_deref().filter(|p| *p != "-") {
+        Exports::open(&[(Format::Json, p)])?;
+    }
+    let cpu_allowed = a.allow_cpu && matches!(g.backend, BackendChoice::Cpu | BackendChoice::Mock);
+    let backends = if cpu_allowed {
+        backend::open(g.backend, g.threads)?.backends
+    } else {
+        if matches!(g.backend, BackendChoice::Cpu | BackendChoice::Mock) {
+            bail!("validate judges NVIDIA GPUs; --backend {:?} is only for testing, with --allow-cpu", g.backend);
+        }
+        backend::cuda::open_all().map_err(|e| {
+            anyhow::anyhow!("validate needs an NVIDIA GPU: {e}")
+        })?
+    };
+    // The union of every device's suite, in order; devices skip what they cannot run.
+    let mut workloads: Vec<Workload> = Vec::new();
+    for b in &backends {
+        for w in crate::validate::suite(b.device(), a.is_quick()) {
+            if !workloads.contains(&w) {
+                workloads.push(w);
+            }
+        }
+    }
+    let plan = plan::build(&workloads, &backends, &ImplSelect::Default, false, true)?;
+    for s in &plan.skipped {
+        crate::term::notice(g.quiet, &format!("skipped: {s}"));
+    }
+    let mut settings = settings(g, "validate");
+    settings.backend = backends[0].kind().name().into();
+    let per_device = plan.entries.len().div_ceil(backends.len());
+    if let Some(secs) = a.seconds_per_result(per_device) {
+        // A soak: spread the duration over the results; noise never ends a result early.
+        settings.measure.max_time_s = secs;
+        settings.measure.target_rel_noise = 0.0;
+        settings.measure.max_samples = usize::MAX;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    install_ctrlc(stop.clone());
+    let mut report = runner::new_report(&backends, &settings);
+    if !g.quiet {
+        eprintln!(
+            "validating {} device(s): {} results each{}",
+            backends.len(),
+            per_device,
+            a.duration
+                .map(|d| format!(", soak of {}", humantime::format_duration(d)))
+                .unwrap_or_default()
+        );
+    }
+    runner::execute_parallel(&plan, backends, &settings, &exports, &mut report, &stop)?;
+    if stop.load(Ordering::Relaxed) {
+        crate::term::warn("interrupted: no verdict");
+        return Ok(130);
+    }
+    let verdict = crate::validate::judge(&report, a);
+    let color = if a.verdict.as_deref() == Some("-") || exports.uses_stdout() {
+        crate::term::stderr_color()
+    } else {
+        crate::term::stdout_color()
+    };
+    let table = crate::term::results_table(&report, color);
+    let text = format!("{table}\n{}", verdict.render(color));
+    if a.verdict.as_deref() == Some("-") || exports.uses_stdout() {
+        eprint!("{text}");
+    } else {
+        print_stdout(&text)?;
+    }
+    exports.write_stdout(&report)?;
+    match a.verdict.as_deref() {
+        Some("-") => print_stdout(&verdict.to_json())?,
+        Some(p) => verdict
+            .write(p)
+            .with_context(|| format!("writing the verdict to {p}"))?,
+        None => {}
+    }
+    Ok(verdict.exit_code)
 }

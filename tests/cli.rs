@@ -490,3 +490,53 @@ fn baselines_save_compare_and_refuse_corrupt_files() {
         .code(2);
     base(&["--export", "nonsense:x"]).assert().code(2);
 }
+
+#[test]
+fn validate_without_a_gpu_exits_2_and_the_pipeline_runs_on_mock() {
+    if !std::path::Path::new("/dev/nvidia0").exists() {
+        gpuvet()
+            .arg("validate")
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("validate needs an NVIDIA GPU"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = dir.path().join("node1.json");
+    gpuvet()
+        .args(["--backend", "mock", "validate", "--allow-cpu", "--verdict"])
+        .arg(&v1)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("correctness"));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&v1).unwrap()).unwrap();
+    assert_eq!(v["kind"], "gpuvet-verdict");
+    // The mock's fake rates sit below its fake datasheet's expectations: WARN, still exit 0.
+    assert_ne!(v["verdict"], "FAIL");
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["gpus"][0]["uuid"], "GPU-00000000-0000-0000-0000-000000000000");
+    // A wrong result makes the node FAIL (exit 1).
+    let v2 = dir.path().join("node2.json");
+    gpuvet()
+        .env("GPUVET_MOCK_FAULT", "matmul.bf16")
+        .args(["--backend", "mock", "validate", "--allow-cpu", "--verdict"])
+        .arg(&v2)
+        .assert()
+        .code(1);
+    // Mock runs all claim the same host: make the second another node.
+    let mut v2j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&v2).unwrap()).unwrap();
+    v2j["hostname"] = "node2".into();
+    std::fs::write(&v2, serde_json::to_string(&v2j).unwrap()).unwrap();
+    // The fleet view names the node to drain.
+    gpuvet()
+        .arg("aggregate")
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("drain"));
+    // --backend cpu without --allow-cpu is refused.
+    gpuvet()
+        .args(["--backend", "cpu", "validate"])
+        .assert()
+        .code(2);
+}
