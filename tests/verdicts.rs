@@ -715,3 +715,76 @@ fn suite_is_valid_for_every_sku() {
         }
     }
 }
+
+#[test]
+fn stress_run_feeds_correctness_and_health() {
+    use gpuvet::stress::{DeviceStress, Mismatch, StressReport, TimelinePoint};
+    let w = suite(&h100_sxm(0), true)
+        .into_iter()
+        .find(|w| test_key(w) == "matmul.bf16")
+        .unwrap();
+    let dev = |device: usize, checksum: &str, mismatches: Vec<Mismatch>, hot: bool| DeviceStress {
+        device,
+        name: "NVIDIA H100 80GB HBM3".into(),
+        uuid: None,
+        iterations: 6000,
+        checks: 600,
+        checksum: checksum.into(),
+        verified: true,
+        mismatches,
+        median_throughput: 780e12,
+        timeline: vec![TimelinePoint {
+            t_s: 1.0,
+            throughput: 780e12,
+            iterations: 10,
+            telemetry: Some(if hot {
+                telemetry(1500.0, 93.0, &["hw_slowdown"])
+            } else {
+                telemetry(1980.0, 70.0, &[])
+            }),
+        }],
+        error: None,
+    };
+    let planted = Mismatch {
+        iteration: 4242,
+        check: 424,
+        expected: "c0ffee".into(),
+        got: "c0ffef".into(),
+    };
+    let s = StressReport {
+        workload: w,
+        duration_s: 600.0,
+        interrupted: false,
+        devices: vec![
+            dev(0, "c0ffee", vec![], false),
+            dev(1, "c0ffee", vec![planted], false),
+            dev(2, "badbad", vec![], false),
+            dev(3, "c0ffee", vec![], true),
+        ],
+        consistent_across_devices: false,
+        verdict: "FAIL".into(),
+        reasons: vec![],
+    };
+    let v = judge_with(
+        &healthy_node(4),
+        &ValidateArgs::default(),
+        &JudgeInputs::from_stress(&s),
+    );
+    assert_eq!(
+        gpu(&v, 0).verdict,
+        Verdict::Pass,
+        "{:#?}",
+        gpu(&v, 0).reasons
+    );
+    assert!(has_reason(
+        gpu(&v, 1),
+        &["silent data corruption", "iteration 4242", "c0ffef"]
+    ));
+    assert!(
+        has_reason(gpu(&v, 2), &["across GPUs", "badbad", "c0ffee"]),
+        "{:#?}",
+        gpu(&v, 2).reasons
+    );
+    assert_eq!(check(gpu(&v, 3), CheckKind::Health), Verdict::Fail);
+    assert!(has_reason(gpu(&v, 3), &["hardware slowdown", "timeline"]));
+}

@@ -242,8 +242,69 @@ pub fn suite(info: &DeviceInfo, quick: bool) -> Vec<Workload> {
 pub struct JudgeInputs {
     /// Telemetry sampled during the run, per device index (e.g. once a second).
     pub telemetry: BTreeMap<usize, Vec<Telemetry>>,
-    /// Output checksums of repeated runs (stress), every device.
+    /// Output checksums of repeated runs (stress), every device: mismatches are found here.
     pub checksums: Vec<ChecksumSample>,
+    /// Mismatches already found elsewhere (a stress run compares as it goes).
+    pub mismatches: Vec<verdict::ChecksumMismatch>,
+    /// Further correctness findings per device (a stress run that could not run, ...).
+    pub correctness: BTreeMap<usize, Vec<Finding>>,
+}
+
+impl JudgeInputs {
+    /// The inputs a `gpuvet stress` run gives a verdict: its per-second telemetry, the
+    /// checksum mismatches it found on each device, devices whose checksum differs from the
+    /// other devices', and devices whose first output failed verification or that errored.
+    pub fn from_stress(s: &crate::stress::StressReport) -> JudgeInputs {
+        let mut out = JudgeInputs::default();
+        let workload = s.workload.name();
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for d in s.devices.iter().filter(|d| d.error.is_none()) {
+            *counts.entry(d.checksum.as_str()).or_default() += 1;
+        }
+        let ran = counts.values().sum::<usize>();
+        let majority = counts
+            .iter()
+            .find(|(_, &n)| 2 * n > ran)
+            .map(|(c, _)| c.to_string());
+        for d in &s.devices {
+            out.telemetry.insert(
+                d.device,
+                d.timeline
+                    .iter()
+                    .filter_map(|p| p.telemetry.clone())
+                    .collect(),
+            );
+            let fs = out.correctness.entry(d.device).or_default();
+            if let Some(e) = &d.error {
+                fs.push(Finding::fail(format!("stress run did not run: {e}")));
+                continue;
+            }
+            if !d.verified {
+                fs.push(Finding::fail(format!(
+                    "stress {workload}: the first output did not match the f64 reference"
+                )));
+            }
+            if ran > 1 && majority.as_deref() != Some(d.checksum.as_str()) {
+                out.mismatches.push(verdict::ChecksumMismatch {
+                    device: d.device,
+                    workload: format!("{workload} (across GPUs)"),
+                    iteration: 0,
+                    got: d.checksum.clone(),
+                    expected: majority.clone(),
+                });
+            }
+            for m in &d.mismatches {
+                out.mismatches.push(verdict::ChecksumMismatch {
+                    device: d.device,
+                    workload: workload.clone(),
+                    iteration: m.iteration,
+                    got: m.got.clone(),
+                    expected: Some(m.expected.clone()),
+                });
+            }
+        }
+        out
+    }
 }
 
 /// The settings a verdict was reached with, recorded in it.
@@ -476,7 +537,8 @@ pub fn judge(report: &Report, args: &ValidateArgs) -> NodeVerdict {
 /// [`judge`], with telemetry timelines and stress checksums.
 pub fn judge_with(report: &Report, args: &ValidateArgs, inputs: &JudgeInputs) -> NodeVerdict {
     let tolerance = args.tolerance / 100.0;
-    let mismatches = verdict::checksum_mismatches(&inputs.checksums);
+    let mut mismatches = verdict::checksum_mismatches(&inputs.checksums);
+    mismatches.extend(inputs.mismatches.iter().cloned());
     let per_device: Vec<Vec<&ResultRecord>> = (0..report.devices.len())
         .map(|i| report.results.iter().filter(|r| r.device == i).collect())
         .collect();
@@ -540,7 +602,19 @@ pub fn judge_with(report: &Report, args: &ValidateArgs, inputs: &JudgeInputs) ->
             absolute,
             verdict::peers(&peer_metrics, me, args.straggler_pct),
             verdict::health(info, t.sku.as_ref(), &per_device[i], extra),
-            verdict::correctness(i, &per_device[i], &mismatches),
+            {
+                let mut c = verdict::correctness(i, &per_device[i], &mismatches);
+                if let Some(extra) = inputs.correctness.get(&i) {
+                    c = Check::new(
+                        CheckKind::Correctness,
+                        c.findings
+                            .into_iter()
+                            .chain(extra.iter().cloned())
+                            .collect(),
+                    );
+                }
+                c
+            },
         ];
         let verdict = checks
             .iter()
