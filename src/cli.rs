@@ -248,6 +248,9 @@ pub struct ListArgs {
     /// With --kernels: registers and spills of each kernel.
     #[arg(short, long)]
     pub verbose: bool,
+    /// List the GPU models in the database (ids for `validate --expect`) with their peaks.
+    #[arg(long, conflicts_with = "kernels")]
+    pub skus: bool,
 }
 
 fn parse_shape(s: &str) -> Result<(u64, u64, u64), String> {
@@ -609,12 +612,11 @@ fn info(g: &Global) -> Result<i32> {
             row("compute capability", v.clone());
         }
         if let Some(v) = d.multiprocessors {
-            let what = if b.kind() == BackendKind::Cpu {
-                "threads"
-            } else {
-                "multiprocessors"
-            };
-            row(what, v.to_string());
+            if b.kind() != BackendKind::Cpu {
+                row("multiprocessors", v.to_string());
+            } else if !d.details.contains_key("threads") {
+                row("threads", v.to_string());
+            }
         }
         if let Some(v) = d.memory_bytes {
             row("memory", Bytes(v).to_string());
@@ -660,6 +662,32 @@ fn info(g: &Global) -> Result<i32> {
 fn list(g: &Global, a: &ListArgs) -> Result<i32> {
     if a.kernels {
         print_stdout(&format!("{}\n", backend::cuda::list_kernels(a.verbose)?))?;
+        return Ok(0);
+    }
+    if a.skus {
+        let db = crate::gpudb::database()?;
+        let mut text = format!(
+            "{:<18} {:<32} {:>4} {:>5} {:>9} {:>10} {:>13}\n",
+            "id", "name", "cc", "SMs", "memory", "bandwidth", "16-bit dense"
+        );
+        for id in crate::gpudb::ids() {
+            if let Some(s) = db.by_id(&id) {
+                text.push_str(&format!(
+                    "{:<18} {:<32} {:>4} {:>5} {:>5} GiB {:>10} {:>13}\n",
+                    s.id,
+                    s.name,
+                    s.compute_capability,
+                    s.sms,
+                    s.memory_gib,
+                    crate::units::si(s.memory_bandwidth(), "B/s"),
+                    s.peak("bf16")
+                        .or_else(|| s.peak("f16"))
+                        .map(|p| crate::units::si(p, "FLOP/s"))
+                        .unwrap_or_else(|| "—".into())
+                ));
+            }
+        }
+        print_stdout(&text)?;
         return Ok(0);
     }
     let mut text = String::new();

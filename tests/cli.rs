@@ -540,3 +540,13 @@ fn validate_without_a_gpu_exits_2_and_the_pipeline_runs_on_mock() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn list_skus_shows_the_database() {
+    gpuvet()
+        .args(["list", "--skus"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("h100-pcie"))
+        .stdout(predicate::str::contains("h200-sxm"));
+}
