@@ -314,7 +314,7 @@ impl Database {
     /// Name patterns decide first; compute capability rules candidates out, and SM count and
     /// memory size choose among several (NVL vs SXM, 40 vs 80 GB). A device whose name matches
     /// nothing is still recognised when exactly one SKU has its compute capability, SM count
-    /// and memory size (a renamed or vGPU-relabelled card).
+    /// and memory size, and the name still carries its model number (a vGPU-relabelled card).
     pub fn lookup(&self, info: &DeviceInfo) -> Option<&Sku> {
         if info.backend != Some(crate::backend::BackendKind::Cuda)
             && info.backend != Some(crate::backend::BackendKind::Mock)
@@ -351,10 +351,15 @@ impl Database {
             info.multiprocessors?,
             info.memory_bytes?,
         );
-        let mut exact = self
-            .skus
-            .iter()
-            .filter(|s| s.compute_capability == cc.trim() && s.sms == sms && s.memory_matches(mem));
+        // The model number (`h100`, `a10g`, `rtx`) must still appear in the name: a GH200
+        // has an H100 NVL's SMs and memory but is not one.
+        let name = normalize_name(&info.name);
+        let mut exact = self.skus.iter().filter(|s| {
+            s.compute_capability == cc.trim()
+                && s.sms == sms
+                && s.memory_matches(mem)
+                && name.contains(s.id.split('-').next().unwrap_or(&s.id))
+        });
         let first = exact.next()?;
         if exact.next().is_some() {
             return None;

@@ -208,8 +208,10 @@ fn lookup_recognises_a_renamed_card_only_when_unique() {
         id_of(&gpu("GRID H100-PCIE-80C", "9.0", 114, 81559)).as_deref(),
         Some("h100-pcie")
     );
+    // A GH200 has an H100 NVL's SMs and memory, but it is not one.
+    assert_eq!(id_of(&gpu("NVIDIA GH200 480GB", "9.0", 132, 97871)), None);
     // 132 SMs with 141 GiB fits both H200 SXM and H200 NVL: refuse to guess.
-    assert_eq!(id_of(&gpu("Some H200 variant", "9.0", 132, 143771)), None);
+    assert_eq!(id_of(&gpu("NVIDIA H200 Custom", "9.0", 132, 143771)), None);
     // A CPU is never a GPU SKU.
     let cpu = DeviceInfo {
         backend: Some(BackendKind::Cpu),
