@@ -5,6 +5,7 @@ use super::kernels::{KernelId, Source};
 use super::nvrtc;
 use crate::error::{Error, Result};
 use crate::units::Bytes;
+use crate::validate::keys;
 use cudarc::driver::result as dr;
 use cudarc::driver::sys::{self, CUdevice_attribute_enum as A, CUdeviceptr};
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DriverError};
@@ -59,13 +60,13 @@ impl Props {
             json!(self.smem_per_block_optin),
         );
         if let Some(k) = self.sm_clock_khz {
-            m.insert("sm_clock_max_mhz_driver".into(), json!(k / 1000));
+            m.insert(keys::MAX_SM_CLOCK_MHZ_DRIVER.into(), json!(k / 1000));
         }
         if let Some(k) = self.mem_clock_khz {
-            m.insert("memory_clock_max_mhz_driver".into(), json!(k / 1000));
+            m.insert(keys::MAX_MEMORY_CLOCK_MHZ_DRIVER.into(), json!(k / 1000));
         }
         if let Some(b) = self.bus_width_bits {
-            m.insert("memory_bus_width_bits".into(), json!(b));
+            m.insert(keys::MEMORY_BUS_WIDTH_BITS.into(), json!(b));
         }
         m
     }
@@ -326,6 +327,33 @@ impl Drop for DevBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn details_use_the_shared_key_names() {
+        let p = Props {
+            ordinal: 0,
+            name: "NVIDIA H200".into(),
+            uuid: "GPU-0".into(),
+            pci_bus_id: "0000:00:00.0".into(),
+            cc: (9, 0),
+            sms: 132,
+            total_mem: 1,
+            l2_bytes: 1,
+            max_threads_per_sm: 2048,
+            smem_per_sm: 233472,
+            smem_per_block_optin: 232448,
+            smem_per_block: 49152,
+            sm_clock_khz: Some(1_980_000),
+            mem_clock_khz: Some(3_201_000),
+            bus_width_bits: Some(6144),
+        };
+        let d = p.details();
+        // gpudb computes peaks of unknown GPUs from these (see validate::keys).
+        assert_eq!(keys::max_sm_clock_mhz(&d), Some(1980.0));
+        assert_eq!(keys::max_memory_clock_mhz(&d), Some(3201.0));
+        assert_eq!(keys::number(&d, keys::MEMORY_BUS_WIDTH_BITS), Some(6144.0));
+        assert_eq!(d["arch"], "sm_90a");
+    }
 
     #[test]
     fn ids_are_formatted_like_nvml() {

@@ -6,8 +6,11 @@
 
 use super::libs;
 use crate::backend::Telemetry;
+use crate::validate::keys;
 use nvml_wrapper::bitmasks::device::ThrottleReasons;
-use nvml_wrapper::enum_wrappers::device::{Clock, EccCounter, MemoryError, TemperatureSensor};
+use nvml_wrapper::enum_wrappers::device::{
+    Clock, EccCounter, GpuVirtualizationMode, MemoryError, TemperatureSensor, TemperatureThreshold,
+};
 use nvml_wrapper::{Device, Nvml};
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
@@ -98,26 +101,27 @@ pub fn details(d: &Device) -> Map<String, Value> {
         }
     };
     put("nvml_name", d.name().ok().map(Value::from));
-    for (key, clock) in [("sm", Clock::SM), ("memory", Clock::Memory)] {
-        put(
-            &format!("{key}_clock_mhz"),
-            d.clock_info(clock).ok().map(Value::from),
-        );
-        put(
-            &format!("{key}_clock_max_mhz"),
-            d.max_clock_info(clock).ok().map(Value::from),
-        );
+    for (now, max, clock) in [
+        ("sm_clock_mhz", keys::MAX_SM_CLOCK_MHZ, Clock::SM),
+        (
+            "memory_clock_mhz",
+            keys::MAX_MEMORY_CLOCK_MHZ,
+            Clock::Memory,
+        ),
+    ] {
+        put(now, d.clock_info(clock).ok().map(Value::from));
+        put(max, d.max_clock_info(clock).ok().map(Value::from));
     }
     put(
         "temperature_c",
         d.temperature(TemperatureSensor::Gpu).ok().map(Value::from),
     );
     put(
-        "power_limit_w",
+        keys::POWER_LIMIT_W,
         d.enforced_power_limit().ok().map(|v| json!(v as f64 / 1e3)),
     );
     put(
-        "power_limit_default_w",
+        keys::DEFAULT_POWER_LIMIT_W,
         d.power_management_limit_default()
             .ok()
             .map(|v| json!(v as f64 / 1e3)),
@@ -129,12 +133,12 @@ pub fn details(d: &Device) -> Map<String, Value> {
             .map(|r| json!(decode_throttle(r.bits()))),
     );
     put(
-        "ecc_enabled",
+        keys::ECC_ENABLED,
         d.is_ecc_enabled().ok().map(|e| json!(e.currently_enabled)),
     );
     for (key, kind) in [
-        ("ecc_errors_corrected_volatile", MemoryError::Corrected),
-        ("ecc_errors_uncorrected_volatile", MemoryError::Uncorrected),
+        (keys::ECC_CORRECTED_VOLATILE, MemoryError::Corrected),
+        (keys::ECC_UNCORRECTED_VOLATILE, MemoryError::Uncorrected),
     ] {
         put(
             key,
@@ -164,37 +168,72 @@ pub fn details(d: &Device) -> Map<String, Value> {
     };
     put("retired_pages", retired.map(Value::from));
     put(
-        "retired_pages_pending",
+        keys::RETIRED_PAGES_PENDING,
         d.are_pages_pending_retired().ok().map(Value::from),
     );
     if let Some((corr, unc, pending, failed)) = remapped_rows(d) {
-        put("remapped_rows_correctable", Some(json!(corr)));
-        put("remapped_rows_uncorrectable", Some(json!(unc)));
-        put("remapped_rows_pending", Some(json!(pending)));
-        put("remapped_rows_failure", Some(json!(failed)));
+        put(keys::REMAPPED_ROWS_CORRECTABLE, Some(json!(corr)));
+        put(keys::REMAPPED_ROWS_UNCORRECTABLE, Some(json!(unc)));
+        put(keys::REMAPPED_ROWS_PENDING, Some(json!(pending)));
+        put(keys::REMAPPED_ROWS_FAILURE, Some(json!(failed)));
     }
-    put("pcie_gen", d.current_pcie_link_gen().ok().map(Value::from));
-    put("pcie_gen_max", d.max_pcie_link_gen().ok().map(Value::from));
     put(
-        "pcie_width",
+        keys::PCIE_GEN_CURRENT,
+        d.current_pcie_link_gen().ok().map(Value::from),
+    );
+    put(
+        keys::PCIE_GEN_MAX,
+        d.max_pcie_link_gen().ok().map(Value::from),
+    );
+    put(
+        keys::PCIE_WIDTH_CURRENT,
         d.current_pcie_link_width().ok().map(Value::from),
     );
     put(
-        "pcie_width_max",
+        keys::PCIE_WIDTH_MAX,
         d.max_pcie_link_width().ok().map(Value::from),
     );
+    let mig = d.mig_mode().ok().map(|m| m.current == 1);
     put(
-        "mig_mode",
-        d.mig_mode().ok().map(|m| {
-            json!(if m.current == 1 {
-                "enabled"
-            } else {
-                "disabled"
+        keys::MIG_MODE,
+        mig.map(|on| json!(if on { "enabled" } else { "disabled" })),
+    );
+    // A CUDA device on a GPU in MIG mode is one of its instances (CUDA sees only those).
+    put(keys::MIG_DEVICE, mig.map(Value::from));
+    put(keys::SERIAL, d.serial().ok().map(Value::from));
+    put(
+        keys::SLOWDOWN_TEMP_C,
+        d.temperature_threshold(TemperatureThreshold::Slowdown)
+            .ok()
+            .map(Value::from),
+    );
+    put(
+        keys::VIRTUALIZATION_MODE,
+        d.virtualization_mode().ok().map(|v| {
+            json!(match v {
+                GpuVirtualizationMode::Bare => "none",
+                GpuVirtualizationMode::PassThrough => "passthrough",
+                GpuVirtualizationMode::Vgpu => "vgpu",
+                GpuVirtualizationMode::HostVgpu => "host_vgpu",
+                GpuVirtualizationMode::HostVsga => "host_vsga",
             })
         }),
     );
+    // NVLink: links in the active state (0 on PCIe-only boards; absent when NVML cannot say).
+    let links: Vec<bool> = (0..NVLINK_MAX_LINKS)
+        .filter_map(|l| d.link_wrapper_for(l).is_active().ok())
+        .collect();
+    if !links.is_empty() {
+        put(
+            keys::NVLINK_ACTIVE_LINKS,
+            Some(json!(links.iter().filter(|&&a| a).count())),
+        );
+    }
     m
 }
+
+/// NVML_NVLINK_MAX_LINKS: the most NVLink links any GPU has.
+const NVLINK_MAX_LINKS: u32 = 18;
 
 /// Row remapping (A100 and later): correctable, uncorrectable, pending, failure. Read through
 /// the raw symbol because nvml-wrapper has no safe wrapper for it.
