@@ -536,3 +536,26 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod cli_tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        args: ReportArgs,
+    }
+
+    #[test]
+    fn flags_parse_as_documented() {
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from(["t", "results.json", "-o", "out.html"]).unwrap();
+        assert_eq!(c.args.results, PathBuf::from("results.json"));
+        assert_eq!(c.args.output, PathBuf::from("out.html"));
+        let d = Cli::try_parse_from(["t", "r.json"]).unwrap();
+        assert_eq!(d.args.output, PathBuf::from("report.html"));
+        assert!(Cli::try_parse_from(["t"]).is_err());
+    }
+}

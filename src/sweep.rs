@@ -495,3 +495,63 @@ mod tests {
             .contains("narrow"));
     }
 }
+
+#[cfg(test)]
+mod cli_tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        args: SweepArgs,
+    }
+
+    #[test]
+    fn flags_parse_as_documented() {
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from([
+            "t",
+            "matmul",
+            "--m",
+            "1,16,64,256,1024,4096",
+            "--n",
+            "8192",
+            "--k",
+            "8192",
+            "--dtype",
+            "bf16",
+        ])
+        .unwrap();
+        assert_eq!(sweep_workloads(&c.args).unwrap().len(), 6);
+        assert_eq!(swept_axis(&c.args).as_deref(), Some("m"));
+        let a = Cli::try_parse_from([
+            "t",
+            "attention",
+            "--seq",
+            "1",
+            "--kv-seq",
+            "pow2:512..4096",
+            "--kv-heads",
+            "8",
+            "--causal",
+        ])
+        .unwrap();
+        assert_eq!(sweep_workloads(&a.args).unwrap().len(), 4);
+        let m = Cli::try_parse_from([
+            "t",
+            "memory",
+            "--size",
+            "pow2:1MiB..1GiB",
+            "--op",
+            "copy,read",
+        ])
+        .unwrap();
+        assert_eq!(sweep_workloads(&m.args).unwrap().len(), 22);
+        assert_eq!(m.args.command(), "sweep memory");
+        let e = Cli::try_parse_from(["t", "matmul", "--m", "10..1", "--n", "1", "--k", "1"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("runs backwards"), "{e}");
+    }
+}

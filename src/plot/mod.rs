@@ -16,7 +16,7 @@ mod timeline;
 
 pub use curves::{infer_axis, sweep_svgs};
 pub use roofline::{roofline_svg, RooflineData};
-pub use timeline::{timeline_svg, Timeline};
+pub use timeline::{stress_timelines, timeline_svg, Timeline};
 
 use crate::error::{Error, Result};
 use crate::report::Report;

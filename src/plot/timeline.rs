@@ -62,6 +62,23 @@ impl Timeline {
         }
     }
 
+    /// The timeline of one device of a stress run (`gpuvet stress`).
+    pub fn from_stress(d: &crate::stress::DeviceStress, int8: bool) -> Timeline {
+        let samples: Vec<(f64, f64, Option<Telemetry>)> = d
+            .timeline
+            .iter()
+            .map(|p| (p.t_s, p.throughput, p.telemetry.clone()))
+            .collect();
+        let mut t = Timeline::from_samples(&format!("{} {}", d.device, d.name), &samples);
+        if int8 {
+            // integer work is counted in operations, not floating-point operations
+            if let Some(v) = t.series.remove(THROUGHPUT) {
+                t.series.insert("throughput (TOP/s)".into(), v);
+            }
+        }
+        t
+    }
+
     /// Rejects series whose length differs from the time axis.
     pub fn validate(&self) -> Result<()> {
         for (name, v) in &self.series {
@@ -76,6 +93,16 @@ impl Timeline {
         }
         Ok(())
     }
+}
+
+/// One timeline per device of a stress run, for [`timeline_svg`] and the HTML report.
+pub fn stress_timelines(s: &crate::stress::StressReport) -> Vec<Timeline> {
+    let int8 = s.workload.dtype() == crate::dtype::DType::Int8;
+    s.devices
+        .iter()
+        .filter(|d| !d.timeline.is_empty())
+        .map(|d| Timeline::from_stress(d, int8))
+        .collect()
 }
 
 /// Splits a series into runs of finite points (NaN breaks the line).
@@ -188,6 +215,50 @@ pub fn timeline_svg(timelines: &[Timeline]) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stress_devices_become_timelines() {
+        use crate::stress::{DeviceStress, StressReport, TimelinePoint};
+        use crate::workload::{MatmulSpec, Workload};
+        let dev = |i: usize, pts: usize| DeviceStress {
+            device: i,
+            name: "GPU".into(),
+            uuid: None,
+            iterations: 1,
+            checks: 1,
+            checksum: String::new(),
+            verified: true,
+            mismatches: vec![],
+            median_throughput: 1e15,
+            timeline: (0..pts)
+                .map(|k| TimelinePoint {
+                    t_s: k as f64 + 1.0,
+                    throughput: 1e15,
+                    iterations: 1,
+                    telemetry: Some(Telemetry {
+                        power_w: Some(600.0),
+                        ..Default::default()
+                    }),
+                })
+                .collect(),
+            error: None,
+        };
+        let s = StressReport {
+            workload: Workload::Matmul(MatmulSpec::new(8, 8, 8, crate::dtype::DType::Int8)),
+            duration_s: 3.0,
+            interrupted: false,
+            devices: vec![dev(0, 3), dev(1, 0)],
+            consistent_across_devices: true,
+            verdict: "PASS".into(),
+            reasons: vec![],
+        };
+        let t = stress_timelines(&s);
+        assert_eq!(t.len(), 1, "a device without samples has no timeline");
+        assert_eq!(t[0].gpu, "0 GPU");
+        assert_eq!(t[0].series["throughput (TOP/s)"], vec![1000.0; 3]);
+        assert_eq!(t[0].series[POWER], vec![600.0; 3]);
+        assert!(timeline_svg(&t).unwrap().contains("throughput (TOP/s)"));
+    }
 
     #[test]
     fn nan_breaks_lines() {

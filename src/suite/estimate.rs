@@ -286,8 +286,11 @@ fn opt_rate(r: Option<f64>) -> String {
 }
 
 fn opt_pct(f: Option<f64>) -> String {
-    f.map(|v| format!("{:.0}%", v * 100.0))
-        .unwrap_or_else(|| "—".into())
+    match f {
+        Some(v) if v * 100.0 < 1.0 => format!("{:.2}%", v * 100.0),
+        Some(v) => format!("{:.0}%", v * 100.0),
+        None => "—".into(),
+    }
 }
 
 impl Estimate {

@@ -389,3 +389,46 @@ mod tests {
         assert!(kernels(&args("nope", 1, &[1])).is_err());
     }
 }
+
+#[cfg(test)]
+mod cli_tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        args: SuiteArgs,
+    }
+
+    #[test]
+    fn flags_parse_as_documented() {
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from([
+            "t",
+            "--model",
+            "llama3.1-70b",
+            "--tp",
+            "8",
+            "--batch",
+            "1,8,64",
+            "--prompt",
+            "2048",
+            "--gen",
+            "256",
+            "--dtype",
+            "fp8",
+        ])
+        .unwrap();
+        assert_eq!(c.args.batch, vec![1, 8, 64]);
+        assert_eq!(c.args.dtype, DType::Fp8E4m3);
+        assert_eq!(c.args.tp, 8);
+        let f = Cli::try_parse_from(["t", "--model-file", "m.toml"]).unwrap();
+        assert_eq!(f.args.model_file, Some(PathBuf::from("m.toml")));
+        // one of --model / --model-file, not both, not neither
+        assert!(Cli::try_parse_from(["t"]).is_err());
+        assert!(Cli::try_parse_from(["t", "--model", "x", "--model-file", "m.toml"]).is_err());
+        assert!(Cli::try_parse_from(["t", "--model", "x", "--tp", "0"]).is_err());
+        assert!(Cli::try_parse_from(["t", "--model", "x", "--batch", "0"]).is_err());
+    }
+}
