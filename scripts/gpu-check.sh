@@ -64,7 +64,14 @@ step() {
     return 0
 }
 
-step "nvidia-smi" nvidia-smi.log nvidia-smi
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "host: $(uname -a)"
+    echo "commit: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
+    echo "gpuvet: $("$BIN/gpuvet" --version 2>&1)"
+    echo "driver: $(nvidia-smi --query-gpu=driver_version,name --format=csv,noheader 2>&1 | head -n 1)"
+} | tee "$OUT/meta.txt"
+step "nvidia-smi" nvidia-smi.log nvidia-smi -q
 step "gpuvet info" info.log "${GPUVET[@]}" --json "$OUT/info.json" info
 step "kernels: list -v" kernels.log "${GPUVET[@]}" list --kernels -v
 step "test: kernels compile (NVRTC)" test-kernels.log env GPUVET_REQUIRE_NVRTC=1 "$BIN/kernels_compile" --nocapture
