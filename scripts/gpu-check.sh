@@ -71,7 +71,8 @@ step() {
     echo "gpuvet: $("$BIN/gpuvet" --version 2>&1)"
     echo "driver: $(nvidia-smi --query-gpu=driver_version,name --format=csv,noheader 2>&1 | head -n 1)"
 } | tee "$OUT/meta.txt"
-step "nvidia-smi" nvidia-smi.log nvidia-smi -q
+nvidia-smi -q > "$OUT/nvidia-smi-q.log" 2>&1
+step "nvidia-smi" nvidia-smi.log nvidia-smi
 step "gpuvet info" info.log "${GPUVET[@]}" --json "$OUT/info.json" info
 step "kernels: list -v" kernels.log "${GPUVET[@]}" list --kernels -v
 step "test: kernels compile (NVRTC)" test-kernels.log env GPUVET_REQUIRE_NVRTC=1 "$BIN/kernels_compile" --nocapture
