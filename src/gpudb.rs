@@ -456,6 +456,58 @@ pub fn peaks_for(info: &DeviceInfo) -> Option<(Peaks, bool)> {
     ))
 }
 
+/// The database as a terminal table (for `gpuvet list --skus`): id, name, identity, bf16
+/// and fp8 peaks, and how sure the figures are.
+pub fn skus_table(color: bool) -> Result<String> {
+    use comfy_table::{presets, ContentArrangement, Table};
+    let db = database()?;
+    let mut t = Table::new();
+    t.load_style(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .force_no_tty();
+    if color {
+        t.enforce_styling();
+    }
+    t.set_header(vec![
+        "id",
+        "name",
+        "cc",
+        "SMs",
+        "memory",
+        "bandwidth",
+        "power",
+        "bf16/f16",
+        "fp8",
+        "confidence",
+    ]);
+    let tf = |s: &Sku, d: &str| {
+        s.peaks
+            .get(d)
+            .map_or("-".to_string(), |p| format!("{:.0} T", p.tflops))
+    };
+    for s in &db.skus {
+        t.add_row(vec![
+            s.id.clone(),
+            s.name.clone(),
+            s.compute_capability.clone(),
+            s.sms.to_string(),
+            format!("{} GiB {}", s.memory_gib, s.memory_type),
+            format!("{:.0} GB/s", s.memory_bandwidth_gbs),
+            format!("{:.0} W", s.power_limit_w),
+            if s.peaks.contains_key("bf16") {
+                tf(s, "bf16")
+            } else {
+                tf(s, "f16")
+            },
+            tf(s, "fp8_e4m3"),
+            s.confidence.clone(),
+        ]);
+    }
+    Ok(format!(
+        "{t}\nDense peaks (TFLOP/s, fp32 accumulate); sources and achievable shares: data/gpus.toml\n"
+    ))
+}
+
 /// Lower-cases a device name and drops the vendor prefixes drivers put in front.
 pub fn normalize_name(name: &str) -> String {
     let mut n = name.trim().to_lowercase();

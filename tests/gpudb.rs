@@ -280,3 +280,12 @@ fn corrupt_database_text_is_a_clear_error() {
         .to_string()
         .contains("fp7"));
 }
+
+#[test]
+fn sku_table_lists_every_sku() {
+    let t = gpudb::skus_table(false).unwrap();
+    for id in gpudb::ids() {
+        assert!(t.contains(&id), "{id} missing");
+    }
+    assert!(t.contains("989 T"), "{t}");
+}

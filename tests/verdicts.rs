@@ -788,3 +788,79 @@ fn stress_run_feeds_correctness_and_health() {
     assert_eq!(check(gpu(&v, 3), CheckKind::Health), Verdict::Fail);
     assert!(has_reason(gpu(&v, 3), &["hardware slowdown", "timeline"]));
 }
+
+/// The suite runs through the real runner (mock backend) and the verdict reads its report.
+#[test]
+fn suite_runs_through_the_runner_and_is_judged() {
+    use gpuvet::backend::mock::MockBackend;
+    use gpuvet::backend::Backend;
+    use gpuvet::export::Exports;
+    use gpuvet::measure::MeasureConfig;
+    use gpuvet::plan::{self, ImplSelect};
+    use gpuvet::runner::{self, Settings};
+    use std::sync::atomic::AtomicBool;
+
+    let backends: Vec<Box<dyn Backend>> = vec![Box::new(MockBackend::new())];
+    let workloads = suite(backends[0].device(), true);
+    let plan = plan::build(&workloads, &backends, &ImplSelect::Default, false, true).unwrap();
+    assert_eq!(
+        plan.entries.len(),
+        workloads.len(),
+        "skipped: {:?}",
+        plan.skipped
+    );
+    let settings = Settings {
+        measure: MeasureConfig {
+            warmup_s: 0.0,
+            min_samples: 3,
+            max_samples: 5,
+            max_time_s: 0.1,
+            ..MeasureConfig::default()
+        },
+        seed: 7,
+        hot: false,
+        threads: 1,
+        dump_dir: None,
+        dump_all: false,
+        quiet: true,
+        command: "validate".into(),
+        backend: "mock".into(),
+        fixed_environment: true,
+    };
+    let mut report = runner::new_report(&backends, &settings);
+    runner::execute(
+        &plan,
+        &backends,
+        &settings,
+        &Exports::default(),
+        &mut report,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let v = judge(&report, &ValidateArgs::default());
+    let g = gpu(&v, 0);
+    assert_eq!(
+        check(g, CheckKind::Correctness),
+        Verdict::Pass,
+        "{:#?}",
+        g.reasons
+    );
+    for key in [
+        "memory.copy",
+        "matmul.f32",
+        "matmul.bf16",
+        "attention.prefill",
+        "attention.decode",
+    ] {
+        assert!(
+            g.metrics.contains_key(key),
+            "{key} missing: {:?}",
+            g.metrics.keys()
+        );
+    }
+    assert_eq!(
+        g.uuid.as_deref(),
+        Some("GPU-00000000-0000-0000-0000-000000000000")
+    );
+    assert_ne!(v.exit_code, 2);
+}
