@@ -330,17 +330,13 @@ fn bad_model_files_are_clear_errors() {
     assert!(!est.missing.is_empty());
 }
 
-#[test]
-fn mock_run_end_to_end() {
+/// Runs the suite's workloads on `backends` with a short measurement, as the CLI would.
+fn run_suite(args: &SuiteArgs, backends: &[Box<dyn Backend>]) -> Report {
     use gpuvet::plan::{self, ImplSelect};
     use gpuvet::runner::{self, Settings};
     use std::sync::atomic::AtomicBool;
-    let dir = tempfile::tempdir().unwrap();
-    let mut args = tiny_args(model_file(&dir, TINY));
-    args.batch = vec![1, 2];
-    let workloads = suite::suite_workloads(&args).unwrap();
-    let backends: Vec<Box<dyn Backend>> = vec![Box::new(MockBackend::new())];
-    let plan = plan::build(&workloads, &backends, &ImplSelect::Default, false, false).unwrap();
+    let workloads = suite::suite_workloads(args).unwrap();
+    let plan = plan::build(&workloads, backends, &ImplSelect::Default, false, false).unwrap();
     let settings = Settings {
         measure: gpuvet::measure::MeasureConfig {
             warmup_s: 0.0,
@@ -357,20 +353,60 @@ fn mock_run_end_to_end() {
         dump_all: false,
         quiet: true,
         command: "suite llm".into(),
-        backend: "mock".into(),
+        backend: backends[0].kind().name().into(),
         fixed_environment: true,
     };
     let exports = gpuvet::export::Exports::open(&[]).unwrap();
-    let mut report = runner::new_report(&backends, &settings);
+    let mut report = runner::new_report(backends, &settings);
     runner::execute(
         &plan,
-        &backends,
+        backends,
         &settings,
         &exports,
         &mut report,
         &AtomicBool::new(false),
     )
     .unwrap();
+    assert_eq!(report.results.len(), plan.entries.len());
+    report
+}
+
+#[test]
+fn cpu_run_verifies_every_kernel() {
+    // The real CPU kernels at the suite's odd shapes (N = 50 for the LM head, GQA attention,
+    // MoE experts at a handful of tokens): every one must verify and get a time.
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{TINY}experts = 4\nexperts_per_token = 2\n");
+    let mut args = tiny_args(model_file(&dir, &text));
+    args.batch = vec![1, 3];
+    let backends: Vec<Box<dyn Backend>> =
+        vec![Box::new(gpuvet::backend::cpu::CpuBackend::new(1).unwrap())];
+    let report = run_suite(&args, &backends);
+    for r in &report.results {
+        assert!(
+            r.is_valid(),
+            "{} failed: {:?} {:?}",
+            r.id,
+            r.error,
+            r.verification.detail
+        );
+    }
+    let e = estimate(&args, &report);
+    assert!(e.missing.is_empty(), "{:?}", e.missing);
+    assert!(e
+        .batches
+        .iter()
+        .all(|b| b.ttft_s.is_some() && b.decode_step_s.is_some()));
+}
+
+#[test]
+fn mock_run_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = tiny_args(model_file(&dir, TINY));
+    args.batch = vec![1, 2];
+    let workloads = suite::suite_workloads(&args).unwrap();
+    let backends: Vec<Box<dyn Backend>> = vec![Box::new(MockBackend::new())];
+    let report = run_suite(&args, &backends);
     assert_eq!(report.results.len(), workloads.len());
     let e = estimate(&args, &report);
     assert!(e.missing.is_empty(), "{:?}", e.missing);
