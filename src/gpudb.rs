@@ -322,10 +322,9 @@ impl Database {
         {
             return None;
         }
-        let cc_ok = |s: &Sku| {
-            info.compute_capability
-                .as_deref()
-                .map_or(true, |cc| cc.trim() == s.compute_capability)
+        let cc_ok = |s: &Sku| match info.compute_capability.as_deref() {
+            Some(cc) => cc.trim() == s.compute_capability,
+            None => true,
         };
         let score = |s: &Sku| {
             let mut n = 0;

@@ -496,7 +496,7 @@ pub fn render_csv(verdicts: &[NodeVerdict], s: &FleetSummary) -> Result<String> 
             ];
             if g.metrics.is_empty() {
                 let mut row = base.to_vec();
-                row.extend(std::iter::repeat(String::new()).take(7));
+                row.resize(row.len() + 7, String::new());
                 w.write_record(&row).map_err(io)?;
             }
             for (metric, m) in &g.metrics {
