@@ -226,7 +226,7 @@ pub fn kernels_for(m: &ModelConfig, args: &SuiteArgs) -> Result<Vec<KernelUse>> 
                     per_pass: if per_layer == 0 {
                         1
                     } else {
-                        per_layer * m.layers
+                        per_layer.saturating_mul(m.layers)
                     },
                 });
             };
@@ -258,7 +258,7 @@ pub fn kernels_for(m: &ModelConfig, args: &SuiteArgs) -> Result<Vec<KernelUse>> 
                 (Some(e), Some(k)) => {
                     // Balanced routing: tokens·k assignments spread over the experts that get
                     // any; with fewer assignments than experts, each active expert gets one.
-                    let assignments = tokens * k;
+                    let assignments = tokens.saturating_mul(k);
                     let active = assignments.min(e);
                     let per_expert = assignments.div_ceil(active);
                     push("router", gemm(tokens, e, m.hidden_size), 1);
@@ -385,6 +385,10 @@ mod tests {
         assert_eq!(mm(&ks[0]), (2048, (8 + 2) * 128, 16384));
         let mut a = args("llama3.1-8b", 1, &[1]);
         a.dtype = DType::Int8;
+        assert!(kernels(&a).is_err());
+        // absurd sizes are refused by the workload checks, never overflow
+        let mut a = args("mixtral-8x7b", 1, &[1_000_000]);
+        a.prompt = 10_000_000;
         assert!(kernels(&a).is_err());
         assert!(kernels(&args("nope", 1, &[1])).is_err());
     }

@@ -32,6 +32,9 @@ const PRESETS: [(&str, &str); 5] = [
     ),
 ];
 
+/// Largest value any model field may take.
+pub const MAX_DIM: u64 = 1 << 24;
+
 /// The shape-deciding numbers of a decoder-only transformer with grouped-query attention and a
 /// gated (SwiGLU) FFN, optionally a mixture of experts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,10 +108,21 @@ impl ModelConfig {
             ("layers", self.layers),
             ("vocab_size", self.vocab_size),
         ];
-        for (n, v) in fields {
+        let moe = [
+            ("experts", self.experts.unwrap_or(1)),
+            ("experts_per_token", self.experts_per_token.unwrap_or(1)),
+        ];
+        for (n, v) in fields.into_iter().chain(moe) {
             if v == 0 {
                 return Err(Error::invalid(format!(
                     "model {}: {n} must be at least 1",
+                    self.id
+                )));
+            }
+            // No model comes near; the cap keeps every shape product far from overflowing.
+            if v > MAX_DIM {
+                return Err(Error::invalid(format!(
+                    "model {}: {n} = {v} is beyond any model (at most {MAX_DIM})",
                     self.id
                 )));
             }
@@ -219,6 +233,12 @@ mod tests {
         let e = ModelConfig::parse(&format!("{base}colour=1\n"), "t").unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
         assert!(ModelConfig::parse("not toml [", "t").is_err());
+        let e =
+            ModelConfig::parse(&base.replace("layers=2", "layers=99999999999"), "t").unwrap_err();
+        assert!(e.to_string().contains("beyond"), "{e}");
+        let e = ModelConfig::parse(&format!("{base}experts=0\nexperts_per_token=0\n"), "t")
+            .unwrap_err();
+        assert!(e.to_string().contains("at least 1"), "{e}");
         assert!(ModelConfig::load(Path::new("/nonexistent/model.toml")).is_err());
     }
 }
