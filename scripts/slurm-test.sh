@@ -151,7 +151,7 @@ set +e
 (cd "$WORK/jobs" && timeout "$TIMEOUT" sbatch --wait --time=10 "$SBATCH_SCRIPT")
 job_rc=$?
 set -e
-cat "$WORK"/jobs/gpuvet-validate-*.out 2>/dev/null >&2 || true
+cat "$WORK"/jobs/gpuvet-validate-*.out >&2 2>/dev/null || true
 [ "$job_rc" -ne 124 ] || die "the job did not finish within ${TIMEOUT}s"
 [ "$job_rc" -eq 0 ] || die "the job exited $job_rc (node logs: $GPUVET_OUT/logs)"
 
