@@ -62,6 +62,19 @@ impl Timeline {
         }
     }
 
+    /// A timeline of device state alone (no throughput), from telemetry sampled every
+    /// `interval_s` seconds — what `validate` collects while its suite runs.
+    pub fn from_telemetry(gpu: &str, interval_s: f64, samples: &[Telemetry]) -> Timeline {
+        let with: Vec<(f64, f64, Option<Telemetry>)> = samples
+            .iter()
+            .enumerate()
+            .map(|(i, t)| ((i + 1) as f64 * interval_s, f64::NAN, Some(t.clone())))
+            .collect();
+        let mut t = Timeline::from_samples(gpu, &with);
+        t.series.remove(THROUGHPUT);
+        t
+    }
+
     /// The timeline of one device of a stress run (`gpuvet stress`).
     pub fn from_stress(d: &crate::stress::DeviceStress, int8: bool) -> Timeline {
         let samples: Vec<(f64, f64, Option<Telemetry>)> = d
@@ -284,6 +297,10 @@ mod tests {
         assert_eq!(t.series[SM_CLOCK][0], 1980.0);
         assert!(t.series[TEMPERATURE][1].is_nan());
         assert!(!t.series.contains_key(POWER));
+        let v = Timeline::from_telemetry("1 GPU", 0.5, &[tel.clone(), tel]);
+        assert_eq!(v.t_s, vec![0.5, 1.0]);
+        assert!(!v.series.contains_key(THROUGHPUT));
+        assert_eq!(v.series[SM_CLOCK], vec![1980.0, 1980.0]);
         t.validate().unwrap();
         let mut bad = t.clone();
         bad.t_s.pop();
