@@ -90,6 +90,10 @@ pub fn open_all() -> Result<Vec<Box<dyn Backend>>> {
         if out.is_empty() {
             return Err(unavailable(failed.join("; ")));
         }
+        // Every notice so far is about the process (libraries), not a device: say it once.
+        for b in out.iter_mut().skip(1) {
+            b.notice = None;
+        }
         if !failed.is_empty() {
             let first = &mut out[0];
             let mut lines: Vec<String> = first.notice.take().into_iter().collect();
