@@ -313,6 +313,28 @@ fn ecc_errors_and_pending_remaps_fail() {
     ));
     assert_eq!(gpu(&v, 0).verdict, Verdict::Fail);
     assert_eq!(gpu(&v, 1).verdict, Verdict::Fail);
+    // Errors that appear during the run are named as such.
+    let r = healthy_node(1);
+    let mut after = r.devices[0].details.clone();
+    after.insert(keys::ECC_CORRECTED_VOLATILE.into(), json!(12));
+    after.insert(keys::ECC_UNCORRECTED_VOLATILE.into(), json!(1));
+    let inputs = JudgeInputs {
+        details_after: [(0, after)].into_iter().collect(),
+        ..JudgeInputs::default()
+    };
+    let g = judge_with(&r, &ValidateArgs::default(), &inputs)
+        .gpus
+        .remove(0);
+    assert!(
+        has_reason(&g, &["1 new uncorrectable ECC errors during the run"]),
+        "{:#?}",
+        g.reasons
+    );
+    assert!(has_reason(
+        &g,
+        &["12 new corrected ECC errors during the run"]
+    ));
+    assert_eq!(g.verdict, Verdict::Fail);
     // Corrected errors alone are a note.
     let mut r = healthy_node(1);
     r.devices[0]
@@ -334,6 +356,28 @@ fn degraded_pcie_link_fails() {
         has_reason(g, &["PCIe link degraded to x8 of x16"]),
         "{:#?}",
         g.reasons
+    );
+    // The generation is judged only on the state read after the run: at open the link may
+    // have trained down to save power.
+    let mut idle = healthy_node(1);
+    idle.devices[0]
+        .details
+        .insert(keys::PCIE_GEN_CURRENT.into(), json!(1));
+    assert_eq!(
+        judge(&idle, &ValidateArgs::default()).verdict,
+        Verdict::Pass
+    );
+    let mut after = idle.devices[0].details.clone();
+    after.insert(keys::PCIE_GEN_CURRENT.into(), json!(3));
+    let inputs = JudgeInputs {
+        details_after: [(0, after)].into_iter().collect(),
+        ..JudgeInputs::default()
+    };
+    let v = judge_with(&idle, &ValidateArgs::default(), &inputs);
+    assert!(
+        has_reason(gpu(&v, 0), &["health", "Gen3 of Gen5", "after the run"]),
+        "{:#?}",
+        v.reasons
     );
     // A slot that cannot do Gen5 is an identity warning.
     let mut r = healthy_node(1);

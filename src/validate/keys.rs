@@ -1,8 +1,6 @@
 //! Names of the `DeviceInfo::details` entries that the GPU database and the validation checks
 //! read. The CUDA backend fills them (src/backend/cuda/nvml.rs and device.rs use these names); a
 //! key that is absent means "unknown" and the check that needs it is skipped, never failed.
-//! Not yet written by the CUDA backend: [`SERIAL`], [`NVLINK_ACTIVE_LINKS`], [`MIG_DEVICE`],
-//! [`VIRTUALIZATION_MODE`], [`SLOWDOWN_TEMP_C`].
 //!
 //! Numbers are JSON numbers; flags are JSON booleans (strings `"enabled"` / `"disabled"` and
 //! `"true"` / `"false"` are accepted too).

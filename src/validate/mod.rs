@@ -248,6 +248,9 @@ pub struct JudgeInputs {
     pub mismatches: Vec<verdict::ChecksumMismatch>,
     /// Further correctness findings per device (a stress run that could not run, ...).
     pub correctness: BTreeMap<usize, Vec<Finding>>,
+    /// Device state (`DeviceInfo::details`) read again after the run, per device index: ECC
+    /// counters that grew during the run, and the PCIe generation while the link is still up.
+    pub details_after: BTreeMap<usize, serde_json::Map<String, serde_json::Value>>,
 }
 
 impl JudgeInputs {
@@ -601,7 +604,13 @@ pub fn judge_with(report: &Report, args: &ValidateArgs, inputs: &JudgeInputs) ->
             identity,
             absolute,
             verdict::peers(&peer_metrics, me, args.straggler_pct),
-            verdict::health(info, t.sku.as_ref(), &per_device[i], extra),
+            verdict::health(
+                info,
+                t.sku.as_ref(),
+                &per_device[i],
+                extra,
+                inputs.details_after.get(&i),
+            ),
             {
                 let mut c = verdict::correctness(i, &per_device[i], &mismatches);
                 if let Some(extra) = inputs.correctness.get(&i) {

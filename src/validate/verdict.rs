@@ -395,14 +395,21 @@ fn throttle_severity(reason: &str) -> Option<(Verdict, &'static str)> {
 
 /// Health check of one GPU: telemetry of its results (before and after each) and any extra
 /// samples (a timeline), plus the state in `info.details` (ECC, remapped rows, PCIe link).
+///
+/// `after` is the device state read again after the run, when the caller has it: memory-error
+/// counters are then judged as they are at the end and by how much they grew, and the PCIe
+/// generation is judged at all (a link trains down when idle, so the state read when the device
+/// was opened says nothing about it).
 pub fn health(
     info: &DeviceInfo,
     sku: Option<&Sku>,
     results: &[&ResultRecord],
     extra: &[Telemetry],
+    after: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> Check {
     let mut f = Vec::new();
-    let d = &info.details;
+    let before = &info.details;
+    let d = after.unwrap_or(before);
     // Every telemetry sample with the result it belongs to.
     let mut samples: Vec<(&str, &Telemetry)> = Vec::new();
     for r in results {
@@ -485,6 +492,22 @@ pub fn health(
             "{n:.0} uncorrectable ECC errors since the driver loaded"
         )));
     }
+    if let Some(after) = after {
+        let grew = |key: &str| match (keys::number(before, key), keys::number(after, key)) {
+            (Some(b), Some(a)) if a > b => Some(a - b),
+            _ => None,
+        };
+        if let Some(n) = grew(keys::ECC_UNCORRECTED_VOLATILE) {
+            f.push(Finding::fail(format!(
+                "{n:.0} new uncorrectable ECC errors during the run"
+            )));
+        }
+        if let Some(n) = grew(keys::ECC_CORRECTED_VOLATILE) {
+            f.push(Finding::warn(format!(
+                "{n:.0} new corrected ECC errors during the run"
+            )));
+        }
+    }
     if let Some(n) = keys::number(d, keys::ECC_CORRECTED_VOLATILE).filter(|&n| n > 0.0) {
         f.push(Finding::pass(format!(
             "{n:.0} corrected ECC errors since the driver loaded (corrected: watch the trend)"
@@ -529,13 +552,11 @@ pub fn health(
             )));
         }
     }
-    if let (Some(cur), Some(max)) = (
-        keys::number(d, keys::PCIE_GEN_CURRENT),
-        keys::number(d, keys::PCIE_GEN_MAX),
-    ) {
-        if cur < max {
+    if let (Some(after), Some(max)) = (after, keys::number(d, keys::PCIE_GEN_MAX)) {
+        if let Some(cur) = keys::number(after, keys::PCIE_GEN_CURRENT).filter(|&c| c < max) {
             f.push(Finding::warn(format!(
-                "PCIe link at Gen{cur:.0} of Gen{max:.0} (links train down when idle; if sampled under load, the link is degraded)"
+                "PCIe link at Gen{cur:.0} of Gen{max:.0} right after the run (a link at full \
+                 load trains to its maximum): degraded, or read after it went idle"
             )));
         }
     }
