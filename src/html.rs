@@ -33,6 +33,10 @@ pub struct ReportArgs {
     /// Title of the page. Default: "gpuvet report — <devices>".
     #[arg(long)]
     pub title: Option<String>,
+    /// Axis of the sweep curves (m, n, k, seq, kv_seq, batch, heads, size, ...). Default: the
+    /// first axis that varies, for `sweep` and `bench` runs.
+    #[arg(long)]
+    pub axis: Option<String>,
 }
 
 /// Optional parts of a report page.
@@ -42,7 +46,8 @@ pub struct HtmlExtras<'a> {
     pub verdict: Option<&'a NodeVerdict>,
     pub estimate: Option<&'a Estimate>,
     pub timelines: &'a [Timeline],
-    /// Axis of the sweep curves; inferred from the results of a `sweep` run when `None`.
+    /// Axis of the sweep curves; inferred from the results of a `sweep` or `bench` run when
+    /// `None`.
     pub swept_axis: Option<&'a str>,
 }
 
@@ -70,6 +75,7 @@ pub fn run_report(args: &ReportArgs) -> anyhow::Result<i32> {
         &HtmlExtras {
             title: args.title.as_deref(),
             verdict: verdict.as_ref(),
+            swept_axis: args.axis.as_deref(),
             ..HtmlExtras::default()
         },
     );
@@ -411,9 +417,8 @@ fn charts(h: &mut String, r: &Report, x: &HtmlExtras) {
         }
     }
     let axis = x.swept_axis.map(str::to_string).or_else(|| {
-        r.config
-            .command
-            .starts_with("sweep")
+        let c = &r.config.command;
+        (c.starts_with("sweep") || c.starts_with("bench"))
             .then(|| plot::infer_axis(r))
             .flatten()
     });
@@ -554,8 +559,9 @@ mod cli_tests {
         let c = Cli::try_parse_from(["t", "results.json", "-o", "out.html"]).unwrap();
         assert_eq!(c.args.results, PathBuf::from("results.json"));
         assert_eq!(c.args.output, PathBuf::from("out.html"));
-        let d = Cli::try_parse_from(["t", "r.json"]).unwrap();
+        let d = Cli::try_parse_from(["t", "r.json", "--axis", "m"]).unwrap();
         assert_eq!(d.args.output, PathBuf::from("report.html"));
+        assert_eq!(d.args.axis.as_deref(), Some("m"));
         assert!(Cli::try_parse_from(["t"]).is_err());
     }
 }

@@ -127,6 +127,7 @@ fn run_report_writes_the_page_and_refuses_bad_files() {
         output: out.clone(),
         verdict: Some(vpath),
         title: Some("Node 7".into()),
+        axis: None,
     };
     assert_eq!(run_report(&args).unwrap(), 0);
     let html = std::fs::read_to_string(&out).unwrap();
