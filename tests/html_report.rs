@@ -190,12 +190,12 @@ fn browser_or_skip(test: &str) -> Option<PathBuf> {
         Some(p) => Some(p),
         None if std::env::var("GPUVET_REQUIRE_CHROMIUM").as_deref() == Ok("1") => {
             panic!(
-                "GPUVET_REQUIRE_CHROMIUM=1 but no chromium in PATH (apt-get install -y chromium)"
+                "GPUVET_REQUIRE_CHROMIUM=1 but no chromium in PATH (apt-get install -y chromium fonts-liberation)"
             )
         }
         None => {
             eprintln!(
-                "SKIPPED {test}: no chromium in PATH (apt-get install -y chromium; set GPUVET_REQUIRE_CHROMIUM=1 to make this a failure)"
+                "SKIPPED {test}: no chromium in PATH (apt-get install -y chromium fonts-liberation; set GPUVET_REQUIRE_CHROMIUM=1 to make this a failure)"
             );
             None
         }
@@ -220,6 +220,7 @@ fn render(browser: &Path, page: &Path, work: &Path) -> Rendered {
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            "--disable-dev-shm-usage",
             "--hide-scrollbars",
             "--no-first-run",
             "--disable-background-networking",
