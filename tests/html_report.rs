@@ -194,7 +194,11 @@ fn browser_or_skip(test: &str) -> Option<PathBuf> {
             )
         }
         None => {
-            eprintln!(
+            // Written to stderr directly, not with eprintln!: the test harness captures that,
+            // and a skip must be seen.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED {test}: no chromium in PATH (apt-get install -y chromium fonts-liberation; set GPUVET_REQUIRE_CHROMIUM=1 to make this a failure)"
             );
             None
