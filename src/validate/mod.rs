@@ -160,7 +160,7 @@ pub fn supported_dtypes(info: &DeviceInfo) -> Vec<DType> {
 /// The validation suite of one device.
 ///
 /// Memory copy far beyond the last-level cache, matmul at 8192³ for every dtype the device
-/// runs, causal prefill attention (16k tokens, GQA 32/8, head dim 128) and decode attention
+/// runs, causal prefill attention (up to 4 × 4096 tokens, GQA 32/8, head dim 128) and decode attention
 /// (KV ≥ 4× L2). A soak (`quick = false`) adds read bandwidth and inference-shaped GEMMs
 /// (Llama-3-70B gate+up, 4096 tokens). CPU and mock devices get sizes that finish in seconds.
 pub fn suite(info: &DeviceInfo, quick: bool) -> Vec<Workload> {
@@ -213,7 +213,14 @@ pub fn suite(info: &DeviceInfo, quick: bool) -> Vec<Workload> {
                     }
                 }
             }
-            v.push(att(4, 4096, 4096, true, 128, attn_dtype));
+            // 4 × 4096 tokens where memory allows: the unfused path keeps B·Hq·Lq·Lkv scores
+            // (6 bytes each, 3.2 GB per sequence) on the device.
+            let batch = match total >> 30 {
+                g if g >= 40 => 4,
+                g if g >= 20 => 2,
+                _ => 1,
+            };
+            v.push(att(batch, 4096, 4096, true, 128, attn_dtype));
             v.push(att(64, 1, 8192, true, 128, attn_dtype));
         }
         Some(BackendKind::Mock) => {

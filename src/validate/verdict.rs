@@ -230,9 +230,9 @@ pub fn format_rate(value: f64, unit: &str) -> String {
 
 /// Absolute check: each figure against the SKU's achievable expectation.
 ///
-/// ratio ≥ 1 − tolerance: PASS; ≥ 1 − 2·tolerance: WARN; below: FAIL. An expectation that is an
-/// estimate caps the verdict at WARN (a guess may not fail hardware). A figure above the
-/// datasheet peak is a broken measurement, not a record: WARN.
+/// ratio ≥ 1 − tolerance: PASS; ≥ 1 − 2·tolerance: WARN; below: FAIL. Against an expectation
+/// that is an estimate, only a shortfall beyond 2·tolerance counts, and as a WARN: a guess may
+/// not fail hardware. A figure above the datasheet peak is a broken measurement: WARN.
 pub fn absolute(
     metrics: &BTreeMap<String, MetricValue>,
     expect: &dyn Fn(&str) -> Option<Expectation>,
@@ -266,16 +266,14 @@ pub fn absolute(
             )));
             continue;
         }
-        let mut v = if ratio >= 1.0 - tolerance {
-            Verdict::Pass
-        } else if ratio >= 1.0 - 2.0 * tolerance {
-            Verdict::Warn
-        } else {
-            Verdict::Fail
+        let v = match e.confidence {
+            // A guess: a small shortfall says nothing, a large one is worth a look.
+            ExpectConfidence::Estimate if ratio >= 1.0 - 2.0 * tolerance => Verdict::Pass,
+            ExpectConfidence::Estimate => Verdict::Warn,
+            _ if ratio >= 1.0 - tolerance => Verdict::Pass,
+            _ if ratio >= 1.0 - 2.0 * tolerance => Verdict::Warn,
+            _ => Verdict::Fail,
         };
-        if v == Verdict::Fail && e.confidence == ExpectConfidence::Estimate {
-            v = Verdict::Warn;
-        }
         if v == Verdict::Pass {
             f.push(Finding::pass(what));
         } else {
