@@ -282,7 +282,7 @@ impl CudaBackend {
         .cloned()
         .chain(lib_notes)
         .collect();
-        let info = DeviceInfo {
+        let mut info = DeviceInfo {
             index: ordinal,
             backend: Some(BackendKind::Cuda),
             name: p.name.clone(),
@@ -294,9 +294,11 @@ impl CudaBackend {
             last_level_cache_bytes: Some(p.l2_bytes),
             driver_version,
             details,
-            // Datasheet peaks come from crate::gpudb, filled in by the caller.
             peaks: None,
         };
+        // Datasheet peaks from the GPU database; computed from SMs × rate × clock (and said so
+        // in `peaks.source`) for a GPU the database does not know.
+        info.peaks = crate::gpudb::peaks_for(&info).map(|(p, _computed)| p);
         Ok(CudaBackend {
             gpu,
             info,
