@@ -311,3 +311,30 @@ fn a_rerun_host_counts_once_by_its_latest_verdict() {
         .iter()
         .any(|n| n.contains("node-c appears more than once")));
 }
+
+/// `gpuvet aggregate` end to end: exit 1 when a node is to be drained, 2 on a corrupt file.
+#[test]
+fn aggregate_command_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fleet(dir.path(), &fleet());
+    let run = |args: &[&std::ffi::OsStr]| {
+        assert_cmd::Command::cargo_bin("gpuvet")
+            .unwrap()
+            .arg("aggregate")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&[dir.path().as_os_str(), "--format".as_ref(), "csv".as_ref()]);
+    assert_eq!(
+        ok.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("host,node_verdict,gpu"));
+    std::fs::write(dir.path().join("zz-broken.json"), "{ not json").unwrap();
+    let bad = run(&[dir.path().as_os_str()]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("zz-broken.json"));
+}

@@ -921,3 +921,35 @@ fn suite_runs_through_the_runner_and_is_judged() {
     );
     assert_ne!(v.exit_code, 2);
 }
+
+/// `gpuvet validate` end to end on the mock backend: the verdict JSON on stdout, each test
+/// judged in its own unit.
+#[test]
+fn validate_command_writes_a_verdict() {
+    let out = assert_cmd::Command::cargo_bin("gpuvet")
+        .unwrap()
+        .args([
+            "validate",
+            "--backend",
+            "mock",
+            "--allow-cpu",
+            "--quiet",
+            "--verdict",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = NodeVerdict::from_json(&String::from_utf8_lossy(&out.stdout), "stdout").unwrap();
+    assert_eq!(v.exit_code, out.status.code().unwrap());
+    let g = gpu(&v, 0);
+    assert_eq!(check(g, CheckKind::Correctness), Verdict::Pass);
+    assert_eq!(g.metrics["attention.prefill"].unit, "FLOP/s");
+    assert_eq!(g.metrics["attention.decode"].unit, "B/s");
+    assert_eq!(g.metrics["memory.copy"].unit, "B/s");
+    assert_eq!(g.metrics["matmul.bf16"].unit, "FLOP/s");
+}

@@ -228,7 +228,7 @@ pub fn suite(info: &DeviceInfo, quick: bool) -> Vec<Workload> {
             for d in [DType::F32, DType::Bf16] {
                 v.push(mm(64, 64, 64, d));
             }
-            v.push(att(1, 16, 32, true, 16, DType::F16));
+            v.push(att(1, 32, 64, true, 16, DType::F16));
             v.push(att(2, 1, 64, true, 16, DType::F16));
         }
         _ => {

@@ -155,8 +155,10 @@ pub fn test_key(w: &Workload) -> String {
     match w {
         Workload::Memory(m) => format!("memory.{}", m.op.name()),
         Workload::Matmul(m) => format!("matmul.{}", m.dtype.name()),
-        // Up to 8 query tokens is decode (speculative decoding verifies a few at once).
-        Workload::Attention(a) if a.q_len <= 8 => "attention.decode".into(),
+        // A few query rows is decode (speculative decoding verifies several at once).
+        Workload::Attention(a) if a.q_len <= crate::workload::DECODE_MAX_Q_LEN => {
+            "attention.decode".into()
+        }
         Workload::Attention(_) => "attention.prefill".into(),
     }
 }
@@ -166,17 +168,19 @@ fn bandwidth_bound(key: &str) -> bool {
     key.starts_with("memory.") || key == "attention.decode"
 }
 
-/// The figure a result contributes to its test: throughput, or bandwidth for decode.
+/// The figure a result contributes to its test, from its median time: bytes per second for
+/// bandwidth-bound tests, operations per second for the rest (whatever headline the runner
+/// chose for the result).
 fn figure(r: &ResultRecord, key: &str) -> Option<(f64, String)> {
-    let t = if key == "attention.decode" {
-        r.bandwidth.as_ref()?
+    let t = r.stats.as_ref()?.median_s;
+    let (value, unit) = if bandwidth_bound(key) {
+        (r.bytes as f64 / t, "B/s")
+    } else if r.dtype == crate::dtype::DType::Int8.name() {
+        (r.flops / t, "OP/s")
     } else {
-        r.throughput.as_ref()?
+        (r.flops / t, "FLOP/s")
     };
-    t.value
-        .is_finite()
-        .then(|| (t.value, t.unit.clone()))
-        .filter(|(v, _)| *v > 0.0)
+    (value.is_finite() && value > 0.0).then(|| (value, unit.to_string()))
 }
 
 /// The peak a test is measured against.
