@@ -953,3 +953,28 @@ fn validate_command_writes_a_verdict() {
     assert_eq!(g.metrics["memory.copy"].unit, "B/s");
     assert_eq!(g.metrics["matmul.bf16"].unit, "FLOP/s");
 }
+
+/// A mismatch on a database figure marked unverified is a warning, not a failure: the entry
+/// may be what is wrong.
+#[test]
+fn mismatch_on_an_unverified_figure_only_warns() {
+    // The H100 PCIe is sold at 300-350 W; the database's 350 W is marked unverified.
+    let mut r = report_of(vec![h100_pcie(0)], "h100-pcie", |_| 1.0);
+    r.devices[0]
+        .details
+        .insert(keys::POWER_LIMIT_W.into(), json!(300.0));
+    let v = judge(&r, &ValidateArgs::default());
+    let g = gpu(&v, 0);
+    assert_eq!(check(g, CheckKind::Identity), Verdict::Warn);
+    assert!(
+        has_reason(g, &["power limit 300 W", "unverified"]),
+        "{:#?}",
+        g.reasons
+    );
+    // The same cap on the SXM part, whose 700 W is from the datasheet, fails.
+    let mut r = healthy_node(1);
+    r.devices[0]
+        .details
+        .insert(keys::POWER_LIMIT_W.into(), json!(600.0));
+    assert_eq!(judge(&r, &ValidateArgs::default()).verdict, Verdict::Fail);
+}
