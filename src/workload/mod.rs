@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 /// Upper bound on any single dimension product, to catch typos before they become allocations.
 pub(crate) const MAX_ELEMENTS: u128 = 1 << 40;
 
-/// Attention with at most this many query rows is decode (speculative decoding uses up to 8).
-pub const DECODE_MAX_Q_LEN: u64 = 16;
+/// Attention with at most this many query rows is decode (1, or up to 8 with speculative decoding).
+pub const DECODE_MAX_Q_LEN: u64 = 8;
 
 /// One unit of work to verify and time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
