@@ -190,7 +190,7 @@ pub fn quick_suite(kind: BackendKind) -> Vec<Workload> {
     let mem = |op, bytes| Workload::Memory(MemorySpec { op, bytes });
     match kind {
         BackendKind::Cuda => {
-            let mut v = vec![mem(MemOp::Copy, 4 << 30), mem(MemOp::Read, 4 << 30)];
+            let mut v = vec![mem(MemOp::Copy, 4 << 30), mem(MemOp::Triad, 4 << 30)];
             for d in [
                 DType::Bf16,
                 DType::F16,
@@ -201,7 +201,7 @@ pub fn quick_suite(kind: BackendKind) -> Vec<Workload> {
             ] {
                 v.push(mm(8192, d, BLayout::Nk));
             }
-            v.push(att(4, 32, 8, 4096, 4096, true, DType::Bf16));
+            v.push(att(1, 32, 8, 4096, 4096, true, DType::Bf16));
             v.push(att(64, 32, 8, 1, 8192, true, DType::Bf16));
             v
         }
