@@ -610,6 +610,7 @@ fn pcie_card_sold_as_sxm_fails_identity_and_absolute() {
     assert!(has_reason(g, &["power limit 350 W", "700 W"]));
     assert!(has_reason(g, &["no active NVLink"]));
     assert_eq!(check(g, CheckKind::Absolute), Verdict::Fail);
+    assert!(v.render(false).contains("h100-sxm (is h100-pcie)"));
 }
 
 #[test]

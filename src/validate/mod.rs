@@ -462,7 +462,12 @@ impl NodeVerdict {
         for g in &self.gpus {
             let mut row = vec![
                 Cell::new(format!("{} {}", g.index, g.name)),
-                Cell::new(g.sku.as_deref().unwrap_or("unknown")),
+                Cell::new(match (&g.sku, &g.detected_sku) {
+                    (Some(s), Some(d)) if s != d => format!("{s} (is {d})"),
+                    (Some(s), _) => s.clone(),
+                    (None, _) if g.peaks_computed => "unknown (computed peaks)".into(),
+                    (None, _) => "unknown".into(),
+                }),
                 paint(g.verdict),
             ];
             for k in kinds {
