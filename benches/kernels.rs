@@ -75,9 +75,7 @@ impl ValueFormatter for BackendFormatter {
             (r, _) if r >= 1e12 => (1e-12, "TB/s"),
             _ => (1e-9, "GB/s"),
         };
-        values
-            .iter_mut()
-            .for_each(|v| *v = per_iter * 1e9 / *v * f);
+        values.iter_mut().for_each(|v| *v = per_iter * 1e9 / *v * f);
         unit
     }
 
@@ -144,12 +142,25 @@ fn kernels(c: &mut Criterion<BackendClock>) {
         let ins = gpuvet::inputs::generate(&w, 7);
         let sets = gpuvet::plan::buffer_sets(&w, b, false);
         let mut p = b
-            .prepare(&w, &imp, &ins, PrepareOptions { buffer_sets: sets, hot: false })
+            .prepare(
+                &w,
+                &imp,
+                &ins,
+                PrepareOptions {
+                    buffer_sets: sets,
+                    hot: false,
+                },
+            )
             .expect("prepare");
         // Never time a wrong kernel.
         let out = p.run_verify().expect("run");
         let v = gpuvet::verify::verify(&w, &ins, &out, 7);
-        assert!(v.passed, "{} / {imp} failed verification: {:?}", w.name(), v.detail);
+        assert!(
+            v.passed,
+            "{} / {imp} failed verification: {:?}",
+            w.name(),
+            v.detail
+        );
         let mut g = c.benchmark_group(w.kind());
         g.sample_size(10)
             .warm_up_time(Duration::from_millis(300))

@@ -104,6 +104,10 @@ pub struct Global {
     /// Directory of baselines (default: $GPUVET_BASELINE_DIR, else .gpuvet/baselines).
     #[arg(long, global = true, value_name = "DIR")]
     pub baseline_dir: Option<PathBuf>,
+    /// Write SVG charts into DIR after the run: a roofline of every result, sweep curves,
+    /// stress timelines.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
     /// Also write FORMAT:PATH for CI tools: `github` (github-action-benchmark
     /// customBiggerIsBetter) or `bencher` (Bencher Metric Format). Repeatable.
     #[arg(long, global = true, value_name = "FORMAT:PATH")]
@@ -121,6 +125,14 @@ pub enum Command {
     Bench(BenchCommand),
     /// List dtypes, workloads, implementations per backend, the quick suite, and kernels.
     List(ListArgs),
+    /// Inference suites: a model's GEMMs and attention at per-GPU shapes, with token-rate
+    /// estimates from the measured times.
+    #[command(subcommand)]
+    Suite(SuiteCommand),
+    /// Sweep one workload over axes (lists, ranges, powers of two) for curves and rooflines.
+    Sweep(crate::sweep::SweepArgs),
+    /// Turn a results JSON into one self-contained HTML page (inline SVG and CSS).
+    Report(crate::html::ReportArgs),
     /// Sustained matmul load on every GPU with a per-second timeline and silent-data-corruption
     /// checks (the same inputs must give bit-identical outputs every time, on every GPU).
     Stress(StressArgs),
@@ -137,6 +149,22 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SuiteCommand {
+    /// An LLM's layers (QKV, O, gate+up, down, LM head, attention) under tensor parallelism:
+    /// time-to-first-token and decode tokens/s estimated from the measured kernels.
+    Llm(SuiteLlmArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SuiteLlmArgs {
+    #[command(flatten)]
+    pub suite: crate::suite::SuiteArgs,
+    /// Also write the estimate as JSON to PATH (`-` for stdout).
+    #[arg(long, value_name = "PATH|-")]
+    pub estimate_json: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -295,15 +323,31 @@ fn run(cli: Cli) -> Result<i32> {
             .build_global();
     }
     match cli.command {
-        None | Some(Command::Run) => measure_workloads(&g, None, &[], "run"),
+        None | Some(Command::Run) => Ok(measure_workloads(&g, None, &[], "run", None)?.code),
         Some(Command::Bench(b)) => {
             let (workloads, imps, what) = bench_workloads(b)?;
-            measure_workloads(&g, Some(workloads), &imps, what)
+            Ok(measure_workloads(&g, Some(workloads), &imps, what, None)?.code)
         }
+        Some(Command::Sweep(a)) => {
+            let workloads = crate::sweep::sweep_workloads(&a)?;
+            let axis = crate::sweep::swept_axis(&a);
+            Ok(measure_workloads(
+                &g,
+                Some(workloads),
+                a.implementations(),
+                a.command(),
+                axis.as_deref(),
+            )?
+            .code)
+        }
+        Some(Command::Suite(SuiteCommand::Llm(a))) => suite_llm(&g, &a),
+        Some(Command::Report(a)) => crate::html::run_report(&a),
         Some(Command::Info) => info(&g),
         Some(Command::Stress(a)) => stress(&g, &a),
         Some(Command::Validate(a)) => validate(&g, &a),
-        Some(Command::Aggregate(a)) => crate::validate::run_aggregate(&a, crate::term::stdout_color()),
+        Some(Command::Aggregate(a)) => {
+            crate::validate::run_aggregate(&a, crate::term::stdout_color())
+        }
         Some(Command::Compare(a)) => crate::compare::run(&a, crate::term::stdout_color()),
         Some(Command::List(a)) => list(&g, &a),
         Some(Command::Completions { shell }) => {
@@ -423,13 +467,23 @@ fn settings(g: &Global, command: &str) -> Settings {
     }
 }
 
-/// The run/bench path. `workloads` None = the quick suite of the backend that opened.
+/// What a measuring command leaves for its caller.
+struct Outcome {
+    code: i32,
+    report: crate::report::Report,
+    /// Human text goes to stderr because stdout carries a machine format.
+    to_stderr: bool,
+}
+
+/// The run/bench/sweep/suite path. `workloads` None = the quick suite of the backend that
+/// opened. `axis` names the swept parameter for charts.
 fn measure_workloads(
     g: &Global,
     workloads: Option<Vec<Workload>>,
     imps: &[String],
     command: &str,
-) -> Result<i32> {
+    axis: Option<&str>,
+) -> Result<Outcome> {
     let exports = open_exports(g)?;
     let baseline_dir = check_baseline_flags(g)?;
     let opened = backend::open(g.backend, g.threads)?;
@@ -454,7 +508,14 @@ fn measure_workloads(
     let stop = Arc::new(AtomicBool::new(false));
     install_ctrlc(stop.clone());
     let mut report = runner::new_report(&opened.backends, &settings);
-    runner::execute(&plan, &opened.backends, &settings, &exports, &mut report, &stop)?;
+    runner::execute(
+        &plan,
+        &opened.backends,
+        &settings,
+        &exports,
+        &mut report,
+        &stop,
+    )?;
 
     let table_to_stderr = exports.uses_stdout();
     let color = if table_to_stderr {
@@ -470,13 +531,71 @@ fn measure_workloads(
     }
     exports.write_stdout(&report)?;
 
+    if let Some(dir) = &g.plot {
+        write_plots(g, dir, || crate::plot::write_plots(&report, dir, axis))?;
+    }
+    let outcome = |code| Outcome {
+        code,
+        report: report.clone(),
+        to_stderr: table_to_stderr,
+    };
     if stop.load(Ordering::Relaxed) {
-        crate::term::warn("interrupted: the files hold the results that finished (no baseline saved)");
-        return Ok(130);
+        crate::term::warn(
+            "interrupted: the files hold the results that finished (no baseline saved)",
+        );
+        return Ok(outcome(130));
     }
     let mut code = exit_code(&report);
-    code = code.max(after_run(g, &report, &baseline_dir, table_to_stderr, color)?);
-    Ok(code)
+    code = code.max(after_run(
+        g,
+        &report,
+        &baseline_dir,
+        table_to_stderr,
+        color,
+    )?);
+    Ok(outcome(code))
+}
+
+/// Creates DIR and runs a chart writer into it, listing what it wrote.
+fn write_plots(
+    g: &Global,
+    dir: &std::path::Path,
+    f: impl FnOnce() -> crate::Result<Vec<PathBuf>>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for p in f()? {
+        crate::term::notice(g.quiet, &format!("wrote {}", p.display()));
+    }
+    Ok(())
+}
+
+fn suite_llm(g: &Global, a: &SuiteLlmArgs) -> Result<i32> {
+    if a.estimate_json.as_deref() == Some("-")
+        && [&g.json, &g.csv, &g.markdown]
+            .iter()
+            .any(|o| o.as_deref() == Some("-"))
+    {
+        bail!("only one output can go to stdout (`-`)");
+    }
+    if let Some(p) = a.estimate_json.as_deref().filter(|p| *p != "-") {
+        Exports::open(&[(Format::Json, p)])?;
+    }
+    let workloads = crate::suite::suite_workloads(&a.suite)?;
+    let out = measure_workloads(g, Some(workloads), &[], "suite llm", None)?;
+    let est = crate::suite::estimate(&a.suite, &out.report);
+    let text = format!("\n{}", est.render());
+    if out.to_stderr || a.estimate_json.as_deref() == Some("-") {
+        eprint!("{text}");
+    } else {
+        print_stdout(&text)?;
+    }
+    match a.estimate_json.as_deref() {
+        Some("-") => print_stdout(&est.to_json())?,
+        Some(p) => crate::export::write_atomic(std::path::Path::new(p), est.to_json().as_bytes())
+            .with_context(|| format!("writing {p}"))?,
+        None => {}
+    }
+    Ok(out.code)
 }
 
 /// Checks baseline names and export specs before anything runs; returns the baseline directory.
@@ -643,7 +762,10 @@ fn info(g: &Global) -> Result<i32> {
             if let Some(bw) = p.memory_bandwidth {
                 parts.push(format!("memory {}", crate::units::si(bw, "B/s")));
             }
-            row("datasheet peaks", format!("{} ({})", parts.join(", "), p.source));
+            row(
+                "datasheet peaks",
+                format!("{} ({})", parts.join(", "), p.source),
+            );
         }
         if let Some(t) = b.telemetry() {
             row("telemetry", serde_json::to_string(&t)?);
@@ -822,6 +944,11 @@ fn stress(g: &Global, a: &StressArgs) -> Result<i32> {
         }
         None => print_stdout(&text)?,
     }
+    if let Some(dir) = &g.plot {
+        write_plots(g, dir, || {
+            crate::plot::write_timelines(&crate::plot::stress_timelines(&report), dir)
+        })?;
+    }
     if report.interrupted {
         return Ok(130);
     }
@@ -841,11 +968,13 @@ fn validate(g: &Global, a: &crate::validate::ValidateArgs) -> Result<i32> {
         backend::open(g.backend, g.threads)?.backends
     } else {
         if matches!(g.backend, BackendChoice::Cpu | BackendChoice::Mock) {
-            bail!("validate judges NVIDIA GPUs; --backend {:?} is only for testing, with --allow-cpu", g.backend);
+            bail!(
+                "validate judges NVIDIA GPUs; --backend {:?} is only for testing, with --allow-cpu",
+                g.backend
+            );
         }
-        backend::cuda::open_all().map_err(|e| {
-            anyhow::anyhow!("validate needs an NVIDIA GPU: {e}")
-        })?
+        backend::cuda::open_all()
+            .map_err(|e| anyhow::anyhow!("validate needs an NVIDIA GPU: {e}"))?
     };
     // The union of every device's suite, in order; devices skip what they cannot run.
     let mut workloads: Vec<Workload> = Vec::new();

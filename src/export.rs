@@ -54,7 +54,11 @@ impl Exports {
             let dir = parent_dir(&p);
             // Creating (and dropping) a temp file proves the directory takes new files.
             tempfile::NamedTempFile::new_in(&dir).with_context(|| {
-                format!("cannot write {}: directory {} is not writable or does not exist", p.display(), dir.display())
+                format!(
+                    "cannot write {}: directory {} is not writable or does not exist",
+                    p.display(),
+                    dir.display()
+                )
             })?;
             targets.push((fmt, Target::File(p)));
         }
@@ -103,9 +107,23 @@ fn parent_dir(p: &Path) -> PathBuf {
 /// Writes `bytes` to `path` through a temp file in the same directory and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(parent_dir(path))?;
+    readable_by_all(tmp.as_file())?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Temp files are created 0600; results and reports are meant to be shared, like any file the
+/// user's shell would create.
+pub fn readable_by_all(f: &std::fs::File) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    #[cfg(not(unix))]
+    let _ = f;
     Ok(())
 }
 
@@ -179,7 +197,10 @@ fn to_csv(report: &Report) -> Result<String> {
             f(s.map(|s| s.ci95_low_s)),
             f(s.map(|s| s.ci95_high_s)),
             f(r.throughput.as_ref().map(|t| t.value)),
-            r.throughput.as_ref().map(|t| t.unit.clone()).unwrap_or_default(),
+            r.throughput
+                .as_ref()
+                .map(|t| t.unit.clone())
+                .unwrap_or_default(),
             f(r.peak_fraction),
             f(r.bandwidth.as_ref().map(|b| b.value)),
             r.cache.clone(),

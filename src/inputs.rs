@@ -1,7 +1,7 @@
 //! The host inputs of each workload, generated from the run's seed.
 
 use crate::dtype::DType;
-use crate::tensor::{stable_hash, splitmix, Tensor};
+use crate::tensor::{splitmix, stable_hash, Tensor};
 use crate::workload::{MemOp, Workload};
 
 /// The value the memory `write` operation stores.

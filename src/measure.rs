@@ -191,12 +191,7 @@ mod tests {
             noise: 0.0,
             calls: 0,
         };
-        let r = measure(
-            &mut f,
-            &MeasureConfig::default(),
-            1,
-            &AtomicBool::new(true),
-        );
+        let r = measure(&mut f, &MeasureConfig::default(), 1, &AtomicBool::new(true));
         assert!(matches!(r, Err(Error::Interrupted)));
     }
 }

@@ -1,6 +1,7 @@
 //! Writes tensors as NumPy `.npy` files (format 1.0), so a failed result can be taken apart in
 //! numpy. bf16 and fp8 have no numpy dtype: they are written widened to `<f4` (exact).
 
+use crate::export::readable_by_all;
 use crate::tensor::{Data, Tensor};
 use std::io::Write;
 use std::path::Path;
@@ -34,14 +35,14 @@ pub fn write(t: &Tensor, path: &Path) -> std::io::Result<()> {
                 .join(", ")
         ),
     };
-    let mut header =
-        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     // Magic (6) + version (2) + header length (2) + header + '\n' is padded to 64 bytes.
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
     header.push('\n');
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    readable_by_all(tmp.as_file())?;
     tmp.write_all(b"\x93NUMPY\x01\x00")?;
     tmp.write_all(&(header.len() as u16).to_le_bytes())?;
     tmp.write_all(header.as_bytes())?;
@@ -84,6 +85,9 @@ mod tests {
         assert_eq!(bytes.len() - 10 - hlen, 15 * 4);
         let first = f32::from_le_bytes(bytes[10 + hlen..14 + hlen].try_into().unwrap());
         assert_eq!(first as f64, t.get(0));
-        assert_eq!(safe_name("matmul.f32.1x2x3.kn/gemm"), "matmul.f32.1x2x3.kn_gemm");
+        assert_eq!(
+            safe_name("matmul.f32.1x2x3.kn/gemm"),
+            "matmul.f32.1x2x3.kn_gemm"
+        );
     }
 }

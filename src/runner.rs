@@ -46,7 +46,11 @@ pub fn new_report(backends: &[Box<dyn Backend>], s: &Settings) -> Report {
             },
         )
     } else {
-        (HostInfo::capture(), crate::env::now_rfc3339(), ToolInfo::current())
+        (
+            HostInfo::capture(),
+            crate::env::now_rfc3339(),
+            ToolInfo::current(),
+        )
     };
     let kernel_hash = backends
         .iter()
@@ -96,11 +100,18 @@ pub fn execute(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        pb.set_message(format!("{} / {}", entry.workload.name(), entry.implementation));
+        pb.set_message(format!(
+            "{} / {}",
+            entry.workload.name(),
+            entry.implementation
+        ));
         let name = entry.workload.name();
         if cached.as_ref().map(|c| &c.0) != Some(&name) {
             drop(cached.take()); // free the previous inputs before making new ones
-            cached = Some((name.clone(), inputs::generate(&entry.workload, settings.seed)));
+            cached = Some((
+                name.clone(),
+                inputs::generate(&entry.workload, settings.seed),
+            ));
         }
         let ins = &cached.as_ref().expect("inputs just generated").1;
         let backend = backends[entry.device].as_ref();
@@ -298,7 +309,9 @@ pub fn execute_parallel(
                     let b = backend.as_ref();
                     let (rec, interrupted) = match run_one(&entry, b, &ins, settings, stop) {
                         Ok(r) => (r, false),
-                        Err(Error::Interrupted) => (error_record(&entry, b, &Error::Interrupted), true),
+                        Err(Error::Interrupted) => {
+                            (error_record(&entry, b, &Error::Interrupted), true)
+                        }
                         Err(e) => (error_record(&entry, b, &e), false),
                     };
                     if done.send((slot, rec, interrupted)).is_err() {

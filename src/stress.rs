@@ -242,11 +242,9 @@ fn stress_loop(
     out: &mut DeviceStress,
 ) -> Result<()> {
     let w = &cfg.workload;
-    let imp = b
-        .implementations(w)
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::unsupported(format!("{} cannot run {}", b.device().name, w.name())))?;
+    let imp = b.implementations(w).into_iter().next().ok_or_else(|| {
+        Error::unsupported(format!("{} cannot run {}", b.device().name, w.name()))
+    })?;
     let mut p = b.prepare(
         w,
         &imp.name,

@@ -168,7 +168,8 @@ impl Tensor {
             .par_chunks_mut(CHUNK)
             .enumerate()
             .for_each(|(c, out)| {
-                let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed ^ splitmix(c as u64)));
+                let mut rng =
+                    Xoshiro256PlusPlus::seed_from_u64(splitmix(seed ^ splitmix(c as u64)));
                 if dtype == DType::Int8 {
                     out.iter_mut()
                         .for_each(|x| *x = rng.random_range(-127i32..=127) as f32);

@@ -144,9 +144,11 @@ pub fn progress(len: u64, quiet: bool) -> indicatif::ProgressBar {
     }
     let pb = indicatif::ProgressBar::new(len);
     pb.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-            .expect("static template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
     );
     pb.enable_steady_tick(std::time::Duration::from_millis(200));
     pb

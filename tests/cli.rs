@@ -115,7 +115,9 @@ fn a_wrong_result_exits_1_and_has_no_throughput() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert_eq!(names.len(), 3, "{names:?}");
-    assert!(names.iter().all(|n| n.starts_with("matmul.f32.64x64x64.kn_mock.")));
+    assert!(names
+        .iter()
+        .all(|n| n.starts_with("matmul.f32.64x64x64.kn_mock.")));
     assert!(names.iter().any(|n| n.ends_with(".C.npy")));
 }
 
@@ -192,17 +194,31 @@ fn bad_inputs_exit_2_with_one_clear_line() {
             "f32, f16 or bf16",
         ),
         (
-            &["bench", "attention", "--seq", "16", "--heads", "8", "--kv-heads", "3"],
+            &[
+                "bench",
+                "attention",
+                "--seq",
+                "16",
+                "--heads",
+                "8",
+                "--kv-heads",
+                "3",
+            ],
             "must divide",
         ),
         (
-            &["bench", "attention", "--seq", "32", "--kv-seq", "16", "--causal"],
+            &[
+                "bench",
+                "attention",
+                "--seq",
+                "32",
+                "--kv-seq",
+                "16",
+                "--causal",
+            ],
             "causal needs",
         ),
-        (
-            &["bench", "memory", "--size", "8TiB"],
-            "not enough memory",
-        ),
+        (&["bench", "memory", "--size", "8TiB"], "not enough memory"),
         (&["bench", "memory", "--size", "12XB"], "unknown size unit"),
         (&["--no-such-flag"], "unexpected argument"),
         (&["--max-time=-1"], "out of range"),
@@ -295,11 +311,20 @@ fn cpu_bench_each_workload_kind() {
         ])
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("attention.f16.b2.h8kv2.q5.kv40.d64.causal"));
+        .stdout(predicate::str::contains(
+            "attention.f16.b2.h8kv2.q5.kv40.d64.causal",
+        ));
     gpuvet()
         .args(["--backend", "cpu"])
         .args(QUICK)
-        .args(["bench", "memory", "--size", "1MiB", "--op", "copy,read,write,triad"])
+        .args([
+            "bench",
+            "memory",
+            "--size",
+            "1MiB",
+            "--op",
+            "copy,read,write,triad",
+        ])
         .assert()
         .code(0)
         .stdout(predicate::str::contains("memory.triad.1MiB"));
@@ -319,10 +344,7 @@ fn info_list_and_completions() {
         .code(0)
         .stdout(predicate::str::contains("quick suite"))
         .stdout(predicate::str::contains("gemm"));
-    gpuvet()
-        .args(["list", "--kernels"])
-        .assert()
-        .code(0);
+    gpuvet().args(["list", "--kernels"]).assert().code(0);
     for shell in ["bash", "zsh", "fish"] {
         gpuvet()
             .args(["completions", shell])
@@ -343,7 +365,12 @@ fn a_closed_stdout_pipe_is_not_an_error() {
         .unwrap();
     drop(child.stdout.take()); // the reader goes away at once, as with `| head -0`
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -395,7 +422,12 @@ fn ctrl_c_stops_cleanly_and_keeps_what_finished() {
     // SAFETY: sending SIGINT to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = read_json(&json);
     assert_eq!(v["complete"], false);
     let n = v["results"].as_array().unwrap().len();
@@ -407,7 +439,15 @@ fn stress_passes_when_outputs_repeat_and_names_a_planted_fault() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("stress.json");
     gpuvet()
-        .args(["--backend", "cpu", "stress", "--duration", "2s", "--size", "64"])
+        .args([
+            "--backend",
+            "cpu",
+            "stress",
+            "--duration",
+            "2s",
+            "--size",
+            "64",
+        ])
         .args(["--check-interval", "0.3"])
         .assert()
         .code(0)
@@ -415,7 +455,15 @@ fn stress_passes_when_outputs_repeat_and_names_a_planted_fault() {
     gpuvet()
         .args(["--backend", "cpu", "--json"])
         .arg(&json)
-        .args(["stress", "--duration", "2s", "--size", "64", "--check-interval", "0.3"])
+        .args([
+            "stress",
+            "--duration",
+            "2s",
+            "--size",
+            "64",
+            "--check-interval",
+            "0.3",
+        ])
         .args(["--plant-fault", "0:2"])
         .assert()
         .code(1)
@@ -462,7 +510,8 @@ fn baselines_save_compare_and_refuse_corrupt_files() {
     base(&["--export", &format!("github:{}", gh.display())])
         .assert()
         .code(0);
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&gh).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&gh).unwrap()).unwrap();
     assert!(v.as_array().unwrap().len() >= 4);
     // A corrupt baseline is an error before anything runs, and is left as it was.
     std::fs::write(bdir.join("bad.json"), "{\"schema_version\": 1, \"tool\"").unwrap();
@@ -508,12 +557,16 @@ fn validate_without_a_gpu_exits_2_and_the_pipeline_runs_on_mock() {
         .assert()
         .code(0)
         .stdout(predicate::str::contains("correctness"));
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&v1).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&v1).unwrap()).unwrap();
     assert_eq!(v["kind"], "gpuvet-verdict");
     // The mock's fake rates sit below its fake datasheet's expectations: WARN, still exit 0.
     assert_ne!(v["verdict"], "FAIL");
     assert_eq!(v["exit_code"], 0);
-    assert_eq!(v["gpus"][0]["uuid"], "GPU-00000000-0000-0000-0000-000000000000");
+    assert_eq!(
+        v["gpus"][0]["uuid"],
+        "GPU-00000000-0000-0000-0000-000000000000"
+    );
     // A wrong result makes the node FAIL (exit 1).
     let v2 = dir.path().join("node2.json");
     gpuvet()
@@ -549,4 +602,72 @@ fn list_skus_shows_the_database() {
         .code(0)
         .stdout(predicate::str::contains("h100-pcie"))
         .stdout(predicate::str::contains("h200-sxm"));
+}
+
+#[test]
+fn sweep_suite_report_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("sweep.json");
+    let plots = dir.path().join("plots");
+    gpuvet()
+        .args(["--backend", "mock", "-q", "--json"])
+        .arg(&json)
+        .arg("--plot")
+        .arg(&plots)
+        .args([
+            "sweep", "matmul", "--m", "1,16,64", "--n", "64", "--k", "64",
+        ])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("matmul.bf16.16x64x64"));
+    assert!(plots.join("roofline.svg").exists());
+    assert!(plots.join("sweep.svg").exists());
+    let html = dir.path().join("report.html");
+    gpuvet()
+        .arg("report")
+        .arg(&json)
+        .arg("-o")
+        .arg(&html)
+        .assert()
+        .code(0);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<svg") && page.contains("matmul.bf16.64x64x64"));
+    gpuvet()
+        .arg("report")
+        .arg(dir.path().join("missing.json"))
+        .assert()
+        .code(2);
+    let est = dir.path().join("estimate.json");
+    gpuvet()
+        .args([
+            "--backend",
+            "cpu",
+            "--warmup",
+            "0",
+            "--max-time",
+            "0.02",
+            "--min-samples",
+            "2",
+        ])
+        .args([
+            "suite",
+            "llm",
+            "--model",
+            "llama3.1-8b",
+            "--tp",
+            "8",
+            "--batch",
+            "1",
+        ])
+        .args(["--prompt", "16", "--gen", "8", "--estimate-json"])
+        .arg(&est)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("Left out"));
+    let v = read_json(&est);
+    assert!(v.to_string().contains("ttft"), "{v}");
+    gpuvet()
+        .args(["suite", "llm", "--model", "no-such-model"])
+        .assert()
+        .code(2);
 }

@@ -5,7 +5,9 @@
 //! gives the same report every time. Setting `GPUVET_MOCK_FAULT` to part of a workload name
 //! corrupts one element of that workload's output, to exercise the failure path.
 
-use super::{Backend, BackendKind, DeviceInfo, ImplInfo, Peaks, PrepareOptions, Prepared, Telemetry};
+use super::{
+    Backend, BackendKind, DeviceInfo, ImplInfo, Peaks, PrepareOptions, Prepared, Telemetry,
+};
 use crate::error::{Error, Result};
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
 use crate::tensor::{Data, Tensor};
@@ -77,7 +79,11 @@ impl Backend for MockBackend {
     }
 
     fn implementations(&self, _w: &Workload) -> Vec<ImplInfo> {
-        vec![ImplInfo::new("mock", "exact reference output, fake clock", false)]
+        vec![ImplInfo::new(
+            "mock",
+            "exact reference output, fake clock",
+            false,
+        )]
     }
 
     fn free_memory(&self) -> Result<u64> {
@@ -94,7 +100,9 @@ impl Backend for MockBackend {
         self.check(w, imp)?;
         let macs = match w {
             Workload::Matmul(m) => m.m as u128 * m.n as u128 * m.k as u128,
-            Workload::Attention(a) => a.visible_pairs() * (a.batch * a.q_heads * a.head_dim) as u128,
+            Workload::Attention(a) => {
+                a.visible_pairs() * (a.batch * a.q_heads * a.head_dim) as u128
+            }
             Workload::Memory(m) => m.elements() as u128,
         };
         if macs > MAX_MACS {
@@ -195,7 +203,9 @@ fn compute(w: &Workload, inputs: &[Tensor]) -> Tensor {
             for b in 0..bn {
                 for h in 0..hn {
                     for i in 0..lq {
-                        let row = reference::attention_row(a, &inputs[0], &inputs[1], &inputs[2], b, h, i);
+                        let row = reference::attention_row(
+                            a, &inputs[0], &inputs[1], &inputs[2], b, h, i,
+                        );
                         o.extend(row.iter().map(|&x| x as f32));
                     }
                 }

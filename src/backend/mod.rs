@@ -233,7 +233,9 @@ pub struct Opened {
 /// Opens the backends for `choice`. `threads` is the CPU thread count (0 = all).
 pub fn open(choice: BackendChoice, threads: usize) -> Result<Opened> {
     let cpu = || -> Result<Vec<Box<dyn Backend>>> {
-        Ok(vec![Box::new(cpu::CpuBackend::new(threads)?) as Box<dyn Backend>])
+        Ok(vec![
+            Box::new(cpu::CpuBackend::new(threads)?) as Box<dyn Backend>
+        ])
     };
     match choice {
         BackendChoice::Cpu => Ok(Opened {

@@ -107,7 +107,8 @@ impl Worst {
             detail: if passed {
                 None
             } else {
-                self.at.map(|a| format!("worst error {:.3e} at {a}", self.err))
+                self.at
+                    .map(|a| format!("worst error {:.3e} at {a}", self.err))
             },
         }
     }
@@ -148,13 +149,7 @@ fn shape_mismatch(w: &Workload, out: &Tensor) -> Option<Verification> {
     })
 }
 
-fn verify_matmul(
-    spec: &MatmulSpec,
-    a: &Tensor,
-    b: &Tensor,
-    c: &Tensor,
-    seed: u64,
-) -> Verification {
+fn verify_matmul(spec: &MatmulSpec, a: &Tensor, b: &Tensor, c: &Tensor, seed: u64) -> Verification {
     let (m, n, k) = (spec.m as usize, spec.n as usize, spec.k as usize);
     let tol = spec.dtype.tolerance();
     let a64 = a.to_f64();
@@ -229,11 +224,7 @@ fn verify_matmul(
             .collect();
         let bx: Vec<f64> = (0..k)
             .into_par_iter()
-            .map(|kk| {
-                (0..n)
-                    .map(|j| reference::b_at(spec, b, kk, j) * x[j])
-                    .sum()
-            })
+            .map(|kk| (0..n).map(|j| reference::b_at(spec, b, kk, j) * x[j]).sum())
             .collect();
         let w = (0..m)
             .into_par_iter()
@@ -263,7 +254,12 @@ fn verify_matmul(
     sampled.merge(frei).finish("freivalds+sampled", tol)
 }
 
-fn verify_attention(spec: &AttentionSpec, inputs: &[Tensor], o: &Tensor, seed: u64) -> Verification {
+fn verify_attention(
+    spec: &AttentionSpec,
+    inputs: &[Tensor],
+    o: &Tensor,
+    seed: u64,
+) -> Verification {
     let (q, k, v) = (&inputs[0], &inputs[1], &inputs[2]);
     let (bn, hn, lq, d) = (
         spec.batch as usize,

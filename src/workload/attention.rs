@@ -129,10 +129,7 @@ impl AttentionSpec {
             )));
         }
         let what = "attention shape";
-        checked_product(
-            what,
-            &[self.batch, self.q_heads, self.q_len, self.head_dim],
-        )?;
+        checked_product(what, &[self.batch, self.q_heads, self.q_len, self.head_dim])?;
         checked_product(
             what,
             &[self.batch, self.kv_heads, self.kv_len, self.head_dim],

@@ -46,7 +46,9 @@ impl std::str::FromStr for MemOp {
             "read" | "reduce" | "sum" => Ok(MemOp::Read),
             "write" | "fill" => Ok(MemOp::Write),
             "triad" => Ok(MemOp::Triad),
-            _ => Err(format!("unknown memory op `{s}` (copy, read, write, triad)")),
+            _ => Err(format!(
+                "unknown memory op `{s}` (copy, read, write, triad)"
+            )),
         }
     }
 }

@@ -120,9 +120,9 @@ impl Workload {
 pub(crate) fn checked_product(what: &str, dims: &[u64]) -> Result<u128> {
     let mut p: u128 = 1;
     for &d in dims {
-        p = p.checked_mul(d as u128).ok_or_else(|| {
-            crate::Error::invalid(format!("{what}: the size product overflows"))
-        })?;
+        p = p
+            .checked_mul(d as u128)
+            .ok_or_else(|| crate::Error::invalid(format!("{what}: the size product overflows")))?;
     }
     if p > MAX_ELEMENTS {
         return Err(crate::Error::invalid(format!(
