@@ -992,9 +992,11 @@ fn validate(g: &Global, a: &crate::validate::ValidateArgs) -> Result<i32> {
     let mut settings = settings(g, "validate");
     settings.backend = backends[0].kind().name().into();
     let per_device = plan.entries.len().div_ceil(backends.len());
-    if let Some(secs) = a.seconds_per_result(per_device) {
-        // A soak: spread the duration over the results; noise never ends a result early.
-        settings.measure.max_time_s = secs;
+    // A soak spends half its time on the suite (spread over the results; noise never ends a
+    // result early) and half on a stress run with checksums and per-second telemetry.
+    let soak = a.duration.map(|d| d / 2);
+    if let Some(half) = soak {
+        settings.measure.max_time_s = half.as_secs_f64() / per_device.max(1) as f64;
         settings.measure.target_rel_noise = 0.0;
         settings.measure.max_samples = usize::MAX;
     }
@@ -1007,16 +1009,50 @@ fn validate(g: &Global, a: &crate::validate::ValidateArgs) -> Result<i32> {
             backends.len(),
             per_device,
             a.duration
-                .map(|d| format!(", soak of {}", humantime::format_duration(d)))
+                .map(|d| format!(
+                    ", soak of {} (half suite, half stress)",
+                    humantime::format_duration(d)
+                ))
                 .unwrap_or_default()
         );
     }
-    runner::execute_parallel(&plan, backends, &settings, &exports, &mut report, &stop)?;
+    let backends =
+        runner::execute_parallel(&plan, backends, &settings, &exports, &mut report, &stop)?;
+    let (mut inputs, backends) = match soak {
+        Some(half) if !stop.load(Ordering::Relaxed) => {
+            let size = match backends[0].kind() {
+                BackendKind::Cuda => 8192,
+                BackendKind::Cpu => 512,
+                BackendKind::Mock => 64,
+            };
+            let dtype =
+                if crate::validate::supported_dtypes(backends[0].device()).contains(&DType::Bf16) {
+                    DType::Bf16
+                } else {
+                    DType::F16
+                };
+            let cfg = crate::stress::StressConfig::matmul(size, dtype, half, g.seed);
+            let (s, b) = crate::stress::run_keeping(backends, &cfg, &stop)?;
+            if let Some(dir) = &g.plot {
+                write_plots(g, dir, || {
+                    crate::plot::write_timelines(&crate::plot::stress_timelines(&s), dir)
+                })?;
+            }
+            (crate::validate::JudgeInputs::from_stress(&s), b)
+        }
+        _ => (crate::validate::JudgeInputs::default(), backends),
+    };
     if stop.load(Ordering::Relaxed) {
         crate::term::warn("interrupted: no verdict");
         return Ok(130);
     }
-    let verdict = crate::validate::judge(&report, a);
+    // ECC counters, remapped rows and the PCIe link are judged as they are after the load.
+    inputs.details_after = backends
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| b.current_details().map(|d| (i, d)))
+        .collect();
+    let verdict = crate::validate::judge_with(&report, a, &inputs);
     let color = if a.verdict.as_deref() == Some("-") || exports.uses_stdout() {
         crate::term::stderr_color()
     } else {

@@ -134,22 +134,34 @@ pub fn run(
     cfg: &StressConfig,
     stop: &AtomicBool,
 ) -> Result<StressReport> {
+    run_keeping(backends, cfg, stop).map(|(r, _)| r)
+}
+
+/// [`run`], handing the backends back (a validation soak reads device state afterwards).
+pub fn run_keeping(
+    backends: Vec<Box<dyn Backend>>,
+    cfg: &StressConfig,
+    stop: &AtomicBool,
+) -> Result<(StressReport, Vec<Box<dyn Backend>>)> {
     cfg.workload.validate()?;
     let inputs = crate::inputs::generate(&cfg.workload, cfg.seed);
     let start = Instant::now();
-    let devices: Vec<DeviceStress> = std::thread::scope(|s| {
+    let (devices, backends): (Vec<DeviceStress>, Vec<Box<dyn Backend>>) = std::thread::scope(|s| {
         let handles: Vec<_> = backends
             .into_iter()
             .enumerate()
             .map(|(i, b)| {
                 let inputs = &inputs;
-                s.spawn(move || stress_one(i, b.as_ref(), inputs, cfg, stop, start))
+                s.spawn(move || {
+                    let d = stress_one(i, b.as_ref(), inputs, cfg, stop, start);
+                    (d, b)
+                })
             })
             .collect();
         handles
             .into_iter()
             .map(|h| h.join().expect("stress thread panicked"))
-            .collect()
+            .unzip()
     });
     let mut reasons = Vec::new();
     for d in &devices {
@@ -189,7 +201,7 @@ pub fn run(
         }
     }
     let verdict = if reasons.is_empty() { "PASS" } else { "FAIL" };
-    Ok(StressReport {
+    let report = StressReport {
         workload: cfg.workload.clone(),
         duration_s: start.elapsed().as_secs_f64(),
         interrupted: stop.load(Ordering::Relaxed),
@@ -197,7 +209,8 @@ pub fn run(
         consistent_across_devices: consistent,
         verdict: verdict.into(),
         reasons,
-    })
+    };
+    Ok((report, backends))
 }
 
 fn stress_one(

@@ -587,6 +587,19 @@ fn validate_without_a_gpu_exits_2_and_the_pipeline_runs_on_mock() {
         .assert()
         .code(1)
         .stdout(predicate::str::contains("drain"));
+    // A soak: half suite, half stress with checksums.
+    gpuvet()
+        .args([
+            "--backend",
+            "mock",
+            "-q",
+            "validate",
+            "--allow-cpu",
+            "--duration",
+            "2s",
+        ])
+        .assert()
+        .code(0);
     // --backend cpu without --allow-cpu is refused.
     gpuvet()
         .args(["--backend", "cpu", "validate"])

@@ -204,6 +204,12 @@ pub trait Backend: Send {
         None
     }
 
+    /// The device's `details` read again now (ECC counters, remapped rows, PCIe link state move
+    /// during a run); `None` when the backend cannot re-read them.
+    fn current_details(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        None
+    }
+
     /// A short note to print once, e.g. why a fallback was taken.
     fn notice(&self) -> Option<String> {
         None

@@ -1,7 +1,9 @@
 //! Flash-style attention on the CPU: blocked, online softmax, never the full score matrix.
 //!
-//! Work is split into tasks of (batch, query head, block of [`BQ`] query rows), run in parallel
-//! on the pool. A task walks the keys in blocks of [`BK`]:
+//! Work is split into tasks of (batch, KV head, block of query rows), run in parallel on the
+//! pool; a task holds the same query rows of every query head reading that KV head (about [`BQ`]
+//! rows in all), so grouped-query attention loads each K and V block once per group. A task walks
+//! the keys in blocks of [`BK`]:
 //!
 //! 1. S = Q_blk · K_blkᵀ with `gemm` (single-threaded inside the task), pre-multiplied by
 //!    log2(e)/√D so the softmax can use a base-2 exponential;
@@ -14,8 +16,8 @@
 //!
 //! Causal masks are aligned to the end of the keys (query i sees keys 0 ..= i + Lkv − Lq):
 //! key blocks past the last visible key of the task's last row are never visited, and only the
-//! block that straddles the diagonal is masked element by element. Grouped-query attention reads
-//! KV head h / (Hq / Hkv) for query head h, in place.
+//! block that straddles the diagonal is masked element by element. Query head h reads KV head
+//! h / (Hq / Hkv), in place.
 //!
 //! The exponential is a branch-free polynomial (see [`exp2_poly`]) that the compiler vectorises;
 //! the softmax loop is compiled for AVX-512 and AVX2 as well as the baseline and picked at run time,
@@ -29,7 +31,7 @@ use crate::workload::AttentionSpec;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-/// Query rows per task.
+/// Query rows per task (summed over the query heads of a KV group).
 const BQ: usize = 128;
 /// Keys per block.
 const BK: usize = 256;
@@ -200,7 +202,11 @@ fn widen(t: &Tensor) -> Vec<f32> {
     }
 }
 
-/// The whole attention forward: one rayon task per (batch·head, query block).
+/// The whole attention forward, parallel over (batch, KV head, query block).
+///
+/// The query heads that share a KV head (grouped-query attention) are processed together: a task
+/// takes the same block of query rows from each head of the group, so every K and V block it
+/// loads serves all of them, and the block products are taller.
 fn attention<O: OutElem>(
     dims: Dims,
     q: &[f32],
@@ -218,50 +224,61 @@ fn attention<O: OutElem>(
         ..
     } = dims;
     let group = hq / hkv;
-    out.par_chunks_mut(lq * d)
+    // About BQ rows per task whatever the group size, so task count and gemm shapes stay sane.
+    let bq = (BQ / group).clamp(1, lq);
+    let blocks = lq.div_ceil(bq);
+    // Query heads h·G .. (h+1)·G of one batch are adjacent in Q and O, so a group is one
+    // contiguous chunk of G·Lq rows.
+    out.par_chunks_mut(group * lq * d)
         .enumerate()
-        .for_each(|(bh, o_head)| {
-            let (b, h) = (bh / hq, bh % hq);
-            let q_head = &q[bh * lq * d..(bh + 1) * lq * d];
-            let kv = (b * hkv + h / group) * lkv * d;
+        .for_each(|(g, o_group)| {
+            let q_group = &q[g * group * lq * d..(g + 1) * group * lq * d];
+            let kv = g * lkv * d;
             let (k_head, v_head) = (&k[kv..kv + lkv * d], &v[kv..kv + lkv * d]);
-            o_head
-                .par_chunks_mut(BQ * d)
-                .enumerate()
-                .for_each(|(qb, o_blk)| {
-                    let q0 = qb * BQ;
-                    let rows = o_blk.len() / d;
-                    query_block(
-                        dims,
-                        &q_head[q0 * d..(q0 + rows) * d],
-                        k_head,
-                        v_head,
-                        q0,
-                        o_blk,
-                        softmax,
-                    );
-                });
+            // tasks[block][head]: that head's output rows of the query block.
+            let mut tasks: Vec<Vec<&mut [O]>> =
+                (0..blocks).map(|_| Vec::with_capacity(group)).collect();
+            for head in o_group.chunks_mut(lq * d) {
+                for (b, rows) in head.chunks_mut(bq * d).enumerate() {
+                    tasks[b].push(rows);
+                }
+            }
+            tasks.into_par_iter().enumerate().for_each(|(b, outs)| {
+                query_block(dims, q_group, k_head, v_head, b * bq, outs, softmax);
+            });
         });
 }
 
-/// One task: `rows` = `o.len() / D` query rows starting at row `q0` of one head.
+/// One task: query rows `q0 ..` of every head of a group (`outs[head]`, each holding the same
+/// number of rows), against that group's K and V (`k`, `v`: Lkv×D each).
 fn query_block<O: OutElem>(
     dims: Dims,
-    q: &[f32],
+    q_group: &[f32],
     k: &[f32],
     v: &[f32],
     q0: usize,
-    o: &mut [O],
+    mut outs: Vec<&mut [O]>,
     softmax: SoftmaxFn,
 ) {
     let Dims {
         lq, lkv, d, causal, ..
     } = dims;
-    let rows = o.len() / d;
-    // Keys beyond the last visible key of the block's last row are never looked at.
+    let per_head = outs.first().map_or(0, |o| o.len() / d);
+    let rows = per_head * outs.len();
+    if rows == 0 {
+        return;
+    }
+    // Gather the block's query rows of every head into one rows×D matrix (head-major).
+    let mut q = Vec::with_capacity(rows * d);
+    for head in 0..outs.len() {
+        let start = (head * lq + q0) * d;
+        q.extend_from_slice(&q_group[start..start + per_head * d]);
+    }
+    // Query row r of the block is query q0 + r % per_head of its head. Keys beyond the last
+    // visible key of the block's last query are never looked at.
     let offset = lkv - lq.min(lkv);
     let kv_end = if causal {
-        (q0 + rows + offset).min(lkv)
+        (q0 + per_head + offset).min(lkv)
     } else {
         lkv
     };
@@ -302,7 +319,7 @@ fn query_block<O: OutElem>(
         }
         for (r, vis) in visible.iter_mut().enumerate() {
             *vis = if causal {
-                (q0 + r + offset + 1).saturating_sub(k0).min(kn)
+                (q0 + r % per_head + offset + 1).saturating_sub(k0).min(kn)
             } else {
                 kn
             };
@@ -341,7 +358,8 @@ fn query_block<O: OutElem>(
         }
         k0 += kn;
     }
-    for ((orow, arow), &sum) in o.chunks_exact_mut(d).zip(acc.chunks_exact(d)).zip(&l) {
+    let out_rows = outs.iter_mut().flat_map(|o| o.chunks_exact_mut(d));
+    for ((orow, arow), &sum) in out_rows.zip(acc.chunks_exact(d)).zip(&l) {
         let inv = 1.0 / sum;
         for (o, a) in orow.iter_mut().zip(arow) {
             *o = O::from_f32(a * inv);
@@ -545,7 +563,7 @@ impl Prepared for PreparedAttention<'_> {
 
     fn notes(&self) -> Vec<String> {
         let mut notes = vec![format!(
-            "flash-style blocks of {BQ} queries × {BK} keys, softmax loop: {}",
+            "flash-style blocks of about {BQ} query rows (all heads of a KV group) × {BK} keys, softmax loop: {}",
             self.simd
         )];
         if self.spec.dtype != DType::F32 {

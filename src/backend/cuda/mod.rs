@@ -447,6 +447,15 @@ impl Backend for CudaBackend {
         Some(nvml::telemetry(&d))
     }
 
+    fn current_details(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let n = nvml::nvml()?;
+        let d = nvml::find(n, &self.gpu.props.uuid, &self.gpu.props.pci_bus_id)?;
+        // Keep the driver-side facts from opening; refresh what NVML reports.
+        let mut details = self.info.details.clone();
+        details.extend(nvml::details(&d));
+        Some(details)
+    }
+
     fn notice(&self) -> Option<String> {
         self.notice.clone()
     }
