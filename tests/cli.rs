@@ -378,7 +378,7 @@ fn ctrl_c_stops_cleanly_and_keeps_what_finished() {
     use std::process::{Command as P, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
-    let mut child = P::new(assert_cmd::cargo::cargo_bin("gpuvet"))
+    let child = P::new(assert_cmd::cargo::cargo_bin("gpuvet"))
         .args([
             "--backend",
             "cpu",
