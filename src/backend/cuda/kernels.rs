@@ -11,15 +11,30 @@ use sha2::{Digest, Sha256};
 pub enum Source {
     Memory,
     Attention,
+    MatmulSimt,
+    MatmulMma,
+    FlashFwd,
+    FlashDecode,
 }
 
 impl Source {
-    pub const ALL: [Source; 2] = [Source::Memory, Source::Attention];
+    pub const ALL: [Source; 6] = [
+        Source::Memory,
+        Source::Attention,
+        Source::MatmulSimt,
+        Source::MatmulMma,
+        Source::FlashFwd,
+        Source::FlashDecode,
+    ];
 
     pub fn file(self) -> &'static str {
         match self {
             Source::Memory => "kernels/memory.cu",
             Source::Attention => "kernels/attention.cu",
+            Source::MatmulSimt => "kernels/matmul_simt.cu",
+            Source::MatmulMma => "kernels/matmul_mma.cu",
+            Source::FlashFwd => "kernels/flash_fwd.cu",
+            Source::FlashDecode => "kernels/flash_decode.cu",
         }
     }
 
@@ -27,6 +42,10 @@ impl Source {
         match self {
             Source::Memory => include_str!("../../../kernels/memory.cu"),
             Source::Attention => include_str!("../../../kernels/attention.cu"),
+            Source::MatmulSimt => include_str!("../../../kernels/matmul_simt.cu"),
+            Source::MatmulMma => include_str!("../../../kernels/matmul_mma.cu"),
+            Source::FlashFwd => include_str!("../../../kernels/flash_fwd.cu"),
+            Source::FlashDecode => include_str!("../../../kernels/flash_decode.cu"),
         }
     }
 
@@ -35,6 +54,10 @@ impl Source {
         match self {
             Source::Memory => "memory",
             Source::Attention => "attention",
+            Source::MatmulSimt => "matmul_simt",
+            Source::MatmulMma => "matmul_mma",
+            Source::FlashFwd => "flash_fwd",
+            Source::FlashDecode => "flash_decode",
         }
     }
 }
@@ -49,10 +72,30 @@ pub enum KernelId {
     SoftmaxF32,
     SoftmaxF16,
     SoftmaxBf16,
+    MatmulSimtF32Kn,
+    MatmulSimtF32Nk,
+    MatmulMmaBf16Kn128,
+    MatmulMmaBf16Nk128,
+    MatmulMmaBf16Kn32,
+    MatmulMmaBf16Nk32,
+    MatmulMmaF16Kn128,
+    MatmulMmaF16Nk128,
+    MatmulMmaF16Kn32,
+    MatmulMmaF16Nk32,
+    FlashFwdBf16D64,
+    FlashFwdBf16D128,
+    FlashFwdF16D64,
+    FlashFwdF16D128,
+    FlashDecodeBf16D64,
+    FlashDecodeBf16D128,
+    FlashDecodeF16D64,
+    FlashDecodeF16D128,
+    FlashCombineBf16,
+    FlashCombineF16,
 }
 
 impl KernelId {
-    pub const ALL: [KernelId; 7] = [
+    pub const ALL: [KernelId; 27] = [
         KernelId::MemCopy,
         KernelId::MemRead,
         KernelId::MemWrite,
@@ -60,6 +103,26 @@ impl KernelId {
         KernelId::SoftmaxF32,
         KernelId::SoftmaxF16,
         KernelId::SoftmaxBf16,
+        KernelId::MatmulSimtF32Kn,
+        KernelId::MatmulSimtF32Nk,
+        KernelId::MatmulMmaBf16Kn128,
+        KernelId::MatmulMmaBf16Nk128,
+        KernelId::MatmulMmaBf16Kn32,
+        KernelId::MatmulMmaBf16Nk32,
+        KernelId::MatmulMmaF16Kn128,
+        KernelId::MatmulMmaF16Nk128,
+        KernelId::MatmulMmaF16Kn32,
+        KernelId::MatmulMmaF16Nk32,
+        KernelId::FlashFwdBf16D64,
+        KernelId::FlashFwdBf16D128,
+        KernelId::FlashFwdF16D64,
+        KernelId::FlashFwdF16D128,
+        KernelId::FlashDecodeBf16D64,
+        KernelId::FlashDecodeBf16D128,
+        KernelId::FlashDecodeF16D64,
+        KernelId::FlashDecodeF16D128,
+        KernelId::FlashCombineBf16,
+        KernelId::FlashCombineF16,
     ];
 
     /// The id shown by `gpuvet list --kernels`.
@@ -72,6 +135,26 @@ impl KernelId {
             KernelId::SoftmaxF32 => "attention.softmax.f32",
             KernelId::SoftmaxF16 => "attention.softmax.f16",
             KernelId::SoftmaxBf16 => "attention.softmax.bf16",
+            KernelId::MatmulSimtF32Kn => "matmul.simt.f32.kn",
+            KernelId::MatmulSimtF32Nk => "matmul.simt.f32.nk",
+            KernelId::MatmulMmaBf16Kn128 => "matmul.mma.bf16.kn.128x128",
+            KernelId::MatmulMmaBf16Nk128 => "matmul.mma.bf16.nk.128x128",
+            KernelId::MatmulMmaBf16Kn32 => "matmul.mma.bf16.kn.32x64",
+            KernelId::MatmulMmaBf16Nk32 => "matmul.mma.bf16.nk.32x64",
+            KernelId::MatmulMmaF16Kn128 => "matmul.mma.f16.kn.128x128",
+            KernelId::MatmulMmaF16Nk128 => "matmul.mma.f16.nk.128x128",
+            KernelId::MatmulMmaF16Kn32 => "matmul.mma.f16.kn.32x64",
+            KernelId::MatmulMmaF16Nk32 => "matmul.mma.f16.nk.32x64",
+            KernelId::FlashFwdBf16D64 => "attention.flash_fwd.bf16.d64",
+            KernelId::FlashFwdBf16D128 => "attention.flash_fwd.bf16.d128",
+            KernelId::FlashFwdF16D64 => "attention.flash_fwd.f16.d64",
+            KernelId::FlashFwdF16D128 => "attention.flash_fwd.f16.d128",
+            KernelId::FlashDecodeBf16D64 => "attention.flash_decode.bf16.d64",
+            KernelId::FlashDecodeBf16D128 => "attention.flash_decode.bf16.d128",
+            KernelId::FlashDecodeF16D64 => "attention.flash_decode.f16.d64",
+            KernelId::FlashDecodeF16D128 => "attention.flash_decode.f16.d128",
+            KernelId::FlashCombineBf16 => "attention.flash_decode.combine.bf16",
+            KernelId::FlashCombineF16 => "attention.flash_decode.combine.f16",
         }
     }
 
@@ -85,6 +168,26 @@ impl KernelId {
             KernelId::SoftmaxF32 => "gv_softmax_f32",
             KernelId::SoftmaxF16 => "gv_softmax_f16",
             KernelId::SoftmaxBf16 => "gv_softmax_bf16",
+            KernelId::MatmulSimtF32Kn => "matmul_simt_f32_kn",
+            KernelId::MatmulSimtF32Nk => "matmul_simt_f32_nk",
+            KernelId::MatmulMmaBf16Kn128 => "matmul_mma_bf16_kn_128x128",
+            KernelId::MatmulMmaBf16Nk128 => "matmul_mma_bf16_nk_128x128",
+            KernelId::MatmulMmaBf16Kn32 => "matmul_mma_bf16_kn_32x64",
+            KernelId::MatmulMmaBf16Nk32 => "matmul_mma_bf16_nk_32x64",
+            KernelId::MatmulMmaF16Kn128 => "matmul_mma_f16_kn_128x128",
+            KernelId::MatmulMmaF16Nk128 => "matmul_mma_f16_nk_128x128",
+            KernelId::MatmulMmaF16Kn32 => "matmul_mma_f16_kn_32x64",
+            KernelId::MatmulMmaF16Nk32 => "matmul_mma_f16_nk_32x64",
+            KernelId::FlashFwdBf16D64 => "gv_flash_fwd_bf16_d64",
+            KernelId::FlashFwdBf16D128 => "gv_flash_fwd_bf16_d128",
+            KernelId::FlashFwdF16D64 => "gv_flash_fwd_f16_d64",
+            KernelId::FlashFwdF16D128 => "gv_flash_fwd_f16_d128",
+            KernelId::FlashDecodeBf16D64 => "gv_flash_decode_bf16_d64",
+            KernelId::FlashDecodeBf16D128 => "gv_flash_decode_bf16_d128",
+            KernelId::FlashDecodeF16D64 => "gv_flash_decode_f16_d64",
+            KernelId::FlashDecodeF16D128 => "gv_flash_decode_f16_d128",
+            KernelId::FlashCombineBf16 => "gv_flash_decode_combine_bf16",
+            KernelId::FlashCombineF16 => "gv_flash_decode_combine_f16",
         }
     }
 
@@ -93,6 +196,25 @@ impl KernelId {
             KernelId::MemCopy | KernelId::MemRead | KernelId::MemWrite | KernelId::MemTriad => {
                 Source::Memory
             }
+            KernelId::MatmulSimtF32Kn | KernelId::MatmulSimtF32Nk => Source::MatmulSimt,
+            KernelId::MatmulMmaBf16Kn128 => Source::MatmulMma,
+            KernelId::MatmulMmaBf16Nk128 => Source::MatmulMma,
+            KernelId::MatmulMmaBf16Kn32 => Source::MatmulMma,
+            KernelId::MatmulMmaBf16Nk32 => Source::MatmulMma,
+            KernelId::MatmulMmaF16Kn128 => Source::MatmulMma,
+            KernelId::MatmulMmaF16Nk128 => Source::MatmulMma,
+            KernelId::MatmulMmaF16Kn32 => Source::MatmulMma,
+            KernelId::MatmulMmaF16Nk32 => Source::MatmulMma,
+            KernelId::FlashFwdBf16D64 => Source::FlashFwd,
+            KernelId::FlashFwdBf16D128 => Source::FlashFwd,
+            KernelId::FlashFwdF16D64 => Source::FlashFwd,
+            KernelId::FlashFwdF16D128 => Source::FlashFwd,
+            KernelId::FlashDecodeBf16D64 => Source::FlashDecode,
+            KernelId::FlashDecodeBf16D128 => Source::FlashDecode,
+            KernelId::FlashDecodeF16D64 => Source::FlashDecode,
+            KernelId::FlashDecodeF16D128 => Source::FlashDecode,
+            KernelId::FlashCombineBf16 => Source::FlashDecode,
+            KernelId::FlashCombineF16 => Source::FlashDecode,
             _ => Source::Attention,
         }
     }
@@ -106,6 +228,26 @@ impl KernelId {
             KernelId::SoftmaxF32 => "row softmax of f32 scores, causal end-aligned, P in f32",
             KernelId::SoftmaxF16 => "row softmax of f32 scores, causal end-aligned, P in f16",
             KernelId::SoftmaxBf16 => "row softmax of f32 scores, causal end-aligned, P in bf16",
+            KernelId::MatmulSimtF32Kn => "fp32 SGEMM on CUDA cores, B K×N: 128×128×8 tiles, 8×8 per thread, float4 loads",
+            KernelId::MatmulSimtF32Nk => "fp32 SGEMM on CUDA cores, B N×K: 128×128×8 tiles, 8×8 per thread, float4 loads",
+            KernelId::MatmulMmaBf16Kn128 => "bf16 mma.sync m16n8k16 (f32 accumulate), B K×N, ldmatrix.trans, 128×128×32 tiles, 3-stage cp.async, swizzled smem",
+            KernelId::MatmulMmaBf16Nk128 => "bf16 mma.sync m16n8k16 (f32 accumulate), B N×K, 128×128×32 tiles, 3-stage cp.async, swizzled smem",
+            KernelId::MatmulMmaBf16Kn32 => "bf16 mma.sync m16n8k16 (f32 accumulate), B K×N, ldmatrix.trans, 32×64×32 tiles (small M), 4-stage cp.async, swizzled smem",
+            KernelId::MatmulMmaBf16Nk32 => "bf16 mma.sync m16n8k16 (f32 accumulate), B N×K, 32×64×32 tiles (small M), 4-stage cp.async, swizzled smem",
+            KernelId::MatmulMmaF16Kn128 => "f16 mma.sync m16n8k16 (f32 accumulate), B K×N, ldmatrix.trans, 128×128×32 tiles, 3-stage cp.async, swizzled smem",
+            KernelId::MatmulMmaF16Nk128 => "f16 mma.sync m16n8k16 (f32 accumulate), B N×K, 128×128×32 tiles, 3-stage cp.async, swizzled smem",
+            KernelId::MatmulMmaF16Kn32 => "f16 mma.sync m16n8k16 (f32 accumulate), B K×N, ldmatrix.trans, 32×64×32 tiles (small M), 4-stage cp.async, swizzled smem",
+            KernelId::MatmulMmaF16Nk32 => "f16 mma.sync m16n8k16 (f32 accumulate), B N×K, 32×64×32 tiles (small M), 4-stage cp.async, swizzled smem",
+            KernelId::FlashFwdBf16D64 => "fused prefill, bf16, head dim 64: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax",
+            KernelId::FlashFwdBf16D128 => "fused prefill, bf16, head dim 128: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax",
+            KernelId::FlashFwdF16D64 => "fused prefill, f16, head dim 64: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax",
+            KernelId::FlashFwdF16D128 => "fused prefill, f16, head dim 128: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax",
+            KernelId::FlashDecodeBf16D64 => "split-KV decode, bf16, head dim 64: GQA rows packed into 16-row mma tiles, partial O and log-sum-exp per split",
+            KernelId::FlashDecodeBf16D128 => "split-KV decode, bf16, head dim 128: GQA rows packed into 16-row mma tiles, partial O and log-sum-exp per split",
+            KernelId::FlashDecodeF16D64 => "split-KV decode, f16, head dim 64: GQA rows packed into 16-row mma tiles, partial O and log-sum-exp per split",
+            KernelId::FlashDecodeF16D128 => "split-KV decode, f16, head dim 128: GQA rows packed into 16-row mma tiles, partial O and log-sum-exp per split",
+            KernelId::FlashCombineBf16 => "merges the KV splits of decode by log-sum-exp weights, O in bf16",
+            KernelId::FlashCombineF16 => "merges the KV splits of decode by log-sum-exp weights, O in f16",
         }
     }
 }

@@ -1,0 +1,302 @@
+// bf16 / f16 GEMM on tensor cores through mma.sync (sm_80+): C[M,N] = A[M,K] · B with fp32
+// accumulation, C written in the input type (bf16 → bf16, f16 → f16). All matrices row-major;
+// B either K×N ("kn") or N×K ("nk", the weight layout of LLMs).
+//
+// Structure (one CTA = 8 warps = 256 threads, tile BM×BN, K steps of 32):
+// - global → shared with cp.async.cg 16-byte copies into a STAGES-deep ring (3 or 4 stages), so
+//   the loads of K tile t+STAGES-1 are in flight while tile t is multiplied. Out-of-range chunks
+//   are zero-filled by cp.async's src-size operand (0 bytes read), so tails cost no branches in
+//   the inner loop. When a row length is not a multiple of 8 elements (16 bytes), rows are not
+//   16-byte aligned and cp.async cannot be used: those tiles are loaded with guarded scalar
+//   loads instead (slower, but correct for any M, N, K).
+// - shared layout XOR-swizzled per 16-byte chunk so that both the cp.async stores and the
+//   ldmatrix reads (8 rows of one chunk column) hit 8 different bank groups.
+// - fragments by ldmatrix.x4 (A and nk-B) or ldmatrix.x4.trans (kn-B, stored k-major), then
+//   mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.
+// - epilogue: fp32 → 16-bit with cvt.rn, guarded stores, two values per 32-bit store when N is
+//   even.
+//
+// 16-bit values are handled as `unsigned short` bits and everything tensor-core related is
+// inline PTX: NVRTC 13 has no built-in cuda_fp16.h / cuda_bf16.h, and this file has no #include.
+
+typedef unsigned long long u64;
+typedef unsigned short u16;
+typedef unsigned int u32;
+
+#define BK 32
+#define THREADS 256
+
+__device__ __forceinline__ u32 smem_u32(const void* p) {
+    u32 a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
+
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src, u32 src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src),
+                 "r"(src_bytes)
+                 : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4(u32 (&r)[4], u32 addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(u32 (&r)[4], u32 addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+template <bool BF16>
+__device__ __forceinline__ void mma16816(float (&c)[4], const u32 (&a)[4], u32 b0, u32 b1) {
+    if (BF16) {
+        asm volatile(
+            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+            "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    } else {
+        asm volatile(
+            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+            "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+}
+
+template <bool BF16>
+__device__ __forceinline__ u16 to16(float x) {
+    u16 h;
+    if (BF16) {
+        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(x));
+    } else {
+        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
+    }
+    return h;
+}
+
+// Element offset (in 16-bit units) of 16-byte chunk `c` of row `r` in a tile whose rows hold
+// CHUNKS chunks. Rows of 4 chunks (64 bytes): two rows share a 128-byte bank line, so the key
+// is (r / 2) % 4; rows of 8 or 16 chunks: the key is r % 8 (within each group of 8 chunks).
+template <int CHUNKS>
+__device__ __forceinline__ int swz(int r, int c) {
+    const int key = CHUNKS == 4 ? ((r >> 1) & 3) : (r & 7);
+    return r * CHUNKS * 8 + ((c ^ key) * 8);
+}
+
+// Copies 8 elements (16 bytes) at (r, c) of a rows×cols row-major matrix to shared memory,
+// zeros beyond the matrix. `vec`: cols % 8 == 0, so the chunk is 16-byte aligned and either
+// wholly inside or wholly outside the matrix.
+__device__ __forceinline__ void load_chunk(u16* sdst, const u16* __restrict__ g, int rows, int cols,
+                                           int r, int c, bool vec) {
+    if (vec) {
+        const bool ok = r < rows && c < cols;
+        const u16* src = ok ? g + (u64)r * (u64)cols + c : g;
+        cp_async16(smem_u32(sdst), src, ok ? 16u : 0u);
+    } else {
+        u32 w[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            u32 lo = 0, hi = 0;
+            if (r < rows) {
+                const u16* row = g + (u64)r * (u64)cols;
+                if (c + 2 * j < cols) lo = row[c + 2 * j];
+                if (c + 2 * j + 1 < cols) hi = row[c + 2 * j + 1];
+            }
+            w[j] = lo | (hi << 16);
+        }
+        *(uint4*)sdst = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+}
+
+template <int BM, int BN, int WARPS_M, int STAGES, bool BF16, bool B_NK>
+__device__ __forceinline__ void mma_gemm(const u16* __restrict__ A, const u16* __restrict__ B,
+                                         u16* __restrict__ C, int M, int N, int K) {
+    constexpr int WARPS_N = (THREADS / 32) / WARPS_M;
+    constexpr int WTM = BM / WARPS_M;  // warp tile rows
+    constexpr int WTN = BN / WARPS_N;  // warp tile columns
+    constexpr int MI = WTM / 16;       // m16 tiles per warp
+    constexpr int NJ = WTN / 8;        // n8 tiles per warp
+    static_assert(MI >= 1 && NJ >= 2 && NJ % 2 == 0, "warp tile must be 16 x 16k");
+    constexpr int A_TILE = BM * BK;  // elements per stage
+    constexpr int B_TILE = BN * BK;
+    constexpr int A_CHUNKS = A_TILE / 8;
+    constexpr int B_CHUNKS = B_TILE / 8;
+
+    __shared__ __align__(128) u16 smem[STAGES * (A_TILE + B_TILE)];
+    u16* sA = smem;
+    u16* sB = smem + STAGES * A_TILE;
+
+    const int tid = threadIdx.x;
+    const int lane = tid & 31;
+    const int warp = tid >> 5;
+    const int wm = warp / WARPS_N;
+    const int wn = warp % WARPS_N;
+    const int row0 = blockIdx.y * BM;
+    const int col0 = blockIdx.x * BN;
+    const bool a_vec = (K & 7) == 0;
+    const bool b_vec = B_NK ? ((K & 7) == 0) : ((N & 7) == 0);
+
+    auto load_tile = [&](int stage, int kt) {
+        const int k0 = kt * BK;
+        u16* a = sA + stage * A_TILE;
+        u16* b = sB + stage * B_TILE;
+#pragma unroll
+        for (int id = tid; id < A_CHUNKS; id += THREADS) {
+            const int r = id >> 2, c = id & 3;  // BK / 8 = 4 chunks per row
+            load_chunk(a + swz<4>(r, c), A, M, K, row0 + r, k0 + c * 8, a_vec);
+        }
+#pragma unroll
+        for (int id = tid; id < B_CHUNKS; id += THREADS) {
+            if (B_NK) {
+                const int r = id >> 2, c = id & 3;
+                load_chunk(b + swz<4>(r, c), B, N, K, col0 + r, k0 + c * 8, b_vec);
+            } else {
+                constexpr int CPR = BN / 8;  // chunks per k row
+                const int r = id / CPR, c = id % CPR;
+                load_chunk(b + swz<CPR>(r, c), B, K, N, k0 + r, col0 + c * 8, b_vec);
+            }
+        }
+    };
+
+    float acc[MI][NJ][4];
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NJ; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+
+    const int ktiles = (K + BK - 1) / BK;
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < ktiles) load_tile(s, s);
+        cp_async_commit();
+    }
+
+    for (int kt = 0; kt < ktiles; ++kt) {
+        cp_async_wait<STAGES - 2>();
+        __syncthreads();
+        // The stage written now was last read in iteration kt - 1; the barrier above ordered
+        // every warp's reads of it before these writes.
+        {
+            const int nt = kt + STAGES - 1;
+            if (nt < ktiles) load_tile(nt % STAGES, nt);
+            cp_async_commit();
+        }
+        const int stage = kt % STAGES;
+        const u16* a = sA + stage * A_TILE;
+        const u16* b = sB + stage * B_TILE;
+        const u32 a_base = smem_u32(a);
+        const u32 b_base = smem_u32(b);
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; ++kk) {
+            u32 af[MI][4];
+            u32 bf[NJ][2];
+#pragma unroll
+            for (int i = 0; i < MI; ++i) {
+                const int r = wm * WTM + i * 16 + (lane & 15);
+                const int c = kk * 2 + (lane >> 4);
+                ldmatrix_x4(af[i], a_base + 2 * swz<4>(r, c));
+            }
+#pragma unroll
+            for (int j2 = 0; j2 < NJ / 2; ++j2) {
+                u32 t[4];
+                if (B_NK) {
+                    const int n = wn * WTN + j2 * 16 + (lane & 7) + ((lane >> 4) << 3);
+                    const int c = kk * 2 + ((lane >> 3) & 1);
+                    ldmatrix_x4(t, b_base + 2 * swz<4>(n, c));
+                } else {
+                    constexpr int CPR = BN / 8;
+                    const int k = kk * 16 + (lane & 7) + (((lane >> 3) & 1) << 3);
+                    const int c = (wn * WTN + j2 * 16) / 8 + (lane >> 4);
+                    ldmatrix_x4_trans(t, b_base + 2 * swz<CPR>(k, c));
+                }
+                bf[2 * j2][0] = t[0];
+                bf[2 * j2][1] = t[1];
+                bf[2 * j2 + 1][0] = t[2];
+                bf[2 * j2 + 1][1] = t[3];
+            }
+#pragma unroll
+            for (int i = 0; i < MI; ++i)
+#pragma unroll
+                for (int j = 0; j < NJ; ++j) mma16816<BF16>(acc[i][j], af[i], bf[j][0], bf[j][1]);
+        }
+    }
+    cp_async_wait<0>();
+
+    const int g = lane >> 2, tg = lane & 3;
+    const bool pair = (N & 1) == 0;
+#pragma unroll
+    for (int i = 0; i < MI; ++i) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int r = row0 + wm * WTM + i * 16 + g + h * 8;
+            if (r >= M) continue;
+            u16* crow = C + (u64)r * (u64)N;
+#pragma unroll
+            for (int j = 0; j < NJ; ++j) {
+                const int c = col0 + wn * WTN + j * 8 + tg * 2;
+                const u16 v0 = to16<BF16>(acc[i][j][2 * h]);
+                const u16 v1 = to16<BF16>(acc[i][j][2 * h + 1]);
+                if (pair && c + 1 < N) {
+                    *(u32*)(crow + c) = (u32)v0 | ((u32)v1 << 16);
+                } else {
+                    if (c < N) crow[c] = v0;
+                    if (c + 1 < N) crow[c + 1] = v1;
+                }
+            }
+        }
+    }
+}
+
+// Tile configurations (the host's table in src/backend/cuda/own_matmul.rs must match):
+//   _128x128: BM 128, BN 128, 2×4 warps (warp tile 64×32), 3 stages, 48 KiB shared memory
+//   _32x64:   BM 32,  BN 64,  2×4 warps (warp tile 16×16), 4 stages, 24 KiB shared memory
+//             (small M, e.g. decode: more CTAs over N so every SM streams B)
+// Grid: (ceil(N / BN), ceil(M / BM)), block: 256 threads, no dynamic shared memory.
+#define GV_MMA_KERNEL(NAME, BM, BN, WM, ST, BF, NK)                                           \
+    extern "C" __global__ void __launch_bounds__(THREADS, 2)                                  \
+        NAME(const u16* __restrict__ A, const u16* __restrict__ B, u16* __restrict__ C, int M, \
+             int N, int K) {                                                                  \
+        mma_gemm<BM, BN, WM, ST, BF, NK>(A, B, C, M, N, K);                                   \
+    }
+
+// Declarations (the definitions below add __launch_bounds__ through the macro).
+extern "C" __global__ void matmul_mma_bf16_kn_128x128(const u16* __restrict__ A, const u16* __restrict__ B,
+    u16* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_bf16_nk_128x128(const u16* __restrict__ A, const u16* __restrict__ B,
+    u16* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_f16_kn_128x128(const u16* __restrict__ A, const u16* __restrict__ B,
+    u16* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_f16_nk_128x128(const u16* __restrict__ A, const u16* __restrict__ B,
+    u16* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_bf16_kn_32x64(const u16* __restrict__ A, const u16* __restrict__ B,
+    u16* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_bf16_nk_32x64(const u16* __restrict__ A, const u16* __restrict__ B,
+    u16* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_f16_kn_32x64(const u16* __restrict__ A, const u16* __restrict__ B,
+    u16* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_f16_nk_32x64(const u16* __restrict__ A, const u16* __restrict__ B,
+    u16* __restrict__ C, int M, int N, int K);
+
+GV_MMA_KERNEL(matmul_mma_bf16_kn_128x128, 128, 128, 2, 3, true, false)
+GV_MMA_KERNEL(matmul_mma_bf16_nk_128x128, 128, 128, 2, 3, true, true)
+GV_MMA_KERNEL(matmul_mma_f16_kn_128x128, 128, 128, 2, 3, false, false)
+GV_MMA_KERNEL(matmul_mma_f16_nk_128x128, 128, 128, 2, 3, false, true)
+GV_MMA_KERNEL(matmul_mma_bf16_kn_32x64, 32, 64, 2, 4, true, false)
+GV_MMA_KERNEL(matmul_mma_bf16_nk_32x64, 32, 64, 2, 4, true, true)
+GV_MMA_KERNEL(matmul_mma_f16_kn_32x64, 32, 64, 2, 4, false, false)
+GV_MMA_KERNEL(matmul_mma_f16_nk_32x64, 32, 64, 2, 4, false, true)
