@@ -1,0 +1,381 @@
+// Split-KV attention decode (flash-decoding), sm_80 and newer.
+//
+// Decode has 1–8 query positions (speculative decoding) against a long KV cache: the work is
+// reading K and V once, at full memory bandwidth. Two ideas make that possible:
+//   GQA packing   the Hq/Hkv query heads that share a KV head are contiguous in Q
+//                 [B, Hq, Lq, D], so for one (batch, KV head) they form one (group·Lq)×D matrix
+//                 of "rows"; 16 of them fill the M of an mma.sync m16n8k16 tile, and K/V are
+//                 read once for all of them instead of once per query head;
+//   split KV      the keys are cut into splits of `chunk` keys (a multiple of 64), one block
+//                 per (split, 16-row block, batch·KV head), so even batch 1 fills every SM.
+//                 Each split writes its normalised partial O (fp32) and log-sum-exp (base 2);
+//                 gv_flash_decode_combine_* merges the splits into O in the input dtype.
+// Inside a block, 4 warps share each 64-key tile (cp.async, double buffered): warp w takes keys
+// 16w..16w+15 of every tile with its own running max, sum and accumulator, and the 4 warps are
+// merged through shared memory at the end, like 4 more splits.
+// Causal masking is aligned to the end of the keys: query position i sees keys ≤ i + Lkv − Lq.
+// The same fragment layouts as kernels/flash_fwd.cu (its header explains them).
+
+typedef unsigned long long u64;
+typedef unsigned int u32;
+typedef unsigned short u16;
+
+#define GV_NEG_INF (-__int_as_float(0x7f800000))
+
+__device__ __forceinline__ u32 smem_addr(const void* p) {
+    u32 r;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
+    return r;
+}
+
+// 16 bytes global → shared, bypassing L1; zero-filled when `valid` is false.
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src, bool valid) {
+    const int n = valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldsm_x4(u32 addr, u32& r0, u32& r1, u32& r2, u32& r3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(addr));
+}
+
+__device__ __forceinline__ void ldsm_x4_t(u32 addr, u32& r0, u32& r1, u32& r2, u32& r3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(addr));
+}
+
+// c (16×8 fp32) += a (16×16, row) · b (16×8, col).
+template <bool BF16>
+__device__ __forceinline__ void mma16816(float* c, const u32* a, u32 b0, u32 b1) {
+    if constexpr (BF16) {
+        asm volatile(
+            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+            "{%8,%9}, {%0,%1,%2,%3};\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    } else {
+        asm volatile(
+            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+            "{%8,%9}, {%0,%1,%2,%3};\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+}
+
+// Two floats → two 16-bit values in one register, `lo` in the low half (round to nearest even).
+template <bool BF16>
+__device__ __forceinline__ u32 pack2(float lo, float hi) {
+    u32 r;
+    if constexpr (BF16) {
+        asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    } else {
+        asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    }
+    return r;
+}
+
+// Element offset of the 8-element chunk `c` of row `row` in a swizzled [rows][D] tile: chunks
+// are XORed with the row's low 3 bits so the 8 rows an ldmatrix reads hit 8 different banks.
+template <int D>
+__device__ __forceinline__ int swz(int row, int c) {
+    return row * D + ((c ^ (row & 7)) << 3);
+}
+
+// Queues the copy of `ROWS` rows of D values from `g` (row stride D) into the swizzled tile at
+// `s`; rows at or past `valid` are zero-filled. `g` itself must be a valid address.
+template <int D, int ROWS, int THREADS>
+__device__ __forceinline__ void load_tile(u16* s, const u16* g, int valid, int tid) {
+    constexpr int CH = D / 8;
+    const u32 base = smem_addr(s);
+#pragma unroll
+    for (int i = tid; i < ROWS * CH; i += THREADS) {
+        const int row = i / CH, c = i % CH;
+        const bool ok = row < valid;
+        cp_async16(base + 2u * (u32)swz<D>(row, c), ok ? g + (u64)row * D + c * 8 : g, ok);
+    }
+}
+
+template <int D, bool BF16>
+__device__ __forceinline__ void flash_decode(const u16* __restrict__ q, const u16* __restrict__ k,
+                                             const u16* __restrict__ v, float* __restrict__ part_o,
+                                             float* __restrict__ part_lse, int q_heads,
+                                             int kv_heads, int q_len, int kv_len, int causal,
+                                             float scale_log2, int chunk) {
+    constexpr int BM = 16, BN = 64, THREADS = 128;
+    extern __shared__ __align__(128) u16 smem[];
+    u16* s_q = smem;              // BM × D
+    u16* s_k = s_q + BM * D;      // 2 × BN × D
+    u16* s_v = s_k + 2 * BN * D;  // 2 × BN × D
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, t = lane & 3;
+    const int split = blockIdx.x, splits = gridDim.x;
+    const int r0 = blockIdx.y * BM;
+    const int bkv = blockIdx.z;  // b · Hkv + kv head
+    const int group = q_heads / kv_heads;
+    const int rows = group * q_len;
+    const int b = bkv / kv_heads, kvh = bkv % kv_heads;
+    // The group's query heads are consecutive: their rows form one contiguous matrix.
+    const u64 q_base = ((u64)b * q_heads + (u64)kvh * group) * (u64)q_len * D;
+    const u64 kv_base = (u64)bkv * (u64)kv_len * D;
+    const int shift = kv_len - q_len;
+    const int n_begin = split * chunk;
+    const int n_end = min(kv_len, n_begin + chunk);
+    const int n_tiles = (n_end - n_begin + BN - 1) / BN;
+
+    load_tile<D, BM, THREADS>(s_q, q + q_base + (u64)r0 * D, rows - r0, tid);
+    cp_async_commit();
+    load_tile<D, BN, THREADS>(s_k, k + kv_base + (u64)n_begin * D, n_end - n_begin, tid);
+    load_tile<D, BN, THREADS>(s_v, v + kv_base + (u64)n_begin * D, n_end - n_begin, tid);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+
+    // Every warp holds the same 16 rows of Q.
+    u32 qf[D / 16][4];
+    {
+        const u32 base = smem_addr(s_q);
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk)
+            ldsm_x4(base + 2u * (u32)swz<D>(lane & 15, kk * 2 + (lane >> 4)), qf[kk][0], qf[kk][1],
+                    qf[kk][2], qf[kk][3]);
+    }
+
+    float acc[D / 8][4];
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+    float row_m[2] = {GV_NEG_INF, GV_NEG_INF};
+    float row_l[2] = {0.0f, 0.0f};
+    // Query position of this thread's two rows (r0 + g and r0 + g + 8); past the last row
+    // the position is irrelevant (the row is never written), any value keeps it finite.
+    int qpos[2];
+    qpos[0] = (r0 + g) % q_len;
+    qpos[1] = (r0 + g + 8) % q_len;
+    const int mi = lane >> 3, lr = lane & 7;
+
+    for (int j = 0; j < n_tiles; ++j) {
+        const int buf = j & 1;
+        if (j + 1 < n_tiles) {
+            const int n_next = n_begin + (j + 1) * BN;
+            const u64 off = kv_base + (u64)n_next * D;
+            load_tile<D, BN, THREADS>(s_k + (buf ^ 1) * BN * D, k + off, n_end - n_next, tid);
+            load_tile<D, BN, THREADS>(s_v + (buf ^ 1) * BN * D, v + off, n_end - n_next, tid);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+
+        // S = Q·Kᵀ for 16 rows × this warp's 16 keys.
+        float s[2][4];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+        const u32 kb = smem_addr(s_k + buf * BN * D);
+        const int key = warp * 16 + (mi >> 1) * 8 + lr;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {
+            u32 b0, b1, b2, b3;
+            ldsm_x4(kb + 2u * (u32)swz<D>(key, kk * 2 + (mi & 1)), b0, b1, b2, b3);
+            mma16816<BF16>(s[0], qf[kk], b0, b1);
+            mma16816<BF16>(s[1], qf[kk], b2, b3);
+        }
+
+        const int n0 = n_begin + j * BN + warp * 16;
+#pragma unroll
+        for (int nb = 0; nb < 2; ++nb) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int col = n0 + nb * 8 + 2 * t + (e & 1);
+                float x = s[nb][e] * scale_log2;
+                if (col >= n_end || (causal && col > qpos[e >> 1] + shift)) x = GV_NEG_INF;
+                s[nb][e] = x;
+            }
+        }
+
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            float mx = fmaxf(fmaxf(s[0][2 * r], s[0][2 * r + 1]), fmaxf(s[1][2 * r], s[1][2 * r + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float m_new = fmaxf(row_m[r], mx);
+            const float m_use = m_new == GV_NEG_INF ? 0.0f : m_new;
+            const float alpha = exp2f(row_m[r] - m_use);
+            row_m[r] = m_new;
+            float sum = 0.0f;
+#pragma unroll
+            for (int nb = 0; nb < 2; ++nb) {
+                const float p0 = exp2f(s[nb][2 * r] - m_use);
+                const float p1 = exp2f(s[nb][2 * r + 1] - m_use);
+                s[nb][2 * r] = p0;
+                s[nb][2 * r + 1] = p1;
+                sum += p0 + p1;
+            }
+            row_l[r] = row_l[r] * alpha + sum;
+#pragma unroll
+            for (int db = 0; db < D / 8; ++db) {
+                acc[db][2 * r] *= alpha;
+                acc[db][2 * r + 1] *= alpha;
+            }
+        }
+
+        // O += P·V over this warp's 16 keys.
+        u32 a[4];
+        a[0] = pack2<BF16>(s[0][0], s[0][1]);
+        a[1] = pack2<BF16>(s[0][2], s[0][3]);
+        a[2] = pack2<BF16>(s[1][0], s[1][1]);
+        a[3] = pack2<BF16>(s[1][2], s[1][3]);
+        const u32 vb = smem_addr(s_v + buf * BN * D);
+        const int vkey = warp * 16 + (mi & 1) * 8 + lr;
+#pragma unroll
+        for (int db = 0; db < D / 16; ++db) {
+            u32 b0, b1, b2, b3;
+            ldsm_x4_t(vb + 2u * (u32)swz<D>(vkey, db * 2 + (mi >> 1)), b0, b1, b2, b3);
+            mma16816<BF16>(acc[2 * db], a, b0, b1);
+            mma16816<BF16>(acc[2 * db + 1], a, b2, b3);
+        }
+        __syncthreads();
+    }
+
+    // Merge the 4 warps through shared memory (the K/V buffers are free now): unnormalised
+    // accumulators in s_k's space (4 × 16 × D floats), max and sum per row in s_v's.
+    float* w_acc = (float*)s_k;
+    float* w_m = (float*)s_v;
+    float* w_l = w_m + 4 * BM;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        float l = row_l[r];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        const int row = g + r * 8;
+        if (t == 0) {
+            w_m[warp * BM + row] = row_m[r];
+            w_l[warp * BM + row] = l;
+        }
+#pragma unroll
+        for (int db = 0; db < D / 8; ++db) {
+            float* dst = w_acc + (warp * BM + row) * D + db * 8 + 2 * t;
+            dst[0] = acc[db][2 * r];
+            dst[1] = acc[db][2 * r + 1];
+        }
+    }
+    __syncthreads();
+    for (int i = tid; i < BM * D; i += THREADS) {
+        const int row = i / D, c = i % D;
+        if (r0 + row >= rows) continue;
+        float m = GV_NEG_INF;
+#pragma unroll
+        for (int w = 0; w < 4; ++w) m = fmaxf(m, w_m[w * BM + row]);
+        const float m_use = m == GV_NEG_INF ? 0.0f : m;
+        float l = 0.0f, x = 0.0f;
+#pragma unroll
+        for (int w = 0; w < 4; ++w) {
+            const float wt = exp2f(w_m[w * BM + row] - m_use);
+            l += w_l[w * BM + row] * wt;
+            x += w_acc[(w * BM + row) * D + c] * wt;
+        }
+        const u64 p = ((u64)bkv * splits + split) * (u64)rows + (u64)(r0 + row);
+        part_o[p * D + c] = l > 0.0f ? x / l : 0.0f;
+        if (c == 0) part_lse[p] = l > 0.0f ? m + log2f(l) : GV_NEG_INF;
+    }
+}
+
+// Merges the splits of one row per block: O = Σ 2^(lse_s − M) · O_s / Σ 2^(lse_s − M).
+// Rows are numbered (b · Hkv + kv head) · rows + packed row, which is also the row's index in
+// O [B, Hq, Lq, D] because the group's query heads are consecutive.
+template <bool BF16>
+__device__ __forceinline__ void flash_decode_combine(const float* __restrict__ part_o,
+                                                     const float* __restrict__ part_lse,
+                                                     u16* __restrict__ o, int rows, int splits,
+                                                     int d) {
+    const u64 id = blockIdx.x;
+    const u64 bkv = id / rows, r = id % rows;
+    const u64 first = bkv * splits * (u64)rows + r;  // split s at first + s · rows
+    float m = GV_NEG_INF;
+    for (int s = 0; s < splits; ++s) m = fmaxf(m, part_lse[first + (u64)s * rows]);
+    const float m_use = m == GV_NEG_INF ? 0.0f : m;
+    float l = 0.0f;
+    for (int s = 0; s < splits; ++s) l += exp2f(part_lse[first + (u64)s * rows] - m_use);
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+        float x = 0.0f;
+        for (int s = 0; s < splits; ++s) {
+            const u64 p = first + (u64)s * rows;
+            x += exp2f(part_lse[p] - m_use) * part_o[p * d + c];
+        }
+        x *= inv;
+        u16 bits;
+        if constexpr (BF16) {
+            asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(bits) : "f"(x));
+        } else {
+            asm("cvt.rn.f16.f32 %0, %1;" : "=h"(bits) : "f"(x));
+        }
+        o[id * d + c] = bits;
+    }
+}
+
+// Split kernels. Parameters, in order: Q, K, V (16-bit), partial O (f32 [B·Hkv, splits, rows,
+// D]), partial lse (f32 [B·Hkv, splits, rows], base 2), q heads, kv heads, q length, kv length,
+// causal (0/1), softmax scale × log2(e), keys per split (a multiple of 64). Grid (splits,
+// ⌈rows/16⌉, B·Hkv) with rows = (Hq/Hkv)·Lq, 128 threads, dynamic shared memory
+// (16 + 4·64)·D·2 bytes.
+
+extern "C" __global__ void gv_flash_decode_bf16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
+                                     const u16* __restrict__ v, float* __restrict__ part_o,
+                                     float* __restrict__ part_lse, int q_heads, int kv_heads,
+                                     int q_len, int kv_len, int causal, float scale_log2,
+                                     int chunk) {
+    flash_decode<64, true>(q, k, v, part_o, part_lse, q_heads, kv_heads, q_len, kv_len, causal,
+                          scale_log2, chunk);
+}
+
+extern "C" __global__ void gv_flash_decode_bf16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
+                                     const u16* __restrict__ v, float* __restrict__ part_o,
+                                     float* __restrict__ part_lse, int q_heads, int kv_heads,
+                                     int q_len, int kv_len, int causal, float scale_log2,
+                                     int chunk) {
+    flash_decode<128, true>(q, k, v, part_o, part_lse, q_heads, kv_heads, q_len, kv_len, causal,
+                          scale_log2, chunk);
+}
+
+extern "C" __global__ void gv_flash_decode_f16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
+                                     const u16* __restrict__ v, float* __restrict__ part_o,
+                                     float* __restrict__ part_lse, int q_heads, int kv_heads,
+                                     int q_len, int kv_len, int causal, float scale_log2,
+                                     int chunk) {
+    flash_decode<64, false>(q, k, v, part_o, part_lse, q_heads, kv_heads, q_len, kv_len, causal,
+                          scale_log2, chunk);
+}
+
+extern "C" __global__ void gv_flash_decode_f16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
+                                     const u16* __restrict__ v, float* __restrict__ part_o,
+                                     float* __restrict__ part_lse, int q_heads, int kv_heads,
+                                     int q_len, int kv_len, int causal, float scale_log2,
+                                     int chunk) {
+    flash_decode<128, false>(q, k, v, part_o, part_lse, q_heads, kv_heads, q_len, kv_len, causal,
+                          scale_log2, chunk);
+}
+
+// Combine kernels. Parameters: partial O, partial lse, O (16-bit [B, Hq, Lq, D]), rows per
+// (batch, KV head), splits, head dim. Grid B·Hkv·rows, 128 threads.
+
+extern "C" __global__ void gv_flash_decode_combine_bf16(const float* __restrict__ part_o,
+                                        const float* __restrict__ part_lse,
+                                        u16* __restrict__ o, int rows, int splits, int d) {
+    flash_decode_combine<true>(part_o, part_lse, o, rows, splits, d);
+}
+
+extern "C" __global__ void gv_flash_decode_combine_f16(const float* __restrict__ part_o,
+                                        const float* __restrict__ part_lse,
+                                        u16* __restrict__ o, int rows, int splits, int d) {
+    flash_decode_combine<false>(part_o, part_lse, o, rows, splits, d);
+}
