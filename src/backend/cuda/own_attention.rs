@@ -1,0 +1,763 @@
+//! gpuvet's own fused attention kernels: `flash` (prefill, `kernels/flash_fwd.cu`) and
+//! `flash-decode` (split-KV decode with a combine step, `kernels/flash_decode.cu`).
+//!
+//! Everything that decides how a kernel is launched (tile sizes, shared memory, grid, the
+//! number of KV splits) is pure data computed by [`plan`] from the spec and the device's
+//! [`Limits`], so it is unit-tested without a GPU; [`FlashRun`] only allocates, launches and
+//! times what the plan says. Same conventions as the unfused run in `attention.rs`: rotating
+//! buffer sets, the output poisoned before the verified run, CUDA-event timing.
+
+use super::device::{cu, DevBuf, Gpu, Props};
+use super::kernels::KernelId;
+use super::matmul::{poison, tensor_from_bytes};
+use super::timing::Timer;
+use crate::backend::{ImplInfo, Prepared};
+use crate::dtype::{DType, OutType};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use crate::workload::{AttentionSpec, DECODE_MAX_Q_LEN};
+use cudarc::driver::result as dr;
+use cudarc::driver::sys::CUfunction_attribute_enum as FnAttr;
+use cudarc::driver::CudaFunction;
+use std::ffi::c_void;
+
+/// Implementation name of the fused prefill kernel.
+pub const PREFILL_IMPL: &str = "flash";
+/// Implementation name of the split-KV decode kernel.
+pub const DECODE_IMPL: &str = "flash-decode";
+
+/// Threads per block of every kernel here (4 warps).
+pub const THREADS: u32 = 128;
+/// Query rows per prefill block (16 per warp), as compiled into `flash_fwd.cu`.
+pub const PREFILL_ROWS: u64 = 64;
+/// Packed query rows per decode block: the M of one mma.sync tile.
+pub const DECODE_ROWS: u64 = 16;
+/// Keys per K/V tile, both kernels.
+pub const KEYS_PER_TILE: u64 = 64;
+/// Fewest keys a decode split gets: below this the fixed cost of a split (loading Q, merging
+/// the warps, writing and combining a partial) outweighs the parallelism it adds.
+pub const MIN_KEYS_PER_SPLIT: u64 = 256;
+/// Most decode splits; the combine kernel reads every split's log-sum-exp once per column.
+pub const MAX_SPLITS: u64 = 256;
+/// Resident decode blocks per SM the split count aims to fill, at most (the register budget
+/// of ~155 registers × 128 threads allows 3 per SM).
+pub const MAX_DECODE_BLOCKS_PER_SM: u64 = 3;
+/// Head dimensions compiled.
+pub const HEAD_DIMS: [u64; 2] = [64, 128];
+
+/// Which of the two kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Prefill,
+    Decode,
+}
+
+impl Kind {
+    pub fn for_impl(name: &str) -> Option<Kind> {
+        match name {
+            PREFILL_IMPL => Some(Kind::Prefill),
+            DECODE_IMPL => Some(Kind::Decode),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Prefill => PREFILL_IMPL,
+            Kind::Decode => DECODE_IMPL,
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Kind::Prefill => {
+                "gpuvet fused attention (FlashAttention-2 style): mma.sync, cp.async double buffer, online softmax, S never in memory"
+            }
+            Kind::Decode => {
+                "gpuvet split-KV decode (flash-decoding): GQA rows packed into mma tiles, KV split across blocks, combine kernel"
+            }
+        }
+    }
+}
+
+/// What the plan needs to know about the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub cc: (i32, i32),
+    pub sms: u32,
+    /// Largest dynamic shared memory one block may opt in to.
+    pub smem_per_block_optin: u64,
+    pub smem_per_sm: u64,
+}
+
+impl Limits {
+    pub fn of(p: &Props) -> Limits {
+        Limits {
+            cc: p.cc,
+            sms: p.sms,
+            smem_per_block_optin: p.smem_per_block_optin,
+            smem_per_sm: p.smem_per_sm,
+        }
+    }
+}
+
+/// One kernel launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Launch {
+    pub kernel: KernelId,
+    pub grid: (u32, u32, u32),
+    pub block: u32,
+    /// Dynamic shared memory, bytes.
+    pub smem: u32,
+}
+
+impl Launch {
+    pub fn blocks(&self) -> u64 {
+        self.grid.0 as u64 * self.grid.1 as u64 * self.grid.2 as u64
+    }
+}
+
+/// How decode cuts the keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    pub splits: u64,
+    /// Keys per split, a multiple of [`KEYS_PER_TILE`]; the last split may be shorter.
+    pub chunk: u64,
+}
+
+/// Everything needed to run one spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlashPlan {
+    pub kind: Kind,
+    pub main: Launch,
+    /// Decode only: the combine kernel, one block per packed row.
+    pub combine: Option<Launch>,
+    pub split: Option<Split>,
+    /// Packed rows per (batch, KV head): (Hq/Hkv)·Lq.
+    pub rows: u64,
+    /// Decode only: partial O (f32) and log-sum-exp (f32) of every split.
+    pub partial_bytes: u64,
+    /// Softmax scale 1/√D times log2(e): the kernels exponentiate in base 2.
+    pub scale_log2: f32,
+}
+
+fn kernels_for(dtype: DType, d: u64) -> Result<(KernelId, KernelId, KernelId)> {
+    use KernelId as K;
+    Ok(match (dtype, d) {
+        (DType::Bf16, 64) => (
+            K::FlashFwdBf16D64,
+            K::FlashDecodeBf16D64,
+            K::FlashCombineBf16,
+        ),
+        (DType::Bf16, 128) => (
+            K::FlashFwdBf16D128,
+            K::FlashDecodeBf16D128,
+            K::FlashCombineBf16,
+        ),
+        (DType::F16, 64) => (K::FlashFwdF16D64, K::FlashDecodeF16D64, K::FlashCombineF16),
+        (DType::F16, 128) => (
+            K::FlashFwdF16D128,
+            K::FlashDecodeF16D128,
+            K::FlashCombineF16,
+        ),
+        (DType::Bf16 | DType::F16, d) => {
+            return Err(Error::unsupported(format!(
+                "flash attention is compiled for head dims 64 and 128, not {d}; use `unfused`"
+            )))
+        }
+        (other, _) => {
+            return Err(Error::unsupported(format!(
+                "flash attention runs f16 and bf16 (tensor cores), not {other}; use `unfused`"
+            )))
+        }
+    })
+}
+
+/// Dynamic shared memory of one block: the Q tile plus double-buffered K and V tiles.
+pub fn smem_bytes(kind: Kind, head_dim: u64) -> u64 {
+    let q_rows = match kind {
+        Kind::Prefill => PREFILL_ROWS,
+        Kind::Decode => DECODE_ROWS,
+    };
+    (q_rows + 4 * KEYS_PER_TILE) * head_dim * 2
+}
+
+/// The decode split: enough blocks to fill every SM once (`blocks_per_sm` resident blocks
+/// each), no split shorter than [`MIN_KEYS_PER_SPLIT`] keys (unless the keys are fewer), at
+/// most [`MAX_SPLITS`], chunk rounded up to whole tiles.
+pub fn decode_split(kv_len: u64, base_blocks: u64, sms: u32, blocks_per_sm: u64) -> Split {
+    let target = sms as u64 * blocks_per_sm.max(1);
+    let want = target.div_ceil(base_blocks.max(1));
+    let most = kv_len.div_ceil(MIN_KEYS_PER_SPLIT).clamp(1, MAX_SPLITS);
+    let splits = want.clamp(1, most);
+    let chunk = kv_len
+        .div_ceil(splits)
+        .next_multiple_of(KEYS_PER_TILE)
+        .max(KEYS_PER_TILE);
+    Split {
+        splits: kv_len.div_ceil(chunk),
+        chunk,
+    }
+}
+
+fn fits(what: &str, v: u64, max: u64) -> Result<u32> {
+    if v > max {
+        return Err(Error::unsupported(format!(
+            "flash attention: {what} ({v}) exceeds the launch limit {max}"
+        )));
+    }
+    Ok(v as u32)
+}
+
+/// The launches for `a` with `kind` on a device with `lim`, or why it cannot run there.
+pub fn plan(a: &AttentionSpec, kind: Kind, lim: &Limits) -> Result<FlashPlan> {
+    if lim.cc.0 < 8 {
+        return Err(Error::unsupported(format!(
+            "flash attention needs compute capability 8.0 or newer (mma.sync bf16, cp.async); this GPU is {}.{}",
+            lim.cc.0, lim.cc.1
+        )));
+    }
+    let (fwd, dec, comb) = kernels_for(a.dtype, a.head_dim)?;
+    match kind {
+        Kind::Prefill if a.q_len <= DECODE_MAX_Q_LEN => {
+            return Err(Error::unsupported(format!(
+                "`{PREFILL_IMPL}` is the prefill kernel (q length > {DECODE_MAX_Q_LEN}); q length {} is decode: use `{DECODE_IMPL}`",
+                a.q_len
+            )))
+        }
+        Kind::Decode if a.q_len > DECODE_MAX_Q_LEN => {
+            return Err(Error::unsupported(format!(
+                "`{DECODE_IMPL}` takes q length ≤ {DECODE_MAX_Q_LEN}; q length {} is prefill: use `{PREFILL_IMPL}`",
+                a.q_len
+            )))
+        }
+        _ => {}
+    }
+    let i32_max = i32::MAX as u64;
+    fits("q length", a.q_len, i32_max)?;
+    fits("kv length", a.kv_len, i32_max)?;
+    fits("q heads", a.q_heads, i32_max)?;
+    let smem = smem_bytes(kind, a.head_dim);
+    if smem > lim.smem_per_block_optin {
+        return Err(Error::unsupported(format!(
+            "flash attention with head dim {} needs {smem} bytes of shared memory per block; this GPU allows {}",
+            a.head_dim, lim.smem_per_block_optin
+        )));
+    }
+    let scale_log2 = (a.scale() * std::f64::consts::LOG2_E) as f32;
+    let rows = (a.q_heads / a.kv_heads) * a.q_len;
+    match kind {
+        Kind::Prefill => Ok(FlashPlan {
+            kind,
+            main: Launch {
+                kernel: fwd,
+                grid: (
+                    fits("query tiles", a.q_len.div_ceil(PREFILL_ROWS), i32_max)?,
+                    fits("q heads", a.q_heads, 65535)?,
+                    fits("batch", a.batch, 65535)?,
+                ),
+                block: THREADS,
+                smem: smem as u32,
+            },
+            combine: None,
+            split: None,
+            rows,
+            partial_bytes: 0,
+            scale_log2,
+        }),
+        Kind::Decode => {
+            let row_blocks = rows.div_ceil(DECODE_ROWS);
+            let bkv = a.batch * a.kv_heads;
+            let resident = (lim.smem_per_sm / smem).clamp(1, MAX_DECODE_BLOCKS_PER_SM);
+            let split = decode_split(a.kv_len, bkv * row_blocks, lim.sms, resident);
+            let partials = bkv * split.splits * rows;
+            Ok(FlashPlan {
+                kind,
+                main: Launch {
+                    kernel: dec,
+                    grid: (
+                        split.splits as u32,
+                        fits("decode row blocks", row_blocks, 65535)?,
+                        fits("batch × kv heads", bkv, 65535)?,
+                    ),
+                    block: THREADS,
+                    smem: smem as u32,
+                },
+                combine: Some(Launch {
+                    kernel: comb,
+                    grid: (fits("decode rows", bkv * rows, i32_max)?, 1, 1),
+                    block: THREADS,
+                    smem: 0,
+                }),
+                split: Some(split),
+                rows,
+                partial_bytes: partials * a.head_dim * 4 + partials * 4,
+                scale_log2,
+            })
+        }
+    }
+}
+
+/// The own implementations listed for `a` on a device with `lim`: the one of the two kernels
+/// that suits the query length, when it can run there.
+pub fn implementations(a: &AttentionSpec, lim: &Limits) -> Vec<ImplInfo> {
+    [Kind::Prefill, Kind::Decode]
+        .into_iter()
+        .filter(|&k| plan(a, k, lim).is_ok())
+        .map(|k| ImplInfo::new(k.name(), k.description(), false))
+        .collect()
+}
+
+/// Device bytes a run allocates.
+pub fn memory_needed(a: &AttentionSpec, p: &FlashPlan, sets: usize) -> u64 {
+    a.bytes() * sets.max(1) as u64 + p.partial_bytes
+}
+
+struct Set {
+    q: DevBuf,
+    k: DevBuf,
+    v: DevBuf,
+    o: DevBuf,
+}
+
+/// A prepared `flash` or `flash-decode` run.
+pub struct FlashRun<'a> {
+    gpu: &'a Gpu,
+    spec: AttentionSpec,
+    plan: FlashPlan,
+    main: CudaFunction,
+    combine: Option<CudaFunction>,
+    part_o: Option<DevBuf>,
+    part_lse: Option<DevBuf>,
+    sets: Vec<Set>,
+    timer: Timer,
+    next: usize,
+    out: OutType,
+    policy: String,
+}
+
+impl<'a> FlashRun<'a> {
+    pub fn new(
+        gpu: &'a Gpu,
+        spec: &AttentionSpec,
+        kind: Kind,
+        inputs: &[Tensor],
+        sets: usize,
+        policy: String,
+    ) -> Result<Self> {
+        let plan = plan(spec, kind, &Limits::of(&gpu.props))?;
+        if inputs.len() != 3 {
+            return Err(Error::invalid("attention takes three inputs, Q, K and V"));
+        }
+        let out = match spec.dtype {
+            DType::Bf16 => OutType::Bf16,
+            _ => OutType::F16,
+        };
+        let sets = sets.max(1);
+        gpu.ensure_fits(memory_needed(spec, &plan, sets))?;
+        // Compile and configure before allocating, so a compile error costs nothing.
+        let main = gpu.function(plan.main.kernel)?;
+        cu(
+            "allow the flash kernel its shared memory",
+            main.set_attribute(
+                FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                plan.main.smem as i32,
+            ),
+        )?;
+        let combine = match &plan.combine {
+            Some(c) => Some(gpu.function(c.kernel)?),
+            None => None,
+        };
+        let (part_o, part_lse) = match plan.split {
+            Some(_) => {
+                let lse_bytes = plan.partial_bytes / (spec.head_dim + 1);
+                (
+                    Some(gpu.alloc((plan.partial_bytes - lse_bytes) as usize)?),
+                    Some(gpu.alloc(lse_bytes as usize)?),
+                )
+            }
+            None => (None, None),
+        };
+        let mut all = Vec::with_capacity(sets);
+        for _ in 0..sets {
+            let up = |t: &Tensor| -> Result<DevBuf> {
+                let b = gpu.alloc(t.as_bytes().len())?;
+                b.upload(gpu, t.as_bytes())?;
+                Ok(b)
+            };
+            all.push(Set {
+                q: up(&inputs[0])?,
+                k: up(&inputs[1])?,
+                v: up(&inputs[2])?,
+                o: gpu.alloc(inputs[0].as_bytes().len())?,
+            });
+        }
+        Ok(FlashRun {
+            gpu,
+            spec: spec.clone(),
+            plan,
+            main,
+            combine,
+            part_o,
+            part_lse,
+            sets: all,
+            timer: Timer::new(&gpu.ctx)?,
+            next: 0,
+            out,
+            policy,
+        })
+    }
+
+    /// SAFETY: `params` must match the kernel's C parameters exactly; every pointer in them
+    /// must stay allocated until the stream has finished.
+    unsafe fn launch(
+        &self,
+        f: &CudaFunction,
+        l: &Launch,
+        params: &mut [*mut c_void],
+    ) -> Result<()> {
+        cu(
+            "launch flash attention kernel",
+            dr::launch_kernel(
+                f.cu_function(),
+                l.grid,
+                (l.block, 1, 1),
+                l.smem,
+                self.gpu.stream.cu_stream(),
+                params,
+            ),
+        )
+    }
+
+    fn enqueue(&self, i: usize) -> Result<()> {
+        let set = &self.sets[i];
+        let a = &self.spec;
+        let p = |x: &mut u64| x as *mut u64 as *mut c_void;
+        let ip = |x: &mut i32| x as *mut i32 as *mut c_void;
+        let (mut q, mut k, mut v, mut o) = (set.q.ptr, set.k.ptr, set.v.ptr, set.o.ptr);
+        // Lengths and heads were checked to fit i32 by `plan`.
+        let mut q_heads = a.q_heads as i32;
+        let mut kv_heads = a.kv_heads as i32;
+        let mut q_len = a.q_len as i32;
+        let mut kv_len = a.kv_len as i32;
+        let mut causal = a.causal as i32;
+        let mut scale = self.plan.scale_log2;
+        let sp = &mut scale as *mut f32 as *mut c_void;
+        match (self.plan.split, &self.part_o, &self.part_lse, &self.combine) {
+            (Some(split), Some(po), Some(pl), Some(comb)) => {
+                let (mut po, mut pl) = (po.ptr, pl.ptr);
+                let mut chunk = split.chunk as i32;
+                let mut params = vec![
+                    p(&mut q),
+                    p(&mut k),
+                    p(&mut v),
+                    p(&mut po),
+                    p(&mut pl),
+                    ip(&mut q_heads),
+                    ip(&mut kv_heads),
+                    ip(&mut q_len),
+                    ip(&mut kv_len),
+                    ip(&mut causal),
+                    sp,
+                    ip(&mut chunk),
+                ];
+                // SAFETY: matches gv_flash_decode_*(const u16*×3, float*×2, int×5, float, int);
+                // buffers sized by the plan, alive as long as self.
+                unsafe { self.launch(&self.main, &self.plan.main, &mut params)? };
+                let mut rows = self.plan.rows as i32;
+                let mut splits = split.splits as i32;
+                let mut d = a.head_dim as i32;
+                let mut params = vec![
+                    p(&mut po),
+                    p(&mut pl),
+                    p(&mut o),
+                    ip(&mut rows),
+                    ip(&mut splits),
+                    ip(&mut d),
+                ];
+                let cl = self
+                    .plan
+                    .combine
+                    .as_ref()
+                    .expect("decode plans carry a combine");
+                // SAFETY: matches gv_flash_decode_combine_*(const float*×2, u16*, int×3).
+                unsafe { self.launch(comb, cl, &mut params) }
+            }
+            _ => {
+                let mut lse: u64 = 0; // no log-sum-exp output
+                let mut params = vec![
+                    p(&mut q),
+                    p(&mut k),
+                    p(&mut v),
+                    p(&mut o),
+                    p(&mut lse),
+                    ip(&mut q_heads),
+                    ip(&mut kv_heads),
+                    ip(&mut q_len),
+                    ip(&mut kv_len),
+                    ip(&mut causal),
+                    sp,
+                ];
+                // SAFETY: matches gv_flash_fwd_*(const u16*×3, u16*, float*, int×5, float);
+                // buffers sized from the spec, alive as long as self.
+                unsafe { self.launch(&self.main, &self.plan.main, &mut params) }
+            }
+        }
+    }
+}
+
+impl Drop for FlashRun<'_> {
+    fn drop(&mut self) {
+        // Buffers are freed right after this: let queued work that uses them finish first.
+        let _ = self.gpu.sync();
+    }
+}
+
+impl Prepared for FlashRun<'_> {
+    fn compute_dtype(&self) -> String {
+        format!(
+            "{} mma.sync with f32 accumulate, f32 online softmax, P in {}",
+            self.spec.dtype, self.spec.dtype
+        )
+    }
+
+    fn run_verify(&mut self) -> Result<Tensor> {
+        self.gpu.bind()?;
+        poison(self.gpu, &self.sets[0].o, self.out)?;
+        if let Some(po) = &self.part_o {
+            po.fill(self.gpu, 0xFF)?;
+        }
+        self.enqueue(0)?;
+        let o = &self.sets[0].o;
+        let bytes = o.download(self.gpu, o.bytes)?;
+        Ok(tensor_from_bytes(
+            "O",
+            self.spec.q_shape(),
+            self.out,
+            &bytes,
+        ))
+    }
+
+    fn run(&mut self, iters: u64) -> Result<f64> {
+        self.gpu.bind()?;
+        let n = self.sets.len();
+        let mut next = self.next;
+        let t = self.timer.time(&self.gpu.stream, || {
+            for _ in 0..iters {
+                self.enqueue(next)?;
+                next = (next + 1) % n;
+            }
+            Ok(())
+        })?;
+        self.next = next;
+        Ok(t)
+    }
+
+    fn cache_policy(&self) -> String {
+        self.policy.clone()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        notes(&self.spec, &self.plan)
+    }
+}
+
+/// What a result of `p` says about how it ran.
+pub fn notes(a: &AttentionSpec, p: &FlashPlan) -> Vec<String> {
+    let g = p.main.grid;
+    let mut n = vec![format!(
+        "{}: {}×{}×{} blocks × {} threads, {} KiB shared memory per block, S never in memory",
+        p.kind.name(),
+        g.0,
+        g.1,
+        g.2,
+        p.main.block,
+        p.main.smem / 1024
+    )];
+    if let Some(s) = p.split {
+        n.push(format!(
+            "{} KV splits of {} keys, {} packed query rows per KV head ({} q heads × q length {}), then a combine kernel",
+            s.splits,
+            s.chunk,
+            p.rows,
+            a.q_heads / a.kv_heads,
+            a.q_len
+        ));
+    }
+    if a.causal && p.kind == Kind::Prefill {
+        n.push(
+            "causal: key tiles past each query tile's diagonal are skipped; FLOP/s counts visible pairs only"
+                .into(),
+        );
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H200: Limits = Limits {
+        cc: (9, 0),
+        sms: 132,
+        smem_per_block_optin: 232_448,
+        smem_per_sm: 233_472,
+    };
+    const L4: Limits = Limits {
+        cc: (8, 9),
+        sms: 58,
+        smem_per_block_optin: 101_376,
+        smem_per_sm: 102_400,
+    };
+
+    fn spec(q_len: u64, kv_len: u64, d: u64, dtype: DType) -> AttentionSpec {
+        AttentionSpec {
+            batch: 2,
+            q_heads: 32,
+            kv_heads: 8,
+            q_len,
+            kv_len,
+            head_dim: d,
+            causal: true,
+            dtype,
+        }
+    }
+
+    #[test]
+    fn prefill_grid_covers_every_query_row() {
+        for (lq, tiles) in [(9, 1), (64, 1), (65, 2), (1000, 16), (4097, 65)] {
+            let p = plan(&spec(lq, 4097, 128, DType::Bf16), Kind::Prefill, &H200).unwrap();
+            assert_eq!(p.main.grid, (tiles, 32, 2), "q length {lq}");
+            assert!(p.main.grid.0 as u64 * PREFILL_ROWS >= lq);
+            assert!((p.main.grid.0 as u64 - 1) * PREFILL_ROWS < lq);
+            assert_eq!(p.main.kernel, KernelId::FlashFwdBf16D128);
+            assert_eq!(p.main.smem, (64 + 4 * 64) * 128 * 2);
+            assert!(p.combine.is_none() && p.split.is_none());
+            assert_eq!(p.partial_bytes, 0);
+        }
+        let p = plan(&spec(100, 100, 64, DType::F16), Kind::Prefill, &L4).unwrap();
+        assert_eq!(p.main.kernel, KernelId::FlashFwdF16D64);
+        assert_eq!(p.main.smem, 40_960);
+        // 1/√64 · log2 e
+        assert!((p.scale_log2 - 0.125 * std::f32::consts::LOG2_E).abs() < 1e-7);
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let msg = |a: &AttentionSpec, k: Kind, l: &Limits| plan(a, k, l).unwrap_err().to_string();
+        assert!(msg(&spec(64, 64, 96, DType::Bf16), Kind::Prefill, &H200)
+            .contains("head dims 64 and 128"));
+        assert!(msg(&spec(64, 64, 128, DType::F32), Kind::Prefill, &H200).contains("f16 and bf16"));
+        assert!(msg(&spec(4, 64, 128, DType::Bf16), Kind::Prefill, &H200).contains(DECODE_IMPL));
+        assert!(msg(&spec(16, 64, 128, DType::Bf16), Kind::Decode, &H200).contains(PREFILL_IMPL));
+        let turing = Limits { cc: (7, 5), ..L4 };
+        assert!(msg(&spec(64, 64, 128, DType::F16), Kind::Prefill, &turing).contains("8.0"));
+        let small = Limits {
+            smem_per_block_optin: 49_152,
+            ..L4
+        };
+        assert!(
+            msg(&spec(64, 64, 128, DType::Bf16), Kind::Prefill, &small).contains("shared memory")
+        );
+        assert!(plan(&spec(64, 64, 64, DType::Bf16), Kind::Prefill, &small).is_ok());
+        let mut wide = spec(64, 64, 64, DType::Bf16);
+        wide.batch = 70_000;
+        assert!(msg(&wide, Kind::Prefill, &H200).contains("batch"));
+        for e in [
+            plan(&spec(64, 64, 96, DType::Bf16), Kind::Prefill, &H200).unwrap_err(),
+            plan(&spec(64, 64, 128, DType::F32), Kind::Decode, &H200).unwrap_err(),
+        ] {
+            assert!(matches!(e, Error::Unsupported(_)), "{e}");
+        }
+    }
+
+    #[test]
+    fn each_query_length_lists_one_kernel() {
+        let names = |a: &AttentionSpec| -> Vec<String> {
+            implementations(a, &H200)
+                .into_iter()
+                .map(|i| i.name)
+                .collect()
+        };
+        assert_eq!(names(&spec(1, 4096, 128, DType::Bf16)), vec![DECODE_IMPL]);
+        assert_eq!(names(&spec(8, 4096, 128, DType::Bf16)), vec![DECODE_IMPL]);
+        assert_eq!(names(&spec(9, 4096, 128, DType::Bf16)), vec![PREFILL_IMPL]);
+        assert!(names(&spec(4096, 4096, 256, DType::Bf16)).is_empty());
+        assert!(names(&spec(4096, 4096, 128, DType::F32)).is_empty());
+        assert!(implementations(&spec(1, 64, 64, DType::F16), &H200)
+            .iter()
+            .all(|i| !i.reference));
+        assert_eq!(Kind::for_impl("flash"), Some(Kind::Prefill));
+        assert_eq!(Kind::for_impl("flash-decode"), Some(Kind::Decode));
+        assert_eq!(Kind::for_impl("unfused"), None);
+    }
+
+    #[test]
+    fn splits_cover_the_keys_in_whole_tiles() {
+        for kv in [1u64, 17, 63, 64, 65, 255, 1000, 4097, 32_768, 131_072] {
+            for base in [1u64, 8, 64, 500, 10_000] {
+                for sms in [58u32, 108, 132] {
+                    let s = decode_split(kv, base, sms, 3);
+                    assert_eq!(s.chunk % KEYS_PER_TILE, 0);
+                    assert!(s.splits >= 1 && s.splits <= MAX_SPLITS);
+                    assert!(s.splits * s.chunk >= kv, "{kv} {base} {sms}: {s:?}");
+                    assert!((s.splits - 1) * s.chunk < kv, "empty split: {kv} {s:?}");
+                    if s.splits > 1 {
+                        assert!(s.chunk >= MIN_KEYS_PER_SPLIT, "{kv} {s:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn splits_fill_the_gpu_when_batch_is_small() {
+        // Llama-3-8B decode, batch 1, 32k keys: 8 KV heads × 1 row block = 8 blocks without
+        // splitting; 132 SMs × 3 resident blocks want ~50 splits.
+        let s = decode_split(32_768, 8, 132, 3);
+        assert!(s.splits * 8 >= 132 * 3 * 9 / 10, "{s:?}");
+        assert!(s.splits * 8 <= 132 * 3 * 11 / 10 + 8, "{s:?}");
+        // Batch 256 already gives 2048 blocks: no split.
+        assert_eq!(decode_split(32_768, 2048, 132, 3).splits, 1);
+        // Short caches are not cut below MIN_KEYS_PER_SPLIT.
+        assert_eq!(decode_split(300, 1, 132, 3).splits, 2);
+        assert_eq!(
+            decode_split(1, 1, 132, 3),
+            Split {
+                splits: 1,
+                chunk: 64
+            }
+        );
+    }
+
+    #[test]
+    fn decode_plan_packs_gqa_rows() {
+        // 4 q heads per KV head × 2 positions = 8 packed rows: one 16-row block.
+        let mut a = spec(2, 32_768, 128, DType::Bf16);
+        a.batch = 1;
+        let p = plan(&a, Kind::Decode, &H200).unwrap();
+        assert_eq!(p.rows, 8);
+        let s = p.split.unwrap();
+        assert_eq!(p.main.grid, (s.splits as u32, 1, 8));
+        assert_eq!(p.main.kernel, KernelId::FlashDecodeBf16D128);
+        assert_eq!(p.main.smem, (16 + 4 * 64) * 128 * 2);
+        let c = p.combine.unwrap();
+        assert_eq!(
+            (c.kernel, c.grid),
+            (KernelId::FlashCombineBf16, (8 * 8, 1, 1))
+        );
+        let partials = 8 * s.splits * 8;
+        assert_eq!(p.partial_bytes, partials * 128 * 4 + partials * 4);
+        assert!(memory_needed(&a, &p, 2) == 2 * a.bytes() + p.partial_bytes);
+        // 32 q heads on one KV head (MQA) × 8 positions = 256 rows: 16 row blocks.
+        let mut m = spec(8, 1000, 64, DType::F16);
+        m.kv_heads = 1;
+        let p = plan(&m, Kind::Decode, &L4).unwrap();
+        assert_eq!(p.rows, 256);
+        assert_eq!(p.main.grid.1, 16);
+        assert_eq!(p.main.grid.2, 2);
+        assert_eq!(p.combine.unwrap().kernel, KernelId::FlashCombineF16);
+        let n = notes(&m, &p);
+        assert!(n.iter().any(|l| l.contains("KV splits")), "{n:?}");
+    }
+}
