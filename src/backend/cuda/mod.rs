@@ -23,7 +23,7 @@ pub mod matmul;
 pub mod memory;
 pub mod nvml;
 pub mod nvrtc;
-pub mod own_attention;
+pub mod own_matmul;
 pub mod timing;
 
 use super::{Backend, BackendKind, DeviceInfo, ImplInfo, PrepareOptions, Prepared, Telemetry};
@@ -340,23 +340,23 @@ impl Backend for CudaBackend {
         }
         let nvrtc_ok = libs::probe().nvrtc.is_ok();
         match w {
-            Workload::Matmul(_) => vec![ImplInfo::new(
-                "cublaslt",
-                "cuBLASLt matmul, heuristic algorithm",
-                true,
-            )],
-            Workload::Attention(a) => {
+            Workload::Matmul(m) => {
                 let mut v = vec![ImplInfo::new(
-                    "unfused",
-                    "cuBLASLt Q·Kᵀ, softmax kernel, cuBLASLt P·V (S materialised)",
+                    "cublaslt",
+                    "cuBLASLt matmul, heuristic algorithm",
                     true,
                 )];
                 if nvrtc_ok {
-                    let lim = own_attention::Limits::of(&self.gpu.props);
-                    v.extend(own_attention::implementations(a, &lim));
+                    let p = &self.gpu.props;
+                    v.extend(own_matmul::implementations(m, p.cc, p.sms));
                 }
                 v
             }
+            Workload::Attention(_) => vec![ImplInfo::new(
+                "unfused",
+                "cuBLASLt Q·Kᵀ, softmax kernel, cuBLASLt P·V (S materialised)",
+                true,
+            )],
             Workload::Memory(m) => {
                 let mut v = Vec::new();
                 if nvrtc_ok {
@@ -389,9 +389,10 @@ impl Backend for CudaBackend {
             }
             MemImpl::for_op(m.op, imp)?;
         }
-        // Own attention kernels say why they cannot run this spec (head dim, dtype, length).
-        if let (Workload::Attention(a), Some(kind)) = (w, own_attention::Kind::for_impl(imp)) {
-            own_attention::plan(a, kind, &own_attention::Limits::of(&self.gpu.props))?;
+        // Own matmul kernels say why they cannot run this spec (dtype, compute capability).
+        if let (Workload::Matmul(m), own_matmul::SIMT | own_matmul::MMA) = (w, imp) {
+            let p = &self.gpu.props;
+            own_matmul::plan(m, imp, p.cc, p.sms)?;
         }
         let have: Vec<String> = self
             .implementations(w)
@@ -438,15 +439,13 @@ impl Backend for CudaBackend {
         guarded("preparing a workload", || {
             gpu.bind()?;
             Ok(match w {
+                Workload::Matmul(m) if imp != "cublaslt" => Box::new(own_matmul::OwnMatmulRun::new(
+                    gpu, m, imp, inputs, sets, policy,
+                )?)
+                    as Box<dyn Prepared + 'a>,
                 Workload::Matmul(m) => {
                     Box::new(matmul::MatmulRun::new(gpu, m, inputs, sets, policy)?)
                         as Box<dyn Prepared + 'a>
-                }
-                Workload::Attention(a) if own_attention::Kind::for_impl(imp).is_some() => {
-                    let kind = own_attention::Kind::for_impl(imp).expect("matched by the guard");
-                    Box::new(own_attention::FlashRun::new(
-                        gpu, a, kind, inputs, sets, policy,
-                    )?)
                 }
                 Workload::Attention(a) => {
                     Box::new(attention::AttentionRun::new(gpu, a, inputs, sets, policy)?)

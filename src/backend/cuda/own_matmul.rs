@@ -1,0 +1,573 @@
+//! gpuvet's own matmul kernels (`kernels/matmul_simt.cu`, `kernels/matmul_mma.cu`), run beside
+//! cuBLASLt on the same inputs so that the ratio shows what a hand-written kernel reaches.
+//!
+//! | implementation | dtypes | needs | kernel |
+//! |---|---|---|---|
+//! | `simt` | f32 | any GPU | 128×128×8 tiles on CUDA cores (fp32 FFMA, never TF32) |
+//! | `mma` | bf16, f16 (f32 accumulate, 16-bit out) | sm_80+ | `mma.sync` m16n8k16, cp.async ring |
+//!
+//! Both take row-major A and B as K×N (`kn`) or N×K (`nk`) directly (no host transpose), any
+//! M, N, K (tails are guarded in the kernels), and write C in `DType::matmul_output()`.
+//! The tile configuration is data ([`TileConfig`]); [`choose_tile`] picks one per shape.
+//! Conventions match `matmul.rs`: buffer sets rotated between launches, the output poisoned
+//! before the verification run, CUDA-event timing.
+
+use super::device::{cu, DevBuf, Gpu};
+use super::kernels::KernelId;
+use super::matmul::{poison, tensor_from_bytes};
+use super::timing::Timer;
+use crate::backend::{ImplInfo, Prepared};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use crate::workload::{BLayout, MatmulSpec};
+use cudarc::driver::result as dr;
+use cudarc::driver::CudaFunction;
+use std::ffi::c_void;
+
+/// Implementation name of the fp32 CUDA-core kernel.
+pub const SIMT: &str = "simt";
+/// Implementation name of the `mma.sync` tensor-core kernel.
+pub const MMA: &str = "mma";
+
+/// Largest grid y dimension CUDA allows (rows of tiles).
+const MAX_GRID_Y: u64 = 65_535;
+
+/// One compiled tile shape of a kernel family. Must match the constants in the `.cu` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TileConfig {
+    /// Suffix of the kernel ids (`matmul.mma.bf16.nk.<name>`).
+    pub name: &'static str,
+    pub bm: u32,
+    pub bn: u32,
+    pub bk: u32,
+    /// cp.async pipeline depth (2 = the register double buffer of the SIMT kernel).
+    pub stages: u32,
+    pub threads: u32,
+    /// Static shared memory per block, for the notes and occupancy reasoning.
+    pub smem_bytes: u32,
+}
+
+/// The SIMT kernel's only tile.
+pub const SIMT_128X128: TileConfig = TileConfig {
+    name: "128x128",
+    bm: 128,
+    bn: 128,
+    bk: 8,
+    stages: 2,
+    threads: 256,
+    smem_bytes: 2 * 8 * (128 + 4) * 4 * 2,
+};
+
+/// mma.sync, large tiles: 2×4 warps of 64×32, 3 stages of 128×32 + 32×128 bf16.
+pub const MMA_128X128: TileConfig = TileConfig {
+    name: "128x128",
+    bm: 128,
+    bn: 128,
+    bk: 32,
+    stages: 3,
+    threads: 256,
+    smem_bytes: 3 * (128 * 32 + 128 * 32) * 2,
+};
+
+/// mma.sync, small-M tiles: 2×4 warps of 16×16, 4 stages; for decode-like shapes.
+pub const MMA_32X64: TileConfig = TileConfig {
+    name: "32x64",
+    bm: 32,
+    bn: 64,
+    bk: 32,
+    stages: 4,
+    threads: 256,
+    smem_bytes: 4 * (32 * 32 + 64 * 32) * 2,
+};
+
+// Static shared memory is limited to 48 KiB per block without an opt-in attribute, which the
+// launch does not set: a tile over the limit must fail the build, not the first GPU run.
+const _: () = assert!(SIMT_128X128.smem_bytes <= 48 * 1024);
+const _: () = assert!(MMA_128X128.smem_bytes <= 48 * 1024);
+const _: () = assert!(MMA_32X64.smem_bytes <= 48 * 1024);
+
+/// Every mma tile configuration, largest first.
+pub const MMA_TILES: [TileConfig; 2] = [MMA_128X128, MMA_32X64];
+
+/// Blocks of `t` needed to cover an M×N output.
+pub fn tiles(t: &TileConfig, m: u64, n: u64) -> u64 {
+    m.div_ceil(t.bm as u64) * n.div_ceil(t.bn as u64)
+}
+
+/// The mma tile for an M×N output on a GPU with `sms` multiprocessors.
+///
+/// 128×128 tiles reuse each loaded element 128 times and win whenever the grid fills the GPU.
+/// They lose when M is small (decode: at M ≤ 64 most of a 128-row tile multiplies zero
+/// padding, and the run is bound by reading B, which wants many CTAs streaming it) or when the
+/// grid has fewer blocks than SMs (idle SMs): then the 32×64 tile, with 8× the blocks.
+pub fn choose_tile(m: u64, n: u64, sms: u32) -> TileConfig {
+    let big = MMA_128X128;
+    if m <= 64 || tiles(&big, m, n) < sms as u64 {
+        MMA_32X64
+    } else {
+        big
+    }
+}
+
+/// One launch of an own kernel: which kernel and its grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Launch {
+    pub kernel: KernelId,
+    pub tile: TileConfig,
+    /// (x = tiles over N, y = tiles over M).
+    pub grid: (u32, u32),
+    pub block: u32,
+}
+
+fn mma_kernel(dtype: DType, layout: BLayout, tile: &TileConfig) -> Option<KernelId> {
+    use KernelId::*;
+    let small = *tile == MMA_32X64;
+    Some(match (dtype, layout, small) {
+        (DType::Bf16, BLayout::Kn, false) => MatmulMmaBf16Kn128,
+        (DType::Bf16, BLayout::Nk, false) => MatmulMmaBf16Nk128,
+        (DType::F16, BLayout::Kn, false) => MatmulMmaF16Kn128,
+        (DType::F16, BLayout::Nk, false) => MatmulMmaF16Nk128,
+        (DType::Bf16, BLayout::Kn, true) => MatmulMmaBf16Kn32,
+        (DType::Bf16, BLayout::Nk, true) => MatmulMmaBf16Nk32,
+        (DType::F16, BLayout::Kn, true) => MatmulMmaF16Kn32,
+        (DType::F16, BLayout::Nk, true) => MatmulMmaF16Nk32,
+        _ => return None,
+    })
+}
+
+/// The launch of implementation `imp` for `spec` on a GPU of compute capability `cc` with
+/// `sms` multiprocessors, or why it cannot run there. Pure: testable without a GPU.
+pub fn plan(spec: &MatmulSpec, imp: &str, cc: (i32, i32), sms: u32) -> Result<Launch> {
+    let (kernel, tile) = match imp {
+        SIMT => {
+            if spec.dtype != DType::F32 {
+                return Err(Error::unsupported(format!(
+                    "`simt` runs f32 only (asked for {}); use `mma` for bf16/f16",
+                    spec.dtype
+                )));
+            }
+            let k = match spec.b_layout {
+                BLayout::Kn => KernelId::MatmulSimtF32Kn,
+                BLayout::Nk => KernelId::MatmulSimtF32Nk,
+            };
+            (k, SIMT_128X128)
+        }
+        MMA => {
+            if cc.0 < 8 {
+                return Err(Error::unsupported(format!(
+                    "`mma` needs compute capability 8.0 or newer (cp.async, bf16 mma.sync); this GPU is {}.{}",
+                    cc.0, cc.1
+                )));
+            }
+            let tile = choose_tile(spec.m, spec.n, sms);
+            let k = mma_kernel(spec.dtype, spec.b_layout, &tile).ok_or_else(|| {
+                Error::unsupported(format!(
+                    "`mma` runs bf16 and f16 only (asked for {}); tf32, int8 and fp8 are not written yet",
+                    spec.dtype
+                ))
+            })?;
+            (k, tile)
+        }
+        other => {
+            return Err(Error::unsupported(format!(
+                "no own matmul kernel `{other}` (available: {SIMT}, {MMA})"
+            )))
+        }
+    };
+    // The kernels take M, N, K as int and index with 64-bit offsets.
+    let limit = i32::MAX as u64;
+    if spec.m > limit || spec.n > limit || spec.k > limit {
+        return Err(Error::unsupported(format!(
+            "own matmul kernels take M, N and K up to {limit} (shape {}x{}x{})",
+            spec.m, spec.n, spec.k
+        )));
+    }
+    let gy = spec.m.div_ceil(tile.bm as u64);
+    let gx = spec.n.div_ceil(tile.bn as u64);
+    if gy > MAX_GRID_Y {
+        return Err(Error::unsupported(format!(
+            "M = {} needs {gy} rows of {}-row tiles; CUDA allows {MAX_GRID_Y}",
+            spec.m, tile.bm
+        )));
+    }
+    Ok(Launch {
+        kernel,
+        tile,
+        grid: (gx as u32, gy as u32),
+        block: tile.threads,
+    })
+}
+
+/// The own implementations that can run `spec` on this GPU.
+pub fn implementations(spec: &MatmulSpec, cc: (i32, i32), sms: u32) -> Vec<ImplInfo> {
+    let mut v = Vec::new();
+    if plan(spec, SIMT, cc, sms).is_ok() {
+        v.push(ImplInfo::new(
+            SIMT,
+            "gpuvet fp32 kernel on CUDA cores: 128×128×8 tiles, 8×8 per thread, float4 loads",
+            false,
+        ));
+    }
+    if plan(spec, MMA, cc, sms).is_ok() {
+        v.push(ImplInfo::new(
+            MMA,
+            "gpuvet mma.sync m16n8k16 kernel: cp.async ring, swizzled smem, ldmatrix, f32 accumulate",
+            false,
+        ));
+    }
+    v
+}
+
+/// Device bytes a run allocates (no workspace: the kernels need none).
+pub fn memory_needed(spec: &MatmulSpec, sets: usize) -> u64 {
+    spec.bytes() * sets.max(1) as u64 + 256
+}
+
+struct Set {
+    a: DevBuf,
+    b: DevBuf,
+    d: DevBuf,
+}
+
+/// A prepared own-kernel matmul.
+pub struct OwnMatmulRun<'a> {
+    gpu: &'a Gpu,
+    spec: MatmulSpec,
+    launch: Launch,
+    func: CudaFunction,
+    sets: Vec<Set>,
+    timer: Timer,
+    next: usize,
+    policy: String,
+}
+
+impl<'a> OwnMatmulRun<'a> {
+    pub fn new(
+        gpu: &'a Gpu,
+        spec: &MatmulSpec,
+        imp: &str,
+        inputs: &[Tensor],
+        sets: usize,
+        policy: String,
+    ) -> Result<Self> {
+        let launch = plan(spec, imp, gpu.props.cc, gpu.props.sms)?;
+        if inputs.len() != 2 {
+            return Err(Error::invalid("matmul takes two inputs, A and B"));
+        }
+        let sets = sets.max(1);
+        gpu.ensure_fits(memory_needed(spec, sets))?;
+        // Compile before allocating gigabytes, so a compile error costs nothing.
+        let func = gpu.function(launch.kernel)?;
+        let out_bytes = (spec.m * spec.n * spec.dtype.matmul_output().size()) as usize;
+        let mut bufs = Vec::with_capacity(sets);
+        for _ in 0..sets {
+            let a = gpu.alloc(inputs[0].as_bytes().len())?;
+            a.upload(gpu, inputs[0].as_bytes())?;
+            let b = gpu.alloc(inputs[1].as_bytes().len())?;
+            b.upload(gpu, inputs[1].as_bytes())?;
+            let d = gpu.alloc(out_bytes)?;
+            bufs.push(Set { a, b, d });
+        }
+        Ok(OwnMatmulRun {
+            gpu,
+            spec: spec.clone(),
+            launch,
+            func,
+            sets: bufs,
+            timer: Timer::new(&gpu.ctx)?,
+            next: 0,
+            policy,
+        })
+    }
+
+    fn enqueue(&self, i: usize) -> Result<()> {
+        let s = &self.sets[i];
+        let (mut a, mut b, mut d) = (s.a.ptr, s.b.ptr, s.d.ptr);
+        // Checked against i32 in plan().
+        let (mut m, mut n, mut k) = (self.spec.m as i32, self.spec.n as i32, self.spec.k as i32);
+        let p64 = |x: &mut u64| x as *mut u64 as *mut c_void;
+        let p32 = |x: &mut i32| x as *mut i32 as *mut c_void;
+        // (const T* A, const T* B, T* C, int M, int N, int K) in both .cu files.
+        let mut params = [
+            p64(&mut a),
+            p64(&mut b),
+            p64(&mut d),
+            p32(&mut m),
+            p32(&mut n),
+            p32(&mut k),
+        ];
+        let (gx, gy) = self.launch.grid;
+        // SAFETY: parameter types match the kernel; buffers are sized by spec and live as long
+        // as self; the kernels use static shared memory only.
+        cu("launch own matmul kernel", unsafe {
+            dr::launch_kernel(
+                self.func.cu_function(),
+                (gx, gy, 1),
+                (self.launch.block, 1, 1),
+                0,
+                self.gpu.stream.cu_stream(),
+                &mut params,
+            )
+        })
+    }
+}
+
+impl Drop for OwnMatmulRun<'_> {
+    fn drop(&mut self) {
+        // Buffers are freed right after this: let queued work that uses them finish first.
+        let _ = self.gpu.sync();
+    }
+}
+
+impl Prepared for OwnMatmulRun<'_> {
+    fn compute_dtype(&self) -> String {
+        match self.spec.dtype {
+            DType::F32 => "f32".into(),
+            d => format!("{d} (f32 accumulate)"),
+        }
+    }
+
+    fn run_verify(&mut self) -> Result<Tensor> {
+        let out = self.spec.dtype.matmul_output();
+        self.gpu.bind()?;
+        poison(self.gpu, &self.sets[0].d, out)?;
+        self.enqueue(0)?;
+        let bytes = self.sets[0].d.download(self.gpu, self.sets[0].d.bytes)?;
+        Ok(tensor_from_bytes(
+            "C",
+            vec![self.spec.m as usize, self.spec.n as usize],
+            out,
+            &bytes,
+        ))
+    }
+
+    fn run(&mut self, iters: u64) -> Result<f64> {
+        self.gpu.bind()?;
+        let n = self.sets.len();
+        let mut next = self.next;
+        let t = self.timer.time(&self.gpu.stream, || {
+            for _ in 0..iters {
+                self.enqueue(next)?;
+                next = (next + 1) % n;
+            }
+            Ok(())
+        })?;
+        self.next = next;
+        Ok(t)
+    }
+
+    fn cache_policy(&self) -> String {
+        self.policy.clone()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let l = &self.launch;
+        let mut n = vec![format!(
+            "kernel {} ({}), tile {}×{}×{}, {} stage(s), grid {}×{} × {} threads, {} B shared memory",
+            l.kernel.id(),
+            l.kernel.symbol(),
+            l.tile.bm,
+            l.tile.bn,
+            l.tile.bk,
+            l.tile.stages,
+            l.grid.0,
+            l.grid.1,
+            l.block,
+            l.tile.smem_bytes
+        )];
+        if let Some(r) = self
+            .gpu
+            .module_log(l.kernel.source())
+            .and_then(|log| super::nvrtc::resources_of(&log, l.kernel))
+        {
+            n.push(format!(
+                "{} registers, {} B spill stores, {} B spill loads",
+                r.registers, r.spill_stores, r.spill_loads
+            ));
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(m: u64, n: u64, k: u64, dtype: DType, b_layout: BLayout) -> MatmulSpec {
+        MatmulSpec {
+            m,
+            n,
+            k,
+            dtype,
+            b_layout,
+        }
+    }
+
+    const H200: ((i32, i32), u32) = ((9, 0), 132);
+
+    #[test]
+    fn tile_constants_match_the_kernel_sources() {
+        // The .cu files carry the same numbers; a change on one side only must fail here.
+        let mma = KernelId::MatmulMmaBf16Nk128.source().text();
+        assert!(mma.contains("GV_MMA_KERNEL(matmul_mma_bf16_nk_128x128, 128, 128, 2, 3,"));
+        assert!(mma.contains("GV_MMA_KERNEL(matmul_mma_bf16_nk_32x64, 32, 64, 2, 4,"));
+        assert!(mma.contains("#define BK 32") && mma.contains("#define THREADS 256"));
+        let simt = KernelId::MatmulSimtF32Kn.source().text();
+        for d in [
+            "#define BM 128",
+            "#define BN 128",
+            "#define BK 8",
+            "#define THREADS 256",
+        ] {
+            assert!(simt.contains(d), "{d}");
+        }
+        for t in MMA_TILES {
+            assert_eq!(
+                t.smem_bytes,
+                t.stages * (t.bm + t.bn) * t.bk * 2,
+                "{}",
+                t.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_plan_names_a_kernel_of_its_tile_and_layout() {
+        for dtype in [DType::Bf16, DType::F16] {
+            for layout in [BLayout::Kn, BLayout::Nk] {
+                for (m, n) in [(1, 8192), (8192, 8192)] {
+                    let l = plan(&spec(m, n, 4096, dtype, layout), MMA, H200.0, H200.1).unwrap();
+                    let sym = l.kernel.symbol();
+                    assert!(
+                        sym.starts_with(&format!("matmul_mma_{}_", dtype.name())),
+                        "{sym}"
+                    );
+                    assert!(sym.contains(layout.name()), "{sym}");
+                    assert!(sym.ends_with(l.tile.name), "{sym} vs {}", l.tile.name);
+                    assert_eq!(l.block, 256);
+                }
+            }
+        }
+        let s = plan(&spec(5, 7, 9, DType::F32, BLayout::Nk), SIMT, (7, 5), 40).unwrap();
+        assert_eq!(s.kernel, KernelId::MatmulSimtF32Nk);
+        let s = plan(&spec(5, 7, 9, DType::F32, BLayout::Kn), SIMT, (7, 5), 40).unwrap();
+        assert_eq!(s.kernel, KernelId::MatmulSimtF32Kn);
+    }
+
+    #[test]
+    fn grid_covers_every_output_element_with_tails() {
+        for (m, n) in [
+            (1, 1),
+            (127, 255),
+            (128, 128),
+            (129, 129),
+            (4097, 4095),
+            (16, 28672),
+            (1, 8192),
+            (8192, 8192),
+        ] {
+            for (imp, dtype) in [(SIMT, DType::F32), (MMA, DType::Bf16)] {
+                let l = plan(&spec(m, n, 513, dtype, BLayout::Nk), imp, H200.0, H200.1).unwrap();
+                let (gx, gy) = (l.grid.0 as u64, l.grid.1 as u64);
+                let (bm, bn) = (l.tile.bm as u64, l.tile.bn as u64);
+                // covers the whole output...
+                assert!(gx * bn >= n && gy * bm >= m, "{imp} {m}x{n}: {l:?}");
+                // ...with no block entirely outside it
+                assert!(
+                    (gx - 1) * bn < n && (gy - 1) * bm < m,
+                    "{imp} {m}x{n}: {l:?}"
+                );
+                assert_eq!(gx * gy, tiles(&l.tile, m, n));
+            }
+        }
+        let l = plan(
+            &spec(4097, 4095, 4096, DType::F32, BLayout::Kn),
+            SIMT,
+            H200.0,
+            H200.1,
+        )
+        .unwrap();
+        assert_eq!(l.grid, (32, 33));
+    }
+
+    #[test]
+    fn heuristic_picks_small_tiles_for_decode_and_underfilled_grids() {
+        // decode: M ≤ 64
+        for m in [1, 16, 64] {
+            assert_eq!(choose_tile(m, 8192, 132), MMA_32X64, "M = {m}");
+        }
+        // large prefill GEMMs fill the GPU with 128×128 tiles
+        assert_eq!(choose_tile(8192, 8192, 132), MMA_128X128);
+        assert_eq!(choose_tile(4097, 4095, 132), MMA_128X128);
+        // 2×2 = 4 large tiles on 132 SMs would leave 128 SMs idle
+        assert_eq!(choose_tile(256, 256, 132), MMA_32X64);
+        // the same shape fills a 4-SM GPU with large tiles
+        assert_eq!(choose_tile(256, 256, 4), MMA_128X128);
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let e = plan(
+            &spec(8, 8, 8, DType::Bf16, BLayout::Kn),
+            SIMT,
+            H200.0,
+            H200.1,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("f32 only"), "{e}");
+        let e = plan(&spec(8, 8, 8, DType::F32, BLayout::Kn), MMA, H200.0, H200.1).unwrap_err();
+        assert!(e.to_string().contains("bf16 and f16"), "{e}");
+        let e = plan(&spec(8, 8, 8, DType::Bf16, BLayout::Kn), MMA, (7, 5), 40).unwrap_err();
+        assert!(e.to_string().contains("8.0"), "{e}");
+        let e = plan(
+            &spec(8, 8, 8, DType::F32, BLayout::Kn),
+            "cublaslt",
+            H200.0,
+            H200.1,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("simt, mma"), "{e}");
+        let e = plan(
+            &spec(1 << 32, 8, 8, DType::F32, BLayout::Kn),
+            SIMT,
+            H200.0,
+            H200.1,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("up to"), "{e}");
+        // 65536 tile rows of 128 exceed the grid's y limit
+        let e = plan(
+            &spec(65_536 * 128, 8, 8, DType::F32, BLayout::Kn),
+            SIMT,
+            H200.0,
+            H200.1,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("65535"), "{e}");
+    }
+
+    #[test]
+    fn implementations_per_dtype_and_gpu() {
+        let names = |d: DType, cc| -> Vec<String> {
+            implementations(&spec(64, 64, 64, d, BLayout::Nk), cc, 132)
+                .into_iter()
+                .map(|i| i.name)
+                .collect()
+        };
+        assert_eq!(names(DType::F32, (9, 0)), vec!["simt"]);
+        assert_eq!(names(DType::Bf16, (9, 0)), vec!["mma"]);
+        assert_eq!(names(DType::F16, (8, 0)), vec!["mma"]);
+        assert!(names(DType::F16, (7, 5)).is_empty());
+        assert!(names(DType::Int8, (9, 0)).is_empty());
+        assert!(
+            implementations(&spec(1, 1, 1, DType::F32, BLayout::Kn), (8, 0), 1)
+                .iter()
+                .all(|i| !i.reference)
+        );
+        assert_eq!(
+            memory_needed(&spec(2, 3, 4, DType::F32, BLayout::Kn), 2),
+            2 * (2 * 4 + 4 * 3 + 2 * 3) * 4 + 256
+        );
+    }
+}
