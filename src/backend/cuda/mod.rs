@@ -23,6 +23,7 @@ pub mod matmul;
 pub mod memory;
 pub mod nvml;
 pub mod nvrtc;
+pub mod own_attention;
 pub mod own_matmul;
 pub mod timing;
 
@@ -352,11 +353,18 @@ impl Backend for CudaBackend {
                 }
                 v
             }
-            Workload::Attention(_) => vec![ImplInfo::new(
-                "unfused",
-                "cuBLASLt Q·Kᵀ, softmax kernel, cuBLASLt P·V (S materialised)",
-                true,
-            )],
+            Workload::Attention(a) => {
+                let mut v = vec![ImplInfo::new(
+                    "unfused",
+                    "cuBLASLt Q·Kᵀ, softmax kernel, cuBLASLt P·V (S materialised)",
+                    true,
+                )];
+                if nvrtc_ok {
+                    let lim = own_attention::Limits::of(&self.gpu.props);
+                    v.extend(own_attention::implementations(a, &lim));
+                }
+                v
+            }
             Workload::Memory(m) => {
                 let mut v = Vec::new();
                 if nvrtc_ok {
@@ -388,6 +396,10 @@ impl Backend for CudaBackend {
                 }
             }
             MemImpl::for_op(m.op, imp)?;
+        }
+        // Own attention kernels say why they cannot run this spec (head dim, dtype, length).
+        if let (Workload::Attention(a), Some(kind)) = (w, own_attention::Kind::for_impl(imp)) {
+            own_attention::plan(a, kind, &own_attention::Limits::of(&self.gpu.props))?;
         }
         // Own matmul kernels say why they cannot run this spec (dtype, compute capability).
         if let (Workload::Matmul(m), own_matmul::SIMT | own_matmul::MMA) = (w, imp) {
@@ -446,6 +458,12 @@ impl Backend for CudaBackend {
                 Workload::Matmul(m) => {
                     Box::new(matmul::MatmulRun::new(gpu, m, inputs, sets, policy)?)
                         as Box<dyn Prepared + 'a>
+                }
+                Workload::Attention(a) if own_attention::Kind::for_impl(imp).is_some() => {
+                    let kind = own_attention::Kind::for_impl(imp).expect("matched by the guard");
+                    Box::new(own_attention::FlashRun::new(
+                        gpu, a, kind, inputs, sets, policy,
+                    )?)
                 }
                 Workload::Attention(a) => {
                     Box::new(attention::AttentionRun::new(gpu, a, inputs, sets, policy)?)
