@@ -289,3 +289,170 @@ fn kernels_are_listed_with_registers() {
     eprintln!("{s}");
     assert!(s.contains("registers"), "{s}");
 }
+
+/// The attention spec the own-kernel tests use: q heads = 8, the KV heads give the GQA ratio.
+fn attn(
+    kv_heads: u64,
+    q_len: u64,
+    kv_len: u64,
+    head_dim: u64,
+    causal: bool,
+    dtype: DType,
+) -> Workload {
+    Workload::Attention(AttentionSpec {
+        batch: 2,
+        q_heads: 8,
+        kv_heads,
+        q_len,
+        kv_len,
+        head_dim,
+        causal,
+        dtype,
+    })
+}
+
+#[test]
+fn attention_flash_prefill_verified() {
+    let Some(gpus) = gpus("attention_flash_prefill_verified") else {
+        return;
+    };
+    let b = gpus[0].as_ref();
+    for dtype in [DType::Bf16, DType::F16] {
+        for head_dim in [64, 128] {
+            // GQA ratios 8/8, 8/2 and 8/1; tails of every kind (17, 1000 and 4097 are not
+            // multiples of the 64-row and 64-key tiles); causal with q length ≠ kv length.
+            for (kv_heads, q_len, kv_len, causal) in [
+                (8, 17, 17, true),
+                (8, 17, 1000, false),
+                (2, 1000, 1000, true),
+                (2, 1000, 4097, true),
+                (1, 100, 4097, false),
+                (1, 4097, 4097, true),
+            ] {
+                let w = attn(kv_heads, q_len, kv_len, head_dim, causal, dtype);
+                let imps: Vec<String> = b.implementations(&w).into_iter().map(|i| i.name).collect();
+                assert!(
+                    imps.contains(&"flash".to_string()),
+                    "{}: {imps:?}",
+                    w.name()
+                );
+                assert!(!imps.contains(&"flash-decode".to_string()), "{imps:?}");
+                check(b, &w, "flash", 2);
+            }
+        }
+    }
+}
+
+#[test]
+fn attention_flash_decode_verified() {
+    let Some(gpus) = gpus("attention_flash_decode_verified") else {
+        return;
+    };
+    let b = gpus[0].as_ref();
+    for dtype in [DType::Bf16, DType::F16] {
+        for head_dim in [64, 128] {
+            // q length 1 (plain decode) to 8 (speculative), KV lengths from one key to several
+            // splits with a ragged last tile, GQA ratios 1, 4 and 8.
+            for (kv_heads, q_len, kv_len, causal) in [
+                (8, 1, 1, true),
+                (8, 1, 17, false),
+                (2, 1, 1000, true),
+                (1, 1, 4097, true),
+                (2, 5, 1000, true),
+                (1, 8, 4097, true),
+                (8, 8, 4097, false),
+                (1, 4, 33_000, true),
+            ] {
+                let w = attn(kv_heads, q_len, kv_len, head_dim, causal, dtype);
+                let imps: Vec<String> = b.implementations(&w).into_iter().map(|i| i.name).collect();
+                assert!(
+                    imps.contains(&"flash-decode".to_string()),
+                    "{}: {imps:?}",
+                    w.name()
+                );
+                assert!(!imps.contains(&"flash".to_string()), "{imps:?}");
+                check(b, &w, "flash-decode", 2);
+            }
+        }
+    }
+}
+
+#[test]
+fn attention_flash_refuses_what_it_does_not_compile() {
+    let Some(gpus) = gpus("attention_flash_refuses_what_it_does_not_compile") else {
+        return;
+    };
+    let b = gpus[0].as_ref();
+    for (w, imp, why) in [
+        (attn(2, 64, 64, 96, true, DType::Bf16), "flash", "head dims"),
+        (
+            attn(2, 64, 64, 128, true, DType::F32),
+            "flash",
+            "f16 and bf16",
+        ),
+        (
+            attn(2, 1, 64, 80, true, DType::F16),
+            "flash-decode",
+            "head dims",
+        ),
+        (
+            attn(2, 4, 64, 128, true, DType::Bf16),
+            "flash",
+            "flash-decode",
+        ),
+    ] {
+        match b.check(&w, imp) {
+            Err(Error::Unsupported(m)) => assert!(m.contains(why), "{}: {m}", w.name()),
+            other => panic!("{} / {imp}: expected Unsupported, got {other:?}", w.name()),
+        }
+    }
+}
+
+/// Shapes that exercise every tail of the own matmul kernels: a single element, sizes that are
+/// not multiples of any tile or of the 16-byte vector width, a decode-like M = 16 with a wide N,
+/// and a single row (GEMV).
+const OWN_MATMUL_SHAPES: [(u64, u64, u64); 5] = [
+    (1, 1, 1),
+    (127, 255, 513),
+    (4097, 4095, 4096),
+    (16, 28672, 4096),
+    (1, 8192, 8192),
+];
+
+#[test]
+fn own_matmul_kernels_verified_on_odd_shapes() {
+    let Some(gpus) = gpus("own_matmul_kernels_verified_on_odd_shapes") else {
+        return;
+    };
+    let b = gpus[0].as_ref();
+    let mut ran = 0;
+    for (imp, dtype) in [
+        ("simt", DType::F32),
+        ("mma", DType::Bf16),
+        ("mma", DType::F16),
+    ] {
+        for layout in [BLayout::Kn, BLayout::Nk] {
+            for (m, n, k) in OWN_MATMUL_SHAPES {
+                let w = Workload::Matmul(MatmulSpec {
+                    m,
+                    n,
+                    k,
+                    dtype,
+                    b_layout: layout,
+                });
+                if !b.implementations(&w).iter().any(|i| i.name == imp) {
+                    eprintln!(
+                        "not on this GPU: {} / {imp} ({:?})",
+                        w.name(),
+                        b.check(&w, imp).err()
+                    );
+                    continue;
+                }
+                check(b, &w, imp, 2);
+                ran += 1;
+            }
+        }
+    }
+    // simt runs on every GPU NVRTC can target: at least its 10 variants.
+    assert!(ran >= 10, "only {ran} own matmul variants ran");
+}
