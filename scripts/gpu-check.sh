@@ -86,6 +86,15 @@ step "bench memory $COPY" memory.log "${GPUVET[@]}" --json "$OUT/memory.json" \
     bench memory --size "$COPY" --op copy,read,write,triad
 step "bench attention (unfused)" attention.log "${GPUVET[@]}" --json "$OUT/attention.json" \
     bench attention --batch 1 --heads 32 --kv-heads 8 --seq 4096 --head-dim 128 --causal --dtype bf16
+# Own attention kernels (flash, flash-decode) beside the unfused reference on the same inputs,
+# each verified; scripts/torch_reference.py times PyTorch SDPA (flash and cuDNN backends) on the
+# same three shapes. Prefill: 16k tokens, Llama-3-8B heads; decode: KV cache of 1 GiB (≫ L2).
+step "bench attention prefill (all impls)" attention-prefill.log "${GPUVET[@]}" --json "$OUT/attention-prefill.json" \
+    bench attention --batch 4 --heads 32 --kv-heads 8 --seq 4096 --head-dim 128 --dtype bf16 --impl all
+step "bench attention prefill causal (all)" attention-prefill-causal.log "${GPUVET[@]}" --json "$OUT/attention-prefill-causal.json" \
+    bench attention --batch 4 --heads 32 --kv-heads 8 --seq 4096 --head-dim 128 --causal --dtype bf16 --impl all
+step "bench attention decode (all impls)" attention-decode.log "${GPUVET[@]}" --json "$OUT/attention-decode.json" \
+    bench attention --batch 8 --heads 32 --kv-heads 8 --seq 1 --kv-seq 32768 --head-dim 128 --causal --dtype bf16 --impl all
 step "PyTorch reference" torch.log python3 "$ROOT/scripts/torch_reference.py" measure \
     --out "$OUT/torch.json" --size "$SIZE" --copy-bytes "$(python3 -c "
 s='$COPY'.strip()
@@ -99,7 +108,8 @@ echo
 echo "=== gpuvet vs PyTorch (same run)"
 if [ -f "$OUT/torch.json" ]; then
     python3 "$ROOT/scripts/torch_reference.py" compare --torch "$OUT/torch.json" \
-        "$OUT/matmul.json" "$OUT/memory.json" | tee "$OUT/side-by-side.txt"
+        "$OUT/matmul.json" "$OUT/memory.json" "$OUT/attention-prefill.json" \
+        "$OUT/attention-prefill-causal.json" "$OUT/attention-decode.json" | tee "$OUT/side-by-side.txt"
 else
     echo "no PyTorch figures (see $OUT/torch.log)"
 fi

@@ -12,6 +12,12 @@ of iterations long enough to be well above event resolution, after a warm-up; th
 the samples is reported, with a bootstrap-free 95% interval of the median from order
 statistics.
 
+It also times attention with torch.nn.functional.scaled_dot_product_attention restricted to
+one backend at a time (torch.nn.attention.sdpa_kernel: FLASH_ATTENTION, CUDNN_ATTENTION) on the
+shapes gpuvet's own attention kernels are measured on (ATTENTION_SHAPES; scripts/gpu-check.sh
+runs `gpuvet bench attention --impl all` on the same ones): prefill in FLOP/s counting visible
+(query, key) pairs only, decode in bytes of Q, K, V and O per second.
+
 `compare` prints gpuvet's medians (from its --json reports) beside PyTorch's, with the ratio.
 """
 
@@ -158,9 +164,88 @@ def measure(args):
     out["results"].append(r)
     print(f"torch copy {args.copy_bytes >> 20} MiB   {r['rate'] / 1e9:8.1f} GB/s", file=sys.stderr)
 
+    if not args.no_attention:
+        measure_attention(torch, dev, gen, out)
+
     with open(args.out, "w") as f:
         json.dump(out, f, indent=2)
     return 0
+
+
+# (batch, q heads, kv heads, q length, kv length, head dim, causal), bf16. Prefill: 16k tokens
+# at head dim 128 (Llama-3-8B heads), causal and not; decode: one query, 32k keys, batch 8: the
+# KV cache (1 GiB) is far larger than any L2.
+ATTENTION_SHAPES = [
+    (4, 32, 8, 4096, 4096, 128, False),
+    (4, 32, 8, 4096, 4096, 128, True),
+    (8, 32, 8, 1, 32768, 128, True),
+]
+
+
+def attention_key(b, hq, hkv, lq, lkv, d, causal):
+    return ("attention", "bf16", (b, hq, hkv, lq, lkv, d, bool(causal)))
+
+
+def visible_pairs(lq, lkv, causal):
+    """(query, key) pairs that take part, queries aligned to the end of the keys (gpuvet's rule)."""
+    if not causal:
+        return lq * lkv
+    return lq * (lkv - lq) + lq * (lq + 1) // 2
+
+
+def measure_attention(torch, dev, gen, out):
+    """SDPA per backend on ATTENTION_SHAPES; appends results to out["results"]."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError as e:
+        print(f"torch attention skipped: {e}", file=sys.stderr)
+        return
+    import torch.nn.functional as F
+
+    backends = [("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)]
+    for b, hq, hkv, lq, lkv, d, causal in ATTENTION_SHAPES:
+        q = (torch.rand((b, hq, lq, d), device=dev, generator=gen) * 2 - 1).to(torch.bfloat16)
+        k = (torch.rand((b, hkv, lkv, d), device=dev, generator=gen) * 2 - 1).to(torch.bfloat16)
+        v = (torch.rand((b, hkv, lkv, d), device=dev, generator=gen) * 2 - 1).to(torch.bfloat16)
+        # SDPA's is_causal aligns queries to the top-left; gpuvet aligns them to the end of the
+        # keys. The two agree when lq == lkv, and for lq == 1 the end-aligned mask hides nothing.
+        if causal and lq not in (1, lkv):
+            print(f"torch attention: causal {lq}x{lkv} has no SDPA equivalent, skipped", file=sys.stderr)
+            continue
+        is_causal = causal and lq == lkv
+        decode = lq <= 8
+        moved = 2 * (b * hq * lq * d + b * hkv * lkv * d) * 2
+        flops = 4.0 * b * hq * d * visible_pairs(lq, lkv, causal)
+        for name, backend in backends:
+            for gqa in (True, False):
+                try:
+                    if gqa:
+                        kk, vv, extra, note = k, v, {"enable_gqa": True}, "enable_gqa"
+                    else:
+                        # Backends without GQA: K/V repeated to Hq heads outside the timing.
+                        rep_ = hq // hkv
+                        kk = k.repeat_interleave(rep_, dim=1)
+                        vv = v.repeat_interleave(rep_, dim=1)
+                        extra, note = {}, "K/V repeated to Hq heads"
+                    with sdpa_kernel([backend]):
+                        fn = lambda: F.scaled_dot_product_attention(q, kk, vv, is_causal=is_causal, **extra)
+                        fn()
+                        r = time_op(torch, fn)
+                except (RuntimeError, TypeError) as e:
+                    last = str(e).splitlines()[0] if str(e) else type(e).__name__
+                    continue
+                r.update(op="attention", dtype="bf16", shape=[b, hq, hkv, lq, lkv, d, bool(causal)],
+                         api=f"SDPA {name} ({note})", backend=name,
+                         rate=(moved if decode else flops) / r["median_s"],
+                         unit="B/s" if decode else "FLOP/s")
+                out["results"].append(r)
+                shown = f"{r['rate'] / 1e9:8.1f} GB/s" if decode else f"{r['rate'] / 1e12:8.1f} TFLOP/s"
+                print(f"torch attention {name:5} b{b} h{hq}kv{hkv} q{lq} kv{lkv} d{d}"
+                      f"{' causal' if causal else ''}: {shown} ({note})", file=sys.stderr)
+                break
+            else:
+                print(f"torch attention {name} b{b} q{lq} kv{lkv}: unavailable ({last})", file=sys.stderr)
+        del q, k, v
 
 
 def gpuvet_rows(paths):
@@ -185,6 +270,12 @@ def gpuvet_rows(paths):
             if w.get("kind") == "matmul":
                 key = ("matmul", r.get("dtype"), (w["m"], w["n"], w["k"]))
                 label = f"matmul {r.get('dtype')} {w['m']}x{w['n']}x{w['k']} {w.get('b_layout', 'kn')}"
+            elif w.get("kind") == "attention":
+                key = attention_key(w["batch"], w["q_heads"], w["kv_heads"], w["q_len"], w["kv_len"],
+                                    w["head_dim"], w["causal"])
+                key = key if w.get("dtype", r.get("dtype")) == "bf16" else None
+                label = (f"attention h{w['q_heads']}kv{w['kv_heads']} q{w['q_len']} kv{w['kv_len']} "
+                         f"d{w['head_dim']}{' causal' if w['causal'] else ''}")
             elif w.get("kind") == "memory" and w.get("op") == "copy":
                 key = ("copy", "f32", w.get("bytes"))
                 label = f"copy {w.get('bytes', 0) >> 20} MiB"
@@ -203,6 +294,11 @@ def compare(args):
     for r in torch_res["results"]:
         if r["op"] == "matmul":
             tmap[("matmul", r["dtype"], tuple(r["shape"]))] = r
+        elif r["op"] == "attention":
+            # The best SDPA backend on the shape is what gpuvet's kernels are held against.
+            key = attention_key(*r["shape"])
+            if key not in tmap or r["rate"] > tmap[key]["rate"]:
+                tmap[key] = r
         else:
             tmap[("copy", "f32", r["bytes"])] = r
     rows = gpuvet_rows(args.gpuvet)
@@ -217,11 +313,13 @@ def compare(args):
         if t:
             tci = (t["ci95_high_s"] - t["ci95_low_s"]) / 2 / t["median_s"]
             ratio = rate / t["rate"]
-            print(f"{label:52} {g:>11} {cis:>7} {t['rate'] / scale:9.1f}   {tci * 100:5.2f}% {ratio:11.3f}x")
+            print(f"{label:52} {g:>11} {cis:>7} {t['rate'] / scale:9.1f}   {tci * 100:5.2f}% {ratio:11.3f}x"
+                  + (f"  vs {t['api']}" if t.get("op") == "attention" else ""))
         else:
             print(f"{label:52} {g:>11} {cis:>7} {'—':>11} {'':>7} {'':>12}")
-    print("(matmul in TFLOP/s or TOP/s, copy in GB/s counting read + write; CI95 = half-width of "
-          "the 95% interval of the median, relative)")
+    print("(matmul and prefill attention in TFLOP/s or TOP/s, copy and decode attention in GB/s "
+          "(copy counts read + write); attention is compared with the fastest SDPA backend; "
+          "CI95 = half-width of the 95% interval of the median, relative)")
     return 0
 
 
@@ -232,6 +330,7 @@ def main():
     m.add_argument("--out", required=True)
     m.add_argument("--size", type=int, default=8192)
     m.add_argument("--copy-bytes", type=int, default=4 << 30)
+    m.add_argument("--no-attention", action="store_true", help="skip the SDPA attention shapes")
     c = sub.add_parser("compare")
     c.add_argument("--torch", required=True)
     c.add_argument("gpuvet", nargs="+")
