@@ -456,3 +456,52 @@ fn own_matmul_kernels_verified_on_odd_shapes() {
     // simt runs on every GPU NVRTC can target: at least its 10 variants.
     assert!(ran >= 10, "only {ran} own matmul variants ran");
 }
+
+/// Shapes that exercise every tail of the own matmul kernels: a single element, sizes that are
+/// not multiples of any tile or of the 16-byte vector width, a decode-like M = 16 with a wide N,
+/// and a single row (GEMV).
+const OWN_MATMUL_SHAPES: [(u64, u64, u64); 5] = [
+    (1, 1, 1),
+    (127, 255, 513),
+    (4097, 4095, 4096),
+    (16, 28672, 4096),
+    (1, 8192, 8192),
+];
+
+#[test]
+fn own_matmul_kernels_verified_on_odd_shapes() {
+    let Some(gpus) = gpus("own_matmul_kernels_verified_on_odd_shapes") else {
+        return;
+    };
+    let b = gpus[0].as_ref();
+    let mut ran = 0;
+    for (imp, dtype) in [
+        ("simt", DType::F32),
+        ("mma", DType::Bf16),
+        ("mma", DType::F16),
+    ] {
+        for layout in [BLayout::Kn, BLayout::Nk] {
+            for (m, n, k) in OWN_MATMUL_SHAPES {
+                let w = Workload::Matmul(MatmulSpec {
+                    m,
+                    n,
+                    k,
+                    dtype,
+                    b_layout: layout,
+                });
+                if !b.implementations(&w).iter().any(|i| i.name == imp) {
+                    eprintln!(
+                        "not on this GPU: {} / {imp} ({:?})",
+                        w.name(),
+                        b.check(&w, imp).err()
+                    );
+                    continue;
+                }
+                check(b, &w, imp, 2);
+                ran += 1;
+            }
+        }
+    }
+    // simt runs on every GPU NVRTC can target: at least its 10 variants.
+    assert!(ran >= 10, "only {ran} own matmul variants ran");
+}
