@@ -191,6 +191,8 @@ fn attention_matches_reference() {
                 (8, 2, 17, 17, true),
                 // causal with fewer queries than keys (chunked prefill), and decode.
                 (8, 2, 5, 37, true),
+                // few query rows per task: the dot-product path, with the diagonal mask.
+                (2, 1, 5, 37, true),
                 (4, 1, 1, 37, true),
                 (4, 4, 1, 300, false),
             ];

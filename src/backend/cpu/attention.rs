@@ -114,6 +114,23 @@ struct Dims {
 
 /// The softmax step over one block of scores: see [`softmax_block_generic`].
 type SoftmaxFn = fn(&mut [f32], usize, usize, &[usize], &mut [f32], &mut [f32], &mut [f32]);
+/// S = scale·Q·Kᵀ for a few query rows: see [`scores_generic`].
+type ScoresFn = fn(&[f32], &[f32], usize, f32, &mut [f32]);
+/// acc += P·V for a few query rows: see [`accumulate_generic`].
+type AccumulateFn = fn(&[f32], &[f32], usize, &mut [f32]);
+
+/// Up to this many query rows per task, the block products run as dot products and axpys
+/// streaming K and V once instead of `gemm` calls, whose packing costs more than the
+/// arithmetic of so few rows (decode: one query row per head).
+const SMALL_ROWS: usize = 16;
+
+/// The inner loops of a task, compiled for the widest SIMD the CPU has.
+#[derive(Clone, Copy)]
+struct Kernels {
+    softmax: SoftmaxFn,
+    scores: ScoresFn,
+    accumulate: AccumulateFn,
+}
 
 pub(super) struct PreparedAttention<'a> {
     pool: &'a rayon::ThreadPool,
@@ -122,7 +139,7 @@ pub(super) struct PreparedAttention<'a> {
     sets: Vec<Set>,
     next: usize,
     policy: String,
-    softmax: SoftmaxFn,
+    kernels: Kernels,
     simd: &'static str,
 }
 
@@ -167,6 +184,11 @@ impl<'a> PreparedAttention<'a> {
             logit_scale: (std::f64::consts::LOG2_E / (spec.head_dim as f64).sqrt()) as f32,
         };
         let (softmax, simd) = pick_softmax();
+        let kernels = Kernels {
+            softmax,
+            scores: pick_scores(),
+            accumulate: pick_accumulate(),
+        };
         Ok(PreparedAttention {
             pool,
             spec: spec.clone(),
@@ -174,20 +196,20 @@ impl<'a> PreparedAttention<'a> {
             sets,
             next: 0,
             policy,
-            softmax,
+            kernels,
             simd,
         })
     }
 
     fn run_set(&mut self, i: usize) {
         let dims = self.dims;
-        let softmax = self.softmax;
+        let kernels = self.kernels;
         let set = &mut self.sets[i];
         let (q, k, v) = (&set.q[..], &set.k[..], &set.v[..]);
         self.pool.install(|| match &mut set.out {
-            OutBuf::F32(o) => attention(dims, q, k, v, o, softmax),
-            OutBuf::F16(o) => attention(dims, q, k, v, o, softmax),
-            OutBuf::Bf16(o) => attention(dims, q, k, v, o, softmax),
+            OutBuf::F32(o) => attention(dims, q, k, v, o, kernels),
+            OutBuf::F16(o) => attention(dims, q, k, v, o, kernels),
+            OutBuf::Bf16(o) => attention(dims, q, k, v, o, kernels),
         });
     }
 }
@@ -213,7 +235,7 @@ fn attention<O: OutElem>(
     k: &[f32],
     v: &[f32],
     out: &mut [O],
-    softmax: SoftmaxFn,
+    kernels: Kernels,
 ) {
     let Dims {
         hq,
@@ -244,7 +266,7 @@ fn attention<O: OutElem>(
                 }
             }
             tasks.into_par_iter().enumerate().for_each(|(b, outs)| {
-                query_block(dims, q_group, k_head, v_head, b * bq, outs, softmax);
+                query_block(dims, q_group, k_head, v_head, b * bq, outs, kernels);
             });
         });
 }
@@ -258,7 +280,7 @@ fn query_block<O: OutElem>(
     v: &[f32],
     q0: usize,
     mut outs: Vec<&mut [O]>,
-    softmax: SoftmaxFn,
+    kernels: Kernels,
 ) {
     let Dims {
         lq, lkv, d, causal, ..
@@ -291,31 +313,36 @@ fn query_block<O: OutElem>(
     let mut k0 = 0;
     while k0 < kv_end {
         let kn = BK.min(kv_end - k0);
-        // S = logit_scale · Q·Kᵀ, rows×kn with row stride BK.
-        // SAFETY: Q is rows×D (stride D), the key block kn×D is read transposed through its
-        // strides, S holds rows×BK floats and is exclusively borrowed; all in bounds.
-        unsafe {
-            gemm::gemm(
-                rows,
-                kn,
-                d,
-                s.as_mut_ptr(),
-                1,
-                BK as isize,
-                false,
-                q.as_ptr(),
-                1,
-                d as isize,
-                k[k0 * d..].as_ptr(),
-                d as isize,
-                1,
-                0.0f32,
-                dims.logit_scale,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
+        if rows <= SMALL_ROWS {
+            let kb = &k[k0 * d..(k0 + kn) * d];
+            (kernels.scores)(&q, kb, d, dims.logit_scale, &mut s);
+        } else {
+            // S = logit_scale · Q·Kᵀ, rows×kn with row stride BK.
+            // SAFETY: Q is rows×D (stride D), the key block kn×D is read transposed through its
+            // strides, S holds rows×BK floats and is exclusively borrowed; all in bounds.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    kn,
+                    d,
+                    s.as_mut_ptr(),
+                    1,
+                    BK as isize,
+                    false,
+                    q.as_ptr(),
+                    1,
+                    d as isize,
+                    k[k0 * d..].as_ptr(),
+                    d as isize,
+                    1,
+                    0.0f32,
+                    dims.logit_scale,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
         }
         for (r, vis) in visible.iter_mut().enumerate() {
             *vis = if causal {
@@ -324,37 +351,42 @@ fn query_block<O: OutElem>(
                 kn
             };
         }
-        softmax(&mut s, kn, d, &visible, &mut m, &mut l, &mut alpha);
+        (kernels.softmax)(&mut s, kn, d, &visible, &mut m, &mut l, &mut alpha);
         for (row, &a) in acc.chunks_exact_mut(d).zip(&alpha) {
             if a != 1.0 {
                 row.iter_mut().for_each(|x| *x *= a);
             }
         }
-        // acc += P·V_blk.
-        // SAFETY: P is rows×kn (stride BK) inside S, V's block is kn×D rows inside `v`, the
-        // accumulator rows×D is exclusively borrowed; all in bounds.
-        unsafe {
-            gemm::gemm(
-                rows,
-                d,
-                kn,
-                acc.as_mut_ptr(),
-                1,
-                d as isize,
-                true,
-                s.as_ptr(),
-                1,
-                BK as isize,
-                v[k0 * d..].as_ptr(),
-                1,
-                d as isize,
-                1.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
+        if rows <= SMALL_ROWS {
+            let vb = &v[k0 * d..(k0 + kn) * d];
+            (kernels.accumulate)(&s, vb, d, &mut acc);
+        } else {
+            // acc += P·V_blk.
+            // SAFETY: P is rows×kn (stride BK) inside S, V's block is kn×D rows inside `v`, the
+            // accumulator rows×D is exclusively borrowed; all in bounds.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    d,
+                    kn,
+                    acc.as_mut_ptr(),
+                    1,
+                    d as isize,
+                    true,
+                    s.as_ptr(),
+                    1,
+                    BK as isize,
+                    v[k0 * d..].as_ptr(),
+                    1,
+                    d as isize,
+                    1.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
         }
         k0 += kn;
     }
@@ -496,6 +528,102 @@ fn softmax_block_avx512(
     softmax_block_generic(s, kn, d, visible, m, l, alpha)
 }
 
+/// Dot product with [`LANES`] independent partial sums, so it vectorises.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ac.zip(bc) {
+        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
+            *s += x * y;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// s[r·BK + j] = scale · (q row r · k row j) for every query row r of `q` (rows×D) and key row
+/// j of `k` (kn×D): each key row is loaded once for all query rows.
+#[inline(always)]
+fn scores_generic(q: &[f32], k: &[f32], d: usize, scale: f32, s: &mut [f32]) {
+    for (j, krow) in k.chunks_exact(d).enumerate() {
+        for (r, qrow) in q.chunks_exact(d).enumerate() {
+            s[r * BK + j] = scale * dot(qrow, krow);
+        }
+    }
+}
+
+/// acc row r += Σ_j p[r·BK + j] · v row j, for every accumulator row r (rows×D) and value row
+/// j of `v` (kn×D): each value row is loaded once for all query rows; zero weights (masked
+/// keys) are skipped.
+#[inline(always)]
+fn accumulate_generic(p: &[f32], v: &[f32], d: usize, acc: &mut [f32]) {
+    for (j, vrow) in v.chunks_exact(d).enumerate() {
+        for (r, arow) in acc.chunks_exact_mut(d).enumerate() {
+            let w = p[r * BK + j];
+            if w != 0.0 {
+                for (a, x) in arow.iter_mut().zip(vrow) {
+                    *a += w * x;
+                }
+            }
+        }
+    }
+}
+
+/// Defines `$pick() -> $ty`: `$generic` compiled for AVX-512, for AVX2+FMA and for the baseline,
+/// the widest one the CPU supports chosen at run time.
+macro_rules! multiversion {
+    ($pick:ident, $ty:ty, $generic:ident, ($($arg:ident: $argty:ty),*)) => {
+        fn $pick() -> $ty {
+            fn baseline($($arg: $argty),*) {
+                $generic($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2($($arg: $argty),*) {
+                $generic($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            fn avx512($($arg: $argty),*) {
+                $generic($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: only chosen after the CPU reported AVX-512F support.
+                    return |$($arg),*| unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: only chosen after the CPU reported AVX2 and FMA support.
+                    return |$($arg),*| unsafe { avx2($($arg),*) };
+                }
+            }
+            baseline
+        }
+    };
+}
+
+multiversion!(
+    pick_scores,
+    ScoresFn,
+    scores_generic,
+    (q: &[f32], k: &[f32], d: usize, scale: f32, s: &mut [f32])
+);
+multiversion!(
+    pick_accumulate,
+    AccumulateFn,
+    accumulate_generic,
+    (p: &[f32], v: &[f32], d: usize, acc: &mut [f32])
+);
+
 /// The widest softmax loop this CPU runs, and its name for the notes.
 fn pick_softmax() -> (SoftmaxFn, &'static str) {
     #[cfg(target_arch = "x86_64")]
@@ -563,7 +691,7 @@ impl Prepared for PreparedAttention<'_> {
 
     fn notes(&self) -> Vec<String> {
         let mut notes = vec![format!(
-            "flash-style blocks of about {BQ} query rows (all heads of a KV group) × {BK} keys, softmax loop: {}",
+            "flash-style blocks of about {BQ} query rows (all heads of a KV group) × {BK} keys, inner loops: {}",
             self.simd
         )];
         if self.spec.dtype != DType::F32 {
