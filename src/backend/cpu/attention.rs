@@ -11,6 +11,9 @@
 //!    l = l·2^(m − m') + ΣP, and the accumulator row rescaled by the same correction;
 //! 3. acc += P · V_blk with `gemm`.
 //!
+//! Tasks of at most [`SMALL_ROWS`] query rows (decode) do both products with vectorised dot
+//! products and axpys instead, reading each K and V row once for all their rows.
+//!
 //! At the end each row is acc / l, written in the output dtype. Scratch per task is
 //! BQ×BK + BQ×D floats, whatever the sequence lengths.
 //!
