@@ -118,7 +118,7 @@ fn matmul_every_dtype_and_layout_matches_reference() {
                 let v = verify(&w, &ins, &out, SEED);
                 assert_eq!(v.method, "full", "{}", w.name());
                 match dtype {
-                    DType::Int8 => assert_eq!(p.compute_dtype(), "f64 (exact for int8)"),
+                    DType::Int8 => assert_eq!(p.compute_dtype(), "f64"),
                     DType::F16 => assert_eq!(p.compute_dtype(), "f16"),
                     _ => assert_eq!(p.compute_dtype(), "f32"),
                 }

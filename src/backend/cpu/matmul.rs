@@ -324,7 +324,7 @@ impl Prepared for PreparedMatmul<'_> {
         match path(self.spec.dtype) {
             Path::F32 | Path::ViaF32 => "f32".into(),
             Path::F16 => "f16".into(),
-            Path::ViaF64 => "f64 (exact for int8)".into(),
+            Path::ViaF64 => "f64".into(),
         }
     }
 
