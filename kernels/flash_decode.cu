@@ -14,6 +14,10 @@
 // 16w..16w+15 of every tile with its own running max, sum and accumulator, and the 4 warps are
 // merged through shared memory at the end, like 4 more splits.
 // Causal masking is aligned to the end of the keys: query position i sees keys ≤ i + Lkv − Lq.
+// Paged KV (gv_flash_decode_paged_*): K and V live in pools of pages [pages, page size, Hkv, D]
+// (page size 16 or 64, a runtime parameter), and a block table [B, pages per sequence] of int32
+// gives the page holding keys p·page_size .. of each sequence; only the K/V tile loads change,
+// so paged and contiguous runs give bit-identical results.
 // The same fragment layouts as kernels/flash_fwd.cu (its header explains them).
 
 typedef unsigned long long u64;
@@ -104,12 +108,44 @@ __device__ __forceinline__ void load_tile(u16* s, const u16* g, int valid, int t
     }
 }
 
-template <int D, bool BF16>
+// Queues the K and V rows n0 .. n0 + 64 of one (batch, KV head) into the swizzled tiles; rows
+// at or past `valid` are zero-filled. Contiguous: K/V [B, Hkv, Lkv, D] from `kv_base`. Paged:
+// the row of key n lies in page bt[n / page_size] of the pool [pages, page_size, Hkv, D].
+template <int D, bool PAGED>
+__device__ __forceinline__ void load_kv(u16* sk, u16* sv, const u16* k, const u16* v, u64 kv_base,
+                                        const int* bt, int kv_heads, int kvh, int page_size,
+                                        int n0, int valid, int tid) {
+    constexpr int BN = 64, THREADS = 128;
+    if constexpr (PAGED) {
+        constexpr int CH = D / 8;
+        const u32 kb = smem_addr(sk), vb = smem_addr(sv);
+#pragma unroll
+        for (int i = tid; i < BN * CH; i += THREADS) {
+            const int row = i / CH, c = i % CH;
+            const bool ok = row < valid;
+            const int key = n0 + row;
+            const u64 page = ok ? (u64)bt[key / page_size] : 0;
+            const u64 off =
+                ((page * page_size + (u64)(key % page_size)) * kv_heads + kvh) * D + c * 8;
+            const u32 d = 2u * (u32)swz<D>(row, c);
+            cp_async16(kb + d, ok ? k + off : k, ok);
+            cp_async16(vb + d, ok ? v + off : v, ok);
+        }
+    } else {
+        load_tile<D, BN, THREADS>(sk, k + kv_base + (u64)n0 * D, valid, tid);
+        load_tile<D, BN, THREADS>(sv, v + kv_base + (u64)n0 * D, valid, tid);
+    }
+}
+
+template <int D, bool BF16, bool PAGED>
 __device__ __forceinline__ void flash_decode(const u16* __restrict__ q, const u16* __restrict__ k,
-                                             const u16* __restrict__ v, float* __restrict__ part_o,
+                                             const u16* __restrict__ v,
+                                             const int* __restrict__ block_table,
+                                             float* __restrict__ part_o,
                                              float* __restrict__ part_lse, int q_heads,
                                              int kv_heads, int q_len, int kv_len, int causal,
-                                             float scale_log2, int chunk) {
+                                             float scale_log2, int chunk, int pages_per_seq,
+                                             int page_size) {
     constexpr int BM = 16, BN = 64, THREADS = 128;
     extern __shared__ __align__(128) u16 smem[];
     u16* s_q = smem;              // BM × D
@@ -131,11 +167,12 @@ __device__ __forceinline__ void flash_decode(const u16* __restrict__ q, const u1
     const int n_begin = split * chunk;
     const int n_end = min(kv_len, n_begin + chunk);
     const int n_tiles = (n_end - n_begin + BN - 1) / BN;
+    const int* bt = PAGED ? block_table + (u64)b * pages_per_seq : block_table;
 
     load_tile<D, BM, THREADS>(s_q, q + q_base + (u64)r0 * D, rows - r0, tid);
     cp_async_commit();
-    load_tile<D, BN, THREADS>(s_k, k + kv_base + (u64)n_begin * D, n_end - n_begin, tid);
-    load_tile<D, BN, THREADS>(s_v, v + kv_base + (u64)n_begin * D, n_end - n_begin, tid);
+    load_kv<D, PAGED>(s_k, s_v, k, v, kv_base, bt, kv_heads, kvh, page_size, n_begin,
+                      n_end - n_begin, tid);
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
@@ -166,9 +203,8 @@ __device__ __forceinline__ void flash_decode(const u16* __restrict__ q, const u1
         const int buf = j & 1;
         if (j + 1 < n_tiles) {
             const int n_next = n_begin + (j + 1) * BN;
-            const u64 off = kv_base + (u64)n_next * D;
-            load_tile<D, BN, THREADS>(s_k + (buf ^ 1) * BN * D, k + off, n_end - n_next, tid);
-            load_tile<D, BN, THREADS>(s_v + (buf ^ 1) * BN * D, v + off, n_end - n_next, tid);
+            load_kv<D, PAGED>(s_k + (buf ^ 1) * BN * D, s_v + (buf ^ 1) * BN * D, k, v, kv_base,
+                              bt, kv_heads, kvh, page_size, n_next, n_end - n_next, tid);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -334,8 +370,8 @@ extern "C" __global__ void gv_flash_decode_bf16_d64(const u16* __restrict__ q, c
                                      float* __restrict__ part_lse, int q_heads, int kv_heads,
                                      int q_len, int kv_len, int causal, float scale_log2,
                                      int chunk) {
-    flash_decode<64, true>(q, k, v, part_o, part_lse, q_heads, kv_heads, q_len, kv_len, causal,
-                          scale_log2, chunk);
+    flash_decode<64, true, false>(q, k, v, nullptr, part_o, part_lse, q_heads, kv_heads,
+                                     q_len, kv_len, causal, scale_log2, chunk, 0, 1);
 }
 
 extern "C" __global__ void gv_flash_decode_bf16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
@@ -343,8 +379,8 @@ extern "C" __global__ void gv_flash_decode_bf16_d128(const u16* __restrict__ q, 
                                      float* __restrict__ part_lse, int q_heads, int kv_heads,
                                      int q_len, int kv_len, int causal, float scale_log2,
                                      int chunk) {
-    flash_decode<128, true>(q, k, v, part_o, part_lse, q_heads, kv_heads, q_len, kv_len, causal,
-                          scale_log2, chunk);
+    flash_decode<128, true, false>(q, k, v, nullptr, part_o, part_lse, q_heads, kv_heads,
+                                     q_len, kv_len, causal, scale_log2, chunk, 0, 1);
 }
 
 extern "C" __global__ void gv_flash_decode_f16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
@@ -352,8 +388,8 @@ extern "C" __global__ void gv_flash_decode_f16_d64(const u16* __restrict__ q, co
                                      float* __restrict__ part_lse, int q_heads, int kv_heads,
                                      int q_len, int kv_len, int causal, float scale_log2,
                                      int chunk) {
-    flash_decode<64, false>(q, k, v, part_o, part_lse, q_heads, kv_heads, q_len, kv_len, causal,
-                          scale_log2, chunk);
+    flash_decode<64, false, false>(q, k, v, nullptr, part_o, part_lse, q_heads, kv_heads,
+                                     q_len, kv_len, causal, scale_log2, chunk, 0, 1);
 }
 
 extern "C" __global__ void gv_flash_decode_f16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
@@ -361,8 +397,57 @@ extern "C" __global__ void gv_flash_decode_f16_d128(const u16* __restrict__ q, c
                                      float* __restrict__ part_lse, int q_heads, int kv_heads,
                                      int q_len, int kv_len, int causal, float scale_log2,
                                      int chunk) {
-    flash_decode<128, false>(q, k, v, part_o, part_lse, q_heads, kv_heads, q_len, kv_len, causal,
-                          scale_log2, chunk);
+    flash_decode<128, false, false>(q, k, v, nullptr, part_o, part_lse, q_heads, kv_heads,
+                                     q_len, kv_len, causal, scale_log2, chunk, 0, 1);
+}
+
+// Paged split kernels: as above with K and V pools [pages, page size, Hkv, D] and three more
+// parameters between V and the partials and at the end: Q, K pool, V pool, block table (int32
+// [B, pages per sequence]), partial O, partial lse, q heads, kv heads, q length, kv length,
+// causal, scale × log2(e), keys per split, pages per sequence, page size.
+
+extern "C" __global__ void gv_flash_decode_paged_bf16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
+                                     const u16* __restrict__ v,
+                                     const int* __restrict__ block_table,
+                                     float* __restrict__ part_o, float* __restrict__ part_lse,
+                                     int q_heads, int kv_heads, int q_len, int kv_len, int causal,
+                                     float scale_log2, int chunk, int pages_per_seq,
+                                     int page_size) {
+    flash_decode<64, true, true>(q, k, v, block_table, part_o, part_lse, q_heads, kv_heads, q_len,
+                                kv_len, causal, scale_log2, chunk, pages_per_seq, page_size);
+}
+
+extern "C" __global__ void gv_flash_decode_paged_bf16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
+                                     const u16* __restrict__ v,
+                                     const int* __restrict__ block_table,
+                                     float* __restrict__ part_o, float* __restrict__ part_lse,
+                                     int q_heads, int kv_heads, int q_len, int kv_len, int causal,
+                                     float scale_log2, int chunk, int pages_per_seq,
+                                     int page_size) {
+    flash_decode<128, true, true>(q, k, v, block_table, part_o, part_lse, q_heads, kv_heads, q_len,
+                                kv_len, causal, scale_log2, chunk, pages_per_seq, page_size);
+}
+
+extern "C" __global__ void gv_flash_decode_paged_f16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
+                                     const u16* __restrict__ v,
+                                     const int* __restrict__ block_table,
+                                     float* __restrict__ part_o, float* __restrict__ part_lse,
+                                     int q_heads, int kv_heads, int q_len, int kv_len, int causal,
+                                     float scale_log2, int chunk, int pages_per_seq,
+                                     int page_size) {
+    flash_decode<64, false, true>(q, k, v, block_table, part_o, part_lse, q_heads, kv_heads, q_len,
+                                kv_len, causal, scale_log2, chunk, pages_per_seq, page_size);
+}
+
+extern "C" __global__ void gv_flash_decode_paged_f16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
+                                     const u16* __restrict__ v,
+                                     const int* __restrict__ block_table,
+                                     float* __restrict__ part_o, float* __restrict__ part_lse,
+                                     int q_heads, int kv_heads, int q_len, int kv_len, int causal,
+                                     float scale_log2, int chunk, int pages_per_seq,
+                                     int page_size) {
+    flash_decode<128, false, true>(q, k, v, block_table, part_o, part_lse, q_heads, kv_heads, q_len,
+                                kv_len, causal, scale_log2, chunk, pages_per_seq, page_size);
 }
 
 // Combine kernels. Parameters: partial O, partial lse, O (16-bit [B, Hq, Lq, D]), rows per

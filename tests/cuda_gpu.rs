@@ -430,6 +430,8 @@ fn own_matmul_kernels_verified_on_odd_shapes() {
         ("simt", DType::F32),
         ("mma", DType::Bf16),
         ("mma", DType::F16),
+        ("mma", DType::Int8),
+        ("mma", DType::Fp8E4m3),
     ] {
         for layout in [BLayout::Kn, BLayout::Nk] {
             for (m, n, k) in OWN_MATMUL_SHAPES {
@@ -455,4 +457,41 @@ fn own_matmul_kernels_verified_on_odd_shapes() {
     }
     // simt runs on every GPU NVRTC can target: at least its 10 variants.
     assert!(ran >= 10, "only {ran} own matmul variants ran");
+}
+
+#[test]
+fn attention_flash_decode_paged_is_identical_to_contiguous() {
+    let Some(gpus) = gpus("attention_flash_decode_paged_is_identical_to_contiguous") else {
+        return;
+    };
+    let b = gpus[0].as_ref();
+    let verified = |w: &Workload, imp: &str, ins: &[Tensor]| -> Tensor {
+        let mut p = b
+            .prepare(w, imp, ins, OPTS)
+            .unwrap_or_else(|e| panic!("prepare {} / {imp}: {e}", w.name()));
+        p.run_verify()
+            .unwrap_or_else(|e| panic!("run {} / {imp}: {e}", w.name()))
+    };
+    for dtype in [DType::Bf16, DType::F16] {
+        for head_dim in [64, 128] {
+            // Ragged last pages (17, 1000, 4097 and 33000 keys are not multiples of 16 or 64),
+            // one and several splits, GQA ratios 1, 4 and 8.
+            for (kv_heads, q_len, kv_len) in
+                [(8, 1, 17), (2, 1, 1000), (1, 8, 4097), (2, 4, 33_000)]
+            {
+                let w = attn(kv_heads, q_len, kv_len, head_dim, true, dtype);
+                let ins = inputs::generate(&w, 42);
+                let contiguous = verified(&w, "flash-decode", &ins);
+                for imp in ["flash-decode-paged16", "flash-decode-paged64"] {
+                    check(b, &w, imp, 2);
+                    let paged = verified(&w, imp, &ins);
+                    assert!(
+                        paged.as_bytes() == contiguous.as_bytes(),
+                        "{} / {imp}: paged output differs from contiguous",
+                        w.name()
+                    );
+                }
+            }
+        }
+    }
 }

@@ -92,10 +92,14 @@ pub enum KernelId {
     FlashDecodeF16D128,
     FlashCombineBf16,
     FlashCombineF16,
+    FlashDecodePagedBf16D64,
+    FlashDecodePagedBf16D128,
+    FlashDecodePagedF16D64,
+    FlashDecodePagedF16D128,
 }
 
 impl KernelId {
-    pub const ALL: [KernelId; 27] = [
+    pub const ALL: [KernelId; 31] = [
         KernelId::MemCopy,
         KernelId::MemRead,
         KernelId::MemWrite,
@@ -123,6 +127,10 @@ impl KernelId {
         KernelId::FlashDecodeF16D128,
         KernelId::FlashCombineBf16,
         KernelId::FlashCombineF16,
+        KernelId::FlashDecodePagedBf16D64,
+        KernelId::FlashDecodePagedBf16D128,
+        KernelId::FlashDecodePagedF16D64,
+        KernelId::FlashDecodePagedF16D128,
     ];
 
     /// The id shown by `gpuvet list --kernels`.
@@ -155,6 +163,10 @@ impl KernelId {
             KernelId::FlashDecodeF16D128 => "attention.flash_decode.f16.d128",
             KernelId::FlashCombineBf16 => "attention.flash_decode.combine.bf16",
             KernelId::FlashCombineF16 => "attention.flash_decode.combine.f16",
+            KernelId::FlashDecodePagedBf16D64 => "attention.flash_decode_paged.bf16.d64",
+            KernelId::FlashDecodePagedBf16D128 => "attention.flash_decode_paged.bf16.d128",
+            KernelId::FlashDecodePagedF16D64 => "attention.flash_decode_paged.f16.d64",
+            KernelId::FlashDecodePagedF16D128 => "attention.flash_decode_paged.f16.d128",
         }
     }
 
@@ -188,6 +200,10 @@ impl KernelId {
             KernelId::FlashDecodeF16D128 => "gv_flash_decode_f16_d128",
             KernelId::FlashCombineBf16 => "gv_flash_decode_combine_bf16",
             KernelId::FlashCombineF16 => "gv_flash_decode_combine_f16",
+            KernelId::FlashDecodePagedBf16D64 => "gv_flash_decode_paged_bf16_d64",
+            KernelId::FlashDecodePagedBf16D128 => "gv_flash_decode_paged_bf16_d128",
+            KernelId::FlashDecodePagedF16D64 => "gv_flash_decode_paged_f16_d64",
+            KernelId::FlashDecodePagedF16D128 => "gv_flash_decode_paged_f16_d128",
         }
     }
 
@@ -215,6 +231,10 @@ impl KernelId {
             KernelId::FlashDecodeF16D128 => Source::FlashDecode,
             KernelId::FlashCombineBf16 => Source::FlashDecode,
             KernelId::FlashCombineF16 => Source::FlashDecode,
+            KernelId::FlashDecodePagedBf16D64 => Source::FlashDecode,
+            KernelId::FlashDecodePagedBf16D128 => Source::FlashDecode,
+            KernelId::FlashDecodePagedF16D64 => Source::FlashDecode,
+            KernelId::FlashDecodePagedF16D128 => Source::FlashDecode,
             _ => Source::Attention,
         }
     }
@@ -248,6 +268,10 @@ impl KernelId {
             KernelId::FlashDecodeF16D128 => "split-KV decode, f16, head dim 128: GQA rows packed into 16-row mma tiles, partial O and log-sum-exp per split",
             KernelId::FlashCombineBf16 => "merges the KV splits of decode by log-sum-exp weights, O in bf16",
             KernelId::FlashCombineF16 => "merges the KV splits of decode by log-sum-exp weights, O in f16",
+            KernelId::FlashDecodePagedBf16D64 => "split-KV decode from a paged KV cache (block table, page size 16 or 64), bf16, head dim 64",
+            KernelId::FlashDecodePagedBf16D128 => "split-KV decode from a paged KV cache (block table, page size 16 or 64), bf16, head dim 128",
+            KernelId::FlashDecodePagedF16D64 => "split-KV decode from a paged KV cache (block table, page size 16 or 64), f16, head dim 64",
+            KernelId::FlashDecodePagedF16D128 => "split-KV decode from a paged KV cache (block table, page size 16 or 64), f16, head dim 128",
         }
     }
 }

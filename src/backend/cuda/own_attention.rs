@@ -1,5 +1,10 @@
 //! gpuvet's own fused attention kernels: `flash` (prefill, `kernels/flash_fwd.cu`) and
-//! `flash-decode` (split-KV decode with a combine step, `kernels/flash_decode.cu`).
+//! `flash-decode` (split-KV decode with a combine step, `kernels/flash_decode.cu`), and the
+//! same decode reading K and V from a paged cache, `flash-decode-paged16` / `-paged64`: the
+//! contiguous inputs are scattered on the host into pages of 16 or 64 tokens in a seeded random
+//! order (as a serving engine's cache ends up), so the workload, its inputs and its
+//! verification stay those of `AttentionSpec`, and paged and contiguous runs must agree bit
+//! for bit.
 //!
 //! Everything that decides how a kernel is launched (tile sizes, shared memory, grid, the
 //! number of KV splits) is pure data computed by [`plan`] from the spec and the device's
@@ -25,6 +30,11 @@ use std::ffi::c_void;
 pub const PREFILL_IMPL: &str = "flash";
 /// Implementation name of the split-KV decode kernel.
 pub const DECODE_IMPL: &str = "flash-decode";
+/// Implementation names of the paged decode, page sizes 16 and 64.
+pub const PAGED16_IMPL: &str = "flash-decode-paged16";
+pub const PAGED64_IMPL: &str = "flash-decode-paged64";
+/// Seed of the block table's page order.
+pub const BLOCK_TABLE_SEED: u64 = 0x5eed_9a9e;
 
 /// Threads per block of every kernel here (4 warps).
 pub const THREADS: u32 = 128;
@@ -50,6 +60,8 @@ pub const HEAD_DIMS: [u64; 2] = [64, 128];
 pub enum Kind {
     Prefill,
     Decode,
+    /// Decode from a paged KV cache with this many tokens per page.
+    DecodePaged(u64),
 }
 
 impl Kind {
@@ -57,6 +69,8 @@ impl Kind {
         match name {
             PREFILL_IMPL => Some(Kind::Prefill),
             DECODE_IMPL => Some(Kind::Decode),
+            PAGED16_IMPL => Some(Kind::DecodePaged(16)),
+            PAGED64_IMPL => Some(Kind::DecodePaged(64)),
             _ => None,
         }
     }
@@ -65,7 +79,13 @@ impl Kind {
         match self {
             Kind::Prefill => PREFILL_IMPL,
             Kind::Decode => DECODE_IMPL,
+            Kind::DecodePaged(16) => PAGED16_IMPL,
+            Kind::DecodePaged(_) => PAGED64_IMPL,
         }
+    }
+
+    fn is_decode(self) -> bool {
+        self != Kind::Prefill
     }
 
     fn description(self) -> &'static str {
@@ -75,6 +95,12 @@ impl Kind {
             }
             Kind::Decode => {
                 "gpuvet split-KV decode (flash-decoding): GQA rows packed into mma tiles, KV split across blocks, combine kernel"
+            }
+            Kind::DecodePaged(16) => {
+                "gpuvet split-KV decode from a paged KV cache, 16 tokens per page (block table, pages in random order)"
+            }
+            Kind::DecodePaged(_) => {
+                "gpuvet split-KV decode from a paged KV cache, 64 tokens per page (block table, pages in random order)"
             }
         }
     }
@@ -125,6 +151,17 @@ pub struct Split {
     pub chunk: u64,
 }
 
+/// How a paged run lays out K and V.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    pub page_size: u64,
+    pub pages_per_seq: u64,
+    /// Bytes of one pool (K or V): [B·pages per sequence, page size, Hkv, D].
+    pub pool_bytes: u64,
+    /// Bytes of the block table: int32 [B, pages per sequence].
+    pub table_bytes: u64,
+}
+
 /// Everything needed to run one spec.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlashPlan {
@@ -137,8 +174,21 @@ pub struct FlashPlan {
     pub rows: u64,
     /// Decode only: partial O (f32) and log-sum-exp (f32) of every split.
     pub partial_bytes: u64,
+    /// Paged decode only.
+    pub paging: Option<Paging>,
     /// Softmax scale 1/√D times log2(e): the kernels exponentiate in base 2.
     pub scale_log2: f32,
+}
+
+/// The paged decode kernel for `dtype` and head dim `d` (both already accepted by
+/// [`kernels_for`]).
+fn paged_kernel(dtype: DType, d: u64) -> KernelId {
+    match (dtype, d) {
+        (DType::Bf16, 64) => KernelId::FlashDecodePagedBf16D64,
+        (DType::Bf16, _) => KernelId::FlashDecodePagedBf16D128,
+        (_, 64) => KernelId::FlashDecodePagedF16D64,
+        _ => KernelId::FlashDecodePagedF16D128,
+    }
 }
 
 fn kernels_for(dtype: DType, d: u64) -> Result<(KernelId, KernelId, KernelId)> {
@@ -177,7 +227,7 @@ fn kernels_for(dtype: DType, d: u64) -> Result<(KernelId, KernelId, KernelId)> {
 pub fn smem_bytes(kind: Kind, head_dim: u64) -> u64 {
     let q_rows = match kind {
         Kind::Prefill => PREFILL_ROWS,
-        Kind::Decode => DECODE_ROWS,
+        Kind::Decode | Kind::DecodePaged(_) => DECODE_ROWS,
     };
     (q_rows + 4 * KEYS_PER_TILE) * head_dim * 2
 }
@@ -225,10 +275,16 @@ pub fn plan(a: &AttentionSpec, kind: Kind, lim: &Limits) -> Result<FlashPlan> {
                 a.q_len
             )))
         }
-        Kind::Decode if a.q_len > DECODE_MAX_Q_LEN => {
+        k if k.is_decode() && a.q_len > DECODE_MAX_Q_LEN => {
             return Err(Error::unsupported(format!(
-                "`{DECODE_IMPL}` takes q length ≤ {DECODE_MAX_Q_LEN}; q length {} is prefill: use `{PREFILL_IMPL}`",
+                "`{}` takes q length ≤ {DECODE_MAX_Q_LEN}; q length {} is prefill: use `{PREFILL_IMPL}`",
+                k.name(),
                 a.q_len
+            )))
+        }
+        Kind::DecodePaged(p) if p != 16 && p != 64 => {
+            return Err(Error::unsupported(format!(
+                "paged decode uses pages of 16 or 64 tokens, not {p}"
             )))
         }
         _ => {}
@@ -263,18 +319,41 @@ pub fn plan(a: &AttentionSpec, kind: Kind, lim: &Limits) -> Result<FlashPlan> {
             split: None,
             rows,
             partial_bytes: 0,
+            paging: None,
             scale_log2,
         }),
-        Kind::Decode => {
+        Kind::Decode | Kind::DecodePaged(_) => {
             let row_blocks = rows.div_ceil(DECODE_ROWS);
             let bkv = a.batch * a.kv_heads;
             let resident = (lim.smem_per_sm / smem).clamp(1, MAX_DECODE_BLOCKS_PER_SM);
             let split = decode_split(a.kv_len, bkv * row_blocks, lim.sms, resident);
             let partials = bkv * split.splits * rows;
+            let paging = match kind {
+                Kind::DecodePaged(page_size) => {
+                    let pages_per_seq = a.kv_len.div_ceil(page_size);
+                    fits("pages", a.batch * pages_per_seq, i32_max)?;
+                    Some(Paging {
+                        page_size,
+                        pages_per_seq,
+                        pool_bytes: a.batch
+                            * pages_per_seq
+                            * page_size
+                            * a.kv_heads
+                            * a.head_dim
+                            * a.dtype.size(),
+                        table_bytes: a.batch * pages_per_seq * 4,
+                    })
+                }
+                _ => None,
+            };
+            let kernel = match kind {
+                Kind::DecodePaged(_) => paged_kernel(a.dtype, a.head_dim),
+                _ => dec,
+            };
             Ok(FlashPlan {
                 kind,
                 main: Launch {
-                    kernel: dec,
+                    kernel,
                     grid: (
                         split.splits as u32,
                         fits("decode row blocks", row_blocks, 65535)?,
@@ -292,25 +371,77 @@ pub fn plan(a: &AttentionSpec, kind: Kind, lim: &Limits) -> Result<FlashPlan> {
                 split: Some(split),
                 rows,
                 partial_bytes: partials * a.head_dim * 4 + partials * 4,
+                paging,
                 scale_log2,
             })
         }
     }
 }
 
-/// The own implementations listed for `a` on a device with `lim`: the one of the two kernels
-/// that suits the query length, when it can run there.
+/// The own implementations listed for `a` on a device with `lim`: those that suit the query
+/// length (prefill, or decode contiguous and paged), when they can run there.
 pub fn implementations(a: &AttentionSpec, lim: &Limits) -> Vec<ImplInfo> {
-    [Kind::Prefill, Kind::Decode]
-        .into_iter()
-        .filter(|&k| plan(a, k, lim).is_ok())
-        .map(|k| ImplInfo::new(k.name(), k.description(), false))
-        .collect()
+    [
+        Kind::Prefill,
+        Kind::Decode,
+        Kind::DecodePaged(16),
+        Kind::DecodePaged(64),
+    ]
+    .into_iter()
+    .filter(|&k| plan(a, k, lim).is_ok())
+    .map(|k| ImplInfo::new(k.name(), k.description(), false))
+    .collect()
 }
 
 /// Device bytes a run allocates.
 pub fn memory_needed(a: &AttentionSpec, p: &FlashPlan, sets: usize) -> u64 {
-    a.bytes() * sets.max(1) as u64 + p.partial_bytes
+    let sets = sets.max(1) as u64;
+    // A pool is the contiguous K (or V) plus the padding of each sequence's last page.
+    let paged = p.paging.map_or(0, |g| {
+        2 * (g.pool_bytes - a.elem_bytes_kv()) * sets + g.table_bytes
+    });
+    a.bytes() * sets + p.partial_bytes + paged
+}
+
+/// A block table: the page ids 0 .. batch·pages_per_seq in a seeded random order (Fisher–Yates
+/// with splitmix64), so each sequence's pages are scattered over the pool as in a serving
+/// engine's cache, and the kernel cannot get the right answer by reading pages in order.
+pub fn block_table(batch: u64, pages_per_seq: u64, seed: u64) -> Vec<i32> {
+    let n = (batch * pages_per_seq) as usize;
+    let mut t: Vec<i32> = (0..n as i32).collect();
+    let mut x = seed;
+    let mut next = || {
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    for i in (1..n).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        t.swap(i, j);
+    }
+    t
+}
+
+/// Scatters K or V [B, Hkv, Lkv, D] (raw bytes) into a pool [pages, page size, Hkv, D] along
+/// `table` ([B, pages per sequence]); slots past the last key stay zero.
+pub fn to_pages(kv: &[u8], a: &AttentionSpec, g: &Paging, table: &[i32]) -> Vec<u8> {
+    let row = (a.head_dim * a.dtype.size()) as usize;
+    let (hkv, lkv, page) = (a.kv_heads as usize, a.kv_len as usize, g.page_size as usize);
+    let pps = g.pages_per_seq as usize;
+    let mut pool = vec![0u8; g.pool_bytes as usize];
+    for b in 0..a.batch as usize {
+        for h in 0..hkv {
+            for key in 0..lkv {
+                let src = ((b * hkv + h) * lkv + key) * row;
+                let pg = table[b * pps + key / page] as usize;
+                let dst = ((pg * page + key % page) * hkv + h) * row;
+                pool[dst..dst + row].copy_from_slice(&kv[src..src + row]);
+            }
+        }
+    }
+    pool
 }
 
 struct Set {
@@ -329,6 +460,8 @@ pub struct FlashRun<'a> {
     combine: Option<CudaFunction>,
     part_o: Option<DevBuf>,
     part_lse: Option<DevBuf>,
+    /// Paged decode: the block table on the device.
+    table: Option<DevBuf>,
     sets: Vec<Set>,
     timer: Timer,
     next: usize,
@@ -378,17 +511,32 @@ impl<'a> FlashRun<'a> {
             }
             None => (None, None),
         };
+        let up = |bytes: &[u8]| -> Result<DevBuf> {
+            let b = gpu.alloc(bytes.len())?;
+            b.upload(gpu, bytes)?;
+            Ok(b)
+        };
+        // Paged: K and V scattered into pools once on the host, uploaded to every set.
+        let (table, k_bytes, v_bytes) = match &plan.paging {
+            Some(g) => {
+                let t = block_table(spec.batch, g.pages_per_seq, BLOCK_TABLE_SEED);
+                let t_bytes: Vec<u8> = t.iter().flat_map(|x| x.to_le_bytes()).collect();
+                let k = to_pages(inputs[1].as_bytes(), spec, g, &t);
+                let v = to_pages(inputs[2].as_bytes(), spec, g, &t);
+                (Some(up(&t_bytes)?), k, v)
+            }
+            None => (
+                None,
+                inputs[1].as_bytes().to_vec(),
+                inputs[2].as_bytes().to_vec(),
+            ),
+        };
         let mut all = Vec::with_capacity(sets);
         for _ in 0..sets {
-            let up = |t: &Tensor| -> Result<DevBuf> {
-                let b = gpu.alloc(t.as_bytes().len())?;
-                b.upload(gpu, t.as_bytes())?;
-                Ok(b)
-            };
             all.push(Set {
-                q: up(&inputs[0])?,
-                k: up(&inputs[1])?,
-                v: up(&inputs[2])?,
+                q: up(inputs[0].as_bytes())?,
+                k: up(&k_bytes)?,
+                v: up(&v_bytes)?,
                 o: gpu.alloc(inputs[0].as_bytes().len())?,
             });
         }
@@ -400,6 +548,7 @@ impl<'a> FlashRun<'a> {
             combine,
             part_o,
             part_lse,
+            table,
             sets: all,
             timer: Timer::new(&gpu.ctx)?,
             next: 0,
@@ -447,10 +596,16 @@ impl<'a> FlashRun<'a> {
             (Some(split), Some(po), Some(pl), Some(comb)) => {
                 let (mut po, mut pl) = (po.ptr, pl.ptr);
                 let mut chunk = split.chunk as i32;
-                let mut params = vec![
-                    p(&mut q),
-                    p(&mut k),
-                    p(&mut v),
+                let mut table = self.table.as_ref().map_or(0, |t| t.ptr);
+                let (mut pps, mut page) = self
+                    .plan
+                    .paging
+                    .map_or((0, 1), |g| (g.pages_per_seq as i32, g.page_size as i32));
+                let mut params = vec![p(&mut q), p(&mut k), p(&mut v)];
+                if self.plan.paging.is_some() {
+                    params.push(p(&mut table));
+                }
+                params.extend([
                     p(&mut po),
                     p(&mut pl),
                     ip(&mut q_heads),
@@ -460,9 +615,13 @@ impl<'a> FlashRun<'a> {
                     ip(&mut causal),
                     sp,
                     ip(&mut chunk),
-                ];
-                // SAFETY: matches gv_flash_decode_*(const u16*×3, float*×2, int×5, float, int);
-                // buffers sized by the plan, alive as long as self.
+                ]);
+                if self.plan.paging.is_some() {
+                    params.extend([ip(&mut pps), ip(&mut page)]);
+                }
+                // SAFETY: matches gv_flash_decode_*(const u16*×3, float*×2, int×5, float, int),
+                // or gv_flash_decode_paged_*(const u16*×3, const int*, float*×2, int×5, float,
+                // int×3); buffers sized by the plan, alive as long as self.
                 unsafe { self.launch(&self.main, &self.plan.main, &mut params)? };
                 let mut rows = self.plan.rows as i32;
                 let mut splits = split.splits as i32;
@@ -584,6 +743,12 @@ pub fn notes(a: &AttentionSpec, p: &FlashPlan) -> Vec<String> {
             a.q_len
         ));
     }
+    if let Some(g) = p.paging {
+        n.push(format!(
+            "paged KV: {} pages of {} tokens per sequence in random order (block table), pools [pages, {}, {}, {}]",
+            g.pages_per_seq, g.page_size, g.page_size, a.kv_heads, a.head_dim
+        ));
+    }
     if a.causal && p.kind == Kind::Prefill {
         n.push(
             "causal: key tiles past each query tile's diagonal are skipped; FLOP/s counts visible pairs only"
@@ -672,15 +837,16 @@ mod tests {
     }
 
     #[test]
-    fn each_query_length_lists_one_kernel() {
+    fn each_query_length_lists_its_kernels() {
         let names = |a: &AttentionSpec| -> Vec<String> {
             implementations(a, &H200)
                 .into_iter()
                 .map(|i| i.name)
                 .collect()
         };
-        assert_eq!(names(&spec(1, 4096, 128, DType::Bf16)), vec![DECODE_IMPL]);
-        assert_eq!(names(&spec(8, 4096, 128, DType::Bf16)), vec![DECODE_IMPL]);
+        let decode = vec![DECODE_IMPL, PAGED16_IMPL, PAGED64_IMPL];
+        assert_eq!(names(&spec(1, 4096, 128, DType::Bf16)), decode);
+        assert_eq!(names(&spec(8, 4096, 128, DType::Bf16)), decode);
         assert_eq!(names(&spec(9, 4096, 128, DType::Bf16)), vec![PREFILL_IMPL]);
         assert!(names(&spec(4096, 4096, 256, DType::Bf16)).is_empty());
         assert!(names(&spec(4096, 4096, 128, DType::F32)).is_empty());
@@ -690,6 +856,14 @@ mod tests {
         assert_eq!(Kind::for_impl("flash"), Some(Kind::Prefill));
         assert_eq!(Kind::for_impl("flash-decode"), Some(Kind::Decode));
         assert_eq!(Kind::for_impl("unfused"), None);
+        for k in [
+            Kind::Prefill,
+            Kind::Decode,
+            Kind::DecodePaged(16),
+            Kind::DecodePaged(64),
+        ] {
+            assert_eq!(Kind::for_impl(k.name()), Some(k));
+        }
     }
 
     #[test]
@@ -759,5 +933,87 @@ mod tests {
         assert_eq!(p.combine.unwrap().kernel, KernelId::FlashCombineF16);
         let n = notes(&m, &p);
         assert!(n.iter().any(|l| l.contains("KV splits")), "{n:?}");
+    }
+
+    #[test]
+    fn paged_plan_sizes_pools_and_table() {
+        let mut a = spec(1, 1000, 128, DType::Bf16);
+        a.batch = 3;
+        let contiguous = plan(&a, Kind::Decode, &H200).unwrap();
+        for page in [16u64, 64] {
+            let p = plan(&a, Kind::DecodePaged(page), &H200).unwrap();
+            let g = p.paging.unwrap();
+            assert_eq!(g.pages_per_seq, 1000u64.div_ceil(page));
+            assert_eq!(g.pool_bytes, 3 * g.pages_per_seq * page * 8 * 128 * 2);
+            assert!(g.pool_bytes >= a.elem_bytes_kv());
+            assert_eq!(g.table_bytes, 3 * g.pages_per_seq * 4);
+            assert_eq!(p.main.kernel, KernelId::FlashDecodePagedBf16D128);
+            // Same splits as the contiguous run: the results must agree bit for bit.
+            assert_eq!(p.split, contiguous.split);
+            assert_eq!(p.main.grid, contiguous.main.grid);
+            assert_eq!(
+                memory_needed(&a, &p, 2),
+                memory_needed(&a, &contiguous, 2)
+                    + 4 * (g.pool_bytes - a.elem_bytes_kv())
+                    + g.table_bytes
+            );
+            assert!(notes(&a, &p).iter().any(|n| n.contains("paged KV")));
+        }
+        let e = plan(&a, Kind::DecodePaged(32), &H200).unwrap_err();
+        assert!(e.to_string().contains("16 or 64"), "{e}");
+        let e = plan(&spec(9, 100, 64, DType::F16), Kind::DecodePaged(16), &H200).unwrap_err();
+        assert!(e.to_string().contains(PAGED16_IMPL), "{e}");
+    }
+
+    #[test]
+    fn block_table_is_a_seeded_permutation() {
+        let t = block_table(4, 63, BLOCK_TABLE_SEED);
+        let mut sorted = t.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..4 * 63).collect::<Vec<i32>>());
+        assert_eq!(t, block_table(4, 63, BLOCK_TABLE_SEED));
+        assert_ne!(t, block_table(4, 63, BLOCK_TABLE_SEED + 1));
+        // Scattered: far from the identity.
+        let in_place = t
+            .iter()
+            .enumerate()
+            .filter(|(i, &p)| *i as i32 == p)
+            .count();
+        assert!(in_place < 10, "{in_place} pages in place");
+        assert_eq!(block_table(1, 1, 7), vec![0]);
+    }
+
+    #[test]
+    fn pages_gather_back_to_the_contiguous_cache() {
+        let mut a = spec(1, 37, 64, DType::F16);
+        a.batch = 2;
+        a.kv_heads = 3;
+        let kv: Vec<u8> = (0..a.elem_bytes_kv())
+            .map(|i| (i % 251) as u8 + 1)
+            .collect();
+        for page in [16u64, 64] {
+            let p = plan(&a, Kind::DecodePaged(page), &H200).unwrap();
+            let g = p.paging.unwrap();
+            let t = block_table(a.batch, g.pages_per_seq, 11);
+            let pool = to_pages(&kv, &a, &g, &t);
+            assert_eq!(pool.len() as u64, g.pool_bytes);
+            // Gather exactly as the kernel addresses a key.
+            let row = (a.head_dim * 2) as usize;
+            let mut back = vec![0u8; kv.len()];
+            for b in 0..2usize {
+                for h in 0..3usize {
+                    for key in 0..37usize {
+                        let pg = t[b * g.pages_per_seq as usize + key / page as usize] as usize;
+                        let src = ((pg * page as usize + key % page as usize) * 3 + h) * row;
+                        let dst = ((b * 3 + h) * 37 + key) * row;
+                        back[dst..dst + row].copy_from_slice(&pool[src..src + row]);
+                    }
+                }
+            }
+            assert_eq!(back, kv);
+            // The padding of each last page stays zero; nothing else is zero here.
+            let zeros = pool.iter().filter(|&&x| x == 0).count() as u64;
+            assert_eq!(zeros, g.pool_bytes - a.elem_bytes_kv());
+        }
     }
 }
