@@ -23,7 +23,7 @@ typedef unsigned long long u64;
 typedef unsigned short u16;
 typedef unsigned int u32;
 
-#define BK 32
+#define BK_BYTES 64
 #define THREADS 256
 
 __device__ __forceinline__ u32 smem_u32(const void* p) {
@@ -87,57 +87,135 @@ __device__ __forceinline__ u16 to16(float x) {
     return h;
 }
 
-// Element offset (in 16-bit units) of 16-byte chunk `c` of row `r` in a tile whose rows hold
-// CHUNKS chunks. Rows of 4 chunks (64 bytes): two rows share a 128-byte bank line, so the key
-// is (r / 2) % 4; rows of 8 or 16 chunks: the key is r % 8 (within each group of 8 chunks).
+// What the kernel multiplies: the inputs' element type, the mma instruction, the accumulator
+// and the output. 16-bit kinds step K by 16 per mma, 8-bit kinds by 32: 32 bytes either way, so
+// the shared-memory layout, the swizzle and the ldmatrix addressing are the same in bytes.
+#define KIND_BF16 0
+#define KIND_F16 1
+#define KIND_S8 2
+#define KIND_E4M3 3
+
+template <int KIND> struct Kind;
+template <> struct Kind<KIND_BF16> { typedef float Acc; typedef u16 Out; enum { ESZ = 2 }; };
+template <> struct Kind<KIND_F16> { typedef float Acc; typedef u16 Out; enum { ESZ = 2 }; };
+template <> struct Kind<KIND_S8> { typedef int Acc; typedef int Out; enum { ESZ = 1 }; };
+// fp8 writes bf16 (what inference stacks keep; DType::matmul_output).
+template <> struct Kind<KIND_E4M3> { typedef float Acc; typedef u16 Out; enum { ESZ = 1 }; };
+
+template <int KIND>
+__device__ __forceinline__ void mma_op(float (&c)[4], const u32 (&a)[4], u32 b0, u32 b1) {
+    if (KIND == KIND_BF16 || KIND == KIND_F16) {
+        mma16816<KIND == KIND_BF16>(c, a, b0, b1);
+    } else {
+#if __CUDA_ARCH__ >= 890
+        asm volatile(
+            "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, "
+            "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+        // fp8 mma.sync needs sm_89; the host never launches this kernel on older GPUs.
+        asm volatile("trap;");
+#endif
+    }
+}
+
+template <int KIND>
+__device__ __forceinline__ void mma_op(int (&c)[4], const u32 (&a)[4], u32 b0, u32 b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, "
+        "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Stores two adjacent outputs (columns c and c + 1 of `row`), guarded; one 32- or 64-bit store
+// when both are inside and N is even (so the pair is aligned).
+template <int KIND>
+__device__ __forceinline__ void store2(u16* row, int c, int N, float x0, float x1) {
+    const u16 v0 = to16<KIND != KIND_F16>(x0);
+    const u16 v1 = to16<KIND != KIND_F16>(x1);
+    if ((N & 1) == 0 && c + 1 < N) {
+        *(u32*)(row + c) = (u32)v0 | ((u32)v1 << 16);
+    } else {
+        if (c < N) row[c] = v0;
+        if (c + 1 < N) row[c + 1] = v1;
+    }
+}
+
+template <int KIND>
+__device__ __forceinline__ void store2(int* row, int c, int N, int x0, int x1) {
+    if ((N & 1) == 0 && c + 1 < N) {
+        *(int2*)(row + c) = make_int2(x0, x1);
+    } else {
+        if (c < N) row[c] = x0;
+        if (c + 1 < N) row[c + 1] = x1;
+    }
+}
+
+// Byte offset of 16-byte chunk `c` of row `r` in a tile whose rows hold CHUNKS chunks. Rows of
+// 4 chunks (64 bytes): two rows share a 128-byte bank line, so the key is (r / 2) % 4; rows of
+// 8 or 16 chunks: the key is r % 8 (within each group of 8 chunks).
 template <int CHUNKS>
 __device__ __forceinline__ int swz(int r, int c) {
     const int key = CHUNKS == 4 ? ((r >> 1) & 3) : (r & 7);
-    return r * CHUNKS * 8 + ((c ^ key) * 8);
+    return (r * CHUNKS + (c ^ key)) * 16;
 }
 
-// Copies 8 elements (16 bytes) at (r, c) of a rows×cols row-major matrix to shared memory,
-// zeros beyond the matrix. `vec`: cols % 8 == 0, so the chunk is 16-byte aligned and either
-// wholly inside or wholly outside the matrix.
-__device__ __forceinline__ void load_chunk(u16* sdst, const u16* __restrict__ g, int rows, int cols,
-                                           int r, int c, bool vec) {
+// Copies the 16 bytes (16 / ESZ elements) at element (r, c) of a rows×cols row-major matrix
+// to shared memory, zeros beyond the matrix. `vec`: cols is a multiple of 16 / ESZ, so the
+// chunk is 16-byte aligned and either wholly inside or wholly outside the matrix.
+template <int ESZ>
+__device__ __forceinline__ void load_chunk(unsigned char* sdst, const unsigned char* __restrict__ g,
+                                           int rows, int cols, int r, int c, bool vec) {
     if (vec) {
         const bool ok = r < rows && c < cols;
-        const u16* src = ok ? g + (u64)r * (u64)cols + c : g;
+        const unsigned char* src = ok ? g + ((u64)r * (u64)cols + c) * ESZ : g;
         cp_async16(smem_u32(sdst), src, ok ? 16u : 0u);
     } else {
-        u32 w[4];
+        u32 w[4] = {0u, 0u, 0u, 0u};
+        if (r < rows) {
+            const u64 base = (u64)r * (u64)cols;
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            u32 lo = 0, hi = 0;
-            if (r < rows) {
-                const u16* row = g + (u64)r * (u64)cols;
-                if (c + 2 * j < cols) lo = row[c + 2 * j];
-                if (c + 2 * j + 1 < cols) hi = row[c + 2 * j + 1];
+            for (int e = 0; e < 16 / ESZ; ++e) {
+                if (c + e < cols) {
+                    const u32 v = ESZ == 2 ? (u32)((const u16*)g)[base + c + e]
+                                           : (u32)g[base + c + e];
+                    w[(e * ESZ) >> 2] |= v << (((e * ESZ) & 3) * 8);
+                }
             }
-            w[j] = lo | (hi << 16);
         }
         *(uint4*)sdst = make_uint4(w[0], w[1], w[2], w[3]);
     }
 }
 
-template <int BM, int BN, int WARPS_M, int STAGES, bool BF16, bool B_NK>
-__device__ __forceinline__ void mma_gemm(const u16* __restrict__ A, const u16* __restrict__ B,
-                                         u16* __restrict__ C, int M, int N, int K) {
+template <int BM, int BN, int WARPS_M, int STAGES, int KIND, bool B_NK>
+__device__ __forceinline__ void mma_gemm(const void* __restrict__ Av, const void* __restrict__ Bv,
+                                         void* __restrict__ Cv, int M, int N, int K) {
+    typedef typename Kind<KIND>::Acc Acc;
+    typedef typename Kind<KIND>::Out Out;
+    constexpr int ESZ = Kind<KIND>::ESZ;
+    constexpr int EPC = 16 / ESZ;  // elements per 16-byte chunk
+    constexpr int BKE = BK_BYTES / ESZ;  // K elements per stage
+    static_assert(ESZ == 2 || B_NK, "8-bit kinds take B as N×K only");
     constexpr int WARPS_N = (THREADS / 32) / WARPS_M;
     constexpr int WTM = BM / WARPS_M;  // warp tile rows
     constexpr int WTN = BN / WARPS_N;  // warp tile columns
     constexpr int MI = WTM / 16;       // m16 tiles per warp
     constexpr int NJ = WTN / 8;        // n8 tiles per warp
     static_assert(MI >= 1 && NJ >= 2 && NJ % 2 == 0, "warp tile must be 16 x 16k");
-    constexpr int A_TILE = BM * BK;  // elements per stage
-    constexpr int B_TILE = BN * BK;
-    constexpr int A_CHUNKS = A_TILE / 8;
-    constexpr int B_CHUNKS = B_TILE / 8;
+    constexpr int A_TILE = BM * BK_BYTES;  // bytes per stage
+    constexpr int B_TILE = BN * BK_BYTES;
+    constexpr int A_CHUNKS = A_TILE / 16;
+    constexpr int B_CHUNKS = B_TILE / 16;
 
-    __shared__ __align__(128) u16 smem[STAGES * (A_TILE + B_TILE)];
-    u16* sA = smem;
-    u16* sB = smem + STAGES * A_TILE;
+    const unsigned char* A = (const unsigned char*)Av;
+    const unsigned char* B = (const unsigned char*)Bv;
+    Out* C = (Out*)Cv;
+
+    __shared__ __align__(128) unsigned char smem[STAGES * (A_TILE + B_TILE)];
+    unsigned char* sA = smem;
+    unsigned char* sB = smem + STAGES * A_TILE;
 
     const int tid = threadIdx.x;
     const int lane = tid & 31;
@@ -146,40 +224,40 @@ __device__ __forceinline__ void mma_gemm(const u16* __restrict__ A, const u16* _
     const int wn = warp % WARPS_N;
     const int row0 = blockIdx.y * BM;
     const int col0 = blockIdx.x * BN;
-    const bool a_vec = (K & 7) == 0;
-    const bool b_vec = B_NK ? ((K & 7) == 0) : ((N & 7) == 0);
+    const bool a_vec = K % EPC == 0;
+    const bool b_vec = B_NK ? (K % EPC == 0) : (N % EPC == 0);
 
     auto load_tile = [&](int stage, int kt) {
-        const int k0 = kt * BK;
-        u16* a = sA + stage * A_TILE;
-        u16* b = sB + stage * B_TILE;
+        const int k0 = kt * BKE;
+        unsigned char* a = sA + stage * A_TILE;
+        unsigned char* b = sB + stage * B_TILE;
 #pragma unroll
         for (int id = tid; id < A_CHUNKS; id += THREADS) {
-            const int r = id >> 2, c = id & 3;  // BK / 8 = 4 chunks per row
-            load_chunk(a + swz<4>(r, c), A, M, K, row0 + r, k0 + c * 8, a_vec);
+            const int r = id >> 2, c = id & 3;  // BK_BYTES / 16 = 4 chunks per row
+            load_chunk<ESZ>(a + swz<4>(r, c), A, M, K, row0 + r, k0 + c * EPC, a_vec);
         }
 #pragma unroll
         for (int id = tid; id < B_CHUNKS; id += THREADS) {
             if (B_NK) {
                 const int r = id >> 2, c = id & 3;
-                load_chunk(b + swz<4>(r, c), B, N, K, col0 + r, k0 + c * 8, b_vec);
+                load_chunk<ESZ>(b + swz<4>(r, c), B, N, K, col0 + r, k0 + c * EPC, b_vec);
             } else {
-                constexpr int CPR = BN / 8;  // chunks per k row
+                constexpr int CPR = BN * ESZ / 16;  // chunks per k row
                 const int r = id / CPR, c = id % CPR;
-                load_chunk(b + swz<CPR>(r, c), B, K, N, k0 + r, col0 + c * 8, b_vec);
+                load_chunk<ESZ>(b + swz<CPR>(r, c), B, K, N, k0 + r, col0 + c * EPC, b_vec);
             }
         }
     };
 
-    float acc[MI][NJ][4];
+    Acc acc[MI][NJ][4];
 #pragma unroll
     for (int i = 0; i < MI; ++i)
 #pragma unroll
         for (int j = 0; j < NJ; ++j)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0;
 
-    const int ktiles = (K + BK - 1) / BK;
+    const int ktiles = (K + BKE - 1) / BKE;
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
         if (s < ktiles) load_tile(s, s);
@@ -197,19 +275,18 @@ __device__ __forceinline__ void mma_gemm(const u16* __restrict__ A, const u16* _
             cp_async_commit();
         }
         const int stage = kt % STAGES;
-        const u16* a = sA + stage * A_TILE;
-        const u16* b = sB + stage * B_TILE;
-        const u32 a_base = smem_u32(a);
-        const u32 b_base = smem_u32(b);
+        const u32 a_base = smem_u32(sA + stage * A_TILE);
+        const u32 b_base = smem_u32(sB + stage * B_TILE);
+        // Each step covers 32 bytes of K: 16 elements of 16-bit kinds, 32 of 8-bit ones.
 #pragma unroll
-        for (int kk = 0; kk < BK / 16; ++kk) {
+        for (int kk = 0; kk < BK_BYTES / 32; ++kk) {
             u32 af[MI][4];
             u32 bf[NJ][2];
 #pragma unroll
             for (int i = 0; i < MI; ++i) {
                 const int r = wm * WTM + i * 16 + (lane & 15);
                 const int c = kk * 2 + (lane >> 4);
-                ldmatrix_x4(af[i], a_base + 2 * swz<4>(r, c));
+                ldmatrix_x4(af[i], a_base + swz<4>(r, c));
             }
 #pragma unroll
             for (int j2 = 0; j2 < NJ / 2; ++j2) {
@@ -217,12 +294,12 @@ __device__ __forceinline__ void mma_gemm(const u16* __restrict__ A, const u16* _
                 if (B_NK) {
                     const int n = wn * WTN + j2 * 16 + (lane & 7) + ((lane >> 4) << 3);
                     const int c = kk * 2 + ((lane >> 3) & 1);
-                    ldmatrix_x4(t, b_base + 2 * swz<4>(n, c));
+                    ldmatrix_x4(t, b_base + swz<4>(n, c));
                 } else {
-                    constexpr int CPR = BN / 8;
+                    constexpr int CPR = BN * ESZ / 16;
                     const int k = kk * 16 + (lane & 7) + (((lane >> 3) & 1) << 3);
                     const int c = (wn * WTN + j2 * 16) / 8 + (lane >> 4);
-                    ldmatrix_x4_trans(t, b_base + 2 * swz<CPR>(k, c));
+                    ldmatrix_x4_trans(t, b_base + swz<CPR>(k, c));
                 }
                 bf[2 * j2][0] = t[0];
                 bf[2 * j2][1] = t[1];
@@ -232,31 +309,23 @@ __device__ __forceinline__ void mma_gemm(const u16* __restrict__ A, const u16* _
 #pragma unroll
             for (int i = 0; i < MI; ++i)
 #pragma unroll
-                for (int j = 0; j < NJ; ++j) mma16816<BF16>(acc[i][j], af[i], bf[j][0], bf[j][1]);
+                for (int j = 0; j < NJ; ++j) mma_op<KIND>(acc[i][j], af[i], bf[j][0], bf[j][1]);
         }
     }
     cp_async_wait<0>();
 
     const int g = lane >> 2, tg = lane & 3;
-    const bool pair = (N & 1) == 0;
 #pragma unroll
     for (int i = 0; i < MI; ++i) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
             const int r = row0 + wm * WTM + i * 16 + g + h * 8;
             if (r >= M) continue;
-            u16* crow = C + (u64)r * (u64)N;
+            Out* crow = C + (u64)r * (u64)N;
 #pragma unroll
             for (int j = 0; j < NJ; ++j) {
                 const int c = col0 + wn * WTN + j * 8 + tg * 2;
-                const u16 v0 = to16<BF16>(acc[i][j][2 * h]);
-                const u16 v1 = to16<BF16>(acc[i][j][2 * h + 1]);
-                if (pair && c + 1 < N) {
-                    *(u32*)(crow + c) = (u32)v0 | ((u32)v1 << 16);
-                } else {
-                    if (c < N) crow[c] = v0;
-                    if (c + 1 < N) crow[c + 1] = v1;
-                }
+                store2<KIND>(crow, c, N, acc[i][j][2 * h], acc[i][j][2 * h + 1]);
             }
         }
     }
@@ -266,37 +335,53 @@ __device__ __forceinline__ void mma_gemm(const u16* __restrict__ A, const u16* _
 //   _128x128: BM 128, BN 128, 2×4 warps (warp tile 64×32), 3 stages, 48 KiB shared memory
 //   _32x64:   BM 32,  BN 64,  2×4 warps (warp tile 16×16), 4 stages, 24 KiB shared memory
 //             (small M, e.g. decode: more CTAs over N so every SM streams B)
+// A stage holds 64 bytes of K per row: 32 elements of bf16/f16, 64 of s8/e4m3.
 // Grid: (ceil(N / BN), ceil(M / BM)), block: 256 threads, no dynamic shared memory.
-#define GV_MMA_KERNEL(NAME, BM, BN, WM, ST, BF, NK)                                           \
-    extern "C" __global__ void __launch_bounds__(THREADS, 2)                                  \
-        NAME(const u16* __restrict__ A, const u16* __restrict__ B, u16* __restrict__ C, int M, \
-             int N, int K) {                                                                  \
-        mma_gemm<BM, BN, WM, ST, BF, NK>(A, B, C, M, N, K);                                   \
+// s8 and e4m3 take B as N×K only (the host uploads a K×N B transposed, as for cuBLASLt).
+// MINB: blocks per SM for __launch_bounds__ (2 caps registers at 128; e4m3 128×128 needs a
+// few more on sm_90a and would spill under that cap).
+#define GV_MMA_KERNEL(NAME, BM, BN, WM, ST, KIND, NK, MINB)                                    \
+    extern "C" __global__ void __launch_bounds__(THREADS, MINB)                                \
+        NAME(const void* __restrict__ A, const void* __restrict__ B, void* __restrict__ C, int M, \
+             int N, int K) {                                                                   \
+        mma_gemm<BM, BN, WM, ST, KIND, NK>(A, B, C, M, N, K);                                  \
     }
 
 // Declarations (the definitions below add __launch_bounds__ through the macro).
-extern "C" __global__ void matmul_mma_bf16_kn_128x128(const u16* __restrict__ A, const u16* __restrict__ B,
-    u16* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_bf16_nk_128x128(const u16* __restrict__ A, const u16* __restrict__ B,
-    u16* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_f16_kn_128x128(const u16* __restrict__ A, const u16* __restrict__ B,
-    u16* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_f16_nk_128x128(const u16* __restrict__ A, const u16* __restrict__ B,
-    u16* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_bf16_kn_32x64(const u16* __restrict__ A, const u16* __restrict__ B,
-    u16* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_bf16_nk_32x64(const u16* __restrict__ A, const u16* __restrict__ B,
-    u16* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_f16_kn_32x64(const u16* __restrict__ A, const u16* __restrict__ B,
-    u16* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_f16_nk_32x64(const u16* __restrict__ A, const u16* __restrict__ B,
-    u16* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_bf16_kn_128x128(const void* __restrict__ A, const void* __restrict__ B,
+    void* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_bf16_nk_128x128(const void* __restrict__ A, const void* __restrict__ B,
+    void* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_f16_kn_128x128(const void* __restrict__ A, const void* __restrict__ B,
+    void* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_f16_nk_128x128(const void* __restrict__ A, const void* __restrict__ B,
+    void* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_s8_nk_128x128(const void* __restrict__ A, const void* __restrict__ B,
+    void* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_e4m3_nk_128x128(const void* __restrict__ A, const void* __restrict__ B,
+    void* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_bf16_kn_32x64(const void* __restrict__ A, const void* __restrict__ B,
+    void* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_bf16_nk_32x64(const void* __restrict__ A, const void* __restrict__ B,
+    void* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_f16_kn_32x64(const void* __restrict__ A, const void* __restrict__ B,
+    void* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_f16_nk_32x64(const void* __restrict__ A, const void* __restrict__ B,
+    void* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_s8_nk_32x64(const void* __restrict__ A, const void* __restrict__ B,
+    void* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_e4m3_nk_32x64(const void* __restrict__ A, const void* __restrict__ B,
+    void* __restrict__ C, int M, int N, int K);
 
-GV_MMA_KERNEL(matmul_mma_bf16_kn_128x128, 128, 128, 2, 3, true, false)
-GV_MMA_KERNEL(matmul_mma_bf16_nk_128x128, 128, 128, 2, 3, true, true)
-GV_MMA_KERNEL(matmul_mma_f16_kn_128x128, 128, 128, 2, 3, false, false)
-GV_MMA_KERNEL(matmul_mma_f16_nk_128x128, 128, 128, 2, 3, false, true)
-GV_MMA_KERNEL(matmul_mma_bf16_kn_32x64, 32, 64, 2, 4, true, false)
-GV_MMA_KERNEL(matmul_mma_bf16_nk_32x64, 32, 64, 2, 4, true, true)
-GV_MMA_KERNEL(matmul_mma_f16_kn_32x64, 32, 64, 2, 4, false, false)
-GV_MMA_KERNEL(matmul_mma_f16_nk_32x64, 32, 64, 2, 4, false, true)
+GV_MMA_KERNEL(matmul_mma_bf16_kn_128x128, 128, 128, 2, 3, KIND_BF16, false, 2)
+GV_MMA_KERNEL(matmul_mma_bf16_nk_128x128, 128, 128, 2, 3, KIND_BF16, true, 2)
+GV_MMA_KERNEL(matmul_mma_f16_kn_128x128, 128, 128, 2, 3, KIND_F16, false, 2)
+GV_MMA_KERNEL(matmul_mma_f16_nk_128x128, 128, 128, 2, 3, KIND_F16, true, 2)
+GV_MMA_KERNEL(matmul_mma_s8_nk_128x128, 128, 128, 2, 3, KIND_S8, true, 2)
+GV_MMA_KERNEL(matmul_mma_e4m3_nk_128x128, 128, 128, 2, 3, KIND_E4M3, true, 1)
+GV_MMA_KERNEL(matmul_mma_bf16_kn_32x64, 32, 64, 2, 4, KIND_BF16, false, 2)
+GV_MMA_KERNEL(matmul_mma_bf16_nk_32x64, 32, 64, 2, 4, KIND_BF16, true, 2)
+GV_MMA_KERNEL(matmul_mma_f16_kn_32x64, 32, 64, 2, 4, KIND_F16, false, 2)
+GV_MMA_KERNEL(matmul_mma_f16_nk_32x64, 32, 64, 2, 4, KIND_F16, true, 2)
+GV_MMA_KERNEL(matmul_mma_s8_nk_32x64, 32, 64, 2, 4, KIND_S8, true, 2)
+GV_MMA_KERNEL(matmul_mma_e4m3_nk_32x64, 32, 64, 2, 4, KIND_E4M3, true, 2)

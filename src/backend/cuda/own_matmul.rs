@@ -5,16 +5,20 @@
 //! |---|---|---|---|
 //! | `simt` | f32 | any GPU | 128×128×8 tiles on CUDA cores (fp32 FFMA, never TF32) |
 //! | `mma` | bf16, f16 (f32 accumulate, 16-bit out) | sm_80+ | `mma.sync` m16n8k16, cp.async ring |
+//! | `mma` | int8 (s32 accumulate, i32 out) | sm_80+ | `mma.sync` m16n8k32 |
+//! | `mma` | fp8 e4m3 (f32 accumulate, bf16 out) | sm_89+ | `mma.sync` m16n8k32 |
 //!
-//! Both take row-major A and B as K×N (`kn`) or N×K (`nk`) directly (no host transpose), any
-//! M, N, K (tails are guarded in the kernels), and write C in `DType::matmul_output()`.
+//! Both take row-major A and B as K×N (`kn`) or N×K (`nk`) directly, any M, N, K (tails are
+//! guarded in the kernels), and write C in `DType::matmul_output()`. The 8-bit kernels read B
+//! as N×K only (ldmatrix cannot transpose bytes): a K×N B is uploaded transposed, as an
+//! inference engine pre-packs weights once, and the result says so in its notes.
 //! The tile configuration is data ([`TileConfig`]); [`choose_tile`] picks one per shape.
 //! Conventions match `matmul.rs`: buffer sets rotated between launches, the output poisoned
 //! before the verification run, CUDA-event timing.
 
 use super::device::{cu, DevBuf, Gpu};
 use super::kernels::KernelId;
-use super::matmul::{poison, tensor_from_bytes};
+use super::matmul::{poison, tensor_from_bytes, transpose_bytes};
 use super::timing::Timer;
 use crate::backend::{ImplInfo, Prepared};
 use crate::dtype::DType;
@@ -40,7 +44,8 @@ pub struct TileConfig {
     pub name: &'static str,
     pub bm: u32,
     pub bn: u32,
-    pub bk: u32,
+    /// Bytes of K per tile row and stage (16-bit: 32 elements, 8-bit: 64; SIMT f32: 8).
+    pub bk_bytes: u32,
     /// cp.async pipeline depth (2 = the register double buffer of the SIMT kernel).
     pub stages: u32,
     pub threads: u32,
@@ -53,10 +58,10 @@ pub const SIMT_128X128: TileConfig = TileConfig {
     name: "128x128",
     bm: 128,
     bn: 128,
-    bk: 8,
+    bk_bytes: 32,
     stages: 2,
     threads: 256,
-    smem_bytes: 2 * 8 * (128 + 4) * 4 * 2,
+    smem_bytes: 2 * 2 * 8 * (128 + 4) * 4,
 };
 
 /// mma.sync, large tiles: 2×4 warps of 64×32, 3 stages of 128×32 + 32×128 bf16.
@@ -64,10 +69,10 @@ pub const MMA_128X128: TileConfig = TileConfig {
     name: "128x128",
     bm: 128,
     bn: 128,
-    bk: 32,
+    bk_bytes: 64,
     stages: 3,
     threads: 256,
-    smem_bytes: 3 * (128 * 32 + 128 * 32) * 2,
+    smem_bytes: 3 * (128 + 128) * 64,
 };
 
 /// mma.sync, small-M tiles: 2×4 warps of 16×16, 4 stages; for decode-like shapes.
@@ -75,10 +80,10 @@ pub const MMA_32X64: TileConfig = TileConfig {
     name: "32x64",
     bm: 32,
     bn: 64,
-    bk: 32,
+    bk_bytes: 64,
     stages: 4,
     threads: 256,
-    smem_bytes: 4 * (32 * 32 + 64 * 32) * 2,
+    smem_bytes: 4 * (32 + 64) * 64,
 };
 
 // Static shared memory is limited to 48 KiB per block without an opt-in attribute, which the
@@ -118,6 +123,8 @@ pub struct Launch {
     /// (x = tiles over N, y = tiles over M).
     pub grid: (u32, u32),
     pub block: u32,
+    /// B is K×N but the kernel reads N×K: upload it transposed.
+    pub transpose_b_on_host: bool,
 }
 
 fn mma_kernel(dtype: DType, layout: BLayout, tile: &TileConfig) -> Option<KernelId> {
@@ -132,6 +139,11 @@ fn mma_kernel(dtype: DType, layout: BLayout, tile: &TileConfig) -> Option<Kernel
         (DType::Bf16, BLayout::Nk, true) => MatmulMmaBf16Nk32,
         (DType::F16, BLayout::Kn, true) => MatmulMmaF16Kn32,
         (DType::F16, BLayout::Nk, true) => MatmulMmaF16Nk32,
+        // 8-bit: one N×K kernel for both layouts (see `Launch::transpose_b_on_host`).
+        (DType::Int8, _, false) => MatmulMmaS8Nk128,
+        (DType::Int8, _, true) => MatmulMmaS8Nk32,
+        (DType::Fp8E4m3, _, false) => MatmulMmaE4m3Nk128,
+        (DType::Fp8E4m3, _, true) => MatmulMmaE4m3Nk32,
         _ => return None,
     })
 }
@@ -160,10 +172,16 @@ pub fn plan(spec: &MatmulSpec, imp: &str, cc: (i32, i32), sms: u32) -> Result<La
                     cc.0, cc.1
                 )));
             }
+            if spec.dtype == DType::Fp8E4m3 && cc < (8, 9) {
+                return Err(Error::unsupported(format!(
+                    "`mma` fp8_e4m3 needs compute capability 8.9 or newer; this GPU is {}.{}",
+                    cc.0, cc.1
+                )));
+            }
             let tile = choose_tile(spec.m, spec.n, sms);
             let k = mma_kernel(spec.dtype, spec.b_layout, &tile).ok_or_else(|| {
                 Error::unsupported(format!(
-                    "`mma` runs bf16 and f16 only (asked for {}); tf32, int8 and fp8 are not written yet",
+                    "`mma` runs bf16, f16, int8 and fp8_e4m3 (asked for {}); tf32 and e5m2 are not written",
                     spec.dtype
                 ))
             })?;
@@ -196,6 +214,7 @@ pub fn plan(spec: &MatmulSpec, imp: &str, cc: (i32, i32), sms: u32) -> Result<La
         tile,
         grid: (gx as u32, gy as u32),
         block: tile.threads,
+        transpose_b_on_host: spec.dtype.size() == 1 && spec.b_layout == BLayout::Kn,
     })
 }
 
@@ -212,7 +231,7 @@ pub fn implementations(spec: &MatmulSpec, cc: (i32, i32), sms: u32) -> Vec<ImplI
     if plan(spec, MMA, cc, sms).is_ok() {
         v.push(ImplInfo::new(
             MMA,
-            "gpuvet mma.sync m16n8k16 kernel: cp.async ring, swizzled smem, ldmatrix, f32 accumulate",
+            "gpuvet mma.sync kernel: cp.async ring, swizzled smem, ldmatrix, 32-bit accumulate",
             false,
         ));
     }
@@ -260,12 +279,22 @@ impl<'a> OwnMatmulRun<'a> {
         // Compile before allocating gigabytes, so a compile error costs nothing.
         let func = gpu.function(launch.kernel)?;
         let out_bytes = (spec.m * spec.n * spec.dtype.matmul_output().size()) as usize;
+        let b_host: std::borrow::Cow<[u8]> = if launch.transpose_b_on_host {
+            std::borrow::Cow::Owned(transpose_bytes(
+                inputs[1].as_bytes(),
+                spec.k as usize,
+                spec.n as usize,
+                spec.dtype.size() as usize,
+            ))
+        } else {
+            std::borrow::Cow::Borrowed(inputs[1].as_bytes())
+        };
         let mut bufs = Vec::with_capacity(sets);
         for _ in 0..sets {
             let a = gpu.alloc(inputs[0].as_bytes().len())?;
             a.upload(gpu, inputs[0].as_bytes())?;
-            let b = gpu.alloc(inputs[1].as_bytes().len())?;
-            b.upload(gpu, inputs[1].as_bytes())?;
+            let b = gpu.alloc(b_host.len())?;
+            b.upload(gpu, &b_host)?;
             let d = gpu.alloc(out_bytes)?;
             bufs.push(Set { a, b, d });
         }
@@ -324,6 +353,8 @@ impl Prepared for OwnMatmulRun<'_> {
     fn compute_dtype(&self) -> String {
         match self.spec.dtype {
             DType::F32 => "f32".into(),
+            DType::Int8 => "int8 (i32 accumulate)".into(),
+            DType::Fp8E4m3 => "fp8_e4m3 (f32 accumulate, bf16 out, no scales)".into(),
             d => format!("{d} (f32 accumulate)"),
         }
     }
@@ -364,12 +395,12 @@ impl Prepared for OwnMatmulRun<'_> {
     fn notes(&self) -> Vec<String> {
         let l = &self.launch;
         let mut n = vec![format!(
-            "kernel {} ({}), tile {}×{}×{}, {} stage(s), grid {}×{} × {} threads, {} B shared memory",
+            "kernel {} ({}), tile {}×{} × {} B of K, {} stage(s), grid {}×{} × {} threads, {} B shared memory",
             l.kernel.id(),
             l.kernel.symbol(),
             l.tile.bm,
             l.tile.bn,
-            l.tile.bk,
+            l.tile.bk_bytes,
             l.tile.stages,
             l.grid.0,
             l.grid.1,
@@ -385,6 +416,18 @@ impl Prepared for OwnMatmulRun<'_> {
                 "{} registers, {} B spill stores, {} B spill loads",
                 r.registers, r.spill_stores, r.spill_loads
             ));
+        }
+        if l.transpose_b_on_host {
+            n.push(format!(
+                "B uploaded transposed (N×K) because the {} kernel reads B as N×K; the timed GEMM is that one",
+                self.spec.dtype
+            ));
+        }
+        if self.spec.dtype == DType::Fp8E4m3 && self.gpu.props.cc.0 == 9 {
+            n.push(
+                "fp8 mma.sync on Hopper is not native (ptxas emulates it, ~240 registers): a wgmma kernel is the real fp8 path there"
+                    .into(),
+            );
         }
         n
     }
@@ -412,7 +455,7 @@ mod tests {
         let mma = KernelId::MatmulMmaBf16Nk128.source().text();
         assert!(mma.contains("GV_MMA_KERNEL(matmul_mma_bf16_nk_128x128, 128, 128, 2, 3,"));
         assert!(mma.contains("GV_MMA_KERNEL(matmul_mma_bf16_nk_32x64, 32, 64, 2, 4,"));
-        assert!(mma.contains("#define BK 32") && mma.contains("#define THREADS 256"));
+        assert!(mma.contains("#define BK_BYTES 64") && mma.contains("#define THREADS 256"));
         let simt = KernelId::MatmulSimtF32Kn.source().text();
         for d in [
             "#define BM 128",
@@ -425,7 +468,7 @@ mod tests {
         for t in MMA_TILES {
             assert_eq!(
                 t.smem_bytes,
-                t.stages * (t.bm + t.bn) * t.bk * 2,
+                t.stages * (t.bm + t.bn) * t.bk_bytes,
                 "{}",
                 t.name
             );
@@ -434,16 +477,26 @@ mod tests {
 
     #[test]
     fn every_plan_names_a_kernel_of_its_tile_and_layout() {
-        for dtype in [DType::Bf16, DType::F16] {
+        for (dtype, kind) in [
+            (DType::Bf16, "bf16"),
+            (DType::F16, "f16"),
+            (DType::Int8, "s8"),
+            (DType::Fp8E4m3, "e4m3"),
+        ] {
             for layout in [BLayout::Kn, BLayout::Nk] {
                 for (m, n) in [(1, 8192), (8192, 8192)] {
                     let l = plan(&spec(m, n, 4096, dtype, layout), MMA, H200.0, H200.1).unwrap();
                     let sym = l.kernel.symbol();
-                    assert!(
-                        sym.starts_with(&format!("matmul_mma_{}_", dtype.name())),
+                    assert!(sym.starts_with(&format!("matmul_mma_{kind}_")), "{sym}");
+                    // 8-bit kernels read N×K; a K×N B is transposed on the host
+                    let eight_bit = dtype.size() == 1;
+                    let read = if eight_bit { "nk" } else { layout.name() };
+                    assert!(sym.contains(&format!("_{read}_")), "{sym}");
+                    assert_eq!(
+                        l.transpose_b_on_host,
+                        eight_bit && layout == BLayout::Kn,
                         "{sym}"
                     );
-                    assert!(sym.contains(layout.name()), "{sym}");
                     assert!(sym.ends_with(l.tile.name), "{sym} vs {}", l.tile.name);
                     assert_eq!(l.block, 256);
                 }
@@ -517,7 +570,17 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("f32 only"), "{e}");
         let e = plan(&spec(8, 8, 8, DType::F32, BLayout::Kn), MMA, H200.0, H200.1).unwrap_err();
-        assert!(e.to_string().contains("bf16 and f16"), "{e}");
+        assert!(e.to_string().contains("bf16, f16, int8"), "{e}");
+        let e = plan(&spec(8, 8, 8, DType::Fp8E4m3, BLayout::Nk), MMA, (8, 6), 84).unwrap_err();
+        assert!(e.to_string().contains("8.9"), "{e}");
+        assert!(plan(&spec(8, 8, 8, DType::Fp8E4m3, BLayout::Nk), MMA, (8, 9), 58).is_ok());
+        assert!(plan(
+            &spec(8, 8, 8, DType::Fp8E5m2, BLayout::Nk),
+            MMA,
+            H200.0,
+            H200.1
+        )
+        .is_err());
         let e = plan(&spec(8, 8, 8, DType::Bf16, BLayout::Kn), MMA, (7, 5), 40).unwrap_err();
         assert!(e.to_string().contains("8.0"), "{e}");
         let e = plan(
@@ -559,7 +622,10 @@ mod tests {
         assert_eq!(names(DType::Bf16, (9, 0)), vec!["mma"]);
         assert_eq!(names(DType::F16, (8, 0)), vec!["mma"]);
         assert!(names(DType::F16, (7, 5)).is_empty());
-        assert!(names(DType::Int8, (9, 0)).is_empty());
+        assert_eq!(names(DType::Int8, (8, 0)), vec!["mma"]);
+        assert_eq!(names(DType::Fp8E4m3, (8, 9)), vec!["mma"]);
+        assert!(names(DType::Fp8E4m3, (8, 0)).is_empty());
+        assert!(names(DType::Tf32, (9, 0)).is_empty());
         assert!(
             implementations(&spec(1, 1, 1, DType::F32, BLayout::Kn), (8, 0), 1)
                 .iter()
