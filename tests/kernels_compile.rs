@@ -122,3 +122,121 @@ fn cudarc_uses_the_nvrtc_gpuvet_chose() {
         used.display()
     );
 }
+
+/// Opcode counts per kernel from `cuobjdump -sass` output: the first word after each `/*addr*/`,
+/// predicate skipped, suffixes dropped (`HMMA.16816.F32.BF16` counts as `HMMA`).
+fn sass_opcodes(
+    sass: &str,
+) -> std::collections::HashMap<String, std::collections::HashMap<String, usize>> {
+    let mut out: std::collections::HashMap<String, std::collections::HashMap<String, usize>> =
+        std::collections::HashMap::new();
+    let mut func: Option<String> = None;
+    for line in sass.lines() {
+        if let Some(rest) = line.split("Function : ").nth(1) {
+            func = Some(rest.trim().to_string());
+            continue;
+        }
+        let (Some(f), Some(rest)) = (&func, line.split("*/").nth(1)) else {
+            continue;
+        };
+        let mut words = rest.split_whitespace();
+        let Some(mut w) = words.next() else { continue };
+        if w.starts_with('@') {
+            let Some(next) = words.next() else { continue };
+            w = next;
+        }
+        let op = w.split('.').next().unwrap_or(w).trim_end_matches(';');
+        if !op.is_empty()
+            && op
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        {
+            *out.entry(f.clone())
+                .or_default()
+                .entry(op.to_string())
+                .or_default() += 1;
+        }
+    }
+    out
+}
+
+/// The SASS of the own matmul kernels: tensor-core instructions where they should be (HMMA for
+/// bf16/f16, IMMA for int8, QMMA for fp8 on sm_89; on sm_90a ptxas emulates fp8 mma.sync with
+/// conversions and HMMA) and no local memory (LDL/STL) anywhere. Needs `cuobjdump` and
+/// `nvdisasm` (pip nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm): GPUVET_CUOBJDUMP names the
+/// cuobjdump binary, nvdisasm must be on PATH or in NVDISASM_PATH; skipped visibly otherwise.
+#[test]
+fn matmul_sass_uses_tensor_cores_and_no_local_memory() {
+    if !nvrtc_or_skip("matmul_sass_uses_tensor_cores_and_no_local_memory") {
+        return;
+    }
+    let Some(cuobjdump) = std::env::var_os("GPUVET_CUOBJDUMP") else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP matmul_sass_uses_tensor_cores_and_no_local_memory: set GPUVET_CUOBJDUMP to a cuobjdump binary (pip nvidia-cuda-cuobjdump)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for arch in ARCHS {
+        for src in [Source::MatmulSimt, Source::MatmulMma] {
+            let c = nvrtc::compile_uncached(src, arch).unwrap();
+            let path = dir.path().join(format!("{}-{arch}.cubin", src.stem()));
+            std::fs::write(&path, &c.cubin).unwrap();
+            let out = std::process::Command::new(&cuobjdump)
+                .arg("-sass")
+                .arg(&path)
+                .output()
+                .expect("run cuobjdump");
+            let sass = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && sass.contains("Function :"),
+                "cuobjdump failed on {} for {arch} (is nvdisasm on PATH?): {}",
+                src.file(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let ops = sass_opcodes(&sass);
+            for k in KernelId::ALL.iter().filter(|k| k.source() == src) {
+                let o = ops
+                    .get(k.symbol())
+                    .unwrap_or_else(|| panic!("{} missing from the SASS for {arch}", k.symbol()));
+                let n = |op: &str| o.get(op).copied().unwrap_or(0);
+                assert_eq!(
+                    (n("LDL"), n("STL")),
+                    (0, 0),
+                    "{} uses local memory on {arch}",
+                    k.id()
+                );
+                let sym = k.symbol();
+                let want = if sym.starts_with("matmul_simt") {
+                    "FFMA"
+                } else if sym.contains("_s8_") {
+                    "IMMA"
+                } else if sym.contains("_e4m3_") {
+                    match arch {
+                        "sm_89" => "QMMA",
+                        "sm_90a" => "HMMA",
+                        // sm_80 has no fp8 mma: the kernel traps and is never launched there
+                        _ => "LDGSTS",
+                    }
+                } else {
+                    "HMMA"
+                };
+                assert!(n(want) > 0, "{} on {arch}: no {want} in {o:?}", k.id());
+                if sym.starts_with("matmul_mma") {
+                    assert!(n("LDGSTS") > 0, "{} on {arch}: no cp.async", k.id());
+                    if arch != "sm_80" || !sym.contains("_e4m3_") {
+                        assert!(n("LDSM") > 0, "{} on {arch}: no ldmatrix", k.id());
+                    }
+                }
+                eprintln!(
+                    "{arch:7} {:28} {want} {:3}  LDSM {:2}  LDGSTS {:2}",
+                    k.id(),
+                    n(want),
+                    n("LDSM"),
+                    n("LDGSTS")
+                );
+            }
+        }
+    }
+}
