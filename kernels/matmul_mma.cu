@@ -94,6 +94,7 @@ __device__ __forceinline__ u16 to16(float x) {
 #define KIND_F16 1
 #define KIND_S8 2
 #define KIND_E4M3 3
+#define KIND_TF32 4
 
 template <int KIND> struct Kind;
 template <> struct Kind<KIND_BF16> { typedef float Acc; typedef u16 Out; enum { ESZ = 2 }; };
@@ -101,11 +102,28 @@ template <> struct Kind<KIND_F16> { typedef float Acc; typedef u16 Out; enum { E
 template <> struct Kind<KIND_S8> { typedef int Acc; typedef int Out; enum { ESZ = 1 }; };
 // fp8 writes bf16 (what inference stacks keep; DType::matmul_output).
 template <> struct Kind<KIND_E4M3> { typedef float Acc; typedef u16 Out; enum { ESZ = 1 }; };
+// tf32: f32 in memory, 8 K elements per 32 bytes (m16n8k8), f32 out.
+template <> struct Kind<KIND_TF32> { typedef float Acc; typedef float Out; enum { ESZ = 4 }; };
+
+// Rounds an f32 (bits) to tf32 (round to nearest, ties away), as the tensor core would
+// otherwise truncate the low 13 mantissa bits.
+__device__ __forceinline__ u32 to_tf32(u32 x) {
+    u32 r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(__uint_as_float(x)));
+    return r;
+}
 
 template <int KIND>
 __device__ __forceinline__ void mma_op(float (&c)[4], const u32 (&a)[4], u32 b0, u32 b1) {
     if (KIND == KIND_BF16 || KIND == KIND_F16) {
         mma16816<KIND == KIND_BF16>(c, a, b0, b1);
+    } else if (KIND == KIND_TF32) {
+        asm volatile(
+            "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "
+            "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(to_tf32(a[0])), "r"(to_tf32(a[1])), "r"(to_tf32(a[2])), "r"(to_tf32(a[3])),
+              "r"(to_tf32(b0)), "r"(to_tf32(b1)));
     } else {
 #if __CUDA_ARCH__ >= 890
         asm volatile(
@@ -140,6 +158,16 @@ __device__ __forceinline__ void store2(u16* row, int c, int N, float x0, float x
     } else {
         if (c < N) row[c] = v0;
         if (c + 1 < N) row[c + 1] = v1;
+    }
+}
+
+template <int KIND>
+__device__ __forceinline__ void store2(float* row, int c, int N, float x0, float x1) {
+    if ((N & 1) == 0 && c + 1 < N) {
+        *(float2*)(row + c) = make_float2(x0, x1);
+    } else {
+        if (c < N) row[c] = x0;
+        if (c + 1 < N) row[c + 1] = x1;
     }
 }
 
@@ -179,8 +207,9 @@ __device__ __forceinline__ void load_chunk(unsigned char* sdst, const unsigned c
 #pragma unroll
             for (int e = 0; e < 16 / ESZ; ++e) {
                 if (c + e < cols) {
-                    const u32 v = ESZ == 2 ? (u32)((const u16*)g)[base + c + e]
-                                           : (u32)g[base + c + e];
+                    const u32 v = ESZ == 4   ? ((const u32*)g)[base + c + e]
+                                  : ESZ == 2 ? (u32)((const u16*)g)[base + c + e]
+                                             : (u32)g[base + c + e];
                     w[(e * ESZ) >> 2] |= v << (((e * ESZ) & 3) * 8);
                 }
             }
@@ -197,7 +226,7 @@ __device__ __forceinline__ void mma_gemm(const void* __restrict__ Av, const void
     constexpr int ESZ = Kind<KIND>::ESZ;
     constexpr int EPC = 16 / ESZ;  // elements per 16-byte chunk
     constexpr int BKE = BK_BYTES / ESZ;  // K elements per stage
-    static_assert(ESZ == 2 || B_NK, "8-bit kinds take B as N×K only");
+    static_assert(ESZ == 2 || B_NK, "8-bit and tf32 kinds take B as N×K only");
     constexpr int WARPS_N = (THREADS / 32) / WARPS_M;
     constexpr int WTM = BM / WARPS_M;  // warp tile rows
     constexpr int WTN = BN / WARPS_N;  // warp tile columns
@@ -277,7 +306,8 @@ __device__ __forceinline__ void mma_gemm(const void* __restrict__ Av, const void
         const int stage = kt % STAGES;
         const u32 a_base = smem_u32(sA + stage * A_TILE);
         const u32 b_base = smem_u32(sB + stage * B_TILE);
-        // Each step covers 32 bytes of K: 16 elements of 16-bit kinds, 32 of 8-bit ones.
+        // Each step covers 32 bytes of K: 16 elements of 16-bit kinds, 32 of 8-bit ones, 8 of
+        // tf32 (one m16n8k8, whose fragments ldmatrix delivers as 32-bit words).
 #pragma unroll
         for (int kk = 0; kk < BK_BYTES / 32; ++kk) {
             u32 af[MI][4];
@@ -335,9 +365,9 @@ __device__ __forceinline__ void mma_gemm(const void* __restrict__ Av, const void
 //   _128x128: BM 128, BN 128, 2×4 warps (warp tile 64×32), 3 stages, 48 KiB shared memory
 //   _32x64:   BM 32,  BN 64,  2×4 warps (warp tile 16×16), 4 stages, 24 KiB shared memory
 //             (small M, e.g. decode: more CTAs over N so every SM streams B)
-// A stage holds 64 bytes of K per row: 32 elements of bf16/f16, 64 of s8/e4m3.
+// A stage holds 64 bytes of K per row: 32 elements of bf16/f16, 64 of s8/e4m3, 16 of tf32.
 // Grid: (ceil(N / BN), ceil(M / BM)), block: 256 threads, no dynamic shared memory.
-// s8 and e4m3 take B as N×K only (the host uploads a K×N B transposed, as for cuBLASLt).
+// s8, e4m3 and tf32 take B as N×K only (the host uploads a K×N B transposed).
 // MINB: blocks per SM for __launch_bounds__ (2 caps registers at 128; e4m3 128×128 needs a
 // few more on sm_90a and would spill under that cap).
 #define GV_MMA_KERNEL(NAME, BM, BN, WM, ST, KIND, NK, MINB)                                    \
@@ -360,6 +390,8 @@ extern "C" __global__ void matmul_mma_s8_nk_128x128(const void* __restrict__ A, 
     void* __restrict__ C, int M, int N, int K);
 extern "C" __global__ void matmul_mma_e4m3_nk_128x128(const void* __restrict__ A, const void* __restrict__ B,
     void* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_tf32_nk_128x128(const void* __restrict__ A, const void* __restrict__ B,
+    void* __restrict__ C, int M, int N, int K);
 extern "C" __global__ void matmul_mma_bf16_kn_32x64(const void* __restrict__ A, const void* __restrict__ B,
     void* __restrict__ C, int M, int N, int K);
 extern "C" __global__ void matmul_mma_bf16_nk_32x64(const void* __restrict__ A, const void* __restrict__ B,
@@ -372,6 +404,8 @@ extern "C" __global__ void matmul_mma_s8_nk_32x64(const void* __restrict__ A, co
     void* __restrict__ C, int M, int N, int K);
 extern "C" __global__ void matmul_mma_e4m3_nk_32x64(const void* __restrict__ A, const void* __restrict__ B,
     void* __restrict__ C, int M, int N, int K);
+extern "C" __global__ void matmul_mma_tf32_nk_32x64(const void* __restrict__ A, const void* __restrict__ B,
+    void* __restrict__ C, int M, int N, int K);
 
 GV_MMA_KERNEL(matmul_mma_bf16_kn_128x128, 128, 128, 2, 3, KIND_BF16, false, 2)
 GV_MMA_KERNEL(matmul_mma_bf16_nk_128x128, 128, 128, 2, 3, KIND_BF16, true, 2)
@@ -379,9 +413,11 @@ GV_MMA_KERNEL(matmul_mma_f16_kn_128x128, 128, 128, 2, 3, KIND_F16, false, 2)
 GV_MMA_KERNEL(matmul_mma_f16_nk_128x128, 128, 128, 2, 3, KIND_F16, true, 2)
 GV_MMA_KERNEL(matmul_mma_s8_nk_128x128, 128, 128, 2, 3, KIND_S8, true, 2)
 GV_MMA_KERNEL(matmul_mma_e4m3_nk_128x128, 128, 128, 2, 3, KIND_E4M3, true, 1)
+GV_MMA_KERNEL(matmul_mma_tf32_nk_128x128, 128, 128, 2, 3, KIND_TF32, true, 2)
 GV_MMA_KERNEL(matmul_mma_bf16_kn_32x64, 32, 64, 2, 4, KIND_BF16, false, 2)
 GV_MMA_KERNEL(matmul_mma_bf16_nk_32x64, 32, 64, 2, 4, KIND_BF16, true, 2)
 GV_MMA_KERNEL(matmul_mma_f16_kn_32x64, 32, 64, 2, 4, KIND_F16, false, 2)
 GV_MMA_KERNEL(matmul_mma_f16_nk_32x64, 32, 64, 2, 4, KIND_F16, true, 2)
 GV_MMA_KERNEL(matmul_mma_s8_nk_32x64, 32, 64, 2, 4, KIND_S8, true, 2)
 GV_MMA_KERNEL(matmul_mma_e4m3_nk_32x64, 32, 64, 2, 4, KIND_E4M3, true, 2)
+GV_MMA_KERNEL(matmul_mma_tf32_nk_32x64, 32, 64, 2, 4, KIND_TF32, true, 2)

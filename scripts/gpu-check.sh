@@ -82,10 +82,10 @@ if [ "${GPUVET_CHECK_QUICK:-1}" != "0" ]; then
 fi
 step "bench matmul ${SIZE}^3 (kn)" matmul.log "${GPUVET[@]}" --json "$OUT/matmul.json" \
     bench matmul --shape "${SIZE}x${SIZE}x${SIZE}" --dtype bf16,f16,tf32,f32,fp8_e4m3,int8
-# gpuvet's own matmul kernels (simt fp32, mma bf16/f16/int8/fp8) beside cuBLASLt on the same inputs:
+# gpuvet's own matmul kernels (simt fp32, mma bf16/f16/tf32/int8/fp8) beside cuBLASLt on the same inputs:
 # the figures docs/perf/matmul.md predicts and has not measured yet.
 step "bench matmul own ${SIZE}^3 (nk)" matmul-own.log "${GPUVET[@]}" --json "$OUT/matmul-own.json" \
-    bench matmul --impl all --shape "${SIZE}x${SIZE}x${SIZE}" --dtype f32,bf16,f16,int8,fp8_e4m3 --layout nk
+    bench matmul --impl all --shape "${SIZE}x${SIZE}x${SIZE}" --dtype f32,tf32,bf16,f16,int8,fp8_e4m3 --layout nk
 step "bench matmul own 4096^3 (kn,nk)" matmul-own-4096.log "${GPUVET[@]}" --json "$OUT/matmul-own-4096.json" \
     bench matmul --impl all --shape 4096x4096x4096 --dtype bf16 --layout kn,nk
 step "bench matmul own decode (nk)" matmul-own-decode.log "${GPUVET[@]}" --json "$OUT/matmul-own-decode.json" \

@@ -432,6 +432,7 @@ fn own_matmul_kernels_verified_on_odd_shapes() {
         ("mma", DType::F16),
         ("mma", DType::Int8),
         ("mma", DType::Fp8E4m3),
+        ("mma", DType::Tf32),
     ] {
         for layout in [BLayout::Kn, BLayout::Nk] {
             for (m, n, k) in OWN_MATMUL_SHAPES {

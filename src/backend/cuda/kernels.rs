@@ -86,6 +86,8 @@ pub enum KernelId {
     MatmulMmaE4m3Nk128,
     MatmulMmaS8Nk32,
     MatmulMmaE4m3Nk32,
+    MatmulMmaTf32Nk128,
+    MatmulMmaTf32Nk32,
     FlashFwdBf16D64,
     FlashFwdBf16D128,
     FlashFwdF16D64,
@@ -103,7 +105,7 @@ pub enum KernelId {
 }
 
 impl KernelId {
-    pub const ALL: [KernelId; 35] = [
+    pub const ALL: [KernelId; 37] = [
         KernelId::MemCopy,
         KernelId::MemRead,
         KernelId::MemWrite,
@@ -125,6 +127,8 @@ impl KernelId {
         KernelId::MatmulMmaE4m3Nk128,
         KernelId::MatmulMmaS8Nk32,
         KernelId::MatmulMmaE4m3Nk32,
+        KernelId::MatmulMmaTf32Nk128,
+        KernelId::MatmulMmaTf32Nk32,
         KernelId::FlashFwdBf16D64,
         KernelId::FlashFwdBf16D128,
         KernelId::FlashFwdF16D64,
@@ -165,6 +169,8 @@ impl KernelId {
             KernelId::MatmulMmaE4m3Nk128 => "matmul.mma.e4m3.nk.128x128",
             KernelId::MatmulMmaS8Nk32 => "matmul.mma.s8.nk.32x64",
             KernelId::MatmulMmaE4m3Nk32 => "matmul.mma.e4m3.nk.32x64",
+            KernelId::MatmulMmaTf32Nk128 => "matmul.mma.tf32.nk.128x128",
+            KernelId::MatmulMmaTf32Nk32 => "matmul.mma.tf32.nk.32x64",
             KernelId::FlashFwdBf16D64 => "attention.flash_fwd.bf16.d64",
             KernelId::FlashFwdBf16D128 => "attention.flash_fwd.bf16.d128",
             KernelId::FlashFwdF16D64 => "attention.flash_fwd.f16.d64",
@@ -206,6 +212,8 @@ impl KernelId {
             KernelId::MatmulMmaE4m3Nk128 => "matmul_mma_e4m3_nk_128x128",
             KernelId::MatmulMmaS8Nk32 => "matmul_mma_s8_nk_32x64",
             KernelId::MatmulMmaE4m3Nk32 => "matmul_mma_e4m3_nk_32x64",
+            KernelId::MatmulMmaTf32Nk128 => "matmul_mma_tf32_nk_128x128",
+            KernelId::MatmulMmaTf32Nk32 => "matmul_mma_tf32_nk_32x64",
             KernelId::FlashFwdBf16D64 => "gv_flash_fwd_bf16_d64",
             KernelId::FlashFwdBf16D128 => "gv_flash_fwd_bf16_d128",
             KernelId::FlashFwdF16D64 => "gv_flash_fwd_f16_d64",
@@ -241,6 +249,8 @@ impl KernelId {
             KernelId::MatmulMmaE4m3Nk128 => Source::MatmulMma,
             KernelId::MatmulMmaS8Nk32 => Source::MatmulMma,
             KernelId::MatmulMmaE4m3Nk32 => Source::MatmulMma,
+            KernelId::MatmulMmaTf32Nk128 => Source::MatmulMma,
+            KernelId::MatmulMmaTf32Nk32 => Source::MatmulMma,
             KernelId::FlashFwdBf16D64 => Source::FlashFwd,
             KernelId::FlashFwdBf16D128 => Source::FlashFwd,
             KernelId::FlashFwdF16D64 => Source::FlashFwd,
@@ -282,6 +292,8 @@ impl KernelId {
             KernelId::MatmulMmaE4m3Nk128 => "fp8 e4m3 mma.sync m16n8k32 (sm_89+, f32 accumulate, bf16 out), B N×K, 128×128 tiles (64 K bytes/stage), 3-stage cp.async",
             KernelId::MatmulMmaS8Nk32 => "int8 mma.sync m16n8k32 (s32 accumulate, i32 out), B N×K, 32×64 tiles (small M), 4-stage cp.async, swizzled smem",
             KernelId::MatmulMmaE4m3Nk32 => "fp8 e4m3 mma.sync m16n8k32 (sm_89+, f32 accumulate, bf16 out), B N×K, 32×64 tiles (small M), 4-stage cp.async",
+            KernelId::MatmulMmaTf32Nk128 => "tf32 mma.sync m16n8k8 (f32 accumulate, f32 out), B N×K, 128×128 tiles (64 K bytes/stage), 3-stage cp.async",
+            KernelId::MatmulMmaTf32Nk32 => "tf32 mma.sync m16n8k8 (f32 accumulate, f32 out), B N×K, 32×64 tiles (small M), 4-stage cp.async",
             KernelId::FlashFwdBf16D64 => "fused prefill, bf16, head dim 64: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax",
             KernelId::FlashFwdBf16D128 => "fused prefill, bf16, head dim 128: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax",
             KernelId::FlashFwdF16D64 => "fused prefill, f16, head dim 64: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax",

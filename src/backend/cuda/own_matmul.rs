@@ -7,11 +7,13 @@
 //! | `mma` | bf16, f16 (f32 accumulate, 16-bit out) | sm_80+ | `mma.sync` m16n8k16, cp.async ring |
 //! | `mma` | int8 (s32 accumulate, i32 out) | sm_80+ | `mma.sync` m16n8k32 |
 //! | `mma` | fp8 e4m3 (f32 accumulate, bf16 out) | sm_89+ | `mma.sync` m16n8k32 |
+//! | `mma` | tf32 (f32 accumulate, f32 out) | sm_80+ | `mma.sync` m16n8k8 |
 //!
 //! Both take row-major A and B as K×N (`kn`) or N×K (`nk`) directly, any M, N, K (tails are
-//! guarded in the kernels), and write C in `DType::matmul_output()`. The 8-bit kernels read B
-//! as N×K only (ldmatrix cannot transpose bytes): a K×N B is uploaded transposed, as an
-//! inference engine pre-packs weights once, and the result says so in its notes.
+//! guarded in the kernels), and write C in `DType::matmul_output()`. The 8-bit and tf32
+//! kernels read B as N×K only (ldmatrix transposes 16-bit elements, not bytes or words): a K×N
+//! B is uploaded transposed, as an inference engine pre-packs weights once, and the result
+//! says so in its notes.
 //! The tile configuration is data ([`TileConfig`]); [`choose_tile`] picks one per shape.
 //! Conventions match `matmul.rs`: buffer sets rotated between launches, the output poisoned
 //! before the verification run, CUDA-event timing.
@@ -139,13 +141,20 @@ fn mma_kernel(dtype: DType, layout: BLayout, tile: &TileConfig) -> Option<Kernel
         (DType::Bf16, BLayout::Nk, true) => MatmulMmaBf16Nk32,
         (DType::F16, BLayout::Kn, true) => MatmulMmaF16Kn32,
         (DType::F16, BLayout::Nk, true) => MatmulMmaF16Nk32,
-        // 8-bit: one N×K kernel for both layouts (see `Launch::transpose_b_on_host`).
+        // 8-bit and tf32: one N×K kernel for both layouts (see `Launch::transpose_b_on_host`).
         (DType::Int8, _, false) => MatmulMmaS8Nk128,
         (DType::Int8, _, true) => MatmulMmaS8Nk32,
         (DType::Fp8E4m3, _, false) => MatmulMmaE4m3Nk128,
         (DType::Fp8E4m3, _, true) => MatmulMmaE4m3Nk32,
+        (DType::Tf32, _, false) => MatmulMmaTf32Nk128,
+        (DType::Tf32, _, true) => MatmulMmaTf32Nk32,
         _ => return None,
     })
+}
+
+/// The mma kernels of this dtype read B as N×K only (ldmatrix.trans moves 16-bit elements).
+fn kernel_reads_nk_only(dtype: DType) -> bool {
+    matches!(dtype, DType::Int8 | DType::Fp8E4m3 | DType::Tf32)
 }
 
 /// The launch of implementation `imp` for `spec` on a GPU of compute capability `cc` with
@@ -181,7 +190,7 @@ pub fn plan(spec: &MatmulSpec, imp: &str, cc: (i32, i32), sms: u32) -> Result<La
             let tile = choose_tile(spec.m, spec.n, sms);
             let k = mma_kernel(spec.dtype, spec.b_layout, &tile).ok_or_else(|| {
                 Error::unsupported(format!(
-                    "`mma` runs bf16, f16, int8 and fp8_e4m3 (asked for {}); tf32 and e5m2 are not written",
+                    "`mma` runs bf16, f16, tf32, int8 and fp8_e4m3 (asked for {}); f32 runs on `simt`, e5m2 is not written",
                     spec.dtype
                 ))
             })?;
@@ -214,7 +223,7 @@ pub fn plan(spec: &MatmulSpec, imp: &str, cc: (i32, i32), sms: u32) -> Result<La
         tile,
         grid: (gx as u32, gy as u32),
         block: tile.threads,
-        transpose_b_on_host: spec.dtype.size() == 1 && spec.b_layout == BLayout::Kn,
+        transpose_b_on_host: kernel_reads_nk_only(spec.dtype) && spec.b_layout == BLayout::Kn,
     })
 }
 
@@ -482,19 +491,20 @@ mod tests {
             (DType::F16, "f16"),
             (DType::Int8, "s8"),
             (DType::Fp8E4m3, "e4m3"),
+            (DType::Tf32, "tf32"),
         ] {
             for layout in [BLayout::Kn, BLayout::Nk] {
                 for (m, n) in [(1, 8192), (8192, 8192)] {
                     let l = plan(&spec(m, n, 4096, dtype, layout), MMA, H200.0, H200.1).unwrap();
                     let sym = l.kernel.symbol();
                     assert!(sym.starts_with(&format!("matmul_mma_{kind}_")), "{sym}");
-                    // 8-bit kernels read N×K; a K×N B is transposed on the host
-                    let eight_bit = dtype.size() == 1;
-                    let read = if eight_bit { "nk" } else { layout.name() };
+                    // 8-bit and tf32 kernels read N×K; a K×N B is transposed on the host
+                    let nk_only = dtype.size() != 2;
+                    let read = if nk_only { "nk" } else { layout.name() };
                     assert!(sym.contains(&format!("_{read}_")), "{sym}");
                     assert_eq!(
                         l.transpose_b_on_host,
-                        eight_bit && layout == BLayout::Kn,
+                        nk_only && layout == BLayout::Kn,
                         "{sym}"
                     );
                     assert!(sym.ends_with(l.tile.name), "{sym} vs {}", l.tile.name);
@@ -570,7 +580,7 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("f32 only"), "{e}");
         let e = plan(&spec(8, 8, 8, DType::F32, BLayout::Kn), MMA, H200.0, H200.1).unwrap_err();
-        assert!(e.to_string().contains("bf16, f16, int8"), "{e}");
+        assert!(e.to_string().contains("bf16, f16, tf32, int8"), "{e}");
         let e = plan(&spec(8, 8, 8, DType::Fp8E4m3, BLayout::Nk), MMA, (8, 6), 84).unwrap_err();
         assert!(e.to_string().contains("8.9"), "{e}");
         assert!(plan(&spec(8, 8, 8, DType::Fp8E4m3, BLayout::Nk), MMA, (8, 9), 58).is_ok());
@@ -625,7 +635,8 @@ mod tests {
         assert_eq!(names(DType::Int8, (8, 0)), vec!["mma"]);
         assert_eq!(names(DType::Fp8E4m3, (8, 9)), vec!["mma"]);
         assert!(names(DType::Fp8E4m3, (8, 0)).is_empty());
-        assert!(names(DType::Tf32, (9, 0)).is_empty());
+        assert_eq!(names(DType::Tf32, (9, 0)), vec!["mma"]);
+        assert!(names(DType::Fp8E5m2, (9, 0)).is_empty());
         assert!(
             implementations(&spec(1, 1, 1, DType::F32, BLayout::Kn), (8, 0), 1)
                 .iter()
