@@ -368,13 +368,21 @@ __device__ __forceinline__ void mma_gemm(const void* __restrict__ Av, const void
 // A stage holds 64 bytes of K per row: 32 elements of bf16/f16, 64 of s8/e4m3, 16 of tf32.
 // Grid: (ceil(N / BN), ceil(M / BM)), block: 256 threads, no dynamic shared memory.
 // s8, e4m3 and tf32 take B as N×K only (the host uploads a K×N B transposed).
+// Below sm_80 (no cp.async, no bf16 mma) the kernels exist but trap: the host never launches
+// them there, and the module still compiles, so `gpuvet list --kernels -v` works on a T4.
+#if __CUDA_ARCH__ >= 800
+#define GV_MMA_BODY(BM, BN, WM, ST, KIND, NK) mma_gemm<BM, BN, WM, ST, KIND, NK>(A, B, C, M, N, K);
+#else
+#define GV_MMA_BODY(BM, BN, WM, ST, KIND, NK) asm volatile("trap;");
+#endif
+
 // MINB: blocks per SM for __launch_bounds__ (2 caps registers at 128; e4m3 128×128 needs a
 // few more on sm_90a and would spill under that cap).
 #define GV_MMA_KERNEL(NAME, BM, BN, WM, ST, KIND, NK, MINB)                                    \
     extern "C" __global__ void __launch_bounds__(THREADS, MINB)                                \
         NAME(const void* __restrict__ A, const void* __restrict__ B, void* __restrict__ C, int M, \
              int N, int K) {                                                                   \
-        mma_gemm<BM, BN, WM, ST, KIND, NK>(A, B, C, M, N, K);                                  \
+        GV_MMA_BODY(BM, BN, WM, ST, KIND, NK)                                                  \
     }
 
 // Declarations (the definitions below add __launch_bounds__ through the macro).
