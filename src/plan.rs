@@ -22,6 +22,9 @@ pub enum ImplSelect {
     Default,
     /// Every implementation the device has.
     All,
+    /// Vendor references only (the first implementation where a device has none): what a
+    /// health verdict rests on, so that an own kernel under development can never fail a node.
+    Reference,
     /// These, by name.
     Named(Vec<String>),
 }
@@ -85,6 +88,18 @@ pub fn build(
             }
             let chosen: Vec<String> = match select {
                 ImplSelect::All => avail.iter().map(|i| i.name.clone()).collect(),
+                ImplSelect::Reference => {
+                    let refs: Vec<String> = avail
+                        .iter()
+                        .filter(|i| i.reference)
+                        .map(|i| i.name.clone())
+                        .collect();
+                    if refs.is_empty() {
+                        vec![avail[0].name.clone()]
+                    } else {
+                        refs
+                    }
+                }
                 ImplSelect::Default => {
                     let mut v: Vec<String> = avail
                         .iter()
@@ -252,6 +267,28 @@ mod tests {
         let p = build(&[ok], &b, &ImplSelect::Default, false, false).unwrap();
         assert_eq!(p.entries.len(), 1);
         assert_eq!(p.entries[0].implementation, "mock");
+    }
+
+    #[test]
+    fn reference_selection_keeps_vendor_implementations() {
+        let b: Vec<Box<dyn Backend>> = vec![Box::new(
+            crate::backend::cpu::CpuBackend::new(1).unwrap(),
+        )];
+        let mm = Workload::Matmul(MatmulSpec::new(8, 8, 8, DType::F32));
+        let att = Workload::Attention(AttentionSpec {
+            batch: 1,
+            q_heads: 2,
+            kv_heads: 1,
+            q_len: 4,
+            kv_len: 4,
+            head_dim: 8,
+            causal: false,
+            dtype: DType::F32,
+        });
+        let p = build(&[mm, att], &b, &ImplSelect::Reference, false, false).unwrap();
+        let names: Vec<&str> = p.entries.iter().map(|e| e.implementation.as_str()).collect();
+        // gemm is the CPU's vendor-library reference; attention has none, so its first impl.
+        assert_eq!(names, ["gemm", "flash"]);
     }
 
     #[test]
