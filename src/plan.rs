@@ -271,9 +271,8 @@ mod tests {
 
     #[test]
     fn reference_selection_keeps_vendor_implementations() {
-        let b: Vec<Box<dyn Backend>> = vec![Box::new(
-            crate::backend::cpu::CpuBackend::new(1).unwrap(),
-        )];
+        let b: Vec<Box<dyn Backend>> =
+            vec![Box::new(crate::backend::cpu::CpuBackend::new(1).unwrap())];
         let mm = Workload::Matmul(MatmulSpec::new(8, 8, 8, DType::F32));
         let att = Workload::Attention(AttentionSpec {
             batch: 1,
@@ -286,7 +285,11 @@ mod tests {
             dtype: DType::F32,
         });
         let p = build(&[mm, att], &b, &ImplSelect::Reference, false, false).unwrap();
-        let names: Vec<&str> = p.entries.iter().map(|e| e.implementation.as_str()).collect();
+        let names: Vec<&str> = p
+            .entries
+            .iter()
+            .map(|e| e.implementation.as_str())
+            .collect();
         // gemm is the CPU's vendor-library reference; attention has none, so its first impl.
         assert_eq!(names, ["gemm", "flash"]);
     }
