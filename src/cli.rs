@@ -236,7 +236,7 @@ pub struct MemoryArgs {
 #[derive(Args, Debug)]
 pub struct StressArgs {
     /// How long to load every device (e.g. 90s, 10m, 1h).
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = crate::units::parse_duration)]
     pub duration: std::time::Duration,
     /// Matmul dtype (tensor-core load by default).
     #[arg(long, default_value = "bf16")]
@@ -250,14 +250,6 @@ pub struct StressArgs {
     /// Testing only: flip a bit in the output of device D at checksum number N (`D:N`).
     #[arg(long, hide = true, value_parser = parse_fault)]
     pub plant_fault: Option<(usize, u64)>,
-}
-
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (try 90s, 10m, 1h)"))?;
-    if d.is_zero() || d > std::time::Duration::from_secs(7 * 86_400) {
-        return Err(format!("duration `{s}` must be between 1 s and 7 days"));
-    }
-    Ok(d)
 }
 
 fn parse_fault(s: &str) -> Result<(usize, u64), String> {

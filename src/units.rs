@@ -61,6 +61,15 @@ impl FromStr for Bytes {
     }
 }
 
+/// Parses a run length such as `90s`, `10m` or `1h` (humantime syntax), between 1 s and 7 days.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (try 90s, 10m, 1h)"))?;
+    if d < std::time::Duration::from_secs(1) || d > std::time::Duration::from_secs(7 * 86_400) {
+        return Err(format!("duration `{s}` must be between 1 s and 7 days"));
+    }
+    Ok(d)
+}
+
 /// Formats a rate with an SI prefix: `412.3 GFLOP/s`, `3.81 TB/s`.
 pub fn si(value: f64, unit: &str) -> String {
     let (scaled, prefix) = if value >= 1e15 {
@@ -114,6 +123,14 @@ mod tests {
         assert!("12XB".parse::<Bytes>().is_err());
         assert!("abc".parse::<Bytes>().is_err());
         assert!("1e30".parse::<Bytes>().is_err());
+    }
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("10m").unwrap().as_secs(), 600);
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("30d").is_err());
+        assert!(parse_duration("soon").is_err());
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub struct ValidateArgs {
     pub quick: bool,
     /// Soak: run the suite (with larger shapes) for this long, e.g. `30m`, to catch GPUs that
     /// degrade as they heat up.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
     pub duration: Option<Duration>,
     /// A figure this many percent below the SKU's achievable expectation is a WARN; twice as
     /// far, a FAIL.
@@ -104,14 +104,6 @@ fn parse_sku(s: &str) -> Result<String, String> {
             gpudb::ids().join(", ")
         )),
     }
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (e.g. 90s, 10m, 1h)"))?;
-    if d.is_zero() {
-        return Err("the duration must be above zero".into());
-    }
-    Ok(d)
 }
 
 fn parse_pct(s: &str) -> Result<f64, String> {
@@ -758,7 +750,10 @@ mod tests {
         assert!(parse_sku("h100-sxm6").unwrap_err().contains("h200-sxm"));
         assert_eq!(parse_pct("12.5%").unwrap(), 12.5);
         assert!(parse_pct("0").is_err() && parse_pct("x").is_err());
-        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
-        assert!(parse_duration("0s").is_err());
+        assert_eq!(
+            crate::units::parse_duration("10m").unwrap(),
+            Duration::from_secs(600)
+        );
+        assert!(crate::units::parse_duration("0s").is_err());
     }
 }
