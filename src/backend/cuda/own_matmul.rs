@@ -384,15 +384,13 @@ impl Prepared for OwnMatmulRun<'_> {
 
     fn run(&mut self, iters: u64) -> Result<f64> {
         self.gpu.bind()?;
-        let n = self.sets.len();
         let mut next = self.next;
-        let t = self.timer.time(&self.gpu.stream, || {
-            for _ in 0..iters {
-                self.enqueue(next)?;
-                next = (next + 1) % n;
-            }
-            Ok(())
-        })?;
+        let sets = self.sets.len();
+        let t = self
+            .timer
+            .time_rotating(&self.gpu.stream, &mut next, sets, iters, |i| {
+                self.enqueue(i)
+            })?;
         self.next = next;
         Ok(t)
     }

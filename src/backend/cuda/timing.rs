@@ -68,4 +68,24 @@ impl Timer {
         }
         Ok(ms as f64 / 1e3)
     }
+
+    /// Times `iters` iterations back to back, iteration after iteration moving to the next of
+    /// `sets` buffer sets (starting at `*next`), and leaves `*next` where the following call
+    /// continues: what every prepared run's `Prepared::run` does.
+    pub fn time_rotating(
+        &self,
+        stream: &CudaStream,
+        next: &mut usize,
+        sets: usize,
+        iters: u64,
+        mut enqueue: impl FnMut(usize) -> Result<()>,
+    ) -> Result<f64> {
+        self.time(stream, || {
+            for _ in 0..iters {
+                enqueue(*next)?;
+                *next = (*next + 1) % sets.max(1);
+            }
+            Ok(())
+        })
+    }
 }
