@@ -1,123 +1,338 @@
 #!/usr/bin/env bash
-# One-call check of gpuvet's CUDA backend on a GPU machine, with PyTorch measuring the same
-# operations in the same run.
+# One bounded call that checks gpuvet's CUDA backend on a GPU machine, with PyTorch measuring the
+# same operations in the same run, and hands back everything in three files.
 #
-#   scripts/gpu-check.sh --build     on a CPU box with Rust: builds the release gpuvet and the
-#                                    GPU test binaries into target/gpu-check/ (stripped, small
-#                                    enough to carry to a machine without Rust)
-#   scripts/gpu-check.sh             on the GPU machine: runs everything, writes logs and JSON
-#                                    under $OUT (default ./gpu-check-out), prints a side-by-side
-#                                    table of gpuvet and PyTorch last
+#   scripts/gpu-check.sh --build             here (Rust, network): builds stripped release binaries
+#                                            into target/gpu-check/ and checks they need nothing but
+#                                            glibc and the driver at run time (ldd) and their size
+#   scripts/gpu-check.sh [OPTIONS]           on the GPU machine (no Rust, no network)
 #
-# The GPU machine needs the NVIDIA driver, CUDA 13 libraries (/usr/local/cuda or pip wheels:
-# gpuvet finds them itself), python3 with PyTorch. No network, no Rust.
-# Environment: OUT (output folder), GPUVET_CHECK_QUICK=0 to skip the quick suite,
-# GPUVET_CHECK_SIZE (matmul size, default 8192), GPUVET_CHECK_COPY (copy size, default 4GiB).
+# Options:
+#   --backend cuda|cpu   cuda (default) on the GPU machine; cpu runs every step on the CPU backend
+#                        with small shapes and no PyTorch, so CI tests the script end to end
+#   --budget S           seconds for the whole run (default 420); each step gets its own timeout,
+#                        never more than what is left, and a step that cannot start in time is
+#                        recorded as skipped
+#   --steps LIST         only the steps whose names match one of these comma-separated shell
+#                        patterns (e.g. `gemm-*,copy`): a rerun of what failed; `--list` names them
+#   --out DIR            where the three results go (default $OUT, else ./gpu-check-out)
+#   --bin DIR            the binaries (default target/gpu-check)
+#   --list               print the steps in order, with their time limits, and exit
+#
+# Steps run in order of importance: inventory, one verified cuBLASLt bf16 GEMM, copy bandwidth and
+# PyTorch's same figures come first (within ~90 s), then the GPU tests, then the full vendor and own
+# kernel benchmarks, then the long runs (quick suite, validate, stress). A step that fails or times
+# out is recorded and the run goes on. Exactly three files are written to the output folder:
+#   gpu-check.tar.gz   every log and JSON of the run
+#   summary.txt        the steps with status and seconds, then gpuvet beside PyTorch
+#   record.json        the machine-readable record (docs/perf/records/README.md)
+# Scratch files and the kernel cache live in a temporary folder outside it.
+# Exit status: 0 every step passed or was skipped, 1 a step failed or timed out, 2 usage error.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BACKEND=cuda
+BUDGET=420
+STEPS=""
+OUT_DIR="${OUT:-$ROOT/gpu-check-out}"
 BIN="$ROOT/target/gpu-check"
+LIST_ONLY=0
+ARGV=("$@")
 
-if [ "${1:-}" = "--build" ]; then
+die() { echo "gpu-check: $*" >&2; exit 2; }
+
+# ---------------------------------------------------------------- build (the CPU box with Rust)
+# Only these may appear in `ldd` of a carried binary: glibc's pieces and the loader. The driver's
+# libraries (libcuda, libnvidia-ml) and CUDA's (NVRTC, cuBLASLt) are opened at run time.
+LDD_ALLOWED='linux-vdso|libc\.so|libm\.so|libgcc_s\.so|libdl\.so|libpthread\.so|librt\.so|ld-linux'
+CARRY_LIMIT_MB=48
+
+build() {
     set -e
     cd "$ROOT"
-    cargo build --release --bin gpuvet
     mkdir -p "$BIN"
-    cp target/release/gpuvet "$BIN/gpuvet"
-    for t in cuda_gpu kernels_compile; do
-        exe="$(cargo test --release --no-run --test "$t" --message-format=json 2>/dev/null \
-            | python3 -c 'import json,sys
+    local exes
+    # cargo's JSON names each executable wherever CARGO_TARGET_DIR puts it.
+    exes="$( { cargo build --release --bin gpuvet --message-format=json
+               cargo test --release --no-run --test cuda_gpu --message-format=json; } \
+        | python3 -c 'import json,sys
 for l in sys.stdin:
     try: m = json.loads(l)
     except ValueError: continue
-    if m.get("executable") and m.get("target", {}).get("kind") == ["test"]: print(m["executable"])' | tail -n 1)"
-        [ -n "$exe" ] || { echo "gpu-check: no test binary for $t" >&2; exit 1; }
-        cp "$exe" "$BIN/$t"
+    if m.get("executable"): print(m["target"]["name"], m["executable"])')"
+    for name in gpuvet cuda_gpu; do
+        local exe
+        exe="$(awk -v n="$name" '$1 == n {print $2}' <<<"$exes" | tail -n 1)"
+        [ -n "$exe" ] || die "cargo built no executable for $name"
+        cp "$exe" "$BIN/$name"
+        # Debug info makes the binaries too large to carry; symbols stay for backtraces.
+        strip --strip-debug "$BIN/$name"
     done
-    # Debug info makes the binaries too large to carry; symbols stay for backtraces.
-    for f in "$BIN"/*; do strip --strip-debug "$f" 2>/dev/null || true; done
+    set +e
+    local bad=0
+    for f in "$BIN"/*; do
+        local extra
+        extra="$(ldd "$f" 2>&1 | grep -Ev "$LDD_ALLOWED" || true)"
+        if [ -n "$extra" ]; then
+            echo "gpu-check: $f needs libraries the GPU machine may lack:" >&2
+            echo "$extra" >&2
+            bad=1
+        fi
+    done
     du -sh "$BIN"/*
-    echo "carry: target/gpu-check (and run scripts/gpu-check.sh on the GPU machine)"
+    local total_mb
+    total_mb=$(( $(du -sk "$BIN" | cut -f1) / 1024 ))
+    echo "carried binaries: ${total_mb} MiB (limit ${CARRY_LIMIT_MB} MiB of the 64 MiB a run may carry)"
+    [ "$total_mb" -le "$CARRY_LIMIT_MB" ] || { echo "gpu-check: binaries too large to carry" >&2; bad=1; }
+    [ "$bad" = 0 ] || exit 1
+    echo "ldd: only glibc and the loader; carry target/gpu-check and run scripts/gpu-check.sh there"
     exit 0
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --build) build ;;
+        --backend) BACKEND="${2:-}"; shift ;;
+        --budget) BUDGET="${2:-}"; shift ;;
+        --steps) STEPS="${2:-}"; shift ;;
+        --out) OUT_DIR="${2:-}"; shift ;;
+        --bin) BIN="${2:-}"; shift ;;
+        --list) LIST_ONLY=1 ;;
+        -h|--help) sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument \`$1\` (see --help)" ;;
+    esac
+    shift
+done
+case "$BACKEND" in cuda|cpu) ;; *) die "--backend takes cuda or cpu, not \`$BACKEND\`" ;; esac
+[[ "$BUDGET" =~ ^[0-9]+$ ]] && [ "$BUDGET" -ge 30 ] || die "--budget takes whole seconds, at least 30"
+
+# ---------------------------------------------------------------- sizes per backend
+if [ "$BACKEND" = cuda ]; then
+    SIZE=8192; COPY=4GiB; MAXT=2; STRESS=60s; VALIDATE_EXTRA=()
+    PREFILL=(--batch 4 --heads 32 --kv-heads 8 --seq 4096 --head-dim 128)
+    DECODE=(--batch 8 --heads 32 --kv-heads 8 --seq 1 --kv-seq 32768 --head-dim 128)
+    DECODE_GEMM=1x8192x8192,16x8192x8192,64x8192x8192,16x28672x4096
+    ALL_DTYPES=bf16,f16,fp8_e4m3,int8,tf32,f32
+else
+    SIZE=256; COPY=32MiB; MAXT=0.3; STRESS=3s; VALIDATE_EXTRA=(--allow-cpu)
+    PREFILL=(--batch 1 --heads 4 --kv-heads 2 --seq 128 --head-dim 64)
+    DECODE=(--batch 2 --heads 4 --kv-heads 2 --seq 1 --kv-seq 1024 --head-dim 64)
+    DECODE_GEMM=1x512x512,16x512x512
+    ALL_DTYPES=bf16,f16,int8,f32
 fi
+SHAPE="${SIZE}x${SIZE}x${SIZE}"
+COPY_BYTES="$(python3 -c "
+s='$COPY'; u={'KiB':1<<10,'MiB':1<<20,'GiB':1<<30}
+print(next((int(float(s[:-3]))*v for k,v in u.items() if s.endswith(k)), None) or int(s))")"
 
-OUT="${OUT:-$ROOT/gpu-check-out}"
-SIZE="${GPUVET_CHECK_SIZE:-8192}"
-COPY="${GPUVET_CHECK_COPY:-4GiB}"
-mkdir -p "$OUT"
-[ -x "$BIN/gpuvet" ] || { echo "gpu-check: $BIN/gpuvet missing; run scripts/gpu-check.sh --build first" >&2; exit 2; }
-GPUVET=("$BIN/gpuvet" --backend cuda)
-# Kernel cache inside $OUT: the run measures compilation from cold, as a first run would.
-export GPUVET_KERNEL_CACHE="$OUT/kernel-cache"
-declare -a SUMMARY=()
+# ---------------------------------------------------------------- the step machinery
+SCRATCH=""
+START=$SECONDS
+DEADLINE=$((START + BUDGET))
+FAILED=0
+G=()   # the gpuvet command line, set once the binary is known
 
+# selected NAME: true when --steps is empty or NAME matches one of its patterns.
+selected() {
+    [ -z "$STEPS" ] && return 0
+    local p
+    IFS=',' read -ra pats <<<"$STEPS"
+    for p in "${pats[@]}"; do
+        # shellcheck disable=SC2053  # the pattern is meant to glob
+        [[ "$1" == $p ]] && return 0
+    done
+    return 1
+}
+
+record_step() { # NAME STATUS SECONDS LIMIT
+    printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$SCRATCH/steps.tsv"
+    printf '%-26s %-22s %4ss (limit %ss)\n' "$1" "$2" "$3" "$4"
+}
+
+skip() { # NAME REASON
+    selected "$1" || return 0
+    [ "$LIST_ONLY" = 1 ] && { printf '%-26s    -  skipped here: %s\n' "$1" "$2"; return 0; }
+    record_step "$1" "skipped: $2" 0 0
+}
+
+# step NAME LIMIT CMD...: runs CMD under `timeout` (SIGINT first, so gpuvet writes what it has,
+# then SIGKILL 10 s later) with its output in logs/NAME.log; never stops the run.
 step() {
-    # step NAME LOGFILE CMD...: runs one step, keeps going on failure, records the status.
-    local name="$1" log="$2"
+    local name="$1" limit="$2"
     shift 2
-    echo
-    echo "=== $name"
-    local t0=$SECONDS
-    "$@" 2>&1 | tee "$OUT/$log"
-    local rc=${PIPESTATUS[0]}
-    SUMMARY+=("$(printf '%-34s rc=%-3s %4ss' "$name" "$rc" "$((SECONDS - t0))")")
+    selected "$name" || return 0
+    [ "$LIST_ONLY" = 1 ] && { printf '%-26s %4ss  %s\n' "$name" "$limit" "$*"; return 0; }
+    local left=$((DEADLINE - SECONDS))
+    if [ "$left" -lt 10 ]; then
+        record_step "$name" "skipped: budget" 0 "$limit"
+        return 0
+    fi
+    [ "$limit" -le "$left" ] || limit=$left
+    local t0=$SECONDS rc status
+    echo "[$(date -u +%H:%M:%S)] $name: $*" >"$SCRATCH/logs/$name.log"
+    timeout -k 10 -s INT "$limit" "$@" >>"$SCRATCH/logs/$name.log" 2>&1
+    rc=$?
+    case "$rc" in
+        0) status=ok ;;
+        124|137) status=timeout; FAILED=1 ;;
+        *) status="failed (rc=$rc)"; FAILED=1 ;;
+    esac
+    record_step "$name" "$status" "$((SECONDS - t0))" "$limit"
+    if [ "$rc" != 0 ]; then
+        tail -n 5 "$SCRATCH/logs/$name.log" | sed 's/^/    | /'
+    fi
     return 0
 }
 
-{
-    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "host: $(uname -a)"
-    echo "commit: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
-    echo "gpuvet: $("$BIN/gpuvet" --version 2>&1)"
-    echo "driver: $(nvidia-smi --query-gpu=driver_version,name --format=csv,noheader 2>&1 | head -n 1)"
-} | tee "$OUT/meta.txt"
-nvidia-smi -q > "$OUT/nvidia-smi-q.log" 2>&1
-step "nvidia-smi" nvidia-smi.log nvidia-smi
-step "gpuvet info" info.log "${GPUVET[@]}" --json "$OUT/info.json" info
-step "kernels: list -v" kernels.log "${GPUVET[@]}" list --kernels -v
-step "test: kernels compile (NVRTC)" test-kernels.log env GPUVET_REQUIRE_NVRTC=1 "$BIN/kernels_compile" --nocapture
-step "test: cuda_gpu" test-cuda-gpu.log env GPUVET_REQUIRE_GPU=1 "$BIN/cuda_gpu" --test-threads=1 --nocapture
-if [ "${GPUVET_CHECK_QUICK:-1}" != "0" ]; then
-    step "quick suite" quick.log "${GPUVET[@]}" --json "$OUT/quick.json"
+J() { echo "$SCRATCH/json/$1.json"; }
+
+# ---------------------------------------------------------------- the steps, most important first
+torch_or_reason() {
+    # Prints why PyTorch cannot give figures here, or nothing when it can.
+    if [ "$BACKEND" = cpu ]; then
+        python3 -c 'import torch' 2>/dev/null && echo "cpu backend" || echo "no torch"
+    elif ! python3 -c 'import torch' 2>/dev/null; then
+        echo "no torch"
+    fi
+}
+
+steps() {
+    local torch_why
+    torch_why="$(torch_or_reason)"
+    # 1. The evidence that matters most, within the first ~90 s.
+    step inventory 30 "${G[@]}" --json "$(J info)" info
+    if [ "$BACKEND" = cuda ] && command -v nvidia-smi >/dev/null; then
+        step nvidia-smi 20 nvidia-smi -q
+    else
+        skip nvidia-smi "no nvidia-smi"
+    fi
+    step gemm-bf16-ref 40 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-bf16-ref)" \
+        bench matmul --shape "$SHAPE" --dtype bf16 --impl reference
+    # Vendor references only in the first steps: a fault in a never-run own kernel is sticky and
+    # would take the reference figures of the same process down with it.
+    step copy 30 "${G[@]}" --max-time "$MAXT" --json "$(J copy)" \
+        bench memory --size "$COPY" --op copy --impl reference
+    if [ -z "$torch_why" ]; then
+        step torch-first 60 python3 "$ROOT/scripts/torch_reference.py" measure --out "$(J torch-first)" \
+            --size "$SIZE" --copy-bytes "$COPY_BYTES" --only bf16,copy
+    else
+        skip torch-first "$torch_why"
+    fi
+    # 2. The GPU tests: every workload verified on odd shapes (skip visibly without a GPU).
+    if [ -x "$BIN/cuda_gpu" ]; then
+        local req=()
+        [ "$BACKEND" = cuda ] && req=(GPUVET_REQUIRE_GPU=1)
+        step gpu-tests 150 env "${req[@]}" "$BIN/cuda_gpu" --test-threads=1
+    else
+        skip gpu-tests "no $BIN/cuda_gpu (run --build)"
+    fi
+    # 3. Every dtype on the vendor library, PyTorch's full set, then the own kernels.
+    step gemm-ref 60 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-ref)" \
+        bench matmul --shape "$SHAPE" --dtype "$ALL_DTYPES" --impl reference
+    if [ -z "$torch_why" ]; then
+        step torch-all 120 python3 "$ROOT/scripts/torch_reference.py" measure --out "$(J torch-all)" \
+            --size "$SIZE" --copy-bytes "$COPY_BYTES"
+    else
+        skip torch-all "$torch_why"
+    fi
+    step memory-all 40 "${G[@]}" --max-time "$MAXT" --json "$(J memory-all)" \
+        bench memory --size "$COPY" --op copy,read,write,triad --impl all
+    step gemm-own 90 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-own)" \
+        bench matmul --shape "$SHAPE" --dtype "$ALL_DTYPES" --layout nk --impl all
+    step gemm-own-decode 60 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-own-decode)" \
+        bench matmul --shape "$DECODE_GEMM" --dtype bf16 --layout nk --impl all
+    step attention-prefill 60 "${G[@]}" --max-time "$MAXT" --json "$(J attention-prefill)" \
+        bench attention "${PREFILL[@]}" --dtype bf16 --impl all
+    step attention-prefill-causal 60 "${G[@]}" --max-time "$MAXT" --json "$(J attention-prefill-causal)" \
+        bench attention "${PREFILL[@]}" --causal --dtype bf16 --impl all
+    step attention-decode 60 "${G[@]}" --max-time "$MAXT" --json "$(J attention-decode)" \
+        bench attention "${DECODE[@]}" --causal --dtype bf16 --impl all
+    # 4. The long runs: what a user runs first, the node verdict, sustained load.
+    step quick-suite 90 "${G[@]}" --json "$(J quick-suite)" run
+    step validate 150 "${G[@]}" --json "$(J validate)" validate "${VALIDATE_EXTRA[@]}" --verdict "$(J verdict)"
+    step stress 90 "${G[@]}" stress --duration "$STRESS" --json "$(J stress)"
+}
+
+# ---------------------------------------------------------------- run
+if [ "$LIST_ONLY" = 0 ]; then
+    [ -x "$BIN/gpuvet" ] || die "$BIN/gpuvet missing; run scripts/gpu-check.sh --build first (here: Rust)"
+    mkdir -p "$OUT_DIR" || die "cannot create $OUT_DIR"
+    SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")" || die "no temporary folder"
+    mkdir -p "$SCRATCH/logs" "$SCRATCH/json"
+    : >"$SCRATCH/steps.tsv"
+    # The kernel cache stays outside $OUT (which returns at most 8 files); a fresh one measures
+    # compilation from cold, as a user's first run would.
+    export GPUVET_KERNEL_CACHE="$SCRATCH/kernel-cache"
+    # PyTorch's cuBLASLt and gpuvet's should be the same build: look in torch's library folder
+    # first, and put it first on the loader path so cudarc's bare-name loads find the same copy.
+    if [ "$BACKEND" = cuda ] && [ -z "${GPUVET_CUDA_LIB_DIR:-}" ]; then
+        tlib="$(python3 -c 'import os, nvidia.cu13 as m; print(os.path.join(m.__path__[0], "lib"))' 2>/dev/null || true)"
+        if [ -n "$tlib" ] && [ -d "$tlib" ]; then
+            export GPUVET_CUDA_LIB_DIR="$tlib"
+            export LD_LIBRARY_PATH="$tlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        fi
+    fi
+    {
+        echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "command: scripts/gpu-check.sh ${ARGV[*]:-}"
+        echo "host: $(uname -a)"
+        echo "commit: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
+        echo "gpuvet: $("$BIN/gpuvet" --version 2>&1)"
+        echo "backend: $BACKEND, budget: ${BUDGET}s"
+        echo "cuda libraries: ${GPUVET_CUDA_LIB_DIR:-found by gpuvet}"
+        echo "memory:"; free -g 2>&1
+        if command -v nvidia-smi >/dev/null; then
+            echo "driver: $(nvidia-smi --query-gpu=driver_version,name --format=csv,noheader 2>&1 | head -n 1)"
+        fi
+    } >"$SCRATCH/meta.txt"
 fi
-step "bench matmul ${SIZE}^3 (kn)" matmul.log "${GPUVET[@]}" --json "$OUT/matmul.json" \
-    bench matmul --shape "${SIZE}x${SIZE}x${SIZE}" --dtype bf16,f16,tf32,f32,fp8_e4m3,int8
-# gpuvet's own matmul kernels (simt fp32, mma bf16/f16/tf32/int8/fp8) beside cuBLASLt on the same inputs:
-# the figures docs/perf/matmul.md predicts and has not measured yet.
-step "bench matmul own ${SIZE}^3 (nk)" matmul-own.log "${GPUVET[@]}" --json "$OUT/matmul-own.json" \
-    bench matmul --impl all --shape "${SIZE}x${SIZE}x${SIZE}" --dtype f32,tf32,bf16,f16,int8,fp8_e4m3 --layout nk
-step "bench matmul own 4096^3 (kn,nk)" matmul-own-4096.log "${GPUVET[@]}" --json "$OUT/matmul-own-4096.json" \
-    bench matmul --impl all --shape 4096x4096x4096 --dtype bf16 --layout kn,nk
-step "bench matmul own decode (nk)" matmul-own-decode.log "${GPUVET[@]}" --json "$OUT/matmul-own-decode.json" \
-    bench matmul --impl all --shape 1x8192x8192,16x8192x8192,64x8192x8192,16x28672x4096 --dtype bf16 --layout nk
-step "bench memory $COPY" memory.log "${GPUVET[@]}" --json "$OUT/memory.json" \
-    bench memory --size "$COPY" --op copy,read,write,triad
-step "bench attention (unfused)" attention.log "${GPUVET[@]}" --json "$OUT/attention.json" \
-    bench attention --batch 1 --heads 32 --kv-heads 8 --seq 4096 --head-dim 128 --causal --dtype bf16
-# Own attention kernels (flash, flash-decode) beside the unfused reference on the same inputs,
-# each verified; scripts/torch_reference.py times PyTorch SDPA (flash and cuDNN backends) on the
-# same three shapes. Prefill: 16k tokens, Llama-3-8B heads; decode: KV cache of 1 GiB (≫ L2).
-step "bench attention prefill (all impls)" attention-prefill.log "${GPUVET[@]}" --json "$OUT/attention-prefill.json" \
-    bench attention --batch 4 --heads 32 --kv-heads 8 --seq 4096 --head-dim 128 --dtype bf16 --impl all
-step "bench attention prefill causal (all)" attention-prefill-causal.log "${GPUVET[@]}" --json "$OUT/attention-prefill-causal.json" \
-    bench attention --batch 4 --heads 32 --kv-heads 8 --seq 4096 --head-dim 128 --causal --dtype bf16 --impl all
-step "bench attention decode (all impls)" attention-decode.log "${GPUVET[@]}" --json "$OUT/attention-decode.json" \
-    bench attention --batch 8 --heads 32 --kv-heads 8 --seq 1 --kv-seq 32768 --head-dim 128 --causal --dtype bf16 --impl all
-step "PyTorch reference" torch.log python3 "$ROOT/scripts/torch_reference.py" measure \
-    --out "$OUT/torch.json" --size "$SIZE" --copy-bytes "$(python3 -c "
-s='$COPY'.strip()
-u={'KiB':1<<10,'MiB':1<<20,'GiB':1<<30,'TiB':1<<40}
-print(next((int(float(s[:-len(k)])*v) for k,v in u.items() if s.endswith(k)), None) or int(s))")"
+G=("$BIN/gpuvet" --backend "$BACKEND" --quiet)
+if [ "$LIST_ONLY" = 1 ]; then
+    SCRATCH='$SCRATCH'
+    steps
+    exit 0
+fi
+
+echo "gpu-check: backend $BACKEND, budget ${BUDGET}s, scratch $SCRATCH"
+steps
+
+# ---------------------------------------------------------------- results: three files
+reports=()
+for f in "$SCRATCH"/json/*.json; do
+    case "$(basename "$f")" in torch-*|info.json|verdict.json|stress.json) ;; *) reports+=("$f") ;; esac
+done
+torch_json=""
+for t in torch-all torch-first; do
+    [ -s "$(J "$t")" ] && { torch_json="$(J "$t")"; break; }
+done
+side="$SCRATCH/side-by-side.txt"
+python3 "$ROOT/scripts/torch_reference.py" compare ${torch_json:+--torch "$torch_json"} \
+    "${reports[@]}" >"$side" 2>"$SCRATCH/logs/compare.log" || echo "(no table: see logs/compare.log)" >"$side"
+python3 "$ROOT/scripts/torch_reference.py" record --out "$SCRATCH/record.json" \
+    --steps "$SCRATCH/steps.tsv" --meta "$SCRATCH/meta.txt" --backend "$BACKEND" \
+    ${torch_json:+--torch "$torch_json"} --info "$(J info)" "${reports[@]}" \
+    2>>"$SCRATCH/logs/compare.log" || echo "gpu-check: record.json not written (logs/compare.log)" >&2
+
+{
+    echo "gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ)  backend $BACKEND  budget ${BUDGET}s  used $((SECONDS - START))s"
+    echo
+    echo "== steps"
+    awk -F'\t' '{printf "%-26s %-22s %4ss (limit %ss)\n", $1, $2, $3, $4}' "$SCRATCH/steps.tsv"
+    echo
+    echo "== gpuvet beside PyTorch (same run)"
+    cat "$side"
+} >"$SCRATCH/summary.txt"
+
+# Only the three results go to $OUT; older copies of them are replaced, nothing else is touched.
+rm -f "$OUT_DIR/gpu-check.tar.gz" "$OUT_DIR/summary.txt" "$OUT_DIR/record.json"
+tar -czf "$OUT_DIR/gpu-check.tar.gz" -C "$SCRATCH" --exclude=kernel-cache . \
+    || echo "gpu-check: the archive could not be written" >&2
+cp "$SCRATCH/summary.txt" "$OUT_DIR/summary.txt"
+[ -f "$SCRATCH/record.json" ] && cp "$SCRATCH/record.json" "$OUT_DIR/record.json"
+size_kb=$(du -k "$OUT_DIR/gpu-check.tar.gz" 2>/dev/null | cut -f1)
+[ "${size_kb:-0}" -lt $((15 * 1024)) ] || echo "gpu-check: warning: the archive is ${size_kb} KiB, over the 16 MiB a file may be" >&2
+rm -rf "$SCRATCH"
 
 echo
-echo "=== steps"
-printf '%s\n' "${SUMMARY[@]}"
-echo
-echo "=== gpuvet vs PyTorch (same run)"
-if [ -f "$OUT/torch.json" ]; then
-    python3 "$ROOT/scripts/torch_reference.py" compare --torch "$OUT/torch.json" \
-        "$OUT/matmul.json" "$OUT/memory.json" "$OUT/attention-prefill.json" \
-        "$OUT/attention-prefill-causal.json" "$OUT/attention-decode.json" | tee "$OUT/side-by-side.txt"
-else
-    echo "no PyTorch figures (see $OUT/torch.log)"
-fi
+cat "$OUT_DIR/summary.txt"
+exit "$FAILED"

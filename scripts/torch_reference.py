@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """PyTorch measuring what gpuvet measures, in the same run, for a side-by-side check.
 
-    torch_reference.py measure --out torch.json [--size 8192] [--copy-bytes 4294967296]
-    torch_reference.py compare --torch torch.json GPUVET_JSON...
+    torch_reference.py measure --out torch.json [--size 8192] [--copy-bytes 4294967296] [--only bf16,copy]
+    torch_reference.py compare [--torch torch.json] GPUVET_JSON...
+    torch_reference.py record --out record.json --steps steps.tsv --meta meta.txt --info info.json
+                              [--torch torch.json] GPUVET_JSON...
 
 `measure` times torch.matmul in bf16, fp16, tf32 and true fp32 (TF32 off), fp8 e4m3 through
 torch._scaled_mm (scales 1.0, bf16 output, B column-major as cuBLASLt requires), int8 through
@@ -19,11 +21,14 @@ runs `gpuvet bench attention --impl all` on the same ones): prefill in FLOP/s co
 (query, key) pairs only, decode in bytes of Q, K, V and O per second.
 
 `compare` prints gpuvet's medians (from its --json reports) beside PyTorch's, with the ratio.
+`record` writes the same pairs as the machine-readable record of scripts/gpu-check.sh (format in
+docs/perf/records/README.md, checked by tests/perf_records.rs).
 """
 
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -79,6 +84,26 @@ def time_op(torch, fn, min_sample_s=0.02, warmup_s=0.5, samples=30, max_s=6.0):
     }
 
 
+def cublaslt_version():
+    """cublasLtGetVersion() of the libcublasLt this process has loaded (after a matmul), with its
+    path: the same call gpuvet records, so the two sides can be seen to use the same build."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "libcublasLt" in line}
+    except OSError:
+        return None
+    for p in sorted(paths):
+        try:
+            lib = ctypes.CDLL(p)
+            lib.cublasLtGetVersion.restype = ctypes.c_size_t
+            return {"path": p, "version": int(lib.cublasLtGetVersion())}
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
 def measure(args):
     import torch
 
@@ -104,6 +129,11 @@ def measure(args):
         # PyTorch 2.x honours (mixing allow_tf32 with the newer fp32_precision raises in 2.9+).
         torch.set_float32_matmul_precision("high" if on else "highest")
 
+    only = set(args.only.split(",")) if args.only else None
+
+    def wanted(name):
+        return only is None or name in only
+
     flops = 2.0 * n * n * n
     cases = [
         ("bf16", torch.bfloat16, False),
@@ -112,6 +142,8 @@ def measure(args):
         ("f32", torch.float32, False),
     ]
     for name, dtype, tf32 in cases:
+        if not wanted(name):
+            continue
         set_tf32(tf32)
         a, b = uniform((n, n), dtype), uniform((n, n), dtype)
         c = torch.empty((n, n), device=dev, dtype=dtype)
@@ -123,7 +155,7 @@ def measure(args):
         del a, b, c
     set_tf32(False)
 
-    if hasattr(torch, "float8_e4m3fn") and hasattr(torch, "_scaled_mm"):
+    if wanted("fp8_e4m3") and hasattr(torch, "float8_e4m3fn") and hasattr(torch, "_scaled_mm"):
         try:
             a = uniform((n, n)).to(torch.float8_e4m3fn)
             # B must be column-major: take an N×K row-major "weight" and transpose the view.
@@ -140,7 +172,7 @@ def measure(args):
         except RuntimeError as e:
             print(f"torch fp8 skipped: {e}", file=sys.stderr)
 
-    if hasattr(torch, "_int_mm"):
+    if wanted("int8") and hasattr(torch, "_int_mm"):
         try:
             a = torch.randint(-127, 128, (n, n), device=dev, dtype=torch.int8, generator=gen)
             w = torch.randint(-127, 128, (n, n), device=dev, dtype=torch.int8, generator=gen)
@@ -154,19 +186,22 @@ def measure(args):
         except RuntimeError as e:
             print(f"torch int8 skipped: {e}", file=sys.stderr)
 
-    elems = args.copy_bytes // 4
-    src = uniform((elems,))
-    dst = torch.empty_like(src)
-    r = time_op(torch, lambda: dst.copy_(src))
-    moved = 2 * elems * 4
-    r.update(op="copy", dtype="f32", bytes=args.copy_bytes, rate=moved / r["median_s"], unit="B/s",
-             api="Tensor.copy_ (read + write counted)")
-    out["results"].append(r)
-    print(f"torch copy {args.copy_bytes >> 20} MiB   {r['rate'] / 1e9:8.1f} GB/s", file=sys.stderr)
+    if wanted("copy"):
+        elems = args.copy_bytes // 4
+        src = uniform((elems,))
+        dst = torch.empty_like(src)
+        r = time_op(torch, lambda: dst.copy_(src))
+        moved = 2 * elems * 4
+        r.update(op="copy", dtype="f32", bytes=args.copy_bytes, rate=moved / r["median_s"],
+                 unit="B/s", api="Tensor.copy_ (read + write counted)")
+        out["results"].append(r)
+        print(f"torch copy {args.copy_bytes >> 20} MiB   {r['rate'] / 1e9:8.1f} GB/s", file=sys.stderr)
+        del src, dst
 
-    if not args.no_attention:
+    if not args.no_attention and wanted("attention"):
         measure_attention(torch, dev, gen, out)
 
+    out["cublaslt"] = cublaslt_version()
     with open(args.out, "w") as f:
         json.dump(out, f, indent=2)
     return 0
@@ -248,78 +283,202 @@ def measure_attention(torch, dev, gen, out):
         del q, k, v
 
 
-def gpuvet_rows(paths):
-    """(key, label, rate, unit, rel_ci) of every valid gpuvet result in the reports."""
-    rows = []
+def load_reports(paths):
+    """(path, report) of every gpuvet JSON report that can be read; the rest are named on stderr."""
+    out = []
     for p in paths:
         try:
             with open(p) as f:
-                rep = json.load(f)
+                out.append((p, json.load(f)))
         except (OSError, ValueError) as e:
-            print(f"compare: cannot read {p}: {e}", file=sys.stderr)
-            continue
-        for r in rep.get("results", []):
-            w = r.get("workload", {})
-            stats = r.get("stats") or {}
-            rate = (r.get("throughput") or r.get("bandwidth") or {}).get("value")
-            ok = r.get("status") == "ok" and (r.get("verification") or {}).get("passed")
-            if not rate or not stats:
-                continue
-            med = stats.get("median_s")
-            ci = (stats.get("ci95_high_s", med) - stats.get("ci95_low_s", med)) / 2 / med if med else None
-            if w.get("kind") == "matmul":
-                key = ("matmul", r.get("dtype"), (w["m"], w["n"], w["k"]))
-                label = f"matmul {r.get('dtype')} {w['m']}x{w['n']}x{w['k']} {w.get('b_layout', 'kn')}"
-            elif w.get("kind") == "attention":
-                key = attention_key(w["batch"], w["q_heads"], w["kv_heads"], w["q_len"], w["kv_len"],
-                                    w["head_dim"], w["causal"])
-                key = key if w.get("dtype", r.get("dtype")) == "bf16" else None
-                label = (f"attention h{w['q_heads']}kv{w['kv_heads']} q{w['q_len']} kv{w['kv_len']} "
-                         f"d{w['head_dim']}{' causal' if w['causal'] else ''}")
-            elif w.get("kind") == "memory" and w.get("op") == "copy":
-                key = ("copy", "f32", w.get("bytes"))
-                label = f"copy {w.get('bytes', 0) >> 20} MiB"
-            else:
-                key = None
-                label = r.get("id", "?")
-            label += f" [{r.get('implementation')}]" + ("" if ok else " UNVERIFIED")
-            rows.append((key, label, rate, (r.get("throughput") or {}).get("unit") or "B/s", ci))
-    return rows
+            print(f"cannot read {p}: {e}", file=sys.stderr)
+    return out
 
 
-def compare(args):
-    with open(args.torch) as f:
-        torch_res = json.load(f)
+def result_key(r):
+    """(key matching PyTorch's results or None, label) of one gpuvet result."""
+    w = r.get("workload", {})
+    if w.get("kind") == "matmul":
+        key = ("matmul", r.get("dtype"), (w["m"], w["n"], w["k"]))
+        return key, f"matmul {r.get('dtype')} {w['m']}x{w['n']}x{w['k']} {w.get('b_layout', 'kn')}"
+    if w.get("kind") == "attention":
+        key = attention_key(w["batch"], w["q_heads"], w["kv_heads"], w["q_len"], w["kv_len"],
+                            w["head_dim"], w["causal"])
+        key = key if w.get("dtype", r.get("dtype")) == "bf16" else None
+        return key, (f"attention h{w['q_heads']}kv{w['kv_heads']} q{w['q_len']} kv{w['kv_len']} "
+                     f"d{w['head_dim']}{' causal' if w['causal'] else ''}")
+    if w.get("kind") == "memory":
+        key = ("copy", "f32", w.get("bytes")) if w.get("op") == "copy" else None
+        return key, f"{w.get('op')} {w.get('bytes', 0) >> 20} MiB"
+    return None, r.get("id", "?")
+
+
+def fmt_rate(value, unit):
+    """A rate with an SI prefix that keeps 3-4 significant digits: `27.97 G`, `785.3 T`."""
+    for scale, p in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:.4g} {p}{unit}"
+    return f"{value:.4g} {unit}"
+
+
+def rel_ci(stats):
+    """Half-width of the 95% interval of the median, relative to the median (None if unknown)."""
+    med = stats.get("median_s")
+    if not med:
+        return None
+    return (stats.get("ci95_high_s", med) - stats.get("ci95_low_s", med)) / 2 / med
+
+
+def torch_map(path):
+    """PyTorch results keyed like result_key (attention: the fastest SDPA backend)."""
+    if not path:
+        return {}, None
+    with open(path) as f:
+        res = json.load(f)
     tmap = {}
-    for r in torch_res["results"]:
+    for r in res["results"]:
         if r["op"] == "matmul":
             tmap[("matmul", r["dtype"], tuple(r["shape"]))] = r
         elif r["op"] == "attention":
-            # The best SDPA backend on the shape is what gpuvet's kernels are held against.
             key = attention_key(*r["shape"])
             if key not in tmap or r["rate"] > tmap[key]["rate"]:
                 tmap[key] = r
         else:
             tmap[("copy", "f32", r["bytes"])] = r
-    rows = gpuvet_rows(args.gpuvet)
-    print()
-    print(f"{'workload':52} {'gpuvet':>11} {'±CI95':>7} {'PyTorch':>11} {'±CI95':>7} {'gpuvet/torch':>12}")
-    for key, label, rate, unit, ci in rows:
-        t = tmap.get(key) if key else None
-        scale = 1e12 if unit != "B/s" else 1e9
-        u = "T" if unit != "B/s" else "GB/s"
-        g = f"{rate / scale:9.1f}{'' if u == 'GB/s' else ' T'}"
-        cis = f"{ci * 100:5.2f}%" if ci is not None else "   —"
-        if t:
-            tci = (t["ci95_high_s"] - t["ci95_low_s"]) / 2 / t["median_s"]
-            ratio = rate / t["rate"]
-            print(f"{label:52} {g:>11} {cis:>7} {t['rate'] / scale:9.1f}   {tci * 100:5.2f}% {ratio:11.3f}x"
-                  + (f"  vs {t['api']}" if t.get("op") == "attention" else ""))
-        else:
-            print(f"{label:52} {g:>11} {cis:>7} {'—':>11} {'':>7} {'':>12}")
-    print("(matmul and prefill attention in TFLOP/s or TOP/s, copy and decode attention in GB/s "
-          "(copy counts read + write); attention is compared with the fastest SDPA backend; "
-          "CI95 = half-width of the 95% interval of the median, relative)")
+    return tmap, res
+
+
+def figures(reports, tmap):
+    """One figure per gpuvet result that has a rate (verified or not: a wrong result is shown)."""
+    out = []
+    for path, rep in reports:
+        for r in rep.get("results", []):
+            stats = r.get("stats") or {}
+            rate = (r.get("throughput") or r.get("bandwidth") or {}).get("value")
+            verified = r.get("status") == "ok" and bool((r.get("verification") or {}).get("passed"))
+            key, label = result_key(r)
+            t = tmap.get(key) if key else None
+            fig = {
+                "id": r.get("id"),
+                "label": label,
+                "implementation": r.get("implementation"),
+                "report": os.path.basename(path),
+                "unit": (r.get("throughput") or {}).get("unit") or "B/s",
+                "gpuvet": rate,
+                "gpuvet_ci95_rel": rel_ci(stats) if stats else None,
+                "peak_fraction": r.get("peak_fraction"),
+                "verified": verified,
+                "status": r.get("status"),
+                "torch": t["rate"] if t else None,
+                "torch_api": t.get("api") if t else None,
+                "torch_ci95_rel": rel_ci(t) if t else None,
+                "ratio": (rate / t["rate"]) if (t and rate) else None,
+            }
+            if r.get("error"):
+                fig["error"] = r["error"]
+            out.append(fig)
+    return out
+
+
+def compare(args):
+    tmap, _ = torch_map(args.torch)
+    figs = figures(load_reports(args.gpuvet), tmap)
+    print(f"{'workload [implementation]':56} {'gpuvet':>15} {'±CI95':>7} {'PyTorch':>15} {'±CI95':>7} {'ratio':>7}")
+    for f in figs:
+        label = f"{f['label']} [{f['implementation']}]" + ("" if f["verified"] else " UNVERIFIED")
+        if f["gpuvet"] is None:
+            print(f"{label:56} {'—':>15} {f.get('status') or '':>7}")
+            continue
+        ci = f["gpuvet_ci95_rel"]
+        cis = f"{ci * 100:5.2f}%" if ci is not None else "—"
+        row = f"{label:56} {fmt_rate(f['gpuvet'], f['unit']):>15} {cis:>7}"
+        if f["torch"]:
+            row += (f" {fmt_rate(f['torch'], f['unit']):>15} {f['torch_ci95_rel'] * 100:6.2f}%"
+                    f" {f['ratio']:6.3f}x")
+            if f["label"].startswith("attention"):
+                row += f"  vs {f['torch_api']}"
+        print(row)
+    print("(copy counts read + write; attention is compared with the fastest SDPA backend; "
+          "CI95 = half-width of the 95% interval of the median, relative; ratio = gpuvet / PyTorch)")
+    return 0
+
+
+def read_meta(path):
+    meta = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                k, sep, v = line.partition(": ")
+                if sep and k and not k.startswith(" "):
+                    meta.setdefault(k.strip(), v.strip())
+    except OSError:
+        pass
+    return meta
+
+
+def read_steps(path):
+    steps = []
+    with open(path) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) == 4:
+                steps.append({"name": parts[0], "status": parts[1], "seconds": int(parts[2]),
+                              "limit_s": int(parts[3])})
+    return steps
+
+
+def device_block(info_path):
+    """GPU (or CPU) identity and library versions from `gpuvet info --json`."""
+    try:
+        with open(info_path) as f:
+            info = json.load(f)
+    except (OSError, ValueError, TypeError):
+        return None, {}
+    devs = info.get("devices") or [{}]
+    d = devs[0]
+    det = d.get("details") or {}
+    dev = {
+        "name": d.get("name"),
+        "uuid": d.get("uuid"),
+        "pci_bus_id": d.get("pci_bus_id"),
+        "compute_capability": d.get("compute_capability"),
+        "driver": d.get("driver_version"),
+        "cuda_driver_api": det.get("cuda_driver_api"),
+        "nvrtc_version": det.get("nvrtc_version"),
+        "cublaslt": det.get("cublaslt"),
+        "cublaslt_version": det.get("cublaslt_version"),
+        "count": len(devs),
+    }
+    return dev, info
+
+
+def record(args):
+    tmap, tres = torch_map(args.torch)
+    reports = load_reports(args.gpuvet)
+    dev, info = device_block(args.info)
+    tool = info.get("tool") or (reports[0][1].get("tool") if reports else {}) or {}
+    kernel_hash = next((rep.get("config", {}).get("kernel_hash") for _, rep in reports
+                        if rep.get("config", {}).get("kernel_hash")), None)
+    meta = read_meta(args.meta)
+    rec = {
+        "record_version": 1,
+        "date": meta.get("date"),
+        "command": meta.get("command"),
+        "backend": args.backend,
+        "device": dev,
+        "host": info.get("host"),
+        "gpuvet": {"version": tool.get("version"), "commit": meta.get("commit") or tool.get("git_sha"),
+                   "git_sha": tool.get("git_sha"), "kernel_hash": kernel_hash},
+        "torch": ({"version": tres.get("torch_version"), "cuda": tres.get("cuda_version"),
+                   "device": tres.get("device"), "cublaslt": tres.get("cublaslt")} if tres else None),
+        "steps": read_steps(args.steps),
+        "figures": figures(reports, tmap),
+    }
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(rec, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, args.out)
     return 0
 
 
@@ -331,11 +490,20 @@ def main():
     m.add_argument("--size", type=int, default=8192)
     m.add_argument("--copy-bytes", type=int, default=4 << 30)
     m.add_argument("--no-attention", action="store_true", help="skip the SDPA attention shapes")
+    m.add_argument("--only", help="comma-separated subset: bf16,f16,tf32,f32,fp8_e4m3,int8,copy,attention")
     c = sub.add_parser("compare")
-    c.add_argument("--torch", required=True)
-    c.add_argument("gpuvet", nargs="+")
+    c.add_argument("--torch")
+    c.add_argument("gpuvet", nargs="*")
+    r = sub.add_parser("record")
+    r.add_argument("--out", required=True)
+    r.add_argument("--steps", required=True)
+    r.add_argument("--meta", required=True)
+    r.add_argument("--info")
+    r.add_argument("--backend", required=True)
+    r.add_argument("--torch")
+    r.add_argument("gpuvet", nargs="*")
     args = ap.parse_args()
-    return measure(args) if args.cmd == "measure" else compare(args)
+    return {"measure": measure, "compare": compare, "record": record}[args.cmd](args)
 
 
 if __name__ == "__main__":

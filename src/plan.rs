@@ -35,6 +35,8 @@ impl ImplSelect {
             ImplSelect::Default
         } else if list.iter().any(|s| s == "all") {
             ImplSelect::All
+        } else if list.iter().any(|s| s == "reference") {
+            ImplSelect::Reference
         } else {
             ImplSelect::Named(list.to_vec())
         }

@@ -199,7 +199,7 @@ fn browser_or_skip(test: &str) -> Option<PathBuf> {
             use std::io::Write;
             let _ = writeln!(
                 std::io::stderr(),
-                "SKIPPED {test}: no chromium in PATH (apt-get install -y chromium fonts-liberation; set GPUVET_REQUIRE_CHROMIUM=1 to make this a failure)"
+                "SKIP {test}: no chromium in PATH (apt-get install -y chromium fonts-liberation; set GPUVET_REQUIRE_CHROMIUM=1 to make this a failure)"
             );
             None
         }
