@@ -54,13 +54,13 @@ build() {
     local exes
     # cargo's JSON names each executable wherever CARGO_TARGET_DIR puts it.
     exes="$( { cargo build --release --bin gpuvet --message-format=json
-               cargo test --release --no-run --test cuda_gpu --message-format=json; } \
+               cargo test --release --no-run --test cuda_gpu --test backends --message-format=json; } \
         | python3 -c 'import json,sys
 for l in sys.stdin:
     try: m = json.loads(l)
     except ValueError: continue
     if m.get("executable"): print(m["target"]["name"], m["executable"])')"
-    for name in gpuvet cuda_gpu; do
+    for name in gpuvet cuda_gpu backends; do
         local exe
         exe="$(awk -v n="$name" '$1 == n {print $2}' <<<"$exes" | tail -n 1)"
         [ -n "$exe" ] || die "cargo built no executable for $name"
@@ -219,12 +219,18 @@ steps() {
         skip torch-first "$torch_why"
     fi
     # 2. The GPU tests: every workload verified on odd shapes (skip visibly without a GPU).
+    local req=(GPUVET_REQUIRE_GPU=0)
+    [ "$BACKEND" = cuda ] && req=(GPUVET_REQUIRE_GPU=1)
     if [ -x "$BIN/cuda_gpu" ]; then
-        local req=()
-        [ "$BACKEND" = cuda ] && req=(GPUVET_REQUIRE_GPU=1)
         step gpu-tests 150 env "${req[@]}" "$BIN/cuda_gpu" --test-threads=1
     else
         skip gpu-tests "no $BIN/cuda_gpu (run --build)"
+    fi
+    # The shared odd-shape bodies of tests/backends.rs, their CUDA variants.
+    if [ -x "$BIN/backends" ]; then
+        step gpu-tests-shared 90 env "${req[@]}" "$BIN/backends" cuda:: --test-threads=1
+    else
+        skip gpu-tests-shared "no $BIN/backends (run --build)"
     fi
     # 3. Every dtype on the vendor library, PyTorch's full set, then the own kernels.
     step gemm-ref 60 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-ref)" \
