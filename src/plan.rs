@@ -4,11 +4,10 @@
 //! impossible shapes, unknown implementations, dtypes a device lacks, and memory needs above
 //! what is free (the message says how much).
 
-use crate::backend::{Backend, BackendKind};
-use crate::dtype::DType;
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::units::Bytes;
-use crate::workload::{AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
+use crate::workload::Workload;
 
 /// How many bytes of buffers to rotate through, as a multiple of the last-level cache.
 const ROTATE_CACHE_MULTIPLE: u64 = 3;
@@ -146,15 +145,9 @@ pub fn buffer_sets(w: &Workload, b: &dyn Backend, hot: bool) -> usize {
 
 /// Refuses a workload whose buffers do not fit, before anything is allocated.
 fn check_memory(w: &Workload, b: &dyn Backend, sets: usize) -> Result<()> {
-    // Host copies of the inputs and of the output, read back for verification.
-    let host_need = w.footprint();
-    let device_need = b.memory_needed(w, sets);
+    let need = b.memory_needs(w, sets);
+    let (need_on_device, host_total) = (need.device, need.host);
     let host_free = crate::env::available_memory();
-    let (need_on_device, host_total) = if b.kind() == BackendKind::Cuda {
-        (device_need, host_need)
-    } else {
-        (0, host_need.saturating_add(device_need))
-    };
     if host_total > host_free {
         return Err(Error::OutOfMemory {
             device: "host".into(),
@@ -175,75 +168,12 @@ fn check_memory(w: &Workload, b: &dyn Backend, sets: usize) -> Result<()> {
     Ok(())
 }
 
-/// The quick suite for a backend kind: what `gpuvet` with no arguments runs.
-///
-/// On a GPU: memory bandwidth at a size far beyond L2, the vendor GEMM at 8192³ for every dtype
-/// (dtypes the device lacks are skipped), and prefill and decode attention. On a CPU the sizes
-/// are scaled so the whole suite stays under a minute on a 2-core machine.
-pub fn quick_suite(kind: BackendKind) -> Vec<Workload> {
-    let mm = |s: u64, d: DType, layout: BLayout| {
-        Workload::Matmul(MatmulSpec {
-            m: s,
-            n: s,
-            k: s,
-            dtype: d,
-            b_layout: layout,
-        })
-    };
-    let att = |b, hq, hkv, lq, lkv, causal, dtype| {
-        Workload::Attention(AttentionSpec {
-            batch: b,
-            q_heads: hq,
-            kv_heads: hkv,
-            q_len: lq,
-            kv_len: lkv,
-            head_dim: 128,
-            causal,
-            dtype,
-        })
-    };
-    let mem = |op, bytes| Workload::Memory(MemorySpec { op, bytes });
-    match kind {
-        BackendKind::Cuda => {
-            let mut v = vec![mem(MemOp::Copy, 4 << 30), mem(MemOp::Triad, 4 << 30)];
-            for d in [
-                DType::Bf16,
-                DType::F16,
-                DType::Fp8E4m3,
-                DType::Int8,
-                DType::Tf32,
-                DType::F32,
-            ] {
-                v.push(mm(8192, d, BLayout::Nk));
-            }
-            v.push(att(1, 32, 8, 4096, 4096, true, DType::Bf16));
-            v.push(att(64, 32, 8, 1, 8192, true, DType::Bf16));
-            v
-        }
-        BackendKind::Cpu => vec![
-            mem(MemOp::Copy, 256 << 20),
-            mem(MemOp::Triad, 256 << 20),
-            mm(2048, DType::F32, BLayout::Kn),
-            mm(1024, DType::Bf16, BLayout::Nk),
-            mm(1024, DType::F16, BLayout::Nk),
-            mm(512, DType::Int8, BLayout::Nk),
-            att(1, 8, 2, 1024, 1024, true, DType::F32),
-            att(4, 32, 8, 1, 4096, true, DType::Bf16),
-        ],
-        BackendKind::Mock => vec![
-            mem(MemOp::Copy, 1 << 20),
-            mm(64, DType::F32, BLayout::Kn),
-            mm(64, DType::Bf16, BLayout::Nk),
-            mm(32, DType::Int8, BLayout::Nk),
-            att(1, 4, 2, 16, 32, true, DType::F16),
-        ],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::mock::MockBackend;
+    use crate::dtype::DType;
+    use crate::workload::{AttentionSpec, MatmulSpec, MemOp, MemorySpec};
 
     fn mock() -> Vec<Box<dyn Backend>> {
         vec![Box::new(MockBackend::new())]

@@ -52,11 +52,7 @@ pub fn new_report(backends: &[Box<dyn Backend>], s: &Settings) -> Report {
             ToolInfo::current(),
         )
     };
-    let kernel_hash = backends
-        .iter()
-        .any(|b| b.kind() == crate::backend::BackendKind::Cuda)
-        .then(crate::backend::cuda::kernel_hash)
-        .flatten();
+    let kernel_hash = backends.iter().find_map(|b| b.kernel_hash());
     Report {
         schema_version: SCHEMA_VERSION,
         tool,

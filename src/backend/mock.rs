@@ -6,13 +6,15 @@
 //! corrupts one element of that workload's output, to exercise the failure path.
 
 use super::{
-    Backend, BackendKind, DeviceInfo, ImplInfo, Peaks, PrepareOptions, Prepared, Telemetry,
+    quick, Backend, BackendKind, DeviceInfo, ImplInfo, Peaks, PrepareOptions, Prepared, Sustained,
+    Telemetry,
 };
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
 use crate::tensor::{Data, Tensor};
 use crate::verify::reference;
-use crate::workload::{MemOp, Workload};
+use crate::workload::{BLayout, MemOp, Workload};
 use std::collections::BTreeMap;
 
 /// Largest multiply-add count the mock computes (it is a test double, not a compute engine).
@@ -88,6 +90,25 @@ impl Backend for MockBackend {
 
     fn free_memory(&self) -> Result<u64> {
         Ok(16 << 30)
+    }
+
+    fn is_gpu(&self) -> bool {
+        true
+    }
+
+    fn stress_size(&self, _: Sustained) -> u64 {
+        64
+    }
+
+    /// Tiny shapes: the mock computes exact outputs on the host.
+    fn quick_suite(&self) -> Vec<Workload> {
+        vec![
+            quick::memory(MemOp::Copy, 1 << 20),
+            quick::matmul(64, DType::F32, BLayout::Kn),
+            quick::matmul(64, DType::Bf16, BLayout::Nk),
+            quick::matmul(32, DType::Int8, BLayout::Nk),
+            quick::attention((1, 4, 2), (16, 32), true, DType::F16),
+        ]
     }
 
     fn prepare<'a>(
