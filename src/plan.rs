@@ -1,4 +1,4 @@
-//! From what the user asked for to a validated list of (workload, device, implementation).
+//! From what the user asked for to a validated list of (workload, placement, implementation).
 //!
 //! Everything that can be rejected is rejected here, before anything is allocated or timed:
 //! impossible shapes, unknown implementations, dtypes a device lacks, and memory needs above
@@ -26,6 +26,8 @@ pub enum ImplSelect {
     Reference,
     /// These, by name.
     Named(Vec<String>),
+    /// The first implementation each device lists (its best): what a sustained load runs.
+    Best,
 }
 
 impl ImplSelect {
@@ -40,12 +42,90 @@ impl ImplSelect {
     }
 }
 
+/// Where one plan entry runs: one device, or a set of devices that work on it together (a
+/// collective such as an all-reduce runs on a set). Indices into the opened backends, sorted and
+/// unique, never empty.
+///
+/// Serialised as a number for one device (what reports have always said: `"device": 0`) and as
+/// a list for several (`[0, 1]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Placement(Vec<usize>);
+
+impl Placement {
+    /// One device.
+    pub fn one(device: usize) -> Placement {
+        Placement(vec![device])
+    }
+
+    /// A set of devices; `None` when `devices` is empty.
+    pub fn set(devices: impl IntoIterator<Item = usize>) -> Option<Placement> {
+        let mut v: Vec<usize> = devices.into_iter().collect();
+        v.sort_unstable();
+        v.dedup();
+        (!v.is_empty()).then_some(Placement(v))
+    }
+
+    /// The devices, in ascending order.
+    pub fn devices(&self) -> &[usize] {
+        &self.0
+    }
+
+    /// The lowest device: where a single-device view (telemetry, peaks, `device` in a
+    /// record) looks.
+    pub fn lead(&self) -> usize {
+        self.0[0]
+    }
+
+    pub fn is_single(&self) -> bool {
+        self.0.len() == 1
+    }
+
+    /// True when the two placements share a device (so they cannot run at the same time).
+    pub fn overlaps(&self, other: &Placement) -> bool {
+        self.0.iter().any(|d| other.0.contains(d))
+    }
+}
+
+impl std::fmt::Display for Placement {
+    /// `0` for one device, `0,1` for a set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|d| d.to_string()).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl serde::Serialize for Placement {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if self.is_single() {
+            s.serialize_u64(self.lead() as u64)
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Placement {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            One(usize),
+            Set(Vec<usize>),
+        }
+        match Repr::deserialize(d)? {
+            Repr::One(i) => Ok(Placement::one(i)),
+            Repr::Set(v) => Placement::set(v)
+                .ok_or_else(|| serde::de::Error::custom("a placement needs at least one device")),
+        }
+    }
+}
+
 /// One unit of the plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanEntry {
     pub workload: Workload,
-    /// Index into the opened backends.
-    pub device: usize,
+    /// The device (or devices) it runs on.
+    pub placement: Placement,
     pub implementation: String,
     pub buffer_sets: usize,
 }
@@ -87,6 +167,7 @@ pub fn build(
             }
             let chosen: Vec<String> = match select {
                 ImplSelect::All => avail.iter().map(|i| i.name.clone()).collect(),
+                ImplSelect::Best => vec![avail[0].name.clone()],
                 ImplSelect::Reference => {
                     let refs: Vec<String> = avail
                         .iter()
@@ -122,7 +203,7 @@ pub fn build(
             for imp in chosen {
                 plan.entries.push(PlanEntry {
                     workload: w.clone(),
-                    device: di,
+                    placement: Placement::one(di),
                     implementation: imp,
                     buffer_sets: sets,
                 });
@@ -235,6 +316,35 @@ mod tests {
             bytes: 64 << 20,
         });
         assert_eq!(buffer_sets(&big, &b, false), 1);
+    }
+
+    #[test]
+    fn placements_serialise_as_a_number_or_a_list() {
+        let one = Placement::one(3);
+        assert_eq!(serde_json::to_string(&one).unwrap(), "3");
+        let set = Placement::set([2, 0, 2]).unwrap();
+        assert_eq!(set.devices(), [0, 2]);
+        assert_eq!(serde_json::to_string(&set).unwrap(), "[0,2]");
+        for p in [one, set] {
+            let back: Placement =
+                serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+            assert_eq!(back, p);
+        }
+        assert!(Placement::set([]).is_none());
+        assert!(serde_json::from_str::<Placement>("[]").is_err());
+        assert!(Placement::one(1).overlaps(&Placement::set([0, 1]).unwrap()));
+        assert!(!Placement::one(2).overlaps(&Placement::set([0, 1]).unwrap()));
+    }
+
+    #[test]
+    fn best_selects_the_first_implementation() {
+        let b: Vec<Box<dyn Backend>> =
+            vec![Box::new(crate::backend::cpu::CpuBackend::new(1).unwrap())];
+        let mm = Workload::Matmul(MatmulSpec::new(8, 8, 8, DType::F32));
+        let p = build(&[mm], &b, &ImplSelect::Best, true, false).unwrap();
+        assert_eq!(p.entries.len(), 1);
+        assert_eq!(p.entries[0].implementation, "gemm");
+        assert_eq!(p.entries[0].buffer_sets, 1);
     }
 
     #[test]
