@@ -9,7 +9,7 @@ use crate::backend::{Backend, PrepareOptions, Telemetry};
 use crate::env::{HostInfo, ToolInfo};
 use crate::export::Exports;
 use crate::inputs;
-use crate::measure::{measure, MeasureConfig};
+use crate::measure::{measure_observed, MeasureConfig, Phase};
 use crate::plan::{Plan, PlanEntry};
 use crate::report::{Report, ResultRecord, RunConfig, Status, Throughput, SCHEMA_VERSION};
 use crate::tensor::Tensor;
@@ -247,9 +247,14 @@ fn run_one(
         return Ok(record);
     }
     record.telemetry_before = backend.telemetry();
-    let m = measure(prepared.as_mut(), &s.measure, wseed, stop)?;
+    let mut in_run = InRunTelemetry::default();
+    let m = measure_observed(prepared.as_mut(), &s.measure, wseed, stop, &mut |ph| {
+        in_run.observe(backend, ph)
+    })?;
     record.telemetry_after = backend.telemetry();
-    record.effective_clock_mhz = effective_clock(&record.telemetry_before, &record.telemetry_after);
+    record.effective_clock_mhz = in_run
+        .median_sm_clock()
+        .or_else(|| effective_clock(&record.telemetry_before, &record.telemetry_after));
     record.status = Status::Ok;
     let t = m.summary.median_s;
     let unit = ResultRecord::unit_for(w);
@@ -286,6 +291,41 @@ fn peak_fraction(b: &dyn Backend, w: &Workload, rate: f64) -> Option<f64> {
     (peak > 0.0).then(|| rate / peak)
 }
 
+/// Shortest gap between two telemetry reads inside a measurement (an NVML query costs about a
+/// millisecond; samples are 10 ms and up).
+const TELEMETRY_INTERVAL_S: f64 = 0.25;
+
+/// SM clocks read while the measurement runs: after warm-up, every [`TELEMETRY_INTERVAL_S`]
+/// between samples, and after the last sample. The before/after snapshots alone read the clock
+/// of a device idling through host-side verification (hundreds of MHz below its clock under
+/// load), which made `effective_clock_mhz` and every check built on it wrong.
+#[derive(Default)]
+struct InRunTelemetry {
+    sm_clocks: Vec<f64>,
+    last: Option<std::time::Instant>,
+}
+
+impl InRunTelemetry {
+    fn observe(&mut self, b: &dyn Backend, phase: Phase) {
+        let due = match phase {
+            Phase::Warm | Phase::Done => true,
+            Phase::Sampled(_) => self
+                .last
+                .is_none_or(|t| t.elapsed().as_secs_f64() >= TELEMETRY_INTERVAL_S),
+        };
+        if due {
+            self.sm_clocks
+                .extend(b.telemetry().and_then(|t| t.sm_clock_mhz));
+            self.last = Some(std::time::Instant::now());
+        }
+    }
+
+    fn median_sm_clock(&self) -> Option<f64> {
+        (!self.sm_clocks.is_empty()).then(|| crate::stats::median(&self.sm_clocks))
+    }
+}
+
+/// The clock from the before/after snapshots: only where no in-run sample could be read.
 fn effective_clock(a: &Option<Telemetry>, b: &Option<Telemetry>) -> Option<f64> {
     let xs: Vec<f64> = [a, b]
         .iter()
@@ -362,5 +402,37 @@ mod tests {
         assert_eq!(v["device"], serde_json::json!(1));
         let v = serde_json::to_value(&plan.entries[0].placement).unwrap();
         assert_eq!(v, serde_json::json!([0, 1]));
+    }
+
+    #[test]
+    fn the_effective_clock_is_read_under_load() {
+        // Idle at 345 MHz (through verification), 1500 MHz while busy: the old before/after
+        // mean said 922 MHz.
+        let backends: Vec<Box<dyn Backend>> = vec![Box::new(MockBackend::with_idle_clock(345.0))];
+        let w = Workload::Matmul(MatmulSpec::new(8, 8, 8, DType::F32));
+        let plan = crate::plan::build(
+            &[w],
+            &backends,
+            &crate::plan::ImplSelect::Default,
+            false,
+            false,
+        )
+        .unwrap();
+        let s = quick_settings();
+        let mut report = new_report(&backends, &s);
+        let stop = AtomicBool::new(false);
+        execute(
+            &plan,
+            &backends,
+            &s,
+            &Exports::default(),
+            &mut report,
+            &stop,
+        )
+        .unwrap();
+        let r = &report.results[0];
+        let before = r.telemetry_before.as_ref().and_then(|t| t.sm_clock_mhz);
+        assert_eq!(before, Some(345.0), "verification leaves the device idle");
+        assert_eq!(r.effective_clock_mhz, Some(1500.0));
     }
 }
