@@ -214,17 +214,15 @@ mod tests {
 
     #[test]
     fn the_observer_sees_warm_every_sample_and_done() {
+        // Noise-free: stops on the noise target after `min_samples`.
+        let (per_iter, noise, calls) = (2e-4, 0.0, 0);
         let mut f = Fake {
-            per_iter: 1e-3,
-            noise: 0.05,
-            calls: 0,
+            calls,
+            noise,
+            per_iter,
         };
-        let cfg = MeasureConfig {
-            warmup_s: 0.0,
-            max_samples: 4,
-            max_time_s: 1e9,
-            ..Default::default()
-        };
+        let mut cfg = MeasureConfig::default();
+        (cfg.warmup_s, cfg.min_samples) = (0.0, 4);
         let mut seen = Vec::new();
         let stop = AtomicBool::new(false);
         measure_observed(&mut f, &cfg, 1, &stop, &mut |ph| seen.push(ph)).unwrap();
