@@ -394,6 +394,19 @@ mod tests {
     }
 
     #[test]
+    fn the_plan_refuses_a_load_that_does_not_fit() {
+        // 3 × 4 TiB of f32 matrices: refused before anything is allocated, like any other run.
+        let c = StressConfig::matmul(1 << 20, DType::F32, Duration::from_secs(1), 1);
+        let e = run(
+            vec![Box::new(MockBackend::new())],
+            &c,
+            &AtomicBool::new(false),
+        )
+        .unwrap_err();
+        assert!(matches!(e, crate::Error::OutOfMemory { .. }), "{e}");
+    }
+
+    #[test]
     fn stop_flag_ends_at_once() {
         let t = Instant::now();
         let r = run(
