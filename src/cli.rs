@@ -5,7 +5,7 @@
 //! (`--json -`); the human table goes to stdout otherwise, and to stderr when stdout carries a
 //! machine format. Progress and notices go to stderr.
 
-use crate::backend::{self, BackendChoice, BackendKind};
+use crate::backend::{self, BackendChoice};
 use crate::dtype::DType;
 use crate::export::{Exports, Format};
 use crate::measure::MeasureConfig;
@@ -484,7 +484,7 @@ fn measure_workloads(
     }
     let kind = opened.backends[0].kind();
     let suite = workloads.is_none();
-    let workloads = workloads.unwrap_or_else(|| plan::quick_suite(kind));
+    let workloads = workloads.unwrap_or_else(|| opened.backends[0].quick_suite());
     let plan = plan::build(
         &workloads,
         &opened.backends,
@@ -723,7 +723,7 @@ fn info(g: &Global) -> Result<i32> {
             row("compute capability", v.clone());
         }
         if let Some(v) = d.multiprocessors {
-            if b.kind() != BackendKind::Cpu {
+            if b.is_gpu() {
                 row("multiprocessors", v.to_string());
             } else if !d.details.contains_key("threads") {
                 row("threads", v.to_string());
@@ -827,7 +827,7 @@ fn list(g: &Global, a: &ListArgs) -> Result<i32> {
             b.device().name
         ));
         text.push_str("  quick suite (implementations):\n");
-        for w in plan::quick_suite(kind) {
+        for w in b.quick_suite() {
             let imps: Vec<String> = b
                 .implementations(&w)
                 .iter()
@@ -876,12 +876,9 @@ fn stress(g: &Global, a: &StressArgs) -> Result<i32> {
     } else {
         backend::open(g.backend, g.threads)?
     };
-    let kind = opened.backends[0].kind();
-    let size = a.size.unwrap_or(match kind {
-        BackendKind::Cuda => 8192,
-        BackendKind::Cpu => 1024,
-        BackendKind::Mock => 64,
-    });
+    let size = a
+        .size
+        .unwrap_or_else(|| opened.backends[0].stress_size(backend::Sustained::Stress));
     let mut cfg = crate::stress::StressConfig::matmul(size, a.dtype, a.duration, g.seed);
     cfg.check_interval_s = a.check_interval;
     cfg.plant_fault = a.plant_fault;
@@ -1013,11 +1010,7 @@ fn validate(g: &Global, a: &crate::validate::ValidateArgs) -> Result<i32> {
         runner::execute_parallel(&plan, backends, &settings, &exports, &mut report, &stop)?;
     let (mut inputs, backends) = match soak {
         Some(half) if !stop.load(Ordering::Relaxed) => {
-            let size = match backends[0].kind() {
-                BackendKind::Cuda => 8192,
-                BackendKind::Cpu => 512,
-                BackendKind::Mock => 64,
-            };
+            let size = backends[0].stress_size(backend::Sustained::Soak);
             let dtype =
                 if crate::validate::supported_dtypes(backends[0].device()).contains(&DType::Bf16) {
                     DType::Bf16

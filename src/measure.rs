@@ -51,6 +51,19 @@ pub struct Measurement {
     pub stop_reason: &'static str,
 }
 
+/// Where the measurement is when it calls its observer: the points at which the device is
+/// known to be busy with the workload (telemetry read here shows the clocks under load, never
+/// the idle clocks of the host-side verification that came before).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Warm-up is over; sampling starts next.
+    Warm,
+    /// Sample number `n` (from 1) has just been taken.
+    Sampled(usize),
+    /// The last sample has been taken.
+    Done,
+}
+
 /// Warms up and samples `p` under `cfg`. `seed` makes the bootstrap reproducible; `stop` is the
 /// Ctrl-C flag, checked between samples.
 pub fn measure(
@@ -58,6 +71,18 @@ pub fn measure(
     cfg: &MeasureConfig,
     seed: u64,
     stop: &AtomicBool,
+) -> Result<Measurement> {
+    measure_observed(p, cfg, seed, stop, &mut |_| {})
+}
+
+/// [`measure`], calling `observe` after warm-up, after every sample and at the end (outside the
+/// timed calls), e.g. to read telemetry while the device is under load.
+pub fn measure_observed(
+    p: &mut dyn Prepared,
+    cfg: &MeasureConfig,
+    seed: u64,
+    stop: &AtomicBool,
+    observe: &mut dyn FnMut(Phase),
 ) -> Result<Measurement> {
     let start = Instant::now();
     let mut warm_times = Vec::new();
@@ -74,6 +99,7 @@ pub fn measure(
     let tail = &warm_times[warm_times.len().saturating_sub(5)..];
     let per_iter = tail.iter().cloned().fold(f64::INFINITY, f64::min).max(1e-9);
     let batch = ((cfg.min_sample_time_s / per_iter).ceil() as u64).clamp(1, 1 << 24);
+    observe(Phase::Warm);
 
     let sampling = Instant::now();
     let mut times = Vec::new();
@@ -93,6 +119,7 @@ pub fn measure(
         }
         times.push(t);
         let n = times.len();
+        observe(Phase::Sampled(n));
         if n >= cfg.max_samples {
             break "max-samples";
         }
@@ -105,6 +132,7 @@ pub fn measure(
             }
         }
     };
+    observe(Phase::Done);
     Ok(Measurement {
         summary: Summary::from_samples(&times, seed),
         iterations_per_sample: batch,
@@ -182,6 +210,27 @@ mod tests {
         let m = measure(&mut f, &cfg, 1, &AtomicBool::new(false)).unwrap();
         assert_eq!(m.stop_reason, "max-samples");
         assert_eq!(m.summary.samples, 25);
+    }
+
+    #[test]
+    fn the_observer_sees_warm_every_sample_and_done() {
+        // Noise-free: stops on the noise target after `min_samples`.
+        let (per_iter, noise, calls) = (2e-4, 0.0, 0);
+        let mut f = Fake {
+            calls,
+            noise,
+            per_iter,
+        };
+        let mut cfg = MeasureConfig::default();
+        (cfg.warmup_s, cfg.min_samples) = (0.0, 4);
+        let mut seen = Vec::new();
+        let stop = AtomicBool::new(false);
+        measure_observed(&mut f, &cfg, 1, &stop, &mut |ph| seen.push(ph)).unwrap();
+        let want: Vec<Phase> = std::iter::once(Phase::Warm)
+            .chain((1..=4).map(Phase::Sampled))
+            .chain(std::iter::once(Phase::Done))
+            .collect();
+        assert_eq!(seen, want);
     }
 
     #[test]

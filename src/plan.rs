@@ -1,14 +1,13 @@
-//! From what the user asked for to a validated list of (workload, device, implementation).
+//! From what the user asked for to a validated list of (workload, placement, implementation).
 //!
 //! Everything that can be rejected is rejected here, before anything is allocated or timed:
 //! impossible shapes, unknown implementations, dtypes a device lacks, and memory needs above
 //! what is free (the message says how much).
 
-use crate::backend::{Backend, BackendKind};
-use crate::dtype::DType;
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::units::Bytes;
-use crate::workload::{AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
+use crate::workload::Workload;
 
 /// How many bytes of buffers to rotate through, as a multiple of the last-level cache.
 const ROTATE_CACHE_MULTIPLE: u64 = 3;
@@ -27,6 +26,8 @@ pub enum ImplSelect {
     Reference,
     /// These, by name.
     Named(Vec<String>),
+    /// The first implementation each device lists (its best): what a sustained load runs.
+    Best,
 }
 
 impl ImplSelect {
@@ -43,12 +44,90 @@ impl ImplSelect {
     }
 }
 
+/// Where one plan entry runs: one device, or a set of devices that work on it together (a
+/// collective such as an all-reduce runs on a set). Indices into the opened backends, sorted and
+/// unique, never empty.
+///
+/// Serialised as a number for one device (what reports have always said: `"device": 0`) and as
+/// a list for several (`[0, 1]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Placement(Vec<usize>);
+
+impl Placement {
+    /// One device.
+    pub fn one(device: usize) -> Placement {
+        Placement(vec![device])
+    }
+
+    /// A set of devices; `None` when `devices` is empty.
+    pub fn set(devices: impl IntoIterator<Item = usize>) -> Option<Placement> {
+        let mut v: Vec<usize> = devices.into_iter().collect();
+        v.sort_unstable();
+        v.dedup();
+        (!v.is_empty()).then_some(Placement(v))
+    }
+
+    /// The devices, in ascending order.
+    pub fn devices(&self) -> &[usize] {
+        &self.0
+    }
+
+    /// The lowest device: where a single-device view (telemetry, peaks, `device` in a
+    /// record) looks.
+    pub fn lead(&self) -> usize {
+        self.0[0]
+    }
+
+    pub fn is_single(&self) -> bool {
+        self.0.len() == 1
+    }
+
+    /// True when the two placements share a device (so they cannot run at the same time).
+    pub fn overlaps(&self, other: &Placement) -> bool {
+        self.0.iter().any(|d| other.0.contains(d))
+    }
+}
+
+impl std::fmt::Display for Placement {
+    /// `0` for one device, `0,1` for a set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|d| d.to_string()).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl serde::Serialize for Placement {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if self.is_single() {
+            s.serialize_u64(self.lead() as u64)
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Placement {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            One(usize),
+            Set(Vec<usize>),
+        }
+        match Repr::deserialize(d)? {
+            Repr::One(i) => Ok(Placement::one(i)),
+            Repr::Set(v) => Placement::set(v)
+                .ok_or_else(|| serde::de::Error::custom("a placement needs at least one device")),
+        }
+    }
+}
+
 /// One unit of the plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanEntry {
     pub workload: Workload,
-    /// Index into the opened backends.
-    pub device: usize,
+    /// The device (or devices) it runs on.
+    pub placement: Placement,
     pub implementation: String,
     pub buffer_sets: usize,
 }
@@ -90,6 +169,7 @@ pub fn build(
             }
             let chosen: Vec<String> = match select {
                 ImplSelect::All => avail.iter().map(|i| i.name.clone()).collect(),
+                ImplSelect::Best => vec![avail[0].name.clone()],
                 ImplSelect::Reference => {
                     let refs: Vec<String> = avail
                         .iter()
@@ -125,7 +205,7 @@ pub fn build(
             for imp in chosen {
                 plan.entries.push(PlanEntry {
                     workload: w.clone(),
-                    device: di,
+                    placement: Placement::one(di),
                     implementation: imp,
                     buffer_sets: sets,
                 });
@@ -148,15 +228,9 @@ pub fn buffer_sets(w: &Workload, b: &dyn Backend, hot: bool) -> usize {
 
 /// Refuses a workload whose buffers do not fit, before anything is allocated.
 fn check_memory(w: &Workload, b: &dyn Backend, sets: usize) -> Result<()> {
-    // Host copies of the inputs and of the output, read back for verification.
-    let host_need = w.footprint();
-    let device_need = b.memory_needed(w, sets);
+    let need = b.memory_needs(w, sets);
+    let (need_on_device, host_total) = (need.device, need.host);
     let host_free = crate::env::available_memory();
-    let (need_on_device, host_total) = if b.kind() == BackendKind::Cuda {
-        (device_need, host_need)
-    } else {
-        (0, host_need.saturating_add(device_need))
-    };
     if host_total > host_free {
         return Err(Error::OutOfMemory {
             device: "host".into(),
@@ -177,75 +251,12 @@ fn check_memory(w: &Workload, b: &dyn Backend, sets: usize) -> Result<()> {
     Ok(())
 }
 
-/// The quick suite for a backend kind: what `gpuvet` with no arguments runs.
-///
-/// On a GPU: memory bandwidth at a size far beyond L2, the vendor GEMM at 8192³ for every dtype
-/// (dtypes the device lacks are skipped), and prefill and decode attention. On a CPU the sizes
-/// are scaled so the whole suite stays under a minute on a 2-core machine.
-pub fn quick_suite(kind: BackendKind) -> Vec<Workload> {
-    let mm = |s: u64, d: DType, layout: BLayout| {
-        Workload::Matmul(MatmulSpec {
-            m: s,
-            n: s,
-            k: s,
-            dtype: d,
-            b_layout: layout,
-        })
-    };
-    let att = |b, hq, hkv, lq, lkv, causal, dtype| {
-        Workload::Attention(AttentionSpec {
-            batch: b,
-            q_heads: hq,
-            kv_heads: hkv,
-            q_len: lq,
-            kv_len: lkv,
-            head_dim: 128,
-            causal,
-            dtype,
-        })
-    };
-    let mem = |op, bytes| Workload::Memory(MemorySpec { op, bytes });
-    match kind {
-        BackendKind::Cuda => {
-            let mut v = vec![mem(MemOp::Copy, 4 << 30), mem(MemOp::Triad, 4 << 30)];
-            for d in [
-                DType::Bf16,
-                DType::F16,
-                DType::Fp8E4m3,
-                DType::Int8,
-                DType::Tf32,
-                DType::F32,
-            ] {
-                v.push(mm(8192, d, BLayout::Nk));
-            }
-            v.push(att(1, 32, 8, 4096, 4096, true, DType::Bf16));
-            v.push(att(64, 32, 8, 1, 8192, true, DType::Bf16));
-            v
-        }
-        BackendKind::Cpu => vec![
-            mem(MemOp::Copy, 256 << 20),
-            mem(MemOp::Triad, 256 << 20),
-            mm(2048, DType::F32, BLayout::Kn),
-            mm(1024, DType::Bf16, BLayout::Nk),
-            mm(1024, DType::F16, BLayout::Nk),
-            mm(512, DType::Int8, BLayout::Nk),
-            att(1, 8, 2, 1024, 1024, true, DType::F32),
-            att(4, 32, 8, 1, 4096, true, DType::Bf16),
-        ],
-        BackendKind::Mock => vec![
-            mem(MemOp::Copy, 1 << 20),
-            mm(64, DType::F32, BLayout::Kn),
-            mm(64, DType::Bf16, BLayout::Nk),
-            mm(32, DType::Int8, BLayout::Nk),
-            att(1, 4, 2, 16, 32, true, DType::F16),
-        ],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::mock::MockBackend;
+    use crate::dtype::DType;
+    use crate::workload::{AttentionSpec, MatmulSpec, MemOp, MemorySpec};
 
     fn mock() -> Vec<Box<dyn Backend>> {
         vec![Box::new(MockBackend::new())]
@@ -307,6 +318,35 @@ mod tests {
             bytes: 64 << 20,
         });
         assert_eq!(buffer_sets(&big, &b, false), 1);
+    }
+
+    #[test]
+    fn placements_serialise_as_a_number_or_a_list() {
+        let one = Placement::one(3);
+        assert_eq!(serde_json::to_string(&one).unwrap(), "3");
+        let set = Placement::set([2, 0, 2]).unwrap();
+        assert_eq!(set.devices(), [0, 2]);
+        assert_eq!(serde_json::to_string(&set).unwrap(), "[0,2]");
+        for p in [one, set] {
+            let back: Placement =
+                serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+            assert_eq!(back, p);
+        }
+        assert!(Placement::set([]).is_none());
+        assert!(serde_json::from_str::<Placement>("[]").is_err());
+        assert!(Placement::one(1).overlaps(&Placement::set([0, 1]).unwrap()));
+        assert!(!Placement::one(2).overlaps(&Placement::set([0, 1]).unwrap()));
+    }
+
+    #[test]
+    fn best_selects_the_first_implementation() {
+        let b: Vec<Box<dyn Backend>> =
+            vec![Box::new(crate::backend::cpu::CpuBackend::new(1).unwrap())];
+        let mm = Workload::Matmul(MatmulSpec::new(8, 8, 8, DType::F32));
+        let p = build(&[mm], &b, &ImplSelect::Best, true, false).unwrap();
+        assert_eq!(p.entries.len(), 1);
+        assert_eq!(p.entries[0].implementation, "gemm");
+        assert_eq!(p.entries[0].buffer_sets, 1);
     }
 
     #[test]

@@ -67,7 +67,8 @@ pub struct ResultRecord {
     pub id: String,
     pub workload: Workload,
     pub backend: String,
-    /// Index into `devices`.
+    /// Index into `devices`. A result placed on several devices (a collective) records its
+    /// lead (lowest) device here and the whole set in `notes` (`placement: devices 0,1`).
     pub device: usize,
     pub implementation: String,
     pub dtype: String,

@@ -1,4 +1,5 @@
-//! Executes a plan: inputs → prepare → verify → measure → record, one entry at a time.
+//! Executes a plan: inputs → prepare → verify → measure → record, through the one scheduler
+//! ([`schedule`]) that also drives lock-step and sustained runs.
 //!
 //! A result's time is taken only after its output passed verification; a wrong output is
 //! recorded with its error and no throughput. Exports are rewritten after every result, so an
@@ -8,18 +9,21 @@ use crate::backend::{Backend, PrepareOptions, Telemetry};
 use crate::env::{HostInfo, ToolInfo};
 use crate::export::Exports;
 use crate::inputs;
-use crate::measure::{measure, MeasureConfig};
+use crate::measure::{measure_observed, MeasureConfig, Phase};
 use crate::plan::{Plan, PlanEntry};
 use crate::report::{Report, ResultRecord, RunConfig, Status, Throughput, SCHEMA_VERSION};
 use crate::tensor::Tensor;
 use crate::verify::{verify, Verification};
 use crate::workload::{Metric, Workload};
 use crate::Error;
+pub use schedule::{schedule, Devices, Done, Job};
 use std::path::PathBuf;
+
+mod schedule;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Everything about a run that is not the plan itself.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub measure: MeasureConfig,
     pub seed: u64,
@@ -52,11 +56,7 @@ pub fn new_report(backends: &[Box<dyn Backend>], s: &Settings) -> Report {
             ToolInfo::current(),
         )
     };
-    let kernel_hash = backends
-        .iter()
-        .any(|b| b.kind() == crate::backend::BackendKind::Cuda)
-        .then(crate::backend::cuda::kernel_hash)
-        .flatten();
+    let kernel_hash = backends.iter().find_map(|b| b.kernel_hash());
     Report {
         schema_version: SCHEMA_VERSION,
         tool,
@@ -82,8 +82,8 @@ pub fn new_report(backends: &[Box<dyn Backend>], s: &Settings) -> Report {
     }
 }
 
-/// Runs every entry of `plan`, appending to `report` and rewriting `exports` after each.
-/// Returns when done or when `stop` is set (Ctrl-C).
+/// Runs every entry of `plan` one after another, appending to `report` and rewriting `exports`
+/// after each. Returns when done or when `stop` is set (Ctrl-C).
 pub fn execute(
     plan: &Plan,
     backends: &[Box<dyn Backend>],
@@ -92,50 +92,130 @@ pub fn execute(
     report: &mut Report,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
+    measure_plan(
+        plan,
+        Devices::Shared(backends),
+        settings,
+        exports,
+        report,
+        stop,
+    )
+}
+
+/// Runs `plan` on every device at the same time: each step (one workload) starts on all
+/// devices together, a thread per device, so peers are compared under the same conditions.
+/// Results are appended in plan order. Returns the backends for later use (telemetry).
+pub fn execute_parallel(
+    plan: &Plan,
+    mut backends: Vec<Box<dyn Backend>>,
+    settings: &Settings,
+    exports: &Exports,
+    report: &mut Report,
+    stop: &AtomicBool,
+) -> anyhow::Result<Vec<Box<dyn Backend>>> {
+    let devices = Devices::Exclusive(&mut backends);
+    measure_plan(plan, devices, settings, exports, report, stop)?;
+    Ok(backends)
+}
+
+/// The measuring job on the scheduler: verify then time every entry, exports rewritten after
+/// every batch of results.
+fn measure_plan(
+    plan: &Plan,
+    devices: Devices<'_>,
+    settings: &Settings,
+    exports: &Exports,
+    report: &mut Report,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
     exports.write_files(report)?;
     let pb = crate::term::progress(plan.entries.len() as u64, settings.quiet);
-    // Inputs are generated once per workload and shared by its implementations and devices.
-    let mut cached: Option<(String, Vec<Tensor>)> = None;
-    for entry in &plan.entries {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
+    let job = |entry: &PlanEntry, bs: &[&dyn Backend], ins: &[Tensor]| {
         pb.set_message(format!(
             "{} / {}",
             entry.workload.name(),
             entry.implementation
         ));
-        let name = entry.workload.name();
-        if cached.as_ref().map(|c| &c.0) != Some(&name) {
-            drop(cached.take()); // free the previous inputs before making new ones
-            cached = Some((
-                name.clone(),
-                inputs::generate(&entry.workload, settings.seed),
-            ));
-        }
-        let ins = &cached.as_ref().expect("inputs just generated").1;
-        let backend = backends[entry.device].as_ref();
-        match run_one(entry, backend, ins, settings, stop) {
-            Ok(r) => report.results.push(r),
-            Err(Error::Interrupted) => break,
-            Err(e) => report.results.push(error_record(entry, backend, &e)),
-        }
-        exports.write_files(report)?;
+        let rec = match run_one(entry, bs, ins, settings, stop) {
+            Ok(r) => Some(r),
+            // Interrupted mid-measurement: nothing trustworthy to record.
+            Err(Error::Interrupted) => None,
+            Err(e) => Some(error_record(entry, bs[0], &e)),
+        };
         pb.inc(1);
-    }
+        rec
+    };
+    let mut done = |got: Vec<Option<ResultRecord>>| {
+        report.results.extend(got.into_iter().flatten());
+        exports.write_files(report)
+    };
+    schedule(plan, devices, settings.seed, stop, &job, &mut done)?;
     pb.finish_and_clear();
     report.complete = !stop.load(Ordering::Relaxed);
     exports.write_files(report)?;
     Ok(())
 }
 
+/// The one place a result record is made: what the entry and its lead device say, nothing
+/// verified or measured yet (status `error` until the run says otherwise).
+fn new_record(entry: &PlanEntry, lead: &dyn Backend) -> ResultRecord {
+    let w = &entry.workload;
+    let mut notes = Vec::new();
+    if !entry.placement.is_single() {
+        notes.push(format!("placement: devices {}", entry.placement));
+    }
+    ResultRecord {
+        id: result_id(w, &entry.implementation),
+        workload: w.clone(),
+        backend: lead.kind().name().into(),
+        device: entry.placement.lead(),
+        implementation: entry.implementation.clone(),
+        dtype: w.dtype().name().into(),
+        compute_dtype: String::new(),
+        status: Status::Error,
+        verification: Verification {
+            passed: false,
+            method: "none".into(),
+            max_rel_error: f64::INFINITY,
+            tolerance: w.dtype().tolerance(),
+            checked_elements: 0,
+            detail: None,
+        },
+        stats: None,
+        throughput: None,
+        bandwidth: None,
+        peak_fraction: None,
+        flops: w.flops(),
+        bytes: w.bytes(),
+        iterations_per_sample: 0,
+        cache: String::new(),
+        stop_reason: String::new(),
+        telemetry_before: None,
+        telemetry_after: None,
+        effective_clock_mhz: None,
+        error: None,
+        notes,
+    }
+}
+
+fn error_record(entry: &PlanEntry, lead: &dyn Backend, e: &Error) -> ResultRecord {
+    ResultRecord {
+        stop_reason: "error".into(),
+        error: Some(e.to_string()),
+        ..new_record(entry, lead)
+    }
+}
+
+/// Prepares, verifies and (when the output is right) measures one entry. `bs` are the backends
+/// of its placement; a single-device workload runs on the first.
 fn run_one(
     entry: &PlanEntry,
-    backend: &dyn Backend,
+    bs: &[&dyn Backend],
     ins: &[Tensor],
     s: &Settings,
     stop: &AtomicBool,
 ) -> crate::Result<ResultRecord> {
+    let backend = bs[0];
     let w = &entry.workload;
     let opts = PrepareOptions {
         buffer_sets: entry.buffer_sets,
@@ -145,10 +225,10 @@ fn run_one(
     let output = prepared.run_verify()?;
     let wseed = inputs::workload_seed(s.seed, w);
     let verification = verify(w, ins, &output, wseed);
-    let id = result_id(w, &entry.implementation);
+    let mut record = new_record(entry, backend);
     if let Some(dir) = &s.dump_dir {
         if s.dump_all || !verification.passed {
-            dump(dir, &id, ins, &output).map_err(|e| {
+            dump(dir, &record.id, ins, &output).map_err(|e| {
                 Error::Io(std::io::Error::new(
                     e.kind(),
                     format!("writing dumps to {}: {e}", dir.display()),
@@ -156,31 +236,10 @@ fn run_one(
             })?;
         }
     }
-    let mut record = ResultRecord {
-        id,
-        workload: w.clone(),
-        backend: backend.kind().name().into(),
-        device: entry.device,
-        implementation: entry.implementation.clone(),
-        dtype: w.dtype().name().into(),
-        compute_dtype: prepared.compute_dtype(),
-        status: Status::Ok,
-        verification,
-        stats: None,
-        throughput: None,
-        bandwidth: None,
-        peak_fraction: None,
-        flops: w.flops(),
-        bytes: w.bytes(),
-        iterations_per_sample: 0,
-        cache: prepared.cache_policy(),
-        stop_reason: String::new(),
-        telemetry_before: None,
-        telemetry_after: None,
-        effective_clock_mhz: None,
-        error: None,
-        notes: prepared.notes(),
-    };
+    record.compute_dtype = prepared.compute_dtype();
+    record.cache = prepared.cache_policy();
+    record.notes.extend(prepared.notes());
+    record.verification = verification;
     if !record.verification.passed {
         // A wrong output is never timed: its speed means nothing.
         record.status = Status::VerificationFailed;
@@ -188,9 +247,15 @@ fn run_one(
         return Ok(record);
     }
     record.telemetry_before = backend.telemetry();
-    let m = measure(prepared.as_mut(), &s.measure, wseed, stop)?;
+    let mut in_run = InRunTelemetry::default();
+    let m = measure_observed(prepared.as_mut(), &s.measure, wseed, stop, &mut |ph| {
+        in_run.observe(backend, ph)
+    })?;
     record.telemetry_after = backend.telemetry();
-    record.effective_clock_mhz = effective_clock(&record.telemetry_before, &record.telemetry_after);
+    record.effective_clock_mhz = in_run
+        .median_sm_clock()
+        .or_else(|| effective_clock(&record.telemetry_before, &record.telemetry_after));
+    record.status = Status::Ok;
     let t = m.summary.median_s;
     let unit = ResultRecord::unit_for(w);
     let rate = match w.metric() {
@@ -226,48 +291,47 @@ fn peak_fraction(b: &dyn Backend, w: &Workload, rate: f64) -> Option<f64> {
     (peak > 0.0).then(|| rate / peak)
 }
 
+/// Shortest gap between two telemetry reads inside a measurement (an NVML query costs about a
+/// millisecond; samples are 10 ms and up).
+const TELEMETRY_INTERVAL_S: f64 = 0.25;
+
+/// SM clocks read while the measurement runs: after warm-up, every [`TELEMETRY_INTERVAL_S`]
+/// between samples, and after the last sample. The before/after snapshots alone read the clock
+/// of a device idling through host-side verification (hundreds of MHz below its clock under
+/// load), which made `effective_clock_mhz` and every check built on it wrong.
+#[derive(Default)]
+struct InRunTelemetry {
+    sm_clocks: Vec<f64>,
+    last: Option<std::time::Instant>,
+}
+
+impl InRunTelemetry {
+    fn observe(&mut self, b: &dyn Backend, phase: Phase) {
+        let due = match phase {
+            Phase::Warm | Phase::Done => true,
+            Phase::Sampled(_) => self
+                .last
+                .is_none_or(|t| t.elapsed().as_secs_f64() >= TELEMETRY_INTERVAL_S),
+        };
+        if due {
+            self.sm_clocks
+                .extend(b.telemetry().and_then(|t| t.sm_clock_mhz));
+            self.last = Some(std::time::Instant::now());
+        }
+    }
+
+    fn median_sm_clock(&self) -> Option<f64> {
+        (!self.sm_clocks.is_empty()).then(|| crate::stats::median(&self.sm_clocks))
+    }
+}
+
+/// The clock from the before/after snapshots: only where no in-run sample could be read.
 fn effective_clock(a: &Option<Telemetry>, b: &Option<Telemetry>) -> Option<f64> {
     let xs: Vec<f64> = [a, b]
         .iter()
         .filter_map(|t| t.as_ref().and_then(|t| t.sm_clock_mhz))
         .collect();
     (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
-}
-
-fn error_record(entry: &PlanEntry, backend: &dyn Backend, e: &Error) -> ResultRecord {
-    let w = &entry.workload;
-    ResultRecord {
-        id: result_id(w, &entry.implementation),
-        workload: w.clone(),
-        backend: backend.kind().name().into(),
-        device: entry.device,
-        implementation: entry.implementation.clone(),
-        dtype: w.dtype().name().into(),
-        compute_dtype: String::new(),
-        status: Status::Error,
-        verification: Verification {
-            passed: false,
-            method: "none".into(),
-            max_rel_error: f64::INFINITY,
-            tolerance: w.dtype().tolerance(),
-            checked_elements: 0,
-            detail: None,
-        },
-        stats: None,
-        throughput: None,
-        bandwidth: None,
-        peak_fraction: None,
-        flops: w.flops(),
-        bytes: w.bytes(),
-        iterations_per_sample: 0,
-        cache: String::new(),
-        stop_reason: "error".into(),
-        telemetry_before: None,
-        telemetry_after: None,
-        effective_clock_mhz: None,
-        error: Some(e.to_string()),
-        notes: Vec::new(),
-    }
 }
 
 fn dump(dir: &std::path::Path, id: &str, ins: &[Tensor], out: &Tensor) -> std::io::Result<()> {
@@ -279,82 +343,96 @@ fn dump(dir: &std::path::Path, id: &str, ins: &[Tensor], out: &Tensor) -> std::i
     Ok(())
 }
 
-/// Runs `plan` on every device at the same time: one worker thread owns each backend (its own
-/// context and stream), and every workload starts on all devices together, so peers are
-/// compared under the same conditions. Inputs are generated once per workload and shared.
-/// Results are appended in plan order. Returns the backends for later use (telemetry).
-pub fn execute_parallel(
-    plan: &Plan,
-    backends: Vec<Box<dyn Backend>>,
-    settings: &Settings,
-    exports: &Exports,
-    report: &mut Report,
-    stop: &AtomicBool,
-) -> anyhow::Result<Vec<Box<dyn Backend>>> {
-    use std::sync::mpsc;
-    use std::sync::Arc;
-    type Job = (usize, PlanEntry, Arc<Vec<Tensor>>);
-    exports.write_files(report)?;
-    let pb = crate::term::progress(plan.entries.len() as u64, settings.quiet);
-    let returned = std::thread::scope(|s| -> anyhow::Result<Vec<Box<dyn Backend>>> {
-        let (done_tx, done_rx) = mpsc::channel::<(usize, ResultRecord, bool)>();
-        let mut senders = Vec::new();
-        let mut handles = Vec::new();
-        for backend in backends {
-            let (tx, rx) = mpsc::channel::<Job>();
-            let done = done_tx.clone();
-            senders.push(tx);
-            handles.push(s.spawn(move || {
-                for (slot, entry, ins) in rx {
-                    let b = backend.as_ref();
-                    let (rec, interrupted) = match run_one(&entry, b, &ins, settings, stop) {
-                        Ok(r) => (r, false),
-                        Err(Error::Interrupted) => {
-                            (error_record(&entry, b, &Error::Interrupted), true)
-                        }
-                        Err(e) => (error_record(&entry, b, &e), false),
-                    };
-                    if done.send((slot, rec, interrupted)).is_err() {
-                        break;
-                    }
-                }
-                backend
-            }));
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::mock::MockBackend;
+    use crate::dtype::DType;
+    use crate::plan::Placement;
+    use crate::workload::MatmulSpec;
+
+    fn quick_settings() -> Settings {
+        let measure = MeasureConfig {
+            warmup_s: 0.0,
+            min_samples: 3,
+            max_samples: 3,
+            ..MeasureConfig::default()
+        };
+        Settings {
+            measure,
+            quiet: true,
+            fixed_environment: true,
+            ..Settings::default()
         }
-        drop(done_tx);
-        // Entries of one workload are consecutive in the plan (workloads outer, devices inner).
-        let mut i = 0;
-        while i < plan.entries.len() && !stop.load(Ordering::Relaxed) {
-            let name = plan.entries[i].workload.name();
-            let end = plan.entries[i..]
-                .iter()
-                .position(|e| e.workload.name() != name)
-                .map_or(plan.entries.len(), |p| i + p);
-            pb.set_message(name.clone());
-            let ins = Arc::new(inputs::generate(&plan.entries[i].workload, settings.seed));
-            for (slot, entry) in plan.entries[i..end].iter().enumerate() {
-                senders[entry.device].send((slot, entry.clone(), ins.clone()))?;
-            }
-            let mut got: Vec<Option<ResultRecord>> = vec![None; end - i];
-            for _ in i..end {
-                let (slot, rec, interrupted) = done_rx.recv()?;
-                if !interrupted {
-                    got[slot] = Some(rec);
-                }
-                pb.inc(1);
-            }
-            report.results.extend(got.into_iter().flatten());
-            exports.write_files(report)?;
-            i = end;
-        }
-        drop(senders);
-        Ok(handles
-            .into_iter()
-            .map(|h| h.join().expect("device worker panicked"))
-            .collect())
-    })?;
-    pb.finish_and_clear();
-    report.complete = !stop.load(Ordering::Relaxed);
-    exports.write_files(report)?;
-    Ok(returned)
+    }
+
+    #[test]
+    fn a_multi_device_placement_is_scheduled_and_recorded() {
+        let w = Workload::Matmul(MatmulSpec::new(8, 8, 8, DType::F32));
+        let entry = |p: Placement| PlanEntry {
+            workload: w.clone(),
+            placement: p,
+            implementation: "mock".into(),
+            buffer_sets: 1,
+        };
+        let plan = Plan {
+            entries: vec![
+                entry(Placement::set([0, 1]).unwrap()),
+                entry(Placement::one(1)),
+            ],
+            skipped: Vec::new(),
+        };
+        let backends: Vec<Box<dyn Backend>> =
+            vec![Box::new(MockBackend::new()), Box::new(MockBackend::new())];
+        let s = quick_settings();
+        let mut report = new_report(&backends, &s);
+        let stop = AtomicBool::new(false);
+        let exports = Exports::default();
+        execute_parallel(&plan, backends, &s, &exports, &mut report, &stop).unwrap();
+        assert!(report.complete);
+        let [set, one] = &report.results[..] else {
+            panic!("{:?}", report.results)
+        };
+        assert_eq!(set.status, Status::Ok, "{:?}", set.error);
+        assert_eq!((set.device, one.device), (0, 1));
+        assert_eq!(set.notes, ["placement: devices 0,1"]);
+        assert!(one.notes.is_empty());
+        // A single device serialises as it always has: a number.
+        let v = serde_json::to_value(one).unwrap();
+        assert_eq!(v["device"], serde_json::json!(1));
+        let v = serde_json::to_value(&plan.entries[0].placement).unwrap();
+        assert_eq!(v, serde_json::json!([0, 1]));
+    }
+
+    #[test]
+    fn the_effective_clock_is_read_under_load() {
+        // Idle at 345 MHz (through verification), 1500 MHz while busy: the old before/after
+        // mean said 922 MHz.
+        let backends: Vec<Box<dyn Backend>> = vec![Box::new(MockBackend::with_idle_clock(345.0))];
+        let w = Workload::Matmul(MatmulSpec::new(8, 8, 8, DType::F32));
+        let plan = crate::plan::build(
+            &[w],
+            &backends,
+            &crate::plan::ImplSelect::Default,
+            false,
+            false,
+        )
+        .unwrap();
+        let s = quick_settings();
+        let mut report = new_report(&backends, &s);
+        let stop = AtomicBool::new(false);
+        execute(
+            &plan,
+            &backends,
+            &s,
+            &Exports::default(),
+            &mut report,
+            &stop,
+        )
+        .unwrap();
+        let r = &report.results[0];
+        let before = r.telemetry_before.as_ref().and_then(|t| t.sm_clock_mhz);
+        assert_eq!(before, Some(345.0), "verification leaves the device idle");
+        assert_eq!(r.effective_clock_mhz, Some(1500.0));
+    }
 }

@@ -10,7 +10,9 @@
 
 use crate::backend::{Backend, PrepareOptions, Telemetry};
 use crate::dtype::DType;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::plan::{ImplSelect, PlanEntry};
+use crate::runner::{schedule, Devices};
 use crate::tensor::Tensor;
 use crate::workload::{BLayout, MatmulSpec, Workload};
 use serde::{Deserialize, Serialize};
@@ -127,8 +129,8 @@ pub fn checksum(t: &Tensor) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Runs the stress on every backend at once (a thread each) until the duration passes or `stop`
-/// is set.
+/// Runs the stress on every backend at once (the scheduler's lock-step, one step that lasts the
+/// whole duration) until the duration passes or `stop` is set.
 pub fn run(
     backends: Vec<Box<dyn Backend>>,
     cfg: &StressConfig,
@@ -139,32 +141,54 @@ pub fn run(
 
 /// [`run`], handing the backends back (a validation soak reads device state afterwards).
 pub fn run_keeping(
-    backends: Vec<Box<dyn Backend>>,
+    mut backends: Vec<Box<dyn Backend>>,
     cfg: &StressConfig,
     stop: &AtomicBool,
 ) -> Result<(StressReport, Vec<Box<dyn Backend>>)> {
-    cfg.workload.validate()?;
-    let inputs = crate::inputs::generate(&cfg.workload, cfg.seed);
+    // Through the plan like every other run: the implementation is chosen there (the best each
+    // device has) and the buffers are checked against free memory before anything is allocated.
+    let plan = crate::plan::build(
+        std::slice::from_ref(&cfg.workload),
+        &backends,
+        &ImplSelect::Best,
+        true,
+        false,
+    )?;
     let start = Instant::now();
-    let (devices, backends): (Vec<DeviceStress>, Vec<Box<dyn Backend>>) = std::thread::scope(|s| {
-        let handles: Vec<_> = backends
-            .into_iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let inputs = &inputs;
-                s.spawn(move || {
-                    let d = stress_one(i, b.as_ref(), inputs, cfg, stop, start);
-                    (d, b)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("stress thread panicked"))
-            .unzip()
-    });
+    let job = |e: &PlanEntry, bs: &[&dyn Backend], ins: &[Tensor]| {
+        stress_one(e, bs[0], ins, cfg, stop, start)
+    };
+    let mut devices = Vec::new();
+    let mut done = |got: Vec<DeviceStress>| {
+        devices.extend(got);
+        Ok::<(), crate::Error>(())
+    };
+    schedule(
+        &plan,
+        Devices::Exclusive(&mut backends),
+        cfg.seed,
+        stop,
+        &job,
+        &mut done,
+    )?;
+    let (reasons, consistent) = judge(&devices);
+    let verdict = if reasons.is_empty() { "PASS" } else { "FAIL" };
+    let report = StressReport {
+        workload: cfg.workload.clone(),
+        duration_s: start.elapsed().as_secs_f64(),
+        interrupted: stop.load(Ordering::Relaxed),
+        devices,
+        consistent_across_devices: consistent,
+        verdict: verdict.into(),
+        reasons,
+    };
+    Ok((report, backends))
+}
+
+/// Why the run fails (empty when it passes), and whether every device gave the same checksum.
+fn judge(devices: &[DeviceStress]) -> (Vec<String>, bool) {
     let mut reasons = Vec::new();
-    for d in &devices {
+    for d in devices {
         if let Some(e) = &d.error {
             reasons.push(format!("device {} ({}): {e}", d.device, d.name));
         } else if !d.verified {
@@ -200,21 +224,11 @@ pub fn run_keeping(
             ));
         }
     }
-    let verdict = if reasons.is_empty() { "PASS" } else { "FAIL" };
-    let report = StressReport {
-        workload: cfg.workload.clone(),
-        duration_s: start.elapsed().as_secs_f64(),
-        interrupted: stop.load(Ordering::Relaxed),
-        devices,
-        consistent_across_devices: consistent,
-        verdict: verdict.into(),
-        reasons,
-    };
-    Ok((report, backends))
+    (reasons, consistent)
 }
 
 fn stress_one(
-    index: usize,
+    entry: &PlanEntry,
     b: &dyn Backend,
     inputs: &[Tensor],
     cfg: &StressConfig,
@@ -222,6 +236,7 @@ fn stress_one(
     start: Instant,
 ) -> DeviceStress {
     let info = b.device();
+    let index = entry.placement.lead();
     let mut out = DeviceStress {
         device: index,
         name: info.name.clone(),
@@ -235,7 +250,7 @@ fn stress_one(
         timeline: Vec::new(),
         error: None,
     };
-    if let Err(e) = stress_loop(index, b, inputs, cfg, stop, start, &mut out) {
+    if let Err(e) = stress_loop(entry, b, inputs, cfg, stop, start, &mut out) {
         out.error = Some(e.to_string());
     }
     let rates: Vec<f64> = out.timeline.iter().map(|p| p.throughput).collect();
@@ -246,7 +261,7 @@ fn stress_one(
 }
 
 fn stress_loop(
-    index: usize,
+    entry: &PlanEntry,
     b: &dyn Backend,
     inputs: &[Tensor],
     cfg: &StressConfig,
@@ -254,19 +269,12 @@ fn stress_loop(
     start: Instant,
     out: &mut DeviceStress,
 ) -> Result<()> {
-    let w = &cfg.workload;
-    let imp = b.implementations(w).into_iter().next().ok_or_else(|| {
-        Error::unsupported(format!("{} cannot run {}", b.device().name, w.name()))
-    })?;
-    let mut p = b.prepare(
-        w,
-        &imp.name,
-        inputs,
-        PrepareOptions {
-            buffer_sets: 1,
-            hot: true,
-        },
-    )?;
+    let (w, index) = (&entry.workload, entry.placement.lead());
+    let opts = PrepareOptions {
+        buffer_sets: entry.buffer_sets,
+        hot: true,
+    };
+    let mut p = b.prepare(w, &entry.implementation, inputs, opts)?;
     let first = p.run_verify()?;
     let seed = crate::inputs::workload_seed(cfg.seed, w);
     out.verified = crate::verify::verify(w, inputs, &first, seed).passed;
@@ -383,6 +391,19 @@ mod tests {
             "{:?}",
             r.reasons
         );
+    }
+
+    #[test]
+    fn the_plan_refuses_a_load_that_does_not_fit() {
+        // 3 × 4 TiB of f32 matrices: refused before anything is allocated, like any other run.
+        let c = StressConfig::matmul(1 << 20, DType::F32, Duration::from_secs(1), 1);
+        let e = run(
+            vec![Box::new(MockBackend::new())],
+            &c,
+            &AtomicBool::new(false),
+        )
+        .unwrap_err();
+        assert!(matches!(e, crate::Error::OutOfMemory { .. }), "{e}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! `cargo test --release --test cpu_backend -- --ignored --nocapture`.
 
 use gpuvet::backend::cpu::CpuBackend;
-use gpuvet::backend::{Backend, BackendKind, PrepareOptions, Prepared};
+use gpuvet::backend::{Backend, BackendKind, PrepareOptions, Prepared, Sustained};
 use gpuvet::dtype::DType;
 use gpuvet::inputs;
 use gpuvet::tensor::{Data, Tensor};
@@ -316,6 +316,28 @@ fn memory_needed_counts_converted_copies() {
     assert_eq!(be.memory_needed(&w, 2), 2 * be.memory_needed(&w, 1));
     let w = attention(8, 2, 16, 16, 64, false, DType::Bf16);
     assert!(be.memory_needed(&w, 1) > w.footprint());
+}
+
+/// The CPU computes in host RAM: its buffers count against host memory, on top of the host
+/// copies of inputs and output, and nothing against a device.
+#[test]
+fn cpu_policy_keeps_buffers_in_host_memory() {
+    let be = backend();
+    let w = matmul(64, 64, 64, DType::Int8, BLayout::Kn);
+    let need = be.memory_needs(&w, 2);
+    assert_eq!(need.device, 0);
+    assert_eq!(need.host, w.footprint() + be.memory_needed(&w, 2));
+    assert!(!be.is_gpu());
+    assert_eq!(be.kernel_hash(), None);
+    assert_eq!(be.stress_size(Sustained::Stress), 1024);
+    assert_eq!(be.stress_size(Sustained::Soak), 512);
+    // Every quick-suite workload is valid and runnable here.
+    let suite = be.quick_suite();
+    assert_eq!(suite.len(), 8);
+    for w in &suite {
+        w.validate().unwrap();
+        assert!(!be.implementations(w).is_empty(), "{}", w.name());
+    }
 }
 
 #[test]

@@ -6,14 +6,17 @@
 //! corrupts one element of that workload's output, to exercise the failure path.
 
 use super::{
-    Backend, BackendKind, DeviceInfo, ImplInfo, Peaks, PrepareOptions, Prepared, Telemetry,
+    quick, Backend, BackendKind, DeviceInfo, ImplInfo, Peaks, PrepareOptions, Prepared, Sustained,
+    Telemetry,
 };
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
 use crate::tensor::{Data, Tensor};
 use crate::verify::reference;
-use crate::workload::{MemOp, Workload};
+use crate::workload::{BLayout, MemOp, Workload};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Largest multiply-add count the mock computes (it is a test double, not a compute engine).
 const MAX_MACS: u128 = 1 << 28;
@@ -22,8 +25,16 @@ const MAX_MACS: u128 = 1 << 28;
 const FAKE_FLOPS: f64 = 100e12;
 const FAKE_BANDWIDTH: f64 = 1e12;
 
+/// SM clock the mock reports while a run is busy.
+const BUSY_CLOCK_MHZ: f64 = 1500.0;
+
 pub struct MockBackend {
     info: DeviceInfo,
+    /// True from a timed call until the next verification run (the host then checks the output
+    /// while the device idles) or the end of the run.
+    busy: AtomicBool,
+    /// SM clock reported while idle; the busy clock unless a test asks for a real GPU's gap.
+    idle_clock_mhz: f64,
 }
 
 impl MockBackend {
@@ -59,6 +70,17 @@ impl MockBackend {
                     memory_bandwidth: Some(2e12),
                 }),
             },
+            busy: AtomicBool::new(false),
+            idle_clock_mhz: BUSY_CLOCK_MHZ,
+        }
+    }
+
+    /// A mock whose SM clock drops to `mhz` while idle, as a real GPU's does (345 MHz idle vs
+    /// 1980 MHz under load on an H200): for testing that clocks are read under load.
+    pub fn with_idle_clock(mhz: f64) -> Self {
+        MockBackend {
+            idle_clock_mhz: mhz,
+            ..Self::new()
         }
     }
 }
@@ -90,6 +112,25 @@ impl Backend for MockBackend {
         Ok(16 << 30)
     }
 
+    fn is_gpu(&self) -> bool {
+        true
+    }
+
+    fn stress_size(&self, _: Sustained) -> u64 {
+        64
+    }
+
+    /// Tiny shapes: the mock computes exact outputs on the host.
+    fn quick_suite(&self) -> Vec<Workload> {
+        vec![
+            quick::memory(MemOp::Copy, 1 << 20),
+            quick::matmul(64, DType::F32, BLayout::Kn),
+            quick::matmul(64, DType::Bf16, BLayout::Nk),
+            quick::matmul(32, DType::Int8, BLayout::Nk),
+            quick::attention((1, 4, 2), (16, 32), true, DType::F16),
+        ]
+    }
+
     fn prepare<'a>(
         &'a self,
         w: &Workload,
@@ -113,6 +154,7 @@ impl Backend for MockBackend {
         }
         let per_iter = w.flops() / FAKE_FLOPS + w.bytes() as f64 / FAKE_BANDWIDTH + 2e-6;
         Ok(Box::new(MockRun {
+            busy: &self.busy,
             w: w.clone(),
             inputs: inputs.to_vec(),
             per_iter,
@@ -122,8 +164,13 @@ impl Backend for MockBackend {
     }
 
     fn telemetry(&self) -> Option<Telemetry> {
+        let busy = self.busy.load(Ordering::Relaxed);
         Some(Telemetry {
-            sm_clock_mhz: Some(1500.0),
+            sm_clock_mhz: Some(if busy {
+                BUSY_CLOCK_MHZ
+            } else {
+                self.idle_clock_mhz
+            }),
             memory_clock_mhz: Some(2600.0),
             temperature_c: Some(40.0),
             power_w: Some(100.0),
@@ -133,7 +180,8 @@ impl Backend for MockBackend {
     }
 }
 
-struct MockRun {
+struct MockRun<'a> {
+    busy: &'a AtomicBool,
     w: Workload,
     inputs: Vec<Tensor>,
     per_iter: f64,
@@ -141,12 +189,19 @@ struct MockRun {
     sets: usize,
 }
 
-impl Prepared for MockRun {
+impl Drop for MockRun<'_> {
+    fn drop(&mut self) {
+        self.busy.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Prepared for MockRun<'_> {
     fn compute_dtype(&self) -> String {
         "mock".into()
     }
 
     fn run_verify(&mut self) -> Result<Tensor> {
+        self.busy.store(false, Ordering::Relaxed);
         let mut out = compute(&self.w, &self.inputs);
         if let Ok(pattern) = std::env::var("GPUVET_MOCK_FAULT") {
             if !pattern.is_empty() && self.w.name().contains(&pattern) {
@@ -158,6 +213,7 @@ impl Prepared for MockRun {
 
     fn run(&mut self, iters: u64) -> Result<f64> {
         // A fixed sequence of ±0.1% wobbles: samples are not all equal, and never random.
+        self.busy.store(true, Ordering::Relaxed);
         self.calls += 1;
         let wobble = ((self.calls * 7919) % 11) as f64 - 5.0;
         Ok(iters as f64 * self.per_iter * (1.0 + wobble * 2e-4))

@@ -115,6 +115,66 @@ pub struct Telemetry {
     pub throttle_reasons: Vec<String>,
 }
 
+/// Bytes a run needs, by where they live: the plan refuses a workload before anything is
+/// allocated when either does not fit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryNeeds {
+    /// Host RAM: the host copies of inputs and output (read back for verification), plus the
+    /// buffers themselves on a backend whose "device memory" is host RAM.
+    pub host: u64,
+    /// Memory of the device itself (0 on a backend that computes in host RAM).
+    pub device: u64,
+}
+
+/// What a sustained matmul load is for: `gpuvet stress` on its own, or the stress half of a
+/// validation soak (which keeps CPU test runs shorter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sustained {
+    Stress,
+    Soak,
+}
+
+/// Constructors for the quick-suite workloads each backend lists in [`Backend::quick_suite`].
+pub mod quick {
+    use crate::dtype::DType;
+    use crate::workload::{AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
+
+    /// A square `s`×`s`×`s` matmul.
+    pub fn matmul(s: u64, dtype: DType, b_layout: BLayout) -> Workload {
+        Workload::Matmul(MatmulSpec {
+            m: s,
+            n: s,
+            k: s,
+            dtype,
+            b_layout,
+        })
+    }
+
+    /// Attention with head dim 128 (every model the suite mirrors uses it).
+    pub fn attention(
+        (batch, q_heads, kv_heads): (u64, u64, u64),
+        (q_len, kv_len): (u64, u64),
+        causal: bool,
+        dtype: DType,
+    ) -> Workload {
+        Workload::Attention(AttentionSpec {
+            batch,
+            q_heads,
+            kv_heads,
+            q_len,
+            kv_len,
+            head_dim: 128,
+            causal,
+            dtype,
+        })
+    }
+
+    /// A memory-bandwidth workload over `bytes`.
+    pub fn memory(op: MemOp, bytes: u64) -> Workload {
+        Workload::Memory(MemorySpec { op, bytes })
+    }
+}
+
 /// How the prepared run is laid out in memory.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PrepareOptions {
@@ -188,6 +248,35 @@ pub trait Backend: Send {
     fn memory_needed(&self, w: &Workload, sets: usize) -> u64 {
         w.footprint().saturating_mul(sets as u64)
     }
+
+    /// Where the bytes of a run of `w` with `sets` buffer sets live. The default is a backend
+    /// that computes in host RAM: its buffers come on top of the host copies. A GPU overrides
+    /// this to put its buffers on the device.
+    fn memory_needs(&self, w: &Workload, sets: usize) -> MemoryNeeds {
+        MemoryNeeds {
+            host: w.footprint().saturating_add(self.memory_needed(w, sets)),
+            device: 0,
+        }
+    }
+
+    /// True for a GPU (or the mock, which stands in for one): what decides how device facts are
+    /// shown and judged.
+    fn is_gpu(&self) -> bool {
+        false
+    }
+
+    /// Hash of the kernel sources and compile options this backend runs, recorded in reports
+    /// so that results of different kernels are never compared as equals.
+    fn kernel_hash(&self) -> Option<String> {
+        None
+    }
+
+    /// Square matmul size of a sustained load: large enough to keep the device busy, small
+    /// enough that one call stays short.
+    fn stress_size(&self, purpose: Sustained) -> u64;
+
+    /// What `gpuvet` with no arguments runs here: sizes chosen for this kind of device.
+    fn quick_suite(&self) -> Vec<Workload>;
 
     /// Allocates buffers, uploads `inputs` (as many copies as `opts.buffer_sets`) and does every
     /// piece of one-time setup.

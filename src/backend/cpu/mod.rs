@@ -16,12 +16,13 @@ mod matmul;
 mod memory;
 
 use crate::backend::{
-    Backend, BackendKind, DeviceInfo, ImplInfo, PrepareOptions, Prepared, Telemetry,
+    quick, Backend, BackendKind, DeviceInfo, ImplInfo, PrepareOptions, Prepared, Sustained,
+    Telemetry,
 };
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
-use crate::workload::{MemOp, Workload};
+use crate::workload::{BLayout, MemOp, Workload};
 
 /// Implementation name of the CPU matmul.
 pub const MATMUL_IMPL: &str = "gemm";
@@ -146,6 +147,28 @@ impl Backend for CpuBackend {
 
     fn free_memory(&self) -> Result<u64> {
         Ok(crate::env::available_memory())
+    }
+
+    /// A CPU soak is a test of gpuvet itself, so it stays small.
+    fn stress_size(&self, purpose: Sustained) -> u64 {
+        match purpose {
+            Sustained::Stress => 1024,
+            Sustained::Soak => 512,
+        }
+    }
+
+    /// Sizes scaled so the whole suite stays under a minute on a 2-core machine.
+    fn quick_suite(&self) -> Vec<Workload> {
+        vec![
+            quick::memory(MemOp::Copy, 256 << 20),
+            quick::memory(MemOp::Triad, 256 << 20),
+            quick::matmul(2048, DType::F32, BLayout::Kn),
+            quick::matmul(1024, DType::Bf16, BLayout::Nk),
+            quick::matmul(1024, DType::F16, BLayout::Nk),
+            quick::matmul(512, DType::Int8, BLayout::Nk),
+            quick::attention((1, 8, 2), (1024, 1024), true, DType::F32),
+            quick::attention((4, 32, 8), (1, 4096), true, DType::Bf16),
+        ]
     }
 
     fn memory_needed(&self, w: &Workload, sets: usize) -> u64 {

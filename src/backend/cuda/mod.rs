@@ -27,7 +27,10 @@ pub mod own_attention;
 pub mod own_matmul;
 pub mod timing;
 
-use super::{Backend, BackendKind, DeviceInfo, ImplInfo, PrepareOptions, Prepared, Telemetry};
+use super::{
+    quick, Backend, BackendKind, DeviceInfo, ImplInfo, MemoryNeeds, PrepareOptions, Prepared,
+    Sustained, Telemetry,
+};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::workload::{MemOp, Workload};
@@ -434,6 +437,55 @@ impl Backend for CudaBackend {
                 memory::memory_needed(m, sets, grid as u64)
             }
         }
+    }
+
+    /// Buffers live on the GPU; the host holds only the copies read back for verification.
+    fn memory_needs(&self, w: &Workload, sets: usize) -> MemoryNeeds {
+        MemoryNeeds {
+            host: w.footprint(),
+            device: self.memory_needed(w, sets),
+        }
+    }
+
+    fn is_gpu(&self) -> bool {
+        true
+    }
+
+    fn kernel_hash(&self) -> Option<String> {
+        kernel_hash()
+    }
+
+    fn stress_size(&self, _: Sustained) -> u64 {
+        8192
+    }
+
+    /// Memory bandwidth far beyond L2, the vendor GEMM at 8192³ for every dtype (those the
+    /// device lacks are skipped), prefill and decode attention.
+    fn quick_suite(&self) -> Vec<Workload> {
+        use crate::dtype::DType;
+        use crate::workload::BLayout;
+        let mut v = vec![
+            quick::memory(MemOp::Copy, 4 << 30),
+            quick::memory(MemOp::Triad, 4 << 30),
+        ];
+        for d in [
+            DType::Bf16,
+            DType::F16,
+            DType::Fp8E4m3,
+            DType::Int8,
+            DType::Tf32,
+            DType::F32,
+        ] {
+            v.push(quick::matmul(8192, d, BLayout::Nk));
+        }
+        v.push(quick::attention(
+            (1, 32, 8),
+            (4096, 4096),
+            true,
+            DType::Bf16,
+        ));
+        v.push(quick::attention((64, 32, 8), (1, 8192), true, DType::Bf16));
+        v
     }
 
     fn prepare<'a>(
