@@ -12,7 +12,9 @@ use crate::measure::MeasureConfig;
 use crate::plan::{self, ImplSelect};
 use crate::runner::{self, Settings};
 use crate::units::Bytes;
-use crate::workload::{AttentionAxes, Axis, BLayout, MatmulAxes, MemOp, MemoryAxes, Workload};
+use crate::workload::{
+    AttentionAxes, Axis, BLayout, KindAxes, MatmulAxes, MemOp, MemoryAxes, Workload,
+};
 use anyhow::{bail, Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::io::Write;
@@ -520,35 +522,26 @@ fn check_numbers(g: &Global) -> Result<()> {
 
 /// A bench is a sweep whose axes hold single values: each kind's axes expanded in turn.
 fn bench_workloads(b: BenchCommand) -> Result<(Vec<Workload>, Vec<String>, &'static str)> {
-    fn expand_all<A>(
-        axes: &[A],
-        f: fn(&A) -> crate::Result<Vec<Workload>>,
-    ) -> Result<Vec<Workload>> {
-        let mut v = Vec::new();
-        for a in axes {
-            v.extend(f(a)?);
-        }
-        Ok(v)
+    let (axes, what): (Vec<Box<dyn KindAxes>>, _) = match b {
+        BenchCommand::Matmul(a) => (boxed(a.axes(BLayout::Kn)), "bench matmul"),
+        BenchCommand::Attention(a) => (boxed(vec![a.sweep_axes()?]), "bench attention"),
+        BenchCommand::Memory(a) => (boxed(a.bench_axes()), "bench memory"),
+    };
+    let mut workloads = Vec::new();
+    for a in &axes {
+        workloads.extend(a.expand()?);
     }
-    Ok(match b {
-        BenchCommand::Matmul(a) => {
-            let imps = a.implementation.clone();
-            let axes = a.axes(BLayout::Kn);
-            (expand_all(&axes, MatmulAxes::expand)?, imps, "bench matmul")
-        }
-        BenchCommand::Attention(a) => {
-            let axes = a.sweep_axes()?;
-            (axes.expand()?, axes.implementation, "bench attention")
-        }
-        BenchCommand::Memory(a) => {
-            let axes = a.bench_axes();
-            (
-                expand_all(&axes, MemoryAxes::expand)?,
-                a.implementation,
-                "bench memory",
-            )
-        }
-    })
+    let imps = axes
+        .first()
+        .map(|a| a.implementations().to_vec())
+        .unwrap_or_default();
+    Ok((workloads, imps, what))
+}
+
+fn boxed<A: KindAxes + 'static>(v: Vec<A>) -> Vec<Box<dyn KindAxes>> {
+    v.into_iter()
+        .map(|a| Box::new(a) as Box<dyn KindAxes>)
+        .collect()
 }
 
 fn open_exports(g: &Global) -> Result<Exports> {

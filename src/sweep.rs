@@ -10,7 +10,7 @@
 //! same flags (see `cli`), so a bench is a sweep whose axes hold one value each.
 
 use crate::error::{Error, Result};
-use crate::workload::{AttentionAxes, MatmulAxes, MemoryAxes, Param, Workload};
+use crate::workload::{AttentionAxes, KindAxes, MatmulAxes, MemoryAxes, Param, Workload};
 
 pub use crate::workload::axis::{Axis, MAX_AXIS_VALUES, MAX_SWEEP_WORKLOADS};
 #[cfg(test)]
@@ -45,32 +45,29 @@ pub enum SweepKind {
 }
 
 impl SweepArgs {
+    /// The kind's typed axes, and `sweep matmul` and so on: the one place naming each kind.
+    fn axes(&self) -> (&dyn KindAxes, &'static str) {
+        match &self.kind {
+            SweepKind::Matmul(a) => (a, "sweep matmul"),
+            SweepKind::Attention(a) => (a, "sweep attention"),
+            SweepKind::Memory(a) => (a, "sweep memory"),
+        }
+    }
+
     /// The `--impl` list, for `plan::ImplSelect::parse`.
     pub fn implementations(&self) -> &[String] {
-        match &self.kind {
-            SweepKind::Matmul(a) => &a.implementation,
-            SweepKind::Attention(a) => &a.implementation,
-            SweepKind::Memory(a) => &a.implementation,
-        }
+        self.axes().0.implementations()
     }
 
     /// `sweep matmul` and so on: the command recorded in the report.
     pub fn command(&self) -> &'static str {
-        match &self.kind {
-            SweepKind::Matmul(_) => "sweep matmul",
-            SweepKind::Attention(_) => "sweep attention",
-            SweepKind::Memory(_) => "sweep memory",
-        }
+        self.axes().1
     }
 }
 
 /// The cross product of the axes, validated, at most [`MAX_SWEEP_WORKLOADS`].
 pub fn sweep_workloads(args: &SweepArgs) -> Result<Vec<Workload>> {
-    let v = match &args.kind {
-        SweepKind::Matmul(a) => a.expand()?,
-        SweepKind::Attention(a) => a.expand()?,
-        SweepKind::Memory(a) => a.expand()?,
-    };
+    let v = args.axes().0.expand()?;
     if v.is_empty() {
         return Err(Error::invalid("the sweep has no workloads"));
     }
@@ -80,12 +77,7 @@ pub fn sweep_workloads(args: &SweepArgs) -> Result<Vec<Workload>> {
 /// The axis the charts put on x: the first one with more than one value (`m`, `seq`, `size`,
 /// ...), or `None` when every axis has a single value.
 pub fn swept_axis(args: &SweepArgs) -> Option<String> {
-    let p = match &args.kind {
-        SweepKind::Matmul(a) => a.swept(),
-        SweepKind::Attention(a) => a.swept(),
-        SweepKind::Memory(a) => a.swept(),
-    };
-    p.map(|p| p.name().to_string())
+    args.axes().0.swept().map(|p| p.name().to_string())
 }
 
 /// The named parameters of a workload, as charts label series: (`m`, `1024`), (`dtype`,

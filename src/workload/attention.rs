@@ -1,5 +1,7 @@
 use super::axis::{cross, first_swept, Axis, Param};
-use super::{checked_product, collect_checked, Metric, Workload, WorkloadKind, DECODE_MAX_Q_LEN};
+use super::{
+    checked_product, collect_checked, KindAxes, Metric, Workload, WorkloadKind, DECODE_MAX_Q_LEN,
+};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{splitmix, Tensor};
@@ -141,6 +143,17 @@ impl AttentionSpec {
     }
 }
 
+/// The sweep parameters of attention, in the order charts look at them: query length first,
+/// then KV length, then the rest.
+const ATTENTION_PARAMS: [Param; 6] = [
+    Param::Seq,
+    Param::KvSeq,
+    Param::Batch,
+    Param::Heads,
+    Param::KvHeads,
+    Param::HeadDim,
+];
+
 impl WorkloadKind for AttentionSpec {
     fn kind(&self) -> &'static str {
         "attention"
@@ -200,6 +213,9 @@ impl WorkloadKind for AttentionSpec {
             _ => return None,
         })
     }
+    fn sweep_params(&self) -> &'static [Param] {
+        &ATTENTION_PARAMS
+    }
 }
 
 /// The axes of an attention sweep, expanded in field order (dtype outermost, head dim
@@ -222,9 +238,8 @@ pub struct AttentionAxes {
     pub implementation: Vec<String>,
 }
 
-impl AttentionAxes {
-    /// The cross product of the axes, each point validated.
-    pub fn expand(&self) -> Result<Vec<Workload>> {
+impl KindAxes for AttentionAxes {
+    fn expand(&self) -> Result<Vec<Workload>> {
         let len = |a: &Option<Axis>| a.as_ref().map_or(1, |a| a.0.len());
         // Defaulted axes take their value from the axis they follow.
         let pick =
@@ -253,17 +268,20 @@ impl AttentionAxes {
         }))
     }
 
-    /// The parameter the charts put on x: query length first, then KV length, then the rest.
-    pub fn swept(&self) -> Option<Param> {
+    fn swept(&self) -> Option<Param> {
         let len = |a: &Option<Axis>| a.as_ref().map_or(1, |a| a.0.len());
-        first_swept(&[
-            (Param::Seq, self.seq.0.len()),
-            (Param::KvSeq, len(&self.kv_seq)),
-            (Param::Batch, self.batch.0.len()),
-            (Param::Heads, self.heads.0.len()),
-            (Param::KvHeads, len(&self.kv_heads)),
-            (Param::HeadDim, self.head_dim.0.len()),
-        ])
+        first_swept(&ATTENTION_PARAMS, |p| match p {
+            Param::Seq => self.seq.0.len(),
+            Param::KvSeq => len(&self.kv_seq),
+            Param::Batch => self.batch.0.len(),
+            Param::Heads => self.heads.0.len(),
+            Param::KvHeads => len(&self.kv_heads),
+            _ => self.head_dim.0.len(),
+        })
+    }
+
+    fn implementations(&self) -> &[String] {
+        &self.implementation
     }
 }
 

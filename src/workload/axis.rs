@@ -179,9 +179,10 @@ impl FromStr for Param {
     }
 }
 
-/// The first parameter whose axis has more than one value: the one a sweep's charts put on x.
-pub fn first_swept(axes: &[(Param, usize)]) -> Option<Param> {
-    axes.iter().find(|(_, n)| *n > 1).map(|(p, _)| *p)
+/// The first of `params` whose axis has more than one value (`len` counts an axis's values):
+/// the parameter a sweep's charts put on x.
+pub fn first_swept(params: &[Param], len: impl Fn(Param) -> usize) -> Option<Param> {
+    params.iter().copied().find(|&p| len(p) > 1)
 }
 
 /// The cross product of axes of `lens` values each, as index tuples, the first axis outermost

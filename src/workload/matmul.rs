@@ -1,5 +1,5 @@
 use super::axis::{cross, first_swept, Axis, Param};
-use super::{checked_product, collect_checked, Workload, WorkloadKind};
+use super::{checked_product, collect_checked, KindAxes, Workload, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{splitmix, Tensor};
@@ -102,6 +102,9 @@ impl MatmulSpec {
     }
 }
 
+/// The sweep parameters of a matmul, in the order charts look at them.
+const MATMUL_PARAMS: [Param; 3] = [Param::M, Param::N, Param::K];
+
 impl WorkloadKind for MatmulSpec {
     fn kind(&self) -> &'static str {
         "matmul"
@@ -146,6 +149,9 @@ impl WorkloadKind for MatmulSpec {
             _ => None,
         }
     }
+    fn sweep_params(&self) -> &'static [Param] {
+        &MATMUL_PARAMS
+    }
 }
 
 /// The axes of a matmul sweep (a bench is one whose axes hold one value each). Expanded in
@@ -162,9 +168,8 @@ pub struct MatmulAxes {
     pub implementation: Vec<String>,
 }
 
-impl MatmulAxes {
-    /// The cross product of the axes, each point validated.
-    pub fn expand(&self) -> Result<Vec<Workload>> {
+impl KindAxes for MatmulAxes {
+    fn expand(&self) -> Result<Vec<Workload>> {
         let lens = [
             self.dtype.len(),
             self.layout.len(),
@@ -183,13 +188,16 @@ impl MatmulAxes {
         }))
     }
 
-    /// The parameter the charts put on x: the first of M, N, K with several values.
-    pub fn swept(&self) -> Option<Param> {
-        first_swept(&[
-            (Param::M, self.m.0.len()),
-            (Param::N, self.n.0.len()),
-            (Param::K, self.k.0.len()),
-        ])
+    fn swept(&self) -> Option<Param> {
+        first_swept(&MATMUL_PARAMS, |p| match p {
+            Param::M => self.m.0.len(),
+            Param::N => self.n.0.len(),
+            _ => self.k.0.len(),
+        })
+    }
+
+    fn implementations(&self) -> &[String] {
+        &self.implementation
     }
 }
 

@@ -1,5 +1,5 @@
 use super::axis::{cross, first_swept, Axis, Param};
-use super::{collect_checked, Metric, Workload, WorkloadKind};
+use super::{collect_checked, KindAxes, Metric, Workload, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{splitmix, Tensor};
@@ -153,6 +153,9 @@ impl WorkloadKind for MemorySpec {
     fn axis_value(&self, axis: Param) -> Option<u64> {
         (axis == Param::Size).then_some(self.bytes)
     }
+    fn sweep_params(&self) -> &'static [Param] {
+        &[Param::Size]
+    }
 }
 
 /// The axes of a memory sweep, expanded op outermost.
@@ -165,9 +168,8 @@ pub struct MemoryAxes {
     pub implementation: Vec<String>,
 }
 
-impl MemoryAxes {
-    /// The cross product of the axes, each point validated.
-    pub fn expand(&self) -> Result<Vec<Workload>> {
+impl KindAxes for MemoryAxes {
+    fn expand(&self) -> Result<Vec<Workload>> {
         collect_checked(cross(&[self.op.len(), self.size.0.len()]).map(|ix| {
             Workload::Memory(MemorySpec {
                 op: self.op[ix[0]],
@@ -176,8 +178,12 @@ impl MemoryAxes {
         }))
     }
 
-    pub fn swept(&self) -> Option<Param> {
-        first_swept(&[(Param::Size, self.size.0.len())])
+    fn swept(&self) -> Option<Param> {
+        first_swept(&[Param::Size], |_| self.size.0.len())
+    }
+
+    fn implementations(&self) -> &[String] {
+        &self.implementation
     }
 }
 

@@ -27,8 +27,10 @@ pub const DECODE_MAX_Q_LEN: u64 = 8;
 
 /// One unit of work to verify and time.
 ///
-/// Adding a kind: its module (spec, [`WorkloadKind`] impl, axes), a variant here and an arm in
-/// [`each_kind!`], its `Verify` impl in `verify`, and one `prepare` arm per backend.
+/// Adding a kind: its module (spec with `name`/`flops`/`bytes`/`validate`, a [`WorkloadKind`]
+/// impl, axes with a [`KindAxes`] impl), a variant here and an arm in [`each_kind!`], its
+/// `Verify` impl in `verify`, a `SweepKind` variant (sweep.rs) and a `BenchCommand` variant
+/// with its one argument set (cli.rs), and its arms in each backend (cpu, cuda, mock).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Workload {
@@ -88,6 +90,21 @@ pub trait WorkloadKind {
     fn params(&self) -> Vec<(&'static str, String)>;
     /// The value of a sweep parameter (`Size` in bytes), `None` when the kind has no such one.
     fn axis_value(&self, axis: Param) -> Option<u64>;
+    /// The parameters a sweep of this kind can run over, in the order charts look at them.
+    fn sweep_params(&self) -> &'static [Param];
+}
+
+/// A kind's sweep axes (`MatmulAxes`, ...): what `bench` and `sweep` ask of them. A bench is a
+/// sweep whose axes hold one value each.
+pub trait KindAxes {
+    /// The cross product of the axes, each point validated, at most
+    /// [`axis::MAX_SWEEP_WORKLOADS`].
+    fn expand(&self) -> Result<Vec<Workload>>;
+    /// The parameter charts put on x: the first with more than one value.
+    fn swept(&self) -> Option<Param>;
+    /// Implementations to run at every point (`default`, `all` or names; empty = default),
+    /// resolved per backend by the plan.
+    fn implementations(&self) -> &[String];
 }
 
 impl Workload {
@@ -156,6 +173,11 @@ impl Workload {
     /// See [`WorkloadKind::axis_value`].
     pub fn axis_value(&self, axis: Param) -> Option<u64> {
         each_kind!(self, s => s.axis_value(axis))
+    }
+
+    /// See [`WorkloadKind::sweep_params`].
+    pub fn sweep_params(&self) -> &'static [Param] {
+        each_kind!(self, s => s.sweep_params())
     }
 }
 
