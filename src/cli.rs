@@ -12,7 +12,9 @@ use crate::measure::MeasureConfig;
 use crate::plan::{self, ImplSelect};
 use crate::runner::{self, Settings};
 use crate::units::Bytes;
-use crate::workload::{AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
+use crate::workload::{
+    AttentionAxes, Axis, BLayout, KindAxes, MatmulAxes, MemOp, MemoryAxes, Workload,
+};
 use anyhow::{bail, Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::io::Write;
@@ -177,40 +179,94 @@ pub enum BenchCommand {
     Memory(MemoryArgs),
 }
 
-#[derive(Args, Debug)]
+/// The flags of `bench matmul` and of `sweep matmul`: one argument set, whose sizes are either
+/// a list of shapes or axes crossed with each other.
+#[derive(Args, Debug, Clone)]
 pub struct MatmulArgs {
-    /// Shapes as MxNxK, comma-separated (e.g. 4096x4096x4096,16x28672x4096).
-    #[arg(long, value_delimiter = ',', required = true, value_parser = parse_shape)]
+    /// Shapes as MxNxK, comma-separated (e.g. 4096x4096x4096,16x28672x4096); or --m, --n, --k.
+    #[arg(long, value_delimiter = ',', value_parser = parse_shape,
+          required_unless_present_all = ["m", "n", "k"], conflicts_with_all = ["m", "n", "k"])]
     pub shape: Vec<(u64, u64, u64)>,
+    /// M values, crossed with --n and --k: a list (`1,16,64`), a range (`64..1024:64`), powers
+    /// of two (`pow2:1..8192`), or a mix.
+    #[arg(long, value_parser = Axis::parse_count, requires_all = ["n", "k"])]
+    pub m: Option<Axis>,
+    /// N values (as --m).
+    #[arg(long, value_parser = Axis::parse_count, requires_all = ["m", "k"])]
+    pub n: Option<Axis>,
+    /// K values (as --m).
+    #[arg(long, value_parser = Axis::parse_count, requires_all = ["m", "n"])]
+    pub k: Option<Axis>,
     /// Dtypes, comma-separated: f32, tf32, f16, bf16, fp8_e4m3, fp8_e5m2, int8.
     #[arg(long, value_delimiter = ',', default_value = "bf16")]
     pub dtype: Vec<DType>,
-    /// How B is stored: kn (K×N) or nk (N×K, the layout of LLM weights); comma-separated for both.
-    #[arg(long, value_delimiter = ',', default_value = "kn")]
+    /// How B is stored: kn (K×N) or nk (N×K, the layout of LLM weights); comma-separated for
+    /// both. Default: kn for bench, nk for sweep.
+    #[arg(long, value_delimiter = ',')]
     pub layout: Vec<BLayout>,
     /// Implementations: `default` (vendor reference plus the best own kernel), `all`, or names.
     #[arg(long = "impl", value_delimiter = ',')]
     pub implementation: Vec<String>,
 }
 
-#[derive(Args, Debug)]
+impl MatmulArgs {
+    /// One set of axes per listed shape (so shapes stay the outer loop, as a bench has always
+    /// run them), or one over the --m, --n, --k axes.
+    fn axes(self, default_layout: BLayout) -> Vec<MatmulAxes> {
+        let layout = if self.layout.is_empty() {
+            vec![default_layout]
+        } else {
+            self.layout
+        };
+        let point = |m, n, k| MatmulAxes {
+            m,
+            n,
+            k,
+            dtype: self.dtype.clone(),
+            layout: layout.clone(),
+            implementation: self.implementation.clone(),
+        };
+        match (self.m, self.n, self.k) {
+            (Some(m), Some(n), Some(k)) => vec![point(m, n, k)],
+            _ => self
+                .shape
+                .iter()
+                .map(|&(m, n, k)| point(Axis::one(m), Axis::one(n), Axis::one(k)))
+                .collect(),
+        }
+    }
+
+    fn sweep_axes(self) -> Result<MatmulAxes, clap::Error> {
+        let mut all = self.axes(BLayout::Nk);
+        if all.len() != 1 {
+            return Err(usage_error(
+                "a sweep crosses --m, --n and --k; several --shape values are a bench",
+            ));
+        }
+        Ok(all.remove(0))
+    }
+}
+
+/// The flags of `bench attention` and of `sweep attention`.
+#[derive(Args, Debug, Clone)]
 pub struct AttentionArgs {
-    #[arg(long, default_value_t = 1)]
-    pub batch: u64,
+    #[arg(long, value_parser = Axis::parse_count, default_value = "1")]
+    pub batch: Axis,
     /// Query heads.
-    #[arg(long, default_value_t = 32)]
-    pub heads: u64,
-    /// Key/value heads (must divide --heads; fewer than --heads is GQA, 1 is MQA). Default: --heads.
-    #[arg(long)]
-    pub kv_heads: Option<u64>,
+    #[arg(long, value_parser = Axis::parse_count, default_value = "32")]
+    pub heads: Axis,
+    /// Key/value heads (each must divide every --heads value; fewer than --heads is GQA, 1 is
+    /// MQA). Default: --heads.
+    #[arg(long, value_parser = Axis::parse_count)]
+    pub kv_heads: Option<Axis>,
     /// Query length (1 for decode).
-    #[arg(long)]
-    pub seq: u64,
+    #[arg(long, value_parser = Axis::parse_count)]
+    pub seq: Axis,
     /// Key/value length. Default: --seq.
-    #[arg(long)]
-    pub kv_seq: Option<u64>,
-    #[arg(long, default_value_t = 128)]
-    pub head_dim: u64,
+    #[arg(long, value_parser = Axis::parse_count)]
+    pub kv_seq: Option<Axis>,
+    #[arg(long, value_parser = Axis::parse_count, default_value = "128")]
+    pub head_dim: Axis,
     /// Causal mask, queries aligned to the end of the keys (as in decode).
     #[arg(long)]
     pub causal: bool,
@@ -221,17 +277,108 @@ pub struct AttentionArgs {
     pub implementation: Vec<String>,
 }
 
-#[derive(Args, Debug)]
+impl AttentionArgs {
+    fn sweep_axes(self) -> Result<AttentionAxes, clap::Error> {
+        Ok(AttentionAxes {
+            batch: self.batch,
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            seq: self.seq,
+            kv_seq: self.kv_seq,
+            head_dim: self.head_dim,
+            causal: self.causal,
+            dtype: self.dtype,
+            implementation: self.implementation,
+        })
+    }
+}
+
+/// The flags of `bench memory` and of `sweep memory`.
+#[derive(Args, Debug, Clone)]
 pub struct MemoryArgs {
-    /// Bytes per array, comma-separated (e.g. 256MiB,1GiB).
-    #[arg(long, value_delimiter = ',', default_value = "1GiB")]
-    pub size: Vec<Bytes>,
+    /// Bytes per array: sizes with units, lists, ranges, `pow2:1MiB..1GiB` (e.g. 256MiB,1GiB);
+    /// repeatable. Default for bench: 1GiB.
+    #[arg(long, value_parser = Axis::parse_bytes)]
+    pub size: Vec<Axis>,
     /// Operations, comma-separated: copy, read, write, triad.
     #[arg(long, value_delimiter = ',', default_value = "copy")]
     pub op: Vec<MemOp>,
     #[arg(long = "impl", value_delimiter = ',')]
     pub implementation: Vec<String>,
 }
+
+impl MemoryArgs {
+    /// Every --size value, in order, duplicates removed.
+    fn sizes(&self) -> Axis {
+        let mut v: Vec<u64> = Vec::new();
+        for x in self.size.iter().flat_map(|a| &a.0) {
+            if !v.contains(x) {
+                v.push(*x);
+            }
+        }
+        Axis(v)
+    }
+
+    /// One set of axes per size (sizes are a bench's outer loop), 1 GiB when none is given.
+    fn bench_axes(&self) -> Vec<MemoryAxes> {
+        let sizes = if self.size.is_empty() {
+            Axis::one(1 << 30)
+        } else {
+            self.sizes()
+        };
+        sizes
+            .0
+            .into_iter()
+            .map(|b| MemoryAxes {
+                size: Axis::one(b),
+                op: self.op.clone(),
+                implementation: self.implementation.clone(),
+            })
+            .collect()
+    }
+
+    /// `--size` is required for a sweep (see `axes_parse_as!`).
+    fn sweep_axes(self) -> Result<MemoryAxes, clap::Error> {
+        Ok(MemoryAxes {
+            size: self.sizes(),
+            op: self.op,
+            implementation: self.implementation,
+        })
+    }
+}
+
+fn usage_error(msg: &str) -> clap::Error {
+    clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, msg)
+}
+
+/// `sweep <kind>` parses its kind's bench flags into the kind's typed axes: the one argument
+/// set per kind, with clap kept in this layer. `$sweep_only` adjusts a flag for sweeps (a
+/// sweep has no default memory size).
+macro_rules! axes_parse_as {
+    ($axes:ty, $args:ty, $sweep_only:expr) => {
+        impl clap::FromArgMatches for $axes {
+            fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+                <$args as clap::FromArgMatches>::from_arg_matches(m)?.sweep_axes()
+            }
+            fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+                *self = <Self as clap::FromArgMatches>::from_arg_matches(m)?;
+                Ok(())
+            }
+        }
+        impl clap::Args for $axes {
+            fn augment_args(cmd: clap::Command) -> clap::Command {
+                $sweep_only(<$args as clap::Args>::augment_args(cmd))
+            }
+            fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+                $sweep_only(<$args as clap::Args>::augment_args_for_update(cmd))
+            }
+        }
+    };
+}
+axes_parse_as!(MatmulAxes, MatmulArgs, std::convert::identity);
+axes_parse_as!(AttentionAxes, AttentionArgs, std::convert::identity);
+axes_parse_as!(MemoryAxes, MemoryArgs, |c: clap::Command| c
+    .mut_arg("size", |a| a.required(true)));
 
 #[derive(Args, Debug)]
 pub struct StressArgs {
@@ -373,54 +520,28 @@ fn check_numbers(g: &Global) -> Result<()> {
     Ok(())
 }
 
+/// A bench is a sweep whose axes hold single values: each kind's axes expanded in turn.
 fn bench_workloads(b: BenchCommand) -> Result<(Vec<Workload>, Vec<String>, &'static str)> {
-    Ok(match b {
-        BenchCommand::Matmul(a) => {
-            let mut v = Vec::new();
-            for &(m, n, k) in &a.shape {
-                for &dtype in &a.dtype {
-                    for &b_layout in &a.layout {
-                        v.push(Workload::Matmul(MatmulSpec {
-                            m,
-                            n,
-                            k,
-                            dtype,
-                            b_layout,
-                        }));
-                    }
-                }
-            }
-            (v, a.implementation, "bench matmul")
-        }
-        BenchCommand::Attention(a) => {
-            let v = a
-                .dtype
-                .iter()
-                .map(|&dtype| {
-                    Workload::Attention(AttentionSpec {
-                        batch: a.batch,
-                        q_heads: a.heads,
-                        kv_heads: a.kv_heads.unwrap_or(a.heads),
-                        q_len: a.seq,
-                        kv_len: a.kv_seq.unwrap_or(a.seq),
-                        head_dim: a.head_dim,
-                        causal: a.causal,
-                        dtype,
-                    })
-                })
-                .collect();
-            (v, a.implementation, "bench attention")
-        }
-        BenchCommand::Memory(a) => {
-            let mut v = Vec::new();
-            for s in &a.size {
-                for &op in &a.op {
-                    v.push(Workload::Memory(MemorySpec { op, bytes: s.0 }));
-                }
-            }
-            (v, a.implementation, "bench memory")
-        }
-    })
+    let (axes, what): (Vec<Box<dyn KindAxes>>, _) = match b {
+        BenchCommand::Matmul(a) => (boxed(a.axes(BLayout::Kn)), "bench matmul"),
+        BenchCommand::Attention(a) => (boxed(vec![a.sweep_axes()?]), "bench attention"),
+        BenchCommand::Memory(a) => (boxed(a.bench_axes()), "bench memory"),
+    };
+    let mut workloads = Vec::new();
+    for a in &axes {
+        workloads.extend(a.expand()?);
+    }
+    let imps = axes
+        .first()
+        .map(|a| a.implementations().to_vec())
+        .unwrap_or_default();
+    Ok((workloads, imps, what))
+}
+
+fn boxed<A: KindAxes + 'static>(v: Vec<A>) -> Vec<Box<dyn KindAxes>> {
+    v.into_iter()
+        .map(|a| Box::new(a) as Box<dyn KindAxes>)
+        .collect()
 }
 
 fn open_exports(g: &Global) -> Result<Exports> {

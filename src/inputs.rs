@@ -1,13 +1,10 @@
-//! The host inputs of each workload, generated from the run's seed.
+//! The host inputs of each workload, generated from the run's seed. Each kind generates its
+//! own (`WorkloadKind::inputs`); this module owns only the seeding rule.
 
-use crate::dtype::DType;
 use crate::tensor::{splitmix, stable_hash, Tensor};
-use crate::workload::{MemOp, Workload};
+use crate::workload::Workload;
 
-/// The value the memory `write` operation stores.
-pub const WRITE_VALUE: f32 = 1.5;
-/// The scalar of the memory `triad` (a = b + s·c).
-pub const TRIAD_SCALAR: f32 = 3.0;
+pub use crate::workload::{TRIAD_SCALAR, WRITE_VALUE};
 
 /// The seed of one workload's inputs: the run seed mixed with the workload's stable name, so
 /// reordering or filtering workloads never changes another workload's inputs.
@@ -19,36 +16,13 @@ pub fn workload_seed(run_seed: u64, w: &Workload) -> u64 {
 /// matmul `[A (M×K), B (K×N or N×K)]`, attention `[Q, K, V]`, memory copy/read `[src]`,
 /// write `[]`, triad `[b, c]`.
 pub fn generate(w: &Workload, run_seed: u64) -> Vec<Tensor> {
-    let seed = workload_seed(run_seed, w);
-    match w {
-        Workload::Matmul(m) => {
-            let a = Tensor::random("A", vec![m.m as usize, m.k as usize], m.dtype, seed);
-            let b = Tensor::random("B", m.b_shape().to_vec(), m.dtype, splitmix(seed));
-            vec![a, b]
-        }
-        Workload::Attention(a) => {
-            let q = Tensor::random("Q", a.q_shape(), a.dtype, seed);
-            let k = Tensor::random("K", a.kv_shape(), a.dtype, splitmix(seed));
-            let v = Tensor::random("V", a.kv_shape(), a.dtype, splitmix(splitmix(seed)));
-            vec![q, k, v]
-        }
-        Workload::Memory(m) => {
-            let n = m.elements() as usize;
-            match m.op {
-                MemOp::Copy | MemOp::Read => vec![Tensor::random("src", vec![n], DType::F32, seed)],
-                MemOp::Write => vec![],
-                MemOp::Triad => vec![
-                    Tensor::random("b", vec![n], DType::F32, seed),
-                    Tensor::random("c", vec![n], DType::F32, splitmix(seed)),
-                ],
-            }
-        }
-    }
+    w.inputs(workload_seed(run_seed, w))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dtype::DType;
     use crate::workload::MatmulSpec;
 
     #[test]

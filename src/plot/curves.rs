@@ -9,16 +9,6 @@ use crate::workload::Workload;
 use plotters::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Axes that can be swept, per workload kind, in the order they are looked at.
-const AXES: [(&str, &[&str]); 3] = [
-    ("matmul", &["m", "n", "k"]),
-    (
-        "attention",
-        &["seq", "kv_seq", "batch", "heads", "kv_heads", "head_dim"],
-    ),
-    ("memory", &["size"]),
-];
-
 /// The swept axis of a finished run: the first axis (of the first workload kind) that takes
 /// more than one value among the verified results. For `gpuvet report`, which has no flags.
 pub fn infer_axis(report: &Report) -> Option<String> {
@@ -29,8 +19,9 @@ pub fn infer_axis(report: &Report) -> Option<String> {
         .map(|r| &r.workload)
         .collect();
     let kind = valid.first()?.kind();
-    let axes = AXES.iter().find(|(k, _)| *k == kind)?.1;
+    let axes = valid.first()?.sweep_params();
     axes.iter()
+        .map(|a| a.name())
         .find(|a| {
             valid
                 .iter()

@@ -152,15 +152,7 @@ pub struct MetricValue {
 /// The test a workload belongs to, the key of expectations in the GPU database:
 /// `memory.<op>`, `matmul.<dtype>`, `attention.prefill`, `attention.decode`.
 pub fn test_key(w: &Workload) -> String {
-    match w {
-        Workload::Memory(m) => format!("memory.{}", m.op.name()),
-        Workload::Matmul(m) => format!("matmul.{}", m.dtype.name()),
-        // A few query rows is decode (speculative decoding verifies several at once).
-        Workload::Attention(a) if a.q_len <= crate::workload::DECODE_MAX_Q_LEN => {
-            "attention.decode".into()
-        }
-        Workload::Attention(_) => "attention.prefill".into(),
-    }
+    w.test_key()
 }
 
 /// Whether a test is judged by bytes moved (against memory bandwidth) rather than arithmetic.

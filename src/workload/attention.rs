@@ -1,6 +1,10 @@
-use super::checked_product;
+use super::axis::{cross, first_swept, Axis, Param};
+use super::{
+    checked_product, collect_checked, KindAxes, Metric, Workload, WorkloadKind, DECODE_MAX_Q_LEN,
+};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::tensor::{splitmix, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Attention forward: O = softmax(Q·Kᵀ/√D [+ causal mask]) · V per (batch, q head).
@@ -136,6 +140,148 @@ impl AttentionSpec {
         )?;
         checked_product(what, &[self.batch, self.q_heads, self.q_len, self.kv_len])?;
         Ok(())
+    }
+}
+
+/// The sweep parameters of attention, in the order charts look at them: query length first,
+/// then KV length, then the rest.
+const ATTENTION_PARAMS: [Param; 6] = [
+    Param::Seq,
+    Param::KvSeq,
+    Param::Batch,
+    Param::Heads,
+    Param::KvHeads,
+    Param::HeadDim,
+];
+
+impl WorkloadKind for AttentionSpec {
+    fn kind(&self) -> &'static str {
+        "attention"
+    }
+    fn result_dtype(&self) -> DType {
+        self.dtype
+    }
+    fn buffer_bytes(&self) -> u64 {
+        self.bytes()
+    }
+    /// Decode (a handful of query rows) reads the whole KV cache for few FLOPs: bandwidth-bound.
+    fn metric(&self) -> Metric {
+        if self.q_len <= DECODE_MAX_Q_LEN {
+            Metric::Bytes
+        } else {
+            Metric::Flops
+        }
+    }
+    fn test_key(&self) -> String {
+        // A few query rows is decode (speculative decoding verifies several at once).
+        if self.q_len <= DECODE_MAX_Q_LEN {
+            "attention.decode".into()
+        } else {
+            "attention.prefill".into()
+        }
+    }
+    /// `[Q, K, V]`.
+    fn inputs(&self, seed: u64) -> Vec<Tensor> {
+        let q = Tensor::random("Q", self.q_shape(), self.dtype, seed);
+        let k = Tensor::random("K", self.kv_shape(), self.dtype, splitmix(seed));
+        let v = Tensor::random("V", self.kv_shape(), self.dtype, splitmix(splitmix(seed)));
+        vec![q, k, v]
+    }
+    fn output_len(&self) -> usize {
+        (self.batch * self.q_heads * self.q_len * self.head_dim) as usize
+    }
+    fn params(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("dtype", self.dtype.name().into()),
+            ("batch", self.batch.to_string()),
+            ("heads", self.q_heads.to_string()),
+            ("kv_heads", self.kv_heads.to_string()),
+            ("seq", self.q_len.to_string()),
+            ("kv_seq", self.kv_len.to_string()),
+            ("head_dim", self.head_dim.to_string()),
+            ("causal", self.causal.to_string()),
+        ]
+    }
+    fn axis_value(&self, axis: Param) -> Option<u64> {
+        Some(match axis {
+            Param::Batch => self.batch,
+            Param::Heads => self.q_heads,
+            Param::KvHeads => self.kv_heads,
+            Param::Seq => self.q_len,
+            Param::KvSeq => self.kv_len,
+            Param::HeadDim => self.head_dim,
+            _ => return None,
+        })
+    }
+    fn sweep_params(&self) -> &'static [Param] {
+        &ATTENTION_PARAMS
+    }
+}
+
+/// The axes of an attention sweep, expanded in field order (dtype outermost, head dim
+/// fastest). KV heads and KV length default, point by point, to the query's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionAxes {
+    pub batch: Axis,
+    /// Query heads.
+    pub heads: Axis,
+    /// `None`: as many as the query heads (no GQA).
+    pub kv_heads: Option<Axis>,
+    /// Query length (1 is decode).
+    pub seq: Axis,
+    /// `None`: the query length.
+    pub kv_seq: Option<Axis>,
+    pub head_dim: Axis,
+    pub causal: bool,
+    pub dtype: Vec<DType>,
+    /// Implementations to run at every point (empty = default).
+    pub implementation: Vec<String>,
+}
+
+impl KindAxes for AttentionAxes {
+    fn expand(&self) -> Result<Vec<Workload>> {
+        let len = |a: &Option<Axis>| a.as_ref().map_or(1, |a| a.0.len());
+        // Defaulted axes take their value from the axis they follow.
+        let pick =
+            |a: &Option<Axis>, i: usize, default: u64| a.as_ref().map_or(default, |a| a.0[i]);
+        let lens = [
+            self.dtype.len(),
+            self.batch.0.len(),
+            self.heads.0.len(),
+            len(&self.kv_heads),
+            self.seq.0.len(),
+            len(&self.kv_seq),
+            self.head_dim.0.len(),
+        ];
+        collect_checked(cross(&lens).map(|ix| {
+            let (q_heads, q_len) = (self.heads.0[ix[2]], self.seq.0[ix[4]]);
+            Workload::Attention(AttentionSpec {
+                dtype: self.dtype[ix[0]],
+                batch: self.batch.0[ix[1]],
+                q_heads,
+                kv_heads: pick(&self.kv_heads, ix[3], q_heads),
+                q_len,
+                kv_len: pick(&self.kv_seq, ix[5], q_len),
+                head_dim: self.head_dim.0[ix[6]],
+                causal: self.causal,
+            })
+        }))
+    }
+
+    fn swept(&self) -> Option<Param> {
+        let len = |a: &Option<Axis>| a.as_ref().map_or(1, |a| a.0.len());
+        first_swept(&ATTENTION_PARAMS, |p| match p {
+            Param::Seq => self.seq.0.len(),
+            Param::KvSeq => len(&self.kv_seq),
+            Param::Batch => self.batch.0.len(),
+            Param::Heads => self.heads.0.len(),
+            Param::KvHeads => len(&self.kv_heads),
+            _ => self.head_dim.0.len(),
+        })
+    }
+
+    fn implementations(&self) -> &[String] {
+        &self.implementation
     }
 }
 

@@ -1,6 +1,8 @@
-use super::checked_product;
+use super::axis::{cross, first_swept, Axis, Param};
+use super::{checked_product, collect_checked, KindAxes, Workload, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::tensor::{splitmix, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// How B is stored.
@@ -97,6 +99,105 @@ impl MatmulSpec {
         checked_product(&what, &[self.k, self.n])?;
         checked_product(&what, &[self.m, self.n])?;
         Ok(())
+    }
+}
+
+/// The sweep parameters of a matmul, in the order charts look at them.
+const MATMUL_PARAMS: [Param; 3] = [Param::M, Param::N, Param::K];
+
+impl WorkloadKind for MatmulSpec {
+    fn kind(&self) -> &'static str {
+        "matmul"
+    }
+    fn result_dtype(&self) -> DType {
+        self.dtype
+    }
+    fn buffer_bytes(&self) -> u64 {
+        self.bytes()
+    }
+    fn test_key(&self) -> String {
+        format!("matmul.{}", self.dtype.name())
+    }
+    /// `[A (M×K), B (K×N or N×K)]`.
+    fn inputs(&self, seed: u64) -> Vec<Tensor> {
+        let a = Tensor::random(
+            "A",
+            vec![self.m as usize, self.k as usize],
+            self.dtype,
+            seed,
+        );
+        let b = Tensor::random("B", self.b_shape().to_vec(), self.dtype, splitmix(seed));
+        vec![a, b]
+    }
+    fn output_len(&self) -> usize {
+        (self.m * self.n) as usize
+    }
+    fn params(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("dtype", self.dtype.name().into()),
+            ("layout", self.b_layout.name().into()),
+            ("m", self.m.to_string()),
+            ("n", self.n.to_string()),
+            ("k", self.k.to_string()),
+        ]
+    }
+    fn axis_value(&self, axis: Param) -> Option<u64> {
+        match axis {
+            Param::M => Some(self.m),
+            Param::N => Some(self.n),
+            Param::K => Some(self.k),
+            _ => None,
+        }
+    }
+    fn sweep_params(&self) -> &'static [Param] {
+        &MATMUL_PARAMS
+    }
+}
+
+/// The axes of a matmul sweep (a bench is one whose axes hold one value each). Expanded in
+/// field order: dtype outermost, K fastest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatmulAxes {
+    pub m: Axis,
+    pub n: Axis,
+    pub k: Axis,
+    pub dtype: Vec<DType>,
+    pub layout: Vec<BLayout>,
+    /// Implementations to run at every point (`default`, `all` or names; empty = default),
+    /// resolved per backend by the plan.
+    pub implementation: Vec<String>,
+}
+
+impl KindAxes for MatmulAxes {
+    fn expand(&self) -> Result<Vec<Workload>> {
+        let lens = [
+            self.dtype.len(),
+            self.layout.len(),
+            self.m.0.len(),
+            self.n.0.len(),
+            self.k.0.len(),
+        ];
+        collect_checked(cross(&lens).map(|ix| {
+            Workload::Matmul(MatmulSpec {
+                dtype: self.dtype[ix[0]],
+                b_layout: self.layout[ix[1]],
+                m: self.m.0[ix[2]],
+                n: self.n.0[ix[3]],
+                k: self.k.0[ix[4]],
+            })
+        }))
+    }
+
+    fn swept(&self) -> Option<Param> {
+        first_swept(&MATMUL_PARAMS, |p| match p {
+            Param::M => self.m.0.len(),
+            Param::N => self.n.0.len(),
+            _ => self.k.0.len(),
+        })
+    }
+
+    fn implementations(&self) -> &[String] {
+        &self.implementation
     }
 }
 

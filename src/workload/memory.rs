@@ -1,6 +1,15 @@
+use super::axis::{cross, first_swept, Axis, Param};
+use super::{collect_checked, KindAxes, Metric, Workload, WorkloadKind};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::tensor::{splitmix, Tensor};
 use crate::units::Bytes;
 use serde::{Deserialize, Serialize};
+
+/// The value the memory `write` operation stores.
+pub const WRITE_VALUE: f32 = 1.5;
+/// The scalar of the memory `triad` (a = b + s·c).
+pub const TRIAD_SCALAR: f32 = 3.0;
 
 /// A streaming memory operation over f32 arrays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -75,6 +84,11 @@ impl MemorySpec {
         self.op.arrays() * self.elements() * 4
     }
 
+    /// A stream does no arithmetic worth counting.
+    pub fn flops(&self) -> f64 {
+        0.0
+    }
+
     pub fn footprint(&self) -> u64 {
         self.bytes()
     }
@@ -93,6 +107,83 @@ impl MemorySpec {
             )));
         }
         Ok(())
+    }
+}
+
+impl WorkloadKind for MemorySpec {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+    fn buffer_bytes(&self) -> u64 {
+        self.footprint()
+    }
+    fn result_dtype(&self) -> DType {
+        DType::F32
+    }
+    fn metric(&self) -> Metric {
+        Metric::Bytes
+    }
+    fn test_key(&self) -> String {
+        format!("memory.{}", self.op.name())
+    }
+    /// copy/read `[src]`, write `[]`, triad `[b, c]`.
+    fn inputs(&self, seed: u64) -> Vec<Tensor> {
+        let n = self.elements() as usize;
+        match self.op {
+            MemOp::Copy | MemOp::Read => vec![Tensor::random("src", vec![n], DType::F32, seed)],
+            MemOp::Write => vec![],
+            MemOp::Triad => vec![
+                Tensor::random("b", vec![n], DType::F32, seed),
+                Tensor::random("c", vec![n], DType::F32, splitmix(seed)),
+            ],
+        }
+    }
+    fn output_len(&self) -> usize {
+        match self.op {
+            MemOp::Read => 1,
+            _ => self.elements() as usize,
+        }
+    }
+    fn params(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("op", self.op.name().into()),
+            ("size", Bytes(self.bytes).to_string()),
+        ]
+    }
+    fn axis_value(&self, axis: Param) -> Option<u64> {
+        (axis == Param::Size).then_some(self.bytes)
+    }
+    fn sweep_params(&self) -> &'static [Param] {
+        &[Param::Size]
+    }
+}
+
+/// The axes of a memory sweep, expanded op outermost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryAxes {
+    /// Bytes per array.
+    pub size: Axis,
+    pub op: Vec<MemOp>,
+    /// Implementations to run at every point (empty = default).
+    pub implementation: Vec<String>,
+}
+
+impl KindAxes for MemoryAxes {
+    fn expand(&self) -> Result<Vec<Workload>> {
+        collect_checked(cross(&[self.op.len(), self.size.0.len()]).map(|ix| {
+            Workload::Memory(MemorySpec {
+                op: self.op[ix[0]],
+                bytes: self.size.0[ix[1]],
+            })
+        }))
+    }
+
+    fn swept(&self) -> Option<Param> {
+        first_swept(&[Param::Size], |_| self.size.0.len())
+    }
+
+    fn implementations(&self) -> &[String] {
+        &self.implementation
     }
 }
 

@@ -1,0 +1,229 @@
+//! Sweep axes as typed data: the values one parameter takes, and the one cross product every
+//! workload kind expands its axes with.
+//!
+//! Every axis takes a comma-separated list whose items are single values, arithmetic ranges or
+//! powers of two, mixed freely: `1,16,64`, `64..1024:64` (64 to 1024 in steps of 64, both ends
+//! included when the step lands on them), `pow2:1..8192` (1, 2, 4, … 8192). Memory sizes take
+//! byte units (`pow2:1MiB..1GiB`).
+
+use crate::units::Bytes;
+use std::str::FromStr;
+
+/// Most values one axis may expand to, and most workloads one sweep may make: past these a
+/// typo (`1..100000000`) would plan for hours.
+pub const MAX_AXIS_VALUES: usize = 4096;
+pub const MAX_SWEEP_WORKLOADS: usize = 10_000;
+
+/// The values of one axis, in the order given, duplicates removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Axis(pub Vec<u64>);
+
+impl Axis {
+    /// An axis of one value.
+    pub fn one(v: u64) -> Axis {
+        Axis(vec![v])
+    }
+
+    /// Parses an axis whose values are plain whole numbers.
+    pub fn parse_count(s: &str) -> std::result::Result<Axis, String> {
+        parse_axis(s, &|t| {
+            t.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("`{t}` is not a whole number"))
+        })
+    }
+
+    /// Parses an axis whose values are byte sizes (`4096`, `256MiB`, `1GiB`).
+    pub fn parse_bytes(s: &str) -> std::result::Result<Axis, String> {
+        parse_axis(s, &|t| Bytes::from_str(t.trim()).map(|b| b.0))
+    }
+}
+
+impl FromStr for Axis {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Axis, String> {
+        Axis::parse_count(s)
+    }
+}
+
+fn parse_axis(
+    s: &str,
+    value: &dyn Fn(&str) -> std::result::Result<u64, String>,
+) -> std::result::Result<Axis, String> {
+    let mut out: Vec<u64> = Vec::new();
+    for item in s.split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            return Err(format!("`{s}` has an empty item"));
+        }
+        let vals = if let Some(rest) = item.strip_prefix("pow2:") {
+            let (a, b) = split_range(rest, item)?;
+            let (lo, hi) = (value(a)?, value(b)?);
+            check_order(lo, hi, item)?;
+            let mut p = lo.next_power_of_two();
+            let mut v = Vec::new();
+            while p <= hi {
+                v.push(p);
+                match p.checked_mul(2) {
+                    Some(n) => p = n,
+                    None => break,
+                }
+            }
+            if v.is_empty() {
+                return Err(format!("`{item}` holds no power of two"));
+            }
+            v
+        } else if item.contains("..") {
+            let (range, step) = match item.split_once(':') {
+                Some((r, st)) => (r, value(st)?),
+                None => (item, 1),
+            };
+            if step == 0 {
+                return Err(format!("`{item}`: the step must be at least 1"));
+            }
+            let (a, b) = split_range(range, item)?;
+            let (lo, hi) = (value(a)?, value(b)?);
+            check_order(lo, hi, item)?;
+            let count = (hi - lo) / step + 1;
+            if count as usize > MAX_AXIS_VALUES {
+                return Err(format!(
+                    "`{item}` makes {count} values; at most {MAX_AXIS_VALUES} per axis"
+                ));
+            }
+            (0..count).map(|i| lo + i * step).collect()
+        } else {
+            vec![value(item)?]
+        };
+        for v in vals {
+            if v == 0 {
+                return Err(format!("`{item}`: values must be at least 1"));
+            }
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        }
+        if out.len() > MAX_AXIS_VALUES {
+            return Err(format!("`{s}` makes more than {MAX_AXIS_VALUES} values"));
+        }
+    }
+    Ok(Axis(out))
+}
+
+fn split_range<'a>(r: &'a str, item: &str) -> std::result::Result<(&'a str, &'a str), String> {
+    r.split_once("..")
+        .filter(|(a, b)| !a.trim().is_empty() && !b.trim().is_empty())
+        .ok_or_else(|| format!("`{item}` is not a range (e.g. 64..1024:64 or pow2:1..8192)"))
+}
+
+fn check_order(lo: u64, hi: u64, item: &str) -> std::result::Result<(), String> {
+    if lo > hi {
+        return Err(format!("`{item}`: the range runs backwards"));
+    }
+    Ok(())
+}
+
+/// A numeric parameter a sweep can put on a chart's x axis. Each kind names its own in
+/// [`super::WorkloadKind::axis_value`]; the spelling is the flag's (`kv_seq` for `--kv-seq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Param {
+    M,
+    N,
+    K,
+    Batch,
+    Heads,
+    KvHeads,
+    Seq,
+    KvSeq,
+    HeadDim,
+    Size,
+}
+
+impl Param {
+    pub const ALL: [Param; 10] = [
+        Param::M,
+        Param::N,
+        Param::K,
+        Param::Batch,
+        Param::Heads,
+        Param::KvHeads,
+        Param::Seq,
+        Param::KvSeq,
+        Param::HeadDim,
+        Param::Size,
+    ];
+
+    /// The name charts and `sweep::params` label the parameter with.
+    pub fn name(self) -> &'static str {
+        match self {
+            Param::M => "m",
+            Param::N => "n",
+            Param::K => "k",
+            Param::Batch => "batch",
+            Param::Heads => "heads",
+            Param::KvHeads => "kv_heads",
+            Param::Seq => "seq",
+            Param::KvSeq => "kv_seq",
+            Param::HeadDim => "head_dim",
+            Param::Size => "size",
+        }
+    }
+}
+
+impl FromStr for Param {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Param, String> {
+        Param::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("`{s}` is not a sweep axis"))
+    }
+}
+
+/// The first of `params` whose axis has more than one value (`len` counts an axis's values):
+/// the parameter a sweep's charts put on x.
+pub fn first_swept(params: &[Param], len: impl Fn(Param) -> usize) -> Option<Param> {
+    params.iter().copied().find(|&p| len(p) > 1)
+}
+
+/// The cross product of axes of `lens` values each, as index tuples, the first axis outermost
+/// and the last changing fastest (so one series of results comes out together). Lazy, so a
+/// caller can stop at a limit before an oversized product is ever built.
+pub fn cross(lens: &[usize]) -> impl Iterator<Item = Vec<usize>> + '_ {
+    let total = if lens.contains(&0) {
+        0
+    } else {
+        lens.iter().fold(1usize, |p, &n| p.saturating_mul(n))
+    };
+    (0..total).map(move |mut i| {
+        let mut ix = vec![0; lens.len()];
+        for (slot, &n) in ix.iter_mut().zip(lens).rev() {
+            *slot = i % n;
+            i /= n;
+        }
+        ix
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_runs_the_last_axis_fastest() {
+        let all: Vec<Vec<usize>> = cross(&[2, 1, 3]).collect();
+        assert_eq!(all.len(), 6);
+        assert_eq!(all[0], vec![0, 0, 0]);
+        assert_eq!(all[1], vec![0, 0, 1]);
+        assert_eq!(all[3], vec![1, 0, 0]);
+        assert_eq!(cross(&[2, 0]).count(), 0);
+        assert_eq!(cross(&[]).count(), 1);
+    }
+
+    #[test]
+    fn params_round_trip() {
+        for p in Param::ALL {
+            assert_eq!(p.name().parse::<Param>(), Ok(p));
+        }
+        assert!("dtype".parse::<Param>().is_err());
+    }
+}
