@@ -15,7 +15,6 @@ use crate::units::Bytes;
 use crate::workload::{AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
 use anyhow::{bail, Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -670,11 +669,7 @@ fn install_ctrlc(stop: Arc<AtomicBool>) {
 
 /// Prints to stdout; a closed pipe (`gpuvet | head`) is not an error.
 fn print_stdout(text: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.context("writing to stdout"),
-    }
+    crate::output::write_stdout(text).context("writing to stdout")
 }
 
 fn info(g: &Global) -> Result<i32> {

@@ -8,8 +8,7 @@
 use crate::report::{Report, ResultRecord};
 use crate::units::{seconds, si};
 use anyhow::{bail, Context, Result};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// An output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +50,7 @@ impl Exports {
             if p.is_dir() {
                 bail!("{} is a directory; give a file path", p.display());
             }
-            let dir = parent_dir(&p);
+            let dir = crate::output::parent_dir(&p);
             // Creating (and dropping) a temp file proves the directory takes new files.
             tempfile::NamedTempFile::new_in(&dir).with_context(|| {
                 format!(
@@ -85,47 +84,14 @@ impl Exports {
     pub fn write_stdout(&self, report: &Report) -> Result<()> {
         for (fmt, t) in &self.targets {
             if *t == Target::Stdout {
-                let text = render(*fmt, report)?;
-                let mut out = std::io::stdout().lock();
-                match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-                    other => other?,
-                }
+                crate::output::write_stdout(&render(*fmt, report)?)?;
             }
         }
         Ok(())
     }
 }
 
-fn parent_dir(p: &Path) -> PathBuf {
-    match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Writes `bytes` to `path` through a temp file in the same directory and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = tempfile::NamedTempFile::new_in(parent_dir(path))?;
-    readable_by_all(tmp.as_file())?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-/// Temp files are created 0600; results and reports are meant to be shared, like any file the
-/// user's shell would create.
-pub fn readable_by_all(f: &std::fs::File) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
-    #[cfg(not(unix))]
-    let _ = f;
-    Ok(())
-}
+pub use crate::output::{readable_by_all, write_atomic};
 
 /// One format's text for `report`.
 pub fn render(fmt: Format, report: &Report) -> Result<String> {

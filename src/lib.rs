@@ -28,6 +28,7 @@ pub mod html;
 pub mod inputs;
 pub mod measure;
 pub mod npy;
+pub mod output;
 pub mod plan;
 pub mod plot;
 pub mod report;

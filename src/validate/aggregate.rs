@@ -558,21 +558,12 @@ pub fn run_aggregate(args: &AggregateArgs, color: bool) -> anyhow::Result<i32> {
     )?;
     match &args.output {
         Some(p) => write_file(p, &text)?,
-        None => {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            if let Err(e) = out.write_all(text.as_bytes()) {
-                // A closed pipe (`| head`) is not a failure.
-                if e.kind() != std::io::ErrorKind::BrokenPipe {
-                    return Err(e.into());
-                }
-            }
-        }
+        None => crate::output::write_stdout(&text)?,
     }
     Ok(if summary.drain.is_empty() { 0 } else { 1 })
 }
 
 fn write_file(p: &Path, text: &str) -> anyhow::Result<()> {
-    std::fs::write(p, text)
+    crate::output::write_atomic(p, text.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write fleet view to {}: {e}", p.display()))
 }
