@@ -774,29 +774,7 @@ fn list(g: &Global, a: &ListArgs) -> Result<i32> {
         return Ok(0);
     }
     if a.skus {
-        let db = crate::gpudb::database()?;
-        let mut text = format!(
-            "{:<18} {:<32} {:>4} {:>5} {:>9} {:>10} {:>13}\n",
-            "id", "name", "cc", "SMs", "memory", "bandwidth", "16-bit dense"
-        );
-        for id in crate::gpudb::ids() {
-            if let Some(s) = db.by_id(&id) {
-                text.push_str(&format!(
-                    "{:<18} {:<32} {:>4} {:>5} {:>5} GiB {:>10} {:>13}\n",
-                    s.id,
-                    s.name,
-                    s.compute_capability,
-                    s.sms,
-                    s.memory_gib,
-                    crate::units::si(s.memory_bandwidth(), "B/s"),
-                    s.peak("bf16")
-                        .or_else(|| s.peak("f16"))
-                        .map(|p| crate::units::si(p, "FLOP/s"))
-                        .unwrap_or_else(|| "—".into())
-                ));
-            }
-        }
-        print_stdout(&text)?;
+        print_stdout(&crate::gpudb::skus_table(crate::term::stdout_color())?)?;
         return Ok(0);
     }
     let mut text = String::new();

@@ -176,6 +176,12 @@ fn to_csv(report: &Report) -> Result<String> {
     Ok(String::from_utf8(w.into_inner()?)?)
 }
 
+/// Escapes text for one markdown table cell or list item: a `|` would end the cell and a
+/// newline the row, so the first is escaped and the second kept as an HTML line break.
+pub fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', "<br>")
+}
+
 /// The headline figure of a result as text (`—` when it has none).
 pub fn throughput_text(r: &ResultRecord) -> String {
     match &r.throughput {

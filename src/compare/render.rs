@@ -5,6 +5,7 @@
 //! the exit status.
 
 use super::{Comparison, FailOn, ResultComparison, Verdict};
+use crate::export::md_cell as md;
 use crate::units::seconds;
 use comfy_table::{presets, Cell, CellAlignment, Color, ContentArrangement, Table};
 use std::fmt::Write;
@@ -196,11 +197,6 @@ fn new_table(color: bool) -> Table {
         t.enforce_styling();
     }
     t
-}
-
-/// Escapes text for a markdown table cell.
-fn md(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
 }
 
 /// The pull-request form: GitHub-flavoured markdown, no colour, stable for snapshots.

@@ -7,6 +7,7 @@
 use super::verdict::{median, Verdict};
 use super::{GpuVerdict, NodeVerdict};
 use crate::error::{Error, Result};
+use crate::export::md_cell as md;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -393,10 +394,6 @@ pub fn render_table(s: &FleetSummary, color: bool) -> String {
     out.push_str(&headline(s));
     out.push('\n');
     out
-}
-
-fn md(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', "<br>")
 }
 
 /// Markdown: the same three tables, for a wiki page or a ticket.
