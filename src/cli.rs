@@ -137,7 +137,7 @@ pub enum Command {
     Stress(StressArgs),
     /// Is this node's GPU what it claims and healthy? Identity, speed against the SKU, peers,
     /// health telemetry and correctness: PASS / WARN / FAIL, exit 0 / 1 / 2.
-    Validate(crate::validate::ValidateArgs),
+    Validate(ValidateArgs),
     /// Join per-node verdict files (from `validate --verdict`) into a fleet view.
     Aggregate(crate::validate::AggregateArgs),
     /// Compare two reports: a verdict per result from both runs' samples; exit 1 on a confirmed
@@ -270,6 +270,95 @@ pub struct ListArgs {
     /// List the GPU models in the database (ids for `validate --expect`) with their peaks.
     #[arg(long, conflicts_with = "kernels")]
     pub skus: bool,
+}
+
+/// Flags of `gpuvet validate`.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct ValidateArgs {
+    /// Judge every GPU against this SKU instead of the one it reports (what you paid for, e.g.
+    /// h100-sxm). An unknown id is refused with the list of known ones.
+    #[arg(long, value_name = "SKU", value_parser = parse_sku)]
+    pub expect: Option<String>,
+    /// Quick suite, one pass, under 2 minutes per node (the default).
+    #[arg(long, conflicts_with = "duration")]
+    pub quick: bool,
+    /// Soak: run the suite (with larger shapes) for this long, e.g. `30m`, to catch GPUs that
+    /// degrade as they heat up.
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// A figure this many percent below the SKU's achievable expectation is a WARN; twice as
+    /// far, a FAIL.
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0, value_parser = parse_pct)]
+    pub tolerance: f64,
+    /// A GPU this many percent below the median of its peers on the node is a straggler (FAIL).
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0, value_parser = parse_pct)]
+    pub straggler_pct: f64,
+    /// Write the node verdict as JSON to PATH (`-` for stdout): what a scheduler or
+    /// `gpuvet aggregate` reads.
+    #[arg(long, value_name = "PATH|-")]
+    pub verdict: Option<String>,
+    /// Exit 1 on WARN too, not only on FAIL.
+    #[arg(long)]
+    pub fail_on_warn: bool,
+    /// Validate on the CPU backend (for testing the pipeline, e.g. a Slurm setup, without a GPU).
+    #[arg(long, hide = true)]
+    pub allow_cpu: bool,
+}
+
+impl Default for ValidateArgs {
+    fn default() -> Self {
+        ValidateArgs {
+            expect: None,
+            quick: false,
+            duration: None,
+            tolerance: 10.0,
+            straggler_pct: 10.0,
+            verdict: None,
+            fail_on_warn: false,
+            allow_cpu: false,
+        }
+    }
+}
+
+impl ValidateArgs {
+    /// Quick mode unless a soak duration was given.
+    pub fn is_quick(&self) -> bool {
+        self.duration.is_none()
+    }
+}
+
+fn parse_sku(s: &str) -> Result<String, String> {
+    match crate::gpudb::by_id(s) {
+        Some(sku) => Ok(sku.id),
+        None => Err(format!(
+            "unknown SKU `{s}`; known: {}",
+            crate::gpudb::ids().join(", ")
+        )),
+    }
+}
+
+fn parse_pct(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{s}` is not a percentage"))?;
+    if !(v > 0.0 && v < 100.0) {
+        return Err(format!("{v} is not a percentage between 0 and 100"));
+    }
+    Ok(v)
+}
+
+impl From<&ValidateArgs> for crate::validate::JudgeOptions {
+    fn from(a: &ValidateArgs) -> Self {
+        crate::validate::JudgeOptions {
+            expect: a.expect.clone(),
+            duration: a.duration,
+            tolerance_pct: a.tolerance,
+            straggler_pct: a.straggler_pct,
+            fail_on_warn: a.fail_on_warn,
+        }
+    }
 }
 
 fn parse_shape(s: &str) -> Result<(u64, u64, u64), String> {
@@ -1040,4 +1129,17 @@ fn validate(g: &Global, a: &crate::validate::ValidateArgs) -> Result<i32> {
         None => {}
     }
     Ok(verdict.exit_code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_flags_parse() {
+        assert_eq!(parse_sku("H100-SXM").unwrap(), "h100-sxm");
+        assert!(parse_sku("h100-sxm6").unwrap_err().contains("h200-sxm"));
+        assert_eq!(parse_pct("12.5%").unwrap(), 12.5);
+        assert!(parse_pct("0").is_err() && parse_pct("x").is_err());
+    }
 }
