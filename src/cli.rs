@@ -5,19 +5,15 @@
 //! (`--json -`); the human table goes to stdout otherwise, and to stderr when stdout carries a
 //! machine format. Progress and notices go to stderr.
 
-use crate::backend::{self, BackendChoice, BackendKind};
+use crate::backend::BackendChoice;
+use crate::commands;
 use crate::dtype::DType;
-use crate::export::{Exports, Format};
 use crate::measure::MeasureConfig;
-use crate::plan::{self, ImplSelect};
-use crate::runner::{self, Settings};
 use crate::units::Bytes;
 use crate::workload::{AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
 use anyhow::{bail, Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// The default `--seed`: fixed, so two runs see the same inputs unless asked otherwise.
 pub const DEFAULT_SEED: u64 = 20261128;
@@ -398,43 +394,121 @@ fn run(cli: Cli) -> Result<i32> {
     check_numbers(&g)?;
     if g.threads > 0 {
         // Verification and input generation use the global pool; size it as asked.
-        let _ = rayon::ThreadPoolBuilder::new()
+        rayon::ThreadPoolBuilder::new()
             .num_threads(g.threads)
-            .build_global();
+            .build_global()
+            .context("sizing the thread pool")?;
     }
+    let opts = g.options();
     match cli.command {
-        None | Some(Command::Run) => Ok(measure_workloads(&g, None, &[], "run", None)?.code),
+        None | Some(Command::Run) => measure(&opts, None, Vec::new(), "run", None),
         Some(Command::Bench(b)) => {
             let (workloads, imps, what) = bench_workloads(b)?;
-            Ok(measure_workloads(&g, Some(workloads), &imps, what, None)?.code)
+            measure(&opts, Some(workloads), imps, what, None)
         }
         Some(Command::Sweep(a)) => {
             let workloads = crate::sweep::sweep_workloads(&a)?;
             let axis = crate::sweep::swept_axis(&a);
-            Ok(measure_workloads(
-                &g,
-                Some(workloads),
-                a.implementations(),
-                a.command(),
-                axis.as_deref(),
-            )?
-            .code)
+            let imps = a.implementations().to_vec();
+            measure(&opts, Some(workloads), imps, a.command(), axis)
         }
-        Some(Command::Suite(SuiteCommand::Llm(a))) => suite_llm(&g, &a),
+        Some(Command::Suite(SuiteCommand::Llm(a))) => {
+            commands::run::suite_llm(&opts, &a.suite, a.estimate_json.as_deref())
+        }
         Some(Command::Report(a)) => crate::html::run_report(&a),
-        Some(Command::Info) => info(&g),
-        Some(Command::Stress(a)) => stress(&g, &a),
-        Some(Command::Validate(a)) => validate(&g, &a),
+        Some(Command::Info) => commands::info::info(&opts),
+        Some(Command::Stress(a)) => commands::stress::stress(&opts, &a.options()),
+        Some(Command::Validate(a)) => commands::validate::validate(&opts, &a.options()),
         Some(Command::Aggregate(a)) => {
             crate::validate::run_aggregate(&a, crate::term::stdout_color())
         }
         Some(Command::Compare(a)) => crate::compare::run(&a, crate::term::stdout_color()),
-        Some(Command::List(a)) => list(&g, &a),
+        Some(Command::List(a)) => commands::list::list(&opts, a.options()),
         Some(Command::Completions { shell }) => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "gpuvet", &mut out);
-            print_stdout(&String::from_utf8_lossy(&out))?;
+            commands::print_stdout(&String::from_utf8_lossy(&out))?;
             Ok(0)
+        }
+    }
+}
+
+/// The measuring path's exit code.
+fn measure(
+    opts: &commands::Options,
+    workloads: Option<Vec<Workload>>,
+    implementations: Vec<String>,
+    command: &str,
+    axis: Option<String>,
+) -> Result<i32> {
+    let req = commands::run::MeasureRequest {
+        workloads,
+        implementations,
+        command: command.into(),
+        axis,
+    };
+    Ok(commands::run::measure(opts, &req)?.code)
+}
+
+impl Global {
+    /// The domain options every command takes.
+    pub fn options(&self) -> commands::Options {
+        commands::Options {
+            backend: self.backend,
+            json: self.json.clone(),
+            csv: self.csv.clone(),
+            markdown: self.markdown.clone(),
+            seed: self.seed,
+            quiet: self.quiet,
+            measure: MeasureConfig {
+                warmup_s: self.warmup,
+                min_samples: self.min_samples as usize,
+                max_samples: self.max_samples as usize,
+                max_time_s: self.max_time,
+                target_rel_noise: self.target_noise / 100.0,
+                min_sample_time_s: self.min_sample_time / 1000.0,
+            },
+            threads: self.threads,
+            hot: self.hot,
+            dump_dir: self.dump_dir.clone(),
+            dump_all: self.dump_all,
+            save_baseline: self.save_baseline.clone(),
+            baseline: self.baseline.clone(),
+            baseline_dir: self.baseline_dir.clone(),
+            plot: self.plot.clone(),
+            export: self.export.clone(),
+        }
+    }
+}
+
+impl StressArgs {
+    pub fn options(&self) -> commands::stress::StressOptions {
+        commands::stress::StressOptions {
+            duration: self.duration,
+            dtype: self.dtype,
+            size: self.size,
+            check_interval: self.check_interval,
+            plant_fault: self.plant_fault,
+        }
+    }
+}
+
+impl ListArgs {
+    pub fn options(&self) -> commands::list::ListOptions {
+        commands::list::ListOptions {
+            kernels: self.kernels,
+            verbose: self.verbose,
+            skus: self.skus,
+        }
+    }
+}
+
+impl ValidateArgs {
+    pub fn options(&self) -> commands::validate::ValidateOptions {
+        commands::validate::ValidateOptions {
+            judge: self.into(),
+            verdict: self.verdict.clone(),
+            allow_cpu: self.allow_cpu,
         }
     }
 }
@@ -509,626 +583,6 @@ fn bench_workloads(b: BenchCommand) -> Result<(Vec<Workload>, Vec<String>, &'sta
             (v, a.implementation, "bench memory")
         }
     })
-}
-
-fn open_exports(g: &Global) -> Result<Exports> {
-    let mut req = Vec::new();
-    if let Some(p) = &g.json {
-        req.push((Format::Json, p.as_str()));
-    }
-    if let Some(p) = &g.csv {
-        req.push((Format::Csv, p.as_str()));
-    }
-    if let Some(p) = &g.markdown {
-        req.push((Format::Markdown, p.as_str()));
-    }
-    Exports::open(&req)
-}
-
-fn settings(g: &Global, command: &str) -> Settings {
-    Settings {
-        measure: MeasureConfig {
-            warmup_s: g.warmup,
-            min_samples: g.min_samples as usize,
-            max_samples: g.max_samples as usize,
-            max_time_s: g.max_time,
-            target_rel_noise: g.target_noise / 100.0,
-            min_sample_time_s: g.min_sample_time / 1000.0,
-        },
-        seed: g.seed,
-        hot: g.hot,
-        threads: g.threads,
-        dump_dir: g.dump_dir.clone(),
-        dump_all: g.dump_all,
-        quiet: g.quiet,
-        command: command.into(),
-        backend: String::new(),
-        fixed_environment: g.backend == BackendChoice::Mock,
-    }
-}
-
-/// What a measuring command leaves for its caller.
-struct Outcome {
-    code: i32,
-    report: crate::report::Report,
-    /// Human text goes to stderr because stdout carries a machine format.
-    to_stderr: bool,
-}
-
-/// The run/bench/sweep/suite path. `workloads` None = the quick suite of the backend that
-/// opened. `axis` names the swept parameter for charts.
-fn measure_workloads(
-    g: &Global,
-    workloads: Option<Vec<Workload>>,
-    imps: &[String],
-    command: &str,
-    axis: Option<&str>,
-) -> Result<Outcome> {
-    let exports = open_exports(g)?;
-    let baseline_dir = check_baseline_flags(g)?;
-    let opened = backend::open(g.backend, g.threads)?;
-    if let Some(n) = &opened.notice {
-        crate::term::notice(g.quiet, n);
-    }
-    let kind = opened.backends[0].kind();
-    let suite = workloads.is_none();
-    let workloads = workloads.unwrap_or_else(|| plan::quick_suite(kind));
-    let plan = plan::build(
-        &workloads,
-        &opened.backends,
-        &ImplSelect::parse(imps),
-        g.hot,
-        suite,
-    )?;
-    for s in &plan.skipped {
-        crate::term::notice(g.quiet, &format!("skipped: {s}"));
-    }
-    let mut settings = settings(g, command);
-    settings.backend = kind.name().into();
-    let stop = Arc::new(AtomicBool::new(false));
-    install_ctrlc(stop.clone());
-    let mut report = runner::new_report(&opened.backends, &settings);
-    runner::execute(
-        &plan,
-        &opened.backends,
-        &settings,
-        &exports,
-        &mut report,
-        &stop,
-    )?;
-
-    let table_to_stderr = exports.uses_stdout();
-    let color = if table_to_stderr {
-        crate::term::stderr_color()
-    } else {
-        crate::term::stdout_color()
-    };
-    let table = crate::term::results_table(&report, color);
-    if table_to_stderr {
-        eprint!("{table}");
-    } else {
-        print_stdout(&table)?;
-    }
-    exports.write_stdout(&report)?;
-
-    if let Some(dir) = &g.plot {
-        write_plots(g, dir, || crate::plot::write_plots(&report, dir, axis))?;
-    }
-    let outcome = |code| Outcome {
-        code,
-        report: report.clone(),
-        to_stderr: table_to_stderr,
-    };
-    if stop.load(Ordering::Relaxed) {
-        crate::term::warn(
-            "interrupted: the files hold the results that finished (no baseline saved)",
-        );
-        return Ok(outcome(130));
-    }
-    let mut code = exit_code(&report);
-    code = code.max(after_run(
-        g,
-        &report,
-        &baseline_dir,
-        table_to_stderr,
-        color,
-    )?);
-    Ok(outcome(code))
-}
-
-/// Creates DIR and runs a chart writer into it, listing what it wrote.
-fn write_plots(
-    g: &Global,
-    dir: &std::path::Path,
-    f: impl FnOnce() -> crate::Result<Vec<PathBuf>>,
-) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for p in f()? {
-        crate::term::notice(g.quiet, &format!("wrote {}", p.display()));
-    }
-    Ok(())
-}
-
-fn suite_llm(g: &Global, a: &SuiteLlmArgs) -> Result<i32> {
-    if a.estimate_json.as_deref() == Some("-")
-        && [&g.json, &g.csv, &g.markdown]
-            .iter()
-            .any(|o| o.as_deref() == Some("-"))
-    {
-        bail!("only one output can go to stdout (`-`)");
-    }
-    if let Some(p) = a.estimate_json.as_deref().filter(|p| *p != "-") {
-        Exports::open(&[(Format::Json, p)])?;
-    }
-    let workloads = crate::suite::suite_workloads(&a.suite)?;
-    let out = measure_workloads(g, Some(workloads), &[], "suite llm", None)?;
-    let est = crate::suite::estimate(&a.suite, &out.report);
-    let text = format!("\n{}", est.render());
-    if out.to_stderr || a.estimate_json.as_deref() == Some("-") {
-        eprint!("{text}");
-    } else {
-        print_stdout(&text)?;
-    }
-    match a.estimate_json.as_deref() {
-        Some("-") => print_stdout(&est.to_json())?,
-        Some(p) => crate::export::write_atomic(std::path::Path::new(p), est.to_json().as_bytes())
-            .with_context(|| format!("writing {p}"))?,
-        None => {}
-    }
-    Ok(out.code)
-}
-
-/// Checks baseline names and export specs before anything runs; returns the baseline directory.
-fn check_baseline_flags(g: &Global) -> Result<PathBuf> {
-    use crate::compare;
-    for name in g.baseline.iter().chain(g.save_baseline.iter()) {
-        compare::baseline::validate_name(name)?;
-    }
-    for spec in &g.export {
-        compare::export::parse_spec(spec)?;
-    }
-    let dir = g
-        .baseline_dir
-        .clone()
-        .unwrap_or_else(compare::default_baseline_dir);
-    if let Some(name) = &g.baseline {
-        // A missing or corrupt baseline stops the run before it starts.
-        compare::load_baseline(name, &dir)?;
-    }
-    Ok(dir)
-}
-
-/// Exports for CI tools, the baseline comparison, and saving the baseline. Returns 1 on a
-/// confirmed regression, else 0.
-fn after_run(
-    g: &Global,
-    report: &crate::report::Report,
-    dir: &std::path::Path,
-    to_stderr: bool,
-    color: bool,
-) -> Result<i32> {
-    use crate::compare;
-    for spec in &g.export {
-        compare::export(report, spec)?;
-    }
-    let mut code = 0;
-    if let Some(name) = &g.baseline {
-        let opts = compare::CompareOptions {
-            seed: g.seed,
-            ..Default::default()
-        };
-        let cmp = compare::compare_to_baseline(report, name, dir, &opts)?;
-        let table = compare::render_table(&cmp, compare::FailOn::Regression, color);
-        if to_stderr {
-            eprint!("{table}");
-        } else {
-            print_stdout(&table)?;
-        }
-        code = cmp.exit_code(compare::FailOn::Regression);
-    }
-    if let Some(name) = &g.save_baseline {
-        let p = compare::save_baseline(report, name, dir)?;
-        crate::term::notice(g.quiet, &format!("saved baseline {name}: {}", p.display()));
-    }
-    Ok(code)
-}
-
-/// 2 when a result could not be run at all, 1 when one was wrong, 0 otherwise.
-pub fn exit_code(report: &crate::report::Report) -> i32 {
-    use crate::report::Status;
-    if report.results.iter().any(|r| r.status == Status::Error) {
-        2
-    } else if report.results.iter().any(|r| !r.is_valid()) {
-        1
-    } else {
-        0
-    }
-}
-
-fn install_ctrlc(stop: Arc<AtomicBool>) {
-    // A second Ctrl-C leaves at once; the first lets the current sample finish and the files
-    // be written.
-    let _ = ctrlc::set_handler(move || {
-        if stop.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupted: finishing the current sample (Ctrl-C again to quit now)");
-    });
-}
-
-/// Prints to stdout; a closed pipe (`gpuvet | head`) is not an error.
-fn print_stdout(text: &str) -> Result<()> {
-    crate::output::write_stdout(text).context("writing to stdout")
-}
-
-fn info(g: &Global) -> Result<i32> {
-    let exports = open_exports(g)?;
-    let opened = backend::open(g.backend, g.threads)?;
-    if let Some(n) = &opened.notice {
-        crate::term::notice(g.quiet, n);
-    }
-    let mut s = settings(g, "info");
-    s.backend = opened.backends[0].kind().name().into();
-    let mut report = runner::new_report(&opened.backends, &s);
-    report.complete = true;
-    let mut text = String::new();
-    let h = &report.host;
-    text.push_str(&format!(
-        "host      {} — {} ({} logical CPUs{}), {} RAM, {} (kernel {})\n",
-        h.hostname,
-        h.cpu_model,
-        h.logical_cpus,
-        h.cpu_cores
-            .map(|c| format!(", {c} cores"))
-            .unwrap_or_default(),
-        Bytes(h.memory_bytes),
-        h.os,
-        h.kernel
-    ));
-    text.push_str(&format!(
-        "gpuvet    {} ({})\n",
-        report.tool.version, report.tool.git_sha
-    ));
-    for (b, d) in opened.backends.iter().zip(&report.devices) {
-        text.push_str(&format!(
-            "\ndevice {}  [{}] {}\n",
-            d.index,
-            b.kind().name(),
-            d.name
-        ));
-        let mut row = |k: &str, v: String| text.push_str(&format!("  {k:<22} {v}\n"));
-        if let Some(v) = &d.uuid {
-            row("uuid", v.clone());
-        }
-        if let Some(v) = &d.pci_bus_id {
-            row("pci bus id", v.clone());
-        }
-        if let Some(v) = &d.compute_capability {
-            row("compute capability", v.clone());
-        }
-        if let Some(v) = d.multiprocessors {
-            if b.kind() != BackendKind::Cpu {
-                row("multiprocessors", v.to_string());
-            } else if !d.details.contains_key("threads") {
-                row("threads", v.to_string());
-            }
-        }
-        if let Some(v) = d.memory_bytes {
-            row("memory", Bytes(v).to_string());
-        }
-        if let Some(v) = d.last_level_cache_bytes {
-            row("last-level cache", Bytes(v).to_string());
-        }
-        if let Some(v) = &d.driver_version {
-            row("driver", v.clone());
-        }
-        for (k, v) in &d.details {
-            let shown = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            row(k, shown);
-        }
-        if let Some(p) = &d.peaks {
-            let mut parts: Vec<String> = p
-                .flops
-                .iter()
-                .map(|(k, v)| format!("{k} {}", crate::units::si(*v, "FLOP/s")))
-                .collect();
-            if let Some(bw) = p.memory_bandwidth {
-                parts.push(format!("memory {}", crate::units::si(bw, "B/s")));
-            }
-            row(
-                "datasheet peaks",
-                format!("{} ({})", parts.join(", "), p.source),
-            );
-        }
-        if let Some(t) = b.telemetry() {
-            row("telemetry", serde_json::to_string(&t)?);
-        }
-    }
-    if exports.uses_stdout() {
-        eprint!("{text}");
-    } else {
-        print_stdout(&text)?;
-    }
-    exports.write_files(&report)?;
-    exports.write_stdout(&report)?;
-    Ok(0)
-}
-
-fn list(g: &Global, a: &ListArgs) -> Result<i32> {
-    if a.kernels {
-        print_stdout(&format!("{}\n", backend::cuda::list_kernels(a.verbose)?))?;
-        return Ok(0);
-    }
-    if a.skus {
-        print_stdout(&crate::gpudb::skus_table(crate::term::stdout_color())?)?;
-        return Ok(0);
-    }
-    let mut text = String::new();
-    text.push_str("dtypes:     ");
-    text.push_str(
-        &DType::ALL
-            .iter()
-            .map(|d| format!("{d} (tol {:.0e})", d.tolerance()))
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
-    text.push_str("\nworkloads:  matmul (bench matmul), attention (bench attention), memory copy/read/write/triad (bench memory)\n");
-    let opened = backend::open(g.backend, g.threads)?;
-    if let Some(n) = &opened.notice {
-        crate::term::notice(g.quiet, n);
-    }
-    for b in &opened.backends {
-        let kind = b.kind();
-        text.push_str(&format!(
-            "\n{} device {}: {}\n",
-            kind.name(),
-            b.device().index,
-            b.device().name
-        ));
-        text.push_str("  quick suite (implementations):\n");
-        for w in plan::quick_suite(kind) {
-            let imps: Vec<String> = b
-                .implementations(&w)
-                .iter()
-                .map(|i| {
-                    if i.reference {
-                        format!("{} (reference)", i.name)
-                    } else {
-                        i.name.clone()
-                    }
-                })
-                .collect();
-            text.push_str(&format!(
-                "    {:<44} {}\n",
-                w.name(),
-                if imps.is_empty() {
-                    "— not supported here".into()
-                } else {
-                    imps.join(", ")
-                }
-            ));
-        }
-    }
-    print_stdout(&text)?;
-    Ok(0)
-}
-
-fn stress(g: &Global, a: &StressArgs) -> Result<i32> {
-    let exports = open_exports(g)?;
-    if exports.uses_stdout() && g.json.as_deref() != Some("-") {
-        bail!("stress writes JSON only (--json PATH|-)");
-    }
-    if !a.check_interval.is_finite() || a.check_interval <= 0.0 {
-        bail!("--check-interval must be a positive number of seconds");
-    }
-    let opened = if g.backend == BackendChoice::Auto {
-        // Stress is about GPUs: no silent fallback to the CPU here.
-        let backends = backend::cuda::open_all().map_err(|e| {
-            anyhow::anyhow!(
-                "stress needs an NVIDIA GPU: {e}. Use --backend cpu to exercise it on the CPU"
-            )
-        })?;
-        backend::Opened {
-            backends,
-            notice: None,
-        }
-    } else {
-        backend::open(g.backend, g.threads)?
-    };
-    let kind = opened.backends[0].kind();
-    let size = a.size.unwrap_or(match kind {
-        BackendKind::Cuda => 8192,
-        BackendKind::Cpu => 1024,
-        BackendKind::Mock => 64,
-    });
-    let mut cfg = crate::stress::StressConfig::matmul(size, a.dtype, a.duration, g.seed);
-    cfg.check_interval_s = a.check_interval;
-    cfg.plant_fault = a.plant_fault;
-    plan::build(
-        std::slice::from_ref(&cfg.workload),
-        &opened.backends,
-        &ImplSelect::Default,
-        true,
-        false,
-    )?;
-    let stop = Arc::new(AtomicBool::new(false));
-    install_ctrlc(stop.clone());
-    if !g.quiet {
-        eprintln!(
-            "stressing {} device(s) with {} for {} (Ctrl-C to stop)",
-            opened.backends.len(),
-            cfg.workload.name(),
-            humantime::format_duration(a.duration)
-        );
-    }
-    let report = crate::stress::run(opened.backends, &cfg, &stop)?;
-    let mut text = String::new();
-    for d in &report.devices {
-        text.push_str(&format!(
-            "device {} {}: {} iterations, {} checksums, median {}, {}\n",
-            d.device,
-            d.name,
-            d.iterations,
-            d.checks,
-            crate::units::si(d.median_throughput, "FLOP/s"),
-            match (&d.error, d.mismatches.len()) {
-                (Some(e), _) => format!("ERROR: {e}"),
-                (None, 0) if d.verified => "outputs identical".to_string(),
-                (None, 0) => "first output WRONG".to_string(),
-                (None, n) => format!("{n} MISMATCHES"),
-            }
-        ));
-    }
-    text.push_str(&format!("verdict: {}\n", report.verdict));
-    for r in &report.reasons {
-        text.push_str(&format!("  - {r}\n"));
-    }
-    let json = serde_json::to_string_pretty(&report)? + "\n";
-    match g.json.as_deref() {
-        Some("-") => {
-            eprint!("{text}");
-            print_stdout(&json)?;
-        }
-        Some(path) => {
-            print_stdout(&text)?;
-            crate::export::write_atomic(std::path::Path::new(path), json.as_bytes())?;
-        }
-        None => print_stdout(&text)?,
-    }
-    if let Some(dir) = &g.plot {
-        write_plots(g, dir, || {
-            crate::plot::write_timelines(&crate::plot::stress_timelines(&report), dir)
-        })?;
-    }
-    if report.interrupted {
-        return Ok(130);
-    }
-    Ok(report.exit_code())
-}
-
-fn validate(g: &Global, a: &crate::validate::ValidateArgs) -> Result<i32> {
-    let exports = open_exports(g)?;
-    if exports.uses_stdout() && a.verdict.as_deref() == Some("-") {
-        bail!("only one output can go to stdout (`-`)");
-    }
-    if let Some(p) = a.verdict.as_deref().filter(|p| *p != "-") {
-        Exports::open(&[(Format::Json, p)])?;
-    }
-    let cpu_allowed = a.allow_cpu && matches!(g.backend, BackendChoice::Cpu | BackendChoice::Mock);
-    let backends = if cpu_allowed {
-        backend::open(g.backend, g.threads)?.backends
-    } else {
-        if matches!(g.backend, BackendChoice::Cpu | BackendChoice::Mock) {
-            bail!(
-                "validate judges NVIDIA GPUs; --backend {:?} is only for testing, with --allow-cpu",
-                g.backend
-            );
-        }
-        backend::cuda::open_all()
-            .map_err(|e| anyhow::anyhow!("validate needs an NVIDIA GPU: {e}"))?
-    };
-    // The union of every device's suite, in order; devices skip what they cannot run.
-    let mut workloads: Vec<Workload> = Vec::new();
-    for b in &backends {
-        for w in crate::validate::suite(b.device(), a.is_quick()) {
-            if !workloads.contains(&w) {
-                workloads.push(w);
-            }
-        }
-    }
-    // Verdicts rest on the vendor libraries, never on gpuvet's own kernels under development.
-    let plan = plan::build(&workloads, &backends, &ImplSelect::Reference, false, true)?;
-    for s in &plan.skipped {
-        crate::term::notice(g.quiet, &format!("skipped: {s}"));
-    }
-    let mut settings = settings(g, "validate");
-    settings.backend = backends[0].kind().name().into();
-    let per_device = plan.entries.len().div_ceil(backends.len());
-    // A soak spends half its time on the suite (spread over the results; noise never ends a
-    // result early) and half on a stress run with checksums and per-second telemetry.
-    let soak = a.duration.map(|d| d / 2);
-    if let Some(half) = soak {
-        settings.measure.max_time_s = half.as_secs_f64() / per_device.max(1) as f64;
-        settings.measure.target_rel_noise = 0.0;
-        settings.measure.max_samples = usize::MAX;
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    install_ctrlc(stop.clone());
-    let mut report = runner::new_report(&backends, &settings);
-    if !g.quiet {
-        eprintln!(
-            "validating {} device(s): {} results each{}",
-            backends.len(),
-            per_device,
-            a.duration
-                .map(|d| format!(
-                    ", soak of {} (half suite, half stress)",
-                    humantime::format_duration(d)
-                ))
-                .unwrap_or_default()
-        );
-    }
-    let backends =
-        runner::execute_parallel(&plan, backends, &settings, &exports, &mut report, &stop)?;
-    let (mut inputs, backends) = match soak {
-        Some(half) if !stop.load(Ordering::Relaxed) => {
-            let size = match backends[0].kind() {
-                BackendKind::Cuda => 8192,
-                BackendKind::Cpu => 512,
-                BackendKind::Mock => 64,
-            };
-            let dtype =
-                if crate::validate::supported_dtypes(backends[0].device()).contains(&DType::Bf16) {
-                    DType::Bf16
-                } else {
-                    DType::F16
-                };
-            let cfg = crate::stress::StressConfig::matmul(size, dtype, half, g.seed);
-            let (s, b) = crate::stress::run_keeping(backends, &cfg, &stop)?;
-            if let Some(dir) = &g.plot {
-                write_plots(g, dir, || {
-                    crate::plot::write_timelines(&crate::plot::stress_timelines(&s), dir)
-                })?;
-            }
-            (crate::validate::JudgeInputs::from_stress(&s), b)
-        }
-        _ => (crate::validate::JudgeInputs::default(), backends),
-    };
-    if stop.load(Ordering::Relaxed) {
-        crate::term::warn("interrupted: no verdict");
-        return Ok(130);
-    }
-    // ECC counters, remapped rows and the PCIe link are judged as they are after the load.
-    inputs.details_after = backends
-        .iter()
-        .enumerate()
-        .filter_map(|(i, b)| b.current_details().map(|d| (i, d)))
-        .collect();
-    let verdict = crate::validate::judge_with(&report, a, &inputs);
-    let color = if a.verdict.as_deref() == Some("-") || exports.uses_stdout() {
-        crate::term::stderr_color()
-    } else {
-        crate::term::stdout_color()
-    };
-    let table = crate::term::results_table(&report, color);
-    let text = format!("{table}\n{}", verdict.render(color));
-    if a.verdict.as_deref() == Some("-") || exports.uses_stdout() {
-        eprint!("{text}");
-    } else {
-        print_stdout(&text)?;
-    }
-    exports.write_stdout(&report)?;
-    match a.verdict.as_deref() {
-        Some("-") => print_stdout(&verdict.to_json())?,
-        Some(p) => verdict
-            .write(p)
-            .with_context(|| format!("writing the verdict to {p}"))?,
-        None => {}
-    }
-    Ok(verdict.exit_code)
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! Result files: JSON (the full report), CSV (one row per result), markdown (a table for
-//! humans and pull requests).
+//! humans and pull requests), and the one [`Exporter`] trait every file format implements
+//! (these three, github-action-benchmark and Bencher in [`crate::compare::export`], and
+//! [`PrettyJson`] for the verdict, the estimate and the stress timeline).
 //!
 //! Targets are opened before the run, so a bad path fails at once, and every file is rewritten
 //! atomically (temp file in the same directory, then rename) after each result: an interrupted
@@ -8,7 +10,7 @@
 use crate::report::{Report, ResultRecord};
 use crate::units::{seconds, si};
 use anyhow::{bail, Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// An output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +18,45 @@ pub enum Format {
     Json,
     Csv,
     Markdown,
+}
+
+/// One output format: turns a value into the text of a file. Every file gpuvet writes goes
+/// through [`Exporter::write`], so `-` always means stdout (a closed pipe is fine) and a file
+/// is always replaced atomically.
+pub trait Exporter<T: ?Sized> {
+    /// The file's text.
+    fn render(&self, value: &T) -> Result<String>;
+
+    /// Writes `value` to `target`: a path, or `-` for stdout.
+    fn write(&self, target: &str, value: &T) -> Result<()> {
+        let text = self.render(value)?;
+        if target == "-" {
+            return crate::output::write_stdout(&text).context("writing to stdout");
+        }
+        write_atomic(Path::new(target), text.as_bytes())
+            .with_context(|| format!("writing {target}"))
+    }
+}
+
+/// Pretty-printed JSON and a final newline: the report, a node verdict, a token-rate
+/// estimate, a stress run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PrettyJson;
+
+impl<T: serde::Serialize + ?Sized> Exporter<T> for PrettyJson {
+    fn render(&self, value: &T) -> Result<String> {
+        Ok(serde_json::to_string_pretty(value)? + "\n")
+    }
+}
+
+impl Exporter<Report> for Format {
+    fn render(&self, report: &Report) -> Result<String> {
+        match self {
+            Format::Json => PrettyJson.render(report),
+            Format::Csv => to_csv(report),
+            Format::Markdown => Ok(to_markdown(report)),
+        }
+    }
 }
 
 /// Where one format goes.
@@ -73,8 +114,7 @@ impl Exports {
     pub fn write_files(&self, report: &Report) -> Result<()> {
         for (fmt, t) in &self.targets {
             if let Target::File(p) = t {
-                write_atomic(p, render(*fmt, report)?.as_bytes())
-                    .with_context(|| format!("writing {}", p.display()))?;
+                fmt.write(&p.to_string_lossy(), report)?;
             }
         }
         Ok(())
@@ -84,7 +124,7 @@ impl Exports {
     pub fn write_stdout(&self, report: &Report) -> Result<()> {
         for (fmt, t) in &self.targets {
             if *t == Target::Stdout {
-                crate::output::write_stdout(&render(*fmt, report)?)?;
+                fmt.write("-", report)?;
             }
         }
         Ok(())
@@ -92,15 +132,6 @@ impl Exports {
 }
 
 pub use crate::output::{readable_by_all, write_atomic};
-
-/// One format's text for `report`.
-pub fn render(fmt: Format, report: &Report) -> Result<String> {
-    Ok(match fmt {
-        Format::Json => serde_json::to_string_pretty(report)? + "\n",
-        Format::Csv => to_csv(report)?,
-        Format::Markdown => to_markdown(report),
-    })
-}
 
 /// CSV columns: stable, flat, one row per result.
 const CSV_HEADER: [&str; 22] = [

@@ -18,6 +18,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod commands;
 pub mod compare;
 pub mod dtype;
 pub mod env;
