@@ -2,8 +2,9 @@
 //! backend, plan, run, print the table, then the CI exports, the baseline comparison and the
 //! saved baseline.
 
-use super::{print_stdout, stop_on_ctrlc, write_plots, Options};
+use super::{stop_on_ctrlc, write_plots, Options};
 use crate::backend;
+use crate::export::{Exporter, PrettyJson};
 use crate::output::Output;
 use crate::plan::{self, ImplSelect};
 use crate::report::Report;
@@ -116,11 +117,8 @@ pub fn suite_llm(
     Output::new(out.output.human_to_stderr() || estimate_to_stdout)
         .human(&format!("\n{}", est.render()))
         .context("writing to stdout")?;
-    match estimate_json {
-        Some("-") => print_stdout(&est.to_json())?,
-        Some(p) => crate::output::write_atomic(Path::new(p), est.to_json().as_bytes())
-            .with_context(|| format!("writing {p}"))?,
-        None => {}
+    if let Some(target) = estimate_json {
+        PrettyJson.write(target, &est)?;
     }
     Ok(out.code)
 }

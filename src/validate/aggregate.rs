@@ -306,17 +306,8 @@ fn headline(s: &FleetSummary) -> String {
 
 /// Terminal tables: per-SKU distributions, outliers, nodes to drain.
 pub fn render_table(s: &FleetSummary, color: bool) -> String {
-    use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
-    let new = || {
-        let mut t = Table::new();
-        t.load_style(presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Disabled)
-            .force_no_tty();
-        if color {
-            t.enforce_styling();
-        }
-        t
-    };
+    use comfy_table::{Cell, Color};
+    let new = || crate::term::table(color);
     let mut out = String::new();
     let mut t = new();
     t.set_header(vec![

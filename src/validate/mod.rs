@@ -369,21 +369,9 @@ impl NodeVerdict {
         s
     }
 
-    /// Writes the JSON to `path`, or stdout for `-`.
-    pub fn write(&self, path: &str) -> std::io::Result<()> {
-        if path == "-" {
-            use std::io::Write;
-            std::io::stdout().write_all(self.to_json().as_bytes())
-        } else {
-            std::fs::write(path, self.to_json()).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("writing verdict to {path}: {e}"))
-            })
-        }
-    }
-
     /// A terminal table: one row per GPU with each check's verdict, then the reasons.
     pub fn render(&self, color: bool) -> String {
-        use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
+        use comfy_table::{Cell, Color};
         let paint = |v: Verdict| {
             let c = Cell::new(v.name());
             if !color {
@@ -395,13 +383,7 @@ impl NodeVerdict {
                 Verdict::Fail => Color::Red,
             })
         };
-        let mut t = Table::new();
-        t.load_style(presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Disabled)
-            .force_no_tty();
-        if color {
-            t.enforce_styling();
-        }
+        let mut t = crate::term::table(color);
         let kinds = [
             CheckKind::Identity,
             CheckKind::Absolute,
