@@ -10,6 +10,7 @@ use crate::commands;
 use crate::dtype::DType;
 use crate::measure::MeasureConfig;
 use crate::units::Bytes;
+use crate::validate::aggregate::FleetFormat;
 use crate::workload::{AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
 use anyhow::{bail, Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -127,7 +128,7 @@ pub enum Command {
     /// Sweep one workload over axes (lists, ranges, powers of two) for curves and rooflines.
     Sweep(crate::sweep::SweepArgs),
     /// Turn a results JSON into one self-contained HTML page (inline SVG and CSS).
-    Report(crate::html::ReportArgs),
+    Report(ReportFlags),
     /// Sustained matmul load on every GPU with a per-second timeline and silent-data-corruption
     /// checks (the same inputs must give bit-identical outputs every time, on every GPU).
     Stress(StressArgs),
@@ -135,7 +136,7 @@ pub enum Command {
     /// health telemetry and correctness: PASS / WARN / FAIL, exit 0 / 1 / 2.
     Validate(ValidateArgs),
     /// Join per-node verdict files (from `validate --verdict`) into a fleet view.
-    Aggregate(crate::validate::AggregateArgs),
+    Aggregate(AggregateFlags),
     /// Compare two reports: a verdict per result from both runs' samples; exit 1 on a confirmed
     /// regression.
     Compare(crate::compare::CompareArgs),
@@ -357,6 +358,89 @@ impl From<&ValidateArgs> for crate::validate::JudgeOptions {
     }
 }
 
+/// Flags of `gpuvet report`.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct ReportFlags {
+    /// A results file written with `--json`.
+    #[arg(value_name = "RESULTS.json")]
+    pub results: PathBuf,
+    /// Where to write the HTML.
+    #[arg(short, long, value_name = "PATH", default_value = "report.html")]
+    pub output: PathBuf,
+    /// A node verdict (`gpuvet validate --verdict PATH`) to show at the top.
+    #[arg(long, value_name = "PATH")]
+    pub verdict: Option<PathBuf>,
+    /// Title of the page. Default: "gpuvet report — <devices>".
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Axis of the sweep curves (m, n, k, seq, kv_seq, batch, heads, size, ...). Default: the
+    /// first axis that varies, for `sweep` and `bench` runs.
+    #[arg(long)]
+    pub axis: Option<String>,
+}
+
+/// Flags of `gpuvet aggregate`.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct AggregateFlags {
+    /// Verdict files (from `gpuvet validate --verdict`) or directories holding them (every
+    /// `*.json` directly inside).
+    #[arg(required = true, value_name = "FILES|DIR")]
+    pub paths: Vec<PathBuf>,
+    /// table (terminal), markdown, json or csv (one row per GPU and figure).
+    #[arg(long, value_enum, default_value_t = FleetFormat::Table)]
+    pub format: FleetFormat,
+    /// Write to PATH instead of stdout.
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// A GPU this many percent below its SKU's fleet median on any figure is an outlier.
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
+    pub outlier_pct: f64,
+}
+
+impl From<ReportFlags> for crate::html::ReportArgs {
+    fn from(f: ReportFlags) -> Self {
+        crate::html::ReportArgs {
+            results: f.results,
+            output: f.output,
+            verdict: f.verdict,
+            title: f.title,
+            axis: f.axis,
+        }
+    }
+}
+
+impl From<AggregateFlags> for crate::validate::AggregateArgs {
+    fn from(f: AggregateFlags) -> Self {
+        crate::validate::AggregateArgs {
+            paths: f.paths,
+            format: f.format,
+            output: f.output,
+            outlier_pct: f.outlier_pct,
+        }
+    }
+}
+
+/// `--format` of `aggregate`: the domain enum gets its flag values here, not in the library.
+impl clap::ValueEnum for FleetFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            FleetFormat::Table,
+            FleetFormat::Markdown,
+            FleetFormat::Json,
+            FleetFormat::Csv,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(match self {
+            FleetFormat::Table => "table",
+            FleetFormat::Markdown => "markdown",
+            FleetFormat::Json => "json",
+            FleetFormat::Csv => "csv",
+        }))
+    }
+}
+
 fn parse_shape(s: &str) -> Result<(u64, u64, u64), String> {
     let parts: Vec<&str> = s.split(['x', 'X', '×']).collect();
     if parts.len() != 3 {
@@ -415,12 +499,12 @@ fn run(cli: Cli) -> Result<i32> {
         Some(Command::Suite(SuiteCommand::Llm(a))) => {
             commands::run::suite_llm(&opts, &a.suite, a.estimate_json.as_deref())
         }
-        Some(Command::Report(a)) => crate::html::run_report(&a),
+        Some(Command::Report(a)) => crate::html::run_report(&a.into()),
         Some(Command::Info) => commands::info::info(&opts),
         Some(Command::Stress(a)) => commands::stress::stress(&opts, &a.options()),
         Some(Command::Validate(a)) => commands::validate::validate(&opts, &a.options()),
         Some(Command::Aggregate(a)) => {
-            crate::validate::run_aggregate(&a, crate::term::stdout_color())
+            crate::validate::run_aggregate(&a.into(), crate::term::stdout_color())
         }
         Some(Command::Compare(a)) => crate::compare::run(&a, crate::term::stdout_color()),
         Some(Command::List(a)) => commands::list::list(&opts, a.options()),
@@ -595,5 +679,28 @@ mod tests {
         assert!(parse_sku("h100-sxm6").unwrap_err().contains("h200-sxm"));
         assert_eq!(parse_pct("12.5%").unwrap(), 12.5);
         assert!(parse_pct("0").is_err() && parse_pct("x").is_err());
+    }
+
+    #[derive(Parser, Debug)]
+    struct ReportCli {
+        #[command(flatten)]
+        args: ReportFlags,
+    }
+
+    #[test]
+    fn report_flags_parse_as_documented() {
+        ReportCli::command().debug_assert();
+        let c = ReportCli::try_parse_from(["t", "results.json", "-o", "out.html"]).unwrap();
+        assert_eq!(c.args.results, PathBuf::from("results.json"));
+        assert_eq!(c.args.output, PathBuf::from("out.html"));
+        let d = ReportCli::try_parse_from(["t", "r.json", "--axis", "m"]).unwrap();
+        assert_eq!(d.args.output, PathBuf::from("report.html"));
+        assert_eq!(d.args.axis.as_deref(), Some("m"));
+        assert!(ReportCli::try_parse_from(["t"]).is_err());
+    }
+
+    #[test]
+    fn whole_cli_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

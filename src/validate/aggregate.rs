@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub const FLEET_SCHEMA_VERSION: u32 = 1;
 
 /// Output format of the fleet view.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FleetFormat {
     Table,
     Markdown,
@@ -24,21 +24,15 @@ pub enum FleetFormat {
     Csv,
 }
 
-/// Flags of `gpuvet aggregate`.
-#[derive(clap::Args, Debug, Clone, PartialEq)]
+/// What `gpuvet aggregate` does (the CLI's flags, as plain data).
+#[derive(Debug, Clone, PartialEq)]
 pub struct AggregateArgs {
-    /// Verdict files (from `gpuvet validate --verdict`) or directories holding them (every
-    /// `*.json` directly inside).
-    #[arg(required = true, value_name = "FILES|DIR")]
+    /// Verdict files or directories holding them (every `*.json` directly inside).
     pub paths: Vec<PathBuf>,
-    /// table (terminal), markdown, json or csv (one row per GPU and figure).
-    #[arg(long, value_enum, default_value_t = FleetFormat::Table)]
     pub format: FleetFormat,
     /// Write to PATH instead of stdout.
-    #[arg(long, short = 'o', value_name = "PATH")]
     pub output: Option<PathBuf>,
     /// A GPU this many percent below its SKU's fleet median on any figure is an outlier.
-    #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
     pub outlier_pct: f64,
 }
 
