@@ -157,7 +157,7 @@ pub enum SuiteCommand {
 #[derive(Args, Debug)]
 pub struct SuiteLlmArgs {
     #[command(flatten)]
-    pub suite: crate::suite::SuiteArgs,
+    pub suite: SuiteFlags,
     /// Also write the estimate as JSON to PATH (`-` for stdout).
     #[arg(long, value_name = "PATH|-")]
     pub estimate_json: Option<String>,
@@ -441,6 +441,51 @@ impl clap::ValueEnum for FleetFormat {
     }
 }
 
+/// Flags of `gpuvet suite llm`: the model and the serving shape.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct SuiteFlags {
+    /// Model preset: llama3.1-8b, llama3.1-70b, llama3.1-405b, mixtral-8x7b, qwen2.5-72b.
+    #[arg(
+        long,
+        required_unless_present = "model_file",
+        conflicts_with = "model_file"
+    )]
+    pub model: Option<String>,
+    /// Your own model as a TOML file with the fields of data/models/*.toml (see docs/suites.md).
+    #[arg(long, value_name = "PATH")]
+    pub model_file: Option<PathBuf>,
+    /// Tensor-parallel degree: GPUs one copy of the model is split across (must divide the
+    /// query heads, the FFN size, and the KV heads or be a multiple of them).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub tp: u64,
+    /// Concurrent sequences, comma-separated (e.g. 1,8,64): one estimate per batch size.
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch: Vec<u64>,
+    /// Prompt tokens per sequence (prefill length).
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub prompt: u64,
+    /// Generated tokens per sequence (decode steps).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub gen: u64,
+    /// GEMM dtype: bf16, f16 or fp8 (fp8 GEMMs keep attention in bf16, as fp8 serving stacks do).
+    #[arg(long, default_value = "bf16")]
+    pub dtype: DType,
+}
+
+impl From<&SuiteFlags> for crate::suite::SuiteArgs {
+    fn from(f: &SuiteFlags) -> Self {
+        crate::suite::SuiteArgs {
+            model: f.model.clone(),
+            model_file: f.model_file.clone(),
+            tp: f.tp,
+            batch: f.batch.clone(),
+            prompt: f.prompt,
+            gen: f.gen,
+            dtype: f.dtype,
+        }
+    }
+}
+
 fn parse_shape(s: &str) -> Result<(u64, u64, u64), String> {
     let parts: Vec<&str> = s.split(['x', 'X', '×']).collect();
     if parts.len() != 3 {
@@ -497,7 +542,7 @@ fn run(cli: Cli) -> Result<i32> {
             measure(&opts, Some(workloads), imps, a.command(), axis)
         }
         Some(Command::Suite(SuiteCommand::Llm(a))) => {
-            commands::run::suite_llm(&opts, &a.suite, a.estimate_json.as_deref())
+            commands::run::suite_llm(&opts, &(&a.suite).into(), a.estimate_json.as_deref())
         }
         Some(Command::Report(a)) => crate::html::run_report(&a.into()),
         Some(Command::Info) => commands::info::info(&opts),
@@ -702,5 +747,42 @@ mod tests {
     #[test]
     fn whole_cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[derive(Parser, Debug)]
+    struct SuiteCli {
+        #[command(flatten)]
+        args: SuiteFlags,
+    }
+
+    #[test]
+    fn suite_flags_parse_as_documented() {
+        SuiteCli::command().debug_assert();
+        let c = SuiteCli::try_parse_from([
+            "t",
+            "--model",
+            "llama3.1-70b",
+            "--tp",
+            "8",
+            "--batch",
+            "1,8,64",
+            "--prompt",
+            "2048",
+            "--gen",
+            "256",
+            "--dtype",
+            "fp8",
+        ])
+        .unwrap();
+        assert_eq!(c.args.batch, vec![1, 8, 64]);
+        assert_eq!(c.args.dtype, DType::Fp8E4m3);
+        assert_eq!(c.args.tp, 8);
+        let f = SuiteCli::try_parse_from(["t", "--model-file", "m.toml"]).unwrap();
+        assert_eq!(f.args.model_file, Some(PathBuf::from("m.toml")));
+        // one of --model / --model-file, not both, not neither
+        assert!(SuiteCli::try_parse_from(["t"]).is_err());
+        assert!(SuiteCli::try_parse_from(["t", "--model", "x", "--model-file", "m.toml"]).is_err());
+        assert!(SuiteCli::try_parse_from(["t", "--model", "x", "--tp", "0"]).is_err());
+        assert!(SuiteCli::try_parse_from(["t", "--model", "x", "--batch", "0"]).is_err());
     }
 }
