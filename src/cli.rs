@@ -1,4 +1,7 @@
-//! Command-line interface: flags → validated plan → run → outputs, and the exit code.
+//! Command-line interface: the clap types, their checks, and their conversion into the plain
+//! domain options that [`crate::commands`] (and the library) take; the exit code. No clap type
+//! goes below this module except `backend::BackendChoice`, `sweep`'s arguments and
+//! `compare::CompareArgs` (owned elsewhere).
 //!
 //! Exit codes: 0 everything verified, 1 a check failed (a wrong result, a regression),
 //! 2 a usage or environment error, 130 interrupted. Results go to stdout only when asked
