@@ -1,26 +1,24 @@
-//! Command-line interface: flags → validated plan → run → outputs, and the exit code.
+//! Command-line interface: the clap types, their checks, and their conversion into the plain
+//! domain options that [`crate::commands`] (and the library) take; the exit code. No clap type
+//! goes below this module except `backend::BackendChoice`, `sweep`'s arguments and
+//! `compare::CompareArgs` (owned elsewhere).
 //!
 //! Exit codes: 0 everything verified, 1 a check failed (a wrong result, a regression),
 //! 2 a usage or environment error, 130 interrupted. Results go to stdout only when asked
 //! (`--json -`); the human table goes to stdout otherwise, and to stderr when stdout carries a
 //! machine format. Progress and notices go to stderr.
 
-use crate::backend::{self, BackendChoice};
+use crate::backend::BackendChoice;
+use crate::commands;
 use crate::dtype::DType;
-use crate::export::{Exports, Format};
 use crate::measure::MeasureConfig;
-use crate::plan::{self, ImplSelect};
-use crate::runner::{self, Settings};
-use crate::units::Bytes;
+use crate::validate::aggregate::FleetFormat;
 use crate::workload::{
     AttentionAxes, Axis, BLayout, KindAxes, MatmulAxes, MemOp, MemoryAxes, Workload,
 };
 use anyhow::{bail, Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// The default `--seed`: fixed, so two runs see the same inputs unless asked otherwise.
 pub const DEFAULT_SEED: u64 = 20261128;
@@ -134,15 +132,15 @@ pub enum Command {
     /// Sweep one workload over axes (lists, ranges, powers of two) for curves and rooflines.
     Sweep(crate::sweep::SweepArgs),
     /// Turn a results JSON into one self-contained HTML page (inline SVG and CSS).
-    Report(crate::html::ReportArgs),
+    Report(ReportFlags),
     /// Sustained matmul load on every GPU with a per-second timeline and silent-data-corruption
     /// checks (the same inputs must give bit-identical outputs every time, on every GPU).
     Stress(StressArgs),
     /// Is this node's GPU what it claims and healthy? Identity, speed against the SKU, peers,
     /// health telemetry and correctness: PASS / WARN / FAIL, exit 0 / 1 / 2.
-    Validate(crate::validate::ValidateArgs),
+    Validate(ValidateArgs),
     /// Join per-node verdict files (from `validate --verdict`) into a fleet view.
-    Aggregate(crate::validate::AggregateArgs),
+    Aggregate(AggregateFlags),
     /// Compare two reports: a verdict per result from both runs' samples; exit 1 on a confirmed
     /// regression.
     Compare(crate::compare::CompareArgs),
@@ -163,7 +161,7 @@ pub enum SuiteCommand {
 #[derive(Args, Debug)]
 pub struct SuiteLlmArgs {
     #[command(flatten)]
-    pub suite: crate::suite::SuiteArgs,
+    pub suite: SuiteFlags,
     /// Also write the estimate as JSON to PATH (`-` for stdout).
     #[arg(long, value_name = "PATH|-")]
     pub estimate_json: Option<String>,
@@ -420,6 +418,223 @@ pub struct ListArgs {
     pub skus: bool,
 }
 
+/// Flags of `gpuvet validate`.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct ValidateArgs {
+    /// Judge every GPU against this SKU instead of the one it reports (what you paid for, e.g.
+    /// h100-sxm). An unknown id is refused with the list of known ones.
+    #[arg(long, value_name = "SKU", value_parser = parse_sku)]
+    pub expect: Option<String>,
+    /// Quick suite, one pass, under 2 minutes per node (the default).
+    #[arg(long, conflicts_with = "duration")]
+    pub quick: bool,
+    /// Soak: run the suite (with larger shapes) for this long, e.g. `30m`, to catch GPUs that
+    /// degrade as they heat up.
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// A figure this many percent below the SKU's achievable expectation is a WARN; twice as
+    /// far, a FAIL.
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0, value_parser = parse_pct)]
+    pub tolerance: f64,
+    /// A GPU this many percent below the median of its peers on the node is a straggler (FAIL).
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0, value_parser = parse_pct)]
+    pub straggler_pct: f64,
+    /// Write the node verdict as JSON to PATH (`-` for stdout): what a scheduler or
+    /// `gpuvet aggregate` reads.
+    #[arg(long, value_name = "PATH|-")]
+    pub verdict: Option<String>,
+    /// Exit 1 on WARN too, not only on FAIL.
+    #[arg(long)]
+    pub fail_on_warn: bool,
+    /// Validate on the CPU backend (for testing the pipeline, e.g. a Slurm setup, without a GPU).
+    #[arg(long, hide = true)]
+    pub allow_cpu: bool,
+}
+
+impl Default for ValidateArgs {
+    fn default() -> Self {
+        ValidateArgs {
+            expect: None,
+            quick: false,
+            duration: None,
+            tolerance: 10.0,
+            straggler_pct: 10.0,
+            verdict: None,
+            fail_on_warn: false,
+            allow_cpu: false,
+        }
+    }
+}
+
+impl ValidateArgs {
+    /// Quick mode unless a soak duration was given.
+    pub fn is_quick(&self) -> bool {
+        self.duration.is_none()
+    }
+}
+
+fn parse_sku(s: &str) -> Result<String, String> {
+    match crate::gpudb::by_id(s) {
+        Some(sku) => Ok(sku.id),
+        None => Err(format!(
+            "unknown SKU `{s}`; known: {}",
+            crate::gpudb::ids().join(", ")
+        )),
+    }
+}
+
+fn parse_pct(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{s}` is not a percentage"))?;
+    if !(v > 0.0 && v < 100.0) {
+        return Err(format!("{v} is not a percentage between 0 and 100"));
+    }
+    Ok(v)
+}
+
+impl From<&ValidateArgs> for crate::validate::JudgeOptions {
+    fn from(a: &ValidateArgs) -> Self {
+        crate::validate::JudgeOptions {
+            expect: a.expect.clone(),
+            duration: a.duration,
+            tolerance_pct: a.tolerance,
+            straggler_pct: a.straggler_pct,
+            fail_on_warn: a.fail_on_warn,
+        }
+    }
+}
+
+/// Flags of `gpuvet report`.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct ReportFlags {
+    /// A results file written with `--json`.
+    #[arg(value_name = "RESULTS.json")]
+    pub results: PathBuf,
+    /// Where to write the HTML.
+    #[arg(short, long, value_name = "PATH", default_value = "report.html")]
+    pub output: PathBuf,
+    /// A node verdict (`gpuvet validate --verdict PATH`) to show at the top.
+    #[arg(long, value_name = "PATH")]
+    pub verdict: Option<PathBuf>,
+    /// Title of the page. Default: "gpuvet report — <devices>".
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Axis of the sweep curves (m, n, k, seq, kv_seq, batch, heads, size, ...). Default: the
+    /// first axis that varies, for `sweep` and `bench` runs.
+    #[arg(long)]
+    pub axis: Option<String>,
+}
+
+/// Flags of `gpuvet aggregate`.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct AggregateFlags {
+    /// Verdict files (from `gpuvet validate --verdict`) or directories holding them (every
+    /// `*.json` directly inside).
+    #[arg(required = true, value_name = "FILES|DIR")]
+    pub paths: Vec<PathBuf>,
+    /// table (terminal), markdown, json or csv (one row per GPU and figure).
+    #[arg(long, value_enum, default_value_t = FleetFormat::Table)]
+    pub format: FleetFormat,
+    /// Write to PATH instead of stdout.
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// A GPU this many percent below its SKU's fleet median on any figure is an outlier.
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
+    pub outlier_pct: f64,
+}
+
+impl From<ReportFlags> for crate::html::ReportArgs {
+    fn from(f: ReportFlags) -> Self {
+        crate::html::ReportArgs {
+            results: f.results,
+            output: f.output,
+            verdict: f.verdict,
+            title: f.title,
+            axis: f.axis,
+        }
+    }
+}
+
+impl From<AggregateFlags> for crate::validate::AggregateArgs {
+    fn from(f: AggregateFlags) -> Self {
+        crate::validate::AggregateArgs {
+            paths: f.paths,
+            format: f.format,
+            output: f.output,
+            outlier_pct: f.outlier_pct,
+        }
+    }
+}
+
+/// `--format` of `aggregate`: the domain enum gets its flag values here, not in the library.
+impl clap::ValueEnum for FleetFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            FleetFormat::Table,
+            FleetFormat::Markdown,
+            FleetFormat::Json,
+            FleetFormat::Csv,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(match self {
+            FleetFormat::Table => "table",
+            FleetFormat::Markdown => "markdown",
+            FleetFormat::Json => "json",
+            FleetFormat::Csv => "csv",
+        }))
+    }
+}
+
+/// Flags of `gpuvet suite llm`: the model and the serving shape.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct SuiteFlags {
+    /// Model preset: llama3.1-8b, llama3.1-70b, llama3.1-405b, mixtral-8x7b, qwen2.5-72b.
+    #[arg(
+        long,
+        required_unless_present = "model_file",
+        conflicts_with = "model_file"
+    )]
+    pub model: Option<String>,
+    /// Your own model as a TOML file with the fields of data/models/*.toml (see docs/suites.md).
+    #[arg(long, value_name = "PATH")]
+    pub model_file: Option<PathBuf>,
+    /// Tensor-parallel degree: GPUs one copy of the model is split across (must divide the
+    /// query heads, the FFN size, and the KV heads or be a multiple of them).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub tp: u64,
+    /// Concurrent sequences, comma-separated (e.g. 1,8,64): one estimate per batch size.
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch: Vec<u64>,
+    /// Prompt tokens per sequence (prefill length).
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub prompt: u64,
+    /// Generated tokens per sequence (decode steps).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub gen: u64,
+    /// GEMM dtype: bf16, f16 or fp8 (fp8 GEMMs keep attention in bf16, as fp8 serving stacks do).
+    #[arg(long, default_value = "bf16")]
+    pub dtype: DType,
+}
+
+impl From<&SuiteFlags> for crate::suite::SuiteArgs {
+    fn from(f: &SuiteFlags) -> Self {
+        crate::suite::SuiteArgs {
+            model: f.model.clone(),
+            model_file: f.model_file.clone(),
+            tp: f.tp,
+            batch: f.batch.clone(),
+            prompt: f.prompt,
+            gen: f.gen,
+            dtype: f.dtype,
+        }
+    }
+}
+
 fn parse_shape(s: &str) -> Result<(u64, u64, u64), String> {
     let parts: Vec<&str> = s.split(['x', 'X', '×']).collect();
     if parts.len() != 3 {
@@ -457,43 +672,121 @@ fn run(cli: Cli) -> Result<i32> {
     check_numbers(&g)?;
     if g.threads > 0 {
         // Verification and input generation use the global pool; size it as asked.
-        let _ = rayon::ThreadPoolBuilder::new()
+        rayon::ThreadPoolBuilder::new()
             .num_threads(g.threads)
-            .build_global();
+            .build_global()
+            .context("sizing the thread pool")?;
     }
+    let opts = g.options();
     match cli.command {
-        None | Some(Command::Run) => Ok(measure_workloads(&g, None, &[], "run", None)?.code),
+        None | Some(Command::Run) => measure(&opts, None, Vec::new(), "run", None),
         Some(Command::Bench(b)) => {
             let (workloads, imps, what) = bench_workloads(b)?;
-            Ok(measure_workloads(&g, Some(workloads), &imps, what, None)?.code)
+            measure(&opts, Some(workloads), imps, what, None)
         }
         Some(Command::Sweep(a)) => {
             let workloads = crate::sweep::sweep_workloads(&a)?;
             let axis = crate::sweep::swept_axis(&a);
-            Ok(measure_workloads(
-                &g,
-                Some(workloads),
-                a.implementations(),
-                a.command(),
-                axis.as_deref(),
-            )?
-            .code)
+            let imps = a.implementations().to_vec();
+            measure(&opts, Some(workloads), imps, a.command(), axis)
         }
-        Some(Command::Suite(SuiteCommand::Llm(a))) => suite_llm(&g, &a),
-        Some(Command::Report(a)) => crate::html::run_report(&a),
-        Some(Command::Info) => info(&g),
-        Some(Command::Stress(a)) => stress(&g, &a),
-        Some(Command::Validate(a)) => validate(&g, &a),
+        Some(Command::Suite(SuiteCommand::Llm(a))) => {
+            commands::run::suite_llm(&opts, &(&a.suite).into(), a.estimate_json.as_deref())
+        }
+        Some(Command::Report(a)) => crate::html::run_report(&a.into()),
+        Some(Command::Info) => commands::info::info(&opts),
+        Some(Command::Stress(a)) => commands::stress::stress(&opts, &a.options()),
+        Some(Command::Validate(a)) => commands::validate::validate(&opts, &a.options()),
         Some(Command::Aggregate(a)) => {
-            crate::validate::run_aggregate(&a, crate::term::stdout_color())
+            crate::validate::run_aggregate(&a.into(), crate::term::stdout_color())
         }
         Some(Command::Compare(a)) => crate::compare::run(&a, crate::term::stdout_color()),
-        Some(Command::List(a)) => list(&g, &a),
+        Some(Command::List(a)) => commands::list::list(&opts, a.options()),
         Some(Command::Completions { shell }) => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "gpuvet", &mut out);
-            print_stdout(&String::from_utf8_lossy(&out))?;
+            commands::print_stdout(&String::from_utf8_lossy(&out))?;
             Ok(0)
+        }
+    }
+}
+
+/// The measuring path's exit code.
+fn measure(
+    opts: &commands::Options,
+    workloads: Option<Vec<Workload>>,
+    implementations: Vec<String>,
+    command: &str,
+    axis: Option<String>,
+) -> Result<i32> {
+    let req = commands::run::MeasureRequest {
+        workloads,
+        implementations,
+        command: command.into(),
+        axis,
+    };
+    Ok(commands::run::measure(opts, &req)?.code)
+}
+
+impl Global {
+    /// The domain options every command takes.
+    pub fn options(&self) -> commands::Options {
+        commands::Options {
+            backend: self.backend,
+            json: self.json.clone(),
+            csv: self.csv.clone(),
+            markdown: self.markdown.clone(),
+            seed: self.seed,
+            quiet: self.quiet,
+            measure: MeasureConfig {
+                warmup_s: self.warmup,
+                min_samples: self.min_samples as usize,
+                max_samples: self.max_samples as usize,
+                max_time_s: self.max_time,
+                target_rel_noise: self.target_noise / 100.0,
+                min_sample_time_s: self.min_sample_time / 1000.0,
+            },
+            threads: self.threads,
+            hot: self.hot,
+            dump_dir: self.dump_dir.clone(),
+            dump_all: self.dump_all,
+            save_baseline: self.save_baseline.clone(),
+            baseline: self.baseline.clone(),
+            baseline_dir: self.baseline_dir.clone(),
+            plot: self.plot.clone(),
+            export: self.export.clone(),
+        }
+    }
+}
+
+impl StressArgs {
+    pub fn options(&self) -> commands::stress::StressOptions {
+        commands::stress::StressOptions {
+            duration: self.duration,
+            dtype: self.dtype,
+            size: self.size,
+            check_interval: self.check_interval,
+            plant_fault: self.plant_fault,
+        }
+    }
+}
+
+impl ListArgs {
+    pub fn options(&self) -> commands::list::ListOptions {
+        commands::list::ListOptions {
+            kernels: self.kernels,
+            verbose: self.verbose,
+            skus: self.skus,
+        }
+    }
+}
+
+impl ValidateArgs {
+    pub fn options(&self) -> commands::validate::ValidateOptions {
+        commands::validate::ValidateOptions {
+            judge: self.into(),
+            verdict: self.verdict.clone(),
+            allow_cpu: self.allow_cpu,
         }
     }
 }
@@ -544,641 +837,75 @@ fn boxed<A: KindAxes + 'static>(v: Vec<A>) -> Vec<Box<dyn KindAxes>> {
         .collect()
 }
 
-fn open_exports(g: &Global) -> Result<Exports> {
-    let mut req = Vec::new();
-    if let Some(p) = &g.json {
-        req.push((Format::Json, p.as_str()));
-    }
-    if let Some(p) = &g.csv {
-        req.push((Format::Csv, p.as_str()));
-    }
-    if let Some(p) = &g.markdown {
-        req.push((Format::Markdown, p.as_str()));
-    }
-    Exports::open(&req)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn settings(g: &Global, command: &str) -> Settings {
-    Settings {
-        measure: MeasureConfig {
-            warmup_s: g.warmup,
-            min_samples: g.min_samples as usize,
-            max_samples: g.max_samples as usize,
-            max_time_s: g.max_time,
-            target_rel_noise: g.target_noise / 100.0,
-            min_sample_time_s: g.min_sample_time / 1000.0,
-        },
-        seed: g.seed,
-        hot: g.hot,
-        threads: g.threads,
-        dump_dir: g.dump_dir.clone(),
-        dump_all: g.dump_all,
-        quiet: g.quiet,
-        command: command.into(),
-        backend: String::new(),
-        fixed_environment: g.backend == BackendChoice::Mock,
+    #[test]
+    fn validate_flags_parse() {
+        assert_eq!(parse_sku("H100-SXM").unwrap(), "h100-sxm");
+        assert!(parse_sku("h100-sxm6").unwrap_err().contains("h200-sxm"));
+        assert_eq!(parse_pct("12.5%").unwrap(), 12.5);
+        assert!(parse_pct("0").is_err() && parse_pct("x").is_err());
     }
-}
 
-/// What a measuring command leaves for its caller.
-struct Outcome {
-    code: i32,
-    report: crate::report::Report,
-    /// Human text goes to stderr because stdout carries a machine format.
-    to_stderr: bool,
-}
+    #[derive(Parser, Debug)]
+    struct ReportCli {
+        #[command(flatten)]
+        args: ReportFlags,
+    }
 
-/// The run/bench/sweep/suite path. `workloads` None = the quick suite of the backend that
-/// opened. `axis` names the swept parameter for charts.
-fn measure_workloads(
-    g: &Global,
-    workloads: Option<Vec<Workload>>,
-    imps: &[String],
-    command: &str,
-    axis: Option<&str>,
-) -> Result<Outcome> {
-    let exports = open_exports(g)?;
-    let baseline_dir = check_baseline_flags(g)?;
-    let opened = backend::open(g.backend, g.threads)?;
-    if let Some(n) = &opened.notice {
-        crate::term::notice(g.quiet, n);
+    #[test]
+    fn report_flags_parse_as_documented() {
+        ReportCli::command().debug_assert();
+        let c = ReportCli::try_parse_from(["t", "results.json", "-o", "out.html"]).unwrap();
+        assert_eq!(c.args.results, PathBuf::from("results.json"));
+        assert_eq!(c.args.output, PathBuf::from("out.html"));
+        let d = ReportCli::try_parse_from(["t", "r.json", "--axis", "m"]).unwrap();
+        assert_eq!(d.args.output, PathBuf::from("report.html"));
+        assert_eq!(d.args.axis.as_deref(), Some("m"));
+        assert!(ReportCli::try_parse_from(["t"]).is_err());
     }
-    let kind = opened.backends[0].kind();
-    let suite = workloads.is_none();
-    let workloads = workloads.unwrap_or_else(|| opened.backends[0].quick_suite());
-    let plan = plan::build(
-        &workloads,
-        &opened.backends,
-        &ImplSelect::parse(imps),
-        g.hot,
-        suite,
-    )?;
-    for s in &plan.skipped {
-        crate::term::notice(g.quiet, &format!("skipped: {s}"));
-    }
-    let mut settings = settings(g, command);
-    settings.backend = kind.name().into();
-    let stop = Arc::new(AtomicBool::new(false));
-    install_ctrlc(stop.clone());
-    let mut report = runner::new_report(&opened.backends, &settings);
-    runner::execute(
-        &plan,
-        &opened.backends,
-        &settings,
-        &exports,
-        &mut report,
-        &stop,
-    )?;
 
-    let table_to_stderr = exports.uses_stdout();
-    let color = if table_to_stderr {
-        crate::term::stderr_color()
-    } else {
-        crate::term::stdout_color()
-    };
-    let table = crate::term::results_table(&report, color);
-    if table_to_stderr {
-        eprint!("{table}");
-    } else {
-        print_stdout(&table)?;
+    #[test]
+    fn whole_cli_is_consistent() {
+        Cli::command().debug_assert();
     }
-    exports.write_stdout(&report)?;
 
-    if let Some(dir) = &g.plot {
-        write_plots(g, dir, || crate::plot::write_plots(&report, dir, axis))?;
+    #[derive(Parser, Debug)]
+    struct SuiteCli {
+        #[command(flatten)]
+        args: SuiteFlags,
     }
-    let outcome = |code| Outcome {
-        code,
-        report: report.clone(),
-        to_stderr: table_to_stderr,
-    };
-    if stop.load(Ordering::Relaxed) {
-        crate::term::warn(
-            "interrupted: the files hold the results that finished (no baseline saved)",
-        );
-        return Ok(outcome(130));
-    }
-    let mut code = exit_code(&report);
-    code = code.max(after_run(
-        g,
-        &report,
-        &baseline_dir,
-        table_to_stderr,
-        color,
-    )?);
-    Ok(outcome(code))
-}
 
-/// Creates DIR and runs a chart writer into it, listing what it wrote.
-fn write_plots(
-    g: &Global,
-    dir: &std::path::Path,
-    f: impl FnOnce() -> crate::Result<Vec<PathBuf>>,
-) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for p in f()? {
-        crate::term::notice(g.quiet, &format!("wrote {}", p.display()));
+    #[test]
+    fn suite_flags_parse_as_documented() {
+        SuiteCli::command().debug_assert();
+        let c = SuiteCli::try_parse_from([
+            "t",
+            "--model",
+            "llama3.1-70b",
+            "--tp",
+            "8",
+            "--batch",
+            "1,8,64",
+            "--prompt",
+            "2048",
+            "--gen",
+            "256",
+            "--dtype",
+            "fp8",
+        ])
+        .unwrap();
+        assert_eq!(c.args.batch, vec![1, 8, 64]);
+        assert_eq!(c.args.dtype, DType::Fp8E4m3);
+        assert_eq!(c.args.tp, 8);
+        let f = SuiteCli::try_parse_from(["t", "--model-file", "m.toml"]).unwrap();
+        assert_eq!(f.args.model_file, Some(PathBuf::from("m.toml")));
+        // one of --model / --model-file, not both, not neither
+        assert!(SuiteCli::try_parse_from(["t"]).is_err());
+        assert!(SuiteCli::try_parse_from(["t", "--model", "x", "--model-file", "m.toml"]).is_err());
+        assert!(SuiteCli::try_parse_from(["t", "--model", "x", "--tp", "0"]).is_err());
+        assert!(SuiteCli::try_parse_from(["t", "--model", "x", "--batch", "0"]).is_err());
     }
-    Ok(())
-}
-
-fn suite_llm(g: &Global, a: &SuiteLlmArgs) -> Result<i32> {
-    if a.estimate_json.as_deref() == Some("-")
-        && [&g.json, &g.csv, &g.markdown]
-            .iter()
-            .any(|o| o.as_deref() == Some("-"))
-    {
-        bail!("only one output can go to stdout (`-`)");
-    }
-    if let Some(p) = a.estimate_json.as_deref().filter(|p| *p != "-") {
-        Exports::open(&[(Format::Json, p)])?;
-    }
-    let workloads = crate::suite::suite_workloads(&a.suite)?;
-    let out = measure_workloads(g, Some(workloads), &[], "suite llm", None)?;
-    let est = crate::suite::estimate(&a.suite, &out.report);
-    let text = format!("\n{}", est.render());
-    if out.to_stderr || a.estimate_json.as_deref() == Some("-") {
-        eprint!("{text}");
-    } else {
-        print_stdout(&text)?;
-    }
-    match a.estimate_json.as_deref() {
-        Some("-") => print_stdout(&est.to_json())?,
-        Some(p) => crate::export::write_atomic(std::path::Path::new(p), est.to_json().as_bytes())
-            .with_context(|| format!("writing {p}"))?,
-        None => {}
-    }
-    Ok(out.code)
-}
-
-/// Checks baseline names and export specs before anything runs; returns the baseline directory.
-fn check_baseline_flags(g: &Global) -> Result<PathBuf> {
-    use crate::compare;
-    for name in g.baseline.iter().chain(g.save_baseline.iter()) {
-        compare::baseline::validate_name(name)?;
-    }
-    for spec in &g.export {
-        compare::export::parse_spec(spec)?;
-    }
-    let dir = g
-        .baseline_dir
-        .clone()
-        .unwrap_or_else(compare::default_baseline_dir);
-    if let Some(name) = &g.baseline {
-        // A missing or corrupt baseline stops the run before it starts.
-        compare::load_baseline(name, &dir)?;
-    }
-    Ok(dir)
-}
-
-/// Exports for CI tools, the baseline comparison, and saving the baseline. Returns 1 on a
-/// confirmed regression, else 0.
-fn after_run(
-    g: &Global,
-    report: &crate::report::Report,
-    dir: &std::path::Path,
-    to_stderr: bool,
-    color: bool,
-) -> Result<i32> {
-    use crate::compare;
-    for spec in &g.export {
-        compare::export(report, spec)?;
-    }
-    let mut code = 0;
-    if let Some(name) = &g.baseline {
-        let opts = compare::CompareOptions {
-            seed: g.seed,
-            ..Default::default()
-        };
-        let cmp = compare::compare_to_baseline(report, name, dir, &opts)?;
-        let table = compare::render_table(&cmp, compare::FailOn::Regression, color);
-        if to_stderr {
-            eprint!("{table}");
-        } else {
-            print_stdout(&table)?;
-        }
-        code = cmp.exit_code(compare::FailOn::Regression);
-    }
-    if let Some(name) = &g.save_baseline {
-        let p = compare::save_baseline(report, name, dir)?;
-        crate::term::notice(g.quiet, &format!("saved baseline {name}: {}", p.display()));
-    }
-    Ok(code)
-}
-
-/// 2 when a result could not be run at all, 1 when one was wrong, 0 otherwise.
-pub fn exit_code(report: &crate::report::Report) -> i32 {
-    use crate::report::Status;
-    if report.results.iter().any(|r| r.status == Status::Error) {
-        2
-    } else if report.results.iter().any(|r| !r.is_valid()) {
-        1
-    } else {
-        0
-    }
-}
-
-fn install_ctrlc(stop: Arc<AtomicBool>) {
-    // A second Ctrl-C leaves at once; the first lets the current sample finish and the files
-    // be written.
-    let _ = ctrlc::set_handler(move || {
-        if stop.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupted: finishing the current sample (Ctrl-C again to quit now)");
-    });
-}
-
-/// Prints to stdout; a closed pipe (`gpuvet | head`) is not an error.
-fn print_stdout(text: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.context("writing to stdout"),
-    }
-}
-
-fn info(g: &Global) -> Result<i32> {
-    let exports = open_exports(g)?;
-    let opened = backend::open(g.backend, g.threads)?;
-    if let Some(n) = &opened.notice {
-        crate::term::notice(g.quiet, n);
-    }
-    let mut s = settings(g, "info");
-    s.backend = opened.backends[0].kind().name().into();
-    let mut report = runner::new_report(&opened.backends, &s);
-    report.complete = true;
-    let mut text = String::new();
-    let h = &report.host;
-    text.push_str(&format!(
-        "host      {} — {} ({} logical CPUs{}), {} RAM, {} (kernel {})\n",
-        h.hostname,
-        h.cpu_model,
-        h.logical_cpus,
-        h.cpu_cores
-            .map(|c| format!(", {c} cores"))
-            .unwrap_or_default(),
-        Bytes(h.memory_bytes),
-        h.os,
-        h.kernel
-    ));
-    text.push_str(&format!(
-        "gpuvet    {} ({})\n",
-        report.tool.version, report.tool.git_sha
-    ));
-    for (b, d) in opened.backends.iter().zip(&report.devices) {
-        text.push_str(&format!(
-            "\ndevice {}  [{}] {}\n",
-            d.index,
-            b.kind().name(),
-            d.name
-        ));
-        let mut row = |k: &str, v: String| text.push_str(&format!("  {k:<22} {v}\n"));
-        if let Some(v) = &d.uuid {
-            row("uuid", v.clone());
-        }
-        if let Some(v) = &d.pci_bus_id {
-            row("pci bus id", v.clone());
-        }
-        if let Some(v) = &d.compute_capability {
-            row("compute capability", v.clone());
-        }
-        if let Some(v) = d.multiprocessors {
-            if b.is_gpu() {
-                row("multiprocessors", v.to_string());
-            } else if !d.details.contains_key("threads") {
-                row("threads", v.to_string());
-            }
-        }
-        if let Some(v) = d.memory_bytes {
-            row("memory", Bytes(v).to_string());
-        }
-        if let Some(v) = d.last_level_cache_bytes {
-            row("last-level cache", Bytes(v).to_string());
-        }
-        if let Some(v) = &d.driver_version {
-            row("driver", v.clone());
-        }
-        for (k, v) in &d.details {
-            let shown = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            row(k, shown);
-        }
-        if let Some(p) = &d.peaks {
-            let mut parts: Vec<String> = p
-                .flops
-                .iter()
-                .map(|(k, v)| format!("{k} {}", crate::units::si(*v, "FLOP/s")))
-                .collect();
-            if let Some(bw) = p.memory_bandwidth {
-                parts.push(format!("memory {}", crate::units::si(bw, "B/s")));
-            }
-            row(
-                "datasheet peaks",
-                format!("{} ({})", parts.join(", "), p.source),
-            );
-        }
-        if let Some(t) = b.telemetry() {
-            row("telemetry", serde_json::to_string(&t)?);
-        }
-    }
-    if exports.uses_stdout() {
-        eprint!("{text}");
-    } else {
-        print_stdout(&text)?;
-    }
-    exports.write_files(&report)?;
-    exports.write_stdout(&report)?;
-    Ok(0)
-}
-
-fn list(g: &Global, a: &ListArgs) -> Result<i32> {
-    if a.kernels {
-        print_stdout(&format!("{}\n", backend::cuda::list_kernels(a.verbose)?))?;
-        return Ok(0);
-    }
-    if a.skus {
-        let db = crate::gpudb::database()?;
-        let mut text = format!(
-            "{:<18} {:<32} {:>4} {:>5} {:>9} {:>10} {:>13}\n",
-            "id", "name", "cc", "SMs", "memory", "bandwidth", "16-bit dense"
-        );
-        for id in crate::gpudb::ids() {
-            if let Some(s) = db.by_id(&id) {
-                text.push_str(&format!(
-                    "{:<18} {:<32} {:>4} {:>5} {:>5} GiB {:>10} {:>13}\n",
-                    s.id,
-                    s.name,
-                    s.compute_capability,
-                    s.sms,
-                    s.memory_gib,
-                    crate::units::si(s.memory_bandwidth(), "B/s"),
-                    s.peak("bf16")
-                        .or_else(|| s.peak("f16"))
-                        .map(|p| crate::units::si(p, "FLOP/s"))
-                        .unwrap_or_else(|| "—".into())
-                ));
-            }
-        }
-        print_stdout(&text)?;
-        return Ok(0);
-    }
-    let mut text = String::new();
-    text.push_str("dtypes:     ");
-    text.push_str(
-        &DType::ALL
-            .iter()
-            .map(|d| format!("{d} (tol {:.0e})", d.tolerance()))
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
-    text.push_str("\nworkloads:  matmul (bench matmul), attention (bench attention), memory copy/read/write/triad (bench memory)\n");
-    let opened = backend::open(g.backend, g.threads)?;
-    if let Some(n) = &opened.notice {
-        crate::term::notice(g.quiet, n);
-    }
-    for b in &opened.backends {
-        let kind = b.kind();
-        text.push_str(&format!(
-            "\n{} device {}: {}\n",
-            kind.name(),
-            b.device().index,
-            b.device().name
-        ));
-        text.push_str("  quick suite (implementations):\n");
-        for w in b.quick_suite() {
-            let imps: Vec<String> = b
-                .implementations(&w)
-                .iter()
-                .map(|i| {
-                    if i.reference {
-                        format!("{} (reference)", i.name)
-                    } else {
-                        i.name.clone()
-                    }
-                })
-                .collect();
-            text.push_str(&format!(
-                "    {:<44} {}\n",
-                w.name(),
-                if imps.is_empty() {
-                    "— not supported here".into()
-                } else {
-                    imps.join(", ")
-                }
-            ));
-        }
-    }
-    print_stdout(&text)?;
-    Ok(0)
-}
-
-fn stress(g: &Global, a: &StressArgs) -> Result<i32> {
-    let exports = open_exports(g)?;
-    if exports.uses_stdout() && g.json.as_deref() != Some("-") {
-        bail!("stress writes JSON only (--json PATH|-)");
-    }
-    if !a.check_interval.is_finite() || a.check_interval <= 0.0 {
-        bail!("--check-interval must be a positive number of seconds");
-    }
-    let opened = if g.backend == BackendChoice::Auto {
-        // Stress is about GPUs: no silent fallback to the CPU here.
-        let backends = backend::cuda::open_all().map_err(|e| {
-            anyhow::anyhow!(
-                "stress needs an NVIDIA GPU: {e}. Use --backend cpu to exercise it on the CPU"
-            )
-        })?;
-        backend::Opened {
-            backends,
-            notice: None,
-        }
-    } else {
-        backend::open(g.backend, g.threads)?
-    };
-    let size = a
-        .size
-        .unwrap_or_else(|| opened.backends[0].stress_size(backend::Sustained::Stress));
-    let mut cfg = crate::stress::StressConfig::matmul(size, a.dtype, a.duration, g.seed);
-    cfg.check_interval_s = a.check_interval;
-    cfg.plant_fault = a.plant_fault;
-    plan::build(
-        std::slice::from_ref(&cfg.workload),
-        &opened.backends,
-        &ImplSelect::Default,
-        true,
-        false,
-    )?;
-    let stop = Arc::new(AtomicBool::new(false));
-    install_ctrlc(stop.clone());
-    if !g.quiet {
-        eprintln!(
-            "stressing {} device(s) with {} for {} (Ctrl-C to stop)",
-            opened.backends.len(),
-            cfg.workload.name(),
-            humantime::format_duration(a.duration)
-        );
-    }
-    let report = crate::stress::run(opened.backends, &cfg, &stop)?;
-    let mut text = String::new();
-    for d in &report.devices {
-        text.push_str(&format!(
-            "device {} {}: {} iterations, {} checksums, median {}, {}\n",
-            d.device,
-            d.name,
-            d.iterations,
-            d.checks,
-            crate::units::si(d.median_throughput, "FLOP/s"),
-            match (&d.error, d.mismatches.len()) {
-                (Some(e), _) => format!("ERROR: {e}"),
-                (None, 0) if d.verified => "outputs identical".to_string(),
-                (None, 0) => "first output WRONG".to_string(),
-                (None, n) => format!("{n} MISMATCHES"),
-            }
-        ));
-    }
-    text.push_str(&format!("verdict: {}\n", report.verdict));
-    for r in &report.reasons {
-        text.push_str(&format!("  - {r}\n"));
-    }
-    let json = serde_json::to_string_pretty(&report)? + "\n";
-    match g.json.as_deref() {
-        Some("-") => {
-            eprint!("{text}");
-            print_stdout(&json)?;
-        }
-        Some(path) => {
-            print_stdout(&text)?;
-            crate::export::write_atomic(std::path::Path::new(path), json.as_bytes())?;
-        }
-        None => print_stdout(&text)?,
-    }
-    if let Some(dir) = &g.plot {
-        write_plots(g, dir, || {
-            crate::plot::write_timelines(&crate::plot::stress_timelines(&report), dir)
-        })?;
-    }
-    if report.interrupted {
-        return Ok(130);
-    }
-    Ok(report.exit_code())
-}
-
-fn validate(g: &Global, a: &crate::validate::ValidateArgs) -> Result<i32> {
-    let exports = open_exports(g)?;
-    if exports.uses_stdout() && a.verdict.as_deref() == Some("-") {
-        bail!("only one output can go to stdout (`-`)");
-    }
-    if let Some(p) = a.verdict.as_deref().filter(|p| *p != "-") {
-        Exports::open(&[(Format::Json, p)])?;
-    }
-    let cpu_allowed = a.allow_cpu && matches!(g.backend, BackendChoice::Cpu | BackendChoice::Mock);
-    let backends = if cpu_allowed {
-        backend::open(g.backend, g.threads)?.backends
-    } else {
-        if matches!(g.backend, BackendChoice::Cpu | BackendChoice::Mock) {
-            bail!(
-                "validate judges NVIDIA GPUs; --backend {:?} is only for testing, with --allow-cpu",
-                g.backend
-            );
-        }
-        backend::cuda::open_all()
-            .map_err(|e| anyhow::anyhow!("validate needs an NVIDIA GPU: {e}"))?
-    };
-    // The union of every device's suite, in order; devices skip what they cannot run.
-    let mut workloads: Vec<Workload> = Vec::new();
-    for b in &backends {
-        for w in crate::validate::suite(b.device(), a.is_quick()) {
-            if !workloads.contains(&w) {
-                workloads.push(w);
-            }
-        }
-    }
-    // Verdicts rest on the vendor libraries, never on gpuvet's own kernels under development.
-    let plan = plan::build(&workloads, &backends, &ImplSelect::Reference, false, true)?;
-    for s in &plan.skipped {
-        crate::term::notice(g.quiet, &format!("skipped: {s}"));
-    }
-    let mut settings = settings(g, "validate");
-    settings.backend = backends[0].kind().name().into();
-    let per_device = plan.entries.len().div_ceil(backends.len());
-    // A soak spends half its time on the suite (spread over the results; noise never ends a
-    // result early) and half on a stress run with checksums and per-second telemetry.
-    let soak = a.duration.map(|d| d / 2);
-    if let Some(half) = soak {
-        settings.measure.max_time_s = half.as_secs_f64() / per_device.max(1) as f64;
-        settings.measure.target_rel_noise = 0.0;
-        settings.measure.max_samples = usize::MAX;
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    install_ctrlc(stop.clone());
-    let mut report = runner::new_report(&backends, &settings);
-    if !g.quiet {
-        eprintln!(
-            "validating {} device(s): {} results each{}",
-            backends.len(),
-            per_device,
-            a.duration
-                .map(|d| format!(
-                    ", soak of {} (half suite, half stress)",
-                    humantime::format_duration(d)
-                ))
-                .unwrap_or_default()
-        );
-    }
-    let backends =
-        runner::execute_parallel(&plan, backends, &settings, &exports, &mut report, &stop)?;
-    let (mut inputs, backends) = match soak {
-        Some(half) if !stop.load(Ordering::Relaxed) => {
-            let size = backends[0].stress_size(backend::Sustained::Soak);
-            let dtype =
-                if crate::validate::supported_dtypes(backends[0].device()).contains(&DType::Bf16) {
-                    DType::Bf16
-                } else {
-                    DType::F16
-                };
-            let cfg = crate::stress::StressConfig::matmul(size, dtype, half, g.seed);
-            let (s, b) = crate::stress::run_keeping(backends, &cfg, &stop)?;
-            if let Some(dir) = &g.plot {
-                write_plots(g, dir, || {
-                    crate::plot::write_timelines(&crate::plot::stress_timelines(&s), dir)
-                })?;
-            }
-            (crate::validate::JudgeInputs::from_stress(&s), b)
-        }
-        _ => (crate::validate::JudgeInputs::default(), backends),
-    };
-    if stop.load(Ordering::Relaxed) {
-        crate::term::warn("interrupted: no verdict");
-        return Ok(130);
-    }
-    // ECC counters, remapped rows and the PCIe link are judged as they are after the load.
-    inputs.details_after = backends
-        .iter()
-        .enumerate()
-        .filter_map(|(i, b)| b.current_details().map(|d| (i, d)))
-        .collect();
-    let verdict = crate::validate::judge_with(&report, a, &inputs);
-    let color = if a.verdict.as_deref() == Some("-") || exports.uses_stdout() {
-        crate::term::stderr_color()
-    } else {
-        crate::term::stdout_color()
-    };
-    let table = crate::term::results_table(&report, color);
-    let text = format!("{table}\n{}", verdict.render(color));
-    if a.verdict.as_deref() == Some("-") || exports.uses_stdout() {
-        eprint!("{text}");
-    } else {
-        print_stdout(&text)?;
-    }
-    exports.write_stdout(&report)?;
-    match a.verdict.as_deref() {
-        Some("-") => print_stdout(&verdict.to_json())?,
-        Some(p) => verdict
-            .write(p)
-            .with_context(|| format!("writing the verdict to {p}"))?,
-        None => {}
-    }
-    Ok(verdict.exit_code)
 }

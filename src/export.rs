@@ -1,5 +1,7 @@
 //! Result files: JSON (the full report), CSV (one row per result), markdown (a table for
-//! humans and pull requests).
+//! humans and pull requests), and the one [`Exporter`] trait every file format implements
+//! (these three, github-action-benchmark and Bencher in [`crate::compare::export`], and
+//! [`PrettyJson`] for the verdict, the estimate and the stress timeline).
 //!
 //! Targets are opened before the run, so a bad path fails at once, and every file is rewritten
 //! atomically (temp file in the same directory, then rename) after each result: an interrupted
@@ -8,7 +10,6 @@
 use crate::report::{Report, ResultRecord};
 use crate::units::{seconds, si};
 use anyhow::{bail, Context, Result};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// An output format.
@@ -17,6 +18,45 @@ pub enum Format {
     Json,
     Csv,
     Markdown,
+}
+
+/// One output format: turns a value into the text of a file. Every file gpuvet writes goes
+/// through [`Exporter::write`], so `-` always means stdout (a closed pipe is fine) and a file
+/// is always replaced atomically.
+pub trait Exporter<T: ?Sized> {
+    /// The file's text.
+    fn render(&self, value: &T) -> Result<String>;
+
+    /// Writes `value` to `target`: a path, or `-` for stdout.
+    fn write(&self, target: &str, value: &T) -> Result<()> {
+        let text = self.render(value)?;
+        if target == "-" {
+            return crate::output::write_stdout(&text).context("writing to stdout");
+        }
+        write_atomic(Path::new(target), text.as_bytes())
+            .with_context(|| format!("writing {target}"))
+    }
+}
+
+/// Pretty-printed JSON and a final newline: the report, a node verdict, a token-rate
+/// estimate, a stress run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PrettyJson;
+
+impl<T: serde::Serialize + ?Sized> Exporter<T> for PrettyJson {
+    fn render(&self, value: &T) -> Result<String> {
+        Ok(serde_json::to_string_pretty(value)? + "\n")
+    }
+}
+
+impl Exporter<Report> for Format {
+    fn render(&self, report: &Report) -> Result<String> {
+        match self {
+            Format::Json => PrettyJson.render(report),
+            Format::Csv => to_csv(report),
+            Format::Markdown => Ok(to_markdown(report)),
+        }
+    }
 }
 
 /// Where one format goes.
@@ -51,7 +91,7 @@ impl Exports {
             if p.is_dir() {
                 bail!("{} is a directory; give a file path", p.display());
             }
-            let dir = parent_dir(&p);
+            let dir = crate::output::parent_dir(&p);
             // Creating (and dropping) a temp file proves the directory takes new files.
             tempfile::NamedTempFile::new_in(&dir).with_context(|| {
                 format!(
@@ -74,8 +114,7 @@ impl Exports {
     pub fn write_files(&self, report: &Report) -> Result<()> {
         for (fmt, t) in &self.targets {
             if let Target::File(p) = t {
-                write_atomic(p, render(*fmt, report)?.as_bytes())
-                    .with_context(|| format!("writing {}", p.display()))?;
+                fmt.write(&p.to_string_lossy(), report)?;
             }
         }
         Ok(())
@@ -85,56 +124,14 @@ impl Exports {
     pub fn write_stdout(&self, report: &Report) -> Result<()> {
         for (fmt, t) in &self.targets {
             if *t == Target::Stdout {
-                let text = render(*fmt, report)?;
-                let mut out = std::io::stdout().lock();
-                match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-                    other => other?,
-                }
+                fmt.write("-", report)?;
             }
         }
         Ok(())
     }
 }
 
-fn parent_dir(p: &Path) -> PathBuf {
-    match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Writes `bytes` to `path` through a temp file in the same directory and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = tempfile::NamedTempFile::new_in(parent_dir(path))?;
-    readable_by_all(tmp.as_file())?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-/// Temp files are created 0600; results and reports are meant to be shared, like any file the
-/// user's shell would create.
-pub fn readable_by_all(f: &std::fs::File) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
-    #[cfg(not(unix))]
-    let _ = f;
-    Ok(())
-}
-
-/// One format's text for `report`.
-pub fn render(fmt: Format, report: &Report) -> Result<String> {
-    Ok(match fmt {
-        Format::Json => serde_json::to_string_pretty(report)? + "\n",
-        Format::Csv => to_csv(report)?,
-        Format::Markdown => to_markdown(report),
-    })
-}
+pub use crate::output::{readable_by_all, write_atomic};
 
 /// CSV columns: stable, flat, one row per result.
 const CSV_HEADER: [&str; 22] = [
@@ -208,6 +205,12 @@ fn to_csv(report: &Report) -> Result<String> {
         ])?;
     }
     Ok(String::from_utf8(w.into_inner()?)?)
+}
+
+/// Escapes text for one markdown table cell or list item: a `|` would end the cell and a
+/// newline the row, so the first is escaped and the second kept as an HTML line break.
+pub fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', "<br>")
 }
 
 /// The headline figure of a result as text (`—` when it has none).

@@ -10,14 +10,16 @@
 //! | is it right | [`verify`] | f64 references, Freivalds, sampled rows |
 //! | how fast | [`measure`], [`stats`] | warm-up, batching, stopping rule, statistics |
 //! | the record | [`report`], [`env`] | one struct every output reads |
-//! | output | [`export`], [`term`] | JSON / CSV / markdown files, terminal tables |
-//! | orchestration | [`plan`], [`runner`], [`cli`] | flags → validated plan → results |
+//! | output | [`export`], [`output`], [`term`] | one `Exporter` per file format, stdout vs stderr and atomic files, terminal tables |
+//! | orchestration | [`plan`], [`runner`] | workloads → validated plan → results |
+//! | commands | [`cli`], [`commands`] | clap flags → domain options → one workflow module per command |
 //! | comparisons | [`compare`] | baselines, bootstrap verdicts, CI exports |
 //! | instance checks | [`gpudb`], [`validate`], [`stress`] | SKU database, verdicts, sustained load |
 //! | inference view | [`suite`], [`sweep`], [`plot`], [`html`] | model presets, sweeps, SVG charts, HTML report |
 
 pub mod backend;
 pub mod cli;
+pub mod commands;
 pub mod compare;
 pub mod dtype;
 pub mod env;
@@ -28,6 +30,7 @@ pub mod html;
 pub mod inputs;
 pub mod measure;
 pub mod npy;
+pub mod output;
 pub mod plan;
 pub mod plot;
 pub mod report;

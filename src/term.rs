@@ -48,6 +48,20 @@ pub fn warn(msg: &str) {
     }
 }
 
+/// An empty table in gpuvet's style. The caller has already decided about colour (on the
+/// stream the table goes to); comfy-table must not second-guess it from whether stdout is a
+/// terminal.
+pub fn table(color: bool) -> Table {
+    let mut t = Table::new();
+    t.load_style(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .force_no_tty();
+    if color {
+        t.enforce_styling();
+    }
+    t
+}
+
 /// The results table.
 pub fn results_table(report: &Report, color: bool) -> String {
     let mut t = Table::new();

@@ -8,7 +8,6 @@
 use super::{compare, CompareOptions, Comparison};
 use crate::error::{Error, Result};
 use crate::report::Report;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Environment variable that moves the baseline directory (e.g. to a CI cache).
@@ -122,18 +121,7 @@ pub fn compare_to_baseline(
     Ok(compare(&base, report, opts).with_labels(&format!("baseline {name}"), "this run"))
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
-/// reader sees the old file or the new one, never a partial one.
+/// Replaces `path` atomically (see [`crate::output::write_atomic`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".gpuvet-tmp-")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    Ok(crate::output::write_atomic(path, bytes)?)
 }

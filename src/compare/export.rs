@@ -193,6 +193,12 @@ pub fn render_export(report: &Report, format: ExportFormat) -> (String, Vec<Stri
     (json.unwrap_or_default(), skipped)
 }
 
+impl crate::export::Exporter<Report> for ExportFormat {
+    fn render(&self, report: &Report) -> anyhow::Result<String> {
+        Ok(render_export(report, *self).0 + "\n")
+    }
+}
+
 /// Writes `report` as `FORMAT:PATH` (`github` or `bencher`; PATH `-` is stdout), atomically.
 /// Results without a verified throughput are left out, with a line on stderr saying which.
 pub fn export(report: &Report, spec: &str) -> Result<()> {

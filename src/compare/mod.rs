@@ -744,12 +744,7 @@ pub fn emit(
         ));
     }
     let table = render_table(cmp, fail_on, color);
-    if markdown == Some("-") || json == Some("-") {
-        // Nothing useful to do when stderr itself is gone.
-        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), table.as_bytes());
-    } else {
-        write_stdout(&table)?;
-    }
+    crate::output::Output::new(markdown == Some("-") || json == Some("-")).human(&table)?;
     for (target, text) in [
         (markdown, render_markdown(cmp, fail_on)),
         (json, render_json(cmp) + "\n"),
@@ -765,10 +760,5 @@ pub fn emit(
 
 /// Writes to stdout; a closed pipe (`gpuvet compare a b | head`) is not an error.
 pub(crate) fn write_stdout(text: &str) -> crate::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => Ok(r?),
-    }
+    Ok(crate::output::write_stdout(text)?)
 }

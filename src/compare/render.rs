@@ -5,8 +5,10 @@
 //! the exit status.
 
 use super::{Comparison, FailOn, ResultComparison, Verdict};
+use crate::export::md_cell as md;
+use crate::term::table as new_table;
 use crate::units::seconds;
-use comfy_table::{presets, Cell, CellAlignment, Color, ContentArrangement, Table};
+use comfy_table::{Cell, CellAlignment, Color};
 use std::fmt::Write;
 
 /// `+5.12% [+3.90, +6.31]`, or `-` without a ratio.
@@ -183,24 +185,6 @@ pub fn render_table(cmp: &Comparison, fail_on: FailOn, color: bool) -> String {
     }
     let _ = writeln!(out, "{}", summary_line(cmp, fail_on));
     out
-}
-
-fn new_table(color: bool) -> Table {
-    let mut t = Table::new();
-    t.load_style(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled);
-    // The caller has already decided about colour; do not let comfy-table second-guess it
-    // from whether stdout is a terminal.
-    t.force_no_tty();
-    if color {
-        t.enforce_styling();
-    }
-    t
-}
-
-/// Escapes text for a markdown table cell.
-fn md(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
 }
 
 /// The pull-request form: GitHub-flavoured markdown, no colour, stable for snapshots.

@@ -297,7 +297,7 @@ impl Estimate {
     /// Terminal text: the per-batch estimate, the kernels beside their bounds, and what is left
     /// out.
     pub fn render(&self) -> String {
-        use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
+        use comfy_table::CellAlignment;
         let mut out = format!(
             "{} at tensor parallelism {}, {} GEMMs / {} attention, prompt {} + {} generated tokens{}\n\n",
             self.model,
@@ -311,10 +311,7 @@ impl Estimate {
                 .map(|n| format!(", times from {n}"))
                 .unwrap_or_default()
         );
-        let mut t = Table::new();
-        t.load_style(presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Disabled)
-            .force_no_tty();
+        let mut t = crate::term::table(false);
         t.set_header(vec![
             "batch",
             "TTFT",
@@ -347,10 +344,7 @@ impl Estimate {
             }
         }
         out.push_str(&format!("{t}\n\n"));
-        let mut k = Table::new();
-        k.load_style(presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Disabled)
-            .force_no_tty();
+        let mut k = crate::term::table(false);
         k.set_header(vec![
             "batch", "phase", "op", "×/pass", "workload", "impl", "median", "bound", "bound by",
             "of bound", "of pass",

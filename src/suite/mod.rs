@@ -23,34 +23,22 @@ use crate::workload::{AttentionSpec, BLayout, MatmulSpec, Workload};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// Flags of `gpuvet suite llm`.
-#[derive(clap::Args, Debug, Clone, PartialEq)]
+/// What `gpuvet suite llm` measures and estimates (the CLI's flags, as plain data).
+#[derive(Debug, Clone, PartialEq)]
 pub struct SuiteArgs {
-    /// Model preset: llama3.1-8b, llama3.1-70b, llama3.1-405b, mixtral-8x7b, qwen2.5-72b.
-    #[arg(
-        long,
-        required_unless_present = "model_file",
-        conflicts_with = "model_file"
-    )]
+    /// Model preset name (llama3.1-8b, ...); ignored when `model_file` is given.
     pub model: Option<String>,
-    /// Your own model as a TOML file with the fields of data/models/*.toml (see docs/suites.md).
-    #[arg(long, value_name = "PATH")]
+    /// A model TOML file with the fields of data/models/*.toml.
     pub model_file: Option<PathBuf>,
-    /// Tensor-parallel degree: GPUs one copy of the model is split across (must divide the
-    /// query heads, the FFN size, and the KV heads or be a multiple of them).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    /// Tensor-parallel degree.
     pub tp: u64,
-    /// Concurrent sequences, comma-separated (e.g. 1,8,64): one estimate per batch size.
-    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    /// Concurrent sequences: one estimate per batch size.
     pub batch: Vec<u64>,
     /// Prompt tokens per sequence (prefill length).
-    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub prompt: u64,
     /// Generated tokens per sequence (decode steps).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub gen: u64,
-    /// GEMM dtype: bf16, f16 or fp8 (fp8 GEMMs keep attention in bf16, as fp8 serving stacks do).
-    #[arg(long, default_value = "bf16")]
+    /// GEMM dtype.
     pub dtype: DType,
 }
 
@@ -391,48 +379,5 @@ mod tests {
         a.prompt = 10_000_000;
         assert!(kernels(&a).is_err());
         assert!(kernels(&args("nope", 1, &[1])).is_err());
-    }
-}
-
-#[cfg(test)]
-mod cli_tests {
-    use super::*;
-    use clap::{CommandFactory, Parser};
-
-    #[derive(Parser, Debug)]
-    struct Cli {
-        #[command(flatten)]
-        args: SuiteArgs,
-    }
-
-    #[test]
-    fn flags_parse_as_documented() {
-        Cli::command().debug_assert();
-        let c = Cli::try_parse_from([
-            "t",
-            "--model",
-            "llama3.1-70b",
-            "--tp",
-            "8",
-            "--batch",
-            "1,8,64",
-            "--prompt",
-            "2048",
-            "--gen",
-            "256",
-            "--dtype",
-            "fp8",
-        ])
-        .unwrap();
-        assert_eq!(c.args.batch, vec![1, 8, 64]);
-        assert_eq!(c.args.dtype, DType::Fp8E4m3);
-        assert_eq!(c.args.tp, 8);
-        let f = Cli::try_parse_from(["t", "--model-file", "m.toml"]).unwrap();
-        assert_eq!(f.args.model_file, Some(PathBuf::from("m.toml")));
-        // one of --model / --model-file, not both, not neither
-        assert!(Cli::try_parse_from(["t"]).is_err());
-        assert!(Cli::try_parse_from(["t", "--model", "x", "--model-file", "m.toml"]).is_err());
-        assert!(Cli::try_parse_from(["t", "--model", "x", "--tp", "0"]).is_err());
-        assert!(Cli::try_parse_from(["t", "--model", "x", "--batch", "0"]).is_err());
     }
 }

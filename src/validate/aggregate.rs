@@ -7,6 +7,7 @@
 use super::verdict::{median, Verdict};
 use super::{GpuVerdict, NodeVerdict};
 use crate::error::{Error, Result};
+use crate::export::md_cell as md;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub const FLEET_SCHEMA_VERSION: u32 = 1;
 
 /// Output format of the fleet view.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FleetFormat {
     Table,
     Markdown,
@@ -23,21 +24,15 @@ pub enum FleetFormat {
     Csv,
 }
 
-/// Flags of `gpuvet aggregate`.
-#[derive(clap::Args, Debug, Clone, PartialEq)]
+/// What `gpuvet aggregate` does (the CLI's flags, as plain data).
+#[derive(Debug, Clone, PartialEq)]
 pub struct AggregateArgs {
-    /// Verdict files (from `gpuvet validate --verdict`) or directories holding them (every
-    /// `*.json` directly inside).
-    #[arg(required = true, value_name = "FILES|DIR")]
+    /// Verdict files or directories holding them (every `*.json` directly inside).
     pub paths: Vec<PathBuf>,
-    /// table (terminal), markdown, json or csv (one row per GPU and figure).
-    #[arg(long, value_enum, default_value_t = FleetFormat::Table)]
     pub format: FleetFormat,
     /// Write to PATH instead of stdout.
-    #[arg(long, short = 'o', value_name = "PATH")]
     pub output: Option<PathBuf>,
     /// A GPU this many percent below its SKU's fleet median on any figure is an outlier.
-    #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
     pub outlier_pct: f64,
 }
 
@@ -305,17 +300,8 @@ fn headline(s: &FleetSummary) -> String {
 
 /// Terminal tables: per-SKU distributions, outliers, nodes to drain.
 pub fn render_table(s: &FleetSummary, color: bool) -> String {
-    use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
-    let new = || {
-        let mut t = Table::new();
-        t.load_style(presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Disabled)
-            .force_no_tty();
-        if color {
-            t.enforce_styling();
-        }
-        t
-    };
+    use comfy_table::{Cell, Color};
+    let new = || crate::term::table(color);
     let mut out = String::new();
     let mut t = new();
     t.set_header(vec![
@@ -393,10 +379,6 @@ pub fn render_table(s: &FleetSummary, color: bool) -> String {
     out.push_str(&headline(s));
     out.push('\n');
     out
-}
-
-fn md(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', "<br>")
 }
 
 /// Markdown: the same three tables, for a wiki page or a ticket.
@@ -558,21 +540,12 @@ pub fn run_aggregate(args: &AggregateArgs, color: bool) -> anyhow::Result<i32> {
     )?;
     match &args.output {
         Some(p) => write_file(p, &text)?,
-        None => {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            if let Err(e) = out.write_all(text.as_bytes()) {
-                // A closed pipe (`| head`) is not a failure.
-                if e.kind() != std::io::ErrorKind::BrokenPipe {
-                    return Err(e.into());
-                }
-            }
-        }
+        None => crate::output::write_stdout(&text)?,
     }
     Ok(if summary.drain.is_empty() { 0 } else { 1 })
 }
 
 fn write_file(p: &Path, text: &str) -> anyhow::Result<()> {
-    std::fs::write(p, text)
+    crate::output::write_atomic(p, text.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write fleet view to {}: {e}", p.display()))
 }

@@ -34,89 +34,50 @@ pub const VERDICT_SCHEMA_VERSION: u32 = 1;
 /// The `kind` field of a verdict file, so that a report is never mistaken for one.
 pub const VERDICT_KIND: &str = "gpuvet-verdict";
 
-/// Flags of `gpuvet validate`.
-#[derive(clap::Args, Debug, Clone, PartialEq)]
-pub struct ValidateArgs {
-    /// Judge every GPU against this SKU instead of the one it reports (what you paid for, e.g.
-    /// h100-sxm). An unknown id is refused with the list of known ones.
-    #[arg(long, value_name = "SKU", value_parser = parse_sku)]
+/// What a verdict is judged against: the domain side of `gpuvet validate`'s flags (the CLI
+/// builds it; library callers fill it in directly).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeOptions {
+    /// Judge every GPU against this SKU id instead of the one it reports.
     pub expect: Option<String>,
-    /// Quick suite, one pass, under 2 minutes per node (the default).
-    #[arg(long, conflicts_with = "duration")]
-    pub quick: bool,
-    /// Soak: run the suite (with larger shapes) for this long, e.g. `30m`, to catch GPUs that
-    /// degrade as they heat up.
-    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    /// The soak duration; `None` is quick mode.
     pub duration: Option<Duration>,
-    /// A figure this many percent below the SKU's achievable expectation is a WARN; twice as
-    /// far, a FAIL.
-    #[arg(long, value_name = "PERCENT", default_value_t = 10.0, value_parser = parse_pct)]
-    pub tolerance: f64,
-    /// A GPU this many percent below the median of its peers on the node is a straggler (FAIL).
-    #[arg(long, value_name = "PERCENT", default_value_t = 10.0, value_parser = parse_pct)]
+    /// A figure this many percent below expectation is a WARN; twice as far, a FAIL.
+    pub tolerance_pct: f64,
+    /// A GPU this many percent below its peers' median is a straggler.
     pub straggler_pct: f64,
-    /// Write the node verdict as JSON to PATH (`-` for stdout): what a scheduler or
-    /// `gpuvet aggregate` reads.
-    #[arg(long, value_name = "PATH|-")]
-    pub verdict: Option<String>,
-    /// Exit 1 on WARN too, not only on FAIL.
-    #[arg(long)]
+    /// Exit 1 on WARN too.
     pub fail_on_warn: bool,
-    /// Validate on the CPU backend (for testing the pipeline, e.g. a Slurm setup, without a GPU).
-    #[arg(long, hide = true)]
-    pub allow_cpu: bool,
 }
 
-impl Default for ValidateArgs {
+impl Default for JudgeOptions {
     fn default() -> Self {
-        ValidateArgs {
+        JudgeOptions {
             expect: None,
-            quick: false,
             duration: None,
-            tolerance: 10.0,
+            tolerance_pct: 10.0,
             straggler_pct: 10.0,
-            verdict: None,
             fail_on_warn: false,
-            allow_cpu: false,
         }
     }
 }
 
-impl ValidateArgs {
+impl JudgeOptions {
     /// Quick mode unless a soak duration was given.
     pub fn is_quick(&self) -> bool {
         self.duration.is_none()
     }
+}
 
-    /// Seconds of sampling each result gets so that a soak of `--duration` spreads over
-    /// `results` results; `None` in quick mode (use the normal stopping rule).
-    pub fn seconds_per_result(&self, results: usize) -> Option<f64> {
-        self.duration
-            .map(|d| d.as_secs_f64() / results.max(1) as f64)
+impl From<&JudgeOptions> for JudgeOptions {
+    fn from(o: &JudgeOptions) -> Self {
+        o.clone()
     }
 }
 
-fn parse_sku(s: &str) -> Result<String, String> {
-    match gpudb::by_id(s) {
-        Some(sku) => Ok(sku.id),
-        None => Err(format!(
-            "unknown SKU `{s}`; known: {}",
-            gpudb::ids().join(", ")
-        )),
-    }
-}
-
-fn parse_pct(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .trim()
-        .trim_end_matches('%')
-        .parse()
-        .map_err(|_| format!("`{s}` is not a percentage"))?;
-    if !(v > 0.0 && v < 100.0) {
-        return Err(format!("{v} is not a percentage between 0 and 100"));
-    }
-    Ok(v)
-}
+/// The flags' old home: `ValidateArgs` is a CLI type (in [`crate::cli`]); this path stays for
+/// library callers written against it.
+pub use crate::cli::ValidateArgs;
 
 /// Dtypes a device's tensor (or vector) units run, by compute capability. Devices without one
 /// (a CPU) get those the CPU backend runs.
@@ -408,21 +369,9 @@ impl NodeVerdict {
         s
     }
 
-    /// Writes the JSON to `path`, or stdout for `-`.
-    pub fn write(&self, path: &str) -> std::io::Result<()> {
-        if path == "-" {
-            use std::io::Write;
-            std::io::stdout().write_all(self.to_json().as_bytes())
-        } else {
-            std::fs::write(path, self.to_json()).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("writing verdict to {path}: {e}"))
-            })
-        }
-    }
-
     /// A terminal table: one row per GPU with each check's verdict, then the reasons.
     pub fn render(&self, color: bool) -> String {
-        use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
+        use comfy_table::{Cell, Color};
         let paint = |v: Verdict| {
             let c = Cell::new(v.name());
             if !color {
@@ -434,13 +383,7 @@ impl NodeVerdict {
                 Verdict::Fail => Color::Red,
             })
         };
-        let mut t = Table::new();
-        t.load_style(presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Disabled)
-            .force_no_tty();
-        if color {
-            t.enforce_styling();
-        }
+        let mut t = crate::term::table(color);
         let kinds = [
             CheckKind::Identity,
             CheckKind::Absolute,
@@ -537,13 +480,28 @@ fn expectation_for(t: &Target, key: &str) -> Option<Expectation> {
 }
 
 /// The node verdict of a finished validation run.
-pub fn judge(report: &Report, args: &ValidateArgs) -> NodeVerdict {
-    judge_with(report, args, &JudgeInputs::default())
+pub fn judge(report: &Report, opts: impl Into<JudgeOptions>) -> NodeVerdict {
+    judge_with(report, opts, &JudgeInputs::default())
+}
+
+/// What every GPU of a report is judged against, computed once for all of them.
+struct Judging<'a> {
+    report: &'a Report,
+    opts: JudgeOptions,
+    inputs: &'a JudgeInputs,
+    mismatches: Vec<verdict::ChecksumMismatch>,
+    per_device: Vec<Vec<&'a ResultRecord>>,
+    targets: Vec<Target>,
+    metrics: Vec<BTreeMap<String, MetricValue>>,
 }
 
 /// [`judge`], with telemetry timelines and stress checksums.
-pub fn judge_with(report: &Report, args: &ValidateArgs, inputs: &JudgeInputs) -> NodeVerdict {
-    let tolerance = args.tolerance / 100.0;
+pub fn judge_with(
+    report: &Report,
+    opts: impl Into<JudgeOptions>,
+    inputs: &JudgeInputs,
+) -> NodeVerdict {
+    let opts = opts.into();
     let mut mismatches = verdict::checksum_mismatches(&inputs.checksums);
     mismatches.extend(inputs.mismatches.iter().cloned());
     let per_device: Vec<Vec<&ResultRecord>> = (0..report.devices.len())
@@ -552,82 +510,116 @@ pub fn judge_with(report: &Report, args: &ValidateArgs, inputs: &JudgeInputs) ->
     let targets: Vec<Target> = report
         .devices
         .iter()
-        .map(|d| target(d, args.expect.as_deref()))
+        .map(|d| target(d, opts.expect.as_deref()))
         .collect();
-    let metrics: Vec<BTreeMap<String, MetricValue>> = targets
+    let metrics = targets
         .iter()
         .zip(&per_device)
         .map(|(t, rs)| verdict::metrics(rs, t.peaks.as_ref(), &|k| expectation_for(t, k)))
         .collect();
-    // Peers are the GPUs judged against the same SKU (or with the same name when unknown).
-    let group_of = |i: usize| {
-        targets[i]
+    let j = Judging {
+        report,
+        opts,
+        inputs,
+        mismatches,
+        per_device,
+        targets,
+        metrics,
+    };
+    let gpus = (0..report.devices.len()).map(|i| j.gpu(i)).collect();
+    j.node(gpus)
+}
+
+impl Judging<'_> {
+    /// Peers are the GPUs judged against the same SKU (or with the same name when unknown).
+    fn group_of(&self, i: usize) -> String {
+        self.targets[i]
             .sku
             .as_ref()
             .map(|s| s.id.clone())
-            .unwrap_or_else(|| report.devices[i].name.clone())
-    };
-    let mut gpus = Vec::new();
-    for (i, info) in report.devices.iter().enumerate() {
-        let t = &targets[i];
-        let group: Vec<usize> = (0..report.devices.len())
-            .filter(|&j| group_of(j) == group_of(i))
-            .collect();
-        let peer_metrics: Vec<&BTreeMap<String, MetricValue>> =
-            group.iter().map(|&j| &metrics[j]).collect();
-        let me = group.iter().position(|&j| j == i).unwrap_or(0);
+            .unwrap_or_else(|| self.report.devices[i].name.clone())
+    }
+
+    fn identity(&self, i: usize) -> Check {
+        let (info, t) = (&self.report.devices[i], &self.targets[i]);
         let is_gpu = info.backend == Some(BackendKind::Cuda) || info.backend.is_none();
-        let identity = if is_gpu {
-            identity::check(
+        if is_gpu {
+            return identity::check(
                 info,
                 t.sku.as_ref(),
                 t.detected.as_ref(),
-                args.expect.is_some(),
-            )
-        } else {
-            Check::new(
-                CheckKind::Identity,
-                vec![Finding::pass(format!(
-                    "{} backend: not an NVIDIA GPU, identity not checked",
-                    info.backend.map_or("unknown", |b| b.name())
-                ))],
-            )
-        };
-        let mut absolute = verdict::absolute(&metrics[i], &|k| expectation_for(t, k), tolerance);
+                self.opts.expect.is_some(),
+            );
+        }
+        Check::new(
+            CheckKind::Identity,
+            vec![Finding::pass(format!(
+                "{} backend: not an NVIDIA GPU, identity not checked",
+                info.backend.map_or("unknown", |b| b.name())
+            ))],
+        )
+    }
+
+    fn absolute(&self, i: usize) -> Check {
+        let t = &self.targets[i];
+        let tolerance = self.opts.tolerance_pct / 100.0;
+        let mut c = verdict::absolute(&self.metrics[i], &|k| expectation_for(t, k), tolerance);
         if t.computed {
-            absolute.findings.push(Finding::pass(
+            c.findings.push(Finding::pass(
                 "peaks computed from SMs × per-SM rate × clock (GPU not in the database)",
             ));
         }
-        let extra = inputs
+        c
+    }
+
+    fn peers(&self, i: usize) -> Check {
+        let group: Vec<usize> = (0..self.report.devices.len())
+            .filter(|&j| self.group_of(j) == self.group_of(i))
+            .collect();
+        let peer_metrics: Vec<&BTreeMap<String, MetricValue>> =
+            group.iter().map(|&j| &self.metrics[j]).collect();
+        let me = group.iter().position(|&j| j == i).unwrap_or(0);
+        verdict::peers(&peer_metrics, me, self.opts.straggler_pct)
+    }
+
+    fn health(&self, i: usize) -> Check {
+        let extra = self
+            .inputs
             .telemetry
             .get(&i)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let checks = vec![
-            identity,
-            absolute,
-            verdict::peers(&peer_metrics, me, args.straggler_pct),
-            verdict::health(
-                info,
-                t.sku.as_ref(),
-                &per_device[i],
-                extra,
-                inputs.details_after.get(&i),
+        verdict::health(
+            &self.report.devices[i],
+            self.targets[i].sku.as_ref(),
+            &self.per_device[i],
+            extra,
+            self.inputs.details_after.get(&i),
+        )
+    }
+
+    fn correctness(&self, i: usize) -> Check {
+        let c = verdict::correctness(i, &self.per_device[i], &self.mismatches);
+        match self.inputs.correctness.get(&i) {
+            Some(extra) => Check::new(
+                CheckKind::Correctness,
+                c.findings
+                    .into_iter()
+                    .chain(extra.iter().cloned())
+                    .collect(),
             ),
-            {
-                let mut c = verdict::correctness(i, &per_device[i], &mismatches);
-                if let Some(extra) = inputs.correctness.get(&i) {
-                    c = Check::new(
-                        CheckKind::Correctness,
-                        c.findings
-                            .into_iter()
-                            .chain(extra.iter().cloned())
-                            .collect(),
-                    );
-                }
-                c
-            },
+            None => c,
+        }
+    }
+
+    fn gpu(&self, i: usize) -> GpuVerdict {
+        let (info, t) = (&self.report.devices[i], &self.targets[i]);
+        let checks = vec![
+            self.identity(i),
+            self.absolute(i),
+            self.peers(i),
+            self.health(i),
+            self.correctness(i),
         ];
         let verdict = checks
             .iter()
@@ -635,7 +627,7 @@ pub fn judge_with(report: &Report, args: &ValidateArgs, inputs: &JudgeInputs) ->
             .max()
             .unwrap_or(Verdict::Pass);
         let reasons = checks.iter().flat_map(|c| c.reasons()).collect();
-        gpus.push(GpuVerdict {
+        GpuVerdict {
             index: info.index,
             name: info.name.clone(),
             uuid: info.uuid.clone(),
@@ -647,60 +639,62 @@ pub fn judge_with(report: &Report, args: &ValidateArgs, inputs: &JudgeInputs) ->
             verdict,
             reasons,
             checks,
-            metrics: metrics[i].clone(),
-        });
+            metrics: self.metrics[i].clone(),
+        }
     }
-    let mut reasons: Vec<String> = gpus
-        .iter()
-        .flat_map(|g| {
-            let who = format!(
-                "GPU {}{}",
-                g.index,
-                g.uuid
-                    .as_deref()
-                    .map(|u| format!(" ({u})"))
-                    .unwrap_or_default()
-            );
-            g.reasons
-                .iter()
-                .map(move |r| format!("{who}: {r}"))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let mut verdict = gpus
-        .iter()
-        .map(|g| g.verdict)
-        .max()
-        .unwrap_or(Verdict::Fail);
-    let mut exit_code = verdict.exit_code(args.fail_on_warn);
-    if gpus.is_empty() {
-        reasons.push("no device was tested".into());
-        verdict = Verdict::Fail;
-        exit_code = 2;
-    } else if !report.complete {
-        reasons.push("the run did not complete: the verdict covers what finished".into());
-        verdict = verdict.max(Verdict::Warn);
-        exit_code = exit_code.max(verdict.exit_code(args.fail_on_warn));
+
+    /// The node's verdict from its GPUs': the worst of them, each reason naming its GPU.
+    fn node(&self, gpus: Vec<GpuVerdict>) -> NodeVerdict {
+        let (report, opts) = (self.report, &self.opts);
+        let mut reasons: Vec<String> = gpus.iter().flat_map(gpu_reasons).collect();
+        let mut verdict = gpus
+            .iter()
+            .map(|g| g.verdict)
+            .max()
+            .unwrap_or(Verdict::Fail);
+        let mut exit_code = verdict.exit_code(opts.fail_on_warn);
+        if gpus.is_empty() {
+            reasons.push("no device was tested".into());
+            verdict = Verdict::Fail;
+            exit_code = 2;
+        } else if !report.complete {
+            reasons.push("the run did not complete: the verdict covers what finished".into());
+            verdict = verdict.max(Verdict::Warn);
+            exit_code = exit_code.max(verdict.exit_code(opts.fail_on_warn));
+        }
+        NodeVerdict {
+            schema_version: VERDICT_SCHEMA_VERSION,
+            kind: VERDICT_KIND.into(),
+            hostname: report.host.hostname.clone(),
+            started_at: report.started_at.clone(),
+            tool_version: report.tool.version.clone(),
+            backend: report.config.backend.clone(),
+            verdict,
+            exit_code,
+            reasons,
+            settings: VerdictSettings {
+                expect: opts.expect.clone(),
+                quick: opts.is_quick(),
+                duration_s: opts.duration.map(|d| d.as_secs_f64()),
+                tolerance_pct: opts.tolerance_pct,
+                straggler_pct: opts.straggler_pct,
+            },
+            gpus,
+        }
     }
-    NodeVerdict {
-        schema_version: VERDICT_SCHEMA_VERSION,
-        kind: VERDICT_KIND.into(),
-        hostname: report.host.hostname.clone(),
-        started_at: report.started_at.clone(),
-        tool_version: report.tool.version.clone(),
-        backend: report.config.backend.clone(),
-        verdict,
-        exit_code,
-        reasons,
-        settings: VerdictSettings {
-            expect: args.expect.clone(),
-            quick: args.is_quick(),
-            duration_s: args.duration.map(|d| d.as_secs_f64()),
-            tolerance_pct: args.tolerance,
-            straggler_pct: args.straggler_pct,
-        },
-        gpus,
-    }
+}
+
+/// A GPU's reasons, each prefixed with which GPU it is.
+fn gpu_reasons(g: &GpuVerdict) -> Vec<String> {
+    let who = format!(
+        "GPU {}{}",
+        g.index,
+        g.uuid
+            .as_deref()
+            .map(|u| format!(" ({u})"))
+            .unwrap_or_default()
+    );
+    g.reasons.iter().map(|r| format!("{who}: {r}")).collect()
 }
 
 #[cfg(test)]
@@ -745,11 +739,7 @@ mod tests {
     }
 
     #[test]
-    fn flags_parse() {
-        assert_eq!(parse_sku("H100-SXM").unwrap(), "h100-sxm");
-        assert!(parse_sku("h100-sxm6").unwrap_err().contains("h200-sxm"));
-        assert_eq!(parse_pct("12.5%").unwrap(), 12.5);
-        assert!(parse_pct("0").is_err() && parse_pct("x").is_err());
+    fn durations_parse() {
         assert_eq!(
             crate::units::parse_duration("10m").unwrap(),
             Duration::from_secs(600)

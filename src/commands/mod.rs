@@ -1,0 +1,152 @@
+//! Each command's workflow, one module per command, taking plain domain options (no clap):
+//! [`crate::cli`] parses flags and converts them into these structs.
+//!
+//! | command | module |
+//! |---|---|
+//! | `run`, `bench`, `sweep`, `suite` (the measuring path) | [`run`] |
+//! | `info` | [`info`] |
+//! | `list` | [`list`] |
+//! | `stress` | [`stress`] |
+//! | `validate` | [`validate`] |
+//!
+//! `compare`, `aggregate` and `report` are a single call each into [`crate::compare`],
+//! [`crate::validate::aggregate`] and [`crate::html`].
+
+pub mod info;
+pub mod list;
+pub mod run;
+pub mod stress;
+pub mod validate;
+
+use crate::backend::BackendChoice;
+use crate::export::{Exports, Format};
+use crate::measure::MeasureConfig;
+use crate::runner::Settings;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// What every command takes: where to run, where results go, how to measure.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub backend: BackendChoice,
+    /// Report targets: a path, or `-` for stdout.
+    pub json: Option<String>,
+    pub csv: Option<String>,
+    pub markdown: Option<String>,
+    pub seed: u64,
+    pub quiet: bool,
+    pub measure: MeasureConfig,
+    pub threads: usize,
+    pub hot: bool,
+    pub dump_dir: Option<PathBuf>,
+    pub dump_all: bool,
+    pub save_baseline: Option<String>,
+    pub baseline: Option<String>,
+    pub baseline_dir: Option<PathBuf>,
+    pub plot: Option<PathBuf>,
+    /// CI exports as `FORMAT:PATH`.
+    pub export: Vec<String>,
+}
+
+impl Options {
+    /// Opens the report targets now, so a bad path fails before anything runs.
+    pub fn open_exports(&self) -> Result<Exports> {
+        let mut req = Vec::new();
+        for (fmt, p) in [
+            (Format::Json, &self.json),
+            (Format::Csv, &self.csv),
+            (Format::Markdown, &self.markdown),
+        ] {
+            if let Some(p) = p {
+                req.push((fmt, p.as_str()));
+            }
+        }
+        Exports::open(&req)
+    }
+
+    /// The runner's settings for `command`.
+    pub fn settings(&self, command: &str, backend: &str) -> Settings {
+        Settings {
+            measure: self.measure.clone(),
+            seed: self.seed,
+            hot: self.hot,
+            threads: self.threads,
+            dump_dir: self.dump_dir.clone(),
+            dump_all: self.dump_all,
+            quiet: self.quiet,
+            command: command.into(),
+            backend: backend.into(),
+            fixed_environment: self.backend == BackendChoice::Mock,
+        }
+    }
+
+    /// A notice on stderr unless `--quiet`.
+    pub fn notice(&self, msg: &str) {
+        crate::term::notice(self.quiet, msg);
+    }
+}
+
+/// A stop flag set by Ctrl-C. A second Ctrl-C leaves at once; the first lets the current sample
+/// finish and the files be written.
+pub fn stop_on_ctrlc() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let installed = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: finishing the current sample (Ctrl-C again to quit now)");
+    });
+    if let Err(e) = installed {
+        // Only one handler per process; a library caller may have its own.
+        crate::term::warn(&format!("Ctrl-C will not stop cleanly: {e}"));
+    }
+    stop
+}
+
+/// Prints to stdout; a closed pipe (`gpuvet | head`) is not an error.
+pub fn print_stdout(text: &str) -> Result<()> {
+    crate::output::write_stdout(text).context("writing to stdout")
+}
+
+/// Creates DIR and runs a chart writer into it, listing what it wrote.
+pub fn write_plots(
+    opts: &Options,
+    dir: &Path,
+    f: impl FnOnce() -> crate::Result<Vec<PathBuf>>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for p in f()? {
+        opts.notice(&format!("wrote {}", p.display()));
+    }
+    Ok(())
+}
+
+/// Writes a stress run's timelines as charts when `--plot` asks for them.
+pub fn plot_stress(opts: &Options, report: &crate::stress::StressReport) -> Result<()> {
+    if let Some(dir) = &opts.plot {
+        write_plots(opts, dir, || {
+            crate::plot::write_timelines(&crate::plot::stress_timelines(report), dir)
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks that a second machine format (`--verdict`, `--estimate-json`) can go where asked:
+/// only one output may take stdout, and a file's directory must take files. Returns whether
+/// it goes to stdout.
+pub fn check_extra_target(exports: &Exports, target: Option<&str>) -> Result<bool> {
+    match target {
+        Some("-") if exports.uses_stdout() => {
+            anyhow::bail!("only one output can go to stdout (`-`)")
+        }
+        Some("-") => Ok(true),
+        Some(p) => {
+            Exports::open(&[(Format::Json, p)])?;
+            Ok(false)
+        }
+        None => Ok(false),
+    }
+}

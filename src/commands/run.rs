@@ -1,0 +1,180 @@
+//! The measuring path of `run`, `bench`, `sweep` and `suite`: open the exports and the
+//! backend, plan, run, print the table, then the CI exports, the baseline comparison and the
+//! saved baseline.
+
+use super::{stop_on_ctrlc, write_plots, Options};
+use crate::backend;
+use crate::export::{Exporter, PrettyJson};
+use crate::output::Output;
+use crate::plan::{self, ImplSelect};
+use crate::report::Report;
+use crate::runner;
+use crate::workload::Workload;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+/// What to measure, beyond the common options.
+#[derive(Debug, Clone, Default)]
+pub struct MeasureRequest {
+    /// `None` = the quick suite of the backend that opened.
+    pub workloads: Option<Vec<Workload>>,
+    /// Implementation names (`default`, `all`, or names); empty = default.
+    pub implementations: Vec<String>,
+    /// The command recorded in the report (`run`, `bench matmul`, ...).
+    pub command: String,
+    /// The swept parameter, for charts.
+    pub axis: Option<String>,
+}
+
+/// What a measuring command leaves for its caller.
+pub struct Outcome {
+    pub code: i32,
+    pub report: Report,
+    /// Where the caller's own human text goes.
+    pub output: Output,
+}
+
+/// Runs `req` and writes every requested output.
+pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
+    let exports = opts.open_exports()?;
+    let baseline_dir = check_baseline_flags(opts)?;
+    let opened = backend::open(opts.backend, opts.threads)?;
+    if let Some(n) = &opened.notice {
+        opts.notice(n);
+    }
+    let suite = req.workloads.is_none();
+    let workloads = req
+        .workloads
+        .clone()
+        .unwrap_or_else(|| opened.backends[0].quick_suite());
+    let plan = plan::build(
+        &workloads,
+        &opened.backends,
+        &ImplSelect::parse(&req.implementations),
+        opts.hot,
+        suite,
+    )?;
+    for s in &plan.skipped {
+        opts.notice(&format!("skipped: {s}"));
+    }
+    let settings = opts.settings(&req.command, opened.backends[0].kind().name());
+    let stop = stop_on_ctrlc();
+    let mut report = runner::new_report(&opened.backends, &settings);
+    runner::execute(
+        &plan,
+        &opened.backends,
+        &settings,
+        &exports,
+        &mut report,
+        &stop,
+    )?;
+
+    let output = Output::new(exports.uses_stdout());
+    let color = output.human_color();
+    output
+        .human(&crate::term::results_table(&report, color))
+        .context("writing to stdout")?;
+    exports.write_stdout(&report)?;
+    if let Some(dir) = &opts.plot {
+        write_plots(opts, dir, || {
+            crate::plot::write_plots(&report, dir, req.axis.as_deref())
+        })?;
+    }
+    if stop.load(Ordering::Relaxed) {
+        crate::term::warn(
+            "interrupted: the files hold the results that finished (no baseline saved)",
+        );
+        return Ok(Outcome {
+            code: 130,
+            report,
+            output,
+        });
+    }
+    let code = exit_code(&report).max(after_run(opts, &report, &baseline_dir, output)?);
+    Ok(Outcome {
+        code,
+        report,
+        output,
+    })
+}
+
+/// `suite llm`: the measured layers, then the token-rate estimate (text, and JSON where asked).
+pub fn suite_llm(
+    opts: &Options,
+    suite: &crate::suite::SuiteArgs,
+    estimate_json: Option<&str>,
+) -> Result<i32> {
+    let estimate_to_stdout = super::check_extra_target(&opts.open_exports()?, estimate_json)?;
+    let req = MeasureRequest {
+        workloads: Some(crate::suite::suite_workloads(suite)?),
+        command: "suite llm".into(),
+        ..MeasureRequest::default()
+    };
+    let out = measure(opts, &req)?;
+    let est = crate::suite::estimate(suite, &out.report);
+    Output::new(out.output.human_to_stderr() || estimate_to_stdout)
+        .human(&format!("\n{}", est.render()))
+        .context("writing to stdout")?;
+    if let Some(target) = estimate_json {
+        PrettyJson.write(target, &est)?;
+    }
+    Ok(out.code)
+}
+
+/// Checks baseline names and export specs before anything runs; returns the baseline directory.
+fn check_baseline_flags(opts: &Options) -> Result<PathBuf> {
+    use crate::compare;
+    for name in opts.baseline.iter().chain(opts.save_baseline.iter()) {
+        compare::baseline::validate_name(name)?;
+    }
+    for spec in &opts.export {
+        compare::export::parse_spec(spec)?;
+    }
+    let dir = opts
+        .baseline_dir
+        .clone()
+        .unwrap_or_else(compare::default_baseline_dir);
+    if let Some(name) = &opts.baseline {
+        // A missing or corrupt baseline stops the run before it starts.
+        compare::load_baseline(name, &dir)?;
+    }
+    Ok(dir)
+}
+
+/// Exports for CI tools, the baseline comparison, and saving the baseline. Returns 1 on a
+/// confirmed regression, else 0.
+fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Result<i32> {
+    use crate::compare;
+    for spec in &opts.export {
+        compare::export(report, spec)?;
+    }
+    let mut code = 0;
+    if let Some(name) = &opts.baseline {
+        let cmp_opts = compare::CompareOptions {
+            seed: opts.seed,
+            ..Default::default()
+        };
+        let cmp = compare::compare_to_baseline(report, name, dir, &cmp_opts)?;
+        let table = compare::render_table(&cmp, compare::FailOn::Regression, output.human_color());
+        output.human(&table).context("writing to stdout")?;
+        code = cmp.exit_code(compare::FailOn::Regression);
+    }
+    if let Some(name) = &opts.save_baseline {
+        let p = compare::save_baseline(report, name, dir)?;
+        opts.notice(&format!("saved baseline {name}: {}", p.display()));
+    }
+    Ok(code)
+}
+
+/// 2 when a result could not be run at all, 1 when one was wrong, 0 otherwise.
+pub fn exit_code(report: &Report) -> i32 {
+    use crate::report::Status;
+    if report.results.iter().any(|r| r.status == Status::Error) {
+        2
+    } else if report.results.iter().any(|r| !r.is_valid()) {
+        1
+    } else {
+        0
+    }
+}

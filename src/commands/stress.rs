@@ -1,0 +1,107 @@
+//! `gpuvet stress`: sustained matmul load on every device, per-second timeline, checksums.
+
+use super::{plot_stress, stop_on_ctrlc, Options};
+use crate::backend::{self, BackendChoice};
+use crate::dtype::DType;
+use crate::export::Exporter;
+use crate::output::Output;
+use crate::plan::{self, ImplSelect};
+use crate::stress::StressReport;
+use anyhow::{bail, Context, Result};
+use std::time::Duration;
+
+/// What `stress` runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StressOptions {
+    pub duration: Duration,
+    pub dtype: DType,
+    /// Square matmul size; `None` = the backend's default.
+    pub size: Option<u64>,
+    /// Seconds between output checksums.
+    pub check_interval: f64,
+    /// Testing only: flip a bit in the output of device D at checksum N.
+    pub plant_fault: Option<(usize, u64)>,
+}
+
+pub fn stress(opts: &Options, a: &StressOptions) -> Result<i32> {
+    let exports = opts.open_exports()?;
+    if exports.uses_stdout() && opts.json.as_deref() != Some("-") {
+        bail!("stress writes JSON only (--json PATH|-)");
+    }
+    if !a.check_interval.is_finite() || a.check_interval <= 0.0 {
+        bail!("--check-interval must be a positive number of seconds");
+    }
+    let backends = open(opts)?;
+    let size = a
+        .size
+        .unwrap_or_else(|| backends[0].stress_size(crate::backend::Sustained::Stress));
+    let mut cfg = crate::stress::StressConfig::matmul(size, a.dtype, a.duration, opts.seed);
+    cfg.check_interval_s = a.check_interval;
+    cfg.plant_fault = a.plant_fault;
+    plan::build(
+        std::slice::from_ref(&cfg.workload),
+        &backends,
+        &ImplSelect::Default,
+        true,
+        false,
+    )?;
+    let stop = stop_on_ctrlc();
+    if !opts.quiet {
+        eprintln!(
+            "stressing {} device(s) with {} for {} (Ctrl-C to stop)",
+            backends.len(),
+            cfg.workload.name(),
+            humantime::format_duration(a.duration)
+        );
+    }
+    let report = crate::stress::run(backends, &cfg, &stop)?;
+    Output::new(opts.json.as_deref() == Some("-"))
+        .human(&summary(&report))
+        .context("writing to stdout")?;
+    if let Some(target) = opts.json.as_deref() {
+        crate::export::PrettyJson.write(target, &report)?;
+    }
+    plot_stress(opts, &report)?;
+    if report.interrupted {
+        return Ok(130);
+    }
+    Ok(report.exit_code())
+}
+
+/// Stress is about GPUs: `auto` never falls back to the CPU here.
+fn open(opts: &Options) -> Result<Vec<Box<dyn crate::backend::Backend>>> {
+    if opts.backend != BackendChoice::Auto {
+        return Ok(backend::open(opts.backend, opts.threads)?.backends);
+    }
+    backend::cuda::open_all().map_err(|e| {
+        anyhow::anyhow!(
+            "stress needs an NVIDIA GPU: {e}. Use --backend cpu to exercise it on the CPU"
+        )
+    })
+}
+
+/// One line per device, then the verdict and its reasons.
+fn summary(report: &StressReport) -> String {
+    let mut text = String::new();
+    for d in &report.devices {
+        text.push_str(&format!(
+            "device {} {}: {} iterations, {} checksums, median {}, {}\n",
+            d.device,
+            d.name,
+            d.iterations,
+            d.checks,
+            crate::units::si(d.median_throughput, "FLOP/s"),
+            match (&d.error, d.mismatches.len()) {
+                (Some(e), _) => format!("ERROR: {e}"),
+                (None, 0) if d.verified => "outputs identical".to_string(),
+                (None, 0) => "first output WRONG".to_string(),
+                (None, n) => format!("{n} MISMATCHES"),
+            }
+        ));
+    }
+    text.push_str(&format!("verdict: {}\n", report.verdict));
+    for r in &report.reasons {
+        text.push_str(&format!("  - {r}\n"));
+    }
+    text
+}

@@ -1,0 +1,159 @@
+//! `gpuvet validate`: run the validation suite on every GPU at once (and the soak's stress
+//! half), judge the node, print the table and the verdict, write the verdict file.
+
+use super::{plot_stress, stop_on_ctrlc, Options};
+use crate::backend::{self, Backend, BackendChoice};
+use crate::dtype::DType;
+use crate::export::{Exporter, PrettyJson};
+use crate::output::Output;
+use crate::plan::{self, ImplSelect, Plan};
+use crate::report::Report;
+use crate::runner::{self, Settings};
+use crate::validate::{JudgeInputs, JudgeOptions};
+use crate::workload::Workload;
+use anyhow::{bail, Context, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// What `validate` does beyond the common options.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ValidateOptions {
+    pub judge: JudgeOptions,
+    /// Where the node verdict goes: a path, or `-` for stdout.
+    pub verdict: Option<String>,
+    /// Run on the CPU or mock backend (testing the pipeline without a GPU).
+    pub allow_cpu: bool,
+}
+
+pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
+    let exports = opts.open_exports()?;
+    let verdict_to_stdout = super::check_extra_target(&exports, a.verdict.as_deref())?;
+    let backends = open(opts, a.allow_cpu)?;
+    let workloads = suite_of(&backends, a.judge.is_quick());
+    // Verdicts rest on the vendor libraries, never on gpuvet's own kernels under development.
+    let plan = plan::build(&workloads, &backends, &ImplSelect::Reference, false, true)?;
+    for s in &plan.skipped {
+        opts.notice(&format!("skipped: {s}"));
+    }
+    // A soak spends half its time on the suite and half on a stress run with checksums and
+    // per-second telemetry.
+    let soak = a.judge.duration.map(|d| d / 2);
+    let settings = soak_settings(opts, backends[0].kind().name(), &plan, backends.len(), soak);
+    let stop = stop_on_ctrlc();
+    let mut report = runner::new_report(&backends, &settings);
+    if !opts.quiet {
+        eprintln!(
+            "validating {} device(s): {} results each{}",
+            backends.len(),
+            plan.entries.len().div_ceil(backends.len()),
+            a.judge
+                .duration
+                .map(|d| format!(
+                    ", soak of {} (half suite, half stress)",
+                    humantime::format_duration(d)
+                ))
+                .unwrap_or_default()
+        );
+    }
+    let backends =
+        runner::execute_parallel(&plan, backends, &settings, &exports, &mut report, &stop)?;
+    let (mut inputs, backends) = match soak {
+        Some(half) if !stop.load(Ordering::Relaxed) => soak_stress(opts, backends, half, &stop)?,
+        _ => (JudgeInputs::default(), backends),
+    };
+    if stop.load(Ordering::Relaxed) {
+        crate::term::warn("interrupted: no verdict");
+        return Ok(130);
+    }
+    // ECC counters, remapped rows and the PCIe link are judged as they are after the load.
+    inputs.details_after = backends
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| b.current_details().map(|d| (i, d)))
+        .collect();
+    let verdict = crate::validate::judge_with(&report, &a.judge, &inputs);
+    let output = Output::new(verdict_to_stdout || exports.uses_stdout());
+    show(output, &report, &verdict)?;
+    exports.write_stdout(&report)?;
+    if let Some(target) = a.verdict.as_deref() {
+        PrettyJson
+            .write(target, &verdict)
+            .with_context(|| format!("writing the verdict to {target}"))?;
+    }
+    Ok(verdict.exit_code)
+}
+
+/// validate judges NVIDIA GPUs; the CPU and mock backends only with `allow_cpu` (testing).
+fn open(opts: &Options, allow_cpu: bool) -> Result<Vec<Box<dyn Backend>>> {
+    let testing = matches!(opts.backend, BackendChoice::Cpu | BackendChoice::Mock);
+    if testing && allow_cpu {
+        return Ok(backend::open(opts.backend, opts.threads)?.backends);
+    }
+    if testing {
+        bail!(
+            "validate judges NVIDIA GPUs; --backend {:?} is only for testing, with --allow-cpu",
+            opts.backend
+        );
+    }
+    backend::cuda::open_all().map_err(|e| anyhow::anyhow!("validate needs an NVIDIA GPU: {e}"))
+}
+
+/// The union of every device's suite, in order; devices skip what they cannot run.
+fn suite_of(backends: &[Box<dyn Backend>], quick: bool) -> Vec<Workload> {
+    let mut workloads: Vec<Workload> = Vec::new();
+    for b in backends {
+        for w in crate::validate::suite(b.device(), quick) {
+            if !workloads.contains(&w) {
+                workloads.push(w);
+            }
+        }
+    }
+    workloads
+}
+
+/// The runner's settings; in a soak the suite's half is spread over its results and noise
+/// never ends a result early.
+fn soak_settings(
+    opts: &Options,
+    backend: &str,
+    plan: &Plan,
+    devices: usize,
+    soak: Option<Duration>,
+) -> Settings {
+    let mut settings = opts.settings("validate", backend);
+    if let Some(half) = soak {
+        let per_device = plan.entries.len().div_ceil(devices);
+        settings.measure.max_time_s = half.as_secs_f64() / per_device.max(1) as f64;
+        settings.measure.target_rel_noise = 0.0;
+        settings.measure.max_samples = usize::MAX;
+    }
+    settings
+}
+
+/// The soak's stress half: checksums and telemetry for the judge.
+fn soak_stress(
+    opts: &Options,
+    backends: Vec<Box<dyn Backend>>,
+    half: Duration,
+    stop: &AtomicBool,
+) -> Result<(JudgeInputs, Vec<Box<dyn Backend>>)> {
+    let size = backends[0].stress_size(crate::backend::Sustained::Soak);
+    let dtype = if crate::validate::supported_dtypes(backends[0].device()).contains(&DType::Bf16) {
+        DType::Bf16
+    } else {
+        DType::F16
+    };
+    let cfg = crate::stress::StressConfig::matmul(size, dtype, half, opts.seed);
+    let (s, b) = crate::stress::run_keeping(backends, &cfg, stop)?;
+    plot_stress(opts, &s)?;
+    Ok((JudgeInputs::from_stress(&s), b))
+}
+
+/// The results table and the verdict, where human text goes.
+fn show(output: Output, report: &Report, verdict: &crate::validate::NodeVerdict) -> Result<()> {
+    let color = output.human_color();
+    let table = crate::term::results_table(report, color);
+    output
+        .human(&format!("{table}\n{}", verdict.render(color)))
+        .context("writing to stdout")
+}

@@ -1,0 +1,142 @@
+//! Where text goes: the one place that decides stdout vs stderr, writes to a pipe that may be
+//! closed, and replaces a file atomically.
+//!
+//! The rule every command follows: machine output (a `-` target: JSON, CSV, a verdict...) owns
+//! stdout; human text (tables, summaries) then goes to stderr so that `gpuvet ... --json - | jq`
+//! stays parseable. Without a `-` target, human text goes to stdout. A closed pipe
+//! (`gpuvet list | head`) is never an error: the reader has what it wanted.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// The stdout/stderr decision of one command run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Output {
+    machine_on_stdout: bool,
+}
+
+impl Output {
+    /// `machine_on_stdout`: some machine format was asked for on stdout (`-`).
+    pub fn new(machine_on_stdout: bool) -> Output {
+        Output { machine_on_stdout }
+    }
+
+    /// True when human text goes to stderr.
+    pub fn human_to_stderr(&self) -> bool {
+        self.machine_on_stdout
+    }
+
+    /// Whether human text should be coloured, judged on the stream it goes to.
+    pub fn human_color(&self) -> bool {
+        if self.machine_on_stdout {
+            crate::term::use_color(io::stderr().is_terminal())
+        } else {
+            crate::term::use_color(io::stdout().is_terminal())
+        }
+    }
+
+    /// Writes human text where it belongs.
+    pub fn human(&self, text: &str) -> io::Result<()> {
+        if self.machine_on_stdout {
+            write_stderr(text);
+            Ok(())
+        } else {
+            write_stdout(text)
+        }
+    }
+}
+
+/// Writes to stdout and flushes; a closed pipe is not an error.
+pub fn write_stdout(text: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
+}
+
+/// Writes to stderr. Nothing useful can be done when stderr itself is gone, so failures are
+/// dropped (as `eprint!` would panic instead).
+pub fn write_stderr(text: &str) {
+    let mut err = io::stderr().lock();
+    let _ = err.write_all(text.as_bytes()).and_then(|_| err.flush());
+}
+
+/// The directory a file path lives in (`.` for a bare file name).
+pub fn parent_dir(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Replaces `path` with `bytes` through a temp file in the same directory and a rename, so a
+/// reader sees the old file or the new one, never half of one. An existing file keeps its
+/// permissions; a new one gets 0644 (results are meant to be shared, like any file the user's
+/// shell would create; temp files start at 0600).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".gpuvet-tmp-")
+        .tempfile_in(parent_dir(path))?;
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => tmp.as_file().set_permissions(m.permissions())?,
+        _ => readable_by_all(tmp.as_file())?,
+    }
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Sets a new file to 0644 on unix (a no-op elsewhere).
+pub fn readable_by_all(f: &std::fs::File) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    #[cfg(not(unix))]
+    let _ = f;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_and_creates_0644() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.json");
+        write_atomic(&p, b"first, longer").unwrap();
+        write_atomic(&p, b"second").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"second");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o644);
+        }
+        // No temp file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn write_atomic_keeps_the_existing_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("verdict.json");
+        std::fs::write(&p, b"old").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&p, b"new").unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+    }
+
+    #[test]
+    fn human_text_moves_to_stderr_only_when_stdout_carries_machine_output() {
+        assert!(Output::new(true).human_to_stderr());
+        assert!(!Output::new(false).human_to_stderr());
+    }
+}
