@@ -3,11 +3,11 @@
 
 use super::device::{cu, DevBuf, Gpu};
 use super::kernels::KernelId;
-use super::timing::Timer;
-use crate::backend::Prepared;
+use super::run::{CudaRun, Exec, Output, Readback};
+use crate::dtype::OutType;
 use crate::error::{Error, Result};
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
-use crate::tensor::{Data, Tensor};
+use crate::tensor::Tensor;
 use crate::workload::{MemOp, MemorySpec};
 use cudarc::driver::result as dr;
 use cudarc::driver::CudaFunction;
@@ -53,7 +53,7 @@ pub fn memory_needed(spec: &MemorySpec, sets: usize, gpu_partials: u64) -> u64 {
 }
 
 /// One set of arrays: `out` is what the operation writes (for read, the per-block partials).
-struct Set {
+pub struct Set {
     out: DevBuf,
     ins: Vec<DevBuf>,
 }
@@ -64,10 +64,6 @@ pub struct MemoryRun<'a> {
     imp: MemImpl,
     func: Option<CudaFunction>,
     grid: u32,
-    sets: Vec<Set>,
-    timer: Timer,
-    next: usize,
-    policy: String,
 }
 
 impl<'a> MemoryRun<'a> {
@@ -78,7 +74,7 @@ impl<'a> MemoryRun<'a> {
         inputs: &[Tensor],
         sets: usize,
         policy: String,
-    ) -> Result<Self> {
+    ) -> Result<CudaRun<'a, Self>> {
         let n = spec.elements();
         let grid = gpu.stream_grid(BLOCK, MIN_ELEMS_PER_BLOCK, n);
         let sets = sets.max(1);
@@ -115,21 +111,21 @@ impl<'a> MemoryRun<'a> {
             }
             all.push(Set { out, ins });
         }
-        Ok(MemoryRun {
+        let exec = MemoryRun {
             gpu,
             spec: spec.clone(),
             imp,
             func,
             grid,
-            sets: all,
-            timer: Timer::new(&gpu.ctx)?,
-            next: 0,
-            policy,
-        })
+        };
+        CudaRun::new(gpu, exec, all, policy)
     }
+}
 
-    fn enqueue(&self, i: usize) -> Result<()> {
-        let s = &self.sets[i];
+impl Exec for MemoryRun<'_> {
+    type Set = Set;
+
+    fn enqueue(&self, s: &Set) -> Result<()> {
         let mut n = self.spec.elements();
         let mut out = s.out.ptr;
         let Some(f) = &self.func else {
@@ -168,70 +164,26 @@ impl<'a> MemoryRun<'a> {
         // SAFETY: parameter types match the kernel; buffers live as long as self.
         unsafe { self.gpu.launch(f, self.grid, BLOCK, &mut params) }
     }
-}
 
-impl Drop for MemoryRun<'_> {
-    fn drop(&mut self) {
-        // Buffers are freed right after this: let queued work that uses them finish first.
-        let _ = self.gpu.sync();
+    fn output<'s>(&'s self, set0: &'s Set) -> Output<'s> {
+        let buf = &set0.out;
+        match self.spec.op {
+            // One f64 partial per block, summed on the host.
+            MemOp::Read => Output {
+                buf,
+                name: "sum",
+                shape: vec![1],
+                readback: Readback::SumF64,
+            },
+            op => {
+                let name = if op == MemOp::Triad { "a" } else { "dst" };
+                Output::typed(buf, name, vec![self.spec.elements() as usize], OutType::F32)
+            }
+        }
     }
-}
 
-impl Prepared for MemoryRun<'_> {
     fn compute_dtype(&self) -> String {
         "f32".into()
-    }
-
-    fn run_verify(&mut self) -> Result<Tensor> {
-        self.gpu.bind()?;
-        let s = &self.sets[0];
-        s.out.fill(self.gpu, 0xFF)?;
-        self.enqueue(0)?;
-        let bytes = s.out.download(self.gpu, s.out.bytes)?;
-        if self.spec.op == MemOp::Read {
-            // The kernel leaves one f64 partial per block; NaN poison in any unwritten slot
-            // makes the sum NaN, which verification rejects.
-            let sum: f64 = bytes
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8-byte chunk")))
-                .sum();
-            return Ok(Tensor {
-                name: "sum".into(),
-                shape: vec![1],
-                data: Data::F64(vec![sum]),
-            });
-        }
-        let v: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4-byte chunk")))
-            .collect();
-        Ok(Tensor {
-            name: if self.spec.op == MemOp::Triad {
-                "a"
-            } else {
-                "dst"
-            }
-            .into(),
-            shape: vec![v.len()],
-            data: Data::F32(v),
-        })
-    }
-
-    fn run(&mut self, iters: u64) -> Result<f64> {
-        self.gpu.bind()?;
-        let mut next = self.next;
-        let sets = self.sets.len();
-        let t = self
-            .timer
-            .time_rotating(&self.gpu.stream, &mut next, sets, iters, |i| {
-                self.enqueue(i)
-            })?;
-        self.next = next;
-        Ok(t)
-    }
-
-    fn cache_policy(&self) -> String {
-        self.policy.clone()
     }
 
     fn notes(&self) -> Vec<String> {

@@ -25,6 +25,7 @@ pub mod nvml;
 pub mod nvrtc;
 pub mod own_attention;
 pub mod own_matmul;
+pub mod run;
 pub mod timing;
 
 use super::{Backend, BackendKind, DeviceInfo, ImplInfo, PrepareOptions, Prepared, Telemetry};
@@ -457,7 +458,6 @@ impl Backend for CudaBackend {
                     as Box<dyn Prepared + 'a>,
                 Workload::Matmul(m) => {
                     Box::new(matmul::MatmulRun::new(gpu, m, inputs, sets, policy)?)
-                        as Box<dyn Prepared + 'a>
                 }
                 Workload::Attention(a) if own_attention::Kind::for_impl(imp).is_some() => {
                     let kind = own_attention::Kind::for_impl(imp).expect("matched by the guard");

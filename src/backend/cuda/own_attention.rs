@@ -12,11 +12,11 @@
 //! times what the plan says. Same conventions as the unfused run in `attention.rs`: rotating
 //! buffer sets, the output poisoned before the verified run, CUDA-event timing.
 
+use super::attention::{upload_sets, Set};
 use super::device::{cu, DevBuf, Gpu, Props};
 use super::kernels::KernelId;
-use super::matmul::{poison, tensor_from_bytes};
-use super::timing::Timer;
-use crate::backend::{ImplInfo, Prepared};
+use super::run::{upload, CudaRun, Exec, Output};
+use crate::backend::ImplInfo;
 use crate::dtype::{DType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -444,13 +444,6 @@ pub fn to_pages(kv: &[u8], a: &AttentionSpec, g: &Paging, table: &[i32]) -> Vec<
     pool
 }
 
-struct Set {
-    q: DevBuf,
-    k: DevBuf,
-    v: DevBuf,
-    o: DevBuf,
-}
-
 /// A prepared `flash` or `flash-decode` run.
 pub struct FlashRun<'a> {
     gpu: &'a Gpu,
@@ -462,11 +455,7 @@ pub struct FlashRun<'a> {
     part_lse: Option<DevBuf>,
     /// Paged decode: the block table on the device.
     table: Option<DevBuf>,
-    sets: Vec<Set>,
-    timer: Timer,
-    next: usize,
     out: OutType,
-    policy: String,
 }
 
 impl<'a> FlashRun<'a> {
@@ -477,7 +466,7 @@ impl<'a> FlashRun<'a> {
         inputs: &[Tensor],
         sets: usize,
         policy: String,
-    ) -> Result<Self> {
+    ) -> Result<CudaRun<'a, Self>> {
         let plan = plan(spec, kind, &Limits::of(&gpu.props))?;
         if inputs.len() != 3 {
             return Err(Error::invalid("attention takes three inputs, Q, K and V"));
@@ -511,11 +500,6 @@ impl<'a> FlashRun<'a> {
             }
             None => (None, None),
         };
-        let up = |bytes: &[u8]| -> Result<DevBuf> {
-            let b = gpu.alloc(bytes.len())?;
-            b.upload(gpu, bytes)?;
-            Ok(b)
-        };
         // Paged: K and V scattered into pools once on the host, uploaded to every set.
         let (table, k_bytes, v_bytes) = match &plan.paging {
             Some(g) => {
@@ -523,7 +507,7 @@ impl<'a> FlashRun<'a> {
                 let t_bytes: Vec<u8> = t.iter().flat_map(|x| x.to_le_bytes()).collect();
                 let k = to_pages(inputs[1].as_bytes(), spec, g, &t);
                 let v = to_pages(inputs[2].as_bytes(), spec, g, &t);
-                (Some(up(&t_bytes)?), k, v)
+                (Some(upload(gpu, &t_bytes)?), k, v)
             }
             None => (
                 None,
@@ -531,16 +515,8 @@ impl<'a> FlashRun<'a> {
                 inputs[2].as_bytes().to_vec(),
             ),
         };
-        let mut all = Vec::with_capacity(sets);
-        for _ in 0..sets {
-            all.push(Set {
-                q: up(inputs[0].as_bytes())?,
-                k: up(&k_bytes)?,
-                v: up(&v_bytes)?,
-                o: gpu.alloc(inputs[0].as_bytes().len())?,
-            });
-        }
-        Ok(FlashRun {
+        let all = upload_sets(gpu, inputs[0].as_bytes(), &k_bytes, &v_bytes, sets)?;
+        let exec = FlashRun {
             gpu,
             spec: spec.clone(),
             plan,
@@ -549,12 +525,9 @@ impl<'a> FlashRun<'a> {
             part_o,
             part_lse,
             table,
-            sets: all,
-            timer: Timer::new(&gpu.ctx)?,
-            next: 0,
             out,
-            policy,
-        })
+        };
+        CudaRun::new(gpu, exec, all, policy)
     }
 
     /// SAFETY: `params` must match the kernel's C parameters exactly; every pointer in them
@@ -577,9 +550,12 @@ impl<'a> FlashRun<'a> {
             ),
         )
     }
+}
 
-    fn enqueue(&self, i: usize) -> Result<()> {
-        let set = &self.sets[i];
+impl Exec for FlashRun<'_> {
+    type Set = Set;
+
+    fn enqueue(&self, set: &Set) -> Result<()> {
         let a = &self.spec;
         let p = |x: &mut u64| x as *mut u64 as *mut c_void;
         let ip = |x: &mut i32| x as *mut i32 as *mut c_void;
@@ -663,55 +639,23 @@ impl<'a> FlashRun<'a> {
             }
         }
     }
-}
 
-impl Drop for FlashRun<'_> {
-    fn drop(&mut self) {
-        // Buffers are freed right after this: let queued work that uses them finish first.
-        let _ = self.gpu.sync();
+    fn output<'s>(&'s self, set0: &'s Set) -> Output<'s> {
+        super::attention::output(&self.spec, self.out, set0)
     }
-}
 
-impl Prepared for FlashRun<'_> {
+    fn poison_scratch(&self) -> Result<()> {
+        match &self.part_o {
+            Some(po) => po.fill(self.gpu, 0xFF),
+            None => Ok(()),
+        }
+    }
+
     fn compute_dtype(&self) -> String {
         format!(
             "{} mma.sync with f32 accumulate, f32 online softmax, P in {}",
             self.spec.dtype, self.spec.dtype
         )
-    }
-
-    fn run_verify(&mut self) -> Result<Tensor> {
-        self.gpu.bind()?;
-        poison(self.gpu, &self.sets[0].o, self.out)?;
-        if let Some(po) = &self.part_o {
-            po.fill(self.gpu, 0xFF)?;
-        }
-        self.enqueue(0)?;
-        let o = &self.sets[0].o;
-        let bytes = o.download(self.gpu, o.bytes)?;
-        Ok(tensor_from_bytes(
-            "O",
-            self.spec.q_shape(),
-            self.out,
-            &bytes,
-        ))
-    }
-
-    fn run(&mut self, iters: u64) -> Result<f64> {
-        self.gpu.bind()?;
-        let mut next = self.next;
-        let sets = self.sets.len();
-        let t = self
-            .timer
-            .time_rotating(&self.gpu.stream, &mut next, sets, iters, |i| {
-                self.enqueue(i)
-            })?;
-        self.next = next;
-        Ok(t)
-    }
-
-    fn cache_policy(&self) -> String {
-        self.policy.clone()
     }
 
     fn notes(&self) -> Vec<String> {
