@@ -8,6 +8,7 @@
 
 use super::device::{DevBuf, Gpu};
 use super::kernels::KernelId;
+use super::launch::{launch, Args, Dims};
 use super::matmul::{Alpha, GemmDesc, LtGemm, LtHandle, WORKSPACE_BYTES};
 use super::run::{upload, CudaRun, Exec, Output};
 use crate::dtype::{DType, OutType};
@@ -16,7 +17,6 @@ use crate::tensor::Tensor;
 use crate::workload::AttentionSpec;
 use cudarc::cublaslt::sys::{cublasComputeType_t as Compute, cudaDataType as Ty};
 use cudarc::driver::CudaFunction;
-use std::ffi::c_void;
 
 const BLOCK: u32 = 256;
 
@@ -209,18 +209,15 @@ impl Exec for AttentionRun<'_> {
                 self.s.ptr,
                 self.workspace.ptr,
             )?;
-            let (mut sp, mut pp) = (self.s.ptr, self.p.ptr);
-            let (mut lq, mut lkv) = (self.spec.q_len, self.spec.kv_len);
-            let mut causal: i32 = self.spec.causal as i32;
-            let mut params: Vec<*mut c_void> = vec![
-                &mut sp as *mut u64 as *mut c_void,
-                &mut pp as *mut u64 as *mut c_void,
-                &mut lq as *mut u64 as *mut c_void,
-                &mut lkv as *mut u64 as *mut c_void,
-                &mut causal as *mut i32 as *mut c_void,
-            ];
-            let rows = (self.spec.batch * self.spec.q_heads * self.spec.q_len) as u32;
-            self.gpu.launch(&self.softmax, rows, BLOCK, &mut params)?;
+            let a = &self.spec;
+            let args = Args::new()
+                .buf(&self.s)
+                .buf(&self.p)
+                .u64(a.q_len)
+                .u64(a.kv_len)
+                .i32(a.causal as i32);
+            let rows = (a.batch * a.q_heads * a.q_len) as u32;
+            launch(self.gpu, &self.softmax, Dims::linear(rows, BLOCK), args)?;
             self.gemm_o.enqueue(
                 &self.handle,
                 self.gpu,

@@ -276,35 +276,26 @@ impl LtGemm {
             label: g.compute_label.clone(),
         };
         let set = |attr: DescAttr, v: *const c_void, n: usize| -> Result<()> {
-            // SAFETY: attribute values of the documented sizes.
+            // SAFETY: attribute values of the documented sizes, alive for the call.
             unsafe { lt::set_matmul_desc_attribute(desc, attr, v, n) }
                 .map_err(|e| lt_err(&format!("{attr:?}"), e))
         };
-        let (ta, tb): (i32, i32) = (g.transa as i32, g.transb as i32);
-        set(
-            DescAttr::CUBLASLT_MATMUL_DESC_TRANSA,
-            &ta as *const i32 as *const c_void,
-            4,
-        )?;
-        set(
-            DescAttr::CUBLASLT_MATMUL_DESC_TRANSB,
-            &tb as *const i32 as *const c_void,
-            4,
-        )?;
+        for (attr, t) in [
+            (DescAttr::CUBLASLT_MATMUL_DESC_TRANSA, g.transa),
+            (DescAttr::CUBLASLT_MATMUL_DESC_TRANSB, g.transb),
+        ] {
+            let t = t as i32; // int32 attributes
+            set(attr, &t as *const i32 as *const c_void, 4)?;
+        }
         if g.fp8_scales {
             let base =
                 scales.ok_or_else(|| Error::backend("cuda", "fp8 matmul without scale buffer"))?;
-            let (sa, sb) = (base, base + 4);
-            set(
-                DescAttr::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
-                &sa as *const u64 as *const c_void,
-                8,
-            )?;
-            set(
-                DescAttr::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
-                &sb as *const u64 as *const c_void,
-                8,
-            )?;
+            for (attr, p) in [
+                (DescAttr::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, base),
+                (DescAttr::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, base + 4),
+            ] {
+                set(attr, &p as *const u64 as *const c_void, 8)?; // device addresses
+            }
         }
         let (ar, ac) = if g.transa { (g.k, g.m) } else { (g.m, g.k) };
         let (br, bc) = if g.transb { (g.n, g.k) } else { (g.k, g.n) };

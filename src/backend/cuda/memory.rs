@@ -3,6 +3,7 @@
 
 use super::device::{cu, DevBuf, Gpu};
 use super::kernels::KernelId;
+use super::launch::{launch, Args, Dims};
 use super::run::{CudaRun, Exec, Output, Readback};
 use crate::dtype::OutType;
 use crate::error::{Error, Result};
@@ -11,7 +12,6 @@ use crate::tensor::Tensor;
 use crate::workload::{MemOp, MemorySpec};
 use cudarc::driver::result as dr;
 use cudarc::driver::CudaFunction;
-use std::ffi::c_void;
 
 /// Threads per block of the streaming kernels.
 pub const BLOCK: u32 = 256;
@@ -126,8 +126,8 @@ impl Exec for MemoryRun<'_> {
     type Set = Set;
 
     fn enqueue(&self, s: &Set) -> Result<()> {
-        let mut n = self.spec.elements();
-        let mut out = s.out.ptr;
+        let n = self.spec.elements();
+        let out = s.out.ptr;
         let Some(f) = &self.func else {
             // SAFETY: both buffers hold n f32 values.
             return cu("cuMemcpyDtoDAsync", unsafe {
@@ -139,30 +139,22 @@ impl Exec for MemoryRun<'_> {
                 )
             });
         };
-        let p = |x: &mut u64| x as *mut u64 as *mut c_void;
-        let mut value = WRITE_VALUE;
-        let mut scalar = TRIAD_SCALAR;
-        let mut in0 = s.ins.first().map_or(0, |b| b.ptr);
-        let mut in1 = s.ins.get(1).map_or(0, |b| b.ptr);
-        // Parameter lists match the C signatures in kernels/memory.cu exactly.
-        let mut params: Vec<*mut c_void> = match self.spec.op {
-            MemOp::Copy => vec![p(&mut in0), p(&mut out), p(&mut n)],
-            MemOp::Read => vec![p(&mut in0), p(&mut n), p(&mut out)],
-            MemOp::Write => vec![
-                p(&mut out),
-                p(&mut n),
-                &mut value as *mut f32 as *mut c_void,
-            ],
-            MemOp::Triad => vec![
-                p(&mut out),
-                p(&mut in0),
-                p(&mut in1),
-                p(&mut n),
-                &mut scalar as *mut f32 as *mut c_void,
-            ],
+        let in0 = s.ins.first().map_or(0, |b| b.ptr);
+        let in1 = s.ins.get(1).map_or(0, |b| b.ptr);
+        // Argument lists as the C signatures in kernels/memory.cu declare them.
+        let args = match self.spec.op {
+            MemOp::Copy => Args::new().ptr(in0).ptr(out).u64(n),
+            MemOp::Read => Args::new().ptr(in0).u64(n).ptr(out),
+            MemOp::Write => Args::new().ptr(out).u64(n).f32(WRITE_VALUE),
+            MemOp::Triad => Args::new()
+                .ptr(out)
+                .ptr(in0)
+                .ptr(in1)
+                .u64(n)
+                .f32(TRIAD_SCALAR),
         };
-        // SAFETY: parameter types match the kernel; buffers live as long as self.
-        unsafe { self.gpu.launch(f, self.grid, BLOCK, &mut params) }
+        // SAFETY: the arguments follow the kernel's signature; buffers live as long as self.
+        unsafe { launch(self.gpu, f, Dims::linear(self.grid, BLOCK), args) }
     }
 
     fn output<'s>(&'s self, set0: &'s Set) -> Output<'s> {

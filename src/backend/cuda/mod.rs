@@ -18,6 +18,7 @@
 pub mod attention;
 pub mod device;
 pub mod kernels;
+pub mod launch;
 pub mod libs;
 pub mod matmul;
 pub mod memory;

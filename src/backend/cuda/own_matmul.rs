@@ -18,8 +18,9 @@
 //! Conventions match `matmul.rs`: buffer sets rotated between launches, the output poisoned
 //! before the verification run, CUDA-event timing.
 
-use super::device::{cu, Gpu};
+use super::device::Gpu;
 use super::kernels::KernelId;
+use super::launch::{launch, Args, Dims};
 use super::matmul::{upload_sets, Set};
 use super::run::{CudaRun, Exec, Output};
 use crate::backend::ImplInfo;
@@ -27,9 +28,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::workload::{BLayout, MatmulSpec};
-use cudarc::driver::result as dr;
 use cudarc::driver::CudaFunction;
-use std::ffi::c_void;
 
 /// Implementation name of the fp32 CUDA-core kernel.
 pub const SIMT: &str = "simt";
@@ -288,33 +287,25 @@ impl Exec for OwnMatmulRun<'_> {
     type Set = Set;
 
     fn enqueue(&self, s: &Set) -> Result<()> {
-        let (mut a, mut b, mut d) = (s.a.ptr, s.b.ptr, s.d.ptr);
         // Checked against i32 in plan().
-        let (mut m, mut n, mut k) = (self.spec.m as i32, self.spec.n as i32, self.spec.k as i32);
-        let p64 = |x: &mut u64| x as *mut u64 as *mut c_void;
-        let p32 = |x: &mut i32| x as *mut i32 as *mut c_void;
+        let (m, n, k) = (self.spec.m as i32, self.spec.n as i32, self.spec.k as i32);
         // (const T* A, const T* B, T* C, int M, int N, int K) in both .cu files.
-        let mut params = [
-            p64(&mut a),
-            p64(&mut b),
-            p64(&mut d),
-            p32(&mut m),
-            p32(&mut n),
-            p32(&mut k),
-        ];
+        let args = Args::new()
+            .buf(&s.a)
+            .buf(&s.b)
+            .buf(&s.d)
+            .i32(m)
+            .i32(n)
+            .i32(k);
         let (gx, gy) = self.launch.grid;
-        // SAFETY: parameter types match the kernel; buffers are sized by spec and live as long
-        // as self; the kernels use static shared memory only.
-        cu("launch own matmul kernel", unsafe {
-            dr::launch_kernel(
-                self.func.cu_function(),
-                (gx, gy, 1),
-                (self.launch.block, 1, 1),
-                0,
-                self.gpu.stream.cu_stream(),
-                &mut params,
-            )
-        })
+        let dims = Dims {
+            grid: (gx, gy, 1),
+            block: self.launch.block,
+            smem: 0,
+        };
+        // SAFETY: the arguments follow the kernel's signature; buffers are sized by spec and
+        // live as long as self; the kernels use static shared memory only.
+        unsafe { launch(self.gpu, &self.func, dims, args) }
     }
 
     fn output<'s>(&'s self, set0: &'s Set) -> Output<'s> {
@@ -473,14 +464,8 @@ mod tests {
                 assert_eq!(gx * gy, tiles(&l.tile, m, n));
             }
         }
-        let l = plan(
-            &spec(4097, 4095, 4096, DType::F32, BLayout::Kn),
-            SIMT,
-            H200.0,
-            H200.1,
-        )
-        .unwrap();
-        assert_eq!(l.grid, (32, 33));
+        let tail = spec(4097, 4095, 4096, DType::F32, BLayout::Kn);
+        assert_eq!(plan(&tail, SIMT, H200.0, H200.1).unwrap().grid, (32, 33));
     }
 
     #[test]
@@ -500,13 +485,8 @@ mod tests {
 
     #[test]
     fn refusals_say_why() {
-        let e = plan(
-            &spec(8, 8, 8, DType::Bf16, BLayout::Kn),
-            SIMT,
-            H200.0,
-            H200.1,
-        )
-        .unwrap_err();
+        let bf16 = spec(8, 8, 8, DType::Bf16, BLayout::Kn);
+        let e = plan(&bf16, SIMT, H200.0, H200.1).unwrap_err();
         assert!(e.to_string().contains("f32 only"), "{e}");
         let e = plan(&spec(8, 8, 8, DType::F32, BLayout::Kn), MMA, H200.0, H200.1).unwrap_err();
         assert!(e.to_string().contains("bf16, f16, tf32, int8"), "{e}");
