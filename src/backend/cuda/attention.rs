@@ -8,7 +8,7 @@
 
 use super::device::{DevBuf, Gpu};
 use super::kernels::KernelId;
-use super::launch::{launch, Args, Dims};
+use super::launch::{launch, Args, Dims, Kernel};
 use super::matmul::{Alpha, GemmDesc, LtGemm, LtHandle, WORKSPACE_BYTES};
 use super::run::{upload, CudaRun, Exec, Output};
 use crate::dtype::{DType, OutType};
@@ -16,7 +16,6 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::workload::AttentionSpec;
 use cudarc::cublaslt::sys::{cublasComputeType_t as Compute, cudaDataType as Ty};
-use cudarc::driver::CudaFunction;
 
 const BLOCK: u32 = 256;
 
@@ -146,7 +145,7 @@ pub struct AttentionRun<'a> {
     handle: LtHandle,
     gemm_s: LtGemm,
     gemm_o: LtGemm,
-    softmax: CudaFunction,
+    softmax: Kernel,
     s: DevBuf,
     p: DevBuf,
     workspace: DevBuf,
@@ -165,7 +164,7 @@ impl<'a> AttentionRun<'a> {
         let (_, out, kid) = ty(spec.dtype)?;
         // The S and P matrices are what make unfused attention memory-hungry: refuse early.
         gpu.ensure_fits(memory_needed(spec, sets))?;
-        let softmax = gpu.function(kid)?;
+        let softmax = Kernel::load(gpu, kid)?;
         let pairs = (spec.batch * spec.q_heads * spec.q_len * spec.kv_len) as usize;
         let s = gpu.alloc(pairs * 4)?;
         let p = gpu.alloc(pairs * spec.dtype.size() as usize)?;

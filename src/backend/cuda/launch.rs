@@ -8,7 +8,8 @@
 //! kernel table declares and the compiled PTX is checked against (tests/kernels_compile.rs).
 
 use super::device::{cu, DevBuf, Gpu};
-use crate::error::Result;
+use super::kernels::KernelId;
+use crate::error::{Error, Result};
 use cudarc::driver::result as dr;
 use cudarc::driver::sys::CUdeviceptr;
 use cudarc::driver::CudaFunction;
@@ -106,23 +107,57 @@ impl Dims {
     }
 }
 
-/// Enqueues `f` on `gpu`'s stream with `args`.
+/// A loaded kernel with the parameter list its table row declares.
+pub struct Kernel {
+    pub func: CudaFunction,
+    pub id: KernelId,
+}
+
+impl Kernel {
+    /// Compiles (or takes from the cache) and loads `id` on `gpu`.
+    pub fn load(gpu: &Gpu, id: KernelId) -> Result<Kernel> {
+        Ok(Kernel {
+            func: gpu.function(id)?,
+            id,
+        })
+    }
+}
+
+/// Refuses arguments that differ in number or kind from what the kernel declares: a launch
+/// with a wrong list would read garbage or fault instead of failing here.
+pub fn check_args(id: KernelId, args: &Args) -> Result<()> {
+    if args.kinds() == id.params() {
+        return Ok(());
+    }
+    Err(Error::backend(
+        "cuda",
+        format!(
+            "kernel {} takes {:?} but was given {:?}",
+            id.symbol(),
+            id.params(),
+            args.kinds()
+        ),
+    ))
+}
+
+/// Enqueues `k` on `gpu`'s stream with `args`, after checking them against its table row.
 ///
 /// # Safety
-/// `args` must be the kernel's parameter list (kind and order), and every device pointer in
-/// it must stay allocated, with the sizes the kernel reads for `dims`, until the stream has
-/// finished the launch.
-pub unsafe fn launch(gpu: &Gpu, f: &CudaFunction, dims: Dims, mut args: Args) -> Result<()> {
+/// Every device pointer in `args` must stay allocated, with the sizes the kernel reads for
+/// `dims`, until the stream has finished the launch.
+pub unsafe fn launch(gpu: &Gpu, k: &Kernel, dims: Dims, mut args: Args) -> Result<()> {
+    check_args(k.id, &args)?;
     let mut params: Vec<*mut c_void> = args
         .slots
         .iter_mut()
         .map(|s| s as *mut u64 as *mut c_void)
         .collect();
-    // SAFETY: the caller guarantees the parameter list and the buffers; the driver copies the
+    // SAFETY: the parameter list matches the kernel's (checked above), the caller guarantees
+    // the buffers; the driver copies the
     // values `params` points at (alive in `args` until the end of this call) during the call.
     cu("launch kernel", unsafe {
         dr::launch_kernel(
-            f.cu_function(),
+            k.func.cu_function(),
             dims.grid,
             (dims.block, 1, 1),
             dims.smem,
@@ -149,5 +184,14 @@ mod tests {
             [Param::Ptr, Param::I32, Param::F32].map(Param::ptx_type),
             [".u64", ".u32", ".f32"]
         );
+    }
+
+    #[test]
+    fn arguments_that_differ_from_the_table_are_refused() {
+        let k = KernelId::MemCopy;
+        assert!(check_args(k, &Args::new().ptr(1).ptr(2).u64(3)).is_ok());
+        let e = check_args(k, &Args::new().ptr(1).ptr(2).i32(3)).unwrap_err();
+        assert!(e.to_string().contains("gv_copy"), "{e}");
+        assert!(check_args(k, &Args::new().ptr(1).ptr(2)).is_err());
     }
 }

@@ -3,7 +3,7 @@
 
 use super::device::{cu, DevBuf, Gpu};
 use super::kernels::KernelId;
-use super::launch::{launch, Args, Dims};
+use super::launch::{launch, Args, Dims, Kernel};
 use super::run::{CudaRun, Exec, Output, Readback};
 use crate::dtype::OutType;
 use crate::error::{Error, Result};
@@ -11,7 +11,6 @@ use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
 use crate::tensor::Tensor;
 use crate::workload::{MemOp, MemorySpec};
 use cudarc::driver::result as dr;
-use cudarc::driver::CudaFunction;
 
 /// Threads per block of the streaming kernels.
 pub const BLOCK: u32 = 256;
@@ -62,7 +61,7 @@ pub struct MemoryRun<'a> {
     gpu: &'a Gpu,
     spec: MemorySpec,
     imp: MemImpl,
-    func: Option<CudaFunction>,
+    func: Option<Kernel>,
     grid: u32,
 }
 
@@ -93,7 +92,7 @@ impl<'a> MemoryRun<'a> {
         gpu.ensure_fits(memory_needed(spec, sets, grid as u64))?;
         // Compile before allocating gigabytes, so a compile error costs nothing.
         let func = match imp {
-            MemImpl::Kernel(k) => Some(gpu.function(k)?),
+            MemImpl::Kernel(k) => Some(Kernel::load(gpu, k)?),
             MemImpl::Memcpy => None,
         };
         let bytes = (n * 4) as usize;

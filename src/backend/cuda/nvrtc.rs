@@ -106,6 +106,34 @@ pub fn version() -> Result<(i32, i32)> {
 
 /// Compiles `src` for `arch` without touching the cache.
 pub fn compile_uncached(src: Source, arch: &str) -> Result<Compiled> {
+    let (cubin, log) = compile_with(src, arch, |prog| {
+        // SAFETY: called by compile_with on a successfully compiled, live program.
+        unsafe { cubin(prog) }
+    })?;
+    Ok(Compiled {
+        cubin,
+        log,
+        from_cache: false,
+    })
+}
+
+/// The PTX of `src` for a virtual architecture (`compute_90a`, ...): what the tests read the
+/// kernels' `.entry` parameter lists from.
+pub fn compile_to_ptx(src: Source, virtual_arch: &str) -> Result<String> {
+    let (ptx, _log) = compile_with(src, virtual_arch, |prog| {
+        // SAFETY: called by compile_with on a successfully compiled, live program.
+        unsafe { ptx(prog) }
+    })?;
+    Ok(ptx)
+}
+
+/// Runs NVRTC on `src` for `arch` and hands the compiled program to `take`; returns what it
+/// took and the program log.
+fn compile_with<T>(
+    src: Source,
+    arch: &str,
+    take: impl FnOnce(sys::nvrtcProgram) -> Result<T>,
+) -> Result<(T, String)> {
     let opts = options(arch);
     guarded(|| {
         let code = CString::new(src.text())
@@ -143,16 +171,60 @@ pub fn compile_uncached(src: Source, arch: &str) -> Result<Compiled> {
                     ),
                 ))
             } else {
-                cubin(prog).map(|cubin| Compiled {
-                    cubin,
-                    log,
-                    from_cache: false,
-                })
+                take(prog).map(|t| (t, log))
             };
             sys::nvrtcDestroyProgram(&mut prog);
             out
         }
     })
+}
+
+/// SAFETY: `prog` must be a successfully compiled program.
+unsafe fn ptx(prog: sys::nvrtcProgram) -> Result<String> {
+    let mut n = 0usize;
+    let r = sys::nvrtcGetPTXSize(prog, &mut n);
+    if r != sys::nvrtcResult::NVRTC_SUCCESS {
+        return Err(nvrtc_err("PTX size", r));
+    }
+    let mut buf = vec![0u8; n];
+    let r = sys::nvrtcGetPTX(prog, buf.as_mut_ptr() as *mut _);
+    if r != sys::nvrtcResult::NVRTC_SUCCESS {
+        return Err(nvrtc_err("get PTX", r));
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+/// Every `.entry` of a PTX module with the PTX types of its parameters, in order
+/// (`.u64`, `.u32`, `.f32`, ...; alignment and state-space qualifiers dropped).
+pub fn ptx_entries(ptx: &str) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut rest = ptx;
+    while let Some(i) = rest.find(".entry ") {
+        rest = &rest[i + ".entry ".len()..];
+        let (Some(open), Some(close)) = (rest.find('('), rest.find(')')) else {
+            break;
+        };
+        let name = rest[..open].trim().to_string();
+        let types = rest[open + 1..close]
+            .split(',')
+            .filter_map(|p| {
+                let mut t = p.split_whitespace();
+                (t.next() == Some(".param")).then_some(())?;
+                t.find(|w| {
+                    let b = w.as_bytes();
+                    b.len() > 2
+                        && b[0] == b'.'
+                        && matches!(b[1], b'u' | b's' | b'f' | b'b')
+                        && b[2..].iter().all(u8::is_ascii_digit)
+                })
+                .map(str::to_string)
+            })
+            .collect();
+        out.push((name, types));
+        rest = &rest[close..];
+    }
+    out
 }
 
 /// SAFETY: `prog` must be a live program.
@@ -327,6 +399,22 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"second");
         // no temporary files left behind
         assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn reads_entry_parameter_types_from_ptx() {
+        let ptx = ".version 8.8\n.visible .entry gv_copy(\n\t.param .u64 .ptr .global .align 16 gv_copy_param_0,\n\t.param .u64 gv_copy_param_1,\n\t.param .f32 gv_copy_param_2\n)\n{\n}\n.visible .entry empty()\n{\n}\n.entry gv_s(\n\t.param .u32 gv_s_param_0\n)";
+        let e = ptx_entries(ptx);
+        assert_eq!(e.len(), 3);
+        assert_eq!(
+            e[0],
+            (
+                "gv_copy".to_string(),
+                vec![".u64".to_string(), ".u64".into(), ".f32".into()]
+            )
+        );
+        assert_eq!(e[1], ("empty".to_string(), vec![]));
+        assert_eq!(e[2].1, vec![".u32".to_string()]);
     }
 
     #[test]

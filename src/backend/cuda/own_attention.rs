@@ -15,7 +15,7 @@
 use super::attention::{upload_sets, Set};
 use super::device::{cu, DevBuf, Gpu, Props};
 use super::kernels::KernelId;
-use super::launch::{launch, Args, Dims};
+use super::launch::{launch, Args, Dims, Kernel};
 use super::run::{upload, CudaRun, Exec, Output};
 use crate::backend::ImplInfo;
 use crate::dtype::{DType, OutType};
@@ -23,7 +23,6 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::workload::{AttentionSpec, DECODE_MAX_Q_LEN};
 use cudarc::driver::sys::CUfunction_attribute_enum as FnAttr;
-use cudarc::driver::CudaFunction;
 
 /// Implementation name of the fused prefill kernel.
 pub const PREFILL_IMPL: &str = "flash";
@@ -457,8 +456,8 @@ pub struct FlashRun<'a> {
     gpu: &'a Gpu,
     spec: AttentionSpec,
     plan: FlashPlan,
-    main: CudaFunction,
-    combine: Option<CudaFunction>,
+    main: Kernel,
+    combine: Option<Kernel>,
     part_o: Option<DevBuf>,
     part_lse: Option<DevBuf>,
     /// Paged decode: the block table on the device.
@@ -486,16 +485,16 @@ impl<'a> FlashRun<'a> {
         let sets = sets.max(1);
         gpu.ensure_fits(memory_needed(spec, &plan, sets))?;
         // Compile and configure before allocating, so a compile error costs nothing.
-        let main = gpu.function(plan.main.kernel)?;
+        let main = Kernel::load(gpu, plan.main.kernel)?;
         cu(
             "allow the flash kernel its shared memory",
-            main.set_attribute(
+            main.func.set_attribute(
                 FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                 plan.main.smem as i32,
             ),
         )?;
         let combine = match &plan.combine {
-            Some(c) => Some(gpu.function(c.kernel)?),
+            Some(c) => Some(Kernel::load(gpu, c.kernel)?),
             None => None,
         };
         let (part_o, part_lse) = match plan.split {

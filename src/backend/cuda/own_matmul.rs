@@ -20,7 +20,7 @@
 
 use super::device::Gpu;
 use super::kernels::KernelId;
-use super::launch::{launch, Args, Dims};
+use super::launch::{launch, Args, Dims, Kernel};
 use super::matmul::{upload_sets, Set};
 use super::run::{CudaRun, Exec, Output};
 use crate::backend::ImplInfo;
@@ -28,7 +28,6 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::workload::{BLayout, MatmulSpec};
-use cudarc::driver::CudaFunction;
 
 /// Implementation name of the fp32 CUDA-core kernel.
 pub const SIMT: &str = "simt";
@@ -256,7 +255,7 @@ pub struct OwnMatmulRun<'a> {
     gpu: &'a Gpu,
     spec: MatmulSpec,
     launch: Launch,
-    func: CudaFunction,
+    func: Kernel,
 }
 
 impl<'a> OwnMatmulRun<'a> {
@@ -271,7 +270,7 @@ impl<'a> OwnMatmulRun<'a> {
         let launch = plan(spec, imp, gpu.props.cc, gpu.props.sms)?;
         gpu.ensure_fits(memory_needed(spec, sets))?;
         // Compile before allocating gigabytes, so a compile error costs nothing.
-        let func = gpu.function(launch.kernel)?;
+        let func = Kernel::load(gpu, launch.kernel)?;
         let bufs = upload_sets(gpu, spec, inputs, launch.transpose_b_on_host, sets)?;
         let exec = OwnMatmulRun {
             gpu,
