@@ -8,7 +8,7 @@
 //! change in any of them compiles afresh; files are written to a temporary name and renamed,
 //! so a crash or a concurrent gpuvet never leaves a truncated CUBIN behind.
 
-use super::kernels::{hex, KernelId, Source, BASE_OPTIONS};
+use super::kernels::{hex, KernelId, Source, BASE_OPTIONS, HEADERS};
 use super::libs;
 use crate::error::{Error, Result};
 use cudarc::nvrtc::sys;
@@ -144,16 +144,22 @@ fn compile_with<T>(
             .map(|o| CString::new(o.as_str()).expect("options have no NUL"))
             .collect();
         let ptrs: Vec<*const std::ffi::c_char> = c_opts.iter().map(|c| c.as_ptr()).collect();
+        let cstr = |s: &str| CString::new(s).expect("gpuvet's headers have no NUL");
+        let h_texts: Vec<CString> = HEADERS.iter().map(|(_, t)| cstr(t)).collect();
+        let h_names: Vec<CString> = HEADERS.iter().map(|(n, _)| cstr(n)).collect();
+        let h_text_ptrs: Vec<_> = h_texts.iter().map(|c| c.as_ptr()).collect();
+        let h_name_ptrs: Vec<_> = h_names.iter().map(|c| c.as_ptr()).collect();
         let mut prog: sys::nvrtcProgram = std::ptr::null_mut();
-        // SAFETY: valid C strings, no headers; the program is destroyed on every path below.
+        // SAFETY: valid C strings; the header arrays hold HEADERS.len() entries each and outlive
+        // the program, which is destroyed on every path below.
         unsafe {
             let r = sys::nvrtcCreateProgram(
                 &mut prog,
                 code.as_ptr(),
                 name.as_ptr(),
-                0,
-                std::ptr::null(),
-                std::ptr::null(),
+                HEADERS.len() as i32,
+                h_text_ptrs.as_ptr(),
+                h_name_ptrs.as_ptr(),
             );
             if r != sys::nvrtcResult::NVRTC_SUCCESS {
                 return Err(nvrtc_err("create program", r));
@@ -276,6 +282,11 @@ pub fn cache_key(src: Source, arch: &str, nvrtc_version: (i32, i32)) -> String {
     let mut h = Sha256::new();
     h.update(src.text().as_bytes());
     h.update([0]);
+    // A changed header must not hit a CUBIN compiled with the old one.
+    for (_, text) in HEADERS {
+        h.update(text.as_bytes());
+        h.update([0]);
+    }
     for o in options(arch) {
         h.update(o.as_bytes());
         h.update([0]);
