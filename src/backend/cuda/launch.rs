@@ -7,7 +7,8 @@
 //! live in the builder until the launch has copied them, and the list of kinds is what the
 //! kernel table declares and the compiled PTX is checked against (tests/kernels_compile.rs).
 
-use super::device::{cu, DevBuf, Gpu};
+use super::device::{DevBuf, Gpu};
+use super::error::cu;
 use super::kernels::KernelId;
 use crate::error::{Error, Result};
 use cudarc::driver::result as dr;

@@ -1,7 +1,8 @@
 //! Memory bandwidth on the GPU: gpuvet's own copy/read/write/triad kernels, and the driver's
 //! device-to-device memcpy as the reference for copy.
 
-use super::device::{cu, DevBuf, Gpu};
+use super::device::{DevBuf, Gpu};
+use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::run::{CudaRun, Exec, Output, Readback};

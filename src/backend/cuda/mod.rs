@@ -13,10 +13,14 @@
 //! | `nvml` | device state and telemetry, matched by UUID / PCI bus id |
 //! | `kernels`, `nvrtc` | kernel ids and sources, compile to CUBIN, on-disk cache |
 //! | `timing` | CUDA events |
-//! | `matmul`, `memory`, `attention` | the prepared runs |
+//! | `error` | driver errors kept typed (out of memory, illegal address, other) |
+//! | `launch` | the typed kernel launcher and its argument builder |
+//! | `run` | the one prepared run (poison, verify, rotate, time, drop) |
+//! | `matmul`, `memory`, `attention`, `own_*` | what each workload enqueues (`run::Exec`) |
 
 pub mod attention;
 pub mod device;
+pub mod error;
 pub mod kernels;
 pub mod launch;
 pub mod libs;

@@ -13,7 +13,8 @@
 //! buffer sets, the output poisoned before the verified run, CUDA-event timing.
 
 use super::attention::{upload_sets, Set};
-use super::device::{cu, DevBuf, Gpu, Props};
+use super::device::{DevBuf, Gpu, Props};
+use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::run::{upload, CudaRun, Exec, Output};
