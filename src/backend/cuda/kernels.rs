@@ -11,7 +11,9 @@
 //! list against the `.entry` signature of the compiled PTX.
 
 use super::launch::Param;
+use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
 
 /// One `.cu` file: compiled as one NVRTC program, loaded as one module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,6 +24,46 @@ pub enum Source {
     MatmulMma,
     FlashFwd,
     FlashDecode,
+    /// A user's own `.cu` file (a later `bench kernel`), read once by [`UserSource::load`].
+    User(&'static UserSource),
+}
+
+/// A user kernel source: its path and the text read from it. Loaded once and kept for the
+/// process, so that [`Source`] stays `Copy` and a module is compiled from exactly the text
+/// that was hashed, even if the file changes on disk during the run.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct UserSource {
+    pub path: PathBuf,
+    /// `path` as text, what NVRTC and error messages name the program by.
+    name: String,
+    /// The file name without `.cu`, for cache file names.
+    stem: String,
+    text: String,
+}
+
+impl UserSource {
+    /// Reads `path` (a `.cu` file) as a kernel source.
+    pub fn load(path: &Path) -> Result<Source> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::invalid(format!("cannot read kernel source {}: {e}", path.display()))
+        })?;
+        Ok(Source::User(Self::from_text(path, text)))
+    }
+
+    /// A user source with the given text (what `load` read).
+    pub fn from_text(path: &Path, text: String) -> &'static UserSource {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "user".into());
+        // One small allocation per user file per process: the price of a `Copy` Source.
+        Box::leak(Box::new(UserSource {
+            path: path.to_path_buf(),
+            name: path.display().to_string(),
+            stem: format!("user-{stem}"),
+            text,
+        }))
+    }
 }
 
 impl Source {
@@ -36,6 +78,7 @@ impl Source {
 
     pub fn file(self) -> &'static str {
         match self {
+            Source::User(u) => &u.name,
             Source::Memory => "kernels/memory.cu",
             Source::Attention => "kernels/attention.cu",
             Source::MatmulSimt => "kernels/matmul_simt.cu",
@@ -47,6 +90,7 @@ impl Source {
 
     pub fn text(self) -> &'static str {
         match self {
+            Source::User(u) => &u.text,
             Source::Memory => include_str!("../../../kernels/memory.cu"),
             Source::Attention => include_str!("../../../kernels/attention.cu"),
             Source::MatmulSimt => include_str!("../../../kernels/matmul_simt.cu"),
@@ -58,6 +102,9 @@ impl Source {
 
     /// Short name used in cache file names.
     pub fn stem(self) -> &'static str {
+        if let Source::User(u) = self {
+            return &u.stem;
+        }
         let f = self.file();
         &f["kernels/".len()..f.len() - ".cu".len()]
     }
@@ -321,6 +368,24 @@ mod tests {
         for s in Source::ALL {
             assert!(!s.text().contains("cp.async.cg.shared"), "{}", s.file());
         }
+    }
+
+    #[test]
+    fn a_user_source_is_named_by_its_file_and_hashed_by_its_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("my_gemm.cu");
+        std::fs::write(&path, "extern \"C\" __global__ void k() {}").unwrap();
+        let a = UserSource::load(&path).unwrap();
+        assert_eq!(a.stem(), "user-my_gemm");
+        assert_eq!(a.file(), path.display().to_string());
+        assert!(a.text().contains("void k()"));
+        // The compile cache key follows the text: an edited file is never served stale.
+        std::fs::write(&path, "extern \"C\" __global__ void k2() {}").unwrap();
+        let b = UserSource::load(&path).unwrap();
+        let key = |s| super::super::nvrtc::cache_key(s, "sm_90a", (13, 0));
+        assert_ne!(key(a), key(b));
+        assert_eq!(key(a), key(a));
+        assert!(UserSource::load(&dir.path().join("missing.cu")).is_err());
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod nvml;
 pub mod nvrtc;
 pub mod own_attention;
 pub mod own_matmul;
+pub mod registry;
 pub mod run;
 pub mod timing;
 
@@ -231,6 +232,8 @@ pub struct CudaBackend {
     gpu: Gpu,
     info: DeviceInfo,
     notice: Option<String>,
+    /// Implementations added at run time (user kernels), after the built-in ones.
+    registry: registry::Registry,
 }
 
 impl CudaBackend {
@@ -311,6 +314,7 @@ impl CudaBackend {
             gpu,
             info,
             notice: (!notes.is_empty()).then(|| notes.join("\n")),
+            registry: registry::Registry::default(),
         })
     }
 
@@ -330,18 +334,9 @@ impl CudaBackend {
             Workload::Memory(_) => None,
         }
     }
-}
 
-impl Backend for CudaBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Cuda
-    }
-
-    fn device(&self) -> &DeviceInfo {
-        &self.info
-    }
-
-    fn implementations(&self, w: &Workload) -> Vec<ImplInfo> {
+    /// The built-in implementations of `w` on this device (the registry's come after them).
+    fn builtin_implementations(&self, w: &Workload) -> Vec<ImplInfo> {
         if self.blocker(w).is_some() {
             return Vec::new();
         }
@@ -388,7 +383,58 @@ impl Backend for CudaBackend {
         }
     }
 
+    /// Adds a user implementation of `workload` kind (`matmul`, `attention`, `memory`): from
+    /// then on `implementations`, `check` and `prepare` treat `info.name` like a built-in one.
+    /// Refuses a name the backend already has for that kind.
+    pub fn register_implementation(
+        &mut self,
+        workload: &'static str,
+        info: ImplInfo,
+        factory: registry::Factory,
+    ) -> Result<()> {
+        let builtin = builtin_names(workload);
+        self.registry.register(workload, info, factory, builtin)
+    }
+}
+
+/// The built-in implementation names of a workload kind, whatever the device.
+pub fn builtin_names(workload: &str) -> &'static [&'static str] {
+    match workload {
+        "matmul" => &["cublaslt", own_matmul::SIMT, own_matmul::MMA],
+        "attention" => &[
+            "unfused",
+            own_attention::PREFILL_IMPL,
+            own_attention::DECODE_IMPL,
+            own_attention::PAGED16_IMPL,
+            own_attention::PAGED64_IMPL,
+        ],
+        "memory" => &["kernel", "memcpy"],
+        _ => &[],
+    }
+}
+
+impl Backend for CudaBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Cuda
+    }
+
+    fn device(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn implementations(&self, w: &Workload) -> Vec<ImplInfo> {
+        let mut v = self.builtin_implementations(w);
+        // Registered (user) kernels need NVRTC only, not cuBLASLt.
+        if libs::probe().nvrtc.is_ok() {
+            v.extend(self.registry.implementations(w));
+        }
+        v
+    }
+
     fn check(&self, w: &Workload, imp: &str) -> Result<()> {
+        if self.registry.find(w.kind(), imp).is_some() {
+            return nvrtc::available();
+        }
         if let Some(e) = self.blocker(w) {
             return Err(e);
         }
@@ -456,6 +502,16 @@ impl Backend for CudaBackend {
         let gpu = &self.gpu;
         guarded("preparing a workload", || {
             gpu.bind()?;
+            if let Some(r) = self.registry.find(w.kind(), imp) {
+                let ctx = registry::PrepareCtx {
+                    gpu,
+                    workload: w,
+                    inputs,
+                    sets,
+                    policy,
+                };
+                return (r.factory)(ctx);
+            }
             Ok(match w {
                 Workload::Matmul(m) if imp != "cublaslt" => Box::new(own_matmul::OwnMatmulRun::new(
                     gpu, m, imp, inputs, sets, policy,
@@ -530,6 +586,34 @@ mod tests {
             assert!(s.contains(k.id()), "{s}");
         }
         assert_eq!(kernel_hash().unwrap().len(), 16);
+    }
+
+    #[test]
+    fn every_builtin_name_is_reserved_against_registration() {
+        let m = crate::workload::MatmulSpec {
+            m: 64,
+            n: 64,
+            k: 64,
+            dtype: crate::dtype::DType::Bf16,
+            b_layout: crate::workload::BLayout::Nk,
+        };
+        let names: Vec<String> = own_matmul::implementations(&m, (9, 0), 132)
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        for n in names.iter().map(String::as_str).chain(["cublaslt"]) {
+            assert!(builtin_names("matmul").contains(&n), "{n}");
+        }
+        for k in [
+            "flash",
+            "flash-decode",
+            "flash-decode-paged16",
+            "flash-decode-paged64",
+        ] {
+            assert!(own_attention::Kind::for_impl(k).is_some());
+            assert!(builtin_names("attention").contains(&k), "{k}");
+        }
+        assert!(builtin_names("memory").contains(&"memcpy"));
     }
 
     #[test]
