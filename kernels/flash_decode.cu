@@ -196,10 +196,8 @@ __device__ __forceinline__ void flash_decode(const u16* __restrict__ q, const u1
         __syncthreads();
     }
 
-    // No copy may still be in flight when shared memory is reused below: without any key tile
-    // (an empty split, or causal with q_len > kv_len) the loop never waited for the prologue.
-    cp_async_wait<0>();
-    __syncthreads();
+    // Without any key tile (an empty split) the loop never waited for the prologue.
+    cp_async_drain();
 
     // Merge the 4 warps through shared memory (the K/V buffers are free now): unnormalised
     // accumulators in s_k's space (4 × 16 × D floats), max and sum per row in s_v's.

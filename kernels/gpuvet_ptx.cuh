@@ -38,6 +38,13 @@ __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
+// Waits for every copy of this thread and then for the whole block: afterwards no cp.async of
+// the block is in flight, so shared memory can be reused for something else.
+__device__ __forceinline__ void cp_async_drain() {
+    cp_async_wait<0>();
+    __syncthreads();
+}
+
 __device__ __forceinline__ void ldsm_x4(u32 addr, u32& r0, u32& r1, u32& r2, u32& r3) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
