@@ -51,7 +51,10 @@ __device__ __forceinline__ u64 row_stats(const float* __restrict__ s, u64 row, u
                                          u64 kv_len, int causal, float* mx, float* inv_sum) {
     __shared__ float scratch[32];
     const u64 i = row % q_len;
-    const u64 visible = causal ? (i + (kv_len - q_len) + 1) : kv_len;
+    // Signed, then clamped to 0 ..= kv_len: with q_len > kv_len the first rows see no key
+    // (validation refuses that today; unsigned arithmetic would wrap to a huge count).
+    const long long end = (long long)i + (long long)kv_len - (long long)q_len + 1;
+    const u64 visible = !causal ? kv_len : end < 0 ? 0 : end > (long long)kv_len ? kv_len : (u64)end;
     float m = -__int_as_float(0x7f800000);
     for (u64 j = threadIdx.x; j < visible; j += blockDim.x) m = fmaxf(m, s[j]);
     m = block_reduce_max(m, scratch);

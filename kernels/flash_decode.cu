@@ -20,93 +20,7 @@
 // so paged and contiguous runs give bit-identical results.
 // The same fragment layouts as kernels/flash_fwd.cu (its header explains them).
 
-typedef unsigned long long u64;
-typedef unsigned int u32;
-typedef unsigned short u16;
-
-#define GV_NEG_INF (-__int_as_float(0x7f800000))
-
-__device__ __forceinline__ u32 smem_addr(const void* p) {
-    u32 r;
-    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
-    return r;
-}
-
-// 16 bytes global → shared, bypassing L1; zero-filled when `valid` is false.
-__device__ __forceinline__ void cp_async16(u32 dst, const void* src, bool valid) {
-    const int n = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
-}
-
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ void ldsm_x4(u32 addr, u32& r0, u32& r1, u32& r2, u32& r3) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(addr));
-}
-
-__device__ __forceinline__ void ldsm_x4_t(u32 addr, u32& r0, u32& r1, u32& r2, u32& r3) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(addr));
-}
-
-// c (16×8 fp32) += a (16×16, row) · b (16×8, col).
-template <bool BF16>
-__device__ __forceinline__ void mma16816(float* c, const u32* a, u32 b0, u32 b1) {
-    if constexpr (BF16) {
-        asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-            "{%8,%9}, {%0,%1,%2,%3};\n"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    } else {
-        asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-            "{%8,%9}, {%0,%1,%2,%3};\n"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-}
-
-// Two floats → two 16-bit values in one register, `lo` in the low half (round to nearest even).
-template <bool BF16>
-__device__ __forceinline__ u32 pack2(float lo, float hi) {
-    u32 r;
-    if constexpr (BF16) {
-        asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-    } else {
-        asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-    }
-    return r;
-}
-
-// Element offset of the 8-element chunk `c` of row `row` in a swizzled [rows][D] tile: chunks
-// are XORed with the row's low 3 bits so the 8 rows an ldmatrix reads hit 8 different banks.
-template <int D>
-__device__ __forceinline__ int swz(int row, int c) {
-    return row * D + ((c ^ (row & 7)) << 3);
-}
-
-// Queues the copy of `ROWS` rows of D values from `g` (row stride D) into the swizzled tile at
-// `s`; rows at or past `valid` are zero-filled. `g` itself must be a valid address.
-template <int D, int ROWS, int THREADS>
-__device__ __forceinline__ void load_tile(u16* s, const u16* g, int valid, int tid) {
-    constexpr int CH = D / 8;
-    const u32 base = smem_addr(s);
-#pragma unroll
-    for (int i = tid; i < ROWS * CH; i += THREADS) {
-        const int row = i / CH, c = i % CH;
-        const bool ok = row < valid;
-        cp_async16(base + 2u * (u32)swz<D>(row, c), ok ? g + (u64)row * D + c * 8 : g, ok);
-    }
-}
+#include "gpuvet_flash.cuh"
 
 // Queues the K and V rows n0 .. n0 + 64 of one (batch, KV head) into the swizzled tiles; rows
 // at or past `valid` are zero-filled. Contiguous: K/V [B, Hkv, Lkv, D] from `kv_base`. Paged:
@@ -128,8 +42,8 @@ __device__ __forceinline__ void load_kv(u16* sk, u16* sv, const u16* k, const u1
             const u64 off =
                 ((page * page_size + (u64)(key % page_size)) * kv_heads + kvh) * D + c * 8;
             const u32 d = 2u * (u32)swz<D>(row, c);
-            cp_async16(kb + d, ok ? k + off : k, ok);
-            cp_async16(vb + d, ok ? v + off : v, ok);
+            cp_async16_zfill(kb + d, ok ? k + off : k, ok);
+            cp_async16_zfill(vb + d, ok ? v + off : v, ok);
         }
     } else {
         load_tile<D, BN, THREADS>(sk, k + kv_base + (u64)n0 * D, valid, tid);
@@ -282,6 +196,9 @@ __device__ __forceinline__ void flash_decode(const u16* __restrict__ q, const u1
         __syncthreads();
     }
 
+    // Without any key tile (an empty split) the loop never waited for the prologue.
+    cp_async_drain();
+
     // Merge the 4 warps through shared memory (the K/V buffers are free now): unnormalised
     // accumulators in s_k's space (4 × 16 × D floats), max and sum per row in s_v's.
     float* w_acc = (float*)s_k;
@@ -365,7 +282,7 @@ __device__ __forceinline__ void flash_decode_combine(const float* __restrict__ p
 // ⌈rows/16⌉, B·Hkv) with rows = (Hq/Hkv)·Lq, 128 threads, dynamic shared memory
 // (16 + 4·64)·D·2 bytes.
 
-extern "C" __global__ void gv_flash_decode_bf16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
+extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_bf16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
                                      const u16* __restrict__ v, float* __restrict__ part_o,
                                      float* __restrict__ part_lse, int q_heads, int kv_heads,
                                      int q_len, int kv_len, int causal, float scale_log2,
@@ -374,7 +291,7 @@ extern "C" __global__ void gv_flash_decode_bf16_d64(const u16* __restrict__ q, c
                                      q_len, kv_len, causal, scale_log2, chunk, 0, 1);
 }
 
-extern "C" __global__ void gv_flash_decode_bf16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
+extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_bf16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
                                      const u16* __restrict__ v, float* __restrict__ part_o,
                                      float* __restrict__ part_lse, int q_heads, int kv_heads,
                                      int q_len, int kv_len, int causal, float scale_log2,
@@ -383,7 +300,7 @@ extern "C" __global__ void gv_flash_decode_bf16_d128(const u16* __restrict__ q, 
                                      q_len, kv_len, causal, scale_log2, chunk, 0, 1);
 }
 
-extern "C" __global__ void gv_flash_decode_f16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
+extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_f16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
                                      const u16* __restrict__ v, float* __restrict__ part_o,
                                      float* __restrict__ part_lse, int q_heads, int kv_heads,
                                      int q_len, int kv_len, int causal, float scale_log2,
@@ -392,7 +309,7 @@ extern "C" __global__ void gv_flash_decode_f16_d64(const u16* __restrict__ q, co
                                      q_len, kv_len, causal, scale_log2, chunk, 0, 1);
 }
 
-extern "C" __global__ void gv_flash_decode_f16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
+extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_f16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
                                      const u16* __restrict__ v, float* __restrict__ part_o,
                                      float* __restrict__ part_lse, int q_heads, int kv_heads,
                                      int q_len, int kv_len, int causal, float scale_log2,
@@ -406,7 +323,7 @@ extern "C" __global__ void gv_flash_decode_f16_d128(const u16* __restrict__ q, c
 // [B, pages per sequence]), partial O, partial lse, q heads, kv heads, q length, kv length,
 // causal, scale × log2(e), keys per split, pages per sequence, page size.
 
-extern "C" __global__ void gv_flash_decode_paged_bf16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
+extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_bf16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
                                      const u16* __restrict__ v,
                                      const int* __restrict__ block_table,
                                      float* __restrict__ part_o, float* __restrict__ part_lse,
@@ -417,7 +334,7 @@ extern "C" __global__ void gv_flash_decode_paged_bf16_d64(const u16* __restrict_
                                 kv_len, causal, scale_log2, chunk, pages_per_seq, page_size);
 }
 
-extern "C" __global__ void gv_flash_decode_paged_bf16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
+extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_bf16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
                                      const u16* __restrict__ v,
                                      const int* __restrict__ block_table,
                                      float* __restrict__ part_o, float* __restrict__ part_lse,
@@ -428,7 +345,7 @@ extern "C" __global__ void gv_flash_decode_paged_bf16_d128(const u16* __restrict
                                 kv_len, causal, scale_log2, chunk, pages_per_seq, page_size);
 }
 
-extern "C" __global__ void gv_flash_decode_paged_f16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
+extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_f16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
                                      const u16* __restrict__ v,
                                      const int* __restrict__ block_table,
                                      float* __restrict__ part_o, float* __restrict__ part_lse,
@@ -439,7 +356,7 @@ extern "C" __global__ void gv_flash_decode_paged_f16_d64(const u16* __restrict__
                                 kv_len, causal, scale_log2, chunk, pages_per_seq, page_size);
 }
 
-extern "C" __global__ void gv_flash_decode_paged_f16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
+extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_f16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
                                      const u16* __restrict__ v,
                                      const int* __restrict__ block_table,
                                      float* __restrict__ part_o, float* __restrict__ part_lse,
@@ -453,13 +370,13 @@ extern "C" __global__ void gv_flash_decode_paged_f16_d128(const u16* __restrict_
 // Combine kernels. Parameters: partial O, partial lse, O (16-bit [B, Hq, Lq, D]), rows per
 // (batch, KV head), splits, head dim. Grid B·Hkv·rows, 128 threads.
 
-extern "C" __global__ void gv_flash_decode_combine_bf16(const float* __restrict__ part_o,
+extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_combine_bf16(const float* __restrict__ part_o,
                                         const float* __restrict__ part_lse,
                                         u16* __restrict__ o, int rows, int splits, int d) {
     flash_decode_combine<true>(part_o, part_lse, o, rows, splits, d);
 }
 
-extern "C" __global__ void gv_flash_decode_combine_f16(const float* __restrict__ part_o,
+extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_combine_f16(const float* __restrict__ part_o,
                                         const float* __restrict__ part_lse,
                                         u16* __restrict__ o, int rows, int splits, int d) {
     flash_decode_combine<false>(part_o, part_lse, o, rows, splits, d);

@@ -2,7 +2,8 @@
 //
 // O = softmax(Q·Kᵀ/√D [+ causal mask]) · V without the score matrix ever leaving the SM.
 // Q [B, Hq, Lq, D], K and V [B, Hkv, Lkv, D], O [B, Hq, Lq, D], all contiguous, 16-bit (bf16 or
-// f16 as bit patterns: NVRTC 13 has no cuda_fp16.h, and these kernels need no header).
+// f16 as bit patterns: NVRTC 13 has no cuda_fp16.h; the only headers are gpuvet's own
+// gpuvet_flash.cuh and gpuvet_ptx.cuh, handed to NVRTC in memory).
 //
 // One block of 4 warps per (64-row query tile, q head, batch); each warp owns 16 query rows.
 // Query head h reads KV head h / (Hq / Hkv) (GQA, MQA). The block walks the K/V tiles of 64
@@ -20,93 +21,7 @@
 // The result is normalised, staged through shared memory and written with 16-byte stores in
 // the input dtype; the log-sum-exp per row (natural log) is written when `lse` is not null.
 
-typedef unsigned long long u64;
-typedef unsigned int u32;
-typedef unsigned short u16;
-
-#define GV_NEG_INF (-__int_as_float(0x7f800000))
-
-__device__ __forceinline__ u32 smem_addr(const void* p) {
-    u32 r;
-    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
-    return r;
-}
-
-// 16 bytes global → shared, bypassing L1; zero-filled when `valid` is false.
-__device__ __forceinline__ void cp_async16(u32 dst, const void* src, bool valid) {
-    const int n = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
-}
-
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ void ldsm_x4(u32 addr, u32& r0, u32& r1, u32& r2, u32& r3) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(addr));
-}
-
-__device__ __forceinline__ void ldsm_x4_t(u32 addr, u32& r0, u32& r1, u32& r2, u32& r3) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(addr));
-}
-
-// c (16×8 fp32) += a (16×16, row) · b (16×8, col).
-template <bool BF16>
-__device__ __forceinline__ void mma16816(float* c, const u32* a, u32 b0, u32 b1) {
-    if constexpr (BF16) {
-        asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-            "{%8,%9}, {%0,%1,%2,%3};\n"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    } else {
-        asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-            "{%8,%9}, {%0,%1,%2,%3};\n"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-}
-
-// Two floats → two 16-bit values in one register, `lo` in the low half (round to nearest even).
-template <bool BF16>
-__device__ __forceinline__ u32 pack2(float lo, float hi) {
-    u32 r;
-    if constexpr (BF16) {
-        asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-    } else {
-        asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-    }
-    return r;
-}
-
-// Element offset of the 8-element chunk `c` of row `row` in a swizzled [rows][D] tile: chunks
-// are XORed with the row's low 3 bits so the 8 rows an ldmatrix reads hit 8 different banks.
-template <int D>
-__device__ __forceinline__ int swz(int row, int c) {
-    return row * D + ((c ^ (row & 7)) << 3);
-}
-
-// Queues the copy of `ROWS` rows of D values from `g` (row stride D) into the swizzled tile at
-// `s`; rows at or past `valid` are zero-filled. `g` itself must be a valid address.
-template <int D, int ROWS, int THREADS>
-__device__ __forceinline__ void load_tile(u16* s, const u16* g, int valid, int tid) {
-    constexpr int CH = D / 8;
-    const u32 base = smem_addr(s);
-#pragma unroll
-    for (int i = tid; i < ROWS * CH; i += THREADS) {
-        const int row = i / CH, c = i % CH;
-        const bool ok = row < valid;
-        cp_async16(base + 2u * (u32)swz<D>(row, c), ok ? g + (u64)row * D + c * 8 : g, ok);
-    }
-}
+#include "gpuvet_flash.cuh"
 
 template <int D, bool BF16>
 __device__ __forceinline__ void flash_fwd(const u16* __restrict__ q, const u16* __restrict__ k,
@@ -263,6 +178,9 @@ __device__ __forceinline__ void flash_fwd(const u16* __restrict__ q, const u16* 
         __syncthreads();
     }
 
+    // Without any key tile (causal with q_len > kv_len) the loop never waited for the prologue.
+    cp_async_drain();
+
     // Normalise, stage the tile in s_q (free since the Q fragments were loaded), store.
     float inv[2];
 #pragma unroll
@@ -298,28 +216,28 @@ __device__ __forceinline__ void flash_fwd(const u16* __restrict__ q, const u16* 
 // q length, kv length, causal (0/1), softmax scale × log2(e). Grid (⌈Lq/64⌉, Hq, B), 128
 // threads, dynamic shared memory (64 + 4·64)·D·2 bytes.
 
-extern "C" __global__ void gv_flash_fwd_bf16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
+extern "C" __global__ void __launch_bounds__(128) gv_flash_fwd_bf16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
                                   const u16* __restrict__ v, u16* __restrict__ o,
                                   float* __restrict__ lse, int q_heads, int kv_heads, int q_len,
                                   int kv_len, int causal, float scale_log2) {
     flash_fwd<64, true>(q, k, v, o, lse, q_heads, kv_heads, q_len, kv_len, causal, scale_log2);
 }
 
-extern "C" __global__ void gv_flash_fwd_bf16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
+extern "C" __global__ void __launch_bounds__(128) gv_flash_fwd_bf16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
                                   const u16* __restrict__ v, u16* __restrict__ o,
                                   float* __restrict__ lse, int q_heads, int kv_heads, int q_len,
                                   int kv_len, int causal, float scale_log2) {
     flash_fwd<128, true>(q, k, v, o, lse, q_heads, kv_heads, q_len, kv_len, causal, scale_log2);
 }
 
-extern "C" __global__ void gv_flash_fwd_f16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
+extern "C" __global__ void __launch_bounds__(128) gv_flash_fwd_f16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
                                   const u16* __restrict__ v, u16* __restrict__ o,
                                   float* __restrict__ lse, int q_heads, int kv_heads, int q_len,
                                   int kv_len, int causal, float scale_log2) {
     flash_fwd<64, false>(q, k, v, o, lse, q_heads, kv_heads, q_len, kv_len, causal, scale_log2);
 }
 
-extern "C" __global__ void gv_flash_fwd_f16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
+extern "C" __global__ void __launch_bounds__(128) gv_flash_fwd_f16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
                                   const u16* __restrict__ v, u16* __restrict__ o,
                                   float* __restrict__ lse, int q_heads, int kv_heads, int q_len,
                                   int kv_len, int causal, float scale_log2) {

@@ -17,63 +17,21 @@
 //   even.
 //
 // 16-bit values are handled as `unsigned short` bits and everything tensor-core related is
-// inline PTX: NVRTC 13 has no built-in cuda_fp16.h / cuda_bf16.h, and this file has no #include.
+// inline PTX: NVRTC 13 has no built-in cuda_fp16.h / cuda_bf16.h; the only #include is gpuvet's
+// own gpuvet_ptx.cuh, handed to NVRTC in memory.
 
-typedef unsigned long long u64;
-typedef unsigned short u16;
-typedef unsigned int u32;
+#include "gpuvet_ptx.cuh"
 
 #define BK_BYTES 64
 #define THREADS 256
 
-__device__ __forceinline__ u32 smem_u32(const void* p) {
-    u32 a;
-    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-    return a;
-}
-
-__device__ __forceinline__ void cp_async16(u32 dst, const void* src, u32 src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src),
-                 "r"(src_bytes)
-                 : "memory");
-}
-
-__device__ __forceinline__ void cp_async_commit() {
-    asm volatile("cp.async.commit_group;" ::: "memory");
-}
-
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-
+// The fragment loads in this file's array form.
 __device__ __forceinline__ void ldmatrix_x4(u32 (&r)[4], u32 addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
+    ldsm_x4(addr, r[0], r[1], r[2], r[3]);
 }
 
 __device__ __forceinline__ void ldmatrix_x4_trans(u32 (&r)[4], u32 addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-
-template <bool BF16>
-__device__ __forceinline__ void mma16816(float (&c)[4], const u32 (&a)[4], u32 b0, u32 b1) {
-    if (BF16) {
-        asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
-            "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    } else {
-        asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
-            "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
+    ldsm_x4_t(addr, r[0], r[1], r[2], r[3]);
 }
 
 template <bool BF16>
@@ -199,7 +157,7 @@ __device__ __forceinline__ void load_chunk(unsigned char* sdst, const unsigned c
     if (vec) {
         const bool ok = r < rows && c < cols;
         const unsigned char* src = ok ? g + ((u64)r * (u64)cols + c) * ESZ : g;
-        cp_async16(smem_u32(sdst), src, ok ? 16u : 0u);
+        cp_async16(smem_addr(sdst), src, ok ? 16u : 0u);
     } else {
         u32 w[4] = {0u, 0u, 0u, 0u};
         if (r < rows) {
@@ -304,8 +262,8 @@ __device__ __forceinline__ void mma_gemm(const void* __restrict__ Av, const void
             cp_async_commit();
         }
         const int stage = kt % STAGES;
-        const u32 a_base = smem_u32(sA + stage * A_TILE);
-        const u32 b_base = smem_u32(sB + stage * B_TILE);
+        const u32 a_base = smem_addr(sA + stage * A_TILE);
+        const u32 b_base = smem_addr(sB + stage * B_TILE);
         // Each step covers 32 bytes of K: 16 elements of 16-bit kinds, 32 of 8-bit ones, 8 of
         // tf32 (one m16n8k8, whose fragments ldmatrix delivers as 32-bit words).
 #pragma unroll

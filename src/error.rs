@@ -37,12 +37,33 @@ pub enum Error {
     #[error("{backend} error: {message}")]
     Backend { backend: String, message: String },
 
+    /// A GPU driver call failed. `kind` is what calling code branches on; `detail` is the
+    /// driver's own code and text. Displays like `Backend` did for these errors.
+    #[error("cuda error: {what}: {detail}")]
+    Driver {
+        what: String,
+        kind: DriverErrorKind,
+        detail: String,
+    },
+
     /// The run was interrupted (Ctrl-C) before this piece of work finished.
     #[error("interrupted")]
     Interrupted,
 
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// The driver failures callers handle differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverErrorKind {
+    /// The device ran out of memory (an allocation or a library workspace).
+    OutOfMemory,
+    /// A kernel touched an address it must not: the context is unusable from here on.
+    IllegalAddress,
+    /// A launch asked for more registers, threads or shared memory than the device has.
+    LaunchOutOfResources,
+    Other,
 }
 
 /// Convenience alias used across the library.
@@ -54,6 +75,13 @@ impl Error {
     }
     pub fn unsupported(msg: impl Into<String>) -> Self {
         Error::Unsupported(msg.into())
+    }
+    /// The kind of a driver error; `None` for every other error.
+    pub fn driver_kind(&self) -> Option<DriverErrorKind> {
+        match self {
+            Error::Driver { kind, .. } => Some(*kind),
+            _ => None,
+        }
     }
     pub fn backend(backend: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Backend {

@@ -240,3 +240,31 @@ fn matmul_sass_uses_tensor_cores_and_no_local_memory() {
         }
     }
 }
+
+#[test]
+fn every_kernel_takes_the_parameters_its_table_row_declares() {
+    if !nvrtc_or_skip("every_kernel_takes_the_parameters_its_table_row_declares") {
+        return;
+    }
+    let mut checked = 0;
+    for src in Source::ALL {
+        let ptx = nvrtc::compile_to_ptx(src, "compute_90a")
+            .unwrap_or_else(|e| panic!("{} to PTX: {e}", src.file()));
+        let entries = nvrtc::ptx_entries(&ptx);
+        for k in KernelId::ALL.iter().filter(|k| k.source() == src) {
+            let (_, types) = entries
+                .iter()
+                .find(|(name, _)| name == k.symbol())
+                .unwrap_or_else(|| panic!("no .entry {} in the PTX of {}", k.symbol(), src.file()));
+            let declared: Vec<&str> = k.params().iter().map(|p| p.ptx_type()).collect();
+            assert_eq!(
+                types,
+                &declared,
+                "{}: PTX parameters vs the kernel table's",
+                k.symbol()
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, KernelId::ALL.len());
+}

@@ -8,18 +8,14 @@
 
 use super::device::{DevBuf, Gpu};
 use super::kernels::KernelId;
-use super::matmul::{
-    poison, tensor_from_bytes, Alpha, GemmDesc, LtGemm, LtHandle, WORKSPACE_BYTES,
-};
-use super::timing::Timer;
-use crate::backend::Prepared;
+use super::launch::{launch, Args, Dims, Kernel};
+use super::matmul::{Alpha, GemmDesc, LtGemm, LtHandle, WORKSPACE_BYTES};
+use super::run::{upload, CudaRun, Exec, Output};
 use crate::dtype::{DType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::workload::AttentionSpec;
 use cudarc::cublaslt::sys::{cublasComputeType_t as Compute, cudaDataType as Ty};
-use cudarc::driver::CudaFunction;
-use std::ffi::c_void;
 
 const BLOCK: u32 = 256;
 
@@ -115,11 +111,32 @@ pub fn plan(a: &AttentionSpec, cc: (i32, i32)) -> Result<(GemmDesc, GemmDesc)> {
     Ok((s, o))
 }
 
-struct Set {
-    q: DevBuf,
-    k: DevBuf,
-    v: DevBuf,
-    o: DevBuf,
+/// One buffer set of an attention run: Q, K, V (as the kernel reads them) and O. Shared by
+/// the unfused and the flash runs.
+pub struct Set {
+    pub q: DevBuf,
+    pub k: DevBuf,
+    pub v: DevBuf,
+    pub o: DevBuf,
+}
+
+/// Uploads `sets` copies of Q, K and V next to an output O (Q's size) each.
+pub fn upload_sets(gpu: &Gpu, q: &[u8], k: &[u8], v: &[u8], sets: usize) -> Result<Vec<Set>> {
+    (0..sets.max(1))
+        .map(|_| {
+            Ok(Set {
+                q: upload(gpu, q)?,
+                k: upload(gpu, k)?,
+                v: upload(gpu, v)?,
+                o: gpu.alloc(q.len())?,
+            })
+        })
+        .collect()
+}
+
+/// O of `set`, shaped like Q, in `out`.
+pub fn output<'s>(spec: &AttentionSpec, out: OutType, set: &'s Set) -> Output<'s> {
+    Output::typed(&set.o, "O", spec.q_shape(), out)
 }
 
 pub struct AttentionRun<'a> {
@@ -128,15 +145,11 @@ pub struct AttentionRun<'a> {
     handle: LtHandle,
     gemm_s: LtGemm,
     gemm_o: LtGemm,
-    softmax: CudaFunction,
+    softmax: Kernel,
     s: DevBuf,
     p: DevBuf,
     workspace: DevBuf,
-    sets: Vec<Set>,
-    timer: Timer,
-    next: usize,
     out: OutType,
-    policy: String,
 }
 
 impl<'a> AttentionRun<'a> {
@@ -146,39 +159,25 @@ impl<'a> AttentionRun<'a> {
         inputs: &[Tensor],
         sets: usize,
         policy: String,
-    ) -> Result<Self> {
+    ) -> Result<CudaRun<'a, Self>> {
         let (gs, go) = plan(spec, gpu.props.cc)?;
         let (_, out, kid) = ty(spec.dtype)?;
-        if inputs.len() != 3 {
-            return Err(Error::invalid("attention takes three inputs, Q, K and V"));
-        }
-        let sets = sets.max(1);
         // The S and P matrices are what make unfused attention memory-hungry: refuse early.
         gpu.ensure_fits(memory_needed(spec, sets))?;
-        let softmax = gpu.function(kid)?;
+        let softmax = Kernel::load(gpu, kid)?;
         let pairs = (spec.batch * spec.q_heads * spec.q_len * spec.kv_len) as usize;
         let s = gpu.alloc(pairs * 4)?;
         let p = gpu.alloc(pairs * spec.dtype.size() as usize)?;
         let workspace = gpu.alloc(WORKSPACE_BYTES)?;
-        let mut all = Vec::with_capacity(sets);
-        for _ in 0..sets {
-            let up = |t: &Tensor| -> Result<DevBuf> {
-                let b = gpu.alloc(t.as_bytes().len())?;
-                b.upload(gpu, t.as_bytes())?;
-                Ok(b)
-            };
-            all.push(Set {
-                q: up(&inputs[0])?,
-                k: up(&inputs[1])?,
-                v: up(&inputs[2])?,
-                o: gpu.alloc(inputs[0].as_bytes().len())?,
-            });
-        }
+        let [q, k, v] = inputs else {
+            return Err(Error::invalid("attention takes three inputs, Q, K and V"));
+        };
+        let all = upload_sets(gpu, q.as_bytes(), k.as_bytes(), v.as_bytes(), sets)?;
         gpu.bind()?;
         let handle = LtHandle::new()?;
         let gemm_s = LtGemm::new(&handle, &gs, None)?;
         let gemm_o = LtGemm::new(&handle, &go, None)?;
-        Ok(AttentionRun {
+        let exec = AttentionRun {
             gpu,
             spec: spec.clone(),
             handle,
@@ -188,16 +187,16 @@ impl<'a> AttentionRun<'a> {
             s,
             p,
             workspace,
-            sets: all,
-            timer: Timer::new(&gpu.ctx)?,
-            next: 0,
             out,
-            policy,
-        })
+        };
+        CudaRun::new(gpu, exec, all, policy)
     }
+}
 
-    fn enqueue(&self, i: usize) -> Result<()> {
-        let set = &self.sets[i];
+impl Exec for AttentionRun<'_> {
+    type Set = Set;
+
+    fn enqueue(&self, set: &Set) -> Result<()> {
         // SAFETY: buffers sized from the spec, alive as long as self; kernel parameters match
         // gv_softmax_*(const float*, T*, u64, u64, int).
         unsafe {
@@ -209,18 +208,15 @@ impl<'a> AttentionRun<'a> {
                 self.s.ptr,
                 self.workspace.ptr,
             )?;
-            let (mut sp, mut pp) = (self.s.ptr, self.p.ptr);
-            let (mut lq, mut lkv) = (self.spec.q_len, self.spec.kv_len);
-            let mut causal: i32 = self.spec.causal as i32;
-            let mut params: Vec<*mut c_void> = vec![
-                &mut sp as *mut u64 as *mut c_void,
-                &mut pp as *mut u64 as *mut c_void,
-                &mut lq as *mut u64 as *mut c_void,
-                &mut lkv as *mut u64 as *mut c_void,
-                &mut causal as *mut i32 as *mut c_void,
-            ];
-            let rows = (self.spec.batch * self.spec.q_heads * self.spec.q_len) as u32;
-            self.gpu.launch(&self.softmax, rows, BLOCK, &mut params)?;
+            let a = &self.spec;
+            let args = Args::new()
+                .buf(&self.s)
+                .buf(&self.p)
+                .u64(a.q_len)
+                .u64(a.kv_len)
+                .i32(a.causal as i32);
+            let rows = (a.batch * a.q_heads * a.q_len) as u32;
+            launch(self.gpu, &self.softmax, Dims::linear(rows, BLOCK), args)?;
             self.gemm_o.enqueue(
                 &self.handle,
                 self.gpu,
@@ -231,49 +227,13 @@ impl<'a> AttentionRun<'a> {
             )
         }
     }
-}
 
-impl Drop for AttentionRun<'_> {
-    fn drop(&mut self) {
-        // Buffers are freed right after this: let queued work that uses them finish first.
-        let _ = self.gpu.sync();
+    fn output<'s>(&'s self, set0: &'s Set) -> Output<'s> {
+        output(&self.spec, self.out, set0)
     }
-}
 
-impl Prepared for AttentionRun<'_> {
     fn compute_dtype(&self) -> String {
         self.gemm_s.label.clone()
-    }
-
-    fn run_verify(&mut self) -> Result<Tensor> {
-        self.gpu.bind()?;
-        poison(self.gpu, &self.sets[0].o, self.out)?;
-        self.enqueue(0)?;
-        let o = &self.sets[0].o;
-        let bytes = o.download(self.gpu, o.bytes)?;
-        Ok(tensor_from_bytes(
-            "O",
-            self.spec.q_shape(),
-            self.out,
-            &bytes,
-        ))
-    }
-
-    fn run(&mut self, iters: u64) -> Result<f64> {
-        self.gpu.bind()?;
-        let mut next = self.next;
-        let sets = self.sets.len();
-        let t = self
-            .timer
-            .time_rotating(&self.gpu.stream, &mut next, sets, iters, |i| {
-                self.enqueue(i)
-            })?;
-        self.next = next;
-        Ok(t)
-    }
-
-    fn cache_policy(&self) -> String {
-        self.policy.clone()
     }
 
     fn notes(&self) -> Vec<String> {

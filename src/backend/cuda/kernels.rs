@@ -3,8 +3,17 @@
 //! Sources live in `kernels/*.cu` and are compiled at run time by NVRTC for the exact GPU
 //! architecture (see `nvrtc.rs`), so the binary carries no precompiled code and works on any
 //! architecture NVRTC knows.
+//!
+//! [`kernel_table!`] below is the one place a kernel is declared: one row gives its id, the
+//! `extern "C"` symbol, the source file, its parameter list and a description. The
+//! [`KernelId`] enum and every lookup are generated from it, so no lookup can fall back
+//! silently for a kernel someone forgot; tests/kernels_compile.rs checks each row's parameter
+//! list against the `.entry` signature of the compiled PTX.
 
+use super::launch::Param;
+use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
 
 /// One `.cu` file: compiled as one NVRTC program, loaded as one module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -15,6 +24,46 @@ pub enum Source {
     MatmulMma,
     FlashFwd,
     FlashDecode,
+    /// A user's own `.cu` file (a later `bench kernel`), read once by [`UserSource::load`].
+    User(&'static UserSource),
+}
+
+/// A user kernel source: its path and the text read from it. Loaded once and kept for the
+/// process, so that [`Source`] stays `Copy` and a module is compiled from exactly the text
+/// that was hashed, even if the file changes on disk during the run.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct UserSource {
+    pub path: PathBuf,
+    /// `path` as text, what NVRTC and error messages name the program by.
+    name: String,
+    /// The file name without `.cu`, for cache file names.
+    stem: String,
+    text: String,
+}
+
+impl UserSource {
+    /// Reads `path` (a `.cu` file) as a kernel source.
+    pub fn load(path: &Path) -> Result<Source> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::invalid(format!("cannot read kernel source {}: {e}", path.display()))
+        })?;
+        Ok(Source::User(Self::from_text(path, text)))
+    }
+
+    /// A user source with the given text (what `load` read).
+    pub fn from_text(path: &Path, text: String) -> &'static UserSource {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "user".into());
+        // One small allocation per user file per process: the price of a `Copy` Source.
+        Box::leak(Box::new(UserSource {
+            path: path.to_path_buf(),
+            name: path.display().to_string(),
+            stem: format!("user-{stem}"),
+            text,
+        }))
+    }
 }
 
 impl Source {
@@ -29,6 +78,7 @@ impl Source {
 
     pub fn file(self) -> &'static str {
         match self {
+            Source::User(u) => &u.name,
             Source::Memory => "kernels/memory.cu",
             Source::Attention => "kernels/attention.cu",
             Source::MatmulSimt => "kernels/matmul_simt.cu",
@@ -40,6 +90,7 @@ impl Source {
 
     pub fn text(self) -> &'static str {
         match self {
+            Source::User(u) => &u.text,
             Source::Memory => include_str!("../../../kernels/memory.cu"),
             Source::Attention => include_str!("../../../kernels/attention.cu"),
             Source::MatmulSimt => include_str!("../../../kernels/matmul_simt.cu"),
@@ -51,264 +102,200 @@ impl Source {
 
     /// Short name used in cache file names.
     pub fn stem(self) -> &'static str {
-        match self {
-            Source::Memory => "memory",
-            Source::Attention => "attention",
-            Source::MatmulSimt => "matmul_simt",
-            Source::MatmulMma => "matmul_mma",
-            Source::FlashFwd => "flash_fwd",
-            Source::FlashDecode => "flash_decode",
+        if let Source::User(u) = self {
+            return &u.stem;
         }
+        let f = self.file();
+        &f["kernels/".len()..f.len() - ".cu".len()]
     }
 }
 
-/// Every kernel gpuvet launches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KernelId {
-    MemCopy,
-    MemRead,
-    MemWrite,
-    MemTriad,
-    SoftmaxF32,
-    SoftmaxF16,
-    SoftmaxBf16,
-    MatmulSimtF32Kn,
-    MatmulSimtF32Nk,
-    MatmulMmaBf16Kn128,
-    MatmulMmaBf16Nk128,
-    MatmulMmaBf16Kn32,
-    MatmulMmaBf16Nk32,
-    MatmulMmaF16Kn128,
-    MatmulMmaF16Nk128,
-    MatmulMmaF16Kn32,
-    MatmulMmaF16Nk32,
-    MatmulMmaS8Nk128,
-    MatmulMmaE4m3Nk128,
-    MatmulMmaS8Nk32,
-    MatmulMmaE4m3Nk32,
-    MatmulMmaTf32Nk128,
-    MatmulMmaTf32Nk32,
-    FlashFwdBf16D64,
-    FlashFwdBf16D128,
-    FlashFwdF16D64,
-    FlashFwdF16D128,
-    FlashDecodeBf16D64,
-    FlashDecodeBf16D128,
-    FlashDecodeF16D64,
-    FlashDecodeF16D128,
-    FlashCombineBf16,
-    FlashCombineF16,
-    FlashDecodePagedBf16D64,
-    FlashDecodePagedBf16D128,
-    FlashDecodePagedF16D64,
-    FlashDecodePagedF16D128,
+/// gpuvet's own headers, `#include`d by name and handed to NVRTC in memory (no CUDA toolkit
+/// headers are ever needed). Every source is compiled with all of them available.
+pub const HEADERS: [(&str, &str); 2] = [
+    (
+        "gpuvet_ptx.cuh",
+        include_str!("../../../kernels/gpuvet_ptx.cuh"),
+    ),
+    (
+        "gpuvet_flash.cuh",
+        include_str!("../../../kernels/gpuvet_flash.cuh"),
+    ),
+];
+
+/// Parameter lists shared by several kernels, as their C signatures declare them.
+mod sig {
+    use super::Param;
+    use super::Param::Ptr as P;
+    use super::Param::{F32, I32, U64};
+    /// `(const float4* src, float4* dst, u64 n)`
+    pub const MEM_COPY: &[Param] = &[P, P, U64];
+    /// `(const float4* src, u64 n, double* partials)`
+    pub const MEM_READ: &[Param] = &[P, U64, P];
+    /// `(float4* dst, u64 n, float value)`
+    pub const MEM_WRITE: &[Param] = &[P, U64, F32];
+    /// `(float4* a, const float4* b, const float4* c, u64 n, float s)`
+    pub const MEM_TRIAD: &[Param] = &[P, P, P, U64, F32];
+    /// `(const float* S, T* P, u64 q_len, u64 kv_len, int causal)`
+    pub const SOFTMAX: &[Param] = &[P, P, U64, U64, I32];
+    /// `(const void* A, const void* B, void* C, int M, int N, int K)`
+    pub const MATMUL: &[Param] = &[P, P, P, I32, I32, I32];
+    /// `(q, k, v, o, lse, int q_heads, kv_heads, q_len, kv_len, causal, float scale_log2)`
+    pub const FLASH_FWD: &[Param] = &[P, P, P, P, P, I32, I32, I32, I32, I32, F32];
+    /// `(q, k, v, part_o, part_lse, int ×5, float scale_log2, int chunk)`
+    pub const DECODE: &[Param] = &[P, P, P, P, P, I32, I32, I32, I32, I32, F32, I32];
+    /// `(q, k, v, block_table, part_o, part_lse, int ×5, float, int chunk, pages_per_seq,
+    /// page_size)`
+    pub const DECODE_PAGED: &[Param] = &[
+        P, P, P, P, P, P, I32, I32, I32, I32, I32, F32, I32, I32, I32,
+    ];
+    /// `(const float* part_o, const float* part_lse, u16* o, int rows, int splits, int d)`
+    pub const COMBINE: &[Param] = &[P, P, P, I32, I32, I32];
+}
+use sig::*;
+
+/// One row of the kernel table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelRow {
+    /// The id shown by `gpuvet list --kernels`.
+    pub id: &'static str,
+    /// The `extern "C"` function name in the source.
+    pub symbol: &'static str,
+    pub source: Source,
+    /// The kernel's parameters in order, as the host passes them (launch::Args).
+    pub params: &'static [Param],
+    pub description: &'static str,
+}
+
+/// Generates [`KernelId`] and its table from rows `Variant: id, symbol, Source, params,
+/// description;`.
+macro_rules! kernel_table {
+    ($($k:ident: $id:literal, $sym:literal, $src:ident, $params:ident, $desc:literal;)*) => {
+        /// Every kernel gpuvet launches.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum KernelId {
+            $($k,)*
+        }
+
+        impl KernelId {
+            pub const ALL: [KernelId; [$(stringify!($k)),*].len()] = [$(KernelId::$k,)*];
+
+            /// This kernel's row of the table.
+            pub fn row(self) -> &'static KernelRow {
+                match self {
+                    $(KernelId::$k => &KernelRow {
+                        id: $id,
+                        symbol: $sym,
+                        source: Source::$src,
+                        params: $params,
+                        description: $desc,
+                    },)*
+                }
+            }
+        }
+    };
+}
+
+kernel_table! {
+    MemCopy: "memory.copy", "gv_copy", Memory, MEM_COPY,
+        "dst = src, float4 loads/stores, grid-stride, 4 loads in flight";
+    MemRead: "memory.read", "gv_read", Memory, MEM_READ,
+        "sum(src), float4 loads, f64 per-block partials";
+    MemWrite: "memory.write", "gv_write", Memory, MEM_WRITE,
+        "dst = value, float4 stores, grid-stride";
+    MemTriad: "memory.triad", "gv_triad", Memory, MEM_TRIAD,
+        "a = b + s*c (STREAM triad), float4, grid-stride";
+    SoftmaxF32: "attention.softmax.f32", "gv_softmax_f32", Attention, SOFTMAX,
+        "row softmax of f32 scores, causal end-aligned, P in f32";
+    SoftmaxF16: "attention.softmax.f16", "gv_softmax_f16", Attention, SOFTMAX,
+        "row softmax of f32 scores, causal end-aligned, P in f16";
+    SoftmaxBf16: "attention.softmax.bf16", "gv_softmax_bf16", Attention, SOFTMAX,
+        "row softmax of f32 scores, causal end-aligned, P in bf16";
+    MatmulSimtF32Kn: "matmul.simt.f32.kn", "matmul_simt_f32_kn", MatmulSimt, MATMUL,
+        "fp32 SGEMM on CUDA cores, B K×N: 128×128×8 tiles, 8×8 per thread, float4 loads";
+    MatmulSimtF32Nk: "matmul.simt.f32.nk", "matmul_simt_f32_nk", MatmulSimt, MATMUL,
+        "fp32 SGEMM on CUDA cores, B N×K: 128×128×8 tiles, 8×8 per thread, float4 loads";
+    MatmulMmaBf16Kn128: "matmul.mma.bf16.kn.128x128", "matmul_mma_bf16_kn_128x128", MatmulMma, MATMUL,
+        "bf16 mma.sync m16n8k16 (f32 accumulate), B K×N, ldmatrix.trans, 128×128×32 tiles, 3-stage cp.async, swizzled smem";
+    MatmulMmaBf16Nk128: "matmul.mma.bf16.nk.128x128", "matmul_mma_bf16_nk_128x128", MatmulMma, MATMUL,
+        "bf16 mma.sync m16n8k16 (f32 accumulate), B N×K, 128×128×32 tiles, 3-stage cp.async, swizzled smem";
+    MatmulMmaBf16Kn32: "matmul.mma.bf16.kn.32x64", "matmul_mma_bf16_kn_32x64", MatmulMma, MATMUL,
+        "bf16 mma.sync m16n8k16 (f32 accumulate), B K×N, ldmatrix.trans, 32×64×32 tiles (small M), 4-stage cp.async, swizzled smem";
+    MatmulMmaBf16Nk32: "matmul.mma.bf16.nk.32x64", "matmul_mma_bf16_nk_32x64", MatmulMma, MATMUL,
+        "bf16 mma.sync m16n8k16 (f32 accumulate), B N×K, 32×64×32 tiles (small M), 4-stage cp.async, swizzled smem";
+    MatmulMmaF16Kn128: "matmul.mma.f16.kn.128x128", "matmul_mma_f16_kn_128x128", MatmulMma, MATMUL,
+        "f16 mma.sync m16n8k16 (f32 accumulate), B K×N, ldmatrix.trans, 128×128×32 tiles, 3-stage cp.async, swizzled smem";
+    MatmulMmaF16Nk128: "matmul.mma.f16.nk.128x128", "matmul_mma_f16_nk_128x128", MatmulMma, MATMUL,
+        "f16 mma.sync m16n8k16 (f32 accumulate), B N×K, 128×128×32 tiles, 3-stage cp.async, swizzled smem";
+    MatmulMmaF16Kn32: "matmul.mma.f16.kn.32x64", "matmul_mma_f16_kn_32x64", MatmulMma, MATMUL,
+        "f16 mma.sync m16n8k16 (f32 accumulate), B K×N, ldmatrix.trans, 32×64×32 tiles (small M), 4-stage cp.async, swizzled smem";
+    MatmulMmaF16Nk32: "matmul.mma.f16.nk.32x64", "matmul_mma_f16_nk_32x64", MatmulMma, MATMUL,
+        "f16 mma.sync m16n8k16 (f32 accumulate), B N×K, 32×64×32 tiles (small M), 4-stage cp.async, swizzled smem";
+    MatmulMmaS8Nk128: "matmul.mma.s8.nk.128x128", "matmul_mma_s8_nk_128x128", MatmulMma, MATMUL,
+        "int8 mma.sync m16n8k32 (s32 accumulate, i32 out), B N×K, 128×128 tiles (64 K bytes/stage), 3-stage cp.async, swizzled smem";
+    MatmulMmaE4m3Nk128: "matmul.mma.e4m3.nk.128x128", "matmul_mma_e4m3_nk_128x128", MatmulMma, MATMUL,
+        "fp8 e4m3 mma.sync m16n8k32 (sm_89+, f32 accumulate, bf16 out), B N×K, 128×128 tiles (64 K bytes/stage), 3-stage cp.async";
+    MatmulMmaS8Nk32: "matmul.mma.s8.nk.32x64", "matmul_mma_s8_nk_32x64", MatmulMma, MATMUL,
+        "int8 mma.sync m16n8k32 (s32 accumulate, i32 out), B N×K, 32×64 tiles (small M), 4-stage cp.async, swizzled smem";
+    MatmulMmaE4m3Nk32: "matmul.mma.e4m3.nk.32x64", "matmul_mma_e4m3_nk_32x64", MatmulMma, MATMUL,
+        "fp8 e4m3 mma.sync m16n8k32 (sm_89+, f32 accumulate, bf16 out), B N×K, 32×64 tiles (small M), 4-stage cp.async";
+    MatmulMmaTf32Nk128: "matmul.mma.tf32.nk.128x128", "matmul_mma_tf32_nk_128x128", MatmulMma, MATMUL,
+        "tf32 mma.sync m16n8k8 (f32 accumulate, f32 out), B N×K, 128×128 tiles (64 K bytes/stage), 3-stage cp.async";
+    MatmulMmaTf32Nk32: "matmul.mma.tf32.nk.32x64", "matmul_mma_tf32_nk_32x64", MatmulMma, MATMUL,
+        "tf32 mma.sync m16n8k8 (f32 accumulate, f32 out), B N×K, 32×64 tiles (small M), 4-stage cp.async";
+    FlashFwdBf16D64: "attention.flash_fwd.bf16.d64", "gv_flash_fwd_bf16_d64", FlashFwd, FLASH_FWD,
+        "fused prefill, bf16, head dim 64: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax";
+    FlashFwdBf16D128: "attention.flash_fwd.bf16.d128", "gv_flash_fwd_bf16_d128", FlashFwd, FLASH_FWD,
+        "fused prefill, bf16, head dim 128: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax";
+    FlashFwdF16D64: "attention.flash_fwd.f16.d64", "gv_flash_fwd_f16_d64", FlashFwd, FLASH_FWD,
+        "fused prefill, f16, head dim 64: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax";
+    FlashFwdF16D128: "attention.flash_fwd.f16.d128", "gv_flash_fwd_f16_d128", FlashFwd, FLASH_FWD,
+        "fused prefill, f16, head dim 128: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax";
+    FlashDecodeBf16D64: "attention.flash_decode.bf16.d64", "gv_flash_decode_bf16_d64", FlashDecode, DECODE,
+        "split-KV decode, bf16, head dim 64: GQA rows packed into 16-row mma tiles, partial O and log-sum-exp per split";
+    FlashDecodeBf16D128: "attention.flash_decode.bf16.d128", "gv_flash_decode_bf16_d128", FlashDecode, DECODE,
+        "split-KV decode, bf16, head dim 128: GQA rows packed into 16-row mma tiles, partial O and log-sum-exp per split";
+    FlashDecodeF16D64: "attention.flash_decode.f16.d64", "gv_flash_decode_f16_d64", FlashDecode, DECODE,
+        "split-KV decode, f16, head dim 64: GQA rows packed into 16-row mma tiles, partial O and log-sum-exp per split";
+    FlashDecodeF16D128: "attention.flash_decode.f16.d128", "gv_flash_decode_f16_d128", FlashDecode, DECODE,
+        "split-KV decode, f16, head dim 128: GQA rows packed into 16-row mma tiles, partial O and log-sum-exp per split";
+    FlashCombineBf16: "attention.flash_decode.combine.bf16", "gv_flash_decode_combine_bf16", FlashDecode, COMBINE,
+        "merges the KV splits of decode by log-sum-exp weights, O in bf16";
+    FlashCombineF16: "attention.flash_decode.combine.f16", "gv_flash_decode_combine_f16", FlashDecode, COMBINE,
+        "merges the KV splits of decode by log-sum-exp weights, O in f16";
+    FlashDecodePagedBf16D64: "attention.flash_decode_paged.bf16.d64", "gv_flash_decode_paged_bf16_d64", FlashDecode, DECODE_PAGED,
+        "split-KV decode from a paged KV cache (block table, page size 16 or 64), bf16, head dim 64";
+    FlashDecodePagedBf16D128: "attention.flash_decode_paged.bf16.d128", "gv_flash_decode_paged_bf16_d128", FlashDecode, DECODE_PAGED,
+        "split-KV decode from a paged KV cache (block table, page size 16 or 64), bf16, head dim 128";
+    FlashDecodePagedF16D64: "attention.flash_decode_paged.f16.d64", "gv_flash_decode_paged_f16_d64", FlashDecode, DECODE_PAGED,
+        "split-KV decode from a paged KV cache (block table, page size 16 or 64), f16, head dim 64";
+    FlashDecodePagedF16D128: "attention.flash_decode_paged.f16.d128", "gv_flash_decode_paged_f16_d128", FlashDecode, DECODE_PAGED,
+        "split-KV decode from a paged KV cache (block table, page size 16 or 64), f16, head dim 128";
 }
 
 impl KernelId {
-    pub const ALL: [KernelId; 37] = [
-        KernelId::MemCopy,
-        KernelId::MemRead,
-        KernelId::MemWrite,
-        KernelId::MemTriad,
-        KernelId::SoftmaxF32,
-        KernelId::SoftmaxF16,
-        KernelId::SoftmaxBf16,
-        KernelId::MatmulSimtF32Kn,
-        KernelId::MatmulSimtF32Nk,
-        KernelId::MatmulMmaBf16Kn128,
-        KernelId::MatmulMmaBf16Nk128,
-        KernelId::MatmulMmaBf16Kn32,
-        KernelId::MatmulMmaBf16Nk32,
-        KernelId::MatmulMmaF16Kn128,
-        KernelId::MatmulMmaF16Nk128,
-        KernelId::MatmulMmaF16Kn32,
-        KernelId::MatmulMmaF16Nk32,
-        KernelId::MatmulMmaS8Nk128,
-        KernelId::MatmulMmaE4m3Nk128,
-        KernelId::MatmulMmaS8Nk32,
-        KernelId::MatmulMmaE4m3Nk32,
-        KernelId::MatmulMmaTf32Nk128,
-        KernelId::MatmulMmaTf32Nk32,
-        KernelId::FlashFwdBf16D64,
-        KernelId::FlashFwdBf16D128,
-        KernelId::FlashFwdF16D64,
-        KernelId::FlashFwdF16D128,
-        KernelId::FlashDecodeBf16D64,
-        KernelId::FlashDecodeBf16D128,
-        KernelId::FlashDecodeF16D64,
-        KernelId::FlashDecodeF16D128,
-        KernelId::FlashCombineBf16,
-        KernelId::FlashCombineF16,
-        KernelId::FlashDecodePagedBf16D64,
-        KernelId::FlashDecodePagedBf16D128,
-        KernelId::FlashDecodePagedF16D64,
-        KernelId::FlashDecodePagedF16D128,
-    ];
-
     /// The id shown by `gpuvet list --kernels`.
     pub fn id(self) -> &'static str {
-        match self {
-            KernelId::MemCopy => "memory.copy",
-            KernelId::MemRead => "memory.read",
-            KernelId::MemWrite => "memory.write",
-            KernelId::MemTriad => "memory.triad",
-            KernelId::SoftmaxF32 => "attention.softmax.f32",
-            KernelId::SoftmaxF16 => "attention.softmax.f16",
-            KernelId::SoftmaxBf16 => "attention.softmax.bf16",
-            KernelId::MatmulSimtF32Kn => "matmul.simt.f32.kn",
-            KernelId::MatmulSimtF32Nk => "matmul.simt.f32.nk",
-            KernelId::MatmulMmaBf16Kn128 => "matmul.mma.bf16.kn.128x128",
-            KernelId::MatmulMmaBf16Nk128 => "matmul.mma.bf16.nk.128x128",
-            KernelId::MatmulMmaBf16Kn32 => "matmul.mma.bf16.kn.32x64",
-            KernelId::MatmulMmaBf16Nk32 => "matmul.mma.bf16.nk.32x64",
-            KernelId::MatmulMmaF16Kn128 => "matmul.mma.f16.kn.128x128",
-            KernelId::MatmulMmaF16Nk128 => "matmul.mma.f16.nk.128x128",
-            KernelId::MatmulMmaF16Kn32 => "matmul.mma.f16.kn.32x64",
-            KernelId::MatmulMmaF16Nk32 => "matmul.mma.f16.nk.32x64",
-            KernelId::MatmulMmaS8Nk128 => "matmul.mma.s8.nk.128x128",
-            KernelId::MatmulMmaE4m3Nk128 => "matmul.mma.e4m3.nk.128x128",
-            KernelId::MatmulMmaS8Nk32 => "matmul.mma.s8.nk.32x64",
-            KernelId::MatmulMmaE4m3Nk32 => "matmul.mma.e4m3.nk.32x64",
-            KernelId::MatmulMmaTf32Nk128 => "matmul.mma.tf32.nk.128x128",
-            KernelId::MatmulMmaTf32Nk32 => "matmul.mma.tf32.nk.32x64",
-            KernelId::FlashFwdBf16D64 => "attention.flash_fwd.bf16.d64",
-            KernelId::FlashFwdBf16D128 => "attention.flash_fwd.bf16.d128",
-            KernelId::FlashFwdF16D64 => "attention.flash_fwd.f16.d64",
-            KernelId::FlashFwdF16D128 => "attention.flash_fwd.f16.d128",
-            KernelId::FlashDecodeBf16D64 => "attention.flash_decode.bf16.d64",
-            KernelId::FlashDecodeBf16D128 => "attention.flash_decode.bf16.d128",
-            KernelId::FlashDecodeF16D64 => "attention.flash_decode.f16.d64",
-            KernelId::FlashDecodeF16D128 => "attention.flash_decode.f16.d128",
-            KernelId::FlashCombineBf16 => "attention.flash_decode.combine.bf16",
-            KernelId::FlashCombineF16 => "attention.flash_decode.combine.f16",
-            KernelId::FlashDecodePagedBf16D64 => "attention.flash_decode_paged.bf16.d64",
-            KernelId::FlashDecodePagedBf16D128 => "attention.flash_decode_paged.bf16.d128",
-            KernelId::FlashDecodePagedF16D64 => "attention.flash_decode_paged.f16.d64",
-            KernelId::FlashDecodePagedF16D128 => "attention.flash_decode_paged.f16.d128",
-        }
+        self.row().id
     }
 
     /// The `extern "C"` function name in the source.
     pub fn symbol(self) -> &'static str {
-        match self {
-            KernelId::MemCopy => "gv_copy",
-            KernelId::MemRead => "gv_read",
-            KernelId::MemWrite => "gv_write",
-            KernelId::MemTriad => "gv_triad",
-            KernelId::SoftmaxF32 => "gv_softmax_f32",
-            KernelId::SoftmaxF16 => "gv_softmax_f16",
-            KernelId::SoftmaxBf16 => "gv_softmax_bf16",
-            KernelId::MatmulSimtF32Kn => "matmul_simt_f32_kn",
-            KernelId::MatmulSimtF32Nk => "matmul_simt_f32_nk",
-            KernelId::MatmulMmaBf16Kn128 => "matmul_mma_bf16_kn_128x128",
-            KernelId::MatmulMmaBf16Nk128 => "matmul_mma_bf16_nk_128x128",
-            KernelId::MatmulMmaBf16Kn32 => "matmul_mma_bf16_kn_32x64",
-            KernelId::MatmulMmaBf16Nk32 => "matmul_mma_bf16_nk_32x64",
-            KernelId::MatmulMmaF16Kn128 => "matmul_mma_f16_kn_128x128",
-            KernelId::MatmulMmaF16Nk128 => "matmul_mma_f16_nk_128x128",
-            KernelId::MatmulMmaF16Kn32 => "matmul_mma_f16_kn_32x64",
-            KernelId::MatmulMmaF16Nk32 => "matmul_mma_f16_nk_32x64",
-            KernelId::MatmulMmaS8Nk128 => "matmul_mma_s8_nk_128x128",
-            KernelId::MatmulMmaE4m3Nk128 => "matmul_mma_e4m3_nk_128x128",
-            KernelId::MatmulMmaS8Nk32 => "matmul_mma_s8_nk_32x64",
-            KernelId::MatmulMmaE4m3Nk32 => "matmul_mma_e4m3_nk_32x64",
-            KernelId::MatmulMmaTf32Nk128 => "matmul_mma_tf32_nk_128x128",
-            KernelId::MatmulMmaTf32Nk32 => "matmul_mma_tf32_nk_32x64",
-            KernelId::FlashFwdBf16D64 => "gv_flash_fwd_bf16_d64",
-            KernelId::FlashFwdBf16D128 => "gv_flash_fwd_bf16_d128",
-            KernelId::FlashFwdF16D64 => "gv_flash_fwd_f16_d64",
-            KernelId::FlashFwdF16D128 => "gv_flash_fwd_f16_d128",
-            KernelId::FlashDecodeBf16D64 => "gv_flash_decode_bf16_d64",
-            KernelId::FlashDecodeBf16D128 => "gv_flash_decode_bf16_d128",
-            KernelId::FlashDecodeF16D64 => "gv_flash_decode_f16_d64",
-            KernelId::FlashDecodeF16D128 => "gv_flash_decode_f16_d128",
-            KernelId::FlashCombineBf16 => "gv_flash_decode_combine_bf16",
-            KernelId::FlashCombineF16 => "gv_flash_decode_combine_f16",
-            KernelId::FlashDecodePagedBf16D64 => "gv_flash_decode_paged_bf16_d64",
-            KernelId::FlashDecodePagedBf16D128 => "gv_flash_decode_paged_bf16_d128",
-            KernelId::FlashDecodePagedF16D64 => "gv_flash_decode_paged_f16_d64",
-            KernelId::FlashDecodePagedF16D128 => "gv_flash_decode_paged_f16_d128",
-        }
+        self.row().symbol
     }
 
     pub fn source(self) -> Source {
-        match self {
-            KernelId::MemCopy | KernelId::MemRead | KernelId::MemWrite | KernelId::MemTriad => {
-                Source::Memory
-            }
-            KernelId::MatmulSimtF32Kn | KernelId::MatmulSimtF32Nk => Source::MatmulSimt,
-            KernelId::MatmulMmaBf16Kn128 => Source::MatmulMma,
-            KernelId::MatmulMmaBf16Nk128 => Source::MatmulMma,
-            KernelId::MatmulMmaBf16Kn32 => Source::MatmulMma,
-            KernelId::MatmulMmaBf16Nk32 => Source::MatmulMma,
-            KernelId::MatmulMmaF16Kn128 => Source::MatmulMma,
-            KernelId::MatmulMmaF16Nk128 => Source::MatmulMma,
-            KernelId::MatmulMmaF16Kn32 => Source::MatmulMma,
-            KernelId::MatmulMmaF16Nk32 => Source::MatmulMma,
-            KernelId::MatmulMmaS8Nk128 => Source::MatmulMma,
-            KernelId::MatmulMmaE4m3Nk128 => Source::MatmulMma,
-            KernelId::MatmulMmaS8Nk32 => Source::MatmulMma,
-            KernelId::MatmulMmaE4m3Nk32 => Source::MatmulMma,
-            KernelId::MatmulMmaTf32Nk128 => Source::MatmulMma,
-            KernelId::MatmulMmaTf32Nk32 => Source::MatmulMma,
-            KernelId::FlashFwdBf16D64 => Source::FlashFwd,
-            KernelId::FlashFwdBf16D128 => Source::FlashFwd,
-            KernelId::FlashFwdF16D64 => Source::FlashFwd,
-            KernelId::FlashFwdF16D128 => Source::FlashFwd,
-            KernelId::FlashDecodeBf16D64 => Source::FlashDecode,
-            KernelId::FlashDecodeBf16D128 => Source::FlashDecode,
-            KernelId::FlashDecodeF16D64 => Source::FlashDecode,
-            KernelId::FlashDecodeF16D128 => Source::FlashDecode,
-            KernelId::FlashCombineBf16 => Source::FlashDecode,
-            KernelId::FlashCombineF16 => Source::FlashDecode,
-            KernelId::FlashDecodePagedBf16D64 => Source::FlashDecode,
-            KernelId::FlashDecodePagedBf16D128 => Source::FlashDecode,
-            KernelId::FlashDecodePagedF16D64 => Source::FlashDecode,
-            KernelId::FlashDecodePagedF16D128 => Source::FlashDecode,
-            _ => Source::Attention,
-        }
+        self.row().source
+    }
+
+    /// The parameter list the host passes, checked against the PTX by tests/kernels_compile.rs
+    /// and against every launch's arguments by `launch::launch`.
+    pub fn params(self) -> &'static [Param] {
+        self.row().params
     }
 
     pub fn description(self) -> &'static str {
-        match self {
-            KernelId::MemCopy => "dst = src, float4 loads/stores, grid-stride, 4 loads in flight",
-            KernelId::MemRead => "sum(src), float4 loads, f64 per-block partials",
-            KernelId::MemWrite => "dst = value, float4 stores, grid-stride",
-            KernelId::MemTriad => "a = b + s*c (STREAM triad), float4, grid-stride",
-            KernelId::SoftmaxF32 => "row softmax of f32 scores, causal end-aligned, P in f32",
-            KernelId::SoftmaxF16 => "row softmax of f32 scores, causal end-aligned, P in f16",
-            KernelId::SoftmaxBf16 => "row softmax of f32 scores, causal end-aligned, P in bf16",
-            KernelId::MatmulSimtF32Kn => "fp32 SGEMM on CUDA cores, B K×N: 128×128×8 tiles, 8×8 per thread, float4 loads",
-            KernelId::MatmulSimtF32Nk => "fp32 SGEMM on CUDA cores, B N×K: 128×128×8 tiles, 8×8 per thread, float4 loads",
-            KernelId::MatmulMmaBf16Kn128 => "bf16 mma.sync m16n8k16 (f32 accumulate), B K×N, ldmatrix.trans, 128×128×32 tiles, 3-stage cp.async, swizzled smem",
-            KernelId::MatmulMmaBf16Nk128 => "bf16 mma.sync m16n8k16 (f32 accumulate), B N×K, 128×128×32 tiles, 3-stage cp.async, swizzled smem",
-            KernelId::MatmulMmaBf16Kn32 => "bf16 mma.sync m16n8k16 (f32 accumulate), B K×N, ldmatrix.trans, 32×64×32 tiles (small M), 4-stage cp.async, swizzled smem",
-            KernelId::MatmulMmaBf16Nk32 => "bf16 mma.sync m16n8k16 (f32 accumulate), B N×K, 32×64×32 tiles (small M), 4-stage cp.async, swizzled smem",
-            KernelId::MatmulMmaF16Kn128 => "f16 mma.sync m16n8k16 (f32 accumulate), B K×N, ldmatrix.trans, 128×128×32 tiles, 3-stage cp.async, swizzled smem",
-            KernelId::MatmulMmaF16Nk128 => "f16 mma.sync m16n8k16 (f32 accumulate), B N×K, 128×128×32 tiles, 3-stage cp.async, swizzled smem",
-            KernelId::MatmulMmaF16Kn32 => "f16 mma.sync m16n8k16 (f32 accumulate), B K×N, ldmatrix.trans, 32×64×32 tiles (small M), 4-stage cp.async, swizzled smem",
-            KernelId::MatmulMmaF16Nk32 => "f16 mma.sync m16n8k16 (f32 accumulate), B N×K, 32×64×32 tiles (small M), 4-stage cp.async, swizzled smem",
-            KernelId::MatmulMmaS8Nk128 => "int8 mma.sync m16n8k32 (s32 accumulate, i32 out), B N×K, 128×128 tiles (64 K bytes/stage), 3-stage cp.async, swizzled smem",
-            KernelId::MatmulMmaE4m3Nk128 => "fp8 e4m3 mma.sync m16n8k32 (sm_89+, f32 accumulate, bf16 out), B N×K, 128×128 tiles (64 K bytes/stage), 3-stage cp.async",
-            KernelId::MatmulMmaS8Nk32 => "int8 mma.sync m16n8k32 (s32 accumulate, i32 out), B N×K, 32×64 tiles (small M), 4-stage cp.async, swizzled smem",
-            KernelId::MatmulMmaE4m3Nk32 => "fp8 e4m3 mma.sync m16n8k32 (sm_89+, f32 accumulate, bf16 out), B N×K, 32×64 tiles (small M), 4-stage cp.async",
-            KernelId::MatmulMmaTf32Nk128 => "tf32 mma.sync m16n8k8 (f32 accumulate, f32 out), B N×K, 128×128 tiles (64 K bytes/stage), 3-stage cp.async",
-            KernelId::MatmulMmaTf32Nk32 => "tf32 mma.sync m16n8k8 (f32 accumulate, f32 out), B N×K, 32×64 tiles (small M), 4-stage cp.async",
-            KernelId::FlashFwdBf16D64 => "fused prefill, bf16, head dim 64: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax",
-            KernelId::FlashFwdBf16D128 => "fused prefill, bf16, head dim 128: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax",
-            KernelId::FlashFwdF16D64 => "fused prefill, f16, head dim 64: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax",
-            KernelId::FlashFwdF16D128 => "fused prefill, f16, head dim 128: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax",
-            KernelId::FlashDecodeBf16D64 => "split-KV decode, bf16, head dim 64: GQA rows packed into 16-row mma tiles, partial O and log-sum-exp per split",
-            KernelId::FlashDecodeBf16D128 => "split-KV decode, bf16, head dim 128: GQA rows packed into 16-row mma tiles, partial O and log-sum-exp per split",
-            KernelId::FlashDecodeF16D64 => "split-KV decode, f16, head dim 64: GQA rows packed into 16-row mma tiles, partial O and log-sum-exp per split",
-            KernelId::FlashDecodeF16D128 => "split-KV decode, f16, head dim 128: GQA rows packed into 16-row mma tiles, partial O and log-sum-exp per split",
-            KernelId::FlashCombineBf16 => "merges the KV splits of decode by log-sum-exp weights, O in bf16",
-            KernelId::FlashCombineF16 => "merges the KV splits of decode by log-sum-exp weights, O in f16",
-            KernelId::FlashDecodePagedBf16D64 => "split-KV decode from a paged KV cache (block table, page size 16 or 64), bf16, head dim 64",
-            KernelId::FlashDecodePagedBf16D128 => "split-KV decode from a paged KV cache (block table, page size 16 or 64), bf16, head dim 128",
-            KernelId::FlashDecodePagedF16D64 => "split-KV decode from a paged KV cache (block table, page size 16 or 64), f16, head dim 64",
-            KernelId::FlashDecodePagedF16D128 => "split-KV decode from a paged KV cache (block table, page size 16 or 64), f16, head dim 128",
-        }
+        self.row().description
     }
 }
 
@@ -323,6 +310,12 @@ pub fn sources_hash() -> String {
         h.update(s.file().as_bytes());
         h.update([0]);
         h.update(s.text().as_bytes());
+        h.update([0]);
+    }
+    for (name, text) in HEADERS {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(text.as_bytes());
         h.update([0]);
     }
     for o in BASE_OPTIONS {
@@ -345,7 +338,9 @@ mod tests {
         for k in KernelId::ALL {
             let src = k.source().text();
             assert!(
-                src.contains(&format!("extern \"C\" __global__ void {}(", k.symbol())),
+                src.lines()
+                    .any(|l| l.starts_with("extern \"C\" __global__ void")
+                        && l.contains(&format!(" {}(", k.symbol()))),
                 "{} not found in {}",
                 k.symbol(),
                 k.source().file()
@@ -356,16 +351,41 @@ mod tests {
     }
 
     #[test]
-    fn sources_need_no_headers() {
-        // NVRTC without a toolkit has no headers: an #include would fail in CI and on machines
-        // with only the pip NVRTC.
-        for s in Source::ALL {
-            let has_include = s
-                .text()
+    fn sources_include_only_gpuvets_own_headers() {
+        // NVRTC without a toolkit has no headers: an #include of anything but an in-memory
+        // header would fail in CI and on machines with only the pip NVRTC.
+        let texts = Source::ALL.iter().map(|s| (s.file(), s.text()));
+        for (file, text) in texts.chain(HEADERS) {
+            for l in text
                 .lines()
-                .any(|l| l.trim_start().starts_with("#include"));
-            assert!(!has_include, "{}", s.file());
+                .filter(|l| l.trim_start().starts_with("#include"))
+            {
+                let name = l.split('"').nth(1).unwrap_or("");
+                assert!(HEADERS.iter().any(|(h, _)| *h == name), "{file}: {l}");
+            }
         }
+        // The PTX helpers are defined once, in the header.
+        for s in Source::ALL {
+            assert!(!s.text().contains("cp.async.cg.shared"), "{}", s.file());
+        }
+    }
+
+    #[test]
+    fn a_user_source_is_named_by_its_file_and_hashed_by_its_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("my_gemm.cu");
+        std::fs::write(&path, "extern \"C\" __global__ void k() {}").unwrap();
+        let a = UserSource::load(&path).unwrap();
+        assert_eq!(a.stem(), "user-my_gemm");
+        assert_eq!(a.file(), path.display().to_string());
+        assert!(a.text().contains("void k()"));
+        // The compile cache key follows the text: an edited file is never served stale.
+        std::fs::write(&path, "extern \"C\" __global__ void k2() {}").unwrap();
+        let b = UserSource::load(&path).unwrap();
+        let key = |s| super::super::nvrtc::cache_key(s, "sm_90a", (13, 0));
+        assert_ne!(key(a), key(b));
+        assert_eq!(key(a), key(a));
+        assert!(UserSource::load(&dir.path().join("missing.cu")).is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! Every missing piece becomes one line saying what is missing, what still works and what to
 //! install.
 
-use std::ffi::{c_void, CString, OsString};
+use std::ffi::{c_void, CString, OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -439,7 +439,8 @@ pub fn probe() -> &'static Probe {
         let driver_major = driver.as_ref().ok().map(|d| d.major());
         let nvrtc = load_nvrtc(&dirs, driver_major);
         let cublaslt = load_lib(&dirs, Lib::CublasLt, driver_major);
-        let nvml = dlopen_global("libnvidia-ml.so.1").map(|_| ()).map_err(|_| {
+        let nvml_names = driver_names(None, "libnvidia-ml.so.1", Path::is_file);
+        let nvml = nvml_names.iter().find_map(|n| dlopen_global(n).ok()).map(|_| ()).ok_or_else(|| {
             "NVML (libnvidia-ml.so.1) not found: measurements still run, but clocks, temperature, power, throttling, ECC and PCIe state are not recorded; it ships with the NVIDIA driver".to_string()
         });
         Probe {
@@ -451,19 +452,42 @@ pub fn probe() -> &'static Probe {
     })
 }
 
-/// The driver is never searched for in toolkit folders (those hold only the stub); only the
-/// loader's own path, plus `GPUVET_CUDA_LIB_DIR` for unusual installs (WSL, containers).
-fn load_driver(env: &SearchEnv) -> Result<Driver, String> {
+/// Where container images mount the driver's user-space libraries (the NVIDIA container
+/// toolkit's `/usr/local/nvidia`), tried after the loader's path: an image whose ld.so.cache
+/// does not list them still finds the driver and NVML.
+pub const DRIVER_MOUNT_DIRS: [&str; 2] = ["/usr/local/nvidia/lib64", "/usr/local/nvidia/lib"];
+
+/// The names to dlopen for the driver library `soname` (`libcuda.so.1`, `libnvidia-ml.so.1`),
+/// in order: `GPUVET_CUDA_LIB_DIR` folders, the SONAME through the loader's path, then the
+/// driver mount folders; `exists` says which files are there. Stub copies never qualify.
+pub fn driver_names(
+    lib_dir: Option<&OsStr>,
+    soname: &str,
+    exists: impl Fn(&Path) -> bool,
+) -> Vec<String> {
+    let usable = |p: &Path| exists(p) && !p.components().any(|c| c.as_os_str() == "stubs");
     let mut names: Vec<String> = Vec::new();
-    if let Some(dirs) = &env.lib_dir {
-        for d in std::env::split_paths(dirs) {
-            let p = d.join("libcuda.so.1");
-            if p.is_file() && !p.components().any(|c| c.as_os_str() == "stubs") {
-                names.push(p.to_string_lossy().into_owned());
-            }
+    for d in lib_dir.map(std::env::split_paths).into_iter().flatten() {
+        let p = d.join(soname);
+        if usable(&p) {
+            names.push(p.to_string_lossy().into_owned());
         }
     }
-    names.push("libcuda.so.1".into());
+    names.push(soname.into());
+    for d in DRIVER_MOUNT_DIRS {
+        let p = Path::new(d).join(soname);
+        if usable(&p) {
+            names.push(p.to_string_lossy().into_owned());
+        }
+    }
+    names
+}
+
+/// The driver is never searched for in toolkit folders (those hold only the stub); only the
+/// loader's own path, plus `GPUVET_CUDA_LIB_DIR` for unusual installs (WSL, containers) and the
+/// container mount folders ([`DRIVER_MOUNT_DIRS`]).
+fn load_driver(env: &SearchEnv) -> Result<Driver, String> {
+    let mut names = driver_names(env.lib_dir.as_deref(), "libcuda.so.1", Path::is_file);
     names.push("libcuda.so".into());
     // Report the loader's message for the SONAME (libcuda.so.1), the name that matters.
     let mut first: Option<String> = None;
@@ -585,6 +609,29 @@ mod tests {
             system_roots: vec![root.join("usr_local")],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_driver_is_also_looked_for_where_containers_mount_it() {
+        let have = |p: &Path| {
+            p == Path::new("/usr/local/nvidia/lib64/libcuda.so.1")
+                || p == Path::new("/opt/drv/libcuda.so.1")
+                || p == Path::new("/opt/stubs/libcuda.so.1")
+        };
+        let dirs = std::ffi::OsString::from("/opt/drv:/opt/stubs");
+        let n = driver_names(Some(&dirs), "libcuda.so.1", have);
+        assert_eq!(
+            n,
+            [
+                "/opt/drv/libcuda.so.1",
+                "libcuda.so.1",
+                "/usr/local/nvidia/lib64/libcuda.so.1"
+            ]
+        );
+        assert_eq!(
+            driver_names(None, "libnvidia-ml.so.1", |_| false),
+            ["libnvidia-ml.so.1"]
+        );
     }
 
     #[test]

@@ -19,8 +19,7 @@
 //! timed loop only calls `cublasLtMatmul`.
 
 use super::device::{DevBuf, Gpu};
-use super::timing::Timer;
-use crate::backend::Prepared;
+use super::run::{upload, CudaRun, Exec, Output};
 use crate::dtype::{DType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
@@ -277,35 +276,26 @@ impl LtGemm {
             label: g.compute_label.clone(),
         };
         let set = |attr: DescAttr, v: *const c_void, n: usize| -> Result<()> {
-            // SAFETY: attribute values of the documented sizes.
+            // SAFETY: attribute values of the documented sizes, alive for the call.
             unsafe { lt::set_matmul_desc_attribute(desc, attr, v, n) }
                 .map_err(|e| lt_err(&format!("{attr:?}"), e))
         };
-        let (ta, tb): (i32, i32) = (g.transa as i32, g.transb as i32);
-        set(
-            DescAttr::CUBLASLT_MATMUL_DESC_TRANSA,
-            &ta as *const i32 as *const c_void,
-            4,
-        )?;
-        set(
-            DescAttr::CUBLASLT_MATMUL_DESC_TRANSB,
-            &tb as *const i32 as *const c_void,
-            4,
-        )?;
+        for (attr, t) in [
+            (DescAttr::CUBLASLT_MATMUL_DESC_TRANSA, g.transa),
+            (DescAttr::CUBLASLT_MATMUL_DESC_TRANSB, g.transb),
+        ] {
+            let t = t as i32; // int32 attributes
+            set(attr, &t as *const i32 as *const c_void, 4)?;
+        }
         if g.fp8_scales {
             let base =
                 scales.ok_or_else(|| Error::backend("cuda", "fp8 matmul without scale buffer"))?;
-            let (sa, sb) = (base, base + 4);
-            set(
-                DescAttr::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
-                &sa as *const u64 as *const c_void,
-                8,
-            )?;
-            set(
-                DescAttr::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
-                &sb as *const u64 as *const c_void,
-                8,
-            )?;
+            for (attr, p) in [
+                (DescAttr::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, base),
+                (DescAttr::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, base + 4),
+            ] {
+                set(attr, &p as *const u64 as *const c_void, 8)?; // device addresses
+            }
         }
         let (ar, ac) = if g.transa { (g.k, g.m) } else { (g.m, g.k) };
         let (br, bc) = if g.transb { (g.n, g.k) } else { (g.k, g.n) };
@@ -460,10 +450,48 @@ pub fn poison(gpu: &Gpu, buf: &DevBuf, out: OutType) -> Result<()> {
     }
 }
 
-struct Set {
-    a: DevBuf,
-    b: DevBuf,
-    d: DevBuf,
+/// One buffer set of a matmul: A, B (as the kernel reads it) and C. Shared by cuBLASLt and
+/// the own kernels.
+pub struct Set {
+    pub a: DevBuf,
+    pub b: DevBuf,
+    pub d: DevBuf,
+}
+
+/// Uploads `sets` copies of A and B (B transposed K×N → N×K first when the GEMM needs it)
+/// next to an output C each.
+pub fn upload_sets(
+    gpu: &Gpu,
+    spec: &MatmulSpec,
+    inputs: &[Tensor],
+    transpose_b: bool,
+    sets: usize,
+) -> Result<Vec<Set>> {
+    let [a_host, b_host] = inputs else {
+        return Err(Error::invalid("matmul takes two inputs, A and B"));
+    };
+    let out_bytes = (spec.m * spec.n * spec.dtype.matmul_output().size()) as usize;
+    let b_host: std::borrow::Cow<[u8]> = if transpose_b {
+        let (k, n, elem) = (spec.k as usize, spec.n as usize, spec.dtype.size() as usize);
+        std::borrow::Cow::Owned(transpose_bytes(b_host.as_bytes(), k, n, elem))
+    } else {
+        std::borrow::Cow::Borrowed(b_host.as_bytes())
+    };
+    (0..sets.max(1))
+        .map(|_| {
+            Ok(Set {
+                a: upload(gpu, a_host.as_bytes())?,
+                b: upload(gpu, &b_host)?,
+                d: gpu.alloc(out_bytes)?,
+            })
+        })
+        .collect()
+}
+
+/// C of `set`, an M×N matrix of the dtype's matmul output type.
+pub fn output<'s>(spec: &MatmulSpec, set: &'s Set) -> Output<'s> {
+    let shape = vec![spec.m as usize, spec.n as usize];
+    Output::typed(&set.d, "C", shape, spec.dtype.matmul_output())
 }
 
 /// A prepared cuBLASLt matmul.
@@ -473,12 +501,8 @@ pub struct MatmulRun<'a> {
     handle: LtHandle,
     gemm: LtGemm,
     b_transposed: bool,
-    sets: Vec<Set>,
     workspace: DevBuf,
     _scales: Option<DevBuf>,
-    timer: Timer,
-    next: usize,
-    policy: String,
 }
 
 impl<'a> MatmulRun<'a> {
@@ -488,34 +512,10 @@ impl<'a> MatmulRun<'a> {
         inputs: &[Tensor],
         sets: usize,
         policy: String,
-    ) -> Result<Self> {
+    ) -> Result<CudaRun<'a, Self>> {
         let g = plan(spec, gpu.props.cc)?;
-        if inputs.len() != 2 {
-            return Err(Error::invalid("matmul takes two inputs, A and B"));
-        }
-        let sets = sets.max(1);
         gpu.ensure_fits(memory_needed(spec, sets))?;
-        let out_bytes = (spec.m * spec.n * spec.dtype.matmul_output().size()) as usize;
-        let b_host: std::borrow::Cow<[u8]> = if g.transpose_b_on_host {
-            let elem = spec.dtype.size() as usize;
-            std::borrow::Cow::Owned(transpose_bytes(
-                inputs[1].as_bytes(),
-                spec.k as usize,
-                spec.n as usize,
-                elem,
-            ))
-        } else {
-            std::borrow::Cow::Borrowed(inputs[1].as_bytes())
-        };
-        let mut bufs = Vec::with_capacity(sets);
-        for _ in 0..sets {
-            let a = gpu.alloc(inputs[0].as_bytes().len())?;
-            a.upload(gpu, inputs[0].as_bytes())?;
-            let b = gpu.alloc(b_host.len())?;
-            b.upload(gpu, &b_host)?;
-            let d = gpu.alloc(out_bytes)?;
-            bufs.push(Set { a, b, d });
-        }
+        let bufs = upload_sets(gpu, spec, inputs, g.transpose_b_on_host, sets)?;
         let scales = if g.fp8_scales {
             let s = gpu.alloc(8)?;
             let ones: Vec<u8> = [1.0f32, 1.0f32]
@@ -531,23 +531,23 @@ impl<'a> MatmulRun<'a> {
         gpu.bind()?;
         let handle = LtHandle::new()?;
         let gemm = LtGemm::new(&handle, &g, scales.as_ref().map(|s| s.ptr))?;
-        Ok(MatmulRun {
+        let exec = MatmulRun {
             gpu,
             spec: spec.clone(),
             handle,
             gemm,
             b_transposed: g.transpose_b_on_host,
-            sets: bufs,
             workspace,
             _scales: scales,
-            timer: Timer::new(&gpu.ctx)?,
-            next: 0,
-            policy,
-        })
+        };
+        CudaRun::new(gpu, exec, bufs, policy)
     }
+}
 
-    fn enqueue(&self, i: usize) -> Result<()> {
-        let s = &self.sets[i];
+impl Exec for MatmulRun<'_> {
+    type Set = Set;
+
+    fn enqueue(&self, s: &Set) -> Result<()> {
         // cuBLASLt's A is our B and its B is our A (see the module comment).
         // SAFETY: buffers sized by spec, alive as long as self.
         unsafe {
@@ -561,49 +561,13 @@ impl<'a> MatmulRun<'a> {
             )
         }
     }
-}
 
-impl Drop for MatmulRun<'_> {
-    fn drop(&mut self) {
-        // Buffers are freed right after this: let queued work that uses them finish first.
-        let _ = self.gpu.sync();
+    fn output<'s>(&'s self, set0: &'s Set) -> Output<'s> {
+        output(&self.spec, set0)
     }
-}
 
-impl Prepared for MatmulRun<'_> {
     fn compute_dtype(&self) -> String {
         self.gemm.label.clone()
-    }
-
-    fn run_verify(&mut self) -> Result<Tensor> {
-        let out = self.spec.dtype.matmul_output();
-        self.gpu.bind()?;
-        poison(self.gpu, &self.sets[0].d, out)?;
-        self.enqueue(0)?;
-        let bytes = self.sets[0].d.download(self.gpu, self.sets[0].d.bytes)?;
-        Ok(tensor_from_bytes(
-            "C",
-            vec![self.spec.m as usize, self.spec.n as usize],
-            out,
-            &bytes,
-        ))
-    }
-
-    fn run(&mut self, iters: u64) -> Result<f64> {
-        self.gpu.bind()?;
-        let mut next = self.next;
-        let sets = self.sets.len();
-        let t = self
-            .timer
-            .time_rotating(&self.gpu.stream, &mut next, sets, iters, |i| {
-                self.enqueue(i)
-            })?;
-        self.next = next;
-        Ok(t)
-    }
-
-    fn cache_policy(&self) -> String {
-        self.policy.clone()
     }
 
     fn notes(&self) -> Vec<String> {

@@ -1,17 +1,17 @@
 //! Memory bandwidth on the GPU: gpuvet's own copy/read/write/triad kernels, and the driver's
 //! device-to-device memcpy as the reference for copy.
 
-use super::device::{cu, DevBuf, Gpu};
+use super::device::{DevBuf, Gpu};
+use super::error::cu;
 use super::kernels::KernelId;
-use super::timing::Timer;
-use crate::backend::Prepared;
+use super::launch::{launch, Args, Dims, Kernel};
+use super::run::{CudaRun, Exec, Output, Readback};
+use crate::dtype::OutType;
 use crate::error::{Error, Result};
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
-use crate::tensor::{Data, Tensor};
+use crate::tensor::Tensor;
 use crate::workload::{MemOp, MemorySpec};
 use cudarc::driver::result as dr;
-use cudarc::driver::CudaFunction;
-use std::ffi::c_void;
 
 /// Threads per block of the streaming kernels.
 pub const BLOCK: u32 = 256;
@@ -53,7 +53,7 @@ pub fn memory_needed(spec: &MemorySpec, sets: usize, gpu_partials: u64) -> u64 {
 }
 
 /// One set of arrays: `out` is what the operation writes (for read, the per-block partials).
-struct Set {
+pub struct Set {
     out: DevBuf,
     ins: Vec<DevBuf>,
 }
@@ -62,12 +62,8 @@ pub struct MemoryRun<'a> {
     gpu: &'a Gpu,
     spec: MemorySpec,
     imp: MemImpl,
-    func: Option<CudaFunction>,
+    func: Option<Kernel>,
     grid: u32,
-    sets: Vec<Set>,
-    timer: Timer,
-    next: usize,
-    policy: String,
 }
 
 impl<'a> MemoryRun<'a> {
@@ -78,7 +74,7 @@ impl<'a> MemoryRun<'a> {
         inputs: &[Tensor],
         sets: usize,
         policy: String,
-    ) -> Result<Self> {
+    ) -> Result<CudaRun<'a, Self>> {
         let n = spec.elements();
         let grid = gpu.stream_grid(BLOCK, MIN_ELEMS_PER_BLOCK, n);
         let sets = sets.max(1);
@@ -97,7 +93,7 @@ impl<'a> MemoryRun<'a> {
         gpu.ensure_fits(memory_needed(spec, sets, grid as u64))?;
         // Compile before allocating gigabytes, so a compile error costs nothing.
         let func = match imp {
-            MemImpl::Kernel(k) => Some(gpu.function(k)?),
+            MemImpl::Kernel(k) => Some(Kernel::load(gpu, k)?),
             MemImpl::Memcpy => None,
         };
         let bytes = (n * 4) as usize;
@@ -115,23 +111,23 @@ impl<'a> MemoryRun<'a> {
             }
             all.push(Set { out, ins });
         }
-        Ok(MemoryRun {
+        let exec = MemoryRun {
             gpu,
             spec: spec.clone(),
             imp,
             func,
             grid,
-            sets: all,
-            timer: Timer::new(&gpu.ctx)?,
-            next: 0,
-            policy,
-        })
+        };
+        CudaRun::new(gpu, exec, all, policy)
     }
+}
 
-    fn enqueue(&self, i: usize) -> Result<()> {
-        let s = &self.sets[i];
-        let mut n = self.spec.elements();
-        let mut out = s.out.ptr;
+impl Exec for MemoryRun<'_> {
+    type Set = Set;
+
+    fn enqueue(&self, s: &Set) -> Result<()> {
+        let n = self.spec.elements();
+        let out = s.out.ptr;
         let Some(f) = &self.func else {
             // SAFETY: both buffers hold n f32 values.
             return cu("cuMemcpyDtoDAsync", unsafe {
@@ -143,95 +139,43 @@ impl<'a> MemoryRun<'a> {
                 )
             });
         };
-        let p = |x: &mut u64| x as *mut u64 as *mut c_void;
-        let mut value = WRITE_VALUE;
-        let mut scalar = TRIAD_SCALAR;
-        let mut in0 = s.ins.first().map_or(0, |b| b.ptr);
-        let mut in1 = s.ins.get(1).map_or(0, |b| b.ptr);
-        // Parameter lists match the C signatures in kernels/memory.cu exactly.
-        let mut params: Vec<*mut c_void> = match self.spec.op {
-            MemOp::Copy => vec![p(&mut in0), p(&mut out), p(&mut n)],
-            MemOp::Read => vec![p(&mut in0), p(&mut n), p(&mut out)],
-            MemOp::Write => vec![
-                p(&mut out),
-                p(&mut n),
-                &mut value as *mut f32 as *mut c_void,
-            ],
-            MemOp::Triad => vec![
-                p(&mut out),
-                p(&mut in0),
-                p(&mut in1),
-                p(&mut n),
-                &mut scalar as *mut f32 as *mut c_void,
-            ],
+        let in0 = s.ins.first().map_or(0, |b| b.ptr);
+        let in1 = s.ins.get(1).map_or(0, |b| b.ptr);
+        // Argument lists as the C signatures in kernels/memory.cu declare them.
+        let args = match self.spec.op {
+            MemOp::Copy => Args::new().ptr(in0).ptr(out).u64(n),
+            MemOp::Read => Args::new().ptr(in0).u64(n).ptr(out),
+            MemOp::Write => Args::new().ptr(out).u64(n).f32(WRITE_VALUE),
+            MemOp::Triad => Args::new()
+                .ptr(out)
+                .ptr(in0)
+                .ptr(in1)
+                .u64(n)
+                .f32(TRIAD_SCALAR),
         };
-        // SAFETY: parameter types match the kernel; buffers live as long as self.
-        unsafe { self.gpu.launch(f, self.grid, BLOCK, &mut params) }
+        // SAFETY: the arguments follow the kernel's signature; buffers live as long as self.
+        unsafe { launch(self.gpu, f, Dims::linear(self.grid, BLOCK), args) }
     }
-}
 
-impl Drop for MemoryRun<'_> {
-    fn drop(&mut self) {
-        // Buffers are freed right after this: let queued work that uses them finish first.
-        let _ = self.gpu.sync();
+    fn output<'s>(&'s self, set0: &'s Set) -> Output<'s> {
+        let buf = &set0.out;
+        match self.spec.op {
+            // One f64 partial per block, summed on the host.
+            MemOp::Read => Output {
+                buf,
+                name: "sum",
+                shape: vec![1],
+                readback: Readback::SumF64,
+            },
+            op => {
+                let name = if op == MemOp::Triad { "a" } else { "dst" };
+                Output::typed(buf, name, vec![self.spec.elements() as usize], OutType::F32)
+            }
+        }
     }
-}
 
-impl Prepared for MemoryRun<'_> {
     fn compute_dtype(&self) -> String {
         "f32".into()
-    }
-
-    fn run_verify(&mut self) -> Result<Tensor> {
-        self.gpu.bind()?;
-        let s = &self.sets[0];
-        s.out.fill(self.gpu, 0xFF)?;
-        self.enqueue(0)?;
-        let bytes = s.out.download(self.gpu, s.out.bytes)?;
-        if self.spec.op == MemOp::Read {
-            // The kernel leaves one f64 partial per block; NaN poison in any unwritten slot
-            // makes the sum NaN, which verification rejects.
-            let sum: f64 = bytes
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8-byte chunk")))
-                .sum();
-            return Ok(Tensor {
-                name: "sum".into(),
-                shape: vec![1],
-                data: Data::F64(vec![sum]),
-            });
-        }
-        let v: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4-byte chunk")))
-            .collect();
-        Ok(Tensor {
-            name: if self.spec.op == MemOp::Triad {
-                "a"
-            } else {
-                "dst"
-            }
-            .into(),
-            shape: vec![v.len()],
-            data: Data::F32(v),
-        })
-    }
-
-    fn run(&mut self, iters: u64) -> Result<f64> {
-        self.gpu.bind()?;
-        let mut next = self.next;
-        let sets = self.sets.len();
-        let t = self
-            .timer
-            .time_rotating(&self.gpu.stream, &mut next, sets, iters, |i| {
-                self.enqueue(i)
-            })?;
-        self.next = next;
-        Ok(t)
-    }
-
-    fn cache_policy(&self) -> String {
-        self.policy.clone()
     }
 
     fn notes(&self) -> Vec<String> {

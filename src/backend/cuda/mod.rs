@@ -13,11 +13,16 @@
 //! | `nvml` | device state and telemetry, matched by UUID / PCI bus id |
 //! | `kernels`, `nvrtc` | kernel ids and sources, compile to CUBIN, on-disk cache |
 //! | `timing` | CUDA events |
-//! | `matmul`, `memory`, `attention` | the prepared runs |
+//! | `error` | driver errors kept typed (out of memory, illegal address, other) |
+//! | `launch` | the typed kernel launcher and its argument builder |
+//! | `run` | the one prepared run (poison, verify, rotate, time, drop) |
+//! | `matmul`, `memory`, `attention`, `own_*` | what each workload enqueues (`run::Exec`) |
 
 pub mod attention;
 pub mod device;
+pub mod error;
 pub mod kernels;
+pub mod launch;
 pub mod libs;
 pub mod matmul;
 pub mod memory;
@@ -25,6 +30,8 @@ pub mod nvml;
 pub mod nvrtc;
 pub mod own_attention;
 pub mod own_matmul;
+pub mod registry;
+pub mod run;
 pub mod timing;
 
 use super::{
@@ -228,6 +235,8 @@ pub struct CudaBackend {
     gpu: Gpu,
     info: DeviceInfo,
     notice: Option<String>,
+    /// Implementations added at run time (user kernels), after the built-in ones.
+    registry: registry::Registry,
 }
 
 impl CudaBackend {
@@ -308,6 +317,7 @@ impl CudaBackend {
             gpu,
             info,
             notice: (!notes.is_empty()).then(|| notes.join("\n")),
+            registry: registry::Registry::default(),
         })
     }
 
@@ -327,18 +337,9 @@ impl CudaBackend {
             Workload::Memory(_) => None,
         }
     }
-}
 
-impl Backend for CudaBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Cuda
-    }
-
-    fn device(&self) -> &DeviceInfo {
-        &self.info
-    }
-
-    fn implementations(&self, w: &Workload) -> Vec<ImplInfo> {
+    /// The built-in implementations of `w` on this device (the registry's come after them).
+    fn builtin_implementations(&self, w: &Workload) -> Vec<ImplInfo> {
         if self.blocker(w).is_some() {
             return Vec::new();
         }
@@ -385,7 +386,58 @@ impl Backend for CudaBackend {
         }
     }
 
+    /// Adds a user implementation of `workload` kind (`matmul`, `attention`, `memory`): from
+    /// then on `implementations`, `check` and `prepare` treat `info.name` like a built-in one.
+    /// Refuses a name the backend already has for that kind.
+    pub fn register_implementation(
+        &mut self,
+        workload: &'static str,
+        info: ImplInfo,
+        factory: registry::Factory,
+    ) -> Result<()> {
+        let builtin = builtin_names(workload);
+        self.registry.register(workload, info, factory, builtin)
+    }
+}
+
+/// The built-in implementation names of a workload kind, whatever the device.
+pub fn builtin_names(workload: &str) -> &'static [&'static str] {
+    match workload {
+        "matmul" => &["cublaslt", own_matmul::SIMT, own_matmul::MMA],
+        "attention" => &[
+            "unfused",
+            own_attention::PREFILL_IMPL,
+            own_attention::DECODE_IMPL,
+            own_attention::PAGED16_IMPL,
+            own_attention::PAGED64_IMPL,
+        ],
+        "memory" => &["kernel", "memcpy"],
+        _ => &[],
+    }
+}
+
+impl Backend for CudaBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Cuda
+    }
+
+    fn device(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn implementations(&self, w: &Workload) -> Vec<ImplInfo> {
+        let mut v = self.builtin_implementations(w);
+        // Registered (user) kernels need NVRTC only, not cuBLASLt.
+        if libs::probe().nvrtc.is_ok() {
+            v.extend(self.registry.implementations(w));
+        }
+        v
+    }
+
     fn check(&self, w: &Workload, imp: &str) -> Result<()> {
+        if self.registry.find(w.kind(), imp).is_some() {
+            return nvrtc::available();
+        }
         if let Some(e) = self.blocker(w) {
             return Err(e);
         }
@@ -502,6 +554,16 @@ impl Backend for CudaBackend {
         let gpu = &self.gpu;
         guarded("preparing a workload", || {
             gpu.bind()?;
+            if let Some(r) = self.registry.find(w.kind(), imp) {
+                let ctx = registry::PrepareCtx {
+                    gpu,
+                    workload: w,
+                    inputs,
+                    sets,
+                    policy,
+                };
+                return (r.factory)(ctx);
+            }
             Ok(match w {
                 Workload::Matmul(m) if imp != "cublaslt" => Box::new(own_matmul::OwnMatmulRun::new(
                     gpu, m, imp, inputs, sets, policy,
@@ -509,7 +571,6 @@ impl Backend for CudaBackend {
                     as Box<dyn Prepared + 'a>,
                 Workload::Matmul(m) => {
                     Box::new(matmul::MatmulRun::new(gpu, m, inputs, sets, policy)?)
-                        as Box<dyn Prepared + 'a>
                 }
                 Workload::Attention(a) if own_attention::Kind::for_impl(imp).is_some() => {
                     let kind = own_attention::Kind::for_impl(imp).expect("matched by the guard");
@@ -577,6 +638,34 @@ mod tests {
             assert!(s.contains(k.id()), "{s}");
         }
         assert_eq!(kernel_hash().unwrap().len(), 16);
+    }
+
+    #[test]
+    fn every_builtin_name_is_reserved_against_registration() {
+        let m = crate::workload::MatmulSpec {
+            m: 64,
+            n: 64,
+            k: 64,
+            dtype: crate::dtype::DType::Bf16,
+            b_layout: crate::workload::BLayout::Nk,
+        };
+        let names: Vec<String> = own_matmul::implementations(&m, (9, 0), 132)
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        for n in names.iter().map(String::as_str).chain(["cublaslt"]) {
+            assert!(builtin_names("matmul").contains(&n), "{n}");
+        }
+        for k in [
+            "flash",
+            "flash-decode",
+            "flash-decode-paged16",
+            "flash-decode-paged64",
+        ] {
+            assert!(own_attention::Kind::for_impl(k).is_some());
+            assert!(builtin_names("attention").contains(&k), "{k}");
+        }
+        assert!(builtin_names("memory").contains(&"memcpy"));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! change in any of them compiles afresh; files are written to a temporary name and renamed,
 //! so a crash or a concurrent gpuvet never leaves a truncated CUBIN behind.
 
-use super::kernels::{hex, KernelId, Source, BASE_OPTIONS};
+use super::kernels::{hex, KernelId, Source, BASE_OPTIONS, HEADERS};
 use super::libs;
 use crate::error::{Error, Result};
 use cudarc::nvrtc::sys;
@@ -106,6 +106,34 @@ pub fn version() -> Result<(i32, i32)> {
 
 /// Compiles `src` for `arch` without touching the cache.
 pub fn compile_uncached(src: Source, arch: &str) -> Result<Compiled> {
+    let (cubin, log) = compile_with(src, arch, |prog| {
+        // SAFETY: called by compile_with on a successfully compiled, live program.
+        unsafe { cubin(prog) }
+    })?;
+    Ok(Compiled {
+        cubin,
+        log,
+        from_cache: false,
+    })
+}
+
+/// The PTX of `src` for a virtual architecture (`compute_90a`, ...): what the tests read the
+/// kernels' `.entry` parameter lists from.
+pub fn compile_to_ptx(src: Source, virtual_arch: &str) -> Result<String> {
+    let (ptx, _log) = compile_with(src, virtual_arch, |prog| {
+        // SAFETY: called by compile_with on a successfully compiled, live program.
+        unsafe { ptx(prog) }
+    })?;
+    Ok(ptx)
+}
+
+/// Runs NVRTC on `src` for `arch` and hands the compiled program to `take`; returns what it
+/// took and the program log.
+fn compile_with<T>(
+    src: Source,
+    arch: &str,
+    take: impl FnOnce(sys::nvrtcProgram) -> Result<T>,
+) -> Result<(T, String)> {
     let opts = options(arch);
     guarded(|| {
         let code = CString::new(src.text())
@@ -116,16 +144,22 @@ pub fn compile_uncached(src: Source, arch: &str) -> Result<Compiled> {
             .map(|o| CString::new(o.as_str()).expect("options have no NUL"))
             .collect();
         let ptrs: Vec<*const std::ffi::c_char> = c_opts.iter().map(|c| c.as_ptr()).collect();
+        let cstr = |s: &str| CString::new(s).expect("gpuvet's headers have no NUL");
+        let h_texts: Vec<CString> = HEADERS.iter().map(|(_, t)| cstr(t)).collect();
+        let h_names: Vec<CString> = HEADERS.iter().map(|(n, _)| cstr(n)).collect();
+        let h_text_ptrs: Vec<_> = h_texts.iter().map(|c| c.as_ptr()).collect();
+        let h_name_ptrs: Vec<_> = h_names.iter().map(|c| c.as_ptr()).collect();
         let mut prog: sys::nvrtcProgram = std::ptr::null_mut();
-        // SAFETY: valid C strings, no headers; the program is destroyed on every path below.
+        // SAFETY: valid C strings; the header arrays hold HEADERS.len() entries each and outlive
+        // the program, which is destroyed on every path below.
         unsafe {
             let r = sys::nvrtcCreateProgram(
                 &mut prog,
                 code.as_ptr(),
                 name.as_ptr(),
-                0,
-                std::ptr::null(),
-                std::ptr::null(),
+                HEADERS.len() as i32,
+                h_text_ptrs.as_ptr(),
+                h_name_ptrs.as_ptr(),
             );
             if r != sys::nvrtcResult::NVRTC_SUCCESS {
                 return Err(nvrtc_err("create program", r));
@@ -143,16 +177,60 @@ pub fn compile_uncached(src: Source, arch: &str) -> Result<Compiled> {
                     ),
                 ))
             } else {
-                cubin(prog).map(|cubin| Compiled {
-                    cubin,
-                    log,
-                    from_cache: false,
-                })
+                take(prog).map(|t| (t, log))
             };
             sys::nvrtcDestroyProgram(&mut prog);
             out
         }
     })
+}
+
+/// SAFETY: `prog` must be a successfully compiled program.
+unsafe fn ptx(prog: sys::nvrtcProgram) -> Result<String> {
+    let mut n = 0usize;
+    let r = sys::nvrtcGetPTXSize(prog, &mut n);
+    if r != sys::nvrtcResult::NVRTC_SUCCESS {
+        return Err(nvrtc_err("PTX size", r));
+    }
+    let mut buf = vec![0u8; n];
+    let r = sys::nvrtcGetPTX(prog, buf.as_mut_ptr() as *mut _);
+    if r != sys::nvrtcResult::NVRTC_SUCCESS {
+        return Err(nvrtc_err("get PTX", r));
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+/// Every `.entry` of a PTX module with the PTX types of its parameters, in order
+/// (`.u64`, `.u32`, `.f32`, ...; alignment and state-space qualifiers dropped).
+pub fn ptx_entries(ptx: &str) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut rest = ptx;
+    while let Some(i) = rest.find(".entry ") {
+        rest = &rest[i + ".entry ".len()..];
+        let (Some(open), Some(close)) = (rest.find('('), rest.find(')')) else {
+            break;
+        };
+        let name = rest[..open].trim().to_string();
+        let types = rest[open + 1..close]
+            .split(',')
+            .filter_map(|p| {
+                let mut t = p.split_whitespace();
+                (t.next() == Some(".param")).then_some(())?;
+                t.find(|w| {
+                    let b = w.as_bytes();
+                    b.len() > 2
+                        && b[0] == b'.'
+                        && matches!(b[1], b'u' | b's' | b'f' | b'b')
+                        && b[2..].iter().all(u8::is_ascii_digit)
+                })
+                .map(str::to_string)
+            })
+            .collect();
+        out.push((name, types));
+        rest = &rest[close..];
+    }
+    out
 }
 
 /// SAFETY: `prog` must be a live program.
@@ -204,6 +282,11 @@ pub fn cache_key(src: Source, arch: &str, nvrtc_version: (i32, i32)) -> String {
     let mut h = Sha256::new();
     h.update(src.text().as_bytes());
     h.update([0]);
+    // A changed header must not hit a CUBIN compiled with the old one.
+    for (_, text) in HEADERS {
+        h.update(text.as_bytes());
+        h.update([0]);
+    }
     for o in options(arch) {
         h.update(o.as_bytes());
         h.update([0]);
@@ -327,6 +410,22 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"second");
         // no temporary files left behind
         assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn reads_entry_parameter_types_from_ptx() {
+        let ptx = ".version 8.8\n.visible .entry gv_copy(\n\t.param .u64 .ptr .global .align 16 gv_copy_param_0,\n\t.param .u64 gv_copy_param_1,\n\t.param .f32 gv_copy_param_2\n)\n{\n}\n.visible .entry empty()\n{\n}\n.entry gv_s(\n\t.param .u32 gv_s_param_0\n)";
+        let e = ptx_entries(ptx);
+        assert_eq!(e.len(), 3);
+        assert_eq!(
+            e[0],
+            (
+                "gv_copy".to_string(),
+                vec![".u64".to_string(), ".u64".into(), ".f32".into()]
+            )
+        );
+        assert_eq!(e[1], ("empty".to_string(), vec![]));
+        assert_eq!(e[2].1, vec![".u32".to_string()]);
     }
 
     #[test]

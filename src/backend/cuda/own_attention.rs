@@ -12,19 +12,18 @@
 //! times what the plan says. Same conventions as the unfused run in `attention.rs`: rotating
 //! buffer sets, the output poisoned before the verified run, CUDA-event timing.
 
-use super::device::{cu, DevBuf, Gpu, Props};
+use super::attention::{upload_sets, Set};
+use super::device::{DevBuf, Gpu, Props};
+use super::error::cu;
 use super::kernels::KernelId;
-use super::matmul::{poison, tensor_from_bytes};
-use super::timing::Timer;
-use crate::backend::{ImplInfo, Prepared};
+use super::launch::{launch, Args, Dims, Kernel};
+use super::run::{upload, CudaRun, Exec, Output};
+use crate::backend::ImplInfo;
 use crate::dtype::{DType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::workload::{AttentionSpec, DECODE_MAX_Q_LEN};
-use cudarc::driver::result as dr;
 use cudarc::driver::sys::CUfunction_attribute_enum as FnAttr;
-use cudarc::driver::CudaFunction;
-use std::ffi::c_void;
 
 /// Implementation name of the fused prefill kernel.
 pub const PREFILL_IMPL: &str = "flash";
@@ -135,6 +134,15 @@ pub struct Launch {
     pub block: u32,
     /// Dynamic shared memory, bytes.
     pub smem: u32,
+}
+
+/// The launch dimensions of `l`.
+fn dims_of(l: &Launch) -> Dims {
+    Dims {
+        grid: l.grid,
+        block: l.block,
+        smem: l.smem,
+    }
 }
 
 impl Launch {
@@ -444,29 +452,18 @@ pub fn to_pages(kv: &[u8], a: &AttentionSpec, g: &Paging, table: &[i32]) -> Vec<
     pool
 }
 
-struct Set {
-    q: DevBuf,
-    k: DevBuf,
-    v: DevBuf,
-    o: DevBuf,
-}
-
 /// A prepared `flash` or `flash-decode` run.
 pub struct FlashRun<'a> {
     gpu: &'a Gpu,
     spec: AttentionSpec,
     plan: FlashPlan,
-    main: CudaFunction,
-    combine: Option<CudaFunction>,
+    main: Kernel,
+    combine: Option<Kernel>,
     part_o: Option<DevBuf>,
     part_lse: Option<DevBuf>,
     /// Paged decode: the block table on the device.
     table: Option<DevBuf>,
-    sets: Vec<Set>,
-    timer: Timer,
-    next: usize,
     out: OutType,
-    policy: String,
 }
 
 impl<'a> FlashRun<'a> {
@@ -477,7 +474,7 @@ impl<'a> FlashRun<'a> {
         inputs: &[Tensor],
         sets: usize,
         policy: String,
-    ) -> Result<Self> {
+    ) -> Result<CudaRun<'a, Self>> {
         let plan = plan(spec, kind, &Limits::of(&gpu.props))?;
         if inputs.len() != 3 {
             return Err(Error::invalid("attention takes three inputs, Q, K and V"));
@@ -489,16 +486,16 @@ impl<'a> FlashRun<'a> {
         let sets = sets.max(1);
         gpu.ensure_fits(memory_needed(spec, &plan, sets))?;
         // Compile and configure before allocating, so a compile error costs nothing.
-        let main = gpu.function(plan.main.kernel)?;
+        let main = Kernel::load(gpu, plan.main.kernel)?;
         cu(
             "allow the flash kernel its shared memory",
-            main.set_attribute(
+            main.func.set_attribute(
                 FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                 plan.main.smem as i32,
             ),
         )?;
         let combine = match &plan.combine {
-            Some(c) => Some(gpu.function(c.kernel)?),
+            Some(c) => Some(Kernel::load(gpu, c.kernel)?),
             None => None,
         };
         let (part_o, part_lse) = match plan.split {
@@ -511,11 +508,6 @@ impl<'a> FlashRun<'a> {
             }
             None => (None, None),
         };
-        let up = |bytes: &[u8]| -> Result<DevBuf> {
-            let b = gpu.alloc(bytes.len())?;
-            b.upload(gpu, bytes)?;
-            Ok(b)
-        };
         // Paged: K and V scattered into pools once on the host, uploaded to every set.
         let (table, k_bytes, v_bytes) = match &plan.paging {
             Some(g) => {
@@ -523,7 +515,7 @@ impl<'a> FlashRun<'a> {
                 let t_bytes: Vec<u8> = t.iter().flat_map(|x| x.to_le_bytes()).collect();
                 let k = to_pages(inputs[1].as_bytes(), spec, g, &t);
                 let v = to_pages(inputs[2].as_bytes(), spec, g, &t);
-                (Some(up(&t_bytes)?), k, v)
+                (Some(upload(gpu, &t_bytes)?), k, v)
             }
             None => (
                 None,
@@ -531,16 +523,8 @@ impl<'a> FlashRun<'a> {
                 inputs[2].as_bytes().to_vec(),
             ),
         };
-        let mut all = Vec::with_capacity(sets);
-        for _ in 0..sets {
-            all.push(Set {
-                q: up(inputs[0].as_bytes())?,
-                k: up(&k_bytes)?,
-                v: up(&v_bytes)?,
-                o: gpu.alloc(inputs[0].as_bytes().len())?,
-            });
-        }
-        Ok(FlashRun {
+        let all = upload_sets(gpu, inputs[0].as_bytes(), &k_bytes, &v_bytes, sets)?;
+        let exec = FlashRun {
             gpu,
             spec: spec.clone(),
             plan,
@@ -549,169 +533,92 @@ impl<'a> FlashRun<'a> {
             part_o,
             part_lse,
             table,
-            sets: all,
-            timer: Timer::new(&gpu.ctx)?,
-            next: 0,
             out,
-            policy,
-        })
+        };
+        CudaRun::new(gpu, exec, all, policy)
     }
+}
 
-    /// SAFETY: `params` must match the kernel's C parameters exactly; every pointer in them
-    /// must stay allocated until the stream has finished.
-    unsafe fn launch(
-        &self,
-        f: &CudaFunction,
-        l: &Launch,
-        params: &mut [*mut c_void],
-    ) -> Result<()> {
-        cu(
-            "launch flash attention kernel",
-            dr::launch_kernel(
-                f.cu_function(),
-                l.grid,
-                (l.block, 1, 1),
-                l.smem,
-                self.gpu.stream.cu_stream(),
-                params,
-            ),
-        )
-    }
+impl Exec for FlashRun<'_> {
+    type Set = Set;
 
-    fn enqueue(&self, i: usize) -> Result<()> {
-        let set = &self.sets[i];
+    fn enqueue(&self, set: &Set) -> Result<()> {
         let a = &self.spec;
-        let p = |x: &mut u64| x as *mut u64 as *mut c_void;
-        let ip = |x: &mut i32| x as *mut i32 as *mut c_void;
-        let (mut q, mut k, mut v, mut o) = (set.q.ptr, set.k.ptr, set.v.ptr, set.o.ptr);
         // Lengths and heads were checked to fit i32 by `plan`.
-        let mut q_heads = a.q_heads as i32;
-        let mut kv_heads = a.kv_heads as i32;
-        let mut q_len = a.q_len as i32;
-        let mut kv_len = a.kv_len as i32;
-        let mut causal = a.causal as i32;
-        let mut scale = self.plan.scale_log2;
-        let sp = &mut scale as *mut f32 as *mut c_void;
+        let dims = [a.q_heads, a.kv_heads, a.q_len, a.kv_len];
+        let with_dims = |args: Args| {
+            let args = dims.iter().fold(args, |x, &d| x.i32(d as i32));
+            args.i32(a.causal as i32).f32(self.plan.scale_log2)
+        };
         match (self.plan.split, &self.part_o, &self.part_lse, &self.combine) {
             (Some(split), Some(po), Some(pl), Some(comb)) => {
-                let (mut po, mut pl) = (po.ptr, pl.ptr);
-                let mut chunk = split.chunk as i32;
-                let mut table = self.table.as_ref().map_or(0, |t| t.ptr);
-                let (mut pps, mut page) = self
-                    .plan
-                    .paging
-                    .map_or((0, 1), |g| (g.pages_per_seq as i32, g.page_size as i32));
-                let mut params = vec![p(&mut q), p(&mut k), p(&mut v)];
-                if self.plan.paging.is_some() {
-                    params.push(p(&mut table));
+                let mut args = Args::new().buf(&set.q).buf(&set.k).buf(&set.v);
+                if let Some(t) = &self.table {
+                    args = args.buf(t);
                 }
-                params.extend([
-                    p(&mut po),
-                    p(&mut pl),
-                    ip(&mut q_heads),
-                    ip(&mut kv_heads),
-                    ip(&mut q_len),
-                    ip(&mut kv_len),
-                    ip(&mut causal),
-                    sp,
-                    ip(&mut chunk),
-                ]);
-                if self.plan.paging.is_some() {
-                    params.extend([ip(&mut pps), ip(&mut page)]);
+                args = with_dims(args.buf(po).buf(pl)).i32(split.chunk as i32);
+                if let Some(g) = self.plan.paging {
+                    args = args.i32(g.pages_per_seq as i32).i32(g.page_size as i32);
                 }
-                // SAFETY: matches gv_flash_decode_*(const u16*×3, float*×2, int×5, float, int),
-                // or gv_flash_decode_paged_*(const u16*×3, const int*, float*×2, int×5, float,
-                // int×3); buffers sized by the plan, alive as long as self.
-                unsafe { self.launch(&self.main, &self.plan.main, &mut params)? };
-                let mut rows = self.plan.rows as i32;
-                let mut splits = split.splits as i32;
-                let mut d = a.head_dim as i32;
-                let mut params = vec![
-                    p(&mut po),
-                    p(&mut pl),
-                    p(&mut o),
-                    ip(&mut rows),
-                    ip(&mut splits),
-                    ip(&mut d),
-                ];
+                // SAFETY: the arguments follow gv_flash_decode_*(const u16*×3, float*×2,
+                // int×5, float, int) or gv_flash_decode_paged_*(const u16*×3, const int*,
+                // float*×2, int×5, float, int×3); buffers sized by the plan, alive as long as
+                // self.
+                unsafe { launch(self.gpu, &self.main, dims_of(&self.plan.main), args)? };
+                let args = Args::new()
+                    .buf(po)
+                    .buf(pl)
+                    .buf(&set.o)
+                    .i32(self.plan.rows as i32)
+                    .i32(split.splits as i32)
+                    .i32(a.head_dim as i32);
                 let cl = self
                     .plan
                     .combine
                     .as_ref()
                     .expect("decode plans carry a combine");
-                // SAFETY: matches gv_flash_decode_combine_*(const float*×2, u16*, int×3).
-                unsafe { self.launch(comb, cl, &mut params) }
+                // SAFETY: the arguments follow gv_flash_decode_combine_*(const float*×2, u16*,
+                // int×3).
+                unsafe { launch(self.gpu, comb, dims_of(cl), args) }
             }
             _ => {
-                let mut lse: u64 = 0; // no log-sum-exp output
-                let mut params = vec![
-                    p(&mut q),
-                    p(&mut k),
-                    p(&mut v),
-                    p(&mut o),
-                    p(&mut lse),
-                    ip(&mut q_heads),
-                    ip(&mut kv_heads),
-                    ip(&mut q_len),
-                    ip(&mut kv_len),
-                    ip(&mut causal),
-                    sp,
-                ];
-                // SAFETY: matches gv_flash_fwd_*(const u16*×3, u16*, float*, int×5, float);
-                // buffers sized from the spec, alive as long as self.
-                unsafe { self.launch(&self.main, &self.plan.main, &mut params) }
+                // No log-sum-exp output: a null pointer.
+                let args = Args::new()
+                    .buf(&set.q)
+                    .buf(&set.k)
+                    .buf(&set.v)
+                    .buf(&set.o)
+                    .ptr(0);
+                // SAFETY: the arguments follow gv_flash_fwd_*(const u16*×3, u16*, float*,
+                // int×5, float); buffers sized from the spec, alive as long as self.
+                unsafe {
+                    launch(
+                        self.gpu,
+                        &self.main,
+                        dims_of(&self.plan.main),
+                        with_dims(args),
+                    )
+                }
             }
         }
     }
-}
 
-impl Drop for FlashRun<'_> {
-    fn drop(&mut self) {
-        // Buffers are freed right after this: let queued work that uses them finish first.
-        let _ = self.gpu.sync();
+    fn output<'s>(&'s self, set0: &'s Set) -> Output<'s> {
+        super::attention::output(&self.spec, self.out, set0)
     }
-}
 
-impl Prepared for FlashRun<'_> {
+    fn poison_scratch(&self) -> Result<()> {
+        match &self.part_o {
+            Some(po) => po.fill(self.gpu, 0xFF),
+            None => Ok(()),
+        }
+    }
+
     fn compute_dtype(&self) -> String {
         format!(
             "{} mma.sync with f32 accumulate, f32 online softmax, P in {}",
             self.spec.dtype, self.spec.dtype
         )
-    }
-
-    fn run_verify(&mut self) -> Result<Tensor> {
-        self.gpu.bind()?;
-        poison(self.gpu, &self.sets[0].o, self.out)?;
-        if let Some(po) = &self.part_o {
-            po.fill(self.gpu, 0xFF)?;
-        }
-        self.enqueue(0)?;
-        let o = &self.sets[0].o;
-        let bytes = o.download(self.gpu, o.bytes)?;
-        Ok(tensor_from_bytes(
-            "O",
-            self.spec.q_shape(),
-            self.out,
-            &bytes,
-        ))
-    }
-
-    fn run(&mut self, iters: u64) -> Result<f64> {
-        self.gpu.bind()?;
-        let mut next = self.next;
-        let sets = self.sets.len();
-        let t = self
-            .timer
-            .time_rotating(&self.gpu.stream, &mut next, sets, iters, |i| {
-                self.enqueue(i)
-            })?;
-        self.next = next;
-        Ok(t)
-    }
-
-    fn cache_policy(&self) -> String {
-        self.policy.clone()
     }
 
     fn notes(&self) -> Vec<String> {

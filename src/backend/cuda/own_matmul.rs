@@ -18,18 +18,16 @@
 //! Conventions match `matmul.rs`: buffer sets rotated between launches, the output poisoned
 //! before the verification run, CUDA-event timing.
 
-use super::device::{cu, DevBuf, Gpu};
+use super::device::Gpu;
 use super::kernels::KernelId;
-use super::matmul::{poison, tensor_from_bytes, transpose_bytes};
-use super::timing::Timer;
-use crate::backend::{ImplInfo, Prepared};
+use super::launch::{launch, Args, Dims, Kernel};
+use super::matmul::{upload_sets, Set};
+use super::run::{CudaRun, Exec, Output};
+use crate::backend::ImplInfo;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::workload::{BLayout, MatmulSpec};
-use cudarc::driver::result as dr;
-use cudarc::driver::CudaFunction;
-use std::ffi::c_void;
 
 /// Implementation name of the fp32 CUDA-core kernel.
 pub const SIMT: &str = "simt";
@@ -252,22 +250,12 @@ pub fn memory_needed(spec: &MatmulSpec, sets: usize) -> u64 {
     spec.bytes() * sets.max(1) as u64 + 256
 }
 
-struct Set {
-    a: DevBuf,
-    b: DevBuf,
-    d: DevBuf,
-}
-
 /// A prepared own-kernel matmul.
 pub struct OwnMatmulRun<'a> {
     gpu: &'a Gpu,
     spec: MatmulSpec,
     launch: Launch,
-    func: CudaFunction,
-    sets: Vec<Set>,
-    timer: Timer,
-    next: usize,
-    policy: String,
+    func: Kernel,
 }
 
 impl<'a> OwnMatmulRun<'a> {
@@ -278,87 +266,51 @@ impl<'a> OwnMatmulRun<'a> {
         inputs: &[Tensor],
         sets: usize,
         policy: String,
-    ) -> Result<Self> {
+    ) -> Result<CudaRun<'a, Self>> {
         let launch = plan(spec, imp, gpu.props.cc, gpu.props.sms)?;
-        if inputs.len() != 2 {
-            return Err(Error::invalid("matmul takes two inputs, A and B"));
-        }
-        let sets = sets.max(1);
         gpu.ensure_fits(memory_needed(spec, sets))?;
         // Compile before allocating gigabytes, so a compile error costs nothing.
-        let func = gpu.function(launch.kernel)?;
-        let out_bytes = (spec.m * spec.n * spec.dtype.matmul_output().size()) as usize;
-        let b_host: std::borrow::Cow<[u8]> = if launch.transpose_b_on_host {
-            std::borrow::Cow::Owned(transpose_bytes(
-                inputs[1].as_bytes(),
-                spec.k as usize,
-                spec.n as usize,
-                spec.dtype.size() as usize,
-            ))
-        } else {
-            std::borrow::Cow::Borrowed(inputs[1].as_bytes())
-        };
-        let mut bufs = Vec::with_capacity(sets);
-        for _ in 0..sets {
-            let a = gpu.alloc(inputs[0].as_bytes().len())?;
-            a.upload(gpu, inputs[0].as_bytes())?;
-            let b = gpu.alloc(b_host.len())?;
-            b.upload(gpu, &b_host)?;
-            let d = gpu.alloc(out_bytes)?;
-            bufs.push(Set { a, b, d });
-        }
-        Ok(OwnMatmulRun {
+        let func = Kernel::load(gpu, launch.kernel)?;
+        let bufs = upload_sets(gpu, spec, inputs, launch.transpose_b_on_host, sets)?;
+        let exec = OwnMatmulRun {
             gpu,
             spec: spec.clone(),
             launch,
             func,
-            sets: bufs,
-            timer: Timer::new(&gpu.ctx)?,
-            next: 0,
-            policy,
-        })
+        };
+        CudaRun::new(gpu, exec, bufs, policy)
     }
+}
 
-    fn enqueue(&self, i: usize) -> Result<()> {
-        let s = &self.sets[i];
-        let (mut a, mut b, mut d) = (s.a.ptr, s.b.ptr, s.d.ptr);
+impl Exec for OwnMatmulRun<'_> {
+    type Set = Set;
+
+    fn enqueue(&self, s: &Set) -> Result<()> {
         // Checked against i32 in plan().
-        let (mut m, mut n, mut k) = (self.spec.m as i32, self.spec.n as i32, self.spec.k as i32);
-        let p64 = |x: &mut u64| x as *mut u64 as *mut c_void;
-        let p32 = |x: &mut i32| x as *mut i32 as *mut c_void;
+        let (m, n, k) = (self.spec.m as i32, self.spec.n as i32, self.spec.k as i32);
         // (const T* A, const T* B, T* C, int M, int N, int K) in both .cu files.
-        let mut params = [
-            p64(&mut a),
-            p64(&mut b),
-            p64(&mut d),
-            p32(&mut m),
-            p32(&mut n),
-            p32(&mut k),
-        ];
+        let args = Args::new()
+            .buf(&s.a)
+            .buf(&s.b)
+            .buf(&s.d)
+            .i32(m)
+            .i32(n)
+            .i32(k);
         let (gx, gy) = self.launch.grid;
-        // SAFETY: parameter types match the kernel; buffers are sized by spec and live as long
-        // as self; the kernels use static shared memory only.
-        cu("launch own matmul kernel", unsafe {
-            dr::launch_kernel(
-                self.func.cu_function(),
-                (gx, gy, 1),
-                (self.launch.block, 1, 1),
-                0,
-                self.gpu.stream.cu_stream(),
-                &mut params,
-            )
-        })
+        let dims = Dims {
+            grid: (gx, gy, 1),
+            block: self.launch.block,
+            smem: 0,
+        };
+        // SAFETY: the arguments follow the kernel's signature; buffers are sized by spec and
+        // live as long as self; the kernels use static shared memory only.
+        unsafe { launch(self.gpu, &self.func, dims, args) }
     }
-}
 
-impl Drop for OwnMatmulRun<'_> {
-    fn drop(&mut self) {
-        // Buffers are freed right after this: let queued work that uses them finish first.
-        let _ = self.gpu.sync();
+    fn output<'s>(&'s self, set0: &'s Set) -> Output<'s> {
+        super::matmul::output(&self.spec, set0)
     }
-}
 
-impl Prepared for OwnMatmulRun<'_> {
     fn compute_dtype(&self) -> String {
         match self.spec.dtype {
             DType::F32 => "f32".into(),
@@ -366,37 +318,6 @@ impl Prepared for OwnMatmulRun<'_> {
             DType::Fp8E4m3 => "fp8_e4m3 (f32 accumulate, bf16 out, no scales)".into(),
             d => format!("{d} (f32 accumulate)"),
         }
-    }
-
-    fn run_verify(&mut self) -> Result<Tensor> {
-        let out = self.spec.dtype.matmul_output();
-        self.gpu.bind()?;
-        poison(self.gpu, &self.sets[0].d, out)?;
-        self.enqueue(0)?;
-        let bytes = self.sets[0].d.download(self.gpu, self.sets[0].d.bytes)?;
-        Ok(tensor_from_bytes(
-            "C",
-            vec![self.spec.m as usize, self.spec.n as usize],
-            out,
-            &bytes,
-        ))
-    }
-
-    fn run(&mut self, iters: u64) -> Result<f64> {
-        self.gpu.bind()?;
-        let mut next = self.next;
-        let sets = self.sets.len();
-        let t = self
-            .timer
-            .time_rotating(&self.gpu.stream, &mut next, sets, iters, |i| {
-                self.enqueue(i)
-            })?;
-        self.next = next;
-        Ok(t)
-    }
-
-    fn cache_policy(&self) -> String {
-        self.policy.clone()
     }
 
     fn notes(&self) -> Vec<String> {
@@ -542,14 +463,8 @@ mod tests {
                 assert_eq!(gx * gy, tiles(&l.tile, m, n));
             }
         }
-        let l = plan(
-            &spec(4097, 4095, 4096, DType::F32, BLayout::Kn),
-            SIMT,
-            H200.0,
-            H200.1,
-        )
-        .unwrap();
-        assert_eq!(l.grid, (32, 33));
+        let tail = spec(4097, 4095, 4096, DType::F32, BLayout::Kn);
+        assert_eq!(plan(&tail, SIMT, H200.0, H200.1).unwrap().grid, (32, 33));
     }
 
     #[test]
@@ -569,13 +484,8 @@ mod tests {
 
     #[test]
     fn refusals_say_why() {
-        let e = plan(
-            &spec(8, 8, 8, DType::Bf16, BLayout::Kn),
-            SIMT,
-            H200.0,
-            H200.1,
-        )
-        .unwrap_err();
+        let bf16 = spec(8, 8, 8, DType::Bf16, BLayout::Kn);
+        let e = plan(&bf16, SIMT, H200.0, H200.1).unwrap_err();
         assert!(e.to_string().contains("f32 only"), "{e}");
         let e = plan(&spec(8, 8, 8, DType::F32, BLayout::Kn), MMA, H200.0, H200.1).unwrap_err();
         assert!(e.to_string().contains("bf16, f16, tf32, int8"), "{e}");

@@ -6,7 +6,7 @@
 //! in drivers for CUDA 12.8+ (R570+), and would panic on the R525–R560 drivers still common in
 //! clouds. Both symbols measure the same interval.
 
-use super::device::cu;
+use super::error::cu;
 use super::libs;
 use crate::error::{Error, Result};
 use cudarc::driver::sys::{CUevent, CUevent_flags};

@@ -1,0 +1,64 @@
+//! Driver errors kept typed: the crate's [`Error::Driver`] carries a [`DriverErrorKind`], so a
+//! caller can tell an out-of-memory (retry smaller, skip the shape) from an illegal address (a
+//! broken kernel, a context that is now unusable) from any other driver failure, instead of
+//! parsing a message.
+
+use crate::error::{DriverErrorKind, Error, Result};
+use cudarc::driver::sys::cudaError_enum as CUresult;
+use cudarc::driver::DriverError;
+
+/// The kind of a driver result code.
+pub fn kind_of(code: CUresult) -> DriverErrorKind {
+    match code {
+        CUresult::CUDA_ERROR_OUT_OF_MEMORY => DriverErrorKind::OutOfMemory,
+        CUresult::CUDA_ERROR_ILLEGAL_ADDRESS => DriverErrorKind::IllegalAddress,
+        CUresult::CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES => DriverErrorKind::LaunchOutOfResources,
+        _ => DriverErrorKind::Other,
+    }
+}
+
+/// `e`, raised while doing `what`, as the crate's error. The message reads as before the
+/// errors were typed: `cuda error: {what}: DriverError(CUDA_ERROR_…, "…")`.
+pub fn driver(what: &str, e: DriverError) -> Error {
+    // DriverError's Debug asks the driver for the error's text; without a loaded driver
+    // (a constructed error, in tests) cudarc panics: fall back to the code alone.
+    let detail = std::panic::catch_unwind(|| format!("{e:?}"))
+        .unwrap_or_else(|_| format!("DriverError({:?})", e.0));
+    Error::Driver {
+        what: what.to_string(),
+        kind: kind_of(e.0),
+        detail,
+    }
+}
+
+/// Maps a driver error to [`Error::Driver`] with what was being done.
+pub fn cu<T>(what: &str, r: std::result::Result<T, DriverError>) -> Result<T> {
+    r.map_err(|e| driver(what, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_memory_and_illegal_address_are_told_apart() {
+        let oom = driver("allocate", DriverError(CUresult::CUDA_ERROR_OUT_OF_MEMORY));
+        let bad = cu::<()>(
+            "synchronize",
+            Err(DriverError(CUresult::CUDA_ERROR_ILLEGAL_ADDRESS)),
+        )
+        .unwrap_err();
+        let other = driver("launch", DriverError(CUresult::CUDA_ERROR_INVALID_VALUE));
+        assert_eq!(oom.driver_kind(), Some(DriverErrorKind::OutOfMemory));
+        assert_eq!(bad.driver_kind(), Some(DriverErrorKind::IllegalAddress));
+        assert_eq!(other.driver_kind(), Some(DriverErrorKind::Other));
+        assert_eq!(Error::invalid("x").driver_kind(), None);
+        // Same text as the string errors it replaces.
+        let s = bad.to_string();
+        assert!(
+            s.starts_with("cuda error: synchronize: DriverError(CUDA_ERROR_ILLEGAL_ADDRESS"),
+            "{s}"
+        );
+        assert!(cu("ok", Ok::<_, DriverError>(3)).unwrap() == 3);
+    }
+}

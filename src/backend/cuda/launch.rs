@@ -1,0 +1,198 @@
+//! The one way gpuvet launches its own kernels: a typed argument list built with [`Args`],
+//! launched by [`launch`].
+//!
+//! Kernel parameters reach `cuLaunchKernel` as an array of pointers to the values. Building
+//! that array by hand in every file (casting `&mut u64` to `*mut c_void`) is where a wrong
+//! width or a missing argument hides; here each argument is pushed with its kind, the values
+//! live in the builder until the launch has copied them, and the list of kinds is what the
+//! kernel table declares and the compiled PTX is checked against (tests/kernels_compile.rs).
+
+use super::device::{DevBuf, Gpu};
+use super::error::cu;
+use super::kernels::KernelId;
+use crate::error::{Error, Result};
+use cudarc::driver::result as dr;
+use cudarc::driver::sys::CUdeviceptr;
+use cudarc::driver::CudaFunction;
+use std::ffi::c_void;
+
+/// The kind of one kernel parameter, as C declares it and PTX lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Param {
+    /// A device pointer (`T*` / `const T*`): `.u64` in PTX.
+    Ptr,
+    /// `int`: `.u32` in PTX (PTX parameters carry no signedness).
+    I32,
+    /// `unsigned long long` / `uint64_t`: `.u64`.
+    U64,
+    /// `float`: `.f32`.
+    F32,
+}
+
+impl Param {
+    /// The PTX type of the `.param` this kind compiles to.
+    pub fn ptx_type(self) -> &'static str {
+        match self {
+            Param::Ptr | Param::U64 => ".u64",
+            Param::I32 => ".u32",
+            Param::F32 => ".f32",
+        }
+    }
+}
+
+/// A kernel's arguments, in order, each with its kind.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Args {
+    /// One 8-byte, 8-aligned slot per argument; 4-byte values occupy its first bytes.
+    slots: Vec<u64>,
+    kinds: Vec<Param>,
+}
+
+impl Args {
+    pub fn new() -> Args {
+        Args::default()
+    }
+
+    fn push(mut self, kind: Param, bytes: &[u8]) -> Args {
+        let mut slot = [0u8; 8];
+        slot[..bytes.len()].copy_from_slice(bytes);
+        self.slots.push(u64::from_ne_bytes(slot));
+        self.kinds.push(kind);
+        self
+    }
+
+    /// The device address of `b`.
+    pub fn buf(self, b: &DevBuf) -> Args {
+        self.ptr(b.ptr)
+    }
+
+    /// A raw device address (0 for a null pointer the kernel does not use).
+    pub fn ptr(self, p: CUdeviceptr) -> Args {
+        self.push(Param::Ptr, &p.to_ne_bytes())
+    }
+
+    pub fn i32(self, v: i32) -> Args {
+        self.push(Param::I32, &v.to_ne_bytes())
+    }
+
+    pub fn u64(self, v: u64) -> Args {
+        self.push(Param::U64, &v.to_ne_bytes())
+    }
+
+    pub fn f32(self, v: f32) -> Args {
+        self.push(Param::F32, &v.to_ne_bytes())
+    }
+
+    /// The kinds pushed so far, in order.
+    pub fn kinds(&self) -> &[Param] {
+        &self.kinds
+    }
+}
+
+/// Grid, block and dynamic shared memory of one launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    pub grid: (u32, u32, u32),
+    pub block: u32,
+    pub smem: u32,
+}
+
+impl Dims {
+    /// A one-dimensional grid without dynamic shared memory.
+    pub fn linear(grid: u32, block: u32) -> Dims {
+        Dims {
+            grid: (grid, 1, 1),
+            block,
+            smem: 0,
+        }
+    }
+}
+
+/// A loaded kernel with the parameter list its table row declares.
+pub struct Kernel {
+    pub func: CudaFunction,
+    pub id: KernelId,
+}
+
+impl Kernel {
+    /// Compiles (or takes from the cache) and loads `id` on `gpu`.
+    pub fn load(gpu: &Gpu, id: KernelId) -> Result<Kernel> {
+        Ok(Kernel {
+            func: gpu.function(id)?,
+            id,
+        })
+    }
+}
+
+/// Refuses arguments that differ in number or kind from what the kernel declares: a launch
+/// with a wrong list would read garbage or fault instead of failing here.
+pub fn check_args(id: KernelId, args: &Args) -> Result<()> {
+    if args.kinds() == id.params() {
+        return Ok(());
+    }
+    Err(Error::backend(
+        "cuda",
+        format!(
+            "kernel {} takes {:?} but was given {:?}",
+            id.symbol(),
+            id.params(),
+            args.kinds()
+        ),
+    ))
+}
+
+/// Enqueues `k` on `gpu`'s stream with `args`, after checking them against its table row.
+///
+/// # Safety
+/// Every device pointer in `args` must stay allocated, with the sizes the kernel reads for
+/// `dims`, until the stream has finished the launch.
+pub unsafe fn launch(gpu: &Gpu, k: &Kernel, dims: Dims, mut args: Args) -> Result<()> {
+    check_args(k.id, &args)?;
+    let mut params: Vec<*mut c_void> = args
+        .slots
+        .iter_mut()
+        .map(|s| s as *mut u64 as *mut c_void)
+        .collect();
+    // SAFETY: the parameter list matches the kernel's (checked above), the caller guarantees
+    // the buffers; the driver copies the
+    // values `params` points at (alive in `args` until the end of this call) during the call.
+    cu("launch kernel", unsafe {
+        dr::launch_kernel(
+            k.func.cu_function(),
+            dims.grid,
+            (dims.block, 1, 1),
+            dims.smem,
+            gpu.stream.cu_stream(),
+            &mut params,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_argument_keeps_its_kind_and_its_value_at_the_start_of_its_slot() {
+        let a = Args::new().ptr(0x1234_5678_9abc).i32(-2).u64(7).f32(1.5);
+        assert_eq!(a.kinds(), &[Param::Ptr, Param::I32, Param::U64, Param::F32]);
+        let first = |i: usize, n: usize| a.slots[i].to_ne_bytes()[..n].to_vec();
+        assert_eq!(first(0, 8), 0x1234_5678_9abcu64.to_ne_bytes());
+        assert_eq!(first(1, 4), (-2i32).to_ne_bytes());
+        assert_eq!(first(2, 8), 7u64.to_ne_bytes());
+        assert_eq!(first(3, 4), 1.5f32.to_ne_bytes());
+        assert_eq!(
+            [Param::Ptr, Param::I32, Param::F32].map(Param::ptx_type),
+            [".u64", ".u32", ".f32"]
+        );
+    }
+
+    #[test]
+    fn arguments_that_differ_from_the_table_are_refused() {
+        let k = KernelId::MemCopy;
+        assert!(check_args(k, &Args::new().ptr(1).ptr(2).u64(3)).is_ok());
+        let e = check_args(k, &Args::new().ptr(1).ptr(2).i32(3)).unwrap_err();
+        assert!(e.to_string().contains("gv_copy"), "{e}");
+        assert!(check_args(k, &Args::new().ptr(1).ptr(2)).is_err());
+    }
+}
