@@ -3,7 +3,7 @@
 //! Field names here are the public JSON schema (docs/json-schema.md). Within a major
 //! `schema_version`, fields are only ever added.
 
-use crate::backend::{DeviceInfo, Telemetry};
+use crate::backend::{DeviceInfo, Peaks, Telemetry};
 use crate::env::{HostInfo, ToolInfo};
 use crate::stats::Summary;
 use crate::verify::Verification;
@@ -129,7 +129,36 @@ impl ResultRecord {
     }
 }
 
+/// The peak `w` is measured against: memory bandwidth for bandwidth-bound workloads, the
+/// compute peak of its dtype for the rest ([`Workload::metric`] decides).
+pub fn peak_of(peaks: &Peaks, w: &Workload) -> Option<f64> {
+    match w.metric() {
+        Metric::Bytes => peaks.memory_bandwidth,
+        Metric::Flops => peaks.flops.get(w.dtype().name()).copied(),
+    }
+}
+
+impl ResultRecord {
+    /// The headline throughput as a share of the device's peak; `None` without a throughput
+    /// or a known, positive peak.
+    pub fn peak_share(&self, peaks: &Peaks) -> Option<f64> {
+        let rate = self.throughput.as_ref()?.value;
+        let peak = peak_of(peaks, &self.workload)?;
+        (peak > 0.0).then(|| rate / peak)
+    }
+}
+
 impl Report {
+    /// Appends a result, with its share of its device's peak filled in where the peak is known.
+    pub fn push(&mut self, mut r: ResultRecord) {
+        r.peak_fraction = self
+            .devices
+            .get(r.device)
+            .and_then(|d| d.peaks.as_ref())
+            .and_then(|p| r.peak_share(p));
+        self.results.push(r);
+    }
+
     /// Reads a report from JSON, refusing other major schema versions with a clear message.
     pub fn from_json(text: &str, path: &str) -> crate::Result<Report> {
         let value: serde_json::Value =

@@ -61,7 +61,10 @@ pub fn new_report(backends: &[Box<dyn Backend>], s: &Settings) -> Report {
         schema_version: SCHEMA_VERSION,
         tool,
         host,
-        devices: backends.iter().map(|b| b.device().clone()).collect(),
+        devices: backends
+            .iter()
+            .map(|b| crate::gpudb::with_peaks(b.device().clone()))
+            .collect(),
         config: RunConfig {
             command: s.command.clone(),
             backend: s.backend.clone(),
@@ -116,9 +119,9 @@ pub fn execute(
         let ins = &cached.as_ref().expect("inputs just generated").1;
         let backend = backends[entry.device].as_ref();
         match run_one(entry, backend, ins, settings, stop) {
-            Ok(r) => report.results.push(r),
+            Ok(r) => report.push(r),
             Err(Error::Interrupted) => break,
-            Err(e) => report.results.push(error_record(entry, backend, &e)),
+            Err(e) => report.push(error_record(entry, backend, &e)),
         }
         exports.write_files(report)?;
         pb.inc(1);
@@ -205,7 +208,6 @@ fn run_one(
         value: w.bytes() as f64 / t,
         unit: "B/s".into(),
     });
-    record.peak_fraction = peak_fraction(backend, w, rate);
     record.iterations_per_sample = m.iterations_per_sample;
     record.stop_reason = m.stop_reason.into();
     record.stats = Some(m.summary);
@@ -215,15 +217,6 @@ fn run_one(
 /// `<workload name>/<implementation>`: what comparisons match results by.
 pub fn result_id(w: &Workload, imp: &str) -> String {
     format!("{}/{imp}", w.name())
-}
-
-fn peak_fraction(b: &dyn Backend, w: &Workload, rate: f64) -> Option<f64> {
-    let peaks = b.device().peaks.as_ref()?;
-    let peak = match w.metric() {
-        Metric::Bytes => peaks.memory_bandwidth?,
-        Metric::Flops => *peaks.flops.get(w.dtype().name())?,
-    };
-    (peak > 0.0).then(|| rate / peak)
 }
 
 fn effective_clock(a: &Option<Telemetry>, b: &Option<Telemetry>) -> Option<f64> {
@@ -343,7 +336,9 @@ pub fn execute_parallel(
                 }
                 pb.inc(1);
             }
-            report.results.extend(got.into_iter().flatten());
+            for r in got.into_iter().flatten() {
+                report.push(r);
+            }
             exports.write_files(report)?;
             i = end;
         }

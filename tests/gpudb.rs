@@ -3,7 +3,6 @@
 
 use gpuvet::backend::{BackendKind, DeviceInfo};
 use gpuvet::gpudb::{self, Database, ExpectConfidence};
-use gpuvet::validate::keys;
 use serde_json::json;
 
 const GIB: u64 = 1 << 30;
@@ -234,12 +233,11 @@ fn known_gpu_gets_datasheet_peaks() {
 #[test]
 fn unknown_gpu_gets_computed_peaks_with_a_notice() {
     let mut h20 = gpu("NVIDIA H20", "9.0", 78, 97871);
+    h20.details.insert("sm_clock_max_mhz".into(), json!(1980));
     h20.details
-        .insert(keys::MAX_SM_CLOCK_MHZ.into(), json!(1980));
+        .insert("memory_bus_width_bits".into(), json!(6144));
     h20.details
-        .insert(keys::MEMORY_BUS_WIDTH_BITS.into(), json!(6144));
-    h20.details
-        .insert(keys::MAX_MEMORY_CLOCK_MHZ.into(), json!(2619));
+        .insert("memory_clock_max_mhz".into(), json!(2619));
     assert!(gpudb::lookup(&h20).is_none());
     let (p, computed) = gpudb::peaks_for(&h20).unwrap();
     assert!(computed);
@@ -253,7 +251,7 @@ fn unknown_gpu_gets_computed_peaks_with_a_notice() {
     // A GeForce part gets the consumer rate (half-rate fp32 accumulate).
     let mut g = gpu("NVIDIA GeForce RTX 4080", "8.9", 76, 16376);
     g.details
-        .insert(keys::MAX_SM_CLOCK_MHZ_DRIVER.into(), json!("2505"));
+        .insert("sm_clock_max_mhz_driver".into(), json!("2505"));
     let (p, _) = gpudb::peaks_for(&g).unwrap();
     assert_eq!(p.flops["bf16"], 76.0 * 512.0 * 2505e6);
 

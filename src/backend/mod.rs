@@ -9,6 +9,9 @@
 pub mod cpu;
 pub mod cuda;
 pub mod mock;
+pub mod state;
+
+pub use state::{DeviceState, ThrottleReason};
 
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -112,7 +115,7 @@ pub struct Telemetry {
     pub power_limit_w: Option<f64>,
     /// Decoded throttle reasons active at the sample (empty when none or unknown).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub throttle_reasons: Vec<String>,
+    pub throttle_reasons: Vec<ThrottleReason>,
 }
 
 /// How the prepared run is laid out in memory.
