@@ -79,10 +79,6 @@ impl DType {
         }
     }
 
-    pub fn is_float(self) -> bool {
-        !matches!(self, DType::Int8)
-    }
-
     /// Attention runs in f32, f16 and bf16 only.
     pub fn valid_for_attention(self) -> bool {
         matches!(self, DType::F32 | DType::F16 | DType::Bf16)
