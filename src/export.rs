@@ -186,7 +186,7 @@ fn to_csv(report: &Report) -> Result<String> {
             r.compute_dtype.clone(),
             format!("{:?}", r.status).to_lowercase(),
             r.verification.passed.to_string(),
-            r.verification.method.clone(),
+            r.verification.method.to_string(),
             format!("{:e}", r.verification.max_rel_error),
             s.map(|s| s.samples.to_string()).unwrap_or_default(),
             f(s.map(|s| s.median_s)),

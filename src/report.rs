@@ -5,6 +5,7 @@
 
 use crate::backend::{DeviceInfo, Peaks, Telemetry};
 use crate::env::{HostInfo, ToolInfo};
+use crate::measure::StopReason;
 use crate::stats::Summary;
 use crate::verify::Verification;
 use crate::workload::{Metric, Workload};
@@ -92,7 +93,7 @@ pub struct ResultRecord {
     /// How caches were handled (`rotate(8)`, `flush-l2`, `hot`).
     pub cache: String,
     /// Why sampling stopped: `noise-target`, `max-time`, `max-samples`, `interrupted`.
-    pub stop_reason: String,
+    pub stop_reason: StopReason,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub telemetry_before: Option<Telemetry>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,7 @@ use crate::backend::{Backend, PrepareOptions, Telemetry};
 use crate::env::{HostInfo, ToolInfo};
 use crate::export::Exports;
 use crate::inputs;
-use crate::measure::{measure, MeasureConfig};
+use crate::measure::{measure, MeasureConfig, StopReason};
 use crate::plan::{Plan, PlanEntry};
 use crate::report::{Report, ResultRecord, RunConfig, Status, Throughput, SCHEMA_VERSION};
 use crate::tensor::Tensor;
@@ -177,7 +177,8 @@ fn run_one(
         bytes: w.bytes(),
         iterations_per_sample: 0,
         cache: prepared.cache_policy(),
-        stop_reason: String::new(),
+        // Set below: by the measurement, or when verification fails.
+        stop_reason: StopReason::Error,
         telemetry_before: None,
         telemetry_after: None,
         effective_clock_mhz: None,
@@ -187,7 +188,7 @@ fn run_one(
     if !record.verification.passed {
         // A wrong output is never timed: its speed means nothing.
         record.status = Status::VerificationFailed;
-        record.stop_reason = "verification-failed".into();
+        record.stop_reason = StopReason::VerificationFailed;
         return Ok(record);
     }
     record.telemetry_before = backend.telemetry();
@@ -209,7 +210,7 @@ fn run_one(
         unit: "B/s".into(),
     });
     record.iterations_per_sample = m.iterations_per_sample;
-    record.stop_reason = m.stop_reason.into();
+    record.stop_reason = m.stop_reason;
     record.stats = Some(m.summary);
     Ok(record)
 }
@@ -240,7 +241,7 @@ fn error_record(entry: &PlanEntry, backend: &dyn Backend, e: &Error) -> ResultRe
         status: Status::Error,
         verification: Verification {
             passed: false,
-            method: "none".into(),
+            method: crate::verify::VerifyMethod::None,
             max_rel_error: f64::INFINITY,
             tolerance: w.dtype().tolerance(),
             checked_elements: 0,
@@ -254,7 +255,7 @@ fn error_record(entry: &PlanEntry, backend: &dyn Backend, e: &Error) -> ResultRe
         bytes: w.bytes(),
         iterations_per_sample: 0,
         cache: String::new(),
-        stop_reason: "error".into(),
+        stop_reason: StopReason::Error,
         telemetry_before: None,
         telemetry_after: None,
         effective_clock_mhz: None,

@@ -82,7 +82,7 @@ fn record(w: &Workload, imp: &str, t: f64, passed: bool) -> ResultRecord {
         },
         verification: Verification {
             passed,
-            method: "full".into(),
+            method: gpuvet::verify::VerifyMethod::Full,
             max_rel_error: 0.0,
             tolerance: 1e-2,
             checked_elements: 1,
@@ -99,7 +99,7 @@ fn record(w: &Workload, imp: &str, t: f64, passed: bool) -> ResultRecord {
         bytes: w.bytes(),
         iterations_per_sample: 1,
         cache: "hot".into(),
-        stop_reason: "max-samples".into(),
+        stop_reason: gpuvet::measure::StopReason::MaxSamples,
         telemetry_before: None,
         telemetry_after: None,
         effective_clock_mhz: None,

@@ -98,7 +98,7 @@ fn record(device: usize, w: &Workload, value: f64) -> ResultRecord {
         status: Status::Ok,
         verification: Verification {
             passed: true,
-            method: "freivalds+sampled".into(),
+            method: gpuvet::verify::VerifyMethod::FreivaldsSampled,
             max_rel_error: 1e-3,
             tolerance: 1e-2,
             checked_elements: 4096,
@@ -118,7 +118,7 @@ fn record(device: usize, w: &Workload, value: f64) -> ResultRecord {
         bytes: w.bytes(),
         iterations_per_sample: 1,
         cache: "rotate(2)".into(),
-        stop_reason: "noise-target".into(),
+        stop_reason: gpuvet::measure::StopReason::NoiseTarget,
         telemetry_before: Some(telemetry(1980.0, 45.0, &[])),
         telemetry_after: Some(telemetry(1980.0, 62.0, &["sw_power_cap"])),
         effective_clock_mhz: Some(1965.0),
