@@ -163,7 +163,7 @@ impl Sku {
             flops: self
                 .peaks
                 .keys()
-                .filter_map(|d| self.peak(d).map(|v| (d.clone(), v)))
+                .filter_map(|d| Some((d.parse().ok()?, self.peak(d)?)))
                 .collect(),
             memory_bandwidth: Some(self.memory_bandwidth()),
         }
@@ -429,7 +429,9 @@ pub fn peaks_for(info: &DeviceInfo) -> Option<(Peaks, bool)> {
     ) {
         if let Some(arch) = db.arch(cc.trim(), class) {
             for (d, rate) in &arch.rates {
-                flops.insert(d.clone(), sms as f64 * rate * clock * 1e6);
+                if let Ok(d) = d.parse::<crate::dtype::DType>() {
+                    flops.insert(d, sms as f64 * rate * clock * 1e6);
+                }
             }
             how.push(format!(
                 "{sms} SMs × per-SM rate of {} × {clock:.0} MHz",

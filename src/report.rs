@@ -135,7 +135,7 @@ impl ResultRecord {
 pub fn peak_of(peaks: &Peaks, w: &Workload) -> Option<f64> {
     match w.metric() {
         Metric::Bytes => peaks.memory_bandwidth,
-        Metric::Flops => peaks.flops.get(w.dtype().name()).copied(),
+        Metric::Flops => peaks.flops.get(&w.dtype()).copied(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! for GPUs it does not know.
 
 use gpuvet::backend::{BackendKind, DeviceInfo};
+use gpuvet::dtype::DType;
 use gpuvet::gpudb::{self, Database, ExpectConfidence};
 use serde_json::json;
 
@@ -225,7 +226,7 @@ fn lookup_recognises_a_renamed_card_only_when_unique() {
 fn known_gpu_gets_datasheet_peaks() {
     let (p, computed) = gpudb::peaks_for(&gpu("NVIDIA H100 80GB HBM3", "9.0", 132, 81559)).unwrap();
     assert!(!computed);
-    assert_eq!(p.flops["bf16"], 989.4e12);
+    assert_eq!(p.flops[&DType::Bf16], 989.4e12);
     assert_eq!(p.memory_bandwidth, Some(3350e9));
     assert!(p.source.contains("datasheet"));
 }
@@ -244,7 +245,7 @@ fn unknown_gpu_gets_computed_peaks_with_a_notice() {
     assert!(p.source.starts_with("computed"), "{}", p.source);
     assert!(p.source.contains("H20"));
     let bf16 = 78.0 * 4096.0 * 1980e6;
-    assert!((p.flops["bf16"] - bf16).abs() / bf16 < 1e-12);
+    assert!((p.flops[&DType::Bf16] - bf16).abs() / bf16 < 1e-12);
     let bw = 6144.0 / 8.0 * 2619e6 * 2.0;
     assert!((p.memory_bandwidth.unwrap() - bw).abs() / bw < 1e-12);
 
@@ -253,7 +254,7 @@ fn unknown_gpu_gets_computed_peaks_with_a_notice() {
     g.details
         .insert("sm_clock_max_mhz_driver".into(), json!("2505"));
     let (p, _) = gpudb::peaks_for(&g).unwrap();
-    assert_eq!(p.flops["bf16"], 76.0 * 512.0 * 2505e6);
+    assert_eq!(p.flops[&DType::Bf16], 76.0 * 512.0 * 2505e6);
 
     // Nothing to compute from: no peaks rather than invented ones.
     assert!(gpudb::peaks_for(&gpu("NVIDIA Future", "13.0", 200, GIB >> 20)).is_none());

@@ -195,7 +195,7 @@ fn roofline_bound_by_hand() {
     let dir = tempfile::tempdir().unwrap();
     let args = tiny_args(model_file(&dir, TINY));
     let mut flops = BTreeMap::new();
-    flops.insert("bf16".to_string(), 1e12);
+    flops.insert(gpuvet::dtype::DType::Bf16, 1e12);
     let peaks = Peaks {
         source: "test".into(),
         flops,
@@ -231,7 +231,7 @@ fn roofline_bound_by_hand() {
         b_layout: gpuvet::workload::BLayout::Nk,
     });
     let mut f = BTreeMap::new();
-    f.insert("bf16".to_string(), 1e12);
+    f.insert(gpuvet::dtype::DType::Bf16, 1e12);
     let p = Peaks {
         source: "t".into(),
         flops: f,

@@ -93,8 +93,9 @@ pub struct DeviceInfo {
 pub struct Peaks {
     /// Where these figures come from (datasheet, computed from SMs × rate × clock, ...).
     pub source: String,
-    /// FLOP/s (OP/s for int8) by dtype name.
-    pub flops: std::collections::BTreeMap<String, f64>,
+    /// FLOP/s (OP/s for int8) by dtype (written by name).
+    #[serde(with = "crate::dtype::by_name")]
+    pub flops: std::collections::BTreeMap<crate::dtype::DType, f64>,
     /// Memory bandwidth in bytes/s.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_bandwidth: Option<f64>,

@@ -57,7 +57,7 @@ impl RooflineData {
                 .entry(name)
                 .or_default()
                 .push((r.flops / r.bytes as f64, rate));
-            if let Some(p) = peaks.and_then(|p| p.flops.get(&r.dtype)) {
+            if let Some(p) = peaks.and_then(|p| p.flops.get(&r.workload.dtype())) {
                 if *p > 0.0 {
                     d.compute_peaks.insert(r.dtype.clone(), *p);
                 }
