@@ -182,7 +182,7 @@ fn to_csv(report: &Report) -> Result<String> {
             r.backend.clone(),
             device,
             r.implementation.clone(),
-            r.dtype.clone(),
+            r.dtype.to_string(),
             r.compute_dtype.clone(),
             format!("{:?}", r.status).to_lowercase(),
             r.verification.passed.to_string(),

@@ -350,7 +350,7 @@ fn results_table(h: &mut String, r: &Report) {
             },
             escape(&x.workload.name()),
             escape(&x.implementation),
-            escape(&x.dtype),
+            escape(x.dtype.name()),
             escape(&x.compute_dtype),
             escape(&throughput_text(x)),
             x.peak_fraction

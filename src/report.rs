@@ -71,7 +71,7 @@ pub struct ResultRecord {
     /// Index into `devices`.
     pub device: usize,
     pub implementation: String,
-    pub dtype: String,
+    pub dtype: crate::dtype::DType,
     /// The arithmetic that really ran (e.g. `f32` for bf16 inputs on a CPU).
     pub compute_dtype: String,
     pub status: Status,

@@ -165,7 +165,7 @@ fn run_one(
         backend: backend.kind().name().into(),
         device: entry.device,
         implementation: entry.implementation.clone(),
-        dtype: w.dtype().name().into(),
+        dtype: w.dtype(),
         compute_dtype: prepared.compute_dtype(),
         status: Status::Ok,
         verification,
@@ -236,7 +236,7 @@ fn error_record(entry: &PlanEntry, backend: &dyn Backend, e: &Error) -> ResultRe
         backend: backend.kind().name().into(),
         device: entry.device,
         implementation: entry.implementation.clone(),
-        dtype: w.dtype().name().into(),
+        dtype: w.dtype(),
         compute_dtype: String::new(),
         status: Status::Error,
         verification: Verification {

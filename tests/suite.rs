@@ -73,7 +73,7 @@ fn record(w: &Workload, imp: &str, t: f64, passed: bool) -> ResultRecord {
         backend: "mock".into(),
         device: 0,
         implementation: imp.into(),
-        dtype: w.dtype().name().into(),
+        dtype: w.dtype(),
         compute_dtype: w.dtype().name().into(),
         status: if passed {
             Status::Ok

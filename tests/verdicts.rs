@@ -93,7 +93,7 @@ fn record(device: usize, w: &Workload, value: f64) -> ResultRecord {
         backend: "cuda".into(),
         device,
         implementation: "test".into(),
-        dtype: w.dtype().name().into(),
+        dtype: w.dtype(),
         compute_dtype: w.dtype().name().into(),
         status: Status::Ok,
         verification: Verification {
@@ -555,7 +555,7 @@ fn wrong_result_fails_correctness() {
     let rec = r
         .results
         .iter_mut()
-        .find(|x| x.device == 0 && x.dtype == "bf16")
+        .find(|x| x.device == 0 && x.dtype == DType::Bf16)
         .unwrap();
     rec.status = Status::VerificationFailed;
     rec.verification.passed = false;

@@ -174,7 +174,7 @@ fn figure(r: &ResultRecord, key: &str) -> Option<(f64, String)> {
     let t = r.stats.as_ref()?.median_s;
     let (value, unit) = if bandwidth_bound(key) {
         (r.bytes as f64 / t, "B/s")
-    } else if r.dtype == crate::dtype::DType::Int8.name() {
+    } else if r.dtype == crate::dtype::DType::Int8 {
         (r.flops / t, "OP/s")
     } else {
         (r.flops / t, "FLOP/s")
