@@ -179,7 +179,7 @@ fn to_csv(report: &Report) -> Result<String> {
             r.id.clone(),
             r.workload.kind().to_string(),
             r.workload.name(),
-            r.backend.clone(),
+            r.backend.name().to_string(),
             device,
             r.implementation.clone(),
             r.dtype.to_string(),

@@ -3,7 +3,7 @@
 //! Field names here are the public JSON schema (docs/json-schema.md). Within a major
 //! `schema_version`, fields are only ever added.
 
-use crate::backend::{DeviceInfo, Peaks, Telemetry};
+use crate::backend::{BackendKind, DeviceInfo, Peaks, Telemetry};
 use crate::env::{HostInfo, ToolInfo};
 use crate::measure::StopReason;
 use crate::stats::Summary;
@@ -67,7 +67,7 @@ pub struct ResultRecord {
     /// Stable id: `<workload name>/<implementation>`; how runs are matched in comparisons.
     pub id: String,
     pub workload: Workload,
-    pub backend: String,
+    pub backend: BackendKind,
     /// Index into `devices`.
     pub device: usize,
     pub implementation: String,

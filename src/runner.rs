@@ -162,7 +162,7 @@ fn run_one(
     let mut record = ResultRecord {
         id,
         workload: w.clone(),
-        backend: backend.kind().name().into(),
+        backend: backend.kind(),
         device: entry.device,
         implementation: entry.implementation.clone(),
         dtype: w.dtype(),
@@ -233,7 +233,7 @@ fn error_record(entry: &PlanEntry, backend: &dyn Backend, e: &Error) -> ResultRe
     ResultRecord {
         id: result_id(w, &entry.implementation),
         workload: w.clone(),
-        backend: backend.kind().name().into(),
+        backend: backend.kind(),
         device: entry.device,
         implementation: entry.implementation.clone(),
         dtype: w.dtype(),

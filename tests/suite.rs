@@ -70,7 +70,7 @@ fn record(w: &Workload, imp: &str, t: f64, passed: bool) -> ResultRecord {
     ResultRecord {
         id: format!("{}/{imp}", w.name()),
         workload: w.clone(),
-        backend: "mock".into(),
+        backend: gpuvet::backend::BackendKind::Mock,
         device: 0,
         implementation: imp.into(),
         dtype: w.dtype(),

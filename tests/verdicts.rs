@@ -90,7 +90,7 @@ fn record(device: usize, w: &Workload, value: f64) -> ResultRecord {
     ResultRecord {
         id: format!("{}/test", w.name()),
         workload: w.clone(),
-        backend: "cuda".into(),
+        backend: BackendKind::Cuda,
         device,
         implementation: "test".into(),
         dtype: w.dtype(),
@@ -702,7 +702,7 @@ fn cpu_run_passes_with_notes() {
     };
     let mut r = report_of(vec![cpu.clone()], "h100-sxm", |_| 1e-4);
     for x in r.results.iter_mut() {
-        x.backend = "cpu".into();
+        x.backend = BackendKind::Cpu;
         x.telemetry_before = None;
         x.telemetry_after = None;
         x.effective_clock_mhz = None;
