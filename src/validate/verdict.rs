@@ -10,7 +10,7 @@
 use crate::backend::{DeviceInfo, DeviceState, Peaks, Telemetry, ThrottleReason};
 use crate::gpudb::{ExpectConfidence, Expectation, Sku};
 use crate::report::{ResultRecord, Status};
-use crate::workload::Workload;
+use crate::workload::{Metric, Workload};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -162,23 +162,16 @@ pub fn test_key(w: &Workload) -> String {
     }
 }
 
-/// Whether a test is judged by bytes moved (against memory bandwidth) rather than arithmetic.
-fn bandwidth_bound(key: &str) -> bool {
-    key.starts_with("memory.") || key == "attention.decode"
-}
-
 /// The figure a result contributes to its test, from its median time: bytes per second for
-/// bandwidth-bound tests, operations per second for the rest (whatever headline the runner
-/// chose for the result).
-fn figure(r: &ResultRecord, key: &str) -> Option<(f64, String)> {
+/// bandwidth-bound workloads, operations per second for the rest ([`Workload::metric`] decides,
+/// as it does for the runner's headline), in the unit reports use.
+fn figure(r: &ResultRecord) -> Option<(f64, String)> {
     let t = r.stats.as_ref()?.median_s;
-    let (value, unit) = if bandwidth_bound(key) {
-        (r.bytes as f64 / t, "B/s")
-    } else if r.dtype == crate::dtype::DType::Int8 {
-        (r.flops / t, "OP/s")
-    } else {
-        (r.flops / t, "FLOP/s")
+    let value = match r.workload.metric() {
+        Metric::Bytes => r.bytes as f64 / t,
+        Metric::Flops => r.flops / t,
     };
+    let unit = ResultRecord::unit_for(&r.workload);
     (value.is_finite() && value > 0.0).then(|| (value, unit.to_string()))
 }
 
@@ -194,7 +187,7 @@ pub fn metrics(
     let mut out: BTreeMap<String, MetricValue> = BTreeMap::new();
     for r in results.iter().filter(|r| r.is_valid()) {
         let key = test_key(&r.workload);
-        let Some((value, unit)) = figure(r, &key) else {
+        let Some((value, unit)) = figure(r) else {
             continue;
         };
         if out.get(&key).is_some_and(|m| m.value >= value) {
