@@ -79,10 +79,6 @@ impl DType {
         }
     }
 
-    pub fn is_float(self) -> bool {
-        !matches!(self, DType::Int8)
-    }
-
     /// Attention runs in f32, f16 and bf16 only.
     pub fn valid_for_attention(self) -> bool {
         matches!(self, DType::F32 | DType::F16 | DType::Bf16)
@@ -169,6 +165,35 @@ impl FromStr for DType {
     }
 }
 
+/// Serde for maps keyed by [`DType`] (`Peaks::flops`): written by name in name order, as when
+/// the key was the name itself, so reports stay byte-identical; names this version does not
+/// know are skipped on reading rather than failing the whole report.
+pub mod by_name {
+    use super::DType;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<DType, f64>, s: S) -> Result<S::Ok, S::Error> {
+        let named: BTreeMap<&str, f64> = m.iter().map(|(d, v)| (d.name(), *v)).collect();
+        named.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<DType, f64>, D::Error> {
+        let named = BTreeMap::<String, f64>::deserialize(d)?;
+        Ok(named
+            .into_iter()
+            .filter_map(|(k, v)| k.parse::<DType>().ok().map(|d| (d, v)))
+            .collect())
+    }
+
+    /// The entries in name order (what reports and tables show).
+    pub fn entries(m: &BTreeMap<DType, f64>) -> Vec<(DType, f64)> {
+        let mut v: Vec<(DType, f64)> = m.iter().map(|(d, v)| (*d, *v)).collect();
+        v.sort_by_key(|(d, _)| d.name());
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +228,21 @@ mod tests {
         assert_eq!("fp8".parse::<DType>().unwrap(), DType::Fp8E4m3);
         assert_eq!("fp32".parse::<DType>().unwrap(), DType::F32);
         assert!("f64".parse::<DType>().is_err());
+    }
+
+    #[test]
+    fn maps_by_dtype_are_written_by_name_in_name_order() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct P {
+            #[serde(with = "super::by_name")]
+            flops: std::collections::BTreeMap<DType, f64>,
+        }
+        let p = P {
+            flops: [(DType::F32, 1.0), (DType::Bf16, 2.0), (DType::Int8, 3.0)].into(),
+        };
+        let text = serde_json::to_string(&p).unwrap();
+        assert_eq!(text, r#"{"flops":{"bf16":2.0,"f32":1.0,"int8":3.0}}"#);
+        let back: P = serde_json::from_str(r#"{"flops":{"bf16":2.0,"f64":9.0}}"#).unwrap();
+        assert_eq!(back.flops, [(DType::Bf16, 2.0)].into());
     }
 }

@@ -8,7 +8,6 @@
 
 use crate::backend::{DeviceInfo, Peaks};
 use crate::error::{Error, Result};
-use crate::validate::keys;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -164,7 +163,7 @@ impl Sku {
             flops: self
                 .peaks
                 .keys()
-                .filter_map(|d| self.peak(d).map(|v| (d.clone(), v)))
+                .filter_map(|d| Some((d.parse().ok()?, self.peak(d)?)))
                 .collect(),
             memory_bandwidth: Some(self.memory_bandwidth()),
         }
@@ -393,6 +392,17 @@ pub fn ids() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `info` with its datasheet peaks filled in where the backend left them empty: the database's
+/// for a known GPU, computed from SMs × rate × clock (and said so in `peaks.source`) for one the
+/// database does not know. Called where devices are collected into a report, so that backends
+/// need not know the database.
+pub fn with_peaks(mut info: DeviceInfo) -> DeviceInfo {
+    if info.peaks.is_none() {
+        info.peaks = peaks_for(&info).map(|(p, _computed)| p);
+    }
+    info
+}
+
 /// Peaks for a device: the database's when the SKU is known (`false`), otherwise computed from
 /// SMs × per-SM rate × max SM clock and bus width × memory clock (`true`; the `source` says so).
 /// `None` when neither is possible (a CPU, or a GPU without clocks in its details).
@@ -404,6 +414,7 @@ pub fn peaks_for(info: &DeviceInfo) -> Option<(Peaks, bool)> {
     if info.backend != Some(crate::backend::BackendKind::Cuda) {
         return None;
     }
+    let state = info.state();
     let mut flops = BTreeMap::new();
     let mut how = Vec::new();
     let class = if normalize_name(&info.name).contains("geforce") {
@@ -414,11 +425,13 @@ pub fn peaks_for(info: &DeviceInfo) -> Option<(Peaks, bool)> {
     if let (Some(cc), Some(sms), Some(clock)) = (
         info.compute_capability.as_deref(),
         info.multiprocessors,
-        keys::max_sm_clock_mhz(&info.details),
+        state.max_sm_clock_mhz(),
     ) {
         if let Some(arch) = db.arch(cc.trim(), class) {
             for (d, rate) in &arch.rates {
-                flops.insert(d.clone(), sms as f64 * rate * clock * 1e6);
+                if let Ok(d) = d.parse::<crate::dtype::DType>() {
+                    flops.insert(d, sms as f64 * rate * clock * 1e6);
+                }
             }
             how.push(format!(
                 "{sms} SMs × per-SM rate of {} × {clock:.0} MHz",
@@ -427,8 +440,8 @@ pub fn peaks_for(info: &DeviceInfo) -> Option<(Peaks, bool)> {
         }
     }
     let bandwidth = match (
-        keys::number(&info.details, keys::MEMORY_BUS_WIDTH_BITS),
-        keys::max_memory_clock_mhz(&info.details),
+        state.memory_bus_width_bits.map(|b| b as f64),
+        state.max_memory_clock_mhz(),
     ) {
         (Some(bits), Some(mhz)) if bits > 0.0 && mhz > 0.0 => {
             how.push(format!(

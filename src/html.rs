@@ -277,10 +277,9 @@ fn inventory(h: &mut String, r: &Report) {
     for d in &r.devices {
         let peaks = match &d.peaks {
             Some(p) => {
-                let mut parts: Vec<String> = p
-                    .flops
-                    .iter()
-                    .map(|(k, v)| format!("{k} {}", si(*v, "FLOP/s")))
+                let mut parts: Vec<String> = crate::dtype::by_name::entries(&p.flops)
+                    .into_iter()
+                    .map(|(k, v)| format!("{k} {}", si(v, "FLOP/s")))
                     .collect();
                 if let Some(bw) = p.memory_bandwidth {
                     parts.push(format!("memory {}", si(bw, "B/s")));
@@ -345,7 +344,7 @@ fn results_table(h: &mut String, r: &Report) {
             },
             escape(&x.workload.name()),
             escape(&x.implementation),
-            escape(&x.dtype),
+            escape(x.dtype.name()),
             escape(&x.compute_dtype),
             escape(&throughput_text(x)),
             x.peak_fraction

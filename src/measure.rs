@@ -43,12 +43,50 @@ impl Default for MeasureConfig {
     }
 }
 
+/// Why a result's sampling stopped (or why it never sampled), as written in reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopReason {
+    /// The relative noise of the samples reached the target.
+    NoiseTarget,
+    /// The time budget ran out first.
+    MaxTime,
+    /// The sample budget ran out first.
+    MaxSamples,
+    /// Ctrl-C between samples (at least one sample was kept).
+    Interrupted,
+    /// The output was wrong, so it was never timed.
+    VerificationFailed,
+    /// The run failed before it could be timed.
+    Error,
+}
+
+impl StopReason {
+    /// The name reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::NoiseTarget => "noise-target",
+            StopReason::MaxTime => "max-time",
+            StopReason::MaxSamples => "max-samples",
+            StopReason::Interrupted => "interrupted",
+            StopReason::VerificationFailed => "verification-failed",
+            StopReason::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What the measurement produced.
 #[derive(Debug, Clone)]
 pub struct Measurement {
     pub summary: Summary,
     pub iterations_per_sample: u64,
-    pub stop_reason: &'static str,
+    pub stop_reason: StopReason,
 }
 
 /// Where the measurement is when it calls its observer: the points at which the device is
@@ -108,7 +146,7 @@ pub fn measure_observed(
             if times.is_empty() {
                 return Err(Error::Interrupted);
             }
-            break "interrupted";
+            break StopReason::Interrupted;
         }
         let t = p.run(batch)? / batch as f64;
         if !t.is_finite() || t <= 0.0 {
@@ -121,14 +159,14 @@ pub fn measure_observed(
         let n = times.len();
         observe(Phase::Sampled(n));
         if n >= cfg.max_samples {
-            break "max-samples";
+            break StopReason::MaxSamples;
         }
         if n >= cfg.min_samples.max(2) {
             if rel_stddev(&times) <= cfg.target_rel_noise {
-                break "noise-target";
+                break StopReason::NoiseTarget;
             }
             if sampling.elapsed().as_secs_f64() >= cfg.max_time_s {
-                break "max-time";
+                break StopReason::MaxTime;
             }
         }
     };
@@ -189,7 +227,7 @@ mod tests {
         };
         let m = measure(&mut f, &cfg, 1, &AtomicBool::new(false)).unwrap();
         assert_eq!(m.iterations_per_sample, 1000);
-        assert_eq!(m.stop_reason, "noise-target");
+        assert_eq!(m.stop_reason, StopReason::NoiseTarget);
         assert_eq!(m.summary.samples, 10);
         assert!((m.summary.median_s - 1e-5).abs() < 1e-12);
     }
@@ -208,7 +246,7 @@ mod tests {
             ..Default::default()
         };
         let m = measure(&mut f, &cfg, 1, &AtomicBool::new(false)).unwrap();
-        assert_eq!(m.stop_reason, "max-samples");
+        assert_eq!(m.stop_reason, StopReason::MaxSamples);
         assert_eq!(m.summary.samples, 25);
     }
 

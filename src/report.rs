@@ -3,8 +3,9 @@
 //! Field names here are the public JSON schema (docs/json-schema.md). Within a major
 //! `schema_version`, fields are only ever added.
 
-use crate::backend::{DeviceInfo, Telemetry};
+use crate::backend::{BackendKind, DeviceInfo, Peaks, Telemetry};
 use crate::env::{HostInfo, ToolInfo};
+use crate::measure::StopReason;
 use crate::stats::Summary;
 use crate::verify::Verification;
 use crate::workload::{Metric, Workload};
@@ -66,12 +67,12 @@ pub struct ResultRecord {
     /// Stable id: `<workload name>/<implementation>`; how runs are matched in comparisons.
     pub id: String,
     pub workload: Workload,
-    pub backend: String,
+    pub backend: BackendKind,
     /// Index into `devices`. A result placed on several devices (a collective) records its
     /// lead (lowest) device here and the whole set in `notes` (`placement: devices 0,1`).
     pub device: usize,
     pub implementation: String,
-    pub dtype: String,
+    pub dtype: crate::dtype::DType,
     /// The arithmetic that really ran (e.g. `f32` for bf16 inputs on a CPU).
     pub compute_dtype: String,
     pub status: Status,
@@ -93,7 +94,7 @@ pub struct ResultRecord {
     /// How caches were handled (`rotate(8)`, `flush-l2`, `hot`).
     pub cache: String,
     /// Why sampling stopped: `noise-target`, `max-time`, `max-samples`, `interrupted`.
-    pub stop_reason: String,
+    pub stop_reason: StopReason,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub telemetry_before: Option<Telemetry>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,7 +131,36 @@ impl ResultRecord {
     }
 }
 
+/// The peak `w` is measured against: memory bandwidth for bandwidth-bound workloads, the
+/// compute peak of its dtype for the rest ([`Workload::metric`] decides).
+pub fn peak_of(peaks: &Peaks, w: &Workload) -> Option<f64> {
+    match w.metric() {
+        Metric::Bytes => peaks.memory_bandwidth,
+        Metric::Flops => peaks.flops.get(&w.dtype()).copied(),
+    }
+}
+
+impl ResultRecord {
+    /// The headline throughput as a share of the device's peak; `None` without a throughput
+    /// or a known, positive peak.
+    pub fn peak_share(&self, peaks: &Peaks) -> Option<f64> {
+        let rate = self.throughput.as_ref()?.value;
+        let peak = peak_of(peaks, &self.workload)?;
+        (peak > 0.0).then(|| rate / peak)
+    }
+}
+
 impl Report {
+    /// Appends a result, with its share of its device's peak filled in where the peak is known.
+    pub fn push(&mut self, mut r: ResultRecord) {
+        r.peak_fraction = self
+            .devices
+            .get(r.device)
+            .and_then(|d| d.peaks.as_ref())
+            .and_then(|p| r.peak_share(p));
+        self.results.push(r);
+    }
+
     /// Reads a report from JSON, refusing other major schema versions with a clear message.
     pub fn from_json(text: &str, path: &str) -> crate::Result<Report> {
         let value: serde_json::Value =

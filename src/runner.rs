@@ -9,7 +9,7 @@ use crate::backend::{Backend, PrepareOptions, Telemetry};
 use crate::env::{HostInfo, ToolInfo};
 use crate::export::Exports;
 use crate::inputs;
-use crate::measure::{measure_observed, MeasureConfig, Phase};
+use crate::measure::{measure_observed, MeasureConfig, Phase, StopReason};
 use crate::plan::{Plan, PlanEntry};
 use crate::report::{Report, ResultRecord, RunConfig, Status, Throughput, SCHEMA_VERSION};
 use crate::tensor::Tensor;
@@ -61,7 +61,10 @@ pub fn new_report(backends: &[Box<dyn Backend>], s: &Settings) -> Report {
         schema_version: SCHEMA_VERSION,
         tool,
         host,
-        devices: backends.iter().map(|b| b.device().clone()).collect(),
+        devices: backends
+            .iter()
+            .map(|b| crate::gpudb::with_peaks(b.device().clone()))
+            .collect(),
         config: RunConfig {
             command: s.command.clone(),
             backend: s.backend.clone(),
@@ -146,7 +149,9 @@ fn measure_plan(
         rec
     };
     let mut done = |got: Vec<Option<ResultRecord>>| {
-        report.results.extend(got.into_iter().flatten());
+        for r in got.into_iter().flatten() {
+            report.push(r);
+        }
         exports.write_files(report)
     };
     schedule(plan, devices, settings.seed, stop, &job, &mut done)?;
@@ -167,15 +172,15 @@ fn new_record(entry: &PlanEntry, lead: &dyn Backend) -> ResultRecord {
     ResultRecord {
         id: result_id(w, &entry.implementation),
         workload: w.clone(),
-        backend: lead.kind().name().into(),
+        backend: lead.kind(),
         device: entry.placement.lead(),
         implementation: entry.implementation.clone(),
-        dtype: w.dtype().name().into(),
+        dtype: w.dtype(),
         compute_dtype: String::new(),
         status: Status::Error,
         verification: Verification {
             passed: false,
-            method: "none".into(),
+            method: crate::verify::VerifyMethod::None,
             max_rel_error: f64::INFINITY,
             tolerance: w.dtype().tolerance(),
             checked_elements: 0,
@@ -189,7 +194,8 @@ fn new_record(entry: &PlanEntry, lead: &dyn Backend) -> ResultRecord {
         bytes: w.bytes(),
         iterations_per_sample: 0,
         cache: String::new(),
-        stop_reason: String::new(),
+        // Set by the measurement, or when verification fails or the run errs.
+        stop_reason: StopReason::Error,
         telemetry_before: None,
         telemetry_after: None,
         effective_clock_mhz: None,
@@ -200,7 +206,7 @@ fn new_record(entry: &PlanEntry, lead: &dyn Backend) -> ResultRecord {
 
 fn error_record(entry: &PlanEntry, lead: &dyn Backend, e: &Error) -> ResultRecord {
     ResultRecord {
-        stop_reason: "error".into(),
+        stop_reason: StopReason::Error,
         error: Some(e.to_string()),
         ..new_record(entry, lead)
     }
@@ -243,7 +249,7 @@ fn run_one(
     if !record.verification.passed {
         // A wrong output is never timed: its speed means nothing.
         record.status = Status::VerificationFailed;
-        record.stop_reason = "verification-failed".into();
+        record.stop_reason = StopReason::VerificationFailed;
         return Ok(record);
     }
     record.telemetry_before = backend.telemetry();
@@ -270,9 +276,8 @@ fn run_one(
         value: w.bytes() as f64 / t,
         unit: "B/s".into(),
     });
-    record.peak_fraction = peak_fraction(backend, w, rate);
     record.iterations_per_sample = m.iterations_per_sample;
-    record.stop_reason = m.stop_reason.into();
+    record.stop_reason = m.stop_reason;
     record.stats = Some(m.summary);
     Ok(record)
 }
@@ -280,15 +285,6 @@ fn run_one(
 /// `<workload name>/<implementation>`: what comparisons match results by.
 pub fn result_id(w: &Workload, imp: &str) -> String {
     format!("{}/{imp}", w.name())
-}
-
-fn peak_fraction(b: &dyn Backend, w: &Workload, rate: f64) -> Option<f64> {
-    let peaks = b.device().peaks.as_ref()?;
-    let peak = match w.metric() {
-        Metric::Bytes => peaks.memory_bandwidth?,
-        Metric::Flops => *peaks.flops.get(w.dtype().name())?,
-    };
-    (peak > 0.0).then(|| rate / peak)
 }
 
 /// Shortest gap between two telemetry reads inside a measurement (an NVML query costs about a

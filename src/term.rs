@@ -132,8 +132,8 @@ pub fn results_table(report: &Report, color: bool) -> String {
 }
 
 fn dtype_text(r: &ResultRecord) -> String {
-    if r.compute_dtype == r.dtype || r.compute_dtype.is_empty() {
-        r.dtype.clone()
+    if r.compute_dtype == r.dtype.name() || r.compute_dtype.is_empty() {
+        r.dtype.to_string()
     } else {
         format!("{} ({})", r.dtype, r.compute_dtype)
     }

@@ -2,8 +2,8 @@
 //! for GPUs it does not know.
 
 use gpuvet::backend::{BackendKind, DeviceInfo};
+use gpuvet::dtype::DType;
 use gpuvet::gpudb::{self, Database, ExpectConfidence};
-use gpuvet::validate::keys;
 use serde_json::json;
 
 const GIB: u64 = 1 << 30;
@@ -226,7 +226,7 @@ fn lookup_recognises_a_renamed_card_only_when_unique() {
 fn known_gpu_gets_datasheet_peaks() {
     let (p, computed) = gpudb::peaks_for(&gpu("NVIDIA H100 80GB HBM3", "9.0", 132, 81559)).unwrap();
     assert!(!computed);
-    assert_eq!(p.flops["bf16"], 989.4e12);
+    assert_eq!(p.flops[&DType::Bf16], 989.4e12);
     assert_eq!(p.memory_bandwidth, Some(3350e9));
     assert!(p.source.contains("datasheet"));
 }
@@ -234,28 +234,27 @@ fn known_gpu_gets_datasheet_peaks() {
 #[test]
 fn unknown_gpu_gets_computed_peaks_with_a_notice() {
     let mut h20 = gpu("NVIDIA H20", "9.0", 78, 97871);
+    h20.details.insert("sm_clock_max_mhz".into(), json!(1980));
     h20.details
-        .insert(keys::MAX_SM_CLOCK_MHZ.into(), json!(1980));
+        .insert("memory_bus_width_bits".into(), json!(6144));
     h20.details
-        .insert(keys::MEMORY_BUS_WIDTH_BITS.into(), json!(6144));
-    h20.details
-        .insert(keys::MAX_MEMORY_CLOCK_MHZ.into(), json!(2619));
+        .insert("memory_clock_max_mhz".into(), json!(2619));
     assert!(gpudb::lookup(&h20).is_none());
     let (p, computed) = gpudb::peaks_for(&h20).unwrap();
     assert!(computed);
     assert!(p.source.starts_with("computed"), "{}", p.source);
     assert!(p.source.contains("H20"));
     let bf16 = 78.0 * 4096.0 * 1980e6;
-    assert!((p.flops["bf16"] - bf16).abs() / bf16 < 1e-12);
+    assert!((p.flops[&DType::Bf16] - bf16).abs() / bf16 < 1e-12);
     let bw = 6144.0 / 8.0 * 2619e6 * 2.0;
     assert!((p.memory_bandwidth.unwrap() - bw).abs() / bw < 1e-12);
 
     // A GeForce part gets the consumer rate (half-rate fp32 accumulate).
     let mut g = gpu("NVIDIA GeForce RTX 4080", "8.9", 76, 16376);
     g.details
-        .insert(keys::MAX_SM_CLOCK_MHZ_DRIVER.into(), json!("2505"));
+        .insert("sm_clock_max_mhz_driver".into(), json!("2505"));
     let (p, _) = gpudb::peaks_for(&g).unwrap();
-    assert_eq!(p.flops["bf16"], 76.0 * 512.0 * 2505e6);
+    assert_eq!(p.flops[&DType::Bf16], 76.0 * 512.0 * 2505e6);
 
     // Nothing to compute from: no peaks rather than invented ones.
     assert!(gpudb::peaks_for(&gpu("NVIDIA Future", "13.0", 200, GIB >> 20)).is_none());

@@ -70,10 +70,10 @@ fn record(w: &Workload, imp: &str, t: f64, passed: bool) -> ResultRecord {
     ResultRecord {
         id: format!("{}/{imp}", w.name()),
         workload: w.clone(),
-        backend: "mock".into(),
+        backend: gpuvet::backend::BackendKind::Mock,
         device: 0,
         implementation: imp.into(),
-        dtype: w.dtype().name().into(),
+        dtype: w.dtype(),
         compute_dtype: w.dtype().name().into(),
         status: if passed {
             Status::Ok
@@ -82,7 +82,7 @@ fn record(w: &Workload, imp: &str, t: f64, passed: bool) -> ResultRecord {
         },
         verification: Verification {
             passed,
-            method: "full".into(),
+            method: gpuvet::verify::VerifyMethod::Full,
             max_rel_error: 0.0,
             tolerance: 1e-2,
             checked_elements: 1,
@@ -99,7 +99,7 @@ fn record(w: &Workload, imp: &str, t: f64, passed: bool) -> ResultRecord {
         bytes: w.bytes(),
         iterations_per_sample: 1,
         cache: "hot".into(),
-        stop_reason: "max-samples".into(),
+        stop_reason: gpuvet::measure::StopReason::MaxSamples,
         telemetry_before: None,
         telemetry_after: None,
         effective_clock_mhz: None,
@@ -195,7 +195,7 @@ fn roofline_bound_by_hand() {
     let dir = tempfile::tempdir().unwrap();
     let args = tiny_args(model_file(&dir, TINY));
     let mut flops = BTreeMap::new();
-    flops.insert("bf16".to_string(), 1e12);
+    flops.insert(gpuvet::dtype::DType::Bf16, 1e12);
     let peaks = Peaks {
         source: "test".into(),
         flops,
@@ -231,7 +231,7 @@ fn roofline_bound_by_hand() {
         b_layout: gpuvet::workload::BLayout::Nk,
     });
     let mut f = BTreeMap::new();
-    f.insert("bf16".to_string(), 1e12);
+    f.insert(gpuvet::dtype::DType::Bf16, 1e12);
     let p = Peaks {
         source: "t".into(),
         flops: f,

@@ -9,8 +9,8 @@ use gpuvet::report::{Report, ResultRecord, RunConfig, Status, Throughput, SCHEMA
 use gpuvet::stats::Summary;
 use gpuvet::validate::verdict::{self, test_key};
 use gpuvet::validate::{
-    judge, judge_with, keys, suite, CheckKind, ChecksumSample, GpuVerdict, JudgeInputs,
-    NodeVerdict, ValidateArgs, Verdict,
+    judge, judge_with, suite, CheckKind, ChecksumSample, GpuVerdict, JudgeInputs, NodeVerdict,
+    ValidateArgs, Verdict,
 };
 use gpuvet::verify::Verification;
 use gpuvet::workload::Workload;
@@ -31,18 +31,18 @@ fn h100_sxm(i: usize) -> DeviceInfo {
         ..DeviceInfo::default()
     };
     let healthy = json!({
-        keys::SERIAL: format!("165432100{i}"),
-        keys::MAX_SM_CLOCK_MHZ: 1980,
-        keys::POWER_LIMIT_W: 700.0,
-        keys::DEFAULT_POWER_LIMIT_W: 700.0,
-        keys::PCIE_GEN_CURRENT: 5, keys::PCIE_GEN_MAX: 5,
-        keys::PCIE_WIDTH_CURRENT: 16, keys::PCIE_WIDTH_MAX: 16,
-        keys::NVLINK_ACTIVE_LINKS: 18,
-        keys::ECC_ENABLED: true,
-        keys::ECC_CORRECTED_VOLATILE: 0, keys::ECC_UNCORRECTED_VOLATILE: 0,
-        keys::REMAPPED_ROWS_CORRECTABLE: 0, keys::REMAPPED_ROWS_UNCORRECTABLE: 0,
-        keys::REMAPPED_ROWS_PENDING: false, keys::REMAPPED_ROWS_FAILURE: false,
-        keys::MIG_MODE: "disabled",
+        "serial": format!("165432100{i}"),
+        "sm_clock_max_mhz": 1980,
+        "power_limit_w": 700.0,
+        "power_limit_default_w": 700.0,
+        "pcie_gen": 5, "pcie_gen_max": 5,
+        "pcie_width": 16, "pcie_width_max": 16,
+        "nvlink_active_links": 18,
+        "ecc_enabled": true,
+        "ecc_errors_corrected_volatile": 0, "ecc_errors_uncorrected_volatile": 0,
+        "remapped_rows_correctable": 0, "remapped_rows_uncorrectable": 0,
+        "remapped_rows_pending": false, "remapped_rows_failure": false,
+        "mig_mode": "disabled",
     });
     d.details = healthy.as_object().unwrap().clone();
     d
@@ -53,11 +53,11 @@ fn h100_pcie(i: usize) -> DeviceInfo {
     let mut d = h100_sxm(i);
     d.name = "NVIDIA H100 PCIe".into();
     d.multiprocessors = Some(114);
-    d.details.insert(keys::MAX_SM_CLOCK_MHZ.into(), json!(1755));
-    d.details.insert(keys::POWER_LIMIT_W.into(), json!(350.0));
+    d.details.insert("sm_clock_max_mhz".into(), json!(1755));
+    d.details.insert("power_limit_w".into(), json!(350.0));
     d.details
-        .insert(keys::DEFAULT_POWER_LIMIT_W.into(), json!(350.0));
-    d.details.insert(keys::NVLINK_ACTIVE_LINKS.into(), json!(0));
+        .insert("power_limit_default_w".into(), json!(350.0));
+    d.details.insert("nvlink_active_links".into(), json!(0));
     d
 }
 
@@ -67,7 +67,11 @@ fn telemetry(clock: f64, temp: f64, reasons: &[&str]) -> Telemetry {
         temperature_c: Some(temp),
         power_w: Some(650.0),
         power_limit_w: Some(700.0),
-        throttle_reasons: reasons.iter().map(|s| s.to_string()).collect(),
+        // Named as reports write them (or as NVML spells them): read through the schema.
+        throttle_reasons: reasons
+            .iter()
+            .map(|s| serde_json::from_value(json!(s)).unwrap())
+            .collect(),
         ..Telemetry::default()
     }
 }
@@ -86,15 +90,15 @@ fn record(device: usize, w: &Workload, value: f64) -> ResultRecord {
     ResultRecord {
         id: format!("{}/test", w.name()),
         workload: w.clone(),
-        backend: "cuda".into(),
+        backend: BackendKind::Cuda,
         device,
         implementation: "test".into(),
-        dtype: w.dtype().name().into(),
+        dtype: w.dtype(),
         compute_dtype: w.dtype().name().into(),
         status: Status::Ok,
         verification: Verification {
             passed: true,
-            method: "freivalds+sampled".into(),
+            method: gpuvet::verify::VerifyMethod::FreivaldsSampled,
             max_rel_error: 1e-3,
             tolerance: 1e-2,
             checked_elements: 4096,
@@ -114,7 +118,7 @@ fn record(device: usize, w: &Workload, value: f64) -> ResultRecord {
         bytes: w.bytes(),
         iterations_per_sample: 1,
         cache: "rotate(2)".into(),
-        stop_reason: "noise-target".into(),
+        stop_reason: gpuvet::measure::StopReason::NoiseTarget,
         telemetry_before: Some(telemetry(1980.0, 45.0, &[])),
         telemetry_after: Some(telemetry(1980.0, 62.0, &["sw_power_cap"])),
         effective_clock_mhz: Some(1965.0),
@@ -314,10 +318,10 @@ fn ecc_errors_and_pending_remaps_fail() {
     let mut r = healthy_node(2);
     r.devices[1]
         .details
-        .insert(keys::ECC_UNCORRECTED_VOLATILE.into(), json!(3));
+        .insert("ecc_errors_uncorrected_volatile".into(), json!(3));
     r.devices[0]
         .details
-        .insert(keys::REMAPPED_ROWS_PENDING.into(), json!(true));
+        .insert("remapped_rows_pending".into(), json!(true));
     let v = judge(&r, &ValidateArgs::default());
     assert!(has_reason(gpu(&v, 1), &["3 uncorrectable ECC errors"]));
     assert!(has_reason(
@@ -329,8 +333,8 @@ fn ecc_errors_and_pending_remaps_fail() {
     // Errors that appear during the run are named as such.
     let r = healthy_node(1);
     let mut after = r.devices[0].details.clone();
-    after.insert(keys::ECC_CORRECTED_VOLATILE.into(), json!(12));
-    after.insert(keys::ECC_UNCORRECTED_VOLATILE.into(), json!(1));
+    after.insert("ecc_errors_corrected_volatile".into(), json!(12));
+    after.insert("ecc_errors_uncorrected_volatile".into(), json!(1));
     let inputs = JudgeInputs {
         details_after: [(0, after)].into_iter().collect(),
         ..JudgeInputs::default()
@@ -352,16 +356,14 @@ fn ecc_errors_and_pending_remaps_fail() {
     let mut r = healthy_node(1);
     r.devices[0]
         .details
-        .insert(keys::ECC_CORRECTED_VOLATILE.into(), json!(5));
+        .insert("ecc_errors_corrected_volatile".into(), json!(5));
     assert_eq!(judge(&r, &ValidateArgs::default()).verdict, Verdict::Pass);
 }
 
 #[test]
 fn degraded_pcie_link_fails() {
     let mut r = healthy_node(2);
-    r.devices[1]
-        .details
-        .insert(keys::PCIE_WIDTH_CURRENT.into(), json!(8));
+    r.devices[1].details.insert("pcie_width".into(), json!(8));
     let v = judge(&r, &ValidateArgs::default());
     let g = gpu(&v, 1);
     assert_eq!(check(g, CheckKind::Health), Verdict::Fail);
@@ -373,15 +375,13 @@ fn degraded_pcie_link_fails() {
     // The generation is judged only on the state read after the run: at open the link may
     // have trained down to save power.
     let mut idle = healthy_node(1);
-    idle.devices[0]
-        .details
-        .insert(keys::PCIE_GEN_CURRENT.into(), json!(1));
+    idle.devices[0].details.insert("pcie_gen".into(), json!(1));
     assert_eq!(
         judge(&idle, &ValidateArgs::default()).verdict,
         Verdict::Pass
     );
     let mut after = idle.devices[0].details.clone();
-    after.insert(keys::PCIE_GEN_CURRENT.into(), json!(3));
+    after.insert("pcie_gen".into(), json!(3));
     let inputs = JudgeInputs {
         details_after: [(0, after)].into_iter().collect(),
         ..JudgeInputs::default()
@@ -394,12 +394,8 @@ fn degraded_pcie_link_fails() {
     );
     // A slot that cannot do Gen5 is an identity warning.
     let mut r = healthy_node(1);
-    r.devices[0]
-        .details
-        .insert(keys::PCIE_GEN_MAX.into(), json!(4));
-    r.devices[0]
-        .details
-        .insert(keys::PCIE_GEN_CURRENT.into(), json!(4));
+    r.devices[0].details.insert("pcie_gen_max".into(), json!(4));
+    r.devices[0].details.insert("pcie_gen".into(), json!(4));
     let v = judge(&r, &ValidateArgs::default());
     assert_eq!(v.verdict, Verdict::Warn);
     assert!(has_reason(gpu(&v, 0), &["identity", "Gen4", "Gen5"]));
@@ -559,7 +555,7 @@ fn wrong_result_fails_correctness() {
     let rec = r
         .results
         .iter_mut()
-        .find(|x| x.device == 0 && x.dtype == "bf16")
+        .find(|x| x.device == 0 && x.dtype == DType::Bf16)
         .unwrap();
     rec.status = Status::VerificationFailed;
     rec.verification.passed = false;
@@ -618,7 +614,7 @@ fn power_capped_card_fails_identity() {
     let mut r = healthy_node(2);
     r.devices[1]
         .details
-        .insert(keys::POWER_LIMIT_W.into(), json!(400.0));
+        .insert("power_limit_w".into(), json!(400.0));
     let v = judge(&r, &ValidateArgs::default());
     let g = gpu(&v, 1);
     assert_eq!(check(g, CheckKind::Identity), Verdict::Fail);
@@ -636,7 +632,7 @@ fn mig_slice_fails_identity() {
     d.name = "NVIDIA H100 80GB HBM3 MIG 1g.10gb".into();
     d.multiprocessors = Some(16);
     d.memory_bytes = Some(9984 << 20);
-    d.details.insert(keys::MIG_MODE.into(), json!("enabled"));
+    d.details.insert("mig_mode".into(), json!("enabled"));
     let r = report_of(vec![d.clone()], "h100-sxm", |_| 16.0 / 132.0);
     // Not recognised as a full H100 ...
     let v = judge(&r, &ValidateArgs::default());
@@ -663,7 +659,7 @@ fn mig_slice_fails_identity() {
     let mut whole = healthy_node(1);
     whole.devices[0]
         .details
-        .insert(keys::MIG_MODE.into(), json!("enabled"));
+        .insert("mig_mode".into(), json!("enabled"));
     let g = judge(&whole, &ValidateArgs::default()).gpus.remove(0);
     assert!(has_reason(&g, &["MIG mode is enabled"]));
 }
@@ -673,7 +669,7 @@ fn vgpu_warns() {
     let mut r = healthy_node(1);
     r.devices[0]
         .details
-        .insert(keys::VIRTUALIZATION_MODE.into(), json!("vgpu"));
+        .insert("virtualization_mode".into(), json!("vgpu"));
     let v = judge(&r, &ValidateArgs::default());
     assert_eq!(v.verdict, Verdict::Warn);
     assert!(has_reason(gpu(&v, 0), &["virtualised", "shared"]));
@@ -706,7 +702,7 @@ fn cpu_run_passes_with_notes() {
     };
     let mut r = report_of(vec![cpu.clone()], "h100-sxm", |_| 1e-4);
     for x in r.results.iter_mut() {
-        x.backend = "cpu".into();
+        x.backend = BackendKind::Cpu;
         x.telemetry_before = None;
         x.telemetry_after = None;
         x.effective_clock_mhz = None;
@@ -963,7 +959,7 @@ fn mismatch_on_an_unverified_figure_only_warns() {
     let mut r = report_of(vec![h100_pcie(0)], "h100-pcie", |_| 1.0);
     r.devices[0]
         .details
-        .insert(keys::POWER_LIMIT_W.into(), json!(300.0));
+        .insert("power_limit_w".into(), json!(300.0));
     let v = judge(&r, &ValidateArgs::default());
     let g = gpu(&v, 0);
     assert_eq!(check(g, CheckKind::Identity), Verdict::Warn);
@@ -976,6 +972,6 @@ fn mismatch_on_an_unverified_figure_only_warns() {
     let mut r = healthy_node(1);
     r.devices[0]
         .details
-        .insert(keys::POWER_LIMIT_W.into(), json!(600.0));
+        .insert("power_limit_w".into(), json!(600.0));
     assert_eq!(judge(&r, &ValidateArgs::default()).verdict, Verdict::Fail);
 }

@@ -41,15 +41,15 @@ impl MockBackend {
     pub fn new() -> Self {
         let mut flops = BTreeMap::new();
         for (d, v) in [
-            ("f32", 50e12),
-            ("tf32", 200e12),
-            ("f16", 400e12),
-            ("bf16", 400e12),
-            ("fp8_e4m3", 800e12),
-            ("fp8_e5m2", 800e12),
-            ("int8", 800e12),
+            (DType::F32, 50e12),
+            (DType::Tf32, 200e12),
+            (DType::F16, 400e12),
+            (DType::Bf16, 400e12),
+            (DType::Fp8E4m3, 800e12),
+            (DType::Fp8E5m2, 800e12),
+            (DType::Int8, 800e12),
         ] {
-            flops.insert(d.to_string(), v);
+            flops.insert(d, v);
         }
         MockBackend {
             info: DeviceInfo {

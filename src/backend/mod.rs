@@ -9,6 +9,9 @@
 pub mod cpu;
 pub mod cuda;
 pub mod mock;
+pub mod state;
+
+pub use state::{DeviceState, ThrottleReason};
 
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -90,8 +93,9 @@ pub struct DeviceInfo {
 pub struct Peaks {
     /// Where these figures come from (datasheet, computed from SMs × rate × clock, ...).
     pub source: String,
-    /// FLOP/s (OP/s for int8) by dtype name.
-    pub flops: std::collections::BTreeMap<String, f64>,
+    /// FLOP/s (OP/s for int8) by dtype (written by name).
+    #[serde(with = "crate::dtype::by_name")]
+    pub flops: std::collections::BTreeMap<crate::dtype::DType, f64>,
     /// Memory bandwidth in bytes/s.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_bandwidth: Option<f64>,
@@ -112,7 +116,7 @@ pub struct Telemetry {
     pub power_limit_w: Option<f64>,
     /// Decoded throttle reasons active at the sample (empty when none or unknown).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub throttle_reasons: Vec<String>,
+    pub throttle_reasons: Vec<ThrottleReason>,
 }
 
 /// Bytes a run needs, by where they live: the plan refuses a workload before anything is

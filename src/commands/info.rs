@@ -88,10 +88,9 @@ fn device_text(b: &dyn Backend, d: &DeviceInfo) -> Result<String> {
         row(k, shown);
     }
     if let Some(p) = &d.peaks {
-        let mut parts: Vec<String> = p
-            .flops
-            .iter()
-            .map(|(k, v)| format!("{k} {}", crate::units::si(*v, "FLOP/s")))
+        let mut parts: Vec<String> = crate::dtype::by_name::entries(&p.flops)
+            .into_iter()
+            .map(|(k, v)| format!("{k} {}", crate::units::si(v, "FLOP/s")))
             .collect();
         if let Some(bw) = p.memory_bandwidth {
             parts.push(format!("memory {}", crate::units::si(bw, "B/s")));

@@ -211,13 +211,6 @@ pub struct ResultComparison {
     pub detail: Option<String>,
 }
 
-impl ResultComparison {
-    /// Change of the compared quantity in percent (`+5.0` = 5% more time).
-    pub fn change_pct(&self) -> Option<f64> {
-        self.ratio.map(|r| (r.ratio - 1.0) * 100.0)
-    }
-}
-
 /// Everything a comparison found; every renderer reads this.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {

@@ -59,7 +59,7 @@ impl RooflineData {
                 .push((r.flops / r.bytes as f64, rate));
             if let Some(p) = peaks.and_then(|p| p.flops.get(&r.dtype)) {
                 if *p > 0.0 {
-                    d.compute_peaks.insert(r.dtype.clone(), *p);
+                    d.compute_peaks.insert(r.dtype.to_string(), *p);
                 }
             }
         }

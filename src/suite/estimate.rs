@@ -258,7 +258,7 @@ fn kernel_row(u: &KernelUse, report: &Report, device: usize, peaks: Option<&Peak
 pub fn roofline_bound(w: &Workload, peaks: &Peaks) -> Option<(f64, &'static str)> {
     let compute = peaks
         .flops
-        .get(w.dtype().name())
+        .get(&w.dtype())
         .filter(|p| **p > 0.0 && w.flops() > 0.0)
         .map(|p| w.flops() / p);
     let memory = peaks

@@ -7,14 +7,12 @@
 //! | verdicts | [`verdict`] | absolute, peers, health, correctness → PASS / WARN / FAIL |
 //! | the node | [`judge`] | a [`NodeVerdict`] from a finished run: JSON, table, exit code |
 //! | the fleet | [`aggregate`] | per-node verdict files → per-SKU distributions, nodes to drain |
-//! | inputs | [`keys`] | the `DeviceInfo::details` entries the checks read |
 //!
 //! Exit status of `gpuvet validate`: 0 healthy (PASS; WARN unless `--fail-on-warn`), 1 unhealthy
 //! (drain the node), 2 the tool could not judge (no GPU, bad flags).
 
 pub mod aggregate;
 pub mod identity;
-pub mod keys;
 pub mod verdict;
 
 pub use aggregate::{run_aggregate, AggregateArgs};
@@ -594,7 +592,11 @@ impl Judging<'_> {
             self.targets[i].sku.as_ref(),
             &self.per_device[i],
             extra,
-            self.inputs.details_after.get(&i),
+            self.inputs
+                .details_after
+                .get(&i)
+                .map(crate::backend::DeviceState::from_details)
+                .as_ref(),
         )
     }
 
@@ -632,7 +634,7 @@ impl Judging<'_> {
             name: info.name.clone(),
             uuid: info.uuid.clone(),
             pci_bus_id: info.pci_bus_id.clone(),
-            serial: keys::text(&info.details, keys::SERIAL).map(str::to_string),
+            serial: info.state().serial,
             sku: t.sku.as_ref().map(|s| s.id.clone()),
             detected_sku: t.detected.as_ref().map(|s| s.id.clone()),
             peaks_computed: t.computed,

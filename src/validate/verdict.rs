@@ -7,11 +7,10 @@
 //! - **health**: throttling, clocks, temperature, ECC, remapped rows, PCIe link;
 //! - **correctness**: every result verified, every stress checksum identical.
 
-use super::keys;
-use crate::backend::{DeviceInfo, Peaks, Telemetry};
+use crate::backend::{DeviceInfo, DeviceState, Peaks, Telemetry, ThrottleReason};
 use crate::gpudb::{ExpectConfidence, Expectation, Sku};
 use crate::report::{ResultRecord, Status};
-use crate::workload::Workload;
+use crate::workload::{Metric, Workload};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -155,33 +154,17 @@ pub fn test_key(w: &Workload) -> String {
     w.test_key()
 }
 
-/// Whether a test is judged by bytes moved (against memory bandwidth) rather than arithmetic.
-fn bandwidth_bound(key: &str) -> bool {
-    key.starts_with("memory.") || key == "attention.decode"
-}
-
 /// The figure a result contributes to its test, from its median time: bytes per second for
-/// bandwidth-bound tests, operations per second for the rest (whatever headline the runner
-/// chose for the result).
-fn figure(r: &ResultRecord, key: &str) -> Option<(f64, String)> {
+/// bandwidth-bound workloads, operations per second for the rest ([`Workload::metric`] decides,
+/// as it does for the runner's headline), in the unit reports use.
+fn figure(r: &ResultRecord) -> Option<(f64, String)> {
     let t = r.stats.as_ref()?.median_s;
-    let (value, unit) = if bandwidth_bound(key) {
-        (r.bytes as f64 / t, "B/s")
-    } else if r.dtype == crate::dtype::DType::Int8.name() {
-        (r.flops / t, "OP/s")
-    } else {
-        (r.flops / t, "FLOP/s")
+    let value = match r.workload.metric() {
+        Metric::Bytes => r.bytes as f64 / t,
+        Metric::Flops => r.flops / t,
     };
+    let unit = ResultRecord::unit_for(&r.workload);
     (value.is_finite() && value > 0.0).then(|| (value, unit.to_string()))
-}
-
-/// The peak a test is measured against.
-fn peak_for(key: &str, dtype: &str, peaks: &Peaks) -> Option<f64> {
-    if bandwidth_bound(key) {
-        peaks.memory_bandwidth
-    } else {
-        peaks.flops.get(dtype).copied()
-    }
 }
 
 /// Best verified figure per test of one GPU (several implementations of a test: the best one
@@ -196,13 +179,13 @@ pub fn metrics(
     let mut out: BTreeMap<String, MetricValue> = BTreeMap::new();
     for r in results.iter().filter(|r| r.is_valid()) {
         let key = test_key(&r.workload);
-        let Some((value, unit)) = figure(r, &key) else {
+        let Some((value, unit)) = figure(r) else {
             continue;
         };
         if out.get(&key).is_some_and(|m| m.value >= value) {
             continue;
         }
-        let peak = peaks.and_then(|p| peak_for(&key, &r.dtype, p));
+        let peak = peaks.and_then(|p| crate::report::peak_of(p, &r.workload));
         let expected = peak.zip(expect(&key)).map(|(p, e)| p * e.share);
         out.insert(
             key,
@@ -354,36 +337,27 @@ pub const HOT_WARN_C: f64 = 87.0;
 pub const CLOCK_HELD_SHARE: f64 = 0.75;
 
 /// How serious a throttle reason is, by NVML's meaning.
-fn throttle_severity(reason: &str) -> Option<(Verdict, &'static str)> {
-    let r: String = reason
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    if r.contains("hwthermal") {
-        Some((Verdict::Fail, "hardware thermal slowdown (overheating)"))
-    } else if r.contains("hwpowerbrake") {
-        Some((
+fn throttle_severity(reason: &ThrottleReason) -> Option<(Verdict, &'static str)> {
+    use ThrottleReason as R;
+    match reason {
+        R::HwThermalSlowdown => Some((Verdict::Fail, "hardware thermal slowdown (overheating)")),
+        R::HwPowerBrakeSlowdown => Some((
             Verdict::Fail,
             "hardware power brake (the power supply or board asserted it)",
-        ))
-    } else if r.contains("hwslowdown") {
-        Some((
+        )),
+        R::HwSlowdown => Some((
             Verdict::Fail,
             "hardware slowdown (thermal or power-brake signal)",
-        ))
-    } else if r.contains("swthermal") {
-        Some((
+        )),
+        R::SwThermalSlowdown => Some((
             Verdict::Warn,
             "software thermal slowdown (running near its temperature limit)",
-        ))
-    } else if r.contains("swpowercap") || r.contains("powercap") {
-        Some((
+        )),
+        R::SwPowerCap => Some((
             Verdict::Pass,
             "power capping (normal under full tensor load)",
-        ))
-    } else {
-        None
+        )),
+        _ => None,
     }
 }
 
@@ -399,11 +373,11 @@ pub fn health(
     sku: Option<&Sku>,
     results: &[&ResultRecord],
     extra: &[Telemetry],
-    after: Option<&serde_json::Map<String, serde_json::Value>>,
+    after: Option<&DeviceState>,
 ) -> Check {
     let mut f = Vec::new();
-    let before = &info.details;
-    let d = after.unwrap_or(before);
+    let before = info.state();
+    let d = after.unwrap_or(&before);
     // Every telemetry sample with the result it belongs to.
     let mut samples: Vec<(&str, &Telemetry)> = Vec::new();
     for r in results {
@@ -417,10 +391,24 @@ pub fn health(
     for t in extra {
         samples.push(("timeline", t));
     }
+    throttle_findings(&samples, &mut f);
+    let max_clock = d.max_sm_clock_mhz().or(sku.map(|s| s.max_sm_clock_mhz));
+    clock_findings(results, max_clock, &mut f);
+    temperature_findings(&samples, d.slowdown_temp_c.map(f64::from), &mut f);
+    memory_findings(d, &before, after, sku, &mut f);
+    pcie_findings(d, after, &mut f);
+    if samples.is_empty() {
+        f.push(Finding::pass(
+            "no telemetry samples from this backend: throttling, clocks and temperature not checked",
+        ));
+    }
+    Check::new(CheckKind::Health, f)
+}
 
-    // Throttle reasons, each reported once with where it was seen.
+/// Throttle reasons, each reported once with where it was seen.
+fn throttle_findings(samples: &[(&str, &Telemetry)], f: &mut Vec<Finding>) {
     let mut seen: BTreeMap<&'static str, (Verdict, Vec<&str>)> = BTreeMap::new();
-    for (id, t) in &samples {
+    for (id, t) in samples {
         for reason in &t.throttle_reasons {
             if let Some((v, what)) = throttle_severity(reason) {
                 let e = seen.entry(what).or_insert((v, Vec::new()));
@@ -437,36 +425,44 @@ pub fn health(
         }
         f.push(Finding::new(v, format!("{what} during {list}")));
     }
+}
 
-    // Clocks held under arithmetic load.
-    let max_clock = keys::max_sm_clock_mhz(d).or(sku.map(|s| s.max_sm_clock_mhz));
-    if let Some(max_clock) = max_clock.filter(|&c| c > 0.0) {
-        let loaded = results
-            .iter()
-            .filter(|r| r.is_valid() && matches!(r.workload, Workload::Matmul(_)))
-            .filter_map(|r| {
-                r.effective_clock_mhz
-                    .or(r.telemetry_after.as_ref().and_then(|t| t.sm_clock_mhz))
-                    .map(|c| (r.id.as_str(), c))
-            })
-            .min_by(|a, b| a.1.total_cmp(&b.1));
-        if let Some((id, c)) = loaded {
-            if c < CLOCK_HELD_SHARE * max_clock {
-                f.push(Finding::warn(format!(
-                    "clocks not held: {c:.0} MHz under load ({id}), {:.0}% of the {max_clock:.0} MHz maximum",
-                    100.0 * c / max_clock
-                )));
-            }
+/// Clocks held under arithmetic load.
+fn clock_findings(results: &[&ResultRecord], max_clock: Option<f64>, f: &mut Vec<Finding>) {
+    let Some(max_clock) = max_clock.filter(|&c| c > 0.0) else {
+        return;
+    };
+    let loaded = results
+        .iter()
+        .filter(|r| r.is_valid() && matches!(r.workload, Workload::Matmul(_)))
+        .filter_map(|r| {
+            r.effective_clock_mhz
+                .or(r.telemetry_after.as_ref().and_then(|t| t.sm_clock_mhz))
+                .map(|c| (r.id.as_str(), c))
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some((id, c)) = loaded {
+        if c < CLOCK_HELD_SHARE * max_clock {
+            f.push(Finding::warn(format!(
+                "clocks not held: {c:.0} MHz under load ({id}), {:.0}% of the {max_clock:.0} MHz maximum",
+                100.0 * c / max_clock
+            )));
         }
     }
+}
 
-    // Temperature.
+/// The hottest sample against the slowdown threshold, or a fixed limit when there is none.
+fn temperature_findings(
+    samples: &[(&str, &Telemetry)],
+    slowdown: Option<f64>,
+    f: &mut Vec<Finding>,
+) {
     let hottest = samples
         .iter()
         .filter_map(|(id, t)| t.temperature_c.map(|c| (*id, c)))
         .max_by(|a, b| a.1.total_cmp(&b.1));
     if let Some((id, c)) = hottest {
-        match keys::number(d, keys::SLOWDOWN_TEMP_C) {
+        match slowdown {
             Some(slow) if c >= slow => f.push(Finding::fail(format!(
                 "{c:.0} °C during {id}: at or above its {slow:.0} °C slowdown threshold"
             ))),
@@ -479,87 +475,87 @@ pub fn health(
             _ => {}
         }
     }
+}
 
-    // Memory errors.
-    if let Some(n) = keys::number(d, keys::ECC_UNCORRECTED_VOLATILE).filter(|&n| n > 0.0) {
+/// ECC counters (and their growth during the run), remapped rows, retired pages.
+fn memory_findings(
+    d: &DeviceState,
+    before: &DeviceState,
+    after: Option<&DeviceState>,
+    sku: Option<&Sku>,
+    f: &mut Vec<Finding>,
+) {
+    if let Some(n) = d.ecc_errors_uncorrected_volatile.filter(|&n| n > 0) {
         f.push(Finding::fail(format!(
-            "{n:.0} uncorrectable ECC errors since the driver loaded"
+            "{n} uncorrectable ECC errors since the driver loaded"
         )));
     }
     if let Some(after) = after {
-        let grew = |key: &str| match (keys::number(before, key), keys::number(after, key)) {
+        let grew = |field: fn(&DeviceState) -> Option<u64>| match (field(before), field(after)) {
             (Some(b), Some(a)) if a > b => Some(a - b),
             _ => None,
         };
-        if let Some(n) = grew(keys::ECC_UNCORRECTED_VOLATILE) {
+        if let Some(n) = grew(|s| s.ecc_errors_uncorrected_volatile) {
             f.push(Finding::fail(format!(
-                "{n:.0} new uncorrectable ECC errors during the run"
+                "{n} new uncorrectable ECC errors during the run"
             )));
         }
-        if let Some(n) = grew(keys::ECC_CORRECTED_VOLATILE) {
+        if let Some(n) = grew(|s| s.ecc_errors_corrected_volatile) {
             f.push(Finding::warn(format!(
-                "{n:.0} new corrected ECC errors during the run"
+                "{n} new corrected ECC errors during the run"
             )));
         }
     }
-    if let Some(n) = keys::number(d, keys::ECC_CORRECTED_VOLATILE).filter(|&n| n > 0.0) {
+    if let Some(n) = d.ecc_errors_corrected_volatile.filter(|&n| n > 0) {
         f.push(Finding::pass(format!(
-            "{n:.0} corrected ECC errors since the driver loaded (corrected: watch the trend)"
+            "{n} corrected ECC errors since the driver loaded (corrected: watch the trend)"
         )));
     }
-    if keys::flag(d, keys::ECC_ENABLED) == Some(false)
-        && sku.is_some_and(|s| s.memory_type.starts_with("HBM"))
-    {
+    if d.ecc_enabled == Some(false) && sku.is_some_and(|s| s.memory_type.starts_with("HBM")) {
         f.push(Finding::warn(
             "ECC is disabled: memory errors would go unnoticed",
         ));
     }
-    if keys::flag(d, keys::REMAPPED_ROWS_FAILURE) == Some(true) {
+    if d.remapped_rows_failure == Some(true) {
         f.push(Finding::fail(
             "row remapping failed: no spare memory rows left, the GPU needs replacing",
         ));
     }
-    if keys::flag(d, keys::REMAPPED_ROWS_PENDING) == Some(true) {
+    if d.remapped_rows_pending == Some(true) {
         f.push(Finding::fail(
             "a row remapping is pending: drain and reset the GPU",
         ));
     }
-    if keys::flag(d, keys::RETIRED_PAGES_PENDING) == Some(true) {
+    if d.retired_pages_pending == Some(true) {
         f.push(Finding::fail(
             "a page retirement is pending: drain and reset the GPU",
         ));
     }
-    if let Some(n) = keys::number(d, keys::REMAPPED_ROWS_UNCORRECTABLE).filter(|&n| n > 0.0) {
+    if let Some(n) = d.remapped_rows_uncorrectable.filter(|&n| n > 0) {
         f.push(Finding::warn(format!(
-            "{n:.0} memory rows remapped after uncorrectable errors"
+            "{n} memory rows remapped after uncorrectable errors"
         )));
     }
+}
 
-    // PCIe link now against its maximum.
-    if let (Some(cur), Some(max)) = (
-        keys::number(d, keys::PCIE_WIDTH_CURRENT),
-        keys::number(d, keys::PCIE_WIDTH_MAX),
-    ) {
+/// PCIe link now against its maximum: the width always, the generation only right after the
+/// run (idle links train down).
+fn pcie_findings(d: &DeviceState, after: Option<&DeviceState>, f: &mut Vec<Finding>) {
+    if let (Some(cur), Some(max)) = (d.pcie_width, d.pcie_width_max) {
         if cur < max {
             f.push(Finding::fail(format!(
-                "PCIe link degraded to x{cur:.0} of x{max:.0} (reseat the card or check the riser)"
+                "PCIe link degraded to x{cur} of x{max} (reseat the card or check the riser)"
             )));
         }
     }
-    if let (Some(after), Some(max)) = (after, keys::number(d, keys::PCIE_GEN_MAX)) {
-        if let Some(cur) = keys::number(after, keys::PCIE_GEN_CURRENT).filter(|&c| c < max) {
+    if let (Some(after), Some(max)) = (after, d.pcie_gen_max) {
+        if let Some(cur) = after.pcie_gen.filter(|&c| c < max) {
             f.push(Finding::warn(format!(
-                "PCIe link at Gen{cur:.0} of Gen{max:.0} right after the run (a link at full \
+                "PCIe link at Gen{cur} of Gen{max} right after the run (a link at full \
                  load trains to its maximum): degraded, or read after it went idle"
             )));
         }
     }
-    if samples.is_empty() {
-        f.push(Finding::pass(
-            "no telemetry samples from this backend: throttling, clocks and temperature not checked",
-        ));
-    }
-    Check::new(CheckKind::Health, f)
 }
 
 /// One checksum of one output, from a stress run that recomputes the same inputs again and

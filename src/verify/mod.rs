@@ -25,12 +25,61 @@ const SAMPLED_LINES: usize = 6;
 /// Attention rows sampled in the large-size check.
 const SAMPLED_ROWS: usize = 48;
 
+/// How an output was checked, as written in reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum VerifyMethod {
+    /// Every output element against the f64 reference.
+    #[serde(rename = "full")]
+    Full,
+    /// Freivalds' random-vector check of the whole product plus sampled rows and columns.
+    #[serde(rename = "freivalds+sampled")]
+    FreivaldsSampled,
+    /// Sampled attention rows against the reference.
+    #[serde(rename = "sampled-rows")]
+    SampledRows,
+    /// Bit-exact comparison (memory copies).
+    #[serde(rename = "exact")]
+    Exact,
+    /// The output had the wrong number of elements; nothing was compared.
+    #[serde(rename = "shape")]
+    Shape,
+    /// Not verified (the run failed first).
+    #[serde(rename = "none")]
+    None,
+}
+
+impl VerifyMethod {
+    /// The name reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            VerifyMethod::Full => "full",
+            VerifyMethod::FreivaldsSampled => "freivalds+sampled",
+            VerifyMethod::SampledRows => "sampled-rows",
+            VerifyMethod::Exact => "exact",
+            VerifyMethod::Shape => "shape",
+            VerifyMethod::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for VerifyMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Compared with its report name, so `method == "full"` reads as it always did.
+impl PartialEq<&str> for VerifyMethod {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
+}
+
 /// The outcome of checking one output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verification {
     pub passed: bool,
-    /// `full`, `freivalds+sampled`, `sampled-rows`, `exact`.
-    pub method: String,
+    pub method: VerifyMethod,
     /// Largest relative error seen (see docs/verification.md for each workload's definition).
     /// Infinite (written as JSON `null`) when the output held NaN or nothing was compared.
     #[serde(with = "finite_or_null")]
@@ -96,11 +145,11 @@ impl Worst {
         self
     }
 
-    fn finish(self, method: &str, tol: f64) -> Verification {
+    fn finish(self, method: VerifyMethod, tol: f64) -> Verification {
         let passed = self.err <= tol && self.err.is_finite();
         Verification {
             passed,
-            method: method.into(),
+            method,
             max_rel_error: self.err,
             tolerance: tol,
             checked_elements: self.checked,
@@ -153,7 +202,7 @@ fn shape_mismatch(w: &Workload, out: &Tensor) -> Option<Verification> {
     let expected = w.output_len();
     (out.len() != expected).then(|| Verification {
         passed: false,
-        method: "shape".into(),
+        method: VerifyMethod::Shape,
         max_rel_error: f64::INFINITY,
         tolerance: 0.0,
         checked_elements: 0,
@@ -191,7 +240,7 @@ fn verify_matmul(spec: &MatmulSpec, a: &Tensor, b: &Tensor, c: &Tensor, seed: u6
                 w
             })
             .reduce(Worst::new, Worst::merge);
-        return worst.finish("full", tol);
+        return worst.finish(VerifyMethod::Full, tol);
     }
 
     // Sampled lines: first, last and random rows and columns, checked exactly.
@@ -266,7 +315,9 @@ fn verify_matmul(spec: &MatmulSpec, a: &Tensor, b: &Tensor, c: &Tensor, seed: u6
             .reduce(Worst::new, Worst::merge);
         frei = frei.merge(w);
     }
-    sampled.merge(frei).finish("freivalds+sampled", tol)
+    sampled
+        .merge(frei)
+        .finish(VerifyMethod::FreivaldsSampled, tol)
 }
 
 fn verify_attention(
@@ -284,11 +335,12 @@ fn verify_attention(
     );
     let total_rows = bn * hn * lq;
     let macs = total_rows as u128 * spec.kv_len as u128 * d as u128;
-    let (rows, method): (Vec<(usize, usize, usize)>, &str) = if macs <= FULL_ATTENTION_MACS {
+    let (rows, method): (Vec<(usize, usize, usize)>, VerifyMethod) = if macs <= FULL_ATTENTION_MACS
+    {
         let all = (0..bn)
             .flat_map(|b| (0..hn).flat_map(move |h| (0..lq).map(move |i| (b, h, i))))
             .collect();
-        (all, "full")
+        (all, VerifyMethod::Full)
     } else {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed));
         // Always the first and last query row (tails) of the first and last head.
@@ -300,7 +352,7 @@ fn verify_attention(
                 rng.random_range(0..lq),
             ));
         }
-        (rows, "sampled-rows")
+        (rows, VerifyMethod::SampledRows)
     };
     let tol = spec.dtype.tolerance();
     let worst = rows
@@ -339,7 +391,7 @@ fn verify_memory(spec: &MemorySpec, inputs: &[Tensor], out: &Tensor) -> Verifica
                 })
                 .reduce(Worst::new, Worst::merge);
             // f32 rounding of b + s·c, with or without a fused multiply-add: two ulps.
-            worst.finish("full", 2.5e-7)
+            worst.finish(VerifyMethod::Full, 2.5e-7)
         }
         MemOp::Read => {
             let src = &inputs[0];
@@ -352,7 +404,7 @@ fn verify_memory(spec: &MemorySpec, inputs: &[Tensor], out: &Tensor) -> Verifica
                 .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
             let mut w = Worst::new();
             w.see((out.get(0) - sum).abs() / abs.max(1e-30), || "sum".into());
-            w.finish("full", 1e-5)
+            w.finish(VerifyMethod::Full, 1e-5)
         }
     }
 }
@@ -372,5 +424,5 @@ fn exact_elements(n: usize, pair: impl Fn(usize) -> (f64, f64) + Sync) -> Verifi
             w
         })
         .reduce(Worst::new, Worst::merge);
-    worst.finish("exact", 0.0)
+    worst.finish(VerifyMethod::Exact, 0.0)
 }

@@ -3,9 +3,9 @@
 
 use super::kernels::{KernelId, Source};
 use super::nvrtc;
+use crate::backend::DeviceState;
 use crate::error::{Error, Result};
 use crate::units::Bytes;
-use crate::validate::keys;
 use cudarc::driver::result as dr;
 use cudarc::driver::sys::{self, CUdevice_attribute_enum as A, CUdeviceptr};
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DriverError};
@@ -59,15 +59,13 @@ impl Props {
             "shared_memory_per_block_optin_bytes".into(),
             json!(self.smem_per_block_optin),
         );
-        if let Some(k) = self.sm_clock_khz {
-            m.insert(keys::MAX_SM_CLOCK_MHZ_DRIVER.into(), json!(k / 1000));
-        }
-        if let Some(k) = self.mem_clock_khz {
-            m.insert(keys::MAX_MEMORY_CLOCK_MHZ_DRIVER.into(), json!(k / 1000));
-        }
-        if let Some(b) = self.bus_width_bits {
-            m.insert(keys::MEMORY_BUS_WIDTH_BITS.into(), json!(b));
-        }
+        let state = DeviceState {
+            sm_clock_max_mhz_driver: self.sm_clock_khz.map(|k| k / 1000),
+            memory_clock_max_mhz_driver: self.mem_clock_khz.map(|k| k / 1000),
+            memory_bus_width_bits: self.bus_width_bits,
+            ..DeviceState::default()
+        };
+        m.extend(state.to_details());
         m
     }
 }
@@ -348,10 +346,12 @@ mod tests {
             bus_width_bits: Some(6144),
         };
         let d = p.details();
-        // gpudb computes peaks of unknown GPUs from these (see validate::keys).
-        assert_eq!(keys::max_sm_clock_mhz(&d), Some(1980.0));
-        assert_eq!(keys::max_memory_clock_mhz(&d), Some(3201.0));
-        assert_eq!(keys::number(&d, keys::MEMORY_BUS_WIDTH_BITS), Some(6144.0));
+        // gpudb computes peaks of unknown GPUs from these (see backend::state).
+        let s = DeviceState::from_details(&d);
+        assert_eq!(s.max_sm_clock_mhz(), Some(1980.0));
+        assert_eq!(s.max_memory_clock_mhz(), Some(3201.0));
+        assert_eq!(s.memory_bus_width_bits, Some(6144));
+        assert_eq!(d["sm_clock_max_mhz_driver"], 1980);
         assert_eq!(d["arch"], "sm_90a");
     }
 

@@ -296,7 +296,7 @@ impl CudaBackend {
         .cloned()
         .chain(lib_notes)
         .collect();
-        let mut info = DeviceInfo {
+        let info = DeviceInfo {
             index: ordinal,
             backend: Some(BackendKind::Cuda),
             name: p.name.clone(),
@@ -308,11 +308,9 @@ impl CudaBackend {
             last_level_cache_bytes: Some(p.l2_bytes),
             driver_version,
             details,
+            // Filled above the backend, from the GPU database (gpudb::with_peaks).
             peaks: None,
         };
-        // Datasheet peaks from the GPU database; computed from SMs × rate × clock (and said so
-        // in `peaks.source`) for a GPU the database does not know.
-        info.peaks = crate::gpudb::peaks_for(&info).map(|(p, _computed)| p);
         Ok(CudaBackend {
             gpu,
             info,

@@ -5,14 +5,13 @@
 //! `CUDA_VISIBLE_DEVICES` and `CUDA_DEVICE_ORDER` renumber CUDA devices but not NVML ones.
 
 use super::libs;
-use crate::backend::Telemetry;
-use crate::validate::keys;
+use crate::backend::{DeviceState, Telemetry, ThrottleReason};
 use nvml_wrapper::bitmasks::device::ThrottleReasons;
 use nvml_wrapper::enum_wrappers::device::{
     Clock, EccCounter, GpuVirtualizationMode, MemoryError, TemperatureSensor, TemperatureThreshold,
 };
 use nvml_wrapper::{Device, Nvml};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::sync::OnceLock;
 
 static NVML: OnceLock<Option<Nvml>> = OnceLock::new();
@@ -39,40 +38,49 @@ pub fn driver_version() -> Option<String> {
     nvml()?.sys_driver_version().ok()
 }
 
-/// Every throttle reason set in `bits`, by name. A bitmask: several can be active at once.
-pub fn decode_throttle(bits: u64) -> Vec<String> {
+/// Every throttle reason set in `bits`. A bitmask: several can be active at once; bits this
+/// version has no name for are kept as one `Unknown` entry.
+pub fn decode_throttle(bits: u64) -> Vec<ThrottleReason> {
     // USER_DEFINED_CLOCKS is the old name of APPLICATIONS_CLOCKS_SETTING (the same bit).
-    const NAMES: [(ThrottleReasons, &str); 9] = [
-        (ThrottleReasons::GPU_IDLE, "gpu_idle"),
-        (
-            ThrottleReasons::APPLICATIONS_CLOCKS_SETTING,
-            "applications_clocks_setting",
-        ),
-        (ThrottleReasons::SW_POWER_CAP, "sw_power_cap"),
-        (ThrottleReasons::HW_SLOWDOWN, "hw_slowdown"),
-        (ThrottleReasons::SYNC_BOOST, "sync_boost"),
-        (ThrottleReasons::SW_THERMAL_SLOWDOWN, "sw_thermal_slowdown"),
-        (ThrottleReasons::HW_THERMAL_SLOWDOWN, "hw_thermal_slowdown"),
-        (
-            ThrottleReasons::HW_POWER_BRAKE_SLOWDOWN,
-            "hw_power_brake_slowdown",
-        ),
-        (
-            ThrottleReasons::DISPLAY_CLOCK_SETTING,
-            "display_clock_setting",
-        ),
+    const BITS: [ThrottleReasons; 9] = [
+        ThrottleReasons::GPU_IDLE,
+        ThrottleReasons::APPLICATIONS_CLOCKS_SETTING,
+        ThrottleReasons::SW_POWER_CAP,
+        ThrottleReasons::HW_SLOWDOWN,
+        ThrottleReasons::SYNC_BOOST,
+        ThrottleReasons::SW_THERMAL_SLOWDOWN,
+        ThrottleReasons::HW_THERMAL_SLOWDOWN,
+        ThrottleReasons::HW_POWER_BRAKE_SLOWDOWN,
+        ThrottleReasons::DISPLAY_CLOCK_SETTING,
     ];
-    let mut out: Vec<String> = NAMES
+    let mut out: Vec<ThrottleReason> = BITS
         .iter()
-        .filter(|(r, _)| bits & r.bits() != 0)
-        .map(|(_, n)| n.to_string())
+        .zip(ThrottleReason::KNOWN)
+        .filter(|(b, _)| bits & b.bits() != 0)
+        .map(|(_, r)| r)
         .collect();
-    let known = NAMES.iter().fold(0u64, |a, (r, _)| a | r.bits());
+    let known = BITS.iter().fold(0u64, |a, b| a | b.bits());
     let unknown = bits & !known;
     if unknown != 0 {
-        out.push(format!("unknown_0x{unknown:x}"));
+        out.push(ThrottleReason::Unknown(unknown));
     }
     out
+}
+
+/// The raw throttle-reason mask, read through the raw NVML symbol: nvml-wrapper's
+/// `current_throttle_reasons` truncates bits it does not know, which would hide them.
+fn throttle_bits(d: &Device) -> Option<u64> {
+    let lib = d.nvml().lib();
+    let f = lib
+        .nvmlDeviceGetCurrentClocksEventReasons
+        .as_ref()
+        .or(lib.nvmlDeviceGetCurrentClocksThrottleReasons.as_ref())
+        .ok()?;
+    let mut bits: std::ffi::c_ulonglong = 0;
+    // SAFETY: `nvmlReturn_t f(nvmlDevice_t, unsigned long long *)` with a live device handle
+    // and a valid out-pointer.
+    let rc = unsafe { f(d.handle(), &mut bits) };
+    (rc == 0).then_some(bits)
 }
 
 /// A telemetry sample; fields NVML cannot read stay `None`.
@@ -84,152 +92,96 @@ pub fn telemetry(d: &Device) -> Telemetry {
         temperature_c: d.temperature(TemperatureSensor::Gpu).ok().map(|v| v as f64),
         power_w: d.power_usage().ok().map(|mw| mw as f64 / 1e3),
         power_limit_w: d.enforced_power_limit().ok().map(|mw| mw as f64 / 1e3),
-        throttle_reasons: d
-            .current_throttle_reasons()
-            .map(|r| decode_throttle(r.bits()))
-            .unwrap_or_default(),
+        throttle_reasons: throttle_bits(d).map(decode_throttle).unwrap_or_default(),
     }
 }
 
-/// Device state for `DeviceInfo.details`: clocks, ECC, retired and remapped memory, PCIe link
-/// (current vs max), MIG mode, power limits. Each field is recorded only when NVML answers.
+/// Device state for `DeviceInfo.details`, as the map it is recorded in.
 pub fn details(d: &Device) -> Map<String, Value> {
-    let mut m = Map::new();
-    let mut put = |k: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            m.insert(k.into(), v);
-        }
+    state(d).to_details()
+}
+
+/// Device state: clocks, ECC, retired and remapped memory, PCIe link (current vs max), MIG
+/// mode, power limits. Each field is recorded only when NVML answers.
+pub fn state(d: &Device) -> DeviceState {
+    let watts = |mw: u32| mw as f64 / 1e3;
+    let mut s = DeviceState {
+        nvml_name: d.name().ok(),
+        sm_clock_mhz: d.clock_info(Clock::SM).ok(),
+        sm_clock_max_mhz: d.max_clock_info(Clock::SM).ok(),
+        memory_clock_mhz: d.clock_info(Clock::Memory).ok(),
+        memory_clock_max_mhz: d.max_clock_info(Clock::Memory).ok(),
+        temperature_c: d.temperature(TemperatureSensor::Gpu).ok(),
+        power_limit_w: d.enforced_power_limit().ok().map(watts),
+        power_limit_default_w: d.power_management_limit_default().ok().map(watts),
+        throttle_reasons: throttle_bits(d).map(decode_throttle),
+        serial: d.serial().ok(),
+        slowdown_temp_c: d.temperature_threshold(TemperatureThreshold::Slowdown).ok(),
+        virtualization_mode: d
+            .virtualization_mode()
+            .ok()
+            .map(|v| virtualization_name(v).into()),
+        nvlink_active_links: nvlink_active_links(d),
+        ..DeviceState::default()
     };
-    put("nvml_name", d.name().ok().map(Value::from));
-    for (now, max, clock) in [
-        ("sm_clock_mhz", keys::MAX_SM_CLOCK_MHZ, Clock::SM),
-        (
-            "memory_clock_mhz",
-            keys::MAX_MEMORY_CLOCK_MHZ,
-            Clock::Memory,
-        ),
-    ] {
-        put(now, d.clock_info(clock).ok().map(Value::from));
-        put(max, d.max_clock_info(clock).ok().map(Value::from));
-    }
-    put(
-        "temperature_c",
-        d.temperature(TemperatureSensor::Gpu).ok().map(Value::from),
-    );
-    put(
-        keys::POWER_LIMIT_W,
-        d.enforced_power_limit().ok().map(|v| json!(v as f64 / 1e3)),
-    );
-    put(
-        keys::DEFAULT_POWER_LIMIT_W,
-        d.power_management_limit_default()
-            .ok()
-            .map(|v| json!(v as f64 / 1e3)),
-    );
-    put(
-        "throttle_reasons",
-        d.current_throttle_reasons()
-            .ok()
-            .map(|r| json!(decode_throttle(r.bits()))),
-    );
-    put(
-        keys::ECC_ENABLED,
-        d.is_ecc_enabled().ok().map(|e| json!(e.currently_enabled)),
-    );
-    for (key, kind) in [
-        (keys::ECC_CORRECTED_VOLATILE, MemoryError::Corrected),
-        (keys::ECC_UNCORRECTED_VOLATILE, MemoryError::Uncorrected),
-    ] {
-        put(
-            key,
-            d.total_ecc_errors(kind, EccCounter::Volatile)
-                .ok()
-                .map(Value::from),
-        );
-    }
-    for (key, kind) in [
-        ("ecc_errors_corrected_aggregate", MemoryError::Corrected),
-        ("ecc_errors_uncorrected_aggregate", MemoryError::Uncorrected),
-    ] {
-        put(
-            key,
-            d.total_ecc_errors(kind, EccCounter::Aggregate)
-                .ok()
-                .map(Value::from),
-        );
-    }
+    memory_health(d, &mut s);
+    pcie_and_mig(d, &mut s);
+    s
+}
+
+/// ECC counters, retired pages and remapped rows.
+fn memory_health(d: &Device, s: &mut DeviceState) {
+    s.ecc_enabled = d.is_ecc_enabled().ok().map(|e| e.currently_enabled);
+    let ecc = |kind, counter| d.total_ecc_errors(kind, counter).ok();
+    s.ecc_errors_corrected_volatile = ecc(MemoryError::Corrected, EccCounter::Volatile);
+    s.ecc_errors_uncorrected_volatile = ecc(MemoryError::Uncorrected, EccCounter::Volatile);
+    s.ecc_errors_corrected_aggregate = ecc(MemoryError::Corrected, EccCounter::Aggregate);
+    s.ecc_errors_uncorrected_aggregate = ecc(MemoryError::Uncorrected, EccCounter::Aggregate);
     use nvml_wrapper::enum_wrappers::device::RetirementCause as R;
-    let retired: Option<usize> = match (
+    s.retired_pages = match (
         d.retired_pages(R::MultipleSingleBitEccErrors),
         d.retired_pages(R::DoubleBitEccError),
     ) {
-        (Ok(a), Ok(b)) => Some(a.len() + b.len()),
+        (Ok(a), Ok(b)) => Some((a.len() + b.len()) as u64),
         _ => None,
     };
-    put("retired_pages", retired.map(Value::from));
-    put(
-        keys::RETIRED_PAGES_PENDING,
-        d.are_pages_pending_retired().ok().map(Value::from),
-    );
+    s.retired_pages_pending = d.are_pages_pending_retired().ok();
     if let Some((corr, unc, pending, failed)) = remapped_rows(d) {
-        put(keys::REMAPPED_ROWS_CORRECTABLE, Some(json!(corr)));
-        put(keys::REMAPPED_ROWS_UNCORRECTABLE, Some(json!(unc)));
-        put(keys::REMAPPED_ROWS_PENDING, Some(json!(pending)));
-        put(keys::REMAPPED_ROWS_FAILURE, Some(json!(failed)));
+        s.remapped_rows_correctable = Some(corr);
+        s.remapped_rows_uncorrectable = Some(unc);
+        s.remapped_rows_pending = Some(pending);
+        s.remapped_rows_failure = Some(failed);
     }
-    put(
-        keys::PCIE_GEN_CURRENT,
-        d.current_pcie_link_gen().ok().map(Value::from),
-    );
-    put(
-        keys::PCIE_GEN_MAX,
-        d.max_pcie_link_gen().ok().map(Value::from),
-    );
-    put(
-        keys::PCIE_WIDTH_CURRENT,
-        d.current_pcie_link_width().ok().map(Value::from),
-    );
-    put(
-        keys::PCIE_WIDTH_MAX,
-        d.max_pcie_link_width().ok().map(Value::from),
-    );
-    let mig = d.mig_mode().ok().map(|m| m.current == 1);
-    put(
-        keys::MIG_MODE,
-        mig.map(|on| json!(if on { "enabled" } else { "disabled" })),
-    );
+}
+
+/// The PCIe link (now and at most) and MIG mode.
+fn pcie_and_mig(d: &Device, s: &mut DeviceState) {
+    s.pcie_gen = d.current_pcie_link_gen().ok();
+    s.pcie_gen_max = d.max_pcie_link_gen().ok();
+    s.pcie_width = d.current_pcie_link_width().ok();
+    s.pcie_width_max = d.max_pcie_link_width().ok();
+    s.mig_mode = d.mig_mode().ok().map(|m| m.current == 1);
     // A CUDA device on a GPU in MIG mode is one of its instances (CUDA sees only those).
-    put(keys::MIG_DEVICE, mig.map(Value::from));
-    put(keys::SERIAL, d.serial().ok().map(Value::from));
-    put(
-        keys::SLOWDOWN_TEMP_C,
-        d.temperature_threshold(TemperatureThreshold::Slowdown)
-            .ok()
-            .map(Value::from),
-    );
-    put(
-        keys::VIRTUALIZATION_MODE,
-        d.virtualization_mode().ok().map(|v| {
-            json!(match v {
-                GpuVirtualizationMode::Bare => "none",
-                GpuVirtualizationMode::PassThrough => "passthrough",
-                GpuVirtualizationMode::Vgpu => "vgpu",
-                GpuVirtualizationMode::HostVgpu => "host_vgpu",
-                GpuVirtualizationMode::HostVsga => "host_vsga",
-            })
-        }),
-    );
-    // NVLink: links in the active state (0 on PCIe-only boards; absent when NVML cannot say).
+    s.mig_device = s.mig_mode;
+}
+
+/// NVML's virtualisation mode by the name reports use.
+fn virtualization_name(v: GpuVirtualizationMode) -> &'static str {
+    match v {
+        GpuVirtualizationMode::Bare => "none",
+        GpuVirtualizationMode::PassThrough => "passthrough",
+        GpuVirtualizationMode::Vgpu => "vgpu",
+        GpuVirtualizationMode::HostVgpu => "host_vgpu",
+        GpuVirtualizationMode::HostVsga => "host_vsga",
+    }
+}
+
+/// NVLink links in the active state (0 on PCIe-only boards; `None` when NVML cannot say).
+fn nvlink_active_links(d: &Device) -> Option<u32> {
     let links: Vec<bool> = (0..NVLINK_MAX_LINKS)
         .filter_map(|l| d.link_wrapper_for(l).is_active().ok())
         .collect();
-    if !links.is_empty() {
-        put(
-            keys::NVLINK_ACTIVE_LINKS,
-            Some(json!(links.iter().filter(|&&a| a).count())),
-        );
-    }
-    m
+    (!links.is_empty()).then(|| links.iter().filter(|&&a| a).count() as u32)
 }
 
 /// NVML_NVLINK_MAX_LINKS: the most NVLink links any GPU has.
@@ -251,20 +203,25 @@ mod tests {
 
     #[test]
     fn throttle_reasons_are_a_bitmask() {
+        use ThrottleReason as R;
         assert!(decode_throttle(0).is_empty());
         let both =
             ThrottleReasons::SW_POWER_CAP.bits() | ThrottleReasons::HW_THERMAL_SLOWDOWN.bits();
         assert_eq!(
             decode_throttle(both),
-            vec![
-                "sw_power_cap".to_string(),
-                "hw_thermal_slowdown".to_string()
-            ]
+            vec![R::SwPowerCap, R::HwThermalSlowdown]
         );
         let odd = decode_throttle(ThrottleReasons::GPU_IDLE.bits() | (1 << 40));
-        assert_eq!(
-            odd,
-            vec!["gpu_idle".to_string(), "unknown_0x10000000000".to_string()]
-        );
+        assert_eq!(odd, vec![R::GpuIdle, R::Unknown(1 << 40)]);
+        let names: Vec<String> = odd.iter().map(R::name).collect();
+        assert_eq!(names, ["gpu_idle", "unknown_0x10000000000"]);
+    }
+
+    #[test]
+    fn every_named_reason_has_its_nvml_bit() {
+        for (i, r) in ThrottleReason::KNOWN.iter().enumerate() {
+            let bit = 1u64 << i;
+            assert_eq!(decode_throttle(bit), vec![r.clone()], "bit {bit:#x}");
+        }
     }
 }
