@@ -121,6 +121,7 @@ else
     ALL_DTYPES=bf16,f16,int8,f32
 fi
 SHAPE="${SIZE}x${SIZE}x${SIZE}"
+HALF_SHAPE="$((SIZE / 2))x$((SIZE / 2))x$((SIZE / 2))"
 COPY_BYTES="$(python3 -c "
 s='$COPY'; u={'KiB':1<<10,'MiB':1<<20,'GiB':1<<30}
 print(next((int(float(s[:-3]))*v for k,v in u.items() if s.endswith(k)), None) or int(s))")"
@@ -245,6 +246,8 @@ steps() {
         bench memory --size "$COPY" --op copy,read,write,triad --impl all
     step gemm-own 90 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-own)" \
         bench matmul --shape "$SHAPE" --dtype "$ALL_DTYPES" --layout nk --impl all
+    step gemm-own-layouts 40 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-own-layouts)" \
+        bench matmul --shape "$HALF_SHAPE" --dtype bf16 --layout kn,nk --impl all
     step gemm-own-decode 60 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-own-decode)" \
         bench matmul --shape "$DECODE_GEMM" --dtype bf16 --layout nk --impl all
     step attention-prefill 60 "${G[@]}" --max-time "$MAXT" --json "$(J attention-prefill)" \
