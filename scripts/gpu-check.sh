@@ -52,9 +52,10 @@ build() {
     cd "$ROOT"
     mkdir -p "$BIN"
     local exes
-    # cargo's JSON names each executable wherever CARGO_TARGET_DIR puts it.
-    exes="$( { cargo build --release --bin gpuvet --message-format=json
-               cargo test --release --no-run --test cuda_gpu --test backends --message-format=json; } \
+    # cargo's JSON names each executable wherever CARGO_TARGET_DIR puts it. One invocation: the
+    # integration tests need the gpuvet binary, so cargo builds it here too, with one feature
+    # set (a separate `cargo build` would compile every dependency a second time).
+    exes="$(cargo test --release --no-run --test cuda_gpu --test backends --message-format=json \
         | python3 -c 'import json,sys
 for l in sys.stdin:
     try: m = json.loads(l)
