@@ -135,6 +135,14 @@ def measure(args):
         return only is None or name in only
 
     flops = 2.0 * n * n * n
+
+    def add_matmul(r, name, unit, api):
+        # One n×n×n matmul result: its rate in the output and a line on stderr.
+        r.update(op="matmul", dtype=name, shape=[n, n, n], rate=flops / r["median_s"], unit=unit,
+                 api=api)
+        out["results"].append(r)
+        print(f"torch matmul {name:9} {r['rate'] / 1e12:8.1f} T{unit}", file=sys.stderr)
+
     cases = [
         ("bf16", torch.bfloat16, False),
         ("f16", torch.float16, False),
@@ -148,10 +156,7 @@ def measure(args):
         a, b = uniform((n, n), dtype), uniform((n, n), dtype)
         c = torch.empty((n, n), device=dev, dtype=dtype)
         r = time_op(torch, lambda: torch.matmul(a, b, out=c))
-        r.update(op="matmul", dtype=name, shape=[n, n, n], rate=flops / r["median_s"], unit="FLOP/s",
-                 api="torch.matmul" + (" (TF32 on)" if tf32 else ""))
-        out["results"].append(r)
-        print(f"torch matmul {name:9} {r['rate'] / 1e12:8.1f} TFLOP/s", file=sys.stderr)
+        add_matmul(r, name, "FLOP/s", "torch.matmul" + (" (TF32 on)" if tf32 else ""))
         del a, b, c
     set_tf32(False)
 
@@ -164,10 +169,7 @@ def measure(args):
             one = torch.tensor(1.0, device=dev)
             r = time_op(torch, lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one,
                                                          out_dtype=torch.bfloat16))
-            r.update(op="matmul", dtype="fp8_e4m3", shape=[n, n, n], rate=flops / r["median_s"],
-                     unit="FLOP/s", api="torch._scaled_mm (scales 1, bf16 out)")
-            out["results"].append(r)
-            print(f"torch matmul fp8_e4m3  {r['rate'] / 1e12:8.1f} TFLOP/s", file=sys.stderr)
+            add_matmul(r, "fp8_e4m3", "FLOP/s", "torch._scaled_mm (scales 1, bf16 out)")
             del a, w, b
         except RuntimeError as e:
             print(f"torch fp8 skipped: {e}", file=sys.stderr)
@@ -178,10 +180,7 @@ def measure(args):
             w = torch.randint(-127, 128, (n, n), device=dev, dtype=torch.int8, generator=gen)
             b = w.t()
             r = time_op(torch, lambda: torch._int_mm(a, b))
-            r.update(op="matmul", dtype="int8", shape=[n, n, n], rate=flops / r["median_s"],
-                     unit="OP/s", api="torch._int_mm")
-            out["results"].append(r)
-            print(f"torch matmul int8      {r['rate'] / 1e12:8.1f} TOP/s", file=sys.stderr)
+            add_matmul(r, "int8", "OP/s", "torch._int_mm")
             del a, w, b
         except RuntimeError as e:
             print(f"torch int8 skipped: {e}", file=sys.stderr)

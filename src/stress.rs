@@ -156,7 +156,8 @@ pub fn run_keeping(
     )?;
     let start = Instant::now();
     let job = |e: &PlanEntry, bs: &[&dyn Backend], ins: &[Tensor]| {
-        stress_one(e, bs[0], ins, cfg, stop, start)
+        let load = Load { cfg, stop, start };
+        stress_one(e, bs[0], ins, &load)
     };
     let mut devices = Vec::new();
     let mut done = |got: Vec<DeviceStress>| {
@@ -227,14 +228,14 @@ fn judge(devices: &[DeviceStress]) -> (Vec<String>, bool) {
     (reasons, consistent)
 }
 
-fn stress_one(
-    entry: &PlanEntry,
-    b: &dyn Backend,
-    inputs: &[Tensor],
-    cfg: &StressConfig,
-    stop: &AtomicBool,
+/// What every device's load shares: the settings, the stop flag and the common start time.
+struct Load<'a> {
+    cfg: &'a StressConfig,
+    stop: &'a AtomicBool,
     start: Instant,
-) -> DeviceStress {
+}
+
+fn stress_one(entry: &PlanEntry, b: &dyn Backend, inputs: &[Tensor], load: &Load) -> DeviceStress {
     let info = b.device();
     let index = entry.placement.lead();
     let mut out = DeviceStress {
@@ -250,7 +251,7 @@ fn stress_one(
         timeline: Vec::new(),
         error: None,
     };
-    if let Err(e) = stress_loop(entry, b, inputs, cfg, stop, start, &mut out) {
+    if let Err(e) = stress_loop(entry, b, inputs, load, &mut out) {
         out.error = Some(e.to_string());
     }
     let rates: Vec<f64> = out.timeline.iter().map(|p| p.throughput).collect();
@@ -264,11 +265,10 @@ fn stress_loop(
     entry: &PlanEntry,
     b: &dyn Backend,
     inputs: &[Tensor],
-    cfg: &StressConfig,
-    stop: &AtomicBool,
-    start: Instant,
+    load: &Load,
     out: &mut DeviceStress,
 ) -> Result<()> {
+    let Load { cfg, stop, start } = *load;
     let (w, index) = (&entry.workload, entry.placement.lead());
     let opts = PrepareOptions {
         buffer_sets: entry.buffer_sets,

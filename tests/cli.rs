@@ -19,6 +19,21 @@ fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
+/// A command line written as one string, split at white space (no argument here has any).
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// True (and says so on stderr) where this machine has an NVIDIA GPU, so that a test of the
+/// no-GPU path has nothing to check.
+fn has_gpu() -> bool {
+    let gpu = Path::new("/dev/nvidia0").exists();
+    if gpu {
+        eprintln!("skipped: this machine has an NVIDIA GPU");
+    }
+    gpu
+}
+
 #[test]
 fn quick_suite_on_mock_prints_a_table_and_exits_0() {
     gpuvet()
@@ -53,16 +68,7 @@ fn json_to_stdout_is_pure_json_with_the_public_fields() {
     for key in ["passed", "method", "max_rel_error"] {
         assert!(r["verification"].get(key).is_some(), "verification.{key}");
     }
-    for key in [
-        "samples",
-        "median_s",
-        "mean_s",
-        "min_s",
-        "max_s",
-        "stddev_s",
-        "ci95_low_s",
-        "ci95_high_s",
-    ] {
+    for key in words("samples median_s mean_s min_s max_s stddev_s ci95_low_s ci95_high_s") {
         assert!(r["stats"].get(key).is_some(), "stats.{key}");
     }
     assert_eq!(r["throughput"]["unit"], "FLOP/s");
@@ -157,12 +163,9 @@ fn csv_and_markdown_files() {
 #[test]
 fn bad_export_path_fails_before_running() {
     gpuvet()
-        .args([
-            "--backend",
-            "mock",
-            "--json",
-            "/nonexistent-dir/x/report.json",
-        ])
+        .args(words(
+            "--backend mock --json /nonexistent-dir/x/report.json",
+        ))
         .assert()
         .code(2)
         .stderr(predicate::str::contains("not writable or does not exist"));
@@ -170,67 +173,36 @@ fn bad_export_path_fails_before_running() {
 
 #[test]
 fn bad_inputs_exit_2_with_one_clear_line() {
-    let cases: &[(&[&str], &str)] = &[
+    let cases: &[(&str, &str)] = &[
+        ("bench matmul --shape 0x8x8", "must each be at least 1"),
+        ("bench matmul --shape 8x8", "is not a shape"),
+        ("bench matmul --shape 8x8x8 --dtype f64", "unknown dtype"),
         (
-            &["bench", "matmul", "--shape", "0x8x8"],
-            "must each be at least 1",
-        ),
-        (&["bench", "matmul", "--shape", "8x8"], "is not a shape"),
-        (
-            &["bench", "matmul", "--shape", "8x8x8", "--dtype", "f64"],
-            "unknown dtype",
-        ),
-        (
-            &[
-                "bench",
-                "matmul",
-                "--shape",
-                "18446744073709551615x18446744073709551615x2",
-            ],
+            "bench matmul --shape 18446744073709551615x18446744073709551615x2",
             "far beyond any device memory",
         ),
+        ("bench attention --seq 16 --dtype int8", "f32, f16 or bf16"),
         (
-            &["bench", "attention", "--seq", "16", "--dtype", "int8"],
-            "f32, f16 or bf16",
-        ),
-        (
-            &[
-                "bench",
-                "attention",
-                "--seq",
-                "16",
-                "--heads",
-                "8",
-                "--kv-heads",
-                "3",
-            ],
+            "bench attention --seq 16 --heads 8 --kv-heads 3",
             "must divide",
         ),
         (
-            &[
-                "bench",
-                "attention",
-                "--seq",
-                "32",
-                "--kv-seq",
-                "16",
-                "--causal",
-            ],
+            "bench attention --seq 32 --kv-seq 16 --causal",
             "causal needs",
         ),
-        (&["bench", "memory", "--size", "8TiB"], "not enough memory"),
-        (&["bench", "memory", "--size", "12XB"], "unknown size unit"),
-        (&["--no-such-flag"], "unexpected argument"),
-        (&["--max-time=-1"], "out of range"),
+        ("bench memory --size 8TiB", "not enough memory"),
+        ("bench memory --size 12XB", "unknown size unit"),
+        ("--no-such-flag", "unexpected argument"),
+        ("--max-time=-1", "out of range"),
         (
-            &["bench", "matmul", "--shape", "8x8x8", "--impl", "nonesuch"],
+            "bench matmul --shape 8x8x8 --impl nonesuch",
             "no implementation `nonesuch`",
         ),
     ];
     for (args, msg) in cases {
         let out = gpuvet()
             .args(["--backend", "cpu"])
-            .args(*args)
+            .args(words(args))
             .assert()
             .code(2)
             .get_output()
@@ -244,21 +216,24 @@ fn bad_inputs_exit_2_with_one_clear_line() {
 
 #[test]
 fn cuda_backend_without_a_gpu_exits_2() {
-    if std::path::Path::new("/dev/nvidia0").exists() {
-        eprintln!("skipped: this machine has an NVIDIA GPU");
+    exits_2_without_a_gpu("--backend cuda info", "cuda");
+}
+
+/// On a machine with no NVIDIA GPU, `line` exits 2 with `msg` on stderr.
+fn exits_2_without_a_gpu(line: &str, msg: &str) {
+    if has_gpu() {
         return;
     }
     gpuvet()
-        .args(["--backend", "cuda", "info"])
+        .args(words(line))
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("cuda"));
+        .stderr(predicate::str::contains(msg));
 }
 
 #[test]
 fn auto_falls_back_to_cpu_with_a_notice() {
-    if std::path::Path::new("/dev/nvidia0").exists() {
-        eprintln!("skipped: this machine has an NVIDIA GPU");
+    if has_gpu() {
         return;
     }
     gpuvet()
@@ -274,41 +249,19 @@ fn cpu_bench_each_workload_kind() {
     gpuvet()
         .args(["--backend", "cpu"])
         .args(QUICK)
-        .args([
-            "bench",
-            "matmul",
-            "--shape",
-            "33x17x9",
-            "--dtype",
-            "f32,bf16,int8",
-            "--layout",
-            "kn,nk",
-        ])
+        .args(words(
+            "bench matmul --shape 33x17x9 --dtype f32,bf16,int8 --layout kn,nk",
+        ))
         .assert()
         .code(0)
         .stdout(predicate::str::contains("matmul.int8.33x17x9.nk"));
     gpuvet()
         .args(["--backend", "cpu"])
         .args(QUICK)
-        .args([
-            "bench",
-            "attention",
-            "--batch",
-            "2",
-            "--heads",
-            "8",
-            "--kv-heads",
-            "2",
-            "--seq",
-            "5",
-            "--kv-seq",
-            "40",
-            "--head-dim",
-            "64",
-            "--causal",
-            "--dtype",
-            "f32,f16",
-        ])
+        .args(words(
+            "bench attention --batch 2 --heads 8 --kv-heads 2 --seq 5 --kv-seq 40",
+        ))
+        .args(words("--head-dim 64 --causal --dtype f32,f16"))
         .assert()
         .code(0)
         .stdout(predicate::str::contains(
@@ -317,14 +270,7 @@ fn cpu_bench_each_workload_kind() {
     gpuvet()
         .args(["--backend", "cpu"])
         .args(QUICK)
-        .args([
-            "bench",
-            "memory",
-            "--size",
-            "1MiB",
-            "--op",
-            "copy,read,write,triad",
-        ])
+        .args(words("bench memory --size 1MiB --op copy,read,write,triad"))
         .assert()
         .code(0)
         .stdout(predicate::str::contains("memory.triad.1MiB"));
@@ -379,28 +325,14 @@ fn ctrl_c_stops_cleanly_and_keeps_what_finished() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
     let child = P::new(assert_cmd::cargo::cargo_bin("gpuvet"))
-        .args([
-            "--backend",
-            "cpu",
-            "--warmup",
-            "0",
-            "--max-time",
-            "0.2",
-            "--min-samples",
-            "2",
-            "--json",
-        ])
+        .args(words(
+            "--backend cpu --warmup 0 --max-time 0.2 --min-samples 2 --json",
+        ))
         .arg(&json)
-        .args([
-            "bench",
-            "memory",
-            "--size",
-            "1MiB",
-            "--op",
-            "copy,read,write,triad,copy,read",
-            "--size",
-            "2MiB,3MiB,4MiB,5MiB,6MiB,7MiB,8MiB,9MiB,10MiB,11MiB,12MiB,13MiB,14MiB,15MiB,16MiB",
-        ])
+        .args(words(
+            "bench memory --size 1MiB --op copy,read,write,triad,copy,read --size",
+        ))
+        .arg("2MiB,3MiB,4MiB,5MiB,6MiB,7MiB,8MiB,9MiB,10MiB,11MiB,12MiB,13MiB,14MiB,15MiB,16MiB")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -439,15 +371,7 @@ fn stress_passes_when_outputs_repeat_and_names_a_planted_fault() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("stress.json");
     gpuvet()
-        .args([
-            "--backend",
-            "cpu",
-            "stress",
-            "--duration",
-            "2s",
-            "--size",
-            "64",
-        ])
+        .args(words("--backend cpu stress --duration 2s --size 64"))
         .args(["--check-interval", "0.3"])
         .assert()
         .code(0)
@@ -455,15 +379,7 @@ fn stress_passes_when_outputs_repeat_and_names_a_planted_fault() {
     gpuvet()
         .args(["--backend", "cpu", "--json"])
         .arg(&json)
-        .args([
-            "stress",
-            "--duration",
-            "2s",
-            "--size",
-            "64",
-            "--check-interval",
-            "0.3",
-        ])
+        .args(words("stress --duration 2s --size 64 --check-interval 0.3"))
         .args(["--plant-fault", "0:2"])
         .assert()
         .code(1)
@@ -476,15 +392,7 @@ fn stress_passes_when_outputs_repeat_and_names_a_planted_fault() {
 
 #[test]
 fn stress_without_a_gpu_says_so_and_exits_2() {
-    if std::path::Path::new("/dev/nvidia0").exists() {
-        eprintln!("skipped: this machine has an NVIDIA GPU");
-        return;
-    }
-    gpuvet()
-        .args(["stress", "--duration", "1s"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("stress needs an NVIDIA GPU"));
+    exits_2_without_a_gpu("stress --duration 1s", "stress needs an NVIDIA GPU");
 }
 
 #[test]
@@ -510,8 +418,7 @@ fn baselines_save_compare_and_refuse_corrupt_files() {
     base(&["--export", &format!("github:{}", gh.display())])
         .assert()
         .code(0);
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&gh).unwrap()).unwrap();
+    let v = read_json(&gh);
     assert!(v.as_array().unwrap().len() >= 4);
     // A corrupt baseline is an error before anything runs, and is left as it was.
     std::fs::write(bdir.join("bad.json"), "{\"schema_version\": 1, \"tool\"").unwrap();
@@ -542,7 +449,7 @@ fn baselines_save_compare_and_refuse_corrupt_files() {
 
 #[test]
 fn validate_without_a_gpu_exits_2_and_the_pipeline_runs_on_mock() {
-    if !std::path::Path::new("/dev/nvidia0").exists() {
+    if !Path::new("/dev/nvidia0").exists() {
         gpuvet()
             .arg("validate")
             .assert()
@@ -557,8 +464,7 @@ fn validate_without_a_gpu_exits_2_and_the_pipeline_runs_on_mock() {
         .assert()
         .code(0)
         .stdout(predicate::str::contains("correctness"));
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&v1).unwrap()).unwrap();
+    let v = read_json(&v1);
     assert_eq!(v["kind"], "gpuvet-verdict");
     // The mock's fake rates sit below its fake datasheet's expectations: WARN, still exit 0.
     assert_ne!(v["verdict"], "FAIL");
@@ -576,8 +482,7 @@ fn validate_without_a_gpu_exits_2_and_the_pipeline_runs_on_mock() {
         .assert()
         .code(1);
     // Mock runs all claim the same host: make the second another node.
-    let mut v2j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&v2).unwrap()).unwrap();
+    let mut v2j = read_json(&v2);
     v2j["hostname"] = "node2".into();
     std::fs::write(&v2, serde_json::to_string(&v2j).unwrap()).unwrap();
     // The fleet view names the node to drain.
@@ -589,15 +494,9 @@ fn validate_without_a_gpu_exits_2_and_the_pipeline_runs_on_mock() {
         .stdout(predicate::str::contains("drain"));
     // A soak: half suite, half stress with checksums.
     gpuvet()
-        .args([
-            "--backend",
-            "mock",
-            "-q",
-            "validate",
-            "--allow-cpu",
-            "--duration",
-            "2s",
-        ])
+        .args(words(
+            "--backend mock -q validate --allow-cpu --duration 2s",
+        ))
         .assert()
         .code(0);
     // --backend cpu without --allow-cpu is refused.
@@ -652,26 +551,10 @@ fn sweep_suite_report_and_plots() {
         .code(2);
     let est = dir.path().join("estimate.json");
     gpuvet()
-        .args([
-            "--backend",
-            "cpu",
-            "--warmup",
-            "0",
-            "--max-time",
-            "0.02",
-            "--min-samples",
-            "2",
-        ])
-        .args([
-            "suite",
-            "llm",
-            "--model",
-            "llama3.1-8b",
-            "--tp",
-            "8",
-            "--batch",
-            "1",
-        ])
+        .args(words(
+            "--backend cpu --warmup 0 --max-time 0.02 --min-samples 2",
+        ))
+        .args(words("suite llm --model llama3.1-8b --tp 8 --batch 1"))
         .args(["--prompt", "16", "--gen", "8", "--estimate-json"])
         .arg(&est)
         .assert()

@@ -210,28 +210,6 @@ fn attention_matches_reference() {
 }
 
 #[test]
-fn attention_spans_several_blocks() {
-    // More query rows and keys than one block holds, with ragged last blocks, so the online
-    // rescaling across key blocks and the diagonal mask inside a block both run.
-    let be = backend();
-    for (lq, lkv, causal) in [(130, 300, false), (130, 300, true), (300, 300, true)] {
-        let w = Workload::Attention(AttentionSpec {
-            batch: 1,
-            q_heads: 2,
-            kv_heads: 1,
-            q_len: lq,
-            kv_len: lkv,
-            head_dim: 64,
-            causal,
-            dtype: DType::F32,
-        });
-        let (ins, out, _) = run_once(&be, &w, 1);
-        assert_verified(&w, &ins, &out);
-        assert_eq!(verify(&w, &ins, &out, SEED).method, "full");
-    }
-}
-
-#[test]
 fn attention_odd_head_dims_and_more_queries_than_keys() {
     let be = backend();
     for (d, lq, lkv, causal) in [(1, 3, 3, true), (3, 300, 5, false), (65, 9, 260, true)] {
@@ -250,24 +228,29 @@ fn attention_odd_head_dims_and_more_queries_than_keys() {
     }
 }
 
+/// What the CPU's memory ops hand back (verification of every op at ragged sizes is in
+/// tests/backends.rs): a read is one f64 sum, and everything computes in f32.
 #[test]
-fn memory_ops_match_reference() {
+fn memory_read_is_one_f64_sum_and_ops_compute_in_f32() {
     let be = backend();
-    for bytes in [4096u64, (1 << 20) + 4, 3 << 20] {
-        for op in MemOp::ALL {
-            let w = Workload::Memory(MemorySpec { op, bytes });
-            let (ins, out, p) = run_once(&be, &w, 1);
-            assert!(no_poison_left(&out), "{}: poison left", w.name());
-            if op == MemOp::Read {
-                assert!(matches!(out.data, Data::F64(_)));
-                assert_eq!(out.len(), 1);
-            }
-            assert_verified(&w, &ins, &out);
-            assert_eq!(p.compute_dtype(), "f32");
+    for op in MemOp::ALL {
+        let w = Workload::Memory(MemorySpec {
+            op,
+            bytes: (1 << 20) + 4,
+        });
+        let (ins, out, p) = run_once(&be, &w, 1);
+        assert!(no_poison_left(&out), "{}: poison left", w.name());
+        if op == MemOp::Read {
+            assert!(matches!(out.data, Data::F64(_)));
+            assert_eq!(out.len(), 1);
         }
+        assert_verified(&w, &ins, &out);
+        assert_eq!(p.compute_dtype(), "f32");
     }
 }
 
+/// The cache policy each prepare option gives, the memory rotation needs, and that set 0 still
+/// verifies after every set has run (tests/backends.rs verifies before the timed runs only).
 #[test]
 fn rotated_buffer_sets_give_verified_outputs() {
     let be = backend();

@@ -142,28 +142,26 @@ fn every_sku_has_identity_and_expectations() {
     }
 }
 
+/// Each `(name, compute capability, SMs, memory MiB)` is looked up as the SKU `want`.
+fn assert_lookups(cases: &[(&str, &str, u32, u64, &str)]) {
+    for &(name, cc, sms, mib, want) in cases {
+        assert_eq!(
+            id_of(&gpu(name, cc, sms, mib)).as_deref(),
+            Some(want),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn lookup_tells_h100_pcie_from_sxm_and_nvl() {
-    assert_eq!(
-        id_of(&gpu("NVIDIA H100 80GB HBM3", "9.0", 132, 81559)).as_deref(),
-        Some("h100-sxm")
-    );
-    assert_eq!(
-        id_of(&gpu("NVIDIA H100 PCIe", "9.0", 114, 81559)).as_deref(),
-        Some("h100-pcie")
-    );
-    assert_eq!(
-        id_of(&gpu("NVIDIA H100 NVL", "9.0", 132, 95830)).as_deref(),
-        Some("h100-nvl")
-    );
-    assert_eq!(
-        id_of(&gpu("NVIDIA H200", "9.0", 132, 143771)).as_deref(),
-        Some("h200-sxm")
-    );
-    assert_eq!(
-        id_of(&gpu("NVIDIA H200 NVL", "9.0", 132, 143771)).as_deref(),
-        Some("h200-nvl")
-    );
+    assert_lookups(&[
+        ("NVIDIA H100 80GB HBM3", "9.0", 132, 81559, "h100-sxm"),
+        ("NVIDIA H100 PCIe", "9.0", 114, 81559, "h100-pcie"),
+        ("NVIDIA H100 NVL", "9.0", 132, 95830, "h100-nvl"),
+        ("NVIDIA H200", "9.0", 132, 143771, "h200-sxm"),
+        ("NVIDIA H200 NVL", "9.0", 132, 143771, "h200-nvl"),
+    ]);
 }
 
 #[test]
@@ -190,13 +188,7 @@ fn lookup_tells_close_names_apart() {
         ("Tesla V100-PCIE-32GB", "7.0", 80, 32510, "v100-pcie"),
         ("NVIDIA B200", "10.0", 148, 183359, "b200"),
     ];
-    for (name, cc, sms, mib, want) in cases {
-        assert_eq!(
-            id_of(&gpu(name, cc, sms, mib)).as_deref(),
-            Some(want),
-            "{name}"
-        );
-    }
+    assert_lookups(&cases);
     // A name that matches but a compute capability that cannot: not that SKU.
     assert_eq!(id_of(&gpu("NVIDIA A10", "9.0", 72, 23028)), None);
 }

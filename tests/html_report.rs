@@ -14,20 +14,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-fn mock_report(dir: &Path, args: &[&str]) -> (Report, PathBuf) {
+fn mock_report(dir: &Path, args: &str) -> (Report, PathBuf) {
     let path = dir.join("results.json");
     let out = Command::cargo_bin("gpuvet")
         .unwrap()
-        .args([
-            "--backend",
-            "mock",
-            "-q",
-            "--min-samples",
-            "3",
-            "--max-samples",
-            "3",
-        ])
-        .args(args)
+        .args("--backend mock -q --min-samples 3 --max-samples 3".split_whitespace())
+        .args(args.split_whitespace())
         .arg("--json")
         .arg(&path)
         .env_remove("GPUVET_BACKEND")
@@ -84,7 +76,7 @@ fn assert_self_contained(html: &str) {
 #[test]
 fn page_is_self_contained_with_inventory_results_and_charts() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = mock_report(dir.path(), &[]);
+    let (r, _) = mock_report(dir.path(), "");
     let tl = timelines();
     let html = render_html_with(
         &r,
@@ -117,7 +109,7 @@ fn page_is_self_contained_with_inventory_results_and_charts() {
 #[test]
 fn run_report_writes_the_page_and_refuses_bad_files() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, results) = mock_report(dir.path(), &[]);
+    let (r, results) = mock_report(dir.path(), "");
     let verdict = gpuvet::validate::judge(&r, &gpuvet::validate::ValidateArgs::default());
     let vpath = dir.path().join("verdict.json");
     std::fs::write(&vpath, verdict.to_json()).unwrap();
@@ -346,14 +338,7 @@ fn report_renders_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let (r, _) = mock_report(
         dir.path(),
-        &[
-            "bench",
-            "matmul",
-            "--shape",
-            "16x64x32,32x64x32,64x64x32,128x64x32",
-            "--dtype",
-            "f32,bf16",
-        ],
+        "bench matmul --shape 16x64x32,32x64x32,64x64x32,128x64x32 --dtype f32,bf16",
     );
     let tl = timelines();
     let html = render_html_with(

@@ -7,23 +7,16 @@ use gpuvet::report::Report;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Runs `gpuvet --backend mock -q ARGS --json PATH` and loads the report.
-fn mock_run(dir: &Path, name: &str, args: &[&str], fault: Option<&str>) -> Report {
+/// Runs `gpuvet --backend mock -q ARGS --json PATH` (ARGS split at white space) and loads the
+/// report.
+fn mock_run(dir: &Path, name: &str, args: &str, fault: Option<&str>) -> Report {
     let path = dir.join(format!("{name}.json"));
     let mut c = Command::cargo_bin("gpuvet").unwrap();
-    c.args([
-        "--backend",
-        "mock",
-        "-q",
-        "--min-samples",
-        "3",
-        "--max-samples",
-        "3",
-    ])
-    .args(args)
-    .arg("--json")
-    .arg(&path)
-    .env_remove("GPUVET_BACKEND");
+    c.args("--backend mock -q --min-samples 3 --max-samples 3".split_whitespace())
+        .args(args.split_whitespace())
+        .arg("--json")
+        .arg(&path)
+        .env_remove("GPUVET_BACKEND");
     match fault {
         Some(f) => c.env("GPUVET_MOCK_FAULT", f),
         None => c.env_remove("GPUVET_MOCK_FAULT"),
@@ -97,7 +90,7 @@ fn expected_roofline(r: &Report) -> BTreeMap<String, usize> {
 #[test]
 fn roofline_has_every_verified_result_and_the_ceilings() {
     let dir = tempfile::tempdir().unwrap();
-    let r = mock_run(dir.path(), "run", &[], None);
+    let r = mock_run(dir.path(), "run", "", None);
     let files = plot::write_plots(&r, &dir.path().join("plots"), None).unwrap();
     assert_eq!(files, vec![dir.path().join("plots/roofline.svg")]);
     let svg = parse(&files[0]);
@@ -138,7 +131,7 @@ fn roofline_has_every_verified_result_and_the_ceilings() {
 #[test]
 fn wrong_results_are_not_plotted() {
     let dir = tempfile::tempdir().unwrap();
-    let r = mock_run(dir.path(), "fault", &[], Some("matmul.bf16"));
+    let r = mock_run(dir.path(), "fault", "", Some("matmul.bf16"));
     assert!(r.results.iter().any(|x| !x.is_valid()));
     let svg = plot::roofline_svg(&r, 0).unwrap().unwrap();
     assert!(!svg.contains("matmul bf16"), "a wrong result was drawn");
@@ -151,14 +144,7 @@ fn matmul_sweep_curves_per_dtype() {
     let r = mock_run(
         dir.path(),
         "sweep",
-        &[
-            "bench",
-            "matmul",
-            "--shape",
-            "16x64x32,32x64x32,64x64x32,128x64x32",
-            "--dtype",
-            "f32,bf16",
-        ],
+        "bench matmul --shape 16x64x32,32x64x32,64x64x32,128x64x32 --dtype f32,bf16",
         None,
     );
     assert_eq!(plot::infer_axis(&r).as_deref(), Some("m"));
@@ -189,14 +175,7 @@ fn memory_sweep_over_sizes() {
     let r = mock_run(
         dir.path(),
         "mem",
-        &[
-            "bench",
-            "memory",
-            "--size",
-            "1MiB,2MiB,4MiB",
-            "--op",
-            "copy,triad",
-        ],
+        "bench memory --size 1MiB,2MiB,4MiB --op copy,triad",
         None,
     );
     assert_eq!(plot::infer_axis(&r).as_deref(), Some("size"));
@@ -258,7 +237,7 @@ fn timelines_one_line_per_gpu_per_panel() {
 #[test]
 fn nothing_to_draw_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut r = mock_run(dir.path(), "run", &[], None);
+    let mut r = mock_run(dir.path(), "run", "", None);
     r.results.clear();
     assert!(plot::write_plots(&r, &dir.path().join("p"), Some("m"))
         .unwrap()

@@ -1,7 +1,7 @@
 //! Sweep curves: throughput against the swept axis, one line per implementation (and per
 //! dtype, layout or any other setting that differs between the results).
 
-use super::{color, compact, draw_err, si_scale, HEIGHT, WIDTH};
+use super::{color, compact, draw_err, draw_legend, si_scale, square_mark, HEIGHT, WIDTH};
 use crate::error::Result;
 use crate::report::Report;
 use crate::sweep::{axis_value, params};
@@ -189,19 +189,12 @@ fn draw(list: &[Curve], axis: &str, unit: &str, title: &str, out: &mut String) -
             .draw_series(LineSeries::new(pts.clone(), col.stroke_width(2)))
             .map_err(&err)?
             .label(c.name.clone())
-            .legend(move |(x, y)| Rectangle::new([(x + 5, y - 5), (x + 15, y + 5)], col.filled()));
+            .legend(square_mark(col));
         chart
             .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, col.filled())))
             .map_err(&err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(180, 180, 180))
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(&err)?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, 13, "sweep")?;
     root.present().map_err(&err)?;
     Ok(())
 }

@@ -20,7 +20,11 @@ pub use timeline::{stress_timelines, timeline_svg, Timeline};
 
 use crate::error::{Error, Result};
 use crate::report::Report;
-use plotters::style::RGBColor;
+use plotters::chart::{ChartContext, SeriesLabelPosition};
+use plotters::coord::CoordTranslate;
+use plotters::element::{PathElement, Rectangle};
+use plotters::prelude::DrawingBackend;
+use plotters::style::{Color, RGBColor, WHITE};
 use std::path::{Path, PathBuf};
 
 /// Chart size in SVG user units (pixels at 100%).
@@ -52,6 +56,39 @@ pub(crate) fn draw_err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> Error 
             "drawing the {what} chart: {e}"
         )))
     }
+}
+
+/// Draws the legend box every chart uses (white, grey border) at `pos`, then presents nothing:
+/// the caller still owns the drawing area.
+pub(crate) fn draw_legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    pos: SeriesLabelPosition,
+    font_size: u32,
+    what: &str,
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(pos)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(180, 180, 180))
+        .label_font(("sans-serif", font_size))
+        .draw()
+        .map_err(draw_err(what))
+}
+
+/// The legend mark of a data series: a filled square (data points are circles, so every circle
+/// in a file is a point).
+pub(crate) fn square_mark(c: RGBColor) -> impl Fn((i32, i32)) -> Rectangle<(i32, i32)> {
+    move |(x, y)| Rectangle::new([(x + 5, y - 5), (x + 15, y + 5)], c.filled())
+}
+
+/// The legend mark of a roof or reference line: a short stroke of `width`.
+pub(crate) fn line_mark(c: RGBColor, width: u32) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(width))
 }
 
 /// Writes every chart the report supports into `dir` (created if missing): one roofline per

@@ -1,7 +1,7 @@
 //! The roofline: every verified result as a point (arithmetic intensity, achieved rate) under
 //! the device's ceilings, so that "how far from what this GPU can do" is one look.
 
-use super::{color, compact, draw_err, HEIGHT, WIDTH};
+use super::{color, compact, draw_err, draw_legend, line_mark, square_mark, HEIGHT, WIDTH};
 use crate::error::Result;
 use crate::report::Report;
 use crate::workload::Workload;
@@ -122,6 +122,9 @@ pub fn roofline_svg(report: &Report, device: usize) -> Result<Option<String>> {
     Ok(Some(svg))
 }
 
+/// The chart a roofline is drawn on: log-log, FLOP per byte against FLOP/s.
+type LogChart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<LogCoord<f64>, LogCoord<f64>>>;
+
 fn draw(d: &RooflineData, out: &mut String) -> Result<()> {
     let err = draw_err("roofline");
     let (x0, x1, y0, y1) = d.extents();
@@ -150,41 +153,67 @@ fn draw(d: &RooflineData, out: &mut String) -> Result<()> {
         .map_err(&err)?;
 
     let top = d.compute_peaks.values().copied().fold(y1 / 2.0, f64::max);
-    // Datasheet memory roof: bandwidth × intensity, up to the highest compute peak.
+    let x = (x0, x1);
     if let Some(bw) = d.bandwidth {
-        let end = (top / bw).min(x1);
-        let c = RGBColor(60, 60, 60);
-        chart
-            .draw_series(LineSeries::new(
-                vec![(x0, bw * x0), (end, bw * end)],
-                c.stroke_width(2),
-            ))
-            .map_err(&err)?
-            .label(format!("memory {} (datasheet)", rate_text(bw, "B/s")))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        let label = format!("memory {} (datasheet)", rate_text(bw, "B/s"));
+        memory_roof(&mut chart, bw, x, top, false, label)?;
     }
     if let Some((bw, id)) = &d.measured_bandwidth {
-        let bw = *bw;
-        let end = (top / bw).min(x1);
-        let c = RGBColor(0, 128, 128);
-        chart
-            .draw_series(DashedLineSeries::new(
-                vec![(x0, bw * x0), (end, bw * end)],
-                8,
-                5,
-                c.stroke_width(2),
-            ))
-            .map_err(&err)?
-            .label(format!(
-                "memory {} (measured, {})",
-                rate_text(bw, "B/s"),
-                id.split('/').next().unwrap_or(id)
-            ))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        let label = format!(
+            "memory {} (measured, {})",
+            rate_text(*bw, "B/s"),
+            id.split('/').next().unwrap_or(id)
+        );
+        memory_roof(&mut chart, *bw, x, top, true, label)?;
     }
-    // Compute roofs: flat from the ridge point (where the datasheet memory roof meets them).
-    // Dtypes with the same peak share one roof; roofs are told apart by a label at their left
-    // end rather than by colour, which is kept for the results.
+    compute_roofs(&mut chart, d, x)?;
+    // The results: one colour per series, marked by filled circles (legend marks are squares,
+    // so every circle in the file is a data point).
+    for (i, (name, pts)) in d.series.iter().enumerate() {
+        let c = color(i);
+        chart
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 5, c.filled())))
+            .map_err(&err)?
+            .label(name.clone())
+            .legend(square_mark(c));
+    }
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 13, "roofline")?;
+    root.present().map_err(&err)?;
+    Ok(())
+}
+
+/// A memory roof, bandwidth × intensity, from the left edge up to the highest compute peak
+/// `top`: solid for the datasheet, dashed (and teal) for the measured one.
+fn memory_roof(
+    chart: &mut LogChart,
+    bw: f64,
+    (x0, x1): (f64, f64),
+    top: f64,
+    measured: bool,
+    label: String,
+) -> Result<()> {
+    let err = draw_err("roofline");
+    let end = (top / bw).min(x1);
+    let line = vec![(x0, bw * x0), (end, bw * end)];
+    let c = if measured {
+        RGBColor(0, 128, 128)
+    } else {
+        RGBColor(60, 60, 60)
+    };
+    let drawn = if measured {
+        chart.draw_series(DashedLineSeries::new(line, 8, 5, c.stroke_width(2)))
+    } else {
+        chart.draw_series(LineSeries::new(line, c.stroke_width(2)))
+    };
+    drawn.map_err(&err)?.label(label).legend(line_mark(c, 2));
+    Ok(())
+}
+
+/// Compute roofs: flat from the ridge point (where the datasheet memory roof meets them).
+/// Dtypes with the same peak share one roof; roofs are told apart by a label at their left end
+/// rather than by colour, which is kept for the results.
+fn compute_roofs(chart: &mut LogChart, d: &RooflineData, (x0, x1): (f64, f64)) -> Result<()> {
+    let err = draw_err("roofline");
     let mut roofs: Vec<(f64, Vec<&str>)> = Vec::new();
     for (dtype, &peak) in &d.compute_peaks {
         match roofs.iter_mut().find(|r| r.0 == peak) {
@@ -210,9 +239,7 @@ fn draw(d: &RooflineData, out: &mut String) -> Result<()> {
         if i == 0 {
             drawn
                 .label("compute peak per dtype (datasheet)")
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(1))
-                });
+                .legend(line_mark(c, 1));
         }
         chart
             .draw_series(std::iter::once(Text::new(
@@ -222,25 +249,6 @@ fn draw(d: &RooflineData, out: &mut String) -> Result<()> {
             )))
             .map_err(&err)?;
     }
-    // The results: one colour per series, marked by filled circles (legend marks are squares,
-    // so every circle in the file is a data point).
-    for (i, (name, pts)) in d.series.iter().enumerate() {
-        let c = color(i);
-        chart
-            .draw_series(pts.iter().map(|&p| Circle::new(p, 5, c.filled())))
-            .map_err(&err)?
-            .label(name.clone())
-            .legend(move |(x, y)| Rectangle::new([(x + 5, y - 5), (x + 15, y + 5)], c.filled()));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(180, 180, 180))
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(&err)?;
-    root.present().map_err(&err)?;
     Ok(())
 }
 

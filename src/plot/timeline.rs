@@ -2,7 +2,7 @@
 //! one panel per quantity and one line per GPU, so that a GPU that throttles or falls behind
 //! its peers shows as a line that bends away from the others.
 
-use super::{color, compact, draw_err, HEIGHT, WIDTH};
+use super::{color, compact, draw_err, draw_legend, square_mark, HEIGHT, WIDTH};
 use crate::backend::Telemetry;
 use crate::error::{Error, Result};
 use plotters::prelude::*;
@@ -204,21 +204,12 @@ pub fn timeline_svg(timelines: &[Timeline]) -> Result<String> {
                         .draw_series(LineSeries::new(seg, c.stroke_width(2)))
                         .map_err(&err)?;
                     if first {
-                        drawn.label(t.gpu.clone()).legend(move |(x, y)| {
-                            Rectangle::new([(x + 5, y - 5), (x + 15, y + 5)], c.filled())
-                        });
+                        drawn.label(t.gpu.clone()).legend(square_mark(c));
                         first = false;
                     }
                 }
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(RGBColor(180, 180, 180))
-                .label_font(("sans-serif", 12))
-                .draw()
-                .map_err(&err)?;
+            draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 12, "timeline")?;
         }
         root.present().map_err(&err)?;
     }

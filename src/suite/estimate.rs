@@ -109,7 +109,50 @@ pub fn estimate(args: &SuiteArgs, report: &Report) -> Estimate {
 
 /// The estimate from the results of one device (an index into `report.devices`).
 pub fn estimate_for_device(args: &SuiteArgs, report: &Report, device: usize) -> Estimate {
-    let mut est = Estimate {
+    let mut est = blank_estimate(args, report, device);
+    let model = match args.model_config() {
+        Ok(m) => m,
+        Err(e) => {
+            est.missing.push(e.to_string());
+            return est;
+        }
+    };
+    est.model = model.name.clone();
+    if model.is_moe() {
+        est.method.push(
+            "mixture of experts: balanced routing, batch tokens × top-k spread evenly over the experts".into(),
+        );
+    }
+    let uses = match kernels_for(&model, args) {
+        Ok(k) => k,
+        Err(e) => {
+            est.missing.push(e.to_string());
+            return est;
+        }
+    };
+    let peaks = report.devices.get(device).and_then(|d| d.peaks.as_ref());
+    est.kernels = uses
+        .iter()
+        .map(|u| kernel_row(u, report, device, peaks))
+        .collect();
+    for r in &est.kernels {
+        if r.median_s.is_none() && !est.missing.contains(&r.workload) {
+            est.missing.push(r.workload.clone());
+        }
+    }
+    let mut batches: Vec<u64> = uses.iter().map(|u| u.batch).collect();
+    batches.dedup();
+    for b in batches {
+        let row = batch_estimate(&est.kernels, b, args);
+        est.batches.push(row);
+    }
+    fill_pass_shares(&mut est);
+    est
+}
+
+/// The estimate's identity and method, with no figures yet.
+fn blank_estimate(args: &SuiteArgs, report: &Report, device: usize) -> Estimate {
+    Estimate {
         model: args
             .model
             .clone()
@@ -144,65 +187,39 @@ pub fn estimate_for_device(args: &SuiteArgs, report: &Report, device: usize) -> 
         ],
         leaves_out: LEAVES_OUT.iter().map(|s| s.to_string()).collect(),
         missing: Vec::new(),
-    };
-    let model = match args.model_config() {
-        Ok(m) => m,
-        Err(e) => {
-            est.missing.push(e.to_string());
-            return est;
-        }
-    };
-    est.model = model.name.clone();
-    if model.is_moe() {
-        est.method.push(
-            "mixture of experts: balanced routing, batch tokens × top-k spread evenly over the experts".into(),
-        );
     }
-    let uses = match kernels_for(&model, args) {
-        Ok(k) => k,
-        Err(e) => {
-            est.missing.push(e.to_string());
-            return est;
-        }
+}
+
+/// Sums the kernel rows of batch size `b` into its token rates (absent where a kernel is).
+fn batch_estimate(kernels: &[KernelRow], b: u64, args: &SuiteArgs) -> BatchEstimate {
+    let pass = |phase: Phase, f: &dyn Fn(&KernelRow) -> Option<f64>| -> Option<f64> {
+        kernels
+            .iter()
+            .filter(|r| r.batch == b && r.phase == phase)
+            .map(|r| f(r).map(|t| t * r.per_pass as f64))
+            .sum()
     };
-    let peaks = report.devices.get(device).and_then(|d| d.peaks.as_ref());
-    est.kernels = uses
-        .iter()
-        .map(|u| kernel_row(u, report, device, peaks))
-        .collect();
-    for r in &est.kernels {
-        if r.median_s.is_none() && !est.missing.contains(&r.workload) {
-            est.missing.push(r.workload.clone());
-        }
+    let ttft = pass(Phase::Prefill, &|r| r.median_s);
+    let step = pass(Phase::Decode, &|r| r.median_s);
+    let rate = step.filter(|s| *s > 0.0).map(|s| b as f64 / s);
+    BatchEstimate {
+        batch: b,
+        ttft_s: ttft,
+        prefill_tokens_per_s: ttft
+            .filter(|t| *t > 0.0)
+            .map(|t| (b * args.prompt) as f64 / t),
+        decode_step_s: step,
+        decode_tokens_per_s: rate,
+        decode_tokens_per_s_per_gpu: rate.map(|r| r / args.tp as f64),
+        decode_tokens_per_s_per_sequence: step.filter(|s| *s > 0.0).map(|s| 1.0 / s),
+        request_s: ttft.zip(step).map(|(t, s)| t + args.gen as f64 * s),
+        ttft_bound_s: pass(Phase::Prefill, &|r| r.bound_s),
+        decode_step_bound_s: pass(Phase::Decode, &|r| r.bound_s),
     }
-    let mut batches: Vec<u64> = uses.iter().map(|u| u.batch).collect();
-    batches.dedup();
-    for b in batches {
-        let pass = |phase: Phase, f: &dyn Fn(&KernelRow) -> Option<f64>| -> Option<f64> {
-            est.kernels
-                .iter()
-                .filter(|r| r.batch == b && r.phase == phase)
-                .map(|r| f(r).map(|t| t * r.per_pass as f64))
-                .sum()
-        };
-        let ttft = pass(Phase::Prefill, &|r| r.median_s);
-        let step = pass(Phase::Decode, &|r| r.median_s);
-        let rate = step.filter(|s| *s > 0.0).map(|s| b as f64 / s);
-        est.batches.push(BatchEstimate {
-            batch: b,
-            ttft_s: ttft,
-            prefill_tokens_per_s: ttft
-                .filter(|t| *t > 0.0)
-                .map(|t| (b * args.prompt) as f64 / t),
-            decode_step_s: step,
-            decode_tokens_per_s: rate,
-            decode_tokens_per_s_per_gpu: rate.map(|r| r / args.tp as f64),
-            decode_tokens_per_s_per_sequence: step.filter(|s| *s > 0.0).map(|s| 1.0 / s),
-            request_s: ttft.zip(step).map(|(t, s)| t + args.gen as f64 * s),
-            ttft_bound_s: pass(Phase::Prefill, &|r| r.bound_s),
-            decode_step_bound_s: pass(Phase::Decode, &|r| r.bound_s),
-        });
-    }
+}
+
+/// Each kernel's share of its pass (prefill, or one decode step of its batch).
+fn fill_pass_shares(est: &mut Estimate) {
     for i in 0..est.kernels.len() {
         let (b, phase) = (est.kernels[i].batch, est.kernels[i].phase);
         let total = est
@@ -219,7 +236,6 @@ pub fn estimate_for_device(args: &SuiteArgs, report: &Report, device: usize) -> 
             .zip(r.median_s)
             .map(|(t, m)| m * r.per_pass as f64 / t);
     }
-    est
 }
 
 fn kernel_row(u: &KernelUse, report: &Report, device: usize, peaks: Option<&Peaks>) -> KernelRow {

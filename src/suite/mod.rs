@@ -155,6 +155,31 @@ pub fn kernels(args: &SuiteArgs) -> Result<Vec<KernelUse>> {
 
 /// [`kernels`] for a model already loaded.
 pub fn kernels_for(m: &ModelConfig, args: &SuiteArgs) -> Result<Vec<KernelUse>> {
+    check_args(m, args)?;
+    let (q_heads, kv_heads) = heads_per_gpu(m, args.tp)?;
+    let shard = Shard {
+        q_heads,
+        kv_heads,
+        ffn: m.ffn_size / args.tp,
+        vocab: m.vocab_size.div_ceil(args.tp),
+    };
+    let mut out = Vec::new();
+    let mut batches = args.batch.clone();
+    batches.sort_unstable();
+    batches.dedup();
+    for &b in &batches {
+        for phase in [Phase::Prefill, Phase::Decode] {
+            pass_kernels(m, args, &shard, b, phase, &mut out)?;
+        }
+    }
+    for k in &out {
+        k.workload.validate()?;
+    }
+    Ok(out)
+}
+
+/// Refuses suite options no forward pass can be built from, before any shape is computed.
+fn check_args(m: &ModelConfig, args: &SuiteArgs) -> Result<()> {
     let tp = args.tp;
     if args.batch.is_empty() {
         return Err(Error::invalid("--batch needs at least one batch size"));
@@ -179,10 +204,27 @@ pub fn kernels_for(m: &ModelConfig, args: &SuiteArgs) -> Result<Vec<KernelUse>> 
             m.ffn_size, m.name
         )));
     }
-    let (q_heads, kv_heads) = heads_per_gpu(m, tp)?;
+    Ok(())
+}
+
+/// One GPU's share of the model under tensor parallelism.
+struct Shard {
+    q_heads: u64,
+    kv_heads: u64,
+    ffn: u64,
+    vocab: u64,
+}
+
+/// Appends to `out` the kernels of one forward pass (`phase`) at batch size `b`, in run order.
+fn pass_kernels(
+    m: &ModelConfig,
+    args: &SuiteArgs,
+    s: &Shard,
+    b: u64,
+    phase: Phase,
+    out: &mut Vec<KernelUse>,
+) -> Result<()> {
     let d = m.head_dim;
-    let ffn = m.ffn_size / tp;
-    let vocab = m.vocab_size.div_ceil(tp);
     let gemm = |mm: u64, n: u64, k: u64| {
         Workload::Matmul(MatmulSpec {
             m: mm,
@@ -192,84 +234,77 @@ pub fn kernels_for(m: &ModelConfig, args: &SuiteArgs) -> Result<Vec<KernelUse>> 
             b_layout: BLayout::Nk,
         })
     };
-    let mut out = Vec::new();
-    let mut batches = args.batch.clone();
-    batches.sort_unstable();
-    batches.dedup();
-    for &b in &batches {
-        for phase in [Phase::Prefill, Phase::Decode] {
-            let tokens = match phase {
-                Phase::Prefill => b
-                    .checked_mul(args.prompt)
-                    .ok_or_else(|| Error::invalid("--batch × --prompt overflows".to_string()))?,
-                Phase::Decode => b,
-            };
-            let mut push = |op: &'static str, w: Workload, per_layer: u64| {
-                out.push(KernelUse {
-                    batch: b,
-                    phase,
-                    op,
-                    workload: w,
-                    per_layer,
-                    per_pass: if per_layer == 0 {
-                        1
-                    } else {
-                        per_layer.saturating_mul(m.layers)
-                    },
-                });
-            };
+    let tokens = match phase {
+        Phase::Prefill => b
+            .checked_mul(args.prompt)
+            .ok_or_else(|| Error::invalid("--batch × --prompt overflows".to_string()))?,
+        Phase::Decode => b,
+    };
+    let mut push = |op: &'static str, w: Workload, per_layer: u64| {
+        out.push(KernelUse {
+            batch: b,
+            phase,
+            op,
+            workload: w,
+            per_layer,
+            per_pass: if per_layer == 0 {
+                1
+            } else {
+                per_layer.saturating_mul(m.layers)
+            },
+        });
+    };
+    push(
+        "qkv",
+        gemm(tokens, (s.q_heads + 2 * s.kv_heads) * d, m.hidden_size),
+        1,
+    );
+    let (q_len, kv_len) = match phase {
+        Phase::Prefill => (args.prompt, args.prompt),
+        Phase::Decode => (1, args.decode_kv_len()),
+    };
+    push(
+        "attention",
+        Workload::Attention(AttentionSpec {
+            batch: b,
+            q_heads: s.q_heads,
+            kv_heads: s.kv_heads,
+            q_len,
+            kv_len,
+            head_dim: d,
+            causal: true,
+            dtype: args.attention_dtype(),
+        }),
+        1,
+    );
+    push("o", gemm(tokens, m.hidden_size, s.q_heads * d), 1);
+    match (m.experts, m.experts_per_token) {
+        (Some(e), Some(k)) => {
+            // Balanced routing: tokens·k assignments spread over the experts that get
+            // any; with fewer assignments than experts, each active expert gets one.
+            let assignments = tokens.saturating_mul(k);
+            let active = assignments.min(e);
+            let per_expert = assignments.div_ceil(active);
+            push("router", gemm(tokens, e, m.hidden_size), 1);
             push(
-                "qkv",
-                gemm(tokens, (q_heads + 2 * kv_heads) * d, m.hidden_size),
-                1,
+                "expert_gate_up",
+                gemm(per_expert, 2 * s.ffn, m.hidden_size),
+                active,
             );
-            let (q_len, kv_len) = match phase {
-                Phase::Prefill => (args.prompt, args.prompt),
-                Phase::Decode => (1, args.decode_kv_len()),
-            };
             push(
-                "attention",
-                Workload::Attention(AttentionSpec {
-                    batch: b,
-                    q_heads,
-                    kv_heads,
-                    q_len,
-                    kv_len,
-                    head_dim: d,
-                    causal: true,
-                    dtype: args.attention_dtype(),
-                }),
-                1,
+                "expert_down",
+                gemm(per_expert, m.hidden_size, s.ffn),
+                active,
             );
-            push("o", gemm(tokens, m.hidden_size, q_heads * d), 1);
-            match (m.experts, m.experts_per_token) {
-                (Some(e), Some(k)) => {
-                    // Balanced routing: tokens·k assignments spread over the experts that get
-                    // any; with fewer assignments than experts, each active expert gets one.
-                    let assignments = tokens.saturating_mul(k);
-                    let active = assignments.min(e);
-                    let per_expert = assignments.div_ceil(active);
-                    push("router", gemm(tokens, e, m.hidden_size), 1);
-                    push(
-                        "expert_gate_up",
-                        gemm(per_expert, 2 * ffn, m.hidden_size),
-                        active,
-                    );
-                    push("expert_down", gemm(per_expert, m.hidden_size, ffn), active);
-                }
-                _ => {
-                    push("gate_up", gemm(tokens, 2 * ffn, m.hidden_size), 1);
-                    push("down", gemm(tokens, m.hidden_size, ffn), 1);
-                }
-            }
-            // Logits only for the last position of each sequence, in prefill as in decode.
-            push("lm_head", gemm(b, vocab, m.hidden_size), 0);
+        }
+        _ => {
+            push("gate_up", gemm(tokens, 2 * s.ffn, m.hidden_size), 1);
+            push("down", gemm(tokens, m.hidden_size, s.ffn), 1);
         }
     }
-    for k in &out {
-        k.workload.validate()?;
-    }
-    Ok(out)
+    // Logits only for the last position of each sequence, in prefill as in decode.
+    push("lm_head", gemm(b, s.vocab, m.hidden_size), 0);
+    Ok(())
 }
 
 /// The distinct workloads of the suite, in run order (a shape used twice runs once).

@@ -153,84 +153,14 @@ fn sku_of(g: &GpuVerdict) -> String {
 /// Joins node verdicts into the fleet view. A host that appears more than once counts once,
 /// by its latest verdict (`started_at`).
 pub fn summarize(verdicts: &[NodeVerdict], outlier_pct: f64) -> FleetSummary {
-    let mut notes = Vec::new();
-    let mut latest: BTreeMap<&str, &NodeVerdict> = BTreeMap::new();
-    for v in verdicts {
-        if let Some(prev) = latest.get(v.hostname.as_str()) {
-            notes.push(format!(
-                "{} appears more than once: using the run started {}",
-                v.hostname,
-                prev.started_at.as_str().max(v.started_at.as_str())
-            ));
-            if prev.started_at >= v.started_at {
-                continue;
-            }
-        }
-        latest.insert(&v.hostname, v);
-    }
-    let nodes: Vec<&NodeVerdict> = latest.into_values().collect();
-
-    // Every GPU with its host, grouped by SKU.
-    let mut by_sku: BTreeMap<String, Vec<(&str, &GpuVerdict)>> = BTreeMap::new();
-    for n in &nodes {
-        for g in &n.gpus {
-            by_sku
-                .entry(sku_of(g))
-                .or_default()
-                .push((n.hostname.as_str(), g));
-        }
-    }
+    let (nodes, notes) = latest_per_host(verdicts);
     let mut skus = Vec::new();
     let mut outliers = Vec::new();
-    for (sku, gpus) in &by_sku {
+    for (sku, gpus) in &gpus_by_sku(&nodes) {
         let count = |v: Verdict| gpus.iter().filter(|(_, g)| g.verdict == v).count();
-        let mut names: Vec<&String> = gpus.iter().flat_map(|(_, g)| g.metrics.keys()).collect();
-        names.sort();
-        names.dedup();
         let mut metrics = Vec::new();
-        for name in names {
-            let vals: Vec<(&str, &GpuVerdict, f64)> = gpus
-                .iter()
-                .filter_map(|(h, g)| g.metrics.get(name).map(|m| (*h, *g, m.value)))
-                .collect();
-            let values: Vec<f64> = vals.iter().map(|x| x.2).collect();
-            let med = median(&values);
-            let unit = gpus
-                .iter()
-                .find_map(|(_, g)| g.metrics.get(name).map(|m| m.unit.clone()))
-                .unwrap_or_default();
-            let expected: Vec<f64> = gpus
-                .iter()
-                .filter_map(|(_, g)| g.metrics.get(name).and_then(|m| m.expected))
-                .collect();
-            metrics.push(MetricStats {
-                metric: name.clone(),
-                unit: unit.clone(),
-                gpus: values.len(),
-                median: med,
-                min: values.iter().copied().fold(f64::INFINITY, f64::min),
-                max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                expected: (!expected.is_empty()).then(|| median(&expected)),
-            });
-            if values.len() < 2 || med <= 0.0 {
-                continue;
-            }
-            for (host, g, v) in vals {
-                let below = 100.0 * (1.0 - v / med);
-                if below > outlier_pct {
-                    outliers.push(Outlier {
-                        host: host.to_string(),
-                        gpu: g.index,
-                        uuid: g.uuid.clone(),
-                        sku: sku.clone(),
-                        metric: name.clone(),
-                        value: v,
-                        unit: unit.clone(),
-                        fleet_median: med,
-                        below_pct: below,
-                    });
-                }
-            }
+        for name in metric_names(gpus) {
+            metrics.push(metric_stats(sku, gpus, name, outlier_pct, &mut outliers));
         }
         skus.push(SkuStats {
             sku: sku.clone(),
@@ -268,6 +198,104 @@ pub fn summarize(verdicts: &[NodeVerdict], outlier_pct: f64) -> FleetSummary {
         outlier_nodes,
         drain,
         notes,
+    }
+}
+
+/// A host's GPUs, each with the host's name.
+type HostGpus<'a> = Vec<(&'a str, &'a GpuVerdict)>;
+
+/// One verdict per host (the latest by `started_at`, in host order), and a note for every host
+/// seen more than once: a fleet view that counts a node twice misleads.
+fn latest_per_host(verdicts: &[NodeVerdict]) -> (Vec<&NodeVerdict>, Vec<String>) {
+    let mut notes = Vec::new();
+    let mut latest: BTreeMap<&str, &NodeVerdict> = BTreeMap::new();
+    for v in verdicts {
+        if let Some(prev) = latest.get(v.hostname.as_str()) {
+            notes.push(format!(
+                "{} appears more than once: using the run started {}",
+                v.hostname,
+                prev.started_at.as_str().max(v.started_at.as_str())
+            ));
+            if prev.started_at >= v.started_at {
+                continue;
+            }
+        }
+        latest.insert(&v.hostname, v);
+    }
+    (latest.into_values().collect(), notes)
+}
+
+/// Every GPU with its host, grouped by SKU (sorted).
+fn gpus_by_sku<'a>(nodes: &[&'a NodeVerdict]) -> BTreeMap<String, HostGpus<'a>> {
+    let mut by_sku: BTreeMap<String, HostGpus<'a>> = BTreeMap::new();
+    for n in nodes {
+        for g in &n.gpus {
+            by_sku
+                .entry(sku_of(g))
+                .or_default()
+                .push((n.hostname.as_str(), g));
+        }
+    }
+    by_sku
+}
+
+/// The metric names any of `gpus` reports, sorted, once each.
+fn metric_names<'a>(gpus: &[(&str, &'a GpuVerdict)]) -> Vec<&'a String> {
+    let mut names: Vec<&String> = gpus.iter().flat_map(|(_, g)| g.metrics.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The fleet distribution of metric `name` over one SKU's `gpus`; GPUs more than `outlier_pct`
+/// below its median are pushed onto `outliers` (a median of fewer than two has none).
+fn metric_stats(
+    sku: &str,
+    gpus: &[(&str, &GpuVerdict)],
+    name: &str,
+    outlier_pct: f64,
+    outliers: &mut Vec<Outlier>,
+) -> MetricStats {
+    let vals: Vec<(&str, &GpuVerdict, f64)> = gpus
+        .iter()
+        .filter_map(|(h, g)| g.metrics.get(name).map(|m| (*h, *g, m.value)))
+        .collect();
+    let values: Vec<f64> = vals.iter().map(|x| x.2).collect();
+    let med = median(&values);
+    let unit = gpus
+        .iter()
+        .find_map(|(_, g)| g.metrics.get(name).map(|m| m.unit.clone()))
+        .unwrap_or_default();
+    let expected: Vec<f64> = gpus
+        .iter()
+        .filter_map(|(_, g)| g.metrics.get(name).and_then(|m| m.expected))
+        .collect();
+    if values.len() >= 2 && med > 0.0 {
+        for (host, g, v) in vals {
+            let below = 100.0 * (1.0 - v / med);
+            if below > outlier_pct {
+                outliers.push(Outlier {
+                    host: host.to_string(),
+                    gpu: g.index,
+                    uuid: g.uuid.clone(),
+                    sku: sku.to_string(),
+                    metric: name.to_string(),
+                    value: v,
+                    unit: unit.clone(),
+                    fleet_median: med,
+                    below_pct: below,
+                });
+            }
+        }
+    }
+    MetricStats {
+        metric: name.to_string(),
+        unit,
+        gpus: values.len(),
+        median: med,
+        min: values.iter().copied().fold(f64::INFINITY, f64::min),
+        max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        expected: (!expected.is_empty()).then(|| median(&expected)),
     }
 }
 

@@ -214,19 +214,14 @@ fn shape_mismatch(w: &Workload, out: &Tensor) -> Option<Verification> {
 }
 
 fn verify_matmul(spec: &MatmulSpec, a: &Tensor, b: &Tensor, c: &Tensor, seed: u64) -> Verification {
-    let (m, n, k) = (spec.m as usize, spec.n as usize, spec.k as usize);
+    let (m, n) = (spec.m as usize, spec.n as usize);
     let tol = spec.dtype.tolerance();
     let a64 = a.to_f64();
     // Element-wise error: |C − R| / (|R| + sqrt(Σ_k (a·b)²)). The second term keeps the measure
     // meaningful where R happens to be near zero through cancellation.
     let check = |i: usize, j: usize| -> f64 {
         let (r, s) = reference::matmul_element(spec, &a64, b, i, j);
-        let got = c.get(i * n + j);
-        if spec.dtype == DType::Int8 {
-            (got - r).abs() / (r.abs() + s).max(1.0)
-        } else {
-            (got - r).abs() / (r.abs() + s).max(f64::MIN_POSITIVE)
-        }
+        relative_error(spec.dtype, c.get(i * n + j) - r, r.abs() + s)
     };
     let macs = spec.m as u128 * spec.n as u128 * spec.k as u128;
     if macs <= FULL_MATMUL_MACS {
@@ -242,8 +237,35 @@ fn verify_matmul(spec: &MatmulSpec, a: &Tensor, b: &Tensor, c: &Tensor, seed: u6
             .reduce(Worst::new, Worst::merge);
         return worst.finish(VerifyMethod::Full, tol);
     }
+    let sampled = sampled_cells(m, n, seed)
+        .par_chunks(256)
+        .map(|chunk| {
+            let mut w = Worst::new();
+            for &(i, j) in chunk {
+                w.see(check(i, j), || format!("C[{i}][{j}]"));
+            }
+            w
+        })
+        .reduce(Worst::new, Worst::merge);
+    sampled
+        .merge(freivalds(spec, &a64, b, c, seed))
+        .finish(VerifyMethod::FreivaldsSampled, tol)
+}
 
-    // Sampled lines: first, last and random rows and columns, checked exactly.
+/// `|diff| / denom`, with the denominator floored at 1 for int8 (exact integer results: an
+/// error below one unit is none) and at the least positive float otherwise.
+fn relative_error(dtype: DType, diff: f64, denom: f64) -> f64 {
+    let floor = if dtype == DType::Int8 {
+        1.0
+    } else {
+        f64::MIN_POSITIVE
+    };
+    diff.abs() / denom.max(floor)
+}
+
+/// Sampled lines of an `m × n` output: first, last and random rows and columns (every cell of
+/// each), to be checked exactly.
+fn sampled_cells(m: usize, n: usize, seed: u64) -> Vec<(usize, usize)> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed));
     let mut rows = vec![0, m - 1];
     let mut cols = vec![0, n - 1];
@@ -262,18 +284,13 @@ fn verify_matmul(spec: &MatmulSpec, a: &Tensor, b: &Tensor, c: &Tensor, seed: u6
         .flat_map(|&i| (0..n).map(move |j| (i, j)))
         .collect();
     cells.extend(cols.iter().flat_map(|&j| (0..m).map(move |i| (i, j))));
-    let sampled = cells
-        .par_chunks(256)
-        .map(|chunk| {
-            let mut w = Worst::new();
-            for &(i, j) in chunk {
-                w.see(check(i, j), || format!("C[{i}][{j}]"));
-            }
-            w
-        })
-        .reduce(Worst::new, Worst::merge);
+    cells
+}
 
-    // Freivalds: for random x, C·x must equal A·(B·x). Integer x for int8 keeps it exact.
+/// Freivalds: for random x, C·x must equal A·(B·x), two rounds. Integer x for int8 keeps it
+/// exact. Its rows count as no checked elements (they are not outputs).
+fn freivalds(spec: &MatmulSpec, a64: &[f64], b: &Tensor, c: &Tensor, seed: u64) -> Worst {
+    let (m, n, k) = (spec.m as usize, spec.n as usize, spec.k as usize);
     let mut frei = Worst::new();
     for round in 0..2u64 {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed ^ (round + 1)));
@@ -301,12 +318,7 @@ fn verify_matmul(spec: &MatmulSpec, a: &Tensor, b: &Tensor, c: &Tensor, seed: u6
                     scale += t * t;
                 }
                 // Error of a sum of n independently rounded terms grows like its root-sum-square.
-                let denom = scale.sqrt() + r.abs();
-                let e = if spec.dtype == DType::Int8 {
-                    (cx - r).abs() / denom.max(1.0)
-                } else {
-                    (cx - r).abs() / denom.max(f64::MIN_POSITIVE)
-                };
+                let e = relative_error(spec.dtype, cx - r, scale.sqrt() + r.abs());
                 let mut w = Worst::new();
                 w.see(e, || format!("row {i} of C·x (Freivalds round {round})"));
                 w.checked = 0;
@@ -315,9 +327,7 @@ fn verify_matmul(spec: &MatmulSpec, a: &Tensor, b: &Tensor, c: &Tensor, seed: u6
             .reduce(Worst::new, Worst::merge);
         frei = frei.merge(w);
     }
-    sampled
-        .merge(frei)
-        .finish(VerifyMethod::FreivaldsSampled, tol)
+    frei
 }
 
 fn verify_attention(

@@ -189,8 +189,8 @@ impl<'a> PreparedAttention<'a> {
         let (softmax, simd) = pick_softmax();
         let kernels = Kernels {
             softmax,
-            scores: pick_scores(),
-            accumulate: pick_accumulate(),
+            scores: pick_scores().0,
+            accumulate: pick_accumulate().0,
         };
         Ok(PreparedAttention {
             pool,
@@ -491,46 +491,6 @@ fn softmax_block_generic(
     }
 }
 
-fn softmax_block_baseline(
-    s: &mut [f32],
-    kn: usize,
-    d: usize,
-    visible: &[usize],
-    m: &mut [f32],
-    l: &mut [f32],
-    alpha: &mut [f32],
-) {
-    softmax_block_generic(s, kn, d, visible, m, l, alpha)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn softmax_block_avx2(
-    s: &mut [f32],
-    kn: usize,
-    d: usize,
-    visible: &[usize],
-    m: &mut [f32],
-    l: &mut [f32],
-    alpha: &mut [f32],
-) {
-    softmax_block_generic(s, kn, d, visible, m, l, alpha)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn softmax_block_avx512(
-    s: &mut [f32],
-    kn: usize,
-    d: usize,
-    visible: &[usize],
-    m: &mut [f32],
-    l: &mut [f32],
-    alpha: &mut [f32],
-) {
-    softmax_block_generic(s, kn, d, visible, m, l, alpha)
-}
-
 /// Dot product with [`LANES`] independent partial sums, so it vectorises.
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -578,11 +538,11 @@ fn accumulate_generic(p: &[f32], v: &[f32], d: usize, acc: &mut [f32]) {
     }
 }
 
-/// Defines `$pick() -> $ty`: `$generic` compiled for AVX-512, for AVX2+FMA and for the baseline,
-/// the widest one the CPU supports chosen at run time.
+/// Defines `$pick() -> ($ty, name)`: `$generic` compiled for AVX-512, for AVX2+FMA and for the
+/// baseline, the widest one the CPU supports chosen at run time, with its name for the notes.
 macro_rules! multiversion {
     ($pick:ident, $ty:ty, $generic:ident, ($($arg:ident: $argty:ty),*)) => {
-        fn $pick() -> $ty {
+        fn $pick() -> ($ty, &'static str) {
             fn baseline($($arg: $argty),*) {
                 $generic($($arg),*)
             }
@@ -600,20 +560,26 @@ macro_rules! multiversion {
             {
                 if std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: only chosen after the CPU reported AVX-512F support.
-                    return |$($arg),*| unsafe { avx512($($arg),*) };
+                    return (|$($arg),*| unsafe { avx512($($arg),*) }, "avx512");
                 }
                 if std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
                 {
                     // SAFETY: only chosen after the CPU reported AVX2 and FMA support.
-                    return |$($arg),*| unsafe { avx2($($arg),*) };
+                    return (|$($arg),*| unsafe { avx2($($arg),*) }, "avx2");
                 }
             }
-            baseline
+            (baseline, "baseline")
         }
     };
 }
 
+multiversion!(
+    pick_softmax,
+    SoftmaxFn,
+    softmax_block_generic,
+    (s: &mut [f32], kn: usize, d: usize, visible: &[usize], m: &mut [f32], l: &mut [f32], alpha: &mut [f32])
+);
 multiversion!(
     pick_scores,
     ScoresFn,
@@ -626,33 +592,6 @@ multiversion!(
     accumulate_generic,
     (p: &[f32], v: &[f32], d: usize, acc: &mut [f32])
 );
-
-/// The widest softmax loop this CPU runs, and its name for the notes.
-fn pick_softmax() -> (SoftmaxFn, &'static str) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return (
-                |s, kn, d, vis, m, l, a| {
-                    // SAFETY: only chosen after the CPU reported AVX-512F support.
-                    unsafe { softmax_block_avx512(s, kn, d, vis, m, l, a) }
-                },
-                "avx512",
-            );
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return (
-                |s, kn, d, vis, m, l, a| {
-                    // SAFETY: only chosen after the CPU reported AVX2 and FMA support.
-                    unsafe { softmax_block_avx2(s, kn, d, vis, m, l, a) }
-                },
-                "avx2",
-            );
-        }
-    }
-    (softmax_block_baseline, "baseline")
-}
 
 impl Prepared for PreparedAttention<'_> {
     fn compute_dtype(&self) -> String {
@@ -679,13 +618,11 @@ impl Prepared for PreparedAttention<'_> {
     }
 
     fn run(&mut self, iters: u64) -> Result<f64> {
-        let start = std::time::Instant::now();
-        for _ in 0..iters {
-            let i = self.next;
-            self.next = (self.next + 1) % self.sets.len();
+        let secs = super::timed(iters, || {
+            let i = super::next_set(&mut self.next, self.sets.len());
             self.run_set(i);
-        }
-        Ok(start.elapsed().as_secs_f64())
+        });
+        Ok(secs)
     }
 
     fn cache_policy(&self) -> String {

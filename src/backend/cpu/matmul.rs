@@ -339,13 +339,11 @@ impl Prepared for PreparedMatmul<'_> {
     }
 
     fn run(&mut self, iters: u64) -> Result<f64> {
-        let start = std::time::Instant::now();
-        for _ in 0..iters {
-            let i = self.next;
-            self.next = (self.next + 1) % self.sets.len();
+        let secs = super::timed(iters, || {
+            let i = super::next_set(&mut self.next, self.sets.len());
             self.run_set(i);
-        }
-        Ok(start.elapsed().as_secs_f64())
+        });
+        Ok(secs)
     }
 
     fn cache_policy(&self) -> String {

@@ -159,15 +159,13 @@ impl Prepared for PreparedMemory<'_> {
     }
 
     fn run(&mut self, iters: u64) -> Result<f64> {
-        let start = std::time::Instant::now();
-        for _ in 0..iters {
-            let i = self.next;
-            self.next = (self.next + 1) % self.sets.len();
+        let secs = super::timed(iters, || {
+            let i = super::next_set(&mut self.next, self.sets.len());
             self.run_set(i);
-        }
+        });
         // Keep the reduction's result observable so the loop cannot be optimised away.
         std::hint::black_box(self.sets.iter().map(|s| s.sum).sum::<f64>());
-        Ok(start.elapsed().as_secs_f64())
+        Ok(secs)
     }
 
     fn cache_policy(&self) -> String {

@@ -310,6 +310,23 @@ fn storage_matches(data: &Data, dtype: DType) -> bool {
     )
 }
 
+/// Seconds that `iters` calls of `step` take: the timed loop of every CPU kernel.
+fn timed(iters: u64, mut step: impl FnMut()) -> f64 {
+    let start = std::time::Instant::now();
+    for _ in 0..iters {
+        step();
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// The buffer set to run now, advancing `next` to the one after it (wrapping at `sets`), so
+/// that timed runs rotate through every set.
+fn next_set(next: &mut usize, sets: usize) -> usize {
+    let i = *next;
+    *next = (i + 1) % sets;
+    i
+}
+
 /// Splits `len` items into chunks for rayon: enough chunks to balance `threads` workers, none
 /// so small that scheduling costs more than the work.
 fn chunk_len(len: usize, threads: usize, min: usize) -> usize {
