@@ -88,6 +88,20 @@ impl Placement {
     }
 }
 
+impl From<usize> for Placement {
+    fn from(device: usize) -> Placement {
+        Placement::one(device)
+    }
+}
+
+/// `placement == 2` is true for exactly device 2 alone: how readers that look at one device
+/// pick its results (a set that includes device 2 is not "device 2").
+impl PartialEq<usize> for Placement {
+    fn eq(&self, device: &usize) -> bool {
+        self.is_single() && self.lead() == *device
+    }
+}
+
 impl std::fmt::Display for Placement {
     /// `0` for one device, `0,1` for a set.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

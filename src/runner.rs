@@ -5,7 +5,7 @@
 //! recorded with its error and no throughput. Exports are rewritten after every result, so an
 //! interrupted run keeps what finished.
 
-use crate::backend::{Backend, PrepareOptions, Telemetry};
+use crate::backend::{Backend, CachePolicy, PrepareOptions, Telemetry};
 use crate::env::{HostInfo, ToolInfo};
 use crate::export::Exports;
 use crate::inputs;
@@ -165,15 +165,11 @@ fn measure_plan(
 /// verified or measured yet (status `error` until the run says otherwise).
 fn new_record(entry: &PlanEntry, lead: &dyn Backend) -> ResultRecord {
     let w = &entry.workload;
-    let mut notes = Vec::new();
-    if !entry.placement.is_single() {
-        notes.push(format!("placement: devices {}", entry.placement));
-    }
     ResultRecord {
         id: result_id(w, &entry.implementation),
         workload: w.clone(),
         backend: lead.kind(),
-        device: entry.placement.lead(),
+        device: entry.placement.clone(),
         implementation: entry.implementation.clone(),
         dtype: w.dtype(),
         compute_dtype: String::new(),
@@ -193,14 +189,14 @@ fn new_record(entry: &PlanEntry, lead: &dyn Backend) -> ResultRecord {
         flops: w.flops(),
         bytes: w.bytes(),
         iterations_per_sample: 0,
-        cache: String::new(),
+        cache: CachePolicy::Other(String::new()),
         // Set by the measurement, or when verification fails or the run errs.
         stop_reason: StopReason::Error,
         telemetry_before: None,
         telemetry_after: None,
         effective_clock_mhz: None,
         error: None,
-        notes,
+        notes: Vec::new(),
     }
 }
 
@@ -390,14 +386,14 @@ mod tests {
             panic!("{:?}", report.results)
         };
         assert_eq!(set.status, Status::Ok, "{:?}", set.error);
-        assert_eq!((set.device, one.device), (0, 1));
-        assert_eq!(set.notes, ["placement: devices 0,1"]);
-        assert!(one.notes.is_empty());
+        assert_eq!(set.device, Placement::set([0, 1]).unwrap());
+        assert_eq!(one.device, 1);
+        assert!(set.notes.is_empty() && one.notes.is_empty());
         // A single device serialises as it always has: a number.
         let v = serde_json::to_value(one).unwrap();
         assert_eq!(v["device"], serde_json::json!(1));
-        let v = serde_json::to_value(&plan.entries[0].placement).unwrap();
-        assert_eq!(v, serde_json::json!([0, 1]));
+        let v = serde_json::to_value(set).unwrap();
+        assert_eq!(v["device"], serde_json::json!([0, 1]));
     }
 
     #[test]

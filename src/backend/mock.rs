@@ -6,8 +6,8 @@
 //! corrupts one element of that workload's output, to exercise the failure path.
 
 use super::{
-    quick, Backend, BackendKind, DeviceInfo, ImplInfo, Peaks, PrepareOptions, Prepared, Sustained,
-    Telemetry,
+    quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, Peaks, PrepareOptions,
+    Prepared, Sustained, Telemetry,
 };
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -219,11 +219,11 @@ impl Prepared for MockRun<'_> {
         Ok(iters as f64 * self.per_iter * (1.0 + wobble * 2e-4))
     }
 
-    fn cache_policy(&self) -> String {
+    fn cache_policy(&self) -> CachePolicy {
         if self.sets > 1 {
-            format!("rotate({})", self.sets)
+            CachePolicy::Rotate(self.sets)
         } else {
-            "single".into()
+            CachePolicy::Single
         }
     }
 }
