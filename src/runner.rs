@@ -196,7 +196,7 @@ fn new_record(entry: &PlanEntry, lead: &dyn Backend) -> ResultRecord {
         telemetry_after: None,
         effective_clock_mhz: None,
         error: None,
-        notes: Vec::new(),
+        notes: entry.notes.clone(),
     }
 }
 
@@ -239,7 +239,9 @@ fn run_one(
         }
     }
     record.compute_dtype = prepared.compute_dtype();
-    record.cache = prepared.cache_policy();
+    let (cache, cache_note) = crate::plan::honest_cache(prepared.cache_policy(), w, backend);
+    record.cache = cache;
+    record.notes.extend(cache_note);
     record.notes.extend(prepared.notes());
     record.verification = verification;
     if !record.verification.passed {
@@ -366,6 +368,7 @@ mod tests {
             placement: p,
             implementation: "mock".into(),
             buffer_sets: 1,
+            notes: Vec::new(),
         };
         let plan = Plan {
             entries: vec![
@@ -394,6 +397,42 @@ mod tests {
         assert_eq!(v["device"], serde_json::json!(1));
         let v = serde_json::to_value(set).unwrap();
         assert_eq!(v["device"], serde_json::json!([0, 1]));
+    }
+
+    #[test]
+    fn a_small_rotation_is_recorded_as_warm_with_a_note() {
+        // 16 sets of a 48 KiB matmul rotate through 768 KiB: under twice the mock's 1 MiB.
+        let backends: Vec<Box<dyn Backend>> = vec![Box::new(MockBackend::with_timed_cache())];
+        let w = Workload::Matmul(MatmulSpec::new(64, 64, 64, DType::F32));
+        let plan = crate::plan::build(
+            &[w],
+            &backends,
+            &crate::plan::ImplSelect::Default,
+            false,
+            false,
+        )
+        .unwrap();
+        let s = quick_settings();
+        let mut report = new_report(&backends, &s);
+        let stop = AtomicBool::new(false);
+        execute(
+            &plan,
+            &backends,
+            &s,
+            &Exports::default(),
+            &mut report,
+            &stop,
+        )
+        .unwrap();
+        let r = &report.results[0];
+        assert_eq!(r.status, Status::Ok, "{:?}", r.error);
+        assert_eq!(r.cache, CachePolicy::Warm(16));
+        assert_eq!(serde_json::to_value(r).unwrap()["cache"], "warm(16)");
+        assert!(
+            r.notes.iter().any(|n| n.starts_with("warm(16): ")),
+            "{:?}",
+            r.notes
+        );
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct MockBackend {
     busy: AtomicBool,
     /// SM clock reported while idle; the busy clock unless a test asks for a real GPU's gap.
     idle_clock_mhz: f64,
+    /// Whether timings are treated as feeling the nominal 1 MiB "L2" (see `with_timed_cache`).
+    timed_cache: bool,
 }
 
 impl MockBackend {
@@ -72,6 +74,17 @@ impl MockBackend {
             },
             busy: AtomicBool::new(false),
             idle_clock_mhz: BUSY_CLOCK_MHZ,
+            timed_cache: false,
+        }
+    }
+
+    /// A mock whose fake clock is taken to feel its 1 MiB "L2", so that results whose rotated
+    /// buffer sets stay under twice that are labelled `warm(N)`, as on a real GPU. The plain
+    /// mock's clock ignores caches: its label stays what its rotation did.
+    pub fn with_timed_cache() -> Self {
+        MockBackend {
+            timed_cache: true,
+            ..Self::new()
         }
     }
 
@@ -114,6 +127,12 @@ impl Backend for MockBackend {
 
     fn is_gpu(&self) -> bool {
         true
+    }
+
+    fn timed_cache_bytes(&self) -> Option<u64> {
+        self.timed_cache
+            .then_some(self.info.last_level_cache_bytes)
+            .flatten()
     }
 
     fn stress_size(&self, _: Sustained) -> u64 {

@@ -368,6 +368,13 @@ pub trait Backend: Send {
         }
     }
 
+    /// The last-level cache the backend's timings feel: what rotated buffer sets must outgrow
+    /// for a result to be labelled `rotate(N)` rather than `warm(N)`. `None` where timings do
+    /// not depend on a cache.
+    fn timed_cache_bytes(&self) -> Option<u64> {
+        self.device().last_level_cache_bytes
+    }
+
     /// True for a GPU (or the mock, which stands in for one): what decides how device facts are
     /// shown and judged.
     fn is_gpu(&self) -> bool {
