@@ -399,69 +399,37 @@ mod tests {
         assert_eq!(v["device"], serde_json::json!([0, 1]));
     }
 
-    #[test]
-    fn a_small_rotation_is_recorded_as_warm_with_a_note() {
-        // 16 sets of a 48 KiB matmul rotate through 768 KiB: under twice the mock's 1 MiB.
-        let backends: Vec<Box<dyn Backend>> = vec![Box::new(MockBackend::with_timed_cache())];
-        let w = Workload::Matmul(MatmulSpec::new(64, 64, 64, DType::F32));
-        let plan = crate::plan::build(
-            &[w],
-            &backends,
-            &crate::plan::ImplSelect::Default,
-            false,
-            false,
-        )
-        .unwrap();
+    /// Plans `w` on `mock` alone, runs it, and returns its one result.
+    fn run_alone(mock: MockBackend, w: Workload) -> ResultRecord {
+        let backends: Vec<Box<dyn Backend>> = vec![Box::new(mock)];
+        let select = crate::plan::ImplSelect::Default;
+        let plan = crate::plan::build(&[w], &backends, &select, false, false).unwrap();
         let s = quick_settings();
         let mut report = new_report(&backends, &s);
         let stop = AtomicBool::new(false);
-        execute(
-            &plan,
-            &backends,
-            &s,
-            &Exports::default(),
-            &mut report,
-            &stop,
-        )
-        .unwrap();
-        let r = &report.results[0];
+        let exports = Exports::default();
+        execute(&plan, &backends, &s, &exports, &mut report, &stop).unwrap();
+        report.results.remove(0)
+    }
+
+    #[test]
+    fn a_small_rotation_is_recorded_as_warm_with_a_note() {
+        // 16 sets of a 48 KiB matmul rotate through 768 KiB: under twice the mock's 1 MiB.
+        let w = Workload::Matmul(MatmulSpec::new(64, 64, 64, DType::F32));
+        let r = run_alone(MockBackend::with_timed_cache(), w);
         assert_eq!(r.status, Status::Ok, "{:?}", r.error);
         assert_eq!(r.cache, CachePolicy::Warm(16));
-        assert_eq!(serde_json::to_value(r).unwrap()["cache"], "warm(16)");
-        assert!(
-            r.notes.iter().any(|n| n.starts_with("warm(16): ")),
-            "{:?}",
-            r.notes
-        );
+        assert_eq!(serde_json::to_value(&r).unwrap()["cache"], "warm(16)");
+        let warm_note = r.notes.iter().any(|n| n.starts_with("warm(16): "));
+        assert!(warm_note, "{:?}", r.notes);
     }
 
     #[test]
     fn the_effective_clock_is_read_under_load() {
         // Idle at 345 MHz (through verification), 1500 MHz while busy: the old before/after
         // mean said 922 MHz.
-        let backends: Vec<Box<dyn Backend>> = vec![Box::new(MockBackend::with_idle_clock(345.0))];
         let w = Workload::Matmul(MatmulSpec::new(8, 8, 8, DType::F32));
-        let plan = crate::plan::build(
-            &[w],
-            &backends,
-            &crate::plan::ImplSelect::Default,
-            false,
-            false,
-        )
-        .unwrap();
-        let s = quick_settings();
-        let mut report = new_report(&backends, &s);
-        let stop = AtomicBool::new(false);
-        execute(
-            &plan,
-            &backends,
-            &s,
-            &Exports::default(),
-            &mut report,
-            &stop,
-        )
-        .unwrap();
-        let r = &report.results[0];
+        let r = run_alone(MockBackend::with_idle_clock(345.0), w);
         let before = r.telemetry_before.as_ref().and_then(|t| t.sm_clock_mhz);
         assert_eq!(before, Some(345.0), "verification leaves the device idle");
         assert_eq!(r.effective_clock_mhz, Some(1500.0));
