@@ -167,7 +167,7 @@ fn to_csv(report: &Report) -> Result<String> {
     for r in &report.results {
         let device = report
             .devices
-            .get(r.device)
+            .get(r.device.lead())
             .map(|d| d.name.clone())
             .unwrap_or_default();
         let f = |x: Option<f64>| x.map(|v| format!("{v:e}")).unwrap_or_default();
@@ -200,7 +200,7 @@ fn to_csv(report: &Report) -> Result<String> {
                 .unwrap_or_default(),
             f(r.peak_fraction),
             f(r.bandwidth.as_ref().map(|b| b.value)),
-            r.cache.clone(),
+            r.cache.to_string(),
             r.notes.join("; "),
         ])?;
     }

@@ -209,8 +209,8 @@ mod tests {
             let sign = if self.calls % 2 == 0 { 1.0 } else { -1.0 };
             Ok(iters as f64 * self.per_iter * (1.0 + sign * self.noise))
         }
-        fn cache_policy(&self) -> String {
-            "hot".into()
+        fn cache_policy(&self) -> crate::backend::CachePolicy {
+            crate::backend::CachePolicy::Hot
         }
     }
 

@@ -4,7 +4,7 @@
 //! impossible shapes, unknown implementations, dtypes a device lacks, and memory needs above
 //! what is free (the message says how much).
 
-use crate::backend::Backend;
+use crate::backend::{Backend, CachePolicy};
 use crate::error::{Error, Result};
 use crate::units::Bytes;
 use crate::workload::Workload;
@@ -88,6 +88,20 @@ impl Placement {
     }
 }
 
+impl From<usize> for Placement {
+    fn from(device: usize) -> Placement {
+        Placement::one(device)
+    }
+}
+
+/// `placement == 2` is true for exactly device 2 alone: how readers that look at one device
+/// pick its results (a set that includes device 2 is not "device 2").
+impl PartialEq<usize> for Placement {
+    fn eq(&self, device: &usize) -> bool {
+        self.is_single() && self.lead() == *device
+    }
+}
+
 impl std::fmt::Display for Placement {
     /// `0` for one device, `0,1` for a set.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,6 +144,8 @@ pub struct PlanEntry {
     pub placement: Placement,
     pub implementation: String,
     pub buffer_sets: usize,
+    /// What the plan wants said in every result of the entry (a warning let through).
+    pub notes: Vec<String>,
 }
 
 /// A validated plan.
@@ -150,6 +166,7 @@ pub fn build(
     skip_unsupported: bool,
 ) -> Result<Plan> {
     let mut plan = Plan::default();
+    let host = HostMemoryCheck::from_env()?;
     for w in workloads {
         w.validate()?;
         for (di, b) in backends.iter().enumerate() {
@@ -201,13 +218,14 @@ pub fn build(
                 }
             };
             let sets = buffer_sets(w, b.as_ref(), hot);
-            check_memory(w, b.as_ref(), sets)?;
+            let notes = check_memory(w, b.as_ref(), sets, host)?;
             for imp in chosen {
                 plan.entries.push(PlanEntry {
                     workload: w.clone(),
                     placement: Placement::one(di),
                     implementation: imp,
                     buffer_sets: sets,
+                    notes: notes.clone(),
                 });
             }
         }
@@ -226,18 +244,102 @@ pub fn buffer_sets(w: &Workload, b: &dyn Backend, hot: bool) -> usize {
     want.clamp(1, MAX_BUFFER_SETS) as usize
 }
 
-/// Refuses a workload whose buffers do not fit, before anything is allocated.
-fn check_memory(w: &Workload, b: &dyn Backend, sets: usize) -> Result<()> {
-    let need = b.memory_needs(w, sets);
-    let (need_on_device, host_total) = (need.device, need.host);
-    let host_free = crate::env::available_memory();
-    if host_total > host_free {
-        return Err(Error::OutOfMemory {
-            device: "host".into(),
-            need: Bytes(host_total),
-            have: Bytes(host_free),
-        });
+/// The cache label a result really earned: a rotation through buffer sets that add up to less
+/// than twice the cache its timings feel is `warm(N)`, with a note saying why (the number of
+/// sets is capped at [`MAX_BUFFER_SETS`], so a small footprint cannot outgrow a large L2).
+pub fn honest_cache(
+    policy: CachePolicy,
+    w: &Workload,
+    b: &dyn Backend,
+) -> (CachePolicy, Option<String>) {
+    let (CachePolicy::Rotate(sets), Some(cache)) = (&policy, b.timed_cache_bytes()) else {
+        return (policy, None);
+    };
+    let footprint = w.footprint();
+    match CachePolicy::rotating(*sets, footprint, cache) {
+        CachePolicy::Warm(n) => {
+            let note = format!(
+                "warm({n}): {n} buffer sets × {} = {} is less than twice the {} last-level \
+                 cache, so part of each iteration's data is served from cache",
+                Bytes(footprint),
+                Bytes(footprint.saturating_mul(n as u64)),
+                Bytes(cache)
+            );
+            (CachePolicy::Warm(n), Some(note))
+        }
+        _ => (policy, None),
     }
+}
+
+/// The environment variable that turns a host-memory shortfall into a note.
+pub const HOST_MEMORY_CHECK_VAR: &str = "GPUVET_HOST_MEMORY_CHECK";
+
+/// What to do when a run needs more host RAM than `MemAvailable` says is free. On a VM whose
+/// memory grows on demand, `MemAvailable` can be far below what it will give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostMemoryCheck {
+    /// Refuse the run (the default).
+    #[default]
+    Strict,
+    /// Run anyway and say so in the result's notes.
+    Warn,
+}
+
+impl HostMemoryCheck {
+    /// From [`HOST_MEMORY_CHECK_VAR`]: unset or `strict` is strict, `warn` warns.
+    pub fn from_env() -> Result<HostMemoryCheck> {
+        Self::parse(std::env::var(HOST_MEMORY_CHECK_VAR).ok().as_deref())
+    }
+
+    fn parse(value: Option<&str>) -> Result<HostMemoryCheck> {
+        match value {
+            None | Some("") | Some("strict") => Ok(HostMemoryCheck::Strict),
+            Some("warn") => Ok(HostMemoryCheck::Warn),
+            Some(other) => Err(Error::invalid(format!(
+                "{HOST_MEMORY_CHECK_VAR}={other}: expected `strict` or `warn`"
+            ))),
+        }
+    }
+
+    /// `Ok(None)` when `need` fits in `have`; otherwise an error (strict) or the note to
+    /// record (warn).
+    pub fn judge(self, need: u64, have: u64) -> Result<Option<String>> {
+        if need <= have {
+            return Ok(None);
+        }
+        match self {
+            HostMemoryCheck::Strict => Err(Error::OutOfMemory {
+                device: format!(
+                    "host (free RAM by MemAvailable; where RAM grows on demand, set \
+                     {HOST_MEMORY_CHECK_VAR}=warn to go on)"
+                ),
+                need: Bytes(need),
+                have: Bytes(have),
+            }),
+            HostMemoryCheck::Warn => Ok(Some(format!(
+                "host memory: this run needs {}, MemAvailable said {} ({HOST_MEMORY_CHECK_VAR}=warn)",
+                Bytes(need),
+                Bytes(have)
+            ))),
+        }
+    }
+}
+
+/// Refuses a workload whose buffers do not fit, before anything is allocated. Returns the
+/// notes to record with its results (a host shortfall let through by
+/// [`HostMemoryCheck::Warn`]).
+fn check_memory(
+    w: &Workload,
+    b: &dyn Backend,
+    sets: usize,
+    host: HostMemoryCheck,
+) -> Result<Vec<String>> {
+    let need = b.memory_needs(w, sets);
+    let need_on_device = need.device;
+    let notes: Vec<String> = host
+        .judge(need.host, crate::env::available_memory())?
+        .into_iter()
+        .collect();
     if need_on_device > 0 {
         let free = b.free_memory()?;
         if need_on_device > free {
@@ -248,7 +350,7 @@ fn check_memory(w: &Workload, b: &dyn Backend, sets: usize) -> Result<()> {
             });
         }
     }
-    Ok(())
+    Ok(notes)
 }
 
 #[cfg(test)]
@@ -347,6 +449,78 @@ mod tests {
         assert_eq!(p.entries.len(), 1);
         assert_eq!(p.entries[0].implementation, "gemm");
         assert_eq!(p.entries[0].buffer_sets, 1);
+    }
+
+    #[test]
+    fn a_rotation_through_less_than_twice_the_cache_is_labelled_warm() {
+        let timed = MockBackend::with_timed_cache(); // 1 MiB "L2" its timings feel
+        let small = Workload::Matmul(MatmulSpec::new(64, 64, 64, DType::F32)); // 48 KiB
+        let sets = buffer_sets(&small, &timed, false);
+        assert_eq!(sets, MAX_BUFFER_SETS as usize);
+        let (p, note) = honest_cache(CachePolicy::Rotate(sets), &small, &timed);
+        assert_eq!(p, "warm(16)");
+        let note = note.unwrap();
+        assert!(note.contains("less than twice the 1.00 MiB"), "{note}");
+        // The plain mock's clock feels no cache: its label stays what it did.
+        let plain = MockBackend::new();
+        assert_eq!(
+            honest_cache(CachePolicy::Rotate(16), &small, &plain),
+            (CachePolicy::Rotate(16), None)
+        );
+        // Two 2 MiB sets outgrow twice the 1 MiB cache: cold, as labelled.
+        let copy = Workload::Memory(MemorySpec {
+            op: MemOp::Copy,
+            bytes: 1 << 20,
+        });
+        assert_eq!(buffer_sets(&copy, &timed, false), 2);
+        let (p, note) = honest_cache(CachePolicy::Rotate(2), &copy, &timed);
+        assert_eq!((p, note), (CachePolicy::Rotate(2), None));
+        assert_eq!(
+            honest_cache(CachePolicy::Hot, &small, &timed).0,
+            CachePolicy::Hot
+        );
+    }
+
+    #[test]
+    fn the_host_memory_check_is_strict_unless_told_to_warn() {
+        assert_eq!(
+            HostMemoryCheck::parse(None).unwrap(),
+            HostMemoryCheck::Strict
+        );
+        assert_eq!(
+            HostMemoryCheck::parse(Some("strict")).unwrap(),
+            HostMemoryCheck::Strict
+        );
+        assert_eq!(
+            HostMemoryCheck::parse(Some("warn")).unwrap(),
+            HostMemoryCheck::Warn
+        );
+        let e = HostMemoryCheck::parse(Some("loose")).unwrap_err();
+        assert!(e.to_string().contains("`strict` or `warn`"), "{e}");
+
+        let (need, have) = (8u64 << 30, 2u64 << 30);
+        assert_eq!(HostMemoryCheck::Strict.judge(have, need).unwrap(), None);
+        let e = HostMemoryCheck::Strict.judge(need, have).unwrap_err();
+        assert!(matches!(e, Error::OutOfMemory { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("GPUVET_HOST_MEMORY_CHECK=warn to go on"),
+            "{e}"
+        );
+        let note = HostMemoryCheck::Warn.judge(need, have).unwrap().unwrap();
+        assert!(note.contains("needs 8.00 GiB"), "{note}");
+
+        // Through the plan's check: 8 TiB on the mock (host RAM) is refused, or let through
+        // with the note on every entry it makes.
+        let b = MockBackend::new();
+        let huge = Workload::Memory(MemorySpec {
+            op: MemOp::Copy,
+            bytes: 1 << 42,
+        });
+        assert!(check_memory(&huge, &b, 1, HostMemoryCheck::Strict).is_err());
+        let notes = check_memory(&huge, &b, 1, HostMemoryCheck::Warn).unwrap();
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].starts_with("host memory:"), "{notes:?}");
     }
 
     #[test]

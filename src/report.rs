@@ -3,9 +3,10 @@
 //! Field names here are the public JSON schema (docs/json-schema.md). Within a major
 //! `schema_version`, fields are only ever added.
 
-use crate::backend::{BackendKind, DeviceInfo, Peaks, Telemetry};
+use crate::backend::{BackendKind, CachePolicy, DeviceInfo, Peaks, Telemetry};
 use crate::env::{HostInfo, ToolInfo};
 use crate::measure::StopReason;
+use crate::plan::Placement;
 use crate::stats::Summary;
 use crate::verify::Verification;
 use crate::workload::{Metric, Workload};
@@ -68,9 +69,9 @@ pub struct ResultRecord {
     pub id: String,
     pub workload: Workload,
     pub backend: BackendKind,
-    /// Index into `devices`. A result placed on several devices (a collective) records its
-    /// lead (lowest) device here and the whole set in `notes` (`placement: devices 0,1`).
-    pub device: usize,
+    /// Where it ran, as indices into `devices`: a number for one device (`0`), a list for a
+    /// result placed on several devices together (a collective: `[0, 1]`).
+    pub device: Placement,
     pub implementation: String,
     pub dtype: crate::dtype::DType,
     /// The arithmetic that really ran (e.g. `f32` for bf16 inputs on a CPU).
@@ -91,8 +92,8 @@ pub struct ResultRecord {
     pub bytes: u64,
     /// Iterations timed together in one sample (short runs are batched).
     pub iterations_per_sample: u64,
-    /// How caches were handled (`rotate(8)`, `flush-l2`, `hot`).
-    pub cache: String,
+    /// How caches were handled (`rotate(8)`, `warm(16)`, `single`, `hot`, ...).
+    pub cache: CachePolicy,
     /// Why sampling stopped: `noise-target`, `max-time`, `max-samples`, `interrupted`.
     pub stop_reason: StopReason,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -155,7 +156,7 @@ impl Report {
     pub fn push(&mut self, mut r: ResultRecord) {
         r.peak_fraction = self
             .devices
-            .get(r.device)
+            .get(r.device.lead())
             .and_then(|d| d.peaks.as_ref())
             .and_then(|p| r.peak_share(p));
         self.results.push(r);

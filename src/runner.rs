@@ -5,7 +5,7 @@
 //! recorded with its error and no throughput. Exports are rewritten after every result, so an
 //! interrupted run keeps what finished.
 
-use crate::backend::{Backend, PrepareOptions, Telemetry};
+use crate::backend::{Backend, CachePolicy, PrepareOptions, Telemetry};
 use crate::env::{HostInfo, ToolInfo};
 use crate::export::Exports;
 use crate::inputs;
@@ -165,15 +165,11 @@ fn measure_plan(
 /// verified or measured yet (status `error` until the run says otherwise).
 fn new_record(entry: &PlanEntry, lead: &dyn Backend) -> ResultRecord {
     let w = &entry.workload;
-    let mut notes = Vec::new();
-    if !entry.placement.is_single() {
-        notes.push(format!("placement: devices {}", entry.placement));
-    }
     ResultRecord {
         id: result_id(w, &entry.implementation),
         workload: w.clone(),
         backend: lead.kind(),
-        device: entry.placement.lead(),
+        device: entry.placement.clone(),
         implementation: entry.implementation.clone(),
         dtype: w.dtype(),
         compute_dtype: String::new(),
@@ -193,14 +189,14 @@ fn new_record(entry: &PlanEntry, lead: &dyn Backend) -> ResultRecord {
         flops: w.flops(),
         bytes: w.bytes(),
         iterations_per_sample: 0,
-        cache: String::new(),
+        cache: CachePolicy::Other(String::new()),
         // Set by the measurement, or when verification fails or the run errs.
         stop_reason: StopReason::Error,
         telemetry_before: None,
         telemetry_after: None,
         effective_clock_mhz: None,
         error: None,
-        notes,
+        notes: entry.notes.clone(),
     }
 }
 
@@ -243,7 +239,9 @@ fn run_one(
         }
     }
     record.compute_dtype = prepared.compute_dtype();
-    record.cache = prepared.cache_policy();
+    let (cache, cache_note) = crate::plan::honest_cache(prepared.cache_policy(), w, backend);
+    record.cache = cache;
+    record.notes.extend(cache_note);
     record.notes.extend(prepared.notes());
     record.verification = verification;
     if !record.verification.passed {
@@ -370,6 +368,7 @@ mod tests {
             placement: p,
             implementation: "mock".into(),
             buffer_sets: 1,
+            notes: Vec::new(),
         };
         let plan = Plan {
             entries: vec![
@@ -390,43 +389,47 @@ mod tests {
             panic!("{:?}", report.results)
         };
         assert_eq!(set.status, Status::Ok, "{:?}", set.error);
-        assert_eq!((set.device, one.device), (0, 1));
-        assert_eq!(set.notes, ["placement: devices 0,1"]);
-        assert!(one.notes.is_empty());
+        assert_eq!(set.device, Placement::set([0, 1]).unwrap());
+        assert_eq!(one.device, 1);
+        assert!(set.notes.is_empty() && one.notes.is_empty());
         // A single device serialises as it always has: a number.
         let v = serde_json::to_value(one).unwrap();
         assert_eq!(v["device"], serde_json::json!(1));
-        let v = serde_json::to_value(&plan.entries[0].placement).unwrap();
-        assert_eq!(v, serde_json::json!([0, 1]));
+        let v = serde_json::to_value(set).unwrap();
+        assert_eq!(v["device"], serde_json::json!([0, 1]));
+    }
+
+    /// Plans `w` on `mock` alone, runs it, and returns its one result.
+    fn run_alone(mock: MockBackend, w: Workload) -> ResultRecord {
+        let backends: Vec<Box<dyn Backend>> = vec![Box::new(mock)];
+        let select = crate::plan::ImplSelect::Default;
+        let plan = crate::plan::build(&[w], &backends, &select, false, false).unwrap();
+        let s = quick_settings();
+        let mut report = new_report(&backends, &s);
+        let stop = AtomicBool::new(false);
+        let exports = Exports::default();
+        execute(&plan, &backends, &s, &exports, &mut report, &stop).unwrap();
+        report.results.remove(0)
+    }
+
+    #[test]
+    fn a_small_rotation_is_recorded_as_warm_with_a_note() {
+        // 16 sets of a 48 KiB matmul rotate through 768 KiB: under twice the mock's 1 MiB.
+        let w = Workload::Matmul(MatmulSpec::new(64, 64, 64, DType::F32));
+        let r = run_alone(MockBackend::with_timed_cache(), w);
+        assert_eq!(r.status, Status::Ok, "{:?}", r.error);
+        assert_eq!(r.cache, CachePolicy::Warm(16));
+        assert_eq!(serde_json::to_value(&r).unwrap()["cache"], "warm(16)");
+        let warm_note = r.notes.iter().any(|n| n.starts_with("warm(16): "));
+        assert!(warm_note, "{:?}", r.notes);
     }
 
     #[test]
     fn the_effective_clock_is_read_under_load() {
         // Idle at 345 MHz (through verification), 1500 MHz while busy: the old before/after
         // mean said 922 MHz.
-        let backends: Vec<Box<dyn Backend>> = vec![Box::new(MockBackend::with_idle_clock(345.0))];
         let w = Workload::Matmul(MatmulSpec::new(8, 8, 8, DType::F32));
-        let plan = crate::plan::build(
-            &[w],
-            &backends,
-            &crate::plan::ImplSelect::Default,
-            false,
-            false,
-        )
-        .unwrap();
-        let s = quick_settings();
-        let mut report = new_report(&backends, &s);
-        let stop = AtomicBool::new(false);
-        execute(
-            &plan,
-            &backends,
-            &s,
-            &Exports::default(),
-            &mut report,
-            &stop,
-        )
-        .unwrap();
-        let r = &report.results[0];
+        let r = run_alone(MockBackend::with_idle_clock(345.0), w);
         let before = r.telemetry_before.as_ref().and_then(|t| t.sm_clock_mhz);
         assert_eq!(before, Some(345.0), "verification leaves the device idle");
         assert_eq!(r.effective_clock_mhz, Some(1500.0));

@@ -85,7 +85,7 @@ pub fn results_table(report: &Report, color: bool) -> String {
     for r in &report.results {
         let dev = report
             .devices
-            .get(r.device)
+            .get(r.device.lead())
             .map(|d| short_device(&d.name))
             .unwrap_or_default();
         let verified = verification_text(r);

@@ -272,7 +272,7 @@ fn results_match_across_device_indices_by_name() {
     dev.index = 1;
     new.devices.push(dev);
     for r in &mut new.results {
-        r.device = 1;
+        r.device = 1.into();
     }
     let cmp = compare::compare(&old, &new, &CompareOptions::default());
     assert_eq!(cmp.results.len(), old.results.len());

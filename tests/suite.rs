@@ -71,7 +71,7 @@ fn record(w: &Workload, imp: &str, t: f64, passed: bool) -> ResultRecord {
         id: format!("{}/{imp}", w.name()),
         workload: w.clone(),
         backend: gpuvet::backend::BackendKind::Mock,
-        device: 0,
+        device: 0.into(),
         implementation: imp.into(),
         dtype: w.dtype(),
         compute_dtype: w.dtype().name().into(),

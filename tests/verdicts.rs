@@ -91,7 +91,7 @@ fn record(device: usize, w: &Workload, value: f64) -> ResultRecord {
         id: format!("{}/test", w.name()),
         workload: w.clone(),
         backend: BackendKind::Cuda,
-        device,
+        device: device.into(),
         implementation: "test".into(),
         dtype: w.dtype(),
         compute_dtype: w.dtype().name().into(),

@@ -6,8 +6,8 @@
 //! corrupts one element of that workload's output, to exercise the failure path.
 
 use super::{
-    quick, Backend, BackendKind, DeviceInfo, ImplInfo, Peaks, PrepareOptions, Prepared, Sustained,
-    Telemetry,
+    quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, Peaks, PrepareOptions,
+    Prepared, Sustained, Telemetry,
 };
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -35,6 +35,8 @@ pub struct MockBackend {
     busy: AtomicBool,
     /// SM clock reported while idle; the busy clock unless a test asks for a real GPU's gap.
     idle_clock_mhz: f64,
+    /// Whether timings are treated as feeling the nominal 1 MiB "L2" (see `with_timed_cache`).
+    timed_cache: bool,
 }
 
 impl MockBackend {
@@ -72,6 +74,17 @@ impl MockBackend {
             },
             busy: AtomicBool::new(false),
             idle_clock_mhz: BUSY_CLOCK_MHZ,
+            timed_cache: false,
+        }
+    }
+
+    /// A mock whose fake clock is taken to feel its 1 MiB "L2", so that results whose rotated
+    /// buffer sets stay under twice that are labelled `warm(N)`, as on a real GPU. The plain
+    /// mock's clock ignores caches: its label stays what its rotation did.
+    pub fn with_timed_cache() -> Self {
+        MockBackend {
+            timed_cache: true,
+            ..Self::new()
         }
     }
 
@@ -114,6 +127,12 @@ impl Backend for MockBackend {
 
     fn is_gpu(&self) -> bool {
         true
+    }
+
+    fn timed_cache_bytes(&self) -> Option<u64> {
+        self.timed_cache
+            .then_some(self.info.last_level_cache_bytes)
+            .flatten()
     }
 
     fn stress_size(&self, _: Sustained) -> u64 {
@@ -219,11 +238,11 @@ impl Prepared for MockRun<'_> {
         Ok(iters as f64 * self.per_iter * (1.0 + wobble * 2e-4))
     }
 
-    fn cache_policy(&self) -> String {
+    fn cache_policy(&self) -> CachePolicy {
         if self.sets > 1 {
-            format!("rotate({})", self.sets)
+            CachePolicy::Rotate(self.sets)
         } else {
-            "single".into()
+            CachePolicy::Single
         }
     }
 }

@@ -189,6 +189,111 @@ pub struct PrepareOptions {
     pub hot: bool,
 }
 
+/// How caches were handled between the iterations of a result (`ResultRecord.cache`).
+///
+/// Serialised as the strings reports have always held (`rotate(8)`, `hot`, ...); a string this
+/// version does not know (an older or newer file) is kept as it was in [`CachePolicy::Other`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CachePolicy {
+    /// `rotate(N)`: N buffer sets, consecutive iterations rotate through them, and together
+    /// they are at least twice the last-level cache (so each iteration starts cold).
+    Rotate(usize),
+    /// `warm(N)`: N buffer sets rotated through, but all of them together are smaller than
+    /// twice the last-level cache, so part of each iteration's data is still cached: the
+    /// figure is partly a cache figure (the number of sets is capped).
+    Warm(usize),
+    /// `flush-l2`: the cache is flushed between samples.
+    FlushL2,
+    /// `hot`: the same buffers every iteration, on purpose (`--hot`).
+    Hot,
+    /// `single`: one buffer set, large enough to need no rotation.
+    #[default]
+    Single,
+    /// `cold (working set ≥ 2× L2)`: one buffer set of at least twice the L2 (CUDA).
+    SingleCold,
+    /// `warm (1 buffer set smaller than 2× L2)`: one buffer set that partly fits the L2 (CUDA).
+    SingleWarm,
+    /// Any other text, kept verbatim.
+    Other(String),
+}
+
+impl CachePolicy {
+    const SINGLE_COLD: &'static str = "cold (working set ≥ 2× L2)";
+    const SINGLE_WARM: &'static str = "warm (1 buffer set smaller than 2× L2)";
+
+    /// The label for `sets` rotated buffer sets of `set_bytes` each on a device with a
+    /// last-level cache of `cache_bytes`: [`CachePolicy::Warm`] when they add up to less than
+    /// twice the cache, [`CachePolicy::Rotate`] otherwise. One set is [`CachePolicy::Single`].
+    pub fn rotating(sets: usize, set_bytes: u64, cache_bytes: u64) -> CachePolicy {
+        match sets {
+            0 | 1 => CachePolicy::Single,
+            n if (n as u64).saturating_mul(set_bytes) < cache_bytes.saturating_mul(2) => {
+                CachePolicy::Warm(n)
+            }
+            n => CachePolicy::Rotate(n),
+        }
+    }
+}
+
+impl std::fmt::Display for CachePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CachePolicy::Rotate(n) => write!(f, "rotate({n})"),
+            CachePolicy::Warm(n) => write!(f, "warm({n})"),
+            CachePolicy::FlushL2 => f.write_str("flush-l2"),
+            CachePolicy::Hot => f.write_str("hot"),
+            CachePolicy::Single => f.write_str("single"),
+            CachePolicy::SingleCold => f.write_str(Self::SINGLE_COLD),
+            CachePolicy::SingleWarm => f.write_str(Self::SINGLE_WARM),
+            CachePolicy::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<&str> for CachePolicy {
+    /// Never fails: text that names no known policy becomes [`CachePolicy::Other`].
+    fn from(s: &str) -> CachePolicy {
+        let count = |prefix: &str| {
+            s.strip_prefix(prefix)
+                .and_then(|r| r.strip_suffix(')'))
+                .and_then(|n| n.parse::<usize>().ok())
+        };
+        match s {
+            "flush-l2" => CachePolicy::FlushL2,
+            "hot" => CachePolicy::Hot,
+            "single" => CachePolicy::Single,
+            Self::SINGLE_COLD => CachePolicy::SingleCold,
+            Self::SINGLE_WARM => CachePolicy::SingleWarm,
+            _ => match (count("rotate("), count("warm(")) {
+                (Some(n), _) => CachePolicy::Rotate(n),
+                (_, Some(n)) => CachePolicy::Warm(n),
+                _ => CachePolicy::Other(s.to_string()),
+            },
+        }
+    }
+}
+
+/// Compares with the serialised form, as reports and tests spell it.
+impl PartialEq<&str> for CachePolicy {
+    fn eq(&self, other: &&str) -> bool {
+        let shown = self.to_string();
+        shown == *other
+    }
+}
+
+impl Serialize for CachePolicy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for CachePolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(CachePolicy::from(s.as_str()))
+    }
+}
+
 /// A workload made ready to run on a device.
 pub trait Prepared {
     /// The arithmetic type that actually ran (`f32` for bf16 inputs on a CPU without bf16, ...).
@@ -202,8 +307,8 @@ pub trait Prepared {
     /// elapsed seconds on the backend's own clock (CUDA events on a GPU).
     fn run(&mut self, iters: u64) -> Result<f64>;
 
-    /// How caches are handled between samples (`rotate(8)`, `flush-l2`, `hot`, ...).
-    fn cache_policy(&self) -> String;
+    /// How caches are handled between iterations.
+    fn cache_policy(&self) -> CachePolicy;
 
     /// Anything the reader of the result should know (conversions done, fallbacks taken).
     fn notes(&self) -> Vec<String> {
@@ -261,6 +366,13 @@ pub trait Backend: Send {
             host: w.footprint().saturating_add(self.memory_needed(w, sets)),
             device: 0,
         }
+    }
+
+    /// The last-level cache the backend's timings feel: what rotated buffer sets must outgrow
+    /// for a result to be labelled `rotate(N)` rather than `warm(N)`. `None` where timings do
+    /// not depend on a cache.
+    fn timed_cache_bytes(&self) -> Option<u64> {
+        self.device().last_level_cache_bytes
     }
 
     /// True for a GPU (or the mock, which stands in for one): what decides how device facts are
@@ -366,5 +478,45 @@ pub fn open(choice: BackendChoice, threads: usize) -> Result<Opened> {
                 notice: Some(format!("{e}; running on the CPU backend")),
             }),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CachePolicy;
+
+    #[test]
+    fn cache_policies_keep_their_strings_and_unknown_ones_survive() {
+        for s in [
+            "rotate(8)",
+            "warm(16)",
+            "flush-l2",
+            "hot",
+            "single",
+            "cold (working set ≥ 2× L2)",
+            "warm (1 buffer set smaller than 2× L2)",
+            "something newer",
+        ] {
+            let p = CachePolicy::from(s);
+            assert_eq!(p, s);
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, serde_json::to_string(s).unwrap());
+            assert_eq!(serde_json::from_str::<CachePolicy>(&json).unwrap(), p);
+        }
+        assert_eq!(CachePolicy::from("rotate(8)"), CachePolicy::Rotate(8));
+        assert_eq!(
+            CachePolicy::from("rotate(x)"),
+            CachePolicy::Other("rotate(x)".into())
+        );
+        // 16 sets of 48 KiB against a 1 MiB cache: under 2× the cache, so warm.
+        assert_eq!(
+            CachePolicy::rotating(16, 48 << 10, 1 << 20),
+            CachePolicy::Warm(16)
+        );
+        assert_eq!(
+            CachePolicy::rotating(2, 1 << 20, 1 << 20),
+            CachePolicy::Rotate(2)
+        );
+        assert_eq!(CachePolicy::rotating(1, 1, 1 << 20), CachePolicy::Single);
     }
 }

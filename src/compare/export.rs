@@ -139,7 +139,7 @@ pub fn github_entries(report: &Report) -> (Vec<GithubEntry>, Vec<String>) {
             let (scale, unit) = display_unit(r.unit);
             let device = report
                 .devices
-                .get(r.rec.device)
+                .get(r.rec.device.lead())
                 .map_or("unknown device", |d| d.name.as_str());
             let samples = r.rec.stats.as_ref().map_or(0, |s| s.samples);
             GithubEntry {

@@ -394,7 +394,7 @@ fn match_results<'a>(
 fn device_name(report: &Report, r: &ResultRecord) -> String {
     report
         .devices
-        .get(r.device)
+        .get(r.device.lead())
         .map(|d| d.name.clone())
         .unwrap_or_else(|| format!("device {}", r.device))
 }

@@ -54,7 +54,7 @@ pub fn curves(report: &Report, axis: &str) -> BTreeMap<String, Vec<Curve>> {
             Some((r, x, t))
         })
         .collect();
-    let devices: BTreeSet<usize> = rows.iter().map(|(r, _, _)| r.device).collect();
+    let devices: BTreeSet<usize> = rows.iter().map(|(r, _, _)| r.device.lead()).collect();
     let mut by_unit: BTreeMap<String, Vec<Curve>> = BTreeMap::new();
     let units: BTreeSet<String> = rows.iter().map(|(_, _, t)| t.unit.clone()).collect();
     for unit in units {

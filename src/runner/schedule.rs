@@ -200,6 +200,7 @@ mod tests {
             placement: p,
             implementation: "mock".into(),
             buffer_sets: 1,
+            notes: Vec::new(),
         }
     }
 

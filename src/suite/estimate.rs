@@ -101,7 +101,7 @@ pub fn estimate(args: &SuiteArgs, report: &Report) -> Estimate {
         .results
         .iter()
         .filter(|r| r.is_valid())
-        .map(|r| r.device)
+        .map(|r| r.device.lead())
         .min()
         .unwrap_or(0);
     estimate_for_device(args, report, device)

@@ -26,7 +26,7 @@
 //! the softmax loop is compiled for AVX-512 and AVX2 as well as the baseline and picked at run time,
 //! so that the exponentials stay a small share next to the two block products.
 
-use crate::backend::Prepared;
+use crate::backend::{CachePolicy, Prepared};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
@@ -141,7 +141,7 @@ pub(super) struct PreparedAttention<'a> {
     dims: Dims,
     sets: Vec<Set>,
     next: usize,
-    policy: String,
+    policy: CachePolicy,
     kernels: Kernels,
     simd: &'static str,
 }
@@ -152,7 +152,7 @@ impl<'a> PreparedAttention<'a> {
         spec: &AttentionSpec,
         inputs: &[Tensor],
         sets: usize,
-        policy: String,
+        policy: CachePolicy,
     ) -> Result<Self> {
         let q_elems = spec.q_shape().iter().product::<usize>();
         let out = || match spec.dtype {
@@ -625,7 +625,7 @@ impl Prepared for PreparedAttention<'_> {
         Ok(secs)
     }
 
-    fn cache_policy(&self) -> String {
+    fn cache_policy(&self) -> CachePolicy {
         self.policy.clone()
     }
 

@@ -11,7 +11,7 @@
 //! copy.
 
 use super::chunk_len;
-use crate::backend::Prepared;
+use crate::backend::{CachePolicy, Prepared};
 use crate::dtype::{DType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
@@ -92,7 +92,7 @@ pub(super) struct PreparedMatmul<'a> {
     spec: MatmulSpec,
     sets: Vec<Set>,
     next: usize,
-    policy: String,
+    policy: CachePolicy,
 }
 
 impl<'a> PreparedMatmul<'a> {
@@ -102,7 +102,7 @@ impl<'a> PreparedMatmul<'a> {
         spec: &MatmulSpec,
         inputs: &[Tensor],
         sets: usize,
-        policy: String,
+        policy: CachePolicy,
     ) -> Result<Self> {
         let (a, b) = (&inputs[0], &inputs[1]);
         let mn = (spec.m * spec.n) as usize;
@@ -346,7 +346,7 @@ impl Prepared for PreparedMatmul<'_> {
         Ok(secs)
     }
 
-    fn cache_policy(&self) -> String {
+    fn cache_policy(&self) -> CachePolicy {
         self.policy.clone()
     }
 

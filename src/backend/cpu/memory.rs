@@ -5,7 +5,7 @@
 //! bound by memory, not by the latency of one add chain.
 
 use super::chunk_len;
-use crate::backend::Prepared;
+use crate::backend::{CachePolicy, Prepared};
 use crate::error::Result;
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
 use crate::tensor::{Data, Tensor};
@@ -36,7 +36,7 @@ pub(super) struct PreparedMemory<'a> {
     chunk: usize,
     sets: Vec<Set>,
     next: usize,
-    policy: String,
+    policy: CachePolicy,
 }
 
 impl<'a> PreparedMemory<'a> {
@@ -45,7 +45,7 @@ impl<'a> PreparedMemory<'a> {
         spec: &MemorySpec,
         inputs: &[Tensor],
         sets: usize,
-        policy: String,
+        policy: CachePolicy,
     ) -> Result<Self> {
         let n = spec.elements() as usize;
         let src_of = |i: usize| -> Vec<f32> {
@@ -168,7 +168,7 @@ impl Prepared for PreparedMemory<'_> {
         Ok(secs)
     }
 
-    fn cache_policy(&self) -> String {
+    fn cache_policy(&self) -> CachePolicy {
         self.policy.clone()
     }
 }

@@ -16,8 +16,8 @@ mod matmul;
 mod memory;
 
 use crate::backend::{
-    quick, Backend, BackendKind, DeviceInfo, ImplInfo, PrepareOptions, Prepared, Sustained,
-    Telemetry,
+    quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, PrepareOptions, Prepared,
+    Sustained, Telemetry,
 };
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -232,13 +232,13 @@ fn average_mhz(cpuinfo: &str) -> Option<f64> {
 }
 
 /// How caches are treated, as reported in results.
-fn cache_policy(opts: PrepareOptions, sets: usize) -> String {
+fn cache_policy(opts: PrepareOptions, sets: usize) -> CachePolicy {
     if opts.hot {
-        "hot".into()
+        CachePolicy::Hot
     } else if sets > 1 {
-        format!("rotate({sets})")
+        CachePolicy::Rotate(sets)
     } else {
-        "single".into()
+        CachePolicy::Single
     }
 }
 

@@ -163,8 +163,8 @@ impl<E: Exec> Prepared for CudaRun<'_, E> {
         Ok(t)
     }
 
-    fn cache_policy(&self) -> String {
-        self.policy.clone()
+    fn cache_policy(&self) -> crate::backend::CachePolicy {
+        self.policy.as_str().into()
     }
 
     fn notes(&self) -> Vec<String> {
