@@ -199,7 +199,7 @@ fn detect_arch() -> (String, String) {
     guarded("reading the compute capability", || {
         use cudarc::driver::result as dr;
         use cudarc::driver::sys::CUdevice_attribute_enum as A;
-        let err = |e: cudarc::driver::DriverError| Error::backend("cuda", format!("{e:?}"));
+        let err = |e| error::driver("reading the compute capability", e);
         dr::init().map_err(err)?;
         let dev = dr::device::get(0).map_err(err)?;
         // SAFETY: a valid device handle.
