@@ -46,6 +46,11 @@ pub enum Error {
         detail: String,
     },
 
+    /// Not run: an earlier entry on its device raised a sticky driver error (the text names
+    /// that entry and its error), so the device can run nothing more in this process.
+    #[error("skipped: the device was lost after {0}")]
+    DeviceLost(String),
+
     /// The run was interrupted (Ctrl-C) before this piece of work finished.
     #[error("interrupted")]
     Interrupted,
@@ -63,7 +68,21 @@ pub enum DriverErrorKind {
     IllegalAddress,
     /// A launch asked for more registers, threads or shared memory than the device has.
     LaunchOutOfResources,
+    /// A kernel faulted (launch failure, misaligned address, illegal instruction, timeout,
+    /// uncorrectable ECC): like an illegal address, the context is unusable from here on.
+    LaunchFailed,
     Other,
+}
+
+impl DriverErrorKind {
+    /// Whether the error is sticky: the driver reports it on every later call in this context,
+    /// so nothing more can run on the device in this process ("device lost").
+    pub fn is_sticky(self) -> bool {
+        matches!(
+            self,
+            DriverErrorKind::IllegalAddress | DriverErrorKind::LaunchFailed
+        )
+    }
 }
 
 /// Convenience alias used across the library.
@@ -75,6 +94,11 @@ impl Error {
     }
     pub fn unsupported(msg: impl Into<String>) -> Self {
         Error::Unsupported(msg.into())
+    }
+    /// Whether this error left its device unusable for the rest of the process (a sticky
+    /// driver error): later work on that device would only fail with misleading messages.
+    pub fn loses_device(&self) -> bool {
+        self.driver_kind().is_some_and(DriverErrorKind::is_sticky)
     }
     /// The kind of a driver error; `None` for every other error.
     pub fn driver_kind(&self) -> Option<DriverErrorKind> {

@@ -16,7 +16,7 @@ use crate::tensor::Tensor;
 use crate::verify::{verify, Verification};
 use crate::workload::{Metric, Workload};
 use crate::Error;
-pub use schedule::{schedule, Devices, Done, Job};
+pub use schedule::{schedule, Devices, Done, Job, LostDevices};
 use std::path::PathBuf;
 
 mod schedule;
@@ -133,17 +133,26 @@ fn measure_plan(
 ) -> anyhow::Result<()> {
     exports.write_files(report)?;
     let pb = crate::term::progress(plan.entries.len() as u64, settings.quiet);
+    let lost = LostDevices::default();
     let job = |entry: &PlanEntry, bs: &[&dyn Backend], ins: &[Tensor]| {
         pb.set_message(format!(
             "{} / {}",
             entry.workload.name(),
             entry.implementation
         ));
-        let rec = match run_one(entry, bs, ins, settings, stop) {
+        let ran = match lost.skip_reason(&entry.placement) {
+            Some(skipped) => Err(skipped),
+            None => run_one(entry, bs, ins, settings, stop),
+        };
+        let rec = match ran {
             Ok(r) => Some(r),
             // Interrupted mid-measurement: nothing trustworthy to record.
             Err(Error::Interrupted) => None,
-            Err(e) => Some(error_record(entry, bs[0], &e)),
+            Err(e) => {
+                let rec = error_record(entry, bs[0], &e);
+                lost.record(&entry.placement, &rec.id, &e);
+                Some(rec)
+            }
         };
         pb.inc(1);
         rec
@@ -422,6 +431,58 @@ mod tests {
         assert_eq!(serde_json::to_value(&r).unwrap()["cache"], "warm(16)");
         let warm_note = r.notes.iter().any(|n| n.starts_with("warm(16): "));
         assert!(warm_note, "{:?}", r.notes);
+    }
+
+    #[test]
+    fn a_sticky_driver_error_skips_the_rest_of_its_device_only() {
+        let mm = |n| Workload::Matmul(MatmulSpec::new(n, n, n, DType::F32));
+        let entry = |w: &Workload, d| PlanEntry {
+            workload: w.clone(),
+            placement: Placement::one(d),
+            implementation: "mock".into(),
+            buffer_sets: 1,
+            notes: Vec::new(),
+        };
+        let (first, bad, after) = (mm(8), mm(16), mm(32));
+        let mut entries = Vec::new();
+        for w in [&first, &bad, &after] {
+            entries.extend([entry(w, 0), entry(w, 1)]);
+        }
+        let plan = Plan {
+            entries,
+            skipped: Vec::new(),
+        };
+        let s = quick_settings();
+        let bad_name = bad.name();
+        for parallel in [false, true] {
+            // Device 0 faults on the middle workload; device 1 has no fault.
+            let backends: Vec<Box<dyn Backend>> = vec![
+                Box::new(MockBackend::with_device_fault(&bad_name)),
+                Box::new(MockBackend::new()),
+            ];
+            let mut report = new_report(&backends, &s);
+            let stop = AtomicBool::new(false);
+            let exports = Exports::default();
+            if parallel {
+                execute_parallel(&plan, backends, &s, &exports, &mut report, &stop).unwrap();
+            } else {
+                execute(&plan, &backends, &s, &exports, &mut report, &stop).unwrap();
+            }
+            let on = |d: usize| -> Vec<&ResultRecord> {
+                report.results.iter().filter(|r| r.device == d).collect()
+            };
+            let (zero, one) = (on(0), on(1));
+            assert_eq!((zero.len(), one.len()), (3, 3));
+            assert!(one.iter().all(|r| r.status == Status::Ok), "{one:?}");
+            assert_eq!(zero[0].status, Status::Ok);
+            let fault = zero[1].error.as_deref().unwrap();
+            assert!(fault.contains("CUDA_ERROR_ILLEGAL_ADDRESS"), "{fault}");
+            assert_eq!(zero[2].status, Status::Error);
+            assert_eq!(
+                zero[2].error.as_deref().unwrap(),
+                format!("skipped: the device was lost after {}: {fault}", zero[1].id)
+            );
+        }
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! Outputs are computed exactly (from the f64 references), so verification passes; times are
 //! derived from the workload's FLOPs and bytes with a small deterministic wobble, so a whole run
 //! gives the same report every time. Setting `GPUVET_MOCK_FAULT` to part of a workload name
-//! corrupts one element of that workload's output, to exercise the failure path.
+//! corrupts one element of that workload's output, to exercise the failure path;
+//! [`MockBackend::with_device_fault`] makes a workload fault the device as an illegal address
+//! does on a GPU, to exercise the device-lost path.
 
 use super::{
     quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, Peaks, PrepareOptions,
@@ -37,6 +39,11 @@ pub struct MockBackend {
     idle_clock_mhz: f64,
     /// Whether timings are treated as feeling the nominal 1 MiB "L2" (see `with_timed_cache`).
     timed_cache: bool,
+    /// Part of a workload name whose preparation faults the device (see `with_device_fault`).
+    device_fault: Option<String>,
+    /// Set once the device faulted: like a real context after an illegal address, every later
+    /// preparation fails with the same sticky error.
+    lost: AtomicBool,
 }
 
 impl MockBackend {
@@ -75,6 +82,8 @@ impl MockBackend {
             busy: AtomicBool::new(false),
             idle_clock_mhz: BUSY_CLOCK_MHZ,
             timed_cache: false,
+            device_fault: None,
+            lost: AtomicBool::new(false),
         }
     }
 
@@ -86,6 +95,34 @@ impl MockBackend {
             timed_cache: true,
             ..Self::new()
         }
+    }
+
+    /// A mock on which preparing a workload whose name contains `pattern` fails with a sticky
+    /// illegal-address driver error, and every preparation after it too (the device is lost).
+    pub fn with_device_fault(pattern: &str) -> Self {
+        MockBackend {
+            device_fault: Some(pattern.to_string()),
+            ..Self::new()
+        }
+    }
+
+    /// The sticky fault, when this preparation of `w` triggers it or follows it.
+    fn sticky_fault(&self, w: &Workload) -> Result<()> {
+        let hit = self
+            .device_fault
+            .as_deref()
+            .is_some_and(|p| w.name().contains(p));
+        if hit {
+            self.lost.store(true, Ordering::Relaxed);
+        }
+        if self.lost.load(Ordering::Relaxed) {
+            return Err(Error::Driver {
+                what: "synchronize".into(),
+                kind: crate::error::DriverErrorKind::IllegalAddress,
+                detail: "DriverError(CUDA_ERROR_ILLEGAL_ADDRESS, \"mock fault\")".into(),
+            });
+        }
+        Ok(())
     }
 
     /// A mock whose SM clock drops to `mhz` while idle, as a real GPU's does (345 MHz idle vs
@@ -158,6 +195,7 @@ impl Backend for MockBackend {
         opts: PrepareOptions,
     ) -> Result<Box<dyn Prepared + 'a>> {
         self.check(w, imp)?;
+        self.sticky_fault(w)?;
         let macs = match w {
             Workload::Matmul(m) => m.m as u128 * m.n as u128 * m.k as u128,
             Workload::Attention(a) => {

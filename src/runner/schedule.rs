@@ -20,7 +20,36 @@ use crate::error::Error;
 use crate::inputs;
 use crate::plan::{Placement, Plan, PlanEntry};
 use crate::tensor::Tensor;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// Devices lost during a run: a sticky driver error (illegal address, kernel fault) makes
+/// every later call on that device fail with misleading messages, so entries placed on a lost
+/// device are not run but recorded with the one error that lost it. Other devices go on.
+/// Shared by the jobs of every lane (lock-step lanes run on their own threads).
+#[derive(Debug, Default)]
+pub struct LostDevices(Mutex<BTreeMap<usize, String>>);
+
+impl LostDevices {
+    /// Notes that `e`, raised by the entry `id` on `placement`, lost its devices when the
+    /// error is sticky; other errors lose nothing.
+    pub fn record(&self, placement: &Placement, id: &str, e: &Error) {
+        if e.loses_device() {
+            let mut lost = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            for &d in placement.devices() {
+                lost.entry(d).or_insert_with(|| format!("{id}: {e}"));
+            }
+        }
+    }
+
+    /// Why an entry on `placement` must be skipped: one of its devices was lost before.
+    pub fn skip_reason(&self, placement: &Placement) -> Option<Error> {
+        let lost = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let why = placement.devices().iter().find_map(|d| lost.get(d))?;
+        Some(Error::DeviceLost(why.clone()))
+    }
+}
 
 /// The opened backends, as the scheduler may use them.
 pub enum Devices<'a> {

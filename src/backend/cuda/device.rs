@@ -1,6 +1,7 @@
 //! One CUDA device: its context and stream, raw device buffers, kernel modules, and the
 //! inventory read from the driver.
 
+use super::error::cu;
 use super::kernels::{KernelId, Source};
 use super::nvrtc;
 use crate::backend::DeviceState;
@@ -8,16 +9,11 @@ use crate::error::{Error, Result};
 use crate::units::Bytes;
 use cudarc::driver::result as dr;
 use cudarc::driver::sys::{self, CUdevice_attribute_enum as A, CUdeviceptr};
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DriverError};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
 use cudarc::nvrtc::Ptx;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
-/// Maps a driver error to `Error::Backend` with what was being done.
-pub fn cu<T>(what: &str, r: std::result::Result<T, DriverError>) -> Result<T> {
-    r.map_err(|e| Error::backend("cuda", format!("{what}: {e:?}")))
-}
 
 /// Static properties of a device, read once.
 #[derive(Debug, Clone)]

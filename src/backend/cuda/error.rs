@@ -13,6 +13,13 @@ pub fn kind_of(code: CUresult) -> DriverErrorKind {
         CUresult::CUDA_ERROR_OUT_OF_MEMORY => DriverErrorKind::OutOfMemory,
         CUresult::CUDA_ERROR_ILLEGAL_ADDRESS => DriverErrorKind::IllegalAddress,
         CUresult::CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES => DriverErrorKind::LaunchOutOfResources,
+        CUresult::CUDA_ERROR_LAUNCH_FAILED
+        | CUresult::CUDA_ERROR_MISALIGNED_ADDRESS
+        | CUresult::CUDA_ERROR_ILLEGAL_INSTRUCTION
+        | CUresult::CUDA_ERROR_INVALID_PC
+        | CUresult::CUDA_ERROR_HARDWARE_STACK_ERROR
+        | CUresult::CUDA_ERROR_LAUNCH_TIMEOUT
+        | CUresult::CUDA_ERROR_ECC_UNCORRECTABLE => DriverErrorKind::LaunchFailed,
         _ => DriverErrorKind::Other,
     }
 }
@@ -53,6 +60,14 @@ mod tests {
         assert_eq!(bad.driver_kind(), Some(DriverErrorKind::IllegalAddress));
         assert_eq!(other.driver_kind(), Some(DriverErrorKind::Other));
         assert_eq!(Error::invalid("x").driver_kind(), None);
+        // Sticky faults lose the device; out of memory and other errors do not.
+        let fault = driver(
+            "synchronize",
+            DriverError(CUresult::CUDA_ERROR_LAUNCH_FAILED),
+        );
+        assert_eq!(fault.driver_kind(), Some(DriverErrorKind::LaunchFailed));
+        assert!(fault.loses_device() && bad.loses_device());
+        assert!(!oom.loses_device() && !other.loses_device());
         // Same text as the string errors it replaces.
         let s = bad.to_string();
         assert!(

@@ -10,10 +10,33 @@
 //! silently for a kernel someone forgot; tests/kernels_compile.rs checks each row's parameter
 //! list against the `.entry` signature of the compiled PTX.
 
-use super::launch::Param;
 use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+
+/// The kind of one kernel parameter, as C declares it and PTX lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Param {
+    /// A device pointer (`T*` / `const T*`): `.u64` in PTX.
+    Ptr,
+    /// `int`: `.u32` in PTX (PTX parameters carry no signedness).
+    I32,
+    /// `unsigned long long` / `uint64_t`: `.u64`.
+    U64,
+    /// `float`: `.f32`.
+    F32,
+}
+
+impl Param {
+    /// The PTX type of the `.param` this kind compiles to.
+    pub fn ptx_type(self) -> &'static str {
+        match self {
+            Param::Ptr | Param::U64 => ".u64",
+            Param::I32 => ".u32",
+            Param::F32 => ".f32",
+        }
+    }
+}
 
 /// One `.cu` file: compiled as one NVRTC program, loaded as one module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

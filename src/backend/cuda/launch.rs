@@ -9,36 +9,12 @@
 
 use super::device::{DevBuf, Gpu};
 use super::error::cu;
-use super::kernels::KernelId;
+use super::kernels::{KernelId, Param};
 use crate::error::{Error, Result};
 use cudarc::driver::result as dr;
 use cudarc::driver::sys::CUdeviceptr;
 use cudarc::driver::CudaFunction;
 use std::ffi::c_void;
-
-/// The kind of one kernel parameter, as C declares it and PTX lists it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Param {
-    /// A device pointer (`T*` / `const T*`): `.u64` in PTX.
-    Ptr,
-    /// `int`: `.u32` in PTX (PTX parameters carry no signedness).
-    I32,
-    /// `unsigned long long` / `uint64_t`: `.u64`.
-    U64,
-    /// `float`: `.f32`.
-    F32,
-}
-
-impl Param {
-    /// The PTX type of the `.param` this kind compiles to.
-    pub fn ptx_type(self) -> &'static str {
-        match self {
-            Param::Ptr | Param::U64 => ".u64",
-            Param::I32 => ".u32",
-            Param::F32 => ".f32",
-        }
-    }
-}
 
 /// A kernel's arguments, in order, each with its kind.
 #[derive(Debug, Default, Clone, PartialEq)]

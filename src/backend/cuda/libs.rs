@@ -351,27 +351,34 @@ pub fn file_of(addr: usize) -> Option<PathBuf> {
 /// preloaded; this reports the file each one resolved to, to be recorded and compared.
 /// Call only after the probe found the library (cudarc panics otherwise; guarded anyway).
 pub fn cudarc_nvrtc_file() -> Option<PathBuf> {
-    std::panic::catch_unwind(|| {
+    resolved_file(|| {
         // SAFETY: the probe loaded NVRTC, so cudarc's lookup finds it; nvrtcVersion exists in
         // every NVRTC.
         let lib = unsafe { cudarc::nvrtc::sys::culib() };
         let f = unsafe { lib.get::<unsafe extern "C" fn()>(b"nvrtcVersion\0") }.ok()?;
-        file_of(*f as usize)
+        Some(*f as usize)
     })
-    .ok()
-    .flatten()
 }
 
 /// See [`cudarc_nvrtc_file`].
 pub fn cudarc_cublaslt_file() -> Option<PathBuf> {
-    std::panic::catch_unwind(|| {
+    resolved_file(|| {
         // SAFETY: as above; cublasLtGetVersion exists in every cuBLASLt.
         let lib = unsafe { cudarc::cublaslt::sys::culib() };
         let f = unsafe { lib.get::<unsafe extern "C" fn()>(b"cublasLtGetVersion\0") }.ok()?;
-        file_of(*f as usize)
+        Some(*f as usize)
     })
-    .ok()
-    .flatten()
+}
+
+/// The file holding the symbol `lookup` finds in one of cudarc's libraries; `None` when the
+/// lookup fails or panics (cudarc panics when it finds no library).
+fn resolved_file(
+    lookup: impl FnOnce() -> Option<usize> + std::panic::UnwindSafe,
+) -> Option<PathBuf> {
+    std::panic::catch_unwind(lookup)
+        .ok()
+        .flatten()
+        .and_then(file_of)
 }
 
 /// A line for the notice when cudarc resolved a library to another file than the chosen one.

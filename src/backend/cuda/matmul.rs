@@ -20,9 +20,9 @@
 
 use super::device::{DevBuf, Gpu};
 use super::run::{upload, CudaRun, Exec, Output};
-use crate::dtype::{DType, OutType};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::tensor::{Data, Tensor};
+use crate::tensor::Tensor;
 use crate::workload::{BLayout, MatmulSpec};
 use cudarc::cublaslt::result as lt;
 use cudarc::cublaslt::sys::{
@@ -394,41 +394,6 @@ pub fn memory_needed(spec: &MatmulSpec, sets: usize) -> u64 {
     spec.bytes() * sets.max(1) as u64 + WORKSPACE_BYTES as u64 + 256
 }
 
-/// Builds a host tensor from device bytes of `out` type.
-pub fn tensor_from_bytes(name: &str, shape: Vec<usize>, out: OutType, bytes: &[u8]) -> Tensor {
-    let data = match out {
-        OutType::F32 => Data::F32(
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-        ),
-        OutType::I32 => Data::I32(
-            bytes
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-        ),
-        OutType::F16 => Data::F16(
-            bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-        ),
-        OutType::Bf16 => Data::Bf16(
-            bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-        ),
-    };
-    Tensor {
-        name: name.into(),
-        shape,
-        data,
-    }
-}
-
 /// Transposes a row-major `rows`×`cols` matrix of `elem`-byte elements.
 pub fn transpose_bytes(src: &[u8], rows: usize, cols: usize, elem: usize) -> Vec<u8> {
     let mut out = vec![0u8; src.len()];
@@ -440,14 +405,6 @@ pub fn transpose_bytes(src: &[u8], rows: usize, cols: usize, elem: usize) -> Vec
         }
     }
     out
-}
-
-/// Fills an output with a value no GEMM produces: NaN for floats, i32::MIN for int32.
-pub fn poison(gpu: &Gpu, buf: &DevBuf, out: OutType) -> Result<()> {
-    match out {
-        OutType::I32 => buf.fill_u32(gpu, 0x8000_0000),
-        _ => buf.fill(gpu, 0xFF),
-    }
 }
 
 /// One buffer set of a matmul: A, B (as the kernel reads it) and C. Shared by cuBLASLt and
@@ -677,16 +634,5 @@ mod tests {
         let t = transpose_bytes(&src, 2, 3, 2);
         assert_eq!(t, vec![0, 1, 6, 7, 2, 3, 8, 9, 4, 5, 10, 11]);
         assert_eq!(transpose_bytes(&t, 3, 2, 2), src);
-    }
-
-    #[test]
-    fn output_bytes_become_tensors_of_the_output_type() {
-        let t = tensor_from_bytes("C", vec![1, 2], OutType::Bf16, &[0x80, 0x3f, 0x00, 0xc0]);
-        assert_eq!(t.to_f64(), vec![1.0, -2.0]);
-        let t = tensor_from_bytes("C", vec![1], OutType::I32, &(-7i32).to_le_bytes());
-        assert_eq!(t.data, Data::I32(vec![-7]));
-        // the poison pattern reads back as NaN
-        let t = tensor_from_bytes("C", vec![1], OutType::F16, &[0xff, 0xff]);
-        assert!(t.get(0).is_nan());
     }
 }

@@ -199,7 +199,7 @@ fn detect_arch() -> (String, String) {
     guarded("reading the compute capability", || {
         use cudarc::driver::result as dr;
         use cudarc::driver::sys::CUdevice_attribute_enum as A;
-        let err = |e: cudarc::driver::DriverError| Error::backend("cuda", format!("{e:?}"));
+        let err = |e| error::driver("reading the compute capability", e);
         dr::init().map_err(err)?;
         let dev = dr::device::get(0).map_err(err)?;
         // SAFETY: a valid device handle.
@@ -344,28 +344,23 @@ impl CudaBackend {
         let nvrtc_ok = libs::probe().nvrtc.is_ok();
         match w {
             Workload::Matmul(m) => {
-                let mut v = vec![ImplInfo::new(
-                    "cublaslt",
-                    "cuBLASLt matmul, heuristic algorithm",
-                    true,
-                )];
-                if nvrtc_ok {
-                    let p = &self.gpu.props;
-                    v.extend(own_matmul::implementations(m, p.cc, p.sms));
-                }
-                v
+                let reference =
+                    ImplInfo::new("cublaslt", "cuBLASLt matmul, heuristic algorithm", true);
+                let p = &self.gpu.props;
+                with_own(reference, nvrtc_ok, || {
+                    own_matmul::implementations(m, p.cc, p.sms)
+                })
             }
             Workload::Attention(a) => {
-                let mut v = vec![ImplInfo::new(
+                let reference = ImplInfo::new(
                     "unfused",
                     "cuBLASLt Q·Kᵀ, softmax kernel, cuBLASLt P·V (S materialised)",
                     true,
-                )];
-                if nvrtc_ok {
-                    let lim = own_attention::Limits::of(&self.gpu.props);
-                    v.extend(own_attention::implementations(a, &lim));
-                }
-                v
+                );
+                let lim = own_attention::Limits::of(&self.gpu.props);
+                with_own(reference, nvrtc_ok, || {
+                    own_attention::implementations(a, &lim)
+                })
             }
             Workload::Memory(m) => {
                 let mut v = Vec::new();
@@ -412,6 +407,19 @@ pub fn builtin_names(workload: &str) -> &'static [&'static str] {
         "memory" => &["kernel", "memcpy"],
         _ => &[],
     }
+}
+
+/// The library reference implementation, then the own kernels when NVRTC can compile them.
+fn with_own(
+    reference: ImplInfo,
+    nvrtc_ok: bool,
+    own: impl FnOnce() -> Vec<ImplInfo>,
+) -> Vec<ImplInfo> {
+    let mut v = vec![reference];
+    if nvrtc_ok {
+        v.extend(own());
+    }
+    v
 }
 
 impl Backend for CudaBackend {

@@ -7,12 +7,54 @@
 //! buffer holds the output. A new CUDA workload (or a user kernel) writes only that.
 
 use super::device::{DevBuf, Gpu};
-use super::matmul::{poison, tensor_from_bytes};
 use super::timing::Timer;
 use crate::backend::Prepared;
 use crate::dtype::OutType;
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
+
+/// Builds a host tensor from device bytes of `out` type.
+pub fn tensor_from_bytes(name: &str, shape: Vec<usize>, out: OutType, bytes: &[u8]) -> Tensor {
+    let data = match out {
+        OutType::F32 => Data::F32(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        ),
+        OutType::I32 => Data::I32(
+            bytes
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        ),
+        OutType::F16 => Data::F16(
+            bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+        ),
+        OutType::Bf16 => Data::Bf16(
+            bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+        ),
+    };
+    Tensor {
+        name: name.into(),
+        shape,
+        data,
+    }
+}
+
+/// Fills an output with a value no GEMM produces: NaN for floats, i32::MIN for int32.
+pub fn poison(gpu: &Gpu, buf: &DevBuf, out: OutType) -> Result<()> {
+    match out {
+        OutType::I32 => buf.fill_u32(gpu, 0x8000_0000),
+        _ => buf.fill(gpu, 0xFF),
+    }
+}
 
 /// How the output buffer turns into the tensor verification sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,5 +231,15 @@ mod tests {
             (t.name.as_str(), t.shape.as_slice()),
             ("dst", &[2usize][..])
         );
+    }
+    #[test]
+    fn output_bytes_become_tensors_of_the_output_type() {
+        let t = tensor_from_bytes("C", vec![1, 2], OutType::Bf16, &[0x80, 0x3f, 0x00, 0xc0]);
+        assert_eq!(t.to_f64(), vec![1.0, -2.0]);
+        let t = tensor_from_bytes("C", vec![1], OutType::I32, &(-7i32).to_le_bytes());
+        assert_eq!(t.data, Data::I32(vec![-7]));
+        // the poison pattern reads back as NaN
+        let t = tensor_from_bytes("C", vec![1], OutType::F16, &[0xff, 0xff]);
+        assert!(t.get(0).is_nan());
     }
 }
