@@ -73,10 +73,6 @@ impl From<&JudgeOptions> for JudgeOptions {
     }
 }
 
-/// The flags' old home: `ValidateArgs` is a CLI type (in [`crate::cli`]); this path stays for
-/// library callers written against it.
-pub use crate::cli::ValidateArgs;
-
 /// Dtypes a device's tensor (or vector) units run, by compute capability. Devices without one
 /// (a CPU) get those the CPU backend runs.
 pub fn supported_dtypes(info: &DeviceInfo) -> Vec<DType> {
