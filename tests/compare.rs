@@ -1,8 +1,9 @@
 //! Regression tracking: verdict statistics, baselines, renderers and CI exports.
 
+use gpuvet::cli::CompareArgs;
 use gpuvet::compare::{
     self, classify, compare_to_baseline, export, load_baseline, ratio_of_medians_ci, render_json,
-    render_markdown, render_table, save_baseline, CompareArgs, CompareOptions, FailOn, Verdict,
+    render_markdown, render_table, save_baseline, CompareOptions, FailOn, Verdict,
 };
 use gpuvet::report::Report;
 use gpuvet::Error;

@@ -310,7 +310,8 @@ pub trait Backend: Send {
 }
 
 /// Which backend the user asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// (Its flag values and their help are in [`crate::cli`].)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendChoice {
     /// CUDA when a usable NVIDIA GPU is present, otherwise the CPU (with a notice).
     Auto,
@@ -319,7 +320,6 @@ pub enum BackendChoice {
     /// NVIDIA GPUs through CUDA; an error when none can be used.
     Cuda,
     /// Fake clock, exact outputs: for testing gpuvet itself.
-    #[value(hide = true)]
     Mock,
 }
 

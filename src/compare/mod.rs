@@ -33,7 +33,7 @@ pub const COMPARISON_SCHEMA_VERSION: u32 = 1;
 
 /// Bootstrap seed used when none is given: fixed, so the same two reports always give the
 /// same verdicts. Equal to the CLI's global `--seed` default, so the flag can be global
-/// (clap lets a subcommand's own `--seed`, `--json` and `--markdown` stand in for global flags of
+/// (the CLI lets a subcommand's own `--seed`, `--json` and `--markdown` stand in for global flags of
 /// the same name and type).
 pub const DEFAULT_SEED: u64 = 20261128;
 
@@ -50,7 +50,7 @@ pub const MIN_SAMPLES: usize = 5;
 pub const DEFAULT_THRESHOLD_PCT: f64 = 2.0;
 
 /// Which verdicts make `gpuvet compare` (or a run with `--baseline`) exit 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailOn {
     /// Confirmed regressions only: `slower`, or a result that verified in OLD and not in NEW.
@@ -60,74 +60,19 @@ pub enum FailOn {
     Ambiguous,
 }
 
-/// `gpuvet compare OLD NEW`: did anything get slower between two reports?
-#[derive(Debug, Clone, clap::Args)]
-pub struct CompareArgs {
-    /// The earlier report (the baseline): a JSON file written by `gpuvet ... --json`.
-    #[arg(value_name = "OLD")]
+/// One `gpuvet compare OLD NEW` invocation in domain terms (the CLI builds it from its flags).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompareRequest {
+    /// The earlier report (the baseline).
     pub old: PathBuf,
-
     /// The later report, compared against OLD.
-    #[arg(value_name = "NEW")]
     pub new: PathBuf,
-
-    /// Noise band in percent. A change counts only when the whole 95% interval of the
-    /// ratio of medians lies beyond it. Raise it on shared or thermally noisy machines; lower
-    /// it only when runs have many samples and the interval is narrow.
-    #[arg(long, value_name = "PERCENT", default_value_t = DEFAULT_THRESHOLD_PCT,
-          value_parser = parse_threshold)]
-    pub threshold: f64,
-
-    /// Compare cycles (time × effective SM clock) instead of time. Use it when one run may
-    /// have been throttled or ran at other clocks, to tell a slow clock from a slow kernel;
-    /// results without a recorded clock are compared by time, and the output says so.
-    #[arg(long)]
-    pub normalize_clock: bool,
-
-    /// What makes the exit status 1: `regression` (confirmed slower, or newly failing
-    /// verification) or `ambiguous` (also intervals that straddle the threshold; use it in
-    /// gates that prefer a re-run to a missed regression).
-    #[arg(long, value_enum, value_name = "WHAT", default_value_t = FailOn::Regression)]
+    pub options: CompareOptions,
     pub fail_on: FailOn,
-
-    /// Also write the comparison as markdown to PATH, e.g. for a pull-request comment; `-`
-    /// writes it to stdout (the table then goes to stderr).
-    #[arg(long, value_name = "PATH|-")]
+    /// Markdown target: a path, or `-` for stdout.
     pub markdown: Option<String>,
-
-    /// Also write the comparison as JSON to PATH; `-` writes it to stdout (the table then
-    /// goes to stderr), for scripts.
-    #[arg(long, value_name = "PATH|-")]
+    /// JSON target: a path, or `-` for stdout.
     pub json: Option<String>,
-
-    /// Seed of the bootstrap resampling. The default is fixed, so verdicts are reproducible;
-    /// change it only to check that a verdict does not hinge on the resampling.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
-    pub seed: u64,
-}
-
-fn parse_threshold(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .trim()
-        .trim_end_matches('%')
-        .parse()
-        .map_err(|_| format!("`{s}` is not a percentage (try 2 or 0.5)"))?;
-    if !(0.0..=100.0).contains(&v) {
-        return Err(format!("threshold {v}% is outside 0–100%"));
-    }
-    Ok(v)
-}
-
-impl CompareArgs {
-    /// The comparison settings these flags ask for.
-    pub fn options(&self) -> CompareOptions {
-        CompareOptions {
-            threshold_pct: self.threshold,
-            normalize_clock: self.normalize_clock,
-            seed: self.seed,
-            ..CompareOptions::default()
-        }
-    }
 }
 
 /// How two reports are compared.
@@ -705,10 +650,11 @@ pub fn environment_diff(old: &Report, new: &Report) -> Vec<EnvDiff> {
 ///
 /// A malformed or truncated report is `crate::Error::CorruptFile` inside the `anyhow::Error`
 /// (exit 2 at the CLI).
-pub fn run(args: &CompareArgs, color: bool) -> anyhow::Result<i32> {
+pub fn run(req: impl Into<CompareRequest>, color: bool) -> anyhow::Result<i32> {
+    let args: CompareRequest = req.into();
     let old = Report::load(&args.old)?;
     let new = Report::load(&args.new)?;
-    let cmp = compare(&old, &new, &args.options()).with_labels(
+    let cmp = compare(&old, &new, &args.options).with_labels(
         &args.old.display().to_string(),
         &args.new.display().to_string(),
     );
