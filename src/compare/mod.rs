@@ -26,7 +26,7 @@ pub use verdict::{classify, ratio_of_medians_ci, RatioCi, Verdict};
 use crate::report::{Report, ResultRecord, Status};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Version of the comparison JSON (`--json`); fields are only added within a version.
 pub const COMPARISON_SCHEMA_VERSION: u32 = 1;
@@ -668,6 +668,30 @@ pub fn run(req: impl Into<CompareRequest>, color: bool) -> anyhow::Result<i32> {
     Ok(cmp.exit_code(args.fail_on))
 }
 
+/// An [`Exporter`](crate::export::Exporter) failure as a library error: a library error it
+/// carries comes back as it was; an I/O failure stays `Error::Io` (same kind) with the whole
+/// message, target included.
+pub(crate) fn export_error(e: anyhow::Error) -> crate::Error {
+    let msg = format!("{e:#}");
+    match e.downcast::<crate::Error>() {
+        Ok(lib) => lib,
+        Err(e) => match e.downcast_ref::<std::io::Error>() {
+            Some(io) => crate::Error::Io(std::io::Error::new(io.kind(), msg)),
+            None => crate::Error::invalid(msg),
+        },
+    }
+}
+
+/// The comparison as pull-request markdown, as a file format (`--markdown`).
+#[derive(Debug, Clone, Copy)]
+pub struct MarkdownExport(pub FailOn);
+
+impl crate::export::Exporter<Comparison> for MarkdownExport {
+    fn render(&self, cmp: &Comparison) -> anyhow::Result<String> {
+        Ok(render_markdown(cmp, self.0))
+    }
+}
+
 /// Prints the table and writes markdown/JSON where asked (PATH, or `-` for stdout). When one
 /// of them goes to stdout the table goes to stderr, so stdout stays machine-readable.
 pub fn emit(
@@ -677,6 +701,7 @@ pub fn emit(
     markdown: Option<&str>,
     json: Option<&str>,
 ) -> crate::Result<()> {
+    use crate::export::{Exporter, PrettyJson};
     if markdown == Some("-") && json == Some("-") {
         return Err(crate::Error::invalid(
             "--markdown - and --json - both ask for stdout; send one of them to a file",
@@ -684,20 +709,13 @@ pub fn emit(
     }
     let table = render_table(cmp, fail_on, color);
     crate::output::Output::new(markdown == Some("-") || json == Some("-")).human(&table)?;
-    for (target, text) in [
-        (markdown, render_markdown(cmp, fail_on)),
-        (json, render_json(cmp) + "\n"),
-    ] {
-        match target {
-            Some("-") => write_stdout(&text)?,
-            Some(path) => baseline::write_atomic(Path::new(path), text.as_bytes())?,
-            None => {}
-        }
+    if let Some(target) = markdown {
+        MarkdownExport(fail_on)
+            .write(target, cmp)
+            .map_err(export_error)?;
+    }
+    if let Some(target) = json {
+        PrettyJson.write(target, cmp).map_err(export_error)?;
     }
     Ok(())
-}
-
-/// Writes to stdout; a closed pipe (`gpuvet compare a b | head`) is not an error.
-pub(crate) fn write_stdout(text: &str) -> crate::Result<()> {
-    Ok(crate::output::write_stdout(text)?)
 }
