@@ -405,30 +405,47 @@ fn compare_pair(
         ratio: None,
         detail: None,
     };
-    match (why_unusable(o), why_unusable(n)) {
-        (None, None) => {}
-        (old_bad, new_bad) => {
-            // Failed (backend error) outranks unverified when both sides are broken.
-            let verdict = match (&old_bad, &new_bad) {
-                (Some((Verdict::Failed, _)), _) | (_, Some((Verdict::Failed, _))) => {
-                    Verdict::Failed
-                }
-                _ => Verdict::Unverified,
-            };
-            let mut parts = Vec::new();
-            if let Some((_, why)) = &old_bad {
-                parts.push(format!("OLD: {why}"));
-            }
-            if let Some((_, why)) = &new_bad {
-                parts.push(format!("NEW: {why}"));
-            }
-            row.verdict = verdict;
-            // A result that was right before and is wrong now is worse than a slow one.
-            row.regression = old_bad.is_none() && new_bad.is_some();
-            row.detail = Some(parts.join("; "));
-            return row;
-        }
+    let (old_bad, new_bad) = (why_unusable(o), why_unusable(n));
+    if old_bad.is_some() || new_bad.is_some() {
+        mark_unusable(&mut row, old_bad, new_bad);
+        return row;
     }
+    let (old_t, new_t) = compared_samples(o, n, opts, &mut row);
+    bootstrap_verdict(&mut row, o, &old_t, &new_t, opts);
+    row
+}
+
+/// Sets the verdict of a pair where either side has no usable samples: `failed` (a backend
+/// error) outranks `unverified`, and the detail says which side and why.
+fn mark_unusable(
+    row: &mut ResultComparison,
+    old_bad: Option<(Verdict, String)>,
+    new_bad: Option<(Verdict, String)>,
+) {
+    row.verdict = match (&old_bad, &new_bad) {
+        (Some((Verdict::Failed, _)), _) | (_, Some((Verdict::Failed, _))) => Verdict::Failed,
+        _ => Verdict::Unverified,
+    };
+    let mut parts = Vec::new();
+    if let Some((_, why)) = &old_bad {
+        parts.push(format!("OLD: {why}"));
+    }
+    if let Some((_, why)) = &new_bad {
+        parts.push(format!("NEW: {why}"));
+    }
+    // A result that was right before and is wrong now is worse than a slow one.
+    row.regression = old_bad.is_none() && new_bad.is_some();
+    row.detail = Some(parts.join("; "));
+}
+
+/// The two sides' samples of the compared quantity: times, or cycles (time × effective clock)
+/// under `--normalize-clock` when both clocks are known; otherwise the row's detail says so.
+fn compared_samples(
+    o: &ResultRecord,
+    n: &ResultRecord,
+    opts: &CompareOptions,
+    row: &mut ResultComparison,
+) -> (Vec<f64>, Vec<f64>) {
     let (mut old_t, mut new_t) = (times(o), times(n));
     if opts.normalize_clock {
         match (clock(o), clock(n)) {
@@ -450,6 +467,17 @@ fn compare_pair(
             }
         }
     }
+    (old_t, new_t)
+}
+
+/// The bootstrap interval of the ratio of medians and the verdict it gives.
+fn bootstrap_verdict(
+    row: &mut ResultComparison,
+    o: &ResultRecord,
+    old_t: &[f64],
+    new_t: &[f64],
+    opts: &CompareOptions,
+) {
     let seed = crate::tensor::splitmix(
         opts.seed ^ crate::tensor::stable_hash(&format!("{}#{}", o.id, o.device)),
     );
@@ -459,7 +487,7 @@ fn compare_pair(
     let resamples = opts
         .resamples
         .min((MAX_BOOTSTRAP_DRAWS / work).max(MIN_RESAMPLES));
-    match ratio_of_medians_ci(&old_t, &new_t, opts.confidence, resamples, seed) {
+    match ratio_of_medians_ci(old_t, new_t, opts.confidence, resamples, seed) {
         Some(ci) => {
             let fewest = old_t.len().min(new_t.len());
             row.verdict = if fewest < MIN_SAMPLES {
@@ -484,7 +512,6 @@ fn compare_pair(
             row.detail = Some("a timing sample is zero, negative or not finite".into());
         }
     }
-    row
 }
 
 fn times(r: &ResultRecord) -> Vec<f64> {
@@ -533,7 +560,49 @@ fn unmatched(report: &Report, r: &ResultRecord, verdict: Verdict, why: &str) -> 
     }
 }
 
-/// Every environment field that differs between the two runs, in a fixed order.
+/// One run-level environment field: its label and its value as text.
+type RunField = (&'static str, fn(&Report) -> String);
+
+/// One per-device environment field (`-` when absent).
+type DeviceField = (
+    &'static str,
+    fn(&crate::backend::DeviceInfo) -> Option<String>,
+);
+
+/// What the runs were: compared before the devices.
+const RUN_FIELDS: &[RunField] = &[
+    ("gpuvet version", |r| r.tool.version.clone()),
+    ("gpuvet git sha", |r| r.tool.git_sha.clone()),
+    ("backend", |r| r.config.backend.clone()),
+    ("devices", |r| r.devices.len().to_string()),
+];
+
+/// Each device's identity, labelled `device N <field>`; its `details` follow.
+const DEVICE_FIELDS: &[DeviceField] = &[
+    ("name", |d| Some(d.name.clone())),
+    ("driver", |d| d.driver_version.clone()),
+    ("compute capability", |d| d.compute_capability.clone()),
+    ("uuid", |d| d.uuid.clone()),
+];
+
+/// The host and the run's settings: compared after the devices.
+const HOST_FIELDS: &[RunField] = &[
+    ("kernel hash", |r| {
+        r.config.kernel_hash.clone().unwrap_or_else(|| "-".into())
+    }),
+    ("host CPU", |r| r.host.cpu_model.clone()),
+    ("host", |r| r.host.hostname.clone()),
+    ("OS", |r| r.host.os.clone()),
+    ("OS kernel", |r| r.host.kernel.clone()),
+    ("cache mode", |r| {
+        if r.config.hot { "hot" } else { "cold" }.into()
+    }),
+    ("threads", |r| r.config.threads.to_string()),
+    ("input seed", |r| r.config.seed.to_string()),
+];
+
+/// Every environment field that differs between the two runs, in a fixed order: the run,
+/// each device (identity, then every `details` key either side has), the host and settings.
 pub fn environment_diff(old: &Report, new: &Report) -> Vec<EnvDiff> {
     let mut out = Vec::new();
     let mut push = |field: String, a: String, b: String| {
@@ -545,51 +614,19 @@ pub fn environment_diff(old: &Report, new: &Report) -> Vec<EnvDiff> {
             });
         }
     };
-    push(
-        "gpuvet version".into(),
-        old.tool.version.clone(),
-        new.tool.version.clone(),
-    );
-    push(
-        "gpuvet git sha".into(),
-        old.tool.git_sha.clone(),
-        new.tool.git_sha.clone(),
-    );
-    push(
-        "backend".into(),
-        old.config.backend.clone(),
-        new.config.backend.clone(),
-    );
-    push(
-        "devices".into(),
-        old.devices.len().to_string(),
-        new.devices.len().to_string(),
-    );
+    for (label, f) in RUN_FIELDS {
+        push(label.to_string(), f(old), f(new));
+    }
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    let n = old.devices.len().max(new.devices.len());
-    for i in 0..n {
+    for i in 0..old.devices.len().max(new.devices.len()) {
         let (a, b) = (old.devices.get(i), new.devices.get(i));
-        let p = format!("device {i}");
-        push(
-            format!("{p} name"),
-            opt(a.map(|d| d.name.clone())),
-            opt(b.map(|d| d.name.clone())),
-        );
-        push(
-            format!("{p} driver"),
-            opt(a.and_then(|d| d.driver_version.clone())),
-            opt(b.and_then(|d| d.driver_version.clone())),
-        );
-        push(
-            format!("{p} compute capability"),
-            opt(a.and_then(|d| d.compute_capability.clone())),
-            opt(b.and_then(|d| d.compute_capability.clone())),
-        );
-        push(
-            format!("{p} uuid"),
-            opt(a.and_then(|d| d.uuid.clone())),
-            opt(b.and_then(|d| d.uuid.clone())),
-        );
+        for (label, f) in DEVICE_FIELDS {
+            push(
+                format!("device {i} {label}"),
+                opt(a.and_then(f)),
+                opt(b.and_then(f)),
+            );
+        }
         // `details` carries NVRTC/CUDA versions, clocks and anything else a backend records.
         let keys: BTreeSet<&String> = a
             .into_iter()
@@ -603,45 +640,12 @@ pub fn environment_diff(old: &Report, new: &Report) -> Vec<EnvDiff> {
                     other => other.to_string(),
                 }))
             };
-            push(format!("{p} {k}"), val(a), val(b));
+            push(format!("device {i} {k}"), val(a), val(b));
         }
     }
-    push(
-        "kernel hash".into(),
-        opt(old.config.kernel_hash.clone()),
-        opt(new.config.kernel_hash.clone()),
-    );
-    push(
-        "host CPU".into(),
-        old.host.cpu_model.clone(),
-        new.host.cpu_model.clone(),
-    );
-    push(
-        "host".into(),
-        old.host.hostname.clone(),
-        new.host.hostname.clone(),
-    );
-    push("OS".into(), old.host.os.clone(), new.host.os.clone());
-    push(
-        "OS kernel".into(),
-        old.host.kernel.clone(),
-        new.host.kernel.clone(),
-    );
-    push(
-        "cache mode".into(),
-        if old.config.hot { "hot" } else { "cold" }.into(),
-        if new.config.hot { "hot" } else { "cold" }.into(),
-    );
-    push(
-        "threads".into(),
-        old.config.threads.to_string(),
-        new.config.threads.to_string(),
-    );
-    push(
-        "input seed".into(),
-        old.config.seed.to_string(),
-        new.config.seed.to_string(),
-    );
+    for (label, f) in HOST_FIELDS {
+        push(label.to_string(), f(old), f(new));
+    }
     out
 }
 
