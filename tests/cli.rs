@@ -15,6 +15,24 @@ fn gpuvet() -> Command {
 /// Fast measurement settings for the real CPU backend.
 const QUICK: [&str; 6] = ["--warmup", "0", "--max-time", "0.05", "--min-samples", "2"];
 
+/// True (with a note) on a machine with an NVIDIA GPU, where the no-GPU paths cannot run.
+fn skipped_on_a_gpu_machine() -> bool {
+    let gpu = Path::new("/dev/nvidia0").exists();
+    if gpu {
+        eprintln!("skipped: this machine has an NVIDIA GPU");
+    }
+    gpu
+}
+
+/// Runs gpuvet with `args` and expects exit 2 with `msg` on stderr.
+fn exits_2_saying(args: &[&str], msg: &str) {
+    gpuvet()
+        .args(args)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(msg));
+}
+
 fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
@@ -156,16 +174,15 @@ fn csv_and_markdown_files() {
 
 #[test]
 fn bad_export_path_fails_before_running() {
-    gpuvet()
-        .args([
+    exits_2_saying(
+        &[
             "--backend",
             "mock",
             "--json",
             "/nonexistent-dir/x/report.json",
-        ])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("not writable or does not exist"));
+        ],
+        "not writable or does not exist",
+    );
 }
 
 #[test]
@@ -244,21 +261,15 @@ fn bad_inputs_exit_2_with_one_clear_line() {
 
 #[test]
 fn cuda_backend_without_a_gpu_exits_2() {
-    if std::path::Path::new("/dev/nvidia0").exists() {
-        eprintln!("skipped: this machine has an NVIDIA GPU");
+    if skipped_on_a_gpu_machine() {
         return;
     }
-    gpuvet()
-        .args(["--backend", "cuda", "info"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("cuda"));
+    exits_2_saying(&["--backend", "cuda", "info"], "cuda");
 }
 
 #[test]
 fn auto_falls_back_to_cpu_with_a_notice() {
-    if std::path::Path::new("/dev/nvidia0").exists() {
-        eprintln!("skipped: this machine has an NVIDIA GPU");
+    if skipped_on_a_gpu_machine() {
         return;
     }
     gpuvet()
@@ -476,15 +487,13 @@ fn stress_passes_when_outputs_repeat_and_names_a_planted_fault() {
 
 #[test]
 fn stress_without_a_gpu_says_so_and_exits_2() {
-    if std::path::Path::new("/dev/nvidia0").exists() {
-        eprintln!("skipped: this machine has an NVIDIA GPU");
+    if skipped_on_a_gpu_machine() {
         return;
     }
-    gpuvet()
-        .args(["stress", "--duration", "1s"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("stress needs an NVIDIA GPU"));
+    exits_2_saying(
+        &["stress", "--duration", "1s"],
+        "stress needs an NVIDIA GPU",
+    );
 }
 
 #[test]
@@ -542,12 +551,8 @@ fn baselines_save_compare_and_refuse_corrupt_files() {
 
 #[test]
 fn validate_without_a_gpu_exits_2_and_the_pipeline_runs_on_mock() {
-    if !std::path::Path::new("/dev/nvidia0").exists() {
-        gpuvet()
-            .arg("validate")
-            .assert()
-            .code(2)
-            .stderr(predicate::str::contains("validate needs an NVIDIA GPU"));
+    if !Path::new("/dev/nvidia0").exists() {
+        exits_2_saying(&["validate"], "validate needs an NVIDIA GPU");
     }
     let dir = tempfile::tempdir().unwrap();
     let v1 = dir.path().join("node1.json");
