@@ -1001,22 +1001,24 @@ mod tests {
         assert!(parse_pct("0").is_err() && parse_pct("x").is_err());
     }
 
+    /// One flag struct parsed on its own, as its subcommand would parse it.
     #[derive(Parser, Debug)]
-    struct ReportCli {
+    struct Flags<A: Args> {
         #[command(flatten)]
-        args: ReportFlags,
+        args: A,
     }
 
     #[test]
     fn report_flags_parse_as_documented() {
-        ReportCli::command().debug_assert();
-        let c = ReportCli::try_parse_from(["t", "results.json", "-o", "out.html"]).unwrap();
+        Flags::<ReportFlags>::command().debug_assert();
+        let c =
+            Flags::<ReportFlags>::try_parse_from(["t", "results.json", "-o", "out.html"]).unwrap();
         assert_eq!(c.args.results, PathBuf::from("results.json"));
         assert_eq!(c.args.output, PathBuf::from("out.html"));
-        let d = ReportCli::try_parse_from(["t", "r.json", "--axis", "m"]).unwrap();
+        let d = Flags::<ReportFlags>::try_parse_from(["t", "r.json", "--axis", "m"]).unwrap();
         assert_eq!(d.args.output, PathBuf::from("report.html"));
         assert_eq!(d.args.axis.as_deref(), Some("m"));
-        assert!(ReportCli::try_parse_from(["t"]).is_err());
+        assert!(Flags::<ReportFlags>::try_parse_from(["t"]).is_err());
     }
 
     #[test]
@@ -1024,16 +1026,10 @@ mod tests {
         Cli::command().debug_assert();
     }
 
-    #[derive(Parser, Debug)]
-    struct SuiteCli {
-        #[command(flatten)]
-        args: SuiteFlags,
-    }
-
     #[test]
     fn suite_flags_parse_as_documented() {
-        SuiteCli::command().debug_assert();
-        let c = SuiteCli::try_parse_from([
+        Flags::<SuiteFlags>::command().debug_assert();
+        let c = Flags::<SuiteFlags>::try_parse_from([
             "t",
             "--model",
             "llama3.1-70b",
@@ -1052,27 +1048,30 @@ mod tests {
         assert_eq!(c.args.batch, vec![1, 8, 64]);
         assert_eq!(c.args.dtype, DType::Fp8E4m3);
         assert_eq!(c.args.tp, 8);
-        let f = SuiteCli::try_parse_from(["t", "--model-file", "m.toml"]).unwrap();
+        let f = Flags::<SuiteFlags>::try_parse_from(["t", "--model-file", "m.toml"]).unwrap();
         assert_eq!(f.args.model_file, Some(PathBuf::from("m.toml")));
         // one of --model / --model-file, not both, not neither
-        assert!(SuiteCli::try_parse_from(["t"]).is_err());
-        assert!(SuiteCli::try_parse_from(["t", "--model", "x", "--model-file", "m.toml"]).is_err());
-        assert!(SuiteCli::try_parse_from(["t", "--model", "x", "--tp", "0"]).is_err());
-        assert!(SuiteCli::try_parse_from(["t", "--model", "x", "--batch", "0"]).is_err());
+        assert!(Flags::<SuiteFlags>::try_parse_from(["t"]).is_err());
+        assert!(Flags::<SuiteFlags>::try_parse_from([
+            "t",
+            "--model",
+            "x",
+            "--model-file",
+            "m.toml"
+        ])
+        .is_err());
+        assert!(Flags::<SuiteFlags>::try_parse_from(["t", "--model", "x", "--tp", "0"]).is_err());
+        assert!(
+            Flags::<SuiteFlags>::try_parse_from(["t", "--model", "x", "--batch", "0"]).is_err()
+        );
     }
 
     use crate::sweep::{sweep_workloads, swept_axis};
 
-    #[derive(Parser, Debug)]
-    struct SweepCli {
-        #[command(flatten)]
-        args: SweepArgs,
-    }
-
     #[test]
     fn sweep_flags_parse_as_documented() {
-        SweepCli::command().debug_assert();
-        let c = SweepCli::try_parse_from([
+        Flags::<SweepArgs>::command().debug_assert();
+        let c = Flags::<SweepArgs>::try_parse_from([
             "t",
             "matmul",
             "--m",
@@ -1087,7 +1086,7 @@ mod tests {
         .unwrap();
         assert_eq!(sweep_workloads(&c.args.clone().into()).unwrap().len(), 6);
         assert_eq!(swept_axis(&c.args.clone().into()).as_deref(), Some("m"));
-        let a = SweepCli::try_parse_from([
+        let a = Flags::<SweepArgs>::try_parse_from([
             "t",
             "attention",
             "--seq",
@@ -1100,7 +1099,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(sweep_workloads(&a.args.into()).unwrap().len(), 4);
-        let m = SweepCli::try_parse_from([
+        let m = Flags::<SweepArgs>::try_parse_from([
             "t",
             "memory",
             "--size",
@@ -1114,9 +1113,11 @@ mod tests {
             crate::sweep::SweepKind::from(m.args).command(),
             "sweep memory"
         );
-        let e = SweepCli::try_parse_from(["t", "matmul", "--m", "10..1", "--n", "1", "--k", "1"])
-            .unwrap_err()
-            .to_string();
+        let e = Flags::<SweepArgs>::try_parse_from([
+            "t", "matmul", "--m", "10..1", "--n", "1", "--k", "1",
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("runs backwards"), "{e}");
     }
 }
