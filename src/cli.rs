@@ -1,7 +1,7 @@
 //! Command-line interface: the clap types, their checks, and their conversion into the plain
 //! domain options that [`crate::commands`] (and the library) take; the exit code. No clap type
-//! goes below this module except `backend::BackendChoice`, `sweep`'s arguments and
-//! `compare::CompareArgs` (owned elsewhere).
+//! goes below this module: domain enums that are flag values (`BackendChoice`, `FailOn`,
+//! `FleetFormat`) get their `clap::ValueEnum` impl here.
 //!
 //! Exit codes: 0 everything verified, 1 a check failed (a wrong result, a regression),
 //! 2 a usage or environment error, 130 interrupted. Results go to stdout only when asked
@@ -10,6 +10,7 @@
 
 use crate::backend::BackendChoice;
 use crate::commands;
+use crate::compare;
 use crate::dtype::DType;
 use crate::measure::MeasureConfig;
 use crate::validate::aggregate::FleetFormat;
@@ -17,6 +18,7 @@ use crate::workload::{
     AttentionAxes, Axis, BLayout, KindAxes, MatmulAxes, MemOp, MemoryAxes, Workload,
 };
 use anyhow::{bail, Context, Result};
+use clap::builder::PossibleValue;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -130,7 +132,7 @@ pub enum Command {
     #[command(subcommand)]
     Suite(SuiteCommand),
     /// Sweep one workload over axes (lists, ranges, powers of two) for curves and rooflines.
-    Sweep(crate::sweep::SweepArgs),
+    Sweep(SweepArgs),
     /// Turn a results JSON into one self-contained HTML page (inline SVG and CSS).
     Report(ReportFlags),
     /// Sustained matmul load on every GPU with a per-second timeline and silent-data-corruption
@@ -143,7 +145,7 @@ pub enum Command {
     Aggregate(AggregateFlags),
     /// Compare two reports: a verdict per result from both runs' samples; exit 1 on a confirmed
     /// regression.
-    Compare(crate::compare::CompareArgs),
+    Compare(CompareArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -590,6 +592,155 @@ impl clap::ValueEnum for FleetFormat {
     }
 }
 
+/// Flags of `gpuvet sweep`.
+#[derive(Args, Debug, Clone)]
+pub struct SweepArgs {
+    #[command(subcommand)]
+    pub kind: SweepCommand,
+}
+
+/// What is swept. Each kind's flags are its `bench` flags (`MatmulArgs`, ...).
+#[derive(Subcommand, Debug, Clone)]
+pub enum SweepCommand {
+    /// C = A·B over M, N and K (e.g. --m 1,16,64,256,1024,4096 --n 8192 --k 8192).
+    Matmul(MatmulAxes),
+    /// Attention over batch, heads, query and KV lengths.
+    Attention(AttentionAxes),
+    /// Memory bandwidth over array sizes (e.g. --size pow2:1MiB..4GiB).
+    Memory(MemoryAxes),
+}
+
+impl From<SweepArgs> for crate::sweep::SweepKind {
+    fn from(a: SweepArgs) -> Self {
+        use crate::sweep::SweepKind as K;
+        match a.kind {
+            SweepCommand::Matmul(x) => K::Matmul(x),
+            SweepCommand::Attention(x) => K::Attention(x),
+            SweepCommand::Memory(x) => K::Memory(x),
+        }
+    }
+}
+
+/// `gpuvet compare OLD NEW`: did anything get slower between two reports?
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// The earlier report (the baseline): a JSON file written by `gpuvet ... --json`.
+    #[arg(value_name = "OLD")]
+    pub old: PathBuf,
+
+    /// The later report, compared against OLD.
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+
+    /// Noise band in percent. A change counts only when the whole 95% interval of the
+    /// ratio of medians lies beyond it. Raise it on shared or thermally noisy machines; lower
+    /// it only when runs have many samples and the interval is narrow.
+    #[arg(long, value_name = "PERCENT", default_value_t = compare::DEFAULT_THRESHOLD_PCT,
+          value_parser = parse_threshold)]
+    pub threshold: f64,
+
+    /// Compare cycles (time × effective SM clock) instead of time. Use it when one run may
+    /// have been throttled or ran at other clocks, to tell a slow clock from a slow kernel;
+    /// results without a recorded clock are compared by time, and the output says so.
+    #[arg(long)]
+    pub normalize_clock: bool,
+
+    /// What makes the exit status 1: `regression` (confirmed slower, or newly failing
+    /// verification) or `ambiguous` (also intervals that straddle the threshold; use it in
+    /// gates that prefer a re-run to a missed regression).
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t = compare::FailOn::Regression)]
+    pub fail_on: compare::FailOn,
+
+    /// Also write the comparison as markdown to PATH, e.g. for a pull-request comment; `-`
+    /// writes it to stdout (the table then goes to stderr).
+    #[arg(long, value_name = "PATH|-")]
+    pub markdown: Option<String>,
+
+    /// Also write the comparison as JSON to PATH; `-` writes it to stdout (the table then
+    /// goes to stderr), for scripts.
+    #[arg(long, value_name = "PATH|-")]
+    pub json: Option<String>,
+
+    /// Seed of the bootstrap resampling. The default is fixed, so verdicts are reproducible;
+    /// change it only to check that a verdict does not hinge on the resampling.
+    #[arg(long, value_name = "N", default_value_t = compare::DEFAULT_SEED)]
+    pub seed: u64,
+}
+
+fn parse_threshold(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{s}` is not a percentage (try 2 or 0.5)"))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err(format!("threshold {v}% is outside 0–100%"));
+    }
+    Ok(v)
+}
+
+impl From<&CompareArgs> for compare::CompareRequest {
+    fn from(a: &CompareArgs) -> Self {
+        compare::CompareRequest {
+            old: a.old.clone(),
+            new: a.new.clone(),
+            options: compare::CompareOptions {
+                threshold_pct: a.threshold,
+                normalize_clock: a.normalize_clock,
+                seed: a.seed,
+                ..compare::CompareOptions::default()
+            },
+            fail_on: a.fail_on,
+            markdown: a.markdown.clone(),
+            json: a.json.clone(),
+        }
+    }
+}
+
+/// `--fail-on` of `compare`: the domain enum gets its flag values (and their help) here.
+impl clap::ValueEnum for compare::FailOn {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[compare::FailOn::Regression, compare::FailOn::Ambiguous]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            compare::FailOn::Regression => PossibleValue::new("regression").help(
+                "Confirmed regressions only: `slower`, or a result that verified in OLD and not in NEW",
+            ),
+            compare::FailOn::Ambiguous => PossibleValue::new("ambiguous").help(
+                "Also `ambiguous`: for gates that would rather re-run than let a possible regression in",
+            ),
+        })
+    }
+}
+
+/// `--backend`: the domain enum gets its flag values (and their help) here; `mock` is hidden.
+impl clap::ValueEnum for BackendChoice {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            BackendChoice::Auto,
+            BackendChoice::Cpu,
+            BackendChoice::Cuda,
+            BackendChoice::Mock,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            BackendChoice::Auto => PossibleValue::new("auto").help(
+                "CUDA when a usable NVIDIA GPU is present, otherwise the CPU (with a notice)",
+            ),
+            BackendChoice::Cpu => PossibleValue::new("cpu").help("The host CPU"),
+            BackendChoice::Cuda => PossibleValue::new("cuda")
+                .help("NVIDIA GPUs through CUDA; an error when none can be used"),
+            BackendChoice::Mock => PossibleValue::new("mock")
+                .help("Fake clock, exact outputs: for testing gpuvet itself")
+                .hide(true),
+        })
+    }
+}
+
 /// Flags of `gpuvet suite llm`: the model and the serving shape.
 #[derive(Args, Debug, Clone, PartialEq)]
 pub struct SuiteFlags {
@@ -685,6 +836,7 @@ fn run(cli: Cli) -> Result<i32> {
             measure(&opts, Some(workloads), imps, what, None)
         }
         Some(Command::Sweep(a)) => {
+            let a = crate::sweep::SweepKind::from(a);
             let workloads = crate::sweep::sweep_workloads(&a)?;
             let axis = crate::sweep::swept_axis(&a);
             let imps = a.implementations().to_vec();
@@ -700,7 +852,7 @@ fn run(cli: Cli) -> Result<i32> {
         Some(Command::Aggregate(a)) => {
             crate::validate::run_aggregate(&a.into(), crate::term::stdout_color())
         }
-        Some(Command::Compare(a)) => crate::compare::run(&a, crate::term::stdout_color()),
+        Some(Command::Compare(a)) => compare::run(&a, crate::term::stdout_color()),
         Some(Command::List(a)) => commands::list::list(&opts, a.options()),
         Some(Command::Completions { shell }) => {
             let mut out = Vec::new();
@@ -849,22 +1001,24 @@ mod tests {
         assert!(parse_pct("0").is_err() && parse_pct("x").is_err());
     }
 
+    /// One flag struct parsed on its own, as its subcommand would parse it.
     #[derive(Parser, Debug)]
-    struct ReportCli {
+    struct Flags<A: Args> {
         #[command(flatten)]
-        args: ReportFlags,
+        args: A,
     }
 
     #[test]
     fn report_flags_parse_as_documented() {
-        ReportCli::command().debug_assert();
-        let c = ReportCli::try_parse_from(["t", "results.json", "-o", "out.html"]).unwrap();
+        Flags::<ReportFlags>::command().debug_assert();
+        let c =
+            Flags::<ReportFlags>::try_parse_from(["t", "results.json", "-o", "out.html"]).unwrap();
         assert_eq!(c.args.results, PathBuf::from("results.json"));
         assert_eq!(c.args.output, PathBuf::from("out.html"));
-        let d = ReportCli::try_parse_from(["t", "r.json", "--axis", "m"]).unwrap();
+        let d = Flags::<ReportFlags>::try_parse_from(["t", "r.json", "--axis", "m"]).unwrap();
         assert_eq!(d.args.output, PathBuf::from("report.html"));
         assert_eq!(d.args.axis.as_deref(), Some("m"));
-        assert!(ReportCli::try_parse_from(["t"]).is_err());
+        assert!(Flags::<ReportFlags>::try_parse_from(["t"]).is_err());
     }
 
     #[test]
@@ -872,16 +1026,10 @@ mod tests {
         Cli::command().debug_assert();
     }
 
-    #[derive(Parser, Debug)]
-    struct SuiteCli {
-        #[command(flatten)]
-        args: SuiteFlags,
-    }
-
     #[test]
     fn suite_flags_parse_as_documented() {
-        SuiteCli::command().debug_assert();
-        let c = SuiteCli::try_parse_from([
+        Flags::<SuiteFlags>::command().debug_assert();
+        let c = Flags::<SuiteFlags>::try_parse_from([
             "t",
             "--model",
             "llama3.1-70b",
@@ -900,12 +1048,76 @@ mod tests {
         assert_eq!(c.args.batch, vec![1, 8, 64]);
         assert_eq!(c.args.dtype, DType::Fp8E4m3);
         assert_eq!(c.args.tp, 8);
-        let f = SuiteCli::try_parse_from(["t", "--model-file", "m.toml"]).unwrap();
+        let f = Flags::<SuiteFlags>::try_parse_from(["t", "--model-file", "m.toml"]).unwrap();
         assert_eq!(f.args.model_file, Some(PathBuf::from("m.toml")));
         // one of --model / --model-file, not both, not neither
-        assert!(SuiteCli::try_parse_from(["t"]).is_err());
-        assert!(SuiteCli::try_parse_from(["t", "--model", "x", "--model-file", "m.toml"]).is_err());
-        assert!(SuiteCli::try_parse_from(["t", "--model", "x", "--tp", "0"]).is_err());
-        assert!(SuiteCli::try_parse_from(["t", "--model", "x", "--batch", "0"]).is_err());
+        assert!(Flags::<SuiteFlags>::try_parse_from(["t"]).is_err());
+        assert!(Flags::<SuiteFlags>::try_parse_from([
+            "t",
+            "--model",
+            "x",
+            "--model-file",
+            "m.toml"
+        ])
+        .is_err());
+        assert!(Flags::<SuiteFlags>::try_parse_from(["t", "--model", "x", "--tp", "0"]).is_err());
+        assert!(
+            Flags::<SuiteFlags>::try_parse_from(["t", "--model", "x", "--batch", "0"]).is_err()
+        );
+    }
+
+    use crate::sweep::{sweep_workloads, swept_axis};
+
+    #[test]
+    fn sweep_flags_parse_as_documented() {
+        Flags::<SweepArgs>::command().debug_assert();
+        let c = Flags::<SweepArgs>::try_parse_from([
+            "t",
+            "matmul",
+            "--m",
+            "1,16,64,256,1024,4096",
+            "--n",
+            "8192",
+            "--k",
+            "8192",
+            "--dtype",
+            "bf16",
+        ])
+        .unwrap();
+        assert_eq!(sweep_workloads(&c.args.clone().into()).unwrap().len(), 6);
+        assert_eq!(swept_axis(&c.args.clone().into()).as_deref(), Some("m"));
+        let a = Flags::<SweepArgs>::try_parse_from([
+            "t",
+            "attention",
+            "--seq",
+            "1",
+            "--kv-seq",
+            "pow2:512..4096",
+            "--kv-heads",
+            "8",
+            "--causal",
+        ])
+        .unwrap();
+        assert_eq!(sweep_workloads(&a.args.into()).unwrap().len(), 4);
+        let m = Flags::<SweepArgs>::try_parse_from([
+            "t",
+            "memory",
+            "--size",
+            "pow2:1MiB..1GiB",
+            "--op",
+            "copy,read",
+        ])
+        .unwrap();
+        assert_eq!(sweep_workloads(&m.args.clone().into()).unwrap().len(), 22);
+        assert_eq!(
+            crate::sweep::SweepKind::from(m.args).command(),
+            "sweep memory"
+        );
+        let e = Flags::<SweepArgs>::try_parse_from([
+            "t", "matmul", "--m", "10..1", "--n", "1", "--k", "1",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("runs backwards"), "{e}");
     }
 }

@@ -315,10 +315,7 @@ impl Database {
     /// nothing is still recognised when exactly one SKU has its compute capability, SM count
     /// and memory size, and the name still carries its model number (a vGPU-relabelled card).
     pub fn lookup(&self, info: &DeviceInfo) -> Option<&Sku> {
-        if info.backend != Some(crate::backend::BackendKind::Cuda)
-            && info.backend != Some(crate::backend::BackendKind::Mock)
-            && info.backend.is_some()
-        {
+        if !info.may_name_gpu_model() {
             return None;
         }
         let cc_ok = |s: &Sku| match info.compute_capability.as_deref() {
@@ -411,7 +408,7 @@ pub fn peaks_for(info: &DeviceInfo) -> Option<(Peaks, bool)> {
     if let Some(s) = db.lookup(info) {
         return Some((s.peaks(), false));
     }
-    if info.backend != Some(crate::backend::BackendKind::Cuda) {
+    if !info.is_gpu() {
         return None;
     }
     let state = info.state();

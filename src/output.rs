@@ -29,9 +29,9 @@ impl Output {
     /// Whether human text should be coloured, judged on the stream it goes to.
     pub fn human_color(&self) -> bool {
         if self.machine_on_stdout {
-            crate::term::use_color(io::stderr().is_terminal())
+            use_color(io::stderr().is_terminal())
         } else {
-            crate::term::use_color(io::stdout().is_terminal())
+            use_color(io::stdout().is_terminal())
         }
     }
 
@@ -44,6 +44,18 @@ impl Output {
             write_stdout(text)
         }
     }
+}
+
+/// Whether to colour output written to a stream that is (or is not) a terminal. It lives here,
+/// with the stdout/stderr decision, so that the writers never depend on the table renderer.
+pub fn use_color(is_terminal: bool) -> bool {
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        return false;
+    }
+    if std::env::var_os("CLICOLOR_FORCE").is_some_and(|v| v != "0") {
+        return true;
+    }
+    is_terminal && std::env::var_os("CLICOLOR").is_none_or(|v| v != "0")
 }
 
 /// Writes to stdout and flushes; a closed pipe is not an error.

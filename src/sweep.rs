@@ -26,28 +26,18 @@ pub type AttentionSweep = AttentionAxes;
 /// The axes of `sweep memory`.
 pub type MemorySweep = MemoryAxes;
 
-/// Flags of `gpuvet sweep`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct SweepArgs {
-    #[command(subcommand)]
-    pub kind: SweepKind,
-}
-
-/// What is swept. Each kind's flags are its `bench` flags (`cli::MatmulArgs`, ...).
-#[derive(clap::Subcommand, Debug, Clone)]
+/// What is swept: one kind's typed axes (the CLI's `sweep <kind>` flags turn into this).
+#[derive(Debug, Clone)]
 pub enum SweepKind {
-    /// C = A·B over M, N and K (e.g. --m 1,16,64,256,1024,4096 --n 8192 --k 8192).
     Matmul(MatmulSweep),
-    /// Attention over batch, heads, query and KV lengths.
     Attention(AttentionSweep),
-    /// Memory bandwidth over array sizes (e.g. --size pow2:1MiB..4GiB).
     Memory(MemorySweep),
 }
 
-impl SweepArgs {
+impl SweepKind {
     /// The kind's typed axes, and `sweep matmul` and so on: the one place naming each kind.
     fn axes(&self) -> (&dyn KindAxes, &'static str) {
-        match &self.kind {
+        match self {
             SweepKind::Matmul(a) => (a, "sweep matmul"),
             SweepKind::Attention(a) => (a, "sweep attention"),
             SweepKind::Memory(a) => (a, "sweep memory"),
@@ -66,7 +56,7 @@ impl SweepArgs {
 }
 
 /// The cross product of the axes, validated, at most [`MAX_SWEEP_WORKLOADS`].
-pub fn sweep_workloads(args: &SweepArgs) -> Result<Vec<Workload>> {
+pub fn sweep_workloads(args: &SweepKind) -> Result<Vec<Workload>> {
     let v = args.axes().0.expand()?;
     if v.is_empty() {
         return Err(Error::invalid("the sweep has no workloads"));
@@ -76,7 +66,7 @@ pub fn sweep_workloads(args: &SweepArgs) -> Result<Vec<Workload>> {
 
 /// The axis the charts put on x: the first one with more than one value (`m`, `seq`, `size`,
 /// ...), or `None` when every axis has a single value.
-pub fn swept_axis(args: &SweepArgs) -> Option<String> {
+pub fn swept_axis(args: &SweepKind) -> Option<String> {
     args.axes().0.swept().map(|p| p.name().to_string())
 }
 
@@ -137,17 +127,15 @@ mod tests {
         }
     }
 
-    fn matmul(m: &str) -> SweepArgs {
-        SweepArgs {
-            kind: SweepKind::Matmul(MatmulSweep {
-                m: Axis::parse_count(m).unwrap(),
-                n: Axis::one(64),
-                k: Axis::one(32),
-                dtype: vec![DType::Bf16, DType::F16],
-                layout: vec![BLayout::Nk],
-                implementation: vec![],
-            }),
-        }
+    fn matmul(m: &str) -> SweepKind {
+        SweepKind::Matmul(MatmulSweep {
+            m: Axis::parse_count(m).unwrap(),
+            n: Axis::one(64),
+            k: Axis::one(32),
+            dtype: vec![DType::Bf16, DType::F16],
+            layout: vec![BLayout::Nk],
+            implementation: vec![],
+        })
     }
 
     #[test]
@@ -165,38 +153,34 @@ mod tests {
 
     #[test]
     fn attention_and_memory_sweeps() {
-        let a = SweepArgs {
-            kind: SweepKind::Attention(AttentionSweep {
-                batch: Axis::one(2),
-                heads: Axis::one(8),
-                kv_heads: Some(Axis::one(2)),
-                seq: Axis::one(1),
-                kv_seq: Some(Axis::parse_count("pow2:128..1024").unwrap()),
-                head_dim: Axis::one(64),
-                causal: true,
-                dtype: vec![DType::Bf16],
-                implementation: vec![],
-            }),
-        };
+        let a = SweepKind::Attention(AttentionSweep {
+            batch: Axis::one(2),
+            heads: Axis::one(8),
+            kv_heads: Some(Axis::one(2)),
+            seq: Axis::one(1),
+            kv_seq: Some(Axis::parse_count("pow2:128..1024").unwrap()),
+            head_dim: Axis::one(64),
+            causal: true,
+            dtype: vec![DType::Bf16],
+            implementation: vec![],
+        });
         let ws = sweep_workloads(&a).unwrap();
         assert_eq!(ws.len(), 4);
         assert_eq!(swept_axis(&a).as_deref(), Some("kv_seq"));
         // an impossible point is refused with the workload's own message
         let mut bad = a.clone();
-        if let SweepKind::Attention(x) = &mut bad.kind {
+        if let SweepKind::Attention(x) = &mut bad {
             x.kv_heads = Some(Axis::one(3));
         }
         assert!(sweep_workloads(&bad)
             .unwrap_err()
             .to_string()
             .contains("divide"));
-        let m = SweepArgs {
-            kind: SweepKind::Memory(MemorySweep {
-                size: Axis::parse_bytes("pow2:1MiB..8MiB").unwrap(),
-                op: vec![MemOp::Copy, MemOp::Triad],
-                implementation: vec![],
-            }),
-        };
+        let m = SweepKind::Memory(MemorySweep {
+            size: Axis::parse_bytes("pow2:1MiB..8MiB").unwrap(),
+            op: vec![MemOp::Copy, MemOp::Triad],
+            implementation: vec![],
+        });
         assert_eq!(sweep_workloads(&m).unwrap().len(), 8);
         assert_eq!(swept_axis(&m).as_deref(), Some("size"));
         assert_eq!(m.command(), "sweep memory");
@@ -204,79 +188,17 @@ mod tests {
 
     #[test]
     fn refuses_huge_sweeps() {
-        let a = SweepArgs {
-            kind: SweepKind::Matmul(MatmulSweep {
-                m: Axis::parse_count("1..4000").unwrap(),
-                n: Axis::parse_count("1..4").unwrap(),
-                k: Axis::one(1),
-                dtype: vec![DType::F32],
-                layout: vec![BLayout::Kn],
-                implementation: vec![],
-            }),
-        };
+        let a = SweepKind::Matmul(MatmulSweep {
+            m: Axis::parse_count("1..4000").unwrap(),
+            n: Axis::parse_count("1..4").unwrap(),
+            k: Axis::one(1),
+            dtype: vec![DType::F32],
+            layout: vec![BLayout::Kn],
+            implementation: vec![],
+        });
         assert!(sweep_workloads(&a)
             .unwrap_err()
             .to_string()
             .contains("narrow"));
-    }
-}
-
-#[cfg(test)]
-mod cli_tests {
-    use super::*;
-    use clap::{CommandFactory, Parser};
-
-    #[derive(Parser, Debug)]
-    struct Cli {
-        #[command(flatten)]
-        args: SweepArgs,
-    }
-
-    #[test]
-    fn flags_parse_as_documented() {
-        Cli::command().debug_assert();
-        let c = Cli::try_parse_from([
-            "t",
-            "matmul",
-            "--m",
-            "1,16,64,256,1024,4096",
-            "--n",
-            "8192",
-            "--k",
-            "8192",
-            "--dtype",
-            "bf16",
-        ])
-        .unwrap();
-        assert_eq!(sweep_workloads(&c.args).unwrap().len(), 6);
-        assert_eq!(swept_axis(&c.args).as_deref(), Some("m"));
-        let a = Cli::try_parse_from([
-            "t",
-            "attention",
-            "--seq",
-            "1",
-            "--kv-seq",
-            "pow2:512..4096",
-            "--kv-heads",
-            "8",
-            "--causal",
-        ])
-        .unwrap();
-        assert_eq!(sweep_workloads(&a.args).unwrap().len(), 4);
-        let m = Cli::try_parse_from([
-            "t",
-            "memory",
-            "--size",
-            "pow2:1MiB..1GiB",
-            "--op",
-            "copy,read",
-        ])
-        .unwrap();
-        assert_eq!(sweep_workloads(&m.args).unwrap().len(), 22);
-        assert_eq!(m.args.command(), "sweep memory");
-        let e = Cli::try_parse_from(["t", "matmul", "--m", "10..1", "--n", "1", "--k", "1"])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("runs backwards"), "{e}");
     }
 }

@@ -9,16 +9,7 @@ use crate::units::seconds;
 use comfy_table::{presets, Cell, CellAlignment, Color, ContentArrangement, Table};
 use std::io::IsTerminal;
 
-/// Whether to colour output written to a stream that is (or is not) a terminal.
-pub fn use_color(is_terminal: bool) -> bool {
-    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
-        return false;
-    }
-    if std::env::var_os("CLICOLOR_FORCE").is_some_and(|v| v != "0") {
-        return true;
-    }
-    is_terminal && std::env::var_os("CLICOLOR").is_none_or(|v| v != "0")
-}
+pub use crate::output::use_color;
 
 pub fn stdout_color() -> bool {
     use_color(std::io::stdout().is_terminal())

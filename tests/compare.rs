@@ -1,8 +1,9 @@
 //! Regression tracking: verdict statistics, baselines, renderers and CI exports.
 
+use gpuvet::cli::CompareArgs;
 use gpuvet::compare::{
     self, classify, compare_to_baseline, export, load_baseline, ratio_of_medians_ci, render_json,
-    render_markdown, render_table, save_baseline, CompareArgs, CompareOptions, FailOn, Verdict,
+    render_markdown, render_table, save_baseline, CompareOptions, FailOn, Verdict,
 };
 use gpuvet::report::Report;
 use gpuvet::Error;
@@ -526,13 +527,17 @@ fn run_writes_outputs_and_returns_the_exit_code() {
     );
 }
 
+/// Exports the NEW fixture as `format` to a fresh file named `file` and reads it back.
+fn exported(format: &str, file: &str) -> serde_json::Value {
+    let dir = temp_dir();
+    let path = dir.path().join(file);
+    export(&new_report(), &format!("{format}:{}", path.display())).unwrap();
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
 #[test]
 fn github_export_has_the_custom_bigger_is_better_shape() {
-    let dir = temp_dir();
-    let path = dir.path().join("gab.json");
-    export(&new_report(), &format!("github:{}", path.display())).unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let v = exported("github", "gab.json");
     let arr = v.as_array().expect("an array");
     let report = new_report();
     let exportable: Vec<_> = report.results.iter().filter(|r| r.is_valid()).collect();
@@ -559,11 +564,7 @@ fn github_export_has_the_custom_bigger_is_better_shape() {
 
 #[test]
 fn bencher_export_has_the_metric_format_shape() {
-    let dir = temp_dir();
-    let path = dir.path().join("bmf.json");
-    export(&new_report(), &format!("bencher:{}", path.display())).unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let v = exported("bencher", "bmf.json");
     let obj = v.as_object().expect("an object");
     assert_eq!(obj.len(), 6);
     for (name, measures) in obj {

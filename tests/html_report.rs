@@ -110,7 +110,7 @@ fn page_is_self_contained_with_inventory_results_and_charts() {
 fn run_report_writes_the_page_and_refuses_bad_files() {
     let dir = tempfile::tempdir().unwrap();
     let (r, results) = mock_report(dir.path(), "");
-    let verdict = gpuvet::validate::judge(&r, &gpuvet::validate::ValidateArgs::default());
+    let verdict = gpuvet::validate::judge(&r, &gpuvet::cli::ValidateArgs::default());
     let vpath = dir.path().join("verdict.json");
     std::fs::write(&vpath, verdict.to_json()).unwrap();
     let out = dir.path().join("report.html");

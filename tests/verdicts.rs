@@ -2,6 +2,7 @@
 //! reason that names it; a healthy node passes.
 
 use gpuvet::backend::{BackendKind, DeviceInfo, Telemetry};
+use gpuvet::cli::ValidateArgs;
 use gpuvet::dtype::DType;
 use gpuvet::env::{HostInfo, ToolInfo};
 use gpuvet::gpudb;
@@ -10,7 +11,7 @@ use gpuvet::stats::Summary;
 use gpuvet::validate::verdict::{self, test_key};
 use gpuvet::validate::{
     judge, judge_with, suite, CheckKind, ChecksumSample, GpuVerdict, JudgeInputs, NodeVerdict,
-    ValidateArgs, Verdict,
+    Verdict,
 };
 use gpuvet::verify::Verification;
 use gpuvet::workload::Workload;

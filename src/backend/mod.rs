@@ -35,6 +35,67 @@ impl BackendKind {
             BackendKind::Mock => "mock",
         }
     }
+
+    /// True when the backend's devices are real GPUs: their compute capability decides the
+    /// dtypes, their identity is checked against the SKU database, and their peaks may be
+    /// computed from clocks.
+    pub fn is_gpu(self) -> bool {
+        match self {
+            BackendKind::Cuda => true,
+            BackendKind::Cpu | BackendKind::Mock => false,
+        }
+    }
+
+    /// True when the backend describes its devices as GPU models (names, SM counts, memory)
+    /// that the SKU database can recognise: real GPUs, and the mock's simulated ones (so that
+    /// tests can exercise the lookup).
+    pub fn names_gpu_models(self) -> bool {
+        match self {
+            BackendKind::Cuda | BackendKind::Mock => true,
+            BackendKind::Cpu => false,
+        }
+    }
+
+    /// How large a `validate` suite the backend's devices get.
+    pub fn suite_scale(self) -> SuiteScale {
+        match self {
+            BackendKind::Cuda => SuiteScale::Device,
+            BackendKind::Mock => SuiteScale::Smoke,
+            BackendKind::Cpu => SuiteScale::Host,
+        }
+    }
+}
+
+/// Backend policy read off a recorded device, so callers never branch on the backend kind.
+impl DeviceInfo {
+    /// True when the device is a real GPU (see [`BackendKind::is_gpu`]); false when the report
+    /// does not say which backend measured it.
+    pub fn is_gpu(&self) -> bool {
+        self.backend.is_some_and(|b| b.is_gpu())
+    }
+
+    /// True unless the device's backend is known not to describe GPU models (a CPU): a report
+    /// without a backend is given the benefit of the doubt.
+    pub fn may_name_gpu_model(&self) -> bool {
+        self.backend.is_none_or(|b| b.names_gpu_models())
+    }
+
+    /// The `validate` suite size for this device (the host's when the backend is unknown).
+    pub fn suite_scale(&self) -> SuiteScale {
+        self.backend.map_or(SuiteScale::Host, |b| b.suite_scale())
+    }
+}
+
+/// The size class of the `validate` suite for a device: the policy is the backend's, the
+/// shapes are `validate`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuiteScale {
+    /// Shapes sized from the device's memory and cache: the hardware is what is tested.
+    Device,
+    /// The smallest shapes that still run every stage: the pipeline is what is tested.
+    Smoke,
+    /// Shapes a host CPU runs in seconds (also devices of unknown backend).
+    Host,
 }
 
 /// An implementation of a workload on a backend.
@@ -422,7 +483,8 @@ pub trait Backend: Send {
 }
 
 /// Which backend the user asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// (Its flag values and their help are in [`crate::cli`].)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendChoice {
     /// CUDA when a usable NVIDIA GPU is present, otherwise the CPU (with a notice).
     Auto,
@@ -431,7 +493,6 @@ pub enum BackendChoice {
     /// NVIDIA GPUs through CUDA; an error when none can be used.
     Cuda,
     /// Fake clock, exact outputs: for testing gpuvet itself.
-    #[value(hide = true)]
     Mock,
 }
 

@@ -5,12 +5,10 @@
 //! worse than a gap in the chart. Names are the stable result ids, so each series continues
 //! from run to run; a report with several devices suffixes the device index.
 
-use super::baseline::write_atomic;
 use crate::error::{Error, Result};
 use crate::report::{Report, ResultRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// A CI format gpuvet can write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,7 +201,7 @@ impl crate::export::Exporter<Report> for ExportFormat {
 /// Results without a verified throughput are left out, with a line on stderr saying which.
 pub fn export(report: &Report, spec: &str) -> Result<()> {
     let (format, path) = parse_spec(spec)?;
-    let (json, skipped) = render_export(report, format);
+    let skipped = rates(report).1;
     if !skipped.is_empty() {
         eprintln!(
             "export {path}: left out {} result(s) without a verified throughput: {}",
@@ -211,9 +209,6 @@ pub fn export(report: &Report, spec: &str) -> Result<()> {
             skipped.join(", ")
         );
     }
-    if path == "-" {
-        super::write_stdout(&(json + "\n"))
-    } else {
-        write_atomic(Path::new(&path), (json + "\n").as_bytes())
-    }
+    use crate::export::Exporter;
+    format.write(&path, report).map_err(super::export_error)
 }

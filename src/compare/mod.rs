@@ -26,14 +26,14 @@ pub use verdict::{classify, ratio_of_medians_ci, RatioCi, Verdict};
 use crate::report::{Report, ResultRecord, Status};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Version of the comparison JSON (`--json`); fields are only added within a version.
 pub const COMPARISON_SCHEMA_VERSION: u32 = 1;
 
 /// Bootstrap seed used when none is given: fixed, so the same two reports always give the
 /// same verdicts. Equal to the CLI's global `--seed` default, so the flag can be global
-/// (clap lets a subcommand's own `--seed`, `--json` and `--markdown` stand in for global flags of
+/// (the CLI lets a subcommand's own `--seed`, `--json` and `--markdown` stand in for global flags of
 /// the same name and type).
 pub const DEFAULT_SEED: u64 = 20261128;
 
@@ -50,7 +50,7 @@ pub const MIN_SAMPLES: usize = 5;
 pub const DEFAULT_THRESHOLD_PCT: f64 = 2.0;
 
 /// Which verdicts make `gpuvet compare` (or a run with `--baseline`) exit 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailOn {
     /// Confirmed regressions only: `slower`, or a result that verified in OLD and not in NEW.
@@ -60,74 +60,19 @@ pub enum FailOn {
     Ambiguous,
 }
 
-/// `gpuvet compare OLD NEW`: did anything get slower between two reports?
-#[derive(Debug, Clone, clap::Args)]
-pub struct CompareArgs {
-    /// The earlier report (the baseline): a JSON file written by `gpuvet ... --json`.
-    #[arg(value_name = "OLD")]
+/// One `gpuvet compare OLD NEW` invocation in domain terms (the CLI builds it from its flags).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompareRequest {
+    /// The earlier report (the baseline).
     pub old: PathBuf,
-
     /// The later report, compared against OLD.
-    #[arg(value_name = "NEW")]
     pub new: PathBuf,
-
-    /// Noise band in percent. A change counts only when the whole 95% interval of the
-    /// ratio of medians lies beyond it. Raise it on shared or thermally noisy machines; lower
-    /// it only when runs have many samples and the interval is narrow.
-    #[arg(long, value_name = "PERCENT", default_value_t = DEFAULT_THRESHOLD_PCT,
-          value_parser = parse_threshold)]
-    pub threshold: f64,
-
-    /// Compare cycles (time × effective SM clock) instead of time. Use it when one run may
-    /// have been throttled or ran at other clocks, to tell a slow clock from a slow kernel;
-    /// results without a recorded clock are compared by time, and the output says so.
-    #[arg(long)]
-    pub normalize_clock: bool,
-
-    /// What makes the exit status 1: `regression` (confirmed slower, or newly failing
-    /// verification) or `ambiguous` (also intervals that straddle the threshold; use it in
-    /// gates that prefer a re-run to a missed regression).
-    #[arg(long, value_enum, value_name = "WHAT", default_value_t = FailOn::Regression)]
+    pub options: CompareOptions,
     pub fail_on: FailOn,
-
-    /// Also write the comparison as markdown to PATH, e.g. for a pull-request comment; `-`
-    /// writes it to stdout (the table then goes to stderr).
-    #[arg(long, value_name = "PATH|-")]
+    /// Markdown target: a path, or `-` for stdout.
     pub markdown: Option<String>,
-
-    /// Also write the comparison as JSON to PATH; `-` writes it to stdout (the table then
-    /// goes to stderr), for scripts.
-    #[arg(long, value_name = "PATH|-")]
+    /// JSON target: a path, or `-` for stdout.
     pub json: Option<String>,
-
-    /// Seed of the bootstrap resampling. The default is fixed, so verdicts are reproducible;
-    /// change it only to check that a verdict does not hinge on the resampling.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
-    pub seed: u64,
-}
-
-fn parse_threshold(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .trim()
-        .trim_end_matches('%')
-        .parse()
-        .map_err(|_| format!("`{s}` is not a percentage (try 2 or 0.5)"))?;
-    if !(0.0..=100.0).contains(&v) {
-        return Err(format!("threshold {v}% is outside 0–100%"));
-    }
-    Ok(v)
-}
-
-impl CompareArgs {
-    /// The comparison settings these flags ask for.
-    pub fn options(&self) -> CompareOptions {
-        CompareOptions {
-            threshold_pct: self.threshold,
-            normalize_clock: self.normalize_clock,
-            seed: self.seed,
-            ..CompareOptions::default()
-        }
-    }
 }
 
 /// How two reports are compared.
@@ -460,30 +405,47 @@ fn compare_pair(
         ratio: None,
         detail: None,
     };
-    match (why_unusable(o), why_unusable(n)) {
-        (None, None) => {}
-        (old_bad, new_bad) => {
-            // Failed (backend error) outranks unverified when both sides are broken.
-            let verdict = match (&old_bad, &new_bad) {
-                (Some((Verdict::Failed, _)), _) | (_, Some((Verdict::Failed, _))) => {
-                    Verdict::Failed
-                }
-                _ => Verdict::Unverified,
-            };
-            let mut parts = Vec::new();
-            if let Some((_, why)) = &old_bad {
-                parts.push(format!("OLD: {why}"));
-            }
-            if let Some((_, why)) = &new_bad {
-                parts.push(format!("NEW: {why}"));
-            }
-            row.verdict = verdict;
-            // A result that was right before and is wrong now is worse than a slow one.
-            row.regression = old_bad.is_none() && new_bad.is_some();
-            row.detail = Some(parts.join("; "));
-            return row;
-        }
+    let (old_bad, new_bad) = (why_unusable(o), why_unusable(n));
+    if old_bad.is_some() || new_bad.is_some() {
+        mark_unusable(&mut row, old_bad, new_bad);
+        return row;
     }
+    let (old_t, new_t) = compared_samples(o, n, opts, &mut row);
+    bootstrap_verdict(&mut row, o, &old_t, &new_t, opts);
+    row
+}
+
+/// Sets the verdict of a pair where either side has no usable samples: `failed` (a backend
+/// error) outranks `unverified`, and the detail says which side and why.
+fn mark_unusable(
+    row: &mut ResultComparison,
+    old_bad: Option<(Verdict, String)>,
+    new_bad: Option<(Verdict, String)>,
+) {
+    row.verdict = match (&old_bad, &new_bad) {
+        (Some((Verdict::Failed, _)), _) | (_, Some((Verdict::Failed, _))) => Verdict::Failed,
+        _ => Verdict::Unverified,
+    };
+    let mut parts = Vec::new();
+    if let Some((_, why)) = &old_bad {
+        parts.push(format!("OLD: {why}"));
+    }
+    if let Some((_, why)) = &new_bad {
+        parts.push(format!("NEW: {why}"));
+    }
+    // A result that was right before and is wrong now is worse than a slow one.
+    row.regression = old_bad.is_none() && new_bad.is_some();
+    row.detail = Some(parts.join("; "));
+}
+
+/// The two sides' samples of the compared quantity: times, or cycles (time × effective clock)
+/// under `--normalize-clock` when both clocks are known; otherwise the row's detail says so.
+fn compared_samples(
+    o: &ResultRecord,
+    n: &ResultRecord,
+    opts: &CompareOptions,
+    row: &mut ResultComparison,
+) -> (Vec<f64>, Vec<f64>) {
     let (mut old_t, mut new_t) = (times(o), times(n));
     if opts.normalize_clock {
         match (clock(o), clock(n)) {
@@ -505,6 +467,17 @@ fn compare_pair(
             }
         }
     }
+    (old_t, new_t)
+}
+
+/// The bootstrap interval of the ratio of medians and the verdict it gives.
+fn bootstrap_verdict(
+    row: &mut ResultComparison,
+    o: &ResultRecord,
+    old_t: &[f64],
+    new_t: &[f64],
+    opts: &CompareOptions,
+) {
     let seed = crate::tensor::splitmix(
         opts.seed ^ crate::tensor::stable_hash(&format!("{}#{}", o.id, o.device)),
     );
@@ -514,7 +487,7 @@ fn compare_pair(
     let resamples = opts
         .resamples
         .min((MAX_BOOTSTRAP_DRAWS / work).max(MIN_RESAMPLES));
-    match ratio_of_medians_ci(&old_t, &new_t, opts.confidence, resamples, seed) {
+    match ratio_of_medians_ci(old_t, new_t, opts.confidence, resamples, seed) {
         Some(ci) => {
             let fewest = old_t.len().min(new_t.len());
             row.verdict = if fewest < MIN_SAMPLES {
@@ -539,7 +512,6 @@ fn compare_pair(
             row.detail = Some("a timing sample is zero, negative or not finite".into());
         }
     }
-    row
 }
 
 fn times(r: &ResultRecord) -> Vec<f64> {
@@ -588,7 +560,49 @@ fn unmatched(report: &Report, r: &ResultRecord, verdict: Verdict, why: &str) -> 
     }
 }
 
-/// Every environment field that differs between the two runs, in a fixed order.
+/// One run-level environment field: its label and its value as text.
+type RunField = (&'static str, fn(&Report) -> String);
+
+/// One per-device environment field (`-` when absent).
+type DeviceField = (
+    &'static str,
+    fn(&crate::backend::DeviceInfo) -> Option<String>,
+);
+
+/// What the runs were: compared before the devices.
+const RUN_FIELDS: &[RunField] = &[
+    ("gpuvet version", |r| r.tool.version.clone()),
+    ("gpuvet git sha", |r| r.tool.git_sha.clone()),
+    ("backend", |r| r.config.backend.clone()),
+    ("devices", |r| r.devices.len().to_string()),
+];
+
+/// Each device's identity, labelled `device N <field>`; its `details` follow.
+const DEVICE_FIELDS: &[DeviceField] = &[
+    ("name", |d| Some(d.name.clone())),
+    ("driver", |d| d.driver_version.clone()),
+    ("compute capability", |d| d.compute_capability.clone()),
+    ("uuid", |d| d.uuid.clone()),
+];
+
+/// The host and the run's settings: compared after the devices.
+const HOST_FIELDS: &[RunField] = &[
+    ("kernel hash", |r| {
+        r.config.kernel_hash.clone().unwrap_or_else(|| "-".into())
+    }),
+    ("host CPU", |r| r.host.cpu_model.clone()),
+    ("host", |r| r.host.hostname.clone()),
+    ("OS", |r| r.host.os.clone()),
+    ("OS kernel", |r| r.host.kernel.clone()),
+    ("cache mode", |r| {
+        if r.config.hot { "hot" } else { "cold" }.into()
+    }),
+    ("threads", |r| r.config.threads.to_string()),
+    ("input seed", |r| r.config.seed.to_string()),
+];
+
+/// Every environment field that differs between the two runs, in a fixed order: the run,
+/// each device (identity, then every `details` key either side has), the host and settings.
 pub fn environment_diff(old: &Report, new: &Report) -> Vec<EnvDiff> {
     let mut out = Vec::new();
     let mut push = |field: String, a: String, b: String| {
@@ -600,51 +614,19 @@ pub fn environment_diff(old: &Report, new: &Report) -> Vec<EnvDiff> {
             });
         }
     };
-    push(
-        "gpuvet version".into(),
-        old.tool.version.clone(),
-        new.tool.version.clone(),
-    );
-    push(
-        "gpuvet git sha".into(),
-        old.tool.git_sha.clone(),
-        new.tool.git_sha.clone(),
-    );
-    push(
-        "backend".into(),
-        old.config.backend.clone(),
-        new.config.backend.clone(),
-    );
-    push(
-        "devices".into(),
-        old.devices.len().to_string(),
-        new.devices.len().to_string(),
-    );
+    for (label, f) in RUN_FIELDS {
+        push(label.to_string(), f(old), f(new));
+    }
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    let n = old.devices.len().max(new.devices.len());
-    for i in 0..n {
+    for i in 0..old.devices.len().max(new.devices.len()) {
         let (a, b) = (old.devices.get(i), new.devices.get(i));
-        let p = format!("device {i}");
-        push(
-            format!("{p} name"),
-            opt(a.map(|d| d.name.clone())),
-            opt(b.map(|d| d.name.clone())),
-        );
-        push(
-            format!("{p} driver"),
-            opt(a.and_then(|d| d.driver_version.clone())),
-            opt(b.and_then(|d| d.driver_version.clone())),
-        );
-        push(
-            format!("{p} compute capability"),
-            opt(a.and_then(|d| d.compute_capability.clone())),
-            opt(b.and_then(|d| d.compute_capability.clone())),
-        );
-        push(
-            format!("{p} uuid"),
-            opt(a.and_then(|d| d.uuid.clone())),
-            opt(b.and_then(|d| d.uuid.clone())),
-        );
+        for (label, f) in DEVICE_FIELDS {
+            push(
+                format!("device {i} {label}"),
+                opt(a.and_then(f)),
+                opt(b.and_then(f)),
+            );
+        }
         // `details` carries NVRTC/CUDA versions, clocks and anything else a backend records.
         let keys: BTreeSet<&String> = a
             .into_iter()
@@ -658,45 +640,12 @@ pub fn environment_diff(old: &Report, new: &Report) -> Vec<EnvDiff> {
                     other => other.to_string(),
                 }))
             };
-            push(format!("{p} {k}"), val(a), val(b));
+            push(format!("device {i} {k}"), val(a), val(b));
         }
     }
-    push(
-        "kernel hash".into(),
-        opt(old.config.kernel_hash.clone()),
-        opt(new.config.kernel_hash.clone()),
-    );
-    push(
-        "host CPU".into(),
-        old.host.cpu_model.clone(),
-        new.host.cpu_model.clone(),
-    );
-    push(
-        "host".into(),
-        old.host.hostname.clone(),
-        new.host.hostname.clone(),
-    );
-    push("OS".into(), old.host.os.clone(), new.host.os.clone());
-    push(
-        "OS kernel".into(),
-        old.host.kernel.clone(),
-        new.host.kernel.clone(),
-    );
-    push(
-        "cache mode".into(),
-        if old.config.hot { "hot" } else { "cold" }.into(),
-        if new.config.hot { "hot" } else { "cold" }.into(),
-    );
-    push(
-        "threads".into(),
-        old.config.threads.to_string(),
-        new.config.threads.to_string(),
-    );
-    push(
-        "input seed".into(),
-        old.config.seed.to_string(),
-        new.config.seed.to_string(),
-    );
+    for (label, f) in HOST_FIELDS {
+        push(label.to_string(), f(old), f(new));
+    }
     out
 }
 
@@ -705,10 +654,11 @@ pub fn environment_diff(old: &Report, new: &Report) -> Vec<EnvDiff> {
 ///
 /// A malformed or truncated report is `crate::Error::CorruptFile` inside the `anyhow::Error`
 /// (exit 2 at the CLI).
-pub fn run(args: &CompareArgs, color: bool) -> anyhow::Result<i32> {
+pub fn run(req: impl Into<CompareRequest>, color: bool) -> anyhow::Result<i32> {
+    let args: CompareRequest = req.into();
     let old = Report::load(&args.old)?;
     let new = Report::load(&args.new)?;
-    let cmp = compare(&old, &new, &args.options()).with_labels(
+    let cmp = compare(&old, &new, &args.options).with_labels(
         &args.old.display().to_string(),
         &args.new.display().to_string(),
     );
@@ -722,6 +672,30 @@ pub fn run(args: &CompareArgs, color: bool) -> anyhow::Result<i32> {
     Ok(cmp.exit_code(args.fail_on))
 }
 
+/// An [`Exporter`](crate::export::Exporter) failure as a library error: a library error it
+/// carries comes back as it was; an I/O failure stays `Error::Io` (same kind) with the whole
+/// message, target included.
+pub(crate) fn export_error(e: anyhow::Error) -> crate::Error {
+    let msg = format!("{e:#}");
+    match e.downcast::<crate::Error>() {
+        Ok(lib) => lib,
+        Err(e) => match e.downcast_ref::<std::io::Error>() {
+            Some(io) => crate::Error::Io(std::io::Error::new(io.kind(), msg)),
+            None => crate::Error::invalid(msg),
+        },
+    }
+}
+
+/// The comparison as pull-request markdown, as a file format (`--markdown`).
+#[derive(Debug, Clone, Copy)]
+pub struct MarkdownExport(pub FailOn);
+
+impl crate::export::Exporter<Comparison> for MarkdownExport {
+    fn render(&self, cmp: &Comparison) -> anyhow::Result<String> {
+        Ok(render_markdown(cmp, self.0))
+    }
+}
+
 /// Prints the table and writes markdown/JSON where asked (PATH, or `-` for stdout). When one
 /// of them goes to stdout the table goes to stderr, so stdout stays machine-readable.
 pub fn emit(
@@ -731,6 +705,7 @@ pub fn emit(
     markdown: Option<&str>,
     json: Option<&str>,
 ) -> crate::Result<()> {
+    use crate::export::{Exporter, PrettyJson};
     if markdown == Some("-") && json == Some("-") {
         return Err(crate::Error::invalid(
             "--markdown - and --json - both ask for stdout; send one of them to a file",
@@ -738,20 +713,13 @@ pub fn emit(
     }
     let table = render_table(cmp, fail_on, color);
     crate::output::Output::new(markdown == Some("-") || json == Some("-")).human(&table)?;
-    for (target, text) in [
-        (markdown, render_markdown(cmp, fail_on)),
-        (json, render_json(cmp) + "\n"),
-    ] {
-        match target {
-            Some("-") => write_stdout(&text)?,
-            Some(path) => baseline::write_atomic(Path::new(path), text.as_bytes())?,
-            None => {}
-        }
+    if let Some(target) = markdown {
+        MarkdownExport(fail_on)
+            .write(target, cmp)
+            .map_err(export_error)?;
+    }
+    if let Some(target) = json {
+        PrettyJson.write(target, cmp).map_err(export_error)?;
     }
     Ok(())
-}
-
-/// Writes to stdout; a closed pipe (`gpuvet compare a b | head`) is not an error.
-pub(crate) fn write_stdout(text: &str) -> crate::Result<()> {
-    Ok(crate::output::write_stdout(text)?)
 }

@@ -18,7 +18,7 @@ pub mod verdict;
 pub use aggregate::{run_aggregate, AggregateArgs};
 pub use verdict::{Check, CheckKind, ChecksumSample, Finding, MetricValue, Verdict};
 
-use crate::backend::{BackendKind, DeviceInfo, Peaks, Telemetry};
+use crate::backend::{DeviceInfo, Peaks, SuiteScale, Telemetry};
 use crate::dtype::DType;
 use crate::gpudb::{self, ExpectConfidence, Expectation, Sku};
 use crate::report::{Report, ResultRecord};
@@ -73,10 +73,6 @@ impl From<&JudgeOptions> for JudgeOptions {
     }
 }
 
-/// The flags' old home: `ValidateArgs` is a CLI type (in [`crate::cli`]); this path stays for
-/// library callers written against it.
-pub use crate::cli::ValidateArgs;
-
 /// Dtypes a device's tensor (or vector) units run, by compute capability. Devices without one
 /// (a CPU) get those the CPU backend runs.
 pub fn supported_dtypes(info: &DeviceInfo) -> Vec<DType> {
@@ -88,7 +84,7 @@ pub fn supported_dtypes(info: &DeviceInfo) -> Vec<DType> {
             Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
         })
         .unwrap_or((0, 0));
-    if info.backend != Some(BackendKind::Cuda) {
+    if !info.is_gpu() {
         return vec![DType::F32, DType::Bf16, DType::F16, DType::Int8];
     }
     let mut v = vec![DType::F32];
@@ -144,8 +140,8 @@ pub fn suite(info: &DeviceInfo, quick: bool) -> Vec<Workload> {
     };
     let mem = |op, bytes| Workload::Memory(MemorySpec { op, bytes });
     let mut v = Vec::new();
-    match info.backend {
-        Some(BackendKind::Cuda) => {
+    match info.suite_scale() {
+        SuiteScale::Device => {
             // 4 GiB per array, but no more than an eighth of the device, and at least 8× L2.
             let total = info.memory_bytes.unwrap_or(16 << 30);
             let l2 = info.last_level_cache_bytes.unwrap_or(64 << 20);
@@ -174,7 +170,7 @@ pub fn suite(info: &DeviceInfo, quick: bool) -> Vec<Workload> {
             v.push(att(batch, 4096, 4096, true, 128, attn_dtype));
             v.push(att(64, 1, 8192, true, 128, attn_dtype));
         }
-        Some(BackendKind::Mock) => {
+        SuiteScale::Smoke => {
             v.push(mem(MemOp::Copy, 1 << 20));
             for d in [DType::F32, DType::Bf16] {
                 v.push(mm(64, 64, 64, d));
@@ -182,7 +178,7 @@ pub fn suite(info: &DeviceInfo, quick: bool) -> Vec<Workload> {
             v.push(att(1, 32, 64, true, 16, DType::F16));
             v.push(att(2, 1, 64, true, 16, DType::F16));
         }
-        _ => {
+        SuiteScale::Host => {
             // CPU: the pipeline, not the hardware, is what is being tested; keep it to seconds.
             v.push(mem(MemOp::Copy, 64 << 20));
             for &d in &dtypes {
@@ -540,7 +536,8 @@ impl Judging<'_> {
 
     fn identity(&self, i: usize) -> Check {
         let (info, t) = (&self.report.devices[i], &self.targets[i]);
-        let is_gpu = info.backend == Some(BackendKind::Cuda) || info.backend.is_none();
+        // A device of unknown backend is checked as a GPU.
+        let is_gpu = info.backend.is_none() || info.is_gpu();
         if is_gpu {
             return identity::check(
                 info,
@@ -702,6 +699,7 @@ fn gpu_reasons(g: &GpuVerdict) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::BackendKind;
 
     fn gpu(cc: &str) -> DeviceInfo {
         DeviceInfo {
