@@ -268,6 +268,9 @@ impl CudaBackend {
                 let used = libs::cudarc_cublaslt_file().unwrap_or_else(|| l.path.clone());
                 details.insert("cublaslt".into(), json!(used.display().to_string()));
                 lib_notes.extend(libs::mismatch_line(libs::Lib::CublasLt, &l.path, &used));
+                if let Some(v) = cublaslt_version() {
+                    details.insert("cublaslt_version".into(), json!(v));
+                }
             }
             Err(_) => {
                 details.insert("cublaslt".into(), json!(null));
@@ -613,6 +616,17 @@ impl Backend for CudaBackend {
     fn notice(&self) -> Option<String> {
         self.notice.clone()
     }
+}
+
+/// `cublasLtGetVersion()` of the cuBLASLt cudarc loaded (e.g. 130100 for 13.1.0), recorded so a
+/// run can be matched with PyTorch's, which scripts/torch_reference.py reads with the same call:
+/// ±3% comparisons mean little between two builds of the library.
+fn cublaslt_version() -> Option<usize> {
+    libs::cudarc_cublaslt_file()?;
+    // SAFETY: cublasLtGetVersion takes no arguments, touches no state and returns a number; the
+    // library was resolved just above. cudarc panics if the symbol cannot be loaded: caught, so
+    // the version is then only missing from the report.
+    std::panic::catch_unwind(|| unsafe { cudarc::cublaslt::sys::cublasLtGetVersion() }).ok()
 }
 
 #[cfg(test)]
