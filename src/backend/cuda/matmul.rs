@@ -75,6 +75,55 @@ pub struct GemmDesc {
 /// The cuBLASLt description of `spec` on a device of compute capability `cc`, or why it
 /// cannot run there. Pure: testable without a GPU.
 pub fn plan(spec: &MatmulSpec, cc: (i32, i32)) -> Result<GemmDesc> {
+    let (ab, d, compute, scale, label) = types_for(spec.dtype, cc)?;
+    let tn_only = matches!(spec.dtype, DType::Fp8E4m3 | DType::Int8);
+    let transpose_b_on_host = tn_only && spec.b_layout == BLayout::Kn;
+    // Leading dimensions must be multiples of 16 bytes for the tensor-core paths of these types.
+    if tn_only {
+        let elem = spec.dtype.size();
+        let out = spec.dtype.matmul_output().size();
+        if (spec.k * elem) % 16 != 0 || (spec.n * out) % 16 != 0 {
+            return Err(Error::unsupported(format!(
+                "cuBLASLt {} needs K×{elem} and N×{out} bytes to be multiples of 16 (K = {}, N = {})",
+                spec.dtype, spec.k, spec.n
+            )));
+        }
+    }
+    let (transa, lda) = match (spec.b_layout, transpose_b_on_host) {
+        (BLayout::Kn, false) => (false, spec.n as i64),
+        _ => (true, spec.k as i64),
+    };
+    Ok(GemmDesc {
+        a_type: ab,
+        b_type: ab,
+        d_type: d,
+        compute,
+        scale_type: scale,
+        transa,
+        transb: false,
+        m: spec.n,
+        n: spec.m,
+        k: spec.k,
+        lda,
+        ldb: spec.k as i64,
+        ldd: spec.n as i64,
+        batch: None,
+        alpha: if spec.dtype == DType::Int8 {
+            Alpha::I32(1)
+        } else {
+            Alpha::F32(1.0)
+        },
+        fp8_scales: spec.dtype == DType::Fp8E4m3,
+        compute_label: label.into(),
+        transpose_b_on_host,
+    })
+}
+
+/// cuBLASLt's A/B type, D type, compute type, scale type and a label for `dtype`, or why a GPU
+/// of compute capability `cc` cannot run it.
+type GemmTypes = (Ty, Ty, Compute, Ty, &'static str);
+
+fn types_for(dtype: DType, cc: (i32, i32)) -> Result<GemmTypes> {
     let sm = cc.0 * 10 + cc.1;
     let need = |min: i32, what: &str| -> Result<()> {
         if sm < min {
@@ -89,7 +138,7 @@ pub fn plan(spec: &MatmulSpec, cc: (i32, i32)) -> Result<GemmDesc> {
             Ok(())
         }
     };
-    let (ab, d, compute, scale, label) = match spec.dtype {
+    Ok(match dtype {
         DType::F32 => (
             Ty::CUDA_R_32F,
             Ty::CUDA_R_32F,
@@ -149,47 +198,6 @@ pub fn plan(spec: &MatmulSpec, cc: (i32, i32)) -> Result<GemmDesc> {
                 "int8 (i32 accumulate)",
             )
         }
-    };
-    let tn_only = matches!(spec.dtype, DType::Fp8E4m3 | DType::Int8);
-    let transpose_b_on_host = tn_only && spec.b_layout == BLayout::Kn;
-    // Leading dimensions must be multiples of 16 bytes for the tensor-core paths of these types.
-    if tn_only {
-        let elem = spec.dtype.size();
-        let out = spec.dtype.matmul_output().size();
-        if (spec.k * elem) % 16 != 0 || (spec.n * out) % 16 != 0 {
-            return Err(Error::unsupported(format!(
-                "cuBLASLt {} needs K×{elem} and N×{out} bytes to be multiples of 16 (K = {}, N = {})",
-                spec.dtype, spec.k, spec.n
-            )));
-        }
-    }
-    let (transa, lda) = match (spec.b_layout, transpose_b_on_host) {
-        (BLayout::Kn, false) => (false, spec.n as i64),
-        _ => (true, spec.k as i64),
-    };
-    Ok(GemmDesc {
-        a_type: ab,
-        b_type: ab,
-        d_type: d,
-        compute,
-        scale_type: scale,
-        transa,
-        transb: false,
-        m: spec.n,
-        n: spec.m,
-        k: spec.k,
-        lda,
-        ldb: spec.k as i64,
-        ldd: spec.n as i64,
-        batch: None,
-        alpha: if spec.dtype == DType::Int8 {
-            Alpha::I32(1)
-        } else {
-            Alpha::F32(1.0)
-        },
-        fp8_scales: spec.dtype == DType::Fp8E4m3,
-        compute_label: label.into(),
-        transpose_b_on_host,
     })
 }
 

@@ -276,27 +276,7 @@ pub fn plan(a: &AttentionSpec, kind: Kind, lim: &Limits) -> Result<FlashPlan> {
         )));
     }
     let (fwd, dec, comb) = kernels_for(a.dtype, a.head_dim)?;
-    match kind {
-        Kind::Prefill if a.q_len <= DECODE_MAX_Q_LEN => {
-            return Err(Error::unsupported(format!(
-                "`{PREFILL_IMPL}` is the prefill kernel (q length > {DECODE_MAX_Q_LEN}); q length {} is decode: use `{DECODE_IMPL}`",
-                a.q_len
-            )))
-        }
-        k if k.is_decode() && a.q_len > DECODE_MAX_Q_LEN => {
-            return Err(Error::unsupported(format!(
-                "`{}` takes q length ≤ {DECODE_MAX_Q_LEN}; q length {} is prefill: use `{PREFILL_IMPL}`",
-                k.name(),
-                a.q_len
-            )))
-        }
-        Kind::DecodePaged(p) if p != 16 && p != 64 => {
-            return Err(Error::unsupported(format!(
-                "paged decode uses pages of 16 or 64 tokens, not {p}"
-            )))
-        }
-        _ => {}
-    }
+    check_kind(a, kind)?;
     let i32_max = i32::MAX as u64;
     fits("q length", a.q_len, i32_max)?;
     fits("kv length", a.kv_len, i32_max)?;
@@ -336,24 +316,7 @@ pub fn plan(a: &AttentionSpec, kind: Kind, lim: &Limits) -> Result<FlashPlan> {
             let resident = (lim.smem_per_sm / smem).clamp(1, MAX_DECODE_BLOCKS_PER_SM);
             let split = decode_split(a.kv_len, bkv * row_blocks, lim.sms, resident);
             let partials = bkv * split.splits * rows;
-            let paging = match kind {
-                Kind::DecodePaged(page_size) => {
-                    let pages_per_seq = a.kv_len.div_ceil(page_size);
-                    fits("pages", a.batch * pages_per_seq, i32_max)?;
-                    Some(Paging {
-                        page_size,
-                        pages_per_seq,
-                        pool_bytes: a.batch
-                            * pages_per_seq
-                            * page_size
-                            * a.kv_heads
-                            * a.head_dim
-                            * a.dtype.size(),
-                        table_bytes: a.batch * pages_per_seq * 4,
-                    })
-                }
-                _ => None,
-            };
+            let paging = paging_for(a, kind)?;
             let kernel = match kind {
                 Kind::DecodePaged(_) => paged_kernel(a.dtype, a.head_dim),
                 _ => dec,
@@ -384,6 +347,55 @@ pub fn plan(a: &AttentionSpec, kind: Kind, lim: &Limits) -> Result<FlashPlan> {
             })
         }
     }
+}
+
+/// Refuses a kernel kind that does not suit the query length, or a page size without a kernel.
+fn check_kind(a: &AttentionSpec, kind: Kind) -> Result<()> {
+    match kind {
+        Kind::Prefill if a.q_len <= DECODE_MAX_Q_LEN => {
+            return Err(Error::unsupported(format!(
+                "`{PREFILL_IMPL}` is the prefill kernel (q length > {DECODE_MAX_Q_LEN}); q length {} is decode: use `{DECODE_IMPL}`",
+                a.q_len
+            )))
+        }
+        k if k.is_decode() && a.q_len > DECODE_MAX_Q_LEN => {
+            return Err(Error::unsupported(format!(
+                "`{}` takes q length ≤ {DECODE_MAX_Q_LEN}; q length {} is prefill: use `{PREFILL_IMPL}`",
+                k.name(),
+                a.q_len
+            )))
+        }
+        Kind::DecodePaged(p) if p != 16 && p != 64 => {
+            return Err(Error::unsupported(format!(
+                "paged decode uses pages of 16 or 64 tokens, not {p}"
+            )))
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The paged-KV layout of a paged decode (pool and block-table sizes), `None` otherwise.
+fn paging_for(a: &AttentionSpec, kind: Kind) -> Result<Option<Paging>> {
+    let i32_max = i32::MAX as u64;
+    Ok(match kind {
+        Kind::DecodePaged(page_size) => {
+            let pages_per_seq = a.kv_len.div_ceil(page_size);
+            fits("pages", a.batch * pages_per_seq, i32_max)?;
+            Some(Paging {
+                page_size,
+                pages_per_seq,
+                pool_bytes: a.batch
+                    * pages_per_seq
+                    * page_size
+                    * a.kv_heads
+                    * a.head_dim
+                    * a.dtype.size(),
+                table_bytes: a.batch * pages_per_seq * 4,
+            })
+        }
+        _ => None,
+    })
 }
 
 /// The own implementations listed for `a` on a device with `lim`: those that suit the query
