@@ -468,15 +468,8 @@ pub fn peaks_for(info: &DeviceInfo) -> Option<(Peaks, bool)> {
 /// The database as a terminal table (for `gpuvet list --skus`): id, name, identity, bf16
 /// and fp8 peaks, and how sure the figures are.
 pub fn skus_table(color: bool) -> Result<String> {
-    use comfy_table::{presets, ContentArrangement, Table};
     let db = database()?;
-    let mut t = Table::new();
-    t.load_style(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .force_no_tty();
-    if color {
-        t.enforce_styling();
-    }
+    let mut t = crate::term::table(color);
     t.set_header(vec![
         "id",
         "name",
