@@ -14,7 +14,6 @@ use crate::error::{Error, Result};
 use cudarc::nvrtc::sys;
 use sha2::{Digest, Sha256};
 use std::ffi::{CStr, CString};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Environment variable overriding the kernel cache folder.
@@ -330,15 +329,11 @@ pub fn compile_in(src: Source, arch: &str, dir: Option<&Path>) -> Result<Compile
     Ok(c)
 }
 
-/// Writes `bytes` to a temporary file in the same folder, then renames it over `path`.
+/// Creates the cache folder if needed, then writes through the one atomic writer
+/// ([`crate::output::write_atomic`]: temp file in the same folder, renamed over `path`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    crate::output::write_atomic(path, bytes)
 }
 
 /// Parses ptxas' `-v` report into per-kernel resources.
