@@ -11,7 +11,7 @@ use super::{
     quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, Peaks, PrepareOptions,
     Prepared, Sustained, Telemetry,
 };
-use crate::dtype::DType;
+use crate::dtype::{ComputeType, DType};
 use crate::error::{Error, Result};
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
 use crate::tensor::{Data, Tensor};
@@ -253,8 +253,8 @@ impl Drop for MockRun<'_> {
 }
 
 impl Prepared for MockRun<'_> {
-    fn compute_dtype(&self) -> String {
-        "mock".into()
+    fn compute_dtype(&self) -> ComputeType {
+        ComputeType::Mock
     }
 
     fn run_verify(&mut self) -> Result<Tensor> {

@@ -13,6 +13,7 @@ pub mod state;
 
 pub use state::{DeviceState, ThrottleReason};
 
+use crate::dtype::ComputeType;
 use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::workload::Workload;
@@ -357,8 +358,8 @@ impl<'de> Deserialize<'de> for CachePolicy {
 
 /// A workload made ready to run on a device.
 pub trait Prepared {
-    /// The arithmetic type that actually ran (`f32` for bf16 inputs on a CPU without bf16, ...).
-    fn compute_dtype(&self) -> String;
+    /// The arithmetic that actually ran (`f32` for bf16 inputs on a CPU without bf16, ...).
+    fn compute_dtype(&self) -> ComputeType;
 
     /// Fills the output of buffer set 0 with NaN or a bit pattern that no kernel produces,
     /// runs once on set 0, waits, and returns that output for verification.

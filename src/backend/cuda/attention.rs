@@ -11,7 +11,7 @@ use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::matmul::{Alpha, GemmDesc, LtGemm, LtHandle, WORKSPACE_BYTES};
 use super::run::{upload, CudaRun, Exec, Output};
-use crate::dtype::{DType, OutType};
+use crate::dtype::{AttentionPath, ComputeType, DType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::workload::AttentionSpec;
@@ -53,13 +53,9 @@ pub fn plan(a: &AttentionSpec, cc: (i32, i32)) -> Result<(GemmDesc, GemmDesc)> {
     let rows = group * lq;
     let count = i32::try_from(a.batch * a.kv_heads)
         .map_err(|_| Error::unsupported("attention: batch × kv heads exceeds 2^31"))?;
-    let label = if a.dtype == DType::F32 {
-        "f32 (CUBLAS_COMPUTE_32F GEMMs, f32 softmax)".to_string()
-    } else {
-        format!(
-            "{} GEMMs with f32 accumulate, f32 scores and softmax, P in {}",
-            a.dtype, a.dtype
-        )
+    let label = ComputeType::Attention {
+        inputs: a.dtype,
+        path: AttentionPath::LibraryGemms,
     };
     // S (row-major rows×Lkv) = Qg (rows×D) · Kᵀ, K stored Lkv×D: the `nk` case.
     let s = GemmDesc {
@@ -79,7 +75,7 @@ pub fn plan(a: &AttentionSpec, cc: (i32, i32)) -> Result<(GemmDesc, GemmDesc)> {
         batch: Some((count, lkv * d, rows * d, rows * lkv)),
         alpha: Alpha::F32(a.scale() as f32),
         fp8_scales: false,
-        compute_label: label.clone(),
+        label: label.clone(),
         transpose_b_on_host: false,
     };
     // O (row-major rows×D) = P (rows×Lkv) · V, V stored Lkv×D: the `kn` case.
@@ -100,7 +96,7 @@ pub fn plan(a: &AttentionSpec, cc: (i32, i32)) -> Result<(GemmDesc, GemmDesc)> {
         batch: Some((count, lkv * d, rows * lkv, rows * d)),
         alpha: Alpha::F32(1.0),
         fp8_scales: false,
-        compute_label: label,
+        label,
         transpose_b_on_host: false,
     };
     if a.batch * a.q_heads * a.q_len > i32::MAX as u64 {
@@ -232,7 +228,7 @@ impl Exec for AttentionRun<'_> {
         output(&self.spec, self.out, set0)
     }
 
-    fn compute_dtype(&self) -> String {
+    fn compute_dtype(&self) -> ComputeType {
         self.gemm_s.label.clone()
     }
 

@@ -20,7 +20,7 @@
 
 use super::device::{DevBuf, Gpu};
 use super::run::{upload, CudaRun, Exec, Output};
-use crate::dtype::DType;
+use crate::dtype::{Arith, ComputeType, DType, Fp8Scaling, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::workload::{BLayout, MatmulSpec};
@@ -66,8 +66,8 @@ pub struct GemmDesc {
     pub alpha: Alpha,
     /// fp8: per-tensor scales of A and B (device pointers to an f32).
     pub fp8_scales: bool,
-    /// What to call the arithmetic in reports.
-    pub compute_label: String,
+    /// The arithmetic, as reports name it.
+    pub label: ComputeType,
     /// B must be uploaded transposed (K×N → N×K) to reach the TN form.
     pub transpose_b_on_host: bool,
 }
@@ -114,14 +114,14 @@ pub fn plan(spec: &MatmulSpec, cc: (i32, i32)) -> Result<GemmDesc> {
             Alpha::F32(1.0)
         },
         fp8_scales: spec.dtype == DType::Fp8E4m3,
-        compute_label: label.into(),
+        label,
         transpose_b_on_host,
     })
 }
 
 /// cuBLASLt's A/B type, D type, compute type, scale type and a label for `dtype`, or why a GPU
 /// of compute capability `cc` cannot run it.
-type GemmTypes = (Ty, Ty, Compute, Ty, &'static str);
+type GemmTypes = (Ty, Ty, Compute, Ty, ComputeType);
 
 fn types_for(dtype: DType, cc: (i32, i32)) -> Result<GemmTypes> {
     let sm = cc.0 * 10 + cc.1;
@@ -144,7 +144,7 @@ fn types_for(dtype: DType, cc: (i32, i32)) -> Result<GemmTypes> {
             Ty::CUDA_R_32F,
             Compute::CUBLAS_COMPUTE_32F,
             Ty::CUDA_R_32F,
-            "f32",
+            ComputeType::uniform(DType::F32),
         ),
         DType::Tf32 => {
             need(80, "tf32")?;
@@ -153,7 +153,7 @@ fn types_for(dtype: DType, cc: (i32, i32)) -> Result<GemmTypes> {
                 Ty::CUDA_R_32F,
                 Compute::CUBLAS_COMPUTE_32F_FAST_TF32,
                 Ty::CUDA_R_32F,
-                "tf32 (f32 accumulate)",
+                ComputeType::accumulated(DType::Tf32, Arith::F32),
             )
         }
         DType::F16 => (
@@ -161,7 +161,7 @@ fn types_for(dtype: DType, cc: (i32, i32)) -> Result<GemmTypes> {
             Ty::CUDA_R_16F,
             Compute::CUBLAS_COMPUTE_32F,
             Ty::CUDA_R_32F,
-            "f16 (f32 accumulate)",
+            ComputeType::accumulated(DType::F16, Arith::F32),
         ),
         DType::Bf16 => {
             need(80, "bf16")?;
@@ -170,7 +170,7 @@ fn types_for(dtype: DType, cc: (i32, i32)) -> Result<GemmTypes> {
                 Ty::CUDA_R_16BF,
                 Compute::CUBLAS_COMPUTE_32F,
                 Ty::CUDA_R_32F,
-                "bf16 (f32 accumulate)",
+                ComputeType::accumulated(DType::Bf16, Arith::F32),
             )
         }
         DType::Fp8E4m3 => {
@@ -180,7 +180,7 @@ fn types_for(dtype: DType, cc: (i32, i32)) -> Result<GemmTypes> {
                 Ty::CUDA_R_16BF,
                 Compute::CUBLAS_COMPUTE_32F,
                 Ty::CUDA_R_32F,
-                "fp8_e4m3 (f32 accumulate, bf16 out, scales 1)",
+                ComputeType::fp8(DType::Fp8E4m3, OutType::Bf16, Fp8Scaling::Unit),
             )
         }
         DType::Fp8E5m2 => {
@@ -195,7 +195,7 @@ fn types_for(dtype: DType, cc: (i32, i32)) -> Result<GemmTypes> {
                 Ty::CUDA_R_32I,
                 Compute::CUBLAS_COMPUTE_32I,
                 Ty::CUDA_R_32I,
-                "int8 (i32 accumulate)",
+                ComputeType::accumulated(DType::Int8, Arith::I32),
             )
         }
     })
@@ -229,7 +229,7 @@ pub struct LtGemm {
     alpha: Alpha,
     beta: Alpha,
     pub workspace_size: usize,
-    pub label: String,
+    pub label: ComputeType,
 }
 
 fn layout(
@@ -281,7 +281,7 @@ impl LtGemm {
                 Alpha::I32(_) => Alpha::I32(0),
             },
             workspace_size: 0,
-            label: g.compute_label.clone(),
+            label: g.label.clone(),
         };
         let set = |attr: DescAttr, v: *const c_void, n: usize| -> Result<()> {
             // SAFETY: attribute values of the documented sizes, alive for the call.
@@ -331,7 +331,7 @@ impl LtGemm {
             if e.0 == lts::cublasStatus_t::CUBLAS_STATUS_NOT_SUPPORTED {
                 Error::unsupported(format!(
                     "cuBLASLt has no algorithm for {} with m={} n={} k={} on this GPU",
-                    g.compute_label, g.m, g.n, g.k
+                    g.label, g.m, g.n, g.k
                 ))
             } else {
                 lt_err("algorithm heuristic", e)
@@ -531,7 +531,7 @@ impl Exec for MatmulRun<'_> {
         output(&self.spec, set0)
     }
 
-    fn compute_dtype(&self) -> String {
+    fn compute_dtype(&self) -> ComputeType {
         self.gemm.label.clone()
     }
 
@@ -574,10 +574,10 @@ mod tests {
     fn fp32_is_never_tf32() {
         let g = plan(&spec(DType::F32, BLayout::Kn), (9, 0)).unwrap();
         assert_eq!(g.compute, Compute::CUBLAS_COMPUTE_32F);
-        assert_eq!(g.compute_label, "f32");
+        assert_eq!(g.label, "f32");
         let t = plan(&spec(DType::Tf32, BLayout::Kn), (9, 0)).unwrap();
         assert_eq!(t.compute, Compute::CUBLAS_COMPUTE_32F_FAST_TF32);
-        assert!(t.compute_label.starts_with("tf32"));
+        assert!(t.label.to_string().starts_with("tf32"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::run::{CudaRun, Exec, Output, Readback};
-use crate::dtype::OutType;
+use crate::dtype::{ComputeType, DType, OutType};
 use crate::error::{Error, Result};
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
 use crate::tensor::Tensor;
@@ -174,8 +174,8 @@ impl Exec for MemoryRun<'_> {
         }
     }
 
-    fn compute_dtype(&self) -> String {
-        "f32".into()
+    fn compute_dtype(&self) -> ComputeType {
+        ComputeType::uniform(DType::F32)
     }
 
     fn notes(&self) -> Vec<String> {

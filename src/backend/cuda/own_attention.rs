@@ -19,7 +19,7 @@ use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::run::{upload, CudaRun, Exec, Output};
 use crate::backend::ImplInfo;
-use crate::dtype::{DType, OutType};
+use crate::dtype::{AttentionPath, ComputeType, DType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::workload::{AttentionSpec, DECODE_MAX_Q_LEN};
@@ -626,11 +626,11 @@ impl Exec for FlashRun<'_> {
         }
     }
 
-    fn compute_dtype(&self) -> String {
-        format!(
-            "{} mma.sync with f32 accumulate, f32 online softmax, P in {}",
-            self.spec.dtype, self.spec.dtype
-        )
+    fn compute_dtype(&self) -> ComputeType {
+        ComputeType::Attention {
+            inputs: self.spec.dtype,
+            path: AttentionPath::FusedMma,
+        }
     }
 
     fn notes(&self) -> Vec<String> {

@@ -24,7 +24,7 @@ use super::launch::{launch, Args, Dims, Kernel};
 use super::matmul::{upload_sets, Set};
 use super::run::{CudaRun, Exec, Output};
 use crate::backend::ImplInfo;
-use crate::dtype::DType;
+use crate::dtype::{Arith, ComputeType, DType, Fp8Scaling, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::workload::{BLayout, MatmulSpec};
@@ -311,12 +311,11 @@ impl Exec for OwnMatmulRun<'_> {
         super::matmul::output(&self.spec, set0)
     }
 
-    fn compute_dtype(&self) -> String {
+    fn compute_dtype(&self) -> ComputeType {
         match self.spec.dtype {
-            DType::F32 => "f32".into(),
-            DType::Int8 => "int8 (i32 accumulate)".into(),
-            DType::Fp8E4m3 => "fp8_e4m3 (f32 accumulate, bf16 out, no scales)".into(),
-            d => format!("{d} (f32 accumulate)"),
+            DType::Int8 => ComputeType::accumulated(DType::Int8, Arith::I32),
+            DType::Fp8E4m3 => ComputeType::fp8(DType::Fp8E4m3, OutType::Bf16, Fp8Scaling::Unscaled),
+            d => ComputeType::accumulated(d, Arith::F32),
         }
     }
 

@@ -9,7 +9,7 @@
 use super::device::{DevBuf, Gpu};
 use super::timing::Timer;
 use crate::backend::Prepared;
-use crate::dtype::OutType;
+use crate::dtype::{ComputeType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
 
@@ -113,7 +113,7 @@ pub trait Exec {
     }
 
     /// The arithmetic that actually runs, for `Prepared::compute_dtype`.
-    fn compute_dtype(&self) -> String;
+    fn compute_dtype(&self) -> ComputeType;
 
     /// See `Prepared::notes`.
     fn notes(&self) -> Vec<String> {
@@ -175,7 +175,7 @@ fn read_back(name: &str, shape: &[usize], readback: Readback, bytes: &[u8]) -> T
 }
 
 impl<E: Exec> Prepared for CudaRun<'_, E> {
-    fn compute_dtype(&self) -> String {
+    fn compute_dtype(&self) -> ComputeType {
         self.exec.compute_dtype()
     }
 
