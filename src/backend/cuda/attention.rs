@@ -11,6 +11,7 @@ use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::matmul::{Alpha, GemmDesc, LtGemm, LtHandle, WORKSPACE_BYTES};
 use super::run::{upload, CudaRun, Exec, Output};
+use crate::backend::CachePolicy;
 use crate::dtype::{AttentionPath, ComputeType, DType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -154,7 +155,7 @@ impl<'a> AttentionRun<'a> {
         spec: &AttentionSpec,
         inputs: &[Tensor],
         sets: usize,
-        policy: String,
+        policy: CachePolicy,
     ) -> Result<CudaRun<'a, Self>> {
         let (gs, go) = plan(spec, gpu.props.cc)?;
         let (_, out, kid) = ty(spec.dtype)?;

@@ -20,6 +20,7 @@
 
 use super::device::{DevBuf, Gpu};
 use super::run::{upload, CudaRun, Exec, Output};
+use crate::backend::CachePolicy;
 use crate::dtype::{Arith, ComputeType, DType, Fp8Scaling, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -476,7 +477,7 @@ impl<'a> MatmulRun<'a> {
         spec: &MatmulSpec,
         inputs: &[Tensor],
         sets: usize,
-        policy: String,
+        policy: CachePolicy,
     ) -> Result<CudaRun<'a, Self>> {
         let g = plan(spec, gpu.props.cc)?;
         gpu.ensure_fits(memory_needed(spec, sets))?;

@@ -6,6 +6,7 @@ use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::run::{CudaRun, Exec, Output, Readback};
+use crate::backend::CachePolicy;
 use crate::dtype::{ComputeType, DType, OutType};
 use crate::error::{Error, Result};
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
@@ -73,7 +74,7 @@ impl<'a> MemoryRun<'a> {
         imp: MemImpl,
         inputs: &[Tensor],
         sets: usize,
-        policy: String,
+        policy: CachePolicy,
     ) -> Result<CudaRun<'a, Self>> {
         let n = spec.elements();
         let grid = gpu.stream_grid(BLOCK, MIN_ELEMS_PER_BLOCK, n);

@@ -35,8 +35,8 @@ pub mod run;
 pub mod timing;
 
 use super::{
-    quick, Backend, BackendKind, DeviceInfo, ImplInfo, MemoryNeeds, PrepareOptions, Prepared,
-    Sustained, Telemetry,
+    quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, MemoryNeeds, PrepareOptions,
+    Prepared, Sustained, Telemetry,
 };
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -217,16 +217,16 @@ fn detect_arch() -> (String, String) {
 }
 
 /// How caches are handled, as reported in each result.
-pub fn cache_policy(opts: PrepareOptions, working_set: u64, l2: u64) -> String {
+pub fn cache_policy(opts: PrepareOptions, working_set: u64, l2: u64) -> CachePolicy {
     let sets = opts.buffer_sets.max(1);
     if opts.hot {
-        "hot".into()
+        CachePolicy::Hot
     } else if sets > 1 {
-        format!("rotate({sets})")
+        CachePolicy::Rotate(sets)
     } else if working_set >= 2 * l2 {
-        "cold (working set ≥ 2× L2)".into()
+        CachePolicy::SingleCold
     } else {
-        "warm (1 buffer set smaller than 2× L2)".into()
+        CachePolicy::SingleWarm
     }
 }
 
@@ -696,7 +696,11 @@ mod tests {
         };
         assert_eq!(cache_policy(o(4, false), 10, 100), "rotate(4)");
         assert_eq!(cache_policy(o(4, true), 10, 100), "hot");
-        assert!(cache_policy(o(1, false), 1000, 100).starts_with("cold"));
-        assert!(cache_policy(o(1, false), 10, 100).starts_with("warm"));
+        assert!(cache_policy(o(1, false), 1000, 100)
+            .to_string()
+            .starts_with("cold"));
+        assert!(cache_policy(o(1, false), 10, 100)
+            .to_string()
+            .starts_with("warm"));
     }
 }

@@ -18,6 +18,7 @@ use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::run::{upload, CudaRun, Exec, Output};
+use crate::backend::CachePolicy;
 use crate::backend::ImplInfo;
 use crate::dtype::{AttentionPath, ComputeType, DType, OutType};
 use crate::error::{Error, Result};
@@ -485,7 +486,7 @@ impl<'a> FlashRun<'a> {
         kind: Kind,
         inputs: &[Tensor],
         sets: usize,
-        policy: String,
+        policy: CachePolicy,
     ) -> Result<CudaRun<'a, Self>> {
         let plan = plan(spec, kind, &Limits::of(&gpu.props))?;
         if inputs.len() != 3 {

@@ -23,6 +23,7 @@ use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::matmul::{upload_sets, Set};
 use super::run::{CudaRun, Exec, Output};
+use crate::backend::CachePolicy;
 use crate::backend::ImplInfo;
 use crate::dtype::{Arith, ComputeType, DType, Fp8Scaling, OutType};
 use crate::error::{Error, Result};
@@ -265,7 +266,7 @@ impl<'a> OwnMatmulRun<'a> {
         imp: &str,
         inputs: &[Tensor],
         sets: usize,
-        policy: String,
+        policy: CachePolicy,
     ) -> Result<CudaRun<'a, Self>> {
         let launch = plan(spec, imp, gpu.props.cc, gpu.props.sms)?;
         gpu.ensure_fits(memory_needed(spec, sets))?;

@@ -8,7 +8,7 @@
 //! any string dispatch of its own.
 
 use super::device::Gpu;
-use crate::backend::{ImplInfo, Prepared};
+use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::workload::Workload;
@@ -20,7 +20,7 @@ pub struct PrepareCtx<'a, 'w> {
     pub workload: &'w Workload,
     pub inputs: &'w [Tensor],
     pub sets: usize,
-    pub policy: String,
+    pub policy: CachePolicy,
 }
 
 /// Builds the prepared run of one registered implementation (typically

@@ -8,7 +8,7 @@
 
 use super::device::{DevBuf, Gpu};
 use super::timing::Timer;
-use crate::backend::Prepared;
+use crate::backend::{CachePolicy, Prepared};
 use crate::dtype::{ComputeType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
@@ -129,11 +129,11 @@ pub struct CudaRun<'a, E: Exec> {
     sets: Vec<E::Set>,
     timer: Timer,
     next: usize,
-    policy: String,
+    policy: CachePolicy,
 }
 
 impl<'a, E: Exec> CudaRun<'a, E> {
-    pub fn new(gpu: &'a Gpu, exec: E, sets: Vec<E::Set>, policy: String) -> Result<Self> {
+    pub fn new(gpu: &'a Gpu, exec: E, sets: Vec<E::Set>, policy: CachePolicy) -> Result<Self> {
         if sets.is_empty() {
             return Err(Error::invalid("a CUDA run needs at least one buffer set"));
         }
@@ -205,8 +205,8 @@ impl<E: Exec> Prepared for CudaRun<'_, E> {
         Ok(t)
     }
 
-    fn cache_policy(&self) -> crate::backend::CachePolicy {
-        self.policy.as_str().into()
+    fn cache_policy(&self) -> CachePolicy {
+        self.policy.clone()
     }
 
     fn notes(&self) -> Vec<String> {
