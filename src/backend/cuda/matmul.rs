@@ -19,8 +19,9 @@
 //! timed loop only calls `cublasLtMatmul`.
 
 use super::device::{DevBuf, Gpu};
-use super::run::{upload, CudaRun, Exec, Output};
-use crate::backend::CachePolicy;
+use super::registry::{PrepareCtx, Target, Verdict};
+use super::run::{check_len, upload, Buffers, Exec, Output, SetLayout};
+use crate::backend::Prepared;
 use crate::dtype::{Arith, ComputeType, DType, Fp8Scaling, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -30,6 +31,7 @@ use cudarc::cublaslt::sys::{
     self as lts, cublasComputeType_t as Compute, cublasLtMatmulDescAttributes_t as DescAttr,
     cublasLtMatrixLayoutAttribute_t as LayoutAttr, cudaDataType as Ty,
 };
+use std::borrow::Cow;
 use std::ffi::c_void;
 
 /// Workspace offered to cuBLASLt (NVIDIA recommends 32 MiB on Hopper).
@@ -416,127 +418,128 @@ pub fn transpose_bytes(src: &[u8], rows: usize, cols: usize, elem: usize) -> Vec
     out
 }
 
-/// One buffer set of a matmul: A, B (as the kernel reads it) and C. Shared by cuBLASLt and
-/// the own kernels.
-pub struct Set {
-    pub a: DevBuf,
-    pub b: DevBuf,
-    pub d: DevBuf,
-}
-
-/// Uploads `sets` copies of A and B (B transposed K×N → N×K first when the GEMM needs it)
-/// next to an output C each.
-pub fn upload_sets(
-    gpu: &Gpu,
+/// The buffer set of a matmul, shared by cuBLASLt and the own kernels: A, B (transposed
+/// K×N → N×K first when the GEMM needs it) and C, in the dtype's matmul output type.
+pub fn set_layout<'h>(
     spec: &MatmulSpec,
-    inputs: &[Tensor],
+    inputs: &'h [Tensor],
     transpose_b: bool,
-    sets: usize,
-) -> Result<Vec<Set>> {
-    let [a_host, b_host] = inputs else {
+) -> Result<SetLayout<'h>> {
+    let [a, b] = inputs else {
         return Err(Error::invalid("matmul takes two inputs, A and B"));
     };
-    let out_bytes = (spec.m * spec.n * spec.dtype.matmul_output().size()) as usize;
-    let b_host: std::borrow::Cow<[u8]> = if transpose_b {
-        let (k, n, elem) = (spec.k as usize, spec.n as usize, spec.dtype.size() as usize);
-        std::borrow::Cow::Owned(transpose_bytes(b_host.as_bytes(), k, n, elem))
+    let elem = spec.dtype.size();
+    check_len(1, b.as_bytes(), spec.k * spec.n * elem)?;
+    let b: Cow<[u8]> = if transpose_b {
+        let (k, n) = (spec.k as usize, spec.n as usize);
+        Cow::Owned(transpose_bytes(b.as_bytes(), k, n, elem as usize))
     } else {
-        std::borrow::Cow::Borrowed(b_host.as_bytes())
+        Cow::Borrowed(b.as_bytes())
     };
-    (0..sets.max(1))
-        .map(|_| {
-            Ok(Set {
-                a: upload(gpu, a_host.as_bytes())?,
-                b: upload(gpu, &b_host)?,
-                d: gpu.alloc(out_bytes)?,
-            })
-        })
-        .collect()
+    let out = spec.m * spec.n * spec.dtype.matmul_output().size();
+    SetLayout::new(out)
+        .input(a.as_bytes(), spec.m * spec.k * elem)?
+        .input(b, spec.k * spec.n * elem)
 }
 
-/// C of `set`, an M×N matrix of the dtype's matmul output type.
-pub fn output<'s>(spec: &MatmulSpec, set: &'s Set) -> Output<'s> {
+/// C, an M×N matrix of the dtype's matmul output type.
+pub fn output(spec: &MatmulSpec) -> Output {
     let shape = vec![spec.m as usize, spec.n as usize];
-    Output::typed(&set.d, "C", shape, spec.dtype.matmul_output())
+    Output::typed("C", shape, spec.dtype.matmul_output())
+}
+
+/// A cuBLASLt handle and the workspace every GEMM of one run shares.
+pub struct Lt {
+    handle: LtHandle,
+    workspace: DevBuf,
+}
+
+impl Lt {
+    pub fn new(gpu: &Gpu) -> Result<Lt> {
+        let workspace = gpu.alloc(WORKSPACE_BYTES)?;
+        gpu.bind()?;
+        Ok(Lt {
+            handle: LtHandle::new()?,
+            workspace,
+        })
+    }
+
+    /// `g` made ready on this handle (`scales`: see [`LtGemm::new`]).
+    pub fn gemm(&self, g: &GemmDesc, scales: Option<u64>) -> Result<LtGemm> {
+        LtGemm::new(&self.handle, g, scales)
+    }
+
+    /// Enqueues `gemm` on `gpu`'s stream, cuBLASLt's A, B and D at `a`, `b`, `d`.
+    ///
+    /// # Safety
+    /// As [`LtGemm::enqueue`].
+    pub unsafe fn enqueue(&self, gpu: &Gpu, gemm: &LtGemm, a: u64, b: u64, d: u64) -> Result<()> {
+        // SAFETY: the caller's guarantee; the workspace holds WORKSPACE_BYTES.
+        unsafe { gemm.enqueue(&self.handle, gpu, a, b, d, self.workspace.ptr) }
+    }
+}
+
+/// Why cuBLASLt cannot run `spec` on the target: the library, or the dtype, the compute
+/// capability or the alignment its kernels need.
+pub fn check(t: &Target, spec: &MatmulSpec) -> Verdict {
+    t.cublaslt()?;
+    plan(spec, t.props.cc)?;
+    Ok(())
+}
+
+/// The prepared cuBLASLt matmul of `spec`.
+pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &MatmulSpec) -> Result<Box<dyn Prepared + 'a>> {
+    let gpu = ctx.gpu;
+    let g = plan(spec, gpu.props.cc)?;
+    gpu.ensure_fits(memory_needed(spec, ctx.sets))?;
+    let scales = if g.fp8_scales {
+        let ones: Vec<u8> = [1.0f32, 1.0f32]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        Some(upload(gpu, &ones)?)
+    } else {
+        None
+    };
+    let lt = Lt::new(gpu)?;
+    let gemm = lt.gemm(&g, scales.as_ref().map(|s| s.ptr))?;
+    let layout = set_layout(spec, ctx.inputs, g.transpose_b_on_host)?;
+    let exec = MatmulRun {
+        spec: spec.clone(),
+        lt,
+        gemm,
+        b_transposed: g.transpose_b_on_host,
+        _scales: scales,
+    };
+    ctx.run(exec, layout)
 }
 
 /// A prepared cuBLASLt matmul.
-pub struct MatmulRun<'a> {
-    gpu: &'a Gpu,
+pub struct MatmulRun {
     spec: MatmulSpec,
-    handle: LtHandle,
+    lt: Lt,
     gemm: LtGemm,
     b_transposed: bool,
-    workspace: DevBuf,
     _scales: Option<DevBuf>,
 }
 
-impl<'a> MatmulRun<'a> {
-    pub fn new(
-        gpu: &'a Gpu,
-        spec: &MatmulSpec,
-        inputs: &[Tensor],
-        sets: usize,
-        policy: CachePolicy,
-    ) -> Result<CudaRun<'a, Self>> {
-        let g = plan(spec, gpu.props.cc)?;
-        gpu.ensure_fits(memory_needed(spec, sets))?;
-        let bufs = upload_sets(gpu, spec, inputs, g.transpose_b_on_host, sets)?;
-        let scales = if g.fp8_scales {
-            let s = gpu.alloc(8)?;
-            let ones: Vec<u8> = [1.0f32, 1.0f32]
-                .iter()
-                .flat_map(|x| x.to_le_bytes())
-                .collect();
-            s.upload(gpu, &ones)?;
-            Some(s)
-        } else {
-            None
-        };
-        let workspace = gpu.alloc(WORKSPACE_BYTES)?;
-        gpu.bind()?;
-        let handle = LtHandle::new()?;
-        let gemm = LtGemm::new(&handle, &g, scales.as_ref().map(|s| s.ptr))?;
-        let exec = MatmulRun {
-            gpu,
-            spec: spec.clone(),
-            handle,
-            gemm,
-            b_transposed: g.transpose_b_on_host,
-            workspace,
-            _scales: scales,
-        };
-        CudaRun::new(gpu, exec, bufs, policy)
-    }
-}
-
-impl Exec for MatmulRun<'_> {
-    type Set = Set;
-
-    fn enqueue(&self, s: &Set) -> Result<()> {
+impl Exec for MatmulRun {
+    fn enqueue(&self, gpu: &Gpu, s: &Buffers) -> Result<()> {
         // cuBLASLt's A is our B and its B is our A (see the module comment).
-        // SAFETY: buffers sized by spec, alive as long as self.
-        unsafe {
-            self.gemm.enqueue(
-                &self.handle,
-                self.gpu,
-                s.b.ptr,
-                s.a.ptr,
-                s.d.ptr,
-                self.workspace.ptr,
-            )
-        }
+        let (a, b) = (s.inputs[0].ptr, s.inputs[1].ptr);
+        // SAFETY: buffers sized by spec, alive as long as the run.
+        unsafe { self.lt.enqueue(gpu, &self.gemm, b, a, s.output.ptr) }
     }
 
-    fn output<'s>(&'s self, set0: &'s Set) -> Output<'s> {
-        output(&self.spec, set0)
+    fn output(&self) -> Output {
+        output(&self.spec)
     }
 
     fn compute_dtype(&self) -> ComputeType {
         self.gemm.label.clone()
     }
 
-    fn notes(&self) -> Vec<String> {
+    fn notes(&self, _gpu: &Gpu) -> Vec<String> {
         let mut n = vec![format!(
             "cuBLASLt heuristic algorithm, workspace {} offered, {} used",
             crate::units::Bytes(WORKSPACE_BYTES as u64),
