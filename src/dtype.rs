@@ -378,25 +378,7 @@ impl From<String> for ComputeType {
     }
 }
 
-/// Compares with the serialised label, as reports and tests spell it.
-impl PartialEq<&str> for ComputeType {
-    fn eq(&self, other: &&str) -> bool {
-        let shown = self.to_string();
-        shown == *other
-    }
-}
-
-impl Serialize for ComputeType {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ComputeType {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(ComputeType::from(String::deserialize(d)?))
-    }
-}
+crate::label::text_label!(ComputeType);
 
 /// Serde for maps keyed by [`DType`] (`Peaks::flops`): written by name in name order, as when
 /// the key was the name itself, so reports stay byte-identical; names this version does not
@@ -482,7 +464,7 @@ mod tests {
     #[test]
     fn compute_types_keep_every_label_reports_carry() {
         // Labels written by every backend so far, and text from an unknown version.
-        for s in [
+        crate::label::assert_round_trips::<ComputeType>(&[
             "",
             "f32",
             "f16",
@@ -497,13 +479,7 @@ mod tests {
             "bf16 GEMMs with f32 accumulate, f32 scores and softmax, P in bf16",
             "f16 mma.sync with f32 accumulate, f32 online softmax, P in f16",
             "something newer (e8m0 scales)",
-        ] {
-            let c = ComputeType::from(s);
-            assert_eq!(c, s);
-            let json = serde_json::to_string(&c).unwrap();
-            assert_eq!(json, serde_json::to_string(s).unwrap());
-            assert_eq!(serde_json::from_str::<ComputeType>(&json).unwrap(), c);
-        }
+        ]);
         assert_eq!(
             ComputeType::from("int8 (i32 accumulate)"),
             ComputeType::accumulated(DType::Int8, Arith::I32)

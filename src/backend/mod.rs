@@ -335,26 +335,7 @@ impl From<&str> for CachePolicy {
     }
 }
 
-/// Compares with the serialised form, as reports and tests spell it.
-impl PartialEq<&str> for CachePolicy {
-    fn eq(&self, other: &&str) -> bool {
-        let shown = self.to_string();
-        shown == *other
-    }
-}
-
-impl Serialize for CachePolicy {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for CachePolicy {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(CachePolicy::from(s.as_str()))
-    }
-}
+crate::label::text_label!(CachePolicy);
 
 /// A workload made ready to run on a device.
 pub trait Prepared {
@@ -549,7 +530,7 @@ mod tests {
 
     #[test]
     fn cache_policies_keep_their_strings_and_unknown_ones_survive() {
-        for s in [
+        crate::label::assert_round_trips::<CachePolicy>(&[
             "rotate(8)",
             "warm(16)",
             "flush-l2",
@@ -558,13 +539,7 @@ mod tests {
             "cold (working set ≥ 2× L2)",
             "warm (1 buffer set smaller than 2× L2)",
             "something newer",
-        ] {
-            let p = CachePolicy::from(s);
-            assert_eq!(p, s);
-            let json = serde_json::to_string(&p).unwrap();
-            assert_eq!(json, serde_json::to_string(s).unwrap());
-            assert_eq!(serde_json::from_str::<CachePolicy>(&json).unwrap(), p);
-        }
+        ]);
         assert_eq!(CachePolicy::from("rotate(8)"), CachePolicy::Rotate(8));
         assert_eq!(
             CachePolicy::from("rotate(x)"),

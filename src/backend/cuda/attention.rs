@@ -10,9 +10,8 @@ use super::device::{DevBuf, Gpu};
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::matmul::{Alpha, GemmDesc, Lt, LtGemm, WORKSPACE_BYTES};
-use super::registry::{PrepareCtx, Target, Verdict};
+use super::registry::{Built, PrepareCtx};
 use super::run::{check_len, Buffers, Exec, Output, SetLayout};
-use crate::backend::Prepared;
 use crate::dtype::{AttentionPath, ComputeType, DType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -148,20 +147,8 @@ pub fn output(spec: &AttentionSpec, out: OutType) -> Output {
     Output::typed("O", spec.q_shape(), out)
 }
 
-/// Why the unfused attention cannot run `a` on the target: cuBLASLt (both GEMMs) or NVRTC
-/// (the softmax kernel) missing, or the dtype and compute capability.
-pub fn check(t: &Target, a: &AttentionSpec) -> Verdict {
-    t.cublaslt()?;
-    t.nvrtc()?;
-    plan(a, t.props.cc)?;
-    Ok(())
-}
-
 /// The prepared unfused attention of `spec`.
-pub fn prepare<'a>(
-    ctx: &PrepareCtx<'a, '_>,
-    spec: &AttentionSpec,
-) -> Result<Box<dyn Prepared + 'a>> {
+pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &AttentionSpec) -> Built<'a> {
     let gpu = ctx.gpu;
     let (gs, go) = plan(spec, gpu.props.cc)?;
     let (_, out, kid) = ty(spec.dtype)?;
@@ -277,6 +264,24 @@ mod tests {
         assert_eq!((o.m, o.n, o.k), (64, 64, 48));
         assert_eq!(o.batch, Some((4, 48 * 64, 64 * 48, 64 * 64)));
         assert_eq!(o.d_type, Ty::CUDA_R_16BF);
+    }
+
+    #[test]
+    fn compute_types_are_the_labels_reports_carry() {
+        let label = |dtype| {
+            plan(&AttentionSpec { dtype, ..spec() }, (9, 0))
+                .unwrap()
+                .0
+                .label
+        };
+        assert_eq!(
+            label(DType::F32),
+            "f32 (CUBLAS_COMPUTE_32F GEMMs, f32 softmax)"
+        );
+        assert_eq!(
+            label(DType::Bf16),
+            "bf16 GEMMs with f32 accumulate, f32 scores and softmax, P in bf16"
+        );
     }
 
     #[test]

@@ -19,10 +19,9 @@
 //! timed loop only calls `cublasLtMatmul`.
 
 use super::device::{DevBuf, Gpu};
-use super::registry::{PrepareCtx, Target, Verdict};
+use super::registry::{Built, PrepareCtx};
 use super::run::{check_len, upload, Buffers, Exec, Output, SetLayout};
-use crate::backend::Prepared;
-use crate::dtype::{Arith, ComputeType, DType, Fp8Scaling, OutType};
+use crate::dtype::{Arith, ComputeType, DType, Fp8Scaling};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::workload::{BLayout, MatmulSpec};
@@ -126,82 +125,51 @@ pub fn plan(spec: &MatmulSpec, cc: (i32, i32)) -> Result<GemmDesc> {
 /// of compute capability `cc` cannot run it.
 type GemmTypes = (Ty, Ty, Compute, Ty, ComputeType);
 
+/// How cuBLASLt runs each input dtype: (dtype, its name in refusals, A/B type, D type, compute
+/// type, the compute capability it needs ×10). Products are summed in i32 for int8 (scale type
+/// i32) and in f32 otherwise; fp8 e5m2 has no row.
+const LT_TYPES: [(DType, &str, Ty, Ty, Compute, i32); 6] = {
+    use Compute::CUBLAS_COMPUTE_32I as C32I;
+    use Compute::{CUBLAS_COMPUTE_32F as C32F, CUBLAS_COMPUTE_32F_FAST_TF32 as TF32};
+    use Ty::{CUDA_R_16BF as BF16, CUDA_R_16F as F16, CUDA_R_32F as F32, CUDA_R_32I as I32};
+    use Ty::{CUDA_R_8F_E4M3 as E4M3, CUDA_R_8I as I8};
+    [
+        (DType::F32, "f32", F32, F32, C32F, 0),
+        (DType::Tf32, "tf32", F32, F32, TF32, 80),
+        (DType::F16, "f16", F16, F16, C32F, 0),
+        (DType::Bf16, "bf16", BF16, BF16, C32F, 80),
+        (DType::Fp8E4m3, "fp8", E4M3, BF16, C32F, 89),
+        (DType::Int8, "int8", I8, I32, C32I, 75),
+    ]
+};
+
 fn types_for(dtype: DType, cc: (i32, i32)) -> Result<GemmTypes> {
-    let sm = cc.0 * 10 + cc.1;
-    let need = |min: i32, what: &str| -> Result<()> {
-        if sm < min {
-            Err(Error::unsupported(format!(
-                "{what} matmul needs compute capability {}.{} or newer; this GPU is {}.{}",
-                min / 10,
-                min % 10,
-                cc.0,
-                cc.1
-            )))
-        } else {
-            Ok(())
-        }
+    if dtype == DType::Fp8E5m2 {
+        return Err(Error::unsupported(
+            "cuBLASLt has no e5m2 × e5m2 matmul (e5m2 is for gradients; use fp8_e4m3)",
+        ));
+    }
+    let &(_, what, ab, d, compute, min) = LT_TYPES
+        .iter()
+        .find(|row| row.0 == dtype)
+        .ok_or_else(|| Error::unsupported(format!("cuBLASLt matmul in {dtype} is not wired")))?;
+    if cc.0 * 10 + cc.1 < min {
+        return Err(Error::unsupported(format!(
+            "{what} matmul needs compute capability {}.{} or newer; this GPU is {}.{}",
+            min / 10,
+            min % 10,
+            cc.0,
+            cc.1
+        )));
+    }
+    let int = compute == Compute::CUBLAS_COMPUTE_32I;
+    let label = match dtype {
+        DType::Fp8E4m3 => ComputeType::fp8(dtype, dtype.matmul_output(), Fp8Scaling::Unit),
+        _ if int => ComputeType::accumulated(dtype, Arith::I32),
+        _ => ComputeType::accumulated(dtype, Arith::F32),
     };
-    Ok(match dtype {
-        DType::F32 => (
-            Ty::CUDA_R_32F,
-            Ty::CUDA_R_32F,
-            Compute::CUBLAS_COMPUTE_32F,
-            Ty::CUDA_R_32F,
-            ComputeType::uniform(DType::F32),
-        ),
-        DType::Tf32 => {
-            need(80, "tf32")?;
-            (
-                Ty::CUDA_R_32F,
-                Ty::CUDA_R_32F,
-                Compute::CUBLAS_COMPUTE_32F_FAST_TF32,
-                Ty::CUDA_R_32F,
-                ComputeType::accumulated(DType::Tf32, Arith::F32),
-            )
-        }
-        DType::F16 => (
-            Ty::CUDA_R_16F,
-            Ty::CUDA_R_16F,
-            Compute::CUBLAS_COMPUTE_32F,
-            Ty::CUDA_R_32F,
-            ComputeType::accumulated(DType::F16, Arith::F32),
-        ),
-        DType::Bf16 => {
-            need(80, "bf16")?;
-            (
-                Ty::CUDA_R_16BF,
-                Ty::CUDA_R_16BF,
-                Compute::CUBLAS_COMPUTE_32F,
-                Ty::CUDA_R_32F,
-                ComputeType::accumulated(DType::Bf16, Arith::F32),
-            )
-        }
-        DType::Fp8E4m3 => {
-            need(89, "fp8")?;
-            (
-                Ty::CUDA_R_8F_E4M3,
-                Ty::CUDA_R_16BF,
-                Compute::CUBLAS_COMPUTE_32F,
-                Ty::CUDA_R_32F,
-                ComputeType::fp8(DType::Fp8E4m3, OutType::Bf16, Fp8Scaling::Unit),
-            )
-        }
-        DType::Fp8E5m2 => {
-            return Err(Error::unsupported(
-                "cuBLASLt has no e5m2 × e5m2 matmul (e5m2 is for gradients; use fp8_e4m3)",
-            ))
-        }
-        DType::Int8 => {
-            need(75, "int8")?;
-            (
-                Ty::CUDA_R_8I,
-                Ty::CUDA_R_32I,
-                Compute::CUBLAS_COMPUTE_32I,
-                Ty::CUDA_R_32I,
-                ComputeType::accumulated(DType::Int8, Arith::I32),
-            )
-        }
-    })
+    let scale = if int { Ty::CUDA_R_32I } else { Ty::CUDA_R_32F };
+    Ok((ab, d, compute, scale, label))
 }
 
 /// A cuBLASLt handle, destroyed on drop.
@@ -479,16 +447,8 @@ impl Lt {
     }
 }
 
-/// Why cuBLASLt cannot run `spec` on the target: the library, or the dtype, the compute
-/// capability or the alignment its kernels need.
-pub fn check(t: &Target, spec: &MatmulSpec) -> Verdict {
-    t.cublaslt()?;
-    plan(spec, t.props.cc)?;
-    Ok(())
-}
-
 /// The prepared cuBLASLt matmul of `spec`.
-pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &MatmulSpec) -> Result<Box<dyn Prepared + 'a>> {
+pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &MatmulSpec) -> Built<'a> {
     let gpu = ctx.gpu;
     let g = plan(spec, gpu.props.cc)?;
     gpu.ensure_fits(memory_needed(spec, ctx.sets))?;
@@ -582,6 +542,32 @@ mod tests {
         let t = plan(&spec(DType::Tf32, BLayout::Kn), (9, 0)).unwrap();
         assert_eq!(t.compute, Compute::CUBLAS_COMPUTE_32F_FAST_TF32);
         assert!(t.label.to_string().starts_with("tf32"));
+    }
+
+    #[test]
+    fn compute_types_are_the_labels_reports_carry() {
+        let acc = |d: &str| format!("{d} (f32 accumulate)");
+        // (dtype, cuBLASLt, the own kernels): fp8 differs in its scales only.
+        for (d, lt, own) in [
+            (DType::F32, "f32".to_string(), "f32".to_string()),
+            (DType::Tf32, acc("tf32"), acc("tf32")),
+            (DType::F16, acc("f16"), acc("f16")),
+            (DType::Bf16, acc("bf16"), acc("bf16")),
+            (
+                DType::Fp8E4m3,
+                "fp8_e4m3 (f32 accumulate, bf16 out, scales 1)".into(),
+                "fp8_e4m3 (f32 accumulate, bf16 out, no scales)".into(),
+            ),
+            (
+                DType::Int8,
+                "int8 (i32 accumulate)".into(),
+                "int8 (i32 accumulate)".into(),
+            ),
+        ] {
+            let g = plan(&spec(d, BLayout::Nk), (9, 0)).unwrap();
+            assert_eq!(g.label, lt.as_str());
+            assert_eq!(super::super::own_matmul::compute_type(d), own.as_str());
+        }
     }
 
     #[test]

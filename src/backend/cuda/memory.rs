@@ -5,9 +5,8 @@ use super::device::Gpu;
 use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
-use super::registry::{PrepareCtx, Refusal, Target, Verdict};
+use super::registry::{Built, PrepareCtx, Refusal, Verdict};
 use super::run::{Buffers, Exec, Output, Readback, SetLayout};
-use crate::backend::Prepared;
 use crate::dtype::{ComputeType, DType, OutType};
 use crate::error::{Error, Result};
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
@@ -37,31 +36,12 @@ pub fn kernel_of(op: MemOp) -> KernelId {
     }
 }
 
-/// The own kernels need NVRTC; they run every operation.
-pub fn check_kernel(t: &Target, _: &MemorySpec) -> Verdict {
-    Ok(t.nvrtc()?)
-}
-
-/// The driver's memcpy needs nothing but the driver, and is an implementation of `copy` only.
-pub fn check_memcpy(_: &Target, m: &MemorySpec) -> Verdict {
+/// The driver's memcpy is an implementation of `copy` only.
+pub fn memcpy_offered(m: &MemorySpec) -> Verdict {
     match m.op {
         MemOp::Copy => Ok(()),
         _ => Err(Refusal::NotOffered),
     }
-}
-
-pub fn prepare_kernel<'a>(
-    ctx: &PrepareCtx<'a, '_>,
-    spec: &MemorySpec,
-) -> Result<Box<dyn Prepared + 'a>> {
-    prepare(ctx, spec, MemImpl::Kernel(kernel_of(spec.op)))
-}
-
-pub fn prepare_memcpy<'a>(
-    ctx: &PrepareCtx<'a, '_>,
-    spec: &MemorySpec,
-) -> Result<Box<dyn Prepared + 'a>> {
-    prepare(ctx, spec, MemImpl::Memcpy)
 }
 
 /// Device bytes a run allocates: every array of every set, plus the read partials.
@@ -70,11 +50,7 @@ pub fn memory_needed(spec: &MemorySpec, sets: usize, gpu_partials: u64) -> u64 {
 }
 
 /// The prepared run of `spec` carried out by `imp`.
-fn prepare<'a>(
-    ctx: &PrepareCtx<'a, '_>,
-    spec: &MemorySpec,
-    imp: MemImpl,
-) -> Result<Box<dyn Prepared + 'a>> {
+pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &MemorySpec, imp: MemImpl) -> Built<'a> {
     let (gpu, inputs) = (ctx.gpu, ctx.inputs);
     let n = spec.elements();
     let grid = gpu.stream_grid(BLOCK, MIN_ELEMS_PER_BLOCK, n);

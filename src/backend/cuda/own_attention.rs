@@ -16,9 +16,8 @@ use super::device::{DevBuf, Gpu, Props};
 use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
-use super::registry::{PrepareCtx, Target, Verdict};
+use super::registry::{Built, PrepareCtx};
 use super::run::{upload, Buffers, Exec, Output};
-use crate::backend::Prepared;
 use crate::dtype::{AttentionPath, ComputeType, DType, OutType};
 use crate::error::{Error, Result};
 use crate::workload::{AttentionSpec, DECODE_MAX_Q_LEN};
@@ -65,7 +64,7 @@ pub enum Kind {
 
 impl Kind {
     /// The implementation name (`--impl`, reports).
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Kind::Prefill => PREFILL_IMPL,
             Kind::Decode => DECODE_IMPL,
@@ -448,21 +447,8 @@ pub fn to_pages(kv: &[u8], a: &AttentionSpec, g: &Paging, table: &[i32]) -> Vec<
     pool
 }
 
-/// Why `kind`'s kernel cannot run `a` on the target: what its unfused reference cannot run
-/// (an own kernel is measured beside it), or the kernel's own limits (dtype, head dim, query
-/// length, shared memory, compute capability).
-pub fn check(t: &Target, a: &AttentionSpec, kind: Kind) -> Verdict {
-    super::attention::check(t, a)?;
-    plan(a, kind, &Limits::of(t.props))?;
-    Ok(())
-}
-
 /// The prepared run of `kind`'s kernel on `spec`.
-pub fn prepare<'a>(
-    ctx: &PrepareCtx<'a, '_>,
-    spec: &AttentionSpec,
-    kind: Kind,
-) -> Result<Box<dyn Prepared + 'a>> {
+pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &AttentionSpec, kind: Kind) -> Built<'a> {
     let gpu = ctx.gpu;
     let plan = plan(spec, kind, &Limits::of(&gpu.props))?;
     let out = match spec.dtype {

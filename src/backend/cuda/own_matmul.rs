@@ -22,10 +22,9 @@ use super::device::Gpu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::matmul::set_layout;
-use super::registry::{PrepareCtx, Target, Verdict};
+use super::registry::{Built, PrepareCtx};
 use super::run::{Buffers, Exec, Output};
-use crate::backend::Prepared;
-use crate::dtype::{Arith, ComputeType, DType, Fp8Scaling, OutType};
+use crate::dtype::{Arith, ComputeType, DType, Fp8Scaling};
 use crate::error::{Error, Result};
 use crate::workload::{BLayout, MatmulSpec};
 
@@ -245,26 +244,23 @@ pub fn plan(spec: &MatmulSpec, family: Family, cc: (i32, i32), sms: u32) -> Resu
     })
 }
 
+/// What the kernels compute in for `dtype`: products summed in s32 for int8, in f32 otherwise;
+/// fp8 writes bf16 without scale factors.
+pub fn compute_type(dtype: DType) -> ComputeType {
+    match dtype {
+        DType::Int8 => ComputeType::accumulated(dtype, Arith::I32),
+        DType::Fp8E4m3 => ComputeType::fp8(dtype, dtype.matmul_output(), Fp8Scaling::Unscaled),
+        d => ComputeType::accumulated(d, Arith::F32),
+    }
+}
+
 /// Device bytes a run allocates (no workspace: the kernels need none).
 pub fn memory_needed(spec: &MatmulSpec, sets: usize) -> u64 {
     spec.bytes() * sets.max(1) as u64 + 256
 }
 
-/// Why `family`'s kernel cannot run `spec` on the target: what its cuBLASLt reference cannot
-/// run (an own kernel is measured beside it), NVRTC missing, or the kernel's own limits.
-pub fn check(t: &Target, spec: &MatmulSpec, family: Family) -> Verdict {
-    super::matmul::check(t, spec)?;
-    t.nvrtc()?;
-    plan(spec, family, t.props.cc, t.props.sms)?;
-    Ok(())
-}
-
 /// The prepared run of `family`'s kernel on `spec`.
-pub fn prepare<'a>(
-    ctx: &PrepareCtx<'a, '_>,
-    spec: &MatmulSpec,
-    family: Family,
-) -> Result<Box<dyn Prepared + 'a>> {
+pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &MatmulSpec, family: Family) -> Built<'a> {
     let gpu = ctx.gpu;
     let launch = plan(spec, family, gpu.props.cc, gpu.props.sms)?;
     gpu.ensure_fits(memory_needed(spec, ctx.sets))?;
@@ -310,11 +306,7 @@ impl Exec for OwnMatmulRun {
     }
 
     fn compute_dtype(&self) -> ComputeType {
-        match self.spec.dtype {
-            DType::Int8 => ComputeType::accumulated(DType::Int8, Arith::I32),
-            DType::Fp8E4m3 => ComputeType::fp8(DType::Fp8E4m3, OutType::Bf16, Fp8Scaling::Unscaled),
-            d => ComputeType::accumulated(d, Arith::F32),
-        }
+        compute_type(self.spec.dtype)
     }
 
     fn notes(&self, gpu: &Gpu) -> Vec<String> {

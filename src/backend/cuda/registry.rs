@@ -11,8 +11,11 @@
 //! built-in ones, checked, prepared, measured and verified like them.
 
 use super::device::{Gpu, Props};
+use super::libs::{self, Lib};
+use super::memory::MemImpl;
+use super::own_attention::Limits;
 use super::run::{CudaRun, Exec, SetLayout};
-use super::{attention, libs, matmul, memory, own_attention, own_matmul};
+use super::{attention, matmul, memory, own_attention, own_matmul};
 use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -71,14 +74,14 @@ impl<'a> Target<'a> {
         }
     }
 
-    /// Own kernels need NVRTC to compile them.
-    pub fn nvrtc(&self) -> Result<()> {
-        self.nvrtc.clone().map_err(Error::unsupported)
-    }
-
-    /// The vendor references need cuBLASLt.
-    pub fn cublaslt(&self) -> Result<()> {
-        self.cublaslt.clone().map_err(Error::unsupported)
+    /// `Ok` when `lib` was loaded, otherwise the line saying what is missing and what to
+    /// install.
+    pub fn has(&self, lib: Lib) -> Result<()> {
+        let loaded = match lib {
+            Lib::Nvrtc => &self.nvrtc,
+            Lib::CublasLt => &self.cublaslt,
+        };
+        loaded.clone().map_err(Error::unsupported)
     }
 }
 
@@ -111,20 +114,24 @@ pub struct PrepareCtx<'a, 'w> {
     pub policy: CachePolicy,
 }
 
+/// The prepared run a factory builds, or why it could not.
+pub type Built<'a> = Result<Box<dyn Prepared + 'a>>;
+
 impl<'a> PrepareCtx<'a, '_> {
     /// The prepared run of `exec`, with the buffer sets of `layout` allocated.
-    pub fn run<E: Exec + 'a>(&self, exec: E, layout: SetLayout) -> Result<Box<dyn Prepared + 'a>> {
+    pub fn run<E: Exec + 'a>(&self, exec: E, layout: SetLayout) -> Built<'a> {
         let run = CudaRun::new(self.gpu, exec, &layout, self.sets, self.policy.clone())?;
         Ok(Box::new(run))
     }
 }
 
-/// A row's check and factory, typed by the spec of the workload kind it serves.
+/// A row's own check and its factory, typed by the spec of the workload kind it serves.
 pub struct Typed<S> {
-    /// Why it cannot run `spec` on the target, if it cannot.
+    /// Why it cannot run `spec` on the target, if it cannot (after what it `needs` and what it
+    /// is measured `beside`).
     pub check: fn(&Target, &S) -> Verdict,
     /// Builds the prepared run (once the check has passed).
-    pub prepare: for<'a, 'w> fn(&PrepareCtx<'a, 'w>, &S) -> Result<Box<dyn Prepared + 'a>>,
+    pub prepare: for<'a, 'w> fn(&PrepareCtx<'a, 'w>, &S) -> Built<'a>,
 }
 
 /// The typed operations of a row; the variant is the workload kind it serves.
@@ -140,6 +147,11 @@ pub struct Builtin {
     pub description: &'static str,
     /// True for vendor-library references (the ceiling own kernels are compared with).
     pub reference: bool,
+    /// The libraries it cannot run without.
+    pub needs: &'static [Lib],
+    /// The reference of the same kind an own kernel is measured beside: the kernel is offered
+    /// only where that reference can run too, so its result always has its ceiling next to it.
+    pub beside: Option<&'static str>,
     pub ops: Ops,
 }
 
@@ -148,46 +160,67 @@ const REFERENCE: bool = true;
 /// One of gpuvet's own kernels.
 const OWN: bool = false;
 
-/// Writes the rows of [`BUILTIN`]: `Kind name, REFERENCE|OWN, check, prepare, description;`.
+/// Writes the rows of [`BUILTIN`]:
+/// `Kind name, REFERENCE|OWN, beside, [libraries], |target, spec| own check, factory, description;`
+/// where the check may return any `Result` whose error is an [`Error`] or a [`Refusal`].
 macro_rules! builtin_table {
-    ($($kind:ident $name:expr, $role:expr, $check:expr, $prepare:expr, $desc:literal;)*) => {
+    ($($kind:ident $name:expr, $role:expr, $beside:expr, [$($lib:ident),*],
+       |$t:pat_param, $s:pat_param| $check:expr, $prepare:expr, $desc:literal;)*) => {
         /// Every built-in implementation, in listing order: within a kind, best first (the
         /// vendor reference, then the own kernels).
         pub const BUILTIN: &[Builtin] = &[$(Builtin {
             name: $name,
             description: $desc,
             reference: $role,
-            ops: Ops::$kind(Typed { check: $check, prepare: $prepare }),
+            needs: &[$(Lib::$lib),*],
+            beside: $beside,
+            ops: Ops::$kind(Typed {
+                check: |$t, $s| {
+                    let _ = $check?;
+                    Ok(())
+                },
+                prepare: $prepare,
+            }),
         },)*];
     };
 }
 
 builtin_table! {
-    Matmul "cublaslt", REFERENCE, matmul::check, matmul::prepare,
+    Matmul "cublaslt", REFERENCE, None, [CublasLt], |t, m| matmul::plan(m, t.props.cc),
+        matmul::prepare,
         "cuBLASLt matmul, heuristic algorithm";
-    Matmul Family::Simt.name(), OWN, |t, m| own_matmul::check(t, m, Family::Simt),
+    Matmul Family::Simt.name(), OWN, Some("cublaslt"), [Nvrtc],
+        |t, m| own_matmul::plan(m, Family::Simt, t.props.cc, t.props.sms),
         |c, m| own_matmul::prepare(c, m, Family::Simt),
         "gpuvet fp32 kernel on CUDA cores: 128×128×8 tiles, 8×8 per thread, float4 loads";
-    Matmul Family::Mma.name(), OWN, |t, m| own_matmul::check(t, m, Family::Mma),
+    Matmul Family::Mma.name(), OWN, Some("cublaslt"), [Nvrtc],
+        |t, m| own_matmul::plan(m, Family::Mma, t.props.cc, t.props.sms),
         |c, m| own_matmul::prepare(c, m, Family::Mma),
         "gpuvet mma.sync kernel: cp.async ring, swizzled smem, ldmatrix, 32-bit accumulate";
-    Attention "unfused", REFERENCE, attention::check, attention::prepare,
+    Attention "unfused", REFERENCE, None, [CublasLt, Nvrtc], |t, a| attention::plan(a, t.props.cc),
+        attention::prepare,
         "cuBLASLt Q·Kᵀ, softmax kernel, cuBLASLt P·V (S materialised)";
-    Attention own_attention::PREFILL_IMPL, OWN, |t, a| own_attention::check(t, a, Flash::Prefill),
+    Attention Flash::Prefill.name(), OWN, Some("unfused"), [Nvrtc],
+        |t, a| own_attention::plan(a, Flash::Prefill, &Limits::of(t.props)),
         |c, a| own_attention::prepare(c, a, Flash::Prefill),
         "gpuvet fused attention (FlashAttention-2 style): mma.sync, cp.async double buffer, online softmax, S never in memory";
-    Attention own_attention::DECODE_IMPL, OWN, |t, a| own_attention::check(t, a, Flash::Decode),
+    Attention Flash::Decode.name(), OWN, Some("unfused"), [Nvrtc],
+        |t, a| own_attention::plan(a, Flash::Decode, &Limits::of(t.props)),
         |c, a| own_attention::prepare(c, a, Flash::Decode),
         "gpuvet split-KV decode (flash-decoding): GQA rows packed into mma tiles, KV split across blocks, combine kernel";
-    Attention own_attention::PAGED16_IMPL, OWN, |t, a| own_attention::check(t, a, Flash::DecodePaged(16)),
+    Attention Flash::DecodePaged(16).name(), OWN, Some("unfused"), [Nvrtc],
+        |t, a| own_attention::plan(a, Flash::DecodePaged(16), &Limits::of(t.props)),
         |c, a| own_attention::prepare(c, a, Flash::DecodePaged(16)),
         "gpuvet split-KV decode from a paged KV cache, 16 tokens per page (block table, pages in random order)";
-    Attention own_attention::PAGED64_IMPL, OWN, |t, a| own_attention::check(t, a, Flash::DecodePaged(64)),
+    Attention Flash::DecodePaged(64).name(), OWN, Some("unfused"), [Nvrtc],
+        |t, a| own_attention::plan(a, Flash::DecodePaged(64), &Limits::of(t.props)),
         |c, a| own_attention::prepare(c, a, Flash::DecodePaged(64)),
         "gpuvet split-KV decode from a paged KV cache, 64 tokens per page (block table, pages in random order)";
-    Memory "kernel", OWN, memory::check_kernel, memory::prepare_kernel,
+    Memory "kernel", OWN, None, [Nvrtc], |_, _| Verdict::Ok(()),
+        |c, m| memory::prepare(c, m, MemImpl::Kernel(memory::kernel_of(m.op))),
         "gpuvet float4 grid-stride kernel";
-    Memory "memcpy", REFERENCE, memory::check_memcpy, memory::prepare_memcpy,
+    Memory "memcpy", REFERENCE, None, [], |_, m| memory::memcpy_offered(m),
+        |c, m| memory::prepare(c, m, MemImpl::Memcpy),
         "driver cuMemcpyDtoDAsync";
 }
 
@@ -200,8 +233,18 @@ impl Builtin {
         }
     }
 
-    /// The row's typed check on `w`; `NotOffered` for a workload of another kind.
+    /// What the row needs, the reference it is measured beside, then its own check on `w`;
+    /// `NotOffered` for a workload of another kind.
     fn check(&self, t: &Target, w: &Workload) -> Verdict {
+        if let Some(r) = self.beside {
+            let reference = BUILTIN
+                .iter()
+                .find(|b| b.kind() == self.kind() && b.name == r);
+            reference.map_or(Ok(()), |b| b.check(t, w))?;
+        }
+        for &lib in self.needs {
+            t.has(lib)?;
+        }
         match (&self.ops, w) {
             (Ops::Matmul(o), Workload::Matmul(m)) => (o.check)(t, m),
             (Ops::Attention(o), Workload::Attention(a)) => (o.check)(t, a),
@@ -211,7 +254,7 @@ impl Builtin {
     }
 
     /// The row's typed factory on the context's workload.
-    fn prepare<'a>(&self, ctx: &PrepareCtx<'a, '_>) -> Result<Box<dyn Prepared + 'a>> {
+    fn prepare<'a>(&self, ctx: &PrepareCtx<'a, '_>) -> Built<'a> {
         match (&self.ops, ctx.workload) {
             (Ops::Matmul(o), Workload::Matmul(m)) => (o.prepare)(ctx, m),
             (Ops::Attention(o), Workload::Attention(a)) => (o.prepare)(ctx, a),
@@ -240,8 +283,7 @@ impl Builtin {
 pub type Check = Box<dyn Fn(&Target, &Workload) -> Verdict + Send + Sync>;
 
 /// Builds the prepared run of an implementation (typically `ctx.run(exec, layout)`).
-pub type Factory =
-    Box<dyn for<'a, 'w> Fn(&PrepareCtx<'a, 'w>) -> Result<Box<dyn Prepared + 'a>> + Send + Sync>;
+pub type Factory = Box<dyn for<'a, 'w> Fn(&PrepareCtx<'a, 'w>) -> Built<'a> + Send + Sync>;
 
 /// One implementation as the registry serves it: a built-in row or a registration.
 pub struct Implementation {
@@ -253,7 +295,7 @@ pub struct Implementation {
 
 /// A registered implementation's default check: it needs NVRTC to compile its kernel.
 pub fn needs_nvrtc() -> Check {
-    Box::new(|t, _| Ok(t.nvrtc()?))
+    Box::new(|t, _| Ok(t.has(Lib::Nvrtc)?))
 }
 
 /// The implementations of one backend: the built-in table, then the registered ones.
@@ -333,11 +375,7 @@ impl Registry {
     }
 
     /// Builds the prepared run of `name` (checked before) for `ctx.workload`.
-    pub fn prepare<'a>(
-        &self,
-        ctx: &PrepareCtx<'a, '_>,
-        name: &str,
-    ) -> Result<Box<dyn Prepared + 'a>> {
+    pub fn prepare<'a>(&self, ctx: &PrepareCtx<'a, '_>, name: &str) -> Built<'a> {
         let e = self.find(Kind::of(ctx.workload), name).ok_or_else(|| {
             Error::unsupported(format!(
                 "cuda has no implementation `{name}` of {}",
