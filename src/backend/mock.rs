@@ -8,8 +8,8 @@
 //! does on a GPU, to exercise the device-lost path.
 
 use super::{
-    quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, Peaks, PrepareOptions,
-    Prepared, Sustained, Telemetry,
+    quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, Peaks, Prepared, Request,
+    Sustained, Telemetry,
 };
 use crate::dtype::{ComputeType, DType};
 use crate::error::{Error, Result};
@@ -142,10 +142,6 @@ impl Default for MockBackend {
 }
 
 impl Backend for MockBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Mock
-    }
-
     fn device(&self) -> &DeviceInfo {
         &self.info
     }
@@ -187,14 +183,8 @@ impl Backend for MockBackend {
         ]
     }
 
-    fn prepare<'a>(
-        &'a self,
-        w: &Workload,
-        imp: &str,
-        inputs: &[Tensor],
-        opts: PrepareOptions,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        self.check(w, imp)?;
+    fn prepare_checked<'a>(&'a self, r: Request<'_>) -> Result<Box<dyn Prepared + 'a>> {
+        let (w, inputs, opts) = (r.workload, r.inputs, r.opts);
         self.sticky_fault(w)?;
         let macs = match w {
             Workload::Matmul(m) => m.m as u128 * m.n as u128 * m.k as u128,

@@ -359,11 +359,27 @@ pub trait Prepared {
     }
 }
 
+/// A preparation [`Backend::prepare`] has validated and checked: what a backend builds in
+/// [`Backend::prepare_checked`].
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'r> {
+    pub workload: &'r Workload,
+    pub implementation: &'r str,
+    pub inputs: &'r [Tensor],
+    pub opts: PrepareOptions,
+}
+
 /// One device able to run workloads.
 pub trait Backend: Send {
-    fn kind(&self) -> BackendKind;
-
+    /// What the device is; its `backend` is this backend's kind.
     fn device(&self) -> &DeviceInfo;
+
+    /// The backend's kind, as its device records it (every backend sets it when it opens).
+    fn kind(&self) -> BackendKind {
+        self.device()
+            .backend
+            .expect("a backend records its kind in its device")
+    }
 
     /// Implementations of `w` available here, best first; empty when the device cannot run it.
     fn implementations(&self, w: &Workload) -> Vec<ImplInfo>;
@@ -438,14 +454,26 @@ pub trait Backend: Send {
     fn quick_suite(&self) -> Vec<Workload>;
 
     /// Allocates buffers, uploads `inputs` (as many copies as `opts.buffer_sets`) and does every
-    /// piece of one-time setup.
+    /// piece of one-time setup, once `w` is valid and `imp` can run it here.
     fn prepare<'a>(
         &'a self,
         w: &Workload,
         imp: &str,
         inputs: &[Tensor],
         opts: PrepareOptions,
-    ) -> Result<Box<dyn Prepared + 'a>>;
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        w.validate()?;
+        self.check(w, imp)?;
+        self.prepare_checked(Request {
+            workload: w,
+            implementation: imp,
+            inputs,
+            opts,
+        })
+    }
+
+    /// [`Backend::prepare`] after the workload was validated and the implementation checked.
+    fn prepare_checked<'a>(&'a self, r: Request<'_>) -> Result<Box<dyn Prepared + 'a>>;
 
     /// Device state now (clocks, temperature, power, throttling); `None` where unknown.
     fn telemetry(&self) -> Option<Telemetry> {
@@ -526,7 +554,14 @@ pub fn open(choice: BackendChoice, threads: usize) -> Result<Opened> {
 
 #[cfg(test)]
 mod tests {
-    use super::CachePolicy;
+    use super::{Backend, BackendKind, CachePolicy};
+
+    #[test]
+    fn each_backend_reports_the_kind_its_device_records() {
+        let cpu = super::cpu::CpuBackend::new(1).unwrap();
+        assert_eq!(cpu.kind(), BackendKind::Cpu);
+        assert_eq!(super::mock::MockBackend::new().kind(), BackendKind::Mock);
+    }
 
     #[test]
     fn cache_policies_keep_their_strings_and_unknown_ones_survive() {

@@ -36,10 +36,9 @@ pub mod timing;
 
 use super::{
     quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, MemoryNeeds, PrepareOptions,
-    Prepared, Sustained, Telemetry,
+    Prepared, Request, Sustained, Telemetry,
 };
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
 use crate::workload::{MemOp, Workload};
 use device::Gpu;
 use kernels::KernelId;
@@ -335,10 +334,6 @@ impl CudaBackend {
 }
 
 impl Backend for CudaBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Cuda
-    }
-
     fn device(&self) -> &DeviceInfo {
         &self.info
     }
@@ -417,27 +412,20 @@ impl Backend for CudaBackend {
         v
     }
 
-    fn prepare<'a>(
-        &'a self,
-        w: &Workload,
-        imp: &str,
-        inputs: &[Tensor],
-        opts: PrepareOptions,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        w.validate()?;
-        self.check(w, imp)?;
+    fn prepare_checked<'a>(&'a self, r: Request<'_>) -> Result<Box<dyn Prepared + 'a>> {
+        let (w, opts) = (r.workload, r.opts);
         let sets = if opts.hot { 1 } else { opts.buffer_sets.max(1) };
         let policy = cache_policy(opts, w.footprint(), self.gpu.props.l2_bytes);
         let ctx = registry::PrepareCtx {
             gpu: &self.gpu,
             workload: w,
-            inputs,
+            inputs: r.inputs,
             sets,
             policy,
         };
         guarded("preparing a workload", || {
             self.gpu.bind()?;
-            self.registry.prepare(&ctx, imp)
+            self.registry.prepare(&ctx, r.implementation)
         })
     }
 

@@ -93,8 +93,8 @@ impl Limits {
         Limits {
             cc: p.cc,
             sms: p.sms,
-            smem_per_block_optin: p.smem_per_block_optin,
-            smem_per_sm: p.smem_per_sm,
+            smem_per_block_optin: p.sm.smem_per_block_optin,
+            smem_per_sm: p.sm.smem,
         }
     }
 }

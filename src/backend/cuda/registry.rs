@@ -388,6 +388,7 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
+    use super::super::device::SmLimits;
     use super::*;
     use crate::dtype::DType;
     use crate::workload::{BLayout, MemOp};
@@ -403,13 +404,13 @@ mod tests {
             sms: 132,
             total_mem: 141 << 30,
             l2_bytes: 60 << 20,
-            max_threads_per_sm: 2048,
-            smem_per_sm: 233_472,
-            smem_per_block_optin: 232_448,
-            smem_per_block: 49_152,
-            sm_clock_khz: None,
-            mem_clock_khz: None,
-            bus_width_bits: None,
+            sm: SmLimits {
+                max_threads: 2048,
+                smem: 233_472,
+                smem_per_block: 49_152,
+                smem_per_block_optin: 232_448,
+            },
+            driver: Default::default(),
         }
     }
 
