@@ -15,8 +15,9 @@
 //! | `timing` | CUDA events |
 //! | `error` | driver errors kept typed (out of memory, illegal address, other) |
 //! | `launch` | the typed kernel launcher and its argument builder |
-//! | `run` | the one prepared run (poison, verify, rotate, time, drop) |
-//! | `matmul`, `memory`, `attention`, `own_*` | what each workload enqueues (`run::Exec`) |
+//! | `registry` | the implementation table and user registrations: what `implementations`, `check` and `prepare` ask |
+//! | `run` | the one prepared run (buffer sets, poison, verify, rotate, time, drop) |
+//! | `matmul`, `memory`, `attention`, `own_*` | each implementation's plan, factory and `run::Exec` |
 
 pub mod attention;
 pub mod device;

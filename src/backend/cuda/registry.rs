@@ -3,9 +3,10 @@
 //! on no name.
 //!
 //! A built-in implementation is one row of [`BUILTIN`]: the workload kind it serves, its name,
-//! a description, whether it is a vendor-library reference, a check that says why it cannot run
-//! a workload on a device (a missing library, the dtype, the compute capability, the head
-//! dimension, ...) and a factory that builds its prepared run (`run::CudaRun<E: Exec>`). A
+//! a description, whether it is a vendor-library reference, the libraries it needs, the
+//! reference an own kernel is measured beside, its own check (why it cannot run a workload on
+//! a device: the dtype, the compute capability, the head dimension, ...) and a factory that
+//! builds its prepared run (`run::CudaRun<E: Exec>`). A
 //! later `bench kernel` adds a user's kernel (a [`Source::User`](super::kernels::Source) module
 //! with an [`Exec`](super::run::Exec)) with [`Registry::register`]; it is then listed after the
 //! built-in ones, checked, prepared, measured and verified like them.
