@@ -71,6 +71,35 @@ __device__ __forceinline__ void tma_prefetch_map(const TensorMap* map) {
     asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)map) : "memory");
 }
 
+// The 3-D box at element coordinates (c0 innermost, c1, c2), as tma_load_2d. Attention maps
+// its [B·H, L, D] tensors as 3-D so that a box past the end of one head's rows is zero-filled
+// instead of reading the next head's.
+__device__ __forceinline__ void tma_load_3d(u32 dst, const TensorMap* map, int c0, int c1, int c2,
+                                            u32 bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
+        " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
+        "l"((u64)map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+        : "memory");
+}
+
+// Named barriers (`bar.sync id, count` / `bar.arrive id, count`; id 0 is __syncthreads):
+// `count` threads, a multiple of 32, complete a barrier; arriving does not wait. Every thread
+// of a warp must execute the same one.
+__device__ __forceinline__ void named_bar_sync(int id, int count) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+
+__device__ __forceinline__ void named_bar_arrive(int id, int count) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+
+// Orders this thread's generic-proxy shared-memory accesses after its async-proxy ones (and
+// before later ones): used before plain stores into shared memory that wgmma or TMA used.
+__device__ __forceinline__ void fence_proxy_async_smem() {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
 // ---------------------------------------------------------------- warpgroup registers
 
 // Hands registers back (the producer warpgroup needs few) or takes them (the consumers); every
@@ -114,6 +143,13 @@ template <int R>
 __device__ __forceinline__ void fence_regs(float (&d)[R]) {
 #pragma unroll
     for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+// The same for A fragments held in 32-bit registers (wgmma with A from registers).
+template <int R>
+__device__ __forceinline__ void fence_regs(u32 (&d)[R]) {
+#pragma unroll
+    for (int i = 0; i < R; ++i) asm volatile("" : "+r"(d[i])::"memory");
 }
 
 // BEGIN GENERATED WGMMA
