@@ -25,6 +25,9 @@ pub enum Param {
     U64,
     /// `float`: `.f32`.
     F32,
+    /// A `const __grid_constant__` CUtensorMap (128 bytes, 64-byte aligned) for TMA:
+    /// `.param .align 64 .b8 name[128]` in PTX.
+    TensorMap,
 }
 
 impl Param {
@@ -34,6 +37,7 @@ impl Param {
             Param::Ptr | Param::U64 => ".u64",
             Param::I32 => ".u32",
             Param::F32 => ".f32",
+            Param::TensorMap => ".b8[128]",
         }
     }
 }
@@ -45,6 +49,8 @@ pub enum Source {
     Attention,
     MatmulSimt,
     MatmulMma,
+    /// Hopper only: wgmma, TMA, setmaxnreg (sm_90a).
+    MatmulWgmma,
     FlashFwd,
     FlashDecode,
     /// A user's own `.cu` file (a later `bench kernel`), read once by [`UserSource::load`].
@@ -90,18 +96,36 @@ impl UserSource {
 }
 
 impl Source {
-    pub const ALL: [Source; 6] = [
+    pub const ALL: [Source; 7] = [
         Source::Memory,
         Source::Attention,
         Source::MatmulSimt,
         Source::MatmulMma,
+        Source::MatmulWgmma,
         Source::FlashFwd,
         Source::FlashDecode,
     ];
 
+    /// The architectures this source is written for: CI compiles it for each of them
+    /// (tests/kernels_compile.rs) and the backend loads it only there. Most sources build for
+    /// every target gpuvet supports; the Hopper kernels use instructions that exist only on
+    /// sm_90a (wgmma, setmaxnreg) and refuse to compile elsewhere.
+    pub fn archs(self) -> &'static [&'static str] {
+        match self {
+            Source::MatmulWgmma => &SM90A_ONLY,
+            _ => &ALL_ARCHS,
+        }
+    }
+
+    /// Whether this source can be compiled for `arch` (user sources: always tried).
+    pub fn builds_for(self, arch: &str) -> bool {
+        matches!(self, Source::User(_)) || self.archs().contains(&arch)
+    }
+
     pub fn file(self) -> &'static str {
         match self {
             Source::User(u) => &u.name,
+            Source::MatmulWgmma => "kernels/matmul_wgmma.cu",
             Source::Memory => "kernels/memory.cu",
             Source::Attention => "kernels/attention.cu",
             Source::MatmulSimt => "kernels/matmul_simt.cu",
@@ -118,6 +142,7 @@ impl Source {
             Source::Attention => include_str!("../../../kernels/attention.cu"),
             Source::MatmulSimt => include_str!("../../../kernels/matmul_simt.cu"),
             Source::MatmulMma => include_str!("../../../kernels/matmul_mma.cu"),
+            Source::MatmulWgmma => include_str!("../../../kernels/matmul_wgmma.cu"),
             Source::FlashFwd => include_str!("../../../kernels/flash_fwd.cu"),
             Source::FlashDecode => include_str!("../../../kernels/flash_decode.cu"),
         }
@@ -133,9 +158,14 @@ impl Source {
     }
 }
 
+/// The targets gpuvet compiles its portable kernels for in CI: A100, L4/L40S/4090, H100/H200.
+pub const ALL_ARCHS: [&str; 3] = ["sm_80", "sm_89", "sm_90a"];
+/// Kernels that use Hopper's arch-specific instructions.
+pub const SM90A_ONLY: [&str; 1] = ["sm_90a"];
+
 /// gpuvet's own headers, `#include`d by name and handed to NVRTC in memory (no CUDA toolkit
 /// headers are ever needed). Every source is compiled with all of them available.
-pub const HEADERS: [(&str, &str); 2] = [
+pub const HEADERS: [(&str, &str); 3] = [
     (
         "gpuvet_ptx.cuh",
         include_str!("../../../kernels/gpuvet_ptx.cuh"),
@@ -144,13 +174,17 @@ pub const HEADERS: [(&str, &str); 2] = [
         "gpuvet_flash.cuh",
         include_str!("../../../kernels/gpuvet_flash.cuh"),
     ),
+    (
+        "gpuvet_sm90.cuh",
+        include_str!("../../../kernels/gpuvet_sm90.cuh"),
+    ),
 ];
 
 /// Parameter lists shared by several kernels, as their C signatures declare them.
 mod sig {
     use super::Param;
     use super::Param::Ptr as P;
-    use super::Param::{F32, I32, U64};
+    use super::Param::{TensorMap as TM, F32, I32, U64};
     /// `(const float4* src, float4* dst, u64 n)`
     pub const MEM_COPY: &[Param] = &[P, P, U64];
     /// `(const float4* src, u64 n, double* partials)`
@@ -163,6 +197,8 @@ mod sig {
     pub const SOFTMAX: &[Param] = &[P, P, U64, U64, I32];
     /// `(const void* A, const void* B, void* C, int M, int N, int K)`
     pub const MATMUL: &[Param] = &[P, P, P, I32, I32, I32];
+    /// `(TensorMap A, TensorMap B, void* C, int M, int N, int K)`: the TMA kernels
+    pub const MATMUL_TMA: &[Param] = &[TM, TM, P, I32, I32, I32];
     /// `(q, k, v, o, lse, int q_heads, kv_heads, q_len, kv_len, causal, float scale_log2)`
     pub const FLASH_FWD: &[Param] = &[P, P, P, P, P, I32, I32, I32, I32, I32, F32];
     /// `(q, k, v, part_o, part_lse, int ×5, float scale_log2, int chunk)`
@@ -266,6 +302,16 @@ kernel_table! {
         "tf32 mma.sync m16n8k8 (f32 accumulate, f32 out), B N×K, 128×128 tiles (64 K bytes/stage), 3-stage cp.async";
     MatmulMmaTf32Nk32: "matmul.mma.tf32.nk.32x64", "matmul_mma_tf32_nk_32x64", MatmulMma, MATMUL,
         "tf32 mma.sync m16n8k8 (f32 accumulate, f32 out), B N×K, 32×64 tiles (small M), 4-stage cp.async";
+    MatmulWgmmaBf16Nk: "matmul.wgmma.bf16.nk", "matmul_wgmma_bf16_nk", MatmulWgmma, MATMUL_TMA,
+        "bf16 wgmma m64n256k16 (sm_90a, f32 accumulate), B N×K, TMA 128B swizzle, 4-stage mbarrier ring, producer + 2 consumer warpgroups, persistent 128×256 tiles";
+    MatmulWgmmaBf16Kn: "matmul.wgmma.bf16.kn", "matmul_wgmma_bf16_kn", MatmulWgmma, MATMUL_TMA,
+        "bf16 wgmma m64n256k16 (sm_90a, f32 accumulate), B K×N read MN-major, TMA 128B swizzle, 4-stage mbarrier ring, persistent 128×256 tiles";
+    MatmulWgmmaF16Nk: "matmul.wgmma.f16.nk", "matmul_wgmma_f16_nk", MatmulWgmma, MATMUL_TMA,
+        "f16 wgmma m64n256k16 (sm_90a, f32 accumulate), B N×K, TMA 128B swizzle, 4-stage mbarrier ring, producer + 2 consumer warpgroups, persistent 128×256 tiles";
+    MatmulWgmmaF16Kn: "matmul.wgmma.f16.kn", "matmul_wgmma_f16_kn", MatmulWgmma, MATMUL_TMA,
+        "f16 wgmma m64n256k16 (sm_90a, f32 accumulate), B K×N read MN-major, TMA 128B swizzle, 4-stage mbarrier ring, persistent 128×256 tiles";
+    MatmulWgmmaE4m3Nk: "matmul.wgmma.e4m3.nk", "matmul_wgmma_e4m3_nk", MatmulWgmma, MATMUL_TMA,
+        "fp8 e4m3 wgmma m64n128k32 (sm_90a, f32 promotion every 128 K, bf16 out), B N×K, TMA 128B swizzle, 6-stage ring, persistent 128×128 tiles";
     FlashFwdBf16D64: "attention.flash_fwd.bf16.d64", "gv_flash_fwd_bf16_d64", FlashFwd, FLASH_FWD,
         "fused prefill, bf16, head dim 64: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax";
     FlashFwdBf16D128: "attention.flash_fwd.bf16.d128", "gv_flash_fwd_bf16_d128", FlashFwd, FLASH_FWD,
