@@ -33,7 +33,8 @@
 //   (swizzled, conflict-free) and stored with 16-byte stores, rows past Lq skipped.
 //
 // Shared memory: Q 128·D·2 + 2 stages × (K + V) 128·D·2 + barriers + 1 KiB alignment slack:
-// 164 992 B for hd 128, 83 072 B for hd 64 (host: src/backend/cuda/flash_sm90.rs).
+// 164 992 B for hd 128, 83 072 B for hd 64 (host: flash_sm90::smem_bytes in
+// src/backend/cuda/flash_sm90.rs).
 // tools/kernel-emu/fa3.py replays this kernel thread by thread (TMA boxes, descriptors,
 // fragments, mbarrier ring, named-barrier ping-pong, masking) against f64 references.
 

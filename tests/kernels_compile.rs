@@ -82,6 +82,7 @@ fn every_kernel_compiles_to_cubin_for_every_target() {
     // The portable sources build everywhere; the Hopper ones only where they are meant to.
     assert!(Source::MatmulMma.archs() == ALL_ARCHS);
     assert_eq!(Source::MatmulWgmma.archs(), ["sm_90a"]);
+    assert_eq!(Source::FlashFwdSm90.archs(), ["sm_90a"]);
 }
 
 #[test]
@@ -90,9 +91,11 @@ fn a_hopper_kernel_refuses_other_architectures_with_a_reason() {
         return;
     }
     for arch in ["sm_80", "sm_89"] {
-        let e = nvrtc::compile_uncached(Source::MatmulWgmma, arch).unwrap_err();
-        assert!(e.to_string().contains("sm_90a only"), "{arch}: {e}");
-        assert!(!Source::MatmulWgmma.builds_for(arch));
+        for src in [Source::MatmulWgmma, Source::FlashFwdSm90] {
+            let e = nvrtc::compile_uncached(src, arch).unwrap_err();
+            assert!(e.to_string().contains("sm_90a only"), "{arch}: {e}");
+            assert!(!src.builds_for(arch));
+        }
     }
 }
 
@@ -190,8 +193,14 @@ fn expected_sass(k: KernelId, arch: &str) -> Vec<&'static str> {
     let sym = k.symbol();
     if sym.starts_with("matmul_simt") {
         vec!["FFMA"]
+    } else if sym.starts_with("gv_flash_fwd_sm90") {
+        vec!["HGMMA", "UTMALDG", "SYNCS"]
     } else if sym.starts_with("matmul_wgmma") {
-        let mma = if sym.contains("_e4m3_") { "QGMMA" } else { "HGMMA" };
+        let mma = if sym.contains("_e4m3_") {
+            "QGMMA"
+        } else {
+            "HGMMA"
+        };
         vec![mma, "UTMALDG", "SYNCS"]
     } else if sym.starts_with("matmul_mma") {
         let mma = if sym.contains("_s8_") {
@@ -284,10 +293,7 @@ fn sass_has_the_expected_instructions_and_no_local_memory() {
             checked += 1;
         }
     }
-    let expected: usize = KernelId::ALL
-        .iter()
-        .map(|k| k.source().archs().len())
-        .sum();
+    let expected: usize = KernelId::ALL.iter().map(|k| k.source().archs().len()).sum();
     assert_eq!(checked, expected);
 }
 

@@ -214,7 +214,8 @@ class Cta:
         def issue_pv(v_st, seq):
             self.v_ring.read(v_st, seq, cons)
             vbase = L.v + v_st * L.tile
-            descs = [desc_sw128(vbase + ks * 16 * ROW_BYTES, BOX, 1024) for ks in range(BN // 16)]
+            lbo = 16 if mut == "v_lbo" else BOX
+            descs = [desc_sw128(vbase + ks * 16 * ROW_BYTES, lbo, 1024) for ks in range(BN // 16)]
             p_snap, o_snap = st["p"].copy(), st["o"].copy()
             snap = self.smem[vbase:vbase + L.tile].copy()
 
@@ -280,6 +281,8 @@ class Cta:
             for ks in range(8):
                 for r in range(4):
                     lo, hi = s[:, 8 * ks + 2 * r], s[:, 8 * ks + 2 * r + 1]
+                    if mut == "p_halves":
+                        lo, hi = hi, lo
                     st["p"][:, ks, r] = p.enc(lo).astype(np.uint32) | (p.enc(hi).astype(np.uint32) << 16)
 
         def release_v(v_st):
@@ -484,6 +487,13 @@ def main():
             if caught is None:
                 sys.exit(f"mutation {m} was NOT caught")
             print(f"mutation {m}: caught ({caught})", flush=True)
+        # Layout bugs show in the data: the f64 comparison must fail.
+        case = (1, 2, 1, 130, 300, 128, True, True)
+        for m in ("v_lbo", "p_halves"):
+            err, _ = run(case, 1, mutate=m)
+            if err <= TOL[True]:
+                sys.exit(f"mutation {m} was NOT caught (max|O err| {err:.3g})")
+            print(f"mutation {m}: caught by the f64 check (max|O err| {err:.3g})", flush=True)
         return
     fails = 0
     for case in CASES:

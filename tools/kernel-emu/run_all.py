@@ -38,6 +38,8 @@ MODELS = [
     ("simt", ["simt.py"], r"False\s*$|FAIL"),
     ("flash prefill", ["flash.py"], attention_errors(0.02)),
     ("flash decode", ["decode.py"], attention_errors(0.02)),
+    ("fa3 prefill (sm90)", ["fa3.py"], r"FAIL"),
+    ("fa3 ordering mutations caught", ["fa3.py", "--mutate"], r"NOT caught"),
     ("memory", ["mem.py"], r"FAIL"),
     ("bank conflicts", ["banks.py"], r"FAIL"),
 ]

@@ -53,6 +53,8 @@ pub enum Source {
     MatmulWgmma,
     FlashFwd,
     FlashDecode,
+    /// Hopper only: FA3-style prefill with wgmma, TMA, setmaxnreg (sm_90a).
+    FlashFwdSm90,
     /// A user's own `.cu` file (a later `bench kernel`), read once by [`UserSource::load`].
     User(&'static UserSource),
 }
@@ -96,7 +98,7 @@ impl UserSource {
 }
 
 impl Source {
-    pub const ALL: [Source; 7] = [
+    pub const ALL: [Source; 8] = [
         Source::Memory,
         Source::Attention,
         Source::MatmulSimt,
@@ -104,6 +106,7 @@ impl Source {
         Source::MatmulWgmma,
         Source::FlashFwd,
         Source::FlashDecode,
+        Source::FlashFwdSm90,
     ];
 
     /// The architectures this source is written for: CI compiles it for each of them
@@ -112,7 +115,7 @@ impl Source {
     /// sm_90a (wgmma, setmaxnreg) and refuse to compile elsewhere.
     pub fn archs(self) -> &'static [&'static str] {
         match self {
-            Source::MatmulWgmma => &SM90A_ONLY,
+            Source::MatmulWgmma | Source::FlashFwdSm90 => &SM90A_ONLY,
             _ => &ALL_ARCHS,
         }
     }
@@ -132,6 +135,7 @@ impl Source {
             Source::MatmulMma => "kernels/matmul_mma.cu",
             Source::FlashFwd => "kernels/flash_fwd.cu",
             Source::FlashDecode => "kernels/flash_decode.cu",
+            Source::FlashFwdSm90 => "kernels/flash_fwd_sm90.cu",
         }
     }
 
@@ -145,6 +149,7 @@ impl Source {
             Source::MatmulWgmma => include_str!("../../../kernels/matmul_wgmma.cu"),
             Source::FlashFwd => include_str!("../../../kernels/flash_fwd.cu"),
             Source::FlashDecode => include_str!("../../../kernels/flash_decode.cu"),
+            Source::FlashFwdSm90 => include_str!("../../../kernels/flash_fwd_sm90.cu"),
         }
     }
 
@@ -201,6 +206,9 @@ mod sig {
     pub const MATMUL_TMA: &[Param] = &[TM, TM, P, I32, I32, I32];
     /// `(q, k, v, o, lse, int q_heads, kv_heads, q_len, kv_len, causal, float scale_log2)`
     pub const FLASH_FWD: &[Param] = &[P, P, P, P, P, I32, I32, I32, I32, I32, F32];
+    /// `(TensorMap q, k, v, o, lse, int q_heads, kv_heads, q_len, kv_len, causal, float
+    /// scale_log2)`: the TMA prefill
+    pub const FLASH_FWD_TMA: &[Param] = &[TM, TM, TM, P, P, I32, I32, I32, I32, I32, F32];
     /// `(q, k, v, part_o, part_lse, int ×5, float scale_log2, int chunk)`
     pub const DECODE: &[Param] = &[P, P, P, P, P, I32, I32, I32, I32, I32, F32, I32];
     /// `(q, k, v, block_table, part_o, part_lse, int ×5, float, int chunk, pages_per_seq,
@@ -320,6 +328,14 @@ kernel_table! {
         "fused prefill, f16, head dim 64: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax";
     FlashFwdF16D128: "attention.flash_fwd.f16.d128", "gv_flash_fwd_f16_d128", FlashFwd, FLASH_FWD,
         "fused prefill, f16, head dim 128: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax";
+    FlashFwdSm90Bf16D64: "attention.flash_fwd_sm90.bf16.d64", "gv_flash_fwd_sm90_bf16_d64", FlashFwdSm90, FLASH_FWD_TMA,
+        "FA3-style prefill (sm_90a), bf16, head dim 64: TMA, producer + 2 consumer warpgroups, SS-wgmma Q·Kᵀ, RS-wgmma P·V, softmax overlapped, ping-pong, 128×128 tiles";
+    FlashFwdSm90Bf16D128: "attention.flash_fwd_sm90.bf16.d128", "gv_flash_fwd_sm90_bf16_d128", FlashFwdSm90, FLASH_FWD_TMA,
+        "FA3-style prefill (sm_90a), bf16, head dim 128: TMA, producer + 2 consumer warpgroups, SS-wgmma Q·Kᵀ, RS-wgmma P·V, softmax overlapped, ping-pong, 128×128 tiles";
+    FlashFwdSm90F16D64: "attention.flash_fwd_sm90.f16.d64", "gv_flash_fwd_sm90_f16_d64", FlashFwdSm90, FLASH_FWD_TMA,
+        "FA3-style prefill (sm_90a), f16, head dim 64: TMA, producer + 2 consumer warpgroups, SS-wgmma Q·Kᵀ, RS-wgmma P·V, softmax overlapped, ping-pong, 128×128 tiles";
+    FlashFwdSm90F16D128: "attention.flash_fwd_sm90.f16.d128", "gv_flash_fwd_sm90_f16_d128", FlashFwdSm90, FLASH_FWD_TMA,
+        "FA3-style prefill (sm_90a), f16, head dim 128: TMA, producer + 2 consumer warpgroups, SS-wgmma Q·Kᵀ, RS-wgmma P·V, softmax overlapped, ping-pong, 128×128 tiles";
     FlashDecodeBf16D64: "attention.flash_decode.bf16.d64", "gv_flash_decode_bf16_d64", FlashDecode, DECODE,
         "split-KV decode, bf16, head dim 64: GQA rows packed into 16-row mma tiles, partial O and log-sum-exp per split";
     FlashDecodeBf16D128: "attention.flash_decode.bf16.d128", "gv_flash_decode_bf16_d128", FlashDecode, DECODE,

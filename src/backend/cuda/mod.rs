@@ -21,6 +21,7 @@
 pub mod attention;
 pub mod device;
 pub mod error;
+pub mod flash_sm90;
 pub mod kernels;
 pub mod launch;
 pub mod libs;
@@ -366,8 +367,11 @@ impl CudaBackend {
                     true,
                 );
                 let lim = own_attention::Limits::of(&self.gpu.props);
+                // On Hopper the FA3-style kernel comes first: `--impl default` picks it.
                 with_own(reference, nvrtc_ok, || {
-                    own_attention::implementations(a, &lim)
+                    let mut v = flash_sm90::implementations(a, &lim);
+                    v.extend(own_attention::implementations(a, &lim));
+                    v
                 })
             }
             Workload::Memory(m) => {
@@ -408,6 +412,7 @@ pub fn builtin_names(workload: &str) -> &'static [&'static str] {
         "attention" => &[
             "unfused",
             own_attention::PREFILL_IMPL,
+            flash_sm90::IMPL,
             own_attention::DECODE_IMPL,
             own_attention::PAGED16_IMPL,
             own_attention::PAGED64_IMPL,
@@ -469,6 +474,9 @@ impl Backend for CudaBackend {
         // Own attention kernels say why they cannot run this spec (head dim, dtype, length).
         if let (Workload::Attention(a), Some(kind)) = (w, own_attention::Kind::for_impl(imp)) {
             own_attention::plan(a, kind, &own_attention::Limits::of(&self.gpu.props))?;
+        }
+        if let (Workload::Attention(a), flash_sm90::IMPL) = (w, imp) {
+            flash_sm90::plan(a, &own_attention::Limits::of(&self.gpu.props))?;
         }
         // Own matmul kernels say why they cannot run this spec (dtype, compute capability).
         if let (Workload::Matmul(m), own_matmul::SIMT | own_matmul::MMA) = (w, imp) {
@@ -586,6 +594,9 @@ impl Backend for CudaBackend {
                 Workload::Matmul(m) => {
                     Box::new(matmul::MatmulRun::new(gpu, m, inputs, sets, policy)?)
                 }
+                Workload::Attention(a) if imp == flash_sm90::IMPL => {
+                    Box::new(flash_sm90::Sm90Run::new(gpu, a, inputs, sets, policy)?)
+                }
                 Workload::Attention(a) if own_attention::Kind::for_impl(imp).is_some() => {
                     let kind = own_attention::Kind::for_impl(imp).expect("matched by the guard");
                     Box::new(own_attention::FlashRun::new(
@@ -681,6 +692,7 @@ mod tests {
         for n in names.iter().map(String::as_str).chain(["cublaslt"]) {
             assert!(builtin_names("matmul").contains(&n), "{n}");
         }
+        assert!(builtin_names("attention").contains(&flash_sm90::IMPL));
         for k in [
             "flash",
             "flash-decode",
