@@ -343,6 +343,61 @@ fn attention_flash_prefill_verified() {
     }
 }
 
+/// `flash-sm90` (FA3-style, sm_90a) on the odd shapes of the `flash` test plus the shortest
+/// prefill (9 rows) and one key: verified like every kernel, listed first among the own
+/// attention kernels on Hopper (so `--impl default` takes it), refused with a reason elsewhere.
+#[test]
+fn attention_flash_sm90_verified_or_refused() {
+    let Some(gpus) = gpus("attention_flash_sm90_verified_or_refused") else {
+        return;
+    };
+    let b = gpus[0].as_ref();
+    let hopper = b.device().compute_capability.as_deref() == Some("9.0");
+    for dtype in [DType::Bf16, DType::F16] {
+        for head_dim in [64, 128] {
+            for (kv_heads, q_len, kv_len, causal) in [
+                (8, 9, 1, false),
+                (8, 17, 17, true),
+                (4, 17, 1000, false),
+                (2, 1000, 1000, true),
+                (2, 1000, 4097, true),
+                (1, 100, 4097, false),
+                (1, 4097, 4097, true),
+                (8, 4097, 129, false),
+            ] {
+                let w = attn(kv_heads, q_len, kv_len, head_dim, causal, dtype);
+                let imps: Vec<String> = b.implementations(&w).into_iter().map(|i| i.name).collect();
+                if !hopper {
+                    assert!(!imps.contains(&"flash-sm90".to_string()), "{imps:?}");
+                    match b.check(&w, "flash-sm90") {
+                        Err(Error::Unsupported(m)) => assert!(m.contains("sm_90a"), "{m}"),
+                        other => panic!("flash-sm90 off Hopper: {other:?}"),
+                    }
+                    continue;
+                }
+                assert_eq!(
+                    imps.get(1).map(String::as_str),
+                    Some("flash-sm90"),
+                    "{imps:?}"
+                );
+                check(b, &w, "flash-sm90", 2);
+            }
+        }
+    }
+    if hopper {
+        for (w, why) in [
+            (attn(2, 64, 64, 96, true, DType::Bf16), "head dims"),
+            (attn(2, 64, 64, 128, true, DType::F32), "bf16 and f16"),
+            (attn(2, 4, 64, 128, true, DType::Bf16), "flash-decode"),
+        ] {
+            match b.check(&w, "flash-sm90") {
+                Err(Error::Unsupported(m)) => assert!(m.contains(why), "{}: {m}", w.name()),
+                other => panic!("{}: expected Unsupported, got {other:?}", w.name()),
+            }
+        }
+    }
+}
+
 #[test]
 fn attention_flash_decode_verified() {
     let Some(gpus) = gpus("attention_flash_decode_verified") else {
