@@ -112,12 +112,14 @@ if [ "$BACKEND" = cuda ]; then
     SIZE=8192; COPY=4GiB; MAXT=2; STRESS=60s; VALIDATE_EXTRA=()
     PREFILL=(--batch 4 --heads 32 --kv-heads 8 --seq 4096 --head-dim 128)
     DECODE=(--batch 8 --heads 32 --kv-heads 8 --seq 1 --kv-seq 32768 --head-dim 128)
+    PREFILL_IMPLS=unfused,flash
     DECODE_GEMM=1x8192x8192,16x8192x8192,64x8192x8192,16x28672x4096
     ALL_DTYPES=bf16,f16,fp8_e4m3,int8,tf32,f32
 else
     SIZE=256; COPY=32MiB; MAXT=0.3; STRESS=3s; VALIDATE_EXTRA=(--allow-cpu)
     PREFILL=(--batch 1 --heads 4 --kv-heads 2 --seq 128 --head-dim 64)
     DECODE=(--batch 2 --heads 4 --kv-heads 2 --seq 1 --kv-seq 1024 --head-dim 64)
+    PREFILL_IMPLS=all
     DECODE_GEMM=1x512x512,16x512x512
     ALL_DTYPES=bf16,f16,int8,f32
 fi
@@ -251,10 +253,21 @@ steps() {
         bench matmul --shape "$HALF_SHAPE" --dtype bf16 --layout kn,nk --impl all
     step gemm-own-decode 60 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-own-decode)" \
         bench matmul --shape "$DECODE_GEMM" --dtype bf16 --layout nk --impl all
+    # The Hopper FA3-style kernel in steps of its own (a fault there is sticky and would take
+    # the other kernels' figures down with it), then the reference and the portable kernel.
+    if [ "$BACKEND" = cuda ]; then
+        step attention-sm90 45 "${G[@]}" --max-time "$MAXT" --json "$(J attention-sm90)" \
+            bench attention "${PREFILL[@]}" --dtype bf16 --impl flash-sm90
+        step attention-sm90-causal 45 "${G[@]}" --max-time "$MAXT" --json "$(J attention-sm90-causal)" \
+            bench attention "${PREFILL[@]}" --causal --dtype bf16 --impl flash-sm90
+    else
+        skip attention-sm90 "cpu backend"
+        skip attention-sm90-causal "cpu backend"
+    fi
     step attention-prefill 60 "${G[@]}" --max-time "$MAXT" --json "$(J attention-prefill)" \
-        bench attention "${PREFILL[@]}" --dtype bf16 --impl all
+        bench attention "${PREFILL[@]}" --dtype bf16 --impl "$PREFILL_IMPLS"
     step attention-prefill-causal 60 "${G[@]}" --max-time "$MAXT" --json "$(J attention-prefill-causal)" \
-        bench attention "${PREFILL[@]}" --causal --dtype bf16 --impl all
+        bench attention "${PREFILL[@]}" --causal --dtype bf16 --impl "$PREFILL_IMPLS"
     step attention-decode 60 "${G[@]}" --max-time "$MAXT" --json "$(J attention-decode)" \
         bench attention "${DECODE[@]}" --causal --dtype bf16 --impl all
     # 4. The long runs: what a user runs first, the node verdict, sustained load.
