@@ -16,7 +16,7 @@ use super::device::Gpu;
 use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel, TensorMapArg};
-use super::own_attention::{Limits, HEAD_DIMS};
+use super::own_attention::{out_type, Limits, CAUSAL_SKIP_NOTE, HEAD_DIMS};
 use super::run::{CudaRun, Exec, Output};
 use crate::backend::ImplInfo;
 use crate::dtype::{DType, OutType};
@@ -251,10 +251,7 @@ impl<'a> Sm90Run<'a> {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        let out = match spec.dtype {
-            DType::Bf16 => OutType::Bf16,
-            _ => OutType::F16,
-        };
+        let out = out_type(spec.dtype);
         let exec = Sm90Run {
             gpu,
             spec: spec.clone(),
@@ -330,24 +327,15 @@ pub fn notes(a: &AttentionSpec, p: &Sm90Plan) -> Vec<String> {
         p.smem / 1024
     )];
     if a.causal {
-        n.push(
-            "causal: key tiles past each query tile's diagonal are skipped; FLOP/s counts visible pairs only"
-                .into(),
-        );
+        n.push(CAUSAL_SKIP_NOTE.into());
     }
     n
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::own_attention::tests::H200;
     use super::*;
-
-    const H200: Limits = Limits {
-        cc: (9, 0),
-        sms: 132,
-        smem_per_block_optin: 232_448,
-        smem_per_sm: 233_472,
-    };
 
     fn spec(q_len: u64, kv_len: u64, d: u64, dtype: DType) -> AttentionSpec {
         AttentionSpec {

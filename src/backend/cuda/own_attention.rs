@@ -490,6 +490,18 @@ pub fn to_pages(kv: &[u8], a: &AttentionSpec, g: &Paging, table: &[i32]) -> Vec<
     pool
 }
 
+/// The output type of the fused kernels: O in the input dtype (bf16 or f16).
+pub fn out_type(dtype: DType) -> OutType {
+    match dtype {
+        DType::Bf16 => OutType::Bf16,
+        _ => OutType::F16,
+    }
+}
+
+/// What a causal prefill result says about the work it counts.
+pub const CAUSAL_SKIP_NOTE: &str =
+    "causal: key tiles past each query tile's diagonal are skipped; FLOP/s counts visible pairs only";
+
 /// A prepared `flash` or `flash-decode` run.
 pub struct FlashRun<'a> {
     gpu: &'a Gpu,
@@ -517,10 +529,7 @@ impl<'a> FlashRun<'a> {
         if inputs.len() != 3 {
             return Err(Error::invalid("attention takes three inputs, Q, K and V"));
         }
-        let out = match spec.dtype {
-            DType::Bf16 => OutType::Bf16,
-            _ => OutType::F16,
-        };
+        let out = out_type(spec.dtype);
         let sets = sets.max(1);
         gpu.ensure_fits(memory_needed(spec, &plan, sets))?;
         // Compile and configure before allocating, so a compile error costs nothing.
@@ -693,19 +702,17 @@ pub fn notes(a: &AttentionSpec, p: &FlashPlan) -> Vec<String> {
         ));
     }
     if a.causal && p.kind == Kind::Prefill {
-        n.push(
-            "causal: key tiles past each query tile's diagonal are skipped; FLOP/s counts visible pairs only"
-                .into(),
-        );
+        n.push(CAUSAL_SKIP_NOTE.into());
     }
     n
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const H200: Limits = Limits {
+    /// The reference H200's limits, shared with flash_sm90's tests.
+    pub(crate) const H200: Limits = Limits {
         cc: (9, 0),
         sms: 132,
         smem_per_block_optin: 232_448,
