@@ -191,7 +191,11 @@ fn expected_sass(k: KernelId, arch: &str) -> Vec<&'static str> {
     if sym.starts_with("matmul_simt") {
         vec!["FFMA"]
     } else if sym.starts_with("matmul_wgmma") {
-        let mma = if sym.contains("_e4m3_") { "QGMMA" } else { "HGMMA" };
+        let mma = if sym.contains("_e4m3_") {
+            "QGMMA"
+        } else {
+            "HGMMA"
+        };
         vec![mma, "UTMALDG", "SYNCS"]
     } else if sym.starts_with("matmul_mma") {
         let mma = if sym.contains("_s8_") {
@@ -284,10 +288,7 @@ fn sass_has_the_expected_instructions_and_no_local_memory() {
             checked += 1;
         }
     }
-    let expected: usize = KernelId::ALL
-        .iter()
-        .map(|k| k.source().archs().len())
-        .sum();
+    let expected: usize = KernelId::ALL.iter().map(|k| k.source().archs().len()).sum();
     assert_eq!(checked, expected);
 }
 

@@ -214,7 +214,17 @@ mod tests {
         }
         assert_eq!(Param::TensorMap.ptx_type(), ".b8[128]");
         let k = KernelId::MatmulWgmmaBf16Nk;
-        assert!(check_args(k, &Args::new().tensor_map(&m).tensor_map(&m).ptr(1).i32(1).i32(1).i32(1)).is_ok());
+        assert!(check_args(
+            k,
+            &Args::new()
+                .tensor_map(&m)
+                .tensor_map(&m)
+                .ptr(1)
+                .i32(1)
+                .i32(1)
+                .i32(1)
+        )
+        .is_ok());
         assert!(check_args(k, &Args::new().ptr(1).ptr(1).ptr(1).i32(1).i32(1).i32(1)).is_err());
     }
 
