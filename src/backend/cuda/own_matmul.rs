@@ -404,6 +404,8 @@ pub struct OwnMatmulRun<'a> {
     /// Split-K: the reduction kernel and the partials (shared by every buffer set: each launch
     /// pair writes all of them before reading).
     reduce: Option<(Kernel, DevBuf)>,
+    /// Why this run serves another implementation's name (`wgmma` on a decode shape).
+    via: Option<&'static str>,
 }
 
 impl<'a> OwnMatmulRun<'a> {
@@ -414,6 +416,20 @@ impl<'a> OwnMatmulRun<'a> {
         inputs: &[Tensor],
         sets: usize,
         policy: String,
+    ) -> Result<CudaRun<'a, Self>> {
+        Self::new_via(gpu, spec, imp, inputs, sets, policy, None)
+    }
+
+    /// [`OwnMatmulRun::new`] for another implementation that hands this shape over, with the
+    /// note saying so.
+    pub fn new_via(
+        gpu: &'a Gpu,
+        spec: &MatmulSpec,
+        imp: &str,
+        inputs: &[Tensor],
+        sets: usize,
+        policy: String,
+        via: Option<&'static str>,
     ) -> Result<CudaRun<'a, Self>> {
         let launch = plan(spec, imp, gpu.props.cc, gpu.props.sms)?;
         let partials = partials_bytes(spec, gpu.props.sms);
@@ -433,6 +449,7 @@ impl<'a> OwnMatmulRun<'a> {
             launch,
             func,
             reduce,
+            via,
         };
         CudaRun::new(gpu, exec, bufs, policy)
     }
@@ -541,6 +558,9 @@ impl Exec for OwnMatmulRun<'_> {
                 "{} registers, {} B spill stores, {} B spill loads",
                 r.registers, r.spill_stores, r.spill_loads
             ));
+        }
+        if let Some(v) = self.via {
+            n.push(v.to_string());
         }
         if let Some(sk) = l.split {
             n.push(format!(
