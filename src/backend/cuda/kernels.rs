@@ -202,6 +202,10 @@ mod sig {
     pub const SOFTMAX: &[Param] = &[P, P, U64, U64, I32];
     /// `(const void* A, const void* B, void* C, int M, int N, int K)`
     pub const MATMUL: &[Param] = &[P, P, P, I32, I32, I32];
+    /// `(const void* A, const void* B, void* P, int M, int N, int K, int kchunk)`: split-K
+    pub const MATMUL_SPLITK: &[Param] = &[P, P, P, I32, I32, I32, I32];
+    /// `(const Acc* P, Out* C, u64 count, int splits)`
+    pub const SPLITK_REDUCE: &[Param] = &[P, P, U64, I32];
     /// `(TensorMap A, TensorMap B, void* C, int M, int N, int K)`: the TMA kernels
     pub const MATMUL_TMA: &[Param] = &[TM, TM, P, I32, I32, I32];
     /// `(q, k, v, o, lse, int q_heads, kv_heads, q_len, kv_len, causal, float scale_log2)`
@@ -310,6 +314,40 @@ kernel_table! {
         "tf32 mma.sync m16n8k8 (f32 accumulate, f32 out), B N×K, 128×128 tiles (64 K bytes/stage), 3-stage cp.async";
     MatmulMmaTf32Nk32: "matmul.mma.tf32.nk.32x64", "matmul_mma_tf32_nk_32x64", MatmulMma, MATMUL,
         "tf32 mma.sync m16n8k8 (f32 accumulate, f32 out), B N×K, 32×64 tiles (small M), 4-stage cp.async";
+    MatmulMmaBf16Kn128R: "matmul.mma.bf16.kn.128x128_ragged", "matmul_mma_bf16_kn_128x128_ragged", MatmulMma, MATMUL,
+        "bf16 mma.sync m16n8k16 (f32 accumulate), B K×N, 128×128 tiles for rows that are not 16-byte aligned: register prefetch one K tile ahead, 1 block/SM";
+    MatmulMmaBf16Nk128R: "matmul.mma.bf16.nk.128x128_ragged", "matmul_mma_bf16_nk_128x128_ragged", MatmulMma, MATMUL,
+        "bf16 mma.sync m16n8k16 (f32 accumulate), B N×K, 128×128 tiles for rows that are not 16-byte aligned: register prefetch one K tile ahead, 1 block/SM";
+    MatmulMmaF16Kn128R: "matmul.mma.f16.kn.128x128_ragged", "matmul_mma_f16_kn_128x128_ragged", MatmulMma, MATMUL,
+        "f16 mma.sync m16n8k16 (f32 accumulate), B K×N, 128×128 tiles for rows that are not 16-byte aligned: register prefetch one K tile ahead, 1 block/SM";
+    MatmulMmaF16Nk128R: "matmul.mma.f16.nk.128x128_ragged", "matmul_mma_f16_nk_128x128_ragged", MatmulMma, MATMUL,
+        "f16 mma.sync m16n8k16 (f32 accumulate), B N×K, 128×128 tiles for rows that are not 16-byte aligned: register prefetch one K tile ahead, 1 block/SM";
+    MatmulMmaS8Nk128R: "matmul.mma.s8.nk.128x128_ragged", "matmul_mma_s8_nk_128x128_ragged", MatmulMma, MATMUL,
+        "int8 mma.sync m16n8k32 (s32 accumulate, i32 out), B N×K, 128×128 tiles for rows that are not 16-byte aligned: register prefetch one K tile ahead, 1 block/SM";
+    MatmulMmaTf32Nk128R: "matmul.mma.tf32.nk.128x128_ragged", "matmul_mma_tf32_nk_128x128_ragged", MatmulMma, MATMUL,
+        "tf32 mma.sync m16n8k8 (f32 accumulate, f32 out), B N×K, 128×128 tiles for rows that are not 16-byte aligned: register prefetch one K tile ahead, 1 block/SM";
+    MatmulMmaBf16KnSplit: "matmul.mma.bf16.kn.32x64_splitk", "matmul_mma_bf16_kn_32x64_splitk", MatmulMma, MATMUL_SPLITK,
+        "decode GEMM (M ≤ 64): bf16 mma.sync (f32 partials), B K×N, 32×64 tiles, K split over blockIdx.z, 4-stage cp.async";
+    MatmulMmaBf16NkSplit: "matmul.mma.bf16.nk.32x64_splitk", "matmul_mma_bf16_nk_32x64_splitk", MatmulMma, MATMUL_SPLITK,
+        "decode GEMM (M ≤ 64): bf16 mma.sync (f32 partials), B N×K, 32×64 tiles, K split over blockIdx.z, 4-stage cp.async";
+    MatmulMmaF16KnSplit: "matmul.mma.f16.kn.32x64_splitk", "matmul_mma_f16_kn_32x64_splitk", MatmulMma, MATMUL_SPLITK,
+        "decode GEMM (M ≤ 64): f16 mma.sync (f32 partials), B K×N, 32×64 tiles, K split over blockIdx.z, 4-stage cp.async";
+    MatmulMmaF16NkSplit: "matmul.mma.f16.nk.32x64_splitk", "matmul_mma_f16_nk_32x64_splitk", MatmulMma, MATMUL_SPLITK,
+        "decode GEMM (M ≤ 64): f16 mma.sync (f32 partials), B N×K, 32×64 tiles, K split over blockIdx.z, 4-stage cp.async";
+    MatmulMmaS8NkSplit: "matmul.mma.s8.nk.32x64_splitk", "matmul_mma_s8_nk_32x64_splitk", MatmulMma, MATMUL_SPLITK,
+        "decode GEMM (M ≤ 64): int8 mma.sync (s32 partials), B N×K, 32×64 tiles, K split over blockIdx.z, 4-stage cp.async";
+    MatmulMmaE4m3NkSplit: "matmul.mma.e4m3.nk.32x64_splitk", "matmul_mma_e4m3_nk_32x64_splitk", MatmulMma, MATMUL_SPLITK,
+        "decode GEMM (M ≤ 64): fp8 e4m3 mma.sync (sm_89+, f32 partials), B N×K, 32×64 tiles, K split over blockIdx.z, 4-stage cp.async";
+    MatmulMmaTf32NkSplit: "matmul.mma.tf32.nk.32x64_splitk", "matmul_mma_tf32_nk_32x64_splitk", MatmulMma, MATMUL_SPLITK,
+        "decode GEMM (M ≤ 64): tf32 mma.sync (f32 partials), B N×K, 32×64 tiles, K split over blockIdx.z, 4-stage cp.async";
+    MatmulReduceBf16: "matmul.splitk_reduce.bf16", "matmul_splitk_reduce_bf16", MatmulMma, SPLITK_REDUCE,
+        "split-K reduction: f32 partials → bf16, grid-stride";
+    MatmulReduceF16: "matmul.splitk_reduce.f16", "matmul_splitk_reduce_f16", MatmulMma, SPLITK_REDUCE,
+        "split-K reduction: f32 partials → f16, grid-stride";
+    MatmulReduceF32: "matmul.splitk_reduce.f32", "matmul_splitk_reduce_f32", MatmulMma, SPLITK_REDUCE,
+        "split-K reduction: f32 partials → f32 (tf32), grid-stride";
+    MatmulReduceI32: "matmul.splitk_reduce.i32", "matmul_splitk_reduce_i32", MatmulMma, SPLITK_REDUCE,
+        "split-K reduction: s32 partials → i32 (int8), grid-stride";
     MatmulWgmmaBf16Nk: "matmul.wgmma.bf16.nk", "matmul_wgmma_bf16_nk", MatmulWgmma, MATMUL_TMA,
         "bf16 wgmma m64n256k16 (sm_90a, f32 accumulate), B N×K, TMA 128B swizzle, 4-stage mbarrier ring, producer + 2 consumer warpgroups, persistent 128×256 tiles";
     MatmulWgmmaBf16Kn: "matmul.wgmma.bf16.kn", "matmul_wgmma_bf16_kn", MatmulWgmma, MATMUL_TMA,

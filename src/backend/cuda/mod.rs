@@ -16,7 +16,7 @@
 //! | `error` | driver errors kept typed (out of memory, illegal address, other) |
 //! | `launch` | the typed kernel launcher and its argument builder |
 //! | `run` | the one prepared run (poison, verify, rotate, time, drop) |
-//! | `matmul`, `memory`, `attention`, `own_*` | what each workload enqueues (`run::Exec`) |
+//! | `matmul`, `memory`, `attention`, `own_*`, `wgmma` | what each workload enqueues (`run::Exec`) |
 
 pub mod attention;
 pub mod device;
@@ -34,6 +34,7 @@ pub mod own_matmul;
 pub mod registry;
 pub mod run;
 pub mod timing;
+pub mod wgmma;
 
 use super::{
     quick, Backend, BackendKind, DeviceInfo, ImplInfo, MemoryNeeds, PrepareOptions, Prepared,
@@ -357,7 +358,11 @@ impl CudaBackend {
                     ImplInfo::new("cublaslt", "cuBLASLt matmul, heuristic algorithm", true);
                 let p = &self.gpu.props;
                 with_own(reference, nvrtc_ok, || {
-                    own_matmul::implementations(m, p.cc, p.sms)
+                    // On sm_90a the Hopper kernel is listed first: the default own kernel there.
+                    let hopper = wgmma::implementation(m, p.cc, p.sms, p.smem_per_block_optin);
+                    let mut v: Vec<ImplInfo> = hopper.into_iter().collect();
+                    v.extend(own_matmul::implementations(m, p.cc, p.sms));
+                    v
                 })
             }
             Workload::Attention(a) => {
@@ -408,7 +413,7 @@ impl CudaBackend {
 /// The built-in implementation names of a workload kind, whatever the device.
 pub fn builtin_names(workload: &str) -> &'static [&'static str] {
     match workload {
-        "matmul" => &["cublaslt", own_matmul::SIMT, own_matmul::MMA],
+        "matmul" => &["cublaslt", own_matmul::SIMT, own_matmul::MMA, wgmma::WGMMA],
         "attention" => &[
             "unfused",
             own_attention::PREFILL_IMPL,
@@ -482,6 +487,10 @@ impl Backend for CudaBackend {
         if let (Workload::Matmul(m), own_matmul::SIMT | own_matmul::MMA) = (w, imp) {
             let p = &self.gpu.props;
             own_matmul::plan(m, imp, p.cc, p.sms)?;
+        }
+        if let (Workload::Matmul(m), wgmma::WGMMA) = (w, imp) {
+            let p = &self.gpu.props;
+            wgmma::plan(m, p.cc, p.sms, p.smem_per_block_optin)?;
         }
         let have: Vec<String> = self
             .implementations(w)
@@ -587,6 +596,9 @@ impl Backend for CudaBackend {
                 return (r.factory)(ctx);
             }
             Ok(match w {
+                Workload::Matmul(m) if imp == wgmma::WGMMA => {
+                    wgmma::prepare(gpu, m, inputs, sets, policy)?
+                }
                 Workload::Matmul(m) if imp != "cublaslt" => Box::new(own_matmul::OwnMatmulRun::new(
                     gpu, m, imp, inputs, sets, policy,
                 )?)
@@ -703,6 +715,9 @@ mod tests {
             assert!(builtin_names("attention").contains(&k), "{k}");
         }
         assert!(builtin_names("memory").contains(&"memcpy"));
+        // the Hopper kernel is listed on an H200-shaped device and reserved everywhere
+        assert!(wgmma::implementation(&m, (9, 0), 132, 232_448).is_some());
+        assert!(builtin_names("matmul").contains(&wgmma::WGMMA));
     }
 
     #[test]
