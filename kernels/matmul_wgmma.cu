@@ -29,6 +29,11 @@
 // types through MN-major descriptors (imm-trans-b = 1), loaded as BN/64 boxes of 64 N × 64 K;
 // fp8 wgmma reads K-major operands only, so the host uploads a `kn` fp8 B transposed.
 //
+// Not here yet (docs/perf/matmul.md, the ladder): 2×1 cluster multicast of the B tile (needs a
+// cluster launch through cuLaunchKernelEx, cluster-scope empty barriers counting the peer's
+// consumers, and remote arrives — none of which the launch path or the models cover today), a
+// stmatrix + TMA-store epilogue, and keeping one wgmma batch in flight across stages.
+//
 // The index arithmetic (tile order, stage/phase counters, descriptors, fragment, tails) is
 // replayed by tools/kernel-emu/wgmma_gemm.py against f64 references; the layouts come from
 // tools/kernel-emu/hopper.py.
