@@ -263,8 +263,9 @@ struct LoaderKn {
 // aligned (cp.async); otherwise register prefetch. SPLIT: write f32 / s32 partials of this K
 // range to P[blockIdx.z] (split-K for decode shapes) instead of converting to C.
 template <int BM, int BN, int WARPS_M, int STAGES, int KIND, bool B_NK, bool A_VEC, bool B_VEC, bool SPLIT>
-__device__ __forceinline__ void mma_gemm(const void* __restrict__ Av, const void* __restrict__ Bv,
-                                         void* __restrict__ Cv, int M, int N, int K, int kt0, int kt1) {
+__device__ __forceinline__ void mma_gemm(unsigned char* smem, const void* __restrict__ Av,
+                                         const void* __restrict__ Bv, void* __restrict__ Cv, int M, int N,
+                                         int K, int kt0, int kt1) {
     typedef typename Kind<KIND>::Acc Acc;
     typedef typename Kind<KIND>::Out Out;
     constexpr int ESZ = Kind<KIND>::ESZ;
@@ -285,7 +286,6 @@ __device__ __forceinline__ void mma_gemm(const void* __restrict__ Av, const void
     const unsigned char* A = (const unsigned char*)Av;
     const unsigned char* B = (const unsigned char*)Bv;
 
-    __shared__ __align__(128) unsigned char smem[STAGES * (A_TILE + B_TILE)];
     unsigned char* sA = smem;
     unsigned char* sB = smem + STAGES * A_TILE;
 
@@ -458,19 +458,22 @@ template <int BM, int BN, int WARPS_M, int STAGES, int KIND, bool B_NK, bool SPL
 __device__ __forceinline__ void mma_dispatch(const void* A, const void* B, void* C, int M, int N, int K,
                                              int kt0, int kt1) {
     constexpr int EPC = 16 / Kind<KIND>::ESZ;
+    // One shared-memory ring for whichever path runs (a __shared__ array inside each
+    // instantiation would be allocated once per instantiation).
+    __shared__ __align__(128) unsigned char smem[STAGES * (BM + BN) * BK_BYTES];
     const bool a_vec = K % EPC == 0;
     const bool b_vec = B_NK ? (K % EPC == 0) : (N % EPC == 0);
     if (PATHS != PATHS_RAGGED && (PATHS == PATHS_VEC || (a_vec && b_vec))) {
         if (PATHS == PATHS_VEC && !(a_vec && b_vec)) asm volatile("trap;");  // host error
-        mma_gemm<BM, BN, WARPS_M, STAGES, KIND, B_NK, true, true, SPLIT>(A, B, C, M, N, K, kt0, kt1);
+        mma_gemm<BM, BN, WARPS_M, STAGES, KIND, B_NK, true, true, SPLIT>(smem, A, B, C, M, N, K, kt0, kt1);
     } else if (PATHS != PATHS_VEC) {
         if (b_vec) {
-            mma_gemm<BM, BN, WARPS_M, STAGES, KIND, B_NK, false, true, SPLIT>(A, B, C, M, N, K, kt0, kt1);
+            mma_gemm<BM, BN, WARPS_M, STAGES, KIND, B_NK, false, true, SPLIT>(smem, A, B, C, M, N, K, kt0, kt1);
         } else if (a_vec) {
-            mma_gemm<BM, BN, WARPS_M, STAGES, KIND, B_NK, true, false, SPLIT>(A, B, C, M, N, K, kt0, kt1);
+            mma_gemm<BM, BN, WARPS_M, STAGES, KIND, B_NK, true, false, SPLIT>(smem, A, B, C, M, N, K, kt0, kt1);
         } else {
-            mma_gemm<BM, BN, WARPS_M, STAGES, KIND, B_NK, false, false, SPLIT>(A, B, C, M, N, K, kt0,
-                                                                                kt1);
+            mma_gemm<BM, BN, WARPS_M, STAGES, KIND, B_NK, false, false, SPLIT>(smem, A, B, C, M, N, K,
+                                                                                kt0, kt1);
         }
     }
 }

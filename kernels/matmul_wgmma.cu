@@ -29,6 +29,11 @@
 // types through MN-major descriptors (imm-trans-b = 1), loaded as BN/64 boxes of 64 N × 64 K;
 // fp8 wgmma reads K-major operands only, so the host uploads a `kn` fp8 B transposed.
 //
+// Not here yet (docs/perf/matmul.md, the ladder): 2×1 cluster multicast of the B tile (needs a
+// cluster launch through cuLaunchKernelEx, cluster-scope empty barriers counting the peer's
+// consumers, and remote arrives — none of which the launch path or the models cover today), a
+// stmatrix + TMA-store epilogue, and keeping one wgmma batch in flight across stages.
+//
 // The index arithmetic (tile order, stage/phase counters, descriptors, fragment, tails) is
 // replayed by tools/kernel-emu/wgmma_gemm.py against f64 references; the layouts come from
 // tools/kernel-emu/hopper.py.
@@ -103,6 +108,22 @@ __device__ __forceinline__ void store_pair(u16* row, int c, int N, float x0, flo
     }
 }
 
+// Position in the stage ring shared by the producer and the consumers: the stage, its full and
+// empty barriers, and the parity of the ring pass (flips each time the ring wraps).
+template <int STAGES>
+struct RingPos {
+    int s = 0;
+    u32 phase = 0;
+    __device__ __forceinline__ u32 full(u32 bars) const { return bars + 8 * s; }
+    __device__ __forceinline__ u32 empty(u32 bars) const { return bars + 8 * (STAGES + s); }
+    __device__ __forceinline__ void advance() {
+        if (++s == STAGES) {
+            s = 0;
+            phase ^= 1;
+        }
+    }
+};
+
 // Epilogue of consumer `cons`: its 64×BN accumulator fragment (row 16w + lane/4 + 8h, column
 // 8i + 2(lane%4) + c of register 4i + 2h + c) converted and stored, guarded against M and N.
 template <int BN>
@@ -130,17 +151,16 @@ __device__ __forceinline__ void producer(const TensorMap* tmA, const TensorMap* 
     constexpr int BKE = WG_ROW_BYTES / C::ESZ;  // K elements per stage
     constexpr u32 A_STAGE = WG_BM * WG_ROW_BYTES;
     constexpr u32 B_STAGE = C::BN * WG_ROW_BYTES;
-    int s = 0;
-    u32 phase = 0;
+    RingPos<C::STAGES> pos;
     const int total = tiles_m * tiles_n;
     for (int t = blockIdx.x; t < total; t += gridDim.x) {
         int tm, tn;
         tile_of(t, tiles_m, tiles_n, tm, tn);
         for (int kt = 0; kt < ktiles; ++kt) {
-            const u32 full = bars + 8 * s;
-            const u32 empty = bars + 8 * (C::STAGES + s);
+            const int s = pos.s;
+            const u32 full = pos.full(bars);
             // Parity phase ^ 1: on the first pass over the ring this passes at once.
-            mbar_wait(empty, phase ^ 1);
+            mbar_wait(pos.empty(bars), pos.phase ^ 1);
             mbar_arrive_expect_tx(full, A_STAGE + B_STAGE);
             tma_load_2d(sA + s * A_STAGE, tmA, kt * BKE, tm * WG_BM, full);
             if (!B_KN) {
@@ -152,10 +172,7 @@ __device__ __forceinline__ void producer(const TensorMap* tmA, const TensorMap* 
                     tma_load_2d(sB + s * B_STAGE + j * (BKE * WG_ROW_BYTES), tmB, tn * C::BN + 64 * j,
                                 kt * BKE, full);
             }
-            if (++s == C::STAGES) {
-                s = 0;
-                phase ^= 1;
-            }
+            pos.advance();
         }
     }
 }
@@ -175,16 +192,14 @@ __device__ __forceinline__ void consumer(u32 sA, u32 sB, u32 bars, u16* C, int M
     float tot[FP8 ? R : 1];
 #pragma unroll
     for (int i = 0; i < R; ++i) acc[i] = 0.f;
-    int s = 0;
-    u32 phase = 0;
+    RingPos<Cf::STAGES> pos;
     const int total = tiles_m * tiles_n;
     for (int t = blockIdx.x; t < total; t += gridDim.x) {
         int tm, tn;
         tile_of(t, tiles_m, tiles_n, tm, tn);
         for (int kt = 0; kt < ktiles; ++kt) {
-            const u32 full = bars + 8 * s;
-            const u32 empty = bars + 8 * (Cf::STAGES + s);
-            mbar_wait(full, phase);
+            const int s = pos.s;
+            mbar_wait(pos.full(bars), pos.phase);
             const u32 a = sA + s * A_STAGE + cons * (64 * WG_ROW_BYTES);
             const u32 b = sB + s * B_STAGE;
             fence_regs(acc);
@@ -203,15 +218,12 @@ __device__ __forceinline__ void consumer(u32 sA, u32 sB, u32 bars, u16* C, int M
             wgmma_wait<0>();
             fence_regs(acc);
             // This warp's wgmma reads of the stage are done: release it to the producer.
-            if (lane == 0) mbar_arrive(empty);
+            if (lane == 0) mbar_arrive(pos.empty(bars));
             if constexpr (FP8) {
 #pragma unroll
                 for (int i = 0; i < R; ++i) tot[i] = (kt == 0 ? 0.f : tot[i]) + acc[i];
             }
-            if (++s == Cf::STAGES) {
-                s = 0;
-                phase ^= 1;
-            }
+            pos.advance();
         }
         if constexpr (FP8) {
             store_tile<BN>(tot, C, M, N, tm, tn, cons, true);

@@ -331,11 +331,23 @@ def rel_ci(stats):
 
 
 def torch_map(path):
-    """PyTorch results keyed like result_key (attention: the fastest SDPA backend)."""
+    """PyTorch results keyed like result_key (attention: the fastest SDPA backend). `path` may
+    name several files, comma-separated (runs at different sizes): their results are merged
+    into the first one's record."""
     if not path:
         return {}, None
-    with open(path) as f:
-        res = json.load(f)
+    res = None
+    for p in path.split(","):
+        if not p or not os.path.exists(p):
+            continue
+        with open(p) as f:
+            r = json.load(f)
+        if res is None:
+            res = r
+        else:
+            res["results"].extend(r.get("results", []))
+    if res is None:
+        return {}, None
     tmap = {}
     for r in res["results"]:
         if r["op"] == "matmul":

@@ -501,6 +501,9 @@ fn own_matmul_kernels_verified_on_odd_shapes() {
         ("mma", DType::Int8),
         ("mma", DType::Fp8E4m3),
         ("mma", DType::Tf32),
+        ("wgmma", DType::Bf16),
+        ("wgmma", DType::F16),
+        ("wgmma", DType::Fp8E4m3),
     ] {
         for layout in [BLayout::Kn, BLayout::Nk] {
             for (m, n, k) in OWN_MATMUL_SHAPES {
@@ -526,6 +529,97 @@ fn own_matmul_kernels_verified_on_odd_shapes() {
     }
     // simt runs on every GPU NVRTC can target: at least its 10 variants.
     assert!(ran >= 10, "only {ran} own matmul variants ran");
+}
+
+/// The Hopper kernel on an sm_90a GPU: listed first among the own kernels (the default there),
+/// verified on shapes that make the persistent grid walk more tiles than it has CTAs, the ring
+/// wrap across tiles, every tail, padded rows, both layouts, and the decode hand-over; refused
+/// with a reason on other GPUs.
+#[test]
+fn wgmma_verified_on_hopper_and_refused_elsewhere() {
+    let Some(gpus) = gpus("wgmma_verified_on_hopper_and_refused_elsewhere") else {
+        return;
+    };
+    let b = gpus[0].as_ref();
+    let mm = |m, n, k, dtype, b_layout| {
+        Workload::Matmul(MatmulSpec {
+            m,
+            n,
+            k,
+            dtype,
+            b_layout,
+        })
+    };
+    if b.device().compute_capability.as_deref() != Some("9.0") {
+        let w = mm(256, 256, 256, DType::Bf16, BLayout::Nk);
+        match b.check(&w, "wgmma") {
+            Err(Error::Unsupported(m)) => assert!(m.contains("sm_90a"), "{m}"),
+            other => panic!("wgmma off Hopper: expected Unsupported, got {other:?}"),
+        }
+        skip::<()>(
+            "wgmma_verified_on_hopper_and_refused_elsewhere",
+            "not an sm_90a GPU (refusal checked)",
+        );
+        return;
+    }
+    let own: Vec<String> = b
+        .implementations(&mm(4096, 4096, 4096, DType::Bf16, BLayout::Nk))
+        .into_iter()
+        .filter(|i| !i.reference)
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(own.first().map(String::as_str), Some("wgmma"), "{own:?}");
+    let mut ran = 0;
+    for dtype in [DType::Bf16, DType::F16, DType::Fp8E4m3] {
+        for layout in [BLayout::Nk, BLayout::Kn] {
+            // 2048×2304 bf16: 16 × 9 = 144 tiles on 132 CTAs; K = 1000: 16 K tiles, 4 ring
+            // passes, a K tail; 65 rows: the smallest non-decode M; 33×4096: decode hand-over
+            for (m, n, k) in [
+                (2048, 2304, 1000),
+                (65, 130, 72),
+                (300, 520, 4100),
+                (33, 4096, 1024),
+            ] {
+                check(b, &mm(m, n, k, dtype, layout), "wgmma", 2);
+                ran += 1;
+            }
+        }
+    }
+    assert_eq!(ran, 24);
+}
+
+/// Decode GEMMs on the split-K path, verified (the partials are poisoned first, so a split that
+/// writes nothing fails), for every dtype the mma kernels run.
+#[test]
+fn mma_split_k_decode_verified() {
+    let Some(gpus) = gpus("mma_split_k_decode_verified") else {
+        return;
+    };
+    let b = gpus[0].as_ref();
+    let mut ran = 0;
+    for dtype in [
+        DType::Bf16,
+        DType::F16,
+        DType::Int8,
+        DType::Fp8E4m3,
+        DType::Tf32,
+    ] {
+        for (m, n, k) in [(1, 4096, 4096), (33, 1000, 3000), (64, 8192, 1032)] {
+            let w = Workload::Matmul(MatmulSpec {
+                m,
+                n,
+                k,
+                dtype,
+                b_layout: BLayout::Nk,
+            });
+            if !b.implementations(&w).iter().any(|i| i.name == "mma") {
+                continue;
+            }
+            check(b, &w, "mma", 2);
+            ran += 1;
+        }
+    }
+    assert!(ran >= 9, "only {ran} split-K runs");
 }
 
 #[test]

@@ -757,42 +757,30 @@ mod tests {
 
     #[test]
     fn unaligned_rows_take_the_register_prefetch_kernels() {
+        let kernel = |m, n, k, d, l| {
+            plan(&spec(m, n, k, d, l), MMA, H200.0, H200.1)
+                .unwrap()
+                .kernel
+        };
         // 4097×4095×4096 kn: B rows of 4095 bf16 are not 16-byte aligned
-        let l = plan(
-            &spec(4097, 4095, 4096, DType::Bf16, BLayout::Kn),
-            MMA,
-            H200.0,
-            H200.1,
-        )
-        .unwrap();
-        assert_eq!(l.kernel, KernelId::MatmulMmaBf16Kn128R);
+        let (d, kn, nk) = (DType::Bf16, BLayout::Kn, BLayout::Nk);
+        assert_eq!(
+            kernel(4097, 4095, 4096, d, kn),
+            KernelId::MatmulMmaBf16Kn128R
+        );
         // the same shape nk reads rows of K = 4096: aligned
-        let l = plan(
-            &spec(4097, 4095, 4096, DType::Bf16, BLayout::Nk),
-            MMA,
-            H200.0,
-            H200.1,
-        )
-        .unwrap();
-        assert_eq!(l.kernel, KernelId::MatmulMmaBf16Nk128);
+        assert_eq!(
+            kernel(4097, 4095, 4096, d, nk),
+            KernelId::MatmulMmaBf16Nk128
+        );
         // K = 513: A is ragged in both layouts
-        let l = plan(
-            &spec(2000, 2000, 513, DType::F16, BLayout::Nk),
-            MMA,
-            H200.0,
-            H200.1,
-        )
-        .unwrap();
-        assert_eq!(l.kernel, KernelId::MatmulMmaF16Nk128R);
+        assert_eq!(
+            kernel(2000, 2000, 513, DType::F16, nk),
+            KernelId::MatmulMmaF16Nk128R
+        );
         // fp8 has no ragged 128×128 kernel: 32×64
-        let l = plan(
-            &spec(2000, 2000, 520, DType::Fp8E4m3, BLayout::Nk),
-            MMA,
-            H200.0,
-            H200.1,
-        )
-        .unwrap();
-        assert_eq!(l.kernel, KernelId::MatmulMmaE4m3Nk32);
+        let e = DType::Fp8E4m3;
+        assert_eq!(kernel(2000, 2000, 520, e, nk), KernelId::MatmulMmaE4m3Nk32);
         assert!(is_ragged(&spec(8, 8, 513, DType::Bf16, BLayout::Nk), true));
         assert!(!is_ragged(
             &spec(8, 4095, 512, DType::Bf16, BLayout::Nk),
