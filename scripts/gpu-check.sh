@@ -112,14 +112,18 @@ if [ "$BACKEND" = cuda ]; then
     SIZE=8192; COPY=4GiB; MAXT=2; STRESS=60s; VALIDATE_EXTRA=()
     PREFILL=(--batch 4 --heads 32 --kv-heads 8 --seq 4096 --head-dim 128)
     DECODE=(--batch 8 --heads 32 --kv-heads 8 --seq 1 --kv-seq 32768 --head-dim 128)
+    PREFILL_IMPLS=unfused,flash
     DECODE_GEMM=1x8192x8192,16x8192x8192,64x8192x8192,16x28672x4096
     ALL_DTYPES=bf16,f16,fp8_e4m3,int8,tf32,f32
+    WG_DTYPES=bf16,fp8_e4m3; WG_IMPLS=cublaslt,wgmma
 else
     SIZE=256; COPY=32MiB; MAXT=0.3; STRESS=3s; VALIDATE_EXTRA=(--allow-cpu)
     PREFILL=(--batch 1 --heads 4 --kv-heads 2 --seq 128 --head-dim 64)
     DECODE=(--batch 2 --heads 4 --kv-heads 2 --seq 1 --kv-seq 1024 --head-dim 64)
+    PREFILL_IMPLS=all
     DECODE_GEMM=1x512x512,16x512x512
     ALL_DTYPES=bf16,f16,int8,f32
+    WG_DTYPES=bf16; WG_IMPLS=all
 fi
 SHAPE="${SIZE}x${SIZE}x${SIZE}"
 HALF_SHAPE="$((SIZE / 2))x$((SIZE / 2))x$((SIZE / 2))"
@@ -220,11 +224,24 @@ steps() {
     else
         skip torch-first "$torch_why"
     fi
+    # 1b. The Hopper GEMM (wgmma; on other GPUs the step says it is not available) beside
+    # cuBLASLt at the full and half size, PyTorch at the half size (the full size is in
+    # torch-first/torch-all), and the decode GEMMs beside the copy bandwidth measured above.
+    step gemm-wgmma 90 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-wgmma)" \
+        bench matmul --shape "$SHAPE,$HALF_SHAPE" --dtype "$WG_DTYPES" --layout nk --impl "$WG_IMPLS"
+    if [ -z "$torch_why" ]; then
+        step torch-half 40 python3 "$ROOT/scripts/torch_reference.py" measure --out "$(J torch-half)" \
+            --size "$((SIZE / 2))" --only bf16,fp8_e4m3 --no-attention
+    else
+        skip torch-half "$torch_why"
+    fi
+    step gemm-own-decode 60 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-own-decode)" \
+        bench matmul --shape "$DECODE_GEMM" --dtype bf16 --layout nk --impl all
     # 2. The GPU tests: every workload verified on odd shapes (skip visibly without a GPU).
     local req=(GPUVET_REQUIRE_GPU=0)
     [ "$BACKEND" = cuda ] && req=(GPUVET_REQUIRE_GPU=1)
     if [ -x "$BIN/cuda_gpu" ]; then
-        step gpu-tests 150 env "${req[@]}" "$BIN/cuda_gpu" --test-threads=1
+        step gpu-tests 180 env "${req[@]}" "$BIN/cuda_gpu" --test-threads=1
     else
         skip gpu-tests "no $BIN/cuda_gpu (run --build)"
     fi
@@ -249,12 +266,21 @@ steps() {
         bench matmul --shape "$SHAPE" --dtype "$ALL_DTYPES" --layout nk --impl all
     step gemm-own-layouts 40 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-own-layouts)" \
         bench matmul --shape "$HALF_SHAPE" --dtype bf16 --layout kn,nk --impl all
-    step gemm-own-decode 60 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-own-decode)" \
-        bench matmul --shape "$DECODE_GEMM" --dtype bf16 --layout nk --impl all
+    # The Hopper FA3-style kernel in steps of its own (a fault there is sticky and would take
+    # the other kernels' figures down with it), then the reference and the portable kernel.
+    if [ "$BACKEND" = cuda ]; then
+        step attention-sm90 45 "${G[@]}" --max-time "$MAXT" --json "$(J attention-sm90)" \
+            bench attention "${PREFILL[@]}" --dtype bf16 --impl flash-sm90
+        step attention-sm90-causal 45 "${G[@]}" --max-time "$MAXT" --json "$(J attention-sm90-causal)" \
+            bench attention "${PREFILL[@]}" --causal --dtype bf16 --impl flash-sm90
+    else
+        skip attention-sm90 "cpu backend"
+        skip attention-sm90-causal "cpu backend"
+    fi
     step attention-prefill 60 "${G[@]}" --max-time "$MAXT" --json "$(J attention-prefill)" \
-        bench attention "${PREFILL[@]}" --dtype bf16 --impl all
+        bench attention "${PREFILL[@]}" --dtype bf16 --impl "$PREFILL_IMPLS"
     step attention-prefill-causal 60 "${G[@]}" --max-time "$MAXT" --json "$(J attention-prefill-causal)" \
-        bench attention "${PREFILL[@]}" --causal --dtype bf16 --impl all
+        bench attention "${PREFILL[@]}" --causal --dtype bf16 --impl "$PREFILL_IMPLS"
     step attention-decode 60 "${G[@]}" --max-time "$MAXT" --json "$(J attention-decode)" \
         bench attention "${DECODE[@]}" --causal --dtype bf16 --impl all
     # 4. The long runs: what a user runs first, the node verdict, sustained load.
@@ -315,6 +341,8 @@ torch_json=""
 for t in torch-all torch-first; do
     [ -s "$(J "$t")" ] && { torch_json="$(J "$t")"; break; }
 done
+# PyTorch at the half size (the wgmma goals at 4096³) joins the same table.
+[ -s "$(J torch-half)" ] && torch_json="${torch_json:+$torch_json,}$(J torch-half)"
 side="$SCRATCH/side-by-side.txt"
 python3 "$ROOT/scripts/torch_reference.py" compare ${torch_json:+--torch "$torch_json"} \
     "${reports[@]}" >"$side" 2>"$SCRATCH/logs/compare.log" || echo "(no table: see logs/compare.log)" >"$side"

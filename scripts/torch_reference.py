@@ -15,7 +15,8 @@ the samples is reported, with a bootstrap-free 95% interval of the median from o
 statistics.
 
 It also times attention with torch.nn.functional.scaled_dot_product_attention restricted to
-one backend at a time (torch.nn.attention.sdpa_kernel: FLASH_ATTENTION, CUDNN_ATTENTION) on the
+one backend at a time (torch.nn.attention.sdpa_kernel: FLASH_ATTENTION, CUDNN_ATTENTION,
+EFFICIENT_ATTENTION; `compare` takes the fastest) on the
 shapes gpuvet's own attention kernels are measured on (ATTENTION_SHAPES; scripts/gpu-check.sh
 runs `gpuvet bench attention --impl all` on the same ones): prefill in FLOP/s counting visible
 (query, key) pairs only, decode in bytes of Q, K, V and O per second.
@@ -236,7 +237,8 @@ def measure_attention(torch, dev, gen, out):
         return
     import torch.nn.functional as F
 
-    backends = [("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)]
+    backends = [("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION),
+                ("efficient", SDPBackend.EFFICIENT_ATTENTION)]
     for b, hq, hkv, lq, lkv, d, causal in ATTENTION_SHAPES:
         q = (torch.rand((b, hq, lq, d), device=dev, generator=gen) * 2 - 1).to(torch.bfloat16)
         k = (torch.rand((b, hkv, lkv, d), device=dev, generator=gen) * 2 - 1).to(torch.bfloat16)
@@ -329,11 +331,23 @@ def rel_ci(stats):
 
 
 def torch_map(path):
-    """PyTorch results keyed like result_key (attention: the fastest SDPA backend)."""
+    """PyTorch results keyed like result_key (attention: the fastest SDPA backend). `path` may
+    name several files, comma-separated (runs at different sizes): their results are merged
+    into the first one's record."""
     if not path:
         return {}, None
-    with open(path) as f:
-        res = json.load(f)
+    res = None
+    for p in path.split(","):
+        if not p or not os.path.exists(p):
+            continue
+        with open(p) as f:
+            r = json.load(f)
+        if res is None:
+            res = r
+        else:
+            res["results"].extend(r.get("results", []))
+    if res is None:
+        return {}, None
     tmap = {}
     for r in res["results"]:
         if r["op"] == "matmul":
@@ -399,7 +413,26 @@ def compare(args):
         print(row)
     print("(copy counts read + write; attention is compared with the fastest SDPA backend; "
           "CI95 = half-width of the 95% interval of the median, relative; ratio = gpuvet / PyTorch)")
+    for line in decode_vs_copy(figs):
+        print(line)
     return 0
+
+
+def decode_vs_copy(figs):
+    """Decode attention (a B/s figure) as a share of the best copy bandwidth gpuvet measured in
+    the same run: the issue's yardstick for flash-decode at long KV lengths."""
+    copies = [f["gpuvet"] for f in figs
+              if f["label"].startswith("copy") and f["gpuvet"] and f["verified"]]
+    if not copies:
+        return []
+    best = max(copies)
+    lines = [f"decode attention vs copy bandwidth ({fmt_rate(best, 'B/s')}, best verified copy):"]
+    for f in figs:
+        if f["label"].startswith("attention") and f["unit"] == "B/s" and f["gpuvet"]:
+            flag = "" if f["verified"] else " UNVERIFIED"
+            lines.append(f"  {f['label']} [{f['implementation']}]{flag}: "
+                         f"{fmt_rate(f['gpuvet'], 'B/s')} = {f['gpuvet'] / best:.3f} of copy")
+    return lines
 
 
 def read_meta(path):

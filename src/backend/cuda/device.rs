@@ -166,7 +166,15 @@ impl Gpu {
         if let Some((module, _)) = m.get(&s) {
             return Ok(module.clone());
         }
-        let compiled = nvrtc::compile(s, &self.props.arch())?;
+        let arch = self.props.arch();
+        if !s.builds_for(&arch) {
+            return Err(Error::unsupported(format!(
+                "{} is written for {} only; this GPU is {arch}",
+                s.file(),
+                s.archs().join(", ")
+            )));
+        }
+        let compiled = nvrtc::compile(s, &arch)?;
         self.bind()?;
         let module = cu(
             &format!("load {} for {}", s.file(), self.props.arch()),

@@ -12,15 +12,37 @@ use super::error::cu;
 use super::kernels::{KernelId, Param};
 use crate::error::{Error, Result};
 use cudarc::driver::result as dr;
-use cudarc::driver::sys::CUdeviceptr;
-use cudarc::driver::CudaFunction;
+use cudarc::driver::sys::{CUdeviceptr, CUtensorMap};
+use cudarc::driver::{CudaFunction, DeviceRepr};
 use std::ffi::c_void;
+
+/// A TMA descriptor as a kernel argument: the driver's `CUtensorMap` (128 opaque bytes, aligned
+/// as the bindings declare it, at least 64), passed by value to a
+/// `const __grid_constant__ TensorMap` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct TensorMapArg(pub CUtensorMap);
+
+// SAFETY: a plain-old-data struct of 16 u64 with the layout and alignment the driver declares;
+// the kernel receives exactly these bytes.
+unsafe impl DeviceRepr for TensorMapArg {}
+
+const _: () = assert!(std::mem::size_of::<TensorMapArg>() == 128);
+const _: () = assert!(std::mem::align_of::<TensorMapArg>() >= 64);
+
+/// One argument's storage: a scalar or pointer in an 8-byte slot, or a tensor map.
+#[derive(Debug, Clone, PartialEq)]
+enum Slot {
+    /// 4-byte values occupy the first bytes.
+    Word(u64),
+    /// Boxed so its address (what the driver copies from) is stable and aligned.
+    Map(Box<TensorMapArg>),
+}
 
 /// A kernel's arguments, in order, each with its kind.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Args {
-    /// One 8-byte, 8-aligned slot per argument; 4-byte values occupy its first bytes.
-    slots: Vec<u64>,
+    slots: Vec<Slot>,
     kinds: Vec<Param>,
 }
 
@@ -32,8 +54,15 @@ impl Args {
     fn push(mut self, kind: Param, bytes: &[u8]) -> Args {
         let mut slot = [0u8; 8];
         slot[..bytes.len()].copy_from_slice(bytes);
-        self.slots.push(u64::from_ne_bytes(slot));
+        self.slots.push(Slot::Word(u64::from_ne_bytes(slot)));
         self.kinds.push(kind);
+        self
+    }
+
+    /// A TMA descriptor, passed by value.
+    pub fn tensor_map(mut self, m: &TensorMapArg) -> Args {
+        self.slots.push(Slot::Map(Box::new(*m)));
+        self.kinds.push(Param::TensorMap);
         self
     }
 
@@ -127,7 +156,10 @@ pub unsafe fn launch(gpu: &Gpu, k: &Kernel, dims: Dims, mut args: Args) -> Resul
     let mut params: Vec<*mut c_void> = args
         .slots
         .iter_mut()
-        .map(|s| s as *mut u64 as *mut c_void)
+        .map(|s| match s {
+            Slot::Word(w) => w as *mut u64 as *mut c_void,
+            Slot::Map(m) => &mut **m as *mut TensorMapArg as *mut c_void,
+        })
         .collect();
     // SAFETY: the parameter list matches the kernel's (checked above), the caller guarantees
     // the buffers; the driver copies the
@@ -152,7 +184,10 @@ mod tests {
     fn each_argument_keeps_its_kind_and_its_value_at_the_start_of_its_slot() {
         let a = Args::new().ptr(0x1234_5678_9abc).i32(-2).u64(7).f32(1.5);
         assert_eq!(a.kinds(), &[Param::Ptr, Param::I32, Param::U64, Param::F32]);
-        let first = |i: usize, n: usize| a.slots[i].to_ne_bytes()[..n].to_vec();
+        let first = |i: usize, n: usize| match &a.slots[i] {
+            Slot::Word(w) => w.to_ne_bytes()[..n].to_vec(),
+            Slot::Map(_) => panic!("slot {i} is a tensor map"),
+        };
         assert_eq!(first(0, 8), 0x1234_5678_9abcu64.to_ne_bytes());
         assert_eq!(first(1, 4), (-2i32).to_ne_bytes());
         assert_eq!(first(2, 8), 7u64.to_ne_bytes());
@@ -161,6 +196,36 @@ mod tests {
             [Param::Ptr, Param::I32, Param::F32].map(Param::ptx_type),
             [".u64", ".u32", ".f32"]
         );
+    }
+
+    #[test]
+    fn a_tensor_map_travels_by_value_with_its_kind() {
+        let mut raw = [0u64; 16];
+        raw[3] = 0xfeed;
+        let m = TensorMapArg(CUtensorMap { opaque: raw });
+        let a = Args::new().tensor_map(&m).ptr(5).i32(1);
+        assert_eq!(a.kinds(), &[Param::TensorMap, Param::Ptr, Param::I32]);
+        match &a.slots[0] {
+            Slot::Map(b) => {
+                assert_eq!(**b, m);
+                assert_eq!(&**b as *const TensorMapArg as usize % 64, 0);
+            }
+            Slot::Word(_) => panic!("not a map"),
+        }
+        assert_eq!(Param::TensorMap.ptx_type(), ".b8[128]");
+        let k = KernelId::MatmulWgmmaBf16Nk;
+        assert!(check_args(
+            k,
+            &Args::new()
+                .tensor_map(&m)
+                .tensor_map(&m)
+                .ptr(1)
+                .i32(1)
+                .i32(1)
+                .i32(1)
+        )
+        .is_ok());
+        assert!(check_args(k, &Args::new().ptr(1).ptr(1).ptr(1).i32(1).i32(1).i32(1)).is_err());
     }
 
     #[test]

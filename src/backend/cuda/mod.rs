@@ -140,7 +140,10 @@ pub fn list_kernels(verbose: bool) -> Result<String> {
     let mut logs: Vec<(kernels::Source, String)> = Vec::new();
     let mut compile_note = None;
     if verbose {
-        for src in kernels::Source::ALL {
+        for src in kernels::Source::ALL
+            .into_iter()
+            .filter(|s| s.builds_for(&arch))
+        {
             match nvrtc::compile(src, &arch) {
                 Ok(c) => logs.push((src, c.log)),
                 Err(e) => {
@@ -171,7 +174,9 @@ pub fn list_kernels(verbose: bool) -> Result<String> {
                 .iter()
                 .find(|(src, _)| *src == k.source())
                 .and_then(|(_, log)| nvrtc::resources_of(log, k));
-            if let Some(r) = res {
+            if !k.source().builds_for(&arch) {
+                s.push_str(&format!("  [{} only]", k.source().archs().join(", ")));
+            } else if let Some(r) = res {
                 s.push_str(&format!(
                     "  [{} registers, {} B spill stores, {} B spill loads, {} B stack]",
                     r.registers, r.spill_stores, r.spill_loads, r.stack_bytes

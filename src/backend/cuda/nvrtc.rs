@@ -214,16 +214,21 @@ pub fn ptx_entries(ptx: &str) -> Vec<(String, Vec<String>)> {
         let types = rest[open + 1..close]
             .split(',')
             .filter_map(|p| {
-                let mut t = p.split_whitespace();
-                (t.next() == Some(".param")).then_some(())?;
-                t.find(|w| {
+                let words: Vec<&str> = p.split_whitespace().collect();
+                (words.first() == Some(&".param")).then_some(())?;
+                let i = words.iter().position(|w| {
                     let b = w.as_bytes();
                     b.len() > 2
                         && b[0] == b'.'
                         && matches!(b[1], b'u' | b's' | b'f' | b'b')
                         && b[2..].iter().all(u8::is_ascii_digit)
-                })
-                .map(str::to_string)
+                })?;
+                // A by-value array (a TMA descriptor: `.b8 name[128]`) keeps its length.
+                let array = words
+                    .get(i + 1)
+                    .and_then(|name| name.find('[').map(|o| &name[o..]))
+                    .unwrap_or("");
+                Some(format!("{}{array}", words[i]))
             })
             .collect();
         out.push((name, types));
@@ -437,6 +442,12 @@ mod tests {
         );
         assert_eq!(e[1], ("empty".to_string(), vec![]));
         assert_eq!(e[2].1, vec![".u32".to_string()]);
+        // a TMA descriptor passed by value keeps its array length
+        let tma = ".entry k(\n\t.param .align 64 .b8 k_param_0[128],\n\t.param .u32 k_param_1\n)";
+        assert_eq!(
+            ptx_entries(tma)[0].1,
+            vec![".b8[128]".to_string(), ".u32".into()]
+        );
     }
 
     #[test]

@@ -1,0 +1,433 @@
+//! `flash-sm90`: the FA3-style prefill kernel for Hopper (`kernels/flash_fwd_sm90.cu`, sm_90a
+//! only): TMA loads of Q, K and V through tensor maps, a producer warpgroup and two consumer
+//! warpgroups, SS-wgmma for Q·Kᵀ, RS-wgmma for P·V, softmax overlapped with the GEMMs.
+//!
+//! Same workload, inputs, output and verification as `flash` (`own_attention.rs`); on sm_90a
+//! it is listed first among the own attention kernels, so `--impl default` picks it for
+//! prefill there. Elsewhere, and for head dims other than 64/128, dtypes other than
+//! bf16/f16, or decode lengths, [`plan`] says why it cannot run.
+//!
+//! Everything that decides the launch (grid, shared memory, the tensor-map geometry) is pure
+//! data computed by [`plan`] and [`map_geometry`], unit-tested without a GPU; [`Sm90Run`]
+//! only encodes the maps (`cuTensorMapEncodeTiled`, once per buffer set), launches and times.
+
+use super::attention::{upload_sets, Set};
+use super::device::Gpu;
+use super::error::cu;
+use super::kernels::KernelId;
+use super::launch::{launch, Args, Dims, Kernel, TensorMapArg};
+use super::own_attention::{out_type, Limits, CAUSAL_SKIP_NOTE, HEAD_DIMS};
+use super::run::{CudaRun, Exec, Output};
+use crate::backend::ImplInfo;
+use crate::dtype::{DType, OutType};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use crate::workload::{AttentionSpec, DECODE_MAX_Q_LEN};
+use cudarc::driver::sys;
+use cudarc::driver::sys::CUfunction_attribute_enum as FnAttr;
+
+/// Implementation name.
+pub const IMPL: &str = "flash-sm90";
+/// Threads per CTA: a producer and two consumer warpgroups.
+pub const THREADS: u32 = 384;
+/// Query rows per CTA (64 per consumer warpgroup) and keys per K/V tile, as compiled.
+pub const ROWS: u64 = 128;
+pub const KEYS: u64 = 128;
+/// K/V ring depth.
+pub const STAGES: u64 = 2;
+/// Columns per TMA box: one 128-byte swizzle row of 16-bit values.
+pub const BOX_COLS: u64 = 64;
+
+/// Dynamic shared memory of one CTA: Q, the K and V rings, 128 bytes of mbarriers and 1 KiB
+/// of slack to align the tiles to 1024 bytes (`Fa3Layout<D>::BYTES` in the kernel).
+pub fn smem_bytes(head_dim: u64) -> u64 {
+    (ROWS + 2 * STAGES * KEYS) * head_dim * 2 + 128 + 1024
+}
+
+/// One launch of the kernel.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sm90Plan {
+    pub kernel: KernelId,
+    pub grid: (u32, u32, u32),
+    pub smem: u32,
+    /// Softmax scale 1/√D times log2(e): the kernel exponentiates in base 2.
+    pub scale_log2: f32,
+}
+
+fn kernel_for(dtype: DType, d: u64) -> Result<KernelId> {
+    use KernelId as K;
+    Ok(match (dtype, d) {
+        (DType::Bf16, 64) => K::FlashFwdSm90Bf16D64,
+        (DType::Bf16, 128) => K::FlashFwdSm90Bf16D128,
+        (DType::F16, 64) => K::FlashFwdSm90F16D64,
+        (DType::F16, 128) => K::FlashFwdSm90F16D128,
+        (DType::Bf16 | DType::F16, d) => {
+            return Err(Error::unsupported(format!(
+                "`{IMPL}` is compiled for head dims {HEAD_DIMS:?}, not {d}; use `unfused`"
+            )))
+        }
+        (other, _) => {
+            return Err(Error::unsupported(format!(
+                "`{IMPL}` runs bf16 and f16 (wgmma), not {other}; use `unfused`"
+            )))
+        }
+    })
+}
+
+fn fits(what: &str, v: u64, max: u64) -> Result<u32> {
+    if v > max {
+        return Err(Error::unsupported(format!(
+            "`{IMPL}`: {what} ({v}) exceeds the launch limit {max}"
+        )));
+    }
+    Ok(v as u32)
+}
+
+/// The launch for `a` on a device with `lim`, or why it cannot run there.
+pub fn plan(a: &AttentionSpec, lim: &Limits) -> Result<Sm90Plan> {
+    if lim.cc != (9, 0) {
+        return Err(Error::unsupported(format!(
+            "`{IMPL}` needs sm_90a (Hopper: wgmma, TMA, setmaxnreg); this GPU is {}.{}: use `flash`",
+            lim.cc.0, lim.cc.1
+        )));
+    }
+    let kernel = kernel_for(a.dtype, a.head_dim)?;
+    if a.q_len <= DECODE_MAX_Q_LEN {
+        return Err(Error::unsupported(format!(
+            "`{IMPL}` is a prefill kernel (q length > {DECODE_MAX_Q_LEN}); q length {} is decode: use `flash-decode`",
+            a.q_len
+        )));
+    }
+    let i32_max = i32::MAX as u64;
+    for (what, v) in [
+        ("q length", a.q_len),
+        ("kv length", a.kv_len),
+        ("q heads", a.q_heads),
+        // TMA's outermost coordinate (b·H) is an int32 too.
+        ("batch × q heads", a.batch * a.q_heads),
+    ] {
+        fits(what, v, i32_max)?;
+    }
+    let smem = smem_bytes(a.head_dim);
+    if smem > lim.smem_per_block_optin {
+        return Err(Error::unsupported(format!(
+            "`{IMPL}` with head dim {} needs {smem} bytes of shared memory per block; this GPU allows {}",
+            a.head_dim, lim.smem_per_block_optin
+        )));
+    }
+    Ok(Sm90Plan {
+        kernel,
+        grid: (
+            fits("query tiles", a.q_len.div_ceil(ROWS), i32_max)?,
+            fits("q heads", a.q_heads, 65535)?,
+            fits("batch", a.batch, 65535)?,
+        ),
+        smem: smem as u32,
+        scale_log2: (a.scale() * std::f64::consts::LOG2_E) as f32,
+    })
+}
+
+/// The implementation listed for `a` on a device with `lim`, when it can run there.
+pub fn implementations(a: &AttentionSpec, lim: &Limits) -> Vec<ImplInfo> {
+    match plan(a, lim) {
+        Ok(_) => vec![ImplInfo::new(
+            IMPL,
+            "gpuvet FA3-style attention for Hopper: TMA, warp-specialised producer + 2 consumer warpgroups, wgmma, softmax overlapped with the GEMMs",
+            false,
+        )],
+        Err(_) => Vec::new(),
+    }
+}
+
+/// What `cuTensorMapEncodeTiled` is given for one of Q, K, V: the tensor [B·H, L, D] of
+/// 16-bit values as rank 3 (innermost first), boxes of 64 columns × 128 rows × 1 head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapGeometry {
+    pub dims: [u64; 3],
+    /// Byte strides of dims 1 and 2 (dim 0 is contiguous).
+    pub strides: [u64; 2],
+    pub boxes: [u32; 3],
+}
+
+/// The geometry of a [B·H, L, D] tensor. Rows past L (a tail tile) read as zeros because L is
+/// its own dimension: a box never spills into the next head.
+pub fn map_geometry(heads: u64, len: u64, d: u64) -> MapGeometry {
+    MapGeometry {
+        dims: [d, len, heads],
+        strides: [d * 2, len * d * 2],
+        boxes: [BOX_COLS as u32, ROWS as u32, 1],
+    }
+}
+
+/// Encodes the tensor map of `g` over the 16-bit tensor at `ptr`.
+fn encode(ptr: u64, dtype: DType, g: &MapGeometry) -> Result<TensorMapArg> {
+    use sys::CUtensorMapDataType_enum as T;
+    let ty = match dtype {
+        DType::Bf16 => T::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+        _ => T::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+    };
+    let mut map = TensorMapArg(sys::CUtensorMap { opaque: [0; 16] });
+    let elem_strides = [1u32; 3];
+    // SAFETY: every array holds `rank` (3) entries (strides rank − 1), `map` is a writable
+    // CUtensorMap, `ptr` a live device allocation of at least dims' bytes; the call only
+    // encodes, it touches no device memory.
+    let r = unsafe {
+        sys::cuTensorMapEncodeTiled(
+            &mut map.0,
+            ty,
+            3,
+            ptr as *mut std::ffi::c_void,
+            g.dims.as_ptr(),
+            g.strides.as_ptr(),
+            g.boxes.as_ptr(),
+            elem_strides.as_ptr(),
+            sys::CUtensorMapInterleave_enum::CU_TENSOR_MAP_INTERLEAVE_NONE,
+            sys::CUtensorMapSwizzle_enum::CU_TENSOR_MAP_SWIZZLE_128B,
+            sys::CUtensorMapL2promotion_enum::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            sys::CUtensorMapFloatOOBfill_enum::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+    };
+    cu(
+        "encode a TMA tensor map (cuTensorMapEncodeTiled)",
+        r.result(),
+    )?;
+    Ok(map)
+}
+
+/// A prepared `flash-sm90` run.
+pub struct Sm90Run<'a> {
+    gpu: &'a Gpu,
+    spec: AttentionSpec,
+    plan: Sm90Plan,
+    kernel: Kernel,
+    /// Per buffer set (keyed by its Q address): the tensor maps of Q, K and V.
+    maps: Vec<(u64, [TensorMapArg; 3])>,
+    out: OutType,
+}
+
+impl<'a> Sm90Run<'a> {
+    pub fn new(
+        gpu: &'a Gpu,
+        spec: &AttentionSpec,
+        inputs: &[Tensor],
+        sets: usize,
+        policy: String,
+    ) -> Result<CudaRun<'a, Self>> {
+        let plan = plan(spec, &Limits::of(&gpu.props))?;
+        if inputs.len() != 3 {
+            return Err(Error::invalid("attention takes three inputs, Q, K and V"));
+        }
+        let sets = sets.max(1);
+        gpu.ensure_fits(spec.bytes() * sets as u64)?;
+        // Compile and configure before allocating, so a compile error costs nothing.
+        let kernel = Kernel::load(gpu, plan.kernel)?;
+        cu(
+            "allow the flash-sm90 kernel its shared memory",
+            kernel.func.set_attribute(
+                FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                plan.smem as i32,
+            ),
+        )?;
+        let all = upload_sets(
+            gpu,
+            inputs[0].as_bytes(),
+            inputs[1].as_bytes(),
+            inputs[2].as_bytes(),
+            sets,
+        )?;
+        let a = spec;
+        let gq = map_geometry(a.batch * a.q_heads, a.q_len, a.head_dim);
+        let gkv = map_geometry(a.batch * a.kv_heads, a.kv_len, a.head_dim);
+        let maps = all
+            .iter()
+            .map(|s| {
+                Ok((
+                    s.q.ptr,
+                    [
+                        encode(s.q.ptr, a.dtype, &gq)?,
+                        encode(s.k.ptr, a.dtype, &gkv)?,
+                        encode(s.v.ptr, a.dtype, &gkv)?,
+                    ],
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let out = out_type(spec.dtype);
+        let exec = Sm90Run {
+            gpu,
+            spec: spec.clone(),
+            plan,
+            kernel,
+            maps,
+            out,
+        };
+        CudaRun::new(gpu, exec, all, policy)
+    }
+}
+
+impl Exec for Sm90Run<'_> {
+    type Set = Set;
+
+    fn enqueue(&self, set: &Set) -> Result<()> {
+        let a = &self.spec;
+        let (_, m) = self
+            .maps
+            .iter()
+            .find(|(q, _)| *q == set.q.ptr)
+            .ok_or_else(|| {
+                Error::backend("cuda", "flash-sm90: a buffer set without tensor maps")
+            })?;
+        // Lengths and heads were checked to fit i32 by `plan`.
+        let args = [a.q_heads, a.kv_heads, a.q_len, a.kv_len]
+            .iter()
+            .fold(
+                Args::new()
+                    .tensor_map(&m[0])
+                    .tensor_map(&m[1])
+                    .tensor_map(&m[2])
+                    .buf(&set.o)
+                    .ptr(0),
+                |x, &d| x.i32(d as i32),
+            )
+            .i32(a.causal as i32)
+            .f32(self.plan.scale_log2);
+        let dims = Dims {
+            grid: self.plan.grid,
+            block: THREADS,
+            smem: self.plan.smem,
+        };
+        // SAFETY: the arguments follow gv_flash_fwd_sm90_*(TensorMap×3, u16*, float* (null),
+        // int×5, float); the maps describe this set's Q, K and V, which live as long as self.
+        unsafe { launch(self.gpu, &self.kernel, dims, args) }
+    }
+
+    fn output<'s>(&'s self, set0: &'s Set) -> Output<'s> {
+        super::attention::output(&self.spec, self.out, set0)
+    }
+
+    fn compute_dtype(&self) -> String {
+        format!(
+            "{} wgmma with f32 accumulate, f32 online softmax, P in {}",
+            self.spec.dtype, self.spec.dtype
+        )
+    }
+
+    fn notes(&self) -> Vec<String> {
+        notes(&self.spec, &self.plan)
+    }
+}
+
+/// What a result of `p` says about how it ran.
+pub fn notes(a: &AttentionSpec, p: &Sm90Plan) -> Vec<String> {
+    let g = p.grid;
+    let mut n = vec![format!(
+        "{IMPL}: {}×{}×{} CTAs × {THREADS} threads (producer + 2 consumer warpgroups), {} KiB shared memory, {ROWS}×{KEYS} tiles, {STAGES}-stage TMA ring",
+        g.0,
+        g.1,
+        g.2,
+        p.smem / 1024
+    )];
+    if a.causal {
+        n.push(CAUSAL_SKIP_NOTE.into());
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::own_attention::tests::H200;
+    use super::*;
+
+    fn spec(q_len: u64, kv_len: u64, d: u64, dtype: DType) -> AttentionSpec {
+        AttentionSpec {
+            batch: 4,
+            q_heads: 32,
+            kv_heads: 8,
+            q_len,
+            kv_len,
+            head_dim: d,
+            causal: true,
+            dtype,
+        }
+    }
+
+    #[test]
+    fn grid_and_shared_memory_match_the_kernel() {
+        for (lq, tiles) in [(9, 1), (128, 1), (129, 2), (1000, 8), (4097, 33)] {
+            let p = plan(&spec(lq, 4097, 128, DType::Bf16), &H200).unwrap();
+            assert_eq!(p.grid, (tiles, 32, 4), "q length {lq}");
+            assert_eq!(p.kernel, KernelId::FlashFwdSm90Bf16D128);
+        }
+        // Fa3Layout<128>::BYTES and Fa3Layout<64>::BYTES in the kernel.
+        assert_eq!(smem_bytes(128), 164_992);
+        assert_eq!(smem_bytes(64), 83_072);
+        let p = plan(&spec(100, 100, 64, DType::F16), &H200).unwrap();
+        assert_eq!(p.kernel, KernelId::FlashFwdSm90F16D64);
+        assert_eq!(p.smem, 83_072);
+        assert!((p.scale_log2 - 0.125 * std::f32::consts::LOG2_E).abs() < 1e-7);
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let msg = |a: &AttentionSpec, l: &Limits| plan(a, l).unwrap_err().to_string();
+        let a100 = Limits { cc: (8, 0), ..H200 };
+        let b200 = Limits {
+            cc: (10, 0),
+            ..H200
+        };
+        for l in [a100, b200] {
+            let m = msg(&spec(4096, 4096, 128, DType::Bf16), &l);
+            assert!(m.contains("sm_90a") && m.contains("`flash`"), "{m}");
+        }
+        assert!(msg(&spec(4096, 4096, 96, DType::Bf16), &H200).contains("head dims"));
+        assert!(msg(&spec(4096, 4096, 128, DType::F32), &H200).contains("bf16 and f16"));
+        assert!(msg(&spec(1, 4096, 128, DType::Bf16), &H200).contains("flash-decode"));
+        let small = Limits {
+            smem_per_block_optin: 101_376,
+            ..H200
+        };
+        assert!(msg(&spec(4096, 4096, 128, DType::Bf16), &small).contains("shared memory"));
+        assert!(plan(&spec(4096, 4096, 64, DType::Bf16), &small).is_ok());
+        for e in [
+            plan(&spec(4096, 4096, 256, DType::Bf16), &H200).unwrap_err(),
+            plan(&spec(4096, 4096, 128, DType::Bf16), &a100).unwrap_err(),
+        ] {
+            assert!(matches!(e, Error::Unsupported(_)), "{e}");
+        }
+    }
+
+    #[test]
+    fn listed_only_where_it_runs() {
+        assert_eq!(
+            implementations(&spec(4096, 4096, 128, DType::Bf16), &H200)[0].name,
+            IMPL
+        );
+        assert!(implementations(&spec(8, 4096, 128, DType::Bf16), &H200).is_empty());
+        let l4 = Limits { cc: (8, 9), ..H200 };
+        assert!(implementations(&spec(4096, 4096, 128, DType::Bf16), &l4).is_empty());
+        assert!(!implementations(&spec(4096, 4096, 64, DType::F16), &H200)[0].reference);
+    }
+
+    #[test]
+    fn tensor_maps_keep_each_head_apart() {
+        // GQA: Q over B·Hq heads, K/V over B·Hkv; strides in bytes, 16-byte multiples as TMA
+        // requires; the box is one 128-byte swizzle row wide and one tile tall.
+        let g = map_geometry(4 * 32, 1000, 128);
+        assert_eq!(g.dims, [128, 1000, 128]);
+        assert_eq!(g.strides, [256, 1000 * 256]);
+        assert_eq!(g.boxes, [64, 128, 1]);
+        for d in HEAD_DIMS {
+            let g = map_geometry(3, 17, d);
+            assert!(g.strides.iter().all(|s| s % 16 == 0));
+            assert_eq!(g.boxes[0] as u64 * 2, 128, "one 128-byte swizzle span");
+            assert_eq!(d % g.boxes[0] as u64, 0);
+        }
+    }
+
+    #[test]
+    fn notes_name_the_shape_of_the_launch() {
+        let a = spec(4096, 4096, 128, DType::Bf16);
+        let n = notes(&a, &plan(&a, &H200).unwrap());
+        assert!(n[0].contains("32×32×4 CTAs × 384 threads"), "{n:?}");
+        assert!(n.iter().any(|l| l.contains("causal")));
+    }
+}
