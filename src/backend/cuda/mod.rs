@@ -15,6 +15,7 @@
 //! | `timing` | CUDA events |
 //! | `error` | driver errors kept typed (out of memory, illegal address, other) |
 //! | `launch` | the typed kernel launcher and its argument builder |
+//! | `tma` | TMA tensor maps: geometry checked, one encoder for any rank |
 //! | `registry` | the implementation table and user registrations: what `implementations`, `check` and `prepare` ask |
 //! | `run` | the one prepared run (buffer sets, poison, verify, rotate, time, drop) |
 //! | `matmul`, `memory`, `attention`, `own_*` | each implementation's plan, factory and `run::Exec` |
@@ -34,6 +35,7 @@ pub mod own_matmul;
 pub mod registry;
 pub mod run;
 pub mod timing;
+pub mod tma;
 
 use super::{
     quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, MemoryNeeds, PrepareOptions,

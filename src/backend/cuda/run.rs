@@ -8,7 +8,9 @@
 //! iteration on a set. A new CUDA workload (or a user kernel) writes only that.
 
 use super::device::{DevBuf, Gpu};
+use super::launch::TensorMapArg;
 use super::timing::Timer;
+use super::tma::{self, MapGeometry};
 use crate::backend::{CachePolicy, Prepared};
 use crate::dtype::{ComputeType, OutType};
 use crate::error::{Error, Result};
@@ -89,18 +91,24 @@ impl Output {
     }
 }
 
-/// One buffer set: the inputs as the kernels read them (B transposed, K and V paged, ...) and
-/// the output. [`CudaRun`] owns and rotates the sets; set 0 is the one verified.
+/// One buffer set: the inputs as the kernels read them (B transposed, K and V paged, ...), the
+/// output, and the TMA tensor maps over its inputs. [`CudaRun`] owns and rotates the sets; set 0
+/// is the one verified.
 pub struct Buffers {
     pub inputs: Vec<DevBuf>,
     pub output: DevBuf,
+    /// The maps the layout declared ([`SetLayout::tensor_map`]), in that order, encoded for
+    /// this set's addresses.
+    pub maps: Vec<TensorMapArg>,
 }
 
-/// What every buffer set holds: the host bytes of each input, uploaded into each set, and the
-/// size of the output.
+/// What every buffer set holds: the host bytes of each input, uploaded into each set, the size
+/// of the output, and the tensor maps a TMA kernel reads inputs through.
 pub struct SetLayout<'h> {
     inputs: Vec<Cow<'h, [u8]>>,
     output_bytes: usize,
+    /// (input index, geometry) of each tensor map.
+    maps: Vec<(usize, MapGeometry)>,
 }
 
 impl<'h> SetLayout<'h> {
@@ -109,7 +117,30 @@ impl<'h> SetLayout<'h> {
         SetLayout {
             inputs: Vec::new(),
             output_bytes: output_bytes as usize,
+            maps: Vec::new(),
         }
+    }
+
+    /// Declares a TMA tensor map of geometry `g` over input `input`, encoded in every set
+    /// (`Buffers::maps`). A geometry the driver would refuse, or one that reaches past the
+    /// input's bytes, is refused here, before anything is allocated.
+    pub fn tensor_map(mut self, input: usize, g: MapGeometry) -> Result<Self> {
+        g.check()?;
+        let Some(bytes) = self.inputs.get(input) else {
+            return Err(Error::invalid(format!(
+                "a tensor map over input {input}; the layout has {}",
+                self.inputs.len()
+            )));
+        };
+        if g.span_bytes() > bytes.len() as u64 {
+            return Err(Error::invalid(format!(
+                "a tensor map over {} B of input {input}, which holds {}",
+                g.span_bytes(),
+                bytes.len()
+            )));
+        }
+        self.maps.push((input, g));
+        Ok(self)
     }
 
     /// Adds an input uploaded into every set. A host buffer of another size than the `expected`
@@ -122,15 +153,23 @@ impl<'h> SetLayout<'h> {
         Ok(self)
     }
 
-    /// One set on `gpu`: every input uploaded, the output allocated (not initialised).
+    /// One set on `gpu`: every input uploaded, the output allocated (not initialised), the
+    /// tensor maps encoded for the new addresses.
     fn upload(&self, gpu: &Gpu) -> Result<Buffers> {
+        let inputs: Vec<DevBuf> = self
+            .inputs
+            .iter()
+            .map(|b| upload(gpu, b))
+            .collect::<Result<_>>()?;
+        let maps = self
+            .maps
+            .iter()
+            .map(|(i, g)| tma::encode(inputs[*i].ptr, g))
+            .collect::<Result<_>>()?;
         Ok(Buffers {
-            inputs: self
-                .inputs
-                .iter()
-                .map(|b| upload(gpu, b))
-                .collect::<Result<_>>()?,
+            inputs,
             output: gpu.alloc(self.output_bytes)?,
+            maps,
         })
     }
 }
@@ -303,6 +342,24 @@ mod tests {
             ("dst", &[2usize][..])
         );
     }
+    #[test]
+    fn tensor_maps_are_checked_against_the_inputs_they_read() {
+        let layout = || {
+            SetLayout::new(16)
+                .input(vec![0u8; 64 * 128], 64 * 128)
+                .unwrap()
+        };
+        let fits = MapGeometry::matrix(crate::dtype::DType::Bf16, 64, 64, 128, 64, 64);
+        assert_eq!(layout().tensor_map(0, fits.clone()).unwrap().maps.len(), 1);
+        let e = layout().tensor_map(1, fits.clone()).err().unwrap();
+        assert!(e.to_string().contains("the layout has 1"), "{e}");
+        let long = MapGeometry::matrix(crate::dtype::DType::Bf16, 64, 65, 128, 64, 64);
+        let e = layout().tensor_map(0, long).err().unwrap();
+        assert!(e.to_string().contains("8320 B of input 0"), "{e}");
+        let odd = MapGeometry::matrix(crate::dtype::DType::Bf16, 63, 64, 126, 64, 64);
+        assert!(layout().tensor_map(0, odd).is_err());
+    }
+
     #[test]
     fn output_bytes_become_tensors_of_the_output_type() {
         let t = tensor_from_bytes("C", vec![1, 2], OutType::Bf16, &[0x80, 0x3f, 0x00, 0xc0]);
