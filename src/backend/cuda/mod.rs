@@ -18,7 +18,7 @@
 //! | `tma` | TMA tensor maps: geometry checked, one encoder for any rank |
 //! | `registry` | the implementation table and user registrations: what `implementations`, `check` and `prepare` ask |
 //! | `run` | the one prepared run (buffer sets, poison, verify, rotate, time, drop) |
-//! | `matmul`, `memory`, `attention`, `own_*` | each implementation's plan, factory and `run::Exec` |
+//! | `matmul`, `memory`, `attention`, `own_*`, `wgmma`, `flash_sm90` | each implementation's plan, factory and `run::Exec` |
 
 pub mod attention;
 pub mod device;
@@ -36,6 +36,7 @@ pub mod registry;
 pub mod run;
 pub mod timing;
 pub mod tma;
+pub mod wgmma;
 
 use super::{
     quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, MemoryNeeds, PrepareOptions,

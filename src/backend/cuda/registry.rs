@@ -16,7 +16,7 @@ use super::libs::{self, Lib};
 use super::memory::MemImpl;
 use super::own_attention::Limits;
 use super::run::{CudaRun, Exec, SetLayout};
-use super::{attention, matmul, memory, own_attention, own_matmul};
+use super::{attention, matmul, memory, own_attention, own_matmul, wgmma};
 use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -190,6 +190,10 @@ builtin_table! {
     Matmul "cublaslt", REFERENCE, None, [CublasLt], |t, m| matmul::plan(m, t.props.cc),
         matmul::prepare,
         "cuBLASLt matmul, heuristic algorithm";
+    Matmul wgmma::WGMMA, OWN, Some("cublaslt"), [Nvrtc],
+        |t, m| wgmma::plan(m, t.props.cc, t.props.sms, t.props.sm.smem_per_block_optin),
+        wgmma::prepare,
+        "gpuvet Hopper kernel: wgmma from shared memory, TMA 128B swizzle, mbarrier ring, producer + 2 consumer warpgroups, persistent grid";
     Matmul Family::Simt.name(), OWN, Some("cublaslt"), [Nvrtc],
         |t, m| own_matmul::plan(m, Family::Simt, t.props.cc, t.props.sms),
         |c, m| own_matmul::prepare(c, m, Family::Simt),
@@ -524,7 +528,10 @@ mod tests {
         let p = props((9, 0));
         let (t, r) = (full(&p), Registry::default());
         assert_eq!(names(&r, &t, &matmul(DType::F32)), ["cublaslt", "simt"]);
-        assert_eq!(names(&r, &t, &matmul(DType::Bf16)), ["cublaslt", "mma"]);
+        assert_eq!(
+            names(&r, &t, &matmul(DType::Bf16)),
+            ["cublaslt", "wgmma", "mma"]
+        );
         assert_eq!(
             names(&r, &t, &attention(4096, 128, DType::Bf16)),
             ["unfused", "flash"]
@@ -576,7 +583,12 @@ mod tests {
             own(&r, &full(&p), &matmul(d))
         };
         assert_eq!(own(DType::F32, (9, 0)), ["simt"]);
-        assert_eq!(own(DType::Bf16, (9, 0)), ["mma"]);
+        // On sm_90a the Hopper kernel comes first: `--impl default` takes it there.
+        assert_eq!(own(DType::Bf16, (9, 0)), ["wgmma", "mma"]);
+        assert_eq!(own(DType::Fp8E4m3, (9, 0)), ["wgmma", "mma"]);
+        assert_eq!(own(DType::Int8, (9, 0)), ["mma"]);
+        assert_eq!(own(DType::Bf16, (8, 9)), ["mma"]);
+        assert_eq!(own(DType::Bf16, (10, 0)), ["mma"]);
         assert_eq!(own(DType::F16, (8, 0)), ["mma"]);
         assert!(own(DType::F16, (7, 5)).is_empty());
         assert_eq!(own(DType::Int8, (8, 0)), ["mma"]);
@@ -651,7 +663,7 @@ mod tests {
         r.register(user(Kind::Matmul, "my-gemm")).unwrap();
         assert_eq!(
             names(&r, &t, &matmul(DType::Bf16)),
-            ["cublaslt", "mma", "my-gemm"]
+            ["cublaslt", "wgmma", "mma", "my-gemm"]
         );
         r.check(&t, &matmul(DType::Bf16), "my-gemm").unwrap();
         assert!(r.register(user(Kind::Matmul, "my-gemm")).is_err());
