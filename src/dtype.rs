@@ -219,6 +219,9 @@ pub enum AttentionPath {
     /// One fused `mma.sync` kernel with an f32 online softmax; P rounded to the input dtype in
     /// registers.
     FusedMma,
+    /// One fused Hopper kernel: `wgmma` for both products (f32 accumulate), an f32 online
+    /// softmax, P rounded to the input dtype in registers.
+    FusedWgmma,
 }
 
 /// The arithmetic one result really ran: what its inputs were converted to, the format
@@ -296,7 +299,11 @@ impl ComputeType {
         let mut all = vec![ComputeType::Unrecorded, ComputeType::Mock];
         all.extend(Arith::ALL.map(ComputeType::Uniform));
         for inputs in DType::ALL {
-            for path in [AttentionPath::LibraryGemms, AttentionPath::FusedMma] {
+            for path in [
+                AttentionPath::LibraryGemms,
+                AttentionPath::FusedMma,
+                AttentionPath::FusedWgmma,
+            ] {
                 all.push(ComputeType::Attention { inputs, path });
             }
             for accumulate in Arith::ALL {
@@ -354,6 +361,10 @@ impl fmt::Display for ComputeType {
                 AttentionPath::FusedMma => write!(
                     f,
                     "{d} mma.sync with f32 accumulate, f32 online softmax, P in {d}"
+                ),
+                AttentionPath::FusedWgmma => write!(
+                    f,
+                    "{d} wgmma with f32 accumulate, f32 online softmax, P in {d}"
                 ),
             },
             ComputeType::Mock => f.write_str("mock"),
@@ -478,6 +489,7 @@ mod tests {
             "f32 (CUBLAS_COMPUTE_32F GEMMs, f32 softmax)",
             "bf16 GEMMs with f32 accumulate, f32 scores and softmax, P in bf16",
             "f16 mma.sync with f32 accumulate, f32 online softmax, P in f16",
+            "bf16 wgmma with f32 accumulate, f32 online softmax, P in bf16",
             "something newer (e8m0 scales)",
         ]);
         assert_eq!(

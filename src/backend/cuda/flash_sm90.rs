@@ -8,22 +8,22 @@
 //! bf16/f16, or decode lengths, [`plan`] says why it cannot run.
 //!
 //! Everything that decides the launch (grid, shared memory, the tensor-map geometry) is pure
-//! data computed by [`plan`] and [`map_geometry`], unit-tested without a GPU; [`Sm90Run`]
-//! only encodes the maps (`cuTensorMapEncodeTiled`, once per buffer set), launches and times.
+//! data computed by [`plan`] and [`map_geometry`], unit-tested without a GPU. It is one row of
+//! the implementation table (`registry.rs`): [`plan`] is its check, [`prepare`] its factory;
+//! the buffer sets and their tensor maps (one per Q, K, V, encoded per set by `tma::encode`)
+//! come from its `SetLayout`, and [`Sm90Run`] only launches.
 
-use super::attention::{upload_sets, Set};
 use super::device::Gpu;
 use super::error::cu;
 use super::kernels::KernelId;
-use super::launch::{launch, Args, Dims, Kernel, TensorMapArg};
+use super::launch::{launch, Args, Dims, Kernel};
 use super::own_attention::{out_type, Limits, CAUSAL_SKIP_NOTE, HEAD_DIMS};
-use super::run::{CudaRun, Exec, Output};
-use crate::backend::ImplInfo;
-use crate::dtype::{DType, OutType};
+use super::registry::{Built, PrepareCtx};
+use super::run::{Buffers, Exec, Output, SetLayout};
+use super::tma::MapGeometry;
+use crate::dtype::{AttentionPath, ComputeType, DType};
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
 use crate::workload::{AttentionSpec, DECODE_MAX_Q_LEN};
-use cudarc::driver::sys;
 use cudarc::driver::sys::CUfunction_attribute_enum as FnAttr;
 
 /// Implementation name.
@@ -127,191 +127,88 @@ pub fn plan(a: &AttentionSpec, lim: &Limits) -> Result<Sm90Plan> {
     })
 }
 
-/// The implementation listed for `a` on a device with `lim`, when it can run there.
-pub fn implementations(a: &AttentionSpec, lim: &Limits) -> Vec<ImplInfo> {
-    match plan(a, lim) {
-        Ok(_) => vec![ImplInfo::new(
-            IMPL,
-            "gpuvet FA3-style attention for Hopper: TMA, warp-specialised producer + 2 consumer warpgroups, wgmma, softmax overlapped with the GEMMs",
-            false,
-        )],
-        Err(_) => Vec::new(),
-    }
+/// The map of one of Q, K, V: the tensor [B·H, L, D] of 16-bit values, one head per box of 64
+/// columns (one 128-byte swizzle span) × 128 rows. Rows past L (a tail tile) read as zeros
+/// because the heads are their own dimension: a box never spills into the next head.
+pub fn map_geometry(dtype: DType, heads: u64, len: u64, d: u64) -> MapGeometry {
+    MapGeometry::stacked(dtype, heads, len, d, BOX_COLS as u32, ROWS as u32)
 }
 
-/// What `cuTensorMapEncodeTiled` is given for one of Q, K, V: the tensor [B·H, L, D] of
-/// 16-bit values as rank 3 (innermost first), boxes of 64 columns × 128 rows × 1 head.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MapGeometry {
-    pub dims: [u64; 3],
-    /// Byte strides of dims 1 and 2 (dim 0 is contiguous).
-    pub strides: [u64; 2],
-    pub boxes: [u32; 3],
+/// The buffer set of a `flash-sm90` run: Q, K, V as the `flash` kernels have them, O, and a
+/// tensor map over each of Q, K and V.
+pub fn set_layout<'h>(a: &AttentionSpec, [q, k, v]: [&'h [u8]; 3]) -> Result<SetLayout<'h>> {
+    let (d, hq, hkv) = (a.head_dim, a.batch * a.q_heads, a.batch * a.kv_heads);
+    super::attention::set_layout(a, q, [k.into(), v.into()], a.elem_bytes_kv())?
+        .tensor_map(0, map_geometry(a.dtype, hq, a.q_len, d))?
+        .tensor_map(1, map_geometry(a.dtype, hkv, a.kv_len, d))?
+        .tensor_map(2, map_geometry(a.dtype, hkv, a.kv_len, d))
 }
 
-/// The geometry of a [B·H, L, D] tensor. Rows past L (a tail tile) read as zeros because L is
-/// its own dimension: a box never spills into the next head.
-pub fn map_geometry(heads: u64, len: u64, d: u64) -> MapGeometry {
-    MapGeometry {
-        dims: [d, len, heads],
-        strides: [d * 2, len * d * 2],
-        boxes: [BOX_COLS as u32, ROWS as u32, 1],
-    }
-}
-
-/// Encodes the tensor map of `g` over the 16-bit tensor at `ptr`.
-fn encode(ptr: u64, dtype: DType, g: &MapGeometry) -> Result<TensorMapArg> {
-    use sys::CUtensorMapDataType_enum as T;
-    let ty = match dtype {
-        DType::Bf16 => T::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
-        _ => T::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-    };
-    let mut map = TensorMapArg(sys::CUtensorMap { opaque: [0; 16] });
-    let elem_strides = [1u32; 3];
-    // SAFETY: every array holds `rank` (3) entries (strides rank − 1), `map` is a writable
-    // CUtensorMap, `ptr` a live device allocation of at least dims' bytes; the call only
-    // encodes, it touches no device memory.
-    let r = unsafe {
-        sys::cuTensorMapEncodeTiled(
-            &mut map.0,
-            ty,
-            3,
-            ptr as *mut std::ffi::c_void,
-            g.dims.as_ptr(),
-            g.strides.as_ptr(),
-            g.boxes.as_ptr(),
-            elem_strides.as_ptr(),
-            sys::CUtensorMapInterleave_enum::CU_TENSOR_MAP_INTERLEAVE_NONE,
-            sys::CUtensorMapSwizzle_enum::CU_TENSOR_MAP_SWIZZLE_128B,
-            sys::CUtensorMapL2promotion_enum::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-            sys::CUtensorMapFloatOOBfill_enum::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
-        )
-    };
+/// The prepared `flash-sm90` run of `spec`.
+pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &AttentionSpec) -> Built<'a> {
+    let gpu = ctx.gpu;
+    let plan = plan(spec, &Limits::of(&gpu.props))?;
+    gpu.ensure_fits(spec.bytes() * ctx.sets.max(1) as u64)?;
+    let qkv = super::attention::qkv(spec, ctx.inputs)?;
+    // Compile and configure before allocating, so a compile error costs nothing.
+    let kernel = Kernel::load(gpu, plan.kernel)?;
     cu(
-        "encode a TMA tensor map (cuTensorMapEncodeTiled)",
-        r.result(),
+        "allow the flash-sm90 kernel its shared memory",
+        kernel.func.set_attribute(
+            FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            plan.smem as i32,
+        ),
     )?;
-    Ok(map)
+    let layout = set_layout(spec, qkv)?;
+    let exec = Sm90Run {
+        spec: spec.clone(),
+        plan,
+        kernel,
+    };
+    ctx.run(exec, layout)
 }
 
 /// A prepared `flash-sm90` run.
-pub struct Sm90Run<'a> {
-    gpu: &'a Gpu,
+pub struct Sm90Run {
     spec: AttentionSpec,
     plan: Sm90Plan,
     kernel: Kernel,
-    /// Per buffer set (keyed by its Q address): the tensor maps of Q, K and V.
-    maps: Vec<(u64, [TensorMapArg; 3])>,
-    out: OutType,
 }
 
-impl<'a> Sm90Run<'a> {
-    pub fn new(
-        gpu: &'a Gpu,
-        spec: &AttentionSpec,
-        inputs: &[Tensor],
-        sets: usize,
-        policy: String,
-    ) -> Result<CudaRun<'a, Self>> {
-        let plan = plan(spec, &Limits::of(&gpu.props))?;
-        if inputs.len() != 3 {
-            return Err(Error::invalid("attention takes three inputs, Q, K and V"));
-        }
-        let sets = sets.max(1);
-        gpu.ensure_fits(spec.bytes() * sets as u64)?;
-        // Compile and configure before allocating, so a compile error costs nothing.
-        let kernel = Kernel::load(gpu, plan.kernel)?;
-        cu(
-            "allow the flash-sm90 kernel its shared memory",
-            kernel.func.set_attribute(
-                FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                plan.smem as i32,
-            ),
-        )?;
-        let all = upload_sets(
-            gpu,
-            inputs[0].as_bytes(),
-            inputs[1].as_bytes(),
-            inputs[2].as_bytes(),
-            sets,
-        )?;
-        let a = spec;
-        let gq = map_geometry(a.batch * a.q_heads, a.q_len, a.head_dim);
-        let gkv = map_geometry(a.batch * a.kv_heads, a.kv_len, a.head_dim);
-        let maps = all
-            .iter()
-            .map(|s| {
-                Ok((
-                    s.q.ptr,
-                    [
-                        encode(s.q.ptr, a.dtype, &gq)?,
-                        encode(s.k.ptr, a.dtype, &gkv)?,
-                        encode(s.v.ptr, a.dtype, &gkv)?,
-                    ],
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let out = out_type(spec.dtype);
-        let exec = Sm90Run {
-            gpu,
-            spec: spec.clone(),
-            plan,
-            kernel,
-            maps,
-            out,
-        };
-        CudaRun::new(gpu, exec, all, policy)
-    }
-}
-
-impl Exec for Sm90Run<'_> {
-    type Set = Set;
-
-    fn enqueue(&self, set: &Set) -> Result<()> {
+impl Exec for Sm90Run {
+    fn enqueue(&self, gpu: &Gpu, set: &Buffers) -> Result<()> {
         let a = &self.spec;
-        let (_, m) = self
-            .maps
-            .iter()
-            .find(|(q, _)| *q == set.q.ptr)
-            .ok_or_else(|| {
-                Error::backend("cuda", "flash-sm90: a buffer set without tensor maps")
-            })?;
+        let [q, k, v] = [0, 1, 2].map(|i| &set.maps[i]);
+        let args = Args::new().tensor_map(q).tensor_map(k).tensor_map(v);
+        // No log-sum-exp output: a null pointer.
+        let args = args.buf(&set.output).ptr(0);
         // Lengths and heads were checked to fit i32 by `plan`.
-        let args = [a.q_heads, a.kv_heads, a.q_len, a.kv_len]
-            .iter()
-            .fold(
-                Args::new()
-                    .tensor_map(&m[0])
-                    .tensor_map(&m[1])
-                    .tensor_map(&m[2])
-                    .buf(&set.o)
-                    .ptr(0),
-                |x, &d| x.i32(d as i32),
-            )
-            .i32(a.causal as i32)
-            .f32(self.plan.scale_log2);
+        let dims = [a.q_heads, a.kv_heads, a.q_len, a.kv_len];
+        let args = dims.iter().fold(args, |x, &d| x.i32(d as i32));
+        let args = args.i32(a.causal as i32).f32(self.plan.scale_log2);
         let dims = Dims {
             grid: self.plan.grid,
             block: THREADS,
             smem: self.plan.smem,
         };
         // SAFETY: the arguments follow gv_flash_fwd_sm90_*(TensorMap×3, u16*, float* (null),
-        // int×5, float); the maps describe this set's Q, K and V, which live as long as self.
-        unsafe { launch(self.gpu, &self.kernel, dims, args) }
+        // int×5, float); the maps describe this set's Q, K and V (checked against their sizes
+        // by the layout), which like O live as long as the run.
+        unsafe { launch(gpu, &self.kernel, dims, args) }
     }
 
-    fn output<'s>(&'s self, set0: &'s Set) -> Output<'s> {
-        super::attention::output(&self.spec, self.out, set0)
+    fn output(&self) -> Output {
+        super::attention::output(&self.spec, out_type(self.spec.dtype))
     }
 
-    fn compute_dtype(&self) -> String {
-        format!(
-            "{} wgmma with f32 accumulate, f32 online softmax, P in {}",
-            self.spec.dtype, self.spec.dtype
-        )
+    fn compute_dtype(&self) -> ComputeType {
+        ComputeType::Attention {
+            inputs: self.spec.dtype,
+            path: AttentionPath::FusedWgmma,
+        }
     }
 
-    fn notes(&self) -> Vec<String> {
+    fn notes(&self, _gpu: &Gpu) -> Vec<String> {
         notes(&self.spec, &self.plan)
     }
 }
@@ -396,28 +293,27 @@ mod tests {
     }
 
     #[test]
-    fn listed_only_where_it_runs() {
-        assert_eq!(
-            implementations(&spec(4096, 4096, 128, DType::Bf16), &H200)[0].name,
-            IMPL
-        );
-        assert!(implementations(&spec(8, 4096, 128, DType::Bf16), &H200).is_empty());
-        let l4 = Limits { cc: (8, 9), ..H200 };
-        assert!(implementations(&spec(4096, 4096, 128, DType::Bf16), &l4).is_empty());
-        assert!(!implementations(&spec(4096, 4096, 64, DType::F16), &H200)[0].reference);
+    fn each_set_maps_q_k_and_v_over_their_own_heads() {
+        let a = spec(1000, 4097, 64, DType::F16);
+        let (q, kv) = (a.elem_bytes_q() as usize, a.elem_bytes_kv() as usize);
+        let (qb, kb) = (vec![0u8; q], vec![0u8; kv]);
+        set_layout(&a, [&qb, &kb, &kb]).unwrap();
+        // a K of the wrong size is refused before any map is declared over it
+        let e = set_layout(&a, [&qb, &kb[1..], &kb]).err().unwrap();
+        assert!(e.to_string().contains("input 1"), "{e}");
     }
 
     #[test]
     fn tensor_maps_keep_each_head_apart() {
         // GQA: Q over B·Hq heads, K/V over B·Hkv; strides in bytes, 16-byte multiples as TMA
         // requires; the box is one 128-byte swizzle row wide and one tile tall.
-        let g = map_geometry(4 * 32, 1000, 128);
+        let g = map_geometry(DType::Bf16, 4 * 32, 1000, 128);
         assert_eq!(g.dims, [128, 1000, 128]);
         assert_eq!(g.strides, [256, 1000 * 256]);
         assert_eq!(g.boxes, [64, 128, 1]);
         for d in HEAD_DIMS {
-            let g = map_geometry(3, 17, d);
-            assert!(g.strides.iter().all(|s| s % 16 == 0));
+            let g = map_geometry(DType::F16, 3, 17, d);
+            g.check().unwrap();
             assert_eq!(g.boxes[0] as u64 * 2, 128, "one 128-byte swizzle span");
             assert_eq!(d % g.boxes[0] as u64, 0);
         }

@@ -23,6 +23,7 @@
 pub mod attention;
 pub mod device;
 pub mod error;
+pub mod flash_sm90;
 pub mod kernels;
 pub mod launch;
 pub mod libs;

@@ -16,7 +16,7 @@ use super::libs::{self, Lib};
 use super::memory::MemImpl;
 use super::own_attention::Limits;
 use super::run::{CudaRun, Exec, SetLayout};
-use super::{attention, matmul, memory, own_attention, own_matmul, wgmma};
+use super::{attention, flash_sm90, matmul, memory, own_attention, own_matmul, wgmma};
 use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -205,6 +205,10 @@ builtin_table! {
     Attention "unfused", REFERENCE, None, [CublasLt, Nvrtc], |t, a| attention::plan(a, t.props.cc),
         attention::prepare,
         "cuBLASLt Q·Kᵀ, softmax kernel, cuBLASLt P·V (S materialised)";
+    Attention flash_sm90::IMPL, OWN, Some("unfused"), [Nvrtc],
+        |t, a| flash_sm90::plan(a, &Limits::of(t.props)),
+        flash_sm90::prepare,
+        "gpuvet FA3-style attention for Hopper: TMA, warp-specialised producer + 2 consumer warpgroups, wgmma, softmax overlapped with the GEMMs";
     Attention Flash::Prefill.name(), OWN, Some("unfused"), [Nvrtc],
         |t, a| own_attention::plan(a, Flash::Prefill, &Limits::of(t.props)),
         |c, a| own_attention::prepare(c, a, Flash::Prefill),
@@ -534,7 +538,7 @@ mod tests {
         );
         assert_eq!(
             names(&r, &t, &attention(4096, 128, DType::Bf16)),
-            ["unfused", "flash"]
+            ["unfused", "flash-sm90", "flash"]
         );
         let decode = [
             "unfused",
@@ -609,7 +613,8 @@ mod tests {
         ];
         assert_eq!(own(&r, &t, &attention(1, 128, DType::Bf16)), decode);
         assert_eq!(own(&r, &t, &attention(8, 128, DType::Bf16)), decode);
-        assert_eq!(own(&r, &t, &attention(9, 128, DType::Bf16)), ["flash"]);
+        let prefill = ["flash-sm90", "flash"];
+        assert_eq!(own(&r, &t, &attention(9, 128, DType::Bf16)), prefill);
         assert!(own(&r, &t, &attention(4096, 256, DType::Bf16)).is_empty());
         assert!(own(&r, &t, &attention(4096, 128, DType::F32)).is_empty());
         // Each row runs the kernel of its name: on the other phase it refuses by that name.
@@ -617,10 +622,72 @@ mod tests {
             .iter()
             .filter(|b| b.kind() == Kind::Attention && !b.reference)
         {
-            let q_len = if b.name == "flash" { 4 } else { 64 };
+            let q_len = if b.name.starts_with("flash-decode") {
+                64
+            } else {
+                4
+            };
             let e = refusal(&r, &t, &attention(q_len, 128, DType::F16), b.name);
             assert!(e.contains(&format!("`{}`", b.name)), "{}: {e}", b.name);
         }
+    }
+
+    #[test]
+    fn the_hopper_kernels_are_the_default_on_sm_90a_and_say_why_not_elsewhere() {
+        let r = Registry::default();
+        let first_own = |cc, w: &Workload| {
+            let p = props(cc);
+            own(&r, &full(&p), w).into_iter().next()
+        };
+        let big = Workload::Matmul(MatmulSpec {
+            m: 4096,
+            n: 4096,
+            k: 4096,
+            dtype: DType::Bf16,
+            b_layout: BLayout::Kn,
+        });
+        let prefill = attention(4096, 128, DType::Bf16);
+        assert_eq!(first_own((9, 0), &big).as_deref(), Some("wgmma"));
+        assert_eq!(first_own((9, 0), &prefill).as_deref(), Some("flash-sm90"));
+        // decode attention has no Hopper kernel; a decode GEMM under `wgmma` is handed to
+        // the split-K mma path (its note says so)
+        let decode = attention(1, 128, DType::Bf16);
+        assert_eq!(first_own((9, 0), &decode).as_deref(), Some("flash-decode"));
+        for cc in [(8, 0), (8, 9), (10, 0), (12, 0)] {
+            assert_eq!(first_own(cc, &big).as_deref(), Some("mma"), "{cc:?}");
+            assert_eq!(first_own(cc, &prefill).as_deref(), Some("flash"), "{cc:?}");
+            let p = props(cc);
+            for (w, name) in [(&big, "wgmma"), (&prefill, "flash-sm90")] {
+                let e = refusal(&r, &full(&p), w, name);
+                assert!(e.contains("sm_90a"), "{name} on {cc:?}: {e}");
+            }
+        }
+        // what else each refuses, with the reason
+        let p = props((9, 0));
+        let t = full(&p);
+        for (w, name, why) in [
+            (matmul(DType::Tf32), "wgmma", "bf16, f16 and fp8_e4m3"),
+            (matmul(DType::Int8), "wgmma", "bf16, f16 and fp8_e4m3"),
+            (attention(4096, 96, DType::Bf16), "flash-sm90", "head dims"),
+            (
+                attention(4096, 128, DType::F32),
+                "flash-sm90",
+                "bf16 and f16",
+            ),
+            (attention(8, 128, DType::F16), "flash-sm90", "flash-decode"),
+        ] {
+            let e = refusal(&r, &t, &w, name);
+            assert!(e.contains(why), "{name} on {}: {e}", w.name());
+        }
+        let small = Props {
+            sm: SmLimits {
+                smem_per_block_optin: 101_376,
+                ..p.sm
+            },
+            ..props((9, 0))
+        };
+        let e = refusal(&r, &full(&small), &big, "wgmma");
+        assert!(e.contains("shared memory"), "{e}");
     }
 
     #[test]
