@@ -158,6 +158,11 @@ impl Gpu {
         m.get(&s).map(|(_, log)| log.clone())
     }
 
+    /// Registers and spills of `k`, from the compile log of its loaded module.
+    pub fn resources(&self, k: KernelId) -> Option<nvrtc::KernelResources> {
+        nvrtc::resources_of(&self.module_log(k.source())?, k)
+    }
+
     fn module(&self, s: Source) -> Result<Arc<CudaModule>> {
         let mut m = self
             .modules

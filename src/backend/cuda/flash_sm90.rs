@@ -14,28 +14,27 @@
 //! come from its `SetLayout`, and [`Sm90Run`] only launches.
 
 use super::device::Gpu;
-use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::own_attention::{out_type, Limits, CAUSAL_SKIP_NOTE, HEAD_DIMS};
 use super::registry::{Built, PrepareCtx};
-use super::run::{Buffers, Exec, Output, SetLayout};
+use super::run::{Buffers, Exec, Output, PlannedRun, SetLayout};
 use super::tma::MapGeometry;
 use crate::dtype::{AttentionPath, ComputeType, DType};
 use crate::error::{Error, Result};
 use crate::workload::{AttentionSpec, DECODE_MAX_Q_LEN};
-use cudarc::driver::sys::CUfunction_attribute_enum as FnAttr;
 
 /// Implementation name.
 pub const IMPL: &str = "flash-sm90";
-/// Threads per CTA: a producer and two consumer warpgroups.
+
+// The kernel's compile-time geometry (`FA3_*` in flash_fwd_sm90.cu; a test holds both sides
+// to the same numbers): THREADS per CTA, a producer and two consumer warpgroups; ROWS query
+// rows per CTA, 64 per consumer warpgroup; KEYS keys per K/V tile; a K/V ring of STAGES; TMA
+// boxes BOX_COLS wide, one 128-byte swizzle row of 16-bit values.
 pub const THREADS: u32 = 384;
-/// Query rows per CTA (64 per consumer warpgroup) and keys per K/V tile, as compiled.
 pub const ROWS: u64 = 128;
 pub const KEYS: u64 = 128;
-/// K/V ring depth.
 pub const STAGES: u64 = 2;
-/// Columns per TMA box: one 128-byte swizzle row of 16-bit values.
 pub const BOX_COLS: u64 = 64;
 
 /// Dynamic shared memory of one CTA: Q, the K and V rings, 128 bytes of mbarriers and 1 KiB
@@ -52,6 +51,29 @@ pub struct Sm90Plan {
     pub smem: u32,
     /// Softmax scale 1/√D times log2(e): the kernel exponentiates in base 2.
     pub scale_log2: f32,
+}
+
+impl Sm90Plan {
+    /// The launch dimensions.
+    pub fn dims(&self) -> Dims {
+        Dims {
+            grid: self.grid,
+            block: THREADS,
+            smem: self.smem,
+        }
+    }
+
+    /// What a result of this launch of `a` says about how it ran.
+    pub fn notes(&self, a: &AttentionSpec) -> Vec<String> {
+        let what = format!(
+            "producer + 2 consumer warpgroups, {ROWS}×{KEYS} tiles, {STAGES}-stage TMA ring"
+        );
+        let mut n = vec![super::attention::launch_note(IMPL, &self.dims(), &what)];
+        if a.causal {
+            n.push(CAUSAL_SKIP_NOTE.into());
+        }
+        n
+    }
 }
 
 fn kernel_for(dtype: DType, d: u64) -> Result<KernelId> {
@@ -151,16 +173,9 @@ pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &AttentionSpec) -> Built<'a> 
     gpu.ensure_fits(spec.bytes() * ctx.sets.max(1) as u64)?;
     let qkv = super::attention::qkv(spec, ctx.inputs)?;
     // Compile and configure before allocating, so a compile error costs nothing.
-    let kernel = Kernel::load(gpu, plan.kernel)?;
-    cu(
-        "allow the flash-sm90 kernel its shared memory",
-        kernel.func.set_attribute(
-            FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            plan.smem as i32,
-        ),
-    )?;
+    let kernel = Kernel::load_with_smem(gpu, plan.kernel, plan.smem)?;
     let layout = set_layout(spec, qkv)?;
-    let exec = Sm90Run {
+    let exec = PlannedRun {
         spec: spec.clone(),
         plan,
         kernel,
@@ -169,28 +184,14 @@ pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &AttentionSpec) -> Built<'a> 
 }
 
 /// A prepared `flash-sm90` run.
-pub struct Sm90Run {
-    spec: AttentionSpec,
-    plan: Sm90Plan,
-    kernel: Kernel,
-}
-
-impl Exec for Sm90Run {
+impl Exec for PlannedRun<AttentionSpec, Sm90Plan> {
     fn enqueue(&self, gpu: &Gpu, set: &Buffers) -> Result<()> {
-        let a = &self.spec;
         let [q, k, v] = [0, 1, 2].map(|i| &set.maps[i]);
         let args = Args::new().tensor_map(q).tensor_map(k).tensor_map(v);
         // No log-sum-exp output: a null pointer.
         let args = args.buf(&set.output).ptr(0);
-        // Lengths and heads were checked to fit i32 by `plan`.
-        let dims = [a.q_heads, a.kv_heads, a.q_len, a.kv_len];
-        let args = dims.iter().fold(args, |x, &d| x.i32(d as i32));
-        let args = args.i32(a.causal as i32).f32(self.plan.scale_log2);
-        let dims = Dims {
-            grid: self.plan.grid,
-            block: THREADS,
-            smem: self.plan.smem,
-        };
+        let args = super::attention::dim_args(args, &self.spec, self.plan.scale_log2);
+        let dims = self.plan.dims();
         // SAFETY: the arguments follow gv_flash_fwd_sm90_*(TensorMap×3, u16*, float* (null),
         // int×5, float); the maps describe this set's Q, K and V (checked against their sizes
         // by the layout), which like O live as long as the run.
@@ -209,42 +210,32 @@ impl Exec for Sm90Run {
     }
 
     fn notes(&self, _gpu: &Gpu) -> Vec<String> {
-        notes(&self.spec, &self.plan)
+        self.plan.notes(&self.spec)
     }
-}
-
-/// What a result of `p` says about how it ran.
-pub fn notes(a: &AttentionSpec, p: &Sm90Plan) -> Vec<String> {
-    let g = p.grid;
-    let mut n = vec![format!(
-        "{IMPL}: {}×{}×{} CTAs × {THREADS} threads (producer + 2 consumer warpgroups), {} KiB shared memory, {ROWS}×{KEYS} tiles, {STAGES}-stage TMA ring",
-        g.0,
-        g.1,
-        g.2,
-        p.smem / 1024
-    )];
-    if a.causal {
-        n.push(CAUSAL_SKIP_NOTE.into());
-    }
-    n
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::own_attention::tests::H200;
+    use super::super::own_attention::tests::{gqa, H200};
+    use super::super::own_matmul::tests::declares;
     use super::*;
 
     fn spec(q_len: u64, kv_len: u64, d: u64, dtype: DType) -> AttentionSpec {
-        AttentionSpec {
-            batch: 4,
-            q_heads: 32,
-            kv_heads: 8,
-            q_len,
-            kv_len,
-            head_dim: d,
-            causal: true,
-            dtype,
-        }
+        gqa(4, q_len, kv_len, d, dtype)
+    }
+
+    #[test]
+    fn geometry_matches_the_kernel_source() {
+        declares(
+            KernelId::FlashFwdSm90Bf16D128,
+            &[
+                &format!("#define FA3_BM {ROWS}\n"),
+                &format!("#define FA3_BN {KEYS}\n"),
+                &format!("#define FA3_STAGES {STAGES}\n"),
+                &format!("#define FA3_THREADS {THREADS}\n"),
+                &format!("#define FA3_ROW_BYTES {} ", BOX_COLS * 2),
+            ],
+        );
     }
 
     #[test]
@@ -322,8 +313,8 @@ mod tests {
     #[test]
     fn notes_name_the_shape_of_the_launch() {
         let a = spec(4096, 4096, 128, DType::Bf16);
-        let n = notes(&a, &plan(&a, &H200).unwrap());
-        assert!(n[0].contains("32×32×4 CTAs × 384 threads"), "{n:?}");
+        let n = plan(&a, &H200).unwrap().notes(&a);
+        assert!(n[0].contains("32×32×4 blocks × 384 threads"), "{n:?}");
         assert!(n.iter().any(|l| l.contains("causal")));
     }
 }

@@ -12,7 +12,7 @@ use super::error::cu;
 use super::kernels::{KernelId, Param};
 use crate::error::{Error, Result};
 use cudarc::driver::result as dr;
-use cudarc::driver::sys::{CUdeviceptr, CUtensorMap};
+use cudarc::driver::sys::{CUdeviceptr, CUfunction_attribute_enum as FnAttr, CUtensorMap};
 use cudarc::driver::{CudaFunction, DeviceRepr};
 use std::ffi::c_void;
 
@@ -126,6 +126,24 @@ impl Kernel {
             func: gpu.function(id)?,
             id,
         })
+    }
+
+    /// [`Kernel::load`], then allows the kernel `smem` bytes of dynamic shared memory (past
+    /// the 48 KiB a launch gets without asking; up to the device's opt-in limit, which the
+    /// caller's plan has checked).
+    pub fn load_with_smem(gpu: &Gpu, id: KernelId, smem: u32) -> Result<Kernel> {
+        let k = Kernel::load(gpu, id)?;
+        cu(
+            &format!(
+                "allow {} {smem} bytes of dynamic shared memory",
+                id.symbol()
+            ),
+            k.func.set_attribute(
+                FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                smem as i32,
+            ),
+        )?;
+        Ok(k)
     }
 }
 

@@ -54,6 +54,16 @@ pub struct KernelResources {
     pub stack_bytes: u32,
 }
 
+impl KernelResources {
+    /// The note a result carries: registers (`what` says more about them), spills.
+    pub fn note(&self, what: &str) -> String {
+        format!(
+            "{} registers{what}, {} B spill stores, {} B spill loads",
+            self.registers, self.spill_stores, self.spill_loads
+        )
+    }
+}
+
 /// Checks that NVRTC was found and loaded; the one-line reason otherwise.
 pub fn available() -> Result<()> {
     match &libs::probe().nvrtc {

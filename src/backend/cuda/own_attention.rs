@@ -13,7 +13,6 @@
 //! buffer sets, the output poisoned before the verified run, CUDA-event timing.
 
 use super::device::{DevBuf, Gpu, Props};
-use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::registry::{Built, PrepareCtx};
@@ -21,7 +20,6 @@ use super::run::{upload, Buffers, Exec, Output};
 use crate::dtype::{AttentionPath, ComputeType, DType, OutType};
 use crate::error::{Error, Result};
 use crate::workload::{AttentionSpec, DECODE_MAX_Q_LEN};
-use cudarc::driver::sys::CUfunction_attribute_enum as FnAttr;
 use std::borrow::Cow;
 
 /// Implementation name of the fused prefill kernel.
@@ -493,14 +491,7 @@ pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &AttentionSpec, kind: Kind) -
     gpu.ensure_fits(memory_needed(spec, &plan, ctx.sets))?;
     let [q, k, v] = super::attention::qkv(spec, ctx.inputs)?;
     // Compile and configure before allocating, so a compile error costs nothing.
-    let main = Kernel::load(gpu, plan.main.kernel)?;
-    cu(
-        "allow the flash kernel its shared memory",
-        main.func.set_attribute(
-            FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            plan.main.smem as i32,
-        ),
-    )?;
+    let main = Kernel::load_with_smem(gpu, plan.main.kernel, plan.main.smem)?;
     // Paged: K and V scattered into pools once on the host, uploaded to every set.
     let paging = plan.paging();
     let table = paging.map(|g| block_table(spec.batch, g.pages_per_seq, BLOCK_TABLE_SEED));
@@ -559,14 +550,9 @@ pub struct FlashRun {
 }
 
 impl FlashRun {
-    /// The arguments every kernel here takes after its pointers: the four dimensions, causal
-    /// and the scale.
+    /// The arguments every kernel here takes after its pointers.
     fn with_dims(&self, args: Args) -> Args {
-        let a = &self.spec;
-        // Lengths and heads were checked to fit i32 by `plan`.
-        let dims = [a.q_heads, a.kv_heads, a.q_len, a.kv_len];
-        let args = dims.iter().fold(args, |x, &d| x.i32(d as i32));
-        args.i32(a.causal as i32).f32(self.plan.scale_log2)
+        super::attention::dim_args(args, &self.spec, self.plan.scale_log2)
     }
 
     /// The split-KV kernel into the partials, then the combine kernel into O.
@@ -642,15 +628,11 @@ impl Exec for FlashRun {
 
 /// What a result of `p` says about how it ran.
 pub fn notes(a: &AttentionSpec, p: &FlashPlan) -> Vec<String> {
-    let g = p.main.grid;
-    let mut n = vec![format!(
-        "{}: {}×{}×{} blocks × {} threads, {} KiB shared memory per block, S never in memory",
+    let main = dims_of(&p.main);
+    let mut n = vec![super::attention::launch_note(
         p.kind.name(),
-        g.0,
-        g.1,
-        g.2,
-        p.main.block,
-        p.main.smem / 1024
+        &main,
+        "S never in memory",
     )];
     if let Some(s) = p.split() {
         n.push(format!(
@@ -692,9 +674,11 @@ pub(crate) mod tests {
         smem_per_sm: 102_400,
     };
 
-    fn spec(q_len: u64, kv_len: u64, d: u64, dtype: DType) -> AttentionSpec {
+    /// Causal GQA with 32 query and 8 KV heads: the shapes the plans are tested on, shared
+    /// with flash_sm90's tests.
+    pub(crate) fn gqa(batch: u64, q_len: u64, kv_len: u64, d: u64, dtype: DType) -> AttentionSpec {
         AttentionSpec {
-            batch: 2,
+            batch,
             q_heads: 32,
             kv_heads: 8,
             q_len,
@@ -703,6 +687,10 @@ pub(crate) mod tests {
             causal: true,
             dtype,
         }
+    }
+
+    fn spec(q_len: u64, kv_len: u64, d: u64, dtype: DType) -> AttentionSpec {
+        gqa(2, q_len, kv_len, d, dtype)
     }
 
     #[test]

@@ -202,54 +202,34 @@ fn reduce_kernel(dtype: DType) -> KernelId {
     }
 }
 
-fn mma_split_kernel(dtype: DType, layout: BLayout) -> Option<KernelId> {
-    use KernelId::*;
-    Some(match (dtype, layout) {
-        (DType::Bf16, BLayout::Kn) => MatmulMmaBf16KnSplit,
-        (DType::Bf16, BLayout::Nk) => MatmulMmaBf16NkSplit,
-        (DType::F16, BLayout::Kn) => MatmulMmaF16KnSplit,
-        (DType::F16, BLayout::Nk) => MatmulMmaF16NkSplit,
-        (DType::Int8, _) => MatmulMmaS8NkSplit,
-        (DType::Fp8E4m3, _) => MatmulMmaE4m3NkSplit,
-        (DType::Tf32, _) => MatmulMmaTf32NkSplit,
-        _ => return None,
-    })
+/// The mma kernels compiled for one dtype and B layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MmaKernels {
+    /// 128×128 tiles, cp.async staging.
+    big: KernelId,
+    /// 32×64 tiles (small grids).
+    small: KernelId,
+    /// 128×128 tiles for rows that are not 16-byte aligned (register prefetch); e4m3 has none
+    /// (its emulated mma.sync on sm_90a leaves no registers): 32×64 instead.
+    ragged: Option<KernelId>,
+    /// 32×64 tiles with K split over grid z (decode shapes).
+    split: KernelId,
 }
 
-/// The 128×128 kernels for rows that are not 16-byte aligned (register prefetch).
-fn mma_ragged_kernel(dtype: DType, layout: BLayout) -> Option<KernelId> {
+/// The one table of mma kernels: per dtype and B layout. 8-bit and tf32 have one N×K kernel
+/// for both layouts (see `Launch::transpose_b_on_host`).
+#[rustfmt::skip]
+fn mma_kernels(dtype: DType, layout: BLayout) -> Option<MmaKernels> {
     use KernelId::*;
+    let row = |big, small, ragged, split| MmaKernels { big, small, ragged, split };
     Some(match (dtype, layout) {
-        (DType::Bf16, BLayout::Kn) => MatmulMmaBf16Kn128R,
-        (DType::Bf16, BLayout::Nk) => MatmulMmaBf16Nk128R,
-        (DType::F16, BLayout::Kn) => MatmulMmaF16Kn128R,
-        (DType::F16, BLayout::Nk) => MatmulMmaF16Nk128R,
-        (DType::Int8, _) => MatmulMmaS8Nk128R,
-        (DType::Tf32, _) => MatmulMmaTf32Nk128R,
-        // e4m3: none (its emulated mma.sync on sm_90a leaves no registers); 32×64 instead
-        _ => return None,
-    })
-}
-
-fn mma_kernel(dtype: DType, layout: BLayout, tile: &TileConfig) -> Option<KernelId> {
-    use KernelId::*;
-    let small = *tile == MMA_32X64;
-    Some(match (dtype, layout, small) {
-        (DType::Bf16, BLayout::Kn, false) => MatmulMmaBf16Kn128,
-        (DType::Bf16, BLayout::Nk, false) => MatmulMmaBf16Nk128,
-        (DType::F16, BLayout::Kn, false) => MatmulMmaF16Kn128,
-        (DType::F16, BLayout::Nk, false) => MatmulMmaF16Nk128,
-        (DType::Bf16, BLayout::Kn, true) => MatmulMmaBf16Kn32,
-        (DType::Bf16, BLayout::Nk, true) => MatmulMmaBf16Nk32,
-        (DType::F16, BLayout::Kn, true) => MatmulMmaF16Kn32,
-        (DType::F16, BLayout::Nk, true) => MatmulMmaF16Nk32,
-        // 8-bit and tf32: one N×K kernel for both layouts (see `Launch::transpose_b_on_host`).
-        (DType::Int8, _, false) => MatmulMmaS8Nk128,
-        (DType::Int8, _, true) => MatmulMmaS8Nk32,
-        (DType::Fp8E4m3, _, false) => MatmulMmaE4m3Nk128,
-        (DType::Fp8E4m3, _, true) => MatmulMmaE4m3Nk32,
-        (DType::Tf32, _, false) => MatmulMmaTf32Nk128,
-        (DType::Tf32, _, true) => MatmulMmaTf32Nk32,
+        (DType::Bf16, BLayout::Kn) => row(MatmulMmaBf16Kn128, MatmulMmaBf16Kn32, Some(MatmulMmaBf16Kn128R), MatmulMmaBf16KnSplit),
+        (DType::Bf16, BLayout::Nk) => row(MatmulMmaBf16Nk128, MatmulMmaBf16Nk32, Some(MatmulMmaBf16Nk128R), MatmulMmaBf16NkSplit),
+        (DType::F16, BLayout::Kn) => row(MatmulMmaF16Kn128, MatmulMmaF16Kn32, Some(MatmulMmaF16Kn128R), MatmulMmaF16KnSplit),
+        (DType::F16, BLayout::Nk) => row(MatmulMmaF16Nk128, MatmulMmaF16Nk32, Some(MatmulMmaF16Nk128R), MatmulMmaF16NkSplit),
+        (DType::Int8, _) => row(MatmulMmaS8Nk128, MatmulMmaS8Nk32, Some(MatmulMmaS8Nk128R), MatmulMmaS8NkSplit),
+        (DType::Fp8E4m3, _) => row(MatmulMmaE4m3Nk128, MatmulMmaE4m3Nk32, None, MatmulMmaE4m3NkSplit),
+        (DType::Tf32, _) => row(MatmulMmaTf32Nk128, MatmulMmaTf32Nk32, Some(MatmulMmaTf32Nk128R), MatmulMmaTf32NkSplit),
         _ => return None,
     })
 }
@@ -303,25 +283,24 @@ fn plan_mma(spec: &MatmulSpec, sms: u32) -> Result<Launch> {
             spec.dtype
         ))
     };
+    let ks = mma_kernels(spec.dtype, spec.b_layout).ok_or_else(unsupported)?;
     if let Some((splits, kchunk)) = choose_splits(spec.m, spec.n, spec.k, spec.dtype, sms) {
-        let k = mma_split_kernel(spec.dtype, spec.b_layout).ok_or_else(unsupported)?;
         let split = SplitK {
             splits,
             kchunk,
             reduce: reduce_kernel(spec.dtype),
         };
-        return finish(spec, k, MMA_32X64, Some(split));
+        return finish(spec, ks.split, MMA_32X64, Some(split));
     }
     let nk_only = kernel_reads_nk_only(spec.dtype);
     let ragged = is_ragged(spec, nk_only || spec.b_layout == BLayout::Nk);
-    let mut tile = choose_tile(spec.m, spec.n, sms);
-    if tile == MMA_128X128 && ragged {
-        match mma_ragged_kernel(spec.dtype, spec.b_layout) {
-            Some(k) => return finish(spec, k, MMA_128X128, None),
-            None => tile = MMA_32X64,
-        }
-    }
-    let k = mma_kernel(spec.dtype, spec.b_layout, &tile).ok_or_else(unsupported)?;
+    let big = choose_tile(spec.m, spec.n, sms) == MMA_128X128;
+    let (k, tile) = match (big, ragged, ks.ragged) {
+        (true, false, _) => (ks.big, MMA_128X128),
+        (true, true, Some(r)) => (r, MMA_128X128),
+        // small grids, and ragged rows without a ragged 128×128 kernel
+        _ => (ks.small, MMA_32X64),
+    };
     finish(spec, k, tile, None)
 }
 
@@ -356,6 +335,18 @@ fn finish(
         transpose_b_on_host: kernel_reads_nk_only(spec.dtype) && spec.b_layout == BLayout::Kn,
         split,
     })
+}
+
+/// The first notes of an own GEMM's result: the kernel, its tile and launch, then its registers
+/// and spills from the compile log (`regs` says more about the registers).
+pub fn kernel_notes(gpu: &Gpu, k: KernelId, tile: &str, launch: &str, regs: &str) -> Vec<String> {
+    let mut n = vec![format!(
+        "kernel {} ({}), tile {tile}, {launch}",
+        k.id(),
+        k.symbol()
+    )];
+    n.extend(gpu.resources(k).map(|r| r.note(regs)));
+    n
 }
 
 /// What the kernels compute in for `dtype`: products summed in s32 for int8, in f32 otherwise;
@@ -513,29 +504,17 @@ impl Exec for OwnMatmulRun {
 
     fn notes(&self, gpu: &Gpu) -> Vec<String> {
         let l = &self.launch;
-        let mut n = vec![format!(
-            "kernel {} ({}), tile {}×{} × {} B of K, {} stage(s), grid {}×{}×{} × {} threads, {} B shared memory",
-            l.kernel.id(),
-            l.kernel.symbol(),
-            l.tile.bm,
-            l.tile.bn,
-            l.tile.bk_bytes,
-            l.tile.stages,
-            l.grid.0,
-            l.grid.1,
-            l.split.map_or(1, |s| s.splits),
-            l.block,
-            l.tile.smem_bytes
-        )];
-        if let Some(r) = gpu
-            .module_log(l.kernel.source())
-            .and_then(|log| super::nvrtc::resources_of(&log, l.kernel))
-        {
-            n.push(format!(
-                "{} registers, {} B spill stores, {} B spill loads",
-                r.registers, r.spill_stores, r.spill_loads
-            ));
-        }
+        let t = &l.tile;
+        let tile = format!(
+            "{}×{} × {} B of K, {} stage(s)",
+            t.bm, t.bn, t.bk_bytes, t.stages
+        );
+        let (g, z) = (l.grid, l.split.map_or(1, |s| s.splits));
+        let launch = format!(
+            "grid {}×{}×{z} × {} threads, {} B shared memory",
+            g.0, g.1, l.block, t.smem_bytes
+        );
+        let mut n = kernel_notes(gpu, l.kernel, &tile, &launch, "");
         if let Some(v) = self.via {
             n.push(v.to_string());
         }
@@ -567,16 +546,23 @@ impl Exec for OwnMatmulRun {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn spec(m: u64, n: u64, k: u64, dtype: DType, b_layout: BLayout) -> MatmulSpec {
+    /// Fails unless the source of `k` has each of `lines`: the constants on the Rust side and
+    /// in the .cu file change together or not at all. Shared with wgmma's tests.
+    pub(crate) fn declares(k: KernelId, lines: &[&str]) {
+        let src = k.source().text();
+        for l in lines {
+            assert!(src.contains(l), "{} lacks `{l}`", k.source().file());
+        }
+    }
+
+    /// A matmul spec with B in `b_layout`, shared with wgmma's tests.
+    pub(crate) fn spec(m: u64, n: u64, k: u64, dtype: DType, b_layout: BLayout) -> MatmulSpec {
         MatmulSpec {
-            m,
-            n,
-            k,
-            dtype,
             b_layout,
+            ..MatmulSpec::new(m, n, k, dtype)
         }
     }
 
@@ -589,15 +575,15 @@ mod tests {
         assert!(mma.contains("GV_MMA_KERNEL(matmul_mma_bf16_nk_128x128, 128, 128, 2, 3,"));
         assert!(mma.contains("GV_MMA_KERNEL(matmul_mma_bf16_nk_32x64, 32, 64, 2, 4,"));
         assert!(mma.contains("#define BK_BYTES 64") && mma.contains("#define THREADS 256"));
-        let simt = KernelId::MatmulSimtF32Kn.source().text();
-        for d in [
-            "#define BM 128",
-            "#define BN 128",
-            "#define BK 8",
-            "#define THREADS 256",
-        ] {
-            assert!(simt.contains(d), "{d}");
-        }
+        declares(
+            KernelId::MatmulSimtF32Kn,
+            &[
+                "#define BM 128",
+                "#define BN 128",
+                "#define BK 8",
+                "#define THREADS 256",
+            ],
+        );
         for t in MMA_TILES {
             assert_eq!(
                 t.smem_bytes,

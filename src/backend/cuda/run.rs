@@ -8,7 +8,7 @@
 //! iteration on a set. A new CUDA workload (or a user kernel) writes only that.
 
 use super::device::{DevBuf, Gpu};
-use super::launch::TensorMapArg;
+use super::launch::{Kernel, TensorMapArg};
 use super::timing::Timer;
 use super::tma::{self, MapGeometry};
 use crate::backend::{CachePolicy, Prepared};
@@ -214,6 +214,15 @@ pub trait Exec {
     fn notes(&self, _gpu: &Gpu) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// The [`Exec`] state of a run that is one kernel launch per iteration: the workload's spec,
+/// the plan its table row made of it, and the loaded kernel. `wgmma` and `flash-sm90` are
+/// this, each with its own `impl Exec for PlannedRun<Spec, Plan>`.
+pub struct PlannedRun<S, P> {
+    pub spec: S,
+    pub plan: P,
+    pub kernel: Kernel,
 }
 
 /// A prepared CUDA run: an [`Exec`] plus the buffer sets, timing, rotation and clean-up every

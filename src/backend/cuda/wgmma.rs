@@ -19,18 +19,16 @@
 //! [`prepare`] its factory.
 
 use super::device::Gpu;
-use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::matmul::{self, transpose_bytes};
 use super::own_matmul::{self, Family};
 use super::registry::{Built, PrepareCtx};
-use super::run::{Buffers, Exec, Output, SetLayout};
+use super::run::{Buffers, Exec, Output, PlannedRun, SetLayout};
 use super::tma::MapGeometry;
 use crate::dtype::{ComputeType, DType};
 use crate::error::{Error, Result};
 use crate::workload::{BLayout, MatmulSpec};
-use cudarc::driver::sys::CUfunction_attribute_enum as FnAttr;
 use std::borrow::Cow;
 
 /// Implementation name of the Hopper kernel.
@@ -259,31 +257,18 @@ fn prepare_tma<'a>(ctx: &PrepareCtx<'a, '_>, spec: &MatmulSpec, launch: TmaLaunc
     };
     gpu.ensure_fits(memory_needed(spec, &launch, ctx.sets))?;
     // Compile before allocating gigabytes, so a compile error costs nothing.
-    let func = Kernel::load(gpu, launch.kernel)?;
-    cu(
-        "allow the wgmma kernel its dynamic shared memory",
-        func.func.set_attribute(
-            FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            launch.tile.smem_bytes() as i32,
-        ),
-    )?;
+    let kernel = Kernel::load_with_smem(gpu, launch.kernel, launch.tile.smem_bytes())?;
     let layout = set_layout(spec, &launch, a.as_bytes(), b.as_bytes())?;
-    let exec = WgmmaRun {
+    let exec = PlannedRun {
         spec: spec.clone(),
-        launch,
-        func,
+        plan: launch,
+        kernel,
     };
     ctx.run(exec, layout)
 }
 
 /// A prepared `wgmma` run of the Hopper kernel.
-pub struct WgmmaRun {
-    spec: MatmulSpec,
-    launch: TmaLaunch,
-    func: Kernel,
-}
-
-impl Exec for WgmmaRun {
+impl Exec for PlannedRun<MatmulSpec, TmaLaunch> {
     fn enqueue(&self, gpu: &Gpu, s: &Buffers) -> Result<()> {
         // Checked against i32 in plan().
         let (m, n, k) = (self.spec.m as i32, self.spec.n as i32, self.spec.k as i32);
@@ -295,14 +280,14 @@ impl Exec for WgmmaRun {
             .i32(n)
             .i32(k);
         let dims = Dims {
-            grid: (self.launch.grid, 1, 1),
+            grid: (self.plan.grid, 1, 1),
             block: THREADS,
-            smem: self.launch.tile.smem_bytes(),
+            smem: self.plan.tile.smem_bytes(),
         };
         // SAFETY: the arguments follow the kernel's signature; the tensor maps point into this
         // set's A and B (checked to hold the extents the maps declare), which like C live as
         // long as the run; the dynamic shared memory was allowed at prepare time.
-        unsafe { launch(gpu, &self.func, dims, args) }
+        unsafe { launch(gpu, &self.kernel, dims, args) }
     }
 
     fn output(&self) -> Output {
@@ -316,29 +301,18 @@ impl Exec for WgmmaRun {
     }
 
     fn notes(&self, gpu: &Gpu) -> Vec<String> {
-        let l = &self.launch;
-        let mut n = vec![format!(
-            "kernel {} ({}), tile {}×{} × {} B of K, {} stages, persistent grid {} CTAs × {} threads over {} tiles, {} B dynamic shared memory",
-            l.kernel.id(),
-            l.kernel.symbol(),
-            BM,
-            l.tile.bn,
-            ROW_BYTES,
-            l.tile.stages,
+        let l = &self.plan;
+        let tile = format!(
+            "{BM}×{} × {ROW_BYTES} B of K, {} stages",
+            l.tile.bn, l.tile.stages
+        );
+        let launch = format!(
+            "persistent grid {} CTAs × {THREADS} threads over {} tiles, {} B dynamic shared memory",
             l.grid,
-            THREADS,
             l.tiles,
             l.tile.smem_bytes()
-        )];
-        if let Some(r) = gpu
-            .module_log(l.kernel.source())
-            .and_then(|log| super::nvrtc::resources_of(&log, l.kernel))
-        {
-            n.push(format!(
-                "{} registers (before setmaxnreg), {} B spill stores, {} B spill loads",
-                r.registers, r.spill_stores, r.spill_loads
-            ));
-        }
+        );
+        let mut n = own_matmul::kernel_notes(gpu, l.kernel, &tile, &launch, " (before setmaxnreg)");
         if l.padded(&self.spec) {
             n.push(format!(
                 "rows uploaded padded to 16-byte multiples for TMA (A {} B, B {} B per row)",
@@ -366,17 +340,8 @@ pub const DECODE_NOTE: &str = "decode shape (M ≤ 64): `wgmma` runs the split-K
 
 #[cfg(test)]
 mod tests {
+    use super::super::own_matmul::tests::{declares, spec};
     use super::*;
-
-    fn spec(m: u64, n: u64, k: u64, dtype: DType, b_layout: BLayout) -> MatmulSpec {
-        MatmulSpec {
-            m,
-            n,
-            k,
-            dtype,
-            b_layout,
-        }
-    }
 
     const H200: ((i32, i32), u32, u64) = ((9, 0), 132, 232_448);
 
@@ -389,17 +354,17 @@ mod tests {
 
     #[test]
     fn tiles_match_the_kernel_source() {
-        let src = KernelId::MatmulWgmmaBf16Nk.source().text();
-        for line in [
-            "template <> struct WgCfg<WG_BF16> { enum { ESZ = 2, BN = 256, STAGES = 4 }; };",
-            "template <> struct WgCfg<WG_F16> { enum { ESZ = 2, BN = 256, STAGES = 4 }; };",
-            "template <> struct WgCfg<WG_E4M3> { enum { ESZ = 1, BN = 128, STAGES = 6 }; };",
-            "#define WG_BM 128",
-            "#define WG_THREADS 384",
-            "#define WG_ROW_BYTES 128",
-        ] {
-            assert!(src.contains(line), "{line}");
-        }
+        declares(
+            KernelId::MatmulWgmmaBf16Nk,
+            &[
+                "template <> struct WgCfg<WG_BF16> { enum { ESZ = 2, BN = 256, STAGES = 4 }; };",
+                "template <> struct WgCfg<WG_F16> { enum { ESZ = 2, BN = 256, STAGES = 4 }; };",
+                "template <> struct WgCfg<WG_E4M3> { enum { ESZ = 1, BN = 128, STAGES = 6 }; };",
+                "#define WG_BM 128",
+                "#define WG_THREADS 384",
+                "#define WG_ROW_BYTES 128",
+            ],
+        );
         for d in [DType::Bf16, DType::F16, DType::Fp8E4m3] {
             let t = WgTile::of(d).unwrap();
             // 197 888 B: fits the 227 KiB opt-in of H100/H200 with room to spare
