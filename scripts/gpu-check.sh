@@ -17,12 +17,16 @@
 #                        patterns (e.g. `gemm-*,copy`): a rerun of what failed; `--list` names them
 #   --out DIR            where the three results go (default $OUT, else ./gpu-check-out)
 #   --bin DIR            the binaries (default target/gpu-check)
-#   --list               print the steps in order, with their time limits, and exit
+#   --list               print the steps in order, with their time limits, predicted seconds and
+#                        where the budget is predicted to run out, and exit
 #
-# Steps run in order of importance: inventory, one verified cuBLASLt bf16 GEMM, copy bandwidth and
-# PyTorch's same figures come first (within ~90 s), then the GPU tests, then the full vendor and own
-# kernel benchmarks, then the long runs (quick suite, validate, stress). A step that fails or times
-# out is recorded and the run goes on. Exactly three files are written to the output folder:
+# Steps run in order of importance (the budget plan in docs/gpu-check.md): A inventory, one verified
+# cuBLASLt bf16 GEMM, copy bandwidth and PyTorch's same figures (within ~90 s); B the Hopper goals of
+# issue 15 (wgmma, flash-sm90, decode, each verified beside cuBLASLt/PyTorch); C the GPU tests, the
+# Hopper ones first; D the full vendor and own kernel sweeps; E the long runs (quick suite, validate,
+# stress). At the default budget A-C are predicted to fit and D-E are left to a second call. A step
+# that fails or times out is recorded and the run goes on; one that cannot get its least useful
+# time is recorded as skipped. Exactly three files are written to the output folder:
 #   gpu-check.tar.gz   every log and JSON of the run
 #   summary.txt        the steps with status and seconds, then gpuvet beside PyTorch
 #   record.json        the machine-readable record (docs/perf/records/README.md)
@@ -150,6 +154,44 @@ selected() {
     return 1
 }
 
+# ---------------------------------------------------------------- the budget plan
+# Per step (docs/gpu-check.md): predicted seconds on an H200, low and high (PREDICTIONS from the
+# step's work, not measurements: no GPU has run this yet), and the least time it is started with
+# (less than that left of the budget: `skipped: budget`; a step started with less than its limit
+# is cut short at the budget, and gpuvet's SIGINT handler writes what it measured so far).
+declare -A PRED_LO=() PRED_HI=() MIN_S=()
+plan() { PRED_LO[$1]=$2; PRED_HI[$1]=$3; MIN_S[$1]=$4; }
+#    step                      lo   hi  min
+plan inventory                  2    2    5
+plan nvidia-smi                 1    1    5
+plan gemm-bf16-ref              6   10   10
+plan copy                      12   15   10
+plan torch-first               15   20   15
+plan gemm-wgmma                40   50   20
+plan torch-half                12   15   10
+plan attention-sm90            10   15   10
+plan attention-sm90-causal     10   15   10
+plan torch-attention           20   30   15
+plan gemm-own-decode           25   35   15
+plan attention-decode          20   30   15
+plan gpu-tests-hopper          40   70   30
+plan gpu-tests                 60  100   45
+plan gpu-tests-shared          20   40   20
+plan gemm-ref                  30   35   20
+plan torch-all                 45   65   30
+plan memory-all                25   30   15
+plan gemm-own                  60   80   30
+plan gemm-own-layouts          12   15   10
+plan attention-prefill         20   30   15
+plan attention-prefill-causal  20   30   15
+plan quick-suite               40   60   40
+plan validate                  60   90   60
+plan stress                    65   65   65
+# On the CPU backend every step is small: any step starts with 10 s left.
+least_time() { if [ "$BACKEND" = cuda ]; then echo "${MIN_S[$1]:-10}"; else echo 10; fi; }
+LIST_LO=0
+LIST_HI=0
+
 record_step() { # NAME STATUS SECONDS LIMIT
     printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$SCRATCH/steps.tsv"
     printf '%-26s %-22s %4ss (limit %ss)\n' "$1" "$2" "$3" "$4"
@@ -157,7 +199,8 @@ record_step() { # NAME STATUS SECONDS LIMIT
 
 skip() { # NAME REASON
     selected "$1" || return 0
-    [ "$LIST_ONLY" = 1 ] && { printf '%-26s    -  skipped here: %s\n' "$1" "$2"; return 0; }
+    # Listed with its prediction all the same: the plan is the GPU machine's, not this one's.
+    [ "$LIST_ONLY" = 1 ] && { list_step "$1" - "(skipped here: $2)"; return 0; }
     record_step "$1" "skipped: $2" 0 0
 }
 
@@ -167,9 +210,13 @@ step() {
     local name="$1" limit="$2"
     shift 2
     selected "$name" || return 0
-    [ "$LIST_ONLY" = 1 ] && { printf '%-26s %4ss  %s\n' "$name" "$limit" "$*"; return 0; }
-    local left=$((DEADLINE - SECONDS))
-    if [ "$left" -lt 10 ]; then
+    if [ "$LIST_ONLY" = 1 ]; then
+        list_step "$name" "$limit" "$*"
+        return 0
+    fi
+    local left=$((DEADLINE - SECONDS)) least
+    least="$(least_time "$name")"
+    if [ "$left" -lt "$least" ]; then
         record_step "$name" "skipped: budget" 0 "$limit"
         return 0
     fi
@@ -190,6 +237,22 @@ step() {
     return 0
 }
 
+# --list: limit, predicted seconds, and the predicted running total against the budget.
+list_step() { # NAME LIMIT COMMAND
+    local lo="${PRED_LO[$1]:-0}" hi="${PRED_HI[$1]:-0}" mark=""
+    LIST_LO=$((LIST_LO + lo))
+    LIST_HI=$((LIST_HI + hi))
+    if [ "$LIST_LO" -gt "$BUDGET" ]; then
+        mark="  [predicted past the budget: skipped]"
+    elif [ "$LIST_HI" -gt "$BUDGET" ]; then
+        mark="  [may be cut or skipped at the budget]"
+    fi
+    local limit="${2}s"
+    [ "$2" != - ] || limit=-
+    printf '%-26s %5s  predicted %3s-%3ss, total %4s-%4ss%s\n    %s\n' \
+        "$1" "$limit" "$lo" "$hi" "$LIST_LO" "$LIST_HI" "$mark" "$3"
+}
+
 J() { echo "$SCRATCH/json/$1.json"; }
 
 # ---------------------------------------------------------------- the steps, most important first
@@ -205,7 +268,7 @@ torch_or_reason() {
 steps() {
     local torch_why
     torch_why="$(torch_or_reason)"
-    # 1. The evidence that matters most, within the first ~90 s.
+    # A. The evidence that matters most, within the first ~90 s (issue 12).
     step inventory 30 "${G[@]}" --json "$(J info)" info
     if [ "$BACKEND" = cuda ] && command -v nvidia-smi >/dev/null; then
         step nvidia-smi 20 nvidia-smi -q
@@ -224,10 +287,14 @@ steps() {
     else
         skip torch-first "$torch_why"
     fi
-    # 1b. The Hopper GEMM (wgmma; on other GPUs the step says it is not available) beside
-    # cuBLASLt at the full and half size, PyTorch at the half size (the full size is in
-    # torch-first/torch-all), and the decode GEMMs beside the copy bandwidth measured above.
-    step gemm-wgmma 90 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-wgmma)" \
+    # B. Issue 15's goals, each figure verified and measured beside its reference in the same
+    # run: wgmma beside cuBLASLt at the full and half size (on other GPUs the step says wgmma
+    # is not available) with PyTorch at the half size (the full size is in torch-first);
+    # flash-sm90 alone in its own processes (a fault there is sticky and would take other
+    # figures with it) with PyTorch SDPA on the same shapes; the decode GEMMs and flash-decode,
+    # whose yardstick is the copy bandwidth measured in A. Limits ~1.5x the high prediction:
+    # a never-run kernel that hangs costs no more than that.
+    step gemm-wgmma 75 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-wgmma)" \
         bench matmul --shape "$SHAPE,$HALF_SHAPE" --dtype "$WG_DTYPES" --layout nk --impl "$WG_IMPLS"
     if [ -z "$torch_why" ]; then
         step torch-half 40 python3 "$ROOT/scripts/torch_reference.py" measure --out "$(J torch-half)" \
@@ -235,28 +302,51 @@ steps() {
     else
         skip torch-half "$torch_why"
     fi
-    step gemm-own-decode 60 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-own-decode)" \
+    if [ "$BACKEND" = cuda ]; then
+        step attention-sm90 30 "${G[@]}" --max-time "$MAXT" --json "$(J attention-sm90)" \
+            bench attention "${PREFILL[@]}" --dtype bf16 --impl flash-sm90
+        step attention-sm90-causal 30 "${G[@]}" --max-time "$MAXT" --json "$(J attention-sm90-causal)" \
+            bench attention "${PREFILL[@]}" --causal --dtype bf16 --impl flash-sm90
+    else
+        skip attention-sm90 "cpu backend"
+        skip attention-sm90-causal "cpu backend"
+    fi
+    if [ -z "$torch_why" ]; then
+        step torch-attention 45 python3 "$ROOT/scripts/torch_reference.py" measure \
+            --out "$(J torch-attention)" --only attention
+    else
+        skip torch-attention "$torch_why"
+    fi
+    step gemm-own-decode 50 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-own-decode)" \
         bench matmul --shape "$DECODE_GEMM" --dtype bf16 --layout nk --impl all
-    # 2. The GPU tests: every workload verified on odd shapes (skip visibly without a GPU).
+    step attention-decode 45 "${G[@]}" --max-time "$MAXT" --json "$(J attention-decode)" \
+        bench attention "${DECODE[@]}" --causal --dtype bf16 --impl all
+    # C. The GPU tests: every workload verified on odd shapes (skip visibly without a GPU), the
+    # Hopper kernels' tests first, then the rest, then the shared bodies of tests/backends.rs.
     local req=(GPUVET_REQUIRE_GPU=0)
     [ "$BACKEND" = cuda ] && req=(GPUVET_REQUIRE_GPU=1)
+    local hopper_tests=(wgmma_verified_on_hopper_and_refused_elsewhere
+        attention_flash_sm90_verified_or_refused mma_split_k_decode_verified)
     if [ -x "$BIN/cuda_gpu" ]; then
-        step gpu-tests 180 env "${req[@]}" "$BIN/cuda_gpu" --test-threads=1
+        step gpu-tests-hopper 105 env "${req[@]}" "$BIN/cuda_gpu" --test-threads=1 --exact \
+            "${hopper_tests[@]}"
+        step gpu-tests 150 env "${req[@]}" "$BIN/cuda_gpu" --test-threads=1 \
+            "${hopper_tests[@]/#/--skip=}"
     else
+        skip gpu-tests-hopper "no $BIN/cuda_gpu (run --build)"
         skip gpu-tests "no $BIN/cuda_gpu (run --build)"
     fi
-    # The shared odd-shape bodies of tests/backends.rs, their CUDA variants.
     if [ -x "$BIN/backends" ]; then
-        step gpu-tests-shared 90 env "${req[@]}" "$BIN/backends" cuda:: --test-threads=1
+        step gpu-tests-shared 60 env "${req[@]}" "$BIN/backends" cuda:: --test-threads=1
     else
         skip gpu-tests-shared "no $BIN/backends (run --build)"
     fi
-    # 3. Every dtype on the vendor library, PyTorch's full set, then the own kernels.
+    # D. Every dtype on the vendor library, PyTorch's full set, then the own kernels.
     step gemm-ref 60 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-ref)" \
         bench matmul --shape "$SHAPE" --dtype "$ALL_DTYPES" --impl reference
     if [ -z "$torch_why" ]; then
-        step torch-all 120 python3 "$ROOT/scripts/torch_reference.py" measure --out "$(J torch-all)" \
-            --size "$SIZE" --copy-bytes "$COPY_BYTES"
+        step torch-all 100 python3 "$ROOT/scripts/torch_reference.py" measure --out "$(J torch-all)" \
+            --size "$SIZE" --copy-bytes "$COPY_BYTES" --no-attention
     else
         skip torch-all "$torch_why"
     fi
@@ -266,24 +356,11 @@ steps() {
         bench matmul --shape "$SHAPE" --dtype "$ALL_DTYPES" --layout nk --impl all
     step gemm-own-layouts 40 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-own-layouts)" \
         bench matmul --shape "$HALF_SHAPE" --dtype bf16 --layout kn,nk --impl all
-    # The Hopper FA3-style kernel in steps of its own (a fault there is sticky and would take
-    # the other kernels' figures down with it), then the reference and the portable kernel.
-    if [ "$BACKEND" = cuda ]; then
-        step attention-sm90 45 "${G[@]}" --max-time "$MAXT" --json "$(J attention-sm90)" \
-            bench attention "${PREFILL[@]}" --dtype bf16 --impl flash-sm90
-        step attention-sm90-causal 45 "${G[@]}" --max-time "$MAXT" --json "$(J attention-sm90-causal)" \
-            bench attention "${PREFILL[@]}" --causal --dtype bf16 --impl flash-sm90
-    else
-        skip attention-sm90 "cpu backend"
-        skip attention-sm90-causal "cpu backend"
-    fi
     step attention-prefill 60 "${G[@]}" --max-time "$MAXT" --json "$(J attention-prefill)" \
         bench attention "${PREFILL[@]}" --dtype bf16 --impl "$PREFILL_IMPLS"
     step attention-prefill-causal 60 "${G[@]}" --max-time "$MAXT" --json "$(J attention-prefill-causal)" \
         bench attention "${PREFILL[@]}" --causal --dtype bf16 --impl "$PREFILL_IMPLS"
-    step attention-decode 60 "${G[@]}" --max-time "$MAXT" --json "$(J attention-decode)" \
-        bench attention "${DECODE[@]}" --causal --dtype bf16 --impl all
-    # 4. The long runs: what a user runs first, the node verdict, sustained load.
+    # E. The long runs: what a user runs first, the node verdict, sustained load.
     step quick-suite 90 "${G[@]}" --json "$(J quick-suite)" run
     step validate 150 "${G[@]}" --json "$(J validate)" validate "${VALIDATE_EXTRA[@]}" --verdict "$(J verdict)"
     step stress 90 "${G[@]}" stress --duration "$STRESS" --json "$(J stress)"
@@ -325,7 +402,9 @@ fi
 G=("$BIN/gpuvet" --backend "$BACKEND" --quiet)
 if [ "$LIST_ONLY" = 1 ]; then
     SCRATCH='$SCRATCH'
+    echo "step                      limit  predicted on an H200 (predictions, not measurements), running total; budget ${BUDGET}s"
     steps
+    echo "predicted total ${LIST_LO}-${LIST_HI}s against a budget of ${BUDGET}s (docs/gpu-check.md: the budget plan)"
     exit 0
 fi
 
@@ -341,8 +420,11 @@ torch_json=""
 for t in torch-all torch-first; do
     [ -s "$(J "$t")" ] && { torch_json="$(J "$t")"; break; }
 done
-# PyTorch at the half size (the wgmma goals at 4096³) joins the same table.
-[ -s "$(J torch-half)" ] && torch_json="${torch_json:+$torch_json,}$(J torch-half)"
+# PyTorch at the half size (the wgmma goals at 4096³) and SDPA (the attention goals) join the
+# same table.
+for t in torch-half torch-attention; do
+    [ -s "$(J "$t")" ] && torch_json="${torch_json:+$torch_json,}$(J "$t")"
+done
 side="$SCRATCH/side-by-side.txt"
 python3 "$ROOT/scripts/torch_reference.py" compare ${torch_json:+--torch "$torch_json"} \
     "${reports[@]}" >"$side" 2>"$SCRATCH/logs/compare.log" || echo "(no table: see logs/compare.log)" >"$side"
