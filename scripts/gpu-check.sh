@@ -160,33 +160,18 @@ selected() {
 # (less than that left of the budget: `skipped: budget`; a step started with less than its limit
 # is cut short at the budget, and gpuvet's SIGINT handler writes what it measured so far).
 declare -A PRED_LO=() PRED_HI=() MIN_S=()
-plan() { PRED_LO[$1]=$2; PRED_HI[$1]=$3; MIN_S[$1]=$4; }
-#    step                      lo   hi  min
-plan inventory                  2    2    5
-plan nvidia-smi                 1    1    5
-plan gemm-bf16-ref              6   10   10
-plan copy                      12   15   10
-plan torch-first               15   20   15
-plan gemm-wgmma                40   50   20
-plan torch-half                12   15   10
-plan attention-sm90            10   15   10
-plan attention-sm90-causal     10   15   10
-plan torch-attention           20   30   15
-plan gemm-own-decode           25   35   15
-plan attention-decode          20   30   15
-plan gpu-tests-hopper          40   70   30
-plan gpu-tests                 60  100   45
-plan gpu-tests-shared          20   40   20
-plan gemm-ref                  30   35   20
-plan torch-all                 45   65   30
-plan memory-all                25   30   15
-plan gemm-own                  60   80   30
-plan gemm-own-layouts          12   15   10
-plan attention-prefill         20   30   15
-plan attention-prefill-causal  20   30   15
-plan quick-suite               40   60   40
-plan validate                  60   90   60
-plan stress                    65   65   65
+# Per tier, in run order: step:low:high:min (seconds).
+PLAN_A="inventory:2:2:5 nvidia-smi:1:1:5 gemm-bf16-ref:6:10:10 copy:12:15:10 torch-first:15:20:15"
+PLAN_B="gemm-wgmma:40:50:20 torch-half:12:15:10 attention-sm90:10:15:10 attention-sm90-causal:10:15:10
+    torch-attention:20:30:15 gemm-own-decode:25:35:15 attention-decode:20:30:15"
+PLAN_C="gpu-tests-hopper:40:70:30 gpu-tests:60:100:45 gpu-tests-shared:20:40:20"
+PLAN_D="gemm-ref:30:35:20 torch-all:45:65:30 memory-all:25:30:15 gemm-own:60:80:30
+    gemm-own-layouts:12:15:10 attention-prefill:20:30:15 attention-prefill-causal:20:30:15"
+PLAN_E="quick-suite:40:60:40 validate:60:90:60 stress:65:65:65"
+for entry in $PLAN_A $PLAN_B $PLAN_C $PLAN_D $PLAN_E; do
+    IFS=: read -r name lo hi least <<<"$entry"
+    PRED_LO[$name]=$lo; PRED_HI[$name]=$hi; MIN_S[$name]=$least
+done
 # On the CPU backend every step is small: any step starts with 10 s left.
 least_time() { if [ "$BACKEND" = cuda ]; then echo "${MIN_S[$1]:-10}"; else echo 10; fi; }
 LIST_LO=0
@@ -242,7 +227,9 @@ list_step() { # NAME LIMIT COMMAND
     local lo="${PRED_LO[$1]:-0}" hi="${PRED_HI[$1]:-0}" mark=""
     LIST_LO=$((LIST_LO + lo))
     LIST_HI=$((LIST_HI + hi))
-    if [ "$LIST_LO" -gt "$BUDGET" ]; then
+    if [ -z "${PRED_LO[$1]:-}" ]; then
+        mark="  [no prediction in the plan]"
+    elif [ "$LIST_LO" -gt "$BUDGET" ]; then
         mark="  [predicted past the budget: skipped]"
     elif [ "$LIST_HI" -gt "$BUDGET" ]; then
         mark="  [may be cut or skipped at the budget]"

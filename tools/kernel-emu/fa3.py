@@ -27,7 +27,7 @@ mbarriers of hopper.MBarrier), and the two consumer warpgroups. What is checked:
 """
 import sys
 import numpy as np
-from common import Race, bf16_to_f, f16_to_f
+from common import Race, bf16_to_f, f16_to_f, interleave
 import hopper
 
 # Mirrors of the kernel's constants.
@@ -388,21 +388,8 @@ class Cta:
     def run(self):
         procs = {"producer": self.producer() if self.n > 0 else iter(()), "tma": self.tma_engine(),
                  "c0": self.consumer(0), "c1": self.consumer(1)}
-        done, stuck = set(), 0
-        while True:
-            if done >= {"producer", "c0", "c1"} and not self.inflight:
-                break
-            live = [k for k in procs if k not in done]
-            k = live[self.rng.integers(len(live))]
-            try:
-                r = next(procs[k])
-            except StopIteration:
-                done.add(k)
-                stuck = 0
-                continue
-            stuck = 0 if r else stuck + 1
-            if stuck > 3000:
-                raise Race(f"deadlock: {sorted(set(procs) - done - {'tma'})} all wait")
+        interleave(procs, self.rng,
+                   lambda done: done >= {"producer", "c0", "c1"} and not self.inflight, 3000)
         for b in self.turn:
             if b.arrived:
                 raise Race(f"{b.name}: {b.arrived} threads' arrival left over at exit")

@@ -13,7 +13,7 @@ or a deadlock. `--mutate` runs deliberately broken variants and requires the che
 """
 import sys
 import numpy as np
-from common import Race, bf16_to_f, f16_to_f, E4M3, f_to_e4m3
+from common import Race, bf16_to_f, f16_to_f, E4M3, f_to_e4m3, interleave
 import hopper
 
 # Mirrors of the kernel's constants (kernels/matmul_wgmma.cu).
@@ -216,22 +216,8 @@ def run(kind, M, N, K, b_kn, sms, seed=0, mutate=None):
                                 C[r[th], cc + 1] = out16(kind, x1); written[r[th], cc + 1] += 1
 
         procs = {"producer": producer(), "tma": tma_engine(), "c0": consumer(0), "c1": consumer(1)}
-        done = set()
-        stuck = 0
-        while len(done) < 3 or inflight:
-            live = [k for k in procs if k not in done]
-            k = live[rng.integers(len(live))]
-            try:
-                r = next(procs[k])
-            except StopIteration:
-                done.add(k)
-                stuck = 0
-                continue
-            stuck = 0 if r else stuck + 1
-            if stuck > 2000:
-                raise Race(f"deadlock: {sorted(set(procs) - done)} all wait (CTA {cta})")
-            if done >= {"producer", "c0", "c1"} and not inflight:
-                break
+        interleave(procs, rng, lambda done: done >= {"producer", "c0", "c1"} and not inflight,
+                   2000, f" (CTA {cta})")
     ref = out16(kind, A @ B)
     assert (seen == 1).all(), "a tile was walked twice or never"
     ok = (written == 1).all() and np.array_equal(C, ref)
