@@ -33,7 +33,8 @@ pub struct Settings {
     pub dump_all: bool,
     pub quiet: bool,
     pub command: String,
-    pub backend: String,
+    /// The backend the run's devices are on (recorded as `config.backend`).
+    pub backend: crate::report::RunBackend,
     /// Fixed host and start time, for reproducible snapshots (mock runs in tests).
     pub fixed_environment: bool,
 }

@@ -28,6 +28,13 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
+    pub const ALL: [BackendKind; 3] = [BackendKind::Cpu, BackendKind::Cuda, BackendKind::Mock];
+
+    /// The kind a report names (`cpu`, `cuda`, `mock`); `None` for any other name.
+    pub fn from_name(s: &str) -> Option<BackendKind> {
+        Self::ALL.into_iter().find(|k| k.name() == s)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Cpu => "cpu",

@@ -14,7 +14,7 @@ pub fn info(opts: &Options) -> Result<i32> {
     if let Some(n) = &opened.notice {
         opts.notice(n);
     }
-    let s = opts.settings("info", opened.backends[0].kind().name());
+    let s = opts.settings("info", opened.backends[0].kind());
     let mut report = runner::new_report(&opened.backends, &s);
     report.complete = true;
     let mut text = host_text(&report);

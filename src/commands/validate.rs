@@ -38,7 +38,7 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     // A soak spends half its time on the suite and half on a stress run with checksums and
     // per-second telemetry.
     let soak = a.judge.duration.map(|d| d / 2);
-    let settings = soak_settings(opts, backends[0].kind().name(), &plan, backends.len(), soak);
+    let settings = soak_settings(opts, backends[0].kind(), &plan, backends.len(), soak);
     let stop = stop_on_ctrlc();
     let mut report = runner::new_report(&backends, &settings);
     if !opts.quiet {
@@ -115,7 +115,7 @@ fn suite_of(backends: &[Box<dyn Backend>], quick: bool) -> Vec<Workload> {
 /// never ends a result early.
 fn soak_settings(
     opts: &Options,
-    backend: &str,
+    backend: crate::backend::BackendKind,
     plan: &Plan,
     devices: usize,
     soak: Option<Duration>,

@@ -573,7 +573,7 @@ type DeviceField = (
 const RUN_FIELDS: &[RunField] = &[
     ("gpuvet version", |r| r.tool.version.clone()),
     ("gpuvet git sha", |r| r.tool.git_sha.clone()),
-    ("backend", |r| r.config.backend.clone()),
+    ("backend", |r| r.config.backend.to_string()),
     ("devices", |r| r.devices.len().to_string()),
 ];
 

@@ -313,7 +313,7 @@ pub struct NodeVerdict {
     pub hostname: String,
     pub started_at: String,
     pub tool_version: String,
-    pub backend: String,
+    pub backend: crate::report::RunBackend,
     pub verdict: Verdict,
     /// The exit status `gpuvet validate` returns for this verdict.
     pub exit_code: i32,
@@ -416,10 +416,10 @@ impl NodeVerdict {
             self.hostname,
             self.verdict,
             self.gpus.len(),
-            if self.backend == "cpu" {
-                "device"
-            } else {
+            if self.backend.names_gpu_models() {
                 "GPU"
+            } else {
+                "device"
             },
             if self.gpus.len() == 1 { "" } else { "s" },
             self.exit_code
