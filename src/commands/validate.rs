@@ -66,10 +66,10 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         return Ok(130);
     }
     // ECC counters, remapped rows and the PCIe link are judged as they are after the load.
-    inputs.details_after = backends
+    inputs.state_after = backends
         .iter()
         .enumerate()
-        .filter_map(|(i, b)| b.current_details().map(|d| (i, d)))
+        .filter_map(|(i, b)| b.current_state().map(|d| (i, d)))
         .collect();
     let verdict = crate::validate::judge_with(&report, &a.judge, &inputs);
     let output = Output::new(verdict_to_stdout || exports.uses_stdout());

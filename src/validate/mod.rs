@@ -18,7 +18,7 @@ pub mod verdict;
 pub use aggregate::{run_aggregate, AggregateArgs};
 pub use verdict::{Check, CheckKind, ChecksumSample, Finding, MetricValue, Verdict};
 
-use crate::backend::{DeviceInfo, Peaks, SuiteScale, Telemetry};
+use crate::backend::{DeviceInfo, DeviceState, Peaks, SuiteScale, Telemetry};
 use crate::dtype::DType;
 use crate::gpudb::{self, ExpectConfidence, Expectation, Sku};
 use crate::report::{Report, ResultRecord};
@@ -202,9 +202,9 @@ pub struct JudgeInputs {
     pub mismatches: Vec<verdict::ChecksumMismatch>,
     /// Further correctness findings per device (a stress run that could not run, ...).
     pub correctness: BTreeMap<usize, Vec<Finding>>,
-    /// Device state (`DeviceInfo::details`) read again after the run, per device index: ECC
-    /// counters that grew during the run, and the PCIe generation while the link is still up.
-    pub details_after: BTreeMap<usize, serde_json::Map<String, serde_json::Value>>,
+    /// Device state read again after the run, per device index: ECC counters that grew during
+    /// the run, and the PCIe generation while the link is still up.
+    pub state_after: BTreeMap<usize, DeviceState>,
 }
 
 impl JudgeInputs {
@@ -589,11 +589,7 @@ impl Judging<'_> {
             self.targets[i].sku.as_ref(),
             &self.per_device[i],
             extra,
-            self.inputs
-                .details_after
-                .get(&i)
-                .map(crate::backend::DeviceState::from_details)
-                .as_ref(),
+            self.inputs.state_after.get(&i),
         )
     }
 
@@ -631,7 +627,7 @@ impl Judging<'_> {
             name: info.name.clone(),
             uuid: info.uuid.clone(),
             pci_bus_id: info.pci_bus_id.clone(),
-            serial: info.state().serial,
+            serial: info.details.state.serial.clone(),
             sku: t.sku.as_ref().map(|s| s.id.clone()),
             detected_sku: t.detected.as_ref().map(|s| s.id.clone()),
             peaks_computed: t.computed,

@@ -16,8 +16,8 @@ mod matmul;
 mod memory;
 
 use crate::backend::{
-    quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, PrepareOptions, Prepared,
-    Sustained, Telemetry,
+    quick, Backend, BackendKind, CachePolicy, CpuFacts, DeviceDetails, DeviceInfo, ImplInfo,
+    PrepareOptions, Prepared, Sustained, Telemetry,
 };
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -62,13 +62,15 @@ impl CpuBackend {
             .build()
             .map_err(|e| Error::backend("cpu", format!("cannot start {threads} threads: {e}")))?;
         let host = crate::env::HostInfo::capture();
-        let mut details = serde_json::Map::new();
-        details.insert("threads".into(), threads.into());
-        details.insert("logical_cpus".into(), host.logical_cpus.into());
-        if let Some(c) = host.cpu_cores {
-            details.insert("physical_cores".into(), c.into());
-        }
-        details.insert("simd".into(), simd_level().into());
+        let details = DeviceDetails {
+            cpu: CpuFacts {
+                threads: Some(threads as u64),
+                logical_cpus: Some(host.logical_cpus as u64),
+                physical_cores: host.cpu_cores.map(|c| c as u64),
+                simd: Some(simd_level().into()),
+            },
+            ..DeviceDetails::default()
+        };
         let device = DeviceInfo {
             index: 0,
             backend: Some(BackendKind::Cpu),
