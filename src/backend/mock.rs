@@ -4,8 +4,9 @@
 //! derived from the workload's FLOPs and bytes with a small deterministic wobble, so a whole run
 //! gives the same report every time. Setting `GPUVET_MOCK_FAULT` to part of a workload name
 //! corrupts one element of that workload's output, to exercise the failure path;
-//! [`MockBackend::with_device_fault`] makes a workload fault the device as an illegal address
-//! does on a GPU, to exercise the device-lost path.
+//! [`MockBackend::with_device_fault`] (at preparation) and [`MockBackend::with_device_fault_after`]
+//! (mid-run) make a workload fault the device as an illegal address does on a GPU, to exercise
+//! the device-lost path.
 
 use super::{
     quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, Peaks, PrepareOptions,
@@ -39,8 +40,10 @@ pub struct MockBackend {
     idle_clock_mhz: f64,
     /// Whether timings are treated as feeling the nominal 1 MiB "L2" (see `with_timed_cache`).
     timed_cache: bool,
-    /// Part of a workload name whose preparation faults the device (see `with_device_fault`).
+    /// Part of a workload name whose run faults the device (see `with_device_fault`).
     device_fault: Option<String>,
+    /// Timed calls of that workload that succeed before the fault; 0 = it faults when prepared.
+    fault_after_calls: u64,
     /// Set once the device faulted: like a real context after an illegal address, every later
     /// preparation fails with the same sticky error.
     lost: AtomicBool,
@@ -83,6 +86,7 @@ impl MockBackend {
             idle_clock_mhz: BUSY_CLOCK_MHZ,
             timed_cache: false,
             device_fault: None,
+            fault_after_calls: 0,
             lost: AtomicBool::new(false),
         }
     }
@@ -106,23 +110,28 @@ impl MockBackend {
         }
     }
 
-    /// The sticky fault, when this preparation of `w` triggers it or follows it.
-    fn sticky_fault(&self, w: &Workload) -> Result<()> {
+    /// A mock on which a workload whose name contains `pattern` runs `calls` timed calls and
+    /// then faults the device with a sticky illegal address, mid-run (a stress, a soak);
+    /// every later call on the device fails with the same error.
+    pub fn with_device_fault_after(pattern: &str, calls: u64) -> Self {
+        MockBackend {
+            fault_after_calls: calls,
+            ..Self::with_device_fault(pattern)
+        }
+    }
+
+    /// Timed calls `w` may make before it faults the device: `None` when it never does. A
+    /// workload that faults when prepared loses the device here.
+    fn arm_fault(&self, w: &Workload) -> Result<Option<u64>> {
         let hit = self
             .device_fault
             .as_deref()
             .is_some_and(|p| w.name().contains(p));
-        if hit {
+        if hit && self.fault_after_calls == 0 {
             self.lost.store(true, Ordering::Relaxed);
         }
-        if self.lost.load(Ordering::Relaxed) {
-            return Err(Error::Driver {
-                what: "synchronize".into(),
-                kind: crate::error::DriverErrorKind::IllegalAddress,
-                detail: "DriverError(CUDA_ERROR_ILLEGAL_ADDRESS, \"mock fault\")".into(),
-            });
-        }
-        Ok(())
+        check_lost(&self.lost)?;
+        Ok(hit.then_some(self.fault_after_calls))
     }
 
     /// A mock whose SM clock drops to `mhz` while idle, as a real GPU's does (345 MHz idle vs
@@ -159,6 +168,8 @@ impl Backend for MockBackend {
     }
 
     fn free_memory(&self) -> Result<u64> {
+        // As a real context after a sticky fault: every driver call answers with it.
+        check_lost(&self.lost)?;
         Ok(16 << 30)
     }
 
@@ -195,7 +206,7 @@ impl Backend for MockBackend {
         opts: PrepareOptions,
     ) -> Result<Box<dyn Prepared + 'a>> {
         self.check(w, imp)?;
-        self.sticky_fault(w)?;
+        let fault_in = self.arm_fault(w)?;
         let macs = match w {
             Workload::Matmul(m) => m.m as u128 * m.n as u128 * m.k as u128,
             Workload::Attention(a) => {
@@ -212,6 +223,8 @@ impl Backend for MockBackend {
         let per_iter = w.flops() / FAKE_FLOPS + w.bytes() as f64 / FAKE_BANDWIDTH + 2e-6;
         Ok(Box::new(MockRun {
             busy: &self.busy,
+            lost: &self.lost,
+            fault_in,
             w: w.clone(),
             inputs: inputs.to_vec(),
             per_iter,
@@ -239,6 +252,10 @@ impl Backend for MockBackend {
 
 struct MockRun<'a> {
     busy: &'a AtomicBool,
+    /// The device's lost flag: set by a fault, checked by every call.
+    lost: &'a AtomicBool,
+    /// Timed calls left before this run faults the device, when it is set to.
+    fault_in: Option<u64>,
     w: Workload,
     inputs: Vec<Tensor>,
     per_iter: f64,
@@ -259,6 +276,7 @@ impl Prepared for MockRun<'_> {
 
     fn run_verify(&mut self) -> Result<Tensor> {
         self.busy.store(false, Ordering::Relaxed);
+        check_lost(self.lost)?;
         let mut out = compute(&self.w, &self.inputs);
         if let Ok(pattern) = std::env::var("GPUVET_MOCK_FAULT") {
             if !pattern.is_empty() && self.w.name().contains(&pattern) {
@@ -271,6 +289,12 @@ impl Prepared for MockRun<'_> {
     fn run(&mut self, iters: u64) -> Result<f64> {
         // A fixed sequence of ±0.1% wobbles: samples are not all equal, and never random.
         self.busy.store(true, Ordering::Relaxed);
+        match &mut self.fault_in {
+            Some(0) => self.lost.store(true, Ordering::Relaxed),
+            Some(left) => *left -= 1,
+            None => {}
+        }
+        check_lost(self.lost)?;
         self.calls += 1;
         let wobble = ((self.calls * 7919) % 11) as f64 - 5.0;
         Ok(iters as f64 * self.per_iter * (1.0 + wobble * 2e-4))
@@ -283,6 +307,19 @@ impl Prepared for MockRun<'_> {
             CachePolicy::Single
         }
     }
+}
+
+/// The sticky error every call on a faulted mock device returns, as a CUDA context does after
+/// an illegal address.
+fn check_lost(lost: &AtomicBool) -> Result<()> {
+    if lost.load(Ordering::Relaxed) {
+        return Err(Error::Driver {
+            what: "synchronize".into(),
+            kind: crate::error::DriverErrorKind::IllegalAddress,
+            detail: "DriverError(CUDA_ERROR_ILLEGAL_ADDRESS, \"mock fault\")".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Flips the sign of element 0 (and makes sure it changes even when it is zero).

@@ -55,10 +55,21 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
                 .unwrap_or_default()
         );
     }
-    let backends =
-        runner::execute_parallel(&plan, backends, &settings, &exports, &mut report, &stop)?;
+    // One table of lost devices for the whole process: a GPU lost in the suite is not stressed.
+    let lost = runner::LostDevices::default();
+    let backends = runner::execute_parallel(
+        &plan,
+        backends,
+        &settings,
+        &exports,
+        &mut report,
+        &lost,
+        &stop,
+    )?;
     let (mut inputs, backends) = match soak {
-        Some(half) if !stop.load(Ordering::Relaxed) => soak_stress(opts, backends, half, &stop)?,
+        Some(half) if !stop.load(Ordering::Relaxed) => {
+            soak_stress(opts, backends, half, &lost, &stop)?
+        }
         _ => (JudgeInputs::default(), backends),
     };
     if stop.load(Ordering::Relaxed) {
@@ -135,6 +146,7 @@ fn soak_stress(
     opts: &Options,
     backends: Vec<Box<dyn Backend>>,
     half: Duration,
+    lost: &runner::LostDevices,
     stop: &AtomicBool,
 ) -> Result<(JudgeInputs, Vec<Box<dyn Backend>>)> {
     let size = backends[0].stress_size(crate::backend::Sustained::Soak);
@@ -144,7 +156,7 @@ fn soak_stress(
         DType::F16
     };
     let cfg = crate::stress::StressConfig::matmul(size, dtype, half, opts.seed);
-    let (s, b) = crate::stress::run_keeping(backends, &cfg, stop)?;
+    let (s, b) = crate::stress::run_keeping(backends, &cfg, lost, stop)?;
     plot_stress(opts, &s)?;
     Ok((JudgeInputs::from_stress(&s), b))
 }

@@ -233,7 +233,12 @@ impl JudgeInputs {
             );
             let fs = out.correctness.entry(d.device).or_default();
             if let Some(e) = &d.error {
-                fs.push(Finding::fail(format!("stress run did not run: {e}")));
+                let what = if d.iterations > 0 {
+                    "stopped"
+                } else {
+                    "did not run"
+                };
+                fs.push(Finding::fail(format!("stress run {what}: {e}")));
                 continue;
             }
             if !d.verified {
@@ -732,6 +737,57 @@ mod tests {
             w.validate().unwrap();
             assert!(w.flops() < 1e10, "{} is too big for a CPU", w.name());
         }
+    }
+
+    #[test]
+    fn a_stress_that_stopped_is_told_from_one_that_never_ran() {
+        use crate::stress::{DeviceStress, StressReport};
+        let device = |d: usize, iterations: u64, error: &str| DeviceStress {
+            device: d,
+            name: "Mock GPU".into(),
+            uuid: None,
+            iterations,
+            checks: 0,
+            checksum: String::new(),
+            verified: false,
+            mismatches: Vec::new(),
+            median_throughput: 0.0,
+            timeline: Vec::new(),
+            error: Some(error.into()),
+        };
+        let s = StressReport {
+            workload: crate::backend::quick::matmul(16, DType::Bf16, BLayout::Nk),
+            duration_s: 1.0,
+            interrupted: false,
+            devices: vec![
+                device(
+                    0,
+                    1200,
+                    "the device was lost after 1200 iterations: cuda error",
+                ),
+                device(
+                    1,
+                    0,
+                    "skipped: the device was lost after matmul.x/mock: cuda error",
+                ),
+            ],
+            consistent_across_devices: true,
+            verdict: "FAIL".into(),
+            reasons: Vec::new(),
+        };
+        let c = JudgeInputs::from_stress(&s).correctness;
+        let only = |d: usize| -> String {
+            assert_eq!(c[&d].len(), 1, "{:?}", c[&d]);
+            c[&d][0].message.clone()
+        };
+        assert_eq!(
+            only(0),
+            "stress run stopped: the device was lost after 1200 iterations: cuda error"
+        );
+        assert_eq!(
+            only(1),
+            "stress run did not run: skipped: the device was lost after matmul.x/mock: cuda error"
+        );
     }
 
     #[test]
