@@ -1,10 +1,10 @@
 use super::axis::{cross, first_swept, Axis, Param};
 use super::{
-    checked_product, collect_checked, KindAxes, Metric, Workload, WorkloadKind, DECODE_MAX_Q_LEN,
+    checked_product, collect_checked, InputSpec, KindAxes, Metric, Workload, WorkloadKind,
+    DECODE_MAX_Q_LEN,
 };
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::tensor::{splitmix, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Attention forward: O = softmax(Q·Kᵀ/√D [+ causal mask]) · V per (batch, q head).
@@ -181,11 +181,12 @@ impl WorkloadKind for AttentionSpec {
         }
     }
     /// `[Q, K, V]`.
-    fn inputs(&self, seed: u64) -> Vec<Tensor> {
-        let q = Tensor::random("Q", self.q_shape(), self.dtype, seed);
-        let k = Tensor::random("K", self.kv_shape(), self.dtype, splitmix(seed));
-        let v = Tensor::random("V", self.kv_shape(), self.dtype, splitmix(splitmix(seed)));
-        vec![q, k, v]
+    fn input_specs(&self) -> Vec<InputSpec> {
+        vec![
+            InputSpec::new("Q", self.q_shape(), self.dtype),
+            InputSpec::new("K", self.kv_shape(), self.dtype),
+            InputSpec::new("V", self.kv_shape(), self.dtype),
+        ]
     }
     fn output_len(&self) -> usize {
         (self.batch * self.q_heads * self.q_len * self.head_dim) as usize

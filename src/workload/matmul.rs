@@ -1,8 +1,7 @@
 use super::axis::{cross, first_swept, Axis, Param};
-use super::{checked_product, collect_checked, KindAxes, Workload, WorkloadKind};
+use super::{checked_product, collect_checked, InputSpec, KindAxes, Workload, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::tensor::{splitmix, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// How B is stored.
@@ -119,15 +118,11 @@ impl WorkloadKind for MatmulSpec {
         format!("matmul.{}", self.dtype.name())
     }
     /// `[A (M×K), B (K×N or N×K)]`.
-    fn inputs(&self, seed: u64) -> Vec<Tensor> {
-        let a = Tensor::random(
-            "A",
-            vec![self.m as usize, self.k as usize],
-            self.dtype,
-            seed,
-        );
-        let b = Tensor::random("B", self.b_shape().to_vec(), self.dtype, splitmix(seed));
-        vec![a, b]
+    fn input_specs(&self) -> Vec<InputSpec> {
+        vec![
+            InputSpec::new("A", vec![self.m as usize, self.k as usize], self.dtype),
+            InputSpec::new("B", self.b_shape().to_vec(), self.dtype),
+        ]
     }
     fn output_len(&self) -> usize {
         (self.m * self.n) as usize

@@ -1,8 +1,7 @@
 use super::axis::{cross, first_swept, Axis, Param};
-use super::{collect_checked, KindAxes, Metric, Workload, WorkloadKind};
+use super::{collect_checked, InputSpec, KindAxes, Metric, Workload, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::tensor::{splitmix, Tensor};
 use crate::units::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -127,14 +126,14 @@ impl WorkloadKind for MemorySpec {
         format!("memory.{}", self.op.name())
     }
     /// copy/read `[src]`, write `[]`, triad `[b, c]`.
-    fn inputs(&self, seed: u64) -> Vec<Tensor> {
-        let n = self.elements() as usize;
+    fn input_specs(&self) -> Vec<InputSpec> {
+        let n = || vec![self.elements() as usize];
         match self.op {
-            MemOp::Copy | MemOp::Read => vec![Tensor::random("src", vec![n], DType::F32, seed)],
+            MemOp::Copy | MemOp::Read => vec![InputSpec::new("src", n(), DType::F32)],
             MemOp::Write => vec![],
             MemOp::Triad => vec![
-                Tensor::random("b", vec![n], DType::F32, seed),
-                Tensor::random("c", vec![n], DType::F32, splitmix(seed)),
+                InputSpec::new("b", n(), DType::F32),
+                InputSpec::new("c", n(), DType::F32),
             ],
         }
     }

@@ -52,6 +52,20 @@ macro_rules! each_kind {
 }
 pub(crate) use each_kind;
 
+/// One input tensor a workload takes, as backends receive it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputSpec {
+    pub name: &'static str,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+}
+
+impl InputSpec {
+    pub fn new(name: &'static str, shape: Vec<usize>, dtype: DType) -> InputSpec {
+        InputSpec { name, shape, dtype }
+    }
+}
+
 /// Which figure is the headline for a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Metric {
@@ -82,8 +96,9 @@ pub trait WorkloadKind {
     /// The test the workload belongs to: the key of expectations in the GPU database and the
     /// id prefix `validate` and `compare` group by (`matmul.bf16`, `attention.decode`, ...).
     fn test_key(&self) -> String;
-    /// Host inputs from the workload's own seed, in the order backends expect them.
-    fn inputs(&self, seed: u64) -> Vec<Tensor>;
+    /// The inputs backends receive, in order: what [`Workload::inputs`] generates and what a
+    /// backend checks the tensors it is given against.
+    fn input_specs(&self) -> Vec<InputSpec>;
     /// Elements of the output a backend must return.
     fn output_len(&self) -> usize;
     /// The named parameters of the workload, as charts label series.
@@ -155,9 +170,22 @@ impl Workload {
         each_kind!(self, s => s.test_key())
     }
 
-    /// See [`WorkloadKind::inputs`]; `seed` is the workload's own (`inputs::workload_seed`).
+    /// See [`WorkloadKind::input_specs`].
+    pub fn input_specs(&self) -> Vec<InputSpec> {
+        each_kind!(self, s => s.input_specs())
+    }
+
+    /// Random host inputs of [`Workload::input_specs`] from the workload's own `seed`
+    /// (`inputs::workload_seed`): the first input from `seed`, each next one from the seed
+    /// before it mixed again, so inputs never repeat each other.
     pub fn inputs(&self, seed: u64) -> Vec<Tensor> {
-        each_kind!(self, s => s.inputs(seed))
+        let mut s = seed;
+        let mut out = Vec::new();
+        for i in self.input_specs() {
+            out.push(Tensor::random(i.name, i.shape, i.dtype, s));
+            s = crate::tensor::splitmix(s);
+        }
+        out
     }
 
     /// Elements of the output a backend must return.
@@ -212,4 +240,45 @@ pub(crate) fn checked_product(what: &str, dims: &[u64]) -> Result<u128> {
         )));
     }
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::splitmix;
+
+    #[test]
+    fn inputs_follow_their_specs_with_the_seeds_they_always_had() {
+        let a = AttentionSpec {
+            batch: 1,
+            q_heads: 2,
+            kv_heads: 1,
+            q_len: 3,
+            kv_len: 5,
+            head_dim: 8,
+            causal: false,
+            dtype: DType::Bf16,
+        };
+        let ins = Workload::Attention(a.clone()).inputs(7);
+        // Q from the seed, K from it mixed once, V twice: as reports' inputs always were.
+        assert_eq!(ins[0], Tensor::random("Q", a.q_shape(), a.dtype, 7));
+        assert_eq!(
+            ins[1],
+            Tensor::random("K", a.kv_shape(), a.dtype, splitmix(7))
+        );
+        assert_eq!(
+            ins[2],
+            Tensor::random("V", a.kv_shape(), a.dtype, splitmix(splitmix(7)))
+        );
+        let triad = Workload::Memory(MemorySpec {
+            op: MemOp::Triad,
+            bytes: 4096,
+        });
+        let ins = triad.inputs(1);
+        let shapes: Vec<(&str, Vec<usize>)> = ins
+            .iter()
+            .map(|t| (t.name.as_str(), t.shape.clone()))
+            .collect();
+        assert_eq!(shapes, [("b", vec![1024]), ("c", vec![1024])]);
+    }
 }

@@ -22,7 +22,7 @@ use crate::backend::{
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
-use crate::workload::{BLayout, MemOp, Workload};
+use crate::workload::{BLayout, InputSpec, MemOp, Workload};
 
 /// Implementation name of the CPU matmul.
 pub const MATMUL_IMPL: &str = "gemm";
@@ -247,25 +247,7 @@ fn cache_policy(opts: PrepareOptions, sets: usize) -> CachePolicy {
 /// Rejects inputs whose count, shape or storage type does not match the workload, so that a
 /// caller's mistake is an error rather than an out-of-bounds read in a kernel.
 fn check_inputs(w: &Workload, inputs: &[Tensor]) -> Result<()> {
-    let expected: Vec<(&str, Vec<usize>, DType)> = match w {
-        Workload::Matmul(m) => vec![
-            ("A", vec![m.m as usize, m.k as usize], m.dtype),
-            ("B", m.b_shape().to_vec(), m.dtype),
-        ],
-        Workload::Attention(a) => vec![
-            ("Q", a.q_shape(), a.dtype),
-            ("K", a.kv_shape(), a.dtype),
-            ("V", a.kv_shape(), a.dtype),
-        ],
-        Workload::Memory(m) => {
-            let n = vec![m.elements() as usize];
-            match m.op {
-                MemOp::Copy | MemOp::Read => vec![("src", n, DType::F32)],
-                MemOp::Write => vec![],
-                MemOp::Triad => vec![("b", n.clone(), DType::F32), ("c", n, DType::F32)],
-            }
-        }
-    };
+    let expected = w.input_specs();
     if inputs.len() != expected.len() {
         return Err(Error::invalid(format!(
             "{} takes {} input tensors, got {}",
@@ -274,7 +256,7 @@ fn check_inputs(w: &Workload, inputs: &[Tensor]) -> Result<()> {
             inputs.len()
         )));
     }
-    for (t, (name, shape, dtype)) in inputs.iter().zip(expected) {
+    for (t, InputSpec { name, shape, dtype }) in inputs.iter().zip(expected) {
         if t.shape != shape {
             return Err(Error::invalid(format!(
                 "{}: input {name} has shape {:?}, expected {shape:?}",
