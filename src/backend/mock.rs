@@ -16,8 +16,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
 use crate::tensor::{Data, Tensor};
-use crate::verify::reference;
-use crate::workload::{BLayout, MemOp, Workload};
+use crate::workload::{reference, AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -207,26 +206,14 @@ impl Backend for MockBackend {
     ) -> Result<Box<dyn Prepared + 'a>> {
         self.check(w, imp)?;
         let fault_in = self.arm_fault(w)?;
-        let macs = match w {
-            Workload::Matmul(m) => m.m as u128 * m.n as u128 * m.k as u128,
-            Workload::Attention(a) => {
-                a.visible_pairs() * (a.batch * a.q_heads * a.head_dim) as u128
-            }
-            Workload::Memory(m) => m.elements() as u128,
-        };
-        if macs > MAX_MACS {
-            return Err(Error::unsupported(format!(
-                "the mock backend computes at most {MAX_MACS} multiply-adds; {} is larger",
-                w.name()
-            )));
-        }
+        let out = exact_output(w, inputs)?;
         let per_iter = w.flops() / FAKE_FLOPS + w.bytes() as f64 / FAKE_BANDWIDTH + 2e-6;
         Ok(Box::new(MockRun {
             busy: &self.busy,
             lost: &self.lost,
             fault_in,
-            w: w.clone(),
-            inputs: inputs.to_vec(),
+            name: w.name(),
+            out,
             per_iter,
             calls: 0,
             sets: opts.buffer_sets,
@@ -256,8 +243,10 @@ struct MockRun<'a> {
     lost: &'a AtomicBool,
     /// Timed calls left before this run faults the device, when it is set to.
     fault_in: Option<u64>,
-    w: Workload,
-    inputs: Vec<Tensor>,
+    /// The workload's name (what `GPUVET_MOCK_FAULT` matches).
+    name: String,
+    /// The exact output, computed once when prepared.
+    out: Tensor,
     per_iter: f64,
     calls: u64,
     sets: usize,
@@ -277,9 +266,9 @@ impl Prepared for MockRun<'_> {
     fn run_verify(&mut self) -> Result<Tensor> {
         self.busy.store(false, Ordering::Relaxed);
         check_lost(self.lost)?;
-        let mut out = compute(&self.w, &self.inputs);
+        let mut out = self.out.clone();
         if let Ok(pattern) = std::env::var("GPUVET_MOCK_FAULT") {
-            if !pattern.is_empty() && self.w.name().contains(&pattern) {
+            if !pattern.is_empty() && self.name.contains(&pattern) {
                 corrupt(&mut out);
             }
         }
@@ -334,64 +323,89 @@ fn corrupt(t: &mut Tensor) {
     }
 }
 
-fn compute(w: &Workload, inputs: &[Tensor]) -> Tensor {
-    match w {
+/// The exact output of `w` on `inputs`, from the f64 references: what the mock "computes".
+/// The one place the mock names each workload kind. Refuses work beyond [`MAX_MACS`]
+/// multiply-adds (or elements): it is a test double, not a compute engine.
+fn exact_output(w: &Workload, inputs: &[Tensor]) -> Result<Tensor> {
+    let within = |macs: u128| -> Result<()> {
+        if macs > MAX_MACS {
+            return Err(Error::unsupported(format!(
+                "the mock backend computes at most {MAX_MACS} multiply-adds; {} is larger",
+                w.name()
+            )));
+        }
+        Ok(())
+    };
+    Ok(match w {
         Workload::Matmul(m) => {
-            let a = inputs[0].to_f64();
-            let (mm, n) = (m.m as usize, m.n as usize);
-            let mut c = vec![0f32; mm * n];
-            for i in 0..mm {
-                for j in 0..n {
-                    c[i * n + j] = reference::matmul_element(m, &a, &inputs[1], i, j).0 as f32;
-                }
-            }
-            Tensor::from_f32_out("C", vec![mm, n], m.dtype.matmul_output(), &c)
+            within(m.m as u128 * m.n as u128 * m.k as u128)?;
+            matmul_output(m, inputs)
         }
         Workload::Attention(a) => {
-            let (bn, hn, lq) = (a.batch as usize, a.q_heads as usize, a.q_len as usize);
-            let mut o = Vec::with_capacity(bn * hn * lq * a.head_dim as usize);
-            for b in 0..bn {
-                for h in 0..hn {
-                    for i in 0..lq {
-                        let row = reference::attention_row(
-                            a, &inputs[0], &inputs[1], &inputs[2], b, h, i,
-                        );
-                        o.extend(row.iter().map(|&x| x as f32));
-                    }
-                }
-            }
-            Tensor::from_f32("O", a.q_shape(), a.dtype, &o)
+            within(a.visible_pairs() * (a.batch * a.q_heads * a.head_dim) as u128)?;
+            attention_output(a, inputs)
         }
         Workload::Memory(m) => {
-            let n = m.elements() as usize;
-            match m.op {
-                MemOp::Copy => Tensor {
-                    name: "dst".into(),
-                    ..inputs[0].clone()
-                },
-                MemOp::Read => Tensor {
-                    name: "sum".into(),
-                    shape: vec![1],
-                    data: Data::F64(vec![inputs[0].to_f64().iter().sum()]),
-                },
-                MemOp::Write => Tensor {
-                    name: "dst".into(),
-                    shape: vec![n],
-                    data: Data::F32(vec![WRITE_VALUE; n]),
-                },
-                MemOp::Triad => {
-                    let (b, c) = (inputs[0].to_f32(), inputs[1].to_f32());
-                    let a: Vec<f32> = b
-                        .iter()
-                        .zip(&c)
-                        .map(|(&x, &y)| x + TRIAD_SCALAR * y)
-                        .collect();
-                    Tensor {
-                        name: "a".into(),
-                        shape: vec![n],
-                        data: Data::F32(a),
-                    }
-                }
+            within(m.elements() as u128)?;
+            memory_output(m, inputs)
+        }
+    })
+}
+
+fn matmul_output(m: &MatmulSpec, inputs: &[Tensor]) -> Tensor {
+    let a = inputs[0].to_f64();
+    let (mm, n) = (m.m as usize, m.n as usize);
+    let mut c = vec![0f32; mm * n];
+    for i in 0..mm {
+        for j in 0..n {
+            c[i * n + j] = reference::matmul_element(m, &a, &inputs[1], i, j).0 as f32;
+        }
+    }
+    Tensor::from_f32_out("C", vec![mm, n], m.dtype.matmul_output(), &c)
+}
+
+fn attention_output(a: &AttentionSpec, inputs: &[Tensor]) -> Tensor {
+    let (bn, hn, lq) = (a.batch as usize, a.q_heads as usize, a.q_len as usize);
+    let mut o = Vec::with_capacity(bn * hn * lq * a.head_dim as usize);
+    for b in 0..bn {
+        for h in 0..hn {
+            for i in 0..lq {
+                let row = reference::attention_row(a, &inputs[0], &inputs[1], &inputs[2], b, h, i);
+                o.extend(row.iter().map(|&x| x as f32));
+            }
+        }
+    }
+    Tensor::from_f32("O", a.q_shape(), a.dtype, &o)
+}
+
+fn memory_output(m: &MemorySpec, inputs: &[Tensor]) -> Tensor {
+    let n = m.elements() as usize;
+    match m.op {
+        MemOp::Copy => Tensor {
+            name: "dst".into(),
+            ..inputs[0].clone()
+        },
+        MemOp::Read => Tensor {
+            name: "sum".into(),
+            shape: vec![1],
+            data: Data::F64(vec![inputs[0].to_f64().iter().sum()]),
+        },
+        MemOp::Write => Tensor {
+            name: "dst".into(),
+            shape: vec![n],
+            data: Data::F32(vec![WRITE_VALUE; n]),
+        },
+        MemOp::Triad => {
+            let (b, c) = (inputs[0].to_f32(), inputs[1].to_f32());
+            let a: Vec<f32> = b
+                .iter()
+                .zip(&c)
+                .map(|(&x, &y)| x + TRIAD_SCALAR * y)
+                .collect();
+            Tensor {
+                name: "a".into(),
+                shape: vec![n],
+                data: Data::F32(a),
             }
         }
     }

@@ -14,9 +14,16 @@ pub use axis::{Axis, Param};
 pub use matmul::{BLayout, MatmulAxes, MatmulSpec};
 pub use memory::{MemOp, MemoryAxes, MemorySpec, TRIAD_SCALAR, WRITE_VALUE};
 
+/// The f64 references each kind's check compares with (also the mock backend's exact outputs).
+pub mod reference {
+    pub use super::attention::{attention_row, v_scale};
+    pub use super::matmul::{b_at, matmul_element};
+}
+
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::tensor::Tensor;
+use crate::verify::{Verification, Verify};
 use serde::{Deserialize, Serialize};
 
 /// Upper bound on any single dimension product, to catch typos before they become allocations.
@@ -50,7 +57,6 @@ macro_rules! each_kind {
         }
     };
 }
-pub(crate) use each_kind;
 
 /// One input tensor a workload takes, as backends receive it.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,12 +82,13 @@ pub enum Metric {
 }
 
 /// What every workload kind answers for itself, so that [`Workload`] only dispatches and a new
-/// kind is one module rather than an arm in each of a dozen matches.
+/// kind is one module rather than an arm in each of a dozen matches. Checking its output
+/// ([`Verify`]) is part of it: a kind's verification lives in its module, beside its reference.
 ///
 /// Every spec also has the inherent `name()` (the stable id), `flops()`, `bytes()` (the fewest
 /// bytes one execution moves) and `validate()`, which backends call on a spec directly;
 /// [`each_kind!`] dispatches to those as it does to the trait.
-pub trait WorkloadKind {
+pub trait WorkloadKind: Verify {
     /// `matmul`, `attention`, `memory`: the first part of the id and the `bench`/`sweep`
     /// subcommand.
     fn kind(&self) -> &'static str;
@@ -206,6 +213,16 @@ impl Workload {
     /// See [`WorkloadKind::sweep_params`].
     pub fn sweep_params(&self) -> &'static [Param] {
         each_kind!(self, s => s.sweep_params())
+    }
+}
+
+/// A workload's output is checked by its kind, once it has the length the kind promises.
+impl Verify for Workload {
+    fn verify_output(&self, inputs: &[Tensor], out: &Tensor, seed: u64) -> Verification {
+        if let Some(v) = crate::verify::wrong_length(self.output_len(), out) {
+            return v;
+        }
+        each_kind!(self, s => s.verify_output(inputs, out, seed))
     }
 }
 
