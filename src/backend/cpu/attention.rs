@@ -26,7 +26,8 @@
 //! the softmax loop is compiled for AVX-512 and AVX2 as well as the baseline and picked at run time,
 //! so that the exponentials stay a small share next to the two block products.
 
-use crate::backend::{CachePolicy, Prepared};
+use super::{CpuBackend, CpuKernel, ATTENTION_IMPL};
+use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
@@ -41,8 +42,36 @@ const BK: usize = 256;
 /// Independent lanes in the row max and row sum loops (any SIMD width divides it).
 const LANES: usize = 16;
 
+impl CpuKernel for AttentionSpec {
+    fn implementations(&self) -> Vec<ImplInfo> {
+        if !self.dtype.valid_for_attention() {
+            return Vec::new();
+        }
+        vec![ImplInfo::new(
+            ATTENTION_IMPL,
+            "blocked online-softmax attention in f32, parallel over batch×heads×query blocks",
+            false,
+        )]
+    }
+
+    fn bytes_per_set(&self) -> u64 {
+        bytes_per_set(self)
+    }
+
+    fn prepare<'a>(
+        &self,
+        cpu: &'a CpuBackend,
+        inputs: &[Tensor],
+        sets: usize,
+        policy: CachePolicy,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        let run = PreparedAttention::new(&cpu.pool, self, inputs, sets, policy)?;
+        Ok(Box::new(run))
+    }
+}
+
 /// Bytes one buffer set occupies: Q, K and V widened to f32, and O in the input dtype.
-pub(super) fn bytes_per_set(s: &AttentionSpec) -> u64 {
+fn bytes_per_set(s: &AttentionSpec) -> u64 {
     let q = s
         .batch
         .saturating_mul(s.q_heads)
@@ -135,7 +164,7 @@ struct Kernels {
     accumulate: AccumulateFn,
 }
 
-pub(super) struct PreparedAttention<'a> {
+struct PreparedAttention<'a> {
     pool: &'a rayon::ThreadPool,
     spec: AttentionSpec,
     dims: Dims,
@@ -147,7 +176,7 @@ pub(super) struct PreparedAttention<'a> {
 }
 
 impl<'a> PreparedAttention<'a> {
-    pub(super) fn new(
+    fn new(
         pool: &'a rayon::ThreadPool,
         spec: &AttentionSpec,
         inputs: &[Tensor],

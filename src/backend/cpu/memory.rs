@@ -4,8 +4,8 @@
 //! into vector loads and stores; the read reduction keeps many independent partial sums so it is
 //! bound by memory, not by the latency of one add chain.
 
-use super::chunk_len;
-use crate::backend::{CachePolicy, Prepared};
+use super::{chunk_len, CpuBackend, CpuKernel, MEMORY_IMPL};
+use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::error::Result;
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
 use crate::tensor::{Data, Tensor};
@@ -29,7 +29,32 @@ struct Set {
     sum: f64,
 }
 
-pub(super) struct PreparedMemory<'a> {
+impl CpuKernel for MemorySpec {
+    fn implementations(&self) -> Vec<ImplInfo> {
+        vec![ImplInfo::new(
+            MEMORY_IMPL,
+            "multithreaded streaming loops over f32 arrays",
+            false,
+        )]
+    }
+
+    fn bytes_per_set(&self) -> u64 {
+        self.footprint()
+    }
+
+    fn prepare<'a>(
+        &self,
+        cpu: &'a CpuBackend,
+        inputs: &[Tensor],
+        sets: usize,
+        policy: CachePolicy,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        let run = PreparedMemory::new(&cpu.pool, self, inputs, sets, policy)?;
+        Ok(Box::new(run))
+    }
+}
+
+struct PreparedMemory<'a> {
     pool: &'a rayon::ThreadPool,
     op: MemOp,
     n: usize,
@@ -40,7 +65,7 @@ pub(super) struct PreparedMemory<'a> {
 }
 
 impl<'a> PreparedMemory<'a> {
-    pub(super) fn new(
+    fn new(
         pool: &'a rayon::ThreadPool,
         spec: &MemorySpec,
         inputs: &[Tensor],

@@ -31,6 +31,32 @@ pub const ATTENTION_IMPL: &str = "flash";
 /// Implementation name of the CPU memory operations.
 pub const MEMORY_IMPL: &str = "stream";
 
+/// What the CPU backend has for one workload kind: each kind's module here implements it for
+/// the kind's spec, and [`kernel`] is the one place this backend names the kinds.
+trait CpuKernel {
+    /// Implementations of this spec, best first; empty when the CPU cannot run it.
+    fn implementations(&self) -> Vec<ImplInfo>;
+    /// Bytes one buffer set occupies.
+    fn bytes_per_set(&self) -> u64;
+    /// Allocates `sets` buffer sets holding `inputs` (already checked against the spec).
+    fn prepare<'a>(
+        &self,
+        cpu: &'a CpuBackend,
+        inputs: &[Tensor],
+        sets: usize,
+        policy: CachePolicy,
+    ) -> Result<Box<dyn Prepared + 'a>>;
+}
+
+/// The CPU kernel of `w`'s kind.
+fn kernel(w: &Workload) -> &dyn CpuKernel {
+    match w {
+        Workload::Matmul(m) => m,
+        Workload::Attention(a) => a,
+        Workload::Memory(m) => m,
+    }
+}
+
 /// The host CPU as a gpuvet device.
 pub struct CpuBackend {
     pool: rayon::ThreadPool,
@@ -127,24 +153,7 @@ impl Backend for CpuBackend {
     }
 
     fn implementations(&self, w: &Workload) -> Vec<ImplInfo> {
-        match w {
-            Workload::Matmul(_) => vec![ImplInfo::new(
-                MATMUL_IMPL,
-                "gemm crate on rayon; f32/f16 native, bf16/tf32/fp8 via f32, int8 via f64",
-                true,
-            )],
-            Workload::Attention(a) if a.dtype.valid_for_attention() => vec![ImplInfo::new(
-                ATTENTION_IMPL,
-                "blocked online-softmax attention in f32, parallel over batch×heads×query blocks",
-                false,
-            )],
-            Workload::Attention(_) => Vec::new(),
-            Workload::Memory(_) => vec![ImplInfo::new(
-                MEMORY_IMPL,
-                "multithreaded streaming loops over f32 arrays",
-                false,
-            )],
-        }
+        kernel(w).implementations()
     }
 
     fn free_memory(&self) -> Result<u64> {
@@ -174,12 +183,7 @@ impl Backend for CpuBackend {
     }
 
     fn memory_needed(&self, w: &Workload, sets: usize) -> u64 {
-        let sets = sets.max(1) as u64;
-        match w {
-            Workload::Matmul(m) => matmul::bytes_per_set(m).saturating_mul(sets),
-            Workload::Attention(a) => attention::bytes_per_set(a).saturating_mul(sets),
-            Workload::Memory(m) => m.footprint().saturating_mul(sets),
-        }
+        kernel(w).bytes_per_set().saturating_mul(sets.max(1) as u64)
     }
 
     fn prepare<'a>(
@@ -193,20 +197,7 @@ impl Backend for CpuBackend {
         self.check(w, imp)?;
         check_inputs(w, inputs)?;
         let sets = opts.buffer_sets.max(1);
-        let policy = cache_policy(opts, sets);
-        let pool = &self.pool;
-        let threads = self.threads;
-        match w {
-            Workload::Matmul(m) => Ok(Box::new(matmul::PreparedMatmul::new(
-                pool, threads, m, inputs, sets, policy,
-            )?)),
-            Workload::Attention(a) => Ok(Box::new(attention::PreparedAttention::new(
-                pool, a, inputs, sets, policy,
-            )?)),
-            Workload::Memory(m) => Ok(Box::new(memory::PreparedMemory::new(
-                pool, m, inputs, sets, policy,
-            )?)),
-        }
+        kernel(w).prepare(self, inputs, sets, cache_policy(opts, sets))
     }
 
     fn telemetry(&self) -> Option<Telemetry> {
