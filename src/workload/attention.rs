@@ -159,9 +159,12 @@ const ATTENTION_PARAMS: [Param; 6] = [
     Param::HeadDim,
 ];
 
+/// The kind's name: the first part of its workloads' ids and its subcommand.
+const KIND: &str = "attention";
+
 impl WorkloadKind for AttentionSpec {
     fn kind(&self) -> &'static str {
-        "attention"
+        KIND
     }
     fn result_dtype(&self) -> DType {
         self.dtype
@@ -245,6 +248,10 @@ pub struct AttentionAxes {
 }
 
 impl KindAxes for AttentionAxes {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
     fn expand(&self) -> Result<Vec<Workload>> {
         let len = |a: &Option<Axis>| a.as_ref().map_or(1, |a| a.0.len());
         // Defaulted axes take their value from the axis they follow.

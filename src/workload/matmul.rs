@@ -109,9 +109,12 @@ impl MatmulSpec {
 /// The sweep parameters of a matmul, in the order charts look at them.
 const MATMUL_PARAMS: [Param; 3] = [Param::M, Param::N, Param::K];
 
+/// The kind's name: the first part of its workloads' ids and its subcommand.
+const KIND: &str = "matmul";
+
 impl WorkloadKind for MatmulSpec {
     fn kind(&self) -> &'static str {
-        "matmul"
+        KIND
     }
     fn result_dtype(&self) -> DType {
         self.dtype
@@ -169,6 +172,10 @@ pub struct MatmulAxes {
 }
 
 impl KindAxes for MatmulAxes {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
     fn expand(&self) -> Result<Vec<Workload>> {
         let lens = [
             self.dtype.len(),

@@ -112,9 +112,12 @@ impl MemorySpec {
     }
 }
 
+/// The kind's name: the first part of its workloads' ids and its subcommand.
+const KIND: &str = "memory";
+
 impl WorkloadKind for MemorySpec {
     fn kind(&self) -> &'static str {
-        "memory"
+        KIND
     }
     fn buffer_bytes(&self) -> u64 {
         self.footprint()
@@ -171,6 +174,10 @@ pub struct MemoryAxes {
 }
 
 impl KindAxes for MemoryAxes {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
     fn expand(&self) -> Result<Vec<Workload>> {
         collect_checked(cross(&[self.op.len(), self.size.0.len()]).map(|ix| {
             Workload::Memory(MemorySpec {

@@ -35,9 +35,10 @@ pub const DECODE_MAX_Q_LEN: u64 = 8;
 /// One unit of work to verify and time.
 ///
 /// Adding a kind: its module (spec with `name`/`flops`/`bytes`/`validate`, a [`WorkloadKind`]
-/// impl, axes with a [`KindAxes`] impl), a variant here and an arm in [`each_kind!`], its
-/// `Verify` impl in `verify`, a `SweepKind` variant (sweep.rs) and a `BenchCommand` variant
-/// with its one argument set (cli.rs), and its arms in each backend (cpu, cuda, mock).
+/// impl with its inputs, its [`Verify`] impl and f64 reference, axes with a [`KindAxes`] impl),
+/// a variant here and an arm in [`each_kind!`], its argument set in `cli.rs` (the clap types:
+/// a `BenchCommand` and a `SweepCommand` variant), and one arm per backend (cpu, cuda, mock).
+/// docs/architecture.md has the measured count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Workload {
@@ -117,8 +118,11 @@ pub trait WorkloadKind: Verify {
 }
 
 /// A kind's sweep axes (`MatmulAxes`, ...): what `bench` and `sweep` ask of them. A bench is a
-/// sweep whose axes hold one value each.
-pub trait KindAxes {
+/// sweep whose axes hold one value each; a sweep is any kind's axes (`sweep::SweepKind`), so
+/// nothing outside the kind's module lists kinds for it.
+pub trait KindAxes: std::fmt::Debug {
+    /// The kind the axes make (`matmul`, ...): the `bench`/`sweep` subcommand.
+    fn kind(&self) -> &'static str;
     /// The cross product of the axes, each point validated, at most
     /// [`axis::MAX_SWEEP_WORKLOADS`].
     fn expand(&self) -> Result<Vec<Workload>>;
