@@ -250,7 +250,7 @@ struct Load<'a> {
 
 impl DeviceStress {
     /// Device `index` before any work.
-    fn new(index: usize, info: &crate::backend::DeviceInfo) -> DeviceStress {
+    pub fn new(index: usize, info: &crate::backend::DeviceInfo) -> DeviceStress {
         DeviceStress {
             device: index,
             name: info.name.clone(),
@@ -474,50 +474,33 @@ mod tests {
 
     #[test]
     fn a_device_lost_before_is_skipped_and_never_asked() {
-        // As in a validation soak: the suite half loses device 0, then the stress half runs.
-        use crate::runner::{execute_parallel, new_report, Settings};
+        // As in a validation soak: work before the stress (the suite half, through the same
+        // table) loses device 0, then the stress half runs.
         let backends: Vec<Box<dyn Backend>> = vec![
             Box::new(MockBackend::with_device_fault("matmul.f32")),
             Box::new(MockBackend::new()),
         ];
-        let suite = [Workload::Matmul(MatmulSpec::new(8, 8, 8, DType::F32))];
-        let plan = crate::plan::build(&suite, &backends, &ImplSelect::Best, false, false).unwrap();
-        let settings = Settings {
-            measure: crate::measure::MeasureConfig {
-                warmup_s: 0.0,
-                min_samples: 3,
-                max_samples: 3,
-                ..Default::default()
-            },
-            quiet: true,
-            fixed_environment: true,
-            ..Settings::default()
+        let w = Workload::Matmul(MatmulSpec::new(8, 8, 8, DType::F32));
+        let (ins, lost) = (w.inputs(1), LostDevices::default());
+        let opts = PrepareOptions {
+            buffer_sets: 1,
+            hot: false,
         };
-        let (lost, stop) = (LostDevices::default(), AtomicBool::new(false));
-        let mut report = new_report(&backends, &settings);
-        let exports = crate::export::Exports::default();
-        let backends = execute_parallel(
-            &plan,
-            backends,
-            &settings,
-            &exports,
-            &mut report,
-            &lost,
-            &stop,
-        )
-        .unwrap();
-        let fault = report.results[0].error.clone().unwrap();
+        let suite_id = "matmul.f32.8x8x8.kn/mock";
+        let fault = lost
+            .guard(&Placement::one(0), suite_id, || {
+                backends[0].prepare(&w, "mock", &ins, opts).map(|_| ())
+            })
+            .unwrap_err();
         // The lost mock answers every call with its fault, free memory included: planning the
         // stress on it would have failed the stress of every device.
         assert!(backends[0].free_memory().is_err());
+        let stop = AtomicBool::new(false);
         let (r, _) = run_keeping(backends, &cfg(None), &lost, &stop).unwrap();
         let (bad, good) = (&r.devices[0], &r.devices[1]);
         assert_eq!(
             bad.error.as_deref().unwrap(),
-            format!(
-                "skipped: the device was lost after {}: {fault}",
-                report.results[0].id
-            )
+            format!("skipped: the device was lost after {suite_id}: {fault}")
         );
         assert_eq!((bad.iterations, bad.checks), (0, 0));
         assert!(good.error.is_none() && good.verified && good.checks >= 3);

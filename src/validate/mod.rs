@@ -743,17 +743,9 @@ mod tests {
     fn a_stress_that_stopped_is_told_from_one_that_never_ran() {
         use crate::stress::{DeviceStress, StressReport};
         let device = |d: usize, iterations: u64, error: &str| DeviceStress {
-            device: d,
-            name: "Mock GPU".into(),
-            uuid: None,
             iterations,
-            checks: 0,
-            checksum: String::new(),
-            verified: false,
-            mismatches: Vec::new(),
-            median_throughput: 0.0,
-            timeline: Vec::new(),
             error: Some(error.into()),
+            ..DeviceStress::new(d, &gpu("9.0"))
         };
         let s = StressReport {
             workload: crate::backend::quick::matmul(16, DType::Bf16, BLayout::Nk),

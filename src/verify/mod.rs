@@ -16,6 +16,10 @@ use crate::tensor::Tensor;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+/// Multiply-adds up to which an output is checked in full (every element of a matmul, every row
+/// of attention); larger problems get the sampled checks of their kind.
+pub(crate) const FULL_CHECK_MACS: u128 = 1 << 25;
+
 /// How an output was checked, as written in reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum VerifyMethod {
@@ -128,6 +132,20 @@ impl Worst {
         }
     }
 
+    /// The worst over `items`, checked in parallel: `look` sees each item's errors into a
+    /// tracker. On a tie the first place is kept, as a sequential pass would keep it.
+    pub(crate) fn over<I: ParallelIterator>(
+        items: I,
+        look: impl Fn(&mut Worst, I::Item) + Sync + Send,
+    ) -> Worst {
+        items
+            .fold(Worst::new, |mut w, x| {
+                look(&mut w, x);
+                w
+            })
+            .reduce(Worst::new, Worst::merge)
+    }
+
     pub(crate) fn merge(mut self, o: Worst) -> Worst {
         self.checked += o.checked;
         if o.err > self.err {
@@ -198,18 +216,14 @@ pub(crate) fn relative_error(dtype: DType, diff: f64, denom: f64) -> f64 {
 
 /// Bit-exact comparison, reported as relative error so the field means the same everywhere.
 pub(crate) fn exact_elements(n: usize, pair: impl Fn(usize) -> (f64, f64) + Sync) -> Verification {
-    let worst = (0..n)
-        .into_par_iter()
-        .fold(Worst::new, |mut w, i| {
-            let (want, got) = pair(i);
-            let e = if got.to_bits() == want.to_bits() {
-                0.0
-            } else {
-                ((got - want).abs() / want.abs().max(1e-30)).max(f64::MIN_POSITIVE)
-            };
-            w.see(e, || format!("element {i}"));
-            w
-        })
-        .reduce(Worst::new, Worst::merge);
+    let worst = Worst::over((0..n).into_par_iter(), |w, i| {
+        let (want, got) = pair(i);
+        let e = if got.to_bits() == want.to_bits() {
+            0.0
+        } else {
+            ((got - want).abs() / want.abs().max(1e-30)).max(f64::MIN_POSITIVE)
+        };
+        w.see(e, || format!("element {i}"));
+    });
     worst.finish(VerifyMethod::Exact, 0.0)
 }

@@ -6,11 +6,14 @@ use super::{
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{splitmix, Tensor};
-use crate::verify::{Verification, Verify, VerifyMethod, Worst};
+use crate::verify::{Verification, Verify, VerifyMethod, Worst, FULL_CHECK_MACS};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+/// Attention rows sampled in the large-size check.
+const SAMPLED_ROWS: usize = 48;
 
 /// Attention forward: O = softmax(Q·Kᵀ/√D [+ causal mask]) · V per (batch, q head).
 ///
@@ -159,13 +162,8 @@ const ATTENTION_PARAMS: [Param; 6] = [
     Param::HeadDim,
 ];
 
-/// The kind's name: the first part of its workloads' ids and its subcommand.
-const KIND: &str = "attention";
-
 impl WorkloadKind for AttentionSpec {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
+    const KIND: &'static str = "attention";
     fn result_dtype(&self) -> DType {
         self.dtype
     }
@@ -249,7 +247,7 @@ pub struct AttentionAxes {
 
 impl KindAxes for AttentionAxes {
     fn kind(&self) -> &'static str {
-        KIND
+        AttentionSpec::KIND
     }
 
     fn expand(&self) -> Result<Vec<Workload>> {
@@ -298,11 +296,6 @@ impl KindAxes for AttentionAxes {
     }
 }
 
-/// Multiply-adds up to which every attention row is checked.
-const FULL_ATTENTION_MACS: u128 = 1 << 25;
-/// Attention rows sampled in the large-size check.
-const SAMPLED_ROWS: usize = 48;
-
 impl Verify for AttentionSpec {
     /// Every row of small problems; the first and last rows and random ones of large problems.
     fn verify_output(&self, inputs: &[Tensor], o: &Tensor, seed: u64) -> Verification {
@@ -316,40 +309,35 @@ impl Verify for AttentionSpec {
         );
         let total_rows = bn * hn * lq;
         let macs = total_rows as u128 * spec.kv_len as u128 * d as u128;
-        let (rows, method): (Vec<(usize, usize, usize)>, VerifyMethod) =
-            if macs <= FULL_ATTENTION_MACS {
-                let all = (0..bn)
-                    .flat_map(|b| (0..hn).flat_map(move |h| (0..lq).map(move |i| (b, h, i))))
-                    .collect();
-                (all, VerifyMethod::Full)
-            } else {
-                let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed));
-                // Always the first and last query row (tails) of the first and last head.
-                let mut rows = vec![(0, 0, 0), (bn - 1, hn - 1, lq - 1), (0, hn - 1, lq - 1)];
-                while rows.len() < SAMPLED_ROWS {
-                    rows.push((
-                        rng.random_range(0..bn),
-                        rng.random_range(0..hn),
-                        rng.random_range(0..lq),
-                    ));
-                }
-                (rows, VerifyMethod::SampledRows)
-            };
+        let (rows, method): (Vec<(usize, usize, usize)>, VerifyMethod) = if macs <= FULL_CHECK_MACS
+        {
+            let all = (0..bn)
+                .flat_map(|b| (0..hn).flat_map(move |h| (0..lq).map(move |i| (b, h, i))))
+                .collect();
+            (all, VerifyMethod::Full)
+        } else {
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed));
+            // Always the first and last query row (tails) of the first and last head.
+            let mut rows = vec![(0, 0, 0), (bn - 1, hn - 1, lq - 1), (0, hn - 1, lq - 1)];
+            while rows.len() < SAMPLED_ROWS {
+                rows.push((
+                    rng.random_range(0..bn),
+                    rng.random_range(0..hn),
+                    rng.random_range(0..lq),
+                ));
+            }
+            (rows, VerifyMethod::SampledRows)
+        };
         let tol = spec.dtype.tolerance();
-        let worst = rows
-            .par_iter()
-            .map(|&(b, h, i)| {
-                let r = attention_row(spec, q, k, v, b, h, i);
-                let scale = v_scale(spec, v, b, h).max(f64::MIN_POSITIVE);
-                let off = ((b * hn + h) * lq + i) * d;
-                let mut w = Worst::new();
-                for (x, rv) in r.iter().enumerate() {
-                    let e = (o.get(off + x) - rv).abs() / scale;
-                    w.see(e, || format!("O[b{b}][h{h}][q{i}][{x}]"));
-                }
-                w
-            })
-            .reduce(Worst::new, Worst::merge);
+        let worst = Worst::over(rows.par_iter(), |w, &(b, h, i)| {
+            let r = attention_row(spec, q, k, v, b, h, i);
+            let scale = v_scale(spec, v, b, h).max(f64::MIN_POSITIVE);
+            let off = ((b * hn + h) * lq + i) * d;
+            for (x, rv) in r.iter().enumerate() {
+                let e = (o.get(off + x) - rv).abs() / scale;
+                w.see(e, || format!("O[b{b}][h{h}][q{i}][{x}]"));
+            }
+        });
         worst.finish(method, tol)
     }
 }

@@ -3,11 +3,14 @@ use super::{checked_product, collect_checked, InputSpec, KindAxes, Workload, Wor
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{splitmix, Tensor};
-use crate::verify::{relative_error, Verification, Verify, VerifyMethod, Worst};
+use crate::verify::{relative_error, Verification, Verify, VerifyMethod, Worst, FULL_CHECK_MACS};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+/// Rows (and columns) sampled in the large-size check.
+const SAMPLED_LINES: usize = 6;
 
 /// How B is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -109,13 +112,8 @@ impl MatmulSpec {
 /// The sweep parameters of a matmul, in the order charts look at them.
 const MATMUL_PARAMS: [Param; 3] = [Param::M, Param::N, Param::K];
 
-/// The kind's name: the first part of its workloads' ids and its subcommand.
-const KIND: &str = "matmul";
-
 impl WorkloadKind for MatmulSpec {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
+    const KIND: &'static str = "matmul";
     fn result_dtype(&self) -> DType {
         self.dtype
     }
@@ -173,7 +171,7 @@ pub struct MatmulAxes {
 
 impl KindAxes for MatmulAxes {
     fn kind(&self) -> &'static str {
-        KIND
+        MatmulSpec::KIND
     }
 
     fn expand(&self) -> Result<Vec<Workload>> {
@@ -208,11 +206,6 @@ impl KindAxes for MatmulAxes {
     }
 }
 
-/// Multiply-adds up to which a matmul is checked in full.
-const FULL_MATMUL_MACS: u128 = 1 << 25;
-/// Rows (and columns) sampled in the large-size check.
-const SAMPLED_LINES: usize = 6;
-
 impl Verify for MatmulSpec {
     /// Small products in full; large ones by Freivalds' check of the whole product plus exact
     /// rows and columns sampled at the edges (where tiled kernels go wrong) and at random.
@@ -228,29 +221,18 @@ impl Verify for MatmulSpec {
             relative_error(spec.dtype, c.get(i * n + j) - r, r.abs() + s)
         };
         let macs = spec.m as u128 * spec.n as u128 * spec.k as u128;
-        if macs <= FULL_MATMUL_MACS {
-            let worst = (0..m)
-                .into_par_iter()
-                .map(|i| {
-                    let mut w = Worst::new();
-                    for j in 0..n {
-                        w.see(check(i, j), || format!("C[{i}][{j}]"));
-                    }
-                    w
-                })
-                .reduce(Worst::new, Worst::merge);
-            return worst.finish(VerifyMethod::Full, tol);
-        }
-        let sampled = sampled_cells(m, n, seed)
-            .par_chunks(256)
-            .map(|chunk| {
-                let mut w = Worst::new();
-                for &(i, j) in chunk {
+        if macs <= FULL_CHECK_MACS {
+            let worst = Worst::over((0..m).into_par_iter(), |w, i| {
+                for j in 0..n {
                     w.see(check(i, j), || format!("C[{i}][{j}]"));
                 }
-                w
-            })
-            .reduce(Worst::new, Worst::merge);
+            });
+            return worst.finish(VerifyMethod::Full, tol);
+        }
+        let cells = sampled_cells(m, n, seed);
+        let sampled = Worst::over(cells.par_iter(), |w, &(i, j)| {
+            w.see(check(i, j), || format!("C[{i}][{j}]"));
+        });
         sampled
             .merge(freivalds(spec, &a64, b, c, seed))
             .finish(VerifyMethod::FreivaldsSampled, tol)
@@ -301,24 +283,20 @@ fn freivalds(spec: &MatmulSpec, a64: &[f64], b: &Tensor, c: &Tensor, seed: u64) 
             .into_par_iter()
             .map(|kk| (0..n).map(|j| b_at(spec, b, kk, j) * x[j]).sum())
             .collect();
-        let w = (0..m)
-            .into_par_iter()
-            .map(|i| {
-                let r: f64 = (0..k).map(|kk| a64[i * k + kk] * bx[kk]).sum();
-                let (mut cx, mut scale) = (0.0, 0.0);
-                for (j, xj) in x.iter().enumerate() {
-                    let t = c.get(i * n + j) * xj;
-                    cx += t;
-                    scale += t * t;
-                }
-                // Error of a sum of n independently rounded terms grows like its root-sum-square.
-                let e = relative_error(spec.dtype, cx - r, scale.sqrt() + r.abs());
-                let mut w = Worst::new();
-                w.see(e, || format!("row {i} of C·x (Freivalds round {round})"));
-                w.checked = 0;
-                w
-            })
-            .reduce(Worst::new, Worst::merge);
+        let mut w = Worst::over((0..m).into_par_iter(), |w, i| {
+            let r: f64 = (0..k).map(|kk| a64[i * k + kk] * bx[kk]).sum();
+            let (mut cx, mut scale) = (0.0, 0.0);
+            for (j, xj) in x.iter().enumerate() {
+                let t = c.get(i * n + j) * xj;
+                cx += t;
+                scale += t * t;
+            }
+            // Error of a sum of n independently rounded terms grows like its root-sum-square.
+            let e = relative_error(spec.dtype, cx - r, scale.sqrt() + r.abs());
+            w.see(e, || format!("row {i} of C·x (Freivalds round {round})"));
+        });
+        // Its rows are no output elements.
+        w.checked = 0;
         frei = frei.merge(w);
     }
     frei

@@ -112,13 +112,8 @@ impl MemorySpec {
     }
 }
 
-/// The kind's name: the first part of its workloads' ids and its subcommand.
-const KIND: &str = "memory";
-
 impl WorkloadKind for MemorySpec {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
+    const KIND: &'static str = "memory";
     fn buffer_bytes(&self) -> u64 {
         self.footprint()
     }
@@ -175,7 +170,7 @@ pub struct MemoryAxes {
 
 impl KindAxes for MemoryAxes {
     fn kind(&self) -> &'static str {
-        KIND
+        MemorySpec::KIND
     }
 
     fn expand(&self) -> Result<Vec<Workload>> {
@@ -207,16 +202,12 @@ impl Verify for MemorySpec {
             MemOp::Triad => {
                 let (b, c) = (&inputs[0], &inputs[1]);
                 let s = TRIAD_SCALAR as f64;
-                let worst = (0..n)
-                    .into_par_iter()
-                    .fold(Worst::new, |mut w, i| {
-                        let (bv, cv) = (b.get(i), c.get(i));
-                        let r = bv + s * cv;
-                        let e = (out.get(i) - r).abs() / (bv.abs() + (s * cv).abs()).max(1e-30);
-                        w.see(e, || format!("a[{i}]"));
-                        w
-                    })
-                    .reduce(Worst::new, Worst::merge);
+                let worst = Worst::over((0..n).into_par_iter(), |w, i| {
+                    let (bv, cv) = (b.get(i), c.get(i));
+                    let r = bv + s * cv;
+                    let e = (out.get(i) - r).abs() / (bv.abs() + (s * cv).abs()).max(1e-30);
+                    w.see(e, || format!("a[{i}]"));
+                });
                 // f32 rounding of b + s·c, with or without a fused multiply-add: two ulps.
                 worst.finish(VerifyMethod::Full, 2.5e-7)
             }

@@ -91,8 +91,11 @@ pub enum Metric {
 /// [`each_kind!`] dispatches to those as it does to the trait.
 pub trait WorkloadKind: Verify {
     /// `matmul`, `attention`, `memory`: the first part of the id and the `bench`/`sweep`
-    /// subcommand.
-    fn kind(&self) -> &'static str;
+    /// subcommand (the kind's axes say the same through [`KindAxes::kind`]).
+    const KIND: &'static str;
+    fn kind(&self) -> &'static str {
+        Self::KIND
+    }
     /// Bytes of buffers one set of inputs and outputs occupies.
     fn buffer_bytes(&self) -> u64;
     /// The dtype the result is recorded under.

@@ -26,7 +26,7 @@
 //! the softmax loop is compiled for AVX-512 and AVX2 as well as the baseline and picked at run time,
 //! so that the exponentials stay a small share next to the two block products.
 
-use super::{CpuBackend, CpuKernel, ATTENTION_IMPL};
+use super::{boxed, Alloc, CpuBackend, CpuKernel, Run, ATTENTION_IMPL};
 use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -42,31 +42,24 @@ const BK: usize = 256;
 /// Independent lanes in the row max and row sum loops (any SIMD width divides it).
 const LANES: usize = 16;
 
+/// What the CPU attention is.
+const ABOUT: &str =
+    "blocked online-softmax attention in f32, parallel over batch×heads×query blocks";
+
 impl CpuKernel for AttentionSpec {
-    fn implementations(&self) -> Vec<ImplInfo> {
-        if !self.dtype.valid_for_attention() {
-            return Vec::new();
-        }
-        vec![ImplInfo::new(
-            ATTENTION_IMPL,
-            "blocked online-softmax attention in f32, parallel over batch×heads×query blocks",
-            false,
-        )]
+    fn implementation(&self) -> Option<ImplInfo> {
+        let runs = self.dtype.valid_for_attention();
+        runs.then(|| ImplInfo::new(ATTENTION_IMPL, ABOUT, false))
     }
 
     fn bytes_per_set(&self) -> u64 {
         bytes_per_set(self)
     }
 
-    fn prepare<'a>(
-        &self,
-        cpu: &'a CpuBackend,
-        inputs: &[Tensor],
-        sets: usize,
-        policy: CachePolicy,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        let run = PreparedAttention::new(&cpu.pool, self, inputs, sets, policy)?;
-        Ok(Box::new(run))
+    fn prepare<'a>(&self, cpu: &'a CpuBackend, a: Alloc) -> Run<'a> {
+        boxed(PreparedAttention::new(
+            &cpu.pool, self, a.inputs, a.sets, a.policy,
+        ))
     }
 }
 

@@ -10,7 +10,7 @@
 //! B is read in place through strides in both layouts (K×N and N×K); there is no transposed
 //! copy.
 
-use super::{chunk_len, CpuBackend, CpuKernel, MATMUL_IMPL};
+use super::{boxed, chunk_len, Alloc, CpuBackend, CpuKernel, Run, MATMUL_IMPL};
 use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::dtype::{DType, OutType};
 use crate::error::{Error, Result};
@@ -41,28 +41,23 @@ fn path(dtype: DType) -> Path {
     }
 }
 
+/// What the CPU matmul is.
+const ABOUT: &str = "gemm crate on rayon; f32/f16 native, bf16/tf32/fp8 via f32, int8 via f64";
+
 impl CpuKernel for MatmulSpec {
-    fn implementations(&self) -> Vec<ImplInfo> {
-        vec![ImplInfo::new(
-            MATMUL_IMPL,
-            "gemm crate on rayon; f32/f16 native, bf16/tf32/fp8 via f32, int8 via f64",
-            true,
-        )]
+    fn implementation(&self) -> Option<ImplInfo> {
+        Some(ImplInfo::new(MATMUL_IMPL, ABOUT, true))
     }
 
     fn bytes_per_set(&self) -> u64 {
         bytes_per_set(self)
     }
 
-    fn prepare<'a>(
-        &self,
-        cpu: &'a CpuBackend,
-        inputs: &[Tensor],
-        sets: usize,
-        policy: CachePolicy,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        let run = PreparedMatmul::new(&cpu.pool, cpu.threads, self, inputs, sets, policy)?;
-        Ok(Box::new(run))
+    fn prepare<'a>(&self, cpu: &'a CpuBackend, a: Alloc) -> Run<'a> {
+        let threads = cpu.threads;
+        boxed(PreparedMatmul::new(
+            &cpu.pool, threads, self, a.inputs, a.sets, a.policy,
+        ))
     }
 }
 

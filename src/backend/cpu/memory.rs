@@ -4,7 +4,7 @@
 //! into vector loads and stores; the read reduction keeps many independent partial sums so it is
 //! bound by memory, not by the latency of one add chain.
 
-use super::{chunk_len, CpuBackend, CpuKernel, MEMORY_IMPL};
+use super::{boxed, chunk_len, Alloc, CpuBackend, CpuKernel, Run, MEMORY_IMPL};
 use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::error::Result;
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
@@ -29,28 +29,22 @@ struct Set {
     sum: f64,
 }
 
+/// What the CPU memory operations are.
+const ABOUT: &str = "multithreaded streaming loops over f32 arrays";
+
 impl CpuKernel for MemorySpec {
-    fn implementations(&self) -> Vec<ImplInfo> {
-        vec![ImplInfo::new(
-            MEMORY_IMPL,
-            "multithreaded streaming loops over f32 arrays",
-            false,
-        )]
+    fn implementation(&self) -> Option<ImplInfo> {
+        Some(ImplInfo::new(MEMORY_IMPL, ABOUT, false))
     }
 
     fn bytes_per_set(&self) -> u64 {
         self.footprint()
     }
 
-    fn prepare<'a>(
-        &self,
-        cpu: &'a CpuBackend,
-        inputs: &[Tensor],
-        sets: usize,
-        policy: CachePolicy,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        let run = PreparedMemory::new(&cpu.pool, self, inputs, sets, policy)?;
-        Ok(Box::new(run))
+    fn prepare<'a>(&self, cpu: &'a CpuBackend, a: Alloc) -> Run<'a> {
+        boxed(PreparedMemory::new(
+            &cpu.pool, self, a.inputs, a.sets, a.policy,
+        ))
     }
 }
 

@@ -34,18 +34,28 @@ pub const MEMORY_IMPL: &str = "stream";
 /// What the CPU backend has for one workload kind: each kind's module here implements it for
 /// the kind's spec, and [`kernel`] is the one place this backend names the kinds.
 trait CpuKernel {
-    /// Implementations of this spec, best first; empty when the CPU cannot run it.
-    fn implementations(&self) -> Vec<ImplInfo>;
+    /// The implementation of this spec; `None` when the CPU cannot run it.
+    fn implementation(&self) -> Option<ImplInfo>;
     /// Bytes one buffer set occupies.
     fn bytes_per_set(&self) -> u64;
-    /// Allocates `sets` buffer sets holding `inputs` (already checked against the spec).
-    fn prepare<'a>(
-        &self,
-        cpu: &'a CpuBackend,
-        inputs: &[Tensor],
-        sets: usize,
-        policy: CachePolicy,
-    ) -> Result<Box<dyn Prepared + 'a>>;
+    /// Allocates the buffer sets and fills them with the inputs.
+    fn prepare<'a>(&self, cpu: &'a CpuBackend, alloc: Alloc) -> Run<'a>;
+}
+
+/// What a kind's kernel prepares a run from: the inputs (already checked against the spec),
+/// how many buffer sets to rotate through, and the cache label the result will carry.
+struct Alloc<'i> {
+    inputs: &'i [Tensor],
+    sets: usize,
+    policy: CachePolicy,
+}
+
+/// A prepared CPU run, or why it could not be prepared.
+type Run<'a> = Result<Box<dyn Prepared + 'a>>;
+
+/// `run` as the [`Run`] every kernel returns.
+fn boxed<'a>(run: Result<impl Prepared + 'a>) -> Run<'a> {
+    Ok(Box::new(run?))
 }
 
 /// The CPU kernel of `w`'s kind.
@@ -153,7 +163,7 @@ impl Backend for CpuBackend {
     }
 
     fn implementations(&self, w: &Workload) -> Vec<ImplInfo> {
-        kernel(w).implementations()
+        kernel(w).implementation().into_iter().collect()
     }
 
     fn free_memory(&self) -> Result<u64> {
@@ -197,7 +207,15 @@ impl Backend for CpuBackend {
         self.check(w, imp)?;
         check_inputs(w, inputs)?;
         let sets = opts.buffer_sets.max(1);
-        kernel(w).prepare(self, inputs, sets, cache_policy(opts, sets))
+        let policy = cache_policy(opts, sets);
+        kernel(w).prepare(
+            self,
+            Alloc {
+                inputs,
+                sets,
+                policy,
+            },
+        )
     }
 
     fn telemetry(&self) -> Option<Telemetry> {
