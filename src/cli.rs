@@ -614,9 +614,9 @@ impl From<SweepArgs> for crate::sweep::SweepKind {
     fn from(a: SweepArgs) -> Self {
         use crate::sweep::SweepKind as K;
         match a.kind {
-            SweepCommand::Matmul(x) => K::Matmul(x),
-            SweepCommand::Attention(x) => K::Attention(x),
-            SweepCommand::Memory(x) => K::Memory(x),
+            SweepCommand::Matmul(x) => K::new(x),
+            SweepCommand::Attention(x) => K::new(x),
+            SweepCommand::Memory(x) => K::new(x),
         }
     }
 }
@@ -833,14 +833,14 @@ fn run(cli: Cli) -> Result<i32> {
         None | Some(Command::Run) => measure(&opts, None, Vec::new(), "run", None),
         Some(Command::Bench(b)) => {
             let (workloads, imps, what) = bench_workloads(b)?;
-            measure(&opts, Some(workloads), imps, what, None)
+            measure(&opts, Some(workloads), imps, &what, None)
         }
         Some(Command::Sweep(a)) => {
             let a = crate::sweep::SweepKind::from(a);
             let workloads = crate::sweep::sweep_workloads(&a)?;
             let axis = crate::sweep::swept_axis(&a);
             let imps = a.implementations().to_vec();
-            measure(&opts, Some(workloads), imps, a.command(), axis)
+            measure(&opts, Some(workloads), imps, &a.command(), axis)
         }
         Some(Command::Suite(SuiteCommand::Llm(a))) => {
             commands::run::suite_llm(&opts, &(&a.suite).into(), a.estimate_json.as_deref())
@@ -965,21 +965,23 @@ fn check_numbers(g: &Global) -> Result<()> {
     Ok(())
 }
 
-/// A bench is a sweep whose axes hold single values: each kind's axes expanded in turn.
-fn bench_workloads(b: BenchCommand) -> Result<(Vec<Workload>, Vec<String>, &'static str)> {
-    let (axes, what): (Vec<Box<dyn KindAxes>>, _) = match b {
-        BenchCommand::Matmul(a) => (boxed(a.axes(BLayout::Kn)), "bench matmul"),
-        BenchCommand::Attention(a) => (boxed(vec![a.sweep_axes()?]), "bench attention"),
-        BenchCommand::Memory(a) => (boxed(a.bench_axes()), "bench memory"),
+/// A bench is a sweep whose axes hold single values: each kind's axes expanded in turn. Returns
+/// the workloads, the `--impl` list and the command recorded (`bench matmul`, ...).
+fn bench_workloads(b: BenchCommand) -> Result<(Vec<Workload>, Vec<String>, String)> {
+    let axes: Vec<Box<dyn KindAxes>> = match b {
+        BenchCommand::Matmul(a) => boxed(a.axes(BLayout::Kn)),
+        BenchCommand::Attention(a) => boxed(vec![a.sweep_axes()?]),
+        BenchCommand::Memory(a) => boxed(a.bench_axes()),
     };
     let mut workloads = Vec::new();
     for a in &axes {
         workloads.extend(a.expand()?);
     }
-    let imps = axes
-        .first()
+    let first = axes.first();
+    let imps = first
         .map(|a| a.implementations().to_vec())
         .unwrap_or_default();
+    let what = first.map_or("bench".into(), |a| format!("bench {}", a.kind()));
     Ok((workloads, imps, what))
 }
 
