@@ -33,6 +33,7 @@ pub mod npy;
 pub mod output;
 pub mod plan;
 pub mod plot;
+pub mod price;
 pub mod report;
 pub mod runner;
 pub mod stats;
