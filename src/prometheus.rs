@@ -208,6 +208,9 @@ fn unix_now() -> f64 {
 /// The labels that name one GPU: the host, its index, UUID and SKU.
 struct Gpu {
     labels: Labels,
+    /// Throttle reasons are NVML's: a CPU's telemetry has none to report, which is not "none
+    /// active".
+    has_throttle_reasons: bool,
 }
 
 impl Gpu {
@@ -224,6 +227,7 @@ impl Gpu {
                 ("uuid", d.uuid.clone().unwrap_or_default()),
                 ("sku", sku),
             ],
+            has_throttle_reasons: d.may_name_gpu_model(),
         }
     }
 
@@ -432,7 +436,7 @@ fn telemetry_metrics(f: &mut TextFile, gpu: &Gpu, samples: &[&Telemetry]) {
             t,
         );
     }
-    if samples.is_empty() {
+    if samples.is_empty() || !gpu.has_throttle_reasons {
         return;
     }
     let seen: BTreeSet<String> = samples
