@@ -35,7 +35,7 @@ pub struct Report {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
     pub command: String,
-    pub backend: String,
+    pub backend: RunBackend,
     pub seed: u64,
     pub min_samples: usize,
     pub max_samples: usize,
@@ -48,6 +48,74 @@ pub struct RunConfig {
     /// Hash of the kernel sources and compile options in use (GPU runs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_hash: Option<String>,
+    /// The price per device-hour the run was given (`--price-per-hour`, `--price-file`); each
+    /// result's `price_performance` derives from it. Absent when no price was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<crate::price::PriceInfo>,
+}
+
+/// The backend a run's devices were on, as `config.backend` (and a verdict's `backend`) records
+/// it: `cpu`, `cuda` or `mock`, what the `--backend` choice resolved to (`auto` is resolved
+/// before anything runs, so no report holds it). Written as that name; a name this version does
+/// not know (a newer backend) loads and is written back as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunBackend {
+    Kind(BackendKind),
+    /// Any other name, kept verbatim (empty when a library caller left it unset).
+    Other(String),
+}
+
+impl RunBackend {
+    /// True unless the backend is known not to describe GPU models (the CPU): what decides
+    /// whether a verdict counts "GPUs" or "devices". An unknown name gets the benefit of the
+    /// doubt, as [`DeviceInfo::may_name_gpu_model`] does.
+    pub fn names_gpu_models(&self) -> bool {
+        match self {
+            RunBackend::Kind(k) => k.names_gpu_models(),
+            RunBackend::Other(_) => true,
+        }
+    }
+}
+
+impl Default for RunBackend {
+    /// Unset: written as an empty name, as an unset string always was.
+    fn default() -> Self {
+        RunBackend::Other(String::new())
+    }
+}
+
+impl From<BackendKind> for RunBackend {
+    fn from(k: BackendKind) -> Self {
+        RunBackend::Kind(k)
+    }
+}
+
+impl From<&str> for RunBackend {
+    /// Never fails: a name that is no [`BackendKind`] becomes [`RunBackend::Other`].
+    fn from(s: &str) -> Self {
+        BackendKind::from_name(s).map_or_else(|| RunBackend::Other(s.to_string()), RunBackend::Kind)
+    }
+}
+
+impl std::fmt::Display for RunBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunBackend::Kind(k) => f.write_str(k.name()),
+            RunBackend::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl Serialize for RunBackend {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RunBackend {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(RunBackend::from(String::deserialize(d)?.as_str()))
+    }
 }
 
 /// What happened to one (workload, implementation) pair.
@@ -108,6 +176,10 @@ pub struct ResultRecord {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What a dollar buys at this throughput, where the run was given a price for the device
+    /// (`config.price`): TFLOP-hours (TOP-hours, TB-hours) per USD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_performance: Option<crate::price::PricePerformance>,
 }
 
 /// A rate with its unit (`FLOP/s`, `OP/s`, `B/s`).
@@ -153,13 +225,26 @@ impl ResultRecord {
 }
 
 impl Report {
-    /// Appends a result, with its share of its device's peak filled in where the peak is known.
+    /// Appends a result, with its share of its device's peak filled in where the peak is known
+    /// and its price-performance where the run was given a price for the device.
     pub fn push(&mut self, mut r: ResultRecord) {
+        let lead = r.device.lead();
         r.peak_fraction = self
             .devices
-            .get(r.device.lead())
+            .get(lead)
             .and_then(|d| d.peaks.as_ref())
             .and_then(|p| r.peak_share(p));
+        // A result placed on several devices uses all of them: it is priced at their sum.
+        let usd = self.config.price.as_ref().and_then(|p| {
+            r.device
+                .devices()
+                .iter()
+                .map(|&i| p.of_device(i))
+                .sum::<Option<f64>>()
+        });
+        r.price_performance = r.throughput.as_ref().zip(usd).map(|(t, usd)| {
+            crate::price::PricePerformance::of(t.value, &t.unit, r.workload.metric(), usd)
+        });
         self.results.push(r);
     }
 
@@ -200,5 +285,29 @@ impl Report {
             reason: e.to_string(),
         })?;
         Report::from_json(&text, &path.display().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_backend_keeps_its_name_and_unknown_names_load() {
+        for (name, typed) in [
+            ("cuda", RunBackend::Kind(BackendKind::Cuda)),
+            ("cpu", RunBackend::Kind(BackendKind::Cpu)),
+            ("mock", RunBackend::Kind(BackendKind::Mock)),
+            ("rocm", RunBackend::Other("rocm".into())),
+            ("", RunBackend::default()),
+        ] {
+            let json = serde_json::to_string(name).unwrap();
+            let read: RunBackend = serde_json::from_str(&json).unwrap();
+            assert_eq!(read, typed);
+            assert_eq!(serde_json::to_string(&read).unwrap(), json);
+        }
+        assert!(!RunBackend::from("cpu").names_gpu_models());
+        assert!(RunBackend::from("mock").names_gpu_models());
+        assert!(RunBackend::from("rocm").names_gpu_models());
     }
 }

@@ -25,7 +25,7 @@ pub use verdict::{classify, ratio_of_medians_ci, RatioCi, Verdict};
 
 use crate::report::{Report, ResultRecord, Status};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 /// Version of the comparison JSON (`--json`); fields are only added within a version.
@@ -73,6 +73,8 @@ pub struct CompareRequest {
     pub markdown: Option<String>,
     /// JSON target: a path, or `-` for stdout.
     pub json: Option<String>,
+    /// JUnit XML target (a testcase per compared result): a path, or `-` for stdout.
+    pub junit: Option<String>,
 }
 
 /// How two reports are compared.
@@ -586,7 +588,7 @@ type DeviceField = (
 const RUN_FIELDS: &[RunField] = &[
     ("gpuvet version", |r| r.tool.version.clone()),
     ("gpuvet git sha", |r| r.tool.git_sha.clone()),
-    ("backend", |r| r.config.backend.clone()),
+    ("backend", |r| r.config.backend.to_string()),
     ("devices", |r| r.devices.len().to_string()),
 ];
 
@@ -613,6 +615,11 @@ const HOST_FIELDS: &[RunField] = &[
     ("threads", |r| r.config.threads.to_string()),
     ("input seed", |r| r.config.seed.to_string()),
 ];
+
+/// A device's `details` entries as tables show them; none for a device one side lacks.
+fn entries(d: Option<&crate::backend::DeviceInfo>) -> BTreeMap<String, String> {
+    d.map(|d| d.details.entries()).unwrap_or_default()
+}
 
 /// Every environment field that differs between the two runs, in a fixed order: the run,
 /// each device (identity, then every `details` key either side has), the host and settings.
@@ -641,19 +648,10 @@ pub fn environment_diff(old: &Report, new: &Report) -> Vec<EnvDiff> {
             );
         }
         // `details` carries NVRTC/CUDA versions, clocks and anything else a backend records.
-        let keys: BTreeSet<&String> = a
-            .into_iter()
-            .chain(b)
-            .flat_map(|d| d.details.keys())
-            .collect();
-        for k in keys {
-            let val = |d: Option<&crate::backend::DeviceInfo>| {
-                opt(d.and_then(|d| d.details.get(k)).map(|v| match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                }))
-            };
-            push(format!("device {i} {k}"), val(a), val(b));
+        let (ea, eb) = (entries(a), entries(b));
+        for k in ea.keys().chain(eb.keys()).collect::<BTreeSet<_>>() {
+            let val = |e: &BTreeMap<String, String>| opt(e.get(k).cloned());
+            push(format!("device {i} {k}"), val(&ea), val(&eb));
         }
     }
     for (label, f) in HOST_FIELDS {
@@ -681,6 +679,7 @@ pub fn run(req: impl Into<CompareRequest>, color: bool) -> anyhow::Result<i32> {
         color,
         args.markdown.as_deref(),
         args.json.as_deref(),
+        args.junit.as_deref(),
     )?;
     Ok(cmp.exit_code(args.fail_on))
 }
@@ -717,15 +716,26 @@ pub fn emit(
     color: bool,
     markdown: Option<&str>,
     json: Option<&str>,
+    junit: Option<&str>,
 ) -> crate::Result<()> {
     use crate::export::{Exporter, PrettyJson};
-    if markdown == Some("-") && json == Some("-") {
-        return Err(crate::Error::invalid(
-            "--markdown - and --json - both ask for stdout; send one of them to a file",
-        ));
+    let on_stdout: Vec<&str> = [
+        ("--markdown", markdown),
+        ("--json", json),
+        ("--junit", junit),
+    ]
+    .into_iter()
+    .filter(|(_, t)| *t == Some("-"))
+    .map(|(flag, _)| flag)
+    .collect();
+    if on_stdout.len() > 1 {
+        return Err(crate::Error::invalid(format!(
+            "{} all ask for stdout (`-`); send all but one of them to a file",
+            on_stdout.join(" and ")
+        )));
     }
     let table = render_table(cmp, fail_on, color);
-    crate::output::Output::new(markdown == Some("-") || json == Some("-")).human(&table)?;
+    crate::output::Output::new(!on_stdout.is_empty()).human(&table)?;
     if let Some(target) = markdown {
         MarkdownExport(fail_on)
             .write(target, cmp)
@@ -733,6 +743,11 @@ pub fn emit(
     }
     if let Some(target) = json {
         PrettyJson.write(target, cmp).map_err(export_error)?;
+    }
+    if let Some(target) = junit {
+        crate::junit::JunitCompare(fail_on)
+            .write(target, cmp)
+            .map_err(export_error)?;
     }
     Ok(())
 }

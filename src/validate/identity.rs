@@ -25,19 +25,25 @@ pub fn check(
 ) -> Check {
     let mut f = Vec::new();
     partition_findings(info, &mut f);
-    match sku {
-        None => f.push(Finding::pass(format!(
+    let Some(sku) = sku else {
+        let reason = format!(
             "`{}` is not in the GPU database: identity not checked (add it to data/gpus.toml)",
             info.name
-        ))),
-        Some(sku) => sku_findings(info, sku, detected, expected, &mut f),
-    }
+        );
+        // Partition findings (MIG, vGPU) were still judged: then the check is not skipped.
+        if f.is_empty() {
+            return Check::skipped(CheckKind::Identity, reason);
+        }
+        f.push(Finding::pass(reason));
+        return Check::new(CheckKind::Identity, f);
+    };
+    sku_findings(info, sku, detected, expected, &mut f);
     Check::new(CheckKind::Identity, f)
 }
 
 /// MIG and virtualisation: checks that need no SKU.
 fn partition_findings(info: &DeviceInfo, f: &mut Vec<Finding>) {
-    let d = info.state();
+    let d = &info.details.state;
     let name_says_mig = info.name.split_whitespace().any(|w| w == "MIG");
     if d.mig_device == Some(true) || name_says_mig {
         f.push(Finding::fail(format!(
@@ -49,7 +55,11 @@ fn partition_findings(info: &DeviceInfo, f: &mut Vec<Finding>) {
             "MIG mode is enabled on this GPU: it is partitioned, not one whole GPU",
         ));
     }
-    match d.virtualization_mode.map(|s| s.to_ascii_lowercase()) {
+    match d
+        .virtualization_mode
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+    {
         Some(m) if m.contains("vgpu") || m.contains("vsga") => f.push(Finding::warn(format!(
             "virtualised ({m}): the physical GPU may be shared with other tenants (time-sliced)"
         ))),
@@ -81,10 +91,10 @@ fn sku_findings(
         }
     }
     shape_findings(info, sku, f);
-    let d = info.state();
-    power_findings(&d, sku, f);
-    clock_and_link_findings(&d, sku, f);
-    nvlink_findings(&d, sku, f);
+    let d = &info.details.state;
+    power_findings(d, sku, f);
+    clock_and_link_findings(d, sku, f);
+    nvlink_findings(d, sku, f);
 }
 
 /// A mismatch on a field the database marks unverified is a warning: the entry may be wrong.

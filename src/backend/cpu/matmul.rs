@@ -10,8 +10,9 @@
 //! B is read in place through strides in both layouts (K×N and N×K); there is no transposed
 //! copy.
 
-use super::chunk_len;
-use crate::backend::{CachePolicy, Prepared};
+use super::pages::huge_copy;
+use super::{boxed, chunk_len, Alloc, CpuBackend, CpuKernel, Run, MATMUL_IMPL};
+use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::dtype::{Arith, ComputeType, DType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
@@ -41,9 +42,29 @@ fn path(dtype: DType) -> Path {
     }
 }
 
+/// What the CPU matmul is.
+const ABOUT: &str = "gemm crate on rayon; f32/f16 native, bf16/tf32/fp8 via f32, int8 via f64";
+
+impl CpuKernel for MatmulSpec {
+    fn implementation(&self) -> Option<ImplInfo> {
+        Some(ImplInfo::new(MATMUL_IMPL, ABOUT, true))
+    }
+
+    fn bytes_per_set(&self) -> u64 {
+        bytes_per_set(self)
+    }
+
+    fn prepare<'a>(&self, cpu: &'a CpuBackend, a: Alloc) -> Run<'a> {
+        let threads = cpu.threads;
+        boxed(PreparedMatmul::new(
+            &cpu.pool, threads, self, a.inputs, a.sets, a.policy,
+        ))
+    }
+}
+
 /// Bytes one buffer set occupies: the (possibly widened) inputs, the GEMM's own result and,
 /// when the output dtype differs from the compute dtype, the output as well.
-pub(super) fn bytes_per_set(s: &MatmulSpec) -> u64 {
+fn bytes_per_set(s: &MatmulSpec) -> u64 {
     let (m, n, k) = (s.m, s.n, s.k);
     let ins = m.saturating_mul(k).saturating_add(k.saturating_mul(n));
     let mn = m.saturating_mul(n);
@@ -86,7 +107,7 @@ enum Set {
 }
 
 /// A matmul ready to run: every buffer set allocated and filled.
-pub(super) struct PreparedMatmul<'a> {
+struct PreparedMatmul<'a> {
     pool: &'a rayon::ThreadPool,
     threads: usize,
     spec: MatmulSpec,
@@ -96,7 +117,7 @@ pub(super) struct PreparedMatmul<'a> {
 }
 
 impl<'a> PreparedMatmul<'a> {
-    pub(super) fn new(
+    fn new(
         pool: &'a rayon::ThreadPool,
         threads: usize,
         spec: &MatmulSpec,
@@ -129,31 +150,31 @@ impl<'a> PreparedMatmul<'a> {
                     let (a32, b32) = (widen_f32(a), widen_f32(b));
                     if p == Path::F32 {
                         Set::F32 {
-                            a: a32,
-                            b: b32,
-                            c: vec![0.0; mn],
+                            a: huge_copy(&a32),
+                            b: huge_copy(&b32),
+                            c: huge_copy(&vec![0.0; mn]),
                         }
                     } else {
                         Set::ViaF32 {
-                            a: a32,
-                            b: b32,
-                            c: vec![0.0; mn],
+                            a: huge_copy(&a32),
+                            b: huge_copy(&b32),
+                            c: huge_copy(&vec![0.0; mn]),
                             out: vec![bf16::ZERO; mn],
                         }
                     }
                 }
                 Path::F16 => match (&a.data, &b.data) {
                     (Data::F16(a), Data::F16(b)) => Set::F16 {
-                        a: a.clone(),
-                        b: b.clone(),
-                        c: vec![f16::ZERO; mn],
+                        a: huge_copy(a),
+                        b: huge_copy(b),
+                        c: huge_copy(&vec![f16::ZERO; mn]),
                     },
                     _ => return Err(Error::invalid("f16 matmul needs f16 inputs")),
                 },
                 Path::ViaF64 => Set::ViaF64 {
-                    a: a.to_f64(),
-                    b: b.to_f64(),
-                    c: vec![0.0; mn],
+                    a: huge_copy(&a.to_f64()),
+                    b: huge_copy(&b.to_f64()),
+                    c: huge_copy(&vec![0.0; mn]),
                     out: vec![0; mn],
                 },
             };
@@ -199,28 +220,29 @@ impl<'a> PreparedMatmul<'a> {
 }
 
 impl Set {
+    /// Another buffer set with the same contents, the GEMM operands on huge pages.
     fn duplicate(&self) -> Set {
         match self {
             Set::F32 { a, b, c } => Set::F32 {
-                a: a.clone(),
-                b: b.clone(),
-                c: c.clone(),
+                a: huge_copy(a),
+                b: huge_copy(b),
+                c: huge_copy(c),
             },
             Set::F16 { a, b, c } => Set::F16 {
-                a: a.clone(),
-                b: b.clone(),
-                c: c.clone(),
+                a: huge_copy(a),
+                b: huge_copy(b),
+                c: huge_copy(c),
             },
             Set::ViaF32 { a, b, c, out } => Set::ViaF32 {
-                a: a.clone(),
-                b: b.clone(),
-                c: c.clone(),
+                a: huge_copy(a),
+                b: huge_copy(b),
+                c: huge_copy(c),
                 out: out.clone(),
             },
             Set::ViaF64 { a, b, c, out } => Set::ViaF64 {
-                a: a.clone(),
-                b: b.clone(),
-                c: c.clone(),
+                a: huge_copy(a),
+                b: huge_copy(b),
+                c: huge_copy(c),
                 out: out.clone(),
             },
         }
