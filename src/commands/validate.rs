@@ -62,8 +62,9 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         _ => (JudgeInputs::default(), backends),
     };
     if stop.load(Ordering::Relaxed) {
-        crate::term::warn("interrupted: no verdict");
-        return Ok(130);
+        crate::term::warn("interrupted: no verdict; the files hold the results that finished");
+        let unwritten = exports.finish(&report, opts.quiet);
+        return Ok(super::run::fail_unwritten(130, &unwritten));
     }
     // ECC counters, remapped rows and the PCIe link are judged as they are after the load.
     inputs.details_after = backends
@@ -74,13 +75,13 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     let verdict = crate::validate::judge_with(&report, &a.judge, &inputs);
     let output = Output::new(verdict_to_stdout || exports.uses_stdout());
     show(output, &report, &verdict)?;
-    exports.write_stdout(&report)?;
+    let unwritten = exports.finish(&report, opts.quiet);
     if let Some(target) = a.verdict.as_deref() {
         PrettyJson
             .write(target, &verdict)
             .with_context(|| format!("writing the verdict to {target}"))?;
     }
-    Ok(verdict.exit_code)
+    Ok(super::run::fail_unwritten(verdict.exit_code, &unwritten))
 }
 
 /// validate judges NVIDIA GPUs; the CPU and mock backends only with `allow_cpu` (testing).
