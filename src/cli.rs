@@ -993,9 +993,10 @@ fn refuse_unused_outputs(g: &Global, command: Option<&Command>) -> Result<()> {
             REPORT,
             "it writes the fleet view (--format, -o, --json, --csv, --markdown)",
         ),
+        // Its own --json, --csv and --markdown stand in for the global ones (clap fills both).
         Some(Command::Compare(_)) => (
             "compare",
-            &[],
+            REPORT,
             "it writes its own --json, --csv and --markdown; export a run's results for \
              CI charts with `gpuvet run --export FORMAT:PATH` and gate on `gpuvet compare`",
         ),

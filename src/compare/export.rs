@@ -94,20 +94,15 @@ pub type Bmf = BTreeMap<String, BTreeMap<String, BencherMetric>>;
 /// Bencher's built-in latency measure (nanoseconds).
 pub const BENCHER_LATENCY: &str = "latency";
 
-/// The Bencher measure (slug, name, units) a throughput unit goes under. Bencher's built-in
-/// `throughput` is "operations / second"; FLOP/s and B/s are other quantities, so each gets
-/// its own measure and a chart never mixes them. Bencher creates a measure it does not know
-/// on first use with placeholder units; `bencher measure create` with these names and units
-/// sets them right (docs/regression.md).
-pub fn bencher_measure(unit: &str) -> Option<(&'static str, &'static str, &'static str)> {
+/// The Bencher measure slug a throughput unit goes under. Bencher's built-in `throughput` is
+/// "operations / second"; FLOP/s and B/s are other quantities, so each gets its own measure
+/// and a chart never mixes them. Bencher creates a measure it does not know on first use with
+/// placeholder units; docs/regression.md has the `bencher measure create` lines that set them.
+pub fn bencher_measure(unit: &str) -> Option<&'static str> {
     match unit {
-        "FLOP/s" => Some((
-            "flops",
-            "FLOP/s",
-            "floating-point operations / second (FLOP/s)",
-        )),
-        "OP/s" => Some(("ops", "OP/s", "integer operations / second (OP/s)")),
-        "B/s" => Some(("bandwidth", "Bandwidth", "bytes / second (B/s)")),
+        "FLOP/s" => Some("flops"),
+        "OP/s" => Some("ops"),
+        "B/s" => Some("bandwidth"),
         _ => None,
     }
 }
@@ -278,7 +273,7 @@ pub fn bencher_metrics(report: &Report) -> (Bmf, Vec<String>) {
     let mut bmf = Bmf::new();
     for r in rates {
         let measures = bmf.entry(r.name.clone()).or_default();
-        if let Some((slug, _, _)) = bencher_measure(r.unit) {
+        if let Some(slug) = bencher_measure(r.unit) {
             measures.insert(
                 slug.to_string(),
                 BencherMetric {
