@@ -138,12 +138,15 @@ fn fresh_runs_match_the_schema() {
     }
 }
 
+/// One way to break a report.
+type Mutation = fn(&mut Value);
+
 #[test]
 fn reports_that_break_the_schema_are_refused() {
     let text = std::fs::read_to_string(root().join("tests/fixtures/compare_old.json")).unwrap();
     let good: Value = serde_json::from_str(&text).unwrap();
     let v = validator(&schema());
-    let broken: Vec<(&str, fn(&mut Value))> = vec![
+    let broken: Vec<(&str, Mutation)> = vec![
         ("schema 2", |r| r["schema_version"] = 2.into()),
         ("no results", |r| {
             r.as_object_mut().unwrap().remove("results");
