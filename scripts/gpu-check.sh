@@ -371,7 +371,14 @@ if [ "$LIST_ONLY" = 0 ]; then
             export GPUVET_CUDA_LIB_DIR="$tlib"
             export LD_LIBRARY_PATH="$tlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
         fi
+    elif [ -n "${GPUVET_CUDA_LIB_DIR:-}" ]; then
+        # A folder chosen by hand goes first on the loader path too, for the same reason.
+        export LD_LIBRARY_PATH="$GPUVET_CUDA_LIB_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     fi
+    # The GPU VM's memory grows as it is used (MemAvailable starts far below what it will
+    # give), so a host-memory shortfall is noted in the result instead of refusing the 4 GiB
+    # memory steps; set GPUVET_HOST_MEMORY_CHECK=strict to refuse.
+    export GPUVET_HOST_MEMORY_CHECK="${GPUVET_HOST_MEMORY_CHECK:-warn}"
     {
         echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
         echo "command: scripts/gpu-check.sh ${ARGV[*]:-}"
@@ -380,6 +387,7 @@ if [ "$LIST_ONLY" = 0 ]; then
         echo "gpuvet: $("$BIN/gpuvet" --version 2>&1)"
         echo "backend: $BACKEND, budget: ${BUDGET}s"
         echo "cuda libraries: ${GPUVET_CUDA_LIB_DIR:-found by gpuvet}"
+        echo "host memory check: $GPUVET_HOST_MEMORY_CHECK"
         echo "memory:"; free -g 2>&1
         if command -v nvidia-smi >/dev/null; then
             echo "driver: $(nvidia-smi --query-gpu=driver_version,name --format=csv,noheader 2>&1 | head -n 1)"
