@@ -5,16 +5,17 @@
 //! recorded with its error and no throughput. Exports are rewritten after every result, so an
 //! interrupted run keeps what finished.
 
-use crate::backend::{Backend, CachePolicy, PrepareOptions, Telemetry};
+use crate::backend::{Backend, CachePolicy, Group, PrepareOptions, Telemetry};
 use crate::env::{HostInfo, ToolInfo};
 use crate::export::Exports;
 use crate::inputs;
+use crate::interconnect::World;
 use crate::measure::{measure_observed, MeasureConfig, Phase, StopReason};
 use crate::plan::{Plan, PlanEntry};
 use crate::report::{Report, ResultRecord, RunConfig, Status, Throughput, SCHEMA_VERSION};
 use crate::tensor::Tensor;
 use crate::verify::{verify, Verification};
-use crate::workload::{Metric, Workload};
+use crate::workload::{Placing, Workload};
 use crate::Error;
 pub use schedule::{schedule, Devices, Done, Job, LostDevices};
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ pub struct Settings {
     pub backend: String,
     /// Fixed host and start time, for reproducible snapshots (mock runs in tests).
     pub fixed_environment: bool,
+    /// The processes of the run (a single process unless launched as a world), joined.
+    pub world: World,
 }
 
 /// A report with no results yet, describing the run about to happen.
@@ -232,7 +235,16 @@ fn run_one(
         buffer_sets: entry.buffer_sets,
         hot: s.hot,
     };
-    let mut prepared = backend.prepare(w, &entry.implementation, ins, opts)?;
+    let mut prepared = match w.placing() {
+        Placing::EachDevice => backend.prepare(w, &entry.implementation, ins, opts)?,
+        _ => {
+            let group = Group {
+                members: bs,
+                world: &s.world,
+            };
+            backend.prepare_group(&group, w, &entry.implementation, ins, opts)?
+        }
+    };
     let output = prepared.run_verify()?;
     let wseed = inputs::workload_seed(s.seed, w);
     let verification = verify(w, ins, &output, wseed);
@@ -271,12 +283,8 @@ fn run_one(
     record.status = Status::Ok;
     let t = m.summary.median_s;
     let unit = ResultRecord::unit_for(w);
-    let rate = match w.metric() {
-        Metric::Flops => w.flops() / t,
-        Metric::Bytes => w.bytes() as f64 / t,
-    };
     record.throughput = Some(Throughput {
-        value: rate,
+        value: w.rate(t),
         unit: unit.into(),
     });
     record.bandwidth = Some(Throughput {

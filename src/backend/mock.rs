@@ -8,8 +8,8 @@
 //! does on a GPU, to exercise the device-lost path.
 
 use super::{
-    quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, Peaks, PrepareOptions,
-    Prepared, Sustained, Telemetry,
+    quick, Backend, BackendKind, CachePolicy, DeviceInfo, DeviceState, Group, ImplInfo, NvLinkPeer,
+    NvLinkPeerKind, Peaks, PrepareOptions, Prepared, Sustained, Telemetry,
 };
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -26,6 +26,17 @@ const MAX_MACS: u128 = 1 << 28;
 /// Fake rates: 100 TFLOP/s and 1 TB/s.
 const FAKE_FLOPS: f64 = 100e12;
 const FAKE_BANDWIDTH: f64 = 1e12;
+/// Fake link rates each way: a Gen5 x16 host link (50 GB/s reached), NVLink between mock
+/// GPUs (18 links reaching 360 GB/s), and the bus bandwidth of a collective.
+const FAKE_PCIE: f64 = 50e9;
+const FAKE_NVLINK: f64 = 360e9;
+const FAKE_BUS: f64 = 340e9;
+/// The variable that slows the link between two mock GPUs (`GPUVET_MOCK_SLOW_PAIR=1:2`) four
+/// times, to exercise the naming of a pair below its expectation.
+pub const SLOW_PAIR_VAR: &str = "GPUVET_MOCK_SLOW_PAIR";
+/// The variable that opens several mock GPUs (`GPUVET_MOCK_DEVICES=8`), connected like an
+/// NVSwitch system.
+pub const DEVICES_VAR: &str = "GPUVET_MOCK_DEVICES";
 
 /// SM clock the mock reports while a run is busy.
 const BUSY_CLOCK_MHZ: f64 = 1500.0;
@@ -77,6 +88,7 @@ impl MockBackend {
                     source: "mock figures for tests".into(),
                     flops,
                     memory_bandwidth: Some(2e12),
+                    ..Peaks::default()
                 }),
             },
             busy: AtomicBool::new(false),
@@ -85,6 +97,52 @@ impl MockBackend {
             device_fault: None,
             lost: AtomicBool::new(false),
         }
+    }
+
+    /// Mock GPU `index` of `count`, on its own PCI bus id with a Gen5 x16 link and 18 NVLink
+    /// links to an NVSwitch, able to map every other mock GPU: a node of `count` GPUs whose
+    /// topology, peer copies and collectives can be tested.
+    pub fn numbered(index: usize, count: usize) -> Self {
+        let mut m = MockBackend::new();
+        m.info.index = index;
+        m.info.uuid = Some(format!("GPU-00000000-0000-0000-0000-{index:012x}"));
+        m.info.pci_bus_id = Some(format!("0000:{:02x}:00.0", index + 1));
+        let state = DeviceState {
+            pcie_gen: Some(5),
+            pcie_gen_max: Some(5),
+            pcie_width: Some(16),
+            pcie_width_max: Some(16),
+            nvlink_active_links: Some(18),
+            nvlink_peers: Some(vec![
+                NvLinkPeer {
+                    kind: NvLinkPeerKind::Switch,
+                    pci_bus_id: "00000000:F0:00.0".into(),
+                };
+                18
+            ]),
+            peer_access: Some((0..count as u32).filter(|&d| d != index as u32).collect()),
+            ..DeviceState::default()
+        };
+        m.info.details = state.to_details();
+        if let Some(p) = m.info.peaks.as_mut() {
+            p.nvlink_link_bandwidth = Some(25e9);
+            p.pcie_bandwidth = Some(crate::interconnect::topology::pcie_rate(5, 16).unwrap_or(0.0));
+        }
+        m
+    }
+
+    /// The mock GPUs `GPUVET_MOCK_DEVICES` asks for (one, as before, when unset).
+    pub fn from_env() -> Result<Vec<MockBackend>> {
+        let n = match std::env::var(DEVICES_VAR) {
+            Err(_) => return Ok(vec![MockBackend::new()]),
+            Ok(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=64).contains(n))
+                .ok_or_else(|| Error::invalid(format!("{DEVICES_VAR}={v}: expected 1 to 64")))?,
+        };
+        Ok((0..n).map(|i| MockBackend::numbered(i, n)).collect())
     }
 
     /// A mock whose fake clock is taken to feel its 1 MiB "L2", so that results whose rotated
@@ -146,6 +204,10 @@ impl Backend for MockBackend {
         BackendKind::Mock
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn device(&self) -> &DeviceInfo {
         &self.info
     }
@@ -202,6 +264,9 @@ impl Backend for MockBackend {
                 a.visible_pairs() * (a.batch * a.q_heads * a.head_dim) as u128
             }
             Workload::Memory(m) => m.elements() as u128,
+            Workload::Transfer(t) => t.words() as u128,
+            Workload::P2p(p) => p.words() as u128,
+            Workload::Collective(c) => c.elements() as u128 * c.ranks as u128,
         };
         if macs > MAX_MACS {
             return Err(Error::unsupported(format!(
@@ -209,7 +274,50 @@ impl Backend for MockBackend {
                 w.name()
             )));
         }
-        let per_iter = w.flops() / FAKE_FLOPS + w.bytes() as f64 / FAKE_BANDWIDTH + 2e-6;
+        let per_iter = match w {
+            Workload::Transfer(t) => t.bytes() as f64 / FAKE_PCIE + 8e-6,
+            _ => w.flops() / FAKE_FLOPS + w.bytes() as f64 / FAKE_BANDWIDTH + 2e-6,
+        };
+        Ok(Box::new(MockRun {
+            busy: &self.busy,
+            w: w.clone(),
+            inputs: inputs.to_vec(),
+            per_iter,
+            calls: 0,
+            sets: opts.buffer_sets,
+        }))
+    }
+
+    /// Peer copies between mock GPUs and collectives over them, computed exactly; timed from
+    /// the fake link rates (a pair named by `GPUVET_MOCK_SLOW_PAIR` four times slower).
+    fn prepare_group<'a>(
+        &'a self,
+        group: &Group<'a>,
+        w: &Workload,
+        imp: &str,
+        inputs: &[Tensor],
+        opts: PrepareOptions,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        self.check(w, imp)?;
+        self.sticky_fault(w)?;
+        let members = group.members_as::<MockBackend>(&w.name())?;
+        let per_iter = match w {
+            Workload::P2p(p) => {
+                let pair: Vec<usize> = members.iter().map(|m| m.info.index).collect();
+                let slow = slow_pair().is_some_and(|(a, b)| pair.contains(&a) && pair.contains(&b));
+                p.bytes() as f64 / FAKE_NVLINK * if slow { 4.0 } else { 1.0 } + 5e-6
+            }
+            Workload::Collective(c) => {
+                if c.local.is_some() {
+                    return Err(Error::unsupported(
+                        "the mock computes collectives of one process only",
+                    ));
+                }
+                c.bytes() as f64 * c.bus_factor().max(1.0 / c.ranks.max(1) as f64) / FAKE_BUS
+                    + 10e-6
+            }
+            _ => return self.prepare(w, imp, inputs, opts),
+        };
         Ok(Box::new(MockRun {
             busy: &self.busy,
             w: w.clone(),
@@ -297,8 +405,30 @@ fn corrupt(t: &mut Tensor) {
     }
 }
 
+/// The pair `GPUVET_MOCK_SLOW_PAIR` (`a:b`) names, if any.
+fn slow_pair() -> Option<(usize, usize)> {
+    let v = std::env::var(SLOW_PAIR_VAR).ok()?;
+    let (a, b) = v.split_once(':')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+/// What landed: the inputs laid end to end (a transfer or a peer copy that lost nothing).
+fn landed(inputs: &[Tensor]) -> Tensor {
+    let v: Vec<f32> = inputs.iter().flat_map(|t| t.to_f32()).collect();
+    Tensor {
+        name: "landed".into(),
+        shape: vec![v.len()],
+        data: Data::F32(v),
+    }
+}
+
 fn compute(w: &Workload, inputs: &[Tensor]) -> Tensor {
     match w {
+        Workload::Transfer(_) | Workload::P2p(_) => landed(inputs),
+        Workload::Collective(c) => {
+            let v = crate::workload::collective::reference(c, inputs);
+            Tensor::from_f32("recv", vec![v.len()], c.dtype, &v)
+        }
         Workload::Matmul(m) => {
             let a = inputs[0].to_f64();
             let (mm, n) = (m.m as usize, m.n as usize);

@@ -79,6 +79,7 @@ impl Options {
             command: command.into(),
             backend: backend.into(),
             fixed_environment: self.backend == BackendChoice::Mock,
+            world: Default::default(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! together with exact rows and columns sampled at the edges and at random (tails are where
 //! tiled kernels go wrong), and sampled rows for attention. See docs/verification.md.
 
+pub mod interconnect;
 pub mod reference;
 
 use crate::dtype::DType;
@@ -37,9 +38,13 @@ pub enum VerifyMethod {
     /// Sampled attention rows against the reference.
     #[serde(rename = "sampled-rows")]
     SampledRows,
-    /// Bit-exact comparison (memory copies).
+    /// Bit-exact comparison (memory copies, transfers, collectives up to a size).
     #[serde(rename = "exact")]
     Exact,
+    /// Bit-exact comparison of sampled elements: every chunk's edges and a seeded random
+    /// sample (large collectives, whose full reference costs ranks × elements).
+    #[serde(rename = "sampled")]
+    Sampled,
     /// The output had the wrong number of elements; nothing was compared.
     #[serde(rename = "shape")]
     Shape,
@@ -56,6 +61,7 @@ impl VerifyMethod {
             VerifyMethod::FreivaldsSampled => "freivalds+sampled",
             VerifyMethod::SampledRows => "sampled-rows",
             VerifyMethod::Exact => "exact",
+            VerifyMethod::Sampled => "sampled",
             VerifyMethod::Shape => "shape",
             VerifyMethod::None => "none",
         }

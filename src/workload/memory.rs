@@ -1,5 +1,5 @@
 use super::axis::{cross, first_swept, Axis, Param};
-use super::{collect_checked, KindAxes, Metric, Workload, WorkloadKind};
+use super::{collect_checked, size_label, KindAxes, Metric, Workload, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{splitmix, Tensor};
@@ -185,16 +185,6 @@ impl KindAxes for MemoryAxes {
     fn implementations(&self) -> &[String] {
         &self.implementation
     }
-}
-
-/// `1GiB`, `256MiB`, `4000000B`: compact and exact.
-fn size_label(b: u64) -> String {
-    for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
-        if b >= 1 << shift && b % (1 << shift) == 0 {
-            return format!("{}{unit}", b >> shift);
-        }
-    }
-    format!("{b}B")
 }
 
 #[cfg(test)]

@@ -6,13 +6,19 @@
 
 mod attention;
 pub mod axis;
+pub mod collective;
 mod matmul;
 mod memory;
+mod p2p;
+mod transfer;
 
 pub use attention::{AttentionAxes, AttentionSpec};
 pub use axis::{Axis, Param};
+pub use collective::{CollectiveAxes, CollectiveOp, CollectiveSpec, RankRange};
 pub use matmul::{BLayout, MatmulAxes, MatmulSpec};
 pub use memory::{MemOp, MemoryAxes, MemorySpec, TRIAD_SCALAR, WRITE_VALUE};
+pub use p2p::{P2pAxes, P2pOp, P2pSpec};
+pub use transfer::{Direction, HostMemory, TransferAxes, TransferSpec, MIN_TRANSFER};
 
 use crate::dtype::DType;
 use crate::error::Result;
@@ -37,6 +43,9 @@ pub enum Workload {
     Matmul(MatmulSpec),
     Attention(AttentionSpec),
     Memory(MemorySpec),
+    Transfer(TransferSpec),
+    P2p(P2pSpec),
+    Collective(CollectiveSpec),
 }
 
 /// Runs `$e` with `$s` bound to the spec inside a [`Workload`], whatever its kind: the one
@@ -47,6 +56,9 @@ macro_rules! each_kind {
             $crate::workload::Workload::Matmul($s) => $e,
             $crate::workload::Workload::Attention($s) => $e,
             $crate::workload::Workload::Memory($s) => $e,
+            $crate::workload::Workload::Transfer($s) => $e,
+            $crate::workload::Workload::P2p($s) => $e,
+            $crate::workload::Workload::Collective($s) => $e,
         }
     };
 }
@@ -59,6 +71,21 @@ pub enum Metric {
     Flops,
     /// Bytes moved per second.
     Bytes,
+}
+
+/// Where the plan places a workload: on each device alone, or on several devices that work on
+/// it together (the backends' group seam, `Backend::prepare_group`, prepares those).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placing {
+    /// Every device on its own (matmul, attention, memory, host↔device transfers).
+    EachDevice,
+    /// Every ordered pair of distinct devices, source first (a one-way p2p copy).
+    OrderedPairs,
+    /// Every pair of distinct devices, in ascending order (a two-way p2p copy).
+    Pairs,
+    /// The devices of the run as one set (a collective; on the CPU, one device whose ranks are
+    /// threads).
+    Group,
 }
 
 /// What every workload kind answers for itself, so that [`Workload`] only dispatches and a new
@@ -78,6 +105,26 @@ pub trait WorkloadKind {
     /// The headline figure: bytes per second for bandwidth-bound work, FLOP/s otherwise.
     fn metric(&self) -> Metric {
         Metric::Flops
+    }
+    /// The headline rate is `bytes()` (or `flops()`) per second times this: nccl-tests' bus
+    /// factor for a collective (busbw = algbw × factor), 1 for everything else.
+    fn rate_factor(&self) -> f64 {
+        1.0
+    }
+    /// Where the plan places it.
+    fn placing(&self) -> Placing {
+        Placing::EachDevice
+    }
+    /// Ranks a group workload was asked to span (0: one per device of the run, or the
+    /// backend's default); `None` for kinds without ranks.
+    fn ranks(&self) -> Option<u32> {
+        None
+    }
+    /// This workload over `ranks` ranks, of which `local` are held by this process (`None`:
+    /// all of them); `None` for kinds without ranks.
+    fn with_ranks(&self, ranks: u32, local: Option<RankRange>) -> Option<Workload> {
+        let _ = (ranks, local);
+        None
     }
     /// The test the workload belongs to: the key of expectations in the GPU database and the
     /// id prefix `validate` and `compare` group by (`matmul.bf16`, `attention.decode`, ...).
@@ -134,6 +181,31 @@ impl Workload {
     /// FLOP/s. Every result records both.
     pub fn metric(&self) -> Metric {
         each_kind!(self, s => WorkloadKind::metric(s))
+    }
+
+    /// See [`WorkloadKind::placing`].
+    pub fn placing(&self) -> Placing {
+        each_kind!(self, s => WorkloadKind::placing(s))
+    }
+
+    /// See [`WorkloadKind::ranks`].
+    pub fn ranks(&self) -> Option<u32> {
+        each_kind!(self, s => WorkloadKind::ranks(s))
+    }
+
+    /// See [`WorkloadKind::with_ranks`].
+    pub fn with_ranks(&self, ranks: u32, local: Option<RankRange>) -> Option<Workload> {
+        each_kind!(self, s => s.with_ranks(ranks, local))
+    }
+
+    /// The headline rate of one execution taking `seconds`: FLOP/s, or B/s (busbw for a
+    /// collective): what results, verdicts and comparisons all report.
+    pub fn rate(&self, seconds: f64) -> f64 {
+        let base = match self.metric() {
+            Metric::Flops => self.flops(),
+            Metric::Bytes => self.bytes() as f64,
+        };
+        base * each_kind!(self, s => s.rate_factor()) / seconds
     }
 
     pub fn dtype(&self) -> DType {
@@ -196,6 +268,16 @@ pub(crate) fn collect_checked(ws: impl Iterator<Item = Workload>) -> Result<Vec<
         v.push(w);
     }
     Ok(v)
+}
+
+/// `1GiB`, `256MiB`, `4000000B`: compact and exact.
+pub(crate) fn size_label(b: u64) -> String {
+    for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if b >= 1 << shift && b % (1 << shift) == 0 {
+            return format!("{}{unit}", b >> shift);
+        }
+    }
+    format!("{b}B")
 }
 
 /// Multiplies dimensions in u128 and rejects a product above [`MAX_ELEMENTS`].

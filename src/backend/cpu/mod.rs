@@ -12,17 +12,20 @@
 //! kernel, including the ones `gemm` parallelises itself.
 
 mod attention;
+mod collective;
 mod matmul;
 mod memory;
+mod transfer;
 
 use crate::backend::{
-    quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, PrepareOptions, Prepared,
-    Sustained, Telemetry,
+    quick, Backend, BackendKind, CachePolicy, DeviceInfo, Group, ImplInfo, PrepareOptions,
+    Prepared, RankLayout, Sustained, Telemetry,
 };
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
-use crate::workload::{BLayout, MemOp, Workload};
+use crate::workload::collective::COLLECTIVE_DTYPES;
+use crate::workload::{BLayout, MemOp, Workload, WorkloadKind};
 
 /// Implementation name of the CPU matmul.
 pub const MATMUL_IMPL: &str = "gemm";
@@ -30,6 +33,10 @@ pub const MATMUL_IMPL: &str = "gemm";
 pub const ATTENTION_IMPL: &str = "flash";
 /// Implementation name of the CPU memory operations.
 pub const MEMORY_IMPL: &str = "stream";
+/// Implementation name of the CPU host↔"device" copy.
+pub const TRANSFER_IMPL: &str = "memcpy";
+/// Implementation name of the CPU collectives (ranks as threads).
+pub const COLLECTIVE_IMPL: &str = "threads";
 
 /// The host CPU as a gpuvet device.
 pub struct CpuBackend {
@@ -120,6 +127,10 @@ impl Backend for CpuBackend {
         BackendKind::Cpu
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn device(&self) -> &DeviceInfo {
         &self.device
     }
@@ -142,6 +153,25 @@ impl Backend for CpuBackend {
                 "multithreaded streaming loops over f32 arrays",
                 false,
             )],
+            Workload::Transfer(_) => vec![ImplInfo::new(
+                TRANSFER_IMPL,
+                "host memory to host memory (the CPU has no device link): not a PCIe figure",
+                true,
+            )],
+            // One device: nothing to copy between.
+            Workload::P2p(_) => Vec::new(),
+            Workload::Collective(c) if COLLECTIVE_DTYPES.contains(&c.dtype) => vec![ImplInfo::new(
+                COLLECTIVE_IMPL,
+                "ranks are threads of this process over shared memory: not a network figure",
+                true,
+            )],
+            Workload::Collective(_) => Vec::new(),
+        }
+    }
+
+    fn rank_layout(&self) -> RankLayout {
+        RankLayout::Threads {
+            default: (self.threads as u32).clamp(2, 8),
         }
     }
 
@@ -177,6 +207,9 @@ impl Backend for CpuBackend {
             Workload::Matmul(m) => matmul::bytes_per_set(m).saturating_mul(sets),
             Workload::Attention(a) => attention::bytes_per_set(a).saturating_mul(sets),
             Workload::Memory(m) => m.footprint().saturating_mul(sets),
+            Workload::Transfer(t) => 2 * t.bytes().saturating_mul(sets),
+            Workload::P2p(p) => p.buffer_bytes(),
+            Workload::Collective(c) => c.buffer_bytes(),
         }
     }
 
@@ -204,6 +237,35 @@ impl Backend for CpuBackend {
             Workload::Memory(m) => Ok(Box::new(memory::PreparedMemory::new(
                 pool, m, inputs, sets, policy,
             )?)),
+            Workload::Transfer(t) => Ok(Box::new(transfer::PreparedTransfer::new(
+                pool, t, inputs, sets, policy,
+            )?)),
+            Workload::P2p(_) | Workload::Collective(_) => Err(Error::unsupported(format!(
+                "{} runs across devices (the group seam), not on one",
+                w.name()
+            ))),
+        }
+    }
+
+    fn prepare_group<'a>(
+        &'a self,
+        group: &Group<'a>,
+        w: &Workload,
+        imp: &str,
+        inputs: &[Tensor],
+        _opts: PrepareOptions,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        self.check(w, imp)?;
+        check_inputs(w, inputs)?;
+        match w {
+            Workload::Collective(c) => {
+                let world = group.world.size;
+                collective::prepare(c, inputs, world)
+            }
+            _ => Err(Error::unsupported(format!(
+                "the CPU backend is one device: {} needs two",
+                w.name()
+            ))),
         }
     }
 
@@ -262,6 +324,18 @@ fn check_inputs(w: &Workload, inputs: &[Tensor]) -> Result<()> {
                 MemOp::Write => vec![],
                 MemOp::Triad => vec![("b", n.clone(), DType::F32), ("c", n, DType::F32)],
             }
+        }
+        Workload::Transfer(t) => {
+            let n = vec![t.words() as usize];
+            vec![("src", n, DType::F32); t.direction.ways() as usize]
+        }
+        Workload::P2p(p) => vec![
+            ("src", vec![p.words() as usize], DType::F32);
+            p.output_len() / p.words().max(1) as usize
+        ],
+        Workload::Collective(c) => {
+            let n = vec![c.send_elements() as usize];
+            vec![("send", n, c.dtype); c.local_ranks().len()]
         }
     };
     if inputs.len() != expected.len() {

@@ -335,7 +335,8 @@ impl CudaBackend {
             Workload::Attention(a) => lib(&probe.cublaslt)
                 .or_else(|| lib(&probe.nvrtc))
                 .or_else(|| attention::plan(a, self.gpu.props.cc).err()),
-            Workload::Memory(_) => None,
+            Workload::Memory(_) | Workload::Transfer(_) | Workload::P2p(_) => None,
+            Workload::Collective(_) => None,
         }
     }
 
@@ -379,6 +380,7 @@ impl CudaBackend {
                 }
                 v
             }
+            Workload::Transfer(_) | Workload::P2p(_) | Workload::Collective(_) => Vec::new(),
         }
     }
 
@@ -428,6 +430,10 @@ fn with_own(
 impl Backend for CudaBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Cuda
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 
     fn device(&self) -> &DeviceInfo {
@@ -497,6 +503,10 @@ impl Backend for CudaBackend {
                         .stream_grid(memory::BLOCK, memory::MIN_ELEMS_PER_BLOCK, m.elements());
                 memory::memory_needed(m, sets, grid as u64)
             }
+            Workload::Transfer(t) => t.bytes().saturating_mul(sets as u64),
+            Workload::P2p(p) => 2 * p.bytes(),
+            // One rank per device: its own send and receive buffers.
+            Workload::Collective(c) => (c.send_elements() + c.recv_elements()) * c.dtype.size(),
         }
     }
 
@@ -589,6 +599,12 @@ impl Backend for CudaBackend {
                 }
                 Workload::Attention(a) => {
                     Box::new(attention::AttentionRun::new(gpu, a, inputs, sets, policy)?)
+                }
+                Workload::Transfer(_) | Workload::P2p(_) | Workload::Collective(_) => {
+                    return Err(Error::unsupported(format!(
+                        "{} is not ready on cuda",
+                        w.name()
+                    )))
                 }
                 Workload::Memory(m) => {
                     let mi = MemImpl::for_op(m.op, imp)?;
