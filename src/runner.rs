@@ -84,6 +84,7 @@ pub fn new_report(backends: &[Box<dyn Backend>], s: &Settings) -> Report {
         },
         started_at,
         complete: false,
+        world: s.world.record(),
         results: Vec::new(),
     }
 }

@@ -1,4 +1,5 @@
-//! `gpuvet sweep matmul|attention|memory`: one workload kind over axes of shapes.
+//! `gpuvet sweep matmul|attention|memory|transfer|p2p|collective`: one workload kind over axes
+//! of shapes or sizes.
 //!
 //! Every axis takes a comma-separated list whose items are single values, arithmetic ranges or
 //! powers of two, mixed freely: `1,16,64`, `64..1024:64` (64 to 1024 in steps of 64, both ends
@@ -10,7 +11,10 @@
 //! same flags (see `cli`), so a bench is a sweep whose axes hold one value each.
 
 use crate::error::{Error, Result};
-use crate::workload::{AttentionAxes, KindAxes, MatmulAxes, MemoryAxes, Param, Workload};
+use crate::workload::{
+    AttentionAxes, CollectiveAxes, KindAxes, MatmulAxes, MemoryAxes, P2pAxes, Param, TransferAxes,
+    Workload,
+};
 
 pub use crate::workload::axis::{Axis, MAX_AXIS_VALUES, MAX_SWEEP_WORKLOADS};
 #[cfg(test)]
@@ -32,6 +36,9 @@ pub enum SweepKind {
     Matmul(MatmulSweep),
     Attention(AttentionSweep),
     Memory(MemorySweep),
+    Transfer(TransferAxes),
+    P2p(P2pAxes),
+    Collective(CollectiveAxes),
 }
 
 impl SweepKind {
@@ -41,6 +48,9 @@ impl SweepKind {
             SweepKind::Matmul(a) => (a, "sweep matmul"),
             SweepKind::Attention(a) => (a, "sweep attention"),
             SweepKind::Memory(a) => (a, "sweep memory"),
+            SweepKind::Transfer(a) => (a, "sweep transfer"),
+            SweepKind::P2p(a) => (a, "sweep p2p"),
+            SweepKind::Collective(a) => (a, "sweep collective"),
         }
     }
 

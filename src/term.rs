@@ -54,6 +54,12 @@ pub fn table(color: bool) -> Table {
 }
 
 /// The results table.
+/// After a run over several devices: the topology, the p2p matrices, the links below what a
+/// healthy link reaches (see [`crate::interconnect::links::summary`]).
+pub fn links_summary(report: &Report, color: bool) -> String {
+    crate::interconnect::links::summary(report, color)
+}
+
 pub fn results_table(report: &Report, color: bool) -> String {
     let mut t = Table::new();
     t.load_style(presets::UTF8_FULL_CONDENSED);
@@ -74,11 +80,14 @@ pub fn results_table(report: &Report, color: bool) -> String {
         "verified",
     ]);
     for r in &report.results {
-        let dev = report
+        let mut dev = report
             .devices
             .get(r.device.lead())
             .map(|d| short_device(&d.name))
             .unwrap_or_default();
+        if !r.device.is_single() {
+            dev = format!("{dev} [{}]", r.device);
+        }
         let verified = verification_text(r);
         let vcell = if !color {
             Cell::new(verified)

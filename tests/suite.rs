@@ -61,6 +61,7 @@ fn report(peaks: Option<Peaks>) -> Report {
         },
         started_at: "2026-01-01T00:00:00Z".into(),
         complete: true,
+        world: None,
         results: vec![],
     }
 }

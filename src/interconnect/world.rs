@@ -10,14 +10,15 @@ use super::rendezvous::Rendezvous;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-/// Which launcher to read the world from (`--world`).
+/// Which launcher to read the world from (`--world`; `auto` for collectives, `single` for
+/// everything else and by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WorldChoice {
     /// `env` when `GPUVET_WORLD_SIZE` is set, `slurm` inside a Slurm step of several tasks,
     /// otherwise `single`.
-    #[default]
     Auto,
     /// One process, whatever the environment says.
+    #[default]
     Single,
     /// Slurm's task variables.
     Slurm,
@@ -53,6 +54,51 @@ pub struct World {
     pub id: Option<Vec<u8>>,
     /// Host of every rank, in rank order (after joining; rank 0 knows them all).
     pub hosts: Vec<String>,
+}
+
+/// What a report records about the world it was measured in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorldRecord {
+    pub rank: u32,
+    pub size: u32,
+    pub local_rank: u32,
+    pub local_size: u32,
+    pub launcher: Launcher,
+    /// Where the id was handed out (`tcp://gpu001:24242`, `file:/shared/rdv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendezvous: Option<String>,
+    /// SHA-256 (first 16 hex digits) of the id every process agreed on: the same in the
+    /// report of every rank of one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_sha256: Option<String>,
+    /// Host of every rank, as far as this rank knows them (rank 0 knows all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+}
+
+impl World {
+    /// The record of this world for a report; `None` for a single process.
+    pub fn record(&self) -> Option<WorldRecord> {
+        if self.is_single() {
+            return None;
+        }
+        use sha2::{Digest, Sha256};
+        Some(WorldRecord {
+            rank: self.rank,
+            size: self.size,
+            local_rank: self.local_rank,
+            local_size: self.local_size,
+            launcher: self.launcher,
+            rendezvous: self.rendezvous.as_ref().map(|r| r.to_string()),
+            id_sha256: self.id.as_ref().map(|id| {
+                Sha256::digest(id)[..8]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            }),
+            hosts: self.hosts.clone(),
+        })
+    }
 }
 
 impl Default for World {

@@ -8,7 +8,7 @@
 //! integers even in bf16 whatever order the library adds them in.
 
 use super::axis::{cross, first_swept, Axis, Param};
-use super::{collect_checked, size_label, KindAxes, Metric, Placing, Workload, WorkloadKind};
+use super::{collect_checked, size_label, KindAxes, Metric, Placing, Roof, Workload, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{splitmix, Tensor};
@@ -348,6 +348,9 @@ impl WorkloadKind for CollectiveSpec {
     }
     fn metric(&self) -> Metric {
         Metric::Bytes
+    }
+    fn roof(&self) -> Roof {
+        Roof::GroupLink
     }
     /// busbw is the headline, as nccl-tests prints it.
     fn rate_factor(&self) -> f64 {

@@ -88,6 +88,21 @@ pub enum Placing {
     Group,
 }
 
+/// What a result is measured against: the roof `% of peak` divides by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roof {
+    /// The compute peak of a dtype.
+    Compute(DType),
+    /// The device's memory bandwidth.
+    Memory,
+    /// The device's PCIe link, `ways` directions at once.
+    HostLink { ways: u32 },
+    /// The link between the two devices of the placement, `ways` directions at once.
+    PairLink { ways: u32 },
+    /// The slowest link between the devices of the placement (a collective's bus).
+    GroupLink,
+}
+
 /// What every workload kind answers for itself, so that [`Workload`] only dispatches and a new
 /// kind is one module rather than an arm in each of a dozen matches.
 ///
@@ -105,6 +120,14 @@ pub trait WorkloadKind {
     /// The headline figure: bytes per second for bandwidth-bound work, FLOP/s otherwise.
     fn metric(&self) -> Metric {
         Metric::Flops
+    }
+    /// What `% of peak` divides by: the memory bandwidth for bandwidth-bound work, the
+    /// dtype's compute peak otherwise; a link for the interconnect kinds.
+    fn roof(&self) -> Roof {
+        match self.metric() {
+            Metric::Bytes => Roof::Memory,
+            Metric::Flops => Roof::Compute(self.result_dtype()),
+        }
     }
     /// The headline rate is `bytes()` (or `flops()`) per second times this: nccl-tests' bus
     /// factor for a collective (busbw = algbw × factor), 1 for everything else.
@@ -181,6 +204,11 @@ impl Workload {
     /// FLOP/s. Every result records both.
     pub fn metric(&self) -> Metric {
         each_kind!(self, s => WorkloadKind::metric(s))
+    }
+
+    /// See [`WorkloadKind::roof`].
+    pub fn roof(&self) -> Roof {
+        each_kind!(self, s => s.roof())
     }
 
     /// See [`WorkloadKind::placing`].

@@ -7,7 +7,7 @@
 //! copying to the other. The payload is random f32 words, compared bit for bit where it landed.
 
 use super::axis::{cross, first_swept, Axis, Param};
-use super::{collect_checked, size_label, KindAxes, Metric, Placing, Workload, WorkloadKind};
+use super::{collect_checked, size_label, KindAxes, Metric, Placing, Roof, Workload, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{splitmix, Tensor};
@@ -127,6 +127,11 @@ impl WorkloadKind for P2pSpec {
     }
     fn metric(&self) -> Metric {
         Metric::Bytes
+    }
+    fn roof(&self) -> Roof {
+        Roof::PairLink {
+            ways: self.ways() as u32,
+        }
     }
     fn placing(&self) -> Placing {
         if self.bidirectional {

@@ -4,7 +4,7 @@
 //! The payload is random f32 words, so what landed is compared bit for bit with what was sent.
 
 use super::axis::{cross, first_swept, Axis, Param};
-use super::{collect_checked, size_label, KindAxes, Metric, Workload, WorkloadKind};
+use super::{collect_checked, size_label, KindAxes, Metric, Roof, Workload, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{splitmix, Tensor};
@@ -163,6 +163,11 @@ impl WorkloadKind for TransferSpec {
     }
     fn metric(&self) -> Metric {
         Metric::Bytes
+    }
+    fn roof(&self) -> Roof {
+        Roof::HostLink {
+            ways: self.direction.ways() as u32,
+        }
     }
     fn test_key(&self) -> String {
         format!("transfer.{}.{}", self.direction.name(), self.memory.name())

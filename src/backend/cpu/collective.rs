@@ -143,52 +143,49 @@ impl<T: Elem> PreparedCollective<T> {
     /// per iteration, with the same `sh`.
     fn rank_step(&self, sh: &Shared<T>, r: usize, barrier: &Barrier) {
         let n = self.n;
-        // SAFETY: i < send_elements: within every rank's send buffer, which nobody writes.
-        let send = |k: usize, i: usize| unsafe { *sh.send[k].add(i) };
-        // SAFETY: i < recv_elements, and only rank r writes its receive buffer.
-        let recv_mut = |i: usize| unsafe { &mut *sh.recv[r].add(i) };
-        let sum = |i: usize| T::from_f32((0..n).map(|k| send(k, i).to_f32()).sum());
-        let (e, c) = (
+        let (e, recv_len) = (
             self.spec.elements() as usize,
-            self.spec.send_elements() as usize,
+            self.spec.recv_elements() as usize,
         );
+        let send_len = self.spec.send_elements() as usize;
+        // SAFETY: every send buffer holds send_len elements and nobody writes them during the
+        // run.
+        let send = |k: usize| unsafe { std::slice::from_raw_parts(sh.send[k], send_len) };
+        // SAFETY: only rank r writes its receive buffer, and each range it writes is one no
+        // other rank reads in the same phase (chunk ownership below); the slice lives only
+        // for the write.
+        let write = |at: std::ops::Range<usize>| {
+            debug_assert!(at.end <= recv_len);
+            unsafe { std::slice::from_raw_parts_mut(sh.recv[r].add(at.start), at.len()) }
+        };
         match self.spec.op {
             CollectiveOp::AllReduce => {
-                for i in self.chunk(r, e) {
-                    *recv_mut(i) = sum(i);
-                }
+                let own = self.chunk(r, e);
+                reduce_into(write(own.clone()), (0..n).map(|k| &send(k)[own.clone()]));
                 barrier.wait();
                 for k in (0..n).filter(|&k| k != r) {
-                    for i in self.chunk(k, e) {
-                        // SAFETY: rank k wrote its chunk before the barrier above.
-                        *recv_mut(i) = unsafe { *sh.recv[k].add(i) };
-                    }
+                    let c = self.chunk(k, e);
+                    // SAFETY: rank k wrote chunk c of its receive buffer before the barrier
+                    // and writes only other chunks of it until the next one.
+                    let theirs =
+                        unsafe { std::slice::from_raw_parts(sh.recv[k].add(c.start), c.len()) };
+                    write(c).copy_from_slice(theirs);
                 }
             }
             CollectiveOp::ReduceScatter => {
-                let chunk = self.spec.recv_elements() as usize;
-                for i in 0..chunk {
-                    *recv_mut(i) = sum(r * chunk + i);
-                }
+                let own = r * recv_len..(r + 1) * recv_len;
+                reduce_into(write(0..recv_len), (0..n).map(|k| &send(k)[own.clone()]));
             }
             CollectiveOp::AllGather => {
                 for k in 0..n {
-                    for i in 0..c {
-                        *recv_mut(k * c + i) = send(k, i);
-                    }
+                    write(k * send_len..(k + 1) * send_len).copy_from_slice(send(k));
                 }
             }
-            CollectiveOp::Broadcast => {
-                for i in 0..e {
-                    *recv_mut(i) = send(0, i);
-                }
-            }
+            CollectiveOp::Broadcast => write(0..e).copy_from_slice(&send(0)[..e]),
             CollectiveOp::AllToAll => {
-                let chunk = e / n;
+                let c = e / n;
                 for k in 0..n {
-                    for i in 0..chunk {
-                        *recv_mut(k * chunk + i) = send(k, r * chunk + i);
-                    }
+                    write(k * c..(k + 1) * c).copy_from_slice(&send(k)[r * c..(r + 1) * c]);
                 }
             }
         }
@@ -196,10 +193,28 @@ impl<T: Elem> PreparedCollective<T> {
     }
 }
 
+/// `out = Σ inputs`, added in f32 blocks of 4096 elements, rounded once into `T`.
+fn reduce_into<'s, T: Elem>(out: &mut [T], inputs: impl Iterator<Item = &'s [T]> + Clone) {
+    const BLOCK: usize = 4096;
+    let mut acc = vec![0f32; BLOCK.min(out.len())];
+    for (b, o) in out.chunks_mut(BLOCK).enumerate() {
+        let acc = &mut acc[..o.len()];
+        acc.fill(0.0);
+        for x in inputs.clone() {
+            for (a, v) in acc.iter_mut().zip(&x[b * BLOCK..b * BLOCK + o.len()]) {
+                *a += v.to_f32();
+            }
+        }
+        for (o, a) in o.iter_mut().zip(acc.iter()) {
+            *o = T::from_f32(*a);
+        }
+    }
+}
+
 impl<T: Elem> Prepared for PreparedCollective<T> {
     fn compute_dtype(&self) -> String {
-        if self.spec.op.reduces() && self.spec.dtype != crate::dtype::DType::F32 {
-            format!("{} (sums in f32)", self.spec.dtype)
+        if self.spec.op.reduces() {
+            "f32".into()
         } else {
             self.spec.dtype.name().into()
         }
