@@ -397,13 +397,13 @@ pub struct Group<'g> {
     pub world: &'g World,
 }
 
-impl Group<'_> {
+impl<'g> Group<'g> {
     /// The member backends as the concrete type `B`, or an error naming the one that is not
     /// (a group never mixes backends; this is the check that it does not).
-    pub fn members_as<B: 'static>(&self, what: &str) -> Result<Vec<&B>> {
+    pub fn members_as<B: 'static>(&self, what: &str) -> Result<Vec<&'g B>> {
         self.members
             .iter()
-            .map(|m| {
+            .map(|&m| {
                 m.as_any().downcast_ref::<B>().ok_or_else(|| {
                     crate::Error::unsupported(format!(
                         "{what} spans devices of different backends ({} is {})",

@@ -127,9 +127,11 @@ pub fn pair(devices: &[DeviceInfo], a: usize, b: usize) -> PairLink {
     let pci_b = db.pci_bus_id.as_deref().map(normalize_pci);
     let path = match (&sa.nvlink_peers, &sb.nvlink_peers) {
         (Some(pa), Some(pb)) => {
+            // A link whose far end NVML could not type still counts as direct when that end is
+            // the other GPU's bus.
             let direct = pa
                 .iter()
-                .filter(|p| p.kind == NvLinkPeerKind::Gpu)
+                .filter(|p| p.kind != NvLinkPeerKind::Switch)
                 .filter(|p| Some(normalize_pci(&p.pci_bus_id)) == pci_b)
                 .count() as u32;
             let switched = |ps: &[crate::backend::NvLinkPeer]| {

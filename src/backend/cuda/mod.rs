@@ -17,6 +17,7 @@
 //! | `launch` | the typed kernel launcher and its argument builder |
 //! | `run` | the one prepared run (poison, verify, rotate, time, drop) |
 //! | `matmul`, `memory`, `attention`, `own_*` | what each workload enqueues (`run::Exec`) |
+//! | `transfer`, `p2p`, `nccl` | host↔device copies, peer copies, NCCL collectives (the group seam) |
 
 pub mod attention;
 pub mod device;
@@ -26,17 +27,20 @@ pub mod launch;
 pub mod libs;
 pub mod matmul;
 pub mod memory;
+pub mod nccl;
 pub mod nvml;
 pub mod nvrtc;
 pub mod own_attention;
 pub mod own_matmul;
+pub mod p2p;
 pub mod registry;
 pub mod run;
 pub mod timing;
+pub mod transfer;
 
 use super::{
-    quick, Backend, BackendKind, DeviceInfo, ImplInfo, MemoryNeeds, PrepareOptions, Prepared,
-    Sustained, Telemetry,
+    quick, Backend, BackendKind, DeviceInfo, Group, ImplInfo, MemoryNeeds, PrepareOptions,
+    Prepared, Sustained, Telemetry,
 };
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -106,6 +110,7 @@ pub fn open_all() -> Result<Vec<Box<dyn Backend>>> {
         for b in out.iter_mut().skip(1) {
             b.notice = None;
         }
+        record_peer_access(&mut out);
         if !failed.is_empty() {
             let first = &mut out[0];
             let mut lines: Vec<String> = first.notice.take().into_iter().collect();
@@ -117,6 +122,26 @@ pub fn open_all() -> Result<Vec<Box<dyn Backend>>> {
             .map(|b| Box::new(b) as Box<dyn Backend>)
             .collect())
     })
+}
+
+/// Records in every device's details which of the others it can map
+/// (`cuDeviceCanAccessPeer`), by index: the topology matrix reads it.
+fn record_peer_access(devices: &mut [CudaBackend]) {
+    let n = devices.len();
+    if n < 2 {
+        return;
+    }
+    for i in 0..n {
+        let peers: Vec<u32> = (0..n)
+            .filter(|&j| j != i)
+            .filter(|&j| p2p::can_access_peer(&devices[i].gpu, &devices[j].gpu).unwrap_or(false))
+            .map(|j| j as u32)
+            .collect();
+        devices[i]
+            .info
+            .details
+            .insert("peer_access".into(), json!(peers));
+    }
 }
 
 /// Hash of the kernel sources and compile options, recorded in every GPU report.
@@ -232,6 +257,9 @@ pub fn cache_policy(opts: PrepareOptions, working_set: u64, l2: u64) -> String {
 
 /// One CUDA device.
 pub struct CudaBackend {
+    /// The NCCL communicators of the last group this device led (first field: dropped before
+    /// the device's context).
+    comms: std::sync::Mutex<Option<(Vec<usize>, std::sync::Arc<nccl::Comms>)>>,
     gpu: Gpu,
     info: DeviceInfo,
     notice: Option<String>,
@@ -315,6 +343,7 @@ impl CudaBackend {
             peaks: None,
         };
         Ok(CudaBackend {
+            comms: std::sync::Mutex::new(None),
             gpu,
             info,
             notice: (!notes.is_empty()).then(|| notes.join("\n")),
@@ -336,7 +365,7 @@ impl CudaBackend {
                 .or_else(|| lib(&probe.nvrtc))
                 .or_else(|| attention::plan(a, self.gpu.props.cc).err()),
             Workload::Memory(_) | Workload::Transfer(_) | Workload::P2p(_) => None,
-            Workload::Collective(_) => None,
+            Workload::Collective(_) => nccl::nccl().err().map(Error::unsupported),
         }
     }
 
@@ -380,8 +409,80 @@ impl CudaBackend {
                 }
                 v
             }
-            Workload::Transfer(_) | Workload::P2p(_) | Workload::Collective(_) => Vec::new(),
+            Workload::Transfer(t) => {
+                let mut v = vec![ImplInfo::new(
+                    transfer::MEMCPY,
+                    "copy engine: cuMemcpyHtoDAsync / cuMemcpyDtoHAsync",
+                    true,
+                )];
+                if nvrtc_ok && t.memory == crate::workload::HostMemory::Pinned {
+                    v.push(ImplInfo::new(
+                        transfer::KERNEL,
+                        "SM copy kernel through mapped pinned host memory",
+                        false,
+                    ));
+                }
+                v
+            }
+            Workload::P2p(_) => {
+                let mut v = vec![ImplInfo::new(
+                    transfer::MEMCPY,
+                    "copy engine: cuMemcpyPeerAsync",
+                    true,
+                )];
+                if nvrtc_ok {
+                    v.push(ImplInfo::new(
+                        transfer::KERNEL,
+                        "SM copy kernel over the peer mapping",
+                        false,
+                    ));
+                }
+                v
+            }
+            Workload::Collective(c)
+                if crate::workload::collective::COLLECTIVE_DTYPES.contains(&c.dtype) =>
+            {
+                vec![ImplInfo::new(
+                    "nccl",
+                    "NCCL, one communicator per device",
+                    true,
+                )]
+            }
+            Workload::Collective(_) => Vec::new(),
         }
+    }
+
+    /// The communicators of `members` (this device first) in `world`: made once per group and
+    /// kept, since a communicator costs far more to create than one collective takes.
+    fn comms_for(
+        &self,
+        members: &[&CudaBackend],
+        world: &crate::interconnect::World,
+    ) -> Result<std::sync::Arc<nccl::Comms>> {
+        let key: Vec<usize> = members.iter().map(|m| m.gpu.props.ordinal).collect();
+        let mut slot = self
+            .comms
+            .lock()
+            .map_err(|_| Error::backend("cuda", "communicator cache poisoned"))?;
+        if let Some((k, c)) = slot.as_ref() {
+            if *k == key {
+                return Ok(c.clone());
+            }
+        }
+        *slot = None;
+        let gpus: Vec<&Gpu> = members.iter().map(|m| &m.gpu).collect();
+        let here = gpus.len() as u32;
+        let comms = if world.is_single() {
+            nccl::Comms::new(&gpus, None, 0, here)?
+        } else {
+            let id = world.id.as_deref().ok_or_else(|| {
+                Error::invalid("the world has no communicator id: the rendezvous did not run")
+            })?;
+            nccl::Comms::new(&gpus, Some(id), world.rank * here, world.size * here)?
+        };
+        let comms = std::sync::Arc::new(comms);
+        *slot = Some((key, comms.clone()));
+        Ok(comms)
     }
 
     /// Adds a user implementation of `workload` kind (`matmul`, `attention`, `memory`): from
@@ -410,6 +511,8 @@ pub fn builtin_names(workload: &str) -> &'static [&'static str] {
             own_attention::PAGED64_IMPL,
         ],
         "memory" => &["kernel", "memcpy"],
+        "transfer" | "p2p" => &[transfer::MEMCPY, transfer::KERNEL],
+        "collective" => &["nccl"],
         _ => &[],
     }
 }
@@ -600,9 +703,12 @@ impl Backend for CudaBackend {
                 Workload::Attention(a) => {
                     Box::new(attention::AttentionRun::new(gpu, a, inputs, sets, policy)?)
                 }
-                Workload::Transfer(_) | Workload::P2p(_) | Workload::Collective(_) => {
+                Workload::Transfer(t) => Box::new(transfer::TransferRun::new(
+                    gpu, t, imp, inputs, sets, policy,
+                )?),
+                Workload::P2p(_) | Workload::Collective(_) => {
                     return Err(Error::unsupported(format!(
-                        "{} is not ready on cuda",
+                        "{} runs across devices (the group seam), not on one",
                         w.name()
                     )))
                 }
@@ -612,6 +718,39 @@ impl Backend for CudaBackend {
                 }
             })
         })
+    }
+
+    /// Peer copies between two of this process's GPUs and NCCL collectives over a group (and
+    /// the other processes of a world).
+    fn prepare_group<'a>(
+        &'a self,
+        group: &Group<'a>,
+        w: &Workload,
+        imp: &str,
+        inputs: &[Tensor],
+        opts: PrepareOptions,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        w.validate()?;
+        self.check(w, imp)?;
+        let members = group.members_as::<CudaBackend>(&w.name())?;
+        guarded("preparing a group workload", || match w {
+            Workload::P2p(p) => match members[..] {
+                [a, b] => Ok(Box::new(p2p::P2pRun::new(&a.gpu, &b.gpu, p, imp, inputs)?)
+                    as Box<dyn Prepared + 'a>),
+                _ => Err(Error::invalid(format!("{} needs two devices", w.name()))),
+            },
+            Workload::Collective(c) => {
+                let comms = self.comms_for(&members, group.world)?;
+                let gpus: Vec<&Gpu> = members.iter().map(|m| &m.gpu).collect();
+                Ok(Box::new(nccl::CollectiveRun::new(&gpus, comms, c, inputs)?))
+            }
+            _ => self.prepare(w, imp, inputs, opts),
+        })
+    }
+
+    /// NCCL's unique id: what rank 0 of a world hands to the other processes.
+    fn world_id(&self) -> Result<Vec<u8>> {
+        nccl::unique_id()
     }
 
     fn telemetry(&self) -> Option<Telemetry> {
