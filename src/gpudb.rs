@@ -529,7 +529,8 @@ pub fn peaks_for(info: &DeviceInfo) -> Option<(Peaks, bool)> {
             ),
             flops,
             memory_bandwidth: bandwidth,
-            pcie_bandwidth: None,
+            pcie_bandwidth: crate::interconnect::topology::PcieLink::of(info)
+                .and_then(|l| l.capability()),
             nvlink_link_bandwidth: (state.nvlink_active_links.unwrap_or(0) > 0)
                 .then(|| info.compute_capability.as_deref().and_then(nvlink_link_gbs))
                 .flatten()

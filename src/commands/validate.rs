@@ -57,6 +57,25 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     }
     let backends =
         runner::execute_parallel(&plan, backends, &settings, &exports, &mut report, &stop)?;
+    // The links, one result at a time, into the same report.
+    if !stop.load(Ordering::Relaxed) {
+        let devices: Vec<_> = backends.iter().map(|b| b.device().clone()).collect();
+        let links = crate::validate::link_suite(&devices, a.judge.is_quick());
+        let link_plan = plan::build(&links, &backends, &ImplSelect::Reference, false, true)?;
+        for s in &link_plan.skipped {
+            opts.notice(&format!("skipped: {s}"));
+        }
+        let mut link_settings = settings.clone();
+        link_settings.measure.max_time_s = link_settings.measure.max_time_s.min(1.0);
+        runner::execute(
+            &link_plan,
+            &backends,
+            &link_settings,
+            &exports,
+            &mut report,
+            &stop,
+        )?;
+    }
     let (mut inputs, backends) = match soak {
         Some(half) if !stop.load(Ordering::Relaxed) => soak_stress(opts, backends, half, &stop)?,
         _ => (JudgeInputs::default(), backends),
