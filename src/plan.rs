@@ -216,12 +216,21 @@ pub fn build_in(
             let lead = backends[placement.lead()].as_ref();
             let avail = lead.implementations(&w);
             if avail.is_empty() {
-                let why = format!(
-                    "{} cannot run {} (dtype {} unsupported here)",
-                    lead.device().name,
-                    w.name(),
-                    w.dtype()
-                );
+                // A backend that knows why (a missing library) says so in its check.
+                let reason = lead
+                    .check(&w, "")
+                    .err()
+                    .map(|e| e.to_string())
+                    .filter(|m| !m.contains("has no implementation"));
+                let why = match reason {
+                    Some(r) => format!("{} cannot run {}: {r}", lead.device().name, w.name()),
+                    None => format!(
+                        "{} cannot run {} (dtype {} unsupported here)",
+                        lead.device().name,
+                        w.name(),
+                        w.dtype()
+                    ),
+                };
                 if skip_unsupported {
                     plan.skipped.push(why);
                     continue;
@@ -346,22 +355,25 @@ fn group(
     backends: &[Box<dyn Backend>],
     world: &World,
 ) -> Result<(Workload, Placement)> {
-    let devices = world.local_devices(backends.len())?;
     let asked = w.ranks().unwrap_or(0);
-    let lead = backends
-        .get(devices.start)
+    let first = backends
+        .first()
         .ok_or_else(|| Error::unsupported(format!("{} has no device to run on", w.name())))?;
-    let (ranks, local, placement) = match lead.rank_layout() {
+    let (ranks, local, placement) = match first.rank_layout() {
+        // Thread ranks stay inside the process: every process runs its own on its one device.
         RankLayout::Threads { default } => {
             let ranks = if asked == 0 { default } else { asked };
-            (ranks, None, Placement::one(devices.start))
+            (ranks, None, Placement::one(0))
         }
         RankLayout::OnePerDevice => {
+            let devices = world.local_devices(backends.len())?;
+            let lead = &backends[devices.start];
             let here = devices.len() as u32;
             let total = here * world.size;
             if asked != 0 && asked != total {
                 return Err(Error::invalid(format!(
-                    "--ranks {asked}, but {} runs one rank per device: {here} device(s) × {}                      process(es) = {total}",
+                    "--ranks {asked}, but {} runs one rank per device: {here} device(s) × {} \
+                     process(es) = {total}",
                     lead.kind().name(),
                     world.size
                 )));
