@@ -422,6 +422,26 @@ fn headline(s: &FleetSummary) -> String {
     )
 }
 
+/// A figure's distribution as table cells: name, median, min, max, expectation.
+fn stats_cells(m: &MetricStats) -> Vec<String> {
+    vec![
+        m.metric.clone(),
+        rate(m.median, &m.unit),
+        rate(m.min, &m.unit),
+        rate(m.max, &m.unit),
+        m.expected.map_or("-".into(), |e| rate(e, &m.unit)),
+    ]
+}
+
+/// The same as markdown cells, escaped, `|`-separated.
+fn stats_md(m: &MetricStats) -> String {
+    stats_cells(m)
+        .iter()
+        .map(|c| md(c))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
 /// Terminal tables: per-SKU distributions, outliers, nodes to drain.
 pub fn render_table(s: &FleetSummary, color: bool) -> String {
     use comfy_table::{Cell, Color};
@@ -434,24 +454,24 @@ pub fn render_table(s: &FleetSummary, color: bool) -> String {
     for k in &s.skus {
         for (i, m) in k.metrics.iter().enumerate() {
             let first = i == 0;
-            t.add_row(vec![
-                Cell::new(if first { k.sku.as_str() } else { "" }),
-                Cell::new(if first {
-                    k.gpus.to_string()
-                } else {
-                    String::new()
-                }),
-                Cell::new(if first {
-                    format!("{}/{}/{}", k.pass, k.warn, k.fail)
-                } else {
-                    String::new()
-                }),
-                Cell::new(&m.metric),
-                Cell::new(rate(m.median, &m.unit)),
-                Cell::new(rate(m.min, &m.unit)),
-                Cell::new(rate(m.max, &m.unit)),
-                Cell::new(m.expected.map_or("-".into(), |e| rate(e, &m.unit))),
-            ]);
+            t.add_row(
+                vec![
+                    Cell::new(if first { k.sku.as_str() } else { "" }),
+                    Cell::new(if first {
+                        k.gpus.to_string()
+                    } else {
+                        String::new()
+                    }),
+                    Cell::new(if first {
+                        format!("{}/{}/{}", k.pass, k.warn, k.fail)
+                    } else {
+                        String::new()
+                    }),
+                ]
+                .into_iter()
+                .chain(stats_cells(m).into_iter().map(Cell::new))
+                .collect::<Vec<_>>(),
+            );
         }
         if k.metrics.is_empty() {
             t.add_row(vec![
@@ -477,19 +497,19 @@ pub fn render_table(s: &FleetSummary, color: bool) -> String {
         for k in &s.node_types {
             for (i, m) in k.metrics.iter().enumerate() {
                 let first = i == 0;
-                t.add_row(vec![
-                    Cell::new(if first { k.node_type.as_str() } else { "" }),
-                    Cell::new(if first {
-                        k.nodes.to_string()
-                    } else {
-                        String::new()
-                    }),
-                    Cell::new(&m.metric),
-                    Cell::new(rate(m.median, &m.unit)),
-                    Cell::new(rate(m.min, &m.unit)),
-                    Cell::new(rate(m.max, &m.unit)),
-                    Cell::new(m.expected.map_or("-".into(), |e| rate(e, &m.unit))),
-                ]);
+                t.add_row(
+                    vec![
+                        Cell::new(if first { k.node_type.as_str() } else { "" }),
+                        Cell::new(if first {
+                            k.nodes.to_string()
+                        } else {
+                            String::new()
+                        }),
+                    ]
+                    .into_iter()
+                    .chain(stats_cells(m).into_iter().map(Cell::new))
+                    .collect::<Vec<_>>(),
+                );
             }
         }
         out.push_str(&format!("{t}\n"));
@@ -553,17 +573,13 @@ pub fn render_markdown(s: &FleetSummary) -> String {
     for k in &s.skus {
         for m in &k.metrics {
             o.push_str(&format!(
-                "| {} | {} | {}/{}/{} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {}/{}/{} | {} |\n",
                 md(&k.sku),
                 k.gpus,
                 k.pass,
                 k.warn,
                 k.fail,
-                md(&m.metric),
-                rate(m.median, &m.unit),
-                rate(m.min, &m.unit),
-                rate(m.max, &m.unit),
-                m.expected.map_or("-".into(), |e| rate(e, &m.unit))
+                stats_md(m)
             ));
         }
     }
@@ -572,14 +588,10 @@ pub fn render_markdown(s: &FleetSummary) -> String {
         for k in &s.node_types {
             for m in &k.metrics {
                 o.push_str(&format!(
-                    "| {} | {} | {} | {} | {} | {} | {} |\n",
+                    "| {} | {} | {} |\n",
                     md(&k.node_type),
                     k.nodes,
-                    md(&m.metric),
-                    rate(m.median, &m.unit),
-                    rate(m.min, &m.unit),
-                    rate(m.max, &m.unit),
-                    m.expected.map_or("-".into(), |e| rate(e, &m.unit))
+                    stats_md(m)
                 ));
             }
         }

@@ -179,6 +179,20 @@ impl FromStr for Param {
     }
 }
 
+/// The sweep parameters of the kinds swept over a byte size only (memory, transfers, peer copies,
+/// collectives).
+pub const SIZE_ONLY: [Param; 1] = [Param::Size];
+
+/// A size-only kind's value of `axis`: its `bytes` for [`Param::Size`], nothing else.
+pub fn size_value(axis: Param, bytes: u64) -> Option<u64> {
+    (axis == Param::Size).then_some(bytes)
+}
+
+/// A size-only kind's swept parameter: `size` when its axis holds several values.
+pub fn size_swept(size: &Axis) -> Option<Param> {
+    first_swept(&SIZE_ONLY, |_| size.0.len())
+}
+
 /// The first of `params` whose axis has more than one value (`len` counts an axis's values):
 /// the parameter a sweep's charts put on x.
 pub fn first_swept(params: &[Param], len: impl Fn(Param) -> usize) -> Option<Param> {

@@ -7,7 +7,7 @@
 //! can be regenerated where the output is checked, and sums over up to 128 ranks stay exact
 //! integers even in bf16 whatever order the library adds them in.
 
-use super::axis::{cross, first_swept, Axis, Param};
+use super::axis::{cross, size_swept, size_value, Axis, Param, SIZE_ONLY};
 use super::{collect_checked, size_label, KindAxes, Metric, Placing, Roof, Workload, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -391,10 +391,10 @@ impl WorkloadKind for CollectiveSpec {
         ]
     }
     fn axis_value(&self, axis: Param) -> Option<u64> {
-        (axis == Param::Size).then_some(self.bytes)
+        size_value(axis, self.bytes)
     }
     fn sweep_params(&self) -> &'static [Param] {
-        &[Param::Size]
+        &SIZE_ONLY
     }
 }
 
@@ -423,7 +423,7 @@ impl KindAxes for CollectiveAxes {
     }
 
     fn swept(&self) -> Option<Param> {
-        first_swept(&[Param::Size], |_| self.size.0.len())
+        size_swept(&self.size)
     }
 
     fn implementations(&self) -> &[String] {

@@ -1,7 +1,7 @@
-use super::axis::{cross, first_swept, Axis, Param};
-use super::{collect_checked, size_label, KindAxes, Metric, Workload, WorkloadKind};
+use super::axis::{cross, size_swept, size_value, Axis, Param, SIZE_ONLY};
+use super::{check_bytes, collect_checked, size_label, KindAxes, Metric, Workload, WorkloadKind};
 use crate::dtype::DType;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::{splitmix, Tensor};
 use crate::units::Bytes;
 use serde::{Deserialize, Serialize};
@@ -94,19 +94,7 @@ impl MemorySpec {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.bytes < 4096 {
-            return Err(Error::invalid(format!(
-                "memory size {} is below the 4 KiB minimum",
-                Bytes(self.bytes)
-            )));
-        }
-        if self.bytes > 1 << 44 {
-            return Err(Error::invalid(format!(
-                "memory size {} is beyond any device",
-                Bytes(self.bytes)
-            )));
-        }
-        Ok(())
+        check_bytes("memory", self.bytes, 4096, 1 << 44, false)
     }
 }
 
@@ -151,10 +139,10 @@ impl WorkloadKind for MemorySpec {
         ]
     }
     fn axis_value(&self, axis: Param) -> Option<u64> {
-        (axis == Param::Size).then_some(self.bytes)
+        size_value(axis, self.bytes)
     }
     fn sweep_params(&self) -> &'static [Param] {
-        &[Param::Size]
+        &SIZE_ONLY
     }
 }
 
@@ -179,7 +167,7 @@ impl KindAxes for MemoryAxes {
     }
 
     fn swept(&self) -> Option<Param> {
-        first_swept(&[Param::Size], |_| self.size.0.len())
+        size_swept(&self.size)
     }
 
     fn implementations(&self) -> &[String] {

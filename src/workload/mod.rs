@@ -308,6 +308,31 @@ pub(crate) fn size_label(b: u64) -> String {
     format!("{b}B")
 }
 
+/// Refuses a byte size below `min`, above `max`, or (with `words`) not a whole number of 4-byte
+/// words: the size check of every kind measured in bytes.
+pub(crate) fn check_bytes(what: &str, bytes: u64, min: u64, max: u64, words: bool) -> Result<()> {
+    use crate::units::Bytes;
+    if bytes < min || (words && bytes % 4 != 0) {
+        return Err(crate::Error::invalid(format!(
+            "{what} size {} must be at least {}{}",
+            Bytes(bytes),
+            Bytes(min),
+            if words {
+                " and a whole number of 4-byte words"
+            } else {
+                ""
+            }
+        )));
+    }
+    if bytes > max {
+        return Err(crate::Error::invalid(format!(
+            "{what} size {} is beyond any device",
+            Bytes(bytes)
+        )));
+    }
+    Ok(())
+}
+
 /// Multiplies dimensions in u128 and rejects a product above [`MAX_ELEMENTS`].
 pub(crate) fn checked_product(what: &str, dims: &[u64]) -> Result<u128> {
     let mut p: u128 = 1;

@@ -6,10 +6,13 @@
 //! copy from GPU 3 to GPU 5); a bidirectional one on the pair in ascending order, each side
 //! copying to the other. The payload is random f32 words, compared bit for bit where it landed.
 
-use super::axis::{cross, first_swept, Axis, Param};
-use super::{collect_checked, size_label, KindAxes, Metric, Placing, Roof, Workload, WorkloadKind};
+use super::axis::{cross, size_swept, size_value, Axis, Param, SIZE_ONLY};
+use super::{
+    check_bytes, collect_checked, size_label, KindAxes, Metric, Placing, Roof, Workload,
+    WorkloadKind,
+};
 use crate::dtype::DType;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::{splitmix, Tensor};
 use crate::units::Bytes;
 use serde::{Deserialize, Serialize};
@@ -98,19 +101,7 @@ impl P2pSpec {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.bytes < super::transfer::MIN_TRANSFER || self.bytes % 4 != 0 {
-            return Err(Error::invalid(format!(
-                "p2p size {} must be at least 4 KiB and a whole number of 4-byte words",
-                Bytes(self.bytes)
-            )));
-        }
-        if self.bytes > 1 << 40 {
-            return Err(Error::invalid(format!(
-                "p2p size {} is beyond any device",
-                Bytes(self.bytes)
-            )));
-        }
-        Ok(())
+        check_bytes("p2p", self.bytes, super::MIN_TRANSFER, 1 << 40, true)
     }
 }
 
@@ -168,10 +159,10 @@ impl WorkloadKind for P2pSpec {
         ]
     }
     fn axis_value(&self, axis: Param) -> Option<u64> {
-        (axis == Param::Size).then_some(self.bytes)
+        size_value(axis, self.bytes)
     }
     fn sweep_params(&self) -> &'static [Param] {
-        &[Param::Size]
+        &SIZE_ONLY
     }
 }
 
@@ -198,7 +189,7 @@ impl KindAxes for P2pAxes {
     }
 
     fn swept(&self) -> Option<Param> {
-        first_swept(&[Param::Size], |_| self.size.0.len())
+        size_swept(&self.size)
     }
 
     fn implementations(&self) -> &[String] {

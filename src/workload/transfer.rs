@@ -3,10 +3,12 @@
 //!
 //! The payload is random f32 words, so what landed is compared bit for bit with what was sent.
 
-use super::axis::{cross, first_swept, Axis, Param};
-use super::{collect_checked, size_label, KindAxes, Metric, Roof, Workload, WorkloadKind};
+use super::axis::{cross, size_swept, size_value, Axis, Param, SIZE_ONLY};
+use super::{
+    check_bytes, collect_checked, size_label, KindAxes, Metric, Roof, Workload, WorkloadKind,
+};
 use crate::dtype::DType;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::{splitmix, Tensor};
 use crate::units::Bytes;
 use serde::{Deserialize, Serialize};
@@ -134,19 +136,7 @@ impl TransferSpec {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.bytes < MIN_TRANSFER || self.bytes % 4 != 0 {
-            return Err(Error::invalid(format!(
-                "transfer size {} must be at least 4 KiB and a whole number of 4-byte words",
-                Bytes(self.bytes)
-            )));
-        }
-        if self.bytes > 1 << 42 {
-            return Err(Error::invalid(format!(
-                "transfer size {} is beyond any host",
-                Bytes(self.bytes)
-            )));
-        }
-        Ok(())
+        check_bytes("transfer", self.bytes, MIN_TRANSFER, 1 << 42, true)
     }
 }
 
@@ -195,10 +185,10 @@ impl WorkloadKind for TransferSpec {
         ]
     }
     fn axis_value(&self, axis: Param) -> Option<u64> {
-        (axis == Param::Size).then_some(self.bytes)
+        size_value(axis, self.bytes)
     }
     fn sweep_params(&self) -> &'static [Param] {
-        &[Param::Size]
+        &SIZE_ONLY
     }
 }
 
@@ -224,7 +214,7 @@ impl KindAxes for TransferAxes {
     }
 
     fn swept(&self) -> Option<Param> {
-        first_swept(&[Param::Size], |_| self.size.0.len())
+        size_swept(&self.size)
     }
 
     fn implementations(&self) -> &[String] {

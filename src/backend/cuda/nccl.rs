@@ -406,33 +406,19 @@ impl<'a> CollectiveRun<'a> {
         let n = self.spec.ranks.max(1) as usize;
         let chunk = self.spec.elements() as usize / n;
         let step = (chunk as u64 * self.spec.dtype.size()) as usize;
+        let nccl = &self.comms.nccl;
         for peer in 0..n {
-            let off = peer * step;
-            // SAFETY: chunk `peer` of each buffer holds `chunk` elements; the buffers live
-            // until the run synchronises.
-            let rc = unsafe {
-                (api.send)(
-                    (r.send.ptr as usize + off) as *const c_void,
-                    chunk,
-                    self.dt,
-                    peer as c_int,
-                    comm,
-                    s,
+            let at = |base: u64| (base as usize + peer * step) as *mut c_void;
+            // SAFETY: chunk `peer` of each buffer holds `chunk` elements; the buffers live until
+            // the run synchronises; the calls are inside the caller's group.
+            let (sent, got) = unsafe {
+                (
+                    (api.send)(at(r.send.ptr), chunk, self.dt, peer as c_int, comm, s),
+                    (api.recv)(at(r.recv.ptr), chunk, self.dt, peer as c_int, comm, s),
                 )
             };
-            self.comms.nccl.check("ncclSend", rc)?;
-            // SAFETY: as above.
-            let rc = unsafe {
-                (api.recv)(
-                    (r.recv.ptr as usize + off) as *mut c_void,
-                    chunk,
-                    self.dt,
-                    peer as c_int,
-                    comm,
-                    s,
-                )
-            };
-            self.comms.nccl.check("ncclRecv", rc)?;
+            nccl.check("ncclSend", sent)?;
+            nccl.check("ncclRecv", got)?;
         }
         Ok(())
     }
