@@ -214,7 +214,7 @@ mod tests {
         assert_eq!(one.who(), "GPU 3→1");
         let msg = shortfall(&one, 0.1).unwrap();
         assert!(
-            msg.starts_with("GPU 3→1 p2p.write [memcpy]: 100 GB/s is 22% of the 450 GB/s"),
+            msg.starts_with("GPU 3→1 p2p.write [memcpy]: 100.0 GB/s is 22% of the 450.0 GB/s"),
             "{msg}"
         );
         assert!(msg.contains("reaches 75%, estimate"), "{msg}");

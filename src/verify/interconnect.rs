@@ -4,7 +4,7 @@
 
 use super::{exact_elements, Verification, Verify, VerifyMethod, Worst};
 use crate::tensor::{splitmix, Tensor};
-use crate::workload::collective::expected;
+use crate::workload::collective::RankValues;
 use crate::workload::{CollectiveOp, CollectiveSpec, P2pSpec, TransferSpec};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -40,8 +40,8 @@ impl Verify for P2pSpec {
 }
 
 impl Verify for CollectiveSpec {
-    fn verify_output(&self, _inputs: &[Tensor], out: &Tensor, seed: u64) -> Verification {
-        verify_collective(self, out, seed)
+    fn verify_output(&self, inputs: &[Tensor], out: &Tensor, seed: u64) -> Verification {
+        verify_collective(self, inputs, out, seed)
     }
 }
 
@@ -68,10 +68,17 @@ fn checked_elements(spec: &CollectiveSpec, full: bool, rank: u32, seed: u64) -> 
     v
 }
 
-/// Each receive buffer held here against the reduction or copy of the known inputs. Exact
-/// (bit for bit, in the output dtype) while sums of the inputs are exact integers in it
-/// (`CollectiveSpec::exact`); beyond that, within the dtype's tolerance of the largest sum.
-fn verify_collective(spec: &CollectiveSpec, out: &Tensor, seed: u64) -> Verification {
+/// Each receive buffer held here against the reduction or copy of the known inputs (those held
+/// here as given, the others regenerated from the seed). Exact (bit for bit, in the output
+/// dtype) while sums of the inputs are exact integers in it (`CollectiveSpec::exact`); beyond
+/// that, within the dtype's tolerance of the largest sum.
+fn verify_collective(
+    spec: &CollectiveSpec,
+    inputs: &[Tensor],
+    out: &Tensor,
+    seed: u64,
+) -> Verification {
+    let values = RankValues { spec, inputs, seed };
     let recv = spec.recv_elements();
     let ranks: Vec<u32> = spec.local_ranks().collect();
     let per_element = if spec.op.reduces() {
@@ -89,7 +96,7 @@ fn verify_collective(spec: &CollectiveSpec, out: &Tensor, seed: u64) -> Verifica
         .map(|(slot, &rank)| {
             let mut w = Worst::new();
             for j in checked_elements(spec, full, rank, seed) {
-                let want = spec.dtype.quantize(expected(spec, seed, rank, j) as f32) as f64;
+                let want = spec.dtype.quantize(values.expected(rank, j) as f32) as f64;
                 let got = out.get(slot * recv as usize + j as usize);
                 let e = if exact {
                     if got.to_bits() == want.to_bits() {
@@ -132,7 +139,7 @@ mod tests {
         let mut vals = Vec::new();
         for r in spec.local_ranks() {
             for j in 0..spec.recv_elements() {
-                vals.push(expected(spec, seed, r, j) as f32);
+                vals.push(crate::workload::collective::expected(spec, seed, r, j) as f32);
             }
         }
         Tensor::from_f32("recv", vec![vals.len()], spec.dtype, &vals)
@@ -145,7 +152,7 @@ mod tests {
                 let s = CollectiveSpec::new(op, dtype, 3 * 1024, 3);
                 let good = reference(&s, 5);
                 assert_eq!(good.len(), s.output_len());
-                let v = verify_collective(&s, &good, 5);
+                let v = verify_collective(&s, &[], &good, 5);
                 assert!(v.passed, "{op} {dtype}: {v:?}");
                 assert_eq!(v.checked_elements as usize, s.output_len());
                 // Rank 1's contribution dropped (or its data lost) in element 7 of rank 2.
@@ -157,7 +164,7 @@ mod tests {
                     -vals[at]
                 };
                 let bad = Tensor::from_f32("recv", vec![vals.len()], dtype, &vals);
-                let v = verify_collective(&s, &bad, 5);
+                let v = verify_collective(&s, &[], &bad, 5);
                 assert!(!v.passed, "{op} {dtype}");
                 assert!(v.detail.unwrap().contains("rank 2 element 7"), "{op}");
             }
@@ -170,11 +177,11 @@ mod tests {
         s.local = Some(RankRange { first: 6, count: 2 });
         let out = reference(&s, 11);
         assert_eq!(out.len(), 2 * 256);
-        assert!(verify_collective(&s, &out, 11).passed);
+        assert!(verify_collective(&s, &[], &out, 11).passed);
         // The output of another pair of ranks is not this one's.
         let mut other = s.clone();
         other.local = Some(RankRange { first: 0, count: 2 });
-        assert!(!verify_collective(&s, &reference(&other, 12), 11).passed);
+        assert!(!verify_collective(&s, &[], &reference(&other, 12), 11).passed);
     }
 
     #[test]

@@ -295,19 +295,52 @@ pub fn rank_input(spec: &CollectiveSpec, seed: u64, rank: u32) -> Tensor {
     Tensor::from_f32(&format!("send.r{rank}"), vec![n], spec.dtype, &values)
 }
 
-/// What element `j` of rank `rank`'s receive buffer must hold (sum for the reductions, rank
-/// 0's data for broadcast), in f64.
-pub fn expected(spec: &CollectiveSpec, seed: u64, rank: u32, j: u64) -> f64 {
-    let n = spec.ranks.max(1);
-    let v = |r: u32, i: u64| rank_value(seed, r, i) as f64;
-    let chunk = spec.elements() / n as u64;
-    match spec.op {
-        CollectiveOp::AllReduce => (0..n).map(|r| v(r, j)).sum(),
-        CollectiveOp::ReduceScatter => (0..n).map(|r| v(r, rank as u64 * chunk + j)).sum(),
-        CollectiveOp::AllGather => v((j / chunk) as u32, j % chunk),
-        CollectiveOp::Broadcast => v(0, j),
-        CollectiveOp::AllToAll => v((j / chunk) as u32, rank as u64 * chunk + j % chunk),
+/// Where rank `r`'s inputs come from when an output is checked: the tensors held here (the
+/// send buffers of the spec's local ranks, in rank order), else regenerated from the workload
+/// seed (ranks held by other processes).
+pub struct RankValues<'a> {
+    pub spec: &'a CollectiveSpec,
+    pub inputs: &'a [Tensor],
+    pub seed: u64,
+}
+
+impl RankValues<'_> {
+    /// Element `i` of rank `r`'s send buffer.
+    pub fn get(&self, r: u32, i: u64) -> f64 {
+        let local = self.spec.local_ranks();
+        if local.contains(&r) && self.inputs.len() == local.len() {
+            self.inputs[(r - local.start) as usize].get(i as usize)
+        } else {
+            rank_value(self.seed, r, i) as f64
+        }
     }
+
+    /// What element `j` of rank `rank`'s receive buffer must hold (sum for the reductions,
+    /// rank 0's data for broadcast), in f64.
+    pub fn expected(&self, rank: u32, j: u64) -> f64 {
+        let spec = self.spec;
+        let n = spec.ranks.max(1);
+        let v = |r: u32, i: u64| self.get(r, i);
+        let chunk = spec.elements() / n as u64;
+        match spec.op {
+            CollectiveOp::AllReduce => (0..n).map(|r| v(r, j)).sum(),
+            CollectiveOp::ReduceScatter => (0..n).map(|r| v(r, rank as u64 * chunk + j)).sum(),
+            CollectiveOp::AllGather => v((j / chunk) as u32, j % chunk),
+            CollectiveOp::Broadcast => v(0, j),
+            CollectiveOp::AllToAll => v((j / chunk) as u32, rank as u64 * chunk + j % chunk),
+        }
+    }
+}
+
+/// What element `j` of rank `rank`'s receive buffer must hold, every rank's input regenerated
+/// from the workload seed.
+pub fn expected(spec: &CollectiveSpec, seed: u64, rank: u32, j: u64) -> f64 {
+    let values = RankValues {
+        spec,
+        inputs: &[],
+        seed,
+    };
+    values.expected(rank, j)
 }
 
 /// The receive buffers of every rank, laid end to end, computed naively from the send
