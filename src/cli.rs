@@ -805,12 +805,12 @@ impl From<SweepArgs> for crate::sweep::SweepKind {
     fn from(a: SweepArgs) -> Self {
         use crate::sweep::SweepKind as K;
         match a.kind {
-            SweepCommand::Matmul(x) => K::Matmul(x),
-            SweepCommand::Attention(x) => K::Attention(x),
-            SweepCommand::Memory(x) => K::Memory(x),
-            SweepCommand::Transfer(x) => K::Transfer(x),
-            SweepCommand::P2p(x) => K::P2p(x),
-            SweepCommand::Collective(x) => K::Collective(x),
+            SweepCommand::Matmul(x) => K::new(x),
+            SweepCommand::Attention(x) => K::new(x),
+            SweepCommand::Memory(x) => K::new(x),
+            SweepCommand::Transfer(x) => K::new(x),
+            SweepCommand::P2p(x) => K::new(x),
+            SweepCommand::Collective(x) => K::new(x),
         }
     }
 }
@@ -1033,20 +1033,19 @@ fn run(cli: Cli) -> Result<i32> {
                 _ => WorldChoice::Single,
             };
             let (workloads, imps, what, axis) = bench_workloads(b)?;
-            measure(&opts, Some(workloads), imps, what, axis, world)
+            measure(&opts, Some(workloads), imps, &what, axis, world)
         }
         Some(Command::Sweep(a)) => {
-            let world = a.world.world;
+            // Only a collective spans the processes of a world.
+            let world = match a.kind {
+                SweepCommand::Collective(_) => a.world.world,
+                _ => WorldChoice::Single,
+            };
             let a = crate::sweep::SweepKind::from(a);
             let workloads = crate::sweep::sweep_workloads(&a)?;
             let axis = crate::sweep::swept_axis(&a);
             let imps = a.implementations().to_vec();
-            let world = if a.command() == "sweep collective" {
-                world
-            } else {
-                WorldChoice::Single
-            };
-            measure(&opts, Some(workloads), imps, a.command(), axis, world)
+            measure(&opts, Some(workloads), imps, &a.command(), axis, world)
         }
         Some(Command::Suite(SuiteCommand::Llm(a))) => {
             commands::run::suite_llm(&opts, &(&a.suite).into(), a.estimate_json.as_deref())
@@ -1173,36 +1172,35 @@ fn check_numbers(g: &Global) -> Result<()> {
     Ok(())
 }
 
-/// What a bench runs: its workloads, implementations, the command recorded, and the axis of
-/// its curves (the interconnect benches, given several sizes, draw bandwidth against size).
-type Bench = (Vec<Workload>, Vec<String>, &'static str, Option<String>);
+/// What a bench runs: its workloads, implementations, the command recorded (`bench matmul`,
+/// ...), and the axis of its curves (the interconnect benches, given several sizes, draw
+/// bandwidth against size).
+type Bench = (Vec<Workload>, Vec<String>, String, Option<String>);
 
 /// A bench is a sweep whose axes hold single values: each kind's axes expanded in turn.
 fn bench_workloads(b: BenchCommand) -> Result<Bench> {
     const MIB: u64 = 1 << 20;
-    let (axes, what): (Vec<Box<dyn KindAxes>>, _) = match b {
-        BenchCommand::Matmul(a) => (boxed(a.axes(BLayout::Kn)), "bench matmul"),
-        BenchCommand::Attention(a) => (boxed(vec![a.sweep_axes()?]), "bench attention"),
-        BenchCommand::Memory(a) => (boxed(a.bench_axes()), "bench memory"),
-        BenchCommand::Transfer(a) => (boxed(vec![a.axes(Some(256 * MIB))?]), "bench transfer"),
-        BenchCommand::P2p(a) => (boxed(vec![a.axes(Some(256 * MIB))?]), "bench p2p"),
-        BenchCommand::Collective(c) => (
-            boxed(vec![c.args.axes(Some(64 * MIB))?]),
-            "bench collective",
-        ),
+    let axes: Vec<Box<dyn KindAxes>> = match b {
+        BenchCommand::Matmul(a) => boxed(a.axes(BLayout::Kn)),
+        BenchCommand::Attention(a) => boxed(vec![a.sweep_axes()?]),
+        BenchCommand::Memory(a) => boxed(a.bench_axes()),
+        BenchCommand::Transfer(a) => boxed(vec![a.axes(Some(256 * MIB))?]),
+        BenchCommand::P2p(a) => boxed(vec![a.axes(Some(256 * MIB))?]),
+        BenchCommand::Collective(c) => boxed(vec![c.args.axes(Some(64 * MIB))?]),
     };
     let mut workloads = Vec::new();
     for a in &axes {
         workloads.extend(a.expand()?);
     }
-    let imps = axes
-        .first()
+    let first = axes.first();
+    let imps = first
         .map(|a| a.implementations().to_vec())
         .unwrap_or_default();
     let axis = match &axes[..] {
         [one] => one.swept().map(|p| p.name().to_string()),
         _ => None,
     };
+    let what = first.map_or("bench".into(), |a| format!("bench {}", a.kind()));
     Ok((workloads, imps, what, axis))
 }
 

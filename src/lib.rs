@@ -30,6 +30,7 @@ pub mod gpudb;
 pub mod html;
 pub mod inputs;
 pub mod interconnect;
+pub mod label;
 pub mod measure;
 pub mod npy;
 pub mod output;

@@ -187,11 +187,36 @@ pub fn build(
         hot,
         skip_unsupported,
         &World::single(),
+        &[],
     )
 }
 
-/// [`build`] for one process of `world`: a collective is placed on this process's devices and
-/// sized for the ranks of every process.
+/// [`build`] for every device but those in `left_out` (indices into `backends`), which get no
+/// entry and are never asked anything: a device lost earlier in the process (a sticky driver
+/// error) would only answer with that error, and end the plan of every other device with it.
+pub fn build_without(
+    workloads: &[Workload],
+    backends: &[Box<dyn Backend>],
+    select: &ImplSelect,
+    hot: bool,
+    skip_unsupported: bool,
+    left_out: &[usize],
+) -> Result<Plan> {
+    let world = World::single();
+    build_in(
+        workloads,
+        backends,
+        select,
+        hot,
+        skip_unsupported,
+        &world,
+        left_out,
+    )
+}
+
+/// [`build_without`] for one process of `world`: a collective is placed on this process's
+/// devices and sized for the ranks of every process; a placement touching a device in
+/// `left_out` is left out.
 pub fn build_in(
     workloads: &[Workload],
     backends: &[Box<dyn Backend>],
@@ -199,6 +224,7 @@ pub fn build_in(
     hot: bool,
     skip_unsupported: bool,
     world: &World,
+    left_out: &[usize],
 ) -> Result<Plan> {
     let mut plan = Plan::default();
     let host = HostMemoryCheck::from_env()?;
@@ -212,7 +238,10 @@ pub fn build_in(
             }
             Err(e) => return Err(e),
         };
-        for (w, placement) in targets {
+        let usable = targets
+            .into_iter()
+            .filter(|(_, p)| !p.devices().iter().any(|d| left_out.contains(d)));
+        for (w, placement) in usable {
             let lead = backends[placement.lead()].as_ref();
             let avail = lead.implementations(&w);
             if avail.is_empty() {

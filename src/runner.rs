@@ -34,7 +34,8 @@ pub struct Settings {
     pub dump_all: bool,
     pub quiet: bool,
     pub command: String,
-    pub backend: String,
+    /// The backend the run's devices are on (recorded as `config.backend`).
+    pub backend: crate::report::RunBackend,
     /// Fixed host and start time, for reproducible snapshots (mock runs in tests).
     pub fixed_environment: bool,
     /// The processes of the run (a single process unless launched as a world), joined.
@@ -99,29 +100,55 @@ pub fn execute(
     report: &mut Report,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
+    execute_sharing(
+        plan,
+        backends,
+        settings,
+        exports,
+        report,
+        &LostDevices::default(),
+        stop,
+    )
+}
+
+/// [`execute`] with the process's table of lost devices (`validate`'s link checks after its
+/// suite): entries on a device lost earlier are recorded as skipped.
+pub fn execute_sharing(
+    plan: &Plan,
+    backends: &[Box<dyn Backend>],
+    settings: &Settings,
+    exports: &Exports,
+    report: &mut Report,
+    lost: &LostDevices,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
     measure_plan(
         plan,
         Devices::Shared(backends),
         settings,
         exports,
         report,
+        lost,
         stop,
     )
 }
 
 /// Runs `plan` on every device at the same time: each step (one workload) starts on all
 /// devices together, a thread per device, so peers are compared under the same conditions.
-/// Results are appended in plan order. Returns the backends for later use (telemetry).
+/// Results are appended in plan order. `lost` is the process's table of lost devices (a
+/// validation soak shares it with its stress half): entries on a device lost before or during
+/// the run are recorded as skipped. Returns the backends for later use (telemetry).
 pub fn execute_parallel(
     plan: &Plan,
     mut backends: Vec<Box<dyn Backend>>,
     settings: &Settings,
     exports: &Exports,
     report: &mut Report,
+    lost: &LostDevices,
     stop: &AtomicBool,
 ) -> anyhow::Result<Vec<Box<dyn Backend>>> {
     let devices = Devices::Exclusive(&mut backends);
-    measure_plan(plan, devices, settings, exports, report, stop)?;
+    measure_plan(plan, devices, settings, exports, report, lost, stop)?;
     Ok(backends)
 }
 
@@ -133,30 +160,25 @@ fn measure_plan(
     settings: &Settings,
     exports: &Exports,
     report: &mut Report,
+    lost: &LostDevices,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     exports.write_files(report)?;
     let pb = crate::term::progress(plan.entries.len() as u64, settings.quiet);
-    let lost = LostDevices::default();
     let job = |entry: &PlanEntry, bs: &[&dyn Backend], ins: &[Tensor]| {
         pb.set_message(format!(
             "{} / {}",
             entry.workload.name(),
             entry.implementation
         ));
-        let ran = match lost.skip_reason(&entry.placement) {
-            Some(skipped) => Err(skipped),
-            None => run_one(entry, bs, ins, settings, stop),
-        };
-        let rec = match ran {
+        let id = result_id(&entry.workload, &entry.implementation);
+        let rec = match lost.guard(&entry.placement, &id, || {
+            run_one(entry, bs, ins, settings, stop)
+        }) {
             Ok(r) => Some(r),
             // Interrupted mid-measurement: nothing trustworthy to record.
             Err(Error::Interrupted) => None,
-            Err(e) => {
-                let rec = error_record(entry, bs[0], &e);
-                lost.record(&entry.placement, &rec.id, &e);
-                Some(rec)
-            }
+            Err(e) => Some(error_record(entry, bs[0], &e)),
         };
         pb.inc(1);
         rec
@@ -185,7 +207,7 @@ fn new_record(entry: &PlanEntry, lead: &dyn Backend) -> ResultRecord {
         device: entry.placement.clone(),
         implementation: entry.implementation.clone(),
         dtype: w.dtype(),
-        compute_dtype: String::new(),
+        compute_dtype: crate::dtype::ComputeType::Unrecorded,
         status: Status::Error,
         verification: Verification {
             passed: false,
@@ -401,7 +423,8 @@ mod tests {
         let mut report = new_report(&backends, &s);
         let stop = AtomicBool::new(false);
         let exports = Exports::default();
-        execute_parallel(&plan, backends, &s, &exports, &mut report, &stop).unwrap();
+        let lost = LostDevices::default();
+        execute_parallel(&plan, backends, &s, &exports, &mut report, &lost, &stop).unwrap();
         assert!(report.complete);
         let [set, one] = &report.results[..] else {
             panic!("{:?}", report.results)
@@ -473,7 +496,8 @@ mod tests {
             let stop = AtomicBool::new(false);
             let exports = Exports::default();
             if parallel {
-                execute_parallel(&plan, backends, &s, &exports, &mut report, &stop).unwrap();
+                let lost = LostDevices::default();
+                execute_parallel(&plan, backends, &s, &exports, &mut report, &lost, &stop).unwrap();
             } else {
                 execute(&plan, &backends, &s, &exports, &mut report, &stop).unwrap();
             }

@@ -4,19 +4,19 @@
 //! derived from the workload's FLOPs and bytes with a small deterministic wobble, so a whole run
 //! gives the same report every time. Setting `GPUVET_MOCK_FAULT` to part of a workload name
 //! corrupts one element of that workload's output, to exercise the failure path;
-//! [`MockBackend::with_device_fault`] makes a workload fault the device as an illegal address
-//! does on a GPU, to exercise the device-lost path.
+//! [`MockBackend::with_device_fault`] (at preparation) and [`MockBackend::with_device_fault_after`]
+//! (mid-run) make a workload fault the device as an illegal address does on a GPU, to exercise
+//! the device-lost path.
 
 use super::{
     quick, Backend, BackendKind, CachePolicy, DeviceInfo, DeviceState, Group, ImplInfo, NvLinkPeer,
-    NvLinkPeerKind, Peaks, PrepareOptions, Prepared, Sustained, Telemetry,
+    NvLinkPeerKind, Peaks, Prepared, Request, Sustained, Telemetry,
 };
-use crate::dtype::DType;
+use crate::dtype::{ComputeType, DType};
 use crate::error::{Error, Result};
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
 use crate::tensor::{Data, Tensor};
-use crate::verify::reference;
-use crate::workload::{BLayout, MemOp, Workload};
+use crate::workload::{reference, AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -50,8 +50,10 @@ pub struct MockBackend {
     idle_clock_mhz: f64,
     /// Whether timings are treated as feeling the nominal 1 MiB "L2" (see `with_timed_cache`).
     timed_cache: bool,
-    /// Part of a workload name whose preparation faults the device (see `with_device_fault`).
+    /// Part of a workload name whose run faults the device (see `with_device_fault`).
     device_fault: Option<String>,
+    /// Timed calls of that workload that succeed before the fault; 0 = it faults when prepared.
+    fault_after_calls: u64,
     /// Set once the device faulted: like a real context after an illegal address, every later
     /// preparation fails with the same sticky error.
     lost: AtomicBool,
@@ -95,6 +97,7 @@ impl MockBackend {
             idle_clock_mhz: BUSY_CLOCK_MHZ,
             timed_cache: false,
             device_fault: None,
+            fault_after_calls: 0,
             lost: AtomicBool::new(false),
         }
     }
@@ -123,7 +126,7 @@ impl MockBackend {
             peer_access: Some((0..count as u32).filter(|&d| d != index as u32).collect()),
             ..DeviceState::default()
         };
-        m.info.details = state.to_details();
+        m.info.details.state = state;
         if let Some(p) = m.info.peaks.as_mut() {
             p.nvlink_link_bandwidth = Some(25e9);
             p.pcie_bandwidth = Some(crate::interconnect::topology::pcie_rate(5, 16).unwrap_or(0.0));
@@ -164,23 +167,45 @@ impl MockBackend {
         }
     }
 
-    /// The sticky fault, when this preparation of `w` triggers it or follows it.
-    fn sticky_fault(&self, w: &Workload) -> Result<()> {
+    /// A mock on which a workload whose name contains `pattern` runs `calls` timed calls and
+    /// then faults the device with a sticky illegal address, mid-run (a stress, a soak);
+    /// every later call on the device fails with the same error.
+    pub fn with_device_fault_after(pattern: &str, calls: u64) -> Self {
+        MockBackend {
+            fault_after_calls: calls,
+            ..Self::with_device_fault(pattern)
+        }
+    }
+
+    /// Timed calls `w` may make before it faults the device: `None` when it never does. A
+    /// workload that faults when prepared loses the device here.
+    fn arm_fault(&self, w: &Workload) -> Result<Option<u64>> {
         let hit = self
             .device_fault
             .as_deref()
             .is_some_and(|p| w.name().contains(p));
-        if hit {
+        if hit && self.fault_after_calls == 0 {
             self.lost.store(true, Ordering::Relaxed);
         }
-        if self.lost.load(Ordering::Relaxed) {
-            return Err(Error::Driver {
-                what: "synchronize".into(),
-                kind: crate::error::DriverErrorKind::IllegalAddress,
-                detail: "DriverError(CUDA_ERROR_ILLEGAL_ADDRESS, \"mock fault\")".into(),
-            });
-        }
-        Ok(())
+        check_lost(&self.lost)?;
+        Ok(hit.then_some(self.fault_after_calls))
+    }
+
+    /// The prepared run of `r`: its exact output computed once, `per_iter` fake seconds a call.
+    fn run<'a>(&'a self, r: Request<'_>, per_iter: f64) -> Result<Box<dyn Prepared + 'a>> {
+        let w = r.workload;
+        let fault_in = self.arm_fault(w)?;
+        let out = exact_output(w, r.inputs)?;
+        Ok(Box::new(MockRun {
+            busy: &self.busy,
+            lost: &self.lost,
+            fault_in,
+            name: w.name(),
+            out,
+            per_iter,
+            calls: 0,
+            sets: r.opts.buffer_sets,
+        }))
     }
 
     /// A mock whose SM clock drops to `mhz` while idle, as a real GPU's does (345 MHz idle vs
@@ -200,10 +225,6 @@ impl Default for MockBackend {
 }
 
 impl Backend for MockBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Mock
-    }
-
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
@@ -221,6 +242,8 @@ impl Backend for MockBackend {
     }
 
     fn free_memory(&self) -> Result<u64> {
+        // As a real context after a sticky fault: every driver call answers with it.
+        check_lost(&self.lost)?;
         Ok(16 << 30)
     }
 
@@ -249,57 +272,23 @@ impl Backend for MockBackend {
         ]
     }
 
-    fn prepare<'a>(
-        &'a self,
-        w: &Workload,
-        imp: &str,
-        inputs: &[Tensor],
-        opts: PrepareOptions,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        self.check(w, imp)?;
-        self.sticky_fault(w)?;
-        let macs = match w {
-            Workload::Matmul(m) => m.m as u128 * m.n as u128 * m.k as u128,
-            Workload::Attention(a) => {
-                a.visible_pairs() * (a.batch * a.q_heads * a.head_dim) as u128
-            }
-            Workload::Memory(m) => m.elements() as u128,
-            Workload::Transfer(t) => t.words() as u128,
-            Workload::P2p(p) => p.words() as u128,
-            Workload::Collective(c) => c.elements() as u128 * c.ranks as u128,
-        };
-        if macs > MAX_MACS {
-            return Err(Error::unsupported(format!(
-                "the mock backend computes at most {MAX_MACS} multiply-adds; {} is larger",
-                w.name()
-            )));
-        }
+    fn prepare_checked<'a>(&'a self, r: Request<'_>) -> Result<Box<dyn Prepared + 'a>> {
+        let w = r.workload;
         let per_iter = match w {
             Workload::Transfer(t) => t.bytes() as f64 / FAKE_PCIE + 8e-6,
             _ => w.flops() / FAKE_FLOPS + w.bytes() as f64 / FAKE_BANDWIDTH + 2e-6,
         };
-        Ok(Box::new(MockRun {
-            busy: &self.busy,
-            w: w.clone(),
-            inputs: inputs.to_vec(),
-            per_iter,
-            calls: 0,
-            sets: opts.buffer_sets,
-        }))
+        self.run(r, per_iter)
     }
 
     /// Peer copies between mock GPUs and collectives over them, computed exactly; timed from
     /// the fake link rates (a pair named by `GPUVET_MOCK_SLOW_PAIR` four times slower).
-    fn prepare_group<'a>(
+    fn prepare_group_checked<'a>(
         &'a self,
         group: &Group<'a>,
-        w: &Workload,
-        imp: &str,
-        inputs: &[Tensor],
-        opts: PrepareOptions,
+        r: Request<'_>,
     ) -> Result<Box<dyn Prepared + 'a>> {
-        self.check(w, imp)?;
-        self.sticky_fault(w)?;
+        let w = r.workload;
         let members = group.members_as::<MockBackend>(&w.name())?;
         let per_iter = match w {
             Workload::P2p(p) => {
@@ -316,16 +305,9 @@ impl Backend for MockBackend {
                 c.bytes() as f64 * c.bus_factor().max(1.0 / c.ranks.max(1) as f64) / FAKE_BUS
                     + 10e-6
             }
-            _ => return self.prepare(w, imp, inputs, opts),
+            _ => return self.prepare_checked(r),
         };
-        Ok(Box::new(MockRun {
-            busy: &self.busy,
-            w: w.clone(),
-            inputs: inputs.to_vec(),
-            per_iter,
-            calls: 0,
-            sets: opts.buffer_sets,
-        }))
+        self.run(r, per_iter)
     }
 
     fn telemetry(&self) -> Option<Telemetry> {
@@ -347,8 +329,14 @@ impl Backend for MockBackend {
 
 struct MockRun<'a> {
     busy: &'a AtomicBool,
-    w: Workload,
-    inputs: Vec<Tensor>,
+    /// The device's lost flag: set by a fault, checked by every call.
+    lost: &'a AtomicBool,
+    /// Timed calls left before this run faults the device, when it is set to.
+    fault_in: Option<u64>,
+    /// The workload's name (what `GPUVET_MOCK_FAULT` matches).
+    name: String,
+    /// The exact output, computed once when prepared.
+    out: Tensor,
     per_iter: f64,
     calls: u64,
     sets: usize,
@@ -361,15 +349,16 @@ impl Drop for MockRun<'_> {
 }
 
 impl Prepared for MockRun<'_> {
-    fn compute_dtype(&self) -> String {
-        "mock".into()
+    fn compute_dtype(&self) -> ComputeType {
+        ComputeType::Mock
     }
 
     fn run_verify(&mut self) -> Result<Tensor> {
         self.busy.store(false, Ordering::Relaxed);
-        let mut out = compute(&self.w, &self.inputs);
+        check_lost(self.lost)?;
+        let mut out = self.out.clone();
         if let Ok(pattern) = std::env::var("GPUVET_MOCK_FAULT") {
-            if !pattern.is_empty() && self.w.name().contains(&pattern) {
+            if !pattern.is_empty() && self.name.contains(&pattern) {
                 corrupt(&mut out);
             }
         }
@@ -379,6 +368,12 @@ impl Prepared for MockRun<'_> {
     fn run(&mut self, iters: u64) -> Result<f64> {
         // A fixed sequence of ±0.1% wobbles: samples are not all equal, and never random.
         self.busy.store(true, Ordering::Relaxed);
+        match &mut self.fault_in {
+            Some(0) => self.lost.store(true, Ordering::Relaxed),
+            Some(left) => *left -= 1,
+            None => {}
+        }
+        check_lost(self.lost)?;
         self.calls += 1;
         let wobble = ((self.calls * 7919) % 11) as f64 - 5.0;
         Ok(iters as f64 * self.per_iter * (1.0 + wobble * 2e-4))
@@ -391,6 +386,19 @@ impl Prepared for MockRun<'_> {
             CachePolicy::Single
         }
     }
+}
+
+/// The sticky error every call on a faulted mock device returns, as a CUDA context does after
+/// an illegal address.
+fn check_lost(lost: &AtomicBool) -> Result<()> {
+    if lost.load(Ordering::Relaxed) {
+        return Err(Error::Driver {
+            what: "synchronize".into(),
+            kind: crate::error::DriverErrorKind::IllegalAddress,
+            detail: "DriverError(CUDA_ERROR_ILLEGAL_ADDRESS, \"mock fault\")".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Flips the sign of element 0 (and makes sure it changes even when it is zero).
@@ -422,69 +430,102 @@ fn landed(inputs: &[Tensor]) -> Tensor {
     }
 }
 
-fn compute(w: &Workload, inputs: &[Tensor]) -> Tensor {
-    match w {
-        Workload::Transfer(_) | Workload::P2p(_) => landed(inputs),
+/// The exact output of `w` on `inputs`, from the f64 references: what the mock "computes".
+/// The one place the mock names each workload kind. Refuses work beyond [`MAX_MACS`]
+/// multiply-adds (or elements): it is a test double, not a compute engine.
+fn exact_output(w: &Workload, inputs: &[Tensor]) -> Result<Tensor> {
+    let within = |macs: u128| -> Result<()> {
+        if macs > MAX_MACS {
+            return Err(Error::unsupported(format!(
+                "the mock backend computes at most {MAX_MACS} multiply-adds; {} is larger",
+                w.name()
+            )));
+        }
+        Ok(())
+    };
+    Ok(match w {
+        Workload::Transfer(t) => {
+            within(t.words() as u128)?;
+            landed(inputs)
+        }
+        Workload::P2p(p) => {
+            within(p.words() as u128)?;
+            landed(inputs)
+        }
         Workload::Collective(c) => {
+            within(c.elements() as u128 * c.ranks as u128)?;
             let v = crate::workload::collective::reference(c, inputs);
             Tensor::from_f32("recv", vec![v.len()], c.dtype, &v)
         }
         Workload::Matmul(m) => {
-            let a = inputs[0].to_f64();
-            let (mm, n) = (m.m as usize, m.n as usize);
-            let mut c = vec![0f32; mm * n];
-            for i in 0..mm {
-                for j in 0..n {
-                    c[i * n + j] = reference::matmul_element(m, &a, &inputs[1], i, j).0 as f32;
-                }
-            }
-            Tensor::from_f32_out("C", vec![mm, n], m.dtype.matmul_output(), &c)
+            within(m.m as u128 * m.n as u128 * m.k as u128)?;
+            matmul_output(m, inputs)
         }
         Workload::Attention(a) => {
-            let (bn, hn, lq) = (a.batch as usize, a.q_heads as usize, a.q_len as usize);
-            let mut o = Vec::with_capacity(bn * hn * lq * a.head_dim as usize);
-            for b in 0..bn {
-                for h in 0..hn {
-                    for i in 0..lq {
-                        let row = reference::attention_row(
-                            a, &inputs[0], &inputs[1], &inputs[2], b, h, i,
-                        );
-                        o.extend(row.iter().map(|&x| x as f32));
-                    }
-                }
-            }
-            Tensor::from_f32("O", a.q_shape(), a.dtype, &o)
+            within(a.visible_pairs() * (a.batch * a.q_heads * a.head_dim) as u128)?;
+            attention_output(a, inputs)
         }
         Workload::Memory(m) => {
-            let n = m.elements() as usize;
-            match m.op {
-                MemOp::Copy => Tensor {
-                    name: "dst".into(),
-                    ..inputs[0].clone()
-                },
-                MemOp::Read => Tensor {
-                    name: "sum".into(),
-                    shape: vec![1],
-                    data: Data::F64(vec![inputs[0].to_f64().iter().sum()]),
-                },
-                MemOp::Write => Tensor {
-                    name: "dst".into(),
-                    shape: vec![n],
-                    data: Data::F32(vec![WRITE_VALUE; n]),
-                },
-                MemOp::Triad => {
-                    let (b, c) = (inputs[0].to_f32(), inputs[1].to_f32());
-                    let a: Vec<f32> = b
-                        .iter()
-                        .zip(&c)
-                        .map(|(&x, &y)| x + TRIAD_SCALAR * y)
-                        .collect();
-                    Tensor {
-                        name: "a".into(),
-                        shape: vec![n],
-                        data: Data::F32(a),
-                    }
-                }
+            within(m.elements() as u128)?;
+            memory_output(m, inputs)
+        }
+    })
+}
+
+fn matmul_output(m: &MatmulSpec, inputs: &[Tensor]) -> Tensor {
+    let a = inputs[0].to_f64();
+    let (mm, n) = (m.m as usize, m.n as usize);
+    let mut c = vec![0f32; mm * n];
+    for i in 0..mm {
+        for j in 0..n {
+            c[i * n + j] = reference::matmul_element(m, &a, &inputs[1], i, j).0 as f32;
+        }
+    }
+    Tensor::from_f32_out("C", vec![mm, n], m.dtype.matmul_output(), &c)
+}
+
+fn attention_output(a: &AttentionSpec, inputs: &[Tensor]) -> Tensor {
+    let (bn, hn, lq) = (a.batch as usize, a.q_heads as usize, a.q_len as usize);
+    let mut o = Vec::with_capacity(bn * hn * lq * a.head_dim as usize);
+    for b in 0..bn {
+        for h in 0..hn {
+            for i in 0..lq {
+                let row = reference::attention_row(a, &inputs[0], &inputs[1], &inputs[2], b, h, i);
+                o.extend(row.iter().map(|&x| x as f32));
+            }
+        }
+    }
+    Tensor::from_f32("O", a.q_shape(), a.dtype, &o)
+}
+
+fn memory_output(m: &MemorySpec, inputs: &[Tensor]) -> Tensor {
+    let n = m.elements() as usize;
+    match m.op {
+        MemOp::Copy => Tensor {
+            name: "dst".into(),
+            ..inputs[0].clone()
+        },
+        MemOp::Read => Tensor {
+            name: "sum".into(),
+            shape: vec![1],
+            data: Data::F64(vec![inputs[0].to_f64().iter().sum()]),
+        },
+        MemOp::Write => Tensor {
+            name: "dst".into(),
+            shape: vec![n],
+            data: Data::F32(vec![WRITE_VALUE; n]),
+        },
+        MemOp::Triad => {
+            let (b, c) = (inputs[0].to_f32(), inputs[1].to_f32());
+            let a: Vec<f32> = b
+                .iter()
+                .zip(&c)
+                .map(|(&x, &y)| x + TRIAD_SCALAR * y)
+                .collect();
+            Tensor {
+                name: "a".into(),
+                shape: vec![n],
+                data: Data::F32(a),
             }
         }
     }

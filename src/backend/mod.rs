@@ -8,11 +8,14 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod details;
 pub mod mock;
 pub mod state;
 
+pub use details::{CpuFacts, CudaFacts, DeviceDetails};
 pub use state::{DeviceState, NvLinkPeer, NvLinkPeerKind, ThrottleReason};
 
+use crate::dtype::ComputeType;
 use crate::error::Result;
 use crate::interconnect::World;
 use crate::tensor::Tensor;
@@ -29,6 +32,13 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
+    pub const ALL: [BackendKind; 3] = [BackendKind::Cpu, BackendKind::Cuda, BackendKind::Mock];
+
+    /// The kind a report names (`cpu`, `cuda`, `mock`); `None` for any other name.
+    pub fn from_name(s: &str) -> Option<BackendKind> {
+        Self::ALL.into_iter().find(|k| k.name() == s)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Cpu => "cpu",
@@ -142,9 +152,10 @@ pub struct DeviceInfo {
     pub last_level_cache_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub driver_version: Option<String>,
-    /// Anything else worth recording (clocks, shared memory, NVML state).
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub details: serde_json::Map<String, serde_json::Value>,
+    /// Device state (clocks, health, link) and what the backend records about the device, one
+    /// flat JSON object.
+    #[serde(default, skip_serializing_if = "DeviceDetails::is_empty")]
+    pub details: DeviceDetails,
     /// Datasheet peaks when the device is known, for "% of peak".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peaks: Option<Peaks>,
@@ -342,31 +353,12 @@ impl From<&str> for CachePolicy {
     }
 }
 
-/// Compares with the serialised form, as reports and tests spell it.
-impl PartialEq<&str> for CachePolicy {
-    fn eq(&self, other: &&str) -> bool {
-        let shown = self.to_string();
-        shown == *other
-    }
-}
-
-impl Serialize for CachePolicy {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for CachePolicy {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(CachePolicy::from(s.as_str()))
-    }
-}
+crate::label::text_label!(CachePolicy);
 
 /// A workload made ready to run on a device.
 pub trait Prepared {
-    /// The arithmetic type that actually ran (`f32` for bf16 inputs on a CPU without bf16, ...).
-    fn compute_dtype(&self) -> String;
+    /// The arithmetic that actually ran (`f32` for bf16 inputs on a CPU without bf16, ...).
+    fn compute_dtype(&self) -> ComputeType;
 
     /// Fills the output of buffer set 0 with NaN or a bit pattern that no kernel produces,
     /// runs once on set 0, waits, and returns that output for verification.
@@ -426,15 +418,31 @@ pub enum RankLayout {
     Threads { default: u32 },
 }
 
+/// A preparation [`Backend::prepare`] has validated and checked: what a backend builds in
+/// [`Backend::prepare_checked`].
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'r> {
+    pub workload: &'r Workload,
+    pub implementation: &'r str,
+    pub inputs: &'r [Tensor],
+    pub opts: PrepareOptions,
+}
+
 /// One device able to run workloads.
 pub trait Backend: Send {
-    fn kind(&self) -> BackendKind;
-
+    /// What the device is; its `backend` is this backend's kind.
     fn device(&self) -> &DeviceInfo;
 
     /// The backend as `Any`, so a group's members can be taken back as the backend's own type
     /// ([`Group::members_as`]): every implementation returns `self`.
     fn as_any(&self) -> &dyn std::any::Any;
+
+    /// The backend's kind, as its device records it (every backend sets it when it opens).
+    fn kind(&self) -> BackendKind {
+        self.device()
+            .backend
+            .expect("a backend records its kind in its device")
+    }
 
     /// Implementations of `w` available here, best first; empty when the device cannot run it.
     fn implementations(&self, w: &Workload) -> Vec<ImplInfo>;
@@ -509,18 +517,30 @@ pub trait Backend: Send {
     fn quick_suite(&self) -> Vec<Workload>;
 
     /// Allocates buffers, uploads `inputs` (as many copies as `opts.buffer_sets`) and does every
-    /// piece of one-time setup.
+    /// piece of one-time setup, once `w` is valid and `imp` can run it here.
     fn prepare<'a>(
         &'a self,
         w: &Workload,
         imp: &str,
         inputs: &[Tensor],
         opts: PrepareOptions,
-    ) -> Result<Box<dyn Prepared + 'a>>;
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        w.validate()?;
+        self.check(w, imp)?;
+        self.prepare_checked(Request {
+            workload: w,
+            implementation: imp,
+            inputs,
+            opts,
+        })
+    }
+
+    /// [`Backend::prepare`] after the workload was validated and the implementation checked.
+    fn prepare_checked<'a>(&'a self, r: Request<'_>) -> Result<Box<dyn Prepared + 'a>>;
 
     /// Prepares a workload placed on several devices together, or on one device as part of a
-    /// group (a collective, a peer copy): `group.members[0]` is `self`. The default: this
-    /// backend runs no group workload.
+    /// group (a collective, a peer copy): `group.members[0]` is `self`. Validates the workload
+    /// and checks the implementation once, as [`Backend::prepare`] does.
     fn prepare_group<'a>(
         &'a self,
         group: &Group<'a>,
@@ -529,11 +549,31 @@ pub trait Backend: Send {
         inputs: &[Tensor],
         opts: PrepareOptions,
     ) -> Result<Box<dyn Prepared + 'a>> {
-        let _ = (group, imp, inputs, opts);
+        w.validate()?;
+        self.check(w, imp)?;
+        self.prepare_group_checked(
+            group,
+            Request {
+                workload: w,
+                implementation: imp,
+                inputs,
+                opts,
+            },
+        )
+    }
+
+    /// [`Backend::prepare_group`] after the checks. The default: this backend runs no group
+    /// workload.
+    fn prepare_group_checked<'a>(
+        &'a self,
+        group: &Group<'a>,
+        r: Request<'_>,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        let _ = group;
         Err(crate::Error::unsupported(format!(
             "{} runs no {} across devices",
             self.kind().name(),
-            w.kind()
+            r.workload.kind()
         )))
     }
 
@@ -556,9 +596,9 @@ pub trait Backend: Send {
         None
     }
 
-    /// The device's `details` read again now (ECC counters, remapped rows, PCIe link state move
-    /// during a run); `None` when the backend cannot re-read them.
-    fn current_details(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+    /// The device's state read again now (ECC counters, remapped rows, PCIe link state move
+    /// during a run); `None` when the backend cannot re-read it.
+    fn current_state(&self) -> Option<DeviceState> {
         None
     }
 
@@ -633,11 +673,18 @@ pub fn open(choice: BackendChoice, threads: usize) -> Result<Opened> {
 
 #[cfg(test)]
 mod tests {
-    use super::CachePolicy;
+    use super::{Backend, BackendKind, CachePolicy};
+
+    #[test]
+    fn each_backend_reports_the_kind_its_device_records() {
+        let cpu = super::cpu::CpuBackend::new(1).unwrap();
+        assert_eq!(cpu.kind(), BackendKind::Cpu);
+        assert_eq!(super::mock::MockBackend::new().kind(), BackendKind::Mock);
+    }
 
     #[test]
     fn cache_policies_keep_their_strings_and_unknown_ones_survive() {
-        for s in [
+        crate::label::assert_round_trips::<CachePolicy>(&[
             "rotate(8)",
             "warm(16)",
             "flush-l2",
@@ -646,13 +693,7 @@ mod tests {
             "cold (working set ≥ 2× L2)",
             "warm (1 buffer set smaller than 2× L2)",
             "something newer",
-        ] {
-            let p = CachePolicy::from(s);
-            assert_eq!(p, s);
-            let json = serde_json::to_string(&p).unwrap();
-            assert_eq!(json, serde_json::to_string(s).unwrap());
-            assert_eq!(serde_json::from_str::<CachePolicy>(&json).unwrap(), p);
-        }
+        ]);
         assert_eq!(CachePolicy::from("rotate(8)"), CachePolicy::Rotate(8));
         assert_eq!(
             CachePolicy::from("rotate(x)"),

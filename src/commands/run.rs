@@ -67,11 +67,12 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
         opts.hot,
         suite,
         &world,
+        &[],
     )?;
     for s in &plan.skipped {
         opts.notice(&format!("skipped: {s}"));
     }
-    let mut settings = opts.settings(&req.command, opened.backends[0].kind().name());
+    let mut settings = opts.settings(&req.command, opened.backends[0].kind());
     settings.world = world;
     let stop = stop_on_ctrlc();
     let mut report = runner::new_report(&opened.backends, &settings);

@@ -46,7 +46,7 @@ pub struct PcieLink {
 impl PcieLink {
     /// The device's link from its recorded state; `None` without the maximum gen and width.
     pub fn of(info: &DeviceInfo) -> Option<PcieLink> {
-        let s = info.state();
+        let s = &info.details.state;
         Some(PcieLink {
             gen_max: s.pcie_gen_max?,
             width_max: s.pcie_width_max?,
@@ -123,7 +123,7 @@ pub fn normalize_pci(id: &str) -> String {
 /// How `devices[a]` reaches `devices[b]`.
 pub fn pair(devices: &[DeviceInfo], a: usize, b: usize) -> PairLink {
     let (da, db) = (&devices[a], &devices[b]);
-    let (sa, sb) = (da.state(), db.state());
+    let (sa, sb) = (&da.details.state, &db.details.state);
     let pci_b = db.pci_bus_id.as_deref().map(normalize_pci);
     let path = match (&sa.nvlink_peers, &sb.nvlink_peers) {
         (Some(pa), Some(pb)) => {
@@ -153,7 +153,7 @@ pub fn pair(devices: &[DeviceInfo], a: usize, b: usize) -> PairLink {
         }
         _ => LinkPath::Unknown,
     };
-    let peer_access = sa.peer_access.map(|v| v.contains(&(b as u32)));
+    let peer_access = sa.peer_access.as_ref().map(|v| v.contains(&(b as u32)));
     let link_rate = |d: &DeviceInfo| d.peaks.as_ref().and_then(|p| p.nvlink_link_bandwidth);
     let pcie = |d: &DeviceInfo| PcieLink::of(d).and_then(|l| l.capability());
     let rate = match path {
@@ -268,7 +268,10 @@ mod tests {
         };
         DeviceInfo {
             pci_bus_id: Some(bus.into()),
-            details: state.to_details(),
+            details: crate::backend::DeviceDetails {
+                state,
+                ..Default::default()
+            },
             peaks: Some(Peaks {
                 nvlink_link_bandwidth: Some(25e9),
                 ..Peaks::default()

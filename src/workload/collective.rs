@@ -8,11 +8,17 @@
 //! integers even in bf16 whatever order the library adds them in.
 
 use super::axis::{cross, size_swept, size_value, Axis, Param, SIZE_ONLY};
-use super::{collect_checked, size_label, KindAxes, Metric, Placing, Roof, Workload, WorkloadKind};
+use super::{
+    collect_checked, size_label, InputSpec, KindAxes, Metric, Placing, Roof, Workload, WorkloadKind,
+};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{splitmix, Tensor};
 use crate::units::Bytes;
+use crate::verify::{Verification, Verify, VerifyMethod, Worst};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// A collective operation (sum for the reducing ones; root 0 for broadcast).
@@ -367,10 +373,102 @@ pub fn reference(spec: &CollectiveSpec, inputs: &[Tensor]) -> Vec<f32> {
     out
 }
 
-impl WorkloadKind for CollectiveSpec {
-    fn kind(&self) -> &'static str {
-        "collective"
+/// Reference work (elements × ranks summed) up to which every output element of a collective
+/// is checked; above it, a sample.
+const FULL_COLLECTIVE_WORK: u64 = 1 << 27;
+/// Random elements checked per rank in a sampled collective check (on top of every chunk's
+/// first and last elements).
+const SAMPLED_PER_RANK: usize = 1 << 16;
+
+impl Verify for CollectiveSpec {
+    fn verify_output(&self, inputs: &[Tensor], out: &Tensor, seed: u64) -> Verification {
+        verify_collective(self, inputs, out, seed)
     }
+}
+
+/// Which receive elements of one rank are checked: all, or the first and last of every
+/// per-rank chunk plus a seeded random sample.
+fn checked_elements(spec: &CollectiveSpec, full: bool, rank: u32, seed: u64) -> Vec<u64> {
+    let recv = spec.recv_elements();
+    if full {
+        return (0..recv).collect();
+    }
+    let chunk = (spec.elements() / spec.ranks.max(1) as u64).max(1);
+    let mut v: Vec<u64> = Vec::new();
+    let mut start = 0;
+    while start < recv {
+        let end = (start + chunk).min(recv);
+        v.extend(start..(start + 64).min(end));
+        v.extend(end.saturating_sub(64).max(start)..end);
+        start = end;
+    }
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed ^ rank as u64));
+    v.extend((0..SAMPLED_PER_RANK).map(|_| rng.random_range(0..recv)));
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Each receive buffer held here against the reduction or copy of the known inputs (those held
+/// here as given, the others regenerated from the seed). Exact (bit for bit, in the output
+/// dtype) while sums of the inputs are exact integers in it (`CollectiveSpec::exact`); beyond
+/// that, within the dtype's tolerance of the largest sum.
+fn verify_collective(
+    spec: &CollectiveSpec,
+    inputs: &[Tensor],
+    out: &Tensor,
+    seed: u64,
+) -> Verification {
+    let values = RankValues { spec, inputs, seed };
+    let recv = spec.recv_elements();
+    let ranks: Vec<u32> = spec.local_ranks().collect();
+    let per_element = if spec.op.reduces() {
+        spec.ranks.max(1) as u64
+    } else {
+        1
+    };
+    let full = ranks.len() as u64 * recv * per_element <= FULL_COLLECTIVE_WORK;
+    let exact = spec.exact();
+    let tol = if exact { 0.0 } else { spec.dtype.tolerance() };
+    let scale = 2.0 * spec.ranks.max(1) as f64;
+    let worst = ranks
+        .par_iter()
+        .enumerate()
+        .map(|(slot, &rank)| {
+            let mut w = Worst::new();
+            for j in checked_elements(spec, full, rank, seed) {
+                let want = spec.dtype.quantize(values.expected(rank, j) as f32) as f64;
+                let got = out.get(slot * recv as usize + j as usize);
+                let e = if exact {
+                    if got.to_bits() == want.to_bits() {
+                        0.0
+                    } else {
+                        ((got - want).abs() / scale).max(f64::MIN_POSITIVE)
+                    }
+                } else {
+                    (got - want).abs() / scale
+                };
+                w.see(e, || {
+                    format!("rank {rank} element {j} (want {want}, got {got})")
+                });
+            }
+            w
+        })
+        .reduce(Worst::new, Worst::merge);
+    let method = if full {
+        VerifyMethod::Exact
+    } else {
+        VerifyMethod::Sampled
+    };
+    let mut v = worst.finish(method, tol);
+    if !v.passed && spec.op == CollectiveOp::Broadcast {
+        v.detail = v.detail.map(|d| format!("{d} (root 0's data expected)"));
+    }
+    v
+}
+
+impl WorkloadKind for CollectiveSpec {
+    const KIND: &'static str = "collective";
     /// Send and receive buffers of every rank held here.
     fn buffer_bytes(&self) -> u64 {
         let local = self.local_ranks().len().max(1) as u64;
@@ -406,6 +504,12 @@ impl WorkloadKind for CollectiveSpec {
         format!("collective.{}", self.op)
     }
     /// The send buffer of every rank held here, in rank order.
+    fn input_specs(&self) -> Vec<InputSpec> {
+        let n = vec![self.send_elements() as usize];
+        vec![InputSpec::new("send", n, self.dtype); self.local_ranks().len()]
+    }
+    /// Known values rather than random ones ([`rank_input`]): any rank's input can be
+    /// regenerated where an output is checked, and sums stay exact.
     fn inputs(&self, seed: u64) -> Vec<Tensor> {
         self.local_ranks()
             .map(|r| rank_input(self, seed, r))
@@ -443,6 +547,10 @@ pub struct CollectiveAxes {
 }
 
 impl KindAxes for CollectiveAxes {
+    fn kind(&self) -> &'static str {
+        CollectiveSpec::KIND
+    }
+
     fn expand(&self) -> Result<Vec<Workload>> {
         let lens = [self.op.len(), self.dtype.len(), self.size.0.len()];
         collect_checked(cross(&lens).map(|ix| {
@@ -554,5 +662,67 @@ mod tests {
             expected(&a, 9, 1, 2 * chunk + 3),
             rank_value(9, 2, chunk + 3) as f64
         );
+    }
+
+    /// The reference collective computed naively from the rank inputs, every rank's output
+    /// laid end to end: what any correct implementation must hand back.
+    fn reference_output(spec: &CollectiveSpec, seed: u64) -> Tensor {
+        let mut vals = Vec::new();
+        for r in spec.local_ranks() {
+            for j in 0..spec.recv_elements() {
+                vals.push(expected(spec, seed, r, j) as f32);
+            }
+        }
+        Tensor::from_f32("recv", vec![vals.len()], spec.dtype, &vals)
+    }
+
+    #[test]
+    fn every_op_checks_what_it_must_and_catches_a_missing_rank() {
+        for op in CollectiveOp::ALL {
+            for dtype in [DType::Bf16, DType::F16, DType::F32] {
+                let s = CollectiveSpec::new(op, dtype, 3 * 1024, 3);
+                let good = reference_output(&s, 5);
+                assert_eq!(good.len(), s.output_len());
+                let v = verify_collective(&s, &[], &good, 5);
+                assert!(v.passed, "{op} {dtype}: {v:?}");
+                assert_eq!(v.checked_elements as usize, s.output_len());
+                // Rank 1's contribution dropped (or its data lost) in element 7 of rank 2.
+                let mut vals = good.to_f32();
+                let at = 2 * s.recv_elements() as usize + 7;
+                vals[at] = if op.reduces() {
+                    vals[at] - rank_input(&s, 5, 1).get(7) as f32
+                } else {
+                    -vals[at]
+                };
+                let bad = Tensor::from_f32("recv", vec![vals.len()], dtype, &vals);
+                let v = verify_collective(&s, &[], &bad, 5);
+                assert!(!v.passed, "{op} {dtype}");
+                assert!(v.detail.unwrap().contains("rank 2 element 7"), "{op}");
+            }
+        }
+    }
+
+    #[test]
+    fn ranks_held_elsewhere_are_regenerated_from_the_seed() {
+        let mut s = CollectiveSpec::new(CollectiveOp::AllReduce, DType::Bf16, 512, 8);
+        s.local = Some(RankRange { first: 6, count: 2 });
+        let out = reference_output(&s, 11);
+        assert_eq!(out.len(), 2 * 256);
+        assert!(verify_collective(&s, &[], &out, 11).passed);
+        // The output of another pair of ranks is not this one's.
+        let mut other = s.clone();
+        other.local = Some(RankRange { first: 0, count: 2 });
+        assert!(!verify_collective(&s, &[], &reference_output(&other, 12), 11).passed);
+    }
+
+    #[test]
+    fn large_collectives_are_sampled() {
+        let s = CollectiveSpec::new(CollectiveOp::AllGather, DType::F32, 1 << 30, 2);
+        let recv = s.recv_elements();
+        let picked = checked_elements(&s, false, 0, 3);
+        assert!(picked.contains(&0) && picked.contains(&(recv - 1)));
+        let mid = s.elements() / 2;
+        assert!(picked.contains(&mid) && picked.contains(&(mid - 1)));
+        assert!(picked.len() < 200_000);
     }
 }

@@ -8,13 +8,14 @@
 
 use super::axis::{cross, size_swept, size_value, Axis, Param, SIZE_ONLY};
 use super::{
-    check_bytes, collect_checked, size_label, KindAxes, Metric, Placing, Roof, Workload,
+    check_bytes, collect_checked, size_label, InputSpec, KindAxes, Metric, Placing, Roof, Workload,
     WorkloadKind,
 };
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::tensor::{splitmix, Tensor};
+use crate::tensor::Tensor;
 use crate::units::Bytes;
+use crate::verify::{Verification, Verify};
 use serde::{Deserialize, Serialize};
 
 /// Which side drives the copy.
@@ -105,10 +106,15 @@ impl P2pSpec {
     }
 }
 
-impl WorkloadKind for P2pSpec {
-    fn kind(&self) -> &'static str {
-        "p2p"
+impl Verify for P2pSpec {
+    /// Every word that landed on the peer against every word sent.
+    fn verify_output(&self, inputs: &[Tensor], out: &Tensor, _seed: u64) -> Verification {
+        super::transfer::check_landed(inputs, out)
     }
+}
+
+impl WorkloadKind for P2pSpec {
+    const KIND: &'static str = "p2p";
     /// A source and a destination buffer each way (on the two devices together).
     fn buffer_bytes(&self) -> u64 {
         2 * self.bytes()
@@ -138,12 +144,13 @@ impl WorkloadKind for P2pSpec {
             if self.bidirectional { ".bidir" } else { "" }
         )
     }
-    /// The first device's data `[a]`; bidirectional also the second's `[a, b]`.
-    fn inputs(&self, seed: u64) -> Vec<Tensor> {
+    /// The first device's data `[a]`; bidirectional also the second's `[a, b]`: random f32
+    /// words.
+    fn input_specs(&self) -> Vec<InputSpec> {
         let n = vec![self.words() as usize];
-        let mut v = vec![Tensor::random("a_src", n.clone(), DType::F32, seed)];
+        let mut v = vec![InputSpec::new("a_src", n.clone(), DType::F32)];
         if self.bidirectional {
-            v.push(Tensor::random("b_src", n, DType::F32, splitmix(seed)));
+            v.push(InputSpec::new("b_src", n, DType::F32));
         }
         v
     }
@@ -177,6 +184,10 @@ pub struct P2pAxes {
 }
 
 impl KindAxes for P2pAxes {
+    fn kind(&self) -> &'static str {
+        P2pSpec::KIND
+    }
+
     fn expand(&self) -> Result<Vec<Workload>> {
         let lens = [self.op.len(), self.bidirectional.len(), self.size.0.len()];
         collect_checked(cross(&lens).map(|ix| {

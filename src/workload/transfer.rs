@@ -5,12 +5,14 @@
 
 use super::axis::{cross, size_swept, size_value, Axis, Param, SIZE_ONLY};
 use super::{
-    check_bytes, collect_checked, size_label, KindAxes, Metric, Roof, Workload, WorkloadKind,
+    check_bytes, collect_checked, size_label, InputSpec, KindAxes, Metric, Roof, Workload,
+    WorkloadKind,
 };
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::tensor::{splitmix, Tensor};
+use crate::tensor::Tensor;
 use crate::units::Bytes;
+use crate::verify::{exact_elements, Verification, Verify};
 use serde::{Deserialize, Serialize};
 
 /// Which way the bytes go.
@@ -140,10 +142,22 @@ impl TransferSpec {
     }
 }
 
-impl WorkloadKind for TransferSpec {
-    fn kind(&self) -> &'static str {
-        "transfer"
+/// Every word that landed against every word sent (`inputs` laid end to end, in the order the
+/// output holds what landed): the check of a transfer and of a peer copy.
+pub(super) fn check_landed(inputs: &[Tensor], out: &Tensor) -> Verification {
+    let len = inputs.first().map_or(0, |t| t.len()).max(1);
+    exact_elements(out.len(), |i| (inputs[i / len].get(i % len), out.get(i)))
+}
+
+impl Verify for TransferSpec {
+    /// Every word that landed against every word sent.
+    fn verify_output(&self, inputs: &[Tensor], out: &Tensor, _seed: u64) -> Verification {
+        check_landed(inputs, out)
     }
+}
+
+impl WorkloadKind for TransferSpec {
+    const KIND: &'static str = "transfer";
     /// The device buffers (the host buffers mirror them).
     fn buffer_bytes(&self) -> u64 {
         2 * self.bytes()
@@ -162,15 +176,15 @@ impl WorkloadKind for TransferSpec {
     fn test_key(&self) -> String {
         format!("transfer.{}.{}", self.direction.name(), self.memory.name())
     }
-    /// h2d `[host src]`, d2h `[device src]`, bidir `[host src, device src]`.
-    fn inputs(&self, seed: u64) -> Vec<Tensor> {
+    /// h2d `[host src]`, d2h `[device src]`, bidir `[host src, device src]`: random f32 words.
+    fn input_specs(&self) -> Vec<InputSpec> {
         let n = vec![self.words() as usize];
-        let h = || Tensor::random("host_src", n.clone(), DType::F32, seed);
-        let d = || Tensor::random("device_src", n.clone(), DType::F32, splitmix(seed));
+        let host = InputSpec::new("host_src", n.clone(), DType::F32);
+        let device = InputSpec::new("device_src", n, DType::F32);
         match self.direction {
-            Direction::H2d => vec![h()],
-            Direction::D2h => vec![d()],
-            Direction::Bidir => vec![h(), d()],
+            Direction::H2d => vec![host],
+            Direction::D2h => vec![device],
+            Direction::Bidir => vec![host, device],
         }
     }
     /// What landed: on the device (h2d), on the host (d2h), or both, in that order.
@@ -202,6 +216,10 @@ pub struct TransferAxes {
 }
 
 impl KindAxes for TransferAxes {
+    fn kind(&self) -> &'static str {
+        TransferSpec::KIND
+    }
+
     fn expand(&self) -> Result<Vec<Workload>> {
         let lens = [self.direction.len(), self.memory.len(), self.size.0.len()];
         collect_checked(cross(&lens).map(|ix| {
@@ -244,5 +262,18 @@ mod tests {
         assert_eq!("HtoD".parse::<Direction>(), Ok(Direction::H2d));
         assert_eq!("pageable".parse::<HostMemory>(), Ok(HostMemory::Pageable));
         assert!("sideways".parse::<Direction>().is_err());
+    }
+
+    #[test]
+    fn transfers_compare_every_word() {
+        let t = TransferSpec::new(Direction::Bidir, HostMemory::Pinned, 4096);
+        let ins = Workload::Transfer(t.clone()).inputs(1);
+        let mut landed: Vec<f32> = ins.iter().flat_map(|x| x.to_f32()).collect();
+        let ok = Tensor::from_f32("dst", vec![landed.len()], DType::F32, &landed);
+        assert!(t.verify_output(&ins, &ok, 0).passed);
+        landed[1500] = 0.0;
+        let bad = Tensor::from_f32("dst", vec![landed.len()], DType::F32, &landed);
+        let v = t.verify_output(&ins, &bad, 0);
+        assert!(!v.passed && v.detail.unwrap().contains("element 1500"));
     }
 }

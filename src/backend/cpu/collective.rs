@@ -8,12 +8,42 @@
 //! copies every other chunk from the rank that owns it), 2(n−1)/n of the buffer per rank, as
 //! nccl-tests' bus factor assumes.
 
-use crate::backend::{CachePolicy, Prepared};
+use super::{Alloc, CpuBackend, CpuKernel, Run, COLLECTIVE_IMPL};
+use crate::backend::{CachePolicy, Group, ImplInfo, Prepared};
+use crate::dtype::{ComputeType, DType};
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
-use crate::workload::{CollectiveOp, CollectiveSpec};
+use crate::workload::collective::COLLECTIVE_DTYPES;
+use crate::workload::{CollectiveOp, CollectiveSpec, WorkloadKind};
 use half::{bf16, f16};
 use std::sync::Barrier;
+
+/// What the CPU collectives are.
+const ABOUT: &str = "ranks are threads of this process over shared memory: not a network figure";
+
+impl CpuKernel for CollectiveSpec {
+    fn implementation(&self) -> Option<ImplInfo> {
+        COLLECTIVE_DTYPES
+            .contains(&self.dtype)
+            .then(|| ImplInfo::new(COLLECTIVE_IMPL, ABOUT, true))
+    }
+
+    /// Every rank's buffers, all held by this one device.
+    fn bytes_per_set(&self) -> u64 {
+        self.buffer_bytes()
+    }
+
+    fn prepare<'a>(&self, _cpu: &'a CpuBackend, _a: Alloc) -> Run<'a> {
+        Err(Error::unsupported(format!(
+            "{} runs across ranks (the group seam), not on one device alone",
+            self.name()
+        )))
+    }
+
+    fn prepare_group<'a>(&self, group: &Group<'a>, inputs: &[Tensor]) -> Run<'a> {
+        prepare(self, inputs, group.world.size)
+    }
+}
 
 /// An element type the CPU collectives run in: sums are taken in f32 and rounded once.
 pub(super) trait Elem: Copy + Send + Sync + 'static {
@@ -212,11 +242,11 @@ fn reduce_into<'s, T: Elem>(out: &mut [T], inputs: impl Iterator<Item = &'s [T]>
 }
 
 impl<T: Elem> Prepared for PreparedCollective<T> {
-    fn compute_dtype(&self) -> String {
+    fn compute_dtype(&self) -> ComputeType {
         if self.spec.op.reduces() {
-            "f32".into()
+            ComputeType::uniform(DType::F32)
         } else {
-            self.spec.dtype.name().into()
+            ComputeType::uniform(self.spec.dtype)
         }
     }
 
@@ -259,7 +289,6 @@ pub(super) fn prepare(
              collectives stay inside each process"
         ));
     }
-    use crate::dtype::DType;
     Ok(match spec.dtype {
         DType::F32 => Box::new(PreparedCollective::<f32>::new(spec, inputs, notes)?),
         DType::Bf16 => Box::new(PreparedCollective::<bf16>::new(spec, inputs, notes)?),
@@ -271,9 +300,7 @@ pub(super) fn prepare(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dtype::DType;
     use crate::verify::Verify;
-    use crate::workload::WorkloadKind;
 
     #[test]
     fn every_op_and_dtype_verifies_on_threads() {

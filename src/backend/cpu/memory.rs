@@ -4,8 +4,9 @@
 //! into vector loads and stores; the read reduction keeps many independent partial sums so it is
 //! bound by memory, not by the latency of one add chain.
 
-use super::chunk_len;
-use crate::backend::{CachePolicy, Prepared};
+use super::{boxed, chunk_len, Alloc, CpuBackend, CpuKernel, Run, MEMORY_IMPL};
+use crate::backend::{CachePolicy, ImplInfo, Prepared};
+use crate::dtype::{ComputeType, DType};
 use crate::error::Result;
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
 use crate::tensor::{Data, Tensor};
@@ -29,7 +30,26 @@ struct Set {
     sum: f64,
 }
 
-pub(super) struct PreparedMemory<'a> {
+/// What the CPU memory operations are.
+const ABOUT: &str = "multithreaded streaming loops over f32 arrays";
+
+impl CpuKernel for MemorySpec {
+    fn implementation(&self) -> Option<ImplInfo> {
+        Some(ImplInfo::new(MEMORY_IMPL, ABOUT, false))
+    }
+
+    fn bytes_per_set(&self) -> u64 {
+        self.footprint()
+    }
+
+    fn prepare<'a>(&self, cpu: &'a CpuBackend, a: Alloc) -> Run<'a> {
+        boxed(PreparedMemory::new(
+            &cpu.pool, self, a.inputs, a.sets, a.policy,
+        ))
+    }
+}
+
+struct PreparedMemory<'a> {
     pool: &'a rayon::ThreadPool,
     op: MemOp,
     n: usize,
@@ -40,7 +60,7 @@ pub(super) struct PreparedMemory<'a> {
 }
 
 impl<'a> PreparedMemory<'a> {
-    pub(super) fn new(
+    fn new(
         pool: &'a rayon::ThreadPool,
         spec: &MemorySpec,
         inputs: &[Tensor],
@@ -134,8 +154,8 @@ fn sum(x: &[f32]) -> f64 {
 }
 
 impl Prepared for PreparedMemory<'_> {
-    fn compute_dtype(&self) -> String {
-        "f32".into()
+    fn compute_dtype(&self) -> ComputeType {
+        ComputeType::uniform(DType::F32)
     }
 
     fn run_verify(&mut self) -> Result<Tensor> {

@@ -7,6 +7,10 @@
 //! * attention (`flash`): a blocked online-softmax kernel that never materialises the
 //!   Lq×Lkv score matrix.
 //! * memory (`stream`): copy / read / write / triad over f32 arrays.
+//! * transfer (`memcpy`): host memory to host memory, labelled as such (the CPU has no link).
+//! * collective (`threads`): the ranks are threads of this process over shared memory (the
+//!   group seam, `prepare_group`); a host-memory figure, never a network one.
+//! * p2p: none (one device has no peer).
 //!
 //! All work runs inside [`CpuBackend`]'s pool (`pool.install`), so `--threads` bounds every
 //! kernel, including the ones `gemm` parallelises itself.
@@ -15,17 +19,17 @@ mod attention;
 mod collective;
 mod matmul;
 mod memory;
+mod p2p;
 mod transfer;
 
 use crate::backend::{
-    quick, Backend, BackendKind, CachePolicy, DeviceInfo, Group, ImplInfo, PrepareOptions,
-    Prepared, RankLayout, Sustained, Telemetry,
+    quick, Backend, BackendKind, CachePolicy, CpuFacts, DeviceDetails, DeviceInfo, Group, ImplInfo,
+    PrepareOptions, Prepared, RankLayout, Request, Sustained, Telemetry,
 };
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
-use crate::workload::collective::COLLECTIVE_DTYPES;
-use crate::workload::{BLayout, MemOp, Workload, WorkloadKind};
+use crate::workload::{BLayout, InputSpec, MemOp, Workload};
 
 /// Implementation name of the CPU matmul.
 pub const MATMUL_IMPL: &str = "gemm";
@@ -37,6 +41,53 @@ pub const MEMORY_IMPL: &str = "stream";
 pub const TRANSFER_IMPL: &str = "memcpy";
 /// Implementation name of the CPU collectives (ranks as threads).
 pub const COLLECTIVE_IMPL: &str = "threads";
+
+/// What the CPU backend has for one workload kind: each kind's module here implements it for
+/// the kind's spec, and [`kernel`] is the one place this backend names the kinds.
+trait CpuKernel {
+    /// The implementation of this spec; `None` when the CPU cannot run it.
+    fn implementation(&self) -> Option<ImplInfo>;
+    /// Bytes one buffer set occupies.
+    fn bytes_per_set(&self) -> u64;
+    /// Allocates the buffer sets and fills them with the inputs.
+    fn prepare<'a>(&self, cpu: &'a CpuBackend, alloc: Alloc) -> Run<'a>;
+    /// Prepares the work as one member of a group (a collective's ranks as threads). The
+    /// default: the CPU is one device, and the kind is not a group one.
+    fn prepare_group<'a>(&self, group: &Group<'a>, inputs: &[Tensor]) -> Run<'a> {
+        let _ = (group, inputs);
+        Err(Error::unsupported(
+            "the CPU backend is one device: this workload needs two".to_string(),
+        ))
+    }
+}
+
+/// What a kind's kernel prepares a run from: the inputs (already checked against the spec),
+/// how many buffer sets to rotate through, and the cache label the result will carry.
+struct Alloc<'i> {
+    inputs: &'i [Tensor],
+    sets: usize,
+    policy: CachePolicy,
+}
+
+/// A prepared CPU run, or why it could not be prepared.
+type Run<'a> = Result<Box<dyn Prepared + 'a>>;
+
+/// `run` as the [`Run`] every kernel returns.
+fn boxed<'a>(run: Result<impl Prepared + 'a>) -> Run<'a> {
+    Ok(Box::new(run?))
+}
+
+/// The CPU kernel of `w`'s kind.
+fn kernel(w: &Workload) -> &dyn CpuKernel {
+    match w {
+        Workload::Matmul(m) => m,
+        Workload::Attention(a) => a,
+        Workload::Memory(m) => m,
+        Workload::Transfer(t) => t,
+        Workload::P2p(p) => p,
+        Workload::Collective(c) => c,
+    }
+}
 
 /// The host CPU as a gpuvet device.
 pub struct CpuBackend {
@@ -69,13 +120,15 @@ impl CpuBackend {
             .build()
             .map_err(|e| Error::backend("cpu", format!("cannot start {threads} threads: {e}")))?;
         let host = crate::env::HostInfo::capture();
-        let mut details = serde_json::Map::new();
-        details.insert("threads".into(), threads.into());
-        details.insert("logical_cpus".into(), host.logical_cpus.into());
-        if let Some(c) = host.cpu_cores {
-            details.insert("physical_cores".into(), c.into());
-        }
-        details.insert("simd".into(), simd_level().into());
+        let details = DeviceDetails {
+            cpu: CpuFacts {
+                threads: Some(threads as u64),
+                logical_cpus: Some(host.logical_cpus as u64),
+                physical_cores: host.cpu_cores.map(|c| c as u64),
+                simd: Some(simd_level().into()),
+            },
+            ..DeviceDetails::default()
+        };
         let device = DeviceInfo {
             index: 0,
             backend: Some(BackendKind::Cpu),
@@ -123,10 +176,6 @@ fn simd_level() -> &'static str {
 }
 
 impl Backend for CpuBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Cpu
-    }
-
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
@@ -136,37 +185,7 @@ impl Backend for CpuBackend {
     }
 
     fn implementations(&self, w: &Workload) -> Vec<ImplInfo> {
-        match w {
-            Workload::Matmul(_) => vec![ImplInfo::new(
-                MATMUL_IMPL,
-                "gemm crate on rayon; f32/f16 native, bf16/tf32/fp8 via f32, int8 via f64",
-                true,
-            )],
-            Workload::Attention(a) if a.dtype.valid_for_attention() => vec![ImplInfo::new(
-                ATTENTION_IMPL,
-                "blocked online-softmax attention in f32, parallel over batch×heads×query blocks",
-                false,
-            )],
-            Workload::Attention(_) => Vec::new(),
-            Workload::Memory(_) => vec![ImplInfo::new(
-                MEMORY_IMPL,
-                "multithreaded streaming loops over f32 arrays",
-                false,
-            )],
-            Workload::Transfer(_) => vec![ImplInfo::new(
-                TRANSFER_IMPL,
-                "host memory to host memory (the CPU has no device link): not a PCIe figure",
-                true,
-            )],
-            // One device: nothing to copy between.
-            Workload::P2p(_) => Vec::new(),
-            Workload::Collective(c) if COLLECTIVE_DTYPES.contains(&c.dtype) => vec![ImplInfo::new(
-                COLLECTIVE_IMPL,
-                "ranks are threads of this process over shared memory: not a network figure",
-                true,
-            )],
-            Workload::Collective(_) => Vec::new(),
-        }
+        kernel(w).implementation().into_iter().collect()
     }
 
     fn rank_layout(&self) -> RankLayout {
@@ -202,71 +221,31 @@ impl Backend for CpuBackend {
     }
 
     fn memory_needed(&self, w: &Workload, sets: usize) -> u64 {
-        let sets = sets.max(1) as u64;
-        match w {
-            Workload::Matmul(m) => matmul::bytes_per_set(m).saturating_mul(sets),
-            Workload::Attention(a) => attention::bytes_per_set(a).saturating_mul(sets),
-            Workload::Memory(m) => m.footprint().saturating_mul(sets),
-            Workload::Transfer(t) => 2 * t.bytes().saturating_mul(sets),
-            Workload::P2p(p) => p.buffer_bytes(),
-            Workload::Collective(c) => c.buffer_bytes(),
-        }
+        kernel(w).bytes_per_set().saturating_mul(sets.max(1) as u64)
     }
 
-    fn prepare<'a>(
-        &'a self,
-        w: &Workload,
-        imp: &str,
-        inputs: &[Tensor],
-        opts: PrepareOptions,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        w.validate()?;
-        self.check(w, imp)?;
+    fn prepare_checked<'a>(&'a self, r: Request<'_>) -> Result<Box<dyn Prepared + 'a>> {
+        let (w, inputs, opts) = (r.workload, r.inputs, r.opts);
         check_inputs(w, inputs)?;
         let sets = opts.buffer_sets.max(1);
         let policy = cache_policy(opts, sets);
-        let pool = &self.pool;
-        let threads = self.threads;
-        match w {
-            Workload::Matmul(m) => Ok(Box::new(matmul::PreparedMatmul::new(
-                pool, threads, m, inputs, sets, policy,
-            )?)),
-            Workload::Attention(a) => Ok(Box::new(attention::PreparedAttention::new(
-                pool, a, inputs, sets, policy,
-            )?)),
-            Workload::Memory(m) => Ok(Box::new(memory::PreparedMemory::new(
-                pool, m, inputs, sets, policy,
-            )?)),
-            Workload::Transfer(t) => Ok(Box::new(transfer::PreparedTransfer::new(
-                pool, t, inputs, sets, policy,
-            )?)),
-            Workload::P2p(_) | Workload::Collective(_) => Err(Error::unsupported(format!(
-                "{} runs across devices (the group seam), not on one",
-                w.name()
-            ))),
-        }
+        kernel(w).prepare(
+            self,
+            Alloc {
+                inputs,
+                sets,
+                policy,
+            },
+        )
     }
 
-    fn prepare_group<'a>(
+    fn prepare_group_checked<'a>(
         &'a self,
         group: &Group<'a>,
-        w: &Workload,
-        imp: &str,
-        inputs: &[Tensor],
-        _opts: PrepareOptions,
+        r: Request<'_>,
     ) -> Result<Box<dyn Prepared + 'a>> {
-        self.check(w, imp)?;
-        check_inputs(w, inputs)?;
-        match w {
-            Workload::Collective(c) => {
-                let world = group.world.size;
-                collective::prepare(c, inputs, world)
-            }
-            _ => Err(Error::unsupported(format!(
-                "the CPU backend is one device: {} needs two",
-                w.name()
-            ))),
-        }
+        check_inputs(r.workload, r.inputs)?;
+        kernel(r.workload).prepare_group(group, r.inputs)
     }
 
     fn telemetry(&self) -> Option<Telemetry> {
@@ -307,37 +286,7 @@ fn cache_policy(opts: PrepareOptions, sets: usize) -> CachePolicy {
 /// Rejects inputs whose count, shape or storage type does not match the workload, so that a
 /// caller's mistake is an error rather than an out-of-bounds read in a kernel.
 fn check_inputs(w: &Workload, inputs: &[Tensor]) -> Result<()> {
-    let expected: Vec<(&str, Vec<usize>, DType)> = match w {
-        Workload::Matmul(m) => vec![
-            ("A", vec![m.m as usize, m.k as usize], m.dtype),
-            ("B", m.b_shape().to_vec(), m.dtype),
-        ],
-        Workload::Attention(a) => vec![
-            ("Q", a.q_shape(), a.dtype),
-            ("K", a.kv_shape(), a.dtype),
-            ("V", a.kv_shape(), a.dtype),
-        ],
-        Workload::Memory(m) => {
-            let n = vec![m.elements() as usize];
-            match m.op {
-                MemOp::Copy | MemOp::Read => vec![("src", n, DType::F32)],
-                MemOp::Write => vec![],
-                MemOp::Triad => vec![("b", n.clone(), DType::F32), ("c", n, DType::F32)],
-            }
-        }
-        Workload::Transfer(t) => {
-            let n = vec![t.words() as usize];
-            vec![("src", n, DType::F32); t.direction.ways() as usize]
-        }
-        Workload::P2p(p) => vec![
-            ("src", vec![p.words() as usize], DType::F32);
-            p.output_len() / p.words().max(1) as usize
-        ],
-        Workload::Collective(c) => {
-            let n = vec![c.send_elements() as usize];
-            vec![("send", n, c.dtype); c.local_ranks().len()]
-        }
-    };
+    let expected = w.input_specs();
     if inputs.len() != expected.len() {
         return Err(Error::invalid(format!(
             "{} takes {} input tensors, got {}",
@@ -346,7 +295,7 @@ fn check_inputs(w: &Workload, inputs: &[Tensor]) -> Result<()> {
             inputs.len()
         )));
     }
-    for (t, (name, shape, dtype)) in inputs.iter().zip(expected) {
+    for (t, InputSpec { name, shape, dtype }) in inputs.iter().zip(expected) {
         if t.shape != shape {
             return Err(Error::invalid(format!(
                 "{}: input {name} has shape {:?}, expected {shape:?}",

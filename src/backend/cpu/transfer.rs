@@ -3,12 +3,33 @@
 //! side locked in RAM with `mlock`). It exercises the workload, its verification and its
 //! reports; its figure is a memory-copy figure, never a PCIe one, and says so.
 
-use super::{chunk_len, next_set, timed};
-use crate::backend::{CachePolicy, Prepared};
+use super::{boxed, chunk_len, next_set, timed, Alloc, CpuBackend, CpuKernel, Run, TRANSFER_IMPL};
+use crate::backend::{CachePolicy, ImplInfo, Prepared};
+use crate::dtype::ComputeType;
 use crate::error::Result;
 use crate::tensor::{Data, Tensor};
 use crate::workload::{Direction, HostMemory, TransferSpec};
 use rayon::prelude::*;
+
+/// What the CPU transfer is.
+const ABOUT: &str = "host memory to host memory (the CPU has no device link): not a PCIe figure";
+
+impl CpuKernel for TransferSpec {
+    fn implementation(&self) -> Option<ImplInfo> {
+        Some(ImplInfo::new(TRANSFER_IMPL, ABOUT, true))
+    }
+
+    /// The "device" buffers and their host mirrors.
+    fn bytes_per_set(&self) -> u64 {
+        2 * self.bytes()
+    }
+
+    fn prepare<'a>(&self, cpu: &'a CpuBackend, a: Alloc) -> Run<'a> {
+        boxed(PreparedTransfer::new(
+            &cpu.pool, self, a.inputs, a.sets, a.policy,
+        ))
+    }
+}
 
 /// Smallest chunk one worker copies (f32 words): 256 KiB.
 const MIN_CHUNK: usize = 64 << 10;
@@ -107,8 +128,8 @@ impl<'a> PreparedTransfer<'a> {
 }
 
 impl Prepared for PreparedTransfer<'_> {
-    fn compute_dtype(&self) -> String {
-        "bytes".into()
+    fn compute_dtype(&self) -> ComputeType {
+        ComputeType::Bytes
     }
 
     fn run_verify(&mut self) -> Result<Tensor> {

@@ -16,6 +16,7 @@ use super::libs;
 use super::run::tensor_from_bytes;
 use super::timing::Timer;
 use crate::backend::{CachePolicy, Prepared};
+use crate::dtype::ComputeType;
 use crate::dtype::{DType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -438,8 +439,8 @@ impl Drop for CollectiveRun<'_> {
 }
 
 impl Prepared for CollectiveRun<'_> {
-    fn compute_dtype(&self) -> String {
-        self.spec.dtype.name().into()
+    fn compute_dtype(&self) -> ComputeType {
+        ComputeType::uniform(self.spec.dtype)
     }
 
     fn run_verify(&mut self) -> Result<Tensor> {
@@ -564,10 +565,7 @@ mod tests {
         let Some(lib) = fake_nccl(t.path()) else {
             return;
         };
-        let env = libs::SearchEnv {
-            lib_dir: Some(lib.into_os_string()),
-            ..Default::default()
-        };
+        let env = libs::SearchEnv::default().with(libs::Var::LibDir, lib);
         let n = load(&env.dirs()).unwrap();
         assert_eq!(n.version_string(), "2.32.3");
         assert!(

@@ -12,6 +12,7 @@ use super::launch::{launch_on, Args, Dims, Kernel};
 use super::run::tensor_from_bytes;
 use super::timing::Timer;
 use crate::backend::{CachePolicy, Prepared};
+use crate::dtype::ComputeType;
 use crate::dtype::OutType;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -194,8 +195,8 @@ impl Drop for P2pRun<'_> {
 }
 
 impl Prepared for P2pRun<'_> {
-    fn compute_dtype(&self) -> String {
-        "bytes".into()
+    fn compute_dtype(&self) -> ComputeType {
+        ComputeType::Bytes
     }
 
     fn run_verify(&mut self) -> Result<Tensor> {

@@ -9,9 +9,11 @@ use super::device::{DevBuf, Gpu};
 use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch_on, Args, Dims, Kernel};
+use super::registry::{Built, PrepareCtx};
 use super::run::tensor_from_bytes;
 use super::timing::Timer;
 use crate::backend::{CachePolicy, Prepared};
+use crate::dtype::ComputeType;
 use crate::dtype::OutType;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -135,7 +137,26 @@ pub struct TransferRun<'a> {
     sets: Vec<Set>,
     next: usize,
     timer: Timer,
-    policy: String,
+    policy: CachePolicy,
+}
+
+/// The factory of the transfer rows: `imp` (`memcpy` or `kernel`) on the context's device.
+pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, t: &TransferSpec, imp: &str) -> Built<'a> {
+    let run = TransferRun::new(ctx.gpu, t, imp, ctx.inputs, ctx.sets, ctx.policy.clone())?;
+    Ok(Box::new(run))
+}
+
+/// The SM kernel reads the host buffer through its device mapping, which only pinned memory
+/// has.
+pub fn kernel_offered(t: &TransferSpec) -> Result<()> {
+    if t.memory == HostMemory::Pinned {
+        Ok(())
+    } else {
+        Err(Error::unsupported(
+            "the SM copy kernel needs pinned host memory (pageable memory is not mapped into \
+             the device)",
+        ))
+    }
 }
 
 impl<'a> TransferRun<'a> {
@@ -145,25 +166,21 @@ impl<'a> TransferRun<'a> {
         imp: &str,
         inputs: &[Tensor],
         sets: usize,
-        policy: String,
+        policy: CachePolicy,
     ) -> Result<TransferRun<'a>> {
         let bytes = (spec.words() * 4) as usize;
-        let kernel =
-            match imp {
-                MEMCPY => None,
-                KERNEL if spec.memory == HostMemory::Pinned => {
-                    Some(Kernel::load(gpu, KernelId::LinkCopy)?)
-                }
-                KERNEL => return Err(Error::unsupported(
-                    "the SM copy kernel needs pinned host memory (pageable memory is not mapped \
-                     into the device)",
-                )),
-                other => {
-                    return Err(Error::unsupported(format!(
-                        "cuda has no transfer implementation `{other}` (memcpy, kernel)"
-                    )))
-                }
-            };
+        let kernel = match imp {
+            MEMCPY => None,
+            KERNEL => {
+                kernel_offered(spec)?;
+                Some(Kernel::load(gpu, KernelId::LinkCopy)?)
+            }
+            other => {
+                return Err(Error::unsupported(format!(
+                    "cuda has no transfer implementation `{other}` (memcpy, kernel)"
+                )))
+            }
+        };
         gpu.ensure_fits(spec.bytes() * sets.max(1) as u64)?;
         let input = |i: usize| inputs.get(i).map(|t| t.as_bytes()).unwrap_or_default();
         let (up_src, down_src) = match spec.direction {
@@ -270,8 +287,8 @@ impl Drop for TransferRun<'_> {
 }
 
 impl Prepared for TransferRun<'_> {
-    fn compute_dtype(&self) -> String {
-        "bytes".into()
+    fn compute_dtype(&self) -> ComputeType {
+        ComputeType::Bytes
     }
 
     fn run_verify(&mut self) -> Result<Tensor> {
@@ -324,7 +341,7 @@ impl Prepared for TransferRun<'_> {
     }
 
     fn cache_policy(&self) -> CachePolicy {
-        self.policy.as_str().into()
+        self.policy.clone()
     }
 
     fn notes(&self) -> Vec<String> {
