@@ -180,15 +180,7 @@ pub fn build(
     hot: bool,
     skip_unsupported: bool,
 ) -> Result<Plan> {
-    build_in(
-        workloads,
-        backends,
-        select,
-        hot,
-        skip_unsupported,
-        &World::single(),
-        &[],
-    )
+    build_without(workloads, backends, select, hot, skip_unsupported, &[])
 }
 
 /// [`build`] for every device but those in `left_out` (indices into `backends`), which get no

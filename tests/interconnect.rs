@@ -4,7 +4,10 @@
 //! pair named, `validate` judging the links, `aggregate` showing them across nodes), bandwidth
 //! curves against size, and a world of several local processes meeting through the rendezvous.
 
+mod common;
+
 use assert_cmd::Command;
+use common::{read_json, words, QUICK};
 use std::path::Path;
 use std::process::Stdio;
 
@@ -18,17 +21,6 @@ fn gpuvet() -> Command {
         .env_remove("SLURM_PROCID")
         .env("NO_COLOR", "1");
     c
-}
-
-/// Fast measurement settings.
-const QUICK: [&str; 6] = ["--warmup", "0", "--max-time", "0.05", "--min-samples", "2"];
-
-fn read_json(p: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
-fn words(line: &str) -> Vec<&str> {
-    line.split_whitespace().collect()
 }
 
 #[test]

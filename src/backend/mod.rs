@@ -428,6 +428,27 @@ pub struct Request<'r> {
     pub opts: PrepareOptions,
 }
 
+impl<'r> Request<'r> {
+    /// The request once `workload` is valid and `implementation` can run it on `b`: what both
+    /// preparation seams (one device, a group) do first.
+    fn checked<B: Backend + ?Sized>(
+        b: &B,
+        workload: &'r Workload,
+        implementation: &'r str,
+        inputs: &'r [Tensor],
+        opts: PrepareOptions,
+    ) -> Result<Request<'r>> {
+        workload.validate()?;
+        b.check(workload, implementation)?;
+        Ok(Request {
+            workload,
+            implementation,
+            inputs,
+            opts,
+        })
+    }
+}
+
 /// One device able to run workloads.
 pub trait Backend: Send {
     /// What the device is; its `backend` is this backend's kind.
@@ -525,14 +546,7 @@ pub trait Backend: Send {
         inputs: &[Tensor],
         opts: PrepareOptions,
     ) -> Result<Box<dyn Prepared + 'a>> {
-        w.validate()?;
-        self.check(w, imp)?;
-        self.prepare_checked(Request {
-            workload: w,
-            implementation: imp,
-            inputs,
-            opts,
-        })
+        self.prepare_checked(Request::checked(self, w, imp, inputs, opts)?)
     }
 
     /// [`Backend::prepare`] after the workload was validated and the implementation checked.
@@ -549,17 +563,7 @@ pub trait Backend: Send {
         inputs: &[Tensor],
         opts: PrepareOptions,
     ) -> Result<Box<dyn Prepared + 'a>> {
-        w.validate()?;
-        self.check(w, imp)?;
-        self.prepare_group_checked(
-            group,
-            Request {
-                workload: w,
-                implementation: imp,
-                inputs,
-                opts,
-            },
-        )
+        self.prepare_group_checked(group, Request::checked(self, w, imp, inputs, opts)?)
     }
 
     /// [`Backend::prepare_group`] after the checks. The default: this backend runs no group

@@ -277,15 +277,7 @@ fn node_view(nodes: &[&NodeVerdict], outlier_pct: f64) -> (Vec<NodeTypeStats>, V
                 }
             }
             let expected: Vec<f64> = vals.iter().filter_map(|v| v.1.expected).collect();
-            metrics.push(MetricStats {
-                metric: name.clone(),
-                unit,
-                gpus: values.len(),
-                median: med,
-                min: values.iter().copied().fold(f64::INFINITY, f64::min),
-                max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                expected: (!expected.is_empty()).then(|| median(&expected)),
-            });
+            metrics.push(MetricStats::of(name, unit, &values, &expected));
         }
         types.push(NodeTypeStats {
             node_type: t.to_string(),
@@ -384,14 +376,22 @@ fn metric_stats(
             }
         }
     }
-    MetricStats {
-        metric: name.to_string(),
-        unit,
-        gpus: values.len(),
-        median: med,
-        min: values.iter().copied().fold(f64::INFINITY, f64::min),
-        max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        expected: (!expected.is_empty()).then(|| median(&expected)),
+    MetricStats::of(name, unit, &values, &expected)
+}
+
+impl MetricStats {
+    /// The distribution of `values` of figure `name` (one per GPU or node), with the median of
+    /// the `expected` figures those carried (none: no expectation).
+    fn of(name: &str, unit: String, values: &[f64], expected: &[f64]) -> MetricStats {
+        MetricStats {
+            metric: name.to_string(),
+            unit,
+            gpus: values.len(),
+            median: median(values),
+            min: values.iter().copied().fold(f64::INFINITY, f64::min),
+            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            expected: (!expected.is_empty()).then(|| median(expected)),
+        }
     }
 }
 
@@ -442,6 +442,17 @@ fn stats_md(m: &MetricStats) -> String {
         .join(" | ")
 }
 
+/// A row per figure of a group (a SKU, a node type), the group's `lead` cells on its first row
+/// only.
+fn grouped_rows(t: &mut comfy_table::Table, lead: &[String], metrics: &[MetricStats]) {
+    for (i, m) in metrics.iter().enumerate() {
+        let shown = lead
+            .iter()
+            .map(|c| if i == 0 { c.clone() } else { String::new() });
+        t.add_row(shown.chain(stats_cells(m)).collect::<Vec<_>>());
+    }
+}
+
 /// Terminal tables: per-SKU distributions, outliers, nodes to drain.
 pub fn render_table(s: &FleetSummary, color: bool) -> String {
     use comfy_table::{Cell, Color};
@@ -452,27 +463,12 @@ pub fn render_table(s: &FleetSummary, color: bool) -> String {
         "SKU", "GPUs", "P/W/F", "figure", "median", "min", "max", "expected",
     ]);
     for k in &s.skus {
-        for (i, m) in k.metrics.iter().enumerate() {
-            let first = i == 0;
-            t.add_row(
-                vec![
-                    Cell::new(if first { k.sku.as_str() } else { "" }),
-                    Cell::new(if first {
-                        k.gpus.to_string()
-                    } else {
-                        String::new()
-                    }),
-                    Cell::new(if first {
-                        format!("{}/{}/{}", k.pass, k.warn, k.fail)
-                    } else {
-                        String::new()
-                    }),
-                ]
-                .into_iter()
-                .chain(stats_cells(m).into_iter().map(Cell::new))
-                .collect::<Vec<_>>(),
-            );
-        }
+        let lead = [
+            k.sku.clone(),
+            k.gpus.to_string(),
+            format!("{}/{}/{}", k.pass, k.warn, k.fail),
+        ];
+        grouped_rows(&mut t, &lead, &k.metrics);
         if k.metrics.is_empty() {
             t.add_row(vec![
                 k.sku.clone(),
@@ -495,22 +491,11 @@ pub fn render_table(s: &FleetSummary, color: bool) -> String {
             "expected",
         ]);
         for k in &s.node_types {
-            for (i, m) in k.metrics.iter().enumerate() {
-                let first = i == 0;
-                t.add_row(
-                    vec![
-                        Cell::new(if first { k.node_type.as_str() } else { "" }),
-                        Cell::new(if first {
-                            k.nodes.to_string()
-                        } else {
-                            String::new()
-                        }),
-                    ]
-                    .into_iter()
-                    .chain(stats_cells(m).into_iter().map(Cell::new))
-                    .collect::<Vec<_>>(),
-                );
-            }
+            grouped_rows(
+                &mut t,
+                &[k.node_type.clone(), k.nodes.to_string()],
+                &k.metrics,
+            );
         }
         out.push_str(&format!("{t}\n"));
     }

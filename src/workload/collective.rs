@@ -7,7 +7,7 @@
 //! can be regenerated where the output is checked, and sums over up to 128 ranks stay exact
 //! integers even in bf16 whatever order the library adds them in.
 
-use super::axis::{cross, size_swept, size_value, Axis, Param, SIZE_ONLY};
+use super::axis::{cross, size_only_axes, size_only_params, Axis};
 use super::{
     collect_checked, size_label, InputSpec, KindAxes, Metric, Placing, Roof, Workload, WorkloadKind,
 };
@@ -527,12 +527,7 @@ impl WorkloadKind for CollectiveSpec {
             ("size", Bytes(self.bytes).to_string()),
         ]
     }
-    fn axis_value(&self, axis: Param) -> Option<u64> {
-        size_value(axis, self.bytes)
-    }
-    fn sweep_params(&self) -> &'static [Param] {
-        &SIZE_ONLY
-    }
+    size_only_params!();
 }
 
 /// The axes of a collective sweep, op outermost, size fastest.
@@ -547,9 +542,7 @@ pub struct CollectiveAxes {
 }
 
 impl KindAxes for CollectiveAxes {
-    fn kind(&self) -> &'static str {
-        CollectiveSpec::KIND
-    }
+    size_only_axes!(CollectiveSpec);
 
     fn expand(&self) -> Result<Vec<Workload>> {
         let lens = [self.op.len(), self.dtype.len(), self.size.0.len()];
@@ -561,14 +554,6 @@ impl KindAxes for CollectiveAxes {
                 self.ranks,
             ))
         }))
-    }
-
-    fn swept(&self) -> Option<Param> {
-        size_swept(&self.size)
-    }
-
-    fn implementations(&self) -> &[String] {
-        &self.implementation
     }
 }
 

@@ -1,4 +1,4 @@
-use super::axis::{cross, size_swept, size_value, Axis, Param, SIZE_ONLY};
+use super::axis::{cross, size_only_axes, size_only_params, Axis};
 use super::{
     check_bytes, collect_checked, size_label, InputSpec, KindAxes, Metric, Workload, WorkloadKind,
 };
@@ -140,12 +140,7 @@ impl WorkloadKind for MemorySpec {
             ("size", Bytes(self.bytes).to_string()),
         ]
     }
-    fn axis_value(&self, axis: Param) -> Option<u64> {
-        size_value(axis, self.bytes)
-    }
-    fn sweep_params(&self) -> &'static [Param] {
-        &SIZE_ONLY
-    }
+    size_only_params!();
 }
 
 /// The axes of a memory sweep, expanded op outermost.
@@ -159,9 +154,7 @@ pub struct MemoryAxes {
 }
 
 impl KindAxes for MemoryAxes {
-    fn kind(&self) -> &'static str {
-        MemorySpec::KIND
-    }
+    size_only_axes!(MemorySpec);
 
     fn expand(&self) -> Result<Vec<Workload>> {
         collect_checked(cross(&[self.op.len(), self.size.0.len()]).map(|ix| {
@@ -170,14 +163,6 @@ impl KindAxes for MemoryAxes {
                 bytes: self.size.0[ix[1]],
             })
         }))
-    }
-
-    fn swept(&self) -> Option<Param> {
-        size_swept(&self.size)
-    }
-
-    fn implementations(&self) -> &[String] {
-        &self.implementation
     }
 }
 

@@ -6,7 +6,7 @@
 //! copy from GPU 3 to GPU 5); a bidirectional one on the pair in ascending order, each side
 //! copying to the other. The payload is random f32 words, compared bit for bit where it landed.
 
-use super::axis::{cross, size_swept, size_value, Axis, Param, SIZE_ONLY};
+use super::axis::{cross, size_only_axes, size_only_params, Axis};
 use super::{
     check_bytes, collect_checked, size_label, InputSpec, KindAxes, Metric, Placing, Roof, Workload,
     WorkloadKind,
@@ -165,12 +165,7 @@ impl WorkloadKind for P2pSpec {
             ("size", Bytes(self.bytes).to_string()),
         ]
     }
-    fn axis_value(&self, axis: Param) -> Option<u64> {
-        size_value(axis, self.bytes)
-    }
-    fn sweep_params(&self) -> &'static [Param] {
-        &SIZE_ONLY
-    }
+    size_only_params!();
 }
 
 /// The axes of a p2p sweep: operation outermost, size fastest.
@@ -184,9 +179,7 @@ pub struct P2pAxes {
 }
 
 impl KindAxes for P2pAxes {
-    fn kind(&self) -> &'static str {
-        P2pSpec::KIND
-    }
+    size_only_axes!(P2pSpec);
 
     fn expand(&self) -> Result<Vec<Workload>> {
         let lens = [self.op.len(), self.bidirectional.len(), self.size.0.len()];
@@ -197,14 +190,6 @@ impl KindAxes for P2pAxes {
                 self.size.0[ix[2]],
             ))
         }))
-    }
-
-    fn swept(&self) -> Option<Param> {
-        size_swept(&self.size)
-    }
-
-    fn implementations(&self) -> &[String] {
-        &self.implementation
     }
 }
 

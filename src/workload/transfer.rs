@@ -3,7 +3,7 @@
 //!
 //! The payload is random f32 words, so what landed is compared bit for bit with what was sent.
 
-use super::axis::{cross, size_swept, size_value, Axis, Param, SIZE_ONLY};
+use super::axis::{cross, size_only_axes, size_only_params, Axis};
 use super::{
     check_bytes, collect_checked, size_label, InputSpec, KindAxes, Metric, Roof, Workload,
     WorkloadKind,
@@ -198,12 +198,7 @@ impl WorkloadKind for TransferSpec {
             ("size", Bytes(self.bytes).to_string()),
         ]
     }
-    fn axis_value(&self, axis: Param) -> Option<u64> {
-        size_value(axis, self.bytes)
-    }
-    fn sweep_params(&self) -> &'static [Param] {
-        &SIZE_ONLY
-    }
+    size_only_params!();
 }
 
 /// The axes of a transfer sweep: direction outermost, size fastest.
@@ -216,9 +211,7 @@ pub struct TransferAxes {
 }
 
 impl KindAxes for TransferAxes {
-    fn kind(&self) -> &'static str {
-        TransferSpec::KIND
-    }
+    size_only_axes!(TransferSpec);
 
     fn expand(&self) -> Result<Vec<Workload>> {
         let lens = [self.direction.len(), self.memory.len(), self.size.0.len()];
@@ -229,14 +222,6 @@ impl KindAxes for TransferAxes {
                 self.size.0[ix[2]],
             ))
         }))
-    }
-
-    fn swept(&self) -> Option<Param> {
-        size_swept(&self.size)
-    }
-
-    fn implementations(&self) -> &[String] {
-        &self.implementation
     }
 }
 

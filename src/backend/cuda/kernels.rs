@@ -47,7 +47,6 @@ pub enum Source {
     MatmulMma,
     FlashFwd,
     FlashDecode,
-    Interconnect,
     /// A user's own `.cu` file (a later `bench kernel`), read once by [`UserSource::load`].
     User(&'static UserSource),
 }
@@ -91,14 +90,13 @@ impl UserSource {
 }
 
 impl Source {
-    pub const ALL: [Source; 7] = [
+    pub const ALL: [Source; 6] = [
         Source::Memory,
         Source::Attention,
         Source::MatmulSimt,
         Source::MatmulMma,
         Source::FlashFwd,
         Source::FlashDecode,
-        Source::Interconnect,
     ];
 
     pub fn file(self) -> &'static str {
@@ -110,7 +108,6 @@ impl Source {
             Source::MatmulMma => "kernels/matmul_mma.cu",
             Source::FlashFwd => "kernels/flash_fwd.cu",
             Source::FlashDecode => "kernels/flash_decode.cu",
-            Source::Interconnect => "kernels/interconnect.cu",
         }
     }
 
@@ -123,7 +120,6 @@ impl Source {
             Source::MatmulMma => include_str!("../../../kernels/matmul_mma.cu"),
             Source::FlashFwd => include_str!("../../../kernels/flash_fwd.cu"),
             Source::FlashDecode => include_str!("../../../kernels/flash_decode.cu"),
-            Source::Interconnect => include_str!("../../../kernels/interconnect.cu"),
         }
     }
 
@@ -178,8 +174,6 @@ mod sig {
     ];
     /// `(const float* part_o, const float* part_lse, u16* o, int rows, int splits, int d)`
     pub const COMBINE: &[Param] = &[P, P, P, I32, I32, I32];
-    /// `(const u32* src, u32* dst, u64 words)`
-    pub const LINK_COPY: &[Param] = &[P, P, U64];
 }
 use sig::*;
 
@@ -227,7 +221,7 @@ macro_rules! kernel_table {
 
 kernel_table! {
     MemCopy: "memory.copy", "gv_copy", Memory, MEM_COPY,
-        "dst = src, float4 loads/stores, grid-stride, 4 loads in flight";
+        "dst = src, float4 loads/stores, grid-stride, 4 loads in flight (also the SM copy over a link: mapped pinned host memory, a peer's memory)";
     MemRead: "memory.read", "gv_read", Memory, MEM_READ,
         "sum(src), float4 loads, f64 per-block partials";
     MemWrite: "memory.write", "gv_write", Memory, MEM_WRITE,
@@ -300,8 +294,6 @@ kernel_table! {
         "split-KV decode from a paged KV cache (block table, page size 16 or 64), f16, head dim 64";
     FlashDecodePagedF16D128: "attention.flash_decode_paged.f16.d128", "gv_flash_decode_paged_f16_d128", FlashDecode, DECODE_PAGED,
         "split-KV decode from a paged KV cache (block table, page size 16 or 64), f16, head dim 128";
-    LinkCopy: "link.copy", "gv_link_copy", Interconnect, LINK_COPY,
-        "SM copy over a link (mapped pinned host memory or a peer GPU's memory): 16-byte words, 4 loads in flight, grid-stride";
 }
 
 impl KernelId {

@@ -124,7 +124,7 @@ impl<'a> P2pRun<'a> {
                 dst_gpu,
                 exec,
                 kernel: if kernel {
-                    Some(Kernel::load(exec, KernelId::LinkCopy)?)
+                    Some(Kernel::load(exec, KernelId::MemCopy)?)
                 } else {
                     None
                 },

@@ -173,7 +173,7 @@ impl<'a> TransferRun<'a> {
             MEMCPY => None,
             KERNEL => {
                 kernel_offered(spec)?;
-                Some(Kernel::load(gpu, KernelId::LinkCopy)?)
+                Some(Kernel::load(gpu, KernelId::MemCopy)?)
             }
             other => {
                 return Err(Error::unsupported(format!(
@@ -251,7 +251,7 @@ impl<'a> TransferRun<'a> {
                 };
                 let args = Args::new().ptr(src).ptr(dst).u64((bytes / 4) as u64);
                 // SAFETY: both addresses hold `bytes` until the run synchronises; the
-                // arguments follow gv_link_copy's row in the kernel table.
+                // arguments follow gv_copy's row in the kernel table.
                 unsafe { launch_on(stream, k, Dims::linear(self.grid, BLOCK), args) }
             }
         }
