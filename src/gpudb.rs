@@ -170,10 +170,7 @@ impl Sku {
                 .filter_map(|d| Some((d.parse().ok()?, self.peak(d)?)))
                 .collect(),
             memory_bandwidth: Some(self.memory_bandwidth()),
-            pcie_bandwidth: crate::interconnect::topology::pcie_rate(
-                self.pcie_gen,
-                self.pcie_width,
-            ),
+            pcie_bandwidth: crate::units::pcie_rate(self.pcie_gen, self.pcie_width),
             nvlink_link_bandwidth: (self.nvlink_links > 0)
                 .then(|| {
                     self.nvlink_link_gbs

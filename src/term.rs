@@ -54,12 +54,6 @@ pub fn table(color: bool) -> Table {
 }
 
 /// The results table.
-/// After a run over several devices: the topology, the p2p matrices, the links below what a
-/// healthy link reaches (see [`crate::interconnect::links::summary`]).
-pub fn links_summary(report: &Report, color: bool) -> String {
-    crate::interconnect::links::summary(report, color)
-}
-
 pub fn results_table(report: &Report, color: bool) -> String {
     let mut t = Table::new();
     t.load_style(presets::UTF8_FULL_CONDENSED);

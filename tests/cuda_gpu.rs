@@ -558,10 +558,7 @@ fn p2p_every_pair_verified() {
     }
     use gpuvet::workload::{P2pOp, P2pSpec};
     let devices: Vec<_> = gpus.iter().map(|g| g.device().clone()).collect();
-    eprintln!(
-        "{}",
-        gpuvet::interconnect::topology::matrix(&devices, false)
-    );
+    eprintln!("{}", gpuvet::interconnect::links::matrix(&devices, false));
     for (a, b) in [(0, 1), (1, 0)] {
         for op in P2pOp::ALL {
             for bidir in [false, true] {

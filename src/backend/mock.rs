@@ -129,7 +129,7 @@ impl MockBackend {
         m.info.details.state = state;
         if let Some(p) = m.info.peaks.as_mut() {
             p.nvlink_link_bandwidth = Some(25e9);
-            p.pcie_bandwidth = Some(crate::interconnect::topology::pcie_rate(5, 16).unwrap_or(0.0));
+            p.pcie_bandwidth = Some(crate::units::pcie_rate(5, 16).unwrap_or(0.0));
         }
         m
     }

@@ -92,7 +92,7 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
         .context("writing to stdout")?;
     if plan.entries.iter().any(|e| e.placement.devices().len() > 1) {
         output
-            .human(&crate::term::links_summary(&report, color))
+            .human(&crate::interconnect::links::summary(&report, color))
             .context("writing to stdout")?;
     }
     exports.write_stdout(&report)?;

@@ -4,6 +4,7 @@
 //! what a healthy link reaches names its pair or GPU. `bench p2p` prints these after the
 //! results; `validate` judges on them.
 
+use super::topology;
 use crate::backend::DeviceInfo;
 use crate::gpudb::{self, ExpectConfidence, Expectation};
 use crate::plan::Placement;
@@ -169,7 +170,7 @@ pub fn p2p_matrix(report: &Report, key: &str, implementation: &str, color: bool)
 pub fn summary(report: &Report, color: bool) -> String {
     let mut out = String::new();
     if report.devices.len() > 1 {
-        out.push_str(&super::topology::matrix(&report.devices, color));
+        out.push_str(&matrix(&report.devices, color));
     }
     let figs = figures(report);
     let mut seen: Vec<(String, String)> = Vec::new();
@@ -190,9 +191,69 @@ pub fn summary(report: &Report, color: bool) -> String {
     out
 }
 
+/// The topology as a matrix: a row and a column per device, `X` on the diagonal, `NV18` /
+/// `PCIe` elsewhere (`-` after it where the row cannot map the column's memory), then the
+/// PCIe link of each device.
+pub fn matrix(devices: &[DeviceInfo], color: bool) -> String {
+    let n = devices.len();
+    let mut t = crate::term::table(color);
+    let mut header = vec![String::new()];
+    header.extend((0..n).map(|i| format!("GPU{i}")));
+    header.push("PCIe (now / max)".into());
+    t.set_header(header);
+    for a in 0..n {
+        let mut row = vec![format!("GPU{a}")];
+        for b in 0..n {
+            if a == b {
+                row.push("X".into());
+                continue;
+            }
+            let p = topology::pair(devices, a, b);
+            let mark = if p.peer_access == Some(false) {
+                "-"
+            } else {
+                ""
+            };
+            row.push(format!("{}{mark}", p.path.short()));
+        }
+        row.push(match topology::PcieLink::of(&devices[a]) {
+            Some(l) => format!(
+                "{} / {}",
+                match (l.gen, l.width) {
+                    (Some(g), Some(w)) => topology::pcie_label(g, w),
+                    _ => "?".into(),
+                },
+                topology::pcie_label(l.gen_max, l.width_max)
+            ),
+            None => "?".into(),
+        });
+        t.add_row(row);
+    }
+    format!(
+        "{t}\nNV<n>: n NVLink links (direct, or through NVSwitch); PCIe: no NVLink; `-`: peer \
+         access not available from the row's device\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_matrix_marks_links_and_missing_peer_access() {
+        use crate::backend::NvLinkPeerKind::{Gpu, Switch};
+        use topology::tests::gpu;
+        let sw: Vec<_> = (0..16).map(|_| (Switch, "0000:99:00.0")).collect();
+        let devices = vec![
+            gpu("0000:1b:00.0", &sw, &[1]),
+            gpu("0000:2b:00.0", &sw, &[0]),
+            gpu("0000:3b:00.0", &[(Gpu, "00000000:4B:00.0"); 2], &[]),
+            gpu("0000:4b:00.0", &[(Gpu, "00000000:3B:00.0"); 2], &[2]),
+        ];
+        let m = matrix(&devices, false);
+        assert!(m.contains("NV16") && m.contains("NV2-"), "{m}");
+        assert!(m.contains("Gen5 x16 / Gen5 x16"), "{m}");
+    }
 
     #[test]
     fn names_read_like_the_topology() {

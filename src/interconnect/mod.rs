@@ -15,5 +15,4 @@ pub mod rendezvous;
 pub mod topology;
 pub mod world;
 
-pub use rendezvous::Rendezvous;
-pub use world::{Launcher, World, WorldChoice, WorldRecord};
+pub use world::{Launcher, Rendezvous, World, WorldChoice, WorldRecord};

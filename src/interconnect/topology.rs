@@ -5,28 +5,8 @@
 //! `info` print, like `nvidia-smi topo -m`.
 
 use crate::backend::{DeviceInfo, NvLinkPeerKind};
+use crate::units::pcie_rate;
 use serde::{Deserialize, Serialize};
-
-/// Bytes per second each way of one PCIe lane of generation `gen`, after line encoding: 8b/10b
-/// for Gen 1–2, 128b/130b for Gen 3–5, 242B/256B flits for Gen 6.
-pub fn pcie_lane_rate(gen: u32) -> Option<f64> {
-    let (gt_s, efficiency) = match gen {
-        1 => (2.5, 0.8),
-        2 => (5.0, 0.8),
-        3 => (8.0, 128.0 / 130.0),
-        4 => (16.0, 128.0 / 130.0),
-        5 => (32.0, 128.0 / 130.0),
-        6 => (64.0, 242.0 / 256.0),
-        _ => return None,
-    };
-    Some(gt_s * 1e9 / 8.0 * efficiency)
-}
-
-/// A PCIe link's rate each way: lanes × the lane rate of its generation (x16 Gen5: 63.0 GB/s).
-pub fn pcie_rate(gen: u32, width: u32) -> Option<f64> {
-    (width > 0).then_some(())?;
-    Some(pcie_lane_rate(gen)? * width as f64)
-}
 
 /// `Gen5 x16`.
 pub fn pcie_label(gen: u32, width: u32) -> String {
@@ -197,52 +177,8 @@ pub fn group_rate(devices: &[DeviceInfo], group: &[usize]) -> Option<f64> {
     slowest
 }
 
-/// The topology as a matrix: a row and a column per device, `X` on the diagonal, `NV18` /
-/// `PCIe` elsewhere (`-` after it where the row cannot map the column's memory), then the
-/// PCIe link of each device.
-pub fn matrix(devices: &[DeviceInfo], color: bool) -> String {
-    let n = devices.len();
-    let mut t = crate::term::table(color);
-    let mut header = vec![String::new()];
-    header.extend((0..n).map(|i| format!("GPU{i}")));
-    header.push("PCIe (now / max)".into());
-    t.set_header(header);
-    for a in 0..n {
-        let mut row = vec![format!("GPU{a}")];
-        for b in 0..n {
-            if a == b {
-                row.push("X".into());
-                continue;
-            }
-            let p = pair(devices, a, b);
-            let mark = if p.peer_access == Some(false) {
-                "-"
-            } else {
-                ""
-            };
-            row.push(format!("{}{mark}", p.path.short()));
-        }
-        row.push(match PcieLink::of(&devices[a]) {
-            Some(l) => format!(
-                "{} / {}",
-                match (l.gen, l.width) {
-                    (Some(g), Some(w)) => pcie_label(g, w),
-                    _ => "?".into(),
-                },
-                pcie_label(l.gen_max, l.width_max)
-            ),
-            None => "?".into(),
-        });
-        t.add_row(row);
-    }
-    format!(
-        "{t}\nNV<n>: n NVLink links (direct, or through NVSwitch); PCIe: no NVLink; `-`: peer \
-         access not available from the row's device\n"
-    )
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::backend::{DeviceState, NvLinkPeer, Peaks};
 
@@ -320,8 +256,6 @@ mod tests {
         assert!((x.rate.unwrap() - 63.015e9).abs() < 0.01e9);
         assert_eq!(pairs(&devices).len(), 12);
         assert_eq!(group_rate(&devices, &[0, 1]), Some(16.0 * 25e9));
-        let m = matrix(&devices, false);
-        assert!(m.contains("NV16") && m.contains("NV2-") && m.contains("Gen5 x16 / Gen5 x16"));
         let unknown = vec![DeviceInfo::default(), DeviceInfo::default()];
         assert_eq!(pair(&unknown, 0, 1).path, LinkPath::Unknown);
         assert_eq!(group_rate(&unknown, &[0, 1]), None);

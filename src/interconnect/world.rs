@@ -6,9 +6,9 @@
 //! (a Kubernetes indexed Job, a shell loop) through `GPUVET_RANK` / `JOB_COMPLETION_INDEX`,
 //! `GPUVET_WORLD_SIZE` and `GPUVET_RENDEZVOUS`. gpuvet never starts processes itself.
 
-use super::rendezvous::Rendezvous;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Which launcher to read the world from (`--world`; `auto` for collectives, `single` for
 /// everything else and by default).
@@ -370,6 +370,55 @@ fn expand_one(item: &str, list: &str) -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// Where rank 0 hands out the id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rendezvous {
+    /// Rank 0 listens on `port` (all interfaces); the others connect to `host:port`.
+    Tcp { host: String, port: u16 },
+    /// Rank 0 writes the id to this file; the others read it (a shared filesystem).
+    File(PathBuf),
+}
+
+impl std::str::FromStr for Rendezvous {
+    type Err = String;
+    /// `tcp://HOST:PORT`, `HOST:PORT`, or `file:PATH`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if let Some(p) = s.strip_prefix("file:") {
+            let p = p.strip_prefix("//").unwrap_or(p);
+            if p.is_empty() {
+                return Err(format!("`{s}` names no file"));
+            }
+            return Ok(Rendezvous::File(PathBuf::from(p)));
+        }
+        let hp = s.strip_prefix("tcp://").unwrap_or(s);
+        let (host, port) = hp
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{s}` is not tcp://HOST:PORT or file:PATH"))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| format!("`{s}`: `{port}` is not a port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("`{s}` names no host"));
+        }
+        Ok(Rendezvous::Tcp {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for Rendezvous {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rendezvous::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
+            Rendezvous::File(p) => write!(f, "file:{}", p.display()),
+        }
+    }
 }
 
 #[cfg(test)]
