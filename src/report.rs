@@ -51,6 +51,10 @@ pub struct RunConfig {
     /// Hash of the kernel sources and compile options in use (GPU runs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_hash: Option<String>,
+    /// The price per device-hour the run was given (`--price-per-hour`, `--price-file`); each
+    /// result's `price_performance` derives from it. Absent when no price was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<crate::price::PriceInfo>,
 }
 
 /// The backend a run's devices were on, as `config.backend` (and a verdict's `backend`) records
@@ -175,6 +179,10 @@ pub struct ResultRecord {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What a dollar buys at this throughput, where the run was given a price for the device
+    /// (`config.price`): TFLOP-hours (TOP-hours, TB-hours) per USD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_performance: Option<crate::price::PricePerformance>,
 }
 
 /// A rate with its unit (`FLOP/s`, `OP/s`, `B/s`).
@@ -247,11 +255,23 @@ impl ResultRecord {
 
 impl Report {
     /// Appends a result, with its share of its device's (or its devices' link's) peak filled
-    /// in where the peak is known.
+    /// in where the peak is known and its price-performance where the run was given a price for
+    /// the device.
     pub fn push(&mut self, mut r: ResultRecord) {
         r.peak_fraction = r.throughput.as_ref().and_then(|t| {
             let peak = peak_for(&self.devices, &r.device, &r.workload)?;
             (peak > 0.0).then(|| t.value / peak)
+        });
+        // A result placed on several devices uses all of them: it is priced at their sum.
+        let usd = self.config.price.as_ref().and_then(|p| {
+            r.device
+                .devices()
+                .iter()
+                .map(|&i| p.of_device(i))
+                .sum::<Option<f64>>()
+        });
+        r.price_performance = r.throughput.as_ref().zip(usd).map(|(t, usd)| {
+            crate::price::PricePerformance::of(t.value, &t.unit, r.workload.metric(), usd)
         });
         self.results.push(r);
     }

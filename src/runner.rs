@@ -82,6 +82,7 @@ pub fn new_report(backends: &[Box<dyn Backend>], s: &Settings) -> Report {
             hot: s.hot,
             threads: s.threads,
             kernel_hash,
+            price: None,
         },
         started_at,
         complete: false,
@@ -232,6 +233,7 @@ fn new_record(entry: &PlanEntry, lead: &dyn Backend) -> ResultRecord {
         effective_clock_mhz: None,
         error: None,
         notes: entry.notes.clone(),
+        price_performance: None,
     }
 }
 

@@ -58,6 +58,7 @@ fn report(peaks: Option<Peaks>) -> Report {
             hot: false,
             threads: 0,
             kernel_hash: None,
+            price: None,
         },
         started_at: "2026-01-01T00:00:00Z".into(),
         complete: true,
@@ -106,6 +107,7 @@ fn record(w: &Workload, imp: &str, t: f64, passed: bool) -> ResultRecord {
         effective_clock_mhz: None,
         error: None,
         notes: vec![],
+        price_performance: None,
     }
 }
 

@@ -124,6 +124,7 @@ fn record(device: usize, w: &Workload, value: f64) -> ResultRecord {
         effective_clock_mhz: Some(1965.0),
         error: None,
         notes: vec![],
+        price_performance: None,
     }
 }
 
@@ -171,6 +172,7 @@ fn report_of(devices: Vec<DeviceInfo>, sku: &str, scale: impl Fn(usize) -> f64) 
             hot: false,
             threads: 0,
             kernel_hash: None,
+            price: None,
         },
         started_at: "2026-11-28T20:00:00Z".into(),
         complete: true,

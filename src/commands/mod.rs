@@ -48,6 +48,14 @@ pub struct Options {
     pub plot: Option<PathBuf>,
     /// CI exports as `FORMAT:PATH`.
     pub export: Vec<String>,
+    /// Prometheus textfile target: a path, or `-` for stdout.
+    pub prometheus: Option<String>,
+    /// JUnit XML target: a path, or `-` for stdout.
+    pub junit: Option<String>,
+    /// `--price-per-hour`: USD per device-hour for every device.
+    pub price_per_hour: Option<f64>,
+    /// `--price-file`: prices per SKU.
+    pub price_file: Option<PathBuf>,
 }
 
 impl Options {
@@ -108,6 +116,26 @@ impl Options {
                 .collect(),
             ..self.clone()
         }
+    }
+
+    /// The prices asked for (`--price-per-hour` or `--price-file`), checked; `None` when
+    /// neither was given.
+    pub fn price_table(&self) -> Result<Option<crate::price::PriceTable>> {
+        Ok(match (self.price_per_hour, &self.price_file) {
+            (Some(usd), _) => Some(crate::price::PriceTable::flat(usd)?),
+            (None, Some(p)) => Some(crate::price::PriceTable::load(p)?),
+            (None, None) => None,
+        })
+    }
+
+    /// Checks the Prometheus and JUnit targets beside `exports` and `others` (further machine
+    /// outputs of the command): at most one of them all may take stdout, and a file's directory
+    /// must take files. Returns whether one of `--prometheus`, `--junit` or `others` takes
+    /// stdout.
+    pub fn check_fleet_targets(&self, exports: &Exports, others: &[Option<&str>]) -> Result<bool> {
+        let mut targets = vec![self.prometheus.as_deref(), self.junit.as_deref()];
+        targets.extend_from_slice(others);
+        check_extra_targets(exports, &targets)
     }
 
     /// A notice on stderr unless `--quiet`.
@@ -185,15 +213,23 @@ pub fn plot_stress(opts: &Options, report: &crate::stress::StressReport) -> Resu
 /// only one output may take stdout, and a file's directory must take files. Returns whether
 /// it goes to stdout.
 pub fn check_extra_target(exports: &Exports, target: Option<&str>) -> Result<bool> {
-    match target {
-        Some("-") if exports.uses_stdout() => {
-            anyhow::bail!("only one output can go to stdout (`-`)")
+    check_extra_targets(exports, &[target])
+}
+
+/// [`check_extra_target`] for several targets at once: one stdout among them and `exports`.
+pub fn check_extra_targets(exports: &Exports, targets: &[Option<&str>]) -> Result<bool> {
+    let mut stdout = exports.uses_stdout();
+    let mut any = false;
+    for t in targets.iter().flatten() {
+        if *t == "-" {
+            if stdout {
+                anyhow::bail!("only one output can go to stdout (`-`)");
+            }
+            stdout = true;
+            any = true;
+        } else {
+            Exports::open(&[(Format::Json, t)])?;
         }
-        Some("-") => Ok(true),
-        Some(p) => {
-            Exports::open(&[(Format::Json, p)])?;
-            Ok(false)
-        }
-        None => Ok(false),
     }
+    Ok(any)
 }

@@ -49,6 +49,8 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
         opts
     };
     let exports = opts.open_exports()?;
+    let extra_stdout = opts.check_fleet_targets(&exports, &[])?;
+    let price = opts.price_table()?;
     let baseline_dir = check_baseline_flags(opts)?;
     let opened = backend::open(opts.backend, opts.threads)?;
     if let Some(n) = &opened.notice {
@@ -76,6 +78,7 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     settings.world = world;
     let stop = stop_on_ctrlc();
     let mut report = runner::new_report(&opened.backends, &settings);
+    report.config.price = price.map(|p| p.for_devices(&report.devices));
     runner::execute(
         &plan,
         &opened.backends,
@@ -85,7 +88,7 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
         &stop,
     )?;
 
-    let output = Output::new(exports.uses_stdout());
+    let output = Output::new(exports.uses_stdout() || extra_stdout);
     let color = output.human_color();
     output
         .human(&crate::term::results_table(&report, color))
@@ -96,6 +99,11 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
             .context("writing to stdout")?;
     }
     exports.write_stdout(&report)?;
+    if let Some(target) = &opts.prometheus {
+        crate::prometheus::Prometheus
+            .write(target, &report)
+            .with_context(|| format!("writing Prometheus metrics to {target}"))?;
+    }
     if let Some(dir) = &opts.plot {
         write_plots(opts, dir, || {
             crate::plot::write_plots(&report, dir, req.axis.as_deref())
@@ -150,7 +158,8 @@ pub fn suite_llm(
     suite: &crate::suite::SuiteArgs,
     estimate_json: Option<&str>,
 ) -> Result<i32> {
-    let estimate_to_stdout = super::check_extra_target(&opts.open_exports()?, estimate_json)?;
+    let estimate_to_stdout = opts.check_fleet_targets(&opts.open_exports()?, &[estimate_json])?
+        && estimate_json == Some("-");
     let req = MeasureRequest {
         workloads: Some(crate::suite::suite_workloads(suite)?),
         command: "suite llm".into(),
@@ -203,6 +212,11 @@ fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Res
         let cmp = compare::compare_to_baseline(report, name, dir, &cmp_opts)?;
         let table = compare::render_table(&cmp, compare::FailOn::Regression, output.human_color());
         output.human(&table).context("writing to stdout")?;
+        if let Some(target) = &opts.junit {
+            crate::junit::JunitCompare(compare::FailOn::Regression)
+                .write(target, &cmp)
+                .with_context(|| format!("writing JUnit XML to {target}"))?;
+        }
         code = cmp.exit_code(compare::FailOn::Regression);
     }
     if let Some(name) = &opts.save_baseline {

@@ -73,6 +73,8 @@ pub struct CompareRequest {
     pub markdown: Option<String>,
     /// JSON target: a path, or `-` for stdout.
     pub json: Option<String>,
+    /// JUnit XML target (a testcase per compared result): a path, or `-` for stdout.
+    pub junit: Option<String>,
 }
 
 /// How two reports are compared.
@@ -677,6 +679,7 @@ pub fn run(req: impl Into<CompareRequest>, color: bool) -> anyhow::Result<i32> {
         color,
         args.markdown.as_deref(),
         args.json.as_deref(),
+        args.junit.as_deref(),
     )?;
     Ok(cmp.exit_code(args.fail_on))
 }
@@ -713,15 +716,26 @@ pub fn emit(
     color: bool,
     markdown: Option<&str>,
     json: Option<&str>,
+    junit: Option<&str>,
 ) -> crate::Result<()> {
     use crate::export::{Exporter, PrettyJson};
-    if markdown == Some("-") && json == Some("-") {
-        return Err(crate::Error::invalid(
-            "--markdown - and --json - both ask for stdout; send one of them to a file",
-        ));
+    let on_stdout: Vec<&str> = [
+        ("--markdown", markdown),
+        ("--json", json),
+        ("--junit", junit),
+    ]
+    .into_iter()
+    .filter(|(_, t)| *t == Some("-"))
+    .map(|(flag, _)| flag)
+    .collect();
+    if on_stdout.len() > 1 {
+        return Err(crate::Error::invalid(format!(
+            "{} all ask for stdout (`-`); send all but one of them to a file",
+            on_stdout.join(" and ")
+        )));
     }
     let table = render_table(cmp, fail_on, color);
-    crate::output::Output::new(markdown == Some("-") || json == Some("-")).human(&table)?;
+    crate::output::Output::new(!on_stdout.is_empty()).human(&table)?;
     if let Some(target) = markdown {
         MarkdownExport(fail_on)
             .write(target, cmp)
@@ -729,6 +743,11 @@ pub fn emit(
     }
     if let Some(target) = json {
         PrettyJson.write(target, cmp).map_err(export_error)?;
+    }
+    if let Some(target) = junit {
+        crate::junit::JunitCompare(fail_on)
+            .write(target, cmp)
+            .map_err(export_error)?;
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ mod collective;
 mod matmul;
 mod memory;
 mod p2p;
+mod pages;
 mod transfer;
 
 use crate::backend::{
