@@ -143,11 +143,21 @@ fn validate_judges_a_mock_nodes_links_and_aggregate_shows_them_per_node_type() {
             .args(QUICK)
             .args(words("validate --allow-cpu --verdict"))
             .arg(dir.path().join(file))
+            .arg("--junit")
+            .arg(dir.path().join(format!("{file}.xml")))
             .output()
             .unwrap();
         read_json(&dir.path().join(file))
     };
     let slow = run(Some("1:2"), "slow.json");
+    // JUnit: the node's links are a testcase of the node's suite, failed, naming the pair.
+    let xml = std::fs::read_to_string(dir.path().join("slow.json.xml")).unwrap();
+    let node = &xml[xml.find("name=\"test-host node\"").expect("a node suite")..];
+    assert!(node.contains("<testcase name=\"links\""), "{node}");
+    assert!(
+        node.contains("<failure") && node.contains("GPU 1→2"),
+        "{node}"
+    );
     let reasons = slow["reasons"].to_string();
     assert!(
         reasons.contains("node: links: GPU 1→2 p2p.write"),
