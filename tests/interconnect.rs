@@ -145,6 +145,8 @@ fn validate_judges_a_mock_nodes_links_and_aggregate_shows_them_per_node_type() {
             .arg(dir.path().join(file))
             .arg("--junit")
             .arg(dir.path().join(format!("{file}.xml")))
+            .arg("--prometheus")
+            .arg(dir.path().join(format!("{file}.prom")))
             .output()
             .unwrap();
         read_json(&dir.path().join(file))
@@ -157,6 +159,20 @@ fn validate_judges_a_mock_nodes_links_and_aggregate_shows_them_per_node_type() {
     assert!(
         node.contains("<failure") && node.contains("GPU 1→2"),
         "{node}"
+    );
+    // Prometheus: the node's links check as a state set, its figures as gauges.
+    let prom = std::fs::read_to_string(dir.path().join("slow.json.prom")).unwrap();
+    let links_failed = prom.lines().any(|l| {
+        l.starts_with("gpuvet_node_check_verdict{")
+            && l.contains("check=\"links\"")
+            && l.contains("verdict=\"fail\"")
+            && l.ends_with(" 1")
+    });
+    assert!(links_failed, "{prom}");
+    assert!(
+        prom.contains("gpuvet_node_bandwidth_bytes_per_second{")
+            && prom.contains("test=\"collective.all_reduce\""),
+        "{prom}"
     );
     let reasons = slow["reasons"].to_string();
     assert!(
