@@ -770,6 +770,7 @@ impl From<AggregateFlags> for crate::validate::AggregateArgs {
             output: f.output,
             outlier_pct: f.outlier_pct,
             price: None,
+            also: Vec::new(),
         }
     }
 }
@@ -875,6 +876,11 @@ pub struct CompareArgs {
     #[arg(long, value_name = "PATH|-")]
     pub json: Option<String>,
 
+    /// Also write the comparison as CSV (one row per result) to PATH; `-` writes it to
+    /// stdout (the table then goes to stderr), for spreadsheets.
+    #[arg(long, value_name = "PATH|-")]
+    pub csv: Option<String>,
+
     /// Seed of the bootstrap resampling. The default is fixed, so verdicts are reproducible;
     /// change it only to check that a verdict does not hinge on the resampling.
     #[arg(long, value_name = "N", default_value_t = compare::DEFAULT_SEED)]
@@ -908,6 +914,7 @@ impl From<&CompareArgs> for compare::CompareRequest {
             markdown: a.markdown.clone(),
             json: a.json.clone(),
             junit: None,
+            csv: a.csv.clone(),
         }
     }
 }
@@ -1044,6 +1051,7 @@ fn run(cli: Cli) -> Result<i32> {
             .build_global()
             .context("sizing the thread pool")?;
     }
+    refuse_unused_outputs(&g, cli.command.as_ref())?;
     let opts = g.options();
     match cli.command {
         None | Some(Command::Run) => {
@@ -1077,8 +1085,16 @@ fn run(cli: Cli) -> Result<i32> {
         Some(Command::Stress(a)) => commands::stress::stress(&opts, &a.options()),
         Some(Command::Validate(a)) => commands::validate::validate(&opts, &a.options()),
         Some(Command::Aggregate(a)) => {
-            let mut args = crate::validate::AggregateArgs::from(a);
+            let mut args: crate::validate::AggregateArgs = a.into();
             args.price = opts.price_table()?;
+            args.also = [
+                (FleetFormat::Json, &opts.json),
+                (FleetFormat::Csv, &opts.csv),
+                (FleetFormat::Markdown, &opts.markdown),
+            ]
+            .into_iter()
+            .filter_map(|(f, t)| t.clone().map(|t| (f, t)))
+            .collect();
             crate::validate::run_aggregate(&args, crate::term::stdout_color())
         }
         Some(Command::Compare(a)) => {
@@ -1227,6 +1243,68 @@ impl ValidateArgs {
             allow_cpu: self.allow_cpu,
         }
     }
+}
+
+/// Refuses a global output flag the command would not honour (exit 2) instead of ignoring it
+/// silently: `gpuvet stress --export github:x` that wrote nothing would pass a CI job that
+/// then charts nothing. The measuring commands (run, bench, sweep, suite) take them all.
+fn refuse_unused_outputs(g: &Global, command: Option<&Command>) -> Result<()> {
+    const REPORT: &[&str] = &["--json", "--csv", "--markdown"];
+    let (name, takes, hint): (&str, &[&str], &str) = match command {
+        None | Some(Command::Run | Command::Bench(_) | Command::Sweep(_) | Command::Suite(_)) => {
+            return Ok(())
+        }
+        Some(Command::Validate(_)) => (
+            "validate",
+            &[
+                "--json",
+                "--csv",
+                "--markdown",
+                "--export",
+                "--plot",
+                "--dump-dir",
+            ],
+            "a node verdict is not a baseline; the verdict goes to --verdict, and \
+             `gpuvet run --baseline NAME` compares runs",
+        ),
+        Some(Command::Stress(_)) => (
+            "stress",
+            &["--json", "--plot"],
+            "it writes its timeline with --json and its charts with --plot",
+        ),
+        Some(Command::Info) => ("info", REPORT, "it has devices, not results"),
+        Some(Command::Aggregate(_)) => (
+            "aggregate",
+            REPORT,
+            "it writes the fleet view (--format, -o, --json, --csv, --markdown)",
+        ),
+        // Its own --json, --csv and --markdown stand in for the global ones (clap fills both).
+        Some(Command::Compare(_)) => (
+            "compare",
+            REPORT,
+            "it writes its own --json, --csv and --markdown; export a run's results for \
+             CI charts with `gpuvet run --export FORMAT:PATH` and gate on `gpuvet compare`",
+        ),
+        Some(Command::List(_)) => ("list", &[], "it writes no report"),
+        Some(Command::Report(_)) => ("report", &[], "it reads a report and writes HTML (-o)"),
+        Some(Command::Completions { .. }) => ("completions", &[], "it writes a script"),
+    };
+    let given = [
+        ("--json", g.json.is_some()),
+        ("--csv", g.csv.is_some()),
+        ("--markdown", g.markdown.is_some()),
+        ("--export", !g.export.is_empty()),
+        ("--baseline", g.baseline.is_some()),
+        ("--save-baseline", g.save_baseline.is_some()),
+        ("--plot", g.plot.is_some()),
+        ("--dump-dir", g.dump_dir.is_some()),
+    ];
+    for (flag, set) in given {
+        if set && !takes.contains(&flag) {
+            bail!("`gpuvet {name}` does not take {flag}: {hint}");
+        }
+    }
+    Ok(())
 }
 
 fn check_numbers(g: &Global) -> Result<()> {

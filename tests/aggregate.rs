@@ -234,6 +234,7 @@ fn directory_is_read_and_exit_code_says_drain() {
         output: Some(out.clone()),
         outlier_pct: 10.0,
         price: None,
+        also: Vec::new(),
     };
     assert_eq!(run_aggregate(&args, false).unwrap(), 1);
     assert!(std::fs::read_to_string(&out).unwrap().contains("node-c"));
@@ -249,6 +250,7 @@ fn directory_is_read_and_exit_code_says_drain() {
         output: Some(dir2.path().join("fleet.json")),
         outlier_pct: 10.0,
         price: None,
+        also: Vec::new(),
     };
     assert_eq!(run_aggregate(&args, false).unwrap(), 0);
 }

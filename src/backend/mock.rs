@@ -3,7 +3,8 @@
 //! Outputs are computed exactly (from the f64 references), so verification passes; times are
 //! derived from the workload's FLOPs and bytes with a small deterministic wobble, so a whole run
 //! gives the same report every time. Setting `GPUVET_MOCK_FAULT` to part of a workload name
-//! corrupts one element of that workload's output, to exercise the failure path;
+//! corrupts one element of that workload's output, to exercise the failure path, and
+//! `GPUVET_MOCK_DEVICES=N` opens N identical mock GPUs (a node of eight, say);
 //! [`MockBackend::with_device_fault`] (at preparation) and [`MockBackend::with_device_fault_after`]
 //! (mid-run) make a workload fault the device as an illegal address does on a GPU, to exercise
 //! the device-lost path.
@@ -34,9 +35,6 @@ const FAKE_BUS: f64 = 340e9;
 /// The variable that slows the link between two mock GPUs (`GPUVET_MOCK_SLOW_PAIR=1:2`) four
 /// times, to exercise the naming of a pair below its expectation.
 pub const SLOW_PAIR_VAR: &str = "GPUVET_MOCK_SLOW_PAIR";
-/// The variable that opens several mock GPUs (`GPUVET_MOCK_DEVICES=8`), connected like an
-/// NVSwitch system.
-pub const DEVICES_VAR: &str = "GPUVET_MOCK_DEVICES";
 
 /// SM clock the mock reports while a run is busy.
 const BUSY_CLOCK_MHZ: f64 = 1500.0;
@@ -102,9 +100,10 @@ impl MockBackend {
         }
     }
 
-    /// Mock GPU `index` of `count`, on its own PCI bus id with a Gen5 x16 link and 18 NVLink
-    /// links to an NVSwitch, able to map every other mock GPU: a node of `count` GPUs whose
-    /// topology, peer copies and collectives can be tested.
+    /// Device `index` of a node of `count` identical mock GPUs: same name, its own index, UUID
+    /// and PCI bus id (what tells eight identical GPUs apart), a Gen5 x16 link and 18 NVLink
+    /// links to an NVSwitch, able to map every other mock GPU: a node whose topology, peer
+    /// copies and collectives can be tested.
     pub fn numbered(index: usize, count: usize) -> Self {
         let mut m = MockBackend::new();
         m.info.index = index;
@@ -132,20 +131,6 @@ impl MockBackend {
             p.pcie_bandwidth = Some(crate::units::pcie_rate(5, 16).unwrap_or(0.0));
         }
         m
-    }
-
-    /// The mock GPUs `GPUVET_MOCK_DEVICES` asks for (one, as before, when unset).
-    pub fn from_env() -> Result<Vec<MockBackend>> {
-        let n = match std::env::var(DEVICES_VAR) {
-            Err(_) => return Ok(vec![MockBackend::new()]),
-            Ok(v) => v
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=64).contains(n))
-                .ok_or_else(|| Error::invalid(format!("{DEVICES_VAR}={v}: expected 1 to 64")))?,
-        };
-        Ok((0..n).map(|i| MockBackend::numbered(i, n)).collect())
     }
 
     /// A mock whose fake clock is taken to feel its 1 MiB "L2", so that results whose rotated

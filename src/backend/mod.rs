@@ -633,6 +633,19 @@ pub struct Opened {
 }
 
 /// Opens the backends for `choice`. `threads` is the CPU thread count (0 = all).
+/// How many mock GPUs `--backend mock` opens: `GPUVET_MOCK_DEVICES` (1 to 64), else 1.
+fn mock_devices() -> Result<usize> {
+    match std::env::var("GPUVET_MOCK_DEVICES") {
+        Err(_) => Ok(1),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n @ 1..=64) => Ok(n),
+            _ => Err(crate::Error::invalid(format!(
+                "GPUVET_MOCK_DEVICES={v}: expected a number of devices from 1 to 64"
+            ))),
+        },
+    }
+}
+
 pub fn open(choice: BackendChoice, threads: usize) -> Result<Opened> {
     let cpu = || -> Result<Vec<Box<dyn Backend>>> {
         Ok(vec![
@@ -645,10 +658,12 @@ pub fn open(choice: BackendChoice, threads: usize) -> Result<Opened> {
             notice: None,
         }),
         BackendChoice::Mock => Ok(Opened {
-            backends: mock::MockBackend::from_env()?
-                .into_iter()
-                .map(|m| Box::new(m) as Box<dyn Backend>)
-                .collect(),
+            backends: {
+                let n = mock_devices()?;
+                (0..n)
+                    .map(|i| Box::new(mock::MockBackend::numbered(i, n)) as Box<dyn Backend>)
+                    .collect()
+            },
             notice: None,
         }),
         BackendChoice::Cuda => {

@@ -59,7 +59,8 @@ pub struct Options {
 }
 
 impl Options {
-    /// Opens the report targets now, so a bad path fails before anything runs.
+    /// Opens every report output now (`--json`, `--csv`, `--markdown`, each `--export`), so
+    /// that a bad path, an unknown format or two outputs on stdout fail before anything runs.
     pub fn open_exports(&self) -> Result<Exports> {
         let mut req = Vec::new();
         for (fmt, p) in [
@@ -71,7 +72,12 @@ impl Options {
                 req.push((fmt, p.as_str()));
             }
         }
-        Exports::open(&req)
+        let mut exports = Exports::open(&req)?;
+        for spec in &self.export {
+            let (format, path) = crate::compare::export::parse_spec(spec)?;
+            exports.add(&format!("--export {spec}"), Box::new(format), &path)?;
+        }
+        Ok(exports)
     }
 
     /// The runner's settings for `command` on devices of the `backend` kind (what the choice

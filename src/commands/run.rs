@@ -98,30 +98,29 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
             .human(&crate::interconnect::links::summary(&report, color))
             .context("writing to stdout")?;
     }
-    exports.write_stdout(&report)?;
+    // Every output's last write (stdout's only one); what could not be written fails the run
+    // after the baselines, which do not depend on it.
+    let mut unwritten = exports.finish(&report, opts.quiet);
     if let Some(target) = &opts.prometheus {
-        crate::prometheus::Prometheus
-            .write(target, &report)
-            .with_context(|| format!("writing Prometheus metrics to {target}"))?;
+        if let Err(e) = crate::prometheus::Prometheus.write(target, &report) {
+            unwritten.push(format!("--prometheus {target}: {e:#}"));
+        }
     }
     if let Some(dir) = &opts.plot {
         write_plots(opts, dir, || {
             crate::plot::write_plots(&report, dir, req.axis.as_deref())
         })?;
     }
-    if stop.load(Ordering::Relaxed) {
+    let code = if stop.load(Ordering::Relaxed) {
         crate::term::warn(
             "interrupted: the files hold the results that finished (no baseline saved)",
         );
-        return Ok(Outcome {
-            code: 130,
-            report,
-            output,
-        });
-    }
-    let code = exit_code(&report).max(after_run(opts, &report, &baseline_dir, output)?);
+        130
+    } else {
+        exit_code(&report).max(after_run(opts, &report, &baseline_dir, output)?)
+    };
     Ok(Outcome {
-        code,
+        code: fail_unwritten(code, &unwritten),
         report,
         output,
     })
@@ -152,6 +151,19 @@ fn join_world(opts: &Options, world: World, lead: &dyn crate::backend::Backend) 
     Ok(joined)
 }
 
+/// Says what could not be written, one error line each, and makes sure the exit status says
+/// so too: a run that was otherwise fine exits 2; one that already failed keeps its status.
+pub fn fail_unwritten(code: i32, unwritten: &[String]) -> i32 {
+    for u in unwritten {
+        crate::term::error(u);
+    }
+    if unwritten.is_empty() || code != 0 {
+        code
+    } else {
+        2
+    }
+}
+
 /// `suite llm`: the measured layers, then the token-rate estimate (text, and JSON where asked).
 pub fn suite_llm(
     opts: &Options,
@@ -176,14 +188,12 @@ pub fn suite_llm(
     Ok(out.code)
 }
 
-/// Checks baseline names and export specs before anything runs; returns the baseline directory.
+/// Checks baseline names before anything runs (export specs were checked when the exports
+/// were opened); returns the baseline directory.
 fn check_baseline_flags(opts: &Options) -> Result<PathBuf> {
     use crate::compare;
     for name in opts.baseline.iter().chain(opts.save_baseline.iter()) {
         compare::baseline::validate_name(name)?;
-    }
-    for spec in &opts.export {
-        compare::export::parse_spec(spec)?;
     }
     let dir = opts
         .baseline_dir
@@ -196,13 +206,10 @@ fn check_baseline_flags(opts: &Options) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Exports for CI tools, the baseline comparison, and saving the baseline. Returns 1 on a
-/// confirmed regression, else 0.
+/// The baseline comparison and saving the baseline. Returns 1 on a confirmed regression,
+/// else 0.
 fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Result<i32> {
     use crate::compare;
-    for spec in &opts.export {
-        compare::export(report, spec)?;
-    }
     let mut code = 0;
     if let Some(name) = &opts.baseline {
         let cmp_opts = compare::CompareOptions {

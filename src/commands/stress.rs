@@ -24,10 +24,11 @@ pub struct StressOptions {
 }
 
 pub fn stress(opts: &Options, a: &StressOptions) -> Result<i32> {
-    let exports = opts.open_exports()?;
-    if exports.uses_stdout() && opts.json.as_deref() != Some("-") {
-        bail!("stress writes JSON only (--json PATH|-)");
+    // A stress run is a timeline, not a table of results: never ignore a format asked for.
+    if opts.csv.is_some() || opts.markdown.is_some() || !opts.export.is_empty() {
+        bail!("stress writes JSON only (--json PATH|-) and charts (--plot DIR)");
     }
+    let exports = opts.open_exports()?;
     let prometheus_stdout = opts.check_fleet_targets(&exports, &[])?;
     if !a.check_interval.is_finite() || a.check_interval <= 0.0 {
         bail!("--check-interval must be a positive number of seconds");

@@ -102,8 +102,9 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         _ => (JudgeInputs::default(), backends),
     };
     if stop.load(Ordering::Relaxed) {
-        crate::term::warn("interrupted: no verdict");
-        return Ok(130);
+        crate::term::warn("interrupted: no verdict; the files hold the results that finished");
+        let unwritten = exports.finish(&report, opts.quiet);
+        return Ok(super::run::fail_unwritten(130, &unwritten));
     }
     // ECC counters, remapped rows and the PCIe link are judged as they are after the load.
     inputs.state_after = backends
@@ -114,14 +115,16 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     let verdict = crate::validate::judge_with(&report, &a.judge, &inputs);
     let output = Output::new(extra_stdout || exports.uses_stdout());
     show(output, &report, &verdict)?;
-    exports.write_stdout(&report)?;
+    let mut unwritten = exports.finish(&report, opts.quiet);
     if let Some(target) = a.verdict.as_deref() {
         PrettyJson
             .write(target, &verdict)
             .with_context(|| format!("writing the verdict to {target}"))?;
     }
-    write_fleet_formats(opts, a, &report, &verdict)?;
-    Ok(verdict.exit_code)
+    if let Err(e) = write_fleet_formats(opts, a, &report, &verdict) {
+        unwritten.push(format!("{e:#}"));
+    }
+    Ok(super::run::fail_unwritten(verdict.exit_code, &unwritten))
 }
 
 /// `--prometheus` (measurements and verdicts) and `--junit` (a testcase per check per GPU).

@@ -39,6 +39,20 @@ pub struct AggregateArgs {
     /// Prices per GPU-hour (`--price-per-hour`, `--price-file`): adds the cost of the capacity
     /// lost on the nodes to drain.
     pub price: Option<crate::price::PriceTable>,
+    /// Further machine formats (the global `--json`, `--csv`, `--markdown`): each to a path,
+    /// or `-` for stdout (the view then goes to stderr when it is the table).
+    pub also: Vec<(FleetFormat, String)>,
+}
+
+impl FleetFormat {
+    fn flag(self) -> &'static str {
+        match self {
+            FleetFormat::Table => "--format table",
+            FleetFormat::Markdown => "--markdown",
+            FleetFormat::Json => "--json",
+            FleetFormat::Csv => "--csv",
+        }
+    }
 }
 
 /// Distribution of one figure over a SKU's GPUs.
@@ -879,22 +893,57 @@ pub fn render(
     })
 }
 
-/// `gpuvet aggregate`: loads, summarises, writes. Exit status 0 when no node is to be drained,
-/// 1 when some are (so a fleet check can gate on it); errors (a corrupt file) are the caller's 2.
+/// `gpuvet aggregate`: checks the outputs, loads, summarises, writes. Exit status 0 when no
+/// node is to be drained, 1 when some are (so a fleet check can gate on it); errors (a corrupt
+/// file, a bad output path, two formats on stdout) are the caller's 2.
 pub fn run_aggregate(args: &AggregateArgs, color: bool) -> anyhow::Result<i32> {
+    let view_to_stdout = args.output.is_none();
+    let also_to_stdout: Vec<&str> = args
+        .also
+        .iter()
+        .filter(|(_, t)| t == "-")
+        .map(|(f, _)| f.flag())
+        .collect();
+    let machine_view = args.format != FleetFormat::Table;
+    if also_to_stdout.len() > 1 || (view_to_stdout && machine_view && !also_to_stdout.is_empty()) {
+        let mut both = also_to_stdout.clone();
+        if view_to_stdout && machine_view {
+            both.insert(0, "--format");
+        }
+        anyhow::bail!(
+            "{} all ask for stdout; send all but one of them to a file",
+            both.join(" and ")
+        );
+    }
+    for (f, t) in args.also.iter().filter(|(_, t)| t != "-") {
+        crate::export::check_path(t).map_err(|e| anyhow::anyhow!("{}: {e:#}", f.flag()))?;
+    }
+    if let Some(p) = &args.output {
+        crate::export::check_path(&p.to_string_lossy())?;
+    }
     let loaded = load_verdicts(&args.paths)?;
     let verdicts: Vec<NodeVerdict> = loaded.into_iter().map(|(_, v)| v).collect();
     let mut summary = summarize(&verdicts, args.outlier_pct);
     summary.lost_capacity = args.price.as_ref().map(|p| lost_capacity(&verdicts, p));
-    let text = render(
-        &verdicts,
-        &summary,
-        args.format,
-        color && args.output.is_none(),
-    )?;
+    // The table moves to stderr when a machine format takes stdout.
+    let table_to_stderr = view_to_stdout && !also_to_stdout.is_empty();
+    let view_color = match (&args.output, table_to_stderr) {
+        (Some(_), _) => false,
+        (None, true) => crate::term::stderr_color(),
+        (None, false) => color,
+    };
+    let text = render(&verdicts, &summary, args.format, view_color)?;
     match &args.output {
         Some(p) => write_file(p, &text)?,
-        None => crate::output::write_stdout(&text)?,
+        None => crate::output::Output::new(table_to_stderr).human(&text)?,
+    }
+    for (format, target) in &args.also {
+        let text = render(&verdicts, &summary, *format, false)?;
+        if target == "-" {
+            crate::output::write_stdout(&text)?;
+        } else {
+            write_file(Path::new(target), &text)?;
+        }
     }
     Ok(if summary.drain.is_empty() { 0 } else { 1 })
 }
