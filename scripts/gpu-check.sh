@@ -113,7 +113,8 @@ case "$BACKEND" in cuda|cpu) ;; *) die "--backend takes cuda or cpu, not \`$BACK
 
 # ---------------------------------------------------------------- sizes per backend
 if [ "$BACKEND" = cuda ]; then
-    SIZE=8192; COPY=4GiB; MAXT=2; STRESS=60s; VALIDATE_EXTRA=()
+    SIZE=8192; COPY=4GiB; XFER=1GiB; MAXT=2; STRESS=60s; VALIDATE_EXTRA=()
+    XFER_CURVE=4KiB,1MiB,64MiB,1GiB
     PREFILL=(--batch 4 --heads 32 --kv-heads 8 --seq 4096 --head-dim 128)
     DECODE=(--batch 8 --heads 32 --kv-heads 8 --seq 1 --kv-seq 32768 --head-dim 128)
     PREFILL_IMPLS=unfused,flash
@@ -121,7 +122,8 @@ if [ "$BACKEND" = cuda ]; then
     ALL_DTYPES=bf16,f16,fp8_e4m3,int8,tf32,f32
     WG_DTYPES=bf16,fp8_e4m3; WG_IMPLS=cublaslt,wgmma
 else
-    SIZE=256; COPY=32MiB; MAXT=0.3; STRESS=3s; VALIDATE_EXTRA=(--allow-cpu)
+    SIZE=256; COPY=32MiB; XFER=16MiB; MAXT=0.3; STRESS=3s; VALIDATE_EXTRA=(--allow-cpu)
+    XFER_CURVE=4KiB,1MiB
     PREFILL=(--batch 1 --heads 4 --kv-heads 2 --seq 128 --head-dim 64)
     DECODE=(--batch 2 --heads 4 --kv-heads 2 --seq 1 --kv-seq 1024 --head-dim 64)
     PREFILL_IMPLS=all
@@ -131,9 +133,13 @@ else
 fi
 SHAPE="${SIZE}x${SIZE}x${SIZE}"
 HALF_SHAPE="$((SIZE / 2))x$((SIZE / 2))x$((SIZE / 2))"
-COPY_BYTES="$(python3 -c "
-s='$COPY'; u={'KiB':1<<10,'MiB':1<<20,'GiB':1<<30}
-print(next((int(float(s[:-3]))*v for k,v in u.items() if s.endswith(k)), None) or int(s))")"
+bytes_of() {
+    python3 -c "
+s='$1'; u={'KiB':1<<10,'MiB':1<<20,'GiB':1<<30}
+print(next((int(float(s[:-3]))*v for k,v in u.items() if s.endswith(k)), None) or int(s))"
+}
+COPY_BYTES="$(bytes_of "$COPY")"
+XFER_BYTES="$(bytes_of "$XFER")"
 
 # ---------------------------------------------------------------- the step machinery
 SCRATCH=""
@@ -161,11 +167,12 @@ selected() {
 # is cut short at the budget, and gpuvet's SIGINT handler writes what it measured so far).
 declare -A PRED_LO=() PRED_HI=() MIN_S=()
 # Per tier, in run order: step:low:high:min (seconds).
-PLAN_A="inventory:2:2:5 nvidia-smi:1:1:5 gemm-bf16-ref:6:10:10 copy:12:15:10 torch-first:15:20:15"
+PLAN_A="inventory:2:2:5 nvidia-smi:1:1:5 gemm-bf16-ref:6:10:10 copy:12:15:10 transfer:8:12:10
+    torch-first:18:25:15"
 PLAN_B="gemm-wgmma:40:50:20 torch-half:12:15:10 attention-sm90:10:15:10 attention-sm90-causal:10:15:10
     torch-attention:20:30:15 gemm-own-decode:25:35:15 attention-decode:20:30:15"
 PLAN_C="gpu-tests-hopper:40:70:30 gpu-tests:60:100:45 gpu-tests-shared:20:40:20"
-PLAN_D="gemm-ref:30:35:20 torch-all:45:65:30 memory-all:25:30:15 gemm-own:60:80:30
+PLAN_D="gemm-ref:30:35:20 torch-all:50:70:30 memory-all:25:30:15 transfer-curve:25:40:15 gemm-own:60:80:30
     gemm-own-layouts:12:15:10 attention-prefill:20:30:15 attention-prefill-causal:20:30:15"
 PLAN_E="quick-suite:40:60:40 validate:60:90:60 stress:65:65:65"
 for entry in $PLAN_A $PLAN_B $PLAN_C $PLAN_D $PLAN_E; do
@@ -268,9 +275,12 @@ steps() {
     # would take the reference figures of the same process down with it.
     step copy 30 "${G[@]}" --max-time "$MAXT" --json "$(J copy)" \
         bench memory --size "$COPY" --op copy --impl reference
+    # Host<->device from pinned memory on the copy engine: PyTorch measures the same below.
+    step transfer 30 "${G[@]}" --max-time "$MAXT" --json "$(J transfer)" \
+        bench transfer --size "$XFER" --direction h2d,d2h --memory pinned --impl reference
     if [ -z "$torch_why" ]; then
         step torch-first 60 python3 "$ROOT/scripts/torch_reference.py" measure --out "$(J torch-first)" \
-            --size "$SIZE" --copy-bytes "$COPY_BYTES" --only bf16,copy
+            --size "$SIZE" --copy-bytes "$COPY_BYTES" --transfer-bytes "$XFER_BYTES" --only bf16,copy,transfer
     else
         skip torch-first "$torch_why"
     fi
@@ -332,13 +342,17 @@ steps() {
     step gemm-ref 60 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-ref)" \
         bench matmul --shape "$SHAPE" --dtype "$ALL_DTYPES" --impl reference
     if [ -z "$torch_why" ]; then
-        step torch-all 100 python3 "$ROOT/scripts/torch_reference.py" measure --out "$(J torch-all)" \
-            --size "$SIZE" --copy-bytes "$COPY_BYTES" --no-attention
+        step torch-all 120 python3 "$ROOT/scripts/torch_reference.py" measure --out "$(J torch-all)" \
+            --size "$SIZE" --copy-bytes "$COPY_BYTES" --transfer-bytes "$XFER_BYTES" --no-attention
     else
         skip torch-all "$torch_why"
     fi
     step memory-all 40 "${G[@]}" --max-time "$MAXT" --json "$(J memory-all)" \
         bench memory --size "$COPY" --op copy,read,write,triad --impl all
+    # The transfer curve: latency-bound to bandwidth-bound, both ways, pinned and pageable, the
+    # copy engine and the SM kernel.
+    step transfer-curve 60 "${G[@]}" --max-time 0.3 --json "$(J transfer-curve)" \
+        bench transfer --size "$XFER_CURVE" --direction h2d,d2h,bidir --memory pinned,pageable --impl all
     step gemm-own 90 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-own)" \
         bench matmul --shape "$SHAPE" --dtype "$ALL_DTYPES" --layout nk --impl all
     step gemm-own-layouts 40 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-own-layouts)" \

@@ -249,6 +249,8 @@ pub enum ComputeType {
     Attention { inputs: DType, path: AttentionPath },
     /// The mock backend: exact reference values, computed in no device format (`mock`).
     Mock,
+    /// Bytes moved as they are, nothing computed (transfers, peer copies): `bytes`.
+    Bytes,
     /// Any other label, kept verbatim.
     Other(String),
 }
@@ -296,7 +298,11 @@ impl ComputeType {
         for o in outs {
             fp8.extend([Fp8Scaling::Unit, Fp8Scaling::Unscaled].map(|s| Some((o, s))));
         }
-        let mut all = vec![ComputeType::Unrecorded, ComputeType::Mock];
+        let mut all = vec![
+            ComputeType::Unrecorded,
+            ComputeType::Mock,
+            ComputeType::Bytes,
+        ];
         all.extend(Arith::ALL.map(ComputeType::Uniform));
         for inputs in DType::ALL {
             for path in [
@@ -368,6 +374,7 @@ impl fmt::Display for ComputeType {
                 ),
             },
             ComputeType::Mock => f.write_str("mock"),
+            ComputeType::Bytes => f.write_str("bytes"),
             ComputeType::Other(s) => f.write_str(s),
         }
     }

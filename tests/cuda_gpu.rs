@@ -658,3 +658,107 @@ fn attention_flash_decode_paged_is_identical_to_contiguous() {
         }
     }
 }
+
+/// Runs a group workload (peer copy, collective) on `members`, verifies and times it.
+fn check_group(members: &[&dyn Backend], w: &Workload, imp: &str) {
+    let world = gpuvet::interconnect::World::single();
+    let group = gpuvet::backend::Group {
+        members,
+        world: &world,
+    };
+    let ins = inputs::generate(w, 42);
+    let mut p = members[0]
+        .prepare_group(&group, w, imp, &ins, OPTS)
+        .unwrap_or_else(|e| panic!("prepare {} / {imp}: {e}", w.name()));
+    let out = p.run_verify().unwrap();
+    let v = verify(w, &ins, &out, 42);
+    assert!(v.passed, "{} / {imp}: {v:?}", w.name());
+    let t = p.run(3).unwrap();
+    eprintln!(
+        "ok {} / {imp}: {:.2} GB/s ({})",
+        w.name(),
+        w.rate(t / 3.0) / 1e9,
+        p.notes().join("; ")
+    );
+}
+
+#[test]
+fn transfers_both_ways_pinned_and_pageable_verified() {
+    let Some(gpus) = gpus("transfers_both_ways_pinned_and_pageable_verified") else {
+        return;
+    };
+    use gpuvet::workload::{Direction, HostMemory, TransferSpec};
+    let pcie = gpuvet::interconnect::topology::PcieLink::of(gpus[0].device());
+    eprintln!("PCIe: {pcie:?}");
+    let mut ran = 0;
+    for bytes in [4096 + 12, 64 << 20] {
+        for direction in Direction::ALL {
+            for memory in HostMemory::ALL {
+                let w = Workload::Transfer(TransferSpec::new(direction, memory, bytes));
+                for imp in gpus[0].implementations(&w) {
+                    check(gpus[0].as_ref(), &w, &imp.name, 2);
+                    ran += 1;
+                }
+            }
+        }
+    }
+    // memcpy everywhere, the SM kernel for pinned memory.
+    assert_eq!(ran, 2 * 3 * 3, "{ran}");
+}
+
+#[test]
+fn p2p_every_pair_verified() {
+    let Some(gpus) = gpus("p2p_every_pair_verified") else {
+        return;
+    };
+    if gpus.len() < 2 {
+        skip::<()>(
+            "p2p_every_pair_verified",
+            "needs ≥ 2 GPUs, this machine has 1",
+        );
+        return;
+    }
+    use gpuvet::workload::{P2pOp, P2pSpec};
+    let devices: Vec<_> = gpus.iter().map(|g| g.device().clone()).collect();
+    eprintln!("{}", gpuvet::interconnect::links::matrix(&devices, false));
+    for (a, b) in [(0, 1), (1, 0)] {
+        for op in P2pOp::ALL {
+            for bidir in [false, true] {
+                let w = Workload::P2p(P2pSpec::new(op, bidir, (16 << 20) + 12));
+                let members = [gpus[a].as_ref(), gpus[b].as_ref()];
+                for imp in gpus[a].implementations(&w) {
+                    check_group(&members, &w, &imp.name);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn nccl_collectives_every_op_verified() {
+    let Some(gpus) = gpus("nccl_collectives_every_op_verified") else {
+        return;
+    };
+    if let Err(why) = gpuvet::backend::cuda::nccl::nccl() {
+        skip::<()>("nccl_collectives_every_op_verified", &why);
+        return;
+    }
+    use gpuvet::workload::{CollectiveOp, CollectiveSpec};
+    let members: Vec<&dyn Backend> = gpus.iter().map(|g| g.as_ref()).collect();
+    let n = members.len() as u32;
+    if n < 2 {
+        // One rank still exercises the library, the communicator and the buffers.
+        skip::<()>(
+            "nccl_collectives_across_gpus",
+            "needs ≥ 2 GPUs, this machine has 1: running one rank only",
+        );
+    }
+    for op in CollectiveOp::ALL {
+        for dtype in [DType::Bf16, DType::F16, DType::F32] {
+            for bytes in [(1 << 20) + 6 * 64, 64 << 20] {
+                let w = Workload::Collective(CollectiveSpec::new(op, dtype, bytes, n));
+                check_group(&members, &w, "nccl");
+            }
+        }
+    }
+}

@@ -120,6 +120,36 @@ fn fresh_runs_match_the_schema() {
             run_json(&mut mock("bench matmul --shape 4096x4096x4096"), 2),
         ),
         ("info", run_json(&mut mock("info"), 0)),
+        (
+            "a mock node's peer copies and collectives",
+            run_json(
+                mock("bench p2p --size 1MiB --op write,read --direction uni,bidir")
+                    .env("GPUVET_MOCK_DEVICES", "4"),
+                0,
+            ),
+        ),
+        (
+            "cpu transfers",
+            run_json(
+                gpuvet().args(
+                    "--backend cpu -q --json - --warmup 0 --max-time 0.05 --min-samples 2 \
+                     bench transfer --size 1MiB --direction h2d,bidir --memory pinned,pageable"
+                        .split_whitespace(),
+                ),
+                0,
+            ),
+        ),
+        (
+            "cpu collective",
+            run_json(
+                gpuvet().args(
+                    "--backend cpu -q --json - --warmup 0 --max-time 0.05 --min-samples 2 \
+                     bench collective --op all_reduce,all_gather --size 1MiB --ranks 2"
+                        .split_whitespace(),
+                ),
+                0,
+            ),
+        ),
         ("validate", run_json(&mut mock("validate --allow-cpu"), 0)),
         (
             "cpu",

@@ -84,6 +84,8 @@ pub enum CheckKind {
     Peers,
     Health,
     Correctness,
+    /// The node's links: NVLink per pair, peer copies, the collective's bus bandwidth.
+    Links,
 }
 
 impl CheckKind {
@@ -94,6 +96,7 @@ impl CheckKind {
             CheckKind::Peers => "peers",
             CheckKind::Health => "health",
             CheckKind::Correctness => "correctness",
+            CheckKind::Links => "links",
         }
     }
 }

@@ -6,7 +6,8 @@
 //! the [`Verify`] trait, and its f64 reference lives there too (`workload::reference`). Small
 //! problems are compared element by element; large ones with checks that cost O(n²) instead of
 //! O(n³) (Freivalds' product check and sampled rows and columns for matmul, sampled rows for
-//! attention). See docs/verification.md.
+//! attention, exact or sampled elements for transfers and collectives). See
+//! docs/verification.md.
 //!
 //! Nothing here knows a workload kind, so the kinds sit above it and `verify` never imports
 //! `workload`: [`verify`] takes anything that implements [`Verify`] (a `Workload` does).
@@ -32,9 +33,13 @@ pub enum VerifyMethod {
     /// Sampled attention rows against the reference.
     #[serde(rename = "sampled-rows")]
     SampledRows,
-    /// Bit-exact comparison (memory copies).
+    /// Bit-exact comparison (memory copies, transfers, collectives up to a size).
     #[serde(rename = "exact")]
     Exact,
+    /// Bit-exact comparison of sampled elements: every chunk's edges and a seeded random
+    /// sample (large collectives, whose full reference costs ranks × elements).
+    #[serde(rename = "sampled")]
+    Sampled,
     /// The output had the wrong number of elements; nothing was compared.
     #[serde(rename = "shape")]
     Shape,
@@ -51,6 +56,7 @@ impl VerifyMethod {
             VerifyMethod::FreivaldsSampled => "freivalds+sampled",
             VerifyMethod::SampledRows => "sampled-rows",
             VerifyMethod::Exact => "exact",
+            VerifyMethod::Sampled => "sampled",
             VerifyMethod::Shape => "shape",
             VerifyMethod::None => "none",
         }

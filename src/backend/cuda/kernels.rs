@@ -269,7 +269,7 @@ macro_rules! kernel_table {
 
 kernel_table! {
     MemCopy: "memory.copy", "gv_copy", Memory, MEM_COPY,
-        "dst = src, float4 loads/stores, grid-stride, 4 loads in flight";
+        "dst = src, float4 loads/stores, grid-stride, 4 loads in flight (also the SM copy over a link: mapped pinned host memory, a peer's memory)";
     MemRead: "memory.read", "gv_read", Memory, MEM_READ,
         "sum(src), float4 loads, f64 per-block partials";
     MemWrite: "memory.write", "gv_write", Memory, MEM_WRITE,

@@ -169,7 +169,22 @@ pub fn check_args(id: KernelId, args: &Args) -> Result<()> {
 /// # Safety
 /// Every device pointer in `args` must stay allocated, with the sizes the kernel reads for
 /// `dims`, until the stream has finished the launch.
-pub unsafe fn launch(gpu: &Gpu, k: &Kernel, dims: Dims, mut args: Args) -> Result<()> {
+pub unsafe fn launch(gpu: &Gpu, k: &Kernel, dims: Dims, args: Args) -> Result<()> {
+    // SAFETY: the caller's guarantee, on the device's own stream.
+    unsafe { launch_on(&gpu.stream, k, dims, args) }
+}
+
+/// [`launch`] on another stream of the kernel's context (a second stream that overlaps the
+/// first, as a bidirectional copy needs).
+///
+/// # Safety
+/// As [`launch`]; `stream` belongs to the context `k` was loaded in.
+pub unsafe fn launch_on(
+    stream: &cudarc::driver::CudaStream,
+    k: &Kernel,
+    dims: Dims,
+    mut args: Args,
+) -> Result<()> {
     check_args(k.id, &args)?;
     let mut params: Vec<*mut c_void> = args
         .slots
@@ -188,7 +203,7 @@ pub unsafe fn launch(gpu: &Gpu, k: &Kernel, dims: Dims, mut args: Args) -> Resul
             dims.grid,
             (dims.block, 1, 1),
             dims.smem,
-            gpu.stream.cu_stream(),
+            stream.cu_stream(),
             &mut params,
         )
     })

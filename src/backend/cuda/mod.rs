@@ -19,6 +19,7 @@
 //! | `registry` | the implementation table and user registrations: what `implementations`, `check` and `prepare` ask |
 //! | `run` | the one prepared run (buffer sets, poison, verify, rotate, time, drop) |
 //! | `matmul`, `memory`, `attention`, `own_*`, `wgmma`, `flash_sm90` | each implementation's plan, factory and `run::Exec` |
+//! | `transfer`, `p2p`, `nccl` | host↔device copies (rows of the table), peer copies and NCCL collectives (rows whose runs the group seam builds) |
 
 pub mod attention;
 pub mod device;
@@ -29,19 +30,22 @@ pub mod launch;
 pub mod libs;
 pub mod matmul;
 pub mod memory;
+pub mod nccl;
 pub mod nvml;
 pub mod nvrtc;
 pub mod own_attention;
 pub mod own_matmul;
+pub mod p2p;
 pub mod registry;
 pub mod run;
 pub mod timing;
 pub mod tma;
+pub mod transfer;
 pub mod wgmma;
 
 use super::{
-    quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, MemoryNeeds, PrepareOptions,
-    Prepared, Request, Sustained, Telemetry,
+    quick, Backend, BackendKind, CachePolicy, DeviceInfo, Group, ImplInfo, MemoryNeeds,
+    PrepareOptions, Prepared, Request, Sustained, Telemetry,
 };
 use crate::error::{Error, Result};
 use crate::workload::{MemOp, Workload};
@@ -108,6 +112,7 @@ pub fn open_all() -> Result<Vec<Box<dyn Backend>>> {
         for b in out.iter_mut().skip(1) {
             b.notice = None;
         }
+        record_peer_access(&mut out);
         if !failed.is_empty() {
             let first = &mut out[0];
             let mut lines: Vec<String> = first.notice.take().into_iter().collect();
@@ -119,6 +124,23 @@ pub fn open_all() -> Result<Vec<Box<dyn Backend>>> {
             .map(|b| Box::new(b) as Box<dyn Backend>)
             .collect())
     })
+}
+
+/// Records in every device's details which of the others it can map
+/// (`cuDeviceCanAccessPeer`), by index: the topology matrix reads it.
+fn record_peer_access(devices: &mut [CudaBackend]) {
+    let n = devices.len();
+    if n < 2 {
+        return;
+    }
+    for i in 0..n {
+        let peers: Vec<u32> = (0..n)
+            .filter(|&j| j != i)
+            .filter(|&j| p2p::can_access_peer(&devices[i].gpu, &devices[j].gpu).unwrap_or(false))
+            .map(|j| j as u32)
+            .collect();
+        devices[i].info.details.state.peer_access = Some(peers);
+    }
 }
 
 /// Hash of the kernel sources and compile options, recorded in every GPU report.
@@ -239,6 +261,9 @@ pub fn cache_policy(opts: PrepareOptions, working_set: u64, l2: u64) -> CachePol
 
 /// One CUDA device.
 pub struct CudaBackend {
+    /// The NCCL communicators of the last group this device led (first field: dropped before
+    /// the device's context).
+    comms: std::sync::Mutex<Option<(Vec<usize>, std::sync::Arc<nccl::Comms>)>>,
     gpu: Gpu,
     info: DeviceInfo,
     notice: Option<String>,
@@ -322,6 +347,7 @@ impl CudaBackend {
             peaks: None,
         };
         Ok(CudaBackend {
+            comms: std::sync::Mutex::new(None),
             gpu,
             info,
             notice: (!notes.is_empty()).then(|| notes.join("\n")),
@@ -334,6 +360,39 @@ impl CudaBackend {
         registry::Target::of(&self.gpu.props)
     }
 
+    /// The communicators of `members` (this device first) in `world`: made once per group and
+    /// kept, since a communicator costs far more to create than one collective takes.
+    fn comms_for(
+        &self,
+        members: &[&CudaBackend],
+        world: &crate::interconnect::World,
+    ) -> Result<std::sync::Arc<nccl::Comms>> {
+        let key: Vec<usize> = members.iter().map(|m| m.gpu.props.ordinal).collect();
+        let mut slot = self
+            .comms
+            .lock()
+            .map_err(|_| Error::backend("cuda", "communicator cache poisoned"))?;
+        if let Some((k, c)) = slot.as_ref() {
+            if *k == key {
+                return Ok(c.clone());
+            }
+        }
+        *slot = None;
+        let gpus: Vec<&Gpu> = members.iter().map(|m| &m.gpu).collect();
+        let here = gpus.len() as u32;
+        let comms = if world.is_single() {
+            nccl::Comms::new(&gpus, None, 0, here)?
+        } else {
+            let id = world.id.as_deref().ok_or_else(|| {
+                Error::invalid("the world has no communicator id: the rendezvous did not run")
+            })?;
+            nccl::Comms::new(&gpus, Some(id), world.rank * here, world.size * here)?
+        };
+        let comms = std::sync::Arc::new(comms);
+        *slot = Some((key, comms.clone()));
+        Ok(comms)
+    }
+
     /// Adds an implementation (a user's kernel, typically with [`registry::needs_nvrtc`] as
     /// its check): from then on `implementations`, `check` and `prepare` serve it like a
     /// built-in one, listed after them. Refuses a name its workload kind already has.
@@ -343,6 +402,10 @@ impl CudaBackend {
 }
 
 impl Backend for CudaBackend {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn device(&self) -> &DeviceInfo {
         &self.info
     }
@@ -369,6 +432,10 @@ impl Backend for CudaBackend {
                         .stream_grid(memory::BLOCK, memory::MIN_ELEMS_PER_BLOCK, m.elements());
                 memory::memory_needed(m, sets, grid as u64)
             }
+            Workload::Transfer(t) => t.bytes().saturating_mul(sets as u64),
+            Workload::P2p(p) => 2 * p.bytes(),
+            // One rank per device: its own send and receive buffers.
+            Workload::Collective(c) => (c.send_elements() + c.recv_elements()) * c.dtype.size(),
         }
     }
 
@@ -436,6 +503,35 @@ impl Backend for CudaBackend {
             self.gpu.bind()?;
             self.registry.prepare(&ctx, r.implementation)
         })
+    }
+
+    /// Peer copies between two of this process's GPUs and NCCL collectives over a group (and
+    /// the other processes of a world); anything else as on one device.
+    fn prepare_group_checked<'a>(
+        &'a self,
+        group: &Group<'a>,
+        r: Request<'_>,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        let (w, imp, inputs) = (r.workload, r.implementation, r.inputs);
+        let members = group.members_as::<CudaBackend>(&w.name())?;
+        guarded("preparing a group workload", || match w {
+            Workload::P2p(p) => match members[..] {
+                [a, b] => Ok(Box::new(p2p::P2pRun::new(&a.gpu, &b.gpu, p, imp, inputs)?)
+                    as Box<dyn Prepared + 'a>),
+                _ => Err(Error::invalid(format!("{} needs two devices", w.name()))),
+            },
+            Workload::Collective(c) => {
+                let comms = self.comms_for(&members, group.world)?;
+                let gpus: Vec<&Gpu> = members.iter().map(|m| &m.gpu).collect();
+                Ok(Box::new(nccl::CollectiveRun::new(&gpus, comms, c, inputs)?))
+            }
+            _ => self.prepare_checked(r),
+        })
+    }
+
+    /// NCCL's unique id: what rank 0 of a world hands to the other processes.
+    fn world_id(&self) -> Result<Vec<u8>> {
+        nccl::unique_id()
     }
 
     fn telemetry(&self) -> Option<Telemetry> {

@@ -16,11 +16,16 @@ use super::libs::{self, Lib};
 use super::memory::MemImpl;
 use super::own_attention::Limits;
 use super::run::{CudaRun, Exec, SetLayout};
-use super::{attention, flash_sm90, matmul, memory, own_attention, own_matmul, wgmma};
+use super::{
+    attention, flash_sm90, matmul, memory, nccl, own_attention, own_matmul, transfer, wgmma,
+};
 use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
-use crate::workload::{AttentionSpec, MatmulSpec, MemorySpec, Workload};
+use crate::workload::collective::COLLECTIVE_DTYPES;
+use crate::workload::{
+    AttentionSpec, CollectiveSpec, MatmulSpec, MemorySpec, P2pSpec, TransferSpec, Workload,
+};
 use own_attention::Kind as Flash;
 use own_matmul::Family;
 
@@ -30,6 +35,9 @@ pub enum Kind {
     Matmul,
     Attention,
     Memory,
+    Transfer,
+    P2p,
+    Collective,
 }
 
 impl Kind {
@@ -38,6 +46,9 @@ impl Kind {
             Workload::Matmul(_) => Kind::Matmul,
             Workload::Attention(_) => Kind::Attention,
             Workload::Memory(_) => Kind::Memory,
+            Workload::Transfer(_) => Kind::Transfer,
+            Workload::P2p(_) => Kind::P2p,
+            Workload::Collective(_) => Kind::Collective,
         }
     }
 
@@ -47,6 +58,9 @@ impl Kind {
             Kind::Matmul => "matmul",
             Kind::Attention => "attention",
             Kind::Memory => "memory",
+            Kind::Transfer => "transfer",
+            Kind::P2p => "p2p",
+            Kind::Collective => "collective",
         }
     }
 }
@@ -59,6 +73,8 @@ pub struct Target<'a> {
     pub nvrtc: std::result::Result<(), String>,
     /// Why cuBLASLt cannot be used here, when it cannot.
     pub cublaslt: std::result::Result<(), String>,
+    /// Why NCCL cannot be used here, when it cannot.
+    pub nccl: std::result::Result<(), String>,
 }
 
 impl<'a> Target<'a> {
@@ -72,6 +88,7 @@ impl<'a> Target<'a> {
             props,
             nvrtc: why(&probe.nvrtc),
             cublaslt: why(&probe.cublaslt),
+            nccl: nccl::nccl().map(|_| ()),
         }
     }
 
@@ -81,6 +98,7 @@ impl<'a> Target<'a> {
         let loaded = match lib {
             Lib::Nvrtc => &self.nvrtc,
             Lib::CublasLt => &self.cublaslt,
+            Lib::Nccl => &self.nccl,
         };
         loaded.clone().map_err(Error::unsupported)
     }
@@ -140,6 +158,9 @@ pub enum Ops {
     Matmul(Typed<MatmulSpec>),
     Attention(Typed<AttentionSpec>),
     Memory(Typed<MemorySpec>),
+    Transfer(Typed<TransferSpec>),
+    P2p(Typed<P2pSpec>),
+    Collective(Typed<CollectiveSpec>),
 }
 
 /// One built-in implementation: a row of [`BUILTIN`].
@@ -231,6 +252,41 @@ builtin_table! {
     Memory "memcpy", REFERENCE, None, [], |_, m| memory::memcpy_offered(m),
         |c, m| memory::prepare(c, m, MemImpl::Memcpy),
         "driver cuMemcpyDtoDAsync";
+    Transfer transfer::MEMCPY, REFERENCE, None, [], |_, _| Verdict::Ok(()),
+        |c, t| transfer::prepare(c, t, transfer::MEMCPY),
+        "copy engine: cuMemcpyHtoDAsync / cuMemcpyDtoHAsync";
+    Transfer transfer::KERNEL, OWN, None, [Nvrtc], |_, t| transfer::kernel_offered(t),
+        |c, t| transfer::prepare(c, t, transfer::KERNEL),
+        "SM copy kernel through mapped pinned host memory";
+    P2p transfer::MEMCPY, REFERENCE, None, [], |_, _| Verdict::Ok(()),
+        |c, p| across_devices(c, &p.name()),
+        "copy engine: cuMemcpyPeerAsync";
+    P2p transfer::KERNEL, OWN, None, [Nvrtc], |_, _| Verdict::Ok(()),
+        |c, p| across_devices(c, &p.name()),
+        "SM copy kernel over the peer mapping";
+    Collective "nccl", REFERENCE, None, [Nccl], |_, c| nccl_offered(c),
+        |ctx, c| across_devices(ctx, &c.name()),
+        "NCCL, one communicator per device";
+}
+
+/// The factory of the rows whose runs span devices (peer copies, collectives): the group seam
+/// (`CudaBackend::prepare_group`) builds those, with every member device in hand.
+fn across_devices<'a>(_: &PrepareCtx<'a, '_>, name: &str) -> Built<'a> {
+    Err(Error::unsupported(format!(
+        "{name} runs across devices (the group seam), not on one"
+    )))
+}
+
+/// A collective runs in the dtypes NCCL reduces that gpuvet verifies.
+fn nccl_offered(c: &CollectiveSpec) -> Result<()> {
+    if COLLECTIVE_DTYPES.contains(&c.dtype) {
+        Ok(())
+    } else {
+        Err(Error::unsupported(format!(
+            "collectives run in bf16, f16 or f32, not {}",
+            c.dtype
+        )))
+    }
 }
 
 impl Builtin {
@@ -239,6 +295,9 @@ impl Builtin {
             Ops::Matmul(_) => Kind::Matmul,
             Ops::Attention(_) => Kind::Attention,
             Ops::Memory(_) => Kind::Memory,
+            Ops::Transfer(_) => Kind::Transfer,
+            Ops::P2p(_) => Kind::P2p,
+            Ops::Collective(_) => Kind::Collective,
         }
     }
 
@@ -258,6 +317,9 @@ impl Builtin {
             (Ops::Matmul(o), Workload::Matmul(m)) => (o.check)(t, m),
             (Ops::Attention(o), Workload::Attention(a)) => (o.check)(t, a),
             (Ops::Memory(o), Workload::Memory(m)) => (o.check)(t, m),
+            (Ops::Transfer(o), Workload::Transfer(x)) => (o.check)(t, x),
+            (Ops::P2p(o), Workload::P2p(p)) => (o.check)(t, p),
+            (Ops::Collective(o), Workload::Collective(c)) => (o.check)(t, c),
             _ => Err(Refusal::NotOffered),
         }
     }
@@ -268,6 +330,9 @@ impl Builtin {
             (Ops::Matmul(o), Workload::Matmul(m)) => (o.prepare)(ctx, m),
             (Ops::Attention(o), Workload::Attention(a)) => (o.prepare)(ctx, a),
             (Ops::Memory(o), Workload::Memory(m)) => (o.prepare)(ctx, m),
+            (Ops::Transfer(o), Workload::Transfer(t)) => (o.prepare)(ctx, t),
+            (Ops::P2p(o), Workload::P2p(p)) => (o.prepare)(ctx, p),
+            (Ops::Collective(o), Workload::Collective(c)) => (o.prepare)(ctx, c),
             _ => Err(Error::invalid(format!(
                 "`{}` implements {}, not {}",
                 self.name,
@@ -400,7 +465,7 @@ mod tests {
     use super::super::device::SmLimits;
     use super::*;
     use crate::dtype::DType;
-    use crate::workload::{BLayout, MemOp};
+    use crate::workload::{BLayout, CollectiveOp, Direction, HostMemory, MemOp, P2pOp};
 
     /// A device of compute capability `cc` with an H200's SMs and shared memory.
     fn props(cc: (i32, i32)) -> Props {
@@ -429,6 +494,7 @@ mod tests {
             props: p,
             nvrtc: Ok(()),
             cublaslt: Ok(()),
+            nccl: Ok(()),
         }
     }
 
@@ -457,6 +523,23 @@ mod tests {
 
     fn memory(op: MemOp) -> Workload {
         Workload::Memory(MemorySpec { op, bytes: 1 << 20 })
+    }
+
+    fn transfer(memory: HostMemory) -> Workload {
+        Workload::Transfer(TransferSpec::new(Direction::H2d, memory, 1 << 20))
+    }
+
+    fn p2p() -> Workload {
+        Workload::P2p(P2pSpec::new(P2pOp::Write, false, 1 << 20))
+    }
+
+    fn collective(dtype: DType) -> Workload {
+        Workload::Collective(CollectiveSpec::new(
+            CollectiveOp::AllReduce,
+            dtype,
+            1 << 20,
+            2,
+        ))
     }
 
     fn names(r: &Registry, t: &Target, w: &Workload) -> Vec<String> {
@@ -497,6 +580,9 @@ mod tests {
             attention(4096, 128, DType::Bf16),
             attention(1, 128, DType::Bf16),
             memory(MemOp::Copy),
+            transfer(HostMemory::Pinned),
+            p2p(),
+            collective(DType::Bf16),
         ];
         let mut listed: Vec<(Kind, String)> = Vec::new();
         for w in &workloads {
@@ -522,6 +608,9 @@ mod tests {
             matmul(DType::F32),
             attention(1, 64, DType::F16),
             memory(MemOp::Read),
+            transfer(HostMemory::Pageable),
+            p2p(),
+            collective(DType::F16),
         ] {
             assert_eq!(Kind::of(&w).name(), w.kind());
         }
@@ -549,12 +638,28 @@ mod tests {
         assert_eq!(names(&r, &t, &attention(1, 128, DType::Bf16)), decode);
         assert_eq!(names(&r, &t, &memory(MemOp::Copy)), ["kernel", "memcpy"]);
         assert_eq!(names(&r, &t, &memory(MemOp::Triad)), ["kernel"]);
+        let copies = ["memcpy", "kernel"];
+        assert_eq!(names(&r, &t, &transfer(HostMemory::Pinned)), copies);
+        // Pageable memory is not mapped into the device: the copy engine only.
+        assert_eq!(names(&r, &t, &transfer(HostMemory::Pageable)), ["memcpy"]);
+        assert_eq!(names(&r, &t, &p2p()), copies);
+        assert_eq!(names(&r, &t, &collective(DType::F32)), ["nccl"]);
+        assert!(names(&r, &t, &collective(DType::Int8)).is_empty());
+        let no_nccl = Target {
+            nccl: Err("NCCL not found".into()),
+            ..full(&p)
+        };
+        let e = refusal(&r, &no_nccl, &collective(DType::Bf16), "nccl");
+        assert!(e.contains("NCCL not found"), "{e}");
         let refs: Vec<&str> = BUILTIN
             .iter()
             .filter(|b| b.reference)
             .map(|b| b.name)
             .collect();
-        assert_eq!(refs, ["cublaslt", "unfused", "memcpy"]);
+        assert_eq!(
+            refs,
+            ["cublaslt", "unfused", "memcpy", "memcpy", "memcpy", "nccl"]
+        );
     }
 
     #[test]
