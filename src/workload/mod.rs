@@ -6,6 +6,7 @@
 
 mod attention;
 pub mod axis;
+pub mod kernel;
 mod matmul;
 mod memory;
 
