@@ -220,6 +220,13 @@ impl LaunchSpec {
     /// Parses the `--launch` flag: `grid=X[,Y[,Z]],block=X[,Y[,Z]][,smem=B][,args=A,B,…]`.
     /// An item with `=` starts a key; items without continue the key before it.
     pub fn parse_flag(s: &str) -> Result<LaunchSpec> {
+        let l = Self::parse_partial(s)?;
+        l.check_shape()?;
+        Ok(l)
+    }
+
+    /// `--launch` beside a spec file: only the keys it gives (each replaces the spec's).
+    pub fn parse_partial(s: &str) -> Result<LaunchSpec> {
         let mut l = LaunchSpec::default();
         let mut key: Option<String> = None;
         let mut seen: Vec<String> = Vec::new();
@@ -261,7 +268,6 @@ impl LaunchSpec {
                 }
             }
         }
-        l.check_shape()?;
         Ok(l)
     }
 
@@ -578,17 +584,17 @@ impl Limits {
 /// limit it breaks.
 pub fn check_limits(entry: &str, l: &Resolved, lim: &Limits) -> Result<()> {
     let axes = ["x", "y", "z"];
-    for i in 0..3 {
+    for (i, axis) in axes.iter().enumerate() {
         if l.block[i] > lim.max_block[i] {
             return Err(Error::invalid(format!(
                 "kernel `{entry}`: block.{} = {} is above the device's {}",
-                axes[i], l.block[i], lim.max_block[i]
+                axis, l.block[i], lim.max_block[i]
             )));
         }
         if l.grid[i] > lim.max_grid[i] {
             return Err(Error::invalid(format!(
                 "kernel `{entry}`: grid.{} = {} is above the device's {}",
-                axes[i], l.grid[i], lim.max_grid[i]
+                axis, l.grid[i], lim.max_grid[i]
             )));
         }
     }
