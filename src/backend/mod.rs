@@ -375,6 +375,20 @@ pub trait Prepared {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// The outputs of `runs` verification runs, for checks that hold runs against each other
+    /// (a user kernel's determinism check): run `i` uses buffer set `i % sets`, and its output
+    /// is poisoned with a pattern that changes from run to run, so an element the kernel left
+    /// unwritten shows as a difference. The default repeats [`Prepared::run_verify`].
+    fn run_verify_repeated(&mut self, runs: usize) -> Result<Vec<Tensor>> {
+        (0..runs).map(|_| self.run_verify()).collect()
+    }
+
+    /// What the result should record about a user kernel it ran (source hash, build, launch,
+    /// registers); `None` for gpuvet's own implementations.
+    fn kernel_record(&self) -> Option<crate::workload::kernel::KernelRecord> {
+        None
+    }
 }
 
 /// One device able to run workloads.

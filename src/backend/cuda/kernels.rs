@@ -25,15 +25,22 @@ pub enum Param {
     U64,
     /// `float`: `.f32`.
     F32,
+    /// `unsigned int`: `.u32` (user kernels).
+    U32,
+    /// `long long`: `.u64` in PTX (user kernels).
+    I64,
+    /// `double`: `.f64` (user kernels).
+    F64,
 }
 
 impl Param {
     /// The PTX type of the `.param` this kind compiles to.
     pub fn ptx_type(self) -> &'static str {
         match self {
-            Param::Ptr | Param::U64 => ".u64",
-            Param::I32 => ".u32",
+            Param::Ptr | Param::U64 | Param::I64 => ".u64",
+            Param::I32 | Param::U32 => ".u32",
             Param::F32 => ".f32",
+            Param::F64 => ".f64",
         }
     }
 }

@@ -59,6 +59,18 @@ impl Args {
         self.push(Param::F32, &v.to_ne_bytes())
     }
 
+    pub fn u32(self, v: u32) -> Args {
+        self.push(Param::U32, &v.to_ne_bytes())
+    }
+
+    pub fn i64(self, v: i64) -> Args {
+        self.push(Param::I64, &v.to_ne_bytes())
+    }
+
+    pub fn f64(self, v: f64) -> Args {
+        self.push(Param::F64, &v.to_ne_bytes())
+    }
+
     /// The kinds pushed so far, in order.
     pub fn kinds(&self) -> &[Param] {
         &self.kinds
@@ -122,22 +134,40 @@ pub fn check_args(id: KernelId, args: &Args) -> Result<()> {
 /// # Safety
 /// Every device pointer in `args` must stay allocated, with the sizes the kernel reads for
 /// `dims`, until the stream has finished the launch.
-pub unsafe fn launch(gpu: &Gpu, k: &Kernel, dims: Dims, mut args: Args) -> Result<()> {
+pub unsafe fn launch(gpu: &Gpu, k: &Kernel, dims: Dims, args: Args) -> Result<()> {
     check_args(k.id, &args)?;
+    // SAFETY: the arguments match the kernel's table row (checked above); the caller
+    // guarantees the buffers.
+    unsafe { launch_function(gpu, &k.func, dims.grid, (dims.block, 1, 1), dims.smem, args) }
+}
+
+/// Enqueues `func` with a 3-D block: the launch of a user kernel, whose `args` were checked
+/// against the `.param` list of its PTX when it was prepared (there is no table row).
+///
+/// # Safety
+/// As [`launch`], and `args` must match the kernel's parameters in number, order and width.
+pub unsafe fn launch_function(
+    gpu: &Gpu,
+    func: &CudaFunction,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    smem: u32,
+    mut args: Args,
+) -> Result<()> {
     let mut params: Vec<*mut c_void> = args
         .slots
         .iter_mut()
         .map(|s| s as *mut u64 as *mut c_void)
         .collect();
-    // SAFETY: the parameter list matches the kernel's (checked above), the caller guarantees
-    // the buffers; the driver copies the
-    // values `params` points at (alive in `args` until the end of this call) during the call.
+    // SAFETY: the caller guarantees that the parameter list matches the kernel's and the
+    // buffers; the driver copies the values `params` points at (alive in `args` until the end
+    // of this call) during the call.
     cu("launch kernel", unsafe {
         dr::launch_kernel(
-            k.func.cu_function(),
-            dims.grid,
-            (dims.block, 1, 1),
-            dims.smem,
+            func.cu_function(),
+            grid,
+            block,
+            smem,
             gpu.stream.cu_stream(),
             &mut params,
         )

@@ -33,6 +33,7 @@ pub mod own_matmul;
 pub mod registry;
 pub mod run;
 pub mod timing;
+pub mod user;
 
 use super::{
     quick, Backend, BackendKind, DeviceInfo, ImplInfo, MemoryNeeds, PrepareOptions, Prepared,

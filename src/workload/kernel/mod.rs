@@ -493,7 +493,7 @@ impl ArgNames for FreeNames<'_> {
 
 /// Names with a `'static` lifetime for [`WorkloadKind::params`]: variable names are few (a spec
 /// has at most [`spec::MAX_VARS`]), so each distinct one is kept once for the process.
-fn interned(name: &str) -> &'static str {
+pub(crate) fn interned(name: &str) -> &'static str {
     use std::sync::{Mutex, OnceLock};
     static NAMES: OnceLock<Mutex<std::collections::BTreeSet<&'static str>>> = OnceLock::new();
     let mut set = NAMES
