@@ -261,8 +261,6 @@ pub fn names_for(w: &Workload, k: &UserKernel) -> Result<WorkloadNames> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dtype::DType;
-    use crate::workload::{MatmulSpec, MemorySpec};
 
     #[test]
     fn headers_are_followed_and_hashed_by_content() {
