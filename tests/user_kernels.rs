@@ -360,3 +360,28 @@ fn the_cache_follows_the_source_its_headers_and_its_options() {
     assert_eq!(files, 4 * 3, "a .cubin, .ptx and .log per build");
     let _ = nvrtc::version().unwrap();
 }
+
+/// The lane-level numpy models of the example kernels (examples/kernels/model.py): the GEMM
+/// and attention index arithmetic against f64 references, every output written once, and the
+/// planted wrong GEMM failing. Needs python3 with numpy; skips visibly without.
+#[test]
+fn the_example_kernels_pass_their_lane_level_models() {
+    let numpy = std::process::Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output();
+    if !numpy.is_ok_and(|o| o.status.success()) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP the_example_kernels_pass_their_lane_level_models: python3 with numpy is not available"
+        );
+        return;
+    }
+    let out = std::process::Command::new("python3")
+        .arg(examples().join("model.py"))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("wrong_gemm fails verification"), "{text}");
+}

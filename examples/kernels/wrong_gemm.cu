@@ -1,5 +1,5 @@
 // A PLANTED WRONG KERNEL, for tests: naive_gemm.cu with an off-by-one in the inner loop (the
-// last product of every K tile is dropped). It compiles, launches and runs fast; gpuvet must
+// first product of every K tile is dropped, a real element in every tile whatever K is). It compiles, launches and runs fast; gpuvet must
 // report it FAILED by verification and never show its speed.
 #include "gv_types.cuh"
 
@@ -25,7 +25,7 @@ __device__ __forceinline__ void gemm(const In* A, const In* B, Out* C, int M, in
         }
         Bs[ty][tx] = b;
         __syncthreads();
-        for (int k = 0; k < TILE - 1; ++k) {  // the planted bug: should be k < TILE
+        for (int k = 1; k < TILE; ++k) {  // the planted bug: should start at k = 0
             acc += As[ty][k] * Bs[k][tx];
         }
         __syncthreads();
