@@ -172,11 +172,104 @@ pub struct SuiteLlmArgs {
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// C = A·B at given shapes and dtypes.
-    Matmul(MatmulArgs),
+    Matmul {
+        #[command(flatten)]
+        args: MatmulArgs,
+        #[command(flatten)]
+        kernel: KernelFlags,
+    },
     /// Attention forward (prefill or decode), with GQA and causal masks.
-    Attention(AttentionArgs),
+    Attention {
+        #[command(flatten)]
+        args: AttentionArgs,
+        #[command(flatten)]
+        kernel: KernelFlags,
+    },
     /// Streaming memory bandwidth: copy, read, write, triad.
-    Memory(MemoryArgs),
+    Memory {
+        #[command(flatten)]
+        args: MemoryArgs,
+        #[command(flatten)]
+        kernel: KernelFlags,
+    },
+    /// Your own CUDA kernel from a spec file: its buffers, launch, work per launch and how to
+    /// verify it (docs/kernels.md). Needs a GPU.
+    Kernel(KernelArgs),
+}
+
+/// `--kernel` and its companions on `bench matmul|attention|memory`: the user's CUDA kernel as
+/// one more implementation of the workload, on the workload's own inputs, checked by its own
+/// verifier (docs/kernels.md). Needs a GPU.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KernelFlags {
+    /// Your CUDA kernel as one more implementation: FILE.cu:ENTRY (with --launch) or a small
+    /// spec FILE.toml beside the .cu.
+    #[arg(long, value_name = "FILE.cu:ENTRY|SPEC.toml")]
+    pub kernel: Option<String>,
+    /// grid=X[,Y[,Z]],block=X[,Y[,Z]][,smem=BYTES],args=A,B,…: expressions of the workload's
+    /// sizes and --set variables (e.g. grid=cdiv(N,128),cdiv(M,128),block=256,args=A,B,C,M,N,K);
+    /// beside a spec, replaces the keys it names.
+    #[arg(long, requires = "kernel", value_name = "LAUNCH")]
+    pub launch: Option<String>,
+    /// A macro for the kernel's compile: NAME=EXPR (an expression of sizes and --set
+    /// variables) or NAME. Repeatable.
+    #[arg(
+        long = "define",
+        short = 'D',
+        requires = "kernel",
+        value_name = "NAME[=EXPR]"
+    )]
+    pub defines: Vec<String>,
+    /// An include folder for the kernel's compile. Repeatable.
+    #[arg(long, requires = "kernel", value_name = "DIR")]
+    pub include: Vec<PathBuf>,
+    /// An NVRTC option (--use_fast_math, --maxrregcount=N, --ftz=true, ...; docs/kernels.md
+    /// lists those accepted). Repeatable.
+    #[arg(
+        long = "nvrtc-opt",
+        requires = "kernel",
+        value_name = "OPT",
+        allow_hyphen_values = true
+    )]
+    pub nvrtc_opts: Vec<String>,
+    /// Sweep a kernel variable: NAME=VALUES (a list, a range, pow2:…); each value is its own
+    /// implementation, `name[NAME=value]`. Repeatable (the values are crossed).
+    #[arg(long = "set", requires = "kernel", value_name = "NAME=VALUES")]
+    pub sets: Vec<String>,
+    /// The implementation name results show (default: the spec's name, or the entry).
+    #[arg(long, requires = "kernel", value_name = "NAME")]
+    pub kernel_name: Option<String>,
+}
+
+impl KernelFlags {
+    /// The user kernels asked for (one per --set combination), none without --kernel.
+    fn kernels(&self) -> Result<Vec<crate::workload::kernel::UserKernel>> {
+        let Some(kernel) = &self.kernel else {
+            return Ok(Vec::new());
+        };
+        let req = crate::workload::kernel::spec::KernelRequest {
+            kernel: kernel.clone(),
+            launch: self.launch.clone(),
+            name: self.kernel_name.clone(),
+            defines: self.defines.clone(),
+            include: self.include.clone(),
+            options: self.nvrtc_opts.clone(),
+            sets: self.sets.clone(),
+        };
+        Ok(crate::workload::kernel::spec::implementations(&req)?)
+    }
+}
+
+/// Flags of `bench kernel`.
+#[derive(Args, Debug, Clone)]
+pub struct KernelArgs {
+    /// The kernel's spec (TOML): source, entry, buffers, launch, work and verification.
+    #[arg(long, value_name = "SPEC.toml")]
+    pub spec: PathBuf,
+    /// Sweep a spec variable: NAME=VALUES (a list, a range, pow2:…); each value is its own
+    /// result. Repeatable (the values are crossed).
+    #[arg(long = "set", value_name = "NAME=VALUES")]
+    pub sets: Vec<String>,
 }
 
 /// The flags of `bench matmul` and of `sweep matmul`: one argument set, whose sizes are either
@@ -832,8 +925,15 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         None | Some(Command::Run) => measure(&opts, None, Vec::new(), "run", None),
         Some(Command::Bench(b)) => {
-            let (workloads, imps, what) = bench_workloads(b)?;
-            measure(&opts, Some(workloads), imps, what, None)
+            let bench = bench_workloads(b)?;
+            let req = commands::run::MeasureRequest {
+                workloads: Some(bench.workloads),
+                implementations: bench.implementations,
+                command: bench.command.into(),
+                axis: bench.axis,
+                user_kernels: bench.user_kernels,
+            };
+            Ok(commands::run::measure(&opts, &req)?.code)
         }
         Some(Command::Sweep(a)) => {
             let a = crate::sweep::SweepKind::from(a);
@@ -876,6 +976,7 @@ fn measure(
         implementations,
         command: command.into(),
         axis,
+        user_kernels: Vec::new(),
     };
     Ok(commands::run::measure(opts, &req)?.code)
 }
@@ -965,22 +1066,76 @@ fn check_numbers(g: &Global) -> Result<()> {
     Ok(())
 }
 
+/// What a `bench` subcommand measures.
+struct Bench {
+    workloads: Vec<Workload>,
+    implementations: Vec<String>,
+    command: &'static str,
+    axis: Option<String>,
+    /// User kernels to register as implementations, with the workload kind they implement.
+    user_kernels: Vec<(&'static str, crate::workload::kernel::UserKernel)>,
+}
+
 /// A bench is a sweep whose axes hold single values: each kind's axes expanded in turn.
-fn bench_workloads(b: BenchCommand) -> Result<(Vec<Workload>, Vec<String>, &'static str)> {
-    let (axes, what): (Vec<Box<dyn KindAxes>>, _) = match b {
-        BenchCommand::Matmul(a) => (boxed(a.axes(BLayout::Kn)), "bench matmul"),
-        BenchCommand::Attention(a) => (boxed(vec![a.sweep_axes()?]), "bench attention"),
-        BenchCommand::Memory(a) => (boxed(a.bench_axes()), "bench memory"),
+fn bench_workloads(b: BenchCommand) -> Result<Bench> {
+    let (axes, what, kernel): (Vec<Box<dyn KindAxes>>, _, _) = match b {
+        BenchCommand::Matmul { args, kernel } => {
+            (boxed(args.axes(BLayout::Kn)), "bench matmul", kernel)
+        }
+        BenchCommand::Attention { args, kernel } => {
+            (boxed(vec![args.sweep_axes()?]), "bench attention", kernel)
+        }
+        BenchCommand::Memory { args, kernel } => (boxed(args.bench_axes()), "bench memory", kernel),
+        BenchCommand::Kernel(k) => return bench_kernel(&k),
     };
     let mut workloads = Vec::new();
     for a in &axes {
         workloads.extend(a.expand()?);
     }
-    let imps = axes
+    let mut imps = axes
         .first()
         .map(|a| a.implementations().to_vec())
         .unwrap_or_default();
-    Ok((workloads, imps, what))
+    let kind = what.trim_start_matches("bench ");
+    let kind: &'static str = ["matmul", "attention", "memory"]
+        .into_iter()
+        .find(|k| *k == kind)
+        .expect("one of the three");
+    let user_kernels: Vec<_> = kernel.kernels()?.into_iter().map(|k| (kind, k)).collect();
+    // Without --impl, a user kernel runs beside the references and the best own kernel.
+    if imps.is_empty() && !user_kernels.is_empty() {
+        imps.push("default".into());
+        imps.extend(user_kernels.iter().map(|(_, k)| k.name.clone()));
+    }
+    Ok(Bench {
+        workloads,
+        implementations: imps,
+        command: what,
+        axis: None,
+        user_kernels,
+    })
+}
+
+/// `bench kernel --spec`: one workload per `--set` combination, on the user kernel's one
+/// implementation; the first variable with several values is the charts' axis.
+fn bench_kernel(k: &KernelArgs) -> Result<Bench> {
+    let specs = crate::workload::kernel::spec::free_form(&k.spec, &k.sets)?;
+    let axis = k.sets.iter().find_map(|s| {
+        let (name, _) = crate::workload::kernel::spec::parse_set(s).ok()?;
+        let values: std::collections::BTreeSet<Option<u64>> =
+            specs.iter().map(|w| w.var(&name)).collect();
+        (values.len() > 1).then_some(name)
+    });
+    Ok(Bench {
+        workloads: specs
+            .into_iter()
+            .map(|s| Workload::Kernel(Box::new(s)))
+            .collect(),
+        implementations: vec![crate::backend::cuda::USER_IMPL.into()],
+        command: "bench kernel",
+        axis,
+        user_kernels: Vec::new(),
+    })
 }
 
 fn boxed<A: KindAxes + 'static>(v: Vec<A>) -> Vec<Box<dyn KindAxes>> {

@@ -28,11 +28,20 @@ pub enum ImplSelect {
     Named(Vec<String>),
     /// The first implementation each device lists (its best): what a sustained load runs.
     Best,
+    /// `Default`, and these by name (a user's kernels beside the references and the best own).
+    DefaultAnd(Vec<String>),
 }
 
 impl ImplSelect {
     pub fn parse(list: &[String]) -> ImplSelect {
-        if list.is_empty() || list.iter().any(|s| s == "default") {
+        let named: Vec<String> = list.iter().filter(|s| *s != "default").cloned().collect();
+        let special = ["all", "reference"];
+        if list.iter().any(|s| s == "default")
+            && !named.is_empty()
+            && !named.iter().any(|n| special.contains(&n.as_str()))
+        {
+            ImplSelect::DefaultAnd(named)
+        } else if list.is_empty() || list.iter().any(|s| s == "default") {
             ImplSelect::Default
         } else if list.iter().any(|s| s == "all") {
             ImplSelect::All
@@ -171,6 +180,12 @@ pub fn build(
         w.validate()?;
         for (di, b) in backends.iter().enumerate() {
             let avail = b.implementations(w);
+            if let (true, ImplSelect::Named(names)) = (avail.is_empty(), select) {
+                // The backend's own reason (a user kernel on a CPU needs a GPU) beats a guess.
+                for n in names {
+                    b.check(w, n)?;
+                }
+            }
             if avail.is_empty() {
                 let why = format!(
                     "{} cannot run {} (dtype {} unsupported here)",
@@ -185,6 +200,16 @@ pub fn build(
                 return Err(Error::Unsupported(why));
             }
             let chosen: Vec<String> = match select {
+                ImplSelect::DefaultAnd(names) => {
+                    let mut v = default_choice(&avail);
+                    for n in names {
+                        b.check(w, n)?;
+                        if !v.contains(n) {
+                            v.push(n.clone());
+                        }
+                    }
+                    v
+                }
                 ImplSelect::All => avail.iter().map(|i| i.name.clone()).collect(),
                 ImplSelect::Best => vec![avail[0].name.clone()],
                 ImplSelect::Reference => {
@@ -199,17 +224,7 @@ pub fn build(
                         refs
                     }
                 }
-                ImplSelect::Default => {
-                    let mut v: Vec<String> = avail
-                        .iter()
-                        .filter(|i| i.reference)
-                        .map(|i| i.name.clone())
-                        .collect();
-                    if let Some(own) = avail.iter().find(|i| !i.reference) {
-                        v.push(own.name.clone());
-                    }
-                    v
-                }
+                ImplSelect::Default => default_choice(&avail),
                 ImplSelect::Named(names) => {
                     for n in names {
                         b.check(w, n)?;
@@ -231,6 +246,19 @@ pub fn build(
         }
     }
     Ok(plan)
+}
+
+/// The vendor references plus the best own implementation (the first that is not one).
+fn default_choice(avail: &[crate::backend::ImplInfo]) -> Vec<String> {
+    let mut v: Vec<String> = avail
+        .iter()
+        .filter(|i| i.reference)
+        .map(|i| i.name.clone())
+        .collect();
+    if let Some(own) = avail.iter().find(|i| !i.reference) {
+        v.push(own.name.clone());
+    }
+    v
 }
 
 /// Buffer sets so that the rotated working set is a few times the last-level cache.

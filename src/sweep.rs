@@ -76,10 +76,14 @@ pub fn params(w: &Workload) -> Vec<(&'static str, String)> {
     w.params()
 }
 
-/// The value of a swept axis in a workload (`size` in bytes), or `None` when the workload has
-/// no such axis.
+/// The value of a swept axis in a workload (`size` in bytes, or a user kernel's `--set`
+/// variable), or `None` when the workload has no such axis.
 pub fn axis_value(w: &Workload, axis: &str) -> Option<u64> {
-    w.axis_value(axis.parse::<Param>().ok()?)
+    match (axis.parse::<Param>(), w) {
+        (Ok(p), _) => w.axis_value(p),
+        (Err(_), Workload::Kernel(k)) => k.var(axis),
+        (Err(_), _) => None,
+    }
 }
 
 #[cfg(test)]

@@ -125,6 +125,7 @@ fn record(device: usize, w: &Workload, value: f64) -> ResultRecord {
         effective_clock_mhz: Some(1965.0),
         error: None,
         notes: vec![],
+        kernel: None,
     }
 }
 

@@ -20,6 +20,8 @@ use crate::workload::{BLayout, MemOp, Workload};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+mod user;
+
 /// Largest multiply-add count the mock computes (it is a test double, not a compute engine).
 const MAX_MACS: u128 = 1 << 28;
 
@@ -44,6 +46,8 @@ pub struct MockBackend {
     /// Set once the device faulted: like a real context after an illegal address, every later
     /// preparation fails with the same sticky error.
     lost: AtomicBool,
+    /// User kernels registered as implementations, by workload kind (simulated: see `user`).
+    user_kernels: Vec<(&'static str, crate::workload::kernel::UserKernel)>,
 }
 
 impl MockBackend {
@@ -84,6 +88,7 @@ impl MockBackend {
             timed_cache: false,
             device_fault: None,
             lost: AtomicBool::new(false),
+            user_kernels: Vec::new(),
         }
     }
 
@@ -150,12 +155,52 @@ impl Backend for MockBackend {
         &self.info
     }
 
-    fn implementations(&self, _w: &Workload) -> Vec<ImplInfo> {
-        vec![ImplInfo::new(
+    fn implementations(&self, w: &Workload) -> Vec<ImplInfo> {
+        if let Workload::Kernel(_) = w {
+            return vec![ImplInfo::new(
+                crate::backend::cuda::USER_IMPL,
+                "mock: the user's kernel, checked but not run (simulated output, fake clock)",
+                false,
+            )];
+        }
+        let mut v = vec![ImplInfo::new(
             "mock",
             "exact reference output, fake clock",
             false,
-        )]
+        )];
+        v.extend(self.user_kernel(w, None).map(|(_, k)| user::info(k)));
+        v
+    }
+
+    fn check(&self, w: &Workload, imp: &str) -> Result<()> {
+        if let Workload::Kernel(k) = w {
+            super::check_listed(self, w, imp)?;
+            return user::check(&k.kernel, &k.names()).map(|_| ());
+        }
+        if let Some((_, k)) = self.user_kernel(w, Some(imp)).next() {
+            return user::check_implementation(w, k).map(|_| ());
+        }
+        super::check_listed(self, w, imp)
+    }
+
+    fn register_user_kernel(
+        &mut self,
+        workload: &'static str,
+        kernel: &crate::workload::kernel::UserKernel,
+    ) -> Result<()> {
+        let taken = kernel.name == "mock"
+            || self
+                .user_kernels
+                .iter()
+                .any(|(w, k)| *w == workload && k.name == kernel.name);
+        if taken {
+            return Err(Error::invalid(format!(
+                "an implementation `{}` of {workload} already exists",
+                kernel.name
+            )));
+        }
+        self.user_kernels.push((workload, kernel.clone()));
+        Ok(())
     }
 
     fn free_memory(&self) -> Result<u64> {
@@ -196,12 +241,17 @@ impl Backend for MockBackend {
     ) -> Result<Box<dyn Prepared + 'a>> {
         self.check(w, imp)?;
         self.sticky_fault(w)?;
+        if let Workload::Kernel(k) = w {
+            let run = user::KernelRun::new(&self.busy, k, opts.buffer_sets)?;
+            return Ok(Box::new(run));
+        }
         let macs = match w {
             Workload::Matmul(m) => m.m as u128 * m.n as u128 * m.k as u128,
             Workload::Attention(a) => {
                 a.visible_pairs() * (a.batch * a.q_heads * a.head_dim) as u128
             }
             Workload::Memory(m) => m.elements() as u128,
+            Workload::Kernel(_) => unreachable!("returned above"),
         };
         if macs > MAX_MACS {
             return Err(Error::unsupported(format!(
@@ -210,14 +260,20 @@ impl Backend for MockBackend {
             )));
         }
         let per_iter = w.flops() / FAKE_FLOPS + w.bytes() as f64 / FAKE_BANDWIDTH + 2e-6;
-        Ok(Box::new(MockRun {
+        let run = MockRun {
             busy: &self.busy,
             w: w.clone(),
             inputs: inputs.to_vec(),
             per_iter,
             calls: 0,
             sets: opts.buffer_sets,
-        }))
+            kernel: None,
+        };
+        if let Some((_, k)) = self.user_kernel(w, Some(imp)).next() {
+            let checked = user::check_implementation(w, k)?;
+            return Ok(Box::new(user::implementation_run(run, checked)));
+        }
+        Ok(Box::new(run))
     }
 
     fn telemetry(&self) -> Option<Telemetry> {
@@ -237,6 +293,19 @@ impl Backend for MockBackend {
     }
 }
 
+impl MockBackend {
+    /// The registered user kernels that implement `w`'s kind (named `imp`, when given).
+    fn user_kernel<'s>(
+        &'s self,
+        w: &'s Workload,
+        imp: Option<&'s str>,
+    ) -> impl Iterator<Item = &'s (&'static str, crate::workload::kernel::UserKernel)> + 's {
+        self.user_kernels
+            .iter()
+            .filter(move |(kind, k)| *kind == w.kind() && imp.is_none_or(|i| i == k.name))
+    }
+}
+
 struct MockRun<'a> {
     busy: &'a AtomicBool,
     w: Workload,
@@ -244,6 +313,8 @@ struct MockRun<'a> {
     per_iter: f64,
     calls: u64,
     sets: usize,
+    /// A registered user kernel this run stands in for.
+    kernel: Option<user::Checked>,
 }
 
 impl Drop for MockRun<'_> {
@@ -282,6 +353,14 @@ impl Prepared for MockRun<'_> {
         } else {
             CachePolicy::Single
         }
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.kernel.iter().flat_map(|c| c.notes.clone()).collect()
+    }
+
+    fn kernel_record(&self) -> Option<crate::workload::kernel::KernelRecord> {
+        self.kernel.as_ref().map(|c| c.record.clone())
     }
 }
 
@@ -325,6 +404,7 @@ fn compute(w: &Workload, inputs: &[Tensor]) -> Tensor {
             }
             Tensor::from_f32("O", a.q_shape(), a.dtype, &o)
         }
+        Workload::Kernel(_) => unreachable!("a free-form kernel is simulated by user::KernelRun"),
         Workload::Memory(m) => {
             let n = m.elements() as usize;
             match m.op {

@@ -25,6 +25,9 @@ pub struct MeasureRequest {
     pub command: String,
     /// The swept parameter, for charts.
     pub axis: Option<String>,
+    /// User kernels registered on every backend before planning, with the workload kind each
+    /// implements (`bench matmul --kernel …`).
+    pub user_kernels: Vec<(&'static str, crate::workload::kernel::UserKernel)>,
 }
 
 /// What a measuring command leaves for its caller.
@@ -39,9 +42,14 @@ pub struct Outcome {
 pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     let exports = opts.open_exports()?;
     let baseline_dir = check_baseline_flags(opts)?;
-    let opened = backend::open(opts.backend, opts.threads)?;
+    let mut opened = backend::open(opts.backend, opts.threads)?;
     if let Some(n) = &opened.notice {
         opts.notice(n);
+    }
+    for b in opened.backends.iter_mut() {
+        for (kind, k) in &req.user_kernels {
+            b.register_user_kernel(kind, k)?;
+        }
     }
     let suite = req.workloads.is_none();
     let workloads = req

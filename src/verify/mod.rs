@@ -5,6 +5,7 @@
 //! together with exact rows and columns sampled at the edges and at random (tails are where
 //! tiled kernels go wrong), and sampled rows for attention. See docs/verification.md.
 
+pub mod kernel;
 pub mod reference;
 
 use crate::dtype::DType;
@@ -46,6 +47,16 @@ pub enum VerifyMethod {
     /// Not verified (the run failed first).
     #[serde(rename = "none")]
     None,
+    /// A user kernel's output against the expected output from a file, within atol + rtol.
+    #[serde(rename = "expected")]
+    Expected,
+    /// A user kernel's output bit-identical across runs, buffer sets and poison patterns:
+    /// repeatable, not checked against a reference.
+    #[serde(rename = "determinism")]
+    Determinism,
+    /// Not checked, as the user's spec asked: the result is labelled and never passes.
+    #[serde(rename = "unverified")]
+    Unverified,
 }
 
 impl VerifyMethod {
@@ -58,6 +69,9 @@ impl VerifyMethod {
             VerifyMethod::Exact => "exact",
             VerifyMethod::Shape => "shape",
             VerifyMethod::None => "none",
+            VerifyMethod::Expected => "expected",
+            VerifyMethod::Determinism => "determinism",
+            VerifyMethod::Unverified => "unverified",
         }
     }
 }
@@ -170,6 +184,18 @@ pub fn verify(w: &Workload, inputs: &[Tensor], out: &Tensor, seed: u64) -> Verif
         return v;
     }
     crate::workload::each_kind!(w, s => s.verify_output(inputs, out, seed))
+}
+
+/// Checks the outputs of [`kernel::runs`]`(w)` verification runs: held against each other for
+/// a determinism check, else the one output as [`verify`] does.
+pub fn verify_runs(w: &Workload, inputs: &[Tensor], outs: &[Tensor], seed: u64) -> Verification {
+    if let Some(v) = outs.iter().find_map(|o| shape_mismatch(w, o)) {
+        return v;
+    }
+    if outs.len() > 1 {
+        return kernel::determinism(outs);
+    }
+    verify(w, inputs, &outs[0], seed)
 }
 
 /// A workload kind's verification entry. It lives here rather than in the kind's module so

@@ -12,6 +12,7 @@ mod memory;
 
 pub use attention::{AttentionAxes, AttentionSpec};
 pub use axis::{Axis, Param};
+pub use kernel::KernelSpec;
 pub use matmul::{BLayout, MatmulAxes, MatmulSpec};
 pub use memory::{MemOp, MemoryAxes, MemorySpec, TRIAD_SCALAR, WRITE_VALUE};
 
@@ -38,6 +39,9 @@ pub enum Workload {
     Matmul(MatmulSpec),
     Attention(AttentionSpec),
     Memory(MemorySpec),
+    /// A free-form user kernel (`bench kernel --spec`): its buffers, work and verification
+    /// come from its spec.
+    Kernel(Box<KernelSpec>),
 }
 
 /// Runs `$e` with `$s` bound to the spec inside a [`Workload`], whatever its kind: the one
@@ -48,6 +52,10 @@ macro_rules! each_kind {
             $crate::workload::Workload::Matmul($s) => $e,
             $crate::workload::Workload::Attention($s) => $e,
             $crate::workload::Workload::Memory($s) => $e,
+            $crate::workload::Workload::Kernel(boxed) => {
+                let $s: &$crate::workload::KernelSpec = boxed;
+                $e
+            }
         }
     };
 }

@@ -142,7 +142,16 @@ impl Backend for CpuBackend {
                 "multithreaded streaming loops over f32 arrays",
                 false,
             )],
+            // A user's CUDA kernel runs on a GPU only.
+            Workload::Kernel(_) => Vec::new(),
         }
+    }
+
+    fn check(&self, w: &Workload, imp: &str) -> Result<()> {
+        if let Workload::Kernel(_) = w {
+            return Err(super::needs_gpu(self.kind()));
+        }
+        super::check_listed(self, w, imp)
     }
 
     fn free_memory(&self) -> Result<u64> {
@@ -177,6 +186,7 @@ impl Backend for CpuBackend {
             Workload::Matmul(m) => matmul::bytes_per_set(m).saturating_mul(sets),
             Workload::Attention(a) => attention::bytes_per_set(a).saturating_mul(sets),
             Workload::Memory(m) => m.footprint().saturating_mul(sets),
+            Workload::Kernel(_) => w.footprint().saturating_mul(sets),
         }
     }
 
@@ -204,6 +214,7 @@ impl Backend for CpuBackend {
             Workload::Memory(m) => Ok(Box::new(memory::PreparedMemory::new(
                 pool, m, inputs, sets, policy,
             )?)),
+            Workload::Kernel(_) => Err(super::needs_gpu(self.kind())),
         }
     }
 
@@ -263,6 +274,7 @@ fn check_inputs(w: &Workload, inputs: &[Tensor]) -> Result<()> {
                 MemOp::Triad => vec![("b", n.clone(), DType::F32), ("c", n, DType::F32)],
             }
         }
+        Workload::Kernel(_) => return Err(super::needs_gpu(BackendKind::Cpu)),
     };
     if inputs.len() != expected.len() {
         return Err(Error::invalid(format!(

@@ -337,6 +337,7 @@ impl CudaBackend {
                 .or_else(|| lib(&probe.nvrtc))
                 .or_else(|| attention::plan(a, self.gpu.props.cc).err()),
             Workload::Memory(_) => None,
+            Workload::Kernel(_) => lib(&probe.nvrtc),
         }
     }
 
@@ -380,7 +381,18 @@ impl CudaBackend {
                 }
                 v
             }
+            Workload::Kernel(_) => vec![ImplInfo::new(
+                USER_IMPL,
+                "the user's kernel, compiled by NVRTC for this GPU",
+                false,
+            )],
         }
+    }
+
+    /// The plan-time check of a free-form kernel: compiled, its entry found, its arguments
+    /// against the PTX and its launch against this device.
+    fn check_user_spec(&self, k: &crate::workload::KernelSpec) -> Result<()> {
+        guarded("checking a user kernel", || user::check_spec(&self.gpu, k))
     }
 
     /// Adds a user implementation of `workload` kind (`matmul`, `attention`, `memory`): from
@@ -396,6 +408,9 @@ impl CudaBackend {
         self.registry.register(workload, info, factory, builtin)
     }
 }
+
+/// The one implementation of a free-form user kernel (`bench kernel --spec`).
+pub const USER_IMPL: &str = "user";
 
 /// The built-in implementation names of a workload kind, whatever the device.
 pub fn builtin_names(workload: &str) -> &'static [&'static str] {
@@ -445,8 +460,16 @@ impl Backend for CudaBackend {
     }
 
     fn check(&self, w: &Workload, imp: &str) -> Result<()> {
-        if self.registry.find(w.kind(), imp).is_some() {
-            return nvrtc::available();
+        if let Some(r) = self.registry.find(w.kind(), imp) {
+            nvrtc::available()?;
+            return match &r.check {
+                Some(check) => guarded("checking a user kernel", || check(&self.gpu, w)),
+                None => Ok(()),
+            };
+        }
+        if let (Workload::Kernel(k), USER_IMPL) = (w, imp) {
+            nvrtc::available()?;
+            return self.check_user_spec(k);
         }
         if let Some(e) = self.blocker(w) {
             return Err(e);
@@ -498,6 +521,7 @@ impl Backend for CudaBackend {
                         .stream_grid(memory::BLOCK, memory::MIN_ELEMS_PER_BLOCK, m.elements());
                 memory::memory_needed(m, sets, grid as u64)
             }
+            Workload::Kernel(_) => w.footprint().saturating_mul(sets.max(1) as u64),
         }
     }
 
@@ -595,8 +619,41 @@ impl Backend for CudaBackend {
                     let mi = MemImpl::for_op(m.op, imp)?;
                     Box::new(memory::MemoryRun::new(gpu, m, mi, inputs, sets, policy)?)
                 }
+                Workload::Kernel(k) => user::prepare_spec(gpu, k, inputs, sets, policy)?,
             })
         })
+    }
+
+    fn register_user_kernel(
+        &mut self,
+        workload: &'static str,
+        kernel: &crate::workload::kernel::UserKernel,
+    ) -> Result<()> {
+        let info = ImplInfo::new(
+            &kernel.name,
+            &format!(
+                "user kernel {} from {}",
+                kernel.entry,
+                kernel.source.display()
+            ),
+            false,
+        );
+        let (k1, k2) = (kernel.clone(), kernel.clone());
+        let factory: registry::Factory = Box::new(move |ctx| {
+            user::prepare_implementation(
+                ctx.gpu,
+                ctx.workload,
+                &k1,
+                ctx.inputs,
+                ctx.sets,
+                ctx.policy,
+            )
+        });
+        let check: registry::Checker =
+            Box::new(move |gpu, w| user::check_implementation(gpu, w, &k2));
+        let builtin = builtin_names(workload);
+        self.registry
+            .register_checked(workload, info, factory, Some(check), builtin)
     }
 
     fn telemetry(&self) -> Option<Telemetry> {

@@ -28,12 +28,18 @@ pub struct PrepareCtx<'a, 'w> {
 pub type Factory =
     Box<dyn for<'a, 'w> Fn(PrepareCtx<'a, 'w>) -> Result<Box<dyn Prepared + 'a>> + Send + Sync>;
 
+/// Says, while the plan is checked, why a registered implementation cannot run a workload on
+/// this device (a user kernel: compile errors, arguments against its PTX, launch limits).
+pub type Checker = Box<dyn Fn(&Gpu, &Workload) -> Result<()> + Send + Sync>;
+
 /// One registered implementation of one workload kind.
 pub struct Registered {
     /// The workload kind it implements (`Workload::kind()`: matmul, attention, memory).
     pub workload: &'static str,
     pub info: ImplInfo,
     pub factory: Factory,
+    /// Checks run by `Backend::check` before anything is allocated.
+    pub check: Option<Checker>,
 }
 
 /// The implementations registered on one backend.
@@ -53,6 +59,18 @@ impl Registry {
         factory: Factory,
         builtin: &[&str],
     ) -> Result<()> {
+        self.register_checked(workload, info, factory, None, builtin)
+    }
+
+    /// [`Registry::register`] with a check the plan runs before anything is allocated.
+    pub fn register_checked(
+        &mut self,
+        workload: &'static str,
+        info: ImplInfo,
+        factory: Factory,
+        check: Option<Checker>,
+        builtin: &[&str],
+    ) -> Result<()> {
         let taken =
             builtin.contains(&info.name.as_str()) || self.find(workload, &info.name).is_some();
         if taken {
@@ -65,6 +83,7 @@ impl Registry {
             workload,
             info,
             factory,
+            check,
         });
         Ok(())
     }

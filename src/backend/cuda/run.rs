@@ -12,6 +12,7 @@ use crate::backend::Prepared;
 use crate::dtype::OutType;
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
+use crate::workload::kernel::{BufType, KernelRecord};
 
 /// Builds a host tensor from device bytes of `out` type.
 pub fn tensor_from_bytes(name: &str, shape: Vec<usize>, out: OutType, bytes: &[u8]) -> Tensor {
@@ -65,6 +66,9 @@ pub enum Readback {
     /// The buffer holds one f64 partial per block; their sum is the output. Poisoned with
     /// NaN bytes, so an unwritten partial makes the sum NaN.
     SumF64,
+    /// The buffer holds elements of a user kernel's buffer type; poisoned with 0xFF bytes
+    /// (NaN for floats, -1 for integers).
+    Elements(BufType),
 }
 
 /// The output of buffer set 0: what is poisoned before the verification run and read after.
@@ -119,6 +123,11 @@ pub trait Exec {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// See `Prepared::kernel_record`.
+    fn kernel_record(&self) -> Option<KernelRecord> {
+        None
+    }
 }
 
 /// A prepared CUDA run: an [`Exec`] plus the timing, rotation and clean-up every run shares.
@@ -148,6 +157,24 @@ impl<'a, E: Exec> CudaRun<'a, E> {
     }
 }
 
+impl<E: Exec> CudaRun<'_, E> {
+    /// Poisons the output of buffer set `set` (with the output type's pattern, or the byte
+    /// `pattern`), runs once on it and reads it back.
+    fn verify_on(&mut self, set: usize, pattern: Option<u8>) -> Result<Tensor> {
+        self.gpu.bind()?;
+        let out = self.exec.output(&self.sets[set]);
+        match (pattern, out.readback) {
+            (Some(p), _) => out.buf.fill(self.gpu, p)?,
+            (None, Readback::Typed(t)) => poison(self.gpu, out.buf, t)?,
+            (None, Readback::SumF64 | Readback::Elements(_)) => out.buf.fill(self.gpu, 0xFF)?,
+        }
+        self.exec.poison_scratch()?;
+        self.exec.enqueue(&self.sets[set])?;
+        let bytes = out.buf.download(self.gpu, out.buf.bytes)?;
+        Ok(read_back(out.name, &out.shape, out.readback, &bytes))
+    }
+}
+
 impl<E: Exec> Drop for CudaRun<'_, E> {
     fn drop(&mut self) {
         // The buffers are freed right after this: let queued work that uses them
@@ -160,6 +187,7 @@ impl<E: Exec> Drop for CudaRun<'_, E> {
 fn read_back(name: &str, shape: &[usize], readback: Readback, bytes: &[u8]) -> Tensor {
     match readback {
         Readback::Typed(t) => tensor_from_bytes(name, shape.to_vec(), t, bytes),
+        Readback::Elements(t) => t.from_bytes(name, shape.to_vec(), bytes),
         Readback::SumF64 => {
             let sum: f64 = bytes
                 .chunks_exact(8)
@@ -180,16 +208,19 @@ impl<E: Exec> Prepared for CudaRun<'_, E> {
     }
 
     fn run_verify(&mut self) -> Result<Tensor> {
-        self.gpu.bind()?;
-        let out = self.exec.output(&self.sets[0]);
-        match out.readback {
-            Readback::Typed(t) => poison(self.gpu, out.buf, t)?,
-            Readback::SumF64 => out.buf.fill(self.gpu, 0xFF)?,
-        }
-        self.exec.poison_scratch()?;
-        self.exec.enqueue(&self.sets[0])?;
-        let bytes = out.buf.download(self.gpu, out.buf.bytes)?;
-        Ok(read_back(out.name, &out.shape, out.readback, &bytes))
+        self.verify_on(0, None)
+    }
+
+    fn run_verify_repeated(&mut self, runs: usize) -> Result<Vec<Tensor>> {
+        // Odd runs poison with another pattern than even ones: an element left unwritten
+        // then reads back differently from one run to the next.
+        (0..runs)
+            .map(|i| self.verify_on(i % self.sets.len(), (i % 2 == 1).then_some(0x5A)))
+            .collect()
+    }
+
+    fn kernel_record(&self) -> Option<KernelRecord> {
+        self.exec.kernel_record()
     }
 
     fn run(&mut self, iters: u64) -> Result<f64> {

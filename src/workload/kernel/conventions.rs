@@ -89,6 +89,7 @@ pub fn of(w: &Workload) -> Option<WorkloadNames> {
             };
             (b, s)
         }
+        Workload::Kernel(_) => return None,
     };
     Some(WorkloadNames {
         buffers,
