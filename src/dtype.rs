@@ -1,8 +1,10 @@
 //! Data types gpuvet measures, and what each one means for storage, accumulation and tolerance.
 
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 /// An element type of a workload's inputs.
 ///
@@ -165,6 +167,231 @@ impl FromStr for DType {
     }
 }
 
+/// A number format arithmetic runs in: an input dtype, or a wider format work is widened to
+/// or summed in (`f64` for exact int8 on a CPU, `i32` for int8 tensor cores).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arith {
+    Of(DType),
+    F64,
+    I32,
+}
+
+impl Arith {
+    pub const F32: Arith = Arith::Of(DType::F32);
+
+    /// Every format, for [`ComputeType`]'s table of known labels.
+    const ALL: [Arith; 9] = [
+        Arith::Of(DType::F32),
+        Arith::Of(DType::Tf32),
+        Arith::Of(DType::F16),
+        Arith::Of(DType::Bf16),
+        Arith::Of(DType::Fp8E4m3),
+        Arith::Of(DType::Fp8E5m2),
+        Arith::Of(DType::Int8),
+        Arith::F64,
+        Arith::I32,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arith::Of(d) => d.name(),
+            Arith::F64 => "f64",
+            Arith::I32 => "i32",
+        }
+    }
+}
+
+/// How an fp8 matmul scales its inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fp8Scaling {
+    /// Per-tensor scales of 1.0 handed to the library (`scales 1`).
+    Unit,
+    /// No scale factors at all (`no scales`).
+    Unscaled,
+}
+
+/// How attention's two products and its softmax are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttentionPath {
+    /// Two library GEMMs (cuBLASLt, `CUBLAS_COMPUTE_32F`) around a softmax kernel: f32 scores,
+    /// P rounded to the input dtype in memory.
+    LibraryGemms,
+    /// One fused `mma.sync` kernel with an f32 online softmax; P rounded to the input dtype in
+    /// registers.
+    FusedMma,
+}
+
+/// The arithmetic one result really ran: what its inputs were converted to, the format
+/// products are summed in, and the library compute mode where one applies
+/// (`ResultRecord.compute_dtype`).
+///
+/// Serialised as the labels reports have always held (`f32`, `bf16 (f32 accumulate)`,
+/// `int8 (i32 accumulate)`, ...); a label this version does not know (an older or newer
+/// file) is kept verbatim in [`ComputeType::Other`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum ComputeType {
+    /// Nothing ran (a result whose preparation failed): the empty label.
+    #[default]
+    Unrecorded,
+    /// One format throughout: `f32` (also bf16 widened to f32 on a CPU), `f64` (int8 on a CPU).
+    Uniform(Arith),
+    /// Products of `inputs` summed in `accumulate`: `bf16 (f32 accumulate)`. An fp8 matmul also
+    /// says what it writes and how it scales: `fp8_e4m3 (f32 accumulate, bf16 out, scales 1)`.
+    Accumulated {
+        inputs: DType,
+        accumulate: Arith,
+        fp8: Option<(OutType, Fp8Scaling)>,
+    },
+    /// Attention over `inputs` along `path`, scores and softmax in f32.
+    Attention { inputs: DType, path: AttentionPath },
+    /// The mock backend: exact reference values, computed in no device format (`mock`).
+    Mock,
+    /// A user's own kernel: what it computes in is its own business; the label says whose
+    /// kernel ran, on which input format where a workload gave one (`bf16 (user kernel)`).
+    User { inputs: Option<DType> },
+    /// Any other label, kept verbatim.
+    Other(String),
+}
+
+impl ComputeType {
+    /// `dtype` throughout.
+    pub fn uniform(dtype: DType) -> ComputeType {
+        ComputeType::Uniform(Arith::Of(dtype))
+    }
+
+    /// Products of `inputs` summed in `accumulate`; `inputs` throughout when the two agree (an
+    /// f32 GEMM is labelled `f32`, not `f32 (f32 accumulate)`).
+    pub fn accumulated(inputs: DType, accumulate: Arith) -> ComputeType {
+        if accumulate == Arith::Of(inputs) {
+            ComputeType::uniform(inputs)
+        } else {
+            ComputeType::Accumulated {
+                inputs,
+                accumulate,
+                fp8: None,
+            }
+        }
+    }
+
+    /// An fp8 matmul of `inputs` summed in f32, writing `out`, scaled as `scaling` says.
+    pub fn fp8(inputs: DType, out: OutType, scaling: Fp8Scaling) -> ComputeType {
+        ComputeType::Accumulated {
+            inputs,
+            accumulate: Arith::F32,
+            fp8: Some((out, scaling)),
+        }
+    }
+
+    /// True when the label says nothing the result's `dtype` does not already say (nothing
+    /// recorded, or that dtype throughout): readers then show the dtype alone.
+    pub fn adds_nothing_to(&self, dtype: DType) -> bool {
+        *self == ComputeType::Unrecorded || *self == ComputeType::uniform(dtype)
+    }
+
+    /// Every structured value: what parsing a label is looked up in, so that a label and its
+    /// value can never disagree.
+    fn structured() -> Vec<ComputeType> {
+        let outs = [OutType::F32, OutType::F16, OutType::Bf16, OutType::I32];
+        let mut fp8 = vec![None];
+        for o in outs {
+            fp8.extend([Fp8Scaling::Unit, Fp8Scaling::Unscaled].map(|s| Some((o, s))));
+        }
+        let mut all = vec![
+            ComputeType::Unrecorded,
+            ComputeType::Mock,
+            ComputeType::User { inputs: None },
+        ];
+        all.extend(Arith::ALL.map(ComputeType::Uniform));
+        for inputs in DType::ALL {
+            all.push(ComputeType::User {
+                inputs: Some(inputs),
+            });
+            for path in [AttentionPath::LibraryGemms, AttentionPath::FusedMma] {
+                all.push(ComputeType::Attention { inputs, path });
+            }
+            for accumulate in Arith::ALL {
+                all.extend(fp8.iter().map(|&fp8| ComputeType::Accumulated {
+                    inputs,
+                    accumulate,
+                    fp8,
+                }));
+            }
+        }
+        all
+    }
+
+    /// [`ComputeType::structured`] by label, built once.
+    fn known() -> &'static HashMap<String, ComputeType> {
+        static KNOWN: OnceLock<HashMap<String, ComputeType>> = OnceLock::new();
+        KNOWN.get_or_init(|| {
+            ComputeType::structured()
+                .into_iter()
+                .map(|c| (c.to_string(), c))
+                .collect()
+        })
+    }
+}
+
+impl fmt::Display for ComputeType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ComputeType::Unrecorded => Ok(()),
+            ComputeType::Uniform(a) => f.write_str(a.name()),
+            ComputeType::Accumulated {
+                inputs,
+                accumulate,
+                fp8,
+            } => {
+                write!(f, "{inputs} ({} accumulate", accumulate.name())?;
+                if let Some((out, scaling)) = fp8 {
+                    let scales = match scaling {
+                        Fp8Scaling::Unit => "scales 1",
+                        Fp8Scaling::Unscaled => "no scales",
+                    };
+                    write!(f, ", {} out, {scales}", out.name())?;
+                }
+                f.write_str(")")
+            }
+            ComputeType::Attention {
+                inputs: DType::F32,
+                path: AttentionPath::LibraryGemms,
+            } => f.write_str("f32 (CUBLAS_COMPUTE_32F GEMMs, f32 softmax)"),
+            ComputeType::Attention { inputs: d, path } => match path {
+                AttentionPath::LibraryGemms => write!(
+                    f,
+                    "{d} GEMMs with f32 accumulate, f32 scores and softmax, P in {d}"
+                ),
+                AttentionPath::FusedMma => write!(
+                    f,
+                    "{d} mma.sync with f32 accumulate, f32 online softmax, P in {d}"
+                ),
+            },
+            ComputeType::Mock => f.write_str("mock"),
+            ComputeType::User { inputs: None } => f.write_str("user kernel"),
+            ComputeType::User { inputs: Some(d) } => write!(f, "{d} (user kernel)"),
+            ComputeType::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<&str> for ComputeType {
+    /// Never fails: a label that names no known value becomes [`ComputeType::Other`].
+    fn from(s: &str) -> ComputeType {
+        ComputeType::known()
+            .get(s)
+            .cloned()
+            .unwrap_or_else(|| ComputeType::Other(s.to_string()))
+    }
+}
+
+impl From<String> for ComputeType {
+    fn from(s: String) -> ComputeType {
+        ComputeType::from(s.as_str())
+    }
+}
+
+crate::label::text_label!(ComputeType);
+
 /// Serde for maps keyed by [`DType`] (`Peaks::flops`): written by name in name order, as when
 /// the key was the name itself, so reports stay byte-identical; names this version does not
 /// know are skipped on reading rather than failing the whole report.
@@ -244,5 +471,58 @@ mod tests {
         assert_eq!(text, r#"{"flops":{"bf16":2.0,"f32":1.0,"int8":3.0}}"#);
         let back: P = serde_json::from_str(r#"{"flops":{"bf16":2.0,"f64":9.0}}"#).unwrap();
         assert_eq!(back.flops, [(DType::Bf16, 2.0)].into());
+    }
+
+    #[test]
+    fn compute_types_keep_every_label_reports_carry() {
+        // Labels written by every backend so far, and text from an unknown version.
+        crate::label::assert_round_trips::<ComputeType>(&[
+            "",
+            "f32",
+            "f16",
+            "f64",
+            "mock",
+            "tf32 (f32 accumulate)",
+            "bf16 (f32 accumulate)",
+            "int8 (i32 accumulate)",
+            "fp8_e4m3 (f32 accumulate, bf16 out, scales 1)",
+            "fp8_e4m3 (f32 accumulate, bf16 out, no scales)",
+            "f32 (CUBLAS_COMPUTE_32F GEMMs, f32 softmax)",
+            "bf16 GEMMs with f32 accumulate, f32 scores and softmax, P in bf16",
+            "f16 mma.sync with f32 accumulate, f32 online softmax, P in f16",
+            "something newer (e8m0 scales)",
+        ]);
+        assert_eq!(
+            ComputeType::from("int8 (i32 accumulate)"),
+            ComputeType::accumulated(DType::Int8, Arith::I32)
+        );
+        assert_eq!(
+            ComputeType::from("fp8_e4m3 (f32 accumulate, bf16 out, scales 1)"),
+            ComputeType::fp8(DType::Fp8E4m3, OutType::Bf16, Fp8Scaling::Unit)
+        );
+        assert_eq!(ComputeType::from(""), ComputeType::Unrecorded);
+        assert_eq!(
+            ComputeType::from("f32 (f32 accumulate, bf16)"),
+            ComputeType::Other("f32 (f32 accumulate, bf16)".into())
+        );
+        // An f32 GEMM is f32 throughout, not "f32 (f32 accumulate)".
+        assert_eq!(
+            ComputeType::accumulated(DType::F32, Arith::F32),
+            ComputeType::uniform(DType::F32)
+        );
+        assert!(ComputeType::uniform(DType::Bf16).adds_nothing_to(DType::Bf16));
+        assert!(ComputeType::Unrecorded.adds_nothing_to(DType::Int8));
+        assert!(!ComputeType::uniform(DType::F32).adds_nothing_to(DType::Bf16));
+    }
+
+    #[test]
+    fn every_structured_compute_type_has_its_own_label() {
+        // Parsing looks labels up: two values with one label would collapse into one.
+        let all = ComputeType::structured();
+        assert_eq!(ComputeType::known().len(), all.len());
+        for value in all {
+            let label = value.to_string();
+            assert_eq!(ComputeType::from(label.as_str()), value, "{label}");
+        }
     }
 }

@@ -180,7 +180,7 @@ fn to_csv(report: &Report) -> Result<String> {
             device,
             r.implementation.clone(),
             r.dtype.to_string(),
-            r.compute_dtype.clone(),
+            r.compute_dtype.to_string(),
             format!("{:?}", r.status).to_lowercase(),
             r.verification.passed.to_string(),
             r.verification.method.to_string(),

@@ -345,7 +345,7 @@ fn results_table(h: &mut String, r: &Report) {
             escape(&x.workload.name()),
             escape(&x.implementation),
             escape(x.dtype.name()),
-            escape(&x.compute_dtype),
+            escape(&x.compute_dtype.to_string()),
             escape(&throughput_text(x)),
             x.peak_fraction
                 .map(|p| format!("{:.1}%", p * 100.0))

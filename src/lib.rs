@@ -28,6 +28,7 @@ pub mod export;
 pub mod gpudb;
 pub mod html;
 pub mod inputs;
+pub mod label;
 pub mod measure;
 pub mod npy;
 pub mod output;

@@ -198,8 +198,8 @@ mod tests {
     }
 
     impl Prepared for Fake {
-        fn compute_dtype(&self) -> String {
-            "f32".into()
+        fn compute_dtype(&self) -> crate::dtype::ComputeType {
+            crate::dtype::ComputeType::uniform(crate::dtype::DType::F32)
         }
         fn run_verify(&mut self) -> Result<Tensor> {
             unreachable!()

@@ -74,8 +74,9 @@ pub struct ResultRecord {
     pub device: Placement,
     pub implementation: String,
     pub dtype: crate::dtype::DType,
-    /// The arithmetic that really ran (e.g. `f32` for bf16 inputs on a CPU).
-    pub compute_dtype: String,
+    /// The arithmetic that really ran (e.g. `f32` for bf16 inputs on a CPU), written as its
+    /// label (`bf16 (f32 accumulate)`); labels this version does not know are kept verbatim.
+    pub compute_dtype: crate::dtype::ComputeType,
     pub status: Status,
     pub verification: Verification,
     /// `None` when verification failed or the run errored: never a number for a wrong result.

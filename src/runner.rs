@@ -181,7 +181,7 @@ fn new_record(entry: &PlanEntry, lead: &dyn Backend) -> ResultRecord {
         device: entry.placement.clone(),
         implementation: entry.implementation.clone(),
         dtype: w.dtype(),
-        compute_dtype: String::new(),
+        compute_dtype: crate::dtype::ComputeType::Unrecorded,
         status: Status::Error,
         verification: Verification {
             passed: false,

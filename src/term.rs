@@ -123,7 +123,7 @@ pub fn results_table(report: &Report, color: bool) -> String {
 }
 
 fn dtype_text(r: &ResultRecord) -> String {
-    if r.compute_dtype == r.dtype.name() || r.compute_dtype.is_empty() {
+    if r.compute_dtype.adds_nothing_to(r.dtype) {
         r.dtype.to_string()
     } else {
         format!("{} ({})", r.dtype, r.compute_dtype)

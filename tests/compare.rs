@@ -264,6 +264,31 @@ fn same_report_against_itself_never_moves() {
 }
 
 #[test]
+fn a_changed_compute_type_is_named_in_the_row() {
+    let old = old_report();
+    let mut new = old_report();
+    let id = new.results[0].id.clone();
+    new.results[0].compute_dtype = "f32".into();
+    let cmp = compare::compare(&old, &new, &CompareOptions::default());
+    let row = cmp.results.iter().find(|x| x.id == id).unwrap();
+    let detail = row.detail.as_deref().unwrap_or_default();
+    assert!(
+        detail.contains(&format!(
+            "compute type {} → f32",
+            old.results[0].compute_dtype
+        )),
+        "{detail}"
+    );
+    // Unchanged compute types say nothing.
+    let same = compare::compare(&old, &old, &CompareOptions::default());
+    assert!(same.results.iter().all(|x| !x
+        .detail
+        .as_deref()
+        .unwrap_or_default()
+        .contains("compute type")));
+}
+
+#[test]
 fn results_match_across_device_indices_by_name() {
     // The same GPU model enumerated at another index is still the same result.
     let old = old_report();

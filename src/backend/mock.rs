@@ -8,10 +8,10 @@
 //! does on a GPU, to exercise the device-lost path.
 
 use super::{
-    quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, Peaks, PrepareOptions,
-    Prepared, Sustained, Telemetry,
+    quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, Peaks, Prepared, Request,
+    Sustained, Telemetry,
 };
-use crate::dtype::DType;
+use crate::dtype::{ComputeType, DType};
 use crate::error::{Error, Result};
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
 use crate::tensor::{Data, Tensor};
@@ -147,10 +147,6 @@ impl Default for MockBackend {
 }
 
 impl Backend for MockBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Mock
-    }
-
     fn device(&self) -> &DeviceInfo {
         &self.info
     }
@@ -232,14 +228,8 @@ impl Backend for MockBackend {
         ]
     }
 
-    fn prepare<'a>(
-        &'a self,
-        w: &Workload,
-        imp: &str,
-        inputs: &[Tensor],
-        opts: PrepareOptions,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        self.check(w, imp)?;
+    fn prepare_checked<'a>(&'a self, r: Request<'_>) -> Result<Box<dyn Prepared + 'a>> {
+        let (w, inputs, opts) = (r.workload, r.inputs, r.opts);
         self.sticky_fault(w)?;
         if let Workload::Kernel(k) = w {
             let run = user::KernelRun::new(&self.busy, k, opts.buffer_sets)?;
@@ -269,7 +259,7 @@ impl Backend for MockBackend {
             sets: opts.buffer_sets,
             kernel: None,
         };
-        if let Some((_, k)) = self.user_kernel(w, Some(imp)).next() {
+        if let Some((_, k)) = self.user_kernel(w, Some(r.implementation)).next() {
             let checked = user::check_implementation(w, k)?;
             return Ok(Box::new(user::implementation_run(run, checked)));
         }
@@ -324,8 +314,8 @@ impl Drop for MockRun<'_> {
 }
 
 impl Prepared for MockRun<'_> {
-    fn compute_dtype(&self) -> String {
-        "mock".into()
+    fn compute_dtype(&self) -> ComputeType {
+        ComputeType::Mock
     }
 
     fn run_verify(&mut self) -> Result<Tensor> {

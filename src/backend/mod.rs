@@ -13,6 +13,7 @@ pub mod state;
 
 pub use state::{DeviceState, ThrottleReason};
 
+use crate::dtype::ComputeType;
 use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::workload::Workload;
@@ -334,31 +335,12 @@ impl From<&str> for CachePolicy {
     }
 }
 
-/// Compares with the serialised form, as reports and tests spell it.
-impl PartialEq<&str> for CachePolicy {
-    fn eq(&self, other: &&str) -> bool {
-        let shown = self.to_string();
-        shown == *other
-    }
-}
-
-impl Serialize for CachePolicy {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for CachePolicy {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(CachePolicy::from(s.as_str()))
-    }
-}
+crate::label::text_label!(CachePolicy);
 
 /// A workload made ready to run on a device.
 pub trait Prepared {
-    /// The arithmetic type that actually ran (`f32` for bf16 inputs on a CPU without bf16, ...).
-    fn compute_dtype(&self) -> String;
+    /// The arithmetic that actually ran (`f32` for bf16 inputs on a CPU without bf16, ...).
+    fn compute_dtype(&self) -> ComputeType;
 
     /// Fills the output of buffer set 0 with NaN or a bit pattern that no kernel produces,
     /// runs once on set 0, waits, and returns that output for verification.
@@ -391,11 +373,27 @@ pub trait Prepared {
     }
 }
 
+/// A preparation [`Backend::prepare`] has validated and checked: what a backend builds in
+/// [`Backend::prepare_checked`].
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'r> {
+    pub workload: &'r Workload,
+    pub implementation: &'r str,
+    pub inputs: &'r [Tensor],
+    pub opts: PrepareOptions,
+}
+
 /// One device able to run workloads.
 pub trait Backend: Send {
-    fn kind(&self) -> BackendKind;
-
+    /// What the device is; its `backend` is this backend's kind.
     fn device(&self) -> &DeviceInfo;
+
+    /// The backend's kind, as its device records it (every backend sets it when it opens).
+    fn kind(&self) -> BackendKind {
+        self.device()
+            .backend
+            .expect("a backend records its kind in its device")
+    }
 
     /// Implementations of `w` available here, best first; empty when the device cannot run it.
     fn implementations(&self, w: &Workload) -> Vec<ImplInfo>;
@@ -463,14 +461,26 @@ pub trait Backend: Send {
     fn quick_suite(&self) -> Vec<Workload>;
 
     /// Allocates buffers, uploads `inputs` (as many copies as `opts.buffer_sets`) and does every
-    /// piece of one-time setup.
+    /// piece of one-time setup, once `w` is valid and `imp` can run it here.
     fn prepare<'a>(
         &'a self,
         w: &Workload,
         imp: &str,
         inputs: &[Tensor],
         opts: PrepareOptions,
-    ) -> Result<Box<dyn Prepared + 'a>>;
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        w.validate()?;
+        self.check(w, imp)?;
+        self.prepare_checked(Request {
+            workload: w,
+            implementation: imp,
+            inputs,
+            opts,
+        })
+    }
+
+    /// [`Backend::prepare`] after the workload was validated and the implementation checked.
+    fn prepare_checked<'a>(&'a self, r: Request<'_>) -> Result<Box<dyn Prepared + 'a>>;
 
     /// Device state now (clocks, temperature, power, throttling); `None` where unknown.
     fn telemetry(&self) -> Option<Telemetry> {
@@ -578,11 +588,18 @@ pub fn open(choice: BackendChoice, threads: usize) -> Result<Opened> {
 
 #[cfg(test)]
 mod tests {
-    use super::CachePolicy;
+    use super::{Backend, BackendKind, CachePolicy};
+
+    #[test]
+    fn each_backend_reports_the_kind_its_device_records() {
+        let cpu = super::cpu::CpuBackend::new(1).unwrap();
+        assert_eq!(cpu.kind(), BackendKind::Cpu);
+        assert_eq!(super::mock::MockBackend::new().kind(), BackendKind::Mock);
+    }
 
     #[test]
     fn cache_policies_keep_their_strings_and_unknown_ones_survive() {
-        for s in [
+        crate::label::assert_round_trips::<CachePolicy>(&[
             "rotate(8)",
             "warm(16)",
             "flush-l2",
@@ -591,13 +608,7 @@ mod tests {
             "cold (working set ≥ 2× L2)",
             "warm (1 buffer set smaller than 2× L2)",
             "something newer",
-        ] {
-            let p = CachePolicy::from(s);
-            assert_eq!(p, s);
-            let json = serde_json::to_string(&p).unwrap();
-            assert_eq!(json, serde_json::to_string(s).unwrap());
-            assert_eq!(serde_json::from_str::<CachePolicy>(&json).unwrap(), p);
-        }
+        ]);
         assert_eq!(CachePolicy::from("rotate(8)"), CachePolicy::Rotate(8));
         assert_eq!(
             CachePolicy::from("rotate(x)"),

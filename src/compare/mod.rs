@@ -453,8 +453,24 @@ fn compare_pair(
         return row;
     }
     let (old_t, new_t) = compared_samples(o, n, opts, &mut row);
+    // Another arithmetic (a library that switched compute mode, a CPU path that widens
+    // differently) explains a moved number better than any statistics.
+    if o.compute_dtype != n.compute_dtype {
+        add_detail(
+            &mut row,
+            format!("compute type {} → {}", o.compute_dtype, n.compute_dtype),
+        );
+    }
     bootstrap_verdict(&mut row, o, &old_t, &new_t, opts);
     row
+}
+
+/// Adds `why` to the row's detail, after what is already there.
+fn add_detail(row: &mut ResultComparison, why: String) {
+    row.detail = Some(match row.detail.take() {
+        Some(d) => format!("{d}; {why}"),
+        None => why,
+    });
 }
 
 /// Sets the verdict of a pair where either side has no usable samples: `failed` (a backend
@@ -538,10 +554,7 @@ fn bootstrap_verdict(
                 let why = format!(
                     "only {fewest} sample(s) on one side; {MIN_SAMPLES} needed for a verdict"
                 );
-                row.detail = Some(match row.detail.take() {
-                    Some(d) => format!("{d}; {why}"),
-                    None => why,
-                });
+                add_detail(row, why);
                 Verdict::Ambiguous
             } else {
                 classify(&ci, opts.threshold_pct)

@@ -27,7 +27,7 @@
 //! so that the exponentials stay a small share next to the two block products.
 
 use crate::backend::{CachePolicy, Prepared};
-use crate::dtype::DType;
+use crate::dtype::{ComputeType, DType};
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
 use crate::workload::AttentionSpec;
@@ -594,8 +594,8 @@ multiversion!(
 );
 
 impl Prepared for PreparedAttention<'_> {
-    fn compute_dtype(&self) -> String {
-        "f32".into()
+    fn compute_dtype(&self) -> ComputeType {
+        ComputeType::uniform(DType::F32)
     }
 
     fn run_verify(&mut self) -> Result<Tensor> {

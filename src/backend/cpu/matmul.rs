@@ -12,7 +12,7 @@
 
 use super::chunk_len;
 use crate::backend::{CachePolicy, Prepared};
-use crate::dtype::{DType, OutType};
+use crate::dtype::{Arith, ComputeType, DType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
 use crate::workload::{BLayout, MatmulSpec};
@@ -320,11 +320,11 @@ fn gemm_into<T: 'static + Copy>(
 }
 
 impl Prepared for PreparedMatmul<'_> {
-    fn compute_dtype(&self) -> String {
+    fn compute_dtype(&self) -> ComputeType {
         match path(self.spec.dtype) {
-            Path::F32 | Path::ViaF32 => "f32".into(),
-            Path::F16 => "f16".into(),
-            Path::ViaF64 => "f64".into(),
+            Path::F32 | Path::ViaF32 => ComputeType::uniform(DType::F32),
+            Path::F16 => ComputeType::uniform(DType::F16),
+            Path::ViaF64 => ComputeType::Uniform(Arith::F64),
         }
     }
 

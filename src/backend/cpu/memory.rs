@@ -6,6 +6,7 @@
 
 use super::chunk_len;
 use crate::backend::{CachePolicy, Prepared};
+use crate::dtype::{ComputeType, DType};
 use crate::error::Result;
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
 use crate::tensor::{Data, Tensor};
@@ -134,8 +135,8 @@ fn sum(x: &[f32]) -> f64 {
 }
 
 impl Prepared for PreparedMemory<'_> {
-    fn compute_dtype(&self) -> String {
-        "f32".into()
+    fn compute_dtype(&self) -> ComputeType {
+        ComputeType::uniform(DType::F32)
     }
 
     fn run_verify(&mut self) -> Result<Tensor> {

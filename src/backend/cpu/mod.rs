@@ -17,7 +17,7 @@ mod memory;
 
 use crate::backend::{
     quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, PrepareOptions, Prepared,
-    Sustained, Telemetry,
+    Request, Sustained, Telemetry,
 };
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -116,10 +116,6 @@ fn simd_level() -> &'static str {
 }
 
 impl Backend for CpuBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Cpu
-    }
-
     fn device(&self) -> &DeviceInfo {
         &self.device
     }
@@ -190,15 +186,8 @@ impl Backend for CpuBackend {
         }
     }
 
-    fn prepare<'a>(
-        &'a self,
-        w: &Workload,
-        imp: &str,
-        inputs: &[Tensor],
-        opts: PrepareOptions,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        w.validate()?;
-        self.check(w, imp)?;
+    fn prepare_checked<'a>(&'a self, r: Request<'_>) -> Result<Box<dyn Prepared + 'a>> {
+        let (w, inputs, opts) = (r.workload, r.inputs, r.opts);
         check_inputs(w, inputs)?;
         let sets = opts.buffer_sets.max(1);
         let policy = cache_policy(opts, sets);

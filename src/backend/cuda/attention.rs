@@ -9,13 +9,15 @@
 use super::device::{DevBuf, Gpu};
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
-use super::matmul::{Alpha, GemmDesc, LtGemm, LtHandle, WORKSPACE_BYTES};
-use super::run::{upload, CudaRun, Exec, Output};
-use crate::dtype::{DType, OutType};
+use super::matmul::{Alpha, GemmDesc, Lt, LtGemm, WORKSPACE_BYTES};
+use super::registry::{Built, PrepareCtx};
+use super::run::{check_len, Buffers, Exec, Output, SetLayout};
+use crate::dtype::{AttentionPath, ComputeType, DType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::workload::AttentionSpec;
 use cudarc::cublaslt::sys::{cublasComputeType_t as Compute, cudaDataType as Ty};
+use std::borrow::Cow;
 
 const BLOCK: u32 = 256;
 
@@ -53,13 +55,9 @@ pub fn plan(a: &AttentionSpec, cc: (i32, i32)) -> Result<(GemmDesc, GemmDesc)> {
     let rows = group * lq;
     let count = i32::try_from(a.batch * a.kv_heads)
         .map_err(|_| Error::unsupported("attention: batch × kv heads exceeds 2^31"))?;
-    let label = if a.dtype == DType::F32 {
-        "f32 (CUBLAS_COMPUTE_32F GEMMs, f32 softmax)".to_string()
-    } else {
-        format!(
-            "{} GEMMs with f32 accumulate, f32 scores and softmax, P in {}",
-            a.dtype, a.dtype
-        )
+    let label = ComputeType::Attention {
+        inputs: a.dtype,
+        path: AttentionPath::LibraryGemms,
     };
     // S (row-major rows×Lkv) = Qg (rows×D) · Kᵀ, K stored Lkv×D: the `nk` case.
     let s = GemmDesc {
@@ -79,7 +77,7 @@ pub fn plan(a: &AttentionSpec, cc: (i32, i32)) -> Result<(GemmDesc, GemmDesc)> {
         batch: Some((count, lkv * d, rows * d, rows * lkv)),
         alpha: Alpha::F32(a.scale() as f32),
         fp8_scales: false,
-        compute_label: label.clone(),
+        label: label.clone(),
         transpose_b_on_host: false,
     };
     // O (row-major rows×D) = P (rows×Lkv) · V, V stored Lkv×D: the `kn` case.
@@ -100,7 +98,7 @@ pub fn plan(a: &AttentionSpec, cc: (i32, i32)) -> Result<(GemmDesc, GemmDesc)> {
         batch: Some((count, lkv * d, rows * lkv, rows * d)),
         alpha: Alpha::F32(1.0),
         fp8_scales: false,
-        compute_label: label,
+        label,
         transpose_b_on_host: false,
     };
     if a.batch * a.q_heads * a.q_len > i32::MAX as u64 {
@@ -111,132 +109,112 @@ pub fn plan(a: &AttentionSpec, cc: (i32, i32)) -> Result<(GemmDesc, GemmDesc)> {
     Ok((s, o))
 }
 
-/// One buffer set of an attention run: Q, K, V (as the kernel reads them) and O. Shared by
-/// the unfused and the flash runs.
-pub struct Set {
-    pub q: DevBuf,
-    pub k: DevBuf,
-    pub v: DevBuf,
-    pub o: DevBuf,
+/// Q, K and V of `inputs`, each checked to hold the bytes `spec` says.
+pub fn qkv<'h>(spec: &AttentionSpec, inputs: &'h [Tensor]) -> Result<[&'h [u8]; 3]> {
+    let [q, k, v] = inputs else {
+        return Err(Error::invalid("attention takes three inputs, Q, K and V"));
+    };
+    let sizes = [
+        spec.elem_bytes_q(),
+        spec.elem_bytes_kv(),
+        spec.elem_bytes_kv(),
+    ];
+    let bytes = [q.as_bytes(), k.as_bytes(), v.as_bytes()];
+    for (i, (b, n)) in bytes.iter().zip(sizes).enumerate() {
+        check_len(i, b, n)?;
+    }
+    Ok(bytes)
 }
 
-/// Uploads `sets` copies of Q, K and V next to an output O (Q's size) each.
-pub fn upload_sets(gpu: &Gpu, q: &[u8], k: &[u8], v: &[u8], sets: usize) -> Result<Vec<Set>> {
-    (0..sets.max(1))
-        .map(|_| {
-            Ok(Set {
-                q: upload(gpu, q)?,
-                k: upload(gpu, k)?,
-                v: upload(gpu, v)?,
-                o: gpu.alloc(q.len())?,
-            })
-        })
-        .collect()
+/// The buffer set of an attention run, shared by the unfused and the flash runs: Q, then K and
+/// V as the kernels read them (`kv_bytes` each: contiguous, or a paged pool), and O shaped
+/// like Q.
+pub fn set_layout<'h>(
+    spec: &AttentionSpec,
+    q: &'h [u8],
+    [k, v]: [Cow<'h, [u8]>; 2],
+    kv_bytes: u64,
+) -> Result<SetLayout<'h>> {
+    let q_bytes = spec.elem_bytes_q();
+    SetLayout::new(q_bytes)
+        .input(q, q_bytes)?
+        .input(k, kv_bytes)?
+        .input(v, kv_bytes)
 }
 
-/// O of `set`, shaped like Q, in `out`.
-pub fn output<'s>(spec: &AttentionSpec, out: OutType, set: &'s Set) -> Output<'s> {
-    Output::typed(&set.o, "O", spec.q_shape(), out)
+/// O, shaped like Q, in `out`.
+pub fn output(spec: &AttentionSpec, out: OutType) -> Output {
+    Output::typed("O", spec.q_shape(), out)
 }
 
-pub struct AttentionRun<'a> {
-    gpu: &'a Gpu,
+/// The prepared unfused attention of `spec`.
+pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &AttentionSpec) -> Built<'a> {
+    let gpu = ctx.gpu;
+    let (gs, go) = plan(spec, gpu.props.cc)?;
+    let (_, out, kid) = ty(spec.dtype)?;
+    // The S and P matrices are what make unfused attention memory-hungry: refuse early.
+    gpu.ensure_fits(memory_needed(spec, ctx.sets))?;
+    let softmax = Kernel::load(gpu, kid)?;
+    let pairs = (spec.batch * spec.q_heads * spec.q_len * spec.kv_len) as usize;
+    let s = gpu.alloc(pairs * 4)?;
+    let p = gpu.alloc(pairs * spec.dtype.size() as usize)?;
+    let lt = Lt::new(gpu)?;
+    let (gemm_s, gemm_o) = (lt.gemm(&gs, None)?, lt.gemm(&go, None)?);
+    let [q, k, v] = qkv(spec, ctx.inputs)?;
+    let layout = set_layout(spec, q, [k.into(), v.into()], spec.elem_bytes_kv())?;
+    let exec = AttentionRun {
+        spec: spec.clone(),
+        lt,
+        gemms: [gemm_s, gemm_o],
+        softmax,
+        scratch: [s, p],
+        out,
+    };
+    ctx.run(exec, layout)
+}
+
+/// A prepared unfused attention.
+pub struct AttentionRun {
     spec: AttentionSpec,
-    handle: LtHandle,
-    gemm_s: LtGemm,
-    gemm_o: LtGemm,
+    lt: Lt,
+    /// S = Q·Kᵀ and O = P·V.
+    gemms: [LtGemm; 2],
     softmax: Kernel,
-    s: DevBuf,
-    p: DevBuf,
-    workspace: DevBuf,
+    /// S (f32 scores) and P (input dtype).
+    scratch: [DevBuf; 2],
     out: OutType,
 }
 
-impl<'a> AttentionRun<'a> {
-    pub fn new(
-        gpu: &'a Gpu,
-        spec: &AttentionSpec,
-        inputs: &[Tensor],
-        sets: usize,
-        policy: String,
-    ) -> Result<CudaRun<'a, Self>> {
-        let (gs, go) = plan(spec, gpu.props.cc)?;
-        let (_, out, kid) = ty(spec.dtype)?;
-        // The S and P matrices are what make unfused attention memory-hungry: refuse early.
-        gpu.ensure_fits(memory_needed(spec, sets))?;
-        let softmax = Kernel::load(gpu, kid)?;
-        let pairs = (spec.batch * spec.q_heads * spec.q_len * spec.kv_len) as usize;
-        let s = gpu.alloc(pairs * 4)?;
-        let p = gpu.alloc(pairs * spec.dtype.size() as usize)?;
-        let workspace = gpu.alloc(WORKSPACE_BYTES)?;
-        let [q, k, v] = inputs else {
-            return Err(Error::invalid("attention takes three inputs, Q, K and V"));
-        };
-        let all = upload_sets(gpu, q.as_bytes(), k.as_bytes(), v.as_bytes(), sets)?;
-        gpu.bind()?;
-        let handle = LtHandle::new()?;
-        let gemm_s = LtGemm::new(&handle, &gs, None)?;
-        let gemm_o = LtGemm::new(&handle, &go, None)?;
-        let exec = AttentionRun {
-            gpu,
-            spec: spec.clone(),
-            handle,
-            gemm_s,
-            gemm_o,
-            softmax,
-            s,
-            p,
-            workspace,
-            out,
-        };
-        CudaRun::new(gpu, exec, all, policy)
-    }
-}
-
-impl Exec for AttentionRun<'_> {
-    type Set = Set;
-
-    fn enqueue(&self, set: &Set) -> Result<()> {
-        // SAFETY: buffers sized from the spec, alive as long as self; kernel parameters match
-        // gv_softmax_*(const float*, T*, u64, u64, int).
+impl Exec for AttentionRun {
+    fn enqueue(&self, gpu: &Gpu, set: &Buffers) -> Result<()> {
+        let ([q, k, v], o) = (inputs3(set), set.output.ptr);
+        let ([gemm_s, gemm_o], [s, p]) = (&self.gemms, &self.scratch);
+        let a = &self.spec;
+        let args = Args::new()
+            .buf(s)
+            .buf(p)
+            .u64(a.q_len)
+            .u64(a.kv_len)
+            .i32(a.causal as i32);
+        let rows = (a.batch * a.q_heads * a.q_len) as u32;
+        // SAFETY: buffers sized from the spec, alive as long as the run; kernel parameters
+        // match gv_softmax_*(const float*, T*, u64, u64, int).
         unsafe {
-            self.gemm_s.enqueue(
-                &self.handle,
-                self.gpu,
-                set.k.ptr,
-                set.q.ptr,
-                self.s.ptr,
-                self.workspace.ptr,
-            )?;
-            let a = &self.spec;
-            let args = Args::new()
-                .buf(&self.s)
-                .buf(&self.p)
-                .u64(a.q_len)
-                .u64(a.kv_len)
-                .i32(a.causal as i32);
-            let rows = (a.batch * a.q_heads * a.q_len) as u32;
-            launch(self.gpu, &self.softmax, Dims::linear(rows, BLOCK), args)?;
-            self.gemm_o.enqueue(
-                &self.handle,
-                self.gpu,
-                set.v.ptr,
-                self.p.ptr,
-                set.o.ptr,
-                self.workspace.ptr,
-            )
+            self.lt.enqueue(gpu, gemm_s, k, q, s.ptr)?;
+            launch(gpu, &self.softmax, Dims::linear(rows, BLOCK), args)?;
+            self.lt.enqueue(gpu, gemm_o, v, p.ptr, o)
         }
     }
 
-    fn output<'s>(&'s self, set0: &'s Set) -> Output<'s> {
-        output(&self.spec, self.out, set0)
+    fn output(&self) -> Output {
+        output(&self.spec, self.out)
     }
 
-    fn compute_dtype(&self) -> String {
-        self.gemm_s.label.clone()
+    fn compute_dtype(&self) -> ComputeType {
+        self.gemms[0].label.clone()
     }
 
-    fn notes(&self) -> Vec<String> {
+    fn notes(&self, _gpu: &Gpu) -> Vec<String> {
         let mut n = Vec::new();
         if self.spec.causal {
             n.push(
@@ -250,6 +228,11 @@ impl Exec for AttentionRun<'_> {
         ));
         n
     }
+}
+
+/// The device addresses of Q, K and V in `set`.
+pub fn inputs3(set: &Buffers) -> [u64; 3] {
+    [0, 1, 2].map(|i| set.inputs[i].ptr)
 }
 
 #[cfg(test)]
@@ -281,6 +264,24 @@ mod tests {
         assert_eq!((o.m, o.n, o.k), (64, 64, 48));
         assert_eq!(o.batch, Some((4, 48 * 64, 64 * 48, 64 * 64)));
         assert_eq!(o.d_type, Ty::CUDA_R_16BF);
+    }
+
+    #[test]
+    fn compute_types_are_the_labels_reports_carry() {
+        let label = |dtype| {
+            plan(&AttentionSpec { dtype, ..spec() }, (9, 0))
+                .unwrap()
+                .0
+                .label
+        };
+        assert_eq!(
+            label(DType::F32),
+            "f32 (CUBLAS_COMPUTE_32F GEMMs, f32 softmax)"
+        );
+        assert_eq!(
+            label(DType::Bf16),
+            "bf16 GEMMs with f32 accumulate, f32 scores and softmax, P in bf16"
+        );
     }
 
     #[test]

@@ -26,13 +26,23 @@ pub struct Props {
     pub sms: u32,
     pub total_mem: u64,
     pub l2_bytes: u64,
-    pub max_threads_per_sm: u32,
-    pub smem_per_sm: u64,
-    pub smem_per_block_optin: u64,
+    /// What one SM, and one block on it, may use.
+    pub sm: SmLimits,
+    /// What the driver reports of the clocks and the memory bus: the `*_driver` facts of the
+    /// device state (NVML's, where present, come on top).
+    pub driver: DeviceState,
+}
+
+/// What one SM, and one block on it, may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmLimits {
+    pub max_threads: u32,
+    /// Shared memory of one SM.
+    pub smem: u64,
+    /// Shared memory one block gets without opting in.
     pub smem_per_block: u64,
-    pub sm_clock_khz: Option<u64>,
-    pub mem_clock_khz: Option<u64>,
-    pub bus_width_bits: Option<u64>,
+    /// The most dynamic shared memory one block may opt in to.
+    pub smem_per_block_optin: u64,
 }
 
 impl Props {
@@ -45,23 +55,17 @@ impl Props {
         let mut m = Map::new();
         m.insert("cuda_ordinal".into(), json!(self.ordinal));
         m.insert("arch".into(), json!(self.arch()));
-        m.insert("max_threads_per_sm".into(), json!(self.max_threads_per_sm));
-        m.insert("shared_memory_per_sm_bytes".into(), json!(self.smem_per_sm));
+        m.insert("max_threads_per_sm".into(), json!(self.sm.max_threads));
+        m.insert("shared_memory_per_sm_bytes".into(), json!(self.sm.smem));
         m.insert(
             "shared_memory_per_block_bytes".into(),
-            json!(self.smem_per_block),
+            json!(self.sm.smem_per_block),
         );
         m.insert(
             "shared_memory_per_block_optin_bytes".into(),
-            json!(self.smem_per_block_optin),
+            json!(self.sm.smem_per_block_optin),
         );
-        let state = DeviceState {
-            sm_clock_max_mhz_driver: self.sm_clock_khz.map(|k| k / 1000),
-            memory_clock_max_mhz_driver: self.mem_clock_khz.map(|k| k / 1000),
-            memory_bus_width_bits: self.bus_width_bits,
-            ..DeviceState::default()
-        };
-        m.extend(state.to_details());
+        m.extend(self.driver.to_details());
         m
     }
 }
@@ -203,8 +207,7 @@ impl Gpu {
 
     /// Blocks for a grid-stride kernel: enough resident blocks to fill every SM.
     pub fn stream_grid(&self, block: u32, elements_per_block_min: u64, n: u64) -> u32 {
-        let full =
-            self.props.sms as u64 * (self.props.max_threads_per_sm as u64 / block as u64).max(1);
+        let full = self.props.sms as u64 * (self.props.sm.max_threads as u64 / block as u64).max(1);
         let useful = n.div_ceil(elements_per_block_min).max(1);
         full.min(useful).min(u32::MAX as u64) as u32
     }
@@ -229,14 +232,21 @@ fn read_props(ctx: &Arc<CudaContext>, ordinal: usize) -> Result<Props> {
         sms: attr(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32,
         total_mem: cu("read total memory", ctx.total_mem())? as u64,
         l2_bytes: attr(A::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)? as u64,
-        max_threads_per_sm: attr(A::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR)? as u32,
-        smem_per_sm: attr(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR)? as u64,
-        smem_per_block_optin: attr(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?
-            as u64,
-        smem_per_block: attr(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK)? as u64,
-        sm_clock_khz: opt(A::CU_DEVICE_ATTRIBUTE_CLOCK_RATE),
-        mem_clock_khz: opt(A::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE),
-        bus_width_bits: opt(A::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH),
+        sm: SmLimits {
+            max_threads: attr(A::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR)? as u32,
+            smem: attr(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR)? as u64,
+            smem_per_block: attr(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK)? as u64,
+            smem_per_block_optin: attr(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?
+                as u64,
+        },
+        // The driver reports clocks in kHz.
+        driver: DeviceState {
+            sm_clock_max_mhz_driver: opt(A::CU_DEVICE_ATTRIBUTE_CLOCK_RATE).map(|k| k / 1000),
+            memory_clock_max_mhz_driver: opt(A::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE)
+                .map(|k| k / 1000),
+            memory_bus_width_bits: opt(A::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH),
+            ..DeviceState::default()
+        },
     })
 }
 
@@ -333,13 +343,18 @@ mod tests {
             sms: 132,
             total_mem: 1,
             l2_bytes: 1,
-            max_threads_per_sm: 2048,
-            smem_per_sm: 233472,
-            smem_per_block_optin: 232448,
-            smem_per_block: 49152,
-            sm_clock_khz: Some(1_980_000),
-            mem_clock_khz: Some(3_201_000),
-            bus_width_bits: Some(6144),
+            sm: SmLimits {
+                max_threads: 2048,
+                smem: 233472,
+                smem_per_block: 49152,
+                smem_per_block_optin: 232448,
+            },
+            driver: DeviceState {
+                sm_clock_max_mhz_driver: Some(1980),
+                memory_clock_max_mhz_driver: Some(3201),
+                memory_bus_width_bits: Some(6144),
+                ..DeviceState::default()
+            },
         };
         let d = p.details();
         // gpudb computes peaks of unknown GPUs from these (see backend::state).

@@ -10,6 +10,7 @@
 //! Every missing piece becomes one line saying what is missing, what still works and what to
 //! install.
 
+use std::collections::BTreeMap;
 use std::ffi::{c_void, CString, OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -49,16 +50,52 @@ pub struct Candidate {
     pub major: Option<u32>,
 }
 
+/// An environment variable the search reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Var {
+    /// Folders searched first, and the only place besides the loader's own path where the
+    /// driver is looked for.
+    LibDir,
+    LdLibraryPath,
+    /// A toolkit's root.
+    CudaHome,
+    /// An active conda environment.
+    CondaPrefix,
+    /// An active Python virtualenv.
+    VirtualEnv,
+    /// Each `bin/..` on it may be a Python install (pyenv, venvs) with NVIDIA wheels.
+    Path,
+}
+
+impl Var {
+    pub const ALL: [Var; 6] = [
+        Var::LibDir,
+        Var::LdLibraryPath,
+        Var::CudaHome,
+        Var::CondaPrefix,
+        Var::VirtualEnv,
+        Var::Path,
+    ];
+
+    /// The variable's names; the first one set is used.
+    pub fn names(self) -> &'static [&'static str] {
+        match self {
+            Var::LibDir => &[LIB_DIR_ENV],
+            Var::LdLibraryPath => &["LD_LIBRARY_PATH"],
+            Var::CudaHome => &["CUDA_HOME", "CUDA_PATH"],
+            Var::CondaPrefix => &["CONDA_PREFIX"],
+            Var::VirtualEnv => &["VIRTUAL_ENV"],
+            Var::Path => &["PATH"],
+        }
+    }
+}
+
 /// The inputs of the search, so tests can point it at temporary folders.
 #[derive(Debug, Clone, Default)]
 pub struct SearchEnv {
-    pub lib_dir: Option<OsString>,
-    pub ld_library_path: Option<OsString>,
-    pub cuda_home: Option<OsString>,
-    pub conda_prefix: Option<OsString>,
-    pub virtual_env: Option<OsString>,
+    /// The variables that are set.
+    vars: BTreeMap<Var, OsString>,
     pub home: Option<PathBuf>,
-    pub path: Option<OsString>,
     /// Where `cuda`, `cuda-12.8`, ... and `lib/python3*` live: `/usr/local` and `/usr` normally.
     pub system_roots: Vec<PathBuf>,
 }
@@ -66,34 +103,39 @@ pub struct SearchEnv {
 impl SearchEnv {
     /// The search inputs of this process.
     pub fn from_process() -> Self {
+        let set = |v: Var| v.names().iter().find_map(std::env::var_os).map(|x| (v, x));
         SearchEnv {
-            lib_dir: std::env::var_os(LIB_DIR_ENV),
-            ld_library_path: std::env::var_os("LD_LIBRARY_PATH"),
-            cuda_home: std::env::var_os("CUDA_HOME").or_else(|| std::env::var_os("CUDA_PATH")),
-            conda_prefix: std::env::var_os("CONDA_PREFIX"),
-            virtual_env: std::env::var_os("VIRTUAL_ENV"),
+            vars: Var::ALL.into_iter().filter_map(set).collect(),
             home: dirs::home_dir(),
-            path: std::env::var_os("PATH"),
             system_roots: vec![PathBuf::from("/usr/local"), PathBuf::from("/usr")],
         }
+    }
+
+    /// These inputs with `var` set to `value`.
+    pub fn with(mut self, var: Var, value: impl Into<OsString>) -> Self {
+        self.vars.insert(var, value.into());
+        self
+    }
+
+    /// The value of `var`, when set.
+    pub fn var(&self, var: Var) -> Option<&OsStr> {
+        self.vars.get(&var).map(OsString::as_os_str)
+    }
+
+    /// The folders `var` lists (colon-separated), without empty entries.
+    fn paths(&self, var: Var) -> Vec<PathBuf> {
+        let listed = self.var(var).map(std::env::split_paths);
+        let paths = listed.into_iter().flatten();
+        paths.filter(|p| !p.as_os_str().is_empty()).collect()
     }
 
     /// Folders to search, in priority order, without duplicates and never a `stubs` folder
     /// (its `libcuda.so` stub would shadow the real driver).
     pub fn dirs(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = Vec::new();
-        let split = |v: &Option<OsString>| -> Vec<PathBuf> {
-            v.as_ref()
-                .map(|s| {
-                    std::env::split_paths(s)
-                        .filter(|p| !p.as_os_str().is_empty())
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        out.extend(split(&self.lib_dir));
-        out.extend(split(&self.ld_library_path));
-        for home in split(&self.cuda_home) {
+        out.extend(self.paths(Var::LibDir));
+        out.extend(self.paths(Var::LdLibraryPath));
+        for home in self.paths(Var::CudaHome) {
             out.push(home.join("lib64"));
             out.push(home.join("lib"));
             out.push(home.join("targets/x86_64-linux/lib"));
@@ -118,7 +160,7 @@ impl SearchEnv {
             versioned.sort_by(|a, b| b.0.cmp(&a.0));
             out.extend(versioned.into_iter().map(|(_, p)| p));
         }
-        for prefix in split(&self.conda_prefix) {
+        for prefix in self.paths(Var::CondaPrefix) {
             out.push(prefix.join("lib"));
         }
         for sp in self.site_packages() {
@@ -137,17 +179,14 @@ impl SearchEnv {
     /// Python `site-packages` / `dist-packages` folders: the virtualenv, conda, user, system and
     /// every `bin/..` on PATH (pyenv, venvs), without running Python.
     fn site_packages(&self) -> Vec<PathBuf> {
-        let mut prefixes: Vec<PathBuf> = Vec::new();
-        if let Some(v) = &self.virtual_env {
-            prefixes.push(PathBuf::from(v));
-        }
-        if let Some(c) = &self.conda_prefix {
-            prefixes.push(PathBuf::from(c));
-        }
+        let mut prefixes: Vec<PathBuf> = [Var::VirtualEnv, Var::CondaPrefix]
+            .into_iter()
+            .filter_map(|v| self.var(v).map(PathBuf::from))
+            .collect();
         if let Some(h) = &self.home {
             prefixes.push(h.join(".local"));
         }
-        if let Some(p) = &self.path {
+        if let Some(p) = self.var(Var::Path) {
             for dir in std::env::split_paths(p) {
                 if dir.ends_with("bin") {
                     if let Some(parent) = dir.parent() {
@@ -494,7 +533,7 @@ pub fn driver_names(
 /// loader's own path, plus `GPUVET_CUDA_LIB_DIR` for unusual installs (WSL, containers) and the
 /// container mount folders ([`DRIVER_MOUNT_DIRS`]).
 fn load_driver(env: &SearchEnv) -> Result<Driver, String> {
-    let mut names = driver_names(env.lib_dir.as_deref(), "libcuda.so.1", Path::is_file);
+    let mut names = driver_names(env.var(Var::LibDir), "libcuda.so.1", Path::is_file);
     names.push("libcuda.so".into());
     // Report the loader's message for the SONAME (libcuda.so.1), the name that matters.
     let mut first: Option<String> = None;
@@ -611,6 +650,20 @@ mod tests {
         fs::write(p, b"not a real library").unwrap();
     }
 
+    /// A temporary folder holding `files` (paths relative to it).
+    fn tree(files: &[&str]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for f in files {
+            touch(&t.path().join(f));
+        }
+        t
+    }
+
+    /// The major versions of what a search found, in order.
+    fn majors(found: &[Candidate]) -> Vec<Option<u32>> {
+        found.iter().map(|c| c.major).collect()
+    }
+
     fn env_with(root: &Path) -> SearchEnv {
         SearchEnv {
             system_roots: vec![root.join("usr_local")],
@@ -658,26 +711,23 @@ mod tests {
 
     #[test]
     fn finds_libraries_in_every_usual_place_in_order() {
-        let t = tempfile::tempdir().unwrap();
+        let t = tree(&[
+            "explicit/libnvrtc.so.12",
+            "cudahome/lib64/libnvrtc.so.13",
+            "usr_local/cuda-12.8/lib64/libnvrtc.so.12",
+            "usr_local/cuda-13.0/lib64/libnvrtc.so.13",
+            "conda/lib/libcublasLt.so.13",
+            "venv/lib/python3.11/site-packages/nvidia/cu13/lib/libnvrtc.so.13",
+            "usr_local/cuda/lib64/stubs/libnvrtc.so.13",
+        ]);
         let r = t.path();
-        let explicit = r.join("explicit");
-        let home = r.join("cudahome");
-        let conda = r.join("conda");
-        let venv = r.join("venv");
-        touch(&explicit.join("libnvrtc.so.12"));
-        touch(&home.join("lib64/libnvrtc.so.13"));
-        touch(&r.join("usr_local/cuda-12.8/lib64/libnvrtc.so.12"));
-        touch(&r.join("usr_local/cuda-13.0/lib64/libnvrtc.so.13"));
-        touch(&conda.join("lib/libcublasLt.so.13"));
-        touch(&venv.join("lib/python3.11/site-packages/nvidia/cu13/lib/libnvrtc.so.13"));
-        touch(&r.join("usr_local/cuda/lib64/stubs/libnvrtc.so.13"));
-        let env = SearchEnv {
-            lib_dir: Some(explicit.clone().into()),
-            cuda_home: Some(home.clone().into()),
-            conda_prefix: Some(conda.clone().into()),
-            virtual_env: Some(venv.clone().into()),
-            ..env_with(r)
-        };
+        let [explicit, home, conda, venv] =
+            ["explicit", "cudahome", "conda", "venv"].map(|d| r.join(d));
+        let env = env_with(r)
+            .with(Var::LibDir, &explicit)
+            .with(Var::CudaHome, &home)
+            .with(Var::CondaPrefix, &conda)
+            .with(Var::VirtualEnv, &venv);
         let dirs = env.dirs();
         assert!(dirs.iter().all(|d| !d.ends_with("stubs")));
         let found = find_all(&dirs, Lib::Nvrtc);
@@ -693,24 +743,18 @@ mod tests {
                     .as_path(),
             ]
         );
-        let lt = find_all(&dirs, Lib::CublasLt);
-        assert_eq!(lt.len(), 1);
-        assert_eq!(lt[0].major, Some(13));
+        assert_eq!(majors(&find_all(&dirs, Lib::CublasLt)), [Some(13)]);
     }
 
     #[test]
     fn finds_pip_wheels_through_path() {
-        let t = tempfile::tempdir().unwrap();
-        let r = t.path();
-        let py = r.join("pyenv/versions/3.11.7");
-        touch(&py.join("lib/python3.11/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12"));
-        let env = SearchEnv {
-            path: Some(std::env::join_paths([py.join("bin")]).unwrap()),
-            ..env_with(r)
-        };
-        let found = find_all(&env.dirs(), Lib::Nvrtc);
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].major, Some(12));
+        let py = "pyenv/versions/3.11.7";
+        let t = tree(&[&format!(
+            "{py}/lib/python3.11/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12"
+        )]);
+        let bin = t.path().join(py).join("bin");
+        let env = env_with(t.path()).with(Var::Path, std::env::join_paths([bin]).unwrap());
+        assert_eq!(majors(&find_all(&env.dirs(), Lib::Nvrtc)), [Some(12)]);
     }
 
     #[test]
@@ -818,10 +862,7 @@ mod tests {
             let Some(_) = fake_driver(t.path(), version, rc) else {
                 return;
             };
-            let env = SearchEnv {
-                lib_dir: Some(t.path().as_os_str().to_owned()),
-                ..Default::default()
-            };
+            let env = SearchEnv::default().with(Var::LibDir, t.path());
             match (load_driver(&env), want) {
                 (Ok(d), Ok(major)) => assert_eq!(d.major(), major),
                 (Err(e), Err(text)) => {

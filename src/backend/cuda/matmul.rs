@@ -19,8 +19,9 @@
 //! timed loop only calls `cublasLtMatmul`.
 
 use super::device::{DevBuf, Gpu};
-use super::run::{upload, CudaRun, Exec, Output};
-use crate::dtype::DType;
+use super::registry::{Built, PrepareCtx};
+use super::run::{check_len, upload, Buffers, Exec, Output, SetLayout};
+use crate::dtype::{Arith, ComputeType, DType, Fp8Scaling};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::workload::{BLayout, MatmulSpec};
@@ -29,6 +30,7 @@ use cudarc::cublaslt::sys::{
     self as lts, cublasComputeType_t as Compute, cublasLtMatmulDescAttributes_t as DescAttr,
     cublasLtMatrixLayoutAttribute_t as LayoutAttr, cudaDataType as Ty,
 };
+use std::borrow::Cow;
 use std::ffi::c_void;
 
 /// Workspace offered to cuBLASLt (NVIDIA recommends 32 MiB on Hopper).
@@ -66,8 +68,8 @@ pub struct GemmDesc {
     pub alpha: Alpha,
     /// fp8: per-tensor scales of A and B (device pointers to an f32).
     pub fp8_scales: bool,
-    /// What to call the arithmetic in reports.
-    pub compute_label: String,
+    /// The arithmetic, as reports name it.
+    pub label: ComputeType,
     /// B must be uploaded transposed (K×N → N×K) to reach the TN form.
     pub transpose_b_on_host: bool,
 }
@@ -114,91 +116,60 @@ pub fn plan(spec: &MatmulSpec, cc: (i32, i32)) -> Result<GemmDesc> {
             Alpha::F32(1.0)
         },
         fp8_scales: spec.dtype == DType::Fp8E4m3,
-        compute_label: label.into(),
+        label,
         transpose_b_on_host,
     })
 }
 
 /// cuBLASLt's A/B type, D type, compute type, scale type and a label for `dtype`, or why a GPU
 /// of compute capability `cc` cannot run it.
-type GemmTypes = (Ty, Ty, Compute, Ty, &'static str);
+type GemmTypes = (Ty, Ty, Compute, Ty, ComputeType);
+
+/// How cuBLASLt runs each input dtype: (dtype, its name in refusals, A/B type, D type, compute
+/// type, the compute capability it needs ×10). Products are summed in i32 for int8 (scale type
+/// i32) and in f32 otherwise; fp8 e5m2 has no row.
+const LT_TYPES: [(DType, &str, Ty, Ty, Compute, i32); 6] = {
+    use Compute::CUBLAS_COMPUTE_32I as C32I;
+    use Compute::{CUBLAS_COMPUTE_32F as C32F, CUBLAS_COMPUTE_32F_FAST_TF32 as TF32};
+    use Ty::{CUDA_R_16BF as BF16, CUDA_R_16F as F16, CUDA_R_32F as F32, CUDA_R_32I as I32};
+    use Ty::{CUDA_R_8F_E4M3 as E4M3, CUDA_R_8I as I8};
+    [
+        (DType::F32, "f32", F32, F32, C32F, 0),
+        (DType::Tf32, "tf32", F32, F32, TF32, 80),
+        (DType::F16, "f16", F16, F16, C32F, 0),
+        (DType::Bf16, "bf16", BF16, BF16, C32F, 80),
+        (DType::Fp8E4m3, "fp8", E4M3, BF16, C32F, 89),
+        (DType::Int8, "int8", I8, I32, C32I, 75),
+    ]
+};
 
 fn types_for(dtype: DType, cc: (i32, i32)) -> Result<GemmTypes> {
-    let sm = cc.0 * 10 + cc.1;
-    let need = |min: i32, what: &str| -> Result<()> {
-        if sm < min {
-            Err(Error::unsupported(format!(
-                "{what} matmul needs compute capability {}.{} or newer; this GPU is {}.{}",
-                min / 10,
-                min % 10,
-                cc.0,
-                cc.1
-            )))
-        } else {
-            Ok(())
-        }
+    if dtype == DType::Fp8E5m2 {
+        return Err(Error::unsupported(
+            "cuBLASLt has no e5m2 × e5m2 matmul (e5m2 is for gradients; use fp8_e4m3)",
+        ));
+    }
+    let &(_, what, ab, d, compute, min) = LT_TYPES
+        .iter()
+        .find(|row| row.0 == dtype)
+        .ok_or_else(|| Error::unsupported(format!("cuBLASLt matmul in {dtype} is not wired")))?;
+    if cc.0 * 10 + cc.1 < min {
+        return Err(Error::unsupported(format!(
+            "{what} matmul needs compute capability {}.{} or newer; this GPU is {}.{}",
+            min / 10,
+            min % 10,
+            cc.0,
+            cc.1
+        )));
+    }
+    let int = compute == Compute::CUBLAS_COMPUTE_32I;
+    let label = match dtype {
+        DType::Fp8E4m3 => ComputeType::fp8(dtype, dtype.matmul_output(), Fp8Scaling::Unit),
+        _ if int => ComputeType::accumulated(dtype, Arith::I32),
+        _ => ComputeType::accumulated(dtype, Arith::F32),
     };
-    Ok(match dtype {
-        DType::F32 => (
-            Ty::CUDA_R_32F,
-            Ty::CUDA_R_32F,
-            Compute::CUBLAS_COMPUTE_32F,
-            Ty::CUDA_R_32F,
-            "f32",
-        ),
-        DType::Tf32 => {
-            need(80, "tf32")?;
-            (
-                Ty::CUDA_R_32F,
-                Ty::CUDA_R_32F,
-                Compute::CUBLAS_COMPUTE_32F_FAST_TF32,
-                Ty::CUDA_R_32F,
-                "tf32 (f32 accumulate)",
-            )
-        }
-        DType::F16 => (
-            Ty::CUDA_R_16F,
-            Ty::CUDA_R_16F,
-            Compute::CUBLAS_COMPUTE_32F,
-            Ty::CUDA_R_32F,
-            "f16 (f32 accumulate)",
-        ),
-        DType::Bf16 => {
-            need(80, "bf16")?;
-            (
-                Ty::CUDA_R_16BF,
-                Ty::CUDA_R_16BF,
-                Compute::CUBLAS_COMPUTE_32F,
-                Ty::CUDA_R_32F,
-                "bf16 (f32 accumulate)",
-            )
-        }
-        DType::Fp8E4m3 => {
-            need(89, "fp8")?;
-            (
-                Ty::CUDA_R_8F_E4M3,
-                Ty::CUDA_R_16BF,
-                Compute::CUBLAS_COMPUTE_32F,
-                Ty::CUDA_R_32F,
-                "fp8_e4m3 (f32 accumulate, bf16 out, scales 1)",
-            )
-        }
-        DType::Fp8E5m2 => {
-            return Err(Error::unsupported(
-                "cuBLASLt has no e5m2 × e5m2 matmul (e5m2 is for gradients; use fp8_e4m3)",
-            ))
-        }
-        DType::Int8 => {
-            need(75, "int8")?;
-            (
-                Ty::CUDA_R_8I,
-                Ty::CUDA_R_32I,
-                Compute::CUBLAS_COMPUTE_32I,
-                Ty::CUDA_R_32I,
-                "int8 (i32 accumulate)",
-            )
-        }
-    })
+    let scale = if int { Ty::CUDA_R_32I } else { Ty::CUDA_R_32F };
+    Ok((ab, d, compute, scale, label))
 }
 
 /// A cuBLASLt handle, destroyed on drop.
@@ -229,7 +200,7 @@ pub struct LtGemm {
     alpha: Alpha,
     beta: Alpha,
     pub workspace_size: usize,
-    pub label: String,
+    pub label: ComputeType,
 }
 
 fn layout(
@@ -281,7 +252,7 @@ impl LtGemm {
                 Alpha::I32(_) => Alpha::I32(0),
             },
             workspace_size: 0,
-            label: g.compute_label.clone(),
+            label: g.label.clone(),
         };
         let set = |attr: DescAttr, v: *const c_void, n: usize| -> Result<()> {
             // SAFETY: attribute values of the documented sizes, alive for the call.
@@ -331,7 +302,7 @@ impl LtGemm {
             if e.0 == lts::cublasStatus_t::CUBLAS_STATUS_NOT_SUPPORTED {
                 Error::unsupported(format!(
                     "cuBLASLt has no algorithm for {} with m={} n={} k={} on this GPU",
-                    g.compute_label, g.m, g.n, g.k
+                    g.label, g.m, g.n, g.k
                 ))
             } else {
                 lt_err("algorithm heuristic", e)
@@ -415,127 +386,120 @@ pub fn transpose_bytes(src: &[u8], rows: usize, cols: usize, elem: usize) -> Vec
     out
 }
 
-/// One buffer set of a matmul: A, B (as the kernel reads it) and C. Shared by cuBLASLt and
-/// the own kernels.
-pub struct Set {
-    pub a: DevBuf,
-    pub b: DevBuf,
-    pub d: DevBuf,
-}
-
-/// Uploads `sets` copies of A and B (B transposed K×N → N×K first when the GEMM needs it)
-/// next to an output C each.
-pub fn upload_sets(
-    gpu: &Gpu,
+/// The buffer set of a matmul, shared by cuBLASLt and the own kernels: A, B (transposed
+/// K×N → N×K first when the GEMM needs it) and C, in the dtype's matmul output type.
+pub fn set_layout<'h>(
     spec: &MatmulSpec,
-    inputs: &[Tensor],
+    inputs: &'h [Tensor],
     transpose_b: bool,
-    sets: usize,
-) -> Result<Vec<Set>> {
-    let [a_host, b_host] = inputs else {
+) -> Result<SetLayout<'h>> {
+    let [a, b] = inputs else {
         return Err(Error::invalid("matmul takes two inputs, A and B"));
     };
-    let out_bytes = (spec.m * spec.n * spec.dtype.matmul_output().size()) as usize;
-    let b_host: std::borrow::Cow<[u8]> = if transpose_b {
-        let (k, n, elem) = (spec.k as usize, spec.n as usize, spec.dtype.size() as usize);
-        std::borrow::Cow::Owned(transpose_bytes(b_host.as_bytes(), k, n, elem))
+    let elem = spec.dtype.size();
+    check_len(1, b.as_bytes(), spec.k * spec.n * elem)?;
+    let b: Cow<[u8]> = if transpose_b {
+        let (k, n) = (spec.k as usize, spec.n as usize);
+        Cow::Owned(transpose_bytes(b.as_bytes(), k, n, elem as usize))
     } else {
-        std::borrow::Cow::Borrowed(b_host.as_bytes())
+        Cow::Borrowed(b.as_bytes())
     };
-    (0..sets.max(1))
-        .map(|_| {
-            Ok(Set {
-                a: upload(gpu, a_host.as_bytes())?,
-                b: upload(gpu, &b_host)?,
-                d: gpu.alloc(out_bytes)?,
-            })
-        })
-        .collect()
+    let out = spec.m * spec.n * spec.dtype.matmul_output().size();
+    SetLayout::new(out)
+        .input(a.as_bytes(), spec.m * spec.k * elem)?
+        .input(b, spec.k * spec.n * elem)
 }
 
-/// C of `set`, an M×N matrix of the dtype's matmul output type.
-pub fn output<'s>(spec: &MatmulSpec, set: &'s Set) -> Output<'s> {
+/// C, an M×N matrix of the dtype's matmul output type.
+pub fn output(spec: &MatmulSpec) -> Output {
     let shape = vec![spec.m as usize, spec.n as usize];
-    Output::typed(&set.d, "C", shape, spec.dtype.matmul_output())
+    Output::typed("C", shape, spec.dtype.matmul_output())
+}
+
+/// A cuBLASLt handle and the workspace every GEMM of one run shares.
+pub struct Lt {
+    handle: LtHandle,
+    workspace: DevBuf,
+}
+
+impl Lt {
+    pub fn new(gpu: &Gpu) -> Result<Lt> {
+        let workspace = gpu.alloc(WORKSPACE_BYTES)?;
+        gpu.bind()?;
+        Ok(Lt {
+            handle: LtHandle::new()?,
+            workspace,
+        })
+    }
+
+    /// `g` made ready on this handle (`scales`: see [`LtGemm::new`]).
+    pub fn gemm(&self, g: &GemmDesc, scales: Option<u64>) -> Result<LtGemm> {
+        LtGemm::new(&self.handle, g, scales)
+    }
+
+    /// Enqueues `gemm` on `gpu`'s stream, cuBLASLt's A, B and D at `a`, `b`, `d`.
+    ///
+    /// # Safety
+    /// As [`LtGemm::enqueue`].
+    pub unsafe fn enqueue(&self, gpu: &Gpu, gemm: &LtGemm, a: u64, b: u64, d: u64) -> Result<()> {
+        // SAFETY: the caller's guarantee; the workspace holds WORKSPACE_BYTES.
+        unsafe { gemm.enqueue(&self.handle, gpu, a, b, d, self.workspace.ptr) }
+    }
+}
+
+/// The prepared cuBLASLt matmul of `spec`.
+pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &MatmulSpec) -> Built<'a> {
+    let gpu = ctx.gpu;
+    let g = plan(spec, gpu.props.cc)?;
+    gpu.ensure_fits(memory_needed(spec, ctx.sets))?;
+    let scales = if g.fp8_scales {
+        let ones: Vec<u8> = [1.0f32, 1.0f32]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        Some(upload(gpu, &ones)?)
+    } else {
+        None
+    };
+    let lt = Lt::new(gpu)?;
+    let gemm = lt.gemm(&g, scales.as_ref().map(|s| s.ptr))?;
+    let layout = set_layout(spec, ctx.inputs, g.transpose_b_on_host)?;
+    let exec = MatmulRun {
+        spec: spec.clone(),
+        lt,
+        gemm,
+        b_transposed: g.transpose_b_on_host,
+        _scales: scales,
+    };
+    ctx.run(exec, layout)
 }
 
 /// A prepared cuBLASLt matmul.
-pub struct MatmulRun<'a> {
-    gpu: &'a Gpu,
+pub struct MatmulRun {
     spec: MatmulSpec,
-    handle: LtHandle,
+    lt: Lt,
     gemm: LtGemm,
     b_transposed: bool,
-    workspace: DevBuf,
     _scales: Option<DevBuf>,
 }
 
-impl<'a> MatmulRun<'a> {
-    pub fn new(
-        gpu: &'a Gpu,
-        spec: &MatmulSpec,
-        inputs: &[Tensor],
-        sets: usize,
-        policy: String,
-    ) -> Result<CudaRun<'a, Self>> {
-        let g = plan(spec, gpu.props.cc)?;
-        gpu.ensure_fits(memory_needed(spec, sets))?;
-        let bufs = upload_sets(gpu, spec, inputs, g.transpose_b_on_host, sets)?;
-        let scales = if g.fp8_scales {
-            let s = gpu.alloc(8)?;
-            let ones: Vec<u8> = [1.0f32, 1.0f32]
-                .iter()
-                .flat_map(|x| x.to_le_bytes())
-                .collect();
-            s.upload(gpu, &ones)?;
-            Some(s)
-        } else {
-            None
-        };
-        let workspace = gpu.alloc(WORKSPACE_BYTES)?;
-        gpu.bind()?;
-        let handle = LtHandle::new()?;
-        let gemm = LtGemm::new(&handle, &g, scales.as_ref().map(|s| s.ptr))?;
-        let exec = MatmulRun {
-            gpu,
-            spec: spec.clone(),
-            handle,
-            gemm,
-            b_transposed: g.transpose_b_on_host,
-            workspace,
-            _scales: scales,
-        };
-        CudaRun::new(gpu, exec, bufs, policy)
-    }
-}
-
-impl Exec for MatmulRun<'_> {
-    type Set = Set;
-
-    fn enqueue(&self, s: &Set) -> Result<()> {
+impl Exec for MatmulRun {
+    fn enqueue(&self, gpu: &Gpu, s: &Buffers) -> Result<()> {
         // cuBLASLt's A is our B and its B is our A (see the module comment).
-        // SAFETY: buffers sized by spec, alive as long as self.
-        unsafe {
-            self.gemm.enqueue(
-                &self.handle,
-                self.gpu,
-                s.b.ptr,
-                s.a.ptr,
-                s.d.ptr,
-                self.workspace.ptr,
-            )
-        }
+        let (a, b) = (s.inputs[0].ptr, s.inputs[1].ptr);
+        // SAFETY: buffers sized by spec, alive as long as the run.
+        unsafe { self.lt.enqueue(gpu, &self.gemm, b, a, s.output.ptr) }
     }
 
-    fn output<'s>(&'s self, set0: &'s Set) -> Output<'s> {
-        output(&self.spec, set0)
+    fn output(&self) -> Output {
+        output(&self.spec)
     }
 
-    fn compute_dtype(&self) -> String {
+    fn compute_dtype(&self) -> ComputeType {
         self.gemm.label.clone()
     }
 
-    fn notes(&self) -> Vec<String> {
+    fn notes(&self, _gpu: &Gpu) -> Vec<String> {
         let mut n = vec![format!(
             "cuBLASLt heuristic algorithm, workspace {} offered, {} used",
             crate::units::Bytes(WORKSPACE_BYTES as u64),
@@ -574,10 +538,36 @@ mod tests {
     fn fp32_is_never_tf32() {
         let g = plan(&spec(DType::F32, BLayout::Kn), (9, 0)).unwrap();
         assert_eq!(g.compute, Compute::CUBLAS_COMPUTE_32F);
-        assert_eq!(g.compute_label, "f32");
+        assert_eq!(g.label, "f32");
         let t = plan(&spec(DType::Tf32, BLayout::Kn), (9, 0)).unwrap();
         assert_eq!(t.compute, Compute::CUBLAS_COMPUTE_32F_FAST_TF32);
-        assert!(t.compute_label.starts_with("tf32"));
+        assert!(t.label.to_string().starts_with("tf32"));
+    }
+
+    #[test]
+    fn compute_types_are_the_labels_reports_carry() {
+        let acc = |d: &str| format!("{d} (f32 accumulate)");
+        // (dtype, cuBLASLt, the own kernels): fp8 differs in its scales only.
+        for (d, lt, own) in [
+            (DType::F32, "f32".to_string(), "f32".to_string()),
+            (DType::Tf32, acc("tf32"), acc("tf32")),
+            (DType::F16, acc("f16"), acc("f16")),
+            (DType::Bf16, acc("bf16"), acc("bf16")),
+            (
+                DType::Fp8E4m3,
+                "fp8_e4m3 (f32 accumulate, bf16 out, scales 1)".into(),
+                "fp8_e4m3 (f32 accumulate, bf16 out, no scales)".into(),
+            ),
+            (
+                DType::Int8,
+                "int8 (i32 accumulate)".into(),
+                "int8 (i32 accumulate)".into(),
+            ),
+        ] {
+            let g = plan(&spec(d, BLayout::Nk), (9, 0)).unwrap();
+            assert_eq!(g.label, lt.as_str());
+            assert_eq!(super::super::own_matmul::compute_type(d), own.as_str());
+        }
     }
 
     #[test]

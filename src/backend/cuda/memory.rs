@@ -1,15 +1,15 @@
 //! Memory bandwidth on the GPU: gpuvet's own copy/read/write/triad kernels, and the driver's
 //! device-to-device memcpy as the reference for copy.
 
-use super::device::{DevBuf, Gpu};
+use super::device::Gpu;
 use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
-use super::run::{CudaRun, Exec, Output, Readback};
-use crate::dtype::OutType;
+use super::registry::{Built, PrepareCtx, Refusal, Verdict};
+use super::run::{Buffers, Exec, Output, Readback, SetLayout};
+use crate::dtype::{ComputeType, DType, OutType};
 use crate::error::{Error, Result};
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
-use crate::tensor::Tensor;
 use crate::workload::{MemOp, MemorySpec};
 use cudarc::driver::result as dr;
 
@@ -26,24 +26,21 @@ pub enum MemImpl {
     Memcpy,
 }
 
-impl MemImpl {
-    pub fn for_op(op: MemOp, imp: &str) -> Result<MemImpl> {
-        match (op, imp) {
-            (MemOp::Copy, "kernel") => Ok(MemImpl::Kernel(KernelId::MemCopy)),
-            (MemOp::Copy, "memcpy") => Ok(MemImpl::Memcpy),
-            (MemOp::Read, "kernel") => Ok(MemImpl::Kernel(KernelId::MemRead)),
-            (MemOp::Write, "kernel") => Ok(MemImpl::Kernel(KernelId::MemWrite)),
-            (MemOp::Triad, "kernel") => Ok(MemImpl::Kernel(KernelId::MemTriad)),
-            _ => Err(Error::unsupported(format!(
-                "cuda has no implementation `{imp}` of memory {} (available: {})",
-                op.name(),
-                if op == MemOp::Copy {
-                    "kernel, memcpy"
-                } else {
-                    "kernel"
-                }
-            ))),
-        }
+/// The kernel of `op` in kernels/memory.cu.
+pub fn kernel_of(op: MemOp) -> KernelId {
+    match op {
+        MemOp::Copy => KernelId::MemCopy,
+        MemOp::Read => KernelId::MemRead,
+        MemOp::Write => KernelId::MemWrite,
+        MemOp::Triad => KernelId::MemTriad,
+    }
+}
+
+/// The driver's memcpy is an implementation of `copy` only.
+pub fn memcpy_offered(m: &MemorySpec) -> Verdict {
+    match m.op {
+        MemOp::Copy => Ok(()),
+        _ => Err(Refusal::NotOffered),
     }
 }
 
@@ -52,95 +49,73 @@ pub fn memory_needed(spec: &MemorySpec, sets: usize, gpu_partials: u64) -> u64 {
     spec.footprint() * sets.max(1) as u64 + gpu_partials * 8
 }
 
-/// One set of arrays: `out` is what the operation writes (for read, the per-block partials).
-pub struct Set {
-    out: DevBuf,
-    ins: Vec<DevBuf>,
+/// The prepared run of `spec` carried out by `imp`.
+pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &MemorySpec, imp: MemImpl) -> Built<'a> {
+    let (gpu, inputs) = (ctx.gpu, ctx.inputs);
+    let n = spec.elements();
+    let grid = gpu.stream_grid(BLOCK, MIN_ELEMS_PER_BLOCK, n);
+    let want_inputs = match spec.op {
+        MemOp::Copy | MemOp::Read => 1,
+        MemOp::Write => 0,
+        MemOp::Triad => 2,
+    };
+    if inputs.len() != want_inputs {
+        return Err(Error::invalid(format!(
+            "memory {} takes {want_inputs} input arrays, got {}",
+            spec.op.name(),
+            inputs.len()
+        )));
+    }
+    gpu.ensure_fits(memory_needed(spec, ctx.sets, grid as u64))?;
+    // Compile before allocating gigabytes, so a compile error costs nothing.
+    let func = match imp {
+        MemImpl::Kernel(k) => Some(Kernel::load(gpu, k)?),
+        MemImpl::Memcpy => None,
+    };
+    // The read kernel writes one f64 partial per block; the others an array like the inputs.
+    let out = match spec.op {
+        MemOp::Read => grid as u64 * 8,
+        _ => n * 4,
+    };
+    let layout = inputs
+        .iter()
+        .try_fold(SetLayout::new(out), |l, t| l.input(t.as_bytes(), n * 4))?;
+    let spec = spec.clone();
+    ctx.run(
+        MemoryRun {
+            spec,
+            imp,
+            func,
+            grid,
+        },
+        layout,
+    )
 }
 
-pub struct MemoryRun<'a> {
-    gpu: &'a Gpu,
+pub struct MemoryRun {
     spec: MemorySpec,
     imp: MemImpl,
     func: Option<Kernel>,
     grid: u32,
 }
 
-impl<'a> MemoryRun<'a> {
-    pub fn new(
-        gpu: &'a Gpu,
-        spec: &MemorySpec,
-        imp: MemImpl,
-        inputs: &[Tensor],
-        sets: usize,
-        policy: String,
-    ) -> Result<CudaRun<'a, Self>> {
-        let n = spec.elements();
-        let grid = gpu.stream_grid(BLOCK, MIN_ELEMS_PER_BLOCK, n);
-        let sets = sets.max(1);
-        let want_inputs = match spec.op {
-            MemOp::Copy | MemOp::Read => 1,
-            MemOp::Write => 0,
-            MemOp::Triad => 2,
-        };
-        if inputs.len() != want_inputs {
-            return Err(Error::invalid(format!(
-                "memory {} takes {want_inputs} input arrays, got {}",
-                spec.op.name(),
-                inputs.len()
-            )));
-        }
-        gpu.ensure_fits(memory_needed(spec, sets, grid as u64))?;
-        // Compile before allocating gigabytes, so a compile error costs nothing.
-        let func = match imp {
-            MemImpl::Kernel(k) => Some(Kernel::load(gpu, k)?),
-            MemImpl::Memcpy => None,
-        };
-        let bytes = (n * 4) as usize;
-        let mut all = Vec::with_capacity(sets);
-        for _ in 0..sets {
-            let out = match spec.op {
-                MemOp::Read => gpu.alloc(grid as usize * 8)?,
-                _ => gpu.alloc(bytes)?,
-            };
-            let mut ins = Vec::new();
-            for t in inputs {
-                let b = gpu.alloc(bytes)?;
-                b.upload(gpu, t.as_bytes())?;
-                ins.push(b);
-            }
-            all.push(Set { out, ins });
-        }
-        let exec = MemoryRun {
-            gpu,
-            spec: spec.clone(),
-            imp,
-            func,
-            grid,
-        };
-        CudaRun::new(gpu, exec, all, policy)
-    }
-}
-
-impl Exec for MemoryRun<'_> {
-    type Set = Set;
-
-    fn enqueue(&self, s: &Set) -> Result<()> {
+impl Exec for MemoryRun {
+    fn enqueue(&self, gpu: &Gpu, s: &Buffers) -> Result<()> {
         let n = self.spec.elements();
-        let out = s.out.ptr;
+        let out = s.output.ptr;
         let Some(f) = &self.func else {
             // SAFETY: both buffers hold n f32 values.
             return cu("cuMemcpyDtoDAsync", unsafe {
                 dr::memcpy_dtod_async(
                     out,
-                    s.ins[0].ptr,
+                    s.inputs[0].ptr,
                     (n * 4) as usize,
-                    self.gpu.stream.cu_stream(),
+                    gpu.stream.cu_stream(),
                 )
             });
         };
-        let in0 = s.ins.first().map_or(0, |b| b.ptr);
-        let in1 = s.ins.get(1).map_or(0, |b| b.ptr);
+        let in0 = s.inputs.first().map_or(0, |b| b.ptr);
+        let in1 = s.inputs.get(1).map_or(0, |b| b.ptr);
         // Argument lists as the C signatures in kernels/memory.cu declare them.
         let args = match self.spec.op {
             MemOp::Copy => Args::new().ptr(in0).ptr(out).u64(n),
@@ -154,31 +129,29 @@ impl Exec for MemoryRun<'_> {
                 .f32(TRIAD_SCALAR),
         };
         // SAFETY: the arguments follow the kernel's signature; buffers live as long as self.
-        unsafe { launch(self.gpu, f, Dims::linear(self.grid, BLOCK), args) }
+        unsafe { launch(gpu, f, Dims::linear(self.grid, BLOCK), args) }
     }
 
-    fn output<'s>(&'s self, set0: &'s Set) -> Output<'s> {
-        let buf = &set0.out;
+    fn output(&self) -> Output {
         match self.spec.op {
             // One f64 partial per block, summed on the host.
             MemOp::Read => Output {
-                buf,
                 name: "sum",
                 shape: vec![1],
                 readback: Readback::SumF64,
             },
             op => {
                 let name = if op == MemOp::Triad { "a" } else { "dst" };
-                Output::typed(buf, name, vec![self.spec.elements() as usize], OutType::F32)
+                Output::typed(name, vec![self.spec.elements() as usize], OutType::F32)
             }
         }
     }
 
-    fn compute_dtype(&self) -> String {
-        "f32".into()
+    fn compute_dtype(&self) -> ComputeType {
+        ComputeType::uniform(DType::F32)
     }
 
-    fn notes(&self) -> Vec<String> {
+    fn notes(&self, _gpu: &Gpu) -> Vec<String> {
         match self.imp {
             MemImpl::Memcpy => vec!["driver cuMemcpyDtoDAsync (reference)".into()],
             MemImpl::Kernel(_) if self.spec.op == MemOp::Read => vec![format!(
@@ -190,24 +163,5 @@ impl Exec for MemoryRun<'_> {
                 self.grid
             )],
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn implementations_per_op() {
-        assert_eq!(
-            MemImpl::for_op(MemOp::Copy, "memcpy").unwrap(),
-            MemImpl::Memcpy
-        );
-        assert_eq!(
-            MemImpl::for_op(MemOp::Triad, "kernel").unwrap(),
-            MemImpl::Kernel(KernelId::MemTriad)
-        );
-        let e = MemImpl::for_op(MemOp::Read, "memcpy").unwrap_err();
-        assert!(e.to_string().contains("available: kernel"), "{e}");
     }
 }

@@ -15,8 +15,9 @@
 //! | `timing` | CUDA events |
 //! | `error` | driver errors kept typed (out of memory, illegal address, other) |
 //! | `launch` | the typed kernel launcher and its argument builder |
-//! | `run` | the one prepared run (poison, verify, rotate, time, drop) |
-//! | `matmul`, `memory`, `attention`, `own_*` | what each workload enqueues (`run::Exec`) |
+//! | `registry` | the implementation table and user registrations: what `implementations`, `check` and `prepare` ask |
+//! | `run` | the one prepared run (buffer sets, poison, verify, rotate, time, drop) |
+//! | `matmul`, `memory`, `attention`, `own_*` | each implementation's plan, factory and `run::Exec` |
 
 pub mod attention;
 pub mod device;
@@ -34,17 +35,16 @@ pub mod registry;
 pub mod run;
 pub mod timing;
 pub mod user;
+pub mod user_run;
 
 use super::{
-    quick, Backend, BackendKind, DeviceInfo, ImplInfo, MemoryNeeds, PrepareOptions, Prepared,
-    Sustained, Telemetry,
+    quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, MemoryNeeds, PrepareOptions,
+    Prepared, Request, Sustained, Telemetry,
 };
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
 use crate::workload::{MemOp, Workload};
 use device::Gpu;
 use kernels::KernelId;
-use memory::MemImpl;
 use serde_json::json;
 
 fn unavailable(reason: impl Into<String>) -> Error {
@@ -218,16 +218,16 @@ fn detect_arch() -> (String, String) {
 }
 
 /// How caches are handled, as reported in each result.
-pub fn cache_policy(opts: PrepareOptions, working_set: u64, l2: u64) -> String {
+pub fn cache_policy(opts: PrepareOptions, working_set: u64, l2: u64) -> CachePolicy {
     let sets = opts.buffer_sets.max(1);
     if opts.hot {
-        "hot".into()
+        CachePolicy::Hot
     } else if sets > 1 {
-        format!("rotate({sets})")
+        CachePolicy::Rotate(sets)
     } else if working_set >= 2 * l2 {
-        "cold (working set ≥ 2× L2)".into()
+        CachePolicy::SingleCold
     } else {
-        "warm (1 buffer set smaller than 2× L2)".into()
+        CachePolicy::SingleWarm
     }
 }
 
@@ -323,188 +323,30 @@ impl CudaBackend {
         })
     }
 
-    /// Why `w` cannot run here at all (a missing library, an unsupported dtype), if it cannot.
-    fn blocker(&self, w: &Workload) -> Option<Error> {
-        let probe = libs::probe();
-        let lib = |r: &std::result::Result<libs::Loaded, String>| {
-            r.as_ref().err().map(|e| Error::unsupported(e.clone()))
-        };
-        match w {
-            Workload::Matmul(m) => {
-                lib(&probe.cublaslt).or_else(|| matmul::plan(m, self.gpu.props.cc).err())
-            }
-            Workload::Attention(a) => lib(&probe.cublaslt)
-                .or_else(|| lib(&probe.nvrtc))
-                .or_else(|| attention::plan(a, self.gpu.props.cc).err()),
-            Workload::Memory(_) => None,
-            Workload::Kernel(_) => lib(&probe.nvrtc),
-        }
+    /// This device and the libraries loaded, as the implementations' checks see them.
+    fn target(&self) -> registry::Target<'_> {
+        registry::Target::of(&self.gpu.props)
     }
 
-    /// The built-in implementations of `w` on this device (the registry's come after them).
-    fn builtin_implementations(&self, w: &Workload) -> Vec<ImplInfo> {
-        if self.blocker(w).is_some() {
-            return Vec::new();
-        }
-        let nvrtc_ok = libs::probe().nvrtc.is_ok();
-        match w {
-            Workload::Matmul(m) => {
-                let reference =
-                    ImplInfo::new("cublaslt", "cuBLASLt matmul, heuristic algorithm", true);
-                let p = &self.gpu.props;
-                with_own(reference, nvrtc_ok, || {
-                    own_matmul::implementations(m, p.cc, p.sms)
-                })
-            }
-            Workload::Attention(a) => {
-                let reference = ImplInfo::new(
-                    "unfused",
-                    "cuBLASLt Q·Kᵀ, softmax kernel, cuBLASLt P·V (S materialised)",
-                    true,
-                );
-                let lim = own_attention::Limits::of(&self.gpu.props);
-                with_own(reference, nvrtc_ok, || {
-                    own_attention::implementations(a, &lim)
-                })
-            }
-            Workload::Memory(m) => {
-                let mut v = Vec::new();
-                if nvrtc_ok {
-                    v.push(ImplInfo::new(
-                        "kernel",
-                        "gpuvet float4 grid-stride kernel",
-                        false,
-                    ));
-                }
-                if m.op == MemOp::Copy {
-                    v.push(ImplInfo::new("memcpy", "driver cuMemcpyDtoDAsync", true));
-                }
-                v
-            }
-            Workload::Kernel(_) => vec![ImplInfo::new(
-                USER_IMPL,
-                "the user's kernel, compiled by NVRTC for this GPU",
-                false,
-            )],
-        }
+    /// Adds an implementation (a user's kernel, typically with [`registry::needs_nvrtc`] as
+    /// its check): from then on `implementations`, `check` and `prepare` serve it like a
+    /// built-in one, listed after them. Refuses a name its workload kind already has.
+    pub fn register_implementation(&mut self, imp: registry::Implementation) -> Result<()> {
+        self.registry.register(imp)
     }
-
-    /// The plan-time check of a free-form kernel: compiled, its entry found, its arguments
-    /// against the PTX and its launch against this device.
-    fn check_user_spec(&self, k: &crate::workload::KernelSpec) -> Result<()> {
-        guarded("checking a user kernel", || user::check_spec(&self.gpu, k))
-    }
-
-    /// Adds a user implementation of `workload` kind (`matmul`, `attention`, `memory`): from
-    /// then on `implementations`, `check` and `prepare` treat `info.name` like a built-in one.
-    /// Refuses a name the backend already has for that kind.
-    pub fn register_implementation(
-        &mut self,
-        workload: &'static str,
-        info: ImplInfo,
-        factory: registry::Factory,
-    ) -> Result<()> {
-        let builtin = builtin_names(workload);
-        self.registry.register(workload, info, factory, builtin)
-    }
-}
-
-/// The one implementation of a free-form user kernel (`bench kernel --spec`).
-pub const USER_IMPL: &str = "user";
-
-/// The built-in implementation names of a workload kind, whatever the device.
-pub fn builtin_names(workload: &str) -> &'static [&'static str] {
-    match workload {
-        "matmul" => &["cublaslt", own_matmul::SIMT, own_matmul::MMA],
-        "attention" => &[
-            "unfused",
-            own_attention::PREFILL_IMPL,
-            own_attention::DECODE_IMPL,
-            own_attention::PAGED16_IMPL,
-            own_attention::PAGED64_IMPL,
-        ],
-        "memory" => &["kernel", "memcpy"],
-        _ => &[],
-    }
-}
-
-/// The library reference implementation, then the own kernels when NVRTC can compile them.
-fn with_own(
-    reference: ImplInfo,
-    nvrtc_ok: bool,
-    own: impl FnOnce() -> Vec<ImplInfo>,
-) -> Vec<ImplInfo> {
-    let mut v = vec![reference];
-    if nvrtc_ok {
-        v.extend(own());
-    }
-    v
 }
 
 impl Backend for CudaBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Cuda
-    }
-
     fn device(&self) -> &DeviceInfo {
         &self.info
     }
 
     fn implementations(&self, w: &Workload) -> Vec<ImplInfo> {
-        let mut v = self.builtin_implementations(w);
-        // Registered (user) kernels need NVRTC only, not cuBLASLt.
-        if libs::probe().nvrtc.is_ok() {
-            v.extend(self.registry.implementations(w));
-        }
-        v
+        self.registry.implementations(&self.target(), w)
     }
 
     fn check(&self, w: &Workload, imp: &str) -> Result<()> {
-        if let Some(r) = self.registry.find(w.kind(), imp) {
-            nvrtc::available()?;
-            return match &r.check {
-                Some(check) => guarded("checking a user kernel", || check(&self.gpu, w)),
-                None => Ok(()),
-            };
-        }
-        if let (Workload::Kernel(k), USER_IMPL) = (w, imp) {
-            nvrtc::available()?;
-            return self.check_user_spec(k);
-        }
-        if let Some(e) = self.blocker(w) {
-            return Err(e);
-        }
-        if self.implementations(w).iter().any(|i| i.name == imp) {
-            return Ok(());
-        }
-        if let Workload::Memory(m) = w {
-            if imp == "kernel" {
-                if let Err(e) = &libs::probe().nvrtc {
-                    return Err(Error::unsupported(e.clone()));
-                }
-            }
-            MemImpl::for_op(m.op, imp)?;
-        }
-        // Own attention kernels say why they cannot run this spec (head dim, dtype, length).
-        if let (Workload::Attention(a), Some(kind)) = (w, own_attention::Kind::for_impl(imp)) {
-            own_attention::plan(a, kind, &own_attention::Limits::of(&self.gpu.props))?;
-        }
-        // Own matmul kernels say why they cannot run this spec (dtype, compute capability).
-        if let (Workload::Matmul(m), own_matmul::SIMT | own_matmul::MMA) = (w, imp) {
-            let p = &self.gpu.props;
-            own_matmul::plan(m, imp, p.cc, p.sms)?;
-        }
-        let have: Vec<String> = self
-            .implementations(w)
-            .into_iter()
-            .map(|i| i.name)
-            .collect();
-        Err(Error::unsupported(format!(
-            "cuda has no implementation `{imp}` of {} on {} (available: {})",
-            w.name(),
-            self.info.name,
-            have.join(", ")
-        )))
+        self.registry.check(&self.target(), w, imp)
     }
 
     fn free_memory(&self) -> Result<u64> {
@@ -574,53 +416,20 @@ impl Backend for CudaBackend {
         v
     }
 
-    fn prepare<'a>(
-        &'a self,
-        w: &Workload,
-        imp: &str,
-        inputs: &[Tensor],
-        opts: PrepareOptions,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        w.validate()?;
-        self.check(w, imp)?;
+    fn prepare_checked<'a>(&'a self, r: Request<'_>) -> Result<Box<dyn Prepared + 'a>> {
+        let (w, opts) = (r.workload, r.opts);
         let sets = if opts.hot { 1 } else { opts.buffer_sets.max(1) };
         let policy = cache_policy(opts, w.footprint(), self.gpu.props.l2_bytes);
-        let gpu = &self.gpu;
+        let ctx = registry::PrepareCtx {
+            gpu: &self.gpu,
+            workload: w,
+            inputs: r.inputs,
+            sets,
+            policy,
+        };
         guarded("preparing a workload", || {
-            gpu.bind()?;
-            if let Some(r) = self.registry.find(w.kind(), imp) {
-                let ctx = registry::PrepareCtx {
-                    gpu,
-                    workload: w,
-                    inputs,
-                    sets,
-                    policy,
-                };
-                return (r.factory)(ctx);
-            }
-            Ok(match w {
-                Workload::Matmul(m) if imp != "cublaslt" => Box::new(own_matmul::OwnMatmulRun::new(
-                    gpu, m, imp, inputs, sets, policy,
-                )?)
-                    as Box<dyn Prepared + 'a>,
-                Workload::Matmul(m) => {
-                    Box::new(matmul::MatmulRun::new(gpu, m, inputs, sets, policy)?)
-                }
-                Workload::Attention(a) if own_attention::Kind::for_impl(imp).is_some() => {
-                    let kind = own_attention::Kind::for_impl(imp).expect("matched by the guard");
-                    Box::new(own_attention::FlashRun::new(
-                        gpu, a, kind, inputs, sets, policy,
-                    )?)
-                }
-                Workload::Attention(a) => {
-                    Box::new(attention::AttentionRun::new(gpu, a, inputs, sets, policy)?)
-                }
-                Workload::Memory(m) => {
-                    let mi = MemImpl::for_op(m.op, imp)?;
-                    Box::new(memory::MemoryRun::new(gpu, m, mi, inputs, sets, policy)?)
-                }
-                Workload::Kernel(k) => user::prepare_spec(gpu, k, inputs, sets, policy)?,
-            })
+            self.gpu.bind()?;
+            self.registry.prepare(&ctx, r.implementation)
         })
     }
 
@@ -629,31 +438,19 @@ impl Backend for CudaBackend {
         workload: &'static str,
         kernel: &crate::workload::kernel::UserKernel,
     ) -> Result<()> {
-        let info = ImplInfo::new(
-            &kernel.name,
-            &format!(
-                "user kernel {} from {}",
-                kernel.entry,
-                kernel.source.display()
-            ),
-            false,
-        );
-        let (k1, k2) = (kernel.clone(), kernel.clone());
-        let factory: registry::Factory = Box::new(move |ctx| {
-            user::prepare_implementation(
-                ctx.gpu,
-                ctx.workload,
-                &k1,
-                ctx.inputs,
-                ctx.sets,
-                ctx.policy,
-            )
-        });
-        let check: registry::Checker =
-            Box::new(move |gpu, w| user::check_implementation(gpu, w, &k2));
-        let builtin = builtin_names(workload);
-        self.registry
-            .register_checked(workload, info, factory, Some(check), builtin)
+        let kind = [
+            registry::Kind::Matmul,
+            registry::Kind::Attention,
+            registry::Kind::Memory,
+        ]
+        .into_iter()
+        .find(|k| k.name() == workload)
+        .ok_or_else(|| {
+            Error::unsupported(format!(
+                "a user kernel cannot implement {workload} workloads"
+            ))
+        })?;
+        self.register_implementation(user::implementation(kind, kernel))
     }
 
     fn telemetry(&self) -> Option<Telemetry> {
@@ -675,6 +472,9 @@ impl Backend for CudaBackend {
         self.notice.clone()
     }
 }
+
+/// The one implementation of a free-form user kernel (`bench kernel --spec`).
+pub use registry::USER as USER_IMPL;
 
 /// `cublasLtGetVersion()` of the cuBLASLt cudarc loaded (e.g. 130100 for 13.1.0), recorded so a
 /// run can be matched with PyTorch's, which scripts/torch_reference.py reads with the same call:
@@ -719,34 +519,6 @@ mod tests {
     }
 
     #[test]
-    fn every_builtin_name_is_reserved_against_registration() {
-        let m = crate::workload::MatmulSpec {
-            m: 64,
-            n: 64,
-            k: 64,
-            dtype: crate::dtype::DType::Bf16,
-            b_layout: crate::workload::BLayout::Nk,
-        };
-        let names: Vec<String> = own_matmul::implementations(&m, (9, 0), 132)
-            .into_iter()
-            .map(|i| i.name)
-            .collect();
-        for n in names.iter().map(String::as_str).chain(["cublaslt"]) {
-            assert!(builtin_names("matmul").contains(&n), "{n}");
-        }
-        for k in [
-            "flash",
-            "flash-decode",
-            "flash-decode-paged16",
-            "flash-decode-paged64",
-        ] {
-            assert!(own_attention::Kind::for_impl(k).is_some());
-            assert!(builtin_names("attention").contains(&k), "{k}");
-        }
-        assert!(builtin_names("memory").contains(&"memcpy"));
-    }
-
-    #[test]
     fn cache_policy_names() {
         let o = |sets, hot| PrepareOptions {
             buffer_sets: sets,
@@ -754,7 +526,11 @@ mod tests {
         };
         assert_eq!(cache_policy(o(4, false), 10, 100), "rotate(4)");
         assert_eq!(cache_policy(o(4, true), 10, 100), "hot");
-        assert!(cache_policy(o(1, false), 1000, 100).starts_with("cold"));
-        assert!(cache_policy(o(1, false), 10, 100).starts_with("warm"));
+        assert!(cache_policy(o(1, false), 1000, 100)
+            .to_string()
+            .starts_with("cold"));
+        assert!(cache_policy(o(1, false), 10, 100)
+            .to_string()
+            .starts_with("warm"));
     }
 }

@@ -163,37 +163,46 @@ pub fn compile_user(
     key = hex(&h.finalize()[..16]);
     let dir = dir.filter(|_| headers_hash.is_some());
     let base = dir.map(|d| d.join(format!("{}-{arch}-{key}", src.stem())));
-    if let Some(base) = &base {
-        let read = |ext| std::fs::read(base.with_extension(ext));
-        if let (Ok(cubin), Ok(ptx), Ok(log)) = (read("cubin"), read("ptx"), read("log")) {
-            if !cubin.is_empty() && !ptx.is_empty() {
-                return Ok(UserCompiled {
-                    cubin,
-                    ptx: String::from_utf8_lossy(&ptx).into_owned(),
-                    log: String::from_utf8_lossy(&log).into_owned(),
-                    from_cache: true,
-                    key,
-                });
-            }
-        }
+    if let Some(hit) = base.as_deref().and_then(|b| user_cache_load(b, &key)) {
+        return Ok(hit);
     }
     let ((cubin, ptx), log) = compile_with(src, arch, extra, |prog| {
         // SAFETY: called by compile_with on a successfully compiled, live program.
         unsafe { Ok((cubin(prog)?, ptx(prog)?)) }
     })?;
-    if let Some(base) = &base {
-        // The log and the PTX first, so a CUBIN on disk always has both beside it.
-        let _ = write_atomic(&base.with_extension("log"), log.as_bytes())
-            .and_then(|_| write_atomic(&base.with_extension("ptx"), ptx.as_bytes()))
-            .and_then(|_| write_atomic(&base.with_extension("cubin"), &cubin));
-    }
-    Ok(UserCompiled {
+    let c = UserCompiled {
         cubin,
         ptx,
         log,
         from_cache: false,
         key,
+    };
+    if let Some(base) = &base {
+        let _ = user_cache_store(base, &c);
+    }
+    Ok(c)
+}
+
+/// A user compile stored at `base` (`.cubin`, `.ptx`, `.log`), if there is a whole one.
+fn user_cache_load(base: &Path, key: &str) -> Option<UserCompiled> {
+    let read = |ext| std::fs::read(base.with_extension(ext)).ok();
+    let (cubin, ptx, log) = (read("cubin")?, read("ptx")?, read("log")?);
+    (!cubin.is_empty() && !ptx.is_empty()).then(|| UserCompiled {
+        cubin,
+        ptx: String::from_utf8_lossy(&ptx).into_owned(),
+        log: String::from_utf8_lossy(&log).into_owned(),
+        from_cache: true,
+        key: key.to_string(),
     })
+}
+
+/// Stores a user compile at `base`: the log and the PTX first, so a CUBIN on disk always has
+/// both beside it; each through the one atomic writer.
+fn user_cache_store(base: &Path, c: &UserCompiled) -> std::io::Result<()> {
+    std::fs::create_dir_all(base.parent().unwrap_or(Path::new(".")))?;
+    crate::output::write_atomic(&base.with_extension("log"), c.log.as_bytes())?;
+    crate::output::write_atomic(&base.with_extension("ptx"), c.ptx.as_bytes())?;
+    crate::output::write_atomic(&base.with_extension("cubin"), &c.cubin)
 }
 
 /// Runs NVRTC on `src` for `arch` (with `extra` options after gpuvet's) and hands the compiled
@@ -379,35 +388,43 @@ pub fn compile(src: Source, arch: &str) -> Result<Compiled> {
 /// [`compile`] with an explicit cache folder (`None`: no cache).
 pub fn compile_in(src: Source, arch: &str, dir: Option<&Path>) -> Result<Compiled> {
     let ver = version()?;
-    let key = cache_key(src, arch, ver);
-    if let Some(dir) = dir {
-        let base = dir.join(format!("{}-{arch}-{key}", src.stem()));
-        if let Ok(cubin) = std::fs::read(base.with_extension("cubin")) {
-            if !cubin.is_empty() {
-                let log = std::fs::read_to_string(base.with_extension("log")).unwrap_or_default();
-                return Ok(Compiled {
-                    cubin,
-                    log,
-                    from_cache: true,
-                });
-            }
-        }
+    let base = dir.map(|d| {
+        d.join(format!(
+            "{}-{arch}-{}",
+            src.stem(),
+            cache_key(src, arch, ver)
+        ))
+    });
+    if let Some(hit) = base.as_deref().and_then(cache_load) {
+        return Ok(hit);
     }
     let c = compile_uncached(src, arch)?;
-    if let Some(dir) = dir {
-        let base = dir.join(format!("{}-{arch}-{key}", src.stem()));
-        // The log first, so a CUBIN on disk always has its log beside it.
-        let _ = write_atomic(&base.with_extension("log"), c.log.as_bytes())
-            .and_then(|_| write_atomic(&base.with_extension("cubin"), &c.cubin));
+    if let Some(base) = &base {
+        let _ = cache_store(base, &c);
     }
     Ok(c)
 }
 
-/// Creates the cache folder if needed, then writes through the one atomic writer
-/// ([`crate::output::write_atomic`]: temp file in the same folder, renamed over `path`).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
-    crate::output::write_atomic(path, bytes)
+/// The compile stored at `base` (`.cubin` and `.log`), if there is a non-empty one.
+fn cache_load(base: &Path) -> Option<Compiled> {
+    let cubin = std::fs::read(base.with_extension("cubin")).ok()?;
+    if cubin.is_empty() {
+        return None;
+    }
+    Some(Compiled {
+        cubin,
+        log: std::fs::read_to_string(base.with_extension("log")).unwrap_or_default(),
+        from_cache: true,
+    })
+}
+
+/// Stores `c` at `base`, creating the cache folder: the log first, so a CUBIN on disk always
+/// has its log beside it. Each file is written through the one atomic writer
+/// ([`crate::output::write_atomic`]).
+fn cache_store(base: &Path, c: &Compiled) -> std::io::Result<()> {
+    std::fs::create_dir_all(base.parent().unwrap_or(Path::new(".")))?;
+    crate::output::write_atomic(&base.with_extension("log"), c.log.as_bytes())?;
+    crate::output::write_atomic(&base.with_extension("cubin"), &c.cubin)
 }
 
 /// Parses ptxas' `-v` report into per-kernel resources.
@@ -471,14 +488,22 @@ mod tests {
     }
 
     #[test]
-    fn atomic_write_replaces_whole_files() {
+    fn the_cache_gives_back_what_it_stored_and_nothing_empty() {
         let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("sub/x.cubin");
-        write_atomic(&p, b"first version, longer").unwrap();
-        write_atomic(&p, b"second").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"second");
-        // no temporary files left behind
-        assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+        let base = t.path().join("new/folder/memory-sm_90a-0123");
+        assert!(cache_load(&base).is_none());
+        let c = Compiled {
+            cubin: b"ELF".to_vec(),
+            log: "ptxas info: Used 18 registers".into(),
+            from_cache: false,
+        };
+        cache_store(&base, &c).unwrap();
+        let hit = cache_load(&base).unwrap();
+        assert_eq!((hit.cubin, hit.log.as_str()), (c.cubin, c.log.as_str()));
+        assert!(hit.from_cache);
+        // an empty CUBIN (a write cut short) is compiled again, not loaded
+        std::fs::write(base.with_extension("cubin"), b"").unwrap();
+        assert!(cache_load(&base).is_none());
     }
 
     #[test]

@@ -12,18 +12,17 @@
 //! times what the plan says. Same conventions as the unfused run in `attention.rs`: rotating
 //! buffer sets, the output poisoned before the verified run, CUDA-event timing.
 
-use super::attention::{upload_sets, Set};
 use super::device::{DevBuf, Gpu, Props};
 use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
-use super::run::{upload, CudaRun, Exec, Output};
-use crate::backend::ImplInfo;
-use crate::dtype::{DType, OutType};
+use super::registry::{Built, PrepareCtx};
+use super::run::{upload, Buffers, Exec, Output};
+use crate::dtype::{AttentionPath, ComputeType, DType, OutType};
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
 use crate::workload::{AttentionSpec, DECODE_MAX_Q_LEN};
 use cudarc::driver::sys::CUfunction_attribute_enum as FnAttr;
+use std::borrow::Cow;
 
 /// Implementation name of the fused prefill kernel.
 pub const PREFILL_IMPL: &str = "flash";
@@ -64,17 +63,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn for_impl(name: &str) -> Option<Kind> {
-        match name {
-            PREFILL_IMPL => Some(Kind::Prefill),
-            DECODE_IMPL => Some(Kind::Decode),
-            PAGED16_IMPL => Some(Kind::DecodePaged(16)),
-            PAGED64_IMPL => Some(Kind::DecodePaged(64)),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
+    /// The implementation name (`--impl`, reports).
+    pub const fn name(self) -> &'static str {
         match self {
             Kind::Prefill => PREFILL_IMPL,
             Kind::Decode => DECODE_IMPL,
@@ -85,23 +75,6 @@ impl Kind {
 
     fn is_decode(self) -> bool {
         self != Kind::Prefill
-    }
-
-    fn description(self) -> &'static str {
-        match self {
-            Kind::Prefill => {
-                "gpuvet fused attention (FlashAttention-2 style): mma.sync, cp.async double buffer, online softmax, S never in memory"
-            }
-            Kind::Decode => {
-                "gpuvet split-KV decode (flash-decoding): GQA rows packed into mma tiles, KV split across blocks, combine kernel"
-            }
-            Kind::DecodePaged(16) => {
-                "gpuvet split-KV decode from a paged KV cache, 16 tokens per page (block table, pages in random order)"
-            }
-            Kind::DecodePaged(_) => {
-                "gpuvet split-KV decode from a paged KV cache, 64 tokens per page (block table, pages in random order)"
-            }
-        }
     }
 }
 
@@ -120,8 +93,8 @@ impl Limits {
         Limits {
             cc: p.cc,
             sms: p.sms,
-            smem_per_block_optin: p.smem_per_block_optin,
-            smem_per_sm: p.smem_per_sm,
+            smem_per_block_optin: p.sm.smem_per_block_optin,
+            smem_per_sm: p.sm.smem,
         }
     }
 }
@@ -175,17 +148,43 @@ pub struct Paging {
 pub struct FlashPlan {
     pub kind: Kind,
     pub main: Launch,
-    /// Decode only: the combine kernel, one block per packed row.
-    pub combine: Option<Launch>,
-    pub split: Option<Split>,
     /// Packed rows per (batch, KV head): (Hq/Hkv)·Lq.
     pub rows: u64,
-    /// Decode only: partial O (f32) and log-sum-exp (f32) of every split.
+    /// Softmax scale 1/√D times log2(e): the kernels exponentiate in base 2.
+    pub scale_log2: f32,
+    /// Decode only: how the keys are split and the splits combined.
+    pub decode: Option<DecodePlan>,
+}
+
+/// What a decode plan adds to the main launch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecodePlan {
+    /// The combine kernel, one block per packed row.
+    pub combine: Launch,
+    pub split: Split,
+    /// Partial O (f32) and log-sum-exp (f32) of every split.
     pub partial_bytes: u64,
     /// Paged decode only.
     pub paging: Option<Paging>,
-    /// Softmax scale 1/√D times log2(e): the kernels exponentiate in base 2.
-    pub scale_log2: f32,
+}
+
+impl FlashPlan {
+    pub fn split(&self) -> Option<Split> {
+        self.decode.map(|d| d.split)
+    }
+
+    pub fn combine(&self) -> Option<Launch> {
+        self.decode.map(|d| d.combine)
+    }
+
+    pub fn paging(&self) -> Option<Paging> {
+        self.decode.and_then(|d| d.paging)
+    }
+
+    /// Bytes of the decode partials (0 for prefill).
+    pub fn partial_bytes(&self) -> u64 {
+        self.decode.map_or(0, |d| d.partial_bytes)
+    }
 }
 
 /// The paged decode kernel for `dtype` and head dim `d` (both already accepted by
@@ -303,12 +302,9 @@ pub fn plan(a: &AttentionSpec, kind: Kind, lim: &Limits) -> Result<FlashPlan> {
                 block: THREADS,
                 smem: smem as u32,
             },
-            combine: None,
-            split: None,
             rows,
-            partial_bytes: 0,
-            paging: None,
             scale_log2,
+            decode: None,
         }),
         Kind::Decode | Kind::DecodePaged(_) => {
             let row_blocks = rows.div_ceil(DECODE_ROWS);
@@ -333,17 +329,19 @@ pub fn plan(a: &AttentionSpec, kind: Kind, lim: &Limits) -> Result<FlashPlan> {
                     block: THREADS,
                     smem: smem as u32,
                 },
-                combine: Some(Launch {
-                    kernel: comb,
-                    grid: (fits("decode rows", bkv * rows, i32_max)?, 1, 1),
-                    block: THREADS,
-                    smem: 0,
-                }),
-                split: Some(split),
                 rows,
-                partial_bytes: partials * a.head_dim * 4 + partials * 4,
-                paging,
                 scale_log2,
+                decode: Some(DecodePlan {
+                    combine: Launch {
+                        kernel: comb,
+                        grid: (fits("decode rows", bkv * rows, i32_max)?, 1, 1),
+                        block: THREADS,
+                        smem: 0,
+                    },
+                    split,
+                    partial_bytes: partials * a.head_dim * 4 + partials * 4,
+                    paging,
+                }),
             })
         }
     }
@@ -398,29 +396,14 @@ fn paging_for(a: &AttentionSpec, kind: Kind) -> Result<Option<Paging>> {
     })
 }
 
-/// The own implementations listed for `a` on a device with `lim`: those that suit the query
-/// length (prefill, or decode contiguous and paged), when they can run there.
-pub fn implementations(a: &AttentionSpec, lim: &Limits) -> Vec<ImplInfo> {
-    [
-        Kind::Prefill,
-        Kind::Decode,
-        Kind::DecodePaged(16),
-        Kind::DecodePaged(64),
-    ]
-    .into_iter()
-    .filter(|&k| plan(a, k, lim).is_ok())
-    .map(|k| ImplInfo::new(k.name(), k.description(), false))
-    .collect()
-}
-
 /// Device bytes a run allocates.
 pub fn memory_needed(a: &AttentionSpec, p: &FlashPlan, sets: usize) -> u64 {
     let sets = sets.max(1) as u64;
     // A pool is the contiguous K (or V) plus the padding of each sequence's last page.
-    let paged = p.paging.map_or(0, |g| {
+    let paged = p.paging().map_or(0, |g| {
         2 * (g.pool_bytes - a.elem_bytes_kv()) * sets + g.table_bytes
     });
-    a.bytes() * sets + p.partial_bytes + paged
+    a.bytes() * sets + p.partial_bytes() + paged
 }
 
 /// A block table: the page ids 0 .. batch·pages_per_seq in a seeded random order (Fisher–Yates
@@ -464,176 +447,160 @@ pub fn to_pages(kv: &[u8], a: &AttentionSpec, g: &Paging, table: &[i32]) -> Vec<
     pool
 }
 
-/// A prepared `flash` or `flash-decode` run.
-pub struct FlashRun<'a> {
-    gpu: &'a Gpu,
+/// The prepared run of `kind`'s kernel on `spec`.
+pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &AttentionSpec, kind: Kind) -> Built<'a> {
+    let gpu = ctx.gpu;
+    let plan = plan(spec, kind, &Limits::of(&gpu.props))?;
+    let out = match spec.dtype {
+        DType::Bf16 => OutType::Bf16,
+        _ => OutType::F16,
+    };
+    gpu.ensure_fits(memory_needed(spec, &plan, ctx.sets))?;
+    let [q, k, v] = super::attention::qkv(spec, ctx.inputs)?;
+    // Compile and configure before allocating, so a compile error costs nothing.
+    let main = Kernel::load(gpu, plan.main.kernel)?;
+    cu(
+        "allow the flash kernel its shared memory",
+        main.func.set_attribute(
+            FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            plan.main.smem as i32,
+        ),
+    )?;
+    // Paged: K and V scattered into pools once on the host, uploaded to every set.
+    let paging = plan.paging();
+    let table = paging.map(|g| block_table(spec.batch, g.pages_per_seq, BLOCK_TABLE_SEED));
+    let kv: [Cow<[u8]>; 2] = match (&paging, &table) {
+        (Some(g), Some(t)) => [k, v].map(|x| Cow::Owned(to_pages(x, spec, g, t))),
+        _ => [k, v].map(Cow::Borrowed),
+    };
+    let decode = match plan.decode {
+        Some(d) => Some(DecodeRun::new(gpu, spec, d, table.as_deref())?),
+        None => None,
+    };
+    let kv_bytes = paging.map_or(spec.elem_bytes_kv(), |g| g.pool_bytes);
+    let layout = super::attention::set_layout(spec, q, kv, kv_bytes)?;
+    let exec = FlashRun {
+        spec: spec.clone(),
+        plan,
+        main,
+        decode,
+        out,
+    };
+    ctx.run(exec, layout)
+}
+
+/// What a decode run adds: the combine kernel, the split partials it reads, and for a paged
+/// cache the block table on the device.
+struct DecodeRun {
+    plan: DecodePlan,
+    combine: Kernel,
+    part_o: DevBuf,
+    part_lse: DevBuf,
+    table: Option<DevBuf>,
+}
+
+impl DecodeRun {
+    fn new(gpu: &Gpu, a: &AttentionSpec, plan: DecodePlan, table: Option<&[i32]>) -> Result<Self> {
+        let lse_bytes = plan.partial_bytes / (a.head_dim + 1);
+        let table: Option<Vec<u8>> =
+            table.map(|t| t.iter().flat_map(|x| x.to_le_bytes()).collect());
+        Ok(DecodeRun {
+            plan,
+            combine: Kernel::load(gpu, plan.combine.kernel)?,
+            part_o: gpu.alloc((plan.partial_bytes - lse_bytes) as usize)?,
+            part_lse: gpu.alloc(lse_bytes as usize)?,
+            table: table.map(|t| upload(gpu, &t)).transpose()?,
+        })
+    }
+}
+
+/// A prepared `flash`, `flash-decode` or paged decode run.
+pub struct FlashRun {
     spec: AttentionSpec,
     plan: FlashPlan,
     main: Kernel,
-    combine: Option<Kernel>,
-    part_o: Option<DevBuf>,
-    part_lse: Option<DevBuf>,
-    /// Paged decode: the block table on the device.
-    table: Option<DevBuf>,
+    decode: Option<DecodeRun>,
     out: OutType,
 }
 
-impl<'a> FlashRun<'a> {
-    pub fn new(
-        gpu: &'a Gpu,
-        spec: &AttentionSpec,
-        kind: Kind,
-        inputs: &[Tensor],
-        sets: usize,
-        policy: String,
-    ) -> Result<CudaRun<'a, Self>> {
-        let plan = plan(spec, kind, &Limits::of(&gpu.props))?;
-        if inputs.len() != 3 {
-            return Err(Error::invalid("attention takes three inputs, Q, K and V"));
-        }
-        let out = match spec.dtype {
-            DType::Bf16 => OutType::Bf16,
-            _ => OutType::F16,
-        };
-        let sets = sets.max(1);
-        gpu.ensure_fits(memory_needed(spec, &plan, sets))?;
-        // Compile and configure before allocating, so a compile error costs nothing.
-        let main = Kernel::load(gpu, plan.main.kernel)?;
-        cu(
-            "allow the flash kernel its shared memory",
-            main.func.set_attribute(
-                FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                plan.main.smem as i32,
-            ),
-        )?;
-        let combine = match &plan.combine {
-            Some(c) => Some(Kernel::load(gpu, c.kernel)?),
-            None => None,
-        };
-        let (part_o, part_lse) = match plan.split {
-            Some(_) => {
-                let lse_bytes = plan.partial_bytes / (spec.head_dim + 1);
-                (
-                    Some(gpu.alloc((plan.partial_bytes - lse_bytes) as usize)?),
-                    Some(gpu.alloc(lse_bytes as usize)?),
-                )
-            }
-            None => (None, None),
-        };
-        // Paged: K and V scattered into pools once on the host, uploaded to every set.
-        let (table, k_bytes, v_bytes) = match &plan.paging {
-            Some(g) => {
-                let t = block_table(spec.batch, g.pages_per_seq, BLOCK_TABLE_SEED);
-                let t_bytes: Vec<u8> = t.iter().flat_map(|x| x.to_le_bytes()).collect();
-                let k = to_pages(inputs[1].as_bytes(), spec, g, &t);
-                let v = to_pages(inputs[2].as_bytes(), spec, g, &t);
-                (Some(upload(gpu, &t_bytes)?), k, v)
-            }
-            None => (
-                None,
-                inputs[1].as_bytes().to_vec(),
-                inputs[2].as_bytes().to_vec(),
-            ),
-        };
-        let all = upload_sets(gpu, inputs[0].as_bytes(), &k_bytes, &v_bytes, sets)?;
-        let exec = FlashRun {
-            gpu,
-            spec: spec.clone(),
-            plan,
-            main,
-            combine,
-            part_o,
-            part_lse,
-            table,
-            out,
-        };
-        CudaRun::new(gpu, exec, all, policy)
-    }
-}
-
-impl Exec for FlashRun<'_> {
-    type Set = Set;
-
-    fn enqueue(&self, set: &Set) -> Result<()> {
+impl FlashRun {
+    /// The arguments every kernel here takes after its pointers: the four dimensions, causal
+    /// and the scale.
+    fn with_dims(&self, args: Args) -> Args {
         let a = &self.spec;
         // Lengths and heads were checked to fit i32 by `plan`.
         let dims = [a.q_heads, a.kv_heads, a.q_len, a.kv_len];
-        let with_dims = |args: Args| {
-            let args = dims.iter().fold(args, |x, &d| x.i32(d as i32));
-            args.i32(a.causal as i32).f32(self.plan.scale_log2)
-        };
-        match (self.plan.split, &self.part_o, &self.part_lse, &self.combine) {
-            (Some(split), Some(po), Some(pl), Some(comb)) => {
-                let mut args = Args::new().buf(&set.q).buf(&set.k).buf(&set.v);
-                if let Some(t) = &self.table {
-                    args = args.buf(t);
-                }
-                args = with_dims(args.buf(po).buf(pl)).i32(split.chunk as i32);
-                if let Some(g) = self.plan.paging {
-                    args = args.i32(g.pages_per_seq as i32).i32(g.page_size as i32);
-                }
-                // SAFETY: the arguments follow gv_flash_decode_*(const u16*×3, float*×2,
-                // int×5, float, int) or gv_flash_decode_paged_*(const u16*×3, const int*,
-                // float*×2, int×5, float, int×3); buffers sized by the plan, alive as long as
-                // self.
-                unsafe { launch(self.gpu, &self.main, dims_of(&self.plan.main), args)? };
-                let args = Args::new()
-                    .buf(po)
-                    .buf(pl)
-                    .buf(&set.o)
-                    .i32(self.plan.rows as i32)
-                    .i32(split.splits as i32)
-                    .i32(a.head_dim as i32);
-                let cl = self
-                    .plan
-                    .combine
-                    .as_ref()
-                    .expect("decode plans carry a combine");
-                // SAFETY: the arguments follow gv_flash_decode_combine_*(const float*×2, u16*,
-                // int×3).
-                unsafe { launch(self.gpu, comb, dims_of(cl), args) }
-            }
-            _ => {
-                // No log-sum-exp output: a null pointer.
-                let args = Args::new()
-                    .buf(&set.q)
-                    .buf(&set.k)
-                    .buf(&set.v)
-                    .buf(&set.o)
-                    .ptr(0);
-                // SAFETY: the arguments follow gv_flash_fwd_*(const u16*×3, u16*, float*,
-                // int×5, float); buffers sized from the spec, alive as long as self.
-                unsafe {
-                    launch(
-                        self.gpu,
-                        &self.main,
-                        dims_of(&self.plan.main),
-                        with_dims(args),
-                    )
-                }
-            }
+        let args = dims.iter().fold(args, |x, &d| x.i32(d as i32));
+        args.i32(a.causal as i32).f32(self.plan.scale_log2)
+    }
+
+    /// The split-KV kernel into the partials, then the combine kernel into O.
+    fn enqueue_decode(&self, gpu: &Gpu, set: &Buffers, d: &DecodeRun) -> Result<()> {
+        let [q, k, v] = super::attention::inputs3(set);
+        let mut args = Args::new().ptr(q).ptr(k).ptr(v);
+        if let Some(t) = &d.table {
+            args = args.buf(t);
+        }
+        args = self.with_dims(args.buf(&d.part_o).buf(&d.part_lse));
+        args = args.i32(d.plan.split.chunk as i32);
+        if let Some(g) = d.plan.paging {
+            args = args.i32(g.pages_per_seq as i32).i32(g.page_size as i32);
+        }
+        // SAFETY: the arguments follow gv_flash_decode_*(const u16*×3, float*×2, int×5, float,
+        // int) or gv_flash_decode_paged_*(const u16*×3, const int*, float*×2, int×5, float,
+        // int×3); buffers sized by the plan, alive as long as the run.
+        unsafe { launch(gpu, &self.main, dims_of(&self.plan.main), args)? };
+        let args = Args::new()
+            .buf(&d.part_o)
+            .buf(&d.part_lse)
+            .buf(&set.output)
+            .i32(self.plan.rows as i32)
+            .i32(d.plan.split.splits as i32)
+            .i32(self.spec.head_dim as i32);
+        // SAFETY: the arguments follow gv_flash_decode_combine_*(const float*×2, u16*, int×3).
+        unsafe { launch(gpu, &d.combine, dims_of(&d.plan.combine), args) }
+    }
+}
+
+impl Exec for FlashRun {
+    fn enqueue(&self, gpu: &Gpu, set: &Buffers) -> Result<()> {
+        if let Some(d) = &self.decode {
+            return self.enqueue_decode(gpu, set, d);
+        }
+        let [q, k, v] = super::attention::inputs3(set);
+        // No log-sum-exp output: a null pointer.
+        let args = Args::new().ptr(q).ptr(k).ptr(v).buf(&set.output).ptr(0);
+        // SAFETY: the arguments follow gv_flash_fwd_*(const u16*×3, u16*, float*, int×5,
+        // float); buffers sized from the spec, alive as long as the run.
+        unsafe {
+            launch(
+                gpu,
+                &self.main,
+                dims_of(&self.plan.main),
+                self.with_dims(args),
+            )
         }
     }
 
-    fn output<'s>(&'s self, set0: &'s Set) -> Output<'s> {
-        super::attention::output(&self.spec, self.out, set0)
+    fn output(&self) -> Output {
+        super::attention::output(&self.spec, self.out)
     }
 
-    fn poison_scratch(&self) -> Result<()> {
-        match &self.part_o {
-            Some(po) => po.fill(self.gpu, 0xFF),
+    fn poison_scratch(&self, gpu: &Gpu) -> Result<()> {
+        match &self.decode {
+            Some(d) => d.part_o.fill(gpu, 0xFF),
             None => Ok(()),
         }
     }
 
-    fn compute_dtype(&self) -> String {
-        format!(
-            "{} mma.sync with f32 accumulate, f32 online softmax, P in {}",
-            self.spec.dtype, self.spec.dtype
-        )
+    fn compute_dtype(&self) -> ComputeType {
+        ComputeType::Attention {
+            inputs: self.spec.dtype,
+            path: AttentionPath::FusedMma,
+        }
     }
 
-    fn notes(&self) -> Vec<String> {
+    fn notes(&self, _gpu: &Gpu) -> Vec<String> {
         notes(&self.spec, &self.plan)
     }
 }
@@ -650,7 +617,7 @@ pub fn notes(a: &AttentionSpec, p: &FlashPlan) -> Vec<String> {
         p.main.block,
         p.main.smem / 1024
     )];
-    if let Some(s) = p.split {
+    if let Some(s) = p.split() {
         n.push(format!(
             "{} KV splits of {} keys, {} packed query rows per KV head ({} q heads × q length {}), then a combine kernel",
             s.splits,
@@ -660,7 +627,7 @@ pub fn notes(a: &AttentionSpec, p: &FlashPlan) -> Vec<String> {
             a.q_len
         ));
     }
-    if let Some(g) = p.paging {
+    if let Some(g) = p.paging() {
         n.push(format!(
             "paged KV: {} pages of {} tokens per sequence in random order (block table), pools [pages, {}, {}, {}]",
             g.pages_per_seq, g.page_size, g.page_size, a.kv_heads, a.head_dim
@@ -714,8 +681,8 @@ mod tests {
             assert!((p.main.grid.0 as u64 - 1) * PREFILL_ROWS < lq);
             assert_eq!(p.main.kernel, KernelId::FlashFwdBf16D128);
             assert_eq!(p.main.smem, (64 + 4 * 64) * 128 * 2);
-            assert!(p.combine.is_none() && p.split.is_none());
-            assert_eq!(p.partial_bytes, 0);
+            assert!(p.combine().is_none() && p.split().is_none());
+            assert_eq!(p.partial_bytes(), 0);
         }
         let p = plan(&spec(100, 100, 64, DType::F16), Kind::Prefill, &L4).unwrap();
         assert_eq!(p.main.kernel, KernelId::FlashFwdF16D64);
@@ -750,36 +717,6 @@ mod tests {
             plan(&spec(64, 64, 128, DType::F32), Kind::Decode, &H200).unwrap_err(),
         ] {
             assert!(matches!(e, Error::Unsupported(_)), "{e}");
-        }
-    }
-
-    #[test]
-    fn each_query_length_lists_its_kernels() {
-        let names = |a: &AttentionSpec| -> Vec<String> {
-            implementations(a, &H200)
-                .into_iter()
-                .map(|i| i.name)
-                .collect()
-        };
-        let decode = vec![DECODE_IMPL, PAGED16_IMPL, PAGED64_IMPL];
-        assert_eq!(names(&spec(1, 4096, 128, DType::Bf16)), decode);
-        assert_eq!(names(&spec(8, 4096, 128, DType::Bf16)), decode);
-        assert_eq!(names(&spec(9, 4096, 128, DType::Bf16)), vec![PREFILL_IMPL]);
-        assert!(names(&spec(4096, 4096, 256, DType::Bf16)).is_empty());
-        assert!(names(&spec(4096, 4096, 128, DType::F32)).is_empty());
-        assert!(implementations(&spec(1, 64, 64, DType::F16), &H200)
-            .iter()
-            .all(|i| !i.reference));
-        assert_eq!(Kind::for_impl("flash"), Some(Kind::Prefill));
-        assert_eq!(Kind::for_impl("flash-decode"), Some(Kind::Decode));
-        assert_eq!(Kind::for_impl("unfused"), None);
-        for k in [
-            Kind::Prefill,
-            Kind::Decode,
-            Kind::DecodePaged(16),
-            Kind::DecodePaged(64),
-        ] {
-            assert_eq!(Kind::for_impl(k.name()), Some(k));
         }
     }
 
@@ -828,18 +765,18 @@ mod tests {
         a.batch = 1;
         let p = plan(&a, Kind::Decode, &H200).unwrap();
         assert_eq!(p.rows, 8);
-        let s = p.split.unwrap();
+        let s = p.split().unwrap();
         assert_eq!(p.main.grid, (s.splits as u32, 1, 8));
         assert_eq!(p.main.kernel, KernelId::FlashDecodeBf16D128);
         assert_eq!(p.main.smem, (16 + 4 * 64) * 128 * 2);
-        let c = p.combine.unwrap();
+        let c = p.combine().unwrap();
         assert_eq!(
             (c.kernel, c.grid),
             (KernelId::FlashCombineBf16, (8 * 8, 1, 1))
         );
         let partials = 8 * s.splits * 8;
-        assert_eq!(p.partial_bytes, partials * 128 * 4 + partials * 4);
-        assert!(memory_needed(&a, &p, 2) == 2 * a.bytes() + p.partial_bytes);
+        assert_eq!(p.partial_bytes(), partials * 128 * 4 + partials * 4);
+        assert!(memory_needed(&a, &p, 2) == 2 * a.bytes() + p.partial_bytes());
         // 32 q heads on one KV head (MQA) × 8 positions = 256 rows: 16 row blocks.
         let mut m = spec(8, 1000, 64, DType::F16);
         m.kv_heads = 1;
@@ -847,7 +784,7 @@ mod tests {
         assert_eq!(p.rows, 256);
         assert_eq!(p.main.grid.1, 16);
         assert_eq!(p.main.grid.2, 2);
-        assert_eq!(p.combine.unwrap().kernel, KernelId::FlashCombineF16);
+        assert_eq!(p.combine().unwrap().kernel, KernelId::FlashCombineF16);
         let n = notes(&m, &p);
         assert!(n.iter().any(|l| l.contains("KV splits")), "{n:?}");
     }
@@ -859,14 +796,14 @@ mod tests {
         let contiguous = plan(&a, Kind::Decode, &H200).unwrap();
         for page in [16u64, 64] {
             let p = plan(&a, Kind::DecodePaged(page), &H200).unwrap();
-            let g = p.paging.unwrap();
+            let g = p.paging().unwrap();
             assert_eq!(g.pages_per_seq, 1000u64.div_ceil(page));
             assert_eq!(g.pool_bytes, 3 * g.pages_per_seq * page * 8 * 128 * 2);
             assert!(g.pool_bytes >= a.elem_bytes_kv());
             assert_eq!(g.table_bytes, 3 * g.pages_per_seq * 4);
             assert_eq!(p.main.kernel, KernelId::FlashDecodePagedBf16D128);
             // Same splits as the contiguous run: the results must agree bit for bit.
-            assert_eq!(p.split, contiguous.split);
+            assert_eq!(p.split(), contiguous.split());
             assert_eq!(p.main.grid, contiguous.main.grid);
             assert_eq!(
                 memory_needed(&a, &p, 2),
@@ -910,7 +847,7 @@ mod tests {
             .collect();
         for page in [16u64, 64] {
             let p = plan(&a, Kind::DecodePaged(page), &H200).unwrap();
-            let g = p.paging.unwrap();
+            let g = p.paging().unwrap();
             let t = block_table(a.batch, g.pages_per_seq, 11);
             let pool = to_pages(&kv, &a, &g, &t);
             assert_eq!(pool.len() as u64, g.pool_bytes);

@@ -21,18 +21,42 @@
 use super::device::Gpu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
-use super::matmul::{upload_sets, Set};
-use super::run::{CudaRun, Exec, Output};
-use crate::backend::ImplInfo;
-use crate::dtype::DType;
+use super::matmul::set_layout;
+use super::registry::{Built, PrepareCtx};
+use super::run::{Buffers, Exec, Output};
+use crate::dtype::{Arith, ComputeType, DType, Fp8Scaling};
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
 use crate::workload::{BLayout, MatmulSpec};
 
-/// Implementation name of the fp32 CUDA-core kernel.
-pub const SIMT: &str = "simt";
-/// Implementation name of the `mma.sync` tensor-core kernel.
-pub const MMA: &str = "mma";
+/// gpuvet's two matmul kernel families, each one implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// fp32 on CUDA cores.
+    Simt,
+    /// `mma.sync` on tensor cores.
+    Mma,
+}
+
+impl Family {
+    /// The implementation name (`--impl`, reports).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Family::Simt => "simt",
+            Family::Mma => "mma",
+        }
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The fp32 CUDA-core kernel.
+pub const SIMT: Family = Family::Simt;
+/// The `mma.sync` tensor-core kernel.
+pub const MMA: Family = Family::Mma;
 
 /// Largest grid y dimension CUDA allows (rows of tiles).
 const MAX_GRID_Y: u64 = 65_535;
@@ -155,11 +179,11 @@ fn kernel_reads_nk_only(dtype: DType) -> bool {
     matches!(dtype, DType::Int8 | DType::Fp8E4m3 | DType::Tf32)
 }
 
-/// The launch of implementation `imp` for `spec` on a GPU of compute capability `cc` with
-/// `sms` multiprocessors, or why it cannot run there. Pure: testable without a GPU.
-pub fn plan(spec: &MatmulSpec, imp: &str, cc: (i32, i32), sms: u32) -> Result<Launch> {
-    let (kernel, tile) = match imp {
-        SIMT => {
+/// The launch of `family`'s kernel for `spec` on a GPU of compute capability `cc` with `sms`
+/// multiprocessors, or why it cannot run there. Pure: testable without a GPU.
+pub fn plan(spec: &MatmulSpec, family: Family, cc: (i32, i32), sms: u32) -> Result<Launch> {
+    let (kernel, tile) = match family {
+        Family::Simt => {
             if spec.dtype != DType::F32 {
                 return Err(Error::unsupported(format!(
                     "`simt` runs f32 only (asked for {}); use `mma` for bf16/f16",
@@ -172,7 +196,7 @@ pub fn plan(spec: &MatmulSpec, imp: &str, cc: (i32, i32), sms: u32) -> Result<La
             };
             (k, SIMT_128X128)
         }
-        MMA => {
+        Family::Mma => {
             if cc.0 < 8 {
                 return Err(Error::unsupported(format!(
                     "`mma` needs compute capability 8.0 or newer (cp.async, bf16 mma.sync); this GPU is {}.{}",
@@ -193,11 +217,6 @@ pub fn plan(spec: &MatmulSpec, imp: &str, cc: (i32, i32), sms: u32) -> Result<La
                 ))
             })?;
             (k, tile)
-        }
-        other => {
-            return Err(Error::unsupported(format!(
-                "no own matmul kernel `{other}` (available: {SIMT}, {MMA})"
-            )))
         }
     };
     // The kernels take M, N, K as int and index with 64-bit offsets.
@@ -225,24 +244,14 @@ pub fn plan(spec: &MatmulSpec, imp: &str, cc: (i32, i32), sms: u32) -> Result<La
     })
 }
 
-/// The own implementations that can run `spec` on this GPU.
-pub fn implementations(spec: &MatmulSpec, cc: (i32, i32), sms: u32) -> Vec<ImplInfo> {
-    let mut v = Vec::new();
-    if plan(spec, SIMT, cc, sms).is_ok() {
-        v.push(ImplInfo::new(
-            SIMT,
-            "gpuvet fp32 kernel on CUDA cores: 128×128×8 tiles, 8×8 per thread, float4 loads",
-            false,
-        ));
+/// What the kernels compute in for `dtype`: products summed in s32 for int8, in f32 otherwise;
+/// fp8 writes bf16 without scale factors.
+pub fn compute_type(dtype: DType) -> ComputeType {
+    match dtype {
+        DType::Int8 => ComputeType::accumulated(dtype, Arith::I32),
+        DType::Fp8E4m3 => ComputeType::fp8(dtype, dtype.matmul_output(), Fp8Scaling::Unscaled),
+        d => ComputeType::accumulated(d, Arith::F32),
     }
-    if plan(spec, MMA, cc, sms).is_ok() {
-        v.push(ImplInfo::new(
-            MMA,
-            "gpuvet mma.sync kernel: cp.async ring, swizzled smem, ldmatrix, 32-bit accumulate",
-            false,
-        ));
-    }
-    v
 }
 
 /// Device bytes a run allocates (no workspace: the kernels need none).
@@ -250,49 +259,34 @@ pub fn memory_needed(spec: &MatmulSpec, sets: usize) -> u64 {
     spec.bytes() * sets.max(1) as u64 + 256
 }
 
+/// The prepared run of `family`'s kernel on `spec`.
+pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &MatmulSpec, family: Family) -> Built<'a> {
+    let gpu = ctx.gpu;
+    let launch = plan(spec, family, gpu.props.cc, gpu.props.sms)?;
+    gpu.ensure_fits(memory_needed(spec, ctx.sets))?;
+    // Compile before allocating gigabytes, so a compile error costs nothing.
+    let func = Kernel::load(gpu, launch.kernel)?;
+    let layout = set_layout(spec, ctx.inputs, launch.transpose_b_on_host)?;
+    let spec = spec.clone();
+    ctx.run(OwnMatmulRun { spec, launch, func }, layout)
+}
+
 /// A prepared own-kernel matmul.
-pub struct OwnMatmulRun<'a> {
-    gpu: &'a Gpu,
+pub struct OwnMatmulRun {
     spec: MatmulSpec,
     launch: Launch,
     func: Kernel,
 }
 
-impl<'a> OwnMatmulRun<'a> {
-    pub fn new(
-        gpu: &'a Gpu,
-        spec: &MatmulSpec,
-        imp: &str,
-        inputs: &[Tensor],
-        sets: usize,
-        policy: String,
-    ) -> Result<CudaRun<'a, Self>> {
-        let launch = plan(spec, imp, gpu.props.cc, gpu.props.sms)?;
-        gpu.ensure_fits(memory_needed(spec, sets))?;
-        // Compile before allocating gigabytes, so a compile error costs nothing.
-        let func = Kernel::load(gpu, launch.kernel)?;
-        let bufs = upload_sets(gpu, spec, inputs, launch.transpose_b_on_host, sets)?;
-        let exec = OwnMatmulRun {
-            gpu,
-            spec: spec.clone(),
-            launch,
-            func,
-        };
-        CudaRun::new(gpu, exec, bufs, policy)
-    }
-}
-
-impl Exec for OwnMatmulRun<'_> {
-    type Set = Set;
-
-    fn enqueue(&self, s: &Set) -> Result<()> {
+impl Exec for OwnMatmulRun {
+    fn enqueue(&self, gpu: &Gpu, s: &Buffers) -> Result<()> {
         // Checked against i32 in plan().
         let (m, n, k) = (self.spec.m as i32, self.spec.n as i32, self.spec.k as i32);
         // (const T* A, const T* B, T* C, int M, int N, int K) in both .cu files.
         let args = Args::new()
-            .buf(&s.a)
-            .buf(&s.b)
-            .buf(&s.d)
+            .buf(&s.inputs[0])
+            .buf(&s.inputs[1])
+            .buf(&s.output)
             .i32(m)
             .i32(n)
             .i32(k);
@@ -303,24 +297,19 @@ impl Exec for OwnMatmulRun<'_> {
             smem: 0,
         };
         // SAFETY: the arguments follow the kernel's signature; buffers are sized by spec and
-        // live as long as self; the kernels use static shared memory only.
-        unsafe { launch(self.gpu, &self.func, dims, args) }
+        // live as long as the run; the kernels use static shared memory only.
+        unsafe { launch(gpu, &self.func, dims, args) }
     }
 
-    fn output<'s>(&'s self, set0: &'s Set) -> Output<'s> {
-        super::matmul::output(&self.spec, set0)
+    fn output(&self) -> Output {
+        super::matmul::output(&self.spec)
     }
 
-    fn compute_dtype(&self) -> String {
-        match self.spec.dtype {
-            DType::F32 => "f32".into(),
-            DType::Int8 => "int8 (i32 accumulate)".into(),
-            DType::Fp8E4m3 => "fp8_e4m3 (f32 accumulate, bf16 out, no scales)".into(),
-            d => format!("{d} (f32 accumulate)"),
-        }
+    fn compute_dtype(&self) -> ComputeType {
+        compute_type(self.spec.dtype)
     }
 
-    fn notes(&self) -> Vec<String> {
+    fn notes(&self, gpu: &Gpu) -> Vec<String> {
         let l = &self.launch;
         let mut n = vec![format!(
             "kernel {} ({}), tile {}×{} × {} B of K, {} stage(s), grid {}×{} × {} threads, {} B shared memory",
@@ -335,8 +324,7 @@ impl Exec for OwnMatmulRun<'_> {
             l.block,
             l.tile.smem_bytes
         )];
-        if let Some(r) = self
-            .gpu
+        if let Some(r) = gpu
             .module_log(l.kernel.source())
             .and_then(|log| super::nvrtc::resources_of(&log, l.kernel))
         {
@@ -351,7 +339,7 @@ impl Exec for OwnMatmulRun<'_> {
                 self.spec.dtype
             ));
         }
-        if self.spec.dtype == DType::Fp8E4m3 && self.gpu.props.cc.0 == 9 {
+        if self.spec.dtype == DType::Fp8E4m3 && gpu.props.cc.0 == 9 {
             n.push(
                 "fp8 mma.sync on Hopper is not native (ptxas emulates it, ~240 registers): a wgmma kernel is the real fp8 path there"
                     .into(),
@@ -502,14 +490,6 @@ mod tests {
         let e = plan(&spec(8, 8, 8, DType::Bf16, BLayout::Kn), MMA, (7, 5), 40).unwrap_err();
         assert!(e.to_string().contains("8.0"), "{e}");
         let e = plan(
-            &spec(8, 8, 8, DType::F32, BLayout::Kn),
-            "cublaslt",
-            H200.0,
-            H200.1,
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("simt, mma"), "{e}");
-        let e = plan(
             &spec(1 << 32, 8, 8, DType::F32, BLayout::Kn),
             SIMT,
             H200.0,
@@ -529,27 +509,7 @@ mod tests {
     }
 
     #[test]
-    fn implementations_per_dtype_and_gpu() {
-        let names = |d: DType, cc| -> Vec<String> {
-            implementations(&spec(64, 64, 64, d, BLayout::Nk), cc, 132)
-                .into_iter()
-                .map(|i| i.name)
-                .collect()
-        };
-        assert_eq!(names(DType::F32, (9, 0)), vec!["simt"]);
-        assert_eq!(names(DType::Bf16, (9, 0)), vec!["mma"]);
-        assert_eq!(names(DType::F16, (8, 0)), vec!["mma"]);
-        assert!(names(DType::F16, (7, 5)).is_empty());
-        assert_eq!(names(DType::Int8, (8, 0)), vec!["mma"]);
-        assert_eq!(names(DType::Fp8E4m3, (8, 9)), vec!["mma"]);
-        assert!(names(DType::Fp8E4m3, (8, 0)).is_empty());
-        assert_eq!(names(DType::Tf32, (9, 0)), vec!["mma"]);
-        assert!(names(DType::Fp8E5m2, (9, 0)).is_empty());
-        assert!(
-            implementations(&spec(1, 1, 1, DType::F32, BLayout::Kn), (8, 0), 1)
-                .iter()
-                .all(|i| !i.reference)
-        );
+    fn memory_is_the_buffer_sets_only() {
         assert_eq!(
             memory_needed(&spec(2, 3, 4, DType::F32, BLayout::Kn), 2),
             2 * (2 * 4 + 4 * 3 + 2 * 3) * 4 + 256

@@ -1,17 +1,113 @@
-//! Implementations added to a workload kind from outside the built-in table: the way a later
-//! `bench kernel` registers a user's own kernel (a [`Source::User`](super::kernels::Source)
-//! module with an [`Exec`](super::run::Exec)) as one more implementation of an existing
-//! workload, measured and verified like every other.
+//! Every implementation of the CUDA backend, built in or added at run time, served through one
+//! path: `CudaBackend::implementations`, `check` and `prepare` ask the [`Registry`] and branch
+//! on no name.
 //!
-//! `CudaBackend::implementations`, `check` and `prepare` consult the registry after the
-//! built-in implementations, so a registered name is listed, accepted and prepared without
-//! any string dispatch of its own.
+//! A built-in implementation is one row of [`BUILTIN`]: the workload kind it serves, its name,
+//! a description, whether it is a vendor-library reference, the libraries it needs, the
+//! reference an own kernel is measured beside, its own check (why it cannot run a workload on
+//! a device: the dtype, the compute capability, the head dimension, ...) and a factory that
+//! builds its prepared run (`run::CudaRun<E: Exec>`). A
+//! later `bench kernel` adds a user's kernel (a [`Source::User`](super::kernels::Source) module
+//! with an [`Exec`](super::run::Exec)) with [`Registry::register`]; it is then listed after the
+//! built-in ones, checked, prepared, measured and verified like them.
 
-use super::device::Gpu;
-use crate::backend::{ImplInfo, Prepared};
+use super::device::{Gpu, Props};
+use super::libs::{self, Lib};
+use super::memory::MemImpl;
+use super::own_attention::Limits;
+use super::run::{CudaRun, Exec, SetLayout};
+use super::{attention, matmul, memory, own_attention, own_matmul, user, user_run};
+use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
-use crate::workload::Workload;
+use crate::workload::{AttentionSpec, KernelSpec, MatmulSpec, MemorySpec, Workload};
+use own_attention::Kind as Flash;
+use own_matmul::Family;
+
+/// The workload kind an implementation serves; names are unique within a kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Matmul,
+    Attention,
+    Memory,
+    /// A free-form user kernel (`bench kernel --spec`).
+    Kernel,
+}
+
+impl Kind {
+    pub fn of(w: &Workload) -> Kind {
+        match w {
+            Workload::Matmul(_) => Kind::Matmul,
+            Workload::Attention(_) => Kind::Attention,
+            Workload::Memory(_) => Kind::Memory,
+            Workload::Kernel(_) => Kind::Kernel,
+        }
+    }
+
+    /// As `Workload::kind()` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Matmul => "matmul",
+            Kind::Attention => "attention",
+            Kind::Memory => "memory",
+            Kind::Kernel => "kernel",
+        }
+    }
+}
+
+/// What a check may ask about the device and the libraries this process loaded.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    pub props: &'a Props,
+    /// Why NVRTC cannot compile kernels here, when it cannot.
+    pub nvrtc: std::result::Result<(), String>,
+    /// Why cuBLASLt cannot be used here, when it cannot.
+    pub cublaslt: std::result::Result<(), String>,
+}
+
+impl<'a> Target<'a> {
+    /// `props` with the libraries [`libs::probe`] found.
+    pub fn of(props: &'a Props) -> Target<'a> {
+        let why = |r: &std::result::Result<libs::Loaded, String>| {
+            r.as_ref().map(|_| ()).map_err(String::clone)
+        };
+        let probe = libs::probe();
+        Target {
+            props,
+            nvrtc: why(&probe.nvrtc),
+            cublaslt: why(&probe.cublaslt),
+        }
+    }
+
+    /// `Ok` when `lib` was loaded, otherwise the line saying what is missing and what to
+    /// install.
+    pub fn has(&self, lib: Lib) -> Result<()> {
+        let loaded = match lib {
+            Lib::Nvrtc => &self.nvrtc,
+            Lib::CublasLt => &self.cublaslt,
+        };
+        loaded.clone().map_err(Error::unsupported)
+    }
+}
+
+/// Why an implementation does not run a workload.
+#[derive(Debug)]
+pub enum Refusal {
+    /// It is no implementation of this workload at all (the driver's memcpy of a read): a
+    /// request for it is answered with the names the workload does have.
+    NotOffered,
+    /// It is one, but cannot run it here, and says why.
+    Cannot(Error),
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Refusal {
+        Refusal::Cannot(e)
+    }
+}
+
+/// What a check answers: `Ok` when the implementation can run the workload here.
+pub type Verdict = std::result::Result<(), Refusal>;
 
 /// What a factory is given: the device, the workload, its inputs, the number of buffer sets
 /// and the cache policy to report.
@@ -20,132 +116,571 @@ pub struct PrepareCtx<'a, 'w> {
     pub workload: &'w Workload,
     pub inputs: &'w [Tensor],
     pub sets: usize,
-    pub policy: String,
+    pub policy: CachePolicy,
 }
 
-/// Builds the prepared run of one registered implementation (typically
-/// `run::CudaRun::new(ctx.gpu, exec, sets, ctx.policy)` boxed).
-pub type Factory =
-    Box<dyn for<'a, 'w> Fn(PrepareCtx<'a, 'w>) -> Result<Box<dyn Prepared + 'a>> + Send + Sync>;
+/// The prepared run a factory builds, or why it could not.
+pub type Built<'a> = Result<Box<dyn Prepared + 'a>>;
 
-/// Says, while the plan is checked, why a registered implementation cannot run a workload on
-/// this device (a user kernel: compile errors, arguments against its PTX, launch limits).
-pub type Checker = Box<dyn Fn(&Gpu, &Workload) -> Result<()> + Send + Sync>;
+impl<'a> PrepareCtx<'a, '_> {
+    /// The prepared run of `exec`, with the buffer sets of `layout` allocated.
+    pub fn run<E: Exec + 'a>(&self, exec: E, layout: SetLayout) -> Built<'a> {
+        let run = CudaRun::new(self.gpu, exec, &layout, self.sets, self.policy.clone())?;
+        Ok(Box::new(run))
+    }
+}
 
-/// One registered implementation of one workload kind.
-pub struct Registered {
-    /// The workload kind it implements (`Workload::kind()`: matmul, attention, memory).
-    pub workload: &'static str,
+/// A row's own check and its factory, typed by the spec of the workload kind it serves.
+pub struct Typed<S> {
+    /// Why it cannot run `spec` on the target, if it cannot (after what it `needs` and what it
+    /// is measured `beside`).
+    pub check: fn(&Target, &S) -> Verdict,
+    /// Builds the prepared run (once the check has passed).
+    pub prepare: for<'a, 'w> fn(&PrepareCtx<'a, 'w>, &S) -> Built<'a>,
+}
+
+/// The typed operations of a row; the variant is the workload kind it serves.
+pub enum Ops {
+    Matmul(Typed<MatmulSpec>),
+    Attention(Typed<AttentionSpec>),
+    Memory(Typed<MemorySpec>),
+    Kernel(Typed<KernelSpec>),
+}
+
+/// One built-in implementation: a row of [`BUILTIN`].
+pub struct Builtin {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// True for vendor-library references (the ceiling own kernels are compared with).
+    pub reference: bool,
+    /// The libraries it cannot run without.
+    pub needs: &'static [Lib],
+    /// The reference of the same kind an own kernel is measured beside: the kernel is offered
+    /// only where that reference can run too, so its result always has its ceiling next to it.
+    pub beside: Option<&'static str>,
+    pub ops: Ops,
+}
+
+/// A vendor-library reference (`ImplInfo::reference`).
+const REFERENCE: bool = true;
+/// One of gpuvet's own kernels.
+const OWN: bool = false;
+
+/// Writes the rows of [`BUILTIN`]:
+/// `Kind name, REFERENCE|OWN, beside, [libraries], |target, spec| own check, factory, description;`
+/// where the check may return any `Result` whose error is an [`Error`] or a [`Refusal`].
+macro_rules! builtin_table {
+    ($($kind:ident $name:expr, $role:expr, $beside:expr, [$($lib:ident),*],
+       |$t:pat_param, $s:pat_param| $check:expr, $prepare:expr, $desc:literal;)*) => {
+        /// Every built-in implementation, in listing order: within a kind, best first (the
+        /// vendor reference, then the own kernels).
+        pub const BUILTIN: &[Builtin] = &[$(Builtin {
+            name: $name,
+            description: $desc,
+            reference: $role,
+            needs: &[$(Lib::$lib),*],
+            beside: $beside,
+            ops: Ops::$kind(Typed {
+                check: |$t, $s| {
+                    let _ = $check?;
+                    Ok(())
+                },
+                prepare: $prepare,
+            }),
+        },)*];
+    };
+}
+
+builtin_table! {
+    Matmul "cublaslt", REFERENCE, None, [CublasLt], |t, m| matmul::plan(m, t.props.cc),
+        matmul::prepare,
+        "cuBLASLt matmul, heuristic algorithm";
+    Matmul Family::Simt.name(), OWN, Some("cublaslt"), [Nvrtc],
+        |t, m| own_matmul::plan(m, Family::Simt, t.props.cc, t.props.sms),
+        |c, m| own_matmul::prepare(c, m, Family::Simt),
+        "gpuvet fp32 kernel on CUDA cores: 128×128×8 tiles, 8×8 per thread, float4 loads";
+    Matmul Family::Mma.name(), OWN, Some("cublaslt"), [Nvrtc],
+        |t, m| own_matmul::plan(m, Family::Mma, t.props.cc, t.props.sms),
+        |c, m| own_matmul::prepare(c, m, Family::Mma),
+        "gpuvet mma.sync kernel: cp.async ring, swizzled smem, ldmatrix, 32-bit accumulate";
+    Attention "unfused", REFERENCE, None, [CublasLt, Nvrtc], |t, a| attention::plan(a, t.props.cc),
+        attention::prepare,
+        "cuBLASLt Q·Kᵀ, softmax kernel, cuBLASLt P·V (S materialised)";
+    Attention Flash::Prefill.name(), OWN, Some("unfused"), [Nvrtc],
+        |t, a| own_attention::plan(a, Flash::Prefill, &Limits::of(t.props)),
+        |c, a| own_attention::prepare(c, a, Flash::Prefill),
+        "gpuvet fused attention (FlashAttention-2 style): mma.sync, cp.async double buffer, online softmax, S never in memory";
+    Attention Flash::Decode.name(), OWN, Some("unfused"), [Nvrtc],
+        |t, a| own_attention::plan(a, Flash::Decode, &Limits::of(t.props)),
+        |c, a| own_attention::prepare(c, a, Flash::Decode),
+        "gpuvet split-KV decode (flash-decoding): GQA rows packed into mma tiles, KV split across blocks, combine kernel";
+    Attention Flash::DecodePaged(16).name(), OWN, Some("unfused"), [Nvrtc],
+        |t, a| own_attention::plan(a, Flash::DecodePaged(16), &Limits::of(t.props)),
+        |c, a| own_attention::prepare(c, a, Flash::DecodePaged(16)),
+        "gpuvet split-KV decode from a paged KV cache, 16 tokens per page (block table, pages in random order)";
+    Attention Flash::DecodePaged(64).name(), OWN, Some("unfused"), [Nvrtc],
+        |t, a| own_attention::plan(a, Flash::DecodePaged(64), &Limits::of(t.props)),
+        |c, a| own_attention::prepare(c, a, Flash::DecodePaged(64)),
+        "gpuvet split-KV decode from a paged KV cache, 64 tokens per page (block table, pages in random order)";
+    Memory "kernel", OWN, None, [Nvrtc], |_, _| Verdict::Ok(()),
+        |c, m| memory::prepare(c, m, MemImpl::Kernel(memory::kernel_of(m.op))),
+        "gpuvet float4 grid-stride kernel";
+    Memory "memcpy", REFERENCE, None, [], |_, m| memory::memcpy_offered(m),
+        |c, m| memory::prepare(c, m, MemImpl::Memcpy),
+        "driver cuMemcpyDtoDAsync";
+    Kernel USER, OWN, None, [Nvrtc], |t, k| user::check_spec(t, k),
+        user_run::prepare_spec,
+        "the user's kernel from its spec, compiled by NVRTC for this GPU";
+}
+
+/// The one implementation of a free-form user kernel (`bench kernel --spec`).
+pub const USER: &str = "user";
+
+impl Builtin {
+    pub fn kind(&self) -> Kind {
+        match self.ops {
+            Ops::Matmul(_) => Kind::Matmul,
+            Ops::Attention(_) => Kind::Attention,
+            Ops::Memory(_) => Kind::Memory,
+            Ops::Kernel(_) => Kind::Kernel,
+        }
+    }
+
+    /// What the row needs, the reference it is measured beside, then its own check on `w`;
+    /// `NotOffered` for a workload of another kind.
+    fn check(&self, t: &Target, w: &Workload) -> Verdict {
+        if let Some(r) = self.beside {
+            let reference = BUILTIN
+                .iter()
+                .find(|b| b.kind() == self.kind() && b.name == r);
+            reference.map_or(Ok(()), |b| b.check(t, w))?;
+        }
+        for &lib in self.needs {
+            t.has(lib)?;
+        }
+        match (&self.ops, w) {
+            (Ops::Matmul(o), Workload::Matmul(m)) => (o.check)(t, m),
+            (Ops::Attention(o), Workload::Attention(a)) => (o.check)(t, a),
+            (Ops::Memory(o), Workload::Memory(m)) => (o.check)(t, m),
+            (Ops::Kernel(o), Workload::Kernel(k)) => (o.check)(t, k),
+            _ => Err(Refusal::NotOffered),
+        }
+    }
+
+    /// The row's typed factory on the context's workload.
+    fn prepare<'a>(&self, ctx: &PrepareCtx<'a, '_>) -> Built<'a> {
+        match (&self.ops, ctx.workload) {
+            (Ops::Matmul(o), Workload::Matmul(m)) => (o.prepare)(ctx, m),
+            (Ops::Attention(o), Workload::Attention(a)) => (o.prepare)(ctx, a),
+            (Ops::Memory(o), Workload::Memory(m)) => (o.prepare)(ctx, m),
+            (Ops::Kernel(o), Workload::Kernel(k)) => (o.prepare)(ctx, k),
+            _ => Err(Error::invalid(format!(
+                "`{}` implements {}, not {}",
+                self.name,
+                self.kind().name(),
+                ctx.workload.name()
+            ))),
+        }
+    }
+
+    /// The row as the registry serves it.
+    fn implementation(&'static self) -> Implementation {
+        Implementation {
+            kind: self.kind(),
+            info: ImplInfo::new(self.name, self.description, self.reference),
+            check: Box::new(|t, w| self.check(t, w)),
+            factory: Box::new(|ctx| self.prepare(ctx)),
+        }
+    }
+}
+
+/// Why an implementation cannot run a workload of its kind on a target.
+pub type Check = Box<dyn Fn(&Target, &Workload) -> Verdict + Send + Sync>;
+
+/// Builds the prepared run of an implementation (typically `ctx.run(exec, layout)`).
+pub type Factory = Box<dyn for<'a, 'w> Fn(&PrepareCtx<'a, 'w>) -> Built<'a> + Send + Sync>;
+
+/// One implementation as the registry serves it: a built-in row or a registration.
+pub struct Implementation {
+    pub kind: Kind,
     pub info: ImplInfo,
+    pub check: Check,
     pub factory: Factory,
-    /// Checks run by `Backend::check` before anything is allocated.
-    pub check: Option<Checker>,
 }
 
-/// The implementations registered on one backend.
-#[derive(Default)]
+/// A registered implementation's default check: it needs NVRTC to compile its kernel.
+pub fn needs_nvrtc() -> Check {
+    Box::new(|t, _| Ok(t.has(Lib::Nvrtc)?))
+}
+
+/// The implementations of one backend: the built-in table, then the registered ones.
 pub struct Registry {
-    entries: Vec<Registered>,
+    entries: Vec<Implementation>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            entries: BUILTIN.iter().map(Builtin::implementation).collect(),
+        }
+    }
 }
 
 impl Registry {
-    /// Adds `info` as an implementation of `workload` kind. `builtin` are the names the
-    /// backend already has for that kind: a registration may not shadow them or another
-    /// registration.
-    pub fn register(
-        &mut self,
-        workload: &'static str,
-        info: ImplInfo,
-        factory: Factory,
-        builtin: &[&str],
-    ) -> Result<()> {
-        self.register_checked(workload, info, factory, None, builtin)
+    /// The implementation `name` of `kind`.
+    fn find(&self, kind: Kind, name: &str) -> Option<&Implementation> {
+        self.entries
+            .iter()
+            .find(|e| e.kind == kind && e.info.name == name)
     }
 
-    /// [`Registry::register`] with a check the plan runs before anything is allocated.
-    pub fn register_checked(
-        &mut self,
-        workload: &'static str,
-        info: ImplInfo,
-        factory: Factory,
-        check: Option<Checker>,
-        builtin: &[&str],
-    ) -> Result<()> {
-        let taken =
-            builtin.contains(&info.name.as_str()) || self.find(workload, &info.name).is_some();
-        if taken {
+    /// Adds an implementation, listed after every one before it. A name its kind already has
+    /// (built in or registered) is refused: a registration never shadows another.
+    pub fn register(&mut self, imp: Implementation) -> Result<()> {
+        if self.find(imp.kind, &imp.info.name).is_some() {
             return Err(Error::invalid(format!(
-                "an implementation `{}` of {workload} already exists",
-                info.name
+                "an implementation `{}` of {} already exists",
+                imp.info.name,
+                imp.kind.name()
             )));
         }
-        self.entries.push(Registered {
-            workload,
-            info,
-            factory,
-            check,
-        });
+        self.entries.push(imp);
         Ok(())
     }
 
-    /// The registered implementation `name` of `workload` kind.
-    pub fn find(&self, workload: &str, name: &str) -> Option<&Registered> {
+    /// The implementations that can run `w` on the target, best first, built-in before
+    /// registered.
+    pub fn implementations(&self, t: &Target, w: &Workload) -> Vec<ImplInfo> {
+        let kind = Kind::of(w);
         self.entries
             .iter()
-            .find(|r| r.workload == workload && r.info.name == name)
+            .filter(|e| e.kind == kind && (e.check)(t, w).is_ok())
+            .map(|e| e.info.clone())
+            .collect()
     }
 
-    /// Every registered implementation of `w`'s kind, in registration order.
-    pub fn implementations(&self, w: &Workload) -> Vec<ImplInfo> {
-        self.entries
-            .iter()
-            .filter(|r| r.workload == w.kind())
-            .map(|r| r.info.clone())
-            .collect()
+    /// `Ok` when `name` can run `w` on the target; otherwise why not: the implementation's own
+    /// reason, or for a name `w` does not have, the names it has.
+    pub fn check(&self, t: &Target, w: &Workload, name: &str) -> Result<()> {
+        let verdict = match self.find(Kind::of(w), name) {
+            Some(e) => (e.check)(t, w),
+            None => Err(Refusal::NotOffered),
+        };
+        match verdict {
+            Ok(()) => Ok(()),
+            Err(Refusal::Cannot(e)) => Err(e),
+            Err(Refusal::NotOffered) => {
+                let have: Vec<String> = self
+                    .implementations(t, w)
+                    .into_iter()
+                    .map(|i| i.name)
+                    .collect();
+                let have = if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.join(", ")
+                };
+                Err(Error::unsupported(format!(
+                    "cuda has no implementation `{name}` of {} on {} (available: {have})",
+                    w.name(),
+                    t.props.name,
+                )))
+            }
+        }
+    }
+
+    /// Builds the prepared run of `name` (checked before) for `ctx.workload`.
+    pub fn prepare<'a>(&self, ctx: &PrepareCtx<'a, '_>, name: &str) -> Built<'a> {
+        let e = self.find(Kind::of(ctx.workload), name).ok_or_else(|| {
+            Error::unsupported(format!(
+                "cuda has no implementation `{name}` of {}",
+                ctx.workload.name()
+            ))
+        })?;
+        (e.factory)(ctx)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::device::SmLimits;
     use super::*;
     use crate::dtype::DType;
-    use crate::workload::{BLayout, MatmulSpec};
+    use crate::workload::{BLayout, MemOp};
 
-    fn matmul() -> Workload {
+    /// A device of compute capability `cc` with an H200's SMs and shared memory.
+    fn props(cc: (i32, i32)) -> Props {
+        Props {
+            ordinal: 0,
+            name: "NVIDIA H200".into(),
+            uuid: "GPU-0".into(),
+            pci_bus_id: "0000:00:00.0".into(),
+            cc,
+            sms: 132,
+            total_mem: 141 << 30,
+            l2_bytes: 60 << 20,
+            sm: SmLimits {
+                max_threads: 2048,
+                smem: 233_472,
+                smem_per_block: 49_152,
+                smem_per_block_optin: 232_448,
+            },
+            driver: Default::default(),
+        }
+    }
+
+    /// `p` with NVRTC and cuBLASLt both loaded.
+    fn full(p: &Props) -> Target<'_> {
+        Target {
+            props: p,
+            nvrtc: Ok(()),
+            cublaslt: Ok(()),
+        }
+    }
+
+    fn matmul(dtype: DType) -> Workload {
         Workload::Matmul(MatmulSpec {
-            m: 8,
-            n: 8,
-            k: 8,
-            dtype: DType::Bf16,
+            m: 64,
+            n: 64,
+            k: 64,
+            dtype,
             b_layout: BLayout::Nk,
         })
     }
 
-    fn refuse() -> Factory {
-        Box::new(|_ctx| Err(Error::unsupported("test factory")))
+    fn attention(q_len: u64, head_dim: u64, dtype: DType) -> Workload {
+        Workload::Attention(AttentionSpec {
+            batch: 2,
+            q_heads: 32,
+            kv_heads: 8,
+            q_len,
+            kv_len: 4096,
+            head_dim,
+            causal: true,
+            dtype,
+        })
+    }
+
+    fn memory(op: MemOp) -> Workload {
+        Workload::Memory(MemorySpec { op, bytes: 1 << 20 })
+    }
+
+    fn names(r: &Registry, t: &Target, w: &Workload) -> Vec<String> {
+        r.implementations(t, w)
+            .into_iter()
+            .map(|i| i.name)
+            .collect()
+    }
+
+    /// The own (not reference) implementations listed.
+    fn own(r: &Registry, t: &Target, w: &Workload) -> Vec<String> {
+        let v = r.implementations(t, w).into_iter();
+        v.filter(|i| !i.reference).map(|i| i.name).collect()
+    }
+
+    fn refusal(r: &Registry, t: &Target, w: &Workload, name: &str) -> String {
+        r.check(t, w, name).unwrap_err().to_string()
+    }
+
+    /// A user implementation whose factory refuses (nothing here has a GPU to prepare on).
+    fn user(kind: Kind, name: &str) -> Implementation {
+        Implementation {
+            kind,
+            info: ImplInfo::new(name, "a user kernel", false),
+            check: needs_nvrtc(),
+            factory: Box::new(|_| Err(Error::unsupported("test factory"))),
+        }
     }
 
     #[test]
-    fn registered_implementations_are_found_by_workload_kind_and_name() {
+    fn every_row_is_listed_and_accepted_for_some_workload() {
+        let p = props((9, 0));
+        let t = full(&p);
+        let r = Registry::default();
+        let workloads = [
+            matmul(DType::F32),
+            matmul(DType::Bf16),
+            attention(4096, 128, DType::Bf16),
+            attention(1, 128, DType::Bf16),
+            memory(MemOp::Copy),
+        ];
+        let mut listed: Vec<(Kind, String)> = Vec::new();
+        for w in &workloads {
+            for n in names(&r, &t, w) {
+                r.check(&t, w, &n).unwrap();
+                listed.push((Kind::of(w), n));
+            }
+        }
+        // The free-form user kernel's row compiles a spec's kernel (NVRTC, a file): covered
+        // by tests/user_kernels.rs and tests/cuda_gpu.rs.
+        for b in BUILTIN.iter().filter(|b| b.kind() != Kind::Kernel) {
+            let row = (b.kind(), b.name.to_string());
+            assert!(listed.contains(&row), "{row:?} is never listed");
+        }
+    }
+
+    #[test]
+    fn names_are_unique_within_a_kind() {
+        for (i, a) in BUILTIN.iter().enumerate() {
+            for b in &BUILTIN[i + 1..] {
+                assert!(a.kind() != b.kind() || a.name != b.name, "{} twice", a.name);
+            }
+        }
+        for w in [
+            matmul(DType::F32),
+            attention(1, 64, DType::F16),
+            memory(MemOp::Read),
+        ] {
+            assert_eq!(Kind::of(&w).name(), w.kind());
+        }
+    }
+
+    #[test]
+    fn each_kind_lists_its_reference_first_then_its_own_kernels() {
+        let p = props((9, 0));
+        let (t, r) = (full(&p), Registry::default());
+        assert_eq!(names(&r, &t, &matmul(DType::F32)), ["cublaslt", "simt"]);
+        assert_eq!(names(&r, &t, &matmul(DType::Bf16)), ["cublaslt", "mma"]);
+        assert_eq!(
+            names(&r, &t, &attention(4096, 128, DType::Bf16)),
+            ["unfused", "flash"]
+        );
+        let decode = [
+            "unfused",
+            "flash-decode",
+            "flash-decode-paged16",
+            "flash-decode-paged64",
+        ];
+        assert_eq!(names(&r, &t, &attention(1, 128, DType::Bf16)), decode);
+        assert_eq!(names(&r, &t, &memory(MemOp::Copy)), ["kernel", "memcpy"]);
+        assert_eq!(names(&r, &t, &memory(MemOp::Triad)), ["kernel"]);
+        let refs: Vec<&str> = BUILTIN
+            .iter()
+            .filter(|b| b.reference)
+            .map(|b| b.name)
+            .collect();
+        assert_eq!(refs, ["cublaslt", "unfused", "memcpy"]);
+    }
+
+    #[test]
+    fn an_unknown_name_is_refused_with_the_names_there_are() {
+        let p = props((9, 0));
+        let (t, r) = (full(&p), Registry::default());
+        let e = refusal(&r, &t, &matmul(DType::F32), "gemm");
+        assert!(e.contains("no implementation `gemm` of matmul"), "{e}");
+        assert!(
+            e.contains("on NVIDIA H200 (available: cublaslt, simt)"),
+            "{e}"
+        );
+        // the driver's memcpy copies; it is no implementation of a read
+        let e = refusal(&r, &t, &memory(MemOp::Read), "memcpy");
+        assert!(e.contains("available: kernel)"), "{e}");
+        let e = refusal(&r, &t, &matmul(DType::Fp8E5m2), "mma");
+        assert!(e.contains("e5m2"), "{e}");
+        let e = refusal(&r, &t, &matmul(DType::Fp8E5m2), "gemm");
+        assert!(e.contains("(available: none)"), "{e}");
+        // a known name that cannot run says why, not what else there is
+        let e = refusal(&r, &t, &matmul(DType::Bf16), "simt");
+        assert!(e.contains("f32 only"), "{e}");
+    }
+
+    #[test]
+    fn own_matmul_kernels_per_dtype_and_gpu() {
+        let r = Registry::default();
+        let own = |d: DType, cc| {
+            let p = props(cc);
+            own(&r, &full(&p), &matmul(d))
+        };
+        assert_eq!(own(DType::F32, (9, 0)), ["simt"]);
+        assert_eq!(own(DType::Bf16, (9, 0)), ["mma"]);
+        assert_eq!(own(DType::F16, (8, 0)), ["mma"]);
+        assert!(own(DType::F16, (7, 5)).is_empty());
+        assert_eq!(own(DType::Int8, (8, 0)), ["mma"]);
+        assert_eq!(own(DType::Fp8E4m3, (8, 9)), ["mma"]);
+        assert!(own(DType::Fp8E4m3, (8, 0)).is_empty());
+        assert_eq!(own(DType::Tf32, (9, 0)), ["mma"]);
+        assert!(own(DType::Fp8E5m2, (9, 0)).is_empty());
+    }
+
+    #[test]
+    fn each_query_length_lists_its_attention_kernels() {
+        let p = props((9, 0));
+        let (t, r) = (full(&p), Registry::default());
+        let decode = [
+            "flash-decode",
+            "flash-decode-paged16",
+            "flash-decode-paged64",
+        ];
+        assert_eq!(own(&r, &t, &attention(1, 128, DType::Bf16)), decode);
+        assert_eq!(own(&r, &t, &attention(8, 128, DType::Bf16)), decode);
+        assert_eq!(own(&r, &t, &attention(9, 128, DType::Bf16)), ["flash"]);
+        assert!(own(&r, &t, &attention(4096, 256, DType::Bf16)).is_empty());
+        assert!(own(&r, &t, &attention(4096, 128, DType::F32)).is_empty());
+        // Each row runs the kernel of its name: on the other phase it refuses by that name.
+        for b in BUILTIN
+            .iter()
+            .filter(|b| b.kind() == Kind::Attention && !b.reference)
+        {
+            let q_len = if b.name == "flash" { 4 } else { 64 };
+            let e = refusal(&r, &t, &attention(q_len, 128, DType::F16), b.name);
+            assert!(e.contains(&format!("`{}`", b.name)), "{}: {e}", b.name);
+        }
+    }
+
+    #[test]
+    fn missing_libraries_leave_what_does_not_need_them() {
+        let p = props((9, 0));
+        let r = Registry::default();
+        let no_lt = Target {
+            cublaslt: Err("cuBLASLt not found".into()),
+            ..full(&p)
+        };
+        // Own kernels are offered only beside the reference they are measured against.
+        assert!(names(&r, &no_lt, &matmul(DType::F32)).is_empty());
+        let e = refusal(&r, &no_lt, &matmul(DType::F32), "simt");
+        assert!(e.contains("cuBLASLt not found"), "{e}");
+        assert_eq!(
+            names(&r, &no_lt, &memory(MemOp::Copy)),
+            ["kernel", "memcpy"]
+        );
+        let no_nvrtc = Target {
+            nvrtc: Err("NVRTC not found".into()),
+            ..full(&p)
+        };
+        assert_eq!(names(&r, &no_nvrtc, &matmul(DType::Bf16)), ["cublaslt"]);
+        assert!(refusal(&r, &no_nvrtc, &matmul(DType::Bf16), "mma").contains("NVRTC"));
+        assert!(names(&r, &no_nvrtc, &attention(1, 128, DType::Bf16)).is_empty());
+        assert_eq!(names(&r, &no_nvrtc, &memory(MemOp::Copy)), ["memcpy"]);
+        let e = refusal(&r, &no_nvrtc, &memory(MemOp::Copy), "kernel");
+        assert!(e.contains("NVRTC not found"), "{e}");
+    }
+
+    #[test]
+    fn registrations_come_after_the_builtins_and_never_shadow_a_name() {
+        let p = props((9, 0));
+        let t = full(&p);
         let mut r = Registry::default();
-        let info = ImplInfo::new("my-gemm", "a user kernel", false);
-        r.register("matmul", info, refuse(), &["cublaslt", "mma"])
-            .unwrap();
-        let w = matmul();
-        assert_eq!(r.implementations(&w)[0].name, "my-gemm");
-        assert!(r.find("matmul", "my-gemm").is_some());
-        assert!(r.find("attention", "my-gemm").is_none());
-        assert!(r.find("matmul", "other").is_none());
-        // neither a built-in name nor a second registration of the same name
-        let dup = |name| ImplInfo::new(name, "", false);
-        let e = r
-            .register("matmul", dup("mma"), refuse(), &["cublaslt", "mma"])
-            .unwrap_err();
-        assert!(e.to_string().contains("already exists"), "{e}");
-        assert!(r.register("matmul", dup("my-gemm"), refuse(), &[]).is_err());
+        for b in BUILTIN {
+            let e = r.register(user(b.kind(), b.name)).unwrap_err();
+            assert!(e.to_string().contains("already exists"), "{e}");
+        }
+        r.register(user(Kind::Matmul, "my-gemm")).unwrap();
+        assert_eq!(
+            names(&r, &t, &matmul(DType::Bf16)),
+            ["cublaslt", "mma", "my-gemm"]
+        );
+        r.check(&t, &matmul(DType::Bf16), "my-gemm").unwrap();
+        assert!(r.register(user(Kind::Matmul, "my-gemm")).is_err());
         // the same name on another workload kind is another implementation
-        r.register("attention", dup("my-gemm"), refuse(), &[])
-            .unwrap();
-        assert_eq!(r.implementations(&w).len(), 1);
+        r.register(user(Kind::Attention, "my-gemm")).unwrap();
+        assert_eq!(names(&r, &t, &memory(MemOp::Copy)), ["kernel", "memcpy"]);
+        // a registered kernel needs NVRTC, and says so
+        let no_nvrtc = Target {
+            nvrtc: Err("NVRTC not found".into()),
+            ..full(&p)
+        };
+        assert!(!names(&r, &no_nvrtc, &matmul(DType::Bf16)).contains(&"my-gemm".into()));
+        let e = refusal(&r, &no_nvrtc, &matmul(DType::Bf16), "my-gemm");
+        assert!(e.contains("NVRTC not found"), "{e}");
     }
 }

@@ -3,16 +3,18 @@
 //! Every CUDA run does the same around its own launches: poison the output of buffer set 0,
 //! run once on it and read it back for verification, time iterations that rotate through the
 //! buffer sets, and wait for queued work before its buffers are freed. [`CudaRun`] does that
-//! once; a workload contributes an [`Exec`]: its buffers, one iteration on set `i`, and which
-//! buffer holds the output. A new CUDA workload (or a user kernel) writes only that.
+//! once, and allocates the buffer sets from one [`SetLayout`] (the host bytes of each input,
+//! the output size); a workload contributes an [`Exec`]: what it sets up once and one
+//! iteration on a set. A new CUDA workload (or a user kernel) writes only that.
 
 use super::device::{DevBuf, Gpu};
 use super::timing::Timer;
-use crate::backend::Prepared;
-use crate::dtype::OutType;
+use crate::backend::{CachePolicy, Prepared};
+use crate::dtype::{ComputeType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
 use crate::workload::kernel::{BufType, KernelRecord};
+use std::borrow::Cow;
 
 /// Builds a host tensor from device bytes of `out` type.
 pub fn tensor_from_bytes(name: &str, shape: Vec<usize>, out: OutType, bytes: &[u8]) -> Tensor {
@@ -71,25 +73,81 @@ pub enum Readback {
     Elements(BufType),
 }
 
-/// The output of buffer set 0: what is poisoned before the verification run and read after.
-pub struct Output<'b> {
-    pub buf: &'b DevBuf,
+/// How the output of a buffer set reads back as the tensor verification sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
     /// The tensor's name (`C`, `O`, `dst`, ...), as the CPU reference names it.
     pub name: &'static str,
     pub shape: Vec<usize>,
     pub readback: Readback,
 }
 
-impl<'b> Output<'b> {
+impl Output {
     /// An output of elements of type `t`.
-    pub fn typed(buf: &'b DevBuf, name: &'static str, shape: Vec<usize>, t: OutType) -> Self {
+    pub fn typed(name: &'static str, shape: Vec<usize>, t: OutType) -> Self {
         Output {
-            buf,
             name,
             shape,
             readback: Readback::Typed(t),
         }
     }
+}
+
+/// One buffer set: the inputs as the kernels read them (B transposed, K and V paged, ...) and
+/// the output. [`CudaRun`] owns and rotates the sets; set 0 is the one verified.
+pub struct Buffers {
+    pub inputs: Vec<DevBuf>,
+    pub output: DevBuf,
+}
+
+/// What every buffer set holds: the host bytes of each input, uploaded into each set, and the
+/// size of the output.
+pub struct SetLayout<'h> {
+    inputs: Vec<Cow<'h, [u8]>>,
+    output_bytes: usize,
+}
+
+impl<'h> SetLayout<'h> {
+    /// A set with no inputs yet and an output of `output_bytes`.
+    pub fn new(output_bytes: u64) -> Self {
+        SetLayout {
+            inputs: Vec::new(),
+            output_bytes: output_bytes as usize,
+        }
+    }
+
+    /// Adds an input uploaded into every set. A host buffer of another size than the `expected`
+    /// bytes the kernels read is refused, so a wrong input is an error, never an out-of-bounds
+    /// read on the device.
+    pub fn input(mut self, bytes: impl Into<Cow<'h, [u8]>>, expected: u64) -> Result<Self> {
+        let bytes = bytes.into();
+        check_len(self.inputs.len(), &bytes, expected)?;
+        self.inputs.push(bytes);
+        Ok(self)
+    }
+
+    /// One set on `gpu`: every input uploaded, the output allocated (not initialised).
+    fn upload(&self, gpu: &Gpu) -> Result<Buffers> {
+        Ok(Buffers {
+            inputs: self
+                .inputs
+                .iter()
+                .map(|b| upload(gpu, b))
+                .collect::<Result<_>>()?,
+            output: gpu.alloc(self.output_bytes)?,
+        })
+    }
+}
+
+/// Refuses host bytes of input `i` that are not the `expected` size.
+pub fn check_len(i: usize, bytes: &[u8], expected: u64) -> Result<()> {
+    if bytes.len() as u64 == expected {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "input {i} holds {} bytes; the kernels read {expected}",
+        bytes.len()
+    )))
 }
 
 /// A new device buffer holding `bytes`.
@@ -99,28 +157,26 @@ pub fn upload(gpu: &Gpu, bytes: &[u8]) -> Result<DevBuf> {
     Ok(b)
 }
 
-/// What one workload implementation adds to [`CudaRun`].
+/// What one workload implementation adds to [`CudaRun`]: everything set up once (kernels,
+/// descriptors, scratch) and how one iteration runs on a buffer set.
 pub trait Exec {
-    /// The buffers of one iteration (inputs and output); [`CudaRun`] owns and rotates them.
-    type Set;
-
     /// Enqueues one iteration on `set` (no synchronisation).
-    fn enqueue(&self, set: &Self::Set) -> Result<()>;
+    fn enqueue(&self, gpu: &Gpu, set: &Buffers) -> Result<()>;
 
-    /// Where the output of `set` is and how to read it.
-    fn output<'s>(&'s self, set: &'s Self::Set) -> Output<'s>;
+    /// How a set's output reads back.
+    fn output(&self) -> Output;
 
     /// Poisons intermediate buffers too (split-K partials), where an unwritten one could
     /// otherwise pass verification with stale values from an earlier run.
-    fn poison_scratch(&self) -> Result<()> {
+    fn poison_scratch(&self, _gpu: &Gpu) -> Result<()> {
         Ok(())
     }
 
     /// The arithmetic that actually runs, for `Prepared::compute_dtype`.
-    fn compute_dtype(&self) -> String;
+    fn compute_dtype(&self) -> ComputeType;
 
     /// See `Prepared::notes`.
-    fn notes(&self) -> Vec<String> {
+    fn notes(&self, _gpu: &Gpu) -> Vec<String> {
         Vec::new()
     }
 
@@ -130,22 +186,30 @@ pub trait Exec {
     }
 }
 
-/// A prepared CUDA run: an [`Exec`] plus the timing, rotation and clean-up every run shares.
+/// A prepared CUDA run: an [`Exec`] plus the buffer sets, timing, rotation and clean-up every
+/// run shares.
 pub struct CudaRun<'a, E: Exec> {
     gpu: &'a Gpu,
     exec: E,
     /// At least one; set 0 is the one verified.
-    sets: Vec<E::Set>,
+    sets: Vec<Buffers>,
     timer: Timer,
     next: usize,
-    policy: String,
+    policy: CachePolicy,
 }
 
 impl<'a, E: Exec> CudaRun<'a, E> {
-    pub fn new(gpu: &'a Gpu, exec: E, sets: Vec<E::Set>, policy: String) -> Result<Self> {
-        if sets.is_empty() {
-            return Err(Error::invalid("a CUDA run needs at least one buffer set"));
-        }
+    /// Allocates `sets` (at least one) buffer sets of `layout` for `exec`.
+    pub fn new(
+        gpu: &'a Gpu,
+        exec: E,
+        layout: &SetLayout,
+        sets: usize,
+        policy: CachePolicy,
+    ) -> Result<Self> {
+        let sets = (0..sets.max(1))
+            .map(|_| layout.upload(gpu))
+            .collect::<Result<_>>()?;
         Ok(CudaRun {
             gpu,
             exec,
@@ -158,20 +222,21 @@ impl<'a, E: Exec> CudaRun<'a, E> {
 }
 
 impl<E: Exec> CudaRun<'_, E> {
-    /// Poisons the output of buffer set `set` (with the output type's pattern, or the byte
-    /// `pattern`), runs once on it and reads it back.
+    /// Poisons the output of buffer set `set` (with the output's own pattern, or the byte
+    /// `pattern`), runs once on that set and reads its output back.
     fn verify_on(&mut self, set: usize, pattern: Option<u8>) -> Result<Tensor> {
         self.gpu.bind()?;
-        let out = self.exec.output(&self.sets[set]);
+        let out = self.exec.output();
+        let buf = &self.sets[set].output;
         match (pattern, out.readback) {
-            (Some(p), _) => out.buf.fill(self.gpu, p)?,
-            (None, Readback::Typed(t)) => poison(self.gpu, out.buf, t)?,
-            (None, Readback::SumF64 | Readback::Elements(_)) => out.buf.fill(self.gpu, 0xFF)?,
+            (Some(p), _) => buf.fill(self.gpu, p)?,
+            (None, Readback::Typed(t)) => poison(self.gpu, buf, t)?,
+            (None, Readback::SumF64 | Readback::Elements(_)) => buf.fill(self.gpu, 0xFF)?,
         }
-        self.exec.poison_scratch()?;
-        self.exec.enqueue(&self.sets[set])?;
-        let bytes = out.buf.download(self.gpu, out.buf.bytes)?;
-        Ok(read_back(out.name, &out.shape, out.readback, &bytes))
+        self.exec.poison_scratch(self.gpu)?;
+        self.exec.enqueue(self.gpu, &self.sets[set])?;
+        let bytes = buf.download(self.gpu, buf.bytes)?;
+        Ok(read_back(&out, &bytes))
     }
 }
 
@@ -184,10 +249,11 @@ impl<E: Exec> Drop for CudaRun<'_, E> {
 }
 
 /// The tensor `bytes` (downloaded from an output buffer) stand for.
-fn read_back(name: &str, shape: &[usize], readback: Readback, bytes: &[u8]) -> Tensor {
-    match readback {
-        Readback::Typed(t) => tensor_from_bytes(name, shape.to_vec(), t, bytes),
-        Readback::Elements(t) => t.from_bytes(name, shape.to_vec(), bytes),
+fn read_back(out: &Output, bytes: &[u8]) -> Tensor {
+    let (name, shape) = (out.name, out.shape.clone());
+    match out.readback {
+        Readback::Typed(t) => tensor_from_bytes(name, shape, t, bytes),
+        Readback::Elements(t) => t.from_bytes(name, shape, bytes),
         Readback::SumF64 => {
             let sum: f64 = bytes
                 .chunks_exact(8)
@@ -195,7 +261,7 @@ fn read_back(name: &str, shape: &[usize], readback: Readback, bytes: &[u8]) -> T
                 .sum();
             Tensor {
                 name: name.into(),
-                shape: shape.to_vec(),
+                shape,
                 data: Data::F64(vec![sum]),
             }
         }
@@ -203,7 +269,7 @@ fn read_back(name: &str, shape: &[usize], readback: Readback, bytes: &[u8]) -> T
 }
 
 impl<E: Exec> Prepared for CudaRun<'_, E> {
-    fn compute_dtype(&self) -> String {
+    fn compute_dtype(&self) -> ComputeType {
         self.exec.compute_dtype()
     }
 
@@ -226,22 +292,22 @@ impl<E: Exec> Prepared for CudaRun<'_, E> {
     fn run(&mut self, iters: u64) -> Result<f64> {
         self.gpu.bind()?;
         let mut next = self.next;
-        let (exec, sets) = (&self.exec, &self.sets);
+        let (gpu, exec, sets) = (self.gpu, &self.exec, &self.sets);
         let t = self
             .timer
-            .time_rotating(&self.gpu.stream, &mut next, sets.len(), iters, |i| {
-                exec.enqueue(&sets[i])
+            .time_rotating(&gpu.stream, &mut next, sets.len(), iters, |i| {
+                exec.enqueue(gpu, &sets[i])
             })?;
         self.next = next;
         Ok(t)
     }
 
-    fn cache_policy(&self) -> crate::backend::CachePolicy {
-        self.policy.as_str().into()
+    fn cache_policy(&self) -> CachePolicy {
+        self.policy.clone()
     }
 
     fn notes(&self) -> Vec<String> {
-        self.exec.notes()
+        self.exec.notes(self.gpu)
     }
 }
 
@@ -252,12 +318,17 @@ mod tests {
     #[test]
     fn partial_sums_read_back_as_one_value_and_nan_poison_survives() {
         let bytes: Vec<u8> = [1.5f64, 2.5].iter().flat_map(|x| x.to_le_bytes()).collect();
-        let sum = |b: &[u8]| read_back("sum", &[1], Readback::SumF64, b).get(0);
+        let sum_out = Output {
+            name: "sum",
+            shape: vec![1],
+            readback: Readback::SumF64,
+        };
+        let sum = |b: &[u8]| read_back(&sum_out, b).get(0);
         assert_eq!(sum(&bytes), 4.0);
         let mut poisoned = bytes.clone();
         poisoned.extend([0xFF; 8]);
         assert!(sum(&poisoned).is_nan());
-        let t = read_back("dst", &[2], Readback::Typed(OutType::F32), &[0; 8]);
+        let t = read_back(&Output::typed("dst", vec![2], OutType::F32), &[0; 8]);
         assert_eq!(
             (t.name.as_str(), t.shape.as_slice()),
             ("dst", &[2usize][..])

@@ -7,25 +7,20 @@
 //! reading its PTX, which buffers a workload hands a kernel) are public so that the mock
 //! backend and the tests use the very same code.
 
-use super::device::{DevBuf, Gpu};
-use super::error::cu;
+use super::device::Props;
 use super::kernels::{Source, UserSource};
-use super::launch::{launch_function, Args};
+use super::libs::Lib;
 use super::nvrtc::{self, KernelResources, UserCompiled};
-use super::run::{upload, CudaRun, Exec, Output, Readback};
-use crate::backend::Prepared;
-use crate::dtype::OutType;
+use super::registry::{Implementation, Kind, Target};
+use crate::backend::ImplInfo;
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
 use crate::workload::kernel::conventions::{self, WorkloadNames};
 use crate::workload::kernel::expr::Names;
 use crate::workload::kernel::launch::{
-    check_args, check_limits, find_entry, ptx_params, Arg, ArgNames, Limits, Num, PtxParam,
-    Resolved, ScalarType,
+    check_args, check_limits, find_entry, ptx_params, ArgNames, Limits, PtxParam, Resolved,
 };
-use crate::workload::kernel::{interned, KernelRecord, KernelSpec, UserKernel};
-use crate::workload::{MemOp, Workload};
-use cudarc::driver::CudaFunction;
+use crate::workload::kernel::{KernelRecord, KernelSpec, UserKernel};
+use crate::workload::Workload;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -148,6 +143,8 @@ pub struct Program {
     /// The user's NVRTC options with the defines, as passed.
     pub options: Vec<String>,
     pub headers: HeaderScan,
+    /// The entry the program was built for.
+    pub program_entry: String,
 }
 
 /// Compiles `k` for `arch` (through the kernel cache in `cache`) with its defines evaluated by
@@ -194,6 +191,7 @@ pub fn build(
         resources,
         options,
         headers,
+        program_entry: k.entry.clone(),
     })
 }
 
@@ -267,410 +265,82 @@ pub fn names_for(w: &Workload, k: &UserKernel) -> Result<WorkloadNames> {
         .with_vars(&k.vars)
 }
 
-/// One device buffer of a user run: its name, bytes, and the input it is uploaded from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BufPlan {
-    pub name: String,
-    pub bytes: u64,
-    /// Index into the workload's inputs; `None` for the output.
-    pub input: Option<usize>,
-}
-
-/// The output a user run reads back for verification.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutPlan {
-    /// The buffer it lives in.
-    pub buffer: String,
-    /// The tensor's name, as the reference names it.
-    pub name: &'static str,
-    pub shape: Vec<usize>,
-    pub readback: Readback,
-}
-
-/// The buffers a known workload hands a user kernel (the table in `conventions`), sized for
-/// launch `r` (memory `read` writes one partial per block).
-pub fn workload_buffers(w: &Workload, r: &Resolved) -> Result<(Vec<BufPlan>, OutPlan)> {
-    let inp = |name: &str, bytes: u64, i: usize| BufPlan {
-        name: name.into(),
-        bytes,
-        input: Some(i),
+/// The limits a launch of `p` is held to before it is loaded on a device: the device's shared
+/// memory, the static shared memory and registers ptxas reported, and the limits every GPU since
+/// Volta shares (a block of at most 1024 threads and 64 Ki registers, allocated 256 per warp).
+/// Loading the kernel (`user_run`) checks again with the driver's own numbers.
+pub fn planned_limits(props: &Props, p: &Program) -> Limits {
+    let regs = p.resources.as_ref().map_or(0, |r| r.registers);
+    let max_threads = if regs == 0 {
+        1024
+    } else {
+        let per_warp = (regs * 32).div_ceil(256) * 256;
+        ((65_536 / per_warp) * 32).min(1024)
     };
-    let out = |name: &str, bytes: u64| BufPlan {
-        name: name.into(),
-        bytes,
-        input: None,
-    };
-    let typed = |buffer: &str, name: &'static str, shape: Vec<u64>, t: OutType| OutPlan {
-        buffer: buffer.into(),
-        name,
-        shape: shape.iter().map(|&d| d as usize).collect(),
-        readback: Readback::Typed(t),
-    };
-    Ok(match w {
-        Workload::Matmul(m) => {
-            let (e, o) = (m.dtype.size(), m.dtype.matmul_output());
-            (
-                vec![
-                    inp("A", m.m * m.k * e, 0),
-                    inp("B", m.k * m.n * e, 1),
-                    out("C", m.m * m.n * o.size()),
-                ],
-                typed("C", "C", vec![m.m, m.n], o),
-            )
-        }
-        Workload::Attention(a) => {
-            let o = match a.dtype {
-                crate::dtype::DType::F16 => OutType::F16,
-                crate::dtype::DType::Bf16 => OutType::Bf16,
-                _ => OutType::F32,
-            };
-            let q = a.elem_bytes_q();
-            let kv = a.elem_bytes_kv();
-            (
-                vec![
-                    inp("Q", q, 0),
-                    inp("K", kv, 1),
-                    inp("V", kv, 2),
-                    out("O", q),
-                ],
-                typed("O", "O", a.q_shape().iter().map(|&d| d as u64).collect(), o),
-            )
-        }
-        Workload::Memory(m) => {
-            let b = m.elements() * 4;
-            let n = m.elements();
-            match m.op {
-                MemOp::Copy => (
-                    vec![inp("src", b, 0), out("dst", b)],
-                    typed("dst", "dst", vec![n], OutType::F32),
-                ),
-                MemOp::Write => (
-                    vec![out("dst", b)],
-                    typed("dst", "dst", vec![n], OutType::F32),
-                ),
-                MemOp::Triad => (
-                    vec![inp("b", b, 0), inp("c", b, 1), out("a", b)],
-                    typed("a", "a", vec![n], OutType::F32),
-                ),
-                MemOp::Read => {
-                    let blocks: u64 = r.grid.iter().map(|&g| g as u64).product();
-                    (
-                        vec![inp("src", b, 0), out("partials", blocks * 8)],
-                        OutPlan {
-                            buffer: "partials".into(),
-                            name: "sum",
-                            shape: vec![1],
-                            readback: Readback::SumF64,
-                        },
-                    )
-                }
-            }
-        }
-        Workload::Kernel(_) => {
-            return Err(Error::unsupported(
-                "a free-form kernel brings its own buffers",
-            ))
-        }
-    })
-}
-
-/// The buffers of a free-form kernel, in spec order; inputs numbered as `inputs()` makes them.
-pub fn spec_buffers(spec: &KernelSpec) -> (Vec<BufPlan>, OutPlan) {
-    let mut plans = Vec::new();
-    let mut next = 0;
-    for b in &spec.buffers {
-        plans.push(BufPlan {
-            name: b.name.clone(),
-            bytes: b.bytes(),
-            input: (!b.output).then(|| {
-                next += 1;
-                next - 1
-            }),
-        });
+    Limits {
+        max_threads_per_block: max_threads,
+        static_smem: static_smem(&p.compiled.log, &p.program_entry),
+        registers: regs,
+        ..Limits::typical(props.sm.smem_per_block_optin)
     }
-    let o = spec.output();
-    let out = OutPlan {
-        buffer: o.name.clone(),
-        name: interned(&o.name),
-        shape: o.shape.iter().map(|&d| d as usize).collect(),
-        readback: Readback::Elements(o.dtype),
-    };
-    (plans, out)
 }
 
-/// The device's limits for `func` (its registers decide how many threads a block may have).
-fn device_limits(gpu: &Gpu, func: &CudaFunction) -> Result<Limits> {
-    use cudarc::driver::sys::CUdevice_attribute_enum as A;
-    use cudarc::driver::sys::CUfunction_attribute_enum as F;
-    let fa = |a| cu("read a kernel attribute", func.get_attribute(a));
-    let da = |a| cu("read a device attribute", gpu.ctx.attribute(a));
-    Ok(Limits {
-        max_threads_per_block: fa(F::CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK)? as u32,
-        max_block: [
-            da(A::CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_X)? as u32,
-            da(A::CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Y)? as u32,
-            da(A::CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Z)? as u32,
-        ],
-        max_grid: [
-            da(A::CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X)? as u32,
-            da(A::CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Y)? as u32,
-            da(A::CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Z)? as u32,
-        ],
-        max_smem_optin: gpu.props.smem_per_block_optin,
-        static_smem: fa(F::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)? as u64,
-        registers: fa(F::CU_FUNC_ATTRIBUTE_NUM_REGS)? as u32,
-    })
-}
-
-/// A user kernel built, loaded and checked on `gpu`: everything short of allocating.
-struct Loaded {
-    program: Program,
-    func: CudaFunction,
-    launch: Resolved,
-}
-
-fn load(gpu: &Gpu, k: &UserKernel, names: &dyn ArgNames) -> Result<Loaded> {
-    let program = build(k, names, &gpu.props.arch(), nvrtc::cache_dir().as_deref())?;
-    gpu.bind()?;
-    let module = cu(
-        &format!("load {} for {}", k.source.display(), gpu.props.arch()),
-        gpu.ctx.load_module(cudarc::nvrtc::Ptx::from_binary(
-            program.compiled.cubin.clone(),
-        )),
-    )?;
-    let func = cu(
-        &format!("load kernel {}", k.entry),
-        module.load_function(&k.entry),
-    )?;
-    let launch = check_launch(k, &program, names, &device_limits(gpu, &func)?)?;
-    if launch.smem > 48 << 10 {
-        // Above 48 KiB a block's dynamic shared memory must be asked for explicitly.
-        use cudarc::driver::sys::CUfunction_attribute_enum as F;
-        cu(
-            "allow the kernel's dynamic shared memory",
-            func.set_attribute(
-                F::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                launch.smem as i32,
-            ),
-        )?;
+/// The static shared memory ptxas reports for `entry` (`..., 2112 bytes smem, ...`).
+pub fn static_smem(log: &str, entry: &str) -> u64 {
+    let mut mine = false;
+    for line in log.lines() {
+        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
+            mine = rest.split('\'').next() == Some(entry);
+        } else if mine && line.contains("bytes smem") {
+            let before = line.split("bytes smem").next().unwrap_or("");
+            return before
+                .rsplit(|c: char| !c.is_ascii_digit())
+                .find(|w| !w.is_empty())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+        }
     }
-    Ok(Loaded {
-        program,
-        func,
-        launch,
-    })
+    0
 }
 
-/// The plan-time check of user kernel `k` implementing `w` on `gpu`: compile, entry, arguments
-/// against the PTX, launch against the device.
-pub fn check_implementation(gpu: &Gpu, w: &Workload, k: &UserKernel) -> Result<()> {
-    load(gpu, k, &names_for(w, k)?).map(|_| ())
-}
-
-/// The plan-time check of a free-form kernel on `gpu`.
-pub fn check_spec(gpu: &Gpu, spec: &KernelSpec) -> Result<()> {
-    load(gpu, &spec.kernel, &spec.names()).map(|_| ())
-}
-
-/// Device bytes of one buffer set of `plans`.
-pub fn set_bytes(plans: &[BufPlan]) -> u64 {
-    plans.iter().map(|p| p.bytes).sum()
-}
-
-/// Prepares user kernel `k` as an implementation of `w`.
-pub fn prepare_implementation<'a>(
-    gpu: &'a Gpu,
-    w: &Workload,
-    k: &UserKernel,
-    inputs: &[Tensor],
-    sets: usize,
-    policy: String,
-) -> Result<Box<dyn Prepared + 'a>> {
+/// The plan-time check of user kernel `k` implementing `w` on `t`: compiled for its
+/// architecture, the entry found, the arguments against the PTX, the launch against its limits.
+pub fn check_implementation(t: &Target, w: &Workload, k: &UserKernel) -> Result<()> {
+    t.has(Lib::Nvrtc)?;
     let names = names_for(w, k)?;
-    let l = load(gpu, k, &names)?;
-    let (plans, out) = workload_buffers(w, &l.launch)?;
-    let compute = format!("{} (user kernel)", w.dtype());
-    prepare(gpu, k, l, plans, out, compute, inputs, sets, policy)
+    let p = build(k, &names, &t.props.arch(), nvrtc::cache_dir().as_deref())?;
+    check_launch(k, &p, &names, &planned_limits(t.props, &p)).map(|_| ())
 }
 
-/// Prepares a free-form kernel.
-pub fn prepare_spec<'a>(
-    gpu: &'a Gpu,
-    spec: &KernelSpec,
-    inputs: &[Tensor],
-    sets: usize,
-    policy: String,
-) -> Result<Box<dyn Prepared + 'a>> {
-    let l = load(gpu, &spec.kernel, &spec.names())?;
-    let (plans, out) = spec_buffers(spec);
-    let compute = format!("{} out (user kernel)", spec.output().dtype.name());
-    prepare(
-        gpu,
-        &spec.kernel,
-        l,
-        plans,
-        out,
-        compute,
-        inputs,
-        sets,
-        policy,
-    )
+/// The plan-time check of a free-form kernel on `t`.
+pub fn check_spec(t: &Target, spec: &KernelSpec) -> Result<()> {
+    t.has(Lib::Nvrtc)?;
+    let k = &spec.kernel;
+    let names = spec.names();
+    let p = build(k, &names, &t.props.arch(), nvrtc::cache_dir().as_deref())?;
+    check_launch(k, &p, &names, &planned_limits(t.props, &p)).map(|_| ())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn prepare<'a>(
-    gpu: &'a Gpu,
-    k: &UserKernel,
-    l: Loaded,
-    plans: Vec<BufPlan>,
-    out: OutPlan,
-    compute: String,
-    inputs: &[Tensor],
-    sets: usize,
-    policy: String,
-) -> Result<Box<dyn Prepared + 'a>> {
-    let sets = sets.max(1);
-    gpu.ensure_fits(set_bytes(&plans).saturating_mul(sets as u64))?;
-    let mut all = Vec::with_capacity(sets);
-    for _ in 0..sets {
-        let mut bufs = Vec::with_capacity(plans.len());
-        for p in &plans {
-            let b = match p.input {
-                Some(i) => {
-                    let t = inputs.get(i).ok_or_else(|| {
-                        Error::invalid(format!("no input for buffer `{}`", p.name))
-                    })?;
-                    if t.as_bytes().len() as u64 != p.bytes {
-                        return Err(Error::invalid(format!(
-                            "input `{}` holds {} bytes, its buffer {}",
-                            p.name,
-                            t.as_bytes().len(),
-                            p.bytes
-                        )));
-                    }
-                    upload(gpu, t.as_bytes())?
-                }
-                None => gpu.alloc(p.bytes as usize)?,
-            };
-            bufs.push((p.name.clone(), b));
-        }
-        all.push(UserSet(bufs));
-    }
-    let record = record(k, &l.program, &l.launch, false);
-    let notes = notes(k, &l.program, &l.launch);
-    let exec = UserExec {
-        gpu,
-        func: l.func,
-        launch: l.launch,
-        out,
-        compute,
-        record,
-        notes,
-    };
-    Ok(Box::new(CudaRun::new(gpu, exec, all, policy)?))
-}
-
-/// The buffers of one set, by name.
-pub struct UserSet(Vec<(String, DevBuf)>);
-
-impl UserSet {
-    fn get(&self, name: &str) -> &DevBuf {
-        &self
-            .0
-            .iter()
-            .find(|(n, _)| n == name)
-            .expect("every launch argument names a planned buffer (checked when resolved)")
-            .1
-    }
-}
-
-/// What a user kernel adds to [`CudaRun`]: its launch on one buffer set.
-pub struct UserExec<'a> {
-    gpu: &'a Gpu,
-    func: CudaFunction,
-    launch: Resolved,
-    out: OutPlan,
-    compute: String,
-    record: KernelRecord,
-    notes: Vec<String>,
-}
-
-/// The launch arguments of `r` on buffer set `s`.
-fn args(r: &Resolved, s: &UserSet) -> Args {
-    let mut a = Args::new();
-    for arg in &r.args {
-        a = match *arg {
-            Arg::Buffer(ref b) => a.buf(s.get(b)),
-            Arg::Scalar(t, n) => {
-                let (i, f) = match n {
-                    Num::Int(i) => (i, i as f64),
-                    Num::Float(f) => (f as i128, f),
-                };
-                // In range: checked when the launch was resolved.
-                match t {
-                    ScalarType::I32 => a.i32(i as i32),
-                    ScalarType::U32 => a.u32(i as u32),
-                    ScalarType::I64 => a.i64(i as i64),
-                    ScalarType::U64 => a.u64(i as u64),
-                    ScalarType::F32 => a.f32(f as f32),
-                    ScalarType::F64 => a.f64(f),
-                }
-            }
-        };
-    }
-    a
-}
-
-impl Exec for UserExec<'_> {
-    type Set = UserSet;
-
-    fn enqueue(&self, s: &UserSet) -> Result<()> {
-        let r = &self.launch;
-        let t = |v: [u32; 3]| (v[0], v[1], v[2]);
-        // SAFETY: the arguments were checked against the kernel's PTX `.param` list (count,
-        // order, width, pointer or value) and every buffer they name is allocated at the size
-        // the workload or spec declares; the buffers live as long as the run. A kernel that
-        // reads beyond them faults, which the driver reports as a sticky error (the run records
-        // it and stops using the device).
-        unsafe {
-            launch_function(
-                self.gpu,
-                &self.func,
-                t(r.grid),
-                t(r.block),
-                r.smem,
-                args(r, s),
-            )
-        }
-    }
-
-    fn output<'s>(&'s self, set: &'s UserSet) -> Output<'s> {
-        Output {
-            buf: set.get(&self.out.buffer),
-            name: self.out.name,
-            shape: self.out.shape.clone(),
-            readback: self.out.readback,
-        }
-    }
-
-    fn compute_dtype(&self) -> String {
-        self.compute.clone()
-    }
-
-    fn notes(&self) -> Vec<String> {
-        self.notes.clone()
-    }
-
-    fn kernel_record(&self) -> Option<KernelRecord> {
-        Some(self.record.clone())
+/// `k` as an implementation of the workload kind `kind`, for the registry: listed after the
+/// built-in ones, checked with [`check_implementation`], prepared by `user_run`.
+pub fn implementation(kind: Kind, k: &UserKernel) -> Implementation {
+    let info = ImplInfo::new(
+        &k.name,
+        &format!("user kernel {} from {}", k.entry, k.source.display()),
+        false,
+    );
+    let (k1, k2) = (k.clone(), k.clone());
+    Implementation {
+        kind,
+        info,
+        check: Box::new(move |t, w| Ok(check_implementation(t, w, &k1)?)),
+        factory: Box::new(move |ctx| super::user_run::prepare_implementation(ctx, &k2)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dtype::DType;
-    use crate::workload::{MatmulSpec, MemorySpec};
 
     #[test]
     fn headers_are_followed_and_hashed_by_content() {
@@ -698,40 +368,16 @@ mod tests {
         assert_eq!(m.hash, None);
     }
 
-    fn one_block() -> Resolved {
-        Resolved {
-            grid: [3, 2, 1],
-            block: [128, 1, 1],
-            smem: 0,
-            args: vec![],
-        }
-    }
-
     #[test]
-    fn workloads_hand_kernels_their_conventional_buffers() {
-        let m = Workload::Matmul(MatmulSpec::new(5, 7, 9, DType::Bf16));
-        let (p, o) = workload_buffers(&m, &one_block()).unwrap();
-        let names: Vec<&str> = p.iter().map(|b| b.name.as_str()).collect();
-        assert_eq!(names, ["A", "B", "C"]);
-        assert_eq!((p[0].bytes, p[1].bytes, p[2].bytes), (90, 126, 70));
-        assert_eq!((p[0].input, p[2].input), (Some(0), None));
-        assert_eq!((o.buffer.as_str(), o.shape.clone()), ("C", vec![5, 7]));
-        let r = Workload::Memory(MemorySpec {
-            op: MemOp::Read,
-            bytes: 1 << 20,
-        });
-        let (p, o) = workload_buffers(&r, &one_block()).unwrap();
-        assert_eq!(p[1].bytes, 6 * 8, "one f64 partial per block");
-        assert_eq!(o.readback, Readback::SumF64);
-        let t = Workload::Memory(MemorySpec {
-            op: MemOp::Triad,
-            bytes: 1 << 20,
-        });
-        let (p, o) = workload_buffers(&t, &one_block()).unwrap();
-        assert_eq!(
-            p.iter().map(|b| b.input).collect::<Vec<_>>(),
-            [Some(0), Some(1), None]
-        );
-        assert_eq!(o.name, "a");
+    fn limits_before_loading_follow_registers_and_static_shared_memory() {
+        let log = "ptxas info    : Compiling entry function 'other' for 'sm_90a'\n\
+ptxas info    : Used 8 registers, used 0 barriers, 64 bytes smem\n\
+ptxas info    : Compiling entry function 'k' for 'sm_90a'\n\
+ptxas info    : Function properties for k\n\
+    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\n\
+ptxas info    : Used 255 registers, used 1 barriers, 33024 bytes smem, 400 bytes cmem[0]\n";
+        assert_eq!(static_smem(log, "k"), 33024);
+        assert_eq!(static_smem(log, "other"), 64);
+        assert_eq!(static_smem(log, "none"), 0);
     }
 }

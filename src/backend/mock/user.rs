@@ -143,8 +143,8 @@ impl<'a> KernelRun<'a> {
 }
 
 impl Prepared for KernelRun<'_> {
-    fn compute_dtype(&self) -> String {
-        "mock".into()
+    fn compute_dtype(&self) -> crate::dtype::ComputeType {
+        crate::dtype::ComputeType::Mock
     }
 
     fn run_verify(&mut self) -> Result<Tensor> {
