@@ -272,6 +272,12 @@ pub struct KernelArgs {
     pub sets: Vec<String>,
 }
 
+impl KernelArgs {
+    fn axes(&self) -> crate::workload::kernel::KernelAxes {
+        crate::workload::kernel::KernelAxes::new(self.spec.clone(), self.sets.clone())
+    }
+}
+
 /// The flags of `bench matmul` and of `sweep matmul`: one argument set, whose sizes are either
 /// a list of shapes or axes crossed with each other.
 #[derive(Args, Debug, Clone)]
@@ -707,9 +713,9 @@ impl From<SweepArgs> for crate::sweep::SweepKind {
     fn from(a: SweepArgs) -> Self {
         use crate::sweep::SweepKind as K;
         match a.kind {
-            SweepCommand::Matmul(x) => K::Matmul(x),
-            SweepCommand::Attention(x) => K::Attention(x),
-            SweepCommand::Memory(x) => K::Memory(x),
+            SweepCommand::Matmul(x) => K::new(x),
+            SweepCommand::Attention(x) => K::new(x),
+            SweepCommand::Memory(x) => K::new(x),
         }
     }
 }
@@ -929,7 +935,7 @@ fn run(cli: Cli) -> Result<i32> {
             let req = commands::run::MeasureRequest {
                 workloads: Some(bench.workloads),
                 implementations: bench.implementations,
-                command: bench.command.into(),
+                command: bench.command,
                 axis: bench.axis,
                 user_kernels: bench.user_kernels,
             };
@@ -940,7 +946,7 @@ fn run(cli: Cli) -> Result<i32> {
             let workloads = crate::sweep::sweep_workloads(&a)?;
             let axis = crate::sweep::swept_axis(&a);
             let imps = a.implementations().to_vec();
-            measure(&opts, Some(workloads), imps, a.command(), axis)
+            measure(&opts, Some(workloads), imps, &a.command(), axis)
         }
         Some(Command::Suite(SuiteCommand::Llm(a))) => {
             commands::run::suite_llm(&opts, &(&a.suite).into(), a.estimate_json.as_deref())
@@ -1070,37 +1076,35 @@ fn check_numbers(g: &Global) -> Result<()> {
 struct Bench {
     workloads: Vec<Workload>,
     implementations: Vec<String>,
-    command: &'static str,
+    command: String,
     axis: Option<String>,
     /// User kernels to register as implementations, with the workload kind they implement.
     user_kernels: Vec<(&'static str, crate::workload::kernel::UserKernel)>,
 }
 
-/// A bench is a sweep whose axes hold single values: each kind's axes expanded in turn.
+/// A bench is a sweep whose axes hold single values: each kind's axes expanded in turn (for
+/// `bench kernel`, one workload per `--set` combination, its first variable with several
+/// values the charts' axis).
 fn bench_workloads(b: BenchCommand) -> Result<Bench> {
-    let (axes, what, kernel): (Vec<Box<dyn KindAxes>>, _, _) = match b {
-        BenchCommand::Matmul { args, kernel } => {
-            (boxed(args.axes(BLayout::Kn)), "bench matmul", kernel)
+    let (axes, kernel, axis): (Vec<Box<dyn KindAxes>>, _, _) = match b {
+        BenchCommand::Matmul { args, kernel } => (boxed(args.axes(BLayout::Kn)), kernel, None),
+        BenchCommand::Attention { args, kernel } => (boxed(vec![args.sweep_axes()?]), kernel, None),
+        BenchCommand::Memory { args, kernel } => (boxed(args.bench_axes()), kernel, None),
+        BenchCommand::Kernel(k) => {
+            let axes = k.axes();
+            let axis = axes.swept_name();
+            (boxed(vec![axes]), KernelFlags::default(), axis)
         }
-        BenchCommand::Attention { args, kernel } => {
-            (boxed(vec![args.sweep_axes()?]), "bench attention", kernel)
-        }
-        BenchCommand::Memory { args, kernel } => (boxed(args.bench_axes()), "bench memory", kernel),
-        BenchCommand::Kernel(k) => return bench_kernel(&k),
     };
     let mut workloads = Vec::new();
     for a in &axes {
         workloads.extend(a.expand()?);
     }
-    let mut imps = axes
-        .first()
+    let first = axes.first();
+    let mut imps = first
         .map(|a| a.implementations().to_vec())
         .unwrap_or_default();
-    let kind = what.trim_start_matches("bench ");
-    let kind: &'static str = ["matmul", "attention", "memory"]
-        .into_iter()
-        .find(|k| *k == kind)
-        .expect("one of the three");
+    let kind = first.map_or("", |a| a.kind());
     let user_kernels: Vec<_> = kernel.kernels()?.into_iter().map(|k| (kind, k)).collect();
     // Without --impl, a user kernel runs beside the references and the best own kernel.
     if imps.is_empty() && !user_kernels.is_empty() {
@@ -1110,31 +1114,9 @@ fn bench_workloads(b: BenchCommand) -> Result<Bench> {
     Ok(Bench {
         workloads,
         implementations: imps,
-        command: what,
-        axis: None,
-        user_kernels,
-    })
-}
-
-/// `bench kernel --spec`: one workload per `--set` combination, on the user kernel's one
-/// implementation; the first variable with several values is the charts' axis.
-fn bench_kernel(k: &KernelArgs) -> Result<Bench> {
-    let specs = crate::workload::kernel::spec::free_form(&k.spec, &k.sets)?;
-    let axis = k.sets.iter().find_map(|s| {
-        let (name, _) = crate::workload::kernel::spec::parse_set(s).ok()?;
-        let values: std::collections::BTreeSet<Option<u64>> =
-            specs.iter().map(|w| w.var(&name)).collect();
-        (values.len() > 1).then_some(name)
-    });
-    Ok(Bench {
-        workloads: specs
-            .into_iter()
-            .map(|s| Workload::Kernel(Box::new(s)))
-            .collect(),
-        implementations: vec![crate::backend::cuda::USER_IMPL.into()],
-        command: "bench kernel",
+        command: format!("bench {kind}"),
         axis,
-        user_kernels: Vec::new(),
+        user_kernels,
     })
 }
 

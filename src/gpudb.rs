@@ -411,7 +411,7 @@ pub fn peaks_for(info: &DeviceInfo) -> Option<(Peaks, bool)> {
     if !info.is_gpu() {
         return None;
     }
-    let state = info.state();
+    let state = &info.details.state;
     let mut flops = BTreeMap::new();
     let mut how = Vec::new();
     let class = if normalize_name(&info.name).contains("geforce") {

@@ -159,7 +159,7 @@ pub fn render_html_with(report: &Report, x: &HtmlExtras) -> String {
         escape(&report.tool.version),
         escape(&report.tool.git_sha),
         escape(&report.config.command),
-        escape(&report.config.backend),
+        escape(&report.config.backend.to_string()),
         escape(&report.started_at),
         if report.complete {
             ""

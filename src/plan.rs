@@ -174,11 +174,29 @@ pub fn build(
     hot: bool,
     skip_unsupported: bool,
 ) -> Result<Plan> {
+    build_without(workloads, backends, select, hot, skip_unsupported, &[])
+}
+
+/// [`build`] for every device but those in `left_out` (indices into `backends`), which get no
+/// entry and are never asked anything: a device lost earlier in the process (a sticky driver
+/// error) would only answer with that error, and end the plan of every other device with it.
+pub fn build_without(
+    workloads: &[Workload],
+    backends: &[Box<dyn Backend>],
+    select: &ImplSelect,
+    hot: bool,
+    skip_unsupported: bool,
+    left_out: &[usize],
+) -> Result<Plan> {
     let mut plan = Plan::default();
     let host = HostMemoryCheck::from_env()?;
     for w in workloads {
         w.validate()?;
-        for (di, b) in backends.iter().enumerate() {
+        let usable = backends
+            .iter()
+            .enumerate()
+            .filter(|(di, _)| !left_out.contains(di));
+        for (di, b) in usable {
             let avail = b.implementations(w);
             if let (true, ImplSelect::Named(names)) = (avail.is_empty(), select) {
                 // The backend's own reason (a user kernel on a CPU needs a GPU) beats a guess.

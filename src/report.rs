@@ -35,7 +35,7 @@ pub struct Report {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
     pub command: String,
-    pub backend: String,
+    pub backend: RunBackend,
     pub seed: u64,
     pub min_samples: usize,
     pub max_samples: usize,
@@ -48,6 +48,70 @@ pub struct RunConfig {
     /// Hash of the kernel sources and compile options in use (GPU runs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_hash: Option<String>,
+}
+
+/// The backend a run's devices were on, as `config.backend` (and a verdict's `backend`) records
+/// it: `cpu`, `cuda` or `mock`, what the `--backend` choice resolved to (`auto` is resolved
+/// before anything runs, so no report holds it). Written as that name; a name this version does
+/// not know (a newer backend) loads and is written back as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunBackend {
+    Kind(BackendKind),
+    /// Any other name, kept verbatim (empty when a library caller left it unset).
+    Other(String),
+}
+
+impl RunBackend {
+    /// True unless the backend is known not to describe GPU models (the CPU): what decides
+    /// whether a verdict counts "GPUs" or "devices". An unknown name gets the benefit of the
+    /// doubt, as [`DeviceInfo::may_name_gpu_model`] does.
+    pub fn names_gpu_models(&self) -> bool {
+        match self {
+            RunBackend::Kind(k) => k.names_gpu_models(),
+            RunBackend::Other(_) => true,
+        }
+    }
+}
+
+impl Default for RunBackend {
+    /// Unset: written as an empty name, as an unset string always was.
+    fn default() -> Self {
+        RunBackend::Other(String::new())
+    }
+}
+
+impl From<BackendKind> for RunBackend {
+    fn from(k: BackendKind) -> Self {
+        RunBackend::Kind(k)
+    }
+}
+
+impl From<&str> for RunBackend {
+    /// Never fails: a name that is no [`BackendKind`] becomes [`RunBackend::Other`].
+    fn from(s: &str) -> Self {
+        BackendKind::from_name(s).map_or_else(|| RunBackend::Other(s.to_string()), RunBackend::Kind)
+    }
+}
+
+impl std::fmt::Display for RunBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunBackend::Kind(k) => f.write_str(k.name()),
+            RunBackend::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl Serialize for RunBackend {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RunBackend {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(RunBackend::from(String::deserialize(d)?.as_str()))
+    }
 }
 
 /// What happened to one (workload, implementation) pair.
@@ -204,5 +268,29 @@ impl Report {
             reason: e.to_string(),
         })?;
         Report::from_json(&text, &path.display().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_backend_keeps_its_name_and_unknown_names_load() {
+        for (name, typed) in [
+            ("cuda", RunBackend::Kind(BackendKind::Cuda)),
+            ("cpu", RunBackend::Kind(BackendKind::Cpu)),
+            ("mock", RunBackend::Kind(BackendKind::Mock)),
+            ("rocm", RunBackend::Other("rocm".into())),
+            ("", RunBackend::default()),
+        ] {
+            let json = serde_json::to_string(name).unwrap();
+            let read: RunBackend = serde_json::from_str(&json).unwrap();
+            assert_eq!(read, typed);
+            assert_eq!(serde_json::to_string(&read).unwrap(), json);
+        }
+        assert!(!RunBackend::from("cpu").names_gpu_models());
+        assert!(RunBackend::from("mock").names_gpu_models());
+        assert!(RunBackend::from("rocm").names_gpu_models());
     }
 }

@@ -13,7 +13,7 @@ use crate::measure::{measure_observed, MeasureConfig, Phase, StopReason};
 use crate::plan::{Plan, PlanEntry};
 use crate::report::{Report, ResultRecord, RunConfig, Status, Throughput, SCHEMA_VERSION};
 use crate::tensor::Tensor;
-use crate::verify::{verify_runs, Verification, VerifyMethod};
+use crate::verify::{Verification, Verify, VerifyMethod};
 use crate::workload::{Metric, Workload};
 use crate::Error;
 pub use schedule::{schedule, Devices, Done, Job, LostDevices};
@@ -33,7 +33,8 @@ pub struct Settings {
     pub dump_all: bool,
     pub quiet: bool,
     pub command: String,
-    pub backend: String,
+    /// The backend the run's devices are on (recorded as `config.backend`).
+    pub backend: crate::report::RunBackend,
     /// Fixed host and start time, for reproducible snapshots (mock runs in tests).
     pub fixed_environment: bool,
 }
@@ -95,29 +96,27 @@ pub fn execute(
     report: &mut Report,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    measure_plan(
-        plan,
-        Devices::Shared(backends),
-        settings,
-        exports,
-        report,
-        stop,
-    )
+    let devices = Devices::Shared(backends);
+    let lost = LostDevices::default();
+    measure_plan(plan, devices, settings, exports, report, &lost, stop)
 }
 
 /// Runs `plan` on every device at the same time: each step (one workload) starts on all
 /// devices together, a thread per device, so peers are compared under the same conditions.
-/// Results are appended in plan order. Returns the backends for later use (telemetry).
+/// Results are appended in plan order. `lost` is the process's table of lost devices (a
+/// validation soak shares it with its stress half): entries on a device lost before or during
+/// the run are recorded as skipped. Returns the backends for later use (telemetry).
 pub fn execute_parallel(
     plan: &Plan,
     mut backends: Vec<Box<dyn Backend>>,
     settings: &Settings,
     exports: &Exports,
     report: &mut Report,
+    lost: &LostDevices,
     stop: &AtomicBool,
 ) -> anyhow::Result<Vec<Box<dyn Backend>>> {
     let devices = Devices::Exclusive(&mut backends);
-    measure_plan(plan, devices, settings, exports, report, stop)?;
+    measure_plan(plan, devices, settings, exports, report, lost, stop)?;
     Ok(backends)
 }
 
@@ -129,30 +128,25 @@ fn measure_plan(
     settings: &Settings,
     exports: &Exports,
     report: &mut Report,
+    lost: &LostDevices,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     exports.write_files(report)?;
     let pb = crate::term::progress(plan.entries.len() as u64, settings.quiet);
-    let lost = LostDevices::default();
     let job = |entry: &PlanEntry, bs: &[&dyn Backend], ins: &[Tensor]| {
         pb.set_message(format!(
             "{} / {}",
             entry.workload.name(),
             entry.implementation
         ));
-        let ran = match lost.skip_reason(&entry.placement) {
-            Some(skipped) => Err(skipped),
-            None => run_one(entry, bs, ins, settings, stop),
-        };
-        let rec = match ran {
+        let id = result_id(&entry.workload, &entry.implementation);
+        let rec = match lost.guard(&entry.placement, &id, || {
+            run_one(entry, bs, ins, settings, stop)
+        }) {
             Ok(r) => Some(r),
             // Interrupted mid-measurement: nothing trustworthy to record.
             Err(Error::Interrupted) => None,
-            Err(e) => {
-                let rec = error_record(entry, bs[0], &e);
-                lost.record(&entry.placement, &rec.id, &e);
-                Some(rec)
-            }
+            Err(e) => Some(error_record(entry, bs[0], &e)),
         };
         pb.inc(1);
         rec
@@ -234,14 +228,14 @@ fn run_one(
         hot: s.hot,
     };
     let mut prepared = backend.prepare(w, &entry.implementation, ins, opts)?;
-    let runs = crate::verify::kernel::runs(w);
+    let runs = w.verify_runs();
     let outputs = if runs > 1 {
         prepared.run_verify_repeated(runs)?
     } else {
         vec![prepared.run_verify()?]
     };
     let wseed = inputs::workload_seed(s.seed, w);
-    let verification = verify_runs(w, ins, &outputs, wseed);
+    let verification = w.verify_outputs(ins, &outputs, wseed);
     let mut record = new_record(entry, backend);
     record.kernel = prepared.kernel_record();
     if let Some(dir) = &s.dump_dir {
@@ -415,7 +409,8 @@ mod tests {
         let mut report = new_report(&backends, &s);
         let stop = AtomicBool::new(false);
         let exports = Exports::default();
-        execute_parallel(&plan, backends, &s, &exports, &mut report, &stop).unwrap();
+        let lost = LostDevices::default();
+        execute_parallel(&plan, backends, &s, &exports, &mut report, &lost, &stop).unwrap();
         assert!(report.complete);
         let [set, one] = &report.results[..] else {
             panic!("{:?}", report.results)
@@ -487,7 +482,8 @@ mod tests {
             let stop = AtomicBool::new(false);
             let exports = Exports::default();
             if parallel {
-                execute_parallel(&plan, backends, &s, &exports, &mut report, &stop).unwrap();
+                let lost = LostDevices::default();
+                execute_parallel(&plan, backends, &s, &exports, &mut report, &lost, &stop).unwrap();
             } else {
                 execute(&plan, &backends, &s, &exports, &mut report, &stop).unwrap();
             }

@@ -11,8 +11,8 @@
 use crate::backend::{Backend, PrepareOptions, Telemetry};
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::plan::{ImplSelect, PlanEntry};
-use crate::runner::{schedule, Devices};
+use crate::plan::{ImplSelect, Placement, PlanEntry};
+use crate::runner::{schedule, Devices, LostDevices};
 use crate::tensor::Tensor;
 use crate::workload::{BLayout, MatmulSpec, Workload};
 use serde::{Deserialize, Serialize};
@@ -136,30 +136,42 @@ pub fn run(
     cfg: &StressConfig,
     stop: &AtomicBool,
 ) -> Result<StressReport> {
-    run_keeping(backends, cfg, stop).map(|(r, _)| r)
+    run_keeping(backends, cfg, &LostDevices::default(), stop).map(|(r, _)| r)
 }
 
-/// [`run`], handing the backends back (a validation soak reads device state afterwards).
+/// [`run`], sharing the process's table of lost devices and handing the backends back (a
+/// validation soak stresses after its suite, and reads device state afterwards). A device lost
+/// before is not planned (it would answer every call with its sticky error) and is recorded as
+/// skipped; one lost during the stress stops with that fault while the others go on.
 pub fn run_keeping(
     mut backends: Vec<Box<dyn Backend>>,
     cfg: &StressConfig,
+    lost: &LostDevices,
     stop: &AtomicBool,
 ) -> Result<(StressReport, Vec<Box<dyn Backend>>)> {
     // Through the plan like every other run: the implementation is chosen there (the best each
     // device has) and the buffers are checked against free memory before anything is allocated.
-    let plan = crate::plan::build(
+    let left_out = lost.devices();
+    let plan = crate::plan::build_without(
         std::slice::from_ref(&cfg.workload),
         &backends,
         &ImplSelect::Best,
         true,
         false,
+        &left_out,
     )?;
     let start = Instant::now();
     let job = |e: &PlanEntry, bs: &[&dyn Backend], ins: &[Tensor]| {
         let load = Load { cfg, stop, start };
-        stress_one(e, bs[0], ins, &load)
+        stress_one(e, bs[0], ins, &load, lost)
     };
-    let mut devices = Vec::new();
+    let mut devices: Vec<DeviceStress> = left_out
+        .iter()
+        .filter_map(|&d| {
+            let why = lost.skip_reason(&Placement::one(d))?;
+            Some(DeviceStress::new(d, backends.get(d)?.device()).failed(&why))
+        })
+        .collect();
     let mut done = |got: Vec<DeviceStress>| {
         devices.extend(got);
         Ok::<(), crate::Error>(())
@@ -172,6 +184,7 @@ pub fn run_keeping(
         &job,
         &mut done,
     )?;
+    devices.sort_by_key(|d| d.device);
     let (reasons, consistent) = judge(&devices);
     let verdict = if reasons.is_empty() { "PASS" } else { "FAIL" };
     let report = StressReport {
@@ -235,24 +248,58 @@ struct Load<'a> {
     start: Instant,
 }
 
-fn stress_one(entry: &PlanEntry, b: &dyn Backend, inputs: &[Tensor], load: &Load) -> DeviceStress {
-    let info = b.device();
-    let index = entry.placement.lead();
-    let mut out = DeviceStress {
-        device: index,
-        name: info.name.clone(),
-        uuid: info.uuid.clone(),
-        iterations: 0,
-        checks: 0,
-        checksum: String::new(),
-        verified: false,
-        mismatches: Vec::new(),
-        median_throughput: 0.0,
-        timeline: Vec::new(),
-        error: None,
-    };
-    if let Err(e) = stress_loop(entry, b, inputs, load, &mut out) {
-        out.error = Some(e.to_string());
+impl DeviceStress {
+    /// Device `index` before any work.
+    pub fn new(index: usize, info: &crate::backend::DeviceInfo) -> DeviceStress {
+        DeviceStress {
+            device: index,
+            name: info.name.clone(),
+            uuid: info.uuid.clone(),
+            iterations: 0,
+            checks: 0,
+            checksum: String::new(),
+            verified: false,
+            mismatches: Vec::new(),
+            median_throughput: 0.0,
+            timeline: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Records why the load ended early (or never started). A fault that lost the device says
+    /// how far the load got, so a reader can tell it from a device that could not start.
+    fn failed(mut self, e: &crate::Error) -> DeviceStress {
+        self.error = Some(if e.loses_device() {
+            format!(
+                "the device was lost after {} iterations: {e}",
+                self.iterations
+            )
+        } else {
+            e.to_string()
+        });
+        self
+    }
+}
+
+/// One device's load, through the table of lost devices: skipped when the device was lost
+/// before, recorded there when its fault loses it now.
+fn stress_one(
+    entry: &PlanEntry,
+    b: &dyn Backend,
+    inputs: &[Tensor],
+    load: &Load,
+    lost: &LostDevices,
+) -> DeviceStress {
+    let mut out = DeviceStress::new(entry.placement.lead(), b.device());
+    let id = format!(
+        "stress {}",
+        crate::runner::result_id(&entry.workload, &entry.implementation)
+    );
+    let ran = lost.guard(&entry.placement, &id, || {
+        stress_loop(entry, b, inputs, load, &mut out)
+    });
+    if let Err(e) = ran {
+        out = out.failed(&e);
     }
     let rates: Vec<f64> = out.timeline.iter().map(|p| p.throughput).collect();
     if !rates.is_empty() {
@@ -391,6 +438,72 @@ mod tests {
             "{:?}",
             r.reasons
         );
+    }
+
+    #[test]
+    fn a_device_lost_mid_run_stops_alone_with_its_fault_recorded() {
+        let lost = LostDevices::default();
+        let backends: Vec<Box<dyn Backend>> = vec![
+            Box::new(MockBackend::with_device_fault_after("matmul", 3)),
+            Box::new(MockBackend::new()),
+        ];
+        let (r, _) = run_keeping(backends, &cfg(None), &lost, &AtomicBool::new(false)).unwrap();
+        let (bad, good) = (&r.devices[0], &r.devices[1]);
+        let e = bad.error.as_deref().unwrap();
+        assert!(bad.iterations > 0);
+        let head = format!("the device was lost after {} iterations: ", bad.iterations);
+        assert!(
+            e.starts_with(&head) && e.contains("CUDA_ERROR_ILLEGAL_ADDRESS"),
+            "{e}"
+        );
+        // The other device ran the whole duration.
+        assert!(good.error.is_none(), "{:?}", good.error);
+        assert!(good.verified && good.checks >= 3 && good.timeline.len() >= 2);
+        assert_eq!(r.verdict, "FAIL");
+        assert_eq!(r.exit_code(), 2);
+        // The table now holds device 0 only: later work on it is skipped with its fault.
+        assert_eq!(lost.devices(), [0]);
+        let skip = lost.skip_reason(&Placement::one(0)).unwrap().to_string();
+        assert!(
+            skip.starts_with(
+                "skipped: the device was lost after stress matmul.bf16.16x16x16.nk/mock: "
+            ) && skip.contains("CUDA_ERROR_ILLEGAL_ADDRESS"),
+            "{skip}"
+        );
+    }
+
+    #[test]
+    fn a_device_lost_before_is_skipped_and_never_asked() {
+        // As in a validation soak: work before the stress (the suite half, through the same
+        // table) loses device 0, then the stress half runs.
+        let backends: Vec<Box<dyn Backend>> = vec![
+            Box::new(MockBackend::with_device_fault("matmul.f32")),
+            Box::new(MockBackend::new()),
+        ];
+        let w = Workload::Matmul(MatmulSpec::new(8, 8, 8, DType::F32));
+        let (ins, lost) = (w.inputs(1), LostDevices::default());
+        let opts = PrepareOptions {
+            buffer_sets: 1,
+            hot: false,
+        };
+        let suite_id = "matmul.f32.8x8x8.kn/mock";
+        let fault = lost
+            .guard(&Placement::one(0), suite_id, || {
+                backends[0].prepare(&w, "mock", &ins, opts).map(|_| ())
+            })
+            .unwrap_err();
+        // The lost mock answers every call with its fault, free memory included: planning the
+        // stress on it would have failed the stress of every device.
+        assert!(backends[0].free_memory().is_err());
+        let stop = AtomicBool::new(false);
+        let (r, _) = run_keeping(backends, &cfg(None), &lost, &stop).unwrap();
+        let (bad, good) = (&r.devices[0], &r.devices[1]);
+        assert_eq!(
+            bad.error.as_deref().unwrap(),
+            format!("skipped: the device was lost after {suite_id}: {fault}")
+        );
+        assert_eq!((bad.iterations, bad.checks), (0, 0));
+        assert!(good.error.is_none() && good.verified && good.checks >= 3);
     }
 
     #[test]

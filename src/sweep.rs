@@ -6,58 +6,38 @@
 //! byte units (`pow2:1MiB..1GiB`). The workloads are the cross product of the axes, in the
 //! order the flags are listed, so results of one series come out together.
 //!
-//! The axes are each kind's own typed data (`MatmulAxes`, ...); `bench <kind>` parses the very
-//! same flags (see `cli`), so a bench is a sweep whose axes hold one value each.
+//! The axes are each kind's own typed data (`MatmulAxes`, ...), and any kind's axes are a sweep:
+//! nothing here names a kind. `bench <kind>` parses the very same flags (see `cli`), so a bench
+//! is a sweep whose axes hold one value each.
 
 use crate::error::{Error, Result};
-use crate::workload::{AttentionAxes, KindAxes, MatmulAxes, MemoryAxes, Param, Workload};
+use crate::workload::{KindAxes, Workload};
 
 pub use crate::workload::axis::{Axis, MAX_AXIS_VALUES, MAX_SWEEP_WORKLOADS};
-#[cfg(test)]
-use crate::{
-    dtype::DType,
-    workload::{BLayout, MemOp},
-};
 
-/// The axes of `sweep matmul`.
-pub type MatmulSweep = MatmulAxes;
-/// The axes of `sweep attention`.
-pub type AttentionSweep = AttentionAxes;
-/// The axes of `sweep memory`.
-pub type MemorySweep = MemoryAxes;
-
-/// What is swept: one kind's typed axes (the CLI's `sweep <kind>` flags turn into this).
-#[derive(Debug, Clone)]
-pub enum SweepKind {
-    Matmul(MatmulSweep),
-    Attention(AttentionSweep),
-    Memory(MemorySweep),
-}
+/// What is swept: one kind's typed axes (the CLI's `sweep <kind>` flags turn into these).
+#[derive(Debug)]
+pub struct SweepKind(Box<dyn KindAxes>);
 
 impl SweepKind {
-    /// The kind's typed axes, and `sweep matmul` and so on: the one place naming each kind.
-    fn axes(&self) -> (&dyn KindAxes, &'static str) {
-        match self {
-            SweepKind::Matmul(a) => (a, "sweep matmul"),
-            SweepKind::Attention(a) => (a, "sweep attention"),
-            SweepKind::Memory(a) => (a, "sweep memory"),
-        }
+    pub fn new(axes: impl KindAxes + 'static) -> SweepKind {
+        SweepKind(Box::new(axes))
     }
 
     /// The `--impl` list, for `plan::ImplSelect::parse`.
     pub fn implementations(&self) -> &[String] {
-        self.axes().0.implementations()
+        self.0.implementations()
     }
 
     /// `sweep matmul` and so on: the command recorded in the report.
-    pub fn command(&self) -> &'static str {
-        self.axes().1
+    pub fn command(&self) -> String {
+        format!("sweep {}", self.0.kind())
     }
 }
 
 /// The cross product of the axes, validated, at most [`MAX_SWEEP_WORKLOADS`].
 pub fn sweep_workloads(args: &SweepKind) -> Result<Vec<Workload>> {
-    let v = args.axes().0.expand()?;
+    let v = args.0.expand()?;
     if v.is_empty() {
         return Err(Error::invalid("the sweep has no workloads"));
     }
@@ -67,7 +47,7 @@ pub fn sweep_workloads(args: &SweepKind) -> Result<Vec<Workload>> {
 /// The axis the charts put on x: the first one with more than one value (`m`, `seq`, `size`,
 /// ...), or `None` when every axis has a single value.
 pub fn swept_axis(args: &SweepKind) -> Option<String> {
-    args.axes().0.swept().map(|p| p.name().to_string())
+    args.0.swept_name()
 }
 
 /// The named parameters of a workload, as charts label series: (`m`, `1024`), (`dtype`,
@@ -79,16 +59,14 @@ pub fn params(w: &Workload) -> Vec<(&'static str, String)> {
 /// The value of a swept axis in a workload (`size` in bytes, or a user kernel's `--set`
 /// variable), or `None` when the workload has no such axis.
 pub fn axis_value(w: &Workload, axis: &str) -> Option<u64> {
-    match (axis.parse::<Param>(), w) {
-        (Ok(p), _) => w.axis_value(p),
-        (Err(_), Workload::Kernel(k)) => k.var(axis),
-        (Err(_), _) => None,
-    }
+    w.axis_value_by_name(axis)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dtype::DType;
+    use crate::workload::{AttentionAxes, BLayout, MatmulAxes, MemOp, MemoryAxes};
 
     #[test]
     fn parses_lists_ranges_and_powers() {
@@ -132,7 +110,7 @@ mod tests {
     }
 
     fn matmul(m: &str) -> SweepKind {
-        SweepKind::Matmul(MatmulSweep {
+        SweepKind::new(MatmulAxes {
             m: Axis::parse_count(m).unwrap(),
             n: Axis::one(64),
             k: Axis::one(32),
@@ -157,7 +135,7 @@ mod tests {
 
     #[test]
     fn attention_and_memory_sweeps() {
-        let a = SweepKind::Attention(AttentionSweep {
+        let attention = AttentionAxes {
             batch: Axis::one(2),
             heads: Axis::one(8),
             kv_heads: Some(Axis::one(2)),
@@ -167,20 +145,21 @@ mod tests {
             causal: true,
             dtype: vec![DType::Bf16],
             implementation: vec![],
-        });
+        };
+        let a = SweepKind::new(attention.clone());
         let ws = sweep_workloads(&a).unwrap();
         assert_eq!(ws.len(), 4);
         assert_eq!(swept_axis(&a).as_deref(), Some("kv_seq"));
         // an impossible point is refused with the workload's own message
-        let mut bad = a.clone();
-        if let SweepKind::Attention(x) = &mut bad {
-            x.kv_heads = Some(Axis::one(3));
-        }
+        let bad = SweepKind::new(AttentionAxes {
+            kv_heads: Some(Axis::one(3)),
+            ..attention
+        });
         assert!(sweep_workloads(&bad)
             .unwrap_err()
             .to_string()
             .contains("divide"));
-        let m = SweepKind::Memory(MemorySweep {
+        let m = SweepKind::new(MemoryAxes {
             size: Axis::parse_bytes("pow2:1MiB..8MiB").unwrap(),
             op: vec![MemOp::Copy, MemOp::Triad],
             implementation: vec![],
@@ -192,7 +171,7 @@ mod tests {
 
     #[test]
     fn refuses_huge_sweeps() {
-        let a = SweepKind::Matmul(MatmulSweep {
+        let a = SweepKind::new(MatmulAxes {
             m: Axis::parse_count("1..4000").unwrap(),
             n: Axis::parse_count("1..4").unwrap(),
             k: Axis::one(1),

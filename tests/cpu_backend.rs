@@ -9,8 +9,10 @@ use gpuvet::backend::{Backend, BackendKind, PrepareOptions, Prepared, Sustained}
 use gpuvet::dtype::DType;
 use gpuvet::inputs;
 use gpuvet::tensor::{Data, Tensor};
-use gpuvet::verify::{reference, verify};
-use gpuvet::workload::{AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
+use gpuvet::verify::verify;
+use gpuvet::workload::{
+    reference, AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload,
+};
 use gpuvet::Error;
 
 const SEED: u64 = 0x5eed;

@@ -92,7 +92,7 @@ fn inventory_is_complete() {
         assert!(d.multiprocessors.unwrap() > 0);
         assert!(d.memory_bytes.unwrap() > 0);
         assert!(d.last_level_cache_bytes.unwrap() > 0);
-        assert!(d.details.contains_key("shared_memory_per_sm_bytes"));
+        assert!(d.details.cuda.shared_memory_per_sm_bytes.is_some());
         assert!(b.free_memory().unwrap() > 0);
         eprintln!("{}", serde_json::to_string_pretty(d).unwrap());
         if let Some(n) = b.notice() {
@@ -113,9 +113,9 @@ fn telemetry_is_read() {
                 assert!(t.temperature_c.is_some(), "{t:?}");
                 eprintln!("{t:?}");
                 let d = b.device();
-                assert!(d.details.contains_key("pcie_gen_max"), "{:?}", d.details);
+                assert!(d.details.state.pcie_gen_max.is_some(), "{:?}", d.details);
                 assert!(
-                    d.details.contains_key("ecc_enabled") || d.details.contains_key("mig_mode")
+                    d.details.state.ecc_enabled.is_some() || d.details.state.mig_mode.is_some()
                 );
             }
             None => {

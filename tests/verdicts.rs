@@ -45,7 +45,7 @@ fn h100_sxm(i: usize) -> DeviceInfo {
         "remapped_rows_pending": false, "remapped_rows_failure": false,
         "mig_mode": "disabled",
     });
-    d.details = healthy.as_object().unwrap().clone();
+    d.details = serde_json::from_value(healthy).unwrap();
     d
 }
 
@@ -54,11 +54,10 @@ fn h100_pcie(i: usize) -> DeviceInfo {
     let mut d = h100_sxm(i);
     d.name = "NVIDIA H100 PCIe".into();
     d.multiprocessors = Some(114);
-    d.details.insert("sm_clock_max_mhz".into(), json!(1755));
-    d.details.insert("power_limit_w".into(), json!(350.0));
-    d.details
-        .insert("power_limit_default_w".into(), json!(350.0));
-    d.details.insert("nvlink_active_links".into(), json!(0));
+    d.details.state.sm_clock_max_mhz = Some(1755);
+    d.details.state.power_limit_w = Some(350.0);
+    d.details.state.power_limit_default_w = Some(350.0);
+    d.details.state.nvlink_active_links = Some(0);
     d
 }
 
@@ -318,12 +317,8 @@ fn clocks_not_held_warn() {
 #[test]
 fn ecc_errors_and_pending_remaps_fail() {
     let mut r = healthy_node(2);
-    r.devices[1]
-        .details
-        .insert("ecc_errors_uncorrected_volatile".into(), json!(3));
-    r.devices[0]
-        .details
-        .insert("remapped_rows_pending".into(), json!(true));
+    r.devices[1].details.state.ecc_errors_uncorrected_volatile = Some(3);
+    r.devices[0].details.state.remapped_rows_pending = Some(true);
     let v = judge(&r, &ValidateArgs::default());
     assert!(has_reason(gpu(&v, 1), &["3 uncorrectable ECC errors"]));
     assert!(has_reason(
@@ -334,11 +329,11 @@ fn ecc_errors_and_pending_remaps_fail() {
     assert_eq!(gpu(&v, 1).verdict, Verdict::Fail);
     // Errors that appear during the run are named as such.
     let r = healthy_node(1);
-    let mut after = r.devices[0].details.clone();
-    after.insert("ecc_errors_corrected_volatile".into(), json!(12));
-    after.insert("ecc_errors_uncorrected_volatile".into(), json!(1));
+    let mut after = r.devices[0].details.state.clone();
+    after.ecc_errors_corrected_volatile = Some(12);
+    after.ecc_errors_uncorrected_volatile = Some(1);
     let inputs = JudgeInputs {
-        details_after: [(0, after)].into_iter().collect(),
+        state_after: [(0, after)].into_iter().collect(),
         ..JudgeInputs::default()
     };
     let g = judge_with(&r, &ValidateArgs::default(), &inputs)
@@ -356,16 +351,14 @@ fn ecc_errors_and_pending_remaps_fail() {
     assert_eq!(g.verdict, Verdict::Fail);
     // Corrected errors alone are a note.
     let mut r = healthy_node(1);
-    r.devices[0]
-        .details
-        .insert("ecc_errors_corrected_volatile".into(), json!(5));
+    r.devices[0].details.state.ecc_errors_corrected_volatile = Some(5);
     assert_eq!(judge(&r, &ValidateArgs::default()).verdict, Verdict::Pass);
 }
 
 #[test]
 fn degraded_pcie_link_fails() {
     let mut r = healthy_node(2);
-    r.devices[1].details.insert("pcie_width".into(), json!(8));
+    r.devices[1].details.state.pcie_width = Some(8);
     let v = judge(&r, &ValidateArgs::default());
     let g = gpu(&v, 1);
     assert_eq!(check(g, CheckKind::Health), Verdict::Fail);
@@ -377,15 +370,15 @@ fn degraded_pcie_link_fails() {
     // The generation is judged only on the state read after the run: at open the link may
     // have trained down to save power.
     let mut idle = healthy_node(1);
-    idle.devices[0].details.insert("pcie_gen".into(), json!(1));
+    idle.devices[0].details.state.pcie_gen = Some(1);
     assert_eq!(
         judge(&idle, &ValidateArgs::default()).verdict,
         Verdict::Pass
     );
-    let mut after = idle.devices[0].details.clone();
-    after.insert("pcie_gen".into(), json!(3));
+    let mut after = idle.devices[0].details.state.clone();
+    after.pcie_gen = Some(3);
     let inputs = JudgeInputs {
-        details_after: [(0, after)].into_iter().collect(),
+        state_after: [(0, after)].into_iter().collect(),
         ..JudgeInputs::default()
     };
     let v = judge_with(&idle, &ValidateArgs::default(), &inputs);
@@ -396,8 +389,8 @@ fn degraded_pcie_link_fails() {
     );
     // A slot that cannot do Gen5 is an identity warning.
     let mut r = healthy_node(1);
-    r.devices[0].details.insert("pcie_gen_max".into(), json!(4));
-    r.devices[0].details.insert("pcie_gen".into(), json!(4));
+    r.devices[0].details.state.pcie_gen_max = Some(4);
+    r.devices[0].details.state.pcie_gen = Some(4);
     let v = judge(&r, &ValidateArgs::default());
     assert_eq!(v.verdict, Verdict::Warn);
     assert!(has_reason(gpu(&v, 0), &["identity", "Gen4", "Gen5"]));
@@ -614,9 +607,7 @@ fn pcie_card_sold_as_sxm_fails_identity_and_absolute() {
 #[test]
 fn power_capped_card_fails_identity() {
     let mut r = healthy_node(2);
-    r.devices[1]
-        .details
-        .insert("power_limit_w".into(), json!(400.0));
+    r.devices[1].details.state.power_limit_w = Some(400.0);
     let v = judge(&r, &ValidateArgs::default());
     let g = gpu(&v, 1);
     assert_eq!(check(g, CheckKind::Identity), Verdict::Fail);
@@ -634,7 +625,7 @@ fn mig_slice_fails_identity() {
     d.name = "NVIDIA H100 80GB HBM3 MIG 1g.10gb".into();
     d.multiprocessors = Some(16);
     d.memory_bytes = Some(9984 << 20);
-    d.details.insert("mig_mode".into(), json!("enabled"));
+    d.details.state.mig_mode = Some(true);
     let r = report_of(vec![d.clone()], "h100-sxm", |_| 16.0 / 132.0);
     // Not recognised as a full H100 ...
     let v = judge(&r, &ValidateArgs::default());
@@ -659,9 +650,7 @@ fn mig_slice_fails_identity() {
     );
     // MIG mode on a whole GPU is also reported.
     let mut whole = healthy_node(1);
-    whole.devices[0]
-        .details
-        .insert("mig_mode".into(), json!("enabled"));
+    whole.devices[0].details.state.mig_mode = Some(true);
     let g = judge(&whole, &ValidateArgs::default()).gpus.remove(0);
     assert!(has_reason(&g, &["MIG mode is enabled"]));
 }
@@ -669,9 +658,7 @@ fn mig_slice_fails_identity() {
 #[test]
 fn vgpu_warns() {
     let mut r = healthy_node(1);
-    r.devices[0]
-        .details
-        .insert("virtualization_mode".into(), json!("vgpu"));
+    r.devices[0].details.state.virtualization_mode = Some("vgpu".into());
     let v = judge(&r, &ValidateArgs::default());
     assert_eq!(v.verdict, Verdict::Warn);
     assert!(has_reason(gpu(&v, 0), &["virtualised", "shared"]));
@@ -959,9 +946,7 @@ fn validate_command_writes_a_verdict() {
 fn mismatch_on_an_unverified_figure_only_warns() {
     // The H100 PCIe is sold at 300-350 W; the database's 350 W is marked unverified.
     let mut r = report_of(vec![h100_pcie(0)], "h100-pcie", |_| 1.0);
-    r.devices[0]
-        .details
-        .insert("power_limit_w".into(), json!(300.0));
+    r.devices[0].details.state.power_limit_w = Some(300.0);
     let v = judge(&r, &ValidateArgs::default());
     let g = gpu(&v, 0);
     assert_eq!(check(g, CheckKind::Identity), Verdict::Warn);
@@ -972,8 +957,6 @@ fn mismatch_on_an_unverified_figure_only_warns() {
     );
     // The same cap on the SXM part, whose 700 W is from the datasheet, fails.
     let mut r = healthy_node(1);
-    r.devices[0]
-        .details
-        .insert("power_limit_w".into(), json!(600.0));
+    r.devices[0].details.state.power_limit_w = Some(600.0);
     assert_eq!(judge(&r, &ValidateArgs::default()).verdict, Verdict::Fail);
 }

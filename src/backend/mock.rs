@@ -4,8 +4,9 @@
 //! derived from the workload's FLOPs and bytes with a small deterministic wobble, so a whole run
 //! gives the same report every time. Setting `GPUVET_MOCK_FAULT` to part of a workload name
 //! corrupts one element of that workload's output, to exercise the failure path;
-//! [`MockBackend::with_device_fault`] makes a workload fault the device as an illegal address
-//! does on a GPU, to exercise the device-lost path.
+//! [`MockBackend::with_device_fault`] (at preparation) and [`MockBackend::with_device_fault_after`]
+//! (mid-run) make a workload fault the device as an illegal address does on a GPU, to exercise
+//! the device-lost path.
 
 use super::{
     quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, Peaks, Prepared, Request,
@@ -15,8 +16,8 @@ use crate::dtype::{ComputeType, DType};
 use crate::error::{Error, Result};
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
 use crate::tensor::{Data, Tensor};
-use crate::verify::reference;
-use crate::workload::{BLayout, MemOp, Workload};
+use crate::workload::kernel::{KernelRecord, UserKernel};
+use crate::workload::{reference, AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -41,13 +42,15 @@ pub struct MockBackend {
     idle_clock_mhz: f64,
     /// Whether timings are treated as feeling the nominal 1 MiB "L2" (see `with_timed_cache`).
     timed_cache: bool,
-    /// Part of a workload name whose preparation faults the device (see `with_device_fault`).
+    /// Part of a workload name whose run faults the device (see `with_device_fault`).
     device_fault: Option<String>,
+    /// Timed calls of that workload that succeed before the fault; 0 = it faults when prepared.
+    fault_after_calls: u64,
     /// Set once the device faulted: like a real context after an illegal address, every later
     /// preparation fails with the same sticky error.
     lost: AtomicBool,
     /// User kernels registered as implementations, by workload kind (simulated: see `user`).
-    user_kernels: Vec<(&'static str, crate::workload::kernel::UserKernel)>,
+    user_kernels: Vec<(&'static str, UserKernel)>,
 }
 
 impl MockBackend {
@@ -87,6 +90,7 @@ impl MockBackend {
             idle_clock_mhz: BUSY_CLOCK_MHZ,
             timed_cache: false,
             device_fault: None,
+            fault_after_calls: 0,
             lost: AtomicBool::new(false),
             user_kernels: Vec::new(),
         }
@@ -111,23 +115,28 @@ impl MockBackend {
         }
     }
 
-    /// The sticky fault, when this preparation of `w` triggers it or follows it.
-    fn sticky_fault(&self, w: &Workload) -> Result<()> {
+    /// A mock on which a workload whose name contains `pattern` runs `calls` timed calls and
+    /// then faults the device with a sticky illegal address, mid-run (a stress, a soak);
+    /// every later call on the device fails with the same error.
+    pub fn with_device_fault_after(pattern: &str, calls: u64) -> Self {
+        MockBackend {
+            fault_after_calls: calls,
+            ..Self::with_device_fault(pattern)
+        }
+    }
+
+    /// Timed calls `w` may make before it faults the device: `None` when it never does. A
+    /// workload that faults when prepared loses the device here.
+    fn arm_fault(&self, w: &Workload) -> Result<Option<u64>> {
         let hit = self
             .device_fault
             .as_deref()
             .is_some_and(|p| w.name().contains(p));
-        if hit {
+        if hit && self.fault_after_calls == 0 {
             self.lost.store(true, Ordering::Relaxed);
         }
-        if self.lost.load(Ordering::Relaxed) {
-            return Err(Error::Driver {
-                what: "synchronize".into(),
-                kind: crate::error::DriverErrorKind::IllegalAddress,
-                detail: "DriverError(CUDA_ERROR_ILLEGAL_ADDRESS, \"mock fault\")".into(),
-            });
-        }
-        Ok(())
+        check_lost(&self.lost)?;
+        Ok(hit.then_some(self.fault_after_calls))
     }
 
     /// A mock whose SM clock drops to `mhz` while idle, as a real GPU's does (345 MHz idle vs
@@ -153,11 +162,7 @@ impl Backend for MockBackend {
 
     fn implementations(&self, w: &Workload) -> Vec<ImplInfo> {
         if let Workload::Kernel(_) = w {
-            return vec![ImplInfo::new(
-                crate::backend::cuda::USER_IMPL,
-                "mock: the user's kernel, checked but not run (simulated output, fake clock)",
-                false,
-            )];
+            return vec![user::free_form_info()];
         }
         let mut v = vec![ImplInfo::new(
             "mock",
@@ -169,21 +174,15 @@ impl Backend for MockBackend {
     }
 
     fn check(&self, w: &Workload, imp: &str) -> Result<()> {
-        if let Workload::Kernel(k) = w {
-            super::check_listed(self, w, imp)?;
-            return user::check(&k.kernel, &k.names()).map(|_| ());
+        super::check_listed(self, w, imp)?;
+        match (w, self.user_kernel(w, Some(imp)).next()) {
+            (Workload::Kernel(k), _) => user::check(&k.kernel, &k.names()).map(|_| ()),
+            (_, Some((_, k))) => user::check_implementation(w, k).map(|_| ()),
+            _ => Ok(()),
         }
-        if let Some((_, k)) = self.user_kernel(w, Some(imp)).next() {
-            return user::check_implementation(w, k).map(|_| ());
-        }
-        super::check_listed(self, w, imp)
     }
 
-    fn register_user_kernel(
-        &mut self,
-        workload: &'static str,
-        kernel: &crate::workload::kernel::UserKernel,
-    ) -> Result<()> {
+    fn register_user_kernel(&mut self, workload: &'static str, kernel: &UserKernel) -> Result<()> {
         let taken = kernel.name == "mock"
             || self
                 .user_kernels
@@ -200,6 +199,8 @@ impl Backend for MockBackend {
     }
 
     fn free_memory(&self) -> Result<u64> {
+        // As a real context after a sticky fault: every driver call answers with it.
+        check_lost(&self.lost)?;
         Ok(16 << 30)
     }
 
@@ -230,40 +231,27 @@ impl Backend for MockBackend {
 
     fn prepare_checked<'a>(&'a self, r: Request<'_>) -> Result<Box<dyn Prepared + 'a>> {
         let (w, inputs, opts) = (r.workload, r.inputs, r.opts);
-        self.sticky_fault(w)?;
-        if let Workload::Kernel(k) = w {
-            let run = user::KernelRun::new(&self.busy, k, opts.buffer_sets)?;
-            return Ok(Box::new(run));
-        }
-        let macs = match w {
-            Workload::Matmul(m) => m.m as u128 * m.n as u128 * m.k as u128,
-            Workload::Attention(a) => {
-                a.visible_pairs() * (a.batch * a.q_heads * a.head_dim) as u128
-            }
-            Workload::Memory(m) => m.elements() as u128,
-            Workload::Kernel(_) => unreachable!("returned above"),
+        let fault_in = self.arm_fault(w)?;
+        // A user kernel is checked as far as the mock can (NVRTC, PTX, limits), never run: its
+        // output is simulated and its result says so.
+        let kernel = match (w, self.user_kernel(w, Some(r.implementation)).next()) {
+            (Workload::Kernel(k), _) => Some(user::check(&k.kernel, &k.names())?),
+            (_, Some((_, k))) => Some(user::check_implementation(w, k)?),
+            _ => None,
         };
-        if macs > MAX_MACS {
-            return Err(Error::unsupported(format!(
-                "the mock backend computes at most {MAX_MACS} multiply-adds; {} is larger",
-                w.name()
-            )));
-        }
+        let out = exact_output(w, inputs)?;
         let per_iter = w.flops() / FAKE_FLOPS + w.bytes() as f64 / FAKE_BANDWIDTH + 2e-6;
-        let run = MockRun {
+        Ok(Box::new(MockRun {
             busy: &self.busy,
-            w: w.clone(),
-            inputs: inputs.to_vec(),
+            lost: &self.lost,
+            fault_in,
+            name: w.name(),
+            out,
             per_iter,
             calls: 0,
             sets: opts.buffer_sets,
-            kernel: None,
-        };
-        if let Some((_, k)) = self.user_kernel(w, Some(r.implementation)).next() {
-            let checked = user::check_implementation(w, k)?;
-            return Ok(Box::new(user::implementation_run(run, checked)));
-        }
-        Ok(Box::new(run))
+            kernel,
+        }))
     }
 
     fn telemetry(&self) -> Option<Telemetry> {
@@ -289,7 +277,7 @@ impl MockBackend {
         &'s self,
         w: &'s Workload,
         imp: Option<&'s str>,
-    ) -> impl Iterator<Item = &'s (&'static str, crate::workload::kernel::UserKernel)> + 's {
+    ) -> impl Iterator<Item = &'s (&'static str, UserKernel)> + 's {
         self.user_kernels
             .iter()
             .filter(move |(kind, k)| *kind == w.kind() && imp.is_none_or(|i| i == k.name))
@@ -298,12 +286,18 @@ impl MockBackend {
 
 struct MockRun<'a> {
     busy: &'a AtomicBool,
-    w: Workload,
-    inputs: Vec<Tensor>,
+    /// The device's lost flag: set by a fault, checked by every call.
+    lost: &'a AtomicBool,
+    /// Timed calls left before this run faults the device, when it is set to.
+    fault_in: Option<u64>,
+    /// The workload's name (what `GPUVET_MOCK_FAULT` matches).
+    name: String,
+    /// The exact output, computed once when prepared.
+    out: Tensor,
     per_iter: f64,
     calls: u64,
     sets: usize,
-    /// A registered user kernel this run stands in for.
+    /// The check of the user kernel this run stands in for.
     kernel: Option<user::Checked>,
 }
 
@@ -320,9 +314,10 @@ impl Prepared for MockRun<'_> {
 
     fn run_verify(&mut self) -> Result<Tensor> {
         self.busy.store(false, Ordering::Relaxed);
-        let mut out = compute(&self.w, &self.inputs);
+        check_lost(self.lost)?;
+        let mut out = self.out.clone();
         if let Ok(pattern) = std::env::var("GPUVET_MOCK_FAULT") {
-            if !pattern.is_empty() && self.w.name().contains(&pattern) {
+            if !pattern.is_empty() && self.name.contains(&pattern) {
                 corrupt(&mut out);
             }
         }
@@ -332,6 +327,12 @@ impl Prepared for MockRun<'_> {
     fn run(&mut self, iters: u64) -> Result<f64> {
         // A fixed sequence of ±0.1% wobbles: samples are not all equal, and never random.
         self.busy.store(true, Ordering::Relaxed);
+        match &mut self.fault_in {
+            Some(0) => self.lost.store(true, Ordering::Relaxed),
+            Some(left) => *left -= 1,
+            None => {}
+        }
+        check_lost(self.lost)?;
         self.calls += 1;
         let wobble = ((self.calls * 7919) % 11) as f64 - 5.0;
         Ok(iters as f64 * self.per_iter * (1.0 + wobble * 2e-4))
@@ -345,13 +346,34 @@ impl Prepared for MockRun<'_> {
         }
     }
 
+    /// With `GPUVET_MOCK_FAULT` naming the workload, every run after the first differs from it
+    /// (what a racy kernel does to a determinism check).
+    fn run_verify_repeated(&mut self, runs: usize) -> Result<Vec<Tensor>> {
+        let first = self.run_verify().map(|_| self.out.clone())?;
+        let rest = (1..runs).map(|_| self.run_verify());
+        std::iter::once(Ok(first)).chain(rest).collect()
+    }
+
     fn notes(&self) -> Vec<String> {
         self.kernel.iter().flat_map(|c| c.notes.clone()).collect()
     }
 
-    fn kernel_record(&self) -> Option<crate::workload::kernel::KernelRecord> {
+    fn kernel_record(&self) -> Option<KernelRecord> {
         self.kernel.as_ref().map(|c| c.record.clone())
     }
+}
+
+/// The sticky error every call on a faulted mock device returns, as a CUDA context does after
+/// an illegal address.
+fn check_lost(lost: &AtomicBool) -> Result<()> {
+    if lost.load(Ordering::Relaxed) {
+        return Err(Error::Driver {
+            what: "synchronize".into(),
+            kind: crate::error::DriverErrorKind::IllegalAddress,
+            detail: "DriverError(CUDA_ERROR_ILLEGAL_ADDRESS, \"mock fault\")".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Flips the sign of element 0 (and makes sure it changes even when it is zero).
@@ -366,65 +388,94 @@ fn corrupt(t: &mut Tensor) {
     }
 }
 
-fn compute(w: &Workload, inputs: &[Tensor]) -> Tensor {
-    match w {
+/// The exact output of `w` on `inputs`, from the f64 references: what the mock "computes" (for
+/// a free-form user kernel, which has no reference, its simulated output: `user`). The one
+/// place the mock names each workload kind. Refuses work beyond [`MAX_MACS`]
+/// multiply-adds (or elements): it is a test double, not a compute engine.
+fn exact_output(w: &Workload, inputs: &[Tensor]) -> Result<Tensor> {
+    let within = |macs: u128| -> Result<()> {
+        if macs > MAX_MACS {
+            return Err(Error::unsupported(format!(
+                "the mock backend computes at most {MAX_MACS} multiply-adds; {} is larger",
+                w.name()
+            )));
+        }
+        Ok(())
+    };
+    Ok(match w {
         Workload::Matmul(m) => {
-            let a = inputs[0].to_f64();
-            let (mm, n) = (m.m as usize, m.n as usize);
-            let mut c = vec![0f32; mm * n];
-            for i in 0..mm {
-                for j in 0..n {
-                    c[i * n + j] = reference::matmul_element(m, &a, &inputs[1], i, j).0 as f32;
-                }
-            }
-            Tensor::from_f32_out("C", vec![mm, n], m.dtype.matmul_output(), &c)
+            within(m.m as u128 * m.n as u128 * m.k as u128)?;
+            matmul_output(m, inputs)
         }
         Workload::Attention(a) => {
-            let (bn, hn, lq) = (a.batch as usize, a.q_heads as usize, a.q_len as usize);
-            let mut o = Vec::with_capacity(bn * hn * lq * a.head_dim as usize);
-            for b in 0..bn {
-                for h in 0..hn {
-                    for i in 0..lq {
-                        let row = reference::attention_row(
-                            a, &inputs[0], &inputs[1], &inputs[2], b, h, i,
-                        );
-                        o.extend(row.iter().map(|&x| x as f32));
-                    }
-                }
-            }
-            Tensor::from_f32("O", a.q_shape(), a.dtype, &o)
+            within(a.visible_pairs() * (a.batch * a.q_heads * a.head_dim) as u128)?;
+            attention_output(a, inputs)
         }
-        Workload::Kernel(_) => unreachable!("a free-form kernel is simulated by user::KernelRun"),
         Workload::Memory(m) => {
-            let n = m.elements() as usize;
-            match m.op {
-                MemOp::Copy => Tensor {
-                    name: "dst".into(),
-                    ..inputs[0].clone()
-                },
-                MemOp::Read => Tensor {
-                    name: "sum".into(),
-                    shape: vec![1],
-                    data: Data::F64(vec![inputs[0].to_f64().iter().sum()]),
-                },
-                MemOp::Write => Tensor {
-                    name: "dst".into(),
-                    shape: vec![n],
-                    data: Data::F32(vec![WRITE_VALUE; n]),
-                },
-                MemOp::Triad => {
-                    let (b, c) = (inputs[0].to_f32(), inputs[1].to_f32());
-                    let a: Vec<f32> = b
-                        .iter()
-                        .zip(&c)
-                        .map(|(&x, &y)| x + TRIAD_SCALAR * y)
-                        .collect();
-                    Tensor {
-                        name: "a".into(),
-                        shape: vec![n],
-                        data: Data::F32(a),
-                    }
-                }
+            within(m.elements() as u128)?;
+            memory_output(m, inputs)
+        }
+        Workload::Kernel(k) => {
+            within(k.output().elements() as u128)?;
+            user::simulated_output(k)
+        }
+    })
+}
+
+fn matmul_output(m: &MatmulSpec, inputs: &[Tensor]) -> Tensor {
+    let a = inputs[0].to_f64();
+    let (mm, n) = (m.m as usize, m.n as usize);
+    let mut c = vec![0f32; mm * n];
+    for i in 0..mm {
+        for j in 0..n {
+            c[i * n + j] = reference::matmul_element(m, &a, &inputs[1], i, j).0 as f32;
+        }
+    }
+    Tensor::from_f32_out("C", vec![mm, n], m.dtype.matmul_output(), &c)
+}
+
+fn attention_output(a: &AttentionSpec, inputs: &[Tensor]) -> Tensor {
+    let (bn, hn, lq) = (a.batch as usize, a.q_heads as usize, a.q_len as usize);
+    let mut o = Vec::with_capacity(bn * hn * lq * a.head_dim as usize);
+    for b in 0..bn {
+        for h in 0..hn {
+            for i in 0..lq {
+                let row = reference::attention_row(a, &inputs[0], &inputs[1], &inputs[2], b, h, i);
+                o.extend(row.iter().map(|&x| x as f32));
+            }
+        }
+    }
+    Tensor::from_f32("O", a.q_shape(), a.dtype, &o)
+}
+
+fn memory_output(m: &MemorySpec, inputs: &[Tensor]) -> Tensor {
+    let n = m.elements() as usize;
+    match m.op {
+        MemOp::Copy => Tensor {
+            name: "dst".into(),
+            ..inputs[0].clone()
+        },
+        MemOp::Read => Tensor {
+            name: "sum".into(),
+            shape: vec![1],
+            data: Data::F64(vec![inputs[0].to_f64().iter().sum()]),
+        },
+        MemOp::Write => Tensor {
+            name: "dst".into(),
+            shape: vec![n],
+            data: Data::F32(vec![WRITE_VALUE; n]),
+        },
+        MemOp::Triad => {
+            let (b, c) = (inputs[0].to_f32(), inputs[1].to_f32());
+            let a: Vec<f32> = b
+                .iter()
+                .zip(&c)
+                .map(|(&x, &y)| x + TRIAD_SCALAR * y)
+                .collect();
+            Tensor {
+                name: "a".into(),
+                shape: vec![n],
+                data: Data::F32(a),
             }
         }
     }

@@ -8,9 +8,11 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod details;
 pub mod mock;
 pub mod state;
 
+pub use details::{CpuFacts, CudaFacts, DeviceDetails};
 pub use state::{DeviceState, ThrottleReason};
 
 use crate::dtype::ComputeType;
@@ -29,6 +31,13 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
+    pub const ALL: [BackendKind; 3] = [BackendKind::Cpu, BackendKind::Cuda, BackendKind::Mock];
+
+    /// The kind a report names (`cpu`, `cuda`, `mock`); `None` for any other name.
+    pub fn from_name(s: &str) -> Option<BackendKind> {
+        Self::ALL.into_iter().find(|k| k.name() == s)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Cpu => "cpu",
@@ -142,9 +151,10 @@ pub struct DeviceInfo {
     pub last_level_cache_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub driver_version: Option<String>,
-    /// Anything else worth recording (clocks, shared memory, NVML state).
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub details: serde_json::Map<String, serde_json::Value>,
+    /// Device state (clocks, health, link) and what the backend records about the device, one
+    /// flat JSON object.
+    #[serde(default, skip_serializing_if = "DeviceDetails::is_empty")]
+    pub details: DeviceDetails,
     /// Datasheet peaks when the device is known, for "% of peak".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peaks: Option<Peaks>,
@@ -487,9 +497,9 @@ pub trait Backend: Send {
         None
     }
 
-    /// The device's `details` read again now (ECC counters, remapped rows, PCIe link state move
-    /// during a run); `None` when the backend cannot re-read them.
-    fn current_details(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+    /// The device's state read again now (ECC counters, remapped rows, PCIe link state move
+    /// during a run); `None` when the backend cannot re-read it.
+    fn current_state(&self) -> Option<DeviceState> {
         None
     }
 

@@ -1,19 +1,17 @@
-//! The typed schema of `DeviceInfo::details`: device state a backend reports (clocks, power
-//! limits, PCIe link, NVLink, MIG, virtualisation, ECC, remapped rows, retired pages, slowdown
-//! temperature, serial) and the throttle reasons of a telemetry sample.
+//! Device state a backend reports (clocks, power limits, PCIe link, NVLink, MIG,
+//! virtualisation, ECC, remapped rows, retired pages, slowdown temperature, serial), part of
+//! `DeviceInfo::details` (see `details`), and the throttle reasons of a telemetry sample.
 //!
 //! The backend owns these types so that everything reading device state (the GPU database, the
 //! validation checks) depends on `backend` and never the other way round. On the wire the state
-//! stays a flat JSON map inside `details` with the keys it always had, so reports written by
-//! earlier versions load unchanged: [`DeviceState::to_details`] writes that map and
-//! [`DeviceState::from_details`] reads it back. Reading is lenient, as reports from other tools
-//! or hand-edited fixtures are: numbers may be numeric strings, flags may be booleans, numbers
-//! (non-zero = true) or `enabled`/`disabled`, `true`/`false`, `yes`/`no`, `on`/`off`. A key
-//! that is absent or unreadable means "unknown", and the check that needs it is skipped.
+//! is entries of the flat `details` object, with the keys they always had. Reading is lenient,
+//! as reports from other tools or hand-edited fixtures are: numbers may be numeric strings,
+//! flags may be booleans, numbers (non-zero = true) or `enabled`/`disabled`, `true`/`false`,
+//! `yes`/`no`, `on`/`off`. A key that is absent or unreadable means "unknown", and the check
+//! that needs it is skipped.
 
-use super::DeviceInfo;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Device state read from the driver and NVML. `None` = the backend could not read it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -125,19 +123,18 @@ pub struct DeviceState {
 }
 
 impl DeviceState {
-    /// Reads the state out of a `details` map; entries it does not know are ignored.
-    pub fn from_details(details: &Map<String, Value>) -> DeviceState {
-        // Every field deserialises leniently from any JSON value, so this cannot fail on an
-        // object; the fallback only guards against a future field that forgets to be lenient.
-        DeviceState::deserialize(Value::Object(details.clone())).unwrap_or_default()
-    }
-
-    /// The known entries as a `details` map (absent fields write nothing).
-    pub fn to_details(&self) -> Map<String, Value> {
-        match serde_json::to_value(self) {
-            Ok(Value::Object(m)) => m,
-            _ => Map::new(),
-        }
+    /// This state with every field `newer` knows taken from `newer`: the state read again
+    /// later (ECC counters, the PCIe link) over what was read when the device opened, which
+    /// keeps what only the opening could tell (the driver's clock attributes).
+    pub fn overlay(&self, newer: &DeviceState) -> DeviceState {
+        let (Ok(Value::Object(mut m)), Ok(Value::Object(n))) =
+            (serde_json::to_value(self), serde_json::to_value(newer))
+        else {
+            return newer.clone();
+        };
+        m.extend(n);
+        // Lenient fields read back what they wrote.
+        DeviceState::deserialize(Value::Object(m)).unwrap_or_else(|_| newer.clone())
     }
 
     /// The maximum SM clock, from NVML or else the CUDA driver, MHz.
@@ -152,13 +149,6 @@ impl DeviceState {
         self.memory_clock_max_mhz
             .map(f64::from)
             .or(self.memory_clock_max_mhz_driver.map(|v| v as f64))
-    }
-}
-
-impl DeviceInfo {
-    /// The typed device state recorded in `details`.
-    pub fn state(&self) -> DeviceState {
-        DeviceState::from_details(&self.details)
     }
 }
 
@@ -261,7 +251,7 @@ impl<'de> Deserialize<'de> for ThrottleReason {
 }
 
 /// A value that can be read from a JSON number.
-trait FromNumber: Sized {
+pub(super) trait FromNumber: Sized {
     fn from_f64(x: f64) -> Option<Self>;
 }
 
@@ -283,7 +273,9 @@ macro_rules! from_number_unsigned {
 from_number_unsigned!(u32, u64);
 
 /// Numbers or numeric strings; anything else is unknown.
-fn number<'de, D: Deserializer<'de>, T: FromNumber>(d: D) -> Result<Option<T>, D::Error> {
+pub(super) fn number<'de, D: Deserializer<'de>, T: FromNumber>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
     let x = match Value::deserialize(d)? {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse().ok(),
@@ -307,7 +299,7 @@ fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
 }
 
 /// Strings; anything else is unknown.
-fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(super) fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(match Value::deserialize(d)? {
         Value::String(s) => Some(s),
         _ => None,
@@ -341,8 +333,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn map(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+    fn read(v: Value) -> DeviceState {
+        serde_json::from_value(v).unwrap()
     }
 
     #[test]
@@ -359,7 +351,7 @@ mod tests {
             ..DeviceState::default()
         };
         assert_eq!(
-            Value::Object(s.to_details()),
+            serde_json::to_value(&s).unwrap(),
             json!({
                 "sm_clock_max_mhz_driver": 1980,
                 "power_limit_w": 700.0,
@@ -368,12 +360,12 @@ mod tests {
                 "throttle_reasons": ["sw_power_cap", "unknown_0x400"],
             })
         );
-        assert_eq!(DeviceState::from_details(&s.to_details()), s);
+        assert_eq!(read(serde_json::to_value(&s).unwrap()), s);
     }
 
     #[test]
     fn reads_leniently_and_ignores_other_keys() {
-        let s = DeviceState::from_details(&map(json!({
+        let s = read(json!({
             "sm_clock_max_mhz_driver": "2505",
             "mig_mode": "enabled",
             "ecc_enabled": "false",
@@ -383,7 +375,7 @@ mod tests {
             "slowdown_temp_c": "hot",
             "arch": "sm_90a",
             "throttle_reasons": ["HwThermalSlowdown", "user_defined_clocks", "new_thing"],
-        })));
+        }));
         assert_eq!(s.max_sm_clock_mhz(), Some(2505.0));
         assert_eq!(s.mig_mode, Some(true));
         assert_eq!(s.ecc_enabled, Some(false));
@@ -411,5 +403,24 @@ mod tests {
         };
         assert_eq!(s.max_sm_clock_mhz(), Some(1980.0));
         assert_eq!(s.max_memory_clock_mhz(), Some(2619.0));
+    }
+
+    #[test]
+    fn a_later_read_overlays_what_it_knows() {
+        let open = DeviceState {
+            sm_clock_max_mhz_driver: Some(1980),
+            ecc_errors_corrected_volatile: Some(0),
+            pcie_gen: Some(1),
+            ..DeviceState::default()
+        };
+        let later = DeviceState {
+            ecc_errors_corrected_volatile: Some(12),
+            pcie_gen: Some(5),
+            ..DeviceState::default()
+        };
+        let now = open.overlay(&later);
+        assert_eq!(now.sm_clock_max_mhz_driver, Some(1980));
+        assert_eq!(now.ecc_errors_corrected_volatile, Some(12));
+        assert_eq!(now.pcie_gen, Some(5));
     }
 }

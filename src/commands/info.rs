@@ -14,7 +14,7 @@ pub fn info(opts: &Options) -> Result<i32> {
     if let Some(n) = &opened.notice {
         opts.notice(n);
     }
-    let s = opts.settings("info", opened.backends[0].kind().name());
+    let s = opts.settings("info", opened.backends[0].kind());
     let mut report = runner::new_report(&opened.backends, &s);
     report.complete = true;
     let mut text = host_text(&report);
@@ -64,7 +64,7 @@ fn device_text(b: &dyn Backend, d: &DeviceInfo) -> Result<String> {
     if let Some(v) = d.multiprocessors {
         if b.is_gpu() {
             row("multiprocessors", v.to_string());
-        } else if !d.details.contains_key("threads") {
+        } else if d.details.cpu.threads.is_none() {
             row("threads", v.to_string());
         }
     }
@@ -80,12 +80,8 @@ fn device_text(b: &dyn Backend, d: &DeviceInfo) -> Result<String> {
     if let Some(v) = &d.driver_version {
         row("driver", v.clone());
     }
-    for (k, v) in &d.details {
-        let shown = match v {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        row(k, shown);
+    for (k, v) in d.details.entries() {
+        row(&k, v);
     }
     if let Some(p) = &d.peaks {
         let mut parts: Vec<String> = crate::dtype::by_name::entries(&p.flops)

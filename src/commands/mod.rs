@@ -18,7 +18,7 @@ pub mod run;
 pub mod stress;
 pub mod validate;
 
-use crate::backend::BackendChoice;
+use crate::backend::{BackendChoice, BackendKind};
 use crate::export::{Exports, Format};
 use crate::measure::MeasureConfig;
 use crate::runner::Settings;
@@ -66,8 +66,9 @@ impl Options {
         Exports::open(&req)
     }
 
-    /// The runner's settings for `command`.
-    pub fn settings(&self, command: &str, backend: &str) -> Settings {
+    /// The runner's settings for `command` on devices of the `backend` kind (what the choice
+    /// resolved to).
+    pub fn settings(&self, command: &str, backend: BackendKind) -> Settings {
         Settings {
             measure: self.measure.clone(),
             seed: self.seed,

@@ -66,7 +66,7 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     for s in &plan.skipped {
         opts.notice(&format!("skipped: {s}"));
     }
-    let settings = opts.settings(&req.command, opened.backends[0].kind().name());
+    let settings = opts.settings(&req.command, opened.backends[0].kind());
     let stop = stop_on_ctrlc();
     let mut report = runner::new_report(&opened.backends, &settings);
     runner::execute(

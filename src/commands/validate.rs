@@ -38,7 +38,7 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     // A soak spends half its time on the suite and half on a stress run with checksums and
     // per-second telemetry.
     let soak = a.judge.duration.map(|d| d / 2);
-    let settings = soak_settings(opts, backends[0].kind().name(), &plan, backends.len(), soak);
+    let settings = soak_settings(opts, backends[0].kind(), &plan, backends.len(), soak);
     let stop = stop_on_ctrlc();
     let mut report = runner::new_report(&backends, &settings);
     if !opts.quiet {
@@ -55,10 +55,21 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
                 .unwrap_or_default()
         );
     }
-    let backends =
-        runner::execute_parallel(&plan, backends, &settings, &exports, &mut report, &stop)?;
+    // One table of lost devices for the whole process: a GPU lost in the suite is not stressed.
+    let lost = runner::LostDevices::default();
+    let backends = runner::execute_parallel(
+        &plan,
+        backends,
+        &settings,
+        &exports,
+        &mut report,
+        &lost,
+        &stop,
+    )?;
     let (mut inputs, backends) = match soak {
-        Some(half) if !stop.load(Ordering::Relaxed) => soak_stress(opts, backends, half, &stop)?,
+        Some(half) if !stop.load(Ordering::Relaxed) => {
+            soak_stress(opts, backends, half, &lost, &stop)?
+        }
         _ => (JudgeInputs::default(), backends),
     };
     if stop.load(Ordering::Relaxed) {
@@ -66,10 +77,10 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         return Ok(130);
     }
     // ECC counters, remapped rows and the PCIe link are judged as they are after the load.
-    inputs.details_after = backends
+    inputs.state_after = backends
         .iter()
         .enumerate()
-        .filter_map(|(i, b)| b.current_details().map(|d| (i, d)))
+        .filter_map(|(i, b)| b.current_state().map(|d| (i, d)))
         .collect();
     let verdict = crate::validate::judge_with(&report, &a.judge, &inputs);
     let output = Output::new(verdict_to_stdout || exports.uses_stdout());
@@ -115,7 +126,7 @@ fn suite_of(backends: &[Box<dyn Backend>], quick: bool) -> Vec<Workload> {
 /// never ends a result early.
 fn soak_settings(
     opts: &Options,
-    backend: &str,
+    backend: crate::backend::BackendKind,
     plan: &Plan,
     devices: usize,
     soak: Option<Duration>,
@@ -135,6 +146,7 @@ fn soak_stress(
     opts: &Options,
     backends: Vec<Box<dyn Backend>>,
     half: Duration,
+    lost: &runner::LostDevices,
     stop: &AtomicBool,
 ) -> Result<(JudgeInputs, Vec<Box<dyn Backend>>)> {
     let size = backends[0].stress_size(crate::backend::Sustained::Soak);
@@ -144,7 +156,7 @@ fn soak_stress(
         DType::F16
     };
     let cfg = crate::stress::StressConfig::matmul(size, dtype, half, opts.seed);
-    let (s, b) = crate::stress::run_keeping(backends, &cfg, stop)?;
+    let (s, b) = crate::stress::run_keeping(backends, &cfg, lost, stop)?;
     plot_stress(opts, &s)?;
     Ok((JudgeInputs::from_stress(&s), b))
 }

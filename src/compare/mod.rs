@@ -25,7 +25,7 @@ pub use verdict::{classify, ratio_of_medians_ci, RatioCi, Verdict};
 
 use crate::report::{Report, ResultRecord, Status};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 /// Version of the comparison JSON (`--json`); fields are only added within a version.
@@ -628,7 +628,7 @@ type DeviceField = (
 const RUN_FIELDS: &[RunField] = &[
     ("gpuvet version", |r| r.tool.version.clone()),
     ("gpuvet git sha", |r| r.tool.git_sha.clone()),
-    ("backend", |r| r.config.backend.clone()),
+    ("backend", |r| r.config.backend.to_string()),
     ("devices", |r| r.devices.len().to_string()),
 ];
 
@@ -655,6 +655,11 @@ const HOST_FIELDS: &[RunField] = &[
     ("threads", |r| r.config.threads.to_string()),
     ("input seed", |r| r.config.seed.to_string()),
 ];
+
+/// A device's `details` entries as tables show them; none for a device one side lacks.
+fn entries(d: Option<&crate::backend::DeviceInfo>) -> BTreeMap<String, String> {
+    d.map(|d| d.details.entries()).unwrap_or_default()
+}
 
 /// Every environment field that differs between the two runs, in a fixed order: the run,
 /// each device (identity, then every `details` key either side has), the host and settings.
@@ -683,19 +688,10 @@ pub fn environment_diff(old: &Report, new: &Report) -> Vec<EnvDiff> {
             );
         }
         // `details` carries NVRTC/CUDA versions, clocks and anything else a backend records.
-        let keys: BTreeSet<&String> = a
-            .into_iter()
-            .chain(b)
-            .flat_map(|d| d.details.keys())
-            .collect();
-        for k in keys {
-            let val = |d: Option<&crate::backend::DeviceInfo>| {
-                opt(d.and_then(|d| d.details.get(k)).map(|v| match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                }))
-            };
-            push(format!("device {i} {k}"), val(a), val(b));
+        let (ea, eb) = (entries(a), entries(b));
+        for k in ea.keys().chain(eb.keys()).collect::<BTreeSet<_>>() {
+            let val = |e: &BTreeMap<String, String>| opt(e.get(k).cloned());
+            push(format!("device {i} {k}"), val(&ea), val(&eb));
         }
     }
     for (label, f) in HOST_FIELDS {

@@ -49,6 +49,32 @@ impl LostDevices {
         let why = placement.devices().iter().find_map(|d| lost.get(d))?;
         Some(Error::DeviceLost(why.clone()))
     }
+
+    /// Runs the entry `id` on `placement` with `f`, unless one of its devices was lost before
+    /// (then [`Error::DeviceLost`] naming what lost it, and `f` never runs). An error of `f`
+    /// that loses its devices is recorded against `id`. What every job of the scheduler that
+    /// drives devices goes through: measuring, stress, the soak.
+    pub fn guard<T>(
+        &self,
+        placement: &Placement,
+        id: &str,
+        f: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        if let Some(skipped) = self.skip_reason(placement) {
+            return Err(skipped);
+        }
+        let ran = f();
+        if let Err(e) = &ran {
+            self.record(placement, id, e);
+        }
+        ran
+    }
+
+    /// The devices lost so far, in ascending order.
+    pub fn devices(&self) -> Vec<usize> {
+        let lost = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        lost.keys().copied().collect()
+    }
 }
 
 /// The opened backends, as the scheduler may use them.

@@ -37,7 +37,7 @@ pub fn check(
 
 /// MIG and virtualisation: checks that need no SKU.
 fn partition_findings(info: &DeviceInfo, f: &mut Vec<Finding>) {
-    let d = info.state();
+    let d = &info.details.state;
     let name_says_mig = info.name.split_whitespace().any(|w| w == "MIG");
     if d.mig_device == Some(true) || name_says_mig {
         f.push(Finding::fail(format!(
@@ -49,7 +49,11 @@ fn partition_findings(info: &DeviceInfo, f: &mut Vec<Finding>) {
             "MIG mode is enabled on this GPU: it is partitioned, not one whole GPU",
         ));
     }
-    match d.virtualization_mode.map(|s| s.to_ascii_lowercase()) {
+    match d
+        .virtualization_mode
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+    {
         Some(m) if m.contains("vgpu") || m.contains("vsga") => f.push(Finding::warn(format!(
             "virtualised ({m}): the physical GPU may be shared with other tenants (time-sliced)"
         ))),
@@ -81,10 +85,10 @@ fn sku_findings(
         }
     }
     shape_findings(info, sku, f);
-    let d = info.state();
-    power_findings(&d, sku, f);
-    clock_and_link_findings(&d, sku, f);
-    nvlink_findings(&d, sku, f);
+    let d = &info.details.state;
+    power_findings(d, sku, f);
+    clock_and_link_findings(d, sku, f);
+    nvlink_findings(d, sku, f);
 }
 
 /// A mismatch on a field the database marks unverified is a warning: the entry may be wrong.

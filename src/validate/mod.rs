@@ -18,7 +18,7 @@ pub mod verdict;
 pub use aggregate::{run_aggregate, AggregateArgs};
 pub use verdict::{Check, CheckKind, ChecksumSample, Finding, MetricValue, Verdict};
 
-use crate::backend::{DeviceInfo, Peaks, SuiteScale, Telemetry};
+use crate::backend::{DeviceInfo, DeviceState, Peaks, SuiteScale, Telemetry};
 use crate::dtype::DType;
 use crate::gpudb::{self, ExpectConfidence, Expectation, Sku};
 use crate::report::{Report, ResultRecord};
@@ -202,9 +202,9 @@ pub struct JudgeInputs {
     pub mismatches: Vec<verdict::ChecksumMismatch>,
     /// Further correctness findings per device (a stress run that could not run, ...).
     pub correctness: BTreeMap<usize, Vec<Finding>>,
-    /// Device state (`DeviceInfo::details`) read again after the run, per device index: ECC
-    /// counters that grew during the run, and the PCIe generation while the link is still up.
-    pub details_after: BTreeMap<usize, serde_json::Map<String, serde_json::Value>>,
+    /// Device state read again after the run, per device index: ECC counters that grew during
+    /// the run, and the PCIe generation while the link is still up.
+    pub state_after: BTreeMap<usize, DeviceState>,
 }
 
 impl JudgeInputs {
@@ -233,7 +233,12 @@ impl JudgeInputs {
             );
             let fs = out.correctness.entry(d.device).or_default();
             if let Some(e) = &d.error {
-                fs.push(Finding::fail(format!("stress run did not run: {e}")));
+                let what = if d.iterations > 0 {
+                    "stopped"
+                } else {
+                    "did not run"
+                };
+                fs.push(Finding::fail(format!("stress run {what}: {e}")));
                 continue;
             }
             if !d.verified {
@@ -313,7 +318,7 @@ pub struct NodeVerdict {
     pub hostname: String,
     pub started_at: String,
     pub tool_version: String,
-    pub backend: String,
+    pub backend: crate::report::RunBackend,
     pub verdict: Verdict,
     /// The exit status `gpuvet validate` returns for this verdict.
     pub exit_code: i32,
@@ -416,10 +421,10 @@ impl NodeVerdict {
             self.hostname,
             self.verdict,
             self.gpus.len(),
-            if self.backend == "cpu" {
-                "device"
-            } else {
+            if self.backend.names_gpu_models() {
                 "GPU"
+            } else {
+                "device"
             },
             if self.gpus.len() == 1 { "" } else { "s" },
             self.exit_code
@@ -589,11 +594,7 @@ impl Judging<'_> {
             self.targets[i].sku.as_ref(),
             &self.per_device[i],
             extra,
-            self.inputs
-                .details_after
-                .get(&i)
-                .map(crate::backend::DeviceState::from_details)
-                .as_ref(),
+            self.inputs.state_after.get(&i),
         )
     }
 
@@ -631,7 +632,7 @@ impl Judging<'_> {
             name: info.name.clone(),
             uuid: info.uuid.clone(),
             pci_bus_id: info.pci_bus_id.clone(),
-            serial: info.state().serial,
+            serial: info.details.state.serial.clone(),
             sku: t.sku.as_ref().map(|s| s.id.clone()),
             detected_sku: t.detected.as_ref().map(|s| s.id.clone()),
             peaks_computed: t.computed,
@@ -736,6 +737,49 @@ mod tests {
             w.validate().unwrap();
             assert!(w.flops() < 1e10, "{} is too big for a CPU", w.name());
         }
+    }
+
+    #[test]
+    fn a_stress_that_stopped_is_told_from_one_that_never_ran() {
+        use crate::stress::{DeviceStress, StressReport};
+        let device = |d: usize, iterations: u64, error: &str| DeviceStress {
+            iterations,
+            error: Some(error.into()),
+            ..DeviceStress::new(d, &gpu("9.0"))
+        };
+        let s = StressReport {
+            workload: crate::backend::quick::matmul(16, DType::Bf16, BLayout::Nk),
+            duration_s: 1.0,
+            interrupted: false,
+            devices: vec![
+                device(
+                    0,
+                    1200,
+                    "the device was lost after 1200 iterations: cuda error",
+                ),
+                device(
+                    1,
+                    0,
+                    "skipped: the device was lost after matmul.x/mock: cuda error",
+                ),
+            ],
+            consistent_across_devices: true,
+            verdict: "FAIL".into(),
+            reasons: Vec::new(),
+        };
+        let c = JudgeInputs::from_stress(&s).correctness;
+        let only = |d: usize| -> String {
+            assert_eq!(c[&d].len(), 1, "{:?}", c[&d]);
+            c[&d][0].message.clone()
+        };
+        assert_eq!(
+            only(0),
+            "stress run stopped: the device was lost after 1200 iterations: cuda error"
+        );
+        assert_eq!(
+            only(1),
+            "stress run did not run: skipped: the device was lost after matmul.x/mock: cuda error"
+        );
     }
 
     #[test]

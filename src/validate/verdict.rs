@@ -376,8 +376,8 @@ pub fn health(
     after: Option<&DeviceState>,
 ) -> Check {
     let mut f = Vec::new();
-    let before = info.state();
-    let d = after.unwrap_or(&before);
+    let before = &info.details.state;
+    let d = after.unwrap_or(before);
     // Every telemetry sample with the result it belongs to.
     let mut samples: Vec<(&str, &Telemetry)> = Vec::new();
     for r in results {
@@ -395,7 +395,7 @@ pub fn health(
     let max_clock = d.max_sm_clock_mhz().or(sku.map(|s| s.max_sm_clock_mhz));
     clock_findings(results, max_clock, &mut f);
     temperature_findings(&samples, d.slowdown_temp_c.map(f64::from), &mut f);
-    memory_findings(d, &before, after, sku, &mut f);
+    memory_findings(d, before, after, sku, &mut f);
     pcie_findings(d, after, &mut f);
     if samples.is_empty() {
         f.push(Finding::pass(

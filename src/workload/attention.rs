@@ -1,11 +1,19 @@
 use super::axis::{cross, first_swept, Axis, Param};
 use super::{
-    checked_product, collect_checked, KindAxes, Metric, Workload, WorkloadKind, DECODE_MAX_Q_LEN,
+    checked_product, collect_checked, InputSpec, KindAxes, Metric, Workload, WorkloadKind,
+    DECODE_MAX_Q_LEN,
 };
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{splitmix, Tensor};
+use crate::verify::{Verification, Verify, VerifyMethod, Worst, FULL_CHECK_MACS};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+/// Attention rows sampled in the large-size check.
+const SAMPLED_ROWS: usize = 48;
 
 /// Attention forward: O = softmax(Q·Kᵀ/√D [+ causal mask]) · V per (batch, q head).
 ///
@@ -155,9 +163,7 @@ const ATTENTION_PARAMS: [Param; 6] = [
 ];
 
 impl WorkloadKind for AttentionSpec {
-    fn kind(&self) -> &'static str {
-        "attention"
-    }
+    const KIND: &'static str = "attention";
     fn result_dtype(&self) -> DType {
         self.dtype
     }
@@ -181,11 +187,12 @@ impl WorkloadKind for AttentionSpec {
         }
     }
     /// `[Q, K, V]`.
-    fn inputs(&self, seed: u64) -> Vec<Tensor> {
-        let q = Tensor::random("Q", self.q_shape(), self.dtype, seed);
-        let k = Tensor::random("K", self.kv_shape(), self.dtype, splitmix(seed));
-        let v = Tensor::random("V", self.kv_shape(), self.dtype, splitmix(splitmix(seed)));
-        vec![q, k, v]
+    fn input_specs(&self) -> Vec<InputSpec> {
+        vec![
+            InputSpec::new("Q", self.q_shape(), self.dtype),
+            InputSpec::new("K", self.kv_shape(), self.dtype),
+            InputSpec::new("V", self.kv_shape(), self.dtype),
+        ]
     }
     fn output_len(&self) -> usize {
         (self.batch * self.q_heads * self.q_len * self.head_dim) as usize
@@ -239,6 +246,10 @@ pub struct AttentionAxes {
 }
 
 impl KindAxes for AttentionAxes {
+    fn kind(&self) -> &'static str {
+        AttentionSpec::KIND
+    }
+
     fn expand(&self) -> Result<Vec<Workload>> {
         let len = |a: &Option<Axis>| a.as_ref().map_or(1, |a| a.0.len());
         // Defaulted axes take their value from the axis they follow.
@@ -283,6 +294,105 @@ impl KindAxes for AttentionAxes {
     fn implementations(&self) -> &[String] {
         &self.implementation
     }
+}
+
+impl Verify for AttentionSpec {
+    /// Every row of small problems; the first and last rows and random ones of large problems.
+    fn verify_output(&self, inputs: &[Tensor], o: &Tensor, seed: u64) -> Verification {
+        let spec = self;
+        let (q, k, v) = (&inputs[0], &inputs[1], &inputs[2]);
+        let (bn, hn, lq, d) = (
+            spec.batch as usize,
+            spec.q_heads as usize,
+            spec.q_len as usize,
+            spec.head_dim as usize,
+        );
+        let total_rows = bn * hn * lq;
+        let macs = total_rows as u128 * spec.kv_len as u128 * d as u128;
+        let (rows, method): (Vec<(usize, usize, usize)>, VerifyMethod) = if macs <= FULL_CHECK_MACS
+        {
+            let all = (0..bn)
+                .flat_map(|b| (0..hn).flat_map(move |h| (0..lq).map(move |i| (b, h, i))))
+                .collect();
+            (all, VerifyMethod::Full)
+        } else {
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed));
+            // Always the first and last query row (tails) of the first and last head.
+            let mut rows = vec![(0, 0, 0), (bn - 1, hn - 1, lq - 1), (0, hn - 1, lq - 1)];
+            while rows.len() < SAMPLED_ROWS {
+                rows.push((
+                    rng.random_range(0..bn),
+                    rng.random_range(0..hn),
+                    rng.random_range(0..lq),
+                ));
+            }
+            (rows, VerifyMethod::SampledRows)
+        };
+        let tol = spec.dtype.tolerance();
+        let worst = Worst::over(rows.par_iter(), |w, &(b, h, i)| {
+            let r = attention_row(spec, q, k, v, b, h, i);
+            let scale = v_scale(spec, v, b, h).max(f64::MIN_POSITIVE);
+            let off = ((b * hn + h) * lq + i) * d;
+            for (x, rv) in r.iter().enumerate() {
+                let e = (o.get(off + x) - rv).abs() / scale;
+                w.see(e, || format!("O[b{b}][h{h}][q{i}][{x}]"));
+            }
+        });
+        worst.finish(method, tol)
+    }
+}
+
+// The f64 reference, for the verifier (and the mock backend's exact outputs).
+
+/// One attention output row (length D) in f64 for batch `b`, query head `h`, query row `i`.
+pub fn attention_row(
+    spec: &AttentionSpec,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    b: usize,
+    h: usize,
+    i: usize,
+) -> Vec<f64> {
+    let d = spec.head_dim as usize;
+    let (lq, lkv) = (spec.q_len as usize, spec.kv_len as usize);
+    let group = (spec.q_heads / spec.kv_heads) as usize;
+    let hk = h / group;
+    let q_off = ((b * spec.q_heads as usize + h) * lq + i) * d;
+    let kv_base = (b * spec.kv_heads as usize + hk) * lkv * d;
+    let visible = if spec.causal { i + (lkv - lq) + 1 } else { lkv };
+    let scale = spec.scale();
+    let qrow: Vec<f64> = (0..d).map(|x| q.get(q_off + x)).collect();
+    let scores: Vec<f64> = (0..visible)
+        .map(|j| {
+            let off = kv_base + j * d;
+            (0..d).map(|x| qrow[x] * k.get(off + x)).sum::<f64>() * scale
+        })
+        .collect();
+    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+    let denom: f64 = weights.iter().sum();
+    let mut out = vec![0.0; d];
+    for (j, w) in weights.iter().enumerate() {
+        let off = kv_base + j * d;
+        for (x, o) in out.iter_mut().enumerate() {
+            *o += w * v.get(off + x);
+        }
+    }
+    out.iter_mut().for_each(|o| *o /= denom);
+    out
+}
+
+/// Largest |V| of the KV head that query head `h` of batch `b` reads: the natural scale of an
+/// attention output, which is a weighted average of V rows.
+pub fn v_scale(spec: &AttentionSpec, v: &Tensor, b: usize, h: usize) -> f64 {
+    let d = spec.head_dim as usize;
+    let lkv = spec.kv_len as usize;
+    let hk = h / (spec.q_heads / spec.kv_heads) as usize;
+    let base = (b * spec.kv_heads as usize + hk) * lkv * d;
+    (base..base + lkv * d)
+        .map(|i| v.get(i).abs())
+        .fold(0.0, f64::max)
 }
 
 #[cfg(test)]

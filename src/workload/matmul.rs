@@ -1,9 +1,16 @@
 use super::axis::{cross, first_swept, Axis, Param};
-use super::{checked_product, collect_checked, KindAxes, Workload, WorkloadKind};
+use super::{checked_product, collect_checked, InputSpec, KindAxes, Workload, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{splitmix, Tensor};
+use crate::verify::{relative_error, Verification, Verify, VerifyMethod, Worst, FULL_CHECK_MACS};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+/// Rows (and columns) sampled in the large-size check.
+const SAMPLED_LINES: usize = 6;
 
 /// How B is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -106,9 +113,7 @@ impl MatmulSpec {
 const MATMUL_PARAMS: [Param; 3] = [Param::M, Param::N, Param::K];
 
 impl WorkloadKind for MatmulSpec {
-    fn kind(&self) -> &'static str {
-        "matmul"
-    }
+    const KIND: &'static str = "matmul";
     fn result_dtype(&self) -> DType {
         self.dtype
     }
@@ -119,15 +124,11 @@ impl WorkloadKind for MatmulSpec {
         format!("matmul.{}", self.dtype.name())
     }
     /// `[A (M×K), B (K×N or N×K)]`.
-    fn inputs(&self, seed: u64) -> Vec<Tensor> {
-        let a = Tensor::random(
-            "A",
-            vec![self.m as usize, self.k as usize],
-            self.dtype,
-            seed,
-        );
-        let b = Tensor::random("B", self.b_shape().to_vec(), self.dtype, splitmix(seed));
-        vec![a, b]
+    fn input_specs(&self) -> Vec<InputSpec> {
+        vec![
+            InputSpec::new("A", vec![self.m as usize, self.k as usize], self.dtype),
+            InputSpec::new("B", self.b_shape().to_vec(), self.dtype),
+        ]
     }
     fn output_len(&self) -> usize {
         (self.m * self.n) as usize
@@ -169,6 +170,10 @@ pub struct MatmulAxes {
 }
 
 impl KindAxes for MatmulAxes {
+    fn kind(&self) -> &'static str {
+        MatmulSpec::KIND
+    }
+
     fn expand(&self) -> Result<Vec<Workload>> {
         let lens = [
             self.dtype.len(),
@@ -199,6 +204,129 @@ impl KindAxes for MatmulAxes {
     fn implementations(&self) -> &[String] {
         &self.implementation
     }
+}
+
+impl Verify for MatmulSpec {
+    /// Small products in full; large ones by Freivalds' check of the whole product plus exact
+    /// rows and columns sampled at the edges (where tiled kernels go wrong) and at random.
+    fn verify_output(&self, inputs: &[Tensor], c: &Tensor, seed: u64) -> Verification {
+        let (spec, a, b) = (self, &inputs[0], &inputs[1]);
+        let (m, n) = (spec.m as usize, spec.n as usize);
+        let tol = spec.dtype.tolerance();
+        let a64 = a.to_f64();
+        // Element-wise error: |C − R| / (|R| + sqrt(Σ_k (a·b)²)). The second term keeps the
+        // measure meaningful where R happens to be near zero through cancellation.
+        let check = |i: usize, j: usize| -> f64 {
+            let (r, s) = matmul_element(spec, &a64, b, i, j);
+            relative_error(spec.dtype, c.get(i * n + j) - r, r.abs() + s)
+        };
+        let macs = spec.m as u128 * spec.n as u128 * spec.k as u128;
+        if macs <= FULL_CHECK_MACS {
+            let worst = Worst::over((0..m).into_par_iter(), |w, i| {
+                for j in 0..n {
+                    w.see(check(i, j), || format!("C[{i}][{j}]"));
+                }
+            });
+            return worst.finish(VerifyMethod::Full, tol);
+        }
+        let cells = sampled_cells(m, n, seed);
+        let sampled = Worst::over(cells.par_iter(), |w, &(i, j)| {
+            w.see(check(i, j), || format!("C[{i}][{j}]"));
+        });
+        sampled
+            .merge(freivalds(spec, &a64, b, c, seed))
+            .finish(VerifyMethod::FreivaldsSampled, tol)
+    }
+}
+
+/// Sampled lines of an `m × n` output: first, last and random rows and columns (every cell of
+/// each), to be checked exactly.
+fn sampled_cells(m: usize, n: usize, seed: u64) -> Vec<(usize, usize)> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed));
+    let mut rows = vec![0, m - 1];
+    let mut cols = vec![0, n - 1];
+    while rows.len() < SAMPLED_LINES.min(m) {
+        rows.push(rng.random_range(0..m));
+    }
+    while cols.len() < SAMPLED_LINES.min(n) {
+        cols.push(rng.random_range(0..n));
+    }
+    rows.sort_unstable();
+    rows.dedup();
+    cols.sort_unstable();
+    cols.dedup();
+    let mut cells: Vec<(usize, usize)> = rows
+        .iter()
+        .flat_map(|&i| (0..n).map(move |j| (i, j)))
+        .collect();
+    cells.extend(cols.iter().flat_map(|&j| (0..m).map(move |i| (i, j))));
+    cells
+}
+
+/// Freivalds: for random x, C·x must equal A·(B·x), two rounds. Integer x for int8 keeps it
+/// exact. Its rows count as no checked elements (they are not outputs).
+fn freivalds(spec: &MatmulSpec, a64: &[f64], b: &Tensor, c: &Tensor, seed: u64) -> Worst {
+    let (m, n, k) = (spec.m as usize, spec.n as usize, spec.k as usize);
+    let mut frei = Worst::new();
+    for round in 0..2u64 {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed ^ (round + 1)));
+        let x: Vec<f64> = (0..n)
+            .map(|_| {
+                if spec.dtype == DType::Int8 {
+                    rng.random_range(-8i32..=8) as f64
+                } else {
+                    rng.random_range(-1.0..1.0)
+                }
+            })
+            .collect();
+        let bx: Vec<f64> = (0..k)
+            .into_par_iter()
+            .map(|kk| (0..n).map(|j| b_at(spec, b, kk, j) * x[j]).sum())
+            .collect();
+        let mut w = Worst::over((0..m).into_par_iter(), |w, i| {
+            let r: f64 = (0..k).map(|kk| a64[i * k + kk] * bx[kk]).sum();
+            let (mut cx, mut scale) = (0.0, 0.0);
+            for (j, xj) in x.iter().enumerate() {
+                let t = c.get(i * n + j) * xj;
+                cx += t;
+                scale += t * t;
+            }
+            // Error of a sum of n independently rounded terms grows like its root-sum-square.
+            let e = relative_error(spec.dtype, cx - r, scale.sqrt() + r.abs());
+            w.see(e, || format!("row {i} of C·x (Freivalds round {round})"));
+        });
+        // Its rows are no output elements.
+        w.checked = 0;
+        frei = frei.merge(w);
+    }
+    frei
+}
+
+// f64 references: the ground truth every backend's output is compared with. Written for
+// clarity, not speed; the verifier only calls them on small problems or on sampled rows and
+// columns.
+
+/// Accessor for B[k][j] whichever way B is stored.
+#[inline]
+pub fn b_at(spec: &MatmulSpec, b: &Tensor, k: usize, j: usize) -> f64 {
+    match spec.b_layout {
+        BLayout::Kn => b.get(k * spec.n as usize + j),
+        BLayout::Nk => b.get(j * spec.k as usize + k),
+    }
+}
+
+/// C[i][j] in f64, and the scale sqrt(Σ_k (a_ik·b_kj)²) the error is measured against.
+pub fn matmul_element(spec: &MatmulSpec, a: &[f64], b: &Tensor, i: usize, j: usize) -> (f64, f64) {
+    let k = spec.k as usize;
+    let row = &a[i * k..(i + 1) * k];
+    let mut sum = 0.0;
+    let mut sq = 0.0;
+    for (kk, &av) in row.iter().enumerate() {
+        let t = av * b_at(spec, b, kk, j);
+        sum += t;
+        sq += t * t;
+    }
+    (sum, sq.sqrt())
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 use super::axis::{cross, first_swept, Axis, Param};
-use super::{collect_checked, KindAxes, Metric, Workload, WorkloadKind};
+use super::{collect_checked, InputSpec, KindAxes, Metric, Workload, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::tensor::{splitmix, Tensor};
+use crate::tensor::Tensor;
 use crate::units::Bytes;
+use crate::verify::{exact_elements, Verification, Verify, VerifyMethod, Worst};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// The value the memory `write` operation stores.
@@ -111,9 +113,7 @@ impl MemorySpec {
 }
 
 impl WorkloadKind for MemorySpec {
-    fn kind(&self) -> &'static str {
-        "memory"
-    }
+    const KIND: &'static str = "memory";
     fn buffer_bytes(&self) -> u64 {
         self.footprint()
     }
@@ -127,14 +127,14 @@ impl WorkloadKind for MemorySpec {
         format!("memory.{}", self.op.name())
     }
     /// copy/read `[src]`, write `[]`, triad `[b, c]`.
-    fn inputs(&self, seed: u64) -> Vec<Tensor> {
-        let n = self.elements() as usize;
+    fn input_specs(&self) -> Vec<InputSpec> {
+        let n = || vec![self.elements() as usize];
         match self.op {
-            MemOp::Copy | MemOp::Read => vec![Tensor::random("src", vec![n], DType::F32, seed)],
+            MemOp::Copy | MemOp::Read => vec![InputSpec::new("src", n(), DType::F32)],
             MemOp::Write => vec![],
             MemOp::Triad => vec![
-                Tensor::random("b", vec![n], DType::F32, seed),
-                Tensor::random("c", vec![n], DType::F32, splitmix(seed)),
+                InputSpec::new("b", n(), DType::F32),
+                InputSpec::new("c", n(), DType::F32),
             ],
         }
     }
@@ -169,6 +169,10 @@ pub struct MemoryAxes {
 }
 
 impl KindAxes for MemoryAxes {
+    fn kind(&self) -> &'static str {
+        MemorySpec::KIND
+    }
+
     fn expand(&self) -> Result<Vec<Workload>> {
         collect_checked(cross(&[self.op.len(), self.size.0.len()]).map(|ix| {
             Workload::Memory(MemorySpec {
@@ -184,6 +188,43 @@ impl KindAxes for MemoryAxes {
 
     fn implementations(&self) -> &[String] {
         &self.implementation
+    }
+}
+
+impl Verify for MemorySpec {
+    /// Copies and writes bit-exact; the triad and the read within their rounding.
+    fn verify_output(&self, inputs: &[Tensor], out: &Tensor, _seed: u64) -> Verification {
+        let spec = self;
+        let n = spec.elements() as usize;
+        match spec.op {
+            MemOp::Copy => exact_elements(n, |i| (inputs[0].get(i), out.get(i))),
+            MemOp::Write => exact_elements(n, |i| (WRITE_VALUE as f64, out.get(i))),
+            MemOp::Triad => {
+                let (b, c) = (&inputs[0], &inputs[1]);
+                let s = TRIAD_SCALAR as f64;
+                let worst = Worst::over((0..n).into_par_iter(), |w, i| {
+                    let (bv, cv) = (b.get(i), c.get(i));
+                    let r = bv + s * cv;
+                    let e = (out.get(i) - r).abs() / (bv.abs() + (s * cv).abs()).max(1e-30);
+                    w.see(e, || format!("a[{i}]"));
+                });
+                // f32 rounding of b + s·c, with or without a fused multiply-add: two ulps.
+                worst.finish(VerifyMethod::Full, 2.5e-7)
+            }
+            MemOp::Read => {
+                let src = &inputs[0];
+                let (sum, abs): (f64, f64) = (0..n)
+                    .into_par_iter()
+                    .map(|i| {
+                        let x = src.get(i);
+                        (x, x.abs())
+                    })
+                    .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+                let mut w = Worst::new();
+                w.see((out.get(0) - sum).abs() / abs.max(1e-30), || "sum".into());
+                w.finish(VerifyMethod::Full, 1e-5)
+            }
+        }
     }
 }
 

@@ -16,9 +16,16 @@ pub use kernel::KernelSpec;
 pub use matmul::{BLayout, MatmulAxes, MatmulSpec};
 pub use memory::{MemOp, MemoryAxes, MemorySpec, TRIAD_SCALAR, WRITE_VALUE};
 
+/// The f64 references each kind's check compares with (also the mock backend's exact outputs).
+pub mod reference {
+    pub use super::attention::{attention_row, v_scale};
+    pub use super::matmul::{b_at, matmul_element};
+}
+
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::tensor::Tensor;
+use crate::verify::{Verification, Verify};
 use serde::{Deserialize, Serialize};
 
 /// Upper bound on any single dimension product, to catch typos before they become allocations.
@@ -30,9 +37,10 @@ pub const DECODE_MAX_Q_LEN: u64 = 8;
 /// One unit of work to verify and time.
 ///
 /// Adding a kind: its module (spec with `name`/`flops`/`bytes`/`validate`, a [`WorkloadKind`]
-/// impl, axes with a [`KindAxes`] impl), a variant here and an arm in [`each_kind!`], its
-/// `Verify` impl in `verify`, a `SweepKind` variant (sweep.rs) and a `BenchCommand` variant
-/// with its one argument set (cli.rs), and its arms in each backend (cpu, cuda, mock).
+/// impl with its inputs, its [`Verify`] impl and f64 reference, axes with a [`KindAxes`] impl),
+/// a variant here and an arm in [`each_kind!`], its argument set in `cli.rs` (the clap types:
+/// a `BenchCommand` and a `SweepCommand` variant), and one arm per backend (cpu, cuda, mock).
+/// docs/architecture.md has the measured count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Workload {
@@ -59,7 +67,20 @@ macro_rules! each_kind {
         }
     };
 }
-pub(crate) use each_kind;
+
+/// One input tensor a workload takes, as backends receive it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputSpec {
+    pub name: &'static str,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+}
+
+impl InputSpec {
+    pub fn new(name: &'static str, shape: Vec<usize>, dtype: DType) -> InputSpec {
+        InputSpec { name, shape, dtype }
+    }
+}
 
 /// Which figure is the headline for a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,15 +92,19 @@ pub enum Metric {
 }
 
 /// What every workload kind answers for itself, so that [`Workload`] only dispatches and a new
-/// kind is one module rather than an arm in each of a dozen matches.
+/// kind is one module rather than an arm in each of a dozen matches. Checking its output
+/// ([`Verify`]) is part of it: a kind's verification lives in its module, beside its reference.
 ///
 /// Every spec also has the inherent `name()` (the stable id), `flops()`, `bytes()` (the fewest
 /// bytes one execution moves) and `validate()`, which backends call on a spec directly;
 /// [`each_kind!`] dispatches to those as it does to the trait.
-pub trait WorkloadKind {
+pub trait WorkloadKind: Verify {
     /// `matmul`, `attention`, `memory`: the first part of the id and the `bench`/`sweep`
-    /// subcommand.
-    fn kind(&self) -> &'static str;
+    /// subcommand (the kind's axes say the same through [`KindAxes::kind`]).
+    const KIND: &'static str;
+    fn kind(&self) -> &'static str {
+        Self::KIND
+    }
     /// Bytes of buffers one set of inputs and outputs occupies.
     fn buffer_bytes(&self) -> u64;
     /// The dtype the result is recorded under.
@@ -91,26 +116,54 @@ pub trait WorkloadKind {
     /// The test the workload belongs to: the key of expectations in the GPU database and the
     /// id prefix `validate` and `compare` group by (`matmul.bf16`, `attention.decode`, ...).
     fn test_key(&self) -> String;
-    /// Host inputs from the workload's own seed, in the order backends expect them.
-    fn inputs(&self, seed: u64) -> Vec<Tensor>;
+    /// The inputs backends receive, in order: what [`WorkloadKind::inputs`] generates by
+    /// default and what a backend checks the tensors it is given against. A kind whose inputs
+    /// are not random tensors of gpuvet dtypes (a user kernel's buffers) lists none and makes
+    /// its own in `inputs`.
+    fn input_specs(&self) -> Vec<InputSpec>;
+    /// The host inputs from the workload's own `seed` (`inputs::workload_seed`). By default
+    /// random tensors of [`WorkloadKind::input_specs`]: the first from `seed`, each next one
+    /// from the seed before it mixed again, so inputs never repeat each other.
+    fn inputs(&self, seed: u64) -> Vec<Tensor> {
+        let mut s = seed;
+        let mut out = Vec::new();
+        for i in self.input_specs() {
+            out.push(Tensor::random(i.name, i.shape, i.dtype, s));
+            s = crate::tensor::splitmix(s);
+        }
+        out
+    }
     /// Elements of the output a backend must return.
     fn output_len(&self) -> usize;
     /// The named parameters of the workload, as charts label series.
     fn params(&self) -> Vec<(&'static str, String)>;
     /// The value of a sweep parameter (`Size` in bytes), `None` when the kind has no such one.
     fn axis_value(&self, axis: Param) -> Option<u64>;
+    /// The value of the sweep axis charts call `name`: a [`Param`] by its name, or a name of
+    /// the kind's own (a user kernel's `--set` variable).
+    fn axis_value_by_name(&self, name: &str) -> Option<u64> {
+        self.axis_value(name.parse().ok()?)
+    }
     /// The parameters a sweep of this kind can run over, in the order charts look at them.
     fn sweep_params(&self) -> &'static [Param];
 }
 
 /// A kind's sweep axes (`MatmulAxes`, ...): what `bench` and `sweep` ask of them. A bench is a
-/// sweep whose axes hold one value each.
-pub trait KindAxes {
+/// sweep whose axes hold one value each; a sweep is any kind's axes (`sweep::SweepKind`), so
+/// nothing outside the kind's module lists kinds for it.
+pub trait KindAxes: std::fmt::Debug {
+    /// The kind the axes make (`matmul`, ...): the `bench`/`sweep` subcommand.
+    fn kind(&self) -> &'static str;
     /// The cross product of the axes, each point validated, at most
     /// [`axis::MAX_SWEEP_WORKLOADS`].
     fn expand(&self) -> Result<Vec<Workload>>;
     /// The parameter charts put on x: the first with more than one value.
     fn swept(&self) -> Option<Param>;
+    /// The name of that axis, as [`WorkloadKind::axis_value_by_name`] reads it back (a kind
+    /// whose axes are its own names, as a user kernel's `--set` variables, says it here).
+    fn swept_name(&self) -> Option<String> {
+        self.swept().map(|p| p.name().to_string())
+    }
     /// Implementations to run at every point (`default`, `all` or names; empty = default),
     /// resolved per backend by the plan.
     fn implementations(&self) -> &[String];
@@ -164,7 +217,12 @@ impl Workload {
         each_kind!(self, s => s.test_key())
     }
 
-    /// See [`WorkloadKind::inputs`]; `seed` is the workload's own (`inputs::workload_seed`).
+    /// See [`WorkloadKind::input_specs`].
+    pub fn input_specs(&self) -> Vec<InputSpec> {
+        each_kind!(self, s => s.input_specs())
+    }
+
+    /// See [`WorkloadKind::inputs`].
     pub fn inputs(&self, seed: u64) -> Vec<Tensor> {
         each_kind!(self, s => s.inputs(seed))
     }
@@ -184,9 +242,39 @@ impl Workload {
         each_kind!(self, s => s.axis_value(axis))
     }
 
+    /// See [`WorkloadKind::axis_value_by_name`].
+    pub fn axis_value_by_name(&self, name: &str) -> Option<u64> {
+        each_kind!(self, s => s.axis_value_by_name(name))
+    }
+
     /// See [`WorkloadKind::sweep_params`].
     pub fn sweep_params(&self) -> &'static [Param] {
         each_kind!(self, s => s.sweep_params())
+    }
+}
+
+/// A workload's output is checked by its kind, once it has the length the kind promises.
+impl Verify for Workload {
+    fn verify_output(&self, inputs: &[Tensor], out: &Tensor, seed: u64) -> Verification {
+        if let Some(v) = crate::verify::wrong_length(self.output_len(), out) {
+            return v;
+        }
+        each_kind!(self, s => s.verify_output(inputs, out, seed))
+    }
+
+    fn verify_runs(&self) -> usize {
+        each_kind!(self, s => s.verify_runs())
+    }
+
+    fn verify_outputs(&self, inputs: &[Tensor], outs: &[Tensor], seed: u64) -> Verification {
+        let len = self.output_len();
+        if let Some(v) = outs
+            .iter()
+            .find_map(|o| crate::verify::wrong_length(len, o))
+        {
+            return v;
+        }
+        each_kind!(self, s => s.verify_outputs(inputs, outs, seed))
     }
 }
 
@@ -221,4 +309,45 @@ pub(crate) fn checked_product(what: &str, dims: &[u64]) -> Result<u128> {
         )));
     }
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::splitmix;
+
+    #[test]
+    fn inputs_follow_their_specs_with_the_seeds_they_always_had() {
+        let a = AttentionSpec {
+            batch: 1,
+            q_heads: 2,
+            kv_heads: 1,
+            q_len: 3,
+            kv_len: 5,
+            head_dim: 8,
+            causal: false,
+            dtype: DType::Bf16,
+        };
+        let ins = Workload::Attention(a.clone()).inputs(7);
+        // Q from the seed, K from it mixed once, V twice: as reports' inputs always were.
+        assert_eq!(ins[0], Tensor::random("Q", a.q_shape(), a.dtype, 7));
+        assert_eq!(
+            ins[1],
+            Tensor::random("K", a.kv_shape(), a.dtype, splitmix(7))
+        );
+        assert_eq!(
+            ins[2],
+            Tensor::random("V", a.kv_shape(), a.dtype, splitmix(splitmix(7)))
+        );
+        let triad = Workload::Memory(MemorySpec {
+            op: MemOp::Triad,
+            bytes: 4096,
+        });
+        let ins = triad.inputs(1);
+        let shapes: Vec<(&str, Vec<usize>)> = ins
+            .iter()
+            .map(|t| (t.name.as_str(), t.shape.clone()))
+            .collect();
+        assert_eq!(shapes, [("b", vec![1024]), ("c", vec![1024])]);
+    }
 }

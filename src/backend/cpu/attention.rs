@@ -26,7 +26,8 @@
 //! the softmax loop is compiled for AVX-512 and AVX2 as well as the baseline and picked at run time,
 //! so that the exponentials stay a small share next to the two block products.
 
-use crate::backend::{CachePolicy, Prepared};
+use super::{boxed, Alloc, CpuBackend, CpuKernel, Run, ATTENTION_IMPL};
+use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::dtype::{ComputeType, DType};
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
@@ -41,8 +42,29 @@ const BK: usize = 256;
 /// Independent lanes in the row max and row sum loops (any SIMD width divides it).
 const LANES: usize = 16;
 
+/// What the CPU attention is.
+const ABOUT: &str =
+    "blocked online-softmax attention in f32, parallel over batch×heads×query blocks";
+
+impl CpuKernel for AttentionSpec {
+    fn implementation(&self) -> Option<ImplInfo> {
+        let runs = self.dtype.valid_for_attention();
+        runs.then(|| ImplInfo::new(ATTENTION_IMPL, ABOUT, false))
+    }
+
+    fn bytes_per_set(&self) -> u64 {
+        bytes_per_set(self)
+    }
+
+    fn prepare<'a>(&self, cpu: &'a CpuBackend, a: Alloc) -> Run<'a> {
+        boxed(PreparedAttention::new(
+            &cpu.pool, self, a.inputs, a.sets, a.policy,
+        ))
+    }
+}
+
 /// Bytes one buffer set occupies: Q, K and V widened to f32, and O in the input dtype.
-pub(super) fn bytes_per_set(s: &AttentionSpec) -> u64 {
+fn bytes_per_set(s: &AttentionSpec) -> u64 {
     let q = s
         .batch
         .saturating_mul(s.q_heads)
@@ -135,7 +157,7 @@ struct Kernels {
     accumulate: AccumulateFn,
 }
 
-pub(super) struct PreparedAttention<'a> {
+struct PreparedAttention<'a> {
     pool: &'a rayon::ThreadPool,
     spec: AttentionSpec,
     dims: Dims,
@@ -147,7 +169,7 @@ pub(super) struct PreparedAttention<'a> {
 }
 
 impl<'a> PreparedAttention<'a> {
-    pub(super) fn new(
+    fn new(
         pool: &'a rayon::ThreadPool,
         spec: &AttentionSpec,
         inputs: &[Tensor],

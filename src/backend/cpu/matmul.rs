@@ -10,8 +10,8 @@
 //! B is read in place through strides in both layouts (K×N and N×K); there is no transposed
 //! copy.
 
-use super::chunk_len;
-use crate::backend::{CachePolicy, Prepared};
+use super::{boxed, chunk_len, Alloc, CpuBackend, CpuKernel, Run, MATMUL_IMPL};
+use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::dtype::{Arith, ComputeType, DType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
@@ -41,9 +41,29 @@ fn path(dtype: DType) -> Path {
     }
 }
 
+/// What the CPU matmul is.
+const ABOUT: &str = "gemm crate on rayon; f32/f16 native, bf16/tf32/fp8 via f32, int8 via f64";
+
+impl CpuKernel for MatmulSpec {
+    fn implementation(&self) -> Option<ImplInfo> {
+        Some(ImplInfo::new(MATMUL_IMPL, ABOUT, true))
+    }
+
+    fn bytes_per_set(&self) -> u64 {
+        bytes_per_set(self)
+    }
+
+    fn prepare<'a>(&self, cpu: &'a CpuBackend, a: Alloc) -> Run<'a> {
+        let threads = cpu.threads;
+        boxed(PreparedMatmul::new(
+            &cpu.pool, threads, self, a.inputs, a.sets, a.policy,
+        ))
+    }
+}
+
 /// Bytes one buffer set occupies: the (possibly widened) inputs, the GEMM's own result and,
 /// when the output dtype differs from the compute dtype, the output as well.
-pub(super) fn bytes_per_set(s: &MatmulSpec) -> u64 {
+fn bytes_per_set(s: &MatmulSpec) -> u64 {
     let (m, n, k) = (s.m, s.n, s.k);
     let ins = m.saturating_mul(k).saturating_add(k.saturating_mul(n));
     let mn = m.saturating_mul(n);
@@ -86,7 +106,7 @@ enum Set {
 }
 
 /// A matmul ready to run: every buffer set allocated and filled.
-pub(super) struct PreparedMatmul<'a> {
+struct PreparedMatmul<'a> {
     pool: &'a rayon::ThreadPool,
     threads: usize,
     spec: MatmulSpec,
@@ -96,7 +116,7 @@ pub(super) struct PreparedMatmul<'a> {
 }
 
 impl<'a> PreparedMatmul<'a> {
-    pub(super) fn new(
+    fn new(
         pool: &'a rayon::ThreadPool,
         threads: usize,
         spec: &MatmulSpec,

@@ -4,8 +4,8 @@
 //! into vector loads and stores; the read reduction keeps many independent partial sums so it is
 //! bound by memory, not by the latency of one add chain.
 
-use super::chunk_len;
-use crate::backend::{CachePolicy, Prepared};
+use super::{boxed, chunk_len, Alloc, CpuBackend, CpuKernel, Run, MEMORY_IMPL};
+use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::dtype::{ComputeType, DType};
 use crate::error::Result;
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
@@ -30,7 +30,26 @@ struct Set {
     sum: f64,
 }
 
-pub(super) struct PreparedMemory<'a> {
+/// What the CPU memory operations are.
+const ABOUT: &str = "multithreaded streaming loops over f32 arrays";
+
+impl CpuKernel for MemorySpec {
+    fn implementation(&self) -> Option<ImplInfo> {
+        Some(ImplInfo::new(MEMORY_IMPL, ABOUT, false))
+    }
+
+    fn bytes_per_set(&self) -> u64 {
+        self.footprint()
+    }
+
+    fn prepare<'a>(&self, cpu: &'a CpuBackend, a: Alloc) -> Run<'a> {
+        boxed(PreparedMemory::new(
+            &cpu.pool, self, a.inputs, a.sets, a.policy,
+        ))
+    }
+}
+
+struct PreparedMemory<'a> {
     pool: &'a rayon::ThreadPool,
     op: MemOp,
     n: usize,
@@ -41,7 +60,7 @@ pub(super) struct PreparedMemory<'a> {
 }
 
 impl<'a> PreparedMemory<'a> {
-    pub(super) fn new(
+    fn new(
         pool: &'a rayon::ThreadPool,
         spec: &MemorySpec,
         inputs: &[Tensor],

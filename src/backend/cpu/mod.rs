@@ -16,13 +16,13 @@ mod matmul;
 mod memory;
 
 use crate::backend::{
-    quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, PrepareOptions, Prepared,
-    Request, Sustained, Telemetry,
+    quick, Backend, BackendKind, CachePolicy, CpuFacts, DeviceDetails, DeviceInfo, ImplInfo,
+    PrepareOptions, Prepared, Request, Sustained, Telemetry,
 };
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
-use crate::workload::{BLayout, MemOp, Workload};
+use crate::workload::{BLayout, InputSpec, MemOp, Workload};
 
 /// Implementation name of the CPU matmul.
 pub const MATMUL_IMPL: &str = "gemm";
@@ -30,6 +30,57 @@ pub const MATMUL_IMPL: &str = "gemm";
 pub const ATTENTION_IMPL: &str = "flash";
 /// Implementation name of the CPU memory operations.
 pub const MEMORY_IMPL: &str = "stream";
+
+/// What the CPU backend has for one workload kind: each kind's module here implements it for
+/// the kind's spec, and [`kernel`] is the one place this backend names the kinds.
+trait CpuKernel {
+    /// The implementation of this spec; `None` when the CPU cannot run it.
+    fn implementation(&self) -> Option<ImplInfo>;
+    /// Bytes one buffer set occupies.
+    fn bytes_per_set(&self) -> u64;
+    /// Allocates the buffer sets and fills them with the inputs.
+    fn prepare<'a>(&self, cpu: &'a CpuBackend, alloc: Alloc) -> Run<'a>;
+}
+
+/// What a kind's kernel prepares a run from: the inputs (already checked against the spec),
+/// how many buffer sets to rotate through, and the cache label the result will carry.
+struct Alloc<'i> {
+    inputs: &'i [Tensor],
+    sets: usize,
+    policy: CachePolicy,
+}
+
+/// A prepared CPU run, or why it could not be prepared.
+type Run<'a> = Result<Box<dyn Prepared + 'a>>;
+
+/// `run` as the [`Run`] every kernel returns.
+fn boxed<'a>(run: Result<impl Prepared + 'a>) -> Run<'a> {
+    Ok(Box::new(run?))
+}
+
+/// The CPU kernel of `w`'s kind.
+fn kernel(w: &Workload) -> &dyn CpuKernel {
+    match w {
+        Workload::Matmul(m) => m,
+        Workload::Attention(a) => a,
+        Workload::Memory(m) => m,
+        Workload::Kernel(k) => &**k,
+    }
+}
+
+/// A user's CUDA kernel runs on a GPU only: the CPU lists no implementation of it and refuses
+/// it with [`super::needs_gpu`] (in [`Backend::check`], before anything is prepared).
+impl CpuKernel for crate::workload::KernelSpec {
+    fn implementation(&self) -> Option<ImplInfo> {
+        None
+    }
+    fn bytes_per_set(&self) -> u64 {
+        crate::workload::WorkloadKind::buffer_bytes(self)
+    }
+    fn prepare<'a>(&self, _: &'a CpuBackend, _: Alloc) -> Run<'a> {
+        Err(super::needs_gpu(BackendKind::Cpu))
+    }
+}
 
 /// The host CPU as a gpuvet device.
 pub struct CpuBackend {
@@ -62,13 +113,15 @@ impl CpuBackend {
             .build()
             .map_err(|e| Error::backend("cpu", format!("cannot start {threads} threads: {e}")))?;
         let host = crate::env::HostInfo::capture();
-        let mut details = serde_json::Map::new();
-        details.insert("threads".into(), threads.into());
-        details.insert("logical_cpus".into(), host.logical_cpus.into());
-        if let Some(c) = host.cpu_cores {
-            details.insert("physical_cores".into(), c.into());
-        }
-        details.insert("simd".into(), simd_level().into());
+        let details = DeviceDetails {
+            cpu: CpuFacts {
+                threads: Some(threads as u64),
+                logical_cpus: Some(host.logical_cpus as u64),
+                physical_cores: host.cpu_cores.map(|c| c as u64),
+                simd: Some(simd_level().into()),
+            },
+            ..DeviceDetails::default()
+        };
         let device = DeviceInfo {
             index: 0,
             backend: Some(BackendKind::Cpu),
@@ -121,26 +174,7 @@ impl Backend for CpuBackend {
     }
 
     fn implementations(&self, w: &Workload) -> Vec<ImplInfo> {
-        match w {
-            Workload::Matmul(_) => vec![ImplInfo::new(
-                MATMUL_IMPL,
-                "gemm crate on rayon; f32/f16 native, bf16/tf32/fp8 via f32, int8 via f64",
-                true,
-            )],
-            Workload::Attention(a) if a.dtype.valid_for_attention() => vec![ImplInfo::new(
-                ATTENTION_IMPL,
-                "blocked online-softmax attention in f32, parallel over batch×heads×query blocks",
-                false,
-            )],
-            Workload::Attention(_) => Vec::new(),
-            Workload::Memory(_) => vec![ImplInfo::new(
-                MEMORY_IMPL,
-                "multithreaded streaming loops over f32 arrays",
-                false,
-            )],
-            // A user's CUDA kernel runs on a GPU only.
-            Workload::Kernel(_) => Vec::new(),
-        }
+        kernel(w).implementation().into_iter().collect()
     }
 
     fn check(&self, w: &Workload, imp: &str) -> Result<()> {
@@ -177,13 +211,7 @@ impl Backend for CpuBackend {
     }
 
     fn memory_needed(&self, w: &Workload, sets: usize) -> u64 {
-        let sets = sets.max(1) as u64;
-        match w {
-            Workload::Matmul(m) => matmul::bytes_per_set(m).saturating_mul(sets),
-            Workload::Attention(a) => attention::bytes_per_set(a).saturating_mul(sets),
-            Workload::Memory(m) => m.footprint().saturating_mul(sets),
-            Workload::Kernel(_) => w.footprint().saturating_mul(sets),
-        }
+        kernel(w).bytes_per_set().saturating_mul(sets.max(1) as u64)
     }
 
     fn prepare_checked<'a>(&'a self, r: Request<'_>) -> Result<Box<dyn Prepared + 'a>> {
@@ -191,20 +219,14 @@ impl Backend for CpuBackend {
         check_inputs(w, inputs)?;
         let sets = opts.buffer_sets.max(1);
         let policy = cache_policy(opts, sets);
-        let pool = &self.pool;
-        let threads = self.threads;
-        match w {
-            Workload::Matmul(m) => Ok(Box::new(matmul::PreparedMatmul::new(
-                pool, threads, m, inputs, sets, policy,
-            )?)),
-            Workload::Attention(a) => Ok(Box::new(attention::PreparedAttention::new(
-                pool, a, inputs, sets, policy,
-            )?)),
-            Workload::Memory(m) => Ok(Box::new(memory::PreparedMemory::new(
-                pool, m, inputs, sets, policy,
-            )?)),
-            Workload::Kernel(_) => Err(super::needs_gpu(self.kind())),
-        }
+        kernel(w).prepare(
+            self,
+            Alloc {
+                inputs,
+                sets,
+                policy,
+            },
+        )
     }
 
     fn telemetry(&self) -> Option<Telemetry> {
@@ -245,26 +267,7 @@ fn cache_policy(opts: PrepareOptions, sets: usize) -> CachePolicy {
 /// Rejects inputs whose count, shape or storage type does not match the workload, so that a
 /// caller's mistake is an error rather than an out-of-bounds read in a kernel.
 fn check_inputs(w: &Workload, inputs: &[Tensor]) -> Result<()> {
-    let expected: Vec<(&str, Vec<usize>, DType)> = match w {
-        Workload::Matmul(m) => vec![
-            ("A", vec![m.m as usize, m.k as usize], m.dtype),
-            ("B", m.b_shape().to_vec(), m.dtype),
-        ],
-        Workload::Attention(a) => vec![
-            ("Q", a.q_shape(), a.dtype),
-            ("K", a.kv_shape(), a.dtype),
-            ("V", a.kv_shape(), a.dtype),
-        ],
-        Workload::Memory(m) => {
-            let n = vec![m.elements() as usize];
-            match m.op {
-                MemOp::Copy | MemOp::Read => vec![("src", n, DType::F32)],
-                MemOp::Write => vec![],
-                MemOp::Triad => vec![("b", n.clone(), DType::F32), ("c", n, DType::F32)],
-            }
-        }
-        Workload::Kernel(_) => return Err(super::needs_gpu(BackendKind::Cpu)),
-    };
+    let expected = w.input_specs();
     if inputs.len() != expected.len() {
         return Err(Error::invalid(format!(
             "{} takes {} input tensors, got {}",
@@ -273,7 +276,7 @@ fn check_inputs(w: &Workload, inputs: &[Tensor]) -> Result<()> {
             inputs.len()
         )));
     }
-    for (t, (name, shape, dtype)) in inputs.iter().zip(expected) {
+    for (t, InputSpec { name, shape, dtype }) in inputs.iter().zip(expected) {
         if t.shape != shape {
             return Err(Error::invalid(format!(
                 "{}: input {name} has shape {:?}, expected {shape:?}",

@@ -4,14 +4,13 @@
 use super::error::cu;
 use super::kernels::{KernelId, Source};
 use super::nvrtc;
-use crate::backend::DeviceState;
+use crate::backend::{CudaFacts, DeviceDetails, DeviceState};
 use crate::error::{Error, Result};
 use crate::units::Bytes;
 use cudarc::driver::result as dr;
 use cudarc::driver::sys::{self, CUdevice_attribute_enum as A, CUdeviceptr};
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
 use cudarc::nvrtc::Ptx;
-use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -50,23 +49,21 @@ impl Props {
         nvrtc::arch_for(self.cc.0, self.cc.1)
     }
 
-    /// Details for `DeviceInfo.details`.
-    pub fn details(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("cuda_ordinal".into(), json!(self.ordinal));
-        m.insert("arch".into(), json!(self.arch()));
-        m.insert("max_threads_per_sm".into(), json!(self.sm.max_threads));
-        m.insert("shared_memory_per_sm_bytes".into(), json!(self.sm.smem));
-        m.insert(
-            "shared_memory_per_block_bytes".into(),
-            json!(self.sm.smem_per_block),
-        );
-        m.insert(
-            "shared_memory_per_block_optin_bytes".into(),
-            json!(self.sm.smem_per_block_optin),
-        );
-        m.extend(self.driver.to_details());
-        m
+    /// What the driver tells of the device, for `DeviceInfo.details`.
+    pub fn details(&self) -> DeviceDetails {
+        DeviceDetails {
+            state: self.driver.clone(),
+            cuda: CudaFacts {
+                cuda_ordinal: Some(self.ordinal as u64),
+                arch: Some(self.arch()),
+                max_threads_per_sm: Some(self.sm.max_threads),
+                shared_memory_per_sm_bytes: Some(self.sm.smem),
+                shared_memory_per_block_bytes: Some(self.sm.smem_per_block),
+                shared_memory_per_block_optin_bytes: Some(self.sm.smem_per_block_optin),
+                ..CudaFacts::default()
+            },
+            ..DeviceDetails::default()
+        }
     }
 }
 
@@ -358,10 +355,11 @@ mod tests {
         };
         let d = p.details();
         // gpudb computes peaks of unknown GPUs from these (see backend::state).
-        let s = DeviceState::from_details(&d);
+        let s = &d.state;
         assert_eq!(s.max_sm_clock_mhz(), Some(1980.0));
         assert_eq!(s.max_memory_clock_mhz(), Some(3201.0));
         assert_eq!(s.memory_bus_width_bits, Some(6144));
+        let d = serde_json::to_value(&d).unwrap();
         assert_eq!(d["sm_clock_max_mhz_driver"], 1980);
         assert_eq!(d["arch"], "sm_90a");
     }

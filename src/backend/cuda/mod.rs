@@ -45,7 +45,6 @@ use crate::error::{Error, Result};
 use crate::workload::{MemOp, Workload};
 use device::Gpu;
 use kernels::KernelId;
-use serde_json::json;
 
 fn unavailable(reason: impl Into<String>) -> Error {
     Error::BackendUnavailable {
@@ -247,34 +246,34 @@ impl CudaBackend {
         let probe = libs::probe();
         let mut details = p.details();
         if let Ok(d) = &probe.driver {
-            details.insert("cuda_driver_api".into(), json!(d.version_string()));
+            details.cuda.cuda_driver_api = Some(d.version_string());
         }
         // The library each piece resolved to, as cudarc uses it (see libs::cudarc_nvrtc_file).
         let mut lib_notes: Vec<String> = Vec::new();
         match &probe.nvrtc {
             Ok(l) => {
                 if let Ok((a, b)) = nvrtc::version() {
-                    details.insert("nvrtc_version".into(), json!(format!("{a}.{b}")));
+                    details.cuda.nvrtc_version = Some(format!("{a}.{b}"));
                 }
                 let used = libs::cudarc_nvrtc_file().unwrap_or_else(|| l.path.clone());
-                details.insert("nvrtc".into(), json!(used.display().to_string()));
+                details.cuda.nvrtc = Some(Some(used.display().to_string()));
                 lib_notes.extend(libs::mismatch_line(libs::Lib::Nvrtc, &l.path, &used));
             }
             Err(_) => {
-                details.insert("nvrtc".into(), json!(null));
+                details.cuda.nvrtc = Some(None);
             }
         }
         match &probe.cublaslt {
             Ok(l) => {
                 let used = libs::cudarc_cublaslt_file().unwrap_or_else(|| l.path.clone());
-                details.insert("cublaslt".into(), json!(used.display().to_string()));
+                details.cuda.cublaslt = Some(Some(used.display().to_string()));
                 lib_notes.extend(libs::mismatch_line(libs::Lib::CublasLt, &l.path, &used));
                 if let Some(v) = cublaslt_version() {
-                    details.insert("cublaslt_version".into(), json!(v));
+                    details.cuda.cublaslt_version = Some(v as u64);
                 }
             }
             Err(_) => {
-                details.insert("cublaslt".into(), json!(null));
+                details.cuda.cublaslt = Some(None);
             }
         }
         let mut driver_version = probe
@@ -284,7 +283,7 @@ impl CudaBackend {
             .map(|d| format!("CUDA {}", d.version_string()));
         if let Some(n) = nvml::nvml() {
             if let Some(d) = nvml::find(n, &p.uuid, &p.pci_bus_id) {
-                details.extend(nvml::details(&d));
+                details.state = details.state.overlay(&nvml::state(&d));
             }
             if let Some(v) = nvml::driver_version() {
                 driver_version = Some(v);
@@ -459,13 +458,11 @@ impl Backend for CudaBackend {
         Some(nvml::telemetry(&d))
     }
 
-    fn current_details(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+    fn current_state(&self) -> Option<crate::backend::DeviceState> {
         let n = nvml::nvml()?;
         let d = nvml::find(n, &self.gpu.props.uuid, &self.gpu.props.pci_bus_id)?;
         // Keep the driver-side facts from opening; refresh what NVML reports.
-        let mut details = self.info.details.clone();
-        details.extend(nvml::details(&d));
-        Some(details)
+        Some(self.info.details.state.overlay(&nvml::state(&d)))
     }
 
     fn notice(&self) -> Option<String> {

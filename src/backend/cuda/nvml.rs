@@ -11,7 +11,6 @@ use nvml_wrapper::enum_wrappers::device::{
     Clock, EccCounter, GpuVirtualizationMode, MemoryError, TemperatureSensor, TemperatureThreshold,
 };
 use nvml_wrapper::{Device, Nvml};
-use serde_json::{Map, Value};
 use std::sync::OnceLock;
 
 static NVML: OnceLock<Option<Nvml>> = OnceLock::new();
@@ -94,11 +93,6 @@ pub fn telemetry(d: &Device) -> Telemetry {
         power_limit_w: d.enforced_power_limit().ok().map(|mw| mw as f64 / 1e3),
         throttle_reasons: throttle_bits(d).map(decode_throttle).unwrap_or_default(),
     }
-}
-
-/// Device state for `DeviceInfo.details`, as the map it is recorded in.
-pub fn details(d: &Device) -> Map<String, Value> {
-    state(d).to_details()
 }
 
 /// Device state: clocks, ECC, retired and remapped memory, PCIe link (current vs max), MIG

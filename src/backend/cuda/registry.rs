@@ -234,7 +234,7 @@ builtin_table! {
 }
 
 /// The one implementation of a free-form user kernel (`bench kernel --spec`).
-pub const USER: &str = "user";
+pub const USER: &str = crate::workload::kernel::FREE_FORM_IMPL;
 
 impl Builtin {
     pub fn kind(&self) -> Kind {

@@ -6,16 +6,14 @@
 //! workload's exact reference for an implementation, the expected file for a free-form kernel
 //! with one, a constant otherwise; every result says so in its notes and its kernel record.
 
-use super::{corrupt, MockRun, FAKE_BANDWIDTH, FAKE_FLOPS};
 use crate::backend::cuda::{nvrtc, user};
-use crate::backend::{CachePolicy, ImplInfo, Prepared};
+use crate::backend::ImplInfo;
 use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::workload::kernel::launch::{check_limits, ArgNames, Limits};
 use crate::workload::kernel::spec::sha256_16;
 use crate::workload::kernel::{KernelRecord, KernelSpec, KernelVerify, UserKernel};
 use crate::workload::Workload;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The line every simulated result carries.
 pub const SIMULATED: &str =
@@ -86,103 +84,28 @@ pub fn check_implementation(w: &Workload, k: &UserKernel) -> Result<Checked> {
     check(k, &user::names_for(w, k)?)
 }
 
-/// A registered user kernel "run" on `w`: the reference output, as the mock gives for every
-/// implementation, with the kernel's record and notes.
-pub fn implementation_run<'a>(mut run: MockRun<'a>, checked: Checked) -> MockRun<'a> {
-    run.kernel = Some(checked);
-    run
+/// The mock's one implementation of a free-form kernel.
+pub fn free_form_info() -> ImplInfo {
+    ImplInfo::new(
+        crate::workload::kernel::FREE_FORM_IMPL,
+        "mock: the user's kernel, checked but not run (simulated output, fake clock)",
+        false,
+    )
 }
 
-/// A free-form kernel, simulated.
-pub struct KernelRun<'a> {
-    pub busy: &'a AtomicBool,
-    pub spec: KernelSpec,
-    pub checked: Checked,
-    pub per_iter: f64,
-    pub calls: u64,
-    pub sets: usize,
-}
-
-impl<'a> KernelRun<'a> {
-    pub fn new(busy: &'a AtomicBool, spec: &KernelSpec, sets: usize) -> Result<KernelRun<'a>> {
-        let checked = check(&spec.kernel, &spec.names())?;
-        Ok(KernelRun {
-            busy,
-            spec: spec.clone(),
-            checked,
-            per_iter: spec.flops / FAKE_FLOPS + spec.bytes as f64 / FAKE_BANDWIDTH + 2e-6,
-            calls: 0,
-            sets,
-        })
-    }
-
-    /// The simulated output: the expected values where the spec has them (rounded to the output
-    /// type), else a constant pattern. With `GPUVET_MOCK_FAULT` naming the workload, `run`
-    /// differs from run 0 (a determinism check fails) or element 0 is wrong.
-    fn output(&self, run: usize) -> Tensor {
-        let o = self.spec.output();
-        let shape: Vec<usize> = o.shape.iter().map(|&d| d as usize).collect();
-        let values: Vec<f64> = match (&self.spec.verify, self.spec.files.get()) {
-            (KernelVerify::Expected { .. }, Some(f)) if f.expected.is_some() => {
-                f.expected.as_ref().expect("checked").to_f64()
-            }
-            _ => (0..o.elements()).map(|i| (i % 7) as f64).collect(),
-        };
-        let mut t = o.dtype.tensor(&o.name, shape, &values);
-        let faulty = std::env::var("GPUVET_MOCK_FAULT")
-            .is_ok_and(|p| !p.is_empty() && self.spec.name().contains(&p));
-        let differs = match self.spec.verify {
-            KernelVerify::Determinism { .. } => run > 0,
-            _ => true,
-        };
-        if faulty && differs {
-            corrupt(&mut t);
-        }
-        t
-    }
-}
-
-impl Prepared for KernelRun<'_> {
-    fn compute_dtype(&self) -> crate::dtype::ComputeType {
-        crate::dtype::ComputeType::Mock
-    }
-
-    fn run_verify(&mut self) -> Result<Tensor> {
-        self.busy.store(false, Ordering::Relaxed);
-        Ok(self.output(0))
-    }
-
-    fn run_verify_repeated(&mut self, runs: usize) -> Result<Vec<Tensor>> {
-        self.busy.store(false, Ordering::Relaxed);
-        Ok((0..runs).map(|r| self.output(r)).collect())
-    }
-
-    fn run(&mut self, iters: u64) -> Result<f64> {
-        self.busy.store(true, Ordering::Relaxed);
-        self.calls += 1;
-        let wobble = ((self.calls * 7919) % 11) as f64 - 5.0;
-        Ok(iters as f64 * self.per_iter * (1.0 + wobble * 2e-4))
-    }
-
-    fn cache_policy(&self) -> CachePolicy {
-        if self.sets > 1 {
-            CachePolicy::Rotate(self.sets)
-        } else {
-            CachePolicy::Single
-        }
-    }
-
-    fn notes(&self) -> Vec<String> {
-        self.checked.notes.clone()
-    }
-
-    fn kernel_record(&self) -> Option<KernelRecord> {
-        Some(self.checked.record.clone())
-    }
-}
-
-impl Drop for KernelRun<'_> {
-    fn drop(&mut self) {
-        self.busy.store(false, Ordering::Relaxed);
-    }
+/// The simulated output of free-form kernel `spec`: the expected values where the spec has
+/// them (rounded to the output type), else a constant pattern. `MockRun` corrupts it where
+/// `GPUVET_MOCK_FAULT` names the workload, as for every kind.
+pub fn simulated_output(spec: &KernelSpec) -> Tensor {
+    let o = spec.output();
+    let shape: Vec<usize> = o.shape.iter().map(|&d| d as usize).collect();
+    let expected = match (&spec.verify, spec.files.get()) {
+        (KernelVerify::Expected { .. }, Some(f)) => f.expected.as_ref(),
+        _ => None,
+    };
+    let values: Vec<f64> = match expected {
+        Some(e) => e.to_f64(),
+        None => (0..o.elements()).map(|i| (i % 7) as f64).collect(),
+    };
+    o.dtype.tensor(&o.name, shape, &values)
 }

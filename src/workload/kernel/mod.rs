@@ -18,9 +18,10 @@ pub mod conventions;
 pub mod expr;
 pub mod launch;
 pub mod spec;
+pub mod verify;
 
 use super::axis::Param;
-use super::{Metric, WorkloadKind};
+use super::{collect_checked, InputSpec, KindAxes, Metric, Workload, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{splitmix, stable_hash, Data, Tensor};
@@ -508,10 +509,12 @@ pub(crate) fn interned(name: &str) -> &'static str {
     s
 }
 
+/// The one implementation of a free-form kernel (`bench kernel --spec`): the user's kernel as
+/// its spec describes it.
+pub const FREE_FORM_IMPL: &str = "user";
+
 impl WorkloadKind for KernelSpec {
-    fn kind(&self) -> &'static str {
-        "kernel"
-    }
+    const KIND: &'static str = "kernel";
     fn buffer_bytes(&self) -> u64 {
         self.buffers.iter().map(Buffer::bytes).sum()
     }
@@ -524,7 +527,13 @@ impl WorkloadKind for KernelSpec {
     fn test_key(&self) -> String {
         format!("kernel.{}", self.kernel.name)
     }
-    /// Every input buffer, in spec order, named as the spec names it.
+    /// None as gpuvet dtypes: a buffer may be f64 or i32, which have none, and only the CUDA
+    /// backend (and the mock) takes a user kernel, checking each input against its buffer.
+    fn input_specs(&self) -> Vec<InputSpec> {
+        Vec::new()
+    }
+    /// Every input buffer, in spec order, named as the spec names it, filled as its `init`
+    /// says (random from `seed` and the buffer's name, zeros, iota, or its `.npy` file).
     fn inputs(&self, seed: u64) -> Vec<Tensor> {
         self.buffers
             .iter()
@@ -545,11 +554,62 @@ impl WorkloadKind for KernelSpec {
         );
         p
     }
-    fn axis_value(&self, axis: Param) -> Option<u64> {
-        self.var(axis.name())
+    /// A user kernel has none of gpuvet's parameters: its axes are its `--set` variables.
+    fn axis_value(&self, _: Param) -> Option<u64> {
+        None
+    }
+    fn axis_value_by_name(&self, name: &str) -> Option<u64> {
+        self.var(name)
     }
     fn sweep_params(&self) -> &'static [Param] {
         &[]
+    }
+}
+
+/// `bench kernel --spec FILE --set NAME=VALUES…` as a kind's axes: one workload per
+/// combination of the `--set` values, the first variable with several values on the charts' x.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelAxes {
+    pub spec: PathBuf,
+    /// `--set NAME=VALUES`, crossed in the order given.
+    pub sets: Vec<String>,
+    /// Implementations to run at every point: the one free-form implementation.
+    pub implementation: Vec<String>,
+}
+
+impl KernelAxes {
+    pub fn new(spec: PathBuf, sets: Vec<String>) -> KernelAxes {
+        KernelAxes {
+            spec,
+            sets,
+            implementation: vec![FREE_FORM_IMPL.into()],
+        }
+    }
+}
+
+impl KindAxes for KernelAxes {
+    fn kind(&self) -> &'static str {
+        KernelSpec::KIND
+    }
+
+    fn expand(&self) -> Result<Vec<Workload>> {
+        let specs = spec::free_form(&self.spec, &self.sets)?;
+        collect_checked(specs.into_iter().map(|s| Workload::Kernel(Box::new(s))))
+    }
+
+    fn swept(&self) -> Option<Param> {
+        None
+    }
+
+    fn swept_name(&self) -> Option<String> {
+        self.sets.iter().find_map(|s| {
+            let (name, values) = spec::parse_set(s).ok()?;
+            (values.len() > 1).then_some(name)
+        })
+    }
+
+    fn implementations(&self) -> &[String] {
+        &self.implementation
     }
 }
 

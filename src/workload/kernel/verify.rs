@@ -1,13 +1,12 @@
 //! Verification of free-form user kernels: against an expected output file, by determinism
 //! across runs, or explicitly not at all (labelled, never a pass).
 
-use super::{Verification, VerifyMethod, Worst};
+use super::{KernelSpec, KernelVerify};
 use crate::tensor::Tensor;
-use crate::workload::kernel::{KernelSpec, KernelVerify};
-use crate::workload::Workload;
+use crate::verify::{Verification, Verify, VerifyMethod, Worst};
 use rayon::prelude::*;
 
-impl super::Verify for KernelSpec {
+impl Verify for KernelSpec {
     fn verify_output(&self, _inputs: &[Tensor], out: &Tensor, _seed: u64) -> Verification {
         match &self.verify {
             KernelVerify::Expected { rtol, atol, .. } => {
@@ -20,16 +19,21 @@ impl super::Verify for KernelSpec {
             KernelVerify::Unverified => unverified(),
         }
     }
-}
 
-/// How many verification runs `w` needs: its determinism runs, else one.
-pub fn runs(w: &Workload) -> usize {
-    match w {
-        Workload::Kernel(k) => match k.verify {
+    /// Its determinism runs, else one.
+    fn verify_runs(&self) -> usize {
+        match self.verify {
             KernelVerify::Determinism { runs } => runs as usize,
             _ => 1,
-        },
-        _ => 1,
+        }
+    }
+
+    /// Several runs are held against each other; one is checked as `verify_output` does.
+    fn verify_outputs(&self, inputs: &[Tensor], outs: &[Tensor], seed: u64) -> Verification {
+        if outs.len() > 1 {
+            return determinism(outs);
+        }
+        self.verify_output(inputs, &outs[0], seed)
     }
 }
 
@@ -50,26 +54,22 @@ fn not_loaded() -> Verification {
 /// NaN matches NaN; anything else against NaN is infinitely wrong.
 pub fn against_expected(out: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Verification {
     let n = expected.len();
-    let worst = (0..n)
-        .into_par_iter()
-        .fold(Worst::new, |mut w, i| {
-            let (o, e) = (out.get(i), expected.get(i));
-            let diff = (o - e).abs();
-            let err = if o == e || (o.is_nan() && e.is_nan()) {
-                0.0
-            } else if o.is_nan() || e.is_nan() || diff.is_infinite() {
-                f64::INFINITY
-            } else if rtol > 0.0 {
-                diff / (e.abs() + atol / rtol)
-            } else if diff <= atol {
-                0.0
-            } else {
-                diff / e.abs().max(f64::MIN_POSITIVE)
-            };
-            w.see(err, || format!("element {i}: {o} against {e}"));
-            w
-        })
-        .reduce(Worst::new, Worst::merge);
+    let worst = Worst::over((0..n).into_par_iter(), |w, i| {
+        let (o, e) = (out.get(i), expected.get(i));
+        let diff = (o - e).abs();
+        let err = if o == e || (o.is_nan() && e.is_nan()) {
+            0.0
+        } else if o.is_nan() || e.is_nan() || diff.is_infinite() {
+            f64::INFINITY
+        } else if rtol > 0.0 {
+            diff / (e.abs() + atol / rtol)
+        } else if diff <= atol {
+            0.0
+        } else {
+            diff / e.abs().max(f64::MIN_POSITIVE)
+        };
+        w.see(err, || format!("element {i}: {o} against {e}"));
+    });
     worst.finish(VerifyMethod::Expected, rtol)
 }
 

@@ -1,0 +1,246 @@
+//! `DeviceInfo::details` as typed data: the device's state ([`DeviceState`]), the facts its
+//! backend records about it ([`CudaFacts`], [`CpuFacts`]), and whatever else a report holds.
+//!
+//! On the wire it is the one flat JSON object reports have always carried, keys in sorted order,
+//! so files written by earlier versions load unchanged and new files read the same. Reading is
+//! lenient, as reports from other tools or hand-edited fixtures are (see `state`): a value a
+//! field cannot read leaves the field unknown. Nothing is lost on the way through: an entry no
+//! field takes, a newer version's or an unreadable one, is kept in [`DeviceDetails::other`] and
+//! written back as it was.
+
+use super::state::{number, text, DeviceState};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// Everything the `details` object of a device records.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceDetails {
+    /// Clocks, power limits, ECC and memory health, PCIe link, MIG, virtualisation: what
+    /// identity and health are judged on.
+    pub state: DeviceState,
+    /// What the CUDA backend records about a GPU and the libraries it runs with.
+    pub cuda: CudaFacts,
+    /// What the CPU backend records about the host it runs on.
+    pub cpu: CpuFacts,
+    /// Entries none of the above reads, kept verbatim.
+    pub other: Map<String, Value>,
+}
+
+/// Facts of a CUDA device and the software stack it is driven with, as the backend found them
+/// when it opened the device. `None` = not recorded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CudaFacts {
+    /// The device's CUDA ordinal.
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    pub cuda_ordinal: Option<u64>,
+    /// The architecture kernels are compiled for (`sm_90a`, `sm_89`, ...).
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "text")]
+    pub arch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    pub max_threads_per_sm: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    pub shared_memory_per_sm_bytes: Option<u64>,
+    /// Shared memory a block gets without opting in.
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    pub shared_memory_per_block_bytes: Option<u64>,
+    /// Shared memory a block may opt in to (what large-tile kernels need).
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    pub shared_memory_per_block_optin_bytes: Option<u64>,
+    /// CUDA version the driver API offers (`12.4`).
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "text")]
+    pub cuda_driver_api: Option<String>,
+    /// NVRTC's version (`12.4`).
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "text")]
+    pub nvrtc_version: Option<String>,
+    /// The NVRTC library in use: `Some(None)` (written `null`) when it was looked for and not
+    /// found.
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "found")]
+    pub nvrtc: Option<Option<String>>,
+    /// The cuBLASLt library in use, as `nvrtc`.
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "found")]
+    pub cublaslt: Option<Option<String>>,
+    /// `cublasLtGetVersion()`, e.g. 120804 for 12.8.4.
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    pub cublaslt_version: Option<u64>,
+}
+
+/// Facts of the host the CPU backend runs on. `None` = not recorded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CpuFacts {
+    /// Worker threads the CPU kernels run on.
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    pub threads: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    pub logical_cpus: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    pub physical_cores: Option<u64>,
+    /// The widest SIMD instruction set in use (`avx512f`, `avx2+fma`, `neon`, ...).
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "text")]
+    pub simd: Option<String>,
+}
+
+impl DeviceDetails {
+    /// True when there is nothing to write (the object is then left out of the report).
+    pub fn is_empty(&self) -> bool {
+        self.to_map().is_empty()
+    }
+
+    /// Every entry as its report key and the text a table shows for it (strings bare, other
+    /// values as JSON), in key order: for listings that show whatever a backend recorded
+    /// (`info`, the environment diff of `compare`).
+    pub fn entries(&self) -> BTreeMap<String, String> {
+        self.to_map()
+            .into_iter()
+            .map(|(k, v)| {
+                let shown = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, shown)
+            })
+            .collect()
+    }
+
+    /// The flat object as written: the typed entries over the kept ones.
+    fn to_map(&self) -> Map<String, Value> {
+        let mut m = self.other.clone();
+        for typed in [
+            serde_json::to_value(&self.state),
+            serde_json::to_value(&self.cuda),
+            serde_json::to_value(&self.cpu),
+        ] {
+            if let Ok(Value::Object(t)) = typed {
+                m.extend(t);
+            }
+        }
+        m
+    }
+
+    /// Reads a flat object: each typed part takes what it can read, the rest is kept.
+    fn from_map(m: Map<String, Value>) -> DeviceDetails {
+        let v = Value::Object(m);
+        // Every field reads leniently from any JSON value, so these cannot fail on an object;
+        // the fallback only guards against a future field that forgets to be lenient.
+        let mut d = DeviceDetails {
+            state: DeviceState::deserialize(&v).unwrap_or_default(),
+            cuda: CudaFacts::deserialize(&v).unwrap_or_default(),
+            cpu: CpuFacts::deserialize(&v).unwrap_or_default(),
+            other: Map::new(),
+        };
+        let typed = d.to_map();
+        if let Value::Object(m) = v {
+            d.other = m
+                .into_iter()
+                .filter(|(k, _)| !typed.contains_key(k))
+                .collect();
+        }
+        d
+    }
+}
+
+impl Serialize for DeviceDetails {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_map().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeviceDetails {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(DeviceDetails::from_map(Map::deserialize(d)?))
+    }
+}
+
+/// A library path, `null` for "not found"; anything else is unknown.
+fn found<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Null => Some(None),
+        Value::String(s) => Some(Some(s)),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::ThrottleReason;
+    use serde_json::json;
+
+    fn read(v: Value) -> DeviceDetails {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn writes_one_flat_object_in_key_order() {
+        let d = DeviceDetails {
+            state: DeviceState {
+                sm_clock_max_mhz_driver: Some(1980),
+                mig_mode: Some(false),
+                ..DeviceState::default()
+            },
+            cuda: CudaFacts {
+                arch: Some("sm_90a".into()),
+                nvrtc: Some(None),
+                cublaslt: Some(Some("/usr/lib/libcublasLt.so.12".into())),
+                ..CudaFacts::default()
+            },
+            ..DeviceDetails::default()
+        };
+        let text = serde_json::to_string(&d).unwrap();
+        assert_eq!(
+            text,
+            r#"{"arch":"sm_90a","cublaslt":"/usr/lib/libcublasLt.so.12","mig_mode":"disabled","nvrtc":null,"sm_clock_max_mhz_driver":1980}"#
+        );
+        assert_eq!(serde_json::from_str::<DeviceDetails>(&text).unwrap(), d);
+        assert!(DeviceDetails::default().is_empty());
+        assert_eq!(
+            serde_json::to_value(DeviceDetails::default()).unwrap(),
+            json!({})
+        );
+    }
+
+    #[test]
+    fn unknown_and_unreadable_entries_survive_a_round_trip() {
+        let v = json!({
+            "threads": "8",
+            "simd": "avx2+fma",
+            "serial": 12,
+            "future_fact": {"a": [1, 2]},
+            "throttle_reasons": ["HwThermalSlowdown"],
+        });
+        let d = read(v);
+        assert_eq!(d.cpu.threads, Some(8));
+        assert_eq!(d.cpu.simd.as_deref(), Some("avx2+fma"));
+        assert_eq!(d.state.serial, None);
+        assert_eq!(
+            d.state.throttle_reasons,
+            Some(vec![ThrottleReason::HwThermalSlowdown])
+        );
+        assert_eq!(
+            d.other.keys().collect::<Vec<_>>(),
+            ["future_fact", "serial"]
+        );
+        assert_eq!(
+            serde_json::to_value(&d).unwrap(),
+            json!({
+                "threads": 8,
+                "simd": "avx2+fma",
+                "serial": 12,
+                "future_fact": {"a": [1, 2]},
+                "throttle_reasons": ["hw_thermal_slowdown"],
+            })
+        );
+    }
+
+    #[test]
+    fn entries_show_strings_bare_and_the_rest_as_json() {
+        let d = read(json!({"nvrtc": null, "nvrtc_version": "12.4", "threads": 2}));
+        let e = d.entries();
+        assert_eq!(e["nvrtc"], "null");
+        assert_eq!(e["nvrtc_version"], "12.4");
+        assert_eq!(e["threads"], "2");
+        assert_eq!(d.cuda.nvrtc, Some(None));
+    }
+}
