@@ -55,13 +55,14 @@ build() {
     # cargo's JSON names each executable wherever CARGO_TARGET_DIR puts it. One invocation: the
     # integration tests need the gpuvet binary, so cargo builds it here too, with one feature
     # set (a separate `cargo build` would compile every dependency a second time).
-    exes="$(cargo test --release --no-run --test cuda_gpu --test backends --message-format=json \
+    exes="$(cargo test --release --no-run --test cuda_gpu --test backends --test user_kernels_gpu \
+        --message-format=json \
         | python3 -c 'import json,sys
 for l in sys.stdin:
     try: m = json.loads(l)
     except ValueError: continue
     if m.get("executable"): print(m["target"]["name"], m["executable"])')"
-    for name in gpuvet cuda_gpu backends; do
+    for name in gpuvet cuda_gpu backends user_kernels_gpu; do
         local exe
         exe="$(awk -v n="$name" '$1 == n {print $2}' <<<"$exes" | tail -n 1)"
         [ -n "$exe" ] || die "cargo built no executable for $name"
@@ -234,6 +235,14 @@ steps() {
     else
         skip gpu-tests-shared "no $BIN/backends (run --build)"
     fi
+    # Users' kernels (examples/kernels): each example verified, the planted wrong GEMM FAILED,
+    # the faulting kernel a failed result with its CUDA error (in a child process).
+    if [ -x "$BIN/user_kernels_gpu" ]; then
+        step user-kernel-tests 120 env "${req[@]}" GPUVET_EXAMPLES="$ROOT/examples/kernels" \
+            "$BIN/user_kernels_gpu" --test-threads=1
+    else
+        skip user-kernel-tests "no $BIN/user_kernels_gpu (run --build)"
+    fi
     # 3. Every dtype on the vendor library, PyTorch's full set, then the own kernels.
     step gemm-ref 60 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-ref)" \
         bench matmul --shape "$SHAPE" --dtype "$ALL_DTYPES" --impl reference
@@ -257,6 +266,28 @@ steps() {
         bench attention "${PREFILL[@]}" --causal --dtype bf16 --impl all
     step attention-decode 60 "${G[@]}" --max-time "$MAXT" --json "$(J attention-decode)" \
         bench attention "${DECODE[@]}" --causal --dtype bf16 --impl all
+    # Users' kernels from the command line, as docs/kernels.md shows them (a GPU only: the CPU
+    # backend refuses them, as tests/user_kernel_cli.rs checks).
+    local ex="$ROOT/examples/kernels"
+    if [ "$BACKEND" = cuda ]; then
+        step user-kernel-free-form 60 "${G[@]}" --max-time "$MAXT" --json "$(J user-kernel-free-form)" \
+            bench kernel --spec "$ex/vector_add.toml" --set BLOCK=128,256,512
+        step user-kernel-expected 30 "${G[@]}" --max-time "$MAXT" --json "$(J user-kernel-expected)" \
+            bench kernel --spec "$ex/saxpy.toml"
+        step user-kernel-gemm 90 "${G[@]}" --max-time "$MAXT" --json "$(J user-kernel-gemm)" \
+            bench matmul --shape "$HALF_SHAPE" --dtype bf16 --layout nk \
+            --kernel "$ex/naive_gemm.toml" --set TILE=16,32
+        step user-kernel-attention 60 "${G[@]}" --max-time "$MAXT" --json "$(J user-kernel-attention)" \
+            bench attention --batch 1 --heads 8 --kv-heads 2 --seq 256 --head-dim 64 --causal \
+            --dtype bf16 --kernel "$ex/naive_attention.toml"
+        step user-kernel-copy 40 "${G[@]}" --max-time "$MAXT" --json "$(J user-kernel-copy)" \
+            bench memory --size "$COPY" --op copy --kernel "$ex/copy.toml"
+    else
+        for s in user-kernel-free-form user-kernel-expected user-kernel-gemm user-kernel-attention \
+            user-kernel-copy; do
+            skip "$s" "user kernels need a GPU"
+        done
+    fi
     # 4. The long runs: what a user runs first, the node verdict, sustained load.
     step quick-suite 90 "${G[@]}" --json "$(J quick-suite)" run
     step validate 150 "${G[@]}" --json "$(J validate)" validate "${VALIDATE_EXTRA[@]}" --verdict "$(J verdict)"
