@@ -152,6 +152,10 @@ fn bad_kernel_inputs_exit_2_before_anything_runs() {
             "nowhere.toml: cannot read the spec",
         ),
         (
+            vec!["kernel".into(), "--spec".into(), p("vector_add.cu")],
+            "this is CUDA source, not a spec",
+        ),
+        (
             vec![
                 "matmul".into(),
                 "--shape".into(),
@@ -296,13 +300,21 @@ fn a_free_form_kernel_runs_the_whole_path_on_the_mock() {
             plots.to_str().unwrap(),
         ])
         .args(["bench", "kernel", "--spec", &ex("vector_add.toml")])
-        .args(["--set", "N=4096", "--set", "BLOCK=128,256"])
+        .args(["--set", "N=4Ki", "--set", "BLOCK=128,256"])
         .assert()
         .code(0)
         .stdout(predicate::str::contains(
             "kernel.vector_add.BLOCK=128.N=4096",
         ))
-        .stdout(predicate::str::contains("ok (determinism)"));
+        .stdout(predicate::str::contains("ok (determinism)"))
+        // under the table, what ran: source and build hashes, launch, and that nothing ran
+        .stdout(predicate::str::contains(
+            "kernel.vector_add.BLOCK=256.N=4096/user: vector_add (",
+        ))
+        .stdout(predicate::str::contains("block 256×1×1"))
+        .stdout(predicate::str::contains(
+            "SIMULATED: checked, not run (mock backend)",
+        ));
     let r = read_json(&json);
     assert_eq!(r["config"]["command"], "bench kernel");
     let results = r["results"].as_array().unwrap();

@@ -357,6 +357,28 @@ pub struct KernelRecord {
     pub simulated: bool,
 }
 
+impl KernelRecord {
+    /// One line for the terminal: what ran (and how it was built and launched), its registers
+    /// and spills, and a loud word when nothing ran at all.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} ({}:{}, source sha256 {}, build {}): {}",
+            self.name, self.source, self.entry, self.source_sha256, self.build_sha256, self.launch
+        );
+        if let Some(r) = self.registers {
+            s.push_str(&format!(
+                "; {r} registers, {} B spill stores, {} B spill loads",
+                self.spill_stores.unwrap_or(0),
+                self.spill_loads.unwrap_or(0)
+            ));
+        }
+        if self.simulated {
+            s.push_str("; SIMULATED: checked, not run (mock backend)");
+        }
+        s
+    }
+}
+
 /// Arrays read from `.npy` files at load time: the inputs by buffer name, and the expected
 /// output. Not serialised (the files' SHA-256 are in the spec); always equal, since the
 /// spec's hashes already say whether two specs read the same files.

@@ -200,6 +200,12 @@ fn in_file(path: &Path, e: Error) -> Error {
 
 /// Reads and parses a spec file (unknown keys are errors, so a typo never goes unnoticed).
 pub fn read(path: &Path) -> Result<SpecFile> {
+    if path.extension().is_some_and(|e| e == "cu" || e == "cuh") {
+        return Err(invalid(
+            path,
+            "this is CUDA source, not a spec: `bench kernel --spec` takes a TOML spec naming the source, its buffers, launch and verification (docs/kernels.md); `bench matmul|attention|memory --kernel FILE.cu:ENTRY --launch …` takes a .cu directly",
+        ));
+    }
     let text = read_limited(path, MAX_SPEC_BYTES, "spec")?;
     toml::from_str(&text).map_err(|e| invalid(path, e.to_string().trim_end()))
 }
@@ -374,7 +380,18 @@ pub fn parse_set(s: &str) -> Result<(String, Vec<i64>)> {
     })?;
     let name = name.trim();
     check_ident("--set variable", name)?;
-    let axis = crate::workload::axis::Axis::parse_count(values)
+    // Each value as a spec's variable is written: a whole number, with a binary suffix (`64Mi`).
+    let value = |t: &str| -> std::result::Result<u64, String> {
+        let v =
+            expr::eval(t.trim(), &BTreeMap::<String, i128>::new()).map_err(|e| e.to_string())?;
+        if v < 0 {
+            return Err(format!("`{t}` is not a whole number"));
+        }
+        i64::try_from(v)
+            .map(|v| v as u64)
+            .map_err(|_| format!("`{t}` = {v} does not fit 63 bits"))
+    };
+    let axis = crate::workload::axis::Axis::parse_with(values, &value)
         .map_err(|e| Error::invalid(format!("--set {name}: {e}")))?
         .0;
     let v = axis
@@ -1080,6 +1097,24 @@ rtol = 1e-6
         assert_eq!(names[0], "kernel.vadd.BLOCK=64.GRID=64.N=4096");
         assert_eq!(names[3], "kernel.vadd.BLOCK=128.GRID=64.N=8192");
         assert!(matches!(v[0].verify, KernelVerify::Determinism { runs: 3 }));
+    }
+
+    #[test]
+    fn set_values_are_written_as_spec_variables_are() {
+        let (name, v) = parse_set("N=4Ki, 1Mi, pow2:1Ki..4Ki, 64..192:64").unwrap();
+        assert_eq!(name, "N");
+        assert_eq!(v, [4096, 1 << 20, 1024, 2048, 64, 128, 192]);
+        for (bad, why) in [
+            ("N=-5", "`-5` is not a whole number"),
+            ("N=1.5", "not a whole number"),
+            ("N=4Qi", "not a whole number"),
+            ("N=0", "at least 1"),
+            ("N=2**70", "does not fit 63 bits"),
+            ("N", "expected NAME=VALUES"),
+        ] {
+            let e = parse_set(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]
