@@ -707,6 +707,9 @@ pub enum SweepCommand {
     Attention(AttentionAxes),
     /// Memory bandwidth over array sizes (e.g. --size pow2:1MiB..4GiB).
     Memory(MemoryAxes),
+    /// Your own CUDA kernel over its spec's variables (e.g. --set BLOCK=64,128,256), as
+    /// `bench kernel` runs it (docs/kernels.md). Needs a GPU.
+    Kernel(KernelArgs),
 }
 
 impl From<SweepArgs> for crate::sweep::SweepKind {
@@ -715,6 +718,7 @@ impl From<SweepArgs> for crate::sweep::SweepKind {
         match a.kind {
             SweepCommand::Matmul(x) => K::new(x),
             SweepCommand::Attention(x) => K::new(x),
+            SweepCommand::Kernel(x) => K::new(x.axes()),
             SweepCommand::Memory(x) => K::new(x),
         }
     }

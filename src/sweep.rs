@@ -1,4 +1,5 @@
-//! `gpuvet sweep matmul|attention|memory`: one workload kind over axes of shapes.
+//! `gpuvet sweep matmul|attention|memory|kernel`: one workload kind over axes of shapes (a user
+//! kernel: over its spec's `--set` variables).
 //!
 //! Every axis takes a comma-separated list whose items are single values, arithmetic ranges or
 //! powers of two, mixed freely: `1,16,64`, `64..1024:64` (64 to 1024 in steps of 64, both ends

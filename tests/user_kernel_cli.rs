@@ -544,3 +544,44 @@ fn a_set_sweep_of_an_implementation_makes_one_implementation_per_value() {
         .unwrap()
         .contains("block 512×1×1"));
 }
+
+#[test]
+fn sweep_kernel_keeps_the_curve_over_a_spec_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let plots = dir.path().join("plots");
+    gpuvet()
+        .args(["--backend", "mock", "--json", json.to_str().unwrap()])
+        .args(["--plot", plots.to_str().unwrap()])
+        .args(QUICK)
+        .args(["sweep", "kernel", "--spec", &ex("vector_add.toml")])
+        .args(["--set", "N=4096", "--set", "BLOCK=64..256:64"])
+        .assert()
+        .code(0);
+    let r = read_json(&json);
+    assert_eq!(r["config"]["command"], "sweep kernel");
+    let names: Vec<&str> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "kernel.vector_add.BLOCK=64.N=4096/user",
+            "kernel.vector_add.BLOCK=128.N=4096/user",
+            "kernel.vector_add.BLOCK=192.N=4096/user",
+            "kernel.vector_add.BLOCK=256.N=4096/user"
+        ]
+    );
+    let sweep = std::fs::read_to_string(plots.join("sweep.svg")).unwrap();
+    assert!(sweep.contains("BLOCK"), "the curve is over the variable");
+    // on the CPU, as bench kernel: a GPU is needed
+    gpuvet()
+        .args(["--backend", "cpu", "sweep", "kernel", "--spec"])
+        .arg(ex("vector_add.toml"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("need a GPU"));
+}
