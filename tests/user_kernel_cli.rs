@@ -33,6 +33,16 @@ fn read_json(p: &Path) -> serde_json::Value {
 }
 
 /// NVRTC is available to the gpuvet binary (then the mock compiles and checks the kernels).
+/// The string `key` of every result of report `r`, in order.
+fn each<'a>(r: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
+    r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x[key].as_str().unwrap())
+        .collect()
+}
+
 fn have_nvrtc() -> bool {
     gpuvet::backend::cuda::nvrtc::available().is_ok()
 }
@@ -84,145 +94,90 @@ fn bad_kernel_inputs_exit_2_before_anything_runs() {
     };
     let gemm = p("naive_gemm.toml");
     let cu = p("naive_gemm.cu");
+    // `bench kernel --spec PATH [more]` and `bench matmul --shape 64x64x64 [more]`
+    let spec = |path: String, more: &[&str]| -> Vec<String> {
+        let mut v = vec!["kernel".to_string(), "--spec".into(), path];
+        v.extend(more.iter().map(|s| s.to_string()));
+        v
+    };
+    let matmul = |more: &[&str]| -> Vec<String> {
+        ["matmul", "--shape", "64x64x64"]
+            .iter()
+            .chain(more)
+            .map(|s| s.to_string())
+            .collect()
+    };
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
-            vec![
-                "kernel".into(),
-                "--spec".into(),
+            spec(
                 broken("t1.toml", "count = \"N\"\ninit", "cout = \"N\"\ninit"),
-            ],
+                &[],
+            ),
             "unknown field `cout`",
         ),
         (
-            vec![
-                "kernel".into(),
-                "--spec".into(),
-                broken("t2.toml", "BLOCK = 256", "BLOCK = 2048"),
-            ],
+            spec(broken("t2.toml", "BLOCK = 256", "BLOCK = 2048"), &[]),
             "block.x = 2048 is above the device's 1024",
         ),
         (
-            vec![
-                "kernel".into(),
-                "--spec".into(),
-                broken("t3.toml", "N = \"64Mi\"", "N = \"2**70\""),
-            ],
+            spec(broken("t3.toml", "N = \"64Mi\"", "N = \"2**70\""), &[]),
             "does not fit 64 bits",
         ),
         (
-            vec![
-                "kernel".into(),
-                "--spec".into(),
-                broken("t4.toml", "N = \"64Mi\"", "N = \"8Gi\""),
-            ],
+            spec(broken("t4.toml", "N = \"64Mi\"", "N = \"8Gi\""), &[]),
             "not enough memory",
         ),
         (
-            vec![
-                "kernel".into(),
-                "--spec".into(),
+            spec(
                 broken("t5.toml", "BLOCK = 256", "BLOCK = \"256 / (N - N)\""),
-            ],
+                &[],
+            ),
             "division by zero",
         ),
         (
-            vec![
-                "kernel".into(),
-                "--spec".into(),
+            spec(
                 broken(
                     "t6.toml",
                     "[verify]\nmethod = \"determinism\"\nruns = 3",
                     "",
                 ),
-            ],
+                &[],
+            ),
             "no [verify]",
         ),
         (
-            vec![
-                "kernel".into(),
-                "--spec".into(),
-                p("vector_add.toml"),
-                "--set".into(),
-                "BLOK=1,2".into(),
-            ],
+            spec(p("vector_add.toml"), &["--set", "BLOK=1,2"]),
             "uses `BLOK`",
         ),
         (
-            vec!["kernel".into(), "--spec".into(), p("nowhere.toml")],
+            spec(p("nowhere.toml"), &[]),
             "nowhere.toml: cannot read the spec",
         ),
         (
-            vec!["kernel".into(), "--spec".into(), p("vector_add.cu")],
+            spec(p("vector_add.cu"), &[]),
             "this is CUDA source, not a spec",
         ),
         (
-            vec![
-                "matmul".into(),
-                "--shape".into(),
-                "64x64x64".into(),
-                "--kernel".into(),
-                format!("{cu}:naive_gemm_bf16_nk"),
-            ],
+            matmul(&["--kernel", &format!("{cu}:naive_gemm_bf16_nk")]),
             "needs --launch",
         ),
         (
-            vec![
-                "matmul".into(),
-                "--shape".into(),
-                "64x64x64".into(),
-                "--kernel".into(),
-                gemm.clone(),
-                "--launch".into(),
-                "block=64,64".into(),
-            ],
+            matmul(&["--kernel", &gemm, "--launch", "block=64,64"]),
             "4096 threads",
         ),
         (
-            vec![
-                "matmul".into(),
-                "--shape".into(),
-                "64x64x64".into(),
-                "--kernel".into(),
-                gemm.clone(),
-                "--launch".into(),
-                "grid=cdiv(Q,16)".into(),
-            ],
+            matmul(&["--kernel", &gemm, "--launch", "grid=cdiv(Q,16)"]),
             "unknown name `Q`",
         ),
         (
-            vec![
-                "matmul".into(),
-                "--shape".into(),
-                "64x64x64".into(),
-                "--kernel".into(),
-                gemm.clone(),
-                "--nvrtc-opt".into(),
-                "--gpu-architecture=sm_70".into(),
-            ],
+            matmul(&["--kernel", &gemm, "--nvrtc-opt", "--gpu-architecture=sm_70"]),
             "device's own architecture",
         ),
         (
-            vec![
-                "matmul".into(),
-                "--shape".into(),
-                "64x64x64".into(),
-                "--kernel".into(),
-                gemm.clone(),
-                "--kernel-name".into(),
-                "mock".into(),
-            ],
+            matmul(&["--kernel", &gemm, "--kernel-name", "mock"]),
             "already exists",
         ),
-        (
-            vec![
-                "matmul".into(),
-                "--shape".into(),
-                "64x64x64".into(),
-                "--launch".into(),
-                "grid=1".into(),
-            ],
-            "--kernel",
-        ),
+        (matmul(&["--launch", "grid=1"]), "--kernel"),
     ];
     for (args, want) in cases {
         gpuvet()
@@ -437,7 +392,8 @@ fn an_implementation_runs_beside_the_others_and_compare_says_when_it_changed() {
     let d = copy_examples();
     let baselines = d.path().join("baselines");
     let spec = d.path().join("naive_gemm.toml").display().to_string();
-    let run = |extra: &[&str]| {
+    // gpuvet [global] bench matmul … --kernel naive_gemm.toml [kernel flags]
+    let run_with = |global: &[&str], kernel_flags: &[&str]| {
         let mut c = gpuvet();
         c.args([
             "--backend",
@@ -446,13 +402,15 @@ fn an_implementation_runs_beside_the_others_and_compare_says_when_it_changed() {
             baselines.to_str().unwrap(),
         ])
         .args(QUICK)
-        .args(extra)
+        .args(global)
         .args([
             "bench", "matmul", "--shape", "64x64x64", "--dtype", "bf16", "--layout", "nk",
         ])
-        .args(["--kernel", &spec]);
+        .args(["--kernel", &spec])
+        .args(kernel_flags);
         c.assert()
     };
+    let run = |global: &[&str]| run_with(global, &[]);
     let json = d.path().join("first.json");
     run(&[
         "--save-baseline",
@@ -464,12 +422,7 @@ fn an_implementation_runs_beside_the_others_and_compare_says_when_it_changed() {
     .stdout(predicate::str::contains("Mock GPU / mock"))
     .stdout(predicate::str::contains("Mock GPU / naive_gemm"));
     let r = read_json(&json);
-    let imps: Vec<&str> = r["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["implementation"].as_str().unwrap())
-        .collect();
+    let imps = each(&r, "implementation");
     assert_eq!(imps, ["mock", "naive_gemm"]);
     assert!(r["results"][0]["kernel"].is_null());
     assert_eq!(r["results"][1]["kernel"]["entry"], "naive_gemm_bf16_nk");
@@ -487,20 +440,7 @@ fn an_implementation_runs_beside_the_others_and_compare_says_when_it_changed() {
             "the user kernel changed between the runs",
         ));
     // Another define is another build of the same source.
-    let mut c = gpuvet();
-    c.args([
-        "--backend",
-        "mock",
-        "--baseline-dir",
-        baselines.to_str().unwrap(),
-    ])
-    .args(QUICK)
-    .args(["--baseline", "tuned"])
-    .args([
-        "bench", "matmul", "--shape", "64x64x64", "--dtype", "bf16", "--layout", "nk",
-    ])
-    .args(["--kernel", &spec, "-D", "EXTRA=1"]);
-    c.assert()
+    run_with(&["--baseline", "tuned"], &["-D", "EXTRA=1"])
         .code(0)
         .stdout(predicate::str::contains("kernel rebuilt differently"));
 }
@@ -524,12 +464,7 @@ fn a_set_sweep_of_an_implementation_makes_one_implementation_per_value() {
         .assert()
         .code(0);
     let r = read_json(&json);
-    let imps: Vec<&str> = r["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["implementation"].as_str().unwrap())
-        .collect();
+    let imps = each(&r, "implementation");
     assert_eq!(
         imps,
         [
@@ -560,12 +495,7 @@ fn sweep_kernel_keeps_the_curve_over_a_spec_variable() {
         .code(0);
     let r = read_json(&json);
     assert_eq!(r["config"]["command"], "sweep kernel");
-    let names: Vec<&str> = r["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["id"].as_str().unwrap())
-        .collect();
+    let names = each(&r, "id");
     assert_eq!(
         names,
         [
