@@ -6,7 +6,9 @@
 //! corrupts one element of that workload's output, to exercise the failure path;
 //! [`MockBackend::with_device_fault`] (at preparation) and [`MockBackend::with_device_fault_after`]
 //! (mid-run) make a workload fault the device as an illegal address does on a GPU, to exercise
-//! the device-lost path.
+//! the device-lost path. User kernels (`user`: registered implementations and free-form
+//! `bench kernel` specs) are checked as far as possible without a device and never run: their
+//! output is simulated, and their results say so.
 
 use super::{
     quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, Peaks, Prepared, Request,
