@@ -114,6 +114,25 @@ pub struct Global {
     /// customBiggerIsBetter) or `bencher` (Bencher Metric Format). Repeatable.
     #[arg(long, global = true, value_name = "FORMAT:PATH")]
     pub export: Vec<String>,
+    /// Write Prometheus metrics in the node-exporter textfile-collector format to PATH (atomic
+    /// replace; name it `*.prom` in the collector's directory), or stdout with `-`: throughput,
+    /// share of peak, clocks, temperature, throttle reasons, and validate's verdicts. For run,
+    /// bench, sweep, suite, validate and stress.
+    #[arg(long, global = true, value_name = "PATH|-")]
+    pub prometheus: Option<String>,
+    /// Write JUnit XML to PATH (or stdout with `-`) for CI test reporters: validate (a testcase
+    /// per check per GPU), compare and --baseline (a testcase per compared result).
+    #[arg(long, global = true, value_name = "PATH|-")]
+    pub junit: Option<String>,
+    /// Price of one device (GPU) per hour in USD: adds price-performance (TFLOP-hours per
+    /// dollar) to results, dollars per million tokens to `suite llm`, and the hourly cost of
+    /// the nodes to drain to `aggregate`.
+    #[arg(long, global = true, value_name = "USD", conflicts_with = "price_file")]
+    pub price_per_hour: Option<f64>,
+    /// Prices per SKU from a TOML file: a `[price]` table of `sku-id = USD per GPU-hour`, and
+    /// optionally `default = USD` (docs/price.md). Used like --price-per-hour.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub price_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -666,6 +685,8 @@ impl From<AggregateFlags> for crate::validate::AggregateArgs {
             format: f.format,
             output: f.output,
             outlier_pct: f.outlier_pct,
+            price: None,
+            also: Vec::new(),
         }
     }
 }
@@ -764,6 +785,11 @@ pub struct CompareArgs {
     #[arg(long, value_name = "PATH|-")]
     pub json: Option<String>,
 
+    /// Also write the comparison as CSV (one row per result) to PATH; `-` writes it to
+    /// stdout (the table then goes to stderr), for spreadsheets.
+    #[arg(long, value_name = "PATH|-")]
+    pub csv: Option<String>,
+
     /// Seed of the bootstrap resampling. The default is fixed, so verdicts are reproducible;
     /// change it only to check that a verdict does not hinge on the resampling.
     #[arg(long, value_name = "N", default_value_t = compare::DEFAULT_SEED)]
@@ -796,6 +822,8 @@ impl From<&CompareArgs> for compare::CompareRequest {
             fail_on: a.fail_on,
             markdown: a.markdown.clone(),
             json: a.json.clone(),
+            junit: None,
+            csv: a.csv.clone(),
         }
     }
 }
@@ -924,6 +952,7 @@ pub fn main() -> i32 {
 fn run(cli: Cli) -> Result<i32> {
     let g = cli.global;
     check_numbers(&g)?;
+    check_fleet_flags(&g, cli.command.as_ref())?;
     if g.threads > 0 {
         // Verification and input generation use the global pool; size it as asked.
         rayon::ThreadPoolBuilder::new()
@@ -931,6 +960,7 @@ fn run(cli: Cli) -> Result<i32> {
             .build_global()
             .context("sizing the thread pool")?;
     }
+    refuse_unused_outputs(&g, cli.command.as_ref())?;
     let opts = g.options();
     match cli.command {
         None | Some(Command::Run) => measure(&opts, None, Vec::new(), "run", None),
@@ -960,9 +990,23 @@ fn run(cli: Cli) -> Result<i32> {
         Some(Command::Stress(a)) => commands::stress::stress(&opts, &a.options()),
         Some(Command::Validate(a)) => commands::validate::validate(&opts, &a.options()),
         Some(Command::Aggregate(a)) => {
-            crate::validate::run_aggregate(&a.into(), crate::term::stdout_color())
+            let mut args: crate::validate::AggregateArgs = a.into();
+            args.price = opts.price_table()?;
+            args.also = [
+                (FleetFormat::Json, &opts.json),
+                (FleetFormat::Csv, &opts.csv),
+                (FleetFormat::Markdown, &opts.markdown),
+            ]
+            .into_iter()
+            .filter_map(|(f, t)| t.clone().map(|t| (f, t)))
+            .collect();
+            crate::validate::run_aggregate(&args, crate::term::stdout_color())
         }
-        Some(Command::Compare(a)) => compare::run(&a, crate::term::stdout_color()),
+        Some(Command::Compare(a)) => {
+            let mut req = compare::CompareRequest::from(&a);
+            req.junit = g.junit.clone();
+            compare::run(req, crate::term::stdout_color())
+        }
         Some(Command::List(a)) => commands::list::list(&opts, a.options()),
         Some(Command::Completions { shell }) => {
             let mut out = Vec::new();
@@ -1018,7 +1062,58 @@ impl Global {
             baseline_dir: self.baseline_dir.clone(),
             plot: self.plot.clone(),
             export: self.export.clone(),
+            prometheus: self.prometheus.clone(),
+            junit: self.junit.clone(),
+            price_per_hour: self.price_per_hour,
+            price_file: self.price_file.clone(),
         }
+    }
+}
+
+/// The commands each of `--prometheus`, `--junit` and the price flags means something for: a
+/// flag given where it would be ignored is a usage error, not silence.
+fn check_fleet_flags(g: &Global, command: Option<&Command>) -> Result<()> {
+    use Command as C;
+    let measuring = matches!(
+        command,
+        None | Some(C::Run | C::Bench(_) | C::Sweep(_) | C::Suite(_))
+    );
+    let name = command.map_or("run", command_name);
+    if g.prometheus.is_some()
+        && !(measuring || matches!(command, Some(C::Validate(_) | C::Stress(_))))
+    {
+        bail!("--prometheus applies to run, bench, sweep, suite, validate and stress, not {name}");
+    }
+    if g.junit.is_some() {
+        let ok = matches!(command, Some(C::Validate(_) | C::Compare(_)))
+            || (measuring && g.baseline.is_some());
+        if !ok {
+            bail!("--junit applies to validate, compare, and runs compared with --baseline, not {name}{}",
+                if measuring { " without --baseline" } else { "" });
+        }
+    }
+    let priced = g.price_per_hour.is_some() || g.price_file.is_some();
+    if priced && !(measuring || matches!(command, Some(C::Validate(_) | C::Aggregate(_)))) {
+        bail!("--price-per-hour and --price-file apply to run, bench, sweep, suite, validate and aggregate, not {name}");
+    }
+    Ok(())
+}
+
+/// A subcommand's name, for messages.
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Run => "run",
+        Command::Info => "info",
+        Command::Bench(_) => "bench",
+        Command::List(_) => "list",
+        Command::Suite(_) => "suite",
+        Command::Sweep(_) => "sweep",
+        Command::Report(_) => "report",
+        Command::Stress(_) => "stress",
+        Command::Validate(_) => "validate",
+        Command::Aggregate(_) => "aggregate",
+        Command::Compare(_) => "compare",
+        Command::Completions { .. } => "completions",
     }
 }
 
@@ -1052,6 +1147,68 @@ impl ValidateArgs {
             allow_cpu: self.allow_cpu,
         }
     }
+}
+
+/// Refuses a global output flag the command would not honour (exit 2) instead of ignoring it
+/// silently: `gpuvet stress --export github:x` that wrote nothing would pass a CI job that
+/// then charts nothing. The measuring commands (run, bench, sweep, suite) take them all.
+fn refuse_unused_outputs(g: &Global, command: Option<&Command>) -> Result<()> {
+    const REPORT: &[&str] = &["--json", "--csv", "--markdown"];
+    let (name, takes, hint): (&str, &[&str], &str) = match command {
+        None | Some(Command::Run | Command::Bench(_) | Command::Sweep(_) | Command::Suite(_)) => {
+            return Ok(())
+        }
+        Some(Command::Validate(_)) => (
+            "validate",
+            &[
+                "--json",
+                "--csv",
+                "--markdown",
+                "--export",
+                "--plot",
+                "--dump-dir",
+            ],
+            "a node verdict is not a baseline; the verdict goes to --verdict, and \
+             `gpuvet run --baseline NAME` compares runs",
+        ),
+        Some(Command::Stress(_)) => (
+            "stress",
+            &["--json", "--plot"],
+            "it writes its timeline with --json and its charts with --plot",
+        ),
+        Some(Command::Info) => ("info", REPORT, "it has devices, not results"),
+        Some(Command::Aggregate(_)) => (
+            "aggregate",
+            REPORT,
+            "it writes the fleet view (--format, -o, --json, --csv, --markdown)",
+        ),
+        // Its own --json, --csv and --markdown stand in for the global ones (clap fills both).
+        Some(Command::Compare(_)) => (
+            "compare",
+            REPORT,
+            "it writes its own --json, --csv and --markdown; export a run's results for \
+             CI charts with `gpuvet run --export FORMAT:PATH` and gate on `gpuvet compare`",
+        ),
+        Some(Command::List(_)) => ("list", &[], "it writes no report"),
+        Some(Command::Report(_)) => ("report", &[], "it reads a report and writes HTML (-o)"),
+        Some(Command::Completions { .. }) => ("completions", &[], "it writes a script"),
+    };
+    let given = [
+        ("--json", g.json.is_some()),
+        ("--csv", g.csv.is_some()),
+        ("--markdown", g.markdown.is_some()),
+        ("--export", !g.export.is_empty()),
+        ("--baseline", g.baseline.is_some()),
+        ("--save-baseline", g.save_baseline.is_some()),
+        ("--plot", g.plot.is_some()),
+        ("--dump-dir", g.dump_dir.is_some()),
+    ];
+    for (flag, set) in given {
+        if set && !takes.contains(&flag) {
+            bail!("`gpuvet {name}` does not take {flag}: {hint}");
+        }
+    }
+    Ok(())
 }
 
 fn check_numbers(g: &Global) -> Result<()> {

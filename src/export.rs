@@ -27,6 +27,18 @@ pub trait Exporter<T: ?Sized> {
     /// The file's text.
     fn render(&self, value: &T) -> Result<String>;
 
+    /// Why `value` gives a file its consumer would reject (an empty list of benchmarks), or
+    /// `None` when it has something to say. Such a file is never written.
+    fn empty_reason(&self, _value: &T) -> Option<String> {
+        None
+    }
+
+    /// What a reader of the finished file should know that the file cannot say (results left
+    /// out, and why). Said once, when the run ends.
+    fn remarks(&self, _value: &T) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Writes `value` to `target`: a path, or `-` for stdout.
     fn write(&self, target: &str, value: &T) -> Result<()> {
         let text = self.render(value)?;
@@ -59,6 +71,17 @@ impl Exporter<Report> for Format {
     }
 }
 
+impl Format {
+    /// The flag that asks for this format.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Format::Json => "--json",
+            Format::Csv => "--csv",
+            Format::Markdown => "--markdown",
+        }
+    }
+}
+
 /// Where one format goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
@@ -66,75 +89,166 @@ pub enum Target {
     File(PathBuf),
 }
 
-/// The set of exports of one run.
-#[derive(Debug, Default)]
+/// A report format as the run holds it: any [`Exporter`] of reports.
+pub type ReportExporter = Box<dyn Exporter<Report> + Send + Sync>;
+
+/// One requested output: how the user asked for it (`--json out.json`, for messages), its
+/// format, its target.
+struct Sink {
+    label: String,
+    exporter: ReportExporter,
+    target: Target,
+}
+
+/// The report outputs of one run: `--json`, `--csv`, `--markdown` and every `--export`.
+///
+/// Every path is checked when it is added, before anything runs; at most one output takes
+/// stdout. Files are rewritten after every result ([`Exports::write_files`]), so an
+/// interrupted run leaves each file with the results that finished; stdout is written once,
+/// by [`Exports::finish`]. A format that would give its consumer an empty file (no verified
+/// result to chart) is not written until it has something, and `finish` reports it.
+#[derive(Default)]
 pub struct Exports {
-    targets: Vec<(Format, Target)>,
+    sinks: Vec<Sink>,
+}
+
+impl std::fmt::Debug for Exports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.sinks.iter().map(|o| (&o.label, &o.target)))
+            .finish()
+    }
 }
 
 impl Exports {
-    /// Checks every path now: its directory must exist and be writable. `-` means stdout, for at
-    /// most one format.
+    /// The report formats `requests` ask for, each path checked now.
     pub fn open(requests: &[(Format, &str)]) -> Result<Exports> {
-        let mut targets = Vec::new();
-        let mut stdout_taken = false;
+        let mut exports = Exports::default();
         for &(fmt, path) in requests {
-            if path == "-" {
-                if stdout_taken {
-                    bail!("only one output can go to stdout (`-`)");
-                }
-                stdout_taken = true;
-                targets.push((fmt, Target::Stdout));
-                continue;
-            }
-            let p = PathBuf::from(path);
-            if p.is_dir() {
-                bail!("{} is a directory; give a file path", p.display());
-            }
-            let dir = crate::output::parent_dir(&p);
-            // Creating (and dropping) a temp file proves the directory takes new files.
-            tempfile::NamedTempFile::new_in(&dir).with_context(|| {
-                format!(
-                    "cannot write {}: directory {} is not writable or does not exist",
-                    p.display(),
-                    dir.display()
-                )
-            })?;
-            targets.push((fmt, Target::File(p)));
+            exports.add(&format!("{} {path}", fmt.flag()), Box::new(fmt), path)?;
         }
-        Ok(Exports { targets })
+        Ok(exports)
+    }
+
+    /// Adds one output, asked for as `label` (`--json out.json`, `--export github:-`).
+    /// `path` `-` is stdout, which only one output may take (a second is a usage error: two
+    /// documents on one stream parse as neither); a file's directory must exist and take new
+    /// files.
+    pub fn add(&mut self, label: &str, exporter: ReportExporter, path: &str) -> Result<()> {
+        let target = if path == "-" {
+            if let Some(other) = self.sinks.iter().find(|o| o.target == Target::Stdout) {
+                bail!(
+                    "`{}` and `{label}` both ask for stdout; send one of them to a file",
+                    other.label
+                );
+            }
+            Target::Stdout
+        } else {
+            check_path(path)?;
+            Target::File(PathBuf::from(path))
+        };
+        self.sinks.push(Sink {
+            label: label.to_string(),
+            exporter,
+            target,
+        });
+        Ok(())
     }
 
     /// True when a machine-readable format is going to stdout (the table then goes to stderr).
     pub fn uses_stdout(&self) -> bool {
-        self.targets.iter().any(|(_, t)| *t == Target::Stdout)
+        self.sinks.iter().any(|o| o.target == Target::Stdout)
     }
 
-    /// Rewrites every file target from `report`.
+    /// Rewrites every file target that has something to say from `report`.
     pub fn write_files(&self, report: &Report) -> Result<()> {
-        for (fmt, t) in &self.targets {
-            if let Target::File(p) = t {
-                fmt.write(&p.to_string_lossy(), report)?;
+        for o in &self.sinks {
+            if let Target::File(p) = &o.target {
+                if o.exporter.empty_reason(report).is_none() {
+                    o.exporter
+                        .write(&p.to_string_lossy(), report)
+                        .with_context(|| o.label.clone())?;
+                }
             }
         }
         Ok(())
     }
 
-    /// Writes the stdout target, if any (once, at the end). A closed pipe is not an error.
-    pub fn write_stdout(&self, report: &Report) -> Result<()> {
-        for (fmt, t) in &self.targets {
-            if *t == Target::Stdout {
-                fmt.write("-", report)?;
+    /// Writes every file one last time and the stdout target, and says what a reader should
+    /// know (notes on stderr unless `quiet`). Returns what could not be written, one message
+    /// per output naming its flag and path, so that the caller can finish its other work
+    /// (baselines) before failing. An output with nothing its consumer accepts is one of
+    /// them: its file is not written, and an earlier file at that path is removed so that it
+    /// cannot pass for this run's.
+    pub fn finish(&self, report: &Report, quiet: bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        for o in &self.sinks {
+            let path = match &o.target {
+                Target::Stdout => None,
+                Target::File(p) => Some(p),
+            };
+            if let Some(why) = o.exporter.empty_reason(report) {
+                let removed = path.is_some_and(|p| p.is_file() && std::fs::remove_file(p).is_ok());
+                problems.push(format!(
+                    "{}: {why}; nothing written{}",
+                    o.label,
+                    if removed {
+                        " (the earlier file there was removed so that it cannot pass for this run's)"
+                    } else {
+                        ""
+                    }
+                ));
+                continue;
+            }
+            let target = path.map_or("-".to_string(), |p| p.to_string_lossy().into_owned());
+            match o.exporter.write(&target, report) {
+                Ok(()) => {
+                    for r in o.exporter.remarks(report) {
+                        crate::term::notice(quiet, &format!("{}: {r}", o.label));
+                    }
+                }
+                Err(e) => problems.push(format!("{}: {e:#}", o.label)),
             }
         }
-        Ok(())
+        problems
     }
+}
+
+/// Checks that `path` can be written: not a directory, in a directory that exists and takes
+/// new files. The message names the path as the user gave it.
+pub fn check_path(path: &str) -> Result<()> {
+    let p = Path::new(path);
+    if p.is_dir() {
+        bail!("{path} is a directory; give a file path");
+    }
+    let dir = crate::output::parent_dir(p);
+    if !dir.is_dir() {
+        bail!(
+            "cannot write {path}: directory {} does not exist",
+            dir.display()
+        );
+    }
+    // Creating (and dropping) a temp file proves the directory takes new files. Its error
+    // would name the temp file; the user's path is what they need to see.
+    tempfile::NamedTempFile::new_in(&dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write {path}: directory {} does not take new files ({})",
+            dir.display(),
+            e.kind()
+        )
+    })?;
+    Ok(())
 }
 
 pub use crate::output::{readable_by_all, write_atomic};
 
-/// CSV columns: stable, flat, one row per result.
-const CSV_HEADER: [&str; 22] = [
+/// CSV columns, one row per result. The first 26 are the columns gpuvet has always written, in
+/// their order (`device` is the JSON's device index, as in the report); the rest were added
+/// after them, so a reader that goes by position keeps working. Names are the JSON's: a field
+/// of the result as it is named there (`stats.` dropped, as it always was), and a field of a
+/// nested object as `object.field` (`workload.m`, `device.uuid`, `host.hostname`), as
+/// `pandas.json_normalize` names them. docs/json-schema.md lists them all.
+pub const CSV_COLUMNS: [&str; 56] = [
     "id",
     "kind",
     "workload",
@@ -157,52 +271,137 @@ const CSV_HEADER: [&str; 22] = [
     "ci95_high_s",
     "throughput",
     "throughput_unit",
+    "peak_fraction",
+    "bandwidth_bytes_per_s",
+    "cache",
+    "notes",
+    // Added: which device, told apart when several are identical.
+    "device.name",
+    "device.uuid",
+    "device.pci_bus_id",
+    // Added: the rest of the result.
+    "flops",
+    "bytes",
+    "p10_s",
+    "p90_s",
+    "mad_s",
+    "stop_reason",
+    "effective_clock_mhz",
+    "iterations_per_sample",
+    "tolerance",
+    "error",
+    // Added: the workload's parameters (empty where the kind has no such parameter).
+    "workload.m",
+    "workload.n",
+    "workload.k",
+    "workload.b_layout",
+    "workload.batch",
+    "workload.q_heads",
+    "workload.kv_heads",
+    "workload.q_len",
+    "workload.kv_len",
+    "workload.head_dim",
+    "workload.causal",
+    "workload.op",
+    "workload.bytes",
+    // Added: the run, to join CSVs of many nodes.
+    "host.hostname",
+    "started_at",
+    "tool.version",
+    "tool.git_sha",
 ];
+
+/// The workload parameters the CSV has a column for (`workload.<name>`); `kind` and `dtype`
+/// have their own columns.
+pub const CSV_WORKLOAD_PARAMS: [&str; 13] = [
+    "m", "n", "k", "b_layout", "batch", "q_heads", "kv_heads", "q_len", "kv_len", "head_dim",
+    "causal", "op", "bytes",
+];
+
+/// A number as CSV text: `1.5e3` (round-trips exactly), empty when absent.
+fn csv_num(x: Option<f64>) -> String {
+    x.map(|v| format!("{v:e}")).unwrap_or_default()
+}
+
+/// The workload's parameters as the JSON writes them, in [`CSV_WORKLOAD_PARAMS`] order.
+fn workload_cells(r: &ResultRecord) -> Vec<String> {
+    let value = serde_json::to_value(&r.workload).unwrap_or_default();
+    CSV_WORKLOAD_PARAMS
+        .iter()
+        .map(|k| match value.get(*k) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Null) | None => String::new(),
+            Some(other) => other.to_string(),
+        })
+        .collect()
+}
+
+/// One result's row, in [`CSV_COLUMNS`] order.
+fn csv_row(report: &Report, r: &ResultRecord) -> Vec<String> {
+    let device = report.devices.get(r.device.lead());
+    let s = r.stats.as_ref();
+    let stat = |f: fn(&crate::stats::Summary) -> f64| csv_num(s.map(f));
+    let mut row = vec![
+        r.id.clone(),
+        r.workload.kind().to_string(),
+        r.workload.name(),
+        r.backend.name().to_string(),
+        r.device.to_string(),
+        r.implementation.clone(),
+        r.dtype.to_string(),
+        r.compute_dtype.to_string(),
+        format!("{:?}", r.status).to_lowercase(),
+        r.verification.passed.to_string(),
+        r.verification.method.to_string(),
+        format!("{:e}", r.verification.max_rel_error),
+        s.map(|s| s.samples.to_string()).unwrap_or_default(),
+        stat(|s| s.median_s),
+        stat(|s| s.mean_s),
+        stat(|s| s.min_s),
+        stat(|s| s.max_s),
+        stat(|s| s.stddev_s),
+        stat(|s| s.ci95_low_s),
+        stat(|s| s.ci95_high_s),
+        csv_num(r.throughput.as_ref().map(|t| t.value)),
+        r.throughput
+            .as_ref()
+            .map(|t| t.unit.clone())
+            .unwrap_or_default(),
+        csv_num(r.peak_fraction),
+        csv_num(r.bandwidth.as_ref().map(|b| b.value)),
+        r.cache.to_string(),
+        r.notes.join("; "),
+        device.map(|d| d.name.clone()).unwrap_or_default(),
+        device.and_then(|d| d.uuid.clone()).unwrap_or_default(),
+        device
+            .and_then(|d| d.pci_bus_id.clone())
+            .unwrap_or_default(),
+        format!("{:e}", r.flops),
+        r.bytes.to_string(),
+        stat(|s| s.p10_s),
+        stat(|s| s.p90_s),
+        stat(|s| s.mad_s),
+        r.stop_reason.to_string(),
+        csv_num(r.effective_clock_mhz),
+        r.iterations_per_sample.to_string(),
+        format!("{:e}", r.verification.tolerance),
+        r.error.clone().unwrap_or_default(),
+    ];
+    row.extend(workload_cells(r));
+    row.extend([
+        report.host.hostname.clone(),
+        report.started_at.clone(),
+        report.tool.version.clone(),
+        report.tool.git_sha.clone(),
+    ]);
+    row
+}
 
 fn to_csv(report: &Report) -> Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let mut header: Vec<&str> = CSV_HEADER.to_vec();
-    header.extend(["peak_fraction", "bandwidth_bytes_per_s", "cache", "notes"]);
-    w.write_record(&header)?;
+    w.write_record(CSV_COLUMNS)?;
     for r in &report.results {
-        let device = report
-            .devices
-            .get(r.device.lead())
-            .map(|d| d.name.clone())
-            .unwrap_or_default();
-        let f = |x: Option<f64>| x.map(|v| format!("{v:e}")).unwrap_or_default();
-        let s = r.stats.as_ref();
-        w.write_record([
-            r.id.clone(),
-            r.workload.kind().to_string(),
-            r.workload.name(),
-            r.backend.name().to_string(),
-            device,
-            r.implementation.clone(),
-            r.dtype.to_string(),
-            r.compute_dtype.to_string(),
-            format!("{:?}", r.status).to_lowercase(),
-            r.verification.passed.to_string(),
-            r.verification.method.to_string(),
-            format!("{:e}", r.verification.max_rel_error),
-            s.map(|s| s.samples.to_string()).unwrap_or_default(),
-            f(s.map(|s| s.median_s)),
-            f(s.map(|s| s.mean_s)),
-            f(s.map(|s| s.min_s)),
-            f(s.map(|s| s.max_s)),
-            f(s.map(|s| s.stddev_s)),
-            f(s.map(|s| s.ci95_low_s)),
-            f(s.map(|s| s.ci95_high_s)),
-            f(r.throughput.as_ref().map(|t| t.value)),
-            r.throughput
-                .as_ref()
-                .map(|t| t.unit.clone())
-                .unwrap_or_default(),
-            f(r.peak_fraction),
-            f(r.bandwidth.as_ref().map(|b| b.value)),
-            r.cache.to_string(),
-            r.notes.join("; "),
-        ])?;
+        w.write_record(csv_row(report, r))?;
     }
     Ok(String::from_utf8(w.into_inner()?)?)
 }

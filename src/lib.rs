@@ -11,6 +11,7 @@
 //! | how fast | [`measure`], [`stats`] | warm-up, batching, stopping rule, statistics |
 //! | the record | [`report`], [`env`] | one struct every output reads |
 //! | output | [`export`], [`output`], [`term`] | one `Exporter` per file format, stdout vs stderr and atomic files, terminal tables |
+//! | fleet formats | [`prometheus`], [`junit`], [`price`] | node-exporter textfile metrics, JUnit XML for CI reporters, price-performance |
 //! | orchestration | [`plan`], [`runner`] | workloads → validated plan → results |
 //! | commands | [`cli`], [`commands`] | clap flags → domain options → one workflow module per command |
 //! | comparisons | [`compare`] | baselines, bootstrap verdicts, CI exports |
@@ -28,12 +29,15 @@ pub mod export;
 pub mod gpudb;
 pub mod html;
 pub mod inputs;
+pub mod junit;
 pub mod label;
 pub mod measure;
 pub mod npy;
 pub mod output;
 pub mod plan;
 pub mod plot;
+pub mod price;
+pub mod prometheus;
 pub mod report;
 pub mod runner;
 pub mod stats;

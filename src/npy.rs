@@ -3,9 +3,7 @@
 //! Reads `.npy` files (the inputs and expected outputs of user kernels): little-endian
 //! numbers in C order, format 1.0 to 3.0.
 
-use crate::export::readable_by_all;
 use crate::tensor::{Data, Tensor};
-use std::io::Write;
 use std::path::Path;
 
 /// Writes `t` to `path` atomically.
@@ -42,15 +40,9 @@ pub fn write(t: &Tensor, path: &Path) -> std::io::Result<()> {
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
     header.push('\n');
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    readable_by_all(tmp.as_file())?;
-    tmp.write_all(b"\x93NUMPY\x01\x00")?;
-    tmp.write_all(&(header.len() as u16).to_le_bytes())?;
-    tmp.write_all(header.as_bytes())?;
-    tmp.write_all(bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    let magic: &[u8] = b"\x93NUMPY\x01\x00";
+    let header_len = (header.len() as u16).to_le_bytes();
+    crate::output::write_atomic_parts(path, &[magic, &header_len, header.as_bytes(), bytes])
 }
 
 /// The element kind of an array read from a `.npy` file.

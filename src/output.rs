@@ -86,7 +86,26 @@ pub fn parent_dir(p: &Path) -> PathBuf {
 /// reader sees the old file or the new one, never half of one. An existing file keeps its
 /// permissions; a new one gets 0644 (results are meant to be shared, like any file the user's
 /// shell would create; temp files start at 0600).
+///
+/// Errors carry their kind and the OS's words without the temp file's name (the caller names
+/// `path`, the file the user asked for).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_parts(path, &[bytes])
+}
+
+/// [`write_atomic`] of the concatenation of `parts`, without making it (a header and a large
+/// tensor, written as they are).
+pub fn write_atomic_parts(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    replace_via_temp(path, parts).map_err(|e| {
+        let words = match e.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code).to_string(),
+            None => e.kind().to_string(),
+        };
+        io::Error::new(e.kind(), words)
+    })
+}
+
+fn replace_via_temp(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".gpuvet-tmp-")
         .tempfile_in(parent_dir(path))?;
@@ -94,7 +113,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         Ok(m) if m.is_file() => tmp.as_file().set_permissions(m.permissions())?,
         _ => readable_by_all(tmp.as_file())?,
     }
-    tmp.write_all(bytes)?;
+    for part in parts {
+        tmp.write_all(part)?;
+    }
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())

@@ -161,12 +161,20 @@ pub struct PlanEntry {
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub entries: Vec<PlanEntry>,
-    /// Workloads left out because a device cannot run them (quick suites only).
+    /// Workloads left out because a device cannot run them (quick suites only), and
+    /// repeats planned once.
     pub skipped: Vec<String>,
 }
 
 /// Builds a plan. With `skip_unsupported` (suites), workloads a device has no implementation
 /// for are listed in `skipped`; otherwise that is an error.
+///
+/// A workload or implementation asked for twice (`--shape 128x128x128,128x128x128`,
+/// `--impl gemm,gemm`) is planned once, and `skipped` says so. Two results with one id would
+/// be indistinguishable to everything that reads them (comparisons match on the id, CI
+/// charts name series by it); measuring the same thing twice tells nothing more samples would
+/// not. Lists that overlap are common (shapes gathered from several layers of a model), so
+/// this is a note, not an error.
 pub fn build(
     workloads: &[Workload],
     backends: &[Box<dyn Backend>],
@@ -190,7 +198,8 @@ pub fn build_without(
 ) -> Result<Plan> {
     let mut plan = Plan::default();
     let host = HostMemoryCheck::from_env()?;
-    for w in workloads {
+    let workloads = unique_workloads(workloads, &mut plan.skipped);
+    for w in &workloads {
         w.validate()?;
         let usable = backends
             .iter()
@@ -252,7 +261,7 @@ pub fn build_without(
             };
             let sets = buffer_sets(w, b.as_ref(), hot);
             let notes = check_memory(w, b.as_ref(), sets, host)?;
-            for imp in chosen {
+            for imp in unique_names(chosen, &w.name(), &mut plan.skipped) {
                 plan.entries.push(PlanEntry {
                     workload: w.clone(),
                     placement: Placement::one(di),
@@ -277,6 +286,46 @@ fn default_choice(avail: &[crate::backend::ImplInfo]) -> Vec<String> {
         v.push(own.name.clone());
     }
     v
+}
+
+/// `workloads` with repeats (same id) removed, first occurrence kept; each repeat noted.
+fn unique_workloads(workloads: &[Workload], notes: &mut Vec<String>) -> Vec<Workload> {
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    let mut out = Vec::new();
+    for w in workloads {
+        let count = seen.entry(w.name()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            out.push(w.clone());
+        }
+    }
+    for w in &out {
+        let n = seen[&w.name()];
+        if n > 1 {
+            notes.push(format!(
+                "{} was asked for {n} times; measured once (one id, one result)",
+                w.name()
+            ));
+        }
+    }
+    out
+}
+
+/// `names` with repeats removed, first occurrence kept; each repeat noted.
+fn unique_names(names: Vec<String>, workload: &str, notes: &mut Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        if out.contains(&n) {
+            let note =
+                format!("{workload}/{n}: implementation `{n}` was asked for twice; measured once");
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        } else {
+            out.push(n);
+        }
+    }
+    out
 }
 
 /// Buffer sets so that the rotated working set is a few times the last-level cache.

@@ -48,6 +48,10 @@ pub struct RunConfig {
     /// Hash of the kernel sources and compile options in use (GPU runs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_hash: Option<String>,
+    /// The price per device-hour the run was given (`--price-per-hour`, `--price-file`); each
+    /// result's `price_performance` derives from it. Absent when no price was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<crate::price::PriceInfo>,
 }
 
 /// The backend a run's devices were on, as `config.backend` (and a verdict's `backend`) records
@@ -176,6 +180,10 @@ pub struct ResultRecord {
     /// build hashes, launch and registers, so a comparison can say when the kernel changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<crate::workload::kernel::KernelRecord>,
+    /// What a dollar buys at this throughput, where the run was given a price for the device
+    /// (`config.price`): TFLOP-hours (TOP-hours, TB-hours) per USD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_performance: Option<crate::price::PricePerformance>,
 }
 
 /// A rate with its unit (`FLOP/s`, `OP/s`, `B/s`).
@@ -221,13 +229,26 @@ impl ResultRecord {
 }
 
 impl Report {
-    /// Appends a result, with its share of its device's peak filled in where the peak is known.
+    /// Appends a result, with its share of its device's peak filled in where the peak is known
+    /// and its price-performance where the run was given a price for the device.
     pub fn push(&mut self, mut r: ResultRecord) {
+        let lead = r.device.lead();
         r.peak_fraction = self
             .devices
-            .get(r.device.lead())
+            .get(lead)
             .and_then(|d| d.peaks.as_ref())
             .and_then(|p| r.peak_share(p));
+        // A result placed on several devices uses all of them: it is priced at their sum.
+        let usd = self.config.price.as_ref().and_then(|p| {
+            r.device
+                .devices()
+                .iter()
+                .map(|&i| p.of_device(i))
+                .sum::<Option<f64>>()
+        });
+        r.price_performance = r.throughput.as_ref().zip(usd).map(|(t, usd)| {
+            crate::price::PricePerformance::of(t.value, &t.unit, r.workload.metric(), usd)
+        });
         self.results.push(r);
     }
 

@@ -79,6 +79,7 @@ pub fn new_report(backends: &[Box<dyn Backend>], s: &Settings) -> Report {
             hot: s.hot,
             threads: s.threads,
             kernel_hash,
+            price: None,
         },
         started_at,
         complete: false,
@@ -201,6 +202,7 @@ fn new_record(entry: &PlanEntry, lead: &dyn Backend) -> ResultRecord {
         error: None,
         notes: entry.notes.clone(),
         kernel: None,
+        price_performance: None,
     }
 }
 

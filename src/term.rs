@@ -63,7 +63,9 @@ pub fn results_table(report: &Report, color: bool) -> String {
     } else {
         t.force_no_tty();
     }
-    t.set_header(vec![
+    // Price-performance, when the run was given a price: after "% peak".
+    let priced = report.config.price.is_some();
+    let mut header = vec![
         "workload",
         "device / impl",
         "dtype (compute)",
@@ -72,7 +74,11 @@ pub fn results_table(report: &Report, color: bool) -> String {
         "median",
         "noise",
         "verified",
-    ]);
+    ];
+    if priced {
+        header.insert(5, "per USD");
+    }
+    t.set_header(header);
     for r in &report.results {
         let dev = report
             .devices
@@ -87,7 +93,7 @@ pub fn results_table(report: &Report, color: bool) -> String {
         } else {
             Cell::new(verified).fg(Color::Red)
         };
-        t.add_row(vec![
+        let mut row = vec![
             Cell::new(r.workload.name()),
             Cell::new(format!("{dev} / {}", r.implementation)),
             Cell::new(dtype_text(r)),
@@ -107,7 +113,16 @@ pub fn results_table(report: &Report, color: bool) -> String {
             .set_alignment(CellAlignment::Right),
             Cell::new(noise_text(r)).set_alignment(CellAlignment::Right),
             vcell,
-        ]);
+        ];
+        if priced {
+            let per_usd = r.price_performance.as_ref().map_or("—".into(), |p| {
+                // Three significant figures: 317 TFLOP-h/USD on a GPU, 0.0823 on a CPU.
+                let digits = (2 - p.value.abs().max(1e-9).log10().floor() as i32).clamp(0, 6);
+                format!("{:.*} {}", digits as usize, p.value, p.unit)
+            });
+            row.insert(5, Cell::new(per_usd).set_alignment(CellAlignment::Right));
+        }
+        t.add_row(row);
     }
     let mut s = t.to_string();
     s.push('\n');

@@ -229,6 +229,8 @@ fn directory_is_read_and_exit_code_says_drain() {
         format: FleetFormat::Markdown,
         output: Some(out.clone()),
         outlier_pct: 10.0,
+        price: None,
+        also: Vec::new(),
     };
     assert_eq!(run_aggregate(&args, false).unwrap(), 1);
     assert!(std::fs::read_to_string(&out).unwrap().contains("node-c"));
@@ -243,6 +245,8 @@ fn directory_is_read_and_exit_code_says_drain() {
         format: FleetFormat::Json,
         output: Some(dir2.path().join("fleet.json")),
         outlier_pct: 10.0,
+        price: None,
+        also: Vec::new(),
     };
     assert_eq!(run_aggregate(&args, false).unwrap(), 0);
 }
@@ -337,4 +341,61 @@ fn aggregate_command_exit_codes() {
     let bad = run(&[dir.path().as_os_str()]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("zz-broken.json"));
+}
+
+#[test]
+fn prices_give_the_cost_of_the_nodes_to_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fleet(dir.path(), &fleet());
+    let prices = dir.path().join("prices.toml");
+    std::fs::write(&prices, "[price]\nh100-sxm = 2.5\na100-sxm-80gb = 1.5\n").unwrap();
+    // The fleet view goes elsewhere: a *.json in the verdict directory would be read next time.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = elsewhere.path().join("fleet.json");
+    let run = |args: &[&std::ffi::OsStr]| {
+        assert_cmd::Command::cargo_bin("gpuvet")
+            .unwrap()
+            .env("NO_COLOR", "1")
+            .arg("aggregate")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // prices.toml sits in the verdict directory: it is not a *.json, so it is not read there.
+    let json = run(&[
+        "--format".as_ref(),
+        "json".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--price-file".as_ref(),
+        prices.as_os_str(),
+    ]);
+    assert_eq!(
+        json.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&json.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let lost = &v["lost_capacity"];
+    // node-c (4 H100 at $2.5) is drained; the fleet is 16 H100 and 2 A100 at $1.5.
+    assert_eq!(lost["gpus"], 4);
+    assert_eq!(lost["usd_per_hour"], 10.0);
+    assert_eq!(lost["usd_per_day"], 240.0);
+    assert_eq!(lost["usd_per_month"], 7300.0);
+    assert_eq!(lost["fleet_usd_per_hour"], 43.0);
+    assert_eq!(lost["nodes"][0]["host"], "node-c");
+    assert!((lost["lost_share"].as_f64().unwrap() - 10.0 / 43.0).abs() < 1e-12);
+    // A flat price prices every GPU; the table says what is lost.
+    let table = run(&["--price-per-hour".as_ref(), "2".as_ref()]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("capacity lost on the nodes to drain: $8.00/h"),
+        "{text}"
+    );
+    // Without prices there is no cost in the JSON.
+    let plain = run(&["--format".as_ref(), "json".as_ref()]);
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("lost_capacity"));
 }

@@ -168,7 +168,9 @@ fn bad_export_path_fails_before_running() {
         ))
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("not writable or does not exist"));
+        .stderr(predicate::str::contains(
+            "cannot write /nonexistent-dir/x/report.json: directory /nonexistent-dir/x does not exist",
+        ));
 }
 
 #[test]

@@ -592,16 +592,31 @@ fn bencher_export_has_the_metric_format_shape() {
     let v = exported("bencher", "bmf.json");
     let obj = v.as_object().expect("an object");
     assert_eq!(obj.len(), 6);
+    let report = new_report();
     for (name, measures) in obj {
-        let m = &measures["throughput"];
-        let (lo, val, hi) = (
-            m["lower_value"].as_f64().unwrap(),
-            m["value"].as_f64().unwrap(),
-            m["upper_value"].as_f64().unwrap(),
-        );
+        let r = report.results.iter().find(|r| &r.id == name).unwrap();
+        // The throughput under the measure of its own unit, the median time under `latency`.
+        let slug = match r.throughput.as_ref().unwrap().unit.as_str() {
+            "FLOP/s" => "flops",
+            "OP/s" => "ops",
+            _ => "bandwidth",
+        };
+        assert_eq!(measures.as_object().unwrap().len(), 2, "{name}");
+        for measure in [slug, "latency"] {
+            let m = &measures[measure];
+            let (lo, val, hi) = (
+                m["lower_value"].as_f64().unwrap(),
+                m["value"].as_f64().unwrap(),
+                m["upper_value"].as_f64().unwrap(),
+            );
+            assert!(
+                lo <= val && val <= hi && lo > 0.0,
+                "{name} {measure}: {lo} {val} {hi}"
+            );
+        }
+        let median_ns = r.stats.as_ref().unwrap().median_s * 1e9;
         assert!(
-            lo <= val && val <= hi && lo > 0.0,
-            "{name}: {lo} {val} {hi}"
+            (measures["latency"]["value"].as_f64().unwrap() - median_ns).abs() < 1e-6 * median_ns
         );
     }
     assert!(!obj.keys().any(|k| k.contains("fp8")));

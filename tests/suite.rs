@@ -58,6 +58,7 @@ fn report(peaks: Option<Peaks>) -> Report {
             hot: false,
             threads: 0,
             kernel_hash: None,
+            price: None,
         },
         started_at: "2026-01-01T00:00:00Z".into(),
         complete: true,
@@ -106,6 +107,7 @@ fn record(w: &Workload, imp: &str, t: f64, passed: bool) -> ResultRecord {
         error: None,
         notes: vec![],
         kernel: None,
+        price_performance: None,
     }
 }
 

@@ -125,6 +125,7 @@ fn record(device: usize, w: &Workload, value: f64) -> ResultRecord {
         error: None,
         notes: vec![],
         kernel: None,
+        price_performance: None,
     }
 }
 
@@ -172,6 +173,7 @@ fn report_of(devices: Vec<DeviceInfo>, sku: &str, scale: impl Fn(usize) -> f64) 
             hot: false,
             threads: 0,
             kernel_hash: None,
+            price: None,
         },
         started_at: "2026-11-28T20:00:00Z".into(),
         complete: true,

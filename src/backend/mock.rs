@@ -3,7 +3,8 @@
 //! Outputs are computed exactly (from the f64 references), so verification passes; times are
 //! derived from the workload's FLOPs and bytes with a small deterministic wobble, so a whole run
 //! gives the same report every time. Setting `GPUVET_MOCK_FAULT` to part of a workload name
-//! corrupts one element of that workload's output, to exercise the failure path;
+//! corrupts one element of that workload's output, to exercise the failure path, and
+//! `GPUVET_MOCK_DEVICES=N` opens N identical mock GPUs (a node of eight, say);
 //! [`MockBackend::with_device_fault`] (at preparation) and [`MockBackend::with_device_fault_after`]
 //! (mid-run) make a workload fault the device as an illegal address does on a GPU, to exercise
 //! the device-lost path. User kernels (`user`: registered implementations and free-form
@@ -96,6 +97,16 @@ impl MockBackend {
             lost: AtomicBool::new(false),
             user_kernels: Vec::new(),
         }
+    }
+
+    /// Device `index` of a node of identical mock GPUs: same name, its own index, UUID and
+    /// PCI bus id (what tells eight identical GPUs apart).
+    pub fn numbered(index: usize) -> Self {
+        let mut m = Self::new();
+        m.info.index = index;
+        m.info.uuid = Some(format!("GPU-00000000-0000-0000-0000-{index:012x}"));
+        m.info.pci_bus_id = Some(format!("00000000:{index:02x}:00.0"));
+        m
     }
 
     /// A mock whose fake clock is taken to feel its 1 MiB "L2", so that results whose rotated

@@ -557,6 +557,19 @@ pub struct Opened {
 }
 
 /// Opens the backends for `choice`. `threads` is the CPU thread count (0 = all).
+/// How many mock GPUs `--backend mock` opens: `GPUVET_MOCK_DEVICES` (1 to 64), else 1.
+fn mock_devices() -> Result<usize> {
+    match std::env::var("GPUVET_MOCK_DEVICES") {
+        Err(_) => Ok(1),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n @ 1..=64) => Ok(n),
+            _ => Err(crate::Error::invalid(format!(
+                "GPUVET_MOCK_DEVICES={v}: expected a number of devices from 1 to 64"
+            ))),
+        },
+    }
+}
+
 pub fn open(choice: BackendChoice, threads: usize) -> Result<Opened> {
     let cpu = || -> Result<Vec<Box<dyn Backend>>> {
         Ok(vec![
@@ -569,7 +582,9 @@ pub fn open(choice: BackendChoice, threads: usize) -> Result<Opened> {
             notice: None,
         }),
         BackendChoice::Mock => Ok(Opened {
-            backends: vec![Box::new(mock::MockBackend::new())],
+            backends: (0..mock_devices()?)
+                .map(|i| Box::new(mock::MockBackend::numbered(i)) as Box<dyn Backend>)
+                .collect(),
             notice: None,
         }),
         BackendChoice::Cuda => {

@@ -24,9 +24,8 @@ pub fn info(opts: &Options) -> Result<i32> {
     Output::new(exports.uses_stdout())
         .human(&text)
         .context("writing to stdout")?;
-    exports.write_files(&report)?;
-    exports.write_stdout(&report)?;
-    Ok(0)
+    let unwritten = exports.finish(&report, opts.quiet);
+    Ok(super::run::fail_unwritten(0, &unwritten))
 }
 
 fn host_text(report: &Report) -> String {

@@ -48,10 +48,19 @@ pub struct Options {
     pub plot: Option<PathBuf>,
     /// CI exports as `FORMAT:PATH`.
     pub export: Vec<String>,
+    /// Prometheus textfile target: a path, or `-` for stdout.
+    pub prometheus: Option<String>,
+    /// JUnit XML target: a path, or `-` for stdout.
+    pub junit: Option<String>,
+    /// `--price-per-hour`: USD per device-hour for every device.
+    pub price_per_hour: Option<f64>,
+    /// `--price-file`: prices per SKU.
+    pub price_file: Option<PathBuf>,
 }
 
 impl Options {
-    /// Opens the report targets now, so a bad path fails before anything runs.
+    /// Opens every report output now (`--json`, `--csv`, `--markdown`, each `--export`), so
+    /// that a bad path, an unknown format or two outputs on stdout fail before anything runs.
     pub fn open_exports(&self) -> Result<Exports> {
         let mut req = Vec::new();
         for (fmt, p) in [
@@ -63,7 +72,12 @@ impl Options {
                 req.push((fmt, p.as_str()));
             }
         }
-        Exports::open(&req)
+        let mut exports = Exports::open(&req)?;
+        for spec in &self.export {
+            let (format, path) = crate::compare::export::parse_spec(spec)?;
+            exports.add(&format!("--export {spec}"), Box::new(format), &path)?;
+        }
+        Ok(exports)
     }
 
     /// The runner's settings for `command` on devices of the `backend` kind (what the choice
@@ -81,6 +95,26 @@ impl Options {
             backend: backend.into(),
             fixed_environment: self.backend == BackendChoice::Mock,
         }
+    }
+
+    /// The prices asked for (`--price-per-hour` or `--price-file`), checked; `None` when
+    /// neither was given.
+    pub fn price_table(&self) -> Result<Option<crate::price::PriceTable>> {
+        Ok(match (self.price_per_hour, &self.price_file) {
+            (Some(usd), _) => Some(crate::price::PriceTable::flat(usd)?),
+            (None, Some(p)) => Some(crate::price::PriceTable::load(p)?),
+            (None, None) => None,
+        })
+    }
+
+    /// Checks the Prometheus and JUnit targets beside `exports` and `others` (further machine
+    /// outputs of the command): at most one of them all may take stdout, and a file's directory
+    /// must take files. Returns whether one of `--prometheus`, `--junit` or `others` takes
+    /// stdout.
+    pub fn check_fleet_targets(&self, exports: &Exports, others: &[Option<&str>]) -> Result<bool> {
+        let mut targets = vec![self.prometheus.as_deref(), self.junit.as_deref()];
+        targets.extend_from_slice(others);
+        check_extra_targets(exports, &targets)
     }
 
     /// A notice on stderr unless `--quiet`.
@@ -139,15 +173,23 @@ pub fn plot_stress(opts: &Options, report: &crate::stress::StressReport) -> Resu
 /// only one output may take stdout, and a file's directory must take files. Returns whether
 /// it goes to stdout.
 pub fn check_extra_target(exports: &Exports, target: Option<&str>) -> Result<bool> {
-    match target {
-        Some("-") if exports.uses_stdout() => {
-            anyhow::bail!("only one output can go to stdout (`-`)")
+    check_extra_targets(exports, &[target])
+}
+
+/// [`check_extra_target`] for several targets at once: one stdout among them and `exports`.
+pub fn check_extra_targets(exports: &Exports, targets: &[Option<&str>]) -> Result<bool> {
+    let mut stdout = exports.uses_stdout();
+    let mut any = false;
+    for t in targets.iter().flatten() {
+        if *t == "-" {
+            if stdout {
+                anyhow::bail!("only one output can go to stdout (`-`)");
+            }
+            stdout = true;
+            any = true;
+        } else {
+            Exports::open(&[(Format::Json, t)])?;
         }
-        Some("-") => Ok(true),
-        Some(p) => {
-            Exports::open(&[(Format::Json, p)])?;
-            Ok(false)
-        }
-        None => Ok(false),
     }
+    Ok(any)
 }

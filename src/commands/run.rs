@@ -41,6 +41,8 @@ pub struct Outcome {
 /// Runs `req` and writes every requested output.
 pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     let exports = opts.open_exports()?;
+    let extra_stdout = opts.check_fleet_targets(&exports, &[])?;
+    let price = opts.price_table()?;
     let baseline_dir = check_baseline_flags(opts)?;
     let mut opened = backend::open(opts.backend, opts.threads)?;
     if let Some(n) = &opened.notice {
@@ -69,6 +71,7 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     let settings = opts.settings(&req.command, opened.backends[0].kind());
     let stop = stop_on_ctrlc();
     let mut report = runner::new_report(&opened.backends, &settings);
+    report.config.price = price.map(|p| p.for_devices(&report.devices));
     runner::execute(
         &plan,
         &opened.backends,
@@ -78,33 +81,50 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
         &stop,
     )?;
 
-    let output = Output::new(exports.uses_stdout());
+    let output = Output::new(exports.uses_stdout() || extra_stdout);
     let color = output.human_color();
     output
         .human(&crate::term::results_table(&report, color))
         .context("writing to stdout")?;
-    exports.write_stdout(&report)?;
+    // Every output's last write (stdout's only one); what could not be written fails the run
+    // after the baselines, which do not depend on it.
+    let mut unwritten = exports.finish(&report, opts.quiet);
+    if let Some(target) = &opts.prometheus {
+        if let Err(e) = crate::prometheus::Prometheus.write(target, &report) {
+            unwritten.push(format!("--prometheus {target}: {e:#}"));
+        }
+    }
     if let Some(dir) = &opts.plot {
         write_plots(opts, dir, || {
             crate::plot::write_plots(&report, dir, req.axis.as_deref())
         })?;
     }
-    if stop.load(Ordering::Relaxed) {
+    let code = if stop.load(Ordering::Relaxed) {
         crate::term::warn(
             "interrupted: the files hold the results that finished (no baseline saved)",
         );
-        return Ok(Outcome {
-            code: 130,
-            report,
-            output,
-        });
-    }
-    let code = exit_code(&report).max(after_run(opts, &report, &baseline_dir, output)?);
+        130
+    } else {
+        exit_code(&report).max(after_run(opts, &report, &baseline_dir, output)?)
+    };
     Ok(Outcome {
-        code,
+        code: fail_unwritten(code, &unwritten),
         report,
         output,
     })
+}
+
+/// Says what could not be written, one error line each, and makes sure the exit status says
+/// so too: a run that was otherwise fine exits 2; one that already failed keeps its status.
+pub fn fail_unwritten(code: i32, unwritten: &[String]) -> i32 {
+    for u in unwritten {
+        crate::term::error(u);
+    }
+    if unwritten.is_empty() || code != 0 {
+        code
+    } else {
+        2
+    }
 }
 
 /// `suite llm`: the measured layers, then the token-rate estimate (text, and JSON where asked).
@@ -113,7 +133,8 @@ pub fn suite_llm(
     suite: &crate::suite::SuiteArgs,
     estimate_json: Option<&str>,
 ) -> Result<i32> {
-    let estimate_to_stdout = super::check_extra_target(&opts.open_exports()?, estimate_json)?;
+    let estimate_to_stdout = opts.check_fleet_targets(&opts.open_exports()?, &[estimate_json])?
+        && estimate_json == Some("-");
     let req = MeasureRequest {
         workloads: Some(crate::suite::suite_workloads(suite)?),
         command: "suite llm".into(),
@@ -130,14 +151,12 @@ pub fn suite_llm(
     Ok(out.code)
 }
 
-/// Checks baseline names and export specs before anything runs; returns the baseline directory.
+/// Checks baseline names before anything runs (export specs were checked when the exports
+/// were opened); returns the baseline directory.
 fn check_baseline_flags(opts: &Options) -> Result<PathBuf> {
     use crate::compare;
     for name in opts.baseline.iter().chain(opts.save_baseline.iter()) {
         compare::baseline::validate_name(name)?;
-    }
-    for spec in &opts.export {
-        compare::export::parse_spec(spec)?;
     }
     let dir = opts
         .baseline_dir
@@ -150,13 +169,10 @@ fn check_baseline_flags(opts: &Options) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Exports for CI tools, the baseline comparison, and saving the baseline. Returns 1 on a
-/// confirmed regression, else 0.
+/// The baseline comparison and saving the baseline. Returns 1 on a confirmed regression,
+/// else 0.
 fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Result<i32> {
     use crate::compare;
-    for spec in &opts.export {
-        compare::export(report, spec)?;
-    }
     let mut code = 0;
     if let Some(name) = &opts.baseline {
         let cmp_opts = compare::CompareOptions {
@@ -166,6 +182,11 @@ fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Res
         let cmp = compare::compare_to_baseline(report, name, dir, &cmp_opts)?;
         let table = compare::render_table(&cmp, compare::FailOn::Regression, output.human_color());
         output.human(&table).context("writing to stdout")?;
+        if let Some(target) = &opts.junit {
+            crate::junit::JunitCompare(compare::FailOn::Regression)
+                .write(target, &cmp)
+                .with_context(|| format!("writing JUnit XML to {target}"))?;
+        }
         code = cmp.exit_code(compare::FailOn::Regression);
     }
     if let Some(name) = &opts.save_baseline {

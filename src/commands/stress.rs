@@ -24,10 +24,12 @@ pub struct StressOptions {
 }
 
 pub fn stress(opts: &Options, a: &StressOptions) -> Result<i32> {
-    let exports = opts.open_exports()?;
-    if exports.uses_stdout() && opts.json.as_deref() != Some("-") {
-        bail!("stress writes JSON only (--json PATH|-)");
+    // A stress run is a timeline, not a table of results: never ignore a format asked for.
+    if opts.csv.is_some() || opts.markdown.is_some() || !opts.export.is_empty() {
+        bail!("stress writes JSON only (--json PATH|-) and charts (--plot DIR)");
     }
+    let exports = opts.open_exports()?;
+    let prometheus_stdout = opts.check_fleet_targets(&exports, &[])?;
     if !a.check_interval.is_finite() || a.check_interval <= 0.0 {
         bail!("--check-interval must be a positive number of seconds");
     }
@@ -54,12 +56,25 @@ pub fn stress(opts: &Options, a: &StressOptions) -> Result<i32> {
             humantime::format_duration(a.duration)
         );
     }
+    let devices: Vec<crate::backend::DeviceInfo> =
+        backends.iter().map(|b| b.device().clone()).collect();
     let report = crate::stress::run(backends, &cfg, &stop)?;
-    Output::new(opts.json.as_deref() == Some("-"))
+    Output::new(opts.json.as_deref() == Some("-") || prometheus_stdout)
         .human(&summary(&report))
         .context("writing to stdout")?;
     if let Some(target) = opts.json.as_deref() {
         crate::export::PrettyJson.write(target, &report)?;
+    }
+    if let Some(target) = &opts.prometheus {
+        let host = crate::env::HostInfo::capture().hostname;
+        let run = crate::prometheus::StressRun {
+            report: &report,
+            host: &host,
+            devices: &devices,
+        };
+        crate::prometheus::Prometheus
+            .write(target, &run)
+            .with_context(|| format!("writing Prometheus metrics to {target}"))?;
     }
     plot_stress(opts, &report)?;
     if report.interrupted {

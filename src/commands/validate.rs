@@ -27,7 +27,8 @@ pub struct ValidateOptions {
 
 pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     let exports = opts.open_exports()?;
-    let verdict_to_stdout = super::check_extra_target(&exports, a.verdict.as_deref())?;
+    let extra_stdout = opts.check_fleet_targets(&exports, &[a.verdict.as_deref()])?;
+    let price = opts.price_table()?;
     let backends = open(opts, a.allow_cpu)?;
     let workloads = suite_of(&backends, a.judge.is_quick());
     // Verdicts rest on the vendor libraries, never on gpuvet's own kernels under development.
@@ -41,6 +42,7 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     let settings = soak_settings(opts, backends[0].kind(), &plan, backends.len(), soak);
     let stop = stop_on_ctrlc();
     let mut report = runner::new_report(&backends, &settings);
+    report.config.price = price.map(|p| p.for_devices(&report.devices));
     if !opts.quiet {
         eprintln!(
             "validating {} device(s): {} results each{}",
@@ -73,8 +75,9 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         _ => (JudgeInputs::default(), backends),
     };
     if stop.load(Ordering::Relaxed) {
-        crate::term::warn("interrupted: no verdict");
-        return Ok(130);
+        crate::term::warn("interrupted: no verdict; the files hold the results that finished");
+        let unwritten = exports.finish(&report, opts.quiet);
+        return Ok(super::run::fail_unwritten(130, &unwritten));
     }
     // ECC counters, remapped rows and the PCIe link are judged as they are after the load.
     inputs.state_after = backends
@@ -83,15 +86,42 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         .filter_map(|(i, b)| b.current_state().map(|d| (i, d)))
         .collect();
     let verdict = crate::validate::judge_with(&report, &a.judge, &inputs);
-    let output = Output::new(verdict_to_stdout || exports.uses_stdout());
+    let output = Output::new(extra_stdout || exports.uses_stdout());
     show(output, &report, &verdict)?;
-    exports.write_stdout(&report)?;
+    let mut unwritten = exports.finish(&report, opts.quiet);
     if let Some(target) = a.verdict.as_deref() {
         PrettyJson
             .write(target, &verdict)
             .with_context(|| format!("writing the verdict to {target}"))?;
     }
-    Ok(verdict.exit_code)
+    if let Err(e) = write_fleet_formats(opts, a, &report, &verdict) {
+        unwritten.push(format!("{e:#}"));
+    }
+    Ok(super::run::fail_unwritten(verdict.exit_code, &unwritten))
+}
+
+/// `--prometheus` (measurements and verdicts) and `--junit` (a testcase per check per GPU).
+fn write_fleet_formats(
+    opts: &Options,
+    a: &ValidateOptions,
+    report: &Report,
+    verdict: &crate::validate::NodeVerdict,
+) -> Result<()> {
+    if let Some(target) = &opts.prometheus {
+        let run = crate::prometheus::ValidateRun { report, verdict };
+        crate::prometheus::Prometheus
+            .write(target, &run)
+            .with_context(|| format!("writing Prometheus metrics to {target}"))?;
+    }
+    if let Some(target) = &opts.junit {
+        let junit = crate::junit::JunitValidate {
+            fail_on_warn: a.judge.fail_on_warn,
+        };
+        junit
+            .write(target, verdict)
+            .with_context(|| format!("writing JUnit XML to {target}"))?;
+    }
+    Ok(())
 }
 
 /// validate judges NVIDIA GPUs; the CPU and mock backends only with `allow_cpu` (testing).

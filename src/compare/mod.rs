@@ -20,7 +20,7 @@ pub use baseline::{
     compare_to_baseline, default_baseline_dir, list_baselines, load_baseline, save_baseline,
 };
 pub use export::export;
-pub use render::{render_json, render_markdown, render_table};
+pub use render::{render_csv, render_json, render_markdown, render_table};
 pub use verdict::{classify, ratio_of_medians_ci, RatioCi, Verdict};
 
 use crate::report::{Report, ResultRecord, Status};
@@ -73,6 +73,10 @@ pub struct CompareRequest {
     pub markdown: Option<String>,
     /// JSON target: a path, or `-` for stdout.
     pub json: Option<String>,
+    /// JUnit XML target (a testcase per compared result): a path, or `-` for stdout.
+    pub junit: Option<String>,
+    /// CSV target (one row per result): a path, or `-` for stdout.
+    pub csv: Option<String>,
 }
 
 /// How two reports are compared.
@@ -151,8 +155,9 @@ pub struct ResultComparison {
     pub new_samples: usize,
     /// NEW/OLD ratio of medians of `quantity` with its interval (above 1: NEW is slower).
     pub ratio: Option<RatioCi>,
-    /// Why there is no number, or what else to know (clock unknown, device changed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Why there is no number, or what else to know (clock unknown, device changed); `null`
+    /// when there is nothing to add (always present, as documented).
+    #[serde(default)]
     pub detail: Option<String>,
 }
 
@@ -700,26 +705,28 @@ pub fn environment_diff(old: &Report, new: &Report) -> Vec<EnvDiff> {
     out
 }
 
-/// `gpuvet compare OLD NEW`: loads both reports, prints the table, writes the requested
-/// files, and returns the exit status (1 when anything fails under `--fail-on`, else 0).
+/// `gpuvet compare OLD NEW`: checks the output paths, loads both reports, prints the table,
+/// writes the requested files, and returns the exit status (1 when anything fails under
+/// `--fail-on`, else 0).
 ///
 /// A malformed or truncated report is `crate::Error::CorruptFile` inside the `anyhow::Error`
-/// (exit 2 at the CLI).
+/// (exit 2 at the CLI); so is a bad output path or two outputs on stdout, before any report
+/// is read.
 pub fn run(req: impl Into<CompareRequest>, color: bool) -> anyhow::Result<i32> {
     let args: CompareRequest = req.into();
+    let outputs = Outputs::check([
+        args.markdown.as_deref(),
+        args.json.as_deref(),
+        args.csv.as_deref(),
+        args.junit.as_deref(),
+    ])?;
     let old = Report::load(&args.old)?;
     let new = Report::load(&args.new)?;
     let cmp = compare(&old, &new, &args.options).with_labels(
         &args.old.display().to_string(),
         &args.new.display().to_string(),
     );
-    emit(
-        &cmp,
-        args.fail_on,
-        color,
-        args.markdown.as_deref(),
-        args.json.as_deref(),
-    )?;
+    outputs.emit(&cmp, args.fail_on, color)?;
     Ok(cmp.exit_code(args.fail_on))
 }
 
@@ -747,30 +754,85 @@ impl crate::export::Exporter<Comparison> for MarkdownExport {
     }
 }
 
-/// Prints the table and writes markdown/JSON where asked (PATH, or `-` for stdout). When one
-/// of them goes to stdout the table goes to stderr, so stdout stays machine-readable.
-pub fn emit(
-    cmp: &Comparison,
-    fail_on: FailOn,
-    color: bool,
-    markdown: Option<&str>,
-    json: Option<&str>,
-) -> crate::Result<()> {
-    use crate::export::{Exporter, PrettyJson};
-    if markdown == Some("-") && json == Some("-") {
-        return Err(crate::Error::invalid(
-            "--markdown - and --json - both ask for stdout; send one of them to a file",
-        ));
+/// The comparison as CSV, one row per result, as a file format (`--csv`).
+#[derive(Debug, Clone, Copy)]
+pub struct CsvExport;
+
+impl crate::export::Exporter<Comparison> for CsvExport {
+    fn render(&self, cmp: &Comparison) -> anyhow::Result<String> {
+        render::render_csv(cmp)
     }
-    let table = render_table(cmp, fail_on, color);
-    crate::output::Output::new(markdown == Some("-") || json == Some("-")).human(&table)?;
-    if let Some(target) = markdown {
-        MarkdownExport(fail_on)
-            .write(target, cmp)
-            .map_err(export_error)?;
+}
+
+/// The files of a comparison (`--markdown`, `--json`, `--csv`), checked before anything is
+/// read: each path must be writable, and at most one may be `-` (stdout).
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    markdown: Option<String>,
+    json: Option<String>,
+    csv: Option<String>,
+    junit: Option<String>,
+}
+
+impl Outputs {
+    /// Checks the targets of `--markdown`, `--json`, `--csv` and `--junit`, in that order.
+    pub fn check(targets: [Option<&str>; 4]) -> crate::Result<Outputs> {
+        let [markdown, json, csv, junit] = targets;
+        let given = [
+            ("--markdown", markdown),
+            ("--json", json),
+            ("--csv", csv),
+            ("--junit", junit),
+        ];
+        let on_stdout: Vec<&str> = given
+            .iter()
+            .filter(|(_, t)| *t == Some("-"))
+            .map(|(f, _)| *f)
+            .collect();
+        if on_stdout.len() > 1 {
+            return Err(crate::Error::invalid(format!(
+                "{} all ask for stdout (`-`); send all but one of them to a file",
+                on_stdout.join(" and ")
+            )));
+        }
+        for (flag, target) in given {
+            if let Some(path) = target.filter(|t| *t != "-") {
+                crate::export::check_path(path)
+                    .map_err(|e| crate::Error::invalid(format!("{flag}: {e:#}")))?;
+            }
+        }
+        Ok(Outputs {
+            markdown: markdown.map(str::to_string),
+            json: json.map(str::to_string),
+            csv: csv.map(str::to_string),
+            junit: junit.map(str::to_string),
+        })
     }
-    if let Some(target) = json {
-        PrettyJson.write(target, cmp).map_err(export_error)?;
+
+    /// Prints the table and writes each file. When one of them goes to stdout the table goes
+    /// to stderr, so stdout stays machine-readable.
+    pub fn emit(&self, cmp: &Comparison, fail_on: FailOn, color: bool) -> crate::Result<()> {
+        use crate::export::{Exporter, PrettyJson};
+        let targets = [&self.markdown, &self.json, &self.csv, &self.junit];
+        let machine_on_stdout = targets.iter().any(|t| t.as_deref() == Some("-"));
+        let table = render_table(cmp, fail_on, color);
+        crate::output::Output::new(machine_on_stdout).human(&table)?;
+        if let Some(target) = &self.markdown {
+            MarkdownExport(fail_on)
+                .write(target, cmp)
+                .map_err(export_error)?;
+        }
+        if let Some(target) = &self.json {
+            PrettyJson.write(target, cmp).map_err(export_error)?;
+        }
+        if let Some(target) = &self.csv {
+            CsvExport.write(target, cmp).map_err(export_error)?;
+        }
+        if let Some(target) = &self.junit {
+            crate::junit::JunitCompare(fail_on)
+                .write(target, cmp)
+                .map_err(export_error)?;
+        }
+        Ok(())
     }
-    Ok(())
 }

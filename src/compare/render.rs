@@ -264,3 +264,46 @@ pub fn render_json(cmp: &Comparison) -> String {
     // Serialising plain structs of strings and numbers cannot fail.
     serde_json::to_string_pretty(cmp).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
+
+/// CSV columns of a comparison, one row per result: the JSON's `results[]` fields, with the
+/// ratio's interval flattened (`ratio`, `ratio_low`, `ratio_high`).
+const CSV_HEADER: [&str; 13] = [
+    "id",
+    "device",
+    "verdict",
+    "regression",
+    "quantity",
+    "old_median_s",
+    "new_median_s",
+    "old_samples",
+    "new_samples",
+    "ratio",
+    "ratio_low",
+    "ratio_high",
+    "detail",
+];
+
+/// The comparison as CSV, one row per result (the environment and notes are in the JSON).
+pub fn render_csv(cmp: &Comparison) -> anyhow::Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(CSV_HEADER)?;
+    let num = |x: Option<f64>| x.map(|v| format!("{v:e}")).unwrap_or_default();
+    for r in &cmp.results {
+        w.write_record([
+            r.id.clone(),
+            r.device.clone(),
+            r.verdict.to_string(),
+            r.regression.to_string(),
+            r.quantity.clone(),
+            num(r.old_median_s),
+            num(r.new_median_s),
+            r.old_samples.to_string(),
+            r.new_samples.to_string(),
+            num(r.ratio.map(|c| c.ratio)),
+            num(r.ratio.map(|c| c.low)),
+            num(r.ratio.map(|c| c.high)),
+            r.detail.clone().unwrap_or_default(),
+        ])?;
+    }
+    Ok(String::from_utf8(w.into_inner()?)?)
+}

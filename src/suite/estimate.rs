@@ -68,6 +68,13 @@ pub struct BatchEstimate {
     /// The same sums over roofline bounds: the best the datasheet allows.
     pub ttft_bound_s: Option<f64>,
     pub decode_step_bound_s: Option<f64>,
+    /// With a price (`--price-per-hour`): what the tensor-parallel group (tp × the price per
+    /// GPU-hour) costs per million prompt tokens in prefill (TTFT per batch × prompt tokens)...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd_per_million_input_tokens: Option<f64>,
+    /// ... and per million generated tokens in decode (step per batch tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd_per_million_output_tokens: Option<f64>,
 }
 
 /// Time-to-first-token and decode rates of a model on the measured device.
@@ -93,6 +100,9 @@ pub struct Estimate {
     pub leaves_out: Vec<String>,
     /// Kernels with no verified time (their estimates are absent), or why there is no estimate.
     pub missing: Vec<String>,
+    /// The price per GPU-hour the token costs are at (`config.price` of the measured device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd_per_gpu_hour: Option<f64>,
 }
 
 /// The estimate from the first device that has verified results (usually device 0).
@@ -143,7 +153,10 @@ pub fn estimate_for_device(args: &SuiteArgs, report: &Report, device: usize) -> 
     let mut batches: Vec<u64> = uses.iter().map(|u| u.batch).collect();
     batches.dedup();
     for b in batches {
-        let row = batch_estimate(&est.kernels, b, args);
+        let mut row = batch_estimate(&est.kernels, b, args);
+        if let Some(usd) = est.usd_per_gpu_hour {
+            price_tokens(&mut row, usd, args);
+        }
         est.batches.push(row);
     }
     fill_pass_shares(&mut est);
@@ -187,7 +200,25 @@ fn blank_estimate(args: &SuiteArgs, report: &Report, device: usize) -> Estimate 
         ],
         leaves_out: LEAVES_OUT.iter().map(|s| s.to_string()).collect(),
         missing: Vec::new(),
+        usd_per_gpu_hour: report
+            .config
+            .price
+            .as_ref()
+            .and_then(|p| p.of_device(device)),
     }
+}
+
+/// Dollars per million tokens at `usd` per GPU-hour: the group of `tp` GPUs for the time of
+/// the prefill (over its batch × prompt tokens) and of one decode step (over its batch tokens).
+fn price_tokens(row: &mut BatchEstimate, usd: f64, args: &SuiteArgs) {
+    use crate::price::usd_per_million_tokens;
+    let b = row.batch as f64;
+    row.usd_per_million_input_tokens = row
+        .ttft_s
+        .and_then(|t| usd_per_million_tokens(usd, args.tp, t, b * args.prompt as f64));
+    row.usd_per_million_output_tokens = row
+        .decode_step_s
+        .and_then(|t| usd_per_million_tokens(usd, args.tp, t, b));
 }
 
 /// Sums the kernel rows of batch size `b` into its token rates (absent where a kernel is).
@@ -215,6 +246,8 @@ fn batch_estimate(kernels: &[KernelRow], b: u64, args: &SuiteArgs) -> BatchEstim
         request_s: ttft.zip(step).map(|(t, s)| t + args.gen as f64 * s),
         ttft_bound_s: pass(Phase::Prefill, &|r| r.bound_s),
         decode_step_bound_s: pass(Phase::Decode, &|r| r.bound_s),
+        usd_per_million_input_tokens: None,
+        usd_per_million_output_tokens: None,
     }
 }
 
@@ -360,6 +393,9 @@ impl Estimate {
             }
         }
         out.push_str(&format!("{t}\n\n"));
+        if let Some(usd) = self.usd_per_gpu_hour {
+            out.push_str(&self.render_prices(usd));
+        }
         let mut k = crate::term::table(false);
         k.set_header(vec![
             "batch", "phase", "op", "×/pass", "workload", "impl", "median", "bound", "bound by",
@@ -398,6 +434,33 @@ impl Estimate {
             ));
         }
         out
+    }
+
+    /// The token costs per batch size at `usd` per GPU-hour.
+    fn render_prices(&self, usd: f64) -> String {
+        let usd_text = |v: Option<f64>| match v {
+            Some(v) if v < 0.01 => format!("{v:.4}"),
+            Some(v) => format!("{v:.2}"),
+            None => "—".into(),
+        };
+        let mut t = crate::term::table(false);
+        t.set_header(vec![
+            "batch",
+            "USD per 1M input tokens (prefill)",
+            "USD per 1M output tokens (decode)",
+        ]);
+        for b in &self.batches {
+            t.add_row(vec![
+                b.batch.to_string(),
+                usd_text(b.usd_per_million_input_tokens),
+                usd_text(b.usd_per_million_output_tokens),
+            ]);
+        }
+        format!(
+            "At ${usd}/GPU-hour × {} GPU{} (kernel-time floor, same omissions as above):\n{t}\n\n",
+            self.tp,
+            if self.tp == 1 { "" } else { "s" }
+        )
     }
 
     /// Pretty JSON with a trailing newline.

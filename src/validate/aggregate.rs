@@ -34,6 +34,23 @@ pub struct AggregateArgs {
     pub output: Option<PathBuf>,
     /// A GPU this many percent below its SKU's fleet median on any figure is an outlier.
     pub outlier_pct: f64,
+    /// Prices per GPU-hour (`--price-per-hour`, `--price-file`): adds the cost of the capacity
+    /// lost on the nodes to drain.
+    pub price: Option<crate::price::PriceTable>,
+    /// Further machine formats (the global `--json`, `--csv`, `--markdown`): each to a path,
+    /// or `-` for stdout (the view then goes to stderr when it is the table).
+    pub also: Vec<(FleetFormat, String)>,
+}
+
+impl FleetFormat {
+    fn flag(self) -> &'static str {
+        match self {
+            FleetFormat::Table => "--format table",
+            FleetFormat::Markdown => "--markdown",
+            FleetFormat::Json => "--json",
+            FleetFormat::Csv => "--csv",
+        }
+    }
 }
 
 /// Distribution of one figure over a SKU's GPUs.
@@ -103,6 +120,117 @@ pub struct FleetSummary {
     /// Things the reader should know (duplicate hosts, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What the GPUs of the nodes to drain cost while they cannot serve, when prices were
+    /// given (`--price-per-hour`, `--price-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_capacity: Option<LostCapacity>,
+}
+
+/// The price of the capacity the nodes to drain take out of service: every GPU of a FAIL node,
+/// at its SKU's price per GPU-hour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LostCapacity {
+    /// `--price-per-hour`, or the price file's path.
+    pub price_source: String,
+    /// GPUs on the nodes to drain.
+    pub gpus: usize,
+    /// What those of them with a price cost per hour, per day and per month (730 hours).
+    pub usd_per_hour: f64,
+    pub usd_per_day: f64,
+    pub usd_per_month: f64,
+    /// What every priced GPU of the fleet costs per hour, and the lost share of it.
+    pub fleet_usd_per_hour: f64,
+    pub lost_share: Option<f64>,
+    /// Per node to drain.
+    pub nodes: Vec<NodeCost>,
+    /// GPUs the prices do not cover (`host GPU i (sku)`): not in the sums.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unpriced: Vec<String>,
+}
+
+/// One node to drain and what its GPUs cost per hour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeCost {
+    pub host: String,
+    pub gpus: usize,
+    pub usd_per_hour: f64,
+}
+
+/// Hours in an average month (365 × 24 / 12).
+pub const HOURS_PER_MONTH: f64 = 730.0;
+
+/// The cost of the capacity on the nodes to drain (node verdict FAIL; a host counts once, by
+/// its latest verdict, as in [`summarize`]).
+pub fn lost_capacity(verdicts: &[NodeVerdict], price: &crate::price::PriceTable) -> LostCapacity {
+    let (nodes, _) = latest_per_host(verdicts);
+    let mut lost = LostCapacity {
+        price_source: price.source.clone(),
+        gpus: 0,
+        usd_per_hour: 0.0,
+        usd_per_day: 0.0,
+        usd_per_month: 0.0,
+        fleet_usd_per_hour: 0.0,
+        lost_share: None,
+        nodes: Vec::new(),
+        unpriced: Vec::new(),
+    };
+    for n in nodes {
+        let fail = n.verdict == Verdict::Fail;
+        let mut node_usd = 0.0;
+        for g in &n.gpus {
+            match price.for_sku(g.sku.as_deref()) {
+                Some(usd) => {
+                    lost.fleet_usd_per_hour += usd;
+                    node_usd += usd;
+                }
+                None if fail => {
+                    lost.unpriced
+                        .push(format!("{} GPU {} ({})", n.hostname, g.index, sku_of(g)))
+                }
+                None => {}
+            }
+        }
+        if fail {
+            lost.gpus += n.gpus.len();
+            lost.usd_per_hour += node_usd;
+            lost.nodes.push(NodeCost {
+                host: n.hostname.clone(),
+                gpus: n.gpus.len(),
+                usd_per_hour: node_usd,
+            });
+        }
+    }
+    lost.usd_per_day = lost.usd_per_hour * 24.0;
+    lost.usd_per_month = lost.usd_per_hour * HOURS_PER_MONTH;
+    lost.lost_share =
+        (lost.fleet_usd_per_hour > 0.0).then(|| lost.usd_per_hour / lost.fleet_usd_per_hour);
+    lost
+}
+
+impl LostCapacity {
+    /// One line for the terminal and markdown views.
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "capacity lost on the nodes to drain: ${:.2}/h (${:.2}/day, ${:.0}/month) for {} GPU{}",
+            self.usd_per_hour,
+            self.usd_per_day,
+            self.usd_per_month,
+            self.gpus,
+            if self.gpus == 1 { "" } else { "s" }
+        );
+        if let Some(share) = self.lost_share {
+            s.push_str(&format!(
+                ", {:.1}% of the fleet's ${:.2}/h",
+                share * 100.0,
+                self.fleet_usd_per_hour
+            ));
+        }
+        s.push_str(&format!(" (prices: {})", self.price_source));
+        if !self.unpriced.is_empty() {
+            s.push_str(&format!("; no price for {}", self.unpriced.join(", ")));
+        }
+        s
+    }
 }
 
 /// Reads every verdict file named or found in a named directory (`*.json`, sorted). A file that
@@ -198,6 +326,7 @@ pub fn summarize(verdicts: &[NodeVerdict], outlier_pct: f64) -> FleetSummary {
         outlier_nodes,
         drain,
         notes,
+        lost_capacity: None,
     }
 }
 
@@ -404,6 +533,9 @@ pub fn render_table(s: &FleetSummary, color: bool) -> String {
     for n in &s.notes {
         out.push_str(&format!("note: {n}\n"));
     }
+    if let Some(l) = &s.lost_capacity {
+        out.push_str(&format!("{}\n", l.line()));
+    }
     out.push_str(&headline(s));
     out.push('\n');
     out
@@ -453,6 +585,20 @@ pub fn render_markdown(s: &FleetSummary) -> String {
                 md(&d.reasons.join("\n"))
             ));
         }
+    }
+    if let Some(l) = &s.lost_capacity {
+        o.push_str(
+            "\n## Cost of the nodes to drain\n\n| host | GPUs | USD per hour |\n|---|---|---|\n",
+        );
+        for n in &l.nodes {
+            o.push_str(&format!(
+                "| {} | {} | {:.2} |\n",
+                md(&n.host),
+                n.gpus,
+                n.usd_per_hour
+            ));
+        }
+        o.push_str(&format!("\n{}\n", md(&l.line())));
     }
     for n in &s.notes {
         o.push_str(&format!("\nNote: {}\n", md(n)));
@@ -554,21 +700,57 @@ pub fn render(
     })
 }
 
-/// `gpuvet aggregate`: loads, summarises, writes. Exit status 0 when no node is to be drained,
-/// 1 when some are (so a fleet check can gate on it); errors (a corrupt file) are the caller's 2.
+/// `gpuvet aggregate`: checks the outputs, loads, summarises, writes. Exit status 0 when no
+/// node is to be drained, 1 when some are (so a fleet check can gate on it); errors (a corrupt
+/// file, a bad output path, two formats on stdout) are the caller's 2.
 pub fn run_aggregate(args: &AggregateArgs, color: bool) -> anyhow::Result<i32> {
+    let view_to_stdout = args.output.is_none();
+    let also_to_stdout: Vec<&str> = args
+        .also
+        .iter()
+        .filter(|(_, t)| t == "-")
+        .map(|(f, _)| f.flag())
+        .collect();
+    let machine_view = args.format != FleetFormat::Table;
+    if also_to_stdout.len() > 1 || (view_to_stdout && machine_view && !also_to_stdout.is_empty()) {
+        let mut both = also_to_stdout.clone();
+        if view_to_stdout && machine_view {
+            both.insert(0, "--format");
+        }
+        anyhow::bail!(
+            "{} all ask for stdout; send all but one of them to a file",
+            both.join(" and ")
+        );
+    }
+    for (f, t) in args.also.iter().filter(|(_, t)| t != "-") {
+        crate::export::check_path(t).map_err(|e| anyhow::anyhow!("{}: {e:#}", f.flag()))?;
+    }
+    if let Some(p) = &args.output {
+        crate::export::check_path(&p.to_string_lossy())?;
+    }
     let loaded = load_verdicts(&args.paths)?;
     let verdicts: Vec<NodeVerdict> = loaded.into_iter().map(|(_, v)| v).collect();
-    let summary = summarize(&verdicts, args.outlier_pct);
-    let text = render(
-        &verdicts,
-        &summary,
-        args.format,
-        color && args.output.is_none(),
-    )?;
+    let mut summary = summarize(&verdicts, args.outlier_pct);
+    summary.lost_capacity = args.price.as_ref().map(|p| lost_capacity(&verdicts, p));
+    // The table moves to stderr when a machine format takes stdout.
+    let table_to_stderr = view_to_stdout && !also_to_stdout.is_empty();
+    let view_color = match (&args.output, table_to_stderr) {
+        (Some(_), _) => false,
+        (None, true) => crate::term::stderr_color(),
+        (None, false) => color,
+    };
+    let text = render(&verdicts, &summary, args.format, view_color)?;
     match &args.output {
         Some(p) => write_file(p, &text)?,
-        None => crate::output::write_stdout(&text)?,
+        None => crate::output::Output::new(table_to_stderr).human(&text)?,
+    }
+    for (format, target) in &args.also {
+        let text = render(&verdicts, &summary, *format, false)?;
+        if target == "-" {
+            crate::output::write_stdout(&text)?;
+        } else {
+            write_file(Path::new(target), &text)?;
+        }
     }
     Ok(if summary.drain.is_empty() { 0 } else { 1 })
 }

@@ -25,13 +25,19 @@ pub fn check(
 ) -> Check {
     let mut f = Vec::new();
     partition_findings(info, &mut f);
-    match sku {
-        None => f.push(Finding::pass(format!(
+    let Some(sku) = sku else {
+        let reason = format!(
             "`{}` is not in the GPU database: identity not checked (add it to data/gpus.toml)",
             info.name
-        ))),
-        Some(sku) => sku_findings(info, sku, detected, expected, &mut f),
-    }
+        );
+        // Partition findings (MIG, vGPU) were still judged: then the check is not skipped.
+        if f.is_empty() {
+            return Check::skipped(CheckKind::Identity, reason);
+        }
+        f.push(Finding::pass(reason));
+        return Check::new(CheckKind::Identity, f);
+    };
+    sku_findings(info, sku, detected, expected, &mut f);
     Check::new(CheckKind::Identity, f)
 }
 

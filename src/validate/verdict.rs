@@ -104,6 +104,10 @@ pub struct Check {
     pub check: CheckKind,
     pub verdict: Verdict,
     pub findings: Vec<Finding>,
+    /// Why the check judged nothing (no database entry, no peers, no telemetry), when it did
+    /// not: its PASS is then vacuous, and reports that know skips (JUnit) say so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 impl Check {
@@ -117,7 +121,26 @@ impl Check {
             check,
             verdict,
             findings,
+            skipped: None,
         }
+    }
+
+    /// A check with nothing to judge: PASS, with `reason` as its one finding and as `skipped`.
+    pub fn skipped(check: CheckKind, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Check {
+            skipped: Some(reason.clone()),
+            ..Check::new(check, vec![Finding::pass(reason)])
+        }
+    }
+
+    /// Marks the check skipped for `reason` when its only finding is that PASS note: other
+    /// findings (a MIG slice, a PCIe link) mean something was judged after all.
+    fn skipped_if_alone(mut self, reason: &str) -> Self {
+        if self.findings.len() == 1 && self.findings[0].message == reason {
+            self.skipped = Some(reason.to_string());
+        }
+        self
     }
 
     /// Findings that are not notes, as "check: message".
@@ -260,12 +283,15 @@ pub fn absolute(
         }
     }
     if judged == 0 {
-        f.push(Finding::pass(
-            "no expectation for this device (not a known GPU, or no peaks): absolute check skipped",
-        ));
+        f.push(Finding::pass(NO_EXPECTATION));
     }
-    Check::new(CheckKind::Absolute, f)
+    Check::new(CheckKind::Absolute, f).skipped_if_alone(NO_EXPECTATION)
 }
+
+const NO_EXPECTATION: &str =
+    "no expectation for this device (not a known GPU, or no peaks): absolute check skipped";
+const NO_TELEMETRY: &str =
+    "no telemetry samples from this backend: throttling, clocks and temperature not checked";
 
 /// Peer check of GPU `me` among `all` (the metrics of every GPU of the same SKU on the node):
 /// a figure more than `straggler_pct` percent below the median of the group makes the GPU a
@@ -273,8 +299,7 @@ pub fn absolute(
 pub fn peers(all: &[&BTreeMap<String, MetricValue>], me: usize, straggler_pct: f64) -> Check {
     let mut f = Vec::new();
     if all.len() < 2 {
-        f.push(Finding::pass("no peer of the same SKU on this node"));
-        return Check::new(CheckKind::Peers, f);
+        return Check::skipped(CheckKind::Peers, "no peer of the same SKU on this node");
     }
     let Some(mine) = all.get(me) else {
         return Check::new(CheckKind::Peers, f);
@@ -398,11 +423,9 @@ pub fn health(
     memory_findings(d, before, after, sku, &mut f);
     pcie_findings(d, after, &mut f);
     if samples.is_empty() {
-        f.push(Finding::pass(
-            "no telemetry samples from this backend: throttling, clocks and temperature not checked",
-        ));
+        f.push(Finding::pass(NO_TELEMETRY));
     }
-    Check::new(CheckKind::Health, f)
+    Check::new(CheckKind::Health, f).skipped_if_alone(NO_TELEMETRY)
 }
 
 /// Throttle reasons, each reported once with where it was seen.

@@ -68,7 +68,10 @@ fn parse_axis(
             let (a, b) = split_range(rest, item)?;
             let (lo, hi) = (value(a)?, value(b)?);
             check_order(lo, hi, item)?;
-            let mut p = lo.next_power_of_two();
+            // No power of two at or above `lo` fits in a u64 when `lo` > 2^63.
+            let Some(mut p) = lo.checked_next_power_of_two() else {
+                return Err(format!("`{item}` holds no power of two"));
+            };
             let mut v = Vec::new();
             while p <= hi {
                 v.push(p);
@@ -92,8 +95,9 @@ fn parse_axis(
             let (a, b) = split_range(range, item)?;
             let (lo, hi) = (value(a)?, value(b)?);
             check_order(lo, hi, item)?;
-            let count = (hi - lo) / step + 1;
-            if count as usize > MAX_AXIS_VALUES {
+            // (hi - lo) / step + 1 overflows for a range spanning all of u64 with step 1.
+            let count = ((hi - lo) / step).saturating_add(1);
+            if count > MAX_AXIS_VALUES as u64 {
                 return Err(format!(
                     "`{item}` makes {count} values; at most {MAX_AXIS_VALUES} per axis"
                 ));

@@ -10,6 +10,7 @@
 //! B is read in place through strides in both layouts (K×N and N×K); there is no transposed
 //! copy.
 
+use super::pages::huge_copy;
 use super::{boxed, chunk_len, Alloc, CpuBackend, CpuKernel, Run, MATMUL_IMPL};
 use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::dtype::{Arith, ComputeType, DType, OutType};
@@ -149,31 +150,31 @@ impl<'a> PreparedMatmul<'a> {
                     let (a32, b32) = (widen_f32(a), widen_f32(b));
                     if p == Path::F32 {
                         Set::F32 {
-                            a: a32,
-                            b: b32,
-                            c: vec![0.0; mn],
+                            a: huge_copy(&a32),
+                            b: huge_copy(&b32),
+                            c: huge_copy(&vec![0.0; mn]),
                         }
                     } else {
                         Set::ViaF32 {
-                            a: a32,
-                            b: b32,
-                            c: vec![0.0; mn],
+                            a: huge_copy(&a32),
+                            b: huge_copy(&b32),
+                            c: huge_copy(&vec![0.0; mn]),
                             out: vec![bf16::ZERO; mn],
                         }
                     }
                 }
                 Path::F16 => match (&a.data, &b.data) {
                     (Data::F16(a), Data::F16(b)) => Set::F16 {
-                        a: a.clone(),
-                        b: b.clone(),
-                        c: vec![f16::ZERO; mn],
+                        a: huge_copy(a),
+                        b: huge_copy(b),
+                        c: huge_copy(&vec![f16::ZERO; mn]),
                     },
                     _ => return Err(Error::invalid("f16 matmul needs f16 inputs")),
                 },
                 Path::ViaF64 => Set::ViaF64 {
-                    a: a.to_f64(),
-                    b: b.to_f64(),
-                    c: vec![0.0; mn],
+                    a: huge_copy(&a.to_f64()),
+                    b: huge_copy(&b.to_f64()),
+                    c: huge_copy(&vec![0.0; mn]),
                     out: vec![0; mn],
                 },
             };
@@ -219,28 +220,29 @@ impl<'a> PreparedMatmul<'a> {
 }
 
 impl Set {
+    /// Another buffer set with the same contents, the GEMM operands on huge pages.
     fn duplicate(&self) -> Set {
         match self {
             Set::F32 { a, b, c } => Set::F32 {
-                a: a.clone(),
-                b: b.clone(),
-                c: c.clone(),
+                a: huge_copy(a),
+                b: huge_copy(b),
+                c: huge_copy(c),
             },
             Set::F16 { a, b, c } => Set::F16 {
-                a: a.clone(),
-                b: b.clone(),
-                c: c.clone(),
+                a: huge_copy(a),
+                b: huge_copy(b),
+                c: huge_copy(c),
             },
             Set::ViaF32 { a, b, c, out } => Set::ViaF32 {
-                a: a.clone(),
-                b: b.clone(),
-                c: c.clone(),
+                a: huge_copy(a),
+                b: huge_copy(b),
+                c: huge_copy(c),
                 out: out.clone(),
             },
             Set::ViaF64 { a, b, c, out } => Set::ViaF64 {
-                a: a.clone(),
-                b: b.clone(),
-                c: c.clone(),
+                a: huge_copy(a),
+                b: huge_copy(b),
+                c: huge_copy(c),
                 out: out.clone(),
             },
         }

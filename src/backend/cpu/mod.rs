@@ -14,6 +14,7 @@
 mod attention;
 mod matmul;
 mod memory;
+mod pages;
 
 use crate::backend::{
     quick, Backend, BackendKind, CachePolicy, CpuFacts, DeviceDetails, DeviceInfo, ImplInfo,

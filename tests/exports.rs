@@ -1,0 +1,715 @@
+//! Every export as its consumer reads it, from files and from stdout: github-action-benchmark
+//! (custom JSON), Bencher (BMF), CSV, the comparison's and the fleet view's files. One test
+//! per row of the exports check (../shared/reference/exports-check.md); each runs the binary
+//! on the mock backend and parses what it wrote the way the consumer does.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+fn gpuvet() -> Command {
+    let mut c = Command::cargo_bin("gpuvet").unwrap();
+    c.env_remove("GPUVET_MOCK_FAULT")
+        .env_remove("GPUVET_MOCK_DEVICES")
+        .env_remove("GPUVET_BACKEND")
+        .env_remove("GPUVET_BASELINE_DIR")
+        .env("NO_COLOR", "1");
+    c
+}
+
+/// `gpuvet --backend mock -q` followed by `args` (split at white space).
+fn mock(args: &str) -> Command {
+    let mut c = gpuvet();
+    c.args(["--backend", "mock", "-q"])
+        .args(args.split_whitespace());
+    c
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn stdout_of(c: &mut Command, code: i32) -> (String, String) {
+    let out = c.assert().code(code).get_output().clone();
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// github-action-benchmark's parse of a custom file (`customBiggerIsBetter` or
+/// `customSmallerIsBetter`): JSON, an array of `{name, value, unit, range?, extra?}`, then its
+/// "No benchmark result was found" on an empty array.
+fn gab_accepts(text: &str) -> Result<Vec<Value>, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let entries = v.as_array().ok_or("not an array")?.clone();
+    if entries.is_empty() {
+        return Err("No benchmark result was found".into());
+    }
+    for e in &entries {
+        let o = e.as_object().ok_or("an entry is not an object")?;
+        for key in ["name", "unit"] {
+            o.get(key)
+                .and_then(Value::as_str)
+                .ok_or(format!("{key} missing"))?;
+        }
+        o.get("value")
+            .and_then(Value::as_f64)
+            .filter(|v| v.is_finite())
+            .ok_or("value is not a number")?;
+        for key in ["range", "extra"] {
+            if let Some(x) = o.get(key) {
+                x.as_str().ok_or(format!("{key} is not a string"))?;
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// github-action-benchmark's reading of `range` (extractRangeInfo): `±` or `+-`, spaces, then
+/// a number starting with a digit.
+fn gab_range(range: &str) -> Option<f64> {
+    let rest = range
+        .strip_prefix('±')
+        .or_else(|| range.strip_prefix("+-"))?
+        .trim_start();
+    rest.starts_with(|c: char| c.is_ascii_digit())
+        .then(|| rest.parse().ok())
+        .flatten()
+}
+
+#[derive(serde::Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct BencherMetric {
+    value: f64,
+    lower_value: Option<f64>,
+    upper_value: Option<f64>,
+}
+
+/// Bencher's JSON adapter: benchmark name → measure slug → metric (value, optional bounds);
+/// a report without a single metric is refused. Measure slugs are lowercase kebab case of at
+/// most 64 characters.
+fn bencher_accepts(text: &str) -> Result<BTreeMap<String, HashMap<String, BencherMetric>>, String> {
+    let bmf: BTreeMap<String, HashMap<String, BencherMetric>> =
+        serde_json::from_str(text).map_err(|e| format!("not BMF: {e}"))?;
+    if bmf.values().all(|m| m.is_empty()) {
+        return Err("no metrics".into());
+    }
+    for measures in bmf.values() {
+        for slug in measures.keys() {
+            let kebab = slug
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !kebab || slug.is_empty() || slug.len() > 64 {
+                return Err(format!("`{slug}` is not a measure slug"));
+            }
+        }
+    }
+    Ok(bmf)
+}
+
+fn csv_rows(text: &str) -> (Vec<String>, Vec<HashMap<String, String>>) {
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+    let rows = r
+        .records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            assert_eq!(rec.len(), header.len());
+            header
+                .iter()
+                .cloned()
+                .zip(rec.iter().map(str::to_string))
+                .collect()
+        })
+        .collect();
+    (header, rows)
+}
+
+#[test]
+fn row1_stdout_carries_only_the_machine_format() {
+    for (fmt, check) in [
+        ("github", "gab"),
+        ("github-latency", "gab"),
+        ("bencher", "bencher"),
+    ] {
+        let (out, err) = stdout_of(&mut mock(&format!("--export {fmt}:-")), 0);
+        match check {
+            "gab" => assert_eq!(gab_accepts(&out).unwrap().len(), 5, "{fmt}"),
+            _ => assert_eq!(bencher_accepts(&out).unwrap().len(), 5),
+        }
+        // The table is still shown, on stderr.
+        assert!(err.contains("matmul.bf16.64x64x64.nk"), "{fmt}: {err}");
+    }
+    let (out, err) = stdout_of(&mut mock("--csv -"), 0);
+    assert_eq!(csv_rows(&out).1.len(), 5);
+    assert!(err.contains("% peak"));
+    // validate and suite llm follow the same rule.
+    let (out, _) = stdout_of(&mut mock("validate --allow-cpu --export github:-"), 0);
+    assert!(!gab_accepts(&out).unwrap().is_empty());
+}
+
+#[test]
+fn row1_two_machine_formats_on_stdout_are_a_usage_error_before_anything_runs() {
+    for args in [
+        "--json - --export github:-",
+        "--export github:- --export bencher:-",
+        "--csv - --markdown -",
+        "validate --allow-cpu --json - --export bencher:-",
+        "validate --allow-cpu --export github:- --verdict -",
+    ] {
+        let (out, err) = stdout_of(&mut mock(args), 2);
+        assert!(out.is_empty(), "{args}: {out}");
+        assert!(err.contains("stdout"), "{args}: {err}");
+        assert!(!err.contains("% peak"), "{args}: it ran: {err}");
+    }
+}
+
+#[test]
+fn row2_export_is_written_by_validate_and_refused_where_it_has_no_meaning() {
+    let dir = tempfile::tempdir().unwrap();
+    let gab = dir.path().join("gab.json");
+    mock(&format!(
+        "validate --allow-cpu --export github:{}",
+        gab.display()
+    ))
+    .assert()
+    .code(0);
+    let entries = gab_accepts(&read(&gab)).unwrap();
+    assert!(entries
+        .iter()
+        .any(|e| e["name"].as_str().unwrap().starts_with("matmul.")));
+    let report = dir.path().join("r.json");
+    mock(&format!("--json {}", report.display()))
+        .assert()
+        .code(0);
+    let refused = [
+        format!("compare {0} {0} --export github:x.json", report.display()),
+        "stress --duration 1s --export github:x.json".to_string(),
+        "stress --duration 1s --csv x.csv".to_string(),
+        "info --export github:x.json".to_string(),
+        "list --json x.json".to_string(),
+        format!("aggregate {} --export bencher:x.json", dir.path().display()),
+        "validate --allow-cpu --save-baseline x".to_string(),
+    ];
+    for args in &refused {
+        let (_, err) = stdout_of(&mut mock(args), 2);
+        assert!(err.contains("does not take --"), "{args}: {err}");
+        assert!(!dir.path().join("x.json").exists());
+    }
+}
+
+/// A comparison of the two fixtures as CSV, from a file and from stdout.
+#[test]
+fn row3_compare_csv_is_written() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let (old, new) = (
+        fixtures.join("compare_old.json"),
+        fixtures.join("compare_new.json"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = dir.path().join("cmp.csv");
+    let json_path = dir.path().join("cmp.json");
+    gpuvet()
+        .arg("compare")
+        .args([&old, &new])
+        .arg("--csv")
+        .arg(&csv_path)
+        .arg("--json")
+        .arg(&json_path)
+        .assert()
+        .code(1);
+    let (header, rows) = csv_rows(&read(&csv_path));
+    assert_eq!(header[..4], ["id", "device", "verdict", "regression"]);
+    let json: Value = serde_json::from_str(&read(&json_path)).unwrap();
+    let results = json["results"].as_array().unwrap();
+    assert_eq!(rows.len(), results.len());
+    for (row, r) in rows.iter().zip(results) {
+        assert_eq!(row["id"], r["id"].as_str().unwrap());
+        assert_eq!(row["verdict"], r["verdict"].as_str().unwrap());
+        if let Some(ratio) = r["ratio"]["ratio"].as_f64() {
+            let got: f64 = row["ratio"].parse().unwrap();
+            assert!((got - ratio).abs() <= 1e-12 * ratio);
+        }
+    }
+    // `-`: the CSV alone on stdout, the table on stderr; the global spelling works too.
+    let out = gpuvet()
+        .args(["--csv", "-", "compare"])
+        .args([&old, &new])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    assert_eq!(csv_rows(&String::from_utf8(out.stdout).unwrap()).1.len(), 8);
+    assert!(String::from_utf8(out.stderr).unwrap().contains("slower"));
+    gpuvet()
+        .arg("compare")
+        .args([&old, &new])
+        .args(["--csv", "-", "--json", "-"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn row3_aggregate_writes_the_global_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = dir.path().join("nodes");
+    std::fs::create_dir(&nodes).unwrap();
+    mock("validate --allow-cpu --verdict")
+        .arg(nodes.join("n1.json"))
+        .assert()
+        .code(0);
+    let (csv_path, json_path, md_path) = (
+        dir.path().join("fleet.csv"),
+        dir.path().join("fleet.json"),
+        dir.path().join("fleet.md"),
+    );
+    gpuvet()
+        .arg("aggregate")
+        .arg(&nodes)
+        .arg("--csv")
+        .arg(&csv_path)
+        .arg("--json")
+        .arg(&json_path)
+        .arg("--markdown")
+        .arg(&md_path)
+        .assert()
+        .code(0)
+        .stdout(predicate_contains("SKU"));
+    let (header, rows) = csv_rows(&read(&csv_path));
+    assert!(header.contains(&"uuid".to_string()), "{header:?}");
+    assert!(!rows.is_empty());
+    let fleet: Value = serde_json::from_str(&read(&json_path)).unwrap();
+    assert!(fleet["skus"].is_array());
+    assert!(read(&md_path).contains('|'));
+    // `--json -`: only JSON on stdout, the table on stderr.
+    let out = gpuvet()
+        .args(["aggregate", "--json", "-"])
+        .arg(&nodes)
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let v: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON only");
+    assert!(v["skus"].is_array());
+    assert!(!out.stderr.is_empty());
+    // Two formats on stdout.
+    gpuvet()
+        .args(["aggregate", "--format", "json", "--csv", "-"])
+        .arg(&nodes)
+        .assert()
+        .code(2);
+}
+
+fn predicate_contains(s: &str) -> predicates::str::ContainsPredicate {
+    predicates::str::contains(s)
+}
+
+#[test]
+fn row4_export_paths_are_checked_before_the_run_naming_the_users_path() {
+    for spec in [
+        "github:/nonexistent-dir/gab.json",
+        "bencher:/nonexistent-dir/bmf.json",
+    ] {
+        let (out, err) = stdout_of(&mut mock(&format!("--export {spec}")), 2);
+        assert!(out.is_empty(), "it ran: {out}");
+        let path = spec.split_once(':').unwrap().1;
+        assert!(err.contains(&format!("cannot write {path}")), "{err}");
+        assert!(
+            !err.contains(".gpuvet-tmp") && !err.contains(".tmp"),
+            "{err}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, err) = stdout_of(
+        &mut mock(&format!("--export github:{}", dir.path().display())),
+        2,
+    );
+    assert!(err.contains("is a directory"), "{err}");
+}
+
+/// An export that cannot be written at the end (nothing verified) does not skip the baselines.
+#[test]
+fn row4_and_row14_nothing_verified_fails_clearly_and_keeps_the_baselines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gab, bmf, lat) = (
+        dir.path().join("gab.json"),
+        dir.path().join("bmf.json"),
+        dir.path().join("lat.json"),
+    );
+    // A stale file from an earlier run must not pass for this run's.
+    std::fs::write(&gab, "[{\"name\": \"old\", \"unit\": \"x\", \"value\": 1}]").unwrap();
+    let bdir = dir.path().join("baselines");
+    let (_, err) = stdout_of(
+        mock(&format!(
+            "--baseline-dir {} --save-baseline main bench matmul --shape 64x64x64 --dtype f32 \
+             --export github:{} --export bencher:{} --export github-latency:{}",
+            bdir.display(),
+            gab.display(),
+            bmf.display(),
+            lat.display()
+        ))
+        .env("GPUVET_MOCK_FAULT", "matmul.f32"),
+        1,
+    );
+    for p in [&gab, &bmf, &lat] {
+        assert!(!p.exists(), "{} was written", p.display());
+        assert!(err.contains(&p.display().to_string()), "{err}");
+    }
+    assert!(err.contains("no verified result"), "{err}");
+    assert!(err.contains("removed"), "{err}");
+    assert!(bdir.join("main.json").exists(), "the baseline was skipped");
+}
+
+/// CSV: the JSON's names and values, the device index and UUID (eight identical GPUs give
+/// eight distinguishable rows), the workload's parameters, and what joins CSVs of many nodes.
+#[test]
+fn row5_and_row6_csv_has_the_jsons_columns_and_tells_identical_gpus_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv_path, json_path) = (dir.path().join("r.csv"), dir.path().join("r.json"));
+    mock(&format!(
+        "--csv {} --json {} bench matmul --shape 64x64x64",
+        csv_path.display(),
+        json_path.display()
+    ))
+    .env("GPUVET_MOCK_DEVICES", "8")
+    .assert()
+    .code(0);
+    let (header, rows) = csv_rows(&read(&csv_path));
+    assert_eq!(header, gpuvet::export::CSV_COLUMNS);
+    let report: Value = serde_json::from_str(&read(&json_path)).unwrap();
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 8);
+    let keys: std::collections::HashSet<(String, String)> = rows
+        .iter()
+        .map(|r| (r["device"].clone(), r["device.uuid"].clone()))
+        .collect();
+    assert_eq!(keys.len(), 8, "rows of identical GPUs must differ");
+    for (row, r) in rows.iter().zip(results) {
+        assert_eq!(row["device"], r["device"].to_string());
+        let dev = &report["devices"][r["device"].as_u64().unwrap() as usize];
+        assert_eq!(row["device.uuid"], dev["uuid"].as_str().unwrap());
+        assert_eq!(row["device.name"], dev["name"].as_str().unwrap());
+        assert_eq!(
+            row["host.hostname"],
+            report["host"]["hostname"].as_str().unwrap()
+        );
+        assert_eq!(row["started_at"], report["started_at"].as_str().unwrap());
+        assert_eq!(
+            row["tool.version"],
+            report["tool"]["version"].as_str().unwrap()
+        );
+        assert_eq!(row["stop_reason"], r["stop_reason"].as_str().unwrap());
+        for (col, json) in [
+            ("flops", &r["flops"]),
+            ("bytes", &r["bytes"]),
+            ("p10_s", &r["stats"]["p10_s"]),
+            ("p90_s", &r["stats"]["p90_s"]),
+            ("mad_s", &r["stats"]["mad_s"]),
+            ("effective_clock_mhz", &r["effective_clock_mhz"]),
+            ("iterations_per_sample", &r["iterations_per_sample"]),
+            ("tolerance", &r["verification"]["tolerance"]),
+        ] {
+            let got: f64 = row[col].parse().unwrap_or_else(|_| panic!("{col}"));
+            assert_eq!(got, json.as_f64().unwrap(), "{col}");
+        }
+        assert_eq!(row["error"], "");
+    }
+    // Every workload parameter of every kind in the quick suite has its column.
+    mock(&format!(
+        "--csv {} --json {}",
+        csv_path.display(),
+        json_path.display()
+    ))
+    .assert()
+    .code(0);
+    let (_, rows) = csv_rows(&read(&csv_path));
+    let report: Value = serde_json::from_str(&read(&json_path)).unwrap();
+    for (row, r) in rows.iter().zip(report["results"].as_array().unwrap()) {
+        for (k, v) in r["workload"].as_object().unwrap() {
+            if k == "kind" || k == "dtype" {
+                continue;
+            }
+            let cell = &row[&format!("workload.{k}")];
+            let want = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            assert_eq!(cell, &want, "workload.{k}");
+        }
+    }
+}
+
+/// The columns gpuvet has always written keep their names and places.
+#[test]
+fn row6_existing_csv_columns_keep_their_order() {
+    let before = "id kind workload backend device implementation dtype compute_dtype status \
+                  verified verification_method max_rel_error samples median_s mean_s min_s \
+                  max_s stddev_s ci95_low_s ci95_high_s throughput throughput_unit \
+                  peak_fraction bandwidth_bytes_per_s cache notes";
+    let before: Vec<&str> = before.split_whitespace().collect();
+    assert_eq!(gpuvet::export::CSV_COLUMNS[..before.len()], before[..]);
+}
+
+#[test]
+fn row7_an_interrupted_run_keeps_every_export_with_what_finished() {
+    use std::process::{Command as P, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let (csv_path, gab, bmf) = (
+        dir.path().join("r.csv"),
+        dir.path().join("gab.json"),
+        dir.path().join("bmf.json"),
+    );
+    let child = P::new(assert_cmd::cargo::cargo_bin("gpuvet"))
+        .args("--backend cpu --warmup 0 --max-time 0.2 --min-samples 2 --csv".split(' '))
+        .arg(&csv_path)
+        .arg("--export")
+        .arg(format!("github:{}", gab.display()))
+        .arg("--export")
+        .arg(format!("bencher:{}", bmf.display()))
+        .args("bench memory --op copy,read,write,triad --size".split(' '))
+        .arg("1MiB,2MiB,3MiB,4MiB,5MiB,6MiB,7MiB,8MiB,9MiB,10MiB,11MiB,12MiB,13MiB,14MiB,15MiB")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !gab.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(t0.elapsed().as_secs() < 60, "no export within 60 s");
+    }
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = csv_rows(&read(&csv_path)).1;
+    let gab = gab_accepts(&read(&gab)).unwrap();
+    let bmf = bencher_accepts(&read(&bmf)).unwrap();
+    assert!(!rows.is_empty() && rows.len() < 60, "{} rows", rows.len());
+    assert_eq!(gab.len(), rows.len());
+    assert_eq!(bmf.len(), rows.len());
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn row8_every_file_gpuvet_writes_is_0644() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let bdir = p("baselines");
+    mock(&format!(
+        "--json {} --csv {} --markdown {} --export github:{} --export github-latency:{} \
+         --export bencher:{} --baseline-dir {} --save-baseline main",
+        p("r.json").display(),
+        p("r.csv").display(),
+        p("r.md").display(),
+        p("gab.json").display(),
+        p("lat.json").display(),
+        p("bmf.json").display(),
+        bdir.display()
+    ))
+    .assert()
+    .code(0);
+    gpuvet()
+        .arg("compare")
+        .args([p("r.json"), p("r.json")])
+        .arg("--markdown")
+        .arg(p("c.md"))
+        .arg("--json")
+        .arg(p("c.json"))
+        .arg("--csv")
+        .arg(p("c.csv"))
+        .assert()
+        .code(0);
+    mock("validate --allow-cpu --verdict")
+        .arg(p("verdict.json"))
+        .assert()
+        .code(0);
+    gpuvet()
+        .arg("aggregate")
+        .arg(p("verdict.json"))
+        .arg("-o")
+        .arg(p("fleet.txt"))
+        .arg("--csv")
+        .arg(p("fleet.csv"))
+        .assert()
+        .code(0);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.push(bdir.join("main.json"));
+    assert_eq!(files.len(), 13, "{files:?}");
+    for f in files {
+        assert_eq!(mode(&f), 0o644, "{}", f.display());
+    }
+}
+
+#[test]
+fn row9_a_shape_asked_for_twice_is_measured_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gab, bmf) = (dir.path().join("gab.json"), dir.path().join("bmf.json"));
+    let out = gpuvet()
+        .args(["--backend", "mock"])
+        .args(
+            format!(
+            "--export github:{} --export bencher:{} bench matmul --shape 128x128x128,128x128x128 \
+             --impl mock,mock",
+            gab.display(),
+            bmf.display()
+        )
+            .split_whitespace(),
+        )
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("asked for 2 times; measured once"), "{err}");
+    assert!(err.contains("asked for twice; measured once"), "{err}");
+    assert_eq!(gab_accepts(&read(&gab)).unwrap().len(), 1);
+    assert_eq!(bencher_accepts(&read(&bmf)).unwrap().len(), 1);
+}
+
+/// `range` is half the 95% interval, with digits that survive: the mock's interval is about
+/// ±0.05%, which rounded to 4 decimals of TFLOP/s was `± 0.0000`.
+#[test]
+fn row10_gab_range_is_meaningful() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gab, lat, json) = (
+        dir.path().join("gab.json"),
+        dir.path().join("lat.json"),
+        dir.path().join("r.json"),
+    );
+    mock(&format!(
+        "--json {} --export github:{} --export github-latency:{}",
+        json.display(),
+        gab.display(),
+        lat.display()
+    ))
+    .assert()
+    .code(0);
+    let report: Value = serde_json::from_str(&read(&json)).unwrap();
+    let results = report["results"].as_array().unwrap();
+    for (file, latency) in [(&gab, false), (&lat, true)] {
+        for (e, r) in gab_accepts(&read(file)).unwrap().iter().zip(results) {
+            let s = &r["stats"];
+            let (median, lo, hi) = (
+                s["median_s"].as_f64().unwrap(),
+                s["ci95_low_s"].as_f64().unwrap(),
+                s["ci95_high_s"].as_f64().unwrap(),
+            );
+            let want_rel = if latency {
+                (hi - lo) / 2.0 / median
+            } else {
+                (1.0 / lo - 1.0 / hi) / 2.0 * median
+            };
+            let value = e["value"].as_f64().unwrap();
+            let range = gab_range(e["range"].as_str().unwrap()).expect("a range GAB reads");
+            assert!(range > 0.0, "{e}");
+            let got_rel = range / value;
+            assert!(
+                (got_rel / want_rel - 1.0).abs() < 0.01,
+                "{e}: {got_rel} vs {want_rel}"
+            );
+            if latency {
+                assert_eq!(e["unit"], "us");
+                assert!((value - median * 1e6).abs() < 1e-9 * value);
+            }
+        }
+    }
+}
+
+/// Units per kind: decode attention moves bytes (GB/s, Bencher `bandwidth`), prefill
+/// attention and matmul compute (TFLOP/s, `flops`), int8 (TOP/s, `ops`), memory (GB/s).
+#[test]
+fn row11_and_row12_units_and_bencher_measures_match_the_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gab_all = Vec::new();
+    let mut bmf_all = BTreeMap::new();
+    for bench in [
+        "",
+        "bench attention --seq 1 --kv-seq 256 --heads 8 --dtype bf16",
+    ] {
+        let (gab, bmf) = (dir.path().join("gab.json"), dir.path().join("bmf.json"));
+        mock(&format!(
+            "--export github:{} --export bencher:{} {bench}",
+            gab.display(),
+            bmf.display()
+        ))
+        .assert()
+        .code(0);
+        gab_all.extend(gab_accepts(&read(&gab)).unwrap());
+        bmf_all.extend(bencher_accepts(&read(&bmf)).unwrap());
+    }
+    let want = |name: &str| -> (&str, &str) {
+        if name.starts_with("memory.") || name.contains(".q1.") {
+            ("GB/s", "bandwidth")
+        } else if name.contains(".int8.") {
+            ("TOP/s", "ops")
+        } else {
+            ("TFLOP/s", "flops")
+        }
+    };
+    assert!(gab_all
+        .iter()
+        .any(|e| e["name"].as_str().unwrap().contains(".q1.")));
+    for e in &gab_all {
+        let name = e["name"].as_str().unwrap();
+        let (unit, slug) = want(name);
+        assert_eq!(e["unit"], unit, "{name}");
+        let measures = &bmf_all[name];
+        let mut slugs: Vec<&str> = measures.keys().map(String::as_str).collect();
+        slugs.sort();
+        let mut expected = vec![slug, "latency"];
+        expected.sort();
+        assert_eq!(slugs, expected, "{name}");
+        let m = &measures[slug];
+        assert!(m.lower_value.unwrap() <= m.value && m.value <= m.upper_value.unwrap());
+    }
+    // The docs say so.
+    let docs = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/regression.md"));
+    assert!(
+        docs.contains("`GB/s` (memory, and decode attention"),
+        "docs/regression.md"
+    );
+}
+
+#[test]
+fn row13_compare_json_always_has_detail() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let (out, _) = stdout_of(
+        gpuvet()
+            .arg("compare")
+            .args([
+                fixtures.join("compare_old.json"),
+                fixtures.join("compare_old.json"),
+            ])
+            .args(["--json", "-"]),
+        0,
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    for r in v["results"].as_array().unwrap() {
+        assert!(r.as_object().unwrap().contains_key("detail"), "{r}");
+    }
+}
+
+/// Eight identical GPUs: one series per device in both CI formats.
+#[test]
+fn identical_gpus_get_one_series_each() {
+    let (out, _) = stdout_of(
+        mock("--export bencher:- bench matmul --shape 64x64x64").env("GPUVET_MOCK_DEVICES", "8"),
+        0,
+    );
+    let bmf = bencher_accepts(&out).unwrap();
+    assert_eq!(bmf.len(), 8);
+    assert!(bmf.contains_key("matmul.bf16.64x64x64.kn/mock (device 7)"));
+}
