@@ -59,13 +59,14 @@ build() {
     # cargo's JSON names each executable wherever CARGO_TARGET_DIR puts it. One invocation: the
     # integration tests need the gpuvet binary, so cargo builds it here too, with one feature
     # set (a separate `cargo build` would compile every dependency a second time).
-    exes="$(cargo test --release --no-run --test cuda_gpu --test backends --message-format=json \
+    exes="$(cargo test --release --no-run --test cuda_gpu --test backends --test user_kernels_gpu \
+        --message-format=json \
         | python3 -c 'import json,sys
 for l in sys.stdin:
     try: m = json.loads(l)
     except ValueError: continue
     if m.get("executable"): print(m["target"]["name"], m["executable"])')"
-    for name in gpuvet cuda_gpu backends; do
+    for name in gpuvet cuda_gpu backends user_kernels_gpu; do
         local exe
         exe="$(awk -v n="$name" '$1 == n {print $2}' <<<"$exes" | tail -n 1)"
         [ -n "$exe" ] || die "cargo built no executable for $name"
@@ -171,9 +172,12 @@ PLAN_A="inventory:2:2:5 nvidia-smi:1:1:5 gemm-bf16-ref:6:10:10 copy:12:15:10 tra
     torch-first:18:25:15"
 PLAN_B="gemm-wgmma:40:50:20 torch-half:12:15:10 attention-sm90:10:15:10 attention-sm90-causal:10:15:10
     torch-attention:20:30:15 gemm-own-decode:25:35:15 attention-decode:20:30:15"
-PLAN_C="gpu-tests-hopper:40:70:30 gpu-tests:60:100:45 gpu-tests-shared:20:40:20"
+PLAN_C="gpu-tests-hopper:40:70:30 gpu-tests:60:100:45 gpu-tests-shared:20:40:20
+    user-kernel-tests:30:60:30"
 PLAN_D="gemm-ref:30:35:20 torch-all:50:70:30 memory-all:25:30:15 transfer-curve:25:40:15 gemm-own:60:80:30
-    gemm-own-layouts:12:15:10 attention-prefill:20:30:15 attention-prefill-causal:20:30:15"
+    gemm-own-layouts:12:15:10 attention-prefill:20:30:15 attention-prefill-causal:20:30:15
+    user-kernel-free-form:10:20:10 user-kernel-expected:5:10:5 user-kernel-gemm:20:40:15
+    user-kernel-attention:10:20:10 user-kernel-copy:10:20:10"
 PLAN_E="quick-suite:40:60:40 validate:60:90:60 stress:65:65:65"
 for entry in $PLAN_A $PLAN_B $PLAN_C $PLAN_D $PLAN_E; do
     IFS=: read -r name lo hi least <<<"$entry"
@@ -338,6 +342,14 @@ steps() {
     else
         skip gpu-tests-shared "no $BIN/backends (run --build)"
     fi
+    # Users' kernels (examples/kernels): each example verified, the planted wrong GEMM FAILED,
+    # the faulting kernel a failed result with its CUDA error (in a child process).
+    if [ -x "$BIN/user_kernels_gpu" ]; then
+        step user-kernel-tests 120 env "${req[@]}" GPUVET_EXAMPLES="$ROOT/examples/kernels" \
+            "$BIN/user_kernels_gpu" --test-threads=1
+    else
+        skip user-kernel-tests "no $BIN/user_kernels_gpu (run --build)"
+    fi
     # D. Every dtype on the vendor library, PyTorch's full set, then the own kernels.
     step gemm-ref 60 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-ref)" \
         bench matmul --shape "$SHAPE" --dtype "$ALL_DTYPES" --impl reference
@@ -361,6 +373,28 @@ steps() {
         bench attention "${PREFILL[@]}" --dtype bf16 --impl "$PREFILL_IMPLS"
     step attention-prefill-causal 60 "${G[@]}" --max-time "$MAXT" --json "$(J attention-prefill-causal)" \
         bench attention "${PREFILL[@]}" --causal --dtype bf16 --impl "$PREFILL_IMPLS"
+    # Users' kernels from the command line, as docs/kernels.md shows them (a GPU only: the CPU
+    # backend refuses them, as tests/user_kernel_cli.rs checks).
+    local ex="$ROOT/examples/kernels"
+    if [ "$BACKEND" = cuda ]; then
+        step user-kernel-free-form 60 "${G[@]}" --max-time "$MAXT" --json "$(J user-kernel-free-form)" \
+            bench kernel --spec "$ex/vector_add.toml" --set BLOCK=128,256,512
+        step user-kernel-expected 30 "${G[@]}" --max-time "$MAXT" --json "$(J user-kernel-expected)" \
+            bench kernel --spec "$ex/saxpy.toml"
+        step user-kernel-gemm 90 "${G[@]}" --max-time "$MAXT" --json "$(J user-kernel-gemm)" \
+            bench matmul --shape "$HALF_SHAPE" --dtype bf16 --layout nk \
+            --kernel "$ex/naive_gemm.toml" --set TILE=16,32
+        step user-kernel-attention 60 "${G[@]}" --max-time "$MAXT" --json "$(J user-kernel-attention)" \
+            bench attention --batch 1 --heads 8 --kv-heads 2 --seq 256 --head-dim 64 --causal \
+            --dtype bf16 --kernel "$ex/naive_attention.toml"
+        step user-kernel-copy 40 "${G[@]}" --max-time "$MAXT" --json "$(J user-kernel-copy)" \
+            bench memory --size "$COPY" --op copy --kernel "$ex/copy.toml"
+    else
+        for s in user-kernel-free-form user-kernel-expected user-kernel-gemm user-kernel-attention \
+            user-kernel-copy; do
+            skip "$s" "user kernels need a GPU"
+        done
+    fi
     # E. The long runs: what a user runs first, the node verdict, sustained load.
     step quick-suite 90 "${G[@]}" --json "$(J quick-suite)" run
     step validate 150 "${G[@]}" --json "$(J validate)" validate "${VALIDATE_EXTRA[@]}" --verdict "$(J verdict)"

@@ -193,11 +193,26 @@ pub struct SuiteLlmArgs {
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// C = A·B at given shapes and dtypes.
-    Matmul(MatmulArgs),
+    Matmul {
+        #[command(flatten)]
+        args: MatmulArgs,
+        #[command(flatten)]
+        kernel: KernelFlags,
+    },
     /// Attention forward (prefill or decode), with GQA and causal masks.
-    Attention(AttentionArgs),
+    Attention {
+        #[command(flatten)]
+        args: AttentionArgs,
+        #[command(flatten)]
+        kernel: KernelFlags,
+    },
     /// Streaming memory bandwidth: copy, read, write, triad.
-    Memory(MemoryArgs),
+    Memory {
+        #[command(flatten)]
+        args: MemoryArgs,
+        #[command(flatten)]
+        kernel: KernelFlags,
+    },
     /// Host↔device copies (h2d, d2h, both at once), pinned or pageable host memory, copy
     /// engine and SM kernel, verified; as % of the PCIe link's rate.
     Transfer(TransferArgs),
@@ -208,6 +223,90 @@ pub enum BenchCommand {
     /// on every GPU of the run, or across processes launched by Slurm; algbw and busbw as
     /// nccl-tests defines them.
     Collective(CollectiveBench),
+    /// Your own CUDA kernel from a spec file: its buffers, launch, work per launch and how to
+    /// verify it (docs/kernels.md). Needs a GPU.
+    Kernel(KernelArgs),
+}
+
+/// `--kernel` and its companions on `bench matmul|attention|memory`: the user's CUDA kernel as
+/// one more implementation of the workload, on the workload's own inputs, checked by its own
+/// verifier (docs/kernels.md). Needs a GPU.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KernelFlags {
+    /// Your CUDA kernel as one more implementation: FILE.cu:ENTRY (with --launch) or a small
+    /// spec FILE.toml beside the .cu.
+    #[arg(long, value_name = "FILE.cu:ENTRY|SPEC.toml")]
+    pub kernel: Option<String>,
+    /// grid=X[,Y[,Z]],block=X[,Y[,Z]][,smem=BYTES],args=A,B,…: expressions of the workload's
+    /// sizes and --set variables (e.g. grid=cdiv(N,128),cdiv(M,128),block=256,args=A,B,C,M,N,K);
+    /// beside a spec, replaces the keys it names.
+    #[arg(long, requires = "kernel", value_name = "LAUNCH")]
+    pub launch: Option<String>,
+    /// A macro for the kernel's compile: NAME=EXPR (an expression of sizes and --set
+    /// variables) or NAME. Repeatable.
+    #[arg(
+        long = "define",
+        short = 'D',
+        requires = "kernel",
+        value_name = "NAME[=EXPR]"
+    )]
+    pub defines: Vec<String>,
+    /// An include folder for the kernel's compile. Repeatable.
+    #[arg(long, requires = "kernel", value_name = "DIR")]
+    pub include: Vec<PathBuf>,
+    /// An NVRTC option (--use_fast_math, --maxrregcount=N, --ftz=true, ...; docs/kernels.md
+    /// lists those accepted). Repeatable.
+    #[arg(
+        long = "nvrtc-opt",
+        requires = "kernel",
+        value_name = "OPT",
+        allow_hyphen_values = true
+    )]
+    pub nvrtc_opts: Vec<String>,
+    /// Sweep a kernel variable: NAME=VALUES (a list, a range, pow2:…); each value is its own
+    /// implementation, `name[NAME=value]`. Repeatable (the values are crossed).
+    #[arg(long = "set", requires = "kernel", value_name = "NAME=VALUES")]
+    pub sets: Vec<String>,
+    /// The implementation name results show (default: the spec's name, or the entry).
+    #[arg(long, requires = "kernel", value_name = "NAME")]
+    pub kernel_name: Option<String>,
+}
+
+impl KernelFlags {
+    /// The user kernels asked for (one per --set combination), none without --kernel.
+    fn kernels(&self) -> Result<Vec<crate::workload::kernel::UserKernel>> {
+        let Some(kernel) = &self.kernel else {
+            return Ok(Vec::new());
+        };
+        let req = crate::workload::kernel::spec::KernelRequest {
+            kernel: kernel.clone(),
+            launch: self.launch.clone(),
+            name: self.kernel_name.clone(),
+            defines: self.defines.clone(),
+            include: self.include.clone(),
+            options: self.nvrtc_opts.clone(),
+            sets: self.sets.clone(),
+        };
+        Ok(crate::workload::kernel::spec::implementations(&req)?)
+    }
+}
+
+/// Flags of `bench kernel`.
+#[derive(Args, Debug, Clone)]
+pub struct KernelArgs {
+    /// The kernel's spec (TOML): source, entry, buffers, launch, work and verification.
+    #[arg(long, value_name = "SPEC.toml")]
+    pub spec: PathBuf,
+    /// Sweep a spec variable: NAME=VALUES (a list, a range, pow2:…); each value is its own
+    /// result. Repeatable (the values are crossed).
+    #[arg(long = "set", value_name = "NAME=VALUES")]
+    pub sets: Vec<String>,
+}
+
+impl KernelArgs {
+    fn axes(&self) -> crate::workload::kernel::KernelAxes {
+        crate::workload::kernel::KernelAxes::new(self.spec.clone(), self.sets.clone())
+    }
 }
 
 /// The flags of `bench matmul` and of `sweep matmul`: one argument set, whose sizes are either
@@ -820,6 +919,9 @@ pub enum SweepCommand {
     P2p(P2pAxes),
     /// Collective bus bandwidth over message sizes (e.g. --size pow2:1MiB..4GiB).
     Collective(CollectiveAxes),
+    /// Your own CUDA kernel over its spec's variables (e.g. --set BLOCK=64,128,256), as
+    /// `bench kernel` runs it (docs/kernels.md). Needs a GPU.
+    Kernel(KernelArgs),
 }
 
 impl From<SweepArgs> for crate::sweep::SweepKind {
@@ -828,6 +930,7 @@ impl From<SweepArgs> for crate::sweep::SweepKind {
         match a.kind {
             SweepCommand::Matmul(x) => K::new(x),
             SweepCommand::Attention(x) => K::new(x),
+            SweepCommand::Kernel(x) => K::new(x.axes()),
             SweepCommand::Memory(x) => K::new(x),
             SweepCommand::Transfer(x) => K::new(x),
             SweepCommand::P2p(x) => K::new(x),
@@ -1062,8 +1165,16 @@ fn run(cli: Cli) -> Result<i32> {
                 BenchCommand::Collective(c) => c.world.world,
                 _ => WorldChoice::Single,
             };
-            let (workloads, imps, what, axis) = bench_workloads(b)?;
-            measure(&opts, Some(workloads), imps, &what, axis, world)
+            let bench = bench_workloads(b)?;
+            let req = commands::run::MeasureRequest {
+                workloads: Some(bench.workloads),
+                implementations: bench.implementations,
+                command: bench.command,
+                axis: bench.axis,
+                world,
+                user_kernels: bench.user_kernels,
+            };
+            Ok(commands::run::measure(&opts, &req)?.code)
         }
         Some(Command::Sweep(a)) => {
             // Only a collective spans the processes of a world.
@@ -1127,6 +1238,7 @@ fn measure(
         command: command.into(),
         axis,
         world,
+        user_kernels: Vec::new(),
     };
     Ok(commands::run::measure(opts, &req)?.code)
 }
@@ -1329,36 +1441,74 @@ fn check_numbers(g: &Global) -> Result<()> {
     Ok(())
 }
 
-/// What a bench runs: its workloads, implementations, the command recorded (`bench matmul`,
-/// ...), and the axis of its curves (the interconnect benches, given several sizes, draw
-/// bandwidth against size).
-type Bench = (Vec<Workload>, Vec<String>, String, Option<String>);
+/// What a `bench` subcommand measures.
+struct Bench {
+    workloads: Vec<Workload>,
+    implementations: Vec<String>,
+    command: String,
+    axis: Option<String>,
+    /// User kernels to register as implementations, with the workload kind they implement.
+    user_kernels: Vec<(&'static str, crate::workload::kernel::UserKernel)>,
+}
 
-/// A bench is a sweep whose axes hold single values: each kind's axes expanded in turn.
+/// A bench is a sweep whose axes hold single values: each kind's axes expanded in turn (for
+/// `bench kernel`, one workload per `--set` combination, its first variable with several
+/// values the charts' axis).
 fn bench_workloads(b: BenchCommand) -> Result<Bench> {
     const MIB: u64 = 1 << 20;
-    let axes: Vec<Box<dyn KindAxes>> = match b {
-        BenchCommand::Matmul(a) => boxed(a.axes(BLayout::Kn)),
-        BenchCommand::Attention(a) => boxed(vec![a.sweep_axes()?]),
-        BenchCommand::Memory(a) => boxed(a.bench_axes()),
-        BenchCommand::Transfer(a) => boxed(vec![a.axes(Some(256 * MIB))?]),
-        BenchCommand::P2p(a) => boxed(vec![a.axes(Some(256 * MIB))?]),
-        BenchCommand::Collective(c) => boxed(vec![c.args.axes(Some(64 * MIB))?]),
+    let (axes, kernel, axis): (Vec<Box<dyn KindAxes>>, _, _) = match b {
+        BenchCommand::Matmul { args, kernel } => (boxed(args.axes(BLayout::Kn)), kernel, None),
+        BenchCommand::Attention { args, kernel } => (boxed(vec![args.sweep_axes()?]), kernel, None),
+        BenchCommand::Memory { args, kernel } => (boxed(args.bench_axes()), kernel, None),
+        BenchCommand::Transfer(a) => (
+            boxed(vec![a.axes(Some(256 * MIB))?]),
+            KernelFlags::default(),
+            None,
+        ),
+        BenchCommand::P2p(a) => (
+            boxed(vec![a.axes(Some(256 * MIB))?]),
+            KernelFlags::default(),
+            None,
+        ),
+        BenchCommand::Collective(c) => (
+            boxed(vec![c.args.axes(Some(64 * MIB))?]),
+            KernelFlags::default(),
+            None,
+        ),
+        BenchCommand::Kernel(k) => {
+            let axes = k.axes();
+            let axis = axes.swept_name();
+            (boxed(vec![axes]), KernelFlags::default(), axis)
+        }
     };
     let mut workloads = Vec::new();
     for a in &axes {
         workloads.extend(a.expand()?);
     }
     let first = axes.first();
-    let imps = first
+    let mut imps = first
         .map(|a| a.implementations().to_vec())
         .unwrap_or_default();
-    let axis = match &axes[..] {
+    // The axis of the curves: a user kernel's swept variable, else the one swept axis of a
+    // single kind (the interconnect benches, given several sizes, draw bandwidth against size).
+    let axis = axis.or_else(|| match &axes[..] {
         [one] => one.swept().map(|p| p.name().to_string()),
         _ => None,
-    };
-    let what = first.map_or("bench".into(), |a| format!("bench {}", a.kind()));
-    Ok((workloads, imps, what, axis))
+    });
+    let kind = first.map_or("", |a| a.kind());
+    let user_kernels: Vec<_> = kernel.kernels()?.into_iter().map(|k| (kind, k)).collect();
+    // Without --impl, a user kernel runs beside the references and the best own kernel.
+    if imps.is_empty() && !user_kernels.is_empty() {
+        imps.push("default".into());
+        imps.extend(user_kernels.iter().map(|(_, k)| k.name.clone()));
+    }
+    Ok(Bench {
+        workloads,
+        implementations: imps,
+        command: format!("bench {kind}"),
+        axis,
+        user_kernels,
+    })
 }
 
 fn boxed<A: KindAxes + 'static>(v: Vec<A>) -> Vec<Box<dyn KindAxes>> {

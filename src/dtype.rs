@@ -251,6 +251,9 @@ pub enum ComputeType {
     Mock,
     /// Bytes moved as they are, nothing computed (transfers, peer copies): `bytes`.
     Bytes,
+    /// A user's own kernel: what it computes in is its own business; the label says whose
+    /// kernel ran, on which input format where a workload gave one (`bf16 (user kernel)`).
+    User { inputs: Option<DType> },
     /// Any other label, kept verbatim.
     Other(String),
 }
@@ -302,9 +305,13 @@ impl ComputeType {
             ComputeType::Unrecorded,
             ComputeType::Mock,
             ComputeType::Bytes,
+            ComputeType::User { inputs: None },
         ];
         all.extend(Arith::ALL.map(ComputeType::Uniform));
         for inputs in DType::ALL {
+            all.push(ComputeType::User {
+                inputs: Some(inputs),
+            });
             for path in [
                 AttentionPath::LibraryGemms,
                 AttentionPath::FusedMma,
@@ -375,6 +382,8 @@ impl fmt::Display for ComputeType {
             },
             ComputeType::Mock => f.write_str("mock"),
             ComputeType::Bytes => f.write_str("bytes"),
+            ComputeType::User { inputs: None } => f.write_str("user kernel"),
+            ComputeType::User { inputs: Some(d) } => write!(f, "{d} (user kernel)"),
             ComputeType::Other(s) => f.write_str(s),
         }
     }

@@ -29,11 +29,20 @@ pub enum ImplSelect {
     Named(Vec<String>),
     /// The first implementation each device lists (its best): what a sustained load runs.
     Best,
+    /// `Default`, and these by name (a user's kernels beside the references and the best own).
+    DefaultAnd(Vec<String>),
 }
 
 impl ImplSelect {
     pub fn parse(list: &[String]) -> ImplSelect {
-        if list.is_empty() || list.iter().any(|s| s == "default") {
+        let named: Vec<String> = list.iter().filter(|s| *s != "default").cloned().collect();
+        let special = ["all", "reference"];
+        if list.iter().any(|s| s == "default")
+            && !named.is_empty()
+            && !named.iter().any(|n| special.contains(&n.as_str()))
+        {
+            ImplSelect::DefaultAnd(named)
+        } else if list.is_empty() || list.iter().any(|s| s == "default") {
             ImplSelect::Default
         } else if list.iter().any(|s| s == "all") {
             ImplSelect::All
@@ -245,6 +254,12 @@ pub fn build_in(
         for (w, placement) in usable {
             let lead = backends[placement.lead()].as_ref();
             let avail = lead.implementations(&w);
+            if let (true, ImplSelect::Named(names)) = (avail.is_empty(), select) {
+                // The backend's own reason (a user kernel on a CPU needs a GPU) beats a guess.
+                for n in names {
+                    lead.check(&w, n)?;
+                }
+            }
             if avail.is_empty() {
                 // A backend that knows why (a missing library) says so in its check.
                 let reason = lead
@@ -331,10 +346,14 @@ fn choose(
                 r
             }
         }
-        ImplSelect::Default => {
-            let mut v = refs();
-            if let Some(own) = avail.iter().find(|i| !i.reference) {
-                v.push(own.name.clone());
+        ImplSelect::Default => default_choice(avail),
+        ImplSelect::DefaultAnd(names) => {
+            let mut v = default_choice(avail);
+            for n in names {
+                lead.check(w, n)?;
+                if !v.contains(n) {
+                    v.push(n.clone());
+                }
             }
             v
         }
@@ -420,6 +439,19 @@ fn group(
     let sized = w.with_ranks(ranks, local).unwrap_or_else(|| w.clone());
     sized.validate()?;
     Ok((sized, placement))
+}
+
+/// The vendor references plus the best own implementation (the first that is not one).
+fn default_choice(avail: &[crate::backend::ImplInfo]) -> Vec<String> {
+    let mut v: Vec<String> = avail
+        .iter()
+        .filter(|i| i.reference)
+        .map(|i| i.name.clone())
+        .collect();
+    if let Some(own) = avail.iter().find(|i| !i.reference) {
+        v.push(own.name.clone());
+    }
+    v
 }
 
 /// `workloads` with repeats (same id) removed, first occurrence kept; each repeat noted.

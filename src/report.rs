@@ -179,6 +179,10 @@ pub struct ResultRecord {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The user kernel that produced the result (`bench kernel`, `--kernel`): its source and
+    /// build hashes, launch and registers, so a comparison can say when the kernel changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<crate::workload::kernel::KernelRecord>,
     /// What a dollar buys at this throughput, where the run was given a price for the device
     /// (`config.price`): TFLOP-hours (TOP-hours, TB-hours) per USD.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -14,7 +14,7 @@ use crate::measure::{measure_observed, MeasureConfig, Phase, StopReason};
 use crate::plan::{Plan, PlanEntry};
 use crate::report::{Report, ResultRecord, RunConfig, Status, Throughput, SCHEMA_VERSION};
 use crate::tensor::Tensor;
-use crate::verify::{verify, Verification};
+use crate::verify::{Verification, Verify, VerifyMethod};
 use crate::workload::{Placing, Workload};
 use crate::Error;
 pub use schedule::{schedule, Devices, Done, Job, LostDevices};
@@ -233,6 +233,7 @@ fn new_record(entry: &PlanEntry, lead: &dyn Backend) -> ResultRecord {
         effective_clock_mhz: None,
         error: None,
         notes: entry.notes.clone(),
+        kernel: None,
         price_performance: None,
     }
 }
@@ -270,13 +271,19 @@ fn run_one(
             backend.prepare_group(&group, w, &entry.implementation, ins, opts)?
         }
     };
-    let output = prepared.run_verify()?;
+    let runs = w.verify_runs();
+    let outputs = if runs > 1 {
+        prepared.run_verify_repeated(runs)?
+    } else {
+        vec![prepared.run_verify()?]
+    };
     let wseed = inputs::workload_seed(s.seed, w);
-    let verification = verify(w, ins, &output, wseed);
+    let verification = w.verify_outputs(ins, &outputs, wseed);
     let mut record = new_record(entry, backend);
+    record.kernel = prepared.kernel_record();
     if let Some(dir) = &s.dump_dir {
         if s.dump_all || !verification.passed {
-            dump(dir, &record.id, ins, &output).map_err(|e| {
+            dump(dir, &record.id, ins, &outputs[0]).map_err(|e| {
                 Error::Io(std::io::Error::new(
                     e.kind(),
                     format!("writing dumps to {}: {e}", dir.display()),
@@ -289,9 +296,12 @@ fn run_one(
     record.cache = cache;
     record.notes.extend(cache_note);
     record.notes.extend(prepared.notes());
+    record.notes.extend(verification_note(&verification, runs));
     record.verification = verification;
-    if !record.verification.passed {
-        // A wrong output is never timed: its speed means nothing.
+    // A wrong output is never timed: its speed means nothing. An output the user asked not to
+    // check is timed, and stays labelled unverified (it never passes).
+    let unverified = record.verification.method == VerifyMethod::Unverified;
+    if !record.verification.passed && !unverified {
         record.status = Status::VerificationFailed;
         record.stop_reason = StopReason::VerificationFailed;
         return Ok(record);
@@ -320,6 +330,19 @@ fn run_one(
     record.stop_reason = m.stop_reason;
     record.stats = Some(m.summary);
     Ok(record)
+}
+
+/// What a reader must know about how a user kernel's output was checked.
+fn verification_note(v: &Verification, runs: usize) -> Option<String> {
+    match v.method {
+        VerifyMethod::Determinism if v.passed => Some(format!(
+            "verified by determinism only: bit-identical over {runs} runs across buffer sets and poison patterns, not checked against a reference"
+        )),
+        VerifyMethod::Unverified => Some(
+            "UNVERIFIED: the output was not checked (verify.method = \"none\"); the time is shown, the result never passes".into(),
+        ),
+        _ => None,
+    }
 }
 
 /// `<workload name>/<implementation>`: what comparisons match results by.

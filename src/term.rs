@@ -129,6 +129,11 @@ pub fn results_table(report: &Report, color: bool) -> String {
     }
     let mut s = t.to_string();
     s.push('\n');
+    for r in &report.results {
+        if let Some(k) = &r.kernel {
+            s.push_str(&format!("{}: {}\n", r.id, k.summary()));
+        }
+    }
     for r in report.results.iter().filter(|r| !r.is_valid()) {
         let why = r
             .error

@@ -107,6 +107,7 @@ fn record(w: &Workload, imp: &str, t: f64, passed: bool) -> ResultRecord {
         effective_clock_mhz: None,
         error: None,
         notes: vec![],
+        kernel: None,
         price_performance: None,
     }
 }

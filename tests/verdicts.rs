@@ -124,6 +124,7 @@ fn record(device: usize, w: &Workload, value: f64) -> ResultRecord {
         effective_clock_mhz: Some(1965.0),
         error: None,
         notes: vec![],
+        kernel: None,
         price_performance: None,
     }
 }

@@ -7,7 +7,9 @@
 //! `GPUVET_MOCK_DEVICES=N` opens N identical mock GPUs (a node of eight, say);
 //! [`MockBackend::with_device_fault`] (at preparation) and [`MockBackend::with_device_fault_after`]
 //! (mid-run) make a workload fault the device as an illegal address does on a GPU, to exercise
-//! the device-lost path.
+//! the device-lost path. User kernels (`user`: registered implementations and free-form
+//! `bench kernel` specs) are checked as far as possible without a device and never run: their
+//! output is simulated, and their results say so.
 
 use super::{
     quick, Backend, BackendKind, CachePolicy, DeviceInfo, DeviceState, Group, ImplInfo, NvLinkPeer,
@@ -17,9 +19,12 @@ use crate::dtype::{ComputeType, DType};
 use crate::error::{Error, Result};
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
 use crate::tensor::{Data, Tensor};
+use crate::workload::kernel::{KernelRecord, UserKernel};
 use crate::workload::{reference, AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+mod user;
 
 /// Largest multiply-add count the mock computes (it is a test double, not a compute engine).
 const MAX_MACS: u128 = 1 << 28;
@@ -55,6 +60,8 @@ pub struct MockBackend {
     /// Set once the device faulted: like a real context after an illegal address, every later
     /// preparation fails with the same sticky error.
     lost: AtomicBool,
+    /// User kernels registered as implementations, by workload kind (simulated: see `user`).
+    user_kernels: Vec<(&'static str, UserKernel)>,
 }
 
 impl MockBackend {
@@ -97,6 +104,7 @@ impl MockBackend {
             device_fault: None,
             fault_after_calls: 0,
             lost: AtomicBool::new(false),
+            user_kernels: Vec::new(),
         }
     }
 
@@ -180,6 +188,13 @@ impl MockBackend {
     fn run<'a>(&'a self, r: Request<'_>, per_iter: f64) -> Result<Box<dyn Prepared + 'a>> {
         let w = r.workload;
         let fault_in = self.arm_fault(w)?;
+        // A user kernel is checked as far as the mock can (NVRTC, PTX, limits), never run: its
+        // output is simulated and its result says so.
+        let kernel = match (w, self.user_kernel(w, Some(r.implementation)).next()) {
+            (Workload::Kernel(k), _) => Some(user::check(&k.kernel, &k.names())?),
+            (_, Some((_, k))) => Some(user::check_implementation(w, k)?),
+            _ => None,
+        };
         let out = exact_output(w, r.inputs)?;
         Ok(Box::new(MockRun {
             busy: &self.busy,
@@ -190,6 +205,7 @@ impl MockBackend {
             per_iter,
             calls: 0,
             sets: r.opts.buffer_sets,
+            kernel,
         }))
     }
 
@@ -218,12 +234,42 @@ impl Backend for MockBackend {
         &self.info
     }
 
-    fn implementations(&self, _w: &Workload) -> Vec<ImplInfo> {
-        vec![ImplInfo::new(
+    fn implementations(&self, w: &Workload) -> Vec<ImplInfo> {
+        if let Workload::Kernel(_) = w {
+            return vec![user::free_form_info()];
+        }
+        let mut v = vec![ImplInfo::new(
             "mock",
             "exact reference output, fake clock",
             false,
-        )]
+        )];
+        v.extend(self.user_kernel(w, None).map(|(_, k)| user::info(k)));
+        v
+    }
+
+    fn check(&self, w: &Workload, imp: &str) -> Result<()> {
+        super::check_listed(self, w, imp)?;
+        match (w, self.user_kernel(w, Some(imp)).next()) {
+            (Workload::Kernel(k), _) => user::check(&k.kernel, &k.names()).map(|_| ()),
+            (_, Some((_, k))) => user::check_implementation(w, k).map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
+    fn register_user_kernel(&mut self, workload: &'static str, kernel: &UserKernel) -> Result<()> {
+        let taken = kernel.name == "mock"
+            || self
+                .user_kernels
+                .iter()
+                .any(|(w, k)| *w == workload && k.name == kernel.name);
+        if taken {
+            return Err(Error::invalid(format!(
+                "an implementation `{}` of {workload} already exists",
+                kernel.name
+            )));
+        }
+        self.user_kernels.push((workload, kernel.clone()));
+        Ok(())
     }
 
     fn free_memory(&self) -> Result<u64> {
@@ -312,6 +358,19 @@ impl Backend for MockBackend {
     }
 }
 
+impl MockBackend {
+    /// The registered user kernels that implement `w`'s kind (named `imp`, when given).
+    fn user_kernel<'s>(
+        &'s self,
+        w: &'s Workload,
+        imp: Option<&'s str>,
+    ) -> impl Iterator<Item = &'s (&'static str, UserKernel)> + 's {
+        self.user_kernels
+            .iter()
+            .filter(move |(kind, k)| *kind == w.kind() && imp.is_none_or(|i| i == k.name))
+    }
+}
+
 struct MockRun<'a> {
     busy: &'a AtomicBool,
     /// The device's lost flag: set by a fault, checked by every call.
@@ -325,6 +384,8 @@ struct MockRun<'a> {
     per_iter: f64,
     calls: u64,
     sets: usize,
+    /// The check of the user kernel this run stands in for.
+    kernel: Option<user::Checked>,
 }
 
 impl Drop for MockRun<'_> {
@@ -371,6 +432,22 @@ impl Prepared for MockRun<'_> {
             CachePolicy::Single
         }
     }
+
+    /// With `GPUVET_MOCK_FAULT` naming the workload, every run after the first differs from it
+    /// (what a racy kernel does to a determinism check).
+    fn run_verify_repeated(&mut self, runs: usize) -> Result<Vec<Tensor>> {
+        let first = self.run_verify().map(|_| self.out.clone())?;
+        let rest = (1..runs).map(|_| self.run_verify());
+        std::iter::once(Ok(first)).chain(rest).collect()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.kernel.iter().flat_map(|c| c.notes.clone()).collect()
+    }
+
+    fn kernel_record(&self) -> Option<KernelRecord> {
+        self.kernel.as_ref().map(|c| c.record.clone())
+    }
 }
 
 /// The sticky error every call on a faulted mock device returns, as a CUDA context does after
@@ -415,8 +492,9 @@ fn landed(inputs: &[Tensor]) -> Tensor {
     }
 }
 
-/// The exact output of `w` on `inputs`, from the f64 references: what the mock "computes".
-/// The one place the mock names each workload kind. Refuses work beyond [`MAX_MACS`]
+/// The exact output of `w` on `inputs`, from the f64 references: what the mock "computes" (for
+/// a free-form user kernel, which has no reference, its simulated output: `user`). The one
+/// place the mock names each workload kind. Refuses work beyond [`MAX_MACS`]
 /// multiply-adds (or elements): it is a test double, not a compute engine.
 fn exact_output(w: &Workload, inputs: &[Tensor]) -> Result<Tensor> {
     let within = |macs: u128| -> Result<()> {
@@ -453,6 +531,10 @@ fn exact_output(w: &Workload, inputs: &[Tensor]) -> Result<Tensor> {
         Workload::Memory(m) => {
             within(m.elements() as u128)?;
             memory_output(m, inputs)
+        }
+        Workload::Kernel(k) => {
+            within(k.output().elements() as u128)?;
+            user::simulated_output(k)
         }
     })
 }

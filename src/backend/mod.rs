@@ -375,6 +375,20 @@ pub trait Prepared {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// The outputs of `runs` verification runs, for checks that hold runs against each other
+    /// (a user kernel's determinism check): run `i` uses buffer set `i % sets`, and its output
+    /// is poisoned with a pattern that changes from run to run, so an element the kernel left
+    /// unwritten shows as a difference. The default repeats [`Prepared::run_verify`].
+    fn run_verify_repeated(&mut self, runs: usize) -> Result<Vec<Tensor>> {
+        (0..runs).map(|_| self.run_verify()).collect()
+    }
+
+    /// What the result should record about a user kernel it ran (source hash, build, launch,
+    /// registers); `None` for gpuvet's own implementations.
+    fn kernel_record(&self) -> Option<crate::workload::kernel::KernelRecord> {
+        None
+    }
 }
 
 /// The devices a group workload (a peer copy, a collective) runs on, handed to the first of
@@ -470,26 +484,19 @@ pub trait Backend: Send {
 
     /// Why `w` cannot run with `imp`, or `Ok` when it can. Called while the plan is validated.
     fn check(&self, w: &Workload, imp: &str) -> Result<()> {
-        if self.implementations(w).iter().any(|i| i.name == imp) {
-            Ok(())
-        } else {
-            let have: Vec<String> = self
-                .implementations(w)
-                .into_iter()
-                .map(|i| i.name)
-                .collect();
-            Err(crate::Error::unsupported(format!(
-                "{} has no implementation `{imp}` of {} on {}{}",
-                self.kind().name(),
-                w.name(),
-                self.device().name,
-                if have.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (available: {})", have.join(", "))
-                }
-            )))
-        }
+        check_listed(self, w, imp)
+    }
+
+    /// Adds a user's CUDA kernel as one more implementation of the `workload` kind (`matmul`,
+    /// `attention`, `memory`), checked, prepared and verified like the built-in ones. Only a
+    /// GPU (or the mock standing in for one) can: the default refuses with [`needs_gpu`].
+    fn register_user_kernel(
+        &mut self,
+        workload: &'static str,
+        kernel: &crate::workload::kernel::UserKernel,
+    ) -> Result<()> {
+        let _ = (workload, kernel);
+        Err(needs_gpu(self.kind()))
     }
 
     /// Bytes of memory free for buffers right now.
@@ -610,6 +617,33 @@ pub trait Backend: Send {
     fn notice(&self) -> Option<String> {
         None
     }
+}
+
+/// The default [`Backend::check`]: `Ok` when `imp` is among the implementations of `w`.
+pub fn check_listed<B: Backend + ?Sized>(b: &B, w: &Workload, imp: &str) -> Result<()> {
+    let have: Vec<String> = b.implementations(w).into_iter().map(|i| i.name).collect();
+    if have.iter().any(|n| n == imp) {
+        return Ok(());
+    }
+    Err(crate::Error::unsupported(format!(
+        "{} has no implementation `{imp}` of {} on {}{}",
+        b.kind().name(),
+        w.name(),
+        b.device().name,
+        if have.is_empty() {
+            String::new()
+        } else {
+            format!(" (available: {})", have.join(", "))
+        }
+    )))
+}
+
+/// Why a user's CUDA kernel cannot run on a backend of `kind`.
+pub fn needs_gpu(kind: BackendKind) -> crate::Error {
+    crate::Error::Unsupported(format!(
+        "user CUDA kernels need a GPU: `bench kernel` and `--kernel` run on the cuda backend, and this run is on the {} backend (asked for, or --backend auto found no usable NVIDIA GPU)",
+        kind.name()
+    ))
 }
 
 /// Which backend the user asked for.

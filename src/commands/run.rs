@@ -28,6 +28,9 @@ pub struct MeasureRequest {
     pub axis: Option<String>,
     /// Where the processes of the run come from (collectives; `Single` for everything else).
     pub world: WorldChoice,
+    /// User kernels registered on every backend before planning, with the workload kind each
+    /// implements (`bench matmul --kernel …`).
+    pub user_kernels: Vec<(&'static str, crate::workload::kernel::UserKernel)>,
 }
 
 /// What a measuring command leaves for its caller.
@@ -52,11 +55,16 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     let extra_stdout = opts.check_fleet_targets(&exports, &[])?;
     let price = opts.price_table()?;
     let baseline_dir = check_baseline_flags(opts)?;
-    let opened = backend::open(opts.backend, opts.threads)?;
+    let mut opened = backend::open(opts.backend, opts.threads)?;
     if let Some(n) = &opened.notice {
         opts.notice(n);
     }
     let world = join_world(opts, world, opened.backends[0].as_ref())?;
+    for b in opened.backends.iter_mut() {
+        for (kind, k) in &req.user_kernels {
+            b.register_user_kernel(kind, k)?;
+        }
+    }
     let suite = req.workloads.is_none();
     let workloads = req
         .workloads

@@ -654,6 +654,12 @@ pub fn correctness(
     for r in results {
         match r.status {
             Status::Ok if r.verification.passed => verified += 1,
+            _ if r.verification.method == crate::verify::VerifyMethod::Unverified => {
+                f.push(Finding::fail(format!(
+                    "{}: not verified (a user kernel whose spec says verify.method = \"none\"): an unverified result never passes",
+                    r.id
+                )))
+            }
             Status::Error => f.push(Finding::fail(format!(
                 "{}: did not run: {}",
                 r.id,

@@ -46,6 +46,16 @@ pub enum VerifyMethod {
     /// Not verified (the run failed first).
     #[serde(rename = "none")]
     None,
+    /// A user kernel's output against the expected output from a file, within atol + rtol.
+    #[serde(rename = "expected")]
+    Expected,
+    /// A user kernel's output bit-identical across runs, buffer sets and poison patterns:
+    /// repeatable, not checked against a reference.
+    #[serde(rename = "determinism")]
+    Determinism,
+    /// Not checked, as the user's spec asked: the result is labelled and never passes.
+    #[serde(rename = "unverified")]
+    Unverified,
 }
 
 impl VerifyMethod {
@@ -59,6 +69,9 @@ impl VerifyMethod {
             VerifyMethod::Sampled => "sampled",
             VerifyMethod::Shape => "shape",
             VerifyMethod::None => "none",
+            VerifyMethod::Expected => "expected",
+            VerifyMethod::Determinism => "determinism",
+            VerifyMethod::Unverified => "unverified",
         }
     }
 }
@@ -191,6 +204,18 @@ pub trait Verify {
     /// Checks `out` against the f64 reference on `inputs` (in the order the workload's
     /// `input_specs` lists them).
     fn verify_output(&self, inputs: &[Tensor], out: &Tensor, seed: u64) -> Verification;
+
+    /// Verification runs the check needs: one, or several for a check that holds runs against
+    /// each other (a user kernel's determinism check, see `Prepared::run_verify_repeated`).
+    fn verify_runs(&self) -> usize {
+        1
+    }
+
+    /// Checks the outputs of [`Verify::verify_runs`] runs (at least one). The default checks
+    /// the first as [`Verify::verify_output`] does.
+    fn verify_outputs(&self, inputs: &[Tensor], outs: &[Tensor], seed: u64) -> Verification {
+        self.verify_output(inputs, &outs[0], seed)
+    }
 }
 
 /// A failed check when `out` does not hold the `expected` number of elements (nothing else is

@@ -37,6 +37,14 @@ impl Axis {
     pub fn parse_bytes(s: &str) -> std::result::Result<Axis, String> {
         parse_axis(s, &|t| Bytes::from_str(t.trim()).map(|b| b.0))
     }
+
+    /// Parses an axis whose values `value` reads (a user kernel's `--set` takes `64Mi`).
+    pub fn parse_with(
+        s: &str,
+        value: &dyn Fn(&str) -> std::result::Result<u64, String>,
+    ) -> std::result::Result<Axis, String> {
+        parse_axis(s, value)
+    }
 }
 
 impl FromStr for Axis {

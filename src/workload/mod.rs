@@ -7,6 +7,7 @@
 mod attention;
 pub mod axis;
 pub mod collective;
+pub mod kernel;
 mod matmul;
 mod memory;
 mod p2p;
@@ -15,6 +16,7 @@ mod transfer;
 pub use attention::{AttentionAxes, AttentionSpec};
 pub use axis::{Axis, Param};
 pub use collective::{CollectiveAxes, CollectiveOp, CollectiveSpec, RankRange};
+pub use kernel::KernelSpec;
 pub use matmul::{BLayout, MatmulAxes, MatmulSpec};
 pub use memory::{MemOp, MemoryAxes, MemorySpec, TRIAD_SCALAR, WRITE_VALUE};
 pub use p2p::{P2pAxes, P2pOp, P2pSpec};
@@ -54,6 +56,9 @@ pub enum Workload {
     Transfer(TransferSpec),
     P2p(P2pSpec),
     Collective(CollectiveSpec),
+    /// A free-form user kernel (`bench kernel --spec`): its buffers, work and verification
+    /// come from its spec.
+    Kernel(Box<KernelSpec>),
 }
 
 /// Runs `$e` with `$s` bound to the spec inside a [`Workload`], whatever its kind: the one
@@ -67,6 +72,10 @@ macro_rules! each_kind {
             $crate::workload::Workload::Transfer($s) => $e,
             $crate::workload::Workload::P2p($s) => $e,
             $crate::workload::Workload::Collective($s) => $e,
+            $crate::workload::Workload::Kernel(boxed) => {
+                let $s: &$crate::workload::KernelSpec = boxed;
+                $e
+            }
         }
     };
 }
@@ -177,8 +186,10 @@ pub trait WorkloadKind: Verify {
     /// The test the workload belongs to: the key of expectations in the GPU database and the
     /// id prefix `validate` and `compare` group by (`matmul.bf16`, `attention.decode`, ...).
     fn test_key(&self) -> String;
-    /// The inputs backends receive, in order: what [`Workload::inputs`] generates and what a
-    /// backend checks the tensors it is given against.
+    /// The inputs backends receive, in order: what [`WorkloadKind::inputs`] generates by
+    /// default and what a backend checks the tensors it is given against. A kind whose inputs
+    /// are not random tensors of gpuvet dtypes (a user kernel's buffers) lists none and makes
+    /// its own in `inputs`.
     fn input_specs(&self) -> Vec<InputSpec>;
     /// Host inputs of [`WorkloadKind::input_specs`] from the workload's own `seed`
     /// (`inputs::workload_seed`), by the one seeding rule: random values, the first input from
@@ -200,6 +211,11 @@ pub trait WorkloadKind: Verify {
     fn params(&self) -> Vec<(&'static str, String)>;
     /// The value of a sweep parameter (`Size` in bytes), `None` when the kind has no such one.
     fn axis_value(&self, axis: Param) -> Option<u64>;
+    /// The value of the sweep axis charts call `name`: a [`Param`] by its name, or a name of
+    /// the kind's own (a user kernel's `--set` variable).
+    fn axis_value_by_name(&self, name: &str) -> Option<u64> {
+        self.axis_value(name.parse().ok()?)
+    }
     /// The parameters a sweep of this kind can run over, in the order charts look at them.
     fn sweep_params(&self) -> &'static [Param];
 }
@@ -215,6 +231,11 @@ pub trait KindAxes: std::fmt::Debug {
     fn expand(&self) -> Result<Vec<Workload>>;
     /// The parameter charts put on x: the first with more than one value.
     fn swept(&self) -> Option<Param>;
+    /// The name of that axis, as [`WorkloadKind::axis_value_by_name`] reads it back (a kind
+    /// whose axes are its own names, as a user kernel's `--set` variables, says it here).
+    fn swept_name(&self) -> Option<String> {
+        self.swept().map(|p| p.name().to_string())
+    }
     /// Implementations to run at every point (`default`, `all` or names; empty = default),
     /// resolved per backend by the plan.
     fn implementations(&self) -> &[String];
@@ -323,6 +344,11 @@ impl Workload {
         each_kind!(self, s => s.axis_value(axis))
     }
 
+    /// See [`WorkloadKind::axis_value_by_name`].
+    pub fn axis_value_by_name(&self, name: &str) -> Option<u64> {
+        each_kind!(self, s => s.axis_value_by_name(name))
+    }
+
     /// See [`WorkloadKind::sweep_params`].
     pub fn sweep_params(&self) -> &'static [Param] {
         each_kind!(self, s => s.sweep_params())
@@ -336,6 +362,21 @@ impl Verify for Workload {
             return v;
         }
         each_kind!(self, s => s.verify_output(inputs, out, seed))
+    }
+
+    fn verify_runs(&self) -> usize {
+        each_kind!(self, s => s.verify_runs())
+    }
+
+    fn verify_outputs(&self, inputs: &[Tensor], outs: &[Tensor], seed: u64) -> Verification {
+        let len = self.output_len();
+        if let Some(v) = outs
+            .iter()
+            .find_map(|o| crate::verify::wrong_length(len, o))
+        {
+            return v;
+        }
+        each_kind!(self, s => s.verify_outputs(inputs, outs, seed))
     }
 }
 

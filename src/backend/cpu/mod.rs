@@ -87,6 +87,21 @@ fn kernel(w: &Workload) -> &dyn CpuKernel {
         Workload::Transfer(t) => t,
         Workload::P2p(p) => p,
         Workload::Collective(c) => c,
+        Workload::Kernel(k) => &**k,
+    }
+}
+
+/// A user's CUDA kernel runs on a GPU only: the CPU lists no implementation of it and refuses
+/// it with [`super::needs_gpu`] (in [`Backend::check`], before anything is prepared).
+impl CpuKernel for crate::workload::KernelSpec {
+    fn implementation(&self) -> Option<ImplInfo> {
+        None
+    }
+    fn bytes_per_set(&self) -> u64 {
+        crate::workload::WorkloadKind::buffer_bytes(self)
+    }
+    fn prepare<'a>(&self, _: &'a CpuBackend, _: Alloc) -> Run<'a> {
+        Err(super::needs_gpu(BackendKind::Cpu))
     }
 }
 
@@ -193,6 +208,13 @@ impl Backend for CpuBackend {
         RankLayout::Threads {
             default: (self.threads as u32).clamp(2, 8),
         }
+    }
+
+    fn check(&self, w: &Workload, imp: &str) -> Result<()> {
+        if let Workload::Kernel(_) = w {
+            return Err(super::needs_gpu(self.kind()));
+        }
+        super::check_listed(self, w, imp)
     }
 
     fn free_memory(&self) -> Result<u64> {

@@ -28,16 +28,23 @@ pub enum Param {
     /// A `const __grid_constant__` CUtensorMap (128 bytes, 64-byte aligned) for TMA:
     /// `.param .align 64 .b8 name[128]` in PTX.
     TensorMap,
+    /// `unsigned int`: `.u32` (user kernels).
+    U32,
+    /// `long long`: `.u64` in PTX (user kernels).
+    I64,
+    /// `double`: `.f64` (user kernels).
+    F64,
 }
 
 impl Param {
     /// The PTX type of the `.param` this kind compiles to.
     pub fn ptx_type(self) -> &'static str {
         match self {
-            Param::Ptr | Param::U64 => ".u64",
-            Param::I32 => ".u32",
+            Param::Ptr | Param::U64 | Param::I64 => ".u64",
+            Param::I32 | Param::U32 => ".u32",
             Param::F32 => ".f32",
             Param::TensorMap => ".b8[128]",
+            Param::F64 => ".f64",
         }
     }
 }

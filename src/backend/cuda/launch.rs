@@ -88,6 +88,18 @@ impl Args {
         self.push(Param::F32, &v.to_ne_bytes())
     }
 
+    pub fn u32(self, v: u32) -> Args {
+        self.push(Param::U32, &v.to_ne_bytes())
+    }
+
+    pub fn i64(self, v: i64) -> Args {
+        self.push(Param::I64, &v.to_ne_bytes())
+    }
+
+    pub fn f64(self, v: f64) -> Args {
+        self.push(Param::F64, &v.to_ne_bytes())
+    }
+
     /// The kinds pushed so far, in order.
     pub fn kinds(&self) -> &[Param] {
         &self.kinds
@@ -183,9 +195,52 @@ pub unsafe fn launch_on(
     stream: &cudarc::driver::CudaStream,
     k: &Kernel,
     dims: Dims,
-    mut args: Args,
+    args: Args,
 ) -> Result<()> {
     check_args(k.id, &args)?;
+    // SAFETY: the arguments match the kernel's table row (checked above); the caller
+    // guarantees the buffers.
+    unsafe {
+        launch_function_on(
+            stream,
+            &k.func,
+            dims.grid,
+            (dims.block, 1, 1),
+            dims.smem,
+            args,
+        )
+    }
+}
+
+/// Enqueues `func` with a 3-D block: the launch of a user kernel, whose `args` were checked
+/// against the `.param` list of its PTX when it was prepared (there is no table row).
+///
+/// # Safety
+/// As [`launch`], and `args` must match the kernel's parameters in number, order and width.
+pub unsafe fn launch_function(
+    gpu: &Gpu,
+    func: &CudaFunction,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    smem: u32,
+    args: Args,
+) -> Result<()> {
+    // SAFETY: the caller's guarantee, on the device's own stream.
+    unsafe { launch_function_on(&gpu.stream, func, grid, block, smem, args) }
+}
+
+/// [`launch_function`] on a given stream of the function's context.
+///
+/// # Safety
+/// As [`launch_function`]; `stream` belongs to the context `func` was loaded in.
+unsafe fn launch_function_on(
+    stream: &cudarc::driver::CudaStream,
+    func: &CudaFunction,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    smem: u32,
+    mut args: Args,
+) -> Result<()> {
     let mut params: Vec<*mut c_void> = args
         .slots
         .iter_mut()
@@ -194,15 +249,15 @@ pub unsafe fn launch_on(
             Slot::Map(m) => &mut **m as *mut TensorMapArg as *mut c_void,
         })
         .collect();
-    // SAFETY: the parameter list matches the kernel's (checked above), the caller guarantees
-    // the buffers; the driver copies the
-    // values `params` points at (alive in `args` until the end of this call) during the call.
+    // SAFETY: the caller guarantees that the parameter list matches the kernel's and the
+    // buffers; the driver copies the values `params` points at (alive in `args` until the end
+    // of this call) during the call.
     cu("launch kernel", unsafe {
         dr::launch_kernel(
-            k.func.cu_function(),
-            dims.grid,
-            (dims.block, 1, 1),
-            dims.smem,
+            func.cu_function(),
+            grid,
+            block,
+            smem,
             stream.cu_stream(),
             &mut params,
         )

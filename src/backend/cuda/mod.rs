@@ -41,6 +41,8 @@ pub mod run;
 pub mod timing;
 pub mod tma;
 pub mod transfer;
+pub mod user;
+pub mod user_run;
 pub mod wgmma;
 
 use super::{
@@ -436,6 +438,7 @@ impl Backend for CudaBackend {
             Workload::P2p(p) => 2 * p.bytes(),
             // One rank per device: its own send and receive buffers.
             Workload::Collective(c) => (c.send_elements() + c.recv_elements()) * c.dtype.size(),
+            Workload::Kernel(_) => w.footprint().saturating_mul(sets.max(1) as u64),
         }
     }
 
@@ -534,6 +537,26 @@ impl Backend for CudaBackend {
         nccl::unique_id()
     }
 
+    fn register_user_kernel(
+        &mut self,
+        workload: &'static str,
+        kernel: &crate::workload::kernel::UserKernel,
+    ) -> Result<()> {
+        let kind = [
+            registry::Kind::Matmul,
+            registry::Kind::Attention,
+            registry::Kind::Memory,
+        ]
+        .into_iter()
+        .find(|k| k.name() == workload)
+        .ok_or_else(|| {
+            Error::unsupported(format!(
+                "a user kernel cannot implement {workload} workloads"
+            ))
+        })?;
+        self.register_implementation(user::implementation(kind, kernel))
+    }
+
     fn telemetry(&self) -> Option<Telemetry> {
         let n = nvml::nvml()?;
         let d = nvml::find(n, &self.gpu.props.uuid, &self.gpu.props.pci_bus_id)?;
@@ -551,6 +574,9 @@ impl Backend for CudaBackend {
         self.notice.clone()
     }
 }
+
+/// The one implementation of a free-form user kernel (`bench kernel --spec`).
+pub use registry::USER as USER_IMPL;
 
 /// `cublasLtGetVersion()` of the cuBLASLt cudarc loaded (e.g. 130100 for 13.1.0), recorded so a
 /// run can be matched with PyTorch's, which scripts/torch_reference.py reads with the same call:

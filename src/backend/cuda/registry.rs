@@ -17,14 +17,16 @@ use super::memory::MemImpl;
 use super::own_attention::Limits;
 use super::run::{CudaRun, Exec, SetLayout};
 use super::{
-    attention, flash_sm90, matmul, memory, nccl, own_attention, own_matmul, transfer, wgmma,
+    attention, flash_sm90, matmul, memory, nccl, own_attention, own_matmul, transfer, user,
+    user_run, wgmma,
 };
 use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::workload::collective::COLLECTIVE_DTYPES;
 use crate::workload::{
-    AttentionSpec, CollectiveSpec, MatmulSpec, MemorySpec, P2pSpec, TransferSpec, Workload,
+    AttentionSpec, CollectiveSpec, KernelSpec, MatmulSpec, MemorySpec, P2pSpec, TransferSpec,
+    Workload,
 };
 use own_attention::Kind as Flash;
 use own_matmul::Family;
@@ -38,6 +40,8 @@ pub enum Kind {
     Transfer,
     P2p,
     Collective,
+    /// A free-form user kernel (`bench kernel --spec`).
+    Kernel,
 }
 
 impl Kind {
@@ -49,6 +53,7 @@ impl Kind {
             Workload::Transfer(_) => Kind::Transfer,
             Workload::P2p(_) => Kind::P2p,
             Workload::Collective(_) => Kind::Collective,
+            Workload::Kernel(_) => Kind::Kernel,
         }
     }
 
@@ -61,6 +66,7 @@ impl Kind {
             Kind::Transfer => "transfer",
             Kind::P2p => "p2p",
             Kind::Collective => "collective",
+            Kind::Kernel => "kernel",
         }
     }
 }
@@ -161,6 +167,7 @@ pub enum Ops {
     Transfer(Typed<TransferSpec>),
     P2p(Typed<P2pSpec>),
     Collective(Typed<CollectiveSpec>),
+    Kernel(Typed<KernelSpec>),
 }
 
 /// One built-in implementation: a row of [`BUILTIN`].
@@ -267,6 +274,9 @@ builtin_table! {
     Collective "nccl", REFERENCE, None, [Nccl], |_, c| nccl_offered(c),
         |ctx, c| across_devices(ctx, &c.name()),
         "NCCL, one communicator per device";
+    Kernel USER, OWN, None, [Nvrtc], |t, k| user::check_spec(t, k),
+        user_run::prepare_spec,
+        "the user's kernel from its spec, compiled by NVRTC for this GPU";
 }
 
 /// The factory of the rows whose runs span devices (peer copies, collectives): the group seam
@@ -289,6 +299,9 @@ fn nccl_offered(c: &CollectiveSpec) -> Result<()> {
     }
 }
 
+/// The one implementation of a free-form user kernel (`bench kernel --spec`).
+pub const USER: &str = crate::workload::kernel::FREE_FORM_IMPL;
+
 impl Builtin {
     pub fn kind(&self) -> Kind {
         match self.ops {
@@ -298,6 +311,7 @@ impl Builtin {
             Ops::Transfer(_) => Kind::Transfer,
             Ops::P2p(_) => Kind::P2p,
             Ops::Collective(_) => Kind::Collective,
+            Ops::Kernel(_) => Kind::Kernel,
         }
     }
 
@@ -320,6 +334,7 @@ impl Builtin {
             (Ops::Transfer(o), Workload::Transfer(x)) => (o.check)(t, x),
             (Ops::P2p(o), Workload::P2p(p)) => (o.check)(t, p),
             (Ops::Collective(o), Workload::Collective(c)) => (o.check)(t, c),
+            (Ops::Kernel(o), Workload::Kernel(k)) => (o.check)(t, k),
             _ => Err(Refusal::NotOffered),
         }
     }
@@ -333,6 +348,7 @@ impl Builtin {
             (Ops::Transfer(o), Workload::Transfer(t)) => (o.prepare)(ctx, t),
             (Ops::P2p(o), Workload::P2p(p)) => (o.prepare)(ctx, p),
             (Ops::Collective(o), Workload::Collective(c)) => (o.prepare)(ctx, c),
+            (Ops::Kernel(o), Workload::Kernel(k)) => (o.prepare)(ctx, k),
             _ => Err(Error::invalid(format!(
                 "`{}` implements {}, not {}",
                 self.name,
@@ -591,7 +607,9 @@ mod tests {
                 listed.push((Kind::of(w), n));
             }
         }
-        for b in BUILTIN {
+        // The free-form user kernel's row compiles a spec's kernel (NVRTC, a file): covered
+        // by tests/user_kernels.rs and tests/cuda_gpu.rs.
+        for b in BUILTIN.iter().filter(|b| b.kind() != Kind::Kernel) {
             let row = (b.kind(), b.name.to_string());
             assert!(listed.contains(&row), "{row:?} is never listed");
         }

@@ -15,6 +15,7 @@ use crate::backend::{CachePolicy, Prepared};
 use crate::dtype::{ComputeType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
+use crate::workload::kernel::{BufType, KernelRecord};
 use std::borrow::Cow;
 
 /// Builds a host tensor from device bytes of `out` type.
@@ -69,6 +70,9 @@ pub enum Readback {
     /// The buffer holds one f64 partial per block; their sum is the output. Poisoned with
     /// NaN bytes, so an unwritten partial makes the sum NaN.
     SumF64,
+    /// The buffer holds elements of a user kernel's buffer type; poisoned with 0xFF bytes
+    /// (NaN for floats, -1 for integers).
+    Elements(BufType),
 }
 
 /// How the output of a buffer set reads back as the tensor verification sees.
@@ -214,6 +218,11 @@ pub trait Exec {
     fn notes(&self, _gpu: &Gpu) -> Vec<String> {
         Vec::new()
     }
+
+    /// See `Prepared::kernel_record`.
+    fn kernel_record(&self) -> Option<KernelRecord> {
+        None
+    }
 }
 
 /// The [`Exec`] state of a run that is one kernel launch per iteration: the workload's spec,
@@ -260,6 +269,25 @@ impl<'a, E: Exec> CudaRun<'a, E> {
     }
 }
 
+impl<E: Exec> CudaRun<'_, E> {
+    /// Poisons the output of buffer set `set` (with the output's own pattern, or the byte
+    /// `pattern`), runs once on that set and reads its output back.
+    fn verify_on(&mut self, set: usize, pattern: Option<u8>) -> Result<Tensor> {
+        self.gpu.bind()?;
+        let out = self.exec.output();
+        let buf = &self.sets[set].output;
+        match (pattern, out.readback) {
+            (Some(p), _) => buf.fill(self.gpu, p)?,
+            (None, Readback::Typed(t)) => poison(self.gpu, buf, t)?,
+            (None, Readback::SumF64 | Readback::Elements(_)) => buf.fill(self.gpu, 0xFF)?,
+        }
+        self.exec.poison_scratch(self.gpu)?;
+        self.exec.enqueue(self.gpu, &self.sets[set])?;
+        let bytes = buf.download(self.gpu, buf.bytes)?;
+        Ok(read_back(&out, &bytes))
+    }
+}
+
 impl<E: Exec> Drop for CudaRun<'_, E> {
     fn drop(&mut self) {
         // The buffers are freed right after this: let queued work that uses them
@@ -273,6 +301,7 @@ fn read_back(out: &Output, bytes: &[u8]) -> Tensor {
     let (name, shape) = (out.name, out.shape.clone());
     match out.readback {
         Readback::Typed(t) => tensor_from_bytes(name, shape, t, bytes),
+        Readback::Elements(t) => t.from_bytes(name, shape, bytes),
         Readback::SumF64 => {
             let sum: f64 = bytes
                 .chunks_exact(8)
@@ -293,17 +322,19 @@ impl<E: Exec> Prepared for CudaRun<'_, E> {
     }
 
     fn run_verify(&mut self) -> Result<Tensor> {
-        self.gpu.bind()?;
-        let out = self.exec.output();
-        let buf = &self.sets[0].output;
-        match out.readback {
-            Readback::Typed(t) => poison(self.gpu, buf, t)?,
-            Readback::SumF64 => buf.fill(self.gpu, 0xFF)?,
-        }
-        self.exec.poison_scratch(self.gpu)?;
-        self.exec.enqueue(self.gpu, &self.sets[0])?;
-        let bytes = buf.download(self.gpu, buf.bytes)?;
-        Ok(read_back(&out, &bytes))
+        self.verify_on(0, None)
+    }
+
+    fn run_verify_repeated(&mut self, runs: usize) -> Result<Vec<Tensor>> {
+        // Odd runs poison with another pattern than even ones: an element left unwritten
+        // then reads back differently from one run to the next.
+        (0..runs)
+            .map(|i| self.verify_on(i % self.sets.len(), (i % 2 == 1).then_some(0x5A)))
+            .collect()
+    }
+
+    fn kernel_record(&self) -> Option<KernelRecord> {
+        self.exec.kernel_record()
     }
 
     fn run(&mut self, iters: u64) -> Result<f64> {
