@@ -9,6 +9,7 @@
 use crate::backend::{DeviceInfo, Peaks};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -76,21 +77,18 @@ pub struct Expectation {
 }
 
 /// One datasheet peak.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Peak {
     /// TFLOP/s (TOP/s for int8), dense.
     pub tflops: f64,
     /// Clock the peak is computed at, when not the SKU's `peak_clock_mhz`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock_mhz: Option<f64>,
     /// Overrides the SKU's confidence for this figure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence: Option<String>,
     /// Overrides the SKU's source for this figure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Why this peak is not (or cannot be) checked against SMs × rate × clock.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exception: Option<String>,
 }
 
