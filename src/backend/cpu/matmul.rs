@@ -1,7 +1,7 @@
-//! CPU matmul through the `gemm` crate.
+//! CPU matmul: gpuvet's own AVX2+FMA f32 kernel ([`super::sgemm`]) where it is the faster
+//! one (x86-64 with AVX2 and FMA, no AVX-512), the `gemm` crate otherwise and for f16/f64.
 //!
-//! f32 (and tf32, whose inputs are f32 values with short mantissas) and f16 call `gemm`
-//! directly. bf16 and fp8 have no CPU arithmetic: their inputs are widened to f32 once, at
+//! f32 (and tf32, whose inputs are f32 values with short mantissas) and f16 run natively. bf16 and fp8 have no CPU arithmetic: their inputs are widened to f32 once, at
 //! prepare time, so the timed loop is an f32 GEMM followed by rounding the result to the output
 //! dtype. int8 is widened to f64: every product and partial sum of int8 values is an integer
 //! far below 2^53, so f64 accumulates exactly what an i32 accumulator would (for K below the
@@ -11,6 +11,7 @@
 //! copy.
 
 use super::pages::huge_copy;
+use super::sgemm::{self, Sgemm};
 use super::{boxed, chunk_len, Alloc, CpuBackend, CpuKernel, Run, MATMUL_IMPL};
 use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::dtype::{Arith, ComputeType, DType, OutType};
@@ -42,12 +43,16 @@ fn path(dtype: DType) -> Path {
     }
 }
 
-/// What the CPU matmul is.
+/// What the CPU matmul is, where the `gemm` crate computes f32.
 const ABOUT: &str = "gemm crate on rayon; f32/f16 native, bf16/tf32/fp8 via f32, int8 via f64";
+/// What the CPU matmul is, where gpuvet's AVX2 kernel computes f32.
+const ABOUT_OWN: &str = "gpuvet's AVX2+FMA f32 kernel and the gemm crate (f16, f64) on rayon; \
+    bf16/tf32/fp8 via f32, int8 via f64";
 
 impl CpuKernel for MatmulSpec {
     fn implementation(&self) -> Option<ImplInfo> {
-        Some(ImplInfo::new(MATMUL_IMPL, ABOUT, true))
+        let about = if sgemm::preferred() { ABOUT_OWN } else { ABOUT };
+        Some(ImplInfo::new(MATMUL_IMPL, about, true))
     }
 
     fn bytes_per_set(&self) -> u64 {
@@ -114,6 +119,8 @@ struct PreparedMatmul<'a> {
     sets: Vec<Set>,
     next: usize,
     policy: CachePolicy,
+    /// gpuvet's own f32 GEMM with its packing buffers, where it is the preferred one.
+    own: Option<Sgemm>,
 }
 
 impl<'a> PreparedMatmul<'a> {
@@ -185,6 +192,13 @@ impl<'a> PreparedMatmul<'a> {
             v.push(one);
             Ok(v)
         })?;
+        let own = match p {
+            Path::F32 | Path::ViaF32 if sgemm::preferred() => {
+                let (m, n, k) = (spec.m as usize, spec.n as usize, spec.k as usize);
+                Sgemm::new(m, n, k, spec.b_layout, threads)
+            }
+            _ => None,
+        };
         Ok(PreparedMatmul {
             pool,
             threads,
@@ -192,6 +206,7 @@ impl<'a> PreparedMatmul<'a> {
             sets,
             next: 0,
             policy,
+            own,
         })
     }
 
@@ -203,11 +218,16 @@ impl<'a> PreparedMatmul<'a> {
         let layout = spec.b_layout;
         let threads = self.threads;
         let set = &mut self.sets[i];
-        self.pool.install(|| match set {
-            Set::F32 { a, b, c } => gemm_into(m, n, k, c, a, b, layout, 1.0f32, 0.0, par),
+        let (pool, own) = (self.pool, &mut self.own);
+        let mut f32_gemm = |c: &mut [f32], a: &[f32], b: &[f32]| match own {
+            Some(g) => g.run(pool, c, a, b),
+            None => gemm_into(m, n, k, c, a, b, layout, 1.0f32, 0.0, par),
+        };
+        pool.install(|| match set {
+            Set::F32 { a, b, c } => f32_gemm(c, a, b),
             Set::F16 { a, b, c } => gemm_into(m, n, k, c, a, b, layout, f16::ONE, f16::ZERO, par),
             Set::ViaF32 { a, b, c, out } => {
-                gemm_into(m, n, k, c, a, b, layout, 1.0f32, 0.0, par);
+                f32_gemm(c, a, b);
                 convert(out, c, threads, |x| bf16::from_f32(*x));
             }
             Set::ViaF64 { a, b, c, out } => {
@@ -374,6 +394,20 @@ impl Prepared for PreparedMatmul<'_> {
 
     fn notes(&self) -> Vec<String> {
         let d = self.spec.dtype;
+        let mut notes = self.kind_notes(d);
+        if self.own.is_some() {
+            notes.push(
+                "f32 GEMM by gpuvet's AVX2+FMA kernel (GPUVET_CPU_SGEMM=gemm runs the gemm crate instead)"
+                    .into(),
+            );
+        }
+        notes
+    }
+}
+
+impl PreparedMatmul<'_> {
+    /// What the dtype's path does, in words.
+    fn kind_notes(&self, d: DType) -> Vec<String> {
         match d {
             DType::Tf32 => vec![
                 "tf32 inputs (already rounded to 10 mantissa bits) multiplied in full f32".into(),

@@ -21,6 +21,7 @@ mod matmul;
 mod memory;
 mod p2p;
 mod pages;
+mod sgemm;
 mod transfer;
 
 use crate::backend::{
