@@ -7,8 +7,8 @@
 //! atomically (temp file in the same directory, then rename) after each result: an interrupted
 //! run leaves a complete, valid file with what finished, and a reader never sees half a file.
 
-use crate::report::{Report, ResultRecord};
-use crate::units::{seconds, si};
+use crate::report::{noise_text, throughput_text, verification_text, Report, ResultRecord};
+use crate::units::seconds;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -410,41 +410,6 @@ fn to_csv(report: &Report) -> Result<String> {
 /// newline the row, so the first is escaped and the second kept as an HTML line break.
 pub fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', "<br>")
-}
-
-/// The headline figure of a result as text (`—` when it has none).
-pub fn throughput_text(r: &ResultRecord) -> String {
-    match &r.throughput {
-        Some(t) => si(t.value, &t.unit),
-        None => "—".into(),
-    }
-}
-
-/// Verification as a short word with the error.
-pub fn verification_text(r: &ResultRecord) -> String {
-    if r.error.is_some() {
-        return "ERROR".into();
-    }
-    let v = &r.verification;
-    match (v.method, v.passed) {
-        (crate::verify::VerifyMethod::Unverified, _) => return "UNVERIFIED".into(),
-        (crate::verify::VerifyMethod::Determinism, true) => return "ok (determinism)".into(),
-        _ => {}
-    }
-    let word = if v.passed { "ok" } else { "FAIL" };
-    if v.max_rel_error == 0.0 {
-        format!("{word} (exact)")
-    } else {
-        format!("{word} ({:.1e})", v.max_rel_error)
-    }
-}
-
-/// Noise as ± half the CI95 of the median, relative.
-pub fn noise_text(r: &ResultRecord) -> String {
-    r.stats
-        .as_ref()
-        .map(|s| format!("±{:.2}%", s.rel_ci_half_width() * 100.0))
-        .unwrap_or_else(|| "—".into())
 }
 
 fn to_markdown(report: &Report) -> String {

@@ -539,7 +539,7 @@ pub fn peaks_for(info: &DeviceInfo) -> Option<(Peaks, bool)> {
 /// and fp8 peaks, and how sure the figures are.
 pub fn skus_table(color: bool) -> Result<String> {
     let db = database()?;
-    let mut t = crate::term::table(color);
+    let mut t = crate::output::table(color);
     t.set_header(vec![
         "id",
         "name",

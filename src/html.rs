@@ -8,9 +8,9 @@
 //! estimate (when given), and the settings of the run.
 
 use crate::error::Error;
-use crate::export::{noise_text, throughput_text, verification_text};
 use crate::plot::{self, Timeline};
 use crate::report::Report;
+use crate::report::{noise_text, throughput_text, verification_text};
 use crate::suite::Estimate;
 use crate::units::{seconds, si, Bytes};
 use crate::validate::{NodeVerdict, Verdict};

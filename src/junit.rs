@@ -12,7 +12,6 @@
 //! testcase's `<system-out>`. The file validates against the Jenkins xUnit plugin's
 //! `junit-10.xsd` (tests/fixtures/junit/).
 
-use crate::compare::{Comparison, FailOn, ResultComparison, Verdict as CmpVerdict};
 use crate::export::Exporter;
 use crate::validate::{Check, GpuVerdict, NodeVerdict, Verdict};
 
@@ -21,10 +20,6 @@ use crate::validate::{Check, GpuVerdict, NodeVerdict, Verdict};
 pub struct JunitValidate {
     pub fail_on_warn: bool,
 }
-
-/// A comparison as JUnit, failing what `fail_on` fails.
-#[derive(Debug, Clone, Copy)]
-pub struct JunitCompare(pub FailOn);
 
 impl Exporter<NodeVerdict> for JunitValidate {
     fn render(&self, v: &NodeVerdict) -> anyhow::Result<String> {
@@ -40,66 +35,34 @@ impl Exporter<NodeVerdict> for JunitValidate {
     }
 }
 
-impl Exporter<Comparison> for JunitCompare {
-    fn render(&self, c: &Comparison) -> anyhow::Result<String> {
-        let cases = c.results.iter().map(|r| compare_case(r, self.0)).collect();
-        let suite = Suite {
-            name: format!("gpuvet compare: {} against {}", c.new.label, c.old.label),
-            package: "gpuvet.compare".into(),
-            hostname: None,
-            timestamp: Some(c.new.started_at.clone()),
-            properties: vec![
-                ("old".into(), format!("{} ({})", c.old.label, c.old.gpuvet)),
-                ("new".into(), format!("{} ({})", c.new.label, c.new.gpuvet)),
-                ("threshold_pct".into(), c.options.threshold_pct.to_string()),
-                (
-                    "fail_on".into(),
-                    format!("{:?}", self.0).to_ascii_lowercase(),
-                ),
-            ]
-            .into_iter()
-            .chain(c.environment.iter().map(|e| {
-                (
-                    format!("changed.{}", e.field),
-                    format!("{} → {}", e.old, e.new),
-                )
-            }))
-            .collect(),
-            cases,
-            system_out: c.notes.join("\n"),
-        };
-        Ok(document("gpuvet compare", &[suite]))
-    }
-}
-
 /// What happened to one test case.
-enum Outcome {
+pub(crate) enum Outcome {
     Passed,
     Failure { kind: String, message: String },
     Error { kind: String, message: String },
     Skipped { message: String },
 }
 
-struct Case {
-    name: String,
-    classname: String,
-    outcome: Outcome,
+pub(crate) struct Case {
+    pub(crate) name: String,
+    pub(crate) classname: String,
+    pub(crate) outcome: Outcome,
     /// Everything a reader may want beside the outcome (findings, figures).
-    detail: String,
+    pub(crate) detail: String,
 }
 
-struct Suite {
-    name: String,
-    package: String,
-    hostname: Option<String>,
-    timestamp: Option<String>,
-    properties: Vec<(String, String)>,
-    cases: Vec<Case>,
-    system_out: String,
+pub(crate) struct Suite {
+    pub(crate) name: String,
+    pub(crate) package: String,
+    pub(crate) hostname: Option<String>,
+    pub(crate) timestamp: Option<String>,
+    pub(crate) properties: Vec<(String, String)>,
+    pub(crate) cases: Vec<Case>,
+    pub(crate) system_out: String,
 }
 
 /// A class name that CI reporters do not split into packages at a host's dots.
-fn class_part(s: &str) -> String {
+pub(crate) fn class_part(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' {
@@ -251,53 +214,6 @@ fn node_suite_of(v: &NodeVerdict, properties: Vec<(String, String)>, cases: Vec<
     }
 }
 
-fn compare_case(r: &ResultComparison, fail_on: FailOn) -> Case {
-    let ratio = r.ratio.as_ref().map(|c| {
-        format!(
-            "NEW/OLD {} = {:.4} (95% interval {:.4}-{:.4})",
-            r.quantity, c.ratio, c.low, c.high
-        )
-    });
-    let mut detail = vec![format!("verdict: {}", r.verdict)];
-    detail.extend(ratio.clone());
-    if let (Some(o), Some(n)) = (r.old_median_s, r.new_median_s) {
-        detail.push(format!(
-            "median time: OLD {o:e} s ({} samples), NEW {n:e} s ({} samples)",
-            r.old_samples, r.new_samples
-        ));
-    }
-    detail.extend(r.detail.clone());
-    let why = || {
-        ratio
-            .clone()
-            .or_else(|| r.detail.clone())
-            .unwrap_or_default()
-    };
-    let outcome = if r.regression && r.verdict == CmpVerdict::Failed {
-        Outcome::Error {
-            kind: r.verdict.to_string(),
-            message: why(),
-        }
-    } else if r.regression || (fail_on == FailOn::Ambiguous && r.verdict == CmpVerdict::Ambiguous) {
-        Outcome::Failure {
-            kind: r.verdict.to_string(),
-            message: format!("{}: {}", r.verdict, why()),
-        }
-    } else if r.ratio.is_none() {
-        Outcome::Skipped {
-            message: format!("{}: {}", r.verdict, r.detail.clone().unwrap_or_default()),
-        }
-    } else {
-        Outcome::Passed
-    };
-    Case {
-        name: r.id.clone(),
-        classname: format!("gpuvet.compare.{}", class_part(&r.device)),
-        outcome,
-        detail: detail.join("\n"),
-    }
-}
-
 /// Text safe in XML 1.0 content and attribute values: markup characters escaped, characters
 /// XML cannot carry at all (most control characters) dropped.
 pub fn xml_escape(s: &str) -> String {
@@ -333,7 +249,7 @@ fn counts(cases: &[Case]) -> (usize, usize, usize) {
     c
 }
 
-fn document(name: &str, suites: &[Suite]) -> String {
+pub(crate) fn document(name: &str, suites: &[Suite]) -> String {
     let (mut tests, mut failures, mut errors) = (0, 0, 0);
     for s in suites {
         let (f, e, _) = counts(&s.cases);

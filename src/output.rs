@@ -133,6 +133,20 @@ pub fn readable_by_all(f: &std::fs::File) -> io::Result<()> {
     Ok(())
 }
 
+/// An empty table in gpuvet's style. The caller has already decided about colour (on the
+/// stream the table goes to); comfy-table must not second-guess it from whether stdout is a
+/// terminal.
+pub fn table(color: bool) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .force_no_tty();
+    if color {
+        t.enforce_styling();
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

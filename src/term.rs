@@ -3,13 +3,12 @@
 //! Colour only when the stream is a terminal and `NO_COLOR` is unset (`CLICOLOR_FORCE=1`
 //! forces it). The progress bar goes to stderr and hides itself when stderr is not a terminal.
 
-use crate::export::{noise_text, throughput_text, verification_text};
-use crate::report::{Report, ResultRecord};
+use crate::report::{noise_text, throughput_text, verification_text, Report, ResultRecord};
 use crate::units::seconds;
 use comfy_table::{presets, Cell, CellAlignment, Color, ContentArrangement, Table};
 use std::io::IsTerminal;
 
-pub use crate::output::use_color;
+pub use crate::output::{table, use_color};
 
 pub fn stdout_color() -> bool {
     use_color(std::io::stdout().is_terminal())
@@ -37,20 +36,6 @@ pub fn warn(msg: &str) {
     } else {
         eprintln!("warning: {msg}");
     }
-}
-
-/// An empty table in gpuvet's style. The caller has already decided about colour (on the
-/// stream the table goes to); comfy-table must not second-guess it from whether stdout is a
-/// terminal.
-pub fn table(color: bool) -> Table {
-    let mut t = Table::new();
-    t.load_style(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .force_no_tty();
-    if color {
-        t.enforce_styling();
-    }
-    t
 }
 
 /// The results table.

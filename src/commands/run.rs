@@ -228,7 +228,7 @@ fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Res
         let table = compare::render_table(&cmp, compare::FailOn::Regression, output.human_color());
         output.human(&table).context("writing to stdout")?;
         if let Some(target) = &opts.junit {
-            crate::junit::JunitCompare(compare::FailOn::Regression)
+            compare::junit::JunitCompare(compare::FailOn::Regression)
                 .write(target, &cmp)
                 .with_context(|| format!("writing JUnit XML to {target}"))?;
         }

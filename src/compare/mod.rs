@@ -13,6 +13,7 @@
 
 pub mod baseline;
 pub mod export;
+pub mod junit;
 pub mod render;
 pub mod verdict;
 
@@ -829,7 +830,7 @@ impl Outputs {
             CsvExport.write(target, cmp).map_err(export_error)?;
         }
         if let Some(target) = &self.junit {
-            crate::junit::JunitCompare(fail_on)
+            junit::JunitCompare(fail_on)
                 .write(target, cmp)
                 .map_err(export_error)?;
         }

@@ -10,7 +10,7 @@ use super::device::{DevBuf, Gpu};
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::matmul::{Alpha, GemmDesc, Lt, LtGemm, WORKSPACE_BYTES};
-use super::registry::{Built, PrepareCtx};
+use super::row::{Built, PrepareCtx};
 use super::run::{check_len, Buffers, Exec, Output, SetLayout};
 use crate::dtype::{AttentionPath, ComputeType, DType, OutType};
 use crate::error::{Error, Result};

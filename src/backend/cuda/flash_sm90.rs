@@ -17,7 +17,7 @@ use super::device::Gpu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::own_attention::{out_type, Limits, CAUSAL_SKIP_NOTE, HEAD_DIMS};
-use super::registry::{Built, PrepareCtx};
+use super::row::{Built, PrepareCtx};
 use super::run::{Buffers, Exec, Output, PlannedRun, SetLayout};
 use super::tma::MapGeometry;
 use crate::dtype::{AttentionPath, ComputeType, DType};

@@ -19,7 +19,7 @@
 //! timed loop only calls `cublasLtMatmul`.
 
 use super::device::{DevBuf, Gpu};
-use super::registry::{Built, PrepareCtx};
+use super::row::{Built, PrepareCtx};
 use super::run::{check_len, upload, Buffers, Exec, Output, SetLayout};
 use crate::dtype::{Arith, ComputeType, DType, Fp8Scaling};
 use crate::error::{Error, Result};

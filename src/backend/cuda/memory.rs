@@ -5,7 +5,7 @@ use super::device::Gpu;
 use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
-use super::registry::{Built, PrepareCtx, Refusal, Verdict};
+use super::row::{Built, PrepareCtx, Refusal, Verdict};
 use super::run::{Buffers, Exec, Output, Readback, SetLayout};
 use crate::dtype::{ComputeType, DType, OutType};
 use crate::error::{Error, Result};

@@ -17,6 +17,7 @@
 //! | `launch` | the typed kernel launcher and its argument builder |
 //! | `tma` | TMA tensor maps: geometry checked, one encoder for any rank |
 //! | `registry` | the implementation table and user registrations: what `implementations`, `check` and `prepare` ask |
+//! | `row` | what a row of that table is: its kind, check target and verdict, factory context, `Implementation` |
 //! | `run` | the one prepared run (buffer sets, poison, verify, rotate, time, drop) |
 //! | `matmul`, `memory`, `attention`, `own_*`, `wgmma`, `flash_sm90` | each implementation's plan, factory and `run::Exec` |
 //! | `transfer`, `p2p`, `nccl` | host↔device copies (rows of the table), peer copies and NCCL collectives (rows whose runs the group seam builds) |
@@ -37,6 +38,7 @@ pub mod own_attention;
 pub mod own_matmul;
 pub mod p2p;
 pub mod registry;
+pub mod row;
 pub mod run;
 pub mod timing;
 pub mod tma;
@@ -554,7 +556,7 @@ impl Backend for CudaBackend {
                 "a user kernel cannot implement {workload} workloads"
             ))
         })?;
-        self.register_implementation(user::implementation(kind, kernel))
+        self.register_implementation(user_run::implementation(kind, kernel))
     }
 
     fn telemetry(&self) -> Option<Telemetry> {

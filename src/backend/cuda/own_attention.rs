@@ -15,7 +15,7 @@
 use super::device::{DevBuf, Gpu, Props};
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
-use super::registry::{Built, PrepareCtx};
+use super::row::{Built, PrepareCtx};
 use super::run::{upload, Buffers, Exec, Output};
 use crate::dtype::{AttentionPath, ComputeType, DType, OutType};
 use crate::error::{Error, Result};

@@ -22,7 +22,7 @@ use super::device::{DevBuf, Gpu};
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::matmul::set_layout;
-use super::registry::{Built, PrepareCtx};
+use super::row::{Built, PrepareCtx};
 use super::run::{Buffers, Exec, Output};
 use crate::dtype::{Arith, ComputeType, DType, Fp8Scaling};
 use crate::error::{Error, Result};

@@ -11,164 +11,23 @@
 //! with an [`Exec`](super::run::Exec)) with [`Registry::register`]; it is then listed after the
 //! built-in ones, checked, prepared, measured and verified like them.
 
-use super::device::{Gpu, Props};
-use super::libs::{self, Lib};
+use super::libs::Lib;
 use super::memory::MemImpl;
 use super::own_attention::Limits;
-use super::run::{CudaRun, Exec, SetLayout};
+pub use super::row::{
+    needs_nvrtc, Built, Check, Factory, Implementation, Kind, Ops, PrepareCtx, Refusal, Target,
+    Typed, Verdict,
+};
 use super::{
-    attention, flash_sm90, matmul, memory, nccl, own_attention, own_matmul, transfer, user,
-    user_run, wgmma,
+    attention, flash_sm90, matmul, memory, own_attention, own_matmul, transfer, user, user_run,
+    wgmma,
 };
-use crate::backend::{CachePolicy, ImplInfo, Prepared};
+use crate::backend::ImplInfo;
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
 use crate::workload::collective::COLLECTIVE_DTYPES;
-use crate::workload::{
-    AttentionSpec, CollectiveSpec, KernelSpec, MatmulSpec, MemorySpec, P2pSpec, TransferSpec,
-    Workload,
-};
+use crate::workload::{CollectiveSpec, Workload};
 use own_attention::Kind as Flash;
 use own_matmul::Family;
-
-/// The workload kind an implementation serves; names are unique within a kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Matmul,
-    Attention,
-    Memory,
-    Transfer,
-    P2p,
-    Collective,
-    /// A free-form user kernel (`bench kernel --spec`).
-    Kernel,
-}
-
-impl Kind {
-    pub fn of(w: &Workload) -> Kind {
-        match w {
-            Workload::Matmul(_) => Kind::Matmul,
-            Workload::Attention(_) => Kind::Attention,
-            Workload::Memory(_) => Kind::Memory,
-            Workload::Transfer(_) => Kind::Transfer,
-            Workload::P2p(_) => Kind::P2p,
-            Workload::Collective(_) => Kind::Collective,
-            Workload::Kernel(_) => Kind::Kernel,
-        }
-    }
-
-    /// As `Workload::kind()` spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Matmul => "matmul",
-            Kind::Attention => "attention",
-            Kind::Memory => "memory",
-            Kind::Transfer => "transfer",
-            Kind::P2p => "p2p",
-            Kind::Collective => "collective",
-            Kind::Kernel => "kernel",
-        }
-    }
-}
-
-/// What a check may ask about the device and the libraries this process loaded.
-#[derive(Debug, Clone)]
-pub struct Target<'a> {
-    pub props: &'a Props,
-    /// Why NVRTC cannot compile kernels here, when it cannot.
-    pub nvrtc: std::result::Result<(), String>,
-    /// Why cuBLASLt cannot be used here, when it cannot.
-    pub cublaslt: std::result::Result<(), String>,
-    /// Why NCCL cannot be used here, when it cannot.
-    pub nccl: std::result::Result<(), String>,
-}
-
-impl<'a> Target<'a> {
-    /// `props` with the libraries [`libs::probe`] found.
-    pub fn of(props: &'a Props) -> Target<'a> {
-        let why = |r: &std::result::Result<libs::Loaded, String>| {
-            r.as_ref().map(|_| ()).map_err(String::clone)
-        };
-        let probe = libs::probe();
-        Target {
-            props,
-            nvrtc: why(&probe.nvrtc),
-            cublaslt: why(&probe.cublaslt),
-            nccl: nccl::nccl().map(|_| ()),
-        }
-    }
-
-    /// `Ok` when `lib` was loaded, otherwise the line saying what is missing and what to
-    /// install.
-    pub fn has(&self, lib: Lib) -> Result<()> {
-        let loaded = match lib {
-            Lib::Nvrtc => &self.nvrtc,
-            Lib::CublasLt => &self.cublaslt,
-            Lib::Nccl => &self.nccl,
-        };
-        loaded.clone().map_err(Error::unsupported)
-    }
-}
-
-/// Why an implementation does not run a workload.
-#[derive(Debug)]
-pub enum Refusal {
-    /// It is no implementation of this workload at all (the driver's memcpy of a read): a
-    /// request for it is answered with the names the workload does have.
-    NotOffered,
-    /// It is one, but cannot run it here, and says why.
-    Cannot(Error),
-}
-
-impl From<Error> for Refusal {
-    fn from(e: Error) -> Refusal {
-        Refusal::Cannot(e)
-    }
-}
-
-/// What a check answers: `Ok` when the implementation can run the workload here.
-pub type Verdict = std::result::Result<(), Refusal>;
-
-/// What a factory is given: the device, the workload, its inputs, the number of buffer sets
-/// and the cache policy to report.
-pub struct PrepareCtx<'a, 'w> {
-    pub gpu: &'a Gpu,
-    pub workload: &'w Workload,
-    pub inputs: &'w [Tensor],
-    pub sets: usize,
-    pub policy: CachePolicy,
-}
-
-/// The prepared run a factory builds, or why it could not.
-pub type Built<'a> = Result<Box<dyn Prepared + 'a>>;
-
-impl<'a> PrepareCtx<'a, '_> {
-    /// The prepared run of `exec`, with the buffer sets of `layout` allocated.
-    pub fn run<E: Exec + 'a>(&self, exec: E, layout: SetLayout) -> Built<'a> {
-        let run = CudaRun::new(self.gpu, exec, &layout, self.sets, self.policy.clone())?;
-        Ok(Box::new(run))
-    }
-}
-
-/// A row's own check and its factory, typed by the spec of the workload kind it serves.
-pub struct Typed<S> {
-    /// Why it cannot run `spec` on the target, if it cannot (after what it `needs` and what it
-    /// is measured `beside`).
-    pub check: fn(&Target, &S) -> Verdict,
-    /// Builds the prepared run (once the check has passed).
-    pub prepare: for<'a, 'w> fn(&PrepareCtx<'a, 'w>, &S) -> Built<'a>,
-}
-
-/// The typed operations of a row; the variant is the workload kind it serves.
-pub enum Ops {
-    Matmul(Typed<MatmulSpec>),
-    Attention(Typed<AttentionSpec>),
-    Memory(Typed<MemorySpec>),
-    Transfer(Typed<TransferSpec>),
-    P2p(Typed<P2pSpec>),
-    Collective(Typed<CollectiveSpec>),
-    Kernel(Typed<KernelSpec>),
-}
 
 /// One built-in implementation: a row of [`BUILTIN`].
 pub struct Builtin {
@@ -369,25 +228,6 @@ impl Builtin {
     }
 }
 
-/// Why an implementation cannot run a workload of its kind on a target.
-pub type Check = Box<dyn Fn(&Target, &Workload) -> Verdict + Send + Sync>;
-
-/// Builds the prepared run of an implementation (typically `ctx.run(exec, layout)`).
-pub type Factory = Box<dyn for<'a, 'w> Fn(&PrepareCtx<'a, 'w>) -> Built<'a> + Send + Sync>;
-
-/// One implementation as the registry serves it: a built-in row or a registration.
-pub struct Implementation {
-    pub kind: Kind,
-    pub info: ImplInfo,
-    pub check: Check,
-    pub factory: Factory,
-}
-
-/// A registered implementation's default check: it needs NVRTC to compile its kernel.
-pub fn needs_nvrtc() -> Check {
-    Box::new(|t, _| Ok(t.has(Lib::Nvrtc)?))
-}
-
 /// The implementations of one backend: the built-in table, then the registered ones.
 pub struct Registry {
     entries: Vec<Implementation>,
@@ -478,9 +318,10 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use super::super::device::SmLimits;
+    use super::super::device::{Props, SmLimits};
     use super::*;
     use crate::dtype::DType;
+    use crate::workload::{AttentionSpec, MatmulSpec, MemorySpec, P2pSpec, TransferSpec};
     use crate::workload::{BLayout, CollectiveOp, Direction, HostMemory, MemOp, P2pOp};
 
     /// A device of compute capability `cc` with an H200's SMs and shared memory.

@@ -9,7 +9,7 @@ use super::device::{DevBuf, Gpu};
 use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch_on, Args, Dims, Kernel};
-use super::registry::{Built, PrepareCtx};
+use super::row::{Built, PrepareCtx};
 use super::run::tensor_from_bytes;
 use super::timing::Timer;
 use crate::backend::{CachePolicy, Prepared};

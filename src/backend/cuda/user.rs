@@ -11,8 +11,7 @@ use super::device::Props;
 use super::kernels::{Source, UserSource};
 use super::libs::Lib;
 use super::nvrtc::{self, KernelResources, UserCompiled};
-use super::registry::{Implementation, Kind, Target};
-use crate::backend::ImplInfo;
+use super::row::Target;
 use crate::error::{Error, Result};
 use crate::workload::kernel::conventions::{self, WorkloadNames};
 use crate::workload::kernel::expr::Names;
@@ -319,23 +318,6 @@ pub fn check_spec(t: &Target, spec: &KernelSpec) -> Result<()> {
     let names = spec.names();
     let p = build(k, &names, &t.props.arch(), nvrtc::cache_dir().as_deref())?;
     check_launch(k, &p, &names, &planned_limits(t.props, &p)).map(|_| ())
-}
-
-/// `k` as an implementation of the workload kind `kind`, for the registry: listed after the
-/// built-in ones, checked with [`check_implementation`], prepared by `user_run`.
-pub fn implementation(kind: Kind, k: &UserKernel) -> Implementation {
-    let info = ImplInfo::new(
-        &k.name,
-        &format!("user kernel {} from {}", k.entry, k.source.display()),
-        false,
-    );
-    let (k1, k2) = (k.clone(), k.clone());
-    Implementation {
-        kind,
-        info,
-        check: Box::new(move |t, w| Ok(check_implementation(t, w, &k1)?)),
-        factory: Box::new(move |ctx| super::user_run::prepare_implementation(ctx, &k2)),
-    }
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@ use super::device::Gpu;
 use super::error::cu;
 use super::launch::{launch_function, Args};
 use super::nvrtc;
-use super::registry::{Built, PrepareCtx};
+use super::row::{Built, Implementation, Kind, PrepareCtx};
 use super::run::{Buffers, Exec, Output, Readback, SetLayout};
 use super::user::{self, Program};
+use crate::backend::ImplInfo;
 use crate::dtype::{ComputeType, OutType};
 use crate::error::{Error, Result};
 use crate::workload::kernel::launch::{Arg, ArgNames, Limits, Num, Resolved, ScalarType};
@@ -216,6 +217,24 @@ fn load(gpu: &Gpu, k: &UserKernel, names: &dyn ArgNames) -> Result<Loaded> {
         func,
         launch,
     })
+}
+
+/// `k` as an implementation of the workload kind `kind`, for the registry: listed after the
+/// built-in ones, checked with [`user::check_implementation`], prepared by
+/// [`prepare_implementation`].
+pub fn implementation(kind: Kind, k: &UserKernel) -> Implementation {
+    let info = ImplInfo::new(
+        &k.name,
+        &format!("user kernel {} from {}", k.entry, k.source.display()),
+        false,
+    );
+    let (k1, k2) = (k.clone(), k.clone());
+    Implementation {
+        kind,
+        info,
+        check: Box::new(move |t, w| Ok(user::check_implementation(t, w, &k1)?)),
+        factory: Box::new(move |ctx| prepare_implementation(ctx, &k2)),
+    }
 }
 
 /// Prepares user kernel `k` as an implementation of `ctx.workload`.

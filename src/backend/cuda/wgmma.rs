@@ -23,7 +23,7 @@ use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::matmul::{self, transpose_bytes};
 use super::own_matmul::{self, Family};
-use super::registry::{Built, PrepareCtx};
+use super::row::{Built, PrepareCtx};
 use super::run::{Buffers, Exec, Output, PlannedRun, SetLayout};
 use super::tma::MapGeometry;
 use crate::dtype::{ComputeType, DType};
