@@ -463,14 +463,22 @@ impl<'r> Request<'r> {
     }
 }
 
+/// The backend as `Any`, so a group's members can be taken back as the backend's own type
+/// ([`Group::members_as`]): every backend is itself, by the blanket implementation.
+pub trait AsAny {
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl<T: std::any::Any> AsAny for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 /// One device able to run workloads.
-pub trait Backend: Send {
+pub trait Backend: AsAny + Send {
     /// What the device is; its `backend` is this backend's kind.
     fn device(&self) -> &DeviceInfo;
-
-    /// The backend as `Any`, so a group's members can be taken back as the backend's own type
-    /// ([`Group::members_as`]): every implementation returns `self`.
-    fn as_any(&self) -> &dyn std::any::Any;
 
     /// The backend's kind, as its device records it (every backend sets it when it opens).
     fn kind(&self) -> BackendKind {

@@ -11,8 +11,8 @@
 //! copy.
 
 use super::pages::huge_copy;
-use super::{boxed, chunk_len, Alloc, CpuBackend, CpuKernel, Run, MATMUL_IMPL};
-use crate::backend::{CachePolicy, ImplInfo, Prepared};
+use super::{chunk_len, rotating, Alloc, CpuBackend, CpuKernel, Run, SetKernel, MATMUL_IMPL};
+use crate::backend::ImplInfo;
 use crate::dtype::{Arith, ComputeType, DType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
@@ -56,9 +56,7 @@ impl CpuKernel for MatmulSpec {
 
     fn prepare<'a>(&self, cpu: &'a CpuBackend, a: Alloc) -> Run<'a> {
         let threads = cpu.threads;
-        boxed(PreparedMatmul::new(
-            &cpu.pool, threads, self, a.inputs, a.sets, a.policy,
-        ))
+        rotating(PreparedMatmul::new(&cpu.pool, threads, self, &a), &a)
     }
 }
 
@@ -112,8 +110,6 @@ struct PreparedMatmul<'a> {
     threads: usize,
     spec: MatmulSpec,
     sets: Vec<Set>,
-    next: usize,
-    policy: CachePolicy,
 }
 
 impl<'a> PreparedMatmul<'a> {
@@ -121,10 +117,9 @@ impl<'a> PreparedMatmul<'a> {
         pool: &'a rayon::ThreadPool,
         threads: usize,
         spec: &MatmulSpec,
-        inputs: &[Tensor],
-        sets: usize,
-        policy: CachePolicy,
+        a: &Alloc,
     ) -> Result<Self> {
+        let (inputs, sets) = (a.inputs, a.count());
         let (a, b) = (&inputs[0], &inputs[1]);
         let mn = (spec.m * spec.n) as usize;
         let p = path(spec.dtype);
@@ -190,32 +185,7 @@ impl<'a> PreparedMatmul<'a> {
             threads,
             spec: spec.clone(),
             sets,
-            next: 0,
-            policy,
         })
-    }
-
-    /// Runs the product (and the output conversion) on buffer set `i`.
-    fn run_set(&mut self, i: usize) {
-        let spec = &self.spec;
-        let par = gemm::Parallelism::Rayon(self.threads);
-        let (m, n, k) = (spec.m as usize, spec.n as usize, spec.k as usize);
-        let layout = spec.b_layout;
-        let threads = self.threads;
-        let set = &mut self.sets[i];
-        self.pool.install(|| match set {
-            Set::F32 { a, b, c } => gemm_into(m, n, k, c, a, b, layout, 1.0f32, 0.0, par),
-            Set::F16 { a, b, c } => gemm_into(m, n, k, c, a, b, layout, f16::ONE, f16::ZERO, par),
-            Set::ViaF32 { a, b, c, out } => {
-                gemm_into(m, n, k, c, a, b, layout, 1.0f32, 0.0, par);
-                convert(out, c, threads, |x| bf16::from_f32(*x));
-            }
-            Set::ViaF64 { a, b, c, out } => {
-                gemm_into(m, n, k, c, a, b, layout, 1.0f64, 0.0, par);
-                // Exact integers: the cast neither rounds nor (below i32 overflow) saturates.
-                convert(out, c, threads, |x| *x as i32);
-            }
-        });
     }
 }
 
@@ -341,7 +311,30 @@ fn gemm_into<T: 'static + Copy>(
     }
 }
 
-impl Prepared for PreparedMatmul<'_> {
+impl SetKernel for PreparedMatmul<'_> {
+    /// Runs the product (and the output conversion) on buffer set `i`.
+    fn run_set(&mut self, i: usize) {
+        let spec = &self.spec;
+        let par = gemm::Parallelism::Rayon(self.threads);
+        let (m, n, k) = (spec.m as usize, spec.n as usize, spec.k as usize);
+        let layout = spec.b_layout;
+        let threads = self.threads;
+        let set = &mut self.sets[i];
+        self.pool.install(|| match set {
+            Set::F32 { a, b, c } => gemm_into(m, n, k, c, a, b, layout, 1.0f32, 0.0, par),
+            Set::F16 { a, b, c } => gemm_into(m, n, k, c, a, b, layout, f16::ONE, f16::ZERO, par),
+            Set::ViaF32 { a, b, c, out } => {
+                gemm_into(m, n, k, c, a, b, layout, 1.0f32, 0.0, par);
+                convert(out, c, threads, |x| bf16::from_f32(*x));
+            }
+            Set::ViaF64 { a, b, c, out } => {
+                gemm_into(m, n, k, c, a, b, layout, 1.0f64, 0.0, par);
+                // Exact integers: the cast neither rounds nor (below i32 overflow) saturates.
+                convert(out, c, threads, |x| *x as i32);
+            }
+        });
+    }
+
     fn compute_dtype(&self) -> ComputeType {
         match path(self.spec.dtype) {
             Path::F32 | Path::ViaF32 => ComputeType::uniform(DType::F32),
@@ -358,18 +351,6 @@ impl Prepared for PreparedMatmul<'_> {
             shape: vec![self.spec.m as usize, self.spec.n as usize],
             data: self.sets[0].output(),
         })
-    }
-
-    fn run(&mut self, iters: u64) -> Result<f64> {
-        let secs = super::timed(iters, || {
-            let i = super::next_set(&mut self.next, self.sets.len());
-            self.run_set(i);
-        });
-        Ok(secs)
-    }
-
-    fn cache_policy(&self) -> CachePolicy {
-        self.policy.clone()
     }
 
     fn notes(&self) -> Vec<String> {
