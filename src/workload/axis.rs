@@ -218,19 +218,53 @@ macro_rules! size_only_params {
     };
 }
 
-/// The `KindAxes` methods every size-only kind's axes (fields `size` and `implementation`)
-/// answer alike, for the spec type `$spec`: invoked inside each `impl KindAxes`, beside the
-/// kind's own `expand`.
+/// The sweep axes of a size-only kind and their `KindAxes`, written once: the struct `$name`
+/// holds `size`, one list per axis of the kind's own (in the order `$spec::new` takes them),
+/// the `fixed` values every point shares, and `implementation`; `expand` makes
+/// `$spec::new(axis values.., size, fixed..)` at every point of the cross product, the first
+/// axis outermost and size fastest.
 macro_rules! size_only_axes {
-    ($spec:ty) => {
-        fn kind(&self) -> &'static str {
-            <$spec as $crate::workload::WorkloadKind>::KIND
+    (
+        $(#[$doc:meta])*
+        pub struct $name:ident for $spec:ident as $variant:ident {
+            $($(#[$adoc:meta])* $axis:ident: $t:ty,)+
         }
-        fn swept(&self) -> Option<$crate::workload::Param> {
-            $crate::workload::axis::size_swept(&self.size)
+        $(fixed { $($(#[$fdoc:meta])* $fixed:ident: $ft:ty,)+ })?
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name {
+            /// Bytes (per buffer, each way) at each point.
+            pub size: $crate::workload::axis::Axis,
+            $($(#[$adoc])* pub $axis: Vec<$t>,)+
+            $($($(#[$fdoc])* pub $fixed: $ft,)+)?
+            /// Implementations to run at every point (empty = default).
+            pub implementation: Vec<String>,
         }
-        fn implementations(&self) -> &[String] {
-            &self.implementation
+
+        impl $crate::workload::KindAxes for $name {
+            fn kind(&self) -> &'static str {
+                <$spec as $crate::workload::WorkloadKind>::KIND
+            }
+            fn swept(&self) -> Option<$crate::workload::Param> {
+                $crate::workload::axis::size_swept(&self.size)
+            }
+            fn implementations(&self) -> &[String] {
+                &self.implementation
+            }
+            fn expand(&self) -> $crate::error::Result<Vec<$crate::workload::Workload>> {
+                let lens = [$(self.$axis.len(),)+ self.size.0.len()];
+                let points = $crate::workload::axis::cross(&lens).map(|ix| {
+                    let mut ix = ix.into_iter();
+                    let mut next = || ix.next().expect("one index per axis");
+                    $(let $axis = self.$axis[next()];)+
+                    let size = self.size.0[next()];
+                    $crate::workload::Workload::$variant($spec::new(
+                        $($axis,)+ size $($(, self.$fixed)+)?
+                    ))
+                });
+                $crate::workload::collect_checked(points)
+            }
         }
     };
 }

@@ -1,7 +1,5 @@
-use super::axis::{cross, size_only_axes, size_only_params, Axis};
-use super::{
-    check_bytes, collect_checked, size_label, InputSpec, KindAxes, Metric, Workload, WorkloadKind,
-};
+use super::axis::{size_only_axes, size_only_params};
+use super::{check_bytes, size_label, InputSpec, Metric, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -75,6 +73,10 @@ pub struct MemorySpec {
 }
 
 impl MemorySpec {
+    pub fn new(op: MemOp, bytes: u64) -> Self {
+        MemorySpec { op, bytes }
+    }
+
     pub fn elements(&self) -> u64 {
         self.bytes / 4
     }
@@ -143,26 +145,10 @@ impl WorkloadKind for MemorySpec {
     size_only_params!();
 }
 
-/// The axes of a memory sweep, expanded op outermost.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MemoryAxes {
-    /// Bytes per array.
-    pub size: Axis,
-    pub op: Vec<MemOp>,
-    /// Implementations to run at every point (empty = default).
-    pub implementation: Vec<String>,
-}
-
-impl KindAxes for MemoryAxes {
-    size_only_axes!(MemorySpec);
-
-    fn expand(&self) -> Result<Vec<Workload>> {
-        collect_checked(cross(&[self.op.len(), self.size.0.len()]).map(|ix| {
-            Workload::Memory(MemorySpec {
-                op: self.op[ix[0]],
-                bytes: self.size.0[ix[1]],
-            })
-        }))
+size_only_axes! {
+    /// The axes of a memory sweep, expanded op outermost.
+    pub struct MemoryAxes for MemorySpec as Memory {
+        op: MemOp,
     }
 }
 

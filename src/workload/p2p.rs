@@ -6,11 +6,8 @@
 //! copy from GPU 3 to GPU 5); a bidirectional one on the pair in ascending order, each side
 //! copying to the other. The payload is random f32 words, compared bit for bit where it landed.
 
-use super::axis::{cross, size_only_axes, size_only_params, Axis};
-use super::{
-    check_bytes, collect_checked, size_label, InputSpec, KindAxes, Metric, Placing, Roof, Workload,
-    WorkloadKind,
-};
+use super::axis::{size_only_axes, size_only_params};
+use super::{check_bytes, size_label, InputSpec, Metric, Placing, Roof, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -168,28 +165,12 @@ impl WorkloadKind for P2pSpec {
     size_only_params!();
 }
 
-/// The axes of a p2p sweep: operation outermost, size fastest.
-#[derive(Debug, Clone, PartialEq)]
-pub struct P2pAxes {
-    pub size: Axis,
-    pub op: Vec<P2pOp>,
-    /// One way, both ways at once, or both kinds (`[false, true]`).
-    pub bidirectional: Vec<bool>,
-    pub implementation: Vec<String>,
-}
-
-impl KindAxes for P2pAxes {
-    size_only_axes!(P2pSpec);
-
-    fn expand(&self) -> Result<Vec<Workload>> {
-        let lens = [self.op.len(), self.bidirectional.len(), self.size.0.len()];
-        collect_checked(cross(&lens).map(|ix| {
-            Workload::P2p(P2pSpec::new(
-                self.op[ix[0]],
-                self.bidirectional[ix[1]],
-                self.size.0[ix[2]],
-            ))
-        }))
+size_only_axes! {
+    /// The axes of a p2p sweep: operation outermost, size fastest.
+    pub struct P2pAxes for P2pSpec as P2p {
+        op: P2pOp,
+        /// One way, both ways at once, or both kinds (`[false, true]`).
+        bidirectional: bool,
     }
 }
 

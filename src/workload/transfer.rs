@@ -3,11 +3,8 @@
 //!
 //! The payload is random f32 words, so what landed is compared bit for bit with what was sent.
 
-use super::axis::{cross, size_only_axes, size_only_params, Axis};
-use super::{
-    check_bytes, collect_checked, size_label, InputSpec, KindAxes, Metric, Roof, Workload,
-    WorkloadKind,
-};
+use super::axis::{size_only_axes, size_only_params};
+use super::{check_bytes, size_label, InputSpec, Metric, Roof, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -201,33 +198,18 @@ impl WorkloadKind for TransferSpec {
     size_only_params!();
 }
 
-/// The axes of a transfer sweep: direction outermost, size fastest.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TransferAxes {
-    pub size: Axis,
-    pub direction: Vec<Direction>,
-    pub memory: Vec<HostMemory>,
-    pub implementation: Vec<String>,
-}
-
-impl KindAxes for TransferAxes {
-    size_only_axes!(TransferSpec);
-
-    fn expand(&self) -> Result<Vec<Workload>> {
-        let lens = [self.direction.len(), self.memory.len(), self.size.0.len()];
-        collect_checked(cross(&lens).map(|ix| {
-            Workload::Transfer(TransferSpec::new(
-                self.direction[ix[0]],
-                self.memory[ix[1]],
-                self.size.0[ix[2]],
-            ))
-        }))
+size_only_axes! {
+    /// The axes of a transfer sweep: direction outermost, size fastest.
+    pub struct TransferAxes for TransferSpec as Transfer {
+        direction: Direction,
+        memory: HostMemory,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::Workload;
 
     #[test]
     fn names_bytes_and_inputs() {
