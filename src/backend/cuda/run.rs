@@ -34,37 +34,13 @@ pub(crate) use sync_on_drop;
 
 /// Builds a host tensor from device bytes of `out` type.
 pub fn tensor_from_bytes(name: &str, shape: Vec<usize>, out: OutType, bytes: &[u8]) -> Tensor {
-    let data = match out {
-        OutType::F32 => Data::F32(
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-        ),
-        OutType::I32 => Data::I32(
-            bytes
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-        ),
-        OutType::F16 => Data::F16(
-            bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-        ),
-        OutType::Bf16 => Data::Bf16(
-            bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-        ),
+    let t = match out {
+        OutType::F32 => BufType::F32,
+        OutType::I32 => BufType::I32,
+        OutType::F16 => BufType::F16,
+        OutType::Bf16 => BufType::Bf16,
     };
-    Tensor {
-        name: name.into(),
-        shape,
-        data,
-    }
+    t.from_bytes(name, shape, bytes)
 }
 
 /// Fills an output with a value no GEMM produces: NaN for floats, i32::MIN for int32.
