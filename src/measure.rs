@@ -75,11 +75,7 @@ impl StopReason {
     }
 }
 
-impl std::fmt::Display for StopReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::label::display_name!(StopReason);
 
 /// What the measurement produced.
 #[derive(Debug, Clone)]

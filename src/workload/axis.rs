@@ -205,15 +205,38 @@ pub fn size_swept(size: &Axis) -> Option<Param> {
     first_swept(&SIZE_ONLY, |_| size.0.len())
 }
 
-/// The sweep methods of `WorkloadKind` that every size-only kind (a spec with a `bytes` field)
-/// answers alike: written once here, invoked inside each kind's `impl WorkloadKind`.
+/// The methods of `WorkloadKind` that every size-only kind (a spec with a `bytes` field)
+/// answers alike: written once here, invoked inside each kind's `impl WorkloadKind` with the
+/// kind's own parameters (`|s| ("op", s.op.name().into()), ...`), which `params` lists before
+/// the size. Size-only kinds move bytes: their headline is bytes per second.
 macro_rules! size_only_params {
-    () => {
+    (|$s:ident| $($param:expr),+ $(,)?) => {
+        fn params(&self) -> Vec<(&'static str, String)> {
+            let $s = self;
+            let size = $crate::units::Bytes(self.bytes).to_string();
+            vec![$($param,)+ ("size", size)]
+        }
+        fn metric(&self) -> $crate::workload::Metric {
+            $crate::workload::Metric::Bytes
+        }
         fn axis_value(&self, axis: $crate::workload::Param) -> Option<u64> {
             $crate::workload::axis::size_value(axis, self.bytes)
         }
         fn sweep_params(&self) -> &'static [$crate::workload::Param] {
             &$crate::workload::axis::SIZE_ONLY
+        }
+    };
+}
+
+/// The `KindAxes` methods every kind's axes answer alike (their kind is `$spec`'s, their
+/// implementations the `implementation` field): invoked inside each `impl KindAxes`.
+macro_rules! axes_of {
+    ($spec:ty) => {
+        fn kind(&self) -> &'static str {
+            <$spec as $crate::workload::WorkloadKind>::KIND
+        }
+        fn implementations(&self) -> &[String] {
+            &self.implementation
         }
     };
 }
@@ -243,14 +266,9 @@ macro_rules! size_only_axes {
         }
 
         impl $crate::workload::KindAxes for $name {
-            fn kind(&self) -> &'static str {
-                <$spec as $crate::workload::WorkloadKind>::KIND
-            }
+            $crate::workload::axis::axes_of!($spec);
             fn swept(&self) -> Option<$crate::workload::Param> {
                 $crate::workload::axis::size_swept(&self.size)
-            }
-            fn implementations(&self) -> &[String] {
-                &self.implementation
             }
             fn expand(&self) -> $crate::error::Result<Vec<$crate::workload::Workload>> {
                 let lens = [$(self.$axis.len(),)+ self.size.0.len()];
@@ -269,7 +287,36 @@ macro_rules! size_only_axes {
     };
 }
 
-pub(crate) use {size_only_axes, size_only_params};
+/// `name()` and `FromStr` of an option enum from one table: each variant's name (what flags,
+/// reports and ids write) and the other spellings a user may type. Matching ignores case, `-`
+/// and `_` (the other spellings are written that way); an unknown word lists the names.
+macro_rules! spelled {
+    ($t:ident, $what:literal { $($v:ident => $name:literal $(| $other:literal)*,)+ }) => {
+        impl $t {
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($t::$v => $name,)+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> std::result::Result<Self, String> {
+                let word = s.to_ascii_lowercase().replace(['-', '_'], "");
+                $(
+                    if word == $name.replace(['-', '_'], "") $(|| word == $other)* {
+                        return Ok($t::$v);
+                    }
+                )+
+                let names = [$($name),+].join(", ");
+                Err(format!(concat!("unknown ", $what, " `{}` ({})"), s, names))
+            }
+        }
+    };
+}
+
+pub(crate) use {axes_of, size_only_axes, size_only_params, spelled};
 
 /// The first of `params` whose axis has more than one value (`len` counts an axis's values):
 /// the parameter a sweep's charts put on x.

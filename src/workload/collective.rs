@@ -8,7 +8,7 @@
 //! integers even in bf16 whatever order the library adds them in.
 
 use super::axis::{size_only_axes, size_only_params};
-use super::{size_label, InputSpec, Metric, Placing, Roof, Workload, WorkloadKind};
+use super::{size_label, InputSpec, Placing, Roof, Workload, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{splitmix, Tensor};
@@ -79,11 +79,7 @@ impl CollectiveOp {
     }
 }
 
-impl std::fmt::Display for CollectiveOp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::label::display_name!(CollectiveOp);
 
 impl std::str::FromStr for CollectiveOp {
     type Err = String;
@@ -475,9 +471,6 @@ impl WorkloadKind for CollectiveSpec {
     fn result_dtype(&self) -> DType {
         self.dtype
     }
-    fn metric(&self) -> Metric {
-        Metric::Bytes
-    }
     fn roof(&self) -> Roof {
         Roof::GroupLink
     }
@@ -517,15 +510,11 @@ impl WorkloadKind for CollectiveSpec {
     fn output_len(&self) -> usize {
         self.local_ranks().len() * self.recv_elements() as usize
     }
-    fn params(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("op", self.op.name().into()),
-            ("dtype", self.dtype.name().into()),
-            ("ranks", self.ranks.to_string()),
-            ("size", Bytes(self.bytes).to_string()),
-        ]
-    }
-    size_only_params!();
+    size_only_params!(
+        |s| ("op", s.op.name().into()),
+        ("dtype", s.dtype.name().into()),
+        ("ranks", s.ranks.to_string())
+    );
 }
 
 size_only_axes! {

@@ -56,10 +56,13 @@ trait CpuKernel {
     /// default: the CPU is one device, and the kind is not a group one.
     fn prepare_group<'a>(&self, group: &Group<'a>, inputs: &[Tensor]) -> Run<'a> {
         let _ = (group, inputs);
-        Err(Error::unsupported(
-            "the CPU backend is one device: this workload needs two".to_string(),
-        ))
+        Err(needs_two("this workload"))
     }
+}
+
+/// Why the CPU cannot run `what` (a workload of two devices): it is one.
+fn needs_two(what: &str) -> Error {
+    Error::unsupported(format!("the CPU backend is one device: {what} needs two"))
 }
 
 /// What a kind's kernel prepares a run from: the inputs (already checked against the spec),
