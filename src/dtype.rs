@@ -140,11 +140,7 @@ impl OutType {
     }
 }
 
-impl fmt::Display for DType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::label::display_name!(DType);
 
 impl FromStr for DType {
     type Err = String;

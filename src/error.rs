@@ -95,6 +95,22 @@ impl Error {
     pub fn unsupported(msg: impl Into<String>) -> Self {
         Error::Unsupported(msg.into())
     }
+    /// `Ok` where a caller passed the `want` `items` that `what` takes; otherwise an invalid
+    /// input naming both counts, so that a mismatch never becomes an out-of-bounds read.
+    pub fn expect_count(
+        what: impl std::fmt::Display,
+        items: &str,
+        want: usize,
+        got: usize,
+    ) -> Result<()> {
+        if want == got {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!(
+                "{what} takes {want} {items}, got {got}"
+            )))
+        }
+    }
     /// Whether this error left its device unusable for the rest of the process (a sticky
     /// driver error): later work on that device would only fail with misleading messages.
     pub fn loses_device(&self) -> bool {

@@ -35,7 +35,18 @@ macro_rules! text_label {
         }
     };
 }
-pub(crate) use text_label;
+/// `Display` as the value's `name()`: the word flags, reports and ids use.
+macro_rules! display_name {
+    ($t:ty) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+pub(crate) use {display_name, text_label};
 
 /// Asserts that each of `labels` reads into a `T` that shows, writes and reads back as exactly
 /// that label.

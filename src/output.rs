@@ -148,8 +148,20 @@ pub fn table(color: bool) -> comfy_table::Table {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A temporary folder holding `files` (path relative to it, text), with the folders they
+    /// name.
+    pub(crate) fn folder_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let p = d.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        d
+    }
 
     #[test]
     fn write_atomic_replaces_and_creates_0644() {

@@ -123,15 +123,13 @@ pub fn execute_sharing(
     lost: &LostDevices,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    measure_plan(
-        plan,
-        Devices::Shared(backends),
+    let run = Measuring {
         settings,
         exports,
-        report,
         lost,
         stop,
-    )
+    };
+    run.plan(plan, Devices::Shared(backends), report)
 }
 
 /// Runs `plan` on every device at the same time: each step (one workload) starts on all
@@ -148,53 +146,68 @@ pub fn execute_parallel(
     lost: &LostDevices,
     stop: &AtomicBool,
 ) -> anyhow::Result<Vec<Box<dyn Backend>>> {
-    let devices = Devices::Exclusive(&mut backends);
-    measure_plan(plan, devices, settings, exports, report, lost, stop)?;
+    let run = Measuring {
+        settings,
+        exports,
+        lost,
+        stop,
+    };
+    run.plan(plan, Devices::Exclusive(&mut backends), report)?;
     Ok(backends)
 }
 
-/// The measuring job on the scheduler: verify then time every entry, exports rewritten after
-/// every batch of results.
-fn measure_plan(
-    plan: &Plan,
-    devices: Devices<'_>,
-    settings: &Settings,
-    exports: &Exports,
-    report: &mut Report,
-    lost: &LostDevices,
-    stop: &AtomicBool,
-) -> anyhow::Result<()> {
-    exports.write_files(report)?;
-    let pb = crate::term::progress(plan.entries.len() as u64, settings.quiet);
-    let job = |entry: &PlanEntry, bs: &[&dyn Backend], ins: &[Tensor]| {
-        pb.set_message(format!(
-            "{} / {}",
-            entry.workload.name(),
-            entry.implementation
-        ));
-        let id = result_id(&entry.workload, &entry.implementation);
-        let rec = match lost.guard(&entry.placement, &id, || {
-            run_one(entry, bs, ins, settings, stop)
-        }) {
-            Ok(r) => Some(r),
-            // Interrupted mid-measurement: nothing trustworthy to record.
-            Err(Error::Interrupted) => None,
-            Err(e) => Some(error_record(entry, bs[0], &e)),
+/// What a measuring run holds for its whole plan: the settings, where results are exported,
+/// the process's table of lost devices, and the stop flag.
+#[derive(Clone, Copy)]
+struct Measuring<'r> {
+    settings: &'r Settings,
+    exports: &'r Exports,
+    lost: &'r LostDevices,
+    stop: &'r AtomicBool,
+}
+
+impl Measuring<'_> {
+    /// The measuring job on the scheduler: verify then time every entry of `plan` on
+    /// `devices`, exports rewritten after every batch of results.
+    fn plan(self, plan: &Plan, devices: Devices<'_>, report: &mut Report) -> anyhow::Result<()> {
+        let Measuring {
+            settings,
+            exports,
+            lost,
+            stop,
+        } = self;
+        exports.write_files(report)?;
+        let pb = crate::term::progress(plan.entries.len() as u64, settings.quiet);
+        let job = |entry: &PlanEntry, bs: &[&dyn Backend], ins: &[Tensor]| {
+            pb.set_message(format!(
+                "{} / {}",
+                entry.workload.name(),
+                entry.implementation
+            ));
+            let id = result_id(&entry.workload, &entry.implementation);
+            let rec = match lost.guard(&entry.placement, &id, || {
+                run_one(entry, bs, ins, settings, stop)
+            }) {
+                Ok(r) => Some(r),
+                // Interrupted mid-measurement: nothing trustworthy to record.
+                Err(Error::Interrupted) => None,
+                Err(e) => Some(error_record(entry, bs[0], &e)),
+            };
+            pb.inc(1);
+            rec
         };
-        pb.inc(1);
-        rec
-    };
-    let mut done = |got: Vec<Option<ResultRecord>>| {
-        for r in got.into_iter().flatten() {
-            report.push(r);
-        }
-        exports.write_files(report)
-    };
-    schedule(plan, devices, settings.seed, stop, &job, &mut done)?;
-    pb.finish_and_clear();
-    report.complete = !stop.load(Ordering::Relaxed);
-    exports.write_files(report)?;
-    Ok(())
+        let mut done = |got: Vec<Option<ResultRecord>>| {
+            for r in got.into_iter().flatten() {
+                report.push(r);
+            }
+            exports.write_files(report)
+        };
+        schedule(plan, devices, settings.seed, stop, &job, &mut done)?;
+        pb.finish_and_clear();
+        report.complete = !stop.load(Ordering::Relaxed);
+        exports.write_files(report)?;
+        Ok(())
+    }
 }
 
 /// The one place a result record is made: what the entry and its lead device say, nothing

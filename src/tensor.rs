@@ -109,29 +109,17 @@ impl Tensor {
 
     /// Builds a tensor of `dtype` storage from f32 values (each rounded to the dtype).
     pub fn from_f32(name: &str, shape: Vec<usize>, dtype: DType, values: &[f32]) -> Tensor {
+        fn each<T>(values: &[f32], f: impl Fn(f32) -> T) -> Vec<T> {
+            values.iter().map(|&x| f(x)).collect()
+        }
         let data = match dtype {
             DType::F32 => Data::F32(values.to_vec()),
-            DType::Tf32 => Data::F32(values.iter().map(|&x| dtype.quantize(x)).collect()),
-            DType::F16 => Data::F16(values.iter().map(|&x| f16::from_f32(x)).collect()),
-            DType::Bf16 => Data::Bf16(values.iter().map(|&x| bf16::from_f32(x)).collect()),
-            DType::Fp8E4m3 => Data::F8E4M3(
-                values
-                    .iter()
-                    .map(|&x| float8::F8E4M3::from_f32(x))
-                    .collect(),
-            ),
-            DType::Fp8E5m2 => Data::F8E5M2(
-                values
-                    .iter()
-                    .map(|&x| float8::F8E5M2::from_f32(x))
-                    .collect(),
-            ),
-            DType::Int8 => Data::I8(
-                values
-                    .iter()
-                    .map(|&x| x.round().clamp(-128.0, 127.0) as i8)
-                    .collect(),
-            ),
+            DType::Tf32 => Data::F32(each(values, |x| dtype.quantize(x))),
+            DType::F16 => Data::F16(each(values, f16::from_f32)),
+            DType::Bf16 => Data::Bf16(each(values, bf16::from_f32)),
+            DType::Fp8E4m3 => Data::F8E4M3(each(values, float8::F8E4M3::from_f32)),
+            DType::Fp8E5m2 => Data::F8E5M2(each(values, float8::F8E5M2::from_f32)),
+            DType::Int8 => Data::I8(each(values, |x| x.round().clamp(-128.0, 127.0) as i8)),
         };
         Tensor {
             name: name.to_string(),
@@ -180,6 +168,14 @@ impl Tensor {
             });
         Tensor::from_f32(name, shape, dtype, &values)
     }
+}
+
+/// Little-endian elements of `N` bytes each (device bytes as read back), decoded by `f`.
+pub fn decode_le<T, const N: usize>(bytes: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
+    bytes
+        .chunks_exact(N)
+        .map(|c| f(c.try_into().expect("chunks of N bytes")))
+        .collect()
 }
 
 /// SplitMix64 finaliser: spreads nearby seeds far apart.

@@ -165,12 +165,9 @@ fn found<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::E
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::state::tests::read;
     use crate::backend::ThrottleReason;
     use serde_json::json;
-
-    fn read(v: Value) -> DeviceDetails {
-        serde_json::from_value(v).unwrap()
-    }
 
     #[test]
     fn writes_one_flat_object_in_key_order() {
@@ -210,7 +207,7 @@ mod tests {
             "future_fact": {"a": [1, 2]},
             "throttle_reasons": ["HwThermalSlowdown"],
         });
-        let d = read(v);
+        let d: DeviceDetails = read(v);
         assert_eq!(d.cpu.threads, Some(8));
         assert_eq!(d.cpu.simd.as_deref(), Some("avx2+fma"));
         assert_eq!(d.state.serial, None);
@@ -236,7 +233,7 @@ mod tests {
 
     #[test]
     fn entries_show_strings_bare_and_the_rest_as_json() {
-        let d = read(json!({"nvrtc": null, "nvrtc_version": "12.4", "threads": 2}));
+        let d: DeviceDetails = read(json!({"nvrtc": null, "nvrtc_version": "12.4", "threads": 2}));
         let e = d.entries();
         assert_eq!(e["nvrtc"], "null");
         assert_eq!(e["nvrtc_version"], "12.4");

@@ -226,10 +226,6 @@ impl Default for MockBackend {
 }
 
 impl Backend for MockBackend {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
     fn device(&self) -> &DeviceInfo {
         &self.info
     }

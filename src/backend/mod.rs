@@ -21,6 +21,7 @@ use crate::interconnect::World;
 use crate::tensor::Tensor;
 use crate::workload::Workload;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 /// Which kind of backend a device is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -131,37 +132,32 @@ impl ImplInfo {
 }
 
 /// What the device is. Fields a backend cannot know are `None`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceInfo {
     pub index: usize,
+    #[serialize_always]
     pub backend: Option<BackendKind>,
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pci_bus_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub compute_capability: Option<String>,
     /// Streaming multiprocessors (GPU) or logical cores (CPU).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub multiprocessors: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
     /// L2 on a GPU, the last-level cache on a CPU.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_level_cache_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub driver_version: Option<String>,
     /// Device state (clocks, health, link) and what the backend records about the device, one
     /// flat JSON object.
     #[serde(default, skip_serializing_if = "DeviceDetails::is_empty")]
     pub details: DeviceDetails,
     /// Datasheet peaks when the device is known, for "% of peak".
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub peaks: Option<Peaks>,
 }
 
 /// Datasheet peaks of a device, dense (no sparsity).
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Peaks {
     /// Where these figures come from (datasheet, computed from SMs × rate × clock, ...).
@@ -170,29 +166,22 @@ pub struct Peaks {
     #[serde(with = "crate::dtype::by_name")]
     pub flops: std::collections::BTreeMap<crate::dtype::DType, f64>,
     /// Memory bandwidth in bytes/s.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_bandwidth: Option<f64>,
     /// The PCIe link's rate each way in bytes/s after line encoding: from the link's maximum
     /// generation and width as NVML reports them, else the SKU's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pcie_bandwidth: Option<f64>,
     /// One NVLink link's rate each way in bytes/s (25 GB/s for NVLink 2–4, 50 for NVLink 5).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nvlink_link_bandwidth: Option<f64>,
 }
 
 /// A snapshot of the device's state, taken before and after each result.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Telemetry {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sm_clock_mhz: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_clock_mhz: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature_c: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub power_w: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub power_limit_w: Option<f64>,
     /// Decoded throttle reasons active at the sample (empty when none or unknown).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -463,14 +452,22 @@ impl<'r> Request<'r> {
     }
 }
 
+/// The backend as `Any`, so a group's members can be taken back as the backend's own type
+/// ([`Group::members_as`]): every backend is itself, by the blanket implementation.
+pub trait AsAny {
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl<T: std::any::Any> AsAny for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 /// One device able to run workloads.
-pub trait Backend: Send {
+pub trait Backend: AsAny + Send {
     /// What the device is; its `backend` is this backend's kind.
     fn device(&self) -> &DeviceInfo;
-
-    /// The backend as `Any`, so a group's members can be taken back as the backend's own type
-    /// ([`Group::members_as`]): every implementation returns `self`.
-    fn as_any(&self) -> &dyn std::any::Any;
 
     /// The backend's kind, as its device records it (every backend sets it when it opens).
     fn kind(&self) -> BackendKind {

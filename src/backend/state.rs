@@ -384,11 +384,12 @@ fn enabled<S: Serializer>(v: &Option<bool>, s: S) -> Result<S::Ok, S::Error> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn read(v: Value) -> DeviceState {
+    /// `v` read as a `T` (a device's state or details), as a report file would be.
+    pub(crate) fn read<T: serde::de::DeserializeOwned>(v: Value) -> T {
         serde_json::from_value(v).unwrap()
     }
 
@@ -415,12 +416,12 @@ mod tests {
                 "throttle_reasons": ["sw_power_cap", "unknown_0x400"],
             })
         );
-        assert_eq!(read(serde_json::to_value(&s).unwrap()), s);
+        assert_eq!(read::<DeviceState>(serde_json::to_value(&s).unwrap()), s);
     }
 
     #[test]
     fn reads_leniently_and_ignores_other_keys() {
-        let s = read(json!({
+        let s: DeviceState = read(json!({
             "sm_clock_max_mhz_driver": "2505",
             "mig_mode": "enabled",
             "ecc_enabled": "false",

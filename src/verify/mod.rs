@@ -76,11 +76,7 @@ impl VerifyMethod {
     }
 }
 
-impl std::fmt::Display for VerifyMethod {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::label::display_name!(VerifyMethod);
 
 /// Compared with its report name, so `method == "full"` reads as it always did.
 impl PartialEq<&str> for VerifyMethod {

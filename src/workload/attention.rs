@@ -1,4 +1,4 @@
-use super::axis::{cross, first_swept, Axis, Param};
+use super::axis::{axes_of, cross, first_swept, Axis, Param};
 use super::{
     checked_product, collect_checked, InputSpec, KindAxes, Metric, Workload, WorkloadKind,
     DECODE_MAX_Q_LEN,
@@ -246,9 +246,7 @@ pub struct AttentionAxes {
 }
 
 impl KindAxes for AttentionAxes {
-    fn kind(&self) -> &'static str {
-        AttentionSpec::KIND
-    }
+    axes_of!(AttentionSpec);
 
     fn expand(&self) -> Result<Vec<Workload>> {
         let len = |a: &Option<Axis>| a.as_ref().map_or(1, |a| a.0.len());
@@ -289,10 +287,6 @@ impl KindAxes for AttentionAxes {
             Param::KvHeads => len(&self.kv_heads),
             _ => self.head_dim.0.len(),
         })
-    }
-
-    fn implementations(&self) -> &[String] {
-        &self.implementation
     }
 }
 

@@ -205,10 +205,20 @@ pub fn size_swept(size: &Axis) -> Option<Param> {
     first_swept(&SIZE_ONLY, |_| size.0.len())
 }
 
-/// The sweep methods of `WorkloadKind` that every size-only kind (a spec with a `bytes` field)
-/// answers alike: written once here, invoked inside each kind's `impl WorkloadKind`.
+/// The methods of `WorkloadKind` that every size-only kind (a spec with a `bytes` field)
+/// answers alike: written once here, invoked inside each kind's `impl WorkloadKind` with the
+/// kind's own parameters (`|s| ("op", s.op.name().into()), ...`), which `params` lists before
+/// the size. Size-only kinds move bytes: their headline is bytes per second.
 macro_rules! size_only_params {
-    () => {
+    (|$s:ident| $($param:expr),+ $(,)?) => {
+        fn params(&self) -> Vec<(&'static str, String)> {
+            let $s = self;
+            let size = $crate::units::Bytes(self.bytes).to_string();
+            vec![$($param,)+ ("size", size)]
+        }
+        fn metric(&self) -> $crate::workload::Metric {
+            $crate::workload::Metric::Bytes
+        }
         fn axis_value(&self, axis: $crate::workload::Param) -> Option<u64> {
             $crate::workload::axis::size_value(axis, self.bytes)
         }
@@ -218,16 +228,12 @@ macro_rules! size_only_params {
     };
 }
 
-/// The `KindAxes` methods every size-only kind's axes (fields `size` and `implementation`)
-/// answer alike, for the spec type `$spec`: invoked inside each `impl KindAxes`, beside the
-/// kind's own `expand`.
-macro_rules! size_only_axes {
+/// The `KindAxes` methods every kind's axes answer alike (their kind is `$spec`'s, their
+/// implementations the `implementation` field): invoked inside each `impl KindAxes`.
+macro_rules! axes_of {
     ($spec:ty) => {
         fn kind(&self) -> &'static str {
             <$spec as $crate::workload::WorkloadKind>::KIND
-        }
-        fn swept(&self) -> Option<$crate::workload::Param> {
-            $crate::workload::axis::size_swept(&self.size)
         }
         fn implementations(&self) -> &[String] {
             &self.implementation
@@ -235,7 +241,82 @@ macro_rules! size_only_axes {
     };
 }
 
-pub(crate) use {size_only_axes, size_only_params};
+/// The sweep axes of a size-only kind and their `KindAxes`, written once: the struct `$name`
+/// holds `size`, one list per axis of the kind's own (in the order `$spec::new` takes them),
+/// the `fixed` values every point shares, and `implementation`; `expand` makes
+/// `$spec::new(axis values.., size, fixed..)` at every point of the cross product, the first
+/// axis outermost and size fastest.
+macro_rules! size_only_axes {
+    (
+        $(#[$doc:meta])*
+        pub struct $name:ident for $spec:ident as $variant:ident {
+            $($(#[$adoc:meta])* $axis:ident: $t:ty,)+
+        }
+        $(fixed { $($(#[$fdoc:meta])* $fixed:ident: $ft:ty,)+ })?
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name {
+            /// Bytes (per buffer, each way) at each point.
+            pub size: $crate::workload::axis::Axis,
+            $($(#[$adoc])* pub $axis: Vec<$t>,)+
+            $($($(#[$fdoc])* pub $fixed: $ft,)+)?
+            /// Implementations to run at every point (empty = default).
+            pub implementation: Vec<String>,
+        }
+
+        impl $crate::workload::KindAxes for $name {
+            $crate::workload::axis::axes_of!($spec);
+            fn swept(&self) -> Option<$crate::workload::Param> {
+                $crate::workload::axis::size_swept(&self.size)
+            }
+            fn expand(&self) -> $crate::error::Result<Vec<$crate::workload::Workload>> {
+                let lens = [$(self.$axis.len(),)+ self.size.0.len()];
+                let points = $crate::workload::axis::cross(&lens).map(|ix| {
+                    let mut ix = ix.into_iter();
+                    let mut next = || ix.next().expect("one index per axis");
+                    $(let $axis = self.$axis[next()];)+
+                    let size = self.size.0[next()];
+                    $crate::workload::Workload::$variant($spec::new(
+                        $($axis,)+ size $($(, self.$fixed)+)?
+                    ))
+                });
+                $crate::workload::collect_checked(points)
+            }
+        }
+    };
+}
+
+/// `name()` and `FromStr` of an option enum from one table: each variant's name (what flags,
+/// reports and ids write) and the other spellings a user may type. Matching ignores case, `-`
+/// and `_` (the other spellings are written that way); an unknown word lists the names.
+macro_rules! spelled {
+    ($t:ident, $what:literal { $($v:ident => $name:literal $(| $other:literal)*,)+ }) => {
+        impl $t {
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($t::$v => $name,)+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> std::result::Result<Self, String> {
+                let word = s.to_ascii_lowercase().replace(['-', '_'], "");
+                $(
+                    if word == $name.replace(['-', '_'], "") $(|| word == $other)* {
+                        return Ok($t::$v);
+                    }
+                )+
+                let names = [$($name),+].join(", ");
+                Err(format!(concat!("unknown ", $what, " `{}` ({})"), s, names))
+            }
+        }
+    };
+}
+
+pub(crate) use {axes_of, size_only_axes, size_only_params, spelled};
 
 /// The first of `params` whose axis has more than one value (`len` counts an axis's values):
 /// the parameter a sweep's charts put on x.

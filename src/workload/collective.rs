@@ -7,10 +7,8 @@
 //! can be regenerated where the output is checked, and sums over up to 128 ranks stay exact
 //! integers even in bf16 whatever order the library adds them in.
 
-use super::axis::{cross, size_only_axes, size_only_params, Axis};
-use super::{
-    collect_checked, size_label, InputSpec, KindAxes, Metric, Placing, Roof, Workload, WorkloadKind,
-};
+use super::axis::{size_only_axes, size_only_params};
+use super::{size_label, InputSpec, Placing, Roof, Workload, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{splitmix, Tensor};
@@ -81,11 +79,7 @@ impl CollectiveOp {
     }
 }
 
-impl std::fmt::Display for CollectiveOp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::label::display_name!(CollectiveOp);
 
 impl std::str::FromStr for CollectiveOp {
     type Err = String;
@@ -477,9 +471,6 @@ impl WorkloadKind for CollectiveSpec {
     fn result_dtype(&self) -> DType {
         self.dtype
     }
-    fn metric(&self) -> Metric {
-        Metric::Bytes
-    }
     fn roof(&self) -> Roof {
         Roof::GroupLink
     }
@@ -519,41 +510,22 @@ impl WorkloadKind for CollectiveSpec {
     fn output_len(&self) -> usize {
         self.local_ranks().len() * self.recv_elements() as usize
     }
-    fn params(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("op", self.op.name().into()),
-            ("dtype", self.dtype.name().into()),
-            ("ranks", self.ranks.to_string()),
-            ("size", Bytes(self.bytes).to_string()),
-        ]
+    size_only_params!(
+        |s| ("op", s.op.name().into()),
+        ("dtype", s.dtype.name().into()),
+        ("ranks", s.ranks.to_string())
+    );
+}
+
+size_only_axes! {
+    /// The axes of a collective sweep, op outermost, size fastest.
+    pub struct CollectiveAxes for CollectiveSpec as Collective {
+        op: CollectiveOp,
+        dtype: DType,
     }
-    size_only_params!();
-}
-
-/// The axes of a collective sweep, op outermost, size fastest.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CollectiveAxes {
-    pub size: Axis,
-    pub op: Vec<CollectiveOp>,
-    pub dtype: Vec<DType>,
-    /// Ranks (0 = one per device of the run, or the CPU backend's default thread count).
-    pub ranks: u32,
-    pub implementation: Vec<String>,
-}
-
-impl KindAxes for CollectiveAxes {
-    size_only_axes!(CollectiveSpec);
-
-    fn expand(&self) -> Result<Vec<Workload>> {
-        let lens = [self.op.len(), self.dtype.len(), self.size.0.len()];
-        collect_checked(cross(&lens).map(|ix| {
-            Workload::Collective(CollectiveSpec::new(
-                self.op[ix[0]],
-                self.dtype[ix[1]],
-                self.size.0[ix[2]],
-                self.ranks,
-            ))
-        }))
+    fixed {
+        /// Ranks (0 = one per device of the run, or the CPU backend's default thread count).
+        ranks: u32,
     }
 }
 

@@ -1,4 +1,4 @@
-use super::axis::{cross, first_swept, Axis, Param};
+use super::axis::{axes_of, cross, first_swept, spelled, Axis, Param};
 use super::{checked_product, collect_checked, InputSpec, KindAxes, Workload, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -24,25 +24,10 @@ pub enum BLayout {
     Nk,
 }
 
-impl BLayout {
-    pub fn name(self) -> &'static str {
-        match self {
-            BLayout::Kn => "kn",
-            BLayout::Nk => "nk",
-        }
-    }
-}
-
-impl std::str::FromStr for BLayout {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "kn" | "nn" | "row" => Ok(BLayout::Kn),
-            "nk" | "nt" | "weight" | "weights" => Ok(BLayout::Nk),
-            _ => Err(format!("unknown B layout `{s}` (kn or nk)")),
-        }
-    }
-}
+spelled!(BLayout, "B layout" {
+    Kn => "kn" | "nn" | "row",
+    Nk => "nk" | "nt" | "weight" | "weights",
+});
 
 /// C[M×N] = A[M×K] · B, with B either K×N or N×K.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,9 +155,7 @@ pub struct MatmulAxes {
 }
 
 impl KindAxes for MatmulAxes {
-    fn kind(&self) -> &'static str {
-        MatmulSpec::KIND
-    }
+    axes_of!(MatmulSpec);
 
     fn expand(&self) -> Result<Vec<Workload>> {
         let lens = [
@@ -199,10 +182,6 @@ impl KindAxes for MatmulAxes {
             Param::N => self.n.0.len(),
             _ => self.k.0.len(),
         })
-    }
-
-    fn implementations(&self) -> &[String] {
-        &self.implementation
     }
 }
 

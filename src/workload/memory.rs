@@ -1,11 +1,8 @@
-use super::axis::{cross, size_only_axes, size_only_params, Axis};
-use super::{
-    check_bytes, collect_checked, size_label, InputSpec, KindAxes, Metric, Workload, WorkloadKind,
-};
+use super::axis::{size_only_axes, size_only_params, spelled};
+use super::{check_bytes, size_label, InputSpec, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::tensor::Tensor;
-use crate::units::Bytes;
 use crate::verify::{exact_elements, Verification, Verify, VerifyMethod, Worst};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -32,15 +29,6 @@ pub enum MemOp {
 impl MemOp {
     pub const ALL: [MemOp; 4] = [MemOp::Copy, MemOp::Read, MemOp::Write, MemOp::Triad];
 
-    pub fn name(self) -> &'static str {
-        match self {
-            MemOp::Copy => "copy",
-            MemOp::Read => "read",
-            MemOp::Write => "write",
-            MemOp::Triad => "triad",
-        }
-    }
-
     /// Arrays the operation streams through.
     pub fn arrays(self) -> u64 {
         match self {
@@ -51,20 +39,12 @@ impl MemOp {
     }
 }
 
-impl std::str::FromStr for MemOp {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "copy" => Ok(MemOp::Copy),
-            "read" | "reduce" | "sum" => Ok(MemOp::Read),
-            "write" | "fill" => Ok(MemOp::Write),
-            "triad" => Ok(MemOp::Triad),
-            _ => Err(format!(
-                "unknown memory op `{s}` (copy, read, write, triad)"
-            )),
-        }
-    }
-}
+spelled!(MemOp, "memory op" {
+    Copy => "copy",
+    Read => "read" | "reduce" | "sum",
+    Write => "write" | "fill",
+    Triad => "triad",
+});
 
 /// A memory operation over arrays of `bytes` each (rounded down to whole f32 elements).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +55,10 @@ pub struct MemorySpec {
 }
 
 impl MemorySpec {
+    pub fn new(op: MemOp, bytes: u64) -> Self {
+        MemorySpec { op, bytes }
+    }
+
     pub fn elements(&self) -> u64 {
         self.bytes / 4
     }
@@ -110,9 +94,6 @@ impl WorkloadKind for MemorySpec {
     fn result_dtype(&self) -> DType {
         DType::F32
     }
-    fn metric(&self) -> Metric {
-        Metric::Bytes
-    }
     fn test_key(&self) -> String {
         format!("memory.{}", self.op.name())
     }
@@ -134,35 +115,13 @@ impl WorkloadKind for MemorySpec {
             _ => self.elements() as usize,
         }
     }
-    fn params(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("op", self.op.name().into()),
-            ("size", Bytes(self.bytes).to_string()),
-        ]
-    }
-    size_only_params!();
+    size_only_params!(|s| ("op", s.op.name().into()));
 }
 
-/// The axes of a memory sweep, expanded op outermost.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MemoryAxes {
-    /// Bytes per array.
-    pub size: Axis,
-    pub op: Vec<MemOp>,
-    /// Implementations to run at every point (empty = default).
-    pub implementation: Vec<String>,
-}
-
-impl KindAxes for MemoryAxes {
-    size_only_axes!(MemorySpec);
-
-    fn expand(&self) -> Result<Vec<Workload>> {
-        collect_checked(cross(&[self.op.len(), self.size.0.len()]).map(|ix| {
-            Workload::Memory(MemorySpec {
-                op: self.op[ix[0]],
-                bytes: self.size.0[ix[1]],
-            })
-        }))
+size_only_axes! {
+    /// The axes of a memory sweep, expanded op outermost.
+    pub struct MemoryAxes for MemorySpec as Memory {
+        op: MemOp,
     }
 }
 

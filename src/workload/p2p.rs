@@ -6,15 +6,11 @@
 //! copy from GPU 3 to GPU 5); a bidirectional one on the pair in ascending order, each side
 //! copying to the other. The payload is random f32 words, compared bit for bit where it landed.
 
-use super::axis::{cross, size_only_axes, size_only_params, Axis};
-use super::{
-    check_bytes, collect_checked, size_label, InputSpec, KindAxes, Metric, Placing, Roof, Workload,
-    WorkloadKind,
-};
+use super::axis::{size_only_axes, size_only_params, spelled};
+use super::{check_bytes, size_label, InputSpec, Placing, Roof, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::tensor::Tensor;
-use crate::units::Bytes;
 use crate::verify::{Verification, Verify};
 use serde::{Deserialize, Serialize};
 
@@ -30,25 +26,12 @@ pub enum P2pOp {
 
 impl P2pOp {
     pub const ALL: [P2pOp; 2] = [P2pOp::Write, P2pOp::Read];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            P2pOp::Write => "write",
-            P2pOp::Read => "read",
-        }
-    }
 }
 
-impl std::str::FromStr for P2pOp {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "write" | "push" => Ok(P2pOp::Write),
-            "read" | "pull" => Ok(P2pOp::Read),
-            _ => Err(format!("unknown p2p operation `{s}` (write, read)")),
-        }
-    }
-}
+spelled!(P2pOp, "p2p operation" {
+    Write => "write" | "push",
+    Read => "read" | "pull",
+});
 
 /// A copy of `bytes` from one GPU to another (or both ways at once).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,9 +105,6 @@ impl WorkloadKind for P2pSpec {
     fn result_dtype(&self) -> DType {
         DType::F32
     }
-    fn metric(&self) -> Metric {
-        Metric::Bytes
-    }
     fn roof(&self) -> Roof {
         Roof::PairLink {
             ways: self.ways() as u32,
@@ -158,38 +138,18 @@ impl WorkloadKind for P2pSpec {
     fn output_len(&self) -> usize {
         (self.words() * self.ways()) as usize
     }
-    fn params(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("op", self.op.name().into()),
-            ("bidirectional", self.bidirectional.to_string()),
-            ("size", Bytes(self.bytes).to_string()),
-        ]
-    }
-    size_only_params!();
+    size_only_params!(
+        |s| ("op", s.op.name().into()),
+        ("bidirectional", s.bidirectional.to_string())
+    );
 }
 
-/// The axes of a p2p sweep: operation outermost, size fastest.
-#[derive(Debug, Clone, PartialEq)]
-pub struct P2pAxes {
-    pub size: Axis,
-    pub op: Vec<P2pOp>,
-    /// One way, both ways at once, or both kinds (`[false, true]`).
-    pub bidirectional: Vec<bool>,
-    pub implementation: Vec<String>,
-}
-
-impl KindAxes for P2pAxes {
-    size_only_axes!(P2pSpec);
-
-    fn expand(&self) -> Result<Vec<Workload>> {
-        let lens = [self.op.len(), self.bidirectional.len(), self.size.0.len()];
-        collect_checked(cross(&lens).map(|ix| {
-            Workload::P2p(P2pSpec::new(
-                self.op[ix[0]],
-                self.bidirectional[ix[1]],
-                self.size.0[ix[2]],
-            ))
-        }))
+size_only_axes! {
+    /// The axes of a p2p sweep: operation outermost, size fastest.
+    pub struct P2pAxes for P2pSpec as P2p {
+        op: P2pOp,
+        /// One way, both ways at once, or both kinds (`[false, true]`).
+        bidirectional: bool,
     }
 }
 

@@ -3,15 +3,11 @@
 //!
 //! The payload is random f32 words, so what landed is compared bit for bit with what was sent.
 
-use super::axis::{cross, size_only_axes, size_only_params, Axis};
-use super::{
-    check_bytes, collect_checked, size_label, InputSpec, KindAxes, Metric, Roof, Workload,
-    WorkloadKind,
-};
+use super::axis::{size_only_axes, size_only_params, spelled};
+use super::{check_bytes, size_label, InputSpec, Roof, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::tensor::Tensor;
-use crate::units::Bytes;
 use crate::verify::{exact_elements, Verification, Verify};
 use serde::{Deserialize, Serialize};
 
@@ -30,14 +26,6 @@ pub enum Direction {
 impl Direction {
     pub const ALL: [Direction; 3] = [Direction::H2d, Direction::D2h, Direction::Bidir];
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Direction::H2d => "h2d",
-            Direction::D2h => "d2h",
-            Direction::Bidir => "bidir",
-        }
-    }
-
     /// Ways the bytes travel: 2 for bidirectional.
     pub fn ways(self) -> u64 {
         match self {
@@ -47,17 +35,11 @@ impl Direction {
     }
 }
 
-impl std::str::FromStr for Direction {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
-            "h2d" | "htod" | "hosttodevice" | "upload" => Ok(Direction::H2d),
-            "d2h" | "dtoh" | "devicetohost" | "download" => Ok(Direction::D2h),
-            "bidir" | "bidirectional" | "both" => Ok(Direction::Bidir),
-            _ => Err(format!("unknown direction `{s}` (h2d, d2h, bidir)")),
-        }
-    }
-}
+spelled!(Direction, "direction" {
+    H2d => "h2d" | "htod" | "hosttodevice" | "upload",
+    D2h => "d2h" | "dtoh" | "devicetohost" | "download",
+    Bidir => "bidir" | "bidirectional" | "both",
+});
 
 /// What the host side of a transfer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -72,25 +54,12 @@ pub enum HostMemory {
 
 impl HostMemory {
     pub const ALL: [HostMemory; 2] = [HostMemory::Pinned, HostMemory::Pageable];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            HostMemory::Pinned => "pinned",
-            HostMemory::Pageable => "pageable",
-        }
-    }
 }
 
-impl std::str::FromStr for HostMemory {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "pinned" | "page-locked" | "locked" => Ok(HostMemory::Pinned),
-            "pageable" | "paged" | "malloc" => Ok(HostMemory::Pageable),
-            _ => Err(format!("unknown host memory `{s}` (pinned, pageable)")),
-        }
-    }
-}
+spelled!(HostMemory, "host memory" {
+    Pinned => "pinned" | "pagelocked" | "locked",
+    Pageable => "pageable" | "paged" | "malloc",
+});
 
 /// A transfer of `bytes` each way between host memory and the device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,9 +134,6 @@ impl WorkloadKind for TransferSpec {
     fn result_dtype(&self) -> DType {
         DType::F32
     }
-    fn metric(&self) -> Metric {
-        Metric::Bytes
-    }
     fn roof(&self) -> Roof {
         Roof::HostLink {
             ways: self.direction.ways() as u32,
@@ -191,43 +157,24 @@ impl WorkloadKind for TransferSpec {
     fn output_len(&self) -> usize {
         (self.words() * self.direction.ways()) as usize
     }
-    fn params(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("direction", self.direction.name().into()),
-            ("memory", self.memory.name().into()),
-            ("size", Bytes(self.bytes).to_string()),
-        ]
-    }
-    size_only_params!();
+    size_only_params!(
+        |s| ("direction", s.direction.name().into()),
+        ("memory", s.memory.name().into())
+    );
 }
 
-/// The axes of a transfer sweep: direction outermost, size fastest.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TransferAxes {
-    pub size: Axis,
-    pub direction: Vec<Direction>,
-    pub memory: Vec<HostMemory>,
-    pub implementation: Vec<String>,
-}
-
-impl KindAxes for TransferAxes {
-    size_only_axes!(TransferSpec);
-
-    fn expand(&self) -> Result<Vec<Workload>> {
-        let lens = [self.direction.len(), self.memory.len(), self.size.0.len()];
-        collect_checked(cross(&lens).map(|ix| {
-            Workload::Transfer(TransferSpec::new(
-                self.direction[ix[0]],
-                self.memory[ix[1]],
-                self.size.0[ix[2]],
-            ))
-        }))
+size_only_axes! {
+    /// The axes of a transfer sweep: direction outermost, size fastest.
+    pub struct TransferAxes for TransferSpec as Transfer {
+        direction: Direction,
+        memory: HostMemory,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::Workload;
 
     #[test]
     fn names_bytes_and_inputs() {

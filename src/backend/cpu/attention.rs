@@ -26,8 +26,8 @@
 //! the softmax loop is compiled for AVX-512 and AVX2 as well as the baseline and picked at run time,
 //! so that the exponentials stay a small share next to the two block products.
 
-use super::{boxed, Alloc, CpuBackend, CpuKernel, Run, ATTENTION_IMPL};
-use crate::backend::{CachePolicy, ImplInfo, Prepared};
+use super::{rotating, Alloc, CpuBackend, CpuKernel, Run, SetKernel, ATTENTION_IMPL};
+use crate::backend::ImplInfo;
 use crate::dtype::{ComputeType, DType};
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
@@ -57,9 +57,7 @@ impl CpuKernel for AttentionSpec {
     }
 
     fn prepare<'a>(&self, cpu: &'a CpuBackend, a: Alloc) -> Run<'a> {
-        boxed(PreparedAttention::new(
-            &cpu.pool, self, a.inputs, a.sets, a.policy,
-        ))
+        rotating(PreparedAttention::new(&cpu.pool, self, &a), &a)
     }
 }
 
@@ -162,20 +160,13 @@ struct PreparedAttention<'a> {
     spec: AttentionSpec,
     dims: Dims,
     sets: Vec<Set>,
-    next: usize,
-    policy: CachePolicy,
     kernels: Kernels,
     simd: &'static str,
 }
 
 impl<'a> PreparedAttention<'a> {
-    fn new(
-        pool: &'a rayon::ThreadPool,
-        spec: &AttentionSpec,
-        inputs: &[Tensor],
-        sets: usize,
-        policy: CachePolicy,
-    ) -> Result<Self> {
+    fn new(pool: &'a rayon::ThreadPool, spec: &AttentionSpec, a: &Alloc) -> Result<Self> {
+        let (inputs, sets) = (a.inputs, a.count());
         let q_elems = spec.q_shape().iter().product::<usize>();
         let out = || match spec.dtype {
             DType::F32 => Ok(OutBuf::F32(vec![0.0; q_elems])),
@@ -219,23 +210,9 @@ impl<'a> PreparedAttention<'a> {
             spec: spec.clone(),
             dims,
             sets,
-            next: 0,
-            policy,
             kernels,
             simd,
         })
-    }
-
-    fn run_set(&mut self, i: usize) {
-        let dims = self.dims;
-        let kernels = self.kernels;
-        let set = &mut self.sets[i];
-        let (q, k, v) = (&set.q[..], &set.k[..], &set.v[..]);
-        self.pool.install(|| match &mut set.out {
-            OutBuf::F32(o) => attention(dims, q, k, v, o, kernels),
-            OutBuf::F16(o) => attention(dims, q, k, v, o, kernels),
-            OutBuf::Bf16(o) => attention(dims, q, k, v, o, kernels),
-        });
     }
 }
 
@@ -615,7 +592,19 @@ multiversion!(
     (p: &[f32], v: &[f32], d: usize, acc: &mut [f32])
 );
 
-impl Prepared for PreparedAttention<'_> {
+impl SetKernel for PreparedAttention<'_> {
+    fn run_set(&mut self, i: usize) {
+        let dims = self.dims;
+        let kernels = self.kernels;
+        let set = &mut self.sets[i];
+        let (q, k, v) = (&set.q[..], &set.k[..], &set.v[..]);
+        self.pool.install(|| match &mut set.out {
+            OutBuf::F32(o) => attention(dims, q, k, v, o, kernels),
+            OutBuf::F16(o) => attention(dims, q, k, v, o, kernels),
+            OutBuf::Bf16(o) => attention(dims, q, k, v, o, kernels),
+        });
+    }
+
     fn compute_dtype(&self) -> ComputeType {
         ComputeType::uniform(DType::F32)
     }
@@ -637,18 +626,6 @@ impl Prepared for PreparedAttention<'_> {
             shape: self.spec.q_shape(),
             data,
         })
-    }
-
-    fn run(&mut self, iters: u64) -> Result<f64> {
-        let secs = super::timed(iters, || {
-            let i = super::next_set(&mut self.next, self.sets.len());
-            self.run_set(i);
-        });
-        Ok(secs)
-    }
-
-    fn cache_policy(&self) -> CachePolicy {
-        self.policy.clone()
     }
 
     fn notes(&self) -> Vec<String> {

@@ -12,8 +12,8 @@
 
 use super::pages::huge_copy;
 use super::sgemm::{self, Sgemm};
-use super::{boxed, chunk_len, Alloc, CpuBackend, CpuKernel, Run, MATMUL_IMPL};
-use crate::backend::{CachePolicy, ImplInfo, Prepared};
+use super::{chunk_len, rotating, Alloc, CpuBackend, CpuKernel, Run, SetKernel, MATMUL_IMPL};
+use crate::backend::ImplInfo;
 use crate::dtype::{Arith, ComputeType, DType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
@@ -61,9 +61,7 @@ impl CpuKernel for MatmulSpec {
 
     fn prepare<'a>(&self, cpu: &'a CpuBackend, a: Alloc) -> Run<'a> {
         let threads = cpu.threads;
-        boxed(PreparedMatmul::new(
-            &cpu.pool, threads, self, a.inputs, a.sets, a.policy,
-        ))
+        rotating(PreparedMatmul::new(&cpu.pool, threads, self, &a), &a)
     }
 }
 
@@ -117,8 +115,6 @@ struct PreparedMatmul<'a> {
     threads: usize,
     spec: MatmulSpec,
     sets: Vec<Set>,
-    next: usize,
-    policy: CachePolicy,
     /// gpuvet's own f32 GEMM with its packing buffers, where it is the preferred one.
     own: Option<Sgemm>,
 }
@@ -128,10 +124,9 @@ impl<'a> PreparedMatmul<'a> {
         pool: &'a rayon::ThreadPool,
         threads: usize,
         spec: &MatmulSpec,
-        inputs: &[Tensor],
-        sets: usize,
-        policy: CachePolicy,
+        a: &Alloc,
     ) -> Result<Self> {
+        let (inputs, sets) = (a.inputs, a.count());
         let (a, b) = (&inputs[0], &inputs[1]);
         let mn = (spec.m * spec.n) as usize;
         let p = path(spec.dtype);
@@ -204,38 +199,8 @@ impl<'a> PreparedMatmul<'a> {
             threads,
             spec: spec.clone(),
             sets,
-            next: 0,
-            policy,
             own,
         })
-    }
-
-    /// Runs the product (and the output conversion) on buffer set `i`.
-    fn run_set(&mut self, i: usize) {
-        let spec = &self.spec;
-        let par = gemm::Parallelism::Rayon(self.threads);
-        let (m, n, k) = (spec.m as usize, spec.n as usize, spec.k as usize);
-        let layout = spec.b_layout;
-        let threads = self.threads;
-        let set = &mut self.sets[i];
-        let (pool, own) = (self.pool, &mut self.own);
-        let mut f32_gemm = |c: &mut [f32], a: &[f32], b: &[f32]| match own {
-            Some(g) => g.run(pool, c, a, b),
-            None => gemm_into(m, n, k, c, a, b, layout, 1.0f32, 0.0, par),
-        };
-        pool.install(|| match set {
-            Set::F32 { a, b, c } => f32_gemm(c, a, b),
-            Set::F16 { a, b, c } => gemm_into(m, n, k, c, a, b, layout, f16::ONE, f16::ZERO, par),
-            Set::ViaF32 { a, b, c, out } => {
-                f32_gemm(c, a, b);
-                convert(out, c, threads, |x| bf16::from_f32(*x));
-            }
-            Set::ViaF64 { a, b, c, out } => {
-                gemm_into(m, n, k, c, a, b, layout, 1.0f64, 0.0, par);
-                // Exact integers: the cast neither rounds nor (below i32 overflow) saturates.
-                convert(out, c, threads, |x| *x as i32);
-            }
-        });
     }
 }
 
@@ -361,7 +326,35 @@ fn gemm_into<T: 'static + Copy>(
     }
 }
 
-impl Prepared for PreparedMatmul<'_> {
+impl SetKernel for PreparedMatmul<'_> {
+    /// Runs the product (and the output conversion) on buffer set `i`.
+    fn run_set(&mut self, i: usize) {
+        let spec = &self.spec;
+        let par = gemm::Parallelism::Rayon(self.threads);
+        let (m, n, k) = (spec.m as usize, spec.n as usize, spec.k as usize);
+        let layout = spec.b_layout;
+        let threads = self.threads;
+        let set = &mut self.sets[i];
+        let (pool, own) = (self.pool, &mut self.own);
+        let mut f32_gemm = |c: &mut [f32], a: &[f32], b: &[f32]| match own {
+            Some(g) => g.run(pool, c, a, b),
+            None => gemm_into(m, n, k, c, a, b, layout, 1.0f32, 0.0, par),
+        };
+        pool.install(|| match set {
+            Set::F32 { a, b, c } => f32_gemm(c, a, b),
+            Set::F16 { a, b, c } => gemm_into(m, n, k, c, a, b, layout, f16::ONE, f16::ZERO, par),
+            Set::ViaF32 { a, b, c, out } => {
+                f32_gemm(c, a, b);
+                convert(out, c, threads, |x| bf16::from_f32(*x));
+            }
+            Set::ViaF64 { a, b, c, out } => {
+                gemm_into(m, n, k, c, a, b, layout, 1.0f64, 0.0, par);
+                // Exact integers: the cast neither rounds nor (below i32 overflow) saturates.
+                convert(out, c, threads, |x| *x as i32);
+            }
+        });
+    }
+
     fn compute_dtype(&self) -> ComputeType {
         match path(self.spec.dtype) {
             Path::F32 | Path::ViaF32 => ComputeType::uniform(DType::F32),
@@ -380,21 +373,8 @@ impl Prepared for PreparedMatmul<'_> {
         })
     }
 
-    fn run(&mut self, iters: u64) -> Result<f64> {
-        let secs = super::timed(iters, || {
-            let i = super::next_set(&mut self.next, self.sets.len());
-            self.run_set(i);
-        });
-        Ok(secs)
-    }
-
-    fn cache_policy(&self) -> CachePolicy {
-        self.policy.clone()
-    }
-
     fn notes(&self) -> Vec<String> {
-        let d = self.spec.dtype;
-        let mut notes = self.kind_notes(d);
+        let mut notes = kind_notes(self.spec.dtype);
         if self.own.is_some() {
             notes.push(
                 "f32 GEMM by gpuvet's AVX2+FMA kernel (GPUVET_CPU_SGEMM=gemm runs the gemm crate instead)"
@@ -405,20 +385,18 @@ impl Prepared for PreparedMatmul<'_> {
     }
 }
 
-impl PreparedMatmul<'_> {
-    /// What the dtype's path does, in words.
-    fn kind_notes(&self, d: DType) -> Vec<String> {
-        match d {
-            DType::Tf32 => vec![
-                "tf32 inputs (already rounded to 10 mantissa bits) multiplied in full f32".into(),
-            ],
-            DType::Bf16 | DType::Fp8E4m3 | DType::Fp8E5m2 => vec![format!(
-                "{d} inputs converted to f32 once before timing; f32 GEMM, output rounded to bf16 inside the timed loop"
-            )],
-            DType::Int8 => vec![
-                "int8 inputs converted to f64 once before timing; f64 GEMM (exact integer accumulation), output converted to i32 inside the timed loop".into(),
-            ],
-            DType::F32 | DType::F16 => Vec::new(),
-        }
+/// What the dtype's path does, in words.
+fn kind_notes(d: DType) -> Vec<String> {
+    match d {
+        DType::Tf32 => vec![
+            "tf32 inputs (already rounded to 10 mantissa bits) multiplied in full f32".into(),
+        ],
+        DType::Bf16 | DType::Fp8E4m3 | DType::Fp8E5m2 => vec![format!(
+            "{d} inputs converted to f32 once before timing; f32 GEMM, output rounded to bf16 inside the timed loop"
+        )],
+        DType::Int8 => vec![
+            "int8 inputs converted to f64 once before timing; f64 GEMM (exact integer accumulation), output converted to i32 inside the timed loop".into(),
+        ],
+        DType::F32 | DType::F16 => Vec::new(),
     }
 }

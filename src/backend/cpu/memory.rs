@@ -4,8 +4,10 @@
 //! into vector loads and stores; the read reduction keeps many independent partial sums so it is
 //! bound by memory, not by the latency of one add chain.
 
-use super::{boxed, chunk_len, Alloc, CpuBackend, CpuKernel, Run, MEMORY_IMPL};
-use crate::backend::{CachePolicy, ImplInfo, Prepared};
+use super::{
+    chunk_len, par_copy, rotating, Alloc, CpuBackend, CpuKernel, Run, SetKernel, MEMORY_IMPL,
+};
+use crate::backend::ImplInfo;
 use crate::dtype::{ComputeType, DType};
 use crate::error::Result;
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
@@ -43,9 +45,7 @@ impl CpuKernel for MemorySpec {
     }
 
     fn prepare<'a>(&self, cpu: &'a CpuBackend, a: Alloc) -> Run<'a> {
-        boxed(PreparedMemory::new(
-            &cpu.pool, self, a.inputs, a.sets, a.policy,
-        ))
+        rotating(PreparedMemory::new(&cpu.pool, self, &a), &a)
     }
 }
 
@@ -55,18 +55,11 @@ struct PreparedMemory<'a> {
     n: usize,
     chunk: usize,
     sets: Vec<Set>,
-    next: usize,
-    policy: CachePolicy,
 }
 
 impl<'a> PreparedMemory<'a> {
-    fn new(
-        pool: &'a rayon::ThreadPool,
-        spec: &MemorySpec,
-        inputs: &[Tensor],
-        sets: usize,
-        policy: CachePolicy,
-    ) -> Result<Self> {
+    fn new(pool: &'a rayon::ThreadPool, spec: &MemorySpec, a: &Alloc) -> Result<Self> {
+        let (inputs, sets) = (a.inputs, a.count());
         let n = spec.elements() as usize;
         let src_of = |i: usize| -> Vec<f32> {
             match inputs.get(i).map(|t| &t.data) {
@@ -101,30 +94,7 @@ impl<'a> PreparedMemory<'a> {
             n,
             chunk: chunk_len(n, pool.current_num_threads(), MIN_CHUNK),
             sets,
-            next: 0,
-            policy,
         })
-    }
-
-    fn run_set(&mut self, i: usize) {
-        let ch = self.chunk;
-        let op = self.op;
-        let set = &mut self.sets[i];
-        self.pool.install(|| match op {
-            MemOp::Copy => set
-                .dst
-                .par_chunks_mut(ch)
-                .zip(set.src.par_chunks(ch))
-                .for_each(|(d, s)| d.copy_from_slice(s)),
-            MemOp::Write => set.dst.par_chunks_mut(ch).for_each(|d| d.fill(WRITE_VALUE)),
-            MemOp::Triad => set
-                .dst
-                .par_chunks_mut(ch)
-                .zip(set.src.par_chunks(ch))
-                .zip(set.src2.par_chunks(ch))
-                .for_each(|((a, b), c)| triad(a, b, c)),
-            MemOp::Read => set.sum = set.src.par_chunks(ch).map(sum).sum::<f64>(),
-        });
     }
 }
 
@@ -153,7 +123,24 @@ fn sum(x: &[f32]) -> f64 {
     total
 }
 
-impl Prepared for PreparedMemory<'_> {
+impl SetKernel for PreparedMemory<'_> {
+    fn run_set(&mut self, i: usize) {
+        let ch = self.chunk;
+        let op = self.op;
+        let set = &mut self.sets[i];
+        self.pool.install(|| match op {
+            MemOp::Copy => par_copy(&mut set.dst, &set.src, ch),
+            MemOp::Write => set.dst.par_chunks_mut(ch).for_each(|d| d.fill(WRITE_VALUE)),
+            MemOp::Triad => set
+                .dst
+                .par_chunks_mut(ch)
+                .zip(set.src.par_chunks(ch))
+                .zip(set.src2.par_chunks(ch))
+                .for_each(|((a, b), c)| triad(a, b, c)),
+            MemOp::Read => set.sum = set.src.par_chunks(ch).map(sum).sum::<f64>(),
+        });
+    }
+
     fn compute_dtype(&self) -> ComputeType {
         ComputeType::uniform(DType::F32)
     }
@@ -178,18 +165,9 @@ impl Prepared for PreparedMemory<'_> {
         })
     }
 
-    fn run(&mut self, iters: u64) -> Result<f64> {
-        let secs = super::timed(iters, || {
-            let i = super::next_set(&mut self.next, self.sets.len());
-            self.run_set(i);
-        });
-        // Keep the reduction's result observable so the loop cannot be optimised away.
+    /// Keeps the reduction's result observable so the loop cannot be optimised away.
+    fn after_runs(&self) {
         std::hint::black_box(self.sets.iter().map(|s| s.sum).sum::<f64>());
-        Ok(secs)
-    }
-
-    fn cache_policy(&self) -> CachePolicy {
-        self.policy.clone()
     }
 }
 

@@ -28,7 +28,7 @@ use crate::backend::{
     quick, Backend, BackendKind, CachePolicy, CpuFacts, DeviceDetails, DeviceInfo, Group, ImplInfo,
     PrepareOptions, Prepared, RankLayout, Request, Sustained, Telemetry,
 };
-use crate::dtype::DType;
+use crate::dtype::{ComputeType, DType};
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
 use crate::workload::{BLayout, InputSpec, MemOp, Workload};
@@ -57,10 +57,13 @@ trait CpuKernel {
     /// default: the CPU is one device, and the kind is not a group one.
     fn prepare_group<'a>(&self, group: &Group<'a>, inputs: &[Tensor]) -> Run<'a> {
         let _ = (group, inputs);
-        Err(Error::unsupported(
-            "the CPU backend is one device: this workload needs two".to_string(),
-        ))
+        Err(needs_two("this workload"))
     }
+}
+
+/// Why the CPU cannot run `what` (a workload of two devices): it is one.
+fn needs_two(what: &str) -> Error {
+    Error::unsupported(format!("the CPU backend is one device: {what} needs two"))
 }
 
 /// What a kind's kernel prepares a run from: the inputs (already checked against the spec),
@@ -69,6 +72,13 @@ struct Alloc<'i> {
     inputs: &'i [Tensor],
     sets: usize,
     policy: CachePolicy,
+}
+
+impl Alloc<'_> {
+    /// How many buffer sets a kernel allocates (and its timed runs rotate through).
+    fn count(&self) -> usize {
+        self.sets.max(1)
+    }
 }
 
 /// A prepared CPU run, or why it could not be prepared.
@@ -193,10 +203,6 @@ fn simd_level() -> &'static str {
 }
 
 impl Backend for CpuBackend {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
     fn device(&self) -> &DeviceInfo {
         &self.device
     }
@@ -311,14 +317,7 @@ fn cache_policy(opts: PrepareOptions, sets: usize) -> CachePolicy {
 /// caller's mistake is an error rather than an out-of-bounds read in a kernel.
 fn check_inputs(w: &Workload, inputs: &[Tensor]) -> Result<()> {
     let expected = w.input_specs();
-    if inputs.len() != expected.len() {
-        return Err(Error::invalid(format!(
-            "{} takes {} input tensors, got {}",
-            w.name(),
-            expected.len(),
-            inputs.len()
-        )));
-    }
+    Error::expect_count(w.name(), "input tensors", expected.len(), inputs.len())?;
     for (t, InputSpec { name, shape, dtype }) in inputs.iter().zip(expected) {
         if t.shape != shape {
             return Err(Error::invalid(format!(
@@ -366,12 +365,74 @@ fn timed(iters: u64, mut step: impl FnMut()) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-/// The buffer set to run now, advancing `next` to the one after it (wrapping at `sets`), so
-/// that timed runs rotate through every set.
-fn next_set(next: &mut usize, sets: usize) -> usize {
-    let i = *next;
-    *next = (i + 1) % sets;
-    i
+/// A CPU kernel over buffer sets, as [`Rotating`] runs it.
+trait SetKernel {
+    fn compute_dtype(&self) -> ComputeType;
+    /// Poisons the output of set 0, runs once on it and reads the output back.
+    fn run_verify(&mut self) -> Result<Tensor>;
+    /// One run on set `i`.
+    fn run_set(&mut self, i: usize);
+    /// After each batch of timed runs.
+    fn after_runs(&self) {}
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The one [`Prepared`] of the CPU kernels over buffer sets: timed runs use one set after
+/// another (wrapping), so that no run finds its data in cache from the run before; set 0 is
+/// the one verified.
+struct Rotating<K> {
+    kernel: K,
+    sets: usize,
+    next: usize,
+    policy: CachePolicy,
+}
+
+/// `kernel`, prepared with the buffer sets of `a`, as the [`Run`] every kernel returns.
+fn rotating<'a>(kernel: Result<impl SetKernel + 'a>, a: &Alloc) -> Run<'a> {
+    boxed(kernel.map(|kernel| Rotating {
+        kernel,
+        sets: a.count(),
+        next: 0,
+        policy: a.policy.clone(),
+    }))
+}
+
+impl<K: SetKernel> Prepared for Rotating<K> {
+    fn compute_dtype(&self) -> ComputeType {
+        self.kernel.compute_dtype()
+    }
+
+    fn run_verify(&mut self) -> Result<Tensor> {
+        self.kernel.run_verify()
+    }
+
+    fn run(&mut self, iters: u64) -> Result<f64> {
+        let secs = timed(iters, || {
+            let i = self.next;
+            self.next = (i + 1) % self.sets;
+            self.kernel.run_set(i);
+        });
+        self.kernel.after_runs();
+        Ok(secs)
+    }
+
+    fn cache_policy(&self) -> CachePolicy {
+        self.policy.clone()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.kernel.notes()
+    }
+}
+
+/// `dst` = `src`, copied in parallel chunks of `chunk` elements (on the caller's pool).
+fn par_copy(dst: &mut [f32], src: &[f32], chunk: usize) {
+    use rayon::prelude::*;
+    dst.par_chunks_mut(chunk)
+        .zip(src.par_chunks(chunk))
+        .for_each(|(d, s)| d.copy_from_slice(s));
 }
 
 /// Splits `len` items into chunks for rayon: enough chunks to balance `threads` workers, none

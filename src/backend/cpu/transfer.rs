@@ -3,13 +3,14 @@
 //! side locked in RAM with `mlock`). It exercises the workload, its verification and its
 //! reports; its figure is a memory-copy figure, never a PCIe one, and says so.
 
-use super::{boxed, chunk_len, next_set, timed, Alloc, CpuBackend, CpuKernel, Run, TRANSFER_IMPL};
-use crate::backend::{CachePolicy, ImplInfo, Prepared};
+use super::{
+    chunk_len, par_copy, rotating, Alloc, CpuBackend, CpuKernel, Run, SetKernel, TRANSFER_IMPL,
+};
+use crate::backend::ImplInfo;
 use crate::dtype::ComputeType;
 use crate::error::Result;
 use crate::tensor::{Data, Tensor};
 use crate::workload::{Direction, HostMemory, TransferSpec};
-use rayon::prelude::*;
 
 /// What the CPU transfer is.
 const ABOUT: &str = "host memory to host memory (the CPU has no device link): not a PCIe figure";
@@ -25,9 +26,7 @@ impl CpuKernel for TransferSpec {
     }
 
     fn prepare<'a>(&self, cpu: &'a CpuBackend, a: Alloc) -> Run<'a> {
-        boxed(PreparedTransfer::new(
-            &cpu.pool, self, a.inputs, a.sets, a.policy,
-        ))
+        rotating(PreparedTransfer::new(&cpu.pool, self, &a), &a)
     }
 }
 
@@ -71,18 +70,11 @@ pub(super) struct PreparedTransfer<'a> {
     spec: TransferSpec,
     chunk: usize,
     sets: Vec<Set>,
-    next: usize,
-    policy: CachePolicy,
 }
 
 impl<'a> PreparedTransfer<'a> {
-    pub(super) fn new(
-        pool: &'a rayon::ThreadPool,
-        spec: &TransferSpec,
-        inputs: &[Tensor],
-        sets: usize,
-        policy: CachePolicy,
-    ) -> Result<Self> {
+    pub(super) fn new(pool: &'a rayon::ThreadPool, spec: &TransferSpec, a: &Alloc) -> Result<Self> {
+        let (inputs, sets) = (a.inputs, a.count());
         let n = spec.words() as usize;
         let data = |i: usize| match inputs.get(i).map(|t| &t.data) {
             Some(Data::F32(v)) => v.clone(),
@@ -93,7 +85,7 @@ impl<'a> PreparedTransfer<'a> {
             Direction::D2h => (Vec::new(), data(0)),
             Direction::Bidir => (data(0), data(1)),
         };
-        let sets = (0..sets.max(1))
+        let sets = (0..sets)
             .map(|_| Set {
                 host_src: HostBuf::new(up.clone(), spec.memory),
                 dev_dst: vec![0.0; up.len()],
@@ -106,28 +98,24 @@ impl<'a> PreparedTransfer<'a> {
             spec: spec.clone(),
             chunk: chunk_len(n, pool.current_num_threads(), MIN_CHUNK),
             sets,
-            next: 0,
-            policy,
         })
-    }
-
-    fn run_set(&mut self, i: usize) {
-        let ch = self.chunk;
-        let set = &mut self.sets[i];
-        let copy = |dst: &mut [f32], src: &[f32]| {
-            dst.par_chunks_mut(ch)
-                .zip(src.par_chunks(ch))
-                .for_each(|(d, s)| d.copy_from_slice(s))
-        };
-        let (up_dst, up_src) = (&mut set.dev_dst, &set.host_src.v);
-        let (down_dst, down_src) = (&mut set.host_dst.v, &set.dev_src);
-        self.pool.install(|| {
-            rayon::join(|| copy(up_dst, up_src), || copy(down_dst, down_src));
-        });
     }
 }
 
-impl Prepared for PreparedTransfer<'_> {
+impl SetKernel for PreparedTransfer<'_> {
+    fn run_set(&mut self, i: usize) {
+        let ch = self.chunk;
+        let set = &mut self.sets[i];
+        let (up_dst, up_src) = (&mut set.dev_dst, &set.host_src.v);
+        let (down_dst, down_src) = (&mut set.host_dst.v, &set.dev_src);
+        self.pool.install(|| {
+            rayon::join(
+                || par_copy(up_dst, up_src, ch),
+                || par_copy(down_dst, down_src, ch),
+            );
+        });
+    }
+
     fn compute_dtype(&self) -> ComputeType {
         ComputeType::Bytes
     }
@@ -144,18 +132,6 @@ impl Prepared for PreparedTransfer<'_> {
             shape: vec![landed.len()],
             data: Data::F32(landed),
         })
-    }
-
-    fn run(&mut self, iters: u64) -> Result<f64> {
-        let sets = self.sets.len();
-        let mut next = self.next;
-        let t = timed(iters, || self.run_set(next_set(&mut next, sets)));
-        self.next = next;
-        Ok(t)
-    }
-
-    fn cache_policy(&self) -> CachePolicy {
-        self.policy.clone()
     }
 
     fn notes(&self) -> Vec<String> {

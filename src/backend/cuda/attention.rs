@@ -11,7 +11,7 @@ use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::matmul::{Alpha, GemmDesc, Lt, LtGemm, WORKSPACE_BYTES};
 use super::row::{Built, PrepareCtx};
-use super::run::{check_len, Buffers, Exec, Output, SetLayout};
+use super::run::{check_len, Buffers, Exec, Output, Readback, SetLayout};
 use crate::dtype::{AttentionPath, ComputeType, DType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -144,7 +144,7 @@ pub fn set_layout<'h>(
 
 /// O, shaped like Q, in `out`.
 pub fn output(spec: &AttentionSpec, out: OutType) -> Output {
-    Output::typed("O", spec.q_shape(), out)
+    Readback::Typed(out).output("O", spec.q_shape())
 }
 
 /// The prepared unfused attention of `spec`.

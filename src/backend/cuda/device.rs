@@ -329,6 +329,28 @@ impl DevBuf {
     }
 }
 
+/// The verified round of a run across devices: after `sync`, poisons every output buffer
+/// (0xFF on its device), runs `enqueue` once, waits again, and returns the outputs' bytes in
+/// order, so that nothing a previous round left can pass for this round's result.
+pub fn poisoned_round(
+    outs: &[(&DevBuf, &Gpu)],
+    sync: impl Fn() -> Result<()>,
+    enqueue: impl FnOnce() -> Result<()>,
+) -> Result<Vec<u8>> {
+    sync()?;
+    for (buf, gpu) in outs {
+        buf.fill(gpu, 0xFF)?;
+        gpu.sync()?;
+    }
+    enqueue()?;
+    sync()?;
+    let mut bytes = Vec::new();
+    for (buf, gpu) in outs {
+        bytes.extend(buf.download(gpu, buf.bytes)?);
+    }
+    Ok(bytes)
+}
+
 impl Drop for DevBuf {
     fn drop(&mut self) {
         // Errors on free cannot be reported from drop; the context records sticky errors.

@@ -16,7 +16,7 @@
 use super::device::Gpu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
-use super::own_attention::{out_type, Limits, CAUSAL_SKIP_NOTE, HEAD_DIMS};
+use super::own_attention::{not_compiled, out_type, Limits, CAUSAL_SKIP_NOTE};
 use super::row::{Built, PrepareCtx};
 use super::run::{Buffers, Exec, Output, PlannedRun, SetLayout};
 use super::tma::MapGeometry;
@@ -27,20 +27,37 @@ use crate::workload::{AttentionSpec, DECODE_MAX_Q_LEN};
 /// Implementation name.
 pub const IMPL: &str = "flash-sm90";
 
-// The kernel's compile-time geometry (`FA3_*` in flash_fwd_sm90.cu; a test holds both sides
-// to the same numbers): THREADS per CTA, a producer and two consumer warpgroups; ROWS query
-// rows per CTA, 64 per consumer warpgroup; KEYS keys per K/V tile; a K/V ring of STAGES; TMA
-// boxes BOX_COLS wide, one 128-byte swizzle row of 16-bit values.
-pub const THREADS: u32 = 384;
-pub const ROWS: u64 = 128;
-pub const KEYS: u64 = 128;
-pub const STAGES: u64 = 2;
-pub const BOX_COLS: u64 = 64;
+/// The kernel's compile-time geometry (`FA3_*` in flash_fwd_sm90.cu; a test holds both sides
+/// to the same numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Threads per CTA: a producer and two consumer warpgroups.
+    pub threads: u32,
+    /// Query rows per CTA, 64 per consumer warpgroup.
+    pub rows: u64,
+    /// Keys per K/V tile.
+    pub keys: u64,
+    /// Tiles in the K/V ring.
+    pub stages: u64,
+    /// Width of a TMA box: one 128-byte swizzle row of 16-bit values.
+    pub box_cols: u64,
+}
 
-/// Dynamic shared memory of one CTA: Q, the K and V rings, 128 bytes of mbarriers and 1 KiB
-/// of slack to align the tiles to 1024 bytes (`Fa3Layout<D>::BYTES` in the kernel).
-pub fn smem_bytes(head_dim: u64) -> u64 {
-    (ROWS + 2 * STAGES * KEYS) * head_dim * 2 + 128 + 1024
+/// The geometry the kernel is compiled with.
+pub const FA3: Geometry = Geometry {
+    threads: 384,
+    rows: 128,
+    keys: 128,
+    stages: 2,
+    box_cols: 64,
+};
+
+impl Geometry {
+    /// Dynamic shared memory of one CTA: Q, the K and V rings, 128 bytes of mbarriers and
+    /// 1 KiB of slack to align the tiles to 1024 bytes (`Fa3Layout<D>::BYTES` in the kernel).
+    pub fn smem_bytes(&self, head_dim: u64) -> u64 {
+        (self.rows + 2 * self.stages * self.keys) * head_dim * 2 + 128 + 1024
+    }
 }
 
 /// One launch of the kernel.
@@ -58,15 +75,18 @@ impl Sm90Plan {
     pub fn dims(&self) -> Dims {
         Dims {
             grid: self.grid,
-            block: THREADS,
+            block: FA3.threads,
             smem: self.smem,
         }
     }
 
     /// What a result of this launch of `a` says about how it ran.
     pub fn notes(&self, a: &AttentionSpec) -> Vec<String> {
+        let Geometry {
+            rows, keys, stages, ..
+        } = FA3;
         let what = format!(
-            "producer + 2 consumer warpgroups, {ROWS}×{KEYS} tiles, {STAGES}-stage TMA ring"
+            "producer + 2 consumer warpgroups, {rows}×{keys} tiles, {stages}-stage TMA ring"
         );
         let mut n = vec![super::attention::launch_note(IMPL, &self.dims(), &what)];
         if a.causal {
@@ -83,15 +103,13 @@ fn kernel_for(dtype: DType, d: u64) -> Result<KernelId> {
         (DType::Bf16, 128) => K::FlashFwdSm90Bf16D128,
         (DType::F16, 64) => K::FlashFwdSm90F16D64,
         (DType::F16, 128) => K::FlashFwdSm90F16D128,
-        (DType::Bf16 | DType::F16, d) => {
-            return Err(Error::unsupported(format!(
-                "`{IMPL}` is compiled for head dims {HEAD_DIMS:?}, not {d}; use `unfused`"
-            )))
-        }
-        (other, _) => {
-            return Err(Error::unsupported(format!(
-                "`{IMPL}` runs bf16 and f16 (wgmma), not {other}; use `unfused`"
-            )))
+        (dtype, d) => {
+            return Err(not_compiled(
+                &format!("`{IMPL}`"),
+                "bf16 and f16 (wgmma)",
+                dtype,
+                d,
+            ))
         }
     })
 }
@@ -130,7 +148,7 @@ pub fn plan(a: &AttentionSpec, lim: &Limits) -> Result<Sm90Plan> {
     ] {
         fits(what, v, i32_max)?;
     }
-    let smem = smem_bytes(a.head_dim);
+    let smem = FA3.smem_bytes(a.head_dim);
     if smem > lim.smem_per_block_optin {
         return Err(Error::unsupported(format!(
             "`{IMPL}` with head dim {} needs {smem} bytes of shared memory per block; this GPU allows {}",
@@ -140,7 +158,7 @@ pub fn plan(a: &AttentionSpec, lim: &Limits) -> Result<Sm90Plan> {
     Ok(Sm90Plan {
         kernel,
         grid: (
-            fits("query tiles", a.q_len.div_ceil(ROWS), i32_max)?,
+            fits("query tiles", a.q_len.div_ceil(FA3.rows), i32_max)?,
             fits("q heads", a.q_heads, 65535)?,
             fits("batch", a.batch, 65535)?,
         ),
@@ -153,7 +171,7 @@ pub fn plan(a: &AttentionSpec, lim: &Limits) -> Result<Sm90Plan> {
 /// columns (one 128-byte swizzle span) × 128 rows. Rows past L (a tail tile) read as zeros
 /// because the heads are their own dimension: a box never spills into the next head.
 pub fn map_geometry(dtype: DType, heads: u64, len: u64, d: u64) -> MapGeometry {
-    MapGeometry::stacked(dtype, heads, len, d, BOX_COLS as u32, ROWS as u32)
+    MapGeometry::stacked(dtype, heads, len, d, FA3.box_cols as u32, FA3.rows as u32)
 }
 
 /// The buffer set of a `flash-sm90` run: Q, K, V as the `flash` kernels have them, O, and a
@@ -217,6 +235,7 @@ impl Exec for PlannedRun<AttentionSpec, Sm90Plan> {
 #[cfg(test)]
 mod tests {
     use super::super::own_attention::tests::{gqa, H200};
+    use super::super::own_attention::HEAD_DIMS;
     use super::super::own_matmul::tests::declares;
     use super::*;
 
@@ -229,11 +248,11 @@ mod tests {
         declares(
             KernelId::FlashFwdSm90Bf16D128,
             &[
-                &format!("#define FA3_BM {ROWS}\n"),
-                &format!("#define FA3_BN {KEYS}\n"),
-                &format!("#define FA3_STAGES {STAGES}\n"),
-                &format!("#define FA3_THREADS {THREADS}\n"),
-                &format!("#define FA3_ROW_BYTES {} ", BOX_COLS * 2),
+                &format!("#define FA3_BM {}\n", FA3.rows),
+                &format!("#define FA3_BN {}\n", FA3.keys),
+                &format!("#define FA3_STAGES {}\n", FA3.stages),
+                &format!("#define FA3_THREADS {}\n", FA3.threads),
+                &format!("#define FA3_ROW_BYTES {} ", FA3.box_cols * 2),
             ],
         );
     }
@@ -246,8 +265,8 @@ mod tests {
             assert_eq!(p.kernel, KernelId::FlashFwdSm90Bf16D128);
         }
         // Fa3Layout<128>::BYTES and Fa3Layout<64>::BYTES in the kernel.
-        assert_eq!(smem_bytes(128), 164_992);
-        assert_eq!(smem_bytes(64), 83_072);
+        assert_eq!(FA3.smem_bytes(128), 164_992);
+        assert_eq!(FA3.smem_bytes(64), 83_072);
         let p = plan(&spec(100, 100, 64, DType::F16), &H200).unwrap();
         assert_eq!(p.kernel, KernelId::FlashFwdSm90F16D64);
         assert_eq!(p.smem, 83_072);

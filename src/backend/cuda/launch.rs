@@ -39,6 +39,28 @@ enum Slot {
     Map(Box<TensorMapArg>),
 }
 
+/// One builder method per scalar kind: `name(v)` pushes `v`'s native bytes as `Param::Kind`.
+macro_rules! scalar_args {
+    ($($name:ident: $t:ty => $kind:ident),* $(,)?) => {
+        impl Args {
+            $(
+                pub fn $name(self, v: $t) -> Args {
+                    self.push(Param::$kind, &v.to_ne_bytes())
+                }
+            )*
+        }
+    };
+}
+
+scalar_args! {
+    i32: i32 => I32,
+    u64: u64 => U64,
+    f32: f32 => F32,
+    u32: u32 => U32,
+    i64: i64 => I64,
+    f64: f64 => F64,
+}
+
 /// A kernel's arguments, in order, each with its kind.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Args {
@@ -74,30 +96,6 @@ impl Args {
     /// A raw device address (0 for a null pointer the kernel does not use).
     pub fn ptr(self, p: CUdeviceptr) -> Args {
         self.push(Param::Ptr, &p.to_ne_bytes())
-    }
-
-    pub fn i32(self, v: i32) -> Args {
-        self.push(Param::I32, &v.to_ne_bytes())
-    }
-
-    pub fn u64(self, v: u64) -> Args {
-        self.push(Param::U64, &v.to_ne_bytes())
-    }
-
-    pub fn f32(self, v: f32) -> Args {
-        self.push(Param::F32, &v.to_ne_bytes())
-    }
-
-    pub fn u32(self, v: u32) -> Args {
-        self.push(Param::U32, &v.to_ne_bytes())
-    }
-
-    pub fn i64(self, v: i64) -> Args {
-        self.push(Param::I64, &v.to_ne_bytes())
-    }
-
-    pub fn f64(self, v: f64) -> Args {
-        self.push(Param::F64, &v.to_ne_bytes())
     }
 
     /// The kinds pushed so far, in order.

@@ -681,7 +681,7 @@ fn load_nvrtc(dirs: &[PathBuf], driver_major: Option<u32>) -> Result<Loaded, Str
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::fs;
 
@@ -894,21 +894,23 @@ mod tests {
         )
         .unwrap();
         let lib = dir.join("libcuda.so.1");
+        compile_stub(&src, &lib, "driver probing with a fake libcuda").then_some(lib)
+    }
+
+    /// Compiles the C stand-in `src` into the shared library `out` with `cc`; false, with a
+    /// `SKIP <what>` line, where there is no C compiler.
+    pub(crate) fn compile_stub(src: &Path, out: &Path, what: &str) -> bool {
         let ok = std::process::Command::new("cc")
             .args(["-shared", "-fPIC", "-o"])
-            .arg(&lib)
-            .arg(&src)
+            .arg(out)
+            .arg(src)
             .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
+            .is_ok_and(|s| s.success());
         if !ok {
             use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP driver probing with a fake libcuda: no C compiler (cc)"
-            );
+            let _ = writeln!(std::io::stderr(), "SKIP {what}: no C compiler (cc)");
         }
-        ok.then_some(lib)
+        ok
     }
 
     #[test]

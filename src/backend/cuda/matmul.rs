@@ -20,7 +20,7 @@
 
 use super::device::{DevBuf, Gpu};
 use super::row::{Built, PrepareCtx};
-use super::run::{check_len, upload, Buffers, Exec, Output, SetLayout};
+use super::run::{check_len, upload, Buffers, Exec, Output, Readback, SetLayout};
 use crate::dtype::{Arith, ComputeType, DType, Fp8Scaling};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -413,7 +413,7 @@ pub fn set_layout<'h>(
 /// C, an M×N matrix of the dtype's matmul output type.
 pub fn output(spec: &MatmulSpec) -> Output {
     let shape = vec![spec.m as usize, spec.n as usize];
-    Output::typed("C", shape, spec.dtype.matmul_output())
+    Readback::Typed(spec.dtype.matmul_output()).output("C", shape)
 }
 
 /// A cuBLASLt handle and the workspace every GEMM of one run shares.

@@ -135,14 +135,10 @@ impl Exec for MemoryRun {
     fn output(&self) -> Output {
         match self.spec.op {
             // One f64 partial per block, summed on the host.
-            MemOp::Read => Output {
-                name: "sum",
-                shape: vec![1],
-                readback: Readback::SumF64,
-            },
+            MemOp::Read => Readback::SumF64.output("sum", vec![1]),
             op => {
                 let name = if op == MemOp::Triad { "a" } else { "dst" };
-                Output::typed(name, vec![self.spec.elements() as usize], OutType::F32)
+                Readback::Typed(OutType::F32).output(name, vec![self.spec.elements() as usize])
             }
         }
     }

@@ -406,10 +406,6 @@ impl CudaBackend {
 }
 
 impl Backend for CudaBackend {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
     fn device(&self) -> &DeviceInfo {
         &self.info
     }

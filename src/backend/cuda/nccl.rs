@@ -11,9 +11,9 @@
 //! behaviour. Nothing here panics when NCCL is absent: the collective is then not offered, with
 //! the reason.
 
-use super::device::{DevBuf, Gpu};
+use super::device::{poisoned_round, DevBuf, Gpu};
 use super::libs;
-use super::run::tensor_from_bytes;
+use super::run::{sync_on_drop, tensor_from_bytes};
 use super::timing::Timer;
 use crate::backend::{CachePolicy, Prepared};
 use crate::dtype::ComputeType;
@@ -317,14 +317,12 @@ impl<'a> CollectiveRun<'a> {
         inputs: &[Tensor],
     ) -> Result<Self> {
         let (dt, out) = dtype(spec.dtype)?;
-        if inputs.len() != gpus.len() {
-            return Err(Error::invalid(format!(
-                "{}: {} inputs for {} devices",
-                spec.name(),
-                inputs.len(),
-                gpus.len()
-            )));
-        }
+        Error::expect_count(
+            spec.name(),
+            "inputs (one per device)",
+            gpus.len(),
+            inputs.len(),
+        )?;
         let size = spec.dtype.size();
         let mut ranks = Vec::with_capacity(gpus.len());
         for (g, t) in gpus.iter().zip(inputs) {
@@ -432,11 +430,7 @@ impl<'a> CollectiveRun<'a> {
     }
 }
 
-impl Drop for CollectiveRun<'_> {
-    fn drop(&mut self) {
-        let _ = self.sync();
-    }
-}
+sync_on_drop!(CollectiveRun);
 
 impl Prepared for CollectiveRun<'_> {
     fn compute_dtype(&self) -> ComputeType {
@@ -444,17 +438,8 @@ impl Prepared for CollectiveRun<'_> {
     }
 
     fn run_verify(&mut self) -> Result<Tensor> {
-        self.sync()?;
-        for r in &self.ranks {
-            r.recv.fill(r.gpu, 0xFF)?;
-            r.gpu.sync()?;
-        }
-        self.enqueue()?;
-        self.sync()?;
-        let mut bytes = Vec::new();
-        for r in &self.ranks {
-            bytes.extend(r.recv.download(r.gpu, r.recv.bytes)?);
-        }
+        let outs: Vec<_> = self.ranks.iter().map(|r| (&r.recv, r.gpu)).collect();
+        let bytes = poisoned_round(&outs, || self.sync(), || self.enqueue())?;
         let n = bytes.len() / self.spec.dtype.size() as usize;
         Ok(tensor_from_bytes("recv", vec![n], self.out, &bytes))
     }
@@ -512,9 +497,9 @@ mod tests {
 
     #[test]
     fn versions_read_like_nccl_prints_them() {
-        assert_eq!(version_string(23203), "2.32.3");
-        assert_eq!(version_string(21805), "2.18.5");
-        assert_eq!(version_string(2708), "2.7.8");
+        for (code, text) in [(23203, "2.32.3"), (21805, "2.18.5"), (2708, "2.7.8")] {
+            assert_eq!(version_string(code), text);
+        }
     }
 
     /// A stand-in `libnccl.so.2` exporting every entry point gpuvet reads (compiled with cc):
@@ -546,17 +531,7 @@ mod tests {
         }
         std::fs::write(&src, c).ok()?;
         let out = lib.join("libnccl.so.2");
-        let ok = std::process::Command::new("cc")
-            .args(["-shared", "-fPIC", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIP fake_nccl: no C compiler (cc)");
-        }
-        ok.then_some(lib)
+        libs::tests::compile_stub(&src, &out, "fake_nccl").then_some(lib)
     }
 
     #[test]

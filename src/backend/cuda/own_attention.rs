@@ -215,16 +215,25 @@ fn kernels_for(dtype: DType, d: u64) -> Result<(KernelId, KernelId, KernelId)> {
             K::FlashDecodeF16D128,
             K::FlashCombineF16,
         ),
-        (DType::Bf16 | DType::F16, d) => {
-            return Err(Error::unsupported(format!(
-                "flash attention is compiled for head dims 64 and 128, not {d}; use `unfused`"
-            )))
+        (dtype, d) => {
+            return Err(not_compiled(
+                "flash attention",
+                "f16 and bf16 (tensor cores)",
+                dtype,
+                d,
+            ))
         }
-        (other, _) => {
-            return Err(Error::unsupported(format!(
-                "flash attention runs f16 and bf16 (tensor cores), not {other}; use `unfused`"
-            )))
-        }
+    })
+}
+
+/// The refusal of a flash kernel family (`who`, which `runs` 16-bit types) for a dtype or head
+/// dim it is not compiled for.
+pub fn not_compiled(who: &str, runs: &str, dtype: DType, d: u64) -> Error {
+    let [d0, d1] = HEAD_DIMS;
+    Error::unsupported(if matches!(dtype, DType::Bf16 | DType::F16) {
+        format!("{who} is compiled for head dims {d0} and {d1}, not {d}; use `unfused`")
+    } else {
+        format!("{who} runs {runs}, not {dtype}; use `unfused`")
     })
 }
 

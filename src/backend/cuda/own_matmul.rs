@@ -48,11 +48,7 @@ impl Family {
     }
 }
 
-impl std::fmt::Display for Family {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::label::display_name!(Family);
 
 /// The fp32 CUDA-core kernel.
 pub const SIMT: Family = Family::Simt;

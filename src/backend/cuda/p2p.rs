@@ -5,11 +5,11 @@
 //! The placement is (source, destination); both ways at once, each device copies to the other
 //! on its own stream, timed from the first device's stream with the second joined to it.
 
-use super::device::{DevBuf, Gpu};
+use super::device::{poisoned_round, DevBuf, Gpu};
 use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch_on, Args, Dims, Kernel};
-use super::run::tensor_from_bytes;
+use super::run::{sync_on_drop, tensor_from_bytes};
 use super::timing::Timer;
 use crate::backend::{CachePolicy, Prepared};
 use crate::dtype::ComputeType;
@@ -188,11 +188,7 @@ impl<'a> P2pRun<'a> {
     }
 }
 
-impl Drop for P2pRun<'_> {
-    fn drop(&mut self) {
-        let _ = self.sync();
-    }
-}
+sync_on_drop!(P2pRun);
 
 impl Prepared for P2pRun<'_> {
     fn compute_dtype(&self) -> ComputeType {
@@ -200,17 +196,8 @@ impl Prepared for P2pRun<'_> {
     }
 
     fn run_verify(&mut self) -> Result<Tensor> {
-        self.sync()?;
-        for w in &self.ways {
-            w.dst.fill(w.dst_gpu, 0xFF)?;
-            w.dst_gpu.sync()?;
-        }
-        self.enqueue()?;
-        self.sync()?;
-        let mut landed = Vec::new();
-        for w in &self.ways {
-            landed.extend(w.dst.download(w.dst_gpu, w.dst.bytes)?);
-        }
+        let outs: Vec<_> = self.ways.iter().map(|w| (&w.dst, w.dst_gpu)).collect();
+        let landed = poisoned_round(&outs, || self.sync(), || self.enqueue())?;
         Ok(tensor_from_bytes(
             "landed",
             vec![landed.len() / 4],

@@ -161,6 +161,23 @@ fn nccl_offered(c: &CollectiveSpec) -> Result<()> {
 /// The one implementation of a free-form user kernel (`bench kernel --spec`).
 pub const USER: &str = crate::workload::kernel::FREE_FORM_IMPL;
 
+/// `$call` on a row's typed ops and a workload of the same kind (each arm binds `$o` and `$x`
+/// with that kind's types), `$other` for a workload of another kind.
+macro_rules! same_kind {
+    ($ops:expr, $w:expr, |$o:ident, $x:ident| $call:expr, $other:expr) => {
+        match ($ops, $w) {
+            (Ops::Matmul($o), Workload::Matmul($x)) => $call,
+            (Ops::Attention($o), Workload::Attention($x)) => $call,
+            (Ops::Memory($o), Workload::Memory($x)) => $call,
+            (Ops::Transfer($o), Workload::Transfer($x)) => $call,
+            (Ops::P2p($o), Workload::P2p($x)) => $call,
+            (Ops::Collective($o), Workload::Collective($x)) => $call,
+            (Ops::Kernel($o), Workload::Kernel($x)) => $call,
+            _ => $other,
+        }
+    };
+}
+
 impl Builtin {
     pub fn kind(&self) -> Kind {
         match self.ops {
@@ -186,35 +203,27 @@ impl Builtin {
         for &lib in self.needs {
             t.has(lib)?;
         }
-        match (&self.ops, w) {
-            (Ops::Matmul(o), Workload::Matmul(m)) => (o.check)(t, m),
-            (Ops::Attention(o), Workload::Attention(a)) => (o.check)(t, a),
-            (Ops::Memory(o), Workload::Memory(m)) => (o.check)(t, m),
-            (Ops::Transfer(o), Workload::Transfer(x)) => (o.check)(t, x),
-            (Ops::P2p(o), Workload::P2p(p)) => (o.check)(t, p),
-            (Ops::Collective(o), Workload::Collective(c)) => (o.check)(t, c),
-            (Ops::Kernel(o), Workload::Kernel(k)) => (o.check)(t, k),
-            _ => Err(Refusal::NotOffered),
-        }
+        same_kind!(
+            &self.ops,
+            w,
+            |o, x| (o.check)(t, x),
+            Err(Refusal::NotOffered)
+        )
     }
 
     /// The row's typed factory on the context's workload.
     fn prepare<'a>(&self, ctx: &PrepareCtx<'a, '_>) -> Built<'a> {
-        match (&self.ops, ctx.workload) {
-            (Ops::Matmul(o), Workload::Matmul(m)) => (o.prepare)(ctx, m),
-            (Ops::Attention(o), Workload::Attention(a)) => (o.prepare)(ctx, a),
-            (Ops::Memory(o), Workload::Memory(m)) => (o.prepare)(ctx, m),
-            (Ops::Transfer(o), Workload::Transfer(t)) => (o.prepare)(ctx, t),
-            (Ops::P2p(o), Workload::P2p(p)) => (o.prepare)(ctx, p),
-            (Ops::Collective(o), Workload::Collective(c)) => (o.prepare)(ctx, c),
-            (Ops::Kernel(o), Workload::Kernel(k)) => (o.prepare)(ctx, k),
-            _ => Err(Error::invalid(format!(
+        same_kind!(
+            &self.ops,
+            ctx.workload,
+            |o, x| (o.prepare)(ctx, x),
+            Err(Error::invalid(format!(
                 "`{}` implements {}, not {}",
                 self.name,
                 self.kind().name(),
                 ctx.workload.name()
-            ))),
-        }
+            )))
+        )
     }
 
     /// The row as the registry serves it.

@@ -18,39 +18,29 @@ use crate::tensor::{Data, Tensor};
 use crate::workload::kernel::{BufType, KernelRecord};
 use std::borrow::Cow;
 
+/// `Drop` for a run that queues its own copies (transfers, peer copies, collectives): its
+/// buffers are freed right after, so queued work finishes first (`self.sync()`; an error
+/// cannot be reported from drop).
+macro_rules! sync_on_drop {
+    ($run:ident) => {
+        impl Drop for $run<'_> {
+            fn drop(&mut self) {
+                let _ = self.sync();
+            }
+        }
+    };
+}
+pub(crate) use sync_on_drop;
+
 /// Builds a host tensor from device bytes of `out` type.
 pub fn tensor_from_bytes(name: &str, shape: Vec<usize>, out: OutType, bytes: &[u8]) -> Tensor {
-    let data = match out {
-        OutType::F32 => Data::F32(
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-        ),
-        OutType::I32 => Data::I32(
-            bytes
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-        ),
-        OutType::F16 => Data::F16(
-            bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-        ),
-        OutType::Bf16 => Data::Bf16(
-            bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-        ),
+    let t = match out {
+        OutType::F32 => BufType::F32,
+        OutType::I32 => BufType::I32,
+        OutType::F16 => BufType::F16,
+        OutType::Bf16 => BufType::Bf16,
     };
-    Tensor {
-        name: name.into(),
-        shape,
-        data,
-    }
+    t.from_bytes(name, shape, bytes)
 }
 
 /// Fills an output with a value no GEMM produces: NaN for floats, i32::MIN for int32.
@@ -84,13 +74,13 @@ pub struct Output {
     pub readback: Readback,
 }
 
-impl Output {
-    /// An output of elements of type `t`.
-    pub fn typed(name: &'static str, shape: Vec<usize>, t: OutType) -> Self {
+impl Readback {
+    /// The output `name` of `shape`, read back this way.
+    pub fn output(self, name: &'static str, shape: Vec<usize>) -> Output {
         Output {
             name,
             shape,
-            readback: Readback::Typed(t),
+            readback: self,
         }
     }
 }
@@ -366,17 +356,16 @@ mod tests {
     #[test]
     fn partial_sums_read_back_as_one_value_and_nan_poison_survives() {
         let bytes: Vec<u8> = [1.5f64, 2.5].iter().flat_map(|x| x.to_le_bytes()).collect();
-        let sum_out = Output {
-            name: "sum",
-            shape: vec![1],
-            readback: Readback::SumF64,
-        };
+        let sum_out = Readback::SumF64.output("sum", vec![1]);
         let sum = |b: &[u8]| read_back(&sum_out, b).get(0);
         assert_eq!(sum(&bytes), 4.0);
         let mut poisoned = bytes.clone();
         poisoned.extend([0xFF; 8]);
         assert!(sum(&poisoned).is_nan());
-        let t = read_back(&Output::typed("dst", vec![2], OutType::F32), &[0; 8]);
+        let t = read_back(
+            &Readback::Typed(OutType::F32).output("dst", vec![2]),
+            &[0; 8],
+        );
         assert_eq!(
             (t.name.as_str(), t.shape.as_slice()),
             ("dst", &[2usize][..])

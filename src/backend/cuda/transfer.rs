@@ -10,7 +10,7 @@ use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch_on, Args, Dims, Kernel};
 use super::row::{Built, PrepareCtx};
-use super::run::tensor_from_bytes;
+use super::run::{sync_on_drop, tensor_from_bytes};
 use super::timing::Timer;
 use crate::backend::{CachePolicy, Prepared};
 use crate::dtype::ComputeType;
@@ -279,12 +279,7 @@ impl<'a> TransferRun<'a> {
     }
 }
 
-impl Drop for TransferRun<'_> {
-    fn drop(&mut self) {
-        // Buffers are freed right after: let queued copies finish first.
-        let _ = self.sync();
-    }
-}
+sync_on_drop!(TransferRun);
 
 impl Prepared for TransferRun<'_> {
     fn compute_dtype(&self) -> ComputeType {

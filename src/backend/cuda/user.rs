@@ -323,18 +323,15 @@ pub fn check_spec(t: &Target, spec: &KernelSpec) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::tests::folder_with;
 
     #[test]
     fn headers_are_followed_and_hashed_by_content() {
-        let d = tempfile::tempdir().unwrap();
+        let d = folder_with(&[
+            ("local.cuh", "#include <deep.cuh>\n"),
+            ("inc/deep.cuh", "#define X 1\n#include \"local.cuh\"\n"),
+        ]);
         let inc = d.path().join("inc");
-        std::fs::create_dir(&inc).unwrap();
-        std::fs::write(d.path().join("local.cuh"), "#include <deep.cuh>\n").unwrap();
-        std::fs::write(
-            inc.join("deep.cuh"),
-            "#define X 1\n#include \"local.cuh\"\n",
-        )
-        .unwrap();
         let src =
             "#include \"local.cuh\"\n  #  include <cuda_fp16.h>\n#include \"gpuvet_ptx.cuh\"\n";
         let scan = || scan_headers(src, d.path(), std::slice::from_ref(&inc));

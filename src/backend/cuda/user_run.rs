@@ -62,10 +62,8 @@ enum Slot {
 /// The buffers a known workload hands a user kernel (docs/kernels.md, `conventions`), sized
 /// for launch `r` (memory `read` writes one f64 partial per block).
 pub fn workload_plan(w: &Workload, r: &Resolved) -> Result<SetPlan> {
-    let typed = |name: &'static str, shape: Vec<u64>, t: OutType| Output {
-        name,
-        shape: shape.iter().map(|&d| d as usize).collect(),
-        readback: Readback::Typed(t),
+    let typed = |name: &'static str, shape: Vec<u64>, t: OutType| {
+        Readback::Typed(t).output(name, shape.iter().map(|&d| d as usize).collect())
     };
     let plan = |inputs: &[(&str, u64)], output: &str, output_bytes: u64, out: Output| SetPlan {
         inputs: inputs.iter().map(|(n, b)| (n.to_string(), *b)).collect(),
@@ -111,11 +109,7 @@ pub fn workload_plan(w: &Workload, r: &Resolved) -> Result<SetPlan> {
                 ),
                 MemOp::Read => {
                     let blocks: u64 = r.grid.iter().map(|&g| g as u64).product();
-                    let out = Output {
-                        name: "sum",
-                        shape: vec![1],
-                        readback: Readback::SumF64,
-                    };
+                    let out = Readback::SumF64.output("sum", vec![1]);
                     plan(&[("src", b)], "partials", blocks * 8, out)
                 }
             }
@@ -147,11 +141,10 @@ pub fn spec_plan(spec: &KernelSpec) -> SetPlan {
             .collect(),
         output: o.name.clone(),
         output_bytes: o.bytes(),
-        out: Output {
-            name: interned(&o.name),
-            shape: o.shape.iter().map(|&d| d as usize).collect(),
-            readback: Readback::Elements(o.dtype),
-        },
+        out: Readback::Elements(o.dtype).output(
+            interned(&o.name),
+            o.shape.iter().map(|&d| d as usize).collect(),
+        ),
     }
 }
 
@@ -264,14 +257,12 @@ fn prepare<'a>(
 ) -> Built<'a> {
     ctx.gpu
         .ensure_fits(plan.bytes().saturating_mul(ctx.sets.max(1) as u64))?;
-    if ctx.inputs.len() != plan.inputs.len() {
-        return Err(Error::invalid(format!(
-            "{} takes {} inputs, got {}",
-            ctx.workload.name(),
-            plan.inputs.len(),
-            ctx.inputs.len()
-        )));
-    }
+    Error::expect_count(
+        ctx.workload.name(),
+        "inputs",
+        plan.inputs.len(),
+        ctx.inputs.len(),
+    )?;
     let mut layout = SetLayout::new(plan.output_bytes);
     for (t, (_, bytes)) in ctx.inputs.iter().zip(&plan.inputs) {
         layout = layout.input(t.as_bytes(), *bytes)?;

@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::tensor::{splitmix, stable_hash, Data, Tensor};
 use launch::{ArgNames, LaunchSpec, Num, ScalarType};
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -129,50 +130,19 @@ impl BufType {
 
     /// Elements of this type read from little-endian device bytes.
     pub fn from_bytes(self, name: &str, shape: Vec<usize>, bytes: &[u8]) -> Tensor {
-        let w = self.size() as usize;
+        use crate::tensor::decode_le;
         let data = match self {
-            BufType::F32 => Data::F32(
-                bytes
-                    .chunks_exact(w)
-                    .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                    .collect(),
-            ),
-            BufType::F64 => Data::F64(
-                bytes
-                    .chunks_exact(w)
-                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                    .collect(),
-            ),
-            BufType::I32 => Data::I32(
-                bytes
-                    .chunks_exact(w)
-                    .map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")))
-                    .collect(),
-            ),
-            BufType::F16 => Data::F16(
-                bytes
-                    .chunks_exact(w)
-                    .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])))
-                    .collect(),
-            ),
-            BufType::Bf16 => Data::Bf16(
-                bytes
-                    .chunks_exact(w)
-                    .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])))
-                    .collect(),
-            ),
-            BufType::Fp8E4m3 => Data::F8E4M3(
-                bytes
-                    .iter()
-                    .map(|&b| float8::F8E4M3::from_bits(b))
-                    .collect(),
-            ),
-            BufType::Fp8E5m2 => Data::F8E5M2(
-                bytes
-                    .iter()
-                    .map(|&b| float8::F8E5M2::from_bits(b))
-                    .collect(),
-            ),
+            BufType::F32 => Data::F32(decode_le(bytes, f32::from_le_bytes)),
+            BufType::F64 => Data::F64(decode_le(bytes, f64::from_le_bytes)),
+            BufType::I32 => Data::I32(decode_le(bytes, i32::from_le_bytes)),
+            BufType::F16 => Data::F16(decode_le(bytes, |b| {
+                half::f16::from_bits(u16::from_le_bytes(b))
+            })),
+            BufType::Bf16 => Data::Bf16(decode_le(bytes, |b| {
+                half::bf16::from_bits(u16::from_le_bytes(b))
+            })),
+            BufType::Fp8E4m3 => Data::F8E4M3(decode_le(bytes, |[b]| float8::F8E4M3::from_bits(b))),
+            BufType::Fp8E5m2 => Data::F8E5M2(decode_le(bytes, |[b]| float8::F8E5M2::from_bits(b))),
             BufType::I8 => Data::I8(bytes.iter().map(|&b| b as i8).collect()),
         };
         Tensor {
@@ -331,6 +301,7 @@ impl UserKernel {
 
 /// What a result records about the user kernel that produced it, so that a comparison can say
 /// when the kernel (not the GPU) changed.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KernelRecord {
     pub name: String,
@@ -346,11 +317,8 @@ pub struct KernelRecord {
     pub options: Vec<String>,
     /// `grid 32×33×1, block 256×1×1, 0 B dynamic shared memory`.
     pub launch: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub registers: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub spill_stores: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub spill_loads: Option<u32>,
     /// True when a test backend (mock) stood in for the GPU: nothing was executed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -610,9 +578,7 @@ impl KernelAxes {
 }
 
 impl KindAxes for KernelAxes {
-    fn kind(&self) -> &'static str {
-        KernelSpec::KIND
-    }
+    crate::workload::axis::axes_of!(KernelSpec);
 
     fn expand(&self) -> Result<Vec<Workload>> {
         let specs = spec::free_form(&self.spec, &self.sets)?;
@@ -628,10 +594,6 @@ impl KindAxes for KernelAxes {
             let (name, values) = spec::parse_set(s).ok()?;
             (values.len() > 1).then_some(name)
         })
-    }
-
-    fn implementations(&self) -> &[String] {
-        &self.implementation
     }
 }
 

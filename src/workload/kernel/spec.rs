@@ -1019,13 +1019,10 @@ rtol = 1e-6
 
     /// A folder with the vadd spec (`spec` replaces the text), its source and its arrays.
     fn folder(spec: &str) -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(
-            d.path().join("vadd.cu"),
-            "extern \"C\" __global__ void vadd() {}",
-        )
-        .unwrap();
-        std::fs::write(d.path().join("k.toml"), spec).unwrap();
+        let d = crate::output::tests::folder_with(&[
+            ("vadd.cu", "extern \"C\" __global__ void vadd() {}"),
+            ("k.toml", spec),
+        ]);
         let t = crate::tensor::Tensor::random("a", vec![4096], DType::F32, 1);
         crate::npy::write(&t, &d.path().join("a.npy")).unwrap();
         crate::npy::write(&t, &d.path().join("c.npy")).unwrap();
