@@ -197,6 +197,16 @@ mod tests {
         calls: u64,
     }
 
+    impl Fake {
+        fn new(per_iter: f64, noise: f64) -> Self {
+            Fake {
+                per_iter,
+                noise,
+                calls: 0,
+            }
+        }
+    }
+
     impl Prepared for Fake {
         fn compute_dtype(&self) -> crate::dtype::ComputeType {
             crate::dtype::ComputeType::uniform(crate::dtype::DType::F32)
@@ -216,11 +226,7 @@ mod tests {
 
     #[test]
     fn batches_short_iterations_and_stops_on_noise() {
-        let mut f = Fake {
-            per_iter: 1e-5,
-            noise: 0.0,
-            calls: 0,
-        };
+        let mut f = Fake::new(1e-5, 0.0);
         let cfg = MeasureConfig {
             warmup_s: 0.0,
             ..Default::default()
@@ -234,11 +240,7 @@ mod tests {
 
     #[test]
     fn noisy_runs_go_on_until_max_samples() {
-        let mut f = Fake {
-            per_iter: 1e-3,
-            noise: 0.05,
-            calls: 0,
-        };
+        let mut f = Fake::new(1e-3, 0.05);
         let cfg = MeasureConfig {
             warmup_s: 0.0,
             max_samples: 25,
@@ -253,12 +255,7 @@ mod tests {
     #[test]
     fn the_observer_sees_warm_every_sample_and_done() {
         // Noise-free: stops on the noise target after `min_samples`.
-        let (per_iter, noise, calls) = (2e-4, 0.0, 0);
-        let mut f = Fake {
-            calls,
-            noise,
-            per_iter,
-        };
+        let mut f = Fake::new(2e-4, 0.0);
         let mut cfg = MeasureConfig::default();
         (cfg.warmup_s, cfg.min_samples) = (0.0, 4);
         let mut seen = Vec::new();
@@ -273,11 +270,7 @@ mod tests {
 
     #[test]
     fn interrupted_before_any_sample_is_an_error() {
-        let mut f = Fake {
-            per_iter: 1e-3,
-            noise: 0.0,
-            calls: 0,
-        };
+        let mut f = Fake::new(1e-3, 0.0);
         let r = measure(&mut f, &MeasureConfig::default(), 1, &AtomicBool::new(true));
         assert!(matches!(r, Err(Error::Interrupted)));
     }

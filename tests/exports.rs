@@ -3,20 +3,13 @@
 //! per row of the exports check (../shared/reference/exports-check.md); each runs the binary
 //! on the mock backend and parses what it wrote the way the consumer does.
 
+mod common;
+
 use assert_cmd::Command;
+use common::{gpuvet, read, stdout_of};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-
-fn gpuvet() -> Command {
-    let mut c = Command::cargo_bin("gpuvet").unwrap();
-    c.env_remove("GPUVET_MOCK_FAULT")
-        .env_remove("GPUVET_MOCK_DEVICES")
-        .env_remove("GPUVET_BACKEND")
-        .env_remove("GPUVET_BASELINE_DIR")
-        .env("NO_COLOR", "1");
-    c
-}
 
 /// `gpuvet --backend mock -q` followed by `args` (split at white space).
 fn mock(args: &str) -> Command {
@@ -24,18 +17,6 @@ fn mock(args: &str) -> Command {
     c.args(["--backend", "mock", "-q"])
         .args(args.split_whitespace());
     c
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn stdout_of(c: &mut Command, code: i32) -> (String, String) {
-    let out = c.assert().code(code).get_output().clone();
-    (
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 /// github-action-benchmark's parse of a custom file (`customBiggerIsBetter` or

@@ -6,25 +6,11 @@
 //! those checks print `SKIP`, unless GPUVET_REQUIRE_PROMTOOL=1 / GPUVET_REQUIRE_XMLLINT=1 (CI)
 //! make them failures.
 
-use assert_cmd::Command;
+mod common;
+
+use common::{gpuvet, read_json, stdout_of, words};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-
-fn gpuvet() -> Command {
-    let mut c = Command::cargo_bin("gpuvet").unwrap();
-    c.env_remove("GPUVET_MOCK_FAULT")
-        .env_remove("GPUVET_BACKEND")
-        .env("NO_COLOR", "1");
-    c
-}
-
-fn words(line: &str) -> Vec<&str> {
-    line.split_whitespace().collect()
-}
-
-fn read_json(p: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
 
 /// A tool from PATH, or `None` after saying the check is skipped (a failure when `require` is
 /// set to 1).
@@ -375,17 +361,14 @@ fn prometheus_textfile_of_stress_and_to_stdout() {
     );
     promtool_accepts(&prom, "prometheus_textfile_of_stress_and_to_stdout");
     // `-`: the metrics own stdout, the table goes to stderr (e.g. for a Pushgateway).
-    let out = gpuvet()
-        .args(words(
+    let (text, table) = stdout_of(
+        gpuvet().args(words(
             "--backend mock bench memory --size 1MiB --prometheus -",
-        ))
-        .assert()
-        .code(0)
-        .get_output()
-        .clone();
-    let text = String::from_utf8(out.stdout).unwrap();
+        )),
+        0,
+    );
     assert!(!parse_textfile(&text).is_empty());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("memory.copy"));
+    assert!(table.contains("memory.copy"));
     assert!(text.contains("gpuvet_result_throughput_bytes_per_second{"));
     // Two outputs cannot share stdout; a flag where it means nothing is refused.
     for line in [
@@ -602,19 +585,17 @@ fn junit_of_compare_and_of_a_baseline_run() {
 fn price_per_hour_adds_price_performance_to_results_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let (json, prom) = (dir.path().join("r.json"), dir.path().join("p.prom"));
-    let out = gpuvet()
-        .args(words(
-            "--backend mock bench memory --size 1MiB --price-per-hour 2.5 --json",
-        ))
-        .arg(&json)
-        .arg("--prometheus")
-        .arg(&prom)
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    assert!(String::from_utf8_lossy(&out).contains("TB-h/USD"));
+    let (out, _) = stdout_of(
+        gpuvet()
+            .args(words(
+                "--backend mock bench memory --size 1MiB --price-per-hour 2.5 --json",
+            ))
+            .arg(&json)
+            .arg("--prometheus")
+            .arg(&prom),
+        0,
+    );
+    assert!(out.contains("TB-h/USD"));
     let v = read_json(&json);
     assert_eq!(v["schema_version"], 1);
     assert_eq!(v["config"]["price"]["source"], "--price-per-hour");
@@ -664,17 +645,14 @@ fn price_files_are_checked_and_price_unknown_devices_by_default() {
         ("h100-sxm = 2\n", "price"),
     ] {
         std::fs::write(&file, text).unwrap();
-        let err = gpuvet()
-            .args(words(
-                "--backend mock bench memory --size 1MiB --price-file",
-            ))
-            .arg(&file)
-            .assert()
-            .code(2)
-            .get_output()
-            .stderr
-            .clone();
-        let err = String::from_utf8_lossy(&err);
+        let (_, err) = stdout_of(
+            gpuvet()
+                .args(words(
+                    "--backend mock bench memory --size 1MiB --price-file",
+                ))
+                .arg(&file),
+            2,
+        );
         assert!(
             err.contains(says) && err.contains("prices.toml"),
             "{text:?}: {err}"
@@ -700,21 +678,19 @@ fn suite_llm_estimates_cost_per_million_tokens() {
          kv_heads = 2\nhead_dim = 16\nlayers = 2\nvocab_size = 256\n",
     )
     .unwrap();
-    let out = gpuvet()
-        .args(words(
-            "--backend mock -q --price-per-hour 2 suite llm --model-file",
-        ))
-        .arg(&model)
-        .args(words(
-            "--tp 2 --batch 1,8 --prompt 32 --gen 8 --estimate-json",
-        ))
-        .arg(&est)
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    assert!(String::from_utf8_lossy(&out).contains("USD per 1M output tokens"));
+    let (out, _) = stdout_of(
+        gpuvet()
+            .args(words(
+                "--backend mock -q --price-per-hour 2 suite llm --model-file",
+            ))
+            .arg(&model)
+            .args(words(
+                "--tp 2 --batch 1,8 --prompt 32 --gen 8 --estimate-json",
+            ))
+            .arg(&est),
+        0,
+    );
+    assert!(out.contains("USD per 1M output tokens"));
     let e = read_json(&est);
     assert_eq!(e["usd_per_gpu_hour"], 2.0);
     for b in e["batches"].as_array().unwrap() {
