@@ -15,7 +15,7 @@
 // merged through shared memory at the end, like 4 more splits.
 // Causal masking is aligned to the end of the keys: query position i sees keys ≤ i + Lkv − Lq.
 // Paged KV (gv_flash_decode_paged_*): K and V live in pools of pages [pages, page size, Hkv, D]
-// (page size 16 or 64, a runtime parameter), and a block table [B, pages per sequence] of int32
+// (page size 16 or 64: a runtime parameter, each compiled as a constant), and a block table [B, pages per sequence] of int32
 // gives the page holding keys p·page_size .. of each sequence; only the K/V tile loads change,
 // so paged and contiguous runs give bit-identical results.
 // The same fragment layouts as kernels/flash_fwd.cu (its header explains them).
@@ -23,14 +23,15 @@
 #include "gpuvet_flash.cuh"
 
 // Queues the K and V rows n0 .. n0 + 64 of one (batch, KV head) into the swizzled tiles; rows
-// at or past `valid` are zero-filled. Contiguous: K/V [B, Hkv, Lkv, D] from `kv_base`. Paged:
-// the row of key n lies in page bt[n / page_size] of the pool [pages, page_size, Hkv, D].
-template <int D, bool PAGED>
+// at or past `valid` are zero-filled. PAGE = 0, contiguous: K/V [B, Hkv, Lkv, D] from
+// `kv_base`. PAGE = 16 or 64, paged: the row of key n lies in page bt[n / PAGE] of the pool
+// [pages, PAGE, Hkv, D] (a compile-time page size: the division is a shift).
+template <int D, int PAGE>
 __device__ __forceinline__ void load_kv(u16* sk, u16* sv, const u16* k, const u16* v, u64 kv_base,
-                                        const int* bt, int kv_heads, int kvh, int page_size,
-                                        int n0, int valid, int tid) {
+                                        const int* bt, int kv_heads, int kvh, int n0, int valid,
+                                        int tid) {
     constexpr int BN = 64, THREADS = 128;
-    if constexpr (PAGED) {
+    if constexpr (PAGE > 0) {
         constexpr int CH = D / 8;
         const u32 kb = smem_addr(sk), vb = smem_addr(sv);
 #pragma unroll
@@ -38,9 +39,8 @@ __device__ __forceinline__ void load_kv(u16* sk, u16* sv, const u16* k, const u1
             const int row = i / CH, c = i % CH;
             const bool ok = row < valid;
             const int key = n0 + row;
-            const u64 page = ok ? (u64)bt[key / page_size] : 0;
-            const u64 off =
-                ((page * page_size + (u64)(key % page_size)) * kv_heads + kvh) * D + c * 8;
+            const u64 page = ok ? (u64)bt[key / PAGE] : 0;
+            const u64 off = ((page * PAGE + (u64)(key % PAGE)) * kv_heads + kvh) * D + c * 8;
             const u32 d = 2u * (u32)swz<D>(row, c);
             cp_async16_zfill(kb + d, ok ? k + off : k, ok);
             cp_async16_zfill(vb + d, ok ? v + off : v, ok);
@@ -51,15 +51,14 @@ __device__ __forceinline__ void load_kv(u16* sk, u16* sv, const u16* k, const u1
     }
 }
 
-template <int D, bool BF16, bool PAGED>
+template <int D, bool BF16, int PAGE>
 __device__ __forceinline__ void flash_decode(const u16* __restrict__ q, const u16* __restrict__ k,
                                              const u16* __restrict__ v,
                                              const int* __restrict__ block_table,
                                              float* __restrict__ part_o,
                                              float* __restrict__ part_lse, int q_heads,
                                              int kv_heads, int q_len, int kv_len, int causal,
-                                             float scale_log2, int chunk, int pages_per_seq,
-                                             int page_size) {
+                                             float scale_log2, int chunk, int pages_per_seq) {
     constexpr int BM = 16, BN = 64, THREADS = 128;
     extern __shared__ __align__(128) u16 smem[];
     u16* s_q = smem;              // BM × D
@@ -81,12 +80,11 @@ __device__ __forceinline__ void flash_decode(const u16* __restrict__ q, const u1
     const int n_begin = split * chunk;
     const int n_end = min(kv_len, n_begin + chunk);
     const int n_tiles = (n_end - n_begin + BN - 1) / BN;
-    const int* bt = PAGED ? block_table + (u64)b * pages_per_seq : block_table;
+    const int* bt = PAGE > 0 ? block_table + (u64)b * pages_per_seq : block_table;
 
     load_tile<D, BM, THREADS>(s_q, q + q_base + (u64)r0 * D, rows - r0, tid);
     cp_async_commit();
-    load_kv<D, PAGED>(s_k, s_v, k, v, kv_base, bt, kv_heads, kvh, page_size, n_begin,
-                      n_end - n_begin, tid);
+    load_kv<D, PAGE>(s_k, s_v, k, v, kv_base, bt, kv_heads, kvh, n_begin, n_end - n_begin, tid);
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
@@ -117,8 +115,8 @@ __device__ __forceinline__ void flash_decode(const u16* __restrict__ q, const u1
         const int buf = j & 1;
         if (j + 1 < n_tiles) {
             const int n_next = n_begin + (j + 1) * BN;
-            load_kv<D, PAGED>(s_k + (buf ^ 1) * BN * D, s_v + (buf ^ 1) * BN * D, k, v, kv_base,
-                              bt, kv_heads, kvh, page_size, n_next, n_end - n_next, tid);
+            load_kv<D, PAGE>(s_k + (buf ^ 1) * BN * D, s_v + (buf ^ 1) * BN * D, k, v, kv_base,
+                             bt, kv_heads, kvh, n_next, n_end - n_next, tid);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -287,8 +285,8 @@ extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_bf16_d64(const
                                      float* __restrict__ part_lse, int q_heads, int kv_heads,
                                      int q_len, int kv_len, int causal, float scale_log2,
                                      int chunk) {
-    flash_decode<64, true, false>(q, k, v, nullptr, part_o, part_lse, q_heads, kv_heads,
-                                     q_len, kv_len, causal, scale_log2, chunk, 0, 1);
+    flash_decode<64, true, 0>(q, k, v, nullptr, part_o, part_lse, q_heads, kv_heads,
+                                     q_len, kv_len, causal, scale_log2, chunk, 0);
 }
 
 extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_bf16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
@@ -296,8 +294,8 @@ extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_bf16_d128(cons
                                      float* __restrict__ part_lse, int q_heads, int kv_heads,
                                      int q_len, int kv_len, int causal, float scale_log2,
                                      int chunk) {
-    flash_decode<128, true, false>(q, k, v, nullptr, part_o, part_lse, q_heads, kv_heads,
-                                     q_len, kv_len, causal, scale_log2, chunk, 0, 1);
+    flash_decode<128, true, 0>(q, k, v, nullptr, part_o, part_lse, q_heads, kv_heads,
+                                     q_len, kv_len, causal, scale_log2, chunk, 0);
 }
 
 extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_f16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
@@ -305,8 +303,8 @@ extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_f16_d64(const 
                                      float* __restrict__ part_lse, int q_heads, int kv_heads,
                                      int q_len, int kv_len, int causal, float scale_log2,
                                      int chunk) {
-    flash_decode<64, false, false>(q, k, v, nullptr, part_o, part_lse, q_heads, kv_heads,
-                                     q_len, kv_len, causal, scale_log2, chunk, 0, 1);
+    flash_decode<64, false, 0>(q, k, v, nullptr, part_o, part_lse, q_heads, kv_heads,
+                                     q_len, kv_len, causal, scale_log2, chunk, 0);
 }
 
 extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_f16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
@@ -314,9 +312,19 @@ extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_f16_d128(const
                                      float* __restrict__ part_lse, int q_heads, int kv_heads,
                                      int q_len, int kv_len, int causal, float scale_log2,
                                      int chunk) {
-    flash_decode<128, false, false>(q, k, v, nullptr, part_o, part_lse, q_heads, kv_heads,
-                                     q_len, kv_len, causal, scale_log2, chunk, 0, 1);
+    flash_decode<128, false, 0>(q, k, v, nullptr, part_o, part_lse, q_heads, kv_heads,
+                                     q_len, kv_len, causal, scale_log2, chunk, 0);
 }
+
+// The page size is a runtime parameter (16 or 64, checked by the host) dispatched once to a
+// kernel body compiled for it.
+#define GV_DECODE_PAGED(D, BF16)                                                              \
+    if (page_size == 16)                                                                      \
+        flash_decode<D, BF16, 16>(q, k, v, block_table, part_o, part_lse, q_heads, kv_heads,  \
+                                  q_len, kv_len, causal, scale_log2, chunk, pages_per_seq);   \
+    else                                                                                      \
+        flash_decode<D, BF16, 64>(q, k, v, block_table, part_o, part_lse, q_heads, kv_heads,  \
+                                  q_len, kv_len, causal, scale_log2, chunk, pages_per_seq)
 
 // Paged split kernels: as above with K and V pools [pages, page size, Hkv, D] and three more
 // parameters between V and the partials and at the end: Q, K pool, V pool, block table (int32
@@ -330,8 +338,7 @@ extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_bf16_d64
                                      int q_heads, int kv_heads, int q_len, int kv_len, int causal,
                                      float scale_log2, int chunk, int pages_per_seq,
                                      int page_size) {
-    flash_decode<64, true, true>(q, k, v, block_table, part_o, part_lse, q_heads, kv_heads, q_len,
-                                kv_len, causal, scale_log2, chunk, pages_per_seq, page_size);
+    GV_DECODE_PAGED(64, true);
 }
 
 extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_bf16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
@@ -341,8 +348,7 @@ extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_bf16_d12
                                      int q_heads, int kv_heads, int q_len, int kv_len, int causal,
                                      float scale_log2, int chunk, int pages_per_seq,
                                      int page_size) {
-    flash_decode<128, true, true>(q, k, v, block_table, part_o, part_lse, q_heads, kv_heads, q_len,
-                                kv_len, causal, scale_log2, chunk, pages_per_seq, page_size);
+    GV_DECODE_PAGED(128, true);
 }
 
 extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_f16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
@@ -352,8 +358,7 @@ extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_f16_d64(
                                      int q_heads, int kv_heads, int q_len, int kv_len, int causal,
                                      float scale_log2, int chunk, int pages_per_seq,
                                      int page_size) {
-    flash_decode<64, false, true>(q, k, v, block_table, part_o, part_lse, q_heads, kv_heads, q_len,
-                                kv_len, causal, scale_log2, chunk, pages_per_seq, page_size);
+    GV_DECODE_PAGED(64, false);
 }
 
 extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_f16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
@@ -363,8 +368,7 @@ extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_f16_d128
                                      int q_heads, int kv_heads, int q_len, int kv_len, int causal,
                                      float scale_log2, int chunk, int pages_per_seq,
                                      int page_size) {
-    flash_decode<128, false, true>(q, k, v, block_table, part_o, part_lse, q_heads, kv_heads, q_len,
-                                kv_len, causal, scale_log2, chunk, pages_per_seq, page_size);
+    GV_DECODE_PAGED(128, false);
 }
 
 // Combine kernels. Parameters: partial O, partial lse, O (16-bit [B, Hq, Lq, D]), rows per

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Tests examples/slurm/gpuvet-validate.sbatch for real: starts a private one-node Slurm cluster
-# (munged, slurmctld, slurmd from Debian's packages, as root), submits the example running
-# `gpuvet validate` on the CPU backend, waits for it, checks the verdict and the fleet view, and
+# Tests examples/slurm/gpuvet-validate.sbatch and gpuvet-collective.sbatch for real: starts a
+# private one-node Slurm cluster (munged, slurmctld, slurmd from Debian's packages, as root),
+# submits the validate example running `gpuvet validate` on the CPU backend and checks the
+# verdict and the fleet view, then submits the collective example as a 2-task job (two gpuvet
+# processes meeting through the rendezvous) and checks both ranks' reports agree on one id, and
 # stops everything it started. Nothing outside a temporary directory is configured: its own
 # munge key and socket, its own slurm.conf on free ports, so a real Slurm on the host is untouched.
 #
@@ -164,3 +166,28 @@ grep -q '"verdict": "PASS"' "$verdict" || die "the node verdict is not PASS: $(g
 [ -s "$GPUVET_OUT/fleet.csv" ] || die "no fleet CSV"
 "$GPUVET" aggregate "$GPUVET_OUT" --format json | grep -q '"nodes": 1' || die "aggregate did not see the node"
 say "OK: the Slurm example produced a PASS verdict for $NODE and a fleet view"
+
+# --- the collective example: 2 tasks, one world -------------------------------------------------
+COLLECTIVE_SCRIPT=$ROOT/examples/slurm/gpuvet-collective.sbatch
+export GPUVET_OUT=$WORK/collective
+export GPUVET_COLLECTIVE_ARGS="--backend cpu --quiet --max-time 0.2 --warmup 0.02 --size 64KiB,1MiB --op all_reduce,all_gather --dtype bf16,f32"
+export GPUVET_RENDEZVOUS_TIMEOUT=60
+say "submitting $COLLECTIVE_SCRIPT as 2 tasks"
+set +e
+(cd "$WORK/jobs" && timeout "$TIMEOUT" sbatch --wait --time=10 -n 2 "$COLLECTIVE_SCRIPT")
+job_rc=$?
+set -e
+cat "$WORK"/jobs/gpuvet-collective-*.out >&2 2>/dev/null || true
+[ "$job_rc" -ne 124 ] || die "the collective job did not finish within ${TIMEOUT}s"
+[ "$job_rc" -eq 0 ] || die "the collective job exited $job_rc (rank logs: $GPUVET_OUT/logs)"
+r0=$GPUVET_OUT/collective.json
+r1=$GPUVET_OUT/collective.rank1.json
+[ -s "$r0" ] && [ -s "$r1" ] || die "missing rank reports: $(ls "$GPUVET_OUT")"
+ids=$(python3 -c 'import json,sys
+ws=[json.load(open(p))["world"] for p in sys.argv[1:]]
+assert [w["rank"] for w in ws] == [0, 1] and all(w["size"] == 2 for w in ws), ws
+assert all(w["launcher"] == "slurm" for w in ws), ws
+print(" ".join(w["id_sha256"] for w in ws))' "$r0" "$r1") || die "the rank reports do not record the world"
+[ "$(echo "$ids" | tr ' ' '\n' | sort -u | wc -l)" -eq 1 ] || die "the ranks did not agree on one id: $ids"
+grep -q '"status": "ok"' "$r1" || die "rank 1 has no verified result"
+say "OK: the collective example ran 2 ranks that agreed on one id ($ids)"

@@ -15,10 +15,15 @@ the samples is reported, with a bootstrap-free 95% interval of the median from o
 statistics.
 
 It also times attention with torch.nn.functional.scaled_dot_product_attention restricted to
-one backend at a time (torch.nn.attention.sdpa_kernel: FLASH_ATTENTION, CUDNN_ATTENTION) on the
+one backend at a time (torch.nn.attention.sdpa_kernel: FLASH_ATTENTION, CUDNN_ATTENTION,
+EFFICIENT_ATTENTION; `compare` takes the fastest) on the
 shapes gpuvet's own attention kernels are measured on (ATTENTION_SHAPES; scripts/gpu-check.sh
 runs `gpuvet bench attention --impl all` on the same ones): prefill in FLOP/s counting visible
 (query, key) pairs only, decode in bytes of Q, K, V and O per second.
+
+`transfer` times host->device and device->host copies the way PyTorch code does them from
+pinned memory: `pinned.to(device, non_blocking=True)` and `gpu.to("cpu", non_blocking=True)`,
+at --transfer-bytes, against gpuvet's `bench transfer --memory pinned` (copy engine).
 
 `compare` prints gpuvet's medians (from its --json reports) beside PyTorch's, with the ratio.
 `record` writes the same pairs as the machine-readable record of scripts/gpu-check.sh (format in
@@ -197,6 +202,9 @@ def measure(args):
         print(f"torch copy {args.copy_bytes >> 20} MiB   {r['rate'] / 1e9:8.1f} GB/s", file=sys.stderr)
         del src, dst
 
+    if wanted("transfer"):
+        measure_transfers(torch, dev, args.transfer_bytes, out)
+
     if not args.no_attention and wanted("attention"):
         measure_attention(torch, dev, gen, out)
 
@@ -204,6 +212,25 @@ def measure(args):
     with open(args.out, "w") as f:
         json.dump(out, f, indent=2)
     return 0
+
+
+def measure_transfers(torch, dev, nbytes, out):
+    """Host->device and device->host from pinned memory with Tensor.to(..., non_blocking=True),
+    as inference code moves tensors; appends results to out["results"]."""
+    elems = nbytes // 4
+    host = torch.empty(elems, dtype=torch.float32, pin_memory=True).uniform_(-1, 1)
+    gpu = torch.empty(elems, dtype=torch.float32, device=dev).uniform_(-1, 1)
+    cases = [
+        ("h2d", lambda: host.to(dev, non_blocking=True), "pinned.to(device, non_blocking=True)"),
+        ("d2h", lambda: gpu.to("cpu", non_blocking=True), "gpu.to('cpu', non_blocking=True)"),
+    ]
+    for direction, fn, api in cases:
+        r = time_op(torch, fn)
+        r.update(op="transfer", direction=direction, memory="pinned", dtype="f32", bytes=nbytes,
+                 rate=nbytes / r["median_s"], unit="B/s", api=api)
+        out["results"].append(r)
+        print(f"torch transfer {direction} {nbytes >> 20} MiB {r['rate'] / 1e9:8.2f} GB/s", file=sys.stderr)
+    del host, gpu
 
 
 # (batch, q heads, kv heads, q length, kv length, head dim, causal), bf16. Prefill: 16k tokens
@@ -236,7 +263,8 @@ def measure_attention(torch, dev, gen, out):
         return
     import torch.nn.functional as F
 
-    backends = [("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)]
+    backends = [("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION),
+                ("efficient", SDPBackend.EFFICIENT_ATTENTION)]
     for b, hq, hkv, lq, lkv, d, causal in ATTENTION_SHAPES:
         q = (torch.rand((b, hq, lq, d), device=dev, generator=gen) * 2 - 1).to(torch.bfloat16)
         k = (torch.rand((b, hkv, lkv, d), device=dev, generator=gen) * 2 - 1).to(torch.bfloat16)
@@ -309,6 +337,10 @@ def result_key(r):
     if w.get("kind") == "memory":
         key = ("copy", "f32", w.get("bytes")) if w.get("op") == "copy" else None
         return key, f"{w.get('op')} {w.get('bytes', 0) >> 20} MiB"
+    if w.get("kind") == "transfer":
+        pinned = w.get("memory") == "pinned"
+        key = ("transfer", w.get("direction"), w.get("bytes")) if pinned else None
+        return key, f"transfer {w.get('direction')} {w.get('memory')} {w.get('bytes', 0) >> 20} MiB"
     return None, r.get("id", "?")
 
 
@@ -329,11 +361,23 @@ def rel_ci(stats):
 
 
 def torch_map(path):
-    """PyTorch results keyed like result_key (attention: the fastest SDPA backend)."""
+    """PyTorch results keyed like result_key (attention: the fastest SDPA backend). `path` may
+    name several files, comma-separated (runs at different sizes): their results are merged
+    into the first one's record."""
     if not path:
         return {}, None
-    with open(path) as f:
-        res = json.load(f)
+    res = None
+    for p in path.split(","):
+        if not p or not os.path.exists(p):
+            continue
+        with open(p) as f:
+            r = json.load(f)
+        if res is None:
+            res = r
+        else:
+            res["results"].extend(r.get("results", []))
+    if res is None:
+        return {}, None
     tmap = {}
     for r in res["results"]:
         if r["op"] == "matmul":
@@ -342,6 +386,8 @@ def torch_map(path):
             key = attention_key(*r["shape"])
             if key not in tmap or r["rate"] > tmap[key]["rate"]:
                 tmap[key] = r
+        elif r["op"] == "transfer":
+            tmap[("transfer", r["direction"], r["bytes"])] = r
         else:
             tmap[("copy", "f32", r["bytes"])] = r
     return tmap, res
@@ -397,9 +443,29 @@ def compare(args):
             if f["label"].startswith("attention"):
                 row += f"  vs {f['torch_api']}"
         print(row)
-    print("(copy counts read + write; attention is compared with the fastest SDPA backend; "
+    print("(copy counts read + write; transfers are one way, pinned, against Tensor.to(non_blocking=True); "
+          "attention is compared with the fastest SDPA backend; "
           "CI95 = half-width of the 95% interval of the median, relative; ratio = gpuvet / PyTorch)")
+    for line in decode_vs_copy(figs):
+        print(line)
     return 0
+
+
+def decode_vs_copy(figs):
+    """Decode attention (a B/s figure) as a share of the best copy bandwidth gpuvet measured in
+    the same run: the issue's yardstick for flash-decode at long KV lengths."""
+    copies = [f["gpuvet"] for f in figs
+              if f["label"].startswith("copy") and f["gpuvet"] and f["verified"]]
+    if not copies:
+        return []
+    best = max(copies)
+    lines = [f"decode attention vs copy bandwidth ({fmt_rate(best, 'B/s')}, best verified copy):"]
+    for f in figs:
+        if f["label"].startswith("attention") and f["unit"] == "B/s" and f["gpuvet"]:
+            flag = "" if f["verified"] else " UNVERIFIED"
+            lines.append(f"  {f['label']} [{f['implementation']}]{flag}: "
+                         f"{fmt_rate(f['gpuvet'], 'B/s')} = {f['gpuvet'] / best:.3f} of copy")
+    return lines
 
 
 def read_meta(path):
@@ -488,8 +554,9 @@ def main():
     m.add_argument("--out", required=True)
     m.add_argument("--size", type=int, default=8192)
     m.add_argument("--copy-bytes", type=int, default=4 << 30)
+    m.add_argument("--transfer-bytes", type=int, default=1 << 30)
     m.add_argument("--no-attention", action="store_true", help="skip the SDPA attention shapes")
-    m.add_argument("--only", help="comma-separated subset: bf16,f16,tf32,f32,fp8_e4m3,int8,copy,attention")
+    m.add_argument("--only", help="comma-separated subset: bf16,f16,tf32,f32,fp8_e4m3,int8,copy,transfer,attention")
     c = sub.add_parser("compare")
     c.add_argument("--torch")
     c.add_argument("gpuvet", nargs="*")

@@ -12,10 +12,12 @@ use crate::backend::BackendChoice;
 use crate::commands;
 use crate::compare;
 use crate::dtype::DType;
+use crate::interconnect::WorldChoice;
 use crate::measure::MeasureConfig;
 use crate::validate::aggregate::FleetFormat;
 use crate::workload::{
-    AttentionAxes, Axis, BLayout, KindAxes, MatmulAxes, MemOp, MemoryAxes, Workload,
+    AttentionAxes, Axis, BLayout, CollectiveAxes, CollectiveOp, Direction, HostMemory, KindAxes,
+    MatmulAxes, MemOp, MemoryAxes, P2pAxes, P2pOp, TransferAxes, Workload,
 };
 use anyhow::{bail, Context, Result};
 use clap::builder::PossibleValue;
@@ -191,11 +193,120 @@ pub struct SuiteLlmArgs {
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// C = A·B at given shapes and dtypes.
-    Matmul(MatmulArgs),
+    Matmul {
+        #[command(flatten)]
+        args: MatmulArgs,
+        #[command(flatten)]
+        kernel: KernelFlags,
+    },
     /// Attention forward (prefill or decode), with GQA and causal masks.
-    Attention(AttentionArgs),
+    Attention {
+        #[command(flatten)]
+        args: AttentionArgs,
+        #[command(flatten)]
+        kernel: KernelFlags,
+    },
     /// Streaming memory bandwidth: copy, read, write, triad.
-    Memory(MemoryArgs),
+    Memory {
+        #[command(flatten)]
+        args: MemoryArgs,
+        #[command(flatten)]
+        kernel: KernelFlags,
+    },
+    /// Host↔device copies (h2d, d2h, both at once), pinned or pageable host memory, copy
+    /// engine and SM kernel, verified; as % of the PCIe link's rate.
+    Transfer(TransferArgs),
+    /// GPU↔GPU copies on every ordered pair (and both ways at once), write and read, copy
+    /// engine and SM kernel over peer mappings; prints the topology matrix.
+    P2p(P2pArgs),
+    /// Collectives (all-reduce, all-gather, reduce-scatter, broadcast, all-to-all) through NCCL
+    /// on every GPU of the run, or across processes launched by Slurm; algbw and busbw as
+    /// nccl-tests defines them.
+    Collective(CollectiveBench),
+    /// Your own CUDA kernel from a spec file: its buffers, launch, work per launch and how to
+    /// verify it (docs/kernels.md). Needs a GPU.
+    Kernel(KernelArgs),
+}
+
+/// `--kernel` and its companions on `bench matmul|attention|memory`: the user's CUDA kernel as
+/// one more implementation of the workload, on the workload's own inputs, checked by its own
+/// verifier (docs/kernels.md). Needs a GPU.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KernelFlags {
+    /// Your CUDA kernel as one more implementation: FILE.cu:ENTRY (with --launch) or a small
+    /// spec FILE.toml beside the .cu.
+    #[arg(long, value_name = "FILE.cu:ENTRY|SPEC.toml")]
+    pub kernel: Option<String>,
+    /// grid=X[,Y[,Z]],block=X[,Y[,Z]][,smem=BYTES],args=A,B,…: expressions of the workload's
+    /// sizes and --set variables (e.g. grid=cdiv(N,128),cdiv(M,128),block=256,args=A,B,C,M,N,K);
+    /// beside a spec, replaces the keys it names.
+    #[arg(long, requires = "kernel", value_name = "LAUNCH")]
+    pub launch: Option<String>,
+    /// A macro for the kernel's compile: NAME=EXPR (an expression of sizes and --set
+    /// variables) or NAME. Repeatable.
+    #[arg(
+        long = "define",
+        short = 'D',
+        requires = "kernel",
+        value_name = "NAME[=EXPR]"
+    )]
+    pub defines: Vec<String>,
+    /// An include folder for the kernel's compile. Repeatable.
+    #[arg(long, requires = "kernel", value_name = "DIR")]
+    pub include: Vec<PathBuf>,
+    /// An NVRTC option (--use_fast_math, --maxrregcount=N, --ftz=true, ...; docs/kernels.md
+    /// lists those accepted). Repeatable.
+    #[arg(
+        long = "nvrtc-opt",
+        requires = "kernel",
+        value_name = "OPT",
+        allow_hyphen_values = true
+    )]
+    pub nvrtc_opts: Vec<String>,
+    /// Sweep a kernel variable: NAME=VALUES (a list, a range, pow2:…); each value is its own
+    /// implementation, `name[NAME=value]`. Repeatable (the values are crossed).
+    #[arg(long = "set", requires = "kernel", value_name = "NAME=VALUES")]
+    pub sets: Vec<String>,
+    /// The implementation name results show (default: the spec's name, or the entry).
+    #[arg(long, requires = "kernel", value_name = "NAME")]
+    pub kernel_name: Option<String>,
+}
+
+impl KernelFlags {
+    /// The user kernels asked for (one per --set combination), none without --kernel.
+    fn kernels(&self) -> Result<Vec<crate::workload::kernel::UserKernel>> {
+        let Some(kernel) = &self.kernel else {
+            return Ok(Vec::new());
+        };
+        let req = crate::workload::kernel::spec::KernelRequest {
+            kernel: kernel.clone(),
+            launch: self.launch.clone(),
+            name: self.kernel_name.clone(),
+            defines: self.defines.clone(),
+            include: self.include.clone(),
+            options: self.nvrtc_opts.clone(),
+            sets: self.sets.clone(),
+        };
+        Ok(crate::workload::kernel::spec::implementations(&req)?)
+    }
+}
+
+/// Flags of `bench kernel`.
+#[derive(Args, Debug, Clone)]
+pub struct KernelArgs {
+    /// The kernel's spec (TOML): source, entry, buffers, launch, work and verification.
+    #[arg(long, value_name = "SPEC.toml")]
+    pub spec: PathBuf,
+    /// Sweep a spec variable: NAME=VALUES (a list, a range, pow2:…); each value is its own
+    /// result. Repeatable (the values are crossed).
+    #[arg(long = "set", value_name = "NAME=VALUES")]
+    pub sets: Vec<String>,
+}
+
+impl KernelArgs {
+    fn axes(&self) -> crate::workload::kernel::KernelAxes {
+        crate::workload::kernel::KernelAxes::new(self.spec.clone(), self.sets.clone())
+    }
 }
 
 /// The flags of `bench matmul` and of `sweep matmul`: one argument set, whose sizes are either
@@ -326,16 +437,25 @@ pub struct MemoryArgs {
     pub implementation: Vec<String>,
 }
 
+/// Every value of repeated `--size` axes, in order, duplicates removed; `default` when none
+/// is given.
+fn merged_sizes(axes: &[Axis], default: Option<u64>) -> Axis {
+    let mut v: Vec<u64> = Vec::new();
+    for x in axes.iter().flat_map(|a| &a.0) {
+        if !v.contains(x) {
+            v.push(*x);
+        }
+    }
+    match (v.is_empty(), default) {
+        (true, Some(d)) => Axis::one(d),
+        _ => Axis(v),
+    }
+}
+
 impl MemoryArgs {
     /// Every --size value, in order, duplicates removed.
     fn sizes(&self) -> Axis {
-        let mut v: Vec<u64> = Vec::new();
-        for x in self.size.iter().flat_map(|a| &a.0) {
-            if !v.contains(x) {
-                v.push(*x);
-            }
-        }
-        Axis(v)
+        merged_sizes(&self.size, None)
     }
 
     /// One set of axes per size (sizes are a bench's outer loop), 1 GiB when none is given.
@@ -363,6 +483,162 @@ impl MemoryArgs {
             op: self.op,
             implementation: self.implementation,
         })
+    }
+}
+
+/// The flags of `bench transfer` and of `sweep transfer`.
+#[derive(Args, Debug, Clone)]
+pub struct TransferArgs {
+    /// Bytes each way: sizes with units, lists, ranges, `pow2:4KiB..1GiB` (a curve from
+    /// latency-bound to bandwidth-bound); repeatable. Default for bench: 256MiB.
+    #[arg(long, value_parser = Axis::parse_bytes)]
+    pub size: Vec<Axis>,
+    /// Directions, comma-separated: h2d, d2h, bidir (both at once).
+    #[arg(long, value_delimiter = ',', default_value = "h2d,d2h")]
+    pub direction: Vec<Direction>,
+    /// Host memory, comma-separated: pinned (page-locked), pageable.
+    #[arg(long, value_delimiter = ',', default_value = "pinned")]
+    pub memory: Vec<HostMemory>,
+    /// Implementations: `default` (the copy engine and the SM kernel), `all`, or names
+    /// (memcpy, kernel).
+    #[arg(long = "impl", value_delimiter = ',')]
+    pub implementation: Vec<String>,
+}
+
+impl TransferArgs {
+    fn axes(self, default_size: Option<u64>) -> Result<TransferAxes, clap::Error> {
+        Ok(TransferAxes {
+            size: merged_sizes(&self.size, default_size),
+            direction: self.direction,
+            memory: self.memory,
+            implementation: self.implementation,
+        })
+    }
+
+    fn sweep_axes(self) -> Result<TransferAxes, clap::Error> {
+        self.axes(None)
+    }
+}
+
+/// `uni` or `bidir`: one way, or both devices copying to each other at once.
+fn parse_way(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "uni" | "one-way" | "unidirectional" => Ok(false),
+        "bidir" | "both" | "bidirectional" => Ok(true),
+        _ => Err(format!("`{s}` is not a direction (uni, bidir)")),
+    }
+}
+
+/// The flags of `bench p2p` and of `sweep p2p`.
+#[derive(Args, Debug, Clone)]
+pub struct P2pArgs {
+    /// Bytes each way (as `bench transfer --size`). Default for bench: 256MiB.
+    #[arg(long, value_parser = Axis::parse_bytes)]
+    pub size: Vec<Axis>,
+    /// Who drives the copy, comma-separated: write (the source pushes), read (the destination
+    /// pulls).
+    #[arg(long, value_delimiter = ',', default_value = "write")]
+    pub op: Vec<P2pOp>,
+    /// uni (every ordered pair), bidir (every pair, both ways at once), or both.
+    #[arg(long, value_delimiter = ',', default_value = "uni", value_parser = parse_way)]
+    pub direction: Vec<bool>,
+    /// Implementations: `default` (copy engine and SM kernel), `all`, or names (memcpy,
+    /// kernel).
+    #[arg(long = "impl", value_delimiter = ',')]
+    pub implementation: Vec<String>,
+}
+
+impl P2pArgs {
+    fn axes(self, default_size: Option<u64>) -> Result<P2pAxes, clap::Error> {
+        Ok(P2pAxes {
+            size: merged_sizes(&self.size, default_size),
+            op: self.op,
+            bidirectional: self.direction,
+            implementation: self.implementation,
+        })
+    }
+
+    fn sweep_axes(self) -> Result<P2pAxes, clap::Error> {
+        self.axes(None)
+    }
+}
+
+/// The flags of `bench collective` and of `sweep collective`.
+#[derive(Args, Debug, Clone)]
+pub struct CollectiveArgs {
+    /// Message sizes as nccl-tests counts them (the all-reduce buffer, the gathered output,
+    /// ...): units, lists, `pow2:8KiB..4GiB`. Default for bench: 64MiB.
+    #[arg(long, value_parser = Axis::parse_bytes)]
+    pub size: Vec<Axis>,
+    /// Collectives, comma-separated: all_reduce, all_gather, reduce_scatter, broadcast,
+    /// all_to_all.
+    #[arg(long, value_delimiter = ',', default_value = "all_reduce")]
+    pub op: Vec<CollectiveOp>,
+    /// Dtypes, comma-separated: bf16, f16, f32.
+    #[arg(long, value_delimiter = ',', default_value = "bf16")]
+    pub dtype: Vec<DType>,
+    /// Ranks. Default: one per GPU of the run (× the processes of a world); on the CPU
+    /// backend, threads of one process.
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
+    pub ranks: u32,
+    /// Implementations: `default` (nccl on GPUs), `all`, or names.
+    #[arg(long = "impl", value_delimiter = ',')]
+    pub implementation: Vec<String>,
+}
+
+impl CollectiveArgs {
+    fn axes(self, default_size: Option<u64>) -> Result<CollectiveAxes, clap::Error> {
+        Ok(CollectiveAxes {
+            size: merged_sizes(&self.size, default_size),
+            op: self.op,
+            dtype: self.dtype,
+            ranks: self.ranks,
+            implementation: self.implementation,
+        })
+    }
+
+    fn sweep_axes(self) -> Result<CollectiveAxes, clap::Error> {
+        self.axes(None)
+    }
+}
+
+/// `bench collective` with where its processes come from.
+#[derive(Args, Debug, Clone)]
+pub struct CollectiveBench {
+    #[command(flatten)]
+    pub args: CollectiveArgs,
+    #[command(flatten)]
+    pub world: WorldFlag,
+}
+
+/// `--world`: which launcher the processes of a run come from.
+#[derive(Args, Debug, Clone)]
+pub struct WorldFlag {
+    /// For collectives, the processes of the run: `auto` (a Slurm step of several tasks, or
+    /// GPUVET_WORLD_SIZE), `single`, `slurm` or `env` (GPUVET_RANK / JOB_COMPLETION_INDEX,
+    /// GPUVET_WORLD_SIZE, GPUVET_RENDEZVOUS).
+    #[arg(long, value_enum, default_value_t = WorldChoice::Auto, env = "GPUVET_WORLD")]
+    pub world: WorldChoice,
+}
+
+/// `--world`: the domain enum gets its flag values here.
+impl clap::ValueEnum for WorldChoice {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            WorldChoice::Auto,
+            WorldChoice::Single,
+            WorldChoice::Slurm,
+            WorldChoice::Env,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
+            WorldChoice::Auto => "auto",
+            WorldChoice::Single => "single",
+            WorldChoice::Slurm => "slurm",
+            WorldChoice::Env => "env",
+        }))
     }
 }
 
@@ -397,6 +673,12 @@ macro_rules! axes_parse_as {
 axes_parse_as!(MatmulAxes, MatmulArgs, std::convert::identity);
 axes_parse_as!(AttentionAxes, AttentionArgs, std::convert::identity);
 axes_parse_as!(MemoryAxes, MemoryArgs, |c: clap::Command| c
+    .mut_arg("size", |a| a.required(true)));
+axes_parse_as!(TransferAxes, TransferArgs, |c: clap::Command| c
+    .mut_arg("size", |a| a.required(true)));
+axes_parse_as!(P2pAxes, P2pArgs, |c: clap::Command| c
+    .mut_arg("size", |a| a.required(true)));
+axes_parse_as!(CollectiveAxes, CollectiveArgs, |c: clap::Command| c
     .mut_arg("size", |a| a.required(true)));
 
 #[derive(Args, Debug)]
@@ -618,6 +900,8 @@ impl clap::ValueEnum for FleetFormat {
 pub struct SweepArgs {
     #[command(subcommand)]
     pub kind: SweepCommand,
+    #[command(flatten)]
+    pub world: WorldFlag,
 }
 
 /// What is swept. Each kind's flags are its `bench` flags (`MatmulArgs`, ...).
@@ -629,6 +913,15 @@ pub enum SweepCommand {
     Attention(AttentionAxes),
     /// Memory bandwidth over array sizes (e.g. --size pow2:1MiB..4GiB).
     Memory(MemoryAxes),
+    /// Host↔device bandwidth over sizes (e.g. --size pow2:4KiB..1GiB).
+    Transfer(TransferAxes),
+    /// GPU↔GPU bandwidth over sizes, every pair.
+    P2p(P2pAxes),
+    /// Collective bus bandwidth over message sizes (e.g. --size pow2:1MiB..4GiB).
+    Collective(CollectiveAxes),
+    /// Your own CUDA kernel over its spec's variables (e.g. --set BLOCK=64,128,256), as
+    /// `bench kernel` runs it (docs/kernels.md). Needs a GPU.
+    Kernel(KernelArgs),
 }
 
 impl From<SweepArgs> for crate::sweep::SweepKind {
@@ -637,7 +930,11 @@ impl From<SweepArgs> for crate::sweep::SweepKind {
         match a.kind {
             SweepCommand::Matmul(x) => K::new(x),
             SweepCommand::Attention(x) => K::new(x),
+            SweepCommand::Kernel(x) => K::new(x.axes()),
             SweepCommand::Memory(x) => K::new(x),
+            SweepCommand::Transfer(x) => K::new(x),
+            SweepCommand::P2p(x) => K::new(x),
+            SweepCommand::Collective(x) => K::new(x),
         }
     }
 }
@@ -860,17 +1157,36 @@ fn run(cli: Cli) -> Result<i32> {
     refuse_unused_outputs(&g, cli.command.as_ref())?;
     let opts = g.options();
     match cli.command {
-        None | Some(Command::Run) => measure(&opts, None, Vec::new(), "run", None),
+        None | Some(Command::Run) => {
+            measure(&opts, None, Vec::new(), "run", None, WorldChoice::Single)
+        }
         Some(Command::Bench(b)) => {
-            let (workloads, imps, what) = bench_workloads(b)?;
-            measure(&opts, Some(workloads), imps, &what, None)
+            let world = match &b {
+                BenchCommand::Collective(c) => c.world.world,
+                _ => WorldChoice::Single,
+            };
+            let bench = bench_workloads(b)?;
+            let req = commands::run::MeasureRequest {
+                workloads: Some(bench.workloads),
+                implementations: bench.implementations,
+                command: bench.command,
+                axis: bench.axis,
+                world,
+                user_kernels: bench.user_kernels,
+            };
+            Ok(commands::run::measure(&opts, &req)?.code)
         }
         Some(Command::Sweep(a)) => {
+            // Only a collective spans the processes of a world.
+            let world = match a.kind {
+                SweepCommand::Collective(_) => a.world.world,
+                _ => WorldChoice::Single,
+            };
             let a = crate::sweep::SweepKind::from(a);
             let workloads = crate::sweep::sweep_workloads(&a)?;
             let axis = crate::sweep::swept_axis(&a);
             let imps = a.implementations().to_vec();
-            measure(&opts, Some(workloads), imps, &a.command(), axis)
+            measure(&opts, Some(workloads), imps, &a.command(), axis, world)
         }
         Some(Command::Suite(SuiteCommand::Llm(a))) => {
             commands::run::suite_llm(&opts, &(&a.suite).into(), a.estimate_json.as_deref())
@@ -914,12 +1230,15 @@ fn measure(
     implementations: Vec<String>,
     command: &str,
     axis: Option<String>,
+    world: WorldChoice,
 ) -> Result<i32> {
     let req = commands::run::MeasureRequest {
         workloads,
         implementations,
         command: command.into(),
         axis,
+        world,
+        user_kernels: Vec::new(),
     };
     Ok(commands::run::measure(opts, &req)?.code)
 }
@@ -1122,24 +1441,74 @@ fn check_numbers(g: &Global) -> Result<()> {
     Ok(())
 }
 
-/// A bench is a sweep whose axes hold single values: each kind's axes expanded in turn. Returns
-/// the workloads, the `--impl` list and the command recorded (`bench matmul`, ...).
-fn bench_workloads(b: BenchCommand) -> Result<(Vec<Workload>, Vec<String>, String)> {
-    let axes: Vec<Box<dyn KindAxes>> = match b {
-        BenchCommand::Matmul(a) => boxed(a.axes(BLayout::Kn)),
-        BenchCommand::Attention(a) => boxed(vec![a.sweep_axes()?]),
-        BenchCommand::Memory(a) => boxed(a.bench_axes()),
+/// What a `bench` subcommand measures.
+struct Bench {
+    workloads: Vec<Workload>,
+    implementations: Vec<String>,
+    command: String,
+    axis: Option<String>,
+    /// User kernels to register as implementations, with the workload kind they implement.
+    user_kernels: Vec<(&'static str, crate::workload::kernel::UserKernel)>,
+}
+
+/// A bench is a sweep whose axes hold single values: each kind's axes expanded in turn (for
+/// `bench kernel`, one workload per `--set` combination, its first variable with several
+/// values the charts' axis).
+fn bench_workloads(b: BenchCommand) -> Result<Bench> {
+    const MIB: u64 = 1 << 20;
+    let (axes, kernel, axis): (Vec<Box<dyn KindAxes>>, _, _) = match b {
+        BenchCommand::Matmul { args, kernel } => (boxed(args.axes(BLayout::Kn)), kernel, None),
+        BenchCommand::Attention { args, kernel } => (boxed(vec![args.sweep_axes()?]), kernel, None),
+        BenchCommand::Memory { args, kernel } => (boxed(args.bench_axes()), kernel, None),
+        BenchCommand::Transfer(a) => (
+            boxed(vec![a.axes(Some(256 * MIB))?]),
+            KernelFlags::default(),
+            None,
+        ),
+        BenchCommand::P2p(a) => (
+            boxed(vec![a.axes(Some(256 * MIB))?]),
+            KernelFlags::default(),
+            None,
+        ),
+        BenchCommand::Collective(c) => (
+            boxed(vec![c.args.axes(Some(64 * MIB))?]),
+            KernelFlags::default(),
+            None,
+        ),
+        BenchCommand::Kernel(k) => {
+            let axes = k.axes();
+            let axis = axes.swept_name();
+            (boxed(vec![axes]), KernelFlags::default(), axis)
+        }
     };
     let mut workloads = Vec::new();
     for a in &axes {
         workloads.extend(a.expand()?);
     }
     let first = axes.first();
-    let imps = first
+    let mut imps = first
         .map(|a| a.implementations().to_vec())
         .unwrap_or_default();
-    let what = first.map_or("bench".into(), |a| format!("bench {}", a.kind()));
-    Ok((workloads, imps, what))
+    // The axis of the curves: a user kernel's swept variable, else the one swept axis of a
+    // single kind (the interconnect benches, given several sizes, draw bandwidth against size).
+    let axis = axis.or_else(|| match &axes[..] {
+        [one] => one.swept().map(|p| p.name().to_string()),
+        _ => None,
+    });
+    let kind = first.map_or("", |a| a.kind());
+    let user_kernels: Vec<_> = kernel.kernels()?.into_iter().map(|k| (kind, k)).collect();
+    // Without --impl, a user kernel runs beside the references and the best own kernel.
+    if imps.is_empty() && !user_kernels.is_empty() {
+        imps.push("default".into());
+        imps.extend(user_kernels.iter().map(|(_, k)| k.name.clone()));
+    }
+    Ok(Bench {
+        workloads,
+        implementations: imps,
+        command: format!("bench {kind}"),
+        axis,
+        user_kernels,
+    })
 }
 
 fn boxed<A: KindAxes + 'static>(v: Vec<A>) -> Vec<Box<dyn KindAxes>> {

@@ -219,6 +219,9 @@ pub enum AttentionPath {
     /// One fused `mma.sync` kernel with an f32 online softmax; P rounded to the input dtype in
     /// registers.
     FusedMma,
+    /// One fused Hopper kernel: `wgmma` for both products (f32 accumulate), an f32 online
+    /// softmax, P rounded to the input dtype in registers.
+    FusedWgmma,
 }
 
 /// The arithmetic one result really ran: what its inputs were converted to, the format
@@ -246,6 +249,11 @@ pub enum ComputeType {
     Attention { inputs: DType, path: AttentionPath },
     /// The mock backend: exact reference values, computed in no device format (`mock`).
     Mock,
+    /// Bytes moved as they are, nothing computed (transfers, peer copies): `bytes`.
+    Bytes,
+    /// A user's own kernel: what it computes in is its own business; the label says whose
+    /// kernel ran, on which input format where a workload gave one (`bf16 (user kernel)`).
+    User { inputs: Option<DType> },
     /// Any other label, kept verbatim.
     Other(String),
 }
@@ -293,10 +301,22 @@ impl ComputeType {
         for o in outs {
             fp8.extend([Fp8Scaling::Unit, Fp8Scaling::Unscaled].map(|s| Some((o, s))));
         }
-        let mut all = vec![ComputeType::Unrecorded, ComputeType::Mock];
+        let mut all = vec![
+            ComputeType::Unrecorded,
+            ComputeType::Mock,
+            ComputeType::Bytes,
+            ComputeType::User { inputs: None },
+        ];
         all.extend(Arith::ALL.map(ComputeType::Uniform));
         for inputs in DType::ALL {
-            for path in [AttentionPath::LibraryGemms, AttentionPath::FusedMma] {
+            all.push(ComputeType::User {
+                inputs: Some(inputs),
+            });
+            for path in [
+                AttentionPath::LibraryGemms,
+                AttentionPath::FusedMma,
+                AttentionPath::FusedWgmma,
+            ] {
                 all.push(ComputeType::Attention { inputs, path });
             }
             for accumulate in Arith::ALL {
@@ -355,8 +375,15 @@ impl fmt::Display for ComputeType {
                     f,
                     "{d} mma.sync with f32 accumulate, f32 online softmax, P in {d}"
                 ),
+                AttentionPath::FusedWgmma => write!(
+                    f,
+                    "{d} wgmma with f32 accumulate, f32 online softmax, P in {d}"
+                ),
             },
             ComputeType::Mock => f.write_str("mock"),
+            ComputeType::Bytes => f.write_str("bytes"),
+            ComputeType::User { inputs: None } => f.write_str("user kernel"),
+            ComputeType::User { inputs: Some(d) } => write!(f, "{d} (user kernel)"),
             ComputeType::Other(s) => f.write_str(s),
         }
     }
@@ -478,6 +505,7 @@ mod tests {
             "f32 (CUBLAS_COMPUTE_32F GEMMs, f32 softmax)",
             "bf16 GEMMs with f32 accumulate, f32 scores and softmax, P in bf16",
             "f16 mma.sync with f32 accumulate, f32 online softmax, P in f16",
+            "bf16 wgmma with f32 accumulate, f32 online softmax, P in bf16",
             "something newer (e8m0 scales)",
         ]);
         assert_eq!(

@@ -426,6 +426,11 @@ pub fn verification_text(r: &ResultRecord) -> String {
         return "ERROR".into();
     }
     let v = &r.verification;
+    match (v.method, v.passed) {
+        (crate::verify::VerifyMethod::Unverified, _) => return "UNVERIFIED".into(),
+        (crate::verify::VerifyMethod::Determinism, true) => return "ok (determinism)".into(),
+        _ => {}
+    }
     let word = if v.passed { "ok" } else { "FAIL" };
     if v.max_rel_error == 0.0 {
         format!("{word} (exact)")

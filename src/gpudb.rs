@@ -9,6 +9,7 @@
 use crate::backend::{DeviceInfo, Peaks};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -76,21 +77,18 @@ pub struct Expectation {
 }
 
 /// One datasheet peak.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Peak {
     /// TFLOP/s (TOP/s for int8), dense.
     pub tflops: f64,
     /// Clock the peak is computed at, when not the SKU's `peak_clock_mhz`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock_mhz: Option<f64>,
     /// Overrides the SKU's confidence for this figure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence: Option<String>,
     /// Overrides the SKU's source for this figure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Why this peak is not (or cannot be) checked against SMs × rate × clock.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exception: Option<String>,
 }
 
@@ -133,6 +131,10 @@ pub struct Sku {
     pub pcie_width: u32,
     /// NVLink links a full system gives each GPU (0 = none).
     pub nvlink_links: u32,
+    /// One NVLink link's rate each way, GB/s; by default from the compute capability
+    /// ([`nvlink_link_gbs`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvlink_link_gbs: Option<f64>,
     /// Identity fields not from a primary source: a mismatch on them is a warning only.
     #[serde(default)]
     pub unverified: Vec<String>,
@@ -166,6 +168,14 @@ impl Sku {
                 .filter_map(|d| Some((d.parse().ok()?, self.peak(d)?)))
                 .collect(),
             memory_bandwidth: Some(self.memory_bandwidth()),
+            pcie_bandwidth: crate::units::pcie_rate(self.pcie_gen, self.pcie_width),
+            nvlink_link_bandwidth: (self.nvlink_links > 0)
+                .then(|| {
+                    self.nvlink_link_gbs
+                        .or_else(|| nvlink_link_gbs(&self.compute_capability))
+                })
+                .flatten()
+                .map(|g| g * 1e9),
         }
     }
 
@@ -203,6 +213,23 @@ impl Sku {
     }
 }
 
+/// What a node of several GPUs of one SKU reaches on a collective (all-reduce bus bandwidth
+/// at large messages): the node-level expectation `validate` judges the node's collective on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeExpectation {
+    /// The SKU of every GPU of the node.
+    pub sku: String,
+    /// GPUs in the node (the collective spans all of them).
+    pub gpus: u32,
+    /// Test key (`collective.all_reduce`).
+    pub test: String,
+    /// Bus bandwidth a healthy node reaches, GB/s.
+    pub busbw_gbs: f64,
+    pub confidence: ExpectConfidence,
+    pub basis: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDb {
@@ -210,6 +237,8 @@ struct RawDb {
     arch: Vec<Arch>,
     defaults: RawDefaults,
     sku: Vec<Sku>,
+    #[serde(default)]
+    node: Vec<NodeExpectation>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,6 +254,8 @@ pub struct Database {
     /// Shares used where a SKU gives none.
     pub default_achievable: BTreeMap<String, Expectation>,
     pub skus: Vec<Sku>,
+    /// Node-level expectations by (SKU, GPU count, test).
+    pub nodes: Vec<NodeExpectation>,
 }
 
 /// Dtype names a peak or rate may be given for (those of [`crate::dtype::DType`]).
@@ -283,10 +314,19 @@ impl Database {
             }
             skus.push(s);
         }
+        for n in &raw.node {
+            if !skus.iter().any(|s| s.id == n.sku) || n.gpus < 2 || n.busbw_gbs <= 0.0 {
+                return Err(bad(format!(
+                    "node {} x{} {}: needs a known SKU, at least 2 GPUs and a positive busbw",
+                    n.sku, n.gpus, n.test
+                )));
+            }
+        }
         Ok(Database {
             arch: raw.arch,
             default_achievable: raw.defaults.achievable,
             skus,
+            nodes: raw.node,
         })
     }
 
@@ -301,6 +341,13 @@ impl Database {
                     .iter()
                     .find(|a| a.cc == cc && a.class == RateClass::Datacenter)
             })
+    }
+
+    /// The node expectation of `test` for `gpus` GPUs of SKU `sku`.
+    pub fn node(&self, sku: &str, gpus: u32, test: &str) -> Option<&NodeExpectation> {
+        self.nodes
+            .iter()
+            .find(|n| n.sku == sku && n.gpus == gpus && n.test == test)
     }
 
     pub fn by_id(&self, id: &str) -> Option<&Sku> {
@@ -393,11 +440,28 @@ pub fn ids() -> Vec<String> {
 /// for a known GPU, computed from SMs × rate × clock (and said so in `peaks.source`) for one the
 /// database does not know. Called where devices are collected into a report, so that backends
 /// need not know the database.
+///
+/// The PCIe rate is the device's own link where it reported one (its maximum generation and
+/// width: a card in a narrower slot is judged on the slot), else the SKU's.
 pub fn with_peaks(mut info: DeviceInfo) -> DeviceInfo {
     if info.peaks.is_none() {
         info.peaks = peaks_for(&info).map(|(p, _computed)| p);
     }
+    let link = crate::interconnect::topology::PcieLink::of(&info).and_then(|l| l.capability());
+    if let (Some(p), Some(rate)) = (info.peaks.as_mut(), link) {
+        p.pcie_bandwidth = Some(rate);
+    }
     info
+}
+
+/// One NVLink link's rate each way (GB/s) by compute capability: NVLink 2 (Volta), 3 (Ampere)
+/// and 4 (Hopper) run 25 GB/s per link per direction, NVLink 5 (Blackwell) 50.
+pub fn nvlink_link_gbs(cc: &str) -> Option<f64> {
+    match cc.trim() {
+        "7.0" | "8.0" | "9.0" => Some(25.0),
+        "10.0" => Some(50.0),
+        _ => None,
+    }
 }
 
 /// Peaks for a device: the database's when the SKU is known (`false`), otherwise computed from
@@ -460,6 +524,12 @@ pub fn peaks_for(info: &DeviceInfo) -> Option<(Peaks, bool)> {
             ),
             flops,
             memory_bandwidth: bandwidth,
+            pcie_bandwidth: crate::interconnect::topology::PcieLink::of(info)
+                .and_then(|l| l.capability()),
+            nvlink_link_bandwidth: (state.nvlink_active_links.unwrap_or(0) > 0)
+                .then(|| info.compute_capability.as_deref().and_then(nvlink_link_gbs))
+                .flatten()
+                .map(|g| g * 1e9),
         },
         true,
     ))

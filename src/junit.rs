@@ -4,7 +4,7 @@
 //!
 //! | source | `<testsuite>` | `<testcase>` | `<failure>` | `<error>` | `<skipped>` |
 //! |---|---|---|---|---|---|
-//! | `validate` | one per GPU | one per check (identity, absolute, peers, health, correctness) | FAIL; WARN under `--fail-on-warn` | the node could not be judged (no device tested) | the check had nothing to judge (no database entry, no peers, no telemetry) |
+//! | `validate` | one per GPU, and the node's (its links, on a node of several GPUs) | one per check (identity, absolute, peers, health, correctness; the node's `links`) | FAIL; WARN under `--fail-on-warn` | the node could not be judged (no device tested) | the check had nothing to judge (no database entry, no peers, no telemetry) |
 //! | `compare`, `--baseline` | one per comparison | one per compared result | a confirmed regression (slower, or verified before and wrong now); `ambiguous` under `--fail-on ambiguous` | a backend error in NEW where OLD ran | in one run only, or unusable on both sides |
 //!
 //! The same rule as the exit status decides a failure, so a red test and exit 1 always agree.
@@ -179,16 +179,33 @@ fn check_case(c: &Check, classname: &str, fail_on_warn: bool) -> Case {
     }
 }
 
-/// Node-level outcomes no GPU's checks carry: nothing tested (an error), a run that did not
-/// complete (a failure where it fails the exit status).
+/// Node-level outcomes no GPU's checks carry: the node's own checks (its links: a testcase
+/// each, as a GPU's checks are), nothing tested (an error), a run that did not complete (a
+/// failure where it fails the exit status).
 fn node_suite(v: &NodeVerdict, fail_on_warn: bool) -> Option<Suite> {
+    let classname = format!("gpuvet.validate.{}", class_part(&v.hostname));
+    let mut cases: Vec<Case> = v
+        .node_checks
+        .iter()
+        .map(|c| check_case(c, &format!("{classname}.node"), fail_on_warn))
+        .collect();
+    let checked: Vec<String> = v
+        .node_checks
+        .iter()
+        .flat_map(|c| c.reasons())
+        .map(|r| format!("node: {r}"))
+        .collect();
     let node_reasons: Vec<&String> = v
         .reasons
         .iter()
-        .filter(|r| !r.starts_with("GPU "))
+        .filter(|r| !r.starts_with("GPU ") && !checked.contains(r))
         .collect();
+    let mut properties = vec![("verdict".to_string(), v.verdict.name().to_string())];
+    for (test, m) in &v.node_metrics {
+        properties.push((format!("metric.{test}"), format!("{} {}", m.value, m.unit)));
+    }
     if node_reasons.is_empty() {
-        return None;
+        return (!cases.is_empty()).then(|| node_suite_of(v, properties, cases));
     }
     let message = node_reasons
         .iter()
@@ -208,24 +225,30 @@ fn node_suite(v: &NodeVerdict, fail_on_warn: bool) -> Option<Suite> {
     } else {
         Outcome::Passed
     };
-    Some(Suite {
+    cases.push(Case {
+        name: "run".into(),
+        classname,
+        outcome,
+        detail: node_reasons
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    });
+    Some(node_suite_of(v, properties, cases))
+}
+
+/// The node's suite of `cases`.
+fn node_suite_of(v: &NodeVerdict, properties: Vec<(String, String)>, cases: Vec<Case>) -> Suite {
+    Suite {
         name: format!("{} node", v.hostname),
         package: "gpuvet.validate".into(),
         hostname: Some(v.hostname.clone()),
         timestamp: Some(v.started_at.clone()),
-        properties: vec![("verdict".into(), v.verdict.name().into())],
-        cases: vec![Case {
-            name: "run".into(),
-            classname: format!("gpuvet.validate.{}", class_part(&v.hostname)),
-            outcome,
-            detail: node_reasons
-                .iter()
-                .map(|r| r.as_str())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        }],
+        properties,
+        cases,
         system_out: String::new(),
-    })
+    }
 }
 
 fn compare_case(r: &ResultComparison, fail_on: FailOn) -> Case {

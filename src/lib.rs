@@ -15,6 +15,7 @@
 //! | orchestration | [`plan`], [`runner`] | workloads → validated plan → results |
 //! | commands | [`cli`], [`commands`] | clap flags → domain options → one workflow module per command |
 //! | comparisons | [`compare`] | baselines, bootstrap verdicts, CI exports |
+//! | links and processes | [`interconnect`] | PCIe/NVLink topology, the world of processes, the rendezvous |
 //! | instance checks | [`gpudb`], [`validate`], [`stress`] | SKU database, verdicts, sustained load |
 //! | inference view | [`suite`], [`sweep`], [`plot`], [`html`] | model presets, sweeps, SVG charts, HTML report |
 
@@ -29,6 +30,7 @@ pub mod export;
 pub mod gpudb;
 pub mod html;
 pub mod inputs;
+pub mod interconnect;
 pub mod junit;
 pub mod label;
 pub mod measure;

@@ -4,10 +4,11 @@
 //! impossible shapes, unknown implementations, dtypes a device lacks, and memory needs above
 //! what is free (the message says how much).
 
-use crate::backend::{Backend, CachePolicy};
+use crate::backend::{Backend, CachePolicy, RankLayout};
 use crate::error::{Error, Result};
+use crate::interconnect::World;
 use crate::units::Bytes;
-use crate::workload::Workload;
+use crate::workload::{Placing, RankRange, Workload};
 
 /// How many bytes of buffers to rotate through, as a multiple of the last-level cache.
 const ROTATE_CACHE_MULTIPLE: u64 = 3;
@@ -28,11 +29,20 @@ pub enum ImplSelect {
     Named(Vec<String>),
     /// The first implementation each device lists (its best): what a sustained load runs.
     Best,
+    /// `Default`, and these by name (a user's kernels beside the references and the best own).
+    DefaultAnd(Vec<String>),
 }
 
 impl ImplSelect {
     pub fn parse(list: &[String]) -> ImplSelect {
-        if list.is_empty() || list.iter().any(|s| s == "default") {
+        let named: Vec<String> = list.iter().filter(|s| *s != "default").cloned().collect();
+        let special = ["all", "reference"];
+        if list.iter().any(|s| s == "default")
+            && !named.is_empty()
+            && !named.iter().any(|n| special.contains(&n.as_str()))
+        {
+            ImplSelect::DefaultAnd(named)
+        } else if list.is_empty() || list.iter().any(|s| s == "default") {
             ImplSelect::Default
         } else if list.iter().any(|s| s == "all") {
             ImplSelect::All
@@ -45,11 +55,12 @@ impl ImplSelect {
 }
 
 /// Where one plan entry runs: one device, or a set of devices that work on it together (a
-/// collective such as an all-reduce runs on a set). Indices into the opened backends, sorted and
-/// unique, never empty.
+/// collective such as an all-reduce runs on a set). Indices into the opened backends, unique,
+/// never empty; sorted, except for an ordered pair ([`Placement::ordered`]: a peer copy from
+/// the first device to the second).
 ///
 /// Serialised as a number for one device (what reports have always said: `"device": 0`) and as
-/// a list for several (`[0, 1]`).
+/// a list for several (`[0, 1]`, in the order held).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Placement(Vec<usize>);
 
@@ -67,13 +78,25 @@ impl Placement {
         (!v.is_empty()).then_some(Placement(v))
     }
 
-    /// The devices, in ascending order.
+    /// Devices in the order given (duplicates dropped): where the order means something, as
+    /// in a peer copy from the first to the second. `None` when `devices` is empty.
+    pub fn ordered(devices: impl IntoIterator<Item = usize>) -> Option<Placement> {
+        let mut v: Vec<usize> = Vec::new();
+        for d in devices {
+            if !v.contains(&d) {
+                v.push(d);
+            }
+        }
+        (!v.is_empty()).then_some(Placement(v))
+    }
+
+    /// The devices, in ascending order (or in the order of an ordered placement).
     pub fn devices(&self) -> &[usize] {
         &self.0
     }
 
-    /// The lowest device: where a single-device view (telemetry, peaks, `device` in a
-    /// record) looks.
+    /// The first device (the lowest, or an ordered pair's source): where a single-device
+    /// view (telemetry, peaks, `device` in a record) looks.
     pub fn lead(&self) -> usize {
         self.0[0]
     }
@@ -130,7 +153,8 @@ impl<'de> serde::Deserialize<'de> for Placement {
         }
         match Repr::deserialize(d)? {
             Repr::One(i) => Ok(Placement::one(i)),
-            Repr::Set(v) => Placement::set(v)
+            // As written: sets were written sorted, ordered pairs in their order.
+            Repr::Set(v) => Placement::ordered(v)
                 .ok_or_else(|| serde::de::Error::custom("a placement needs at least one device")),
         }
     }
@@ -157,8 +181,8 @@ pub struct Plan {
     pub skipped: Vec<String>,
 }
 
-/// Builds a plan. With `skip_unsupported` (suites), workloads a device has no implementation
-/// for are listed in `skipped`; otherwise that is an error.
+/// Builds a plan for a single process. With `skip_unsupported` (suites), workloads a device
+/// has no implementation for are listed in `skipped`; otherwise that is an error.
 ///
 /// A workload or implementation asked for twice (`--shape 128x128x128,128x128x128`,
 /// `--impl gemm,gemm`) is planned once, and `skipped` says so. Two results with one id would
@@ -187,69 +211,106 @@ pub fn build_without(
     skip_unsupported: bool,
     left_out: &[usize],
 ) -> Result<Plan> {
+    let world = World::single();
+    build_in(
+        workloads,
+        backends,
+        select,
+        hot,
+        skip_unsupported,
+        &world,
+        left_out,
+    )
+}
+
+/// [`build_without`] for one process of `world`: a collective is placed on this process's
+/// devices and sized for the ranks of every process; a placement touching a device in
+/// `left_out` is left out.
+pub fn build_in(
+    workloads: &[Workload],
+    backends: &[Box<dyn Backend>],
+    select: &ImplSelect,
+    hot: bool,
+    skip_unsupported: bool,
+    world: &World,
+    left_out: &[usize],
+) -> Result<Plan> {
     let mut plan = Plan::default();
     let host = HostMemoryCheck::from_env()?;
     let workloads = unique_workloads(workloads, &mut plan.skipped);
     for w in &workloads {
         w.validate()?;
-        let usable = backends
-            .iter()
-            .enumerate()
-            .filter(|(di, _)| !left_out.contains(di));
-        for (di, b) in usable {
-            let avail = b.implementations(w);
+        let targets = match targets(w, backends, world) {
+            Ok(t) => t,
+            Err(Error::Unsupported(why)) if skip_unsupported => {
+                plan.skipped.push(why);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let usable = targets
+            .into_iter()
+            .filter(|(_, p)| !p.devices().iter().any(|d| left_out.contains(d)));
+        for (w, placement) in usable {
+            let lead = backends[placement.lead()].as_ref();
+            let avail = lead.implementations(&w);
+            if let (true, ImplSelect::Named(names)) = (avail.is_empty(), select) {
+                // The backend's own reason (a user kernel on a CPU needs a GPU) beats a guess.
+                for n in names {
+                    lead.check(&w, n)?;
+                }
+            }
             if avail.is_empty() {
-                let why = format!(
-                    "{} cannot run {} (dtype {} unsupported here)",
-                    b.device().name,
-                    w.name(),
-                    w.dtype()
-                );
+                // A backend that knows why (a missing library) says so in its check.
+                let reason = lead
+                    .check(&w, "")
+                    .err()
+                    .map(|e| e.to_string())
+                    .filter(|m| !m.contains("has no implementation"));
+                let why = match reason {
+                    Some(r) => format!("{} cannot run {}: {r}", lead.device().name, w.name()),
+                    None => format!(
+                        "{} cannot run {} (dtype {} unsupported here)",
+                        lead.device().name,
+                        w.name(),
+                        w.dtype()
+                    ),
+                };
                 if skip_unsupported {
                     plan.skipped.push(why);
                     continue;
                 }
                 return Err(Error::Unsupported(why));
             }
-            let chosen: Vec<String> = match select {
-                ImplSelect::All => avail.iter().map(|i| i.name.clone()).collect(),
-                ImplSelect::Best => vec![avail[0].name.clone()],
-                ImplSelect::Reference => {
-                    let refs: Vec<String> = avail
-                        .iter()
-                        .filter(|i| i.reference)
-                        .map(|i| i.name.clone())
-                        .collect();
-                    if refs.is_empty() {
-                        vec![avail[0].name.clone()]
-                    } else {
-                        refs
-                    }
+            let chosen = choose(select, &avail, &w, lead)?;
+            let members: Vec<&dyn Backend> = placement
+                .devices()
+                .iter()
+                .map(|&d| backends[d].as_ref())
+                .collect();
+            for b in &members[1..] {
+                for imp in &chosen {
+                    b.check(&w, imp)?;
                 }
-                ImplSelect::Default => {
-                    let mut v: Vec<String> = avail
-                        .iter()
-                        .filter(|i| i.reference)
-                        .map(|i| i.name.clone())
-                        .collect();
-                    if let Some(own) = avail.iter().find(|i| !i.reference) {
-                        v.push(own.name.clone());
-                    }
-                    v
-                }
-                ImplSelect::Named(names) => {
-                    for n in names {
-                        b.check(w, n)?;
-                    }
-                    names.clone()
-                }
+            }
+            // Group work runs on one buffer set: a link copy or a collective moves its bytes
+            // over the link whatever the cache holds.
+            let sets = match w.placing() {
+                Placing::EachDevice => buffer_sets(&w, lead, hot),
+                _ => 1,
             };
-            let sets = buffer_sets(w, b.as_ref(), hot);
-            let notes = check_memory(w, b.as_ref(), sets, host)?;
+            let mut notes = Vec::new();
+            for b in &members {
+                for n in check_memory(&w, *b, sets, host)? {
+                    if !notes.contains(&n) {
+                        notes.push(n);
+                    }
+                }
+            }
             for imp in unique_names(chosen, &w.name(), &mut plan.skipped) {
                 plan.entries.push(PlanEntry {
                     workload: w.clone(),
-                    placement: Placement::one(di),
+                    placement: placement.clone(),
                     implementation: imp,
                     buffer_sets: sets,
                     notes: notes.clone(),
@@ -258,6 +319,139 @@ pub fn build_without(
         }
     }
     Ok(plan)
+}
+
+/// The implementations `select` picks from `avail` (the lead device's list).
+fn choose(
+    select: &ImplSelect,
+    avail: &[crate::backend::ImplInfo],
+    w: &Workload,
+    lead: &dyn Backend,
+) -> Result<Vec<String>> {
+    let refs = || -> Vec<String> {
+        avail
+            .iter()
+            .filter(|i| i.reference)
+            .map(|i| i.name.clone())
+            .collect()
+    };
+    Ok(match select {
+        ImplSelect::All => avail.iter().map(|i| i.name.clone()).collect(),
+        ImplSelect::Best => vec![avail[0].name.clone()],
+        ImplSelect::Reference => {
+            let r = refs();
+            if r.is_empty() {
+                vec![avail[0].name.clone()]
+            } else {
+                r
+            }
+        }
+        ImplSelect::Default => default_choice(avail),
+        ImplSelect::DefaultAnd(names) => {
+            let mut v = default_choice(avail);
+            for n in names {
+                lead.check(w, n)?;
+                if !v.contains(n) {
+                    v.push(n.clone());
+                }
+            }
+            v
+        }
+        ImplSelect::Named(names) => {
+            for n in names {
+                lead.check(w, n)?;
+            }
+            names.clone()
+        }
+    })
+}
+
+/// The (workload, placement) pairs of `w`: every device alone, every (ordered) pair, or the
+/// group of this process's devices with the workload sized for the world's ranks.
+fn targets(
+    w: &Workload,
+    backends: &[Box<dyn Backend>],
+    world: &World,
+) -> Result<Vec<(Workload, Placement)>> {
+    let n = backends.len();
+    let pairs = |ordered: bool| -> Result<Vec<(Workload, Placement)>> {
+        if n < 2 {
+            return Err(Error::unsupported(format!(
+                "{} needs two devices; this run has {n}",
+                w.name()
+            )));
+        }
+        Ok((0..n)
+            .flat_map(|a| (0..n).map(move |b| (a, b)))
+            .filter(|&(a, b)| if ordered { a != b } else { a < b })
+            .filter_map(|(a, b)| Placement::ordered([a, b]))
+            .map(|p| (w.clone(), p))
+            .collect())
+    };
+    match w.placing() {
+        Placing::EachDevice => Ok((0..n).map(|d| (w.clone(), Placement::one(d))).collect()),
+        Placing::OrderedPairs => pairs(true),
+        Placing::Pairs => pairs(false),
+        Placing::Group => Ok(vec![group(w, backends, world)?]),
+    }
+}
+
+/// A group workload on this process's devices, sized for the world: one rank per device
+/// (every process holding as many), or, on a backend whose ranks are threads, its ranks on one
+/// device.
+fn group(
+    w: &Workload,
+    backends: &[Box<dyn Backend>],
+    world: &World,
+) -> Result<(Workload, Placement)> {
+    let asked = w.ranks().unwrap_or(0);
+    let first = backends
+        .first()
+        .ok_or_else(|| Error::unsupported(format!("{} has no device to run on", w.name())))?;
+    let (ranks, local, placement) = match first.rank_layout() {
+        // Thread ranks stay inside the process: every process runs its own on its one device.
+        RankLayout::Threads { default } => {
+            let ranks = if asked == 0 { default } else { asked };
+            (ranks, None, Placement::one(0))
+        }
+        RankLayout::OnePerDevice => {
+            let devices = world.local_devices(backends.len())?;
+            let lead = &backends[devices.start];
+            let here = devices.len() as u32;
+            let total = here * world.size;
+            if asked != 0 && asked != total {
+                return Err(Error::invalid(format!(
+                    "--ranks {asked}, but {} runs one rank per device: {here} device(s) × {} \
+                     process(es) = {total}",
+                    lead.kind().name(),
+                    world.size
+                )));
+            }
+            let local = (!world.is_single()).then_some(RankRange {
+                first: world.rank * here,
+                count: here,
+            });
+            let p = Placement::set(devices.clone())
+                .ok_or_else(|| Error::unsupported(format!("{} has no device", w.name())))?;
+            (total, local, p)
+        }
+    };
+    let sized = w.with_ranks(ranks, local).unwrap_or_else(|| w.clone());
+    sized.validate()?;
+    Ok((sized, placement))
+}
+
+/// The vendor references plus the best own implementation (the first that is not one).
+fn default_choice(avail: &[crate::backend::ImplInfo]) -> Vec<String> {
+    let mut v: Vec<String> = avail
+        .iter()
+        .filter(|i| i.reference)
+        .map(|i| i.name.clone())
+        .collect();
+    if let Some(own) = avail.iter().find(|i| !i.reference) {
+        v.push(own.name.clone());
+    }
+    v
 }
 
 /// `workloads` with repeats (same id) removed, first occurrence kept; each repeat noted.

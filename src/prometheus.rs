@@ -471,13 +471,36 @@ fn verdict_states(
 }
 
 fn verdict_metrics(f: &mut TextFile, v: &NodeVerdict, gpus: &[Gpu]) {
+    let node: Labels = vec![("host", v.hostname.clone())];
     verdict_states(
         f,
         "gpuvet_node_verdict",
         "gpuvet validate's verdict on the node: 1 for the verdict reached, 0 for the others.",
-        &vec![("host", v.hostname.clone())],
+        &node,
         v.verdict,
     );
+    // The node's own checks (its links) and figures (all-reduce busbw, slowest and median pair).
+    for c in &v.node_checks {
+        let mut l = node.clone();
+        l.push(("check", c.check.name().to_string()));
+        verdict_states(
+            f,
+            "gpuvet_node_check_verdict",
+            "gpuvet validate's verdict of one check on the node (its links): 1 for the verdict reached, 0 for the others.",
+            &l,
+            c.verdict,
+        );
+    }
+    for (test, m) in &v.node_metrics {
+        let mut l = node.clone();
+        l.push(("test", test.clone()));
+        f.set(
+            "gpuvet_node_bandwidth_bytes_per_second",
+            "A node-level link figure of validate: the all-reduce's bus bandwidth, the slowest and the median GPU pair's copy.",
+            &l,
+            m.value,
+        );
+    }
     for g in &v.gpus {
         let Some(gpu) = gpus.get(g.index) else {
             continue;

@@ -9,7 +9,7 @@ use crate::measure::StopReason;
 use crate::plan::Placement;
 use crate::stats::Summary;
 use crate::verify::Verification;
-use crate::workload::{Metric, Workload};
+use crate::workload::{Metric, Roof, Workload};
 use serde::{Deserialize, Serialize};
 
 /// Major version of the JSON schema.
@@ -28,6 +28,9 @@ pub struct Report {
     /// False while the run is still going or when it was interrupted.
     #[serde(default)]
     pub complete: bool,
+    /// The processes of the run, when it was one process of several (a Slurm world).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub world: Option<crate::interconnect::WorldRecord>,
     pub results: Vec<ResultRecord>,
 }
 
@@ -176,6 +179,10 @@ pub struct ResultRecord {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The user kernel that produced the result (`bench kernel`, `--kernel`): its source and
+    /// build hashes, launch and registers, so a comparison can say when the kernel changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<crate::workload::kernel::KernelRecord>,
     /// What a dollar buys at this throughput, where the run was given a price for the device
     /// (`config.price`): TFLOP-hours (TOP-hours, TB-hours) per USD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,12 +212,38 @@ impl ResultRecord {
     }
 }
 
-/// The peak `w` is measured against: memory bandwidth for bandwidth-bound workloads, the
-/// compute peak of its dtype for the rest ([`Workload::metric`] decides).
+/// The peak `w` is measured against on a device with `peaks`: memory bandwidth for
+/// bandwidth-bound workloads, the compute peak of its dtype for the rest, the PCIe link for a
+/// host transfer ([`Workload::roof`] decides). Links between devices need the devices:
+/// [`peak_for`].
 pub fn peak_of(peaks: &Peaks, w: &Workload) -> Option<f64> {
-    match w.metric() {
-        Metric::Bytes => peaks.memory_bandwidth,
-        Metric::Flops => peaks.flops.get(&w.dtype()).copied(),
+    match w.roof() {
+        Roof::Memory => peaks.memory_bandwidth,
+        Roof::Compute(d) => peaks.flops.get(&d).copied(),
+        Roof::HostLink { ways } => peaks.pcie_bandwidth.map(|b| b * ways as f64),
+        Roof::PairLink { .. } | Roof::GroupLink => None,
+    }
+}
+
+/// The peak of `w` placed on `placement` of `devices`: [`peak_of`] of the lead device, or the
+/// link between the placement's devices (a pair's NVLink or PCIe path; a collective's slowest
+/// pair, its bus bandwidth ceiling).
+pub fn peak_for(devices: &[DeviceInfo], placement: &Placement, w: &Workload) -> Option<f64> {
+    use crate::interconnect::topology;
+    let ids = placement.devices();
+    if ids.iter().any(|&d| d >= devices.len()) {
+        return None;
+    }
+    match w.roof() {
+        Roof::PairLink { ways } => match ids {
+            [a, b] => topology::pair(devices, *a, *b)
+                .rate
+                .map(|r| r * ways as f64),
+            _ => None,
+        },
+        Roof::GroupLink if ids.len() > 1 => topology::group_rate(devices, ids),
+        Roof::GroupLink => None,
+        _ => peak_of(devices[placement.lead()].peaks.as_ref()?, w),
     }
 }
 
@@ -225,15 +258,14 @@ impl ResultRecord {
 }
 
 impl Report {
-    /// Appends a result, with its share of its device's peak filled in where the peak is known
-    /// and its price-performance where the run was given a price for the device.
+    /// Appends a result, with its share of its device's (or its devices' link's) peak filled
+    /// in where the peak is known and its price-performance where the run was given a price for
+    /// the device.
     pub fn push(&mut self, mut r: ResultRecord) {
-        let lead = r.device.lead();
-        r.peak_fraction = self
-            .devices
-            .get(lead)
-            .and_then(|d| d.peaks.as_ref())
-            .and_then(|p| r.peak_share(p));
+        r.peak_fraction = r.throughput.as_ref().and_then(|t| {
+            let peak = peak_for(&self.devices, &r.device, &r.workload)?;
+            (peak > 0.0).then(|| t.value / peak)
+        });
         // A result placed on several devices uses all of them: it is priced at their sum.
         let usd = self.config.price.as_ref().and_then(|p| {
             r.device

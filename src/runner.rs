@@ -5,16 +5,17 @@
 //! recorded with its error and no throughput. Exports are rewritten after every result, so an
 //! interrupted run keeps what finished.
 
-use crate::backend::{Backend, CachePolicy, PrepareOptions, Telemetry};
+use crate::backend::{Backend, CachePolicy, Group, PrepareOptions, Telemetry};
 use crate::env::{HostInfo, ToolInfo};
 use crate::export::Exports;
 use crate::inputs;
+use crate::interconnect::World;
 use crate::measure::{measure_observed, MeasureConfig, Phase, StopReason};
 use crate::plan::{Plan, PlanEntry};
 use crate::report::{Report, ResultRecord, RunConfig, Status, Throughput, SCHEMA_VERSION};
 use crate::tensor::Tensor;
-use crate::verify::{verify, Verification};
-use crate::workload::{Metric, Workload};
+use crate::verify::{Verification, Verify, VerifyMethod};
+use crate::workload::{Placing, Workload};
 use crate::Error;
 pub use schedule::{schedule, Devices, Done, Job, LostDevices};
 use std::path::PathBuf;
@@ -37,6 +38,8 @@ pub struct Settings {
     pub backend: crate::report::RunBackend,
     /// Fixed host and start time, for reproducible snapshots (mock runs in tests).
     pub fixed_environment: bool,
+    /// The processes of the run (a single process unless launched as a world), joined.
+    pub world: World,
 }
 
 /// A report with no results yet, describing the run about to happen.
@@ -83,6 +86,7 @@ pub fn new_report(backends: &[Box<dyn Backend>], s: &Settings) -> Report {
         },
         started_at,
         complete: false,
+        world: s.world.record(),
         results: Vec::new(),
     }
 }
@@ -97,9 +101,37 @@ pub fn execute(
     report: &mut Report,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let devices = Devices::Shared(backends);
-    let lost = LostDevices::default();
-    measure_plan(plan, devices, settings, exports, report, &lost, stop)
+    execute_sharing(
+        plan,
+        backends,
+        settings,
+        exports,
+        report,
+        &LostDevices::default(),
+        stop,
+    )
+}
+
+/// [`execute`] with the process's table of lost devices (`validate`'s link checks after its
+/// suite): entries on a device lost earlier are recorded as skipped.
+pub fn execute_sharing(
+    plan: &Plan,
+    backends: &[Box<dyn Backend>],
+    settings: &Settings,
+    exports: &Exports,
+    report: &mut Report,
+    lost: &LostDevices,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    measure_plan(
+        plan,
+        Devices::Shared(backends),
+        settings,
+        exports,
+        report,
+        lost,
+        stop,
+    )
 }
 
 /// Runs `plan` on every device at the same time: each step (one workload) starts on all
@@ -201,6 +233,7 @@ fn new_record(entry: &PlanEntry, lead: &dyn Backend) -> ResultRecord {
         effective_clock_mhz: None,
         error: None,
         notes: entry.notes.clone(),
+        kernel: None,
         price_performance: None,
     }
 }
@@ -228,14 +261,29 @@ fn run_one(
         buffer_sets: entry.buffer_sets,
         hot: s.hot,
     };
-    let mut prepared = backend.prepare(w, &entry.implementation, ins, opts)?;
-    let output = prepared.run_verify()?;
+    let mut prepared = match w.placing() {
+        Placing::EachDevice => backend.prepare(w, &entry.implementation, ins, opts)?,
+        _ => {
+            let group = Group {
+                members: bs,
+                world: &s.world,
+            };
+            backend.prepare_group(&group, w, &entry.implementation, ins, opts)?
+        }
+    };
+    let runs = w.verify_runs();
+    let outputs = if runs > 1 {
+        prepared.run_verify_repeated(runs)?
+    } else {
+        vec![prepared.run_verify()?]
+    };
     let wseed = inputs::workload_seed(s.seed, w);
-    let verification = verify(w, ins, &output, wseed);
+    let verification = w.verify_outputs(ins, &outputs, wseed);
     let mut record = new_record(entry, backend);
+    record.kernel = prepared.kernel_record();
     if let Some(dir) = &s.dump_dir {
         if s.dump_all || !verification.passed {
-            dump(dir, &record.id, ins, &output).map_err(|e| {
+            dump(dir, &record.id, ins, &outputs[0]).map_err(|e| {
                 Error::Io(std::io::Error::new(
                     e.kind(),
                     format!("writing dumps to {}: {e}", dir.display()),
@@ -248,9 +296,12 @@ fn run_one(
     record.cache = cache;
     record.notes.extend(cache_note);
     record.notes.extend(prepared.notes());
+    record.notes.extend(verification_note(&verification, runs));
     record.verification = verification;
-    if !record.verification.passed {
-        // A wrong output is never timed: its speed means nothing.
+    // A wrong output is never timed: its speed means nothing. An output the user asked not to
+    // check is timed, and stays labelled unverified (it never passes).
+    let unverified = record.verification.method == VerifyMethod::Unverified;
+    if !record.verification.passed && !unverified {
         record.status = Status::VerificationFailed;
         record.stop_reason = StopReason::VerificationFailed;
         return Ok(record);
@@ -267,12 +318,8 @@ fn run_one(
     record.status = Status::Ok;
     let t = m.summary.median_s;
     let unit = ResultRecord::unit_for(w);
-    let rate = match w.metric() {
-        Metric::Flops => w.flops() / t,
-        Metric::Bytes => w.bytes() as f64 / t,
-    };
     record.throughput = Some(Throughput {
-        value: rate,
+        value: w.rate(t),
         unit: unit.into(),
     });
     record.bandwidth = Some(Throughput {
@@ -283,6 +330,19 @@ fn run_one(
     record.stop_reason = m.stop_reason;
     record.stats = Some(m.summary);
     Ok(record)
+}
+
+/// What a reader must know about how a user kernel's output was checked.
+fn verification_note(v: &Verification, runs: usize) -> Option<String> {
+    match v.method {
+        VerifyMethod::Determinism if v.passed => Some(format!(
+            "verified by determinism only: bit-identical over {runs} runs across buffer sets and poison patterns, not checked against a reference"
+        )),
+        VerifyMethod::Unverified => Some(
+            "UNVERIFIED: the output was not checked (verify.method = \"none\"); the time is shown, the result never passes".into(),
+        ),
+        _ => None,
+    }
 }
 
 /// `<workload name>/<implementation>`: what comparisons match results by.

@@ -1,4 +1,5 @@
-//! `gpuvet sweep matmul|attention|memory`: one workload kind over axes of shapes.
+//! `gpuvet sweep matmul|attention|memory|transfer|p2p|collective|kernel`: one workload kind over
+//! axes of shapes or sizes (a user kernel: over its spec's `--set` variables).
 //!
 //! Every axis takes a comma-separated list whose items are single values, arithmetic ranges or
 //! powers of two, mixed freely: `1,16,64`, `64..1024:64` (64 to 1024 in steps of 64, both ends
@@ -11,7 +12,7 @@
 //! is a sweep whose axes hold one value each.
 
 use crate::error::{Error, Result};
-use crate::workload::{KindAxes, Param, Workload};
+use crate::workload::{KindAxes, Workload};
 
 pub use crate::workload::axis::{Axis, MAX_AXIS_VALUES, MAX_SWEEP_WORKLOADS};
 
@@ -47,7 +48,7 @@ pub fn sweep_workloads(args: &SweepKind) -> Result<Vec<Workload>> {
 /// The axis the charts put on x: the first one with more than one value (`m`, `seq`, `size`,
 /// ...), or `None` when every axis has a single value.
 pub fn swept_axis(args: &SweepKind) -> Option<String> {
-    args.0.swept().map(|p| p.name().to_string())
+    args.0.swept_name()
 }
 
 /// The named parameters of a workload, as charts label series: (`m`, `1024`), (`dtype`,
@@ -56,10 +57,10 @@ pub fn params(w: &Workload) -> Vec<(&'static str, String)> {
     w.params()
 }
 
-/// The value of a swept axis in a workload (`size` in bytes), or `None` when the workload has
-/// no such axis.
+/// The value of a swept axis in a workload (`size` in bytes, or a user kernel's `--set`
+/// variable), or `None` when the workload has no such axis.
 pub fn axis_value(w: &Workload, axis: &str) -> Option<u64> {
-    w.axis_value(axis.parse::<Param>().ok()?)
+    w.axis_value_by_name(axis)
 }
 
 #[cfg(test)]

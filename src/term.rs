@@ -80,11 +80,14 @@ pub fn results_table(report: &Report, color: bool) -> String {
     }
     t.set_header(header);
     for r in &report.results {
-        let dev = report
+        let mut dev = report
             .devices
             .get(r.device.lead())
             .map(|d| short_device(&d.name))
             .unwrap_or_default();
+        if !r.device.is_single() {
+            dev = format!("{dev} [{}]", r.device);
+        }
         let verified = verification_text(r);
         let vcell = if !color {
             Cell::new(verified)
@@ -126,6 +129,11 @@ pub fn results_table(report: &Report, color: bool) -> String {
     }
     let mut s = t.to_string();
     s.push('\n');
+    for r in &report.results {
+        if let Some(k) = &r.kernel {
+            s.push_str(&format!("{}: {}\n", r.id, k.summary()));
+        }
+    }
     for r in report.results.iter().filter(|r| !r.is_valid()) {
         let why = r
             .error

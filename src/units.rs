@@ -108,6 +108,27 @@ pub fn seconds(s: f64) -> String {
     }
 }
 
+/// Bytes per second each way of one PCIe lane of generation `gen`, after line encoding: 8b/10b
+/// for Gen 1–2, 128b/130b for Gen 3–5, 242B/256B flits for Gen 6.
+pub fn pcie_lane_rate(gen: u32) -> Option<f64> {
+    let (gt_s, efficiency) = match gen {
+        1 => (2.5, 0.8),
+        2 => (5.0, 0.8),
+        3 => (8.0, 128.0 / 130.0),
+        4 => (16.0, 128.0 / 130.0),
+        5 => (32.0, 128.0 / 130.0),
+        6 => (64.0, 242.0 / 256.0),
+        _ => return None,
+    };
+    Some(gt_s * 1e9 / 8.0 * efficiency)
+}
+
+/// A PCIe link's rate each way: lanes × the lane rate of its generation (x16 Gen5: 63.0 GB/s).
+pub fn pcie_rate(gen: u32, width: u32) -> Option<f64> {
+    (width > 0).then_some(())?;
+    Some(pcie_lane_rate(gen)? * width as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

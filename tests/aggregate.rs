@@ -88,6 +88,10 @@ fn node(host: &str, started: &str, gpus: Vec<GpuVerdict>) -> NodeVerdict {
             straggler_pct: 10.0,
         },
         gpus,
+        node_type: None,
+        node_checks: Vec::new(),
+        node_metrics: Default::default(),
+        pairs: Vec::new(),
     }
 }
 

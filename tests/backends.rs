@@ -10,10 +10,15 @@
 //! cost minutes on a 2-core host.
 
 use gpuvet::backend::{cpu::CpuBackend, mock::MockBackend, Backend, PrepareOptions};
+use gpuvet::backend::{Group, RankLayout};
 use gpuvet::dtype::DType;
 use gpuvet::inputs;
+use gpuvet::interconnect::World;
 use gpuvet::verify::verify;
-use gpuvet::workload::{AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
+use gpuvet::workload::{
+    AttentionSpec, BLayout, CollectiveOp, CollectiveSpec, Direction, HostMemory, MatmulSpec, MemOp,
+    MemorySpec, TransferSpec, Workload,
+};
 use gpuvet::Error;
 use std::io::Write;
 
@@ -139,6 +144,83 @@ fn memory_verified(b: &dyn Backend) {
     assert!(ran >= 12, "only {ran} memory runs on {}", b.device().name);
 }
 
+/// Host↔device transfers at one page, a ragged size and a megabyte, every direction, pinned
+/// and pageable.
+fn transfer_shapes() -> Vec<Workload> {
+    let mut v = Vec::new();
+    for bytes in [4096, 4096 + 12, (1 << 20) + 4] {
+        for d in Direction::ALL {
+            for m in HostMemory::ALL {
+                v.push(Workload::Transfer(TransferSpec::new(d, m, bytes)));
+            }
+        }
+    }
+    v
+}
+
+fn transfers_verified(b: &dyn Backend) {
+    let ran = verify_every_implementation(b, &transfer_shapes(), 1);
+    assert!(ran >= 18, "only {ran} transfer runs on {}", b.device().name);
+}
+
+/// Every collective on this backend alone, as a group of one device: three thread ranks on
+/// the CPU, one rank elsewhere (several devices are tests/interconnect.rs and cuda_gpu.rs).
+fn collectives_verified(b: &dyn Backend) {
+    let ranks = match b.rank_layout() {
+        RankLayout::Threads { .. } => 3,
+        RankLayout::OnePerDevice => 1,
+    };
+    let world = World::single();
+    let members = [b];
+    let group = Group {
+        members: &members,
+        world: &world,
+    };
+    let opts = PrepareOptions {
+        buffer_sets: 1,
+        hot: false,
+    };
+    let mut ran = 0;
+    for op in CollectiveOp::ALL {
+        for dtype in [DType::Bf16, DType::F16, DType::F32] {
+            let w = Workload::Collective(CollectiveSpec::new(op, dtype, 3 * 4096 + 48, ranks));
+            for imp in b.implementations(&w) {
+                let ins = inputs::generate(&w, SEED);
+                let mut p = b.prepare_group(&group, &w, &imp.name, &ins, opts).unwrap();
+                let out = p.run_verify().unwrap();
+                let v = verify(&w, &ins, &out, SEED);
+                assert!(
+                    v.passed && v.checked_elements > 0,
+                    "{} / {}: {v:?}",
+                    w.name(),
+                    imp.name
+                );
+                assert!(p.run(2).unwrap() > 0.0);
+                ran += 1;
+            }
+        }
+    }
+    if ran == 0 && b.kind() == gpuvet::backend::BackendKind::Cuda {
+        let probe = Workload::Collective(CollectiveSpec::new(
+            CollectiveOp::AllReduce,
+            DType::Bf16,
+            4096,
+            1,
+        ));
+        let why = b
+            .check(&probe, "nccl")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP cuda::collectives_as_a_group_of_one_device: {why}"
+        );
+        return;
+    }
+    assert_eq!(ran, 15, "{} collective runs on {}", ran, b.device().name);
+}
+
 fn rotated_buffer_sets_verified(b: &dyn Backend) {
     let ws = [
         matmul_shapes()[8].clone(),
@@ -196,4 +278,6 @@ on_every_backend! {
     attention_odd_shapes => attention_verified,
     memory_ragged_sizes => memory_verified,
     rotated_buffer_sets => rotated_buffer_sets_verified,
+    transfers_every_direction => transfers_verified,
+    collectives_as_a_group_of_one_device => collectives_verified,
 }

@@ -1,6 +1,9 @@
 //! End-to-end tests of the command line: every subcommand, bad inputs, exit codes, files.
 
+mod common;
+
 use assert_cmd::Command;
+use common::{read_json, words, QUICK};
 use predicates::prelude::*;
 use std::path::Path;
 
@@ -10,18 +13,6 @@ fn gpuvet() -> Command {
         .env_remove("GPUVET_BACKEND")
         .env("NO_COLOR", "1");
     c
-}
-
-/// Fast measurement settings for the real CPU backend.
-const QUICK: [&str; 6] = ["--warmup", "0", "--max-time", "0.05", "--min-samples", "2"];
-
-fn read_json(p: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
-/// A command line written as one string, split at white space (no argument here has any).
-fn words(line: &str) -> Vec<&str> {
-    line.split_whitespace().collect()
 }
 
 /// True (and says so on stderr) where this machine has an NVIDIA GPU, so that a test of the

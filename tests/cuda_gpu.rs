@@ -343,6 +343,74 @@ fn attention_flash_prefill_verified() {
     }
 }
 
+/// `flash-sm90` (FA3-style, sm_90a) on the odd shapes of the `flash` test plus the shortest
+/// prefill (9 rows) and one key: verified like every kernel, listed first among the own
+/// attention kernels on Hopper (so `--impl default` takes it), refused with a reason elsewhere.
+#[test]
+fn attention_flash_sm90_verified_or_refused() {
+    let Some(gpus) = gpus("attention_flash_sm90_verified_or_refused") else {
+        return;
+    };
+    let b = gpus[0].as_ref();
+    let hopper = b.device().compute_capability.as_deref() == Some("9.0");
+    // Both kernel variants a user meets first (bf16 hd 128, f16 hd 64) on every shape, the
+    // other two on the first half: the step's time stays inside gpu-check's budget.
+    for (i, (kv_heads, q_len, kv_len, causal)) in [
+        (8, 9, 1, false),
+        (8, 17, 17, true),
+        (4, 17, 1000, false),
+        (2, 1000, 4097, true),
+        (2, 1000, 1000, true),
+        (1, 100, 4097, false),
+        (1, 4097, 4097, true),
+        (8, 4097, 129, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let variants: &[(DType, u64)] = if i < 4 {
+            &[
+                (DType::Bf16, 128),
+                (DType::F16, 64),
+                (DType::Bf16, 64),
+                (DType::F16, 128),
+            ]
+        } else {
+            &[(DType::Bf16, 128), (DType::F16, 64)]
+        };
+        for &(dtype, head_dim) in variants {
+            let w = attn(kv_heads, q_len, kv_len, head_dim, causal, dtype);
+            let imps: Vec<String> = b.implementations(&w).into_iter().map(|i| i.name).collect();
+            if !hopper {
+                assert!(!imps.contains(&"flash-sm90".to_string()), "{imps:?}");
+                match b.check(&w, "flash-sm90") {
+                    Err(Error::Unsupported(m)) => assert!(m.contains("sm_90a"), "{m}"),
+                    other => panic!("flash-sm90 off Hopper: {other:?}"),
+                }
+                continue;
+            }
+            assert_eq!(
+                imps.get(1).map(String::as_str),
+                Some("flash-sm90"),
+                "{imps:?}"
+            );
+            check(b, &w, "flash-sm90", 2);
+        }
+    }
+    if hopper {
+        for (w, why) in [
+            (attn(2, 64, 64, 96, true, DType::Bf16), "head dims"),
+            (attn(2, 64, 64, 128, true, DType::F32), "bf16 and f16"),
+            (attn(2, 4, 64, 128, true, DType::Bf16), "flash-decode"),
+        ] {
+            match b.check(&w, "flash-sm90") {
+                Err(Error::Unsupported(m)) => assert!(m.contains(why), "{}: {m}", w.name()),
+                other => panic!("{}: expected Unsupported, got {other:?}", w.name()),
+            }
+        }
+    }
+}
+
 #[test]
 fn attention_flash_decode_verified() {
     let Some(gpus) = gpus("attention_flash_decode_verified") else {
@@ -433,6 +501,9 @@ fn own_matmul_kernels_verified_on_odd_shapes() {
         ("mma", DType::Int8),
         ("mma", DType::Fp8E4m3),
         ("mma", DType::Tf32),
+        ("wgmma", DType::Bf16),
+        ("wgmma", DType::F16),
+        ("wgmma", DType::Fp8E4m3),
     ] {
         for layout in [BLayout::Kn, BLayout::Nk] {
             for (m, n, k) in OWN_MATMUL_SHAPES {
@@ -458,6 +529,97 @@ fn own_matmul_kernels_verified_on_odd_shapes() {
     }
     // simt runs on every GPU NVRTC can target: at least its 10 variants.
     assert!(ran >= 10, "only {ran} own matmul variants ran");
+}
+
+/// The Hopper kernel on an sm_90a GPU: listed first among the own kernels (the default there),
+/// verified on shapes that make the persistent grid walk more tiles than it has CTAs, the ring
+/// wrap across tiles, every tail, padded rows, both layouts, and the decode hand-over; refused
+/// with a reason on other GPUs.
+#[test]
+fn wgmma_verified_on_hopper_and_refused_elsewhere() {
+    let Some(gpus) = gpus("wgmma_verified_on_hopper_and_refused_elsewhere") else {
+        return;
+    };
+    let b = gpus[0].as_ref();
+    let mm = |m, n, k, dtype, b_layout| {
+        Workload::Matmul(MatmulSpec {
+            m,
+            n,
+            k,
+            dtype,
+            b_layout,
+        })
+    };
+    if b.device().compute_capability.as_deref() != Some("9.0") {
+        let w = mm(256, 256, 256, DType::Bf16, BLayout::Nk);
+        match b.check(&w, "wgmma") {
+            Err(Error::Unsupported(m)) => assert!(m.contains("sm_90a"), "{m}"),
+            other => panic!("wgmma off Hopper: expected Unsupported, got {other:?}"),
+        }
+        skip::<()>(
+            "wgmma_verified_on_hopper_and_refused_elsewhere",
+            "not an sm_90a GPU (refusal checked)",
+        );
+        return;
+    }
+    let own: Vec<String> = b
+        .implementations(&mm(4096, 4096, 4096, DType::Bf16, BLayout::Nk))
+        .into_iter()
+        .filter(|i| !i.reference)
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(own.first().map(String::as_str), Some("wgmma"), "{own:?}");
+    let mut ran = 0;
+    for dtype in [DType::Bf16, DType::F16, DType::Fp8E4m3] {
+        for layout in [BLayout::Nk, BLayout::Kn] {
+            // 2048×2304 bf16: 16 × 9 = 144 tiles on 132 CTAs; K = 1000: 16 K tiles, 4 ring
+            // passes, a K tail; 65 rows: the smallest non-decode M; 33×4096: decode hand-over
+            for (m, n, k) in [
+                (2048, 2304, 1000),
+                (65, 130, 72),
+                (300, 520, 4100),
+                (33, 4096, 1024),
+            ] {
+                check(b, &mm(m, n, k, dtype, layout), "wgmma", 2);
+                ran += 1;
+            }
+        }
+    }
+    assert_eq!(ran, 24);
+}
+
+/// Decode GEMMs on the split-K path, verified (the partials are poisoned first, so a split that
+/// writes nothing fails), for every dtype the mma kernels run.
+#[test]
+fn mma_split_k_decode_verified() {
+    let Some(gpus) = gpus("mma_split_k_decode_verified") else {
+        return;
+    };
+    let b = gpus[0].as_ref();
+    let mut ran = 0;
+    for dtype in [
+        DType::Bf16,
+        DType::F16,
+        DType::Int8,
+        DType::Fp8E4m3,
+        DType::Tf32,
+    ] {
+        for (m, n, k) in [(1, 4096, 4096), (33, 1000, 3000), (64, 8192, 1032)] {
+            let w = Workload::Matmul(MatmulSpec {
+                m,
+                n,
+                k,
+                dtype,
+                b_layout: BLayout::Nk,
+            });
+            if !b.implementations(&w).iter().any(|i| i.name == "mma") {
+                continue;
+            }
+            check(b, &w, "mma", 2);
+            ran += 1;
+        }
+    }
+    assert!(ran >= 9, "only {ran} split-K runs");
 }
 
 #[test]
@@ -492,6 +654,110 @@ fn attention_flash_decode_paged_is_identical_to_contiguous() {
                         w.name()
                     );
                 }
+            }
+        }
+    }
+}
+
+/// Runs a group workload (peer copy, collective) on `members`, verifies and times it.
+fn check_group(members: &[&dyn Backend], w: &Workload, imp: &str) {
+    let world = gpuvet::interconnect::World::single();
+    let group = gpuvet::backend::Group {
+        members,
+        world: &world,
+    };
+    let ins = inputs::generate(w, 42);
+    let mut p = members[0]
+        .prepare_group(&group, w, imp, &ins, OPTS)
+        .unwrap_or_else(|e| panic!("prepare {} / {imp}: {e}", w.name()));
+    let out = p.run_verify().unwrap();
+    let v = verify(w, &ins, &out, 42);
+    assert!(v.passed, "{} / {imp}: {v:?}", w.name());
+    let t = p.run(3).unwrap();
+    eprintln!(
+        "ok {} / {imp}: {:.2} GB/s ({})",
+        w.name(),
+        w.rate(t / 3.0) / 1e9,
+        p.notes().join("; ")
+    );
+}
+
+#[test]
+fn transfers_both_ways_pinned_and_pageable_verified() {
+    let Some(gpus) = gpus("transfers_both_ways_pinned_and_pageable_verified") else {
+        return;
+    };
+    use gpuvet::workload::{Direction, HostMemory, TransferSpec};
+    let pcie = gpuvet::interconnect::topology::PcieLink::of(gpus[0].device());
+    eprintln!("PCIe: {pcie:?}");
+    let mut ran = 0;
+    for bytes in [4096 + 12, 64 << 20] {
+        for direction in Direction::ALL {
+            for memory in HostMemory::ALL {
+                let w = Workload::Transfer(TransferSpec::new(direction, memory, bytes));
+                for imp in gpus[0].implementations(&w) {
+                    check(gpus[0].as_ref(), &w, &imp.name, 2);
+                    ran += 1;
+                }
+            }
+        }
+    }
+    // memcpy everywhere, the SM kernel for pinned memory.
+    assert_eq!(ran, 2 * 3 * 3, "{ran}");
+}
+
+#[test]
+fn p2p_every_pair_verified() {
+    let Some(gpus) = gpus("p2p_every_pair_verified") else {
+        return;
+    };
+    if gpus.len() < 2 {
+        skip::<()>(
+            "p2p_every_pair_verified",
+            "needs ≥ 2 GPUs, this machine has 1",
+        );
+        return;
+    }
+    use gpuvet::workload::{P2pOp, P2pSpec};
+    let devices: Vec<_> = gpus.iter().map(|g| g.device().clone()).collect();
+    eprintln!("{}", gpuvet::interconnect::links::matrix(&devices, false));
+    for (a, b) in [(0, 1), (1, 0)] {
+        for op in P2pOp::ALL {
+            for bidir in [false, true] {
+                let w = Workload::P2p(P2pSpec::new(op, bidir, (16 << 20) + 12));
+                let members = [gpus[a].as_ref(), gpus[b].as_ref()];
+                for imp in gpus[a].implementations(&w) {
+                    check_group(&members, &w, &imp.name);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn nccl_collectives_every_op_verified() {
+    let Some(gpus) = gpus("nccl_collectives_every_op_verified") else {
+        return;
+    };
+    if let Err(why) = gpuvet::backend::cuda::nccl::nccl() {
+        skip::<()>("nccl_collectives_every_op_verified", &why);
+        return;
+    }
+    use gpuvet::workload::{CollectiveOp, CollectiveSpec};
+    let members: Vec<&dyn Backend> = gpus.iter().map(|g| g.as_ref()).collect();
+    let n = members.len() as u32;
+    if n < 2 {
+        // One rank still exercises the library, the communicator and the buffers.
+        skip::<()>(
+            "nccl_collectives_across_gpus",
+            "needs ≥ 2 GPUs, this machine has 1: running one rank only",
+        );
+    }
+    for op in CollectiveOp::ALL {
+        for dtype in [DType::Bf16, DType::F16, DType::F32] {
+            for bytes in [(1 << 20) + 6 * 64, 64 << 20] {
+                let w = Workload::Collective(CollectiveSpec::new(op, dtype, bytes, n));
+                check_group(&members, &w, "nccl");
             }
         }
     }

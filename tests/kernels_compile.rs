@@ -1,12 +1,21 @@
-//! Compiles every CUDA kernel with NVRTC to CUBIN for sm_80 (A100), sm_89 (L4/L40S/4090) and
-//! sm_90a (H100/H200), without a GPU. CI installs NVRTC with scripts/install-nvrtc.sh and sets
-//! GPUVET_REQUIRE_NVRTC=1 so that a missing NVRTC fails the run instead of skipping it.
+//! Compiles every CUDA kernel with NVRTC to CUBIN for each architecture its source lists
+//! (`Source::archs`: sm_80 A100, sm_89 L4/L40S/4090, sm_90a H100/H200; the Hopper kernels
+//! sm_90a only), without a GPU. CI installs NVRTC with scripts/install-nvrtc.sh and sets
+//! GPUVET_REQUIRE_NVRTC=1 so that a missing NVRTC fails the run instead of skipping it; it
+//! installs cuobjdump and nvdisasm with scripts/install-cuda-tools.sh and sets
+//! GPUVET_REQUIRE_SASS=1 for the SASS checks.
 
-use gpuvet::backend::cuda::kernels::{KernelId, Source};
+use gpuvet::backend::cuda::kernels::{KernelId, Source, ALL_ARCHS};
 use gpuvet::backend::cuda::{libs, nvrtc};
 use std::io::Write;
 
-const ARCHS: [&str; 3] = ["sm_80", "sm_89", "sm_90a"];
+/// Every (source, architecture) pair CI builds: the per-source lists, nothing else.
+fn targets() -> Vec<(Source, &'static str)> {
+    Source::ALL
+        .into_iter()
+        .flat_map(|s| s.archs().iter().map(move |a| (s, *a)))
+        .collect()
+}
 
 /// True when NVRTC can be used; otherwise skips visibly, or fails when it is required.
 fn nvrtc_or_skip(test: &str) -> bool {
@@ -37,39 +46,55 @@ fn every_kernel_compiles_to_cubin_for_every_target() {
     }
     let (major, minor) = nvrtc::version().expect("NVRTC version");
     eprintln!("NVRTC {major}.{minor}");
-    for arch in ARCHS {
-        for src in Source::ALL {
-            let c = nvrtc::compile_uncached(src, arch)
-                .unwrap_or_else(|e| panic!("{} for {arch}: {e}", src.file()));
-            assert_eq!(
-                &c.cubin[..4],
-                b"\x7fELF",
-                "{} for {arch} is not a CUBIN",
-                src.file()
+    for (src, arch) in targets() {
+        let c = nvrtc::compile_uncached(src, arch)
+            .unwrap_or_else(|e| panic!("{} for {arch}: {e}", src.file()));
+        assert_eq!(
+            &c.cubin[..4],
+            b"\x7fELF",
+            "{} for {arch} is not a CUBIN",
+            src.file()
+        );
+        for k in KernelId::ALL.iter().filter(|k| k.source() == src) {
+            let r = nvrtc::resources_of(&c.log, *k).unwrap_or_else(|| {
+                panic!(
+                    "ptxas reported nothing for {} on {arch}:\n{}",
+                    k.symbol(),
+                    c.log
+                )
+            });
+            eprintln!(
+                "{arch:7} {:24} {:3} registers, {} B spill stores, {} B spill loads",
+                k.id(),
+                r.registers,
+                r.spill_stores,
+                r.spill_loads
             );
-            for k in KernelId::ALL.iter().filter(|k| k.source() == src) {
-                let r = nvrtc::resources_of(&c.log, *k).unwrap_or_else(|| {
-                    panic!(
-                        "ptxas reported nothing for {} on {arch}:\n{}",
-                        k.symbol(),
-                        c.log
-                    )
-                });
-                eprintln!(
-                    "{arch:7} {:24} {:3} registers, {} B spill stores, {} B spill loads",
-                    k.id(),
-                    r.registers,
-                    r.spill_stores,
-                    r.spill_loads
-                );
-                assert!(r.registers > 0, "{} on {arch}: no register count", k.id());
-                assert_eq!(
-                    (r.spill_stores, r.spill_loads),
-                    (0, 0),
-                    "{} spills on {arch}",
-                    k.id()
-                );
-            }
+            assert!(r.registers > 0, "{} on {arch}: no register count", k.id());
+            assert_eq!(
+                (r.spill_stores, r.spill_loads),
+                (0, 0),
+                "{} spills on {arch}",
+                k.id()
+            );
+        }
+    }
+    // The portable sources build everywhere; the Hopper ones only where they are meant to.
+    assert!(Source::MatmulMma.archs() == ALL_ARCHS);
+    assert_eq!(Source::MatmulWgmma.archs(), ["sm_90a"]);
+    assert_eq!(Source::FlashFwdSm90.archs(), ["sm_90a"]);
+}
+
+#[test]
+fn a_hopper_kernel_refuses_other_architectures_with_a_reason() {
+    if !nvrtc_or_skip("a_hopper_kernel_refuses_other_architectures_with_a_reason") {
+        return;
+    }
+    for arch in ["sm_80", "sm_89"] {
+        for src in [Source::MatmulWgmma, Source::FlashFwdSm90] {
+            let e = nvrtc::compile_uncached(src, arch).unwrap_err();
+            assert!(e.to_string().contains("sm_90a only"), "{arch}: {e}");
+            assert!(!src.builds_for(arch));
         }
     }
 }
@@ -160,85 +185,116 @@ fn sass_opcodes(
     out
 }
 
-/// The SASS of the own matmul kernels: tensor-core instructions where they should be (HMMA for
-/// bf16/f16, IMMA for int8, QMMA for fp8 on sm_89; on sm_90a ptxas emulates fp8 mma.sync with
-/// conversions and HMMA) and no local memory (LDL/STL) anywhere. Needs `cuobjdump` and
-/// `nvdisasm` (pip nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm): GPUVET_CUOBJDUMP names the
-/// cuobjdump binary, nvdisasm must be on PATH or in NVDISASM_PATH; skipped visibly otherwise.
+/// The SASS instructions each kernel must contain on `arch`: tensor-core instructions where
+/// they belong (HMMA for bf16/f16/tf32 mma.sync, IMMA for int8, QMMA for fp8 on sm_89 — on
+/// sm_90a ptxas emulates fp8 mma.sync with conversions and HMMA —, HGMMA/QGMMA and UTMALDG
+/// for the wgmma + TMA kernels), or nothing beyond "no local memory".
+fn expected_sass(k: KernelId, arch: &str) -> Vec<&'static str> {
+    let sym = k.symbol();
+    if sym.starts_with("matmul_simt") {
+        vec!["FFMA"]
+    } else if sym.starts_with("gv_flash_fwd_sm90") {
+        vec!["HGMMA", "UTMALDG", "SYNCS"]
+    } else if sym.starts_with("matmul_wgmma") {
+        let mma = if sym.contains("_e4m3_") {
+            "QGMMA"
+        } else {
+            "HGMMA"
+        };
+        vec![mma, "UTMALDG", "SYNCS"]
+    } else if sym.starts_with("matmul_mma") {
+        let mma = if sym.contains("_s8_") {
+            "IMMA"
+        } else if sym.contains("_e4m3_") {
+            match arch {
+                "sm_89" => "QMMA",
+                "sm_90a" => "HMMA",
+                // sm_80 has no fp8 mma: the kernel traps and is never launched there
+                _ => "LDGSTS",
+            }
+        } else {
+            "HMMA"
+        };
+        let mut v = vec![mma, "LDGSTS"];
+        if arch != "sm_80" || !sym.contains("_e4m3_") {
+            v.push("LDSM");
+        }
+        v
+    } else if sym.starts_with("gv_flash_decode_combine") {
+        vec![]
+    } else if sym.starts_with("gv_flash") {
+        vec!["HMMA"]
+    } else {
+        vec![]
+    }
+}
+
+/// cuobjdump from GPUVET_CUOBJDUMP (nvdisasm on PATH or in NVDISASM_PATH), or why the SASS
+/// checks cannot run here; GPUVET_REQUIRE_SASS=1 (CI) turns that into a failure.
+fn cuobjdump_or_skip(test: &str) -> Option<std::ffi::OsString> {
+    if let Some(c) = std::env::var_os("GPUVET_CUOBJDUMP") {
+        return Some(c);
+    }
+    let why = "set GPUVET_CUOBJDUMP to a cuobjdump binary (scripts/install-cuda-tools.sh)";
+    if std::env::var("GPUVET_REQUIRE_SASS").as_deref() == Ok("1") {
+        panic!("GPUVET_REQUIRE_SASS=1 but {test} cannot run: {why}");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
+    None
+}
+
+/// The SASS of every kernel on every architecture it is built for: the instructions
+/// [`expected_sass`] names, and no local memory (LDL/STL: spills or stack arrays) anywhere.
 #[test]
-fn matmul_sass_uses_tensor_cores_and_no_local_memory() {
-    if !nvrtc_or_skip("matmul_sass_uses_tensor_cores_and_no_local_memory") {
+fn sass_has_the_expected_instructions_and_no_local_memory() {
+    let test = "sass_has_the_expected_instructions_and_no_local_memory";
+    if !nvrtc_or_skip(test) {
         return;
     }
-    let Some(cuobjdump) = std::env::var_os("GPUVET_CUOBJDUMP") else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP matmul_sass_uses_tensor_cores_and_no_local_memory: set GPUVET_CUOBJDUMP to a cuobjdump binary (pip nvidia-cuda-cuobjdump)"
-        );
+    let Some(cuobjdump) = cuobjdump_or_skip(test) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    for arch in ARCHS {
-        for src in [Source::MatmulSimt, Source::MatmulMma] {
-            let c = nvrtc::compile_uncached(src, arch).unwrap();
-            let path = dir.path().join(format!("{}-{arch}.cubin", src.stem()));
-            std::fs::write(&path, &c.cubin).unwrap();
-            let out = std::process::Command::new(&cuobjdump)
-                .arg("-sass")
-                .arg(&path)
-                .output()
-                .expect("run cuobjdump");
-            let sass = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success() && sass.contains("Function :"),
-                "cuobjdump failed on {} for {arch} (is nvdisasm on PATH?): {}",
-                src.file(),
-                String::from_utf8_lossy(&out.stderr)
+    let mut checked = 0;
+    for (src, arch) in targets() {
+        let c = nvrtc::compile_uncached(src, arch).unwrap();
+        let path = dir.path().join(format!("{}-{arch}.cubin", src.stem()));
+        std::fs::write(&path, &c.cubin).unwrap();
+        let out = std::process::Command::new(&cuobjdump)
+            .arg("-sass")
+            .arg(&path)
+            .output()
+            .expect("run cuobjdump");
+        let sass = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && sass.contains("Function :"),
+            "cuobjdump failed on {} for {arch} (is nvdisasm on PATH?): {}",
+            src.file(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ops = sass_opcodes(&sass);
+        for k in KernelId::ALL.iter().filter(|k| k.source() == src) {
+            let o = ops
+                .get(k.symbol())
+                .unwrap_or_else(|| panic!("{} missing from the SASS for {arch}", k.symbol()));
+            let n = |op: &str| o.get(op).copied().unwrap_or(0);
+            assert_eq!(
+                (n("LDL"), n("STL")),
+                (0, 0),
+                "{} uses local memory on {arch}",
+                k.id()
             );
-            let ops = sass_opcodes(&sass);
-            for k in KernelId::ALL.iter().filter(|k| k.source() == src) {
-                let o = ops
-                    .get(k.symbol())
-                    .unwrap_or_else(|| panic!("{} missing from the SASS for {arch}", k.symbol()));
-                let n = |op: &str| o.get(op).copied().unwrap_or(0);
-                assert_eq!(
-                    (n("LDL"), n("STL")),
-                    (0, 0),
-                    "{} uses local memory on {arch}",
-                    k.id()
-                );
-                let sym = k.symbol();
-                let want = if sym.starts_with("matmul_simt") {
-                    "FFMA"
-                } else if sym.contains("_s8_") {
-                    "IMMA"
-                } else if sym.contains("_e4m3_") {
-                    match arch {
-                        "sm_89" => "QMMA",
-                        "sm_90a" => "HMMA",
-                        // sm_80 has no fp8 mma: the kernel traps and is never launched there
-                        _ => "LDGSTS",
-                    }
-                } else {
-                    "HMMA"
-                };
-                assert!(n(want) > 0, "{} on {arch}: no {want} in {o:?}", k.id());
-                if sym.starts_with("matmul_mma") {
-                    assert!(n("LDGSTS") > 0, "{} on {arch}: no cp.async", k.id());
-                    if arch != "sm_80" || !sym.contains("_e4m3_") {
-                        assert!(n("LDSM") > 0, "{} on {arch}: no ldmatrix", k.id());
-                    }
-                }
-                eprintln!(
-                    "{arch:7} {:28} {want} {:3}  LDSM {:2}  LDGSTS {:2}",
-                    k.id(),
-                    n(want),
-                    n("LDSM"),
-                    n("LDGSTS")
-                );
+            let want = expected_sass(*k, arch);
+            for w in &want {
+                assert!(n(w) > 0, "{} on {arch}: no {w} in {o:?}", k.id());
             }
+            let shown: Vec<String> = want.iter().map(|w| format!("{w} {}", n(w))).collect();
+            eprintln!("{arch:7} {:34} {}", k.id(), shown.join("  "));
+            checked += 1;
         }
     }
+    let expected: usize = KernelId::ALL.iter().map(|k| k.source().archs().len()).sum();
+    assert_eq!(checked, expected);
 }
 
 #[test]

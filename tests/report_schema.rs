@@ -66,6 +66,10 @@ fn gpuvet() -> Command {
     c
 }
 
+fn examples() -> String {
+    root().join("examples/kernels").display().to_string()
+}
+
 fn run_json(c: &mut Command, code: i32) -> Value {
     let out = c.assert().code(code).get_output().stdout.clone();
     serde_json::from_slice(&out).expect("stdout is the report")
@@ -120,6 +124,67 @@ fn fresh_runs_match_the_schema() {
             run_json(&mut mock("bench matmul --shape 4096x4096x4096"), 2),
         ),
         ("info", run_json(&mut mock("info"), 0)),
+        (
+            "a mock node's peer copies",
+            run_json(
+                mock("bench p2p --size 1MiB --op write,read --direction uni,bidir")
+                    .env("GPUVET_MOCK_DEVICES", "4"),
+                0,
+            ),
+        ),
+        (
+            "cpu transfers",
+            run_json(
+                gpuvet().args(
+                    "--backend cpu -q --json - --warmup 0 --max-time 0.05 --min-samples 2 \
+                     bench transfer --size 1MiB --direction h2d,bidir --memory pinned,pageable"
+                        .split_whitespace(),
+                ),
+                0,
+            ),
+        ),
+        (
+            "cpu collective",
+            run_json(
+                gpuvet().args(
+                    "--backend cpu -q --json - --warmup 0 --max-time 0.05 --min-samples 2 \
+                     bench collective --op all_reduce,all_gather --size 1MiB --ranks 2"
+                        .split_whitespace(),
+                ),
+                0,
+            ),
+        ),
+        (
+            "user kernels: free-form, by determinism and by an expected file",
+            run_json(
+                &mut mock(&format!(
+                    "--warmup 0 --max-time 0.05 bench kernel --spec {}/vector_add.toml --set N=4096",
+                    examples()
+                )),
+                0,
+            ),
+        ),
+        (
+            "a user kernel from a file, verified against the expected output",
+            run_json(
+                &mut mock(&format!(
+                    "--warmup 0 --max-time 0.05 bench kernel --spec {}/saxpy.toml",
+                    examples()
+                )),
+                0,
+            ),
+        ),
+        (
+            "a user kernel as a matmul implementation, with options",
+            run_json(
+                &mut mock(&format!(
+                    "--warmup 0 --max-time 0.05 bench matmul --shape 64x64x64 --dtype bf16 \
+                     --layout nk --kernel {}/naive_gemm.toml --nvrtc-opt --use_fast_math",
+                    examples()
+                )),
+                0,
+            ),
+        ),
         ("validate", run_json(&mut mock("validate --allow-cpu"), 0)),
         (
             "cpu",

@@ -62,6 +62,7 @@ fn report(peaks: Option<Peaks>) -> Report {
         },
         started_at: "2026-01-01T00:00:00Z".into(),
         complete: true,
+        world: None,
         results: vec![],
     }
 }
@@ -106,6 +107,7 @@ fn record(w: &Workload, imp: &str, t: f64, passed: bool) -> ResultRecord {
         effective_clock_mhz: None,
         error: None,
         notes: vec![],
+        kernel: None,
         price_performance: None,
     }
 }
@@ -202,6 +204,7 @@ fn roofline_bound_by_hand() {
         source: "test".into(),
         flops,
         memory_bandwidth: Some(1e10),
+        ..Peaks::default()
     };
     let e = estimate(&args, &filled(&args, Some(peaks)));
     let qkv = e
@@ -238,6 +241,7 @@ fn roofline_bound_by_hand() {
         source: "t".into(),
         flops: f,
         memory_bandwidth: Some(1e12),
+        ..Peaks::default()
     };
     let (t, by) = gpuvet::suite::estimate::roofline_bound(&w, &p).unwrap();
     assert_eq!(by, "compute");
@@ -357,6 +361,7 @@ fn run_suite(args: &SuiteArgs, backends: &[Box<dyn Backend>]) -> Report {
         command: "suite llm".into(),
         backend: backends[0].kind().name().into(),
         fixed_environment: true,
+        world: Default::default(),
     };
     let exports = gpuvet::export::Exports::open(&[]).unwrap();
     let mut report = runner::new_report(backends, &settings);

@@ -124,6 +124,7 @@ fn record(device: usize, w: &Workload, value: f64) -> ResultRecord {
         effective_clock_mhz: Some(1965.0),
         error: None,
         notes: vec![],
+        kernel: None,
         price_performance: None,
     }
 }
@@ -176,6 +177,7 @@ fn report_of(devices: Vec<DeviceInfo>, sku: &str, scale: impl Fn(usize) -> f64) 
         },
         started_at: "2026-11-28T20:00:00Z".into(),
         complete: true,
+        world: None,
         results,
     }
 }
@@ -870,6 +872,7 @@ fn suite_runs_through_the_runner_and_is_judged() {
         command: "validate".into(),
         backend: "mock".into(),
         fixed_environment: true,
+        world: Default::default(),
     };
     let mut report = runner::new_report(&backends, &settings);
     runner::execute(

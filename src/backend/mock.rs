@@ -7,19 +7,24 @@
 //! `GPUVET_MOCK_DEVICES=N` opens N identical mock GPUs (a node of eight, say);
 //! [`MockBackend::with_device_fault`] (at preparation) and [`MockBackend::with_device_fault_after`]
 //! (mid-run) make a workload fault the device as an illegal address does on a GPU, to exercise
-//! the device-lost path.
+//! the device-lost path. User kernels (`user`: registered implementations and free-form
+//! `bench kernel` specs) are checked as far as possible without a device and never run: their
+//! output is simulated, and their results say so.
 
 use super::{
-    quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, Peaks, Prepared, Request,
-    Sustained, Telemetry,
+    quick, Backend, BackendKind, CachePolicy, DeviceInfo, DeviceState, Group, ImplInfo, NvLinkPeer,
+    NvLinkPeerKind, Peaks, Prepared, Request, Sustained, Telemetry,
 };
 use crate::dtype::{ComputeType, DType};
 use crate::error::{Error, Result};
 use crate::inputs::{TRIAD_SCALAR, WRITE_VALUE};
 use crate::tensor::{Data, Tensor};
+use crate::workload::kernel::{KernelRecord, UserKernel};
 use crate::workload::{reference, AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+mod user;
 
 /// Largest multiply-add count the mock computes (it is a test double, not a compute engine).
 const MAX_MACS: u128 = 1 << 28;
@@ -27,6 +32,14 @@ const MAX_MACS: u128 = 1 << 28;
 /// Fake rates: 100 TFLOP/s and 1 TB/s.
 const FAKE_FLOPS: f64 = 100e12;
 const FAKE_BANDWIDTH: f64 = 1e12;
+/// Fake link rates each way: a Gen5 x16 host link (50 GB/s reached), NVLink between mock
+/// GPUs (18 links reaching 360 GB/s), and the bus bandwidth of a collective.
+const FAKE_PCIE: f64 = 50e9;
+const FAKE_NVLINK: f64 = 360e9;
+const FAKE_BUS: f64 = 340e9;
+/// The variable that slows the link between two mock GPUs (`GPUVET_MOCK_SLOW_PAIR=1:2`) four
+/// times, to exercise the naming of a pair below its expectation.
+pub const SLOW_PAIR_VAR: &str = "GPUVET_MOCK_SLOW_PAIR";
 
 /// SM clock the mock reports while a run is busy.
 const BUSY_CLOCK_MHZ: f64 = 1500.0;
@@ -47,6 +60,8 @@ pub struct MockBackend {
     /// Set once the device faulted: like a real context after an illegal address, every later
     /// preparation fails with the same sticky error.
     lost: AtomicBool,
+    /// User kernels registered as implementations, by workload kind (simulated: see `user`).
+    user_kernels: Vec<(&'static str, UserKernel)>,
 }
 
 impl MockBackend {
@@ -80,6 +95,7 @@ impl MockBackend {
                     source: "mock figures for tests".into(),
                     flops,
                     memory_bandwidth: Some(2e12),
+                    ..Peaks::default()
                 }),
             },
             busy: AtomicBool::new(false),
@@ -88,16 +104,40 @@ impl MockBackend {
             device_fault: None,
             fault_after_calls: 0,
             lost: AtomicBool::new(false),
+            user_kernels: Vec::new(),
         }
     }
 
-    /// Device `index` of a node of identical mock GPUs: same name, its own index, UUID and
-    /// PCI bus id (what tells eight identical GPUs apart).
-    pub fn numbered(index: usize) -> Self {
-        let mut m = Self::new();
+    /// Device `index` of a node of `count` identical mock GPUs: same name, its own index, UUID
+    /// and PCI bus id (what tells eight identical GPUs apart), a Gen5 x16 link and 18 NVLink
+    /// links to an NVSwitch, able to map every other mock GPU: a node whose topology, peer
+    /// copies and collectives can be tested.
+    pub fn numbered(index: usize, count: usize) -> Self {
+        let mut m = MockBackend::new();
         m.info.index = index;
         m.info.uuid = Some(format!("GPU-00000000-0000-0000-0000-{index:012x}"));
-        m.info.pci_bus_id = Some(format!("00000000:{index:02x}:00.0"));
+        m.info.pci_bus_id = Some(format!("00000000:{:02x}:00.0", index + 1));
+        let state = DeviceState {
+            pcie_gen: Some(5),
+            pcie_gen_max: Some(5),
+            pcie_width: Some(16),
+            pcie_width_max: Some(16),
+            nvlink_active_links: Some(18),
+            nvlink_peers: Some(vec![
+                NvLinkPeer {
+                    kind: NvLinkPeerKind::Switch,
+                    pci_bus_id: "00000000:F0:00.0".into(),
+                };
+                18
+            ]),
+            peer_access: Some((0..count as u32).filter(|&d| d != index as u32).collect()),
+            ..DeviceState::default()
+        };
+        m.info.details.state = state;
+        if let Some(p) = m.info.peaks.as_mut() {
+            p.nvlink_link_bandwidth = Some(25e9);
+            p.pcie_bandwidth = Some(crate::units::pcie_rate(5, 16).unwrap_or(0.0));
+        }
         m
     }
 
@@ -144,6 +184,31 @@ impl MockBackend {
         Ok(hit.then_some(self.fault_after_calls))
     }
 
+    /// The prepared run of `r`: its exact output computed once, `per_iter` fake seconds a call.
+    fn run<'a>(&'a self, r: Request<'_>, per_iter: f64) -> Result<Box<dyn Prepared + 'a>> {
+        let w = r.workload;
+        let fault_in = self.arm_fault(w)?;
+        // A user kernel is checked as far as the mock can (NVRTC, PTX, limits), never run: its
+        // output is simulated and its result says so.
+        let kernel = match (w, self.user_kernel(w, Some(r.implementation)).next()) {
+            (Workload::Kernel(k), _) => Some(user::check(&k.kernel, &k.names())?),
+            (_, Some((_, k))) => Some(user::check_implementation(w, k)?),
+            _ => None,
+        };
+        let out = exact_output(w, r.inputs)?;
+        Ok(Box::new(MockRun {
+            busy: &self.busy,
+            lost: &self.lost,
+            fault_in,
+            name: w.name(),
+            out,
+            per_iter,
+            calls: 0,
+            sets: r.opts.buffer_sets,
+            kernel,
+        }))
+    }
+
     /// A mock whose SM clock drops to `mhz` while idle, as a real GPU's does (345 MHz idle vs
     /// 1980 MHz under load on an H200): for testing that clocks are read under load.
     pub fn with_idle_clock(mhz: f64) -> Self {
@@ -161,16 +226,50 @@ impl Default for MockBackend {
 }
 
 impl Backend for MockBackend {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn device(&self) -> &DeviceInfo {
         &self.info
     }
 
-    fn implementations(&self, _w: &Workload) -> Vec<ImplInfo> {
-        vec![ImplInfo::new(
+    fn implementations(&self, w: &Workload) -> Vec<ImplInfo> {
+        if let Workload::Kernel(_) = w {
+            return vec![user::free_form_info()];
+        }
+        let mut v = vec![ImplInfo::new(
             "mock",
             "exact reference output, fake clock",
             false,
-        )]
+        )];
+        v.extend(self.user_kernel(w, None).map(|(_, k)| user::info(k)));
+        v
+    }
+
+    fn check(&self, w: &Workload, imp: &str) -> Result<()> {
+        super::check_listed(self, w, imp)?;
+        match (w, self.user_kernel(w, Some(imp)).next()) {
+            (Workload::Kernel(k), _) => user::check(&k.kernel, &k.names()).map(|_| ()),
+            (_, Some((_, k))) => user::check_implementation(w, k).map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
+    fn register_user_kernel(&mut self, workload: &'static str, kernel: &UserKernel) -> Result<()> {
+        let taken = kernel.name == "mock"
+            || self
+                .user_kernels
+                .iter()
+                .any(|(w, k)| *w == workload && k.name == kernel.name);
+        if taken {
+            return Err(Error::invalid(format!(
+                "an implementation `{}` of {workload} already exists",
+                kernel.name
+            )));
+        }
+        self.user_kernels.push((workload, kernel.clone()));
+        Ok(())
     }
 
     fn free_memory(&self) -> Result<u64> {
@@ -205,20 +304,41 @@ impl Backend for MockBackend {
     }
 
     fn prepare_checked<'a>(&'a self, r: Request<'_>) -> Result<Box<dyn Prepared + 'a>> {
-        let (w, inputs, opts) = (r.workload, r.inputs, r.opts);
-        let fault_in = self.arm_fault(w)?;
-        let out = exact_output(w, inputs)?;
-        let per_iter = w.flops() / FAKE_FLOPS + w.bytes() as f64 / FAKE_BANDWIDTH + 2e-6;
-        Ok(Box::new(MockRun {
-            busy: &self.busy,
-            lost: &self.lost,
-            fault_in,
-            name: w.name(),
-            out,
-            per_iter,
-            calls: 0,
-            sets: opts.buffer_sets,
-        }))
+        let w = r.workload;
+        let per_iter = match w {
+            Workload::Transfer(t) => t.bytes() as f64 / FAKE_PCIE + 8e-6,
+            _ => w.flops() / FAKE_FLOPS + w.bytes() as f64 / FAKE_BANDWIDTH + 2e-6,
+        };
+        self.run(r, per_iter)
+    }
+
+    /// Peer copies between mock GPUs and collectives over them, computed exactly; timed from
+    /// the fake link rates (a pair named by `GPUVET_MOCK_SLOW_PAIR` four times slower).
+    fn prepare_group_checked<'a>(
+        &'a self,
+        group: &Group<'a>,
+        r: Request<'_>,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        let w = r.workload;
+        let members = group.members_as::<MockBackend>(&w.name())?;
+        let per_iter = match w {
+            Workload::P2p(p) => {
+                let pair: Vec<usize> = members.iter().map(|m| m.info.index).collect();
+                let slow = slow_pair().is_some_and(|(a, b)| pair.contains(&a) && pair.contains(&b));
+                p.bytes() as f64 / FAKE_NVLINK * if slow { 4.0 } else { 1.0 } + 5e-6
+            }
+            Workload::Collective(c) => {
+                if c.local.is_some() {
+                    return Err(Error::unsupported(
+                        "the mock computes collectives of one process only",
+                    ));
+                }
+                c.bytes() as f64 * c.bus_factor().max(1.0 / c.ranks.max(1) as f64) / FAKE_BUS
+                    + 10e-6
+            }
+            _ => return self.prepare_checked(r),
+        };
+        self.run(r, per_iter)
     }
 
     fn telemetry(&self) -> Option<Telemetry> {
@@ -238,6 +358,19 @@ impl Backend for MockBackend {
     }
 }
 
+impl MockBackend {
+    /// The registered user kernels that implement `w`'s kind (named `imp`, when given).
+    fn user_kernel<'s>(
+        &'s self,
+        w: &'s Workload,
+        imp: Option<&'s str>,
+    ) -> impl Iterator<Item = &'s (&'static str, UserKernel)> + 's {
+        self.user_kernels
+            .iter()
+            .filter(move |(kind, k)| *kind == w.kind() && imp.is_none_or(|i| i == k.name))
+    }
+}
+
 struct MockRun<'a> {
     busy: &'a AtomicBool,
     /// The device's lost flag: set by a fault, checked by every call.
@@ -251,6 +384,8 @@ struct MockRun<'a> {
     per_iter: f64,
     calls: u64,
     sets: usize,
+    /// The check of the user kernel this run stands in for.
+    kernel: Option<user::Checked>,
 }
 
 impl Drop for MockRun<'_> {
@@ -297,6 +432,22 @@ impl Prepared for MockRun<'_> {
             CachePolicy::Single
         }
     }
+
+    /// With `GPUVET_MOCK_FAULT` naming the workload, every run after the first differs from it
+    /// (what a racy kernel does to a determinism check).
+    fn run_verify_repeated(&mut self, runs: usize) -> Result<Vec<Tensor>> {
+        let first = self.run_verify().map(|_| self.out.clone())?;
+        let rest = (1..runs).map(|_| self.run_verify());
+        std::iter::once(Ok(first)).chain(rest).collect()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.kernel.iter().flat_map(|c| c.notes.clone()).collect()
+    }
+
+    fn kernel_record(&self) -> Option<KernelRecord> {
+        self.kernel.as_ref().map(|c| c.record.clone())
+    }
 }
 
 /// The sticky error every call on a faulted mock device returns, as a CUDA context does after
@@ -324,8 +475,26 @@ fn corrupt(t: &mut Tensor) {
     }
 }
 
-/// The exact output of `w` on `inputs`, from the f64 references: what the mock "computes".
-/// The one place the mock names each workload kind. Refuses work beyond [`MAX_MACS`]
+/// The pair `GPUVET_MOCK_SLOW_PAIR` (`a:b`) names, if any.
+fn slow_pair() -> Option<(usize, usize)> {
+    let v = std::env::var(SLOW_PAIR_VAR).ok()?;
+    let (a, b) = v.split_once(':')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+/// What landed: the inputs laid end to end (a transfer or a peer copy that lost nothing).
+fn landed(inputs: &[Tensor]) -> Tensor {
+    let v: Vec<f32> = inputs.iter().flat_map(|t| t.to_f32()).collect();
+    Tensor {
+        name: "landed".into(),
+        shape: vec![v.len()],
+        data: Data::F32(v),
+    }
+}
+
+/// The exact output of `w` on `inputs`, from the f64 references: what the mock "computes" (for
+/// a free-form user kernel, which has no reference, its simulated output: `user`). The one
+/// place the mock names each workload kind. Refuses work beyond [`MAX_MACS`]
 /// multiply-adds (or elements): it is a test double, not a compute engine.
 fn exact_output(w: &Workload, inputs: &[Tensor]) -> Result<Tensor> {
     let within = |macs: u128| -> Result<()> {
@@ -338,6 +507,19 @@ fn exact_output(w: &Workload, inputs: &[Tensor]) -> Result<Tensor> {
         Ok(())
     };
     Ok(match w {
+        Workload::Transfer(t) => {
+            within(t.words() as u128)?;
+            landed(inputs)
+        }
+        Workload::P2p(p) => {
+            within(p.words() as u128)?;
+            landed(inputs)
+        }
+        Workload::Collective(c) => {
+            within(c.elements() as u128 * c.ranks as u128)?;
+            let v = crate::workload::collective::reference(c, inputs);
+            Tensor::from_f32("recv", vec![v.len()], c.dtype, &v)
+        }
         Workload::Matmul(m) => {
             within(m.m as u128 * m.n as u128 * m.k as u128)?;
             matmul_output(m, inputs)
@@ -349,6 +531,10 @@ fn exact_output(w: &Workload, inputs: &[Tensor]) -> Result<Tensor> {
         Workload::Memory(m) => {
             within(m.elements() as u128)?;
             memory_output(m, inputs)
+        }
+        Workload::Kernel(k) => {
+            within(k.output().elements() as u128)?;
+            user::simulated_output(k)
         }
     })
 }

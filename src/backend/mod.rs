@@ -13,10 +13,11 @@ pub mod mock;
 pub mod state;
 
 pub use details::{CpuFacts, CudaFacts, DeviceDetails};
-pub use state::{DeviceState, ThrottleReason};
+pub use state::{DeviceState, NvLinkPeer, NvLinkPeerKind, ThrottleReason};
 
 use crate::dtype::ComputeType;
 use crate::error::Result;
+use crate::interconnect::World;
 use crate::tensor::Tensor;
 use crate::workload::Workload;
 use serde::{Deserialize, Serialize};
@@ -171,6 +172,13 @@ pub struct Peaks {
     /// Memory bandwidth in bytes/s.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_bandwidth: Option<f64>,
+    /// The PCIe link's rate each way in bytes/s after line encoding: from the link's maximum
+    /// generation and width as NVML reports them, else the SKU's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcie_bandwidth: Option<f64>,
+    /// One NVLink link's rate each way in bytes/s (25 GB/s for NVLink 2–4, 50 for NVLink 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvlink_link_bandwidth: Option<f64>,
 }
 
 /// A snapshot of the device's state, taken before and after each result.
@@ -367,6 +375,61 @@ pub trait Prepared {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// The outputs of `runs` verification runs, for checks that hold runs against each other
+    /// (a user kernel's determinism check): run `i` uses buffer set `i % sets`, and its output
+    /// is poisoned with a pattern that changes from run to run, so an element the kernel left
+    /// unwritten shows as a difference. The default repeats [`Prepared::run_verify`].
+    fn run_verify_repeated(&mut self, runs: usize) -> Result<Vec<Tensor>> {
+        (0..runs).map(|_| self.run_verify()).collect()
+    }
+
+    /// What the result should record about a user kernel it ran (source hash, build, launch,
+    /// registers); `None` for gpuvet's own implementations.
+    fn kernel_record(&self) -> Option<crate::workload::kernel::KernelRecord> {
+        None
+    }
+}
+
+/// The devices a group workload (a peer copy, a collective) runs on, handed to the first of
+/// them by [`Backend::prepare_group`]: the seam that lets a backend set up work spanning
+/// several of its devices (peer mappings, one communicator per device) and, for a collective,
+/// the other processes of the run.
+pub struct Group<'g> {
+    /// The backends of the placement in placement order; the one preparing is `members[0]`
+    /// (a peer copy: the source first).
+    pub members: &'g [&'g dyn Backend],
+    /// The processes of the run: a single process unless it was launched as a world (Slurm).
+    pub world: &'g World,
+}
+
+impl<'g> Group<'g> {
+    /// The member backends as the concrete type `B`, or an error naming the one that is not
+    /// (a group never mixes backends; this is the check that it does not).
+    pub fn members_as<B: 'static>(&self, what: &str) -> Result<Vec<&'g B>> {
+        self.members
+            .iter()
+            .map(|&m| {
+                m.as_any().downcast_ref::<B>().ok_or_else(|| {
+                    crate::Error::unsupported(format!(
+                        "{what} spans devices of different backends ({} is {})",
+                        m.device().name,
+                        m.kind().name()
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+/// How a collective's ranks sit on a backend's devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RankLayout {
+    /// One rank per device (GPUs, the mock): the collective is placed on the run's devices.
+    OnePerDevice,
+    /// Every rank a thread of one device (the CPU): placed on that device, `default` ranks
+    /// unless asked for another count.
+    Threads { default: u32 },
 }
 
 /// A preparation [`Backend::prepare`] has validated and checked: what a backend builds in
@@ -379,10 +442,35 @@ pub struct Request<'r> {
     pub opts: PrepareOptions,
 }
 
+impl<'r> Request<'r> {
+    /// The request once `workload` is valid and `implementation` can run it on `b`: what both
+    /// preparation seams (one device, a group) do first.
+    fn checked<B: Backend + ?Sized>(
+        b: &B,
+        workload: &'r Workload,
+        implementation: &'r str,
+        inputs: &'r [Tensor],
+        opts: PrepareOptions,
+    ) -> Result<Request<'r>> {
+        workload.validate()?;
+        b.check(workload, implementation)?;
+        Ok(Request {
+            workload,
+            implementation,
+            inputs,
+            opts,
+        })
+    }
+}
+
 /// One device able to run workloads.
 pub trait Backend: Send {
     /// What the device is; its `backend` is this backend's kind.
     fn device(&self) -> &DeviceInfo;
+
+    /// The backend as `Any`, so a group's members can be taken back as the backend's own type
+    /// ([`Group::members_as`]): every implementation returns `self`.
+    fn as_any(&self) -> &dyn std::any::Any;
 
     /// The backend's kind, as its device records it (every backend sets it when it opens).
     fn kind(&self) -> BackendKind {
@@ -396,26 +484,19 @@ pub trait Backend: Send {
 
     /// Why `w` cannot run with `imp`, or `Ok` when it can. Called while the plan is validated.
     fn check(&self, w: &Workload, imp: &str) -> Result<()> {
-        if self.implementations(w).iter().any(|i| i.name == imp) {
-            Ok(())
-        } else {
-            let have: Vec<String> = self
-                .implementations(w)
-                .into_iter()
-                .map(|i| i.name)
-                .collect();
-            Err(crate::Error::unsupported(format!(
-                "{} has no implementation `{imp}` of {} on {}{}",
-                self.kind().name(),
-                w.name(),
-                self.device().name,
-                if have.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (available: {})", have.join(", "))
-                }
-            )))
-        }
+        check_listed(self, w, imp)
+    }
+
+    /// Adds a user's CUDA kernel as one more implementation of the `workload` kind (`matmul`,
+    /// `attention`, `memory`), checked, prepared and verified like the built-in ones. Only a
+    /// GPU (or the mock standing in for one) can: the default refuses with [`needs_gpu`].
+    fn register_user_kernel(
+        &mut self,
+        workload: &'static str,
+        kernel: &crate::workload::kernel::UserKernel,
+    ) -> Result<()> {
+        let _ = (workload, kernel);
+        Err(needs_gpu(self.kind()))
     }
 
     /// Bytes of memory free for buffers right now.
@@ -472,18 +553,54 @@ pub trait Backend: Send {
         inputs: &[Tensor],
         opts: PrepareOptions,
     ) -> Result<Box<dyn Prepared + 'a>> {
-        w.validate()?;
-        self.check(w, imp)?;
-        self.prepare_checked(Request {
-            workload: w,
-            implementation: imp,
-            inputs,
-            opts,
-        })
+        self.prepare_checked(Request::checked(self, w, imp, inputs, opts)?)
     }
 
     /// [`Backend::prepare`] after the workload was validated and the implementation checked.
     fn prepare_checked<'a>(&'a self, r: Request<'_>) -> Result<Box<dyn Prepared + 'a>>;
+
+    /// Prepares a workload placed on several devices together, or on one device as part of a
+    /// group (a collective, a peer copy): `group.members[0]` is `self`. Validates the workload
+    /// and checks the implementation once, as [`Backend::prepare`] does.
+    fn prepare_group<'a>(
+        &'a self,
+        group: &Group<'a>,
+        w: &Workload,
+        imp: &str,
+        inputs: &[Tensor],
+        opts: PrepareOptions,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        self.prepare_group_checked(group, Request::checked(self, w, imp, inputs, opts)?)
+    }
+
+    /// [`Backend::prepare_group`] after the checks. The default: this backend runs no group
+    /// workload.
+    fn prepare_group_checked<'a>(
+        &'a self,
+        group: &Group<'a>,
+        r: Request<'_>,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        let _ = group;
+        Err(crate::Error::unsupported(format!(
+            "{} runs no {} across devices",
+            self.kind().name(),
+            r.workload.kind()
+        )))
+    }
+
+    /// How a collective's ranks sit on this backend's devices.
+    fn rank_layout(&self) -> RankLayout {
+        RankLayout::OnePerDevice
+    }
+
+    /// The id rank 0 of a world of processes hands to the others: NCCL's unique id where NCCL
+    /// runs the collectives; elsewhere 128 random bytes (the exchange is still exercised).
+    fn world_id(&self) -> Result<Vec<u8>> {
+        use rand::RngCore;
+        let mut id = vec![0u8; 128];
+        rand::rng().fill_bytes(&mut id);
+        Ok(id)
+    }
 
     /// Device state now (clocks, temperature, power, throttling); `None` where unknown.
     fn telemetry(&self) -> Option<Telemetry> {
@@ -500,6 +617,33 @@ pub trait Backend: Send {
     fn notice(&self) -> Option<String> {
         None
     }
+}
+
+/// The default [`Backend::check`]: `Ok` when `imp` is among the implementations of `w`.
+pub fn check_listed<B: Backend + ?Sized>(b: &B, w: &Workload, imp: &str) -> Result<()> {
+    let have: Vec<String> = b.implementations(w).into_iter().map(|i| i.name).collect();
+    if have.iter().any(|n| n == imp) {
+        return Ok(());
+    }
+    Err(crate::Error::unsupported(format!(
+        "{} has no implementation `{imp}` of {} on {}{}",
+        b.kind().name(),
+        w.name(),
+        b.device().name,
+        if have.is_empty() {
+            String::new()
+        } else {
+            format!(" (available: {})", have.join(", "))
+        }
+    )))
+}
+
+/// Why a user's CUDA kernel cannot run on a backend of `kind`.
+pub fn needs_gpu(kind: BackendKind) -> crate::Error {
+    crate::Error::Unsupported(format!(
+        "user CUDA kernels need a GPU: `bench kernel` and `--kernel` run on the cuda backend, and this run is on the {} backend (asked for, or --backend auto found no usable NVIDIA GPU)",
+        kind.name()
+    ))
 }
 
 /// Which backend the user asked for.
@@ -548,9 +692,12 @@ pub fn open(choice: BackendChoice, threads: usize) -> Result<Opened> {
             notice: None,
         }),
         BackendChoice::Mock => Ok(Opened {
-            backends: (0..mock_devices()?)
-                .map(|i| Box::new(mock::MockBackend::numbered(i)) as Box<dyn Backend>)
-                .collect(),
+            backends: {
+                let n = mock_devices()?;
+                (0..n)
+                    .map(|i| Box::new(mock::MockBackend::numbered(i, n)) as Box<dyn Backend>)
+                    .collect()
+            },
             notice: None,
         }),
         BackendChoice::Cuda => {

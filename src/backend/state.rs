@@ -120,6 +120,36 @@ pub struct DeviceState {
     /// Number of NVLink links in the active state (0 on PCIe-only boards).
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
     pub nvlink_active_links: Option<u32>,
+    /// What each active NVLink link reaches (a GPU, or an NVSwitch), in link order: the
+    /// topology matrix is built from these.
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "peers")]
+    pub nvlink_peers: Option<Vec<NvLinkPeer>>,
+    /// NVML's NVLink version code of the first active link (`nvmlNvlinkVersion_t`), as read.
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    pub nvlink_version: Option<u32>,
+    /// Devices (indices of the run) this device can map directly (`cuDeviceCanAccessPeer`).
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "indices")]
+    pub peer_access: Option<Vec<u32>>,
+}
+
+/// What one NVLink link of a GPU is connected to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NvLinkPeer {
+    pub kind: NvLinkPeerKind,
+    /// PCI bus id of the far end, as NVML reports it (`00000000:1B:00.0`).
+    pub pci_bus_id: String,
+}
+
+/// The far end of an NVLink link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NvLinkPeerKind {
+    /// Another GPU, directly.
+    Gpu,
+    /// An NVSwitch: the link reaches every GPU on the same switches.
+    Switch,
+    /// Anything else (an IBM NPU, or a type NVML did not say).
+    Other,
 }
 
 impl DeviceState {
@@ -313,6 +343,31 @@ fn reasons<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<ThrottleReason>
             xs.iter()
                 .filter_map(Value::as_str)
                 .map(ThrottleReason::from_report)
+                .collect(),
+        ),
+        _ => None,
+    })
+}
+
+/// NVLink peers; entries that do not read as one are dropped.
+fn peers<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<NvLinkPeer>>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Array(xs) => Some(
+            xs.into_iter()
+                .filter_map(|x| serde_json::from_value(x).ok())
+                .collect(),
+        ),
+        _ => None,
+    })
+}
+
+/// Whole numbers (device indices); entries that are not are dropped.
+fn indices<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u32>>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Array(xs) => Some(
+            xs.iter()
+                .filter_map(Value::as_u64)
+                .filter_map(|v| u32::try_from(v).ok())
                 .collect(),
         ),
         _ => None,

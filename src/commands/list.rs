@@ -34,7 +34,9 @@ pub fn list(opts: &Options, what: ListOptions) -> Result<i32> {
             .collect::<Vec<_>>()
             .join(", "),
     );
-    text.push_str("\nworkloads:  matmul (bench matmul), attention (bench attention), memory copy/read/write/triad (bench memory)\n");
+    text.push_str(
+        "\nworkloads:  matmul (bench matmul), attention (bench attention), memory copy/read/write/triad (bench memory),\n            host↔device transfers (bench transfer), GPU↔GPU copies (bench p2p), NCCL collectives (bench collective)\n",
+    );
     let opened = backend::open(opts.backend, opts.threads)?;
     if let Some(n) = &opened.notice {
         opts.notice(n);

@@ -94,6 +94,33 @@ impl Options {
             command: command.into(),
             backend: backend.into(),
             fixed_environment: self.backend == BackendChoice::Mock,
+            world: Default::default(),
+        }
+    }
+
+    /// The options of rank `rank` (> 0) of a world: every output file it writes gets
+    /// `.rank<N>` before its extension (`results.json` → `results.rank3.json`), so the
+    /// processes of one run never overwrite each other's files on a shared filesystem; rank 0
+    /// keeps the names as given. Stdout targets (`-`) stay.
+    pub fn for_rank(&self, rank: u32) -> Options {
+        let file = |p: &Option<String>| p.as_ref().map(|p| ranked(p, rank));
+        Options {
+            json: file(&self.json),
+            csv: file(&self.csv),
+            markdown: file(&self.markdown),
+            plot: self
+                .plot
+                .as_ref()
+                .map(|d| PathBuf::from(ranked(&d.to_string_lossy(), rank))),
+            export: self
+                .export
+                .iter()
+                .map(|e| match e.split_once(':') {
+                    Some((f, p)) => format!("{f}:{}", ranked(p, rank)),
+                    None => e.clone(),
+                })
+                .collect(),
+            ..self.clone()
         }
     }
 
@@ -120,6 +147,25 @@ impl Options {
     /// A notice on stderr unless `--quiet`.
     pub fn notice(&self, msg: &str) {
         crate::term::notice(self.quiet, msg);
+    }
+}
+
+/// `results.json` → `results.rank3.json`; `-` (stdout) stays.
+fn ranked(path: &str, rank: u32) -> String {
+    if path == "-" {
+        return path.into();
+    }
+    let p = Path::new(path);
+    match (p.file_stem(), p.extension()) {
+        (Some(stem), Some(ext)) => p
+            .with_file_name(format!(
+                "{}.rank{rank}.{}",
+                stem.to_string_lossy(),
+                ext.to_string_lossy()
+            ))
+            .to_string_lossy()
+            .into_owned(),
+        _ => format!("{path}.rank{rank}"),
     }
 }
 

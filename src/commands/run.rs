@@ -5,6 +5,7 @@
 use super::{stop_on_ctrlc, write_plots, Options};
 use crate::backend;
 use crate::export::{Exporter, PrettyJson};
+use crate::interconnect::{rendezvous, World, WorldChoice};
 use crate::output::Output;
 use crate::plan::{self, ImplSelect};
 use crate::report::Report;
@@ -25,6 +26,11 @@ pub struct MeasureRequest {
     pub command: String,
     /// The swept parameter, for charts.
     pub axis: Option<String>,
+    /// Where the processes of the run come from (collectives; `Single` for everything else).
+    pub world: WorldChoice,
+    /// User kernels registered on every backend before planning, with the workload kind each
+    /// implements (`bench matmul --kernel …`).
+    pub user_kernels: Vec<(&'static str, crate::workload::kernel::UserKernel)>,
 }
 
 /// What a measuring command leaves for its caller.
@@ -37,30 +43,47 @@ pub struct Outcome {
 
 /// Runs `req` and writes every requested output.
 pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
+    let world = World::from_process(req.world)?;
+    let per_rank;
+    let opts = if world.rank > 0 {
+        per_rank = opts.for_rank(world.rank);
+        &per_rank
+    } else {
+        opts
+    };
     let exports = opts.open_exports()?;
     let extra_stdout = opts.check_fleet_targets(&exports, &[])?;
     let price = opts.price_table()?;
     let baseline_dir = check_baseline_flags(opts)?;
-    let opened = backend::open(opts.backend, opts.threads)?;
+    let mut opened = backend::open(opts.backend, opts.threads)?;
     if let Some(n) = &opened.notice {
         opts.notice(n);
+    }
+    let world = join_world(opts, world, opened.backends[0].as_ref())?;
+    for b in opened.backends.iter_mut() {
+        for (kind, k) in &req.user_kernels {
+            b.register_user_kernel(kind, k)?;
+        }
     }
     let suite = req.workloads.is_none();
     let workloads = req
         .workloads
         .clone()
         .unwrap_or_else(|| opened.backends[0].quick_suite());
-    let plan = plan::build(
+    let plan = plan::build_in(
         &workloads,
         &opened.backends,
         &ImplSelect::parse(&req.implementations),
         opts.hot,
         suite,
+        &world,
+        &[],
     )?;
     for s in &plan.skipped {
         opts.notice(&format!("skipped: {s}"));
     }
-    let settings = opts.settings(&req.command, opened.backends[0].kind());
+    let mut settings = opts.settings(&req.command, opened.backends[0].kind());
+    settings.world = world;
     let stop = stop_on_ctrlc();
     let mut report = runner::new_report(&opened.backends, &settings);
     report.config.price = price.map(|p| p.for_devices(&report.devices));
@@ -78,6 +101,11 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     output
         .human(&crate::term::results_table(&report, color))
         .context("writing to stdout")?;
+    if plan.entries.iter().any(|e| e.placement.devices().len() > 1) {
+        output
+            .human(&crate::interconnect::links::summary(&report, color))
+            .context("writing to stdout")?;
+    }
     // Every output's last write (stdout's only one); what could not be written fails the run
     // after the baselines, which do not depend on it.
     let mut unwritten = exports.finish(&report, opts.quiet);
@@ -104,6 +132,31 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
         report,
         output,
     })
+}
+
+/// Joins the other processes of `world` (rank 0 hands out the lead backend's id); a single
+/// process is returned as it is.
+fn join_world(opts: &Options, world: World, lead: &dyn crate::backend::Backend) -> Result<World> {
+    if world.is_single() {
+        return Ok(world);
+    }
+    let at = world
+        .rendezvous
+        .as_ref()
+        .map_or_else(String::new, |r| r.to_string());
+    opts.notice(&format!(
+        "rank {} of {}: joining the other processes through {at}",
+        world.rank, world.size
+    ));
+    let joined = rendezvous::join(&world, || lead.world_id(), rendezvous::timeout_from_env()?)
+        .context("joining the world of processes")?;
+    opts.notice(&format!(
+        "rank {} of {}: joined ({} hosts known)",
+        joined.rank,
+        joined.size,
+        joined.hosts.len()
+    ));
+    Ok(joined)
 }
 
 /// Says what could not be written, one error line each, and makes sure the exit status says

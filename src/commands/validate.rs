@@ -68,6 +68,33 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         &lost,
         &stop,
     )?;
+    // The links, one result at a time, into the same report.
+    if !stop.load(Ordering::Relaxed) {
+        let devices: Vec<_> = backends.iter().map(|b| b.device().clone()).collect();
+        let links = crate::validate::link_suite(&devices, a.judge.is_quick());
+        let link_plan = plan::build_without(
+            &links,
+            &backends,
+            &ImplSelect::Reference,
+            false,
+            true,
+            &lost.devices(),
+        )?;
+        for s in &link_plan.skipped {
+            opts.notice(&format!("skipped: {s}"));
+        }
+        let mut link_settings = settings.clone();
+        link_settings.measure.max_time_s = link_settings.measure.max_time_s.min(1.0);
+        runner::execute_sharing(
+            &link_plan,
+            &backends,
+            &link_settings,
+            &exports,
+            &mut report,
+            &lost,
+            &stop,
+        )?;
+    }
     let (mut inputs, backends) = match soak {
         Some(half) if !stop.load(Ordering::Relaxed) => {
             soak_stress(opts, backends, half, &lost, &stop)?

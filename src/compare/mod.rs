@@ -251,10 +251,18 @@ pub fn compare(old: &Report, new: &Report, opts: &CompareOptions) -> Comparison 
     let pairs = match_results(old, new);
     let mut results = Vec::with_capacity(pairs.len());
     let mut unnormalised = 0usize;
+    let mut kernels_changed: Vec<String> = Vec::new();
     for (o, n) in pairs {
         let row = match (o, n) {
             (Some(o), Some(n)) => {
-                let row = compare_pair(old, o, new, n, opts);
+                let mut row = compare_pair(old, o, new, n, opts);
+                if let Some(change) = kernel_change(o, n) {
+                    kernels_changed.push(o.id.clone());
+                    row.detail = Some(match row.detail.take() {
+                        Some(d) => format!("{change}; {d}"),
+                        None => change,
+                    });
+                }
                 if opts.normalize_clock && row.ratio.is_some() && row.quantity != "cycles" {
                     unnormalised += 1;
                 }
@@ -265,6 +273,12 @@ pub fn compare(old: &Report, new: &Report, opts: &CompareOptions) -> Comparison 
             (None, None) => continue,
         };
         results.push(row);
+    }
+    if !kernels_changed.is_empty() {
+        notes.push(format!(
+            "the user kernel changed between the runs (source, headers or options) for {}: its verdict compares two different kernels",
+            kernels_changed.join(", ")
+        ));
     }
     if unnormalised > 0 {
         notes.push(format!(
@@ -281,6 +295,34 @@ pub fn compare(old: &Report, new: &Report, opts: &CompareOptions) -> Comparison 
         results,
         notes,
     }
+}
+
+/// What changed in the user kernel behind a matched pair (source, or the build: headers,
+/// options, defines, NVRTC, architecture), when anything did.
+fn kernel_change(o: &ResultRecord, n: &ResultRecord) -> Option<String> {
+    let (ko, kn) = (o.kernel.as_ref()?, n.kernel.as_ref()?);
+    if ko.source_sha256 != kn.source_sha256 {
+        return Some(format!(
+            "kernel changed: {} source {} → {}",
+            kn.source, ko.source_sha256, kn.source_sha256
+        ));
+    }
+    if ko.build_sha256 != kn.build_sha256 {
+        let opts = if ko.options != kn.options {
+            format!(
+                " (options {} → {})",
+                ko.options.join(" "),
+                kn.options.join(" ")
+            )
+        } else {
+            " (headers, NVRTC or architecture)".to_string()
+        };
+        return Some(format!(
+            "kernel rebuilt differently: build {} → {}{opts}",
+            ko.build_sha256, kn.build_sha256
+        ));
+    }
+    None
 }
 
 /// Pairs OLD and NEW records; the order is OLD's, then NEW-only results in NEW's order.

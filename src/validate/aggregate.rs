@@ -2,7 +2,9 @@
 //!
 //! Per SKU, the distribution of every figure (median, min, max over the fleet's GPUs); GPUs
 //! more than a set share below their SKU's fleet median (outliers, even when each passed on its
-//! own node); and the nodes to drain (node verdict FAIL) with their reasons.
+//! own node); per node type (`8x h100-sxm`), the node-level link figures (all-reduce busbw,
+//! slowest pair) and the nodes below their type's median; and the nodes to drain (node verdict
+//! FAIL) with their reasons.
 
 use super::verdict::{median, Verdict};
 use super::{GpuVerdict, NodeVerdict};
@@ -93,6 +95,27 @@ pub struct Outlier {
     pub below_pct: f64,
 }
 
+/// A node-level figure (all-reduce busbw, slowest pair) across the nodes of one type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeTypeStats {
+    /// `8x h100-sxm`.
+    pub node_type: String,
+    pub nodes: usize,
+    pub metrics: Vec<MetricStats>,
+}
+
+/// A node well below its node type's fleet median on a node-level figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeOutlier {
+    pub host: String,
+    pub node_type: String,
+    pub metric: String,
+    pub value: f64,
+    pub unit: String,
+    pub fleet_median: f64,
+    pub below_pct: f64,
+}
+
 /// A node whose verdict says: take it out of service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Drain {
@@ -113,8 +136,14 @@ pub struct FleetSummary {
     pub nodes_fail: usize,
     pub skus: Vec<SkuStats>,
     pub outliers: Vec<Outlier>,
-    /// Hosts with at least one outlier GPU.
+    /// Hosts with at least one outlier GPU (or an outlier node-level figure).
     pub outlier_nodes: Vec<String>,
+    /// Node-level figures (the all-reduce, the pairs) per node type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_types: Vec<NodeTypeStats>,
+    /// Nodes well below their node type's median on a node-level figure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_outliers: Vec<NodeOutlier>,
     /// Nodes to drain: node verdict FAIL.
     pub drain: Vec<Drain>,
     /// Things the reader should know (duplicate hosts, ...).
@@ -300,7 +329,12 @@ pub fn summarize(verdicts: &[NodeVerdict], outlier_pct: f64) -> FleetSummary {
         });
     }
     outliers.sort_by(|a, b| b.below_pct.total_cmp(&a.below_pct));
-    let mut outlier_nodes: Vec<String> = outliers.iter().map(|o| o.host.clone()).collect();
+    let (node_types, node_outliers) = node_view(&nodes, outlier_pct);
+    let mut outlier_nodes: Vec<String> = outliers
+        .iter()
+        .map(|o| o.host.clone())
+        .chain(node_outliers.iter().map(|o| o.host.clone()))
+        .collect();
     outlier_nodes.sort();
     outlier_nodes.dedup();
     let drain = nodes
@@ -324,10 +358,64 @@ pub fn summarize(verdicts: &[NodeVerdict], outlier_pct: f64) -> FleetSummary {
         skus,
         outliers,
         outlier_nodes,
+        node_types,
+        node_outliers,
         drain,
         notes,
         lost_capacity: None,
     }
+}
+
+/// Node-level figures grouped by node type: distributions, and the nodes more than
+/// `outlier_pct` below their type's median.
+fn node_view(nodes: &[&NodeVerdict], outlier_pct: f64) -> (Vec<NodeTypeStats>, Vec<NodeOutlier>) {
+    let mut by_type: BTreeMap<&str, Vec<&NodeVerdict>> = BTreeMap::new();
+    for n in nodes.iter().filter(|n| !n.node_metrics.is_empty()) {
+        let t = n.node_type.as_deref().unwrap_or("unknown node type");
+        by_type.entry(t).or_default().push(n);
+    }
+    let mut types = Vec::new();
+    let mut outliers = Vec::new();
+    for (t, ns) in by_type {
+        let mut names: Vec<&String> = ns.iter().flat_map(|n| n.node_metrics.keys()).collect();
+        names.sort();
+        names.dedup();
+        let mut metrics = Vec::new();
+        for name in names {
+            let vals: Vec<(&str, &super::MetricValue)> = ns
+                .iter()
+                .filter_map(|n| n.node_metrics.get(name).map(|m| (n.hostname.as_str(), m)))
+                .collect();
+            let values: Vec<f64> = vals.iter().map(|v| v.1.value).collect();
+            let med = median(&values);
+            let unit = vals.first().map(|v| v.1.unit.clone()).unwrap_or_default();
+            if values.len() >= 2 && med > 0.0 {
+                for (host, m) in &vals {
+                    let below = 100.0 * (1.0 - m.value / med);
+                    if below > outlier_pct {
+                        outliers.push(NodeOutlier {
+                            host: host.to_string(),
+                            node_type: t.to_string(),
+                            metric: name.clone(),
+                            value: m.value,
+                            unit: unit.clone(),
+                            fleet_median: med,
+                            below_pct: below,
+                        });
+                    }
+                }
+            }
+            let expected: Vec<f64> = vals.iter().filter_map(|v| v.1.expected).collect();
+            metrics.push(MetricStats::of(name, unit, &values, &expected));
+        }
+        types.push(NodeTypeStats {
+            node_type: t.to_string(),
+            nodes: ns.len(),
+            metrics,
+        });
+    }
+    outliers.sort_by(|a, b| b.below_pct.total_cmp(&a.below_pct));
+    (types, outliers)
 }
 
 /// A host's GPUs, each with the host's name.
@@ -417,14 +505,22 @@ fn metric_stats(
             }
         }
     }
-    MetricStats {
-        metric: name.to_string(),
-        unit,
-        gpus: values.len(),
-        median: med,
-        min: values.iter().copied().fold(f64::INFINITY, f64::min),
-        max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        expected: (!expected.is_empty()).then(|| median(&expected)),
+    MetricStats::of(name, unit, &values, &expected)
+}
+
+impl MetricStats {
+    /// The distribution of `values` of figure `name` (one per GPU or node), with the median of
+    /// the `expected` figures those carried (none: no expectation).
+    fn of(name: &str, unit: String, values: &[f64], expected: &[f64]) -> MetricStats {
+        MetricStats {
+            metric: name.to_string(),
+            unit,
+            gpus: values.len(),
+            median: median(values),
+            min: values.iter().copied().fold(f64::INFINITY, f64::min),
+            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            expected: (!expected.is_empty()).then(|| median(expected)),
+        }
     }
 }
 
@@ -455,6 +551,37 @@ fn headline(s: &FleetSummary) -> String {
     )
 }
 
+/// A figure's distribution as table cells: name, median, min, max, expectation.
+fn stats_cells(m: &MetricStats) -> Vec<String> {
+    vec![
+        m.metric.clone(),
+        rate(m.median, &m.unit),
+        rate(m.min, &m.unit),
+        rate(m.max, &m.unit),
+        m.expected.map_or("-".into(), |e| rate(e, &m.unit)),
+    ]
+}
+
+/// The same as markdown cells, escaped, `|`-separated.
+fn stats_md(m: &MetricStats) -> String {
+    stats_cells(m)
+        .iter()
+        .map(|c| md(c))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// A row per figure of a group (a SKU, a node type), the group's `lead` cells on its first row
+/// only.
+fn grouped_rows(t: &mut comfy_table::Table, lead: &[String], metrics: &[MetricStats]) {
+    for (i, m) in metrics.iter().enumerate() {
+        let shown = lead
+            .iter()
+            .map(|c| if i == 0 { c.clone() } else { String::new() });
+        t.add_row(shown.chain(stats_cells(m)).collect::<Vec<_>>());
+    }
+}
+
 /// Terminal tables: per-SKU distributions, outliers, nodes to drain.
 pub fn render_table(s: &FleetSummary, color: bool) -> String {
     use comfy_table::{Cell, Color};
@@ -465,27 +592,12 @@ pub fn render_table(s: &FleetSummary, color: bool) -> String {
         "SKU", "GPUs", "P/W/F", "figure", "median", "min", "max", "expected",
     ]);
     for k in &s.skus {
-        for (i, m) in k.metrics.iter().enumerate() {
-            let first = i == 0;
-            t.add_row(vec![
-                Cell::new(if first { k.sku.as_str() } else { "" }),
-                Cell::new(if first {
-                    k.gpus.to_string()
-                } else {
-                    String::new()
-                }),
-                Cell::new(if first {
-                    format!("{}/{}/{}", k.pass, k.warn, k.fail)
-                } else {
-                    String::new()
-                }),
-                Cell::new(&m.metric),
-                Cell::new(rate(m.median, &m.unit)),
-                Cell::new(rate(m.min, &m.unit)),
-                Cell::new(rate(m.max, &m.unit)),
-                Cell::new(m.expected.map_or("-".into(), |e| rate(e, &m.unit))),
-            ]);
-        }
+        let lead = [
+            k.sku.clone(),
+            k.gpus.to_string(),
+            format!("{}/{}/{}", k.pass, k.warn, k.fail),
+        ];
+        grouped_rows(&mut t, &lead, &k.metrics);
         if k.metrics.is_empty() {
             t.add_row(vec![
                 k.sku.clone(),
@@ -496,6 +608,36 @@ pub fn render_table(s: &FleetSummary, color: bool) -> String {
         }
     }
     out.push_str(&format!("{t}\n"));
+    if !s.node_types.is_empty() {
+        let mut t = new();
+        t.set_header(vec![
+            "node type",
+            "nodes",
+            "figure",
+            "median",
+            "min",
+            "max",
+            "expected",
+        ]);
+        for k in &s.node_types {
+            grouped_rows(
+                &mut t,
+                &[k.node_type.clone(), k.nodes.to_string()],
+                &k.metrics,
+            );
+        }
+        out.push_str(&format!("{t}\n"));
+    }
+    for o in &s.node_outliers {
+        out.push_str(&format!(
+            "node outlier: {} ({}) {} {} is {:.1}% below the median of its node type\n",
+            o.host,
+            o.node_type,
+            o.metric,
+            rate(o.value, &o.unit),
+            o.below_pct
+        ));
+    }
     if !s.outliers.is_empty() {
         let mut t = new();
         t.set_header(vec![
@@ -548,17 +690,36 @@ pub fn render_markdown(s: &FleetSummary) -> String {
     for k in &s.skus {
         for m in &k.metrics {
             o.push_str(&format!(
-                "| {} | {} | {}/{}/{} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {}/{}/{} | {} |\n",
                 md(&k.sku),
                 k.gpus,
                 k.pass,
                 k.warn,
                 k.fail,
-                md(&m.metric),
-                rate(m.median, &m.unit),
-                rate(m.min, &m.unit),
-                rate(m.max, &m.unit),
-                m.expected.map_or("-".into(), |e| rate(e, &m.unit))
+                stats_md(m)
+            ));
+        }
+    }
+    if !s.node_types.is_empty() {
+        o.push_str("\n## Per node type (links)\n\n| node type | nodes | figure | median | min | max | expected |\n|---|---|---|---|---|---|---|\n");
+        for k in &s.node_types {
+            for m in &k.metrics {
+                o.push_str(&format!(
+                    "| {} | {} | {} |\n",
+                    md(&k.node_type),
+                    k.nodes,
+                    stats_md(m)
+                ));
+            }
+        }
+        for x in &s.node_outliers {
+            o.push_str(&format!(
+                "\nNode outlier: {} ({}) {} {} is {:.1}% below its node type's median.\n",
+                md(&x.host),
+                md(&x.node_type),
+                md(&x.metric),
+                rate(x.value, &x.unit),
+                x.below_pct
             ));
         }
     }
@@ -655,7 +816,7 @@ pub fn render_csv(verdicts: &[NodeVerdict], s: &FleetSummary) -> Result<String> 
                 row.resize(row.len() + 7, String::new());
                 w.write_record(&row).map_err(io)?;
             }
-            for (metric, m) in &g.metrics {
+            for (metric, m) in g.metrics.iter() {
                 let outlier = s
                     .outliers
                     .iter()
@@ -672,6 +833,38 @@ pub fn render_csv(verdicts: &[NodeVerdict], s: &FleetSummary) -> Result<String> 
                 ]);
                 w.write_record(&row).map_err(io)?;
             }
+        }
+    }
+    for n in verdicts {
+        for (metric, m) in &n.node_metrics {
+            let outlier = s
+                .node_outliers
+                .iter()
+                .any(|o| o.host == n.hostname && &o.metric == metric);
+            let median = s
+                .node_types
+                .iter()
+                .find(|t| Some(&t.node_type) == n.node_type.as_ref())
+                .and_then(|t| t.metrics.iter().find(|x| &x.metric == metric))
+                .map(|x| x.median);
+            w.write_record([
+                n.hostname.clone(),
+                n.verdict.name().to_string(),
+                "node".into(),
+                String::new(),
+                String::new(),
+                String::new(),
+                n.node_type.clone().unwrap_or_default(),
+                n.verdict.name().to_string(),
+                metric.clone(),
+                format!("{:.6e}", m.value),
+                m.unit.clone(),
+                opt(m.expected),
+                m.ratio.map(|r| format!("{r:.4}")).unwrap_or_default(),
+                opt(median),
+                outlier.to_string(),
+            ])
+            .map_err(io)?;
         }
     }
     let bytes = w

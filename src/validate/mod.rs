@@ -5,6 +5,7 @@
 //! | what to run | [`suite`] | the validation suite of one device, as data |
 //! | is it what it claims | [`identity`] | SKU, SMs, memory, power limit, clocks, PCIe, NVLink, MIG |
 //! | verdicts | [`verdict`] | absolute, peers, health, correctness → PASS / WARN / FAIL |
+//! | the links | [`links`] | NVLink per pair, peer copies, the node's all-reduce busbw |
 //! | the node | [`judge`] | a [`NodeVerdict`] from a finished run: JSON, table, exit code |
 //! | the fleet | [`aggregate`] | per-node verdict files → per-SKU distributions, nodes to drain |
 //!
@@ -13,6 +14,7 @@
 
 pub mod aggregate;
 pub mod identity;
+pub mod links;
 pub mod verdict;
 
 pub use aggregate::{run_aggregate, AggregateArgs};
@@ -191,6 +193,50 @@ pub fn suite(info: &DeviceInfo, quick: bool) -> Vec<Workload> {
     v
 }
 
+/// The link suite of a node, run after the per-GPU suite and one result at a time (links
+/// share the host and the switches, so concurrent copies would judge each other's traffic):
+/// host↔device copies from pinned memory on every device, and on a node of several devices a
+/// peer copy on every ordered pair and an all-reduce over all of them. A soak adds both
+/// directions at once and peer reads. The CPU backend (testing) gets its host copy and its
+/// thread-rank all-reduce; sizes follow the suite scale.
+pub fn link_suite(devices: &[DeviceInfo], quick: bool) -> Vec<Workload> {
+    use crate::workload::{
+        CollectiveOp, CollectiveSpec, Direction, HostMemory, P2pOp, P2pSpec, TransferSpec,
+    };
+    let Some(first) = devices.first() else {
+        return Vec::new();
+    };
+    let (host, pair, coll) = match first.suite_scale() {
+        SuiteScale::Device => (1u64 << 30, 64u64 << 20, 1u64 << 30),
+        SuiteScale::Smoke => (1 << 20, 1 << 20, 1 << 20),
+        SuiteScale::Host => (16 << 20, 16 << 20, 4 << 20),
+    };
+    let mut dirs = vec![Direction::H2d, Direction::D2h];
+    if !quick {
+        dirs.push(Direction::Bidir);
+    }
+    let mut v: Vec<Workload> = dirs
+        .into_iter()
+        .map(|d| Workload::Transfer(TransferSpec::new(d, HostMemory::Pinned, host)))
+        .collect();
+    if devices.len() > 1 {
+        v.push(Workload::P2p(P2pSpec::new(P2pOp::Write, false, pair)));
+        if !quick {
+            v.push(Workload::P2p(P2pSpec::new(P2pOp::Read, false, pair)));
+            v.push(Workload::P2p(P2pSpec::new(P2pOp::Write, true, pair)));
+        }
+    }
+    if devices.len() > 1 || first.suite_scale() == SuiteScale::Host {
+        v.push(Workload::Collective(CollectiveSpec::new(
+            CollectiveOp::AllReduce,
+            DType::Bf16,
+            coll,
+            0,
+        )));
+    }
+    v
+}
+
 /// What a verdict needs beyond the report: stress checksums and telemetry timelines.
 #[derive(Debug, Clone, Default)]
 pub struct JudgeInputs {
@@ -326,6 +372,18 @@ pub struct NodeVerdict {
     pub reasons: Vec<String>,
     pub settings: VerdictSettings,
     pub gpus: Vec<GpuVerdict>,
+    /// `8x h100-sxm`: the node type its node-level figures are grouped by in the fleet view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_type: Option<String>,
+    /// Checks of the node as a whole (its links).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_checks: Vec<Check>,
+    /// Node-level figures: the all-reduce busbw, the slowest and median pair.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_metrics: BTreeMap<String, MetricValue>,
+    /// Every pair's peer copy with its path and verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pairs: Vec<links::PairMetric>,
 }
 
 impl NodeVerdict {
@@ -413,6 +471,9 @@ impl NodeVerdict {
             t.add_row(row);
         }
         let mut out = format!("{t}\n");
+        for c in &self.node_checks {
+            out.push_str(&format!("node {}: {}\n", c.check.name(), c.verdict));
+        }
         for r in &self.reasons {
             out.push_str(&format!("  {r}\n"));
         }
@@ -526,7 +587,14 @@ pub fn judge_with(
         metrics,
     };
     let gpus = (0..report.devices.len()).map(|i| j.gpu(i)).collect();
-    j.node(gpus)
+    let skus: Vec<Option<Sku>> = j.targets.iter().map(|t| t.sku.clone()).collect();
+    let links = links::judge(
+        report,
+        &skus,
+        j.opts.tolerance_pct / 100.0,
+        j.opts.straggler_pct / 100.0,
+    );
+    j.node(gpus, links)
 }
 
 impl Judging<'_> {
@@ -643,13 +711,22 @@ impl Judging<'_> {
         }
     }
 
-    /// The node's verdict from its GPUs': the worst of them, each reason naming its GPU.
-    fn node(&self, gpus: Vec<GpuVerdict>) -> NodeVerdict {
+    /// The node's verdict from its GPUs' and its links': the worst of them, each reason
+    /// naming its GPU (or `node` for the links, whose reasons name their pairs).
+    fn node(&self, gpus: Vec<GpuVerdict>, links: links::LinkJudgement) -> NodeVerdict {
         let (report, opts) = (self.report, &self.opts);
         let mut reasons: Vec<String> = gpus.iter().flat_map(gpu_reasons).collect();
+        let node_checks: Vec<Check> = links.check.into_iter().collect();
+        reasons.extend(
+            node_checks
+                .iter()
+                .flat_map(|c| c.reasons())
+                .map(|r| format!("node: {r}")),
+        );
         let mut verdict = gpus
             .iter()
             .map(|g| g.verdict)
+            .chain(node_checks.iter().map(|c| c.verdict))
             .max()
             .unwrap_or(Verdict::Fail);
         let mut exit_code = verdict.exit_code(opts.fail_on_warn);
@@ -680,6 +757,10 @@ impl Judging<'_> {
                 straggler_pct: opts.straggler_pct,
             },
             gpus,
+            node_type: links.node_type,
+            node_checks,
+            node_metrics: links.metrics,
+            pairs: links.pairs,
         }
     }
 }

@@ -84,6 +84,8 @@ pub enum CheckKind {
     Peers,
     Health,
     Correctness,
+    /// The node's links: NVLink per pair, peer copies, the collective's bus bandwidth.
+    Links,
 }
 
 impl CheckKind {
@@ -94,6 +96,7 @@ impl CheckKind {
             CheckKind::Peers => "peers",
             CheckKind::Health => "health",
             CheckKind::Correctness => "correctness",
+            CheckKind::Links => "links",
         }
     }
 }
@@ -651,6 +654,12 @@ pub fn correctness(
     for r in results {
         match r.status {
             Status::Ok if r.verification.passed => verified += 1,
+            _ if r.verification.method == crate::verify::VerifyMethod::Unverified => {
+                f.push(Finding::fail(format!(
+                    "{}: not verified (a user kernel whose spec says verify.method = \"none\"): an unverified result never passes",
+                    r.id
+                )))
+            }
             Status::Error => f.push(Finding::fail(format!(
                 "{}: did not run: {}",
                 r.id,

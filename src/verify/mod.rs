@@ -6,7 +6,8 @@
 //! the [`Verify`] trait, and its f64 reference lives there too (`workload::reference`). Small
 //! problems are compared element by element; large ones with checks that cost O(n²) instead of
 //! O(n³) (Freivalds' product check and sampled rows and columns for matmul, sampled rows for
-//! attention). See docs/verification.md.
+//! attention, exact or sampled elements for transfers and collectives). See
+//! docs/verification.md.
 //!
 //! Nothing here knows a workload kind, so the kinds sit above it and `verify` never imports
 //! `workload`: [`verify`] takes anything that implements [`Verify`] (a `Workload` does).
@@ -32,15 +33,29 @@ pub enum VerifyMethod {
     /// Sampled attention rows against the reference.
     #[serde(rename = "sampled-rows")]
     SampledRows,
-    /// Bit-exact comparison (memory copies).
+    /// Bit-exact comparison (memory copies, transfers, collectives up to a size).
     #[serde(rename = "exact")]
     Exact,
+    /// Bit-exact comparison of sampled elements: every chunk's edges and a seeded random
+    /// sample (large collectives, whose full reference costs ranks × elements).
+    #[serde(rename = "sampled")]
+    Sampled,
     /// The output had the wrong number of elements; nothing was compared.
     #[serde(rename = "shape")]
     Shape,
     /// Not verified (the run failed first).
     #[serde(rename = "none")]
     None,
+    /// A user kernel's output against the expected output from a file, within atol + rtol.
+    #[serde(rename = "expected")]
+    Expected,
+    /// A user kernel's output bit-identical across runs, buffer sets and poison patterns:
+    /// repeatable, not checked against a reference.
+    #[serde(rename = "determinism")]
+    Determinism,
+    /// Not checked, as the user's spec asked: the result is labelled and never passes.
+    #[serde(rename = "unverified")]
+    Unverified,
 }
 
 impl VerifyMethod {
@@ -51,8 +66,12 @@ impl VerifyMethod {
             VerifyMethod::FreivaldsSampled => "freivalds+sampled",
             VerifyMethod::SampledRows => "sampled-rows",
             VerifyMethod::Exact => "exact",
+            VerifyMethod::Sampled => "sampled",
             VerifyMethod::Shape => "shape",
             VerifyMethod::None => "none",
+            VerifyMethod::Expected => "expected",
+            VerifyMethod::Determinism => "determinism",
+            VerifyMethod::Unverified => "unverified",
         }
     }
 }
@@ -185,6 +204,18 @@ pub trait Verify {
     /// Checks `out` against the f64 reference on `inputs` (in the order the workload's
     /// `input_specs` lists them).
     fn verify_output(&self, inputs: &[Tensor], out: &Tensor, seed: u64) -> Verification;
+
+    /// Verification runs the check needs: one, or several for a check that holds runs against
+    /// each other (a user kernel's determinism check, see `Prepared::run_verify_repeated`).
+    fn verify_runs(&self) -> usize {
+        1
+    }
+
+    /// Checks the outputs of [`Verify::verify_runs`] runs (at least one). The default checks
+    /// the first as [`Verify::verify_output`] does.
+    fn verify_outputs(&self, inputs: &[Tensor], outs: &[Tensor], seed: u64) -> Verification {
+        self.verify_output(inputs, &outs[0], seed)
+    }
 }
 
 /// A failed check when `out` does not hold the `expected` number of elements (nothing else is

@@ -37,6 +37,14 @@ impl Axis {
     pub fn parse_bytes(s: &str) -> std::result::Result<Axis, String> {
         parse_axis(s, &|t| Bytes::from_str(t.trim()).map(|b| b.0))
     }
+
+    /// Parses an axis whose values `value` reads (a user kernel's `--set` takes `64Mi`).
+    pub fn parse_with(
+        s: &str,
+        value: &dyn Fn(&str) -> std::result::Result<u64, String>,
+    ) -> std::result::Result<Axis, String> {
+        parse_axis(s, value)
+    }
 }
 
 impl FromStr for Axis {
@@ -182,6 +190,52 @@ impl FromStr for Param {
             .ok_or_else(|| format!("`{s}` is not a sweep axis"))
     }
 }
+
+/// The sweep parameters of the kinds swept over a byte size only (memory, transfers, peer copies,
+/// collectives).
+pub const SIZE_ONLY: [Param; 1] = [Param::Size];
+
+/// A size-only kind's value of `axis`: its `bytes` for [`Param::Size`], nothing else.
+pub fn size_value(axis: Param, bytes: u64) -> Option<u64> {
+    (axis == Param::Size).then_some(bytes)
+}
+
+/// A size-only kind's swept parameter: `size` when its axis holds several values.
+pub fn size_swept(size: &Axis) -> Option<Param> {
+    first_swept(&SIZE_ONLY, |_| size.0.len())
+}
+
+/// The sweep methods of `WorkloadKind` that every size-only kind (a spec with a `bytes` field)
+/// answers alike: written once here, invoked inside each kind's `impl WorkloadKind`.
+macro_rules! size_only_params {
+    () => {
+        fn axis_value(&self, axis: $crate::workload::Param) -> Option<u64> {
+            $crate::workload::axis::size_value(axis, self.bytes)
+        }
+        fn sweep_params(&self) -> &'static [$crate::workload::Param] {
+            &$crate::workload::axis::SIZE_ONLY
+        }
+    };
+}
+
+/// The `KindAxes` methods every size-only kind's axes (fields `size` and `implementation`)
+/// answer alike, for the spec type `$spec`: invoked inside each `impl KindAxes`, beside the
+/// kind's own `expand`.
+macro_rules! size_only_axes {
+    ($spec:ty) => {
+        fn kind(&self) -> &'static str {
+            <$spec as $crate::workload::WorkloadKind>::KIND
+        }
+        fn swept(&self) -> Option<$crate::workload::Param> {
+            $crate::workload::axis::size_swept(&self.size)
+        }
+        fn implementations(&self) -> &[String] {
+            &self.implementation
+        }
+    };
+}
+
+pub(crate) use {size_only_axes, size_only_params};
 
 /// The first of `params` whose axis has more than one value (`len` counts an axis's values):
 /// the parameter a sweep's charts put on x.

@@ -1,7 +1,9 @@
-use super::axis::{cross, first_swept, Axis, Param};
-use super::{collect_checked, InputSpec, KindAxes, Metric, Workload, WorkloadKind};
+use super::axis::{cross, size_only_axes, size_only_params, Axis};
+use super::{
+    check_bytes, collect_checked, size_label, InputSpec, KindAxes, Metric, Workload, WorkloadKind,
+};
 use crate::dtype::DType;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::units::Bytes;
 use crate::verify::{exact_elements, Verification, Verify, VerifyMethod, Worst};
@@ -96,19 +98,7 @@ impl MemorySpec {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.bytes < 4096 {
-            return Err(Error::invalid(format!(
-                "memory size {} is below the 4 KiB minimum",
-                Bytes(self.bytes)
-            )));
-        }
-        if self.bytes > 1 << 44 {
-            return Err(Error::invalid(format!(
-                "memory size {} is beyond any device",
-                Bytes(self.bytes)
-            )));
-        }
-        Ok(())
+        check_bytes("memory", self.bytes, 4096, 1 << 44, false)
     }
 }
 
@@ -150,12 +140,7 @@ impl WorkloadKind for MemorySpec {
             ("size", Bytes(self.bytes).to_string()),
         ]
     }
-    fn axis_value(&self, axis: Param) -> Option<u64> {
-        (axis == Param::Size).then_some(self.bytes)
-    }
-    fn sweep_params(&self) -> &'static [Param] {
-        &[Param::Size]
-    }
+    size_only_params!();
 }
 
 /// The axes of a memory sweep, expanded op outermost.
@@ -169,9 +154,7 @@ pub struct MemoryAxes {
 }
 
 impl KindAxes for MemoryAxes {
-    fn kind(&self) -> &'static str {
-        MemorySpec::KIND
-    }
+    size_only_axes!(MemorySpec);
 
     fn expand(&self) -> Result<Vec<Workload>> {
         collect_checked(cross(&[self.op.len(), self.size.0.len()]).map(|ix| {
@@ -180,14 +163,6 @@ impl KindAxes for MemoryAxes {
                 bytes: self.size.0[ix[1]],
             })
         }))
-    }
-
-    fn swept(&self) -> Option<Param> {
-        first_swept(&[Param::Size], |_| self.size.0.len())
-    }
-
-    fn implementations(&self) -> &[String] {
-        &self.implementation
     }
 }
 
@@ -226,16 +201,6 @@ impl Verify for MemorySpec {
             }
         }
     }
-}
-
-/// `1GiB`, `256MiB`, `4000000B`: compact and exact.
-fn size_label(b: u64) -> String {
-    for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
-        if b >= 1 << shift && b % (1 << shift) == 0 {
-            return format!("{}{unit}", b >> shift);
-        }
-    }
-    format!("{b}B")
 }
 
 #[cfg(test)]

@@ -6,13 +6,21 @@
 
 mod attention;
 pub mod axis;
+pub mod collective;
+pub mod kernel;
 mod matmul;
 mod memory;
+mod p2p;
+mod transfer;
 
 pub use attention::{AttentionAxes, AttentionSpec};
 pub use axis::{Axis, Param};
+pub use collective::{CollectiveAxes, CollectiveOp, CollectiveSpec, RankRange};
+pub use kernel::KernelSpec;
 pub use matmul::{BLayout, MatmulAxes, MatmulSpec};
 pub use memory::{MemOp, MemoryAxes, MemorySpec, TRIAD_SCALAR, WRITE_VALUE};
+pub use p2p::{P2pAxes, P2pOp, P2pSpec};
+pub use transfer::{Direction, HostMemory, TransferAxes, TransferSpec, MIN_TRANSFER};
 
 /// The f64 references each kind's check compares with (also the mock backend's exact outputs).
 pub mod reference {
@@ -45,6 +53,12 @@ pub enum Workload {
     Matmul(MatmulSpec),
     Attention(AttentionSpec),
     Memory(MemorySpec),
+    Transfer(TransferSpec),
+    P2p(P2pSpec),
+    Collective(CollectiveSpec),
+    /// A free-form user kernel (`bench kernel --spec`): its buffers, work and verification
+    /// come from its spec.
+    Kernel(Box<KernelSpec>),
 }
 
 /// Runs `$e` with `$s` bound to the spec inside a [`Workload`], whatever its kind: the one
@@ -55,6 +69,13 @@ macro_rules! each_kind {
             $crate::workload::Workload::Matmul($s) => $e,
             $crate::workload::Workload::Attention($s) => $e,
             $crate::workload::Workload::Memory($s) => $e,
+            $crate::workload::Workload::Transfer($s) => $e,
+            $crate::workload::Workload::P2p($s) => $e,
+            $crate::workload::Workload::Collective($s) => $e,
+            $crate::workload::Workload::Kernel(boxed) => {
+                let $s: &$crate::workload::KernelSpec = boxed;
+                $e
+            }
         }
     };
 }
@@ -82,6 +103,36 @@ pub enum Metric {
     Bytes,
 }
 
+/// Where the plan places a workload: on each device alone, or on several devices that work on
+/// it together (the backends' group seam, `Backend::prepare_group`, prepares those).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placing {
+    /// Every device on its own (matmul, attention, memory, host↔device transfers).
+    EachDevice,
+    /// Every ordered pair of distinct devices, source first (a one-way p2p copy).
+    OrderedPairs,
+    /// Every pair of distinct devices, in ascending order (a two-way p2p copy).
+    Pairs,
+    /// The devices of the run as one set (a collective; on the CPU, one device whose ranks are
+    /// threads).
+    Group,
+}
+
+/// What a result is measured against: the roof `% of peak` divides by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roof {
+    /// The compute peak of a dtype.
+    Compute(DType),
+    /// The device's memory bandwidth.
+    Memory,
+    /// The device's PCIe link, `ways` directions at once.
+    HostLink { ways: u32 },
+    /// The link between the two devices of the placement, `ways` directions at once.
+    PairLink { ways: u32 },
+    /// The slowest link between the devices of the placement (a collective's bus).
+    GroupLink,
+}
+
 /// What every workload kind answers for itself, so that [`Workload`] only dispatches and a new
 /// kind is one module rather than an arm in each of a dozen matches. Checking its output
 /// ([`Verify`]) is part of it: a kind's verification lives in its module, beside its reference.
@@ -104,18 +155,67 @@ pub trait WorkloadKind: Verify {
     fn metric(&self) -> Metric {
         Metric::Flops
     }
+    /// What `% of peak` divides by: the memory bandwidth for bandwidth-bound work, the
+    /// dtype's compute peak otherwise; a link for the interconnect kinds.
+    fn roof(&self) -> Roof {
+        match self.metric() {
+            Metric::Bytes => Roof::Memory,
+            Metric::Flops => Roof::Compute(self.result_dtype()),
+        }
+    }
+    /// The headline rate is `bytes()` (or `flops()`) per second times this: nccl-tests' bus
+    /// factor for a collective (busbw = algbw × factor), 1 for everything else.
+    fn rate_factor(&self) -> f64 {
+        1.0
+    }
+    /// Where the plan places it.
+    fn placing(&self) -> Placing {
+        Placing::EachDevice
+    }
+    /// Ranks a group workload was asked to span (0: one per device of the run, or the
+    /// backend's default); `None` for kinds without ranks.
+    fn ranks(&self) -> Option<u32> {
+        None
+    }
+    /// This workload over `ranks` ranks, of which `local` are held by this process (`None`:
+    /// all of them); `None` for kinds without ranks.
+    fn with_ranks(&self, ranks: u32, local: Option<RankRange>) -> Option<Workload> {
+        let _ = (ranks, local);
+        None
+    }
     /// The test the workload belongs to: the key of expectations in the GPU database and the
     /// id prefix `validate` and `compare` group by (`matmul.bf16`, `attention.decode`, ...).
     fn test_key(&self) -> String;
-    /// The inputs backends receive, in order: what [`Workload::inputs`] generates and what a
-    /// backend checks the tensors it is given against.
+    /// The inputs backends receive, in order: what [`WorkloadKind::inputs`] generates by
+    /// default and what a backend checks the tensors it is given against. A kind whose inputs
+    /// are not random tensors of gpuvet dtypes (a user kernel's buffers) lists none and makes
+    /// its own in `inputs`.
     fn input_specs(&self) -> Vec<InputSpec>;
+    /// Host inputs of [`WorkloadKind::input_specs`] from the workload's own `seed`
+    /// (`inputs::workload_seed`), by the one seeding rule: random values, the first input from
+    /// `seed`, each next one from the seed before it mixed again, so inputs never repeat each
+    /// other. A kind whose check needs known values (a collective's exactly summable per-rank
+    /// data) overrides it with inputs of the same specs.
+    fn inputs(&self, seed: u64) -> Vec<Tensor> {
+        let mut s = seed;
+        let mut out = Vec::new();
+        for i in self.input_specs() {
+            out.push(Tensor::random(i.name, i.shape, i.dtype, s));
+            s = crate::tensor::splitmix(s);
+        }
+        out
+    }
     /// Elements of the output a backend must return.
     fn output_len(&self) -> usize;
     /// The named parameters of the workload, as charts label series.
     fn params(&self) -> Vec<(&'static str, String)>;
     /// The value of a sweep parameter (`Size` in bytes), `None` when the kind has no such one.
     fn axis_value(&self, axis: Param) -> Option<u64>;
+    /// The value of the sweep axis charts call `name`: a [`Param`] by its name, or a name of
+    /// the kind's own (a user kernel's `--set` variable).
+    fn axis_value_by_name(&self, name: &str) -> Option<u64> {
+        self.axis_value(name.parse().ok()?)
+    }
     /// The parameters a sweep of this kind can run over, in the order charts look at them.
     fn sweep_params(&self) -> &'static [Param];
 }
@@ -131,6 +231,11 @@ pub trait KindAxes: std::fmt::Debug {
     fn expand(&self) -> Result<Vec<Workload>>;
     /// The parameter charts put on x: the first with more than one value.
     fn swept(&self) -> Option<Param>;
+    /// The name of that axis, as [`WorkloadKind::axis_value_by_name`] reads it back (a kind
+    /// whose axes are its own names, as a user kernel's `--set` variables, says it here).
+    fn swept_name(&self) -> Option<String> {
+        self.swept().map(|p| p.name().to_string())
+    }
     /// Implementations to run at every point (`default`, `all` or names; empty = default),
     /// resolved per backend by the plan.
     fn implementations(&self) -> &[String];
@@ -165,6 +270,36 @@ impl Workload {
         each_kind!(self, s => WorkloadKind::metric(s))
     }
 
+    /// See [`WorkloadKind::roof`].
+    pub fn roof(&self) -> Roof {
+        each_kind!(self, s => s.roof())
+    }
+
+    /// See [`WorkloadKind::placing`].
+    pub fn placing(&self) -> Placing {
+        each_kind!(self, s => WorkloadKind::placing(s))
+    }
+
+    /// See [`WorkloadKind::ranks`].
+    pub fn ranks(&self) -> Option<u32> {
+        each_kind!(self, s => WorkloadKind::ranks(s))
+    }
+
+    /// See [`WorkloadKind::with_ranks`].
+    pub fn with_ranks(&self, ranks: u32, local: Option<RankRange>) -> Option<Workload> {
+        each_kind!(self, s => s.with_ranks(ranks, local))
+    }
+
+    /// The headline rate of one execution taking `seconds`: FLOP/s, or B/s (busbw for a
+    /// collective): what results, verdicts and comparisons all report.
+    pub fn rate(&self, seconds: f64) -> f64 {
+        let base = match self.metric() {
+            Metric::Flops => self.flops(),
+            Metric::Bytes => self.bytes() as f64,
+        };
+        base * each_kind!(self, s => s.rate_factor()) / seconds
+    }
+
     pub fn dtype(&self) -> DType {
         each_kind!(self, s => s.result_dtype())
     }
@@ -189,17 +324,9 @@ impl Workload {
         each_kind!(self, s => s.input_specs())
     }
 
-    /// Random host inputs of [`Workload::input_specs`] from the workload's own `seed`
-    /// (`inputs::workload_seed`): the first input from `seed`, each next one from the seed
-    /// before it mixed again, so inputs never repeat each other.
+    /// See [`WorkloadKind::inputs`].
     pub fn inputs(&self, seed: u64) -> Vec<Tensor> {
-        let mut s = seed;
-        let mut out = Vec::new();
-        for i in self.input_specs() {
-            out.push(Tensor::random(i.name, i.shape, i.dtype, s));
-            s = crate::tensor::splitmix(s);
-        }
-        out
+        each_kind!(self, s => WorkloadKind::inputs(s, seed))
     }
 
     /// Elements of the output a backend must return.
@@ -217,6 +344,11 @@ impl Workload {
         each_kind!(self, s => s.axis_value(axis))
     }
 
+    /// See [`WorkloadKind::axis_value_by_name`].
+    pub fn axis_value_by_name(&self, name: &str) -> Option<u64> {
+        each_kind!(self, s => s.axis_value_by_name(name))
+    }
+
     /// See [`WorkloadKind::sweep_params`].
     pub fn sweep_params(&self) -> &'static [Param] {
         each_kind!(self, s => s.sweep_params())
@@ -230,6 +362,21 @@ impl Verify for Workload {
             return v;
         }
         each_kind!(self, s => s.verify_output(inputs, out, seed))
+    }
+
+    fn verify_runs(&self) -> usize {
+        each_kind!(self, s => s.verify_runs())
+    }
+
+    fn verify_outputs(&self, inputs: &[Tensor], outs: &[Tensor], seed: u64) -> Verification {
+        let len = self.output_len();
+        if let Some(v) = outs
+            .iter()
+            .find_map(|o| crate::verify::wrong_length(len, o))
+        {
+            return v;
+        }
+        each_kind!(self, s => s.verify_outputs(inputs, outs, seed))
     }
 }
 
@@ -248,6 +395,41 @@ pub(crate) fn collect_checked(ws: impl Iterator<Item = Workload>) -> Result<Vec<
         v.push(w);
     }
     Ok(v)
+}
+
+/// `1GiB`, `256MiB`, `4000000B`: compact and exact.
+pub(crate) fn size_label(b: u64) -> String {
+    for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if b >= 1 << shift && b % (1 << shift) == 0 {
+            return format!("{}{unit}", b >> shift);
+        }
+    }
+    format!("{b}B")
+}
+
+/// Refuses a byte size below `min`, above `max`, or (with `words`) not a whole number of 4-byte
+/// words: the size check of every kind measured in bytes.
+pub(crate) fn check_bytes(what: &str, bytes: u64, min: u64, max: u64, words: bool) -> Result<()> {
+    use crate::units::Bytes;
+    if bytes < min || (words && bytes % 4 != 0) {
+        return Err(crate::Error::invalid(format!(
+            "{what} size {} must be at least {}{}",
+            Bytes(bytes),
+            Bytes(min),
+            if words {
+                " and a whole number of 4-byte words"
+            } else {
+                ""
+            }
+        )));
+    }
+    if bytes > max {
+        return Err(crate::Error::invalid(format!(
+            "{what} size {} is beyond any device",
+            Bytes(bytes)
+        )));
+    }
+    Ok(())
 }
 
 /// Multiplies dimensions in u128 and rejects a product above [`MAX_ELEMENTS`].

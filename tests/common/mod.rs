@@ -1,9 +1,13 @@
-//! Helpers the binary-level tests share: a hermetic `gpuvet` command and readers of what it
-//! wrote. Each test file compiles this module on its own and uses part of it.
+//! Helpers the binary-level tests share: a hermetic `gpuvet` command, fast measurement settings,
+//! readers of what it wrote, and a command line written as one string. Each test file compiles
+//! this module on its own and uses part of it.
 #![allow(dead_code)]
 
 use assert_cmd::Command;
 use std::path::Path;
+
+/// Fast measurement settings for the real CPU backend.
+pub const QUICK: [&str; 6] = ["--warmup", "0", "--max-time", "0.05", "--min-samples", "2"];
 
 /// The `gpuvet` binary with no environment that would change its backend, its mock's faults or
 /// devices, or where baselines live, and without colour.
@@ -17,7 +21,7 @@ pub fn gpuvet() -> Command {
     c
 }
 
-/// A command line split at white space.
+/// A command line written as one string, split at white space (no argument here has any).
 pub fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }

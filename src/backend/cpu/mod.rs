@@ -7,18 +7,25 @@
 //! * attention (`flash`): a blocked online-softmax kernel that never materialises the
 //!   Lq×Lkv score matrix.
 //! * memory (`stream`): copy / read / write / triad over f32 arrays.
+//! * transfer (`memcpy`): host memory to host memory, labelled as such (the CPU has no link).
+//! * collective (`threads`): the ranks are threads of this process over shared memory (the
+//!   group seam, `prepare_group`); a host-memory figure, never a network one.
+//! * p2p: none (one device has no peer).
 //!
 //! All work runs inside [`CpuBackend`]'s pool (`pool.install`), so `--threads` bounds every
 //! kernel, including the ones `gemm` parallelises itself.
 
 mod attention;
+mod collective;
 mod matmul;
 mod memory;
+mod p2p;
 mod pages;
+mod transfer;
 
 use crate::backend::{
-    quick, Backend, BackendKind, CachePolicy, CpuFacts, DeviceDetails, DeviceInfo, ImplInfo,
-    PrepareOptions, Prepared, Request, Sustained, Telemetry,
+    quick, Backend, BackendKind, CachePolicy, CpuFacts, DeviceDetails, DeviceInfo, Group, ImplInfo,
+    PrepareOptions, Prepared, RankLayout, Request, Sustained, Telemetry,
 };
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -31,6 +38,10 @@ pub const MATMUL_IMPL: &str = "gemm";
 pub const ATTENTION_IMPL: &str = "flash";
 /// Implementation name of the CPU memory operations.
 pub const MEMORY_IMPL: &str = "stream";
+/// Implementation name of the CPU host↔"device" copy.
+pub const TRANSFER_IMPL: &str = "memcpy";
+/// Implementation name of the CPU collectives (ranks as threads).
+pub const COLLECTIVE_IMPL: &str = "threads";
 
 /// What the CPU backend has for one workload kind: each kind's module here implements it for
 /// the kind's spec, and [`kernel`] is the one place this backend names the kinds.
@@ -41,6 +52,14 @@ trait CpuKernel {
     fn bytes_per_set(&self) -> u64;
     /// Allocates the buffer sets and fills them with the inputs.
     fn prepare<'a>(&self, cpu: &'a CpuBackend, alloc: Alloc) -> Run<'a>;
+    /// Prepares the work as one member of a group (a collective's ranks as threads). The
+    /// default: the CPU is one device, and the kind is not a group one.
+    fn prepare_group<'a>(&self, group: &Group<'a>, inputs: &[Tensor]) -> Run<'a> {
+        let _ = (group, inputs);
+        Err(Error::unsupported(
+            "the CPU backend is one device: this workload needs two".to_string(),
+        ))
+    }
 }
 
 /// What a kind's kernel prepares a run from: the inputs (already checked against the spec),
@@ -65,6 +84,24 @@ fn kernel(w: &Workload) -> &dyn CpuKernel {
         Workload::Matmul(m) => m,
         Workload::Attention(a) => a,
         Workload::Memory(m) => m,
+        Workload::Transfer(t) => t,
+        Workload::P2p(p) => p,
+        Workload::Collective(c) => c,
+        Workload::Kernel(k) => &**k,
+    }
+}
+
+/// A user's CUDA kernel runs on a GPU only: the CPU lists no implementation of it and refuses
+/// it with [`super::needs_gpu`] (in [`Backend::check`], before anything is prepared).
+impl CpuKernel for crate::workload::KernelSpec {
+    fn implementation(&self) -> Option<ImplInfo> {
+        None
+    }
+    fn bytes_per_set(&self) -> u64 {
+        crate::workload::WorkloadKind::buffer_bytes(self)
+    }
+    fn prepare<'a>(&self, _: &'a CpuBackend, _: Alloc) -> Run<'a> {
+        Err(super::needs_gpu(BackendKind::Cpu))
     }
 }
 
@@ -155,12 +192,29 @@ fn simd_level() -> &'static str {
 }
 
 impl Backend for CpuBackend {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn device(&self) -> &DeviceInfo {
         &self.device
     }
 
     fn implementations(&self, w: &Workload) -> Vec<ImplInfo> {
         kernel(w).implementation().into_iter().collect()
+    }
+
+    fn rank_layout(&self) -> RankLayout {
+        RankLayout::Threads {
+            default: (self.threads as u32).clamp(2, 8),
+        }
+    }
+
+    fn check(&self, w: &Workload, imp: &str) -> Result<()> {
+        if let Workload::Kernel(_) = w {
+            return Err(super::needs_gpu(self.kind()));
+        }
+        super::check_listed(self, w, imp)
     }
 
     fn free_memory(&self) -> Result<u64> {
@@ -206,6 +260,15 @@ impl Backend for CpuBackend {
                 policy,
             },
         )
+    }
+
+    fn prepare_group_checked<'a>(
+        &'a self,
+        group: &Group<'a>,
+        r: Request<'_>,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        check_inputs(r.workload, r.inputs)?;
+        kernel(r.workload).prepare_group(group, r.inputs)
     }
 
     fn telemetry(&self) -> Option<Telemetry> {

@@ -235,6 +235,29 @@ pub fn inputs3(set: &Buffers) -> [u64; 3] {
     [0, 1, 2].map(|i| set.inputs[i].ptr)
 }
 
+/// The first note of a fused attention kernel's result: the launch (grid, threads, shared
+/// memory per block) and `what` else describes it.
+pub fn launch_note(name: &str, d: &Dims, what: &str) -> String {
+    let g = d.grid;
+    format!(
+        "{name}: {}×{}×{} blocks × {} threads, {} KiB shared memory per block, {what}",
+        g.0,
+        g.1,
+        g.2,
+        d.block,
+        d.smem / 1024
+    )
+}
+
+/// The arguments every fused attention kernel takes after its pointers: q heads, kv heads, q
+/// length, kv length (each checked to fit i32 by the kernel's plan), causal, and the softmax
+/// scale in base 2.
+pub fn dim_args(args: Args, a: &AttentionSpec, scale_log2: f32) -> Args {
+    let dims = [a.q_heads, a.kv_heads, a.q_len, a.kv_len];
+    let args = dims.iter().fold(args, |x, &d| x.i32(d as i32));
+    args.i32(a.causal as i32).f32(scale_log2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -155,6 +155,11 @@ impl Gpu {
         m.get(&s).map(|(_, log)| log.clone())
     }
 
+    /// Registers and spills of `k`, from the compile log of its loaded module.
+    pub fn resources(&self, k: KernelId) -> Option<nvrtc::KernelResources> {
+        nvrtc::resources_of(&self.module_log(k.source())?, k)
+    }
+
     fn module(&self, s: Source) -> Result<Arc<CudaModule>> {
         let mut m = self
             .modules
@@ -163,7 +168,15 @@ impl Gpu {
         if let Some((module, _)) = m.get(&s) {
             return Ok(module.clone());
         }
-        let compiled = nvrtc::compile(s, &self.props.arch())?;
+        let arch = self.props.arch();
+        if !s.builds_for(&arch) {
+            return Err(Error::unsupported(format!(
+                "{} is written for {} only; this GPU is {arch}",
+                s.file(),
+                s.archs().join(", ")
+            )));
+        }
+        let compiled = nvrtc::compile(s, &arch)?;
         self.bind()?;
         let module = cu(
             &format!("load {} for {}", s.file(), self.props.arch()),

@@ -25,15 +25,26 @@ pub enum Param {
     U64,
     /// `float`: `.f32`.
     F32,
+    /// A `const __grid_constant__` CUtensorMap (128 bytes, 64-byte aligned) for TMA:
+    /// `.param .align 64 .b8 name[128]` in PTX.
+    TensorMap,
+    /// `unsigned int`: `.u32` (user kernels).
+    U32,
+    /// `long long`: `.u64` in PTX (user kernels).
+    I64,
+    /// `double`: `.f64` (user kernels).
+    F64,
 }
 
 impl Param {
     /// The PTX type of the `.param` this kind compiles to.
     pub fn ptx_type(self) -> &'static str {
         match self {
-            Param::Ptr | Param::U64 => ".u64",
-            Param::I32 => ".u32",
+            Param::Ptr | Param::U64 | Param::I64 => ".u64",
+            Param::I32 | Param::U32 => ".u32",
             Param::F32 => ".f32",
+            Param::TensorMap => ".b8[128]",
+            Param::F64 => ".f64",
         }
     }
 }
@@ -45,8 +56,12 @@ pub enum Source {
     Attention,
     MatmulSimt,
     MatmulMma,
+    /// Hopper only: wgmma, TMA, setmaxnreg (sm_90a).
+    MatmulWgmma,
     FlashFwd,
     FlashDecode,
+    /// Hopper only: FA3-style prefill with wgmma, TMA, setmaxnreg (sm_90a).
+    FlashFwdSm90,
     /// A user's own `.cu` file (a later `bench kernel`), read once by [`UserSource::load`].
     User(&'static UserSource),
 }
@@ -90,24 +105,44 @@ impl UserSource {
 }
 
 impl Source {
-    pub const ALL: [Source; 6] = [
+    pub const ALL: [Source; 8] = [
         Source::Memory,
         Source::Attention,
         Source::MatmulSimt,
         Source::MatmulMma,
+        Source::MatmulWgmma,
         Source::FlashFwd,
         Source::FlashDecode,
+        Source::FlashFwdSm90,
     ];
+
+    /// The architectures this source is written for: CI compiles it for each of them
+    /// (tests/kernels_compile.rs) and the backend loads it only there. Most sources build for
+    /// every target gpuvet supports; the Hopper kernels use instructions that exist only on
+    /// sm_90a (wgmma, setmaxnreg) and refuse to compile elsewhere.
+    pub fn archs(self) -> &'static [&'static str] {
+        match self {
+            Source::MatmulWgmma | Source::FlashFwdSm90 => &SM90A_ONLY,
+            _ => &ALL_ARCHS,
+        }
+    }
+
+    /// Whether this source can be compiled for `arch` (user sources: always tried).
+    pub fn builds_for(self, arch: &str) -> bool {
+        matches!(self, Source::User(_)) || self.archs().contains(&arch)
+    }
 
     pub fn file(self) -> &'static str {
         match self {
             Source::User(u) => &u.name,
+            Source::MatmulWgmma => "kernels/matmul_wgmma.cu",
             Source::Memory => "kernels/memory.cu",
             Source::Attention => "kernels/attention.cu",
             Source::MatmulSimt => "kernels/matmul_simt.cu",
             Source::MatmulMma => "kernels/matmul_mma.cu",
             Source::FlashFwd => "kernels/flash_fwd.cu",
             Source::FlashDecode => "kernels/flash_decode.cu",
+            Source::FlashFwdSm90 => "kernels/flash_fwd_sm90.cu",
         }
     }
 
@@ -118,8 +153,10 @@ impl Source {
             Source::Attention => include_str!("../../../kernels/attention.cu"),
             Source::MatmulSimt => include_str!("../../../kernels/matmul_simt.cu"),
             Source::MatmulMma => include_str!("../../../kernels/matmul_mma.cu"),
+            Source::MatmulWgmma => include_str!("../../../kernels/matmul_wgmma.cu"),
             Source::FlashFwd => include_str!("../../../kernels/flash_fwd.cu"),
             Source::FlashDecode => include_str!("../../../kernels/flash_decode.cu"),
+            Source::FlashFwdSm90 => include_str!("../../../kernels/flash_fwd_sm90.cu"),
         }
     }
 
@@ -133,9 +170,14 @@ impl Source {
     }
 }
 
+/// The targets gpuvet compiles its portable kernels for in CI: A100, L4/L40S/4090, H100/H200.
+pub const ALL_ARCHS: [&str; 3] = ["sm_80", "sm_89", "sm_90a"];
+/// Kernels that use Hopper's arch-specific instructions.
+pub const SM90A_ONLY: [&str; 1] = ["sm_90a"];
+
 /// gpuvet's own headers, `#include`d by name and handed to NVRTC in memory (no CUDA toolkit
 /// headers are ever needed). Every source is compiled with all of them available.
-pub const HEADERS: [(&str, &str); 2] = [
+pub const HEADERS: [(&str, &str); 3] = [
     (
         "gpuvet_ptx.cuh",
         include_str!("../../../kernels/gpuvet_ptx.cuh"),
@@ -144,13 +186,17 @@ pub const HEADERS: [(&str, &str); 2] = [
         "gpuvet_flash.cuh",
         include_str!("../../../kernels/gpuvet_flash.cuh"),
     ),
+    (
+        "gpuvet_sm90.cuh",
+        include_str!("../../../kernels/gpuvet_sm90.cuh"),
+    ),
 ];
 
 /// Parameter lists shared by several kernels, as their C signatures declare them.
 mod sig {
     use super::Param;
     use super::Param::Ptr as P;
-    use super::Param::{F32, I32, U64};
+    use super::Param::{TensorMap as TM, F32, I32, U64};
     /// `(const float4* src, float4* dst, u64 n)`
     pub const MEM_COPY: &[Param] = &[P, P, U64];
     /// `(const float4* src, u64 n, double* partials)`
@@ -163,8 +209,17 @@ mod sig {
     pub const SOFTMAX: &[Param] = &[P, P, U64, U64, I32];
     /// `(const void* A, const void* B, void* C, int M, int N, int K)`
     pub const MATMUL: &[Param] = &[P, P, P, I32, I32, I32];
+    /// `(const void* A, const void* B, void* P, int M, int N, int K, int kchunk)`: split-K
+    pub const MATMUL_SPLITK: &[Param] = &[P, P, P, I32, I32, I32, I32];
+    /// `(const Acc* P, Out* C, u64 count, int splits)`
+    pub const SPLITK_REDUCE: &[Param] = &[P, P, U64, I32];
+    /// `(TensorMap A, TensorMap B, void* C, int M, int N, int K)`: the TMA kernels
+    pub const MATMUL_TMA: &[Param] = &[TM, TM, P, I32, I32, I32];
     /// `(q, k, v, o, lse, int q_heads, kv_heads, q_len, kv_len, causal, float scale_log2)`
     pub const FLASH_FWD: &[Param] = &[P, P, P, P, P, I32, I32, I32, I32, I32, F32];
+    /// `(TensorMap q, k, v, o, lse, int q_heads, kv_heads, q_len, kv_len, causal, float
+    /// scale_log2)`: the TMA prefill
+    pub const FLASH_FWD_TMA: &[Param] = &[TM, TM, TM, P, P, I32, I32, I32, I32, I32, F32];
     /// `(q, k, v, part_o, part_lse, int ×5, float scale_log2, int chunk)`
     pub const DECODE: &[Param] = &[P, P, P, P, P, I32, I32, I32, I32, I32, F32, I32];
     /// `(q, k, v, block_table, part_o, part_lse, int ×5, float, int chunk, pages_per_seq,
@@ -221,7 +276,7 @@ macro_rules! kernel_table {
 
 kernel_table! {
     MemCopy: "memory.copy", "gv_copy", Memory, MEM_COPY,
-        "dst = src, float4 loads/stores, grid-stride, 4 loads in flight";
+        "dst = src, float4 loads/stores, grid-stride, 4 loads in flight (also the SM copy over a link: mapped pinned host memory, a peer's memory)";
     MemRead: "memory.read", "gv_read", Memory, MEM_READ,
         "sum(src), float4 loads, f64 per-block partials";
     MemWrite: "memory.write", "gv_write", Memory, MEM_WRITE,
@@ -266,6 +321,50 @@ kernel_table! {
         "tf32 mma.sync m16n8k8 (f32 accumulate, f32 out), B N×K, 128×128 tiles (64 K bytes/stage), 3-stage cp.async";
     MatmulMmaTf32Nk32: "matmul.mma.tf32.nk.32x64", "matmul_mma_tf32_nk_32x64", MatmulMma, MATMUL,
         "tf32 mma.sync m16n8k8 (f32 accumulate, f32 out), B N×K, 32×64 tiles (small M), 4-stage cp.async";
+    MatmulMmaBf16Kn128R: "matmul.mma.bf16.kn.128x128_ragged", "matmul_mma_bf16_kn_128x128_ragged", MatmulMma, MATMUL,
+        "bf16 mma.sync m16n8k16 (f32 accumulate), B K×N, 128×128 tiles for rows that are not 16-byte aligned: register prefetch one K tile ahead, 1 block/SM";
+    MatmulMmaBf16Nk128R: "matmul.mma.bf16.nk.128x128_ragged", "matmul_mma_bf16_nk_128x128_ragged", MatmulMma, MATMUL,
+        "bf16 mma.sync m16n8k16 (f32 accumulate), B N×K, 128×128 tiles for rows that are not 16-byte aligned: register prefetch one K tile ahead, 1 block/SM";
+    MatmulMmaF16Kn128R: "matmul.mma.f16.kn.128x128_ragged", "matmul_mma_f16_kn_128x128_ragged", MatmulMma, MATMUL,
+        "f16 mma.sync m16n8k16 (f32 accumulate), B K×N, 128×128 tiles for rows that are not 16-byte aligned: register prefetch one K tile ahead, 1 block/SM";
+    MatmulMmaF16Nk128R: "matmul.mma.f16.nk.128x128_ragged", "matmul_mma_f16_nk_128x128_ragged", MatmulMma, MATMUL,
+        "f16 mma.sync m16n8k16 (f32 accumulate), B N×K, 128×128 tiles for rows that are not 16-byte aligned: register prefetch one K tile ahead, 1 block/SM";
+    MatmulMmaS8Nk128R: "matmul.mma.s8.nk.128x128_ragged", "matmul_mma_s8_nk_128x128_ragged", MatmulMma, MATMUL,
+        "int8 mma.sync m16n8k32 (s32 accumulate, i32 out), B N×K, 128×128 tiles for rows that are not 16-byte aligned: register prefetch one K tile ahead, 1 block/SM";
+    MatmulMmaTf32Nk128R: "matmul.mma.tf32.nk.128x128_ragged", "matmul_mma_tf32_nk_128x128_ragged", MatmulMma, MATMUL,
+        "tf32 mma.sync m16n8k8 (f32 accumulate, f32 out), B N×K, 128×128 tiles for rows that are not 16-byte aligned: register prefetch one K tile ahead, 1 block/SM";
+    MatmulMmaBf16KnSplit: "matmul.mma.bf16.kn.32x64_splitk", "matmul_mma_bf16_kn_32x64_splitk", MatmulMma, MATMUL_SPLITK,
+        "decode GEMM (M ≤ 64): bf16 mma.sync (f32 partials), B K×N, 32×64 tiles, K split over blockIdx.z, 4-stage cp.async";
+    MatmulMmaBf16NkSplit: "matmul.mma.bf16.nk.32x64_splitk", "matmul_mma_bf16_nk_32x64_splitk", MatmulMma, MATMUL_SPLITK,
+        "decode GEMM (M ≤ 64): bf16 mma.sync (f32 partials), B N×K, 32×64 tiles, K split over blockIdx.z, 4-stage cp.async";
+    MatmulMmaF16KnSplit: "matmul.mma.f16.kn.32x64_splitk", "matmul_mma_f16_kn_32x64_splitk", MatmulMma, MATMUL_SPLITK,
+        "decode GEMM (M ≤ 64): f16 mma.sync (f32 partials), B K×N, 32×64 tiles, K split over blockIdx.z, 4-stage cp.async";
+    MatmulMmaF16NkSplit: "matmul.mma.f16.nk.32x64_splitk", "matmul_mma_f16_nk_32x64_splitk", MatmulMma, MATMUL_SPLITK,
+        "decode GEMM (M ≤ 64): f16 mma.sync (f32 partials), B N×K, 32×64 tiles, K split over blockIdx.z, 4-stage cp.async";
+    MatmulMmaS8NkSplit: "matmul.mma.s8.nk.32x64_splitk", "matmul_mma_s8_nk_32x64_splitk", MatmulMma, MATMUL_SPLITK,
+        "decode GEMM (M ≤ 64): int8 mma.sync (s32 partials), B N×K, 32×64 tiles, K split over blockIdx.z, 4-stage cp.async";
+    MatmulMmaE4m3NkSplit: "matmul.mma.e4m3.nk.32x64_splitk", "matmul_mma_e4m3_nk_32x64_splitk", MatmulMma, MATMUL_SPLITK,
+        "decode GEMM (M ≤ 64): fp8 e4m3 mma.sync (sm_89+, f32 partials), B N×K, 32×64 tiles, K split over blockIdx.z, 4-stage cp.async";
+    MatmulMmaTf32NkSplit: "matmul.mma.tf32.nk.32x64_splitk", "matmul_mma_tf32_nk_32x64_splitk", MatmulMma, MATMUL_SPLITK,
+        "decode GEMM (M ≤ 64): tf32 mma.sync (f32 partials), B N×K, 32×64 tiles, K split over blockIdx.z, 4-stage cp.async";
+    MatmulReduceBf16: "matmul.splitk_reduce.bf16", "matmul_splitk_reduce_bf16", MatmulMma, SPLITK_REDUCE,
+        "split-K reduction: f32 partials → bf16, grid-stride";
+    MatmulReduceF16: "matmul.splitk_reduce.f16", "matmul_splitk_reduce_f16", MatmulMma, SPLITK_REDUCE,
+        "split-K reduction: f32 partials → f16, grid-stride";
+    MatmulReduceF32: "matmul.splitk_reduce.f32", "matmul_splitk_reduce_f32", MatmulMma, SPLITK_REDUCE,
+        "split-K reduction: f32 partials → f32 (tf32), grid-stride";
+    MatmulReduceI32: "matmul.splitk_reduce.i32", "matmul_splitk_reduce_i32", MatmulMma, SPLITK_REDUCE,
+        "split-K reduction: s32 partials → i32 (int8), grid-stride";
+    MatmulWgmmaBf16Nk: "matmul.wgmma.bf16.nk", "matmul_wgmma_bf16_nk", MatmulWgmma, MATMUL_TMA,
+        "bf16 wgmma m64n256k16 (sm_90a, f32 accumulate), B N×K, TMA 128B swizzle, 4-stage mbarrier ring, producer + 2 consumer warpgroups, persistent 128×256 tiles";
+    MatmulWgmmaBf16Kn: "matmul.wgmma.bf16.kn", "matmul_wgmma_bf16_kn", MatmulWgmma, MATMUL_TMA,
+        "bf16 wgmma m64n256k16 (sm_90a, f32 accumulate), B K×N read MN-major, TMA 128B swizzle, 4-stage mbarrier ring, persistent 128×256 tiles";
+    MatmulWgmmaF16Nk: "matmul.wgmma.f16.nk", "matmul_wgmma_f16_nk", MatmulWgmma, MATMUL_TMA,
+        "f16 wgmma m64n256k16 (sm_90a, f32 accumulate), B N×K, TMA 128B swizzle, 4-stage mbarrier ring, producer + 2 consumer warpgroups, persistent 128×256 tiles";
+    MatmulWgmmaF16Kn: "matmul.wgmma.f16.kn", "matmul_wgmma_f16_kn", MatmulWgmma, MATMUL_TMA,
+        "f16 wgmma m64n256k16 (sm_90a, f32 accumulate), B K×N read MN-major, TMA 128B swizzle, 4-stage mbarrier ring, persistent 128×256 tiles";
+    MatmulWgmmaE4m3Nk: "matmul.wgmma.e4m3.nk", "matmul_wgmma_e4m3_nk", MatmulWgmma, MATMUL_TMA,
+        "fp8 e4m3 wgmma m64n128k32 (sm_90a, f32 promotion every 128 K, bf16 out), B N×K, TMA 128B swizzle, 6-stage ring, persistent 128×128 tiles";
     FlashFwdBf16D64: "attention.flash_fwd.bf16.d64", "gv_flash_fwd_bf16_d64", FlashFwd, FLASH_FWD,
         "fused prefill, bf16, head dim 64: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax";
     FlashFwdBf16D128: "attention.flash_fwd.bf16.d128", "gv_flash_fwd_bf16_d128", FlashFwd, FLASH_FWD,
@@ -274,6 +373,14 @@ kernel_table! {
         "fused prefill, f16, head dim 64: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax";
     FlashFwdF16D128: "attention.flash_fwd.f16.d128", "gv_flash_fwd_f16_d128", FlashFwd, FLASH_FWD,
         "fused prefill, f16, head dim 128: 64-row Q tiles, 64-key K/V tiles, mma.sync m16n8k16, cp.async double buffer, online softmax";
+    FlashFwdSm90Bf16D64: "attention.flash_fwd_sm90.bf16.d64", "gv_flash_fwd_sm90_bf16_d64", FlashFwdSm90, FLASH_FWD_TMA,
+        "FA3-style prefill (sm_90a), bf16, head dim 64: TMA, producer + 2 consumer warpgroups, SS-wgmma Q·Kᵀ, RS-wgmma P·V, softmax overlapped, ping-pong, 128×128 tiles";
+    FlashFwdSm90Bf16D128: "attention.flash_fwd_sm90.bf16.d128", "gv_flash_fwd_sm90_bf16_d128", FlashFwdSm90, FLASH_FWD_TMA,
+        "FA3-style prefill (sm_90a), bf16, head dim 128: TMA, producer + 2 consumer warpgroups, SS-wgmma Q·Kᵀ, RS-wgmma P·V, softmax overlapped, ping-pong, 128×128 tiles";
+    FlashFwdSm90F16D64: "attention.flash_fwd_sm90.f16.d64", "gv_flash_fwd_sm90_f16_d64", FlashFwdSm90, FLASH_FWD_TMA,
+        "FA3-style prefill (sm_90a), f16, head dim 64: TMA, producer + 2 consumer warpgroups, SS-wgmma Q·Kᵀ, RS-wgmma P·V, softmax overlapped, ping-pong, 128×128 tiles";
+    FlashFwdSm90F16D128: "attention.flash_fwd_sm90.f16.d128", "gv_flash_fwd_sm90_f16_d128", FlashFwdSm90, FLASH_FWD_TMA,
+        "FA3-style prefill (sm_90a), f16, head dim 128: TMA, producer + 2 consumer warpgroups, SS-wgmma Q·Kᵀ, RS-wgmma P·V, softmax overlapped, ping-pong, 128×128 tiles";
     FlashDecodeBf16D64: "attention.flash_decode.bf16.d64", "gv_flash_decode_bf16_d64", FlashDecode, DECODE,
         "split-KV decode, bf16, head dim 64: GQA rows packed into 16-row mma tiles, partial O and log-sum-exp per split";
     FlashDecodeBf16D128: "attention.flash_decode.bf16.d128", "gv_flash_decode_bf16_d128", FlashDecode, DECODE,

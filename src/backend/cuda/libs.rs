@@ -23,6 +23,8 @@ pub const LIB_DIR_ENV: &str = "GPUVET_CUDA_LIB_DIR";
 pub enum Lib {
     Nvrtc,
     CublasLt,
+    /// NCCL (collectives): looked for only when a collective is planned.
+    Nccl,
 }
 
 impl Lib {
@@ -31,6 +33,7 @@ impl Lib {
         match self {
             Lib::Nvrtc => "libnvrtc",
             Lib::CublasLt => "libcublasLt",
+            Lib::Nccl => "libnccl",
         }
     }
 
@@ -38,6 +41,7 @@ impl Lib {
         match self {
             Lib::Nvrtc => "NVRTC",
             Lib::CublasLt => "cuBLASLt",
+            Lib::Nccl => "NCCL",
         }
     }
 }
@@ -170,6 +174,8 @@ impl SearchEnv {
             out.push(nv.join("cuda_nvrtc/lib"));
             out.push(nv.join("cublas/lib"));
             out.push(nv.join("cu12/lib"));
+            // NCCL's wheels (nvidia-nccl-cu13, -cu12) keep their own folder.
+            out.push(nv.join("nccl/lib"));
         }
         let mut seen = std::collections::HashSet::new();
         out.retain(|p| !p.components().any(|c| c.as_os_str() == "stubs") && seen.insert(p.clone()));
@@ -288,6 +294,10 @@ pub fn missing_line(lib: Lib, cands: &[Candidate], driver_major: Option<u32>) ->
             "memory kernels still run; matmul and attention do not",
             "the CUDA toolkit or `pip install nvidia-cublas` (13.x) and point GPUVET_CUDA_LIB_DIR at the folder holding libcublasLt.so.*",
         ),
+        Lib::Nccl => (
+            "transfers and peer copies still run; collectives do not",
+            "`pip install nvidia-nccl-cu13` (or your distribution's libnccl2) and point GPUVET_CUDA_LIB_DIR at the folder holding libnccl.so.2",
+        ),
     };
     if let (Some(d), false) = (driver_major, cands.is_empty()) {
         let found: Vec<String> = cands
@@ -309,7 +319,7 @@ pub fn missing_line(lib: Lib, cands: &[Candidate], driver_major: Option<u32>) ->
         );
     }
     format!(
-        "{} not found (searched {LIB_DIR_ENV}, LD_LIBRARY_PATH, CUDA_HOME, /usr/local/cuda*, conda, pip nvidia/*/lib): {what_works}; install {install}",
+        "{} not found (searched {LIB_DIR_ENV}, LD_LIBRARY_PATH, CUDA_HOME, /usr/local/cuda*, conda, pip nvidia/*/lib, the loader's path): {what_works}; install {install}",
         lib.label()
     )
 }
@@ -623,6 +633,36 @@ fn load_lib(dirs: &[PathBuf], lib: Lib, driver_major: Option<u32>) -> Result<Loa
     Err(missing_line(lib, &cands, driver_major))
 }
 
+/// Finds and loads NCCL (`libnccl.so.2`): the first in search order, else the loader's own
+/// path (a distribution's libnccl2). Its file version is NCCL's (2), not CUDA's, so the driver
+/// does not choose among copies; NCCL itself says at initialisation when it needs a newer
+/// driver. Returns the handle its symbols are read from.
+pub fn load_nccl(dirs: &[PathBuf]) -> Result<(Loaded, Handle), String> {
+    let cands = find_all(dirs, Lib::Nccl);
+    if let Some(c) = choose(&cands, None) {
+        let path = c.path.to_string_lossy().into_owned();
+        return dlopen_global(&path)
+            .map(|h| {
+                let l = Loaded {
+                    path: c.path.clone(),
+                    major: c.major,
+                };
+                (l, h)
+            })
+            .map_err(|e| format!("NCCL at {path} failed to load: {e}"));
+    }
+    for name in ["libnccl.so.2", "libnccl.so"] {
+        if let Ok(h) = dlopen_global(name) {
+            let l = Loaded {
+                path: PathBuf::from(name),
+                major: Some(2),
+            };
+            return Ok((l, h));
+        }
+    }
+    Err(missing_line(Lib::Nccl, &[], None))
+}
+
 fn load_nvrtc(dirs: &[PathBuf], driver_major: Option<u32>) -> Result<Loaded, String> {
     let cands = find_all(dirs, Lib::Nvrtc);
     if let Some(c) = choose(&cands, driver_major) {
@@ -744,6 +784,29 @@ mod tests {
             ]
         );
         assert_eq!(majors(&find_all(&dirs, Lib::CublasLt)), [Some(13)]);
+    }
+
+    #[test]
+    fn finds_the_nccl_wheel_and_says_what_is_missing() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        let venv = r.join("venv");
+        touch(&venv.join("lib/python3.12/site-packages/nvidia/nccl/lib/libnccl.so.2"));
+        let env = env_with(r).with(Var::VirtualEnv, &venv);
+        let found = find_all(&env.dirs(), Lib::Nccl);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].major, Some(2));
+        // A file that is not a library fails to load with the loader's reason, no panic.
+        let e = load_nccl(&env.dirs()).unwrap_err();
+        assert!(
+            e.starts_with("NCCL at ") && e.contains("failed to load"),
+            "{e}"
+        );
+        let none = missing_line(Lib::Nccl, &[], None);
+        assert!(
+            none.contains("collectives do not") && none.contains("nvidia-nccl-cu13"),
+            "{none}"
+        );
     }
 
     #[test]

@@ -15,29 +15,39 @@
 //! | `timing` | CUDA events |
 //! | `error` | driver errors kept typed (out of memory, illegal address, other) |
 //! | `launch` | the typed kernel launcher and its argument builder |
+//! | `tma` | TMA tensor maps: geometry checked, one encoder for any rank |
 //! | `registry` | the implementation table and user registrations: what `implementations`, `check` and `prepare` ask |
 //! | `run` | the one prepared run (buffer sets, poison, verify, rotate, time, drop) |
-//! | `matmul`, `memory`, `attention`, `own_*` | each implementation's plan, factory and `run::Exec` |
+//! | `matmul`, `memory`, `attention`, `own_*`, `wgmma`, `flash_sm90` | each implementation's plan, factory and `run::Exec` |
+//! | `transfer`, `p2p`, `nccl` | host↔device copies (rows of the table), peer copies and NCCL collectives (rows whose runs the group seam builds) |
 
 pub mod attention;
 pub mod device;
 pub mod error;
+pub mod flash_sm90;
 pub mod kernels;
 pub mod launch;
 pub mod libs;
 pub mod matmul;
 pub mod memory;
+pub mod nccl;
 pub mod nvml;
 pub mod nvrtc;
 pub mod own_attention;
 pub mod own_matmul;
+pub mod p2p;
 pub mod registry;
 pub mod run;
 pub mod timing;
+pub mod tma;
+pub mod transfer;
+pub mod user;
+pub mod user_run;
+pub mod wgmma;
 
 use super::{
-    quick, Backend, BackendKind, CachePolicy, DeviceInfo, ImplInfo, MemoryNeeds, PrepareOptions,
-    Prepared, Request, Sustained, Telemetry,
+    quick, Backend, BackendKind, CachePolicy, DeviceInfo, Group, ImplInfo, MemoryNeeds,
+    PrepareOptions, Prepared, Request, Sustained, Telemetry,
 };
 use crate::error::{Error, Result};
 use crate::workload::{MemOp, Workload};
@@ -104,6 +114,7 @@ pub fn open_all() -> Result<Vec<Box<dyn Backend>>> {
         for b in out.iter_mut().skip(1) {
             b.notice = None;
         }
+        record_peer_access(&mut out);
         if !failed.is_empty() {
             let first = &mut out[0];
             let mut lines: Vec<String> = first.notice.take().into_iter().collect();
@@ -115,6 +126,23 @@ pub fn open_all() -> Result<Vec<Box<dyn Backend>>> {
             .map(|b| Box::new(b) as Box<dyn Backend>)
             .collect())
     })
+}
+
+/// Records in every device's details which of the others it can map
+/// (`cuDeviceCanAccessPeer`), by index: the topology matrix reads it.
+fn record_peer_access(devices: &mut [CudaBackend]) {
+    let n = devices.len();
+    if n < 2 {
+        return;
+    }
+    for i in 0..n {
+        let peers: Vec<u32> = (0..n)
+            .filter(|&j| j != i)
+            .filter(|&j| p2p::can_access_peer(&devices[i].gpu, &devices[j].gpu).unwrap_or(false))
+            .map(|j| j as u32)
+            .collect();
+        devices[i].info.details.state.peer_access = Some(peers);
+    }
 }
 
 /// Hash of the kernel sources and compile options, recorded in every GPU report.
@@ -139,7 +167,10 @@ pub fn list_kernels(verbose: bool) -> Result<String> {
     let mut logs: Vec<(kernels::Source, String)> = Vec::new();
     let mut compile_note = None;
     if verbose {
-        for src in kernels::Source::ALL {
+        for src in kernels::Source::ALL
+            .into_iter()
+            .filter(|s| s.builds_for(&arch))
+        {
             match nvrtc::compile(src, &arch) {
                 Ok(c) => logs.push((src, c.log)),
                 Err(e) => {
@@ -170,7 +201,9 @@ pub fn list_kernels(verbose: bool) -> Result<String> {
                 .iter()
                 .find(|(src, _)| *src == k.source())
                 .and_then(|(_, log)| nvrtc::resources_of(log, k));
-            if let Some(r) = res {
+            if !k.source().builds_for(&arch) {
+                s.push_str(&format!("  [{} only]", k.source().archs().join(", ")));
+            } else if let Some(r) = res {
                 s.push_str(&format!(
                     "  [{} registers, {} B spill stores, {} B spill loads, {} B stack]",
                     r.registers, r.spill_stores, r.spill_loads, r.stack_bytes
@@ -230,6 +263,9 @@ pub fn cache_policy(opts: PrepareOptions, working_set: u64, l2: u64) -> CachePol
 
 /// One CUDA device.
 pub struct CudaBackend {
+    /// The NCCL communicators of the last group this device led (first field: dropped before
+    /// the device's context).
+    comms: std::sync::Mutex<Option<(Vec<usize>, std::sync::Arc<nccl::Comms>)>>,
     gpu: Gpu,
     info: DeviceInfo,
     notice: Option<String>,
@@ -313,6 +349,7 @@ impl CudaBackend {
             peaks: None,
         };
         Ok(CudaBackend {
+            comms: std::sync::Mutex::new(None),
             gpu,
             info,
             notice: (!notes.is_empty()).then(|| notes.join("\n")),
@@ -325,6 +362,39 @@ impl CudaBackend {
         registry::Target::of(&self.gpu.props)
     }
 
+    /// The communicators of `members` (this device first) in `world`: made once per group and
+    /// kept, since a communicator costs far more to create than one collective takes.
+    fn comms_for(
+        &self,
+        members: &[&CudaBackend],
+        world: &crate::interconnect::World,
+    ) -> Result<std::sync::Arc<nccl::Comms>> {
+        let key: Vec<usize> = members.iter().map(|m| m.gpu.props.ordinal).collect();
+        let mut slot = self
+            .comms
+            .lock()
+            .map_err(|_| Error::backend("cuda", "communicator cache poisoned"))?;
+        if let Some((k, c)) = slot.as_ref() {
+            if *k == key {
+                return Ok(c.clone());
+            }
+        }
+        *slot = None;
+        let gpus: Vec<&Gpu> = members.iter().map(|m| &m.gpu).collect();
+        let here = gpus.len() as u32;
+        let comms = if world.is_single() {
+            nccl::Comms::new(&gpus, None, 0, here)?
+        } else {
+            let id = world.id.as_deref().ok_or_else(|| {
+                Error::invalid("the world has no communicator id: the rendezvous did not run")
+            })?;
+            nccl::Comms::new(&gpus, Some(id), world.rank * here, world.size * here)?
+        };
+        let comms = std::sync::Arc::new(comms);
+        *slot = Some((key, comms.clone()));
+        Ok(comms)
+    }
+
     /// Adds an implementation (a user's kernel, typically with [`registry::needs_nvrtc`] as
     /// its check): from then on `implementations`, `check` and `prepare` serve it like a
     /// built-in one, listed after them. Refuses a name its workload kind already has.
@@ -334,6 +404,10 @@ impl CudaBackend {
 }
 
 impl Backend for CudaBackend {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn device(&self) -> &DeviceInfo {
         &self.info
     }
@@ -360,6 +434,11 @@ impl Backend for CudaBackend {
                         .stream_grid(memory::BLOCK, memory::MIN_ELEMS_PER_BLOCK, m.elements());
                 memory::memory_needed(m, sets, grid as u64)
             }
+            Workload::Transfer(t) => t.bytes().saturating_mul(sets as u64),
+            Workload::P2p(p) => 2 * p.bytes(),
+            // One rank per device: its own send and receive buffers.
+            Workload::Collective(c) => (c.send_elements() + c.recv_elements()) * c.dtype.size(),
+            Workload::Kernel(_) => w.footprint().saturating_mul(sets.max(1) as u64),
         }
     }
 
@@ -429,6 +508,55 @@ impl Backend for CudaBackend {
         })
     }
 
+    /// Peer copies between two of this process's GPUs and NCCL collectives over a group (and
+    /// the other processes of a world); anything else as on one device.
+    fn prepare_group_checked<'a>(
+        &'a self,
+        group: &Group<'a>,
+        r: Request<'_>,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        let (w, imp, inputs) = (r.workload, r.implementation, r.inputs);
+        let members = group.members_as::<CudaBackend>(&w.name())?;
+        guarded("preparing a group workload", || match w {
+            Workload::P2p(p) => match members[..] {
+                [a, b] => Ok(Box::new(p2p::P2pRun::new(&a.gpu, &b.gpu, p, imp, inputs)?)
+                    as Box<dyn Prepared + 'a>),
+                _ => Err(Error::invalid(format!("{} needs two devices", w.name()))),
+            },
+            Workload::Collective(c) => {
+                let comms = self.comms_for(&members, group.world)?;
+                let gpus: Vec<&Gpu> = members.iter().map(|m| &m.gpu).collect();
+                Ok(Box::new(nccl::CollectiveRun::new(&gpus, comms, c, inputs)?))
+            }
+            _ => self.prepare_checked(r),
+        })
+    }
+
+    /// NCCL's unique id: what rank 0 of a world hands to the other processes.
+    fn world_id(&self) -> Result<Vec<u8>> {
+        nccl::unique_id()
+    }
+
+    fn register_user_kernel(
+        &mut self,
+        workload: &'static str,
+        kernel: &crate::workload::kernel::UserKernel,
+    ) -> Result<()> {
+        let kind = [
+            registry::Kind::Matmul,
+            registry::Kind::Attention,
+            registry::Kind::Memory,
+        ]
+        .into_iter()
+        .find(|k| k.name() == workload)
+        .ok_or_else(|| {
+            Error::unsupported(format!(
+                "a user kernel cannot implement {workload} workloads"
+            ))
+        })?;
+        self.register_implementation(user::implementation(kind, kernel))
+    }
+
     fn telemetry(&self) -> Option<Telemetry> {
         let n = nvml::nvml()?;
         let d = nvml::find(n, &self.gpu.props.uuid, &self.gpu.props.pci_bus_id)?;
@@ -446,6 +574,9 @@ impl Backend for CudaBackend {
         self.notice.clone()
     }
 }
+
+/// The one implementation of a free-form user kernel (`bench kernel --spec`).
+pub use registry::USER as USER_IMPL;
 
 /// `cublasLtGetVersion()` of the cuBLASLt cudarc loaded (e.g. 130100 for 13.1.0), recorded so a
 /// run can be matched with PyTorch's, which scripts/torch_reference.py reads with the same call:

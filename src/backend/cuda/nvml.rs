@@ -5,7 +5,7 @@
 //! `CUDA_VISIBLE_DEVICES` and `CUDA_DEVICE_ORDER` renumber CUDA devices but not NVML ones.
 
 use super::libs;
-use crate::backend::{DeviceState, Telemetry, ThrottleReason};
+use crate::backend::{DeviceState, NvLinkPeer, NvLinkPeerKind, Telemetry, ThrottleReason};
 use nvml_wrapper::bitmasks::device::ThrottleReasons;
 use nvml_wrapper::enum_wrappers::device::{
     Clock, EccCounter, GpuVirtualizationMode, MemoryError, TemperatureSensor, TemperatureThreshold,
@@ -115,9 +115,9 @@ pub fn state(d: &Device) -> DeviceState {
             .virtualization_mode()
             .ok()
             .map(|v| virtualization_name(v).into()),
-        nvlink_active_links: nvlink_active_links(d),
         ..DeviceState::default()
     };
+    nvlinks(d, &mut s);
     memory_health(d, &mut s);
     pcie_and_mig(d, &mut s);
     s
@@ -170,12 +170,49 @@ fn virtualization_name(v: GpuVirtualizationMode) -> &'static str {
     }
 }
 
-/// NVLink links in the active state (0 on PCIe-only boards; `None` when NVML cannot say).
-fn nvlink_active_links(d: &Device) -> Option<u32> {
-    let links: Vec<bool> = (0..NVLINK_MAX_LINKS)
-        .filter_map(|l| d.link_wrapper_for(l).is_active().ok())
+/// NVLink: links in the active state (0 on PCIe-only boards; `None` when NVML cannot say),
+/// what each active one reaches (a GPU or an NVSwitch, by PCI bus id), and the version code.
+fn nvlinks(d: &Device, s: &mut DeviceState) {
+    let states: Vec<(u32, bool)> = (0..NVLINK_MAX_LINKS)
+        .filter_map(|l| Some((l, d.link_wrapper_for(l).is_active().ok()?)))
         .collect();
-    (!links.is_empty()).then(|| links.iter().filter(|&&a| a).count() as u32)
+    if states.is_empty() {
+        return;
+    }
+    let active: Vec<u32> = states.iter().filter(|s| s.1).map(|s| s.0).collect();
+    s.nvlink_active_links = Some(active.len() as u32);
+    let peers: Vec<NvLinkPeer> = active
+        .iter()
+        .filter_map(|&l| {
+            let pci = d.link_wrapper_for(l).remote_pci_info().ok()?;
+            Some(NvLinkPeer {
+                kind: remote_kind(d, l),
+                pci_bus_id: pci.bus_id,
+            })
+        })
+        .collect();
+    if !peers.is_empty() {
+        s.nvlink_peers = Some(peers);
+    }
+    s.nvlink_version = active
+        .first()
+        .and_then(|&l| d.link_wrapper_for(l).version().ok());
+}
+
+/// What link `l` reaches, through the raw NVML symbol (nvml-wrapper's wrapper of it reads its
+/// result from a temporary).
+fn remote_kind(d: &Device, l: u32) -> NvLinkPeerKind {
+    let Ok(f) = d.nvml().lib().nvmlDeviceGetNvLinkRemoteDeviceType.as_ref() else {
+        return NvLinkPeerKind::Other;
+    };
+    let mut kind: std::ffi::c_uint = 255;
+    // SAFETY: a live device handle, a link index below NVML_NVLINK_MAX_LINKS, an out-pointer.
+    let rc = unsafe { f(d.handle(), l, &mut kind) };
+    match (rc, kind) {
+        (0, 0) => NvLinkPeerKind::Gpu,
+        (0, 2) => NvLinkPeerKind::Switch,
+        _ => NvLinkPeerKind::Other,
+    }
 }
 
 /// NVML_NVLINK_MAX_LINKS: the most NVLink links any GPU has.

@@ -54,6 +54,16 @@ pub struct KernelResources {
     pub stack_bytes: u32,
 }
 
+impl KernelResources {
+    /// The note a result carries: registers (`what` says more about them), spills.
+    pub fn note(&self, what: &str) -> String {
+        format!(
+            "{} registers{what}, {} B spill stores, {} B spill loads",
+            self.registers, self.spill_stores, self.spill_loads
+        )
+    }
+}
+
 /// Checks that NVRTC was found and loaded; the one-line reason otherwise.
 pub fn available() -> Result<()> {
     match &libs::probe().nvrtc {
@@ -105,7 +115,7 @@ pub fn version() -> Result<(i32, i32)> {
 
 /// Compiles `src` for `arch` without touching the cache.
 pub fn compile_uncached(src: Source, arch: &str) -> Result<Compiled> {
-    let (cubin, log) = compile_with(src, arch, |prog| {
+    let (cubin, log) = compile_with(src, arch, &[], |prog| {
         // SAFETY: called by compile_with on a successfully compiled, live program.
         unsafe { cubin(prog) }
     })?;
@@ -119,29 +129,112 @@ pub fn compile_uncached(src: Source, arch: &str) -> Result<Compiled> {
 /// The PTX of `src` for a virtual architecture (`compute_90a`, ...): what the tests read the
 /// kernels' `.entry` parameter lists from.
 pub fn compile_to_ptx(src: Source, virtual_arch: &str) -> Result<String> {
-    let (ptx, _log) = compile_with(src, virtual_arch, |prog| {
+    let (ptx, _log) = compile_with(src, virtual_arch, &[], |prog| {
         // SAFETY: called by compile_with on a successfully compiled, live program.
         unsafe { ptx(prog) }
     })?;
     Ok(ptx)
 }
 
-/// Runs NVRTC on `src` for `arch` and hands the compiled program to `take`; returns what it
-/// took and the program log.
+/// A user program compiled for one architecture: the CUBIN to load and the PTX its parameter
+/// list is read from.
+#[derive(Debug, Clone)]
+pub struct UserCompiled {
+    pub cubin: Vec<u8>,
+    pub ptx: String,
+    /// NVRTC's log (warnings, and ptxas' register and spill report).
+    pub log: String,
+    pub from_cache: bool,
+    /// The cache key: what was compiled (source, headers, options, NVRTC, architecture).
+    pub key: String,
+}
+
+/// Compiles a user source for `arch` with the user's `extra` options, through the on-disk cache
+/// in `dir` (`None`: no cache). `headers_hash` stands for the headers the source includes from
+/// disk (NVRTC reads them itself), so that an edited header is never served a stale CUBIN;
+/// `None` when they could not all be found, which compiles afresh every time.
+pub fn compile_user(
+    src: Source,
+    arch: &str,
+    extra: &[String],
+    headers_hash: Option<&str>,
+    dir: Option<&Path>,
+) -> Result<UserCompiled> {
+    let ver = version()?;
+    let mut key = cache_key(src, arch, ver);
+    let mut h = Sha256::new();
+    h.update(key.as_bytes());
+    for o in extra {
+        h.update([0]);
+        h.update(o.as_bytes());
+    }
+    h.update([1]);
+    h.update(headers_hash.unwrap_or("").as_bytes());
+    key = hex(&h.finalize()[..16]);
+    let dir = dir.filter(|_| headers_hash.is_some());
+    let base = dir.map(|d| d.join(format!("{}-{arch}-{key}", src.stem())));
+    if let Some(hit) = base.as_deref().and_then(|b| user_cache_load(b, &key)) {
+        return Ok(hit);
+    }
+    let ((cubin, ptx), log) = compile_with(src, arch, extra, |prog| {
+        // SAFETY: called by compile_with on a successfully compiled, live program.
+        unsafe { Ok((cubin(prog)?, ptx(prog)?)) }
+    })?;
+    let c = UserCompiled {
+        cubin,
+        ptx,
+        log,
+        from_cache: false,
+        key,
+    };
+    if let Some(base) = &base {
+        let _ = user_cache_store(base, &c);
+    }
+    Ok(c)
+}
+
+/// A user compile stored at `base` (`.cubin`, `.ptx`, `.log`), if there is a whole one.
+fn user_cache_load(base: &Path, key: &str) -> Option<UserCompiled> {
+    let read = |ext| std::fs::read(base.with_extension(ext)).ok();
+    let (cubin, ptx, log) = (read("cubin")?, read("ptx")?, read("log")?);
+    (!cubin.is_empty() && !ptx.is_empty()).then(|| UserCompiled {
+        cubin,
+        ptx: String::from_utf8_lossy(&ptx).into_owned(),
+        log: String::from_utf8_lossy(&log).into_owned(),
+        from_cache: true,
+        key: key.to_string(),
+    })
+}
+
+/// Stores a user compile at `base`: the log and the PTX first, so a CUBIN on disk always has
+/// both beside it; each through the one atomic writer.
+fn user_cache_store(base: &Path, c: &UserCompiled) -> std::io::Result<()> {
+    std::fs::create_dir_all(base.parent().unwrap_or(Path::new(".")))?;
+    crate::output::write_atomic(&base.with_extension("log"), c.log.as_bytes())?;
+    crate::output::write_atomic(&base.with_extension("ptx"), c.ptx.as_bytes())?;
+    crate::output::write_atomic(&base.with_extension("cubin"), &c.cubin)
+}
+
+/// Runs NVRTC on `src` for `arch` (with `extra` options after gpuvet's) and hands the compiled
+/// program to `take`; returns what it took and the program log.
 fn compile_with<T>(
     src: Source,
     arch: &str,
+    extra: &[String],
     take: impl FnOnce(sys::nvrtcProgram) -> Result<T>,
 ) -> Result<(T, String)> {
-    let opts = options(arch);
+    let mut opts = options(arch);
+    opts.extend(extra.iter().cloned());
     guarded(|| {
         let code = CString::new(src.text())
             .map_err(|_| Error::backend("cuda", "kernel source contains NUL"))?;
-        let name = CString::new(src.file()).expect("file names have no NUL");
+        let name = CString::new(src.file())
+            .map_err(|_| Error::invalid("the kernel's file name contains a NUL byte"))?;
         let c_opts: Vec<CString> = opts
             .iter()
-            .map(|o| CString::new(o.as_str()).expect("options have no NUL"))
-            .collect();
+            .map(|o| CString::new(o.as_str()))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| Error::invalid("an NVRTC option contains a NUL byte"))?;
         let ptrs: Vec<*const std::ffi::c_char> = c_opts.iter().map(|c| c.as_ptr()).collect();
         let cstr = |s: &str| CString::new(s).expect("gpuvet's headers have no NUL");
         let h_texts: Vec<CString> = HEADERS.iter().map(|(_, t)| cstr(t)).collect();
@@ -214,16 +307,21 @@ pub fn ptx_entries(ptx: &str) -> Vec<(String, Vec<String>)> {
         let types = rest[open + 1..close]
             .split(',')
             .filter_map(|p| {
-                let mut t = p.split_whitespace();
-                (t.next() == Some(".param")).then_some(())?;
-                t.find(|w| {
+                let words: Vec<&str> = p.split_whitespace().collect();
+                (words.first() == Some(&".param")).then_some(())?;
+                let i = words.iter().position(|w| {
                     let b = w.as_bytes();
                     b.len() > 2
                         && b[0] == b'.'
                         && matches!(b[1], b'u' | b's' | b'f' | b'b')
                         && b[2..].iter().all(u8::is_ascii_digit)
-                })
-                .map(str::to_string)
+                })?;
+                // A by-value array (a TMA descriptor: `.b8 name[128]`) keeps its length.
+                let array = words
+                    .get(i + 1)
+                    .and_then(|name| name.find('[').map(|o| &name[o..]))
+                    .unwrap_or("");
+                Some(format!("{}{array}", words[i]))
             })
             .collect();
         out.push((name, types));
@@ -437,6 +535,12 @@ mod tests {
         );
         assert_eq!(e[1], ("empty".to_string(), vec![]));
         assert_eq!(e[2].1, vec![".u32".to_string()]);
+        // a TMA descriptor passed by value keeps its array length
+        let tma = ".entry k(\n\t.param .align 64 .b8 k_param_0[128],\n\t.param .u32 k_param_1\n)";
+        assert_eq!(
+            ptx_entries(tma)[0].1,
+            vec![".b8[128]".to_string(), ".u32".into()]
+        );
     }
 
     #[test]

@@ -13,7 +13,6 @@
 //! buffer sets, the output poisoned before the verified run, CUDA-event timing.
 
 use super::device::{DevBuf, Gpu, Props};
-use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::registry::{Built, PrepareCtx};
@@ -21,7 +20,6 @@ use super::run::{upload, Buffers, Exec, Output};
 use crate::dtype::{AttentionPath, ComputeType, DType, OutType};
 use crate::error::{Error, Result};
 use crate::workload::{AttentionSpec, DECODE_MAX_Q_LEN};
-use cudarc::driver::sys::CUfunction_attribute_enum as FnAttr;
 use std::borrow::Cow;
 
 /// Implementation name of the fused prefill kernel.
@@ -239,22 +237,48 @@ pub fn smem_bytes(kind: Kind, head_dim: u64) -> u64 {
     (q_rows + 4 * KEYS_PER_TILE) * head_dim * 2
 }
 
-/// The decode split: enough blocks to fill every SM once (`blocks_per_sm` resident blocks
-/// each), no split shorter than [`MIN_KEYS_PER_SPLIT`] keys (unless the keys are fewer), at
-/// most [`MAX_SPLITS`], chunk rounded up to whole tiles.
+/// Wave efficiency a split count must reach, relative to the best one, to be chosen: the
+/// smallest split count within 90% of the best is taken (fewer splits: less combine work and
+/// fewer partial writes). FlashAttention-3's `num_splits_heuristic` uses 85%; decode here is
+/// bound by memory bandwidth and a split costs little, so idle slots weigh more.
+pub const SPLIT_EFFICIENCY: f64 = 0.9;
+
+/// Share of the last wave that is busy when `blocks` blocks run `slots` at a time:
+/// waves / ⌈waves⌉ (1.0 for whole waves; 448 blocks on 396 slots: 0.57).
+pub fn wave_efficiency(blocks: u64, slots: u64) -> f64 {
+    let waves = blocks as f64 / slots.max(1) as f64;
+    waves / waves.ceil().max(1.0)
+}
+
+/// The decode split, wave-aware: among the split counts that change the chunk (whole K/V
+/// tiles, no split shorter than [`MIN_KEYS_PER_SPLIT`] keys unless the keys are fewer, at most
+/// [`MAX_SPLITS`]), the smallest whose last wave is at least [`SPLIT_EFFICIENCY`] as full as
+/// the best's, counting `blocks_per_sm` resident blocks on each of `sms` SMs. Grids that already
+/// fill 80% of the slots are not split.
 pub fn decode_split(kv_len: u64, base_blocks: u64, sms: u32, blocks_per_sm: u64) -> Split {
-    let target = sms as u64 * blocks_per_sm.max(1);
-    let want = target.div_ceil(base_blocks.max(1));
-    let most = kv_len.div_ceil(MIN_KEYS_PER_SPLIT).clamp(1, MAX_SPLITS);
-    let splits = want.clamp(1, most);
-    let chunk = kv_len
-        .div_ceil(splits)
-        .next_multiple_of(KEYS_PER_TILE)
-        .max(KEYS_PER_TILE);
-    Split {
-        splits: kv_len.div_ceil(chunk),
-        chunk,
+    let slots = sms as u64 * blocks_per_sm.max(1);
+    let base = base_blocks.max(1);
+    let tiles = kv_len.div_ceil(KEYS_PER_TILE).max(1);
+    let whole = |tiles_per_split: u64| Split {
+        splits: tiles.div_ceil(tiles_per_split),
+        chunk: tiles_per_split * KEYS_PER_TILE,
+    };
+    if base * 10 >= slots * 8 {
+        return whole(tiles);
     }
+    let most = kv_len
+        .div_ceil(MIN_KEYS_PER_SPLIT)
+        .clamp(1, MAX_SPLITS)
+        .min(tiles);
+    // Each distinct chunk once: split counts that round to the same tiles per split are one.
+    let mut options: Vec<Split> = (1..=most).map(|s| whole(tiles.div_ceil(s))).collect();
+    options.dedup();
+    let eff = |s: &Split| wave_efficiency(base * s.splits, slots);
+    let best = options.iter().map(eff).fold(0.0, f64::max);
+    options
+        .into_iter()
+        .find(|s| eff(s) >= SPLIT_EFFICIENCY * best)
+        .unwrap_or_else(|| whole(tiles))
 }
 
 fn fits(what: &str, v: u64, max: u64) -> Result<u32> {
@@ -447,25 +471,27 @@ pub fn to_pages(kv: &[u8], a: &AttentionSpec, g: &Paging, table: &[i32]) -> Vec<
     pool
 }
 
+/// The output type of the fused kernels: O in the input dtype (bf16 or f16).
+pub fn out_type(dtype: DType) -> OutType {
+    match dtype {
+        DType::Bf16 => OutType::Bf16,
+        _ => OutType::F16,
+    }
+}
+
+/// What a causal prefill result says about the work it counts.
+pub const CAUSAL_SKIP_NOTE: &str =
+    "causal: key tiles past each query tile's diagonal are skipped; FLOP/s counts visible pairs only";
+
 /// The prepared run of `kind`'s kernel on `spec`.
 pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &AttentionSpec, kind: Kind) -> Built<'a> {
     let gpu = ctx.gpu;
     let plan = plan(spec, kind, &Limits::of(&gpu.props))?;
-    let out = match spec.dtype {
-        DType::Bf16 => OutType::Bf16,
-        _ => OutType::F16,
-    };
+    let out = out_type(spec.dtype);
     gpu.ensure_fits(memory_needed(spec, &plan, ctx.sets))?;
     let [q, k, v] = super::attention::qkv(spec, ctx.inputs)?;
     // Compile and configure before allocating, so a compile error costs nothing.
-    let main = Kernel::load(gpu, plan.main.kernel)?;
-    cu(
-        "allow the flash kernel its shared memory",
-        main.func.set_attribute(
-            FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            plan.main.smem as i32,
-        ),
-    )?;
+    let main = Kernel::load_with_smem(gpu, plan.main.kernel, plan.main.smem)?;
     // Paged: K and V scattered into pools once on the host, uploaded to every set.
     let paging = plan.paging();
     let table = paging.map(|g| block_table(spec.batch, g.pages_per_seq, BLOCK_TABLE_SEED));
@@ -524,14 +550,9 @@ pub struct FlashRun {
 }
 
 impl FlashRun {
-    /// The arguments every kernel here takes after its pointers: the four dimensions, causal
-    /// and the scale.
+    /// The arguments every kernel here takes after its pointers.
     fn with_dims(&self, args: Args) -> Args {
-        let a = &self.spec;
-        // Lengths and heads were checked to fit i32 by `plan`.
-        let dims = [a.q_heads, a.kv_heads, a.q_len, a.kv_len];
-        let args = dims.iter().fold(args, |x, &d| x.i32(d as i32));
-        args.i32(a.causal as i32).f32(self.plan.scale_log2)
+        super::attention::dim_args(args, &self.spec, self.plan.scale_log2)
     }
 
     /// The split-KV kernel into the partials, then the combine kernel into O.
@@ -607,15 +628,11 @@ impl Exec for FlashRun {
 
 /// What a result of `p` says about how it ran.
 pub fn notes(a: &AttentionSpec, p: &FlashPlan) -> Vec<String> {
-    let g = p.main.grid;
-    let mut n = vec![format!(
-        "{}: {}×{}×{} blocks × {} threads, {} KiB shared memory per block, S never in memory",
+    let main = dims_of(&p.main);
+    let mut n = vec![super::attention::launch_note(
         p.kind.name(),
-        g.0,
-        g.1,
-        g.2,
-        p.main.block,
-        p.main.smem / 1024
+        &main,
+        "S never in memory",
     )];
     if let Some(s) = p.split() {
         n.push(format!(
@@ -634,19 +651,17 @@ pub fn notes(a: &AttentionSpec, p: &FlashPlan) -> Vec<String> {
         ));
     }
     if a.causal && p.kind == Kind::Prefill {
-        n.push(
-            "causal: key tiles past each query tile's diagonal are skipped; FLOP/s counts visible pairs only"
-                .into(),
-        );
+        n.push(CAUSAL_SKIP_NOTE.into());
     }
     n
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const H200: Limits = Limits {
+    /// The reference H200's limits, shared with flash_sm90's tests.
+    pub(crate) const H200: Limits = Limits {
         cc: (9, 0),
         sms: 132,
         smem_per_block_optin: 232_448,
@@ -659,9 +674,11 @@ mod tests {
         smem_per_sm: 102_400,
     };
 
-    fn spec(q_len: u64, kv_len: u64, d: u64, dtype: DType) -> AttentionSpec {
+    /// Causal GQA with 32 query and 8 KV heads: the shapes the plans are tested on, shared
+    /// with flash_sm90's tests.
+    pub(crate) fn gqa(batch: u64, q_len: u64, kv_len: u64, d: u64, dtype: DType) -> AttentionSpec {
         AttentionSpec {
-            batch: 2,
+            batch,
             q_heads: 32,
             kv_heads: 8,
             q_len,
@@ -670,6 +687,10 @@ mod tests {
             causal: true,
             dtype,
         }
+    }
+
+    fn spec(q_len: u64, kv_len: u64, d: u64, dtype: DType) -> AttentionSpec {
+        gqa(2, q_len, kv_len, d, dtype)
     }
 
     #[test]
@@ -741,10 +762,10 @@ mod tests {
     #[test]
     fn splits_fill_the_gpu_when_batch_is_small() {
         // Llama-3-8B decode, batch 1, 32k keys: 8 KV heads × 1 row block = 8 blocks without
-        // splitting; 132 SMs × 3 resident blocks want ~50 splits.
+        // splitting; 132 SMs × 3 resident blocks: the split fills most of one wave.
         let s = decode_split(32_768, 8, 132, 3);
-        assert!(s.splits * 8 >= 132 * 3 * 9 / 10, "{s:?}");
-        assert!(s.splits * 8 <= 132 * 3 * 11 / 10 + 8, "{s:?}");
+        assert!(wave_efficiency(8 * s.splits, 396) >= 0.8, "{s:?}");
+        assert!(s.splits * 8 <= 396, "more than one wave: {s:?}");
         // Batch 256 already gives 2048 blocks: no split.
         assert_eq!(decode_split(32_768, 2048, 132, 3).splits, 1);
         // Short caches are not cut below MIN_KEYS_PER_SPLIT.
@@ -756,6 +777,33 @@ mod tests {
                 chunk: 64
             }
         );
+    }
+
+    #[test]
+    fn splits_avoid_a_mostly_empty_last_wave() {
+        // The review's case: batch 8 × 8 KV heads = 64 blocks, 32k keys. The fill-once rule
+        // took 7 splits = 448 blocks = 1.13 waves of 396 (last wave 13% busy).
+        assert!(wave_efficiency(448, 396) < 0.6);
+        for (kv, base) in [
+            (32_768u64, 64u64),
+            (8192, 64),
+            (131_072, 8),
+            (16_384, 32),
+            (4096, 24),
+        ] {
+            let s = decode_split(kv, base, 132, 3);
+            let e = wave_efficiency(base * s.splits, 396);
+            assert!(e >= 0.8, "kv {kv} base {base}: {s:?} efficiency {e:.2}");
+            // Never worse than the old fill-once split's last wave.
+            assert!(s.splits * s.chunk >= kv && (s.splits - 1) * s.chunk < kv);
+        }
+        // The same choices as tools/kernel-emu/decode.py's mirror of this function.
+        let split = |splits, chunk| Split { splits, chunk };
+        assert_eq!(decode_split(32_768, 64, 132, 3), split(6, 5504));
+        assert_eq!(decode_split(1100, 16, 40, 3), split(5, 256));
+        assert_eq!(decode_split(700, 2, 8, 3), split(3, 256));
+        assert!((wave_efficiency(396, 396) - 1.0).abs() < 1e-12);
+        assert!((wave_efficiency(198, 396) - 0.5).abs() < 1e-12);
     }
 
     #[test]

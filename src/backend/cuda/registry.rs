@@ -16,11 +16,18 @@ use super::libs::{self, Lib};
 use super::memory::MemImpl;
 use super::own_attention::Limits;
 use super::run::{CudaRun, Exec, SetLayout};
-use super::{attention, matmul, memory, own_attention, own_matmul};
+use super::{
+    attention, flash_sm90, matmul, memory, nccl, own_attention, own_matmul, transfer, user,
+    user_run, wgmma,
+};
 use crate::backend::{CachePolicy, ImplInfo, Prepared};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
-use crate::workload::{AttentionSpec, MatmulSpec, MemorySpec, Workload};
+use crate::workload::collective::COLLECTIVE_DTYPES;
+use crate::workload::{
+    AttentionSpec, CollectiveSpec, KernelSpec, MatmulSpec, MemorySpec, P2pSpec, TransferSpec,
+    Workload,
+};
 use own_attention::Kind as Flash;
 use own_matmul::Family;
 
@@ -30,6 +37,11 @@ pub enum Kind {
     Matmul,
     Attention,
     Memory,
+    Transfer,
+    P2p,
+    Collective,
+    /// A free-form user kernel (`bench kernel --spec`).
+    Kernel,
 }
 
 impl Kind {
@@ -38,6 +50,10 @@ impl Kind {
             Workload::Matmul(_) => Kind::Matmul,
             Workload::Attention(_) => Kind::Attention,
             Workload::Memory(_) => Kind::Memory,
+            Workload::Transfer(_) => Kind::Transfer,
+            Workload::P2p(_) => Kind::P2p,
+            Workload::Collective(_) => Kind::Collective,
+            Workload::Kernel(_) => Kind::Kernel,
         }
     }
 
@@ -47,6 +63,10 @@ impl Kind {
             Kind::Matmul => "matmul",
             Kind::Attention => "attention",
             Kind::Memory => "memory",
+            Kind::Transfer => "transfer",
+            Kind::P2p => "p2p",
+            Kind::Collective => "collective",
+            Kind::Kernel => "kernel",
         }
     }
 }
@@ -59,6 +79,8 @@ pub struct Target<'a> {
     pub nvrtc: std::result::Result<(), String>,
     /// Why cuBLASLt cannot be used here, when it cannot.
     pub cublaslt: std::result::Result<(), String>,
+    /// Why NCCL cannot be used here, when it cannot.
+    pub nccl: std::result::Result<(), String>,
 }
 
 impl<'a> Target<'a> {
@@ -72,6 +94,7 @@ impl<'a> Target<'a> {
             props,
             nvrtc: why(&probe.nvrtc),
             cublaslt: why(&probe.cublaslt),
+            nccl: nccl::nccl().map(|_| ()),
         }
     }
 
@@ -81,6 +104,7 @@ impl<'a> Target<'a> {
         let loaded = match lib {
             Lib::Nvrtc => &self.nvrtc,
             Lib::CublasLt => &self.cublaslt,
+            Lib::Nccl => &self.nccl,
         };
         loaded.clone().map_err(Error::unsupported)
     }
@@ -140,6 +164,10 @@ pub enum Ops {
     Matmul(Typed<MatmulSpec>),
     Attention(Typed<AttentionSpec>),
     Memory(Typed<MemorySpec>),
+    Transfer(Typed<TransferSpec>),
+    P2p(Typed<P2pSpec>),
+    Collective(Typed<CollectiveSpec>),
+    Kernel(Typed<KernelSpec>),
 }
 
 /// One built-in implementation: a row of [`BUILTIN`].
@@ -190,6 +218,10 @@ builtin_table! {
     Matmul "cublaslt", REFERENCE, None, [CublasLt], |t, m| matmul::plan(m, t.props.cc),
         matmul::prepare,
         "cuBLASLt matmul, heuristic algorithm";
+    Matmul wgmma::WGMMA, OWN, Some("cublaslt"), [Nvrtc],
+        |t, m| wgmma::plan(m, t.props.cc, t.props.sms, t.props.sm.smem_per_block_optin),
+        wgmma::prepare,
+        "gpuvet Hopper kernel: wgmma from shared memory, TMA 128B swizzle, mbarrier ring, producer + 2 consumer warpgroups, persistent grid";
     Matmul Family::Simt.name(), OWN, Some("cublaslt"), [Nvrtc],
         |t, m| own_matmul::plan(m, Family::Simt, t.props.cc, t.props.sms),
         |c, m| own_matmul::prepare(c, m, Family::Simt),
@@ -201,6 +233,10 @@ builtin_table! {
     Attention "unfused", REFERENCE, None, [CublasLt, Nvrtc], |t, a| attention::plan(a, t.props.cc),
         attention::prepare,
         "cuBLASLt Q·Kᵀ, softmax kernel, cuBLASLt P·V (S materialised)";
+    Attention flash_sm90::IMPL, OWN, Some("unfused"), [Nvrtc],
+        |t, a| flash_sm90::plan(a, &Limits::of(t.props)),
+        flash_sm90::prepare,
+        "gpuvet FA3-style attention for Hopper: TMA, warp-specialised producer + 2 consumer warpgroups, wgmma, softmax overlapped with the GEMMs";
     Attention Flash::Prefill.name(), OWN, Some("unfused"), [Nvrtc],
         |t, a| own_attention::plan(a, Flash::Prefill, &Limits::of(t.props)),
         |c, a| own_attention::prepare(c, a, Flash::Prefill),
@@ -223,7 +259,48 @@ builtin_table! {
     Memory "memcpy", REFERENCE, None, [], |_, m| memory::memcpy_offered(m),
         |c, m| memory::prepare(c, m, MemImpl::Memcpy),
         "driver cuMemcpyDtoDAsync";
+    Transfer transfer::MEMCPY, REFERENCE, None, [], |_, _| Verdict::Ok(()),
+        |c, t| transfer::prepare(c, t, transfer::MEMCPY),
+        "copy engine: cuMemcpyHtoDAsync / cuMemcpyDtoHAsync";
+    Transfer transfer::KERNEL, OWN, None, [Nvrtc], |_, t| transfer::kernel_offered(t),
+        |c, t| transfer::prepare(c, t, transfer::KERNEL),
+        "SM copy kernel through mapped pinned host memory";
+    P2p transfer::MEMCPY, REFERENCE, None, [], |_, _| Verdict::Ok(()),
+        |c, p| across_devices(c, &p.name()),
+        "copy engine: cuMemcpyPeerAsync";
+    P2p transfer::KERNEL, OWN, None, [Nvrtc], |_, _| Verdict::Ok(()),
+        |c, p| across_devices(c, &p.name()),
+        "SM copy kernel over the peer mapping";
+    Collective "nccl", REFERENCE, None, [Nccl], |_, c| nccl_offered(c),
+        |ctx, c| across_devices(ctx, &c.name()),
+        "NCCL, one communicator per device";
+    Kernel USER, OWN, None, [Nvrtc], |t, k| user::check_spec(t, k),
+        user_run::prepare_spec,
+        "the user's kernel from its spec, compiled by NVRTC for this GPU";
 }
+
+/// The factory of the rows whose runs span devices (peer copies, collectives): the group seam
+/// (`CudaBackend::prepare_group`) builds those, with every member device in hand.
+fn across_devices<'a>(_: &PrepareCtx<'a, '_>, name: &str) -> Built<'a> {
+    Err(Error::unsupported(format!(
+        "{name} runs across devices (the group seam), not on one"
+    )))
+}
+
+/// A collective runs in the dtypes NCCL reduces that gpuvet verifies.
+fn nccl_offered(c: &CollectiveSpec) -> Result<()> {
+    if COLLECTIVE_DTYPES.contains(&c.dtype) {
+        Ok(())
+    } else {
+        Err(Error::unsupported(format!(
+            "collectives run in bf16, f16 or f32, not {}",
+            c.dtype
+        )))
+    }
+}
+
+/// The one implementation of a free-form user kernel (`bench kernel --spec`).
+pub const USER: &str = crate::workload::kernel::FREE_FORM_IMPL;
 
 impl Builtin {
     pub fn kind(&self) -> Kind {
@@ -231,6 +308,10 @@ impl Builtin {
             Ops::Matmul(_) => Kind::Matmul,
             Ops::Attention(_) => Kind::Attention,
             Ops::Memory(_) => Kind::Memory,
+            Ops::Transfer(_) => Kind::Transfer,
+            Ops::P2p(_) => Kind::P2p,
+            Ops::Collective(_) => Kind::Collective,
+            Ops::Kernel(_) => Kind::Kernel,
         }
     }
 
@@ -250,6 +331,10 @@ impl Builtin {
             (Ops::Matmul(o), Workload::Matmul(m)) => (o.check)(t, m),
             (Ops::Attention(o), Workload::Attention(a)) => (o.check)(t, a),
             (Ops::Memory(o), Workload::Memory(m)) => (o.check)(t, m),
+            (Ops::Transfer(o), Workload::Transfer(x)) => (o.check)(t, x),
+            (Ops::P2p(o), Workload::P2p(p)) => (o.check)(t, p),
+            (Ops::Collective(o), Workload::Collective(c)) => (o.check)(t, c),
+            (Ops::Kernel(o), Workload::Kernel(k)) => (o.check)(t, k),
             _ => Err(Refusal::NotOffered),
         }
     }
@@ -260,6 +345,10 @@ impl Builtin {
             (Ops::Matmul(o), Workload::Matmul(m)) => (o.prepare)(ctx, m),
             (Ops::Attention(o), Workload::Attention(a)) => (o.prepare)(ctx, a),
             (Ops::Memory(o), Workload::Memory(m)) => (o.prepare)(ctx, m),
+            (Ops::Transfer(o), Workload::Transfer(t)) => (o.prepare)(ctx, t),
+            (Ops::P2p(o), Workload::P2p(p)) => (o.prepare)(ctx, p),
+            (Ops::Collective(o), Workload::Collective(c)) => (o.prepare)(ctx, c),
+            (Ops::Kernel(o), Workload::Kernel(k)) => (o.prepare)(ctx, k),
             _ => Err(Error::invalid(format!(
                 "`{}` implements {}, not {}",
                 self.name,
@@ -392,7 +481,7 @@ mod tests {
     use super::super::device::SmLimits;
     use super::*;
     use crate::dtype::DType;
-    use crate::workload::{BLayout, MemOp};
+    use crate::workload::{BLayout, CollectiveOp, Direction, HostMemory, MemOp, P2pOp};
 
     /// A device of compute capability `cc` with an H200's SMs and shared memory.
     fn props(cc: (i32, i32)) -> Props {
@@ -421,6 +510,7 @@ mod tests {
             props: p,
             nvrtc: Ok(()),
             cublaslt: Ok(()),
+            nccl: Ok(()),
         }
     }
 
@@ -449,6 +539,23 @@ mod tests {
 
     fn memory(op: MemOp) -> Workload {
         Workload::Memory(MemorySpec { op, bytes: 1 << 20 })
+    }
+
+    fn transfer(memory: HostMemory) -> Workload {
+        Workload::Transfer(TransferSpec::new(Direction::H2d, memory, 1 << 20))
+    }
+
+    fn p2p() -> Workload {
+        Workload::P2p(P2pSpec::new(P2pOp::Write, false, 1 << 20))
+    }
+
+    fn collective(dtype: DType) -> Workload {
+        Workload::Collective(CollectiveSpec::new(
+            CollectiveOp::AllReduce,
+            dtype,
+            1 << 20,
+            2,
+        ))
     }
 
     fn names(r: &Registry, t: &Target, w: &Workload) -> Vec<String> {
@@ -489,6 +596,9 @@ mod tests {
             attention(4096, 128, DType::Bf16),
             attention(1, 128, DType::Bf16),
             memory(MemOp::Copy),
+            transfer(HostMemory::Pinned),
+            p2p(),
+            collective(DType::Bf16),
         ];
         let mut listed: Vec<(Kind, String)> = Vec::new();
         for w in &workloads {
@@ -497,7 +607,9 @@ mod tests {
                 listed.push((Kind::of(w), n));
             }
         }
-        for b in BUILTIN {
+        // The free-form user kernel's row compiles a spec's kernel (NVRTC, a file): covered
+        // by tests/user_kernels.rs and tests/cuda_gpu.rs.
+        for b in BUILTIN.iter().filter(|b| b.kind() != Kind::Kernel) {
             let row = (b.kind(), b.name.to_string());
             assert!(listed.contains(&row), "{row:?} is never listed");
         }
@@ -514,6 +626,9 @@ mod tests {
             matmul(DType::F32),
             attention(1, 64, DType::F16),
             memory(MemOp::Read),
+            transfer(HostMemory::Pageable),
+            p2p(),
+            collective(DType::F16),
         ] {
             assert_eq!(Kind::of(&w).name(), w.kind());
         }
@@ -524,10 +639,13 @@ mod tests {
         let p = props((9, 0));
         let (t, r) = (full(&p), Registry::default());
         assert_eq!(names(&r, &t, &matmul(DType::F32)), ["cublaslt", "simt"]);
-        assert_eq!(names(&r, &t, &matmul(DType::Bf16)), ["cublaslt", "mma"]);
+        assert_eq!(
+            names(&r, &t, &matmul(DType::Bf16)),
+            ["cublaslt", "wgmma", "mma"]
+        );
         assert_eq!(
             names(&r, &t, &attention(4096, 128, DType::Bf16)),
-            ["unfused", "flash"]
+            ["unfused", "flash-sm90", "flash"]
         );
         let decode = [
             "unfused",
@@ -538,12 +656,28 @@ mod tests {
         assert_eq!(names(&r, &t, &attention(1, 128, DType::Bf16)), decode);
         assert_eq!(names(&r, &t, &memory(MemOp::Copy)), ["kernel", "memcpy"]);
         assert_eq!(names(&r, &t, &memory(MemOp::Triad)), ["kernel"]);
+        let copies = ["memcpy", "kernel"];
+        assert_eq!(names(&r, &t, &transfer(HostMemory::Pinned)), copies);
+        // Pageable memory is not mapped into the device: the copy engine only.
+        assert_eq!(names(&r, &t, &transfer(HostMemory::Pageable)), ["memcpy"]);
+        assert_eq!(names(&r, &t, &p2p()), copies);
+        assert_eq!(names(&r, &t, &collective(DType::F32)), ["nccl"]);
+        assert!(names(&r, &t, &collective(DType::Int8)).is_empty());
+        let no_nccl = Target {
+            nccl: Err("NCCL not found".into()),
+            ..full(&p)
+        };
+        let e = refusal(&r, &no_nccl, &collective(DType::Bf16), "nccl");
+        assert!(e.contains("NCCL not found"), "{e}");
         let refs: Vec<&str> = BUILTIN
             .iter()
             .filter(|b| b.reference)
             .map(|b| b.name)
             .collect();
-        assert_eq!(refs, ["cublaslt", "unfused", "memcpy"]);
+        assert_eq!(
+            refs,
+            ["cublaslt", "unfused", "memcpy", "memcpy", "memcpy", "nccl"]
+        );
     }
 
     #[test]
@@ -576,7 +710,12 @@ mod tests {
             own(&r, &full(&p), &matmul(d))
         };
         assert_eq!(own(DType::F32, (9, 0)), ["simt"]);
-        assert_eq!(own(DType::Bf16, (9, 0)), ["mma"]);
+        // On sm_90a the Hopper kernel comes first: `--impl default` takes it there.
+        assert_eq!(own(DType::Bf16, (9, 0)), ["wgmma", "mma"]);
+        assert_eq!(own(DType::Fp8E4m3, (9, 0)), ["wgmma", "mma"]);
+        assert_eq!(own(DType::Int8, (9, 0)), ["mma"]);
+        assert_eq!(own(DType::Bf16, (8, 9)), ["mma"]);
+        assert_eq!(own(DType::Bf16, (10, 0)), ["mma"]);
         assert_eq!(own(DType::F16, (8, 0)), ["mma"]);
         assert!(own(DType::F16, (7, 5)).is_empty());
         assert_eq!(own(DType::Int8, (8, 0)), ["mma"]);
@@ -597,7 +736,8 @@ mod tests {
         ];
         assert_eq!(own(&r, &t, &attention(1, 128, DType::Bf16)), decode);
         assert_eq!(own(&r, &t, &attention(8, 128, DType::Bf16)), decode);
-        assert_eq!(own(&r, &t, &attention(9, 128, DType::Bf16)), ["flash"]);
+        let prefill = ["flash-sm90", "flash"];
+        assert_eq!(own(&r, &t, &attention(9, 128, DType::Bf16)), prefill);
         assert!(own(&r, &t, &attention(4096, 256, DType::Bf16)).is_empty());
         assert!(own(&r, &t, &attention(4096, 128, DType::F32)).is_empty());
         // Each row runs the kernel of its name: on the other phase it refuses by that name.
@@ -605,10 +745,72 @@ mod tests {
             .iter()
             .filter(|b| b.kind() == Kind::Attention && !b.reference)
         {
-            let q_len = if b.name == "flash" { 4 } else { 64 };
+            let q_len = if b.name.starts_with("flash-decode") {
+                64
+            } else {
+                4
+            };
             let e = refusal(&r, &t, &attention(q_len, 128, DType::F16), b.name);
             assert!(e.contains(&format!("`{}`", b.name)), "{}: {e}", b.name);
         }
+    }
+
+    #[test]
+    fn the_hopper_kernels_are_the_default_on_sm_90a_and_say_why_not_elsewhere() {
+        let r = Registry::default();
+        let first_own = |cc, w: &Workload| {
+            let p = props(cc);
+            own(&r, &full(&p), w).into_iter().next()
+        };
+        let big = Workload::Matmul(MatmulSpec {
+            m: 4096,
+            n: 4096,
+            k: 4096,
+            dtype: DType::Bf16,
+            b_layout: BLayout::Kn,
+        });
+        let prefill = attention(4096, 128, DType::Bf16);
+        assert_eq!(first_own((9, 0), &big).as_deref(), Some("wgmma"));
+        assert_eq!(first_own((9, 0), &prefill).as_deref(), Some("flash-sm90"));
+        // decode attention has no Hopper kernel; a decode GEMM under `wgmma` is handed to
+        // the split-K mma path (its note says so)
+        let decode = attention(1, 128, DType::Bf16);
+        assert_eq!(first_own((9, 0), &decode).as_deref(), Some("flash-decode"));
+        for cc in [(8, 0), (8, 9), (10, 0), (12, 0)] {
+            assert_eq!(first_own(cc, &big).as_deref(), Some("mma"), "{cc:?}");
+            assert_eq!(first_own(cc, &prefill).as_deref(), Some("flash"), "{cc:?}");
+            let p = props(cc);
+            for (w, name) in [(&big, "wgmma"), (&prefill, "flash-sm90")] {
+                let e = refusal(&r, &full(&p), w, name);
+                assert!(e.contains("sm_90a"), "{name} on {cc:?}: {e}");
+            }
+        }
+        // what else each refuses, with the reason
+        let p = props((9, 0));
+        let t = full(&p);
+        for (w, name, why) in [
+            (matmul(DType::Tf32), "wgmma", "bf16, f16 and fp8_e4m3"),
+            (matmul(DType::Int8), "wgmma", "bf16, f16 and fp8_e4m3"),
+            (attention(4096, 96, DType::Bf16), "flash-sm90", "head dims"),
+            (
+                attention(4096, 128, DType::F32),
+                "flash-sm90",
+                "bf16 and f16",
+            ),
+            (attention(8, 128, DType::F16), "flash-sm90", "flash-decode"),
+        ] {
+            let e = refusal(&r, &t, &w, name);
+            assert!(e.contains(why), "{name} on {}: {e}", w.name());
+        }
+        let small = Props {
+            sm: SmLimits {
+                smem_per_block_optin: 101_376,
+                ..p.sm
+            },
+            ..props((9, 0))
+        };
+        let e = refusal(&r, &full(&small), &big, "wgmma");
+        assert!(e.contains("shared memory"), "{e}");
     }
 
     #[test]
@@ -651,7 +853,7 @@ mod tests {
         r.register(user(Kind::Matmul, "my-gemm")).unwrap();
         assert_eq!(
             names(&r, &t, &matmul(DType::Bf16)),
-            ["cublaslt", "mma", "my-gemm"]
+            ["cublaslt", "wgmma", "mma", "my-gemm"]
         );
         r.check(&t, &matmul(DType::Bf16), "my-gemm").unwrap();
         assert!(r.register(user(Kind::Matmul, "my-gemm")).is_err());

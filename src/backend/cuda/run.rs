@@ -8,11 +8,14 @@
 //! iteration on a set. A new CUDA workload (or a user kernel) writes only that.
 
 use super::device::{DevBuf, Gpu};
+use super::launch::{Kernel, TensorMapArg};
 use super::timing::Timer;
+use super::tma::{self, MapGeometry};
 use crate::backend::{CachePolicy, Prepared};
 use crate::dtype::{ComputeType, OutType};
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
+use crate::workload::kernel::{BufType, KernelRecord};
 use std::borrow::Cow;
 
 /// Builds a host tensor from device bytes of `out` type.
@@ -67,6 +70,9 @@ pub enum Readback {
     /// The buffer holds one f64 partial per block; their sum is the output. Poisoned with
     /// NaN bytes, so an unwritten partial makes the sum NaN.
     SumF64,
+    /// The buffer holds elements of a user kernel's buffer type; poisoned with 0xFF bytes
+    /// (NaN for floats, -1 for integers).
+    Elements(BufType),
 }
 
 /// How the output of a buffer set reads back as the tensor verification sees.
@@ -89,18 +95,24 @@ impl Output {
     }
 }
 
-/// One buffer set: the inputs as the kernels read them (B transposed, K and V paged, ...) and
-/// the output. [`CudaRun`] owns and rotates the sets; set 0 is the one verified.
+/// One buffer set: the inputs as the kernels read them (B transposed, K and V paged, ...), the
+/// output, and the TMA tensor maps over its inputs. [`CudaRun`] owns and rotates the sets; set 0
+/// is the one verified.
 pub struct Buffers {
     pub inputs: Vec<DevBuf>,
     pub output: DevBuf,
+    /// The maps the layout declared ([`SetLayout::tensor_map`]), in that order, encoded for
+    /// this set's addresses.
+    pub maps: Vec<TensorMapArg>,
 }
 
-/// What every buffer set holds: the host bytes of each input, uploaded into each set, and the
-/// size of the output.
+/// What every buffer set holds: the host bytes of each input, uploaded into each set, the size
+/// of the output, and the tensor maps a TMA kernel reads inputs through.
 pub struct SetLayout<'h> {
     inputs: Vec<Cow<'h, [u8]>>,
     output_bytes: usize,
+    /// (input index, geometry) of each tensor map.
+    maps: Vec<(usize, MapGeometry)>,
 }
 
 impl<'h> SetLayout<'h> {
@@ -109,7 +121,30 @@ impl<'h> SetLayout<'h> {
         SetLayout {
             inputs: Vec::new(),
             output_bytes: output_bytes as usize,
+            maps: Vec::new(),
         }
+    }
+
+    /// Declares a TMA tensor map of geometry `g` over input `input`, encoded in every set
+    /// (`Buffers::maps`). A geometry the driver would refuse, or one that reaches past the
+    /// input's bytes, is refused here, before anything is allocated.
+    pub fn tensor_map(mut self, input: usize, g: MapGeometry) -> Result<Self> {
+        g.check()?;
+        let Some(bytes) = self.inputs.get(input) else {
+            return Err(Error::invalid(format!(
+                "a tensor map over input {input}; the layout has {}",
+                self.inputs.len()
+            )));
+        };
+        if g.span_bytes() > bytes.len() as u64 {
+            return Err(Error::invalid(format!(
+                "a tensor map over {} B of input {input}, which holds {}",
+                g.span_bytes(),
+                bytes.len()
+            )));
+        }
+        self.maps.push((input, g));
+        Ok(self)
     }
 
     /// Adds an input uploaded into every set. A host buffer of another size than the `expected`
@@ -122,15 +157,23 @@ impl<'h> SetLayout<'h> {
         Ok(self)
     }
 
-    /// One set on `gpu`: every input uploaded, the output allocated (not initialised).
+    /// One set on `gpu`: every input uploaded, the output allocated (not initialised), the
+    /// tensor maps encoded for the new addresses.
     fn upload(&self, gpu: &Gpu) -> Result<Buffers> {
+        let inputs: Vec<DevBuf> = self
+            .inputs
+            .iter()
+            .map(|b| upload(gpu, b))
+            .collect::<Result<_>>()?;
+        let maps = self
+            .maps
+            .iter()
+            .map(|(i, g)| tma::encode(inputs[*i].ptr, g))
+            .collect::<Result<_>>()?;
         Ok(Buffers {
-            inputs: self
-                .inputs
-                .iter()
-                .map(|b| upload(gpu, b))
-                .collect::<Result<_>>()?,
+            inputs,
             output: gpu.alloc(self.output_bytes)?,
+            maps,
         })
     }
 }
@@ -175,6 +218,20 @@ pub trait Exec {
     fn notes(&self, _gpu: &Gpu) -> Vec<String> {
         Vec::new()
     }
+
+    /// See `Prepared::kernel_record`.
+    fn kernel_record(&self) -> Option<KernelRecord> {
+        None
+    }
+}
+
+/// The [`Exec`] state of a run that is one kernel launch per iteration: the workload's spec,
+/// the plan its table row made of it, and the loaded kernel. `wgmma` and `flash-sm90` are
+/// this, each with its own `impl Exec for PlannedRun<Spec, Plan>`.
+pub struct PlannedRun<S, P> {
+    pub spec: S,
+    pub plan: P,
+    pub kernel: Kernel,
 }
 
 /// A prepared CUDA run: an [`Exec`] plus the buffer sets, timing, rotation and clean-up every
@@ -212,6 +269,25 @@ impl<'a, E: Exec> CudaRun<'a, E> {
     }
 }
 
+impl<E: Exec> CudaRun<'_, E> {
+    /// Poisons the output of buffer set `set` (with the output's own pattern, or the byte
+    /// `pattern`), runs once on that set and reads its output back.
+    fn verify_on(&mut self, set: usize, pattern: Option<u8>) -> Result<Tensor> {
+        self.gpu.bind()?;
+        let out = self.exec.output();
+        let buf = &self.sets[set].output;
+        match (pattern, out.readback) {
+            (Some(p), _) => buf.fill(self.gpu, p)?,
+            (None, Readback::Typed(t)) => poison(self.gpu, buf, t)?,
+            (None, Readback::SumF64 | Readback::Elements(_)) => buf.fill(self.gpu, 0xFF)?,
+        }
+        self.exec.poison_scratch(self.gpu)?;
+        self.exec.enqueue(self.gpu, &self.sets[set])?;
+        let bytes = buf.download(self.gpu, buf.bytes)?;
+        Ok(read_back(&out, &bytes))
+    }
+}
+
 impl<E: Exec> Drop for CudaRun<'_, E> {
     fn drop(&mut self) {
         // The buffers are freed right after this: let queued work that uses them
@@ -225,6 +301,7 @@ fn read_back(out: &Output, bytes: &[u8]) -> Tensor {
     let (name, shape) = (out.name, out.shape.clone());
     match out.readback {
         Readback::Typed(t) => tensor_from_bytes(name, shape, t, bytes),
+        Readback::Elements(t) => t.from_bytes(name, shape, bytes),
         Readback::SumF64 => {
             let sum: f64 = bytes
                 .chunks_exact(8)
@@ -245,17 +322,19 @@ impl<E: Exec> Prepared for CudaRun<'_, E> {
     }
 
     fn run_verify(&mut self) -> Result<Tensor> {
-        self.gpu.bind()?;
-        let out = self.exec.output();
-        let buf = &self.sets[0].output;
-        match out.readback {
-            Readback::Typed(t) => poison(self.gpu, buf, t)?,
-            Readback::SumF64 => buf.fill(self.gpu, 0xFF)?,
-        }
-        self.exec.poison_scratch(self.gpu)?;
-        self.exec.enqueue(self.gpu, &self.sets[0])?;
-        let bytes = buf.download(self.gpu, buf.bytes)?;
-        Ok(read_back(&out, &bytes))
+        self.verify_on(0, None)
+    }
+
+    fn run_verify_repeated(&mut self, runs: usize) -> Result<Vec<Tensor>> {
+        // Odd runs poison with another pattern than even ones: an element left unwritten
+        // then reads back differently from one run to the next.
+        (0..runs)
+            .map(|i| self.verify_on(i % self.sets.len(), (i % 2 == 1).then_some(0x5A)))
+            .collect()
+    }
+
+    fn kernel_record(&self) -> Option<KernelRecord> {
+        self.exec.kernel_record()
     }
 
     fn run(&mut self, iters: u64) -> Result<f64> {
@@ -303,6 +382,24 @@ mod tests {
             ("dst", &[2usize][..])
         );
     }
+    #[test]
+    fn tensor_maps_are_checked_against_the_inputs_they_read() {
+        let layout = || {
+            SetLayout::new(16)
+                .input(vec![0u8; 64 * 128], 64 * 128)
+                .unwrap()
+        };
+        let fits = MapGeometry::matrix(crate::dtype::DType::Bf16, 64, 64, 128, 64, 64);
+        assert_eq!(layout().tensor_map(0, fits.clone()).unwrap().maps.len(), 1);
+        let e = layout().tensor_map(1, fits.clone()).err().unwrap();
+        assert!(e.to_string().contains("the layout has 1"), "{e}");
+        let long = MapGeometry::matrix(crate::dtype::DType::Bf16, 64, 65, 128, 64, 64);
+        let e = layout().tensor_map(0, long).err().unwrap();
+        assert!(e.to_string().contains("8320 B of input 0"), "{e}");
+        let odd = MapGeometry::matrix(crate::dtype::DType::Bf16, 63, 64, 126, 64, 64);
+        assert!(layout().tensor_map(0, odd).is_err());
+    }
+
     #[test]
     fn output_bytes_become_tensors_of_the_output_type() {
         let t = tensor_from_bytes("C", vec![1, 2], OutType::Bf16, &[0x80, 0x3f, 0x00, 0xc0]);

@@ -53,9 +53,26 @@ impl Timer {
     /// Records the start event, enqueues `work`, records the stop event, waits, and returns
     /// the seconds between the events.
     pub fn time(&self, stream: &CudaStream, work: impl FnOnce() -> Result<()>) -> Result<f64> {
-        cu("record start event", self.start.record(stream))?;
+        self.start(stream)?;
         work()?;
-        cu("record stop event", self.stop.record(stream))?;
+        self.stop(stream)?;
+        self.elapsed()
+    }
+
+    /// Records the start event on `stream` (timing work spread over several streams or
+    /// devices: [`Timer::start`] on each, the work, [`Timer::stop`] on each, then
+    /// [`Timer::elapsed`] of each).
+    pub fn start(&self, stream: &CudaStream) -> Result<()> {
+        cu("record start event", self.start.record(stream))
+    }
+
+    /// Records the stop event on `stream`.
+    pub fn stop(&self, stream: &CudaStream) -> Result<()> {
+        cu("record stop event", self.stop.record(stream))
+    }
+
+    /// Waits for the stop event and returns the seconds since the start event.
+    pub fn elapsed(&self) -> Result<f64> {
         cu("wait for the timed work", self.stop.synchronize())?;
         let mut ms = 0f32;
         // SAFETY: both events belong to the current context and have completed.

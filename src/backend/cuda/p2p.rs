@@ -1,0 +1,273 @@
+//! Copies between two GPUs: the copy engine (`cuMemcpyPeerAsync`) or the SM copy kernel over a
+//! peer mapping (`cuCtxEnablePeerAccess`, where `cuDeviceCanAccessPeer` allows it), driven by
+//! the source (write) or the destination (read), one way or both ways at once.
+//!
+//! The placement is (source, destination); both ways at once, each device copies to the other
+//! on its own stream, timed from the first device's stream with the second joined to it.
+
+use super::device::{DevBuf, Gpu};
+use super::error::cu;
+use super::kernels::KernelId;
+use super::launch::{launch_on, Args, Dims, Kernel};
+use super::run::tensor_from_bytes;
+use super::timing::Timer;
+use crate::backend::{CachePolicy, Prepared};
+use crate::dtype::ComputeType;
+use crate::dtype::OutType;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use crate::workload::{P2pOp, P2pSpec};
+use cudarc::driver::result as dr;
+use cudarc::driver::sys;
+
+/// Threads per block of the link copy kernel.
+const BLOCK: u32 = 256;
+
+/// Whether `from` may map `to`'s memory (`cuDeviceCanAccessPeer`).
+pub fn can_access_peer(from: &Gpu, to: &Gpu) -> Result<bool> {
+    let mut can = 0i32;
+    // SAFETY: two valid device handles and an out-pointer.
+    let rc =
+        unsafe { sys::cuDeviceCanAccessPeer(&mut can, from.ctx.cu_device(), to.ctx.cu_device()) };
+    cu("cuDeviceCanAccessPeer", rc.result())?;
+    Ok(can != 0)
+}
+
+/// Maps `to`'s memory into `from`'s context; already mapped is fine. `false` when the two
+/// cannot map each other (the copy engine then stages through host memory; the SM kernel
+/// cannot run).
+pub fn enable_peer_access(from: &Gpu, to: &Gpu) -> Result<bool> {
+    if !can_access_peer(from, to)? {
+        return Ok(false);
+    }
+    from.bind()?;
+    // SAFETY: `to`'s context is valid for the life of its backend; flags must be 0.
+    let rc = unsafe { sys::cuCtxEnablePeerAccess(to.ctx.cu_ctx(), 0) };
+    match rc {
+        sys::CUresult::CUDA_SUCCESS | sys::CUresult::CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED => {
+            Ok(true)
+        }
+        other => cu("cuCtxEnablePeerAccess", other.result()).map(|_| true),
+    }
+}
+
+/// One way of a copy: `src` on one device, `dst` on the other, driven by `exec`'s stream.
+struct Way<'a> {
+    src: DevBuf,
+    dst: DevBuf,
+    src_gpu: &'a Gpu,
+    dst_gpu: &'a Gpu,
+    exec: &'a Gpu,
+    kernel: Option<Kernel>,
+}
+
+pub struct P2pRun<'a> {
+    ways: Vec<Way<'a>>,
+    spec: P2pSpec,
+    timer: Timer,
+    grid: u32,
+    peer: bool,
+}
+
+impl<'a> P2pRun<'a> {
+    /// A copy from `a` to `b` (and back from `b` to `a` when bidirectional) with `imp`
+    /// (`memcpy` or `kernel`); `inputs` are `a`'s data (and `b`'s).
+    pub fn new(
+        a: &'a Gpu,
+        b: &'a Gpu,
+        spec: &P2pSpec,
+        imp: &str,
+        inputs: &[Tensor],
+    ) -> Result<P2pRun<'a>> {
+        let kernel = match imp {
+            super::transfer::MEMCPY => false,
+            super::transfer::KERNEL => true,
+            other => {
+                return Err(Error::unsupported(format!(
+                    "cuda has no p2p implementation `{other}` (memcpy, kernel)"
+                )))
+            }
+        };
+        let bytes = (spec.words() * 4) as usize;
+        let exec_of = |src: &'a Gpu, dst: &'a Gpu| match spec.op {
+            P2pOp::Write => (src, dst),
+            P2pOp::Read => (dst, src),
+        };
+        let mut pairs = vec![(a, b)];
+        if spec.bidirectional {
+            pairs.push((b, a));
+        }
+        let mut peer = true;
+        let mut ways = Vec::new();
+        for (i, (src_gpu, dst_gpu)) in pairs.into_iter().enumerate() {
+            let (exec, other) = exec_of(src_gpu, dst_gpu);
+            let mapped = enable_peer_access(exec, other)?;
+            peer &= mapped;
+            if kernel && !mapped {
+                return Err(Error::unsupported(format!(
+                    "{} cannot map {}'s memory (cuDeviceCanAccessPeer): the SM copy kernel \
+                     needs a peer mapping",
+                    exec.props.name, other.props.name
+                )));
+            }
+            src_gpu.ensure_fits(bytes as u64)?;
+            dst_gpu.ensure_fits(bytes as u64)?;
+            let src = src_gpu.alloc(bytes)?;
+            src.upload(
+                src_gpu,
+                inputs.get(i).map(|t| t.as_bytes()).unwrap_or_default(),
+            )?;
+            ways.push(Way {
+                src,
+                dst: dst_gpu.alloc(bytes)?,
+                src_gpu,
+                dst_gpu,
+                exec,
+                kernel: if kernel {
+                    Some(Kernel::load(exec, KernelId::MemCopy)?)
+                } else {
+                    None
+                },
+            });
+        }
+        Ok(P2pRun {
+            grid: a.stream_grid(BLOCK, BLOCK as u64 * 16, spec.words().div_ceil(4)),
+            // The events are recorded on the first executing device's stream: its context.
+            timer: Timer::new(&ways[0].exec.ctx)?,
+            ways,
+            spec: spec.clone(),
+            peer,
+        })
+    }
+
+    /// One copy of every way, each on its executing device's stream.
+    fn enqueue(&self) -> Result<()> {
+        for w in &self.ways {
+            w.exec.bind()?;
+            let stream = &w.exec.stream;
+            match &w.kernel {
+                // SAFETY: both buffers hold `dst.bytes` and live until the run synchronises.
+                None => cu("cuMemcpyPeerAsync", unsafe {
+                    dr::memcpy_peer_async(
+                        w.dst_gpu.ctx.cu_ctx(),
+                        w.dst.ptr,
+                        w.src_gpu.ctx.cu_ctx(),
+                        w.src.ptr,
+                        w.dst.bytes,
+                        stream.cu_stream(),
+                    )
+                })?,
+                Some(k) => {
+                    let args = Args::new()
+                        .buf(&w.src)
+                        .buf(&w.dst)
+                        .u64((w.dst.bytes / 4) as u64);
+                    // SAFETY: the peer buffer is mapped into the executing context (checked
+                    // in `new`); both hold `bytes` until the run synchronises.
+                    unsafe { launch_on(stream, k, Dims::linear(self.grid, BLOCK), args)? }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<()> {
+        for w in &self.ways {
+            w.exec.sync()?;
+        }
+        Ok(())
+    }
+
+    /// The executing devices other than the first way's (both ways at once: the second).
+    fn others(&self) -> impl Iterator<Item = &Gpu> {
+        let first = self.ways[0].exec;
+        self.ways
+            .iter()
+            .map(|w| w.exec)
+            .filter(move |g| !std::ptr::eq(*g, first))
+    }
+}
+
+impl Drop for P2pRun<'_> {
+    fn drop(&mut self) {
+        let _ = self.sync();
+    }
+}
+
+impl Prepared for P2pRun<'_> {
+    fn compute_dtype(&self) -> ComputeType {
+        ComputeType::Bytes
+    }
+
+    fn run_verify(&mut self) -> Result<Tensor> {
+        self.sync()?;
+        for w in &self.ways {
+            w.dst.fill(w.dst_gpu, 0xFF)?;
+            w.dst_gpu.sync()?;
+        }
+        self.enqueue()?;
+        self.sync()?;
+        let mut landed = Vec::new();
+        for w in &self.ways {
+            landed.extend(w.dst.download(w.dst_gpu, w.dst.bytes)?);
+        }
+        Ok(tensor_from_bytes(
+            "landed",
+            vec![landed.len() / 4],
+            OutType::F32,
+            &landed,
+        ))
+    }
+
+    fn run(&mut self, iters: u64) -> Result<f64> {
+        let lead = self.ways[0].exec;
+        lead.bind()?;
+        self.timer.start(&lead.stream)?;
+        for g in self.others() {
+            cu(
+                "order the second device's stream",
+                g.stream.join(&lead.stream),
+            )?;
+        }
+        for _ in 0..iters {
+            self.enqueue()?;
+        }
+        lead.bind()?;
+        for g in self.others() {
+            cu(
+                "join the second device's stream",
+                lead.stream.join(&g.stream),
+            )?;
+        }
+        self.timer.stop(&lead.stream)?;
+        self.timer.elapsed()
+    }
+
+    fn cache_policy(&self) -> CachePolicy {
+        CachePolicy::Single
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let how = match (&self.ways[0].kernel, self.spec.op) {
+            (None, P2pOp::Write) => "copy engine of the source (cuMemcpyPeerAsync)".to_string(),
+            (None, P2pOp::Read) => "copy engine of the destination (cuMemcpyPeerAsync)".to_string(),
+            (Some(_), op) => format!(
+                "SM copy kernel on the {} over the peer mapping: {} blocks × {BLOCK} threads",
+                if op == P2pOp::Write {
+                    "source"
+                } else {
+                    "destination"
+                },
+                self.grid
+            ),
+        };
+        let mut v = vec![how];
+        if !self.peer {
+            v.push("no peer access between the two (cuDeviceCanAccessPeer): the driver stages the copy through host memory".into());
+        }
+        if self.spec.bidirectional {
+            v.push("both ways at once, each device on its own stream".into());
+        }
+        v
+    }
+}

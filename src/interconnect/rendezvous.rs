@@ -1,0 +1,517 @@
+//! Handing the communicator id from rank 0 to every other process, out of band: over a small
+//! TCP exchange with rank 0 (`tcp://HOST:PORT`) or through a file on a filesystem every node
+//! sees (`file:PATH`). This is the only thing gpuvet sends between processes: the id is what
+//! `ncclCommInitRank` needs, and NCCL does all the communication after it.
+//!
+//! TCP: rank 0 listens; every other rank connects (retrying until rank 0 is up), says who it
+//! is (job key, rank, world size, host) and waits; once all have joined, rank 0 answers each
+//! with the id and the host of every rank, so the exchange is also a barrier. A process of
+//! another job (another key), a duplicate rank or a different world size is refused with a
+//! reason, and a rank that never comes is named when the time runs out.
+
+use super::world::{Rendezvous, World};
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a rendezvous waits for every rank by default (`GPUVET_RENDEZVOUS_TIMEOUT`
+/// seconds overrides it): long enough for a slow node to start its process.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The timeout from `GPUVET_RENDEZVOUS_TIMEOUT`, else [`DEFAULT_TIMEOUT`].
+pub fn timeout_from_env() -> Result<Duration> {
+    match std::env::var("GPUVET_RENDEZVOUS_TIMEOUT") {
+        Err(_) => Ok(DEFAULT_TIMEOUT),
+        Ok(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0 && *s <= 86_400.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| Error::invalid(format!("GPUVET_RENDEZVOUS_TIMEOUT={v} is not seconds"))),
+    }
+}
+
+/// Joins `world`: rank 0 makes the id (`make_id`, called on rank 0 only) and hands it out;
+/// every rank returns the world with `id` and `hosts` filled in. A single process returns at
+/// once with its own id.
+pub fn join(
+    world: &World,
+    make_id: impl FnOnce() -> Result<Vec<u8>>,
+    timeout: Duration,
+) -> Result<World> {
+    let me = hostname();
+    if world.is_single() {
+        return Ok(World {
+            id: Some(make_id()?),
+            hosts: vec![me],
+            ..world.clone()
+        });
+    }
+    let Some(rdv) = &world.rendezvous else {
+        return Err(Error::invalid(
+            "a world of several processes needs a rendezvous",
+        ));
+    };
+    let deadline = Instant::now() + timeout;
+    let (id, hosts) = match (rdv, world.rank) {
+        (Rendezvous::Tcp { port, .. }, 0) => tcp_serve(world, *port, make_id()?, &me, deadline)?,
+        (Rendezvous::Tcp { host, port }, _) => tcp_join(world, host, *port, &me, deadline)?,
+        (Rendezvous::File(p), 0) => file_publish(world, p, make_id()?, &me, deadline)?,
+        (Rendezvous::File(p), _) => file_read(world, p, &me, deadline)?,
+    };
+    Ok(World {
+        id: Some(id),
+        hosts,
+        ..world.clone()
+    })
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+const MAGIC: &str = "gpuvet-rendezvous";
+const VERSION: u32 = 1;
+/// Largest message either side accepts.
+const MAX_FRAME: u32 = 1 << 20;
+
+/// What a joining rank says.
+#[derive(Debug, Serialize, Deserialize)]
+struct Hello {
+    magic: String,
+    version: u32,
+    key: String,
+    rank: u32,
+    size: u32,
+    host: String,
+}
+
+/// Rank 0's answer: the id and every rank's host, or why the rank was refused.
+#[derive(Debug, Serialize, Deserialize)]
+struct Reply {
+    ok: bool,
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    hosts: Vec<String>,
+}
+
+fn send(s: &mut TcpStream, v: &impl Serialize) -> std::io::Result<()> {
+    let body = serde_json::to_vec(v)?;
+    s.write_all(&(body.len() as u32).to_be_bytes())?;
+    s.write_all(&body)?;
+    s.flush()
+}
+
+fn receive<T: for<'de> Deserialize<'de>>(s: &mut TcpStream) -> std::io::Result<T> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len);
+    if len > MAX_FRAME {
+        return Err(std::io::Error::other(format!("a {len}-byte message")));
+    }
+    let mut body = vec![0u8; len as usize];
+    s.read_exact(&mut body)?;
+    serde_json::from_slice(&body).map_err(std::io::Error::other)
+}
+
+fn io(what: String) -> impl Fn(std::io::Error) -> Error {
+    move |e| Error::backend("rendezvous", format!("{what}: {e}"))
+}
+
+/// Why rank 0 refuses `h`, or `None` when it belongs to this world.
+fn refusal(world: &World, h: &Hello, joined: &[Option<String>]) -> Option<String> {
+    if h.magic != MAGIC || h.version != VERSION {
+        return Some("not a gpuvet rendezvous of this version".into());
+    }
+    if h.key != world.key {
+        return Some(format!(
+            "job key `{}` is not this world's `{}` (another job on the same port?)",
+            h.key, world.key
+        ));
+    }
+    if h.size != world.size {
+        return Some(format!(
+            "world size {} differs from rank 0's {}",
+            h.size, world.size
+        ));
+    }
+    if h.rank == 0 || h.rank >= world.size {
+        return Some(format!(
+            "rank {} is not a joining rank of {}",
+            h.rank, world.size
+        ));
+    }
+    if joined[h.rank as usize].is_some() {
+        return Some(format!("rank {} has joined already", h.rank));
+    }
+    None
+}
+
+/// Rank 0: accepts every other rank, then answers all of them.
+fn tcp_serve(
+    world: &World,
+    port: u16,
+    id: Vec<u8>,
+    me: &str,
+    deadline: Instant,
+) -> Result<(Vec<u8>, Vec<String>)> {
+    let listener = TcpListener::bind(("0.0.0.0", port)).map_err(|e| {
+        Error::backend(
+            "rendezvous",
+            format!(
+                "rank 0 cannot listen on port {port}: {e} (another job on this host? set \
+                 GPUVET_RENDEZVOUS=tcp://HOST:PORT with a free port)"
+            ),
+        )
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(io("rendezvous listener".into()))?;
+    let mut hosts: Vec<Option<String>> = vec![None; world.size as usize];
+    hosts[0] = Some(me.to_string());
+    let mut streams: Vec<TcpStream> = Vec::new();
+    while hosts.iter().any(Option::is_none) {
+        if Instant::now() >= deadline {
+            let missing: Vec<String> = (0..world.size)
+                .filter(|&r| hosts[r as usize].is_none())
+                .map(|r| r.to_string())
+                .collect();
+            let why = format!(
+                "rank(s) {} of {} never joined the rendezvous on port {port}",
+                missing.join(", "),
+                world.size
+            );
+            for mut s in streams {
+                let _ = send(&mut s, &refused(&why));
+            }
+            return Err(Error::backend("rendezvous", why));
+        }
+        match listener.accept() {
+            Ok((mut s, _)) => {
+                if let Some(rank) = admit(world, &mut s, &hosts) {
+                    hosts[rank.0 as usize] = Some(rank.1);
+                    streams.push(s);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => return Err(io("accepting a rank".into())(e)),
+        }
+    }
+    let hosts: Vec<String> = hosts.into_iter().flatten().collect();
+    let reply = Reply {
+        ok: true,
+        error: String::new(),
+        id: hex(&id),
+        hosts: hosts.clone(),
+    };
+    for mut s in streams {
+        send(&mut s, &reply).map_err(io("answering a rank".into()))?;
+    }
+    Ok((id, hosts))
+}
+
+fn refused(why: &str) -> Reply {
+    Reply {
+        ok: false,
+        error: why.to_string(),
+        id: String::new(),
+        hosts: Vec::new(),
+    }
+}
+
+/// Reads one hello; returns (rank, host) of a rank that belongs, refuses anything else.
+fn admit(world: &World, s: &mut TcpStream, joined: &[Option<String>]) -> Option<(u32, String)> {
+    s.set_nonblocking(false).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let h: Hello = receive(s).ok()?;
+    match refusal(world, &h, joined) {
+        Some(why) => {
+            let _ = send(s, &refused(&why));
+            None
+        }
+        None => Some((h.rank, h.host)),
+    }
+}
+
+/// Any other rank: connects to rank 0 (retrying until it is up) and waits for the answer.
+fn tcp_join(
+    world: &World,
+    host: &str,
+    port: u16,
+    me: &str,
+    deadline: Instant,
+) -> Result<(Vec<u8>, Vec<String>)> {
+    let hello = Hello {
+        magic: MAGIC.into(),
+        version: VERSION,
+        key: world.key.clone(),
+        rank: world.rank,
+        size: world.size,
+        host: me.to_string(),
+    };
+    let mut s = loop {
+        let addr = (host, port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next());
+        if let Some(a) = addr {
+            if let Ok(s) = TcpStream::connect_timeout(&a, Duration::from_secs(2)) {
+                break s;
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::backend(
+                "rendezvous",
+                format!(
+                    "rank {} could not reach rank 0 at {host}:{port} in time",
+                    world.rank
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let what = format!("rank {} talking to rank 0 at {host}:{port}", world.rank);
+    send(&mut s, &hello).map_err(io(what.clone()))?;
+    let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5);
+    s.set_read_timeout(Some(left)).map_err(io(what.clone()))?;
+    let reply: Reply = receive(&mut s).map_err(io(what))?;
+    if !reply.ok {
+        return Err(Error::backend(
+            "rendezvous",
+            format!("rank 0 refused rank {}: {}", world.rank, reply.error),
+        ));
+    }
+    Ok((unhex(&reply.id)?, reply.hosts))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>> {
+    let bad = || Error::backend("rendezvous", "the id is not hex");
+    if s.len() % 2 != 0 {
+        return Err(bad());
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| bad()))
+        .collect()
+}
+
+/// What rank 0 writes to a file rendezvous.
+#[derive(Debug, Serialize, Deserialize)]
+struct Published {
+    key: String,
+    size: u32,
+    id: String,
+    host: String,
+}
+
+/// Rank 0: writes the id (atomically), then waits for every rank's acknowledgement
+/// (`PATH.<rank>`, holding its host).
+fn file_publish(
+    world: &World,
+    path: &Path,
+    id: Vec<u8>,
+    me: &str,
+    deadline: Instant,
+) -> Result<(Vec<u8>, Vec<String>)> {
+    let p = Published {
+        key: world.key.clone(),
+        size: world.size,
+        id: hex(&id),
+        host: me.to_string(),
+    };
+    let text = serde_json::to_vec(&p).map_err(|e| Error::backend("rendezvous", e.to_string()))?;
+    crate::output::write_atomic(path, &text).map_err(io(format!("writing {}", path.display())))?;
+    let mut hosts = vec![me.to_string()];
+    for rank in 1..world.size {
+        let ack = ack_path(path, rank);
+        loop {
+            if let Ok(h) = std::fs::read_to_string(&ack) {
+                if let Some(host) = h.strip_prefix(&format!("{}\n", world.key)) {
+                    hosts.push(host.trim().to_string());
+                    break;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::backend(
+                    "rendezvous",
+                    format!("rank {rank} never acknowledged {}", path.display()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok((id, hosts))
+}
+
+fn ack_path(path: &Path, rank: u32) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{rank}"));
+    PathBuf::from(s)
+}
+
+/// Any other rank: waits for rank 0's file of this job, then acknowledges it.
+fn file_read(
+    world: &World,
+    path: &Path,
+    me: &str,
+    deadline: Instant,
+) -> Result<(Vec<u8>, Vec<String>)> {
+    loop {
+        let read = std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Published>(&b).ok());
+        if let Some(p) = read.filter(|p| p.key == world.key && p.size == world.size) {
+            let id = unhex(&p.id)?;
+            let ack = format!("{}\n{me}\n", world.key);
+            crate::output::write_atomic(&ack_path(path, world.rank), ack.as_bytes())
+                .map_err(io(format!("acknowledging {}", path.display())))?;
+            return Ok((id, vec![p.host]));
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::backend(
+                "rendezvous",
+                format!(
+                    "rank {}: no id from rank 0 in {} in time",
+                    world.rank,
+                    path.display()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn world(rank: u32, size: u32, rdv: Rendezvous, key: &str) -> World {
+        World {
+            rank,
+            size,
+            rendezvous: Some(rdv),
+            key: key.into(),
+            launcher: super::super::world::Launcher::Env,
+            ..World::single()
+        }
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// Runs `size` ranks on threads; returns each one's result.
+    fn run_world(size: u32, rdv: Rendezvous, key_of: impl Fn(u32) -> String) -> Vec<Result<World>> {
+        let id = vec![7u8; 128];
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..size)
+                .map(|r| {
+                    let w = world(r, size, rdv.clone(), &key_of(r));
+                    let id = id.clone();
+                    s.spawn(move || join(&w, || Ok(id), Duration::from_secs(10)))
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    #[test]
+    fn addresses_parse() {
+        assert_eq!(
+            "tcp://gpu001:29400".parse::<Rendezvous>(),
+            Ok(Rendezvous::Tcp {
+                host: "gpu001".into(),
+                port: 29400
+            })
+        );
+        assert_eq!(
+            "[::1]:80".parse::<Rendezvous>().unwrap().to_string(),
+            "tcp://::1:80"
+        );
+        assert_eq!(
+            "file:/shared/x.json".parse::<Rendezvous>(),
+            Ok(Rendezvous::File("/shared/x.json".into()))
+        );
+        for bad in ["gpu001", "tcp://:1", "h:0", "h:99999", "file:"] {
+            assert!(bad.parse::<Rendezvous>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_rank_gets_rank_zeros_id_over_tcp() {
+        let rdv = Rendezvous::Tcp {
+            host: "127.0.0.1".into(),
+            port: free_port(),
+        };
+        let got = run_world(4, rdv, |_| "job-1".into());
+        for w in got {
+            let w = w.unwrap();
+            assert_eq!(w.id.as_deref(), Some(&[7u8; 128][..]));
+            assert_eq!(w.hosts.len(), 4);
+        }
+    }
+
+    #[test]
+    fn a_rank_of_another_job_is_refused_and_rank_zero_names_who_is_missing() {
+        let rdv = Rendezvous::Tcp {
+            host: "127.0.0.1".into(),
+            port: free_port(),
+        };
+        let id = vec![1u8; 128];
+        let (zero, stray) = std::thread::scope(|s| {
+            let z = s.spawn(|| {
+                join(
+                    &world(0, 2, rdv.clone(), "a"),
+                    || Ok(id),
+                    Duration::from_secs(3),
+                )
+            });
+            let x = s.spawn(|| {
+                join(
+                    &world(1, 2, rdv.clone(), "b"),
+                    || unreachable!(),
+                    Duration::from_secs(3),
+                )
+            });
+            (z.join().unwrap(), x.join().unwrap())
+        });
+        let e = stray.unwrap_err().to_string();
+        assert!(e.contains("job key `b`"), "{e}");
+        let e = zero.unwrap_err().to_string();
+        assert!(e.contains("rank(s) 1 of 2 never joined"), "{e}");
+    }
+
+    #[test]
+    fn a_file_on_a_shared_filesystem_works_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let rdv = Rendezvous::File(dir.path().join("rdv.json"));
+        let got = run_world(3, rdv, |_| "job-2".into());
+        for w in got {
+            assert_eq!(w.unwrap().id.unwrap(), vec![7u8; 128]);
+        }
+        assert_eq!(unhex("00ff10").unwrap(), vec![0, 255, 16]);
+        assert!(unhex("0").is_err());
+    }
+}

@@ -1,0 +1,310 @@
+//! The interconnect kinds end to end without a GPU: host↔device transfers and collectives on
+//! the CPU backend (verified, busbw arithmetic, labelled as host-memory figures), peer copies
+//! and collectives over a node of mock GPUs (every pair placed, the topology printed, a slow
+//! pair named, `validate` judging the links, `aggregate` showing them across nodes), bandwidth
+//! curves against size, and a world of several local processes meeting through the rendezvous.
+
+mod common;
+
+use assert_cmd::Command;
+use common::{read_json, words, QUICK};
+use std::path::Path;
+use std::process::Stdio;
+
+fn gpuvet() -> Command {
+    let mut c = Command::cargo_bin("gpuvet").unwrap();
+    c.env_remove("GPUVET_MOCK_FAULT")
+        .env_remove("GPUVET_BACKEND")
+        .env_remove("GPUVET_MOCK_DEVICES")
+        .env_remove("GPUVET_MOCK_SLOW_PAIR")
+        .env_remove("GPUVET_WORLD_SIZE")
+        .env_remove("SLURM_PROCID")
+        .env("NO_COLOR", "1");
+    c
+}
+
+#[test]
+fn cpu_collectives_verify_and_report_busbw_as_host_memory_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("c.json");
+    gpuvet()
+        .args(words("--backend cpu"))
+        .args(QUICK)
+        .args(words(
+            "bench collective --op all_reduce,all_gather,reduce_scatter,broadcast,all_to_all \
+             --dtype bf16,f32 --size 96KiB --ranks 3 --json",
+        ))
+        .arg(&json)
+        .assert()
+        .code(0);
+    let v = read_json(&json);
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 10);
+    for r in results {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["device"], 0);
+        assert_eq!(r["workload"]["ranks"], 3);
+        let (busbw, algbw) = (
+            r["throughput"]["value"].as_f64().unwrap(),
+            r["bandwidth"]["value"].as_f64().unwrap(),
+        );
+        let factor = match r["workload"]["op"].as_str().unwrap() {
+            "all_reduce" => 4.0 / 3.0,
+            "broadcast" => 1.0,
+            _ => 2.0 / 3.0,
+        };
+        assert!((busbw / algbw - factor).abs() < 1e-9, "{r}");
+        let notes = r["notes"].to_string();
+        assert!(notes.contains("not a network or NVLink one"), "{notes}");
+    }
+}
+
+#[test]
+fn transfers_on_the_cpu_are_verified_and_plotted_against_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let plots = dir.path().join("plots");
+    let json = dir.path().join("t.json");
+    gpuvet()
+        .args(words("--backend cpu"))
+        .args(QUICK)
+        .args(words(
+            "bench transfer --size 64KiB,1MiB --direction h2d,bidir --memory pinned,pageable --json",
+        ))
+        .arg(&json)
+        .arg("--plot")
+        .arg(&plots)
+        .assert()
+        .code(0);
+    let v = read_json(&json);
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 8);
+    for r in results {
+        assert_eq!(r["verification"]["method"], "exact", "{r}");
+        assert!(r["notes"].to_string().contains("not a PCIe one"));
+    }
+    let svg = std::fs::read_to_string(plots.join("sweep.svg")).unwrap();
+    assert!(
+        svg.contains("bytes per array") || svg.contains("size"),
+        "{svg}"
+    );
+}
+
+#[test]
+fn a_mock_node_copies_on_every_pair_and_names_the_slow_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("p.json");
+    let out = gpuvet()
+        .env("GPUVET_MOCK_DEVICES", "3")
+        .env("GPUVET_MOCK_SLOW_PAIR", "1:2")
+        .args(words("--backend mock"))
+        .args(QUICK)
+        .args(words("bench p2p --size 64MiB --direction uni,bidir --json"))
+        .arg(&json)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("│ GPU0 ┆ X    ┆ NV18"), "{text}");
+    assert!(text.contains("GPU 1→2 p2p.write [mock]"), "{text}");
+    assert!(!text.contains("GPU 0→1 p2p.write [mock]"), "{text}");
+    let v = read_json(&json);
+    let placements: Vec<String> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["device"].to_string())
+        .collect();
+    // 6 ordered pairs one way, 3 pairs both ways; the source first.
+    assert_eq!(placements.len(), 9);
+    assert!(placements.contains(&"[2,1]".to_string()));
+    let r = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["device"] == serde_json::json!([0, 1]))
+        .unwrap();
+    // 450 GB/s of 18 NVLink links; the mock reaches 360.
+    let share = r["peak_fraction"].as_f64().unwrap();
+    assert!(share > 0.7 && share < 0.81, "{share}");
+}
+
+#[test]
+fn validate_judges_a_mock_nodes_links_and_aggregate_shows_them_per_node_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |slow: Option<&str>, file: &str| {
+        let mut c = gpuvet();
+        c.env("GPUVET_MOCK_DEVICES", "4");
+        if let Some(p) = slow {
+            c.env("GPUVET_MOCK_SLOW_PAIR", p);
+        }
+        c.args(words("--backend mock"))
+            .args(QUICK)
+            .args(words("validate --allow-cpu --verdict"))
+            .arg(dir.path().join(file))
+            .arg("--junit")
+            .arg(dir.path().join(format!("{file}.xml")))
+            .arg("--prometheus")
+            .arg(dir.path().join(format!("{file}.prom")))
+            .output()
+            .unwrap();
+        read_json(&dir.path().join(file))
+    };
+    let slow = run(Some("1:2"), "slow.json");
+    // JUnit: the node's links are a testcase of the node's suite, failed, naming the pair.
+    let xml = std::fs::read_to_string(dir.path().join("slow.json.xml")).unwrap();
+    let node = &xml[xml.find("name=\"test-host node\"").expect("a node suite")..];
+    assert!(node.contains("<testcase name=\"links\""), "{node}");
+    assert!(
+        node.contains("<failure") && node.contains("GPU 1→2"),
+        "{node}"
+    );
+    // Prometheus: the node's links check as a state set, its figures as gauges.
+    let prom = std::fs::read_to_string(dir.path().join("slow.json.prom")).unwrap();
+    let links_failed = prom.lines().any(|l| {
+        l.starts_with("gpuvet_node_check_verdict{")
+            && l.contains("check=\"links\"")
+            && l.contains("verdict=\"fail\"")
+            && l.ends_with(" 1")
+    });
+    assert!(links_failed, "{prom}");
+    assert!(
+        prom.contains("gpuvet_node_bandwidth_bytes_per_second{")
+            && prom.contains("test=\"collective.all_reduce\""),
+        "{prom}"
+    );
+    let reasons = slow["reasons"].to_string();
+    assert!(
+        reasons.contains("node: links: GPU 1→2 p2p.write"),
+        "{reasons}"
+    );
+    assert!(reasons.contains("below the median"), "{reasons}");
+    assert_eq!(slow["verdict"], "FAIL");
+    assert_eq!(slow["pairs"].as_array().unwrap().len(), 12);
+    assert!(
+        slow["node_metrics"]["collective.all_reduce"]["value"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(slow["gpus"][0]["metrics"]["transfer.h2d.pinned"].is_object());
+    let checks = slow["node_checks"][0]["check"].clone();
+    assert_eq!(checks, "links");
+    // A second node, healthy, under another name: the fleet view per node type.
+    let mut healthy = run(None, "healthy.json");
+    healthy["hostname"] = "other-host".into();
+    std::fs::write(dir.path().join("healthy.json"), healthy.to_string()).unwrap();
+    let out = gpuvet()
+        .arg("aggregate")
+        .arg(dir.path())
+        .args(words("--format json"))
+        .output()
+        .unwrap();
+    let fleet: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let types = fleet["node_types"].as_array().unwrap();
+    assert_eq!(types.len(), 1, "{fleet}");
+    assert_eq!(types[0]["nodes"], 2);
+    let slowest = fleet["node_outliers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["host"] == "test-host" && o["metric"] == "p2p.write.slowest");
+    assert!(slowest, "{fleet}");
+}
+
+/// A free TCP port on the loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `size` gpuvet processes as one world meeting at `rendezvous`, each writing
+/// `dir/c.json` (rank 0) or `dir/c.rankN.json`; returns each one's exit status.
+fn world_of_processes(dir: &Path, size: u32, rendezvous: &str) -> Vec<std::process::ExitStatus> {
+    let exe = assert_cmd::cargo::cargo_bin("gpuvet");
+    let children: Vec<std::process::Child> = (0..size)
+        .map(|rank| {
+            std::process::Command::new(&exe)
+                .env_remove("SLURM_PROCID")
+                .env("GPUVET_WORLD_SIZE", size.to_string())
+                .env("GPUVET_RANK", rank.to_string())
+                .env("GPUVET_RENDEZVOUS", rendezvous)
+                .env("GPUVET_RENDEZVOUS_TIMEOUT", "60")
+                .env("GPUVET_JOB_KEY", "interconnect-test")
+                .args(words("--backend cpu --quiet"))
+                .args(QUICK)
+                .args(words("bench collective --size 64KiB --ranks 2 --json"))
+                .arg(dir.join("c.json"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|mut c| c.wait().unwrap())
+        .collect()
+}
+
+/// Every rank's report records the world and the same id hash.
+fn agreed_ids(dir: &Path, size: u32) -> Vec<String> {
+    (0..size)
+        .map(|r| {
+            let name = if r == 0 {
+                "c.json".to_string()
+            } else {
+                format!("c.rank{r}.json")
+            };
+            let v = read_json(&dir.join(name));
+            assert_eq!(v["world"]["rank"], r);
+            assert_eq!(v["world"]["size"], size);
+            assert_eq!(v["results"][0]["status"], "ok");
+            v["world"]["id_sha256"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn local_processes_meet_over_tcp_and_agree_on_one_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let rdv = format!("tcp://127.0.0.1:{}", free_port());
+    let codes = world_of_processes(dir.path(), 3, &rdv);
+    assert!(codes.iter().all(|c| c.success()), "{codes:?}");
+    let ids = agreed_ids(dir.path(), 3);
+    assert!(ids.iter().all(|i| i == &ids[0] && i.len() == 16), "{ids:?}");
+}
+
+#[test]
+fn local_processes_meet_through_a_shared_file_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let rdv = format!("file:{}", dir.path().join("rdv.json").display());
+    let codes = world_of_processes(dir.path(), 2, &rdv);
+    assert!(codes.iter().all(|c| c.success()), "{codes:?}");
+    let ids = agreed_ids(dir.path(), 2);
+    assert_eq!(ids[0], ids[1]);
+}
+
+#[test]
+fn a_world_without_a_rendezvous_is_a_usage_error() {
+    gpuvet()
+        .env("GPUVET_WORLD_SIZE", "2")
+        .env("GPUVET_RANK", "1")
+        .args(words("--backend cpu bench collective --size 64KiB"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("GPUVET_RENDEZVOUS"));
+}
+
+#[test]
+fn p2p_on_one_device_says_it_needs_two() {
+    gpuvet()
+        .args(words("--backend cpu bench p2p --size 64KiB"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("needs two devices"));
+}

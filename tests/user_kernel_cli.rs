@@ -1,0 +1,516 @@
+//! `bench kernel` and `--kernel` end to end without a GPU: the CPU refuses with "needs a GPU"
+//! (exit 2); every bad input is a clear exit 2 before anything runs; on the mock backend (which
+//! checks the kernel with NVRTC where it can and simulates its output, labelled) the whole path
+//! runs: plan, verification, measurement, the kernel record in the report, `--set` sweeps, an
+//! unverified result labelled and failing, a wrong one never a figure, and `compare` saying
+//! when the kernel changed. tests/cuda_gpu.rs runs the same examples on a GPU.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::path::{Path, PathBuf};
+
+fn gpuvet() -> Command {
+    let mut c = Command::cargo_bin("gpuvet").unwrap();
+    c.env_remove("GPUVET_MOCK_FAULT")
+        .env_remove("GPUVET_BACKEND")
+        .env("NO_COLOR", "1");
+    c
+}
+
+/// Fast measurement settings.
+const QUICK: [&str; 6] = ["--warmup", "0", "--max-time", "0.05", "--min-samples", "3"];
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kernels")
+}
+
+fn ex(name: &str) -> String {
+    examples().join(name).display().to_string()
+}
+
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// NVRTC is available to the gpuvet binary (then the mock compiles and checks the kernels).
+/// The string `key` of every result of report `r`, in order.
+fn each<'a>(r: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
+    r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x[key].as_str().unwrap())
+        .collect()
+}
+
+fn have_nvrtc() -> bool {
+    gpuvet::backend::cuda::nvrtc::available().is_ok()
+}
+
+/// A copy of examples/kernels in a temporary folder, to edit.
+fn copy_examples() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(examples()).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_file() {
+            std::fs::copy(e.path(), d.path().join(e.file_name())).unwrap();
+        }
+    }
+    std::fs::create_dir(d.path().join("data")).unwrap();
+    for e in std::fs::read_dir(examples().join("data")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), d.path().join("data").join(e.file_name())).unwrap();
+    }
+    d
+}
+
+#[test]
+fn the_cpu_refuses_user_kernels_saying_they_need_a_gpu() {
+    let spec = ex("vector_add.toml");
+    let gemm = ex("naive_gemm.toml");
+    for args in [
+        vec!["bench", "kernel", "--spec", &spec],
+        vec!["bench", "matmul", "--shape", "64x64x64", "--kernel", &gemm],
+    ] {
+        gpuvet()
+            .args(["--backend", "cpu"])
+            .args(&args)
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::str::contains("user CUDA kernels need a GPU"));
+    }
+}
+
+#[test]
+fn bad_kernel_inputs_exit_2_before_anything_runs() {
+    let d = copy_examples();
+    let p = |f: &str| d.path().join(f).display().to_string();
+    let broken = |name: &str, from: &str, to: &str| {
+        let text = std::fs::read_to_string(d.path().join("vector_add.toml")).unwrap();
+        assert!(text.contains(from), "{from}");
+        std::fs::write(d.path().join(name), text.replace(from, to)).unwrap();
+        p(name)
+    };
+    let gemm = p("naive_gemm.toml");
+    let cu = p("naive_gemm.cu");
+    // `bench kernel --spec PATH [more]` and `bench matmul --shape 64x64x64 [more]`
+    let spec = |path: String, more: &[&str]| -> Vec<String> {
+        let mut v = vec!["kernel".to_string(), "--spec".into(), path];
+        v.extend(more.iter().map(|s| s.to_string()));
+        v
+    };
+    let matmul = |more: &[&str]| -> Vec<String> {
+        ["matmul", "--shape", "64x64x64"]
+            .iter()
+            .chain(more)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            spec(
+                broken("t1.toml", "count = \"N\"\ninit", "cout = \"N\"\ninit"),
+                &[],
+            ),
+            "unknown field `cout`",
+        ),
+        (
+            spec(broken("t2.toml", "BLOCK = 256", "BLOCK = 2048"), &[]),
+            "block.x = 2048 is above the device's 1024",
+        ),
+        (
+            spec(broken("t3.toml", "N = \"64Mi\"", "N = \"2**70\""), &[]),
+            "does not fit 64 bits",
+        ),
+        (
+            spec(broken("t4.toml", "N = \"64Mi\"", "N = \"8Gi\""), &[]),
+            "not enough memory",
+        ),
+        (
+            spec(
+                broken("t5.toml", "BLOCK = 256", "BLOCK = \"256 / (N - N)\""),
+                &[],
+            ),
+            "division by zero",
+        ),
+        (
+            spec(
+                broken(
+                    "t6.toml",
+                    "[verify]\nmethod = \"determinism\"\nruns = 3",
+                    "",
+                ),
+                &[],
+            ),
+            "no [verify]",
+        ),
+        (
+            spec(p("vector_add.toml"), &["--set", "BLOK=1,2"]),
+            "uses `BLOK`",
+        ),
+        (
+            spec(p("nowhere.toml"), &[]),
+            "nowhere.toml: cannot read the spec",
+        ),
+        (
+            spec(p("vector_add.cu"), &[]),
+            "this is CUDA source, not a spec",
+        ),
+        (
+            matmul(&["--kernel", &format!("{cu}:naive_gemm_bf16_nk")]),
+            "needs --launch",
+        ),
+        (
+            matmul(&["--kernel", &gemm, "--launch", "block=64,64"]),
+            "4096 threads",
+        ),
+        (
+            matmul(&["--kernel", &gemm, "--launch", "grid=cdiv(Q,16)"]),
+            "unknown name `Q`",
+        ),
+        (
+            matmul(&["--kernel", &gemm, "--nvrtc-opt", "--gpu-architecture=sm_70"]),
+            "device's own architecture",
+        ),
+        (
+            matmul(&["--kernel", &gemm, "--kernel-name", "mock"]),
+            "already exists",
+        ),
+        (matmul(&["--launch", "grid=1"]), "--kernel"),
+    ];
+    for (args, want) in cases {
+        gpuvet()
+            .args(["--backend", "mock", "bench"])
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(want));
+    }
+    if !have_nvrtc() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP bad_kernel_inputs_exit_2_before_anything_runs: NVRTC is not available for the PTX checks"
+        );
+        return;
+    }
+    // What only the compiled kernel can tell: a missing entry, an argument list that does not
+    // match its PTX, a compile error with its source line.
+    std::fs::write(
+        d.path().join("bad.cu"),
+        "extern \"C\" __global__ void bad(float* x) {\n  x[0] = nope;\n}\n",
+    )
+    .unwrap();
+    for (kernel, launch, want) in [
+        (
+            format!("{cu}:gemm"),
+            "grid=1,block=1,args=A,B,C,M,N,K",
+            "no kernel `gemm`",
+        ),
+        (
+            format!("{cu}:naive_gemm_bf16_nk"),
+            "grid=1,block=1,args=A,B,C,M,N",
+            "takes 6 parameter(s)",
+        ),
+        (
+            format!("{cu}:naive_gemm_bf16_nk"),
+            "grid=1,block=1,args=A,B,C,M,N,u64:K",
+            "parameter 6 is `.u32`",
+        ),
+        (
+            format!("{}:bad", p("bad.cu")),
+            "grid=1,block=1,args=C",
+            "x[0] = nope;",
+        ),
+    ] {
+        gpuvet()
+            .args([
+                "--backend",
+                "mock",
+                "bench",
+                "matmul",
+                "--shape",
+                "64x64x64",
+            ])
+            .args(["--kernel", &kernel, "--launch", launch])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(want));
+    }
+}
+
+#[test]
+fn a_free_form_kernel_runs_the_whole_path_on_the_mock() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let plots = dir.path().join("plots");
+    gpuvet()
+        .args(["--backend", "mock"])
+        .args(QUICK)
+        .args([
+            "--json",
+            json.to_str().unwrap(),
+            "--plot",
+            plots.to_str().unwrap(),
+        ])
+        .args(["bench", "kernel", "--spec", &ex("vector_add.toml")])
+        .args(["--set", "N=4Ki", "--set", "BLOCK=128,256"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "kernel.vector_add.BLOCK=128.N=4096",
+        ))
+        .stdout(predicate::str::contains("ok (determinism)"))
+        // under the table, what ran: source and build hashes, launch, and that nothing ran
+        .stdout(predicate::str::contains(
+            "kernel.vector_add.BLOCK=256.N=4096/user: vector_add (",
+        ))
+        .stdout(predicate::str::contains("block 256×1×1"))
+        .stdout(predicate::str::contains(
+            "SIMULATED: checked, not run (mock backend)",
+        ));
+    let r = read_json(&json);
+    assert_eq!(r["config"]["command"], "bench kernel");
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for x in results {
+        assert_eq!(x["status"], "ok");
+        assert_eq!(x["implementation"], "user");
+        assert_eq!(x["workload"]["kind"], "kernel");
+        assert_eq!(x["verification"]["method"], "determinism");
+        assert_eq!(x["verification"]["checked_elements"], 3 * 4096);
+        assert_eq!(x["throughput"]["unit"], "B/s");
+        assert_eq!(x["kernel"]["simulated"], true);
+        assert_eq!(x["kernel"]["source_sha256"].as_str().unwrap().len(), 16);
+        let notes: Vec<&str> = x["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with("mock backend: the user kernel was checked but not run")),
+            "{notes:?}"
+        );
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with("verified by determinism only")),
+            "{notes:?}"
+        );
+    }
+    assert!(results[1]["kernel"]["launch"]
+        .as_str()
+        .unwrap()
+        .contains("block 256×1×1"));
+    // the swept variable is the charts' axis
+    let sweep = std::fs::read_to_string(plots.join("sweep.svg")).unwrap();
+    assert!(
+        sweep.contains("BLOCK"),
+        "the chart's x axis is the swept variable"
+    );
+    // an expected output from a file
+    gpuvet()
+        .args(["--backend", "mock"])
+        .args(QUICK)
+        .args(["bench", "kernel", "--spec", &ex("saxpy.toml")])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("kernel.saxpy.BLOCK=128.N=4096"));
+}
+
+#[test]
+fn wrong_and_unverified_kernels_never_pass() {
+    // A determinism failure (the mock's planted fault makes run 2 differ) and a wrong output
+    // against the expected file: FAILED, no figure, exit 1.
+    for (spec, pattern, want) in [
+        (
+            "vector_add.toml",
+            "kernel.vector_add",
+            "run 2 differs from run 1",
+        ),
+        ("saxpy.toml", "kernel.saxpy", "element 0"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("r.json");
+        gpuvet()
+            .env("GPUVET_MOCK_FAULT", pattern)
+            .args(["--backend", "mock", "--json", json.to_str().unwrap()])
+            .args(QUICK)
+            .args(["bench", "kernel", "--spec", &ex(spec), "--set", "N=4096"])
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains(want));
+        let r = read_json(&json);
+        let x = &r["results"][0];
+        assert_eq!(x["status"], "verification_failed");
+        assert!(x["throughput"].is_null() && x["stats"].is_null());
+    }
+    // Explicitly unverified: timed, labelled, never a pass (exit 1), never exported.
+    let d = copy_examples();
+    let text = std::fs::read_to_string(d.path().join("vector_add.toml")).unwrap();
+    let spec = d.path().join("none.toml");
+    std::fs::write(
+        &spec,
+        text.replace("method = \"determinism\"\nruns = 3", "method = \"none\""),
+    )
+    .unwrap();
+    let json = d.path().join("r.json");
+    let github = d.path().join("gab.json");
+    gpuvet()
+        .args(["--backend", "mock", "--json", json.to_str().unwrap()])
+        .args(["--export", &format!("github:{}", github.display())])
+        .args(QUICK)
+        .args([
+            "bench",
+            "kernel",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--set",
+            "N=4096",
+        ])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("UNVERIFIED"))
+        .stderr(predicate::str::contains(
+            "no verified result with a throughput to export",
+        ));
+    let r = read_json(&json);
+    let x = &r["results"][0];
+    assert_eq!(x["verification"]["method"], "unverified");
+    assert_eq!(x["verification"]["passed"], false);
+    assert!(x["throughput"]["value"].as_f64().unwrap() > 0.0, "timed");
+    assert!(!github.exists(), "never exported");
+}
+
+#[test]
+fn an_implementation_runs_beside_the_others_and_compare_says_when_it_changed() {
+    let d = copy_examples();
+    let baselines = d.path().join("baselines");
+    let spec = d.path().join("naive_gemm.toml").display().to_string();
+    // gpuvet [global] bench matmul … --kernel naive_gemm.toml [kernel flags]
+    let run_with = |global: &[&str], kernel_flags: &[&str]| {
+        let mut c = gpuvet();
+        c.args([
+            "--backend",
+            "mock",
+            "--baseline-dir",
+            baselines.to_str().unwrap(),
+        ])
+        .args(QUICK)
+        .args(global)
+        .args([
+            "bench", "matmul", "--shape", "64x64x64", "--dtype", "bf16", "--layout", "nk",
+        ])
+        .args(["--kernel", &spec])
+        .args(kernel_flags);
+        c.assert()
+    };
+    let run = |global: &[&str]| run_with(global, &[]);
+    let json = d.path().join("first.json");
+    run(&[
+        "--save-baseline",
+        "before",
+        "--json",
+        json.to_str().unwrap(),
+    ])
+    .code(0)
+    .stdout(predicate::str::contains("Mock GPU / mock"))
+    .stdout(predicate::str::contains("Mock GPU / naive_gemm"));
+    let r = read_json(&json);
+    let imps = each(&r, "implementation");
+    assert_eq!(imps, ["mock", "naive_gemm"]);
+    assert!(r["results"][0]["kernel"].is_null());
+    assert_eq!(r["results"][1]["kernel"]["entry"], "naive_gemm_bf16_nk");
+    // The same kernel: no note. An edited source: the comparison says so.
+    run(&["--baseline", "before"])
+        .code(0)
+        .stdout(predicate::str::contains("kernel changed").not());
+    let cu = d.path().join("naive_gemm.cu");
+    let text = std::fs::read_to_string(&cu).unwrap();
+    std::fs::write(&cu, format!("{text}\n// tuned\n")).unwrap();
+    run(&["--baseline", "before", "--save-baseline", "tuned"])
+        .code(0)
+        .stdout(predicate::str::contains("kernel changed"))
+        .stdout(predicate::str::contains(
+            "the user kernel changed between the runs",
+        ));
+    // Another define is another build of the same source.
+    run_with(&["--baseline", "tuned"], &["-D", "EXTRA=1"])
+        .code(0)
+        .stdout(predicate::str::contains("kernel rebuilt differently"));
+}
+
+#[test]
+fn a_set_sweep_of_an_implementation_makes_one_implementation_per_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    gpuvet()
+        .args(["--backend", "mock", "--json", json.to_str().unwrap()])
+        .args(QUICK)
+        .args(["bench", "memory", "--size", "1MiB", "--op", "copy"])
+        .args([
+            "--kernel",
+            &ex("copy.toml"),
+            "--set",
+            "BLOCK=128,256,512",
+            "--impl",
+            "all",
+        ])
+        .assert()
+        .code(0);
+    let r = read_json(&json);
+    let imps = each(&r, "implementation");
+    assert_eq!(
+        imps,
+        [
+            "mock",
+            "copy_f32[BLOCK=128]",
+            "copy_f32[BLOCK=256]",
+            "copy_f32[BLOCK=512]"
+        ]
+    );
+    assert!(r["results"][3]["kernel"]["launch"]
+        .as_str()
+        .unwrap()
+        .contains("block 512×1×1"));
+}
+
+#[test]
+fn sweep_kernel_keeps_the_curve_over_a_spec_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let plots = dir.path().join("plots");
+    gpuvet()
+        .args(["--backend", "mock", "--json", json.to_str().unwrap()])
+        .args(["--plot", plots.to_str().unwrap()])
+        .args(QUICK)
+        .args(["sweep", "kernel", "--spec", &ex("vector_add.toml")])
+        .args(["--set", "N=4096", "--set", "BLOCK=64..256:64"])
+        .assert()
+        .code(0);
+    let r = read_json(&json);
+    assert_eq!(r["config"]["command"], "sweep kernel");
+    let names = each(&r, "id");
+    assert_eq!(
+        names,
+        [
+            "kernel.vector_add.BLOCK=64.N=4096/user",
+            "kernel.vector_add.BLOCK=128.N=4096/user",
+            "kernel.vector_add.BLOCK=192.N=4096/user",
+            "kernel.vector_add.BLOCK=256.N=4096/user"
+        ]
+    );
+    let sweep = std::fs::read_to_string(plots.join("sweep.svg")).unwrap();
+    assert!(sweep.contains("BLOCK"), "the curve is over the variable");
+    // on the CPU, as bench kernel: a GPU is needed
+    gpuvet()
+        .args(["--backend", "cpu", "sweep", "kernel", "--spec"])
+        .arg(ex("vector_add.toml"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("need a GPU"));
+}
