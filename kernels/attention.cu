@@ -66,37 +66,34 @@ __device__ __forceinline__ u64 row_stats(const float* __restrict__ s, u64 row, u
     return visible;
 }
 
-extern "C" __global__ void gv_softmax_f32(const float* __restrict__ S, float* __restrict__ P,
-                                          u64 q_len, u64 kv_len, int causal) {
+__device__ __forceinline__ float f32_bits(float x) { return x; }
+
+// One row of softmax(S) into P, each value converted by OUT (f32 as is, or to 16-bit bits).
+template <typename T, T (*OUT)(float)>
+__device__ __forceinline__ void softmax_row(const float* __restrict__ S, T* __restrict__ P,
+                                            u64 q_len, u64 kv_len, int causal) {
     const u64 row = blockIdx.x;
     const float* s = S + row * kv_len;
-    float* p = P + row * kv_len;
+    T* p = P + row * kv_len;
     float m, inv;
     const u64 visible = row_stats(s, row, q_len, kv_len, causal, &m, &inv);
     for (u64 j = threadIdx.x; j < kv_len; j += blockDim.x)
-        p[j] = j < visible ? expf(s[j] - m) * inv : 0.0f;
+        p[j] = j < visible ? OUT(expf(s[j] - m) * inv) : (T)0;
+}
+
+extern "C" __global__ void gv_softmax_f32(const float* __restrict__ S, float* __restrict__ P,
+                                          u64 q_len, u64 kv_len, int causal) {
+    softmax_row<float, f32_bits>(S, P, q_len, kv_len, causal);
 }
 
 extern "C" __global__ void gv_softmax_f16(const float* __restrict__ S,
                                           unsigned short* __restrict__ P, u64 q_len,
                                           u64 kv_len, int causal) {
-    const u64 row = blockIdx.x;
-    const float* s = S + row * kv_len;
-    unsigned short* p = P + row * kv_len;
-    float m, inv;
-    const u64 visible = row_stats(s, row, q_len, kv_len, causal, &m, &inv);
-    for (u64 j = threadIdx.x; j < kv_len; j += blockDim.x)
-        p[j] = j < visible ? f32_to_f16_bits(expf(s[j] - m) * inv) : (unsigned short)0;
+    softmax_row<unsigned short, f32_to_f16_bits>(S, P, q_len, kv_len, causal);
 }
 
 extern "C" __global__ void gv_softmax_bf16(const float* __restrict__ S,
                                            unsigned short* __restrict__ P, u64 q_len,
                                            u64 kv_len, int causal) {
-    const u64 row = blockIdx.x;
-    const float* s = S + row * kv_len;
-    unsigned short* p = P + row * kv_len;
-    float m, inv;
-    const u64 visible = row_stats(s, row, q_len, kv_len, causal, &m, &inv);
-    for (u64 j = threadIdx.x; j < kv_len; j += blockDim.x)
-        p[j] = j < visible ? f32_to_bf16_bits(expf(s[j] - m) * inv) : (unsigned short)0;
+    softmax_row<unsigned short, f32_to_bf16_bits>(S, P, q_len, kv_len, causal);
 }

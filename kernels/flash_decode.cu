@@ -60,10 +60,7 @@ __device__ __forceinline__ void flash_decode(const u16* __restrict__ q, const u1
                                              int kv_heads, int q_len, int kv_len, int causal,
                                              float scale_log2, int chunk, int pages_per_seq) {
     constexpr int BM = 16, BN = 64, THREADS = 128;
-    extern __shared__ __align__(128) u16 smem[];
-    u16* s_q = smem;              // BM × D
-    u16* s_k = s_q + BM * D;      // 2 × BN × D
-    u16* s_v = s_k + 2 * BN * D;  // 2 × BN × D
+    const auto [s_q, s_k, s_v] = flash_tiles<D, BM, BN>();
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3;
@@ -91,19 +88,10 @@ __device__ __forceinline__ void flash_decode(const u16* __restrict__ q, const u1
 
     // Every warp holds the same 16 rows of Q.
     u32 qf[D / 16][4];
-    {
-        const u32 base = smem_addr(s_q);
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk)
-            ldsm_x4(base + 2u * (u32)swz<D>(lane & 15, kk * 2 + (lane >> 4)), qf[kk][0], qf[kk][1],
-                    qf[kk][2], qf[kk][3]);
-    }
+    load_q_frags<D>(qf, s_q, lane & 15, lane);
 
-    float acc[D / 8][4];
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
-    float row_m[2] = {GV_NEG_INF, GV_NEG_INF};
-    float row_l[2] = {0.0f, 0.0f};
+    float acc[D / 8][4], row_m[2], row_l[2];
+    online_softmax_init(acc, row_m, row_l);
     // Query position of this thread's two rows (r0 + g and r0 + g + 8); past the last row
     // the position is irrelevant (the row is never written), any value keeps it finite.
     int qpos[2];
@@ -153,27 +141,7 @@ __device__ __forceinline__ void flash_decode(const u16* __restrict__ q, const u1
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             float mx = fmaxf(fmaxf(s[0][2 * r], s[0][2 * r + 1]), fmaxf(s[1][2 * r], s[1][2 * r + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float m_new = fmaxf(row_m[r], mx);
-            const float m_use = m_new == GV_NEG_INF ? 0.0f : m_new;
-            const float alpha = exp2f(row_m[r] - m_use);
-            row_m[r] = m_new;
-            float sum = 0.0f;
-#pragma unroll
-            for (int nb = 0; nb < 2; ++nb) {
-                const float p0 = exp2f(s[nb][2 * r] - m_use);
-                const float p1 = exp2f(s[nb][2 * r + 1] - m_use);
-                s[nb][2 * r] = p0;
-                s[nb][2 * r + 1] = p1;
-                sum += p0 + p1;
-            }
-            row_l[r] = row_l[r] * alpha + sum;
-#pragma unroll
-            for (int db = 0; db < D / 8; ++db) {
-                acc[db][2 * r] *= alpha;
-                acc[db][2 * r + 1] *= alpha;
-            }
+            online_softmax_step(s, acc, r, mx, row_m[r], row_l[r]);
         }
 
         // O += P·V over this warp's 16 keys.
@@ -204,9 +172,7 @@ __device__ __forceinline__ void flash_decode(const u16* __restrict__ q, const u1
     float* w_l = w_m + 4 * BM;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-        float l = row_l[r];
-        l += __shfl_xor_sync(0xffffffffu, l, 1);
-        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        const float l = quad_sum(row_l[r]);
         const int row = g + r * 8;
         if (t == 0) {
             w_m[warp * BM + row] = row_m[r];
@@ -264,13 +230,7 @@ __device__ __forceinline__ void flash_decode_combine(const float* __restrict__ p
             x += exp2f(part_lse[p] - m_use) * part_o[p * d + c];
         }
         x *= inv;
-        u16 bits;
-        if constexpr (BF16) {
-            asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(bits) : "f"(x));
-        } else {
-            asm("cvt.rn.f16.f32 %0, %1;" : "=h"(bits) : "f"(x));
-        }
-        o[id * d + c] = bits;
+        o[id * d + c] = f32_to_16<BF16>(x);
     }
 }
 
@@ -280,41 +240,18 @@ __device__ __forceinline__ void flash_decode_combine(const float* __restrict__ p
 // ⌈rows/16⌉, B·Hkv) with rows = (Hq/Hkv)·Lq, 128 threads, dynamic shared memory
 // (16 + 4·64)·D·2 bytes.
 
-extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_bf16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
-                                     const u16* __restrict__ v, float* __restrict__ part_o,
-                                     float* __restrict__ part_lse, int q_heads, int kv_heads,
-                                     int q_len, int kv_len, int causal, float scale_log2,
-                                     int chunk) {
-    flash_decode<64, true, 0>(q, k, v, nullptr, part_o, part_lse, q_heads, kv_heads,
-                                     q_len, kv_len, causal, scale_log2, chunk, 0);
-}
+#define GV_DECODE_PARAMS                                                                       \
+    const u16* __restrict__ q, const u16* __restrict__ k, const u16* __restrict__ v,           \
+        float* __restrict__ part_o, float* __restrict__ part_lse, int q_heads, int kv_heads,   \
+        int q_len, int kv_len, int causal, float scale_log2, int chunk
+#define GV_DECODE(D, BF16)                                                                     \
+    flash_decode<D, BF16, 0>(q, k, v, nullptr, part_o, part_lse, q_heads, kv_heads, q_len,     \
+                             kv_len, causal, scale_log2, chunk, 0)
 
-extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_bf16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
-                                     const u16* __restrict__ v, float* __restrict__ part_o,
-                                     float* __restrict__ part_lse, int q_heads, int kv_heads,
-                                     int q_len, int kv_len, int causal, float scale_log2,
-                                     int chunk) {
-    flash_decode<128, true, 0>(q, k, v, nullptr, part_o, part_lse, q_heads, kv_heads,
-                                     q_len, kv_len, causal, scale_log2, chunk, 0);
-}
-
-extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_f16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
-                                     const u16* __restrict__ v, float* __restrict__ part_o,
-                                     float* __restrict__ part_lse, int q_heads, int kv_heads,
-                                     int q_len, int kv_len, int causal, float scale_log2,
-                                     int chunk) {
-    flash_decode<64, false, 0>(q, k, v, nullptr, part_o, part_lse, q_heads, kv_heads,
-                                     q_len, kv_len, causal, scale_log2, chunk, 0);
-}
-
-extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_f16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
-                                     const u16* __restrict__ v, float* __restrict__ part_o,
-                                     float* __restrict__ part_lse, int q_heads, int kv_heads,
-                                     int q_len, int kv_len, int causal, float scale_log2,
-                                     int chunk) {
-    flash_decode<128, false, 0>(q, k, v, nullptr, part_o, part_lse, q_heads, kv_heads,
-                                     q_len, kv_len, causal, scale_log2, chunk, 0);
-}
+extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_bf16_d64(GV_DECODE_PARAMS) { GV_DECODE(64, true); }
+extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_bf16_d128(GV_DECODE_PARAMS) { GV_DECODE(128, true); }
+extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_f16_d64(GV_DECODE_PARAMS) { GV_DECODE(64, false); }
+extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_f16_d128(GV_DECODE_PARAMS) { GV_DECODE(128, false); }
 
 // The page size is a runtime parameter (16 or 64, checked by the host) dispatched once to a
 // kernel body compiled for it.
@@ -330,46 +267,16 @@ extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_f16_d128(const
 // parameters between V and the partials and at the end: Q, K pool, V pool, block table (int32
 // [B, pages per sequence]), partial O, partial lse, q heads, kv heads, q length, kv length,
 // causal, scale × log2(e), keys per split, pages per sequence, page size.
+#define GV_DECODE_PAGED_PARAMS                                                                 \
+    const u16* __restrict__ q, const u16* __restrict__ k, const u16* __restrict__ v,           \
+        const int* __restrict__ block_table, float* __restrict__ part_o,                       \
+        float* __restrict__ part_lse, int q_heads, int kv_heads, int q_len, int kv_len,        \
+        int causal, float scale_log2, int chunk, int pages_per_seq, int page_size
 
-extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_bf16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
-                                     const u16* __restrict__ v,
-                                     const int* __restrict__ block_table,
-                                     float* __restrict__ part_o, float* __restrict__ part_lse,
-                                     int q_heads, int kv_heads, int q_len, int kv_len, int causal,
-                                     float scale_log2, int chunk, int pages_per_seq,
-                                     int page_size) {
-    GV_DECODE_PAGED(64, true);
-}
-
-extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_bf16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
-                                     const u16* __restrict__ v,
-                                     const int* __restrict__ block_table,
-                                     float* __restrict__ part_o, float* __restrict__ part_lse,
-                                     int q_heads, int kv_heads, int q_len, int kv_len, int causal,
-                                     float scale_log2, int chunk, int pages_per_seq,
-                                     int page_size) {
-    GV_DECODE_PAGED(128, true);
-}
-
-extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_f16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
-                                     const u16* __restrict__ v,
-                                     const int* __restrict__ block_table,
-                                     float* __restrict__ part_o, float* __restrict__ part_lse,
-                                     int q_heads, int kv_heads, int q_len, int kv_len, int causal,
-                                     float scale_log2, int chunk, int pages_per_seq,
-                                     int page_size) {
-    GV_DECODE_PAGED(64, false);
-}
-
-extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_f16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
-                                     const u16* __restrict__ v,
-                                     const int* __restrict__ block_table,
-                                     float* __restrict__ part_o, float* __restrict__ part_lse,
-                                     int q_heads, int kv_heads, int q_len, int kv_len, int causal,
-                                     float scale_log2, int chunk, int pages_per_seq,
-                                     int page_size) {
-    GV_DECODE_PAGED(128, false);
-}
+extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_bf16_d64(GV_DECODE_PAGED_PARAMS) { GV_DECODE_PAGED(64, true); }
+extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_bf16_d128(GV_DECODE_PAGED_PARAMS) { GV_DECODE_PAGED(128, true); }
+extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_f16_d64(GV_DECODE_PAGED_PARAMS) { GV_DECODE_PAGED(64, false); }
+extern "C" __global__ void __launch_bounds__(128) gv_flash_decode_paged_f16_d128(GV_DECODE_PAGED_PARAMS) { GV_DECODE_PAGED(128, false); }
 
 // Combine kernels. Parameters: partial O, partial lse, O (16-bit [B, Hq, Lq, D]), rows per
 // (batch, KV head), splits, head dim. Grid B·Hkv·rows, 128 threads.

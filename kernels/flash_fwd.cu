@@ -29,10 +29,7 @@ __device__ __forceinline__ void flash_fwd(const u16* __restrict__ q, const u16* 
                                           float* __restrict__ lse, int q_heads, int kv_heads,
                                           int q_len, int kv_len, int causal, float scale_log2) {
     constexpr int BM = 64, BN = 64, THREADS = 128, CH = D / 8;
-    extern __shared__ __align__(128) u16 smem[];
-    u16* s_q = smem;               // BM × D
-    u16* s_k = s_q + BM * D;       // 2 × BN × D
-    u16* s_v = s_k + 2 * BN * D;   // 2 × BN × D
+    const auto [s_q, s_k, s_v] = flash_tiles<D, BM, BN>();
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3;
@@ -57,20 +54,10 @@ __device__ __forceinline__ void flash_fwd(const u16* __restrict__ q, const u16* 
     __syncthreads();
 
     u32 qf[D / 16][4];
-    {
-        const u32 base = smem_addr(s_q);
-        const int row = warp * 16 + (lane & 15);
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk)
-            ldsm_x4(base + 2u * (u32)swz<D>(row, kk * 2 + (lane >> 4)), qf[kk][0], qf[kk][1],
-                    qf[kk][2], qf[kk][3]);
-    }
+    load_q_frags<D>(qf, s_q, warp * 16 + (lane & 15), lane);
 
-    float acc[D / 8][4];
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
-    float row_m[2] = {GV_NEG_INF, GV_NEG_INF};
-    float row_l[2] = {0.0f, 0.0f};
+    float acc[D / 8][4], row_m[2], row_l[2];
+    online_softmax_init(acc, row_m, row_l);
     const int row0 = m0 + warp * 16 + g;  // this thread's rows: row0 and row0 + 8
     const int mi = lane >> 3, lr = lane & 7;
 
@@ -129,31 +116,7 @@ __device__ __forceinline__ void flash_fwd(const u16* __restrict__ q, const u16* 
 #pragma unroll
             for (int nb = 0; nb < BN / 8; ++nb)
                 mx = fmaxf(mx, fmaxf(s[nb][2 * r], s[nb][2 * r + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float m_new = fmaxf(row_m[r], mx);
-            // A row with nothing visible yet keeps m = -inf; subtracting 0 keeps exp2 at 0
-            // instead of computing -inf - -inf = NaN.
-            const float m_use = m_new == GV_NEG_INF ? 0.0f : m_new;
-            const float alpha = exp2f(row_m[r] - m_use);
-            row_m[r] = m_new;
-            float sum = 0.0f;
-#pragma unroll
-            for (int nb = 0; nb < BN / 8; ++nb) {
-                const float p0 = exp2f(s[nb][2 * r] - m_use);
-                const float p1 = exp2f(s[nb][2 * r + 1] - m_use);
-                s[nb][2 * r] = p0;
-                s[nb][2 * r + 1] = p1;
-                sum += p0 + p1;
-            }
-            // Per-thread partial sums: every thread of the quad scales by the same alpha, so
-            // they are added across the quad once, at the end.
-            row_l[r] = row_l[r] * alpha + sum;
-#pragma unroll
-            for (int db = 0; db < D / 8; ++db) {
-                acc[db][2 * r] *= alpha;
-                acc[db][2 * r + 1] *= alpha;
-            }
+            online_softmax_step(s, acc, r, mx, row_m[r], row_l[r]);
         }
 
         // O += P·V.
@@ -185,9 +148,7 @@ __device__ __forceinline__ void flash_fwd(const u16* __restrict__ q, const u16* 
     float inv[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-        float l = row_l[r];
-        l += __shfl_xor_sync(0xffffffffu, l, 1);
-        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        const float l = quad_sum(row_l[r]);
         inv[r] = l > 0.0f ? 1.0f / l : 0.0f;
         const int row = row0 + r * 8;
         if (lse != nullptr && t == 0 && row < q_len)
@@ -216,30 +177,13 @@ __device__ __forceinline__ void flash_fwd(const u16* __restrict__ q, const u16* 
 // q length, kv length, causal (0/1), softmax scale × log2(e). Grid (⌈Lq/64⌉, Hq, B), 128
 // threads, dynamic shared memory (64 + 4·64)·D·2 bytes.
 
-extern "C" __global__ void __launch_bounds__(128) gv_flash_fwd_bf16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
-                                  const u16* __restrict__ v, u16* __restrict__ o,
-                                  float* __restrict__ lse, int q_heads, int kv_heads, int q_len,
-                                  int kv_len, int causal, float scale_log2) {
-    flash_fwd<64, true>(q, k, v, o, lse, q_heads, kv_heads, q_len, kv_len, causal, scale_log2);
-}
+#define GV_FLASH_FWD_PARAMS                                                                    \
+    const u16* __restrict__ q, const u16* __restrict__ k, const u16* __restrict__ v,           \
+        u16* __restrict__ o, float* __restrict__ lse, int q_heads, int kv_heads, int q_len,    \
+        int kv_len, int causal, float scale_log2
+#define GV_FLASH_FWD_ARGS q, k, v, o, lse, q_heads, kv_heads, q_len, kv_len, causal, scale_log2
 
-extern "C" __global__ void __launch_bounds__(128) gv_flash_fwd_bf16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
-                                  const u16* __restrict__ v, u16* __restrict__ o,
-                                  float* __restrict__ lse, int q_heads, int kv_heads, int q_len,
-                                  int kv_len, int causal, float scale_log2) {
-    flash_fwd<128, true>(q, k, v, o, lse, q_heads, kv_heads, q_len, kv_len, causal, scale_log2);
-}
-
-extern "C" __global__ void __launch_bounds__(128) gv_flash_fwd_f16_d64(const u16* __restrict__ q, const u16* __restrict__ k,
-                                  const u16* __restrict__ v, u16* __restrict__ o,
-                                  float* __restrict__ lse, int q_heads, int kv_heads, int q_len,
-                                  int kv_len, int causal, float scale_log2) {
-    flash_fwd<64, false>(q, k, v, o, lse, q_heads, kv_heads, q_len, kv_len, causal, scale_log2);
-}
-
-extern "C" __global__ void __launch_bounds__(128) gv_flash_fwd_f16_d128(const u16* __restrict__ q, const u16* __restrict__ k,
-                                  const u16* __restrict__ v, u16* __restrict__ o,
-                                  float* __restrict__ lse, int q_heads, int kv_heads, int q_len,
-                                  int kv_len, int causal, float scale_log2) {
-    flash_fwd<128, false>(q, k, v, o, lse, q_heads, kv_heads, q_len, kv_len, causal, scale_log2);
-}
+extern "C" __global__ void __launch_bounds__(128) gv_flash_fwd_bf16_d64(GV_FLASH_FWD_PARAMS) { flash_fwd<64, true>(GV_FLASH_FWD_ARGS); }
+extern "C" __global__ void __launch_bounds__(128) gv_flash_fwd_bf16_d128(GV_FLASH_FWD_PARAMS) { flash_fwd<128, true>(GV_FLASH_FWD_ARGS); }
+extern "C" __global__ void __launch_bounds__(128) gv_flash_fwd_f16_d64(GV_FLASH_FWD_PARAMS) { flash_fwd<64, false>(GV_FLASH_FWD_ARGS); }
+extern "C" __global__ void __launch_bounds__(128) gv_flash_fwd_f16_d128(GV_FLASH_FWD_PARAMS) { flash_fwd<128, false>(GV_FLASH_FWD_ARGS); }

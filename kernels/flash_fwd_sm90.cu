@@ -199,9 +199,7 @@ __device__ __forceinline__ void fa3_softmax(float (&s)[64], float (&m)[2], float
         float mx = GV_NEG_INF;
 #pragma unroll
         for (int i = 0; i < 16; ++i) mx = fmaxf(mx, fmaxf(s[4 * i + 2 * h], s[4 * i + 2 * h + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_new = fmaxf(m[h], mx);
+        const float m_new = fmaxf(m[h], quad_max(mx));
         // A row with nothing visible yet keeps m = −inf; subtracting 0 then keeps every
         // exponent at −inf (p = 0) instead of −inf − −inf = NaN.
         const float ms = m_new == GV_NEG_INF ? 0.0f : m_new * scale_log2;
@@ -246,9 +244,7 @@ __device__ __forceinline__ void fa3_epilogue(float (&o)[D / 2], const float (&m)
     float inv[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-        float x = l[h];
-        x += __shfl_xor_sync(0xffffffffu, x, 1);
-        x += __shfl_xor_sync(0xffffffffu, x, 2);
+        const float x = quad_sum(l[h]);
         inv[h] = x > 0.0f ? 1.0f / x : 0.0f;
         const int row = t.m0 + 64 * cons + r0 + 8 * h;
         if (lse != nullptr && (lane & 3) == 0 && row < q_len)
@@ -427,27 +423,20 @@ __device__ __forceinline__ void flash_fwd_sm90(const TensorMap* tq, const Tensor
 // 64 × 128 × 1, 128-byte swizzle, zero fill), O (16-bit), lse (f32 [B, Hq, Lq] or null), q
 // heads, kv heads, q length, kv length, causal (0/1), softmax scale × log2(e). Grid
 // (⌈Lq/128⌉, Hq, B), 384 threads, dynamic shared memory Fa3Layout<D>::BYTES.
-#define GV_FA3_KERNEL(NAME, D, BF16)                                                           \
-    extern "C" __global__ void __launch_bounds__(FA3_THREADS, 1) NAME(                        \
-        const __grid_constant__ TensorMap tq, const __grid_constant__ TensorMap tk,           \
+#define GV_FA3_PARAMS                                                                          \
+    const __grid_constant__ TensorMap tq, const __grid_constant__ TensorMap tk,               \
         const __grid_constant__ TensorMap tv, u16* __restrict__ o, float* __restrict__ lse,   \
-        int q_heads, int kv_heads, int q_len, int kv_len, int causal, float scale_log2) {     \
+        int q_heads, int kv_heads, int q_len, int kv_len, int causal, float scale_log2
+#define GV_FA3_KERNEL(NAME, D, BF16)                                                           \
+    extern "C" __global__ void __launch_bounds__(FA3_THREADS, 1) NAME(GV_FA3_PARAMS) {         \
         flash_fwd_sm90<D, BF16>(&tq, &tk, &tv, o, lse, q_heads, kv_heads, q_len, kv_len,      \
                                 causal, scale_log2);                                          \
     }
 
-extern "C" __global__ void gv_flash_fwd_sm90_bf16_d64(const __grid_constant__ TensorMap tq,
-    const __grid_constant__ TensorMap tk, const __grid_constant__ TensorMap tv, u16* o, float* lse,
-    int q_heads, int kv_heads, int q_len, int kv_len, int causal, float scale_log2);
-extern "C" __global__ void gv_flash_fwd_sm90_bf16_d128(const __grid_constant__ TensorMap tq,
-    const __grid_constant__ TensorMap tk, const __grid_constant__ TensorMap tv, u16* o, float* lse,
-    int q_heads, int kv_heads, int q_len, int kv_len, int causal, float scale_log2);
-extern "C" __global__ void gv_flash_fwd_sm90_f16_d64(const __grid_constant__ TensorMap tq,
-    const __grid_constant__ TensorMap tk, const __grid_constant__ TensorMap tv, u16* o, float* lse,
-    int q_heads, int kv_heads, int q_len, int kv_len, int causal, float scale_log2);
-extern "C" __global__ void gv_flash_fwd_sm90_f16_d128(const __grid_constant__ TensorMap tq,
-    const __grid_constant__ TensorMap tk, const __grid_constant__ TensorMap tv, u16* o, float* lse,
-    int q_heads, int kv_heads, int q_len, int kv_len, int causal, float scale_log2);
+extern "C" __global__ void gv_flash_fwd_sm90_bf16_d64(GV_FA3_PARAMS);
+extern "C" __global__ void gv_flash_fwd_sm90_bf16_d128(GV_FA3_PARAMS);
+extern "C" __global__ void gv_flash_fwd_sm90_f16_d64(GV_FA3_PARAMS);
+extern "C" __global__ void gv_flash_fwd_sm90_f16_d128(GV_FA3_PARAMS);
 
 GV_FA3_KERNEL(gv_flash_fwd_sm90_bf16_d64, 64, true)
 GV_FA3_KERNEL(gv_flash_fwd_sm90_bf16_d128, 128, true)

@@ -40,17 +40,6 @@ __device__ __forceinline__ void ldmatrix_x4_trans(u32 (&r)[4], u32 addr) {
     ldsm_x4_t(addr, r[0], r[1], r[2], r[3]);
 }
 
-template <bool BF16>
-__device__ __forceinline__ u16 to16(float x) {
-    u16 h;
-    if (BF16) {
-        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(x));
-    } else {
-        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
-    }
-    return h;
-}
-
 // What the kernel multiplies: the inputs' element type, the mma instruction, the accumulator
 // and the output. 16-bit kinds step K by 16 per mma, 8-bit kinds by 32: 32 bytes either way, so
 // the shared-memory layout, the swizzle and the ldmatrix addressing are the same in bytes.
@@ -76,18 +65,10 @@ __device__ __forceinline__ void mma_op(float (&c)[4], const u32 (&a)[4], u32 b0,
     if (KIND == KIND_BF16 || KIND == KIND_F16) {
         mma16816<KIND == KIND_BF16>(c, a, b0, b1);
     } else if (KIND == KIND_TF32) {
-        asm volatile(
-            "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "
-            "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+        GV_MMA_SYNC("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32", "+f", c, a, b0, b1);
     } else {
 #if __CUDA_ARCH__ >= 890
-        asm volatile(
-            "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, "
-            "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+        GV_MMA_SYNC("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32", "+f", c, a, b0, b1);
 #else
         // fp8 mma.sync needs sm_89; the host never launches this kernel on older GPUs.
         asm volatile("trap;");
@@ -97,45 +78,26 @@ __device__ __forceinline__ void mma_op(float (&c)[4], const u32 (&a)[4], u32 b0,
 
 template <int KIND>
 __device__ __forceinline__ void mma_op(int (&c)[4], const u32 (&a)[4], u32 b0, u32 b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, "
-        "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    GV_MMA_SYNC("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32", "+r", c, a, b0, b1);
 }
 
 // Stores two adjacent outputs (columns c and c + 1 of `row`), guarded; one 32- or 64-bit store
 // when both are inside and N is even (so the pair is aligned).
 template <int KIND>
 __device__ __forceinline__ void store2(u16* row, int c, int N, float x0, float x1) {
-    const u16 v0 = to16<KIND != KIND_F16>(x0);
-    const u16 v1 = to16<KIND != KIND_F16>(x1);
-    if ((N & 1) == 0 && c + 1 < N) {
-        *(u32*)(row + c) = (u32)v0 | ((u32)v1 << 16);
-    } else {
-        if (c < N) row[c] = v0;
-        if (c + 1 < N) row[c + 1] = v1;
-    }
+    const u16 v0 = f32_to_16<KIND != KIND_F16>(x0);
+    const u16 v1 = f32_to_16<KIND != KIND_F16>(x1);
+    store_pair_guarded(row, c, N, v0, v1, (u32)v0 | ((u32)v1 << 16));
 }
 
 template <int KIND>
 __device__ __forceinline__ void store2(float* row, int c, int N, float x0, float x1) {
-    if ((N & 1) == 0 && c + 1 < N) {
-        *(float2*)(row + c) = make_float2(x0, x1);
-    } else {
-        if (c < N) row[c] = x0;
-        if (c + 1 < N) row[c + 1] = x1;
-    }
+    store_pair_guarded(row, c, N, x0, x1, make_float2(x0, x1));
 }
 
 template <int KIND>
 __device__ __forceinline__ void store2(int* row, int c, int N, int x0, int x1) {
-    if ((N & 1) == 0 && c + 1 < N) {
-        *(int2*)(row + c) = make_int2(x0, x1);
-    } else {
-        if (c < N) row[c] = x0;
-        if (c + 1 < N) row[c + 1] = x1;
-    }
+    store_pair_guarded(row, c, N, x0, x1, make_int2(x0, x1));
 }
 
 // Byte offset of 16-byte chunk `c` of row `r` in a tile whose rows hold CHUNKS chunks. Rows of
@@ -511,20 +473,21 @@ __device__ __forceinline__ void mma_dispatch(const void* A, const void* B, void*
 // `_ragged` kernels run one block per SM with the registers it needs; e4m3 has none: its
 // emulated mma.sync on sm_90a leaves no registers for the prefetch, and ragged fp8 shapes run
 // on the 32×64 tile).
+#define GV_MMA_PARAMS                                                                          \
+    const void* __restrict__ A, const void* __restrict__ B, void* __restrict__ C, int M, int N, int K
 #define GV_MMA_KERNEL(NAME, BM, BN, WM, ST, KIND, NK, MINB, PATHS)                             \
-    extern "C" __global__ void __launch_bounds__(THREADS, MINB)                                \
-        NAME(const void* __restrict__ A, const void* __restrict__ B, void* __restrict__ C, int M, \
-             int N, int K) {                                                                   \
+    extern "C" __global__ void __launch_bounds__(THREADS, MINB) NAME(GV_MMA_PARAMS) {          \
         GV_MMA_BODY(BM, BN, WM, ST, KIND, NK, PATHS)                                           \
     }
 
 // Split-K for decode shapes (M ≤ 64): grid (ceil(N / BN), ceil(M / BM), splits); block z
 // multiplies K tiles [z · kchunk, (z + 1) · kchunk) and writes its f32 (s32 for int8) partial
 // sums to P[z] (splits × M × N); matmul_splitk_reduce_* adds them up into C.
+#define GV_MMA_SPLIT_PARAMS                                                                    \
+    const void* __restrict__ A, const void* __restrict__ B, void* __restrict__ P, int M, int N,  \
+        int K, int kchunk
 #define GV_MMA_SPLIT_KERNEL(NAME, BM, BN, WM, ST, KIND, NK)                                    \
-    extern "C" __global__ void __launch_bounds__(THREADS, 2)                                   \
-        NAME(const void* __restrict__ A, const void* __restrict__ B, void* __restrict__ P, int M, \
-             int N, int K, int kchunk) {                                                       \
+    extern "C" __global__ void __launch_bounds__(THREADS, 2) NAME(GV_MMA_SPLIT_PARAMS) {       \
         GV_MMA_SPLIT_BODY(BM, BN, WM, ST, KIND, NK)                                            \
     }
 
@@ -538,7 +501,7 @@ __device__ __forceinline__ void splitk_reduce(const Acc* __restrict__ P, Out* __
         if constexpr (OUT == 0) {
             C[i] = s;  // f32 (tf32) or s32 (int8)
         } else {
-            C[i] = to16<OUT == 1>(s);  // 1: bf16, 2: f16
+            C[i] = f32_to_16<OUT == 1>(s);  // 1: bf16, 2: f16
         }
     }
 }
@@ -561,60 +524,33 @@ extern "C" __global__ void matmul_splitk_reduce_i32(const int* __restrict__ P, i
 }
 
 // Declarations (the definitions below add __launch_bounds__ through the macro).
-extern "C" __global__ void matmul_mma_bf16_kn_128x128(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_bf16_kn_128x128_ragged(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_bf16_nk_128x128(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_bf16_nk_128x128_ragged(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_f16_kn_128x128(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_f16_kn_128x128_ragged(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_f16_nk_128x128(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_f16_nk_128x128_ragged(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_s8_nk_128x128(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_s8_nk_128x128_ragged(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_e4m3_nk_128x128(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_tf32_nk_128x128(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_tf32_nk_128x128_ragged(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_bf16_kn_32x64(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_bf16_nk_32x64(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_f16_kn_32x64(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_f16_nk_32x64(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_s8_nk_32x64(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_e4m3_nk_32x64(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_tf32_nk_32x64(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ C, int M, int N, int K);
-extern "C" __global__ void matmul_mma_bf16_kn_32x64_splitk(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ P, int M, int N, int K, int kchunk);
-extern "C" __global__ void matmul_mma_bf16_nk_32x64_splitk(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ P, int M, int N, int K, int kchunk);
-extern "C" __global__ void matmul_mma_f16_kn_32x64_splitk(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ P, int M, int N, int K, int kchunk);
-extern "C" __global__ void matmul_mma_f16_nk_32x64_splitk(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ P, int M, int N, int K, int kchunk);
-extern "C" __global__ void matmul_mma_s8_nk_32x64_splitk(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ P, int M, int N, int K, int kchunk);
-extern "C" __global__ void matmul_mma_e4m3_nk_32x64_splitk(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ P, int M, int N, int K, int kchunk);
-extern "C" __global__ void matmul_mma_tf32_nk_32x64_splitk(const void* __restrict__ A, const void* __restrict__ B,
-    void* __restrict__ P, int M, int N, int K, int kchunk);
+extern "C" __global__ void matmul_mma_bf16_kn_128x128(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_bf16_kn_128x128_ragged(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_bf16_nk_128x128(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_bf16_nk_128x128_ragged(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_f16_kn_128x128(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_f16_kn_128x128_ragged(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_f16_nk_128x128(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_f16_nk_128x128_ragged(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_s8_nk_128x128(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_s8_nk_128x128_ragged(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_e4m3_nk_128x128(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_tf32_nk_128x128(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_tf32_nk_128x128_ragged(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_bf16_kn_32x64(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_bf16_nk_32x64(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_f16_kn_32x64(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_f16_nk_32x64(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_s8_nk_32x64(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_e4m3_nk_32x64(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_tf32_nk_32x64(GV_MMA_PARAMS);
+extern "C" __global__ void matmul_mma_bf16_kn_32x64_splitk(GV_MMA_SPLIT_PARAMS);
+extern "C" __global__ void matmul_mma_bf16_nk_32x64_splitk(GV_MMA_SPLIT_PARAMS);
+extern "C" __global__ void matmul_mma_f16_kn_32x64_splitk(GV_MMA_SPLIT_PARAMS);
+extern "C" __global__ void matmul_mma_f16_nk_32x64_splitk(GV_MMA_SPLIT_PARAMS);
+extern "C" __global__ void matmul_mma_s8_nk_32x64_splitk(GV_MMA_SPLIT_PARAMS);
+extern "C" __global__ void matmul_mma_e4m3_nk_32x64_splitk(GV_MMA_SPLIT_PARAMS);
+extern "C" __global__ void matmul_mma_tf32_nk_32x64_splitk(GV_MMA_SPLIT_PARAMS);
 
 GV_MMA_KERNEL(matmul_mma_bf16_kn_128x128, 128, 128, 2, 3, KIND_BF16, false, 2, PATHS_VEC)
 GV_MMA_KERNEL(matmul_mma_bf16_kn_128x128_ragged, 128, 128, 2, 3, KIND_BF16, false, 1, PATHS_RAGGED)

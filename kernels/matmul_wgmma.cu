@@ -62,17 +62,21 @@ template <> struct WgCfg<WG_E4M3> { enum { ESZ = 1, BN = 128, STAGES = 6 }; };
 
 __device__ __forceinline__ int cdiv(int a, int b) { return (a + b - 1) / b; }
 
+// An output tile: its tile row and tile column.
+struct Tile {
+    int m, n;
+};
+
 // Tile `t` of the persistent walk: tiles are taken in groups of WG_GROUP_M tile rows, column
 // by column inside a group, so the CTAs working at the same time share A rows and B columns
 // in L2.
-__device__ __forceinline__ void tile_of(int t, int tiles_m, int tiles_n, int& tm, int& tn) {
+__device__ __forceinline__ Tile tile_of(int t, int tiles_m, int tiles_n) {
     const int per_group = WG_GROUP_M * tiles_n;
     const int g = t / per_group;
     const int first = g * WG_GROUP_M;
     const int rows = min(tiles_m - first, WG_GROUP_M);
     const int r = t - g * per_group;
-    tm = first + r % rows;
-    tn = r / rows;
+    return {first + r % rows, r / rows};
 }
 
 template <int KIND, bool B_KN, int R>
@@ -86,26 +90,11 @@ __device__ __forceinline__ void mma_stage(float (&d)[R], u64 da, u64 db, int sca
     }
 }
 
-__device__ __forceinline__ u16 to_out16(float x, bool bf16) {
-    u16 h;
-    if (bf16) {
-        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(x));
-    } else {
-        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
-    }
-    return h;
-}
-
 // Columns c and c + 1 of `row`, guarded; one 32-bit store when both are inside and N is even.
 __device__ __forceinline__ void store_pair(u16* row, int c, int N, float x0, float x1, bool bf16) {
-    const u16 v0 = to_out16(x0, bf16);
-    const u16 v1 = to_out16(x1, bf16);
-    if ((N & 1) == 0 && c + 1 < N) {
-        *(u32*)(row + c) = (u32)v0 | ((u32)v1 << 16);
-    } else {
-        if (c < N) row[c] = v0;
-        if (c + 1 < N) row[c + 1] = v1;
-    }
+    const u16 v0 = bf16 ? f32_to_16<true>(x0) : f32_to_16<false>(x0);
+    const u16 v1 = bf16 ? f32_to_16<true>(x1) : f32_to_16<false>(x1);
+    store_pair_guarded(row, c, N, v0, v1, (u32)v0 | ((u32)v1 << 16));
 }
 
 // Position in the stage ring shared by the producer and the consumers: the stage, its full and
@@ -152,10 +141,8 @@ __device__ __forceinline__ void producer(const TensorMap* tmA, const TensorMap* 
     constexpr u32 A_STAGE = WG_BM * WG_ROW_BYTES;
     constexpr u32 B_STAGE = C::BN * WG_ROW_BYTES;
     RingPos<C::STAGES> pos;
-    const int total = tiles_m * tiles_n;
-    for (int t = blockIdx.x; t < total; t += gridDim.x) {
-        int tm, tn;
-        tile_of(t, tiles_m, tiles_n, tm, tn);
+    for (int t = blockIdx.x; t < tiles_m * tiles_n; t += gridDim.x) {
+        const auto [tm, tn] = tile_of(t, tiles_m, tiles_n);
         for (int kt = 0; kt < ktiles; ++kt) {
             const int s = pos.s;
             const u32 full = pos.full(bars);
@@ -193,10 +180,8 @@ __device__ __forceinline__ void consumer(u32 sA, u32 sB, u32 bars, u16* C, int M
 #pragma unroll
     for (int i = 0; i < R; ++i) acc[i] = 0.f;
     RingPos<Cf::STAGES> pos;
-    const int total = tiles_m * tiles_n;
-    for (int t = blockIdx.x; t < total; t += gridDim.x) {
-        int tm, tn;
-        tile_of(t, tiles_m, tiles_n, tm, tn);
+    for (int t = blockIdx.x; t < tiles_m * tiles_n; t += gridDim.x) {
+        const auto [tm, tn] = tile_of(t, tiles_m, tiles_n);
         for (int kt = 0; kt < ktiles; ++kt) {
             const int s = pos.s;
             mbar_wait(pos.full(bars), pos.phase);

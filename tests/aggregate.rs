@@ -1,6 +1,9 @@
 //! Fleet aggregation of per-node verdict files: distributions per SKU, outliers, nodes to drain,
 //! every output format, and clear errors for files that are not verdicts.
 
+mod common;
+
+use common::words_with;
 use gpuvet::validate::aggregate::{
     load_verdicts, render, run_aggregate, summarize, AggregateArgs, FleetFormat,
 };
@@ -360,8 +363,7 @@ fn prices_give_the_cost_of_the_nodes_to_drain() {
         assert_cmd::Command::cargo_bin("gpuvet")
             .unwrap()
             .env("NO_COLOR", "1")
-            .arg("aggregate")
-            .arg(dir.path())
+            .args(words_with("aggregate {}", &[dir.path()]))
             .args(args)
             .output()
             .unwrap()

@@ -9,6 +9,9 @@
 //! shapes (4097×4095×4096, 33000 keys) stay in tests/cuda_gpu.rs: the f64 references of those
 //! cost minutes on a 2-core host.
 
+mod common;
+
+use common::attention;
 use gpuvet::backend::{cpu::CpuBackend, mock::MockBackend, Backend, PrepareOptions};
 use gpuvet::backend::{Group, RankLayout};
 use gpuvet::dtype::DType;
@@ -16,8 +19,8 @@ use gpuvet::inputs;
 use gpuvet::interconnect::World;
 use gpuvet::verify::verify;
 use gpuvet::workload::{
-    AttentionSpec, BLayout, CollectiveOp, CollectiveSpec, Direction, HostMemory, MatmulSpec, MemOp,
-    MemorySpec, TransferSpec, Workload,
+    BLayout, CollectiveOp, CollectiveSpec, Direction, HostMemory, MatmulSpec, MemOp, MemorySpec,
+    TransferSpec, Workload,
 };
 use gpuvet::Error;
 use std::io::Write;
@@ -53,16 +56,14 @@ fn attention_shapes() -> Vec<Workload> {
     ];
     for (batch, q_heads, kv_heads, q_len, kv_len, head_dim, causal) in cases {
         for dtype in [DType::F32, DType::F16, DType::Bf16] {
-            v.push(Workload::Attention(AttentionSpec {
+            v.push(attention(
                 batch,
-                q_heads,
-                kv_heads,
-                q_len,
-                kv_len,
+                (q_heads, kv_heads),
+                (q_len, kv_len),
                 head_dim,
                 causal,
                 dtype,
-            }));
+            ));
         }
     }
     v

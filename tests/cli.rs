@@ -2,18 +2,12 @@
 
 mod common;
 
-use assert_cmd::Command;
-use common::{read_json, words, QUICK};
+use common::{
+    assert_exit, gpuvet, gpuvet_in_background, interrupt_when, read_json, temp_files, words,
+    words_with, QUICK,
+};
 use predicates::prelude::*;
 use std::path::Path;
-
-fn gpuvet() -> Command {
-    let mut c = Command::cargo_bin("gpuvet").unwrap();
-    c.env_remove("GPUVET_MOCK_FAULT")
-        .env_remove("GPUVET_BACKEND")
-        .env("NO_COLOR", "1");
-    c
-}
 
 /// True (and says so on stderr) where this machine has an NVIDIA GPU, so that a test of the
 /// no-GPU path has nothing to check.
@@ -83,15 +77,13 @@ fn whole_mock_run_matches_snapshot() {
 
 #[test]
 fn a_wrong_result_exits_1_and_has_no_throughput() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    let dumps = dir.path().join("dumps");
+    let (_dir, [json, dumps]) = temp_files(["r.json", "dumps"]);
     gpuvet()
         .env("GPUVET_MOCK_FAULT", "matmul.f32")
-        .args(["--backend", "mock", "--json"])
-        .arg(&json)
-        .arg("--dump-dir")
-        .arg(&dumps)
+        .args(words_with(
+            "--backend mock --json {} --dump-dir {}",
+            &[&json, &dumps],
+        ))
         .assert()
         .code(1)
         .stdout(predicate::str::contains("FAIL"));
@@ -122,8 +114,10 @@ fn a_wrong_result_exits_1_and_has_no_throughput() {
 fn dump_all_writes_every_result() {
     let dir = tempfile::tempdir().unwrap();
     gpuvet()
-        .args(["--backend", "mock", "-q", "--dump-all", "--dump-dir"])
-        .arg(dir.path())
+        .args(words_with(
+            "--backend mock -q --dump-all --dump-dir {}",
+            &[dir.path()],
+        ))
         .assert()
         .code(0);
     let n = std::fs::read_dir(dir.path()).unwrap().count();
@@ -133,14 +127,12 @@ fn dump_all_writes_every_result() {
 
 #[test]
 fn csv_and_markdown_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let csv = dir.path().join("r.csv");
-    let md = dir.path().join("r.md");
+    let (_dir, [csv, md]) = temp_files(["r.csv", "r.md"]);
     gpuvet()
-        .args(["--backend", "mock", "-q", "--csv"])
-        .arg(&csv)
-        .arg("--markdown")
-        .arg(&md)
+        .args(words_with(
+            "--backend mock -q --csv {} --markdown {}",
+            &[&csv, &md],
+        ))
         .assert()
         .code(0);
     let csv = std::fs::read_to_string(csv).unwrap();
@@ -303,21 +295,17 @@ fn a_closed_stdout_pipe_is_not_an_error() {
         .spawn()
         .unwrap();
     drop(child.stdout.take()); // the reader goes away at once, as with `| head -0`
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_exit(
+        &child.wait_with_output().unwrap(),
+        0,
+        "gpuvet completions bash",
     );
 }
 
 #[test]
 fn ctrl_c_stops_cleanly_and_keeps_what_finished() {
-    use std::process::{Command as P, Stdio};
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    let child = P::new(assert_cmd::cargo::cargo_bin("gpuvet"))
+    let (_dir, [json]) = temp_files(["r.json"]);
+    let child = gpuvet_in_background()
         .args(words(
             "--backend cpu --warmup 0 --max-time 0.2 --min-samples 2 --json",
         ))
@@ -326,33 +314,15 @@ fn ctrl_c_stops_cleanly_and_keeps_what_finished() {
             "bench memory --size 1MiB --op copy,read,write,triad,copy,read --size",
         ))
         .arg("2MiB,3MiB,4MiB,5MiB,6MiB,7MiB,8MiB,9MiB,10MiB,11MiB,12MiB,13MiB,14MiB,15MiB,16MiB")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // Wait until at least one result is on disk, then interrupt.
-    let t0 = std::time::Instant::now();
-    loop {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        if let Ok(s) = std::fs::read_to_string(&json) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&s) {
-                if !v["results"].as_array().unwrap().is_empty() {
-                    break;
-                }
-            }
-        }
-        assert!(t0.elapsed().as_secs() < 60, "no result within 60 s");
-    }
-    // SAFETY: sending SIGINT to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    interrupt_when(child, "result", || {
+        std::fs::read_to_string(&json)
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .is_some_and(|v| !v["results"].as_array().unwrap().is_empty())
+    });
     let v = read_json(&json);
     assert_eq!(v["complete"], false);
     let n = v["results"].as_array().unwrap().len();
@@ -361,8 +331,7 @@ fn ctrl_c_stops_cleanly_and_keeps_what_finished() {
 
 #[test]
 fn stress_passes_when_outputs_repeat_and_names_a_planted_fault() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("stress.json");
+    let (_dir, [json]) = temp_files(["stress.json"]);
     gpuvet()
         .args(words("--backend cpu stress --duration 2s --size 64"))
         .args(["--check-interval", "0.3"])
@@ -370,8 +339,7 @@ fn stress_passes_when_outputs_repeat_and_names_a_planted_fault() {
         .code(0)
         .stdout(predicate::str::contains("verdict: PASS"));
     gpuvet()
-        .args(["--backend", "cpu", "--json"])
-        .arg(&json)
+        .args(words_with("--backend cpu --json {}", &[&json]))
         .args(words("stress --duration 2s --size 64 --check-interval 0.3"))
         .args(["--plant-fault", "0:2"])
         .assert()
@@ -390,8 +358,7 @@ fn stress_without_a_gpu_says_so_and_exits_2() {
 
 #[test]
 fn baselines_save_compare_and_refuse_corrupt_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let bdir = dir.path().join("baselines");
+    let (dir, [bdir]) = temp_files(["baselines"]);
     let base = |extra: &[&str]| {
         let mut c = gpuvet();
         c.args(["--backend", "mock", "-q", "--baseline-dir"])
@@ -449,11 +416,12 @@ fn validate_without_a_gpu_exits_2_and_the_pipeline_runs_on_mock() {
             .code(2)
             .stderr(predicate::str::contains("validate needs an NVIDIA GPU"));
     }
-    let dir = tempfile::tempdir().unwrap();
-    let v1 = dir.path().join("node1.json");
+    let (dir, [v1]) = temp_files(["node1.json"]);
     gpuvet()
-        .args(["--backend", "mock", "validate", "--allow-cpu", "--verdict"])
-        .arg(&v1)
+        .args(words_with(
+            "--backend mock validate --allow-cpu --verdict {}",
+            &[&v1],
+        ))
         .assert()
         .code(0)
         .stdout(predicate::str::contains("correctness"));
@@ -470,8 +438,10 @@ fn validate_without_a_gpu_exits_2_and_the_pipeline_runs_on_mock() {
     let v2 = dir.path().join("node2.json");
     gpuvet()
         .env("GPUVET_MOCK_FAULT", "matmul.bf16")
-        .args(["--backend", "mock", "validate", "--allow-cpu", "--verdict"])
-        .arg(&v2)
+        .args(words_with(
+            "--backend mock validate --allow-cpu --verdict {}",
+            &[&v2],
+        ))
         .assert()
         .code(1);
     // Mock runs all claim the same host: make the second another node.
@@ -480,8 +450,7 @@ fn validate_without_a_gpu_exits_2_and_the_pipeline_runs_on_mock() {
     std::fs::write(&v2, serde_json::to_string(&v2j).unwrap()).unwrap();
     // The fleet view names the node to drain.
     gpuvet()
-        .arg("aggregate")
-        .arg(dir.path())
+        .args(words_with("aggregate {}", &[dir.path()]))
         .assert()
         .code(1)
         .stdout(predicate::str::contains("drain"));
@@ -511,14 +480,12 @@ fn list_skus_shows_the_database() {
 
 #[test]
 fn sweep_suite_report_and_plots() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("sweep.json");
-    let plots = dir.path().join("plots");
+    let (dir, [json, plots]) = temp_files(["sweep.json", "plots"]);
     gpuvet()
-        .args(["--backend", "mock", "-q", "--json"])
-        .arg(&json)
-        .arg("--plot")
-        .arg(&plots)
+        .args(words_with(
+            "--backend mock -q --json {} --plot {}",
+            &[&json, &plots],
+        ))
         .args([
             "sweep", "matmul", "--m", "1,16,64", "--n", "64", "--k", "64",
         ])
@@ -529,10 +496,7 @@ fn sweep_suite_report_and_plots() {
     assert!(plots.join("sweep.svg").exists());
     let html = dir.path().join("report.html");
     gpuvet()
-        .arg("report")
-        .arg(&json)
-        .arg("-o")
-        .arg(&html)
+        .args(words_with("report {} -o {}", &[&json, &html]))
         .assert()
         .code(0);
     let page = std::fs::read_to_string(&html).unwrap();
@@ -548,8 +512,10 @@ fn sweep_suite_report_and_plots() {
             "--backend cpu --warmup 0 --max-time 0.02 --min-samples 2",
         ))
         .args(words("suite llm --model llama3.1-8b --tp 8 --batch 1"))
-        .args(["--prompt", "16", "--gen", "8", "--estimate-json"])
-        .arg(&est)
+        .args(words_with(
+            "--prompt 16 --gen 8 --estimate-json {}",
+            &[&est],
+        ))
         .assert()
         .code(0)
         .stdout(predicate::str::contains("Left out"));

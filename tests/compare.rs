@@ -146,12 +146,16 @@ fn interval_alone_is_roughly_calibrated() {
     assert!(faster <= 0.05, "faster without a band {faster}");
 }
 
-fn verdict_of(cmp: &compare::Comparison, id_prefix: &str) -> Verdict {
+/// The compared result whose id starts with `id_prefix` (the test fails when there is none).
+fn result_of<'a>(cmp: &'a compare::Comparison, id_prefix: &str) -> &'a compare::ResultComparison {
     cmp.results
         .iter()
         .find(|r| r.id.starts_with(id_prefix))
         .unwrap_or_else(|| panic!("no result {id_prefix}"))
-        .verdict
+}
+
+fn verdict_of(cmp: &compare::Comparison, id_prefix: &str) -> Verdict {
+    result_of(cmp, id_prefix).verdict
 }
 
 #[test]
@@ -167,11 +171,7 @@ fn fixture_pair_gets_expected_verdicts() {
     assert_eq!(verdict_of(&cmp, "memory.triad"), Verdict::New);
 
     // A result that verified before and fails now is a regression and carries no number.
-    let fp8 = cmp
-        .results
-        .iter()
-        .find(|r| r.id.starts_with("matmul.fp8"))
-        .unwrap();
+    let fp8 = result_of(&cmp, "matmul.fp8");
     assert!(fp8.regression && fp8.ratio.is_none());
     assert!(fp8
         .detail
@@ -204,19 +204,11 @@ fn clock_normalisation_separates_throttling_from_regression() {
     };
     let cmp = compare::compare(&old_report(), &new_report(), &opts);
     // f32 ran 1980 → 1500 MHz and took 1980/1500 longer: the same number of cycles.
-    let f32 = cmp
-        .results
-        .iter()
-        .find(|r| r.id.starts_with("matmul.f32"))
-        .unwrap();
+    let f32 = result_of(&cmp, "matmul.f32");
     assert_eq!(f32.verdict, Verdict::Same);
     assert_eq!(f32.quantity, "cycles");
     // No clock recorded for f16: compared by time, and it says so.
-    let f16 = cmp
-        .results
-        .iter()
-        .find(|r| r.id.starts_with("matmul.f16"))
-        .unwrap();
+    let f16 = result_of(&cmp, "matmul.f16");
     assert_eq!(f16.quantity, "time");
     assert!(f16
         .detail
@@ -640,11 +632,7 @@ fn a_handful_of_samples_never_gives_a_verdict() {
         }
     }
     let cmp = compare::compare(&old, &new, &CompareOptions::default());
-    let f16 = cmp
-        .results
-        .iter()
-        .find(|r| r.id.starts_with("matmul.f16"))
-        .unwrap();
+    let f16 = result_of(&cmp, "matmul.f16");
     // A 10% slowdown, but 4 samples say nothing about the noise.
     assert_eq!(f16.verdict, Verdict::Ambiguous);
     assert!(f16
@@ -680,32 +668,11 @@ enum Sub {
 fn compare_args_fit_under_global_output_flags() {
     use clap::{CommandFactory, Parser};
     WithGlobals::command().debug_assert();
-    for argv in [
-        vec![
-            "gpuvet",
-            "compare",
-            "o",
-            "n",
-            "--json",
-            "j",
-            "--seed",
-            "5",
-            "--markdown",
-            "m",
-        ],
-        vec![
-            "gpuvet",
-            "--json",
-            "j",
-            "--seed",
-            "5",
-            "--markdown",
-            "m",
-            "compare",
-            "o",
-            "n",
-        ],
+    for line in [
+        "gpuvet compare o n --json j --seed 5 --markdown m",
+        "gpuvet --json j --seed 5 --markdown m compare o n",
     ] {
+        let argv: Vec<&str> = line.split_whitespace().collect();
         let cli = WithGlobals::try_parse_from(&argv).unwrap();
         let Sub::Compare(a) = cli.command else {
             panic!("not compare")

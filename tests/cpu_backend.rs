@@ -4,15 +4,16 @@
 //! kernels runs. The speed comparison with numpy is an ignored test:
 //! `cargo test --release --test cpu_backend -- --ignored --nocapture`.
 
+mod common;
+
+use common::{attention, matmul};
 use gpuvet::backend::cpu::CpuBackend;
 use gpuvet::backend::{Backend, BackendKind, PrepareOptions, Prepared, Sustained};
 use gpuvet::dtype::DType;
 use gpuvet::inputs;
 use gpuvet::tensor::{Data, Tensor};
 use gpuvet::verify::verify;
-use gpuvet::workload::{
-    reference, AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload,
-};
+use gpuvet::workload::{reference, BLayout, MemOp, MemorySpec, Workload};
 use gpuvet::Error;
 
 const SEED: u64 = 0x5eed;
@@ -68,12 +69,6 @@ fn no_poison_left(out: &Tensor) -> bool {
         Data::I32(v) => v.iter().all(|&x| x != i32::MIN),
         _ => out.to_f64().iter().all(|x| x.is_finite()),
     }
-}
-
-fn matmul(m: u64, n: u64, k: u64, dtype: DType, layout: BLayout) -> Workload {
-    let mut s = MatmulSpec::new(m, n, k, dtype);
-    s.b_layout = layout;
-    Workload::Matmul(s)
 }
 
 #[test]
@@ -169,19 +164,6 @@ fn matmul_int8_is_exact_and_f32_close_to_f64() {
     }
 }
 
-fn attention(hq: u64, hkv: u64, lq: u64, lkv: u64, d: u64, causal: bool, dtype: DType) -> Workload {
-    Workload::Attention(AttentionSpec {
-        batch: 2,
-        q_heads: hq,
-        kv_heads: hkv,
-        q_len: lq,
-        kv_len: lkv,
-        head_dim: d,
-        causal,
-        dtype,
-    })
-}
-
 #[test]
 fn attention_matches_reference() {
     let be = backend();
@@ -199,7 +181,7 @@ fn attention_matches_reference() {
                 (4, 4, 1, 300, false),
             ];
             for (hq, hkv, lq, lkv, causal) in cases {
-                let w = attention(hq, hkv, lq, lkv, d, causal, dtype);
+                let w = attention(2, (hq, hkv), (lq, lkv), d, causal, dtype);
                 let (ins, out, p) = run_once(&be, &w, 1);
                 assert_eq!(out.shape, vec![2, hq as usize, lq as usize, d as usize]);
                 assert_eq!(out.storage_name(), dtype.name(), "{}", w.name());
@@ -215,16 +197,7 @@ fn attention_matches_reference() {
 fn attention_odd_head_dims_and_more_queries_than_keys() {
     let be = backend();
     for (d, lq, lkv, causal) in [(1, 3, 3, true), (3, 300, 5, false), (65, 9, 260, true)] {
-        let w = Workload::Attention(AttentionSpec {
-            batch: 3,
-            q_heads: 3,
-            kv_heads: 1,
-            q_len: lq,
-            kv_len: lkv,
-            head_dim: d,
-            causal,
-            dtype: DType::Bf16,
-        });
+        let w = attention(3, (3, 1), (lq, lkv), d, causal, DType::Bf16);
         let (ins, out, _) = run_once(&be, &w, 1);
         assert_verified(&w, &ins, &out);
     }
@@ -258,7 +231,7 @@ fn rotated_buffer_sets_give_verified_outputs() {
     let be = backend();
     let work = [
         matmul(127, 129, 65, DType::Bf16, BLayout::Nk),
-        attention(8, 2, 5, 37, 64, true, DType::F16),
+        attention(2, (8, 2), (5, 37), 64, true, DType::F16),
         Workload::Memory(MemorySpec {
             op: MemOp::Triad,
             bytes: 1 << 16,
@@ -299,7 +272,7 @@ fn memory_needed_counts_converted_copies() {
     // Two 64×64 f64 inputs, an f64 result and the i32 output.
     assert_eq!(be.memory_needed(&w, 1), 3 * 64 * 64 * 8 + 64 * 64 * 4);
     assert_eq!(be.memory_needed(&w, 2), 2 * be.memory_needed(&w, 1));
-    let w = attention(8, 2, 16, 16, 64, false, DType::Bf16);
+    let w = attention(2, (8, 2), (16, 16), 64, false, DType::Bf16);
     assert!(be.memory_needed(&w, 1) > w.footprint());
 }
 
@@ -347,7 +320,7 @@ fn bad_requests_are_errors_not_panics() {
     let zero = matmul(0, 4, 4, DType::F32, BLayout::Kn);
     assert!(be.prepare(&zero, "gemm", &ins, opts(1)).is_err());
     // Attention has no int8 implementation.
-    let int8 = attention(2, 1, 4, 4, 8, false, DType::Int8);
+    let int8 = attention(2, (2, 1), (4, 4), 8, false, DType::Int8);
     assert!(be.implementations(&int8).is_empty());
     assert!(be.check(&int8, "flash").is_err());
     // Buffer sets of 0 are treated as 1.
@@ -382,16 +355,7 @@ fn speed_against_numpy() {
     let be = CpuBackend::new(threads).unwrap();
     println!("cpu: {} ({} threads)", be.device().name, be.threads());
     let mm = matmul(2048, 2048, 2048, DType::F32, BLayout::Kn);
-    let att = Workload::Attention(AttentionSpec {
-        batch: 1,
-        q_heads: 8,
-        kv_heads: 8,
-        q_len: 2048,
-        kv_len: 2048,
-        head_dim: 128,
-        causal: false,
-        dtype: DType::F32,
-    });
+    let att = attention(1, (8, 8), (2048, 2048), 128, false, DType::F32);
     let (ins, out, mut pm) = run_once(&be, &mm, 1);
     assert_verified(&mm, &ins, &out);
     let (ins, out, mut pa) = run_once(&be, &att, 1);

@@ -5,12 +5,15 @@
 //! and passes; set GPUVET_REQUIRE_GPU=1 (scripts/gpu-check.sh does) to make a missing GPU
 //! a failure instead.
 
+mod common;
+
+use common::{attention, matmul};
 use gpuvet::backend::{cuda, Backend, PrepareOptions};
 use gpuvet::dtype::DType;
 use gpuvet::inputs;
 use gpuvet::tensor::Tensor;
 use gpuvet::verify::verify;
-use gpuvet::workload::{AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
+use gpuvet::workload::{BLayout, MemOp, MemorySpec, Workload};
 use gpuvet::Error;
 use std::io::Write;
 
@@ -20,6 +23,28 @@ fn gpus(test: &str) -> Option<Vec<Box<dyn Backend>>> {
         Ok(b) if !b.is_empty() => Some(b),
         Ok(_) => skip(test, "no CUDA device"),
         Err(e) => skip(test, &e.to_string()),
+    }
+}
+
+/// Verifies `imp` on `w` (two buffer sets) where this GPU lists it; elsewhere says why not.
+/// True when it ran.
+fn check_if_listed(b: &dyn Backend, w: &Workload, imp: &str) -> bool {
+    if !b.implementations(w).iter().any(|i| i.name == imp) {
+        eprintln!(
+            "not on this GPU: {} / {imp} ({:?})",
+            w.name(),
+            b.check(w, imp).err()
+        );
+        return false;
+    }
+    check(b, w, imp, 2);
+    true
+}
+
+/// Runs `f` on the first GPU, or skips as `gpus` does.
+fn on_first_gpu(test: &str, f: impl FnOnce(&dyn Backend)) {
+    if let Some(gpus) = gpus(test) {
+        f(gpus[0].as_ref());
     }
 }
 
@@ -131,36 +156,28 @@ fn telemetry_is_read() {
 
 #[test]
 fn matmul_every_dtype_both_layouts_verified() {
-    let Some(gpus) = gpus("matmul_every_dtype_both_layouts_verified") else {
-        return;
-    };
-    let b = gpus[0].as_ref();
-    let mut ran = 0;
-    for dtype in DType::ALL {
-        for layout in [BLayout::Kn, BLayout::Nk] {
-            // N and K multiples of 16 (fp8/int8 alignment); M odd to exercise tails.
-            for (m, n, k) in [(257, 192, 320), (1024, 1024, 1024)] {
-                let w = Workload::Matmul(MatmulSpec {
-                    m,
-                    n,
-                    k,
-                    dtype,
-                    b_layout: layout,
-                });
-                if b.implementations(&w).is_empty() {
-                    eprintln!(
-                        "not on this GPU: {} ({:?})",
-                        w.name(),
-                        b.check(&w, "cublaslt").err()
-                    );
-                    continue;
+    on_first_gpu("matmul_every_dtype_both_layouts_verified", |b| {
+        let mut ran = 0;
+        for dtype in DType::ALL {
+            for layout in [BLayout::Kn, BLayout::Nk] {
+                // N and K multiples of 16 (fp8/int8 alignment); M odd to exercise tails.
+                for (m, n, k) in [(257, 192, 320), (1024, 1024, 1024)] {
+                    let w = matmul(m, n, k, dtype, layout);
+                    if b.implementations(&w).is_empty() {
+                        eprintln!(
+                            "not on this GPU: {} ({:?})",
+                            w.name(),
+                            b.check(&w, "cublaslt").err()
+                        );
+                        continue;
+                    }
+                    check(b, &w, "cublaslt", 2);
+                    ran += 1;
                 }
-                check(b, &w, "cublaslt", 2);
-                ran += 1;
             }
         }
-    }
-    assert!(ran >= 8, "only {ran} matmul variants ran");
+        assert!(ran >= 8, "only {ran} matmul variants ran");
+    });
 }
 
 #[test]
@@ -170,13 +187,7 @@ fn matmul_ragged_shapes_verified() {
     };
     for dtype in [DType::F32, DType::Tf32, DType::F16, DType::Bf16] {
         for layout in [BLayout::Kn, BLayout::Nk] {
-            let w = Workload::Matmul(MatmulSpec {
-                m: 67,
-                n: 45,
-                k: 29,
-                dtype,
-                b_layout: layout,
-            });
+            let w = matmul(67, 45, 29, dtype, layout);
             if !gpus[0].implementations(&w).is_empty() {
                 check(gpus[0].as_ref(), &w, "cublaslt", 1);
             }
@@ -186,98 +197,74 @@ fn matmul_ragged_shapes_verified() {
 
 #[test]
 fn memory_ops_verified_with_ragged_tails() {
-    let Some(gpus) = gpus("memory_ops_verified_with_ragged_tails") else {
-        return;
-    };
-    let b = gpus[0].as_ref();
-    for bytes in [(1 << 20) + 12, 64 << 20] {
-        for op in MemOp::ALL {
-            let w = Workload::Memory(MemorySpec { op, bytes });
-            let imps: Vec<String> = b.implementations(&w).into_iter().map(|i| i.name).collect();
-            assert!(
-                imps.contains(&"kernel".to_string()),
-                "{imps:?}: {:?}",
-                b.notice()
-            );
-            for imp in imps {
-                check(b, &w, &imp, 2);
+    on_first_gpu("memory_ops_verified_with_ragged_tails", |b| {
+        for bytes in [(1 << 20) + 12, 64 << 20] {
+            for op in MemOp::ALL {
+                let w = Workload::Memory(MemorySpec { op, bytes });
+                let imps: Vec<String> = b.implementations(&w).into_iter().map(|i| i.name).collect();
+                assert!(
+                    imps.contains(&"kernel".to_string()),
+                    "{imps:?}: {:?}",
+                    b.notice()
+                );
+                for imp in imps {
+                    check(b, &w, &imp, 2);
+                }
             }
         }
-    }
+    });
 }
 
 #[test]
 fn attention_unfused_verified() {
-    let Some(gpus) = gpus("attention_unfused_verified") else {
-        return;
-    };
-    let b = gpus[0].as_ref();
-    for dtype in [DType::Bf16, DType::F16, DType::F32] {
-        for (q_len, kv_len, causal) in [
-            (64, 64, true),
-            (37, 101, true),
-            (1, 300, true),
-            (48, 80, false),
-        ] {
-            let w = Workload::Attention(AttentionSpec {
-                batch: 2,
-                q_heads: 8,
-                kv_heads: 2,
-                q_len,
-                kv_len,
-                head_dim: 64,
-                causal,
-                dtype,
-            });
-            check(b, &w, "unfused", 2);
+    on_first_gpu("attention_unfused_verified", |b| {
+        for dtype in [DType::Bf16, DType::F16, DType::F32] {
+            for (q_len, kv_len, causal) in [
+                (64, 64, true),
+                (37, 101, true),
+                (1, 300, true),
+                (48, 80, false),
+            ] {
+                let w = attention(2, (8, 2), (q_len, kv_len), 64, causal, dtype);
+                check(b, &w, "unfused", 2);
+            }
         }
-    }
+    });
 }
 
 #[test]
 fn too_big_requests_are_refused_before_allocating() {
-    let Some(gpus) = gpus("too_big_requests_are_refused_before_allocating") else {
-        return;
-    };
-    let b = gpus[0].as_ref();
-    let free = b.free_memory().unwrap();
-    // Two arrays of `free` bytes each: twice what is free. The input tensor is a token: the
-    // refusal must come before any input is looked at or any memory allocated.
-    let w = Workload::Memory(MemorySpec {
-        op: MemOp::Copy,
-        bytes: free.next_multiple_of(4096),
-    });
-    let token = Tensor::random("src", vec![4], DType::F32, 1);
-    match b.prepare(&w, "kernel", &[token], OPTS) {
-        Err(Error::OutOfMemory { need, have, .. }) => {
-            assert!(need.0 > have.0);
-            eprintln!("refused: need {need}, have {have}");
+    on_first_gpu("too_big_requests_are_refused_before_allocating", |b| {
+        let free = b.free_memory().unwrap();
+        // Two arrays of `free` bytes each: twice what is free. The input tensor is a token: the
+        // refusal must come before any input is looked at or any memory allocated.
+        let w = Workload::Memory(MemorySpec {
+            op: MemOp::Copy,
+            bytes: free.next_multiple_of(4096),
+        });
+        let token = Tensor::random("src", vec![4], DType::F32, 1);
+        match b.prepare(&w, "kernel", &[token], OPTS) {
+            Err(Error::OutOfMemory { need, have, .. }) => {
+                assert!(need.0 > have.0);
+                eprintln!("refused: need {need}, have {have}");
+            }
+            Err(e) => panic!("expected OutOfMemory, got {e}"),
+            Ok(_) => panic!("a request of twice the free memory was accepted"),
         }
-        Err(e) => panic!("expected OutOfMemory, got {e}"),
-        Ok(_) => panic!("a request of twice the free memory was accepted"),
-    }
-    // Nothing leaked: free memory is back where it was (within 64 MiB of driver noise).
-    let after = b.free_memory().unwrap();
-    assert!(
-        after + (64 << 20) >= free,
-        "free went from {free} to {after}"
-    );
-    // Attention whose S matrix cannot fit (2^36 scores, 384 GiB with P) is refused the same way.
-    let a = Workload::Attention(AttentionSpec {
-        batch: 1,
-        q_heads: 64,
-        kv_heads: 8,
-        q_len: 32768,
-        kv_len: 32768,
-        head_dim: 128,
-        causal: true,
-        dtype: DType::Bf16,
+        // Nothing leaked: free memory is back where it was (within 64 MiB of driver noise).
+        let after = b.free_memory().unwrap();
+        assert!(
+            after + (64 << 20) >= free,
+            "free went from {free} to {after}"
+        );
+        // Attention whose S matrix cannot fit (2^36 scores, 384 GiB with P) is refused the same way.
+        let a = attention(1, (64, 8), (32768, 32768), 128, true, DType::Bf16);
+        let q = Tensor::random("Q", vec![4], DType::Bf16, 1);
+        assert!(matches!(
+            b.prepare(&a, "unfused", &[q.clone(), q.clone(), q], OPTS),
+            Err(Error::OutOfMemory { .. })
+        ));
     });
-    let q = Tensor::random("Q", vec![4], DType::Bf16, 1);
-    assert!(matches!(
-        b.prepare(&a, "unfused", &[q.clone(), q.clone(), q], OPTS),
-        Err(Error::OutOfMemory { .. })
-    ));
 }
 
 #[test]
@@ -299,48 +286,46 @@ fn attn(
     causal: bool,
     dtype: DType,
 ) -> Workload {
-    Workload::Attention(AttentionSpec {
-        batch: 2,
-        q_heads: 8,
-        kv_heads,
-        q_len,
-        kv_len,
-        head_dim,
-        causal,
-        dtype,
-    })
+    attention(2, (8, kv_heads), (q_len, kv_len), head_dim, causal, dtype)
+}
+
+/// `imp` on every (KV heads, q length, kv length, causal) of `shapes` for bf16 and f16, head
+/// dims 64 and 128: listed for each, `other` (the flash kernel for the other phase) not, and
+/// verified.
+fn own_flash_verified(test: &str, imp: &str, other: &str, shapes: &[(u64, u64, u64, bool)]) {
+    on_first_gpu(test, |b| {
+        for dtype in [DType::Bf16, DType::F16] {
+            for head_dim in [64, 128] {
+                for &(kv_heads, q_len, kv_len, causal) in shapes {
+                    let w = attn(kv_heads, q_len, kv_len, head_dim, causal, dtype);
+                    let imps: Vec<String> =
+                        b.implementations(&w).into_iter().map(|i| i.name).collect();
+                    assert!(imps.iter().any(|i| i == imp), "{}: {imps:?}", w.name());
+                    assert!(!imps.iter().any(|i| i == other), "{imps:?}");
+                    check(b, &w, imp, 2);
+                }
+            }
+        }
+    });
 }
 
 #[test]
 fn attention_flash_prefill_verified() {
-    let Some(gpus) = gpus("attention_flash_prefill_verified") else {
-        return;
-    };
-    let b = gpus[0].as_ref();
-    for dtype in [DType::Bf16, DType::F16] {
-        for head_dim in [64, 128] {
-            // GQA ratios 8/8, 8/2 and 8/1; tails of every kind (17, 1000 and 4097 are not
-            // multiples of the 64-row and 64-key tiles); causal with q length ≠ kv length.
-            for (kv_heads, q_len, kv_len, causal) in [
-                (8, 17, 17, true),
-                (8, 17, 1000, false),
-                (2, 1000, 1000, true),
-                (2, 1000, 4097, true),
-                (1, 100, 4097, false),
-                (1, 4097, 4097, true),
-            ] {
-                let w = attn(kv_heads, q_len, kv_len, head_dim, causal, dtype);
-                let imps: Vec<String> = b.implementations(&w).into_iter().map(|i| i.name).collect();
-                assert!(
-                    imps.contains(&"flash".to_string()),
-                    "{}: {imps:?}",
-                    w.name()
-                );
-                assert!(!imps.contains(&"flash-decode".to_string()), "{imps:?}");
-                check(b, &w, "flash", 2);
-            }
-        }
-    }
+    // GQA ratios 8/8, 8/2 and 8/1; tails of every kind (17, 1000 and 4097 are not multiples of
+    // the 64-row and 64-key tiles); causal with q length ≠ kv length.
+    own_flash_verified(
+        "attention_flash_prefill_verified",
+        "flash",
+        "flash-decode",
+        &[
+            (8, 17, 17, true),
+            (8, 17, 1000, false),
+            (2, 1000, 1000, true),
+            (2, 1000, 4097, true),
+            (1, 100, 4097, false),
+            (1, 4097, 4097, true),
+        ],
+    );
 }
 
 /// `flash-sm90` (FA3-style, sm_90a) on the odd shapes of the `flash` test plus the shortest
@@ -348,132 +333,115 @@ fn attention_flash_prefill_verified() {
 /// attention kernels on Hopper (so `--impl default` takes it), refused with a reason elsewhere.
 #[test]
 fn attention_flash_sm90_verified_or_refused() {
-    let Some(gpus) = gpus("attention_flash_sm90_verified_or_refused") else {
-        return;
-    };
-    let b = gpus[0].as_ref();
-    let hopper = b.device().compute_capability.as_deref() == Some("9.0");
-    // Both kernel variants a user meets first (bf16 hd 128, f16 hd 64) on every shape, the
-    // other two on the first half: the step's time stays inside gpu-check's budget.
-    for (i, (kv_heads, q_len, kv_len, causal)) in [
-        (8, 9, 1, false),
-        (8, 17, 17, true),
-        (4, 17, 1000, false),
-        (2, 1000, 4097, true),
-        (2, 1000, 1000, true),
-        (1, 100, 4097, false),
-        (1, 4097, 4097, true),
-        (8, 4097, 129, false),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let variants: &[(DType, u64)] = if i < 4 {
-            &[
-                (DType::Bf16, 128),
-                (DType::F16, 64),
-                (DType::Bf16, 64),
-                (DType::F16, 128),
-            ]
-        } else {
-            &[(DType::Bf16, 128), (DType::F16, 64)]
-        };
-        for &(dtype, head_dim) in variants {
-            let w = attn(kv_heads, q_len, kv_len, head_dim, causal, dtype);
-            let imps: Vec<String> = b.implementations(&w).into_iter().map(|i| i.name).collect();
-            if !hopper {
-                assert!(!imps.contains(&"flash-sm90".to_string()), "{imps:?}");
-                match b.check(&w, "flash-sm90") {
-                    Err(Error::Unsupported(m)) => assert!(m.contains("sm_90a"), "{m}"),
-                    other => panic!("flash-sm90 off Hopper: {other:?}"),
+    on_first_gpu("attention_flash_sm90_verified_or_refused", |b| {
+        let hopper = b.device().compute_capability.as_deref() == Some("9.0");
+        // Both kernel variants a user meets first (bf16 hd 128, f16 hd 64) on every shape, the
+        // other two on the first half: the step's time stays inside gpu-check's budget.
+        for (i, (kv_heads, q_len, kv_len, causal)) in [
+            (8, 9, 1, false),
+            (8, 17, 17, true),
+            (4, 17, 1000, false),
+            (2, 1000, 4097, true),
+            (2, 1000, 1000, true),
+            (1, 100, 4097, false),
+            (1, 4097, 4097, true),
+            (8, 4097, 129, false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let variants: &[(DType, u64)] = if i < 4 {
+                &[
+                    (DType::Bf16, 128),
+                    (DType::F16, 64),
+                    (DType::Bf16, 64),
+                    (DType::F16, 128),
+                ]
+            } else {
+                &[(DType::Bf16, 128), (DType::F16, 64)]
+            };
+            for &(dtype, head_dim) in variants {
+                let w = attn(kv_heads, q_len, kv_len, head_dim, causal, dtype);
+                let imps: Vec<String> = b.implementations(&w).into_iter().map(|i| i.name).collect();
+                if !hopper {
+                    assert!(!imps.contains(&"flash-sm90".to_string()), "{imps:?}");
+                    match b.check(&w, "flash-sm90") {
+                        Err(Error::Unsupported(m)) => assert!(m.contains("sm_90a"), "{m}"),
+                        other => panic!("flash-sm90 off Hopper: {other:?}"),
+                    }
+                    continue;
                 }
-                continue;
-            }
-            assert_eq!(
-                imps.get(1).map(String::as_str),
-                Some("flash-sm90"),
-                "{imps:?}"
-            );
-            check(b, &w, "flash-sm90", 2);
-        }
-    }
-    if hopper {
-        for (w, why) in [
-            (attn(2, 64, 64, 96, true, DType::Bf16), "head dims"),
-            (attn(2, 64, 64, 128, true, DType::F32), "bf16 and f16"),
-            (attn(2, 4, 64, 128, true, DType::Bf16), "flash-decode"),
-        ] {
-            match b.check(&w, "flash-sm90") {
-                Err(Error::Unsupported(m)) => assert!(m.contains(why), "{}: {m}", w.name()),
-                other => panic!("{}: expected Unsupported, got {other:?}", w.name()),
+                assert_eq!(
+                    imps.get(1).map(String::as_str),
+                    Some("flash-sm90"),
+                    "{imps:?}"
+                );
+                check(b, &w, "flash-sm90", 2);
             }
         }
-    }
+        if hopper {
+            for (w, why) in [
+                (attn(2, 64, 64, 96, true, DType::Bf16), "head dims"),
+                (attn(2, 64, 64, 128, true, DType::F32), "bf16 and f16"),
+                (attn(2, 4, 64, 128, true, DType::Bf16), "flash-decode"),
+            ] {
+                match b.check(&w, "flash-sm90") {
+                    Err(Error::Unsupported(m)) => assert!(m.contains(why), "{}: {m}", w.name()),
+                    other => panic!("{}: expected Unsupported, got {other:?}", w.name()),
+                }
+            }
+        }
+    });
 }
 
 #[test]
 fn attention_flash_decode_verified() {
-    let Some(gpus) = gpus("attention_flash_decode_verified") else {
-        return;
-    };
-    let b = gpus[0].as_ref();
-    for dtype in [DType::Bf16, DType::F16] {
-        for head_dim in [64, 128] {
-            // q length 1 (plain decode) to 8 (speculative), KV lengths from one key to several
-            // splits with a ragged last tile, GQA ratios 1, 4 and 8.
-            for (kv_heads, q_len, kv_len, causal) in [
-                (8, 1, 1, true),
-                (8, 1, 17, false),
-                (2, 1, 1000, true),
-                (1, 1, 4097, true),
-                (2, 5, 1000, true),
-                (1, 8, 4097, true),
-                (8, 8, 4097, false),
-                (1, 4, 33_000, true),
-            ] {
-                let w = attn(kv_heads, q_len, kv_len, head_dim, causal, dtype);
-                let imps: Vec<String> = b.implementations(&w).into_iter().map(|i| i.name).collect();
-                assert!(
-                    imps.contains(&"flash-decode".to_string()),
-                    "{}: {imps:?}",
-                    w.name()
-                );
-                assert!(!imps.contains(&"flash".to_string()), "{imps:?}");
-                check(b, &w, "flash-decode", 2);
-            }
-        }
-    }
+    // q length 1 (plain decode) to 8 (speculative), KV lengths from one key to several splits
+    // with a ragged last tile, GQA ratios 1, 4 and 8.
+    own_flash_verified(
+        "attention_flash_decode_verified",
+        "flash-decode",
+        "flash",
+        &[
+            (8, 1, 1, true),
+            (8, 1, 17, false),
+            (2, 1, 1000, true),
+            (1, 1, 4097, true),
+            (2, 5, 1000, true),
+            (1, 8, 4097, true),
+            (8, 8, 4097, false),
+            (1, 4, 33_000, true),
+        ],
+    );
 }
 
 #[test]
 fn attention_flash_refuses_what_it_does_not_compile() {
-    let Some(gpus) = gpus("attention_flash_refuses_what_it_does_not_compile") else {
-        return;
-    };
-    let b = gpus[0].as_ref();
-    for (w, imp, why) in [
-        (attn(2, 64, 64, 96, true, DType::Bf16), "flash", "head dims"),
-        (
-            attn(2, 64, 64, 128, true, DType::F32),
-            "flash",
-            "f16 and bf16",
-        ),
-        (
-            attn(2, 1, 64, 80, true, DType::F16),
-            "flash-decode",
-            "head dims",
-        ),
-        (
-            attn(2, 4, 64, 128, true, DType::Bf16),
-            "flash",
-            "flash-decode",
-        ),
-    ] {
-        match b.check(&w, imp) {
-            Err(Error::Unsupported(m)) => assert!(m.contains(why), "{}: {m}", w.name()),
-            other => panic!("{} / {imp}: expected Unsupported, got {other:?}", w.name()),
+    on_first_gpu("attention_flash_refuses_what_it_does_not_compile", |b| {
+        for (w, imp, why) in [
+            (attn(2, 64, 64, 96, true, DType::Bf16), "flash", "head dims"),
+            (
+                attn(2, 64, 64, 128, true, DType::F32),
+                "flash",
+                "f16 and bf16",
+            ),
+            (
+                attn(2, 1, 64, 80, true, DType::F16),
+                "flash-decode",
+                "head dims",
+            ),
+            (
+                attn(2, 4, 64, 128, true, DType::Bf16),
+                "flash",
+                "flash-decode",
+            ),
+        ] {
+            match b.check(&w, imp) {
+                Err(Error::Unsupported(m)) => assert!(m.contains(why), "{}: {m}", w.name()),
+                other => panic!("{} / {imp}: expected Unsupported, got {other:?}", w.name()),
+            }
         }
-    }
+    });
 }
 
 /// Shapes that exercise every tail of the own matmul kernels: a single element, sizes that are
@@ -489,46 +457,29 @@ const OWN_MATMUL_SHAPES: [(u64, u64, u64); 5] = [
 
 #[test]
 fn own_matmul_kernels_verified_on_odd_shapes() {
-    let Some(gpus) = gpus("own_matmul_kernels_verified_on_odd_shapes") else {
-        return;
-    };
-    let b = gpus[0].as_ref();
-    let mut ran = 0;
-    for (imp, dtype) in [
-        ("simt", DType::F32),
-        ("mma", DType::Bf16),
-        ("mma", DType::F16),
-        ("mma", DType::Int8),
-        ("mma", DType::Fp8E4m3),
-        ("mma", DType::Tf32),
-        ("wgmma", DType::Bf16),
-        ("wgmma", DType::F16),
-        ("wgmma", DType::Fp8E4m3),
-    ] {
-        for layout in [BLayout::Kn, BLayout::Nk] {
-            for (m, n, k) in OWN_MATMUL_SHAPES {
-                let w = Workload::Matmul(MatmulSpec {
-                    m,
-                    n,
-                    k,
-                    dtype,
-                    b_layout: layout,
-                });
-                if !b.implementations(&w).iter().any(|i| i.name == imp) {
-                    eprintln!(
-                        "not on this GPU: {} / {imp} ({:?})",
-                        w.name(),
-                        b.check(&w, imp).err()
-                    );
-                    continue;
+    on_first_gpu("own_matmul_kernels_verified_on_odd_shapes", |b| {
+        let mut ran = 0;
+        for (imp, dtype) in [
+            ("simt", DType::F32),
+            ("mma", DType::Bf16),
+            ("mma", DType::F16),
+            ("mma", DType::Int8),
+            ("mma", DType::Fp8E4m3),
+            ("mma", DType::Tf32),
+            ("wgmma", DType::Bf16),
+            ("wgmma", DType::F16),
+            ("wgmma", DType::Fp8E4m3),
+        ] {
+            for layout in [BLayout::Kn, BLayout::Nk] {
+                for (m, n, k) in OWN_MATMUL_SHAPES {
+                    let w = matmul(m, n, k, dtype, layout);
+                    ran += usize::from(check_if_listed(b, &w, imp));
                 }
-                check(b, &w, imp, 2);
-                ran += 1;
             }
         }
-    }
-    // simt runs on every GPU NVRTC can target: at least its 10 variants.
-    assert!(ran >= 10, "only {ran} own matmul variants ran");
+        // simt runs on every GPU NVRTC can target: at least its 10 variants.
+        assert!(ran >= 10, "only {ran} own matmul variants ran");
+    });
 }
 
 /// The Hopper kernel on an sm_90a GPU: listed first among the own kernels (the default there),
@@ -537,126 +488,105 @@ fn own_matmul_kernels_verified_on_odd_shapes() {
 /// with a reason on other GPUs.
 #[test]
 fn wgmma_verified_on_hopper_and_refused_elsewhere() {
-    let Some(gpus) = gpus("wgmma_verified_on_hopper_and_refused_elsewhere") else {
-        return;
-    };
-    let b = gpus[0].as_ref();
-    let mm = |m, n, k, dtype, b_layout| {
-        Workload::Matmul(MatmulSpec {
-            m,
-            n,
-            k,
-            dtype,
-            b_layout,
-        })
-    };
-    if b.device().compute_capability.as_deref() != Some("9.0") {
-        let w = mm(256, 256, 256, DType::Bf16, BLayout::Nk);
-        match b.check(&w, "wgmma") {
-            Err(Error::Unsupported(m)) => assert!(m.contains("sm_90a"), "{m}"),
-            other => panic!("wgmma off Hopper: expected Unsupported, got {other:?}"),
+    on_first_gpu("wgmma_verified_on_hopper_and_refused_elsewhere", |b| {
+        let mm = |m, n, k, dtype, b_layout| matmul(m, n, k, dtype, b_layout);
+        if b.device().compute_capability.as_deref() != Some("9.0") {
+            let w = mm(256, 256, 256, DType::Bf16, BLayout::Nk);
+            match b.check(&w, "wgmma") {
+                Err(Error::Unsupported(m)) => assert!(m.contains("sm_90a"), "{m}"),
+                other => panic!("wgmma off Hopper: expected Unsupported, got {other:?}"),
+            }
+            skip::<()>(
+                "wgmma_verified_on_hopper_and_refused_elsewhere",
+                "not an sm_90a GPU (refusal checked)",
+            );
+            return;
         }
-        skip::<()>(
-            "wgmma_verified_on_hopper_and_refused_elsewhere",
-            "not an sm_90a GPU (refusal checked)",
-        );
-        return;
-    }
-    let own: Vec<String> = b
-        .implementations(&mm(4096, 4096, 4096, DType::Bf16, BLayout::Nk))
-        .into_iter()
-        .filter(|i| !i.reference)
-        .map(|i| i.name)
-        .collect();
-    assert_eq!(own.first().map(String::as_str), Some("wgmma"), "{own:?}");
-    let mut ran = 0;
-    for dtype in [DType::Bf16, DType::F16, DType::Fp8E4m3] {
-        for layout in [BLayout::Nk, BLayout::Kn] {
-            // 2048×2304 bf16: 16 × 9 = 144 tiles on 132 CTAs; K = 1000: 16 K tiles, 4 ring
-            // passes, a K tail; 65 rows: the smallest non-decode M; 33×4096: decode hand-over
-            for (m, n, k) in [
-                (2048, 2304, 1000),
-                (65, 130, 72),
-                (300, 520, 4100),
-                (33, 4096, 1024),
-            ] {
-                check(b, &mm(m, n, k, dtype, layout), "wgmma", 2);
-                ran += 1;
+        let own: Vec<String> = b
+            .implementations(&mm(4096, 4096, 4096, DType::Bf16, BLayout::Nk))
+            .into_iter()
+            .filter(|i| !i.reference)
+            .map(|i| i.name)
+            .collect();
+        assert_eq!(own.first().map(String::as_str), Some("wgmma"), "{own:?}");
+        let mut ran = 0;
+        for dtype in [DType::Bf16, DType::F16, DType::Fp8E4m3] {
+            for layout in [BLayout::Nk, BLayout::Kn] {
+                // 2048×2304 bf16: 16 × 9 = 144 tiles on 132 CTAs; K = 1000: 16 K tiles, 4 ring
+                // passes, a K tail; 65 rows: the smallest non-decode M; 33×4096: decode hand-over
+                for (m, n, k) in [
+                    (2048, 2304, 1000),
+                    (65, 130, 72),
+                    (300, 520, 4100),
+                    (33, 4096, 1024),
+                ] {
+                    check(b, &mm(m, n, k, dtype, layout), "wgmma", 2);
+                    ran += 1;
+                }
             }
         }
-    }
-    assert_eq!(ran, 24);
+        assert_eq!(ran, 24);
+    });
 }
 
 /// Decode GEMMs on the split-K path, verified (the partials are poisoned first, so a split that
 /// writes nothing fails), for every dtype the mma kernels run.
 #[test]
 fn mma_split_k_decode_verified() {
-    let Some(gpus) = gpus("mma_split_k_decode_verified") else {
-        return;
-    };
-    let b = gpus[0].as_ref();
-    let mut ran = 0;
-    for dtype in [
-        DType::Bf16,
-        DType::F16,
-        DType::Int8,
-        DType::Fp8E4m3,
-        DType::Tf32,
-    ] {
-        for (m, n, k) in [(1, 4096, 4096), (33, 1000, 3000), (64, 8192, 1032)] {
-            let w = Workload::Matmul(MatmulSpec {
-                m,
-                n,
-                k,
-                dtype,
-                b_layout: BLayout::Nk,
-            });
-            if !b.implementations(&w).iter().any(|i| i.name == "mma") {
-                continue;
+    on_first_gpu("mma_split_k_decode_verified", |b| {
+        let mut ran = 0;
+        for dtype in [
+            DType::Bf16,
+            DType::F16,
+            DType::Int8,
+            DType::Fp8E4m3,
+            DType::Tf32,
+        ] {
+            for (m, n, k) in [(1, 4096, 4096), (33, 1000, 3000), (64, 8192, 1032)] {
+                let w = matmul(m, n, k, dtype, BLayout::Nk);
+                ran += usize::from(check_if_listed(b, &w, "mma"));
             }
-            check(b, &w, "mma", 2);
-            ran += 1;
         }
-    }
-    assert!(ran >= 9, "only {ran} split-K runs");
+        assert!(ran >= 9, "only {ran} split-K runs");
+    });
 }
 
 #[test]
 fn attention_flash_decode_paged_is_identical_to_contiguous() {
-    let Some(gpus) = gpus("attention_flash_decode_paged_is_identical_to_contiguous") else {
-        return;
-    };
-    let b = gpus[0].as_ref();
-    let verified = |w: &Workload, imp: &str, ins: &[Tensor]| -> Tensor {
-        let mut p = b
-            .prepare(w, imp, ins, OPTS)
-            .unwrap_or_else(|e| panic!("prepare {} / {imp}: {e}", w.name()));
-        p.run_verify()
-            .unwrap_or_else(|e| panic!("run {} / {imp}: {e}", w.name()))
-    };
-    for dtype in [DType::Bf16, DType::F16] {
-        for head_dim in [64, 128] {
-            // Ragged last pages (17, 1000, 4097 and 33000 keys are not multiples of 16 or 64),
-            // one and several splits, GQA ratios 1, 4 and 8.
-            for (kv_heads, q_len, kv_len) in
-                [(8, 1, 17), (2, 1, 1000), (1, 8, 4097), (2, 4, 33_000)]
-            {
-                let w = attn(kv_heads, q_len, kv_len, head_dim, true, dtype);
-                let ins = inputs::generate(&w, 42);
-                let contiguous = verified(&w, "flash-decode", &ins);
-                for imp in ["flash-decode-paged16", "flash-decode-paged64"] {
-                    check(b, &w, imp, 2);
-                    let paged = verified(&w, imp, &ins);
-                    assert!(
-                        paged.as_bytes() == contiguous.as_bytes(),
-                        "{} / {imp}: paged output differs from contiguous",
-                        w.name()
-                    );
+    on_first_gpu(
+        "attention_flash_decode_paged_is_identical_to_contiguous",
+        |b| {
+            let verified = |w: &Workload, imp: &str, ins: &[Tensor]| -> Tensor {
+                let mut p = b
+                    .prepare(w, imp, ins, OPTS)
+                    .unwrap_or_else(|e| panic!("prepare {} / {imp}: {e}", w.name()));
+                p.run_verify()
+                    .unwrap_or_else(|e| panic!("run {} / {imp}: {e}", w.name()))
+            };
+            for dtype in [DType::Bf16, DType::F16] {
+                for head_dim in [64, 128] {
+                    // Ragged last pages (17, 1000, 4097 and 33000 keys are not multiples of 16 or 64),
+                    // one and several splits, GQA ratios 1, 4 and 8.
+                    for (kv_heads, q_len, kv_len) in
+                        [(8, 1, 17), (2, 1, 1000), (1, 8, 4097), (2, 4, 33_000)]
+                    {
+                        let w = attn(kv_heads, q_len, kv_len, head_dim, true, dtype);
+                        let ins = inputs::generate(&w, 42);
+                        let contiguous = verified(&w, "flash-decode", &ins);
+                        for imp in ["flash-decode-paged16", "flash-decode-paged64"] {
+                            check(b, &w, imp, 2);
+                            let paged = verified(&w, imp, &ins);
+                            assert!(
+                                paged.as_bytes() == contiguous.as_bytes(),
+                                "{} / {imp}: paged output differs from contiguous",
+                                w.name()
+                            );
+                        }
+                    }
                 }
             }
-        }
-    }
+        },
+    );
 }
 
 /// Runs a group workload (peer copy, collective) on `members`, verifies and times it.

@@ -3,20 +3,15 @@
 //! per row of the exports check (../shared/reference/exports-check.md); each runs the binary
 //! on the mock backend and parses what it wrote the way the consumer does.
 
+mod common;
+
 use assert_cmd::Command;
+use common::{
+    gpuvet, gpuvet_in_background, interrupt_when, read, stdout_of, temp_files, words_with,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-
-fn gpuvet() -> Command {
-    let mut c = Command::cargo_bin("gpuvet").unwrap();
-    c.env_remove("GPUVET_MOCK_FAULT")
-        .env_remove("GPUVET_MOCK_DEVICES")
-        .env_remove("GPUVET_BACKEND")
-        .env_remove("GPUVET_BASELINE_DIR")
-        .env("NO_COLOR", "1");
-    c
-}
 
 /// `gpuvet --backend mock -q` followed by `args` (split at white space).
 fn mock(args: &str) -> Command {
@@ -24,18 +19,6 @@ fn mock(args: &str) -> Command {
     c.args(["--backend", "mock", "-q"])
         .args(args.split_whitespace());
     c
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn stdout_of(c: &mut Command, code: i32) -> (String, String) {
-    let out = c.assert().code(code).get_output().clone();
-    (
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 /// github-action-benchmark's parse of a custom file (`customBiggerIsBetter` or
@@ -168,8 +151,7 @@ fn row1_two_machine_formats_on_stdout_are_a_usage_error_before_anything_runs() {
 
 #[test]
 fn row2_export_is_written_by_validate_and_refused_where_it_has_no_meaning() {
-    let dir = tempfile::tempdir().unwrap();
-    let gab = dir.path().join("gab.json");
+    let (dir, [gab]) = temp_files(["gab.json"]);
     mock(&format!(
         "validate --allow-cpu --export github:{}",
         gab.display()
@@ -208,16 +190,11 @@ fn row3_compare_csv_is_written() {
         fixtures.join("compare_old.json"),
         fixtures.join("compare_new.json"),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let csv_path = dir.path().join("cmp.csv");
-    let json_path = dir.path().join("cmp.json");
+    let (_dir, [csv_path, json_path]) = temp_files(["cmp.csv", "cmp.json"]);
     gpuvet()
         .arg("compare")
         .args([&old, &new])
-        .arg("--csv")
-        .arg(&csv_path)
-        .arg("--json")
-        .arg(&json_path)
+        .args(words_with("--csv {} --json {}", &[&csv_path, &json_path]))
         .assert()
         .code(1);
     let (header, rows) = csv_rows(&read(&csv_path));
@@ -253,27 +230,18 @@ fn row3_compare_csv_is_written() {
 
 #[test]
 fn row3_aggregate_writes_the_global_formats() {
-    let dir = tempfile::tempdir().unwrap();
-    let nodes = dir.path().join("nodes");
+    let (_dir, [nodes, csv_path, json_path, md_path]) =
+        temp_files(["nodes", "fleet.csv", "fleet.json", "fleet.md"]);
     std::fs::create_dir(&nodes).unwrap();
     mock("validate --allow-cpu --verdict")
         .arg(nodes.join("n1.json"))
         .assert()
         .code(0);
-    let (csv_path, json_path, md_path) = (
-        dir.path().join("fleet.csv"),
-        dir.path().join("fleet.json"),
-        dir.path().join("fleet.md"),
-    );
     gpuvet()
-        .arg("aggregate")
-        .arg(&nodes)
-        .arg("--csv")
-        .arg(&csv_path)
-        .arg("--json")
-        .arg(&json_path)
-        .arg("--markdown")
-        .arg(&md_path)
+        .args(words_with(
+            "aggregate {} --csv {} --json {} --markdown {}",
+            &[&nodes, &csv_path, &json_path, &md_path],
+        ))
         .assert()
         .code(0)
         .stdout(predicate_contains("SKU"));
@@ -285,8 +253,7 @@ fn row3_aggregate_writes_the_global_formats() {
     assert!(read(&md_path).contains('|'));
     // `--json -`: only JSON on stdout, the table on stderr.
     let out = gpuvet()
-        .args(["aggregate", "--json", "-"])
-        .arg(&nodes)
+        .args(words_with("aggregate --json - {}", &[&nodes]))
         .assert()
         .code(0)
         .get_output()
@@ -296,8 +263,7 @@ fn row3_aggregate_writes_the_global_formats() {
     assert!(!out.stderr.is_empty());
     // Two formats on stdout.
     gpuvet()
-        .args(["aggregate", "--format", "json", "--csv", "-"])
-        .arg(&nodes)
+        .args(words_with("aggregate --format json --csv - {}", &[&nodes]))
         .assert()
         .code(2);
 }
@@ -332,12 +298,7 @@ fn row4_export_paths_are_checked_before_the_run_naming_the_users_path() {
 /// An export that cannot be written at the end (nothing verified) does not skip the baselines.
 #[test]
 fn row4_and_row14_nothing_verified_fails_clearly_and_keeps_the_baselines() {
-    let dir = tempfile::tempdir().unwrap();
-    let (gab, bmf, lat) = (
-        dir.path().join("gab.json"),
-        dir.path().join("bmf.json"),
-        dir.path().join("lat.json"),
-    );
+    let (dir, [gab, bmf, lat]) = temp_files(["gab.json", "bmf.json", "lat.json"]);
     // A stale file from an earlier run must not pass for this run's.
     std::fs::write(&gab, "[{\"name\": \"old\", \"unit\": \"x\", \"value\": 1}]").unwrap();
     let bdir = dir.path().join("baselines");
@@ -451,14 +412,8 @@ fn row6_existing_csv_columns_keep_their_order() {
 
 #[test]
 fn row7_an_interrupted_run_keeps_every_export_with_what_finished() {
-    use std::process::{Command as P, Stdio};
-    let dir = tempfile::tempdir().unwrap();
-    let (csv_path, gab, bmf) = (
-        dir.path().join("r.csv"),
-        dir.path().join("gab.json"),
-        dir.path().join("bmf.json"),
-    );
-    let child = P::new(assert_cmd::cargo::cargo_bin("gpuvet"))
+    let (_dir, [csv_path, gab, bmf]) = temp_files(["r.csv", "gab.json", "bmf.json"]);
+    let child = gpuvet_in_background()
         .args("--backend cpu --warmup 0 --max-time 0.2 --min-samples 2 --csv".split(' '))
         .arg(&csv_path)
         .arg("--export")
@@ -467,25 +422,9 @@ fn row7_an_interrupted_run_keeps_every_export_with_what_finished() {
         .arg(format!("bencher:{}", bmf.display()))
         .args("bench memory --op copy,read,write,triad --size".split(' '))
         .arg("1MiB,2MiB,3MiB,4MiB,5MiB,6MiB,7MiB,8MiB,9MiB,10MiB,11MiB,12MiB,13MiB,14MiB,15MiB")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let t0 = std::time::Instant::now();
-    while !gab.exists() {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(t0.elapsed().as_secs() < 60, "no export within 60 s");
-    }
-    // SAFETY: sending SIGINT to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    interrupt_when(child, "export", || gab.exists());
     let rows = csv_rows(&read(&csv_path)).1;
     let gab = gab_accepts(&read(&gab)).unwrap();
     let bmf = bencher_accepts(&read(&bmf)).unwrap();
@@ -518,14 +457,16 @@ fn row8_every_file_gpuvet_writes_is_0644() {
     .assert()
     .code(0);
     gpuvet()
-        .arg("compare")
-        .args([p("r.json"), p("r.json")])
-        .arg("--markdown")
-        .arg(p("c.md"))
-        .arg("--json")
-        .arg(p("c.json"))
-        .arg("--csv")
-        .arg(p("c.csv"))
+        .args(words_with(
+            "compare {} {} --markdown {} --json {} --csv {}",
+            &[
+                &p("r.json"),
+                &p("r.json"),
+                &p("c.md"),
+                &p("c.json"),
+                &p("c.csv"),
+            ],
+        ))
         .assert()
         .code(0);
     mock("validate --allow-cpu --verdict")
@@ -533,12 +474,10 @@ fn row8_every_file_gpuvet_writes_is_0644() {
         .assert()
         .code(0);
     gpuvet()
-        .arg("aggregate")
-        .arg(p("verdict.json"))
-        .arg("-o")
-        .arg(p("fleet.txt"))
-        .arg("--csv")
-        .arg(p("fleet.csv"))
+        .args(words_with(
+            "aggregate {} -o {} --csv {}",
+            &[&p("verdict.json"), &p("fleet.txt"), &p("fleet.csv")],
+        ))
         .assert()
         .code(0);
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path())
@@ -583,12 +522,7 @@ fn row9_a_shape_asked_for_twice_is_measured_once() {
 /// ±0.05%, which rounded to 4 decimals of TFLOP/s was `± 0.0000`.
 #[test]
 fn row10_gab_range_is_meaningful() {
-    let dir = tempfile::tempdir().unwrap();
-    let (gab, lat, json) = (
-        dir.path().join("gab.json"),
-        dir.path().join("lat.json"),
-        dir.path().join("r.json"),
-    );
+    let (_dir, [gab, lat, json]) = temp_files(["gab.json", "lat.json", "r.json"]);
     mock(&format!(
         "--json {} --export github:{} --export github-latency:{}",
         json.display(),

@@ -6,25 +6,11 @@
 //! those checks print `SKIP`, unless GPUVET_REQUIRE_PROMTOOL=1 / GPUVET_REQUIRE_XMLLINT=1 (CI)
 //! make them failures.
 
-use assert_cmd::Command;
+mod common;
+
+use common::{gpuvet, read_json, stdout_of, temp_files, words, words_with};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-
-fn gpuvet() -> Command {
-    let mut c = Command::cargo_bin("gpuvet").unwrap();
-    c.env_remove("GPUVET_MOCK_FAULT")
-        .env_remove("GPUVET_BACKEND")
-        .env("NO_COLOR", "1");
-    c
-}
-
-fn words(line: &str) -> Vec<&str> {
-    line.split_whitespace().collect()
-}
-
-fn read_json(p: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
 
 /// A tool from PATH, or `None` after saying the check is skipped (a failure when `require` is
 /// set to 1).
@@ -293,12 +279,13 @@ fn prometheus_textfile_of_a_bench_matches_the_report() {
 
 #[test]
 fn prometheus_textfile_of_validate_has_verdict_state_sets() {
-    let dir = tempfile::tempdir().unwrap();
-    let prom = dir.path().join("validate.prom");
+    let (_dir, [prom]) = temp_files(["validate.prom"]);
     gpuvet()
         .env("GPUVET_MOCK_FAULT", "matmul.bf16")
-        .args(words("--backend mock -q validate --allow-cpu --prometheus"))
-        .arg(&prom)
+        .args(words_with(
+            "--backend mock -q validate --allow-cpu --prometheus {}",
+            &[&prom],
+        ))
         .assert()
         .code(1);
     let samples = parse_textfile(&std::fs::read_to_string(&prom).unwrap());
@@ -341,11 +328,7 @@ fn prometheus_textfile_of_validate_has_verdict_state_sets() {
 
 #[test]
 fn prometheus_textfile_of_stress_and_to_stdout() {
-    let dir = tempfile::tempdir().unwrap();
-    let (prom, json) = (
-        dir.path().join("stress.prom"),
-        dir.path().join("stress.json"),
-    );
+    let (_dir, [prom, json]) = temp_files(["stress.prom", "stress.json"]);
     gpuvet()
         .args(words(
             "--backend mock stress --duration 2s --size 64 --check-interval 0.2 --prometheus",
@@ -375,17 +358,14 @@ fn prometheus_textfile_of_stress_and_to_stdout() {
     );
     promtool_accepts(&prom, "prometheus_textfile_of_stress_and_to_stdout");
     // `-`: the metrics own stdout, the table goes to stderr (e.g. for a Pushgateway).
-    let out = gpuvet()
-        .args(words(
+    let (text, table) = stdout_of(
+        gpuvet().args(words(
             "--backend mock bench memory --size 1MiB --prometheus -",
-        ))
-        .assert()
-        .code(0)
-        .get_output()
-        .clone();
-    let text = String::from_utf8(out.stdout).unwrap();
+        )),
+        0,
+    );
     assert!(!parse_textfile(&text).is_empty());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("memory.copy"));
+    assert!(table.contains("memory.copy"));
     assert!(text.contains("gpuvet_result_throughput_bytes_per_second{"));
     // Two outputs cannot share stdout; a flag where it means nothing is refused.
     for line in [
@@ -409,9 +389,7 @@ fn xsd_accepts(path: &Path, test: &str) {
     };
     let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/junit/junit-10.xsd");
     let out = std::process::Command::new(xmllint)
-        .args(["--noout", "--schema"])
-        .arg(&xsd)
-        .arg(path)
+        .args(words_with("--noout --schema {} {}", &[&xsd, path]))
         .output()
         .unwrap();
     assert!(
@@ -467,18 +445,15 @@ fn junit_cases(path: &Path) -> BTreeMap<String, Vec<(String, String)>> {
 
 #[test]
 fn junit_of_validate_has_a_testcase_per_check_per_gpu() {
-    let dir = tempfile::tempdir().unwrap();
+    let (_dir, [ok, strict, bad]) = temp_files(["ok.xml", "strict.xml", "bad.xml"]);
     let test = "junit_of_validate_has_a_testcase_per_check_per_gpu";
     // Healthy but WARN (the mock's fake rates sit below its fake expectations): passes, the
     // checks with nothing to judge are skipped, the WARN is a failure only with --fail-on-warn.
-    let (ok, strict, bad) = (
-        dir.path().join("ok.xml"),
-        dir.path().join("strict.xml"),
-        dir.path().join("bad.xml"),
-    );
     gpuvet()
-        .args(words("--backend mock -q validate --allow-cpu --junit"))
-        .arg(&ok)
+        .args(words_with(
+            "--backend mock -q validate --allow-cpu --junit {}",
+            &[&ok],
+        ))
         .assert()
         .code(0);
     let suites = junit_cases(&ok);
@@ -512,8 +487,10 @@ fn junit_of_validate_has_a_testcase_per_check_per_gpu() {
 
     gpuvet()
         .env("GPUVET_MOCK_FAULT", "matmul.bf16")
-        .args(words("--backend mock -q validate --allow-cpu --junit"))
-        .arg(&bad)
+        .args(words_with(
+            "--backend mock -q validate --allow-cpu --junit {}",
+            &[&bad],
+        ))
         .assert()
         .code(1);
     let bad_cases = junit_cases(&bad).into_values().next().unwrap();
@@ -536,10 +513,7 @@ fn junit_of_compare_and_of_a_baseline_run() {
         .arg("compare")
         .arg(fixtures.join("compare_old.json"))
         .arg(fixtures.join("compare_new.json"))
-        .arg("--junit")
-        .arg(&xml)
-        .arg("--json")
-        .arg(&json)
+        .args(words_with("--junit {} --json {}", &[&xml, &json]))
         .assert()
         .get_output()
         .status
@@ -602,19 +576,17 @@ fn junit_of_compare_and_of_a_baseline_run() {
 fn price_per_hour_adds_price_performance_to_results_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let (json, prom) = (dir.path().join("r.json"), dir.path().join("p.prom"));
-    let out = gpuvet()
-        .args(words(
-            "--backend mock bench memory --size 1MiB --price-per-hour 2.5 --json",
-        ))
-        .arg(&json)
-        .arg("--prometheus")
-        .arg(&prom)
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    assert!(String::from_utf8_lossy(&out).contains("TB-h/USD"));
+    let (out, _) = stdout_of(
+        gpuvet()
+            .args(words(
+                "--backend mock bench memory --size 1MiB --price-per-hour 2.5 --json",
+            ))
+            .arg(&json)
+            .arg("--prometheus")
+            .arg(&prom),
+        0,
+    );
+    assert!(out.contains("TB-h/USD"));
     let v = read_json(&json);
     assert_eq!(v["schema_version"], 1);
     assert_eq!(v["config"]["price"]["source"], "--price-per-hour");
@@ -641,17 +613,13 @@ fn price_per_hour_adds_price_performance_to_results_and_metrics() {
 
 #[test]
 fn price_files_are_checked_and_price_unknown_devices_by_default() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("prices.toml");
-    let json = dir.path().join("r.json");
+    let (_dir, [file, json]) = temp_files(["prices.toml", "r.json"]);
     std::fs::write(&file, "[price]\nh100-sxm = 2.49\ndefault = 1.25\n").unwrap();
     gpuvet()
-        .args(words(
-            "--backend mock -q bench matmul --shape 64x64x64 --dtype bf16 --price-file",
+        .args(words_with(
+            "--backend mock -q bench matmul --shape 64x64x64 --dtype bf16 --price-file {} --json {}",
+            &[&file, &json],
         ))
-        .arg(&file)
-        .arg("--json")
-        .arg(&json)
         .assert()
         .code(0);
     let v = read_json(&json);
@@ -664,17 +632,13 @@ fn price_files_are_checked_and_price_unknown_devices_by_default() {
         ("h100-sxm = 2\n", "price"),
     ] {
         std::fs::write(&file, text).unwrap();
-        let err = gpuvet()
-            .args(words(
-                "--backend mock bench memory --size 1MiB --price-file",
-            ))
-            .arg(&file)
-            .assert()
-            .code(2)
-            .get_output()
-            .stderr
-            .clone();
-        let err = String::from_utf8_lossy(&err);
+        let (_, err) = stdout_of(
+            gpuvet().args(words_with(
+                "--backend mock bench memory --size 1MiB --price-file {}",
+                &[&file],
+            )),
+            2,
+        );
         assert!(
             err.contains(says) && err.contains("prices.toml"),
             "{text:?}: {err}"
@@ -690,8 +654,7 @@ fn price_files_are_checked_and_price_unknown_devices_by_default() {
 
 #[test]
 fn suite_llm_estimates_cost_per_million_tokens() {
-    let dir = tempfile::tempdir().unwrap();
-    let est = dir.path().join("est.json");
+    let (dir, [est]) = temp_files(["est.json"]);
     // A model small enough for the mock, which computes its outputs exactly.
     let model = dir.path().join("tiny.toml");
     std::fs::write(
@@ -700,21 +663,19 @@ fn suite_llm_estimates_cost_per_million_tokens() {
          kv_heads = 2\nhead_dim = 16\nlayers = 2\nvocab_size = 256\n",
     )
     .unwrap();
-    let out = gpuvet()
-        .args(words(
-            "--backend mock -q --price-per-hour 2 suite llm --model-file",
-        ))
-        .arg(&model)
-        .args(words(
-            "--tp 2 --batch 1,8 --prompt 32 --gen 8 --estimate-json",
-        ))
-        .arg(&est)
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    assert!(String::from_utf8_lossy(&out).contains("USD per 1M output tokens"));
+    let (out, _) = stdout_of(
+        gpuvet()
+            .args(words(
+                "--backend mock -q --price-per-hour 2 suite llm --model-file",
+            ))
+            .arg(&model)
+            .args(words(
+                "--tp 2 --batch 1,8 --prompt 32 --gen 8 --estimate-json",
+            ))
+            .arg(&est),
+        0,
+    );
+    assert!(out.contains("USD per 1M output tokens"));
     let e = read_json(&est);
     assert_eq!(e["usd_per_gpu_hour"], 2.0);
     for b in e["batches"].as_array().unwrap() {

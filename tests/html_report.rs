@@ -6,33 +6,14 @@
 //! same checks first, to prove they catch what they are meant to. Without Chromium these tests
 //! say so and pass, unless GPUVET_REQUIRE_CHROMIUM=1 (CI), where they fail.
 
-use assert_cmd::Command;
+mod common;
+
+use common::{mock_report, temp_files};
 use gpuvet::html::{render_html, render_html_with, run_report, HtmlExtras, ReportArgs};
 use gpuvet::plot::Timeline;
-use gpuvet::report::Report;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-fn mock_report(dir: &Path, args: &str) -> (Report, PathBuf) {
-    let path = dir.join("results.json");
-    let out = Command::cargo_bin("gpuvet")
-        .unwrap()
-        .args("--backend mock -q --min-samples 3 --max-samples 3".split_whitespace())
-        .args(args.split_whitespace())
-        .arg("--json")
-        .arg(&path)
-        .env_remove("GPUVET_BACKEND")
-        .env_remove("GPUVET_MOCK_FAULT")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (Report::load(&path).unwrap(), path)
-}
 
 fn timelines() -> Vec<Timeline> {
     (0..2)
@@ -76,7 +57,7 @@ fn assert_self_contained(html: &str) {
 #[test]
 fn page_is_self_contained_with_inventory_results_and_charts() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = mock_report(dir.path(), "");
+    let (r, _) = mock_report(dir.path(), "results", "", None);
     let tl = timelines();
     let html = render_html_with(
         &r,
@@ -109,7 +90,7 @@ fn page_is_self_contained_with_inventory_results_and_charts() {
 #[test]
 fn run_report_writes_the_page_and_refuses_bad_files() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, results) = mock_report(dir.path(), "");
+    let (r, results) = mock_report(dir.path(), "results", "", None);
     let verdict = gpuvet::validate::judge(&r, &gpuvet::cli::ValidateArgs::default());
     let vpath = dir.path().join("verdict.json");
     std::fs::write(&vpath, verdict.to_json()).unwrap();
@@ -299,8 +280,7 @@ fn browser_checks_catch_a_broken_page() {
     let Some(browser) = browser_or_skip("browser_checks_catch_a_broken_page") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let page = dir.path().join("broken.html");
+    let (dir, [page]) = temp_files(["broken.html"]);
     std::fs::write(
         &page,
         "<!DOCTYPE html><html><head><link rel=\"icon\" href=\"data:,\"></head><body>\
@@ -338,7 +318,9 @@ fn report_renders_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let (r, _) = mock_report(
         dir.path(),
+        "results",
         "bench matmul --shape 16x64x32,32x64x32,64x64x32,128x64x32 --dtype f32,bf16",
+        None,
     );
     let tl = timelines();
     let html = render_html_with(

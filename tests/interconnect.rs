@@ -6,41 +6,24 @@
 
 mod common;
 
-use assert_cmd::Command;
-use common::{read_json, words, QUICK};
+use common::{gpuvet, read_json, results_of, temp_files, words, words_with, QUICK};
 use std::path::Path;
 use std::process::Stdio;
 
-fn gpuvet() -> Command {
-    let mut c = Command::cargo_bin("gpuvet").unwrap();
-    c.env_remove("GPUVET_MOCK_FAULT")
-        .env_remove("GPUVET_BACKEND")
-        .env_remove("GPUVET_MOCK_DEVICES")
-        .env_remove("GPUVET_MOCK_SLOW_PAIR")
-        .env_remove("GPUVET_WORLD_SIZE")
-        .env_remove("SLURM_PROCID")
-        .env("NO_COLOR", "1");
-    c
-}
-
 #[test]
 fn cpu_collectives_verify_and_report_busbw_as_host_memory_figures() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("c.json");
+    let (_dir, [json]) = temp_files(["c.json"]);
     gpuvet()
         .args(words("--backend cpu"))
         .args(QUICK)
         .args(words(
             "bench collective --op all_reduce,all_gather,reduce_scatter,broadcast,all_to_all \
-             --dtype bf16,f32 --size 96KiB --ranks 3 --json",
+             --dtype bf16,f32 --size 96KiB --ranks 3",
         ))
-        .arg(&json)
+        .args(words_with("--json {}", &[&json]))
         .assert()
         .code(0);
-    let v = read_json(&json);
-    let results = v["results"].as_array().unwrap();
-    assert_eq!(results.len(), 10);
-    for r in results {
+    for r in results_of(&json, 10) {
         assert_eq!(r["status"], "ok", "{r}");
         assert_eq!(r["device"], 0);
         assert_eq!(r["workload"]["ranks"], 3);
@@ -61,24 +44,17 @@ fn cpu_collectives_verify_and_report_busbw_as_host_memory_figures() {
 
 #[test]
 fn transfers_on_the_cpu_are_verified_and_plotted_against_size() {
-    let dir = tempfile::tempdir().unwrap();
-    let plots = dir.path().join("plots");
-    let json = dir.path().join("t.json");
+    let (_dir, [plots, json]) = temp_files(["plots", "t.json"]);
     gpuvet()
         .args(words("--backend cpu"))
         .args(QUICK)
         .args(words(
-            "bench transfer --size 64KiB,1MiB --direction h2d,bidir --memory pinned,pageable --json",
+            "bench transfer --size 64KiB,1MiB --direction h2d,bidir --memory pinned,pageable",
         ))
-        .arg(&json)
-        .arg("--plot")
-        .arg(&plots)
+        .args(words_with("--json {} --plot {}", &[&json, &plots]))
         .assert()
         .code(0);
-    let v = read_json(&json);
-    let results = v["results"].as_array().unwrap();
-    assert_eq!(results.len(), 8);
-    for r in results {
+    for r in results_of(&json, 8) {
         assert_eq!(r["verification"]["method"], "exact", "{r}");
         assert!(r["notes"].to_string().contains("not a PCIe one"));
     }
@@ -91,15 +67,16 @@ fn transfers_on_the_cpu_are_verified_and_plotted_against_size() {
 
 #[test]
 fn a_mock_node_copies_on_every_pair_and_names_the_slow_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("p.json");
+    let (_dir, [json]) = temp_files(["p.json"]);
     let out = gpuvet()
         .env("GPUVET_MOCK_DEVICES", "3")
         .env("GPUVET_MOCK_SLOW_PAIR", "1:2")
         .args(words("--backend mock"))
         .args(QUICK)
-        .args(words("bench p2p --size 64MiB --direction uni,bidir --json"))
-        .arg(&json)
+        .args(words_with(
+            "bench p2p --size 64MiB --direction uni,bidir --json {}",
+            &[&json],
+        ))
         .assert()
         .code(0)
         .get_output()
@@ -196,9 +173,7 @@ fn validate_judges_a_mock_nodes_links_and_aggregate_shows_them_per_node_type() {
     healthy["hostname"] = "other-host".into();
     std::fs::write(dir.path().join("healthy.json"), healthy.to_string()).unwrap();
     let out = gpuvet()
-        .arg("aggregate")
-        .arg(dir.path())
-        .args(words("--format json"))
+        .args(words_with("aggregate {} --format json", &[dir.path()]))
         .output()
         .unwrap();
     let fleet: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -3,7 +3,10 @@
 //! what it was asked to do: a failing node is labelled, tainted and given the condition; a
 //! passing one is cleared; without a verdict only the label says `unknown`.
 
+mod common;
+
 use assert_cmd::Command;
+use common::{assert_exit, words_with};
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
@@ -46,17 +49,12 @@ fn act(dir: &Path, prom: &Path) -> Vec<String> {
     make_executable(&fake);
     let out = std::process::Command::new("sh")
         .arg(root().join("examples/kubernetes/node-verdict.sh"))
-        .arg("--once")
-        .arg(prom)
+        .args(words_with("--once {}", &[prom]))
         .env("NODE_NAME", "gpu-node-7")
         .env("KUBECTL", &fake)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "node-verdict.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0, "node-verdict.sh");
     std::fs::read_to_string(&log)
         .unwrap_or_default()
         .lines()

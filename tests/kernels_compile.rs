@@ -5,6 +5,9 @@
 //! installs cuobjdump and nvdisasm with scripts/install-cuda-tools.sh and sets
 //! GPUVET_REQUIRE_SASS=1 for the SASS checks.
 
+mod common;
+
+use common::nvrtc_or_skip;
 use gpuvet::backend::cuda::kernels::{KernelId, Source, ALL_ARCHS};
 use gpuvet::backend::cuda::{libs, nvrtc};
 use std::io::Write;
@@ -15,28 +18,6 @@ fn targets() -> Vec<(Source, &'static str)> {
         .into_iter()
         .flat_map(|s| s.archs().iter().map(move |a| (s, *a)))
         .collect()
-}
-
-/// True when NVRTC can be used; otherwise skips visibly, or fails when it is required.
-fn nvrtc_or_skip(test: &str) -> bool {
-    match &libs::probe().nvrtc {
-        Ok(l) => {
-            eprintln!("{test}: using NVRTC {}", l.path.display());
-            true
-        }
-        Err(e) => {
-            if std::env::var("GPUVET_REQUIRE_NVRTC").as_deref() == Ok("1") {
-                panic!("GPUVET_REQUIRE_NVRTC=1 but NVRTC is unavailable: {e}");
-            }
-            // Written to the stderr handle, not with eprintln!, so that the test harness does
-            // not capture it: a skip must be visible in a normal `cargo test` run.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP {test}: {e} (run scripts/install-nvrtc.sh and set GPUVET_CUDA_LIB_DIR)"
-            );
-            false
-        }
-    }
 }
 
 #[test]

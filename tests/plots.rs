@@ -1,34 +1,13 @@
 //! Charts: the SVGs parse as XML and hold the expected series (names in the legend, one filled
 //! circle per data point in the series' colour). Reports come from mock runs of the binary.
 
-use assert_cmd::Command;
+mod common;
+
+use common::mock_report;
 use gpuvet::plot::{self, Timeline, COLORS};
 use gpuvet::report::Report;
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// Runs `gpuvet --backend mock -q ARGS --json PATH` (ARGS split at white space) and loads the
-/// report.
-fn mock_run(dir: &Path, name: &str, args: &str, fault: Option<&str>) -> Report {
-    let path = dir.join(format!("{name}.json"));
-    let mut c = Command::cargo_bin("gpuvet").unwrap();
-    c.args("--backend mock -q --min-samples 3 --max-samples 3".split_whitespace())
-        .args(args.split_whitespace())
-        .arg("--json")
-        .arg(&path)
-        .env_remove("GPUVET_BACKEND");
-    match fault {
-        Some(f) => c.env("GPUVET_MOCK_FAULT", f),
-        None => c.env_remove("GPUVET_MOCK_FAULT"),
-    };
-    let out = c.output().unwrap();
-    assert!(
-        out.status.code() == Some(0) || (fault.is_some() && out.status.code() == Some(1)),
-        "gpuvet failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Report::load(&path).unwrap()
-}
 
 fn hex(i: usize) -> String {
     let c = COLORS[i % COLORS.len()];
@@ -90,7 +69,7 @@ fn expected_roofline(r: &Report) -> BTreeMap<String, usize> {
 #[test]
 fn roofline_has_every_verified_result_and_the_ceilings() {
     let dir = tempfile::tempdir().unwrap();
-    let r = mock_run(dir.path(), "run", "", None);
+    let (r, _) = mock_report(dir.path(), "run", "", None);
     let files = plot::write_plots(&r, &dir.path().join("plots"), None).unwrap();
     assert_eq!(files, vec![dir.path().join("plots/roofline.svg")]);
     let svg = parse(&files[0]);
@@ -131,7 +110,7 @@ fn roofline_has_every_verified_result_and_the_ceilings() {
 #[test]
 fn wrong_results_are_not_plotted() {
     let dir = tempfile::tempdir().unwrap();
-    let r = mock_run(dir.path(), "fault", "", Some("matmul.bf16"));
+    let (r, _) = mock_report(dir.path(), "fault", "", Some("matmul.bf16"));
     assert!(r.results.iter().any(|x| !x.is_valid()));
     let svg = plot::roofline_svg(&r, 0).unwrap().unwrap();
     assert!(!svg.contains("matmul bf16"), "a wrong result was drawn");
@@ -141,7 +120,7 @@ fn wrong_results_are_not_plotted() {
 #[test]
 fn matmul_sweep_curves_per_dtype() {
     let dir = tempfile::tempdir().unwrap();
-    let r = mock_run(
+    let (r, _) = mock_report(
         dir.path(),
         "sweep",
         "bench matmul --shape 16x64x32,32x64x32,64x64x32,128x64x32 --dtype f32,bf16",
@@ -172,7 +151,7 @@ fn matmul_sweep_curves_per_dtype() {
 #[test]
 fn memory_sweep_over_sizes() {
     let dir = tempfile::tempdir().unwrap();
-    let r = mock_run(
+    let (r, _) = mock_report(
         dir.path(),
         "mem",
         "bench memory --size 1MiB,2MiB,4MiB --op copy,triad",
@@ -237,7 +216,7 @@ fn timelines_one_line_per_gpu_per_panel() {
 #[test]
 fn nothing_to_draw_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut r = mock_run(dir.path(), "run", "", None);
+    let (mut r, _) = mock_report(dir.path(), "run", "", None);
     r.results.clear();
     assert!(plot::write_plots(&r, &dir.path().join("p"), Some("m"))
         .unwrap()

@@ -4,7 +4,10 @@
 //! readers must treat them), and strictly (every object closed), so that a field a report
 //! carries and the schema does not declare fails here instead of going undocumented.
 
+mod common;
+
 use assert_cmd::Command;
+use common::gpuvet;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -55,15 +58,6 @@ fn assert_valid(name: &str, report: &Value) {
         let errs = errors(&validator(&schema), report);
         assert!(errs.is_empty(), "{name} ({mode}):\n{}", errs.join("\n"));
     }
-}
-
-fn gpuvet() -> Command {
-    let mut c = Command::cargo_bin("gpuvet").unwrap();
-    c.env_remove("GPUVET_MOCK_FAULT")
-        .env_remove("GPUVET_MOCK_DEVICES")
-        .env_remove("GPUVET_BACKEND")
-        .env("NO_COLOR", "1");
-    c
 }
 
 fn examples() -> String {

@@ -1,6 +1,9 @@
 //! `suite llm`: the estimate arithmetic against hand-computed cases, and the whole path (model
 //! file → workloads → mock run → estimate).
 
+mod common;
+
+use common::{matmul, run_plan};
 use gpuvet::backend::{mock::MockBackend, Backend, BackendKind, DeviceInfo, Peaks};
 use gpuvet::dtype::DType;
 use gpuvet::env::{HostInfo, ToolInfo};
@@ -8,7 +11,7 @@ use gpuvet::report::{Report, ResultRecord, RunConfig, Status, Throughput, SCHEMA
 use gpuvet::stats::Summary;
 use gpuvet::suite::{self, estimate, Phase, SuiteArgs};
 use gpuvet::verify::Verification;
-use gpuvet::workload::Workload;
+use gpuvet::workload::{BLayout, Workload};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -228,13 +231,7 @@ fn roofline_bound_by_hand() {
         .sum();
     assert!(close(e.batches[0].decode_step_bound_s.unwrap(), want));
     // a compute-bound case: prefill attention at 1 FLOP/s would be compute-bound
-    let w = gpuvet::workload::Workload::Matmul(gpuvet::workload::MatmulSpec {
-        m: 1024,
-        n: 1024,
-        k: 1024,
-        dtype: DType::Bf16,
-        b_layout: gpuvet::workload::BLayout::Nk,
-    });
+    let w = matmul(1024, 1024, 1024, DType::Bf16, BLayout::Nk);
     let mut f = BTreeMap::new();
     f.insert(gpuvet::dtype::DType::Bf16, 1e12);
     let p = Peaks {
@@ -339,41 +336,17 @@ fn bad_model_files_are_clear_errors() {
 /// Runs the suite's workloads on `backends` with a short measurement, as the CLI would.
 fn run_suite(args: &SuiteArgs, backends: &[Box<dyn Backend>]) -> Report {
     use gpuvet::plan::{self, ImplSelect};
-    use gpuvet::runner::{self, Settings};
-    use std::sync::atomic::AtomicBool;
     let workloads = suite::suite_workloads(args).unwrap();
     let plan = plan::build(&workloads, backends, &ImplSelect::Default, false, false).unwrap();
-    let settings = Settings {
-        measure: gpuvet::measure::MeasureConfig {
-            warmup_s: 0.0,
-            min_samples: 3,
-            max_samples: 3,
-            max_time_s: 1.0,
-            target_rel_noise: 0.0,
-            min_sample_time_s: 0.0,
-        },
-        seed: 7,
-        hot: false,
-        threads: 1,
-        dump_dir: None,
-        dump_all: false,
-        quiet: true,
-        command: "suite llm".into(),
-        backend: backends[0].kind().name().into(),
-        fixed_environment: true,
-        world: Default::default(),
+    let measure = gpuvet::measure::MeasureConfig {
+        warmup_s: 0.0,
+        min_samples: 3,
+        max_samples: 3,
+        max_time_s: 1.0,
+        target_rel_noise: 0.0,
+        min_sample_time_s: 0.0,
     };
-    let exports = gpuvet::export::Exports::open(&[]).unwrap();
-    let mut report = runner::new_report(backends, &settings);
-    runner::execute(
-        &plan,
-        backends,
-        &settings,
-        &exports,
-        &mut report,
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    let report = run_plan(&plan, backends, "suite llm", measure);
     assert_eq!(report.results.len(), plan.entries.len());
     report
 }

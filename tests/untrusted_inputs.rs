@@ -21,7 +21,10 @@
 //! `PROPTEST_CASES` overrides them all for a longer hunt. Every panic these found has a
 //! regression test below named after it.
 
+mod common;
+
 use clap::Parser;
+use common::temp_files;
 use gpuvet::cli::Cli;
 use gpuvet::compare::{self, CompareOptions};
 use gpuvet::export::Exporter;
@@ -859,8 +862,7 @@ proptest! {
                         assert!(!k.is_empty());
                         // The estimate (from `--model-file`) of a run that measured none
                         // of the kernels says what is missing.
-                        let dir = tempfile::tempdir().unwrap();
-                        let path = dir.path().join("m.toml");
+                        let (_dir, [path]) = temp_files(["m.toml"]);
                         std::fs::write(&path, &text).unwrap();
                         let file_args = gpuvet::suite::SuiteArgs {
                             model: None,

@@ -5,17 +5,11 @@
 //! unverified result labelled and failing, a wrong one never a figure, and `compare` saying
 //! when the kernel changed. tests/cuda_gpu.rs runs the same examples on a GPU.
 
-use assert_cmd::Command;
+mod common;
+
+use common::{gpuvet, temp_files};
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};
-
-fn gpuvet() -> Command {
-    let mut c = Command::cargo_bin("gpuvet").unwrap();
-    c.env_remove("GPUVET_MOCK_FAULT")
-        .env_remove("GPUVET_BACKEND")
-        .env("NO_COLOR", "1");
-    c
-}
 
 /// Fast measurement settings.
 const QUICK: [&str; 6] = ["--warmup", "0", "--max-time", "0.05", "--min-samples", "3"];
@@ -242,9 +236,7 @@ fn bad_kernel_inputs_exit_2_before_anything_runs() {
 
 #[test]
 fn a_free_form_kernel_runs_the_whole_path_on_the_mock() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    let plots = dir.path().join("plots");
+    let (_dir, [json, plots]) = temp_files(["r.json", "plots"]);
     gpuvet()
         .args(["--backend", "mock"])
         .args(QUICK)
@@ -334,8 +326,7 @@ fn wrong_and_unverified_kernels_never_pass() {
         ),
         ("saxpy.toml", "kernel.saxpy", "element 0"),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let json = dir.path().join("r.json");
+        let (_dir, [json]) = temp_files(["r.json"]);
         gpuvet()
             .env("GPUVET_MOCK_FAULT", pattern)
             .args(["--backend", "mock", "--json", json.to_str().unwrap()])
@@ -446,8 +437,7 @@ fn an_implementation_runs_beside_the_others_and_compare_says_when_it_changed() {
 
 #[test]
 fn a_set_sweep_of_an_implementation_makes_one_implementation_per_value() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
+    let (_dir, [json]) = temp_files(["r.json"]);
     gpuvet()
         .args(["--backend", "mock", "--json", json.to_str().unwrap()])
         .args(QUICK)
@@ -481,9 +471,7 @@ fn a_set_sweep_of_an_implementation_makes_one_implementation_per_value() {
 
 #[test]
 fn sweep_kernel_keeps_the_curve_over_a_spec_variable() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    let plots = dir.path().join("plots");
+    let (_dir, [json, plots]) = temp_files(["r.json", "plots"]);
     gpuvet()
         .args(["--backend", "mock", "--json", json.to_str().unwrap()])
         .args(["--plot", plots.to_str().unwrap()])

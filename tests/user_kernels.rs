@@ -5,33 +5,20 @@
 //! compile errors are refused with the reason. Needs NVRTC (scripts/install-nvrtc.sh); skips
 //! visibly without it, and fails when GPUVET_REQUIRE_NVRTC=1.
 
+mod common;
+
+use common::{attention, matmul, nvrtc_or_skip, temp_files};
+use gpuvet::backend::cuda::nvrtc;
 use gpuvet::backend::cuda::user::{self, Program};
-use gpuvet::backend::cuda::{libs, nvrtc};
 use gpuvet::dtype::DType;
 use gpuvet::workload::kernel::launch::{Limits, Resolved};
 use gpuvet::workload::kernel::spec::{self, KernelRequest};
 use gpuvet::workload::kernel::{KernelSpec, UserKernel};
-use gpuvet::workload::{AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
+use gpuvet::workload::{BLayout, MemOp, MemorySpec, Workload};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const ARCHS: [&str; 3] = ["sm_80", "sm_89", "sm_90a"];
-
-fn nvrtc_or_skip(test: &str) -> bool {
-    match &libs::probe().nvrtc {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("GPUVET_REQUIRE_NVRTC").as_deref() == Ok("1") {
-                panic!("GPUVET_REQUIRE_NVRTC=1 but NVRTC is unavailable: {e}");
-            }
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP {test}: {e} (run scripts/install-nvrtc.sh and set GPUVET_CUDA_LIB_DIR)"
-            );
-            false
-        }
-    }
-}
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kernels")
@@ -60,13 +47,7 @@ fn check_on(k: &UserKernel, w: &Workload, arch: &str) -> (Program, Resolved) {
 }
 
 fn bf16_nk(m: u64, n: u64, k: u64) -> Workload {
-    Workload::Matmul(MatmulSpec {
-        m,
-        n,
-        k,
-        dtype: DType::Bf16,
-        b_layout: BLayout::Nk,
-    })
+    matmul(m, n, k, DType::Bf16, BLayout::Nk)
 }
 
 fn no_spills(p: &Program, what: &str) {
@@ -83,23 +64,8 @@ fn every_example_implementation_compiles_and_takes_its_arguments() {
     if !nvrtc_or_skip("every_example_implementation_compiles_and_takes_its_arguments") {
         return;
     }
-    let gemm = Workload::Matmul(MatmulSpec {
-        m: 4097,
-        n: 1000,
-        k: 515,
-        dtype: DType::Bf16,
-        b_layout: BLayout::Nk,
-    });
-    let attention = Workload::Attention(AttentionSpec {
-        batch: 2,
-        q_heads: 8,
-        kv_heads: 2,
-        q_len: 100,
-        kv_len: 160,
-        head_dim: 80,
-        causal: true,
-        dtype: DType::Bf16,
-    });
+    let gemm = matmul(4097, 1000, 515, DType::Bf16, BLayout::Nk);
+    let attention = attention(2, (8, 2), (100, 160), 80, true, DType::Bf16);
     let copy = Workload::Memory(MemorySpec {
         op: MemOp::Copy,
         bytes: 1 << 30,
@@ -142,13 +108,7 @@ fn every_entry_of_the_gemm_examples_compiles_for_its_dtype_and_layout() {
                 ..KernelRequest::default()
             };
             let k = &spec::implementations(&req).unwrap()[0];
-            let w = Workload::Matmul(MatmulSpec {
-                m: 33,
-                n: 65,
-                k: 17,
-                dtype: dtype.parse().unwrap(),
-                b_layout: layout.parse().unwrap(),
-            });
+            let w = matmul(33, 65, 17, dtype.parse().unwrap(), layout.parse().unwrap());
             let (p, r) = check_on(k, &w, "sm_90a");
             no_spills(&p, &entry);
             assert_eq!(r.grid, [5, 3, 1]);
@@ -220,6 +180,23 @@ fn scratch(dir: &Path, name: &str, text: &str, entry: &str, launch: &str) -> Ker
     }
 }
 
+/// Builds the kernel `entry` of the source `text` (written to a scratch file `name`) for
+/// sm_90a as the implementation of a 4 KiB memory `op`.
+fn build_scratch(
+    name: &str,
+    text: &str,
+    entry: &str,
+    launch: &str,
+    op: MemOp,
+) -> gpuvet::Result<Program> {
+    let dir = tempfile::tempdir().unwrap();
+    let req = scratch(dir.path(), name, text, entry, launch);
+    let k = &spec::implementations(&req).unwrap()[0];
+    let w = Workload::Memory(MemorySpec { op, bytes: 4096 });
+    let names = user::names_for(&w, k).unwrap();
+    user::build(k, &names, "sm_90a", None)
+}
+
 #[test]
 fn wrong_argument_lists_and_missing_entries_are_refused_with_the_ptx() {
     if !nvrtc_or_skip("wrong_argument_lists_and_missing_entries_are_refused_with_the_ptx") {
@@ -241,43 +218,48 @@ fn wrong_argument_lists_and_missing_entries_are_refused_with_the_ptx() {
             .unwrap_or_else(|e| e.to_string())
     };
     assert_eq!(try_launch("naive_gemm_bf16_nk", "A,B,C,M,N,K"), "ok");
-    let e = try_launch("naive_gemm_bf16_nk", "A,B,C,M,N");
-    assert!(
-        e.contains("takes 6 parameter(s) (u64, u64, u64, u32, u32, u32) but the launch passes 5"),
-        "{e}"
-    );
-    let e = try_launch("naive_gemm_bf16_nk", "A,B,C,M,N,u64:K");
-    assert!(e.contains("parameter 6 is `.u32`"), "{e}");
-    let e = try_launch("naive_gemm_bf16_nk", "A,B,C,M,N,f32:alpha");
-    assert!(
-        e.contains("parameter 6 is `.u32`") && e.contains("f32"),
-        "{e}"
-    );
-    let e = try_launch("naive_gemm_bf16_nk", "A,M,C,M,N,K");
-    assert!(e.contains("parameter 2 is `.u64`"), "{e}");
-    let e = try_launch("naive_gemm", "A,B,C,M,N,K");
-    assert!(
-        e.contains("no kernel `naive_gemm`") && e.contains("naive_gemm_bf16_nk"),
-        "{e}"
-    );
+    // (entry, launch arguments, what the refusal says)
+    let refused: [(&str, &str, &[&str]); 5] = [
+        (
+            "naive_gemm_bf16_nk",
+            "A,B,C,M,N",
+            &["takes 6 parameter(s) (u64, u64, u64, u32, u32, u32) but the launch passes 5"],
+        ),
+        (
+            "naive_gemm_bf16_nk",
+            "A,B,C,M,N,u64:K",
+            &["parameter 6 is `.u32`"],
+        ),
+        (
+            "naive_gemm_bf16_nk",
+            "A,B,C,M,N,f32:alpha",
+            &["parameter 6 is `.u32`", "f32"],
+        ),
+        (
+            "naive_gemm_bf16_nk",
+            "A,M,C,M,N,K",
+            &["parameter 2 is `.u64`"],
+        ),
+        (
+            "naive_gemm",
+            "A,B,C,M,N,K",
+            &["no kernel `naive_gemm`", "naive_gemm_bf16_nk"],
+        ),
+    ];
+    for (entry, args, says) in refused {
+        let e = try_launch(entry, args);
+        assert!(says.iter().all(|s| e.contains(s)), "{entry}({args}): {e}");
+    }
     // a kernel without extern "C" is found only by its mangled name
-    let dir = tempfile::tempdir().unwrap();
-    let req = scratch(
-        dir.path(),
+    let e = build_scratch(
         "mangled.cu",
         "__global__ void scale(float* x) { x[threadIdx.x] *= 2.0f; }\n",
         "scale",
         "grid=1,block=32,args=dst",
-    );
-    let k = &spec::implementations(&req).unwrap()[0];
-    let copy = Workload::Memory(MemorySpec {
-        op: MemOp::Copy,
-        bytes: 4096,
-    });
-    let names = user::names_for(&copy, k).unwrap();
-    let e = user::build(k, &names, "sm_90a", None)
-        .unwrap_err()
-        .to_string();
+        MemOp::Copy,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("extern \"C\""), "{e}");
 }
 
@@ -286,21 +268,14 @@ fn a_compile_error_shows_the_failing_source_line() {
     if !nvrtc_or_skip("a_compile_error_shows_the_failing_source_line") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let req = scratch(
-        dir.path(),
+    let e = build_scratch(
         "broken.cu",
         "extern \"C\" __global__ void broken(float* dst, unsigned long long n) {\n    float y = undefined_name + 1.0f;\n    dst[0] = y;\n}\n",
         "broken",
         "grid=1,block=1,args=dst,n",
-    );
-    let k = &spec::implementations(&req).unwrap()[0];
-    let w = Workload::Memory(MemorySpec {
-        op: MemOp::Write,
-        bytes: 4096,
-    });
-    let names = user::names_for(&w, k).unwrap();
-    let e = user::build(k, &names, "sm_90a", None).unwrap_err();
+        MemOp::Write,
+    )
+    .unwrap_err();
     assert!(
         matches!(e, gpuvet::Error::InvalidInput(_)),
         "a user's error: {e:?}"
@@ -315,9 +290,7 @@ fn the_cache_follows_the_source_its_headers_and_its_options() {
     if !nvrtc_or_skip("the_cache_follows_the_source_its_headers_and_its_options") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    let inc = dir.path().join("inc");
+    let (dir, [cache, inc]) = temp_files(["cache", "inc"]);
     std::fs::create_dir(&inc).unwrap();
     std::fs::write(inc.join("scale.cuh"), "#define SCALE 2.0f\n").unwrap();
     let mut req = scratch(

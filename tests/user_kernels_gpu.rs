@@ -10,6 +10,9 @@
 //! GPUVET_EXAMPLES names the examples folder where the test binary runs away from its source
 //! tree (the GPU machine); otherwise ./examples/kernels, then the source tree's.
 
+mod common;
+
+use common::{attention, matmul};
 use gpuvet::backend::{cuda, Backend, PrepareOptions};
 use gpuvet::dtype::DType;
 use gpuvet::export::Exports;
@@ -19,7 +22,7 @@ use gpuvet::report::{Report, Status};
 use gpuvet::runner::{self, Settings};
 use gpuvet::verify::{verify, VerifyMethod};
 use gpuvet::workload::kernel::spec::{self, KernelRequest};
-use gpuvet::workload::{AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
+use gpuvet::workload::{BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -101,24 +104,9 @@ fn example_implementations_verify_beside_the_references() {
         return;
     };
     let b = gpus[0].as_mut();
-    let gemm = Workload::Matmul(MatmulSpec {
-        m: 1000,
-        n: 777,
-        k: 515,
-        dtype: DType::Bf16,
-        b_layout: BLayout::Nk,
-    });
+    let gemm = matmul(1000, 777, 515, DType::Bf16, BLayout::Nk);
     let f32_kn = Workload::Matmul(MatmulSpec::new(129, 65, 33, DType::F32));
-    let attention = Workload::Attention(AttentionSpec {
-        batch: 2,
-        q_heads: 8,
-        kv_heads: 2,
-        q_len: 100,
-        kv_len: 160,
-        head_dim: 80,
-        causal: true,
-        dtype: DType::Bf16,
-    });
+    let attention = attention(2, (8, 2), (100, 160), 80, true, DType::Bf16);
     let copy = Workload::Memory(MemorySpec {
         op: MemOp::Copy,
         bytes: (1 << 20) + 12,
@@ -186,13 +174,7 @@ fn the_planted_wrong_kernel_is_failed_never_a_figure() {
     };
     let k = &kernels("wrong_gemm.toml", &[])[0];
     gpus[0].register_user_kernel("matmul", k).unwrap();
-    let w = Workload::Matmul(MatmulSpec {
-        m: 512,
-        n: 512,
-        k: 512,
-        dtype: DType::Bf16,
-        b_layout: BLayout::Nk,
-    });
+    let w = matmul(512, 512, 512, DType::Bf16, BLayout::Nk);
     let report = run(
         &gpus,
         &[w],

@@ -1,6 +1,9 @@
 //! Verdict logic on synthetic results and telemetry: each fault gives the right verdict and a
 //! reason that names it; a healthy node passes.
 
+mod common;
+
+use common::run_plan;
 use gpuvet::backend::{BackendKind, DeviceInfo, Telemetry};
 use gpuvet::cli::ValidateArgs;
 use gpuvet::dtype::DType;
@@ -10,8 +13,8 @@ use gpuvet::report::{Report, ResultRecord, RunConfig, Status, Throughput, SCHEMA
 use gpuvet::stats::Summary;
 use gpuvet::validate::verdict::{self, test_key};
 use gpuvet::validate::{
-    judge, judge_with, suite, CheckKind, ChecksumSample, GpuVerdict, JudgeInputs, NodeVerdict,
-    Verdict,
+    judge, judge_with, suite, Check, CheckKind, ChecksumSample, GpuVerdict, JudgeInputs,
+    NodeVerdict, Verdict,
 };
 use gpuvet::verify::Verification;
 use gpuvet::workload::Workload;
@@ -191,7 +194,19 @@ fn gpu(v: &NodeVerdict, i: usize) -> &GpuVerdict {
 }
 
 fn check(g: &GpuVerdict, k: CheckKind) -> Verdict {
-    g.checks.iter().find(|c| c.check == k).unwrap().verdict
+    findings_of(g, k).verdict
+}
+
+/// The GPU's check of kind `k`, with its findings.
+fn findings_of(g: &GpuVerdict, k: CheckKind) -> &Check {
+    g.checks.iter().find(|c| c.check == k).unwrap()
+}
+
+/// Checks that the GPU's check of kind `k` gave `verdict` and that some reason names every
+/// word of `words`.
+fn judged(g: &GpuVerdict, k: CheckKind, verdict: Verdict, words: &[&str]) {
+    assert_eq!(check(g, k), verdict);
+    assert!(has_reason(g, words), "{:#?}", g.reasons);
 }
 
 /// True when some WARN/FAIL reason of the GPU contains every word of `words`.
@@ -230,12 +245,7 @@ fn healthy_node_passes_and_names_every_gpu() {
         );
     }
     // Power capping under full load is a note, not a problem.
-    let health = g
-        .checks
-        .iter()
-        .find(|c| c.check == CheckKind::Health)
-        .unwrap();
-    assert!(health
+    assert!(findings_of(g, CheckKind::Health)
         .findings
         .iter()
         .any(|f| f.message.contains("power capping")));
@@ -276,11 +286,11 @@ fn thermal_throttling_fails_health() {
     assert_eq!(v.verdict, Verdict::Fail);
     assert_eq!(v.exit_code, 1);
     let g = gpu(&v, 2);
-    assert_eq!(check(g, CheckKind::Health), Verdict::Fail);
-    assert!(
-        has_reason(g, &["health", "hardware thermal slowdown", &rec_id(&r, 2)]),
-        "{:#?}",
-        g.reasons
+    judged(
+        g,
+        CheckKind::Health,
+        Verdict::Fail,
+        &["health", "hardware thermal slowdown", &rec_id(&r, 2)],
     );
     assert!(has_reason(g, &["91 °C"]), "{:#?}", g.reasons);
     assert!(v
@@ -309,11 +319,11 @@ fn clocks_not_held_warn() {
     }
     let v = judge(&r, &ValidateArgs::default());
     let g = gpu(&v, 0);
-    assert_eq!(check(g, CheckKind::Health), Verdict::Warn);
-    assert!(
-        has_reason(g, &["clocks not held", "1200 MHz"]),
-        "{:#?}",
-        g.reasons
+    judged(
+        g,
+        CheckKind::Health,
+        Verdict::Warn,
+        &["clocks not held", "1200 MHz"],
     );
 }
 
@@ -364,11 +374,11 @@ fn degraded_pcie_link_fails() {
     r.devices[1].details.state.pcie_width = Some(8);
     let v = judge(&r, &ValidateArgs::default());
     let g = gpu(&v, 1);
-    assert_eq!(check(g, CheckKind::Health), Verdict::Fail);
-    assert!(
-        has_reason(g, &["PCIe link degraded to x8 of x16"]),
-        "{:#?}",
-        g.reasons
+    judged(
+        g,
+        CheckKind::Health,
+        Verdict::Fail,
+        &["PCIe link degraded to x8 of x16"],
     );
     // The generation is judged only on the state read after the run: at open the link may
     // have trained down to save power.
@@ -416,14 +426,11 @@ fn straggler_fails_peers() {
     });
     let v = judge(&r, &ValidateArgs::default());
     let g = gpu(&v, 5);
-    assert_eq!(check(g, CheckKind::Peers), Verdict::Fail);
-    assert!(
-        has_reason(
-            g,
-            &["peers", "matmul.bf16", "below the node median", "straggler"]
-        ),
-        "{:#?}",
-        g.reasons
+    judged(
+        g,
+        CheckKind::Peers,
+        Verdict::Fail,
+        &["peers", "matmul.bf16", "below the node median", "straggler"],
     );
     assert_eq!(v.verdict, Verdict::Fail);
     for i in [0, 1, 2, 3, 4, 6, 7] {
@@ -466,12 +473,7 @@ fn absolute_bands_and_estimates() {
         .reasons
         .iter()
         .any(|r| r.contains("attention.prefill") && r.contains("estimate")));
-    let att = g
-        .checks
-        .iter()
-        .find(|c| c.check == CheckKind::Absolute)
-        .unwrap();
-    assert!(att
+    assert!(findings_of(&g, CheckKind::Absolute)
         .findings
         .iter()
         .filter(|f| f.message.starts_with("attention.prefill"))
@@ -516,19 +518,16 @@ fn checksum_mismatch_fails_correctness_naming_gpu_and_iteration() {
     };
     let v = judge_with(&r, &ValidateArgs::default(), &inputs);
     let g = gpu(&v, 1);
-    assert_eq!(check(g, CheckKind::Correctness), Verdict::Fail);
-    assert!(
-        has_reason(
-            g,
-            &[
-                "silent data corruption",
-                "iteration 37",
-                "9f31c0de",
-                "9f31c0df"
-            ]
-        ),
-        "{:#?}",
-        g.reasons
+    judged(
+        g,
+        CheckKind::Correctness,
+        Verdict::Fail,
+        &[
+            "silent data corruption",
+            "iteration 37",
+            "9f31c0de",
+            "9f31c0df",
+        ],
     );
     for i in [0, 2, 3] {
         assert_eq!(gpu(&v, i).verdict, Verdict::Pass, "GPU {i}");
@@ -562,11 +561,11 @@ fn wrong_result_fails_correctness() {
     rec.throughput = None;
     let v = judge(&r, &ValidateArgs::default());
     let g = gpu(&v, 0);
-    assert_eq!(check(g, CheckKind::Correctness), Verdict::Fail);
-    assert!(
-        has_reason(g, &["correctness", "wrong result", "5.000e-1"]),
-        "{:#?}",
-        g.reasons
+    judged(
+        g,
+        CheckKind::Correctness,
+        Verdict::Fail,
+        &["correctness", "wrong result", "5.000e-1"],
     );
 }
 
@@ -587,18 +586,15 @@ fn pcie_card_sold_as_sxm_fails_identity_and_absolute() {
     assert_eq!(v.verdict, Verdict::Fail);
     assert_eq!(g.sku.as_deref(), Some("h100-sxm"));
     assert_eq!(g.detected_sku.as_deref(), Some("h100-pcie"));
-    assert_eq!(check(g, CheckKind::Identity), Verdict::Fail);
-    assert!(
-        has_reason(
-            g,
-            &[
-                "identity",
-                "expected NVIDIA H100 SXM5",
-                "reports itself as NVIDIA H100 PCIe"
-            ]
-        ),
-        "{:#?}",
-        g.reasons
+    judged(
+        g,
+        CheckKind::Identity,
+        Verdict::Fail,
+        &[
+            "identity",
+            "expected NVIDIA H100 SXM5",
+            "reports itself as NVIDIA H100 PCIe",
+        ],
     );
     assert!(has_reason(g, &["114 SMs", "has 132"]));
     assert!(has_reason(g, &["power limit 350 W", "700 W"]));
@@ -613,11 +609,11 @@ fn power_capped_card_fails_identity() {
     r.devices[1].details.state.power_limit_w = Some(400.0);
     let v = judge(&r, &ValidateArgs::default());
     let g = gpu(&v, 1);
-    assert_eq!(check(g, CheckKind::Identity), Verdict::Fail);
-    assert!(
-        has_reason(g, &["power limit 400 W", "700 W", "power-capped"]),
-        "{:#?}",
-        g.reasons
+    judged(
+        g,
+        CheckKind::Identity,
+        Verdict::Fail,
+        &["power limit 400 W", "700 W", "power-capped"],
     );
     assert_eq!(gpu(&v, 0).verdict, Verdict::Pass);
 }
@@ -840,11 +836,8 @@ fn stress_run_feeds_correctness_and_health() {
 fn suite_runs_through_the_runner_and_is_judged() {
     use gpuvet::backend::mock::MockBackend;
     use gpuvet::backend::Backend;
-    use gpuvet::export::Exports;
     use gpuvet::measure::MeasureConfig;
     use gpuvet::plan::{self, ImplSelect};
-    use gpuvet::runner::{self, Settings};
-    use std::sync::atomic::AtomicBool;
 
     let backends: Vec<Box<dyn Backend>> = vec![Box::new(MockBackend::new())];
     let workloads = suite(backends[0].device(), true);
@@ -855,35 +848,14 @@ fn suite_runs_through_the_runner_and_is_judged() {
         "skipped: {:?}",
         plan.skipped
     );
-    let settings = Settings {
-        measure: MeasureConfig {
-            warmup_s: 0.0,
-            min_samples: 3,
-            max_samples: 5,
-            max_time_s: 0.1,
-            ..MeasureConfig::default()
-        },
-        seed: 7,
-        hot: false,
-        threads: 1,
-        dump_dir: None,
-        dump_all: false,
-        quiet: true,
-        command: "validate".into(),
-        backend: "mock".into(),
-        fixed_environment: true,
-        world: Default::default(),
+    let measure = MeasureConfig {
+        warmup_s: 0.0,
+        min_samples: 3,
+        max_samples: 5,
+        max_time_s: 0.1,
+        ..MeasureConfig::default()
     };
-    let mut report = runner::new_report(&backends, &settings);
-    runner::execute(
-        &plan,
-        &backends,
-        &settings,
-        &Exports::default(),
-        &mut report,
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    let report = run_plan(&plan, &backends, "validate", measure);
     let v = judge(&report, &ValidateArgs::default());
     let g = gpu(&v, 0);
     assert_eq!(
@@ -953,11 +925,11 @@ fn mismatch_on_an_unverified_figure_only_warns() {
     r.devices[0].details.state.power_limit_w = Some(300.0);
     let v = judge(&r, &ValidateArgs::default());
     let g = gpu(&v, 0);
-    assert_eq!(check(g, CheckKind::Identity), Verdict::Warn);
-    assert!(
-        has_reason(g, &["power limit 300 W", "unverified"]),
-        "{:#?}",
-        g.reasons
+    judged(
+        g,
+        CheckKind::Identity,
+        Verdict::Warn,
+        &["power limit 300 W", "unverified"],
     );
     // The same cap on the SXM part, whose 700 W is from the datasheet, fails.
     let mut r = healthy_node(1);

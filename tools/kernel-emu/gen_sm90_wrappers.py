@@ -25,31 +25,37 @@ def wrappers():
     out = []
     for N in (64, 128, 256):
         R = N // 2
-        for ty in ("bf16", "f16"):
-            out.append(f"""// D[64x{N}] (+)= A[64x16] * B[16x{N}], {ty} in, f32 accumulate, both operands in shared memory
-// (descriptors). TRANS_B = 1: B is MN-major (N contiguous); 0: K-major. scale_d = 0 overwrites D.
-template <int TRANS_B>
-__device__ __forceinline__ void wgmma_ss_{ty}_n{N}(float (&d)[{R}], u64 da, u64 db, int scale_d) {{
+        # bf16 and f16 differ only in the type named in the instruction: one macro per N,
+        # instantiated for each (`#TY` spells it inside the PTX string, `##` in the name).
+        body = f"""template <int TRANS_B>
+__device__ __forceinline__ void wgmma_ss_##TY##_n{N}(float (&d)[{R}], u64 da, u64 db, int scale_d) {{
     asm volatile(
         "{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{R + 2}, 0;\\n"
-        "wgmma.mma_async.sync.aligned.m64n{N}k16.f32.{ty}.{ty} "
+        "wgmma.mma_async.sync.aligned.m64n{N}k16.f32." #TY "." #TY " "
         "{{{regs(R)}}}, %{R}, %{R + 1}, p, 1, 1, 0, %{R + 3};\\n}}\\n"
         : {cons(R)}
         : "l"(da), "l"(db), "r"(scale_d), "n"(TRANS_B)
         : "memory");
 }}
-
-// The same with A from registers (per warp w: rows 16w..16w+15 in the mma.sync m16n8k16 A layout).
 template <int TRANS_B>
-__device__ __forceinline__ void wgmma_rs_{ty}_n{N}(float (&d)[{R}], const u32 (&a)[4], u64 db, int scale_d) {{
+__device__ __forceinline__ void wgmma_rs_##TY##_n{N}(float (&d)[{R}], const u32 (&a)[4], u64 db, int scale_d) {{
     asm volatile(
         "{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{R + 5}, 0;\\n"
-        "wgmma.mma_async.sync.aligned.m64n{N}k16.f32.{ty}.{ty} "
+        "wgmma.mma_async.sync.aligned.m64n{N}k16.f32." #TY "." #TY " "
         "{{{regs(R)}}}, {{%{R}, %{R + 1}, %{R + 2}, %{R + 3}}}, %{R + 4}, p, 1, 1, %{R + 6};\\n}}\\n"
         : {cons(R)}
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d), "n"(TRANS_B)
         : "memory");
-}}
+}}"""
+        macro = " \\\n".join(body.split("\n"))
+        out.append(f"""// D[64x{N}] (+)= A[64x16] * B[16x{N}], TY (bf16 or f16) in, f32 accumulate: wgmma_ss_TY_n{N}
+// with both operands in shared memory (descriptors), wgmma_rs_TY_n{N} with A from registers
+// (per warp w: rows 16w..16w+15 in the mma.sync m16n8k16 A layout). TRANS_B = 1: B is MN-major
+// (N contiguous); 0: K-major. scale_d = 0 overwrites D.
+#define GV_WGMMA_16BIT_N{N}(TY) \\
+{macro}
+GV_WGMMA_16BIT_N{N}(bf16)
+GV_WGMMA_16BIT_N{N}(f16)
 """)
         out.append(f"""// D[64x{N}] (+)= A[64x32] * B[32x{N}], fp8 e4m3 in, f32 accumulate, both K-major in shared memory.
 __device__ __forceinline__ void wgmma_ss_e4m3_n{N}(float (&d)[{R}], u64 da, u64 db, int scale_d) {{
