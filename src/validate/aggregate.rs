@@ -11,6 +11,7 @@ use super::{GpuVerdict, NodeVerdict};
 use crate::error::{Error, Result};
 use crate::export::md_cell as md;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -56,6 +57,7 @@ impl FleetFormat {
 }
 
 /// Distribution of one figure over a SKU's GPUs.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricStats {
     pub metric: String,
@@ -65,7 +67,6 @@ pub struct MetricStats {
     pub min: f64,
     pub max: f64,
     /// What a healthy card reaches, where the database knows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<f64>,
 }
 
@@ -81,11 +82,11 @@ pub struct SkuStats {
 }
 
 /// A GPU well below its SKU's fleet median on one figure.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outlier {
     pub host: String,
     pub gpu: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
     pub sku: String,
     pub metric: String,
@@ -125,6 +126,7 @@ pub struct Drain {
 }
 
 /// The fleet view.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FleetSummary {
     pub schema_version: u32,
@@ -151,7 +153,6 @@ pub struct FleetSummary {
     pub notes: Vec<String>,
     /// What the GPUs of the nodes to drain cost while they cannot serve, when prices were
     /// given (`--price-per-hour`, `--price-file`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost_capacity: Option<LostCapacity>,
 }
 

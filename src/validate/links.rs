@@ -13,6 +13,7 @@ use crate::interconnect::topology::{self, LinkPath};
 use crate::plan::Placement;
 use crate::report::Report;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::collections::BTreeMap;
 
 /// The test pair copies are judged on (the copy engine, one way, the source writing).
@@ -21,6 +22,7 @@ pub const PAIR_TEST: &str = "p2p.write";
 pub const NODE_TEST: &str = "collective.all_reduce";
 
 /// One pair's figure in the verdict.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PairMetric {
     /// The test (`p2p.write`).
@@ -31,9 +33,7 @@ pub struct PairMetric {
     pub path: String,
     pub value: f64,
     pub unit: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<f64>,
     pub verdict: Verdict,
     pub result_id: String,

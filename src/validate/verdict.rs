@@ -12,6 +12,7 @@ use crate::gpudb::{ExpectConfidence, Expectation, Sku};
 use crate::report::{ResultRecord, Status};
 use crate::workload::{Metric, Workload};
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::collections::BTreeMap;
 
 /// Ordered so that `max` is the worst.
@@ -102,6 +103,7 @@ impl CheckKind {
 }
 
 /// The outcome of one check: the worst of its findings.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
     pub check: CheckKind,
@@ -109,7 +111,6 @@ pub struct Check {
     pub findings: Vec<Finding>,
     /// Why the check judged nothing (no database entry, no peers, no telemetry), when it did
     /// not: its PASS is then vacuous, and reports that know skips (JUnit) say so.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
 }
 
@@ -156,6 +157,7 @@ impl Check {
 }
 
 /// One headline figure of a GPU, with what it was judged against.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricValue {
     /// FLOP/s, OP/s or B/s.
@@ -164,13 +166,10 @@ pub struct MetricValue {
     /// The result it came from (`<workload>/<implementation>`).
     pub result_id: String,
     /// Datasheet (or computed) peak in the same unit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak: Option<f64>,
     /// What a healthy card reaches: share × peak.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<f64>,
     /// value / expected.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f64>,
 }
 
