@@ -6,8 +6,10 @@
 //! Per-GPU host-link figures (`transfer.*`) are ordinary GPU metrics: the absolute and peer
 //! checks judge them like any other figure.
 
-use super::verdict::{format_rate, median, Check, CheckKind, Finding, MetricValue, Verdict};
-use crate::gpudb::{self, ExpectConfidence, FormFactor, Sku};
+use super::verdict::{
+    expectation_verdict, format_rate, median, Check, CheckKind, Finding, MetricValue, Verdict,
+};
+use crate::gpudb::{self, FormFactor, Sku};
 use crate::interconnect::links::{figures, LinkFigure};
 use crate::interconnect::topology::{self, LinkPath};
 use crate::plan::Placement;
@@ -215,13 +217,7 @@ fn reference_impl<'f>(figs: &'f [LinkFigure], key: &str) -> &'f str {
 /// fails and warns only beyond twice the tolerance, as in the absolute check.
 fn absolute_verdict(x: &LinkFigure, tolerance: f64) -> Option<(Verdict, Option<String>)> {
     let (ratio, e) = (x.ratio()?, x.expectation.as_ref()?);
-    let v = match e.confidence {
-        ExpectConfidence::Estimate if ratio >= 1.0 - 2.0 * tolerance => Verdict::Pass,
-        ExpectConfidence::Estimate => Verdict::Warn,
-        _ if ratio >= 1.0 - tolerance => Verdict::Pass,
-        _ if ratio >= 1.0 - 2.0 * tolerance => Verdict::Warn,
-        _ => Verdict::Fail,
-    };
+    let v = expectation_verdict(ratio, e.confidence, tolerance);
     let msg = (v != Verdict::Pass).then(|| {
         crate::interconnect::links::shortfall(x, 0.0)
             .unwrap_or_else(|| format!("{} below expectation", x.who()))
