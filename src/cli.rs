@@ -505,18 +505,38 @@ pub struct TransferArgs {
     pub implementation: Vec<String>,
 }
 
-impl TransferArgs {
-    fn axes(self, default_size: Option<u64>) -> Result<TransferAxes, clap::Error> {
-        Ok(TransferAxes {
+impl SizedKind for TransferArgs {
+    type Axes = TransferAxes;
+    const BENCH_SIZE: u64 = 256 * MIB;
+
+    fn axes(self, default_size: Option<u64>) -> TransferAxes {
+        TransferAxes {
             size: merged_sizes(&self.size, default_size),
             direction: self.direction,
             memory: self.memory,
             implementation: self.implementation,
-        })
+        }
+    }
+}
+
+const MIB: u64 = 1 << 20;
+
+/// The kinds whose `--size` has a default for a bench but not for a sweep (which must name
+/// its sizes): their axes with the repeated `--size` values merged.
+trait SizedKind: Sized {
+    type Axes;
+    /// Bytes a bench measures at when no `--size` is given.
+    const BENCH_SIZE: u64;
+
+    fn axes(self, default_size: Option<u64>) -> Self::Axes;
+
+    fn bench_axes(self) -> Self::Axes {
+        self.axes(Some(Self::BENCH_SIZE))
     }
 
-    fn sweep_axes(self) -> Result<TransferAxes, clap::Error> {
-        self.axes(None)
+    /// `--size` is required for a sweep (see `axes_parse_as!`).
+    fn sweep_axes(self) -> Result<Self::Axes, clap::Error> {
+        Ok(self.axes(None))
     }
 }
 
@@ -548,18 +568,17 @@ pub struct P2pArgs {
     pub implementation: Vec<String>,
 }
 
-impl P2pArgs {
-    fn axes(self, default_size: Option<u64>) -> Result<P2pAxes, clap::Error> {
-        Ok(P2pAxes {
+impl SizedKind for P2pArgs {
+    type Axes = P2pAxes;
+    const BENCH_SIZE: u64 = 256 * MIB;
+
+    fn axes(self, default_size: Option<u64>) -> P2pAxes {
+        P2pAxes {
             size: merged_sizes(&self.size, default_size),
             op: self.op,
             bidirectional: self.direction,
             implementation: self.implementation,
-        })
-    }
-
-    fn sweep_axes(self) -> Result<P2pAxes, clap::Error> {
-        self.axes(None)
+        }
     }
 }
 
@@ -586,19 +605,18 @@ pub struct CollectiveArgs {
     pub implementation: Vec<String>,
 }
 
-impl CollectiveArgs {
-    fn axes(self, default_size: Option<u64>) -> Result<CollectiveAxes, clap::Error> {
-        Ok(CollectiveAxes {
+impl SizedKind for CollectiveArgs {
+    type Axes = CollectiveAxes;
+    const BENCH_SIZE: u64 = 64 * MIB;
+
+    fn axes(self, default_size: Option<u64>) -> CollectiveAxes {
+        CollectiveAxes {
             size: merged_sizes(&self.size, default_size),
             op: self.op,
             dtype: self.dtype,
             ranks: self.ranks,
             implementation: self.implementation,
-        })
-    }
-
-    fn sweep_axes(self) -> Result<CollectiveAxes, clap::Error> {
-        self.axes(None)
+        }
     }
 }
 
@@ -1455,23 +1473,14 @@ struct Bench {
 /// `bench kernel`, one workload per `--set` combination, its first variable with several
 /// values the charts' axis).
 fn bench_workloads(b: BenchCommand) -> Result<Bench> {
-    const MIB: u64 = 1 << 20;
     let (axes, kernel, axis): (Vec<Box<dyn KindAxes>>, _, _) = match b {
         BenchCommand::Matmul { args, kernel } => (boxed(args.axes(BLayout::Kn)), kernel, None),
         BenchCommand::Attention { args, kernel } => (boxed(vec![args.sweep_axes()?]), kernel, None),
         BenchCommand::Memory { args, kernel } => (boxed(args.bench_axes()), kernel, None),
-        BenchCommand::Transfer(a) => (
-            boxed(vec![a.axes(Some(256 * MIB))?]),
-            KernelFlags::default(),
-            None,
-        ),
-        BenchCommand::P2p(a) => (
-            boxed(vec![a.axes(Some(256 * MIB))?]),
-            KernelFlags::default(),
-            None,
-        ),
+        BenchCommand::Transfer(a) => (boxed(vec![a.bench_axes()]), KernelFlags::default(), None),
+        BenchCommand::P2p(a) => (boxed(vec![a.bench_axes()]), KernelFlags::default(), None),
         BenchCommand::Collective(c) => (
-            boxed(vec![c.args.axes(Some(64 * MIB))?]),
+            boxed(vec![c.args.bench_axes()]),
             KernelFlags::default(),
             None,
         ),

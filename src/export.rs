@@ -412,6 +412,12 @@ pub fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', "<br>")
 }
 
+/// One markdown table row: every cell escaped (`md_cell`), `|`-separated, with its newline.
+pub fn md_row<S: AsRef<str>>(cells: &[S]) -> String {
+    let cells: Vec<String> = cells.iter().map(|c| md_cell(c.as_ref())).collect();
+    format!("| {} |\n", cells.join(" | "))
+}
+
 fn to_markdown(report: &Report) -> String {
     let mut s = String::new();
     let dev: Vec<String> = report.devices.iter().map(|d| d.name.clone()).collect();

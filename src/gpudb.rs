@@ -101,6 +101,7 @@ pub enum FormFactor {
 }
 
 /// One GPU model as sold.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sku {
@@ -133,7 +134,6 @@ pub struct Sku {
     pub nvlink_links: u32,
     /// One NVLink link's rate each way, GB/s; by default from the compute capability
     /// ([`nvlink_link_gbs`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nvlink_link_gbs: Option<f64>,
     /// Identity fields not from a primary source: a mismatch on them is a warning only.
     #[serde(default)]

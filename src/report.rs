@@ -11,11 +11,13 @@ use crate::stats::Summary;
 use crate::verify::Verification;
 use crate::workload::{Metric, Roof, Workload};
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 /// Major version of the JSON schema.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// A whole run.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub schema_version: u32,
@@ -29,12 +31,12 @@ pub struct Report {
     #[serde(default)]
     pub complete: bool,
     /// The processes of the run, when it was one process of several (a Slurm world).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub world: Option<crate::interconnect::WorldRecord>,
     pub results: Vec<ResultRecord>,
 }
 
 /// The settings that shaped every measurement of the run.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
     pub command: String,
@@ -49,11 +51,9 @@ pub struct RunConfig {
     pub hot: bool,
     pub threads: usize,
     /// Hash of the kernel sources and compile options in use (GPU runs).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_hash: Option<String>,
     /// The price per device-hour the run was given (`--price-per-hour`, `--price-file`); each
     /// result's `price_performance` derives from it. Absent when no price was given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price: Option<crate::price::PriceInfo>,
 }
 
@@ -134,6 +134,7 @@ pub enum Status {
 }
 
 /// One measured result.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultRecord {
     /// Stable id: `<workload name>/<implementation>`; how runs are matched in comparisons.
@@ -151,14 +152,14 @@ pub struct ResultRecord {
     pub status: Status,
     pub verification: Verification,
     /// `None` when verification failed or the run errored: never a number for a wrong result.
+    #[serialize_always]
     pub stats: Option<Summary>,
     /// Headline rate from the median time: FLOP/s (OP/s for int8) or B/s.
+    #[serialize_always]
     pub throughput: Option<Throughput>,
     /// Bytes moved per second at the minimum traffic `workload.bytes()` (every workload).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bandwidth: Option<Throughput>,
     /// Throughput as a share of the device's datasheet peak, where the device is known.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_fraction: Option<f64>,
     pub flops: f64,
     pub bytes: u64,
@@ -168,24 +169,18 @@ pub struct ResultRecord {
     pub cache: CachePolicy,
     /// Why sampling stopped: `noise-target`, `max-time`, `max-samples`, `interrupted`.
     pub stop_reason: StopReason,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub telemetry_before: Option<Telemetry>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub telemetry_after: Option<Telemetry>,
     /// Effective SM clock during the samples (MHz), where the backend can tell.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub effective_clock_mhz: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     /// The user kernel that produced the result (`bench kernel`, `--kernel`): its source and
     /// build hashes, launch and registers, so a comparison can say when the kernel changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<crate::workload::kernel::KernelRecord>,
     /// What a dollar buys at this throughput, where the run was given a price for the device
     /// (`config.price`): TFLOP-hours (TOP-hours, TB-hours) per USD.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_performance: Option<crate::price::PricePerformance>,
 }
 

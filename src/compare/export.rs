@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::report::{Report, ResultRecord};
 use crate::stats::Summary;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::collections::BTreeMap;
 
 /// A CI format gpuvet can write.
@@ -65,26 +66,24 @@ pub fn parse_spec(spec: &str) -> Result<(ExportFormat, String)> {
 }
 
 /// One entry of github-action-benchmark's custom JSON.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GithubEntry {
     pub name: String,
     pub unit: String,
     pub value: f64,
     /// Half-width of the 95% interval, as `± x` in `unit`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub range: Option<String>,
     /// Shown in the chart's tooltip.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub extra: Option<String>,
 }
 
 /// One Bencher metric: value with optional bounds.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BencherMetric {
     pub value: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub lower_value: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub upper_value: Option<f64>,
 }
 

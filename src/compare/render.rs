@@ -5,7 +5,7 @@
 //! the exit status.
 
 use super::{Comparison, FailOn, ResultComparison, Verdict};
-use crate::export::md_cell as md;
+use crate::export::{md_cell as md, md_row};
 use crate::term::table as new_table;
 use crate::units::seconds;
 use comfy_table::{Cell, CellAlignment, Color};
@@ -202,13 +202,7 @@ pub fn render_markdown(cmp: &Comparison, fail_on: FailOn) -> String {
     } else {
         let _ = writeln!(out, "| Field | OLD | NEW |\n|---|---|---|");
         for d in &cmp.environment {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} |",
-                md(&d.field),
-                md(&d.old),
-                md(&d.new)
-            );
+            out.push_str(&md_row(&[&d.field, &d.old, &d.new]));
         }
         out.push('\n');
     }

@@ -56,11 +56,7 @@ impl Verdict {
     }
 }
 
-impl std::fmt::Display for Verdict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::display_as!(Verdict, as_str);
 
 /// Ratio of medians NEW/OLD (of time, or of cycles) with its bootstrap interval.
 /// Above 1 means NEW takes longer.

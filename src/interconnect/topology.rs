@@ -7,6 +7,7 @@
 use crate::backend::{DeviceInfo, NvLinkPeerKind};
 use crate::units::pcie_rate;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 /// `Gen5 x16`.
 pub fn pcie_label(gen: u32, width: u32) -> String {
@@ -75,17 +76,16 @@ impl LinkPath {
 
 /// One ordered pair: how `a` reaches `b`, whether `a` may map `b`'s memory, and the rate each
 /// way the path is built for.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PairLink {
     pub a: usize,
     pub b: usize,
     pub path: LinkPath,
     /// `cuDeviceCanAccessPeer(a, b)`, where recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_access: Option<bool>,
     /// Bytes per second each way: NVLink links × one link's rate, or the slower PCIe link of
     /// the two (a peer copy over PCIe crosses both).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
 }
 

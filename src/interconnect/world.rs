@@ -8,6 +8,7 @@
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::path::PathBuf;
 
 /// Which launcher to read the world from (`--world`; `auto` for collectives, `single` for
@@ -57,6 +58,7 @@ pub struct World {
 }
 
 /// What a report records about the world it was measured in.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorldRecord {
     pub rank: u32,
@@ -65,11 +67,9 @@ pub struct WorldRecord {
     pub local_size: u32,
     pub launcher: Launcher,
     /// Where the id was handed out (`tcp://gpu001:24242`, `file:/shared/rdv`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rendezvous: Option<String>,
     /// SHA-256 (first 16 hex digits) of the id every process agreed on: the same in the
     /// report of every rank of one run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_sha256: Option<String>,
     /// Host of every rank, as far as this rank knows them (rank 0 knows all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

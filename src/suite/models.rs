@@ -6,6 +6,7 @@
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::path::Path;
 
 /// The preset files, in the order `gpuvet` lists them.
@@ -37,6 +38,7 @@ pub const MAX_DIM: u64 = 1 << 24;
 
 /// The shape-deciding numbers of a decoder-only transformer with grouped-query attention and a
 /// gated (SwiGLU) FFN, optionally a mixture of experts.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
@@ -58,10 +60,8 @@ pub struct ModelConfig {
     pub layers: u64,
     pub vocab_size: u64,
     /// Expert FFNs per layer (MoE); absent for a dense model.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experts: Option<u64>,
     /// Experts each token is routed to (MoE top-k).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experts_per_token: Option<u64>,
 }
 

@@ -9,8 +9,9 @@
 use super::verdict::{median, Verdict};
 use super::{GpuVerdict, NodeVerdict};
 use crate::error::{Error, Result};
-use crate::export::md_cell as md;
+use crate::export::{md_cell as md, md_row};
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -56,6 +57,7 @@ impl FleetFormat {
 }
 
 /// Distribution of one figure over a SKU's GPUs.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricStats {
     pub metric: String,
@@ -65,7 +67,6 @@ pub struct MetricStats {
     pub min: f64,
     pub max: f64,
     /// What a healthy card reaches, where the database knows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<f64>,
 }
 
@@ -81,11 +82,11 @@ pub struct SkuStats {
 }
 
 /// A GPU well below its SKU's fleet median on one figure.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outlier {
     pub host: String,
     pub gpu: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
     pub sku: String,
     pub metric: String,
@@ -116,6 +117,28 @@ pub struct NodeOutlier {
     pub below_pct: f64,
 }
 
+impl SkuStats {
+    /// `pass/warn/fail` GPU counts, as the tables show them.
+    fn pass_warn_fail(&self) -> String {
+        format!("{}/{}/{}", self.pass, self.warn, self.fail)
+    }
+}
+
+impl NodeOutlier {
+    /// `host (node type) figure value is N% below`: the finding, which each format ends in
+    /// its own words.
+    fn below(&self) -> String {
+        format!(
+            "{} ({}) {} {} is {:.1}% below",
+            self.host,
+            self.node_type,
+            self.metric,
+            rate(self.value, &self.unit),
+            self.below_pct
+        )
+    }
+}
+
 /// A node whose verdict says: take it out of service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Drain {
@@ -125,6 +148,7 @@ pub struct Drain {
 }
 
 /// The fleet view.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FleetSummary {
     pub schema_version: u32,
@@ -151,7 +175,6 @@ pub struct FleetSummary {
     pub notes: Vec<String>,
     /// What the GPUs of the nodes to drain cost while they cannot serve, when prices were
     /// given (`--price-per-hour`, `--price-file`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost_capacity: Option<LostCapacity>,
 }
 
@@ -551,6 +574,9 @@ fn headline(s: &FleetSummary) -> String {
     )
 }
 
+/// The headers of `stats_cells`.
+const STATS_HEADER: [&str; 5] = ["figure", "median", "min", "max", "expected"];
+
 /// A figure's distribution as table cells: name, median, min, max, expectation.
 fn stats_cells(m: &MetricStats) -> Vec<String> {
     vec![
@@ -560,15 +586,6 @@ fn stats_cells(m: &MetricStats) -> Vec<String> {
         rate(m.max, &m.unit),
         m.expected.map_or("-".into(), |e| rate(e, &m.unit)),
     ]
-}
-
-/// The same as markdown cells, escaped, `|`-separated.
-fn stats_md(m: &MetricStats) -> String {
-    stats_cells(m)
-        .iter()
-        .map(|c| md(c))
-        .collect::<Vec<_>>()
-        .join(" | ")
 }
 
 /// A row per figure of a group (a SKU, a node type), the group's `lead` cells on its first row
@@ -588,37 +605,18 @@ pub fn render_table(s: &FleetSummary, color: bool) -> String {
     let new = || crate::term::table(color);
     let mut out = String::new();
     let mut t = new();
-    t.set_header(vec![
-        "SKU", "GPUs", "P/W/F", "figure", "median", "min", "max", "expected",
-    ]);
+    t.set_header([&["SKU", "GPUs", "P/W/F"][..], &STATS_HEADER].concat());
     for k in &s.skus {
-        let lead = [
-            k.sku.clone(),
-            k.gpus.to_string(),
-            format!("{}/{}/{}", k.pass, k.warn, k.fail),
-        ];
+        let lead = [k.sku.clone(), k.gpus.to_string(), k.pass_warn_fail()];
         grouped_rows(&mut t, &lead, &k.metrics);
         if k.metrics.is_empty() {
-            t.add_row(vec![
-                k.sku.clone(),
-                k.gpus.to_string(),
-                format!("{}/{}/{}", k.pass, k.warn, k.fail),
-                "-".into(),
-            ]);
+            t.add_row([&lead[..], &["-".into()]].concat());
         }
     }
     out.push_str(&format!("{t}\n"));
     if !s.node_types.is_empty() {
         let mut t = new();
-        t.set_header(vec![
-            "node type",
-            "nodes",
-            "figure",
-            "median",
-            "min",
-            "max",
-            "expected",
-        ]);
+        t.set_header([&["node type", "nodes"][..], &STATS_HEADER].concat());
         for k in &s.node_types {
             grouped_rows(
                 &mut t,
@@ -630,12 +628,8 @@ pub fn render_table(s: &FleetSummary, color: bool) -> String {
     }
     for o in &s.node_outliers {
         out.push_str(&format!(
-            "node outlier: {} ({}) {} {} is {:.1}% below the median of its node type\n",
-            o.host,
-            o.node_type,
-            o.metric,
-            rate(o.value, &o.unit),
-            o.below_pct
+            "node outlier: {} the median of its node type\n",
+            o.below()
         ));
     }
     if !s.outliers.is_empty() {
@@ -688,63 +682,43 @@ pub fn render_markdown(s: &FleetSummary) -> String {
     let mut o = format!("# GPU fleet validation\n\n{}\n\n", headline(s));
     o.push_str("## Per SKU\n\n| SKU | GPUs | PASS/WARN/FAIL | figure | median | min | max | expected |\n|---|---|---|---|---|---|---|---|\n");
     for k in &s.skus {
+        let lead = [k.sku.clone(), k.gpus.to_string(), k.pass_warn_fail()];
         for m in &k.metrics {
-            o.push_str(&format!(
-                "| {} | {} | {}/{}/{} | {} |\n",
-                md(&k.sku),
-                k.gpus,
-                k.pass,
-                k.warn,
-                k.fail,
-                stats_md(m)
-            ));
+            o.push_str(&md_row(&[&lead[..], &stats_cells(m)].concat()));
         }
     }
     if !s.node_types.is_empty() {
         o.push_str("\n## Per node type (links)\n\n| node type | nodes | figure | median | min | max | expected |\n|---|---|---|---|---|---|---|\n");
         for k in &s.node_types {
+            let lead = [k.node_type.clone(), k.nodes.to_string()];
             for m in &k.metrics {
-                o.push_str(&format!(
-                    "| {} | {} | {} |\n",
-                    md(&k.node_type),
-                    k.nodes,
-                    stats_md(m)
-                ));
+                o.push_str(&md_row(&[&lead[..], &stats_cells(m)].concat()));
             }
         }
         for x in &s.node_outliers {
             o.push_str(&format!(
-                "\nNode outlier: {} ({}) {} {} is {:.1}% below its node type's median.\n",
-                md(&x.host),
-                md(&x.node_type),
-                md(&x.metric),
-                rate(x.value, &x.unit),
-                x.below_pct
+                "\nNode outlier: {} its node type's median.\n",
+                md(&x.below())
             ));
         }
     }
     if !s.outliers.is_empty() {
         o.push_str("\n## Outliers\n\n| host | GPU | SKU | figure | value | below fleet median |\n|---|---|---|---|---|---|\n");
         for x in &s.outliers {
-            o.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {:.1}% |\n",
-                md(&x.host),
-                x.gpu,
-                md(&x.sku),
-                md(&x.metric),
+            o.push_str(&md_row(&[
+                x.host.clone(),
+                x.gpu.to_string(),
+                x.sku.clone(),
+                x.metric.clone(),
                 rate(x.value, &x.unit),
-                x.below_pct
-            ));
+                format!("{:.1}%", x.below_pct),
+            ]));
         }
     }
     if !s.drain.is_empty() {
         o.push_str("\n## Nodes to drain\n\n| host | reasons |\n|---|---|\n");
         for d in &s.drain {
-            o.push_str(&format!(
-                "| {} | {} |\n",
-                md(&d.host),
-                md(&d.reasons.join("\n"))
-            ));
+            o.push_str(&md_row(&[d.host.clone(), d.reasons.join("\n")]));
         }
     }
     if let Some(l) = &s.lost_capacity {
@@ -752,12 +726,11 @@ pub fn render_markdown(s: &FleetSummary) -> String {
             "\n## Cost of the nodes to drain\n\n| host | GPUs | USD per hour |\n|---|---|---|\n",
         );
         for n in &l.nodes {
-            o.push_str(&format!(
-                "| {} | {} | {:.2} |\n",
-                md(&n.host),
-                n.gpus,
-                n.usd_per_hour
-            ));
+            o.push_str(&md_row(&[
+                n.host.clone(),
+                n.gpus.to_string(),
+                format!("{:.2}", n.usd_per_hour),
+            ]));
         }
         o.push_str(&format!("\n{}\n", md(&l.line())));
     }

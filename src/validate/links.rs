@@ -6,13 +6,16 @@
 //! Per-GPU host-link figures (`transfer.*`) are ordinary GPU metrics: the absolute and peer
 //! checks judge them like any other figure.
 
-use super::verdict::{format_rate, median, Check, CheckKind, Finding, MetricValue, Verdict};
-use crate::gpudb::{self, ExpectConfidence, FormFactor, Sku};
+use super::verdict::{
+    expectation_verdict, format_rate, median, Check, CheckKind, Finding, MetricValue, Verdict,
+};
+use crate::gpudb::{self, FormFactor, Sku};
 use crate::interconnect::links::{figures, LinkFigure};
 use crate::interconnect::topology::{self, LinkPath};
 use crate::plan::Placement;
 use crate::report::Report;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::collections::BTreeMap;
 
 /// The test pair copies are judged on (the copy engine, one way, the source writing).
@@ -21,6 +24,7 @@ pub const PAIR_TEST: &str = "p2p.write";
 pub const NODE_TEST: &str = "collective.all_reduce";
 
 /// One pair's figure in the verdict.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PairMetric {
     /// The test (`p2p.write`).
@@ -31,9 +35,7 @@ pub struct PairMetric {
     pub path: String,
     pub value: f64,
     pub unit: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<f64>,
     pub verdict: Verdict,
     pub result_id: String,
@@ -215,13 +217,7 @@ fn reference_impl<'f>(figs: &'f [LinkFigure], key: &str) -> &'f str {
 /// fails and warns only beyond twice the tolerance, as in the absolute check.
 fn absolute_verdict(x: &LinkFigure, tolerance: f64) -> Option<(Verdict, Option<String>)> {
     let (ratio, e) = (x.ratio()?, x.expectation.as_ref()?);
-    let v = match e.confidence {
-        ExpectConfidence::Estimate if ratio >= 1.0 - 2.0 * tolerance => Verdict::Pass,
-        ExpectConfidence::Estimate => Verdict::Warn,
-        _ if ratio >= 1.0 - tolerance => Verdict::Pass,
-        _ if ratio >= 1.0 - 2.0 * tolerance => Verdict::Warn,
-        _ => Verdict::Fail,
-    };
+    let v = expectation_verdict(ratio, e.confidence, tolerance);
     let msg = (v != Verdict::Pass).then(|| {
         crate::interconnect::links::shortfall(x, 0.0)
             .unwrap_or_else(|| format!("{} below expectation", x.who()))

@@ -26,6 +26,7 @@ use crate::gpudb::{self, ExpectConfidence, Expectation, Sku};
 use crate::report::{Report, ResultRecord};
 use crate::workload::{AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -316,33 +317,28 @@ impl JudgeInputs {
 }
 
 /// The settings a verdict was reached with, recorded in it.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerdictSettings {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<String>,
     pub quick: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_s: Option<f64>,
     pub tolerance_pct: f64,
     pub straggler_pct: f64,
 }
 
 /// The verdict on one GPU.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GpuVerdict {
     pub index: usize,
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pci_bus_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
     /// The SKU judged against (`--expect`, or the detected one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sku: Option<String>,
     /// What the database recognised from the device itself.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detected_sku: Option<String>,
     /// True when peaks were computed (GPU not in the database), not read from a datasheet.
     #[serde(default)]
@@ -356,6 +352,7 @@ pub struct GpuVerdict {
 }
 
 /// The verdict on one node: what a scheduler acts on.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeVerdict {
     pub schema_version: u32,
@@ -373,7 +370,6 @@ pub struct NodeVerdict {
     pub settings: VerdictSettings,
     pub gpus: Vec<GpuVerdict>,
     /// `8x h100-sxm`: the node type its node-level figures are grouped by in the fleet view.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_type: Option<String>,
     /// Checks of the node as a whole (its links).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -12,6 +12,7 @@ use crate::gpudb::{ExpectConfidence, Expectation, Sku};
 use crate::report::{ResultRecord, Status};
 use crate::workload::{Metric, Workload};
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::collections::BTreeMap;
 
 /// Ordered so that `max` is the worst.
@@ -44,11 +45,7 @@ impl Verdict {
     }
 }
 
-impl std::fmt::Display for Verdict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::display_as!(Verdict, name);
 
 /// One observation. A `Pass` finding is a note (why a check was skipped, what was seen).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +99,7 @@ impl CheckKind {
 }
 
 /// The outcome of one check: the worst of its findings.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
     pub check: CheckKind,
@@ -109,7 +107,6 @@ pub struct Check {
     pub findings: Vec<Finding>,
     /// Why the check judged nothing (no database entry, no peers, no telemetry), when it did
     /// not: its PASS is then vacuous, and reports that know skips (JUnit) say so.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
 }
 
@@ -156,6 +153,7 @@ impl Check {
 }
 
 /// One headline figure of a GPU, with what it was judged against.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricValue {
     /// FLOP/s, OP/s or B/s.
@@ -164,13 +162,10 @@ pub struct MetricValue {
     /// The result it came from (`<workload>/<implementation>`).
     pub result_id: String,
     /// Datasheet (or computed) peak in the same unit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak: Option<f64>,
     /// What a healthy card reaches: share × peak.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<f64>,
     /// value / expected.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f64>,
 }
 
@@ -271,14 +266,7 @@ pub fn absolute(
             )));
             continue;
         }
-        let v = match e.confidence {
-            // A guess: a small shortfall says nothing, a large one is worth a look.
-            ExpectConfidence::Estimate if ratio >= 1.0 - 2.0 * tolerance => Verdict::Pass,
-            ExpectConfidence::Estimate => Verdict::Warn,
-            _ if ratio >= 1.0 - tolerance => Verdict::Pass,
-            _ if ratio >= 1.0 - 2.0 * tolerance => Verdict::Warn,
-            _ => Verdict::Fail,
-        };
+        let v = expectation_verdict(ratio, e.confidence, tolerance);
         if v == Verdict::Pass {
             f.push(Finding::pass(what));
         } else {
@@ -289,6 +277,23 @@ pub fn absolute(
         f.push(Finding::pass(NO_EXPECTATION));
     }
     Check::new(CheckKind::Absolute, f).skipped_if_alone(NO_EXPECTATION)
+}
+
+/// A measured/expected ratio against the tolerance: ≥ 1 − tolerance PASS, ≥ 1 − 2·tolerance
+/// WARN, below FAIL. Against an estimate (a guess) a small shortfall says nothing and a large
+/// one is worth a look (WARN), never a FAIL.
+pub(crate) fn expectation_verdict(
+    ratio: f64,
+    confidence: ExpectConfidence,
+    tolerance: f64,
+) -> Verdict {
+    match confidence {
+        ExpectConfidence::Estimate if ratio >= 1.0 - 2.0 * tolerance => Verdict::Pass,
+        ExpectConfidence::Estimate => Verdict::Warn,
+        _ if ratio >= 1.0 - tolerance => Verdict::Pass,
+        _ if ratio >= 1.0 - 2.0 * tolerance => Verdict::Warn,
+        _ => Verdict::Fail,
+    }
 }
 
 const NO_EXPECTATION: &str =
@@ -367,26 +372,21 @@ pub const CLOCK_HELD_SHARE: f64 = 0.75;
 /// How serious a throttle reason is, by NVML's meaning.
 fn throttle_severity(reason: &ThrottleReason) -> Option<(Verdict, &'static str)> {
     use ThrottleReason as R;
-    match reason {
-        R::HwThermalSlowdown => Some((Verdict::Fail, "hardware thermal slowdown (overheating)")),
-        R::HwPowerBrakeSlowdown => Some((
-            Verdict::Fail,
+    use Verdict::{Fail, Pass, Warn};
+    Some(match reason {
+        R::HwThermalSlowdown => (Fail, "hardware thermal slowdown (overheating)"),
+        R::HwPowerBrakeSlowdown => (
+            Fail,
             "hardware power brake (the power supply or board asserted it)",
-        )),
-        R::HwSlowdown => Some((
-            Verdict::Fail,
-            "hardware slowdown (thermal or power-brake signal)",
-        )),
-        R::SwThermalSlowdown => Some((
-            Verdict::Warn,
+        ),
+        R::HwSlowdown => (Fail, "hardware slowdown (thermal or power-brake signal)"),
+        R::SwThermalSlowdown => (
+            Warn,
             "software thermal slowdown (running near its temperature limit)",
-        )),
-        R::SwPowerCap => Some((
-            Verdict::Pass,
-            "power capping (normal under full tensor load)",
-        )),
-        _ => None,
-    }
+        ),
+        R::SwPowerCap => (Pass, "power capping (normal under full tensor load)"),
+        _ => return None,
+    })
 }
 
 /// Health check of one GPU: telemetry of its results (before and after each) and any extra
