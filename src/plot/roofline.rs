@@ -97,16 +97,25 @@ impl RooflineData {
             ys.extend([bw * 0.1, bw * 100.0]);
             xs.extend([0.1, 100.0]);
         }
+        // Only finite, positive values set the axes, and the bounds stay finite: a report read
+        // from disk may carry any number, and a log axis ending at infinity never finishes
+        // placing its ticks (a fuzzed report once hung the plot here).
+        let finite = |v: &[f64]| -> Vec<f64> {
+            v.iter()
+                .copied()
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .collect()
+        };
+        let (xs, ys) = (finite(&xs), finite(&ys));
         let lo = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-        let (x0, x1) = (lo(&xs) / 4.0, hi(&xs) * 4.0);
-        let (y0, y1) = (lo(&ys) / 4.0, hi(&ys) * 2.0);
-        (
-            x0.max(1e-6),
-            x1.max(x0 * 10.0),
-            y0.max(1e-3),
-            y1.max(y0 * 10.0),
-        )
+        let axis = |lo: f64, hi: f64, floor: f64| {
+            let lo = lo.clamp(floor, 1e300);
+            (lo, hi.clamp(lo * 10.0, 1e301).max(lo * 10.0))
+        };
+        let (x0, x1) = axis(lo(&xs) / 4.0, hi(&xs) * 4.0, 1e-6);
+        let (y0, y1) = axis(lo(&ys) / 4.0, hi(&ys) * 2.0, 1e-3);
+        (x0, x1, y0, y1)
     }
 }
 
@@ -254,4 +263,34 @@ fn compute_roofs(chart: &mut LogChart, d: &RooflineData, (x0, x1): (f64, f64)) -
 
 fn rate_text(v: f64, unit: &str) -> String {
     crate::units::si(v, unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axes_stay_finite_whatever_a_report_holds() {
+        // A median of 1e-300 s makes a rate of ~1e308 FLOP/s and more: the padded bounds would
+        // overflow to infinity, on which the log axis never finishes.
+        let mut d = RooflineData::default();
+        d.series.insert(
+            "matmul".into(),
+            vec![
+                (1e308, f64::MAX),
+                (f64::INFINITY, 1.0),
+                (f64::NAN, 2.0),
+                (8.0, 1e12),
+            ],
+        );
+        d.compute_peaks.insert("f32".into(), f64::MAX);
+        let (x0, x1, y0, y1) = d.extents();
+        for v in [x0, x1, y0, y1] {
+            assert!(v.is_finite() && v > 0.0, "{x0} {x1} {y0} {y1}");
+        }
+        assert!(x0 < x1 && y0 < y1);
+        let mut svg = String::new();
+        draw(&d, &mut svg).unwrap();
+        assert!(svg.contains("<svg"));
+    }
 }
