@@ -35,12 +35,16 @@ macro_rules! text_label {
         }
     };
 }
-/// `Display` as the value's `name()`: the word flags, reports and ids use.
+/// `Display` as the value's `name()` (the word flags, reports and ids use), or as the word
+/// another method returns (`display_name!(Verdict, as_str)`).
 macro_rules! display_name {
     ($t:ty) => {
+        crate::label::display_name!($t, name);
+    };
+    ($t:ty, $word:ident) => {
         impl std::fmt::Display for $t {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.name())
+                f.write_str(self.$word())
             }
         }
     };

@@ -19,19 +19,6 @@
 //! | instance checks | [`gpudb`], [`validate`], [`stress`] | SKU database, verdicts, sustained load |
 //! | inference view | [`suite`], [`sweep`], [`plot`], [`html`] | model presets, sweeps, SVG charts, HTML report |
 
-/// `Display` as the word a method of the type returns (`display_as!(Verdict, name)`): for
-/// enums that show one fixed word per variant in reports and on the terminal.
-macro_rules! display_as {
-    ($t:ty, $word:ident) => {
-        impl std::fmt::Display for $t {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.$word())
-            }
-        }
-    };
-}
-pub(crate) use display_as;
-
 pub mod backend;
 pub mod cli;
 pub mod commands;

@@ -56,7 +56,7 @@ impl Verdict {
     }
 }
 
-crate::display_as!(Verdict, as_str);
+crate::label::display_name!(Verdict, as_str);
 
 /// Ratio of medians NEW/OLD (of time, or of cycles) with its bootstrap interval.
 /// Above 1 means NEW takes longer.

@@ -111,7 +111,7 @@ impl RooflineData {
         let hi = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
         let axis = |lo: f64, hi: f64, floor: f64| {
             let lo = lo.clamp(floor, 1e300);
-            (lo, hi.clamp(lo * 10.0, 1e301).max(lo * 10.0))
+            (lo, hi.clamp(lo * 10.0, 1e301))
         };
         let (x0, x1) = axis(lo(&xs) / 4.0, hi(&xs) * 4.0, 1e-6);
         let (y0, y1) = axis(lo(&ys) / 4.0, hi(&ys) * 2.0, 1e-3);

@@ -45,7 +45,7 @@ impl Verdict {
     }
 }
 
-crate::display_as!(Verdict, name);
+crate::label::display_name!(Verdict);
 
 /// One observation. A `Pass` finding is a note (why a check was skipped, what was seen).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
