@@ -44,18 +44,7 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     let mut report = runner::new_report(&backends, &settings);
     report.config.price = price.map(|p| p.for_devices(&report.devices));
     if !opts.quiet {
-        eprintln!(
-            "validating {} device(s): {} results each{}",
-            backends.len(),
-            plan.entries.len().div_ceil(backends.len()),
-            a.judge
-                .duration
-                .map(|d| format!(
-                    ", soak of {} (half suite, half stress)",
-                    humantime::format_duration(d)
-                ))
-                .unwrap_or_default()
-        );
+        eprintln!("{}", announcement(a, backends.len(), plan.entries.len()));
     }
     // One table of lost devices for the whole process: a GPU lost in the suite is not stressed.
     let lost = runner::LostDevices::default();
@@ -125,6 +114,21 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         unwritten.push(format!("{e:#}"));
     }
     Ok(super::run::fail_unwritten(verdict.exit_code, &unwritten))
+}
+
+/// The line that opens a validation on stderr: how many devices, results each, and the soak.
+fn announcement(a: &ValidateOptions, devices: usize, entries: usize) -> String {
+    let soak = a.judge.duration.map(|d| {
+        format!(
+            ", soak of {} (half suite, half stress)",
+            humantime::format_duration(d)
+        )
+    });
+    format!(
+        "validating {devices} device(s): {} results each{}",
+        entries.div_ceil(devices),
+        soak.unwrap_or_default()
+    )
 }
 
 /// `--prometheus` (measurements and verdicts) and `--junit` (a testcase per check per GPU).

@@ -7,7 +7,7 @@
 //! FAIL) with their reasons.
 
 use super::verdict::{median, Verdict};
-use super::{GpuVerdict, NodeVerdict};
+use super::{GpuVerdict, MetricValue, NodeVerdict};
 use crate::error::{Error, Result};
 use crate::export::{md_cell as md, md_row};
 use serde::{Deserialize, Serialize};
@@ -740,6 +740,21 @@ pub fn render_markdown(s: &FleetSummary) -> String {
     o
 }
 
+/// The last seven CSV cells of one figure (GPU or node): figure, value, unit, expected, ratio,
+/// the fleet median it was held against, whether it is an outlier.
+fn figure_cells(metric: &str, m: &MetricValue, median: Option<f64>, outlier: bool) -> [String; 7] {
+    let opt = |x: Option<f64>| x.map(|v| format!("{v:.6e}")).unwrap_or_default();
+    [
+        metric.to_string(),
+        format!("{:.6e}", m.value),
+        m.unit.clone(),
+        opt(m.expected),
+        m.ratio.map(|r| format!("{r:.4}")).unwrap_or_default(),
+        opt(median),
+        outlier.to_string(),
+    ]
+}
+
 /// CSV: one row per GPU and figure (a GPU without figures gets one row), with the SKU's fleet
 /// median and whether the figure is an outlier — the shape a spreadsheet pivots.
 pub fn render_csv(verdicts: &[NodeVerdict], s: &FleetSummary) -> Result<String> {
@@ -770,7 +785,6 @@ pub fn render_csv(verdicts: &[NodeVerdict], s: &FleetSummary) -> Result<String> 
             .and_then(|k| k.metrics.iter().find(|m| m.metric == metric))
             .map(|m| m.median)
     };
-    let opt = |x: Option<f64>| x.map(|v| format!("{v:.6e}")).unwrap_or_default();
     for n in verdicts {
         for g in &n.gpus {
             let sku = sku_of(g);
@@ -795,15 +809,7 @@ pub fn render_csv(verdicts: &[NodeVerdict], s: &FleetSummary) -> Result<String> 
                     .iter()
                     .any(|o| o.host == n.hostname && o.gpu == g.index && &o.metric == metric);
                 let mut row = base.to_vec();
-                row.extend([
-                    metric.clone(),
-                    format!("{:.6e}", m.value),
-                    m.unit.clone(),
-                    opt(m.expected),
-                    m.ratio.map(|r| format!("{r:.4}")).unwrap_or_default(),
-                    opt(fleet_median(&sku, metric)),
-                    outlier.to_string(),
-                ]);
+                row.extend(figure_cells(metric, m, fleet_median(&sku, metric), outlier));
                 w.write_record(&row).map_err(io)?;
             }
         }
@@ -820,7 +826,7 @@ pub fn render_csv(verdicts: &[NodeVerdict], s: &FleetSummary) -> Result<String> 
                 .find(|t| Some(&t.node_type) == n.node_type.as_ref())
                 .and_then(|t| t.metrics.iter().find(|x| &x.metric == metric))
                 .map(|x| x.median);
-            w.write_record([
+            let mut row = vec![
                 n.hostname.clone(),
                 n.verdict.name().to_string(),
                 "node".into(),
@@ -829,15 +835,9 @@ pub fn render_csv(verdicts: &[NodeVerdict], s: &FleetSummary) -> Result<String> 
                 String::new(),
                 n.node_type.clone().unwrap_or_default(),
                 n.verdict.name().to_string(),
-                metric.clone(),
-                format!("{:.6e}", m.value),
-                m.unit.clone(),
-                opt(m.expected),
-                m.ratio.map(|r| format!("{r:.4}")).unwrap_or_default(),
-                opt(median),
-                outlier.to_string(),
-            ])
-            .map_err(io)?;
+            ];
+            row.extend(figure_cells(metric, m, median, outlier));
+            w.write_record(&row).map_err(io)?;
         }
     }
     let bytes = w
