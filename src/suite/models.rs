@@ -5,6 +5,7 @@
 //! same parser with the same checks.
 
 use crate::error::{Error, Result};
+use crate::workload::{require_head_groups, require_nonzero};
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 use std::path::Path;
@@ -112,13 +113,9 @@ impl ModelConfig {
             ("experts", self.experts.unwrap_or(1)),
             ("experts_per_token", self.experts_per_token.unwrap_or(1)),
         ];
+        let what = format!("model {}", self.id);
+        require_nonzero(&what, fields.into_iter().chain(moe))?;
         for (n, v) in fields.into_iter().chain(moe) {
-            if v == 0 {
-                return Err(Error::invalid(format!(
-                    "model {}: {n} must be at least 1",
-                    self.id
-                )));
-            }
             // No model comes near; the cap keeps every shape product far from overflowing.
             if v > MAX_DIM {
                 return Err(Error::invalid(format!(
@@ -127,12 +124,11 @@ impl ModelConfig {
                 )));
             }
         }
-        if self.q_heads % self.kv_heads != 0 {
-            return Err(Error::invalid(format!(
-                "model {}: kv_heads ({}) must divide q_heads ({})",
-                self.id, self.kv_heads, self.q_heads
-            )));
-        }
+        require_head_groups(
+            &what,
+            ("q_heads", self.q_heads),
+            ("kv_heads", self.kv_heads),
+        )?;
         if self.head_dim > 1024 {
             return Err(Error::invalid(format!(
                 "model {}: head_dim {} is above 1024",

@@ -111,23 +111,18 @@ impl AttentionSpec {
             ("kv length", self.kv_len),
             ("head dim", self.head_dim),
         ];
-        for (n, v) in fields {
-            if v == 0 {
-                return Err(Error::invalid(format!("attention: {n} must be at least 1")));
-            }
-        }
+        super::require_nonzero("attention", fields)?;
         if !self.dtype.valid_for_attention() {
             return Err(Error::invalid(format!(
                 "attention runs in f32, f16 or bf16, not {}",
                 self.dtype
             )));
         }
-        if self.q_heads % self.kv_heads != 0 {
-            return Err(Error::invalid(format!(
-                "attention: kv heads ({}) must divide q heads ({})",
-                self.kv_heads, self.q_heads
-            )));
-        }
+        super::require_head_groups(
+            "attention",
+            ("q heads", self.q_heads),
+            ("kv heads", self.kv_heads),
+        )?;
         if self.head_dim > 1024 {
             return Err(Error::invalid(format!(
                 "attention: head dim {} is above 1024",

@@ -37,6 +37,32 @@ use serde::{Deserialize, Serialize};
 /// Upper bound on any single dimension product, to catch typos before they become allocations.
 pub(crate) const MAX_ELEMENTS: u128 = 1 << 40;
 
+/// Refuses a zero among `fields` (name, value) as `{what}: {name} must be at least 1`: the check
+/// every attention shape and model preset starts with.
+pub(crate) fn require_nonzero<'a>(
+    what: &str,
+    fields: impl IntoIterator<Item = (&'a str, u64)>,
+) -> Result<()> {
+    match fields.into_iter().find(|(_, v)| *v == 0) {
+        Some((name, _)) => Err(crate::error::Error::invalid(format!(
+            "{what}: {name} must be at least 1"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Refuses query heads that do not group over the KV heads (grouped-query attention), as
+/// `{what}: {kv name} ({kv}) must divide {q name} ({q})`.
+pub(crate) fn require_head_groups(what: &str, q: (&str, u64), kv: (&str, u64)) -> Result<()> {
+    if kv.1 == 0 || q.1 % kv.1 != 0 {
+        return Err(crate::error::Error::invalid(format!(
+            "{what}: {} ({}) must divide {} ({})",
+            kv.0, kv.1, q.0, q.1
+        )));
+    }
+    Ok(())
+}
+
 /// Attention with at most this many query rows is decode (1, or up to 8 with speculative decoding).
 pub const DECODE_MAX_Q_LEN: u64 = 8;
 
