@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{mock_report, temp_files};
+use common::{mock_report, temp_files, MATMUL_SWEEP};
 use gpuvet::html::{render_html, render_html_with, run_report, HtmlExtras, ReportArgs};
 use gpuvet::plot::Timeline;
 use std::collections::BTreeMap;
@@ -57,7 +57,7 @@ fn assert_self_contained(html: &str) {
 #[test]
 fn page_is_self_contained_with_inventory_results_and_charts() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = mock_report(dir.path(), "results", "", None);
+    let (r, _) = mock_report(dir.path(), "results", "");
     let tl = timelines();
     let html = render_html_with(
         &r,
@@ -90,7 +90,7 @@ fn page_is_self_contained_with_inventory_results_and_charts() {
 #[test]
 fn run_report_writes_the_page_and_refuses_bad_files() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, results) = mock_report(dir.path(), "results", "", None);
+    let (r, results) = mock_report(dir.path(), "results", "");
     let verdict = gpuvet::validate::judge(&r, &gpuvet::cli::ValidateArgs::default());
     let vpath = dir.path().join("verdict.json");
     std::fs::write(&vpath, verdict.to_json()).unwrap();
@@ -316,12 +316,7 @@ fn report_renders_in_chromium() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = mock_report(
-        dir.path(),
-        "results",
-        "bench matmul --shape 16x64x32,32x64x32,64x64x32,128x64x32 --dtype f32,bf16",
-        None,
-    );
+    let (r, _) = mock_report(dir.path(), "results", MATMUL_SWEEP);
     let tl = timelines();
     let html = render_html_with(
         &r,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::mock_report;
+use common::{mock_report, mock_report_with_fault, MATMUL_SWEEP};
 use gpuvet::plot::{self, Timeline, COLORS};
 use gpuvet::report::Report;
 use std::collections::BTreeMap;
@@ -20,6 +20,13 @@ struct Svg {
     circles: BTreeMap<String, usize>,
     /// Polylines per stroke colour (mesh lines are grey or black, series in their colour).
     polylines: BTreeMap<String, usize>,
+}
+
+impl Svg {
+    /// Whether some text of the SVG satisfies `f`.
+    fn has_text(&self, f: impl Fn(&str) -> bool) -> bool {
+        self.texts.iter().any(|t| f(t))
+    }
 }
 
 fn parse(path: &Path) -> Svg {
@@ -69,7 +76,7 @@ fn expected_roofline(r: &Report) -> BTreeMap<String, usize> {
 #[test]
 fn roofline_has_every_verified_result_and_the_ceilings() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = mock_report(dir.path(), "run", "", None);
+    let (r, _) = mock_report(dir.path(), "run", "");
     let files = plot::write_plots(&r, &dir.path().join("plots"), None).unwrap();
     assert_eq!(files, vec![dir.path().join("plots/roofline.svg")]);
     let svg = parse(&files[0]);
@@ -89,28 +96,16 @@ fn roofline_has_every_verified_result_and_the_ceilings() {
         want.values().sum::<usize>()
     );
     // ceilings: the datasheet bandwidth, the measured one, and the compute roofs
-    assert!(svg
-        .texts
-        .iter()
-        .any(|t| t.contains("(datasheet)") && t.starts_with("memory")));
-    assert!(svg
-        .texts
-        .iter()
-        .any(|t| t.contains("measured, memory.copy")));
-    assert!(svg
-        .texts
-        .iter()
-        .any(|t| t.starts_with("bf16") && t.contains("400.0 TFLOP/s")));
-    assert!(svg
-        .texts
-        .iter()
-        .any(|t| t.starts_with("int8") && t.contains("OP/s")));
+    assert!(svg.has_text(|t| t.contains("(datasheet)") && t.starts_with("memory")));
+    assert!(svg.has_text(|t| t.contains("measured, memory.copy")));
+    assert!(svg.has_text(|t| t.starts_with("bf16") && t.contains("400.0 TFLOP/s")));
+    assert!(svg.has_text(|t| t.starts_with("int8") && t.contains("OP/s")));
 }
 
 #[test]
 fn wrong_results_are_not_plotted() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = mock_report(dir.path(), "fault", "", Some("matmul.bf16"));
+    let (r, _) = mock_report_with_fault(dir.path(), "fault", "", "matmul.bf16");
     assert!(r.results.iter().any(|x| !x.is_valid()));
     let svg = plot::roofline_svg(&r, 0).unwrap().unwrap();
     assert!(!svg.contains("matmul bf16"), "a wrong result was drawn");
@@ -120,12 +115,7 @@ fn wrong_results_are_not_plotted() {
 #[test]
 fn matmul_sweep_curves_per_dtype() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = mock_report(
-        dir.path(),
-        "sweep",
-        "bench matmul --shape 16x64x32,32x64x32,64x64x32,128x64x32 --dtype f32,bf16",
-        None,
-    );
+    let (r, _) = mock_report(dir.path(), "sweep", MATMUL_SWEEP);
     assert_eq!(plot::infer_axis(&r).as_deref(), Some("m"));
     let files = plot::write_plots(&r, dir.path(), Some("m")).unwrap();
     let names: Vec<String> = files
@@ -145,7 +135,7 @@ fn matmul_sweep_curves_per_dtype() {
     for tick in ["16", "32", "64", "128"] {
         assert!(svg.texts.iter().any(|t| t == tick), "no tick {tick}");
     }
-    assert!(svg.texts.iter().any(|t| t.ends_with("FLOP/s")));
+    assert!(svg.has_text(|t| t.ends_with("FLOP/s")));
 }
 
 #[test]
@@ -155,7 +145,6 @@ fn memory_sweep_over_sizes() {
         dir.path(),
         "mem",
         "bench memory --size 1MiB,2MiB,4MiB --op copy,triad",
-        None,
     );
     assert_eq!(plot::infer_axis(&r).as_deref(), Some("size"));
     let svgs = plot::sweep_svgs(&r, "size").unwrap();
@@ -168,7 +157,7 @@ fn memory_sweep_over_sizes() {
         assert!(svg.texts.iter().any(|t| t == name), "{:?}", svg.texts);
         assert_eq!(svg.circles.get(&hex(i)), Some(&3));
     }
-    assert!(svg.texts.iter().any(|t| t == "bytes per array"));
+    assert!(svg.has_text(|t| t == "bytes per array"));
 }
 
 #[test]
@@ -216,7 +205,7 @@ fn timelines_one_line_per_gpu_per_panel() {
 #[test]
 fn nothing_to_draw_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut r, _) = mock_report(dir.path(), "run", "", None);
+    let (mut r, _) = mock_report(dir.path(), "run", "");
     r.results.clear();
     assert!(plot::write_plots(&r, &dir.path().join("p"), Some("m"))
         .unwrap()

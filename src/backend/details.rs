@@ -11,6 +11,7 @@
 use super::state::{number, text, DeviceState};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
+use serde_with::skip_serializing_none;
 use std::collections::BTreeMap;
 
 /// Everything the `details` object of a device records.
@@ -29,56 +30,58 @@ pub struct DeviceDetails {
 
 /// Facts of a CUDA device and the software stack it is driven with, as the backend found them
 /// when it opened the device. `None` = not recorded.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CudaFacts {
     /// The device's CUDA ordinal.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub cuda_ordinal: Option<u64>,
     /// The architecture kernels are compiled for (`sm_90a`, `sm_89`, ...).
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "text")]
+    #[serde(deserialize_with = "text")]
     pub arch: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub max_threads_per_sm: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub shared_memory_per_sm_bytes: Option<u64>,
     /// Shared memory a block gets without opting in.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub shared_memory_per_block_bytes: Option<u64>,
     /// Shared memory a block may opt in to (what large-tile kernels need).
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub shared_memory_per_block_optin_bytes: Option<u64>,
     /// CUDA version the driver API offers (`12.4`).
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "text")]
+    #[serde(deserialize_with = "text")]
     pub cuda_driver_api: Option<String>,
     /// NVRTC's version (`12.4`).
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "text")]
+    #[serde(deserialize_with = "text")]
     pub nvrtc_version: Option<String>,
     /// The NVRTC library in use: `Some(None)` (written `null`) when it was looked for and not
     /// found.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "found")]
+    #[serde(deserialize_with = "found")]
     pub nvrtc: Option<Option<String>>,
     /// The cuBLASLt library in use, as `nvrtc`.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "found")]
+    #[serde(deserialize_with = "found")]
     pub cublaslt: Option<Option<String>>,
     /// `cublasLtGetVersion()`, e.g. 120804 for 12.8.4.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub cublaslt_version: Option<u64>,
 }
 
 /// Facts of the host the CPU backend runs on. `None` = not recorded.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CpuFacts {
     /// Worker threads the CPU kernels run on.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub threads: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub logical_cpus: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub physical_cores: Option<u64>,
     /// The widest SIMD instruction set in use (`avx512f`, `avx2+fma`, `neon`, ...).
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "text")]
+    #[serde(deserialize_with = "text")]
     pub simd: Option<String>,
 }
 

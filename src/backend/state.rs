@@ -12,123 +12,121 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use serde_with::skip_serializing_none;
 
 /// Device state read from the driver and NVML. `None` = the backend could not read it.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DeviceState {
     /// Device name as NVML reports it.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "text")]
+    #[serde(deserialize_with = "text")]
     pub nvml_name: Option<String>,
     /// SM clock when the state was read, MHz.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub sm_clock_mhz: Option<u32>,
     /// Highest SM clock the device allows (NVML max clock, SM), MHz.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub sm_clock_max_mhz: Option<u32>,
     /// The same from the CUDA driver's device attribute (used when NVML is missing), MHz.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub sm_clock_max_mhz_driver: Option<u64>,
     /// Memory clock when the state was read, MHz.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub memory_clock_mhz: Option<u32>,
     /// Highest memory clock (NVML max clock, MEM), MHz; with the bus width gives the bandwidth.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub memory_clock_max_mhz: Option<u32>,
     /// The same from the CUDA driver's device attribute, MHz.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub memory_clock_max_mhz_driver: Option<u64>,
     /// Memory bus width in bits (CUDA device attribute).
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub memory_bus_width_bits: Option<u64>,
     /// GPU temperature when the state was read, °C.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub temperature_c: Option<u32>,
     /// Power limit in force (NVML enforced power limit), W.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub power_limit_w: Option<f64>,
     /// The board's default power limit (NVML default power management limit), W.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub power_limit_default_w: Option<f64>,
     /// Throttle reasons active when the state was read.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "reasons")]
+    #[serde(deserialize_with = "reasons")]
     pub throttle_reasons: Option<Vec<ThrottleReason>>,
     /// Whether ECC is enabled.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "flag")]
+    #[serde(deserialize_with = "flag")]
     pub ecc_enabled: Option<bool>,
     /// Corrected (single-bit) ECC errors since the driver loaded.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub ecc_errors_corrected_volatile: Option<u64>,
     /// Uncorrected (double-bit) ECC errors since the driver loaded.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub ecc_errors_uncorrected_volatile: Option<u64>,
     /// Corrected ECC errors over the board's life.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub ecc_errors_corrected_aggregate: Option<u64>,
     /// Uncorrected ECC errors over the board's life.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub ecc_errors_uncorrected_aggregate: Option<u64>,
     /// Pages retired (pre-Ampere page retirement), for either cause.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub retired_pages: Option<u64>,
     /// Pages waiting to be retired: the GPU needs a reset.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "flag")]
+    #[serde(deserialize_with = "flag")]
     pub retired_pages_pending: Option<bool>,
     /// Rows remapped after correctable errors (Ampere and later).
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub remapped_rows_correctable: Option<u32>,
     /// Rows remapped after uncorrectable errors.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub remapped_rows_uncorrectable: Option<u32>,
     /// A remapping is pending: the GPU needs a reset before the spare row is used.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "flag")]
+    #[serde(deserialize_with = "flag")]
     pub remapped_rows_pending: Option<bool>,
     /// A remapping failed: no spare rows left; the GPU should be replaced.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "flag")]
+    #[serde(deserialize_with = "flag")]
     pub remapped_rows_failure: Option<bool>,
     /// PCIe generation of the link now. The link trains down when idle: sample it under load.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub pcie_gen: Option<u32>,
     /// Highest PCIe generation this GPU in this slot can reach.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub pcie_gen_max: Option<u32>,
     /// PCIe link width now (lanes).
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub pcie_width: Option<u32>,
     /// Highest PCIe link width (lanes).
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub pcie_width_max: Option<u32>,
     /// MIG mode of the physical GPU (written `"enabled"` / `"disabled"`).
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "enabled",
-        deserialize_with = "flag"
-    )]
+    #[serde(serialize_with = "enabled", deserialize_with = "flag")]
     pub mig_mode: Option<bool>,
     /// True when the device itself is a MIG instance (a slice of a GPU).
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "flag")]
+    #[serde(deserialize_with = "flag")]
     pub mig_device: Option<bool>,
     /// Board serial number, recorded in the verdict.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "text")]
+    #[serde(deserialize_with = "text")]
     pub serial: Option<String>,
     /// Temperature at which the GPU starts to slow down (NVML slowdown threshold), °C.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub slowdown_temp_c: Option<u32>,
     /// NVML virtualisation mode: `none`, `passthrough`, `vgpu`, `host_vgpu`, `host_vsga`.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "text")]
+    #[serde(deserialize_with = "text")]
     pub virtualization_mode: Option<String>,
     /// Number of NVLink links in the active state (0 on PCIe-only boards).
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub nvlink_active_links: Option<u32>,
     /// What each active NVLink link reaches (a GPU, or an NVSwitch), in link order: the
     /// topology matrix is built from these.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "peers")]
+    #[serde(deserialize_with = "peers")]
     pub nvlink_peers: Option<Vec<NvLinkPeer>>,
     /// NVML's NVLink version code of the first active link (`nvmlNvlinkVersion_t`), as read.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "number")]
+    #[serde(deserialize_with = "number")]
     pub nvlink_version: Option<u32>,
     /// Devices (indices of the run) this device can map directly (`cuDeviceCanAccessPeer`).
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "indices")]
+    #[serde(deserialize_with = "indices")]
     pub peer_access: Option<Vec<u32>>,
 }
 

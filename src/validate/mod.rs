@@ -685,11 +685,7 @@ impl Judging<'_> {
             self.health(i),
             self.correctness(i),
         ];
-        let verdict = checks
-            .iter()
-            .map(|c| c.verdict)
-            .max()
-            .unwrap_or(Verdict::Pass);
+        let verdict = Verdict::worst(checks.iter().map(|c| c.verdict), Verdict::Pass);
         let reasons = checks.iter().flat_map(|c| c.reasons()).collect();
         GpuVerdict {
             index: info.index,
@@ -719,12 +715,12 @@ impl Judging<'_> {
                 .flat_map(|c| c.reasons())
                 .map(|r| format!("node: {r}")),
         );
-        let mut verdict = gpus
-            .iter()
-            .map(|g| g.verdict)
-            .chain(node_checks.iter().map(|c| c.verdict))
-            .max()
-            .unwrap_or(Verdict::Fail);
+        let mut verdict = Verdict::worst(
+            gpus.iter()
+                .map(|g| g.verdict)
+                .chain(node_checks.iter().map(|c| c.verdict)),
+            Verdict::Fail,
+        );
         let mut exit_code = verdict.exit_code(opts.fail_on_warn);
         if gpus.is_empty() {
             reasons.push("no device was tested".into());

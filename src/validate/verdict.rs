@@ -33,6 +33,11 @@ impl Verdict {
         }
     }
 
+    /// The worst of `verdicts` (FAIL over WARN over PASS); `none` when there are none.
+    pub fn worst(verdicts: impl IntoIterator<Item = Verdict>, none: Verdict) -> Verdict {
+        verdicts.into_iter().max().unwrap_or(none)
+    }
+
     /// Process exit status: 0 healthy (PASS, or WARN unless `fail_on_warn`), 1 unhealthy.
     /// (2, a tool error, is the caller's: no verdict was reached.)
     pub fn exit_code(self, fail_on_warn: bool) -> i32 {
@@ -112,11 +117,7 @@ pub struct Check {
 
 impl Check {
     pub fn new(check: CheckKind, findings: Vec<Finding>) -> Self {
-        let verdict = findings
-            .iter()
-            .map(|f| f.verdict)
-            .max()
-            .unwrap_or(Verdict::Pass);
+        let verdict = Verdict::worst(findings.iter().map(|f| f.verdict), Verdict::Pass);
         Check {
             check,
             verdict,

@@ -208,8 +208,23 @@ pub fn temp_files<const N: usize>(names: [&str; N]) -> (tempfile::TempDir, [Path
 }
 
 /// Runs `gpuvet --backend mock -q --min-samples 3 --max-samples 3 ARGS --json DIR/NAME.json`
-/// (with the mock `fault` planted it may also exit 1) and loads the report; also its path.
-pub fn mock_report(
+/// and loads the report; also its path.
+pub fn mock_report(dir: &Path, name: &str, args: &str) -> (gpuvet::report::Report, PathBuf) {
+    mock_run(dir, name, args, None)
+}
+
+/// `mock_report` with the mock's `GPUVET_MOCK_FAULT` set to `fault` (exit 1 is expected then).
+pub fn mock_report_with_fault(
+    dir: &Path,
+    name: &str,
+    args: &str,
+    fault: &str,
+) -> (gpuvet::report::Report, PathBuf) {
+    mock_run(dir, name, args, Some(fault))
+}
+
+/// `mock_report`'s run, with the mock `fault` planted when given (it may then also exit 1).
+fn mock_run(
     dir: &Path,
     name: &str,
     args: &str,
@@ -231,3 +246,8 @@ pub fn mock_report(
     );
     (gpuvet::report::Report::load(&path).unwrap(), path)
 }
+
+/// A matmul sweep over four M values (powers of two) in f32 and bf16: two curves of four points
+/// each, for the plot and page tests.
+pub const MATMUL_SWEEP: &str =
+    "bench matmul --shape 16x64x32,32x64x32,64x64x32,128x64x32 --dtype f32,bf16";

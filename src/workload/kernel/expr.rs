@@ -656,29 +656,45 @@ mod tests {
 
     #[test]
     fn hostile_inputs_are_refused_with_a_reason() {
-        // division by zero, in every form
-        for s in [
-            "1/0",
-            "N/(M-M)",
-            "5 % Z",
-            "cdiv(N, Z)",
-            "div(1, 0)",
-            "align(3, 0)",
+        // (input, what its error must say)
+        for (s, want) in [
+            // division by zero, in every form
+            ("1/0", "zero"),
+            ("N/(M-M)", "zero"),
+            ("5 % Z", "zero"),
+            ("cdiv(N, Z)", "zero"),
+            ("div(1, 0)", "zero"),
+            ("align(3, 0)", "zero"),
+            // overflow: literals, products, powers, negation of the minimum
+            ("340282366920938463463374607431768211456", "overflow"),
+            ("99999999999999999999 * 99999999999999999999", "overflow"),
+            ("2 ** 127", "overflow"),
+            ("N ** 100", "overflow"),
+            ("1Ti * 1Ti * 1Ti * 1Ti", "overflow"),
+            ("-(2**126) - 2**126 - 2**126", "overflow"),
+            // syntax
+            ("", "ends where a value"),
+            ("1 +", "ends where a value"),
+            ("(1", "never closed"),
+            ("min(1, 2", "never closed"),
+            ("1 2", "unexpected `2`"),
+            ("3.5", "not a whole number"),
+            ("0x10", "not a whole number"),
+            ("12abc", "not a whole number"),
+            ("1; rm -rf /", "unexpected `;"),
+            ("`id`", "unexpected"),
+            ("ceil()", "unexpected `)`"),
+            ("ceil(1, 2)", "takes 1 argument"),
+            ("cdiv(1)", "takes 2 argument"),
+            ("2 ** -1", "exponent"),
+            ("2 ** (1/2)", "exponent"),
+            ("(1/2) % 2", "whole numbers"),
+            ("cdiv(1/2, 3)", "whole number"),
+            ("N ** 1000", "exponent"),
+            ("é", "unexpected"),
         ] {
             let e = bad(s);
-            assert!(e.contains("zero"), "{s}: {e}");
-        }
-        // overflow: literals, products, powers, negation of the minimum
-        for s in [
-            "340282366920938463463374607431768211456",
-            "99999999999999999999 * 99999999999999999999",
-            "2 ** 127",
-            "N ** 100",
-            "1Ti * 1Ti * 1Ti * 1Ti",
-            "-(2**126) - 2**126 - 2**126",
-        ] {
-            let e = bad(s);
-            assert!(e.contains("overflow"), "{s}: {e}");
+            assert!(e.contains(want), "{s}: {e}");
         }
         // unknown names list the known ones; unknown functions list the whitelist
         let e = bad("Q * 2");
@@ -706,31 +722,7 @@ mod tests {
         // very long input, even when it would be harmless
         let long = vec!["1"; 2000].join("+");
         assert!(bad(&long).contains("at most 1024"));
-        // syntax
-        for (s, want) in [
-            ("", "ends where a value"),
-            ("1 +", "ends where a value"),
-            ("(1", "never closed"),
-            ("min(1, 2", "never closed"),
-            ("1 2", "unexpected `2`"),
-            ("3.5", "not a whole number"),
-            ("0x10", "not a whole number"),
-            ("12abc", "not a whole number"),
-            ("1; rm -rf /", "unexpected `;"),
-            ("`id`", "unexpected"),
-            ("ceil()", "unexpected `)`"),
-            ("ceil(1, 2)", "takes 1 argument"),
-            ("cdiv(1)", "takes 2 argument"),
-            ("2 ** -1", "exponent"),
-            ("2 ** (1/2)", "exponent"),
-            ("(1/2) % 2", "whole numbers"),
-            ("cdiv(1/2, 3)", "whole number"),
-            ("N ** 1000", "exponent"),
-            ("é", "unexpected"),
-        ] {
-            let e = bad(s);
-            assert!(e.contains(want), "{s}: {e}");
-        }
+        // more arguments than any function takes
         assert!(bad(&format!("min({})", vec!["1"; 65].join(","))).contains("1 to 64"));
     }
 
