@@ -12,13 +12,13 @@ use crate::backend::BackendChoice;
 use crate::commands;
 use crate::compare;
 use crate::dtype::DType;
-use crate::interconnect::WorldChoice;
 use crate::measure::MeasureConfig;
 use crate::validate::aggregate::FleetFormat;
 use crate::workload::{
     AttentionAxes, Axis, BLayout, CollectiveAxes, CollectiveOp, Direction, HostMemory, KindAxes,
     MatmulAxes, MemOp, MemoryAxes, P2pAxes, P2pOp, TransferAxes, Workload,
 };
+use crate::world::WorldChoice;
 use anyhow::{bail, Context, Result};
 use clap::builder::PossibleValue;
 use clap::{Args, CommandFactory, Parser, Subcommand};

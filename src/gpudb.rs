@@ -447,7 +447,7 @@ pub fn with_peaks(mut info: DeviceInfo) -> DeviceInfo {
     if info.peaks.is_none() {
         info.peaks = peaks_for(&info).map(|(p, _computed)| p);
     }
-    let link = crate::interconnect::topology::PcieLink::of(&info).and_then(|l| l.capability());
+    let link = crate::backend::topology::PcieLink::of(&info).and_then(|l| l.capability());
     if let (Some(p), Some(rate)) = (info.peaks.as_mut(), link) {
         p.pcie_bandwidth = Some(rate);
     }
@@ -524,7 +524,7 @@ pub fn peaks_for(info: &DeviceInfo) -> Option<(Peaks, bool)> {
             ),
             flops,
             memory_bandwidth: bandwidth,
-            pcie_bandwidth: crate::interconnect::topology::PcieLink::of(info)
+            pcie_bandwidth: crate::backend::topology::PcieLink::of(info)
                 .and_then(|l| l.capability()),
             nvlink_link_bandwidth: (state.nvlink_active_links.unwrap_or(0) > 0)
                 .then(|| info.compute_capability.as_deref().and_then(nvlink_link_gbs))

@@ -52,5 +52,6 @@ pub mod units;
 pub mod validate;
 pub mod verify;
 pub mod workload;
+pub mod world;
 
 pub use error::{Error, Result};

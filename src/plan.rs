@@ -6,9 +6,9 @@
 
 use crate::backend::{Backend, CachePolicy, RankLayout};
 use crate::error::{Error, Result};
-use crate::interconnect::World;
 use crate::units::Bytes;
 use crate::workload::{Placing, RankRange, Workload};
+use crate::world::World;
 
 /// How many bytes of buffers to rotate through, as a multiple of the last-level cache.
 const ROTATE_CACHE_MULTIPLE: u64 = 3;

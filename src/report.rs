@@ -31,7 +31,7 @@ pub struct Report {
     #[serde(default)]
     pub complete: bool,
     /// The processes of the run, when it was one process of several (a Slurm world).
-    pub world: Option<crate::interconnect::WorldRecord>,
+    pub world: Option<crate::world::WorldRecord>,
     pub results: Vec<ResultRecord>,
 }
 
@@ -224,7 +224,7 @@ pub fn peak_of(peaks: &Peaks, w: &Workload) -> Option<f64> {
 /// link between the placement's devices (a pair's NVLink or PCIe path; a collective's slowest
 /// pair, its bus bandwidth ceiling).
 pub fn peak_for(devices: &[DeviceInfo], placement: &Placement, w: &Workload) -> Option<f64> {
-    use crate::interconnect::topology;
+    use crate::backend::topology;
     let ids = placement.devices();
     if ids.iter().any(|&d| d >= devices.len()) {
         return None;

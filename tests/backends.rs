@@ -16,12 +16,12 @@ use gpuvet::backend::{cpu::CpuBackend, mock::MockBackend, Backend, PrepareOption
 use gpuvet::backend::{Group, RankLayout};
 use gpuvet::dtype::DType;
 use gpuvet::inputs;
-use gpuvet::interconnect::World;
 use gpuvet::verify::verify;
 use gpuvet::workload::{
     BLayout, CollectiveOp, CollectiveSpec, Direction, HostMemory, MatmulSpec, MemOp, MemorySpec,
     TransferSpec, Workload,
 };
+use gpuvet::world::World;
 use gpuvet::Error;
 use std::io::Write;
 

@@ -591,7 +591,7 @@ fn attention_flash_decode_paged_is_identical_to_contiguous() {
 
 /// Runs a group workload (peer copy, collective) on `members`, verifies and times it.
 fn check_group(members: &[&dyn Backend], w: &Workload, imp: &str) {
-    let world = gpuvet::interconnect::World::single();
+    let world = gpuvet::world::World::single();
     let group = gpuvet::backend::Group {
         members,
         world: &world,
@@ -618,7 +618,7 @@ fn transfers_both_ways_pinned_and_pageable_verified() {
         return;
     };
     use gpuvet::workload::{Direction, HostMemory, TransferSpec};
-    let pcie = gpuvet::interconnect::topology::PcieLink::of(gpus[0].device());
+    let pcie = gpuvet::backend::topology::PcieLink::of(gpus[0].device());
     eprintln!("PCIe: {pcie:?}");
     let mut ran = 0;
     for bytes in [4096 + 12, 64 << 20] {
@@ -650,7 +650,7 @@ fn p2p_every_pair_verified() {
     }
     use gpuvet::workload::{P2pOp, P2pSpec};
     let devices: Vec<_> = gpus.iter().map(|g| g.device().clone()).collect();
-    eprintln!("{}", gpuvet::interconnect::links::matrix(&devices, false));
+    eprintln!("{}", gpuvet::interconnect::matrix(&devices, false));
     for (a, b) in [(0, 1), (1, 0)] {
         for op in P2pOp::ALL {
             for bidir in [false, true] {

@@ -11,15 +11,16 @@ pub mod cuda;
 pub mod details;
 pub mod mock;
 pub mod state;
+pub mod topology;
 
 pub use details::{CpuFacts, CudaFacts, DeviceDetails};
 pub use state::{DeviceState, NvLinkPeer, NvLinkPeerKind, ThrottleReason};
 
 use crate::dtype::ComputeType;
 use crate::error::Result;
-use crate::interconnect::World;
 use crate::tensor::Tensor;
 use crate::workload::Workload;
+use crate::world::World;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 

@@ -5,12 +5,12 @@
 use super::{stop_on_ctrlc, write_plots, Options};
 use crate::backend;
 use crate::export::{Exporter, PrettyJson};
-use crate::interconnect::{rendezvous, World, WorldChoice};
 use crate::output::Output;
 use crate::plan::{self, ImplSelect};
 use crate::report::Report;
 use crate::runner;
 use crate::workload::Workload;
+use crate::world::{rendezvous, World, WorldChoice};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -103,7 +103,7 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
         .context("writing to stdout")?;
     if plan.entries.iter().any(|e| e.placement.devices().len() > 1) {
         output
-            .human(&crate::interconnect::links::summary(&report, color))
+            .human(&crate::interconnect::summary(&report, color))
             .context("writing to stdout")?;
     }
     // Every output's last write (stdout's only one); what could not be written fails the run

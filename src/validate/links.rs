@@ -9,9 +9,9 @@
 use super::verdict::{
     expectation_verdict, format_rate, median, Check, CheckKind, Finding, MetricValue, Verdict,
 };
+use crate::backend::topology::{self, LinkPath};
 use crate::gpudb::{self, FormFactor, Sku};
-use crate::interconnect::links::{figures, LinkFigure};
-use crate::interconnect::topology::{self, LinkPath};
+use crate::interconnect::{figures, LinkFigure};
 use crate::plan::Placement;
 use crate::report::Report;
 use serde::{Deserialize, Serialize};
@@ -219,7 +219,7 @@ fn absolute_verdict(x: &LinkFigure, tolerance: f64) -> Option<(Verdict, Option<S
     let (ratio, e) = (x.ratio()?, x.expectation.as_ref()?);
     let v = expectation_verdict(ratio, e.confidence, tolerance);
     let msg = (v != Verdict::Pass).then(|| {
-        crate::interconnect::links::shortfall(x, 0.0)
+        crate::interconnect::shortfall(x, 0.0)
             .unwrap_or_else(|| format!("{} below expectation", x.who()))
     });
     Some((v, msg))

@@ -369,7 +369,7 @@ impl CudaBackend {
     fn comms_for(
         &self,
         members: &[&CudaBackend],
-        world: &crate::interconnect::World,
+        world: &crate::world::World,
     ) -> Result<std::sync::Arc<nccl::Comms>> {
         let key: Vec<usize> = members.iter().map(|m| m.gpu.props.ordinal).collect();
         let mut slot = self

@@ -79,11 +79,11 @@ pub fn of(w: &Workload) -> Option<WorkloadNames> {
                 MemOp::Copy => vec!["src", "dst"],
                 MemOp::Read => vec!["src", "partials"],
                 MemOp::Write => {
-                    s.push(("value", F32, Num::Float(crate::inputs::WRITE_VALUE as f64)));
+                    s.push(("value", F32, Num::Float(super::super::WRITE_VALUE as f64)));
                     vec!["dst"]
                 }
                 MemOp::Triad => {
-                    s.push(("s", F32, Num::Float(crate::inputs::TRIAD_SCALAR as f64)));
+                    s.push(("s", F32, Num::Float(super::super::TRIAD_SCALAR as f64)));
                     vec!["a", "b", "c"]
                 }
             };

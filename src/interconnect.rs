@@ -3,8 +3,14 @@
 //! link, each collective's bus bandwidth against the slowest pair of its group. A figure below
 //! what a healthy link reaches names its pair or GPU. `bench p2p` prints these after the
 //! results; `validate` judges on them.
+//!
+//! Where the rest of the interconnect lives: the processes of a run and the rendezvous that
+//! hands out the communicator id in [`crate::world`]; the links themselves (PCIe rates from
+//! generation and width, NVLink per pair, the topology matrix) in [`crate::backend::topology`],
+//! beside the device facts they are read from; the workloads (transfers, peer copies,
+//! collectives) in [`crate::workload`]. What the figures mean is docs/interconnect.md.
 
-use super::topology;
+use crate::backend::topology;
 use crate::backend::DeviceInfo;
 use crate::gpudb::{self, ExpectConfidence, Expectation};
 use crate::plan::Placement;

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 use std::path::PathBuf;
 
+pub mod rendezvous;
+
 /// Which launcher to read the world from (`--world`; `auto` for collectives, `single` for
 /// everything else and by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -9,7 +9,7 @@
 //! another job (another key), a duplicate rank or a different world size is refused with a
 //! reason, and a rank that never comes is named when the time runs out.
 
-use super::world::{Rendezvous, World};
+use super::{Rendezvous, World};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
@@ -409,7 +409,7 @@ mod tests {
             size,
             rendezvous: Some(rdv),
             key: key.into(),
-            launcher: super::super::world::Launcher::Env,
+            launcher: super::super::Launcher::Env,
             ..World::single()
         }
     }

@@ -1,0 +1,210 @@
+//! The layering docs/architecture.md describes, checked from the source: the top-level modules
+//! of `src/` (a file `src/x.rs` or a folder `src/x/`) import one another without a circle, and
+//! the modules the old tree tangled stay apart (`backend` reads neither `validate`, `gpudb` nor
+//! `report`). Read as text: every `crate::NAME` path and every `use crate::{NAME, …}` group
+//! outside comments counts, tests inside the files included.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Module → the other top-level modules it names, with one file that names each.
+type Graph = BTreeMap<String, BTreeMap<String, String>>;
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The identifier at the start of `s` (letters, digits, `_`).
+fn ident(s: &str) -> &str {
+    let end = s
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(s.len());
+    &s[..end]
+}
+
+/// The top-level modules one file's text names through `crate::`.
+fn named_modules(text: &str) -> BTreeSet<String> {
+    let code: String = text
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut out = BTreeSet::new();
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::") {
+        let before_ok = rest[..at]
+            .chars()
+            .last()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        rest = &rest[at + "crate::".len()..];
+        if !before_ok {
+            continue;
+        }
+        if let Some(group) = rest.strip_prefix('{') {
+            // `use crate::{a, b::c, d::{e, f}}`: the first segment of each top-level item.
+            let mut depth = 0;
+            let mut item_start = true;
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => item_start = true,
+                    c if item_start && !c.is_whitespace() => {
+                        item_start = false;
+                        let name = ident(&group[i..]);
+                        if !name.is_empty() && name != "self" {
+                            out.insert(name.to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            let name = ident(rest);
+            if !name.is_empty() {
+                out.insert(name.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn graph() -> Graph {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut g = Graph::new();
+    for f in &files {
+        let rel = f.strip_prefix(&src).unwrap();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        let module = first.trim_end_matches(".rs").to_string();
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        let entry = g.entry(module.clone()).or_default();
+        for name in named_modules(&text) {
+            if name != module {
+                entry
+                    .entry(name)
+                    .or_insert_with(|| rel.display().to_string());
+            }
+        }
+    }
+    // Only edges between modules of this crate (not `crate::Result` re-exports and the like).
+    let modules: BTreeSet<String> = g.keys().cloned().collect();
+    for deps in g.values_mut() {
+        deps.retain(|name, _| modules.contains(name));
+    }
+    g
+}
+
+/// A circle through `start`, if one exists, as the modules along it.
+fn circle(g: &Graph) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
+    }
+    fn visit(
+        g: &Graph,
+        m: &str,
+        marks: &mut BTreeMap<String, Mark>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        marks.insert(m.to_string(), Mark::Open);
+        path.push(m.to_string());
+        for next in g[m].keys() {
+            match marks[next] {
+                Mark::Open => {
+                    let from = path.iter().position(|p| p == next).unwrap();
+                    let mut c = path[from..].to_vec();
+                    c.push(next.clone());
+                    return Some(c);
+                }
+                Mark::New => {
+                    if let Some(c) = visit(g, next, marks, path) {
+                        return Some(c);
+                    }
+                }
+                Mark::Done => {}
+            }
+        }
+        path.pop();
+        marks.insert(m.to_string(), Mark::Done);
+        None
+    }
+    let mut marks: BTreeMap<String, Mark> = g.keys().map(|k| (k.clone(), Mark::New)).collect();
+    for m in g.keys() {
+        if marks[m] == Mark::New {
+            if let Some(c) = visit(g, m, &mut marks, &mut Vec::new()) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn top_level_modules_import_without_a_circle() {
+    let g = graph();
+    assert!(
+        g.len() >= 20,
+        "read only {} modules: {:?}",
+        g.len(),
+        g.keys()
+    );
+    if let Some(c) = circle(&g) {
+        let steps: Vec<String> = c
+            .windows(2)
+            .map(|w| format!("{} -> {} (in src/{})", w[0], w[1], g[&w[0]][&w[1]]))
+            .collect();
+        panic!("import circle between modules:\n  {}", steps.join("\n  "));
+    }
+}
+
+#[test]
+fn backend_reads_no_judging_or_reporting_module() {
+    let g = graph();
+    for above in ["validate", "gpudb", "report", "runner", "commands", "cli"] {
+        assert!(
+            !g["backend"].contains_key(above),
+            "backend names {above} (in src/{})",
+            g["backend"][above]
+        );
+    }
+}
+
+#[test]
+fn the_reader_sees_use_groups_and_paths_but_not_comments() {
+    let text =
+        "use crate::{a::B, c, d::{e, f}};\nlet x = crate::g::h();\n// crate::zz\nnotcrate::y";
+    let got: Vec<String> = named_modules(text).into_iter().collect();
+    assert_eq!(got, ["a", "c", "d", "g"]);
+    let mut g = Graph::new();
+    for (m, deps) in [("p", vec!["q"]), ("q", vec!["r"]), ("r", vec!["p"])] {
+        g.insert(
+            m.into(),
+            deps.into_iter()
+                .map(|d| (d.into(), String::new()))
+                .collect(),
+        );
+    }
+    assert_eq!(circle(&g).unwrap(), ["p", "q", "r", "p"]);
+    g.get_mut("r").unwrap().clear();
+    assert!(circle(&g).is_none());
+}
