@@ -112,7 +112,8 @@ fn graph() -> Graph {
     g
 }
 
-/// A circle through `start`, if one exists, as the modules along it.
+/// The first circle a depth-first walk meets, if the graph has one, as the modules along it
+/// (the first repeated at the end).
 fn circle(g: &Graph) -> Option<Vec<String>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {

@@ -119,8 +119,7 @@ impl ModelConfig {
             // No model comes near; the cap keeps every shape product far from overflowing.
             if v > MAX_DIM {
                 return Err(Error::invalid(format!(
-                    "model {}: {n} = {v} is beyond any model (at most {MAX_DIM})",
-                    self.id
+                    "{what}: {n} = {v} is beyond any model (at most {MAX_DIM})"
                 )));
             }
         }
@@ -131,8 +130,8 @@ impl ModelConfig {
         )?;
         if self.head_dim > 1024 {
             return Err(Error::invalid(format!(
-                "model {}: head_dim {} is above 1024",
-                self.id, self.head_dim
+                "{what}: head_dim {} is above 1024",
+                self.head_dim
             )));
         }
         match (self.experts, self.experts_per_token) {
@@ -140,14 +139,12 @@ impl ModelConfig {
             (Some(e), Some(k)) if e >= 1 && k >= 1 && k <= e => {}
             (Some(e), Some(k)) => {
                 return Err(Error::invalid(format!(
-                    "model {}: experts_per_token ({k}) must be between 1 and experts ({e})",
-                    self.id
+                    "{what}: experts_per_token ({k}) must be between 1 and experts ({e})"
                 )))
             }
             _ => {
                 return Err(Error::invalid(format!(
-                    "model {}: a mixture of experts needs both experts and experts_per_token",
-                    self.id
+                    "{what}: a mixture of experts needs both experts and experts_per_token"
                 )))
             }
         }
