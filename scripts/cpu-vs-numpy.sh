@@ -4,15 +4,20 @@
 #
 #   bash scripts/cpu-vs-numpy.sh [--gpuvet BIN] [--rounds R] [--n N] [--threads T]
 #
-# One line per round, then the closing line (what CI logs on every run):
+# One line per round, then the two closing lines (what CI logs on every run):
 #   cpu-vs-numpy: gpuvet/numpy = 1.03 (median of 3 rounds: 0.99 1.03 1.05), f32 2048^3, 2 threads,
 #   gpuvet 201.3 GFLOP/s, numpy 195.4 GFLOP/s; CPU: <model> (<flags>); numpy 2.4.6, openblas …, core Haswell …
+#   cpu-vs-numpy: gpuvet faster in 2 of 3 rounds; sign test p = 0.500 (one-sided, ties dropped); verdict: no lead shown
 #
 # The ratio of each round is gpuvet's median over numpy's median in that round; the closing
-# ratio is the median of the rounds' ratios. gpuvet runs `bench matmul` with its defaults
-# (warm-up, rotated buffers, its own stopping rule, the output verified first); numpy times
-# `np.matmul(a, b, out=c)` (scripts/numpy_matmul.py: 1 s warm-up, median of 15). Informational:
-# exits 0 whenever both ran, 2 when either could not (no numpy, no binary), never on the ratio.
+# ratio is the median of the rounds' ratios. A last line says whether the run shows a lead: the
+# rounds gpuvet won, and a one-sided sign test over them (under "neither is faster" each round
+# is a coin toss), so that 1.01 from three rounds is not read as a lead. The sign test needs
+# no model of the noise, which on a shared guest is neither normal nor steady.
+# gpuvet runs `bench matmul` with its defaults (warm-up, rotated buffers, its own stopping rule,
+# the output verified first); numpy times `np.matmul(a, b, out=c)` (scripts/numpy_matmul.py:
+# 1 s warm-up, median of 15). Informational: exits 0 whenever both ran, 2 when either could not
+# (no numpy, no binary), never on the ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +31,7 @@ while [ $# -gt 0 ]; do
         --rounds) rounds="$2"; shift 2 ;;
         --n) n="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "cpu-vs-numpy: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -78,3 +83,15 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? 
 cpu="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || echo unknown)"
 simd="$(grep -o -w -E 'avx512f|avx512_bf16|amx_tile|avx2|fma' /proc/cpuinfo 2>/dev/null | sort -u | tr '\n' ' ' | sed 's/ $//')"
 echo "cpu-vs-numpy: gpuvet/numpy = $(median "${ratios[@]}") (median of $rounds rounds: ${ratios[*]}), f32 ${n}^3, $threads threads, gpuvet $(median "${gs[@]}") GFLOP/s, numpy $(median "${ns[@]}") GFLOP/s; CPU: $cpu ($simd); $blas"
+python3 - "${ratios[@]}" <<'EOF2'
+import math, sys
+r = [float(x) for x in sys.argv[1:]]
+wins, losses = sum(x > 1 for x in r), sum(x < 1 for x in r)
+n = wins + losses
+# P(at least `wins` heads in n fair tosses): how often parity alone would give this many wins.
+p = sum(math.comb(n, i) for i in range(wins, n + 1)) / 2**n if n else 1.0
+q = sum(math.comb(n, i) for i in range(losses, n + 1)) / 2**n if n else 1.0
+verdict = "gpuvet ahead" if p < 0.05 else "numpy ahead" if q < 0.05 else "no lead shown"
+print(f"cpu-vs-numpy: gpuvet faster in {wins} of {len(r)} rounds; sign test p = {p:.3f} "
+      f"(one-sided, ties dropped); verdict: {verdict}")
+EOF2
