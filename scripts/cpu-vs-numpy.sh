@@ -88,9 +88,10 @@ import math, sys
 r = [float(x) for x in sys.argv[1:]]
 wins, losses = sum(x > 1 for x in r), sum(x < 1 for x in r)
 n = wins + losses
-# P(at least `wins` heads in n fair tosses): how often parity alone would give this many wins.
-p = sum(math.comb(n, i) for i in range(wins, n + 1)) / 2**n if n else 1.0
-q = sum(math.comb(n, i) for i in range(losses, n + 1)) / 2**n if n else 1.0
+# P(at least k heads in n fair tosses): how often parity alone would give k wins (or losses).
+def tail(k):
+    return sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n if n else 1.0
+p, q = tail(wins), tail(losses)
 verdict = "gpuvet ahead" if p < 0.05 else "numpy ahead" if q < 0.05 else "no lead shown"
 print(f"cpu-vs-numpy: gpuvet faster in {wins} of {len(r)} rounds; sign test p = {p:.3f} "
       f"(one-sided, ties dropped); verdict: {verdict}")
