@@ -151,6 +151,15 @@ pub fn table(color: bool) -> comfy_table::Table {
 pub(crate) mod tests {
     use super::*;
 
+    /// Says `SKIP <test>: <why>` where a plain `cargo test` shows it and `.ci/run` counts it:
+    /// on the stderr handle (the harness captures `eprintln!`), in one write, so that the
+    /// harness's lines from other threads cannot land inside it (as tests/common's `say_skip`).
+    pub(crate) fn say_skip(test: &str, why: &str) {
+        use std::io::Write;
+        let line = format!("SKIP {test}: {why}\n");
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
     /// A temporary folder holding `files` (path relative to it, text), with the folders they
     /// name.
     pub(crate) fn folder_with(files: &[(&str, &str)]) -> tempfile::TempDir {

@@ -23,7 +23,6 @@ use gpuvet::workload::{
 };
 use gpuvet::world::World;
 use gpuvet::Error;
-use std::io::Write;
 
 const SEED: u64 = 0x0dd5;
 
@@ -213,10 +212,7 @@ fn collectives_verified(b: &dyn Backend) {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP cuda::collectives_as_a_group_of_one_device: {why}"
-        );
+        common::say_skip("cuda::collectives_as_a_group_of_one_device", &why);
         return;
     }
     assert_eq!(ran, 15, "{} collective runs on {}", ran, b.device().name);
@@ -247,12 +243,7 @@ fn gpu(test: &str) -> Option<Box<dyn Backend>> {
         Ok(_) => "no CUDA device".to_string(),
         Err(e) => e.to_string(),
     };
-    if std::env::var("GPUVET_REQUIRE_GPU").as_deref() == Ok("1") {
-        panic!("GPUVET_REQUIRE_GPU=1 but {test} cannot run: {why}");
-    }
-    // The stderr handle, not eprintln!: the harness captures the macro, and a skip must show.
-    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
-    None
+    common::skip_unless_required("GPUVET_REQUIRE_GPU", test, &why)
 }
 
 /// Expands each `name => body` into `cpu::name`, `mock::name` and `cuda::name`.

@@ -15,7 +15,6 @@ use gpuvet::tensor::Tensor;
 use gpuvet::verify::verify;
 use gpuvet::workload::{BLayout, MemOp, MemorySpec, Workload};
 use gpuvet::Error;
-use std::io::Write;
 
 /// The CUDA backends, or `None` after printing why the test is skipped.
 fn gpus(test: &str) -> Option<Vec<Box<dyn Backend>>> {
@@ -49,12 +48,7 @@ fn on_first_gpu(test: &str, f: impl FnOnce(&dyn Backend)) {
 }
 
 fn skip<T>(test: &str, why: &str) -> Option<T> {
-    if std::env::var("GPUVET_REQUIRE_GPU").as_deref() == Ok("1") {
-        panic!("GPUVET_REQUIRE_GPU=1 but {test} cannot run: {why}");
-    }
-    // The stderr handle, not eprintln!: the harness captures the macros, and a skip must show.
-    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
-    None
+    common::skip_unless_required("GPUVET_REQUIRE_GPU", test, why)
 }
 
 const OPTS: PrepareOptions = PrepareOptions {

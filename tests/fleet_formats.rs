@@ -24,11 +24,9 @@ fn tool_or_skip(tool: &str, require: &str, package: &str, test: &str) -> Option<
         if std::env::var(require).as_deref() == Ok("1") {
             panic!("{require}=1 but no {tool} in PATH (apt-get install -y {package})");
         }
-        // Straight to stderr: the harness captures eprintln!, and a skip must be seen.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP {test}: no {tool} in PATH (apt-get install -y {package}; set {require}=1 to make this a failure)"
+        common::say_skip(
+            test,
+            &format!("no {tool} in PATH (apt-get install -y {package}; set {require}=1 to make this a failure)"),
         );
     }
     found

@@ -167,12 +167,9 @@ fn browser_or_skip(test: &str) -> Option<PathBuf> {
             )
         }
         None => {
-            // Written to stderr directly, not with eprintln!: the test harness captures that,
-            // and a skip must be seen.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP {test}: no chromium in PATH (apt-get install -y chromium fonts-liberation; set GPUVET_REQUIRE_CHROMIUM=1 to make this a failure)"
+            common::say_skip(
+                test,
+                "no chromium in PATH (apt-get install -y chromium fonts-liberation; set GPUVET_REQUIRE_CHROMIUM=1 to make this a failure)",
             );
             None
         }

@@ -10,7 +10,6 @@ mod common;
 use common::nvrtc_or_skip;
 use gpuvet::backend::cuda::kernels::{KernelId, Source, ALL_ARCHS};
 use gpuvet::backend::cuda::{libs, nvrtc};
-use std::io::Write;
 
 /// Every (source, architecture) pair CI builds: the per-source lists, nothing else.
 fn targets() -> Vec<(Source, &'static str)> {
@@ -217,11 +216,7 @@ fn cuobjdump_or_skip(test: &str) -> Option<std::ffi::OsString> {
         return Some(c);
     }
     let why = "set GPUVET_CUOBJDUMP to a cuobjdump binary (scripts/install-cuda-tools.sh)";
-    if std::env::var("GPUVET_REQUIRE_SASS").as_deref() == Ok("1") {
-        panic!("GPUVET_REQUIRE_SASS=1 but {test} cannot run: {why}");
-    }
-    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
-    None
+    common::skip_unless_required("GPUVET_REQUIRE_SASS", test, why)
 }
 
 /// The SASS of every kernel on every architecture it is built for: the instructions

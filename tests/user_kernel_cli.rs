@@ -182,10 +182,9 @@ fn bad_kernel_inputs_exit_2_before_anything_runs() {
             .stderr(predicate::str::contains(want));
     }
     if !have_nvrtc() {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP bad_kernel_inputs_exit_2_before_anything_runs: NVRTC is not available for the PTX checks"
+        common::say_skip(
+            "bad_kernel_inputs_exit_2_before_anything_runs",
+            "NVRTC is not available for the PTX checks",
         );
         return;
     }

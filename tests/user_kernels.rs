@@ -15,7 +15,6 @@ use gpuvet::workload::kernel::launch::{Limits, Resolved};
 use gpuvet::workload::kernel::spec::{self, KernelRequest};
 use gpuvet::workload::kernel::{KernelSpec, UserKernel};
 use gpuvet::workload::{BLayout, MemOp, MemorySpec, Workload};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const ARCHS: [&str; 3] = ["sm_80", "sm_89", "sm_90a"];
@@ -343,9 +342,9 @@ fn the_example_kernels_pass_their_lane_level_models() {
         .args(["-c", "import numpy"])
         .output();
     if !numpy.is_ok_and(|o| o.status.success()) {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP the_example_kernels_pass_their_lane_level_models: python3 with numpy is not available"
+        common::say_skip(
+            "the_example_kernels_pass_their_lane_level_models",
+            "python3 with numpy is not available",
         );
         return;
     }

@@ -23,16 +23,11 @@ use gpuvet::runner::{self, Settings};
 use gpuvet::verify::{verify, VerifyMethod};
 use gpuvet::workload::kernel::spec::{self, KernelRequest};
 use gpuvet::workload::{BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 fn skip<T>(test: &str, why: &str) -> Option<T> {
-    if std::env::var("GPUVET_REQUIRE_GPU").as_deref() == Ok("1") {
-        panic!("GPUVET_REQUIRE_GPU=1 but {test} cannot run: {why}");
-    }
-    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
-    None
+    common::skip_unless_required("GPUVET_REQUIRE_GPU", test, why)
 }
 
 /// The CUDA backends with NVRTC, or `None` after printing why the test is skipped.

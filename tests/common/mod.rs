@@ -9,6 +9,29 @@ use gpuvet::workload::{AttentionSpec, BLayout, MatmulSpec, Workload};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+/// Says `SKIP <test>: <why>` where a plain `cargo test` shows it and `.ci/run` counts it.
+///
+/// On the stderr handle, not with `eprintln!` (the harness captures the macros), and in one
+/// write: `writeln!` on the unbuffered handle writes each piece of the format on its own, and
+/// the harness's `test … ok` lines from other threads landed between the pieces, so that CI's
+/// closing count missed a skip (28 instead of 29 in one run).
+pub fn say_skip(test: &str, why: &str) {
+    use std::io::Write;
+    let line = format!("SKIP {test}: {why}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// Skips `test` (see [`say_skip`]), or fails it when the environment variable `require` is 1:
+/// CI sets it where it installed what the test needs, so that a broken install cannot pass as a
+/// skip.
+pub fn skip_unless_required<T>(require: &str, test: &str, why: &str) -> Option<T> {
+    if std::env::var(require).as_deref() == Ok("1") {
+        panic!("{require}=1 but {test} cannot run: {why}");
+    }
+    say_skip(test, why);
+    None
+}
+
 /// Fast measurement settings for the real CPU backend.
 pub const QUICK: [&str; 6] = ["--warmup", "0", "--max-time", "0.05", "--min-samples", "2"];
 
@@ -152,7 +175,6 @@ pub fn attention(
 /// True when NVRTC can be used; otherwise skips visibly, or fails when GPUVET_REQUIRE_NVRTC=1
 /// (CI) says that it must be there.
 pub fn nvrtc_or_skip(test: &str) -> bool {
-    use std::io::Write;
     match &gpuvet::backend::cuda::libs::probe().nvrtc {
         Ok(l) => {
             eprintln!("{test}: using NVRTC {}", l.path.display());
@@ -162,11 +184,9 @@ pub fn nvrtc_or_skip(test: &str) -> bool {
             if std::env::var("GPUVET_REQUIRE_NVRTC").as_deref() == Ok("1") {
                 panic!("GPUVET_REQUIRE_NVRTC=1 but NVRTC is unavailable: {e}");
             }
-            // Written to the stderr handle, not with eprintln!, so that the test harness does
-            // not capture it: a skip must be visible in a normal `cargo test` run.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP {test}: {e} (run scripts/install-nvrtc.sh and set GPUVET_CUDA_LIB_DIR)"
+            say_skip(
+                test,
+                &format!("{e} (run scripts/install-nvrtc.sh and set GPUVET_CUDA_LIB_DIR)"),
             );
             false
         }

@@ -502,7 +502,10 @@ mod tests {
 
     fn check(m: usize, n: usize, k: usize, layout: BLayout, threads: usize) {
         let Some(mut g) = Sgemm::new(m, n, k, layout, threads) else {
-            println!("SKIP sgemm {m}x{n}x{k}: this CPU has no AVX2+FMA");
+            crate::output::tests::say_skip(
+                "sgemm::tests::matches_f64_on_edge_shapes_both_layouts",
+                &format!("this CPU has no AVX2+FMA ({m}x{n}x{k})"),
+            );
             return;
         };
         let mut rng =
@@ -553,7 +556,10 @@ mod tests {
     #[test]
     fn k_zero_writes_zeros() {
         let Some(mut g) = Sgemm::new(3, 5, 0, BLayout::Kn, 2) else {
-            println!("SKIP sgemm k=0: this CPU has no AVX2+FMA");
+            crate::output::tests::say_skip(
+                "sgemm::tests::k_zero_writes_zeros",
+                "this CPU has no AVX2+FMA",
+            );
             return;
         };
         let pool = rayon::ThreadPoolBuilder::new()

@@ -907,8 +907,7 @@ pub(crate) mod tests {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIP {what}: no C compiler (cc)");
+            crate::output::tests::say_skip(what, "no C compiler (cc)");
         }
         ok
     }
