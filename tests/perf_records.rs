@@ -285,12 +285,10 @@ fn a_record_with_a_wrong_ratio_or_unit_is_refused() {
 #[test]
 fn a_fresh_gpu_check_record_parses() {
     let Some(path) = std::env::var_os("GPUVET_CHECK_RECORD") else {
-        // The stderr handle, not eprintln!: the harness captures the macro, and a skip must show.
-        // One write of the whole line, so that no other thread's output lands inside it (this
-        // file does not share tests/common's `say_skip`).
-        use std::io::Write;
-        let line = "SKIP a_fresh_gpu_check_record_parses: GPUVET_CHECK_RECORD not set\n";
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        gpuvet::output::say_skip(
+            "a_fresh_gpu_check_record_parses",
+            "GPUVET_CHECK_RECORD not set",
+        );
         return;
     };
     let r = check_record(Path::new(&path)).unwrap();

@@ -9,17 +9,7 @@ use gpuvet::workload::{AttentionSpec, BLayout, MatmulSpec, Workload};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-/// Says `SKIP <test>: <why>` where a plain `cargo test` shows it and `.ci/run` counts it.
-///
-/// On the stderr handle, not with `eprintln!` (the harness captures the macros), and in one
-/// write: `writeln!` on the unbuffered handle writes each piece of the format on its own, and
-/// the harness's `test … ok` lines from other threads landed between the pieces, so that CI's
-/// closing count missed a skip (28 instead of 29 in one run).
-pub fn say_skip(test: &str, why: &str) {
-    use std::io::Write;
-    let line = format!("SKIP {test}: {why}\n");
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
-}
+pub use gpuvet::output::say_skip;
 
 /// Skips `test` (see [`say_skip`]), or fails it when the environment variable `require` is 1:
 /// CI sets it where it installed what the test needs, so that a broken install cannot pass as a

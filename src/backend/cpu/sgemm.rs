@@ -502,7 +502,7 @@ mod tests {
 
     fn check(m: usize, n: usize, k: usize, layout: BLayout, threads: usize) {
         let Some(mut g) = Sgemm::new(m, n, k, layout, threads) else {
-            crate::output::tests::say_skip(
+            crate::output::say_skip(
                 "sgemm::tests::matches_f64_on_edge_shapes_both_layouts",
                 &format!("this CPU has no AVX2+FMA ({m}x{n}x{k})"),
             );
@@ -556,7 +556,7 @@ mod tests {
     #[test]
     fn k_zero_writes_zeros() {
         let Some(mut g) = Sgemm::new(3, 5, 0, BLayout::Kn, 2) else {
-            crate::output::tests::say_skip(
+            crate::output::say_skip(
                 "sgemm::tests::k_zero_writes_zeros",
                 "this CPU has no AVX2+FMA",
             );

@@ -907,7 +907,7 @@ pub(crate) mod tests {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            crate::output::tests::say_skip(what, "no C compiler (cc)");
+            crate::output::say_skip(what, "no C compiler (cc)");
         }
         ok
     }

@@ -595,7 +595,7 @@ mod tests {
     fn open_all_without_a_gpu_is_a_clean_error() {
         // On machines with a GPU this test has nothing to check: tests/cuda_gpu.rs covers them.
         if libs::probe().driver.is_ok() {
-            crate::output::tests::say_skip(
+            crate::output::say_skip(
                 "open_all_without_a_gpu_is_a_clean_error",
                 "an NVIDIA driver is present",
             );
