@@ -51,6 +51,13 @@ fn every_kernel_compiles_to_cubin_for_every_target() {
                 r.spill_loads
             );
             assert!(r.registers > 0, "{} on {arch}: no register count", k.id());
+            // The static shared memory is read off the same report (a user kernel's launch is
+            // checked against it): memory.read's block sum keeps 32 doubles, the copy none.
+            match k {
+                KernelId::MemRead => assert_eq!(r.static_smem, 32 * 8, "{arch}:\n{}", c.log),
+                KernelId::MemCopy => assert_eq!(r.static_smem, 0, "{arch}:\n{}", c.log),
+                _ => {}
+            }
             assert_eq!(
                 (r.spill_stores, r.spill_loads),
                 (0, 0),

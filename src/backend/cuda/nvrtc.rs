@@ -45,13 +45,16 @@ pub struct Compiled {
     pub from_cache: bool,
 }
 
-/// Registers and spills of one kernel, from the ptxas report.
+/// Registers, spills and static shared memory of one kernel, from the ptxas report.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelResources {
     pub registers: u32,
     pub spill_stores: u32,
     pub spill_loads: u32,
     pub stack_bytes: u32,
+    /// Bytes of `__shared__` arrays (`..., 2112 bytes smem, ...`): what a launch's dynamic
+    /// shared memory comes on top of.
+    pub static_smem: u32,
 }
 
 impl KernelResources {
@@ -467,6 +470,7 @@ pub fn parse_ptxas(log: &str) -> Vec<(String, KernelResources)> {
             if let Some(n) = num_before(line, "registers") {
                 r.registers = n;
             }
+            r.static_smem = num_before(line, "bytes smem").unwrap_or(0);
         }
     }
     out
@@ -558,13 +562,15 @@ ptxas info    : Used 32 registers, used 1 barriers, 256 bytes smem, 376 bytes cm
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].0, "gv_copy");
         assert_eq!(r[0].1.registers, 18);
+        assert_eq!(r[0].1.static_smem, 0, "no `bytes smem` on the line: none");
         assert_eq!(
             resources_of(log, KernelId::MemRead),
             Some(KernelResources {
                 registers: 32,
                 spill_stores: 4,
                 spill_loads: 12,
-                stack_bytes: 8
+                stack_bytes: 8,
+                static_smem: 256,
             })
         );
         assert_eq!(resources_of(log, KernelId::MemWrite), None);

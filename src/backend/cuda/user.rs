@@ -142,8 +142,6 @@ pub struct Program {
     /// The user's NVRTC options with the defines, as passed.
     pub options: Vec<String>,
     pub headers: HeaderScan,
-    /// The entry the program was built for.
-    pub program_entry: String,
 }
 
 /// Compiles `k` for `arch` (through the kernel cache in `cache`) with its defines evaluated by
@@ -190,7 +188,6 @@ pub fn build(
         resources,
         options,
         headers,
-        program_entry: k.entry.clone(),
     })
 }
 
@@ -269,7 +266,10 @@ pub fn names_for(w: &Workload, k: &UserKernel) -> Result<WorkloadNames> {
 /// Volta shares (a block of at most 1024 threads and 64 Ki registers, allocated 256 per warp).
 /// Loading the kernel (`user_run`) checks again with the driver's own numbers.
 pub fn planned_limits(props: &Props, p: &Program) -> Limits {
-    let regs = p.resources.as_ref().map_or(0, |r| r.registers);
+    let (regs, static_smem) = p
+        .resources
+        .as_ref()
+        .map_or((0, 0), |r| (r.registers, r.static_smem));
     let max_threads = if regs == 0 {
         1024
     } else {
@@ -278,28 +278,10 @@ pub fn planned_limits(props: &Props, p: &Program) -> Limits {
     };
     Limits {
         max_threads_per_block: max_threads,
-        static_smem: static_smem(&p.compiled.log, &p.program_entry),
+        static_smem: static_smem as u64,
         registers: regs,
         ..Limits::typical(props.sm.smem_per_block_optin)
     }
-}
-
-/// The static shared memory ptxas reports for `entry` (`..., 2112 bytes smem, ...`).
-pub fn static_smem(log: &str, entry: &str) -> u64 {
-    let mut mine = false;
-    for line in log.lines() {
-        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
-            mine = rest.split('\'').next() == Some(entry);
-        } else if mine && line.contains("bytes smem") {
-            let before = line.split("bytes smem").next().unwrap_or("");
-            return before
-                .rsplit(|c: char| !c.is_ascii_digit())
-                .find(|w| !w.is_empty())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-        }
-    }
-    0
 }
 
 /// The plan-time check of user kernel `k` implementing `w` on `t`: compiled for its
@@ -355,8 +337,11 @@ ptxas info    : Compiling entry function 'k' for 'sm_90a'\n\
 ptxas info    : Function properties for k\n\
     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\n\
 ptxas info    : Used 255 registers, used 1 barriers, 33024 bytes smem, 400 bytes cmem[0]\n";
-        assert_eq!(static_smem(log, "k"), 33024);
-        assert_eq!(static_smem(log, "other"), 64);
-        assert_eq!(static_smem(log, "none"), 0);
+        let r = nvrtc::parse_ptxas(log);
+        let of = |e: &str| r.iter().find(|(n, _)| n == e).map(|(_, r)| r.clone());
+        let k = of("k").unwrap();
+        assert_eq!((k.registers, k.static_smem), (255, 33024));
+        assert_eq!(of("other").unwrap().static_smem, 64);
+        assert!(of("none").is_none());
     }
 }
