@@ -274,6 +274,13 @@ fn memory_needed_counts_converted_copies() {
     assert_eq!(be.memory_needed(&w, 2), 2 * be.memory_needed(&w, 1));
     let w = attention(2, (8, 2), (16, 16), 64, false, DType::Bf16);
     assert!(be.memory_needed(&w, 1) > w.footprint());
+    // Decode: Q (2×8×1×128) in f32 and O in the input type; K and V (2×2×1000×128 each) stay
+    // in bf16, and are widened to f32 for f16 (which has no cheap widening in the loops).
+    let (q, kv) = (2 * 8 * 128, 2 * 2 * 1000 * 128);
+    let w = attention(2, (8, 2), (1, 1000), 128, true, DType::Bf16);
+    assert_eq!(be.memory_needed(&w, 1), q * 4 + 2 * kv * 2 + q * 2);
+    let w = attention(2, (8, 2), (1, 1000), 128, true, DType::F16);
+    assert_eq!(be.memory_needed(&w, 1), q * 4 + 2 * kv * 4 + q * 2);
 }
 
 /// The CPU computes in host RAM: its buffers count against host memory, on top of the host

@@ -12,7 +12,9 @@
 //! 3. acc += P · V_blk with `gemm`.
 //!
 //! Tasks of at most [`SMALL_ROWS`] query rows (decode) do both products with vectorised dot
-//! products and axpys instead, reading each K and V row once for all their rows.
+//! products and axpys instead, reading each K and V row once for all their rows. With bf16
+//! inputs those tasks read K and V in bf16, widened in the loops ([`kv_in_bf16`]): half the
+//! bytes of f32 copies, the same products.
 //!
 //! At the end each row is acc / l, written in the output dtype. Scratch per task is
 //! BQ×BK + BQ×D floats, whatever the sequence lengths.
@@ -61,7 +63,8 @@ impl CpuKernel for AttentionSpec {
     }
 }
 
-/// Bytes one buffer set occupies: Q, K and V widened to f32, and O in the input dtype.
+/// Bytes one buffer set occupies: Q widened to f32, K and V widened to f32 (kept in bf16 where
+/// [`kv_in_bf16`]), and O in the input dtype.
 fn bytes_per_set(s: &AttentionSpec) -> u64 {
     let q = s
         .batch
@@ -73,9 +76,27 @@ fn bytes_per_set(s: &AttentionSpec) -> u64 {
         .saturating_mul(s.kv_heads)
         .saturating_mul(s.kv_len)
         .saturating_mul(s.head_dim);
-    q.saturating_add(kv.saturating_mul(2))
-        .saturating_mul(4)
+    let kv_size = if kv_in_bf16(s) { 2 } else { 4 };
+    q.saturating_mul(4)
+        .saturating_add(kv.saturating_mul(2).saturating_mul(kv_size))
         .saturating_add(q.saturating_mul(s.dtype.size()))
+}
+
+/// Query rows per task: about [`BQ`] summed over the query heads of a KV group, never more
+/// query rows per head than there are.
+fn task_rows(group: usize, lq: usize) -> (usize, usize) {
+    let bq = (BQ / group).clamp(1, lq.max(1));
+    (bq, bq * group)
+}
+
+/// Whether K and V stay in bf16 for the run: bf16 inputs whose every task takes the small-row
+/// path (decode), which reads each K and V element once per task and is bound by those reads,
+/// so that half the bytes is most of the time. Widening bf16 is a 16-bit shift, done in the
+/// inner loops; the products are the same f32 products as from widened copies. Larger tasks go
+/// through `gemm`, which needs f32 (and f16 has no widening as cheap), so they keep f32 copies.
+fn kv_in_bf16(s: &AttentionSpec) -> bool {
+    let group = (s.q_heads / s.kv_heads.max(1)).max(1) as usize;
+    s.dtype == DType::Bf16 && task_rows(group, s.q_len as usize).1 <= SMALL_ROWS
 }
 
 /// An output element type the kernel can write.
@@ -117,9 +138,69 @@ enum OutBuf {
 
 struct Set {
     q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
+    k: Kv,
+    v: Kv,
     out: OutBuf,
+}
+
+/// K or V of one set: widened to f32, or kept in bf16 (see [`kv_in_bf16`]).
+#[derive(Clone)]
+enum Kv {
+    F32(Vec<f32>),
+    Bf16(Vec<bf16>),
+}
+
+impl Kv {
+    fn of(t: &Tensor, keep_bf16: bool) -> Kv {
+        match &t.data {
+            Data::Bf16(v) if keep_bf16 => Kv::Bf16(v.clone()),
+            _ => Kv::F32(widen(t)),
+        }
+    }
+
+    fn all(&self) -> KvRef<'_> {
+        match self {
+            Kv::F32(v) => KvRef::F32(v),
+            Kv::Bf16(v) => KvRef::Bf16(v),
+        }
+    }
+}
+
+/// Rows of K or V as a task reads them.
+#[derive(Clone, Copy)]
+enum KvRef<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a [bf16]),
+}
+
+impl<'a> KvRef<'a> {
+    /// Elements `from .. to`.
+    fn part(self, from: usize, to: usize) -> KvRef<'a> {
+        match self {
+            KvRef::F32(v) => KvRef::F32(&v[from..to]),
+            KvRef::Bf16(v) => KvRef::Bf16(&v[from..to]),
+        }
+    }
+}
+
+/// An element of K or V as the inner loops read it: f32, or bf16 widened on the fly.
+trait KvElem: Copy {
+    fn widen(self) -> f32;
+}
+
+impl KvElem for f32 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+impl KvElem for bf16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        // Exact: a bf16 is the upper half of the f32 with the same value.
+        f32::from_bits((self.to_bits() as u32) << 16)
+    }
 }
 
 /// Shape of one run, in `usize`.
@@ -137,10 +218,10 @@ struct Dims {
 
 /// The softmax step over one block of scores: see [`softmax_block_generic`].
 type SoftmaxFn = fn(&mut [f32], usize, usize, &[usize], &mut [f32], &mut [f32], &mut [f32]);
-/// S = scale·Q·Kᵀ for a few query rows: see [`scores_generic`].
-type ScoresFn = fn(&[f32], &[f32], usize, f32, &mut [f32]);
-/// acc += P·V for a few query rows: see [`accumulate_generic`].
-type AccumulateFn = fn(&[f32], &[f32], usize, &mut [f32]);
+/// S = scale·Q·Kᵀ for a few query rows, K in `T`: see [`scores_generic`].
+type ScoresFn<T> = fn(&[f32], &[T], usize, f32, &mut [f32]);
+/// acc += P·V for a few query rows, V in `T`: see [`accumulate_generic`].
+type AccumulateFn<T> = fn(&[f32], &[T], usize, &mut [f32]);
 
 /// Up to this many query rows per task, the block products run as dot products and axpys
 /// streaming K and V once instead of `gemm` calls, whose packing costs more than the
@@ -151,8 +232,10 @@ const SMALL_ROWS: usize = 16;
 #[derive(Clone, Copy)]
 struct Kernels {
     softmax: SoftmaxFn,
-    scores: ScoresFn,
-    accumulate: AccumulateFn,
+    scores: ScoresFn<f32>,
+    accumulate: AccumulateFn<f32>,
+    scores_bf16: ScoresFn<bf16>,
+    accumulate_bf16: AccumulateFn<bf16>,
 }
 
 struct PreparedAttention<'a> {
@@ -177,8 +260,10 @@ impl<'a> PreparedAttention<'a> {
             ))),
         };
         out()?;
+        let keep_bf16 = kv_in_bf16(spec);
         let sets = pool.install(|| -> Result<Vec<Set>> {
-            let (q, k, v) = (widen(&inputs[0]), widen(&inputs[1]), widen(&inputs[2]));
+            let q = widen(&inputs[0]);
+            let (k, v) = (Kv::of(&inputs[1], keep_bf16), Kv::of(&inputs[2], keep_bf16));
             let mut all = Vec::with_capacity(sets);
             for _ in 0..sets {
                 all.push(Set {
@@ -204,6 +289,8 @@ impl<'a> PreparedAttention<'a> {
             softmax,
             scores: pick_scores().0,
             accumulate: pick_accumulate().0,
+            scores_bf16: pick_scores_bf16().0,
+            accumulate_bf16: pick_accumulate_bf16().0,
         };
         Ok(PreparedAttention {
             pool,
@@ -234,8 +321,8 @@ fn widen(t: &Tensor) -> Vec<f32> {
 fn attention<O: OutElem>(
     dims: Dims,
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: KvRef,
+    v: KvRef,
     out: &mut [O],
     kernels: Kernels,
 ) {
@@ -249,7 +336,7 @@ fn attention<O: OutElem>(
     } = dims;
     let group = hq / hkv;
     // About BQ rows per task whatever the group size, so task count and gemm shapes stay sane.
-    let bq = (BQ / group).clamp(1, lq);
+    let (bq, _) = task_rows(group, lq);
     let blocks = lq.div_ceil(bq);
     // Query heads h·G .. (h+1)·G of one batch are adjacent in Q and O, so a group is one
     // contiguous chunk of G·Lq rows.
@@ -258,7 +345,7 @@ fn attention<O: OutElem>(
         .for_each(|(g, o_group)| {
             let q_group = &q[g * group * lq * d..(g + 1) * group * lq * d];
             let kv = g * lkv * d;
-            let (k_head, v_head) = (&k[kv..kv + lkv * d], &v[kv..kv + lkv * d]);
+            let (k_head, v_head) = (k.part(kv, kv + lkv * d), v.part(kv, kv + lkv * d));
             // tasks[block][head]: that head's output rows of the query block.
             let mut tasks: Vec<Vec<&mut [O]>> =
                 (0..blocks).map(|_| Vec::with_capacity(group)).collect();
@@ -278,8 +365,8 @@ fn attention<O: OutElem>(
 fn query_block<O: OutElem>(
     dims: Dims,
     q_group: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: KvRef,
+    v: KvRef,
     q0: usize,
     mut outs: Vec<&mut [O]>,
     kernels: Kernels,
@@ -315,35 +402,38 @@ fn query_block<O: OutElem>(
     let mut k0 = 0;
     while k0 < kv_end {
         let kn = BK.min(kv_end - k0);
-        if rows <= SMALL_ROWS {
-            let kb = &k[k0 * d..(k0 + kn) * d];
-            (kernels.scores)(&q, kb, d, dims.logit_scale, &mut s);
-        } else {
-            // S = logit_scale · Q·Kᵀ, rows×kn with row stride BK.
-            // SAFETY: Q is rows×D (stride D), the key block kn×D is read transposed through its
-            // strides, S holds rows×BK floats and is exclusively borrowed; all in bounds.
-            unsafe {
-                gemm::gemm(
-                    rows,
-                    kn,
-                    d,
-                    s.as_mut_ptr(),
-                    1,
-                    BK as isize,
-                    false,
-                    q.as_ptr(),
-                    1,
-                    d as isize,
-                    k[k0 * d..].as_ptr(),
-                    d as isize,
-                    1,
-                    0.0f32,
-                    dims.logit_scale,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
+        let (kb, vb) = (k.part(k0 * d, (k0 + kn) * d), v.part(k0 * d, (k0 + kn) * d));
+        // bf16 K and V only come with small tasks (`kv_in_bf16`); their kernels take any count.
+        match (kb, rows <= SMALL_ROWS) {
+            (KvRef::Bf16(kb), _) => (kernels.scores_bf16)(&q, kb, d, dims.logit_scale, &mut s),
+            (KvRef::F32(kb), true) => (kernels.scores)(&q, kb, d, dims.logit_scale, &mut s),
+            (KvRef::F32(kb), false) => {
+                // S = logit_scale · Q·Kᵀ, rows×kn with row stride BK.
+                // SAFETY: Q is rows×D (stride D), the key block kn×D is read transposed through its
+                // strides, S holds rows×BK floats and is exclusively borrowed; all in bounds.
+                unsafe {
+                    gemm::gemm(
+                        rows,
+                        kn,
+                        d,
+                        s.as_mut_ptr(),
+                        1,
+                        BK as isize,
+                        false,
+                        q.as_ptr(),
+                        1,
+                        d as isize,
+                        kb.as_ptr(),
+                        d as isize,
+                        1,
+                        0.0f32,
+                        dims.logit_scale,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
             }
         }
         for (r, vis) in visible.iter_mut().enumerate() {
@@ -359,35 +449,36 @@ fn query_block<O: OutElem>(
                 row.iter_mut().for_each(|x| *x *= a);
             }
         }
-        if rows <= SMALL_ROWS {
-            let vb = &v[k0 * d..(k0 + kn) * d];
-            (kernels.accumulate)(&s, vb, d, &mut acc);
-        } else {
-            // acc += P·V_blk.
-            // SAFETY: P is rows×kn (stride BK) inside S, V's block is kn×D rows inside `v`, the
-            // accumulator rows×D is exclusively borrowed; all in bounds.
-            unsafe {
-                gemm::gemm(
-                    rows,
-                    d,
-                    kn,
-                    acc.as_mut_ptr(),
-                    1,
-                    d as isize,
-                    true,
-                    s.as_ptr(),
-                    1,
-                    BK as isize,
-                    v[k0 * d..].as_ptr(),
-                    1,
-                    d as isize,
-                    1.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
+        match (vb, rows <= SMALL_ROWS) {
+            (KvRef::Bf16(vb), _) => (kernels.accumulate_bf16)(&s, vb, d, &mut acc),
+            (KvRef::F32(vb), true) => (kernels.accumulate)(&s, vb, d, &mut acc),
+            (KvRef::F32(vb), false) => {
+                // acc += P·V_blk.
+                // SAFETY: P is rows×kn (stride BK) inside S, V's block is kn×D rows inside `v`, the
+                // accumulator rows×D is exclusively borrowed; all in bounds.
+                unsafe {
+                    gemm::gemm(
+                        rows,
+                        d,
+                        kn,
+                        acc.as_mut_ptr(),
+                        1,
+                        d as isize,
+                        true,
+                        s.as_ptr(),
+                        1,
+                        BK as isize,
+                        vb.as_ptr(),
+                        1,
+                        d as isize,
+                        1.0f32,
+                        1.0f32,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
             }
         }
         k0 += kn;
@@ -490,29 +581,44 @@ fn softmax_block_generic(
     }
 }
 
-/// Dot product with [`LANES`] independent partial sums, so it vectorises.
+/// Partial sums of [`dot`]: four 16-lane (two 8-lane) vectors, so that four independent
+/// chains of adds keep the SIMD units busy.
+const DOT_LANES: usize = 64;
+
+/// Dot product with [`DOT_LANES`] independent partial sums, so it vectorises, added up as a
+/// tree: halves added lane by lane, which stays in vector registers, instead of one lane after
+/// another (in order, as f32 addition must be unless asked otherwise), which is a chain of
+/// extracts and scalar adds longer than the products themselves at D = 128.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+fn dot<T: KvElem>(a: &[f32], b: &[T]) -> f32 {
+    let mut acc = [0.0f32; DOT_LANES];
+    let (ac, bc) = (a.chunks_exact(DOT_LANES), b.chunks_exact(DOT_LANES));
     let tail: f32 = ac
         .remainder()
         .iter()
         .zip(bc.remainder())
-        .map(|(x, y)| x * y)
+        .map(|(x, y)| x * y.widen())
         .sum();
     for (x, y) in ac.zip(bc) {
         for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
-            *s += x * y;
+            *s += x * y.widen();
         }
     }
-    acc.iter().sum::<f32>() + tail
+    let mut width = DOT_LANES;
+    while width > 1 {
+        width /= 2;
+        let (low, high) = acc.split_at_mut(width);
+        for (l, h) in low.iter_mut().zip(&high[..width]) {
+            *l += h;
+        }
+    }
+    acc[0] + tail
 }
 
 /// s[r·BK + j] = scale · (q row r · k row j) for every query row r of `q` (rows×D) and key row
 /// j of `k` (kn×D): each key row is loaded once for all query rows.
 #[inline(always)]
-fn scores_generic(q: &[f32], k: &[f32], d: usize, scale: f32, s: &mut [f32]) {
+fn scores_generic<T: KvElem>(q: &[f32], k: &[T], d: usize, scale: f32, s: &mut [f32]) {
     for (j, krow) in k.chunks_exact(d).enumerate() {
         for (r, qrow) in q.chunks_exact(d).enumerate() {
             s[r * BK + j] = scale * dot(qrow, krow);
@@ -524,13 +630,13 @@ fn scores_generic(q: &[f32], k: &[f32], d: usize, scale: f32, s: &mut [f32]) {
 /// j of `v` (kn×D): each value row is loaded once for all query rows; zero weights (masked
 /// keys) are skipped.
 #[inline(always)]
-fn accumulate_generic(p: &[f32], v: &[f32], d: usize, acc: &mut [f32]) {
+fn accumulate_generic<T: KvElem>(p: &[f32], v: &[T], d: usize, acc: &mut [f32]) {
     for (j, vrow) in v.chunks_exact(d).enumerate() {
         for (r, arow) in acc.chunks_exact_mut(d).enumerate() {
             let w = p[r * BK + j];
             if w != 0.0 {
                 for (a, x) in arow.iter_mut().zip(vrow) {
-                    *a += w * x;
+                    *a += w * x.widen();
                 }
             }
         }
@@ -581,15 +687,27 @@ multiversion!(
 );
 multiversion!(
     pick_scores,
-    ScoresFn,
+    ScoresFn<f32>,
     scores_generic,
     (q: &[f32], k: &[f32], d: usize, scale: f32, s: &mut [f32])
 );
 multiversion!(
     pick_accumulate,
-    AccumulateFn,
+    AccumulateFn<f32>,
     accumulate_generic,
     (p: &[f32], v: &[f32], d: usize, acc: &mut [f32])
+);
+multiversion!(
+    pick_scores_bf16,
+    ScoresFn<bf16>,
+    scores_generic,
+    (q: &[f32], k: &[bf16], d: usize, scale: f32, s: &mut [f32])
+);
+multiversion!(
+    pick_accumulate_bf16,
+    AccumulateFn<bf16>,
+    accumulate_generic,
+    (p: &[f32], v: &[bf16], d: usize, acc: &mut [f32])
 );
 
 impl SetKernel for PreparedAttention<'_> {
@@ -597,7 +715,7 @@ impl SetKernel for PreparedAttention<'_> {
         let dims = self.dims;
         let kernels = self.kernels;
         let set = &mut self.sets[i];
-        let (q, k, v) = (&set.q[..], &set.k[..], &set.v[..]);
+        let (q, k, v) = (&set.q[..], set.k.all(), set.v.all());
         self.pool.install(|| match &mut set.out {
             OutBuf::F32(o) => attention(dims, q, k, v, o, kernels),
             OutBuf::F16(o) => attention(dims, q, k, v, o, kernels),
@@ -633,7 +751,12 @@ impl SetKernel for PreparedAttention<'_> {
             "flash-style blocks of about {BQ} query rows (all heads of a KV group) × {BK} keys, inner loops: {}",
             self.simd
         )];
-        if self.spec.dtype != DType::F32 {
+        if kv_in_bf16(&self.spec) {
+            notes.push(
+                "Q converted to f32 once before timing, K and V read in bf16 and widened in the kernel; computed in f32, output rounded to bf16 in the kernel"
+                    .into(),
+            );
+        } else if self.spec.dtype != DType::F32 {
             notes.push(format!(
                 "{} inputs converted to f32 once before timing; computed in f32, output rounded to {} in the kernel",
                 self.spec.dtype, self.spec.dtype
