@@ -11,10 +11,12 @@
 //!    l = l·2^(m − m') + ΣP, and the accumulator row rescaled by the same correction;
 //! 3. acc += P · V_blk with `gemm`.
 //!
-//! Tasks of at most [`SMALL_ROWS`] query rows (decode) do both products with vectorised dot
-//! products and axpys instead, reading each K and V row once for all their rows. With bf16
-//! inputs those tasks read K and V in bf16, widened in the loops ([`kv_in_bf16`]): half the
-//! bytes of f32 copies, the same products.
+//! When every task has at most [`SMALL_ROWS`] query rows (decode; [`small_tasks`]) both
+//! products run in small-row kernels instead, reading each K and V element once for all the
+//! task's rows: K is stored in tiles of [`TILE`] keys laid out key-minor, so that Q·Kᵀ needs no
+//! horizontal sums ([`scores_generic`]), and P·V keeps column strips of the accumulator in
+//! registers ([`accumulate_generic`]). With bf16 inputs those tasks read K and V in bf16,
+//! widened in the loops ([`kv_in_bf16`]): half the bytes of f32 copies, the same products.
 //!
 //! At the end each row is acc / l, written in the output dtype. Scratch per task is
 //! BQ×BK + BQ×D floats, whatever the sequence lengths.
@@ -64,21 +66,24 @@ impl CpuKernel for AttentionSpec {
 }
 
 /// Bytes one buffer set occupies: Q widened to f32, K and V widened to f32 (kept in bf16 where
-/// [`kv_in_bf16`]), and O in the input dtype.
+/// [`kv_in_bf16`]; K padded to whole tiles where [`small_tasks`]), and O in the input dtype.
 fn bytes_per_set(s: &AttentionSpec) -> u64 {
     let q = s
         .batch
         .saturating_mul(s.q_heads)
         .saturating_mul(s.q_len)
         .saturating_mul(s.head_dim);
-    let kv = s
+    let heads = s
         .batch
         .saturating_mul(s.kv_heads)
-        .saturating_mul(s.kv_len)
         .saturating_mul(s.head_dim);
+    let (k, v) = (
+        heads.saturating_mul(k_len(s) as u64),
+        heads.saturating_mul(s.kv_len),
+    );
     let kv_size = if kv_in_bf16(s) { 2 } else { 4 };
     q.saturating_mul(4)
-        .saturating_add(kv.saturating_mul(2).saturating_mul(kv_size))
+        .saturating_add(k.saturating_add(v).saturating_mul(kv_size))
         .saturating_add(q.saturating_mul(s.dtype.size()))
 }
 
@@ -89,14 +94,31 @@ fn task_rows(group: usize, lq: usize) -> (usize, usize) {
     (bq, bq * group)
 }
 
-/// Whether K and V stay in bf16 for the run: bf16 inputs whose every task takes the small-row
-/// path (decode), which reads each K and V element once per task and is bound by those reads,
-/// so that half the bytes is most of the time. Widening bf16 is a 16-bit shift, done in the
-/// inner loops; the products are the same f32 products as from widened copies. Larger tasks go
-/// through `gemm`, which needs f32 (and f16 has no widening as cheap), so they keep f32 copies.
-fn kv_in_bf16(s: &AttentionSpec) -> bool {
+/// Whether every task has at most [`SMALL_ROWS`] query rows (decode, and short prefills with
+/// large GQA groups): then the two block products run as the small-row kernels over K stored
+/// in key tiles ([`TILE`]), instead of `gemm` calls over row-major K.
+fn small_tasks(s: &AttentionSpec) -> bool {
     let group = (s.q_heads / s.kv_heads.max(1)).max(1) as usize;
-    s.dtype == DType::Bf16 && task_rows(group, s.q_len as usize).1 <= SMALL_ROWS
+    task_rows(group, s.q_len as usize).1 <= SMALL_ROWS
+}
+
+/// Keys per head as K is stored: padded with zero keys to whole tiles where [`small_tasks`].
+fn k_len(s: &AttentionSpec) -> usize {
+    let lkv = s.kv_len as usize;
+    if small_tasks(s) {
+        lkv.next_multiple_of(TILE)
+    } else {
+        lkv
+    }
+}
+
+/// Whether K and V stay in bf16 for the run: bf16 inputs on the small-row path, which reads
+/// each K and V element once per task and mostly waits on those reads: half the bytes.
+/// Widening bf16 is a 16-bit shift, done in the inner loops; the products are the same f32
+/// products as from widened copies. `gemm` needs f32, and f16 has no widening as cheap, so
+/// those keep f32 copies.
+fn kv_in_bf16(s: &AttentionSpec) -> bool {
+    s.dtype == DType::Bf16 && small_tasks(s)
 }
 
 /// An output element type the kernel can write.
@@ -151,10 +173,21 @@ enum Kv {
 }
 
 impl Kv {
+    /// V (and K for `gemm` tasks): row-major, each head Lkv×D.
     fn of(t: &Tensor, keep_bf16: bool) -> Kv {
         match &t.data {
             Data::Bf16(v) if keep_bf16 => Kv::Bf16(v.clone()),
             _ => Kv::F32(widen(t)),
+        }
+    }
+
+    /// K for the small-row kernels: each head's keys in tiles of [`TILE`] keys stored
+    /// key-minor (D×TILE: element c of keys 16t .. 16t+15 side by side), the last tile padded
+    /// with zero keys, so that one vector holds one product term of TILE scores.
+    fn tiled(t: &Tensor, keep_bf16: bool, lkv: usize, d: usize) -> Kv {
+        match Kv::of(t, keep_bf16) {
+            Kv::F32(k) => Kv::F32(tile_keys(&k, lkv, d)),
+            Kv::Bf16(k) => Kv::Bf16(tile_keys(&k, lkv, d)),
         }
     }
 
@@ -183,12 +216,34 @@ impl<'a> KvRef<'a> {
     }
 }
 
+/// Row-major heads of `lkv`×`d` in key tiles (see [`Kv::tiled`]).
+fn tile_keys<T: KvElem>(k: &[T], lkv: usize, d: usize) -> Vec<T> {
+    if lkv == 0 || d == 0 {
+        return Vec::new();
+    }
+    let padded = lkv.next_multiple_of(TILE);
+    let heads = k.len() / (lkv * d).max(1);
+    let mut out = vec![T::ZERO; heads * padded * d];
+    for (h, head) in k.chunks_exact(lkv * d).enumerate() {
+        let tiles = &mut out[h * padded * d..(h + 1) * padded * d];
+        for (j, key) in head.chunks_exact(d).enumerate() {
+            let tile = &mut tiles[(j / TILE) * TILE * d..][..TILE * d];
+            for (c, &x) in key.iter().enumerate() {
+                tile[c * TILE + j % TILE] = x;
+            }
+        }
+    }
+    out
+}
+
 /// An element of K or V as the inner loops read it: f32, or bf16 widened on the fly.
 trait KvElem: Copy {
+    const ZERO: Self;
     fn widen(self) -> f32;
 }
 
 impl KvElem for f32 {
+    const ZERO: Self = 0.0;
     #[inline(always)]
     fn widen(self) -> f32 {
         self
@@ -196,6 +251,7 @@ impl KvElem for f32 {
 }
 
 impl KvElem for bf16 {
+    const ZERO: Self = bf16::ZERO;
     #[inline(always)]
     fn widen(self) -> f32 {
         // Exact: a bf16 is the upper half of the f32 with the same value.
@@ -210,8 +266,12 @@ struct Dims {
     hkv: usize,
     lq: usize,
     lkv: usize,
+    /// Keys per head as K is stored (Lkv, or Lkv padded to whole tiles).
+    k_len: usize,
     d: usize,
     causal: bool,
+    /// K in key tiles and both products in the small-row kernels ([`small_tasks`]).
+    small: bool,
     /// log2(e)/√D: turns Q·Kᵀ into base-2 softmax logits.
     logit_scale: f32,
 }
@@ -223,10 +283,12 @@ type ScoresFn<T> = fn(&[f32], &[T], usize, f32, &mut [f32]);
 /// acc += P·V for a few query rows, V in `T`: see [`accumulate_generic`].
 type AccumulateFn<T> = fn(&[f32], &[T], usize, &mut [f32]);
 
-/// Up to this many query rows per task, the block products run as dot products and axpys
-/// streaming K and V once instead of `gemm` calls, whose packing costs more than the
+/// Up to this many query rows per task, the block products run as the small-row kernels,
+/// streaming K and V once, instead of `gemm` calls, whose packing costs more than the
 /// arithmetic of so few rows (decode: one query row per head).
 const SMALL_ROWS: usize = 16;
+/// Keys per K tile of the small-row path: one 16-lane vector of f32.
+const TILE: usize = 16;
 
 /// The inner loops of a task, compiled for the widest SIMD the CPU has.
 #[derive(Clone, Copy)]
@@ -260,10 +322,16 @@ impl<'a> PreparedAttention<'a> {
             ))),
         };
         out()?;
-        let keep_bf16 = kv_in_bf16(spec);
+        let (keep_bf16, small) = (kv_in_bf16(spec), small_tasks(spec));
+        let (lkv, d) = (spec.kv_len as usize, spec.head_dim as usize);
         let sets = pool.install(|| -> Result<Vec<Set>> {
             let q = widen(&inputs[0]);
-            let (k, v) = (Kv::of(&inputs[1], keep_bf16), Kv::of(&inputs[2], keep_bf16));
+            let k = if small {
+                Kv::tiled(&inputs[1], keep_bf16, lkv, d)
+            } else {
+                Kv::of(&inputs[1], keep_bf16)
+            };
+            let v = Kv::of(&inputs[2], keep_bf16);
             let mut all = Vec::with_capacity(sets);
             for _ in 0..sets {
                 all.push(Set {
@@ -279,9 +347,11 @@ impl<'a> PreparedAttention<'a> {
             hq: spec.q_heads as usize,
             hkv: spec.kv_heads as usize,
             lq: spec.q_len as usize,
-            lkv: spec.kv_len as usize,
-            d: spec.head_dim as usize,
+            lkv,
+            k_len: k_len(spec),
+            d,
             causal: spec.causal,
+            small,
             logit_scale: (std::f64::consts::LOG2_E / (spec.head_dim as f64).sqrt()) as f32,
         };
         let (softmax, simd) = pick_softmax();
@@ -331,6 +401,7 @@ fn attention<O: OutElem>(
         hkv,
         lq,
         lkv,
+        k_len,
         d,
         ..
     } = dims;
@@ -344,8 +415,10 @@ fn attention<O: OutElem>(
         .enumerate()
         .for_each(|(g, o_group)| {
             let q_group = &q[g * group * lq * d..(g + 1) * group * lq * d];
-            let kv = g * lkv * d;
-            let (k_head, v_head) = (k.part(kv, kv + lkv * d), v.part(kv, kv + lkv * d));
+            let (k_head, v_head) = (
+                k.part(g * k_len * d, (g + 1) * k_len * d),
+                v.part(g * lkv * d, (g + 1) * lkv * d),
+            );
             // tasks[block][head]: that head's output rows of the query block.
             let mut tasks: Vec<Vec<&mut [O]>> =
                 (0..blocks).map(|_| Vec::with_capacity(group)).collect();
@@ -402,9 +475,16 @@ fn query_block<O: OutElem>(
     let mut k0 = 0;
     while k0 < kv_end {
         let kn = BK.min(kv_end - k0);
-        let (kb, vb) = (k.part(k0 * d, (k0 + kn) * d), v.part(k0 * d, (k0 + kn) * d));
-        // bf16 K and V only come with small tasks (`kv_in_bf16`); their kernels take any count.
-        match (kb, rows <= SMALL_ROWS) {
+        // K in tiles: the block's whole tiles (block starts are multiples of TILE, and the
+        // scores of the padding past `kn` are never read).
+        let k_end = if dims.small {
+            (k0 + kn).next_multiple_of(TILE)
+        } else {
+            k0 + kn
+        };
+        let (kb, vb) = (k.part(k0 * d, k_end * d), v.part(k0 * d, (k0 + kn) * d));
+        // bf16 K and V only come with small tasks (`kv_in_bf16`).
+        match (kb, dims.small) {
             (KvRef::Bf16(kb), _) => (kernels.scores_bf16)(&q, kb, d, dims.logit_scale, &mut s),
             (KvRef::F32(kb), true) => (kernels.scores)(&q, kb, d, dims.logit_scale, &mut s),
             (KvRef::F32(kb), false) => {
@@ -449,7 +529,7 @@ fn query_block<O: OutElem>(
                 row.iter_mut().for_each(|x| *x *= a);
             }
         }
-        match (vb, rows <= SMALL_ROWS) {
+        match (vb, dims.small) {
             (KvRef::Bf16(vb), _) => (kernels.accumulate_bf16)(&s, vb, d, &mut acc),
             (KvRef::F32(vb), true) => (kernels.accumulate)(&s, vb, d, &mut acc),
             (KvRef::F32(vb), false) => {
@@ -581,66 +661,139 @@ fn softmax_block_generic(
     }
 }
 
-/// Partial sums of [`dot`]: four 16-lane (two 8-lane) vectors, so that four independent
-/// chains of adds keep the SIMD units busy.
-const DOT_LANES: usize = 64;
-
-/// Dot product with [`DOT_LANES`] independent partial sums, so it vectorises, added up as a
-/// tree: halves added lane by lane, which stays in vector registers, instead of one lane after
-/// another (in order, as f32 addition must be unless asked otherwise), which is a chain of
-/// extracts and scalar adds longer than the products themselves at D = 128.
+/// s[r·BK + j] = scale · (q row r · key j) for every query row r of `q` (rows×D) and every key
+/// j of `kt`, whole tiles of [`TILE`] keys stored key-minor ([`Kv::tiled`]): one vector holds a
+/// product term of TILE scores, so there is no horizontal sum, and each tile (D×TILE, a few
+/// KiB) stays in L1 while the rows pass over it four at a time.
 #[inline(always)]
-fn dot<T: KvElem>(a: &[f32], b: &[T]) -> f32 {
-    let mut acc = [0.0f32; DOT_LANES];
-    let (ac, bc) = (a.chunks_exact(DOT_LANES), b.chunks_exact(DOT_LANES));
-    let tail: f32 = ac
-        .remainder()
-        .iter()
-        .zip(bc.remainder())
-        .map(|(x, y)| x * y.widen())
-        .sum();
-    for (x, y) in ac.zip(bc) {
-        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
-            *s += x * y.widen();
-        }
-    }
-    let mut width = DOT_LANES;
-    while width > 1 {
-        width /= 2;
-        let (low, high) = acc.split_at_mut(width);
-        for (l, h) in low.iter_mut().zip(&high[..width]) {
-            *l += h;
-        }
-    }
-    acc[0] + tail
-}
-
-/// s[r·BK + j] = scale · (q row r · k row j) for every query row r of `q` (rows×D) and key row
-/// j of `k` (kn×D): each key row is loaded once for all query rows.
-#[inline(always)]
-fn scores_generic<T: KvElem>(q: &[f32], k: &[T], d: usize, scale: f32, s: &mut [f32]) {
-    for (j, krow) in k.chunks_exact(d).enumerate() {
-        for (r, qrow) in q.chunks_exact(d).enumerate() {
-            s[r * BK + j] = scale * dot(qrow, krow);
-        }
-    }
-}
-
-/// acc row r += Σ_j p[r·BK + j] · v row j, for every accumulator row r (rows×D) and value row
-/// j of `v` (kn×D): each value row is loaded once for all query rows; zero weights (masked
-/// keys) are skipped.
-#[inline(always)]
-fn accumulate_generic<T: KvElem>(p: &[f32], v: &[T], d: usize, acc: &mut [f32]) {
-    for (j, vrow) in v.chunks_exact(d).enumerate() {
-        for (r, arow) in acc.chunks_exact_mut(d).enumerate() {
-            let w = p[r * BK + j];
-            if w != 0.0 {
-                for (a, x) in arow.iter_mut().zip(vrow) {
-                    *a += w * x.widen();
+fn scores_generic<T: KvElem>(q: &[f32], kt: &[T], d: usize, scale: f32, s: &mut [f32]) {
+    let rows = q.len() / d;
+    for (t, tile) in kt.chunks_exact(d * TILE).enumerate() {
+        let mut r = 0;
+        while r < rows {
+            let take = if rows - r >= 4 { 4 } else { 1 };
+            let qs = &q[r * d..(r + take) * d];
+            let mut put = |i: usize, acc: &[f32; TILE]| {
+                let out = &mut s[(r + i) * BK + t * TILE..][..TILE];
+                for (o, a) in out.iter_mut().zip(acc) {
+                    *o = scale * a;
                 }
+            };
+            if take == 4 {
+                tile_scores::<T, 4>(qs, tile, d)
+                    .iter()
+                    .enumerate()
+                    .for_each(|(i, a)| put(i, a));
+            } else {
+                put(0, &tile_scores::<T, 1>(qs, tile, d)[0]);
+            }
+            r += take;
+        }
+    }
+}
+
+/// The scores of `R` query rows (`q`: R×D) against one key tile (D×TILE): R·TILE partial sums
+/// held in registers, one multiply-add per row for each element c of the tile.
+#[inline(always)]
+fn tile_scores<T: KvElem, const R: usize>(q: &[f32], tile: &[T], d: usize) -> [[f32; TILE]; R] {
+    let rows: [&[f32]; R] = std::array::from_fn(|r| &q[r * d..(r + 1) * d]);
+    let mut acc = [[0.0f32; TILE]; R];
+    for (c, keys) in tile.chunks_exact(TILE).enumerate() {
+        let mut k = [0.0f32; TILE];
+        for (w, x) in k.iter_mut().zip(keys) {
+            *w = x.widen();
+        }
+        for (a, row) in acc.iter_mut().zip(&rows) {
+            let x = row[c];
+            for (a, k) in a.iter_mut().zip(&k) {
+                *a += x * k;
             }
         }
     }
+    acc
+}
+
+/// acc row r += Σ_j p[r·BK + j] · v row j, for every accumulator row r (rows×D) and value row j
+/// of `v` (kn×D, row-major): D in strips of [`TILE`] columns, four rows at a time, the strip's
+/// sums held in registers while every value row of the block passes (a strip of the block is a
+/// few KiB, in L1 for the next rows).
+#[inline(always)]
+fn accumulate_generic<T: KvElem>(p: &[f32], v: &[T], d: usize, acc: &mut [f32]) {
+    let kn = v.len() / d;
+    for j0 in (0..kn).step_by(SUB_KEYS) {
+        let part = &v[j0 * d..(j0 + SUB_KEYS).min(kn) * d];
+        accumulate_part(p, part, d, j0, acc);
+    }
+}
+
+/// Value rows per pass of [`accumulate_generic`]: 32 rows of D = 128 are 8–16 KiB, in L1 while
+/// every column strip passes over them.
+const SUB_KEYS: usize = 32;
+
+/// [`accumulate_generic`] for the value rows `v` (keys `j0 ..` of the block).
+#[inline(always)]
+fn accumulate_part<T: KvElem>(p: &[f32], v: &[T], d: usize, j0: usize, acc: &mut [f32]) {
+    let (rows, kn) = (acc.len() / d, v.len() / d);
+    let mut r = 0;
+    while r < rows {
+        let take = if rows - r >= 4 { 4 } else { 1 };
+        let mut c = 0;
+        while c + TILE <= d {
+            let sums = if take == 4 {
+                strip_sums::<T, 4>(p, v, d, (j0, kn), r, c)
+            } else {
+                let one = strip_sums::<T, 1>(p, v, d, (j0, kn), r, c);
+                let mut four = [[0.0; TILE]; 4];
+                four[0] = one[0];
+                four
+            };
+            for (i, sum) in sums.iter().take(take).enumerate() {
+                let out = &mut acc[(r + i) * d + c..][..TILE];
+                for (o, x) in out.iter_mut().zip(sum) {
+                    *o += x;
+                }
+            }
+            c += TILE;
+        }
+        // Columns past the last whole strip (D not a multiple of TILE).
+        for i in r..r + take {
+            for col in c..d {
+                let w = &p[i * BK + j0..i * BK + j0 + kn];
+                let sum: f32 = (0..kn).map(|j| w[j] * v[j * d + col].widen()).sum();
+                acc[i * d + col] += sum;
+            }
+        }
+        r += take;
+    }
+}
+
+/// Σ_j p[(r0 + r)·BK + j] · v[j][c0 .. c0 + TILE] for `R` rows from `r0`: one strip of the
+/// value block, R·TILE sums in registers.
+#[inline(always)]
+fn strip_sums<T: KvElem, const R: usize>(
+    p: &[f32],
+    v: &[T],
+    d: usize,
+    (j0, kn): (usize, usize),
+    r0: usize,
+    c0: usize,
+) -> [[f32; TILE]; R] {
+    let weights: [&[f32]; R] =
+        std::array::from_fn(|r| &p[(r0 + r) * BK + j0..(r0 + r) * BK + j0 + kn]);
+    let mut sums = [[0.0f32; TILE]; R];
+    for (j, row) in v.chunks_exact(d).enumerate() {
+        let mut x = [0.0f32; TILE];
+        for (w, y) in x.iter_mut().zip(&row[c0..c0 + TILE]) {
+            *w = y.widen();
+        }
+        for (sum, w) in sums.iter_mut().zip(&weights) {
+            let w = w[j];
+            for (s, x) in sum.iter_mut().zip(&x) {
+                *s += w * x;
+            }
+        }
+    }
+    sums
 }
 
 /// Defines `$pick() -> ($ty, name)`: `$generic` compiled for AVX-512, for AVX2+FMA and for the
