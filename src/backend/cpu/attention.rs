@@ -487,34 +487,15 @@ fn query_block<O: OutElem>(
         match (kb, dims.small) {
             (KvRef::Bf16(kb), _) => (kernels.scores_bf16)(&q, kb, d, dims.logit_scale, &mut s),
             (KvRef::F32(kb), true) => (kernels.scores)(&q, kb, d, dims.logit_scale, &mut s),
-            (KvRef::F32(kb), false) => {
-                // S = logit_scale · Q·Kᵀ, rows×kn with row stride BK.
-                // SAFETY: Q is rows×D (stride D), the key block kn×D is read transposed through its
-                // strides, S holds rows×BK floats and is exclusively borrowed; all in bounds.
-                unsafe {
-                    gemm::gemm(
-                        rows,
-                        kn,
-                        d,
-                        s.as_mut_ptr(),
-                        1,
-                        BK as isize,
-                        false,
-                        q.as_ptr(),
-                        1,
-                        d as isize,
-                        kb.as_ptr(),
-                        d as isize,
-                        1,
-                        0.0f32,
-                        dims.logit_scale,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-            }
+            // S = logit_scale · Q·Kᵀ, rows×kn with row stride BK; K read transposed in place.
+            (KvRef::F32(kb), false) => block_gemm(
+                (rows, kn, d),
+                (&mut s, BK),
+                false,
+                (&q, d),
+                (kb, 1, d),
+                dims.logit_scale,
+            ),
         }
         for (r, vis) in visible.iter_mut().enumerate() {
             *vis = if causal {
@@ -532,34 +513,15 @@ fn query_block<O: OutElem>(
         match (vb, dims.small) {
             (KvRef::Bf16(vb), _) => (kernels.accumulate_bf16)(&s, vb, d, &mut acc),
             (KvRef::F32(vb), true) => (kernels.accumulate)(&s, vb, d, &mut acc),
-            (KvRef::F32(vb), false) => {
-                // acc += P·V_blk.
-                // SAFETY: P is rows×kn (stride BK) inside S, V's block is kn×D rows inside `v`, the
-                // accumulator rows×D is exclusively borrowed; all in bounds.
-                unsafe {
-                    gemm::gemm(
-                        rows,
-                        d,
-                        kn,
-                        acc.as_mut_ptr(),
-                        1,
-                        d as isize,
-                        true,
-                        s.as_ptr(),
-                        1,
-                        BK as isize,
-                        vb.as_ptr(),
-                        1,
-                        d as isize,
-                        1.0f32,
-                        1.0f32,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-            }
+            // acc += P·V_blk.
+            (KvRef::F32(vb), false) => block_gemm(
+                (rows, d, kn),
+                (&mut acc, d),
+                true,
+                (&s, BK),
+                (vb, d, 1),
+                1.0,
+            ),
         }
         k0 += kn;
     }
@@ -569,6 +531,56 @@ fn query_block<O: OutElem>(
         for (o, a) in orow.iter_mut().zip(arow) {
             *o = O::from_f32(a * inv);
         }
+    }
+}
+
+/// One block product through `gemm`, single-threaded inside the task: dst (m×n, row stride
+/// `ld`) = (dst, where `add`) + `scale` · lhs (m×k, row stride `ld_lhs`) · rhs (k×n), the
+/// right-hand side read through its (row, column) strides so that Kᵀ needs no copy. The slices
+/// are checked to hold every element the strides reach, which is what makes the call sound.
+fn block_gemm(
+    (m, n, k): (usize, usize, usize),
+    (dst, ld): (&mut [f32], usize),
+    add: bool,
+    (lhs, ld_lhs): (&[f32], usize),
+    (rhs, rs, cs): (&[f32], usize, usize),
+    scale: f32,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(
+        last(m, n, ld, 1) < dst.len()
+            && last(m, k, ld_lhs, 1) < lhs.len()
+            && last(k, n, rs, cs) < rhs.len(),
+        "block product {m}×{n}×{k} outside its buffers"
+    );
+    // SAFETY: every element the strides address lies inside its slice (asserted above), `dst`
+    // is borrowed mutably so nothing else reads or writes it, and f32 is a type `gemm`
+    // implements.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            ld as isize,
+            add,
+            lhs.as_ptr(),
+            1,
+            ld_lhs as isize,
+            rhs.as_ptr(),
+            cs as isize,
+            rs as isize,
+            if add { 1.0 } else { 0.0 },
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
     }
 }
 
