@@ -78,7 +78,7 @@ fn bytes_per_set(s: &AttentionSpec) -> u64 {
         .saturating_mul(s.kv_heads)
         .saturating_mul(s.head_dim);
     let (k, v) = (
-        heads.saturating_mul(k_len(s) as u64),
+        heads.saturating_mul(stored_keys(s.kv_len as usize, small_tasks(s)) as u64),
         heads.saturating_mul(s.kv_len),
     );
     let kv_size = if kv_in_bf16(s) { 2 } else { 4 };
@@ -102,10 +102,10 @@ fn small_tasks(s: &AttentionSpec) -> bool {
     task_rows(group, s.q_len as usize).1 <= SMALL_ROWS
 }
 
-/// Keys per head as K is stored: padded with zero keys to whole tiles where [`small_tasks`].
-fn k_len(s: &AttentionSpec) -> usize {
-    let lkv = s.kv_len as usize;
-    if small_tasks(s) {
+/// Keys per head as K is stored: `lkv`, padded with zero keys to whole tiles on the
+/// small-row path ([`small_tasks`]).
+fn stored_keys(lkv: usize, small: bool) -> usize {
+    if small {
         lkv.next_multiple_of(TILE)
     } else {
         lkv
@@ -222,7 +222,7 @@ fn tile_keys<T: KvElem>(k: &[T], lkv: usize, d: usize) -> Vec<T> {
         return Vec::new();
     }
     let padded = lkv.next_multiple_of(TILE);
-    let heads = k.len() / (lkv * d).max(1);
+    let heads = k.len() / (lkv * d);
     let mut out = vec![T::ZERO; heads * padded * d];
     for (h, head) in k.chunks_exact(lkv * d).enumerate() {
         let tiles = &mut out[h * padded * d..(h + 1) * padded * d];
@@ -266,8 +266,6 @@ struct Dims {
     hkv: usize,
     lq: usize,
     lkv: usize,
-    /// Keys per head as K is stored (Lkv, or Lkv padded to whole tiles).
-    k_len: usize,
     d: usize,
     causal: bool,
     /// K in key tiles and both products in the small-row kernels ([`small_tasks`]).
@@ -348,7 +346,6 @@ impl<'a> PreparedAttention<'a> {
             hkv: spec.kv_heads as usize,
             lq: spec.q_len as usize,
             lkv,
-            k_len: k_len(spec),
             d,
             causal: spec.causal,
             small,
@@ -401,10 +398,11 @@ fn attention<O: OutElem>(
         hkv,
         lq,
         lkv,
-        k_len,
         d,
+        small,
         ..
     } = dims;
+    let k_len = stored_keys(lkv, small);
     let group = hq / hkv;
     // About BQ rows per task whatever the group size, so task count and gemm shapes stay sane.
     let (bq, _) = task_rows(group, lq);
@@ -751,19 +749,18 @@ fn accumulate_part<T: KvElem>(p: &[f32], v: &[T], d: usize, j0: usize, acc: &mut
         let take = if rows - r >= 4 { 4 } else { 1 };
         let mut c = 0;
         while c + TILE <= d {
-            let sums = if take == 4 {
-                strip_sums::<T, 4>(p, v, d, (j0, kn), r, c)
-            } else {
-                let one = strip_sums::<T, 1>(p, v, d, (j0, kn), r, c);
-                let mut four = [[0.0; TILE]; 4];
-                four[0] = one[0];
-                four
-            };
-            for (i, sum) in sums.iter().take(take).enumerate() {
-                let out = &mut acc[(r + i) * d + c..][..TILE];
-                for (o, x) in out.iter_mut().zip(sum) {
-                    *o += x;
+            let mut add = |sums: &[[f32; TILE]]| {
+                for (i, sum) in sums.iter().enumerate() {
+                    let out = &mut acc[(r + i) * d + c..][..TILE];
+                    for (o, x) in out.iter_mut().zip(sum) {
+                        *o += x;
+                    }
                 }
+            };
+            if take == 4 {
+                add(&strip_sums::<T, 4>(p, v, d, (j0, kn), r, c));
+            } else {
+                add(&strip_sums::<T, 1>(p, v, d, (j0, kn), r, c));
             }
             c += TILE;
         }

@@ -478,9 +478,15 @@ pub fn parse_ptxas(log: &str) -> Vec<(String, KernelResources)> {
 
 /// The resources of `k` found in a compile log.
 pub fn resources_of(log: &str, k: KernelId) -> Option<KernelResources> {
+    resources_named(log, k.symbol())
+}
+
+/// The resources of the entry named `entry` (an own kernel's symbol, a user kernel's entry)
+/// found in a compile log.
+pub fn resources_named(log: &str, entry: &str) -> Option<KernelResources> {
     parse_ptxas(log)
         .into_iter()
-        .find(|(n, _)| n == k.symbol())
+        .find(|(n, _)| n == entry)
         .map(|(_, r)| r)
 }
 

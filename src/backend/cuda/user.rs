@@ -178,10 +178,7 @@ pub fn build(
     )?;
     let entries = ptx_params(&compiled.ptx);
     let params = find_entry(&entries, &k.entry, &k.source.display().to_string())?.to_vec();
-    let resources = nvrtc::parse_ptxas(&compiled.log)
-        .into_iter()
-        .find(|(n, _)| *n == k.entry)
-        .map(|(_, r)| r);
+    let resources = nvrtc::resources_named(&compiled.log, &k.entry);
     Ok(Program {
         compiled,
         params,
@@ -337,8 +334,7 @@ ptxas info    : Compiling entry function 'k' for 'sm_90a'\n\
 ptxas info    : Function properties for k\n\
     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\n\
 ptxas info    : Used 255 registers, used 1 barriers, 33024 bytes smem, 400 bytes cmem[0]\n";
-        let r = nvrtc::parse_ptxas(log);
-        let of = |e: &str| r.iter().find(|(n, _)| n == e).map(|(_, r)| r.clone());
+        let of = |e: &str| nvrtc::resources_named(log, e);
         let k = of("k").unwrap();
         assert_eq!((k.registers, k.static_smem), (255, 33024));
         assert_eq!(of("other").unwrap().static_smem, 64);
