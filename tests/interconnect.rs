@@ -198,7 +198,8 @@ fn free_port() -> u16 {
 }
 
 /// Starts `size` gpuvet processes as one world meeting at `rendezvous`, each writing
-/// `dir/c.json` (rank 0) or `dir/c.rankN.json`; returns each one's exit status.
+/// `dir/c.json` (rank 0) or `dir/c.rankN.json`, the same for `c.prom`, and saving baseline `w`
+/// (`w.rankN` on rank N) in `dir/base`; returns each one's exit status.
 fn world_of_processes(dir: &Path, size: u32, rendezvous: &str) -> Vec<std::process::ExitStatus> {
     let exe = assert_cmd::cargo::cargo_bin("gpuvet");
     let children: Vec<std::process::Child> = (0..size)
@@ -214,6 +215,10 @@ fn world_of_processes(dir: &Path, size: u32, rendezvous: &str) -> Vec<std::proce
                 .args(QUICK)
                 .args(words("bench collective --size 64KiB --ranks 2 --json"))
                 .arg(dir.join("c.json"))
+                .arg("--prometheus")
+                .arg(dir.join("c.prom"))
+                .args(words("--save-baseline w --baseline-dir"))
+                .arg(dir.join("base"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -252,6 +257,18 @@ fn local_processes_meet_over_tcp_and_agree_on_one_id() {
     assert!(codes.iter().all(|c| c.success()), "{codes:?}");
     let ids = agreed_ids(dir.path(), 3);
     assert!(ids.iter().all(|i| i == &ids[0] && i.len() == 16), "{ids:?}");
+    // No rank wrote over another's files or baseline.
+    for name in ["c.prom", "c.rank1.prom", "c.rank2.prom"] {
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert!(text.contains("gpuvet_"), "{name}: {text}");
+    }
+    for (r, name) in ["w.json", "w.rank1.json", "w.rank2.json"]
+        .iter()
+        .enumerate()
+    {
+        let v = read_json(&dir.path().join("base").join(name));
+        assert_eq!(v["world"]["rank"], r as u64, "{name}");
+    }
 }
 
 #[test]

@@ -101,13 +101,20 @@ impl Options {
     /// The options of rank `rank` (> 0) of a world: every output file it writes gets
     /// `.rank<N>` before its extension (`results.json` → `results.rank3.json`), so the
     /// processes of one run never overwrite each other's files on a shared filesystem; rank 0
-    /// keeps the names as given. Stdout targets (`-`) stay.
+    /// keeps the names as given. Stdout targets (`-`) stay. Baselines are per rank as well
+    /// (`nightly` → `nightly.rank3`): each rank saves its own devices' results and compares
+    /// against what that rank saved before.
     pub fn for_rank(&self, rank: u32) -> Options {
         let file = |p: &Option<String>| p.as_ref().map(|p| ranked(p, rank));
+        let baseline = |b: &Option<String>| b.as_ref().map(|b| format!("{b}.rank{rank}"));
         Options {
             json: file(&self.json),
             csv: file(&self.csv),
             markdown: file(&self.markdown),
+            prometheus: file(&self.prometheus),
+            junit: file(&self.junit),
+            save_baseline: baseline(&self.save_baseline),
+            baseline: baseline(&self.baseline),
             plot: self
                 .plot
                 .as_ref()
@@ -238,4 +245,58 @@ pub fn check_extra_targets(exports: &Exports, targets: &[Option<&str>]) -> Resul
         }
     }
     Ok(any)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_target() -> Options {
+        let s = |v: &str| Some(v.to_string());
+        Options {
+            backend: BackendChoice::Mock,
+            json: s("out/r.json"),
+            csv: s("-"),
+            markdown: s("out/r.md"),
+            seed: 1,
+            quiet: true,
+            measure: MeasureConfig::default(),
+            threads: 1,
+            hot: false,
+            dump_dir: None,
+            dump_all: false,
+            save_baseline: s("nightly"),
+            baseline: s("v1.2"),
+            baseline_dir: Some("base".into()),
+            plot: Some("charts".into()),
+            export: vec!["bencher:out/b.txt".into(), "junit".into()],
+            prometheus: s("/var/lib/node_exporter/gpuvet.prom"),
+            junit: s("out/j.xml"),
+            price_per_hour: None,
+            price_file: None,
+        }
+    }
+
+    /// Two ranks of one run on a shared filesystem must never write the same file or the same
+    /// baseline; stdout and the shared baseline directory stay as given.
+    #[test]
+    fn a_rank_writes_no_file_of_rank_zero() {
+        let o = every_target().for_rank(3);
+        assert_eq!(o.json.as_deref(), Some("out/r.rank3.json"));
+        assert_eq!(o.csv.as_deref(), Some("-"));
+        assert_eq!(o.markdown.as_deref(), Some("out/r.rank3.md"));
+        assert_eq!(
+            o.prometheus.as_deref(),
+            Some("/var/lib/node_exporter/gpuvet.rank3.prom")
+        );
+        assert_eq!(o.junit.as_deref(), Some("out/j.rank3.xml"));
+        assert_eq!(o.plot, Some(PathBuf::from("charts.rank3")));
+        assert_eq!(o.export, ["bencher:out/b.rank3.txt", "junit"]);
+        assert_eq!(o.save_baseline.as_deref(), Some("nightly.rank3"));
+        assert_eq!(o.baseline.as_deref(), Some("v1.2.rank3"));
+        assert_eq!(o.baseline_dir, Some(PathBuf::from("base")));
+        for name in [&o.save_baseline, &o.baseline].into_iter().flatten() {
+            crate::compare::baseline::validate_name(name).unwrap();
+        }
+    }
 }
