@@ -506,22 +506,20 @@ __device__ __forceinline__ void splitk_reduce(const Acc* __restrict__ P, Out* __
     }
 }
 
-extern "C" __global__ void matmul_splitk_reduce_bf16(const float* __restrict__ P, u16* __restrict__ C,
-                                                     u64 count, int splits) {
-    splitk_reduce<float, u16, 1>(P, C, count, splits);
-}
-extern "C" __global__ void matmul_splitk_reduce_f16(const float* __restrict__ P, u16* __restrict__ C,
-                                                    u64 count, int splits) {
-    splitk_reduce<float, u16, 2>(P, C, count, splits);
-}
-extern "C" __global__ void matmul_splitk_reduce_f32(const float* __restrict__ P, float* __restrict__ C,
-                                                    u64 count, int splits) {
-    splitk_reduce<float, float, 0>(P, C, count, splits);
-}
-extern "C" __global__ void matmul_splitk_reduce_i32(const int* __restrict__ P, int* __restrict__ C,
-                                                    u64 count, int splits) {
-    splitk_reduce<int, int, 0>(P, C, count, splits);
-}
+// One entry point per output type: NAME reduces ACC partial sums into OUTT (OUT as above).
+#define GV_SPLITK_REDUCE_PARAMS(ACC, OUTT) const ACC* __restrict__ P, OUTT* __restrict__ C, u64 count, int splits
+extern "C" __global__ void matmul_splitk_reduce_bf16(GV_SPLITK_REDUCE_PARAMS(float, u16));
+extern "C" __global__ void matmul_splitk_reduce_f16(GV_SPLITK_REDUCE_PARAMS(float, u16));
+extern "C" __global__ void matmul_splitk_reduce_f32(GV_SPLITK_REDUCE_PARAMS(float, float));
+extern "C" __global__ void matmul_splitk_reduce_i32(GV_SPLITK_REDUCE_PARAMS(int, int));
+#define GV_SPLITK_REDUCE(NAME, ACC, OUTT, OUT)                                                  \
+    extern "C" __global__ void NAME(GV_SPLITK_REDUCE_PARAMS(ACC, OUTT)) {                       \
+        splitk_reduce<ACC, OUTT, OUT>(P, C, count, splits);                                     \
+    }
+GV_SPLITK_REDUCE(matmul_splitk_reduce_bf16, float, u16, 1)
+GV_SPLITK_REDUCE(matmul_splitk_reduce_f16, float, u16, 2)
+GV_SPLITK_REDUCE(matmul_splitk_reduce_f32, float, float, 0)
+GV_SPLITK_REDUCE(matmul_splitk_reduce_i32, int, int, 0)
 
 // Declarations (the definitions below add __launch_bounds__ through the macro).
 extern "C" __global__ void matmul_mma_bf16_kn_128x128(GV_MMA_PARAMS);
