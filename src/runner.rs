@@ -177,6 +177,7 @@ impl Measuring<'_> {
             stop,
         } = self;
         exports.write_files(report)?;
+        let several_devices = devices.len() > 1;
         let pb = crate::term::progress(plan.entries.len() as u64, settings.quiet);
         let job = |entry: &PlanEntry, bs: &[&dyn Backend], ins: &[Tensor]| {
             pb.set_message(format!(
@@ -186,7 +187,7 @@ impl Measuring<'_> {
             ));
             let id = result_id(&entry.workload, &entry.implementation);
             let rec = match lost.guard(&entry.placement, &id, || {
-                run_one(entry, bs, ins, settings, stop)
+                run_one(entry, bs, ins, settings, stop, several_devices)
             }) {
                 Ok(r) => Some(r),
                 // Interrupted mid-measurement: nothing trustworthy to record.
@@ -260,13 +261,16 @@ fn error_record(entry: &PlanEntry, lead: &dyn Backend, e: &Error) -> ResultRecor
 }
 
 /// Prepares, verifies and (when the output is right) measures one entry. `bs` are the backends
-/// of its placement; a single-device workload runs on the first.
+/// of its placement; a single-device workload runs on the first. On a run of several devices
+/// the dumps' names carry the devices (`….dev3.A.npy`), so that two failing GPUs do not
+/// overwrite each other's evidence.
 fn run_one(
     entry: &PlanEntry,
     bs: &[&dyn Backend],
     ins: &[Tensor],
     s: &Settings,
     stop: &AtomicBool,
+    several_devices: bool,
 ) -> crate::Result<ResultRecord> {
     let backend = bs[0];
     let w = &entry.workload;
@@ -296,7 +300,18 @@ fn run_one(
     record.kernel = prepared.kernel_record();
     if let Some(dir) = &s.dump_dir {
         if s.dump_all || !verification.passed {
-            dump(dir, &record.id, ins, &outputs[0]).map_err(|e| {
+            let name = if several_devices {
+                let devs: Vec<String> = entry
+                    .placement
+                    .devices()
+                    .iter()
+                    .map(usize::to_string)
+                    .collect();
+                format!("{}.dev{}", record.id, devs.join("-"))
+            } else {
+                record.id.clone()
+            };
+            dump(dir, &name, ins, &outputs[0]).map_err(|e| {
                 Error::Io(std::io::Error::new(
                     e.kind(),
                     format!("writing dumps to {}: {e}", dir.display()),

@@ -65,14 +65,7 @@ pub fn results_table(report: &Report, color: bool) -> String {
     }
     t.set_header(header);
     for r in &report.results {
-        let mut dev = report
-            .devices
-            .get(r.device.lead())
-            .map(|d| short_device(&d.name))
-            .unwrap_or_default();
-        if !r.device.is_single() {
-            dev = format!("{dev} [{}]", r.device);
-        }
+        let dev = device_label(report, r);
         let verified = verification_text(r);
         let vcell = if !color {
             Cell::new(verified)
@@ -116,7 +109,7 @@ pub fn results_table(report: &Report, color: bool) -> String {
     s.push('\n');
     for r in &report.results {
         if let Some(k) = &r.kernel {
-            s.push_str(&format!("{}: {}\n", r.id, k.summary()));
+            s.push_str(&format!("{}: {}\n", result_label(report, r), k.summary()));
         }
     }
     for r in report.results.iter().filter(|r| !r.is_valid()) {
@@ -125,9 +118,37 @@ pub fn results_table(report: &Report, color: bool) -> String {
             .clone()
             .or_else(|| r.verification.detail.clone())
             .unwrap_or_else(|| "verification failed".into());
-        s.push_str(&format!("{}: {why}\n", r.id));
+        s.push_str(&format!("{}: {why}\n", result_label(report, r)));
     }
     s
+}
+
+/// The devices a result ran on, by index (`[3]`, `[0,1]`), where the run had several devices
+/// or the result spans a set: eight GPUs of one model print the same name, and a line that
+/// says a result failed must say on which of them.
+fn placement_tag(report: &Report, r: &ResultRecord) -> Option<String> {
+    (report.devices.len() > 1 || !r.device.is_single()).then(|| format!("[{}]", r.device))
+}
+
+/// The table's device cell: the device's (shortened) name, then its index where it is needed.
+fn device_label(report: &Report, r: &ResultRecord) -> String {
+    let name = report
+        .devices
+        .get(r.device.lead())
+        .map(|d| short_device(&d.name))
+        .unwrap_or_default();
+    match placement_tag(report, r) {
+        Some(tag) => format!("{name} {tag}"),
+        None => name,
+    }
+}
+
+/// A result's id for the lines under the table, with its device index where it is needed.
+fn result_label(report: &Report, r: &ResultRecord) -> String {
+    match placement_tag(report, r) {
+        Some(tag) => format!("{} {tag}", r.id),
+        None => r.id.clone(),
+    }
 }
 
 fn dtype_text(r: &ResultRecord) -> String {

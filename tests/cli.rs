@@ -110,6 +110,40 @@ fn a_wrong_result_exits_1_and_has_no_throughput() {
     assert!(names.iter().any(|n| n.ends_with(".C.npy")));
 }
 
+/// On a node of several GPUs of one model a failure must say which GPU, in the table, in the
+/// line that gives the error, and in the dumps' names (which never overwrite each other).
+#[test]
+fn a_failure_on_a_node_of_several_devices_names_the_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gpuvet()
+        .env("GPUVET_MOCK_DEVICES", "2")
+        .env("GPUVET_MOCK_FAULT", "matmul.f32")
+        .args(words_with("--backend mock -q --dump-dir {}", &[dir.path()]))
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    for d in [0, 1] {
+        assert!(text.contains(&format!("Mock GPU [{d}] / mock")), "{text}");
+        assert!(
+            text.contains(&format!("matmul.f32.64x64x64.kn/mock [{d}]: worst error")),
+            "{text}"
+        );
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let want: Vec<String> = ["dev0", "dev1"]
+        .iter()
+        .flat_map(|d| ["A", "B", "C"].map(|t| format!("matmul.f32.64x64x64.kn_mock.{d}.{t}.npy")))
+        .collect();
+    assert_eq!(names, want);
+}
+
 #[test]
 fn dump_all_writes_every_result() {
     let dir = tempfile::tempdir().unwrap();

@@ -87,7 +87,8 @@ pub enum Devices<'a> {
 }
 
 impl Devices<'_> {
-    fn len(&self) -> usize {
+    /// How many devices the run has.
+    pub(crate) fn len(&self) -> usize {
         match self {
             Devices::Shared(b) => b.len(),
             Devices::Exclusive(b) => b.len(),
