@@ -420,7 +420,17 @@ pub fn md_row<S: AsRef<str>>(cells: &[S]) -> String {
 
 fn to_markdown(report: &Report) -> String {
     let mut s = String::new();
-    let dev: Vec<String> = report.devices.iter().map(|d| d.name.clone()).collect();
+    // Several devices: each named with its index, as the rows below refer to them.
+    let several = report.devices.len() > 1;
+    let dev: Vec<String> = report
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| match several {
+            true => format!("[{i}] {}", d.name),
+            false => d.name.clone(),
+        })
+        .collect();
     s.push_str(&format!(
         "## gpuvet {} ({}) on {}\n\n",
         report.tool.version,
@@ -444,7 +454,10 @@ fn to_markdown(report: &Report) -> String {
         s.push_str(&format!(
             "| `{}` | {} | {} ({}) | {} | {} | {} | {} | {} |\n",
             r.workload.name(),
-            r.implementation,
+            match crate::report::placement_tag(report, r) {
+                Some(tag) => format!("{} {tag}", r.implementation),
+                None => r.implementation.clone(),
+            },
             r.dtype,
             r.compute_dtype,
             throughput_text(r),

@@ -323,6 +323,13 @@ pub fn throughput_text(r: &ResultRecord) -> String {
     }
 }
 
+/// The devices a result ran on, by index (`[3]`, `[0,1]`), where the run had several devices
+/// or the result spans a set: eight GPUs of one model print the same name, and a line that
+/// says a result failed must say on which of them.
+pub fn placement_tag(report: &Report, r: &ResultRecord) -> Option<String> {
+    (report.devices.len() > 1 || !r.device.is_single()).then(|| format!("[{}]", r.device))
+}
+
 /// Verification as a short word with the error.
 pub fn verification_text(r: &ResultRecord) -> String {
     if r.error.is_some() {

@@ -3,7 +3,9 @@
 //! Colour only when the stream is a terminal and `NO_COLOR` is unset (`CLICOLOR_FORCE=1`
 //! forces it). The progress bar goes to stderr and hides itself when stderr is not a terminal.
 
-use crate::report::{noise_text, throughput_text, verification_text, Report, ResultRecord};
+use crate::report::{
+    noise_text, placement_tag, throughput_text, verification_text, Report, ResultRecord,
+};
 use crate::units::seconds;
 use comfy_table::{presets, Cell, CellAlignment, Color, ContentArrangement, Table};
 use std::io::IsTerminal;
@@ -121,13 +123,6 @@ pub fn results_table(report: &Report, color: bool) -> String {
         s.push_str(&format!("{}: {why}\n", result_label(report, r)));
     }
     s
-}
-
-/// The devices a result ran on, by index (`[3]`, `[0,1]`), where the run had several devices
-/// or the result spans a set: eight GPUs of one model print the same name, and a line that
-/// says a result failed must say on which of them.
-fn placement_tag(report: &Report, r: &ResultRecord) -> Option<String> {
-    (report.devices.len() > 1 || !r.device.is_single()).then(|| format!("[{}]", r.device))
 }
 
 /// The table's device cell: the device's (shortened) name, then its index where it is needed.

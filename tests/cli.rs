@@ -118,7 +118,10 @@ fn a_failure_on_a_node_of_several_devices_names_the_device() {
     let out = gpuvet()
         .env("GPUVET_MOCK_DEVICES", "2")
         .env("GPUVET_MOCK_FAULT", "matmul.f32")
-        .args(words_with("--backend mock -q --dump-dir {}", &[dir.path()]))
+        .args(words_with(
+            "--backend mock -q --dump-dir {} --markdown {}",
+            &[&dir.path().join("dumps"), &dir.path().join("r.md")],
+        ))
         .assert()
         .code(1)
         .get_output()
@@ -132,7 +135,13 @@ fn a_failure_on_a_node_of_several_devices_names_the_device() {
             "{text}"
         );
     }
-    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+    let md = std::fs::read_to_string(dir.path().join("r.md")).unwrap();
+    assert!(md.contains("on [0] Mock GPU, [1] Mock GPU"), "{md}");
+    assert!(
+        md.contains("| `matmul.f32.64x64x64.kn` | mock [1] |"),
+        "{md}"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(dir.path().join("dumps"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
