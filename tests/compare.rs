@@ -689,3 +689,43 @@ fn compare_args_fit_under_global_output_flags() {
     };
     assert_eq!(a.seed, compare::DEFAULT_SEED);
 }
+
+#[test]
+fn results_of_several_devices_of_one_model_stay_apart() {
+    // Two GPUs of one model on both sides: each row names its GPU, and each JUnit case its own
+    // class, so neither reads as a duplicate of the other.
+    let mut two = old_report();
+    let mut dev = two.devices[0].clone();
+    dev.index = 1;
+    two.devices.push(dev);
+    let copies: Vec<_> = two
+        .results
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            r.device = 1.into();
+            r
+        })
+        .collect();
+    two.results.extend(copies);
+    let cmp = compare::compare(&two, &two, &CompareOptions::default());
+    assert_eq!(cmp.results.len(), two.results.len());
+    let name = &two.devices[0].name;
+    let (first, second) = cmp.results.split_at(cmp.results.len() / 2);
+    assert!(
+        first.iter().all(|r| r.device == format!("{name} [0]")),
+        "{first:?}"
+    );
+    assert!(
+        second.iter().all(|r| r.device == format!("{name} [1]")),
+        "{second:?}"
+    );
+    let mut seen = std::collections::HashSet::new();
+    for r in &cmp.results {
+        assert!(
+            seen.insert((r.id.clone(), r.device.clone())),
+            "{} twice",
+            r.id
+        );
+    }
+}

@@ -143,7 +143,8 @@ pub struct EnvDiff {
 pub struct ResultComparison {
     /// `<workload name>/<implementation>`.
     pub id: String,
-    /// Device name (`OLD → NEW` when they differ).
+    /// Device name, with its index (`[3]`) when the report has several devices (`OLD → NEW`
+    /// when they differ).
     pub device: String,
     pub verdict: Verdict,
     /// True when this result alone would fail the comparison with `--fail-on regression`.
@@ -432,7 +433,13 @@ fn compare_pair(
     n: &ResultRecord,
     opts: &CompareOptions,
 ) -> ResultComparison {
-    let (dev_o, dev_n) = (device_name(old_report, o), device_name(new_report, n));
+    // The device as the row shows it: its name, and its index on a run of several devices
+    // (their rows would otherwise read alike, and JUnit would get two cases of one name).
+    let label = |report: &Report, r: &ResultRecord| match crate::report::placement_tag(report, r) {
+        Some(tag) => format!("{} {tag}", device_name(report, r)),
+        None => device_name(report, r),
+    };
+    let (dev_o, dev_n) = (label(old_report, o), label(new_report, n));
     let device = if dev_o == dev_n {
         dev_o
     } else {
