@@ -107,6 +107,10 @@ impl Options {
     pub fn for_rank(&self, rank: u32) -> Options {
         let file = |p: &Option<String>| p.as_ref().map(|p| ranked(p, rank));
         let baseline = |b: &Option<String>| b.as_ref().map(|b| format!("{b}.rank{rank}"));
+        let dir = |d: &Option<PathBuf>| {
+            d.as_ref()
+                .map(|d| PathBuf::from(ranked(&d.to_string_lossy(), rank)))
+        };
         Options {
             json: file(&self.json),
             csv: file(&self.csv),
@@ -115,10 +119,8 @@ impl Options {
             junit: file(&self.junit),
             save_baseline: baseline(&self.save_baseline),
             baseline: baseline(&self.baseline),
-            plot: self
-                .plot
-                .as_ref()
-                .map(|d| PathBuf::from(ranked(&d.to_string_lossy(), rank))),
+            plot: dir(&self.plot),
+            dump_dir: dir(&self.dump_dir),
             export: self
                 .export
                 .iter()
@@ -263,7 +265,7 @@ mod tests {
             measure: MeasureConfig::default(),
             threads: 1,
             hot: false,
-            dump_dir: None,
+            dump_dir: Some("dumps".into()),
             dump_all: false,
             save_baseline: s("nightly"),
             baseline: s("v1.2"),
@@ -291,6 +293,7 @@ mod tests {
         );
         assert_eq!(o.junit.as_deref(), Some("out/j.rank3.xml"));
         assert_eq!(o.plot, Some(PathBuf::from("charts.rank3")));
+        assert_eq!(o.dump_dir, Some(PathBuf::from("dumps.rank3")));
         assert_eq!(o.export, ["bencher:out/b.rank3.txt", "junit"]);
         assert_eq!(o.save_baseline.as_deref(), Some("nightly.rank3"));
         assert_eq!(o.baseline.as_deref(), Some("v1.2.rank3"));
