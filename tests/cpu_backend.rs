@@ -197,17 +197,19 @@ fn attention_matches_reference() {
 fn attention_odd_head_dims_and_more_queries_than_keys() {
     let be = backend();
     // (65, 2, …) and (24, 1, …): few query rows per task (key tiles), with head dims that end
-    // on a partial column strip.
-    for (d, lq, lkv, causal) in [
-        (1, 3, 3, true),
-        (3, 300, 5, false),
-        (65, 9, 260, true),
-        (65, 2, 260, true),
-        (24, 1, 37, false),
-    ] {
-        let w = attention(3, (3, 1), (lq, lkv), d, causal, DType::Bf16);
-        let (ins, out, _) = run_once(&be, &w, 1);
-        assert_verified(&w, &ins, &out);
+    // on a partial column strip; both 16-bit types, whose K and V stay in 16 bits there.
+    for dtype in [DType::Bf16, DType::F16] {
+        for (d, lq, lkv, causal) in [
+            (1, 3, 3, true),
+            (3, 300, 5, false),
+            (65, 9, 260, true),
+            (65, 2, 260, true),
+            (24, 1, 37, false),
+        ] {
+            let w = attention(3, (3, 1), (lq, lkv), d, causal, dtype);
+            let (ins, out, _) = run_once(&be, &w, 1);
+            assert_verified(&w, &ins, &out);
+        }
     }
 }
 
@@ -283,13 +285,19 @@ fn memory_needed_counts_converted_copies() {
     let w = attention(2, (8, 2), (16, 16), 64, false, DType::Bf16);
     assert!(be.memory_needed(&w, 1) > w.footprint());
     // Decode: Q (2×8×1×128) in f32 and O in the input type; K and V (2×2×1000×128 each) stay
-    // in bf16, and are widened to f32 for f16 (which has no cheap widening in the loops); K
-    // is stored in tiles of 16 keys, 1000 padded to 1008.
+    // in their 16 bits for bf16 and f16 (widened in the loops), in f32 for f32; K is stored
+    // in tiles of 16 keys, 1000 padded to 1008.
     let (q, k, v) = (2 * 8 * 128, 2 * 2 * 1008 * 128, 2 * 2 * 1000 * 128);
-    let w = attention(2, (8, 2), (1, 1000), 128, true, DType::Bf16);
-    assert_eq!(be.memory_needed(&w, 1), q * 4 + (k + v) * 2 + q * 2);
-    let w = attention(2, (8, 2), (1, 1000), 128, true, DType::F16);
-    assert_eq!(be.memory_needed(&w, 1), q * 4 + (k + v) * 4 + q * 2);
+    for dt in [DType::Bf16, DType::F16] {
+        let w = attention(2, (8, 2), (1, 1000), 128, true, dt);
+        assert_eq!(be.memory_needed(&w, 1), q * 4 + (k + v) * 2 + q * 2, "{dt}");
+    }
+    let w = attention(2, (8, 2), (1, 1000), 128, true, DType::F32);
+    assert_eq!(be.memory_needed(&w, 1), q * 4 + (k + v) * 4 + q * 4);
+    // A prefill runs `gemm` over f32 copies of K and V, rows not padded: Q 2×8×64×128.
+    let (q, kv) = (2 * 8 * 64 * 128, 2 * 2 * 64 * 128);
+    let w = attention(2, (8, 2), (64, 64), 128, true, DType::F16);
+    assert_eq!(be.memory_needed(&w, 1), q * 4 + 2 * kv * 4 + q * 2);
 }
 
 /// The CPU computes in host RAM: its buffers count against host memory, on top of the host

@@ -15,8 +15,9 @@
 //! products run in small-row kernels instead, reading each K and V element once for all the
 //! task's rows: K is stored in tiles of [`TILE`] keys laid out key-minor, so that Q·Kᵀ needs no
 //! horizontal sums ([`scores_generic`]), and P·V keeps column strips of the accumulator in
-//! registers ([`accumulate_generic`]). With bf16 inputs those tasks read K and V in bf16,
-//! widened in the loops ([`kv_in_bf16`]): half the bytes of f32 copies, the same products.
+//! registers ([`accumulate_generic`]). With bf16 or f16 inputs those tasks read K and V in
+//! their 16 bits, widened in the loops ([`kv_in_16bit`]): half the bytes of f32 copies, the
+//! same products.
 //!
 //! At the end each row is acc / l, written in the output dtype. Scratch per task is
 //! BQ×BK + BQ×D floats, whatever the sequence lengths.
@@ -65,8 +66,8 @@ impl CpuKernel for AttentionSpec {
     }
 }
 
-/// Bytes one buffer set occupies: Q widened to f32, K and V widened to f32 (kept in bf16 where
-/// [`kv_in_bf16`]; K padded to whole tiles where [`small_tasks`]), and O in the input dtype.
+/// Bytes one buffer set occupies: Q widened to f32, K and V widened to f32 (kept in 16 bits
+/// where [`kv_in_16bit`]; K padded to whole tiles where [`small_tasks`]), and O in the input dtype.
 fn bytes_per_set(s: &AttentionSpec) -> u64 {
     let q = s
         .batch
@@ -81,7 +82,7 @@ fn bytes_per_set(s: &AttentionSpec) -> u64 {
         heads.saturating_mul(stored_keys(s.kv_len as usize, small_tasks(s)) as u64),
         heads.saturating_mul(s.kv_len),
     );
-    let kv_size = if kv_in_bf16(s) { 2 } else { 4 };
+    let kv_size = if kv_in_16bit(s) { 2 } else { 4 };
     q.saturating_mul(4)
         .saturating_add(k.saturating_add(v).saturating_mul(kv_size))
         .saturating_add(q.saturating_mul(s.dtype.size()))
@@ -112,13 +113,13 @@ fn stored_keys(lkv: usize, small: bool) -> usize {
     }
 }
 
-/// Whether K and V stay in bf16 for the run: bf16 inputs on the small-row path, which reads
-/// each K and V element once per task and mostly waits on those reads: half the bytes.
-/// Widening bf16 is a 16-bit shift, done in the inner loops; the products are the same f32
-/// products as from widened copies. `gemm` needs f32, and f16 has no widening as cheap, so
-/// those keep f32 copies.
-fn kv_in_bf16(s: &AttentionSpec) -> bool {
-    s.dtype == DType::Bf16 && small_tasks(s)
+/// Whether K and V stay in their 16 bits for the run: bf16 or f16 inputs on the small-row
+/// path, which reads each K and V element once per task and mostly waits on those reads: half
+/// the bytes. The inner loops widen them ([`KvElem::widen`]: a shift for bf16, a few integer
+/// and one multiply for f16, both exact and vectorised), so the products are the same f32
+/// products as from widened copies. `gemm` needs f32, so its tasks keep f32 copies.
+fn kv_in_16bit(s: &AttentionSpec) -> bool {
+    matches!(s.dtype, DType::Bf16 | DType::F16) && small_tasks(s)
 }
 
 /// An output element type the kernel can write.
@@ -165,18 +166,20 @@ struct Set {
     out: OutBuf,
 }
 
-/// K or V of one set: widened to f32, or kept in bf16 (see [`kv_in_bf16`]).
+/// K or V of one set: widened to f32, or kept in bf16 or f16 (see [`kv_in_16bit`]).
 #[derive(Clone)]
 enum Kv {
     F32(Vec<f32>),
     Bf16(Vec<bf16>),
+    F16(Vec<f16>),
 }
 
 impl Kv {
     /// V (and K for `gemm` tasks): row-major, each head Lkv×D.
-    fn of(t: &Tensor, keep_bf16: bool) -> Kv {
+    fn of(t: &Tensor, keep_16bit: bool) -> Kv {
         match &t.data {
-            Data::Bf16(v) if keep_bf16 => Kv::Bf16(v.clone()),
+            Data::Bf16(v) if keep_16bit => Kv::Bf16(v.clone()),
+            Data::F16(v) if keep_16bit => Kv::F16(v.clone()),
             _ => Kv::F32(widen(t)),
         }
     }
@@ -184,10 +187,11 @@ impl Kv {
     /// K for the small-row kernels: each head's keys in tiles of [`TILE`] keys stored
     /// key-minor (D×TILE: element c of keys 16t .. 16t+15 side by side), the last tile padded
     /// with zero keys, so that one vector holds one product term of TILE scores.
-    fn tiled(t: &Tensor, keep_bf16: bool, lkv: usize, d: usize) -> Kv {
-        match Kv::of(t, keep_bf16) {
+    fn tiled(t: &Tensor, keep_16bit: bool, lkv: usize, d: usize) -> Kv {
+        match Kv::of(t, keep_16bit) {
             Kv::F32(k) => Kv::F32(tile_keys(&k, lkv, d)),
             Kv::Bf16(k) => Kv::Bf16(tile_keys(&k, lkv, d)),
+            Kv::F16(k) => Kv::F16(tile_keys(&k, lkv, d)),
         }
     }
 
@@ -195,6 +199,7 @@ impl Kv {
         match self {
             Kv::F32(v) => KvRef::F32(v),
             Kv::Bf16(v) => KvRef::Bf16(v),
+            Kv::F16(v) => KvRef::F16(v),
         }
     }
 }
@@ -204,6 +209,7 @@ impl Kv {
 enum KvRef<'a> {
     F32(&'a [f32]),
     Bf16(&'a [bf16]),
+    F16(&'a [f16]),
 }
 
 impl<'a> KvRef<'a> {
@@ -212,6 +218,7 @@ impl<'a> KvRef<'a> {
         match self {
             KvRef::F32(v) => KvRef::F32(&v[from..to]),
             KvRef::Bf16(v) => KvRef::Bf16(&v[from..to]),
+            KvRef::F16(v) => KvRef::F16(&v[from..to]),
         }
     }
 }
@@ -236,7 +243,7 @@ fn tile_keys<T: KvElem>(k: &[T], lkv: usize, d: usize) -> Vec<T> {
     out
 }
 
-/// An element of K or V as the inner loops read it: f32, or bf16 widened on the fly.
+/// An element of K or V as the inner loops read it: f32, or bf16 or f16 widened on the fly.
 trait KvElem: Copy {
     const ZERO: Self;
     fn widen(self) -> f32;
@@ -256,6 +263,27 @@ impl KvElem for bf16 {
     fn widen(self) -> f32 {
         // Exact: a bf16 is the upper half of the f32 with the same value.
         f32::from_bits((self.to_bits() as u32) << 16)
+    }
+}
+
+impl KvElem for f16 {
+    const ZERO: Self = f16::ZERO;
+    /// Exact, and plain integer and float arithmetic, so that the loops around it vectorise
+    /// (`f16::to_f32` asks the CPU for F16C per call). The exponent and mantissa moved into
+    /// f32 position read as 2^-112 times the value (a subnormal f16 lands on an f32 subnormal
+    /// of the same significand), and a multiply by 2^112 scales them back exactly; infinities
+    /// and NaNs take the f32 all-ones exponent instead.
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        let h = self.to_bits() as u32;
+        let sign = (h & 0x8000) << 16;
+        let magnitude = (h & 0x7fff) << 13;
+        let bits = if magnitude >= 0x7c00 << 13 {
+            magnitude | 0x7f80_0000
+        } else {
+            (f32::from_bits(magnitude) * f32::from_bits(0x7780_0000)).to_bits()
+        };
+        f32::from_bits(bits | sign)
     }
 }
 
@@ -296,6 +324,8 @@ struct Kernels {
     accumulate: AccumulateFn<f32>,
     scores_bf16: ScoresFn<bf16>,
     accumulate_bf16: AccumulateFn<bf16>,
+    scores_f16: ScoresFn<f16>,
+    accumulate_f16: AccumulateFn<f16>,
 }
 
 struct PreparedAttention<'a> {
@@ -320,16 +350,16 @@ impl<'a> PreparedAttention<'a> {
             ))),
         };
         out()?;
-        let (keep_bf16, small) = (kv_in_bf16(spec), small_tasks(spec));
+        let (keep_16bit, small) = (kv_in_16bit(spec), small_tasks(spec));
         let (lkv, d) = (spec.kv_len as usize, spec.head_dim as usize);
         let sets = pool.install(|| -> Result<Vec<Set>> {
             let q = widen(&inputs[0]);
             let k = if small {
-                Kv::tiled(&inputs[1], keep_bf16, lkv, d)
+                Kv::tiled(&inputs[1], keep_16bit, lkv, d)
             } else {
-                Kv::of(&inputs[1], keep_bf16)
+                Kv::of(&inputs[1], keep_16bit)
             };
-            let v = Kv::of(&inputs[2], keep_bf16);
+            let v = Kv::of(&inputs[2], keep_16bit);
             let mut all = Vec::with_capacity(sets);
             for _ in 0..sets {
                 all.push(Set {
@@ -358,6 +388,8 @@ impl<'a> PreparedAttention<'a> {
             accumulate: pick_accumulate().0,
             scores_bf16: pick_scores_bf16().0,
             accumulate_bf16: pick_accumulate_bf16().0,
+            scores_f16: pick_scores_f16().0,
+            accumulate_f16: pick_accumulate_f16().0,
         };
         Ok(PreparedAttention {
             pool,
@@ -481,9 +513,10 @@ fn query_block<O: OutElem>(
             k0 + kn
         };
         let (kb, vb) = (k.part(k0 * d, k_end * d), v.part(k0 * d, (k0 + kn) * d));
-        // bf16 K and V only come with small tasks (`kv_in_bf16`).
+        // 16-bit K and V only come with small tasks (`kv_in_16bit`).
         match (kb, dims.small) {
             (KvRef::Bf16(kb), _) => (kernels.scores_bf16)(&q, kb, d, dims.logit_scale, &mut s),
+            (KvRef::F16(kb), _) => (kernels.scores_f16)(&q, kb, d, dims.logit_scale, &mut s),
             (KvRef::F32(kb), true) => (kernels.scores)(&q, kb, d, dims.logit_scale, &mut s),
             // S = logit_scale · Q·Kᵀ, rows×kn with row stride BK; K read transposed in place.
             (KvRef::F32(kb), false) => block_gemm(
@@ -510,6 +543,7 @@ fn query_block<O: OutElem>(
         }
         match (vb, dims.small) {
             (KvRef::Bf16(vb), _) => (kernels.accumulate_bf16)(&s, vb, d, &mut acc),
+            (KvRef::F16(vb), _) => (kernels.accumulate_f16)(&s, vb, d, &mut acc),
             (KvRef::F32(vb), true) => (kernels.accumulate)(&s, vb, d, &mut acc),
             // acc += P·V_blk.
             (KvRef::F32(vb), false) => block_gemm(
@@ -871,6 +905,18 @@ multiversion!(
     accumulate_generic,
     (p: &[f32], v: &[bf16], d: usize, acc: &mut [f32])
 );
+multiversion!(
+    pick_scores_f16,
+    ScoresFn<f16>,
+    scores_generic,
+    (q: &[f32], k: &[f16], d: usize, scale: f32, s: &mut [f32])
+);
+multiversion!(
+    pick_accumulate_f16,
+    AccumulateFn<f16>,
+    accumulate_generic,
+    (p: &[f32], v: &[f16], d: usize, acc: &mut [f32])
+);
 
 impl SetKernel for PreparedAttention<'_> {
     fn run_set(&mut self, i: usize) {
@@ -913,11 +959,11 @@ impl SetKernel for PreparedAttention<'_> {
             "flash-style blocks of about {BQ} query rows (all heads of a KV group) × {BK} keys, inner loops: {}",
             self.simd
         )];
-        if kv_in_bf16(&self.spec) {
-            notes.push(
-                "Q converted to f32 once before timing, K and V read in bf16 and widened in the kernel; computed in f32, output rounded to bf16 in the kernel"
-                    .into(),
-            );
+        if kv_in_16bit(&self.spec) {
+            notes.push(format!(
+                "Q converted to f32 once before timing, K and V read in {0} and widened in the kernel; computed in f32, output rounded to {0} in the kernel",
+                self.spec.dtype
+            ));
         } else if self.spec.dtype != DType::F32 {
             notes.push(format!(
                 "{} inputs converted to f32 once before timing; computed in f32, output rounded to {} in the kernel",
@@ -931,6 +977,24 @@ impl SetKernel for PreparedAttention<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The vectorisable f16 widening against `half`'s, on every one of the 65 536 values.
+    #[test]
+    fn f16_widening_is_exact_for_every_value() {
+        for bits in 0..=u16::MAX {
+            let h = f16::from_bits(bits);
+            let (got, want) = (h.widen(), h.to_f32());
+            if want.is_nan() {
+                assert!(got.is_nan(), "{bits:#06x}: {got}");
+            } else {
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "{bits:#06x}: {got} vs {want}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn exp2_poly_is_accurate() {
