@@ -839,10 +839,11 @@ fn strip_sums<T: KvElem, const R: usize>(
     sums
 }
 
-/// Defines `$pick() -> ($ty, name)`: `$generic` compiled for AVX-512, for AVX2+FMA and for the
-/// baseline, the widest one the CPU supports chosen at run time, with its name for the notes.
+/// Defines, for each `$pick: $ty = $generic(args);`, `$pick() -> ($ty, name)`: `$generic`
+/// compiled for AVX-512, for AVX2+FMA and for the baseline, the widest one the CPU supports
+/// chosen at run time, with its name for the notes.
 macro_rules! multiversion {
-    ($pick:ident, $ty:ty, $generic:ident, ($($arg:ident: $argty:ty),*)) => {
+    ($($pick:ident: $ty:ty = $generic:ident($($arg:ident: $argty:ty),*);)+) => {$(
         fn $pick() -> ($ty, &'static str) {
             fn baseline($($arg: $argty),*) {
                 $generic($($arg),*)
@@ -872,51 +873,23 @@ macro_rules! multiversion {
             }
             (baseline, "baseline")
         }
-    };
+    )+};
 }
 
-multiversion!(
-    pick_softmax,
-    SoftmaxFn,
-    softmax_block_generic,
-    (s: &mut [f32], kn: usize, d: usize, visible: &[usize], m: &mut [f32], l: &mut [f32], alpha: &mut [f32])
-);
-multiversion!(
-    pick_scores,
-    ScoresFn<f32>,
-    scores_generic,
-    (q: &[f32], k: &[f32], d: usize, scale: f32, s: &mut [f32])
-);
-multiversion!(
-    pick_accumulate,
-    AccumulateFn<f32>,
-    accumulate_generic,
-    (p: &[f32], v: &[f32], d: usize, acc: &mut [f32])
-);
-multiversion!(
-    pick_scores_bf16,
-    ScoresFn<bf16>,
-    scores_generic,
-    (q: &[f32], k: &[bf16], d: usize, scale: f32, s: &mut [f32])
-);
-multiversion!(
-    pick_accumulate_bf16,
-    AccumulateFn<bf16>,
-    accumulate_generic,
-    (p: &[f32], v: &[bf16], d: usize, acc: &mut [f32])
-);
-multiversion!(
-    pick_scores_f16,
-    ScoresFn<f16>,
-    scores_generic,
-    (q: &[f32], k: &[f16], d: usize, scale: f32, s: &mut [f32])
-);
-multiversion!(
-    pick_accumulate_f16,
-    AccumulateFn<f16>,
-    accumulate_generic,
-    (p: &[f32], v: &[f16], d: usize, acc: &mut [f32])
-);
+// The inner loops of a task: the softmax step, and the two block products for each type K
+// and V are read in.
+multiversion! {
+    pick_softmax: SoftmaxFn = softmax_block_generic(
+        s: &mut [f32], kn: usize, d: usize, visible: &[usize],
+        m: &mut [f32], l: &mut [f32], alpha: &mut [f32]
+    );
+    pick_scores: ScoresFn<f32> = scores_generic(q: &[f32], k: &[f32], d: usize, scale: f32, s: &mut [f32]);
+    pick_scores_bf16: ScoresFn<bf16> = scores_generic(q: &[f32], k: &[bf16], d: usize, scale: f32, s: &mut [f32]);
+    pick_scores_f16: ScoresFn<f16> = scores_generic(q: &[f32], k: &[f16], d: usize, scale: f32, s: &mut [f32]);
+    pick_accumulate: AccumulateFn<f32> = accumulate_generic(p: &[f32], v: &[f32], d: usize, acc: &mut [f32]);
+    pick_accumulate_bf16: AccumulateFn<bf16> = accumulate_generic(p: &[f32], v: &[bf16], d: usize, acc: &mut [f32]);
+    pick_accumulate_f16: AccumulateFn<f16> = accumulate_generic(p: &[f32], v: &[f16], d: usize, acc: &mut [f32]);
+}
 
 impl SetKernel for PreparedAttention<'_> {
     fn run_set(&mut self, i: usize) {
