@@ -303,7 +303,7 @@ struct Dims {
 }
 
 /// The softmax step over one block of scores: see [`softmax_block_generic`].
-type SoftmaxFn = fn(&mut [f32], usize, usize, &[usize], &mut [f32], &mut [f32], &mut [f32]);
+type SoftmaxFn = fn(&mut [f32], usize, &[usize], &mut [f32], &mut [f32], &mut [f32]);
 /// S = scale·Q·Kᵀ for a few query rows, K in `T`: see [`scores_generic`].
 type ScoresFn<T> = fn(&[f32], &[T], usize, f32, &mut [f32]);
 /// acc += P·V for a few query rows, V in `T`: see [`accumulate_generic`].
@@ -535,7 +535,7 @@ fn query_block<O: OutElem>(
                 kn
             };
         }
-        (kernels.softmax)(&mut s, kn, d, &visible, &mut m, &mut l, &mut alpha);
+        (kernels.softmax)(&mut s, kn, &visible, &mut m, &mut l, &mut alpha);
         for (row, &a) in acc.chunks_exact_mut(d).zip(&alpha) {
             if a != 1.0 {
                 row.iter_mut().for_each(|x| *x *= a);
@@ -646,9 +646,9 @@ fn exp2_poly(x: f32) -> f32 {
 /// row's accumulator must be multiplied by in `alpha`.
 #[inline(always)]
 fn softmax_block_generic(
+    _fused: bool,
     s: &mut [f32],
     kn: usize,
-    _d: usize,
     visible: &[usize],
     m: &mut [f32],
     l: &mut [f32],
@@ -710,7 +710,14 @@ fn softmax_block_generic(
 /// product term of TILE scores, so there is no horizontal sum, and each tile (D×TILE, a few
 /// KiB) stays in L1 while the rows pass over it four at a time.
 #[inline(always)]
-fn scores_generic<T: KvElem>(q: &[f32], kt: &[T], d: usize, scale: f32, s: &mut [f32]) {
+fn scores_generic<T: KvElem>(
+    fused: bool,
+    q: &[f32],
+    kt: &[T],
+    d: usize,
+    scale: f32,
+    s: &mut [f32],
+) {
     let rows = q.len() / d;
     for (t, tile) in kt.chunks_exact(d * TILE).enumerate() {
         let mut r = 0;
@@ -724,12 +731,12 @@ fn scores_generic<T: KvElem>(q: &[f32], kt: &[T], d: usize, scale: f32, s: &mut 
                 }
             };
             if take == 4 {
-                tile_scores::<T, 4>(qs, tile, d)
+                tile_scores::<T, 4>(fused, qs, tile, d)
                     .iter()
                     .enumerate()
                     .for_each(|(i, a)| put(i, a));
             } else {
-                put(0, &tile_scores::<T, 1>(qs, tile, d)[0]);
+                put(0, &tile_scores::<T, 1>(fused, qs, tile, d)[0]);
             }
             r += take;
         }
@@ -739,7 +746,12 @@ fn scores_generic<T: KvElem>(q: &[f32], kt: &[T], d: usize, scale: f32, s: &mut 
 /// The scores of `R` query rows (`q`: R×D) against one key tile (D×TILE): R·TILE partial sums
 /// held in registers, one multiply-add per row for each element c of the tile.
 #[inline(always)]
-fn tile_scores<T: KvElem, const R: usize>(q: &[f32], tile: &[T], d: usize) -> [[f32; TILE]; R] {
+fn tile_scores<T: KvElem, const R: usize>(
+    fused: bool,
+    q: &[f32],
+    tile: &[T],
+    d: usize,
+) -> [[f32; TILE]; R] {
     let rows: [&[f32]; R] = std::array::from_fn(|r| &q[r * d..(r + 1) * d]);
     let mut acc = [[0.0f32; TILE]; R];
     for (c, keys) in tile.chunks_exact(TILE).enumerate() {
@@ -750,7 +762,7 @@ fn tile_scores<T: KvElem, const R: usize>(q: &[f32], tile: &[T], d: usize) -> [[
         for (a, row) in acc.iter_mut().zip(&rows) {
             let x = row[c];
             for (a, k) in a.iter_mut().zip(&k) {
-                *a += x * k;
+                *a = madd(fused, x, *k, *a);
             }
         }
     }
@@ -762,11 +774,11 @@ fn tile_scores<T: KvElem, const R: usize>(q: &[f32], tile: &[T], d: usize) -> [[
 /// sums held in registers while every value row of the block passes (a strip of the block is a
 /// few KiB, in L1 for the next rows).
 #[inline(always)]
-fn accumulate_generic<T: KvElem>(p: &[f32], v: &[T], d: usize, acc: &mut [f32]) {
+fn accumulate_generic<T: KvElem>(fused: bool, p: &[f32], v: &[T], d: usize, acc: &mut [f32]) {
     let kn = v.len() / d;
     for j0 in (0..kn).step_by(SUB_KEYS) {
         let part = &v[j0 * d..(j0 + SUB_KEYS).min(kn) * d];
-        accumulate_part(p, part, d, j0, acc);
+        accumulate_part(fused, p, part, d, j0, acc);
     }
 }
 
@@ -776,7 +788,14 @@ const SUB_KEYS: usize = 32;
 
 /// [`accumulate_generic`] for the value rows `v` (keys `j0 ..` of the block).
 #[inline(always)]
-fn accumulate_part<T: KvElem>(p: &[f32], v: &[T], d: usize, j0: usize, acc: &mut [f32]) {
+fn accumulate_part<T: KvElem>(
+    fused: bool,
+    p: &[f32],
+    v: &[T],
+    d: usize,
+    j0: usize,
+    acc: &mut [f32],
+) {
     let (rows, kn) = (acc.len() / d, v.len() / d);
     let mut r = 0;
     while r < rows {
@@ -792,9 +811,9 @@ fn accumulate_part<T: KvElem>(p: &[f32], v: &[T], d: usize, j0: usize, acc: &mut
                 }
             };
             if take == 4 {
-                add(&strip_sums::<T, 4>(p, v, d, (j0, kn), r, c));
+                add(&strip_sums::<T, 4>(fused, p, v, d, (j0, kn), r, c));
             } else {
-                add(&strip_sums::<T, 1>(p, v, d, (j0, kn), r, c));
+                add(&strip_sums::<T, 1>(fused, p, v, d, (j0, kn), r, c));
             }
             c += TILE;
         }
@@ -814,6 +833,7 @@ fn accumulate_part<T: KvElem>(p: &[f32], v: &[T], d: usize, j0: usize, acc: &mut
 /// value block, R·TILE sums in registers.
 #[inline(always)]
 fn strip_sums<T: KvElem, const R: usize>(
+    fused: bool,
     p: &[f32],
     v: &[T],
     d: usize,
@@ -832,31 +852,43 @@ fn strip_sums<T: KvElem, const R: usize>(
         for (sum, w) in sums.iter_mut().zip(&weights) {
             let w = w[j];
             for (s, x) in sum.iter_mut().zip(&x) {
-                *s += w * x;
+                *s = madd(fused, w, *x, *s);
             }
         }
     }
     sums
 }
 
+/// a·b + c: one fused multiply-add (one rounding) where `fused`, which the builds for CPUs with
+/// FMA pass; elsewhere `mul_add` would be a library call per element, so a multiply and an add.
+#[inline(always)]
+fn madd(fused: bool, a: f32, b: f32, c: f32) -> f32 {
+    if fused {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
 /// Defines, for each `$pick: $ty = $generic(args);`, `$pick() -> ($ty, name)`: `$generic`
 /// compiled for AVX-512, for AVX2+FMA and for the baseline, the widest one the CPU supports
-/// chosen at run time, with its name for the notes.
+/// chosen at run time, with its name for the notes. `$generic` takes a first argument more,
+/// whether to fuse multiply-adds ([`madd`]): true in the two builds with FMA.
 macro_rules! multiversion {
     ($($pick:ident: $ty:ty = $generic:ident($($arg:ident: $argty:ty),*);)+) => {$(
         fn $pick() -> ($ty, &'static str) {
             fn baseline($($arg: $argty),*) {
-                $generic($($arg),*)
+                $generic(false, $($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
             fn avx2($($arg: $argty),*) {
-                $generic($($arg),*)
+                $generic(true, $($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx2,fma")]
             fn avx512($($arg: $argty),*) {
-                $generic($($arg),*)
+                $generic(true, $($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
             {
@@ -880,7 +912,7 @@ macro_rules! multiversion {
 // and V are read in.
 multiversion! {
     pick_softmax: SoftmaxFn = softmax_block_generic(
-        s: &mut [f32], kn: usize, d: usize, visible: &[usize],
+        s: &mut [f32], kn: usize, visible: &[usize],
         m: &mut [f32], l: &mut [f32], alpha: &mut [f32]
     );
     pick_scores: ScoresFn<f32> = scores_generic(q: &[f32], k: &[f32], d: usize, scale: f32, s: &mut [f32]);
