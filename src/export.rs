@@ -454,10 +454,7 @@ fn to_markdown(report: &Report) -> String {
         s.push_str(&format!(
             "| `{}` | {} | {} ({}) | {} | {} | {} | {} | {} |\n",
             r.workload.name(),
-            match crate::report::placement_tag(report, r) {
-                Some(tag) => format!("{} {tag}", r.implementation),
-                None => r.implementation.clone(),
-            },
+            crate::report::with_placement(report, r, r.implementation.clone()),
             r.dtype,
             r.compute_dtype,
             throughput_text(r),

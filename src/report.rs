@@ -326,8 +326,16 @@ pub fn throughput_text(r: &ResultRecord) -> String {
 /// The devices a result ran on, by index (`[3]`, `[0,1]`), where the run had several devices
 /// or the result spans a set: eight GPUs of one model print the same name, and a line that
 /// says a result failed must say on which of them.
-pub fn placement_tag(report: &Report, r: &ResultRecord) -> Option<String> {
+fn placement_tag(report: &Report, r: &ResultRecord) -> Option<String> {
     (report.devices.len() > 1 || !r.device.is_single()).then(|| format!("[{}]", r.device))
+}
+
+/// `text`, followed by the result's [`placement_tag`] where there is one (`mock [3]`).
+pub fn with_placement(report: &Report, r: &ResultRecord, text: String) -> String {
+    match placement_tag(report, r) {
+        Some(tag) => format!("{text} {tag}"),
+        None => text,
+    }
 }
 
 /// Verification as a short word with the error.

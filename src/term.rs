@@ -4,7 +4,7 @@
 //! forces it). The progress bar goes to stderr and hides itself when stderr is not a terminal.
 
 use crate::report::{
-    noise_text, placement_tag, throughput_text, verification_text, Report, ResultRecord,
+    noise_text, throughput_text, verification_text, with_placement, Report, ResultRecord,
 };
 use crate::units::seconds;
 use comfy_table::{presets, Cell, CellAlignment, Color, ContentArrangement, Table};
@@ -132,18 +132,12 @@ fn device_label(report: &Report, r: &ResultRecord) -> String {
         .get(r.device.lead())
         .map(|d| short_device(&d.name))
         .unwrap_or_default();
-    match placement_tag(report, r) {
-        Some(tag) => format!("{name} {tag}"),
-        None => name,
-    }
+    with_placement(report, r, name)
 }
 
 /// A result's id for the lines under the table, with its device index where it is needed.
 fn result_label(report: &Report, r: &ResultRecord) -> String {
-    match placement_tag(report, r) {
-        Some(tag) => format!("{} {tag}", r.id),
-        None => r.id.clone(),
-    }
+    with_placement(report, r, r.id.clone())
 }
 
 fn dtype_text(r: &ResultRecord) -> String {

@@ -435,9 +435,8 @@ fn compare_pair(
 ) -> ResultComparison {
     // The device as the row shows it: its name, and its index on a run of several devices
     // (their rows would otherwise read alike, and JUnit would get two cases of one name).
-    let label = |report: &Report, r: &ResultRecord| match crate::report::placement_tag(report, r) {
-        Some(tag) => format!("{} {tag}", device_name(report, r)),
-        None => device_name(report, r),
+    let label = |report: &Report, r: &ResultRecord| {
+        crate::report::with_placement(report, r, device_name(report, r))
     };
     let (dev_o, dev_n) = (label(old_report, o), label(new_report, n));
     let device = if dev_o == dev_n {

@@ -755,15 +755,9 @@ fn tile_scores<T: KvElem, const R: usize>(
     let rows: [&[f32]; R] = std::array::from_fn(|r| &q[r * d..(r + 1) * d]);
     let mut acc = [[0.0f32; TILE]; R];
     for (c, keys) in tile.chunks_exact(TILE).enumerate() {
-        let mut k = [0.0f32; TILE];
-        for (w, x) in k.iter_mut().zip(keys) {
-            *w = x.widen();
-        }
+        let k = widened(keys);
         for (a, row) in acc.iter_mut().zip(&rows) {
-            let x = row[c];
-            for (a, k) in a.iter_mut().zip(&k) {
-                *a = madd(fused, x, *k, *a);
-            }
+            axpy(fused, a, row[c], &k);
         }
     }
     acc
@@ -845,18 +839,27 @@ fn strip_sums<T: KvElem, const R: usize>(
         std::array::from_fn(|r| &p[(r0 + r) * BK + j0..(r0 + r) * BK + j0 + kn]);
     let mut sums = [[0.0f32; TILE]; R];
     for (j, row) in v.chunks_exact(d).enumerate() {
-        let mut x = [0.0f32; TILE];
-        for (w, y) in x.iter_mut().zip(&row[c0..c0 + TILE]) {
-            *w = y.widen();
-        }
+        let x = widened(&row[c0..c0 + TILE]);
         for (sum, w) in sums.iter_mut().zip(&weights) {
-            let w = w[j];
-            for (s, x) in sum.iter_mut().zip(&x) {
-                *s = madd(fused, w, *x, *s);
-            }
+            axpy(fused, sum, w[j], &x);
         }
     }
     sums
+}
+
+/// The first [`TILE`] elements of `x` in f32: one vector.
+#[inline(always)]
+fn widened<T: KvElem>(x: &[T]) -> [f32; TILE] {
+    let x: &[T; TILE] = x[..TILE].try_into().expect("TILE elements");
+    x.map(KvElem::widen)
+}
+
+/// acc += a · x, lane by lane over one vector of [`TILE`] sums.
+#[inline(always)]
+fn axpy(fused: bool, acc: &mut [f32; TILE], a: f32, x: &[f32; TILE]) {
+    for (s, x) in acc.iter_mut().zip(x) {
+        *s = madd(fused, a, *x, *s);
+    }
 }
 
 /// a·b + c: one fused multiply-add (one rounding) where `fused`, which the builds for CPUs with
