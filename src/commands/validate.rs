@@ -43,8 +43,17 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     let stop = stop_on_ctrlc();
     let mut report = runner::new_report(&backends, &settings);
     report.config.price = price.map(|p| p.for_devices(&report.devices));
+    // The links (host transfers, peer copies, all-reduce) run after the suite, one at a time.
+    let devices: Vec<_> = backends.iter().map(|b| b.device().clone()).collect();
+    let links = crate::validate::link_suite(&devices, a.judge.is_quick());
     if !opts.quiet {
-        eprintln!("{}", announcement(a, backends.len(), plan.entries.len()));
+        let link_results = plan::build(&links, &backends, &ImplSelect::Reference, false, true)?
+            .entries
+            .len();
+        eprintln!(
+            "{}",
+            announcement(a, backends.len(), plan.entries.len(), link_results)
+        );
     }
     // One table of lost devices for the whole process: a GPU lost in the suite is not stressed.
     let lost = runner::LostDevices::default();
@@ -59,8 +68,6 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     )?;
     // The links, one result at a time, into the same report.
     if !stop.load(Ordering::Relaxed) {
-        let devices: Vec<_> = backends.iter().map(|b| b.device().clone()).collect();
-        let links = crate::validate::link_suite(&devices, a.judge.is_quick());
         let link_plan = plan::build_without(
             &links,
             &backends,
@@ -116,8 +123,9 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     Ok(super::run::fail_unwritten(verdict.exit_code, &unwritten))
 }
 
-/// The line that opens a validation on stderr: how many devices, results each, and the soak.
-fn announcement(a: &ValidateOptions, devices: usize, entries: usize) -> String {
+/// The line that opens a validation on stderr: how many devices, results each, the link
+/// results after them, and the soak.
+fn announcement(a: &ValidateOptions, devices: usize, entries: usize, links: usize) -> String {
     let soak = a.judge.duration.map(|d| {
         format!(
             ", soak of {} (half suite, half stress)",
@@ -125,7 +133,7 @@ fn announcement(a: &ValidateOptions, devices: usize, entries: usize) -> String {
         )
     });
     format!(
-        "validating {devices} device(s): {} results each{}",
+        "validating {devices} device(s): {} results each, then {links} link result(s){}",
         entries.div_ceil(devices),
         soak.unwrap_or_default()
     )
@@ -163,8 +171,8 @@ fn open(opts: &Options, allow_cpu: bool) -> Result<Vec<Box<dyn Backend>>> {
     }
     if testing {
         bail!(
-            "validate judges NVIDIA GPUs; --backend {:?} is only for testing, with --allow-cpu",
-            opts.backend
+            "validate judges NVIDIA GPUs; --backend {} is only for testing, with --allow-cpu",
+            opts.backend.name()
         );
     }
     backend::cuda::open_all().map_err(|e| anyhow::anyhow!("validate needs an NVIDIA GPU: {e}"))

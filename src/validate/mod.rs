@@ -422,7 +422,46 @@ impl NodeVerdict {
         s
     }
 
-    /// A terminal table: one row per GPU with each check's verdict, then the reasons.
+    /// "GPU" where the backend's devices are GPU models, else "device".
+    fn device_noun(&self) -> &'static str {
+        if self.backend.names_gpu_models() {
+            "GPU"
+        } else {
+            "device"
+        }
+    }
+
+    /// One line per check and reason that judged nothing, naming the GPUs it concerns
+    /// (`skip: absolute on GPU 0, 1: no expectation …`), so that a PASS resting on fewer checks
+    /// than it seems is visible under the table.
+    fn not_judged(&self) -> String {
+        let mut lines: Vec<(CheckKind, &str, Vec<usize>)> = Vec::new();
+        for g in &self.gpus {
+            for c in &g.checks {
+                let Some(why) = c.skipped.as_deref() else {
+                    continue;
+                };
+                match lines
+                    .iter_mut()
+                    .find(|(k, w, _)| *k == c.check && *w == why)
+                {
+                    Some((_, _, gpus)) => gpus.push(g.index),
+                    None => lines.push((c.check, why, vec![g.index])),
+                }
+            }
+        }
+        let unit = self.device_noun();
+        lines
+            .iter()
+            .map(|(k, why, gpus)| {
+                let list: Vec<String> = gpus.iter().map(usize::to_string).collect();
+                format!("skip: {} on {unit} {}: {why}\n", k.name(), list.join(", "))
+            })
+            .collect()
+    }
+
+    /// A terminal table: one row per GPU with each check's verdict (`skip` where a check had
+    /// nothing to judge, with the reason under the table), then the reasons.
     pub fn render(&self, color: bool) -> String {
         use comfy_table::{Cell, Color};
         let paint = |v: Verdict| {
@@ -460,6 +499,8 @@ impl NodeVerdict {
             ];
             for k in kinds {
                 row.push(match g.checks.iter().find(|c| c.check == k) {
+                    // A vacuous PASS says so: the check had nothing to judge.
+                    Some(c) if c.skipped.is_some() => Cell::new("skip"),
                     Some(c) => paint(c.verdict),
                     None => Cell::new("-"),
                 });
@@ -467,8 +508,12 @@ impl NodeVerdict {
             t.add_row(row);
         }
         let mut out = format!("{t}\n");
+        out.push_str(&self.not_judged());
         for c in &self.node_checks {
-            out.push_str(&format!("node {}: {}\n", c.check.name(), c.verdict));
+            match &c.skipped {
+                Some(why) => out.push_str(&format!("node {}: skip ({why})\n", c.check.name())),
+                None => out.push_str(&format!("node {}: {}\n", c.check.name(), c.verdict)),
+            }
         }
         for r in &self.reasons {
             out.push_str(&format!("  {r}\n"));
@@ -478,11 +523,7 @@ impl NodeVerdict {
             self.hostname,
             self.verdict,
             self.gpus.len(),
-            if self.backend.names_gpu_models() {
-                "GPU"
-            } else {
-                "device"
-            },
+            self.device_noun(),
             if self.gpus.len() == 1 { "" } else { "s" },
             self.exit_code
         ));
