@@ -1070,14 +1070,16 @@ impl clap::ValueEnum for BackendChoice {
     }
 
     fn to_possible_value(&self) -> Option<PossibleValue> {
+        let value = PossibleValue::new(self.name());
         Some(match self {
-            BackendChoice::Auto => PossibleValue::new("auto").help(
+            BackendChoice::Auto => value.help(
                 "CUDA when a usable NVIDIA GPU is present, otherwise the CPU (with a notice)",
             ),
-            BackendChoice::Cpu => PossibleValue::new("cpu").help("The host CPU"),
-            BackendChoice::Cuda => PossibleValue::new("cuda")
-                .help("NVIDIA GPUs through CUDA; an error when none can be used"),
-            BackendChoice::Mock => PossibleValue::new("mock")
+            BackendChoice::Cpu => value.help("The host CPU"),
+            BackendChoice::Cuda => {
+                value.help("NVIDIA GPUs through CUDA; an error when none can be used")
+            }
+            BackendChoice::Mock => value
                 .help("Fake clock, exact outputs: for testing gpuvet itself")
                 .hide(true),
         })

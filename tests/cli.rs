@@ -312,6 +312,16 @@ fn info_list_and_completions() {
         .code(0)
         .stdout(predicate::str::contains("host"))
         .stdout(predicate::str::contains("last-level cache"));
+    // A GPU's state reads as words, its NVLink links as runs, not as JSON.
+    gpuvet()
+        .args(["--backend", "mock", "info"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "SM 1500 MHz, memory 2600 MHz, 40 °C, 100 W of 300 W",
+        ))
+        .stdout(predicate::str::contains("18 × switch 00000000:F0:00.0"))
+        .stdout(predicate::str::contains("{").not());
     gpuvet()
         .args(["--backend", "cpu", "list"])
         .assert()
@@ -467,7 +477,15 @@ fn validate_without_a_gpu_exits_2_and_the_pipeline_runs_on_mock() {
         ))
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("correctness"));
+        .stdout(predicate::str::contains("correctness"))
+        // A check with nothing to judge reads `skip` (not PASS), with its reason under the table.
+        .stdout(predicate::str::contains("┆ skip "))
+        .stdout(predicate::str::contains(
+            "skip: identity on GPU 0: mock backend: not an NVIDIA GPU, identity not checked",
+        ))
+        .stderr(predicate::str::contains(
+            "validating 1 device(s): 5 results each, then 2 link result(s)",
+        ));
     let v = read_json(&v1);
     assert_eq!(v["kind"], "gpuvet-verdict");
     // The mock's fake rates sit below its fake datasheet's expectations: WARN, still exit 0.
@@ -508,7 +526,10 @@ fn validate_without_a_gpu_exits_2_and_the_pipeline_runs_on_mock() {
     gpuvet()
         .args(["--backend", "cpu", "validate"])
         .assert()
-        .code(2);
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--backend cpu is only for testing, with --allow-cpu",
+        ));
 }
 
 #[test]

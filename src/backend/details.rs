@@ -91,19 +91,13 @@ impl DeviceDetails {
         self.to_map().is_empty()
     }
 
-    /// Every entry as its report key and the text a table shows for it (strings bare, other
-    /// values as JSON), in key order: for listings that show whatever a backend recorded
-    /// (`info`, the environment diff of `compare`).
+    /// Every entry as its report key and the text a table shows for it, in key order: for
+    /// listings that show whatever a backend recorded (`info`, the environment diff of
+    /// `compare`). See [`shown`] for how a value reads.
     pub fn entries(&self) -> BTreeMap<String, String> {
         self.to_map()
             .into_iter()
-            .map(|(k, v)| {
-                let shown = match v {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                (k, shown)
-            })
+            .map(|(k, v)| (k, shown(&v)))
             .collect()
     }
 
@@ -163,6 +157,38 @@ fn found<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::E
         Value::String(s) => Some(Some(s)),
         _ => None,
     })
+}
+
+/// A value as a listing shows it: strings bare; a list as its items joined by `, ` with a run
+/// of equal items written once as `N × item` (18 NVLink links to one switch read
+/// `18 × switch 00000000:F0:00.0`, not 18 copies) and an empty list as `none`; an object
+/// inside a list as its values joined by spaces; anything else as JSON.
+fn shown(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.is_empty() => "none".to_string(),
+        Value::Array(items) => {
+            let mut runs: Vec<(usize, &Value)> = Vec::new();
+            for item in items {
+                match runs.last_mut() {
+                    Some((n, last)) if *last == item => *n += 1,
+                    _ => runs.push((1, item)),
+                }
+            }
+            let item = |v: &Value| match v {
+                Value::Object(m) => m.values().map(shown).collect::<Vec<_>>().join(" "),
+                other => shown(other),
+            };
+            runs.iter()
+                .map(|&(n, v)| match n {
+                    1 => item(v),
+                    n => format!("{n} × {}", item(v)),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -242,5 +268,25 @@ mod tests {
         assert_eq!(e["nvrtc_version"], "12.4");
         assert_eq!(e["threads"], "2");
         assert_eq!(d.cuda.nvrtc, Some(None));
+    }
+
+    #[test]
+    fn entries_show_lists_compactly() {
+        let switch = json!({"kind": "switch", "pci_bus_id": "00000000:F0:00.0"});
+        let gpu = json!({"kind": "gpu", "pci_bus_id": "00000000:1B:00.0"});
+        let d: DeviceDetails = read(json!({
+            "nvlink_peers": [switch, switch, switch, gpu, switch],
+            "peer_access": [1, 2, 3],
+            "future_list": [],
+            "future_nested": [[1, 1], [1, 1]],
+        }));
+        let e = d.entries();
+        assert_eq!(
+            e["nvlink_peers"],
+            "3 × switch 00000000:F0:00.0, gpu 00000000:1B:00.0, switch 00000000:F0:00.0"
+        );
+        assert_eq!(e["peer_access"], "1, 2, 3");
+        assert_eq!(e["future_list"], "none");
+        assert_eq!(e["future_nested"], "2 × 2 × 1");
     }
 }

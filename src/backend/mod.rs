@@ -189,6 +189,37 @@ pub struct Telemetry {
     pub throttle_reasons: Vec<ThrottleReason>,
 }
 
+impl Telemetry {
+    /// One line for a person: `SM 1980 MHz, memory 2619 MHz, 41 °C, 118 W of 700 W` (on a
+    /// CPU, `clock 2100 MHz`), then any throttle reasons; fields not read are left out.
+    pub fn describe(&self, gpu: bool) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = self.sm_clock_mhz {
+            parts.push(format!("{} {v:.0} MHz", if gpu { "SM" } else { "clock" }));
+        }
+        if let Some(v) = self.memory_clock_mhz {
+            parts.push(format!("memory {v:.0} MHz"));
+        }
+        if let Some(v) = self.temperature_c {
+            parts.push(format!("{v:.0} °C"));
+        }
+        match (self.power_w, self.power_limit_w) {
+            (Some(w), Some(limit)) => parts.push(format!("{w:.0} W of {limit:.0} W")),
+            (Some(w), None) => parts.push(format!("{w:.0} W")),
+            (None, Some(limit)) => parts.push(format!("power limit {limit:.0} W")),
+            (None, None) => {}
+        }
+        if !self.throttle_reasons.is_empty() {
+            let reasons: Vec<String> = self.throttle_reasons.iter().map(|r| r.name()).collect();
+            parts.push(format!("throttle: {}", reasons.join(", ")));
+        }
+        if parts.is_empty() {
+            return "none read".to_string();
+        }
+        parts.join(", ")
+    }
+}
+
 /// Bytes a run needs, by where they live: the plan refuses a workload before anything is
 /// allocated when either does not fit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -658,13 +689,24 @@ pub enum BackendChoice {
     Mock,
 }
 
+impl BackendChoice {
+    /// The flag value that selects it (`--backend cpu`), for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Cpu => "cpu",
+            BackendChoice::Cuda => "cuda",
+            BackendChoice::Mock => "mock",
+        }
+    }
+}
+
 /// Backends opened for a run, and a notice to show when a fallback happened.
 pub struct Opened {
     pub backends: Vec<Box<dyn Backend>>,
     pub notice: Option<String>,
 }
 
-/// Opens the backends for `choice`. `threads` is the CPU thread count (0 = all).
 /// How many mock GPUs `--backend mock` opens: `GPUVET_MOCK_DEVICES` (1 to 64), else 1.
 fn mock_devices() -> Result<usize> {
     match std::env::var("GPUVET_MOCK_DEVICES") {
@@ -678,6 +720,7 @@ fn mock_devices() -> Result<usize> {
     }
 }
 
+/// Opens the backends for `choice`. `threads` is the CPU thread count (0 = all).
 pub fn open(choice: BackendChoice, threads: usize) -> Result<Opened> {
     let cpu = || -> Result<Vec<Box<dyn Backend>>> {
         Ok(vec![
@@ -731,6 +774,29 @@ mod tests {
         let cpu = super::cpu::CpuBackend::new(1).unwrap();
         assert_eq!(cpu.kind(), BackendKind::Cpu);
         assert_eq!(super::mock::MockBackend::new().kind(), BackendKind::Mock);
+    }
+
+    #[test]
+    fn telemetry_reads_as_one_line() {
+        use super::{Telemetry, ThrottleReason};
+        let t = Telemetry {
+            sm_clock_mhz: Some(1980.0),
+            memory_clock_mhz: Some(2619.0),
+            temperature_c: Some(41.4),
+            power_w: Some(118.2),
+            power_limit_w: Some(700.0),
+            throttle_reasons: vec![ThrottleReason::SwPowerCap],
+        };
+        assert_eq!(
+            t.describe(true),
+            "SM 1980 MHz, memory 2619 MHz, 41 °C, 118 W of 700 W, throttle: sw_power_cap"
+        );
+        let cpu = Telemetry {
+            sm_clock_mhz: Some(2100.0),
+            ..Telemetry::default()
+        };
+        assert_eq!(cpu.describe(false), "clock 2100 MHz");
+        assert_eq!(Telemetry::default().describe(true), "none read");
     }
 
     #[test]

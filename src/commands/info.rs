@@ -96,7 +96,7 @@ fn device_text(b: &dyn Backend, d: &DeviceInfo) -> Result<String> {
         );
     }
     if let Some(t) = b.telemetry() {
-        row("telemetry", serde_json::to_string(&t)?);
+        row("telemetry", t.describe(b.is_gpu()));
     }
     Ok(text)
 }

@@ -57,7 +57,10 @@ fn backend_text(b: &dyn Backend) -> String {
         b.device().index,
         b.device().name
     );
-    for w in b.quick_suite() {
+    let suite = b.quick_suite();
+    // The names' column is as wide as the longest name, so that every implementation lines up.
+    let width = suite.iter().map(|w| w.name().len()).max().unwrap_or(0);
+    for w in suite {
         let imps: Vec<String> = b
             .implementations(&w)
             .iter()
@@ -70,7 +73,7 @@ fn backend_text(b: &dyn Backend) -> String {
             })
             .collect();
         text.push_str(&format!(
-            "    {:<44} {}\n",
+            "    {:<width$}  {}\n",
             w.name(),
             if imps.is_empty() {
                 "— not supported here".into()
