@@ -311,11 +311,14 @@ impl KernelArgs {
 
 /// The flags of `bench matmul` and of `sweep matmul`: one argument set, whose sizes are either
 /// a list of shapes or axes crossed with each other.
+///
+/// `--shape` is required unless `--m` is given (which brings `--n` and `--k`): so that
+/// `--m` alone is told it lacks `--n` and `--k`, not also a `--shape` it did not mean.
 #[derive(Args, Debug, Clone)]
 pub struct MatmulArgs {
     /// Shapes as MxNxK, comma-separated (e.g. 4096x4096x4096,16x28672x4096); or --m, --n, --k.
     #[arg(long, value_delimiter = ',', value_parser = parse_shape,
-          required_unless_present_all = ["m", "n", "k"], conflicts_with_all = ["m", "n", "k"])]
+          required_unless_present = "m", conflicts_with_all = ["m", "n", "k"])]
     pub shape: Vec<(u64, u64, u64)>,
     /// M values, crossed with --n and --k: a list (`1,16,64`), a range (`64..1024:64`), powers
     /// of two (`pow2:1..8192`), or a mix.

@@ -558,6 +558,14 @@ fn sweep_suite_report_and_plots() {
         .stdout(predicate::str::contains("matmul.bf16.16x64x64"));
     assert!(plots.join("roofline.svg").exists());
     assert!(plots.join("sweep.svg").exists());
+    // --m without --n and --k is told what it lacks, and only that (not also a --shape).
+    gpuvet()
+        .args(words("--backend mock sweep matmul --m 1..8"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--n <N>"))
+        .stderr(predicate::str::contains("--k <K>"))
+        .stderr(predicate::str::contains("--shape").not());
     let html = dir.path().join("report.html");
     gpuvet()
         .args(words_with("report {} -o {}", &[&json, &html]))
