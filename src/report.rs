@@ -16,6 +16,11 @@ use serde_with::skip_serializing_none;
 /// Major version of the JSON schema.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// A figure more than this many times its device's peak is not the device's: the datasheet
+/// peak is at the highest clock, so beyond noise only a broken measurement (or data left in a
+/// cache, for a bandwidth) can pass it.
+pub const ABOVE_PEAK: f64 = 1.05;
+
 /// A whole run.
 #[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -252,6 +257,42 @@ impl ResultRecord {
     }
 }
 
+impl ResultRecord {
+    /// Why the figure cannot be taken as the device's, when it is more than [`ABOVE_PEAK`]
+    /// times its peak: a bandwidth measured with its data partly in cache (`warm`, `hot`) is the
+    /// cache's; a collective's bus bandwidth can pass its links' rate where the switches reduce
+    /// (NVLink SHARP), so it is only said to be above them; anything else is a broken
+    /// measurement (the timing, or the work it counts).
+    pub fn above_peak(&self) -> Option<String> {
+        let share = self.peak_fraction.filter(|&p| p > ABOVE_PEAK)?;
+        let cached = matches!(
+            self.cache,
+            CachePolicy::Warm(_) | CachePolicy::Hot | CachePolicy::SingleWarm
+        );
+        if self.workload.roof() == Roof::GroupLink {
+            return Some(format!(
+                "{:.0}% of the links' rate: bus bandwidth counts the traffic of a ring, and a \
+                 reduction done in the switches (NVLink SHARP) moves less than that",
+                100.0 * share
+            ));
+        }
+        Some(if cached && self.workload.metric() == Metric::Bytes {
+            format!(
+                "{:.0}% of the peak: its data stayed partly in cache ({}), so this is the cache's \
+                 bandwidth, not the memory's",
+                100.0 * share,
+                self.cache
+            )
+        } else {
+            format!(
+                "{:.0}% of the peak is more than the device can do: the measurement is broken \
+                 (the timing, or the work it counts); do not quote this figure",
+                100.0 * share
+            )
+        })
+    }
+}
+
 impl Report {
     /// Appends a result, with its share of its device's (or its devices' link's) peak filled
     /// in where the peak is known and its price-performance where the run was given a price for
@@ -261,6 +302,11 @@ impl Report {
             let peak = peak_for(&self.devices, &r.device, &r.workload)?;
             (peak > 0.0).then(|| t.value / peak)
         });
+        // Said in the result itself too, for readers of the JSON and CSV (once: a record read
+        // back from a rank's report and pushed again already carries it).
+        if let Some(note) = r.above_peak().filter(|n| !r.notes.contains(n)) {
+            r.notes.push(note);
+        }
         // A result placed on several devices uses all of them: it is priced at their sum.
         let usd = self.config.price.as_ref().and_then(|p| {
             r.device

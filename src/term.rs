@@ -114,6 +114,11 @@ pub fn results_table(report: &Report, color: bool) -> String {
             s.push_str(&format!("{}: {}\n", result_label(report, r), k.summary()));
         }
     }
+    for r in &report.results {
+        if let Some(why) = r.above_peak() {
+            s.push_str(&format!("{}: {why}\n", result_label(report, r)));
+        }
+    }
     for r in report.results.iter().filter(|r| !r.is_valid()) {
         let why = r
             .error

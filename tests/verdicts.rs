@@ -486,6 +486,69 @@ fn absolute_bands_and_estimates() {
     assert_eq!(judge(&warn, &wide).verdict, Verdict::Pass);
 }
 
+/// Outside validate too: a result above its device's peak says why in its notes and under
+/// the results table; a bandwidth above it with its data left in cache is called a cache figure.
+#[test]
+fn results_above_the_peak_are_called_out_in_every_run() {
+    let device = gpudb::with_peaks(h100_sxm(0));
+    let peaks = device
+        .peaks
+        .clone()
+        .expect("the H100 SXM is in the database");
+    let mut report = report_of(vec![device], "h100-sxm", |_| 1.0);
+    let ws: Vec<Workload> = report.results.iter().map(|r| r.workload.clone()).collect();
+    report.results.clear();
+    let mm = ws.iter().find(|w| test_key(w) == "matmul.bf16").unwrap();
+    let copy = ws.iter().find(|w| test_key(w) == "memory.copy").unwrap();
+    let bf16 = peaks.flops[&DType::Bf16];
+    let hbm = peaks.memory_bandwidth.unwrap();
+    report.push(record(0, mm, 0.8 * bf16));
+    report.push(record(0, mm, 1.3 * bf16));
+    let mut warm = record(0, copy, 1.6 * hbm);
+    warm.cache = "warm(4)".into();
+    report.push(warm);
+    let r = &report.results;
+    assert!(r[0].notes.is_empty(), "{:?}", r[0].notes);
+    assert!(
+        r[1].notes.iter().any(|n| n.starts_with("130% of the peak")
+            && n.contains("broken")
+            && n.contains("do not quote")),
+        "{:?}",
+        r[1].notes
+    );
+    assert!(
+        r[2].notes
+            .iter()
+            .any(|n| n.contains("warm(4)") && n.contains("cache's bandwidth")),
+        "{:?}",
+        r[2].notes
+    );
+    let table = gpuvet::term::results_table(&report, false);
+    assert_eq!(table.matches("of the peak").count(), 2, "{table}");
+    assert!(table.contains("130% of the peak is more than the device can do"));
+    // Pushed again (a rank's report merged), the note is not doubled.
+    let again = report.results[1].clone();
+    report.push(again);
+    assert_eq!(report.results[3].notes.len(), 1);
+    // A collective's bus bandwidth above its links' rate is possible (in-switch reduction):
+    // said, not called broken.
+    use gpuvet::workload::{CollectiveOp, CollectiveSpec};
+    let all_reduce = Workload::Collective(CollectiveSpec::new(
+        CollectiveOp::AllReduce,
+        DType::Bf16,
+        1 << 30,
+        8,
+    ));
+    let mut nvls = record(0, &all_reduce, 480e9);
+    nvls.peak_fraction = Some(480.0 / 450.0);
+    let why = nvls.above_peak().unwrap();
+    assert!(
+        why.starts_with("107% of the links' rate") && why.contains("SHARP"),
+        "{why}"
+    );
+    assert!(!why.contains("broken"), "{why}");
+}
+
 #[test]
 fn figure_above_peak_is_a_broken_measurement() {
     let r = report_of(vec![h100_sxm(0)], "h100-sxm", |_| 1.5);

@@ -259,7 +259,7 @@ pub fn absolute(
                 "basis"
             },
         );
-        if let Some(peak) = m.peak.filter(|&p| m.value > p * 1.05) {
+        if let Some(peak) = m.peak.filter(|&p| m.value > p * crate::report::ABOVE_PEAK) {
             f.push(Finding::warn(format!(
                 "{key}: {} is above the peak {}: the measurement is broken (timing or FLOP count)",
                 format_rate(m.value, &m.unit),
