@@ -7,7 +7,9 @@
 //! atomically (temp file in the same directory, then rename) after each result: an interrupted
 //! run leaves a complete, valid file with what finished, and a reader never sees half a file.
 
-use crate::report::{noise_text, throughput_text, verification_text, Report, ResultRecord};
+use crate::report::{
+    noise_text, throughput_text, verification_text, Report, ResultRecord, Throughput,
+};
 use crate::units::seconds;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -248,7 +250,7 @@ pub use crate::output::{readable_by_all, write_atomic};
 /// of the result as it is named there (`stats.` dropped, as it always was), and a field of a
 /// nested object as `object.field` (`workload.m`, `device.uuid`, `host.hostname`), as
 /// `pandas.json_normalize` names them. docs/json-schema.md lists them all.
-pub const CSV_COLUMNS: [&str; 56] = [
+pub const CSV_COLUMNS: [&str; 61] = [
     "id",
     "kind",
     "workload",
@@ -309,6 +311,12 @@ pub const CSV_COLUMNS: [&str; 56] = [
     "started_at",
     "tool.version",
     "tool.git_sha",
+    // Added: energy and clock efficiency (empty where power or an in-run clock was not read).
+    "power_w",
+    "per_watt",
+    "per_watt_unit",
+    "per_mhz",
+    "per_mhz_unit",
 ];
 
 /// The workload parameters the CSV has a column for (`workload.<name>`); `kind` and `dtype`
@@ -394,6 +402,15 @@ fn csv_row(report: &Report, r: &ResultRecord) -> Vec<String> {
         report.tool.version.clone(),
         report.tool.git_sha.clone(),
     ]);
+    let figure = |t: &Option<Throughput>| {
+        [
+            csv_num(t.as_ref().map(|t| t.value)),
+            t.as_ref().map(|t| t.unit.clone()).unwrap_or_default(),
+        ]
+    };
+    row.push(csv_num(r.power_w));
+    row.extend(figure(&r.per_watt));
+    row.extend(figure(&r.per_mhz));
     row
 }
 

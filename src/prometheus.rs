@@ -348,6 +348,28 @@ fn report_metrics(f: &mut TextFile, report: &Report, gpus: &[Gpu]) {
                 mhz * 1e6,
             );
         }
+        if let Some(w) = r.power_w {
+            f.set(
+                "gpuvet_result_power_watts",
+                "Median board power while the result was sampled (readings a second or more into the load).",
+                &labels,
+                w,
+            );
+        }
+        if let (Some(t), Some(w)) = (&r.throughput, r.power_w.filter(|&w| w > 0.0)) {
+            // Per joule: throughput per watt in base units, one gauge per kind of work.
+            let name = match t.unit.as_str() {
+                "OP/s" => "gpuvet_result_op_per_joule",
+                "B/s" => "gpuvet_result_bytes_per_joule",
+                _ => "gpuvet_result_flop_per_joule",
+            };
+            f.set(
+                name,
+                "Work per joule of board energy: median throughput / median in-run power.",
+                &labels,
+                t.value / w,
+            );
+        }
     }
     for (i, gpu) in gpus.iter().enumerate() {
         let samples: Vec<&Telemetry> = report

@@ -178,6 +178,16 @@ pub struct ResultRecord {
     pub telemetry_after: Option<Telemetry>,
     /// Effective SM clock during the samples (MHz), where the backend can tell.
     pub effective_clock_mhz: Option<f64>,
+    /// Median board power read while the samples ran, W, where the backend reads power (NVML
+    /// on a GPU), from readings taken at least a second into the load (NVML averages over the
+    /// last second): absent for a shorter measurement.
+    pub power_w: Option<f64>,
+    /// Throughput per watt of `power_w` (FLOP/s/W, i.e. FLOP per joule; B/s/W for a bandwidth):
+    /// what the work costs in energy.
+    pub per_watt: Option<Throughput>,
+    /// Throughput per MHz of the SM clock read during the samples: the figure with the clock
+    /// taken out, so that a throttled device can be told from a slow one.
+    pub per_mhz: Option<Throughput>,
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -258,6 +268,24 @@ impl ResultRecord {
 }
 
 impl ResultRecord {
+    /// Fills `per_watt` from `power_w`, and `per_mhz` from `in_run_clock_mhz` (a clock read
+    /// during the samples; the before/after fallback of `effective_clock_mhz` reads an idle
+    /// device and would flatter the figure), for a result with a throughput.
+    pub fn fill_efficiency(&mut self, in_run_clock_mhz: Option<f64>) {
+        let Some(t) = &self.throughput else {
+            return;
+        };
+        let per = |by: Option<f64>, what: &str| {
+            by.filter(|&x| x.is_finite() && x > 0.0)
+                .map(|x| Throughput {
+                    value: t.value / x,
+                    unit: format!("{}/{what}", t.unit),
+                })
+        };
+        self.per_watt = per(self.power_w, "W");
+        self.per_mhz = per(in_run_clock_mhz, "MHz");
+    }
+
     /// Why the figure cannot be taken as the device's, when it is more than [`ABOVE_PEAK`]
     /// times its peak: a bandwidth measured with its data partly in cache (`warm`, `hot`) is the
     /// cache's; a collective's bus bandwidth can pass its links' rate where the switches reduce

@@ -245,6 +245,9 @@ fn new_record(entry: &PlanEntry, lead: &dyn Backend) -> ResultRecord {
         telemetry_before: None,
         telemetry_after: None,
         effective_clock_mhz: None,
+        power_w: None,
+        per_watt: None,
+        per_mhz: None,
         error: None,
         notes: entry.notes.clone(),
         kernel: None,
@@ -335,7 +338,7 @@ fn run_one(
         return Ok(record);
     }
     record.telemetry_before = backend.telemetry();
-    let mut in_run = InRunTelemetry::default();
+    let mut in_run = InRunTelemetry::new(backend.power_window_s());
     let m = measure_observed(prepared.as_mut(), &s.measure, wseed, stop, &mut |ph| {
         in_run.observe(backend, ph)
     })?;
@@ -343,6 +346,7 @@ fn run_one(
     record.effective_clock_mhz = in_run
         .median_sm_clock()
         .or_else(|| effective_clock(&record.telemetry_before, &record.telemetry_after));
+    record.power_w = in_run.median_power();
     record.status = Status::Ok;
     let t = m.summary.median_s;
     let unit = ResultRecord::unit_for(w);
@@ -357,6 +361,7 @@ fn run_one(
     record.iterations_per_sample = m.iterations_per_sample;
     record.stop_reason = m.stop_reason;
     record.stats = Some(m.summary);
+    record.fill_efficiency(in_run.median_sm_clock());
     Ok(record)
 }
 
@@ -382,17 +387,32 @@ pub fn result_id(w: &Workload, imp: &str) -> String {
 /// millisecond; samples are 10 ms and up).
 const TELEMETRY_INTERVAL_S: f64 = 0.25;
 
-/// SM clocks read while the measurement runs: after warm-up, every [`TELEMETRY_INTERVAL_S`]
-/// between samples, and after the last sample. The before/after snapshots alone read the clock
-/// of a device idling through host-side verification (hundreds of MHz below its clock under
-/// load), which made `effective_clock_mhz` and every check built on it wrong.
-#[derive(Default)]
+/// SM clocks and board power read while the measurement runs: after warm-up, every
+/// [`TELEMETRY_INTERVAL_S`] between samples, and after the last sample. The before/after
+/// snapshots alone read the clock of a device idling through host-side verification (hundreds
+/// of MHz below its clock under load), which made `effective_clock_mhz` and every check built
+/// on it wrong. Power counts only from `power_after_s` into the load
+/// ([`Backend::power_window_s`]: a sensor that averages still holds the idle time before it).
 struct InRunTelemetry {
     sm_clocks: Vec<f64>,
+    power: Vec<f64>,
+    started: std::time::Instant,
+    power_after_s: f64,
     last: Option<std::time::Instant>,
 }
 
 impl InRunTelemetry {
+    /// Starts the clock of the load now.
+    fn new(power_after_s: f64) -> Self {
+        InRunTelemetry {
+            sm_clocks: Vec::new(),
+            power: Vec::new(),
+            started: std::time::Instant::now(),
+            power_after_s,
+            last: None,
+        }
+    }
+
     fn observe(&mut self, b: &dyn Backend, phase: Phase) {
         let due = match phase {
             Phase::Warm | Phase::Done => true,
@@ -400,15 +420,26 @@ impl InRunTelemetry {
                 .last
                 .is_none_or(|t| t.elapsed().as_secs_f64() >= TELEMETRY_INTERVAL_S),
         };
-        if due {
-            self.sm_clocks
-                .extend(b.telemetry().and_then(|t| t.sm_clock_mhz));
-            self.last = Some(std::time::Instant::now());
+        if !due {
+            return;
         }
+        let t = b.telemetry();
+        self.sm_clocks
+            .extend(t.as_ref().and_then(|t| t.sm_clock_mhz));
+        if self.started.elapsed().as_secs_f64() >= self.power_after_s {
+            self.power.extend(t.as_ref().and_then(|t| t.power_w));
+        }
+        self.last = Some(std::time::Instant::now());
     }
 
     fn median_sm_clock(&self) -> Option<f64> {
         (!self.sm_clocks.is_empty()).then(|| crate::stats::median(&self.sm_clocks))
+    }
+
+    /// The median power reading that covers load only; `None` for a measurement shorter than
+    /// the window (no figure rather than one diluted by idle time).
+    fn median_power(&self) -> Option<f64> {
+        (!self.power.is_empty()).then(|| crate::stats::median(&self.power))
     }
 }
 
@@ -569,6 +600,48 @@ mod tests {
                 format!("skipped: the device was lost after {}: {fault}", zero[1].id)
             );
         }
+    }
+
+    #[test]
+    fn power_counts_only_a_second_into_the_load() {
+        let b = MockBackend::new();
+        // NVML's reading averages the last second: earlier ones are left out, so a short
+        // measurement has no power (and no per-watt figure) rather than a diluted one.
+        let mut short = InRunTelemetry::new(1.0);
+        short.observe(&b, Phase::Warm);
+        short.observe(&b, Phase::Done);
+        assert_eq!(short.median_power(), None);
+        assert!(short.median_sm_clock().is_some(), "the clock has no window");
+        let mut long = InRunTelemetry::new(0.0);
+        long.observe(&b, Phase::Warm);
+        long.observe(&b, Phase::Done);
+        assert_eq!(long.median_power(), Some(100.0));
+    }
+
+    #[test]
+    fn efficiency_is_throughput_per_watt_and_per_in_run_mhz() {
+        let w = Workload::Matmul(MatmulSpec::new(8, 8, 8, DType::F32));
+        let mut r = run_alone(MockBackend::new(), w);
+        let rate = r.throughput.as_ref().unwrap().value;
+        // The mock's sensor reads instantly: 100 W under load.
+        assert_eq!(r.power_w, Some(100.0));
+        let per_watt = r.per_watt.clone().expect("power was read");
+        assert_eq!(per_watt.unit, "FLOP/s/W");
+        assert!((per_watt.value - rate / 100.0).abs() <= 1e-9 * rate);
+        let per_mhz = r
+            .per_mhz
+            .clone()
+            .expect("the mock's clock is read in the run");
+        assert_eq!(per_mhz.unit, "FLOP/s/MHz");
+        assert!((per_mhz.value - rate / 1500.0).abs() <= 1e-9 * rate);
+        r.power_w = Some(400.0);
+        r.fill_efficiency(None);
+        let per_watt = r.per_watt.clone().unwrap();
+        assert_eq!(per_watt.unit, "FLOP/s/W");
+        assert!((per_watt.value - rate / 400.0).abs() <= 1e-9 * rate);
+        // Without a clock read during the samples, no per-MHz figure (the idle before/after
+        // clock would flatter it).
+        assert!(r.per_mhz.is_none());
     }
 
     #[test]

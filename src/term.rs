@@ -65,6 +65,13 @@ pub fn results_table(report: &Report, color: bool) -> String {
     if priced {
         header.insert(5, "per USD");
     }
+    // Energy efficiency, where some result had its power read (a GPU measured for a second or
+    // more): after "% peak" (and "per USD").
+    let powered = report.results.iter().any(|r| r.per_watt.is_some());
+    let watt_col = if priced { 6 } else { 5 };
+    if powered {
+        header.insert(watt_col, "per W");
+    }
     t.set_header(header);
     for r in &report.results {
         let dev = device_label(report, r);
@@ -104,6 +111,16 @@ pub fn results_table(report: &Report, color: bool) -> String {
                 format!("{:.*} {}", digits as usize, p.value, p.unit)
             });
             row.insert(5, Cell::new(per_usd).set_alignment(CellAlignment::Right));
+        }
+        if powered {
+            let per_w = r
+                .per_watt
+                .as_ref()
+                .map_or("—".into(), |p| crate::units::si(p.value, &p.unit));
+            row.insert(
+                watt_col,
+                Cell::new(per_w).set_alignment(CellAlignment::Right),
+            );
         }
         t.add_row(row);
     }

@@ -125,6 +125,9 @@ fn record(device: usize, w: &Workload, value: f64) -> ResultRecord {
         telemetry_before: Some(telemetry(1980.0, 45.0, &[])),
         telemetry_after: Some(telemetry(1980.0, 62.0, &["sw_power_cap"])),
         effective_clock_mhz: Some(1965.0),
+        power_w: None,
+        per_watt: None,
+        per_mhz: None,
         error: None,
         notes: vec![],
         kernel: None,
@@ -547,6 +550,25 @@ fn results_above_the_peak_are_called_out_in_every_run() {
         "{why}"
     );
     assert!(!why.contains("broken"), "{why}");
+}
+
+/// Where a result had its power read, the table gains a `per W` column (only then).
+#[test]
+fn the_table_shows_work_per_watt_where_power_was_read() {
+    let mut report = healthy_node(1);
+    let table = gpuvet::term::results_table(&report, false);
+    assert!(!table.contains("per W"), "{table}");
+    let r = &mut report.results[0];
+    let rate = r.throughput.as_ref().unwrap().value;
+    r.power_w = Some(500.0);
+    r.fill_efficiency(Some(1980.0));
+    let unit = r.throughput.as_ref().unwrap().unit.clone();
+    let per_w = gpuvet::units::si(rate / 500.0, &format!("{unit}/W"));
+    let table = gpuvet::term::results_table(&report, false);
+    assert!(table.contains("per W"), "{table}");
+    assert!(table.contains(&per_w), "{per_w} in {table}");
+    // Only the row whose power was read has a figure there.
+    assert_eq!(table.matches("/W ").count(), 1, "{table}");
 }
 
 #[test]

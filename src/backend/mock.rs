@@ -337,6 +337,12 @@ impl Backend for MockBackend {
         self.run(r, per_iter)
     }
 
+    /// The mock's fake sensor reads instantly (and its fake clock runs a long measurement in
+    /// moments of wall time), so its power counts from the first reading under load.
+    fn power_window_s(&self) -> f64 {
+        0.0
+    }
+
     fn telemetry(&self) -> Option<Telemetry> {
         let busy = self.busy.load(Ordering::Relaxed);
         Some(Telemetry {

@@ -636,6 +636,14 @@ pub trait Backend: AsAny + Send {
         None
     }
 
+    /// Seconds over which [`Telemetry::power_w`] is averaged by the device's sensor: a reading
+    /// taken sooner than this into a load still holds the idle time before it, so the runner
+    /// counts power only from this far in. The default, a second, is NVML's on Ampere (but
+    /// GA100) and newer GPUs, and is safe for a sensor that reads instantly.
+    fn power_window_s(&self) -> f64 {
+        1.0
+    }
+
     /// The device's state read again now (ECC counters, remapped rows, PCIe link state move
     /// during a run); `None` when the backend cannot re-read it.
     fn current_state(&self) -> Option<DeviceState> {

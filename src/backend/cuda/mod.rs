@@ -555,6 +555,16 @@ impl Backend for CudaBackend {
         self.register_implementation(user_run::implementation(kind, kernel))
     }
 
+    /// NVML's power reading is instantaneous on GA100 (sm_80) and older GPUs, averaged over the
+    /// last second on the rest of Ampere and newer.
+    fn power_window_s(&self) -> f64 {
+        if self.gpu.props.cc <= (8, 0) {
+            0.0
+        } else {
+            1.0
+        }
+    }
+
     fn telemetry(&self) -> Option<Telemetry> {
         let n = nvml::nvml()?;
         let d = nvml::find(n, &self.gpu.props.uuid, &self.gpu.props.pci_bus_id)?;
