@@ -238,6 +238,22 @@ fn prometheus_textfile_of_a_bench_matches_the_report() {
             &[("workload", workload)],
         );
         assert_eq!(verified[0].value, 1.0);
+        // Energy: the mock's board draws 100 W under load; work per joule = throughput / W.
+        let watts = find(
+            &samples,
+            "gpuvet_result_power_watts",
+            &[("workload", workload)],
+        );
+        assert_eq!(watts[0].value, 100.0);
+        assert_eq!(r["power_w"], 100.0);
+        let per_joule = if int8 {
+            "gpuvet_result_op_per_joule"
+        } else {
+            "gpuvet_result_flop_per_joule"
+        };
+        let joule = find(&samples, per_joule, &[("workload", workload)]);
+        assert_eq!(joule.len(), 1, "{per_joule} {workload}:\n{text}");
+        assert!((joule[0].value - s.value / 100.0).abs() <= 1e-9 * s.value);
     }
     // The mock's telemetry: 1500 MHz busy, 40 °C, no throttle reason, every known one listed.
     assert_eq!(
