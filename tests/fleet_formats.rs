@@ -206,10 +206,16 @@ fn prometheus_textfile_of_a_bench_matches_the_report() {
     for r in results {
         let workload = r["id"].as_str().unwrap().split('/').next().unwrap();
         let int8 = r["dtype"] == "int8";
-        let family = if int8 {
-            "gpuvet_result_throughput_op_per_second"
+        let (family, per_joule) = if int8 {
+            (
+                "gpuvet_result_throughput_op_per_second",
+                "gpuvet_result_op_per_joule",
+            )
         } else {
-            "gpuvet_result_throughput_flop_per_second"
+            (
+                "gpuvet_result_throughput_flop_per_second",
+                "gpuvet_result_flop_per_joule",
+            )
         };
         let got = find(&samples, family, &[("workload", workload)]);
         assert_eq!(got.len(), 1, "{family} {workload}:\n{text}");
@@ -246,11 +252,6 @@ fn prometheus_textfile_of_a_bench_matches_the_report() {
         );
         assert_eq!(watts[0].value, 100.0);
         assert_eq!(r["power_w"], 100.0);
-        let per_joule = if int8 {
-            "gpuvet_result_op_per_joule"
-        } else {
-            "gpuvet_result_flop_per_joule"
-        };
         let joule = find(&samples, per_joule, &[("workload", workload)]);
         assert_eq!(joule.len(), 1, "{per_joule} {workload}:\n{text}");
         assert!((joule[0].value - s.value / 100.0).abs() <= 1e-9 * s.value);
