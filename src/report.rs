@@ -268,6 +268,55 @@ impl ResultRecord {
 }
 
 impl ResultRecord {
+    /// A result of `w` by `implementation` on `device` before anything ran: nothing verified or
+    /// measured, status `error` and stop reason `error` until a run says otherwise. Every record
+    /// starts here (the runner's, and the tests' synthetic ones), so a field is added in one
+    /// place.
+    pub fn unrun(
+        w: &Workload,
+        implementation: &str,
+        backend: BackendKind,
+        device: Placement,
+    ) -> ResultRecord {
+        ResultRecord {
+            id: format!("{}/{implementation}", w.name()),
+            workload: w.clone(),
+            backend,
+            device,
+            implementation: implementation.to_string(),
+            dtype: w.dtype(),
+            compute_dtype: crate::dtype::ComputeType::Unrecorded,
+            status: Status::Error,
+            verification: Verification {
+                passed: false,
+                method: crate::verify::VerifyMethod::None,
+                max_rel_error: f64::INFINITY,
+                tolerance: w.dtype().tolerance(),
+                checked_elements: 0,
+                detail: None,
+            },
+            stats: None,
+            throughput: None,
+            bandwidth: None,
+            peak_fraction: None,
+            flops: w.flops(),
+            bytes: w.bytes(),
+            iterations_per_sample: 0,
+            cache: CachePolicy::Other(String::new()),
+            stop_reason: StopReason::Error,
+            telemetry_before: None,
+            telemetry_after: None,
+            effective_clock_mhz: None,
+            power_w: None,
+            per_watt: None,
+            per_mhz: None,
+            error: None,
+            notes: Vec::new(),
+            kernel: None,
+            price_performance: None,
+        }
+    }
+
     /// Fills `per_watt` from `power_w`, and `per_mhz` from `in_run_clock_mhz` (a clock read
     /// during the samples; the before/after fallback of `effective_clock_mhz` reads an idle
     /// device and would flatter the figure), for a result with a throughput.

@@ -5,7 +5,7 @@
 //! recorded with its error and no throughput. Exports are rewritten after every result, so an
 //! interrupted run keeps what finished.
 
-use crate::backend::{Backend, CachePolicy, Group, PrepareOptions, Telemetry};
+use crate::backend::{Backend, Group, PrepareOptions, Telemetry};
 use crate::env::{HostInfo, ToolInfo};
 use crate::export::Exports;
 use crate::inputs;
@@ -211,47 +211,17 @@ impl Measuring<'_> {
     }
 }
 
-/// The one place a result record is made: what the entry and its lead device say, nothing
-/// verified or measured yet (status `error` until the run says otherwise).
+/// A record of what the entry and its lead device say, nothing verified or measured yet
+/// ([`ResultRecord::unrun`]), with the plan's notes.
 fn new_record(entry: &PlanEntry, lead: &dyn Backend) -> ResultRecord {
-    let w = &entry.workload;
     ResultRecord {
-        id: result_id(w, &entry.implementation),
-        workload: w.clone(),
-        backend: lead.kind(),
-        device: entry.placement.clone(),
-        implementation: entry.implementation.clone(),
-        dtype: w.dtype(),
-        compute_dtype: crate::dtype::ComputeType::Unrecorded,
-        status: Status::Error,
-        verification: Verification {
-            passed: false,
-            method: crate::verify::VerifyMethod::None,
-            max_rel_error: f64::INFINITY,
-            tolerance: w.dtype().tolerance(),
-            checked_elements: 0,
-            detail: None,
-        },
-        stats: None,
-        throughput: None,
-        bandwidth: None,
-        peak_fraction: None,
-        flops: w.flops(),
-        bytes: w.bytes(),
-        iterations_per_sample: 0,
-        cache: CachePolicy::Other(String::new()),
-        // Set by the measurement, or when verification fails or the run errs.
-        stop_reason: StopReason::Error,
-        telemetry_before: None,
-        telemetry_after: None,
-        effective_clock_mhz: None,
-        power_w: None,
-        per_watt: None,
-        per_mhz: None,
-        error: None,
         notes: entry.notes.clone(),
-        kernel: None,
-        price_performance: None,
+        ..ResultRecord::unrun(
+            &entry.workload,
+            &entry.implementation,
+            lead.kind(),
+            entry.placement.clone(),
+        )
     }
 }
 
@@ -465,6 +435,7 @@ fn dump(dir: &std::path::Path, id: &str, ins: &[Tensor], out: &Tensor) -> std::i
 mod tests {
     use super::*;
     use crate::backend::mock::MockBackend;
+    use crate::backend::CachePolicy;
     use crate::dtype::DType;
     use crate::plan::Placement;
     use crate::workload::MatmulSpec;

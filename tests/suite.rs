@@ -73,12 +73,6 @@ fn report(peaks: Option<Peaks>) -> Report {
 /// A result whose every sample took `t` seconds.
 fn record(w: &Workload, imp: &str, t: f64, passed: bool) -> ResultRecord {
     ResultRecord {
-        id: format!("{}/{imp}", w.name()),
-        workload: w.clone(),
-        backend: gpuvet::backend::BackendKind::Mock,
-        device: 0.into(),
-        implementation: imp.into(),
-        dtype: w.dtype(),
         compute_dtype: w.dtype().name().into(),
         status: if passed {
             Status::Ok
@@ -98,23 +92,10 @@ fn record(w: &Workload, imp: &str, t: f64, passed: bool) -> ResultRecord {
             value: w.flops() / t,
             unit: "FLOP/s".into(),
         }),
-        bandwidth: None,
-        peak_fraction: None,
-        flops: w.flops(),
-        bytes: w.bytes(),
         iterations_per_sample: 1,
         cache: "hot".into(),
         stop_reason: gpuvet::measure::StopReason::MaxSamples,
-        telemetry_before: None,
-        telemetry_after: None,
-        effective_clock_mhz: None,
-        power_w: None,
-        per_watt: None,
-        per_mhz: None,
-        error: None,
-        notes: vec![],
-        kernel: None,
-        price_performance: None,
+        ..ResultRecord::unrun(w, imp, gpuvet::backend::BackendKind::Mock, 0.into())
     }
 }
 

@@ -91,12 +91,6 @@ fn record(device: usize, w: &Workload, value: f64) -> ResultRecord {
         w.bytes() as f64 / value
     };
     ResultRecord {
-        id: format!("{}/test", w.name()),
-        workload: w.clone(),
-        backend: BackendKind::Cuda,
-        device: device.into(),
-        implementation: "test".into(),
-        dtype: w.dtype(),
         compute_dtype: w.dtype().name().into(),
         status: Status::Ok,
         verification: Verification {
@@ -116,22 +110,13 @@ fn record(device: usize, w: &Workload, value: f64) -> ResultRecord {
             value: w.bytes() as f64 / t,
             unit: "B/s".into(),
         }),
-        peak_fraction: None,
-        flops: w.flops(),
-        bytes: w.bytes(),
         iterations_per_sample: 1,
         cache: "rotate(2)".into(),
         stop_reason: gpuvet::measure::StopReason::NoiseTarget,
         telemetry_before: Some(telemetry(1980.0, 45.0, &[])),
         telemetry_after: Some(telemetry(1980.0, 62.0, &["sw_power_cap"])),
         effective_clock_mhz: Some(1965.0),
-        power_w: None,
-        per_watt: None,
-        per_mhz: None,
-        error: None,
-        notes: vec![],
-        kernel: None,
-        price_performance: None,
+        ..ResultRecord::unrun(w, "test", BackendKind::Cuda, device.into())
     }
 }
 
