@@ -589,6 +589,14 @@ fn stress_metrics(f: &mut TextFile, s: &StressReport, gpus: &[Gpu], host: &str) 
             &l,
             d.median_throughput,
         );
+        if let Some(w) = d.median_power_w {
+            f.set(
+                "gpuvet_stress_power_watts",
+                "Median board power under the stress load.",
+                &l,
+                w,
+            );
+        }
         f.set(
             "gpuvet_stress_iterations",
             "Iterations the device completed.",

@@ -91,6 +91,10 @@ pub struct DeviceStress {
     pub verified: bool,
     pub mismatches: Vec<Mismatch>,
     pub median_throughput: f64,
+    /// Median board power of the timeline's readings taken from the sensor's averaging window
+    /// into the load on ([`Backend::power_window_s`]), W; absent without power readings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_power_w: Option<f64>,
     pub timeline: Vec<TimelinePoint>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -261,6 +265,7 @@ impl DeviceStress {
             verified: false,
             mismatches: Vec::new(),
             median_throughput: 0.0,
+            median_power_w: None,
             timeline: Vec::new(),
             error: None,
         }
@@ -305,6 +310,14 @@ fn stress_one(
     if !rates.is_empty() {
         out.median_throughput = crate::stats::median(&rates);
     }
+    let watts: Vec<f64> = out
+        .timeline
+        .iter()
+        // The first second also holds the preparation and the first output's check.
+        .filter(|p| p.t_s >= b.power_window_s() + 1.0)
+        .filter_map(|p| p.telemetry.as_ref()?.power_w)
+        .collect();
+    out.median_power_w = (!watts.is_empty()).then(|| crate::stats::median(&watts));
     out
 }
 
@@ -416,6 +429,8 @@ mod tests {
             assert!(d.checks >= 3, "{} checks", d.checks);
             assert!(d.timeline.len() >= 2);
             assert!(d.median_throughput > 0.0);
+            // The mock's board draws 100 W under load.
+            assert_eq!(d.median_power_w, Some(100.0));
         }
         assert_eq!(r.exit_code(), 0);
     }

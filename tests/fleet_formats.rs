@@ -371,6 +371,8 @@ fn prometheus_textfile_of_stress_and_to_stdout() {
         one("gpuvet_stress_throughput_flop_per_second"),
         dev["median_throughput"].as_f64().unwrap()
     );
+    assert_eq!(one("gpuvet_stress_power_watts"), 100.0);
+    assert_eq!(dev["median_power_w"], 100.0);
     promtool_accepts(&prom, "prometheus_textfile_of_stress_and_to_stdout");
     // `-`: the metrics own stdout, the table goes to stderr (e.g. for a Pushgateway).
     let (text, table) = stdout_of(

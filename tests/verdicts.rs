@@ -845,6 +845,7 @@ fn stress_run_feeds_correctness_and_health() {
         verified: true,
         mismatches,
         median_throughput: 780e12,
+        median_power_w: None,
         timeline: vec![TimelinePoint {
             t_s: 1.0,
             throughput: 780e12,

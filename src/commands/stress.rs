@@ -98,14 +98,27 @@ fn open(opts: &Options) -> Result<Vec<Box<dyn crate::backend::Backend>>> {
 /// One line per device, then the verdict and its reasons.
 fn summary(report: &StressReport) -> String {
     let mut text = String::new();
+    // OP/s for int8, FLOP/s otherwise.
+    let unit = crate::report::ResultRecord::unit_for(&report.workload);
     for d in &report.devices {
+        // Power and work per watt where the device's power was read under load.
+        let power = d
+            .median_power_w
+            .filter(|&w| w > 0.0)
+            .map(|w| {
+                format!(
+                    " at {w:.0} W ({})",
+                    crate::units::si(d.median_throughput / w, &format!("{unit}/W"))
+                )
+            })
+            .unwrap_or_default();
         text.push_str(&format!(
-            "device {} {}: {} iterations, {} checksums, median {}, {}\n",
+            "device {} {}: {} iterations, {} checksums, median {}{power}, {}\n",
             d.device,
             d.name,
             d.iterations,
             d.checks,
-            crate::units::si(d.median_throughput, "FLOP/s"),
+            crate::units::si(d.median_throughput, unit),
             match (&d.error, d.mismatches.len()) {
                 (Some(e), _) => format!("ERROR: {e}"),
                 (None, 0) if d.verified => "outputs identical".to_string(),

@@ -234,6 +234,7 @@ mod tests {
             verified: true,
             mismatches: vec![],
             median_throughput: 1e15,
+            median_power_w: None,
             timeline: (0..pts)
                 .map(|k| TimelinePoint {
                     t_s: k as f64 + 1.0,
