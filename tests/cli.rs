@@ -391,6 +391,16 @@ fn stress_passes_when_outputs_repeat_and_names_a_planted_fault() {
         .assert()
         .code(0)
         .stdout(predicate::str::contains("verdict: PASS"));
+    // int8 work is counted in OP/s; a board whose power is read gets its work per watt.
+    gpuvet()
+        .args(words(
+            "--backend mock stress --duration 2s --size 64 --dtype int8",
+        ))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("GOP/s at 100 W ("))
+        .stdout(predicate::str::contains("GOP/s/W)"))
+        .stdout(predicate::str::contains("FLOP").not());
     gpuvet()
         .args(words_with("--backend cpu --json {}", &[&json]))
         .args(words("stress --duration 2s --size 64 --check-interval 0.3"))
