@@ -273,7 +273,9 @@ steps() {
     else
         skip nvidia-smi "no nvidia-smi"
     fi
-    step gemm-bf16-ref 40 "${G[@]}" --max-time "$MAXT" --json "$(J gemm-bf16-ref)" \
+    # A second of warm-up: NVML's power reading averages the last second, so this result (one,
+    # a second more) also records board power and TFLOP/s per watt.
+    step gemm-bf16-ref 40 "${G[@]}" --max-time "$MAXT" --warmup 1 --json "$(J gemm-bf16-ref)" \
         bench matmul --shape "$SHAPE" --dtype bf16 --impl reference
     # Vendor references only in the first steps: a fault in a never-run own kernel is sticky and
     # would take the reference figures of the same process down with it.
