@@ -327,12 +327,15 @@ fn results_table(h: &mut String, r: &Report) {
         if multi { "<th>#</th>" } else { "" }
     );
     for x in &r.results {
-        let detail = x
-            .error
-            .as_ref()
-            .or(x.verification.detail.as_ref())
-            .map(|d| format!("<br><span class=\"note\">{}</span>", escape(d)))
-            .unwrap_or_default();
+        // Why it failed, and whether its figure can be the device's at all.
+        let detail: String = [
+            x.error.clone().or(x.verification.detail.clone()),
+            x.above_peak(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|d| format!("<br><span class=\"note\">{}</span>", escape(&d)))
+        .collect();
         let _ = writeln!(
             h,
             "<tr{}>{}<td><code>{}</code></td><td>{}</td><td>{} ({})</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}{}</td></tr>",

@@ -85,6 +85,12 @@ fn page_is_self_contained_with_inventory_results_and_charts() {
     let h = render_html(&evil);
     assert!(h.contains("&lt;b&gt;GPU &amp; co&lt;/b&gt;"));
     assert!(!h.contains("<b>GPU"));
+    // A figure above its peak says why under its row, as the terminal does.
+    let mut fast = r.clone();
+    fast.results[0].peak_fraction = Some(1.3);
+    let why = fast.results[0].above_peak().unwrap();
+    assert!(render_html(&fast).contains(&why), "{why}");
+    assert!(!html.contains("of the peak"));
 }
 
 #[test]
