@@ -179,8 +179,9 @@ pub struct ResultRecord {
     /// Effective SM clock during the samples (MHz), where the backend can tell.
     pub effective_clock_mhz: Option<f64>,
     /// Median board power read while the samples ran, W, where the backend reads power (NVML
-    /// on a GPU), from readings taken at least a second into the load (NVML averages over the
-    /// last second): absent for a shorter measurement.
+    /// on a GPU), from readings taken the sensor's averaging window into the load (a second on
+    /// GPUs whose NVML averages the last second: `Backend::power_window_s`); absent for a
+    /// shorter measurement.
     pub power_w: Option<f64>,
     /// Throughput per watt of `power_w` (FLOP/s/W, i.e. FLOP per joule; B/s/W for a bandwidth):
     /// what the work costs in energy.
@@ -267,6 +268,11 @@ impl ResultRecord {
     }
 }
 
+/// `<workload name>/<implementation>`: what comparisons match results by.
+pub fn result_id(w: &Workload, implementation: &str) -> String {
+    format!("{}/{implementation}", w.name())
+}
+
 impl ResultRecord {
     /// A result of `w` by `implementation` on `device` before anything ran: nothing verified or
     /// measured, status `error` and stop reason `error` until a run says otherwise. Every record
@@ -279,7 +285,7 @@ impl ResultRecord {
         device: Placement,
     ) -> ResultRecord {
         ResultRecord {
-            id: format!("{}/{implementation}", w.name()),
+            id: result_id(w, implementation),
             workload: w.clone(),
             backend,
             device,

@@ -14,7 +14,7 @@ use crate::plan::{Plan, PlanEntry};
 use crate::report::{Report, ResultRecord, RunConfig, Status, Throughput, SCHEMA_VERSION};
 use crate::tensor::Tensor;
 use crate::verify::{Verification, Verify, VerifyMethod};
-use crate::workload::{Placing, Workload};
+use crate::workload::Placing;
 use crate::world::World;
 use crate::Error;
 pub use schedule::{schedule, Devices, Done, Job, LostDevices};
@@ -348,10 +348,7 @@ fn verification_note(v: &Verification, runs: usize) -> Option<String> {
     }
 }
 
-/// `<workload name>/<implementation>`: what comparisons match results by.
-pub fn result_id(w: &Workload, imp: &str) -> String {
-    format!("{}/{imp}", w.name())
-}
+pub use crate::report::result_id;
 
 /// Shortest gap between two telemetry reads inside a measurement (an NVML query costs about a
 /// millisecond; samples are 10 ms and up).
@@ -438,7 +435,7 @@ mod tests {
     use crate::backend::CachePolicy;
     use crate::dtype::DType;
     use crate::plan::Placement;
-    use crate::workload::MatmulSpec;
+    use crate::workload::{MatmulSpec, Workload};
 
     fn quick_settings() -> Settings {
         let measure = MeasureConfig {
