@@ -313,9 +313,9 @@ fn run_one(
         in_run.observe(backend, ph)
     })?;
     record.telemetry_after = backend.telemetry();
-    record.effective_clock_mhz = in_run
-        .median_sm_clock()
-        .or_else(|| effective_clock(&record.telemetry_before, &record.telemetry_after));
+    let in_run_clock = in_run.median_sm_clock();
+    record.effective_clock_mhz =
+        in_run_clock.or_else(|| effective_clock(&record.telemetry_before, &record.telemetry_after));
     record.power_w = in_run.median_power();
     record.status = Status::Ok;
     let t = m.summary.median_s;
@@ -331,7 +331,7 @@ fn run_one(
     record.iterations_per_sample = m.iterations_per_sample;
     record.stop_reason = m.stop_reason;
     record.stats = Some(m.summary);
-    record.fill_efficiency(in_run.median_sm_clock());
+    record.fill_efficiency(in_run_clock);
     Ok(record)
 }
 

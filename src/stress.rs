@@ -310,11 +310,12 @@ fn stress_one(
     if !rates.is_empty() {
         out.median_throughput = crate::stats::median(&rates);
     }
+    // The first second also holds the preparation and the first output's check.
+    let from_s = b.power_window_s() + 1.0;
     let watts: Vec<f64> = out
         .timeline
         .iter()
-        // The first second also holds the preparation and the first output's check.
-        .filter(|p| p.t_s >= b.power_window_s() + 1.0)
+        .filter(|p| p.t_s >= from_s)
         .filter_map(|p| p.telemetry.as_ref()?.power_w)
         .collect();
     out.median_power_w = (!watts.is_empty()).then(|| crate::stats::median(&watts));
