@@ -85,9 +85,10 @@ pub struct Global {
     /// Shortest sample in milliseconds; shorter iterations are batched to reach it.
     #[arg(long, global = true, default_value_t = 10.0, value_name = "MS")]
     pub min_sample_time: f64,
-    /// CPU threads for the CPU backend and for verification (0 = all).
-    #[arg(long, global = true, default_value_t = 0)]
-    pub threads: usize,
+    /// CPU threads for the CPU backend and for verification (0 = all). At most 1024: more
+    /// threads than cores only slow the CPU backend (1024 on 2 cores takes 4x as long).
+    #[arg(long, global = true, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024))]
+    pub threads: u16,
     /// Keep caches warm: no buffer rotation for small working sets (measures cache, not memory).
     #[arg(long, global = true)]
     pub hot: bool,
@@ -1173,11 +1174,16 @@ fn run(cli: Cli) -> Result<i32> {
     if g.threads > 0 {
         // Verification and input generation use the global pool; size it as asked.
         rayon::ThreadPoolBuilder::new()
-            .num_threads(g.threads)
+            .num_threads(usize::from(g.threads))
             .build_global()
             .context("sizing the thread pool")?;
     }
     refuse_unused_outputs(&g, cli.command.as_ref())?;
+    for (flag, dir) in [("--plot", &g.plot), ("--dump-dir", &g.dump_dir)] {
+        if let Some(d) = dir {
+            crate::export::check_dir(flag, d)?;
+        }
+    }
     let opts = g.options();
     match cli.command {
         None | Some(Command::Run) => {
@@ -1284,7 +1290,7 @@ impl Global {
                 target_rel_noise: self.target_noise / 100.0,
                 min_sample_time_s: self.min_sample_time / 1000.0,
             },
-            threads: self.threads,
+            threads: usize::from(self.threads),
             hot: self.hot,
             dump_dir: self.dump_dir.clone(),
             dump_all: self.dump_all,
@@ -1451,6 +1457,12 @@ fn check_numbers(g: &Global) -> Result<()> {
     ];
     for (name, v, lo, hi) in checks {
         if !v.is_finite() || v < lo || v > hi {
+            // `{v:e}` past the range: 1e300 is not worth three hundred digits.
+            let v = if v.abs() > hi {
+                format!("{v:e}")
+            } else {
+                v.to_string()
+            };
             bail!("{name} {v} is out of range ({lo} to {hi})");
         }
     }

@@ -242,6 +242,35 @@ pub fn check_path(path: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks, before anything runs, that `path` is a directory gpuvet can write into or create:
+/// an existing directory that takes new files, or a path whose nearest existing ancestor is
+/// one. `flag` names the option in the message (`--plot`). Without this a file in the way
+/// was found only after the measurements, which were then lost.
+pub fn check_dir(flag: &str, path: &Path) -> Result<()> {
+    let shown = path.display();
+    let existing = path
+        .ancestors()
+        .find(|a| !a.as_os_str().is_empty() && a.exists())
+        .unwrap_or(Path::new("."));
+    if !existing.is_dir() {
+        if existing == path {
+            bail!("{flag} {shown}: a file is in the way; give a directory");
+        }
+        bail!(
+            "{flag} {shown}: cannot create it, {} is a file",
+            existing.display()
+        );
+    }
+    tempfile::NamedTempFile::new_in(existing).map_err(|e| {
+        anyhow::anyhow!(
+            "{flag} {shown}: directory {} does not take new files ({})",
+            existing.display(),
+            e.kind()
+        )
+    })?;
+    Ok(())
+}
+
 pub use crate::output::{readable_by_all, write_atomic};
 
 /// CSV columns, one row per result. The first 26 are the columns gpuvet has always written, in

@@ -199,6 +199,45 @@ fn bad_export_path_fails_before_running() {
         ));
 }
 
+/// A file where an output directory should go (`--plot`, `--dump-dir`, the baseline
+/// directory) is found before anything runs: nothing measured is thrown away at the end.
+#[test]
+fn a_file_in_place_of_an_output_directory_fails_before_running() {
+    let (_dir, [file]) = temp_files(["a-file"]);
+    std::fs::write(&file, "not a directory").unwrap();
+    let f = file.display().to_string();
+    let cases = [
+        (
+            format!("--plot {f}"),
+            format!("--plot {f}: a file is in the way"),
+        ),
+        (
+            format!("--dump-dir {f}/dumps --dump-all"),
+            format!("--dump-dir {f}/dumps: cannot create it, {f} is a file"),
+        ),
+        (
+            format!("--baseline-dir {f} --save-baseline main"),
+            format!("--baseline-dir {f}: a file is in the way"),
+        ),
+    ];
+    for (args, msg) in cases {
+        let out = gpuvet()
+            .args(["--backend", "mock", "-q"])
+            .args(words(&args))
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&msg),
+            "{args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // No results table: the run never started.
+        assert!(out.stdout.is_empty(), "{args}: ran before failing");
+    }
+}
+
 #[test]
 fn bad_inputs_exit_2_with_one_clear_line() {
     let cases: &[(&str, &str)] = &[
@@ -222,6 +261,8 @@ fn bad_inputs_exit_2_with_one_clear_line() {
         ("bench memory --size 12XB", "unknown size unit"),
         ("--no-such-flag", "unexpected argument"),
         ("--max-time=-1", "out of range"),
+        ("--warmup 1e300", "--warmup 1e300 is out of range"),
+        ("--threads 100000", "not in 0..=1024"),
         (
             "bench matmul --shape 8x8x8 --impl nonesuch",
             "no implementation `nonesuch`",
@@ -449,7 +490,12 @@ fn baselines_save_compare_and_refuse_corrupt_files() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("corrupt"));
-    base(&["--save-baseline", "bad"]).assert().code(2);
+    // Saving over it is refused before the run, not after it.
+    base(&["--save-baseline", "bad"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("refusing to overwrite"));
     assert_eq!(
         std::fs::read_to_string(bdir.join("bad.json")).unwrap(),
         "{\"schema_version\": 1, \"tool\""

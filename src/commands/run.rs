@@ -211,6 +211,11 @@ fn check_baseline_flags(opts: &Options) -> Result<PathBuf> {
         // A missing or corrupt baseline stops the run before it starts.
         compare::load_baseline(name, &dir)?;
     }
+    if let Some(name) = &opts.save_baseline {
+        // So does a place the baseline could not be saved to.
+        crate::export::check_dir("--baseline-dir", &dir)?;
+        compare::baseline::check_overwrite(name, &dir)?;
+    }
     Ok(dir)
 }
 

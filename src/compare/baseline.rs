@@ -43,11 +43,10 @@ pub fn baseline_path(name: &str, dir: &Path) -> Result<PathBuf> {
     Ok(dir.join(format!("{name}.json")))
 }
 
-/// Saves `report` as baseline `name` in `dir` (created if needed) and returns the file's path.
-///
-/// Replaces an existing baseline of that name only when the existing file is a readable gpuvet
-/// report; a corrupt one is left untouched and reported as [`Error::CorruptFile`].
-pub fn save_baseline(report: &Report, name: &str, dir: &Path) -> Result<PathBuf> {
+/// Where baseline `name` would be saved in `dir`, after checking it may be: an existing file
+/// of that name must be a readable gpuvet report, or it is [`Error::CorruptFile`] and left
+/// alone. `run --save-baseline` asks before measuring, so a run is not spent to be refused.
+pub fn check_overwrite(name: &str, dir: &Path) -> Result<PathBuf> {
     let path = baseline_path(name, dir)?;
     if path.exists() {
         if let Err(e) = Report::load(&path) {
@@ -64,7 +63,21 @@ pub fn save_baseline(report: &Report, name: &str, dir: &Path) -> Result<PathBuf>
             });
         }
     }
-    std::fs::create_dir_all(dir)?;
+    Ok(path)
+}
+
+/// Saves `report` as baseline `name` in `dir` (created if needed) and returns the file's path.
+///
+/// Replaces an existing baseline of that name only when the existing file is a readable gpuvet
+/// report; a corrupt one is left untouched and reported as [`Error::CorruptFile`].
+pub fn save_baseline(report: &Report, name: &str, dir: &Path) -> Result<PathBuf> {
+    let path = check_overwrite(name, dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("creating the baseline directory {}: {e}", dir.display()),
+        ))
+    })?;
     let json = serde_json::to_string_pretty(report)
         .map_err(|e| Error::invalid(format!("cannot serialise the report: {e}")))?;
     write_atomic(&path, (json + "\n").as_bytes())?;
