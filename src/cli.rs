@@ -712,7 +712,7 @@ pub struct StressArgs {
     #[arg(long, default_value = "bf16")]
     pub dtype: DType,
     /// Square matmul size (default 8192 on a GPU, 1024 on the CPU).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub size: Option<u64>,
     /// Seconds between output checksums.
     #[arg(long, default_value_t = 1.0)]

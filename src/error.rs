@@ -29,8 +29,9 @@ pub enum Error {
     #[error("backend {backend} is unavailable: {reason}")]
     BackendUnavailable { backend: String, reason: String },
 
-    /// A baseline or result file that does not parse as a gpuvet report.
-    #[error("corrupt or unreadable result file {path}: {reason}")]
+    /// A file gpuvet reads that does not parse as what it should be: a report or baseline, a
+    /// verdict, a model or SKU file. The reason says which.
+    #[error("corrupt or unreadable file {path}: {reason}")]
     CorruptFile { path: String, reason: String },
 
     /// A failure reported by the backend runtime (CUDA call, library, kernel launch).

@@ -8,7 +8,7 @@
 //! every hash on every device must equal the first one. A mismatch is a FAIL naming the device
 //! and the iteration.
 
-use crate::backend::{Backend, PrepareOptions, Telemetry};
+use crate::backend::{Backend, PrepareOptions, Prepared, Telemetry};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::plan::{ImplSelect, Placement, PlanEntry};
@@ -346,44 +346,96 @@ fn stress_loop(
     out.iterations = 1;
 
     let deadline = cfg.duration.as_secs_f64();
-    let mut bin_start = Instant::now();
-    let (mut bin_iters, mut bin_busy) = (0u64, 0.0f64);
+    let mut bin = Bin::new();
     let mut last_check = Instant::now();
+    // Iterations since the last comparison with the first output.
+    let mut unchecked = 0u64;
     while start.elapsed().as_secs_f64() < deadline && !stop.load(Ordering::Relaxed) {
         let secs = p.run(per_call)?;
-        bin_iters += per_call;
-        bin_busy += secs;
+        bin.add(per_call, secs);
         out.iterations += per_call;
-        if bin_start.elapsed().as_secs_f64() >= 1.0 {
-            let wall = bin_start.elapsed().as_secs_f64();
-            out.timeline.push(TimelinePoint {
-                t_s: start.elapsed().as_secs_f64(),
-                throughput: w.flops() * bin_iters as f64 / wall.max(bin_busy),
-                iterations: bin_iters,
-                telemetry: b.telemetry(),
-            });
-            bin_start = Instant::now();
-            bin_iters = 0;
-            bin_busy = 0.0;
+        unchecked += per_call;
+        if bin.start.elapsed().as_secs_f64() >= 1.0 {
+            out.timeline.push(bin.point(w, b, start));
+            bin = Bin::new();
         }
         if last_check.elapsed().as_secs_f64() >= cfg.check_interval_s {
             last_check = Instant::now();
-            out.checks += 1;
-            let mut o = p.run_verify()?;
-            out.iterations += 1;
-            if cfg.plant_fault == Some((index, out.checks)) {
-                flip_bit(&mut o);
-            }
-            let c = checksum(&o);
-            if c != out.checksum {
-                out.mismatches.push(Mismatch {
-                    iteration: out.iterations,
-                    check: out.checks,
-                    expected: out.checksum.clone(),
-                    got: c,
-                });
-            }
+            check(p.as_mut(), cfg, index, out)?;
+            unchecked = 0;
         }
+    }
+    if stop.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    // The end of the run is checked too: a run shorter than --check-interval would otherwise
+    // compare nothing and still say its outputs were identical, and a fault in the last
+    // interval would go unseen. The last part second is a timeline point when it is long
+    // enough to mean something, or when it is all there is.
+    if bin.iterations > 0 && (out.timeline.is_empty() || bin.start.elapsed().as_secs_f64() >= 0.5) {
+        out.timeline.push(bin.point(w, b, start));
+    }
+    if unchecked > 0 {
+        check(p.as_mut(), cfg, index, out)?;
+    }
+    Ok(())
+}
+
+/// The iterations of one timeline point, and the device time they took.
+struct Bin {
+    start: Instant,
+    iterations: u64,
+    busy_s: f64,
+}
+
+impl Bin {
+    fn new() -> Bin {
+        Bin {
+            start: Instant::now(),
+            iterations: 0,
+            busy_s: 0.0,
+        }
+    }
+
+    fn add(&mut self, iterations: u64, busy_s: f64) {
+        self.iterations += iterations;
+        self.busy_s += busy_s;
+    }
+
+    /// The point this bin makes, ending now: its rate over the longer of the wall time and the
+    /// device time (a device that reports more busy time than wall time is not believed).
+    fn point(&self, w: &Workload, b: &dyn Backend, start: Instant) -> TimelinePoint {
+        let wall = self.start.elapsed().as_secs_f64();
+        TimelinePoint {
+            t_s: start.elapsed().as_secs_f64(),
+            throughput: w.flops() * self.iterations as f64 / wall.max(self.busy_s),
+            iterations: self.iterations,
+            telemetry: b.telemetry(),
+        }
+    }
+}
+
+/// One comparison of a fresh output with the first: a difference is a mismatch.
+fn check(
+    p: &mut dyn Prepared,
+    cfg: &StressConfig,
+    index: usize,
+    out: &mut DeviceStress,
+) -> Result<()> {
+    out.checks += 1;
+    let mut o = p.run_verify()?;
+    out.iterations += 1;
+    if cfg.plant_fault == Some((index, out.checks)) {
+        flip_bit(&mut o);
+    }
+    let c = checksum(&o);
+    if c != out.checksum {
+        out.mismatches.push(Mismatch {
+            iteration: out.iterations,
+            check: out.checks,
+            expected: out.checksum.clone(),
+            got: c,
+        });
     }
     Ok(())
 }
@@ -434,6 +486,33 @@ mod tests {
             assert_eq!(d.median_power_w, Some(100.0));
         }
         assert_eq!(r.exit_code(), 0);
+    }
+
+    /// A run shorter than the check interval still compares its last output with the first,
+    /// and still has a rate: nothing is claimed from zero comparisons.
+    #[test]
+    fn a_run_shorter_than_the_check_interval_checks_its_end() {
+        for fault in [None, Some((0, 1))] {
+            let mut c = cfg(fault);
+            c.duration = Duration::from_millis(300);
+            c.check_interval_s = 60.0;
+            let r = run(
+                vec![Box::new(MockBackend::new())],
+                &c,
+                &AtomicBool::new(false),
+            )
+            .unwrap();
+            let d = &r.devices[0];
+            assert_eq!(d.checks, 1, "{fault:?}");
+            assert_eq!(d.timeline.len(), 1, "{fault:?}");
+            assert!(d.median_throughput > 0.0, "{fault:?}");
+            assert_eq!(
+                d.mismatches.len(),
+                usize::from(fault.is_some()),
+                "{fault:?}"
+            );
+            assert_eq!(r.verdict, if fault.is_some() { "FAIL" } else { "PASS" });
+        }
     }
 
     #[test]

@@ -34,6 +34,12 @@ pub fn stress(opts: &Options, a: &StressOptions) -> Result<i32> {
         bail!("--check-interval must be a positive number of seconds");
     }
     let backends = open(opts)?;
+    if let Some((d, _)) = a.plant_fault.filter(|&(d, _)| d >= backends.len()) {
+        bail!(
+            "--plant-fault {d}:…: there is no device {d} (this run has {})",
+            backends.len()
+        );
+    }
     let size = a
         .size
         .unwrap_or_else(|| backends[0].stress_size(crate::backend::Sustained::Stress));
@@ -121,6 +127,9 @@ fn summary(report: &StressReport) -> String {
             crate::units::si(d.median_throughput, unit),
             match (&d.error, d.mismatches.len()) {
                 (Some(e), _) => format!("ERROR: {e}"),
+                // Only an interrupted run can end before its first comparison.
+                (None, 0) if d.verified && d.checks == 0 =>
+                    "stopped before any repeat was compared".to_string(),
                 (None, 0) if d.verified => "outputs identical".to_string(),
                 (None, 0) => "first output WRONG".to_string(),
                 (None, n) => format!("{n} MISMATCHES"),
