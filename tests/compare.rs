@@ -5,6 +5,7 @@ use gpuvet::compare::{
     self, classify, compare_to_baseline, export, load_baseline, ratio_of_medians_ci, render_json,
     render_markdown, render_table, save_baseline, CompareOptions, FailOn, Verdict,
 };
+use gpuvet::export::Exporter;
 use gpuvet::report::Report;
 use gpuvet::Error;
 use rand::{Rng, SeedableRng};
@@ -234,6 +235,46 @@ fn exit_codes_follow_fail_on() {
     assert_eq!(cmp.exit_code(FailOn::Regression), 0);
     assert_eq!(cmp.exit_code(FailOn::Ambiguous), 1);
     assert_eq!(cmp.failing(FailOn::Ambiguous).len(), 1);
+}
+
+/// Two runs with no result in common compared nothing: exit 2 and say so, never "no
+/// regression" (a CI gate against the wrong baseline would otherwise pass every time).
+#[test]
+fn runs_with_no_result_in_common_exit_2() {
+    let mut old = old_report();
+    let mut new = new_report();
+    old.results.retain(|r| r.id.starts_with("matmul"));
+    new.results.retain(|r| r.id.starts_with("memory"));
+    for (o, n) in [
+        (&old, &new),
+        (
+            &old,
+            &Report {
+                results: vec![],
+                ..new.clone()
+            },
+        ),
+    ] {
+        let cmp = compare::compare(o, n, &CompareOptions::default());
+        assert_eq!(cmp.compared(), 0);
+        for fail_on in [FailOn::Regression, FailOn::Ambiguous] {
+            assert_eq!(cmp.exit_code(fail_on), 2);
+        }
+        let xml = compare::junit::JunitCompare(FailOn::Regression)
+            .render(&cmp)
+            .unwrap();
+        assert!(xml.contains("nothing-compared"), "{xml}");
+        let table = compare::render_table(&cmp, FailOn::Regression, false);
+        assert!(
+            table.contains("nothing compared (exit 2): OLD and NEW share no result"),
+            "{table}"
+        );
+    }
+    // One result in common is enough to be a comparison.
+    new.results.extend(old.results.iter().take(1).cloned());
+    let cmp = compare::compare(&old, &new, &CompareOptions::default());
+    assert_eq!(cmp.compared(), 1);
+    assert_ne!(cmp.exit_code(FailOn::Regression), 2);
 }
 
 #[test]

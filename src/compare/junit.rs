@@ -11,7 +11,23 @@ pub struct JunitCompare(pub FailOn);
 
 impl Exporter<Comparison> for JunitCompare {
     fn render(&self, c: &Comparison) -> anyhow::Result<String> {
-        let cases = c.results.iter().map(|r| compare_case(r, self.0)).collect();
+        let mut cases: Vec<Case> = c.results.iter().map(|r| compare_case(r, self.0)).collect();
+        if c.compared() == 0 {
+            // The exit status is 2; a reporter that counts testcases must not see a pass.
+            cases.push(Case {
+                name: "comparison".into(),
+                classname: "gpuvet.compare".into(),
+                outcome: Outcome::Error {
+                    kind: "nothing-compared".into(),
+                    message: "OLD and NEW share no result: nothing was compared".into(),
+                },
+                detail: format!(
+                    "{} result(s) in OLD only, {} in NEW only",
+                    c.counts().missing,
+                    c.counts().new
+                ),
+            });
+        }
         let suite = Suite {
             name: format!("gpuvet compare: {} against {}", c.new.label, c.old.label),
             package: "gpuvet.compare".into(),

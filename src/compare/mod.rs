@@ -220,12 +220,23 @@ impl Comparison {
             .collect()
     }
 
-    /// Process exit status: 1 when anything fails under `fail_on`, else 0 (never a count).
+    /// How many results both runs have (every verdict but `missing` and `new`).
+    pub fn compared(&self) -> usize {
+        let c = self.counts();
+        self.results.len() - c.missing - c.new
+    }
+
+    /// Process exit status (never a count): 1 when anything fails under `fail_on`; 2 when the
+    /// two runs share no result, so nothing was compared (a baseline of other workloads, or a
+    /// run that produced nothing) and "no regression" would be a gate passed without a test;
+    /// else 0.
     pub fn exit_code(&self, fail_on: FailOn) -> i32 {
-        if self.failing(fail_on).is_empty() {
-            0
-        } else {
+        if !self.failing(fail_on).is_empty() {
             1
+        } else if self.compared() == 0 {
+            2
+        } else {
+            0
         }
     }
 

@@ -74,7 +74,9 @@ pub fn summary_line(cmp: &Comparison, fail_on: FailOn) -> String {
         parts.push("no results".into());
     }
     let failing = cmp.failing(fail_on).len();
-    let outcome = if failing == 0 {
+    let outcome = if failing == 0 && cmp.compared() == 0 {
+        "nothing compared (exit 2): OLD and NEW share no result".to_string()
+    } else if failing == 0 {
         "no regression".to_string()
     } else {
         let what = match fail_on {
