@@ -3,7 +3,7 @@
 mod common;
 
 use common::{
-    assert_exit, gpuvet, gpuvet_in_background, interrupt_when, read_json, temp_files, words,
+    assert_exit, gpuvet, gpuvet_in_background, read_json, signal_when, temp_files, words,
     words_with, QUICK,
 };
 use predicates::prelude::*;
@@ -398,29 +398,34 @@ fn a_closed_stdout_pipe_is_not_an_error() {
 
 #[test]
 fn ctrl_c_stops_cleanly_and_keeps_what_finished() {
-    let (_dir, [json]) = temp_files(["r.json"]);
-    let child = gpuvet_in_background()
-        .args(words(
-            "--backend cpu --warmup 0 --max-time 0.2 --min-samples 2 --json",
-        ))
-        .arg(&json)
-        .args(words(
-            "bench memory --size 1MiB --op copy,read,write,triad,copy,read --size",
-        ))
-        .arg("2MiB,3MiB,4MiB,5MiB,6MiB,7MiB,8MiB,9MiB,10MiB,11MiB,12MiB,13MiB,14MiB,15MiB,16MiB")
-        .spawn()
-        .unwrap();
-    // Wait until at least one result is on disk, then interrupt.
-    interrupt_when(child, "result", || {
-        std::fs::read_to_string(&json)
-            .ok()
-            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-            .is_some_and(|v| !v["results"].as_array().unwrap().is_empty())
-    });
-    let v = read_json(&json);
-    assert_eq!(v["complete"], false);
-    let n = v["results"].as_array().unwrap().len();
-    assert!((1..60).contains(&n), "{n} results");
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let (_dir, [json]) = temp_files(["r.json"]);
+        let child = gpuvet_in_background()
+            .args(words(
+                "--backend cpu --warmup 0 --max-time 0.2 --min-samples 2 --json",
+            ))
+            .arg(&json)
+            .args(words(
+                "bench memory --size 1MiB --op copy,read,write,triad,copy,read --size",
+            ))
+            .arg(
+                "2MiB,3MiB,4MiB,5MiB,6MiB,7MiB,8MiB,9MiB,10MiB,11MiB,12MiB,13MiB,14MiB,15MiB,16MiB",
+            )
+            .spawn()
+            .unwrap();
+        // Wait until at least one result is on disk, then interrupt (Ctrl-C, or the SIGTERM
+        // of a scheduler's time limit).
+        signal_when(child, "result", signal, || {
+            std::fs::read_to_string(&json)
+                .ok()
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+                .is_some_and(|v| !v["results"].as_array().unwrap().is_empty())
+        });
+        let v = read_json(&json);
+        assert_eq!(v["complete"], false, "signal {signal}");
+        let n = v["results"].as_array().unwrap().len();
+        assert!((1..60).contains(&n), "signal {signal}: {n} results");
+    }
 }
 
 #[test]

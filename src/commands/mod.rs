@@ -187,11 +187,13 @@ pub fn stop_on_ctrlc() -> Arc<AtomicBool> {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\ninterrupted: finishing the current sample (Ctrl-C again to quit now)");
+        eprintln!(
+            "\ninterrupted: finishing the current sample (Ctrl-C or another SIGTERM to quit now)"
+        );
     });
     if let Err(e) = installed {
         // Only one handler per process; a library caller may have its own.
-        crate::term::warn(&format!("Ctrl-C will not stop cleanly: {e}"));
+        crate::term::warn(&format!("Ctrl-C and SIGTERM will not stop cleanly: {e}"));
     }
     stop
 }

@@ -110,14 +110,25 @@ pub fn gpuvet_in_background() -> std::process::Command {
 
 /// Waits (up to 60 s, failing the test naming `what`) until `ready` holds, then interrupts
 /// `child` as Ctrl-C would and checks that it stops with exit code 130.
-pub fn interrupt_when(child: std::process::Child, what: &str, mut ready: impl FnMut() -> bool) {
+pub fn interrupt_when(child: std::process::Child, what: &str, ready: impl FnMut() -> bool) {
+    signal_when(child, what, libc::SIGINT, ready)
+}
+
+/// [`interrupt_when`] with another signal: SIGTERM is how Slurm and Kubernetes stop a job
+/// (time limit, eviction, `scancel`), and gpuvet stops on it as on Ctrl-C.
+pub fn signal_when(
+    child: std::process::Child,
+    what: &str,
+    signal: i32,
+    mut ready: impl FnMut() -> bool,
+) {
     let t0 = std::time::Instant::now();
     while !ready() {
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(t0.elapsed().as_secs() < 60, "no {what} within 60 s");
     }
-    // SAFETY: sending SIGINT to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, signal) };
     assert_exit(&child.wait_with_output().unwrap(), 130, "gpuvet");
 }
 
