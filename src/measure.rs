@@ -144,14 +144,7 @@ pub fn measure_observed(
             }
             break StopReason::Interrupted;
         }
-        let t = p.run(batch)? / batch as f64;
-        if !t.is_finite() || t <= 0.0 {
-            return Err(Error::backend(
-                "timer",
-                format!("the backend clock returned {t} s for {batch} iterations"),
-            ));
-        }
-        times.push(t);
+        times.push(sample(p, batch)?);
         let n = times.len();
         observe(Phase::Sampled(n));
         if n >= cfg.max_samples {
@@ -172,6 +165,100 @@ pub fn measure_observed(
         iterations_per_sample: batch,
         stop_reason,
     })
+}
+
+/// A measurement whose every call is decided before it starts, from the settings and the work
+/// per iteration alone, never from a timing.
+///
+/// The processes of a world each drive their own share of a collective, and NCCL pairs the
+/// calls of every rank in order: if one rank stopped sampling at its noise target while another
+/// took one more sample, or warmed up for more iterations because its clock read differently,
+/// the rank with the extra call would wait for its peers forever. So a world measures every
+/// result with this schedule, the same on every rank; `--target-noise` and `--max-time` do not
+/// apply there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedSchedule {
+    pub warmup_iterations: u64,
+    /// Iterations per sample.
+    pub batch: u64,
+    pub samples: usize,
+}
+
+impl FixedSchedule {
+    /// The rate a sample's batch is sized for: a middle between one InfiniBand NDR port
+    /// (50 GB/s) and NVLink (450 GB/s), so that a sample lasts about `min_sample_time` within
+    /// a factor of a few whatever the fabric.
+    pub const ASSUMED_BYTES_PER_S: f64 = 100e9;
+    /// The latency a batch of small messages is sized for: a small collective takes 5 to
+    /// 30 µs, so a batch stays near `min_sample_time` rather than running for seconds.
+    pub const ASSUMED_LATENCY_S: f64 = 5e-6;
+
+    /// The schedule for a workload moving `bytes` per iteration under `cfg`: warm-up for about
+    /// `warmup` at the assumed rate, samples of about `min_sample_time`, exactly
+    /// `min_samples` of them (at least 2, for a spread).
+    pub fn new(cfg: &MeasureConfig, bytes: u64) -> FixedSchedule {
+        let per_iter =
+            (bytes.max(1) as f64 / Self::ASSUMED_BYTES_PER_S).max(Self::ASSUMED_LATENCY_S);
+        let batch = ((cfg.min_sample_time_s / per_iter).ceil() as u64).clamp(1, 1 << 20);
+        let warmup = ((cfg.warmup_s / per_iter).ceil() as u64).min(1 << 24);
+        FixedSchedule {
+            warmup_iterations: warmup,
+            batch,
+            samples: cfg.min_samples.clamp(2, cfg.max_samples.max(2)),
+        }
+    }
+
+    /// Said in each result it measured.
+    pub fn note(&self) -> String {
+        format!(
+            "fixed schedule, the same on every rank of the world: {} warm-up iterations, {} samples of {} iterations (--target-noise and --max-time do not apply)",
+            self.warmup_iterations, self.samples, self.batch
+        )
+    }
+}
+
+/// [`measure_observed`] under a [`FixedSchedule`]. `stop` is read once, before the warm-up:
+/// a rank that stopped between samples would leave its peers waiting in a collective, so once
+/// started the schedule runs to its end (it is short: about `warmup` plus `min_samples` ×
+/// `min_sample_time`).
+pub fn measure_fixed(
+    p: &mut dyn Prepared,
+    sched: &FixedSchedule,
+    seed: u64,
+    stop: &AtomicBool,
+    observe: &mut dyn FnMut(Phase),
+) -> Result<Measurement> {
+    if stop.load(Ordering::Relaxed) {
+        return Err(Error::Interrupted);
+    }
+    if sched.warmup_iterations > 0 {
+        p.run(sched.warmup_iterations)?;
+    }
+    observe(Phase::Warm);
+    let mut times = Vec::with_capacity(sched.samples);
+    for n in 1..=sched.samples {
+        times.push(sample(p, sched.batch)?);
+        observe(Phase::Sampled(n));
+    }
+    observe(Phase::Done);
+    Ok(Measurement {
+        summary: Summary::from_samples(&times, seed),
+        iterations_per_sample: sched.batch,
+        stop_reason: StopReason::MaxSamples,
+    })
+}
+
+/// One sample: seconds per iteration over a batch of `batch`, refused when the backend's
+/// clock returned something no run can take.
+fn sample(p: &mut dyn Prepared, batch: u64) -> Result<f64> {
+    let t = p.run(batch)? / batch as f64;
+    if !t.is_finite() || t <= 0.0 {
+        return Err(Error::backend(
+            "timer",
+            format!("the backend clock returned {t} s for {batch} iterations"),
+        ));
+    }
+    Ok(t)
 }
 
 fn rel_stddev(t: &[f64]) -> f64 {
@@ -229,6 +316,40 @@ mod tests {
         fn cache_policy(&self) -> crate::backend::CachePolicy {
             crate::backend::CachePolicy::Hot
         }
+    }
+
+    /// The schedule of a world comes from the settings and the bytes alone: ranks whose
+    /// clocks read differently still make exactly the same calls.
+    #[test]
+    fn a_fixed_schedule_makes_the_same_calls_whatever_the_timings() {
+        let cfg = MeasureConfig::default();
+        let stop = AtomicBool::new(false);
+        let sched = FixedSchedule::new(&cfg, 1 << 20);
+        let mut calls = Vec::new();
+        for (per_iter, noise) in [(1e-6, 0.0), (3e-4, 0.2)] {
+            let mut f = Fake::new(per_iter, noise);
+            let mut phases = 0;
+            let m = measure_fixed(&mut f, &sched, 1, &stop, &mut |_| phases += 1).unwrap();
+            assert_eq!(m.summary.samples, 10);
+            assert_eq!(m.iterations_per_sample, sched.batch);
+            assert_eq!(m.stop_reason, StopReason::MaxSamples);
+            assert_eq!(phases, 12, "warm, ten samples, done");
+            calls.push(f.calls);
+        }
+        assert_eq!(
+            calls,
+            [11, 11],
+            "one warm-up call and ten samples, on every rank"
+        );
+        // 1 MiB at the assumed 100 GB/s: about 10 ms in 954 iterations.
+        assert_eq!(sched.batch, 954);
+        // 1 GiB: one iteration a sample; 8 bytes: bounded by latency, not by the tiny size.
+        assert_eq!(FixedSchedule::new(&cfg, 1 << 30).batch, 1);
+        assert_eq!(FixedSchedule::new(&cfg, 8).batch, 2000);
+        // A stop asked for before the start is honoured; after it, the schedule runs out.
+        stop.store(true, Ordering::Relaxed);
+        let interrupted = measure_fixed(&mut Fake::new(1e-6, 0.0), &sched, 1, &stop, &mut |_| {});
+        assert!(matches!(interrupted, Err(Error::Interrupted)));
     }
 
     #[test]

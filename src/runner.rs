@@ -9,7 +9,9 @@ use crate::backend::{Backend, Group, PrepareOptions, Telemetry};
 use crate::env::{HostInfo, ToolInfo};
 use crate::export::Exports;
 use crate::inputs;
-use crate::measure::{measure_observed, MeasureConfig, Phase, StopReason};
+use crate::measure::{
+    measure_fixed, measure_observed, FixedSchedule, MeasureConfig, Phase, StopReason,
+};
 use crate::plan::{Plan, PlanEntry};
 use crate::report::{Report, ResultRecord, RunConfig, Status, Throughput, SCHEMA_VERSION};
 use crate::tensor::Tensor;
@@ -309,9 +311,15 @@ fn run_one(
     }
     record.telemetry_before = backend.telemetry();
     let mut in_run = InRunTelemetry::new(backend.power_window_s());
-    let m = measure_observed(prepared.as_mut(), &s.measure, wseed, stop, &mut |ph| {
-        in_run.observe(backend, ph)
-    })?;
+    let mut observe = |ph| in_run.observe(backend, ph);
+    let m = if s.world.size > 1 {
+        // Every rank must issue the same calls: no decision may rest on a timing.
+        let sched = FixedSchedule::new(&s.measure, w.bytes());
+        record.notes.push(sched.note());
+        measure_fixed(prepared.as_mut(), &sched, wseed, stop, &mut observe)?
+    } else {
+        measure_observed(prepared.as_mut(), &s.measure, wseed, stop, &mut observe)?
+    };
     record.telemetry_after = backend.telemetry();
     let in_run_clock = in_run.median_sm_clock();
     record.effective_clock_mhz =

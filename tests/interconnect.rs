@@ -231,9 +231,11 @@ fn world_of_processes(dir: &Path, size: u32, rendezvous: &str) -> Vec<std::proce
         .collect()
 }
 
-/// Every rank's report records the world and the same id hash.
+/// Every rank's report records the world and the same id hash, and every rank measured its
+/// results with the same fixed schedule (the same calls, so no rank waits on another).
 fn agreed_ids(dir: &Path, size: u32) -> Vec<String> {
-    (0..size)
+    let mut schedules = Vec::new();
+    let ids = (0..size)
         .map(|r| {
             let name = if r == 0 {
                 "c.json".to_string()
@@ -244,9 +246,21 @@ fn agreed_ids(dir: &Path, size: u32) -> Vec<String> {
             assert_eq!(v["world"]["rank"], r);
             assert_eq!(v["world"]["size"], size);
             assert_eq!(v["results"][0]["status"], "ok");
+            let result = &v["results"][0];
+            let notes = result["notes"].to_string();
+            assert!(notes.contains("fixed schedule"), "rank {r}: {notes}");
+            schedules.push((
+                result["iterations_per_sample"].clone(),
+                result["stats"]["samples"].clone(),
+            ));
             v["world"]["id_sha256"].as_str().unwrap().to_string()
         })
-        .collect()
+        .collect();
+    assert!(
+        schedules.iter().all(|s| s == &schedules[0]),
+        "{schedules:?}"
+    );
+    ids
 }
 
 #[test]
