@@ -6,7 +6,7 @@
 //! small beside the work. Sampling stops once `min_samples` are in and either the relative
 //! standard deviation is below the target or `max_time` has passed.
 
-use crate::backend::Prepared;
+use crate::backend::{Pace, Prepared};
 use crate::error::{Error, Result};
 use crate::stats::Summary;
 use serde::{Deserialize, Serialize};
@@ -167,8 +167,8 @@ pub fn measure_observed(
     })
 }
 
-/// A measurement whose every call is decided before it starts, from the settings and the work
-/// per iteration alone, never from a timing.
+/// A measurement whose every call is decided before it starts, from the settings, the work per
+/// iteration and the backend's assumed pace ([`Pace`]) alone, never from a timing.
 ///
 /// The processes of a world each drive their own share of a collective, and NCCL pairs the
 /// calls of every rank in order: if one rank stopped sampling at its noise target while another
@@ -185,20 +185,11 @@ pub struct FixedSchedule {
 }
 
 impl FixedSchedule {
-    /// The rate a sample's batch is sized for: a middle between one InfiniBand NDR port
-    /// (50 GB/s) and NVLink (450 GB/s), so that a sample lasts about `min_sample_time` within
-    /// a factor of a few whatever the fabric.
-    pub const ASSUMED_BYTES_PER_S: f64 = 100e9;
-    /// The latency a batch of small messages is sized for: a small collective takes 5 to
-    /// 30 µs, so a batch stays near `min_sample_time` rather than running for seconds.
-    pub const ASSUMED_LATENCY_S: f64 = 5e-6;
-
-    /// The schedule for a workload moving `bytes` per iteration under `cfg`: warm-up for about
-    /// `warmup` at the assumed rate, samples of about `min_sample_time`, exactly
+    /// The schedule for a workload moving `bytes` per iteration under `cfg`, at the assumed
+    /// `pace`: warm-up for about `warmup`, samples of about `min_sample_time`, exactly
     /// `min_samples` of them (at least 2, for a spread).
-    pub fn new(cfg: &MeasureConfig, bytes: u64) -> FixedSchedule {
-        let per_iter =
-            (bytes.max(1) as f64 / Self::ASSUMED_BYTES_PER_S).max(Self::ASSUMED_LATENCY_S);
+    pub fn new(cfg: &MeasureConfig, bytes: u64, pace: Pace) -> FixedSchedule {
+        let per_iter = (bytes.max(1) as f64 / pace.bytes_per_s).max(pace.latency_s);
         let batch = ((cfg.min_sample_time_s / per_iter).ceil() as u64).clamp(1, 1 << 20);
         let warmup = ((cfg.warmup_s / per_iter).ceil() as u64).min(1 << 24);
         FixedSchedule {
@@ -324,7 +315,7 @@ mod tests {
     fn a_fixed_schedule_makes_the_same_calls_whatever_the_timings() {
         let cfg = MeasureConfig::default();
         let stop = AtomicBool::new(false);
-        let sched = FixedSchedule::new(&cfg, 1 << 20);
+        let sched = FixedSchedule::new(&cfg, 1 << 20, Pace::FABRIC);
         let mut calls = Vec::new();
         for (per_iter, noise) in [(1e-6, 0.0), (3e-4, 0.2)] {
             let mut f = Fake::new(per_iter, noise);
@@ -344,8 +335,8 @@ mod tests {
         // 1 MiB at the assumed 100 GB/s: about 10 ms in 954 iterations.
         assert_eq!(sched.batch, 954);
         // 1 GiB: one iteration a sample; 8 bytes: bounded by latency, not by the tiny size.
-        assert_eq!(FixedSchedule::new(&cfg, 1 << 30).batch, 1);
-        assert_eq!(FixedSchedule::new(&cfg, 8).batch, 2000);
+        assert_eq!(FixedSchedule::new(&cfg, 1 << 30, Pace::FABRIC).batch, 1);
+        assert_eq!(FixedSchedule::new(&cfg, 8, Pace::FABRIC).batch, 2000);
         // A stop asked for before the start is honoured; after it, the schedule runs out.
         stop.store(true, Ordering::Relaxed);
         let interrupted = measure_fixed(&mut Fake::new(1e-6, 0.0), &sched, 1, &stop, &mut |_| {});

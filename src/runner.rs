@@ -308,7 +308,7 @@ fn run_one(
         if s.world.size > 1 {
             // The other ranks' outputs may have verified, and they go on to the samples: make
             // the same calls, untimed, or they would wait for this rank forever.
-            let sched = FixedSchedule::new(&s.measure, w.bytes());
+            let sched = FixedSchedule::new(&s.measure, w.bytes(), backend.collective_pace());
             let _ = measure_fixed(prepared.as_mut(), &sched, wseed, stop, &mut |_| {});
         }
         record.status = Status::VerificationFailed;
@@ -320,7 +320,7 @@ fn run_one(
     let mut observe = |ph| in_run.observe(backend, ph);
     let m = if s.world.size > 1 {
         // Every rank must issue the same calls: no decision may rest on a timing.
-        let sched = FixedSchedule::new(&s.measure, w.bytes());
+        let sched = FixedSchedule::new(&s.measure, w.bytes(), backend.collective_pace());
         record.notes.push(sched.note());
         measure_fixed(prepared.as_mut(), &sched, wseed, stop, &mut observe)?
     } else {

@@ -231,6 +231,27 @@ pub struct MemoryNeeds {
     pub device: u64,
 }
 
+/// The pace a world's fixed measurement schedule is sized for (`measure::FixedSchedule`): an
+/// assumption, never a measurement, because a timing differs from rank to rank and the
+/// schedule must not. Every rank of a world runs the same backend, so all size it alike.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pace {
+    /// Bytes a collective moves per second.
+    pub bytes_per_s: f64,
+    /// The shortest time one collective takes, however small.
+    pub latency_s: f64,
+}
+
+impl Pace {
+    /// A GPU fabric: 100 GB/s, between one InfiniBand NDR port (50 GB/s) and NVLink
+    /// (450 GB/s), so a sample lasts about `--min-sample-time` within a factor of a few
+    /// whatever the fabric; a small NCCL collective takes 5 to 30 µs.
+    pub const FABRIC: Pace = Pace {
+        bytes_per_s: 100e9,
+        latency_s: 5e-6,
+    };
+}
+
 /// What a sustained matmul load is for: `gpuvet stress` on its own, or the stress half of a
 /// validation soak (which keeps CPU test runs shorter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -634,6 +655,12 @@ pub trait Backend: AsAny + Send {
     /// Device state now (clocks, temperature, power, throttling); `None` where unknown.
     fn telemetry(&self) -> Option<Telemetry> {
         None
+    }
+
+    /// The pace a world's fixed schedule assumes for this backend's collectives (see
+    /// [`Pace`]); a GPU fabric's unless the backend's exchange is far slower.
+    fn collective_pace(&self) -> Pace {
+        Pace::FABRIC
     }
 
     /// Seconds over which [`Telemetry::power_w`] is averaged by the device's sensor: a reading

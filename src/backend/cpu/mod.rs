@@ -207,6 +207,15 @@ impl Backend for CpuBackend {
         &self.device
     }
 
+    /// Ranks exchanging through host memory with threads: a few GB/s, tens of µs at the least
+    /// (an assumption that only sizes a world's batches; the figures are measured).
+    fn collective_pace(&self) -> super::Pace {
+        super::Pace {
+            bytes_per_s: 5e9,
+            latency_s: 20e-6,
+        }
+    }
+
     fn implementations(&self, w: &Workload) -> Vec<ImplInfo> {
         kernel(w).implementation().into_iter().collect()
     }
