@@ -304,12 +304,14 @@ fn run_one(
     // A wrong output is never timed: its speed means nothing. An output the user asked not to
     // check is timed, and stays labelled unverified (it never passes).
     let unverified = record.verification.method == VerifyMethod::Unverified;
+    // In a world every rank must issue the same calls: no decision may rest on a timing.
+    let fixed = (s.world.size > 1)
+        .then(|| FixedSchedule::new(&s.measure, w.bytes(), backend.collective_pace()));
     if !record.verification.passed && !unverified {
-        if s.world.size > 1 {
+        if let Some(sched) = &fixed {
             // The other ranks' outputs may have verified, and they go on to the samples: make
             // the same calls, untimed, or they would wait for this rank forever.
-            let sched = FixedSchedule::new(&s.measure, w.bytes(), backend.collective_pace());
-            let _ = measure_fixed(prepared.as_mut(), &sched, wseed, stop, &mut |_| {});
+            let _ = measure_fixed(prepared.as_mut(), sched, wseed, stop, &mut |_| {});
         }
         record.status = Status::VerificationFailed;
         record.stop_reason = StopReason::VerificationFailed;
@@ -318,13 +320,12 @@ fn run_one(
     record.telemetry_before = backend.telemetry();
     let mut in_run = InRunTelemetry::new(backend.power_window_s());
     let mut observe = |ph| in_run.observe(backend, ph);
-    let m = if s.world.size > 1 {
-        // Every rank must issue the same calls: no decision may rest on a timing.
-        let sched = FixedSchedule::new(&s.measure, w.bytes(), backend.collective_pace());
-        record.notes.push(sched.note());
-        measure_fixed(prepared.as_mut(), &sched, wseed, stop, &mut observe)?
-    } else {
-        measure_observed(prepared.as_mut(), &s.measure, wseed, stop, &mut observe)?
+    let m = match &fixed {
+        Some(sched) => {
+            record.notes.push(sched.note());
+            measure_fixed(prepared.as_mut(), sched, wseed, stop, &mut observe)?
+        }
+        None => measure_observed(prepared.as_mut(), &s.measure, wseed, stop, &mut observe)?,
     };
     record.telemetry_after = backend.telemetry();
     let in_run_clock = in_run.median_sm_clock();

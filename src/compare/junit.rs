@@ -21,11 +21,10 @@ impl Exporter<Comparison> for JunitCompare {
                     kind: "nothing-compared".into(),
                     message: "OLD and NEW share no result: nothing was compared".into(),
                 },
-                detail: format!(
-                    "{} result(s) in OLD only, {} in NEW only",
-                    c.counts().missing,
-                    c.counts().new
-                ),
+                detail: {
+                    let n = c.counts();
+                    format!("{} result(s) in OLD only, {} in NEW only", n.missing, n.new)
+                },
             });
         }
         let suite = Suite {
