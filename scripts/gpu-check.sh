@@ -2,9 +2,13 @@
 # One bounded call that checks gpuvet's CUDA backend on a GPU machine, with PyTorch measuring the
 # same operations in the same run, and hands back everything in three files.
 #
-#   scripts/gpu-check.sh --build             here (Rust, network): builds stripped release binaries
+#   scripts/gpu-check.sh --build [PROFILE]   here (Rust, network): builds stripped release binaries
 #                                            into target/gpu-check/ and checks they need nothing but
-#                                            glibc and the driver at run time (ldd) and their size
+#                                            glibc and the driver at run time (ldd) and their size;
+#                                            PROFILE `checked` (CI) builds them as the tests are
+#                                            built (overflow checks on), so `cargo test --profile
+#                                            checked` reuses every dependency; a GPU run carries
+#                                            the default, `release`
 #   scripts/gpu-check.sh [OPTIONS]           on the GPU machine (no Rust, no network)
 #
 # Options:
@@ -52,6 +56,11 @@ LDD_ALLOWED='linux-vdso|libc\.so|libm\.so|libgcc_s\.so|libdl\.so|libpthread\.so|
 CARRY_LIMIT_MB=48
 
 build() {
+    local profile="$1"
+    case "$profile" in
+        release|checked) ;;
+        *) die "--build takes release (the default) or checked, not \`$profile\`" ;;
+    esac
     set -e
     cd "$ROOT"
     mkdir -p "$BIN"
@@ -59,7 +68,7 @@ build() {
     # cargo's JSON names each executable wherever CARGO_TARGET_DIR puts it. One invocation: the
     # integration tests need the gpuvet binary, so cargo builds it here too, with one feature
     # set (a separate `cargo build` would compile every dependency a second time).
-    exes="$(cargo test --release --no-run --test cuda_gpu --test backends --test user_kernels_gpu \
+    exes="$(cargo test --profile "$profile" --no-run --test cuda_gpu --test backends --test user_kernels_gpu \
         --message-format=json \
         | python3 -c 'import json,sys
 for l in sys.stdin:
@@ -97,14 +106,14 @@ for l in sys.stdin:
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        --build) build ;;
+        --build) case "${2:-}" in -*|"") build release ;; *) build "$2" ;; esac ;;
         --backend) BACKEND="${2:-}"; shift ;;
         --budget) BUDGET="${2:-}"; shift ;;
         --steps) STEPS="${2:-}"; shift ;;
         --out) OUT_DIR="${2:-}"; shift ;;
         --bin) BIN="${2:-}"; shift ;;
         --list) LIST_ONLY=1 ;;
-        -h|--help) sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument \`$1\` (see --help)" ;;
     esac
     shift

@@ -1580,6 +1580,31 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// `debug_assert()` checks only where clap_builder has debug assertions (Cargo.toml turns
+    /// them on in the tests' `checked` profile): a command that defines `-q` twice must fail it,
+    /// or the consistency tests above pass without checking anything.
+    #[test]
+    fn clap_consistency_checks_are_on() {
+        let twice = || {
+            clap::Command::new("t")
+                .arg(
+                    clap::Arg::new("a")
+                        .short('q')
+                        .action(clap::ArgAction::SetTrue),
+                )
+                .arg(
+                    clap::Arg::new("b")
+                        .short('q')
+                        .action(clap::ArgAction::SetTrue),
+                )
+                .debug_assert()
+        };
+        assert!(
+            std::panic::catch_unwind(twice).is_err(),
+            "clap_builder is built without debug assertions: its consistency checks are off"
+        );
+    }
+
     #[test]
     fn suite_flags_parse_as_documented() {
         Flags::<SuiteFlags>::command().debug_assert();

@@ -55,3 +55,20 @@ pub mod workload;
 pub mod world;
 
 pub use error::{Error, Result};
+
+#[cfg(test)]
+mod tests {
+    /// The tests are built with debug assertions and overflow checks in either profile they run
+    /// in: `cargo test` (dev) has them by default, and the `checked` profile (the README's test
+    /// command, and CI's) turns them back on over its release base in Cargo.toml. Without them a
+    /// wrapped size or a broken invariant would pass unnoticed; this test fails if that goes.
+    #[test]
+    fn tests_run_with_overflow_checks_and_debug_assertions() {
+        const HOW: &str = "run the tests with `cargo test --profile checked` or `cargo test`, \
+                           not `--release` (Cargo.toml, [profile.checked])";
+        let asserted = std::panic::catch_unwind(|| debug_assert!(std::hint::black_box(false)));
+        assert!(asserted.is_err(), "built without debug-assertions: {HOW}");
+        let wrapped = std::panic::catch_unwind(|| std::hint::black_box(u8::MAX) + 1);
+        assert!(wrapped.is_err(), "built without overflow-checks: {HOW}");
+    }
+}
