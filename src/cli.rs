@@ -985,11 +985,19 @@ pub struct CompareArgs {
     #[arg(long)]
     pub normalize_clock: bool,
 
-    /// What makes the exit status 1: `regression` (confirmed slower, or newly failing
-    /// verification) or `ambiguous` (also intervals that straddle the threshold; use it in
-    /// gates that prefer a re-run to a missed regression).
-    #[arg(long, value_enum, value_name = "WHAT", default_value_t = compare::FailOn::Regression)]
-    pub fail_on: compare::FailOn,
+    /// What makes the exit status 1, comma-separated: `regression` (confirmed slower, or
+    /// newly failing verification; always), `ambiguous` (also intervals that straddle the
+    /// threshold: for gates that prefer a re-run to a missed regression), `missing` (also
+    /// results of OLD that NEW lacks: for gates that must notice a benchmark that stopped
+    /// running).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHAT",
+        value_delimiter = ',',
+        default_value = "regression"
+    )]
+    pub fail_on: Vec<compare::FailOn>,
 
     /// Also write the comparison as markdown to PATH, e.g. for a pull-request comment; `-`
     /// writes it to stdout (the table then goes to stderr).
@@ -1035,7 +1043,7 @@ impl From<&CompareArgs> for compare::CompareRequest {
                 seed: a.seed,
                 ..compare::CompareOptions::default()
             },
-            fail_on: a.fail_on,
+            fail_on: a.fail_on.iter().copied().collect(),
             markdown: a.markdown.clone(),
             json: a.json.clone(),
             junit: None,
@@ -1047,7 +1055,11 @@ impl From<&CompareArgs> for compare::CompareRequest {
 /// `--fail-on` of `compare`: the domain enum gets its flag values (and their help) here.
 impl clap::ValueEnum for compare::FailOn {
     fn value_variants<'a>() -> &'a [Self] {
-        &[compare::FailOn::Regression, compare::FailOn::Ambiguous]
+        &[
+            compare::FailOn::Regression,
+            compare::FailOn::Ambiguous,
+            compare::FailOn::Missing,
+        ]
     }
 
     fn to_possible_value(&self) -> Option<PossibleValue> {
@@ -1057,6 +1069,9 @@ impl clap::ValueEnum for compare::FailOn {
             ),
             compare::FailOn::Ambiguous => PossibleValue::new("ambiguous").help(
                 "Also `ambiguous`: for gates that would rather re-run than let a possible regression in",
+            ),
+            compare::FailOn::Missing => PossibleValue::new("missing").help(
+                "Also `missing` (in OLD, not in NEW): for gates that must notice a benchmark that stopped running",
             ),
         })
     }

@@ -521,6 +521,40 @@ fn baselines_save_compare_and_refuse_corrupt_files() {
     base(&["--export", "nonsense:x"]).assert().code(2);
 }
 
+/// `compare --fail-on missing` fails (exit 1) a NEW run that lacks a result of OLD, which by
+/// default is listed and passes: a gate that must notice a benchmark that stopped running.
+#[test]
+fn compare_fails_on_a_missing_result_when_asked() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let old = fixtures.join("compare_old.json");
+    let mut report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&old).unwrap()).unwrap();
+    let results = report["results"].as_array_mut().unwrap();
+    // NEW lacks the noisy copy result (ambiguous even against itself) and one more.
+    results.retain(|r| !r["id"].as_str().unwrap().starts_with("memory.copy"));
+    let gone = results.remove(0)["id"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("new.json");
+    std::fs::write(&new, serde_json::to_string(&report).unwrap()).unwrap();
+
+    gpuvet()
+        .arg("compare")
+        .arg(&old)
+        .arg(&new)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("no regression:").and(predicate::str::contains(&gone)));
+    gpuvet()
+        .args(["compare", "--fail-on", "ambiguous,missing"])
+        .arg(&old)
+        .arg(&new)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "2 regression, ambiguous or missing results: 5 same, 2 missing",
+        ));
+}
+
 #[test]
 fn validate_without_a_gpu_exits_2_and_the_pipeline_runs_on_mock() {
     if !Path::new("/dev/nvidia0").exists() {

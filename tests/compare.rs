@@ -257,10 +257,10 @@ fn runs_with_no_result_in_common_exit_2() {
     ] {
         let cmp = compare::compare(o, n, &CompareOptions::default());
         assert_eq!(cmp.compared(), 0);
-        for fail_on in [FailOn::Regression, FailOn::Ambiguous] {
+        for fail_on in [FailOn::Regression, FailOn::Ambiguous, FailOn::Missing] {
             assert_eq!(cmp.exit_code(fail_on), 2);
         }
-        let xml = compare::junit::JunitCompare(FailOn::Regression)
+        let xml = compare::junit::JunitCompare(FailOn::Regression.into())
             .render(&cmp)
             .unwrap();
         assert!(xml.contains("nothing-compared"), "{xml}");
@@ -275,6 +275,65 @@ fn runs_with_no_result_in_common_exit_2() {
     let cmp = compare::compare(&old, &new, &CompareOptions::default());
     assert_eq!(cmp.compared(), 1);
     assert_ne!(cmp.exit_code(FailOn::Regression), 2);
+}
+
+/// `--fail-on missing`: a result of OLD that NEW lacks fails the comparison (exit 1, the
+/// summary line, a JUnit failure); without it the result is listed and passes. A result of NEW
+/// alone never fails.
+#[test]
+fn missing_results_fail_only_under_fail_on_missing() {
+    let mut old = old_report();
+    // Quiet results only (the 5%-noise copy stays ambiguous even against itself).
+    old.results.retain(|r| !r.id.starts_with("memory.copy"));
+    assert!(old.results.len() >= 3);
+    let mut new = old.clone();
+    let gone = new.results.remove(0).id;
+    let only_new = old.results.pop().unwrap().id;
+    let cmp = compare::compare(&old, &new, &CompareOptions::default());
+    let verdict_of = |id: &str| cmp.results.iter().find(|r| r.id == id).unwrap().verdict;
+    assert_eq!(verdict_of(&gone), Verdict::Missing);
+    assert_eq!(verdict_of(&only_new), Verdict::New);
+
+    assert_eq!(cmp.exit_code(FailOn::Regression), 0);
+    assert_eq!(cmp.exit_code(FailOn::Ambiguous), 0);
+    assert_eq!(cmp.exit_code(FailOn::Missing), 1);
+    let failing: Vec<&str> = cmp
+        .failing(FailOn::Missing)
+        .iter()
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(failing, [gone.as_str()]);
+
+    let gate: compare::Gate = [FailOn::Ambiguous, FailOn::Missing].into_iter().collect();
+    assert_eq!(cmp.exit_code(gate), 1);
+    assert_eq!(gate.names(), "ambiguous,missing");
+    assert_eq!(
+        compare::Gate::from(FailOn::Regression).names(),
+        "regression"
+    );
+    let table = render_table(&cmp, gate, false);
+    assert!(
+        table.contains("1 regression, ambiguous or missing result:"),
+        "{table}"
+    );
+    assert!(
+        render_table(&cmp, FailOn::Regression, false).contains("no regression:"),
+        "missing results alone pass by default"
+    );
+
+    let xml = compare::junit::JunitCompare(FailOn::Missing.into())
+        .render(&cmp)
+        .unwrap();
+    assert!(
+        xml.contains(r#"<property name="fail_on" value="missing""#),
+        "{xml}"
+    );
+    assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
+    assert!(xml.contains(r#"type="missing""#), "{xml}");
+    let xml = compare::junit::JunitCompare(FailOn::Regression.into())
+        .render(&cmp)
+        .unwrap();
+    assert_eq!(xml.matches("<failure").count(), 0, "{xml}");
 }
 
 #[test]
@@ -522,7 +581,7 @@ fn parse(args: &[&str]) -> CompareArgs {
 fn cli_args_have_the_documented_defaults() {
     let a = parse(&["old.json", "new.json"]);
     assert_eq!(a.threshold, 2.0);
-    assert_eq!(a.fail_on, FailOn::Regression);
+    assert_eq!(a.fail_on, vec![FailOn::Regression]);
     assert!(!a.normalize_clock);
     assert_eq!(a.seed, compare::DEFAULT_SEED);
     let a = parse(&[
@@ -540,10 +599,21 @@ fn cli_args_have_the_documented_defaults() {
     ]);
     assert_eq!(
         (a.threshold, a.fail_on, a.normalize_clock, a.seed),
-        (5.0, FailOn::Ambiguous, true, 9)
+        (5.0, vec![FailOn::Ambiguous], true, 9)
     );
     assert_eq!(a.json.as_deref(), Some("-"));
+    let a = parse(&["o", "n", "--fail-on", "ambiguous,missing"]);
+    assert_eq!(a.fail_on, vec![FailOn::Ambiguous, FailOn::Missing]);
+    let request = compare::CompareRequest::from(&a);
+    assert_eq!(
+        request.fail_on,
+        compare::Gate {
+            ambiguous: true,
+            missing: true
+        }
+    );
     use clap::Parser;
+    assert!(Cli::try_parse_from(["compare", "o", "n", "--fail-on", "new"]).is_err());
     assert!(Cli::try_parse_from(["compare", "o", "n", "--threshold", "-1"]).is_err());
     assert!(Cli::try_parse_from(["compare", "o"]).is_err());
 }

@@ -230,14 +230,16 @@ fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Res
             ..Default::default()
         };
         let cmp = compare::compare_to_baseline(report, name, dir, &cmp_opts)?;
-        let table = compare::render_table(&cmp, compare::FailOn::Regression, output.human_color());
+        // A run's own gate: confirmed regressions only.
+        let gate = compare::Gate::default();
+        let table = compare::render_table(&cmp, gate, output.human_color());
         output.human(&table).context("writing to stdout")?;
         if let Some(target) = &opts.junit {
-            compare::junit::JunitCompare(compare::FailOn::Regression)
+            compare::junit::JunitCompare(gate)
                 .write(target, &cmp)
                 .with_context(|| format!("writing JUnit XML to {target}"))?;
         }
-        code = cmp.exit_code(compare::FailOn::Regression);
+        code = cmp.exit_code(gate);
     }
     if let Some(name) = &opts.save_baseline {
         let p = compare::save_baseline(report, name, dir)?;

@@ -1,13 +1,13 @@
 //! A comparison as JUnit XML (`compare --junit`, `run --baseline … --junit`): a testcase per
 //! compared result, in the same document shape as `validate`'s (crate::junit writes both).
 
-use super::{Comparison, FailOn, ResultComparison, Verdict as CmpVerdict};
+use super::{Comparison, Gate, ResultComparison, Verdict as CmpVerdict};
 use crate::export::Exporter;
 use crate::junit::{class_part, document, Case, Outcome, Suite};
 
-/// A comparison as JUnit, failing what `fail_on` fails.
+/// A comparison as JUnit, failing what the gate fails.
 #[derive(Debug, Clone, Copy)]
-pub struct JunitCompare(pub FailOn);
+pub struct JunitCompare(pub Gate);
 
 impl Exporter<Comparison> for JunitCompare {
     fn render(&self, c: &Comparison) -> anyhow::Result<String> {
@@ -36,10 +36,7 @@ impl Exporter<Comparison> for JunitCompare {
                 ("old".into(), format!("{} ({})", c.old.label, c.old.gpuvet)),
                 ("new".into(), format!("{} ({})", c.new.label, c.new.gpuvet)),
                 ("threshold_pct".into(), c.options.threshold_pct.to_string()),
-                (
-                    "fail_on".into(),
-                    format!("{:?}", self.0).to_ascii_lowercase(),
-                ),
+                ("fail_on".into(), self.0.names()),
             ]
             .into_iter()
             .chain(c.environment.iter().map(|e| {
@@ -56,7 +53,7 @@ impl Exporter<Comparison> for JunitCompare {
     }
 }
 
-fn compare_case(r: &ResultComparison, fail_on: FailOn) -> Case {
+fn compare_case(r: &ResultComparison, gate: Gate) -> Case {
     let ratio = r.ratio.as_ref().map(|c| {
         format!(
             "NEW/OLD {} = {:.4} (95% interval {:.4}-{:.4})",
@@ -83,7 +80,7 @@ fn compare_case(r: &ResultComparison, fail_on: FailOn) -> Case {
             kind: r.verdict.to_string(),
             message: why(),
         }
-    } else if r.regression || (fail_on == FailOn::Ambiguous && r.verdict == CmpVerdict::Ambiguous) {
+    } else if gate.fails(r) {
         Outcome::Failure {
             kind: r.verdict.to_string(),
             message: format!("{}: {}", r.verdict, why()),

@@ -50,15 +50,85 @@ pub const MIN_SAMPLES: usize = 5;
 /// Default noise threshold in percent.
 pub const DEFAULT_THRESHOLD_PCT: f64 = 2.0;
 
-/// Which verdicts make `gpuvet compare` (or a run with `--baseline`) exit 1.
+/// One value of `compare --fail-on`: a kind of result that makes the comparison exit 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailOn {
     /// Confirmed regressions only: `slower`, or a result that verified in OLD and not in NEW.
+    /// Always fails; naming it alone keeps the default.
     #[default]
     Regression,
     /// Also `ambiguous`: for gates that would rather re-run than let a possible regression in.
     Ambiguous,
+    /// Also `missing` (in OLD, not in NEW): for gates that must notice a benchmark that
+    /// stopped running (a workload dropped from the sweep, a run cut short), which would
+    /// otherwise pass as "no regression" with less measured.
+    Missing,
+}
+
+/// What fails a comparison (exit 1): confirmed regressions always, and whatever `--fail-on`
+/// adds. `new` results never fail: measuring more is not a regression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Gate {
+    pub ambiguous: bool,
+    pub missing: bool,
+}
+
+impl Gate {
+    /// Whether `r` fails the comparison under this gate.
+    pub fn fails(self, r: &ResultComparison) -> bool {
+        r.regression
+            || match r.verdict {
+                Verdict::Ambiguous => self.ambiguous,
+                Verdict::Missing => self.missing,
+                _ => false,
+            }
+    }
+
+    /// What a failing result is, for the summary line: `regression`, `regression or
+    /// ambiguous result`, ...
+    pub fn describe(self) -> &'static str {
+        match (self.ambiguous, self.missing) {
+            (false, false) => "regression",
+            (true, false) => "regression or ambiguous result",
+            (false, true) => "regression or missing result",
+            (true, true) => "regression, ambiguous or missing result",
+        }
+    }
+
+    /// The `--fail-on` values that make this gate (`regression` when it adds nothing), as the
+    /// JUnit property `fail_on` records them.
+    pub fn names(self) -> String {
+        let extra: Vec<&str> = [(self.ambiguous, "ambiguous"), (self.missing, "missing")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+        if extra.is_empty() {
+            "regression".into()
+        } else {
+            extra.join(",")
+        }
+    }
+}
+
+impl From<FailOn> for Gate {
+    fn from(f: FailOn) -> Gate {
+        [f].into_iter().collect()
+    }
+}
+
+impl FromIterator<FailOn> for Gate {
+    fn from_iter<I: IntoIterator<Item = FailOn>>(values: I) -> Gate {
+        let mut g = Gate::default();
+        for f in values {
+            match f {
+                FailOn::Regression => {}
+                FailOn::Ambiguous => g.ambiguous = true,
+                FailOn::Missing => g.missing = true,
+            }
+        }
+        g
+    }
 }
 
 /// One `gpuvet compare OLD NEW` invocation in domain terms (the CLI builds it from its flags).
@@ -69,7 +139,7 @@ pub struct CompareRequest {
     /// The later report, compared against OLD.
     pub new: PathBuf,
     pub options: CompareOptions,
-    pub fail_on: FailOn,
+    pub fail_on: Gate,
     /// Markdown target: a path, or `-` for stdout.
     pub markdown: Option<String>,
     /// JSON target: a path, or `-` for stdout.
@@ -210,14 +280,10 @@ impl Comparison {
         c
     }
 
-    /// The results that fail the comparison under `fail_on`.
-    pub fn failing(&self, fail_on: FailOn) -> Vec<&ResultComparison> {
-        self.results
-            .iter()
-            .filter(|r| {
-                r.regression || (fail_on == FailOn::Ambiguous && r.verdict == Verdict::Ambiguous)
-            })
-            .collect()
+    /// The results that fail the comparison under `gate`.
+    pub fn failing(&self, gate: impl Into<Gate>) -> Vec<&ResultComparison> {
+        let gate = gate.into();
+        self.results.iter().filter(|r| gate.fails(r)).collect()
     }
 
     /// How many results both runs have (every verdict but `missing` and `new`).
@@ -226,15 +292,16 @@ impl Comparison {
         self.results.len() - c.missing - c.new
     }
 
-    /// Process exit status (never a count): 1 when anything fails under `fail_on`; 2 when the
-    /// two runs share no result, so nothing was compared (a baseline of other workloads, or a
-    /// run that produced nothing) and "no regression" would be a gate passed without a test;
-    /// else 0.
-    pub fn exit_code(&self, fail_on: FailOn) -> i32 {
-        if !self.failing(fail_on).is_empty() {
-            1
-        } else if self.compared() == 0 {
+    /// Process exit status (never a count): 2 when the two runs share no result, so nothing
+    /// was compared (a baseline of other workloads, or a run that produced nothing) and "no
+    /// regression" would be a gate passed without a test; 1 when anything fails under `gate`;
+    /// else 0. Only `--fail-on missing` can fail a comparison of nothing, and 2 says better
+    /// what went wrong.
+    pub fn exit_code(&self, gate: impl Into<Gate>) -> i32 {
+        if self.compared() == 0 {
             2
+        } else if !self.failing(gate).is_empty() {
+            1
         } else {
             0
         }
@@ -764,7 +831,7 @@ pub(crate) fn export_error(e: anyhow::Error) -> crate::Error {
 
 /// The comparison as pull-request markdown, as a file format (`--markdown`).
 #[derive(Debug, Clone, Copy)]
-pub struct MarkdownExport(pub FailOn);
+pub struct MarkdownExport(pub Gate);
 
 impl crate::export::Exporter<Comparison> for MarkdownExport {
     fn render(&self, cmp: &Comparison) -> anyhow::Result<String> {
@@ -829,7 +896,7 @@ impl Outputs {
 
     /// Prints the table and writes each file. When one of them goes to stdout the table goes
     /// to stderr, so stdout stays machine-readable.
-    pub fn emit(&self, cmp: &Comparison, fail_on: FailOn, color: bool) -> crate::Result<()> {
+    pub fn emit(&self, cmp: &Comparison, fail_on: Gate, color: bool) -> crate::Result<()> {
         use crate::export::{Exporter, PrettyJson};
         let targets = [&self.markdown, &self.json, &self.csv, &self.junit];
         let machine_on_stdout = targets.iter().any(|t| t.as_deref() == Some("-"));

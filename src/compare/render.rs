@@ -4,7 +4,7 @@
 //! better than statistics can), then one row per result, then a one-line summary that matches
 //! the exit status.
 
-use super::{Comparison, FailOn, ResultComparison, Verdict};
+use super::{Comparison, Gate, ResultComparison, Verdict};
 use crate::export::{md_cell as md, md_row};
 use crate::term::table as new_table;
 use crate::units::seconds;
@@ -53,7 +53,8 @@ fn colour(v: Verdict) -> Option<Color> {
 }
 
 /// One line: the counts and what they mean for the exit status.
-pub fn summary_line(cmp: &Comparison, fail_on: FailOn) -> String {
+pub fn summary_line(cmp: &Comparison, fail_on: impl Into<Gate>) -> String {
+    let gate = fail_on.into();
     let c = cmp.counts();
     let mut parts = Vec::new();
     for (n, what) in [
@@ -73,16 +74,13 @@ pub fn summary_line(cmp: &Comparison, fail_on: FailOn) -> String {
     if parts.is_empty() {
         parts.push("no results".into());
     }
-    let failing = cmp.failing(fail_on).len();
-    let outcome = if failing == 0 && cmp.compared() == 0 {
+    let failing = cmp.failing(gate).len();
+    let outcome = if cmp.compared() == 0 {
         "nothing compared (exit 2): OLD and NEW share no result".to_string()
     } else if failing == 0 {
         "no regression".to_string()
     } else {
-        let what = match fail_on {
-            FailOn::Regression => "regression",
-            FailOn::Ambiguous => "regression or ambiguous result",
-        };
+        let what = gate.describe();
         format!("{failing} {what}{}", if failing == 1 { "" } else { "s" })
     };
     format!("{}: {}", outcome, parts.join(", "))
@@ -131,7 +129,7 @@ fn header_lines(cmp: &Comparison) -> Vec<String> {
 
 /// The terminal form. `color` turns on coloured verdicts (the caller decides from NO_COLOR,
 /// CLICOLOR and whether the stream is a terminal).
-pub fn render_table(cmp: &Comparison, fail_on: FailOn, color: bool) -> String {
+pub fn render_table(cmp: &Comparison, fail_on: impl Into<Gate>, color: bool) -> String {
     let mut out = String::new();
     for l in header_lines(cmp) {
         let _ = writeln!(out, "{l}");
@@ -190,7 +188,7 @@ pub fn render_table(cmp: &Comparison, fail_on: FailOn, color: bool) -> String {
 }
 
 /// The pull-request form: GitHub-flavoured markdown, no colour, stable for snapshots.
-pub fn render_markdown(cmp: &Comparison, fail_on: FailOn) -> String {
+pub fn render_markdown(cmp: &Comparison, fail_on: impl Into<Gate>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "## gpuvet comparison\n");
     let _ = writeln!(out, "**{}**\n", md(&summary_line(cmp, fail_on)));
