@@ -320,6 +320,8 @@ fn missing_results_fail_only_under_fail_on_missing() {
         render_table(&cmp, FailOn::Regression, false).contains("no regression:"),
         "missing results alone pass by default"
     );
+    assert!(render_markdown(&cmp, FailOn::Missing).contains("| **missing** |"));
+    assert!(!render_markdown(&cmp, FailOn::Regression).contains("**missing**"));
 
     let xml = compare::junit::JunitCompare(FailOn::Missing.into())
         .render(&cmp)

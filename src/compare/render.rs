@@ -189,9 +189,10 @@ pub fn render_table(cmp: &Comparison, fail_on: impl Into<Gate>, color: bool) -> 
 
 /// The pull-request form: GitHub-flavoured markdown, no colour, stable for snapshots.
 pub fn render_markdown(cmp: &Comparison, fail_on: impl Into<Gate>) -> String {
+    let gate = fail_on.into();
     let mut out = String::new();
     let _ = writeln!(out, "## gpuvet comparison\n");
-    let _ = writeln!(out, "**{}**\n", md(&summary_line(cmp, fail_on)));
+    let _ = writeln!(out, "**{}**\n", md(&summary_line(cmp, gate)));
     for l in header_lines(cmp) {
         let _ = writeln!(out, "- {}", md(&l));
     }
@@ -222,7 +223,8 @@ pub fn render_markdown(cmp: &Comparison, fail_on: impl Into<Gate>) -> String {
              |---|{dev_rule}--:|--:|--:|---|---|"
         );
         for r in &cmp.results {
-            let verdict = if r.regression || r.verdict == Verdict::Ambiguous {
+            // Bold: what fails under the gate, and what may be a regression.
+            let verdict = if gate.fails(r) || r.verdict == Verdict::Ambiguous {
                 format!("**{}**", r.verdict)
             } else {
                 r.verdict.to_string()
