@@ -245,8 +245,8 @@ fn agreed_ids(dir: &Path, size: u32) -> Vec<String> {
             let v = read_json(&dir.join(name));
             assert_eq!(v["world"]["rank"], r);
             assert_eq!(v["world"]["size"], size);
-            assert_eq!(v["results"][0]["status"], "ok");
             let result = &v["results"][0];
+            assert_eq!(result["status"], "ok");
             let notes = result["notes"].to_string();
             assert!(notes.contains("fixed schedule"), "rank {r}: {notes}");
             schedules.push((

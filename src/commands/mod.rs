@@ -188,7 +188,7 @@ pub fn stop_on_ctrlc() -> Arc<AtomicBool> {
             std::process::exit(130);
         }
         eprintln!(
-            "\ninterrupted: finishing the current sample (Ctrl-C or another SIGTERM to quit now)"
+            "\ninterrupted: finishing the current sample (a second Ctrl-C or SIGTERM quits now)"
         );
     });
     if let Err(e) = installed {

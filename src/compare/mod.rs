@@ -50,13 +50,12 @@ pub const MIN_SAMPLES: usize = 5;
 /// Default noise threshold in percent.
 pub const DEFAULT_THRESHOLD_PCT: f64 = 2.0;
 
-/// One value of `compare --fail-on`: a kind of result that makes the comparison exit 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// One value of `compare --fail-on`: a kind of result that makes the comparison exit 1. The
+/// values given make one [`Gate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailOn {
     /// Confirmed regressions only: `slower`, or a result that verified in OLD and not in NEW.
     /// Always fails; naming it alone keeps the default.
-    #[default]
     Regression,
     /// Also `ambiguous`: for gates that would rather re-run than let a possible regression in.
     Ambiguous,

@@ -53,8 +53,8 @@ fn colour(v: Verdict) -> Option<Color> {
 }
 
 /// One line: the counts and what they mean for the exit status.
-pub fn summary_line(cmp: &Comparison, fail_on: impl Into<Gate>) -> String {
-    let gate = fail_on.into();
+pub fn summary_line(cmp: &Comparison, gate: impl Into<Gate>) -> String {
+    let gate = gate.into();
     let c = cmp.counts();
     let mut parts = Vec::new();
     for (n, what) in [
@@ -129,7 +129,7 @@ fn header_lines(cmp: &Comparison) -> Vec<String> {
 
 /// The terminal form. `color` turns on coloured verdicts (the caller decides from NO_COLOR,
 /// CLICOLOR and whether the stream is a terminal).
-pub fn render_table(cmp: &Comparison, fail_on: impl Into<Gate>, color: bool) -> String {
+pub fn render_table(cmp: &Comparison, gate: impl Into<Gate>, color: bool) -> String {
     let mut out = String::new();
     for l in header_lines(cmp) {
         let _ = writeln!(out, "{l}");
@@ -183,13 +183,13 @@ pub fn render_table(cmp: &Comparison, fail_on: impl Into<Gate>, color: bool) -> 
     for n in &cmp.notes {
         let _ = writeln!(out, "note: {n}");
     }
-    let _ = writeln!(out, "{}", summary_line(cmp, fail_on));
+    let _ = writeln!(out, "{}", summary_line(cmp, gate));
     out
 }
 
 /// The pull-request form: GitHub-flavoured markdown, no colour, stable for snapshots.
-pub fn render_markdown(cmp: &Comparison, fail_on: impl Into<Gate>) -> String {
-    let gate = fail_on.into();
+pub fn render_markdown(cmp: &Comparison, gate: impl Into<Gate>) -> String {
+    let gate = gate.into();
     let mut out = String::new();
     let _ = writeln!(out, "## gpuvet comparison\n");
     let _ = writeln!(out, "**{}**\n", md(&summary_line(cmp, gate)));
