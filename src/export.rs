@@ -396,9 +396,10 @@ fn csv_row(report: &Report, r: &ResultRecord) -> Vec<String> {
         stat(|s| s.mean_s),
         stat(|s| s.min_s),
         stat(|s| s.max_s),
-        stat(|s| s.stddev_s),
-        stat(|s| s.ci95_low_s),
-        stat(|s| s.ci95_high_s),
+        // One sample has no spread: the cells stay empty rather than read as zero width.
+        csv_num(s.filter(|s| s.samples >= 2).map(|s| s.stddev_s)),
+        csv_num(s.and_then(|s| s.interval()).map(|i| i.0)),
+        csv_num(s.and_then(|s| s.interval()).map(|i| i.1)),
         csv_num(r.throughput.as_ref().map(|t| t.value)),
         r.throughput
             .as_ref()

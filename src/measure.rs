@@ -187,7 +187,8 @@ pub struct FixedSchedule {
 impl FixedSchedule {
     /// The schedule for a workload moving `bytes` per iteration under `cfg`, at the assumed
     /// `pace`: warm-up for about `warmup`, samples of about `min_sample_time`, exactly
-    /// `min_samples` of them (at least 2, for a spread).
+    /// `min_samples` of them (at least 2, for a spread, unless `max_samples` is 1: it is never
+    /// exceeded).
     pub fn new(cfg: &MeasureConfig, bytes: u64, pace: Pace) -> FixedSchedule {
         let per_iter = (bytes.max(1) as f64 / pace.bytes_per_s).max(pace.latency_s);
         let batch = ((cfg.min_sample_time_s / per_iter).ceil() as u64).clamp(1, 1 << 20);
@@ -195,7 +196,7 @@ impl FixedSchedule {
         FixedSchedule {
             warmup_iterations: warmup,
             batch,
-            samples: cfg.min_samples.clamp(2, cfg.max_samples.max(2)),
+            samples: cfg.min_samples.max(2).min(cfg.max_samples).max(1),
         }
     }
 

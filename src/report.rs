@@ -490,7 +490,8 @@ pub fn verification_text(r: &ResultRecord) -> String {
 pub fn noise_text(r: &ResultRecord) -> String {
     r.stats
         .as_ref()
-        .map(|s| format!("±{:.2}%", s.rel_ci_half_width() * 100.0))
+        .and_then(|s| s.rel_ci_half_width())
+        .map(|w| format!("±{:.2}%", w * 100.0))
         .unwrap_or_else(|| "—".into())
 }
 

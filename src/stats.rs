@@ -76,13 +76,23 @@ impl Summary {
         }
     }
 
-    /// Half-width of the CI95 of the median, relative to the median.
-    pub fn rel_ci_half_width(&self) -> f64 {
-        if self.median_s > 0.0 {
-            (self.ci95_high_s - self.ci95_low_s) / 2.0 / self.median_s
-        } else {
-            0.0
-        }
+    /// The 95% interval of the median in seconds, where the samples give one. A single sample
+    /// (`--max-samples 1`, or a run interrupted after its first) says nothing about spread: the
+    /// JSON keeps its schema and writes the sample as both ends, but nothing shown or exported
+    /// may present that as an interval of width zero.
+    pub fn interval(&self) -> Option<(f64, f64)> {
+        (self.samples >= 2
+            && self.ci95_low_s.is_finite()
+            && self.ci95_low_s > 0.0
+            && self.ci95_high_s >= self.ci95_low_s)
+            .then_some((self.ci95_low_s, self.ci95_high_s))
+    }
+
+    /// Half-width of the CI95 of the median, relative to the median; `None` without an
+    /// [`interval`](Summary::interval).
+    pub fn rel_ci_half_width(&self) -> Option<f64> {
+        let (lo, hi) = self.interval()?;
+        (self.median_s > 0.0).then(|| (hi - lo) / 2.0 / self.median_s)
     }
 }
 
@@ -172,6 +182,11 @@ mod tests {
         assert_eq!(s.stddev_s, 0.0);
         assert_eq!(s.ci95_low_s, 0.5);
         assert_eq!(s.ci95_high_s, 0.5);
+        // The schema keeps the fields; nothing may read them as a measured spread.
+        assert_eq!(s.interval(), None);
+        assert_eq!(s.rel_ci_half_width(), None);
+        let two = Summary::from_samples(&[0.5, 0.6], 1);
+        assert!(two.interval().is_some() && two.rel_ci_half_width().unwrap() > 0.0);
     }
 
     #[test]
@@ -209,6 +224,6 @@ mod tests {
         assert!((s.stddev_s - 0.5).abs() < 0.02);
         assert!((s.mad_s - 0.6745 * 0.5).abs() < 0.02);
         assert!((s.p90_s - (10.0 + 1.2816 * 0.5)).abs() < 0.03);
-        assert!(s.rel_ci_half_width() < 0.002);
+        assert!(s.rel_ci_half_width().unwrap() < 0.002);
     }
 }

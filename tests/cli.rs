@@ -465,6 +465,46 @@ fn stress_without_a_gpu_says_so_and_exits_2() {
     exits_2_without_a_gpu("stress --duration 1s", "stress needs an NVIDIA GPU");
 }
 
+/// A run with a wrong result is never saved as a baseline: the good one stays, and the next
+/// run is still judged against it; with no baseline yet, none is made.
+#[test]
+fn a_run_with_a_wrong_result_does_not_replace_a_baseline() {
+    let (_dir, [bdir]) = temp_files(["baselines"]);
+    let base = |fault: Option<&str>, extra: &[&str]| {
+        let mut c = gpuvet();
+        if let Some(f) = fault {
+            c.env("GPUVET_MOCK_FAULT", f);
+        }
+        c.args(["--backend", "mock", "-q", "--baseline-dir"])
+            .arg(&bdir)
+            .args(extra);
+        c
+    };
+    base(Some("matmul.f32"), &["--save-baseline", "first"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "baseline first not saved: 1 result(s) failed verification; no baseline of that \
+             name exists yet",
+        ));
+    assert!(!bdir.join("first.json").exists());
+    base(None, &["--save-baseline", "main"]).assert().code(0);
+    let good = std::fs::read_to_string(bdir.join("main.json")).unwrap();
+    base(
+        Some("matmul.f32"),
+        &["--baseline", "main", "--save-baseline", "main"],
+    )
+    .assert()
+    .code(1)
+    .stdout(predicate::str::contains("unverified"))
+    .stderr(predicate::str::contains("baseline main not saved"))
+    .stderr(predicate::str::contains("is kept as it was"));
+    assert_eq!(
+        std::fs::read_to_string(bdir.join("main.json")).unwrap(),
+        good
+    );
+}
+
 #[test]
 fn baselines_save_compare_and_refuse_corrupt_files() {
     let (dir, [bdir]) = temp_files(["baselines"]);

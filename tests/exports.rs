@@ -295,9 +295,10 @@ fn row4_export_paths_are_checked_before_the_run_naming_the_users_path() {
     assert!(err.contains("is a directory"), "{err}");
 }
 
-/// An export that cannot be written at the end (nothing verified) does not skip the baselines.
+/// An export that cannot be written at the end (nothing verified) fails clearly; the run, with
+/// a wrong result, is not saved as a baseline either (it says so).
 #[test]
-fn row4_and_row14_nothing_verified_fails_clearly_and_keeps_the_baselines() {
+fn row4_and_row14_nothing_verified_fails_clearly_and_saves_no_baseline() {
     let (dir, [gab, bmf, lat]) = temp_files(["gab.json", "bmf.json", "lat.json"]);
     // A stale file from an earlier run must not pass for this run's.
     std::fs::write(&gab, "[{\"name\": \"old\", \"unit\": \"x\", \"value\": 1}]").unwrap();
@@ -320,7 +321,57 @@ fn row4_and_row14_nothing_verified_fails_clearly_and_keeps_the_baselines() {
     }
     assert!(err.contains("no verified result"), "{err}");
     assert!(err.contains("removed"), "{err}");
-    assert!(bdir.join("main.json").exists(), "the baseline was skipped");
+    assert!(
+        !bdir.join("main.json").exists(),
+        "a failing run became a baseline"
+    );
+    assert!(
+        err.contains("baseline main not saved: 1 result(s) failed verification"),
+        "{err}"
+    );
+}
+
+/// One sample has no spread: the exports carry the figure without an interval and the CSV
+/// leaves stddev and the interval empty, rather than claim a width of zero; two samples have one.
+#[test]
+fn one_sample_is_exported_without_an_interval() {
+    let (_dir, [gab, bmf, csv]) = temp_files(["gab.json", "bmf.json", "r.csv"]);
+    let run = |samples: u64| {
+        mock(&format!(
+            "--min-samples {samples} --max-samples {samples} --export github:{} \
+             --export bencher:{} --csv {} bench matmul --shape 64x64x64 --dtype f32",
+            gab.display(),
+            bmf.display(),
+            csv.display()
+        ))
+        .assert()
+        .code(0);
+        let g: Value = serde_json::from_str(&read(&gab)).unwrap();
+        let b: Value = serde_json::from_str(&read(&bmf)).unwrap();
+        let (_, rows) = csv_rows(&read(&csv));
+        (
+            g[0].clone(),
+            b.as_object().unwrap().values().next().unwrap().clone(),
+            rows,
+        )
+    };
+    let (g, b, rows) = run(1);
+    assert!(g["value"].as_f64().unwrap() > 0.0);
+    assert!(g.get("range").is_none(), "{g}");
+    for measure in ["flops", "latency"] {
+        assert!(b[measure]["value"].as_f64().unwrap() > 0.0, "{b}");
+        assert!(b[measure].get("lower_value").is_none(), "{b}");
+        assert!(b[measure].get("upper_value").is_none(), "{b}");
+    }
+    assert_eq!(rows[0]["samples"], "1");
+    for col in ["stddev_s", "ci95_low_s", "ci95_high_s"] {
+        assert_eq!(rows[0][col], "", "{col}");
+    }
+    assert_ne!(rows[0]["median_s"], "");
+    let (g, b, rows) = run(2);
+    assert!(g["range"].as_str().unwrap().starts_with("± "), "{g}");
+    assert!(b["latency"]["lower_value"].as_f64().is_some(), "{b}");
+    assert_ne!(rows[0]["ci95_low_s"], "");
 }
 
 /// CSV: the JSON's names and values, the device index and UUID (eight identical GPUs give

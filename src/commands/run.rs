@@ -242,10 +242,39 @@ fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Res
         code = cmp.exit_code(gate);
     }
     if let Some(name) = &opts.save_baseline {
-        let p = compare::save_baseline(report, name, dir)?;
-        opts.notice(&format!("saved baseline {name}: {}", p.display()));
+        match unfit_for_baseline(report) {
+            // A baseline is what later runs are judged against: a run with a wrong or failed
+            // result would replace a good one and hide every later failure of those results.
+            // The run already exits non-zero; the saved baseline is left as it was.
+            Some(why) => crate::term::warn(&format!(
+                "baseline {name} not saved: {why}; {}",
+                match compare::baseline::baseline_path(name, dir) {
+                    Ok(p) if p.exists() => format!("{} is kept as it was", p.display()),
+                    _ => "no baseline of that name exists yet".to_string(),
+                }
+            )),
+            None => {
+                let p = compare::save_baseline(report, name, dir)?;
+                opts.notice(&format!("saved baseline {name}: {}", p.display()));
+            }
+        }
     }
     Ok(code)
+}
+
+/// Why `report` may not become a baseline: results that were wrong or could not run.
+fn unfit_for_baseline(report: &Report) -> Option<String> {
+    use crate::report::Status;
+    let count = |s: Status| report.results.iter().filter(|r| r.status == s).count();
+    let (wrong, failed) = (count(Status::VerificationFailed), count(Status::Error));
+    let mut why = Vec::new();
+    if wrong > 0 {
+        why.push(format!("{wrong} result(s) failed verification"));
+    }
+    if failed > 0 {
+        why.push(format!("{failed} result(s) could not run"));
+    }
+    (!why.is_empty()).then(|| why.join(" and "))
 }
 
 /// 2 when a result could not be run at all, 1 when one was wrong, 0 otherwise.

@@ -120,10 +120,7 @@ struct Rate<'a> {
 impl Rate<'_> {
     /// The median time and its 95% interval, in seconds.
     fn time(&self) -> (f64, Option<(f64, f64)>) {
-        let s = self.stats;
-        let ci = (s.ci95_low_s > 0.0 && s.ci95_high_s >= s.ci95_low_s)
-            .then_some((s.ci95_low_s, s.ci95_high_s));
-        (s.median_s, ci)
+        (self.stats.median_s, self.stats.interval())
     }
 }
 
@@ -148,8 +145,10 @@ fn rates(report: &Report) -> (Vec<Rate<'_>>, Vec<String>) {
         }
         // Work per iteration in the throughput's unit; the rate's interval is the time's, inverted.
         let work = tp.value * st.median_s;
-        let bounds = (st.ci95_low_s > 0.0 && st.ci95_high_s >= st.ci95_low_s && work > 0.0)
-            .then(|| (work / st.ci95_high_s, work / st.ci95_low_s));
+        let bounds = st
+            .interval()
+            .filter(|_| work > 0.0)
+            .map(|(lo, hi)| (work / hi, work / lo));
         let name = if multi {
             format!("{} (device {})", r.id, r.device)
         } else {

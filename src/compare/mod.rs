@@ -634,6 +634,16 @@ fn bootstrap_verdict(
     let resamples = opts
         .resamples
         .min((MAX_BOOTSTRAP_DRAWS / work).max(MIN_RESAMPLES));
+    if resamples < opts.resamples {
+        // The header names the requested count; this row says it used fewer.
+        add_detail(
+            row,
+            format!(
+                "{resamples} bootstrap resamples, not {}: the runs hold {work} samples",
+                opts.resamples
+            ),
+        );
+    }
     match ratio_of_medians_ci(old_t, new_t, opts.confidence, resamples, seed) {
         Some(ci) => {
             let fewest = old_t.len().min(new_t.len());

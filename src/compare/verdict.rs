@@ -72,6 +72,11 @@ pub struct RatioCi {
 /// Each resample draws `old.len()` values from `old` and `new.len()` values from `new`, with
 /// replacement and independently, and takes the ratio of the two medians. Returns `None` when a
 /// side is empty or holds a non-positive or non-finite time (no ratio has a meaning then).
+///
+/// Swapping OLD and NEW gives the reciprocal interval, so the verdict mirrors (slower becomes
+/// faster) whichever file is named first: each side resamples from a stream seeded by `seed`
+/// and its own samples (a swap hands each data set the same draws as before), and the
+/// percentiles are taken of the log ratios, where a swap only negates every draw.
 pub fn ratio_of_medians_ci(
     old: &[f64],
     new: &[f64],
@@ -85,23 +90,45 @@ pub fn ratio_of_medians_ci(
     }
     let ratio = crate::stats::median(new) / crate::stats::median(old);
     let resamples = resamples.max(1);
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed ^ 0x7261_7469_6f00_0001));
-    let mut buf_old = vec![0.0; old.len()];
-    let mut buf_new = vec![0.0; new.len()];
-    let mut ratios: Vec<f64> = (0..resamples)
-        .map(|_| {
-            let mo = resample_median(old, &mut buf_old, &mut rng);
-            let mn = resample_median(new, &mut buf_new, &mut rng);
-            mn / mo
-        })
+    let (seed_old, seed_new) = side_seeds(old, new, seed);
+    let medians_old = resampled_medians(old, resamples, seed_old);
+    let medians_new = resampled_medians(new, resamples, seed_new);
+    let mut logs: Vec<f64> = medians_new
+        .iter()
+        .zip(&medians_old)
+        .map(|(n, o)| n.ln() - o.ln())
         .collect();
-    ratios.sort_by(f64::total_cmp);
+    logs.sort_by(f64::total_cmp);
     let alpha = (1.0 - level.clamp(0.0, 1.0)) / 2.0;
     Some(RatioCi {
         ratio,
-        low: quantile_sorted(&ratios, alpha),
-        high: quantile_sorted(&ratios, 1.0 - alpha),
+        low: quantile_sorted(&logs, alpha).exp(),
+        high: quantile_sorted(&logs, 1.0 - alpha).exp(),
     })
+}
+
+/// The stream seeds of the two sides: each from `seed` and the side's own samples, so that a
+/// data set draws the same resamples whichever side it stands on. Two identical sides would
+/// then draw identical resamples (a ratio of exactly 1 every time, an interval of no width), so
+/// NEW's seed moves when the samples are the same: the two runs' noise stays independent.
+fn side_seeds(old: &[f64], new: &[f64], seed: u64) -> (u64, u64) {
+    let of = |s: &[f64]| {
+        s.iter()
+            .fold(splitmix(seed ^ 0x7261_7469_6f00_0001), |h, t| {
+                splitmix(h ^ t.to_bits())
+            })
+    };
+    let (a, b) = (of(old), of(new));
+    (a, if a == b { splitmix(b ^ 0x5eed) } else { b })
+}
+
+/// `resamples` medians of bootstrap resamples of `data`, drawn from a stream seeded by `seed`.
+fn resampled_medians(data: &[f64], resamples: usize, seed: u64) -> Vec<f64> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut buf = vec![0.0; data.len()];
+    (0..resamples)
+        .map(|_| resample_median(data, &mut buf, &mut rng))
+        .collect()
 }
 
 /// Median of one bootstrap resample of `data`, drawn into `buf` (same length).
@@ -167,6 +194,60 @@ mod tests {
         let b = ratio_of_medians_ci(&old, &new, 0.95, 500, 7).unwrap();
         assert_eq!(a, b);
         assert!(a.low <= a.ratio && a.ratio <= a.high);
+    }
+
+    /// Naming the files the other way round gives the reciprocal interval and the mirrored
+    /// verdict, including borderline changes near a band edge (one seed per pair, many pairs).
+    #[test]
+    fn swapping_old_and_new_mirrors_the_interval_and_the_verdict() {
+        let mirror = |v: Verdict| match v {
+            Verdict::Slower => Verdict::Faster,
+            Verdict::Faster => Verdict::Slower,
+            v => v,
+        };
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+        let mut verdicts = std::collections::HashSet::new();
+        for case in 0..300u64 {
+            let n_old = rng.random_range(10..21);
+            let n_new = rng.random_range(10..21);
+            let noise = rng.random_range(0.003..0.02);
+            let shift = rng.random_range(0.0..0.06);
+            let side = |n: usize, centre: f64, rng: &mut Xoshiro256PlusPlus| -> Vec<f64> {
+                (0..n)
+                    .map(|_| centre * (1.0 + noise * rng.random_range(-1.0..1.0)))
+                    .collect()
+            };
+            let old = side(n_old, 1e-3, &mut rng);
+            let new = side(n_new, 1e-3 * (1.0 + shift), &mut rng);
+            let ab = ratio_of_medians_ci(&old, &new, 0.95, 500, case).unwrap();
+            let ba = ratio_of_medians_ci(&new, &old, 0.95, 500, case).unwrap();
+            for (x, y) in [(ab.low, ba.high), (ab.high, ba.low), (ab.ratio, ba.ratio)] {
+                assert!((x * y - 1.0).abs() < 1e-12, "case {case}: {ab:?} vs {ba:?}");
+            }
+            let v = classify(&ab, 2.0);
+            assert_eq!(
+                mirror(v),
+                classify(&ba, 2.0),
+                "case {case}: {ab:?} vs {ba:?}"
+            );
+            verdicts.insert(v);
+        }
+        // The cases reach every verdict a ratio can have, borderline ones included.
+        for v in [Verdict::Same, Verdict::Slower, Verdict::Ambiguous] {
+            assert!(verdicts.contains(&v), "no case gave {v:?}: {verdicts:?}");
+        }
+    }
+
+    /// Two runs with the same samples still resample independently: the interval has width.
+    #[test]
+    fn identical_noisy_samples_give_an_interval_with_width() {
+        let s: Vec<f64> = (0..20)
+            .map(|i| 1e-3 * (1.0 + (i % 7) as f64 * 0.002))
+            .collect();
+        let ci = ratio_of_medians_ci(&s, &s, 0.95, 500, 3).unwrap();
+        assert_eq!(ci.ratio, 1.0);
+        assert!(ci.low < 1.0 && ci.high > 1.0, "{ci:?}");
+        assert_eq!(classify(&ci, 2.0), Verdict::Same);
     }
 
     #[test]
