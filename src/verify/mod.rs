@@ -241,6 +241,18 @@ pub(crate) fn relative_error(dtype: DType, diff: f64, denom: f64) -> f64 {
     diff.abs() / denom.max(floor)
 }
 
+/// The error of two values whose bits differ, relative to `scale`: never zero (a `-0` for a
+/// `0` is a mismatch too), and infinite where either is NaN (`f64::max` would have turned a NaN
+/// into the smallest positive number, which reads as a near miss).
+pub(crate) fn mismatch_error(got: f64, want: f64, scale: f64) -> f64 {
+    let e = (got - want).abs() / scale;
+    if e.is_nan() {
+        f64::INFINITY
+    } else {
+        e.max(f64::MIN_POSITIVE)
+    }
+}
+
 /// Bit-exact comparison, reported as relative error so the field means the same everywhere.
 pub(crate) fn exact_elements(n: usize, pair: impl Fn(usize) -> (f64, f64) + Sync) -> Verification {
     let worst = Worst::over((0..n).into_par_iter(), |w, i| {
@@ -248,9 +260,34 @@ pub(crate) fn exact_elements(n: usize, pair: impl Fn(usize) -> (f64, f64) + Sync
         let e = if got.to_bits() == want.to_bits() {
             0.0
         } else {
-            ((got - want).abs() / want.abs().max(1e-30)).max(f64::MIN_POSITIVE)
+            mismatch_error(got, want, want.abs().max(1e-30))
         };
         w.see(e, || format!("element {i}"));
     });
     worst.finish(VerifyMethod::Exact, 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A NaN where a value belongs is an infinite error (JSON `null`), never the smallest
+    /// positive number; other mismatches are their relative error, and never zero.
+    #[test]
+    fn exact_comparison_reports_nan_as_infinite() {
+        let want = [1.0, 2.0, 0.0];
+        let check = |got: [f64; 3]| exact_elements(3, |i| (want[i], got[i]));
+        let ok = check(want);
+        assert!(ok.passed && ok.max_rel_error == 0.0, "{ok:?}");
+        let nan = check([1.0, f64::NAN, 0.0]);
+        assert!(!nan.passed);
+        assert_eq!(nan.max_rel_error, f64::INFINITY);
+        let off = check([1.0, 2.5, 0.0]);
+        assert!(
+            !off.passed && (off.max_rel_error - 0.25).abs() < 1e-15,
+            "{off:?}"
+        );
+        let signed_zero = check([1.0, 2.0, -0.0]);
+        assert!(!signed_zero.passed && signed_zero.max_rel_error > 0.0);
+    }
 }

@@ -437,7 +437,7 @@ fn verify_collective(
                     if got.to_bits() == want.to_bits() {
                         0.0
                     } else {
-                        ((got - want).abs() / scale).max(f64::MIN_POSITIVE)
+                        crate::verify::mismatch_error(got, want, scale)
                     }
                 } else {
                     (got - want).abs() / scale

@@ -1,5 +1,5 @@
 use super::axis::{size_only_axes, size_only_params, spelled};
-use super::{check_bytes, size_label, InputSpec, WorkloadKind};
+use super::{check_bytes, random_inputs, size_label, InputSpec, WorkloadKind};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -109,6 +109,17 @@ impl WorkloadKind for MemorySpec {
             ],
         }
     }
+    /// `read` sums small positive integers (1 to 8) instead of the usual values in [-1, 1):
+    /// every partial sum of them below 2^24 is exact in f32 (and every sum in f64), so the
+    /// check can ask for the exact total, and each element a kernel leaves out lowers it by at
+    /// least 1. With signed values a skipped stretch nearly cancels out and hides within any
+    /// rounding tolerance. The other operations keep the random inputs they always had.
+    fn inputs(&self, seed: u64) -> Vec<Tensor> {
+        match self.op {
+            MemOp::Read => vec![read_input(self.elements() as usize, seed)],
+            _ => random_inputs(self.input_specs(), seed),
+        }
+    }
     fn output_len(&self) -> usize {
         match self.op {
             MemOp::Read => 1,
@@ -116,6 +127,25 @@ impl WorkloadKind for MemorySpec {
         }
     }
     size_only_params!(|s| ("op", s.op.name().into()));
+}
+
+/// The source of `read`: uniform integers 1 to 8 as f32, in seeded chunks of 64 Ki elements
+/// (the values depend on the seed only, never on the thread count).
+fn read_input(n: usize, seed: u64) -> Tensor {
+    let mut values = vec![0f32; n];
+    values
+        .par_chunks_mut(1 << 16)
+        .enumerate()
+        .for_each(|(c, out)| {
+            let mut h = crate::tensor::splitmix(seed ^ crate::tensor::splitmix(c as u64));
+            for (j, x) in out.iter_mut().enumerate() {
+                if j % 21 == 0 {
+                    h = crate::tensor::splitmix(h);
+                }
+                *x = (1 + ((h >> (3 * (j % 21))) & 7)) as f32;
+            }
+        });
+    Tensor::from_f32("src", vec![n], DType::F32, &values)
 }
 
 size_only_axes! {
@@ -126,7 +156,7 @@ size_only_axes! {
 }
 
 impl Verify for MemorySpec {
-    /// Copies and writes bit-exact; the triad and the read within their rounding.
+    /// Copies, writes and the read of integer inputs exact; the triad within its rounding.
     fn verify_output(&self, inputs: &[Tensor], out: &Tensor, _seed: u64) -> Verification {
         let spec = self;
         let n = spec.elements() as usize;
@@ -146,17 +176,27 @@ impl Verify for MemorySpec {
                 worst.finish(VerifyMethod::Full, 2.5e-7)
             }
             MemOp::Read => {
+                // Integers (see `inputs`): the f64 total is exact in any order, and so is a
+                // correct kernel's. Inputs that are not integers (a caller's own) are held to
+                // the f32 rounding of their partial sums instead.
                 let src = &inputs[0];
-                let (sum, abs): (f64, f64) = (0..n)
+                let (sum, abs, integral) = (0..n)
                     .into_par_iter()
                     .map(|i| {
                         let x = src.get(i);
-                        (x, x.abs())
+                        (x, x.abs(), x.fract() == 0.0)
                     })
-                    .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
-                let mut w = Worst::new();
-                w.see((out.get(0) - sum).abs() / abs.max(1e-30), || "sum".into());
-                w.finish(VerifyMethod::Full, 1e-5)
+                    .reduce(
+                        || (0.0, 0.0, true),
+                        |a, b| (a.0 + b.0, a.1 + b.1, a.2 && b.2),
+                    );
+                if integral && abs < 2f64.powi(53) {
+                    exact_elements(1, |_| (sum, out.get(0)))
+                } else {
+                    let mut w = Worst::new();
+                    w.see((out.get(0) - sum).abs() / abs.max(1e-30), || "sum".into());
+                    w.finish(VerifyMethod::Full, 1e-5)
+                }
             }
         }
     }
@@ -165,6 +205,53 @@ impl Verify for MemorySpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The read's inputs are positive integers, so the check is exact: leaving out a single
+    /// element of a million fails it, and so does any other wrong total.
+    #[test]
+    fn the_read_check_misses_no_element() {
+        let spec = MemorySpec {
+            op: MemOp::Read,
+            bytes: 4 << 20,
+        };
+        let ins = spec.inputs(5);
+        let n = spec.elements() as usize;
+        assert_eq!(ins.len(), 1);
+        assert_eq!(ins[0].len(), n);
+        let values = ins[0].to_f64();
+        assert!(values
+            .iter()
+            .all(|v| (1.0..=8.0).contains(v) && v.fract() == 0.0));
+        for k in 1..=8 {
+            assert!(values.contains(&(k as f64)), "{k} never drawn");
+        }
+        assert_eq!(ins, spec.inputs(5));
+        assert_ne!(ins, spec.inputs(6));
+        let total: f64 = values.iter().sum();
+        let sum = |v: f64| Tensor {
+            name: "sum".into(),
+            shape: vec![1],
+            data: crate::tensor::Data::F64(vec![v]),
+        };
+        let ok = spec.verify_output(&ins, &sum(total), 0);
+        assert!(ok.passed, "{ok:?}");
+        assert_eq!(ok.method, VerifyMethod::Exact);
+        for wrong in [
+            total - values[n - 1],
+            total - values[0],
+            total + 1.0,
+            f64::NAN,
+        ] {
+            let v = spec.verify_output(&ins, &sum(wrong), 0);
+            assert!(!v.passed, "{wrong} passed: {v:?}");
+        }
+        // The other operations keep their random inputs.
+        let copy = MemorySpec {
+            op: MemOp::Copy,
+            bytes: 4 << 20,
+        };
+        assert!(copy.inputs(5)[0].to_f64().iter().any(|v| *v < 0.0));
+    }
 
     #[test]
     fn counts() {

@@ -24,7 +24,7 @@ pub use transfer::{Direction, HostMemory, TransferAxes, TransferSpec, MIN_TRANSF
 
 /// The f64 references each kind's check compares with (also the mock backend's exact outputs).
 pub mod reference {
-    pub use super::attention::{attention_row, v_scale};
+    pub use super::attention::attention_row;
     pub use super::matmul::{b_at, matmul_element};
 }
 
@@ -129,6 +129,18 @@ pub enum Metric {
     Bytes,
 }
 
+/// Random tensors for `specs` ([`Tensor::random`]): the first from `seed`, each next one from
+/// the seed before it mixed again. What [`WorkloadKind::inputs`] gives unless a kind overrides it.
+pub fn random_inputs(specs: Vec<InputSpec>, seed: u64) -> Vec<Tensor> {
+    let mut s = seed;
+    let mut out = Vec::new();
+    for i in specs {
+        out.push(Tensor::random(i.name, i.shape, i.dtype, s));
+        s = crate::tensor::splitmix(s);
+    }
+    out
+}
+
 /// Where the plan places a workload: on each device alone, or on several devices that work on
 /// it together (the backends' group seam, `Backend::prepare_group`, prepares those).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,13 +235,7 @@ pub trait WorkloadKind: Verify {
     /// other. A kind whose check needs known values (a collective's exactly summable per-rank
     /// data) overrides it with inputs of the same specs.
     fn inputs(&self, seed: u64) -> Vec<Tensor> {
-        let mut s = seed;
-        let mut out = Vec::new();
-        for i in self.input_specs() {
-            out.push(Tensor::random(i.name, i.shape, i.dtype, s));
-            s = crate::tensor::splitmix(s);
-        }
-        out
+        random_inputs(self.input_specs(), seed)
     }
     /// Elements of the output a backend must return.
     fn output_len(&self) -> usize;
@@ -492,8 +498,15 @@ mod tests {
             dtype: DType::Bf16,
         };
         let ins = Workload::Attention(a.clone()).inputs(7);
-        // Q from the seed, K from it mixed once, V twice: as reports' inputs always were.
-        assert_eq!(ins[0], Tensor::random("Q", a.q_shape(), a.dtype, 7));
+        // Q from the seed (widened to [-3, 3) before rounding to the dtype), K from it mixed
+        // once, V twice.
+        let q: Vec<f32> = Tensor::random("Q", a.q_shape(), DType::F32, 7)
+            .to_f32()
+            .iter()
+            .map(|x| x * super::attention::Q_RANGE)
+            .collect();
+        assert_eq!(ins[0], Tensor::from_f32("Q", a.q_shape(), a.dtype, &q));
+        assert!(ins[0].to_f64().iter().any(|x| x.abs() > 1.0));
         assert_eq!(
             ins[1],
             Tensor::random("K", a.kv_shape(), a.dtype, splitmix(7))
