@@ -133,7 +133,7 @@ pub struct Global {
     #[arg(long, global = true, value_name = "USD", conflicts_with = "price_file")]
     pub price_per_hour: Option<f64>,
     /// Prices per SKU from a TOML file: a `[price]` table of `sku-id = USD per GPU-hour`, and
-    /// optionally `default = USD` (docs/price.md). Used like --price-per-hour.
+    /// optionally `default = USD` (docs/integrations.md). Used like --price-per-hour.
     #[arg(long, global = true, value_name = "PATH")]
     pub price_file: Option<PathBuf>,
 }
@@ -600,9 +600,9 @@ pub struct CollectiveArgs {
     /// Dtypes, comma-separated: bf16, f16, f32.
     #[arg(long, value_delimiter = ',', default_value = "bf16")]
     pub dtype: Vec<DType>,
-    /// Ranks. Default: one per GPU of the run (× the processes of a world); on the CPU
-    /// backend, threads of one process.
-    #[arg(long, default_value_t = 0, hide_default_value = true)]
+    /// Ranks, 2 to 8192. Default: one per GPU of the run (× the processes of a world); on the
+    /// CPU backend, threads of one process.
+    #[arg(long, default_value_t = 0, hide_default_value = true, value_parser = parse_ranks)]
     pub ranks: u32,
     /// Implementations: `default` (nccl on GPUs), `all`, or names.
     #[arg(long = "impl", value_delimiter = ',')]
@@ -838,8 +838,8 @@ pub struct ReportFlags {
     /// A results file written with `--json`.
     #[arg(value_name = "RESULTS.json")]
     pub results: PathBuf,
-    /// Where to write the HTML.
-    #[arg(short, long, value_name = "PATH", default_value = "report.html")]
+    /// Where to write the HTML (`-`: stdout).
+    #[arg(short, long, value_name = "PATH|-", default_value = "report.html")]
     pub output: PathBuf,
     /// A node verdict (`gpuvet validate --verdict PATH`) to show at the top.
     #[arg(long, value_name = "PATH")]
@@ -866,8 +866,9 @@ pub struct AggregateFlags {
     /// Write to PATH instead of stdout.
     #[arg(long, short = 'o', value_name = "PATH")]
     pub output: Option<PathBuf>,
-    /// A GPU this many percent below its SKU's fleet median on any figure is an outlier.
-    #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
+    /// A GPU this many percent below its SKU's fleet median on any figure is an outlier
+    /// (0 to 100).
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0, value_parser = parse_threshold)]
     pub outlier_pct: f64,
 }
 
@@ -1020,6 +1021,26 @@ pub struct CompareArgs {
     pub seed: u64,
 }
 
+/// The most ranks a collective may name: far beyond one job's GPUs, and a bound on the
+/// reference check, whose cost grows with the square of the rank count.
+pub const MAX_RANKS: u32 = 8192;
+
+/// `--ranks`: 0 (the default: the run's devices) or 2 to [`MAX_RANKS`]. One rank exchanges
+/// nothing, and its bus bandwidth is zero.
+fn parse_ranks(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number of ranks"))?;
+    match n {
+        1 => Err("a collective needs at least 2 ranks (one exchanges nothing)".into()),
+        n if n > MAX_RANKS => Err(format!("at most {MAX_RANKS} ranks")),
+        n => Ok(n),
+    }
+}
+
+/// A percentage from 0 to 100 (`2`, `0.5`, `2%`): `compare --threshold`, `aggregate
+/// --outlier-pct`.
 fn parse_threshold(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .trim()
@@ -1027,7 +1048,7 @@ fn parse_threshold(s: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("`{s}` is not a percentage (try 2 or 0.5)"))?;
     if !(0.0..=100.0).contains(&v) {
-        return Err(format!("threshold {v}% is outside 0–100%"));
+        return Err(format!("{v}% is outside 0–100%"));
     }
     Ok(v)
 }

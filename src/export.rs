@@ -147,6 +147,9 @@ impl Exports {
             Target::Stdout
         } else {
             check_path(path)?;
+            if let Some(other) = self.writer_of(Path::new(path)) {
+                bail!("`{other}` and `{label}` both write {path}; give each its own file");
+            }
             Target::File(PathBuf::from(path))
         };
         self.sinks.push(Sink {
@@ -155,6 +158,22 @@ impl Exports {
             target,
         });
         Ok(())
+    }
+
+    /// The label of the output that already writes `path`, if one does.
+    pub fn writer_of(&self, path: &Path) -> Option<&str> {
+        self.sinks.iter().find_map(|o| match &o.target {
+            Target::File(p) if crate::output::same_file(p, path) => Some(o.label.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The files the outputs write.
+    pub fn files(&self) -> impl Iterator<Item = (&str, &Path)> {
+        self.sinks.iter().filter_map(|o| match &o.target {
+            Target::File(p) => Some((o.label.as_str(), p.as_path())),
+            Target::Stdout => None,
+        })
     }
 
     /// True when a machine-readable format is going to stdout (the table then goes to stderr).
@@ -223,7 +242,12 @@ pub fn check_path(path: &str) -> Result<()> {
     if p.is_dir() {
         bail!("{path} is a directory; give a file path");
     }
-    let dir = crate::output::parent_dir(p);
+    let p = match crate::output::destination(p) {
+        // A device or FIFO is written into: it must take writes (for a FIFO, have a reader).
+        crate::output::Destination::Stream => return check_stream(path),
+        crate::output::Destination::Replace(target) => target,
+    };
+    let dir = crate::output::parent_dir(&p);
     if !dir.is_dir() {
         bail!(
             "cannot write {path}: directory {} does not exist",
@@ -239,6 +263,21 @@ pub fn check_path(path: &str) -> Result<()> {
             e.kind()
         )
     })?;
+    Ok(())
+}
+
+/// Opens `path` (not a regular file) for writing without blocking and closes it again: a
+/// device that refuses writes, or a FIFO that nobody reads, fails now and not after the run.
+fn check_stream(path: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENXIO) => anyhow::anyhow!("cannot write {path}: a FIFO with no reader"),
+            _ => anyhow::anyhow!("cannot write {path}: {e}"),
+        })?;
     Ok(())
 }
 

@@ -53,7 +53,45 @@ pub fn render_html(report: &Report) -> String {
 /// Reads the results (and verdict), renders, and writes the page atomically. A corrupt or
 /// unreadable file is an error (exit 2 at the CLI).
 pub fn run_report(args: &ReportArgs) -> anyhow::Result<i32> {
+    let to_stdout = args.output.as_os_str() == "-";
+    let inputs: Vec<&std::path::Path> = std::iter::once(args.results.as_path())
+        .chain(args.verdict.as_deref())
+        .collect();
+    if let Some(i) = crate::output::overwritten_input(&args.output, &inputs) {
+        anyhow::bail!(
+            "-o {} is the file the report reads ({}); write the HTML elsewhere",
+            args.output.display(),
+            i.display()
+        );
+    }
+    if !to_stdout {
+        crate::export::check_path(&args.output.to_string_lossy())?;
+    }
     let report = Report::load(&args.results)?;
+    if let Some(axis) = &args.axis {
+        if !report
+            .results
+            .iter()
+            .any(|r| r.workload.axis_value_by_name(axis).is_some())
+        {
+            let mut known: Vec<&str> = report
+                .results
+                .iter()
+                .flat_map(|r| r.workload.sweep_params().iter().map(|p| p.name()))
+                .collect();
+            known.sort_unstable();
+            known.dedup();
+            anyhow::bail!(
+                "--axis {axis}: no result of {} has it; its results' axes: {}",
+                args.results.display(),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            );
+        }
+    }
     let verdict = match &args.verdict {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| Error::CorruptFile {
@@ -73,8 +111,9 @@ pub fn run_report(args: &ReportArgs) -> anyhow::Result<i32> {
             ..HtmlExtras::default()
         },
     );
-    if args.output.is_dir() {
-        anyhow::bail!("{} is a directory; give a file path", args.output.display());
+    if to_stdout {
+        crate::output::write_stdout(&html).context("writing to stdout")?;
+        return Ok(0);
     }
     crate::export::write_atomic(&args.output, html.as_bytes())
         .with_context(|| format!("writing {}", args.output.display()))?;

@@ -82,10 +82,78 @@ pub fn parent_dir(p: &Path) -> PathBuf {
     }
 }
 
+/// How a result file reaches `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A regular file (or none yet): replaced through a temp file beside it and a rename. A
+    /// symbolic link names its final target here, which is replaced while the link stays.
+    Replace(PathBuf),
+    /// Something that is not a regular file and cannot be replaced (`/dev/null`, a FIFO, a
+    /// terminal, `/dev/stdout`, a shell's `>(…)`): written into, as a shell's `>` would.
+    /// Renaming a temp file over it would put a plain file where the device was.
+    Stream,
+}
+
+/// Where [`write_atomic`] writes `path`.
+pub fn destination(path: &Path) -> Destination {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() && !m.is_dir() => Destination::Stream,
+        _ => Destination::Replace(link_target(path)),
+    }
+}
+
+/// The path a chain of symbolic links at `path` ends at (`path` itself when it is no link).
+/// A link whose target does not exist yet names the file to create.
+fn link_target(path: &Path) -> PathBuf {
+    let mut p = path.to_path_buf();
+    // As the kernel, give up on a chain of more than 40 links (a loop); the rename then fails
+    // and says so.
+    for _ in 0..40 {
+        match (std::fs::symlink_metadata(&p), std::fs::read_link(&p)) {
+            (Ok(m), Ok(t)) if m.file_type().is_symlink() => {
+                p = if t.is_absolute() {
+                    t
+                } else {
+                    parent_dir(&p).join(t)
+                };
+            }
+            _ => break,
+        }
+    }
+    p
+}
+
+/// Whether `a` and `b` name one regular file: the same file where both exist (whatever links
+/// or `..` lead there), else the same name in the same resolved directory. Devices and FIFOs
+/// never count: two outputs may both go to `/dev/null`.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.is_file() && y.is_file() && x.dev() == y.dev() && x.ino() == y.ino(),
+        (Err(_), Err(_)) => {
+            let resolved = |p: &Path| -> Option<PathBuf> {
+                let p = link_target(p);
+                Some(parent_dir(&p).canonicalize().ok()?.join(p.file_name()?))
+            };
+            matches!((resolved(a), resolved(b)), (Some(x), Some(y)) if x == y)
+        }
+        _ => false,
+    }
+}
+
+/// The first of `inputs` that writing `output` would overwrite, if any: a command must not
+/// write a result over a file it reads (`compare a.json b.json --json a.json` once destroyed
+/// a.json).
+pub fn overwritten_input<'a>(output: &Path, inputs: &[&'a Path]) -> Option<&'a Path> {
+    inputs.iter().copied().find(|i| same_file(output, i))
+}
+
 /// Replaces `path` with `bytes` through a temp file in the same directory and a rename, so a
 /// reader sees the old file or the new one, never half of one. An existing file keeps its
 /// permissions; a new one gets 0644 (results are meant to be shared, like any file the user's
-/// shell would create; temp files start at 0600).
+/// shell would create; temp files start at 0600). A path that is not a regular file (a
+/// device, a FIFO) is written into instead, and a symbolic link keeps pointing where it did
+/// ([`destination`]).
 ///
 /// Errors carry their kind and the OS's words without the temp file's name (the caller names
 /// `path`, the file the user asked for).
@@ -106,6 +174,17 @@ pub fn write_atomic_parts(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
 }
 
 fn replace_via_temp(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    let path = match destination(path) {
+        Destination::Stream => {
+            let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+            for part in parts {
+                f.write_all(part)?;
+            }
+            return f.flush();
+        }
+        Destination::Replace(target) => target,
+    };
+    let path = path.as_path();
     let mut tmp = tempfile::Builder::new()
         .prefix(".gpuvet-tmp-")
         .tempfile_in(parent_dir(path))?;
@@ -205,6 +284,52 @@ pub(crate) mod tests {
         write_atomic(&p, b"new").unwrap();
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o640);
+    }
+
+    /// A FIFO (as `/dev/null`, a terminal or a shell's `>(…)`) is written into, never replaced
+    /// by a plain file; a symbolic link stays a link and its target gets the new text, also
+    /// when the target does not exist yet.
+    #[cfg(unix)]
+    #[test]
+    fn write_atomic_writes_into_devices_and_through_links() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                std::fs::File::open(fifo)
+                    .unwrap()
+                    .read_to_string(&mut text)
+                    .unwrap();
+                text
+            })
+        };
+        assert_eq!(destination(&fifo), Destination::Stream);
+        write_atomic(&fifo, b"through the pipe").unwrap();
+        assert_eq!(reader.join().unwrap(), "through the pipe");
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        write_atomic(Path::new("/dev/null"), b"nothing").unwrap();
+        assert!(!std::fs::metadata("/dev/null").unwrap().is_file());
+
+        let target = dir.path().join("real.json");
+        let link = dir.path().join("latest.json");
+        std::os::unix::fs::symlink("real.json", &link).unwrap();
+        write_atomic(&link, b"first").unwrap();
+        write_atomic(&link, b"second").unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(&target).unwrap(), b"second");
     }
 
     #[test]

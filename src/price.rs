@@ -32,6 +32,11 @@ use std::path::Path;
 /// A price above this is refused as a typo (a monthly price, cents, or a whole cluster).
 pub const MAX_USD_PER_HOUR: f64 = 10_000.0;
 
+/// A price below this is refused as a typo too (a price per second, or thousands of dollars
+/// taken for millions): a tenth of a cent an hour is below any GPU rental, and smaller prices
+/// make the per-dollar figures overflow into `inf`, which JSON cannot carry.
+pub const MIN_USD_PER_HOUR: f64 = 0.001;
+
 /// The key of a price file's `[price]` table that prices every device it does not list.
 pub const DEFAULT_KEY: &str = "default";
 
@@ -53,16 +58,29 @@ struct PriceFile {
     price: BTreeMap<String, toml::Value>,
 }
 
-/// Checks one price: a positive, finite number of dollars no larger than [`MAX_USD_PER_HOUR`].
+/// Checks one price: a finite number of dollars from [`MIN_USD_PER_HOUR`] to
+/// [`MAX_USD_PER_HOUR`].
 pub fn check_usd_per_hour(v: f64, what: &str) -> Result<f64> {
+    // 1e-300 or 1e300 written out is three hundred digits.
+    let shown = if v.is_finite() && v != 0.0 && !(1e-3..1e6).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        v.to_string()
+    };
     if !v.is_finite() || v <= 0.0 {
         return Err(Error::invalid(format!(
-            "{what}: {v} is not a price; give USD per GPU-hour as a positive number (e.g. 2.49)"
+            "{what}: {shown} is not a price; give USD per GPU-hour as a positive number (e.g. 2.49)"
+        )));
+    }
+    if v < MIN_USD_PER_HOUR {
+        return Err(Error::invalid(format!(
+            "{what}: {shown} USD per GPU-hour is below {MIN_USD_PER_HOUR} (a tenth of a cent); the \
+             price is in dollars per GPU and per hour"
         )));
     }
     if v > MAX_USD_PER_HOUR {
         return Err(Error::invalid(format!(
-            "{what}: {v} USD per GPU-hour is above {MAX_USD_PER_HOUR}; the price is per GPU \
+            "{what}: {shown} USD per GPU-hour is above {MAX_USD_PER_HOUR}; the price is per GPU \
              and per hour (not per month, per node or in cents)"
         )));
     }
@@ -233,6 +251,9 @@ mod tests {
         assert!(err("[price]\n").contains("empty"));
         assert!(err("[price]\nh100-sxm = 2\nH100-SXM = 3\n").contains("twice"));
         assert!(PriceTable::flat(0.0).is_err() && PriceTable::flat(f64::INFINITY).is_err());
+        // Tiny prices overflow the per-dollar figures to inf (null in JSON); refused.
+        assert!(err("[price]\ndefault = 1e-300\n").contains("a tenth of a cent"));
+        assert!(PriceTable::flat(5e-324).is_err() && PriceTable::flat(0.001).is_ok());
     }
 
     #[test]

@@ -3,11 +3,11 @@
 mod common;
 
 use common::{
-    assert_exit, gpuvet, gpuvet_in_background, read_json, signal_when, temp_files, words,
-    words_with, QUICK,
+    assert_exit, gpuvet, gpuvet_in_background, mock_report, read, read_json, signal_when,
+    stdout_of, temp_files, words, words_with, QUICK,
 };
 use predicates::prelude::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// True (and says so on stderr) where this machine has an NVIDIA GPU, so that a test of the
 /// no-GPU path has nothing to check.
@@ -732,4 +732,109 @@ fn sweep_suite_report_and_plots() {
         .args(["suite", "llm", "--model", "no-such-model"])
         .assert()
         .code(2);
+}
+
+/// No output is written over a file the command reads, or over another output; devices are
+/// written into; `-` is stdout for `report` too; values that only make absurd output are
+/// refused up front.
+#[test]
+fn outputs_never_overwrite_inputs_or_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, r1) = mock_report(
+        dir.path(),
+        "r1",
+        "bench matmul --shape 64x64x64 --dtype f32",
+    );
+    let (_, r2) = mock_report(
+        dir.path(),
+        "r2",
+        "bench matmul --shape 64x64x64 --dtype f32",
+    );
+    let before = read(&r1);
+    let refused = |args: Vec<std::ffi::OsString>, says: &str| {
+        let (_, err) = stdout_of(gpuvet().args(args), 2);
+        assert!(err.contains(says), "{err}");
+    };
+    refused(
+        words_with("compare {} {} --json {}", &[&r1, &r2, &r1]),
+        "is a report being compared",
+    );
+    refused(
+        words_with("report {} -o {}", &[&r1, &r1]),
+        "is the file the report reads",
+    );
+    let o = dir.path().join("o.json");
+    refused(
+        words_with(
+            "--backend mock -q --json {} --csv {} bench memory --size 1MiB",
+            &[&o, &o],
+        ),
+        "both write",
+    );
+    refused(
+        words_with(
+            "--backend mock -q --json {} --prometheus {} bench memory --size 1MiB",
+            &[&o, &o],
+        ),
+        "two outputs write",
+    );
+    refused(
+        words_with("compare {} {} --json {} --csv {}", &[&r1, &r2, &o, &o]),
+        "both write",
+    );
+    assert_eq!(read(&r1), before);
+    // An output named as the baseline it is compared with.
+    let bdir = dir.path().join("b");
+    gpuvet()
+        .args(words_with(
+            "--backend mock -q --baseline-dir {} --save-baseline main bench memory --size 1MiB",
+            &[&bdir],
+        ))
+        .assert()
+        .code(0);
+    let base = bdir.join("main.json");
+    let saved = read(&base);
+    refused(
+        words_with(
+            "--backend mock -q --baseline-dir {} --baseline main --json {} bench memory --size 1MiB",
+            &[&bdir, &base],
+        ),
+        "would overwrite baseline main",
+    );
+    assert_eq!(read(&base), saved);
+    // Devices are written into, never replaced; `-o -` is stdout.
+    gpuvet()
+        .args(words_with("report {} -o /dev/null", &[&r1]))
+        .assert()
+        .code(0);
+    assert!(!std::fs::metadata("/dev/null").unwrap().is_file());
+    let (html, _) = stdout_of(gpuvet().args(words_with("report {} -o -", &[&r1])), 0);
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html:.80}");
+    assert!(!PathBuf::from("-").exists());
+    refused(
+        words_with("report {} -o {} --axis bogus", &[&r1, &o]),
+        "--axis bogus: no result of",
+    );
+    // Values that could only print nonsense.
+    for (args, says) in [
+        ("bench collective --size 4KiB --ranks 1", "at least 2 ranks"),
+        (
+            "bench collective --size 4KiB --ranks 100000",
+            "at most 8192 ranks",
+        ),
+        (
+            "--price-per-hour 1e-300 bench memory --size 1MiB",
+            "1e-300 USD per GPU-hour is below 0.001",
+        ),
+        ("aggregate x --outlier-pct 1000", "outside 0–100%"),
+        ("aggregate x --outlier-pct nan", "outside 0–100%"),
+    ] {
+        refused(
+            words(&format!("--backend mock -q {args}"))
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            says,
+        );
+    }
 }

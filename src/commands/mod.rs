@@ -237,6 +237,7 @@ pub fn check_extra_target(exports: &Exports, target: Option<&str>) -> Result<boo
 pub fn check_extra_targets(exports: &Exports, targets: &[Option<&str>]) -> Result<bool> {
     let mut stdout = exports.uses_stdout();
     let mut any = false;
+    let mut files: Vec<&str> = Vec::new();
     for t in targets.iter().flatten() {
         if *t == "-" {
             if stdout {
@@ -246,6 +247,17 @@ pub fn check_extra_targets(exports: &Exports, targets: &[Option<&str>]) -> Resul
             any = true;
         } else {
             Exports::open(&[(Format::Json, t)])?;
+            let path = Path::new(t);
+            let other = exports.writer_of(path).map(str::to_string).or_else(|| {
+                files
+                    .iter()
+                    .find(|f| crate::output::same_file(Path::new(f), path))
+                    .map(|f| f.to_string())
+            });
+            if let Some(other) = other {
+                anyhow::bail!("two outputs write {t} (also `{other}`); give each its own file");
+            }
+            files.push(t);
         }
     }
     Ok(any)

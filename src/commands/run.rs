@@ -54,7 +54,7 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     let exports = opts.open_exports()?;
     let extra_stdout = opts.check_fleet_targets(&exports, &[])?;
     let price = opts.price_table()?;
-    let baseline_dir = check_baseline_flags(opts)?;
+    let baseline_dir = check_baseline_flags(opts, &exports)?;
     let mut opened = backend::open(opts.backend, opts.threads)?;
     if let Some(n) = &opened.notice {
         opts.notice(n);
@@ -198,7 +198,7 @@ pub fn suite_llm(
 
 /// Checks baseline names before anything runs (export specs were checked when the exports
 /// were opened); returns the baseline directory.
-fn check_baseline_flags(opts: &Options) -> Result<PathBuf> {
+fn check_baseline_flags(opts: &Options, exports: &crate::export::Exports) -> Result<PathBuf> {
     use crate::compare;
     for name in opts.baseline.iter().chain(opts.save_baseline.iter()) {
         compare::baseline::validate_name(name)?;
@@ -210,6 +210,29 @@ fn check_baseline_flags(opts: &Options) -> Result<PathBuf> {
     if let Some(name) = &opts.baseline {
         // A missing or corrupt baseline stops the run before it starts.
         compare::load_baseline(name, &dir)?;
+        // So does an output that would overwrite it before it is compared.
+        let path = compare::baseline::baseline_path(name, &dir)?;
+        let others = [opts.prometheus.as_deref(), opts.junit.as_deref()];
+        let outputs = exports
+            .files()
+            .map(|(label, p)| (label.to_string(), p.to_path_buf()))
+            .chain(
+                others
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| *t != "-")
+                    .map(|t| (format!("the output {t}"), PathBuf::from(t))),
+            );
+        for (label, p) in outputs {
+            if crate::output::same_file(&p, &path) {
+                anyhow::bail!(
+                    "`{label}` would overwrite baseline {name} ({}) before the run is compared \
+                     with it; write the report elsewhere (--save-baseline {name} replaces it \
+                     after the comparison)",
+                    path.display()
+                );
+            }
+        }
     }
     if let Some(name) = &opts.save_baseline {
         // So does a place the baseline could not be saved to.

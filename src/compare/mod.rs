@@ -27,7 +27,7 @@ pub use verdict::{classify, ratio_of_medians_ci, RatioCi, Verdict};
 use crate::report::{Report, ResultRecord, Status};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Version of the comparison JSON (`--json`); fields are only added within a version.
 pub const COMPARISON_SCHEMA_VERSION: u32 = 1;
@@ -808,12 +808,15 @@ pub fn environment_diff(old: &Report, new: &Report) -> Vec<EnvDiff> {
 /// is read.
 pub fn run(req: impl Into<CompareRequest>, color: bool) -> anyhow::Result<i32> {
     let args: CompareRequest = req.into();
-    let outputs = Outputs::check([
-        args.markdown.as_deref(),
-        args.json.as_deref(),
-        args.csv.as_deref(),
-        args.junit.as_deref(),
-    ])?;
+    let outputs = Outputs::check(
+        [
+            args.markdown.as_deref(),
+            args.json.as_deref(),
+            args.csv.as_deref(),
+            args.junit.as_deref(),
+        ],
+        &[args.old.as_path(), args.new.as_path()],
+    )?;
     let old = Report::load(&args.old)?;
     let new = Report::load(&args.new)?;
     let cmp = compare(&old, &new, &args.options).with_labels(
@@ -869,8 +872,10 @@ pub struct Outputs {
 }
 
 impl Outputs {
-    /// Checks the targets of `--markdown`, `--json`, `--csv` and `--junit`, in that order.
-    pub fn check(targets: [Option<&str>; 4]) -> crate::Result<Outputs> {
+    /// Checks the targets of `--markdown`, `--json`, `--csv` and `--junit`, in that order:
+    /// one stdout at most, each file writable, none written twice, and none of `inputs` (the
+    /// reports compared) overwritten.
+    pub fn check(targets: [Option<&str>; 4], inputs: &[&Path]) -> crate::Result<Outputs> {
         let [markdown, json, csv, junit] = targets;
         let given = [
             ("--markdown", markdown),
@@ -889,10 +894,26 @@ impl Outputs {
                 on_stdout.join(" and ")
             )));
         }
+        let mut seen: Vec<(&str, &Path)> = Vec::new();
         for (flag, target) in given {
             if let Some(path) = target.filter(|t| *t != "-") {
                 crate::export::check_path(path)
                     .map_err(|e| crate::Error::invalid(format!("{flag}: {e:#}")))?;
+                let p = Path::new(path);
+                if let Some(i) = crate::output::overwritten_input(p, inputs) {
+                    return Err(crate::Error::invalid(format!(
+                        "{flag} {path} is a report being compared ({}); write the comparison \
+                         elsewhere",
+                        i.display()
+                    )));
+                }
+                if let Some((other, _)) = seen.iter().find(|(_, q)| crate::output::same_file(q, p))
+                {
+                    return Err(crate::Error::invalid(format!(
+                        "{other} and {flag} both write {path}; give each its own file"
+                    )));
+                }
+                seen.push((flag, p));
             }
         }
         Ok(Outputs {

@@ -870,7 +870,9 @@ pub fn render(
 /// node is to be drained, 1 when some are (so a fleet check can gate on it); errors (a corrupt
 /// file, a bad output path, two formats on stdout) are the caller's 2.
 pub fn run_aggregate(args: &AggregateArgs, color: bool) -> anyhow::Result<i32> {
-    let view_to_stdout = args.output.is_none();
+    // `-o -` is stdout, as `-` is for every other output.
+    let output = args.output.as_deref().filter(|p| p.as_os_str() != "-");
+    let view_to_stdout = output.is_none();
     let also_to_stdout: Vec<&str> = args
         .also
         .iter()
@@ -891,22 +893,38 @@ pub fn run_aggregate(args: &AggregateArgs, color: bool) -> anyhow::Result<i32> {
     for (f, t) in args.also.iter().filter(|(_, t)| t != "-") {
         crate::export::check_path(t).map_err(|e| anyhow::anyhow!("{}: {e:#}", f.flag()))?;
     }
-    if let Some(p) = &args.output {
+    if let Some(p) = output {
         crate::export::check_path(&p.to_string_lossy())?;
     }
     let loaded = load_verdicts(&args.paths)?;
+    let inputs: Vec<&Path> = loaded.iter().map(|(p, _)| p.as_path()).collect();
+    let targets = output.into_iter().map(|p| ("-o", p)).chain(
+        args.also
+            .iter()
+            .filter(|(_, t)| t != "-")
+            .map(|(f, t)| (f.flag(), Path::new(t))),
+    );
+    for (flag, t) in targets {
+        if let Some(i) = crate::output::overwritten_input(t, &inputs) {
+            anyhow::bail!(
+                "{flag} {} is one of the verdicts read ({}); write the fleet view elsewhere",
+                t.display(),
+                i.display()
+            );
+        }
+    }
     let verdicts: Vec<NodeVerdict> = loaded.into_iter().map(|(_, v)| v).collect();
     let mut summary = summarize(&verdicts, args.outlier_pct);
     summary.lost_capacity = args.price.as_ref().map(|p| lost_capacity(&verdicts, p));
     // The table moves to stderr when a machine format takes stdout.
     let table_to_stderr = view_to_stdout && !also_to_stdout.is_empty();
-    let view_color = match (&args.output, table_to_stderr) {
+    let view_color = match (output, table_to_stderr) {
         (Some(_), _) => false,
         (None, true) => crate::term::stderr_color(),
         (None, false) => color,
     };
     let text = render(&verdicts, &summary, args.format, view_color)?;
-    match &args.output {
+    match output {
         Some(p) => write_file(p, &text)?,
         None => crate::output::Output::new(table_to_stderr).human(&text)?,
     }

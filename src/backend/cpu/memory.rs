@@ -61,6 +61,7 @@ impl<'a> PreparedMemory<'a> {
     fn new(pool: &'a rayon::ThreadPool, spec: &MemorySpec, a: &Alloc) -> Result<Self> {
         let (inputs, sets) = (a.inputs, a.count());
         let n = spec.elements() as usize;
+        let chunk = chunk_len(n, pool.current_num_threads(), MIN_CHUNK);
         let src_of = |i: usize| -> Vec<f32> {
             match inputs.get(i).map(|t| &t.data) {
                 Some(Data::F32(v)) => v.clone(),
@@ -75,9 +76,16 @@ impl<'a> PreparedMemory<'a> {
                         MemOp::Write => (Vec::new(), Vec::new()),
                         MemOp::Triad => (src_of(0), src_of(1)),
                     };
+                    // Written now, by the threads that will run over it (chunk by chunk):
+                    // a zeroed allocation is mapped lazily, and its page faults would be
+                    // timed in the first samples when there is no warm-up.
                     let dst = match spec.op {
                         MemOp::Read => Vec::new(),
-                        _ => vec![0.0f32; n],
+                        _ => {
+                            let mut d = vec![0.0f32; n];
+                            d.par_chunks_mut(chunk).for_each(|c| c.fill(f32::NAN));
+                            d
+                        }
                     };
                     Set {
                         src,
@@ -92,7 +100,7 @@ impl<'a> PreparedMemory<'a> {
             pool,
             op: spec.op,
             n,
-            chunk: chunk_len(n, pool.current_num_threads(), MIN_CHUNK),
+            chunk,
             sets,
         })
     }

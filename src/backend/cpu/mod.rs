@@ -43,6 +43,9 @@ pub const MEMORY_IMPL: &str = "stream";
 pub const TRANSFER_IMPL: &str = "memcpy";
 /// Implementation name of the CPU collectives (ranks as threads).
 pub const COLLECTIVE_IMPL: &str = "threads";
+/// The most ranks a CPU collective runs (one thread each): beyond a few hundred threads the
+/// figure says nothing and the host struggles to spawn them.
+pub const MAX_THREAD_RANKS: u32 = 256;
 
 /// What the CPU backend has for one workload kind: each kind's module here implements it for
 /// the kind's spec, and [`kernel`] is the one place this backend names the kinds.
@@ -227,8 +230,16 @@ impl Backend for CpuBackend {
     }
 
     fn check(&self, w: &Workload, imp: &str) -> Result<()> {
-        if let Workload::Kernel(_) = w {
-            return Err(super::needs_gpu(self.kind()));
+        match w {
+            Workload::Kernel(_) => return Err(super::needs_gpu(self.kind())),
+            Workload::Collective(c) if c.ranks > MAX_THREAD_RANKS => {
+                return Err(Error::invalid(format!(
+                    "{} ranks: the CPU backend runs each rank as a thread of this process, at \
+                     most {MAX_THREAD_RANKS}",
+                    c.ranks
+                )))
+            }
+            _ => {}
         }
         super::check_listed(self, w, imp)
     }
