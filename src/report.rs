@@ -13,6 +13,10 @@ use crate::workload::{Metric, Roof, Workload};
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 
+/// The longest time per iteration a report may hold: eleven days (a longer one is a damaged
+/// file, not a kernel).
+pub const MAX_SAMPLE_SECONDS: f64 = 1e6;
+
 /// Major version of the JSON schema.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -428,10 +432,53 @@ impl Report {
                 })
             }
         }
-        serde_json::from_value(value).map_err(|e| crate::Error::CorruptFile {
-            path: path.into(),
-            reason: e.to_string(),
-        })
+        let report: Report =
+            serde_json::from_value(value).map_err(|e| crate::Error::CorruptFile {
+                path: path.into(),
+                reason: e.to_string(),
+            })?;
+        report
+            .check_figures()
+            .map_err(|reason| crate::Error::CorruptFile {
+                path: path.into(),
+                reason,
+            })?;
+        Ok(report)
+    }
+
+    /// The figures readers compute with must be ones a run can write: a time that is zero,
+    /// negative, not finite or longer than [`MAX_SAMPLE_SECONDS`], a clock outside 0–100 GHz or
+    /// a negative throughput marks a damaged or hand-edited file. Read as they were, `compare`
+    /// called such a result unverified and passed, and `report` drew a median of -1 s.
+    fn check_figures(&self) -> std::result::Result<(), String> {
+        for r in &self.results {
+            let id = &r.id;
+            if let Some(s) = &r.stats {
+                let summary = [s.median_s, s.mean_s, s.min_s, s.max_s];
+                if let Some(t) = s
+                    .times_s
+                    .iter()
+                    .chain(&summary)
+                    .find(|t| !(**t > 0.0 && **t <= MAX_SAMPLE_SECONDS))
+                {
+                    return Err(format!(
+                        "result {id}: a time of {t} s; times are positive seconds, at most \
+                         {MAX_SAMPLE_SECONDS:e}"
+                    ));
+                }
+            }
+            if let Some(c) = r.effective_clock_mhz {
+                if !(c > 0.0 && c < 100_000.0) {
+                    return Err(format!("result {id}: an effective clock of {c} MHz"));
+                }
+            }
+            for t in [&r.throughput, &r.bandwidth].into_iter().flatten() {
+                if !(t.value.is_finite() && t.value >= 0.0) {
+                    return Err(format!("result {id}: a rate of {} {}", t.value, t.unit));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reads a report file.

@@ -524,6 +524,49 @@ fn default_baseline_dir_honours_env() {
     );
 }
 
+/// Figures no run writes (a negative, zero, endless or infinite time, an absurd clock, a
+/// negative rate) make the file corrupt: compare once called such a result unverified and
+/// passed, and report drew a median of -1 s.
+#[test]
+fn impossible_figures_make_a_report_corrupt() {
+    let dir = temp_dir();
+    let full: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("compare_old.json")).unwrap())
+            .unwrap();
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit); 5] = [
+        ("negative-time", |r| {
+            r["stats"]["times_s"][0] = (-1e-3).into()
+        }),
+        ("zero-median", |r| r["stats"]["median_s"] = 0.0.into()),
+        ("endless-time", |r| r["stats"]["times_s"][1] = 1e308.into()),
+        ("absurd-clock", |r| r["effective_clock_mhz"] = 1e300.into()),
+        ("negative-rate", |r| {
+            r["throughput"]["value"] = (-5.0).into()
+        }),
+    ];
+    for (name, edit) in edits {
+        let mut doc = full.clone();
+        let r = doc["results"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|r| !r["stats"].is_null() && !r["throughput"].is_null())
+            .unwrap();
+        edit(r);
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, doc.to_string()).unwrap();
+        let err = Report::load(&path).unwrap_err();
+        assert!(
+            matches!(err, Error::CorruptFile { .. }) && err.to_string().contains("result "),
+            "{name}: {err}"
+        );
+    }
+    // The fixture itself is fine.
+    std::fs::write(dir.path().join("ok.json"), full.to_string()).unwrap();
+    Report::load(&dir.path().join("ok.json")).unwrap();
+}
+
 #[test]
 fn malformed_or_truncated_files_are_corrupt_file_errors() {
     let dir = temp_dir();
