@@ -1177,9 +1177,12 @@ fn parse_shape(s: &str) -> Result<(u64, u64, u64), String> {
         return Err(format!("`{s}` is not a shape MxNxK (e.g. 4096x4096x4096)"));
     }
     let p = |t: &str| {
-        t.trim()
-            .parse::<u64>()
-            .map_err(|_| format!("`{t}` in shape `{s}` is not a whole number"))
+        t.trim().parse::<u64>().map_err(|e| match e.kind() {
+            std::num::IntErrorKind::PosOverflow => {
+                format!("`{t}` in shape `{s}` is too large")
+            }
+            _ => format!("`{t}` in shape `{s}` is not a whole number"),
+        })
     };
     Ok((p(parts[0])?, p(parts[1])?, p(parts[2])?))
 }
@@ -1589,6 +1592,25 @@ mod tests {
         assert!(parse_sku("h100-sxm6").unwrap_err().contains("h200-sxm"));
         assert_eq!(parse_pct("12.5%").unwrap(), 12.5);
         assert!(parse_pct("0").is_err() && parse_pct("x").is_err());
+    }
+
+    /// A number too large for 64 bits is called that, not "not a whole number"; an empty
+    /// output path is named as one.
+    #[test]
+    fn overflowing_numbers_and_empty_paths_say_so() {
+        assert_eq!(parse_shape("4x4x4").unwrap(), (4, 4, 4));
+        let e = parse_shape("18446744073709551616x2x2").unwrap_err();
+        assert!(e.contains("is too large"), "{e}");
+        assert!(parse_shape("4.5x2x2")
+            .unwrap_err()
+            .contains("not a whole number"));
+        let e = crate::workload::Axis::parse_count("99999999999999999999").unwrap_err();
+        assert!(e.contains("too large"), "{e}");
+        let e = crate::export::check_path("").unwrap_err().to_string();
+        assert!(e.contains("an empty path"), "{e}");
+        assert_eq!(parse_ranks("0").unwrap(), 0);
+        assert_eq!(parse_ranks("8192").unwrap(), 8192);
+        assert!(parse_ranks("1").is_err() && parse_ranks("8193").is_err());
     }
 
     /// One flag struct parsed on its own, as its subcommand would parse it.

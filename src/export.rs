@@ -238,6 +238,9 @@ impl Exports {
 /// Checks that `path` can be written: not a directory, in a directory that exists and takes
 /// new files. The message names the path as the user gave it.
 pub fn check_path(path: &str) -> Result<()> {
+    if path.is_empty() {
+        bail!("an empty path; give a file path, or - for stdout");
+    }
     let p = Path::new(path);
     if p.is_dir() {
         bail!("{path} is a directory; give a file path");

@@ -219,6 +219,10 @@ fn a_file_in_place_of_an_output_directory_fails_before_running() {
             format!("--baseline-dir {f} --save-baseline main"),
             format!("--baseline-dir {f}: a file is in the way"),
         ),
+        (
+            format!("--baseline-dir {f} --baseline main"),
+            format!("--baseline-dir {f}: a file is in the way"),
+        ),
     ];
     for (args, msg) in cases {
         let out = gpuvet()

@@ -559,7 +559,8 @@ fn attention_output(a: &AttentionSpec, inputs: &[Tensor]) -> Tensor {
     for b in 0..bn {
         for h in 0..hn {
             for i in 0..lq {
-                let row = reference::attention_row(a, &inputs[0], &inputs[1], &inputs[2], b, h, i);
+                let (row, _) =
+                    reference::attention_row(a, &inputs[0], &inputs[1], &inputs[2], b, h, i);
                 o.extend(row.iter().map(|&x| x as f32));
             }
         }

@@ -207,6 +207,13 @@ fn check_baseline_flags(opts: &Options, exports: &crate::export::Exports) -> Res
         .baseline_dir
         .clone()
         .unwrap_or_else(compare::default_baseline_dir);
+    if dir.exists() && !dir.is_dir() && (opts.baseline.is_some() || opts.save_baseline.is_some()) {
+        anyhow::bail!(
+            "--baseline-dir {}: a file is in the way; give a directory (the baseline \
+             directory is --baseline-dir, else $GPUVET_BASELINE_DIR, else .gpuvet/baselines)",
+            dir.display()
+        );
+    }
     if let Some(name) = &opts.baseline {
         // A missing or corrupt baseline stops the run before it starts.
         compare::load_baseline(name, &dir)?;

@@ -351,7 +351,7 @@ impl Verify for AttentionSpec {
             (rows, VerifyMethod::SampledRows)
         };
         let worst = Worst::over(rows.par_iter(), |w, &(b, h, i)| {
-            let (r, terms) = attention_row_with_scale(spec, q, k, v, b, h, i);
+            let (r, terms) = attention_row(spec, q, k, v, b, h, i);
             let off = ((b * hn + h) * lq + i) * d;
             let (mut err, mut scale) = (0.0, 0.0);
             for (x, (rv, s)) in r.iter().zip(&terms).enumerate() {
@@ -370,23 +370,11 @@ impl Verify for AttentionSpec {
 
 // The f64 reference, for the verifier (and the mock backend's exact outputs).
 
-/// One attention output row (length D) in f64 for batch `b`, query head `h`, query row `i`.
+/// One attention output row (length D) in f64 for batch `b`, query head `h`, query row `i`,
+/// and, per element x, the root-sum-square of the terms it sums, `sqrt(Σ_j (p_j·v_jx)²)` with
+/// p the softmax weights: how large the rounding of those terms (a kernel rounds p to bf16
+/// before P·V) can make the error, as matmul's check does.
 pub fn attention_row(
-    spec: &AttentionSpec,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    b: usize,
-    h: usize,
-    i: usize,
-) -> Vec<f64> {
-    attention_row_with_scale(spec, q, k, v, b, h, i).0
-}
-
-/// [`attention_row`] and, per element x, the root-sum-square of the terms it sums,
-/// `sqrt(Σ_j (p_j·v_jx)²)` with p the softmax weights: how large the rounding of those terms
-/// (a kernel rounds p to bf16 before P·V) can make the error, as matmul's check does.
-fn attention_row_with_scale(
     spec: &AttentionSpec,
     q: &Tensor,
     k: &Tensor,

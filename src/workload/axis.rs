@@ -27,9 +27,10 @@ impl Axis {
     /// Parses an axis whose values are plain whole numbers.
     pub fn parse_count(s: &str) -> std::result::Result<Axis, String> {
         parse_axis(s, &|t| {
-            t.trim()
-                .parse::<u64>()
-                .map_err(|_| format!("`{t}` is not a whole number"))
+            t.trim().parse::<u64>().map_err(|e| match e.kind() {
+                std::num::IntErrorKind::PosOverflow => format!("`{t}` is too large"),
+                _ => format!("`{t}` is not a whole number"),
+            })
         })
     }
 

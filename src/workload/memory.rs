@@ -81,8 +81,10 @@ impl MemorySpec {
         self.bytes()
     }
 
+    /// At least 4 KiB of whole f32 elements: a size between elements (`--size 4097`) would be
+    /// labelled with bytes that never move.
     pub fn validate(&self) -> Result<()> {
-        check_bytes("memory", self.bytes, 4096, 1 << 44, false)
+        check_bytes("memory", self.bytes, 4096, 1 << 44, true)
     }
 }
 
@@ -268,5 +270,14 @@ mod tests {
         assert_eq!(t.bytes(), 3 * 4000);
         assert_eq!(t.name(), "memory.triad.4000B");
         assert!(t.validate().is_err());
+        let odd = MemorySpec {
+            op: MemOp::Copy,
+            bytes: 4097,
+        };
+        assert!(odd
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("4-byte words"));
     }
 }

@@ -380,6 +380,12 @@ impl SetKernel for PreparedMatmul<'_> {
                 "f32 GEMM by gpuvet's AVX2+FMA kernel (GPUVET_CPU_SGEMM=gemm runs the gemm crate instead)"
                     .into(),
             );
+        } else if matches!(path(self.spec.dtype), Path::F32 | Path::ViaF32) {
+            // The README promises the note says which kernel ran, either way.
+            notes.push(
+                "f32 GEMM by the gemm crate (GPUVET_CPU_SGEMM=own runs gpuvet's AVX2+FMA kernel, on CPUs with AVX2 and FMA)"
+                    .into(),
+            );
         }
         notes
     }
