@@ -181,11 +181,14 @@ impl Exports {
         self.sinks.iter().any(|o| o.target == Target::Stdout)
     }
 
-    /// Rewrites every file target that has something to say from `report`.
+    /// Rewrites every file target that has something to say from `report`. A device or FIFO
+    /// (`/dev/stdout`, `>(…)`) is left for [`Exports::finish`], as stdout is: written into,
+    /// each rewrite would add another whole document to the stream.
     pub fn write_files(&self, report: &Report) -> Result<()> {
         for o in &self.sinks {
             if let Target::File(p) = &o.target {
-                if o.exporter.empty_reason(report).is_none() {
+                let stream = crate::output::destination(p) == crate::output::Destination::Stream;
+                if !stream && o.exporter.empty_reason(report).is_none() {
                     o.exporter
                         .write(&p.to_string_lossy(), report)
                         .with_context(|| o.label.clone())?;
@@ -246,7 +249,7 @@ pub fn check_path(path: &str) -> Result<()> {
         bail!("{path} is a directory; give a file path");
     }
     let p = match crate::output::destination(p) {
-        // A device or FIFO is written into: it must take writes (for a FIFO, have a reader).
+        // A device or FIFO is written into: it must take writes.
         crate::output::Destination::Stream => return check_stream(path),
         crate::output::Destination::Replace(target) => target,
     };
@@ -269,18 +272,17 @@ pub fn check_path(path: &str) -> Result<()> {
     Ok(())
 }
 
-/// Opens `path` (not a regular file) for writing without blocking and closes it again: a
-/// device that refuses writes, or a FIFO that nobody reads, fails now and not after the run.
+/// Checks that `path` (not a regular file) takes writes, without opening it: opening and
+/// closing a named FIFO would hand its reader an end of file before the run has written
+/// anything.
 fn check_stream(path: &str) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ENXIO) => anyhow::anyhow!("cannot write {path}: a FIFO with no reader"),
-            _ => anyhow::anyhow!("cannot write {path}: {e}"),
-        })?;
+    let c = std::ffi::CString::new(path)
+        .map_err(|_| anyhow::anyhow!("cannot write {path}: the path holds a NUL byte"))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call; access(2) only
+    // reads it.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+        bail!("cannot write {path}: {}", std::io::Error::last_os_error());
+    }
     Ok(())
 }
 

@@ -331,6 +331,41 @@ fn row4_and_row14_nothing_verified_fails_clearly_and_saves_no_baseline() {
     );
 }
 
+/// A FIFO as an output (what a shell's `>(…)` is) receives one whole document at the end of
+/// a run of several results, not one more after every result; the FIFO stays a FIFO.
+#[test]
+fn a_fifo_output_gets_one_document() {
+    use std::io::Read;
+    let (_dir, [fifo]) = temp_files(["pipe.json"]);
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("SKIP a_fifo_output_gets_one_document: mkfifo is not available");
+        return;
+    }
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            std::fs::File::open(fifo)
+                .unwrap()
+                .read_to_string(&mut text)
+                .unwrap();
+            text
+        })
+    };
+    mock(&format!(
+        "--json {} bench memory --size 1MiB,2MiB,4MiB",
+        fifo.display()
+    ))
+    .assert()
+    .code(0);
+    let text = reader.join().unwrap();
+    let doc: Value = serde_json::from_str(&text).expect("one JSON document");
+    assert_eq!(doc["results"].as_array().unwrap().len(), 3);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+}
+
 /// One sample has no spread: the exports carry the figure without an interval and the CSV
 /// leaves stddev and the interval empty, rather than claim a width of zero; two samples have one.
 #[test]
