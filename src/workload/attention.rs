@@ -216,10 +216,13 @@ impl WorkloadKind for AttentionSpec {
     /// score. With Q in [-1, 1) the weights are nearly uniform and a kernel that ignores the
     /// scores, or scales them wrongly, comes close to the right answer.
     fn inputs(&self, seed: u64) -> Vec<Tensor> {
-        let mut ins = super::random_inputs(self.input_specs(), seed);
+        // Q from the seed, K and V from it mixed once and twice, as `random_inputs` chains
+        // them; Q is drawn once, widened, then rounded to the dtype.
         let q = Tensor::random("Q", self.q_shape(), DType::F32, seed).to_f32();
         let wide: Vec<f32> = q.iter().map(|x| x * Q_RANGE).collect();
-        ins[0] = Tensor::from_f32("Q", self.q_shape(), self.dtype, &wide);
+        let mut ins = vec![Tensor::from_f32("Q", self.q_shape(), self.dtype, &wide)];
+        let kv = self.input_specs().split_off(1);
+        ins.extend(super::random_inputs(kv, crate::tensor::splitmix(seed)));
         ins
     }
     fn output_len(&self) -> usize {
