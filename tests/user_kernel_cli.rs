@@ -258,9 +258,11 @@ fn a_free_form_kernel_runs_the_whole_path_on_the_mock() {
             "kernel.vector_add.BLOCK=256.N=4096/user: vector_add (",
         ))
         .stdout(predicate::str::contains("block 256×1×1"))
-        .stdout(predicate::str::contains(
-            "SIMULATED: checked, not run (mock backend)",
-        ));
+        .stdout(predicate::str::contains(if have_nvrtc() {
+            "SIMULATED: checked, not run (mock backend)"
+        } else {
+            "SIMULATED: not compiled (no NVRTC) and not run"
+        }));
     let r = read_json(&json);
     assert_eq!(r["config"]["command"], "bench kernel");
     let results = r["results"].as_array().unwrap();
@@ -281,9 +283,11 @@ fn a_free_form_kernel_runs_the_whole_path_on_the_mock() {
             .map(|n| n.as_str().unwrap())
             .collect();
         assert!(
-            notes
-                .iter()
-                .any(|n| n.starts_with("mock backend: the user kernel was checked but not run")),
+            notes.iter().any(|n| n.starts_with(if have_nvrtc() {
+                "mock backend: the user kernel was checked but not run"
+            } else {
+                "mock backend: the user kernel was neither compiled (no NVRTC) nor run"
+            })),
             "{notes:?}"
         );
         assert!(
@@ -500,4 +504,62 @@ fn sweep_kernel_keeps_the_curve_over_a_spec_variable() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("need a GPU"));
+}
+
+/// Without NVRTC the mock can check only a kernel's launch: its implementation list, notes,
+/// kernel record and the line under the table must all say that it was not compiled, never
+/// "checked". NVRTC is hidden by running with no search variables and an empty home; where it
+/// is still found (a toolkit under /usr/local), the test says it skipped.
+#[test]
+fn the_mock_without_nvrtc_does_not_say_checked() {
+    let (dir, [json]) = temp_files(["r.json"]);
+    let hide = |c: &mut assert_cmd::Command| {
+        for v in [
+            "GPUVET_CUDA_LIB_DIR",
+            "LD_LIBRARY_PATH",
+            "CUDA_HOME",
+            "CUDA_PATH",
+            "CONDA_PREFIX",
+            "VIRTUAL_ENV",
+        ] {
+            c.env_remove(v);
+        }
+        c.env("PATH", "/usr/bin:/bin").env("HOME", dir.path());
+    };
+    let mut run = gpuvet();
+    hide(&mut run);
+    let out = run
+        .args(["--backend", "mock"])
+        .args(QUICK)
+        .args(["--json", json.to_str().unwrap()])
+        .args(["bench", "kernel", "--spec", &ex("vector_add.toml")])
+        .args(["--set", "N=4Ki", "--set", "BLOCK=128"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8_lossy(&out);
+    let r = read_json(&json);
+    let x = &r["results"][0];
+    if x["kernel"]["compiled"].is_null() {
+        common::say_skip(
+            "the_mock_without_nvrtc_does_not_say_checked",
+            "NVRTC is found even with the search variables removed",
+        );
+        return;
+    }
+    assert!(
+        out.contains("SIMULATED: not compiled (no NVRTC) and not run"),
+        "{out}"
+    );
+    assert!(!out.contains("SIMULATED: checked"), "{out}");
+    assert_eq!(x["kernel"]["simulated"], true);
+    assert_eq!(x["kernel"]["compiled"], false);
+    let notes = x["notes"].to_string();
+    assert!(
+        notes.contains("neither compiled (no NVRTC) nor run"),
+        "{notes}"
+    );
+    assert!(!notes.contains("was checked but not run"), "{notes}");
 }

@@ -217,6 +217,7 @@ pub fn record(k: &UserKernel, p: &Program, r: &Resolved, simulated: bool) -> Ker
         spill_stores: res.map(|r| r.spill_stores),
         spill_loads: res.map(|r| r.spill_loads),
         simulated,
+        compiled: true,
     }
 }
 

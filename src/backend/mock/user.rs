@@ -15,9 +15,21 @@ use crate::workload::kernel::spec::sha256_16;
 use crate::workload::kernel::{KernelRecord, KernelSpec, KernelVerify, UserKernel};
 use crate::workload::Workload;
 
-/// The line every simulated result carries.
+/// The line every simulated result carries where NVRTC compiled the kernel.
 pub const SIMULATED: &str =
     "mock backend: the user kernel was checked but not run; its output is simulated";
+
+/// The line it carries where there is no NVRTC: only the launch could be checked.
+pub const SIMULATED_UNCOMPILED: &str = "mock backend: the user kernel was neither compiled (no NVRTC) nor run; only its launch was checked; its output is simulated";
+
+/// What the mock does with a user kernel here, for its implementation lists.
+fn what_happens() -> &'static str {
+    if nvrtc::available().is_ok() {
+        "checked, not run"
+    } else {
+        "not compiled (no NVRTC), not run"
+    }
+}
 
 /// Shared memory per block of an H100/H200 with the opt-in: the mock's device limit.
 const MOCK_SMEM_OPTIN: u64 = 227 << 10;
@@ -58,9 +70,10 @@ pub fn check(k: &UserKernel, names: &dyn ArgNames) -> Result<Checked> {
             spill_stores: None,
             spill_loads: None,
             simulated: true,
+            compiled: false,
         },
         notes: vec![
-            SIMULATED.to_string(),
+            SIMULATED_UNCOMPILED.to_string(),
             "NVRTC is not available: the kernel was not compiled and its arguments were not held against its PTX".into(),
         ],
     })
@@ -71,9 +84,10 @@ pub fn info(k: &UserKernel) -> ImplInfo {
     ImplInfo::new(
         &k.name,
         &format!(
-            "mock: user kernel {} from {} (checked, not run)",
+            "mock: user kernel {} from {} ({})",
             k.entry,
-            k.source.display()
+            k.source.display(),
+            what_happens()
         ),
         false,
     )
@@ -88,7 +102,10 @@ pub fn check_implementation(w: &Workload, k: &UserKernel) -> Result<Checked> {
 pub fn free_form_info() -> ImplInfo {
     ImplInfo::new(
         crate::workload::kernel::FREE_FORM_IMPL,
-        "mock: the user's kernel, checked but not run (simulated output, fake clock)",
+        &format!(
+            "mock: the user's kernel, {} (simulated output, fake clock)",
+            what_happens()
+        ),
         false,
     )
 }

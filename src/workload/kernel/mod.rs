@@ -323,6 +323,19 @@ pub struct KernelRecord {
     /// True when a test backend (mock) stood in for the GPU: nothing was executed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub simulated: bool,
+    /// False only where the kernel was never compiled (the mock without NVRTC): its entry,
+    /// arguments and build were not checked, and the record must not say they were. Written
+    /// only when false, so every other record serialises as before.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub compiled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 impl KernelRecord {
@@ -340,8 +353,12 @@ impl KernelRecord {
                 self.spill_loads.unwrap_or(0)
             ));
         }
-        if self.simulated {
-            s.push_str("; SIMULATED: checked, not run (mock backend)");
+        match (self.simulated, self.compiled) {
+            (true, true) => s.push_str("; SIMULATED: checked, not run (mock backend)"),
+            (true, false) => s.push_str(
+                "; SIMULATED: not compiled (no NVRTC) and not run; only the launch was checked (mock backend)",
+            ),
+            (false, _) => {}
         }
         s
     }
