@@ -162,10 +162,7 @@ impl Exports {
 
     /// The label of the output that already writes `path`, if one does.
     pub fn writer_of(&self, path: &Path) -> Option<&str> {
-        self.sinks.iter().find_map(|o| match &o.target {
-            Target::File(p) if crate::output::same_file(p, path) => Some(o.label.as_str()),
-            _ => None,
-        })
+        crate::output::already_written(path, self.files())
     }
 
     /// The files the outputs write.

@@ -145,7 +145,20 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 /// write a result over a file it reads (`compare a.json b.json --json a.json` once destroyed
 /// a.json).
 pub fn overwritten_input<'a>(output: &Path, inputs: &[&'a Path]) -> Option<&'a Path> {
-    inputs.iter().copied().find(|i| same_file(output, i))
+    already_written(output, inputs.iter().map(|&i| (i, i)))
+}
+
+/// The label of the first of `claimed` (label, path) pairs that names the same file as
+/// `path` ([`same_file`]): the one search behind "two outputs write one file" and "an output
+/// overwrites an input", wherever a command gathers its outputs.
+pub fn already_written<'p, L>(
+    path: &Path,
+    claimed: impl IntoIterator<Item = (L, &'p Path)>,
+) -> Option<L> {
+    claimed
+        .into_iter()
+        .find(|(_, p)| same_file(p, path))
+        .map(|(label, _)| label)
 }
 
 /// Replaces `path` with `bytes` through a temp file in the same directory and a rename, so a

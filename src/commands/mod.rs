@@ -248,13 +248,8 @@ pub fn check_extra_targets(exports: &Exports, targets: &[Option<&str>]) -> Resul
         } else {
             Exports::open(&[(Format::Json, t)])?;
             let path = Path::new(t);
-            let other = exports.writer_of(path).map(str::to_string).or_else(|| {
-                files
-                    .iter()
-                    .find(|f| crate::output::same_file(Path::new(f), path))
-                    .map(|f| f.to_string())
-            });
-            if let Some(other) = other {
+            let ours = files.iter().map(|&f| (f, Path::new(f)));
+            if let Some(other) = crate::output::already_written(path, exports.files().chain(ours)) {
                 anyhow::bail!("two outputs write {t} (also `{other}`); give each its own file");
             }
             files.push(t);

@@ -219,26 +219,20 @@ fn check_baseline_flags(opts: &Options, exports: &crate::export::Exports) -> Res
         compare::load_baseline(name, &dir)?;
         // So does an output that would overwrite it before it is compared.
         let path = compare::baseline::baseline_path(name, &dir)?;
-        let others = [opts.prometheus.as_deref(), opts.junit.as_deref()];
-        let outputs = exports
-            .files()
-            .map(|(label, p)| (label.to_string(), p.to_path_buf()))
-            .chain(
-                others
-                    .into_iter()
-                    .flatten()
-                    .filter(|t| *t != "-")
-                    .map(|t| (format!("the output {t}"), PathBuf::from(t))),
+        let others: Vec<(String, &Path)> = [opts.prometheus.as_deref(), opts.junit.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t != "-")
+            .map(|t| (format!("the output {t}"), Path::new(t)))
+            .collect();
+        let mine = exports.files().map(|(label, p)| (label.to_string(), p));
+        if let Some(label) = crate::output::already_written(&path, mine.chain(others)) {
+            anyhow::bail!(
+                "`{label}` would overwrite baseline {name} ({}) before the run is compared with \
+                 it; write the report elsewhere (--save-baseline {name} replaces it after the \
+                 comparison)",
+                path.display()
             );
-        for (label, p) in outputs {
-            if crate::output::same_file(&p, &path) {
-                anyhow::bail!(
-                    "`{label}` would overwrite baseline {name} ({}) before the run is compared \
-                     with it; write the report elsewhere (--save-baseline {name} replaces it \
-                     after the comparison)",
-                    path.display()
-                );
-            }
         }
     }
     if let Some(name) = &opts.save_baseline {
