@@ -6,7 +6,7 @@ use gpuvet::compare::{
     render_markdown, render_table, save_baseline, CompareOptions, FailOn, Verdict,
 };
 use gpuvet::export::Exporter;
-use gpuvet::report::Report;
+use gpuvet::report::{Report, ResultRecord};
 use gpuvet::Error;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -882,6 +882,58 @@ fn results_of_several_devices_of_one_model_stay_apart() {
             seen.insert((r.id.clone(), r.device.clone())),
             "{} twice",
             r.id
+        );
+    }
+}
+
+#[test]
+fn a_mixed_node_enumerated_in_another_order_compares_each_model_with_itself() {
+    // OLD: model A at index 0, model B (twice as slow) at index 1. NEW: the same two cards,
+    // enumerated the other way round. Pairing by index first compared A with B (a 2× "change");
+    // a device of the same index and model, then the same model, comes first.
+    let slowed = |r: &ResultRecord, device: usize| {
+        let mut r = r.clone();
+        r.device = device.into();
+        let s = r.stats.as_mut().expect("fixture results have timings");
+        let times: Vec<f64> = s.times_s.iter().map(|t| t * 2.0).collect();
+        *s = gpuvet::stats::Summary::from_samples(&times, 1);
+        r
+    };
+    let base = old_report();
+    let timed: Vec<ResultRecord> = base
+        .results
+        .iter()
+        .filter(|r| r.stats.as_ref().is_some_and(|s| !s.times_s.is_empty()))
+        .cloned()
+        .collect();
+    assert!(!timed.is_empty());
+    let mut a = base.devices[0].clone();
+    a.name = "Model A".into();
+    let mut b = a.clone();
+    b.name = "Model B".into();
+    let mut old = base.clone();
+    let mut new = base;
+    (a.index, b.index) = (0, 1);
+    old.devices = vec![a.clone(), b.clone()];
+    old.results = timed.clone();
+    old.results.extend(timed.iter().map(|r| slowed(r, 1)));
+    (b.index, a.index) = (0, 1);
+    new.devices = vec![b, a];
+    new.results = timed.iter().map(|r| slowed(r, 0)).collect();
+    new.results.extend(timed.iter().map(|r| {
+        let mut r = r.clone();
+        r.device = 1.into();
+        r
+    }));
+    let cmp = compare::compare(&old, &new, &CompareOptions::default());
+    assert_eq!(cmp.results.len(), 2 * timed.len());
+    for x in &cmp.results {
+        let ratio = x.ratio.as_ref().map(|r| r.ratio);
+        assert!(
+            ratio.is_some_and(|r| (r - 1.0).abs() < 1e-9),
+            "{} on {}: {ratio:?}",
+            x.id,
+            x.device
         );
     }
 }

@@ -316,9 +316,10 @@ impl Comparison {
 
 /// Compares NEW against OLD: environment first, then one verdict per result.
 ///
-/// Results are matched by id on the same device index; failing that, by id on a device of the
-/// same name; failing that, by id alone when each side has exactly one unmatched candidate
-/// (comparing one GPU model against another is a legitimate question).
+/// Results are matched by id on the same device index and model; failing that, by id on a
+/// device of the same model; failing that, on the same index; failing that, by id alone when
+/// each side has exactly one unmatched candidate (comparing one GPU model against another is a
+/// legitimate question).
 pub fn compare(old: &Report, new: &Report, opts: &CompareOptions) -> Comparison {
     let mut notes = Vec::new();
     if !old.complete {
@@ -412,9 +413,14 @@ fn match_results<'a>(
     let mut taken = vec![false; new.results.len()];
     let mut partner: Vec<Option<usize>> = vec![None; old.results.len()];
     type Key = fn(&Report, &ResultRecord, &Report, &ResultRecord) -> bool;
-    let same_index: Key = |_, o, _, n| o.device == n.device;
     let same_name: Key = |or, o, nr, n| device_name(or, o) == device_name(nr, n);
-    for rule in [same_index, same_name] {
+    let same_card: Key =
+        |or, o, nr, n| o.device == n.device && device_name(or, o) == device_name(nr, n);
+    let same_index: Key = |_, o, _, n| o.device == n.device;
+    // The same index and model; then the same model at another index (a mixed node
+    // enumerated in another order must not compare one model with the other); then the same
+    // index (a node whose GPUs were all replaced by another model).
+    for rule in [same_card, same_name, same_index] {
         for (i, o) in old.results.iter().enumerate() {
             if partner[i].is_some() {
                 continue;
@@ -907,8 +913,7 @@ impl Outputs {
                         i.display()
                     )));
                 }
-                if let Some((other, _)) = seen.iter().find(|(_, q)| crate::output::same_file(q, p))
-                {
+                if let Some(other) = crate::output::already_written(p, seen.iter().copied()) {
                     return Err(crate::Error::invalid(format!(
                         "{other} and {flag} both write {path}; give each its own file"
                     )));
