@@ -654,13 +654,24 @@ fn validate_without_a_gpu_exits_2_and_the_pipeline_runs_on_mock() {
         .assert()
         .code(1)
         .stdout(predicate::str::contains("drain"));
-    // A soak: half suite, half stress with checksums.
+    // A soak: half suite, half stress with checksums. Its samples lengthen with the soak
+    // rather than multiply: the mock's take no time, and 2 s once gave 2 million samples a
+    // result (a 570 MB report, minutes of bootstrap); now at most 10,000.
+    let soak = dir.path().join("soak.json");
     gpuvet()
-        .args(words(
-            "--backend mock -q validate --allow-cpu --duration 2s",
+        .args(words_with(
+            "--backend mock -q --json {} validate --allow-cpu --duration 2s",
+            &[&soak],
         ))
         .assert()
         .code(0);
+    let soak = read_json(&soak);
+    let results = soak["results"].as_array().unwrap();
+    assert!(!results.is_empty());
+    for r in results {
+        let n = r["stats"]["samples"].as_u64().unwrap();
+        assert!((2..=10_000).contains(&n), "{}: {n} samples", r["id"]);
+    }
     // --backend cpu without --allow-cpu is refused.
     gpuvet()
         .args(["--backend", "cpu", "validate"])

@@ -203,12 +203,28 @@ fn soak_settings(
     let mut settings = opts.settings("validate", backend);
     if let Some(half) = soak {
         let per_device = plan.entries.len().div_ceil(devices);
-        settings.measure.max_time_s = half.as_secs_f64() / per_device.max(1) as f64;
+        let per_result = half.as_secs_f64() / per_device.max(1) as f64;
+        settings.measure.max_time_s = per_result;
         settings.measure.target_rel_noise = 0.0;
-        settings.measure.max_samples = usize::MAX;
+        // Samples grow with the soak instead of their number: about SOAK_SAMPLES per result,
+        // each a longer batch, so an 8-hour soak keeps the GPU as busy as a 10-minute one
+        // without millions of samples in the report (every sample is written to the JSON).
+        settings.measure.min_sample_time_s = settings
+            .measure
+            .min_sample_time_s
+            .max(per_result / SOAK_SAMPLES as f64);
+        // A backstop for a backend whose wall clock does not follow its timings (the mock's
+        // samples take no time): past this the result ends early, as `max-samples`.
+        settings.measure.max_samples = SOAK_MAX_SAMPLES;
     }
     settings
 }
+
+/// Samples a soak result aims at; their batches lengthen with `--duration`.
+const SOAK_SAMPLES: usize = 1_000;
+
+/// Samples a soak result never exceeds (10 × [`SOAK_SAMPLES`]).
+const SOAK_MAX_SAMPLES: usize = 10 * SOAK_SAMPLES;
 
 /// The soak's stress half: checksums and telemetry for the judge.
 fn soak_stress(
