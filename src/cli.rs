@@ -106,6 +106,22 @@ pub struct Global {
     /// confirmed regression. Compared before --save-baseline saves, so both may name the same.
     #[arg(long, global = true, value_name = "NAME")]
     pub baseline: Option<String>,
+    /// With --baseline: the noise band in percent, as `compare --threshold` (a change counts
+    /// only when the whole 95% interval of the ratio lies beyond it).
+    #[arg(long, global = true, value_name = "PERCENT", value_parser = parse_threshold,
+          requires = "baseline")]
+    pub baseline_threshold: Option<f64>,
+    /// With --baseline: what else makes the exit status 1, comma-separated, as `compare
+    /// --fail-on` (`ambiguous`, `missing`; a confirmed regression always fails).
+    #[arg(
+        long,
+        global = true,
+        value_name = "WHAT",
+        value_enum,
+        value_delimiter = ',',
+        requires = "baseline"
+    )]
+    pub baseline_fail_on: Vec<compare::FailOn>,
     /// Directory of baselines (default: $GPUVET_BASELINE_DIR, else .gpuvet/baselines).
     #[arg(long, global = true, value_name = "DIR")]
     pub baseline_dir: Option<PathBuf>,
@@ -1335,6 +1351,12 @@ impl Global {
             dump_all: self.dump_all,
             save_baseline: self.save_baseline.clone(),
             baseline: self.baseline.clone(),
+            baseline_gate: crate::commands::BaselineGate {
+                threshold_pct: self
+                    .baseline_threshold
+                    .unwrap_or(compare::DEFAULT_THRESHOLD_PCT),
+                fail_on: self.baseline_fail_on.iter().copied().collect(),
+            },
             baseline_dir: self.baseline_dir.clone(),
             plot: self.plot.clone(),
             export: self.export.clone(),

@@ -509,6 +509,43 @@ fn a_run_with_a_wrong_result_does_not_replace_a_baseline() {
     );
 }
 
+/// `--baseline` takes compare's gate: `--baseline-fail-on missing` fails a run that dropped a
+/// result of the baseline (the default gate lets it pass), `--baseline-threshold` sets the
+/// band the table states; neither is taken without `--baseline`.
+#[test]
+fn a_baseline_comparison_takes_the_gate_of_compare() {
+    let (_dir, [bdir]) = temp_files(["baselines"]);
+    let run = |line: &str| {
+        let mut c = gpuvet();
+        c.args(words("--backend mock -q --baseline-dir"))
+            .arg(&bdir)
+            .args(words(line));
+        c
+    };
+    run("bench matmul --shape 64x64x64 --dtype f32,bf16 --save-baseline both")
+        .assert()
+        .code(0);
+    let one = "bench matmul --shape 64x64x64 --dtype f32 --baseline both";
+    run(one)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("threshold ±2%"))
+        .stdout(predicate::str::contains("no regression: 1 same, 1 missing"));
+    run(&format!(
+        "{one} --baseline-fail-on missing --baseline-threshold 7"
+    ))
+    .assert()
+    .code(1)
+    .stdout(predicate::str::contains("threshold ±7%"))
+    .stdout(predicate::str::contains("1 regression or missing result"));
+    for flag in ["--baseline-fail-on missing", "--baseline-threshold 5"] {
+        run(&format!("bench matmul --shape 64x64x64 {flag}"))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("--baseline <NAME>"));
+    }
+}
+
 #[test]
 fn baselines_save_compare_and_refuse_corrupt_files() {
     let (dir, [bdir]) = temp_files(["baselines"]);

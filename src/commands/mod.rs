@@ -27,6 +27,24 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// How a run compared with `--baseline` is judged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BaselineGate {
+    /// Noise band in percent.
+    pub threshold_pct: f64,
+    /// What fails the comparison besides confirmed regressions.
+    pub fail_on: crate::compare::Gate,
+}
+
+impl Default for BaselineGate {
+    fn default() -> Self {
+        BaselineGate {
+            threshold_pct: crate::compare::DEFAULT_THRESHOLD_PCT,
+            fail_on: crate::compare::Gate::default(),
+        }
+    }
+}
+
 /// What every command takes: where to run, where results go, how to measure.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -44,6 +62,9 @@ pub struct Options {
     pub dump_all: bool,
     pub save_baseline: Option<String>,
     pub baseline: Option<String>,
+    /// How `--baseline` judges: `--baseline-threshold` and `--baseline-fail-on`, as compare's
+    /// `--threshold` and `--fail-on`.
+    pub baseline_gate: BaselineGate,
     pub baseline_dir: Option<PathBuf>,
     pub plot: Option<PathBuf>,
     /// CI exports as `FORMAT:PATH`.
@@ -278,6 +299,7 @@ mod tests {
             dump_all: false,
             save_baseline: s("nightly"),
             baseline: s("v1.2"),
+            baseline_gate: BaselineGate::default(),
             baseline_dir: Some("base".into()),
             plot: Some("charts".into()),
             export: vec!["bencher:out/b.txt".into(), "junit".into()],

@@ -251,11 +251,12 @@ fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Res
     if let Some(name) = &opts.baseline {
         let cmp_opts = compare::CompareOptions {
             seed: opts.seed,
+            threshold_pct: opts.baseline_gate.threshold_pct,
             ..Default::default()
         };
         let cmp = compare::compare_to_baseline(report, name, dir, &cmp_opts)?;
-        // A run's own gate: confirmed regressions only.
-        let gate = compare::Gate::default();
+        // Confirmed regressions, and what --baseline-fail-on adds.
+        let gate = opts.baseline_gate.fail_on;
         let table = compare::render_table(&cmp, gate, output.human_color());
         output.human(&table).context("writing to stdout")?;
         if let Some(target) = &opts.junit {
