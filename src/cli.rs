@@ -1208,6 +1208,10 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
+            if let Some(why) = bad_environment(&e) {
+                crate::term::error(&why);
+                return 2;
+            }
             let code = e.exit_code();
             let _ = e.print();
             return code;
@@ -1220,6 +1224,38 @@ pub fn main() -> i32 {
             2
         }
     }
+}
+
+/// The flags that fall back on an environment variable.
+const FLAG_ENV: [(&str, &str); 2] = [("--backend", "GPUVET_BACKEND"), ("--world", "GPUVET_WORLD")];
+
+/// Names the variable when clap refuses the value of an environment variable: with
+/// `GPUVET_BACKEND=gpu` clap says "invalid value 'gpu' for '--backend'" (even when a valid
+/// `--backend` was typed), which sends the user looking in the wrong place.
+fn bad_environment(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::InvalidValue {
+        return None;
+    }
+    let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
+        e.get(ContextKind::InvalidArg),
+        e.get(ContextKind::InvalidValue),
+    ) else {
+        return None;
+    };
+    let (flag, var) = FLAG_ENV
+        .into_iter()
+        .find(|(flag, _)| arg.split_whitespace().next() == Some(*flag))?;
+    if std::env::var_os(var)?.to_str() != Some(value.as_str()) {
+        return None;
+    }
+    let allowed = match e.get(ContextKind::ValidValue) {
+        Some(ContextValue::Strings(v)) => format!(" ({})", v.join(", ")),
+        _ => String::new(),
+    };
+    Some(format!(
+        "{var}={value} is not a valid {flag} value{allowed}; set it to one or unset it"
+    ))
 }
 
 fn run(cli: Cli) -> Result<i32> {

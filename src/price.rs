@@ -101,7 +101,8 @@ impl PriceTable {
     /// `default`, every value a price [`check_usd_per_hour`] accepts.
     pub fn parse(text: &str, source: &str) -> Result<PriceTable> {
         let bad = |reason: String| Error::invalid(format!("price file {source}: {reason}"));
-        let file: PriceFile = toml::from_str(text).map_err(|e| bad(e.message().to_string()))?;
+        let file: PriceFile =
+            toml::from_str(text).map_err(|e| bad(e.to_string().trim_end().to_string()))?;
         let mut table = PriceTable {
             source: source.to_string(),
             default: None,
@@ -250,6 +251,12 @@ mod tests {
         assert!(err("[prices]\nh100-sxm = 2\n").contains("p.toml"));
         assert!(err("[price]\n").contains("empty"));
         assert!(err("[price]\nh100-sxm = 2\nH100-SXM = 3\n").contains("twice"));
+        // toml's own refusals keep their place: a key written twice names its line.
+        let twice = err("[price]\nh100-sxm = 2\nh100-sxm = 3\n");
+        assert!(
+            twice.contains("duplicate key") && twice.contains("line 3"),
+            "{twice}"
+        );
         assert!(PriceTable::flat(0.0).is_err() && PriceTable::flat(f64::INFINITY).is_err());
         // Tiny prices overflow the per-dollar figures to inf (null in JSON); refused.
         assert!(err("[price]\ndefault = 1e-300\n").contains("a tenth of a cent"));

@@ -890,3 +890,32 @@ fn outputs_never_overwrite_inputs_or_each_other() {
         );
     }
 }
+
+/// A bad GPUVET_BACKEND or GPUVET_WORLD is named as the variable, not as a flag the user
+/// never typed (clap checks the variable even when the flag is given); a bad flag is still
+/// clap's usage error.
+#[test]
+fn a_bad_environment_variable_is_named() {
+    for (var, value, line) in [
+        ("GPUVET_BACKEND", "gpu", "list"),
+        ("GPUVET_BACKEND", "gpu", "--backend cpu list"),
+        ("GPUVET_WORLD", "mpi", "--backend mock bench collective"),
+    ] {
+        gpuvet()
+            .env(var, value)
+            .args(words(line))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!(
+                "{var}={value} is not a valid"
+            )));
+    }
+    gpuvet()
+        .env("GPUVET_BACKEND", "cpu")
+        .args(words("--backend gpux list"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "invalid value 'gpux' for '--backend",
+        ));
+}

@@ -72,7 +72,7 @@ impl ModelConfig {
     pub fn parse(text: &str, origin: &str) -> Result<ModelConfig> {
         let m: ModelConfig = toml::from_str(text).map_err(|e| Error::CorruptFile {
             path: origin.into(),
-            reason: format!("not a model file ({})", e.message().trim_end()),
+            reason: format!("not a model file: {}", e.to_string().trim_end()),
         })?;
         m.validate().map_err(|e| Error::CorruptFile {
             path: origin.into(),
