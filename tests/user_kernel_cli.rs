@@ -528,18 +528,12 @@ fn the_mock_without_nvrtc_does_not_say_checked() {
     };
     let mut run = gpuvet();
     hide(&mut run);
-    let out = run
-        .args(["--backend", "mock"])
+    run.args(["--backend", "mock"])
         .args(QUICK)
         .args(["--json", json.to_str().unwrap()])
         .args(["bench", "kernel", "--spec", &ex("vector_add.toml")])
-        .args(["--set", "N=4Ki", "--set", "BLOCK=128"])
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    let out = String::from_utf8_lossy(&out);
+        .args(["--set", "N=4Ki", "--set", "BLOCK=128"]);
+    let (out, _) = common::stdout_of(&mut run, 0);
     let r = read_json(&json);
     let x = &r["results"][0];
     if x["kernel"]["compiled"].is_null() {
