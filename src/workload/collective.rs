@@ -455,10 +455,95 @@ fn verify_collective(
         VerifyMethod::Sampled
     };
     let mut v = worst.finish(method, tol);
+    if v.passed && !exact && spec.op.reduces() {
+        if let Some(why) = missing_share(spec, &values, out, &ranks, full, seed) {
+            v.passed = false;
+            v.detail = Some(why);
+        }
+    }
     if !v.passed && spec.op == CollectiveOp::Broadcast {
         v.detail = v.detail.map(|d| format!("{d} (root 0's data expected)"));
     }
     v
+}
+
+/// How far a rank's share of a reduction may stray (as a fraction of the rank's input) before
+/// it counts as missing or doubled: a lost rank gives −1, a rank added twice +1.
+const SHARE_LIMIT: f64 = 0.5;
+
+/// Standard errors a share must stand out by before it is called missing or doubled.
+const SHARE_SIGMAS: f64 = 6.0;
+
+/// A rank whose input a non-exact reduction left out (or added twice), found across elements.
+///
+/// Past the exact range ([`CollectiveSpec::exact`]) the element check allows rounding of the
+/// order of the ranks' count, and one missing ±1 or ±2 hides in it: a bf16 all-reduce over 256
+/// ranks that dropped a rank passed. Across elements it cannot hide: the residual `got − sum`
+/// of a correct reduction is rounding, not aligned with any rank's input, while a reduction
+/// without rank `r` leaves `−x_r` in it. So for every rank the share
+/// `c_r = Σ d·x_r / Σ x_r²` (the least-squares fit of the residual on the rank's input) must be
+/// near 0; −1 is a missing rank, +1 a doubled one. A share counts only where it also stands
+/// [`SHARE_SIGMAS`] standard errors from 0 (the spread of what the fit leaves), so rounding
+/// noise alone never fails a run.
+fn missing_share(
+    spec: &CollectiveSpec,
+    values: &RankValues,
+    out: &Tensor,
+    slots: &[u32],
+    full: bool,
+    seed: u64,
+) -> Option<String> {
+    let n = spec.ranks.max(1);
+    let recv = spec.recv_elements();
+    let chunk = spec.elements() / n as u64;
+    let found = slots.par_iter().enumerate().find_map_any(|(slot, &rank)| {
+        let elements = checked_elements(spec, full, rank, seed);
+        let source = |j: u64| match spec.op {
+            CollectiveOp::ReduceScatter => rank as u64 * chunk + j,
+            _ => j,
+        };
+        let mut x = vec![0f64; n as usize];
+        let (mut dx, mut xx) = (vec![0f64; n as usize], vec![0f64; n as usize]);
+        let mut residuals = Vec::with_capacity(elements.len());
+        for &j in &elements {
+            let i = source(j);
+            for (r, xr) in x.iter_mut().enumerate() {
+                *xr = values.get(r as u32, i);
+            }
+            let d = out.get(slot * recv as usize + j as usize) - x.iter().sum::<f64>();
+            residuals.push(d);
+            for r in 0..n as usize {
+                dx[r] += d * x[r];
+                xx[r] += x[r] * x[r];
+            }
+        }
+        let share: Vec<f64> = (0..n as usize).map(|r| dx[r] / xx[r].max(1.0)).collect();
+        // The spread of each fit: Σ (d − c·x)² x² over the same elements.
+        let mut spread = vec![0f64; n as usize];
+        for (&j, &d) in elements.iter().zip(&residuals) {
+            let i = source(j);
+            for (r, sp) in spread.iter_mut().enumerate() {
+                let xr = values.get(r as u32, i);
+                let left = d - share[r] * xr;
+                *sp += left * left * xr * xr;
+            }
+        }
+        (0..n as usize).find_map(|r| {
+            let c = share[r];
+            let sigma = spread[r].sqrt() / xx[r].max(1.0);
+            (c.abs() >= SHARE_LIMIT && c.abs() >= SHARE_SIGMAS * sigma).then(|| {
+                format!(
+                    "rank {rank}: the input of rank {r} is {} ({:+.2} of it across {} elements, \
+                     ±{sigma:.2}); one rank is within rounding of each element at {n} ranks in {}",
+                    if c < 0.0 { "missing" } else { "added twice" },
+                    c,
+                    elements.len(),
+                    spec.dtype
+                )
+            })
+        })
+    });
+    found
 }
 
 impl WorkloadKind for CollectiveSpec {
@@ -655,6 +740,72 @@ mod tests {
                 let v = verify_collective(&s, &[], &bad, 5);
                 assert!(!v.passed, "{op} {dtype}");
                 assert!(v.detail.unwrap().contains("rank 2 element 7"), "{op}");
+            }
+        }
+    }
+
+    /// A bf16 all-reduce over 512 ranks, summed as a ring does (one bf16 rounding per hop,
+    /// each element's ring starting at another rank): the element check cannot see one rank
+    /// left out (±1 or ±2 within rounding of a sum of hundreds); the share check does, and
+    /// passes the correct ring.
+    #[test]
+    fn a_rank_missing_from_a_large_bf16_reduction_is_found() {
+        for op in [CollectiveOp::AllReduce, CollectiveOp::ReduceScatter] {
+            let n = 512u32;
+            // 8192 elements a rank receives for the all-reduce, 4096 for reduce-scatter.
+            let bytes = match op {
+                CollectiveOp::ReduceScatter => 2 * 4096 * n as u64,
+                _ => 2 * 8192,
+            };
+            let s = CollectiveSpec::new(op, DType::Bf16, bytes, n);
+            assert!(!s.exact());
+            let slots = 2u32;
+            let mut local = s.clone();
+            local.local = Some(RankRange {
+                first: 3,
+                count: slots,
+            });
+            let recv = s.recv_elements();
+            let chunk = s.elements() / n as u64;
+            let ring = |skip: Option<u32>, twice: Option<u32>| {
+                let mut vals = Vec::new();
+                for rank in 3..3 + slots {
+                    for j in 0..recv {
+                        let i = match op {
+                            CollectiveOp::ReduceScatter => rank as u64 * chunk + j,
+                            _ => j,
+                        };
+                        let start = (i % n as u64) as u32;
+                        let mut acc = half::bf16::from_f32(0.0);
+                        for k in 0..n {
+                            let r = (start + k) % n;
+                            let times = if Some(r) == skip {
+                                0
+                            } else if Some(r) == twice {
+                                2
+                            } else {
+                                1
+                            };
+                            for _ in 0..times {
+                                acc = half::bf16::from_f32(acc.to_f32() + rank_value(7, r, i));
+                            }
+                        }
+                        vals.push(acc.to_f32());
+                    }
+                }
+                Tensor::from_f32("recv", vec![vals.len()], DType::Bf16, &vals)
+            };
+            let v = verify_collective(&local, &[], &ring(None, None), 7);
+            assert!(v.passed, "{op}: a correct ring fails: {v:?}");
+            for (skip, twice, word) in [
+                (Some(300), None, "rank 300 is missing"),
+                (None, Some(17), "rank 17 is added twice"),
+            ] {
+                let v = verify_collective(&local, &[], &ring(skip, twice), 7);
+                assert!(!v.passed, "{op}: {word} passed: {v:?}");
+                // Every element is within the element check's bound: only the shares tell.
+                assert!(v.max_rel_error <= v.tolerance, "{v:?}");
+                assert!(v.detail.as_deref().unwrap().contains(word), "{v:?}");
             }
         }
     }
