@@ -884,6 +884,27 @@ fn results_of_several_devices_of_one_model_stay_apart() {
             r.id
         );
     }
+    // Rows with one side only (missing, new) name their GPU as well.
+    let mut fewer = two.clone();
+    fewer.results.retain(|r| r.id != two.results[0].id);
+    for (cmp, verdict) in [
+        (
+            compare::compare(&two, &fewer, &CompareOptions::default()),
+            "missing",
+        ),
+        (
+            compare::compare(&fewer, &two, &CompareOptions::default()),
+            "new",
+        ),
+    ] {
+        let lone: Vec<&str> = cmp
+            .results
+            .iter()
+            .filter(|r| r.verdict.to_string() == verdict)
+            .map(|r| r.device.as_str())
+            .collect();
+        assert_eq!(lone, [format!("{name} [0]"), format!("{name} [1]")]);
+    }
 }
 
 #[test]

@@ -468,6 +468,13 @@ fn match_results<'a>(
     out
 }
 
+/// The device as a row shows it: its name, and its index on a run of several devices (their
+/// rows would otherwise read alike, and JUnit would get two cases of one name), for matched
+/// and unmatched rows alike.
+fn device_label(report: &Report, r: &ResultRecord) -> String {
+    crate::report::with_placement(report, r, device_name(report, r))
+}
+
 fn device_name(report: &Report, r: &ResultRecord) -> String {
     report
         .devices
@@ -516,12 +523,7 @@ fn compare_pair(
     n: &ResultRecord,
     opts: &CompareOptions,
 ) -> ResultComparison {
-    // The device as the row shows it: its name, and its index on a run of several devices
-    // (their rows would otherwise read alike, and JUnit would get two cases of one name).
-    let label = |report: &Report, r: &ResultRecord| {
-        crate::report::with_placement(report, r, device_name(report, r))
-    };
-    let (dev_o, dev_n) = (label(old_report, o), label(new_report, n));
+    let (dev_o, dev_n) = (device_label(old_report, o), device_label(new_report, n));
     let device = if dev_o == dev_n {
         dev_o
     } else {
@@ -707,7 +709,7 @@ fn unmatched(report: &Report, r: &ResultRecord, verdict: Verdict, why: &str) -> 
     }
     ResultComparison {
         id: r.id.clone(),
-        device: device_name(report, r),
+        device: device_label(report, r),
         verdict,
         regression: false,
         quantity: "time".into(),
