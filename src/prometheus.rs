@@ -317,14 +317,17 @@ fn report_metrics(f: &mut TextFile, report: &Report, gpus: &[Gpu]) {
             &labels,
             bool_value(r.is_valid()),
         );
-        if let Some(t) = &r.throughput {
+        // Figures only of a result that verified: a user kernel run unverified (its spec's
+        // choice) keeps its time in the report, labelled, but no dashboard may plot it.
+        let figures = r.is_valid();
+        if let Some(t) = r.throughput.as_ref().filter(|_| figures) {
             let (name, per_usd) = by_unit(&t.unit);
             f.set(name, throughput_help(name), &labels, t.value);
             if let Some(p) = &r.price_performance {
                 f.set(per_usd, PER_USD_HELP, &labels, p.work_per_usd());
             }
         }
-        if let Some(p) = r.peak_fraction {
+        if let Some(p) = r.peak_fraction.filter(|_| figures) {
             f.set(
                 "gpuvet_result_peak_ratio",
                 "Median throughput as a share of the device's datasheet peak (0-1).",
@@ -332,7 +335,7 @@ fn report_metrics(f: &mut TextFile, report: &Report, gpus: &[Gpu]) {
                 p,
             );
         }
-        if let Some(s) = r.stats.as_ref().filter(|_| r.is_valid()) {
+        if let Some(s) = r.stats.as_ref().filter(|_| figures) {
             f.set(
                 "gpuvet_result_median_seconds",
                 "Median time of one iteration.",
@@ -356,7 +359,8 @@ fn report_metrics(f: &mut TextFile, report: &Report, gpus: &[Gpu]) {
                 w,
             );
         }
-        if let (Some(t), Some(w)) = (&r.throughput, r.power_w.filter(|&w| w > 0.0)) {
+        let power = r.power_w.filter(|&w| w > 0.0);
+        if let (Some(t), Some(w)) = (r.throughput.as_ref().filter(|_| figures), power) {
             // Per joule: throughput per watt in base units, one gauge per kind of work.
             let name = match t.unit.as_str() {
                 "OP/s" => "gpuvet_result_op_per_joule",

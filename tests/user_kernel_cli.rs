@@ -354,9 +354,11 @@ fn wrong_and_unverified_kernels_never_pass() {
     .unwrap();
     let json = d.path().join("r.json");
     let github = d.path().join("gab.json");
+    let prom = d.path().join("r.prom");
     gpuvet()
         .args(["--backend", "mock", "--json", json.to_str().unwrap()])
         .args(["--export", &format!("github:{}", github.display())])
+        .args(["--prometheus", prom.to_str().unwrap()])
         .args(QUICK)
         .args([
             "bench",
@@ -378,6 +380,27 @@ fn wrong_and_unverified_kernels_never_pass() {
     assert_eq!(x["verification"]["passed"], false);
     assert!(x["throughput"]["value"].as_f64().unwrap() > 0.0, "timed");
     assert!(!github.exists(), "never exported");
+    // Prometheus says it did not verify, and carries none of its figures.
+    let prom = std::fs::read_to_string(&prom).unwrap();
+    let verified: Vec<&str> = prom
+        .lines()
+        .filter(|l| l.starts_with("gpuvet_result_verified{"))
+        .collect();
+    assert!(verified.len() == 1 && verified[0].ends_with(" 0"), "{prom}");
+    for figure in [
+        "gpuvet_result_throughput_",
+        "gpuvet_result_peak_ratio{",
+        "gpuvet_result_median_seconds{",
+        "_per_joule{",
+        "_per_usd",
+    ] {
+        assert!(
+            !prom
+                .lines()
+                .any(|l| !l.starts_with('#') && l.contains(figure)),
+            "{figure} exported: {prom}"
+        );
+    }
 }
 
 #[test]
