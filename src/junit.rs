@@ -35,6 +35,38 @@ impl Exporter<NodeVerdict> for JunitValidate {
     }
 }
 
+/// A `validate` stopped before its verdict (Ctrl-C, SIGTERM, a job's time limit): one errored
+/// case, so that a CI job killed by its timeout never reads the previous run's green file.
+#[derive(Debug, Clone, Copy)]
+pub struct JunitInterrupted<'a> {
+    pub host: &'a str,
+}
+
+impl Exporter<()> for JunitInterrupted<'_> {
+    fn render(&self, _: &()) -> anyhow::Result<String> {
+        let case = Case {
+            name: "verdict".into(),
+            classname: "gpuvet.validate".into(),
+            outcome: Outcome::Error {
+                kind: "interrupted".into(),
+                message: "validate was interrupted before its verdict".into(),
+            },
+            detail: "the run stopped before every check had its results; no verdict was made"
+                .into(),
+        };
+        let suite = Suite {
+            name: format!("gpuvet validate on {}", self.host),
+            package: "gpuvet.validate".into(),
+            hostname: Some(self.host.to_string()),
+            timestamp: None,
+            properties: Vec::new(),
+            cases: vec![case],
+            system_out: String::new(),
+        };
+        Ok(document("gpuvet validate", &[suite]))
+    }
+}
+
 /// What happened to one test case.
 pub(crate) enum Outcome {
     Passed,

@@ -919,3 +919,59 @@ fn a_bad_environment_variable_is_named() {
             "invalid value 'gpux' for '--backend",
         ));
 }
+
+/// An interrupted validate (a job's time limit, a DaemonSet's next round) leaves neither its
+/// Prometheus file nor its JUnit file as the previous run wrote them: the metrics say the run
+/// did not complete, and the JUnit file has one errored case.
+#[test]
+fn an_interrupted_validate_replaces_the_last_verdict_files() {
+    let (_dir, [prom, junit, json]) = temp_files(["v.prom", "v.xml", "v.json"]);
+    let outputs = |c: &mut std::process::Command| {
+        c.arg("--prometheus")
+            .arg(&prom)
+            .arg("--junit")
+            .arg(&junit)
+            .arg("--json")
+            .arg(&json);
+    };
+    let mut first = gpuvet_in_background();
+    outputs(&mut first);
+    let out = first
+        .args(words("--backend mock -q validate --allow-cpu"))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0, "validate");
+    assert!(read(&prom).contains("gpuvet_run_complete{host="));
+    std::fs::remove_file(&json).unwrap();
+    let mut second = gpuvet_in_background();
+    outputs(&mut second);
+    let child = second
+        .args(words(
+            "--backend mock -q validate --allow-cpu --duration 60s",
+        ))
+        .spawn()
+        .unwrap();
+    signal_when(child, "result", libc::SIGTERM, || {
+        std::fs::read_to_string(&json)
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .is_some_and(|v| !v["results"].as_array().unwrap().is_empty())
+    });
+    let metrics = read(&prom);
+    let complete: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("gpuvet_run_complete{"))
+        .collect();
+    assert!(
+        complete.len() == 1
+            && complete[0].contains("command=\"validate\"")
+            && complete[0].ends_with(" 0"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("gpuvet_node_verdict"), "{metrics}");
+    let xml = read(&junit);
+    assert!(
+        xml.contains("errors=\"1\"") && xml.contains("interrupted"),
+        "{xml}"
+    );
+}

@@ -99,7 +99,10 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     };
     if stop.load(Ordering::Relaxed) {
         crate::term::warn("interrupted: no verdict; the files hold the results that finished");
-        let unwritten = exports.finish(&report, opts.quiet);
+        let mut unwritten = exports.finish(&report, opts.quiet);
+        if let Err(e) = write_interrupted_formats(opts, &report) {
+            unwritten.push(format!("{e:#}"));
+        }
         return Ok(super::run::fail_unwritten(130, &unwritten));
     }
     // ECC counters, remapped rows and the PCIe link are judged as they are after the load.
@@ -158,6 +161,25 @@ fn write_fleet_formats(
         };
         junit
             .write(target, verdict)
+            .with_context(|| format!("writing JUnit XML to {target}"))?;
+    }
+    Ok(())
+}
+
+/// The Prometheus and JUnit files of a validate stopped before its verdict: what finished with
+/// `gpuvet_run_complete 0`, and one errored JUnit case. Left alone, both files would keep the
+/// previous round's verdict (a DaemonSet writes one path every round; a CI job killed by its
+/// time limit would read the last green file).
+fn write_interrupted_formats(opts: &Options, report: &Report) -> Result<()> {
+    if let Some(target) = &opts.prometheus {
+        crate::prometheus::Prometheus
+            .write(target, report)
+            .with_context(|| format!("writing Prometheus metrics to {target}"))?;
+    }
+    if let Some(target) = &opts.junit {
+        let host = report.host.hostname.as_str();
+        crate::junit::JunitInterrupted { host }
+            .write(target, &())
             .with_context(|| format!("writing JUnit XML to {target}"))?;
     }
     Ok(())
