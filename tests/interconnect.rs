@@ -107,6 +107,43 @@ fn a_mock_node_copies_on_every_pair_and_names_the_slow_one() {
     assert!(share > 0.7 && share < 0.81, "{share}");
 }
 
+/// A peer copy or an all-reduce that hands back wrong data fails the correctness of every GPU
+/// it ran on (the output cannot say which one is to blame) and the node, exit 1: they were
+/// judged only as figures, where a wrong one has none, so the node passed as WARN.
+#[test]
+fn wrong_data_over_a_link_fails_the_gpus_it_ran_on() {
+    for (fault, named) in [
+        ("p2p.write", "p2p.write.1MiB/mock on GPUs [0,1]"),
+        ("collective", "on GPUs [0,1,2]"),
+    ] {
+        let (_dir, [verdict]) = temp_files(["v.json"]);
+        gpuvet()
+            .env("GPUVET_MOCK_DEVICES", "3")
+            .env("GPUVET_MOCK_FAULT", fault)
+            .args(words("--backend mock -q"))
+            .args(QUICK)
+            .args(words_with("validate --allow-cpu --verdict {}", &[&verdict]))
+            .assert()
+            .code(1);
+        let v = read_json(&verdict);
+        assert_eq!(v["verdict"], "FAIL", "{fault}");
+        for g in v["gpus"].as_array().unwrap() {
+            let correctness = g["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["check"] == "correctness")
+                .unwrap();
+            assert_eq!(correctness["verdict"], "FAIL", "{fault}: {g}");
+        }
+        let reasons = v["reasons"].to_string();
+        assert!(
+            reasons.contains(named) && reasons.contains("wrong result"),
+            "{fault}: {reasons}"
+        );
+    }
+}
+
 #[test]
 fn validate_judges_a_mock_nodes_links_and_aggregate_shows_them_per_node_type() {
     let dir = tempfile::tempdir().unwrap();

@@ -590,6 +590,12 @@ struct Judging<'a> {
     inputs: &'a JudgeInputs,
     mismatches: Vec<verdict::ChecksumMismatch>,
     per_device: Vec<Vec<&'a ResultRecord>>,
+    /// Every result a device took part in: its own, and the pairs and groups (peer copies,
+    /// collectives) it was placed in. Correctness is judged over these: a peer copy or an
+    /// all-reduce that hands back wrong data fails every GPU it ran on (which one is to blame
+    /// cannot be told from the output), where judging only single-device results let it
+    /// pass as a WARN node.
+    involving: Vec<Vec<&'a ResultRecord>>,
     targets: Vec<Target>,
     metrics: Vec<BTreeMap<String, MetricValue>>,
 }
@@ -605,6 +611,12 @@ pub fn judge_with(
     mismatches.extend(inputs.mismatches.iter().cloned());
     let per_device: Vec<Vec<&ResultRecord>> = (0..report.devices.len())
         .map(|i| report.results.iter().filter(|r| r.device == i).collect())
+        .collect();
+    let involving: Vec<Vec<&ResultRecord>> = (0..report.devices.len())
+        .map(|i| {
+            let on = |r: &&ResultRecord| r.device.devices().contains(&i);
+            report.results.iter().filter(on).collect()
+        })
         .collect();
     let targets: Vec<Target> = report
         .devices
@@ -622,6 +634,7 @@ pub fn judge_with(
         inputs,
         mismatches,
         per_device,
+        involving,
         targets,
         metrics,
     };
@@ -706,7 +719,7 @@ impl Judging<'_> {
     }
 
     fn correctness(&self, i: usize) -> Check {
-        let c = verdict::correctness(i, &self.per_device[i], &self.mismatches);
+        let c = verdict::correctness(i, &self.involving[i], &self.mismatches);
         match self.inputs.correctness.get(&i) {
             Some(extra) => Check::new(
                 CheckKind::Correctness,

@@ -653,22 +653,29 @@ pub fn correctness(
     let mut f = Vec::new();
     let mut verified = 0;
     for r in results {
+        // A pair's or a group's result names its devices: both directions of a peer copy
+        // share one id.
+        let id = if r.device.is_single() {
+            r.id.clone()
+        } else {
+            format!("{} on GPUs [{}]", r.id, r.device)
+        };
         match r.status {
             Status::Ok if r.verification.passed => verified += 1,
             _ if r.verification.method == crate::verify::VerifyMethod::Unverified => {
                 f.push(Finding::fail(format!(
                     "{}: not verified (a user kernel whose spec says verify.method = \"none\"): an unverified result never passes",
-                    r.id
+                    id
                 )))
             }
             Status::Error => f.push(Finding::fail(format!(
                 "{}: did not run: {}",
-                r.id,
+                id,
                 r.error.as_deref().unwrap_or("unknown error")
             ))),
             _ => f.push(Finding::fail(format!(
                 "{}: wrong result: max relative error {:.3e} over tolerance {:.1e} ({}){}",
-                r.id,
+                id,
                 r.verification.max_rel_error,
                 r.verification.tolerance,
                 r.verification.method,
