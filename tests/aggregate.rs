@@ -321,6 +321,17 @@ fn a_rerun_host_counts_once_by_its_latest_verdict() {
         .notes
         .iter()
         .any(|n| n.contains("node-c appears more than once")));
+    // The CSV holds the latest run's rows only, as the table counts it.
+    let csv = render(&nodes, &s, FleetFormat::Csv, false).unwrap();
+    let mut rd = csv::Reader::from_reader(csv.as_bytes());
+    let node_c: Vec<String> = rd
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| &r[0] == "node-c")
+        .map(|r| r[1].to_string())
+        .collect();
+    assert!(!node_c.is_empty());
+    assert!(node_c.iter().all(|v| v == "PASS"), "{node_c:?}");
 }
 
 /// `gpuvet aggregate` end to end: exit 1 when a node is to be drained, 2 on a corrupt file.

@@ -785,7 +785,10 @@ pub fn render_csv(verdicts: &[NodeVerdict], s: &FleetSummary) -> Result<String> 
             .and_then(|k| k.metrics.iter().find(|m| m.metric == metric))
             .map(|m| m.median)
     };
-    for n in verdicts {
+    // The latest run of each host, as the table and the JSON count it: a superseded run's
+    // rows would count the host twice in a spreadsheet.
+    let (latest, _) = latest_per_host(verdicts);
+    for n in latest {
         for g in &n.gpus {
             let sku = sku_of(g);
             let base = [
