@@ -418,7 +418,13 @@ fn straggler_fails_peers() {
         g,
         CheckKind::Peers,
         Verdict::Fail,
-        &["peers", "matmul.bf16", "below the node median", "straggler"],
+        &[
+            "peers",
+            "matmul.bf16",
+            "below the median",
+            "other 7 GPU(s)",
+            "straggler",
+        ],
     );
     assert_eq!(v.verdict, Verdict::Fail);
     for i in [0, 1, 2, 3, 4, 6, 7] {
@@ -428,6 +434,23 @@ fn straggler_fails_peers() {
             "GPU {i}"
         );
     }
+    // Two GPUs: each is held to its twin, not to the mean of the pair (a card 15% slower
+    // than its twin was 8% below that mean, a WARN).
+    let pair = report_of((0..2).map(h100_sxm).collect(), "h100-sxm", |i| {
+        if i == 1 {
+            0.85
+        } else {
+            1.0
+        }
+    });
+    let v = judge(&pair, &ValidateArgs::default());
+    judged(
+        gpu(&v, 1),
+        CheckKind::Peers,
+        Verdict::Fail,
+        &["below the median", "other 1 GPU(s)", "straggler"],
+    );
+    assert_eq!(check(gpu(&v, 0), CheckKind::Peers), Verdict::Pass);
     // A looser threshold lets the same GPU through the peer check.
     let loose = ValidateArgs {
         straggler_pct: 40.0,

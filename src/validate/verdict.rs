@@ -315,11 +315,16 @@ pub fn peers(all: &[&BTreeMap<String, MetricValue>], me: usize, straggler_pct: f
     };
     let limit = straggler_pct / 100.0;
     for (key, m) in mine.iter() {
+        // The other GPUs' median: with the GPU's own figure in it, a 2-GPU node compared each
+        // card with the mean of itself and its twin, and a card had to be twice the
+        // threshold slower than its twin to fail.
         let values: Vec<f64> = all
             .iter()
-            .filter_map(|g| g.get(key).map(|x| x.value))
+            .enumerate()
+            .filter(|&(i, _)| i != me)
+            .filter_map(|(_, g)| g.get(key).map(|x| x.value))
             .collect();
-        if values.len() < 2 {
+        if values.is_empty() {
             continue;
         }
         let median = median(&values);
@@ -328,7 +333,7 @@ pub fn peers(all: &[&BTreeMap<String, MetricValue>], me: usize, straggler_pct: f
         }
         let below = 1.0 - m.value / median;
         let msg = format!(
-            "{key}: {} is {:.1}% below the node median {} of {} GPUs",
+            "{key}: {} is {:.1}% below the median {} of the other {} GPU(s)",
             format_rate(m.value, &m.unit),
             100.0 * below,
             format_rate(median, &m.unit),
@@ -342,8 +347,8 @@ pub fn peers(all: &[&BTreeMap<String, MetricValue>], me: usize, straggler_pct: f
     }
     if f.is_empty() {
         f.push(Finding::pass(format!(
-            "within {straggler_pct}% of the median of {} peers on every test",
-            all.len()
+            "within {straggler_pct}% of the median of its {} peers on every test",
+            all.len() - 1
         )));
     }
     Check::new(CheckKind::Peers, f)
