@@ -351,3 +351,34 @@ fn p2p_on_one_device_says_it_needs_two() {
         .code(2)
         .stderr(predicates::str::contains("needs two devices"));
 }
+
+/// A pair far below the node's other pairs fails the links check even where the link's rate is
+/// unknown (NVML reports no NVLink state: every pair's path is unknown); the comparison with
+/// the other pairs needs no rate, and was skipped with it.
+#[test]
+fn a_slow_pair_fails_when_the_links_are_unknown() {
+    let (_dir, [json]) = temp_files(["r.json"]);
+    gpuvet()
+        .env("GPUVET_MOCK_DEVICES", "3")
+        .env("GPUVET_MOCK_SLOW_PAIR", "1:2")
+        .args(words("--backend mock -q"))
+        .args(QUICK)
+        .args(words_with("--json {} validate --allow-cpu", &[&json]))
+        .assert()
+        .code(1);
+    let mut r = read_json(&json);
+    for d in r["devices"].as_array_mut().unwrap() {
+        let details = d["details"].as_object_mut().unwrap();
+        details.remove("nvlink_active_links");
+        details.remove("nvlink_peers");
+    }
+    std::fs::write(&json, r.to_string()).unwrap();
+    let report = gpuvet::report::Report::load(&json).unwrap();
+    let v = gpuvet::validate::judge(&report, gpuvet::validate::JudgeOptions::default());
+    let reasons = v.reasons.join("\n");
+    assert!(
+        reasons.contains("GPU 1→2 p2p.write") && reasons.contains("below the median"),
+        "{reasons}"
+    );
+    assert_eq!(v.verdict, gpuvet::validate::Verdict::Fail, "{reasons}");
+}

@@ -141,8 +141,13 @@ fn pair_findings(
     let med = (values.len() >= 2).then(|| median(&values));
     let mut pairs = Vec::new();
     for x in &pair_figs {
-        let mut v = absolute_verdict(x, tolerance);
-        if let (Some(v0), Some(m)) = (v.as_ref(), med) {
+        // The pair against its link's expectation, where there is one; and against the
+        // node's other pairs, which needs no link rate (NVML may not report the links). A
+        // pair's verdict is the worse of the two; each finding keeps its own (an estimate
+        // missed is never more than a WARN, straggler or not).
+        let absolute = absolute_verdict(x, tolerance);
+        let mut verdict = absolute.as_ref().map_or(Verdict::Pass, |(v, _)| *v);
+        if let Some(m) = med {
             let below = 1.0 - x.value / m;
             let peer = if below > straggler {
                 Some(Verdict::Fail)
@@ -164,11 +169,12 @@ fn pair_findings(
                         values.len()
                     ),
                 ));
-                v = Some((pv.max(v0.0), v0.1.clone()));
+                verdict = verdict.max(pv);
             }
         }
-        let (verdict, msg) = v.unwrap_or((Verdict::Pass, None));
-        f.extend(msg.map(|m| Finding::new(verdict, m)));
+        if let Some((v, Some(msg))) = absolute {
+            f.push(Finding::new(v, msg));
+        }
         let [a, b] = x.placement.devices() else {
             continue;
         };
