@@ -6,7 +6,10 @@
 //!
 //! Every metric is a gauge with HELP and TYPE lines, named in base units (seconds, bytes, hertz,
 //! celsius, watts; ratios 0–1) as the Prometheus naming conventions ask, and without client
-//! timestamps (the textfile collector refuses them). The families, by what they describe:
+//! timestamps (the textfile collector refuses them). Every series also carries `command` (the
+//! gpuvet command that wrote the file: `validate`, `bench`, `run`, ...), so the files of
+//! different commands in one collector directory never define the same series. The families,
+//! by what they describe:
 //!
 //! | family | labels | what |
 //! |---|---|---|
@@ -55,7 +58,7 @@ pub struct StressRun<'a> {
 
 impl Exporter<Report> for Prometheus {
     fn render(&self, report: &Report) -> anyhow::Result<String> {
-        let mut f = TextFile::default();
+        let mut f = TextFile::of_command(&report.config.command);
         let gpus = Gpu::of_report(report, None);
         run_metrics(&mut f, &report.host.hostname, report, report.complete);
         report_metrics(&mut f, report, &gpus);
@@ -65,7 +68,7 @@ impl Exporter<Report> for Prometheus {
 
 impl Exporter<ValidateRun<'_>> for Prometheus {
     fn render(&self, v: &ValidateRun<'_>) -> anyhow::Result<String> {
-        let mut f = TextFile::default();
+        let mut f = TextFile::of_command(&v.report.config.command);
         let gpus = Gpu::of_report(v.report, Some(v.verdict));
         run_metrics(&mut f, &v.report.host.hostname, v.report, v.report.complete);
         report_metrics(&mut f, v.report, &gpus);
@@ -76,7 +79,7 @@ impl Exporter<ValidateRun<'_>> for Prometheus {
 
 impl Exporter<StressRun<'_>> for Prometheus {
     fn render(&self, s: &StressRun<'_>) -> anyhow::Result<String> {
-        let mut f = TextFile::default();
+        let mut f = TextFile::of_command("stress");
         let host = s.host.to_string();
         let tool = crate::env::ToolInfo::current();
         build_info(&mut f, &tool.version, &tool.git_sha);
@@ -115,9 +118,22 @@ struct Family {
 #[derive(Default)]
 pub struct TextFile {
     families: Vec<Family>,
+    /// The command that wrote the file, a label of every series: the textfile collector
+    /// refuses two files that define one series, and without it a validate DaemonSet's file
+    /// and a nightly run's shared `gpuvet_build_info`, every `gpuvet_gpu_*` series and the
+    /// results both measured.
+    command: String,
 }
 
 impl TextFile {
+    /// An empty file whose every series carries `command`.
+    fn of_command(command: &str) -> TextFile {
+        TextFile {
+            families: Vec::new(),
+            command: command.to_string(),
+        }
+    }
+
     /// Sets the sample of `name` with `labels` (replacing one with the same labels: the
     /// textfile collector refuses a file that repeats a series).
     fn set(
@@ -127,6 +143,10 @@ impl TextFile {
         labels: &[(&'static str, String)],
         value: f64,
     ) {
+        let mut labels = labels.to_vec();
+        if !self.command.is_empty() && !labels.iter().any(|(k, _)| *k == "command") {
+            labels.push(("command", self.command.clone()));
+        }
         let i = match self.families.iter().position(|f| f.name == name) {
             Some(i) => i,
             None => {
@@ -139,9 +159,9 @@ impl TextFile {
             }
         };
         let fam = &mut self.families[i];
-        match fam.samples.iter_mut().find(|(l, _)| l.as_slice() == labels) {
+        match fam.samples.iter_mut().find(|(l, _)| *l == labels) {
             Some(s) => s.1 = value,
-            None => fam.samples.push((labels.to_vec(), value)),
+            None => fam.samples.push((labels, value)),
         }
     }
 

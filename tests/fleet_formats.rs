@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{gpuvet, read_json, stdout_of, temp_files, words, words_with};
+use common::{gpuvet, read_json, stdout_of, temp_files, words, words_with, QUICK};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -710,4 +710,45 @@ fn suite_llm_estimates_cost_per_million_tokens() {
             "{b}"
         );
     }
+}
+
+/// The textfile collector refuses two files that define one series: the files of two commands
+/// (a validate DaemonSet's, a nightly run's) share none, each series carrying its command.
+#[test]
+fn prometheus_files_of_two_commands_share_no_series() {
+    let (_dir, [validate, run]) = temp_files(["v.prom", "r.prom"]);
+    let series = |path: &Path| -> BTreeSet<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| l.rsplit_once(' ').unwrap().0.to_string())
+            .collect()
+    };
+    gpuvet()
+        .env("GPUVET_MOCK_DEVICES", "2")
+        .args(words("--backend mock -q"))
+        .args(QUICK)
+        .args(words_with(
+            "--prometheus {} validate --allow-cpu",
+            &[&validate],
+        ))
+        .assert()
+        .code(0);
+    gpuvet()
+        .env("GPUVET_MOCK_DEVICES", "2")
+        .args(words("--backend mock -q"))
+        .args(QUICK)
+        .args(words_with("--prometheus {} run", &[&run]))
+        .assert()
+        .code(0);
+    let (v, r) = (series(&validate), series(&run));
+    assert!(v.iter().any(|s| s.starts_with("gpuvet_result_")), "{v:?}");
+    assert!(r.iter().any(|s| s.starts_with("gpuvet_gpu_")), "{r:?}");
+    let shared: Vec<&String> = v.intersection(&r).collect();
+    assert!(shared.is_empty(), "{shared:?}");
+    assert!(
+        v.iter().all(|s| s.contains("command=\"validate\"")),
+        "{v:?}"
+    );
 }
