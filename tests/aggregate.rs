@@ -416,3 +416,47 @@ fn prices_give_the_cost_of_the_nodes_to_drain() {
     let plain = run(&["--format".as_ref(), "json".as_ref()]);
     assert!(!String::from_utf8_lossy(&plain.stdout).contains("lost_capacity"));
 }
+
+/// Nodes the database has no type for are compared only with nodes of the same GPU count and
+/// model: a 2-GPU node's all-reduce is not an outlier beside an 8-GPU node's.
+#[test]
+fn unknown_node_types_are_grouped_by_gpu_count_and_model() {
+    let h = |i| gpu(i, "h100-sxm", 790e12, 2.9e12, Verdict::Pass);
+    let with_all_reduce = |mut n: NodeVerdict, busbw: f64| {
+        n.node_metrics.insert(
+            "collective.all_reduce".into(),
+            MetricValue {
+                value: busbw,
+                unit: "B/s".into(),
+                result_id: "collective.all_reduce.bf16.1GiB".into(),
+                peak: None,
+                expected: None,
+                ratio: None,
+            },
+        );
+        n
+    };
+    let nodes = vec![
+        with_all_reduce(
+            node("two-a", "2026-11-28T10:00:00Z", (0..2).map(h).collect()),
+            80e9,
+        ),
+        with_all_reduce(
+            node("eight-a", "2026-11-28T10:00:00Z", (0..8).map(h).collect()),
+            400e9,
+        ),
+        with_all_reduce(
+            node("eight-b", "2026-11-28T10:00:00Z", (0..8).map(h).collect()),
+            300e9,
+        ),
+    ];
+    let s = summarize(&nodes, 10.0);
+    let types: Vec<&str> = s.node_types.iter().map(|t| t.node_type.as_str()).collect();
+    assert_eq!(types.len(), 2, "{types:?}");
+    assert!(
+        types.iter().all(|t| t.starts_with("unknown node type (")),
+        "{types:?}"
+    );
+    let hosts: Vec<&str> = s.node_outliers.iter().map(|o| o.host.as_str()).collect();
+    assert_eq!(hosts, ["eight-b"], "{:?}", s.node_outliers);
+}

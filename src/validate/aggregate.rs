@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::export::{md_cell as md, md_row};
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Major version of the fleet JSON.
@@ -392,10 +392,9 @@ pub fn summarize(verdicts: &[NodeVerdict], outlier_pct: f64) -> FleetSummary {
 /// Node-level figures grouped by node type: distributions, and the nodes more than
 /// `outlier_pct` below their type's median.
 fn node_view(nodes: &[&NodeVerdict], outlier_pct: f64) -> (Vec<NodeTypeStats>, Vec<NodeOutlier>) {
-    let mut by_type: BTreeMap<&str, Vec<&NodeVerdict>> = BTreeMap::new();
+    let mut by_type: BTreeMap<String, Vec<&NodeVerdict>> = BTreeMap::new();
     for n in nodes.iter().filter(|n| !n.node_metrics.is_empty()) {
-        let t = n.node_type.as_deref().unwrap_or("unknown node type");
-        by_type.entry(t).or_default().push(n);
+        by_type.entry(node_type_of(n)).or_default().push(n);
     }
     let mut types = Vec::new();
     let mut outliers = Vec::new();
@@ -418,7 +417,7 @@ fn node_view(nodes: &[&NodeVerdict], outlier_pct: f64) -> (Vec<NodeTypeStats>, V
                     if below > outlier_pct {
                         outliers.push(NodeOutlier {
                             host: host.to_string(),
-                            node_type: t.to_string(),
+                            node_type: t.clone(),
                             metric: name.clone(),
                             value: m.value,
                             unit: unit.clone(),
@@ -432,13 +431,32 @@ fn node_view(nodes: &[&NodeVerdict], outlier_pct: f64) -> (Vec<NodeTypeStats>, V
             metrics.push(MetricStats::of(name, unit, &values, &expected));
         }
         types.push(NodeTypeStats {
-            node_type: t.to_string(),
+            node_type: t.clone(),
             nodes: ns.len(),
             metrics,
         });
     }
     outliers.sort_by(|a, b| b.below_pct.total_cmp(&a.below_pct));
     (types, outliers)
+}
+
+/// The node type a node's figures are compared within: the database's, else the node's GPU
+/// count and model, so that nodes the database does not know are still compared only with
+/// nodes like them (a 2-GPU node's all-reduce against an 8-GPU node's is no outlier).
+fn node_type_of(n: &NodeVerdict) -> String {
+    if let Some(t) = &n.node_type {
+        return t.clone();
+    }
+    let models: BTreeSet<&str> = n
+        .gpus
+        .iter()
+        .map(|g| g.detected_sku.as_deref().unwrap_or(g.name.as_str()))
+        .collect();
+    let model = match models.len() {
+        1 => models.into_iter().next().unwrap_or_default().to_string(),
+        _ => "mixed GPUs".to_string(),
+    };
+    format!("unknown node type ({}× {model})", n.gpus.len())
 }
 
 /// A host's GPUs, each with the host's name.
