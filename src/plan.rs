@@ -170,6 +170,39 @@ pub struct PlanEntry {
     pub buffer_sets: usize,
     /// What the plan wants said in every result of the entry (a warning let through).
     pub notes: Vec<String>,
+    /// A device of the placement lacks the free memory the entry needs, and the plan was
+    /// built to record that as the entry's result ([`build_judging`]) rather than refuse the
+    /// run: the runner records it as not run, with this shortfall, and never prepares it.
+    pub short_of_memory: Option<MemoryShortfall>,
+}
+
+/// Free device memory below what an entry needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryShortfall {
+    pub device: String,
+    pub need: Bytes,
+    pub have: Bytes,
+}
+
+impl MemoryShortfall {
+    /// The error a run refused for it would have raised.
+    pub fn error(&self) -> Error {
+        Error::OutOfMemory {
+            device: self.device.clone(),
+            need: self.need,
+            have: self.have,
+        }
+    }
+}
+
+/// What a device without the free memory an entry needs does to the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shortfalls {
+    /// The plan is refused (exit 2 before anything runs): the user asked for too much.
+    Refuse,
+    /// The entry is planned, to be recorded as not run (validate: memory held by another
+    /// process is a finding about the node, not a usage error).
+    Record,
 }
 
 /// A validated plan.
@@ -235,6 +268,62 @@ pub fn build_in(
     world: &World,
     left_out: &[usize],
 ) -> Result<Plan> {
+    let how = Planning {
+        select,
+        hot,
+        skip_unsupported,
+        world,
+        left_out,
+        shortfalls: Shortfalls::Refuse,
+    };
+    plan_with(workloads, backends, &how)
+}
+
+/// [`build_without`] for `validate`: a suite (unsupported workloads skipped, reference
+/// implementations, caches cold) in which a device short of free memory gets its entries
+/// recorded as not run ([`PlanEntry::short_of_memory`]) instead of refusing the whole run, so
+/// that the node is judged (a process holding GPU memory fails that GPU) rather than left
+/// without a verdict.
+pub fn build_judging(
+    workloads: &[Workload],
+    backends: &[Box<dyn Backend>],
+    left_out: &[usize],
+) -> Result<Plan> {
+    let world = World::single();
+    let how = Planning {
+        select: &ImplSelect::Reference,
+        hot: false,
+        skip_unsupported: true,
+        world: &world,
+        left_out,
+        shortfalls: Shortfalls::Record,
+    };
+    plan_with(workloads, backends, &how)
+}
+
+/// How a plan is built: the arguments of [`build_in`] and what a memory shortfall does.
+struct Planning<'a> {
+    select: &'a ImplSelect,
+    hot: bool,
+    skip_unsupported: bool,
+    world: &'a World,
+    left_out: &'a [usize],
+    shortfalls: Shortfalls,
+}
+
+fn plan_with(
+    workloads: &[Workload],
+    backends: &[Box<dyn Backend>],
+    how: &Planning,
+) -> Result<Plan> {
+    let Planning {
+        select,
+        hot,
+        skip_unsupported,
+        world,
+        left_out,
+        shortfalls,
+    } = *how;
     let mut plan = Plan::default();
     let host = HostMemoryCheck::from_env()?;
     let workloads = unique_workloads(workloads, &mut plan.skipped);
@@ -300,8 +389,13 @@ pub fn build_in(
                 _ => 1,
             };
             let mut notes = Vec::new();
+            let mut short_of_memory = None;
             for b in &members {
-                for n in check_memory(&w, *b, sets, host)? {
+                let (checked, short) = check_memory(&w, *b, sets, host, shortfalls)?;
+                if short_of_memory.is_none() {
+                    short_of_memory = short;
+                }
+                for n in checked {
                     if !notes.contains(&n) {
                         notes.push(n);
                     }
@@ -314,6 +408,7 @@ pub fn build_in(
                     implementation: imp,
                     buffer_sets: sets,
                     notes: notes.clone(),
+                    short_of_memory: short_of_memory.clone(),
                 });
             }
         }
@@ -594,24 +689,43 @@ fn check_memory(
     b: &dyn Backend,
     sets: usize,
     host: HostMemoryCheck,
-) -> Result<Vec<String>> {
+    shortfalls: Shortfalls,
+) -> Result<(Vec<String>, Option<MemoryShortfall>)> {
     let need = b.memory_needs(w, sets);
     let need_on_device = need.device;
+    // The host's shortfall is always the run's (it is no finding about a GPU).
     let notes: Vec<String> = host
         .judge(need.host, crate::env::available_memory())?
         .into_iter()
         .collect();
-    if need_on_device > 0 {
-        let free = b.free_memory()?;
-        if need_on_device > free {
-            return Err(Error::OutOfMemory {
-                device: b.device().name.clone(),
-                need: Bytes(need_on_device),
-                have: Bytes(free),
-            });
-        }
+    if need_on_device == 0 {
+        return Ok((notes, None));
     }
-    Ok(notes)
+    let free = b.free_memory()?;
+    let short = device_shortfall(&b.device().name, need_on_device, free, shortfalls)?;
+    Ok((notes, short))
+}
+
+/// `need` bytes against `free` on `device`: nothing when they fit; else an error, or the
+/// shortfall to record.
+fn device_shortfall(
+    device: &str,
+    need: u64,
+    free: u64,
+    shortfalls: Shortfalls,
+) -> Result<Option<MemoryShortfall>> {
+    if need <= free {
+        return Ok(None);
+    }
+    let short = MemoryShortfall {
+        device: device.to_string(),
+        need: Bytes(need),
+        have: Bytes(free),
+    };
+    match shortfalls {
+        Shortfalls::Refuse => Err(short.error()),
+        Shortfalls::Record => Ok(Some(short)),
+    }
 }
 
 #[cfg(test)]
@@ -778,10 +892,30 @@ mod tests {
             op: MemOp::Copy,
             bytes: 1 << 42,
         });
-        assert!(check_memory(&huge, &b, 1, HostMemoryCheck::Strict).is_err());
-        let notes = check_memory(&huge, &b, 1, HostMemoryCheck::Warn).unwrap();
+        let refuse = Shortfalls::Refuse;
+        assert!(check_memory(&huge, &b, 1, HostMemoryCheck::Strict, refuse).is_err());
+        // Recording shortfalls is for the device's memory, never the host's.
+        let record = Shortfalls::Record;
+        assert!(check_memory(&huge, &b, 1, HostMemoryCheck::Strict, record).is_err());
+        let (notes, _) = check_memory(&huge, &b, 1, HostMemoryCheck::Warn, refuse).unwrap();
         assert_eq!(notes.len(), 1);
         assert!(notes[0].starts_with("host memory:"), "{notes:?}");
+    }
+
+    #[test]
+    fn a_device_shortfall_is_recorded_where_asked() {
+        // 32 GiB asked of a GPU with 16 GiB free: refused, or (validate) kept as the shortfall
+        // the entry's result will carry.
+        let (need, free) = (32 << 30, 16 << 30);
+        assert!(device_shortfall("H100", need, free, Shortfalls::Refuse).is_err());
+        let short = device_shortfall("H100", need, free, Shortfalls::Record)
+            .unwrap()
+            .expect("a shortfall");
+        assert_eq!((short.need, short.have), (Bytes(need), Bytes(free)));
+        assert!(short.error().to_string().contains("H100"));
+        for how in [Shortfalls::Refuse, Shortfalls::Record] {
+            assert_eq!(device_shortfall("H100", free, free, how).unwrap(), None);
+        }
     }
 
     #[test]

@@ -188,6 +188,12 @@ impl Measuring<'_> {
                 entry.implementation
             ));
             let id = result_id(&entry.workload, &entry.implementation);
+            if let Some(short) = &entry.short_of_memory {
+                // Planned to be recorded, never prepared (validate: a GPU whose memory another
+                // process holds).
+                pb.inc(1);
+                return Some(error_record(entry, bs[0], &short.error()));
+            }
             let rec = match lost.guard(&entry.placement, &id, || {
                 run_one(entry, bs, ins, settings, stop, several_devices)
             }) {
@@ -476,6 +482,7 @@ mod tests {
             implementation: "mock".into(),
             buffer_sets: 1,
             notes: Vec::new(),
+            short_of_memory: None,
         };
         let plan = Plan {
             entries: vec![
@@ -541,6 +548,7 @@ mod tests {
             implementation: "mock".into(),
             buffer_sets: 1,
             notes: Vec::new(),
+            short_of_memory: None,
         };
         let (first, bad, after) = (mm(8), mm(16), mm(32));
         let mut entries = Vec::new();
@@ -583,6 +591,47 @@ mod tests {
                 format!("skipped: the device was lost after {}: {fault}", zero[1].id)
             );
         }
+    }
+
+    #[test]
+    fn an_entry_short_of_memory_is_recorded_not_run() {
+        // validate plans a GPU whose memory another process holds: its entry is a result
+        // that did not run, with the shortfall, and the device is never asked to prepare it.
+        let w = Workload::Matmul(MatmulSpec::new(64, 64, 64, DType::F32));
+        let short = crate::plan::MemoryShortfall {
+            device: "Mock GPU".into(),
+            need: crate::units::Bytes(48 << 30),
+            have: crate::units::Bytes(1 << 30),
+        };
+        let plan = Plan {
+            entries: vec![PlanEntry {
+                workload: w,
+                placement: Placement::one(0),
+                implementation: "mock".into(),
+                buffer_sets: 1,
+                notes: Vec::new(),
+                short_of_memory: Some(short),
+            }],
+            skipped: Vec::new(),
+        };
+        let backends: Vec<Box<dyn Backend>> = vec![Box::new(MockBackend::new())];
+        let s = quick_settings();
+        let mut report = new_report(&backends, &s);
+        let stop = AtomicBool::new(false);
+        execute(
+            &plan,
+            &backends,
+            &s,
+            &Exports::default(),
+            &mut report,
+            &stop,
+        )
+        .unwrap();
+        let r = &report.results[0];
+        assert_eq!(r.status, Status::Error);
+        assert!(r.stats.is_none() && r.throughput.is_none());
+        let e = r.error.as_deref().unwrap();
+        assert!(e.contains("Mock GPU") && e.contains("needs"), "{e}");
     }
 
     #[test]

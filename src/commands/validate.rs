@@ -6,7 +6,7 @@ use crate::backend::{self, Backend, BackendChoice};
 use crate::dtype::DType;
 use crate::export::{Exporter, PrettyJson};
 use crate::output::Output;
-use crate::plan::{self, ImplSelect, Plan};
+use crate::plan::{self, Plan};
 use crate::report::Report;
 use crate::runner::{self, Settings};
 use crate::validate::{JudgeInputs, JudgeOptions};
@@ -32,7 +32,8 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     let backends = open(opts, a.allow_cpu)?;
     let workloads = suite_of(&backends, a.judge.is_quick());
     // Verdicts rest on the vendor libraries, never on gpuvet's own kernels under development.
-    let plan = plan::build(&workloads, &backends, &ImplSelect::Reference, false, true)?;
+    // A GPU short of free memory (another process holds it) is judged, not refused.
+    let plan = plan::build_judging(&workloads, &backends, &[])?;
     for s in &plan.skipped {
         opts.notice(&format!("skipped: {s}"));
     }
@@ -47,9 +48,7 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     let devices: Vec<_> = backends.iter().map(|b| b.device().clone()).collect();
     let links = crate::validate::link_suite(&devices, a.judge.is_quick());
     if !opts.quiet {
-        let link_results = plan::build(&links, &backends, &ImplSelect::Reference, false, true)?
-            .entries
-            .len();
+        let link_results = plan::build_judging(&links, &backends, &[])?.entries.len();
         eprintln!(
             "{}",
             announcement(a, backends.len(), plan.entries.len(), link_results)
@@ -68,14 +67,7 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     )?;
     // The links, one result at a time, into the same report.
     if !stop.load(Ordering::Relaxed) {
-        let link_plan = plan::build_without(
-            &links,
-            &backends,
-            &ImplSelect::Reference,
-            false,
-            true,
-            &lost.devices(),
-        )?;
+        let link_plan = plan::build_judging(&links, &backends, &lost.devices())?;
         for s in &link_plan.skipped {
             opts.notice(&format!("skipped: {s}"));
         }

@@ -257,6 +257,7 @@ mod tests {
             implementation: "mock".into(),
             buffer_sets: 1,
             notes: Vec::new(),
+            short_of_memory: None,
         }
     }
 
