@@ -176,6 +176,21 @@ pub struct PlanEntry {
     pub short_of_memory: Option<MemoryShortfall>,
 }
 
+impl PlanEntry {
+    /// An entry of `implementation` of `w` on `placement`, one buffer set, nothing to add:
+    /// what a hand-made plan (a test's) starts from.
+    pub fn new(w: &Workload, placement: Placement, implementation: &str) -> PlanEntry {
+        PlanEntry {
+            workload: w.clone(),
+            placement,
+            implementation: implementation.to_string(),
+            buffer_sets: 1,
+            notes: Vec::new(),
+            short_of_memory: None,
+        }
+    }
+}
+
 /// Free device memory below what an entry needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemoryShortfall {

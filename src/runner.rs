@@ -476,14 +476,7 @@ mod tests {
     #[test]
     fn a_multi_device_placement_is_scheduled_and_recorded() {
         let w = Workload::Matmul(MatmulSpec::new(8, 8, 8, DType::F32));
-        let entry = |p: Placement| PlanEntry {
-            workload: w.clone(),
-            placement: p,
-            implementation: "mock".into(),
-            buffer_sets: 1,
-            notes: Vec::new(),
-            short_of_memory: None,
-        };
+        let entry = |p: Placement| PlanEntry::new(&w, p, "mock");
         let plan = Plan {
             entries: vec![
                 entry(Placement::set([0, 1]).unwrap()),
@@ -542,14 +535,7 @@ mod tests {
     #[test]
     fn a_sticky_driver_error_skips_the_rest_of_its_device_only() {
         let mm = |n| Workload::Matmul(MatmulSpec::new(n, n, n, DType::F32));
-        let entry = |w: &Workload, d| PlanEntry {
-            workload: w.clone(),
-            placement: Placement::one(d),
-            implementation: "mock".into(),
-            buffer_sets: 1,
-            notes: Vec::new(),
-            short_of_memory: None,
-        };
+        let entry = |w: &Workload, d| PlanEntry::new(w, Placement::one(d), "mock");
         let (first, bad, after) = (mm(8), mm(16), mm(32));
         let mut entries = Vec::new();
         for w in [&first, &bad, &after] {
@@ -605,12 +591,8 @@ mod tests {
         };
         let plan = Plan {
             entries: vec![PlanEntry {
-                workload: w,
-                placement: Placement::one(0),
-                implementation: "mock".into(),
-                buffer_sets: 1,
-                notes: Vec::new(),
                 short_of_memory: Some(short),
+                ..PlanEntry::new(&w, Placement::one(0), "mock")
             }],
             skipped: Vec::new(),
         };

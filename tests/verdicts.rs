@@ -405,13 +405,17 @@ fn degraded_pcie_link_fails() {
 
 #[test]
 fn straggler_fails_peers() {
-    let r = report_of((0..8).map(h100_sxm).collect(), "h100-sxm", |i| {
-        if i == 5 {
-            0.85
-        } else {
-            1.0
-        }
-    });
+    // `n` H100s, GPU `slow` at 85% of the others' speed.
+    let node = |n: usize, slow: usize| {
+        report_of((0..n).map(h100_sxm).collect(), "h100-sxm", move |i| {
+            if i == slow {
+                0.85
+            } else {
+                1.0
+            }
+        })
+    };
+    let r = node(8, 5);
     let v = judge(&r, &ValidateArgs::default());
     let g = gpu(&v, 5);
     judged(
@@ -436,13 +440,7 @@ fn straggler_fails_peers() {
     }
     // Two GPUs: each is held to its twin, not to the mean of the pair (a card 15% slower
     // than its twin was 8% below that mean, a WARN).
-    let pair = report_of((0..2).map(h100_sxm).collect(), "h100-sxm", |i| {
-        if i == 1 {
-            0.85
-        } else {
-            1.0
-        }
-    });
+    let pair = node(2, 1);
     let v = judge(&pair, &ValidateArgs::default());
     judged(
         gpu(&v, 1),

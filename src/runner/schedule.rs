@@ -251,14 +251,7 @@ mod tests {
     use crate::workload::{MatmulSpec, Workload};
 
     fn entry(w: &Workload, p: Placement) -> PlanEntry {
-        PlanEntry {
-            workload: w.clone(),
-            placement: p,
-            implementation: "mock".into(),
-            buffer_sets: 1,
-            notes: Vec::new(),
-            short_of_memory: None,
-        }
+        PlanEntry::new(w, p, "mock")
     }
 
     #[test]
