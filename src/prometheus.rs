@@ -145,7 +145,9 @@ impl TextFile {
     ) {
         let mut labels = labels.to_vec();
         if !self.command.is_empty() && !labels.iter().any(|(k, _)| *k == "command") {
-            labels.push(("command", self.command.clone()));
+            // First, so that what reads a series by its last label (a script's
+            // `verdict="fail"} 1`) reads it as before.
+            labels.insert(0, ("command", self.command.clone()));
         }
         let i = match self.families.iter().position(|f| f.name == name) {
             Some(i) => i,
