@@ -409,10 +409,14 @@ fn node_view(nodes: &[&NodeVerdict], outlier_pct: f64) -> (Vec<NodeTypeStats>, V
                 .filter_map(|n| n.node_metrics.get(name).map(|m| (n.hostname.as_str(), m)))
                 .collect();
             let values: Vec<f64> = vals.iter().map(|v| v.1.value).collect();
-            let med = median(&values);
             let unit = vals.first().map(|v| v.1.unit.clone()).unwrap_or_default();
-            if values.len() >= 2 && med > 0.0 {
+            let others = OthersMedian::of(&values);
+            if values.len() >= 2 {
                 for (host, m) in &vals {
+                    let med = others.without(m.value);
+                    if med.is_nan() || med <= 0.0 {
+                        continue;
+                    }
                     let below = 100.0 * (1.0 - m.value / med);
                     if below > outlier_pct {
                         outliers.push(NodeOutlier {
@@ -519,7 +523,6 @@ fn metric_stats(
         .filter_map(|(h, g)| g.metrics.get(name).map(|m| (*h, *g, m.value)))
         .collect();
     let values: Vec<f64> = vals.iter().map(|x| x.2).collect();
-    let med = median(&values);
     let unit = gpus
         .iter()
         .find_map(|(_, g)| g.metrics.get(name).map(|m| m.unit.clone()))
@@ -528,8 +531,13 @@ fn metric_stats(
         .iter()
         .filter_map(|(_, g)| g.metrics.get(name).and_then(|m| m.expected))
         .collect();
-    if values.len() >= 2 && med > 0.0 {
+    let others = OthersMedian::of(&values);
+    if values.len() >= 2 {
         for (host, g, v) in vals {
+            let med = others.without(v);
+            if med.is_nan() || med <= 0.0 {
+                continue;
+            }
             let below = 100.0 * (1.0 - v / med);
             if below > outlier_pct {
                 outliers.push(Outlier {
@@ -547,6 +555,35 @@ fn metric_stats(
         }
     }
     MetricStats::of(name, unit, &values, &expected)
+}
+
+/// The median of a fleet's figures with one of them left out: an outlier is measured against
+/// the others (with its own figure in the median, the slower of two nodes had to be twice
+/// `--outlier-pct` below the other to be one). One sort serves every figure left out.
+struct OthersMedian(Vec<f64>);
+
+impl OthersMedian {
+    fn of(values: &[f64]) -> OthersMedian {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        OthersMedian(v)
+    }
+
+    /// The median of the figures without one equal to `value` (NaN with no other figure).
+    fn without(&self, value: f64) -> f64 {
+        let sorted = &self.0;
+        if sorted.len() < 2 {
+            return f64::NAN;
+        }
+        let p = sorted.partition_point(|x| x.total_cmp(&value).is_lt());
+        let m = sorted.len() - 1;
+        let at = |i: usize| sorted[if i < p { i } else { i + 1 }];
+        if m % 2 == 1 {
+            at(m / 2)
+        } else {
+            (at(m / 2 - 1) + at(m / 2)) / 2.0
+        }
+    }
 }
 
 impl MetricStats {
@@ -963,4 +1000,22 @@ pub fn run_aggregate(args: &AggregateArgs, color: bool) -> anyhow::Result<i32> {
 fn write_file(p: &Path, text: &str) -> anyhow::Result<()> {
     crate::output::write_atomic(p, text.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write fleet view to {}: {e}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_of_the_others_leaves_one_figure_out() {
+        let m = OthersMedian::of(&[3.0, 1.0, 2.0, 10.0]);
+        assert_eq!(m.without(10.0), 2.0);
+        assert_eq!(m.without(1.0), 3.0);
+        assert_eq!(m.without(2.0), 3.0);
+        let two = OthersMedian::of(&[100.0, 85.0]);
+        assert_eq!((two.without(85.0), two.without(100.0)), (100.0, 85.0));
+        let same = OthersMedian::of(&[5.0, 5.0, 5.0]);
+        assert_eq!(same.without(5.0), 5.0);
+        assert!(OthersMedian::of(&[1.0]).without(1.0).is_nan());
+    }
 }
