@@ -407,9 +407,7 @@ fn plan_with(
             let mut short_of_memory = None;
             for b in &members {
                 let (checked, short) = check_memory(&w, *b, sets, host, shortfalls)?;
-                if short_of_memory.is_none() {
-                    short_of_memory = short;
-                }
+                short_of_memory = short_of_memory.or(short);
                 for n in checked {
                     if !notes.contains(&n) {
                         notes.push(n);

@@ -145,10 +145,21 @@ pub fn bootstrap_median_ci(data: &[f64], level: f64, resamples: usize, seed: u64
         return (data[0], data[0]);
     }
     if n > BOOTSTRAP_MAX_SAMPLES {
+        // `Summary::from_samples` hands its samples over sorted already.
+        if data.is_sorted_by(|a, b| a.total_cmp(b).is_le()) {
+            return order_statistic_median_ci(data, level);
+        }
         let mut sorted = data.to_vec();
         sorted.sort_by(f64::total_cmp);
         return order_statistic_median_ci(&sorted, level);
     }
+    percentile_bootstrap(data, level, resamples, seed)
+}
+
+/// The percentile bootstrap of the median: `resamples` resamples of `data` (at least two
+/// values), the medians' `level` interval.
+fn percentile_bootstrap(data: &[f64], level: f64, resamples: usize, seed: u64) -> (f64, f64) {
+    let n = data.len();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed ^ 0x5eed_b007));
     let mut buf = vec![0.0; n];
     let mut medians: Vec<f64> = (0..resamples)
@@ -321,21 +332,7 @@ mod tests {
         let m = quantile_sorted(&data, 0.5);
         assert!(lo < m && m < hi, "{lo} {m} {hi}");
         // The bootstrap itself, below the switch's reach.
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(3 ^ 0x5eed_b007));
-        let mut buf = vec![0.0; n];
-        let mut medians: Vec<f64> = (0..2000)
-            .map(|_| {
-                for b in buf.iter_mut() {
-                    *b = data[rng.random_range(0..n)];
-                }
-                median_in_place(&mut buf)
-            })
-            .collect();
-        medians.sort_by(f64::total_cmp);
-        let (blo, bhi) = (
-            quantile_sorted(&medians, 0.025),
-            quantile_sorted(&medians, 0.975),
-        );
+        let (blo, bhi) = percentile_bootstrap(&data, 0.95, 2000, 3);
         let width = bhi - blo;
         assert!(
             (lo - blo).abs() < 0.15 * width && (hi - bhi).abs() < 0.15 * width,

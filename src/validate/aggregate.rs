@@ -410,26 +410,17 @@ fn node_view(nodes: &[&NodeVerdict], outlier_pct: f64) -> (Vec<NodeTypeStats>, V
                 .collect();
             let values: Vec<f64> = vals.iter().map(|v| v.1.value).collect();
             let unit = vals.first().map(|v| v.1.unit.clone()).unwrap_or_default();
-            let others = OthersMedian::of(&values);
-            if values.len() >= 2 {
-                for (host, m) in &vals {
-                    let med = others.without(m.value);
-                    if med.is_nan() || med <= 0.0 {
-                        continue;
-                    }
-                    let below = 100.0 * (1.0 - m.value / med);
-                    if below > outlier_pct {
-                        outliers.push(NodeOutlier {
-                            host: host.to_string(),
-                            node_type: t.clone(),
-                            metric: name.clone(),
-                            value: m.value,
-                            unit: unit.clone(),
-                            fleet_median: med,
-                            below_pct: below,
-                        });
-                    }
-                }
+            for (k, med, below) in below_the_others(&values, outlier_pct) {
+                let (host, m) = vals[k];
+                outliers.push(NodeOutlier {
+                    host: host.to_string(),
+                    node_type: t.clone(),
+                    metric: name.clone(),
+                    value: m.value,
+                    unit: unit.clone(),
+                    fleet_median: med,
+                    below_pct: below,
+                });
             }
             let expected: Vec<f64> = vals.iter().filter_map(|v| v.1.expected).collect();
             metrics.push(MetricStats::of(name, unit, &values, &expected));
@@ -531,30 +522,37 @@ fn metric_stats(
         .iter()
         .filter_map(|(_, g)| g.metrics.get(name).and_then(|m| m.expected))
         .collect();
-    let others = OthersMedian::of(&values);
-    if values.len() >= 2 {
-        for (host, g, v) in vals {
-            let med = others.without(v);
-            if med.is_nan() || med <= 0.0 {
-                continue;
-            }
-            let below = 100.0 * (1.0 - v / med);
-            if below > outlier_pct {
-                outliers.push(Outlier {
-                    host: host.to_string(),
-                    gpu: g.index,
-                    uuid: g.uuid.clone(),
-                    sku: sku.to_string(),
-                    metric: name.to_string(),
-                    value: v,
-                    unit: unit.clone(),
-                    fleet_median: med,
-                    below_pct: below,
-                });
-            }
-        }
+    for (k, med, below) in below_the_others(&values, outlier_pct) {
+        let (host, g, v) = vals[k];
+        outliers.push(Outlier {
+            host: host.to_string(),
+            gpu: g.index,
+            uuid: g.uuid.clone(),
+            sku: sku.to_string(),
+            metric: name.to_string(),
+            value: v,
+            unit: unit.clone(),
+            fleet_median: med,
+            below_pct: below,
+        });
     }
     MetricStats::of(name, unit, &values, &expected)
+}
+
+/// The figures more than `pct` percent below the median of the others: (index, that median,
+/// percent below). One rule for GPU and node outliers.
+fn below_the_others(values: &[f64], pct: f64) -> Vec<(usize, f64, f64)> {
+    let others = OthersMedian::of(values);
+    values
+        .iter()
+        .enumerate()
+        .filter_map(|(k, &v)| {
+            let med = others.without(v);
+            // NaN (no other figure) and a zero median compare false: no outlier.
+            let below = 100.0 * (1.0 - v / med);
+            (med > 0.0 && below > pct).then_some((k, med, below))
+        })
+        .collect()
 }
 
 /// The median of a fleet's figures with one of them left out: an outlier is measured against

@@ -496,41 +496,35 @@ fn missing_share(
     let n = spec.ranks.max(1);
     let recv = spec.recv_elements();
     let chunk = spec.elements() / n as u64;
-    let found = slots.par_iter().enumerate().find_map_any(|(slot, &rank)| {
+    slots.par_iter().enumerate().find_map_any(|(slot, &rank)| {
         let elements = checked_elements(spec, full, rank, seed);
         let source = |j: u64| match spec.op {
             CollectiveOp::ReduceScatter => rank as u64 * chunk + j,
             _ => j,
         };
+        // One pass: per rank, the sums the fit and its spread need. With c = Σd·x / Σx², the
+        // spread Σ(d − c·x)²·x² is Σd²x² − 2c·Σd·x³ + c²·Σx⁴.
         let mut x = vec![0f64; n as usize];
-        let (mut dx, mut xx) = (vec![0f64; n as usize], vec![0f64; n as usize]);
-        let mut residuals = Vec::with_capacity(elements.len());
+        let mut sums = vec![[0f64; 5]; n as usize];
         for &j in &elements {
             let i = source(j);
             for (r, xr) in x.iter_mut().enumerate() {
                 *xr = values.get(r as u32, i);
             }
             let d = out.get(slot * recv as usize + j as usize) - x.iter().sum::<f64>();
-            residuals.push(d);
-            for r in 0..n as usize {
-                dx[r] += d * x[r];
-                xx[r] += x[r] * x[r];
+            for (s, &xr) in sums.iter_mut().zip(&x) {
+                let x2 = xr * xr;
+                s[0] += d * xr;
+                s[1] += x2;
+                s[2] += d * d * x2;
+                s[3] += d * xr * x2;
+                s[4] += x2 * x2;
             }
         }
-        let share: Vec<f64> = (0..n as usize).map(|r| dx[r] / xx[r].max(1.0)).collect();
-        // The spread of each fit: Σ (d − c·x)² x² over the same elements.
-        let mut spread = vec![0f64; n as usize];
-        for (&j, &d) in elements.iter().zip(&residuals) {
-            let i = source(j);
-            for (r, sp) in spread.iter_mut().enumerate() {
-                let xr = values.get(r as u32, i);
-                let left = d - share[r] * xr;
-                *sp += left * left * xr * xr;
-            }
-        }
-        (0..n as usize).find_map(|r| {
-            let c = share[r];
-            let sigma = spread[r].sqrt() / xx[r].max(1.0);
+        sums.iter().enumerate().find_map(|(r, s)| {
+            let c = s[0] / s[1].max(1.0);
+            let spread = (s[2] - 2.0 * c * s[3] + c * c * s[4]).max(0.0);
+            let sigma = spread.sqrt() / s[1].max(1.0);
             (c.abs() >= SHARE_LIMIT && c.abs() >= SHARE_SIGMAS * sigma).then(|| {
                 format!(
                     "rank {rank}: the input of rank {r} is {} ({:+.2} of it across {} elements, \
@@ -542,8 +536,7 @@ fn missing_share(
                 )
             })
         })
-    });
-    found
+    })
 }
 
 impl WorkloadKind for CollectiveSpec {
