@@ -159,23 +159,30 @@ pub fn bootstrap_median_ci(data: &[f64], level: f64, resamples: usize, seed: u64
 /// The percentile bootstrap of the median: `resamples` resamples of `data` (at least two
 /// values), the medians' `level` interval.
 fn percentile_bootstrap(data: &[f64], level: f64, resamples: usize, seed: u64) -> (f64, f64) {
-    let n = data.len();
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed ^ 0x5eed_b007));
-    let mut buf = vec![0.0; n];
-    let mut medians: Vec<f64> = (0..resamples)
-        .map(|_| {
-            for b in buf.iter_mut() {
-                *b = data[rng.random_range(0..n)];
-            }
-            median_in_place(&mut buf)
-        })
-        .collect();
+    let mut medians = resampled_medians(data, resamples, splitmix(seed ^ 0x5eed_b007));
     medians.sort_by(f64::total_cmp);
     let alpha = (1.0 - level) / 2.0;
     (
         quantile_sorted(&medians, alpha),
         quantile_sorted(&medians, 1.0 - alpha),
     )
+}
+
+/// The medians of `resamples` bootstrap resamples of `data` (each `data.len()` draws with
+/// replacement), from a stream seeded by `stream_seed`: the one resampling loop behind this
+/// module's interval of a median and `compare`'s interval of a ratio of medians.
+pub fn resampled_medians(data: &[f64], resamples: usize, stream_seed: u64) -> Vec<f64> {
+    let n = data.len();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(stream_seed);
+    let mut buf = vec![0.0; n];
+    (0..resamples)
+        .map(|_| {
+            for b in buf.iter_mut() {
+                *b = data[rng.random_range(0..n)];
+            }
+            median_in_place(&mut buf)
+        })
+        .collect()
 }
 
 /// The interval of the median between two order statistics of sorted data: the number of

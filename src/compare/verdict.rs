@@ -9,8 +9,6 @@
 
 use crate::stats::quantile_sorted;
 use crate::tensor::splitmix;
-use rand::{Rng, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 /// Bootstrap resamples used by the CLI: enough for stable 2.5%/97.5% percentiles.
@@ -91,8 +89,8 @@ pub fn ratio_of_medians_ci(
     let ratio = crate::stats::median(new) / crate::stats::median(old);
     let resamples = resamples.max(1);
     let (seed_old, seed_new) = side_seeds(old, new, seed);
-    let medians_old = resampled_medians(old, resamples, seed_old);
-    let medians_new = resampled_medians(new, resamples, seed_new);
+    let medians_old = crate::stats::resampled_medians(old, resamples, seed_old);
+    let medians_new = crate::stats::resampled_medians(new, resamples, seed_new);
     let mut logs: Vec<f64> = medians_new
         .iter()
         .zip(&medians_old)
@@ -120,31 +118,6 @@ fn side_seeds(old: &[f64], new: &[f64], seed: u64) -> (u64, u64) {
     };
     let (a, b) = (of(old), of(new));
     (a, if a == b { splitmix(b ^ 0x5eed) } else { b })
-}
-
-/// `resamples` medians of bootstrap resamples of `data`, drawn from a stream seeded by `seed`.
-fn resampled_medians(data: &[f64], resamples: usize, seed: u64) -> Vec<f64> {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-    let mut buf = vec![0.0; data.len()];
-    (0..resamples)
-        .map(|_| resample_median(data, &mut buf, &mut rng))
-        .collect()
-}
-
-/// Median of one bootstrap resample of `data`, drawn into `buf` (same length).
-fn resample_median(data: &[f64], buf: &mut [f64], rng: &mut Xoshiro256PlusPlus) -> f64 {
-    let n = data.len();
-    for b in buf.iter_mut() {
-        *b = data[rng.random_range(0..n)];
-    }
-    let (left, mid, _) = buf.select_nth_unstable_by(n / 2, f64::total_cmp);
-    let mid = *mid;
-    if n % 2 == 1 {
-        mid
-    } else {
-        let below = left.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        (below + mid) / 2.0
-    }
 }
 
 /// The noise band for a threshold in percent: `[1/(1+t), 1+t]` on the ratio scale.
@@ -177,6 +150,8 @@ pub fn classify(ci: &RatioCi, threshold_pct: f64) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_xoshiro::Xoshiro256PlusPlus;
 
     #[test]
     fn identical_constant_samples_are_same() {
