@@ -460,3 +460,55 @@ fn unknown_node_types_are_grouped_by_gpu_count_and_model() {
     let hosts: Vec<&str> = s.node_outliers.iter().map(|o| o.host.as_str()).collect();
     assert_eq!(hosts, ["eight-b"], "{:?}", s.node_outliers);
 }
+
+/// A PCIe card validated with `--expect h100-sxm` fails identity on its node; in the fleet it
+/// counts as what it is, so the SXM cards' median and expectation stay theirs, and a note says
+/// where it went.
+#[test]
+fn a_gpu_judged_as_another_sku_counts_under_the_detected_one() {
+    let sxm = |i| gpu(i, "h100-sxm", 790e12, 2.9e12, Verdict::Pass);
+    let mut pcie = |i| {
+        let mut g = gpu(i, "h100-sxm", 600e12, 1.9e12, Verdict::Fail);
+        g.detected_sku = Some("h100-pcie".into());
+        g
+    };
+    let nodes = vec![
+        node("sxm-a", "2026-11-28T10:00:00Z", (0..2).map(sxm).collect()),
+        node("sxm-b", "2026-11-28T10:00:00Z", (0..2).map(sxm).collect()),
+        node(
+            "pcie-a",
+            "2026-11-28T10:00:00Z",
+            (0..2).map(&mut pcie).collect(),
+        ),
+    ];
+    let s = summarize(&nodes, 10.0);
+    let skus: Vec<(&str, usize)> = s.skus.iter().map(|k| (k.sku.as_str(), k.gpus)).collect();
+    assert_eq!(skus, [("h100-pcie", 2), ("h100-sxm", 4)]);
+    let bf16 = |sku: &str| {
+        let k = s.skus.iter().find(|k| k.sku == sku).unwrap();
+        k.metrics
+            .iter()
+            .find(|m| m.metric == "matmul.bf16")
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(bf16("h100-sxm").median, 790e12);
+    assert_eq!(bf16("h100-sxm").expected, Some(791.5e12));
+    // The SXM expectation the PCIe cards were judged against is not theirs.
+    assert_eq!(bf16("h100-pcie").median, 600e12);
+    assert_eq!(bf16("h100-pcie").expected, None);
+    // Held to their own kind, the PCIe cards are no outliers; the SXM ones neither.
+    assert!(s.outliers.is_empty(), "{:?}", s.outliers);
+    let moved: Vec<&String> = s.notes.iter().filter(|n| n.contains("judged as")).collect();
+    assert_eq!(moved.len(), 2, "{:?}", s.notes);
+    assert!(
+        moved[0].contains("pcie-a GPU 0 was judged as h100-sxm but is a h100-pcie"),
+        "{moved:?}"
+    );
+    let csv = render(&nodes, &s, FleetFormat::Csv, false).unwrap();
+    let row = csv
+        .lines()
+        .find(|l| l.starts_with("pcie-a,") && l.contains("matmul.bf16"))
+        .unwrap();
+    assert!(row.contains("h100-pcie"), "{row}");
+}

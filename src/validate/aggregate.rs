@@ -330,10 +330,39 @@ fn sku_of(g: &GpuVerdict) -> String {
         .unwrap_or_else(|| format!("unknown: {}", g.name))
 }
 
+/// The SKU a GPU's figures join in the fleet view: what the database recognised from the
+/// device, else what it was judged against. A node validated with the wrong `--expect` (a PCIe
+/// card judged as an SXM one) fails identity on its own report; its figures must not also pull
+/// down the median of a SKU it is not.
+fn fleet_sku(g: &GpuVerdict) -> String {
+    g.detected_sku.clone().unwrap_or_else(|| sku_of(g))
+}
+
+/// GPUs judged against another SKU than the one detected, as notes: counted under the detected
+/// SKU, without the other SKU's expectations.
+fn judged_as_another_sku(nodes: &[&NodeVerdict]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for n in nodes {
+        for g in &n.gpus {
+            if let (Some(judged), Some(detected)) = (&g.sku, &g.detected_sku) {
+                if judged != detected {
+                    notes.push(format!(
+                        "{} GPU {} was judged as {judged} but is a {detected}: its figures count \
+                         under {detected}",
+                        n.hostname, g.index
+                    ));
+                }
+            }
+        }
+    }
+    notes
+}
+
 /// Joins node verdicts into the fleet view. A host that appears more than once counts once,
 /// by its latest verdict (`started_at`).
 pub fn summarize(verdicts: &[NodeVerdict], outlier_pct: f64) -> FleetSummary {
-    let (nodes, notes) = latest_per_host(verdicts);
+    let (nodes, mut notes) = latest_per_host(verdicts);
+    notes.extend(judged_as_another_sku(&nodes));
     let mut skus = Vec::new();
     let mut outliers = Vec::new();
     for (sku, gpus) in &gpus_by_sku(&nodes) {
@@ -478,13 +507,13 @@ fn latest_per_host(verdicts: &[NodeVerdict]) -> (Vec<&NodeVerdict>, Vec<String>)
     (latest.into_values().collect(), notes)
 }
 
-/// Every GPU with its host, grouped by SKU (sorted).
+/// Every GPU with its host, grouped by the SKU it is ([`fleet_sku`]), sorted.
 fn gpus_by_sku<'a>(nodes: &[&'a NodeVerdict]) -> BTreeMap<String, HostGpus<'a>> {
     let mut by_sku: BTreeMap<String, HostGpus<'a>> = BTreeMap::new();
     for n in nodes {
         for g in &n.gpus {
             by_sku
-                .entry(sku_of(g))
+                .entry(fleet_sku(g))
                 .or_default()
                 .push((n.hostname.as_str(), g));
         }
@@ -518,8 +547,11 @@ fn metric_stats(
         .iter()
         .find_map(|(_, g)| g.metrics.get(name).map(|m| m.unit.clone()))
         .unwrap_or_default();
+    // Expectations belong to the SKU a GPU was judged against: one judged as another SKU
+    // carries that SKU's.
     let expected: Vec<f64> = gpus
         .iter()
+        .filter(|(_, g)| g.sku.as_deref().is_none_or(|judged| judged == sku))
         .filter_map(|(_, g)| g.metrics.get(name).and_then(|m| m.expected))
         .collect();
     for (k, med, below) in below_the_others(&values, outlier_pct) {
@@ -843,7 +875,7 @@ pub fn render_csv(verdicts: &[NodeVerdict], s: &FleetSummary) -> Result<String> 
     let (latest, _) = latest_per_host(verdicts);
     for n in latest {
         for g in &n.gpus {
-            let sku = sku_of(g);
+            let sku = fleet_sku(g);
             let base = [
                 n.hostname.clone(),
                 n.verdict.name().to_string(),
