@@ -21,7 +21,7 @@
 //! | `gpuvet_result_verified` | same | 1 when the output matched the f64 reference |
 //! | `gpuvet_result_effective_sm_clock_hertz` | same | SM clock during the samples |
 //! | `gpuvet_result_{flop,op,bytes}_per_usd` | same | work one dollar buys at this rate (`--price-per-hour`) |
-//! | `gpuvet_gpu_{sm,memory}_clock_hertz`, `gpuvet_gpu_temperature_celsius`, `gpuvet_gpu_power_watts`, `gpuvet_gpu_power_limit_watts` | host, gpu, uuid, sku | last telemetry sample of the run |
+//! | `gpuvet_gpu_{sm,memory}_clock_hertz`, `gpuvet_gpu_temperature_celsius`, `gpuvet_gpu_power_watts`, `gpuvet_gpu_power_limit_watts` | host, gpu, uuid, sku | last telemetry sample of the run (a result on several GPUs counts for its lead) |
 //! | `gpuvet_gpu_temperature_max_celsius` | host, gpu, uuid, sku | hottest sample of the run |
 //! | `gpuvet_gpu_throttle_reason` | host, gpu, uuid, sku, reason | 1 when the reason was active in any sample of the run, 0 for the others |
 //! | `gpuvet_gpu_price_usd_per_hour` | host, gpu, uuid, sku | the price the results were priced at |
@@ -401,7 +401,9 @@ fn report_metrics(f: &mut TextFile, report: &Report, gpus: &[Gpu]) {
         let samples: Vec<&Telemetry> = report
             .results
             .iter()
-            .filter(|r| r.device == i)
+            // A result on several devices reads its lead's state (the source of a peer copy,
+            // rank 0 of a collective): that is whose telemetry it carries.
+            .filter(|r| r.device.lead() == i)
             .flat_map(|r| [r.telemetry_before.as_ref(), r.telemetry_after.as_ref()])
             .flatten()
             .collect();

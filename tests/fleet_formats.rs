@@ -752,3 +752,30 @@ fn prometheus_files_of_two_commands_share_no_series() {
         "{v:?}"
     );
 }
+
+/// A run of peer copies only still reports each GPU's state: a result on a pair carries the
+/// telemetry of its source, and both directions make each GPU a source once.
+#[test]
+fn prometheus_textfile_of_peer_copies_has_each_gpus_telemetry() {
+    let (_dir, [prom]) = temp_files(["p2p.prom"]);
+    gpuvet()
+        .env("GPUVET_MOCK_DEVICES", "2")
+        .args(words("--backend mock --max-time 0.05 --warmup 0"))
+        .args(words_with(
+            "bench p2p --size 1MiB --direction uni --prometheus {}",
+            &[&prom],
+        ))
+        .assert()
+        .code(0);
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let samples = parse_textfile(&text);
+    for gpu in ["0", "1"] {
+        let clock = find(&samples, "gpuvet_gpu_sm_clock_hertz", &[("gpu", gpu)]);
+        assert_eq!(clock.len(), 1, "GPU {gpu}:\n{text}");
+        assert_eq!(clock[0].value, 1.5e9);
+    }
+    promtool_accepts(
+        &prom,
+        "prometheus_textfile_of_peer_copies_has_each_gpus_telemetry",
+    );
+}
