@@ -509,6 +509,56 @@ fn a_run_with_a_wrong_result_does_not_replace_a_baseline() {
     );
 }
 
+/// A run that fails its comparison with a baseline does not replace that baseline: the next run
+/// would be judged against the slower figures and pass. Saved under another name it may be.
+#[test]
+fn a_regressed_run_does_not_replace_the_baseline_it_failed() {
+    let (_dir, [bdir]) = temp_files(["baselines"]);
+    let run = |line: &str| {
+        let mut c = gpuvet();
+        c.args(words("--backend mock -q --baseline-dir"))
+            .arg(&bdir)
+            .args(words(line));
+        c
+    };
+    let bench = "bench matmul --shape 64x64x64 --dtype f32";
+    run(&format!("--save-baseline main {bench}"))
+        .assert()
+        .code(0);
+    // The baseline made twice as fast: this run is a confirmed regression against it.
+    let path = bdir.join("main.json");
+    let mut v = read_json(&path);
+    for r in v["results"].as_array_mut().unwrap() {
+        let stats = r["stats"].as_object_mut().unwrap();
+        for (k, x) in stats.iter_mut() {
+            if k.ends_with("_s") {
+                let half = |t: &serde_json::Value| serde_json::json!(t.as_f64().unwrap() / 2.0);
+                *x = match x.as_array() {
+                    Some(a) => a.iter().map(half).collect(),
+                    None => half(x),
+                };
+            }
+        }
+        for k in ["throughput", "bandwidth"] {
+            let value = r[k]["value"].as_f64().unwrap();
+            r[k]["value"] = serde_json::json!(value * 2.0);
+        }
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    let fast = std::fs::read_to_string(&path).unwrap();
+    run(&format!("--baseline main --save-baseline main {bench}"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "baseline main not saved: it failed the comparison with baseline main",
+        ));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), fast);
+    run(&format!("--baseline main --save-baseline pr {bench}"))
+        .assert()
+        .code(1);
+    assert!(bdir.join("pr.json").exists());
+}
+
 /// `--baseline` takes compare's gate: `--baseline-fail-on missing` fails a run that dropped a
 /// result of the baseline (the default gate lets it pass), `--baseline-threshold` sets the
 /// band the table states; neither is taken without `--baseline`.
@@ -854,6 +904,21 @@ fn outputs_never_overwrite_inputs_or_each_other() {
         "would overwrite baseline main",
     );
     assert_eq!(read(&base), saved);
+    // Or as the baseline it saves: written first, it would stand there even when the run
+    // may not be saved.
+    for output in ["--json", "--markdown", "--csv", "--prometheus"] {
+        refused(
+            words_with(
+                &format!(
+                    "--backend mock -q --baseline-dir {{}} --save-baseline main {output} {{}} \
+                     bench memory --size 1MiB"
+                ),
+                &[&bdir, &base],
+            ),
+            "would overwrite baseline main",
+        );
+        assert_eq!(read(&base), saved, "{output}");
+    }
     // Devices are written into, never replaced; `-o -` is stdout.
     gpuvet()
         .args(words_with("report {} -o /dev/null", &[&r1]))

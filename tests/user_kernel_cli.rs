@@ -355,8 +355,15 @@ fn wrong_and_unverified_kernels_never_pass() {
     let json = d.path().join("r.json");
     let github = d.path().join("gab.json");
     let prom = d.path().join("r.prom");
+    let bdir = d.path().join("baselines");
     gpuvet()
         .args(["--backend", "mock", "--json", json.to_str().unwrap()])
+        .args([
+            "--baseline-dir",
+            bdir.to_str().unwrap(),
+            "--save-baseline",
+            "k",
+        ])
         .args(["--export", &format!("github:{}", github.display())])
         .args(["--prometheus", prom.to_str().unwrap()])
         .args(QUICK)
@@ -373,7 +380,14 @@ fn wrong_and_unverified_kernels_never_pass() {
         .stdout(predicate::str::contains("UNVERIFIED"))
         .stderr(predicate::str::contains(
             "no verified result with a throughput to export",
+        ))
+        .stderr(predicate::str::contains(
+            "baseline k not saved: 1 result(s) were not verified",
         ));
+    assert!(
+        !bdir.join("k.json").exists(),
+        "an unchecked run is no baseline"
+    );
     let r = read_json(&json);
     let x = &r["results"][0];
     assert_eq!(x["verification"]["method"], "unverified");

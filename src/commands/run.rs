@@ -9,6 +9,7 @@ use crate::output::Output;
 use crate::plan::{self, ImplSelect};
 use crate::report::Report;
 use crate::runner;
+use crate::verify::VerifyMethod;
 use crate::workload::Workload;
 use crate::world::{rendezvous, World, WorldChoice};
 use anyhow::{Context, Result};
@@ -217,28 +218,39 @@ fn check_baseline_flags(opts: &Options, exports: &crate::export::Exports) -> Res
     if let Some(name) = &opts.baseline {
         // A missing or corrupt baseline stops the run before it starts.
         compare::load_baseline(name, &dir)?;
-        // So does an output that would overwrite it before it is compared.
-        let path = compare::baseline::baseline_path(name, &dir)?;
-        let others: Vec<(String, &Path)> = [opts.prometheus.as_deref(), opts.junit.as_deref()]
-            .into_iter()
-            .flatten()
-            .filter(|t| *t != "-")
-            .map(|t| (format!("the output {t}"), Path::new(t)))
-            .collect();
-        let mine = exports.files().map(|(label, p)| (label.to_string(), p));
-        if let Some(label) = crate::output::already_written(&path, mine.chain(others)) {
-            anyhow::bail!(
-                "`{label}` would overwrite baseline {name} ({}) before the run is compared with \
-                 it; write the report elsewhere (--save-baseline {name} replaces it after the \
-                 comparison)",
-                path.display()
-            );
-        }
     }
     if let Some(name) = &opts.save_baseline {
         // So does a place the baseline could not be saved to.
         crate::export::check_dir("--baseline-dir", &dir)?;
         compare::baseline::check_overwrite(name, &dir)?;
+    }
+    // And an output written over a baseline's file: before the comparison it would be compared
+    // with itself; before the save it would stand in the file whether or not the run may be
+    // saved (a failed run, refused as a baseline, would still have replaced the good one).
+    let outputs = || {
+        let others = [opts.prometheus.as_deref(), opts.junit.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t != "-")
+            .map(|t| (format!("the output {t}"), Path::new(t)));
+        exports
+            .files()
+            .map(|(label, p)| (label.to_string(), p))
+            .chain(others)
+    };
+    for (name, when) in [
+        (&opts.baseline, "before the run is compared with it"),
+        (&opts.save_baseline, "whether or not the run may be saved"),
+    ] {
+        let Some(name) = name else { continue };
+        let path = compare::baseline::baseline_path(name, &dir)?;
+        if let Some(label) = crate::output::already_written(&path, outputs()) {
+            anyhow::bail!(
+                "`{label}` would overwrite baseline {name} ({}) {when}; write it elsewhere \
+                 (--save-baseline {name} replaces the baseline when the run may be saved)",
+                path.display()
+            );
+        }
     }
     Ok(dir)
 }
@@ -267,7 +279,15 @@ fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Res
         code = cmp.exit_code(gate);
     }
     if let Some(name) = &opts.save_baseline {
-        match unfit_for_baseline(report) {
+        // Saving over the baseline just compared against after the gate failed would hide
+        // the regression: the next run would be judged against the slower figures and pass.
+        let gate_failed = (code != 0 && opts.baseline.as_ref() == Some(name)).then(|| {
+            format!(
+                "it failed the comparison with baseline {name} (run with --save-baseline \
+                 alone to accept these figures)"
+            )
+        });
+        match gate_failed.or_else(|| unfit_for_baseline(report)) {
             // A baseline is what later runs are judged against: a run with a wrong or failed
             // result would replace a good one and hide every later failure of those results.
             // The run already exits non-zero; the saved baseline is left as it was.
@@ -287,14 +307,24 @@ fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Res
     Ok(code)
 }
 
-/// Why `report` may not become a baseline: results that were wrong or could not run.
+/// Why `report` may not become a baseline: results that were wrong, unchecked or could not run.
 fn unfit_for_baseline(report: &Report) -> Option<String> {
     use crate::report::Status;
     let count = |s: Status| report.results.iter().filter(|r| r.status == s).count();
     let (wrong, failed) = (count(Status::VerificationFailed), count(Status::Error));
+    // A result whose output was not checked (`verify.method = "none"`) never passes: it is no
+    // reference either.
+    let unchecked = report
+        .results
+        .iter()
+        .filter(|r| r.status == Status::Ok && r.verification.method == VerifyMethod::Unverified)
+        .count();
     let mut why = Vec::new();
     if wrong > 0 {
         why.push(format!("{wrong} result(s) failed verification"));
+    }
+    if unchecked > 0 {
+        why.push(format!("{unchecked} result(s) were not verified"));
     }
     if failed > 0 {
         why.push(format!("{failed} result(s) could not run"));
