@@ -771,6 +771,13 @@ fn one_spec(f: &SpecFile, kernel: UserKernel, dtype: DType, files: &Files) -> Re
         }
         Some(m) => return Err(Error::invalid(format!("work.metric `{m}`: flops or bytes"))),
     };
+    if metric == Metric::Bytes && bytes == 0 {
+        // A rate of nothing moved would print 0 B/s and 0% of the peak as if measured.
+        return Err(Error::invalid(
+            "work.bytes is 0: the figure is bytes moved per second, so give the bytes the \
+             kernel reads and writes (or work.flops with metric = \"flops\")",
+        ));
+    }
     let output = buffers
         .iter()
         .find(|b| b.output)
@@ -1265,6 +1272,11 @@ rtol = 1e-6
             &with("flops = \"N\"", "metric = \"flops\""),
             &[],
             "work.flops is 0",
+        );
+        fails(
+            &with("flops = \"N\"", "bytes = \"N - N\""),
+            &[],
+            "work.bytes is 0",
         );
         fails(
             &with("init = \"iota\"", "init = \"file\""),
