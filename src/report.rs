@@ -415,6 +415,18 @@ impl Report {
                 path: path.into(),
                 reason: e.to_string(),
             })?;
+        // A measurement report has no `kind`; verdicts and fleet views do (and also carry a
+        // schema_version), and serde would only say a field is missing.
+        if let Some(kind) = value.get("kind").and_then(|k| k.as_str()) {
+            return Err(crate::Error::CorruptFile {
+                path: path.into(),
+                reason: format!(
+                    "a `{kind}` file, not a measurement report (`gpuvet aggregate` reads \
+                     verdicts; reports are written by --json, --save-baseline and --verdict's \
+                     companion --json)"
+                ),
+            });
+        }
         match value.get("schema_version").and_then(|v| v.as_u64()) {
             Some(v) if v == SCHEMA_VERSION as u64 => {}
             Some(v) => {
@@ -451,8 +463,14 @@ impl Report {
     /// a negative throughput marks a damaged or hand-edited file. Read as they were, `compare`
     /// called such a result unverified and passed, and `report` drew a median of -1 s.
     fn check_figures(&self) -> std::result::Result<(), String> {
+        let mut seen = std::collections::BTreeSet::new();
         for r in &self.results {
             let id = &r.id;
+            // A run measures each result once per placement; a second copy would make
+            // `compare` pair whichever came first (the verdict then hangs on record order).
+            if !seen.insert((id, r.device.devices())) {
+                return Err(format!("result {id} on device {} appears twice", r.device));
+            }
             if let Some(s) = &r.stats {
                 let summary = [s.median_s, s.mean_s, s.min_s, s.max_s];
                 if let Some(t) = s
@@ -477,6 +495,14 @@ impl Report {
                     return Err(format!("result {id}: a rate of {} {}", t.value, t.unit));
                 }
             }
+            if let Some(f) = r.peak_fraction {
+                if !(f.is_finite() && f >= 0.0) {
+                    return Err(format!("result {id}: a peak fraction of {f}"));
+                }
+            }
+            r.verification
+                .check_figures()
+                .map_err(|e| format!("result {id}: {e}"))?;
         }
         Ok(())
     }

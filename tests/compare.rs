@@ -534,7 +534,16 @@ fn impossible_figures_make_a_report_corrupt() {
         serde_json::from_str(&std::fs::read_to_string(fixture("compare_old.json")).unwrap())
             .unwrap();
     type Edit = fn(&mut serde_json::Value);
-    let edits: [(&str, Edit); 5] = [
+    let edits: [(&str, Edit); 8] = [
+        ("negative-peak-share", |r| {
+            r["peak_fraction"] = (-5.0).into()
+        }),
+        ("negative-error", |r| {
+            r["verification"]["max_rel_error"] = (-1.0).into()
+        }),
+        ("negative-tolerance", |r| {
+            r["verification"]["tolerance"] = (-1.0).into()
+        }),
         ("negative-time", |r| {
             r["stats"]["times_s"][0] = (-1e-3).into()
         }),
@@ -562,6 +571,16 @@ fn impossible_figures_make_a_report_corrupt() {
             "{name}: {err}"
         );
     }
+    // A result twice on one device: compare would pair whichever came first.
+    let mut doc = full.clone();
+    let results = doc["results"].as_array_mut().unwrap();
+    let mut twin = results[0].clone();
+    twin["stats"]["median_s"] = (twin["stats"]["median_s"].as_f64().unwrap() * 3.0).into();
+    results.push(twin);
+    let path = dir.path().join("twice.json");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let err = Report::load(&path).unwrap_err().to_string();
+    assert!(err.contains("appears twice"), "{err}");
     // The fixture itself is fine.
     std::fs::write(dir.path().join("ok.json"), full.to_string()).unwrap();
     Report::load(&dir.path().join("ok.json")).unwrap();
@@ -580,12 +599,23 @@ fn malformed_or_truncated_files_are_corrupt_file_errors() {
             full.replacen("\"schema_version\": 1", "\"schema_version\": 9", 1),
         ),
         ("not-a-report", "{\"schema_version\": 1}".to_string()),
+        (
+            "a-verdict",
+            "{\"schema_version\": 1, \"kind\": \"gpuvet-verdict\"}".to_string(),
+        ),
     ];
     for (name, text) in &cases {
         let path = dir.path().join(format!("{name}.json"));
         std::fs::write(&path, text).unwrap();
         let err = Report::load(&path).unwrap_err();
         assert!(matches!(err, Error::CorruptFile { .. }), "{name}: {err}");
+        if *name == "a-verdict" {
+            assert!(
+                err.to_string()
+                    .contains("a `gpuvet-verdict` file, not a measurement report"),
+                "{err}"
+            );
+        }
         let err = load_baseline(name, dir.path()).unwrap_err();
         assert!(matches!(err, Error::CorruptFile { .. }), "{name}: {err}");
         // The runner's `--baseline NAME` path reports the same error.

@@ -103,6 +103,22 @@ pub struct Verification {
     pub detail: Option<String>,
 }
 
+impl Verification {
+    /// The figures a file may carry: an error and a bound are never negative (a hand-edited
+    /// `-1` would print as a passing error). Whether `passed` agrees with them is the method's
+    /// own rule (an absolute tolerance passes some relative errors above the bound), so it is
+    /// not judged here.
+    pub fn check_figures(&self) -> Result<(), String> {
+        if self.max_rel_error < 0.0 {
+            return Err(format!("a relative error of {}", self.max_rel_error));
+        }
+        if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
+            return Err(format!("a tolerance of {}", self.tolerance));
+        }
+        Ok(())
+    }
+}
+
 /// JSON has no infinity: write non-finite errors as `null` and read `null` back as infinity.
 mod finite_or_null {
     use serde::{Deserialize, Deserializer, Serializer};
