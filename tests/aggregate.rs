@@ -300,6 +300,25 @@ fn corrupt_or_foreign_files_are_clear_errors() {
         .to_string();
     assert!(err.contains("no *.json verdict files"), "{err}");
 
+    // Figures no run writes: the fleet view would take a negative rate as its minimum.
+    for (what, value) in [("negative", -2.5e11), ("zero", 0.0)] {
+        let mut n = fleet().remove(0);
+        n.gpus[0].metrics.get_mut("matmul.bf16").unwrap().value = value;
+        let path = dir.path().join(format!("{what}.json"));
+        std::fs::write(&path, n.to_json()).unwrap();
+        let err = load_verdicts(&[path]).unwrap_err().to_string();
+        assert!(
+            err.contains("corrupt") && err.contains("matmul.bf16"),
+            "{what}: {err}"
+        );
+    }
+    let mut n = fleet().remove(0);
+    n.gpus[0].metrics.get_mut("matmul.bf16").unwrap().ratio = Some(-1.0);
+    let path = dir.path().join("ratio.json");
+    std::fs::write(&path, n.to_json()).unwrap();
+    let err = load_verdicts(&[path]).unwrap_err().to_string();
+    assert!(err.contains("ratio to the expectation of -1"), "{err}");
+
     // The good files alone still load.
     assert_eq!(load_verdicts(&files).unwrap().len(), 5);
 }

@@ -412,7 +412,35 @@ impl NodeVerdict {
                 )))
             }
         }
-        serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))
+        let v: NodeVerdict = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+        v.check_figures().map_err(corrupt)?;
+        Ok(v)
+    }
+
+    /// The figures a fleet view computes with must be ones a run can write: a rate, peak or
+    /// expectation that is zero, negative or not finite marks a damaged or hand-edited file
+    /// (read as it was, a negative figure became the fleet's minimum and a "198% below"
+    /// outlier).
+    fn check_figures(&self) -> std::result::Result<(), String> {
+        let gpu = self.gpus.iter().flat_map(|g| {
+            g.metrics
+                .iter()
+                .map(move |(name, m)| (format!("GPU {} {name}", g.index), m))
+        });
+        let node = self
+            .node_metrics
+            .iter()
+            .map(|(name, m)| (format!("node {name}"), m));
+        for (what, m) in gpu.chain(node) {
+            let rates = [Some(m.value), m.peak, m.expected].into_iter().flatten();
+            if let Some(x) = rates.into_iter().find(|x| !(x.is_finite() && *x > 0.0)) {
+                return Err(format!("{what}: a figure of {x} {}", m.unit));
+            }
+            if let Some(r) = m.ratio.filter(|r| !(r.is_finite() && *r >= 0.0)) {
+                return Err(format!("{what}: a ratio to the expectation of {r}"));
+            }
+        }
+        Ok(())
     }
 
     /// Pretty JSON with a trailing newline.
