@@ -94,10 +94,11 @@ pub fn run_report(args: &ReportArgs) -> anyhow::Result<i32> {
     }
     let verdict = match &args.verdict {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| Error::CorruptFile {
-                path: p.display().to_string(),
-                reason: e.to_string(),
-            })?;
+            let text = crate::files::read_text_bounded(p, crate::files::MAX_SMALL_FILE_BYTES)
+                .map_err(|e| Error::CorruptFile {
+                    path: p.display().to_string(),
+                    reason: e.to_string(),
+                })?;
             Some(NodeVerdict::from_json(&text, &p.display().to_string())?)
         }
         None => None,

@@ -27,6 +27,7 @@ pub mod dtype;
 pub mod env;
 pub mod error;
 pub mod export;
+pub mod files;
 pub mod gpudb;
 pub mod html;
 pub mod inputs;

@@ -69,6 +69,10 @@ pub struct Npy {
 /// Largest `.npy` file read (a user kernel's input or expected output).
 pub const MAX_READ_BYTES: u64 = 16 << 30;
 
+/// The most read from a `.npy` that is not a regular file (a pipe, a device): write a larger
+/// array to a file.
+const MAX_STREAM_BYTES: u64 = 1 << 30;
+
 impl Npy {
     pub fn len(&self) -> usize {
         self.shape.iter().product()
@@ -109,7 +113,15 @@ pub fn read(path: &Path) -> crate::Result<Npy> {
             "{len} bytes is above the {MAX_READ_BYTES}-byte limit for .npy files"
         )));
     }
-    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    // A regular file is read to its length; a pipe or device (whose length says nothing) up
+    // to a bound: reading `/dev/zero` must not fill memory.
+    let limit = if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        len
+    } else {
+        MAX_STREAM_BYTES
+    };
+    let bytes =
+        crate::files::read_bounded(path, limit).map_err(|e| bad(format!("cannot read: {e}")))?;
     parse(&bytes).map_err(bad)
 }
 

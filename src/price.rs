@@ -141,9 +141,10 @@ impl PriceTable {
 
     /// Reads and parses a price file.
     pub fn load(path: &Path) -> Result<PriceTable> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::invalid(format!("cannot read price file {}: {e}", path.display()))
-        })?;
+        let text = crate::files::read_text_bounded(path, crate::files::MAX_SMALL_FILE_BYTES)
+            .map_err(|e| {
+                Error::invalid(format!("cannot read price file {}: {e}", path.display()))
+            })?;
         PriceTable::parse(&text, &path.display().to_string())
     }
 

@@ -509,10 +509,13 @@ impl Report {
 
     /// Reads a report file.
     pub fn load(path: &std::path::Path) -> crate::Result<Report> {
-        let text = std::fs::read_to_string(path).map_err(|e| crate::Error::CorruptFile {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let text =
+            crate::files::read_text_bounded(path, crate::files::MAX_REPORT_BYTES).map_err(|e| {
+                crate::Error::CorruptFile {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
         Report::from_json(&text, &path.display().to_string())
     }
 }

@@ -625,6 +625,15 @@ fn malformed_or_truncated_files_are_corrupt_file_errors() {
     }
 }
 
+/// A path that never ends (a device, a pipe) is read up to a bound, then refused: a report
+/// named `/dev/zero` once read until the kernel killed gpuvet.
+#[test]
+fn a_file_without_end_is_refused_at_a_bound() {
+    let err = Report::load(Path::new("/dev/zero")).unwrap_err();
+    assert!(matches!(err, Error::CorruptFile { .. }), "{err}");
+    assert!(err.to_string().contains("the most read from such a file"), "{err}");
+}
+
 #[test]
 fn corrupt_existing_baseline_is_never_overwritten() {
     let dir = temp_dir();

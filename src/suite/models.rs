@@ -86,10 +86,11 @@ impl ModelConfig {
 
     /// Reads a user's model file.
     pub fn load(path: &Path) -> Result<ModelConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::CorruptFile {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let text = crate::files::read_text_bounded(path, crate::files::MAX_SMALL_FILE_BYTES)
+            .map_err(|e| Error::CorruptFile {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
         ModelConfig::parse(&text, &path.display().to_string())
     }
 

@@ -314,10 +314,11 @@ pub fn load_verdicts(paths: &[PathBuf]) -> Result<Vec<(PathBuf, NodeVerdict)>> {
     files
         .into_iter()
         .map(|f| {
-            let text = std::fs::read_to_string(&f).map_err(|e| Error::CorruptFile {
-                path: f.display().to_string(),
-                reason: e.to_string(),
-            })?;
+            let text = crate::files::read_text_bounded(&f, crate::files::MAX_SMALL_FILE_BYTES)
+                .map_err(|e| Error::CorruptFile {
+                    path: f.display().to_string(),
+                    reason: e.to_string(),
+                })?;
             let v = NodeVerdict::from_json(&text, &f.display().to_string())?;
             Ok((f, v))
         })

@@ -82,9 +82,10 @@ pub struct UserSource {
 impl UserSource {
     /// Reads `path` (a `.cu` file) as a kernel source.
     pub fn load(path: &Path) -> Result<Source> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::invalid(format!("cannot read kernel source {}: {e}", path.display()))
-        })?;
+        let text = crate::files::read_text_bounded(path, crate::files::MAX_SMALL_FILE_BYTES)
+            .map_err(|e| {
+                Error::invalid(format!("cannot read kernel source {}: {e}", path.display()))
+            })?;
         Ok(Source::User(Self::from_text(path, text)))
     }
 

@@ -84,7 +84,9 @@ pub fn scan_headers(text: &str, source_dir: &Path, include_dirs: &[PathBuf]) -> 
             match found {
                 Some(p) if files.contains(&p) => {}
                 Some(p) => {
-                    let content = std::fs::read(&p).unwrap_or_default();
+                    let content =
+                        crate::files::read_bounded(&p, crate::files::MAX_SMALL_FILE_BYTES)
+                            .unwrap_or_default();
                     bytes += content.len() as u64;
                     h.update(p.display().to_string().as_bytes());
                     h.update([0]);

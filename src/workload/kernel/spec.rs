@@ -211,18 +211,8 @@ pub fn read(path: &Path) -> Result<SpecFile> {
 }
 
 fn read_limited(path: &Path, limit: u64, what: &str) -> Result<String> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| invalid(path, format!("cannot read the {what}: {e}")))?;
-    if meta.len() > limit {
-        return Err(invalid(
-            path,
-            format!(
-                "the {what} is {} bytes; at most {limit} are read",
-                meta.len()
-            ),
-        ));
-    }
-    std::fs::read_to_string(path).map_err(|e| invalid(path, format!("cannot read the {what}: {e}")))
+    crate::files::read_text_bounded(path, limit)
+        .map_err(|e| invalid(path, format!("cannot read the {what}: {e}")))
 }
 
 /// SHA-256 of `bytes`, 16 hex digits.
