@@ -904,6 +904,22 @@ fn outputs_never_overwrite_inputs_or_each_other() {
         "would overwrite baseline main",
     );
     assert_eq!(read(&base), saved);
+    // A file output named as one of the run's directories.
+    let pp = dir.path().join("pp");
+    for flags in [
+        "--plot {}",
+        "--dump-dir {}",
+        "--baseline-dir {} --save-baseline x",
+    ] {
+        refused(
+            words_with(
+                &format!("--backend mock -q --json {{}} {flags} bench memory --size 1MiB"),
+                &[&pp, &pp],
+            ),
+            "name the same path, one a file and one a directory",
+        );
+        assert!(!pp.exists(), "{flags}");
+    }
     // Or as the baseline it saves: written first, it would stand there even when the run
     // may not be saved.
     for output in ["--json", "--markdown", "--csv", "--prometheus"] {

@@ -631,7 +631,10 @@ fn malformed_or_truncated_files_are_corrupt_file_errors() {
 fn a_file_without_end_is_refused_at_a_bound() {
     let err = Report::load(Path::new("/dev/zero")).unwrap_err();
     assert!(matches!(err, Error::CorruptFile { .. }), "{err}");
-    assert!(err.to_string().contains("the most read from such a file"), "{err}");
+    assert!(
+        err.to_string().contains("the most read from such a file"),
+        "{err}"
+    );
 }
 
 #[test]

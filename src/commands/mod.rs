@@ -98,7 +98,45 @@ impl Options {
             let (format, path) = crate::compare::export::parse_spec(spec)?;
             exports.add(&format!("--export {spec}"), Box::new(format), &path)?;
         }
+        self.check_output_dirs(&exports)?;
         Ok(exports)
+    }
+
+    /// Refuses a file output named as one of the run's directories (`--json pp --plot pp`):
+    /// found only after the measurement, the second to be made failed with "File exists" and
+    /// no flag named.
+    fn check_output_dirs(&self, exports: &Exports) -> Result<()> {
+        let baseline_dir = (self.baseline.is_some() || self.save_baseline.is_some()).then(|| {
+            self.baseline_dir
+                .clone()
+                .unwrap_or_else(crate::compare::default_baseline_dir)
+        });
+        let dirs = [
+            ("--plot", self.plot.clone()),
+            ("--dump-dir", self.dump_dir.clone()),
+            ("--baseline-dir", baseline_dir),
+        ];
+        let others: Vec<(String, &Path)> = [self.prometheus.as_deref(), self.junit.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t != "-")
+            .map(|t| (format!("the output {t}"), Path::new(t)))
+            .collect();
+        for (flag, dir) in dirs {
+            let Some(dir) = dir else { continue };
+            let files = exports
+                .files()
+                .map(|(label, p)| (label.to_string(), p))
+                .chain(others.iter().map(|(l, p)| (l.clone(), *p)));
+            if let Some(label) = crate::output::already_written(&dir, files) {
+                anyhow::bail!(
+                    "`{label}` and {flag} {} name the same path, one a file and one a \
+                     directory; give each its own",
+                    dir.display()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The runner's settings for `command` on devices of the `backend` kind (what the choice
