@@ -181,6 +181,28 @@ fn fresh_runs_match_the_schema() {
         ),
         ("validate", run_json(&mut mock("validate --allow-cpu"), 0)),
         (
+            "priced",
+            run_json(
+                &mut mock("--price-per-hour 2.5 bench matmul --shape 64x64x64 --dtype f32,int8"),
+                0,
+            ),
+        ),
+        ("one rank of a world", {
+            let mut v = run_json(&mut mock("bench memory --size 1MiB --op copy"), 0);
+            let world = gpuvet::world::WorldRecord {
+                rank: 1,
+                size: 2,
+                local_rank: 1,
+                local_size: 2,
+                launcher: gpuvet::world::Launcher::Env,
+                rendezvous: Some("file:/shared/rdv".into()),
+                id_sha256: Some("0123456789abcdef".into()),
+                hosts: vec!["gpu001".into(), "gpu001".into()],
+            };
+            v["world"] = serde_json::to_value(world).unwrap();
+            v
+        }),
+        (
             "cpu",
             run_json(
                 gpuvet().args(
