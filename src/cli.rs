@@ -1205,7 +1205,11 @@ fn parse_shape(s: &str) -> Result<(u64, u64, u64), String> {
 
 /// Entry point used by main: parses, runs, maps every outcome to an exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    use clap::{CommandFactory, FromArgMatches};
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Ok((Cli::from_arg_matches(&m)?, sampling_flags_typed(&m))));
+    let (cli, sampling) = match parsed {
         Ok(c) => c,
         Err(e) => {
             if let Some(why) = bad_environment(&e) {
@@ -1217,7 +1221,7 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    match run(cli) {
+    match refuse_unused_sampling(cli.command.as_ref(), &sampling).and_then(|()| run(cli)) {
         Ok(code) => code,
         Err(e) => {
             crate::term::error(&format!("{e:#}"));
@@ -1542,7 +1546,61 @@ fn refuse_unused_outputs(g: &Global, command: Option<&Command>) -> Result<()> {
             bail!("`gpuvet {name}` does not take {flag}: {hint}");
         }
     }
+    if let Some(Command::Validate(v)) = command {
+        if g.plot.is_some() && v.duration.is_none() {
+            // Its charts are the soak's timelines: without one, --plot drew nothing, silently.
+            bail!(
+                "`gpuvet validate --plot` draws the soak's timelines, and a validation without \
+                 --duration has no soak; give --duration, or leave --plot out"
+            );
+        }
+    }
     Ok(())
+}
+
+/// The measurement flags, by clap id and as typed.
+const SAMPLING_FLAGS: [(&str, &str); 8] = [
+    ("min_samples", "--min-samples"),
+    ("max_samples", "--max-samples"),
+    ("max_time", "--max-time"),
+    ("warmup", "--warmup"),
+    ("target_noise", "--target-noise"),
+    ("min_sample_time", "--min-sample-time"),
+    ("threads", "--threads"),
+    ("hot", "--hot"),
+];
+
+/// The measurement flags typed on the command line. They all have defaults, so the parsed
+/// values cannot tell a typed flag from an untyped one; the matches can.
+fn sampling_flags_typed(m: &clap::ArgMatches) -> Vec<&'static str> {
+    SAMPLING_FLAGS
+        .iter()
+        .filter(|(id, _)| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|(_, flag)| *flag)
+        .collect()
+}
+
+/// Refuses a measurement flag on a command that measures nothing (`compare --min-samples 50`
+/// took it silently, as if the comparison had been resampled), as unused outputs are refused.
+fn refuse_unused_sampling(command: Option<&Command>, typed: &[&str]) -> Result<()> {
+    let name = match command {
+        Some(Command::Compare(_)) => "compare",
+        Some(Command::Aggregate(_)) => "aggregate",
+        Some(Command::Report(_)) => "report",
+        Some(Command::List(_)) => "list",
+        Some(Command::Info) => "info",
+        Some(Command::Completions { .. }) => "completions",
+        _ => return Ok(()),
+    };
+    // `info` opens the backend, and the CPU backend's threads are what it reports.
+    let used = |flag: &&&str| name == "info" && **flag == "--threads";
+    match typed.iter().find(|f| !used(f)) {
+        Some(flag) => bail!(
+            "`gpuvet {name}` does not take {flag}: it measures nothing (the measurement flags \
+             shape `run`, `bench`, `sweep`, `suite`, `stress` and `validate`)"
+        ),
+        None => Ok(()),
+    }
 }
 
 fn check_numbers(g: &Global) -> Result<()> {

@@ -174,10 +174,21 @@ fn row2_export_is_written_by_validate_and_refused_where_it_has_no_meaning() {
         "list --json x.json".to_string(),
         format!("aggregate {} --export bencher:x.json", dir.path().display()),
         "validate --allow-cpu --save-baseline x".to_string(),
+        // Measurement flags where nothing is measured.
+        format!("compare {0} {0} --min-samples 50", report.display()),
+        format!("report {} --hot", report.display()),
+        format!("aggregate {} --max-time 9", dir.path().display()),
+        "info --warmup 1".to_string(),
+        // validate draws the soak's timelines, and there is no soak without --duration.
+        "validate --allow-cpu --plot x.json".to_string(),
+        "list --threads 7".to_string(),
     ];
     for args in &refused {
         let (_, err) = stdout_of(&mut mock(args), 2);
-        assert!(err.contains("does not take --"), "{args}: {err}");
+        assert!(
+            err.contains("does not take --") || err.contains("has no soak; give --duration"),
+            "{args}: {err}"
+        );
         assert!(!dir.path().join("x.json").exists());
     }
 }
