@@ -67,7 +67,10 @@ const MAX_SOURCE_BYTES: u64 = 16 << 20;
 
 /// A whole number or an expression, as TOML holds it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a whole number or an expression in quotes (`4096`, `\"N * 4\"`)"
+)]
 pub enum Val {
     Int(i64),
     Text(String),
@@ -84,7 +87,10 @@ impl Val {
 
 /// Launch dimensions: `"cdiv(N,128), 4"`, `256`, or a list of those.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "launch dimensions: a whole number, an expression in quotes (`\"cdiv(N, 256), 4\"`) or a list of those"
+)]
 pub enum Dims {
     List(Vec<Val>),
     One(Val),
@@ -1262,6 +1268,16 @@ rtol = 1e-6
             &with("flops = \"N\"", "metric = \"flops\""),
             &[],
             "work.flops is 0",
+        );
+        fails(
+            &with("grid = \"GRID\"", "grid = 1.5"),
+            &[],
+            "launch dimensions: a whole number",
+        );
+        fails(
+            &with("flops = \"N\"", "flops = true"),
+            &[],
+            "a whole number or an expression in quotes",
         );
         fails(
             &with("flops = \"N\"", "bytes = \"N - N\""),
