@@ -338,6 +338,20 @@ fn file_publish(
         host: me.to_string(),
     };
     let text = serde_json::to_vec(&p).map_err(|e| Error::backend("rendezvous", e.to_string()))?;
+    // An earlier run's rendezvous file is replaced; any other file (a report, a baseline named
+    // by mistake) is someone's data.
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        let earlier = crate::files::read_bounded(path, 1 << 16)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Published>(&b).ok());
+        if earlier.is_none() {
+            return Err(Error::invalid(format!(
+                "GPUVET_RENDEZVOUS=file:{}: that file exists and is no rendezvous file; name \
+                 a path of its own (rank 0 replaces it)",
+                path.display()
+            )));
+        }
+    }
     crate::output::write_atomic(path, &text).map_err(io(format!("writing {}", path.display())))?;
     let mut hosts = vec![me.to_string()];
     for rank in 1..world.size {
@@ -513,5 +527,35 @@ mod tests {
         }
         assert_eq!(unhex("00ff10").unwrap(), vec![0, 255, 16]);
         assert!(unhex("0").is_err());
+    }
+
+    /// A rerun replaces the last run's rendezvous file; a file that is none (a report named by
+    /// mistake) is refused and kept.
+    #[test]
+    fn rank_zero_replaces_only_a_rendezvous_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rdv.json");
+        for _ in 0..2 {
+            for w in run_world(2, Rendezvous::File(path.clone()), |_| "job-3".into()) {
+                w.unwrap();
+            }
+        }
+        let report = dir.path().join("r.json");
+        std::fs::write(&report, "{\"schema_version\": 1}").unwrap();
+        let e = join(
+            &world(0, 2, Rendezvous::File(report.clone()), "job-4"),
+            || Ok(vec![1u8; 128]),
+            Duration::from_secs(1),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("that file exists and is no rendezvous file"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&report).unwrap(),
+            "{\"schema_version\": 1}"
+        );
     }
 }
