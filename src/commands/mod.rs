@@ -102,6 +102,21 @@ impl Options {
         Ok(exports)
     }
 
+    /// Every file the run writes as (label, path): the report formats and exports, and the
+    /// Prometheus and JUnit files.
+    pub fn output_files<'a>(&'a self, exports: &'a Exports) -> Vec<(String, &'a Path)> {
+        let others = [self.prometheus.as_deref(), self.junit.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t != "-")
+            .map(|t| (format!("the output {t}"), Path::new(t)));
+        exports
+            .files()
+            .map(|(label, p)| (label.to_string(), p))
+            .chain(others)
+            .collect()
+    }
+
     /// Refuses a file output named as one of the run's directories (`--json pp --plot pp`):
     /// found only after the measurement, the second to be made failed with "File exists" and
     /// no flag named.
@@ -116,18 +131,10 @@ impl Options {
             ("--dump-dir", self.dump_dir.clone()),
             ("--baseline-dir", baseline_dir),
         ];
-        let others: Vec<(String, &Path)> = [self.prometheus.as_deref(), self.junit.as_deref()]
-            .into_iter()
-            .flatten()
-            .filter(|t| *t != "-")
-            .map(|t| (format!("the output {t}"), Path::new(t)))
-            .collect();
+        let files = self.output_files(exports);
         for (flag, dir) in dirs {
             let Some(dir) = dir else { continue };
-            let files = exports
-                .files()
-                .map(|(label, p)| (label.to_string(), p))
-                .chain(others.iter().map(|(l, p)| (l.clone(), *p)));
+            let files = files.iter().map(|(label, p)| (label.as_str(), *p));
             if let Some(label) = crate::output::already_written(&dir, files) {
                 anyhow::bail!(
                     "`{label}` and {flag} {} name the same path, one a file and one a \

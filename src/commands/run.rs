@@ -227,24 +227,15 @@ fn check_baseline_flags(opts: &Options, exports: &crate::export::Exports) -> Res
     // And an output written over a baseline's file: before the comparison it would be compared
     // with itself; before the save it would stand in the file whether or not the run may be
     // saved (a failed run, refused as a baseline, would still have replaced the good one).
-    let outputs = || {
-        let others = [opts.prometheus.as_deref(), opts.junit.as_deref()]
-            .into_iter()
-            .flatten()
-            .filter(|t| *t != "-")
-            .map(|t| (format!("the output {t}"), Path::new(t)));
-        exports
-            .files()
-            .map(|(label, p)| (label.to_string(), p))
-            .chain(others)
-    };
+    let outputs = opts.output_files(exports);
     for (name, when) in [
         (&opts.baseline, "before the run is compared with it"),
         (&opts.save_baseline, "whether or not the run may be saved"),
     ] {
         let Some(name) = name else { continue };
         let path = compare::baseline::baseline_path(name, &dir)?;
-        if let Some(label) = crate::output::already_written(&path, outputs()) {
+        let outputs = outputs.iter().map(|(label, p)| (label.as_str(), *p));
+        if let Some(label) = crate::output::already_written(&path, outputs) {
             anyhow::bail!(
                 "`{label}` would overwrite baseline {name} ({}) {when}; write it elsewhere \
                  (--save-baseline {name} replaces the baseline when the run may be saved)",
