@@ -209,7 +209,7 @@ impl Exports {
                 Target::File(p) => Some(p),
             };
             if let Some(why) = o.exporter.empty_reason(report) {
-                let removed = path.is_some_and(|p| p.is_file() && std::fs::remove_file(p).is_ok());
+                let removed = path.is_some_and(|p| crate::output::remove_stale(p));
                 problems.push(format!(
                     "{}: {why}; nothing written{}",
                     o.label,

@@ -161,6 +161,14 @@ pub fn already_written<'p, L>(
         .map(|(label, _)| label)
 }
 
+/// Removes an earlier file at `path` that this run has nothing to replace with (an output
+/// with nothing to say, a verdict an interrupted run never reached), so that it cannot pass
+/// for this run's. Only a regular file is removed (never a device or a FIFO); returns whether
+/// one was.
+pub fn remove_stale(path: &Path) -> bool {
+    path.is_file() && std::fs::remove_file(path).is_ok()
+}
+
 /// Replaces `path` with `bytes` through a temp file in the same directory and a rename, so a
 /// reader sees the old file or the new one, never half of one. An existing file keeps its
 /// permissions; a new one gets 0644 (results are meant to be shared, like any file the user's

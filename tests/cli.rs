@@ -1006,7 +1006,8 @@ fn a_bad_environment_variable_is_named() {
 /// did not complete, and the JUnit file has one errored case.
 #[test]
 fn an_interrupted_validate_replaces_the_last_verdict_files() {
-    let (_dir, [prom, junit, json]) = temp_files(["v.prom", "v.xml", "v.json"]);
+    let (_dir, [prom, junit, json, verdict]) =
+        temp_files(["v.prom", "v.xml", "v.json", "verdict.json"]);
     let outputs = |c: &mut std::process::Command| {
         c.arg("--prometheus")
             .arg(&prom)
@@ -1018,18 +1019,21 @@ fn an_interrupted_validate_replaces_the_last_verdict_files() {
     let mut first = gpuvet_in_background();
     outputs(&mut first);
     let out = first
-        .args(words("--backend mock -q validate --allow-cpu"))
+        .args(words("--backend mock -q validate --allow-cpu --verdict"))
+        .arg(&verdict)
         .output()
         .unwrap();
     assert_exit(&out, 0, "validate");
-    assert!(read(&prom).contains("gpuvet_run_complete{host="));
+    assert!(read(&prom).contains("gpuvet_run_complete{"));
+    assert!(verdict.exists());
     std::fs::remove_file(&json).unwrap();
     let mut second = gpuvet_in_background();
     outputs(&mut second);
     let child = second
         .args(words(
-            "--backend mock -q validate --allow-cpu --duration 60s",
+            "--backend mock -q validate --allow-cpu --duration 60s --verdict",
         ))
+        .arg(&verdict)
         .spawn()
         .unwrap();
     signal_when(child, "result", libc::SIGTERM, || {
@@ -1055,4 +1059,8 @@ fn an_interrupted_validate_replaces_the_last_verdict_files() {
         xml.contains("errors=\"1\"") && xml.contains("interrupted"),
         "{xml}"
     );
+    // The last round's verdict is gone (aggregate would read it as this round's), and the
+    // report says it is incomplete.
+    assert!(!verdict.exists(), "the previous verdict was kept");
+    assert_eq!(read_json(&json)["complete"], false);
 }

@@ -12,6 +12,7 @@ use crate::runner::{self, Settings};
 use crate::validate::{JudgeInputs, JudgeOptions};
 use crate::workload::Workload;
 use anyhow::{bail, Context, Result};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -91,6 +92,17 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     };
     if stop.load(Ordering::Relaxed) {
         crate::term::warn("interrupted: no verdict; the files hold the results that finished");
+        // Stopped in the soak's stress half, the report's last step had finished whole.
+        report.complete = false;
+        // The previous round's verdict would pass for this one's (a DaemonSet writes one path
+        // every round, and aggregate reads it).
+        if let Some(p) = a.verdict.as_deref().filter(|t| *t != "-") {
+            if crate::output::remove_stale(Path::new(p)) {
+                crate::term::warn(&format!(
+                    "removed the previous verdict {p}: this run reached none"
+                ));
+            }
+        }
         let mut unwritten = exports.finish(&report, opts.quiet);
         if let Err(e) = write_interrupted_formats(opts, &report) {
             unwritten.push(format!("{e:#}"));
