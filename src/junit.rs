@@ -35,35 +35,47 @@ impl Exporter<NodeVerdict> for JunitValidate {
     }
 }
 
-/// A `validate` stopped before its verdict (Ctrl-C, SIGTERM, a job's time limit): one errored
-/// case, so that a CI job killed by its timeout never reads the previous run's green file.
+/// A command stopped before its judgement (Ctrl-C, SIGTERM, a job's time limit): `validate`
+/// before its verdict, a run before its `--baseline` comparison. One errored case, so that a CI
+/// job killed by its timeout never reads the previous run's green file.
 #[derive(Debug, Clone, Copy)]
 pub struct JunitInterrupted<'a> {
     pub host: &'a str,
+    /// `validate`, or the run's command (`bench matmul`).
+    pub command: &'a str,
+    /// What it did not reach: `verdict`, `baseline comparison`.
+    pub judgement: &'a str,
 }
 
 impl Exporter<()> for JunitInterrupted<'_> {
     fn render(&self, _: &()) -> anyhow::Result<String> {
+        let package = format!("gpuvet.{}", self.command.replace(' ', "."));
         let case = Case {
-            name: "verdict".into(),
-            classname: "gpuvet.validate".into(),
+            name: self.judgement.into(),
+            classname: package.clone(),
             outcome: Outcome::Error {
                 kind: "interrupted".into(),
-                message: "validate was interrupted before its verdict".into(),
+                message: format!(
+                    "{} was interrupted before its {}",
+                    self.command, self.judgement
+                ),
             },
-            detail: "the run stopped before every check had its results; no verdict was made"
-                .into(),
+            detail: format!(
+                "the run stopped before every result was in; no {} was made",
+                self.judgement
+            ),
         };
+        let title = format!("gpuvet {}", self.command);
         let suite = Suite {
-            name: format!("gpuvet validate on {}", self.host),
-            package: "gpuvet.validate".into(),
+            name: format!("{title} on {}", self.host),
+            package,
             hostname: Some(self.host.to_string()),
             timestamp: None,
             properties: Vec::new(),
             cases: vec![case],
             system_out: String::new(),
         };
-        Ok(document("gpuvet validate", &[suite]))
+        Ok(document(&title, &[suite]))
     }
 }
 

@@ -1001,6 +1001,55 @@ fn a_bad_environment_variable_is_named() {
         ));
 }
 
+/// A run interrupted before its `--baseline` comparison replaces the previous run's JUnit
+/// file with one errored case: a CI job killed by its time limit must not read a green file.
+#[test]
+fn an_interrupted_baseline_run_replaces_the_last_junit_file() {
+    let (_dir, [bdir, junit, json]) = temp_files(["b", "j.xml", "r.json"]);
+    let quick = "--backend cpu -q --warmup 0 --max-time 0.05 --min-samples 2 --baseline-dir";
+    let bench = "bench memory --op copy --size 1MiB";
+    gpuvet()
+        .args(words(quick))
+        .arg(&bdir)
+        .args(words(&format!("--save-baseline main {bench}")))
+        .assert()
+        .code(0);
+    gpuvet()
+        .args(words(quick))
+        .arg(&bdir)
+        .args(words(&format!(
+            "--baseline main --junit {} {bench}",
+            junit.display()
+        )))
+        .assert()
+        .code(0);
+    assert!(read(&junit).contains("failures=\"0\""));
+    let child = gpuvet_in_background()
+        .args(words(
+            "--backend cpu -q --warmup 0 --max-time 0.2 --min-samples 2 --baseline-dir",
+        ))
+        .arg(&bdir)
+        .args(words(&format!(
+            "--baseline main --junit {} --json {} {bench},2MiB,3MiB,4MiB,5MiB,6MiB,7MiB,8MiB,\
+             9MiB,10MiB,11MiB,12MiB,13MiB,14MiB,15MiB,16MiB",
+            junit.display(),
+            json.display()
+        )))
+        .spawn()
+        .unwrap();
+    signal_when(child, "a result", libc::SIGTERM, || {
+        std::fs::read_to_string(&json)
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .is_some_and(|v| !v["results"].as_array().unwrap().is_empty())
+    });
+    let xml = read(&junit);
+    assert!(
+        xml.contains("errors=\"1\"") && xml.contains("interrupted before its baseline comparison"),
+        "{xml}"
+    );
+}
+
 /// An interrupted validate (a job's time limit, a DaemonSet's next round) leaves neither its
 /// Prometheus file nor its JUnit file as the previous run wrote them: the metrics say the run
 /// did not complete, and the JUnit file has one errored case.

@@ -124,6 +124,18 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
         crate::term::warn(
             "interrupted: the files hold the results that finished (no baseline saved)",
         );
+        // The JUnit file is the baseline comparison's, which never came: left alone, the
+        // previous run's green file would stand for this one.
+        if let (Some(target), Some(_)) = (&opts.junit, &opts.baseline) {
+            let junit = crate::junit::JunitInterrupted {
+                host: &report.host.hostname,
+                command: &report.config.command,
+                judgement: "baseline comparison",
+            };
+            if let Err(e) = junit.write(target, &()) {
+                unwritten.push(format!("--junit {target}: {e:#}"));
+            }
+        }
         130
     } else {
         exit_code(&report).max(after_run(opts, &report, &baseline_dir, output)?)

@@ -182,9 +182,13 @@ fn write_interrupted_formats(opts: &Options, report: &Report) -> Result<()> {
     }
     if let Some(target) = &opts.junit {
         let host = report.host.hostname.as_str();
-        crate::junit::JunitInterrupted { host }
-            .write(target, &())
-            .with_context(|| format!("writing JUnit XML to {target}"))?;
+        crate::junit::JunitInterrupted {
+            host,
+            command: "validate",
+            judgement: "verdict",
+        }
+        .write(target, &())
+        .with_context(|| format!("writing JUnit XML to {target}"))?;
     }
     Ok(())
 }
