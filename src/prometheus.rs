@@ -590,20 +590,25 @@ fn stress_metrics(f: &mut TextFile, s: &StressReport, gpus: &[Gpu], host: &str) 
         "OP/s" => "gpuvet_stress_throughput_op_per_second",
         _ => "gpuvet_stress_throughput_flop_per_second",
     };
-    let verdict = if s.verdict == "PASS" {
-        Verdict::Pass
-    } else {
-        Verdict::Fail
+    let verdict = match s.verdict.as_str() {
+        "PASS" => Some(Verdict::Pass),
+        "FAIL" => Some(Verdict::Fail),
+        // Interrupted before a fault was found: no verdict, as a validate stopped early has
+        // none (`gpuvet_run_complete` says 0).
+        _ => None,
     };
     let base = vec![("host", host.to_string())];
-    for st in [Verdict::Pass, Verdict::Fail] {
+    for st in [Verdict::Pass, Verdict::Fail]
+        .into_iter()
+        .filter(|_| verdict.is_some())
+    {
         let mut l = base.clone();
         l.push(("verdict", st.name().to_ascii_lowercase()));
         f.set(
             "gpuvet_stress_verdict",
             "gpuvet stress's verdict: 1 for the verdict reached (pass or fail), 0 for the other.",
             &l,
-            bool_value(st == verdict),
+            bool_value(Some(st) == verdict),
         );
     }
     for d in &s.devices {
@@ -611,12 +616,14 @@ fn stress_metrics(f: &mut TextFile, s: &StressReport, gpus: &[Gpu], host: &str) 
             continue;
         };
         let l = gpu.with(&[("workload", w.name()), ("dtype", w.dtype().to_string())]);
-        f.set(
-            rate_name,
-            "Median per-second throughput of the stress run.",
-            &l,
-            d.median_throughput,
-        );
+        if let Some(rate) = d.median_throughput {
+            f.set(
+                rate_name,
+                "Median per-second throughput of the stress run (a device whose first output was wrong has none).",
+                &l,
+                rate,
+            );
+        }
         if let Some(w) = d.median_power_w {
             f.set(
                 "gpuvet_stress_power_watts",

@@ -90,7 +90,10 @@ pub struct DeviceStress {
     /// The first output matched the f64 reference.
     pub verified: bool,
     pub mismatches: Vec<Mismatch>,
-    pub median_throughput: f64,
+    /// Median of the per-second throughputs; absent when the first output was wrong (the speed
+    /// of a wrong computation is no figure) or nothing was timed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_throughput: Option<f64>,
     /// Median board power of the timeline's readings taken from the sensor's averaging window
     /// into the load on ([`Backend::power_window_s`]), W; absent without power readings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,7 +112,7 @@ pub struct StressReport {
     pub devices: Vec<DeviceStress>,
     /// Every device produced the same checksum as every other.
     pub consistent_across_devices: bool,
-    /// `PASS` or `FAIL`.
+    /// `PASS` or `FAIL`; `INCOMPLETE` for a run interrupted before it found a fault.
     pub verdict: String,
     pub reasons: Vec<String>,
 }
@@ -190,11 +193,18 @@ pub fn run_keeping(
     )?;
     devices.sort_by_key(|d| d.device);
     let (reasons, consistent) = judge(&devices);
-    let verdict = if reasons.is_empty() { "PASS" } else { "FAIL" };
+    let interrupted = stop.load(Ordering::Relaxed);
+    // A fault found before a stop is a fact; a clean run cut short has no verdict: it never
+    // ran as long as it was asked to.
+    let verdict = match (reasons.is_empty(), interrupted) {
+        (false, _) => "FAIL",
+        (true, false) => "PASS",
+        (true, true) => "INCOMPLETE",
+    };
     let report = StressReport {
         workload: cfg.workload.clone(),
         duration_s: start.elapsed().as_secs_f64(),
-        interrupted: stop.load(Ordering::Relaxed),
+        interrupted,
         devices,
         consistent_across_devices: consistent,
         verdict: verdict.into(),
@@ -264,7 +274,7 @@ impl DeviceStress {
             checksum: String::new(),
             verified: false,
             mismatches: Vec::new(),
-            median_throughput: 0.0,
+            median_throughput: None,
             median_power_w: None,
             timeline: Vec::new(),
             error: None,
@@ -307,8 +317,8 @@ fn stress_one(
         out = out.failed(&e);
     }
     let rates: Vec<f64> = out.timeline.iter().map(|p| p.throughput).collect();
-    if !rates.is_empty() {
-        out.median_throughput = crate::stats::median(&rates);
+    if !rates.is_empty() && out.verified {
+        out.median_throughput = Some(crate::stats::median(&rates));
     }
     // The first second also holds the preparation and the first output's check.
     let from_s = b.power_window_s() + 1.0;
@@ -481,7 +491,7 @@ mod tests {
             assert!(d.verified);
             assert!(d.checks >= 3, "{} checks", d.checks);
             assert!(d.timeline.len() >= 2);
-            assert!(d.median_throughput > 0.0);
+            assert!(d.median_throughput.unwrap() > 0.0);
             // The mock's board draws 100 W under load.
             assert_eq!(d.median_power_w, Some(100.0));
         }
@@ -505,13 +515,36 @@ mod tests {
             let d = &r.devices[0];
             assert_eq!(d.checks, 1, "{fault:?}");
             assert_eq!(d.timeline.len(), 1, "{fault:?}");
-            assert!(d.median_throughput > 0.0, "{fault:?}");
+            assert!(d.median_throughput.unwrap() > 0.0, "{fault:?}");
             assert_eq!(
                 d.mismatches.len(),
                 usize::from(fault.is_some()),
                 "{fault:?}"
             );
             assert_eq!(r.verdict, if fault.is_some() { "FAIL" } else { "PASS" });
+        }
+    }
+
+    /// A run stopped before its end with no fault found has no verdict: it never ran as long
+    /// as asked (it said PASS, "stopped before any repeat was compared"). A fault found before
+    /// the stop still fails it.
+    #[test]
+    fn an_interrupted_run_passes_nothing() {
+        for (fault, want) in [(None, "INCOMPLETE"), (Some((0, 1)), "FAIL")] {
+            let mut c = cfg(fault);
+            c.duration = Duration::from_secs(30);
+            c.check_interval_s = 0.05;
+            let stop = AtomicBool::new(false);
+            let stopper = || {
+                std::thread::sleep(Duration::from_millis(500));
+                stop.store(true, Ordering::Relaxed);
+            };
+            let r = std::thread::scope(|s| {
+                s.spawn(stopper);
+                run(vec![Box::new(MockBackend::new())], &c, &stop).unwrap()
+            });
+            assert!(r.interrupted);
+            assert_eq!(r.verdict, want, "{fault:?}: {:?}", r.reasons);
         }
     }
 

@@ -432,6 +432,25 @@ fn ctrl_c_stops_cleanly_and_keeps_what_finished() {
     }
 }
 
+/// A device whose first output was wrong gets no throughput anywhere (it was reported as if
+/// measured), as a wrong result of `run` gets none.
+#[test]
+fn stress_gives_no_figure_for_a_wrong_output() {
+    let (_dir, [json, prom]) = temp_files(["s.json", "s.prom"]);
+    gpuvet()
+        .env("GPUVET_MOCK_FAULT", "matmul")
+        .args(words("--backend mock stress --duration 1s --json"))
+        .arg(&json)
+        .arg("--prometheus")
+        .arg(&prom)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("median —, first output WRONG"));
+    let v = read_json(&json);
+    assert!(v["devices"][0].get("median_throughput").is_none(), "{v}");
+    assert!(!read(&prom).contains("gpuvet_stress_throughput_"));
+}
+
 #[test]
 fn stress_passes_when_outputs_repeat_and_names_a_planted_fault() {
     let (_dir, [json]) = temp_files(["stress.json"]);

@@ -865,7 +865,7 @@ fn stress_run_feeds_correctness_and_health() {
         checksum: checksum.into(),
         verified: true,
         mismatches,
-        median_throughput: 780e12,
+        median_throughput: Some(780e12),
         median_power_w: None,
         timeline: vec![TimelinePoint {
             t_s: 1.0,

@@ -108,13 +108,18 @@ fn summary(report: &StressReport) -> String {
     let unit = crate::report::ResultRecord::unit_for(&report.workload);
     for d in &report.devices {
         // Power and work per watt where the device's power was read under load.
+        // A wrong first output has no figure; the line ends saying so.
+        let rate = d
+            .median_throughput
+            .map_or_else(|| "—".to_string(), |r| crate::units::si(r, unit));
         let power = d
             .median_power_w
             .filter(|&w| w > 0.0)
-            .map(|w| {
+            .zip(d.median_throughput)
+            .map(|(w, r)| {
                 format!(
                     " at {w:.0} W ({})",
-                    crate::units::si(d.median_throughput / w, &format!("{unit}/W"))
+                    crate::units::si(r / w, &format!("{unit}/W"))
                 )
             })
             .unwrap_or_default();
@@ -124,7 +129,7 @@ fn summary(report: &StressReport) -> String {
             d.name,
             d.iterations,
             d.checks,
-            crate::units::si(d.median_throughput, unit),
+            rate,
             match (&d.error, d.mismatches.len()) {
                 (Some(e), _) => format!("ERROR: {e}"),
                 // Only an interrupted run can end before its first comparison.
@@ -137,6 +142,9 @@ fn summary(report: &StressReport) -> String {
         ));
     }
     text.push_str(&format!("verdict: {}\n", report.verdict));
+    if report.verdict == "INCOMPLETE" {
+        text.push_str("  - interrupted before the run's end, with no fault found until then\n");
+    }
     for r in &report.reasons {
         text.push_str(&format!("  - {r}\n"));
     }

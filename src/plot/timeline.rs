@@ -233,7 +233,7 @@ mod tests {
             checksum: String::new(),
             verified: true,
             mismatches: vec![],
-            median_throughput: 1e15,
+            median_throughput: Some(1e15),
             median_power_w: None,
             timeline: (0..pts)
                 .map(|k| TimelinePoint {
