@@ -428,7 +428,7 @@ fn csv_row(report: &Report, r: &ResultRecord) -> Vec<String> {
         r.implementation.clone(),
         r.dtype.to_string(),
         r.compute_dtype.to_string(),
-        format!("{:?}", r.status).to_lowercase(),
+        r.status.name().to_string(),
         r.verification.passed.to_string(),
         r.verification.method.to_string(),
         format!("{:e}", r.verification.max_rel_error),

@@ -142,6 +142,17 @@ pub enum Status {
     Error,
 }
 
+impl Status {
+    /// The name the JSON writes (`verification_failed`), for every other format to write too.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::VerificationFailed => "verification_failed",
+            Status::Error => "error",
+        }
+    }
+}
+
 /// One measured result.
 #[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -574,6 +585,14 @@ pub fn noise_text(r: &ResultRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every format writes a status as the JSON does (the CSV once wrote `verificationfailed`).
+    #[test]
+    fn status_names_are_the_json_names() {
+        for st in [Status::Ok, Status::VerificationFailed, Status::Error] {
+            assert_eq!(serde_json::to_value(st).unwrap(), st.name());
+        }
+    }
 
     #[test]
     fn the_run_backend_keeps_its_name_and_unknown_names_load() {
