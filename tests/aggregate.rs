@@ -478,6 +478,9 @@ fn unknown_node_types_are_grouped_by_gpu_count_and_model() {
     );
     let hosts: Vec<&str> = s.node_outliers.iter().map(|o| o.host.as_str()).collect();
     assert_eq!(hosts, ["eight-b"], "{:?}", s.node_outliers);
+    // The headline counts the node's figure among the outliers it names.
+    let md = render(&nodes, &s, FleetFormat::Markdown, false).unwrap();
+    assert!(md.contains("1 outlier figure on 1 node"), "{md}");
 }
 
 /// A PCIe card validated with `--expect h100-sxm` fails identity on its node; in the fleet it
@@ -530,4 +533,43 @@ fn a_gpu_judged_as_another_sku_counts_under_the_detected_one() {
         .find(|l| l.starts_with("pcie-a,") && l.contains("matmul.bf16"))
         .unwrap();
     assert!(row.contains("h100-pcie"), "{row}");
+}
+
+/// Two verdicts of one host started in the same second: the worse one counts, in whichever
+/// order the files come (the first named used to win, hiding a FAIL named second). A node to
+/// drain lists what its FAIL rests on, not the WARNs beside it.
+#[test]
+fn ties_keep_the_worse_verdict_and_drains_list_their_failures() {
+    let t = "2026-11-28T10:00:00Z";
+    let ok = node(
+        "n1",
+        t,
+        vec![gpu(0, "h100-sxm", 790e12, 2.9e12, Verdict::Pass)],
+    );
+    let bad = node(
+        "n1",
+        t,
+        vec![
+            gpu(0, "h100-sxm", 790e12, 2.9e12, Verdict::Fail),
+            gpu(1, "h100-sxm", 790e12, 2.9e12, Verdict::Warn),
+        ],
+    );
+    for order in [vec![ok.clone(), bad.clone()], vec![bad.clone(), ok.clone()]] {
+        let s = summarize(&order, 10.0);
+        assert_eq!((s.nodes, s.nodes_fail), (1, 1), "{:?}", s.notes);
+        assert_eq!(s.drain.len(), 1);
+        assert_eq!(
+            s.drain[0].reasons,
+            ["GPU 0 (GPU-00000000): health: synthetic problem on GPU 0"],
+            "{:?}",
+            s.drain[0].reasons
+        );
+        assert!(
+            s.notes
+                .iter()
+                .any(|n| n.contains("the worse verdict, FAIL")),
+            "{:?}",
+            s.notes
+        );
+    }
 }

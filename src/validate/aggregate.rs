@@ -396,7 +396,8 @@ pub fn summarize(verdicts: &[NodeVerdict], outlier_pct: f64) -> FleetSummary {
         .map(|n| Drain {
             host: n.hostname.clone(),
             verdict: n.verdict,
-            reasons: n.reasons.clone(),
+            // What the FAIL rests on; the node's WARNs stay in its own verdict file.
+            reasons: n.reasons_at(Verdict::Fail),
         })
         .collect();
     let count = |v: Verdict| nodes.iter().filter(|n| n.verdict == v).count();
@@ -494,12 +495,24 @@ fn latest_per_host(verdicts: &[NodeVerdict]) -> (Vec<&NodeVerdict>, Vec<String>)
     let mut latest: BTreeMap<&str, &NodeVerdict> = BTreeMap::new();
     for v in verdicts {
         if let Some(prev) = latest.get(v.hostname.as_str()) {
+            // Two runs started in the same second: the worse verdict, whatever the order the
+            // files were named in (a FAIL was hidden when its file came second).
+            let keep_prev = (&prev.started_at, prev.verdict) >= (&v.started_at, v.verdict);
+            let kept = if keep_prev { prev } else { v };
             notes.push(format!(
-                "{} appears more than once: using the run started {}",
+                "{} appears more than once: using the run started {}{}",
                 v.hostname,
-                prev.started_at.as_str().max(v.started_at.as_str())
+                kept.started_at,
+                if prev.started_at == v.started_at {
+                    format!(
+                        " (two runs started then: the worse verdict, {})",
+                        kept.verdict.name()
+                    )
+                } else {
+                    String::new()
+                }
             ));
-            if prev.started_at >= v.started_at {
+            if keep_prev {
                 continue;
             }
         }
@@ -655,7 +668,7 @@ fn headline(s: &FleetSummary) -> String {
         s.nodes_warn,
         s.nodes_fail,
         s.drain.len(),
-        count(s.outliers.len(), "outlier figure"),
+        count(s.outliers.len() + s.node_outliers.len(), "outlier figure"),
         count(s.outlier_nodes.len(), "node"),
     )
 }

@@ -843,15 +843,42 @@ impl Judging<'_> {
 
 /// A GPU's reasons, each prefixed with which GPU it is.
 fn gpu_reasons(g: &GpuVerdict) -> Vec<String> {
-    let who = format!(
-        "GPU {}{}",
-        g.index,
-        g.uuid
-            .as_deref()
-            .map(|u| format!(" ({u})"))
-            .unwrap_or_default()
-    );
+    let who = g.who();
     g.reasons.iter().map(|r| format!("{who}: {r}")).collect()
+}
+
+impl GpuVerdict {
+    /// `GPU 3 (GPU-uuid)`: how a node's reasons name the GPU.
+    fn who(&self) -> String {
+        format!(
+            "GPU {}{}",
+            self.index,
+            self.uuid
+                .as_deref()
+                .map(|u| format!(" ({u})"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+impl NodeVerdict {
+    /// The node's reasons of exactly `level`, named as in `reasons` (`GPU i (uuid): check:
+    /// message`, `node: links: …`): what a FAIL rests on, without the WARNs beside it.
+    pub fn reasons_at(&self, level: Verdict) -> Vec<String> {
+        let gpus = self.gpus.iter().flat_map(|g| {
+            let who = g.who();
+            g.checks
+                .iter()
+                .flat_map(move |c| c.reasons_at(level).collect::<Vec<_>>())
+                .map(move |r| format!("{who}: {r}"))
+        });
+        let node = self
+            .node_checks
+            .iter()
+            .flat_map(|c| c.reasons_at(level))
+            .map(|r| format!("node: {r}"));
+        gpus.chain(node).collect()
+    }
 }
 
 #[cfg(test)]

@@ -146,9 +146,21 @@ impl Check {
 
     /// Findings that are not notes, as "check: message".
     pub fn reasons(&self) -> impl Iterator<Item = String> + '_ {
+        self.reasons_where(|v| v != Verdict::Pass)
+    }
+
+    /// The findings of exactly `level`, as "check: message".
+    pub fn reasons_at(&self, level: Verdict) -> impl Iterator<Item = String> + '_ {
+        self.reasons_where(move |v| v == level)
+    }
+
+    fn reasons_where<'a>(
+        &'a self,
+        keep: impl Fn(Verdict) -> bool + 'a,
+    ) -> impl Iterator<Item = String> + 'a {
         self.findings
             .iter()
-            .filter(|f| f.verdict != Verdict::Pass)
+            .filter(move |f| keep(f.verdict))
             .map(|f| format!("{}: {}", self.check.name(), f.message))
     }
 }
