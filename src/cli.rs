@@ -990,8 +990,9 @@ pub struct CompareArgs {
     pub new: PathBuf,
 
     /// Noise band in percent. A change counts only when the whole 95% interval of the
-    /// ratio of medians lies beyond it. Raise it on shared or thermally noisy machines; lower
-    /// it only when runs have many samples and the interval is narrow.
+    /// ratio of medians lies beyond it. The interval holds the noise within each run, not the
+    /// variation between runs: set this at or above the change seen between repeated runs of
+    /// one build on this machine.
     #[arg(long, value_name = "PERCENT", default_value_t = compare::DEFAULT_THRESHOLD_PCT,
           value_parser = parse_threshold)]
     pub threshold: f64,

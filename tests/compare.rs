@@ -217,6 +217,24 @@ fn clock_normalisation_separates_throttling_from_regression() {
         .unwrap()
         .contains("no effective clock"));
     assert!(cmp.notes.iter().any(|n| n.contains("--normalize-clock")));
+    // A bandwidth-bound result is compared by time whatever its clocks: its speed follows the
+    // memory clock. With its SM clock cut from 1980 to 1500 MHz at the same time, cycles would
+    // call it 24% faster.
+    let (mut old, mut new) = (old_report(), new_report());
+    for (r, mhz) in [(&mut old, 1980.0), (&mut new, 1500.0)] {
+        for x in r
+            .results
+            .iter_mut()
+            .filter(|x| x.id.starts_with("memory.copy"))
+        {
+            x.effective_clock_mhz = Some(mhz);
+        }
+    }
+    let cmp = compare::compare(&old, &new, &opts);
+    let copy = result_of(&cmp, "memory.copy");
+    assert_eq!(copy.quantity, "time");
+    assert_ne!(copy.verdict, Verdict::Faster);
+    assert!(copy.detail.as_deref().unwrap().contains("bandwidth-bound"));
 }
 
 #[test]

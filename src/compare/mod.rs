@@ -362,8 +362,8 @@ pub fn compare(old: &Report, new: &Report, opts: &CompareOptions) -> Comparison 
     }
     if unnormalised > 0 {
         notes.push(format!(
-            "--normalize-clock: {unnormalised} result(s) lack an effective clock in OLD or NEW \
-             and were compared by time"
+            "--normalize-clock: {unnormalised} result(s) were compared by time: bandwidth-bound, \
+             or without an effective clock in OLD or NEW (each row says which)"
         ));
     }
     Comparison {
@@ -602,7 +602,17 @@ fn compared_samples(
     row: &mut ResultComparison,
 ) -> (Vec<f64>, Vec<f64>) {
     let (mut old_t, mut new_t) = (times(o), times(n));
-    if opts.normalize_clock {
+    // Cycles measure work bound by the SM clock. A bandwidth-bound result's time follows the
+    // memory clock: normalised, a run at a lower SM clock made it look faster by the clock
+    // ratio (and hid a real regression there).
+    let bandwidth_bound = o.workload.metric() == crate::workload::Metric::Bytes;
+    if opts.normalize_clock && bandwidth_bound {
+        row.detail = Some(
+            "bandwidth-bound: compared time (its speed follows the memory clock, not the SM \
+             clock)"
+                .into(),
+        );
+    } else if opts.normalize_clock {
         match (clock(o), clock(n)) {
             (Some(co), Some(cn)) => {
                 old_t.iter_mut().for_each(|t| *t *= co * 1e6);

@@ -4,8 +4,10 @@
 //! Why a ratio of medians: GPU timings are right-skewed (a preempted or throttled sample is slow,
 //! never fast), so the median is the stable centre, and a ratio is what people mean by "5% slower".
 //! Why a bootstrap of *both* runs: each run has its own noise; resampling each run's samples
-//! independently puts both sources of uncertainty into the interval, so a noisy old run cannot make
-//! a clean new run look like a regression.
+//! independently puts both runs' noise into the interval, so a noisy old run cannot make a clean
+//! new run look like a regression. What it cannot hold is the variation *between* runs (a run-level
+//! offset no sample of one run shows): the threshold band has to (docs/regression.md, "What the
+//! interval does not cover", with measured rates).
 
 use crate::stats::quantile_sorted;
 use crate::tensor::splitmix;
