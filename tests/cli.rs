@@ -3,8 +3,8 @@
 mod common;
 
 use common::{
-    assert_exit, gpuvet, gpuvet_in_background, mock_report, read, read_json, signal_when,
-    stdout_of, temp_files, words, words_with, QUICK,
+    assert_exit, gpuvet, gpuvet_in_background, has_a_result, mock_report, read, read_json,
+    signal_when, stdout_of, temp_files, words, words_with, QUICK,
 };
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};
@@ -419,12 +419,7 @@ fn ctrl_c_stops_cleanly_and_keeps_what_finished() {
             .unwrap();
         // Wait until at least one result is on disk, then interrupt (Ctrl-C, or the SIGTERM
         // of a scheduler's time limit).
-        signal_when(child, "result", signal, || {
-            std::fs::read_to_string(&json)
-                .ok()
-                .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-                .is_some_and(|v| !v["results"].as_array().unwrap().is_empty())
-        });
+        signal_when(child, "result", signal, || has_a_result(&json));
         let v = read_json(&json);
         assert_eq!(v["complete"], false, "signal {signal}");
         let n = v["results"].as_array().unwrap().len();
@@ -528,18 +523,21 @@ fn a_run_with_a_wrong_result_does_not_replace_a_baseline() {
     );
 }
 
+/// A quiet mock run with its baselines in `bdir`, then `line`.
+fn mock_with_baselines(bdir: &Path, line: &str) -> assert_cmd::Command {
+    let mut c = gpuvet();
+    c.args(words("--backend mock -q --baseline-dir"))
+        .arg(bdir)
+        .args(words(line));
+    c
+}
+
 /// A run that fails its comparison with a baseline does not replace that baseline: the next run
 /// would be judged against the slower figures and pass. Saved under another name it may be.
 #[test]
 fn a_regressed_run_does_not_replace_the_baseline_it_failed() {
     let (_dir, [bdir]) = temp_files(["baselines"]);
-    let run = |line: &str| {
-        let mut c = gpuvet();
-        c.args(words("--backend mock -q --baseline-dir"))
-            .arg(&bdir)
-            .args(words(line));
-        c
-    };
+    let run = |line: &str| mock_with_baselines(&bdir, line);
     let bench = "bench matmul --shape 64x64x64 --dtype f32";
     run(&format!("--save-baseline main {bench}"))
         .assert()
@@ -584,13 +582,7 @@ fn a_regressed_run_does_not_replace_the_baseline_it_failed() {
 #[test]
 fn a_baseline_comparison_takes_the_gate_of_compare() {
     let (_dir, [bdir]) = temp_files(["baselines"]);
-    let run = |line: &str| {
-        let mut c = gpuvet();
-        c.args(words("--backend mock -q --baseline-dir"))
-            .arg(&bdir)
-            .args(words(line));
-        c
-    };
+    let run = |line: &str| mock_with_baselines(&bdir, line);
     run("bench matmul --shape 64x64x64 --dtype f32,bf16 --save-baseline both")
         .assert()
         .code(0);
@@ -1056,12 +1048,7 @@ fn an_interrupted_baseline_run_replaces_the_last_junit_file() {
         )))
         .spawn()
         .unwrap();
-    signal_when(child, "a result", libc::SIGTERM, || {
-        std::fs::read_to_string(&json)
-            .ok()
-            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-            .is_some_and(|v| !v["results"].as_array().unwrap().is_empty())
-    });
+    signal_when(child, "a result", libc::SIGTERM, || has_a_result(&json));
     let xml = read(&junit);
     assert!(
         xml.contains("errors=\"1\"") && xml.contains("interrupted before its baseline comparison"),
@@ -1104,12 +1091,7 @@ fn an_interrupted_validate_replaces_the_last_verdict_files() {
         .arg(&verdict)
         .spawn()
         .unwrap();
-    signal_when(child, "result", libc::SIGTERM, || {
-        std::fs::read_to_string(&json)
-            .ok()
-            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-            .is_some_and(|v| !v["results"].as_array().unwrap().is_empty())
-    });
+    signal_when(child, "result", libc::SIGTERM, || has_a_result(&json));
     let metrics = read(&prom);
     let complete: Vec<&str> = metrics
         .lines()

@@ -132,6 +132,15 @@ pub fn signal_when(
     assert_exit(&child.wait_with_output().unwrap(), 130, "gpuvet");
 }
 
+/// Whether the report at `json` holds at least one result: the moment to interrupt a run
+/// whose files must show what finished.
+pub fn has_a_result(json: &Path) -> bool {
+    std::fs::read_to_string(json)
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .is_some_and(|v| !v["results"].as_array().unwrap().is_empty())
+}
+
 /// Checks that a finished process exited with `code`; otherwise fails naming `what` and showing
 /// its stderr.
 pub fn assert_exit(out: &std::process::Output, code: i32, what: &str) {
