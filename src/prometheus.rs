@@ -7,7 +7,8 @@
 //! Every metric is a gauge with HELP and TYPE lines, named in base units (seconds, bytes, hertz,
 //! celsius, watts; ratios 0–1) as the Prometheus naming conventions ask, and without client
 //! timestamps (the textfile collector refuses them). Every series also carries `command` (the
-//! gpuvet command that wrote the file: `validate`, `bench`, `run`, ...), so the files of
+//! gpuvet command that wrote the file, as `config.command` names it: `validate`, `run`,
+//! `stress`, `bench matmul`, ...), so the files of
 //! different commands in one collector directory never define the same series. The families,
 //! by what they describe:
 //!
