@@ -9,9 +9,10 @@
 use std::io::Read;
 use std::path::Path;
 
-/// The most read from a measurement report or baseline. A report keeps every sample, at most
-/// 10,000 a result (about 200 kB): a validate soak of fifty results writes about 10 MB.
-pub const MAX_REPORT_BYTES: u64 = 256 << 20;
+/// The most read from a report or baseline that is not a regular file (a pipe, a device). A
+/// regular one is read whole: a report keeps every sample, and `--max-samples` allows a
+/// million a result (about 30 MB each), so no cap fits every report gpuvet writes.
+pub const MAX_STREAMED_REPORT_BYTES: u64 = 256 << 20;
 
 /// The most read from a verdict, a price or a model file: a few kilobytes each in practice.
 pub const MAX_SMALL_FILE_BYTES: u64 = 64 << 20;
@@ -29,6 +30,15 @@ pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
         ));
     }
     Ok(bytes)
+}
+
+/// A regular file read whole; anything else (a device, a pipe, whose length says nothing) up
+/// to `stream_limit`, as UTF-8 text. For files whose size has no bound of its own (reports).
+pub fn read_text_whole_or_bounded(path: &Path, stream_limit: u64) -> std::io::Result<String> {
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return std::fs::read_to_string(path);
+    }
+    read_text_bounded(path, stream_limit)
 }
 
 /// [`read_bounded`] as UTF-8 text.
@@ -50,6 +60,17 @@ mod tests {
         let err = read_bounded(Path::new("/dev/zero"), 4096).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
         assert!(err.to_string().contains("more than 4096 bytes"), "{err}");
+    }
+
+    /// A report has no size of its own: a regular file is read whole, past the bound a stream
+    /// is held to (a run at a million samples a result wrote 304 MB, refused as corrupt).
+    #[test]
+    fn a_regular_report_is_read_whole_and_a_stream_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        std::fs::write(&p, "x".repeat(100)).unwrap();
+        assert_eq!(read_text_whole_or_bounded(&p, 10).unwrap().len(), 100);
+        assert!(read_text_whole_or_bounded(Path::new("/dev/zero"), 10).is_err());
     }
 
     #[test]

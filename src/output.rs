@@ -166,7 +166,10 @@ pub fn already_written<'p, L>(
 /// for this run's. Only a regular file is removed (never a device or a FIFO); returns whether
 /// one was.
 pub fn remove_stale(path: &Path) -> bool {
-    path.is_file() && std::fs::remove_file(path).is_ok()
+    // A link keeps pointing where it did, as every write through it does: the stale file is
+    // its target (removing the link left the old verdict where readers find it).
+    let target = link_target(path);
+    target.is_file() && std::fs::remove_file(&target).is_ok()
 }
 
 /// Replaces `path` with `bytes` through a temp file in the same directory and a rename, so a
@@ -264,6 +267,21 @@ pub fn say_skip(test: &str, why: &str) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// A stale file behind a link is the target: the link stays, pointing where it did, and
+    /// the old content is gone.
+    #[test]
+    fn a_stale_file_behind_a_link_is_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("shared.json");
+        let link = dir.path().join("v.json");
+        std::fs::write(&target, "old").unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(remove_stale(&link));
+        assert!(!target.exists());
+        assert!(std::fs::symlink_metadata(&link).is_ok(), "the link stays");
+        assert!(!remove_stale(Path::new("/dev/null")));
+    }
 
     /// A temporary folder holding `files` (path relative to it, text), with the folders they
     /// name.

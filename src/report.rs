@@ -521,12 +521,11 @@ impl Report {
     /// Reads a report file.
     pub fn load(path: &std::path::Path) -> crate::Result<Report> {
         let text =
-            crate::files::read_text_bounded(path, crate::files::MAX_REPORT_BYTES).map_err(|e| {
-                crate::Error::CorruptFile {
+            crate::files::read_text_whole_or_bounded(path, crate::files::MAX_STREAMED_REPORT_BYTES)
+                .map_err(|e| crate::Error::CorruptFile {
                     path: path.display().to_string(),
                     reason: e.to_string(),
-                }
-            })?;
+                })?;
         Report::from_json(&text, &path.display().to_string())
     }
 }
