@@ -1581,7 +1581,7 @@ fn sampling_flags_typed(m: &clap::ArgMatches) -> Vec<&'static str> {
         .collect()
 }
 
-/// Refuses a measurement flag on a command that measures nothing (`compare --min-samples 50`
+/// Refuses a measurement flag on a command that takes no samples (`compare --min-samples 50`
 /// took it silently, as if the comparison had been resampled), as unused outputs are refused.
 fn refuse_unused_sampling(command: Option<&Command>, typed: &[&str]) -> Result<()> {
     let name = match command {
@@ -1591,14 +1591,17 @@ fn refuse_unused_sampling(command: Option<&Command>, typed: &[&str]) -> Result<(
         Some(Command::List(_)) => "list",
         Some(Command::Info) => "info",
         Some(Command::Completions { .. }) => "completions",
+        // Stress loads the GPUs for --duration; only its thread count is taken.
+        Some(Command::Stress(_)) => "stress",
         _ => return Ok(()),
     };
-    // `info` opens the backend, and the CPU backend's threads are what it reports.
-    let used = |flag: &&&str| name == "info" && **flag == "--threads";
+    // `info` opens the backend, and the CPU backend's threads are what it reports; stress
+    // runs on that backend too.
+    let used = |flag: &&&str| matches!(name, "info" | "stress") && **flag == "--threads";
     match typed.iter().find(|f| !used(f)) {
         Some(flag) => bail!(
-            "`gpuvet {name}` does not take {flag}: it measures nothing (the measurement flags \
-             shape `run`, `bench`, `sweep`, `suite`, `stress` and `validate`)"
+            "`gpuvet {name}` does not take {flag}: it takes no samples (the measurement flags \
+             shape `run`, `bench`, `sweep`, `suite` and `validate`)"
         ),
         None => Ok(()),
     }

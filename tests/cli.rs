@@ -931,6 +931,14 @@ fn outputs_never_overwrite_inputs_or_each_other() {
         );
         assert!(!pp.exists(), "{flags}");
     }
+    // A command's own file too (validate's verdict), before the soak runs.
+    refused(
+        words_with(
+            "--backend mock -q --plot {} validate --allow-cpu --duration 2s --verdict {}",
+            &[&pp, &pp],
+        ),
+        "name the same path, one a file and one a directory",
+    );
     // Or as the baseline it saves: written first, it would stand there even when the run
     // may not be saved.
     for output in ["--json", "--markdown", "--csv", "--prometheus"] {

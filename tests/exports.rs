@@ -182,6 +182,7 @@ fn row2_export_is_written_by_validate_and_refused_where_it_has_no_meaning() {
         // validate draws the soak's timelines, and there is no soak without --duration.
         "validate --allow-cpu --plot x.json".to_string(),
         "list --threads 7".to_string(),
+        "stress --duration 1s --min-samples 500".to_string(),
     ];
     for args in &refused {
         let (_, err) = stdout_of(&mut mock(args), 2);

@@ -98,7 +98,7 @@ impl Options {
             let (format, path) = crate::compare::export::parse_spec(spec)?;
             exports.add(&format!("--export {spec}"), Box::new(format), &path)?;
         }
-        self.check_output_dirs(&exports)?;
+        self.check_output_dirs(&exports, &[])?;
         Ok(exports)
     }
 
@@ -120,7 +120,7 @@ impl Options {
     /// Refuses a file output named as one of the run's directories (`--json pp --plot pp`):
     /// found only after the measurement, the second to be made failed with "File exists" and
     /// no flag named.
-    fn check_output_dirs(&self, exports: &Exports) -> Result<()> {
+    fn check_output_dirs(&self, exports: &Exports, extra: &[(&str, &str)]) -> Result<()> {
         let baseline_dir = (self.baseline.is_some() || self.save_baseline.is_some()).then(|| {
             self.baseline_dir
                 .clone()
@@ -131,7 +131,13 @@ impl Options {
             ("--dump-dir", self.dump_dir.clone()),
             ("--baseline-dir", baseline_dir),
         ];
-        let files = self.output_files(exports);
+        let mut files = self.output_files(exports);
+        files.extend(
+            extra
+                .iter()
+                .filter(|(_, t)| *t != "-")
+                .map(|(flag, t)| (format!("{flag} {t}"), Path::new(*t))),
+        );
         for (flag, dir) in dirs {
             let Some(dir) = dir else { continue };
             let files = files.iter().map(|(label, p)| (label.as_str(), *p));
@@ -216,6 +222,14 @@ impl Options {
     pub fn check_fleet_targets(&self, exports: &Exports, others: &[Option<&str>]) -> Result<bool> {
         let mut targets = vec![self.prometheus.as_deref(), self.junit.as_deref()];
         targets.extend_from_slice(others);
+        // A command's own file (`--verdict`, `--estimate-json`) named as one of its
+        // directories is refused too, before anything runs.
+        let own: Vec<(&str, &str)> = others
+            .iter()
+            .flatten()
+            .map(|t| ("the output", *t))
+            .collect();
+        self.check_output_dirs(exports, &own)?;
         check_extra_targets(exports, &targets)
     }
 

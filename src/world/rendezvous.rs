@@ -340,7 +340,8 @@ fn file_publish(
     let text = serde_json::to_vec(&p).map_err(|e| Error::backend("rendezvous", e.to_string()))?;
     // An earlier run's rendezvous file is replaced; any other file (a report, a baseline named
     // by mistake) is someone's data.
-    if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+    // An empty file (`mktemp`, `touch`) is a place made for it.
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0) {
         let earlier = crate::files::read_bounded(path, 1 << 16)
             .ok()
             .and_then(|b| serde_json::from_slice::<Published>(&b).ok());
@@ -539,6 +540,11 @@ mod tests {
             for w in run_world(2, Rendezvous::File(path.clone()), |_| "job-3".into()) {
                 w.unwrap();
             }
+        }
+        let empty = dir.path().join("made-by-mktemp");
+        std::fs::write(&empty, "").unwrap();
+        for w in run_world(2, Rendezvous::File(empty), |_| "job-5".into()) {
+            w.unwrap();
         }
         let report = dir.path().join("r.json");
         std::fs::write(&report, "{\"schema_version\": 1}").unwrap();
