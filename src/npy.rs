@@ -104,6 +104,12 @@ impl Npy {
 /// Reads a `.npy` file; a clear error for anything this reader cannot take (big-endian,
 /// Fortran order, object or structured arrays, a truncated file).
 pub fn read(path: &Path) -> crate::Result<Npy> {
+    read_with_bytes(path).map(|(npy, _)| npy)
+}
+
+/// [`read`], with the file's bytes as read (for a hash of exactly what was parsed: a second
+/// read could see another file, or block on a pipe).
+pub fn read_with_bytes(path: &Path) -> crate::Result<(Npy, Vec<u8>)> {
     let bad = |why: String| crate::Error::invalid(format!("{}: {why}", path.display()));
     let len = std::fs::metadata(path)
         .map_err(|e| bad(format!("cannot read: {e}")))?
@@ -122,7 +128,8 @@ pub fn read(path: &Path) -> crate::Result<Npy> {
     };
     let bytes =
         crate::files::read_bounded(path, limit).map_err(|e| bad(format!("cannot read: {e}")))?;
-    parse(&bytes).map_err(bad)
+    let npy = parse(&bytes).map_err(bad)?;
+    Ok((npy, bytes))
 }
 
 /// Parses the bytes of a `.npy` file.

@@ -285,10 +285,14 @@ fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Res
         // Saving over the baseline just compared against after the gate failed would hide
         // the regression: the next run would be judged against the slower figures and pass.
         let gate_failed = (code != 0 && opts.baseline.as_ref() == Some(name)).then(|| {
-            format!(
-                "it failed the comparison with baseline {name} (run with --save-baseline \
-                 alone to accept these figures)"
-            )
+            if code == 2 {
+                format!("it shares no result with baseline {name}: nothing was compared")
+            } else {
+                format!(
+                    "it failed the comparison with baseline {name} (run with --save-baseline \
+                     alone to accept these figures)"
+                )
+            }
         });
         match gate_failed.or_else(|| unfit_for_baseline(report)) {
             // A baseline is what later runs are judged against: a run with a wrong or failed

@@ -396,8 +396,11 @@ pub fn summarize(verdicts: &[NodeVerdict], outlier_pct: f64) -> FleetSummary {
         .map(|n| Drain {
             host: n.hostname.clone(),
             verdict: n.verdict,
-            // What the FAIL rests on; the node's WARNs stay in its own verdict file.
-            reasons: n.reasons_at(Verdict::Fail),
+            // What the FAIL rests on; the node's WARNs stay in its own verdict file. A node
+            // failed as a whole (no device tested) has no check to name: its own reasons.
+            reasons: Some(n.reasons_at(Verdict::Fail))
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| n.reasons.clone()),
         })
         .collect();
     let count = |v: Verdict| nodes.iter().filter(|n| n.verdict == v).count();

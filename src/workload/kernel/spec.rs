@@ -699,8 +699,8 @@ struct Files {
 fn read_files(f: &SpecFile, dir: &Path) -> Result<Files> {
     let load = |rel: &str| -> Result<(PathBuf, String, Npy)> {
         let p = dir.join(rel);
-        let n = crate::npy::read(&p)?;
-        let sha = sha256_16(&std::fs::read(&p)?);
+        let (n, bytes) = crate::npy::read_with_bytes(&p)?;
+        let sha = sha256_16(&bytes);
         Ok((p, sha, n))
     };
     let mut inputs = BTreeMap::new();
