@@ -1597,7 +1597,7 @@ fn refuse_unused_sampling(command: Option<&Command>, typed: &[&str]) -> Result<(
     };
     // `info` opens the backend, and the CPU backend's threads are what it reports; stress
     // runs on that backend too.
-    let used = |flag: &&&str| matches!(name, "info" | "stress") && **flag == "--threads";
+    let used = |flag: &str| matches!(name, "info" | "stress") && flag == "--threads";
     match typed.iter().find(|f| !used(f)) {
         Some(flag) => bail!(
             "`gpuvet {name}` does not take {flag}: it takes no samples (the measurement flags \

@@ -33,17 +33,26 @@ pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
 }
 
 /// A regular file read whole; anything else (a device, a pipe, whose length says nothing) up
-/// to `stream_limit`, as UTF-8 text. For files whose size has no bound of its own (reports).
-pub fn read_text_whole_or_bounded(path: &Path, stream_limit: u64) -> std::io::Result<String> {
+/// to `stream_limit`. For files whose size has no bound of its own (reports, `.npy` arrays).
+pub fn read_whole_or_bounded(path: &Path, stream_limit: u64) -> std::io::Result<Vec<u8>> {
     if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
-        return std::fs::read_to_string(path);
+        return std::fs::read(path);
     }
-    read_text_bounded(path, stream_limit)
+    read_bounded(path, stream_limit)
+}
+
+/// [`read_whole_or_bounded`] as UTF-8 text.
+pub fn read_text_whole_or_bounded(path: &Path, stream_limit: u64) -> std::io::Result<String> {
+    utf8(read_whole_or_bounded(path, stream_limit)?)
 }
 
 /// [`read_bounded`] as UTF-8 text.
 pub fn read_text_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
-    String::from_utf8(read_bounded(path, limit)?).map_err(|_| {
+    utf8(read_bounded(path, limit)?)
+}
+
+fn utf8(bytes: Vec<u8>) -> std::io::Result<String> {
+    String::from_utf8(bytes).map_err(|_| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "not UTF-8 text".to_string(),

@@ -119,15 +119,10 @@ pub fn read_with_bytes(path: &Path) -> crate::Result<(Npy, Vec<u8>)> {
             "{len} bytes is above the {MAX_READ_BYTES}-byte limit for .npy files"
         )));
     }
-    // A regular file is read to its length; a pipe or device (whose length says nothing) up
-    // to a bound: reading `/dev/zero` must not fill memory.
-    let limit = if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
-        len
-    } else {
-        MAX_STREAM_BYTES
-    };
-    let bytes =
-        crate::files::read_bounded(path, limit).map_err(|e| bad(format!("cannot read: {e}")))?;
+    // A pipe or device (whose length says nothing) is read up to a bound: reading `/dev/zero`
+    // must not fill memory.
+    let bytes = crate::files::read_whole_or_bounded(path, MAX_STREAM_BYTES)
+        .map_err(|e| bad(format!("cannot read: {e}")))?;
     let npy = parse(&bytes).map_err(bad)?;
     Ok((npy, bytes))
 }

@@ -35,7 +35,7 @@
 use crate::backend::{DeviceInfo, Telemetry, ThrottleReason};
 use crate::export::Exporter;
 use crate::report::{Report, ResultRecord};
-use crate::stress::StressReport;
+use crate::stress::{StressReport, StressVerdict};
 use crate::validate::{NodeVerdict, Verdict};
 use crate::workload::Workload;
 use std::collections::BTreeSet;
@@ -591,12 +591,12 @@ fn stress_metrics(f: &mut TextFile, s: &StressReport, gpus: &[Gpu], host: &str) 
         "OP/s" => "gpuvet_stress_throughput_op_per_second",
         _ => "gpuvet_stress_throughput_flop_per_second",
     };
-    let verdict = match s.verdict.as_str() {
-        "PASS" => Some(Verdict::Pass),
-        "FAIL" => Some(Verdict::Fail),
+    let verdict = match s.verdict {
+        StressVerdict::Pass => Some(Verdict::Pass),
+        StressVerdict::Fail => Some(Verdict::Fail),
         // Interrupted before a fault was found: no verdict, as a validate stopped early has
         // none (`gpuvet_run_complete` says 0).
-        _ => None,
+        StressVerdict::Incomplete => None,
     };
     let base = vec![("host", host.to_string())];
     for st in [Verdict::Pass, Verdict::Fail]

@@ -112,9 +112,41 @@ pub struct StressReport {
     pub devices: Vec<DeviceStress>,
     /// Every device produced the same checksum as every other.
     pub consistent_across_devices: bool,
-    /// `PASS` or `FAIL`; `INCOMPLETE` for a run interrupted before it found a fault.
-    pub verdict: String,
+    pub verdict: StressVerdict,
     pub reasons: Vec<String>,
+}
+
+/// What a stress run concludes, written `PASS`, `FAIL` or `INCOMPLETE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum StressVerdict {
+    Pass,
+    Fail,
+    /// Interrupted before it found a fault: it never ran as long as it was asked to.
+    Incomplete,
+}
+
+impl StressVerdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            StressVerdict::Pass => "PASS",
+            StressVerdict::Fail => "FAIL",
+            StressVerdict::Incomplete => "INCOMPLETE",
+        }
+    }
+}
+
+impl std::fmt::Display for StressVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Tests and readers of the JSON compare with the written name.
+impl PartialEq<&str> for StressVerdict {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
 }
 
 impl StressReport {
@@ -122,7 +154,7 @@ impl StressReport {
     pub fn exit_code(&self) -> i32 {
         if self.devices.iter().any(|d| d.error.is_some()) {
             2
-        } else if self.verdict == "PASS" {
+        } else if self.verdict == StressVerdict::Pass {
             0
         } else {
             1
@@ -197,9 +229,9 @@ pub fn run_keeping(
     // A fault found before a stop is a fact; a clean run cut short has no verdict: it never
     // ran as long as it was asked to.
     let verdict = match (reasons.is_empty(), interrupted) {
-        (false, _) => "FAIL",
-        (true, false) => "PASS",
-        (true, true) => "INCOMPLETE",
+        (false, _) => StressVerdict::Fail,
+        (true, false) => StressVerdict::Pass,
+        (true, true) => StressVerdict::Incomplete,
     };
     let report = StressReport {
         workload: cfg.workload.clone(),
@@ -207,7 +239,7 @@ pub fn run_keeping(
         interrupted,
         devices,
         consistent_across_devices: consistent,
-        verdict: verdict.into(),
+        verdict,
         reasons,
     };
     Ok((report, backends))

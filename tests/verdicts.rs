@@ -896,7 +896,7 @@ fn stress_run_feeds_correctness_and_health() {
             dev(3, "c0ffee", vec![], true),
         ],
         consistent_across_devices: false,
-        verdict: "FAIL".into(),
+        verdict: gpuvet::stress::StressVerdict::Fail,
         reasons: vec![],
     };
     let v = judge_with(

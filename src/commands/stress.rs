@@ -142,7 +142,7 @@ fn summary(report: &StressReport) -> String {
         ));
     }
     text.push_str(&format!("verdict: {}\n", report.verdict));
-    if report.verdict == "INCOMPLETE" {
+    if report.verdict == crate::stress::StressVerdict::Incomplete {
         text.push_str("  - interrupted before the run's end, with no fault found until then\n");
     }
     for r in &report.reasons {

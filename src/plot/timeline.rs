@@ -254,7 +254,7 @@ mod tests {
             interrupted: false,
             devices: vec![dev(0, 3), dev(1, 0)],
             consistent_across_devices: true,
-            verdict: "PASS".into(),
+            verdict: crate::stress::StressVerdict::Pass,
             reasons: vec![],
         };
         let t = stress_timelines(&s);

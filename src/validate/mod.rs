@@ -948,7 +948,7 @@ mod tests {
                 ),
             ],
             consistent_across_devices: true,
-            verdict: "FAIL".into(),
+            verdict: crate::stress::StressVerdict::Fail,
             reasons: Vec::new(),
         };
         let c = JudgeInputs::from_stress(&s).correctness;
