@@ -982,12 +982,23 @@ impl From<SweepArgs> for crate::sweep::SweepKind {
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
     /// The earlier report (the baseline): a JSON file written by `gpuvet ... --json`.
-    #[arg(value_name = "OLD")]
-    pub old: PathBuf,
+    #[arg(value_name = "OLD", required_unless_present = "old_runs")]
+    pub old: Option<PathBuf>,
 
     /// The later report, compared against OLD.
-    #[arg(value_name = "NEW")]
-    pub new: PathBuf,
+    #[arg(value_name = "NEW", required_unless_present = "new_runs")]
+    pub new: Option<PathBuf>,
+
+    /// Several runs of the earlier build (reports of repeated `gpuvet ... --json`), in place
+    /// of OLD: the interval is then over the runs, and holds the variation between runs that
+    /// one run's samples cannot show. Give 3 or more a side; a shell glob works
+    /// (`--old base/*.json`).
+    #[arg(long = "old", value_name = "REPORT", num_args = 1.., conflicts_with = "old")]
+    pub old_runs: Vec<PathBuf>,
+
+    /// Several runs of the later build, in place of NEW (see `--old`).
+    #[arg(long = "new", value_name = "REPORT", num_args = 1.., conflicts_with = "new")]
+    pub new_runs: Vec<PathBuf>,
 
     /// Noise band in percent. A change counts only when the whole 95% interval of the
     /// ratio of medians lies beyond it. The interval holds the noise within each run, not the
@@ -1072,9 +1083,13 @@ fn parse_threshold(s: &str) -> Result<f64, String> {
 
 impl From<&CompareArgs> for compare::CompareRequest {
     fn from(a: &CompareArgs) -> Self {
+        let side = |one: &Option<PathBuf>, runs: &Vec<PathBuf>| match one {
+            Some(p) => vec![p.clone()],
+            None => runs.clone(),
+        };
         compare::CompareRequest {
-            old: a.old.clone(),
-            new: a.new.clone(),
+            old: side(&a.old, &a.old_runs),
+            new: side(&a.new, &a.new_runs),
             options: compare::CompareOptions {
                 threshold_pct: a.threshold,
                 normalize_clock: a.normalize_clock,

@@ -199,53 +199,85 @@ fn order_statistic_median_ci(sorted: &[f64], level: f64) -> (f64, f64) {
     (sorted[lo - 1], sorted[hi - 1])
 }
 
-/// The standard normal quantile at `p` in (0, 1), by P. J. Acklam's rational approximation
-/// (relative error below 1.2e-9): the z of a confidence level.
+/// The standard normal quantile at `p` in (0, 1): the z of a confidence level.
 pub fn normal_quantile(p: f64) -> f64 {
-    const A: [f64; 6] = [
-        -3.969_683_028_665_376e1,
-        2.209_460_984_245_205e2,
-        -2.759_285_104_469_687e2,
-        1.383_577_518_672_69e2,
-        -3.066_479_806_614_716e1,
-        2.506_628_277_459_239,
-    ];
-    const B: [f64; 5] = [
-        -5.447_609_879_822_406e1,
-        1.615_858_368_580_409e2,
-        -1.556_989_798_598_866e2,
-        6.680_131_188_771_972e1,
-        -1.328_068_155_288_572e1,
-    ];
-    const C: [f64; 6] = [
-        -7.784_894_002_430_293e-3,
-        -3.223_964_580_411_365e-1,
-        -2.400_758_277_161_838,
-        -2.549_732_539_343_734,
-        4.374_664_141_464_968,
-        2.938_163_982_698_783,
-    ];
-    const D: [f64; 4] = [
-        7.784_695_709_041_462e-3,
-        3.224_671_290_700_398e-1,
-        2.445_134_137_142_996,
-        3.754_408_661_907_416,
-    ];
-    let poly = |c: &[f64], x: f64| c.iter().fold(0.0, |acc, k| acc * x + k);
-    let tail = |q: f64| {
-        let t = (-2.0 * q.ln()).sqrt();
-        poly(&C, t) / (poly(&D, t) * t + 1.0)
-    };
-    let p = p.clamp(f64::MIN_POSITIVE, 1.0 - f64::EPSILON);
-    if p < 0.024_25 {
-        tail(p)
-    } else if p > 1.0 - 0.024_25 {
-        -tail(1.0 - p)
-    } else {
-        let q = p - 0.5;
-        let r = q * q;
-        poly(&A, r) * q / (poly(&B, r) * r + 1.0)
+    use statrs::distribution::{ContinuousCDF, Normal};
+    Normal::standard().inverse_cdf(p.clamp(f64::MIN_POSITIVE, 1.0 - f64::EPSILON))
+}
+
+/// Student's t quantile at `p` in (0, 1) with `df` degrees of freedom (fractional for Welch);
+/// the normal quantile when `df` is infinite or beyond any table.
+pub fn t_quantile(p: f64, df: f64) -> f64 {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    match StudentsT::new(0.0, 1.0, df) {
+        Ok(t) if df.is_finite() && df < 1e7 => {
+            t.inverse_cdf(p.clamp(f64::MIN_POSITIVE, 1.0 - f64::EPSILON))
+        }
+        _ => normal_quantile(p),
     }
+}
+
+/// The interval of `mean(b) − mean(a)` at `level` (e.g. 0.95), from Student's t.
+///
+/// Both sides of two or more values: Welch's interval (each side its own variance, the
+/// Welch–Satterthwaite degrees of freedom). One side of a single value: that side's variance is
+/// taken to be the other side's (pooled, `k − 1` degrees of freedom), since a single value
+/// shows none. `None` when either side is empty, both hold one value (no variance to go on), or
+/// a value is not finite. A spread of zero on both sides gives an interval of no width.
+pub fn mean_difference_interval(a: &[f64], b: &[f64], level: f64) -> Option<MeanDifference> {
+    if a.is_empty() || b.is_empty() || a.len() + b.len() < 3 {
+        return None;
+    }
+    if a.iter().chain(b).any(|x| !x.is_finite()) {
+        return None;
+    }
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    let var = |s: &[f64], m: f64| {
+        if s.len() < 2 {
+            0.0
+        } else {
+            s.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (s.len() - 1) as f64
+        }
+    };
+    let (ka, kb) = (a.len() as f64, b.len() as f64);
+    let (ma, mb) = (mean(a), mean(b));
+    let (va, vb) = (var(a, ma), var(b, mb));
+    let estimate = mb - ma;
+    let (se, df) = if a.len() >= 2 && b.len() >= 2 {
+        let (qa, qb) = (va / ka, vb / kb);
+        let se2 = qa + qb;
+        let df = se2 * se2 / (qa * qa / (ka - 1.0) + qb * qb / (kb - 1.0));
+        (se2.sqrt(), df)
+    } else {
+        // One side is a single value: the other side's variance stands for both.
+        let (v, df) = if a.len() >= 2 {
+            (va, ka - 1.0)
+        } else {
+            (vb, kb - 1.0)
+        };
+        ((v * (1.0 / ka + 1.0 / kb)).sqrt(), df)
+    };
+    let half = if se > 0.0 {
+        t_quantile(0.5 + level.clamp(0.0, 1.0) / 2.0, df) * se
+    } else {
+        0.0
+    };
+    Some(MeanDifference {
+        estimate,
+        low: estimate - half,
+        high: estimate + half,
+        df: if se > 0.0 { df } else { f64::INFINITY },
+    })
+}
+
+/// A difference of means with its Student-t interval ([`mean_difference_interval`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeanDifference {
+    pub estimate: f64,
+    pub low: f64,
+    pub high: f64,
+    /// Degrees of freedom of the t quantile (infinite when the spread was zero).
+    pub df: f64,
 }
 
 #[cfg(test)]
@@ -318,6 +350,51 @@ mod tests {
                 normal_quantile(p)
             );
         }
+    }
+
+    /// Student's t quantiles against published table values, fractional df included
+    /// (R: qt(0.975, 4.5) = 2.6490...).
+    #[test]
+    fn t_quantiles() {
+        for (p, df, t) in [
+            (0.975, 1.0, 12.706_204_736_174_7),
+            (0.975, 2.0, 4.302_652_729_749_46),
+            (0.975, 4.0, 2.776_445_105_197_8),
+            (0.975, 10.0, 2.228_138_851_986_27),
+            (0.995, 8.0, 3.355_387_331_324_45),
+            (0.025, 4.0, -2.776_445_105_197_8),
+        ] {
+            assert!((t_quantile(p, df) - t).abs() < 1e-6, "{p} {df}");
+        }
+        let frac = t_quantile(0.975, 4.5);
+        assert!(frac < 2.776_445 && frac > 2.570_582, "{frac}");
+        assert!((t_quantile(0.975, f64::INFINITY) - 1.959_964).abs() < 1e-6);
+    }
+
+    /// Welch's interval against a hand computation; pooled when one side has one value;
+    /// swapping the sides negates it; no interval from two single values.
+    #[test]
+    fn mean_difference_intervals() {
+        let a = [1.0, 2.0, 3.0];
+        let b = [2.0, 4.0, 6.0, 8.0];
+        let d = mean_difference_interval(&a, &b, 0.95).unwrap();
+        // va = 1, vb = 20/3; qa = 1/3, qb = 5/3; se² = 2; df = 4 / (1/18 + 25/27).
+        let df = 4.0 / (1.0 / 18.0 + 25.0 / 27.0);
+        let half = t_quantile(0.975, df) * 2f64.sqrt();
+        assert!((d.estimate - 3.0).abs() < 1e-12);
+        assert!((d.df - df).abs() < 1e-12);
+        assert!((d.high - d.estimate - half).abs() < 1e-9, "{d:?}");
+        let r = mean_difference_interval(&b, &a, 0.95).unwrap();
+        assert!((r.low + d.high).abs() < 1e-12 && (r.high + d.low).abs() < 1e-12);
+        // One value against three: the three's variance (1) for both, 2 degrees of freedom.
+        let p = mean_difference_interval(&[5.0], &a, 0.95).unwrap();
+        let half = t_quantile(0.975, 2.0) * (1.0f64 * (1.0 + 1.0 / 3.0)).sqrt();
+        assert!((p.estimate + 3.0).abs() < 1e-12 && (p.high - p.estimate - half).abs() < 1e-9);
+        assert!(mean_difference_interval(&[1.0], &[2.0], 0.95).is_none());
+        assert!(mean_difference_interval(&[], &a, 0.95).is_none());
+        assert!(mean_difference_interval(&[f64::NAN, 1.0], &a, 0.95).is_none());
+        let z = mean_difference_interval(&[1.0, 1.0], &[2.0, 2.0], 0.95).unwrap();
+        assert_eq!((z.low, z.estimate, z.high), (1.0, 1.0, 1.0));
     }
 
     #[test]

@@ -874,6 +874,8 @@ struct WithGlobals {
     command: Sub,
 }
 
+// A test harness parsed once: the size of its variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(clap::Subcommand, Debug)]
 enum Sub {
     Compare(CompareArgs),
@@ -1017,4 +1019,242 @@ fn a_mixed_node_enumerated_in_another_order_compares_each_model_with_itself() {
             x.device
         );
     }
+}
+
+// ---- several runs a side -------------------------------------------------------------------
+
+/// One result of the OLD fixture (a matmul) as a run of its own: `samples` timings with
+/// within-run noise `cv` around `centre`.
+fn one_result_run(rng: &mut Xoshiro256PlusPlus, centre: f64, cv: f64, samples: usize) -> Report {
+    let mut r = old_report();
+    r.results.retain(|x| x.id.starts_with("matmul.bf16"));
+    r.results.truncate(1);
+    let times = timings(rng, centre, cv, samples);
+    r.results[0].stats = Some(gpuvet::stats::Summary::from_samples(&times, 1));
+    r
+}
+
+/// `k` runs whose centres scatter from run to run by `between` (log-normal sd) around
+/// `centre`, each with within-run noise `cv`.
+fn runs(rng: &mut Xoshiro256PlusPlus, k: usize, centre: f64, between: f64, cv: f64) -> Vec<Report> {
+    (0..k)
+        .map(|_| {
+            let c = centre * (between * normal(rng)).exp();
+            one_result_run(rng, c, cv, 30)
+        })
+        .collect()
+}
+
+fn refs(runs: &[Report]) -> Vec<&Report> {
+    runs.iter().collect()
+}
+
+/// How often `trials` comparisons of runs of one build (run-to-run spread `between`, quiet
+/// runs within) are called slower at `threshold_pct`: with one run a side, and with `k` runs a
+/// side.
+fn false_slower_with_runs(
+    trials: u64,
+    k: usize,
+    between: f64,
+    threshold_pct: f64,
+) -> (usize, usize) {
+    let opts = CompareOptions {
+        resamples: 400,
+        threshold_pct,
+        ..CompareOptions::default()
+    };
+    let (mut single, mut several) = (0, 0);
+    for i in 0..trials {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(0x5eed_0000 ^ i ^ threshold_pct.to_bits());
+        let old = runs(&mut rng, k, 1e-3, between, 0.003);
+        let new = runs(&mut rng, k, 1e-3, between, 0.003);
+        if compare::compare(&old[0], &new[0], &opts).results[0].verdict == Verdict::Slower {
+            single += 1;
+        }
+        let cmp = compare::compare_runs(&refs(&old), &refs(&new), &opts);
+        if cmp.results[0].verdict == Verdict::Slower {
+            several += 1;
+        }
+    }
+    (single, several)
+}
+
+/// The reason several runs exist: runs of one build that differ by 3% from run to run (quiet
+/// within each run) are called `slower` by a one-run comparison a good share of the time, and
+/// almost never by the interval over five runs a side (at most the 2.5% a 95% interval allows,
+/// before the threshold band takes its share).
+#[test]
+fn run_to_run_spread_is_not_a_regression_over_several_runs() {
+    let (single, several) = false_slower_with_runs(400, 5, 0.03, 2.0);
+    eprintln!("false slower in 400: one run a side {single}, five runs a side {several}");
+    assert!(
+        single >= 80,
+        "one run a side should be fooled: {single}/400"
+    );
+    assert!(
+        several <= 10,
+        "five runs a side: {several}/400 false slower"
+    );
+    // With the band removed the interval alone is near its nominal 2.5% a side.
+    let (_, alone) = false_slower_with_runs(400, 5, 0.03, 0.0);
+    eprintln!("band removed, five runs a side: {alone}/400 slower");
+    assert!(
+        (2..=22).contains(&alone),
+        "interval alone: {alone}/400 slower"
+    );
+}
+
+/// A real 10% regression stands out of a 1% run-to-run spread with five runs a side; one OLD
+/// run against five NEW ones borrows NEW's spread and still finds it, and says so.
+#[test]
+fn a_regression_is_found_over_runs() {
+    let opts = CompareOptions::default();
+    let mut found = 0;
+    for i in 0..200u64 {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(0xbad ^ i);
+        let old = runs(&mut rng, 5, 1e-3, 0.01, 0.003);
+        let new = runs(&mut rng, 5, 1.1e-3, 0.01, 0.003);
+        let cmp = compare::compare_runs(&refs(&old), &refs(&new), &opts);
+        let r = &cmp.results[0];
+        assert_eq!((r.old_runs, r.new_runs, r.old_samples), (5, 5, 150));
+        if r.verdict == Verdict::Slower {
+            found += 1;
+        }
+    }
+    assert!(found >= 190, "found {found}/200");
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+    let old = runs(&mut rng, 1, 1e-3, 0.01, 0.003);
+    let new = runs(&mut rng, 5, 1.1e-3, 0.01, 0.003);
+    let cmp = compare::compare_runs(&refs(&old), &refs(&new), &opts);
+    let r = &cmp.results[0];
+    assert_eq!(r.verdict, Verdict::Slower, "{r:?}");
+    assert!(
+        r.detail
+            .as_deref()
+            .unwrap()
+            .contains("one OLD run: its spread between runs taken to be NEW's"),
+        "{r:?}"
+    );
+    // The row's medians are the geometric means of the runs' medians.
+    let gm = (new
+        .iter()
+        .map(|n| n.results[0].stats.as_ref().unwrap().median_s.ln())
+        .sum::<f64>()
+        / 5.0)
+        .exp();
+    assert!((r.new_median_s.unwrap() / gm - 1.0).abs() < 1e-12);
+    assert!(cmp.over_runs());
+    let table = compare::render_table(&cmp, FailOn::Regression, false);
+    assert!(table.contains("Student-t interval"), "{table}");
+    assert!(table.contains("5 runs)"), "{table}");
+}
+
+/// A run that lacks a result, a run where it failed verification, and runs of one side that
+/// differ among themselves are each said: in the row, the verdict, and the notes.
+#[test]
+fn what_differs_among_the_runs_of_a_side_is_said() {
+    let opts = CompareOptions::default();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(9);
+    let old = runs(&mut rng, 3, 1e-3, 0.01, 0.003);
+    let mut new = runs(&mut rng, 3, 1e-3, 0.01, 0.003);
+    new[1].results.clear();
+    new[2].host.hostname = "other-node".into();
+    let cmp = compare::compare_runs(&refs(&old), &refs(&new), &opts);
+    let r = &cmp.results[0];
+    assert_eq!(r.new_runs, 2);
+    assert!(
+        r.detail.as_deref().unwrap().contains("in 2 of 3 NEW runs"),
+        "{r:?}"
+    );
+    assert!(
+        cmp.notes
+            .iter()
+            .any(|n| n.contains("NEW's 3 runs differ among themselves in: host")),
+        "{:?}",
+        cmp.notes
+    );
+    // A wrong result in any run makes the side unverified, and names the run.
+    let mut bad = old.clone();
+    bad[1].results[0].status = gpuvet::report::Status::VerificationFailed;
+    bad[1].results[0].verification.passed = false;
+    let cmp = compare::compare_runs(&refs(&old), &refs(&bad), &opts);
+    let r = &cmp.results[0];
+    assert_eq!(r.verdict, Verdict::Unverified);
+    assert!(r.regression);
+    assert!(
+        r.detail
+            .as_deref()
+            .unwrap()
+            .contains("NEW: run 2: verification failed"),
+        "{r:?}"
+    );
+}
+
+/// `compare --old A B C --new D E F`: the runs are read, the JSON says how many, a run given
+/// twice is refused (it would narrow the interval with no new evidence), and `--old` cannot
+/// stand beside a positional OLD.
+#[test]
+fn cli_takes_several_runs_a_side() {
+    use clap::Parser;
+    let dir = temp_dir();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(21);
+    let mut second = 0;
+    let mut write = |name: &str, centre: f64| {
+        let p = dir.path().join(name);
+        let mut r = one_result_run(&mut rng, centre, 0.003, 30);
+        second += 1;
+        r.started_at = format!("2026-12-06T00:00:{second:02}Z");
+        std::fs::write(&p, serde_json::to_string(&r).unwrap()).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let old: Vec<String> = ["o1.json", "o2.json", "o3.json"]
+        .iter()
+        .zip([1.0e-3, 1.01e-3, 0.99e-3])
+        .map(|(n, c)| write(n, c))
+        .collect();
+    let new: Vec<String> = ["n1.json", "n2.json", "n3.json"]
+        .iter()
+        .zip([1.3e-3, 1.31e-3, 1.29e-3])
+        .map(|(n, c)| write(n, c))
+        .collect();
+    let js = dir.path().join("cmp.json");
+    let mut argv: Vec<&str> = vec!["--old"];
+    argv.extend(old.iter().map(String::as_str));
+    argv.push("--new");
+    argv.extend(new.iter().map(String::as_str));
+    argv.extend(["--json", js.to_str().unwrap()]);
+    assert_eq!(compare::run(&parse(&argv), false).unwrap(), 1);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+    assert_eq!(v["old"]["runs"], 3);
+    assert_eq!(v["new"]["files"].as_array().unwrap().len(), 3);
+    assert!(v["old"]["label"]
+        .as_str()
+        .unwrap()
+        .ends_with("+ 2 more (3 runs)"));
+    assert_eq!(v["results"][0]["verdict"], "slower");
+    assert_eq!(v["results"][0]["old_runs"], 3);
+
+    // The same file twice on a side, or a copy of a run: refused.
+    for twice in [old[0].clone(), {
+        let copy = dir.path().join("copy.json");
+        std::fs::copy(&old[0], &copy).unwrap();
+        copy.to_str().unwrap().to_string()
+    }] {
+        let args = parse(&["--old", &old[0], &twice, "--new", &new[0], &new[1]]);
+        let err = compare::run(&args, false).unwrap_err();
+        assert!(format!("{err:#}").contains("are the same run"), "{err:#}");
+    }
+    // One file each way still works as before, mixed with runs on the other side too.
+    assert_eq!(compare::run(&parse(&[&old[0], &new[0]]), false).unwrap(), 1);
+    assert_eq!(
+        compare::run(
+            &parse(&[&old[0], "--new", &new[0], &new[1], &new[2]]),
+            false
+        )
+        .unwrap(),
+        1
+    );
+    assert!(Cli::try_parse_from(["compare", "a.json", "b.json", "--old", "c.json"]).is_err());
+    assert!(Cli::try_parse_from(["compare", "--old", "a.json", "b.json"]).is_err());
 }

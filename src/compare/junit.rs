@@ -63,9 +63,19 @@ fn compare_case(r: &ResultComparison, gate: Gate) -> Case {
     let mut detail = vec![format!("verdict: {}", r.verdict)];
     detail.extend(ratio.clone());
     if let (Some(o), Some(n)) = (r.old_median_s, r.new_median_s) {
+        let runs = |k: usize| {
+            if k > 1 {
+                format!(" over {k} runs")
+            } else {
+                String::new()
+            }
+        };
         detail.push(format!(
-            "median time: OLD {o:e} s ({} samples), NEW {n:e} s ({} samples)",
-            r.old_samples, r.new_samples
+            "median time: OLD {o:e} s ({} samples{}), NEW {n:e} s ({} samples{})",
+            r.old_samples,
+            runs(r.old_runs),
+            r.new_samples,
+            runs(r.new_runs)
         ));
     }
     detail.extend(r.detail.clone());

@@ -22,7 +22,7 @@ pub use baseline::{
 };
 pub use export::export;
 pub use render::{render_csv, render_json, render_markdown, render_table};
-pub use verdict::{classify, ratio_of_medians_ci, RatioCi, Verdict};
+pub use verdict::{classify, ratio_of_medians_ci, ratio_of_run_medians_ci, RatioCi, Verdict};
 
 use crate::report::{Report, ResultRecord, Status};
 use serde::{Deserialize, Serialize};
@@ -133,10 +133,10 @@ impl FromIterator<FailOn> for Gate {
 /// One `gpuvet compare OLD NEW` invocation in domain terms (the CLI builds it from its flags).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompareRequest {
-    /// The earlier report (the baseline).
-    pub old: PathBuf,
-    /// The later report, compared against OLD.
-    pub new: PathBuf,
+    /// The earlier report (the baseline), or several runs of the earlier build.
+    pub old: Vec<PathBuf>,
+    /// The later report, or several runs of the later build, compared against OLD.
+    pub new: Vec<PathBuf>,
     pub options: CompareOptions,
     pub fail_on: Gate,
     /// Markdown target: a path, or `-` for stdout.
@@ -184,17 +184,44 @@ pub struct RunInfo {
     pub started_at: String,
     /// `version (git sha)` of the gpuvet that wrote it.
     pub gpuvet: String,
-    /// False when the run was interrupted or is still going.
+    /// False when the run (any of the runs) was interrupted or is still going.
     pub complete: bool,
+    /// How many runs (reports) this side holds: 1 unless `compare` was given several, whose
+    /// spread then sets the interval (`started_at` and `gpuvet` are the first run's).
+    #[serde(default = "one")]
+    pub runs: usize,
+    /// Every run's label when there are several (`label` then names the first and the count).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl RunInfo {
-    fn of(report: &Report, label: &str) -> Self {
+    fn of(runs: &[&Report], label: &str) -> Self {
+        let first = runs[0];
         RunInfo {
             label: label.to_string(),
-            started_at: report.started_at.clone(),
-            gpuvet: format!("{} ({})", report.tool.version, report.tool.git_sha),
-            complete: report.complete,
+            started_at: first.started_at.clone(),
+            gpuvet: format!("{} ({})", first.tool.version, first.tool.git_sha),
+            complete: runs.iter().all(|r| r.complete),
+            runs: runs.len(),
+            files: Vec::new(),
+        }
+    }
+
+    /// Labels the side with its runs' labels: the one, or the first and the count (all of
+    /// them in `files`).
+    fn label_runs(&mut self, labels: &[String]) {
+        match labels {
+            [] => {}
+            [one] => self.label = one.clone(),
+            [first, rest @ ..] => {
+                self.label = format!("{first} + {} more ({} runs)", rest.len(), labels.len());
+                self.files = labels.to_vec();
+            }
         }
     }
 }
@@ -222,8 +249,16 @@ pub struct ResultComparison {
     pub quantity: String,
     pub old_median_s: Option<f64>,
     pub new_median_s: Option<f64>,
+    /// Samples of the result on each side, over all its runs.
     pub old_samples: usize,
     pub new_samples: usize,
+    /// Runs (reports) of each side that hold the result: 1 and 1 for two reports. Above one on
+    /// a side, the interval is Student's t over the runs' medians, and the medians shown are
+    /// the geometric means of the runs' medians.
+    #[serde(default = "one")]
+    pub old_runs: usize,
+    #[serde(default = "one")]
+    pub new_runs: usize,
     /// NEW/OLD ratio of medians of `quantity` with its interval (above 1: NEW is slower).
     pub ratio: Option<RatioCi>,
     /// Why there is no number, or what else to know (clock unknown, device changed); `null`
@@ -307,10 +342,20 @@ impl Comparison {
     }
 
     /// Sets the labels shown for the two sides (paths, `baseline NAME`).
-    pub fn with_labels(mut self, old: &str, new: &str) -> Self {
-        self.old.label = old.to_string();
-        self.new.label = new.to_string();
+    pub fn with_labels(self, old: &str, new: &str) -> Self {
+        self.with_run_labels(&[old.to_string()], &[new.to_string()])
+    }
+
+    /// Sets the labels of each side's runs, in the order the runs were given.
+    pub fn with_run_labels(mut self, old: &[String], new: &[String]) -> Self {
+        self.old.label_runs(old);
+        self.new.label_runs(new);
         self
+    }
+
+    /// Whether either side holds several runs (the intervals are then over runs).
+    pub fn over_runs(&self) -> bool {
+        self.old.runs > 1 || self.new.runs > 1
     }
 }
 
@@ -321,21 +366,38 @@ impl Comparison {
 /// each side has exactly one unmatched candidate (comparing one GPU model against another is a
 /// legitimate question).
 pub fn compare(old: &Report, new: &Report, opts: &CompareOptions) -> Comparison {
+    compare_runs(&[old], &[new], opts)
+}
+
+/// Compares several runs of NEW against several runs of OLD (each side at least one report).
+///
+/// With one run a side this is [`compare`]: a bootstrap of the two runs' samples. With more,
+/// a result's interval is Student's t over its runs' medians
+/// ([`ratio_of_run_medians_ci`]), which holds the variation between runs that no number of
+/// samples in one run shows. Within a side, a result is the same result in every run that has
+/// it at the same id and device; the first run's results lead, then those only later runs
+/// have. Matching across the sides is [`compare`]'s.
+pub fn compare_runs(old: &[&Report], new: &[&Report], opts: &CompareOptions) -> Comparison {
+    assert!(
+        !old.is_empty() && !new.is_empty(),
+        "compare_runs needs a run on each side"
+    );
     let mut notes = Vec::new();
-    if !old.complete {
-        notes.push("OLD is an incomplete run (interrupted or still going)".to_string());
-    }
-    if !new.complete {
-        notes.push("NEW is an incomplete run (interrupted or still going)".to_string());
-    }
-    let pairs = match_results(old, new);
+    side_notes(&mut notes, "OLD", old);
+    side_notes(&mut notes, "NEW", new);
+    let (old_all, new_all) = (merged(old), merged(new));
+    let pairs = match_results(&old_all, &new_all);
     let mut results = Vec::with_capacity(pairs.len());
     let mut unnormalised = 0usize;
     let mut kernels_changed: Vec<String> = Vec::new();
     for (o, n) in pairs {
         let row = match (o, n) {
             (Some(o), Some(n)) => {
-                let mut row = compare_pair(old, o, new, n, opts);
+                let sides = [
+                    (&*old_all, o, in_runs(old, o)),
+                    (&*new_all, n, in_runs(new, n)),
+                ];
+                let mut row = compare_pair(&sides, [old.len(), new.len()], opts);
                 if let Some(change) = kernel_change(o, n) {
                     kernels_changed.push(o.id.clone());
                     row.detail = Some(match row.detail.take() {
@@ -348,8 +410,8 @@ pub fn compare(old: &Report, new: &Report, opts: &CompareOptions) -> Comparison 
                 }
                 row
             }
-            (Some(o), None) => unmatched(old, o, Verdict::Missing, "in OLD only"),
-            (None, Some(n)) => unmatched(new, n, Verdict::New, "in NEW only"),
+            (Some(o), None) => unmatched(&old_all, o, &in_runs(old, o), Verdict::Missing),
+            (None, Some(n)) => unmatched(&new_all, n, &in_runs(new, n), Verdict::New),
             (None, None) => continue,
         };
         results.push(row);
@@ -371,10 +433,87 @@ pub fn compare(old: &Report, new: &Report, opts: &CompareOptions) -> Comparison 
         old: RunInfo::of(old, "OLD"),
         new: RunInfo::of(new, "NEW"),
         options: opts.clone(),
-        environment: environment_diff(old, new),
+        environment: environment_diff(old[0], new[0]),
         results,
         notes,
     }
+}
+
+/// Run-level notes of one side: incomplete runs, and what differs among its runs (a
+/// run-to-run interval then holds those differences too, which may or may not be wanted).
+fn side_notes(notes: &mut Vec<String>, tag: &str, runs: &[&Report]) {
+    if let [one] = runs {
+        if !one.complete {
+            notes.push(format!(
+                "{tag} is an incomplete run (interrupted or still going)"
+            ));
+        }
+        return;
+    }
+    let incomplete: Vec<String> = (1..=runs.len())
+        .filter(|&k| !runs[k - 1].complete)
+        .map(|k| k.to_string())
+        .collect();
+    if !incomplete.is_empty() {
+        notes.push(format!(
+            "{tag} run(s) {} of {} incomplete (interrupted or still going)",
+            incomplete.join(", "),
+            runs.len()
+        ));
+    }
+    let mut fields: Vec<String> = Vec::new();
+    for run in &runs[1..] {
+        for d in environment_diff(runs[0], run) {
+            if !fields.contains(&d.field) {
+                fields.push(d.field);
+            }
+        }
+    }
+    if !fields.is_empty() {
+        notes.push(format!(
+            "{tag}'s {} runs differ among themselves in: {}; their spread, and so the interval, \
+             includes what that changes",
+            runs.len(),
+            fields.join(", ")
+        ));
+    }
+}
+
+/// Whether two records of one side's runs are the same result: the same id on the same
+/// device (or set of devices).
+fn same_slot(a: &ResultRecord, b: &ResultRecord) -> bool {
+    a.id == b.id && a.device == b.device
+}
+
+/// A side's results as one report: the first run, then the results only later runs have (one
+/// record each). Borrowed as it is when the side is one run.
+fn merged<'a>(runs: &[&'a Report]) -> std::borrow::Cow<'a, Report> {
+    let mut all = std::borrow::Cow::Borrowed(runs[0]);
+    for run in &runs[1..] {
+        for r in &run.results {
+            if !all.results.iter().any(|a| same_slot(a, r)) {
+                all.to_mut().results.push(r.clone());
+            }
+        }
+    }
+    all
+}
+
+/// The record of `r`'s result in each run of a side that has it, in run order, with the run's
+/// number (1-based). A side of one run is `r` itself.
+fn in_runs<'b>(runs: &[&'b Report], r: &'b ResultRecord) -> Vec<(usize, &'b ResultRecord)> {
+    if runs.len() == 1 {
+        return vec![(1, r)];
+    }
+    runs.iter()
+        .enumerate()
+        .filter_map(|(k, run)| {
+            run.results
+                .iter()
+                .find(|x| same_slot(x, r))
+                .map(|x| (k + 1, x))
+        })
+        .collect()
 }
 
 /// What changed in the user kernel behind a matched pair (source, or the build: headers,
@@ -516,40 +655,45 @@ fn why_unusable(r: &ResultRecord) -> Option<(Verdict, String)> {
     }
 }
 
+/// One side of a matched pair: the side's merged report, its leading record, and the record in
+/// each of the side's runs that has the result (run number, record).
+type PairSide<'a> = (&'a Report, &'a ResultRecord, Vec<(usize, &'a ResultRecord)>);
+
+/// The verdict of one matched result. `side_runs` counts the runs each side holds in all.
 fn compare_pair(
-    old_report: &Report,
-    o: &ResultRecord,
-    new_report: &Report,
-    n: &ResultRecord,
+    sides: &[PairSide; 2],
+    side_runs: [usize; 2],
     opts: &CompareOptions,
 ) -> ResultComparison {
+    let [(old_report, o, old_recs), (new_report, n, new_recs)] = sides;
     let (dev_o, dev_n) = (device_label(old_report, o), device_label(new_report, n));
     let device = if dev_o == dev_n {
         dev_o
     } else {
         format!("{dev_o} → {dev_n}")
     };
-    let median = |r: &ResultRecord| r.stats.as_ref().map(|s| s.median_s);
-    let count = |r: &ResultRecord| r.stats.as_ref().map_or(0, |s| s.times_s.len());
     let mut row = ResultComparison {
         id: o.id.clone(),
         device,
         verdict: Verdict::Ambiguous,
         regression: false,
         quantity: "time".into(),
-        old_median_s: median(o),
-        new_median_s: median(n),
-        old_samples: count(o),
-        new_samples: count(n),
+        old_median_s: side_median(old_recs),
+        new_median_s: side_median(new_recs),
+        old_samples: side_samples(old_recs),
+        new_samples: side_samples(new_recs),
+        old_runs: old_recs.len(),
+        new_runs: new_recs.len(),
         ratio: None,
         detail: None,
     };
-    let (old_bad, new_bad) = (why_unusable(o), why_unusable(n));
+    let old_bad = why_unusable_in(old_recs, side_runs[0] > 1);
+    let new_bad = why_unusable_in(new_recs, side_runs[1] > 1);
     if old_bad.is_some() || new_bad.is_some() {
         mark_unusable(&mut row, old_bad, new_bad);
         return row;
     }
-    let (old_t, new_t) = compared_samples(o, n, opts, &mut row);
+    let (old_t, new_t) = compared_samples(old_recs, new_recs, opts, &mut row);
     // Another arithmetic (a library that switched compute mode, a CPU path that widens
     // differently) explains a moved number better than any statistics.
     if o.compute_dtype != n.compute_dtype {
@@ -558,8 +702,74 @@ fn compare_pair(
             format!("compute type {} → {}", o.compute_dtype, n.compute_dtype),
         );
     }
-    bootstrap_verdict(&mut row, o, &old_t, &new_t, opts);
+    for (tag, recs, total) in [
+        ("OLD", old_recs, side_runs[0]),
+        ("NEW", new_recs, side_runs[1]),
+    ] {
+        if recs.len() < total {
+            add_detail(&mut row, format!("in {} of {total} {tag} runs", recs.len()));
+        }
+    }
+    if old_t.len() == 1 && new_t.len() == 1 {
+        if side_runs != [1, 1] {
+            add_detail(
+                &mut row,
+                "one run a side: the interval holds the noise within the run only".into(),
+            );
+        }
+        bootstrap_verdict(&mut row, o, &old_t[0], &new_t[0], opts);
+    } else {
+        run_verdict(&mut row, &old_t, &new_t, opts);
+    }
     row
+}
+
+/// A side's median as rows show it: the run's median, or the geometric mean of the runs'
+/// medians (the centre the interval over runs is about).
+fn side_median(recs: &[(usize, &ResultRecord)]) -> Option<f64> {
+    let medians: Vec<f64> = recs
+        .iter()
+        .filter_map(|(_, r)| r.stats.as_ref().map(|s| s.median_s))
+        .collect();
+    match medians.as_slice() {
+        [] => None,
+        [one] => Some(*one),
+        many if many.iter().all(|m| *m > 0.0) => {
+            Some((many.iter().map(|m| m.ln()).sum::<f64>() / many.len() as f64).exp())
+        }
+        _ => None,
+    }
+}
+
+/// A side's samples of the result, over all its runs.
+fn side_samples(recs: &[(usize, &ResultRecord)]) -> usize {
+    recs.iter()
+        .map(|(_, r)| r.stats.as_ref().map_or(0, |s| s.times_s.len()))
+        .sum()
+}
+
+/// Why a side has no trustworthy time: a backend error in any run outranks a verification
+/// failure in any run; with several runs the reason names its run.
+fn why_unusable_in(recs: &[(usize, &ResultRecord)], several: bool) -> Option<(Verdict, String)> {
+    let bad: Vec<(Verdict, String)> = recs
+        .iter()
+        .filter_map(|(k, r)| {
+            why_unusable(r).map(|(v, why)| {
+                (
+                    v,
+                    if several {
+                        format!("run {k}: {why}")
+                    } else {
+                        why
+                    },
+                )
+            })
+        })
+        .collect();
+    bad.iter()
+        .find(|(v, _)| *v == Verdict::Failed)
+        .or(bad.first())
+        .cloned()
 }
 
 /// Adds `why` to the row's detail, after what is already there.
@@ -593,46 +803,103 @@ fn mark_unusable(
     row.detail = Some(parts.join("; "));
 }
 
-/// The two sides' samples of the compared quantity: times, or cycles (time × effective clock)
-/// under `--normalize-clock` when both clocks are known; otherwise the row's detail says so.
+/// The two sides' samples of the compared quantity, a list per run: times, or cycles (time ×
+/// effective clock, each run its own) under `--normalize-clock` when every run of both sides
+/// recorded a clock; otherwise the row's detail says why not.
 fn compared_samples(
-    o: &ResultRecord,
-    n: &ResultRecord,
+    o: &[(usize, &ResultRecord)],
+    n: &[(usize, &ResultRecord)],
     opts: &CompareOptions,
     row: &mut ResultComparison,
-) -> (Vec<f64>, Vec<f64>) {
-    let (mut old_t, mut new_t) = (times(o), times(n));
+) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    let runs = |side: &[(usize, &ResultRecord)]| -> Vec<Vec<f64>> {
+        side.iter().map(|(_, r)| times(r)).collect()
+    };
+    let (mut old_t, mut new_t) = (runs(o), runs(n));
     // Cycles measure work bound by the SM clock. A bandwidth-bound result's time follows the
     // memory clock: normalised, a run at a lower SM clock made it look faster by the clock
     // ratio (and hid a real regression there).
-    let bandwidth_bound = o.workload.metric() == crate::workload::Metric::Bytes;
+    let bandwidth_bound = o[0].1.workload.metric() == crate::workload::Metric::Bytes;
     if opts.normalize_clock && bandwidth_bound {
-        row.detail = Some(
+        add_detail(
+            row,
             "bandwidth-bound: compared time (its speed follows the memory clock, not the SM \
              clock)"
                 .into(),
         );
     } else if opts.normalize_clock {
-        match (clock(o), clock(n)) {
+        let clocks = |side: &[(usize, &ResultRecord)]| -> Option<Vec<f64>> {
+            side.iter().map(|(_, r)| clock(r)).collect()
+        };
+        match (clocks(o), clocks(n)) {
             (Some(co), Some(cn)) => {
-                old_t.iter_mut().for_each(|t| *t *= co * 1e6);
-                new_t.iter_mut().for_each(|t| *t *= cn * 1e6);
+                for (t, c) in old_t.iter_mut().zip(co).chain(new_t.iter_mut().zip(cn)) {
+                    t.iter_mut().for_each(|x| *x *= c * 1e6);
+                }
                 row.quantity = "cycles".into();
             }
             (co, cn) => {
-                let missing: Vec<&str> = [("OLD", co), ("NEW", cn)]
+                let missing: Vec<&str> = [("OLD", co.is_none()), ("NEW", cn.is_none())]
                     .iter()
-                    .filter(|(_, c)| c.is_none())
+                    .filter(|(_, none)| *none)
                     .map(|(s, _)| *s)
                     .collect();
-                row.detail = Some(format!(
-                    "no effective clock in {}: compared time",
-                    missing.join(" and ")
-                ));
+                add_detail(
+                    row,
+                    format!(
+                        "no effective clock in {}: compared time",
+                        missing.join(" and ")
+                    ),
+                );
             }
         }
     }
     (old_t, new_t)
+}
+
+/// The Student-t interval over the runs' medians and the verdict it gives (a side holds
+/// several runs).
+fn run_verdict(
+    row: &mut ResultComparison,
+    old_t: &[Vec<f64>],
+    new_t: &[Vec<f64>],
+    opts: &CompareOptions,
+) {
+    let all = || old_t.iter().chain(new_t);
+    let usable = all().all(|t| !t.is_empty() && t.iter().all(|x| x.is_finite() && *x > 0.0));
+    let medians =
+        |side: &[Vec<f64>]| -> Vec<f64> { side.iter().map(|t| crate::stats::median(t)).collect() };
+    let ci = usable
+        .then(|| ratio_of_run_medians_ci(&medians(old_t), &medians(new_t), opts.confidence))
+        .flatten();
+    let Some(ci) = ci else {
+        row.verdict = Verdict::Unverified;
+        row.detail = Some("a timing sample is zero, negative or not finite".into());
+        return;
+    };
+    for (single, tag, other) in [
+        (old_t.len() == 1, "OLD", "NEW"),
+        (new_t.len() == 1, "NEW", "OLD"),
+    ] {
+        if single {
+            add_detail(
+                row,
+                format!("one {tag} run: its spread between runs taken to be {other}'s"),
+            );
+        }
+    }
+    let fewest = all().map(Vec::len).min().unwrap_or(0);
+    row.verdict = if fewest < MIN_SAMPLES {
+        add_detail(
+            row,
+            format!("only {fewest} sample(s) in a run; {MIN_SAMPLES} needed for a verdict"),
+        );
+        Verdict::Ambiguous
+    } else {
+        classify(&ci, opts.threshold_pct)
+    };
+    row.regression = row.verdict == Verdict::Slower;
+    row.ratio = Some(ci);
 }
 
 /// The bootstrap interval of the ratio of medians and the verdict it gives.
@@ -697,22 +964,18 @@ fn clock(r: &ResultRecord) -> Option<f64> {
     r.effective_clock_mhz.filter(|c| c.is_finite() && *c > 0.0)
 }
 
-fn unmatched(report: &Report, r: &ResultRecord, verdict: Verdict, why: &str) -> ResultComparison {
-    let stats = r.stats.as_ref();
-    let (old_median_s, new_median_s, old_samples, new_samples) = match verdict {
-        Verdict::Missing => (
-            stats.map(|s| s.median_s),
-            None,
-            stats.map_or(0, |s| s.times_s.len()),
-            0,
-        ),
-        _ => (
-            None,
-            stats.map(|s| s.median_s),
-            0,
-            stats.map_or(0, |s| s.times_s.len()),
-        ),
-    };
+fn unmatched(
+    report: &Report,
+    r: &ResultRecord,
+    recs: &[(usize, &ResultRecord)],
+    verdict: Verdict,
+) -> ResultComparison {
+    let (median, samples, runs) = (side_median(recs), side_samples(recs), recs.len());
+    let (old_median_s, new_median_s, old_samples, new_samples, old_runs, new_runs, why) =
+        match verdict {
+            Verdict::Missing => (median, None, samples, 0, runs, 0, "in OLD only"),
+            _ => (None, median, 0, samples, 0, runs, "in NEW only"),
+        };
     let mut detail = why.to_string();
     if let Some((_, bad)) = why_unusable(r) {
         detail.push_str(&format!(" ({bad})"));
@@ -727,6 +990,8 @@ fn unmatched(report: &Report, r: &ResultRecord, verdict: Verdict, why: &str) -> 
         new_median_s,
         old_samples,
         new_samples,
+        old_runs,
+        new_runs,
         ratio: None,
         detail: Some(detail),
     }
@@ -826,6 +1091,12 @@ pub fn environment_diff(old: &Report, new: &Report) -> Vec<EnvDiff> {
 /// is read.
 pub fn run(req: impl Into<CompareRequest>, color: bool) -> anyhow::Result<i32> {
     let args: CompareRequest = req.into();
+    let inputs: Vec<&Path> = args
+        .old
+        .iter()
+        .chain(&args.new)
+        .map(PathBuf::as_path)
+        .collect();
     let outputs = Outputs::check(
         [
             args.markdown.as_deref(),
@@ -833,16 +1104,49 @@ pub fn run(req: impl Into<CompareRequest>, color: bool) -> anyhow::Result<i32> {
             args.csv.as_deref(),
             args.junit.as_deref(),
         ],
-        &[args.old.as_path(), args.new.as_path()],
+        &inputs,
     )?;
-    let old = Report::load(&args.old)?;
-    let new = Report::load(&args.new)?;
-    let cmp = compare(&old, &new, &args.options).with_labels(
-        &args.old.display().to_string(),
-        &args.new.display().to_string(),
-    );
+    let old = load_side("OLD", &args.old)?;
+    let new = load_side("NEW", &args.new)?;
+    let labels = |paths: &[PathBuf]| -> Vec<String> {
+        paths.iter().map(|p| p.display().to_string()).collect()
+    };
+    let (old_refs, new_refs): (Vec<&Report>, Vec<&Report>) =
+        (old.iter().collect(), new.iter().collect());
+    let cmp = compare_runs(&old_refs, &new_refs, &args.options)
+        .with_run_labels(&labels(&args.old), &labels(&args.new));
     outputs.emit(&cmp, args.fail_on, color)?;
     Ok(cmp.exit_code(args.fail_on))
+}
+
+/// Reads the reports of one side. A run given twice (the same file, or two files of the same
+/// run) would count its median twice and narrow the interval with no new evidence, so it is
+/// refused.
+fn load_side(tag: &str, paths: &[PathBuf]) -> crate::Result<Vec<Report>> {
+    if paths.is_empty() {
+        return Err(crate::Error::invalid(format!("no {tag} report given")));
+    }
+    let mut reports: Vec<Report> = Vec::with_capacity(paths.len());
+    for (i, path) in paths.iter().enumerate() {
+        let report = Report::load(path)?;
+        if let Some(j) = reports.iter().position(|r| same_run(r, &report)) {
+            return Err(crate::Error::invalid(format!(
+                "{} and {} are the same run ({tag} run {} and {}); a run counted twice \
+                 narrows the interval without new evidence: give each run once",
+                paths[j].display(),
+                path.display(),
+                j + 1,
+                i + 1
+            )));
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// Whether two reports are one run: the same start, host and samples.
+fn same_run(a: &Report, b: &Report) -> bool {
+    a.started_at == b.started_at && a.host == b.host && a.results == b.results
 }
 
 /// An [`Exporter`](crate::export::Exporter) failure as a library error: a library error it

@@ -24,8 +24,11 @@ fn change(r: &ResultComparison) -> String {
     }
 }
 
-fn median(m: Option<f64>, n: usize) -> String {
+/// `1.234 ms (n=25)`, or with several runs `1.234 ms (n=125, 5 runs)`: the geometric mean of
+/// the runs' medians then, and the samples of all of them.
+fn median(m: Option<f64>, n: usize, runs: usize) -> String {
     match m {
+        Some(m) if runs > 1 => format!("{} (n={n}, {runs} runs)", seconds(m)),
         Some(m) => format!("{} (n={n})", seconds(m)),
         None => "-".into(),
     }
@@ -111,13 +114,25 @@ fn header_lines(cmp: &Comparison) -> Vec<String> {
     if let Some(d) = single_device(cmp) {
         lines.push(format!("device: {d}"));
     }
+    let interval = if cmp.over_runs() {
+        format!(
+            "{:.0}% Student-t interval of the NEW/OLD ratio over the runs' medians (Welch; OLD \
+             {} run(s), NEW {} run(s))",
+            o.confidence * 100.0,
+            cmp.old.runs,
+            cmp.new.runs
+        )
+    } else {
+        format!(
+            "{:.0}% bootstrap interval of the NEW/OLD ratio of medians ({} resamples, seed {})",
+            o.confidence * 100.0,
+            o.resamples,
+            o.seed
+        )
+    };
     lines.push(format!(
-        "threshold ±{}% · {:.0}% bootstrap interval of the NEW/OLD ratio of medians \
-             ({} resamples, seed {}){}",
+        "threshold ±{}% · {interval}{}",
         o.threshold_pct,
-        o.confidence * 100.0,
-        o.resamples,
-        o.seed,
         if o.normalize_clock {
             " · clock-normalised"
         } else {
@@ -171,8 +186,10 @@ pub fn render_table(cmp: &Comparison, gate: impl Into<Gate>, color: bool) -> Str
             row.push(Cell::new(&r.device));
         }
         row.extend([
-            Cell::new(median(r.old_median_s, r.old_samples)).set_alignment(CellAlignment::Right),
-            Cell::new(median(r.new_median_s, r.new_samples)).set_alignment(CellAlignment::Right),
+            Cell::new(median(r.old_median_s, r.old_samples, r.old_runs))
+                .set_alignment(CellAlignment::Right),
+            Cell::new(median(r.new_median_s, r.new_samples, r.new_runs))
+                .set_alignment(CellAlignment::Right),
             Cell::new(change(r)).set_alignment(CellAlignment::Right),
             v,
             Cell::new(note(r)),
@@ -238,8 +255,8 @@ pub fn render_markdown(cmp: &Comparison, gate: impl Into<Gate>) -> String {
                 out,
                 "| `{}` |{device} {} | {} | {} | {} | {} |",
                 md(&r.id),
-                median(r.old_median_s, r.old_samples),
-                median(r.new_median_s, r.new_samples),
+                median(r.old_median_s, r.old_samples, r.old_runs),
+                median(r.new_median_s, r.new_samples, r.new_runs),
                 change(r),
                 verdict,
                 md(&note(r))
@@ -262,8 +279,9 @@ pub fn render_json(cmp: &Comparison) -> String {
 }
 
 /// CSV columns of a comparison, one row per result: the JSON's `results[]` fields, with the
-/// ratio's interval flattened (`ratio`, `ratio_low`, `ratio_high`).
-const CSV_HEADER: [&str; 13] = [
+/// ratio's interval flattened (`ratio`, `ratio_low`, `ratio_high`). Columns are only added, at
+/// the end.
+const CSV_HEADER: [&str; 15] = [
     "id",
     "device",
     "verdict",
@@ -277,6 +295,8 @@ const CSV_HEADER: [&str; 13] = [
     "ratio_low",
     "ratio_high",
     "detail",
+    "old_runs",
+    "new_runs",
 ];
 
 /// The comparison as CSV, one row per result (the environment and notes are in the JSON).
@@ -299,6 +319,8 @@ pub fn render_csv(cmp: &Comparison) -> anyhow::Result<String> {
             num(r.ratio.map(|c| c.low)),
             num(r.ratio.map(|c| c.high)),
             r.detail.clone().unwrap_or_default(),
+            r.old_runs.to_string(),
+            r.new_runs.to_string(),
         ])?;
     }
     Ok(String::from_utf8(w.into_inner()?)?)

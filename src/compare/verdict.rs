@@ -29,7 +29,8 @@ pub enum Verdict {
     Slower,
     /// The whole interval lies inside the noise band.
     Same,
-    /// The interval straddles a band edge: more samples (or a quieter machine) are needed.
+    /// The interval straddles a band edge: more runs, more samples or a quieter machine are
+    /// needed.
     Ambiguous,
     /// In OLD only.
     Missing,
@@ -104,6 +105,32 @@ pub fn ratio_of_medians_ci(
         ratio,
         low: quantile_sorted(&logs, alpha).exp(),
         high: quantile_sorted(&logs, 1.0 - alpha).exp(),
+    })
+}
+
+/// Student-t interval of the NEW/OLD ratio over runs: `old` and `new` are the medians of
+/// several runs (reports) a side, and the interval is that of the difference of their mean
+/// logarithms ([`crate::stats::mean_difference_interval`]: Welch's, or pooled when a side is a
+/// single run), taken back to the ratio scale. The point estimate is the ratio of the sides'
+/// geometric means.
+///
+/// Each run's median carries its own noise within the run *and* whatever set that run apart
+/// (a clock, a placement, another tenant), so the spread of the medians holds both: the
+/// variation between runs that a bootstrap of one run's samples cannot see. Working in logs
+/// keeps the interval symmetric under a swap, like the bootstrap's. `None` when a median is
+/// zero, negative or not finite, or each side is one run (nothing shows the spread between
+/// runs).
+pub fn ratio_of_run_medians_ci(old: &[f64], new: &[f64], level: f64) -> Option<RatioCi> {
+    let logs = |s: &[f64]| -> Option<Vec<f64>> {
+        s.iter()
+            .map(|m| (m.is_finite() && *m > 0.0).then(|| m.ln()))
+            .collect()
+    };
+    let d = crate::stats::mean_difference_interval(&logs(old)?, &logs(new)?, level)?;
+    Some(RatioCi {
+        ratio: d.estimate.exp(),
+        low: d.low.exp(),
+        high: d.high.exp(),
     })
 }
 
@@ -225,6 +252,27 @@ mod tests {
         assert_eq!(ci.ratio, 1.0);
         assert!(ci.low < 1.0 && ci.high > 1.0, "{ci:?}");
         assert_eq!(classify(&ci, 2.0), Verdict::Same);
+    }
+
+    /// The interval over runs: each side's geometric mean, the reciprocal under a swap, and no
+    /// interval without a spread to go on.
+    #[test]
+    fn run_medians_interval() {
+        let old = [1.00, 1.02, 0.98, 1.01, 0.99];
+        let new = [1.10, 1.12, 1.08, 1.11, 1.09];
+        let ci = ratio_of_run_medians_ci(&old, &new, 0.95).unwrap();
+        let gm = |s: &[f64]| (s.iter().map(|x| x.ln()).sum::<f64>() / s.len() as f64).exp();
+        assert!((ci.ratio - gm(&new) / gm(&old)).abs() < 1e-12);
+        assert!(ci.low > 1.07 && ci.high < 1.13, "{ci:?}");
+        assert_eq!(classify(&ci, 2.0), Verdict::Slower);
+        let back = ratio_of_run_medians_ci(&new, &old, 0.95).unwrap();
+        assert!((back.low * ci.high - 1.0).abs() < 1e-12);
+        assert!((back.high * ci.low - 1.0).abs() < 1e-12);
+        assert!(ratio_of_run_medians_ci(&[1.0], &[1.1], 0.95).is_none());
+        assert!(ratio_of_run_medians_ci(&[1.0, 0.0], &[1.1, 1.2], 0.95).is_none());
+        // Two runs a side that disagree by 10%: the interval is wide, the verdict ambiguous.
+        let wide = ratio_of_run_medians_ci(&[1.0, 1.1], &[1.05, 1.15], 0.95).unwrap();
+        assert_eq!(classify(&wide, 2.0), Verdict::Ambiguous, "{wide:?}");
     }
 
     #[test]
