@@ -604,8 +604,16 @@ fn consume_report(r: &Report, good: &Report, html: bool) {
         resamples: 40,
         ..CompareOptions::default()
     };
-    for (a, b) in [(good, r), (r, good), (r, r)] {
-        let cmp = compare::compare(a, b, &opts);
+    // One run a side, then several (a damaged run among good ones, on either side).
+    let sides: [(&[&Report], &[&Report]); 5] = [
+        (&[good], &[r]),
+        (&[r], &[good]),
+        (&[r], &[r]),
+        (&[good, r], &[r, good, r]),
+        (&[r], &[good, good]),
+    ];
+    for (a, b) in sides {
+        let cmp = compare::compare_runs(a, b, &opts);
         let _ = cmp.exit_code(compare::FailOn::Ambiguous);
         let _ = compare::render_table(&cmp, compare::FailOn::Regression, false);
         let _ = compare::render_markdown(&cmp, compare::FailOn::Regression);

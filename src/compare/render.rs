@@ -115,8 +115,13 @@ fn header_lines(cmp: &Comparison) -> Vec<String> {
         lines.push(format!("device: {d}"));
     }
     let interval = if cmp.over_runs() {
+        let how = if cmp.old.runs > 1 && cmp.new.runs > 1 {
+            "Welch"
+        } else {
+            "pooled: the single run's spread taken to be the other side's"
+        };
         format!(
-            "{:.0}% Student-t interval of the NEW/OLD ratio over the runs' medians (Welch; OLD \
+            "{:.0}% Student-t interval of the NEW/OLD ratio over the runs' medians ({how}; OLD \
              {} run(s), NEW {} run(s))",
             o.confidence * 100.0,
             cmp.old.runs,
