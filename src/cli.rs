@@ -102,6 +102,13 @@ pub struct Global {
     /// is never overwritten).
     #[arg(long, global = true, value_name = "NAME")]
     pub save_baseline: Option<String>,
+    /// With --save-baseline: keep the newest N runs of the baseline (the one it replaces goes
+    /// to NAME.history/ in the baseline directory), so that --baseline NAME judges against the
+    /// spread of N runs, not one run's samples. 1 (the default) replaces the baseline and
+    /// leaves any earlier runs as they are.
+    #[arg(long, global = true, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1000), requires = "save_baseline")]
+    pub baseline_keep: u32,
     /// After the run, compare it against baseline NAME (as `gpuvet compare` does); exit 1 on a
     /// confirmed regression. Compared before --save-baseline saves, so both may name the same.
     #[arg(long, global = true, value_name = "NAME")]
@@ -1406,6 +1413,7 @@ impl Global {
             dump_dir: self.dump_dir.clone(),
             dump_all: self.dump_all,
             save_baseline: self.save_baseline.clone(),
+            baseline_keep: self.baseline_keep as usize,
             baseline: self.baseline.clone(),
             baseline_gate: crate::commands::BaselineGate {
                 threshold_pct: self

@@ -1122,3 +1122,68 @@ fn an_interrupted_validate_replaces_the_last_verdict_files() {
     assert!(!verdict.exists(), "the previous verdict was kept");
     assert_eq!(read_json(&json)["complete"], false);
 }
+
+/// `--save-baseline main --baseline-keep 3`: each save moves the run it replaces into
+/// `main.history/` and keeps the newest two there; `--baseline main` then judges against all
+/// three runs (the interval over runs), a corrupt earlier run stops the next run before it
+/// starts, and a save without `--baseline-keep` leaves the history as it is.
+#[test]
+fn a_baseline_keeps_its_earlier_runs_and_is_judged_over_them() {
+    let (_dir, [bdir]) = temp_files(["baselines"]);
+    let run = |line: &str| mock_with_baselines(&bdir, line);
+    let bench = "bench matmul --shape 64x64x64 --dtype f32";
+    let hist = bdir.join("main.history");
+    let history = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&hist)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    run(&format!("--save-baseline main --baseline-keep 3 {bench}"))
+        .assert()
+        .code(0);
+    assert!(history().is_empty(), "nothing to keep yet: {:?}", history());
+    let first = std::fs::read_to_string(bdir.join("main.json")).unwrap();
+    run(&format!("--save-baseline main --baseline-keep 3 {bench}"))
+        .assert()
+        .code(0);
+    assert_eq!(history(), ["000001.json"]);
+    assert_eq!(
+        std::fs::read_to_string(hist.join("000001.json")).unwrap(),
+        first
+    );
+    for _ in 0..2 {
+        run(&format!("--save-baseline main --baseline-keep 3 {bench}"))
+            .assert()
+            .code(0);
+    }
+    // Four saves, three kept: the oldest earlier run is gone.
+    assert_eq!(history(), ["000002.json", "000003.json"]);
+    run(&format!("--baseline main {bench}"))
+        .assert()
+        .stdout(predicate::str::contains(
+            "OLD: baseline main run 000002 + 2 more (3 runs)",
+        ))
+        .stdout(predicate::str::contains("OLD 3 run(s), NEW 1 run(s)"))
+        .stdout(predicate::str::contains(
+            "one NEW run: its spread between runs taken to be OLD's",
+        ));
+    // A save without --baseline-keep replaces main.json and leaves the history.
+    run(&format!("--save-baseline main {bench}"))
+        .assert()
+        .code(0);
+    assert_eq!(history(), ["000002.json", "000003.json"]);
+    // A damaged earlier run is found before anything runs, and named.
+    std::fs::write(hist.join("000002.json"), "{\"schema_version\": 1,").unwrap();
+    run(&format!("--baseline main {bench}"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("000002.json"))
+        .stderr(predicate::str::contains("earlier run of baseline `main`"));
+    // --baseline-keep means nothing without --save-baseline.
+    run(&format!("--baseline-keep 3 {bench}")).assert().code(2);
+}

@@ -1258,3 +1258,57 @@ fn cli_takes_several_runs_a_side() {
     assert!(Cli::try_parse_from(["compare", "a.json", "b.json", "--old", "c.json"]).is_err());
     assert!(Cli::try_parse_from(["compare", "--old", "a.json", "b.json"]).is_err());
 }
+
+/// A run of the OLD fixture started at `second`, so that runs can be told apart.
+fn fixture_run(second: u32) -> Report {
+    let mut r = old_report();
+    r.started_at = format!("2026-12-06T10:00:{second:02}Z");
+    r
+}
+
+/// A save cut short never counts a run twice and loses none: a stage that is the saved
+/// baseline itself (cut before the baseline was replaced) is dropped; one that differs (cut
+/// after) joins the history at the next save. The history keeps the newest `keep − 1`.
+#[test]
+fn baseline_history_survives_a_save_cut_short() {
+    use compare::baseline::{load_baseline_runs, load_history, save_baseline_keeping};
+    let dir = temp_dir();
+    let d = dir.path();
+    let seqs = || -> Vec<u64> {
+        load_history("main", d)
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+    };
+    save_baseline_keeping(&fixture_run(1), "main", d, 4).unwrap();
+    save_baseline_keeping(&fixture_run(2), "main", d, 4).unwrap();
+    assert_eq!(seqs(), [1]);
+    let staged = d.join("main.history/saving.tmp");
+    // Cut before the baseline was replaced: the stage is main.json's own bytes.
+    std::fs::copy(d.join("main.json"), &staged).unwrap();
+    assert_eq!(
+        load_baseline_runs("main", d).unwrap().len(),
+        2,
+        "not counted"
+    );
+    save_baseline_keeping(&fixture_run(3), "main", d, 4).unwrap();
+    assert_eq!(seqs(), [1, 2]);
+    assert!(!staged.exists());
+    // Cut after: the stage holds the run that save replaced (here run 9), which is kept.
+    std::fs::write(&staged, serde_json::to_string(&fixture_run(9)).unwrap()).unwrap();
+    save_baseline_keeping(&fixture_run(4), "main", d, 4).unwrap();
+    let runs = load_baseline_runs("main", d).unwrap();
+    let started: Vec<&str> = runs.iter().map(|(_, r)| r.started_at.as_str()).collect();
+    // Keep 4: three earlier runs (the oldest, run 1, cut: run 2, the settled run 9, run 3),
+    // then the baseline (run 4).
+    let at = |s: u32| format!("2026-12-06T10:00:{s:02}Z");
+    assert_eq!(started, [at(2), at(9), at(3), at(4)]);
+    assert_eq!(seqs(), [2, 3, 4]);
+    assert_eq!(runs[0].0, "baseline main run 000002");
+    assert_eq!(runs[3].0, "baseline main");
+    // Compared against the baseline, the four runs are OLD.
+    let cmp = compare_to_baseline(&new_report(), "main", d, &Default::default()).unwrap();
+    assert_eq!(cmp.old.runs, 4);
+    assert_eq!(cmp.old.files.len(), 4);
+}

@@ -61,6 +61,9 @@ pub struct Options {
     pub dump_dir: Option<PathBuf>,
     pub dump_all: bool,
     pub save_baseline: Option<String>,
+    /// `--baseline-keep`: how many runs of the saved baseline to keep (1: only the newest; its
+    /// earlier runs, if any, are left as they are).
+    pub baseline_keep: usize,
     pub baseline: Option<String>,
     /// How `--baseline` judges: `--baseline-threshold` and `--baseline-fail-on`, as compare's
     /// `--threshold` and `--fail-on`.
@@ -357,6 +360,7 @@ mod tests {
             dump_dir: Some("dumps".into()),
             dump_all: false,
             save_baseline: s("nightly"),
+            baseline_keep: 1,
             baseline: s("v1.2"),
             baseline_gate: BaselineGate::default(),
             baseline_dir: Some("base".into()),

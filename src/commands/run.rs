@@ -228,13 +228,18 @@ fn check_baseline_flags(opts: &Options, exports: &crate::export::Exports) -> Res
         );
     }
     if let Some(name) = &opts.baseline {
-        // A missing or corrupt baseline stops the run before it starts.
-        compare::load_baseline(name, &dir)?;
+        // A missing or corrupt baseline (or earlier run of it) stops the run before it starts.
+        compare::baseline::load_baseline_runs(name, &dir)?;
     }
     if let Some(name) = &opts.save_baseline {
         // So does a place the baseline could not be saved to.
         crate::export::check_dir("--baseline-dir", &dir)?;
         compare::baseline::check_overwrite(name, &dir)?;
+        if opts.baseline_keep > 1 {
+            let hist = compare::baseline::history_dir(name, &dir)?;
+            crate::export::check_dir("--baseline-keep", &hist)?;
+            compare::baseline::load_history(name, &dir)?;
+        }
     }
     // And an output written over a baseline's file: before the comparison it would be compared
     // with itself; before the save it would stand in the file whether or not the run may be
@@ -306,8 +311,21 @@ fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Res
                 }
             )),
             None => {
-                let p = compare::save_baseline(report, name, dir)?;
-                opts.notice(&format!("saved baseline {name}: {}", p.display()));
+                let p = compare::baseline::save_baseline_keeping(
+                    report,
+                    name,
+                    dir,
+                    opts.baseline_keep,
+                )?;
+                let earlier = match opts.baseline_keep {
+                    1 => String::new(),
+                    _ => format!(
+                        " ({} earlier run(s) kept in {})",
+                        compare::baseline::load_history(name, dir)?.len(),
+                        compare::baseline::history_dir(name, dir)?.display()
+                    ),
+                };
+                opts.notice(&format!("saved baseline {name}: {}{earlier}", p.display()));
             }
         }
     }

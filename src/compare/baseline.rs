@@ -4,8 +4,13 @@
 //! any other report. Writes are atomic (a temporary file in the same directory, then a rename),
 //! so an interrupted save never leaves half a baseline; and a file that is already there but does
 //! not parse is never replaced, because it may be the only copy of someone's reference numbers.
+//!
+//! A baseline may keep its earlier runs (`--baseline-keep N`): each save first copies the run it
+//! replaces into `<dir>/<NAME>.history/<NNNNNN>.json`, and keeps the newest N − 1 there.
+//! `--baseline NAME` then compares against all of them, so the interval holds the spread between
+//! runs ([`super::compare_runs`]) instead of one run's samples only.
 
-use super::{compare, CompareOptions, Comparison};
+use super::{compare_runs, CompareOptions, Comparison};
 use crate::error::{Error, Result};
 use crate::report::Report;
 use std::path::{Path, PathBuf};
@@ -43,6 +48,80 @@ pub fn baseline_path(name: &str, dir: &Path) -> Result<PathBuf> {
     Ok(dir.join(format!("{name}.json")))
 }
 
+/// Where the earlier runs of baseline `name` are kept in `dir`.
+pub fn history_dir(name: &str, dir: &Path) -> Result<PathBuf> {
+    validate_name(name)?;
+    Ok(dir.join(format!("{name}.history")))
+}
+
+/// The earlier runs of baseline `name`, oldest first, with their sequence numbers: every
+/// `<digits>.json` in its history directory (other files there are not gpuvet's and are left
+/// out). None when there is no history. A file that does not parse is
+/// [`Error::CorruptFile`] naming it: a gate must not quietly judge against fewer runs.
+pub fn load_history(name: &str, dir: &Path) -> Result<Vec<(u64, Report)>> {
+    let hist = history_dir(name, dir)?;
+    let entries = match std::fs::read_dir(&hist) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Error::Io(std::io::Error::new(
+                e.kind(),
+                format!(
+                    "reading the history of baseline {name} ({}): {e}",
+                    hist.display()
+                ),
+            )))
+        }
+    };
+    let mut seqs = Vec::new();
+    for entry in entries {
+        let file = entry?.file_name();
+        if let Some(seq) = file
+            .to_str()
+            .and_then(|f| f.strip_suffix(".json"))
+            .filter(|stem| !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|stem| stem.parse::<u64>().ok())
+        {
+            seqs.push(seq);
+        }
+    }
+    seqs.sort_unstable();
+    seqs.iter()
+        .map(|&seq| {
+            let path = hist.join(history_file(seq));
+            Report::load(&path).map(|r| (seq, r)).map_err(|e| match e {
+                Error::CorruptFile { path, reason } => Error::CorruptFile {
+                    path,
+                    reason: format!(
+                        "{reason}; it is an earlier run of baseline `{name}`: move or delete it"
+                    ),
+                },
+                other => other,
+            })
+        })
+        .collect()
+}
+
+fn history_file(seq: u64) -> String {
+    format!("{seq:06}.json")
+}
+
+/// Baseline `name` with its earlier runs, oldest first and the saved baseline last, each with
+/// its label (`baseline NAME`, `baseline NAME run 000003`).
+pub fn load_baseline_runs(name: &str, dir: &Path) -> Result<Vec<(String, Report)>> {
+    let current = load_baseline(name, dir)?;
+    let mut runs: Vec<(String, Report)> = load_history(name, dir)?
+        .into_iter()
+        .map(|(seq, r)| (format!("baseline {name} run {seq:06}"), r))
+        .collect();
+    runs.push((format!("baseline {name}"), current));
+    Ok(runs)
+}
+
+/// The file a save stages the run it replaces in, before it joins the history: not a
+/// `<digits>.json`, so a save cut short never counts a run twice.
+const STAGED: &str = "saving.tmp";
+
 /// Where baseline `name` would be saved in `dir`, after checking it may be: an existing file
 /// of that name must be a readable gpuvet report, or it is [`Error::CorruptFile`] and left
 /// alone. `run --save-baseline` asks before measuring, so a run is not spent to be refused.
@@ -71,17 +150,91 @@ pub fn check_overwrite(name: &str, dir: &Path) -> Result<PathBuf> {
 /// Replaces an existing baseline of that name only when the existing file is a readable gpuvet
 /// report; a corrupt one is left untouched and reported as [`Error::CorruptFile`].
 pub fn save_baseline(report: &Report, name: &str, dir: &Path) -> Result<PathBuf> {
+    save_baseline_keeping(report, name, dir, 1)
+}
+
+/// [`save_baseline`], keeping the newest `keep` runs of the baseline. With `keep` above 1:
+/// the run it replaces is staged in the history directory, the baseline is replaced, the staged
+/// run joins the history under the next sequence number, and the history is cut to the newest
+/// `keep − 1`. Each step leaves a whole baseline and counts no run twice; a stage left by a save
+/// cut short is settled first (dropped when it is the saved baseline itself, else kept as the
+/// earlier run it is). With `keep` 1 the history is left as it is.
+pub fn save_baseline_keeping(
+    report: &Report,
+    name: &str,
+    dir: &Path,
+    keep: usize,
+) -> Result<PathBuf> {
     let path = check_overwrite(name, dir)?;
-    std::fs::create_dir_all(dir).map_err(|e| {
-        Error::Io(std::io::Error::new(
-            e.kind(),
-            format!("creating the baseline directory {}: {e}", dir.display()),
-        ))
-    })?;
+    std::fs::create_dir_all(dir).map_err(io_context(format!(
+        "creating the baseline directory {}",
+        dir.display()
+    )))?;
+    let hist = history_dir(name, dir)?;
+    let staged = hist.join(STAGED);
+    let keeping = keep > 1 && path.exists();
+    if keeping {
+        std::fs::create_dir_all(&hist).map_err(io_context(format!(
+            "creating the baseline history {}",
+            hist.display()
+        )))?;
+        settle_stage(name, dir, &path)?;
+        // A regular file (check_overwrite parsed it as a report), read whole as reports are.
+        let bytes =
+            crate::files::read_whole_or_bounded(&path, crate::files::MAX_STREAMED_REPORT_BYTES)?;
+        write_atomic(&staged, &bytes)?;
+    }
     let json = serde_json::to_string_pretty(report)
         .map_err(|e| Error::invalid(format!("cannot serialise the report: {e}")))?;
     write_atomic(&path, (json + "\n").as_bytes())?;
+    if keeping {
+        let earlier = load_history(name, dir)?;
+        join_history(name, dir, &earlier)?;
+        let kept = earlier.len() + 1;
+        for (seq, _) in earlier.iter().take(kept.saturating_sub(keep - 1)) {
+            let old = hist.join(history_file(*seq));
+            std::fs::remove_file(&old).map_err(io_context(format!(
+                "removing the earlier run {}",
+                old.display()
+            )))?;
+        }
+    }
     Ok(path)
+}
+
+/// Moves the staged run into the history under the next sequence number.
+fn join_history(name: &str, dir: &Path, earlier: &[(u64, Report)]) -> Result<()> {
+    let hist = history_dir(name, dir)?;
+    let next = earlier.last().map_or(1, |(seq, _)| seq + 1);
+    let to = hist.join(history_file(next));
+    std::fs::rename(hist.join(STAGED), &to).map_err(io_context(format!(
+        "keeping the earlier run as {}",
+        to.display()
+    )))?;
+    Ok(())
+}
+
+/// A stage left by a save cut short: the same bytes as the saved baseline (cut before the
+/// baseline was replaced) is dropped; anything else is the run that save replaced, and joins
+/// the history.
+fn settle_stage(name: &str, dir: &Path, current: &Path) -> Result<()> {
+    let staged = history_dir(name, dir)?.join(STAGED);
+    if !staged.exists() {
+        return Ok(());
+    }
+    let read =
+        |p: &Path| crate::files::read_whole_or_bounded(p, crate::files::MAX_STREAMED_REPORT_BYTES);
+    if read(&staged)? == read(current)? {
+        std::fs::remove_file(&staged)
+            .map_err(io_context(format!("removing {}", staged.display())))?;
+        return Ok(());
+    }
+    join_history(name, dir, &load_history(name, dir)?)
+}
+
+/// An I/O error with what was being done in its message (same kind).
+fn io_context(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::Io(std::io::Error::new(e.kind(), format!("{what}: {e}")))
 }
 
 /// Reads baseline `name` from `dir`. A missing baseline is [`Error::InvalidInput`] naming the
@@ -123,15 +276,18 @@ pub fn list_baselines(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Compares `report` (NEW) against baseline `name` (OLD) from `dir`.
+/// Compares `report` (NEW) against baseline `name` (OLD) from `dir`: against its earlier runs
+/// too when it keeps them, as several OLD runs.
 pub fn compare_to_baseline(
     report: &Report,
     name: &str,
     dir: &Path,
     opts: &CompareOptions,
 ) -> Result<Comparison> {
-    let base = load_baseline(name, dir)?;
-    Ok(compare(&base, report, opts).with_labels(&format!("baseline {name}"), "this run"))
+    let runs = load_baseline_runs(name, dir)?;
+    let old: Vec<&Report> = runs.iter().map(|(_, r)| r).collect();
+    let labels: Vec<String> = runs.iter().map(|(l, _)| l.clone()).collect();
+    Ok(compare_runs(&old, &[report], opts).with_run_labels(&labels, &["this run".to_string()]))
 }
 
 /// Replaces `path` atomically (see [`crate::output::write_atomic`]).
