@@ -986,25 +986,31 @@ impl From<SweepArgs> for crate::sweep::SweepKind {
 }
 
 /// `gpuvet compare OLD NEW`: did anything get slower between two reports?
+///
+/// Each side is one report (OLD, NEW) or several runs (`--old`, `--new`): a side must be given
+/// one way, and once only.
 #[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("old_side").args(["old", "old_runs"]).required(true)))]
+#[command(group(clap::ArgGroup::new("new_side").args(["new", "new_runs"]).required(true)))]
 pub struct CompareArgs {
     /// The earlier report (the baseline): a JSON file written by `gpuvet ... --json`.
-    #[arg(value_name = "OLD", required_unless_present = "old_runs")]
+    #[arg(value_name = "OLD")]
     pub old: Option<PathBuf>,
 
     /// The later report, compared against OLD.
-    #[arg(value_name = "NEW", required_unless_present = "new_runs")]
+    #[arg(value_name = "NEW")]
     pub new: Option<PathBuf>,
 
     /// Several runs of the earlier build (reports of repeated `gpuvet ... --json`), in place
     /// of OLD: the interval is then over the runs, and holds the variation between runs that
     /// one run's samples cannot show. Give 3 or more a side; a shell glob works
-    /// (`--old base/*.json`).
-    #[arg(long = "old", value_name = "REPORT", num_args = 1.., conflicts_with = "old")]
+    /// (`--old base/*.json`). Every file after `--old` is an OLD run: name the other side
+    /// with `--new`, or put NEW first.
+    #[arg(long = "old", value_name = "REPORT", num_args = 1..)]
     pub old_runs: Vec<PathBuf>,
 
     /// Several runs of the later build, in place of NEW (see `--old`).
-    #[arg(long = "new", value_name = "REPORT", num_args = 1.., conflicts_with = "new")]
+    #[arg(long = "new", value_name = "REPORT", num_args = 1..)]
     pub new_runs: Vec<PathBuf>,
 
     /// Noise band in percent. A change counts only when the whole 95% interval of the

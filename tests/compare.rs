@@ -1256,7 +1256,9 @@ fn cli_takes_several_runs_a_side() {
         1
     );
     assert!(Cli::try_parse_from(["compare", "a.json", "b.json", "--old", "c.json"]).is_err());
-    assert!(Cli::try_parse_from(["compare", "--old", "a.json", "b.json"]).is_err());
+    // Every file after --old is an OLD run: the error says how to name NEW.
+    let err = Cli::try_parse_from(["compare", "--old", "a.json", "b.json"]).unwrap_err();
+    assert!(err.to_string().contains("<NEW|--new <REPORT>...>"), "{err}");
 }
 
 /// A run of the OLD fixture started at `second`, so that runs can be told apart.
