@@ -1257,7 +1257,9 @@ fn cli_takes_several_runs_a_side() {
     );
     assert!(Cli::try_parse_from(["compare", "a.json", "b.json", "--old", "c.json"]).is_err());
     // Every file after --old is an OLD run: the error says how to name NEW.
-    let err = Cli::try_parse_from(["compare", "--old", "a.json", "b.json"]).unwrap_err();
+    let Err(err) = Cli::try_parse_from(["compare", "--old", "a.json", "b.json"]) else {
+        panic!("--old with no NEW parsed")
+    };
     assert!(err.to_string().contains("<NEW|--new <REPORT>...>"), "{err}");
 }
 
