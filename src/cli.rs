@@ -1004,8 +1004,8 @@ pub struct CompareArgs {
     /// Several runs of the earlier build (reports of repeated `gpuvet ... --json`), in place
     /// of OLD: the interval is then over the runs, and holds the variation between runs that
     /// one run's samples cannot show. Give 3 or more a side; a shell glob works
-    /// (`--old base/*.json`). Every file after `--old` is an OLD run: name the other side
-    /// with `--new`, or put NEW first.
+    /// (`--old base/*.json`). Every file after `--old` is an OLD run, so name the other side
+    /// with `--new` (one file or several).
     #[arg(long = "old", value_name = "REPORT", num_args = 1..)]
     pub old_runs: Vec<PathBuf>,
 

@@ -225,6 +225,19 @@ pub fn t_quantile(p: f64, df: f64) -> f64 {
 /// shows none. `None` when either side is empty, both hold one value (no variance to go on), or
 /// a value is not finite. A spread of zero on both sides gives an interval of no width.
 pub fn mean_difference_interval(a: &[f64], b: &[f64], level: f64) -> Option<MeanDifference> {
+    mean_difference_interval_floored(a, b, level, [0.0, 0.0])
+}
+
+/// [`mean_difference_interval`] with a least variance per value of each side (`floor[0]` for
+/// `a`, `floor[1]` for `b`): what each value is known to carry whatever their scatter shows.
+/// A side's variance is raised to its floor; a single value's borrowed variance to the larger
+/// floor. `floored` says whether a floor was used.
+pub fn mean_difference_interval_floored(
+    a: &[f64],
+    b: &[f64],
+    level: f64,
+    floor: [f64; 2],
+) -> Option<MeanDifference> {
     if a.is_empty() || b.is_empty() || a.len() + b.len() < 3 {
         return None;
     }
@@ -241,20 +254,26 @@ pub fn mean_difference_interval(a: &[f64], b: &[f64], level: f64) -> Option<Mean
     };
     let (ka, kb) = (a.len() as f64, b.len() as f64);
     let (ma, mb) = (mean(a), mean(b));
-    let (va, vb) = (var(a, ma), var(b, mb));
+    let floor = floor.map(|f| if f.is_finite() { f.max(0.0) } else { 0.0 });
+    let (va0, vb0) = (var(a, ma), var(b, mb));
+    let (va, vb) = (va0.max(floor[0]), vb0.max(floor[1]));
     let estimate = mb - ma;
+    let mut floored = (a.len() >= 2 && va > va0) || (b.len() >= 2 && vb > vb0);
     let (se, df) = if a.len() >= 2 && b.len() >= 2 {
         let (qa, qb) = (va / ka, vb / kb);
         let se2 = qa + qb;
         let df = se2 * se2 / (qa * qa / (ka - 1.0) + qb * qb / (kb - 1.0));
         (se2.sqrt(), df)
     } else {
-        // One side is a single value: the other side's variance stands for both.
-        let (v, df) = if a.len() >= 2 {
-            (va, ka - 1.0)
+        // One side is a single value: the other side's variance stands for both, at least
+        // the larger floor.
+        let (v0, df) = if a.len() >= 2 {
+            (va0, ka - 1.0)
         } else {
-            (vb, kb - 1.0)
+            (vb0, kb - 1.0)
         };
+        let v = v0.max(floor[0]).max(floor[1]);
+        floored |= v > v0;
         ((v * (1.0 / ka + 1.0 / kb)).sqrt(), df)
     };
     let half = if se > 0.0 {
@@ -267,6 +286,7 @@ pub fn mean_difference_interval(a: &[f64], b: &[f64], level: f64) -> Option<Mean
         low: estimate - half,
         high: estimate + half,
         df: if se > 0.0 { df } else { f64::INFINITY },
+        floored,
     })
 }
 
@@ -278,6 +298,8 @@ pub struct MeanDifference {
     pub high: f64,
     /// Degrees of freedom of the t quantile (infinite when the spread was zero).
     pub df: f64,
+    /// Whether a floor raised a variance (see [`mean_difference_interval_floored`]).
+    pub floored: bool,
 }
 
 #[cfg(test)]
@@ -395,6 +417,23 @@ mod tests {
         assert!(mean_difference_interval(&[f64::NAN, 1.0], &a, 0.95).is_none());
         let z = mean_difference_interval(&[1.0, 1.0], &[2.0, 2.0], 0.95).unwrap();
         assert_eq!((z.low, z.estimate, z.high), (1.0, 1.0, 1.0));
+        assert!(!z.floored);
+        // A floor gives values that agree exactly the spread each is known to carry.
+        let f =
+            mean_difference_interval_floored(&[1.0, 1.0], &[2.0, 2.0], 0.95, [0.01, 0.01]).unwrap();
+        let half = t_quantile(0.975, 2.0) * (0.01f64 / 2.0 + 0.01 / 2.0).sqrt();
+        assert!(f.floored && (f.high - 1.0 - half).abs() < 1e-12, "{f:?}");
+        // A floor below the scatter changes nothing.
+        let g = mean_difference_interval_floored(&a, &b, 0.95, [1e-6, 1e-6]).unwrap();
+        assert_eq!((g.low, g.high, g.floored), (d.low, d.high, false));
+        // One run against three that agree exactly: the larger floor stands for both.
+        let p =
+            mean_difference_interval_floored(&[1.0, 1.0, 1.0], &[1.1], 0.95, [0.0, 0.04]).unwrap();
+        let half = t_quantile(0.975, 2.0) * (0.04f64 * (1.0 / 3.0 + 1.0)).sqrt();
+        assert!(
+            p.floored && (p.high - p.estimate - half).abs() < 1e-12,
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -532,19 +532,10 @@ fn mock_with_baselines(bdir: &Path, line: &str) -> assert_cmd::Command {
     c
 }
 
-/// A run that fails its comparison with a baseline does not replace that baseline: the next run
-/// would be judged against the slower figures and pass. Saved under another name it may be.
-#[test]
-fn a_regressed_run_does_not_replace_the_baseline_it_failed() {
-    let (_dir, [bdir]) = temp_files(["baselines"]);
-    let run = |line: &str| mock_with_baselines(&bdir, line);
-    let bench = "bench matmul --shape 64x64x64 --dtype f32";
-    run(&format!("--save-baseline main {bench}"))
-        .assert()
-        .code(0);
-    // The baseline made twice as fast: this run is a confirmed regression against it.
-    let path = bdir.join("main.json");
-    let mut v = read_json(&path);
+/// Rewrites the report at `path` as if it ran twice as fast: every time halved, every rate
+/// doubled.
+fn twice_as_fast(path: &Path) {
+    let mut v = read_json(path);
     for r in v["results"].as_array_mut().unwrap() {
         let stats = r["stats"].as_object_mut().unwrap();
         for (k, x) in stats.iter_mut() {
@@ -561,7 +552,22 @@ fn a_regressed_run_does_not_replace_the_baseline_it_failed() {
             r[k]["value"] = serde_json::json!(value * 2.0);
         }
     }
-    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// A run that fails its comparison with a baseline does not replace that baseline: the next run
+/// would be judged against the slower figures and pass. Saved under another name it may be.
+#[test]
+fn a_regressed_run_does_not_replace_the_baseline_it_failed() {
+    let (_dir, [bdir]) = temp_files(["baselines"]);
+    let run = |line: &str| mock_with_baselines(&bdir, line);
+    let bench = "bench matmul --shape 64x64x64 --dtype f32";
+    run(&format!("--save-baseline main {bench}"))
+        .assert()
+        .code(0);
+    // The baseline made twice as fast: this run is a confirmed regression against it.
+    let path = bdir.join("main.json");
+    twice_as_fast(&path);
     let fast = std::fs::read_to_string(&path).unwrap();
     run(&format!("--baseline main --save-baseline main {bench}"))
         .assert()
@@ -1137,6 +1143,7 @@ fn a_baseline_keeps_its_earlier_runs_and_is_judged_over_them() {
         let mut v: Vec<String> = std::fs::read_dir(&hist)
             .map(|d| {
                 d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .filter(|f| f.ends_with(".json"))
                     .collect()
             })
             .unwrap_or_default();
@@ -1177,6 +1184,22 @@ fn a_baseline_keeps_its_earlier_runs_and_is_judged_over_them() {
         .assert()
         .code(0);
     assert_eq!(history(), ["000002.json", "000003.json"]);
+    // A regressed run is not saved, and the message says the earlier runs would stay in the
+    // interval if its figures were accepted.
+    for f in [
+        "main.json",
+        "main.history/000002.json",
+        "main.history/000003.json",
+    ] {
+        twice_as_fast(&bdir.join(f));
+    }
+    run(&format!("--baseline main --save-baseline main {bench}"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("its 2 earlier run(s) in"))
+        .stderr(predicate::str::contains(
+            "stay in the interval until you delete that directory",
+        ));
     // A damaged earlier run is found before anything runs, and named.
     std::fs::write(hist.join("000002.json"), "{\"schema_version\": 1,").unwrap();
     run(&format!("--baseline main {bench}"))

@@ -974,42 +974,9 @@ fn a_mixed_node_enumerated_in_another_order_compares_each_model_with_itself() {
     // OLD: model A at index 0, model B (twice as slow) at index 1. NEW: the same two cards,
     // enumerated the other way round. Pairing by index first compared A with B (a 2× "change");
     // a device of the same index and model, then the same model, comes first.
-    let slowed = |r: &ResultRecord, device: usize| {
-        let mut r = r.clone();
-        r.device = device.into();
-        let s = r.stats.as_mut().expect("fixture results have timings");
-        let times: Vec<f64> = s.times_s.iter().map(|t| t * 2.0).collect();
-        *s = gpuvet::stats::Summary::from_samples(&times, 1);
-        r
-    };
-    let base = old_report();
-    let timed: Vec<ResultRecord> = base
-        .results
-        .iter()
-        .filter(|r| r.stats.as_ref().is_some_and(|s| !s.times_s.is_empty()))
-        .cloned()
-        .collect();
-    assert!(!timed.is_empty());
-    let mut a = base.devices[0].clone();
-    a.name = "Model A".into();
-    let mut b = a.clone();
-    b.name = "Model B".into();
-    let mut old = base.clone();
-    let mut new = base;
-    (a.index, b.index) = (0, 1);
-    old.devices = vec![a.clone(), b.clone()];
-    old.results = timed.clone();
-    old.results.extend(timed.iter().map(|r| slowed(r, 1)));
-    (b.index, a.index) = (0, 1);
-    new.devices = vec![b, a];
-    new.results = timed.iter().map(|r| slowed(r, 0)).collect();
-    new.results.extend(timed.iter().map(|r| {
-        let mut r = r.clone();
-        r.device = 1.into();
-        r
-    }));
+    let (old, new) = (mixed_node(true, 1.0), mixed_node(false, 1.0));
     let cmp = compare::compare(&old, &new, &CompareOptions::default());
-    assert_eq!(cmp.results.len(), 2 * timed.len());
+    assert_eq!(cmp.results.len(), old.results.len());
     for x in &cmp.results {
         let ratio = x.ratio.as_ref().map(|r| r.ratio);
         assert!(
@@ -1019,6 +986,97 @@ fn a_mixed_node_enumerated_in_another_order_compares_each_model_with_itself() {
             x.device
         );
     }
+}
+
+/// A node of model A and model B (B twice as slow), enumerated A, B (`ab`) or B, A, with every
+/// time scaled by `scale`: the timed results of the OLD fixture on both cards.
+fn mixed_node(ab: bool, scale: f64) -> Report {
+    let on = |r: &ResultRecord, device: usize, factor: f64| {
+        let mut r = r.clone();
+        r.device = device.into();
+        let s = r.stats.as_mut().expect("fixture results have timings");
+        let times: Vec<f64> = s.times_s.iter().map(|t| t * factor).collect();
+        *s = gpuvet::stats::Summary::from_samples(&times, 1);
+        r
+    };
+    let mut node = old_report();
+    let timed: Vec<ResultRecord> = node
+        .results
+        .iter()
+        .filter(|r| r.stats.as_ref().is_some_and(|s| !s.times_s.is_empty()))
+        .cloned()
+        .collect();
+    assert!(!timed.is_empty());
+    let mut a = node.devices[0].clone();
+    a.name = "Model A".into();
+    let mut b = a.clone();
+    b.name = "Model B".into();
+    let (ia, ib) = if ab { (0, 1) } else { (1, 0) };
+    (a.index, b.index) = (ia, ib);
+    node.devices = if ab { vec![a, b] } else { vec![b, a] };
+    node.results = timed.iter().map(|r| on(r, ia, scale)).collect();
+    node.results
+        .extend(timed.iter().map(|r| on(r, ib, 2.0 * scale)));
+    node
+}
+
+/// The runs of one side are matched to each other as the sides are: a mixed node enumerated
+/// A, B in one run and B, A in the others compares each model with itself (matched by index
+/// alone, B's times stood in A's rows: a 74% "regression").
+#[test]
+fn runs_of_a_mixed_node_enumerated_in_other_orders_keep_each_model_apart() {
+    let old = [
+        mixed_node(true, 1.0),
+        mixed_node(false, 1.01),
+        mixed_node(false, 0.99),
+    ];
+    let new = [
+        mixed_node(false, 1.0),
+        mixed_node(false, 1.005),
+        mixed_node(true, 0.995),
+    ];
+    let cmp = compare::compare_runs(&refs(&old), &refs(&new), &CompareOptions::default());
+    assert_eq!(cmp.results.len(), old[0].results.len());
+    for x in &cmp.results {
+        let ratio = x.ratio.as_ref().expect("a ratio").ratio;
+        assert!(
+            (ratio - 1.0).abs() < 0.02,
+            "{} on {}: {ratio}",
+            x.id,
+            x.device
+        );
+        assert_eq!((x.old_runs, x.new_runs), (3, 3));
+        assert_ne!(x.verdict, Verdict::Slower, "{x:?}");
+        assert_ne!(x.verdict, Verdict::Faster, "{x:?}");
+    }
+}
+
+/// Runs whose medians agree exactly (a deterministic timer) do not give an interval of no
+/// width: the noise within the runs is its floor, and the row says so.
+#[test]
+fn runs_that_agree_exactly_keep_the_noise_within_them() {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(17);
+    let run = one_result_run(&mut rng, 1e-3, 0.02, 30);
+    let mut later = run.clone();
+    later.started_at = "2026-12-07T00:00:00Z".into();
+    let new = {
+        let mut r = one_result_run(&mut rng, 1.025e-3, 0.02, 30);
+        r.started_at = "2026-12-08T00:00:00Z".into();
+        r
+    };
+    let old = [run.clone(), later, run];
+    let cmp = compare::compare_runs(&refs(&old), &[&new], &CompareOptions::default());
+    let r = &cmp.results[0];
+    let ci = r.ratio.expect("a ratio");
+    assert!(ci.high - ci.low > 0.01, "{ci:?}");
+    assert_eq!(r.verdict, Verdict::Ambiguous, "{r:?}");
+    assert!(
+        r.detail
+            .as_deref()
+            .unwrap()
+            .contains("agree more closely than each run's own samples allow"),
+        "{r:?}"
+    );
 }
 
 // ---- several runs a side -------------------------------------------------------------------
@@ -1315,4 +1373,41 @@ fn baseline_history_survives_a_save_cut_short() {
     let cmp = compare_to_baseline(&new_report(), "main", d, &Default::default()).unwrap();
     assert_eq!(cmp.old.runs, 4);
     assert_eq!(cmp.old.files.len(), 4);
+}
+
+/// Only the names a save writes are earlier runs (a hand-made `2.json` beside `000002.json`
+/// would count one run twice), and saves of one baseline at once take turns: every save lands,
+/// and the history keeps exactly the newest `keep − 1`.
+#[test]
+fn baseline_history_reads_its_own_names_and_saves_take_turns() {
+    use compare::baseline::{load_baseline_runs, load_history, save_baseline_keeping};
+    let dir = temp_dir();
+    let d = dir.path().to_path_buf();
+    for s in 1..=3 {
+        save_baseline_keeping(&fixture_run(s), "v1.2", &d, 5).unwrap();
+    }
+    let hist = d.join("v1.2.history");
+    std::fs::copy(hist.join("000002.json"), hist.join("2.json")).unwrap();
+    std::fs::copy(hist.join("000002.json"), hist.join("0000002.json")).unwrap();
+    std::fs::write(hist.join("notes.txt"), "mine").unwrap();
+    assert_eq!(load_baseline_runs("v1.2", &d).unwrap().len(), 3);
+    // Eight saves at once (threads: the lock is per open file, as between processes).
+    let threads: Vec<_> = (10..18)
+        .map(|s| {
+            let d = d.clone();
+            std::thread::spawn(move || save_baseline_keeping(&fixture_run(s), "v1.2", &d, 5))
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    let seqs: Vec<u64> = load_history("v1.2", &d)
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(seqs, [7, 8, 9, 10]);
+    assert!(!hist.join("saving.tmp").exists());
+    // What is not a run of the baseline stays.
+    assert!(hist.join("notes.txt").exists() && hist.join("2.json").exists());
 }

@@ -293,9 +293,20 @@ fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Res
             if code == 2 {
                 format!("it shares no result with baseline {name}: nothing was compared")
             } else {
+                let history = compare::baseline::load_history(name, dir)
+                    .map(|h| h.len())
+                    .unwrap_or(0);
+                let drop_history = match compare::baseline::history_dir(name, dir) {
+                    Ok(h) if history > 0 => format!(
+                        "; its {history} earlier run(s) in {} stay in the interval until you \
+                         delete that directory",
+                        h.display()
+                    ),
+                    _ => String::new(),
+                };
                 format!(
                     "it failed the comparison with baseline {name} (run with --save-baseline \
-                     alone to accept these figures)"
+                     alone to accept these figures{drop_history})"
                 )
             }
         });

@@ -8,7 +8,8 @@
 //! A baseline may keep its earlier runs (`--baseline-keep N`): each save first copies the run it
 //! replaces into `<dir>/<NAME>.history/<NNNNNN>.json`, and keeps the newest N − 1 there.
 //! `--baseline NAME` then compares against all of them, so the interval holds the spread between
-//! runs ([`super::compare_runs`]) instead of one run's samples only.
+//! runs ([`super::compare_runs`]) instead of one run's samples only. Saves that keep runs take
+//! an advisory lock on `<NAME>.history/lock`, so two at once take turns.
 
 use super::{compare_runs, CompareOptions, Comparison};
 use crate::error::{Error, Result};
@@ -76,17 +77,22 @@ pub fn load_history(name: &str, dir: &Path) -> Result<Vec<(u64, Report)>> {
     let mut seqs = Vec::new();
     for entry in entries {
         let file = entry?.file_name();
+        // Only the names a save writes (`000007.json`): a hand-made `7.json` beside it would
+        // be the same run under another name, counted twice.
         if let Some(seq) = file
             .to_str()
             .and_then(|f| f.strip_suffix(".json"))
             .filter(|stem| !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|stem| stem.parse::<u64>().ok())
+            .filter(|seq| file.to_str() == Some(history_file(*seq).as_str()))
         {
             seqs.push(seq);
         }
     }
     seqs.sort_unstable();
     seqs.iter()
+        // One cut from the history by a save since the listing is no longer a run of it.
+        .filter(|&&seq| hist.join(history_file(seq)).exists())
         .map(|&seq| {
             let path = hist.join(history_file(seq));
             Report::load(&path).map(|r| (seq, r)).map_err(|e| match e {
@@ -173,11 +179,18 @@ pub fn save_baseline_keeping(
     let hist = history_dir(name, dir)?;
     let staged = hist.join(STAGED);
     let keeping = keep > 1 && path.exists();
-    if keeping {
+    // Held until the save returns: two saves of one baseline at once (two CI jobs sharing a
+    // cache) take turns instead of staging over each other.
+    let _lock = if keeping {
         std::fs::create_dir_all(&hist).map_err(io_context(format!(
             "creating the baseline history {}",
             hist.display()
         )))?;
+        Some(lock(&hist.join(LOCK))?)
+    } else {
+        None
+    };
+    if keeping {
         settle_stage(name, dir, &path)?;
         // A regular file (check_overwrite parsed it as a report), read whole as reports are.
         let bytes =
@@ -230,6 +243,33 @@ fn settle_stage(name: &str, dir: &Path, current: &Path) -> Result<()> {
         return Ok(());
     }
     join_history(name, dir, &load_history(name, dir)?)
+}
+
+/// The lock file of a baseline's history (not a `<digits>.json`: never read as a run).
+const LOCK: &str = "lock";
+
+/// An exclusive advisory lock on `path` (created if needed), released when the file is dropped
+/// or the process ends, so a save that dies leaves no lock behind.
+fn lock(path: &Path) -> Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_context(format!("opening the lock {}", path.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is open and owned by `file` for the whole call; flock takes
+        // no pointers.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if rc != 0 {
+            return Err(io_context(format!("locking {}", path.display()))(
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(file)
 }
 
 /// An I/O error with what was being done in its message (same kind).

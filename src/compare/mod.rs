@@ -22,7 +22,10 @@ pub use baseline::{
 };
 pub use export::export;
 pub use render::{render_csv, render_json, render_markdown, render_table};
-pub use verdict::{classify, ratio_of_medians_ci, ratio_of_run_medians_ci, RatioCi, Verdict};
+pub use verdict::{
+    classify, ratio_of_medians_ci, ratio_of_run_medians_ci, ratio_of_run_medians_ci_floored,
+    RatioCi, Verdict,
+};
 
 use crate::report::{Report, ResultRecord, Status};
 use serde::{Deserialize, Serialize};
@@ -187,7 +190,7 @@ pub struct RunInfo {
     /// False when the run (any of the runs) was interrupted or is still going.
     pub complete: bool,
     /// How many runs (reports) this side holds: 1 unless `compare` was given several, whose
-    /// spread then sets the interval (`started_at` and `gpuvet` are the first run's).
+    /// spread then sets the interval (`started_at` and `gpuvet` are then the newest run's).
     #[serde(default = "one")]
     pub runs: usize,
     /// Every run's label when there are several (`label` then names the first and the count).
@@ -199,9 +202,19 @@ fn one() -> usize {
     1
 }
 
+/// The side's newest run (the latest start; the last given of equal starts): what the side's
+/// environment and header show. For a baseline that keeps its earlier runs, the saved baseline.
+fn newest<'a>(runs: &[&'a Report]) -> &'a Report {
+    runs.iter()
+        .copied()
+        .rev()
+        .max_by(|a, b| a.started_at.cmp(&b.started_at))
+        .unwrap_or(runs[0])
+}
+
 impl RunInfo {
     fn of(runs: &[&Report], label: &str) -> Self {
-        let first = runs[0];
+        let first = newest(runs);
         RunInfo {
             label: label.to_string(),
             started_at: first.started_at.clone(),
@@ -374,9 +387,12 @@ pub fn compare(old: &Report, new: &Report, opts: &CompareOptions) -> Comparison 
 /// With one run a side this is [`compare`]: a bootstrap of the two runs' samples. With more,
 /// a result's interval is Student's t over its runs' medians
 /// ([`ratio_of_run_medians_ci`]), which holds the variation between runs that no number of
-/// samples in one run shows. Within a side, a result is the same result in every run that has
-/// it at the same id and device; the first run's results lead, then those only later runs
-/// have. Matching across the sides is [`compare`]'s.
+/// samples in one run shows; a run's medians that agree more closely than each run's own
+/// samples allow are widened to that noise ([`ratio_of_run_medians_ci_floored`]). Within a
+/// side, each later run is matched to the first by the rules that match the two sides (id,
+/// then device index and model, so a node enumerated in another order keeps each model
+/// apart); the first run's results lead, then those only later runs have. The environment
+/// and header show each side's newest run (by start time).
 pub fn compare_runs(old: &[&Report], new: &[&Report], opts: &CompareOptions) -> Comparison {
     assert!(
         !old.is_empty() && !new.is_empty(),
@@ -385,17 +401,19 @@ pub fn compare_runs(old: &[&Report], new: &[&Report], opts: &CompareOptions) -> 
     let mut notes = Vec::new();
     side_notes(&mut notes, "OLD", old);
     side_notes(&mut notes, "NEW", new);
-    let (old_all, new_all) = (merged(old), merged(new));
-    let pairs = match_results(&old_all, &new_all);
+    let (old_side, new_side) = (Side::of(old), Side::of(new));
+    let (old_all, new_all) = (&*old_side.all, &*new_side.all);
+    let pairs = match_results(old_all, new_all);
     let mut results = Vec::with_capacity(pairs.len());
     let mut unnormalised = 0usize;
     let mut kernels_changed: Vec<String> = Vec::new();
-    for (o, n) in pairs {
-        let row = match (o, n) {
-            (Some(o), Some(n)) => {
+    for (i, j) in pairs {
+        let row = match (i, j) {
+            (Some(i), Some(j)) => {
+                let (o, n) = (&old_all.results[i], &new_all.results[j]);
                 let sides = [
-                    (&*old_all, o, in_runs(old, o)),
-                    (&*new_all, n, in_runs(new, n)),
+                    (old_all, o, old_side.members[i].clone()),
+                    (new_all, n, new_side.members[j].clone()),
                 ];
                 let mut row = compare_pair(&sides, [old.len(), new.len()], opts);
                 if let Some(change) = kernel_change(o, n) {
@@ -410,8 +428,18 @@ pub fn compare_runs(old: &[&Report], new: &[&Report], opts: &CompareOptions) -> 
                 }
                 row
             }
-            (Some(o), None) => unmatched(&old_all, o, &in_runs(old, o), Verdict::Missing),
-            (None, Some(n)) => unmatched(&new_all, n, &in_runs(new, n), Verdict::New),
+            (Some(i), None) => unmatched(
+                old_all,
+                &old_all.results[i],
+                &old_side.members[i],
+                Verdict::Missing,
+            ),
+            (None, Some(j)) => unmatched(
+                new_all,
+                &new_all.results[j],
+                &new_side.members[j],
+                Verdict::New,
+            ),
             (None, None) => continue,
         };
         results.push(row);
@@ -433,7 +461,7 @@ pub fn compare_runs(old: &[&Report], new: &[&Report], opts: &CompareOptions) -> 
         old: RunInfo::of(old, "OLD"),
         new: RunInfo::of(new, "NEW"),
         options: opts.clone(),
-        environment: environment_diff(old[0], new[0]),
+        environment: environment_diff(newest(old), newest(new)),
         results,
         notes,
     }
@@ -462,8 +490,9 @@ fn side_notes(notes: &mut Vec<String>, tag: &str, runs: &[&Report]) {
         ));
     }
     let mut fields: Vec<String> = Vec::new();
-    for run in &runs[1..] {
-        for d in environment_diff(runs[0], run) {
+    let lead = newest(runs);
+    for run in runs {
+        for d in environment_diff(lead, run) {
             if !fields.contains(&d.field) {
                 fields.push(d.field);
             }
@@ -479,41 +508,36 @@ fn side_notes(notes: &mut Vec<String>, tag: &str, runs: &[&Report]) {
     }
 }
 
-/// Whether two records of one side's runs are the same result: the same id on the same
-/// device (or set of devices).
-fn same_slot(a: &ResultRecord, b: &ResultRecord) -> bool {
-    a.id == b.id && a.device == b.device
+/// One side's runs as one set of results: the first run's results, then those only later runs
+/// have, each with its record in every run that has it (run number, 1-based; record).
+struct Side<'a> {
+    /// The first run, with the results only later runs have appended (borrowed as it is when
+    /// the side is one run): what is matched against the other side, and whose devices label
+    /// the rows.
+    all: std::borrow::Cow<'a, Report>,
+    /// For each result of `all`, its record in each run that has it.
+    members: Vec<Vec<(usize, &'a ResultRecord)>>,
 }
 
-/// A side's results as one report: the first run, then the results only later runs have (one
-/// record each). Borrowed as it is when the side is one run.
-fn merged<'a>(runs: &[&'a Report]) -> std::borrow::Cow<'a, Report> {
-    let mut all = std::borrow::Cow::Borrowed(runs[0]);
-    for run in &runs[1..] {
-        for r in &run.results {
-            if !all.results.iter().any(|a| same_slot(a, r)) {
-                all.to_mut().results.push(r.clone());
+impl<'a> Side<'a> {
+    fn of(runs: &[&'a Report]) -> Side<'a> {
+        let mut all = std::borrow::Cow::Borrowed(runs[0]);
+        let mut members: Vec<Vec<(usize, &'a ResultRecord)>> =
+            runs[0].results.iter().map(|r| vec![(1, r)]).collect();
+        for (k, run) in runs.iter().enumerate().skip(1) {
+            for (i, j) in match_results(&all, run) {
+                match (i, j) {
+                    (Some(i), Some(j)) => members[i].push((k + 1, &run.results[j])),
+                    (None, Some(j)) => {
+                        all.to_mut().results.push(run.results[j].clone());
+                        members.push(vec![(k + 1, &run.results[j])]);
+                    }
+                    _ => {}
+                }
             }
         }
+        Side { all, members }
     }
-    all
-}
-
-/// The record of `r`'s result in each run of a side that has it, in run order, with the run's
-/// number (1-based). A side of one run is `r` itself.
-fn in_runs<'b>(runs: &[&'b Report], r: &'b ResultRecord) -> Vec<(usize, &'b ResultRecord)> {
-    if runs.len() == 1 {
-        return vec![(1, r)];
-    }
-    runs.iter()
-        .enumerate()
-        .filter_map(|(k, run)| {
-            run.results
-                .iter()
-                .find(|x| same_slot(x, r))
-                .map(|x| (k + 1, x))
-        })
-        .collect()
 }
 
 /// What changed in the user kernel behind a matched pair (source, or the build: headers,
@@ -544,11 +568,10 @@ fn kernel_change(o: &ResultRecord, n: &ResultRecord) -> Option<String> {
     None
 }
 
-/// Pairs OLD and NEW records; the order is OLD's, then NEW-only results in NEW's order.
-fn match_results<'a>(
-    old: &'a Report,
-    new: &'a Report,
-) -> Vec<(Option<&'a ResultRecord>, Option<&'a ResultRecord>)> {
+/// Pairs OLD and NEW records by index into each report's results; the order is OLD's, then
+/// NEW-only results in NEW's order. Runs of one side are paired with each other the same way
+/// (a node enumerated in another order from one run to the next keeps each model apart).
+fn match_results(old: &Report, new: &Report) -> Vec<(Option<usize>, Option<usize>)> {
     let mut taken = vec![false; new.results.len()];
     let mut partner: Vec<Option<usize>> = vec![None; old.results.len()];
     type Key = fn(&Report, &ResultRecord, &Report, &ResultRecord) -> bool;
@@ -591,18 +614,17 @@ fn match_results<'a>(
             taken[news[0]] = true;
         }
     }
-    let mut out: Vec<_> = old
-        .results
+    let mut out: Vec<_> = partner
         .iter()
-        .zip(&partner)
-        .map(|(o, p)| (Some(o), p.map(|j| &new.results[j])))
+        .enumerate()
+        .map(|(i, p)| (Some(i), *p))
         .collect();
     out.extend(
-        new.results
+        taken
             .iter()
-            .zip(&taken)
+            .enumerate()
             .filter(|(_, t)| !**t)
-            .map(|(n, _)| (None, Some(n))),
+            .map(|(j, _)| (None, Some(j))),
     );
     out
 }
@@ -719,9 +741,28 @@ fn compare_pair(
         }
         bootstrap_verdict(&mut row, o, &old_t[0], &new_t[0], opts);
     } else {
-        run_verdict(&mut row, &old_t, &new_t, opts);
+        let floor = [within_run_floor(old_recs), within_run_floor(new_recs)];
+        run_verdict(&mut row, [&old_t, &new_t], floor, opts);
     }
     row
+}
+
+/// The least variance of a run's log median on a side: the mean over its runs of each run's
+/// own (the 95% interval of its median, recorded with its samples, as a standard error of the
+/// log: (ln high − ln low) / (2 · 1.96)). Scale-free, so it holds for cycles as for time.
+fn within_run_floor(recs: &[(usize, &ResultRecord)]) -> f64 {
+    let vars: Vec<f64> = recs
+        .iter()
+        .filter_map(|(_, r)| r.stats.as_ref())
+        .filter(|s| s.ci95_low_s > 0.0 && s.ci95_high_s >= s.ci95_low_s)
+        .map(|s| ((s.ci95_high_s.ln() - s.ci95_low_s.ln()) / (2.0 * 1.96)).powi(2))
+        .filter(|v| v.is_finite())
+        .collect();
+    if vars.is_empty() {
+        0.0
+    } else {
+        vars.iter().sum::<f64>() / vars.len() as f64
+    }
 }
 
 /// A side's median as rows show it: the run's median, or the geometric mean of the runs'
@@ -861,8 +902,8 @@ fn compared_samples(
 /// several runs).
 fn run_verdict(
     row: &mut ResultComparison,
-    old_t: &[Vec<f64>],
-    new_t: &[Vec<f64>],
+    [old_t, new_t]: [&[Vec<f64>]; 2],
+    floor: [f64; 2],
     opts: &CompareOptions,
 ) {
     let all = || old_t.iter().chain(new_t);
@@ -870,13 +911,28 @@ fn run_verdict(
     let medians =
         |side: &[Vec<f64>]| -> Vec<f64> { side.iter().map(|t| crate::stats::median(t)).collect() };
     let ci = usable
-        .then(|| ratio_of_run_medians_ci(&medians(old_t), &medians(new_t), opts.confidence))
+        .then(|| {
+            ratio_of_run_medians_ci_floored(
+                &medians(old_t),
+                &medians(new_t),
+                opts.confidence,
+                floor,
+            )
+        })
         .flatten();
-    let Some(ci) = ci else {
+    let Some((ci, floored)) = ci else {
         row.verdict = Verdict::Unverified;
         row.detail = Some("a timing sample is zero, negative or not finite".into());
         return;
     };
+    if floored {
+        add_detail(
+            row,
+            "the runs' medians agree more closely than each run's own samples allow: the \
+             interval uses the noise within the runs"
+                .into(),
+        );
+    }
     for (single, tag, other) in [
         (old_t.len() == 1, "OLD", "NEW"),
         (new_t.len() == 1, "NEW", "OLD"),

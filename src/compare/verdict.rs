@@ -121,17 +121,31 @@ pub fn ratio_of_medians_ci(
 /// zero, negative or not finite, or each side is one run (nothing shows the spread between
 /// runs).
 pub fn ratio_of_run_medians_ci(old: &[f64], new: &[f64], level: f64) -> Option<RatioCi> {
+    ratio_of_run_medians_ci_floored(old, new, level, [0.0, 0.0]).map(|(ci, _)| ci)
+}
+
+/// [`ratio_of_run_medians_ci`] where each side's run medians are known to vary at least by
+/// `floor` (the variance of a log median, per side): runs whose medians agree more closely than
+/// each run's own samples allow (a deterministic timer, a coarse clock, few runs that happen to
+/// agree) would otherwise give an interval of no width. Also says whether the floor was used.
+pub fn ratio_of_run_medians_ci_floored(
+    old: &[f64],
+    new: &[f64],
+    level: f64,
+    floor: [f64; 2],
+) -> Option<(RatioCi, bool)> {
     let logs = |s: &[f64]| -> Option<Vec<f64>> {
         s.iter()
             .map(|m| (m.is_finite() && *m > 0.0).then(|| m.ln()))
             .collect()
     };
-    let d = crate::stats::mean_difference_interval(&logs(old)?, &logs(new)?, level)?;
-    Some(RatioCi {
+    let d = crate::stats::mean_difference_interval_floored(&logs(old)?, &logs(new)?, level, floor)?;
+    let ci = RatioCi {
         ratio: d.estimate.exp(),
         low: d.low.exp(),
         high: d.high.exp(),
-    })
+    };
+    Some((ci, d.floored))
 }
 
 /// The stream seeds of the two sides: each from `seed` and the side's own samples, so that a
