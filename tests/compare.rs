@@ -1411,3 +1411,42 @@ fn baseline_history_reads_its_own_names_and_saves_take_turns() {
     // What is not a run of the baseline stays.
     assert!(hist.join("notes.txt").exists() && hist.join("2.json").exists());
 }
+
+/// `--normalize-clock` over runs: each run is normalised by its own clock, so runs throttled
+/// to 1500 MHz compare `same` with runs at 1980 MHz; one run without a clock puts the row back
+/// on time, and the row says which side lacks it.
+#[test]
+fn clock_normalisation_over_runs_uses_each_runs_clock() {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(33);
+    let at = |rng: &mut Xoshiro256PlusPlus, mhz: f64, k: usize| -> Vec<Report> {
+        (0..k)
+            .map(|i| {
+                let slow = 1980.0 / mhz;
+                let mut r = one_result_run(rng, 1e-3 * slow * (1.0 + 0.002 * i as f64), 0.003, 30);
+                r.results[0].effective_clock_mhz = Some(mhz);
+                r.started_at = format!("2026-12-06T0{i}:00:00Z");
+                r
+            })
+            .collect()
+    };
+    let old = at(&mut rng, 1980.0, 3);
+    let mut new = at(&mut rng, 1500.0, 3);
+    let opts = CompareOptions {
+        normalize_clock: true,
+        ..CompareOptions::default()
+    };
+    let r = compare::compare_runs(&refs(&old), &refs(&new), &opts).results[0].clone();
+    assert_eq!(
+        (r.quantity.as_str(), r.verdict),
+        ("cycles", Verdict::Same),
+        "{r:?}"
+    );
+    new[1].results[0].effective_clock_mhz = None;
+    let r = compare::compare_runs(&refs(&old), &refs(&new), &opts).results[0].clone();
+    assert_eq!(
+        (r.quantity.as_str(), r.verdict),
+        ("time", Verdict::Slower),
+        "{r:?}"
+    );
+    assert!(r.detail.unwrap().contains("no effective clock in NEW"));
+}
