@@ -1070,13 +1070,7 @@ fn runs_that_agree_exactly_keep_the_noise_within_them() {
     let ci = r.ratio.expect("a ratio");
     assert!(ci.high - ci.low > 0.01, "{ci:?}");
     assert_eq!(r.verdict, Verdict::Ambiguous, "{r:?}");
-    assert!(
-        r.detail
-            .as_deref()
-            .unwrap()
-            .contains("agree more closely than each run's own samples allow"),
-        "{r:?}"
-    );
+    assert_detail(r, "agree more closely than each run's own samples allow");
 }
 
 // ---- several runs a side -------------------------------------------------------------------
@@ -1101,6 +1095,12 @@ fn runs(rng: &mut Xoshiro256PlusPlus, k: usize, centre: f64, between: f64, cv: f
             one_result_run(rng, c, cv, 30)
         })
         .collect()
+}
+
+/// Fails unless the row's detail says `what`.
+fn assert_detail(r: &compare::ResultComparison, what: &str) {
+    let detail = r.detail.as_deref().unwrap_or_default();
+    assert!(detail.contains(what), "{what:?} not in {r:?}");
 }
 
 fn refs(runs: &[Report]) -> Vec<&Report> {
@@ -1186,13 +1186,7 @@ fn a_regression_is_found_over_runs() {
     let cmp = compare::compare_runs(&refs(&old), &refs(&new), &opts);
     let r = &cmp.results[0];
     assert_eq!(r.verdict, Verdict::Slower, "{r:?}");
-    assert!(
-        r.detail
-            .as_deref()
-            .unwrap()
-            .contains("one OLD run: its spread between runs taken to be NEW's"),
-        "{r:?}"
-    );
+    assert_detail(r, "one OLD run: its spread between runs taken to be NEW's");
     // The row's medians are the geometric means of the runs' medians.
     let gm = (new
         .iter()
@@ -1220,10 +1214,7 @@ fn what_differs_among_the_runs_of_a_side_is_said() {
     let cmp = compare::compare_runs(&refs(&old), &refs(&new), &opts);
     let r = &cmp.results[0];
     assert_eq!(r.new_runs, 2);
-    assert!(
-        r.detail.as_deref().unwrap().contains("in 2 of 3 NEW runs"),
-        "{r:?}"
-    );
+    assert_detail(r, "in 2 of 3 NEW runs");
     assert!(
         cmp.notes
             .iter()
@@ -1239,13 +1230,7 @@ fn what_differs_among_the_runs_of_a_side_is_said() {
     let r = &cmp.results[0];
     assert_eq!(r.verdict, Verdict::Unverified);
     assert!(r.regression);
-    assert!(
-        r.detail
-            .as_deref()
-            .unwrap()
-            .contains("NEW: run 2: verification failed"),
-        "{r:?}"
-    );
+    assert_detail(r, "NEW: run 2: verification failed");
 }
 
 /// `compare --old A B C --new D E F`: the runs are read, the JSON says how many, a run given
@@ -1449,4 +1434,40 @@ fn clock_normalisation_over_runs_uses_each_runs_clock() {
         "{r:?}"
     );
     assert!(r.detail.unwrap().contains("no effective clock in NEW"));
+}
+
+/// A side shows its newest run: the latest start, and of runs started in the same second the
+/// last given (a baseline's saved run after its earlier ones), in the header, the label and the
+/// environment table; what its runs differ in is a note.
+#[test]
+fn a_side_shows_its_newest_run_and_the_last_given_of_a_tie() {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(41);
+    let mut old = runs(&mut rng, 3, 1e-3, 0.01, 0.003);
+    for r in &mut old[..2] {
+        r.tool.version = "0.0.9".into();
+    }
+    for r in &mut old {
+        r.started_at = "2026-12-06T00:00:00Z".into();
+    }
+    let new = runs(&mut rng, 1, 1e-3, 0.01, 0.003);
+    let cmp = compare::compare_runs(&refs(&old), &refs(&new), &CompareOptions::default())
+        .with_run_labels(
+            &["h1".into(), "h2".into(), "saved".into()],
+            &["this run".into()],
+        );
+    assert_eq!(cmp.old.label, "saved + 2 more (3 runs)");
+    assert!(
+        cmp.old.gpuvet.starts_with(&new[0].tool.version),
+        "{:?}",
+        cmp.old
+    );
+    assert!(
+        !cmp.environment.iter().any(|d| d.field == "gpuvet version"),
+        "{:?}",
+        cmp.environment
+    );
+    assert!(cmp
+        .notes
+        .iter()
+        .any(|n| n.contains("OLD's 3 runs differ among themselves in: gpuvet version")));
 }

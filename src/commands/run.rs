@@ -305,8 +305,9 @@ fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Res
                     _ => String::new(),
                 };
                 format!(
-                    "it failed the comparison with baseline {name} (run with --save-baseline \
-                     alone to accept these figures{drop_history})"
+                    "it failed the comparison with baseline {name} (to accept these figures, \
+                     run with --save-baseline {name} alone, without --baseline-keep, or the \
+                     baseline it failed against joins the earlier runs{drop_history})"
                 )
             }
         });

@@ -115,6 +115,12 @@ fn history_file(seq: u64) -> String {
 /// Baseline `name` with its earlier runs, oldest first and the saved baseline last, each with
 /// its label (`baseline NAME`, `baseline NAME run 000003`).
 pub fn load_baseline_runs(name: &str, dir: &Path) -> Result<Vec<(String, Report)>> {
+    // Shared with other readers, never read while a save moves runs: the saved baseline and
+    // its history are read as one state.
+    let _lock = match history_dir(name, dir)?.join(LOCK) {
+        l if l.exists() => Some(lock(&l, false)?),
+        _ => None,
+    };
     let current = load_baseline(name, dir)?;
     let mut runs: Vec<(String, Report)> = load_history(name, dir)?
         .into_iter()
@@ -178,18 +184,21 @@ pub fn save_baseline_keeping(
     )))?;
     let hist = history_dir(name, dir)?;
     let staged = hist.join(STAGED);
-    let keeping = keep > 1 && path.exists();
-    // Held until the save returns: two saves of one baseline at once (two CI jobs sharing a
-    // cache) take turns instead of staging over each other.
-    let _lock = if keeping {
+    // Held until the save returns, by every save of a baseline that has (or starts) a
+    // history: two saves at once (two CI jobs sharing a cache) take turns instead of staging
+    // over each other, and a reader never sees a run half moved.
+    if keep > 1 {
         std::fs::create_dir_all(&hist).map_err(io_context(format!(
             "creating the baseline history {}",
             hist.display()
         )))?;
-        Some(lock(&hist.join(LOCK))?)
+    }
+    let _lock = if hist.is_dir() {
+        Some(lock(&hist.join(LOCK), true)?)
     } else {
         None
     };
+    let keeping = keep > 1 && path.exists();
     if keeping {
         settle_stage(name, dir, &path)?;
         // A regular file (check_overwrite parsed it as a report), read whole as reports are.
@@ -248,21 +257,29 @@ fn settle_stage(name: &str, dir: &Path, current: &Path) -> Result<()> {
 /// The lock file of a baseline's history (not a `<digits>.json`: never read as a run).
 const LOCK: &str = "lock";
 
-/// An exclusive advisory lock on `path` (created if needed), released when the file is dropped
-/// or the process ends, so a save that dies leaves no lock behind.
-fn lock(path: &Path) -> Result<std::fs::File> {
+/// An advisory lock on `path`, released when the file is dropped or the process ends, so a
+/// save that dies leaves no lock behind.
+/// `exclusive` for a save (the file is created if needed), shared for a reader (which opens
+/// it read-only: a baseline directory a reader may not write to still reads).
+fn lock(path: &Path, exclusive: bool) -> Result<std::fs::File> {
     let file = std::fs::OpenOptions::new()
-        .create(true)
+        .create(exclusive)
         .truncate(false)
-        .write(true)
+        .write(exclusive)
+        .read(!exclusive)
         .open(path)
         .map_err(io_context(format!("opening the lock {}", path.display())))?;
     #[cfg(unix)]
     {
         use std::os::fd::AsRawFd;
+        let how = if exclusive {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_SH
+        };
         // SAFETY: the descriptor is open and owned by `file` for the whole call; flock takes
         // no pointers.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        let rc = unsafe { libc::flock(file.as_raw_fd(), how) };
         if rc != 0 {
             return Err(io_context(format!("locking {}", path.display()))(
                 std::io::Error::last_os_error(),

@@ -193,9 +193,12 @@ pub struct RunInfo {
     /// spread then sets the interval (`started_at` and `gpuvet` are then the newest run's).
     #[serde(default = "one")]
     pub runs: usize,
-    /// Every run's label when there are several (`label` then names the first and the count).
+    /// Every run's label when there are several (`label` then names the newest and the count).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
+    /// Which run (index into the runs given) is the newest, whose start and gpuvet are shown.
+    #[serde(skip)]
+    lead: usize,
 }
 
 fn one() -> usize {
@@ -205,34 +208,40 @@ fn one() -> usize {
 /// The side's newest run (the latest start; the last given of equal starts): what the side's
 /// environment and header show. For a baseline that keeps its earlier runs, the saved baseline.
 fn newest<'a>(runs: &[&'a Report]) -> &'a Report {
-    runs.iter()
-        .copied()
-        .rev()
-        .max_by(|a, b| a.started_at.cmp(&b.started_at))
-        .unwrap_or(runs[0])
+    runs[newest_index(runs)]
+}
+
+/// The index of [`newest`]'s run: `max_by` keeps the last of equal maxima, so of runs started
+/// in the same second the last given leads (the saved baseline after its earlier runs).
+fn newest_index(runs: &[&Report]) -> usize {
+    (0..runs.len())
+        .max_by(|&a, &b| runs[a].started_at.cmp(&runs[b].started_at))
+        .unwrap_or(0)
 }
 
 impl RunInfo {
     fn of(runs: &[&Report], label: &str) -> Self {
-        let first = newest(runs);
+        let lead = newest_index(runs);
         RunInfo {
             label: label.to_string(),
-            started_at: first.started_at.clone(),
-            gpuvet: format!("{} ({})", first.tool.version, first.tool.git_sha),
+            started_at: runs[lead].started_at.clone(),
+            gpuvet: format!("{} ({})", runs[lead].tool.version, runs[lead].tool.git_sha),
             complete: runs.iter().all(|r| r.complete),
             runs: runs.len(),
             files: Vec::new(),
+            lead,
         }
     }
 
-    /// Labels the side with its runs' labels: the one, or the first and the count (all of
-    /// them in `files`).
+    /// Labels the side with its runs' labels: the one, or the newest (whose start and gpuvet
+    /// the side shows) and the count (all of them, in the order given, in `files`).
     fn label_runs(&mut self, labels: &[String]) {
         match labels {
             [] => {}
             [one] => self.label = one.clone(),
-            [first, rest @ ..] => {
-                self.label = format!("{first} + {} more ({} runs)", rest.len(), labels.len());
+            _ => {
+                let lead = labels.get(self.lead).unwrap_or(&labels[0]);
+                self.label = format!("{lead} + {} more ({} runs)", labels.len() - 1, labels.len());
                 self.files = labels.to_vec();
             }
         }
