@@ -222,17 +222,13 @@ pub fn t_quantile(p: f64, df: f64) -> f64 {
 /// Both sides of two or more values: Welch's interval (each side its own variance, the
 /// Welch–Satterthwaite degrees of freedom). One side of a single value: that side's variance is
 /// taken to be the other side's (pooled, `k − 1` degrees of freedom), since a single value
-/// shows none. `None` when either side is empty, both hold one value (no variance to go on), or
-/// a value is not finite. A spread of zero on both sides gives an interval of no width.
-pub fn mean_difference_interval(a: &[f64], b: &[f64], level: f64) -> Option<MeanDifference> {
-    mean_difference_interval_floored(a, b, level, [0.0, 0.0])
-}
-
-/// [`mean_difference_interval`] with a least variance per value of each side (`floor[0]` for
-/// `a`, `floor[1]` for `b`): what each value is known to carry whatever their scatter shows.
-/// A side's variance is raised to its floor; a single value's borrowed variance to the larger
-/// floor. `floored` says whether a floor was used.
-pub fn mean_difference_interval_floored(
+/// shows none. `floor` is a least variance per value of each side (`floor[0]` for `a`,
+/// `floor[1]` for `b`; `[0.0, 0.0]` for none): what each value is known to carry whatever their
+/// scatter shows. A side's variance is raised to its floor, a single value's borrowed variance
+/// to the larger floor, and `floored` says whether a floor was used. `None` when either side is
+/// empty, both hold one value (no variance to go on), or a value is not finite. A spread (and
+/// floor) of zero on both sides gives an interval of no width.
+pub fn mean_difference_interval(
     a: &[f64],
     b: &[f64],
     level: f64,
@@ -298,7 +294,7 @@ pub struct MeanDifference {
     pub high: f64,
     /// Degrees of freedom of the t quantile (infinite when the spread was zero).
     pub df: f64,
-    /// Whether a floor raised a variance (see [`mean_difference_interval_floored`]).
+    /// Whether a floor raised a variance (see [`mean_difference_interval`]).
     pub floored: bool,
 }
 
@@ -395,40 +391,40 @@ mod tests {
 
     /// Welch's interval against a hand computation; pooled when one side has one value;
     /// swapping the sides negates it; no interval from two single values.
+    const NO_FLOOR: [f64; 2] = [0.0, 0.0];
+
     #[test]
     fn mean_difference_intervals() {
         let a = [1.0, 2.0, 3.0];
         let b = [2.0, 4.0, 6.0, 8.0];
-        let d = mean_difference_interval(&a, &b, 0.95).unwrap();
+        let d = mean_difference_interval(&a, &b, 0.95, NO_FLOOR).unwrap();
         // va = 1, vb = 20/3; qa = 1/3, qb = 5/3; se² = 2; df = 4 / (1/18 + 25/27).
         let df = 4.0 / (1.0 / 18.0 + 25.0 / 27.0);
         let half = t_quantile(0.975, df) * 2f64.sqrt();
         assert!((d.estimate - 3.0).abs() < 1e-12);
         assert!((d.df - df).abs() < 1e-12);
         assert!((d.high - d.estimate - half).abs() < 1e-9, "{d:?}");
-        let r = mean_difference_interval(&b, &a, 0.95).unwrap();
+        let r = mean_difference_interval(&b, &a, 0.95, NO_FLOOR).unwrap();
         assert!((r.low + d.high).abs() < 1e-12 && (r.high + d.low).abs() < 1e-12);
         // One value against three: the three's variance (1) for both, 2 degrees of freedom.
-        let p = mean_difference_interval(&[5.0], &a, 0.95).unwrap();
+        let p = mean_difference_interval(&[5.0], &a, 0.95, NO_FLOOR).unwrap();
         let half = t_quantile(0.975, 2.0) * (1.0f64 * (1.0 + 1.0 / 3.0)).sqrt();
         assert!((p.estimate + 3.0).abs() < 1e-12 && (p.high - p.estimate - half).abs() < 1e-9);
-        assert!(mean_difference_interval(&[1.0], &[2.0], 0.95).is_none());
-        assert!(mean_difference_interval(&[], &a, 0.95).is_none());
-        assert!(mean_difference_interval(&[f64::NAN, 1.0], &a, 0.95).is_none());
-        let z = mean_difference_interval(&[1.0, 1.0], &[2.0, 2.0], 0.95).unwrap();
+        assert!(mean_difference_interval(&[1.0], &[2.0], 0.95, NO_FLOOR).is_none());
+        assert!(mean_difference_interval(&[], &a, 0.95, NO_FLOOR).is_none());
+        assert!(mean_difference_interval(&[f64::NAN, 1.0], &a, 0.95, NO_FLOOR).is_none());
+        let z = mean_difference_interval(&[1.0, 1.0], &[2.0, 2.0], 0.95, NO_FLOOR).unwrap();
         assert_eq!((z.low, z.estimate, z.high), (1.0, 1.0, 1.0));
         assert!(!z.floored);
         // A floor gives values that agree exactly the spread each is known to carry.
-        let f =
-            mean_difference_interval_floored(&[1.0, 1.0], &[2.0, 2.0], 0.95, [0.01, 0.01]).unwrap();
+        let f = mean_difference_interval(&[1.0, 1.0], &[2.0, 2.0], 0.95, [0.01, 0.01]).unwrap();
         let half = t_quantile(0.975, 2.0) * (0.01f64 / 2.0 + 0.01 / 2.0).sqrt();
         assert!(f.floored && (f.high - 1.0 - half).abs() < 1e-12, "{f:?}");
         // A floor below the scatter changes nothing.
-        let g = mean_difference_interval_floored(&a, &b, 0.95, [1e-6, 1e-6]).unwrap();
+        let g = mean_difference_interval(&a, &b, 0.95, [1e-6, 1e-6]).unwrap();
         assert_eq!((g.low, g.high, g.floored), (d.low, d.high, false));
         // One run against three that agree exactly: the larger floor stands for both.
-        let p =
-            mean_difference_interval_floored(&[1.0, 1.0, 1.0], &[1.1], 0.95, [0.0, 0.04]).unwrap();
+        let p = mean_difference_interval(&[1.0, 1.0, 1.0], &[1.1], 0.95, [0.0, 0.04]).unwrap();
         let half = t_quantile(0.975, 2.0) * (0.04f64 * (1.0 / 3.0 + 1.0)).sqrt();
         assert!(
             p.floored && (p.high - p.estimate - half).abs() < 1e-12,

@@ -238,7 +238,10 @@ fn check_baseline_flags(opts: &Options, exports: &crate::export::Exports) -> Res
         if opts.baseline_keep > 1 {
             let hist = compare::baseline::history_dir(name, &dir)?;
             crate::export::check_dir("--baseline-keep", &hist)?;
-            compare::baseline::load_history(name, &dir)?;
+            // Read above already when it is also the baseline compared with.
+            if opts.baseline.as_ref() != Some(name) {
+                compare::baseline::load_history(name, &dir)?;
+            }
         }
     }
     // And an output written over a baseline's file: before the comparison it would be compared
@@ -293,7 +296,7 @@ fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Res
             if code == 2 {
                 format!("it shares no result with baseline {name}: nothing was compared")
             } else {
-                let history = compare::baseline::load_history(name, dir)
+                let history = compare::baseline::history_seqs(name, dir)
                     .map(|h| h.len())
                     .unwrap_or(0);
                 let drop_history = match compare::baseline::history_dir(name, dir) {
@@ -333,7 +336,7 @@ fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Res
                     1 => String::new(),
                     _ => format!(
                         " ({} earlier run(s) kept in {})",
-                        compare::baseline::load_history(name, dir)?.len(),
+                        compare::baseline::history_seqs(name, dir)?.len(),
                         compare::baseline::history_dir(name, dir)?.display()
                     ),
                 };

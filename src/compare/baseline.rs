@@ -55,11 +55,10 @@ pub fn history_dir(name: &str, dir: &Path) -> Result<PathBuf> {
     Ok(dir.join(format!("{name}.history")))
 }
 
-/// The earlier runs of baseline `name`, oldest first, with their sequence numbers: every
-/// `<digits>.json` in its history directory (other files there are not gpuvet's and are left
-/// out). None when there is no history. A file that does not parse is
-/// [`Error::CorruptFile`] naming it: a gate must not quietly judge against fewer runs.
-pub fn load_history(name: &str, dir: &Path) -> Result<Vec<(u64, Report)>> {
+/// The sequence numbers of baseline `name`'s earlier runs, oldest first, from the names alone
+/// (nothing is parsed): every `NNNNNN.json` in its history directory, the names a save writes
+/// (other files there are not gpuvet's and are left out). None when there is no history.
+pub fn history_seqs(name: &str, dir: &Path) -> Result<Vec<u64>> {
     let hist = history_dir(name, dir)?;
     let entries = match std::fs::read_dir(&hist) {
         Ok(e) => e,
@@ -90,10 +89,19 @@ pub fn load_history(name: &str, dir: &Path) -> Result<Vec<(u64, Report)>> {
         }
     }
     seqs.sort_unstable();
-    seqs.iter()
+    Ok(seqs)
+}
+
+/// The earlier runs of baseline `name` ([`history_seqs`]), read, with their sequence numbers.
+/// A file that does not parse is [`Error::CorruptFile`] naming it: a gate must not quietly
+/// judge against fewer runs.
+pub fn load_history(name: &str, dir: &Path) -> Result<Vec<(u64, Report)>> {
+    let hist = history_dir(name, dir)?;
+    history_seqs(name, dir)?
+        .into_iter()
         // One cut from the history by a save since the listing is no longer a run of it.
-        .filter(|&&seq| hist.join(history_file(seq)).exists())
-        .map(|&seq| {
+        .filter(|&seq| hist.join(history_file(seq)).exists())
+        .map(|seq| {
             let path = hist.join(history_file(seq));
             Report::load(&path).map(|r| (seq, r)).map_err(|e| match e {
                 Error::CorruptFile { path, reason } => Error::CorruptFile {
@@ -210,10 +218,11 @@ pub fn save_baseline_keeping(
         .map_err(|e| Error::invalid(format!("cannot serialise the report: {e}")))?;
     write_atomic(&path, (json + "\n").as_bytes())?;
     if keeping {
-        let earlier = load_history(name, dir)?;
+        // Moving and cutting runs needs their numbers only: nothing is parsed.
+        let earlier = history_seqs(name, dir)?;
         join_history(name, dir, &earlier)?;
         let kept = earlier.len() + 1;
-        for (seq, _) in earlier.iter().take(kept.saturating_sub(keep - 1)) {
+        for seq in earlier.iter().take(kept.saturating_sub(keep - 1)) {
             let old = hist.join(history_file(*seq));
             std::fs::remove_file(&old).map_err(io_context(format!(
                 "removing the earlier run {}",
@@ -225,9 +234,9 @@ pub fn save_baseline_keeping(
 }
 
 /// Moves the staged run into the history under the next sequence number.
-fn join_history(name: &str, dir: &Path, earlier: &[(u64, Report)]) -> Result<()> {
+fn join_history(name: &str, dir: &Path, earlier: &[u64]) -> Result<()> {
     let hist = history_dir(name, dir)?;
-    let next = earlier.last().map_or(1, |(seq, _)| seq + 1);
+    let next = earlier.last().map_or(1, |seq| seq + 1);
     let to = hist.join(history_file(next));
     std::fs::rename(hist.join(STAGED), &to).map_err(io_context(format!(
         "keeping the earlier run as {}",
@@ -251,7 +260,7 @@ fn settle_stage(name: &str, dir: &Path, current: &Path) -> Result<()> {
             .map_err(io_context(format!("removing {}", staged.display())))?;
         return Ok(());
     }
-    join_history(name, dir, &load_history(name, dir)?)
+    join_history(name, dir, &history_seqs(name, dir)?)
 }
 
 /// The lock file of a baseline's history (not a `<digits>.json`: never read as a run).

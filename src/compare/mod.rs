@@ -22,10 +22,7 @@ pub use baseline::{
 };
 pub use export::export;
 pub use render::{render_csv, render_json, render_markdown, render_table};
-pub use verdict::{
-    classify, ratio_of_medians_ci, ratio_of_run_medians_ci, ratio_of_run_medians_ci_floored,
-    RatioCi, Verdict,
-};
+pub use verdict::{classify, ratio_of_medians_ci, ratio_of_run_medians_ci, RatioCi, Verdict};
 
 use crate::report::{Report, ResultRecord, Status};
 use serde::{Deserialize, Serialize};
@@ -396,8 +393,8 @@ pub fn compare(old: &Report, new: &Report, opts: &CompareOptions) -> Comparison 
 /// With one run a side this is [`compare`]: a bootstrap of the two runs' samples. With more,
 /// a result's interval is Student's t over its runs' medians
 /// ([`ratio_of_run_medians_ci`]), which holds the variation between runs that no number of
-/// samples in one run shows; a run's medians that agree more closely than each run's own
-/// samples allow are widened to that noise ([`ratio_of_run_medians_ci_floored`]). Within a
+/// samples in one run shows; runs' medians that agree more closely than each run's own
+/// samples allow are widened to that noise (its floor). Within a
 /// side, each later run is matched to the first by the rules that match the two sides (id,
 /// then device index and model, so a node enumerated in another order keeps each model
 /// apart); the first run's results lead, then those only later runs have. The environment
@@ -421,8 +418,8 @@ pub fn compare_runs(old: &[&Report], new: &[&Report], opts: &CompareOptions) -> 
             (Some(i), Some(j)) => {
                 let (o, n) = (&old_all.results[i], &new_all.results[j]);
                 let sides = [
-                    (old_all, o, old_side.members[i].clone()),
-                    (new_all, n, new_side.members[j].clone()),
+                    (old_all, o, old_side.members[i].as_slice()),
+                    (new_all, n, new_side.members[j].as_slice()),
                 ];
                 let mut row = compare_pair(&sides, [old.len(), new.len()], opts);
                 if let Some(change) = kernel_change(o, n) {
@@ -688,7 +685,11 @@ fn why_unusable(r: &ResultRecord) -> Option<(Verdict, String)> {
 
 /// One side of a matched pair: the side's merged report, its leading record, and the record in
 /// each of the side's runs that has the result (run number, record).
-type PairSide<'a> = (&'a Report, &'a ResultRecord, Vec<(usize, &'a ResultRecord)>);
+type PairSide<'a> = (
+    &'a Report,
+    &'a ResultRecord,
+    &'a [(usize, &'a ResultRecord)],
+);
 
 /// The verdict of one matched result. `side_runs` counts the runs each side holds in all.
 fn compare_pair(
@@ -920,14 +921,7 @@ fn run_verdict(
     let medians =
         |side: &[Vec<f64>]| -> Vec<f64> { side.iter().map(|t| crate::stats::median(t)).collect() };
     let ci = usable
-        .then(|| {
-            ratio_of_run_medians_ci_floored(
-                &medians(old_t),
-                &medians(new_t),
-                opts.confidence,
-                floor,
-            )
-        })
+        .then(|| ratio_of_run_medians_ci(&medians(old_t), &medians(new_t), opts.confidence, floor))
         .flatten();
     let Some((ci, floored)) = ci else {
         row.verdict = Verdict::Unverified;

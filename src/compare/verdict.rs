@@ -120,15 +120,11 @@ pub fn ratio_of_medians_ci(
 /// keeps the interval symmetric under a swap, like the bootstrap's. `None` when a median is
 /// zero, negative or not finite, or each side is one run (nothing shows the spread between
 /// runs).
-pub fn ratio_of_run_medians_ci(old: &[f64], new: &[f64], level: f64) -> Option<RatioCi> {
-    ratio_of_run_medians_ci_floored(old, new, level, [0.0, 0.0]).map(|(ci, _)| ci)
-}
-
-/// [`ratio_of_run_medians_ci`] where each side's run medians are known to vary at least by
-/// `floor` (the variance of a log median, per side): runs whose medians agree more closely than
-/// each run's own samples allow (a deterministic timer, a coarse clock, few runs that happen to
-/// agree) would otherwise give an interval of no width. Also says whether the floor was used.
-pub fn ratio_of_run_medians_ci_floored(
+/// `floor` is the least variance of a log median, per side (`[0.0, 0.0]` for none): runs whose
+/// medians agree more closely than each run's own samples allow (a coarse clock, a few runs
+/// that happen to agree) would otherwise give an interval of no width. Also says whether the
+/// floor was used.
+pub fn ratio_of_run_medians_ci(
     old: &[f64],
     new: &[f64],
     level: f64,
@@ -139,7 +135,7 @@ pub fn ratio_of_run_medians_ci_floored(
             .map(|m| (m.is_finite() && *m > 0.0).then(|| m.ln()))
             .collect()
     };
-    let d = crate::stats::mean_difference_interval_floored(&logs(old)?, &logs(new)?, level, floor)?;
+    let d = crate::stats::mean_difference_interval(&logs(old)?, &logs(new)?, level, floor)?;
     let ci = RatioCi {
         ratio: d.estimate.exp(),
         low: d.low.exp(),
@@ -272,6 +268,9 @@ mod tests {
     /// interval without a spread to go on.
     #[test]
     fn run_medians_interval() {
+        let ratio_of_run_medians_ci = |o: &[f64], n: &[f64], level| {
+            super::ratio_of_run_medians_ci(o, n, level, [0.0, 0.0]).map(|(ci, _)| ci)
+        };
         let old = [1.00, 1.02, 0.98, 1.01, 0.99];
         let new = [1.10, 1.12, 1.08, 1.11, 1.09];
         let ci = ratio_of_run_medians_ci(&old, &new, 0.95).unwrap();
