@@ -3,7 +3,7 @@
 use gpuvet::cli::CompareArgs;
 use gpuvet::compare::{
     self, classify, compare_to_baseline, export, load_baseline, ratio_of_medians_ci, render_json,
-    render_markdown, render_table, save_baseline, CompareOptions, FailOn, Verdict,
+    render_markdown, render_table, save_baseline, widening, CompareOptions, FailOn, Verdict,
 };
 use gpuvet::export::Exporter;
 use gpuvet::report::{Report, ResultRecord};
@@ -75,7 +75,15 @@ fn known_shifts_get_the_right_verdicts() {
                 1.0 / (1.0 - shift)
             };
             let new = timings(&mut rng, 1e-3 * factor, cv, n);
-            let r = ratio_of_medians_ci(&old, &new, opts.confidence, opts.resamples, 7).unwrap();
+            let r = ratio_of_medians_ci(
+                &old,
+                &new,
+                widening(&old, &new),
+                opts.confidence,
+                opts.resamples,
+                7,
+            )
+            .unwrap();
             let v = classify(&r, opts.threshold_pct);
             let ok = if shift == 0.0 {
                 v == Verdict::Same
@@ -102,7 +110,7 @@ fn too_few_samples_for_the_noise_is_ambiguous_not_a_verdict() {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
     let old = timings(&mut rng, 1e-3, 0.05, 8);
     let new = timings(&mut rng, 1.03e-3, 0.05, 8);
-    let r = ratio_of_medians_ci(&old, &new, 0.95, 1000, 1).unwrap();
+    let r = ratio_of_medians_ci(&old, &new, widening(&old, &new), 0.95, 1000, 1).unwrap();
     assert_eq!(classify(&r, 2.0), Verdict::Ambiguous, "{r:?}");
 }
 
@@ -116,7 +124,7 @@ fn false_call_rates(threshold_pct: f64) -> (f64, f64) {
         let cv = rng.random_range(0.005..0.05);
         let old = timings(&mut rng, 2e-4, cv, 30);
         let new = timings(&mut rng, 2e-4, cv, 30);
-        let r = ratio_of_medians_ci(&old, &new, 0.95, 400, i).unwrap();
+        let r = ratio_of_medians_ci(&old, &new, widening(&old, &new), 0.95, 400, i).unwrap();
         match classify(&r, threshold_pct) {
             Verdict::Slower => slower += 1,
             Verdict::Faster => faster += 1,

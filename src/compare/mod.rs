@@ -22,7 +22,9 @@ pub use baseline::{
 };
 pub use export::export;
 pub use render::{render_csv, render_json, render_markdown, render_table};
-pub use verdict::{classify, ratio_of_medians_ci, ratio_of_run_medians_ci, RatioCi, Verdict};
+pub use verdict::{
+    classify, ratio_of_medians_ci, ratio_of_run_medians_ci, widening, RatioCi, Verdict,
+};
 
 use crate::report::{Report, ResultRecord, Status};
 use serde::{Deserialize, Serialize};
@@ -988,7 +990,19 @@ fn bootstrap_verdict(
             ),
         );
     }
-    match ratio_of_medians_ci(old_t, new_t, opts.confidence, resamples, seed) {
+    // Samples that hang together in time count for less: each side's interval is widened by
+    // its √τ (docs/regression.md).
+    let widening = verdict::widening(old_t, new_t);
+    if widening != [1.0, 1.0] {
+        add_detail(
+            row,
+            format!(
+                "interval widened ×{:.2} OLD, ×{:.2} NEW for samples correlated in time",
+                widening[0], widening[1]
+            ),
+        );
+    }
+    match ratio_of_medians_ci(old_t, new_t, widening, opts.confidence, resamples, seed) {
         Some(ci) => {
             let fewest = old_t.len().min(new_t.len());
             row.verdict = if fewest < MIN_SAMPLES {

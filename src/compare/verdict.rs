@@ -68,11 +68,21 @@ pub struct RatioCi {
     pub high: f64,
 }
 
+/// Each side's √τ ([`crate::stats::variance_factor`] of its samples in the order taken): how
+/// much [`ratio_of_medians_ci`] widens that side's part of the interval, 1 where the samples
+/// show no dependence in time.
+pub fn widening(old: &[f64], new: &[f64]) -> [f64; 2] {
+    [old, new].map(|t| crate::stats::variance_factor(t).sqrt())
+}
+
 /// Percentile-bootstrap interval of `median(new) / median(old)` at `level` (e.g. 0.95).
 ///
 /// Each resample draws `old.len()` values from `old` and `new.len()` values from `new`, with
-/// replacement and independently, and takes the ratio of the two medians. Returns `None` when a
-/// side is empty or holds a non-positive or non-finite time (no ratio has a meaning then).
+/// replacement and independently, and takes the ratio of the two medians. `widening` is each
+/// side's √τ (`[old, new]`, from [`widening`]): each side's resampled log medians are stretched by it around the side's own log
+/// median before the ratio is taken, so that samples that hang together in time do not count
+/// as more evidence than they are (1: untouched, the plain bootstrap). Returns `None` when a side is empty or holds a non-positive or
+/// non-finite time (no ratio has a meaning then).
 ///
 /// Swapping OLD and NEW gives the reciprocal interval, so the verdict mirrors (slower becomes
 /// faster) whichever file is named first: each side resamples from a stream seeded by `seed`
@@ -81,6 +91,7 @@ pub struct RatioCi {
 pub fn ratio_of_medians_ci(
     old: &[f64],
     new: &[f64],
+    widening: [f64; 2],
     level: f64,
     resamples: usize,
     seed: u64,
@@ -92,13 +103,21 @@ pub fn ratio_of_medians_ci(
     let ratio = crate::stats::median(new) / crate::stats::median(old);
     let resamples = resamples.max(1);
     let (seed_old, seed_new) = side_seeds(old, new, seed);
-    let medians_old = crate::stats::resampled_medians(old, resamples, seed_old);
-    let medians_new = crate::stats::resampled_medians(new, resamples, seed_new);
-    let mut logs: Vec<f64> = medians_new
-        .iter()
-        .zip(&medians_old)
-        .map(|(n, o)| n.ln() - o.ln())
-        .collect();
+    // Each side's resampled log medians, stretched by its widening around its own log median.
+    let log_medians = |data: &[f64], seed: u64, w: f64| -> Vec<f64> {
+        let logs = crate::stats::resampled_medians(data, resamples, seed)
+            .into_iter()
+            .map(f64::ln);
+        if w == 1.0 {
+            logs.collect()
+        } else {
+            let c = crate::stats::median(data).ln();
+            logs.map(|l| c + w * (l - c)).collect()
+        }
+    };
+    let logs_old = log_medians(old, seed_old, widening[0]);
+    let logs_new = log_medians(new, seed_new, widening[1]);
+    let mut logs: Vec<f64> = logs_new.iter().zip(&logs_old).map(|(n, o)| n - o).collect();
     logs.sort_by(f64::total_cmp);
     let alpha = (1.0 - level.clamp(0.0, 1.0)) / 2.0;
     Some(RatioCi {
@@ -195,7 +214,7 @@ mod tests {
     #[test]
     fn identical_constant_samples_are_same() {
         let s = vec![1e-3; 20];
-        let ci = ratio_of_medians_ci(&s, &s, 0.95, 200, 1).unwrap();
+        let ci = ratio_of_medians_ci(&s, &s, [1.0, 1.0], 0.95, 200, 1).unwrap();
         assert_eq!((ci.ratio, ci.low, ci.high), (1.0, 1.0, 1.0));
         assert_eq!(classify(&ci, 2.0), Verdict::Same);
     }
@@ -204,8 +223,8 @@ mod tests {
     fn interval_is_seeded() {
         let old: Vec<f64> = (0..25).map(|i| 1.0 + (i % 7) as f64 * 0.01).collect();
         let new: Vec<f64> = (0..25).map(|i| 1.05 + (i % 5) as f64 * 0.01).collect();
-        let a = ratio_of_medians_ci(&old, &new, 0.95, 500, 7).unwrap();
-        let b = ratio_of_medians_ci(&old, &new, 0.95, 500, 7).unwrap();
+        let a = ratio_of_medians_ci(&old, &new, [1.0, 1.0], 0.95, 500, 7).unwrap();
+        let b = ratio_of_medians_ci(&old, &new, [1.0, 1.0], 0.95, 500, 7).unwrap();
         assert_eq!(a, b);
         assert!(a.low <= a.ratio && a.ratio <= a.high);
     }
@@ -221,20 +240,29 @@ mod tests {
         };
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
         let mut verdicts = std::collections::HashSet::new();
+        let mut widened = 0;
         for case in 0..300u64 {
             let n_old = rng.random_range(10..21);
             let n_new = rng.random_range(10..21);
             let noise = rng.random_range(0.003..0.02);
             let shift = rng.random_range(0.0..0.06);
+            // Every other case drifts during the run, so that its interval is widened.
+            let drift = if case % 2 == 1 { 4.0 * noise } else { 0.0 };
             let side = |n: usize, centre: f64, rng: &mut Xoshiro256PlusPlus| -> Vec<f64> {
                 (0..n)
-                    .map(|_| centre * (1.0 + noise * rng.random_range(-1.0..1.0)))
+                    .map(|i| {
+                        let trend = drift * i as f64 / n as f64;
+                        centre * (1.0 + trend + noise * rng.random_range(-1.0..1.0))
+                    })
                     .collect()
             };
             let old = side(n_old, 1e-3, &mut rng);
             let new = side(n_new, 1e-3 * (1.0 + shift), &mut rng);
-            let ab = ratio_of_medians_ci(&old, &new, 0.95, 500, case).unwrap();
-            let ba = ratio_of_medians_ci(&new, &old, 0.95, 500, case).unwrap();
+            let w = widening(&old, &new);
+            widened += usize::from(w != [1.0, 1.0]);
+            let ab = ratio_of_medians_ci(&old, &new, w, 0.95, 500, case).unwrap();
+            let ba =
+                ratio_of_medians_ci(&new, &old, widening(&new, &old), 0.95, 500, case).unwrap();
             for (x, y) in [(ab.low, ba.high), (ab.high, ba.low), (ab.ratio, ba.ratio)] {
                 assert!((x * y - 1.0).abs() < 1e-12, "case {case}: {ab:?} vs {ba:?}");
             }
@@ -246,10 +274,51 @@ mod tests {
             );
             verdicts.insert(v);
         }
-        // The cases reach every verdict a ratio can have, borderline ones included.
+        // The cases reach every verdict a ratio can have, borderline ones included, and many
+        // were widened.
         for v in [Verdict::Same, Verdict::Slower, Verdict::Ambiguous] {
             assert!(verdicts.contains(&v), "no case gave {v:?}: {verdicts:?}");
         }
+        assert!(widened > 30, "{widened} of 300 widened");
+    }
+
+    /// Pairs of runs from one distribution whose samples correlate in time (AR(1), ρ = 0.5,
+    /// 100 samples): with the band removed the plain bootstrap calls far more of them changed
+    /// than the nominal 5%; widening each side by its √τ brings that down.
+    #[test]
+    fn widening_holds_correlated_samples() {
+        let ar1 = |rng: &mut Xoshiro256PlusPlus| -> Vec<f64> {
+            let mut normal = || {
+                let (u, v): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random());
+                (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+            };
+            let mut x = normal();
+            (0..100)
+                .map(|_| {
+                    x = 0.5 * x + 0.75f64.sqrt() * normal();
+                    1e-3 * (1.0 + 0.02 * x)
+                })
+                .collect()
+        };
+        let (mut plain, mut widened) = (0, 0);
+        let pairs = 300;
+        for case in 0..pairs {
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(0xa71 ^ case);
+            let (old, new) = (ar1(&mut rng), ar1(&mut rng));
+            let changed = |ci: RatioCi| classify(&ci, 0.0) != Verdict::Ambiguous;
+            let w = widening(&old, &new);
+            plain += usize::from(changed(
+                ratio_of_medians_ci(&old, &new, [1.0, 1.0], 0.95, 400, case).unwrap(),
+            ));
+            widened += usize::from(changed(
+                ratio_of_medians_ci(&old, &new, w, 0.95, 400, case).unwrap(),
+            ));
+        }
+        eprintln!("called changed: plain {plain}/{pairs}, widened {widened}/{pairs}");
+        assert!(
+            widened * 2 < plain && (widened as f64) < 0.1 * pairs as f64,
+            "called changed: plain {plain}/{pairs}, widened {widened}/{pairs}"
+        );
     }
 
     /// Two runs with the same samples still resample independently: the interval has width.
@@ -258,7 +327,7 @@ mod tests {
         let s: Vec<f64> = (0..20)
             .map(|i| 1e-3 * (1.0 + (i % 7) as f64 * 0.002))
             .collect();
-        let ci = ratio_of_medians_ci(&s, &s, 0.95, 500, 3).unwrap();
+        let ci = ratio_of_medians_ci(&s, &s, [1.0, 1.0], 0.95, 500, 3).unwrap();
         assert_eq!(ci.ratio, 1.0);
         assert!(ci.low < 1.0 && ci.high > 1.0, "{ci:?}");
         assert_eq!(classify(&ci, 2.0), Verdict::Same);
@@ -290,9 +359,9 @@ mod tests {
 
     #[test]
     fn rejects_unusable_samples() {
-        assert!(ratio_of_medians_ci(&[], &[1.0], 0.95, 10, 0).is_none());
-        assert!(ratio_of_medians_ci(&[1.0], &[0.0], 0.95, 10, 0).is_none());
-        assert!(ratio_of_medians_ci(&[f64::NAN], &[1.0], 0.95, 10, 0).is_none());
+        assert!(ratio_of_medians_ci(&[], &[1.0], [1.0, 1.0], 0.95, 10, 0).is_none());
+        assert!(ratio_of_medians_ci(&[1.0], &[0.0], [1.0, 1.0], 0.95, 10, 0).is_none());
+        assert!(ratio_of_medians_ci(&[f64::NAN], &[1.0], [1.0, 1.0], 0.95, 10, 0).is_none());
     }
 
     #[test]
