@@ -94,6 +94,12 @@ pub fn stdout_of(c: &mut Command, code: i32) -> (String, String) {
     )
 }
 
+/// Runs `c` and checks that it exits 2 (refused: bad input, or nothing to run it on) with
+/// `says` on stderr.
+pub fn exits_2_saying(c: &mut Command, says: &str) {
+    c.assert().code(2).stderr(predicates::str::contains(says));
+}
+
 /// The same hermetic `gpuvet` as a plain process to start in the background (for a test that
 /// interrupts it): stdout discarded, stderr kept.
 pub fn gpuvet_in_background() -> std::process::Command {
