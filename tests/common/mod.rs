@@ -52,15 +52,21 @@ pub fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }
 
-/// `words(line)` with each `{}` word replaced by the next of `paths` (a path may hold any
-/// characters, white space included).
+/// `words(line)` with the `{}` in a word replaced by the next of `paths`, alone (`--json {}`)
+/// or within the word (`--export github:{}`); a path may hold any characters, white space
+/// included.
 pub fn words_with(line: &str, paths: &[&Path]) -> Vec<OsString> {
     let mut paths = paths.iter();
     let v = words(line)
         .into_iter()
-        .map(|w| match w {
-            "{}" => paths.next().expect("a path for every {}").into(),
-            _ => w.into(),
+        .map(|w| match w.split_once("{}") {
+            Some((before, after)) => {
+                let mut word = OsString::from(before);
+                word.push(paths.next().expect("a path for every {}"));
+                word.push(after);
+                word
+            }
+            None => w.into(),
         })
         .collect();
     assert!(paths.next().is_none(), "more paths than {{}} in {line}");
