@@ -73,6 +73,12 @@ pub fn words_with(line: &str, paths: &[&Path]) -> Vec<OsString> {
     v
 }
 
+/// Checks that some line of `lines` (a report's notes, a verdict's reasons) contains `text`;
+/// fails showing them all.
+pub fn assert_any_contains(lines: &[String], text: &str) {
+    assert!(lines.iter().any(|l| l.contains(text)), "{lines:?}");
+}
+
 /// A file's text; the test fails naming the path when it cannot be read.
 pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
