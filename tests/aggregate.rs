@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::words_with;
+use common::{assert_any_contains, words_with};
 use gpuvet::validate::aggregate::{
     load_verdicts, render, run_aggregate, summarize, AggregateArgs, FleetFormat,
 };
@@ -336,10 +336,7 @@ fn a_rerun_host_counts_once_by_its_latest_verdict() {
     let s = summarize(&nodes, 10.0);
     assert_eq!(s.nodes, 5);
     assert!(s.drain.is_empty());
-    assert!(s
-        .notes
-        .iter()
-        .any(|n| n.contains("node-c appears more than once")));
+    assert_any_contains(&s.notes, "node-c appears more than once");
     // The CSV holds the latest run's rows only, as the table counts it.
     let csv = render(&nodes, &s, FleetFormat::Csv, false).unwrap();
     let mut rd = csv::Reader::from_reader(csv.as_bytes());
@@ -564,12 +561,6 @@ fn ties_keep_the_worse_verdict_and_drains_list_their_failures() {
             "{:?}",
             s.drain[0].reasons
         );
-        assert!(
-            s.notes
-                .iter()
-                .any(|n| n.contains("the worse verdict, FAIL")),
-            "{:?}",
-            s.notes
-        );
+        assert_any_contains(&s.notes, "the worse verdict, FAIL");
     }
 }

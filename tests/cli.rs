@@ -3,8 +3,8 @@
 mod common;
 
 use common::{
-    assert_exit, gpuvet, gpuvet_in_background, has_a_result, mock_report, read, read_json,
-    signal_when, stdout_of, temp_files, words, words_with, QUICK,
+    assert_exit, exits_2_saying, gpuvet, gpuvet_in_background, has_a_result, mock_report, read,
+    read_json, signal_when, stdout_of, temp_files, words, words_with, QUICK,
 };
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};
@@ -188,15 +188,12 @@ fn csv_and_markdown_files() {
 
 #[test]
 fn bad_export_path_fails_before_running() {
-    gpuvet()
-        .args(words(
+    exits_2_saying(
+        gpuvet().args(words(
             "--backend mock --json /nonexistent-dir/x/report.json",
-        ))
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains(
-            "cannot write /nonexistent-dir/x/report.json: directory /nonexistent-dir/x does not exist",
-        ));
+        )),
+        "cannot write /nonexistent-dir/x/report.json: directory /nonexistent-dir/x does not exist",
+    );
 }
 
 /// A file where an output directory should go (`--plot`, `--dump-dir`, the baseline
@@ -297,11 +294,7 @@ fn exits_2_without_a_gpu(line: &str, msg: &str) {
     if has_gpu() {
         return;
     }
-    gpuvet()
-        .args(words(line))
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains(msg));
+    exits_2_saying(gpuvet().args(words(line)), msg);
 }
 
 #[test]
@@ -319,34 +312,29 @@ fn auto_falls_back_to_cpu_with_a_notice() {
 
 #[test]
 fn cpu_bench_each_workload_kind() {
-    gpuvet()
-        .args(["--backend", "cpu"])
-        .args(QUICK)
-        .args(words(
-            "bench matmul --shape 33x17x9 --dtype f32,bf16,int8 --layout kn,nk",
-        ))
-        .assert()
-        .code(0)
-        .stdout(predicate::str::contains("matmul.int8.33x17x9.nk"));
-    gpuvet()
-        .args(["--backend", "cpu"])
-        .args(QUICK)
-        .args(words(
-            "bench attention --batch 2 --heads 8 --kv-heads 2 --seq 5 --kv-seq 40",
-        ))
-        .args(words("--head-dim 64 --causal --dtype f32,f16"))
-        .assert()
-        .code(0)
-        .stdout(predicate::str::contains(
-            "attention.f16.b2.h8kv2.q5.kv40.d64.causal",
-        ));
-    gpuvet()
-        .args(["--backend", "cpu"])
-        .args(QUICK)
-        .args(words("bench memory --size 1MiB --op copy,read,write,triad"))
-        .assert()
-        .code(0)
-        .stdout(predicate::str::contains("memory.triad.1MiB"));
+    // A quick run of `line` on the CPU backend: exit 0, and `id` in the table.
+    let bench = |line: &str, id: &str| {
+        gpuvet()
+            .args(["--backend", "cpu"])
+            .args(QUICK)
+            .args(words(line))
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains(id));
+    };
+    bench(
+        "bench matmul --shape 33x17x9 --dtype f32,bf16,int8 --layout kn,nk",
+        "matmul.int8.33x17x9.nk",
+    );
+    bench(
+        "bench attention --batch 2 --heads 8 --kv-heads 2 --seq 5 --kv-seq 40 \
+         --head-dim 64 --causal --dtype f32,f16",
+        "attention.f16.b2.h8kv2.q5.kv40.d64.causal",
+    );
+    bench(
+        "bench memory --size 1MiB --op copy,read,write,triad",
+        "memory.triad.1MiB",
+    );
 }
 
 #[test]
@@ -488,17 +476,9 @@ fn stress_without_a_gpu_says_so_and_exits_2() {
 #[test]
 fn a_run_with_a_wrong_result_does_not_replace_a_baseline() {
     let (_dir, [bdir]) = temp_files(["baselines"]);
-    let base = |fault: Option<&str>, extra: &[&str]| {
-        let mut c = gpuvet();
-        if let Some(f) = fault {
-            c.env("GPUVET_MOCK_FAULT", f);
-        }
-        c.args(["--backend", "mock", "-q", "--baseline-dir"])
-            .arg(&bdir)
-            .args(extra);
-        c
-    };
-    base(Some("matmul.f32"), &["--save-baseline", "first"])
+    let base = |line: &str| mock_with_baselines(&bdir, line);
+    base("--save-baseline first")
+        .env("GPUVET_MOCK_FAULT", "matmul.f32")
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
@@ -506,17 +486,15 @@ fn a_run_with_a_wrong_result_does_not_replace_a_baseline() {
              name exists yet",
         ));
     assert!(!bdir.join("first.json").exists());
-    base(None, &["--save-baseline", "main"]).assert().code(0);
+    base("--save-baseline main").assert().code(0);
     let good = std::fs::read_to_string(bdir.join("main.json")).unwrap();
-    base(
-        Some("matmul.f32"),
-        &["--baseline", "main", "--save-baseline", "main"],
-    )
-    .assert()
-    .code(1)
-    .stdout(predicate::str::contains("unverified"))
-    .stderr(predicate::str::contains("baseline main not saved"))
-    .stderr(predicate::str::contains("is kept as it was"));
+    base("--baseline main --save-baseline main")
+        .env("GPUVET_MOCK_FAULT", "matmul.f32")
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("unverified"))
+        .stderr(predicate::str::contains("baseline main not saved"))
+        .stderr(predicate::str::contains("is kept as it was"));
     assert_eq!(
         std::fs::read_to_string(bdir.join("main.json")).unwrap(),
         good
@@ -606,45 +584,37 @@ fn a_baseline_comparison_takes_the_gate_of_compare() {
     .stdout(predicate::str::contains("threshold ±7%"))
     .stdout(predicate::str::contains("1 regression or missing result"));
     for flag in ["--baseline-fail-on missing", "--baseline-threshold 5"] {
-        run(&format!("bench matmul --shape 64x64x64 {flag}"))
-            .assert()
-            .code(2)
-            .stderr(predicate::str::contains("--baseline <NAME>"));
+        exits_2_saying(
+            &mut run(&format!("bench matmul --shape 64x64x64 {flag}")),
+            "--baseline <NAME>",
+        );
     }
 }
 
 #[test]
 fn baselines_save_compare_and_refuse_corrupt_files() {
     let (dir, [bdir]) = temp_files(["baselines"]);
-    let base = |extra: &[&str]| {
-        let mut c = gpuvet();
-        c.args(["--backend", "mock", "-q", "--baseline-dir"])
-            .arg(&bdir)
-            .args(extra);
-        c
-    };
-    base(&["--save-baseline", "main"]).assert().code(0);
+    let base = |line: &str| mock_with_baselines(&bdir, line);
+    base("--save-baseline main").assert().code(0);
     assert!(bdir.join("main.json").exists());
     // Same mock timings: every verdict is `same`, exit 0.
-    base(&["--baseline", "main"])
+    base("--baseline main")
         .assert()
         .code(0)
         .stdout(predicate::str::contains("same"));
     // Exports for CI tools.
     let gh = dir.path().join("gh.json");
-    base(&["--export", &format!("github:{}", gh.display())])
+    base("--export")
+        .arg(format!("github:{}", gh.display()))
         .assert()
         .code(0);
     let v = read_json(&gh);
     assert!(v.as_array().unwrap().len() >= 4);
     // A corrupt baseline is an error before anything runs, and is left as it was.
     std::fs::write(bdir.join("bad.json"), "{\"schema_version\": 1, \"tool\"").unwrap();
-    base(&["--baseline", "bad"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("corrupt"));
+    exits_2_saying(&mut base("--baseline bad"), "corrupt");
     // Saving over it is refused before the run, not after it.
-    base(&["--save-baseline", "bad"])
+    base("--save-baseline bad")
         .assert()
         .code(2)
         .stdout("")
@@ -653,20 +623,17 @@ fn baselines_save_compare_and_refuse_corrupt_files() {
         std::fs::read_to_string(bdir.join("bad.json")).unwrap(),
         "{\"schema_version\": 1, \"tool\""
     );
-    // gpuvet compare on two saved runs
-    gpuvet()
-        .arg("compare")
-        .arg(bdir.join("main.json"))
-        .arg(bdir.join("main.json"))
-        .assert()
-        .code(0);
-    gpuvet()
-        .arg("compare")
-        .arg(bdir.join("main.json"))
-        .arg(bdir.join("bad.json"))
-        .assert()
-        .code(2);
-    base(&["--export", "nonsense:x"]).assert().code(2);
+    // gpuvet compare on two saved runs: main against itself, and against the corrupt one
+    let compare_main_with = |other: &str| {
+        gpuvet()
+            .arg("compare")
+            .arg(bdir.join("main.json"))
+            .arg(bdir.join(other))
+            .assert()
+    };
+    compare_main_with("main.json").code(0);
+    compare_main_with("bad.json").code(2);
+    base("--export nonsense:x").assert().code(2);
 }
 
 /// `compare --fail-on missing` fails (exit 1) a NEW run that lacks a result of OLD, which by
@@ -706,11 +673,7 @@ fn compare_fails_on_a_missing_result_when_asked() {
 #[test]
 fn validate_without_a_gpu_exits_2_and_the_pipeline_runs_on_mock() {
     if !Path::new("/dev/nvidia0").exists() {
-        gpuvet()
-            .arg("validate")
-            .assert()
-            .code(2)
-            .stderr(predicate::str::contains("validate needs an NVIDIA GPU"));
+        exits_2_saying(gpuvet().arg("validate"), "validate needs an NVIDIA GPU");
     }
     let (dir, [v1]) = temp_files(["node1.json"]);
     gpuvet()
@@ -777,13 +740,10 @@ fn validate_without_a_gpu_exits_2_and_the_pipeline_runs_on_mock() {
         assert!((2..=10_000).contains(&n), "{}: {n} samples", r["id"]);
     }
     // --backend cpu without --allow-cpu is refused.
-    gpuvet()
-        .args(["--backend", "cpu", "validate"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains(
-            "--backend cpu is only for testing, with --allow-cpu",
-        ));
+    exits_2_saying(
+        gpuvet().args(["--backend", "cpu", "validate"]),
+        "--backend cpu is only for testing, with --allow-cpu",
+    );
 }
 
 #[test]
@@ -1007,23 +967,17 @@ fn a_bad_environment_variable_is_named() {
         ("GPUVET_BACKEND", "gpu", "--backend cpu list"),
         ("GPUVET_WORLD", "mpi", "--backend mock bench collective"),
     ] {
-        gpuvet()
-            .env(var, value)
-            .args(words(line))
-            .assert()
-            .code(2)
-            .stderr(predicate::str::contains(format!(
-                "{var}={value} is not a valid"
-            )));
+        exits_2_saying(
+            gpuvet().env(var, value).args(words(line)),
+            &format!("{var}={value} is not a valid"),
+        );
     }
-    gpuvet()
-        .env("GPUVET_BACKEND", "cpu")
-        .args(words("--backend gpux list"))
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains(
-            "invalid value 'gpux' for '--backend",
-        ));
+    exits_2_saying(
+        gpuvet()
+            .env("GPUVET_BACKEND", "cpu")
+            .args(words("--backend gpux list")),
+        "invalid value 'gpux' for '--backend",
+    );
 }
 
 /// A run interrupted before its `--baseline` comparison replaces the previous run's JUnit

@@ -1,5 +1,8 @@
 //! Regression tracking: verdict statistics, baselines, renderers and CI exports.
 
+mod common;
+
+use common::assert_any_contains;
 use gpuvet::cli::CompareArgs;
 use gpuvet::compare::{
     self, classify, compare_to_baseline, export, load_baseline, ratio_of_medians_ci, render_json,
@@ -1223,13 +1226,7 @@ fn what_differs_among_the_runs_of_a_side_is_said() {
     let r = &cmp.results[0];
     assert_eq!(r.new_runs, 2);
     assert_detail(r, "in 2 of 3 NEW runs");
-    assert!(
-        cmp.notes
-            .iter()
-            .any(|n| n.contains("NEW's 3 runs differ among themselves in: host")),
-        "{:?}",
-        cmp.notes
-    );
+    assert_any_contains(&cmp.notes, "NEW's 3 runs differ among themselves in: host");
     // A wrong result in any run makes the side unverified, and names the run.
     let mut bad = old.clone();
     bad[1].results[0].status = gpuvet::report::Status::VerificationFailed;

@@ -7,7 +7,7 @@ mod common;
 
 use assert_cmd::Command;
 use common::{
-    gpuvet, gpuvet_in_background, interrupt_when, read, stdout_of, temp_files, words_with,
+    gpuvet, gpuvet_in_background, interrupt_when, read, stdout_of, temp_files, words, words_with,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +18,14 @@ fn mock(args: &str) -> Command {
     let mut c = gpuvet();
     c.args(["--backend", "mock", "-q"])
         .args(args.split_whitespace());
+    c
+}
+
+/// [`mock`] with paths: the `{}` in a word of `line` takes the next of `paths` (see
+/// [`words_with`]).
+fn mock_with(line: &str, paths: &[&Path]) -> Command {
+    let mut c = mock("");
+    c.args(words_with(line, paths));
     c
 }
 
@@ -152,20 +160,15 @@ fn row1_two_machine_formats_on_stdout_are_a_usage_error_before_anything_runs() {
 #[test]
 fn row2_export_is_written_by_validate_and_refused_where_it_has_no_meaning() {
     let (dir, [gab]) = temp_files(["gab.json"]);
-    mock(&format!(
-        "validate --allow-cpu --export github:{}",
-        gab.display()
-    ))
-    .assert()
-    .code(0);
+    mock_with("validate --allow-cpu --export github:{}", &[&gab])
+        .assert()
+        .code(0);
     let entries = gab_accepts(&read(&gab)).unwrap();
     assert!(entries
         .iter()
         .any(|e| e["name"].as_str().unwrap().starts_with("matmul.")));
     let report = dir.path().join("r.json");
-    mock(&format!("--json {}", report.display()))
-        .assert()
-        .code(0);
+    mock_with("--json {}", &[&report]).assert().code(0);
     let refused = [
         format!("compare {0} {0} --export github:x.json", report.display()),
         "stress --duration 1s --export github:x.json".to_string(),
@@ -316,14 +319,11 @@ fn row4_and_row14_nothing_verified_fails_clearly_and_saves_no_baseline() {
     std::fs::write(&gab, "[{\"name\": \"old\", \"unit\": \"x\", \"value\": 1}]").unwrap();
     let bdir = dir.path().join("baselines");
     let (_, err) = stdout_of(
-        mock(&format!(
+        mock_with(
             "--baseline-dir {} --save-baseline main bench matmul --shape 64x64x64 --dtype f32 \
              --export github:{} --export bencher:{} --export github-latency:{}",
-            bdir.display(),
-            gab.display(),
-            bmf.display(),
-            lat.display()
-        ))
+            &[&bdir, &gab, &bmf, &lat],
+        )
         .env("GPUVET_MOCK_FAULT", "matmul.f32"),
         1,
     );
@@ -365,12 +365,9 @@ fn a_fifo_output_gets_one_document() {
             text
         })
     };
-    mock(&format!(
-        "--json {} bench memory --size 1MiB,2MiB,4MiB",
-        fifo.display()
-    ))
-    .assert()
-    .code(0);
+    mock_with("--json {} bench memory --size 1MiB,2MiB,4MiB", &[&fifo])
+        .assert()
+        .code(0);
     let text = reader.join().unwrap();
     let doc: Value = serde_json::from_str(&text).expect("one JSON document");
     assert_eq!(doc["results"].as_array().unwrap().len(), 3);
@@ -384,15 +381,14 @@ fn a_fifo_output_gets_one_document() {
 fn one_sample_is_exported_without_an_interval() {
     let (_dir, [gab, bmf, csv]) = temp_files(["gab.json", "bmf.json", "r.csv"]);
     let run = |samples: u64| {
-        mock(&format!(
-            "--min-samples {samples} --max-samples {samples} --export github:{} \
-             --export bencher:{} --csv {} bench matmul --shape 64x64x64 --dtype f32",
-            gab.display(),
-            bmf.display(),
-            csv.display()
-        ))
-        .assert()
-        .code(0);
+        mock(&format!("--min-samples {samples} --max-samples {samples}"))
+            .args(words_with(
+                "--export github:{} --export bencher:{} --csv {} \
+                 bench matmul --shape 64x64x64 --dtype f32",
+                &[&gab, &bmf, &csv],
+            ))
+            .assert()
+            .code(0);
         let g: Value = serde_json::from_str(&read(&gab)).unwrap();
         let b: Value = serde_json::from_str(&read(&bmf)).unwrap();
         let (_, rows) = csv_rows(&read(&csv));
@@ -427,11 +423,10 @@ fn one_sample_is_exported_without_an_interval() {
 fn row5_and_row6_csv_has_the_jsons_columns_and_tells_identical_gpus_apart() {
     let dir = tempfile::tempdir().unwrap();
     let (csv_path, json_path) = (dir.path().join("r.csv"), dir.path().join("r.json"));
-    mock(&format!(
+    mock_with(
         "--csv {} --json {} bench matmul --shape 64x64x64",
-        csv_path.display(),
-        json_path.display()
-    ))
+        &[&csv_path, &json_path],
+    )
     .env("GPUVET_MOCK_DEVICES", "8")
     .assert()
     .code(0);
@@ -476,13 +471,9 @@ fn row5_and_row6_csv_has_the_jsons_columns_and_tells_identical_gpus_apart() {
         assert_eq!(row["error"], "");
     }
     // Every workload parameter of every kind in the quick suite has its column.
-    mock(&format!(
-        "--csv {} --json {}",
-        csv_path.display(),
-        json_path.display()
-    ))
-    .assert()
-    .code(0);
+    mock_with("--csv {} --json {}", &[&csv_path, &json_path])
+        .assert()
+        .code(0);
     let (_, rows) = csv_rows(&read(&csv_path));
     let report: Value = serde_json::from_str(&read(&json_path)).unwrap();
     for (row, r) in rows.iter().zip(report["results"].as_array().unwrap()) {
@@ -541,17 +532,19 @@ fn row8_every_file_gpuvet_writes_is_0644() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
     let bdir = p("baselines");
-    mock(&format!(
+    mock_with(
         "--json {} --csv {} --markdown {} --export github:{} --export github-latency:{} \
          --export bencher:{} --baseline-dir {} --save-baseline main",
-        p("r.json").display(),
-        p("r.csv").display(),
-        p("r.md").display(),
-        p("gab.json").display(),
-        p("lat.json").display(),
-        p("bmf.json").display(),
-        bdir.display()
-    ))
+        &[
+            &p("r.json"),
+            &p("r.csv"),
+            &p("r.md"),
+            &p("gab.json"),
+            &p("lat.json"),
+            &p("bmf.json"),
+            &bdir,
+        ],
+    )
     .assert()
     .code(0);
     gpuvet()
@@ -621,12 +614,10 @@ fn row9_a_shape_asked_for_twice_is_measured_once() {
 #[test]
 fn row10_gab_range_is_meaningful() {
     let (_dir, [gab, lat, json]) = temp_files(["gab.json", "lat.json", "r.json"]);
-    mock(&format!(
+    mock_with(
         "--json {} --export github:{} --export github-latency:{}",
-        json.display(),
-        gab.display(),
-        lat.display()
-    ))
+        &[&json, &gab, &lat],
+    )
     .assert()
     .code(0);
     let report: Value = serde_json::from_str(&read(&json)).unwrap();
@@ -672,13 +663,10 @@ fn row11_and_row12_units_and_bencher_measures_match_the_workload() {
         "bench attention --seq 1 --kv-seq 256 --heads 8 --dtype bf16",
     ] {
         let (gab, bmf) = (dir.path().join("gab.json"), dir.path().join("bmf.json"));
-        mock(&format!(
-            "--export github:{} --export bencher:{} {bench}",
-            gab.display(),
-            bmf.display()
-        ))
-        .assert()
-        .code(0);
+        mock_with("--export github:{} --export bencher:{}", &[&gab, &bmf])
+            .args(words(bench))
+            .assert()
+            .code(0);
         gab_all.extend(gab_accepts(&read(&gab)).unwrap());
         bmf_all.extend(bencher_accepts(&read(&bmf)).unwrap());
     }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{gpuvet, read_json, results_of, temp_files, words, words_with, QUICK};
+use common::{exits_2_saying, gpuvet, read_json, results_of, temp_files, words, words_with, QUICK};
 use std::path::Path;
 use std::process::Stdio;
 
@@ -334,22 +334,21 @@ fn local_processes_meet_through_a_shared_file_too() {
 
 #[test]
 fn a_world_without_a_rendezvous_is_a_usage_error() {
-    gpuvet()
-        .env("GPUVET_WORLD_SIZE", "2")
-        .env("GPUVET_RANK", "1")
-        .args(words("--backend cpu bench collective --size 64KiB"))
-        .assert()
-        .code(2)
-        .stderr(predicates::str::contains("GPUVET_RENDEZVOUS"));
+    exits_2_saying(
+        gpuvet()
+            .env("GPUVET_WORLD_SIZE", "2")
+            .env("GPUVET_RANK", "1")
+            .args(words("--backend cpu bench collective --size 64KiB")),
+        "GPUVET_RENDEZVOUS",
+    );
 }
 
 #[test]
 fn p2p_on_one_device_says_it_needs_two() {
-    gpuvet()
-        .args(words("--backend cpu bench p2p --size 64KiB"))
-        .assert()
-        .code(2)
-        .stderr(predicates::str::contains("needs two devices"));
+    exits_2_saying(
+        gpuvet().args(words("--backend cpu bench p2p --size 64KiB")),
+        "needs two devices",
+    );
 }
 
 /// A pair far below the node's other pairs fails the links check even where the link's rate is

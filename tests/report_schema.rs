@@ -7,7 +7,7 @@
 mod common;
 
 use assert_cmd::Command;
-use common::gpuvet;
+use common::{gpuvet, words, QUICK};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -99,13 +99,26 @@ fn fresh_runs_match_the_schema() {
             .args(args.split_whitespace());
         c
     };
+    // The same on a node of four mock GPUs.
+    let mock_node = |args: &str| {
+        let mut c = mock(args);
+        c.env("GPUVET_MOCK_DEVICES", "4");
+        c
+    };
+    // A quick run on the CPU backend.
+    let cpu = |args: &str| {
+        let mut c = gpuvet();
+        c.args(words("--backend cpu -q --json -"))
+            .args(QUICK)
+            .args(words(args));
+        c
+    };
     let cases: Vec<(&str, Value)> = vec![
         ("quick suite", run_json(&mut mock(""), 0)),
         (
             "4 devices, decode attention",
             run_json(
-                mock("bench attention --seq 1 --kv-seq 512 --heads 8 --kv-heads 2")
-                    .env("GPUVET_MOCK_DEVICES", "4"),
+                &mut mock_node("bench attention --seq 1 --kv-seq 512 --heads 8 --kv-heads 2"),
                 0,
             ),
         ),
@@ -121,30 +134,21 @@ fn fresh_runs_match_the_schema() {
         (
             "a mock node's peer copies",
             run_json(
-                mock("bench p2p --size 1MiB --op write,read --direction uni,bidir")
-                    .env("GPUVET_MOCK_DEVICES", "4"),
+                &mut mock_node("bench p2p --size 1MiB --op write,read --direction uni,bidir"),
                 0,
             ),
         ),
         (
             "cpu transfers",
             run_json(
-                gpuvet().args(
-                    "--backend cpu -q --json - --warmup 0 --max-time 0.05 --min-samples 2 \
-                     bench transfer --size 1MiB --direction h2d,bidir --memory pinned,pageable"
-                        .split_whitespace(),
-                ),
+                &mut cpu("bench transfer --size 1MiB --direction h2d,bidir --memory pinned,pageable"),
                 0,
             ),
         ),
         (
             "cpu collective",
             run_json(
-                gpuvet().args(
-                    "--backend cpu -q --json - --warmup 0 --max-time 0.05 --min-samples 2 \
-                     bench collective --op all_reduce,all_gather --size 1MiB --ranks 2"
-                        .split_whitespace(),
-                ),
+                &mut cpu("bench collective --op all_reduce,all_gather --size 1MiB --ranks 2"),
                 0,
             ),
         ),
@@ -204,14 +208,7 @@ fn fresh_runs_match_the_schema() {
         }),
         (
             "cpu",
-            run_json(
-                gpuvet().args(
-                    "--backend cpu -q --json - --warmup 0 --max-time 0.05 --min-samples 2 \
-                     bench memory --size 1MiB --op copy,triad"
-                        .split_whitespace(),
-                ),
-                0,
-            ),
+            run_json(&mut cpu("bench memory --size 1MiB --op copy,triad"), 0),
         ),
     ];
     for (name, report) in &cases {

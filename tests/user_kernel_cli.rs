@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{gpuvet, temp_files};
+use common::{exits_2_saying, gpuvet, temp_files};
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -174,12 +174,10 @@ fn bad_kernel_inputs_exit_2_before_anything_runs() {
         (matmul(&["--launch", "grid=1"]), "--kernel"),
     ];
     for (args, want) in cases {
-        gpuvet()
-            .args(["--backend", "mock", "bench"])
-            .args(&args)
-            .assert()
-            .code(2)
-            .stderr(predicate::str::contains(want));
+        exits_2_saying(
+            gpuvet().args(["--backend", "mock", "bench"]).args(&args),
+            want,
+        );
     }
     if !have_nvrtc() {
         common::say_skip(
@@ -217,19 +215,19 @@ fn bad_kernel_inputs_exit_2_before_anything_runs() {
             "x[0] = nope;",
         ),
     ] {
-        gpuvet()
-            .args([
-                "--backend",
-                "mock",
-                "bench",
-                "matmul",
-                "--shape",
-                "64x64x64",
-            ])
-            .args(["--kernel", &kernel, "--launch", launch])
-            .assert()
-            .code(2)
-            .stderr(predicate::str::contains(want));
+        exits_2_saying(
+            gpuvet()
+                .args([
+                    "--backend",
+                    "mock",
+                    "bench",
+                    "matmul",
+                    "--shape",
+                    "64x64x64",
+                ])
+                .args(["--kernel", &kernel, "--launch", launch]),
+            want,
+        );
     }
 }
 
@@ -535,12 +533,12 @@ fn sweep_kernel_keeps_the_curve_over_a_spec_variable() {
     let sweep = std::fs::read_to_string(plots.join("sweep.svg")).unwrap();
     assert!(sweep.contains("BLOCK"), "the curve is over the variable");
     // on the CPU, as bench kernel: a GPU is needed
-    gpuvet()
-        .args(["--backend", "cpu", "sweep", "kernel", "--spec"])
-        .arg(ex("vector_add.toml"))
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("need a GPU"));
+    exits_2_saying(
+        gpuvet()
+            .args(["--backend", "cpu", "sweep", "kernel", "--spec"])
+            .arg(ex("vector_add.toml")),
+        "need a GPU",
+    );
 }
 
 /// Without NVRTC the mock can check only a kernel's launch: its implementation list, notes,

@@ -197,6 +197,14 @@ fn judged(g: &GpuVerdict, k: CheckKind, verdict: Verdict, words: &[&str]) {
     assert!(has_reason(g, words), "{:#?}", g.reasons);
 }
 
+/// Judges `r` with the default settings and checks GPU `i` as [`judged`] does; returns the
+/// node's verdict for the test's further checks.
+fn judged_gpu(r: &Report, i: usize, k: CheckKind, verdict: Verdict, words: &[&str]) -> NodeVerdict {
+    let v = judge(r, &ValidateArgs::default());
+    judged(gpu(&v, i), k, verdict, words);
+    v
+}
+
 /// True when some WARN/FAIL reason of the GPU contains every word of `words`.
 fn has_reason(g: &GpuVerdict, words: &[&str]) -> bool {
     g.reasons
@@ -305,10 +313,9 @@ fn clocks_not_held_warn() {
     for rec in r.results.iter_mut() {
         rec.effective_clock_mhz = Some(1200.0);
     }
-    let v = judge(&r, &ValidateArgs::default());
-    let g = gpu(&v, 0);
-    judged(
-        g,
+    judged_gpu(
+        &r,
+        0,
         CheckKind::Health,
         Verdict::Warn,
         &["clocks not held", "1200 MHz"],
@@ -360,10 +367,9 @@ fn ecc_errors_and_pending_remaps_fail() {
 fn degraded_pcie_link_fails() {
     let mut r = healthy_node(2);
     r.devices[1].details.state.pcie_width = Some(8);
-    let v = judge(&r, &ValidateArgs::default());
-    let g = gpu(&v, 1);
-    judged(
-        g,
+    judged_gpu(
+        &r,
+        1,
         CheckKind::Health,
         Verdict::Fail,
         &["PCIe link degraded to x8 of x16"],
@@ -416,10 +422,9 @@ fn straggler_fails_peers() {
         })
     };
     let r = node(8, 5);
-    let v = judge(&r, &ValidateArgs::default());
-    let g = gpu(&v, 5);
-    judged(
-        g,
+    let v = judged_gpu(
+        &r,
+        5,
         CheckKind::Peers,
         Verdict::Fail,
         &[
@@ -441,9 +446,9 @@ fn straggler_fails_peers() {
     // Two GPUs: each is held to its twin, not to the mean of the pair (a card 15% slower
     // than its twin was 8% below that mean, a WARN).
     let pair = node(2, 1);
-    let v = judge(&pair, &ValidateArgs::default());
-    judged(
-        gpu(&v, 1),
+    let v = judged_gpu(
+        &pair,
+        1,
         CheckKind::Peers,
         Verdict::Fail,
         &["below the median", "other 1 GPU(s)", "straggler"],
@@ -650,10 +655,9 @@ fn wrong_result_fails_correctness() {
     rec.verification.max_rel_error = 0.5;
     rec.stats = None;
     rec.throughput = None;
-    let v = judge(&r, &ValidateArgs::default());
-    let g = gpu(&v, 0);
-    judged(
-        g,
+    judged_gpu(
+        &r,
+        0,
         CheckKind::Correctness,
         Verdict::Fail,
         &["correctness", "wrong result", "5.000e-1"],
@@ -698,10 +702,9 @@ fn pcie_card_sold_as_sxm_fails_identity_and_absolute() {
 fn power_capped_card_fails_identity() {
     let mut r = healthy_node(2);
     r.devices[1].details.state.power_limit_w = Some(400.0);
-    let v = judge(&r, &ValidateArgs::default());
-    let g = gpu(&v, 1);
-    judged(
-        g,
+    let v = judged_gpu(
+        &r,
+        1,
         CheckKind::Identity,
         Verdict::Fail,
         &["power limit 400 W", "700 W", "power-capped"],
@@ -1015,10 +1018,9 @@ fn mismatch_on_an_unverified_figure_only_warns() {
     // The H100 PCIe is sold at 300-350 W; the database's 350 W is marked unverified.
     let mut r = report_of(vec![h100_pcie(0)], "h100-pcie", |_| 1.0);
     r.devices[0].details.state.power_limit_w = Some(300.0);
-    let v = judge(&r, &ValidateArgs::default());
-    let g = gpu(&v, 0);
-    judged(
-        g,
+    judged_gpu(
+        &r,
+        0,
         CheckKind::Identity,
         Verdict::Warn,
         &["power limit 300 W", "unverified"],

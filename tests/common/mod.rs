@@ -52,19 +52,31 @@ pub fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }
 
-/// `words(line)` with each `{}` word replaced by the next of `paths` (a path may hold any
-/// characters, white space included).
+/// `words(line)` with the `{}` in a word replaced by the next of `paths`, alone (`--json {}`)
+/// or within the word (`--export github:{}`); a path may hold any characters, white space
+/// included.
 pub fn words_with(line: &str, paths: &[&Path]) -> Vec<OsString> {
     let mut paths = paths.iter();
     let v = words(line)
         .into_iter()
-        .map(|w| match w {
-            "{}" => paths.next().expect("a path for every {}").into(),
-            _ => w.into(),
+        .map(|w| match w.split_once("{}") {
+            Some((before, after)) => {
+                let mut word = OsString::from(before);
+                word.push(paths.next().expect("a path for every {}"));
+                word.push(after);
+                word
+            }
+            None => w.into(),
         })
         .collect();
     assert!(paths.next().is_none(), "more paths than {{}} in {line}");
     v
+}
+
+/// Checks that some line of `lines` (a report's notes, a verdict's reasons) contains `text`;
+/// fails showing them all.
+pub fn assert_any_contains(lines: &[String], text: &str) {
+    assert!(lines.iter().any(|l| l.contains(text)), "{lines:?}");
 }
 
 /// A file's text; the test fails naming the path when it cannot be read.
@@ -92,6 +104,12 @@ pub fn stdout_of(c: &mut Command, code: i32) -> (String, String) {
         String::from_utf8(out.stdout).unwrap(),
         String::from_utf8(out.stderr).unwrap(),
     )
+}
+
+/// Runs `c` and checks that it exits 2 (refused: bad input, or nothing to run it on) with
+/// `says` on stderr.
+pub fn exits_2_saying(c: &mut Command, says: &str) {
+    c.assert().code(2).stderr(predicates::str::contains(says));
 }
 
 /// The same hermetic `gpuvet` as a plain process to start in the background (for a test that
