@@ -194,6 +194,8 @@ impl PlanEntry {
 /// Free device memory below what an entry needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemoryShortfall {
+    /// The short device's index: of a pair or a group, the member that is short.
+    pub index: usize,
     pub device: String,
     pub need: Bytes,
     pub have: Bytes,
@@ -715,14 +717,14 @@ fn check_memory(
         return Ok((notes, None));
     }
     let free = b.free_memory()?;
-    let short = device_shortfall(&b.device().name, need_on_device, free, shortfalls)?;
+    let short = device_shortfall(b.device(), need_on_device, free, shortfalls)?;
     Ok((notes, short))
 }
 
 /// `need` bytes against `free` on `device`: nothing when they fit; else an error, or the
 /// shortfall to record.
 fn device_shortfall(
-    device: &str,
+    device: &crate::backend::DeviceInfo,
     need: u64,
     free: u64,
     shortfalls: Shortfalls,
@@ -731,7 +733,8 @@ fn device_shortfall(
         return Ok(None);
     }
     let short = MemoryShortfall {
-        device: device.to_string(),
+        index: device.index,
+        device: device.name.clone(),
         need: Bytes(need),
         have: Bytes(free),
     };
@@ -898,8 +901,9 @@ mod tests {
         let note = HostMemoryCheck::Warn.judge(need, have).unwrap().unwrap();
         assert!(note.contains("needs 8.00 GiB"), "{note}");
 
-        // Through the plan's check: 8 TiB on the mock (host RAM) is refused, or let through
-        // with the note on every entry it makes.
+        // Through the plan's check: 8 TiB on the mock (its host copies in RAM) is refused, or
+        // let through with the note on every entry it makes; the mock's device (16 GiB free, as
+        // a GPU's) is then short too.
         let b = MockBackend::new();
         let huge = Workload::Memory(MemorySpec {
             op: MemOp::Copy,
@@ -910,9 +914,11 @@ mod tests {
         // Recording shortfalls is for the device's memory, never the host's.
         let record = Shortfalls::Record;
         assert!(check_memory(&huge, &b, 1, HostMemoryCheck::Strict, record).is_err());
-        let (notes, _) = check_memory(&huge, &b, 1, HostMemoryCheck::Warn, refuse).unwrap();
+        assert!(check_memory(&huge, &b, 1, HostMemoryCheck::Warn, refuse).is_err());
+        let (notes, short) = check_memory(&huge, &b, 1, HostMemoryCheck::Warn, record).unwrap();
         assert_eq!(notes.len(), 1);
         assert!(notes[0].starts_with("host memory:"), "{notes:?}");
+        assert_eq!(short.unwrap().have, Bytes(16 << 30));
     }
 
     #[test]
@@ -920,14 +926,20 @@ mod tests {
         // 32 GiB asked of a GPU with 16 GiB free: refused, or (validate) kept as the shortfall
         // the entry's result will carry.
         let (need, free) = (32 << 30, 16 << 30);
-        assert!(device_shortfall("H100", need, free, Shortfalls::Refuse).is_err());
-        let short = device_shortfall("H100", need, free, Shortfalls::Record)
+        let h100 = crate::backend::DeviceInfo {
+            index: 3,
+            name: "H100".into(),
+            ..Default::default()
+        };
+        assert!(device_shortfall(&h100, need, free, Shortfalls::Refuse).is_err());
+        let short = device_shortfall(&h100, need, free, Shortfalls::Record)
             .unwrap()
             .expect("a shortfall");
         assert_eq!((short.need, short.have), (Bytes(need), Bytes(free)));
+        assert_eq!(short.index, 3);
         assert!(short.error().to_string().contains("H100"));
         for how in [Shortfalls::Refuse, Shortfalls::Record] {
-            assert_eq!(device_shortfall("H100", free, free, how).unwrap(), None);
+            assert_eq!(device_shortfall(&h100, free, free, how).unwrap(), None);
         }
     }
 

@@ -585,6 +585,7 @@ mod tests {
         // that did not run, with the shortfall, and the device is never asked to prepare it.
         let w = Workload::Matmul(MatmulSpec::new(64, 64, 64, DType::F32));
         let short = crate::plan::MemoryShortfall {
+            index: 0,
             device: "Mock GPU".into(),
             need: crate::units::Bytes(48 << 30),
             have: crate::units::Bytes(1 << 30),

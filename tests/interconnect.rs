@@ -381,3 +381,63 @@ fn a_slow_pair_fails_when_the_links_are_unknown() {
     );
     assert_eq!(v.verdict, gpuvet::validate::Verdict::Fail, "{reasons}");
 }
+
+/// A GPU whose memory another process holds fails validate once, under health, with the
+/// figures; its results are not each a correctness failure, and the healthy GPUs whose peer
+/// copies and all-reduce included it are not failed for them (a note says what did not run).
+#[test]
+fn a_gpu_whose_memory_is_held_fails_health_and_only_it() {
+    let (_dir, [verdict]) = temp_files(["v.json"]);
+    let out = gpuvet()
+        .env("GPUVET_MOCK_DEVICES", "4")
+        .env("GPUVET_MOCK_HELD_MEMORY", "2")
+        .args(words("--backend mock validate --allow-cpu --verdict"))
+        .arg(&verdict)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v = read_json(&verdict);
+    let gpus = v["gpus"].as_array().unwrap();
+    let check = |g: &serde_json::Value, kind: &str| -> serde_json::Value {
+        g["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == kind)
+            .unwrap()
+            .clone()
+    };
+    for g in gpus {
+        let i = g["index"].as_u64().unwrap();
+        let (health, correctness) = (check(g, "health"), check(g, "correctness"));
+        let notes = correctness["findings"].to_string();
+        if i == 2 {
+            assert_eq!(g["verdict"], "FAIL");
+            assert_eq!(health["verdict"], "FAIL");
+            let reasons = g["reasons"].to_string();
+            assert!(
+                reasons.contains("64.00 KiB free where the suite needs")
+                    && reasons.contains("another process holds this GPU's memory"),
+                "{reasons}"
+            );
+            assert!(
+                !reasons.contains("did not run: not enough memory"),
+                "{reasons}"
+            );
+            assert_eq!(correctness["verdict"], "PASS");
+            assert!(correctness["skipped"]
+                .as_str()
+                .unwrap()
+                .contains("nothing ran"));
+            assert!(check(g, "peers")["skipped"].is_string());
+        } else {
+            assert_ne!(g["verdict"], "FAIL", "GPU {i}: {g}");
+            assert_eq!(health["verdict"], "PASS");
+            assert_eq!(correctness["verdict"], "PASS", "GPU {i}: {notes}");
+            assert!(notes.contains("shared with GPU 2 did not run"), "{notes}");
+        }
+    }
+    // Said before the run, too.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("GPU 2: 64.00 KiB free"), "{stderr}");
+}

@@ -4,7 +4,9 @@
 //! derived from the workload's FLOPs and bytes with a small deterministic wobble, so a whole run
 //! gives the same report every time. Setting `GPUVET_MOCK_FAULT` to part of a workload name
 //! corrupts one element of that workload's output, to exercise the failure path, and
-//! `GPUVET_MOCK_DEVICES=N` opens N identical mock GPUs (a node of eight, say);
+//! `GPUVET_MOCK_DEVICES=N` opens N identical mock GPUs (a node of eight, say), and
+//! `GPUVET_MOCK_HELD_MEMORY=1,3` leaves GPUs 1 and 3 almost no free memory (another process
+//! holding it);
 //! [`MockBackend::with_device_fault`] (at preparation) and [`MockBackend::with_device_fault_after`]
 //! (mid-run) make a workload fault the device as an illegal address does on a GPU, to exercise
 //! the device-lost path. User kernels (`user`: registered implementations and free-form
@@ -37,6 +39,13 @@ const FAKE_BANDWIDTH: f64 = 1e12;
 const FAKE_PCIE: f64 = 50e9;
 const FAKE_NVLINK: f64 = 360e9;
 const FAKE_BUS: f64 = 340e9;
+/// The variable that has another process hold all but [`HELD_MEMORY_LEFT`] of the named mock
+/// GPUs' memory (`GPUVET_MOCK_HELD_MEMORY=1,3`): `validate` finds them short of memory.
+pub const HELD_MEMORY_VAR: &str = "GPUVET_MOCK_HELD_MEMORY";
+
+/// What a mock GPU named by [`HELD_MEMORY_VAR`] has free: less than any workload needs.
+pub const HELD_MEMORY_LEFT: u64 = 64 << 10;
+
 /// The variable that slows the link between two mock GPUs (`GPUVET_MOCK_SLOW_PAIR=1:2`) four
 /// times, to exercise the naming of a pair below its expectation.
 pub const SLOW_PAIR_VAR: &str = "GPUVET_MOCK_SLOW_PAIR";
@@ -271,7 +280,20 @@ impl Backend for MockBackend {
     fn free_memory(&self) -> Result<u64> {
         // As a real context after a sticky fault: every driver call answers with it.
         check_lost(&self.lost)?;
+        if held_memory().contains(&self.info.index) {
+            return Ok(HELD_MEMORY_LEFT);
+        }
         Ok(16 << 30)
+    }
+
+    /// As a GPU's: the buffers on the device (checked against [`Backend::free_memory`]), the
+    /// host copies of inputs and outputs in RAM. The mock computes its outputs on the host, but
+    /// only within [`MAX_MACS`]: what it stands in for is a GPU's planning.
+    fn memory_needs(&self, w: &Workload, sets: usize) -> crate::backend::MemoryNeeds {
+        crate::backend::MemoryNeeds {
+            host: w.footprint(),
+            device: self.memory_needed(w, sets),
+        }
     }
 
     fn is_gpu(&self) -> bool {
@@ -475,6 +497,14 @@ fn corrupt(t: &mut Tensor) {
         Data::F64(v) => v[0] = -v[0] + 1.0,
         _ => {}
     }
+}
+
+/// The mock GPUs whose memory another process holds (`GPUVET_MOCK_HELD_MEMORY=1,3`), if any:
+/// they report [`HELD_MEMORY_LEFT`] free, as a GPU with a stale job on it would.
+fn held_memory() -> Vec<usize> {
+    std::env::var(HELD_MEMORY_VAR)
+        .map(|v| v.split(',').filter_map(|d| d.trim().parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// The pair `GPUVET_MOCK_SLOW_PAIR` (`a:b`) names, if any.

@@ -9,9 +9,10 @@ use crate::output::Output;
 use crate::plan::{self, Plan};
 use crate::report::Report;
 use crate::runner::{self, Settings};
-use crate::validate::{JudgeInputs, JudgeOptions};
+use crate::validate::{JudgeInputs, JudgeOptions, MemoryHeld};
 use crate::workload::Workload;
 use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -37,6 +38,16 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     let plan = plan::build_judging(&workloads, &backends, &[])?;
     for s in &plan.skipped {
         opts.notice(&format!("skipped: {s}"));
+    }
+    let mut held = memory_held(&plan);
+    for (i, h) in &held {
+        opts.notice(&format!(
+            "GPU {i}: {} free where the suite needs {}: another process holds its memory; \
+             {} result(s) will not run",
+            h.have,
+            h.need,
+            h.results.len()
+        ));
     }
     // A soak spends half its time on the suite and half on a stress run with checksums and
     // per-second telemetry.
@@ -71,6 +82,14 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         let link_plan = plan::build_judging(&links, &backends, &lost.devices())?;
         for s in &link_plan.skipped {
             opts.notice(&format!("skipped: {s}"));
+        }
+        for (i, h) in memory_held(&link_plan) {
+            match held.get_mut(&i) {
+                Some(known) => known.results.extend(h.results),
+                None => {
+                    held.insert(i, h);
+                }
+            }
         }
         let mut link_settings = settings.clone();
         link_settings.measure.max_time_s = link_settings.measure.max_time_s.min(1.0);
@@ -109,6 +128,7 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         }
         return Ok(super::run::fail_unwritten(130, &unwritten));
     }
+    inputs.memory_held = held;
     // ECC counters, remapped rows and the PCIe link are judged as they are after the load.
     inputs.state_after = backends
         .iter()
@@ -128,6 +148,28 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         unwritten.push(format!("{e:#}"));
     }
     Ok(super::run::fail_unwritten(verdict.exit_code, &unwritten))
+}
+
+/// The devices `plan` found short of free memory, with the results it records as not run
+/// (a pair's or a group's under the member that is short).
+fn memory_held(plan: &Plan) -> BTreeMap<usize, MemoryHeld> {
+    let mut out: BTreeMap<usize, MemoryHeld> = BTreeMap::new();
+    for e in &plan.entries {
+        let Some(short) = e.short_of_memory.as_ref() else {
+            continue;
+        };
+        let held = out.entry(short.index).or_insert_with(|| MemoryHeld {
+            have: short.have,
+            need: short.need,
+            results: Default::default(),
+        });
+        held.need = held.need.max(short.need);
+        held.results.insert((
+            crate::report::result_id(&e.workload, &e.implementation),
+            e.placement.devices().to_vec(),
+        ));
+    }
+    out
 }
 
 /// The line that opens a validation on stderr: how many devices, results each, the link

@@ -23,11 +23,12 @@ pub use verdict::{Check, CheckKind, ChecksumSample, Finding, MetricValue, Verdic
 use crate::backend::{DeviceInfo, DeviceState, Peaks, SuiteScale, Telemetry};
 use crate::dtype::DType;
 use crate::gpudb::{self, ExpectConfidence, Expectation, Sku};
-use crate::report::{Report, ResultRecord};
+use crate::report::{Report, ResultRecord, Status};
+use crate::units::Bytes;
 use crate::workload::{AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Major version of the verdict JSON; within it fields are only added.
@@ -254,6 +255,36 @@ pub struct JudgeInputs {
     /// Device state read again after the run, per device index: ECC counters that grew during
     /// the run, and the PCIe generation while the link is still up.
     pub state_after: BTreeMap<usize, DeviceState>,
+    /// Devices the plan found short of free memory, per device index: judged once under
+    /// health, rather than as a failure of each result that therefore did not run.
+    pub memory_held: BTreeMap<usize, MemoryHeld>,
+}
+
+/// A GPU without the free memory the suite needs: another process holds it (a stale job, a
+/// server left running). Its results were recorded as not run, never prepared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryHeld {
+    /// What the device had free when the plan was made.
+    pub have: Bytes,
+    /// The most any of its results needed.
+    pub need: Bytes,
+    /// The results that did not run for it: id and the devices the result was placed on (a
+    /// peer copy's id is the same for every pair).
+    pub results: BTreeSet<(String, Vec<usize>)>,
+}
+
+impl MemoryHeld {
+    /// The health finding: one FAIL, with the figures and what to look for.
+    fn finding(&self) -> Finding {
+        Finding::fail(format!(
+            "memory: {} free where the suite needs {}: another process holds this GPU's memory \
+             (`nvidia-smi --query-compute-apps=pid,used_memory --format=csv` lists it); {} \
+             result(s) did not run",
+            self.have,
+            self.need,
+            self.results.len()
+        ))
+    }
 }
 
 impl JudgeInputs {
@@ -721,6 +752,12 @@ impl Judging<'_> {
     }
 
     fn peers(&self, i: usize) -> Check {
+        if self.metrics[i].is_empty() && self.inputs.memory_held.contains_key(&i) {
+            return Check::skipped(
+                CheckKind::Peers,
+                "no figures: this GPU's memory is held by another process (its health check)",
+            );
+        }
         let group: Vec<usize> = (0..self.report.devices.len())
             .filter(|&j| self.group_of(j) == self.group_of(i))
             .collect();
@@ -737,17 +774,62 @@ impl Judging<'_> {
             .get(&i)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        verdict::health(
+        let c = verdict::health(
             &self.report.devices[i],
             self.targets[i].sku.as_ref(),
             &self.per_device[i],
             extra,
             self.inputs.state_after.get(&i),
-        )
+        );
+        match self.inputs.memory_held.get(&i) {
+            Some(held) => Check::new(
+                CheckKind::Health,
+                c.findings.into_iter().chain([held.finding()]).collect(),
+            ),
+            None => c,
+        }
     }
 
     fn correctness(&self, i: usize) -> Check {
-        let c = verdict::correctness(i, &self.involving[i], &self.mismatches);
+        // Results that did not run because a GPU's memory is held are that GPU's one health
+        // finding, not each a correctness failure: not of the held GPU, and not of a healthy
+        // GPU whose peer copy or collective included it (a note says so).
+        let held_by = |r: &ResultRecord| {
+            let key = (r.id.clone(), r.device.devices().to_vec());
+            (r.status == Status::Error)
+                .then(|| {
+                    self.inputs
+                        .memory_held
+                        .iter()
+                        .find(|(_, h)| h.results.contains(&key))
+                        .map(|(g, _)| *g)
+                })
+                .flatten()
+        };
+        let mut judged = Vec::new();
+        let mut others: BTreeMap<usize, usize> = BTreeMap::new();
+        for r in &self.involving[i] {
+            match held_by(r) {
+                Some(g) if g != i => *others.entry(g).or_default() += 1,
+                Some(_) => {}
+                None => judged.push(*r),
+            }
+        }
+        let held_here = self.inputs.memory_held.contains_key(&i);
+        let mut c = if held_here && judged.is_empty() {
+            Check::skipped(
+                CheckKind::Correctness,
+                "nothing ran: this GPU's memory is held by another process (its health check)",
+            )
+        } else {
+            verdict::correctness(i, &judged, &self.mismatches)
+        };
+        for (g, n) in others {
+            c.findings.push(Finding::pass(format!(
+                "{n} result(s) shared with GPU {g} did not run: GPU {g}'s memory is held \
+                 (its health check)"
+            )));
+        }
         match self.inputs.correctness.get(&i) {
             Some(extra) => Check::new(
                 CheckKind::Correctness,

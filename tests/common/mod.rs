@@ -25,12 +25,14 @@ pub fn skip_unless_required<T>(require: &str, test: &str, why: &str) -> Option<T
 /// Fast measurement settings for the real CPU backend.
 pub const QUICK: [&str; 6] = ["--warmup", "0", "--max-time", "0.05", "--min-samples", "2"];
 
-/// What the environment could set that changes a run: its backend, the mock's faults, devices
-/// and slow link, where baselines live, and a world of processes (its size, a Slurm rank).
-const RUN_ENV: [&str; 7] = [
+/// What the environment could set that changes a run: its backend, the mock's faults, devices,
+/// slow link and held memory, where baselines live, and a world of processes (its size, a Slurm
+/// rank).
+const RUN_ENV: [&str; 8] = [
     "GPUVET_MOCK_FAULT",
     "GPUVET_MOCK_DEVICES",
     "GPUVET_MOCK_SLOW_PAIR",
+    "GPUVET_MOCK_HELD_MEMORY",
     "GPUVET_BACKEND",
     "GPUVET_BASELINE_DIR",
     "GPUVET_WORLD_SIZE",
