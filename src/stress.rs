@@ -175,22 +175,31 @@ pub fn run(
     cfg: &StressConfig,
     stop: &AtomicBool,
 ) -> Result<StressReport> {
-    run_keeping(backends, cfg, &LostDevices::default(), stop).map(|(r, _)| r)
+    run_keeping(backends, cfg, &LostDevices::default(), &[], stop).map(|(r, _)| r)
 }
 
 /// [`run`], sharing the process's table of lost devices and handing the backends back (a
 /// validation soak stresses after its suite, and reads device state afterwards). A device lost
 /// before is not planned (it would answer every call with its sticky error) and is recorded as
-/// skipped; one lost during the stress stops with that fault while the others go on.
+/// skipped; one lost during the stress stops with that fault while the others go on. `held`
+/// are devices not to stress and not to record at all (validate: GPUs whose memory another
+/// process holds, judged under health; planning them would refuse the whole stress).
 pub fn run_keeping(
     mut backends: Vec<Box<dyn Backend>>,
     cfg: &StressConfig,
     lost: &LostDevices,
+    held: &[usize],
     stop: &AtomicBool,
 ) -> Result<(StressReport, Vec<Box<dyn Backend>>)> {
     // Through the plan like every other run: the implementation is chosen there (the best each
     // device has) and the buffers are checked against free memory before anything is allocated.
-    let left_out = lost.devices();
+    let mut left_out = lost.devices();
+    left_out.extend(
+        held.iter()
+            .filter(|d| !left_out.contains(d))
+            .copied()
+            .collect::<Vec<_>>(),
+    );
     let plan = crate::plan::build_without(
         std::slice::from_ref(&cfg.workload),
         &backends,
@@ -607,7 +616,8 @@ mod tests {
             Box::new(MockBackend::with_device_fault_after("matmul", 3)),
             Box::new(MockBackend::new()),
         ];
-        let (r, _) = run_keeping(backends, &cfg(None), &lost, &AtomicBool::new(false)).unwrap();
+        let (r, _) =
+            run_keeping(backends, &cfg(None), &lost, &[], &AtomicBool::new(false)).unwrap();
         let (bad, good) = (&r.devices[0], &r.devices[1]);
         let e = bad.error.as_deref().unwrap();
         assert!(bad.iterations > 0);
@@ -656,7 +666,7 @@ mod tests {
         // stress on it would have failed the stress of every device.
         assert!(backends[0].free_memory().is_err());
         let stop = AtomicBool::new(false);
-        let (r, _) = run_keeping(backends, &cfg(None), &lost, &stop).unwrap();
+        let (r, _) = run_keeping(backends, &cfg(None), &lost, &[], &stop).unwrap();
         let (bad, good) = (&r.devices[0], &r.devices[1]);
         assert_eq!(
             bad.error.as_deref().unwrap(),

@@ -416,7 +416,7 @@ fn a_gpu_whose_memory_is_held_fails_health_and_only_it() {
             assert_eq!(health["verdict"], "FAIL");
             let reasons = g["reasons"].to_string();
             assert!(
-                reasons.contains("64.00 KiB free where the suite needs")
+                reasons.contains("16.00 KiB free where the suite needs")
                     && reasons.contains("another process holds this GPU's memory"),
                 "{reasons}"
             );
@@ -439,5 +439,34 @@ fn a_gpu_whose_memory_is_held_fails_health_and_only_it() {
     }
     // Said before the run, too.
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("GPU 2: 64.00 KiB free"), "{stderr}");
+    assert!(stderr.contains("GPU 2: 16.00 KiB free"), "{stderr}");
+}
+
+/// The soak's stress leaves a held GPU out (planning it would refuse the whole stress, and the
+/// node would get no verdict): exit 1 with the held GPU failed under health alone.
+#[test]
+fn a_soak_leaves_a_held_gpu_out_of_its_stress() {
+    let (_dir, [verdict]) = temp_files(["v.json"]);
+    let out = gpuvet()
+        .env("GPUVET_MOCK_DEVICES", "3")
+        .env("GPUVET_MOCK_HELD_MEMORY", "1")
+        .args(words(
+            "--backend mock -q validate --allow-cpu --duration 2s --verdict",
+        ))
+        .arg(&verdict)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v = read_json(&verdict);
+    for g in v["gpus"].as_array().unwrap() {
+        let failed: Vec<&str> = g["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["verdict"] == "FAIL")
+            .map(|c| c["check"].as_str().unwrap())
+            .collect();
+        let expect: &[&str] = if g["index"] == 1 { &["health"] } else { &[] };
+        assert_eq!(failed, expect, "{g}");
+    }
 }

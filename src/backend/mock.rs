@@ -44,7 +44,7 @@ const FAKE_BUS: f64 = 340e9;
 pub const HELD_MEMORY_VAR: &str = "GPUVET_MOCK_HELD_MEMORY";
 
 /// What a mock GPU named by [`HELD_MEMORY_VAR`] has free: less than any workload needs.
-pub const HELD_MEMORY_LEFT: u64 = 64 << 10;
+pub const HELD_MEMORY_LEFT: u64 = 16 << 10;
 
 /// The variable that slows the link between two mock GPUs (`GPUVET_MOCK_SLOW_PAIR=1:2`) four
 /// times, to exercise the naming of a pair below its expectation.

@@ -105,7 +105,8 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     }
     let (mut inputs, backends) = match soak {
         Some(half) if !stop.load(Ordering::Relaxed) => {
-            soak_stress(opts, backends, half, &lost, &stop)?
+            let held: Vec<usize> = held.keys().copied().collect();
+            soak_stress(opts, backends, half, &lost, &held, &stop)?
         }
         _ => (JudgeInputs::default(), backends),
     };
@@ -304,6 +305,7 @@ fn soak_stress(
     backends: Vec<Box<dyn Backend>>,
     half: Duration,
     lost: &runner::LostDevices,
+    held: &[usize],
     stop: &AtomicBool,
 ) -> Result<(JudgeInputs, Vec<Box<dyn Backend>>)> {
     let size = backends[0].stress_size(crate::backend::Sustained::Soak);
@@ -313,7 +315,7 @@ fn soak_stress(
         DType::F16
     };
     let cfg = crate::stress::StressConfig::matmul(size, dtype, half, opts.seed);
-    let (s, b) = crate::stress::run_keeping(backends, &cfg, lost, stop)?;
+    let (s, b) = crate::stress::run_keeping(backends, &cfg, lost, held, stop)?;
     plot_stress(opts, &s)?;
     Ok((JudgeInputs::from_stress(&s), b))
 }
