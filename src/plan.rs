@@ -194,7 +194,9 @@ impl PlanEntry {
 /// Free device memory below what an entry needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemoryShortfall {
-    /// The short device's index: of a pair or a group, the member that is short.
+    /// The short device's position in the run's list of backends (the index of placements,
+    /// results and verdicts; not its CUDA ordinal, where a device failed to open): of a pair or
+    /// a group, the member that is short.
     pub index: usize,
     pub device: String,
     pub need: Bytes,
@@ -407,8 +409,8 @@ fn plan_with(
             };
             let mut notes = Vec::new();
             let mut short_of_memory = None;
-            for b in &members {
-                let (checked, short) = check_memory(&w, *b, sets, host, shortfalls)?;
+            for (b, &d) in members.iter().zip(placement.devices()) {
+                let (checked, short) = check_memory(&w, *b, d, sets, host, shortfalls)?;
                 short_of_memory = short_of_memory.or(short);
                 for n in checked {
                     if !notes.contains(&n) {
@@ -702,6 +704,7 @@ impl HostMemoryCheck {
 fn check_memory(
     w: &Workload,
     b: &dyn Backend,
+    position: usize,
     sets: usize,
     host: HostMemoryCheck,
     shortfalls: Shortfalls,
@@ -717,14 +720,16 @@ fn check_memory(
         return Ok((notes, None));
     }
     let free = b.free_memory()?;
-    let short = device_shortfall(b.device(), need_on_device, free, shortfalls)?;
+    let short = device_shortfall(position, &b.device().name, need_on_device, free, shortfalls)?;
     Ok((notes, short))
 }
 
-/// `need` bytes against `free` on `device`: nothing when they fit; else an error, or the
-/// shortfall to record.
+/// `need` bytes against `free` on `device` (the backend at `position` of the run's list, which
+/// is not its CUDA ordinal where a device failed to open): nothing when they fit; else an
+/// error, or the shortfall to record.
 fn device_shortfall(
-    device: &crate::backend::DeviceInfo,
+    position: usize,
+    device: &str,
     need: u64,
     free: u64,
     shortfalls: Shortfalls,
@@ -733,8 +738,8 @@ fn device_shortfall(
         return Ok(None);
     }
     let short = MemoryShortfall {
-        index: device.index,
-        device: device.name.clone(),
+        index: position,
+        device: device.to_string(),
         need: Bytes(need),
         have: Bytes(free),
     };
@@ -910,15 +915,38 @@ mod tests {
             bytes: 1 << 42,
         });
         let refuse = Shortfalls::Refuse;
-        assert!(check_memory(&huge, &b, 1, HostMemoryCheck::Strict, refuse).is_err());
+        assert!(check_memory(&huge, &b, 0, 1, HostMemoryCheck::Strict, refuse).is_err());
         // Recording shortfalls is for the device's memory, never the host's.
         let record = Shortfalls::Record;
-        assert!(check_memory(&huge, &b, 1, HostMemoryCheck::Strict, record).is_err());
-        assert!(check_memory(&huge, &b, 1, HostMemoryCheck::Warn, refuse).is_err());
-        let (notes, short) = check_memory(&huge, &b, 1, HostMemoryCheck::Warn, record).unwrap();
+        assert!(check_memory(&huge, &b, 0, 1, HostMemoryCheck::Strict, record).is_err());
+        assert!(check_memory(&huge, &b, 0, 1, HostMemoryCheck::Warn, refuse).is_err());
+        let (notes, short) = check_memory(&huge, &b, 0, 1, HostMemoryCheck::Warn, record).unwrap();
         assert_eq!(notes.len(), 1);
         assert!(notes[0].starts_with("host memory:"), "{notes:?}");
         assert_eq!(short.unwrap().have, Bytes(16 << 30));
+    }
+
+    /// A shortfall names the short member by its position in the run's list (what placements,
+    /// results and verdicts count by), not by its CUDA ordinal: they differ where a device
+    /// failed to open (ordinals 0 and 2 at positions 0 and 1 here).
+    #[test]
+    fn a_shortfall_names_the_position_of_the_short_member() {
+        use crate::backend::mock::HELD_MEMORY_LEFT;
+        let backends: Vec<Box<dyn Backend>> = vec![
+            Box::new(MockBackend::numbered(0, 3)),
+            Box::new(MockBackend::numbered(2, 3).with_free_memory(HELD_MEMORY_LEFT)),
+        ];
+        let w = Workload::Matmul(MatmulSpec::new(64, 64, 64, DType::F32));
+        let plan = build_judging(&[w], &backends, &[]).unwrap();
+        let short: Vec<(usize, usize)> = plan
+            .entries
+            .iter()
+            .filter_map(|e| Some((e.placement.lead(), e.short_of_memory.as_ref()?.index)))
+            .collect();
+        assert!(
+            !short.is_empty() && short.iter().all(|&(at, i)| at == 1 && i == 1),
+            "{short:?}"
+        );
     }
 
     #[test]
@@ -926,20 +954,15 @@ mod tests {
         // 32 GiB asked of a GPU with 16 GiB free: refused, or (validate) kept as the shortfall
         // the entry's result will carry.
         let (need, free) = (32 << 30, 16 << 30);
-        let h100 = crate::backend::DeviceInfo {
-            index: 3,
-            name: "H100".into(),
-            ..Default::default()
-        };
-        assert!(device_shortfall(&h100, need, free, Shortfalls::Refuse).is_err());
-        let short = device_shortfall(&h100, need, free, Shortfalls::Record)
+        assert!(device_shortfall(3, "H100", need, free, Shortfalls::Refuse).is_err());
+        let short = device_shortfall(3, "H100", need, free, Shortfalls::Record)
             .unwrap()
             .expect("a shortfall");
         assert_eq!((short.need, short.have), (Bytes(need), Bytes(free)));
         assert_eq!(short.index, 3);
         assert!(short.error().to_string().contains("H100"));
         for how in [Shortfalls::Refuse, Shortfalls::Record] {
-            assert_eq!(device_shortfall(&h100, free, free, how).unwrap(), None);
+            assert_eq!(device_shortfall(3, "H100", free, free, how).unwrap(), None);
         }
     }
 

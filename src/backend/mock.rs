@@ -71,6 +71,9 @@ pub struct MockBackend {
     lost: AtomicBool,
     /// User kernels registered as implementations, by workload kind (simulated: see `user`).
     user_kernels: Vec<(&'static str, UserKernel)>,
+    /// What `free_memory` answers: 16 GiB, or [`HELD_MEMORY_LEFT`] for a GPU named by
+    /// [`HELD_MEMORY_VAR`] (see `with_free_memory`).
+    free_bytes: u64,
 }
 
 impl MockBackend {
@@ -114,7 +117,14 @@ impl MockBackend {
             fault_after_calls: 0,
             lost: AtomicBool::new(false),
             user_kernels: Vec::new(),
+            free_bytes: free_bytes_of(0),
         }
+    }
+
+    /// This mock with `bytes` of free device memory: another process holding the rest.
+    pub fn with_free_memory(mut self, bytes: u64) -> Self {
+        self.free_bytes = bytes;
+        self
     }
 
     /// Device `index` of a node of `count` identical mock GPUs: same name, its own index, UUID
@@ -124,6 +134,7 @@ impl MockBackend {
     pub fn numbered(index: usize, count: usize) -> Self {
         let mut m = MockBackend::new();
         m.info.index = index;
+        m.free_bytes = free_bytes_of(index);
         m.info.uuid = Some(format!("GPU-00000000-0000-0000-0000-{index:012x}"));
         m.info.pci_bus_id = Some(format!("00000000:{:02x}:00.0", index + 1));
         let state = DeviceState {
@@ -280,10 +291,7 @@ impl Backend for MockBackend {
     fn free_memory(&self) -> Result<u64> {
         // As a real context after a sticky fault: every driver call answers with it.
         check_lost(&self.lost)?;
-        if held_memory().contains(&self.info.index) {
-            return Ok(HELD_MEMORY_LEFT);
-        }
-        Ok(16 << 30)
+        Ok(self.free_bytes)
     }
 
     /// As a GPU's: the buffers on the device (checked against [`Backend::free_memory`]), the
@@ -499,12 +507,18 @@ fn corrupt(t: &mut Tensor) {
     }
 }
 
-/// The mock GPUs whose memory another process holds (`GPUVET_MOCK_HELD_MEMORY=1,3`), if any:
-/// they report [`HELD_MEMORY_LEFT`] free, as a GPU with a stale job on it would.
-fn held_memory() -> Vec<usize> {
-    std::env::var(HELD_MEMORY_VAR)
-        .map(|v| v.split(',').filter_map(|d| d.trim().parse().ok()).collect())
-        .unwrap_or_default()
+/// The free memory of mock GPU `index`: [`HELD_MEMORY_LEFT`] where `GPUVET_MOCK_HELD_MEMORY`
+/// (`1,3`) names it, as a GPU with a stale job on it would report; else 16 GiB.
+fn free_bytes_of(index: usize) -> u64 {
+    let held = std::env::var(HELD_MEMORY_VAR).is_ok_and(|v| {
+        v.split(',')
+            .any(|d| d.trim().parse::<usize>().ok() == Some(index))
+    });
+    if held {
+        HELD_MEMORY_LEFT
+    } else {
+        16 << 30
+    }
 }
 
 /// The pair `GPUVET_MOCK_SLOW_PAIR` (`a:b`) names, if any.

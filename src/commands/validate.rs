@@ -40,15 +40,7 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         opts.notice(&format!("skipped: {s}"));
     }
     let mut held = memory_held(&plan);
-    for (i, h) in &held {
-        opts.notice(&format!(
-            "GPU {i}: {} free where the suite needs {}: another process holds its memory; \
-             {} result(s) will not run",
-            h.have,
-            h.need,
-            h.results.len()
-        ));
-    }
+    notice_held(opts, &held, &backends);
     // A soak spends half its time on the suite and half on a stress run with checksums and
     // per-second telemetry.
     let soak = a.judge.duration.map(|d| d / 2);
@@ -83,9 +75,22 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         for s in &link_plan.skipped {
             opts.notice(&format!("skipped: {s}"));
         }
-        for (i, h) in memory_held(&link_plan) {
+        let link_held = memory_held(&link_plan);
+        notice_held(
+            opts,
+            &link_held
+                .iter()
+                .filter(|(i, _)| !held.contains_key(i))
+                .map(|(i, h)| (*i, h.clone()))
+                .collect(),
+            &backends,
+        );
+        for (i, h) in link_held {
             match held.get_mut(&i) {
-                Some(known) => known.results.extend(h.results),
+                Some(known) => {
+                    known.need = known.need.max(h.need);
+                    known.results.extend(h.results);
+                }
                 None => {
                     held.insert(i, h);
                 }
@@ -149,6 +154,21 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         unwritten.push(format!("{e:#}"));
     }
     Ok(super::run::fail_unwritten(verdict.exit_code, &unwritten))
+}
+
+/// Says, before they run, which GPUs are short of memory and what will not run for it.
+fn notice_held(opts: &Options, held: &BTreeMap<usize, MemoryHeld>, backends: &[Box<dyn Backend>]) {
+    for (&i, h) in held {
+        // Named as every verdict names it: by its index on the node.
+        let gpu = backends.get(i).map_or(i, |b| b.device().index);
+        opts.notice(&format!(
+            "GPU {gpu}: {} free where the suite needs {}: another process holds its memory; \
+             {} result(s) will not run",
+            h.have,
+            h.need,
+            h.results.len()
+        ));
+    }
 }
 
 /// The devices `plan` found short of free memory, with the results it records as not run

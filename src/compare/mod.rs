@@ -1021,7 +1021,10 @@ fn bootstrap_verdict(
         }
         None => {
             row.verdict = Verdict::Unverified;
-            row.detail = Some("a timing sample is zero, negative or not finite".into());
+            add_detail(
+                row,
+                "a timing sample is zero, negative or not finite".into(),
+            );
         }
     }
 }

@@ -825,6 +825,8 @@ impl Judging<'_> {
             verdict::correctness(i, &judged, &self.mismatches)
         };
         for (g, n) in others {
+            // Named as its verdict names it: by its index on the node.
+            let g = self.report.devices.get(g).map_or(g, |d| d.index);
             c.findings.push(Finding::pass(format!(
                 "{n} result(s) shared with GPU {g} did not run: GPU {g}'s memory is held \
                  (its health check)"
