@@ -63,7 +63,7 @@ impl Summary {
         let median = quantile_sorted(&sorted, 0.5);
         let mut dev: Vec<f64> = sorted.iter().map(|t| (t - median).abs()).collect();
         dev.sort_by(f64::total_cmp);
-        let ci = median_ci(times, 0.95, BOOTSTRAP_RESAMPLES, seed);
+        let ci = median_ci_of(times, &sorted, 0.95, BOOTSTRAP_RESAMPLES, seed);
         Summary {
             samples: n,
             median_s: median,
@@ -160,6 +160,19 @@ fn median_in_place(buf: &mut [f64]) -> f64 {
 /// 39%), and on independent samples it leaves the interval as it was, where the block length's
 /// own noise sometimes chose blocks of a third of the run (docs/measurement.md).
 pub fn median_ci(times: &[f64], level: f64, resamples: usize, seed: u64) -> MedianCi {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    median_ci_of(times, &sorted, level, resamples, seed)
+}
+
+/// [`median_ci`] with the samples also at hand sorted (`Summary` sorts them anyway).
+fn median_ci_of(
+    times: &[f64],
+    sorted: &[f64],
+    level: f64,
+    resamples: usize,
+    seed: u64,
+) -> MedianCi {
     let n = times.len();
     if n < 2 {
         return MedianCi {
@@ -170,14 +183,11 @@ pub fn median_ci(times: &[f64], level: f64, resamples: usize, seed: u64) -> Medi
     }
     let tau = variance_factor(times);
     let widening = tau.sqrt();
-    let mut sorted = times.to_vec();
-    sorted.sort_by(f64::total_cmp);
     let (low, high) = if n > BOOTSTRAP_MAX_SAMPLES {
-        order_statistic_median_ci(&sorted, level, tau)
+        order_statistic_median_ci(sorted, level, tau)
     } else {
-        let (lo, hi) = percentile_bootstrap(&sorted, level, resamples, seed);
-        let m = quantile_sorted(&sorted, 0.5);
-        widen(m, lo, hi, widening)
+        let (lo, hi) = percentile_bootstrap(sorted, level, resamples, seed);
+        widen(quantile_sorted(sorted, 0.5), lo, hi, widening)
     };
     MedianCi {
         low,

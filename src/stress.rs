@@ -194,12 +194,9 @@ pub fn run_keeping(
     // Through the plan like every other run: the implementation is chosen there (the best each
     // device has) and the buffers are checked against free memory before anything is allocated.
     let mut left_out = lost.devices();
-    left_out.extend(
-        held.iter()
-            .filter(|d| !left_out.contains(d))
-            .copied()
-            .collect::<Vec<_>>(),
-    );
+    left_out.extend_from_slice(held);
+    left_out.sort_unstable();
+    left_out.dedup();
     let plan = crate::plan::build_without(
         std::slice::from_ref(&cfg.workload),
         &backends,

@@ -39,8 +39,9 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     for s in &plan.skipped {
         opts.notice(&format!("skipped: {s}"));
     }
-    let mut held = memory_held(&plan);
-    notice_held(opts, &held, &backends);
+    let mut held = BTreeMap::new();
+    let short = add_memory_held(&mut held, &plan);
+    notice_held(opts, &held, &short, &backends);
     // A soak spends half its time on the suite and half on a stress run with checksums and
     // per-second telemetry.
     let soak = a.judge.duration.map(|d| d / 2);
@@ -75,27 +76,8 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         for s in &link_plan.skipped {
             opts.notice(&format!("skipped: {s}"));
         }
-        let link_held = memory_held(&link_plan);
-        notice_held(
-            opts,
-            &link_held
-                .iter()
-                .filter(|(i, _)| !held.contains_key(i))
-                .map(|(i, h)| (*i, h.clone()))
-                .collect(),
-            &backends,
-        );
-        for (i, h) in link_held {
-            match held.get_mut(&i) {
-                Some(known) => {
-                    known.need = known.need.max(h.need);
-                    known.results.extend(h.results);
-                }
-                None => {
-                    held.insert(i, h);
-                }
-            }
-        }
+        let short = add_memory_held(&mut held, &link_plan);
+        notice_held(opts, &held, &short, &backends);
         let mut link_settings = settings.clone();
         link_settings.measure.max_time_s = link_settings.measure.max_time_s.min(1.0);
         runner::execute_sharing(
@@ -156,9 +138,14 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     Ok(super::run::fail_unwritten(verdict.exit_code, &unwritten))
 }
 
-/// Says, before they run, which GPUs are short of memory and what will not run for it.
-fn notice_held(opts: &Options, held: &BTreeMap<usize, MemoryHeld>, backends: &[Box<dyn Backend>]) {
-    for (&i, h) in held {
+/// Says, before they run, which GPUs of `new` are short of memory and what will not run for it.
+fn notice_held(
+    opts: &Options,
+    held: &BTreeMap<usize, MemoryHeld>,
+    new: &[usize],
+    backends: &[Box<dyn Backend>],
+) {
+    for (&i, h) in new.iter().filter_map(|i| held.get_key_value(i)) {
         // Named as every verdict names it: by its index on the node.
         let gpu = backends.get(i).map_or(i, |b| b.device().index);
         opts.notice(&format!(
@@ -171,26 +158,30 @@ fn notice_held(opts: &Options, held: &BTreeMap<usize, MemoryHeld>, backends: &[B
     }
 }
 
-/// The devices `plan` found short of free memory, with the results it records as not run
-/// (a pair's or a group's under the member that is short).
-fn memory_held(plan: &Plan) -> BTreeMap<usize, MemoryHeld> {
-    let mut out: BTreeMap<usize, MemoryHeld> = BTreeMap::new();
+/// Adds to `held` the devices `plan` found short of free memory, with the results it records
+/// as not run (a pair's or a group's under the member that is short). Returns the devices not
+/// in `held` before.
+fn add_memory_held(held: &mut BTreeMap<usize, MemoryHeld>, plan: &Plan) -> Vec<usize> {
+    let mut new = Vec::new();
     for e in &plan.entries {
         let Some(short) = e.short_of_memory.as_ref() else {
             continue;
         };
-        let held = out.entry(short.index).or_insert_with(|| MemoryHeld {
-            have: short.have,
-            need: short.need,
-            results: Default::default(),
+        let h = held.entry(short.index).or_insert_with(|| {
+            new.push(short.index);
+            MemoryHeld {
+                have: short.have,
+                need: short.need,
+                results: Default::default(),
+            }
         });
-        held.need = held.need.max(short.need);
-        held.results.insert((
+        h.need = h.need.max(short.need);
+        h.results.insert((
             crate::report::result_id(&e.workload, &e.implementation),
             e.placement.devices().to_vec(),
         ));
     }
-    out
+    new
 }
 
 /// The line that opens a validation on stderr: how many devices, results each, the link

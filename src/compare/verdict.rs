@@ -100,23 +100,24 @@ pub fn ratio_of_medians_ci(
     if !usable(old) || !usable(new) {
         return None;
     }
-    let ratio = crate::stats::median(new) / crate::stats::median(old);
+    let (median_old, median_new) = (crate::stats::median(old), crate::stats::median(new));
+    let ratio = median_new / median_old;
     let resamples = resamples.max(1);
     let (seed_old, seed_new) = side_seeds(old, new, seed);
     // Each side's resampled log medians, stretched by its widening around its own log median.
-    let log_medians = |data: &[f64], seed: u64, w: f64| -> Vec<f64> {
+    let log_medians = |data: &[f64], median: f64, seed: u64, w: f64| -> Vec<f64> {
         let logs = crate::stats::resampled_medians(data, resamples, seed)
             .into_iter()
             .map(f64::ln);
         if w == 1.0 {
             logs.collect()
         } else {
-            let c = crate::stats::median(data).ln();
+            let c = median.ln();
             logs.map(|l| c + w * (l - c)).collect()
         }
     };
-    let logs_old = log_medians(old, seed_old, widening[0]);
-    let logs_new = log_medians(new, seed_new, widening[1]);
+    let logs_old = log_medians(old, median_old, seed_old, widening[0]);
+    let logs_new = log_medians(new, median_new, seed_new, widening[1]);
     let mut logs: Vec<f64> = logs_new.iter().zip(&logs_old).map(|(n, o)| n - o).collect();
     logs.sort_by(f64::total_cmp);
     let alpha = (1.0 - level.clamp(0.0, 1.0)) / 2.0;

@@ -795,16 +795,14 @@ impl Judging<'_> {
         // finding, not each a correctness failure: not of the held GPU, and not of a healthy
         // GPU whose peer copy or collective included it (a note says so).
         let held_by = |r: &ResultRecord| {
+            if r.status != Status::Error {
+                return None;
+            }
             let key = (r.id.clone(), r.device.devices().to_vec());
-            (r.status == Status::Error)
-                .then(|| {
-                    self.inputs
-                        .memory_held
-                        .iter()
-                        .find(|(_, h)| h.results.contains(&key))
-                        .map(|(g, _)| *g)
-                })
-                .flatten()
+            self.inputs
+                .memory_held
+                .iter()
+                .find_map(|(g, h)| h.results.contains(&key).then_some(*g))
         };
         let mut judged = Vec::new();
         let mut others: BTreeMap<usize, usize> = BTreeMap::new();
