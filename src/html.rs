@@ -8,6 +8,7 @@
 //! estimate (when given), and the settings of the run.
 
 use crate::error::Error;
+use crate::markup::escape;
 use crate::plot::{self, Timeline};
 use crate::report::Report;
 use crate::report::{noise_text, throughput_text, verification_text};
@@ -124,22 +125,6 @@ pub fn run_report(args: &ReportArgs) -> anyhow::Result<i32> {
         report.results.len()
     );
     Ok(0)
-}
-
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 const CSS: &str = r#"
@@ -563,17 +548,4 @@ fn settings(h: &mut String, r: &Report) {
         let _ = writeln!(h, "<dt>{}</dt><dd>{}</dd>", escape(k), escape(&v));
     }
     h.push_str("</dl>\n");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(
-            escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
-    }
 }

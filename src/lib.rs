@@ -34,6 +34,7 @@ pub mod inputs;
 pub mod interconnect;
 pub mod junit;
 pub mod label;
+pub mod markup;
 pub mod measure;
 pub mod npy;
 pub mod output;
