@@ -47,6 +47,15 @@ impl DType {
         }
     }
 
+    /// The unit of this dtype's compute rate: integer multiply-adds are operations, not
+    /// floating-point ones.
+    pub fn rate_unit(self) -> &'static str {
+        match self {
+            DType::Int8 => "OP/s",
+            _ => "FLOP/s",
+        }
+    }
+
     /// Bytes per stored input element.
     pub fn size(self) -> u64 {
         match self {

@@ -96,6 +96,14 @@ impl Error {
     pub fn unsupported(msg: impl Into<String>) -> Self {
         Error::Unsupported(msg.into())
     }
+    /// The reason an `Unsupported` error gives, without its `unsupported: ` heading, for a
+    /// caller that puts it after its own (`X cannot run Y: <reason>`); any other error whole.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Unsupported(m) => m.clone(),
+            other => other.to_string(),
+        }
+    }
     /// `Ok` where a caller passed the `want` `items` that `what` takes; otherwise an invalid
     /// input naming both counts, so that a mismatch never becomes an out-of-bounds read.
     pub fn expect_count(

@@ -304,7 +304,7 @@ fn inventory(h: &mut String, r: &Report) {
             Some(p) => {
                 let mut parts: Vec<String> = crate::dtype::by_name::entries(&p.flops)
                     .into_iter()
-                    .map(|(k, v)| format!("{k} {}", si(v, "FLOP/s")))
+                    .map(|(k, v)| format!("{k} {}", si(v, k.rate_unit())))
                     .collect();
                 if let Some(bw) = p.memory_bandwidth {
                     parts.push(format!("memory {}", si(bw, "B/s")));

@@ -336,7 +336,7 @@ fn plan_with(
     how: &Planning,
 ) -> Result<Plan> {
     let Planning {
-        select,
+        select: _,
         hot,
         skip_unsupported,
         world,
@@ -361,41 +361,16 @@ fn plan_with(
             .filter(|(_, p)| !p.devices().iter().any(|d| left_out.contains(d)));
         for (w, placement) in usable {
             let lead = backends[placement.lead()].as_ref();
-            let avail = lead.implementations(&w);
-            if let (true, ImplSelect::Named(names)) = (avail.is_empty(), select) {
-                // The backend's own reason (a user kernel on a CPU needs a GPU) beats a guess.
-                for n in names {
-                    lead.check(&w, n)?;
-                }
-            }
-            if avail.is_empty() {
-                // A backend that knows why (a missing library) says so in its check.
-                let reason = lead
-                    .check(&w, "")
-                    .err()
-                    .map(|e| e.to_string())
-                    .filter(|m| !m.contains("has no implementation"));
-                let why = match reason {
-                    Some(r) => format!("{} cannot run {}: {r}", lead.device().name, w.name()),
-                    None => format!(
-                        "{} cannot run {} (dtype {} unsupported here)",
-                        lead.device().name,
-                        w.name(),
-                        w.dtype()
-                    ),
-                };
-                if skip_unsupported {
-                    plan.skipped.push(why);
-                    continue;
-                }
-                return Err(Error::Unsupported(why));
-            }
-            let chosen = choose(select, &avail, &w, lead)?;
             let members: Vec<&dyn Backend> = placement
                 .devices()
                 .iter()
                 .map(|&d| backends[d].as_ref())
                 .collect();
+            let Some(chosen) =
+                implementations_for(how, &w, &placement, &members, &mut plan.skipped)?
+            else {
+                continue;
+            };
             for b in &members[1..] {
                 for imp in &chosen {
                     b.check(&w, imp)?;
@@ -431,6 +406,93 @@ fn plan_with(
         }
     }
     Ok(plan)
+}
+
+/// The implementations the plan runs `w` with on `placement` (`members`, the lead first), or
+/// `None` when the placement runs none of them and the plan lists why in `skipped` (suites);
+/// an error when nothing asked for can run, with the backend's reason where it knows one.
+fn implementations_for(
+    how: &Planning,
+    w: &Workload,
+    placement: &Placement,
+    members: &[&dyn Backend],
+    skipped: &mut Vec<String>,
+) -> Result<Option<Vec<String>>> {
+    let (select, lead) = (how.select, members[0]);
+    let (avail, refused) = group_usable(lead.implementations(w), members, w);
+    if let ImplSelect::Named(names) | ImplSelect::DefaultAnd(names) = select {
+        // Asked for by name: why the devices cannot run it together is the answer.
+        if let Some((_, e)) = refused.iter().find(|(n, _)| names.contains(n)) {
+            return Err(Error::unsupported(e.reason()));
+        }
+    }
+    let group_reasons: Vec<String> = refused.iter().map(|(_, e)| e.reason()).collect();
+    if !avail.is_empty() {
+        for (name, e) in &refused {
+            skipped.push(format!(
+                "{}/{name} on devices {placement}: {}",
+                w.name(),
+                e.reason()
+            ));
+        }
+    }
+    if let (true, ImplSelect::Named(names)) = (avail.is_empty(), select) {
+        // The backend's own reason (a user kernel on a CPU needs a GPU) beats a guess.
+        for n in names {
+            lead.check(w, n)?;
+        }
+    }
+    if avail.is_empty() {
+        // A backend that knows why (a missing library, devices that cannot reach each other)
+        // says so.
+        let reason = if group_reasons.is_empty() {
+            lead.check(w, "")
+                .err()
+                .map(|e| e.reason())
+                .filter(|m| !m.contains("has no implementation"))
+        } else {
+            Some(group_reasons.join("; "))
+        };
+        let why = match reason {
+            Some(r) => format!("{} cannot run {}: {r}", lead.device().name, w.name()),
+            None => format!(
+                "{} cannot run {} (dtype {} unsupported here)",
+                lead.device().name,
+                w.name(),
+                w.dtype()
+            ),
+        };
+        if how.skip_unsupported {
+            skipped.push(why);
+            return Ok(None);
+        }
+        return Err(Error::Unsupported(why));
+    }
+    choose(select, &avail, w, lead).map(Some)
+}
+
+/// The lead device's implementations of `w` that the placement's devices can run together
+/// ([`Backend::check_group`]), and those they cannot, with why. One device: all of them.
+fn group_usable(
+    avail: Vec<crate::backend::ImplInfo>,
+    members: &[&dyn Backend],
+    w: &Workload,
+) -> (Vec<crate::backend::ImplInfo>, Vec<(String, Error)>) {
+    if members.len() < 2 {
+        return (avail, Vec::new());
+    }
+    let mut refused = Vec::new();
+    let usable = avail
+        .into_iter()
+        .filter(|i| match members[0].check_group(members, w, &i.name) {
+            Ok(()) => true,
+            Err(e) => {
+                refused.push((i.name.clone(), e));
+                false
+            }
+        })
+        .collect();
+    (usable, refused)
 }
 
 /// The implementations `select` picks from `avail` (the lead device's list).

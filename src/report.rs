@@ -232,8 +232,7 @@ impl ResultRecord {
     pub fn unit_for(w: &Workload) -> &'static str {
         match w.metric() {
             Metric::Bytes => "B/s",
-            Metric::Flops if w.dtype() == crate::dtype::DType::Int8 => "OP/s",
-            Metric::Flops => "FLOP/s",
+            Metric::Flops => w.dtype().rate_unit(),
         }
     }
 }

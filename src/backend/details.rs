@@ -161,11 +161,14 @@ fn found<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::E
 
 /// A value as a listing shows it: strings bare; a list as its items joined by `, ` with a run
 /// of equal items written once as `N × item` (18 NVLink links to one switch read
-/// `18 × switch 00000000:F0:00.0`, not 18 copies) and an empty list as `none`; an object
-/// inside a list as its values joined by spaces; anything else as JSON.
+/// `18 × switch 00000000:F0:00.0`, not 18 copies), an empty list as `none`, null (a library
+/// looked for and not found) as `not found`; an object inside a list as its values joined by
+/// spaces; anything else as JSON.
 fn shown(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
+        // The one null a backend records: a library it looked for and did not find.
+        Value::Null => "not found".to_string(),
         Value::Array(items) if items.is_empty() => "none".to_string(),
         Value::Array(items) => {
             let mut runs: Vec<(usize, &Value)> = Vec::new();
@@ -264,7 +267,7 @@ mod tests {
     fn entries_show_strings_bare_and_the_rest_as_json() {
         let d: DeviceDetails = read(json!({"nvrtc": null, "nvrtc_version": "12.4", "threads": 2}));
         let e = d.entries();
-        assert_eq!(e["nvrtc"], "null");
+        assert_eq!(e["nvrtc"], "not found");
         assert_eq!(e["nvrtc_version"], "12.4");
         assert_eq!(e["threads"], "2");
         assert_eq!(d.cuda.nvrtc, Some(None));

@@ -449,19 +449,24 @@ impl<'g> Group<'g> {
     /// The member backends as the concrete type `B`, or an error naming the one that is not
     /// (a group never mixes backends; this is the check that it does not).
     pub fn members_as<B: 'static>(&self, what: &str) -> Result<Vec<&'g B>> {
-        self.members
-            .iter()
-            .map(|&m| {
-                m.as_any().downcast_ref::<B>().ok_or_else(|| {
-                    crate::Error::unsupported(format!(
-                        "{what} spans devices of different backends ({} is {})",
-                        m.device().name,
-                        m.kind().name()
-                    ))
-                })
-            })
-            .collect()
+        members_as(self.members, what)
     }
+}
+
+/// `members` as the concrete backend type `B`, or an error naming the one that is not.
+pub fn members_as<'g, B: 'static>(members: &[&'g dyn Backend], what: &str) -> Result<Vec<&'g B>> {
+    members
+        .iter()
+        .map(|&m| {
+            m.as_any().downcast_ref::<B>().ok_or_else(|| {
+                crate::Error::unsupported(format!(
+                    "{what} spans devices of different backends ({} is {})",
+                    m.device().name,
+                    m.kind().name()
+                ))
+            })
+        })
+        .collect()
 }
 
 /// How a collective's ranks sit on a backend's devices.
@@ -533,6 +538,8 @@ pub trait Backend: AsAny + Send {
     fn implementations(&self, w: &Workload) -> Vec<ImplInfo>;
 
     /// Why `w` cannot run with `imp`, or `Ok` when it can. Called while the plan is validated.
+    /// With `imp` empty, and nothing here able to run `w`, a backend that knows why (a missing
+    /// library, a workload only a GPU runs) says so; the plan shows that reason, not a guess.
     fn check(&self, w: &Workload, imp: &str) -> Result<()> {
         check_listed(self, w, imp)
     }
@@ -608,6 +615,15 @@ pub trait Backend: AsAny + Send {
 
     /// [`Backend::prepare`] after the workload was validated and the implementation checked.
     fn prepare_checked<'a>(&'a self, r: Request<'_>) -> Result<Box<dyn Prepared + 'a>>;
+
+    /// Whether `imp` can run `w` across `members` (`members[0]` is `self`), beyond what each
+    /// device's own [`Backend::check`] says: a link the devices lack (a peer mapping between
+    /// two GPUs). Called while the plan is built, so that what cannot run is left out (or
+    /// refused, when asked for by name) before anything runs. The default finds nothing.
+    fn check_group(&self, members: &[&dyn Backend], w: &Workload, imp: &str) -> Result<()> {
+        let _ = (members, w, imp);
+        Ok(())
+    }
 
     /// Prepares a workload placed on several devices together, or on one device as part of a
     /// group (a collective, a peer copy): `group.members[0]` is `self`. Validates the workload

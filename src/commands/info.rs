@@ -85,7 +85,7 @@ fn device_text(b: &dyn Backend, d: &DeviceInfo) -> Result<String> {
     if let Some(p) = &d.peaks {
         let mut parts: Vec<String> = crate::dtype::by_name::entries(&p.flops)
             .into_iter()
-            .map(|(k, v)| format!("{k} {}", crate::units::si(v, "FLOP/s")))
+            .map(|(k, v)| format!("{k} {}", crate::units::si(v, k.rate_unit())))
             .collect();
         if let Some(bw) = p.memory_bandwidth {
             parts.push(format!("memory {}", crate::units::si(bw, "B/s")));

@@ -142,6 +142,9 @@ pub(crate) struct Worst {
     pub(crate) at: Option<String>,
     /// Output elements compared; a check whose rows are not outputs (Freivalds) resets it.
     pub(crate) checked: u64,
+    /// The worst error is a NaN: most often an output the kernel never wrote, which still
+    /// holds the NaN poison the backends fill outputs with before each run.
+    pub(crate) nan: bool,
 }
 
 impl Worst {
@@ -150,6 +153,7 @@ impl Worst {
             err: 0.0,
             at: None,
             checked: 0,
+            nan: false,
         }
     }
 
@@ -160,6 +164,7 @@ impl Worst {
         if e > self.err {
             self.err = e;
             self.at = Some(at());
+            self.nan = err.is_nan();
         }
     }
 
@@ -182,6 +187,7 @@ impl Worst {
         if o.err > self.err {
             self.err = o.err;
             self.at = o.at;
+            self.nan = o.nan;
         }
         self
     }
@@ -197,8 +203,15 @@ impl Worst {
             detail: if passed {
                 None
             } else {
-                self.at
-                    .map(|a| format!("worst error {:.3e} at {a}", self.err))
+                self.at.map(|a| {
+                    let why = if self.nan {
+                        ": NaN, either an output the kernel never wrote (outputs are filled \
+                         with NaN before each run) or a NaN it computed"
+                    } else {
+                        ""
+                    };
+                    format!("worst error {:.3e} at {a}{why}", self.err)
+                })
             },
         }
     }
@@ -258,12 +271,13 @@ pub(crate) fn relative_error(dtype: DType, diff: f64, denom: f64) -> f64 {
 }
 
 /// The error of two values whose bits differ, relative to `scale`: never zero (a `-0` for a
-/// `0` is a mismatch too), and infinite where either is NaN (`f64::max` would have turned a NaN
-/// into the smallest positive number, which reads as a near miss).
+/// `0` is a mismatch too), and NaN where either is NaN (`f64::max` would have turned a NaN
+/// into the smallest positive number, which reads as a near miss); [`Worst::see`] records a
+/// NaN as an infinite error, and says it was a NaN.
 pub(crate) fn mismatch_error(got: f64, want: f64, scale: f64) -> f64 {
     let e = (got - want).abs() / scale;
     if e.is_nan() {
-        f64::INFINITY
+        e
     } else {
         e.max(f64::MIN_POSITIVE)
     }
@@ -298,11 +312,18 @@ mod tests {
         let nan = check([1.0, f64::NAN, 0.0]);
         assert!(!nan.passed);
         assert_eq!(nan.max_rel_error, f64::INFINITY);
+        // ... and the detail says it was a NaN, the mark of an output left unwritten.
+        let detail = nan.detail.unwrap();
+        assert!(
+            detail.starts_with("worst error inf at element 1: NaN, either"),
+            "{detail}"
+        );
         let off = check([1.0, 2.5, 0.0]);
         assert!(
             !off.passed && (off.max_rel_error - 0.25).abs() < 1e-15,
             "{off:?}"
         );
+        assert!(!off.detail.unwrap().contains("NaN"));
         let signed_zero = check([1.0, 2.0, -0.0]);
         assert!(!signed_zero.passed && signed_zero.max_rel_error > 0.0);
     }

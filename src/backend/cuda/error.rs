@@ -29,11 +29,20 @@ pub fn kind_of(code: CUresult) -> DriverErrorKind {
 pub fn driver(what: &str, e: DriverError) -> Error {
     // DriverError's Debug asks the driver for the error's text; without a loaded driver
     // (a constructed error, in tests) cudarc panics: fall back to the code alone.
-    let detail = std::panic::catch_unwind(|| format!("{e:?}"))
+    let mut detail = std::panic::catch_unwind(|| format!("{e:?}"))
         .unwrap_or_else(|_| format!("DriverError({:?})", e.0));
+    let kind = kind_of(e.0);
+    if kind == DriverErrorKind::OutOfMemory {
+        // gpuvet checked the free memory before the run: what took it since is most often
+        // another process, which the user can see and stop.
+        detail.push_str(
+            "; the device ran out of memory: another process may hold it (nvidia-smi \
+             --query-compute-apps=pid,used_memory --format=csv)",
+        );
+    }
     Error::Driver {
         what: what.to_string(),
-        kind: kind_of(e.0),
+        kind,
         detail,
     }
 }
@@ -75,5 +84,10 @@ mod tests {
             "{s}"
         );
         assert!(cu("ok", Ok::<_, DriverError>(3)).unwrap() == 3);
+        // An out-of-memory says where to look for what holds the memory.
+        assert!(
+            oom.to_string().contains("nvidia-smi --query-compute-apps"),
+            "{oom}"
+        );
     }
 }

@@ -415,7 +415,11 @@ impl Backend for CudaBackend {
     }
 
     fn check(&self, w: &Workload, imp: &str) -> Result<()> {
-        self.registry.check(&self.target(), w, imp)
+        let t = self.target();
+        if let (true, Some(why)) = (imp.is_empty(), self.registry.why_none(&t, w)) {
+            return Err(Error::unsupported(why));
+        }
+        self.registry.check(&t, w, imp)
     }
 
     fn free_memory(&self) -> Result<u64> {
@@ -508,6 +512,18 @@ impl Backend for CudaBackend {
 
     /// Peer copies between two of this process's GPUs and NCCL collectives over a group (and
     /// the other processes of a world); anything else as on one device.
+    fn check_group(&self, members: &[&dyn Backend], w: &Workload, imp: &str) -> Result<()> {
+        match (w, imp, members) {
+            (Workload::P2p(p), transfer::KERNEL, [_, _]) => {
+                match super::members_as::<CudaBackend>(members, &w.name())?[..] {
+                    [a, b] => p2p::check_kernel(&a.gpu, &b.gpu, p),
+                    _ => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn prepare_group_checked<'a>(
         &'a self,
         group: &Group<'a>,

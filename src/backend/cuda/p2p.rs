@@ -51,6 +51,47 @@ pub fn enable_peer_access(from: &Gpu, to: &Gpu) -> Result<bool> {
     }
 }
 
+/// The ways of a copy between `a` and `b` as (source, destination) devices: `a` to `b`, and
+/// back when bidirectional.
+fn ways_of<'g>(a: &'g Gpu, b: &'g Gpu, spec: &P2pSpec) -> Vec<(&'g Gpu, &'g Gpu)> {
+    let mut pairs = vec![(a, b)];
+    if spec.bidirectional {
+        pairs.push((b, a));
+    }
+    pairs
+}
+
+/// The device whose stream drives a way from `src` to `dst`, and the one whose memory it
+/// maps: a write is pushed by the source, a read pulled by the destination.
+fn exec_of<'g>(op: P2pOp, src: &'g Gpu, dst: &'g Gpu) -> (&'g Gpu, &'g Gpu) {
+    match op {
+        P2pOp::Write => (src, dst),
+        P2pOp::Read => (dst, src),
+    }
+}
+
+/// Why the SM copy kernel cannot run between `exec` and `other`.
+fn no_mapping(exec: &Gpu, other: &Gpu) -> Error {
+    Error::unsupported(format!(
+        "{} cannot map {}'s memory (cuDeviceCanAccessPeer): the SM copy kernel needs a peer \
+         mapping",
+        exec.props.name, other.props.name
+    ))
+}
+
+/// `Ok` when the SM copy kernel can run the copy between `a` and `b`: every executing device
+/// may map the other's memory. Asked while the plan is built, so that a node without peer
+/// access (most PCIe cloud instances) leaves the kernel out before anything runs.
+pub fn check_kernel(a: &Gpu, b: &Gpu, spec: &P2pSpec) -> Result<()> {
+    for (src, dst) in ways_of(a, b, spec) {
+        let (exec, other) = exec_of(spec.op, src, dst);
+        if !can_access_peer(exec, other)? {
+            return Err(no_mapping(exec, other));
+        }
+    }
+    Ok(())
+}
+
 /// One way of a copy: `src` on one device, `dst` on the other, driven by `exec`'s stream.
 struct Way<'a> {
     src: DevBuf,
@@ -89,26 +130,14 @@ impl<'a> P2pRun<'a> {
             }
         };
         let bytes = (spec.words() * 4) as usize;
-        let exec_of = |src: &'a Gpu, dst: &'a Gpu| match spec.op {
-            P2pOp::Write => (src, dst),
-            P2pOp::Read => (dst, src),
-        };
-        let mut pairs = vec![(a, b)];
-        if spec.bidirectional {
-            pairs.push((b, a));
-        }
         let mut peer = true;
         let mut ways = Vec::new();
-        for (i, (src_gpu, dst_gpu)) in pairs.into_iter().enumerate() {
-            let (exec, other) = exec_of(src_gpu, dst_gpu);
+        for (i, (src_gpu, dst_gpu)) in ways_of(a, b, spec).into_iter().enumerate() {
+            let (exec, other) = exec_of(spec.op, src_gpu, dst_gpu);
             let mapped = enable_peer_access(exec, other)?;
             peer &= mapped;
             if kernel && !mapped {
-                return Err(Error::unsupported(format!(
-                    "{} cannot map {}'s memory (cuDeviceCanAccessPeer): the SM copy kernel \
-                     needs a peer mapping",
-                    exec.props.name, other.props.name
-                )));
+                return Err(no_mapping(exec, other));
             }
             src_gpu.ensure_fits(bytes as u64)?;
             dst_gpu.ensure_fits(bytes as u64)?;

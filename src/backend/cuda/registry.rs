@@ -313,6 +313,27 @@ impl Registry {
         }
     }
 
+    /// Why no implementation here runs `w`: the reasons its kind's implementations give (a
+    /// missing library once, however many rows need it), or `None` when one of them runs it or
+    /// none of them is an implementation of `w` at all.
+    pub fn why_none(&self, t: &Target, w: &Workload) -> Option<String> {
+        let kind = Kind::of(w);
+        let mut reasons: Vec<String> = Vec::new();
+        for e in self.entries.iter().filter(|e| e.kind == kind) {
+            match (e.check)(t, w) {
+                Ok(()) => return None,
+                Err(Refusal::Cannot(why)) => {
+                    let why = why.reason();
+                    if !reasons.contains(&why) {
+                        reasons.push(why);
+                    }
+                }
+                Err(Refusal::NotOffered) => {}
+            }
+        }
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
     /// Builds the prepared run of `name` (checked before) for `ctx.workload`.
     pub fn prepare<'a>(&self, ctx: &PrepareCtx<'a, '_>, name: &str) -> Built<'a> {
         let e = self.find(Kind::of(ctx.workload), name).ok_or_else(|| {
