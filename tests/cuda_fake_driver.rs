@@ -1,0 +1,218 @@
+//! The CUDA backend's host path on a machine without a GPU, through a stand-in driver
+//! (tests/fixtures/fake_cuda/fake_cuda.c, built here with `cc`): device memory is host memory,
+//! events read the host clock, and kernel launches do nothing unless asked to copy. With the
+//! real NVRTC compiling gpuvet's kernels, this drives what no other CPU test reaches: driver
+//! loading, context, allocation, compile, module load, launch, event timing, read-back and
+//! verification, and the refusals a user meets on a real node (no cuBLASLt, no peer access,
+//! too little memory).
+//!
+//! Needs a C compiler; skipped without one (CI sets GPUVET_REQUIRE_FAKE_DRIVER=1, which makes
+//! that a failure). Skipped, too, where a real NVIDIA driver is installed: cudarc would open the
+//! real one by its bare name beside the stand-in.
+
+mod common;
+
+use common::{exits_2_saying, gpuvet, nvrtc_or_skip, read_json, skip_unless_required, stdout_of};
+use std::path::{Path, PathBuf};
+
+const REQUIRE: &str = "GPUVET_REQUIRE_FAKE_DRIVER";
+
+/// Fast measurement settings: a handful of samples is all these tests look at.
+const FAST: [&str; 4] = ["--warmup", "0", "--max-time", "0.05"];
+
+/// A folder holding the stand-in `libcuda.so.1`, or `None` (skipped) where it cannot be built
+/// or a real driver would be used beside it.
+fn fake_driver(test: &str) -> Option<tempfile::TempDir> {
+    // SAFETY: dlopen with a valid C string; the handle (if any) is never used.
+    let real = unsafe { !libc::dlopen(c"libcuda.so".as_ptr(), libc::RTLD_LAZY).is_null() };
+    if real {
+        common::say_skip(test, "a real NVIDIA driver is installed here");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_cuda/fake_cuda.c");
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O1", "-Wl,-soname,libcuda.so.1", "-o"])
+        .arg(dir.path().join("libcuda.so.1"))
+        .arg(&src)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !built {
+        return skip_unless_required(REQUIRE, test, "no C compiler (cc) to build the fake driver");
+    }
+    Some(dir)
+}
+
+/// `gpuvet --backend cuda` on the stand-in driver in `dir`, with the fake's knobs `env`.
+fn on_fake(dir: &Path, env: &[(&str, &str)]) -> assert_cmd::Command {
+    let prepend = |var: &str| {
+        let mut paths = vec![PathBuf::from(dir)];
+        if let Some(v) = std::env::var_os(var) {
+            paths.extend(std::env::split_paths(&v));
+        }
+        std::env::join_paths(paths).unwrap()
+    };
+    let mut c = gpuvet();
+    c.env("GPUVET_CUDA_LIB_DIR", prepend("GPUVET_CUDA_LIB_DIR"))
+        .env("LD_LIBRARY_PATH", prepend("LD_LIBRARY_PATH"))
+        .args(["--backend", "cuda"]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+/// The results of a report as (implementation, status, passed, has a median).
+fn outcomes(json: &Path) -> Vec<(String, String, bool, bool)> {
+    let r = read_json(json);
+    assert_eq!(r["devices"][0]["name"], "gpuvet fake CUDA device 0");
+    assert_eq!(r["config"]["backend"], "cuda");
+    r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["implementation"].as_str().unwrap().to_string(),
+                x["status"].as_str().unwrap().to_string(),
+                x["verification"]["passed"].as_bool().unwrap(),
+                x["stats"]["median_s"].as_f64().is_some_and(|m| m > 0.0),
+            )
+        })
+        .collect()
+}
+
+/// A kernel that writes nothing is a failure with no figure, never a number; the driver's copy
+/// beside it verifies and is timed. This is the promise "a fast wrong kernel is a failure"
+/// kept on the CUDA path itself, with kernels NVRTC really compiled.
+#[test]
+fn a_kernel_that_writes_nothing_fails_and_gets_no_figure() {
+    let test = "a_kernel_that_writes_nothing_fails_and_gets_no_figure";
+    let Some(dir) = fake_driver(test) else { return };
+    if !nvrtc_or_skip(test) {
+        return;
+    }
+    let json = dir.path().join("r.json");
+    let (out, _) = stdout_of(
+        on_fake(dir.path(), &[])
+            .arg("--json")
+            .arg(&json)
+            .args(FAST)
+            .args(["bench", "memory", "--size", "1MiB", "--op", "copy,triad"]),
+        1,
+    );
+    assert!(out.contains("FAIL"), "{out}");
+    assert!(
+        out.contains("memory.copy.1MiB/kernel: worst error inf at element 0: NaN, either an output the kernel never wrote"),
+        "{out}"
+    );
+    let got = outcomes(&json);
+    let want = [
+        ("memcpy", "ok", true, true),
+        ("kernel", "verification_failed", false, false),
+        ("kernel", "verification_failed", false, false),
+    ];
+    assert_eq!(got.len(), want.len(), "{got:?}");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!((g.0.as_str(), g.1.as_str(), g.2, g.3), w, "{got:?}");
+    }
+}
+
+/// Where the stand-in does the copy the kernel asks for, the kernel verifies and is timed with
+/// events like the driver's copy: the success path, end to end.
+#[test]
+fn kernels_that_do_their_work_verify_and_are_timed() {
+    let test = "kernels_that_do_their_work_verify_and_are_timed";
+    let Some(dir) = fake_driver(test) else { return };
+    if !nvrtc_or_skip(test) {
+        return;
+    }
+    let json = dir.path().join("r.json");
+    on_fake(dir.path(), &[("FAKE_CUDA_KERNELS", "copy")])
+        .arg("--json")
+        .arg(&json)
+        .args(FAST)
+        .args(["bench", "memory", "--size", "1MiB", "--op", "copy,write"])
+        .assert()
+        .code(0);
+    let got = outcomes(&json);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got.iter().all(|g| g.1 == "ok" && g.2 && g.3), "{got:?}");
+}
+
+/// No cuBLASLt: matmul is refused with what to install, not "unsupported dtype".
+#[test]
+fn without_cublaslt_matmul_says_what_to_install() {
+    let test = "without_cublaslt_matmul_says_what_to_install";
+    let Some(dir) = fake_driver(test) else { return };
+    exits_2_saying(
+        on_fake(dir.path(), &[])
+            .args(FAST)
+            .args(["bench", "matmul", "--shape", "64x64x64", "--dtype", "f32"]),
+        "cannot run matmul.f32.64x64x64.kn: cuBLASLt not found",
+    );
+    let (out, _) = stdout_of(on_fake(dir.path(), &[]).arg("info"), 0);
+    assert!(out.contains("gpuvet fake CUDA device 0"), "{out}");
+    assert!(out.contains("cublaslt               not found"), "{out}");
+    assert!(out.contains("int8 16.38 TOP/s"), "{out}");
+}
+
+/// Two GPUs that cannot map each other's memory (most PCIe cloud instances): the peer copy
+/// runs on the copy engine, and the SM kernel, which needs the mapping, is left out before the
+/// run with the reason; asked for by name, it is refused with that reason.
+#[test]
+fn without_peer_access_the_sm_copy_kernel_is_left_out_with_why() {
+    let test = "without_peer_access_the_sm_copy_kernel_is_left_out_with_why";
+    let Some(dir) = fake_driver(test) else { return };
+    if !nvrtc_or_skip(test) {
+        return;
+    }
+    let two = [("FAKE_CUDA_DEVICES", "2")];
+    let (out, err) = stdout_of(
+        on_fake(dir.path(), &two)
+            .args(FAST)
+            .args(["bench", "p2p", "--size", "1MiB"]),
+        0,
+    );
+    assert!(
+        err.contains("skipped: p2p.write.1MiB/kernel on devices 0,1: gpuvet fake CUDA device 0 cannot map gpuvet fake CUDA device 1's memory"),
+        "{err}"
+    );
+    assert!(
+        out.contains("[0,1] / memcpy") && out.contains("[1,0] / memcpy"),
+        "{out}"
+    );
+    assert!(!out.contains("/ kernel"), "{out}");
+    exits_2_saying(
+        on_fake(dir.path(), &two)
+            .args(FAST)
+            .args(["bench", "p2p", "--size", "1MiB", "--impl", "kernel"]),
+        "the SM copy kernel needs a peer mapping",
+    );
+}
+
+/// Too little memory for the buffers is refused before the run; memory another process takes
+/// after the check fails the allocation with the driver's out-of-memory, typed and explained.
+#[test]
+fn memory_that_does_not_fit_is_refused_or_explained() {
+    let test = "memory_that_does_not_fit_is_refused_or_explained";
+    let Some(dir) = fake_driver(test) else { return };
+    exits_2_saying(
+        on_fake(dir.path(), &[("FAKE_CUDA_MEM_MIB", "4")])
+            .args(FAST)
+            .args([
+                "bench", "memory", "--size", "64MiB", "--op", "copy", "--impl", "memcpy",
+            ]),
+        "not enough memory on gpuvet fake CUDA device 0",
+    );
+    let (out, _) = stdout_of(
+        on_fake(dir.path(), &[("FAKE_CUDA_ALLOC_FAILS", "1")])
+            .args(FAST)
+            .args([
+                "bench", "memory", "--size", "1MiB", "--op", "copy", "--impl", "memcpy",
+            ]),
+        2,
+    );
+    assert!(out.contains("CUDA_ERROR_OUT_OF_MEMORY"), "{out}");
+    assert!(out.contains("another process may hold it"), "{out}");
+}
