@@ -163,10 +163,11 @@ fn result_label(report: &Report, r: &ResultRecord) -> String {
 }
 
 fn dtype_text(r: &ResultRecord) -> String {
-    if r.compute_dtype.adds_nothing_to(r.dtype) {
-        r.dtype.to_string()
-    } else {
-        format!("{} ({})", r.dtype, r.compute_dtype)
+    match &r.compute_dtype {
+        c if c.adds_nothing_to(r.dtype) => r.dtype.to_string(),
+        // A user kernel on the workload's own inputs: `f32 (user kernel)`, not the dtype twice.
+        c @ crate::dtype::ComputeType::User { inputs: Some(d) } if *d == r.dtype => c.to_string(),
+        c => format!("{} ({c})", r.dtype),
     }
 }
 
@@ -205,5 +206,28 @@ pub fn error(msg: &str) {
         eprintln!("\x1b[31merror:\x1b[0m {msg}");
     } else {
         eprintln!("error: {msg}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::BackendKind;
+    use crate::dtype::{ComputeType, DType};
+    use crate::plan::Placement;
+    use crate::workload::{MemOp, MemorySpec, Workload};
+
+    #[test]
+    fn the_dtype_cell_says_each_thing_once() {
+        let w = Workload::Memory(MemorySpec::new(MemOp::Copy, 1 << 20));
+        let mut r = ResultRecord::unrun(&w, "mine", BackendKind::Cuda, Placement::one(0));
+        r.compute_dtype = ComputeType::User {
+            inputs: Some(DType::F32),
+        };
+        assert_eq!(dtype_text(&r), "f32 (user kernel)");
+        r.compute_dtype = ComputeType::uniform(DType::F32);
+        assert_eq!(dtype_text(&r), "f32");
+        r.compute_dtype = ComputeType::Mock;
+        assert_eq!(dtype_text(&r), "f32 (mock)");
     }
 }

@@ -138,6 +138,27 @@ fn kernels_that_do_their_work_verify_and_are_timed() {
     let got = outcomes(&json);
     assert_eq!(got.len(), 3, "{got:?}");
     assert!(got.iter().all(|g| g.1 == "ok" && g.2 && g.3), "{got:?}");
+    // A user's kernel takes its arguments in the order and types its spec gives them: the
+    // stand-in reads copy_f32's (src, dst, n) from the launch and copies what they say.
+    let copy = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kernels/copy.toml");
+    let (out, _) = stdout_of(
+        on_fake(dir.path(), &[("FAKE_CUDA_KERNELS", "copy")])
+            .arg("--json")
+            .arg(&json)
+            .args(FAST)
+            .args(["bench", "memory", "--size", "1MiB", "--op", "copy"])
+            .arg("--kernel")
+            .arg(&copy),
+        0,
+    );
+    assert!(out.contains("f32 (user kernel)"), "{out}");
+    let got = outcomes(&json);
+    assert_eq!(
+        got.last().map(|g| g.0.as_str()),
+        Some("copy_f32"),
+        "{got:?}"
+    );
+    assert!(got.iter().all(|g| g.1 == "ok" && g.2 && g.3), "{got:?}");
 }
 
 /// No cuBLASLt: matmul is refused with what to install, not "unsupported dtype".

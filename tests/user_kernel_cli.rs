@@ -88,14 +88,15 @@ fn bad_kernel_inputs_exit_2_before_anything_runs() {
     };
     let gemm = p("naive_gemm.toml");
     let cu = p("naive_gemm.cu");
-    // `bench kernel --spec PATH [more]` and `bench matmul --shape 64x64x64 [more]`
+    // `bench kernel --spec PATH [more]` and `bench matmul --shape 64x64x64 --layout nk [more]`
     let spec = |path: String, more: &[&str]| -> Vec<String> {
         let mut v = vec!["kernel".to_string(), "--spec".into(), path];
         v.extend(more.iter().map(|s| s.to_string()));
         v
     };
+    // (the layout naive_gemm_bf16_nk is written for, as its spec says)
     let matmul = |more: &[&str]| -> Vec<String> {
-        ["matmul", "--shape", "64x64x64"]
+        ["matmul", "--shape", "64x64x64", "--layout", "nk"]
             .iter()
             .chain(more)
             .map(|s| s.to_string())
@@ -172,6 +173,24 @@ fn bad_kernel_inputs_exit_2_before_anything_runs() {
             "already exists",
         ),
         (matmul(&["--launch", "grid=1"]), "--kernel"),
+        // The spec says what its entry reads: another dtype or B layout is refused up front.
+        (
+            matmul(&["--kernel", &gemm, "--dtype", "f32"]),
+            "`naive_gemm` is written for dtype bf16 (its spec's `dtype`), and matmul.f32.64x64x64.nk is f32",
+        ),
+        (
+            ["matmul", "--shape", "64x64x64", "--dtype", "bf16", "--kernel", &gemm]
+                .map(String::from)
+                .to_vec(),
+            "`naive_gemm` is written for layout nk (its spec's `layout`), and matmul.bf16.64x64x64.kn is kn",
+        ),
+        (
+            spec(
+                broken("t9.toml", "entry = \"vector_add\"", "entry = \"vector_add\"\nlayout = \"nk\""),
+                &[],
+            ),
+            "a free-form kernel's buffers say their own shapes",
+        ),
     ];
     for (args, want) in cases {
         exits_2_saying(

@@ -251,6 +251,7 @@ pub fn notes(k: &UserKernel, p: &Program, r: &Resolved) -> Vec<String> {
 
 /// The names a workload hands kernel `k` (its buffers and sizes, and `k`'s variables).
 pub fn names_for(w: &Workload, k: &UserKernel) -> Result<WorkloadNames> {
+    k.check_suits(w)?;
     conventions::of(w)
         .ok_or_else(|| {
             Error::unsupported(format!(

@@ -262,6 +262,14 @@ pub struct UserKernel {
     #[serde(default)]
     pub vars: BTreeMap<String, i64>,
     pub launch: LaunchSpec,
+    /// The dtype an implementation kernel was written for (its spec's `dtype`): a workload of
+    /// another dtype is refused before anything runs, since nothing in the compiled kernel (its
+    /// buffers are bare pointers) says what it reads. `None`: the spec does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_dtype: Option<DType>,
+    /// The B layout a matmul kernel was written for (its spec's `layout`), held as `for_dtype`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_layout: Option<crate::workload::BLayout>,
     /// The source text read at load time (not in reports: `source_sha256` identifies it).
     #[serde(skip)]
     pub text: Option<Arc<str>>,
@@ -277,6 +285,35 @@ impl UserKernel {
                 self.source.display()
             ))
         })
+    }
+
+    /// `Ok` when the kernel's spec allows `w`: the dtype and B layout it was written for, where
+    /// it names them, are the workload's.
+    pub fn check_suits(&self, w: &Workload) -> Result<()> {
+        let refuse = |what: &str, written: &str, asked: &str| {
+            Err(Error::unsupported(format!(
+                "`{}` is written for {what} {written} (its spec's `{what}`), and {} is {asked}: \
+                 give it a kernel written for {asked}",
+                self.name,
+                w.name(),
+            )))
+        };
+        if let Some(d) = self.for_dtype {
+            if d != w.dtype() {
+                return refuse("dtype", d.name(), w.dtype().name());
+            }
+        }
+        match (self.for_layout, w) {
+            (Some(l), Workload::Matmul(m)) if l != m.b_layout => {
+                refuse("layout", l.name(), m.b_layout.name())
+            }
+            (Some(_), Workload::Matmul(_)) | (None, _) => Ok(()),
+            (Some(_), _) => Err(Error::invalid(format!(
+                "`{}`: `layout` is a key of matmul kernels, and {} is no matmul",
+                self.name,
+                w.name()
+            ))),
+        }
     }
 
     /// The macro definitions evaluated with `names`, as NVRTC options (`-DBLOCK=128`).

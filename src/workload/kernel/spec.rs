@@ -175,6 +175,9 @@ pub struct SpecFile {
     pub entry: String,
     #[serde(default)]
     pub dtype: Option<String>,
+    /// An implementation spec's B layout (`kn`, `nk`): matmul kernels only.
+    #[serde(default)]
+    pub layout: Option<String>,
     #[serde(default)]
     pub options: Vec<String>,
     #[serde(default)]
@@ -525,6 +528,8 @@ fn base(f: &SpecFile, dir: &Path) -> Result<Base> {
                 .collect(),
             vars: BTreeMap::new(),
             launch,
+            for_dtype: None,
+            for_layout: None,
             text: Some(Arc::from(text)),
         },
         raw_vars: f.vars.iter().map(|(k, v)| (k.clone(), v.text())).collect(),
@@ -581,6 +586,7 @@ pub fn implementations(req: &KernelRequest) -> Result<Vec<UserKernel>> {
             source: src.to_string(),
             entry: entry.to_string(),
             dtype: None,
+            layout: None,
             options: Vec::new(),
             include: Vec::new(),
             vars: BTreeMap::new(),
@@ -608,6 +614,14 @@ pub fn implementations(req: &KernelRequest) -> Result<Vec<UserKernel>> {
             .insert(k.trim().to_string(), Val::Text(v.to_string()));
     }
     let mut b = base(&f, &dir)?;
+    let at = |e: String| Error::invalid(format!("{}: {e}", req.kernel));
+    b.kernel.for_dtype = f.dtype.as_deref().map(str::parse).transpose().map_err(at)?;
+    b.kernel.for_layout = f
+        .layout
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(at)?;
     for i in &req.include {
         if !i.is_dir() {
             return Err(Error::invalid(format!(
@@ -656,6 +670,12 @@ pub fn free_form(path: &Path, sets: &[String]) -> Result<Vec<KernelSpec>> {
         return Err(invalid(
             path,
             "no [[buffers]]: a free-form kernel names its buffers (a spec for `bench matmul --kernel` has none)",
+        ));
+    }
+    if f.layout.is_some() {
+        return Err(invalid(
+            path,
+            "`layout` says which B layout a matmul implementation is written for; a free-form kernel's buffers say their own shapes",
         ));
     }
     if f.buffers.len() > MAX_BUFFERS {
