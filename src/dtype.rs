@@ -264,6 +264,19 @@ pub enum ComputeType {
 }
 
 impl ComputeType {
+    /// The input dtype a label starts with (`bf16 (f32 accumulate)`, `bf16 GEMMs with …`,
+    /// `bf16 (user kernel)`), where it names one.
+    pub fn inputs(&self) -> Option<DType> {
+        match self {
+            ComputeType::Accumulated { inputs, .. }
+            | ComputeType::Attention { inputs, .. }
+            | ComputeType::User {
+                inputs: Some(inputs),
+            } => Some(*inputs),
+            _ => None,
+        }
+    }
+
     /// `dtype` throughout.
     pub fn uniform(dtype: DType) -> ComputeType {
         ComputeType::Uniform(Arith::Of(dtype))

@@ -540,11 +540,10 @@ fn to_markdown(report: &Report) -> String {
     s.push_str("|---|---|---|---:|---:|---:|---:|---|\n");
     for r in &report.results {
         s.push_str(&format!(
-            "| `{}` | {} | {} ({}) | {} | {} | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} |\n",
             r.workload.name(),
             crate::report::with_placement(report, r, r.implementation.clone()),
-            r.dtype,
-            r.compute_dtype,
+            crate::report::dtype_text(r),
             throughput_text(r),
             r.peak_fraction
                 .map(|p| format!("{:.1}%", p * 100.0))

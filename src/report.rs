@@ -571,6 +571,20 @@ pub fn verification_text(r: &ResultRecord) -> String {
     }
 }
 
+/// The dtype and what computed it, each said once: `f32` where the arithmetic adds nothing,
+/// the compute label alone where it starts with the dtype (`bf16 (f32 accumulate)`, not
+/// `bf16 (bf16 (f32 accumulate))`), else `bf16 (f32)`.
+pub fn dtype_text(r: &ResultRecord) -> String {
+    let c = &r.compute_dtype;
+    if c.adds_nothing_to(r.dtype) {
+        r.dtype.to_string()
+    } else if c.inputs() == Some(r.dtype) {
+        c.to_string()
+    } else {
+        format!("{} ({c})", r.dtype)
+    }
+}
+
 /// Noise as ± half the CI95 of the median, relative.
 pub fn noise_text(r: &ResultRecord) -> String {
     r.stats
@@ -583,6 +597,35 @@ pub fn noise_text(r: &ResultRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dtype_cell_says_each_thing_once() {
+        use crate::backend::BackendKind;
+        use crate::dtype::{Arith, ComputeType, DType};
+        use crate::workload::{MemOp, MemorySpec};
+        let w = Workload::Memory(MemorySpec::new(MemOp::Copy, 1 << 20));
+        let mut r = ResultRecord::unrun(&w, "mine", BackendKind::Cuda, Placement::one(0));
+        let cell = |r: &ResultRecord, c: ComputeType| {
+            let mut r = r.clone();
+            r.compute_dtype = c;
+            dtype_text(&r)
+        };
+        let user = ComputeType::User {
+            inputs: Some(DType::F32),
+        };
+        assert_eq!(cell(&r, user), "f32 (user kernel)");
+        assert_eq!(cell(&r, ComputeType::uniform(DType::F32)), "f32");
+        assert_eq!(cell(&r, ComputeType::Unrecorded), "f32");
+        assert_eq!(cell(&r, ComputeType::Mock), "f32 (mock)");
+        r.dtype = DType::Bf16;
+        let lib = ComputeType::Accumulated {
+            inputs: DType::Bf16,
+            accumulate: Arith::Of(DType::F32),
+            fp8: None,
+        };
+        assert_eq!(cell(&r, lib), "bf16 (f32 accumulate)");
+        assert_eq!(cell(&r, ComputeType::uniform(DType::F32)), "bf16 (f32)");
+    }
 
     /// Every format writes a status as the JSON does (the CSV once wrote `verificationfailed`).
     #[test]

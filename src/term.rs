@@ -4,7 +4,8 @@
 //! forces it). The progress bar goes to stderr and hides itself when stderr is not a terminal.
 
 use crate::report::{
-    noise_text, throughput_text, verification_text, with_placement, Report, ResultRecord,
+    dtype_text, noise_text, throughput_text, verification_text, with_placement, Report,
+    ResultRecord,
 };
 use crate::units::seconds;
 use comfy_table::{presets, Cell, CellAlignment, Color, ContentArrangement, Table};
@@ -162,15 +163,6 @@ fn result_label(report: &Report, r: &ResultRecord) -> String {
     with_placement(report, r, r.id.clone())
 }
 
-fn dtype_text(r: &ResultRecord) -> String {
-    match &r.compute_dtype {
-        c if c.adds_nothing_to(r.dtype) => r.dtype.to_string(),
-        // A user kernel on the workload's own inputs: `f32 (user kernel)`, not the dtype twice.
-        c @ crate::dtype::ComputeType::User { inputs: Some(d) } if *d == r.dtype => c.to_string(),
-        c => format!("{} ({c})", r.dtype),
-    }
-}
-
 /// "NVIDIA H200" rather than the driver's full marketing string; CPUs keep their first words.
 fn short_device(name: &str) -> String {
     let n = name.trim();
@@ -206,28 +198,5 @@ pub fn error(msg: &str) {
         eprintln!("\x1b[31merror:\x1b[0m {msg}");
     } else {
         eprintln!("error: {msg}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::backend::BackendKind;
-    use crate::dtype::{ComputeType, DType};
-    use crate::plan::Placement;
-    use crate::workload::{MemOp, MemorySpec, Workload};
-
-    #[test]
-    fn the_dtype_cell_says_each_thing_once() {
-        let w = Workload::Memory(MemorySpec::new(MemOp::Copy, 1 << 20));
-        let mut r = ResultRecord::unrun(&w, "mine", BackendKind::Cuda, Placement::one(0));
-        r.compute_dtype = ComputeType::User {
-            inputs: Some(DType::F32),
-        };
-        assert_eq!(dtype_text(&r), "f32 (user kernel)");
-        r.compute_dtype = ComputeType::uniform(DType::F32);
-        assert_eq!(dtype_text(&r), "f32");
-        r.compute_dtype = ComputeType::Mock;
-        assert_eq!(dtype_text(&r), "f32 (mock)");
     }
 }

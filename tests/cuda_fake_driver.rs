@@ -30,23 +30,46 @@ fn fake_driver(test: &str) -> Option<tempfile::TempDir> {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_cuda/fake_cuda.c");
-    let built = std::process::Command::new("cc")
-        .args(["-shared", "-fPIC", "-O1", "-Wl,-soname,libcuda.so.1", "-o"])
-        .arg(dir.path().join("libcuda.so.1"))
-        .arg(&src)
-        .status()
-        .is_ok_and(|s| s.success());
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_cuda");
+    let lt = dir.path().join("lt");
+    std::fs::create_dir(&lt).unwrap();
+    let build = |src: &str, soname: &str, out: &Path| {
+        std::process::Command::new("cc")
+            .args([
+                "-shared",
+                "-fPIC",
+                "-O2",
+                &format!("-Wl,-soname,{soname}"),
+                "-o",
+            ])
+            .arg(out.join(soname))
+            .arg(fixtures.join(src))
+            .arg("-lm")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let built = build("fake_cuda.c", "libcuda.so.1", dir.path())
+        && build("fake_cublaslt.c", "libcublasLt.so.13", &lt);
     if !built {
         return skip_unless_required(REQUIRE, test, "no C compiler (cc) to build the fake driver");
     }
     Some(dir)
 }
 
-/// `gpuvet --backend cuda` on the stand-in driver in `dir`, with the fake's knobs `env`.
+/// `gpuvet --backend cuda` on the stand-in driver in `dir` (no cuBLASLt), with the fake's
+/// knobs `env`.
 fn on_fake(dir: &Path, env: &[(&str, &str)]) -> assert_cmd::Command {
+    on_fakes(&[dir.to_path_buf()], env)
+}
+
+/// [`on_fake`] with the stand-in cuBLASLt beside the driver.
+fn on_fake_with_cublaslt(dir: &Path, env: &[(&str, &str)]) -> assert_cmd::Command {
+    on_fakes(&[dir.to_path_buf(), dir.join("lt")], env)
+}
+
+fn on_fakes(dirs: &[PathBuf], env: &[(&str, &str)]) -> assert_cmd::Command {
     let prepend = |var: &str| {
-        let mut paths = vec![PathBuf::from(dir)];
+        let mut paths = dirs.to_vec();
         if let Some(v) = std::env::var_os(var) {
             paths.extend(std::env::split_paths(&v));
         }
@@ -236,4 +259,88 @@ fn memory_that_does_not_fit_is_refused_or_explained() {
     );
     assert!(out.contains("CUDA_ERROR_OUT_OF_MEMORY"), "{out}");
     assert!(out.contains("another process may hold it"), "{out}");
+}
+
+/// cuBLASLt is asked for exactly the GEMM the workload is: the stand-in computes what the
+/// descriptors, layouts, transposes and fp8 scales say, as cuBLASLt documents them, so every
+/// dtype and B layout verifying here checks gpuvet's row-major to column-major mapping (and
+/// int8/fp8's host transpose to the TN form) before any GPU runs it.
+#[test]
+fn cublaslt_is_asked_for_exactly_the_gemm_the_workload_is() {
+    let test = "cublaslt_is_asked_for_exactly_the_gemm_the_workload_is";
+    let Some(dir) = fake_driver(test) else { return };
+    let json = dir.path().join("r.json");
+    let (out, _) = stdout_of(
+        on_fake_with_cublaslt(dir.path(), &[("FAKE_CUDA_CC", "89")])
+            .arg("--json")
+            .arg(&json)
+            .args(FAST)
+            .args([
+                "bench", "matmul", "--shape", "64x48x32", "--impl", "cublaslt",
+            ])
+            .args(["--dtype", "f32,tf32,bf16,f16,int8,fp8", "--layout", "kn,nk"]),
+        0,
+    );
+    let got = outcomes(&json);
+    assert_eq!(got.len(), 12, "{got:?}");
+    assert!(got.iter().all(|g| g.1 == "ok" && g.2 && g.3), "{got:?}");
+    // The table names the arithmetic once.
+    assert!(out.contains("bf16 (f32 accumulate)"), "{out}");
+    assert!(!out.contains("bf16 (bf16"), "{out}");
+}
+
+/// On a Hopper stand-in, the wgmma GEMM and the FA3-style attention get their TMA maps past the
+/// rules the driver documents for cuTensorMapEncodeTiled, compile for sm_90a, load and launch;
+/// the stand-in runs no kernel, so both FAIL verification, as a kernel writing nothing must.
+#[test]
+fn hopper_kernels_reach_their_launch_with_valid_tma_maps() {
+    let test = "hopper_kernels_reach_their_launch_with_valid_tma_maps";
+    let Some(dir) = fake_driver(test) else { return };
+    if !nvrtc_or_skip(test) {
+        return;
+    }
+    let hopper = [("FAKE_CUDA_CC", "90"), ("FAKE_CUDA_MEM_MIB", "4096")];
+    let never_wrote = "worst error inf at C[0][0]: NaN, either an output the kernel never wrote";
+    let (out, _) = stdout_of(
+        on_fake_with_cublaslt(dir.path(), &hopper)
+            .args(FAST)
+            .args([
+                "bench",
+                "matmul",
+                "--shape",
+                "256x256x256",
+                "--dtype",
+                "bf16",
+            ])
+            .args(["--layout", "nk", "--impl", "wgmma"]),
+        1,
+    );
+    assert!(out.contains(&format!("/wgmma: {never_wrote}")), "{out}");
+    let (out, _) = stdout_of(
+        on_fake_with_cublaslt(dir.path(), &hopper)
+            .args(FAST)
+            .args([
+                "bench",
+                "attention",
+                "--batch",
+                "1",
+                "--heads",
+                "2",
+                "--seq",
+                "64",
+            ])
+            .args([
+                "--head-dim",
+                "64",
+                "--dtype",
+                "bf16",
+                "--impl",
+                "flash-sm90",
+            ]),
+        1,
+    );
+    assert!(
+        out.contains("/flash-sm90: worst error inf at O[b0][h0][q0]: NaN"),
+        "{out}"
+    );
 }
