@@ -56,6 +56,12 @@ fn fake_driver(test: &str) -> Option<tempfile::TempDir> {
     Some(dir)
 }
 
+/// [`fake_driver`], where NVRTC is there to compile gpuvet's kernels too (skipped otherwise).
+fn fake_driver_and_nvrtc(test: &str) -> Option<tempfile::TempDir> {
+    let dir = fake_driver(test)?;
+    nvrtc_or_skip(test).then_some(dir)
+}
+
 /// `gpuvet --backend cuda` on the stand-in driver in `dir` (no cuBLASLt), with the fake's
 /// knobs `env`.
 fn on_fake(dir: &Path, env: &[(&str, &str)]) -> assert_cmd::Command {
@@ -111,10 +117,9 @@ fn outcomes(json: &Path) -> Vec<(String, String, bool, bool)> {
 #[test]
 fn a_kernel_that_writes_nothing_fails_and_gets_no_figure() {
     let test = "a_kernel_that_writes_nothing_fails_and_gets_no_figure";
-    let Some(dir) = fake_driver(test) else { return };
-    if !nvrtc_or_skip(test) {
+    let Some(dir) = fake_driver_and_nvrtc(test) else {
         return;
-    }
+    };
     let json = dir.path().join("r.json");
     let (out, _) = stdout_of(
         on_fake(dir.path(), &[])
@@ -146,10 +151,9 @@ fn a_kernel_that_writes_nothing_fails_and_gets_no_figure() {
 #[test]
 fn kernels_that_do_their_work_verify_and_are_timed() {
     let test = "kernels_that_do_their_work_verify_and_are_timed";
-    let Some(dir) = fake_driver(test) else { return };
-    if !nvrtc_or_skip(test) {
+    let Some(dir) = fake_driver_and_nvrtc(test) else {
         return;
-    }
+    };
     let json = dir.path().join("r.json");
     on_fake(dir.path(), &[("FAKE_CUDA_KERNELS", "copy")])
         .arg("--json")
@@ -207,10 +211,9 @@ fn without_cublaslt_matmul_says_what_to_install() {
 #[test]
 fn without_peer_access_the_sm_copy_kernel_is_left_out_with_why() {
     let test = "without_peer_access_the_sm_copy_kernel_is_left_out_with_why";
-    let Some(dir) = fake_driver(test) else { return };
-    if !nvrtc_or_skip(test) {
+    let Some(dir) = fake_driver_and_nvrtc(test) else {
         return;
-    }
+    };
     let two = [("FAKE_CUDA_DEVICES", "2")];
     let (out, err) = stdout_of(
         on_fake(dir.path(), &two)
@@ -295,10 +298,9 @@ fn cublaslt_is_asked_for_exactly_the_gemm_the_workload_is() {
 #[test]
 fn hopper_kernels_reach_their_launch_with_valid_tma_maps() {
     let test = "hopper_kernels_reach_their_launch_with_valid_tma_maps";
-    let Some(dir) = fake_driver(test) else { return };
-    if !nvrtc_or_skip(test) {
+    let Some(dir) = fake_driver_and_nvrtc(test) else {
         return;
-    }
+    };
     let hopper = [("FAKE_CUDA_CC", "90"), ("FAKE_CUDA_MEM_MIB", "4096")];
     let never_wrote = "worst error inf at C[0][0]: NaN, either an output the kernel never wrote";
     let (out, _) = stdout_of(
