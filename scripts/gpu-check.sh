@@ -438,6 +438,10 @@ if [ "$LIST_ONLY" = 0 ]; then
     # give), so a host-memory shortfall is noted in the result instead of refusing the 4 GiB
     # memory steps; set GPUVET_HOST_MEMORY_CHECK=strict to refuse.
     export GPUVET_HOST_MEMORY_CHECK="${GPUVET_HOST_MEMORY_CHECK:-warn}"
+    # A kernel that never ends (a deadlocked mbarrier pipeline in a kernel never run on a GPU
+    # before) is called hung after 20 s, well inside every step's limit: the step's JSON then
+    # names the kernel, instead of the step timing out with nothing written.
+    export GPUVET_HANG_TIMEOUT="${GPUVET_HANG_TIMEOUT:-20}"
     {
         echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
         echo "command: scripts/gpu-check.sh ${ARGV[*]:-}"
@@ -446,7 +450,7 @@ if [ "$LIST_ONLY" = 0 ]; then
         echo "gpuvet: $("$BIN/gpuvet" --version 2>&1)"
         echo "backend: $BACKEND, budget: ${BUDGET}s"
         echo "cuda libraries: ${GPUVET_CUDA_LIB_DIR:-found by gpuvet}"
-        echo "host memory check: $GPUVET_HOST_MEMORY_CHECK"
+        echo "host memory check: $GPUVET_HOST_MEMORY_CHECK, hang timeout: ${GPUVET_HANG_TIMEOUT}s"
         echo "memory:"; free -g 2>&1
         if command -v nvidia-smi >/dev/null; then
             echo "driver: $(nvidia-smi --query-gpu=driver_version,name --format=csv,noheader 2>&1 | head -n 1)"

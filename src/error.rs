@@ -72,6 +72,10 @@ pub enum DriverErrorKind {
     /// A kernel faulted (launch failure, misaligned address, illegal instruction, timeout,
     /// uncorrectable ECC): like an illegal address, the context is unusable from here on.
     LaunchFailed,
+    /// Queued work did not finish within gpuvet's wait (a kernel that never ends, or a GPU
+    /// that stopped answering): the work may still be running, so nothing more can be queued
+    /// behind it on the device.
+    Hung,
     Other,
 }
 
@@ -81,7 +85,7 @@ impl DriverErrorKind {
     pub fn is_sticky(self) -> bool {
         matches!(
             self,
-            DriverErrorKind::IllegalAddress | DriverErrorKind::LaunchFailed
+            DriverErrorKind::IllegalAddress | DriverErrorKind::LaunchFailed | DriverErrorKind::Hung
         )
     }
 }

@@ -346,3 +346,54 @@ fn hopper_kernels_reach_their_launch_with_valid_tma_maps() {
         "{out}"
     );
 }
+
+/// A kernel that never ends (a deadlocked pipeline, a GPU that stopped answering) is a result,
+/// not a run that blocks until its scheduler kills it: after GPUVET_HANG_TIMEOUT the entry
+/// errors with why, the device's later entries are skipped as lost, the report is written, and
+/// nothing the hung work still holds is freed (the stand-in exits 99 if it were: a real driver
+/// would wait there forever).
+#[test]
+fn a_kernel_that_never_ends_is_reported_and_the_run_finishes() {
+    let test = "a_kernel_that_never_ends_is_reported_and_the_run_finishes";
+    let Some(dir) = fake_driver_and_nvrtc(test) else {
+        return;
+    };
+    let json = dir.path().join("r.json");
+    let env = [
+        ("FAKE_CUDA_KERNELS", "copy"),
+        ("FAKE_CUDA_HANG", "gv_triad"),
+        ("GPUVET_HANG_TIMEOUT", "1"),
+    ];
+    let started = std::time::Instant::now();
+    let (out, _) = stdout_of(
+        on_fake(dir.path(), &env)
+            .arg("--json")
+            .arg(&json)
+            .args(FAST)
+            .args([
+                "bench",
+                "memory",
+                "--size",
+                "1MiB",
+                "--op",
+                "copy,triad,write",
+            ])
+            .args(["--impl", "kernel"])
+            .timeout(std::time::Duration::from_secs(60)),
+        2,
+    );
+    assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+    assert!(
+        out.contains("memory.triad.1MiB/kernel: cuda error: synchronize stream: the GPU work did not finish within 1 s"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "memory.write.1MiB/kernel: skipped: the device was lost after memory.triad.1MiB/kernel"
+        ),
+        "{out}"
+    );
+    let got = outcomes(&json);
+    let statuses: Vec<&str> = got.iter().map(|g| g.1.as_str()).collect();
+    assert_eq!(statuses, ["ok", "error", "error"], "{got:?}");
+}

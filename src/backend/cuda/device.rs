@@ -93,6 +93,22 @@ pub struct Gpu {
     modules: Mutex<HashMap<Source, (Arc<CudaModule>, String)>>,
 }
 
+impl Drop for Gpu {
+    /// A device whose work hung keeps its context, stream and modules for the life of the
+    /// process: releasing them would wait in the driver for work that never ends, and the run
+    /// could not finish. The process's exit tears them down.
+    fn drop(&mut self) {
+        if super::timing::is_hung(&self.ctx) {
+            std::mem::forget(self.ctx.clone());
+            std::mem::forget(self.stream.clone());
+            if let Ok(m) = self.modules.lock() {
+                m.values()
+                    .for_each(|(module, _)| std::mem::forget(module.clone()));
+            }
+        }
+    }
+}
+
 impl Gpu {
     pub fn open(ordinal: usize) -> Result<Gpu> {
         let ctx = cu(
@@ -186,8 +202,10 @@ impl Gpu {
         Ok(module)
     }
 
+    /// Waits for the stream's work, calling the device hung past the timing module's
+    /// [`super::timing::hang_timeout`].
     pub fn sync(&self) -> Result<()> {
-        cu("synchronize stream", self.stream.synchronize())
+        super::timing::wait_stream(&self.ctx, &self.stream, "synchronize stream")
     }
 
     /// Launches `f` on the stream with raw parameters.
@@ -353,6 +371,11 @@ pub fn poisoned_round(
 
 impl Drop for DevBuf {
     fn drop(&mut self) {
+        // A free waits for the device's work; work that hung never ends: leave the memory to
+        // the process's exit rather than block here.
+        if super::timing::is_hung(&self.ctx) {
+            return;
+        }
         // Errors on free cannot be reported from drop; the context records sticky errors.
         let _ = self.ctx.bind_to_thread();
         // SAFETY: the pointer came from cuMemAlloc and is freed once.

@@ -8,15 +8,98 @@
 
 use super::error::cu;
 use super::libs;
-use crate::error::{Error, Result};
-use cudarc::driver::sys::{CUevent, CUevent_flags};
+use crate::error::{DriverErrorKind, Error, Result};
+use cudarc::driver::sys::{self, CUevent, CUevent_flags};
 use cudarc::driver::{CudaContext, CudaEvent, CudaStream};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long gpuvet waits for queued work before it calls the device hung: far beyond any
+/// sample or verification launch (milliseconds to a second), short enough that a kernel which
+/// never ends (a deadlocked pipeline) or a GPU that stopped answering is a result, not a run
+/// that blocks until its scheduler kills it. `GPUVET_HANG_TIMEOUT` (seconds) sets it.
+pub const HANG_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The wait before a device is called hung: `GPUVET_HANG_TIMEOUT` seconds, else
+/// [`HANG_TIMEOUT`].
+pub fn hang_timeout() -> Duration {
+    std::env::var("GPUVET_HANG_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(HANG_TIMEOUT, Duration::from_secs_f64)
+}
+
+/// The contexts (by handle) whose work hung: their memory is never freed and they are never
+/// released, since either would wait in the driver for the work that does not end, and the run
+/// could then never finish writing what it measured.
+static HUNG: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+fn key(ctx: &CudaContext) -> usize {
+    ctx.cu_ctx() as usize
+}
+
+/// Whether work queued in `ctx` hung ([`wait_for`] gave up on it).
+pub fn is_hung(ctx: &CudaContext) -> bool {
+    HUNG.lock().is_ok_and(|h| h.contains(&key(ctx)))
+}
+
+/// Waits until `event` (of `ctx`) has completed, doing `what`; a typed
+/// [`DriverErrorKind::Hung`] error after [`hang_timeout`], and `ctx` marked hung. Polls instead
+/// of blocking in the driver, which could wait forever: yielding for the first 10 ms (as the
+/// driver's own spin-wait would, so a sample's wait adds no latency), then sleeping up to 1 ms
+/// between looks.
+pub fn wait_for(ctx: &CudaContext, event: &CudaEvent, what: &str) -> Result<()> {
+    let start = Instant::now();
+    let limit = hang_timeout();
+    let mut pause = Duration::from_micros(50);
+    loop {
+        // SAFETY: a live event of the current context.
+        match unsafe { sys::cuEventQuery(event.cu_event()) } {
+            sys::CUresult::CUDA_SUCCESS => return Ok(()),
+            sys::CUresult::CUDA_ERROR_NOT_READY => {}
+            other => return cu(what, other.result()),
+        }
+        let waited = start.elapsed();
+        if waited >= limit {
+            if let Ok(mut h) = HUNG.lock() {
+                h.push(key(ctx));
+            }
+            return Err(Error::Driver {
+                what: what.to_string(),
+                kind: DriverErrorKind::Hung,
+                detail: format!(
+                    "the GPU work did not finish within {:.0} s: a kernel that never ends (a \
+                     deadlock), or a GPU that stopped answering; nothing more runs on this \
+                     device in this run (GPUVET_HANG_TIMEOUT sets the wait)",
+                    limit.as_secs_f64()
+                ),
+            });
+        }
+        if waited < Duration::from_millis(10) {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Waits for everything queued on `stream` so far, as [`wait_for`] does.
+pub fn wait_stream(ctx: &Arc<CudaContext>, stream: &CudaStream, what: &str) -> Result<()> {
+    let e = cu(
+        what,
+        ctx.new_event(Some(CUevent_flags::CU_EVENT_DISABLE_TIMING)),
+    )?;
+    cu(what, e.record(stream))?;
+    wait_for(ctx, &e, what)
+}
 
 type ElapsedFn = unsafe extern "C" fn(*mut f32, CUevent, CUevent) -> i32;
 
 /// A start/stop event pair on one stream.
 pub struct Timer {
+    ctx: Arc<CudaContext>,
     start: CudaEvent,
     stop: CudaEvent,
     elapsed: ElapsedFn,
@@ -38,6 +121,7 @@ impl Timer {
         // SAFETY: cuEventElapsedTime(float*, CUevent, CUevent) -> CUresult in every driver.
         let elapsed: ElapsedFn = unsafe { std::mem::transmute(sym) };
         Ok(Timer {
+            ctx: ctx.clone(),
             start: cu(
                 "create start event",
                 ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)),
@@ -73,7 +157,7 @@ impl Timer {
 
     /// Waits for the stop event and returns the seconds since the start event.
     pub fn elapsed(&self) -> Result<f64> {
-        cu("wait for the timed work", self.stop.synchronize())?;
+        wait_for(&self.ctx, &self.stop, "wait for the timed work")?;
         let mut ms = 0f32;
         // SAFETY: both events belong to the current context and have completed.
         let rc = unsafe { (self.elapsed)(&mut ms, self.start.cu_event(), self.stop.cu_event()) };
