@@ -91,6 +91,12 @@ fn on_fakes(dirs: &[PathBuf], env: &[(&str, &str)]) -> assert_cmd::Command {
     c
 }
 
+/// `c` writing its report to `json`, with [`FAST`] measurement settings.
+fn measured(mut c: assert_cmd::Command, json: &Path) -> assert_cmd::Command {
+    c.arg("--json").arg(json).args(FAST);
+    c
+}
+
 /// The results of a report as (implementation, status, passed, has a median).
 fn outcomes(json: &Path) -> Vec<(String, String, bool, bool)> {
     let r = read_json(json);
@@ -122,11 +128,14 @@ fn a_kernel_that_writes_nothing_fails_and_gets_no_figure() {
     };
     let json = dir.path().join("r.json");
     let (out, _) = stdout_of(
-        on_fake(dir.path(), &[])
-            .arg("--json")
-            .arg(&json)
-            .args(FAST)
-            .args(["bench", "memory", "--size", "1MiB", "--op", "copy,triad"]),
+        measured(on_fake(dir.path(), &[]), &json).args([
+            "bench",
+            "memory",
+            "--size",
+            "1MiB",
+            "--op",
+            "copy,triad",
+        ]),
         1,
     );
     assert!(out.contains("FAIL"), "{out}");
@@ -155,10 +164,7 @@ fn kernels_that_do_their_work_verify_and_are_timed() {
         return;
     };
     let json = dir.path().join("r.json");
-    on_fake(dir.path(), &[("FAKE_CUDA_KERNELS", "copy")])
-        .arg("--json")
-        .arg(&json)
-        .args(FAST)
+    measured(on_fake(dir.path(), &[("FAKE_CUDA_KERNELS", "copy")]), &json)
         .args(["bench", "memory", "--size", "1MiB", "--op", "copy,write"])
         .assert()
         .code(0);
@@ -169,10 +175,7 @@ fn kernels_that_do_their_work_verify_and_are_timed() {
     // stand-in reads copy_f32's (src, dst, n) from the launch and copies what they say.
     let copy = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kernels/copy.toml");
     let (out, _) = stdout_of(
-        on_fake(dir.path(), &[("FAKE_CUDA_KERNELS", "copy")])
-            .arg("--json")
-            .arg(&json)
-            .args(FAST)
+        measured(on_fake(dir.path(), &[("FAKE_CUDA_KERNELS", "copy")]), &json)
             .args(["bench", "memory", "--size", "1MiB", "--op", "copy"])
             .arg("--kernel")
             .arg(&copy),
@@ -274,14 +277,14 @@ fn cublaslt_is_asked_for_exactly_the_gemm_the_workload_is() {
     let Some(dir) = fake_driver(test) else { return };
     let json = dir.path().join("r.json");
     let (out, _) = stdout_of(
-        on_fake_with_cublaslt(dir.path(), &[("FAKE_CUDA_CC", "89")])
-            .arg("--json")
-            .arg(&json)
-            .args(FAST)
-            .args([
-                "bench", "matmul", "--shape", "64x48x32", "--impl", "cublaslt",
-            ])
-            .args(["--dtype", "f32,tf32,bf16,f16,int8,fp8", "--layout", "kn,nk"]),
+        measured(
+            on_fake_with_cublaslt(dir.path(), &[("FAKE_CUDA_CC", "89")]),
+            &json,
+        )
+        .args([
+            "bench", "matmul", "--shape", "64x48x32", "--impl", "cublaslt",
+        ])
+        .args(["--dtype", "f32,tf32,bf16,f16,int8,fp8", "--layout", "kn,nk"]),
         0,
     );
     let got = outcomes(&json);
@@ -366,10 +369,7 @@ fn a_kernel_that_never_ends_is_reported_and_the_run_finishes() {
     ];
     let started = std::time::Instant::now();
     let (out, _) = stdout_of(
-        on_fake(dir.path(), &env)
-            .arg("--json")
-            .arg(&json)
-            .args(FAST)
+        measured(on_fake(dir.path(), &env), &json)
             .args([
                 "bench",
                 "memory",
