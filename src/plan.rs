@@ -344,6 +344,7 @@ fn plan_with(
         shortfalls,
     } = *how;
     let mut plan = Plan::default();
+    let mut group_refusals: Vec<String> = Vec::new();
     let host = HostMemoryCheck::from_env()?;
     let workloads = unique_workloads(workloads, &mut plan.skipped);
     for w in &workloads {
@@ -366,9 +367,15 @@ fn plan_with(
                 .iter()
                 .map(|&d| backends[d].as_ref())
                 .collect();
-            let Some(chosen) =
-                implementations_for(how, &w, &placement, &members, &mut plan.skipped)?
-            else {
+            let found = implementations_for(
+                how,
+                &w,
+                &placement,
+                &members,
+                &mut plan.skipped,
+                &mut group_refusals,
+            )?;
+            let Some(chosen) = found else {
                 continue;
             };
             for b in &members[1..] {
@@ -405,37 +412,34 @@ fn plan_with(
             }
         }
     }
+    // Every placement's devices refused what was asked together, and nothing else was left to
+    // run: the reason is the answer (a suite lists it and goes on).
+    if let (true, false, Some(why)) = (
+        plan.entries.is_empty(),
+        skip_unsupported,
+        group_refusals.first(),
+    ) {
+        return Err(Error::unsupported(why.clone()));
+    }
     Ok(plan)
 }
 
 /// The implementations the plan runs `w` with on `placement` (`members`, the lead first), or
-/// `None` when the placement runs none of them and the plan lists why in `skipped` (suites);
-/// an error when nothing asked for can run, with the backend's reason where it knows one.
+/// `None` when it runs none there and `skipped` says why; an error when nothing asked for can
+/// run, with the backend's reason where it knows one. An implementation the devices cannot run
+/// together ([`Backend::check_group`]: two GPUs without a peer mapping) is left out of this
+/// placement with a note, whether picked by default or by name; `group_refusals` collects why,
+/// so that a plan left with nothing at all can say it.
 fn implementations_for(
     how: &Planning,
     w: &Workload,
     placement: &Placement,
     members: &[&dyn Backend],
     skipped: &mut Vec<String>,
+    group_refusals: &mut Vec<String>,
 ) -> Result<Option<Vec<String>>> {
     let (select, lead) = (how.select, members[0]);
-    let (avail, refused) = group_usable(lead.implementations(w), members, w);
-    if let ImplSelect::Named(names) | ImplSelect::DefaultAnd(names) = select {
-        // Asked for by name: why the devices cannot run it together is the answer.
-        if let Some((_, e)) = refused.iter().find(|(n, _)| names.contains(n)) {
-            return Err(Error::unsupported(e.reason()));
-        }
-    }
-    let group_reasons: Vec<String> = refused.iter().map(|(_, e)| e.reason()).collect();
-    if !avail.is_empty() {
-        for (name, e) in &refused {
-            skipped.push(format!(
-                "{}/{name} on devices {placement}: {}",
-                w.name(),
-                e.reason()
-            ));
-        }
-    }
+    let avail = lead.implementations(w);
     if let (true, ImplSelect::Named(names)) = (avail.is_empty(), select) {
         // The backend's own reason (a user kernel on a CPU needs a GPU) beats a guess.
         for n in names {
@@ -443,16 +447,12 @@ fn implementations_for(
         }
     }
     if avail.is_empty() {
-        // A backend that knows why (a missing library, devices that cannot reach each other)
-        // says so.
-        let reason = if group_reasons.is_empty() {
-            lead.check(w, "")
-                .err()
-                .map(|e| e.reason())
-                .filter(|m| !m.contains("has no implementation"))
-        } else {
-            Some(group_reasons.join("; "))
-        };
+        // A backend that knows why (a missing library) says so.
+        let reason = lead
+            .check(w, "")
+            .err()
+            .map(|e| e.reason())
+            .filter(|m| !m.contains("has no implementation"));
         let why = match reason {
             Some(r) => format!("{} cannot run {}: {r}", lead.device().name, w.name()),
             None => format!(
@@ -468,31 +468,19 @@ fn implementations_for(
         }
         return Err(Error::Unsupported(why));
     }
-    choose(select, &avail, w, lead).map(Some)
-}
-
-/// The lead device's implementations of `w` that the placement's devices can run together
-/// ([`Backend::check_group`]), and those they cannot, with why. One device: all of them.
-fn group_usable(
-    avail: Vec<crate::backend::ImplInfo>,
-    members: &[&dyn Backend],
-    w: &Workload,
-) -> (Vec<crate::backend::ImplInfo>, Vec<(String, Error)>) {
-    if members.len() < 2 {
-        return (avail, Vec::new());
-    }
-    let mut refused = Vec::new();
-    let usable = avail
-        .into_iter()
-        .filter(|i| match members[0].check_group(members, w, &i.name) {
+    let mut chosen = choose(select, &avail, w, lead)?;
+    if members.len() > 1 {
+        chosen.retain(|name| match lead.check_group(members, w, name) {
             Ok(()) => true,
             Err(e) => {
-                refused.push((i.name.clone(), e));
+                let why = e.reason();
+                skipped.push(format!("{}/{name} on devices {placement}: {why}", w.name()));
+                group_refusals.push(why);
                 false
             }
-        })
-        .collect();
-    (usable, refused)
+        });
+    }
+    Ok((!chosen.is_empty()).then_some(chosen))
 }
 
 /// The implementations `select` picks from `avail` (the lead device's list).

@@ -233,6 +233,14 @@ fn without_peer_access_the_sm_copy_kernel_is_left_out_with_why() {
         "{out}"
     );
     assert!(!out.contains("/ kernel"), "{out}");
+    // Asked for the copy engine only, nothing is left out, and nothing is said of the kernel.
+    let (_, err) = stdout_of(
+        on_fake(dir.path(), &two)
+            .args(FAST)
+            .args(["bench", "p2p", "--size", "1MiB", "--impl", "memcpy"]),
+        0,
+    );
+    assert!(!err.contains("skipped"), "{err}");
     exits_2_saying(
         on_fake(dir.path(), &two)
             .args(FAST)

@@ -281,6 +281,10 @@ impl Comms {
 
 impl Drop for Comms {
     fn drop(&mut self) {
+        // A communicator whose work hung would wait in its destroy: leave it to the exit.
+        if self.gpus.iter().any(|ctx| super::timing::is_hung(ctx)) {
+            return;
+        }
         for (c, ctx) in self.comms.iter().zip(&self.gpus) {
             if !c.is_null() {
                 let _ = ctx.bind_to_thread();
@@ -333,7 +337,7 @@ impl<'a> CollectiveRun<'a> {
                 gpu: g,
                 send,
                 recv: g.alloc((spec.recv_elements() * size) as usize)?,
-                timer: Timer::new(&g.ctx)?,
+                timer: Timer::new(&g.ctx)?.patient(super::p2p::GROUP_PATIENCE),
             });
         }
         Ok(CollectiveRun {
@@ -423,10 +427,9 @@ impl<'a> CollectiveRun<'a> {
     }
 
     fn sync(&self) -> Result<()> {
-        for r in &self.ranks {
-            r.gpu.sync()?;
-        }
-        Ok(())
+        let gpus: Vec<&Gpu> = self.ranks.iter().map(|r| r.gpu).collect();
+        let r = self.ranks.iter().try_for_each(|r| r.gpu.sync());
+        super::p2p::hung_together(&gpus, r)
     }
 }
 
@@ -457,12 +460,12 @@ impl Prepared for CollectiveRun<'_> {
             r.gpu.bind()?;
             r.timer.stop(&r.gpu.stream)?;
         }
-        let mut slowest: f64 = 0.0;
-        for r in &self.ranks {
+        let gpus: Vec<&Gpu> = self.ranks.iter().map(|r| r.gpu).collect();
+        let slowest = self.ranks.iter().try_fold(0f64, |slowest, r| {
             r.gpu.bind()?;
-            slowest = slowest.max(r.timer.elapsed()?);
-        }
-        Ok(slowest)
+            Ok(slowest.max(r.timer.elapsed()?))
+        });
+        super::p2p::hung_together(&gpus, slowest)
     }
 
     fn cache_policy(&self) -> CachePolicy {

@@ -51,6 +51,20 @@ pub fn enable_peer_access(from: &Gpu, to: &Gpu) -> Result<bool> {
     }
 }
 
+/// How many times one device's hang limit a group run waits: its batches wait on their peers.
+pub const GROUP_PATIENCE: u32 = 4;
+
+/// `r`, having marked every device of `gpus` hung when it is a hang: the work of each may wait
+/// on the stuck one, so none of them may free or release anything from here on.
+pub fn hung_together<T>(gpus: &[&Gpu], r: Result<T>) -> Result<T> {
+    if let Err(e) = &r {
+        if e.driver_kind() == Some(crate::error::DriverErrorKind::Hung) {
+            gpus.iter().for_each(|g| super::timing::mark_hung(&g.ctx));
+        }
+    }
+    r
+}
+
 /// The ways of a copy between `a` and `b` as (source, destination) devices: `a` to `b`, and
 /// back when bidirectional.
 fn ways_of<'g>(a: &'g Gpu, b: &'g Gpu, spec: &P2pSpec) -> Vec<(&'g Gpu, &'g Gpu)> {
@@ -162,7 +176,7 @@ impl<'a> P2pRun<'a> {
         Ok(P2pRun {
             grid: a.stream_grid(BLOCK, BLOCK as u64 * 16, spec.words().div_ceil(4)),
             // The events are recorded on the first executing device's stream: its context.
-            timer: Timer::new(&ways[0].exec.ctx)?,
+            timer: Timer::new(&ways[0].exec.ctx)?.patient(GROUP_PATIENCE),
             ways,
             spec: spec.clone(),
             peer,
@@ -201,10 +215,12 @@ impl<'a> P2pRun<'a> {
     }
 
     fn sync(&self) -> Result<()> {
-        for w in &self.ways {
-            w.exec.sync()?;
-        }
-        Ok(())
+        let gpus: Vec<&Gpu> = self
+            .ways
+            .iter()
+            .flat_map(|w| [w.src_gpu, w.dst_gpu])
+            .collect();
+        hung_together(&gpus, self.ways.iter().try_for_each(|w| w.exec.sync()))
     }
 
     /// The executing devices other than the first way's (both ways at once: the second).
@@ -256,7 +272,12 @@ impl Prepared for P2pRun<'_> {
             )?;
         }
         self.timer.stop(&lead.stream)?;
-        self.timer.elapsed()
+        let gpus: Vec<&Gpu> = self
+            .ways
+            .iter()
+            .flat_map(|w| [w.src_gpu, w.dst_gpu])
+            .collect();
+        hung_together(&gpus, self.timer.elapsed())
     }
 
     fn cache_policy(&self) -> CachePolicy {

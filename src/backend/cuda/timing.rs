@@ -50,8 +50,46 @@ pub fn is_hung(ctx: &CudaContext) -> bool {
 /// driver's own spin-wait would, so a sample's wait adds no latency), then sleeping up to 1 ms
 /// between looks.
 pub fn wait_for(ctx: &CudaContext, event: &CudaEvent, what: &str) -> Result<()> {
+    wait_within(ctx, event, what, hang_timeout())
+}
+
+/// Marks `ctx` hung (see [`is_hung`]): a group run whose wait on one device gave up marks
+/// every device of the group, since each may hold work that waits on the stuck one.
+pub fn mark_hung(ctx: &CudaContext) {
+    if let Ok(mut h) = HUNG.lock() {
+        if !h.contains(&key(ctx)) {
+            h.push(key(ctx));
+        }
+    }
+}
+
+/// The typed error of work that did not finish within `limit`.
+fn hung(what: &str, limit: Duration) -> Error {
+    Error::Driver {
+        what: what.to_string(),
+        kind: DriverErrorKind::Hung,
+        detail: format!(
+            "the GPU work did not finish within {:.0} s: a kernel that never ends (a \
+             deadlock), or a GPU that stopped answering; nothing more runs on this device in \
+             this run (GPUVET_HANG_TIMEOUT sets the wait)",
+            limit.as_secs_f64()
+        ),
+    }
+}
+
+/// [`wait_for`] with its own limit. A context already hung fails at once: a second wait (the
+/// drop of the run that hung) would only wait out the limit again.
+pub fn wait_within(
+    ctx: &CudaContext,
+    event: &CudaEvent,
+    what: &str,
+    limit: Duration,
+) -> Result<()> {
+    if is_hung(ctx) {
+        return Err(hung(what, limit));
+    }
+    cu("bind context", ctx.bind_to_thread())?;
     let start = Instant::now();
-    let limit = hang_timeout();
     let mut pause = Duration::from_micros(50);
     loop {
         // SAFETY: a live event of the current context.
@@ -62,19 +100,8 @@ pub fn wait_for(ctx: &CudaContext, event: &CudaEvent, what: &str) -> Result<()> 
         }
         let waited = start.elapsed();
         if waited >= limit {
-            if let Ok(mut h) = HUNG.lock() {
-                h.push(key(ctx));
-            }
-            return Err(Error::Driver {
-                what: what.to_string(),
-                kind: DriverErrorKind::Hung,
-                detail: format!(
-                    "the GPU work did not finish within {:.0} s: a kernel that never ends (a \
-                     deadlock), or a GPU that stopped answering; nothing more runs on this \
-                     device in this run (GPUVET_HANG_TIMEOUT sets the wait)",
-                    limit.as_secs_f64()
-                ),
-            });
+            mark_hung(ctx);
+            return Err(hung(what, limit));
         }
         if waited < Duration::from_millis(10) {
             std::thread::yield_now();
@@ -100,6 +127,8 @@ type ElapsedFn = unsafe extern "C" fn(*mut f32, CUevent, CUevent) -> i32;
 /// A start/stop event pair on one stream.
 pub struct Timer {
     ctx: Arc<CudaContext>,
+    /// How long [`Timer::elapsed`] waits before calling the work hung.
+    limit: Duration,
     start: CudaEvent,
     stop: CudaEvent,
     elapsed: ElapsedFn,
@@ -122,6 +151,7 @@ impl Timer {
         let elapsed: ElapsedFn = unsafe { std::mem::transmute(sym) };
         Ok(Timer {
             ctx: ctx.clone(),
+            limit: hang_timeout(),
             start: cu(
                 "create start event",
                 ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)),
@@ -143,6 +173,14 @@ impl Timer {
         self.elapsed()
     }
 
+    /// This timer waiting `factor` times the usual limit: a group run's first batch may wait
+    /// on its peers (another process still compiling, a slow link) far longer than one
+    /// device's work ever takes.
+    pub fn patient(mut self, factor: u32) -> Timer {
+        self.limit *= factor;
+        self
+    }
+
     /// Records the start event on `stream` (timing work spread over several streams or
     /// devices: [`Timer::start`] on each, the work, [`Timer::stop`] on each, then
     /// [`Timer::elapsed`] of each).
@@ -157,7 +195,7 @@ impl Timer {
 
     /// Waits for the stop event and returns the seconds since the start event.
     pub fn elapsed(&self) -> Result<f64> {
-        wait_for(&self.ctx, &self.stop, "wait for the timed work")?;
+        wait_within(&self.ctx, &self.stop, "wait for the timed work", self.limit)?;
         let mut ms = 0f32;
         // SAFETY: both events belong to the current context and have completed.
         let rc = unsafe { (self.elapsed)(&mut ms, self.start.cu_event(), self.stop.cu_event()) };

@@ -113,6 +113,10 @@ impl HostBuf {
 impl Drop for HostBuf {
     fn drop(&mut self) {
         if let HostBuf::Pinned { ptr, ctx, .. } = self {
+            // Freeing pinned memory waits for the device: not after its work hung.
+            if super::timing::is_hung(ctx) {
+                return;
+            }
             let _ = ctx.bind_to_thread();
             // SAFETY: allocated by cuMemHostAlloc, freed once; the run synchronised before.
             let _ = unsafe { dr::free_host(*ptr) };
@@ -272,9 +276,10 @@ impl<'a> TransferRun<'a> {
 
     fn sync(&self) -> Result<()> {
         self.gpu.sync()?;
-        cu(
+        super::timing::wait_stream(
+            &self.gpu.ctx,
+            &self.down_stream,
             "synchronize the second stream",
-            self.down_stream.synchronize(),
         )
     }
 }
