@@ -337,7 +337,7 @@ impl<'a> CollectiveRun<'a> {
                 gpu: g,
                 send,
                 recv: g.alloc((spec.recv_elements() * size) as usize)?,
-                timer: Timer::new(&g.ctx)?.patient(super::p2p::GROUP_PATIENCE),
+                timer: Timer::new(&g.ctx)?.patient(super::timing::GROUP_PATIENCE),
             });
         }
         Ok(CollectiveRun {
@@ -427,9 +427,8 @@ impl<'a> CollectiveRun<'a> {
     }
 
     fn sync(&self) -> Result<()> {
-        let gpus: Vec<&Gpu> = self.ranks.iter().map(|r| r.gpu).collect();
         let r = self.ranks.iter().try_for_each(|r| r.gpu.sync());
-        super::p2p::hung_together(&gpus, r)
+        super::timing::hung_together(r, self.ranks.iter().map(|r| &*r.gpu.ctx))
     }
 }
 
@@ -460,12 +459,11 @@ impl Prepared for CollectiveRun<'_> {
             r.gpu.bind()?;
             r.timer.stop(&r.gpu.stream)?;
         }
-        let gpus: Vec<&Gpu> = self.ranks.iter().map(|r| r.gpu).collect();
         let slowest = self.ranks.iter().try_fold(0f64, |slowest, r| {
             r.gpu.bind()?;
             Ok(slowest.max(r.timer.elapsed()?))
         });
-        super::p2p::hung_together(&gpus, slowest)
+        super::timing::hung_together(slowest, self.ranks.iter().map(|r| &*r.gpu.ctx))
     }
 
     fn cache_policy(&self) -> CachePolicy {

@@ -10,7 +10,7 @@ use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch_on, Args, Dims, Kernel};
 use super::run::{sync_on_drop, tensor_from_bytes};
-use super::timing::Timer;
+use super::timing::{hung_together, Timer};
 use crate::backend::{CachePolicy, Prepared};
 use crate::dtype::ComputeType;
 use crate::dtype::OutType;
@@ -19,6 +19,7 @@ use crate::tensor::Tensor;
 use crate::workload::{P2pOp, P2pSpec};
 use cudarc::driver::result as dr;
 use cudarc::driver::sys;
+use cudarc::driver::CudaContext;
 
 /// Threads per block of the link copy kernel.
 const BLOCK: u32 = 256;
@@ -49,20 +50,6 @@ pub fn enable_peer_access(from: &Gpu, to: &Gpu) -> Result<bool> {
         }
         other => cu("cuCtxEnablePeerAccess", other.result()).map(|_| true),
     }
-}
-
-/// How many times one device's hang limit a group run waits: its batches wait on their peers.
-pub const GROUP_PATIENCE: u32 = 4;
-
-/// `r`, having marked every device of `gpus` hung when it is a hang: the work of each may wait
-/// on the stuck one, so none of them may free or release anything from here on.
-pub fn hung_together<T>(gpus: &[&Gpu], r: Result<T>) -> Result<T> {
-    if let Err(e) = &r {
-        if e.driver_kind() == Some(crate::error::DriverErrorKind::Hung) {
-            gpus.iter().for_each(|g| super::timing::mark_hung(&g.ctx));
-        }
-    }
-    r
 }
 
 /// The ways of a copy between `a` and `b` as (source, destination) devices: `a` to `b`, and
@@ -176,7 +163,7 @@ impl<'a> P2pRun<'a> {
         Ok(P2pRun {
             grid: a.stream_grid(BLOCK, BLOCK as u64 * 16, spec.words().div_ceil(4)),
             // The events are recorded on the first executing device's stream: its context.
-            timer: Timer::new(&ways[0].exec.ctx)?.patient(GROUP_PATIENCE),
+            timer: Timer::new(&ways[0].exec.ctx)?.patient(super::timing::GROUP_PATIENCE),
             ways,
             spec: spec.clone(),
             peer,
@@ -215,12 +202,15 @@ impl<'a> P2pRun<'a> {
     }
 
     fn sync(&self) -> Result<()> {
-        let gpus: Vec<&Gpu> = self
-            .ways
+        let r = self.ways.iter().try_for_each(|w| w.exec.sync());
+        hung_together(r, self.contexts())
+    }
+
+    /// The contexts of both devices of the copy (a hang marks them all).
+    fn contexts(&self) -> impl Iterator<Item = &CudaContext> {
+        self.ways
             .iter()
-            .flat_map(|w| [w.src_gpu, w.dst_gpu])
-            .collect();
-        hung_together(&gpus, self.ways.iter().try_for_each(|w| w.exec.sync()))
+            .flat_map(|w| [&*w.src_gpu.ctx, &*w.dst_gpu.ctx])
     }
 
     /// The executing devices other than the first way's (both ways at once: the second).
@@ -272,12 +262,7 @@ impl Prepared for P2pRun<'_> {
             )?;
         }
         self.timer.stop(&lead.stream)?;
-        let gpus: Vec<&Gpu> = self
-            .ways
-            .iter()
-            .flat_map(|w| [w.src_gpu, w.dst_gpu])
-            .collect();
-        hung_together(&gpus, self.timer.elapsed())
+        hung_together(self.timer.elapsed(), self.contexts())
     }
 
     fn cache_policy(&self) -> CachePolicy {

@@ -22,12 +22,35 @@ pub const HANG_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The wait before a device is called hung: `GPUVET_HANG_TIMEOUT` seconds, else
 /// [`HANG_TIMEOUT`].
+/// Read once: every wait of every sample asks.
 pub fn hang_timeout() -> Duration {
-    std::env::var("GPUVET_HANG_TIMEOUT")
-        .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map_or(HANG_TIMEOUT, Duration::from_secs_f64)
+    static LIMIT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var("GPUVET_HANG_TIMEOUT")
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map_or(HANG_TIMEOUT, Duration::from_secs_f64)
+    })
+}
+
+/// How many times one device's hang limit a group run (a peer copy, a collective) waits: its
+/// batches wait on their peers.
+pub const GROUP_PATIENCE: u32 = 4;
+
+/// `r`, having marked every context of a group run hung when it is a hang: the work of each
+/// may wait on the stuck one, so none of them may free or release anything from here on. The
+/// contexts are only walked on a hang.
+pub fn hung_together<'c, T>(
+    r: Result<T>,
+    group: impl IntoIterator<Item = &'c CudaContext>,
+) -> Result<T> {
+    if let Err(e) = &r {
+        if e.driver_kind() == Some(DriverErrorKind::Hung) {
+            group.into_iter().for_each(mark_hung);
+        }
+    }
+    r
 }
 
 /// The contexts (by handle) whose work hung: their memory is never freed and they are never
