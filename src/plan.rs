@@ -344,7 +344,7 @@ fn plan_with(
         shortfalls,
     } = *how;
     let mut plan = Plan::default();
-    let mut group_refusals: Vec<String> = Vec::new();
+    let mut refused: Vec<Refusal> = Vec::new();
     let host = HostMemoryCheck::from_env()?;
     let workloads = unique_workloads(workloads, &mut plan.skipped);
     for w in &workloads {
@@ -373,7 +373,7 @@ fn plan_with(
                 &placement,
                 &members,
                 &mut plan.skipped,
-                &mut group_refusals,
+                &mut refused,
             )?;
             let Some(chosen) = found else {
                 continue;
@@ -412,31 +412,52 @@ fn plan_with(
             }
         }
     }
-    // Every placement's devices refused what was asked together, and nothing else was left to
-    // run: the reason is the answer (a suite lists it and goes on).
-    if let (true, false, Some(why)) = (
-        plan.entries.is_empty(),
-        skip_unsupported,
-        group_refusals.first(),
-    ) {
-        return Err(Error::unsupported(why.clone()));
+    if !skip_unsupported {
+        refusal_left(&plan, how.select, &refused)?;
     }
     Ok(plan)
 }
 
+/// An implementation left out of one (workload, placement) of the plan, and why.
+struct Refusal {
+    name: String,
+    why: String,
+}
+
+/// The error of a plan whose refusals left a user without what they asked for: an
+/// implementation named (`--impl`, `--kernel`) that runs at no point of the plan, or a plan left
+/// with nothing at all. A name refused at some points of a sweep and run at others is not one:
+/// the points it does not suit are in `skipped`.
+fn refusal_left(plan: &Plan, select: &ImplSelect, refused: &[Refusal]) -> Result<()> {
+    let named: &[String] = match select {
+        ImplSelect::Named(n) | ImplSelect::DefaultAnd(n) => n,
+        _ => &[],
+    };
+    let runs = |name: &str| plan.entries.iter().any(|e| e.implementation == name);
+    let unplaced = refused
+        .iter()
+        .find(|r| named.contains(&r.name) && !runs(&r.name));
+    match (unplaced, refused.first()) {
+        (Some(r), _) => Err(Error::unsupported(r.why.clone())),
+        (None, Some(r)) if plan.entries.is_empty() => Err(Error::unsupported(r.why.clone())),
+        _ => Ok(()),
+    }
+}
+
 /// The implementations the plan runs `w` with on `placement` (`members`, the lead first), or
 /// `None` when it runs none there and `skipped` says why; an error when nothing asked for can
-/// run, with the backend's reason where it knows one. An implementation the devices cannot run
-/// together ([`Backend::check_group`]: two GPUs without a peer mapping) is left out of this
-/// placement with a note, whether picked by default or by name; `group_refusals` collects why,
-/// so that a plan left with nothing at all can say it.
+/// run, with the backend's reason where it knows one. An implementation the lead refuses for
+/// this workload (a user kernel written for another dtype, at one point of a `--dtype` sweep),
+/// or the devices cannot run together ([`Backend::check_group`]: two GPUs without a peer
+/// mapping), is left out of this point with a note, whether picked by default or by name;
+/// `refused` collects why, so that [`refusal_left`] can say it when nothing asked for is left.
 fn implementations_for(
     how: &Planning,
     w: &Workload,
     placement: &Placement,
     members: &[&dyn Backend],
     skipped: &mut Vec<String>,
-    group_refusals: &mut Vec<String>,
+    refused: &mut Vec<Refusal>,
 ) -> Result<Option<Vec<String>>> {
     let (select, lead) = (how.select, members[0]);
     let avail = lead.implementations(w);
@@ -468,14 +489,38 @@ fn implementations_for(
         }
         return Err(Error::Unsupported(why));
     }
-    let mut chosen = choose(select, &avail, w, lead)?;
+    let mut leave_out = |name: &str, why: String, note: String| {
+        if !skipped.contains(&note) {
+            skipped.push(note);
+        }
+        refused.push(Refusal {
+            name: name.to_string(),
+            why,
+        });
+    };
+    let mut chosen = Vec::new();
+    for name in choose(select, &avail) {
+        if !is_named(select, &name) {
+            chosen.push(name);
+            continue;
+        }
+        match lead.check(w, &name) {
+            Ok(()) => chosen.push(name),
+            Err(e @ Error::Unsupported(_)) => {
+                let why = e.reason();
+                let note = format!("{}/{name}: {why}", w.name());
+                leave_out(&name, why, note);
+            }
+            Err(e) => return Err(e),
+        }
+    }
     if members.len() > 1 {
         chosen.retain(|name| match lead.check_group(members, w, name) {
             Ok(()) => true,
             Err(e) => {
                 let why = e.reason();
-                skipped.push(format!("{}/{name} on devices {placement}: {why}", w.name()));
-                group_refusals.push(why);
+                let note = format!("{}/{name} on devices {placement}: {why}", w.name());
+                leave_out(name, why, note);
                 false
             }
         });
@@ -483,13 +528,14 @@ fn implementations_for(
     Ok((!chosen.is_empty()).then_some(chosen))
 }
 
-/// The implementations `select` picks from `avail` (the lead device's list).
-fn choose(
-    select: &ImplSelect,
-    avail: &[crate::backend::ImplInfo],
-    w: &Workload,
-    lead: &dyn Backend,
-) -> Result<Vec<String>> {
+/// Whether `select` names `name` (rather than picking it from the device's list).
+fn is_named(select: &ImplSelect, name: &str) -> bool {
+    matches!(select, ImplSelect::Named(n) | ImplSelect::DefaultAnd(n) if n.iter().any(|x| x == name))
+}
+
+/// The implementations `select` picks from `avail` (the lead device's list); the named ones
+/// are checked by the caller.
+fn choose(select: &ImplSelect, avail: &[crate::backend::ImplInfo]) -> Vec<String> {
     let refs = || -> Vec<String> {
         avail
             .iter()
@@ -497,7 +543,7 @@ fn choose(
             .map(|i| i.name.clone())
             .collect()
     };
-    Ok(match select {
+    match select {
         ImplSelect::All => avail.iter().map(|i| i.name.clone()).collect(),
         ImplSelect::Best => vec![avail[0].name.clone()],
         ImplSelect::Reference => {
@@ -512,20 +558,14 @@ fn choose(
         ImplSelect::DefaultAnd(names) => {
             let mut v = default_choice(avail);
             for n in names {
-                lead.check(w, n)?;
                 if !v.contains(n) {
                     v.push(n.clone());
                 }
             }
             v
         }
-        ImplSelect::Named(names) => {
-            for n in names {
-                lead.check(w, n)?;
-            }
-            names.clone()
-        }
-    })
+        ImplSelect::Named(names) => names.clone(),
+    }
 }
 
 /// The (workload, placement) pairs of `w`: every device alone, every (ordered) pair, or the

@@ -492,6 +492,56 @@ fn an_implementation_runs_beside_the_others_and_compare_says_when_it_changed() {
         .stdout(predicate::str::contains("kernel rebuilt differently"));
 }
 
+/// In a sweep, a kernel written for one dtype and layout runs at the points that are its own;
+/// the others run without it and say why in a note. A sweep it suits at no point is refused.
+#[test]
+fn a_sweep_runs_the_kernel_where_it_suits_and_says_where_it_does_not() {
+    let (_dir, [json]) = temp_files(["r.json"]);
+    let gemm = ex("naive_gemm.toml");
+    let sweep = |dtypes: &str| {
+        let mut c = gpuvet();
+        c.args(["--backend", "mock"])
+            .args(QUICK)
+            .args(["--json", json.to_str().unwrap()])
+            .args(["bench", "matmul", "--shape", "64x64x64", "--dtype", dtypes])
+            .args(["--layout", "kn,nk", "--kernel", &gemm]);
+        c
+    };
+    let out = sweep("bf16,f32").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let r = read_json(&json);
+    let ran = each(&r, "id");
+    assert_eq!(
+        ran,
+        [
+            "matmul.bf16.64x64x64.kn/mock",
+            "matmul.bf16.64x64x64.nk/mock",
+            "matmul.bf16.64x64x64.nk/naive_gemm",
+            "matmul.f32.64x64x64.kn/mock",
+            "matmul.f32.64x64x64.nk/mock",
+        ]
+    );
+    for (point, why) in [
+        ("matmul.bf16.64x64x64.kn", "written for layout nk"),
+        ("matmul.f32.64x64x64.kn", "written for dtype bf16"),
+        ("matmul.f32.64x64x64.nk", "written for dtype bf16"),
+    ] {
+        assert!(
+            err.contains(&format!(
+                "skipped: {point}/naive_gemm: `naive_gemm` is {why}"
+            )),
+            "{err}"
+        );
+    }
+    assert_eq!(err.matches("skipped:").count(), 3, "{err}");
+    // Asked for by name and run nowhere: an error, not a run of the others alone.
+    exits_2_saying(
+        &mut sweep("f16,f32"),
+        "`naive_gemm` is written for dtype bf16 (its spec's `dtype`), and matmul.f16.64x64x64.kn is f16",
+    );
+}
+
 #[test]
 fn a_set_sweep_of_an_implementation_makes_one_implementation_per_value() {
     let (_dir, [json]) = temp_files(["r.json"]);
