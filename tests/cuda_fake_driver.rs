@@ -405,3 +405,37 @@ fn a_kernel_that_never_ends_is_reported_and_the_run_finishes() {
     let statuses: Vec<&str> = got.iter().map(|g| g.1.as_str()).collect();
     assert_eq!(statuses, ["ok", "error", "error"], "{got:?}");
 }
+
+/// Slow work is not stuck work: a batch longer than GPUVET_HANG_TIMEOUT (8 launches of 200 ms
+/// each, asked for by `--min-sample-time 1500` (ms), against a 1 s limit) is waited for, since
+/// a batch is given ten times what its iterations took before; its time is what the stand-in's
+/// events say the work took.
+#[test]
+fn a_batch_longer_than_the_hang_limit_is_timed_not_called_hung() {
+    let test = "a_batch_longer_than_the_hang_limit_is_timed_not_called_hung";
+    let Some(dir) = fake_driver_and_nvrtc(test) else {
+        return;
+    };
+    let json = dir.path().join("r.json");
+    let env = [
+        ("FAKE_CUDA_KERNELS", "copy"),
+        ("FAKE_CUDA_KERNEL_MS", "200"),
+        ("GPUVET_HANG_TIMEOUT", "1"),
+    ];
+    on_fake(dir.path(), &env)
+        .arg("--json")
+        .arg(&json)
+        .args(["--warmup", "0", "--min-sample-time", "1500"])
+        .args(["--min-samples", "2", "--max-samples", "2"])
+        .args(["bench", "memory", "--size", "1MiB", "--op", "copy"])
+        .args(["--impl", "kernel"])
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .code(0);
+    let got = outcomes(&json);
+    assert_eq!(got, [("kernel".to_string(), "ok".to_string(), true, true)]);
+    let r = read_json(&json)["results"][0].clone();
+    assert_eq!(r["iterations_per_sample"], 8, "{r}");
+    let median = r["stats"]["median_s"].as_f64().unwrap();
+    assert!((0.19..0.3).contains(&median), "median {median} s");
+}

@@ -461,7 +461,7 @@ impl Prepared for CollectiveRun<'_> {
         }
         let slowest = self.ranks.iter().try_fold(0f64, |slowest, r| {
             r.gpu.bind()?;
-            Ok(slowest.max(r.timer.elapsed()?))
+            Ok(slowest.max(r.timer.elapsed(iters)?))
         });
         super::timing::hung_together(slowest, self.ranks.iter().map(|r| &*r.gpu.ctx))
     }

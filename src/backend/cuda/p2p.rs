@@ -262,7 +262,7 @@ impl Prepared for P2pRun<'_> {
             )?;
         }
         self.timer.stop(&lead.stream)?;
-        hung_together(self.timer.elapsed(), self.contexts())
+        hung_together(self.timer.elapsed(iters), self.contexts())
     }
 
     fn cache_policy(&self) -> CachePolicy {

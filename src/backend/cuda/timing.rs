@@ -11,6 +11,7 @@ use super::libs;
 use crate::error::{DriverErrorKind, Error, Result};
 use cudarc::driver::sys::{self, CUevent, CUevent_flags};
 use cudarc::driver::{CudaContext, CudaEvent, CudaStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,11 @@ pub fn hang_timeout() -> Duration {
             .map_or(HANG_TIMEOUT, Duration::from_secs_f64)
     })
 }
+
+/// How many times what its iterations took before a batch may take before it is called hung
+/// (when that is longer than the hang limit): a card that throttles runs a few times slower,
+/// never ten.
+pub const BATCH_SLACK: f64 = 10.0;
 
 /// How many times one device's hang limit a group run (a peer copy, a collective) waits: its
 /// batches wait on their peers.
@@ -150,8 +156,12 @@ type ElapsedFn = unsafe extern "C" fn(*mut f32, CUevent, CUevent) -> i32;
 /// A start/stop event pair on one stream.
 pub struct Timer {
     ctx: Arc<CudaContext>,
-    /// How long [`Timer::elapsed`] waits before calling the work hung.
+    /// How long [`Timer::elapsed`] waits before calling the work hung, at the least.
     limit: Duration,
+    /// The longest time of one iteration this timer has measured (f64 bits; 0 before the
+    /// first): a batch is given [`BATCH_SLACK`] times what its iterations took before, so
+    /// that a long batch (`--min-sample-time 120`) is not called hung for its length alone.
+    per_iter: AtomicU64,
     start: CudaEvent,
     stop: CudaEvent,
     elapsed: ElapsedFn,
@@ -175,6 +185,7 @@ impl Timer {
         Ok(Timer {
             ctx: ctx.clone(),
             limit: hang_timeout(),
+            per_iter: AtomicU64::new(0),
             start: cu(
                 "create start event",
                 ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)),
@@ -187,13 +198,18 @@ impl Timer {
         })
     }
 
-    /// Records the start event, enqueues `work`, records the stop event, waits, and returns
-    /// the seconds between the events.
-    pub fn time(&self, stream: &CudaStream, work: impl FnOnce() -> Result<()>) -> Result<f64> {
+    /// Records the start event, enqueues `work` (`iters` iterations), records the stop event,
+    /// waits, and returns the seconds between the events.
+    pub fn time(
+        &self,
+        stream: &CudaStream,
+        iters: u64,
+        work: impl FnOnce() -> Result<()>,
+    ) -> Result<f64> {
         self.start(stream)?;
         work()?;
         self.stop(stream)?;
-        self.elapsed()
+        self.elapsed(iters)
     }
 
     /// This timer waiting `factor` times the usual limit: a group run's first batch may wait
@@ -216,9 +232,20 @@ impl Timer {
         cu("record stop event", self.stop.record(stream))
     }
 
-    /// Waits for the stop event and returns the seconds since the start event.
-    pub fn elapsed(&self) -> Result<f64> {
-        wait_within(&self.ctx, &self.stop, "wait for the timed work", self.limit)?;
+    /// How long a batch of `iters` iterations may take before it is called hung: the hang
+    /// limit, or [`BATCH_SLACK`] times what `iters` of the slowest iteration so far took,
+    /// whichever is longer.
+    pub fn limit_for(&self, iters: u64) -> Duration {
+        let per_iter = f64::from_bits(self.per_iter.load(Ordering::Relaxed));
+        let expected = per_iter * iters as f64 * BATCH_SLACK;
+        Duration::try_from_secs_f64(expected).map_or(self.limit, |e| e.max(self.limit))
+    }
+
+    /// Waits for the stop event of a batch of `iters` iterations (at most
+    /// [`Timer::limit_for`]) and returns the seconds since the start event.
+    pub fn elapsed(&self, iters: u64) -> Result<f64> {
+        let limit = self.limit_for(iters);
+        wait_within(&self.ctx, &self.stop, "wait for the timed work", limit)?;
         let mut ms = 0f32;
         // SAFETY: both events belong to the current context and have completed.
         let rc = unsafe { (self.elapsed)(&mut ms, self.start.cu_event(), self.stop.cu_event()) };
@@ -228,7 +255,14 @@ impl Timer {
                 format!("cuEventElapsedTime failed with CUDA error {rc}"),
             ));
         }
-        Ok(ms as f64 / 1e3)
+        let s = ms as f64 / 1e3;
+        let per_iter = s / iters.max(1) as f64;
+        // Bits of non-negative floats order as the floats do.
+        if per_iter.is_finite() && per_iter >= 0.0 {
+            self.per_iter
+                .fetch_max(per_iter.to_bits(), Ordering::Relaxed);
+        }
+        Ok(s)
     }
 
     /// Times `iters` iterations back to back, iteration after iteration moving to the next of
@@ -242,7 +276,7 @@ impl Timer {
         iters: u64,
         mut enqueue: impl FnMut(usize) -> Result<()>,
     ) -> Result<f64> {
-        self.time(stream, || {
+        self.time(stream, iters, || {
             for _ in 0..iters {
                 enqueue(*next)?;
                 *next = (*next + 1) % sets.max(1);

@@ -337,7 +337,7 @@ impl Prepared for TransferRun<'_> {
             cu("join the second stream", main.join(&self.down_stream))?;
         }
         self.timer.stop(main)?;
-        self.timer.elapsed()
+        self.timer.elapsed(iters)
     }
 
     fn cache_policy(&self) -> CachePolicy {
