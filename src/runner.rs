@@ -242,9 +242,7 @@ fn error_record(entry: &PlanEntry, lead: &dyn Backend, e: &Error) -> ResultRecor
 }
 
 /// Prepares, verifies and (when the output is right) measures one entry. `bs` are the backends
-/// of its placement; a single-device workload runs on the first. On a run of several devices
-/// the dumps' names carry the devices (`….dev3.A.npy`), so that two failing GPUs do not
-/// overwrite each other's evidence.
+/// of its placement; a single-device workload runs on the first.
 fn run_one(
     entry: &PlanEntry,
     bs: &[&dyn Backend],
@@ -279,26 +277,8 @@ fn run_one(
     let verification = w.verify_outputs(ins, &outputs, wseed);
     let mut record = new_record(entry, backend);
     record.kernel = prepared.kernel_record();
-    if let Some(dir) = &s.dump_dir {
-        if s.dump_all || !verification.passed {
-            let name = if several_devices {
-                let devs: Vec<String> = entry
-                    .placement
-                    .devices()
-                    .iter()
-                    .map(usize::to_string)
-                    .collect();
-                format!("{}.dev{}", record.id, devs.join("-"))
-            } else {
-                record.id.clone()
-            };
-            dump(dir, &name, ins, &outputs[0]).map_err(|e| {
-                Error::Io(std::io::Error::new(
-                    e.kind(),
-                    format!("writing dumps to {}: {e}", dir.display()),
-                ))
-            })?;
-        }
+    if s.dump_all || !verification.passed {
+        dump_evidence(entry, &record.id, s, ins, &outputs[0], several_devices)?;
     }
     record.compute_dtype = prepared.compute_dtype();
     let (cache, cache_note) = crate::plan::honest_cache(prepared.cache_policy(), w, backend);
@@ -354,6 +334,39 @@ fn run_one(
     record.stats = Some(m.summary);
     record.fill_efficiency(in_run_clock);
     Ok(record)
+}
+
+/// Writes the inputs and output of result `id` to `--dump-dir`, where one is given. On a run of
+/// several devices the names carry the devices (`….dev3.A.npy`), so that two failing GPUs do
+/// not overwrite each other's evidence.
+fn dump_evidence(
+    entry: &PlanEntry,
+    id: &str,
+    s: &Settings,
+    ins: &[Tensor],
+    output: &Tensor,
+    several_devices: bool,
+) -> crate::Result<()> {
+    let Some(dir) = &s.dump_dir else {
+        return Ok(());
+    };
+    let name = if several_devices {
+        let devs: Vec<String> = entry
+            .placement
+            .devices()
+            .iter()
+            .map(usize::to_string)
+            .collect();
+        format!("{id}.dev{}", devs.join("-"))
+    } else {
+        id.to_string()
+    };
+    dump(dir, &name, ins, output).map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("writing dumps to {}: {e}", dir.display()),
+        ))
+    })
 }
 
 /// What a reader must know about how a user kernel's output was checked.

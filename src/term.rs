@@ -127,6 +127,14 @@ pub fn results_table(report: &Report, color: bool) -> String {
     }
     let mut s = t.to_string();
     s.push('\n');
+    s.push_str(&footnotes(report));
+    s
+}
+
+/// The lines under the results table: each user kernel's build and launch, each figure above
+/// its peak, and why each result that did not pass failed.
+fn footnotes(report: &Report) -> String {
+    let mut s = String::new();
     for r in &report.results {
         if let Some(k) = &r.kernel {
             s.push_str(&format!("{}: {}\n", result_label(report, r), k.summary()));

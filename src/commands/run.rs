@@ -121,22 +121,7 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
         })?;
     }
     let code = if stop.load(Ordering::Relaxed) {
-        crate::term::warn(
-            "interrupted: the files hold the results that finished (no baseline saved)",
-        );
-        // The JUnit file is the baseline comparison's, which never came: left alone, the
-        // previous run's green file would stand for this one.
-        if let (Some(target), Some(_)) = (&opts.junit, &opts.baseline) {
-            let junit = crate::junit::JunitInterrupted {
-                host: &report.host.hostname,
-                command: &report.config.command,
-                judgement: "baseline comparison",
-            };
-            if let Err(e) = junit.write(target, &()) {
-                unwritten.push(format!("--junit {target}: {e:#}"));
-            }
-        }
-        130
+        interrupted(opts, &report, &mut unwritten)
     } else {
         exit_code(&report).max(after_run(opts, &report, &baseline_dir, output)?)
     };
@@ -145,6 +130,24 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
         report,
         output,
     })
+}
+
+/// What a run stopped by Ctrl-C still writes (no baseline is saved), and its exit code, 130.
+fn interrupted(opts: &Options, report: &Report, unwritten: &mut Vec<String>) -> i32 {
+    crate::term::warn("interrupted: the files hold the results that finished (no baseline saved)");
+    // The JUnit file is the baseline comparison's, which never came: left alone, the previous
+    // run's green file would stand for this one.
+    if let (Some(target), Some(_)) = (&opts.junit, &opts.baseline) {
+        let junit = crate::junit::JunitInterrupted {
+            host: &report.host.hostname,
+            command: &report.config.command,
+            judgement: "baseline comparison",
+        };
+        if let Err(e) = junit.write(target, &()) {
+            unwritten.push(format!("--junit {target}: {e:#}"));
+        }
+    }
+    130
 }
 
 /// Joins the other processes of `world` (rank 0 hands out the lead backend's id); a single

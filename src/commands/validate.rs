@@ -4,7 +4,7 @@
 use super::{plot_stress, stop_on_ctrlc, Options};
 use crate::backend::{self, Backend, BackendChoice};
 use crate::dtype::DType;
-use crate::export::{Exporter, PrettyJson};
+use crate::export::{Exporter, Exports, PrettyJson};
 use crate::output::Output;
 use crate::plan::{self, Plan};
 use crate::report::Report;
@@ -98,23 +98,7 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         _ => (JudgeInputs::default(), backends),
     };
     if stop.load(Ordering::Relaxed) {
-        crate::term::warn("interrupted: no verdict; the files hold the results that finished");
-        // Stopped in the soak's stress half, the report's last step had finished whole.
-        report.complete = false;
-        // The previous round's verdict would pass for this one's (a DaemonSet writes one path
-        // every round, and aggregate reads it).
-        if let Some(p) = a.verdict.as_deref().filter(|t| *t != "-") {
-            if crate::output::remove_stale(Path::new(p)) {
-                crate::term::warn(&format!(
-                    "removed the previous verdict {p}: this run reached none"
-                ));
-            }
-        }
-        let mut unwritten = exports.finish(&report, opts.quiet);
-        if let Err(e) = write_interrupted_formats(opts, &report) {
-            unwritten.push(format!("{e:#}"));
-        }
-        return Ok(super::run::fail_unwritten(130, &unwritten));
+        return interrupted(opts, a, &exports, &mut report);
     }
     inputs.memory_held = held;
     // ECC counters, remapped rows and the PCIe link are judged as they are after the load.
@@ -136,6 +120,33 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         unwritten.push(format!("{e:#}"));
     }
     Ok(super::run::fail_unwritten(verdict.exit_code, &unwritten))
+}
+
+/// The end of a run stopped by Ctrl-C: no verdict (and no stale one left behind), the files
+/// written with what finished, exit 130.
+fn interrupted(
+    opts: &Options,
+    a: &ValidateOptions,
+    exports: &Exports,
+    report: &mut Report,
+) -> Result<i32> {
+    crate::term::warn("interrupted: no verdict; the files hold the results that finished");
+    // Stopped in the soak's stress half, the report's last step had finished whole.
+    report.complete = false;
+    // The previous round's verdict would pass for this one's (a DaemonSet writes one path
+    // every round, and aggregate reads it).
+    if let Some(p) = a.verdict.as_deref().filter(|t| *t != "-") {
+        if crate::output::remove_stale(Path::new(p)) {
+            crate::term::warn(&format!(
+                "removed the previous verdict {p}: this run reached none"
+            ));
+        }
+    }
+    let mut unwritten = exports.finish(report, opts.quiet);
+    if let Err(e) = write_interrupted_formats(opts, report) {
+        unwritten.push(format!("{e:#}"));
+    }
+    Ok(super::run::fail_unwritten(130, &unwritten))
 }
 
 /// Says, before they run, which GPUs of `new` are short of memory and what will not run for it.
