@@ -228,9 +228,53 @@ enum Shortfalls {
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub entries: Vec<PlanEntry>,
-    /// Workloads left out because a device cannot run them (quick suites only), and
-    /// repeats planned once.
+    /// What was left out and why: implementations a point of a sweep does not suit, a
+    /// placement cannot run together, and repeats planned once ([`Plan::notices`] adds
+    /// `not_run`).
     pub skipped: Vec<String>,
+    /// Workloads of a suite that a device runs nothing of (a missing library): what a verdict
+    /// resting on this plan does not cover.
+    pub not_run: Vec<NotRun>,
+}
+
+/// A workload of a suite left out on some devices because nothing there can run it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotRun {
+    /// The workload's name (`matmul.bf16.8192x8192x8192.nk`).
+    pub workload: String,
+    /// The device it was placed on (the lead of a group), and its name.
+    pub device: usize,
+    pub device_name: String,
+    /// Why, in the backend's words (`cuBLASLt not found …`), or that its dtype is not one the
+    /// device has.
+    pub why: String,
+}
+
+impl Plan {
+    /// Every note on what the plan leaves out, one line each: the workloads not run are
+    /// grouped by device and reason (`device 0 cannot run 7 workloads (…): cuBLASLt not
+    /// found …`), so that one missing library is said once, not once a workload.
+    pub fn notices(&self) -> Vec<String> {
+        let mut groups: Vec<(&str, &str, Vec<&str>)> = Vec::new();
+        for n in &self.not_run {
+            match groups
+                .iter_mut()
+                .find(|(d, why, _)| *d == n.device_name && *why == n.why)
+            {
+                Some((_, _, ws)) => ws.push(&n.workload),
+                None => groups.push((&n.device_name, &n.why, vec![&n.workload])),
+            }
+        }
+        let grouped = groups.into_iter().map(|(device, why, ws)| match &ws[..] {
+            [one] => format!("{device} cannot run {one}: {why}"),
+            _ => format!(
+                "{device} cannot run {} workloads ({}): {why}",
+                ws.len(),
+                ws.join(", ")
+            ),
+        });
+        self.skipped.iter().cloned().chain(grouped).collect()
+    }
 }
 
 /// Builds a plan for a single process. With `skip_unsupported` (suites), workloads a device
@@ -373,6 +417,7 @@ fn plan_with(
                 &placement,
                 &members,
                 &mut plan.skipped,
+                &mut plan.not_run,
                 &mut refused,
             )?;
             let Some(chosen) = found else {
@@ -457,6 +502,7 @@ fn implementations_for(
     placement: &Placement,
     members: &[&dyn Backend],
     skipped: &mut Vec<String>,
+    not_run: &mut Vec<NotRun>,
     refused: &mut Vec<Refusal>,
 ) -> Result<Option<Vec<String>>> {
     let (select, lead) = (how.select, members[0]);
@@ -473,21 +519,22 @@ fn implementations_for(
             .check(w, "")
             .err()
             .map(|e| e.reason())
-            .filter(|m| !m.contains("has no implementation"));
-        let why = match reason {
-            Some(r) => format!("{} cannot run {}: {r}", lead.device().name, w.name()),
-            None => format!(
-                "{} cannot run {} (dtype {} unsupported here)",
-                lead.device().name,
-                w.name(),
-                w.dtype()
-            ),
-        };
+            .filter(|m| !m.contains("has no implementation"))
+            .unwrap_or_else(|| format!("dtype {} unsupported here", w.dtype()));
         if how.skip_unsupported {
-            skipped.push(why);
+            not_run.push(NotRun {
+                workload: w.name(),
+                device: placement.lead(),
+                device_name: lead.device().name.clone(),
+                why: reason,
+            });
             return Ok(None);
         }
-        return Err(Error::Unsupported(why));
+        return Err(Error::Unsupported(format!(
+            "{} cannot run {}: {reason}",
+            lead.device().name,
+            w.name()
+        )));
     }
     let mut leave_out = |name: &str, why: String, note: String| {
         if !skipped.contains(&note) {

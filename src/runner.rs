@@ -495,7 +495,7 @@ mod tests {
                 entry(Placement::set([0, 1]).unwrap()),
                 entry(Placement::one(1)),
             ],
-            skipped: Vec::new(),
+            ..Plan::default()
         };
         let backends: Vec<Box<dyn Backend>> =
             vec![Box::new(MockBackend::new()), Box::new(MockBackend::new())];
@@ -556,7 +556,7 @@ mod tests {
         }
         let plan = Plan {
             entries,
-            skipped: Vec::new(),
+            ..Plan::default()
         };
         let s = quick_settings();
         let bad_name = bad.name();
@@ -608,7 +608,7 @@ mod tests {
                 short_of_memory: Some(short),
                 ..PlanEntry::new(&w, Placement::one(0), "mock")
             }],
-            skipped: Vec::new(),
+            ..Plan::default()
         };
         let backends: Vec<Box<dyn Backend>> = vec![Box::new(MockBackend::new())];
         let s = quick_settings();

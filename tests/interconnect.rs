@@ -470,3 +470,38 @@ fn a_soak_leaves_a_held_gpu_out_of_its_stress() {
         assert_eq!(failed, expect, "{g}");
     }
 }
+
+/// A node missing a library (the mock's `GPUVET_MOCK_NO_LIBRARY`, as a GPU node without
+/// cuBLASLt) runs the rest of the suite, says once what it left out and why, and its verdict
+/// names the workloads it does not cover instead of passing on the memory figures alone.
+#[test]
+fn validate_says_which_workloads_a_missing_library_left_out() {
+    let (_dir, [verdict]) = temp_files(["v.json"]);
+    let out = gpuvet()
+        .env("GPUVET_MOCK_NO_LIBRARY", "matmul,attention")
+        .args(words(
+            "--backend mock validate --quick --allow-cpu --verdict",
+        ))
+        .arg(&verdict)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("cannot run")).collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains("Mock GPU cannot run 2 workloads (matmul.f32.64x64x64.nk, matmul.bf16.64x64x64.nk): the mock's library for matmul is not installed"),
+        "{err}"
+    );
+    let v = read_json(&verdict);
+    let g = &v["gpus"][0];
+    assert_eq!(g["verdict"], "WARN");
+    let reasons = g["reasons"].to_string();
+    for kind in ["matmul", "attention"] {
+        assert!(
+            reasons.contains("not measured, so not covered by this verdict")
+                && reasons.contains(&format!("the mock's library for {kind} is not installed")),
+            "{reasons}"
+        );
+    }
+}

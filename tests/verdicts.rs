@@ -14,7 +14,7 @@ use gpuvet::stats::Summary;
 use gpuvet::validate::verdict::{self, test_key};
 use gpuvet::validate::{
     judge, judge_with, suite, Check, CheckKind, ChecksumSample, GpuVerdict, JudgeInputs,
-    NodeVerdict, Verdict,
+    NodeVerdict, NotMeasured, Verdict,
 };
 use gpuvet::verify::Verification;
 use gpuvet::workload::Workload;
@@ -1029,4 +1029,36 @@ fn mismatch_on_an_unverified_figure_only_warns() {
     let mut r = healthy_node(1);
     r.devices[0].details.state.power_limit_w = Some(600.0);
     assert_eq!(judge(&r, &ValidateArgs::default()).verdict, Verdict::Fail);
+}
+
+/// A healthy GPU that could not run part of the suite (no cuBLASLt: no matmul, no attention)
+/// is not a PASS: its absolute check WARNs, naming what was not measured and why, once per
+/// reason; the GPU beside it that ran everything still passes.
+#[test]
+fn workloads_a_gpu_could_not_run_are_a_warning_not_a_silent_pass() {
+    let r = healthy_node(2);
+    let why = "cuBLASLt not found: install `pip install nvidia-cublas`";
+    let missing = ["matmul.bf16.8192x8192x8192.nk", "attention.bf16.b1"]
+        .map(|w| NotMeasured {
+            workload: w.into(),
+            why: why.into(),
+        })
+        .to_vec();
+    let inputs = JudgeInputs {
+        not_measured: [(1, missing)].into_iter().collect(),
+        ..JudgeInputs::default()
+    };
+    let v = judge_with(&r, &ValidateArgs::default(), &inputs);
+    assert_eq!(gpu(&v, 0).verdict, Verdict::Pass);
+    judged(
+        gpu(&v, 1),
+        CheckKind::Absolute,
+        Verdict::Warn,
+        &[
+            "not measured, so not covered by this verdict: matmul.bf16.8192x8192x8192.nk, attention.bf16.b1",
+            why,
+        ],
+    );
+    assert_eq!(gpu(&v, 1).reasons.len(), 1, "{:#?}", gpu(&v, 1).reasons);
+    assert_eq!(v.verdict, Verdict::Warn);
 }

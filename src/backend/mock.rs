@@ -6,7 +6,8 @@
 //! corrupts one element of that workload's output, to exercise the failure path, and
 //! `GPUVET_MOCK_DEVICES=N` opens N identical mock GPUs (a node of eight, say), and
 //! `GPUVET_MOCK_HELD_MEMORY=1,3` leaves GPUs 1 and 3 almost no free memory (another process
-//! holding it);
+//! holding it), and `GPUVET_MOCK_NO_LIBRARY=matmul,attention` has no implementation of those
+//! kinds, with a missing library as the reason (a node without cuBLASLt);
 //! [`MockBackend::with_device_fault`] (at preparation) and [`MockBackend::with_device_fault_after`]
 //! (mid-run) make a workload fault the device as an illegal address does on a GPU, to exercise
 //! the device-lost path. User kernels (`user`: registered implementations and free-form
@@ -45,6 +46,10 @@ pub const HELD_MEMORY_VAR: &str = "GPUVET_MOCK_HELD_MEMORY";
 
 /// What a mock GPU named by [`HELD_MEMORY_VAR`] has free: less than any workload needs.
 pub const HELD_MEMORY_LEFT: u64 = 16 << 10;
+
+/// The variable naming workload kinds (`matmul,attention`) the mock has no implementation of,
+/// for want of a library, as a GPU node without cuBLASLt has none of matmul and attention.
+pub const NO_LIBRARY_VAR: &str = "GPUVET_MOCK_NO_LIBRARY";
 
 /// The variable that slows the link between two mock GPUs (`GPUVET_MOCK_SLOW_PAIR=1:2`) four
 /// times, to exercise the naming of a pair below its expectation.
@@ -251,6 +256,9 @@ impl Backend for MockBackend {
     }
 
     fn implementations(&self, w: &Workload) -> Vec<ImplInfo> {
+        if library_missing(w).is_some() {
+            return Vec::new();
+        }
         if let Workload::Kernel(_) = w {
             return vec![user::free_form_info()];
         }
@@ -264,6 +272,9 @@ impl Backend for MockBackend {
     }
 
     fn check(&self, w: &Workload, imp: &str) -> Result<()> {
+        if let Some(why) = library_missing(w) {
+            return Err(Error::unsupported(why));
+        }
         super::check_listed(self, w, imp)?;
         match (w, self.user_kernel(w, Some(imp)).next()) {
             (Workload::Kernel(k), _) => user::check(&k.kernel, &k.names()).map(|_| ()),
@@ -519,6 +530,17 @@ fn free_bytes_of(index: usize) -> u64 {
     } else {
         16 << 30
     }
+}
+
+/// Why the mock cannot run `w`, where `GPUVET_MOCK_NO_LIBRARY` names its kind.
+fn library_missing(w: &Workload) -> Option<String> {
+    let v = std::env::var(NO_LIBRARY_VAR).ok()?;
+    v.split(',').any(|k| k.trim() == w.kind()).then(|| {
+        format!(
+            "the mock's library for {} is not installed ({NO_LIBRARY_VAR}): install it",
+            w.kind()
+        )
+    })
 }
 
 /// The pair `GPUVET_MOCK_SLOW_PAIR` (`a:b`) names, if any.

@@ -80,7 +80,7 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
         &world,
         &[],
     )?;
-    for s in &plan.skipped {
+    for s in plan.notices() {
         opts.notice(&format!("skipped: {s}"));
     }
     let mut settings = opts.settings(&req.command, opened.backends[0].kind());

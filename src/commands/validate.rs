@@ -9,7 +9,7 @@ use crate::output::Output;
 use crate::plan::{self, Plan};
 use crate::report::Report;
 use crate::runner::{self, Settings};
-use crate::validate::{JudgeInputs, JudgeOptions, MemoryHeld};
+use crate::validate::{JudgeInputs, JudgeOptions, MemoryHeld, NotMeasured};
 use crate::workload::Workload;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -36,11 +36,13 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     // Verdicts rest on the vendor libraries, never on gpuvet's own kernels under development.
     // A GPU short of free memory (another process holds it) is judged, not refused.
     let plan = plan::build_judging(&workloads, &backends, &[])?;
-    for s in &plan.skipped {
+    for s in plan.notices() {
         opts.notice(&format!("skipped: {s}"));
     }
     let mut held = BTreeMap::new();
     let short = add_memory_held(&mut held, &plan);
+    let mut not_measured = BTreeMap::new();
+    add_not_measured(&mut not_measured, &plan);
     notice_held(opts, &held, &short, &backends);
     // A soak spends half its time on the suite and half on a stress run with checksums and
     // per-second telemetry.
@@ -73,10 +75,11 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     // The links, one result at a time, into the same report.
     if !stop.load(Ordering::Relaxed) {
         let link_plan = plan::build_judging(&links, &backends, &lost.devices())?;
-        for s in &link_plan.skipped {
+        for s in link_plan.notices() {
             opts.notice(&format!("skipped: {s}"));
         }
         let short = add_memory_held(&mut held, &link_plan);
+        add_not_measured(&mut not_measured, &link_plan);
         notice_held(opts, &held, &short, &backends);
         let mut link_settings = settings.clone();
         link_settings.measure.max_time_s = link_settings.measure.max_time_s.min(1.0);
@@ -101,6 +104,7 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         return interrupted(opts, a, &exports, &mut report);
     }
     inputs.memory_held = held;
+    inputs.not_measured = not_measured;
     // ECC counters, remapped rows and the PCIe link are judged as they are after the load.
     inputs.state_after = backends
         .iter()
@@ -147,6 +151,17 @@ fn interrupted(
         unwritten.push(format!("{e:#}"));
     }
     Ok(super::run::fail_unwritten(130, &unwritten))
+}
+
+/// Adds the workloads `plan` left out on a device (nothing there runs them) to `into`, per
+/// device: the verdict says what it does not cover.
+fn add_not_measured(into: &mut BTreeMap<usize, Vec<NotMeasured>>, plan: &Plan) {
+    for n in &plan.not_run {
+        into.entry(n.device).or_default().push(NotMeasured {
+            workload: n.workload.clone(),
+            why: n.why.clone(),
+        });
+    }
 }
 
 /// Says, before they run, which GPUs of `new` are short of memory and what will not run for it.

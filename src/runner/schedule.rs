@@ -269,7 +269,7 @@ mod tests {
                 entry(&w, Placement::one(2)),
                 entry(&w, Placement::one(0)),
             ],
-            skipped: Vec::new(),
+            ..Plan::default()
         };
         let steps = lanes(&plan.entries);
         let w2: Vec<Vec<String>> = waves(&steps)
@@ -323,7 +323,7 @@ mod tests {
         let w = Workload::Matmul(MatmulSpec::new(8, 8, 8, DType::F32));
         let plan = Plan {
             entries: vec![entry(&w, Placement::set([0, 4]).unwrap())],
-            skipped: Vec::new(),
+            ..Plan::default()
         };
         let backends: Vec<Box<dyn Backend>> = vec![Box::new(MockBackend::new())];
         let job = |_: &PlanEntry, _: &[&dyn Backend], _: &[Tensor]| ();
