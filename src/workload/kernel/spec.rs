@@ -1137,178 +1137,139 @@ rtol = 1e-6
         }
     }
 
+    /// Each case: the text replaced in the vector-add spec, what replaces it, and what the
+    /// error must say.
+    const BAD_SPECS: &[(&str, &str, &str)] = &[
+        (
+            "entry = ",
+            "entyr = \"x\"\nentry = ",
+            "unknown field `entyr`",
+        ),
+        (
+            "[verify]\nexpected = \"c.npy\"\nrtol = 1e-6",
+            "",
+            "no [verify]",
+        ),
+        (
+            "expected = \"c.npy\"",
+            "method = \"magic\"",
+            "method `magic`",
+        ),
+        (
+            "rtol = 1e-6",
+            "rtol = 1e-6\nruns = 4",
+            "`runs` does not apply",
+        ),
+        ("rtol = 1e-6", "rtol = -1.0", "rtol = -1 must be ≥ 0"),
+        (
+            "expected = \"c.npy\"",
+            "expected = \"small.npy\"",
+            "holds 7 elements",
+        ),
+        (
+            "expected = \"c.npy\"",
+            "expected = \"missing.npy\"",
+            "missing.npy",
+        ),
+        (
+            "output = true",
+            "output = true\ninit = \"zeros\"",
+            "takes no `init`",
+        ),
+        ("output = true", "output = false", "no buffer is the output"),
+        (
+            "init = \"iota\"",
+            "init = \"iota\"\noutput = true",
+            "takes no `init`",
+        ),
+        ("init = \"iota\"", "init = \"ones\"", "init `ones`"),
+        (
+            "shape = [\"N / 64\", 64]",
+            "count = 1\nshape = [1]",
+            "either `count` or `shape`",
+        ),
+        (
+            "shape = [\"N / 64\", 64]",
+            "count = \"2**62\"",
+            "outside the allowed 1..=",
+        ),
+        (
+            "shape = [\"N / 64\", 64]",
+            "shape = [\"2**30\", \"2**30\"]",
+            "far beyond",
+        ),
+        (
+            "shape = [\"N / 64\", 64]",
+            "count = \"N / 3\"",
+            "not a whole number",
+        ),
+        ("name = \"b\"", "name = \"a\"", "named twice"),
+        ("name = \"b\"", "name = \"N\"", "named twice"),
+        (
+            "dtype = \"bf16\"",
+            "dtype = \"u16\"",
+            "unknown buffer type `u16`",
+        ),
+        (
+            "GRID = \"cdiv(N, BLOCK)\"",
+            "GRID = \"cdiv(N, BLOCK) + X\"\nX = \"GRID\"",
+            "in a circle: GRID, X",
+        ),
+        (
+            "GRID = \"cdiv(N, BLOCK)\"",
+            "GRID = \"cdiv(N, Q)\"",
+            "unknown name `Q`",
+        ),
+        ("BLOCK = 256", "BLOCK = 0", "by zero"),
+        ("BLOCK = 256", "min = 256", "name of a function"),
+        ("BLOCK = 256", "2x = 256", "is not a name"),
+        (
+            "--use_fast_math",
+            "--gpu-architecture=sm_80",
+            "device's own architecture",
+        ),
+        ("--use_fast_math", "--create-pch=x", "not accepted"),
+        (
+            "options = [",
+            "include = [\"nowhere\"]\noptions = [",
+            "does not exist",
+        ),
+        (
+            "source = \"vadd.cu\"",
+            "source = \"none.cu\"",
+            "cannot read the kernel source",
+        ),
+        ("name = \"vadd\"", "name = \"a/b\"", "kernel name `a/b`"),
+        ("entry = \"vadd\"", "entry = \"v add\"", "entry `v add`"),
+        (
+            "grid = \"GRID\"",
+            "grid = \"GRID, 1, 1, 1\"",
+            "grid of 1 to 3",
+        ),
+        ("grid = \"GRID\"", "grid = \"N * 2**20\"", "grid.x"),
+        ("\"u64:N\"", "\"N\"", "is a variable: give its C type"),
+        ("flops = \"N\"", "flops = \"-N\"", "work.flops"),
+        ("flops = \"N\"", "metric = \"flops\"", "work.flops is 0"),
+        (
+            "grid = \"GRID\"",
+            "grid = 1.5",
+            "launch dimensions: a whole number",
+        ),
+        (
+            "flops = \"N\"",
+            "flops = true",
+            "a whole number or an expression in quotes",
+        ),
+        ("flops = \"N\"", "bytes = \"N - N\"", "work.bytes is 0"),
+        ("init = \"iota\"", "init = \"file\"", "needs `file = "),
+    ];
+
     #[test]
     fn bad_specs_are_refused_before_anything_runs() {
-        let with = |from: &str, to: &str| VADD.replace(from, to);
-        fails(
-            &with("entry = ", "entyr = \"x\"\nentry = "),
-            &[],
-            "unknown field `entyr`",
-        );
-        fails(
-            &with("[verify]\nexpected = \"c.npy\"\nrtol = 1e-6", ""),
-            &[],
-            "no [verify]",
-        );
-        fails(
-            &with("expected = \"c.npy\"", "method = \"magic\""),
-            &[],
-            "method `magic`",
-        );
-        fails(
-            &with("rtol = 1e-6", "rtol = 1e-6\nruns = 4"),
-            &[],
-            "`runs` does not apply",
-        );
-        fails(
-            &with("rtol = 1e-6", "rtol = -1.0"),
-            &[],
-            "rtol = -1 must be ≥ 0",
-        );
-        fails(
-            &with("expected = \"c.npy\"", "expected = \"small.npy\""),
-            &[],
-            "holds 7 elements",
-        );
-        fails(
-            &with("expected = \"c.npy\"", "expected = \"missing.npy\""),
-            &[],
-            "missing.npy",
-        );
-        fails(
-            &with("output = true", "output = true\ninit = \"zeros\""),
-            &[],
-            "takes no `init`",
-        );
-        fails(
-            &with("output = true", "output = false"),
-            &[],
-            "no buffer is the output",
-        );
-        fails(
-            &with("init = \"iota\"", "init = \"iota\"\noutput = true"),
-            &[],
-            "takes no `init`",
-        );
-        fails(
-            &with("init = \"iota\"", "init = \"ones\""),
-            &[],
-            "init `ones`",
-        );
-        fails(
-            &with("shape = [\"N / 64\", 64]", "count = 1\nshape = [1]"),
-            &[],
-            "either `count` or `shape`",
-        );
-        fails(
-            &with("shape = [\"N / 64\", 64]", "count = \"2**62\""),
-            &[],
-            "outside the allowed 1..=",
-        );
-        fails(
-            &with("shape = [\"N / 64\", 64]", "shape = [\"2**30\", \"2**30\"]"),
-            &[],
-            "far beyond",
-        );
-        fails(
-            &with("shape = [\"N / 64\", 64]", "count = \"N / 3\""),
-            &[],
-            "not a whole number",
-        );
-        fails(&with("name = \"b\"", "name = \"a\""), &[], "named twice");
-        fails(&with("name = \"b\"", "name = \"N\""), &[], "named twice");
-        fails(
-            &with("dtype = \"bf16\"", "dtype = \"u16\""),
-            &[],
-            "unknown buffer type `u16`",
-        );
-        fails(
-            &with(
-                "GRID = \"cdiv(N, BLOCK)\"",
-                "GRID = \"cdiv(N, BLOCK) + X\"\nX = \"GRID\"",
-            ),
-            &[],
-            "in a circle: GRID, X",
-        );
-        fails(
-            &with("GRID = \"cdiv(N, BLOCK)\"", "GRID = \"cdiv(N, Q)\""),
-            &[],
-            "unknown name `Q`",
-        );
-        fails(&with("BLOCK = 256", "BLOCK = 0"), &[], "by zero");
-        fails(&with("BLOCK = 256", "min = 256"), &[], "name of a function");
-        fails(&with("BLOCK = 256", "2x = 256"), &[], "is not a name");
-        fails(
-            &with("--use_fast_math", "--gpu-architecture=sm_80"),
-            &[],
-            "device's own architecture",
-        );
-        fails(
-            &with("--use_fast_math", "--create-pch=x"),
-            &[],
-            "not accepted",
-        );
-        fails(
-            &with("options = [", "include = [\"nowhere\"]\noptions = ["),
-            &[],
-            "does not exist",
-        );
-        fails(
-            &with("source = \"vadd.cu\"", "source = \"none.cu\""),
-            &[],
-            "cannot read the kernel source",
-        );
-        fails(
-            &with("name = \"vadd\"", "name = \"a/b\""),
-            &[],
-            "kernel name `a/b`",
-        );
-        fails(
-            &with("entry = \"vadd\"", "entry = \"v add\""),
-            &[],
-            "entry `v add`",
-        );
-        fails(
-            &with("grid = \"GRID\"", "grid = \"GRID, 1, 1, 1\""),
-            &[],
-            "grid of 1 to 3",
-        );
-        fails(
-            &with("grid = \"GRID\"", "grid = \"N * 2**20\""),
-            &[],
-            "grid.x",
-        );
-        fails(
-            &with("\"u64:N\"", "\"N\""),
-            &[],
-            "is a variable: give its C type",
-        );
-        fails(&with("flops = \"N\"", "flops = \"-N\""), &[], "work.flops");
-        fails(
-            &with("flops = \"N\"", "metric = \"flops\""),
-            &[],
-            "work.flops is 0",
-        );
-        fails(
-            &with("grid = \"GRID\"", "grid = 1.5"),
-            &[],
-            "launch dimensions: a whole number",
-        );
-        fails(
-            &with("flops = \"N\"", "flops = true"),
-            &[],
-            "a whole number or an expression in quotes",
-        );
-        fails(
-            &with("flops = \"N\"", "bytes = \"N - N\""),
-            &[],
-            "work.bytes is 0",
-        );
-        fails(
-            &with("init = \"iota\"", "init = \"file\""),
-            &[],
-            "needs `file = ",
-        );
+        for (from, to, why) in BAD_SPECS {
+            assert!(VADD.contains(from), "{from}");
+            fails(&VADD.replace(from, to), &[], why);
+        }
         fails(
             VADD,
             &["BLOK=1,2"],
