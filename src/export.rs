@@ -556,5 +556,11 @@ fn to_markdown(report: &Report) -> String {
             verification_text(r),
         ));
     }
+    if !report.not_run.is_empty() {
+        s.push_str("\nNot run:\n\n");
+        for line in crate::plan::not_run_lines(&report.not_run) {
+            s.push_str(&format!("- {line}\n"));
+        }
+    }
     s
 }

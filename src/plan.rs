@@ -237,8 +237,9 @@ pub struct Plan {
     pub not_run: Vec<NotRun>,
 }
 
-/// A workload of a suite left out on some devices because nothing there can run it.
-#[derive(Debug, Clone, PartialEq)]
+/// A workload of a suite left out on a device because nothing there can run it; the report
+/// keeps these (`not_run`), so that a report without matmul results says why it has none.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NotRun {
     /// The workload's name (`matmul.bf16.8192x8192x8192.nk`).
     pub workload: String,
@@ -252,29 +253,47 @@ pub struct NotRun {
 
 impl Plan {
     /// Every note on what the plan leaves out, one line each: the workloads not run are
-    /// grouped by device and reason (`device 0 cannot run 7 workloads (…): cuBLASLt not
-    /// found …`), so that one missing library is said once, not once a workload.
+    /// grouped by device and reason ([`not_run_lines`]), so that one missing library is said
+    /// once, not once a workload.
     pub fn notices(&self) -> Vec<String> {
-        let mut groups: Vec<(&str, &str, Vec<&str>)> = Vec::new();
-        for n in &self.not_run {
-            match groups
-                .iter_mut()
-                .find(|(d, why, _)| *d == n.device_name && *why == n.why)
-            {
-                Some((_, _, ws)) => ws.push(&n.workload),
-                None => groups.push((&n.device_name, &n.why, vec![&n.workload])),
-            }
+        let mut v = self.skipped.clone();
+        v.extend(not_run_lines(&self.not_run));
+        v
+    }
+}
+
+/// `not_run` grouped by device and reason, in the order first seen: (device name, reason,
+/// workloads).
+pub fn grouped<'a>(
+    not_run: impl IntoIterator<Item = &'a NotRun>,
+) -> Vec<(&'a str, &'a str, Vec<&'a str>)> {
+    let mut groups: Vec<(&str, &str, Vec<&str>)> = Vec::new();
+    for n in not_run {
+        match groups
+            .iter_mut()
+            .find(|(d, why, _)| *d == n.device_name && *why == n.why)
+        {
+            Some((_, _, ws)) => ws.push(&n.workload),
+            None => groups.push((&n.device_name, &n.why, vec![&n.workload])),
         }
-        let grouped = groups.into_iter().map(|(device, why, ws)| match &ws[..] {
+    }
+    groups
+}
+
+/// One line per device and reason: `H100 cannot run 7 workloads (matmul.f32…, …): cuBLASLt not
+/// found …`.
+pub fn not_run_lines(not_run: &[NotRun]) -> Vec<String> {
+    grouped(not_run)
+        .into_iter()
+        .map(|(device, why, ws)| match &ws[..] {
             [one] => format!("{device} cannot run {one}: {why}"),
             _ => format!(
                 "{device} cannot run {} workloads ({}): {why}",
                 ws.len(),
                 ws.join(", ")
             ),
-        });
-        self.skipped.iter().cloned().chain(grouped).collect()
-    }
+        })
+        .collect()
 }
 
 /// Builds a plan for a single process. With `skip_unsupported` (suites), workloads a device

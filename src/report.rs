@@ -42,6 +42,10 @@ pub struct Report {
     /// The processes of the run, when it was one process of several (a Slurm world).
     pub world: Option<crate::world::WorldRecord>,
     pub results: Vec<ResultRecord>,
+    /// Workloads of the suite that a device ran nothing of (a missing library), and why:
+    /// absent when there were none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_run: Vec<crate::plan::NotRun>,
 }
 
 /// The settings that shaped every measurement of the run.

@@ -90,6 +90,7 @@ pub fn new_report(backends: &[Box<dyn Backend>], s: &Settings) -> Report {
         complete: false,
         world: s.world.record(),
         results: Vec::new(),
+        not_run: Vec::new(),
     }
 }
 

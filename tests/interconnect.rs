@@ -476,13 +476,17 @@ fn a_soak_leaves_a_held_gpu_out_of_its_stress() {
 /// names the workloads it does not cover instead of passing on the memory figures alone.
 #[test]
 fn validate_says_which_workloads_a_missing_library_left_out() {
-    let (_dir, [verdict]) = temp_files(["v.json"]);
+    let (_dir, [verdict, json, md]) = temp_files(["v.json", "r.json", "r.md"]);
     let out = gpuvet()
         .env("GPUVET_MOCK_NO_LIBRARY", "matmul,attention")
         .args(words(
             "--backend mock validate --quick --allow-cpu --verdict",
         ))
         .arg(&verdict)
+        .arg("--json")
+        .arg(&json)
+        .arg("--markdown")
+        .arg(&md)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -492,6 +496,23 @@ fn validate_says_which_workloads_a_missing_library_left_out() {
     assert!(
         lines[0].contains("Mock GPU cannot run 2 workloads (matmul.f32.64x64x64.nk, matmul.bf16.64x64x64.nk): the mock's library for matmul is not installed"),
         "{err}"
+    );
+    // The report says what it lacks and why, in JSON and in Markdown.
+    let r = read_json(&json);
+    let not_run: Vec<&str> = r["not_run"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(not_run.len(), 4, "{not_run:?}");
+    assert!(not_run
+        .iter()
+        .all(|w| w.starts_with("matmul") || w.starts_with("attention")));
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        md.contains("Not run:\n\n- Mock GPU cannot run 2 workloads (matmul.f32.64x64x64.nk"),
+        "{md}"
     );
     let v = read_json(&verdict);
     let g = &v["gpus"][0];

@@ -127,6 +127,10 @@ fn fresh_runs_match_the_schema() {
             run_json(mock("").env("GPUVET_MOCK_FAULT", "matmul.f32"), 1),
         ),
         (
+            "a library missing: not_run",
+            run_json(mock("").env("GPUVET_MOCK_NO_LIBRARY", "attention"), 0),
+        ),
+        (
             "a backend error",
             run_json(&mut mock("bench matmul --shape 4096x4096x4096"), 2),
         ),

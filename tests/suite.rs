@@ -67,6 +67,7 @@ fn report(peaks: Option<Peaks>) -> Report {
         complete: true,
         world: None,
         results: vec![],
+        not_run: Vec::new(),
     }
 }
 

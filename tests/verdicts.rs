@@ -9,12 +9,13 @@ use gpuvet::cli::ValidateArgs;
 use gpuvet::dtype::DType;
 use gpuvet::env::{HostInfo, ToolInfo};
 use gpuvet::gpudb;
+use gpuvet::plan::NotRun;
 use gpuvet::report::{Report, ResultRecord, RunConfig, Status, Throughput, SCHEMA_VERSION};
 use gpuvet::stats::Summary;
 use gpuvet::validate::verdict::{self, test_key};
 use gpuvet::validate::{
     judge, judge_with, suite, Check, CheckKind, ChecksumSample, GpuVerdict, JudgeInputs,
-    NodeVerdict, NotMeasured, Verdict,
+    NodeVerdict, Verdict,
 };
 use gpuvet::verify::Verification;
 use gpuvet::workload::Workload;
@@ -170,6 +171,7 @@ fn report_of(devices: Vec<DeviceInfo>, sku: &str, scale: impl Fn(usize) -> f64) 
         complete: true,
         world: None,
         results,
+        not_run: Vec::new(),
     }
 }
 
@@ -1036,19 +1038,17 @@ fn mismatch_on_an_unverified_figure_only_warns() {
 /// reason; the GPU beside it that ran everything still passes.
 #[test]
 fn workloads_a_gpu_could_not_run_are_a_warning_not_a_silent_pass() {
-    let r = healthy_node(2);
+    let mut r = healthy_node(2);
     let why = "cuBLASLt not found: install `pip install nvidia-cublas`";
-    let missing = ["matmul.bf16.8192x8192x8192.nk", "attention.bf16.b1"]
-        .map(|w| NotMeasured {
+    r.not_run = ["matmul.bf16.8192x8192x8192.nk", "attention.bf16.b1"]
+        .map(|w| NotRun {
             workload: w.into(),
+            device: 1,
+            device_name: r.devices[1].name.clone(),
             why: why.into(),
         })
         .to_vec();
-    let inputs = JudgeInputs {
-        not_measured: [(1, missing)].into_iter().collect(),
-        ..JudgeInputs::default()
-    };
-    let v = judge_with(&r, &ValidateArgs::default(), &inputs);
+    let v = judge(&r, &ValidateArgs::default());
     assert_eq!(gpu(&v, 0).verdict, Verdict::Pass);
     judged(
         gpu(&v, 1),

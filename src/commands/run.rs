@@ -88,6 +88,7 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     let stop = stop_on_ctrlc();
     let mut report = runner::new_report(&opened.backends, &settings);
     report.config.price = price.map(|p| p.for_devices(&report.devices));
+    report.not_run = plan.not_run.clone();
     runner::execute(
         &plan,
         &opened.backends,

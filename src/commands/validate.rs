@@ -9,7 +9,7 @@ use crate::output::Output;
 use crate::plan::{self, Plan};
 use crate::report::Report;
 use crate::runner::{self, Settings};
-use crate::validate::{JudgeInputs, JudgeOptions, MemoryHeld, NotMeasured};
+use crate::validate::{JudgeInputs, JudgeOptions, MemoryHeld};
 use crate::workload::Workload;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -41,8 +41,6 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     }
     let mut held = BTreeMap::new();
     let short = add_memory_held(&mut held, &plan);
-    let mut not_measured = BTreeMap::new();
-    add_not_measured(&mut not_measured, &plan);
     notice_held(opts, &held, &short, &backends);
     // A soak spends half its time on the suite and half on a stress run with checksums and
     // per-second telemetry.
@@ -51,6 +49,7 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     let stop = stop_on_ctrlc();
     let mut report = runner::new_report(&backends, &settings);
     report.config.price = price.map(|p| p.for_devices(&report.devices));
+    report.not_run = plan.not_run.clone();
     // The links (host transfers, peer copies, all-reduce) run after the suite, one at a time.
     let devices: Vec<_> = backends.iter().map(|b| b.device().clone()).collect();
     let links = crate::validate::link_suite(&devices, a.judge.is_quick());
@@ -79,7 +78,7 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
             opts.notice(&format!("skipped: {s}"));
         }
         let short = add_memory_held(&mut held, &link_plan);
-        add_not_measured(&mut not_measured, &link_plan);
+        report.not_run.extend(link_plan.not_run.iter().cloned());
         notice_held(opts, &held, &short, &backends);
         let mut link_settings = settings.clone();
         link_settings.measure.max_time_s = link_settings.measure.max_time_s.min(1.0);
@@ -104,7 +103,6 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
         return interrupted(opts, a, &exports, &mut report);
     }
     inputs.memory_held = held;
-    inputs.not_measured = not_measured;
     // ECC counters, remapped rows and the PCIe link are judged as they are after the load.
     inputs.state_after = backends
         .iter()
@@ -151,17 +149,6 @@ fn interrupted(
         unwritten.push(format!("{e:#}"));
     }
     Ok(super::run::fail_unwritten(130, &unwritten))
-}
-
-/// Adds the workloads `plan` left out on a device (nothing there runs them) to `into`, per
-/// device: the verdict says what it does not cover.
-fn add_not_measured(into: &mut BTreeMap<usize, Vec<NotMeasured>>, plan: &Plan) {
-    for n in &plan.not_run {
-        into.entry(n.device).or_default().push(NotMeasured {
-            workload: n.workload.clone(),
-            why: n.why.clone(),
-        });
-    }
 }
 
 /// Says, before they run, which GPUs of `new` are short of memory and what will not run for it.

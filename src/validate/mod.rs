@@ -23,6 +23,7 @@ pub use verdict::{Check, CheckKind, ChecksumSample, Finding, MetricValue, Verdic
 use crate::backend::{DeviceInfo, DeviceState, Peaks, SuiteScale, Telemetry};
 use crate::dtype::DType;
 use crate::gpudb::{self, ExpectConfidence, Expectation, Sku};
+use crate::plan::NotRun;
 use crate::report::{Report, ResultRecord, Status};
 use crate::units::Bytes;
 use crate::workload::{AttentionSpec, BLayout, MatmulSpec, MemOp, MemorySpec, Workload};
@@ -258,32 +259,15 @@ pub struct JudgeInputs {
     /// Devices the plan found short of free memory, per device index: judged once under
     /// health, rather than as a failure of each result that therefore did not run.
     pub memory_held: BTreeMap<usize, MemoryHeld>,
-    /// Workloads of the suite that nothing on a device could run (a missing library), per
-    /// device index: a PASS would not cover them, so each is a WARN under absolute.
-    pub not_measured: BTreeMap<usize, Vec<NotMeasured>>,
 }
 
-/// A workload of the suite left out on a device, and why (in the backend's words).
-#[derive(Debug, Clone, PartialEq)]
-pub struct NotMeasured {
-    pub workload: String,
-    pub why: String,
-}
-
-/// One WARN per reason: the workloads of the suite a device did not measure, so that a verdict
-/// resting on part of the suite says which part (a node without cuBLASLt had its tensor cores
+/// One WARN per reason: the workloads of the suite a device did not measure (the report's
+/// `not_run`), so that a verdict resting on part of the suite says which part (a node without cuBLASLt had its tensor cores
 /// never exercised, and its memory copy alone would PASS).
-fn not_measured_findings(missing: &[NotMeasured]) -> Vec<Finding> {
-    let mut by_why: Vec<(&str, Vec<&str>)> = Vec::new();
-    for m in missing {
-        match by_why.iter_mut().find(|(w, _)| *w == m.why) {
-            Some((_, ws)) => ws.push(&m.workload),
-            None => by_why.push((&m.why, vec![&m.workload])),
-        }
-    }
-    by_why
+fn not_measured_findings<'a>(missing: impl Iterator<Item = &'a NotRun>) -> Vec<Finding> {
+    crate::plan::grouped(missing)
         .into_iter()
-        .map(|(why, ws)| {
+        .map(|(_, why, ws)| {
             Finding::warn(format!(
                 "not measured, so not covered by this verdict: {} ({why})",
                 ws.join(", ")
@@ -780,14 +764,14 @@ impl Judging<'_> {
                 "peaks computed from SMs × per-SM rate × clock (GPU not in the database)",
             ));
         }
-        match self.inputs.not_measured.get(&i) {
-            Some(missing) if !missing.is_empty() => {
-                let mut findings = c.findings;
-                findings.extend(not_measured_findings(missing));
-                Check::new(CheckKind::Absolute, findings)
-            }
-            _ => c,
+        let missing = not_measured_findings(self.report.not_run.iter().filter(|n| n.device == i));
+        if missing.is_empty() {
+            return c;
         }
+        Check::new(
+            CheckKind::Absolute,
+            c.findings.into_iter().chain(missing).collect(),
+        )
     }
 
     fn peers(&self, i: usize) -> Check {
