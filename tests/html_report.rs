@@ -91,6 +91,18 @@ fn page_is_self_contained_with_inventory_results_and_charts() {
     let why = fast.results[0].above_peak().unwrap();
     assert!(render_html(&fast).contains(&why), "{why}");
     assert!(!html.contains("of the peak"));
+    // What the suite could not run is said above the table, escaped.
+    assert!(!html.contains("Not run:"));
+    let mut lacking = r.clone();
+    lacking.not_run = vec![gpuvet::plan::NotRun {
+        workload: "matmul.bf16.8192x8192x8192.nk".into(),
+        device: 0,
+        device_name: "Mock GPU".into(),
+        why: "cuBLASLt not found: `pip install nvidia-cublas` <13.x>".into(),
+    }];
+    assert!(render_html(&lacking).contains(
+        "Not run: Mock GPU cannot run matmul.bf16.8192x8192x8192.nk: cuBLASLt not found: `pip install nvidia-cublas` &lt;13.x&gt;"
+    ));
 }
 
 #[test]
