@@ -1476,3 +1476,35 @@ fn a_side_shows_its_newest_run_and_the_last_given_of_a_tie() {
         .iter()
         .any(|n| n.contains("OLD's 3 runs differ among themselves in: gpuvet version")));
 }
+
+/// A result OLD has and NEW lacks because NEW's machine could not run it (its report's
+/// `not_run`) says so in its row, with NEW's reason, instead of a bare "in OLD only".
+#[test]
+fn a_missing_result_says_why_the_new_run_lacks_it() {
+    let old = old_report();
+    let mut new = old.clone();
+    let gone = new.results.remove(0);
+    let name = gone.workload.name();
+    new.not_run = vec![gpuvet::plan::NotRun {
+        workload: name.clone(),
+        device: 0,
+        device_name: "H100".into(),
+        why: "cuBLASLt not found: install nvidia-cublas".into(),
+    }];
+    let cmp = compare::compare(&old, &new, &CompareOptions::default());
+    let row = result_of(&cmp, &gone.id);
+    assert_eq!(row.verdict, Verdict::Missing);
+    assert_eq!(
+        row.detail.as_deref(),
+        Some(
+            "in OLD only; NEW could not run it on H100: cuBLASLt not found: install nvidia-cublas"
+        )
+    );
+    // Without the reason, the row is as before.
+    new.not_run.clear();
+    let cmp = compare::compare(&old, &new, &CompareOptions::default());
+    assert_eq!(
+        result_of(&cmp, &gone.id).detail.as_deref(),
+        Some("in OLD only")
+    );
+}

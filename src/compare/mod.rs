@@ -437,13 +437,13 @@ pub fn compare_runs(old: &[&Report], new: &[&Report], opts: &CompareOptions) -> 
                 row
             }
             (Some(i), None) => unmatched(
-                old_all,
+                [old_all, new_all],
                 &old_all.results[i],
                 &old_side.members[i],
                 Verdict::Missing,
             ),
             (None, Some(j)) => unmatched(
-                new_all,
+                [new_all, old_all],
                 &new_all.results[j],
                 &new_side.members[j],
                 Verdict::New,
@@ -1040,8 +1040,11 @@ fn clock(r: &ResultRecord) -> Option<f64> {
     r.effective_clock_mhz.filter(|c| c.is_finite() && *c > 0.0)
 }
 
+/// The row of a result one side has and the other lacks: `reports` is its own side's report,
+/// then the other's, whose `not_run` may say why the result is not there (a library missing on
+/// the new machine).
 fn unmatched(
-    report: &Report,
+    [report, other]: [&Report; 2],
     r: &ResultRecord,
     recs: &[(usize, &ResultRecord)],
     verdict: Verdict,
@@ -1055,6 +1058,18 @@ fn unmatched(
     let mut detail = why.to_string();
     if let Some((_, bad)) = why_unusable(r) {
         detail.push_str(&format!(" ({bad})"));
+    }
+    let name = r.workload.name();
+    if let Some(n) = other.not_run.iter().find(|n| n.workload == name) {
+        let side = if verdict == Verdict::Missing {
+            "NEW"
+        } else {
+            "OLD"
+        };
+        detail.push_str(&format!(
+            "; {side} could not run it on {}: {}",
+            n.device_name, n.why
+        ));
     }
     ResultComparison {
         id: r.id.clone(),
