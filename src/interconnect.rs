@@ -34,6 +34,9 @@ pub struct LinkFigure {
     pub expected: Option<f64>,
     pub expectation: Option<Expectation>,
     pub result_id: String,
+    /// `value` at the fast end of the 95% interval of its median time
+    /// ([`ResultRecord::rate_high`]).
+    pub value_high: Option<f64>,
 }
 
 impl LinkFigure {
@@ -114,6 +117,7 @@ pub fn figures(report: &Report) -> Vec<LinkFigure> {
                 expected,
                 expectation,
                 result_id: r.id.clone(),
+                value_high: r.rate_high(value),
             })
         })
         .collect()
@@ -276,6 +280,7 @@ mod tests {
                 basis: String::new(),
             }),
             result_id: "x".into(),
+            value_high: None,
         };
         let one = f("p2p.write", Placement::ordered([3, 1]).unwrap());
         assert_eq!(one.who(), "GPU 3→1");

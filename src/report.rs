@@ -359,6 +359,16 @@ impl ResultRecord {
         self.per_mhz = per(in_run_clock_mhz, "MHz");
     }
 
+    /// `rate` (work ÷ this result's median time) at the fast end of the 95% interval of the
+    /// median: the most the measurement allows. A verdict fails a figure only when this too
+    /// falls short, so that noise alone never fails a GPU. `None` without an interval (one
+    /// sample).
+    pub fn rate_high(&self, rate: f64) -> Option<f64> {
+        let s = self.stats.as_ref()?;
+        let (fast, _) = s.interval()?;
+        (fast <= s.median_s).then(|| rate * s.median_s / fast)
+    }
+
     /// Why the figure cannot be taken as the device's, when it is more than [`ABOVE_PEAK`]
     /// times its peak: a bandwidth measured with its data partly in cache (`warm`, `hot`) is the
     /// cache's; a collective's bus bandwidth can pass its links' rate where the switches reduce

@@ -26,6 +26,7 @@ fn gpu(index: usize, sku: &str, bf16: f64, copy: f64, verdict: Verdict) -> GpuVe
             peak: Some(989.4e12),
             expected: Some(791.5e12),
             ratio: Some(bf16 / 791.5e12),
+            value_high: None,
         },
     );
     metrics.insert(
@@ -37,6 +38,7 @@ fn gpu(index: usize, sku: &str, bf16: f64, copy: f64, verdict: Verdict) -> GpuVe
             peak: None,
             expected: None,
             ratio: None,
+            value_high: None,
         },
     );
     let findings = match verdict {
@@ -448,6 +450,7 @@ fn unknown_node_types_are_grouped_by_gpu_count_and_model() {
                 peak: None,
                 expected: None,
                 ratio: None,
+                value_high: None,
             },
         );
         n

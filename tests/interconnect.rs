@@ -380,6 +380,30 @@ fn a_slow_pair_fails_when_the_links_are_unknown() {
         "{reasons}"
     );
     assert_eq!(v.verdict, gpuvet::validate::Verdict::Fail, "{reasons}");
+    // The same shortfall measured so noisily that the fast end of the slow pair's intervals
+    // (both ways) is within the threshold: a WARN saying so, not a FAIL.
+    let mut r = read_json(&json);
+    let mut widened = 0;
+    for x in r["results"].as_array_mut().unwrap() {
+        let slow_pair = [[1, 2], [2, 1]]
+            .iter()
+            .any(|d| x["device"] == serde_json::json!(d));
+        if slow_pair && x["id"].as_str().unwrap().starts_with("p2p.write.") {
+            let median = x["stats"]["median_s"].as_f64().unwrap();
+            x["stats"]["ci95_low_s"] = (median * 0.2).into();
+            widened += 1;
+        }
+    }
+    assert!(widened > 0);
+    std::fs::write(&json, r.to_string()).unwrap();
+    let report = gpuvet::report::Report::load(&json).unwrap();
+    let v = gpuvet::validate::judge(&report, gpuvet::validate::JudgeOptions::default());
+    let reasons = v.reasons.join("\n");
+    assert!(
+        reasons.contains("GPU 1→2 p2p.write") && reasons.contains("rests on noise"),
+        "{reasons}"
+    );
+    assert_ne!(v.verdict, gpuvet::validate::Verdict::Fail, "{reasons}");
 }
 
 /// A GPU whose memory another process holds fails validate once, under health, with the

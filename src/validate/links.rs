@@ -14,6 +14,7 @@ use crate::gpudb::{self, FormFactor, Sku};
 use crate::interconnect::{figures, LinkFigure};
 use crate::plan::Placement;
 use crate::report::Report;
+use crate::validate::verdict::beyond_noise;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 use std::collections::BTreeMap;
@@ -157,19 +158,18 @@ fn pair_findings(
                 None
             };
             if let Some(pv) = peer {
-                f.push(Finding::new(
-                    pv,
-                    format!(
-                        "{} {PAIR_TEST}: {} is {:.1}% below the median {} of the node's {} \
-                         pairs",
-                        x.who(),
-                        format_rate(x.value, "B/s"),
-                        100.0 * below,
-                        format_rate(m, "B/s"),
-                        values.len()
-                    ),
-                ));
-                verdict = verdict.max(pv);
+                let msg = format!(
+                    "{} {PAIR_TEST}: {} is {:.1}% below the median {} of the node's {} pairs",
+                    x.who(),
+                    format_rate(x.value, "B/s"),
+                    100.0 * below,
+                    format_rate(m, "B/s"),
+                    values.len()
+                );
+                let fails = |h: f64| 1.0 - h / m > straggler;
+                let finding = beyond_noise(pv, msg, x.value_high, "B/s", fails);
+                verdict = verdict.max(finding.verdict);
+                f.push(finding);
             }
         }
         if let Some((v, Some(msg))) = absolute {
@@ -204,6 +204,7 @@ fn pair_findings(
                 peak: None,
                 expected: None,
                 ratio: None,
+                value_high: None,
             },
         );
     }
@@ -220,15 +221,19 @@ fn reference_impl<'f>(figs: &'f [LinkFigure], key: &str) -> &'f str {
 }
 
 /// A figure against its expectation: (verdict, finding for a shortfall). An estimate never
-/// fails and warns only beyond twice the tolerance, as in the absolute check.
+/// fails and warns only beyond twice the tolerance, as in the absolute check; a FAIL the fast
+/// end of the figure's interval would not reach is a WARN ([`beyond_noise`]).
 fn absolute_verdict(x: &LinkFigure, tolerance: f64) -> Option<(Verdict, Option<String>)> {
-    let (ratio, e) = (x.ratio()?, x.expectation.as_ref()?);
+    let (ratio, e, expected) = (x.ratio()?, x.expectation.as_ref()?, x.expected?);
     let v = expectation_verdict(ratio, e.confidence, tolerance);
-    let msg = (v != Verdict::Pass).then(|| {
-        crate::interconnect::shortfall(x, 0.0)
-            .unwrap_or_else(|| format!("{} below expectation", x.who()))
-    });
-    Some((v, msg))
+    if v == Verdict::Pass {
+        return Some((v, None));
+    }
+    let msg = crate::interconnect::shortfall(x, 0.0)
+        .unwrap_or_else(|| format!("{} below expectation", x.who()));
+    let fails = |h: f64| expectation_verdict(h / expected, e.confidence, tolerance) == v;
+    let f = beyond_noise(v, msg, x.value_high, "B/s", fails);
+    Some((f.verdict, Some(f.message)))
 }
 
 fn metric(x: &LinkFigure) -> MetricValue {
@@ -239,6 +244,7 @@ fn metric(x: &LinkFigure) -> MetricValue {
         peak: x.link,
         expected: x.expected,
         ratio: x.ratio(),
+        value_high: x.value_high,
     }
 }
 
@@ -273,22 +279,24 @@ fn collective_finding(
         });
     }
     let m = metric(&x);
-    match absolute_verdict(&x, tolerance) {
-        Some((v, _)) if v != Verdict::Pass => f.push(Finding::new(
-            v,
-            format!(
+    let judged = x.ratio().zip(x.expectation.as_ref()).zip(x.expected);
+    match judged.map(|((r, e), exp)| (expectation_verdict(r, e.confidence, tolerance), e, exp)) {
+        Some((v, e, expected)) if v != Verdict::Pass => {
+            let msg = format!(
                 "{} all-reduce busbw {} is {:.0}% of the {} a healthy {} reaches ({})",
                 x.who(),
                 format_rate(x.value, "B/s"),
                 100.0 * x.ratio().unwrap_or(0.0),
-                format_rate(x.expected.unwrap_or(0.0), "B/s"),
+                format_rate(expected, "B/s"),
                 node.as_ref().map_or("node".to_string(), |nd| format!(
                     "{}x {} node",
                     nd.gpus, nd.sku
                 )),
-                x.expectation.as_ref().map_or("", |e| e.confidence.name()),
-            ),
-        )),
+                e.confidence.name(),
+            );
+            let fails = |h: f64| expectation_verdict(h / expected, e.confidence, tolerance) == v;
+            f.push(beyond_noise(v, msg, x.value_high, "B/s", fails));
+        }
         Some(_) => f.push(Finding::pass(format!(
             "all-reduce busbw {} over {} ranks",
             format_rate(x.value, "B/s"),

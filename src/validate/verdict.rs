@@ -180,6 +180,30 @@ pub struct MetricValue {
     pub expected: Option<f64>,
     /// value / expected.
     pub ratio: Option<f64>,
+    /// `value` at the fast end of the 95% interval of its median time: the most the
+    /// measurement allows. A shortfall fails only when this falls short too.
+    #[serde(default)]
+    pub value_high: Option<f64>,
+}
+
+/// The finding for a figure judged `verdict` (`msg` says why): a FAIL that the fast end of the
+/// figure's own 95% interval (`high`) would not reach (`fails(high)` false) is a WARN that says
+/// so: the shortfall is not established beyond the measurement's noise.
+pub(crate) fn beyond_noise(
+    verdict: Verdict,
+    msg: String,
+    high: Option<f64>,
+    unit: &str,
+    fails: impl Fn(f64) -> bool,
+) -> Finding {
+    match high {
+        Some(h) if verdict == Verdict::Fail && !fails(h) => Finding::warn(format!(
+            "{msg}; not failed: the fast end of its 95% interval, {}, is not short, so this \
+             rests on noise (measure longer: --max-time, --min-samples)",
+            format_rate(h, unit)
+        )),
+        _ => Finding::new(verdict, msg),
+    }
 }
 
 /// The test a workload belongs to, the key of expectations in the GPU database:
@@ -230,6 +254,7 @@ pub fn metrics(
                 peak,
                 expected,
                 ratio: expected.map(|e| value / e),
+                value_high: r.rate_high(value),
             },
         );
     }
@@ -283,7 +308,9 @@ pub fn absolute(
         if v == Verdict::Pass {
             f.push(Finding::pass(what));
         } else {
-            f.push(Finding::new(v, format!("{what}: below expectation")));
+            let fails = |h: f64| expectation_verdict(h / expected, e.confidence, tolerance) == v;
+            let msg = format!("{what}: below expectation");
+            f.push(beyond_noise(v, msg, m.value_high, &m.unit, fails));
         }
     }
     if judged == 0 {
@@ -352,7 +379,15 @@ pub fn peers(all: &[&BTreeMap<String, MetricValue>], me: usize, straggler_pct: f
             values.len()
         );
         if below > limit {
-            f.push(Finding::fail(format!("{msg}: a straggler")));
+            let fails = |h: f64| 1.0 - h / median > limit;
+            let msg = format!("{msg}: a straggler");
+            f.push(beyond_noise(
+                Verdict::Fail,
+                msg,
+                m.value_high,
+                &m.unit,
+                fails,
+            ));
         } else if below > limit / 2.0 {
             f.push(Finding::warn(msg));
         }
