@@ -500,7 +500,7 @@ fn a_soak_leaves_a_held_gpu_out_of_its_stress() {
 /// names the workloads it does not cover instead of passing on the memory figures alone.
 #[test]
 fn validate_says_which_workloads_a_missing_library_left_out() {
-    let (_dir, [verdict, json, md]) = temp_files(["v.json", "r.json", "r.md"]);
+    let (_dir, [verdict, json, md, prom]) = temp_files(["v.json", "r.json", "r.md", "g.prom"]);
     let out = gpuvet()
         .env("GPUVET_MOCK_NO_LIBRARY", "matmul,attention")
         .args(words(
@@ -511,6 +511,8 @@ fn validate_says_which_workloads_a_missing_library_left_out() {
         .arg(&json)
         .arg("--markdown")
         .arg(&md)
+        .arg("--prometheus")
+        .arg(&prom)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -538,6 +540,16 @@ fn validate_says_which_workloads_a_missing_library_left_out() {
         md.contains("Not run:\n\n- Mock GPU cannot run 2 workloads (matmul.f32.64x64x64.nk"),
         "{md}"
     );
+    // A dashboard sees each as a series of its own.
+    let prom = std::fs::read_to_string(&prom).unwrap();
+    let series: Vec<&str> = prom
+        .lines()
+        .filter(|l| l.starts_with("gpuvet_workload_not_run{"))
+        .collect();
+    assert_eq!(series.len(), 4, "{prom}");
+    assert!(series
+        .iter()
+        .any(|l| l.contains("workload=\"matmul.f32.64x64x64.nk\"") && l.ends_with(" 1")));
     let v = read_json(&verdict);
     let g = &v["gpus"][0];
     assert_eq!(g["verdict"], "WARN");
