@@ -265,6 +265,19 @@ fn best_verified_implementation_counts_and_gaps_show() {
     assert_eq!(e.missing.len(), 1);
     assert!(e.missing[0].starts_with("attention."), "{:?}", e.missing);
     assert!(e.render().contains("No verified time for"));
+    // Not run at all on the device (its library missing): named with the reason, once.
+    let decode = e.missing[0].clone();
+    r.not_run = vec![gpuvet::plan::NotRun {
+        workload: decode.clone(),
+        device: 0,
+        device_name: "Test GPU".into(),
+        why: "cuBLASLt not found".into(),
+    }];
+    let e = estimate(&args, &r);
+    assert_eq!(
+        e.missing,
+        [format!("{decode} (not run: cuBLASLt not found)")]
+    );
 }
 
 #[test]

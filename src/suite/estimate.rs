@@ -145,10 +145,22 @@ pub fn estimate_for_device(args: &SuiteArgs, report: &Report, device: usize) -> 
         .iter()
         .map(|u| kernel_row(u, report, device, peaks))
         .collect();
+    // A kernel the device could not run at all (a missing library) says why, once per reason.
+    let not_run: Vec<&crate::plan::NotRun> = report
+        .not_run
+        .iter()
+        .filter(|n| n.device == device)
+        .filter(|n| est.kernels.iter().any(|k| k.workload == n.workload))
+        .collect();
     for r in &est.kernels {
-        if r.median_s.is_none() && !est.missing.contains(&r.workload) {
+        let unexplained = !not_run.iter().any(|n| n.workload == r.workload);
+        if r.median_s.is_none() && unexplained && !est.missing.contains(&r.workload) {
             est.missing.push(r.workload.clone());
         }
+    }
+    for (_, why, ws) in crate::plan::grouped(not_run) {
+        est.missing
+            .push(format!("{} (not run: {why})", ws.join(", ")));
     }
     let mut batches: Vec<u64> = uses.iter().map(|u| u.batch).collect();
     batches.dedup();
