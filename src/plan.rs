@@ -455,14 +455,33 @@ fn plan_with(
             };
             let mut notes = Vec::new();
             let mut short_of_memory = None;
+            let mut does_not_fit = None;
             for (b, &d) in members.iter().zip(placement.devices()) {
-                let (checked, short) = check_memory(&w, *b, d, sets, host, shortfalls)?;
+                let (checked, short) = match check_memory(&w, *b, d, sets, host, shortfalls) {
+                    Ok(c) => c,
+                    // A suite runs what fits and says what did not (a small card, a MIG
+                    // slice); a workload asked for by name that does not fit is refused.
+                    Err(e @ Error::OutOfMemory { .. }) if skip_unsupported => {
+                        does_not_fit = Some(e.to_string());
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
                 short_of_memory = short_of_memory.or(short);
                 for n in checked {
                     if !notes.contains(&n) {
                         notes.push(n);
                     }
                 }
+            }
+            if let Some(why) = does_not_fit {
+                plan.not_run.push(NotRun {
+                    workload: w.name(),
+                    device: placement.lead(),
+                    device_name: lead.device().name.clone(),
+                    why,
+                });
+                continue;
             }
             for imp in unique_names(chosen, &w.name(), &mut plan.skipped) {
                 plan.entries.push(PlanEntry {
@@ -1080,6 +1099,49 @@ mod tests {
         assert_eq!(notes.len(), 1);
         assert!(notes[0].starts_with("host memory:"), "{notes:?}");
         assert_eq!(short.unwrap().have, Bytes(16 << 30));
+    }
+
+    /// A suite runs what fits: a device without the memory for a workload has it recorded as
+    /// not run, with the shortfall as the reason, and the others run it; asked for by name
+    /// (not a suite), the same shortfall refuses the plan.
+    #[test]
+    fn a_suite_skips_what_does_not_fit_and_says_so() {
+        use crate::backend::mock::HELD_MEMORY_LEFT;
+        let backends: Vec<Box<dyn Backend>> = vec![
+            Box::new(MockBackend::numbered(0, 2)),
+            Box::new(MockBackend::numbered(1, 2).with_free_memory(HELD_MEMORY_LEFT)),
+        ];
+        let w = Workload::Matmul(MatmulSpec::new(256, 256, 256, DType::F32));
+        let world = World::single();
+        let suite = build_in(
+            std::slice::from_ref(&w),
+            &backends,
+            &ImplSelect::Default,
+            false,
+            true,
+            &world,
+            &[],
+        )
+        .unwrap();
+        assert!(suite.entries.iter().all(|e| e.placement.lead() == 0));
+        assert!(!suite.entries.is_empty());
+        assert_eq!(suite.not_run.len(), 1, "{:?}", suite.not_run);
+        let n = &suite.not_run[0];
+        assert_eq!(
+            (n.device, n.workload.as_str()),
+            (1, "matmul.f32.256x256x256.kn")
+        );
+        assert!(n.why.starts_with("not enough memory on "), "{}", n.why);
+        let named = build_in(
+            &[w],
+            &backends,
+            &ImplSelect::Default,
+            false,
+            false,
+            &world,
+            &[],
+        );
+        assert!(matches!(named, Err(Error::OutOfMemory { .. })), "{named:?}");
     }
 
     /// A shortfall names the short member by its position in the run's list (what placements,

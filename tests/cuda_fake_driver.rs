@@ -208,6 +208,42 @@ fn without_cublaslt_matmul_says_what_to_install() {
     assert!(out.contains("int8 16.38 TOP/s"), "{out}");
 }
 
+/// The main job on a small GPU without cuBLASLt (1 GiB, as a MIG slice is small): the memory
+/// copies are sized to the device (an eighth of it per array, not the 4 GiB a large card gets),
+/// and the report names every workload it could not run, with why, instead of refusing the
+/// whole run for memory.
+#[test]
+fn the_quick_run_fits_a_small_gpu_and_names_what_it_could_not_run() {
+    let test = "the_quick_run_fits_a_small_gpu_and_names_what_it_could_not_run";
+    let Some(dir) = fake_driver_and_nvrtc(test) else {
+        return;
+    };
+    let json = dir.path().join("r.json");
+    // Exit 1: the stand-in's triad kernel computes nothing, and fails verification.
+    let (_, err) = stdout_of(
+        &mut measured(on_fake(dir.path(), &[("FAKE_CUDA_KERNELS", "copy")]), &json),
+        1,
+    );
+    assert!(!err.contains("not enough memory"), "{err}");
+    let r = read_json(&json);
+    let copies: Vec<&str> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["status"] == "ok")
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        copies,
+        ["memory.copy.128MiB/memcpy", "memory.copy.128MiB/kernel"]
+    );
+    let not_run = r["not_run"].as_array().unwrap();
+    assert_eq!(not_run.len(), 8, "{not_run:?}");
+    assert!(not_run
+        .iter()
+        .all(|n| n["why"].as_str().unwrap().starts_with("cuBLASLt not found")));
+}
+
 /// Two GPUs that cannot map each other's memory (most PCIe cloud instances): the peer copy
 /// runs on the copy engine, and the SM kernel, which needs the mapping, is left out before the
 /// run with the reason; asked for by name, it is refused with that reason.

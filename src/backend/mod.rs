@@ -299,6 +299,17 @@ pub mod quick {
     pub fn memory(op: MemOp, bytes: u64) -> Workload {
         Workload::Memory(MemorySpec { op, bytes })
     }
+
+    /// The bytes per array of a GPU's bandwidth test: 4 GiB, but no more than an eighth of the
+    /// device (a copy holds two arrays, a triad three, and a MIG slice or a small card has a
+    /// few GiB), and at least 8× its L2 so that the cache cannot serve it. Whole MiB: a share
+    /// of the device's memory is rarely a whole number of f32 elements, and a memory workload
+    /// must be one.
+    pub fn memory_bytes(info: &super::DeviceInfo) -> u64 {
+        let total = info.memory_bytes.unwrap_or(16 << 30);
+        let l2 = info.last_level_cache_bytes.unwrap_or(64 << 20);
+        (4u64 << 30).min(total / 8).max(8 * l2) & !((1 << 20) - 1)
+    }
 }
 
 /// How the prepared run is laid out in memory.

@@ -147,12 +147,8 @@ pub fn suite(info: &DeviceInfo, quick: bool) -> Vec<Workload> {
     let mut v = Vec::new();
     match info.suite_scale() {
         SuiteScale::Device => {
-            // 4 GiB per array, but no more than an eighth of the device, and at least 8× L2.
             let total = info.memory_bytes.unwrap_or(16 << 30);
-            let l2 = info.last_level_cache_bytes.unwrap_or(64 << 20);
-            // Whole MiB: a share of the device's memory is rarely a whole number of f32
-            // elements, and a memory workload must be one.
-            let bytes = (4u64 << 30).min(total / 8).max(8 * l2) & !((1 << 20) - 1);
+            let bytes = crate::backend::quick::memory_bytes(info);
             v.push(mem(MemOp::Copy, bytes));
             if !quick {
                 v.push(mem(MemOp::Read, bytes));

@@ -464,14 +464,16 @@ impl Backend for CudaBackend {
         8192
     }
 
-    /// Memory bandwidth far beyond L2, the vendor GEMM at 8192³ for every dtype (those the
-    /// device lacks are skipped), prefill and decode attention.
+    /// Memory bandwidth far beyond L2 (4 GiB arrays, less on a device of under 32 GiB), the
+    /// vendor GEMM at 8192³ for every dtype (those the device lacks are skipped), prefill and
+    /// decode attention.
     fn quick_suite(&self) -> Vec<Workload> {
         use crate::dtype::DType;
         use crate::workload::BLayout;
+        let bytes = quick::memory_bytes(self.device());
         let mut v = vec![
-            quick::memory(MemOp::Copy, 4 << 30),
-            quick::memory(MemOp::Triad, 4 << 30),
+            quick::memory(MemOp::Copy, bytes),
+            quick::memory(MemOp::Triad, bytes),
         ];
         for d in [
             DType::Bf16,
