@@ -1111,18 +1111,20 @@ mod tests {
             Box::new(MockBackend::numbered(0, 2)),
             Box::new(MockBackend::numbered(1, 2).with_free_memory(HELD_MEMORY_LEFT)),
         ];
-        let w = Workload::Matmul(MatmulSpec::new(256, 256, 256, DType::F32));
+        let w = [Workload::Matmul(MatmulSpec::new(256, 256, 256, DType::F32))];
         let world = World::single();
-        let suite = build_in(
-            std::slice::from_ref(&w),
-            &backends,
-            &ImplSelect::Default,
-            false,
-            true,
-            &world,
-            &[],
-        )
-        .unwrap();
+        let plan = |suite| {
+            build_in(
+                &w,
+                &backends,
+                &ImplSelect::Default,
+                false,
+                suite,
+                &world,
+                &[],
+            )
+        };
+        let suite = plan(true).unwrap();
         assert!(suite.entries.iter().all(|e| e.placement.lead() == 0));
         assert!(!suite.entries.is_empty());
         assert_eq!(suite.not_run.len(), 1, "{:?}", suite.not_run);
@@ -1132,15 +1134,7 @@ mod tests {
             (1, "matmul.f32.256x256x256.kn")
         );
         assert!(n.why.starts_with("not enough memory on "), "{}", n.why);
-        let named = build_in(
-            &[w],
-            &backends,
-            &ImplSelect::Default,
-            false,
-            false,
-            &world,
-            &[],
-        );
+        let named = plan(false);
         assert!(matches!(named, Err(Error::OutOfMemory { .. })), "{named:?}");
     }
 

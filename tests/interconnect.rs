@@ -371,18 +371,21 @@ fn a_slow_pair_fails_when_the_links_are_unknown() {
         details.remove("nvlink_active_links");
         details.remove("nvlink_peers");
     }
-    std::fs::write(&json, r.to_string()).unwrap();
-    let report = gpuvet::report::Report::load(&json).unwrap();
-    let v = gpuvet::validate::judge(&report, gpuvet::validate::JudgeOptions::default());
-    let reasons = v.reasons.join("\n");
+    // The node's verdict and reasons once `r` is written back and read as a report.
+    let judged = |r: &serde_json::Value| {
+        std::fs::write(&json, r.to_string()).unwrap();
+        let report = gpuvet::report::Report::load(&json).unwrap();
+        let v = gpuvet::validate::judge(&report, gpuvet::validate::JudgeOptions::default());
+        (v.verdict, v.reasons.join("\n"))
+    };
+    let (verdict, reasons) = judged(&r);
     assert!(
         reasons.contains("GPU 1→2 p2p.write") && reasons.contains("below the median"),
         "{reasons}"
     );
-    assert_eq!(v.verdict, gpuvet::validate::Verdict::Fail, "{reasons}");
+    assert_eq!(verdict, gpuvet::validate::Verdict::Fail, "{reasons}");
     // The same shortfall measured so noisily that the fast end of the slow pair's intervals
     // (both ways) is within the threshold: a WARN saying so, not a FAIL.
-    let mut r = read_json(&json);
     let mut widened = 0;
     for x in r["results"].as_array_mut().unwrap() {
         let slow_pair = [[1, 2], [2, 1]]
@@ -395,15 +398,12 @@ fn a_slow_pair_fails_when_the_links_are_unknown() {
         }
     }
     assert!(widened > 0);
-    std::fs::write(&json, r.to_string()).unwrap();
-    let report = gpuvet::report::Report::load(&json).unwrap();
-    let v = gpuvet::validate::judge(&report, gpuvet::validate::JudgeOptions::default());
-    let reasons = v.reasons.join("\n");
+    let (verdict, reasons) = judged(&r);
     assert!(
         reasons.contains("GPU 1→2 p2p.write") && reasons.contains("rests on noise"),
         "{reasons}"
     );
-    assert_ne!(v.verdict, gpuvet::validate::Verdict::Fail, "{reasons}");
+    assert_ne!(verdict, gpuvet::validate::Verdict::Fail, "{reasons}");
 }
 
 /// A GPU whose memory another process holds fails validate once, under health, with the
