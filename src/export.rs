@@ -558,7 +558,7 @@ fn to_markdown(report: &Report) -> String {
     }
     if !report.not_run.is_empty() {
         s.push_str("\nNot run:\n\n");
-        for line in crate::plan::not_run_lines(&report.not_run) {
+        for line in report.not_run_lines() {
             s.push_str(&format!("- {line}\n"));
         }
     }

@@ -342,7 +342,7 @@ fn inventory(h: &mut String, r: &Report) {
 fn results_table(h: &mut String, r: &Report) {
     h.push_str("<h2>Results</h2>\n");
     // What the suite left out, and why, before anything else: the table below lacks it.
-    for line in crate::plan::not_run_lines(&r.not_run) {
+    for line in r.not_run_lines() {
         let _ = writeln!(h, "<p class=\"note\">Not run: {}</p>", escape(&line));
     }
     if r.results.is_empty() {

@@ -243,55 +243,79 @@ pub struct Plan {
 pub struct NotRun {
     /// The workload's name (`matmul.bf16.8192x8192x8192.nk`).
     pub workload: String,
-    /// The device it was placed on (the lead of a group), and its name.
+    /// The device it was placed on (the lead of a group): an index into the run's devices.
     pub device: usize,
-    pub device_name: String,
     /// Why, in the backend's words (`cuBLASLt not found …`), or that its dtype is not one the
     /// device has.
     pub why: String,
 }
 
 impl Plan {
-    /// Every note on what the plan leaves out, one line each: the workloads not run are
-    /// grouped by device and reason ([`not_run_lines`]), so that one missing library is said
-    /// once, not once a workload.
-    pub fn notices(&self) -> Vec<String> {
+    /// Every note on what the plan leaves out, one line each, devices named by `name_of`
+    /// (their index in the run): the workloads not run are said once per reason
+    /// ([`not_run_lines`]), not once a workload and device.
+    pub fn notices(&self, name_of: impl Fn(usize) -> String) -> Vec<String> {
         let mut v = self.skipped.clone();
-        v.extend(not_run_lines(&self.not_run));
+        v.extend(not_run_lines(&self.not_run, name_of));
         v
     }
 }
 
-/// `not_run` grouped by device and reason, in the order first seen: (device name, reason,
+/// `not_run` grouped by device and reason, in the order first seen: (device, reason,
 /// workloads).
 pub fn grouped<'a>(
     not_run: impl IntoIterator<Item = &'a NotRun>,
-) -> Vec<(&'a str, &'a str, Vec<&'a str>)> {
-    let mut groups: Vec<(&str, &str, Vec<&str>)> = Vec::new();
+) -> Vec<(usize, &'a str, Vec<&'a str>)> {
+    let mut groups: Vec<(usize, &str, Vec<&str>)> = Vec::new();
     for n in not_run {
         match groups
             .iter_mut()
-            .find(|(d, why, _)| *d == n.device_name && *why == n.why)
+            .find(|(d, why, _)| *d == n.device && *why == n.why)
         {
             Some((_, _, ws)) => ws.push(&n.workload),
-            None => groups.push((&n.device_name, &n.why, vec![&n.workload])),
+            None => groups.push((n.device, &n.why, vec![&n.workload])),
         }
     }
     groups
 }
 
-/// One line per device and reason: `H100 cannot run 7 workloads (matmul.f32…, …): cuBLASLt not
-/// found …`.
-pub fn not_run_lines(not_run: &[NotRun]) -> Vec<String> {
-    grouped(not_run)
+/// One line per reason and set of workloads, the devices that share them together (eight GPUs
+/// without cuBLASLt: one line): `H100 (devices 0, 1) cannot run 7 workloads (matmul.f32…, …):
+/// cuBLASLt not found …`. `name_of` names a device by its index.
+pub fn not_run_lines(not_run: &[NotRun], name_of: impl Fn(usize) -> String) -> Vec<String> {
+    let mut lines: Vec<(Vec<usize>, &str, Vec<&str>)> = Vec::new();
+    for (device, why, ws) in grouped(not_run) {
+        match lines.iter_mut().find(|(_, w, l)| *w == why && *l == ws) {
+            Some((devices, _, _)) => devices.push(device),
+            None => lines.push((vec![device], why, ws)),
+        }
+    }
+    lines
         .into_iter()
-        .map(|(device, why, ws)| match &ws[..] {
-            [one] => format!("{device} cannot run {one}: {why}"),
-            _ => format!(
-                "{device} cannot run {} workloads ({}): {why}",
-                ws.len(),
-                ws.join(", ")
-            ),
+        .map(|(devices, why, ws)| {
+            let names: Vec<String> = devices.iter().map(|&d| name_of(d)).collect();
+            let list = || {
+                devices
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let who = match &names[..] {
+                [one] => one.clone(),
+                [first, ..] if names.iter().all(|n| n == first) => {
+                    format!("{first} (devices {})", list())
+                }
+                _ => format!("devices {}", list()),
+            };
+            match &ws[..] {
+                [one] => format!("{who} cannot run {one}: {why}"),
+                _ => format!(
+                    "{who} cannot run {} workloads ({}): {why}",
+                    ws.len(),
+                    ws.join(", ")
+                ),
+            }
         })
         .collect()
 }
@@ -478,7 +502,6 @@ fn plan_with(
                 plan.not_run.push(NotRun {
                     workload: w.name(),
                     device: placement.lead(),
-                    device_name: lead.device().name.clone(),
                     why,
                 });
                 continue;
@@ -563,7 +586,6 @@ fn implementations_for(
             not_run.push(NotRun {
                 workload: w.name(),
                 device: placement.lead(),
-                device_name: lead.device().name.clone(),
                 why: reason,
             });
             return Ok(None);
@@ -1099,6 +1121,42 @@ mod tests {
         assert_eq!(notes.len(), 1);
         assert!(notes[0].starts_with("host memory:"), "{notes:?}");
         assert_eq!(short.unwrap().have, Bytes(16 << 30));
+    }
+
+    /// Identical devices missing the same workloads for the same reason are one line (three
+    /// mock GPUs without an attention library once read "Mock GPU cannot run 3 workloads"
+    /// with one workload named three times); a device missing others, or another model, has
+    /// its own.
+    #[test]
+    fn not_run_lines_say_each_reason_once_for_the_devices_it_hits() {
+        let nr = |workload: &str, device, why: &str| NotRun {
+            workload: workload.into(),
+            device,
+            why: why.into(),
+        };
+        let not_run = [
+            nr("attention.a", 0, "no library"),
+            nr("attention.b", 0, "no library"),
+            nr("attention.a", 1, "no library"),
+            nr("attention.b", 1, "no library"),
+            nr("attention.a", 2, "no library"),
+            nr("matmul.big", 2, "not enough memory"),
+        ];
+        let names = ["H100", "H100", "A100"];
+        let lines = not_run_lines(&not_run, |i| names[i].to_string());
+        assert_eq!(
+            lines,
+            [
+                "H100 (devices 0, 1) cannot run 2 workloads (attention.a, attention.b): no library",
+                "A100 cannot run attention.a: no library",
+                "A100 cannot run matmul.big: not enough memory",
+            ]
+        );
+        let two_models = [nr("x", 1, "w"), nr("x", 2, "w")];
+        assert_eq!(
+            not_run_lines(&two_models, |i| names[i].to_string()),
+            ["devices 1, 2 cannot run x: w"]
+        );
     }
 
     /// A suite runs what fits: a device without the memory for a workload has it recorded as

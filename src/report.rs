@@ -405,6 +405,19 @@ impl ResultRecord {
 }
 
 impl Report {
+    /// The lines that say which workloads of the suite the run's devices could not run, and
+    /// why ([`crate::plan::not_run_lines`], devices named as the report lists them).
+    pub fn not_run_lines(&self) -> Vec<String> {
+        crate::plan::not_run_lines(&self.not_run, |i| self.device_name(i))
+    }
+
+    /// The name of device `i` of the run (`device i` where the report does not list it).
+    pub fn device_name(&self, i: usize) -> String {
+        self.devices
+            .get(i)
+            .map_or_else(|| format!("device {i}"), |d| d.name.clone())
+    }
+
     /// Appends a result, with its share of its device's (or its devices' link's) peak filled
     /// in where the peak is known and its price-performance where the run was given a price for
     /// the device.

@@ -97,7 +97,6 @@ fn page_is_self_contained_with_inventory_results_and_charts() {
     lacking.not_run = vec![gpuvet::plan::NotRun {
         workload: "matmul.bf16.8192x8192x8192.nk".into(),
         device: 0,
-        device_name: "Mock GPU".into(),
         why: "cuBLASLt not found: `pip install nvidia-cublas` <13.x>".into(),
     }];
     assert!(render_html(&lacking).contains(

@@ -270,7 +270,6 @@ fn best_verified_implementation_counts_and_gaps_show() {
     r.not_run = vec![gpuvet::plan::NotRun {
         workload: decode.clone(),
         device: 0,
-        device_name: "Test GPU".into(),
         why: "cuBLASLt not found".into(),
     }];
     let e = estimate(&args, &r);

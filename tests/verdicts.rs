@@ -1044,7 +1044,6 @@ fn workloads_a_gpu_could_not_run_are_a_warning_not_a_silent_pass() {
         .map(|w| NotRun {
             workload: w.into(),
             device: 1,
-            device_name: r.devices[1].name.clone(),
             why: why.into(),
         })
         .to_vec();

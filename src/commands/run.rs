@@ -80,7 +80,8 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
         &world,
         &[],
     )?;
-    for s in plan.notices() {
+    let name_of = |i: usize| opened.backends[i].device().name.clone();
+    for s in plan.notices(name_of) {
         opts.notice(&format!("skipped: {s}"));
     }
     let mut settings = opts.settings(&req.command, opened.backends[0].kind());

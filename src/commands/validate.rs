@@ -36,7 +36,8 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     // Verdicts rest on the vendor libraries, never on gpuvet's own kernels under development.
     // A GPU short of free memory (another process holds it) is judged, not refused.
     let plan = plan::build_judging(&workloads, &backends, &[])?;
-    for s in plan.notices() {
+    let name_of = |i: usize| backends[i].device().name.clone();
+    for s in plan.notices(name_of) {
         opts.notice(&format!("skipped: {s}"));
     }
     let mut held = BTreeMap::new();
@@ -74,7 +75,7 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     // The links, one result at a time, into the same report.
     if !stop.load(Ordering::Relaxed) {
         let link_plan = plan::build_judging(&links, &backends, &lost.devices())?;
-        for s in link_plan.notices() {
+        for s in link_plan.notices(|i| backends[i].device().name.clone()) {
             opts.notice(&format!("skipped: {s}"));
         }
         let short = add_memory_held(&mut held, &link_plan);

@@ -1068,7 +1068,8 @@ fn unmatched(
         };
         detail.push_str(&format!(
             "; {side} could not run it on {}: {}",
-            n.device_name, n.why
+            other.device_name(n.device),
+            n.why
         ));
     }
     ResultComparison {

@@ -235,7 +235,7 @@ impl Timer {
     /// How long a batch of `iters` iterations may take before it is called hung: the hang
     /// limit, or [`BATCH_SLACK`] times what `iters` of the slowest iteration so far took,
     /// whichever is longer.
-    pub fn limit_for(&self, iters: u64) -> Duration {
+    fn limit_for(&self, iters: u64) -> Duration {
         let per_iter = f64::from_bits(self.per_iter.load(Ordering::Relaxed));
         let expected = per_iter * iters as f64 * BATCH_SLACK;
         Duration::try_from_secs_f64(expected).map_or(self.limit, |e| e.max(self.limit))
