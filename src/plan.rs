@@ -243,8 +243,10 @@ pub struct Plan {
 pub struct NotRun {
     /// The workload's name (`matmul.bf16.8192x8192x8192.nk`).
     pub workload: String,
-    /// The device it was placed on (the lead of a group): an index into the run's devices.
-    pub device: usize,
+    /// Where it was placed: one device (serialised as its index, as reports have always
+    /// said), or the set a link copy or collective needed (a list), whose links are then what
+    /// the verdict does not cover.
+    pub device: Placement,
     /// Why, in the backend's words (`cuBLASLt not found …`), or that its dtype is not one the
     /// device has.
     pub why: String,
@@ -261,19 +263,19 @@ impl Plan {
     }
 }
 
-/// `not_run` grouped by device and reason, in the order first seen: (device, reason,
+/// `not_run` grouped by placement and reason, in the order first seen: (placement, reason,
 /// workloads).
 pub fn grouped<'a>(
     not_run: impl IntoIterator<Item = &'a NotRun>,
-) -> Vec<(usize, &'a str, Vec<&'a str>)> {
-    let mut groups: Vec<(usize, &str, Vec<&str>)> = Vec::new();
+) -> Vec<(&'a Placement, &'a str, Vec<&'a str>)> {
+    let mut groups: Vec<(&Placement, &str, Vec<&str>)> = Vec::new();
     for n in not_run {
         match groups
             .iter_mut()
-            .find(|(d, why, _)| *d == n.device && *why == n.why)
+            .find(|(d, why, _)| **d == n.device && *why == n.why)
         {
             Some((_, _, ws)) => ws.push(&n.workload),
-            None => groups.push((n.device, &n.why, vec![&n.workload])),
+            None => groups.push((&n.device, &n.why, vec![&n.workload])),
         }
     }
     groups
@@ -283,30 +285,35 @@ pub fn grouped<'a>(
 /// without cuBLASLt: one line): `H100 (devices 0, 1) cannot run 7 workloads (matmul.f32…, …):
 /// cuBLASLt not found …`. `name_of` names a device by its index.
 pub fn not_run_lines(not_run: &[NotRun], name_of: impl Fn(usize) -> String) -> Vec<String> {
-    let mut lines: Vec<(Vec<usize>, &str, Vec<&str>)> = Vec::new();
-    for (device, why, ws) in grouped(not_run) {
+    let mut lines: Vec<(Vec<&Placement>, &str, Vec<&str>)> = Vec::new();
+    for (placement, why, ws) in grouped(not_run) {
         match lines.iter_mut().find(|(_, w, l)| *w == why && *l == ws) {
-            Some((devices, _, _)) => devices.push(device),
-            None => lines.push((vec![device], why, ws)),
+            Some((places, _, _)) => places.push(placement),
+            None => lines.push((vec![placement], why, ws)),
         }
     }
     lines
         .into_iter()
-        .map(|(devices, why, ws)| {
-            let names: Vec<String> = devices.iter().map(|&d| name_of(d)).collect();
-            let list = || {
-                devices
-                    .iter()
-                    .map(usize::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
+        .map(|(places, why, ws)| {
+            let names: Vec<String> = places
+                .iter()
+                .flat_map(|p| p.devices())
+                .map(|&d| name_of(d))
+                .collect();
+            // A set (a collective's group) could not run it together: `0,1; 2,3`.
+            let sets = places.iter().any(|p| !p.is_single());
+            let list = places
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(if sets { "; " } else { ", " });
+            let together = if sets { " together" } else { "" };
             let who = match &names[..] {
                 [one] => one.clone(),
                 [first, ..] if names.iter().all(|n| n == first) => {
-                    format!("{first} (devices {})", list())
+                    format!("{first} (devices {list}{together})")
                 }
-                _ => format!("devices {}", list()),
+                _ => format!("devices {list}{together}"),
             };
             match &ws[..] {
                 [one] => format!("{who} cannot run {one}: {why}"),
@@ -501,7 +508,7 @@ fn plan_with(
             if let Some(why) = does_not_fit {
                 plan.not_run.push(NotRun {
                     workload: w.name(),
-                    device: placement.lead(),
+                    device: placement.clone(),
                     why,
                 });
                 continue;
@@ -585,7 +592,7 @@ fn implementations_for(
         if how.skip_unsupported {
             not_run.push(NotRun {
                 workload: w.name(),
-                device: placement.lead(),
+                device: placement.clone(),
                 why: reason,
             });
             return Ok(None);
@@ -1129,9 +1136,9 @@ mod tests {
     /// its own.
     #[test]
     fn not_run_lines_say_each_reason_once_for_the_devices_it_hits() {
-        let nr = |workload: &str, device, why: &str| NotRun {
+        let nr = |workload: &str, device: usize, why: &str| NotRun {
             workload: workload.into(),
-            device,
+            device: device.into(),
             why: why.into(),
         };
         let not_run = [
@@ -1156,6 +1163,15 @@ mod tests {
         assert_eq!(
             not_run_lines(&two_models, |i| names[i].to_string()),
             ["devices 1, 2 cannot run x: w"]
+        );
+        let together = [NotRun {
+            workload: "collective.all_reduce.bf16.1MiB.n2".into(),
+            device: Placement::set([0, 1]).unwrap(),
+            why: "NCCL not found".into(),
+        }];
+        assert_eq!(
+            not_run_lines(&together, |i| names[i].to_string()),
+            ["H100 (devices 0,1 together) cannot run collective.all_reduce.bf16.1MiB.n2: NCCL not found"]
         );
     }
 
@@ -1188,8 +1204,8 @@ mod tests {
         assert_eq!(suite.not_run.len(), 1, "{:?}", suite.not_run);
         let n = &suite.not_run[0];
         assert_eq!(
-            (n.device, n.workload.as_str()),
-            (1, "matmul.f32.256x256x256.kn")
+            (n.device.clone(), n.workload.as_str()),
+            (Placement::one(1), "matmul.f32.256x256x256.kn")
         );
         assert!(n.why.starts_with("not enough memory on "), "{}", n.why);
         let named = plan(false);

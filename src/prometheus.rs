@@ -401,7 +401,7 @@ fn report_metrics(f: &mut TextFile, report: &Report, gpus: &[Gpu]) {
     // A dashboard of figures cannot tell a workload never run from one not yet scraped: each
     // one the suite could not run on a device (a missing library) is a series of its own.
     for n in &report.not_run {
-        if let Some(gpu) = gpus.get(n.device) {
+        if let Some(gpu) = gpus.get(n.device.lead()) {
             f.set(
                 "gpuvet_workload_not_run",
                 "1 for a workload of the suite that nothing on the device could run (a missing library); the JSON report's not_run says why.",

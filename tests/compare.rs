@@ -1488,7 +1488,7 @@ fn a_missing_result_says_why_the_new_run_lacks_it() {
     let name = gone.workload.name();
     new.not_run = vec![gpuvet::plan::NotRun {
         workload: name.clone(),
-        device: 0,
+        device: 0.into(),
         why: "cuBLASLt not found: install nvidia-cublas".into(),
     }];
     let cmp = compare::compare(&old, &new, &CompareOptions::default());

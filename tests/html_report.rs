@@ -96,7 +96,7 @@ fn page_is_self_contained_with_inventory_results_and_charts() {
     let mut lacking = r.clone();
     lacking.not_run = vec![gpuvet::plan::NotRun {
         workload: "matmul.bf16.8192x8192x8192.nk".into(),
-        device: 0,
+        device: 0.into(),
         why: "cuBLASLt not found: `pip install nvidia-cublas` <13.x>".into(),
     }];
     assert!(render_html(&lacking).contains(

@@ -269,7 +269,7 @@ fn best_verified_implementation_counts_and_gaps_show() {
     let decode = e.missing[0].clone();
     r.not_run = vec![gpuvet::plan::NotRun {
         workload: decode.clone(),
-        device: 0,
+        device: 0.into(),
         why: "cuBLASLt not found".into(),
     }];
     let e = estimate(&args, &r);

@@ -1043,7 +1043,7 @@ fn workloads_a_gpu_could_not_run_are_a_warning_not_a_silent_pass() {
     r.not_run = ["matmul.bf16.8192x8192x8192.nk", "attention.bf16.b1"]
         .map(|w| NotRun {
             workload: w.into(),
-            device: 1,
+            device: 1.into(),
             why: why.into(),
         })
         .to_vec();
@@ -1059,6 +1059,48 @@ fn workloads_a_gpu_could_not_run_are_a_warning_not_a_silent_pass() {
         ],
     );
     assert_eq!(gpu(&v, 1).reasons.len(), 1, "{:#?}", gpu(&v, 1).reasons);
+    assert_eq!(v.verdict, Verdict::Warn);
+}
+
+/// An all-reduce the node's GPUs could not run together (no NCCL) is the node's gap, not one
+/// GPU's: the links check WARNs and names the set; no GPU's absolute check carries it.
+#[test]
+fn a_collective_no_set_could_run_is_a_links_warning_naming_the_set() {
+    let mut r = healthy_node(2);
+    let why = "NCCL not found: install `pip install nvidia-nccl-cu12`";
+    r.not_run = vec![NotRun {
+        workload: "collective.all_reduce.bf16.256MiB.n2".into(),
+        device: gpuvet::plan::Placement::set([0, 1]).unwrap(),
+        why: why.into(),
+    }];
+    let v = judge(&r, &ValidateArgs::default());
+    for i in 0..2 {
+        assert_eq!(
+            gpu(&v, i).verdict,
+            Verdict::Pass,
+            "{:#?}",
+            gpu(&v, i).reasons
+        );
+    }
+    let links = v
+        .node_checks
+        .iter()
+        .find(|c| c.check == CheckKind::Links)
+        .expect("a links check");
+    assert_eq!(links.verdict, Verdict::Warn);
+    let warned: Vec<&str> = links
+        .findings
+        .iter()
+        .filter(|f| f.verdict == Verdict::Warn)
+        .map(|f| f.message.as_str())
+        .collect();
+    assert_eq!(
+        warned,
+        [format!(
+            "not measured on GPUs 0,1, so not covered by this verdict: \
+             collective.all_reduce.bf16.256MiB.n2 ({why})"
+        )]
+    );
     assert_eq!(v.verdict, Verdict::Warn);
 }
 

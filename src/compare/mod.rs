@@ -1068,7 +1068,7 @@ fn unmatched(
         };
         detail.push_str(&format!(
             "; {side} could not run it on {}: {}",
-            other.device_name(n.device),
+            other.device_name(n.device.lead()),
             n.why
         ));
     }

@@ -78,6 +78,8 @@ pub fn judge(
     if let Some(m) = collective_finding(report, &figs, skus, tolerance, &mut f) {
         metrics.insert(NODE_TEST.into(), m);
     }
+    let sets = report.not_run.iter().filter(|n| !n.device.is_single());
+    f.extend(super::not_measured_findings(sets));
     let check = (!f.is_empty() || !pairs.is_empty()).then(|| Check::new(CheckKind::Links, f));
     LinkJudgement {
         check,

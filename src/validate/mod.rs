@@ -257,15 +257,21 @@ pub struct JudgeInputs {
     pub memory_held: BTreeMap<usize, MemoryHeld>,
 }
 
-/// One WARN per reason: the workloads of the suite a device did not measure (the report's
-/// `not_run`), so that a verdict resting on part of the suite says which part (a node without cuBLASLt had its tensor cores
-/// never exercised, and its memory copy alone would PASS).
+/// One WARN per placement and reason: the workloads of the suite not measured (the report's
+/// `not_run`), so that a verdict resting on part of the suite says which part (a node without
+/// cuBLASLt had its tensor cores never exercised, and its memory copy alone would PASS). A
+/// device's own go under its absolute check; a set's (an all-reduce without NCCL) under the
+/// node's links, naming the set.
 fn not_measured_findings<'a>(missing: impl Iterator<Item = &'a NotRun>) -> Vec<Finding> {
     crate::plan::grouped(missing)
         .into_iter()
-        .map(|(_, why, ws)| {
+        .map(|(placement, why, ws)| {
+            let on = match placement.is_single() {
+                true => String::new(),
+                false => format!(" on GPUs {placement}"),
+            };
             Finding::warn(format!(
-                "not measured, so not covered by this verdict: {} ({why})",
+                "not measured{on}, so not covered by this verdict: {} ({why})",
                 ws.join(", ")
             ))
         })
@@ -587,6 +593,11 @@ impl NodeVerdict {
                 Some(why) => out.push_str(&format!("node {}: skip ({why})\n", c.check.name())),
                 None => out.push_str(&format!("node {}: {}\n", c.check.name(), c.verdict)),
             }
+        }
+        // Under a heading of their own: indented straight below the node's lines, every GPU's
+        // reasons read as if they were the links'.
+        if !self.reasons.is_empty() {
+            out.push_str("why (every WARN and FAIL):\n");
         }
         for r in &self.reasons {
             out.push_str(&format!("  {r}\n"));
