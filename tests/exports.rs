@@ -376,7 +376,9 @@ fn a_fifo_output_gets_one_document() {
 }
 
 /// One sample has no spread: the exports carry the figure without an interval and the CSV
-/// leaves stddev and the interval empty, rather than claim a width of zero; two samples have one.
+/// leaves stddev and the interval empty, rather than claim a width of zero. Five samples have a
+/// spread but no 95% interval (at most [min, max], which holds the median 94% of the time);
+/// six have one.
 #[test]
 fn one_sample_is_exported_without_an_interval() {
     let (_dir, [gab, bmf, csv]) = temp_files(["gab.json", "bmf.json", "r.csv"]);
@@ -411,7 +413,12 @@ fn one_sample_is_exported_without_an_interval() {
         assert_eq!(rows[0][col], "", "{col}");
     }
     assert_ne!(rows[0]["median_s"], "");
-    let (g, b, rows) = run(2);
+    let (g, b, rows) = run(5);
+    assert!(g.get("range").is_none(), "{g}");
+    assert!(b["latency"].get("lower_value").is_none(), "{b}");
+    assert_ne!(rows[0]["stddev_s"], "");
+    assert_eq!(rows[0]["ci95_low_s"], "");
+    let (g, b, rows) = run(6);
     assert!(g["range"].as_str().unwrap().starts_with("± "), "{g}");
     assert!(b["latency"]["lower_value"].as_f64().is_some(), "{b}");
     assert_ne!(rows[0]["ci95_low_s"], "");

@@ -351,17 +351,73 @@ fn p2p_on_one_device_says_it_needs_two() {
     );
 }
 
+/// A pair is held to the other pairs' median, not to one its own copy is part of: on a
+/// two-GPU node one direction 15% below the other is a straggler at the default 10% (with
+/// itself in the median it came out 8.1% below, a WARN, and a FAIL needed an 18% gap).
+#[test]
+fn on_two_gpus_a_slow_direction_is_held_to_the_other() {
+    let (_dir, [json]) = temp_files(["r.json"]);
+    gpuvet()
+        .env("GPUVET_MOCK_DEVICES", "2")
+        .args(words("--backend mock -q"))
+        .args(QUICK)
+        .args(words_with("--json {} validate --allow-cpu", &[&json]))
+        .assert()
+        .code(0);
+    let mut r = read_json(&json);
+    let mut slowed = 0;
+    for x in r["results"].as_array_mut().unwrap() {
+        if x["device"] == serde_json::json!([0, 1])
+            && x["id"].as_str().unwrap().starts_with("p2p.write.")
+        {
+            let v = x["throughput"]["value"].as_f64().unwrap();
+            x["throughput"]["value"] = (v * 0.85).into();
+            slowed += 1;
+        }
+    }
+    assert_eq!(slowed, 1, "one 0→1 copy");
+    std::fs::write(&json, r.to_string()).unwrap();
+    let report = gpuvet::report::Report::load(&json).unwrap();
+    let v = gpuvet::validate::judge(&report, gpuvet::validate::JudgeOptions::default());
+    let links = &v.node_checks[0];
+    let straggler = links
+        .findings
+        .iter()
+        .find(|f| f.message.starts_with("GPU 0→1 p2p.write"))
+        .unwrap_or_else(|| panic!("{:#?}", links.findings));
+    assert_eq!(
+        straggler.verdict,
+        gpuvet::validate::Verdict::Fail,
+        "{}",
+        straggler.message
+    );
+    assert!(
+        straggler.message.contains("15.0% below the median")
+            && straggler.message.contains("of the node's 1 other pair(s)"),
+        "{}",
+        straggler.message
+    );
+    // The faster direction is not below its other, so it is no straggler.
+    assert!(!links
+        .findings
+        .iter()
+        .any(|f| f.message.starts_with("GPU 1→0 p2p.write: ")
+            && f.message.contains("below the median")));
+}
+
 /// A pair far below the node's other pairs fails the links check even where the link's rate is
 /// unknown (NVML reports no NVLink state: every pair's path is unknown); the comparison with
 /// the other pairs needs no rate, and was skipped with it.
 #[test]
 fn a_slow_pair_fails_when_the_links_are_unknown() {
     let (_dir, [json]) = temp_files(["r.json"]);
+    // Six samples at least: fewer give no 95% interval for the noise rule to consult.
     gpuvet()
         .env("GPUVET_MOCK_DEVICES", "3")
         .env("GPUVET_MOCK_SLOW_PAIR", "1:2")
-        .args(words("--backend mock -q"))
-        .args(QUICK)
+        .args(words(
+            "--backend mock -q --warmup 0 --max-time 0.05 --min-samples 6",
+        ))
         .args(words_with("--json {} validate --allow-cpu", &[&json]))
         .assert()
         .code(1);

@@ -143,14 +143,23 @@ fn pair_findings(
     let values: Vec<f64> = pair_figs.iter().map(|x| x.value).collect();
     let med = (values.len() >= 2).then(|| median(&values));
     let mut pairs = Vec::new();
-    for x in &pair_figs {
+    for (k, x) in pair_figs.iter().enumerate() {
         // The pair against its link's expectation, where there is one; and against the
         // node's other pairs, which needs no link rate (NVML may not report the links). A
         // pair's verdict is the worse of the two; each finding keeps its own (an estimate
         // missed is never more than a WARN, straggler or not).
         let absolute = absolute_verdict(x, tolerance);
         let mut verdict = absolute.as_ref().map_or(Verdict::Pass, |(v, _)| *v);
-        if let Some(m) = med {
+        // Against the other pairs' median, as a GPU is against its peers': with its own copy
+        // in the median, a 2-GPU node's slower direction had to be twice the threshold below
+        // the other to fail.
+        let others: Vec<f64> = (values.iter().enumerate())
+            .filter_map(|(j, &v)| (j != k).then_some(v))
+            .collect();
+        if let Some(m) = (!others.is_empty())
+            .then(|| median(&others))
+            .filter(|&m| m > 0.0)
+        {
             let below = 1.0 - x.value / m;
             let peer = if below > straggler {
                 Some(Verdict::Fail)
@@ -161,12 +170,13 @@ fn pair_findings(
             };
             if let Some(pv) = peer {
                 let msg = format!(
-                    "{} {PAIR_TEST}: {} is {:.1}% below the median {} of the node's {} pairs",
+                    "{} {PAIR_TEST}: {} is {:.1}% below the median {} of the node's {} other \
+                     pair(s)",
                     x.who(),
                     format_rate(x.value, "B/s"),
                     100.0 * below,
                     format_rate(m, "B/s"),
-                    values.len()
+                    others.len()
                 );
                 let fails = |h: f64| 1.0 - h / m > straggler;
                 let finding = beyond_noise(pv, msg, x.value_high, "B/s", fails);
