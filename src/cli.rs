@@ -781,8 +781,8 @@ pub struct ValidateArgs {
     #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
     pub duration: Option<std::time::Duration>,
     /// A figure this many percent below the SKU's achievable expectation is a WARN; twice as
-    /// far, a FAIL.
-    #[arg(long, value_name = "PERCENT", default_value_t = 10.0, value_parser = parse_pct)]
+    /// far, a FAIL (so under 50).
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0, value_parser = parse_tolerance)]
     pub tolerance: f64,
     /// A GPU this many percent below the median of its peers on the node is a straggler (FAIL).
     #[arg(long, value_name = "PERCENT", default_value_t = 10.0, value_parser = parse_pct)]
@@ -829,6 +829,20 @@ fn parse_sku(s: &str) -> Result<String, String> {
             crate::gpudb::ids().join(", ")
         )),
     }
+}
+
+/// A FAIL is twice the tolerance below the expectation: at 50% or more no figure, however
+/// short, could fail, and an estimate's WARN band reaches 0 too, so such a tolerance would
+/// pass anything while looking like a setting.
+fn parse_tolerance(s: &str) -> Result<f64, String> {
+    let v = parse_pct(s)?;
+    if v >= 50.0 {
+        return Err(format!(
+            "{v} leaves nothing to fail: a FAIL is twice the tolerance below expectation, so \
+             the tolerance must be under 50"
+        ));
+    }
+    Ok(v)
 }
 
 fn parse_pct(s: &str) -> Result<f64, String> {
@@ -1294,6 +1308,7 @@ fn bad_environment(e: &clap::Error) -> Option<String> {
 fn run(cli: Cli) -> Result<i32> {
     let g = cli.global;
     check_numbers(&g)?;
+    crate::backend::cuda::timing::hang_timeout_from_env()?;
     check_fleet_flags(&g, cli.command.as_ref())?;
     if g.threads > 0 {
         // Verification and input generation use the global pool; size it as asked.
@@ -1655,9 +1670,16 @@ fn check_numbers(g: &Global) -> Result<()> {
         }
     }
     if g.min_samples > g.max_samples {
+        // `--max-samples 1` alone meets the default minimum, which the user never typed.
+        let default = crate::measure::MeasureConfig::default().min_samples as u64;
         bail!(
-            "--min-samples {} is above --max-samples {}",
+            "--min-samples {}{} is above --max-samples {}: lower --min-samples too",
             g.min_samples,
+            if g.min_samples == default {
+                " (the default)"
+            } else {
+                ""
+            },
             g.max_samples
         );
     }

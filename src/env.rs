@@ -109,3 +109,28 @@ pub fn cpu_last_level_cache() -> u64 {
         best
     }
 }
+
+/// Seconds from the environment variable `name`: `default` when it is unset, an error naming
+/// the variable when it is not a number of seconds above 0 and at most `max_s` (a typo must
+/// not leave a limit silently at its default, and `1e20` is not a duration the clock can
+/// hold).
+pub fn seconds_var(
+    name: &str,
+    default: std::time::Duration,
+    max_s: f64,
+) -> crate::error::Result<std::time::Duration> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0 && *s <= max_s)
+            .map(std::time::Duration::from_secs_f64)
+            .ok_or_else(|| {
+                crate::error::Error::invalid(format!(
+                    "{name}={v} is not a number of seconds above 0 and at most {max_s}"
+                ))
+            }),
+    }
+}

@@ -34,23 +34,36 @@ pub enum ImplSelect {
 }
 
 impl ImplSelect {
-    pub fn parse(list: &[String]) -> ImplSelect {
+    /// The selection an `--impl` list asks for. `all` and `reference` each choose a whole set,
+    /// so they stand alone: beside names they once won silently, and `--impl all,gemmm` ran
+    /// everything without a word about the typo. `default` combines with names (the defaults
+    /// and those).
+    pub fn parse(list: &[String]) -> Result<ImplSelect> {
         let named: Vec<String> = list.iter().filter(|s| *s != "default").cloned().collect();
-        let special = ["all", "reference"];
-        if list.iter().any(|s| s == "default")
-            && !named.is_empty()
-            && !named.iter().any(|n| special.contains(&n.as_str()))
-        {
-            ImplSelect::DefaultAnd(named)
-        } else if list.is_empty() || list.iter().any(|s| s == "default") {
+        for set in ["all", "reference"] {
+            if list.iter().any(|s| s == set) && list.iter().any(|s| s != set) {
+                return Err(Error::invalid(format!(
+                    "--impl {set} chooses its own set of implementations: give it alone, not \
+                     with {}",
+                    list.iter()
+                        .filter(|s| *s != set)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        Ok(if list.is_empty() || named.is_empty() {
             ImplSelect::Default
+        } else if list.iter().any(|s| s == "default") {
+            ImplSelect::DefaultAnd(named)
         } else if list.iter().any(|s| s == "all") {
             ImplSelect::All
         } else if list.iter().any(|s| s == "reference") {
             ImplSelect::Reference
         } else {
             ImplSelect::Named(list.to_vec())
-        }
+        })
     }
 }
 
@@ -484,7 +497,7 @@ fn plan_with(
                 Placing::EachDevice => buffer_sets(&w, lead, hot),
                 _ => 1,
             };
-            let mut notes = Vec::new();
+            let mut notes = w.notes();
             let mut short_of_memory = None;
             let mut does_not_fit = None;
             for (b, &d) in members.iter().zip(placement.devices()) {
@@ -962,6 +975,35 @@ mod tests {
 
     fn mock() -> Vec<Box<dyn Backend>> {
         vec![Box::new(MockBackend::new())]
+    }
+
+    /// `all` and `reference` stand alone (beside a name, the name was dropped without a
+    /// word); `default` combines with names.
+    #[test]
+    fn impl_lists_parse_to_one_selection_or_an_error() {
+        let p =
+            |l: &[&str]| ImplSelect::parse(&l.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(p(&[]).unwrap(), ImplSelect::Default);
+        assert_eq!(p(&["default"]).unwrap(), ImplSelect::Default);
+        assert_eq!(p(&["all"]).unwrap(), ImplSelect::All);
+        assert_eq!(p(&["all", "all"]).unwrap(), ImplSelect::All);
+        assert_eq!(p(&["reference"]).unwrap(), ImplSelect::Reference);
+        assert_eq!(
+            p(&["default", "mine"]).unwrap(),
+            ImplSelect::DefaultAnd(vec!["mine".into()])
+        );
+        assert_eq!(
+            p(&["gemm"]).unwrap(),
+            ImplSelect::Named(vec!["gemm".into()])
+        );
+        for bad in [
+            &["all", "gemmm"][..],
+            &["reference", "nosuch"],
+            &["default", "all"],
+        ] {
+            let e = p(bad).unwrap_err().to_string();
+            assert!(e.contains("give it alone"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

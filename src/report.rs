@@ -517,9 +517,21 @@ impl Report {
                     .find(|t| !(**t > 0.0 && **t <= MAX_SAMPLE_SECONDS))
                 {
                     return Err(format!(
-                        "result {id}: a time of {t} s; times are positive seconds, at most \
+                        "result {id}: a time of {t:?} s; times are positive seconds, at most \
                          {MAX_SAMPLE_SECONDS:e}"
                     ));
+                }
+                // `compare` reads the samples and shows the median: the two must agree, or a
+                // row reads "2.054 µs (n=1)" beside a change computed from a 1 µs sample.
+                if !s.times_s.is_empty() {
+                    let m = crate::stats::median(&s.times_s);
+                    if (m - s.median_s).abs() > 1e-9 * m {
+                        return Err(format!(
+                            "result {id}: median_s {:?} is not the median of its times_s ({m:?}): \
+                             an edited or damaged file",
+                            s.median_s
+                        ));
+                    }
                 }
             }
             if let Some(c) = r.effective_clock_mhz {

@@ -978,6 +978,33 @@ fn a_bad_environment_variable_is_named() {
             .args(words("--backend gpux list")),
         "invalid value 'gpux' for '--backend",
     );
+    // Seconds: a typo is not the default, and 1e20 s (beyond what a Duration holds) was a
+    // panic once the CUDA backend read it.
+    for (var, value) in [
+        ("GPUVET_HANG_TIMEOUT", "1e20"),
+        ("GPUVET_HANG_TIMEOUT", "abc"),
+        ("GPUVET_HANG_TIMEOUT", "-5"),
+    ] {
+        let line = "--backend mock bench collective --size 1MiB";
+        exits_2_saying(
+            gpuvet().env(var, value).args(words(line)),
+            &format!("{var}={value} is not a number of seconds above 0 and at most 86400"),
+        );
+    }
+}
+
+/// A FAIL is twice the tolerance below expectation: `--tolerance 50` or more would fail
+/// nothing (a GPU at 0.03% of an H100 passed with exit 0), so it is refused; 49 still judges.
+#[test]
+fn a_tolerance_that_could_fail_nothing_is_refused() {
+    for t in ["50", "60", "99"] {
+        exits_2_saying(
+            gpuvet().args(words(&format!(
+                "--backend mock validate --allow-cpu --tolerance {t}"
+            ))),
+            "leaves nothing to fail",
+        );
+    }
 }
 
 /// A run interrupted before its `--baseline` comparison replaces the previous run's JUnit

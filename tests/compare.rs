@@ -563,7 +563,7 @@ fn impossible_figures_make_a_report_corrupt() {
         serde_json::from_str(&std::fs::read_to_string(fixture("compare_old.json")).unwrap())
             .unwrap();
     type Edit = fn(&mut serde_json::Value);
-    let edits: [(&str, Edit); 8] = [
+    let edits: [(&str, Edit); 9] = [
         ("negative-peak-share", |r| {
             r["peak_fraction"] = (-5.0).into()
         }),
@@ -581,6 +581,11 @@ fn impossible_figures_make_a_report_corrupt() {
         ("absurd-clock", |r| r["effective_clock_mhz"] = 1e300.into()),
         ("negative-rate", |r| {
             r["throughput"]["value"] = (-5.0).into()
+        }),
+        // The median shown beside a change computed from other samples.
+        ("median-not-its-samples", |r| {
+            let m = r["stats"]["median_s"].as_f64().unwrap();
+            r["stats"]["median_s"] = (m * 2.0).into()
         }),
     ];
     for (name, edit) in edits {

@@ -172,6 +172,15 @@ fn bad_kernel_inputs_exit_2_before_anything_runs() {
             matmul(&["--kernel", &gemm, "--kernel-name", "mock"]),
             "already exists",
         ),
+        // A keyword of --impl: named `default`, the kernel silently did not run.
+        (
+            matmul(&["--kernel", &gemm, "--kernel-name", "default"]),
+            "is a keyword of --impl",
+        ),
+        (
+            matmul(&["--kernel", &gemm, "--impl", "all,naive_gemm"]),
+            "give it alone",
+        ),
         (matmul(&["--launch", "grid=1"]), "--kernel"),
         // The spec says what its entry reads: another dtype or B layout is refused up front.
         (

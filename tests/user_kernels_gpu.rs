@@ -173,7 +173,7 @@ fn the_planted_wrong_kernel_is_failed_never_a_figure() {
     let report = run(
         &gpus,
         &[w],
-        ImplSelect::parse(&["default".into(), k.name.clone()]),
+        ImplSelect::parse(&["default".into(), k.name.clone()]).unwrap(),
     );
     let wrong = report
         .results
@@ -209,7 +209,11 @@ fn free_form_examples_verify() {
     workloads.push(Workload::Kernel(Box::new(
         saxpy.into_iter().next().unwrap(),
     )));
-    let report = run(&gpus, &workloads, ImplSelect::parse(&["user".into()]));
+    let report = run(
+        &gpus,
+        &workloads,
+        ImplSelect::parse(&["user".into()]).unwrap(),
+    );
     assert_eq!(report.results.len(), 3);
     for r in &report.results {
         assert!(r.is_valid(), "{} {:?} {:?}", r.id, r.error, r.verification);
@@ -264,7 +268,11 @@ fn faulting_kernel_child() {
         .chain(after)
         .map(|s| Workload::Kernel(Box::new(s)))
         .collect();
-    let report = run(&gpus, &workloads, ImplSelect::parse(&["user".into()]));
+    let report = run(
+        &gpus,
+        &workloads,
+        ImplSelect::parse(&["user".into()]).unwrap(),
+    );
     let [f, a] = &report.results[..] else {
         panic!("{:?}", report.results)
     };

@@ -74,7 +74,7 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     let plan = plan::build_in(
         &workloads,
         &opened.backends,
-        &ImplSelect::parse(&req.implementations),
+        &ImplSelect::parse(&req.implementations)?,
         opts.hot,
         suite,
         &world,

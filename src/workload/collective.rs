@@ -569,6 +569,24 @@ impl WorkloadKind for CollectiveSpec {
             ..self.clone()
         }))
     }
+    fn notes(&self) -> Vec<String> {
+        let runs = self.bytes();
+        if runs == self.bytes {
+            return Vec::new();
+        }
+        vec![format!(
+            "{} runs {runs} B, not the {} B asked for: whole {} elements{}",
+            self.op,
+            self.bytes,
+            self.dtype,
+            if self.op.splits() {
+                format!(", split evenly over {} ranks", self.ranks)
+            } else {
+                String::new()
+            }
+        )]
+    }
+
     fn test_key(&self) -> String {
         format!("collective.{}", self.op)
     }
@@ -610,6 +628,20 @@ size_only_axes! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A size that is not whole elements per rank runs rounded down, and the result says so
+    /// (its id keeps the size asked for; `bytes` and the rate use the size that ran).
+    #[test]
+    fn a_rounded_size_is_a_note() {
+        let s = CollectiveSpec::new(CollectiveOp::AllToAll, DType::F32, 4098, 4);
+        assert_eq!(s.bytes(), 4096);
+        assert_eq!(
+            s.notes(),
+            ["all_to_all runs 4096 B, not the 4098 B asked for: whole f32 elements, split evenly over 4 ranks"]
+        );
+        let whole = CollectiveSpec::new(CollectiveOp::AllReduce, DType::Bf16, 1 << 20, 3);
+        assert!(whole.notes().is_empty());
+    }
 
     /// The factors of nccl-tests' doc/PERFORMANCE.md ("Summary"), at several rank counts.
     #[test]

@@ -28,6 +28,10 @@ pub mod reference {
     pub use super::matmul::{b_at, matmul_element};
 }
 
+/// The words of `--impl` that choose a set rather than name an implementation
+/// ([`crate::plan::ImplSelect::parse`]); no kernel may be called one of them.
+pub const IMPL_KEYWORDS: [&str; 3] = ["default", "all", "reference"];
+
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -250,6 +254,11 @@ pub trait WorkloadKind: Verify {
     }
     /// The parameters a sweep of this kind can run over, in the order charts look at them.
     fn sweep_params(&self) -> &'static [Param];
+    /// What runs that the name does not say (a collective's size rounded down to whole
+    /// elements per rank): each becomes a note on the result.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A kind's sweep axes (`MatmulAxes`, ...): what `bench` and `sweep` ask of them. A bench is a
@@ -366,6 +375,11 @@ impl Workload {
         each_kind!(self, s => s.output_len())
     }
 
+    /// See [`WorkloadKind::notes`].
+    pub fn notes(&self) -> Vec<String> {
+        each_kind!(self, s => s.notes())
+    }
+
     /// See [`WorkloadKind::params`].
     pub fn params(&self) -> Vec<(&'static str, String)> {
         each_kind!(self, s => s.params())
@@ -444,10 +458,11 @@ pub(crate) fn size_label(b: u64) -> String {
 pub(crate) fn check_bytes(what: &str, bytes: u64, min: u64, max: u64, words: bool) -> Result<()> {
     use crate::units::Bytes;
     if bytes < min || (words && bytes % 4 != 0) {
+        // The exact bytes: rounded, 4097 B read "4.00 KiB must be at least 4.00 KiB".
         return Err(crate::Error::invalid(format!(
             "{what} size {} must be at least {}{}",
-            Bytes(bytes),
-            Bytes(min),
+            size_label(bytes),
+            size_label(min),
             if words {
                 " and a whole number of 4-byte words"
             } else {
@@ -484,6 +499,20 @@ pub(crate) fn checked_product(what: &str, dims: &[u64]) -> Result<u128> {
 mod tests {
     use super::*;
     use crate::tensor::splitmix;
+
+    /// A refused size is said in exact bytes: rounded, 4097 B read "4.00 KiB must be at least
+    /// 4.00 KiB".
+    #[test]
+    fn a_refused_size_says_its_exact_bytes() {
+        let e = check_bytes("memory", 4097, 4096, 1 << 40, true).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "memory size 4097B must be at least 4KiB and a whole number of 4-byte words"
+            ),
+            "{e}"
+        );
+        assert!(check_bytes("memory", 4096, 4096, 1 << 40, true).is_ok());
+    }
 
     #[test]
     fn inputs_follow_their_specs_with_the_seeds_they_always_had() {

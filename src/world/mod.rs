@@ -162,7 +162,12 @@ impl World {
     }
 
     fn check(&self) -> Result<()> {
-        if self.size == 0 || self.rank >= self.size {
+        if self.size == 0 {
+            return Err(Error::invalid(
+                "a world size of 0: a world has at least one process",
+            ));
+        }
+        if self.rank >= self.size {
             return Err(Error::invalid(format!(
                 "world rank {} of {}: the rank must be below the world size",
                 self.rank, self.size
@@ -291,12 +296,13 @@ fn expand_counts(s: &str) -> Result<Vec<u32>> {
 /// A world from gpuvet's own variables (any launcher; a Kubernetes indexed Job gives the rank
 /// as `JOB_COMPLETION_INDEX`).
 fn generic(var: &dyn Fn(&str) -> Option<String>) -> Result<World> {
+    // The size first: it is what chose this world, and a bad one is what to name.
+    let size = required(var, "GPUVET_WORLD_SIZE")?;
     let rank = match num(var, "GPUVET_RANK")? {
         Some(r) => r,
         None => num(var, "JOB_COMPLETION_INDEX")?
             .ok_or_else(|| Error::invalid("GPUVET_RANK (or JOB_COMPLETION_INDEX) is not set"))?,
     };
-    let size = required(var, "GPUVET_WORLD_SIZE")?;
     let rendezvous = match var("GPUVET_RENDEZVOUS") {
         Some(r) => Some(r.parse::<Rendezvous>().map_err(Error::invalid)?),
         None => None,
@@ -514,5 +520,16 @@ mod tests {
             ("GPUVET_RENDEZVOUS", "file:/tmp/x"),
         ]);
         assert!(World::from_env(WorldChoice::Env, &bad).is_err());
+        // A bad size is named as the size, not as a missing rank; a size of 0 as what it is.
+        let e =
+            World::from_env(WorldChoice::Auto, &env(&[("GPUVET_WORLD_SIZE", "abc")])).unwrap_err();
+        assert!(e.to_string().contains("GPUVET_WORLD_SIZE"), "{e}");
+        let zero = env(&[
+            ("GPUVET_RANK", "0"),
+            ("GPUVET_WORLD_SIZE", "0"),
+            ("GPUVET_RENDEZVOUS", "file:/tmp/x"),
+        ]);
+        let e = World::from_env(WorldChoice::Env, &zero).unwrap_err();
+        assert!(e.to_string().contains("a world size of 0"), "{e}");
     }
 }

@@ -23,16 +23,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The timeout from `GPUVET_RENDEZVOUS_TIMEOUT`, else [`DEFAULT_TIMEOUT`].
 pub fn timeout_from_env() -> Result<Duration> {
-    match std::env::var("GPUVET_RENDEZVOUS_TIMEOUT") {
-        Err(_) => Ok(DEFAULT_TIMEOUT),
-        Ok(v) => v
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|s| *s > 0.0 && *s <= 86_400.0)
-            .map(Duration::from_secs_f64)
-            .ok_or_else(|| Error::invalid(format!("GPUVET_RENDEZVOUS_TIMEOUT={v} is not seconds"))),
-    }
+    crate::env::seconds_var("GPUVET_RENDEZVOUS_TIMEOUT", DEFAULT_TIMEOUT, 86_400.0)
 }
 
 /// Joins `world`: rank 0 makes the id (`make_id`, called on rank 0 only) and hands it out;

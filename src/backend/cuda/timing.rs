@@ -21,18 +21,21 @@ use std::time::{Duration, Instant};
 /// that blocks until its scheduler kills it. `GPUVET_HANG_TIMEOUT` (seconds) sets it.
 pub const HANG_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The variable that sets the hang limit, in seconds (at most a day).
+pub const HANG_TIMEOUT_VAR: &str = "GPUVET_HANG_TIMEOUT";
+
+/// `GPUVET_HANG_TIMEOUT` as a duration, or why it is not one: the command line checks this
+/// before anything runs, so that a typo is an error rather than the default.
+pub fn hang_timeout_from_env() -> crate::error::Result<Duration> {
+    crate::env::seconds_var(HANG_TIMEOUT_VAR, HANG_TIMEOUT, 86_400.0)
+}
+
 /// The wait before a device is called hung: `GPUVET_HANG_TIMEOUT` seconds, else
-/// [`HANG_TIMEOUT`].
-/// Read once: every wait of every sample asks.
+/// [`HANG_TIMEOUT`] (also where the variable is not valid seconds, for a library caller that
+/// skipped [`hang_timeout_from_env`]). Read once: every wait of every sample asks.
 pub fn hang_timeout() -> Duration {
     static LIMIT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
-    *LIMIT.get_or_init(|| {
-        std::env::var("GPUVET_HANG_TIMEOUT")
-            .ok()
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map_or(HANG_TIMEOUT, Duration::from_secs_f64)
-    })
+    *LIMIT.get_or_init(|| hang_timeout_from_env().unwrap_or(HANG_TIMEOUT))
 }
 
 /// How many times what its iterations took before a batch may take before it is called hung

@@ -253,8 +253,16 @@ fn check_ident(what: &str, s: &str) -> Result<()> {
     Ok(())
 }
 
-/// A kernel name: it goes into result ids and file names.
+/// A kernel name: it goes into result ids and file names, and `--impl` lists it, so it cannot
+/// be one of that list's keywords (a kernel named `default` made `default,default`, which ran
+/// the references alone and dropped the kernel without a word).
 fn check_kernel_name(s: &str) -> Result<()> {
+    if crate::workload::IMPL_KEYWORDS.contains(&s) {
+        return Err(Error::invalid(format!(
+            "kernel name `{s}` is a keyword of --impl ({}): choose another",
+            crate::workload::IMPL_KEYWORDS.join(", ")
+        )));
+    }
     let ok = !s.is_empty()
         && s.len() <= 64
         && s.chars()
