@@ -243,6 +243,16 @@ fn directory_is_read_and_exit_code_says_drain() {
     };
     assert_eq!(run_aggregate(&args, false).unwrap(), 1);
     assert!(std::fs::read_to_string(&out).unwrap().contains("node-c"));
+    // A JSON view written into the directory read would be read as a verdict next time, and
+    // refused: it is refused now, before anything is written.
+    let into_dir = AggregateArgs {
+        format: FleetFormat::Json,
+        output: Some(dir.path().join("fleet.json")),
+        ..args.clone()
+    };
+    let e = run_aggregate(&into_dir, false).unwrap_err().to_string();
+    assert!(e.contains("would land among the verdicts of"), "{e}");
+    assert!(!dir.path().join("fleet.json").exists());
     // Without the failing node nothing is to be drained: exit 0.
     let dir2 = tempfile::tempdir().unwrap();
     let files: Vec<PathBuf> = write_fleet(dir2.path(), &fleet())
@@ -303,7 +313,7 @@ fn corrupt_or_foreign_files_are_clear_errors() {
     assert!(err.contains("no *.json verdict files"), "{err}");
 
     // Figures no run writes: the fleet view would take a negative rate as its minimum.
-    for (what, value) in [("negative", -2.5e11), ("zero", 0.0)] {
+    for (what, value) in [("negative", -2.5e11), ("zero", 0.0), ("absurd", 1e300)] {
         let mut n = fleet().remove(0);
         n.gpus[0].metrics.get_mut("matmul.bf16").unwrap().value = value;
         let path = dir.path().join(format!("{what}.json"));
@@ -320,6 +330,12 @@ fn corrupt_or_foreign_files_are_clear_errors() {
     std::fs::write(&path, n.to_json()).unwrap();
     let err = load_verdicts(&[path]).unwrap_err().to_string();
     assert!(err.contains("ratio to the expectation of -1"), "{err}");
+    let mut n = fleet().remove(0);
+    n.gpus[0].metrics.get_mut("memory.copy").unwrap().unit = "parsecs".into();
+    let path = dir.path().join("unit.json");
+    std::fs::write(&path, n.to_json()).unwrap();
+    let err = load_verdicts(&[path]).unwrap_err().to_string();
+    assert!(err.contains("a unit of `parsecs`"), "{err}");
 
     // The good files alone still load.
     assert_eq!(load_verdicts(&files).unwrap().len(), 5);
@@ -328,8 +344,26 @@ fn corrupt_or_foreign_files_are_clear_errors() {
 #[test]
 fn a_rerun_host_counts_once_by_its_latest_verdict() {
     let mut nodes = fleet();
+    // An all-reduce figure on node-a and node-c, whose type the database does not know.
+    let busbw = |v: f64| {
+        BTreeMap::from([(
+            "collective.all_reduce".to_string(),
+            MetricValue {
+                value: v,
+                unit: "B/s".into(),
+                result_id: "collective.all_reduce.bf16.256MiB.n4/nccl".into(),
+                peak: None,
+                expected: None,
+                ratio: None,
+                value_high: None,
+            },
+        )])
+    };
+    nodes[0].node_metrics = busbw(150e9);
+    nodes[2].node_metrics = busbw(100e9);
     let mut rerun = nodes[2].clone(); // node-c, fixed and rerun later
     rerun.started_at = "2026-11-28T12:00:00Z".into();
+    rerun.node_metrics = busbw(200e9);
     for g in rerun.gpus.iter_mut() {
         g.verdict = Verdict::Pass;
     }
@@ -350,6 +384,42 @@ fn a_rerun_host_counts_once_by_its_latest_verdict() {
         .collect();
     assert!(!node_c.is_empty());
     assert!(node_c.iter().all(|v| v == "PASS"), "{node_c:?}");
+    // Its node row too, once, with the median of its type as the table names it (the node
+    // rows once came from every run, and found no median for a type the database lacks).
+    let mut rd = csv::Reader::from_reader(csv.as_bytes());
+    let node_rows: Vec<csv::StringRecord> = rd
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| &r[0] == "node-c" && &r[2] == "node")
+        .collect();
+    assert_eq!(node_rows.len(), 1, "{node_rows:?}");
+    let row = &node_rows[0];
+    assert_eq!(&row[6], "unknown node type (4× h100-sxm)");
+    assert_eq!(row[9].parse::<f64>().unwrap(), 200e9);
+    assert_eq!(row[13].parse::<f64>().unwrap(), 175e9, "{row:?}");
+}
+
+/// A fleet validated in different ways says so: a soak's figures and a quick run's are not
+/// alike, nor verdicts judged at other tolerances; a fleet of one kind has no such note.
+#[test]
+fn a_fleet_of_mixed_settings_is_noted() {
+    let mut nodes = fleet();
+    assert!(!summarize(&nodes, 10.0)
+        .notes
+        .iter()
+        .any(|n| n.contains("mixes") || n.contains("bars")));
+    nodes[1].settings.quick = false;
+    nodes[1].settings.duration_s = Some(1800.0);
+    nodes[3].settings.tolerance_pct = 20.0;
+    let notes = summarize(&nodes, 10.0).notes;
+    assert_any_contains(
+        &notes,
+        "the fleet mixes soaks (1: node-b) with quick runs (4)",
+    );
+    assert_any_contains(
+        &notes,
+        "judged at different bars (--tolerance 10 --straggler-pct 10; --tolerance 20 --straggler-pct 10)",
+    );
 }
 
 /// `gpuvet aggregate` end to end: exit 1 when a node is to be drained, 2 on a corrupt file.

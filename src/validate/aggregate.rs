@@ -285,6 +285,23 @@ impl LostCapacity {
     }
 }
 
+/// The directory of `paths` that `target`, a `*.json` file, would be written straight into:
+/// the directories aggregate reads every `*.json` of.
+fn scanned_dir_of<'a>(target: &Path, paths: &'a [PathBuf]) -> Option<&'a PathBuf> {
+    if target.extension().is_none_or(|x| x != "json") {
+        return None;
+    }
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent = parent.canonicalize().ok()?;
+    paths
+        .iter()
+        .filter(|p| p.is_dir())
+        .find(|p| p.canonicalize().is_ok_and(|c| c == parent))
+}
+
 /// Reads every verdict file named or found in a named directory (`*.json`, sorted). A file that
 /// is not a verdict is an error naming it: a fleet view with silently missing nodes misleads.
 pub fn load_verdicts(paths: &[PathBuf]) -> Result<Vec<(PathBuf, NodeVerdict)>> {
@@ -359,11 +376,48 @@ fn judged_as_another_sku(nodes: &[&NodeVerdict]) -> Vec<String> {
     notes
 }
 
+/// A note where the nodes were validated in different ways: a soak's figures come from larger,
+/// inference-shaped GEMMs measured hot for minutes, a quick run's from one short pass, so one
+/// median over both can make an outlier of the setting rather than the hardware; verdicts at
+/// other tolerances passed or failed by other bars.
+fn mixed_settings(nodes: &[&NodeVerdict]) -> Vec<String> {
+    let mut notes = Vec::new();
+    let soaks: Vec<&str> = (nodes.iter())
+        .filter(|n| !n.settings.quick)
+        .map(|n| n.hostname.as_str())
+        .collect();
+    if !soaks.is_empty() && soaks.len() < nodes.len() {
+        notes.push(format!(
+            "the fleet mixes soaks ({}: {}) with quick runs ({}): their figures come from other \
+             shapes and durations, so aggregate each kind on its own to compare like with like",
+            soaks.len(),
+            soaks.join(", "),
+            nodes.len() - soaks.len()
+        ));
+    }
+    let bars: BTreeSet<String> = (nodes.iter())
+        .map(|n| {
+            format!(
+                "--tolerance {} --straggler-pct {}",
+                n.settings.tolerance_pct, n.settings.straggler_pct
+            )
+        })
+        .collect();
+    if bars.len() > 1 {
+        notes.push(format!(
+            "the nodes were judged at different bars ({}): their verdicts are not alike",
+            bars.into_iter().collect::<Vec<_>>().join("; ")
+        ));
+    }
+    notes
+}
+
 /// Joins node verdicts into the fleet view. A host that appears more than once counts once,
 /// by its latest verdict (`started_at`).
 pub fn summarize(verdicts: &[NodeVerdict], outlier_pct: f64) -> FleetSummary {
     let (nodes, mut notes) = latest_per_host(verdicts);
     notes.extend(judged_as_another_sku(&nodes));
+    notes.extend(mixed_settings(&nodes));
     let mut skus = Vec::new();
     let mut outliers = Vec::new();
     for (sku, gpus) in &gpus_by_sku(&nodes) {
@@ -890,7 +944,7 @@ pub fn render_csv(verdicts: &[NodeVerdict], s: &FleetSummary) -> Result<String> 
     // The latest run of each host, as the table and the JSON count it: a superseded run's
     // rows would count the host twice in a spreadsheet.
     let (latest, _) = latest_per_host(verdicts);
-    for n in latest {
+    for n in &latest {
         for g in &n.gpus {
             let sku = fleet_sku(g);
             let base = [
@@ -919,7 +973,10 @@ pub fn render_csv(verdicts: &[NodeVerdict], s: &FleetSummary) -> Result<String> 
             }
         }
     }
-    for n in verdicts {
+    // The node rows too: the latest run of each host, and its type as the summary names it
+    // (a node the database does not know is `unknown node type (2× …)` there, not absent).
+    for n in &latest {
+        let node_type = node_type_of(n);
         for (metric, m) in &n.node_metrics {
             let outlier = s
                 .node_outliers
@@ -928,7 +985,7 @@ pub fn render_csv(verdicts: &[NodeVerdict], s: &FleetSummary) -> Result<String> 
             let median = s
                 .node_types
                 .iter()
-                .find(|t| Some(&t.node_type) == n.node_type.as_ref())
+                .find(|t| t.node_type == node_type)
                 .and_then(|t| t.metrics.iter().find(|x| &x.metric == metric))
                 .map(|x| x.median);
             let mut row = vec![
@@ -938,7 +995,7 @@ pub fn render_csv(verdicts: &[NodeVerdict], s: &FleetSummary) -> Result<String> 
                 String::new(),
                 String::new(),
                 String::new(),
-                n.node_type.clone().unwrap_or_default(),
+                node_type.clone(),
                 n.verdict.name().to_string(),
             ];
             row.extend(figure_cells(metric, m, median, outlier));
@@ -1015,6 +1072,16 @@ pub fn run_aggregate(args: &AggregateArgs, color: bool) -> anyhow::Result<i32> {
                 "{flag} {} is one of the verdicts read ({}); write the fleet view elsewhere",
                 t.display(),
                 i.display()
+            );
+        }
+        if let Some(d) = scanned_dir_of(t, &args.paths) {
+            anyhow::bail!(
+                "{flag} {} would land among the verdicts of {} (every *.json there is read as \
+                 one, so the next `gpuvet aggregate {}` would refuse it); write the fleet view \
+                 elsewhere",
+                t.display(),
+                d.display(),
+                d.display()
             );
         }
     }

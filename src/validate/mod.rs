@@ -481,9 +481,21 @@ impl NodeVerdict {
             .iter()
             .map(|(name, m)| (format!("node {name}"), m));
         for (what, m) in gpu.chain(node) {
+            // The units a run writes; "Gparsecs" in a fleet table is a file's error.
+            if !["FLOP/s", "OP/s", "B/s"].contains(&m.unit.as_str()) {
+                return Err(format!(
+                    "{what}: a unit of `{}` (FLOP/s, OP/s or B/s)",
+                    m.unit
+                ));
+            }
+            // 1e18 /s (an exa-op or exabyte a second) is far past any device or link: a
+            // figure beyond it printed as a 300-digit median.
             let rates = [Some(m.value), m.peak, m.expected].into_iter().flatten();
-            if let Some(x) = rates.into_iter().find(|x| !(x.is_finite() && *x > 0.0)) {
-                return Err(format!("{what}: a figure of {x} {}", m.unit));
+            if let Some(x) = rates
+                .into_iter()
+                .find(|x| !(x.is_finite() && *x > 0.0 && *x <= 1e18))
+            {
+                return Err(format!("{what}: a figure of {x:e} {}", m.unit));
             }
             if let Some(r) = m.ratio.filter(|r| !(r.is_finite() && *r >= 0.0)) {
                 return Err(format!("{what}: a ratio to the expectation of {r}"));
