@@ -137,7 +137,8 @@ pub struct Global {
     #[arg(long, global = true, value_name = "DIR")]
     pub plot: Option<PathBuf>,
     /// Also write FORMAT:PATH for CI tools: `github` (github-action-benchmark
-    /// customBiggerIsBetter) or `bencher` (Bencher Metric Format). Repeatable.
+    /// customBiggerIsBetter), `github-latency` (customSmallerIsBetter, the median time) or
+    /// `bencher` (Bencher Metric Format). Repeatable.
     #[arg(long, global = true, value_name = "FORMAT:PATH")]
     pub export: Vec<String>,
     /// Write Prometheus metrics in the node-exporter textfile-collector format to PATH (atomic
