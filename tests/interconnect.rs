@@ -351,20 +351,32 @@ fn p2p_on_one_device_says_it_needs_two() {
     );
 }
 
+/// The JSON report of `validate` on the mock with `env`, exiting `code`: its directory, path
+/// and contents. Six samples a result at least: fewer give no 95% interval for the noise rule
+/// to consult.
+fn validate_report(
+    env: &[(&str, &str)],
+    code: i32,
+) -> (tempfile::TempDir, std::path::PathBuf, serde_json::Value) {
+    let (dir, [json]) = temp_files(["r.json"]);
+    gpuvet()
+        .envs(env.iter().copied())
+        .args(words(
+            "--backend mock -q --warmup 0 --max-time 0.05 --min-samples 6",
+        ))
+        .args(words_with("--json {} validate --allow-cpu", &[&json]))
+        .assert()
+        .code(code);
+    let r = read_json(&json);
+    (dir, json, r)
+}
+
 /// A pair is held to the other pairs' median, not to one its own copy is part of: on a
 /// two-GPU node one direction 15% below the other is a straggler at the default 10% (with
 /// itself in the median it came out 8.1% below, a WARN, and a FAIL needed an 18% gap).
 #[test]
 fn on_two_gpus_a_slow_direction_is_held_to_the_other() {
-    let (_dir, [json]) = temp_files(["r.json"]);
-    gpuvet()
-        .env("GPUVET_MOCK_DEVICES", "2")
-        .args(words("--backend mock -q"))
-        .args(QUICK)
-        .args(words_with("--json {} validate --allow-cpu", &[&json]))
-        .assert()
-        .code(0);
-    let mut r = read_json(&json);
+    let (_dir, json, mut r) = validate_report(&[("GPUVET_MOCK_DEVICES", "2")], 0);
     let mut slowed = 0;
     for x in r["results"].as_array_mut().unwrap() {
         if x["device"] == serde_json::json!([0, 1])
@@ -410,18 +422,11 @@ fn on_two_gpus_a_slow_direction_is_held_to_the_other() {
 /// the other pairs needs no rate, and was skipped with it.
 #[test]
 fn a_slow_pair_fails_when_the_links_are_unknown() {
-    let (_dir, [json]) = temp_files(["r.json"]);
-    // Six samples at least: fewer give no 95% interval for the noise rule to consult.
-    gpuvet()
-        .env("GPUVET_MOCK_DEVICES", "3")
-        .env("GPUVET_MOCK_SLOW_PAIR", "1:2")
-        .args(words(
-            "--backend mock -q --warmup 0 --max-time 0.05 --min-samples 6",
-        ))
-        .args(words_with("--json {} validate --allow-cpu", &[&json]))
-        .assert()
-        .code(1);
-    let mut r = read_json(&json);
+    let env = [
+        ("GPUVET_MOCK_DEVICES", "3"),
+        ("GPUVET_MOCK_SLOW_PAIR", "1:2"),
+    ];
+    let (_dir, json, mut r) = validate_report(&env, 1);
     for d in r["devices"].as_array_mut().unwrap() {
         let details = d["details"].as_object_mut().unwrap();
         details.remove("nvlink_active_links");
