@@ -305,8 +305,17 @@ fn run_one(
         return Ok(record);
     }
     record.telemetry_before = backend.telemetry();
-    let mut in_run = InRunTelemetry::new(backend.power_window_s());
-    let mut observe = |ph| in_run.observe(backend, ph);
+    // Every member's board power, read as the lead's is: the work of a set of GPUs costs the
+    // power of all of them (divided by the lead's alone, a 4-GPU all-reduce read 4x the work
+    // per watt it did).
+    let mut in_run: Vec<InRunTelemetry> = (bs.iter())
+        .map(|b| InRunTelemetry::new(b.power_window_s()))
+        .collect();
+    let mut observe = |ph| {
+        for (t, b) in in_run.iter_mut().zip(bs) {
+            t.observe(*b, ph);
+        }
+    };
     let m = match &fixed {
         Some(sched) => {
             record.notes.push(sched.note());
@@ -315,10 +324,11 @@ fn run_one(
         None => measure_observed(prepared.as_mut(), &s.measure, wseed, stop, &mut observe)?,
     };
     record.telemetry_after = backend.telemetry();
-    let in_run_clock = in_run.median_sm_clock();
+    let in_run_clock = in_run[0].median_sm_clock();
     record.effective_clock_mhz =
         in_run_clock.or_else(|| effective_clock(&record.telemetry_before, &record.telemetry_after));
-    record.power_w = in_run.median_power();
+    let other_processes = s.world.size > 1 && !matches!(w.placing(), Placing::EachDevice);
+    record.power_w = group_power(&in_run, other_processes);
     record.status = Status::Ok;
     let t = m.summary.median_s;
     let unit = ResultRecord::unit_for(w);
@@ -443,6 +453,16 @@ impl InRunTelemetry {
     fn median_power(&self) -> Option<f64> {
         (!self.power.is_empty()).then(|| crate::stats::median(&self.power))
     }
+}
+
+/// The board power behind a result: the sum of its devices' medians, where each was read. A
+/// member without a reading, or work whose other ranks run in other processes (a world of
+/// several), leaves it unknown rather than the power of part of the devices.
+fn group_power(members: &[InRunTelemetry], other_processes: bool) -> Option<f64> {
+    if other_processes {
+        return None;
+    }
+    members.iter().map(InRunTelemetry::median_power).sum()
 }
 
 /// The clock from the before/after snapshots: only where no in-run sample could be read.

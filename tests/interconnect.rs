@@ -351,6 +351,41 @@ fn p2p_on_one_device_says_it_needs_two() {
     );
 }
 
+/// Work on a set of GPUs is per watt of the whole set: a peer copy's power is the sum of its
+/// two devices' (divided by the first GPU's alone, a 4-GPU all-reduce read 4x its efficiency).
+#[test]
+fn a_set_of_gpus_is_divided_by_the_power_of_all_of_them() {
+    let (_dir, [json]) = temp_files(["r.json"]);
+    gpuvet()
+        .env("GPUVET_MOCK_DEVICES", "2")
+        .args(words("--backend mock -q --warmup 1"))
+        .args(&QUICK[2..])
+        .args(words_with("--json {} validate --allow-cpu", &[&json]))
+        .assert()
+        .code(0);
+    let r = read_json(&json);
+    let results = r["results"].as_array().unwrap();
+    let power = |device: serde_json::Value, id: &str| {
+        let x = results
+            .iter()
+            .find(|x| x["device"] == device && x["id"].as_str().unwrap().starts_with(id))
+            .unwrap_or_else(|| panic!("no {id} on {device}"));
+        (
+            x["power_w"].as_f64().unwrap(),
+            x["per_watt"]["value"].as_f64().unwrap(),
+            x["throughput"]["value"].as_f64().unwrap(),
+        )
+    };
+    let (one, _, _) = power(serde_json::json!(0), "memory.copy");
+    let (other, _, _) = power(serde_json::json!(1), "memory.copy");
+    let (pair, per_watt, rate) = power(serde_json::json!([0, 1]), "p2p.write");
+    assert_eq!(pair, one + other);
+    assert!(
+        (per_watt - rate / pair).abs() <= 1e-9 * per_watt,
+        "{per_watt} vs {rate}/{pair}"
+    );
+}
+
 /// The JSON report of `validate` on the mock with `env`, exiting `code`: its directory, path
 /// and contents. Six samples a result at least: fewer give no 95% interval for the noise rule
 /// to consult.
