@@ -495,9 +495,37 @@ fn to_csv(report: &Report) -> Result<String> {
 }
 
 /// Escapes text for one markdown table cell or list item: a `|` would end the cell and a
-/// newline the row, so the first is escaped and the second kept as an HTML line break.
+/// newline the row, so the first is escaped and the second kept as an HTML line break; `&`,
+/// `<` and `>` become entities, since markdown passes raw HTML through and a device name or an
+/// error message from a report is not the writer's markup (`<script>` in a hostname reached
+/// the fleet page as it was).
 pub fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', "<br>")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('|', "\\|")
+        .replace('\n', "<br>")
+}
+
+/// `s` as one inline code span in a table cell: fenced with one backtick more than the longest
+/// run inside it (a backtick in an id ended a one-backtick span early), padded where it starts
+/// or ends with one, `|` escaped (tables split cells before code spans are read) and newlines
+/// made spaces. Code spans show HTML as text, so nothing else needs escaping.
+pub fn md_code(s: &str) -> String {
+    let s = s.replace('\n', " ").replace('|', "\\|");
+    let mut longest = 0;
+    let mut run = 0;
+    for c in s.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat(longest + 1);
+    let pad = if s.starts_with('`') || s.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{s}{pad}{fence}")
 }
 
 /// One markdown table row: every cell escaped (`md_cell`), `|`-separated, with its newline.
@@ -515,14 +543,14 @@ fn to_markdown(report: &Report) -> String {
         .iter()
         .enumerate()
         .map(|(i, d)| match several {
-            true => format!("[{i}] {}", d.name),
-            false => d.name.clone(),
+            true => format!("[{i}] {}", md_cell(&d.name)),
+            false => md_cell(&d.name),
         })
         .collect();
     s.push_str(&format!(
         "## gpuvet {} ({}) on {}\n\n",
-        report.tool.version,
-        report.tool.git_sha,
+        md_cell(&report.tool.version),
+        md_cell(&report.tool.git_sha),
         if dev.is_empty() {
             "no device".into()
         } else {
@@ -533,17 +561,21 @@ fn to_markdown(report: &Report) -> String {
         "Backend `{}`, seed {}, started {}{}.\n\n",
         report.config.backend,
         report.config.seed,
-        report.started_at,
+        md_cell(&report.started_at),
         if report.complete { "" } else { " (incomplete)" }
     ));
     s.push_str("| workload | impl | dtype (compute) | throughput | % peak | median time | noise | verification |\n");
     s.push_str("|---|---|---|---:|---:|---:|---:|---|\n");
     for r in &report.results {
         s.push_str(&format!(
-            "| `{}` | {} | {} | {} | {} | {} | {} | {} |\n",
-            r.workload.name(),
-            crate::report::with_placement(report, r, r.implementation.clone()),
-            crate::report::dtype_text(r),
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            md_code(&r.workload.name()),
+            md_cell(&crate::report::with_placement(
+                report,
+                r,
+                r.implementation.clone()
+            )),
+            md_cell(&crate::report::dtype_text(r)),
             throughput_text(r),
             r.peak_fraction
                 .map(|p| format!("{:.1}%", p * 100.0))
@@ -553,14 +585,33 @@ fn to_markdown(report: &Report) -> String {
                 .map(|s| seconds(s.median_s))
                 .unwrap_or_else(|| "—".into()),
             noise_text(r),
-            verification_text(r),
+            md_cell(&verification_text(r)),
         ));
     }
     if !report.not_run.is_empty() {
         s.push_str("\nNot run:\n\n");
         for line in report.not_run_lines() {
-            s.push_str(&format!("- {line}\n"));
+            s.push_str(&format!("- {}\n", md_cell(&line)));
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Text from a report is text in markdown: HTML is escaped, a `|` cannot split a cell, a
+    /// newline cannot end a row, and a backtick cannot end a code span early.
+    #[test]
+    fn markdown_cells_and_code_spans_keep_foreign_text_as_text() {
+        assert_eq!(
+            md_cell("Mock <script>alert(1)</script> a&b | c\nd"),
+            "Mock &lt;script&gt;alert(1)&lt;/script&gt; a&amp;b \\| c<br>d"
+        );
+        assert_eq!(md_code("matmul.f32"), "`matmul.f32`");
+        assert_eq!(md_code("a`b"), "``a`b``");
+        assert_eq!(md_code("`x``"), "``` `x`` ```");
+        assert_eq!(md_code("a|b\nc"), "`a\\|b c`");
+    }
 }

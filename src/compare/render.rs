@@ -5,7 +5,7 @@
 //! the exit status.
 
 use super::{Comparison, Gate, ResultComparison, Verdict};
-use crate::export::{md_cell as md, md_row};
+use crate::export::{md_cell as md, md_code, md_row};
 use crate::term::table as new_table;
 use crate::units::seconds;
 use comfy_table::{Cell, CellAlignment, Color};
@@ -260,8 +260,8 @@ pub fn render_markdown(cmp: &Comparison, gate: impl Into<Gate>) -> String {
             };
             let _ = writeln!(
                 out,
-                "| `{}` |{device} {} | {} | {} | {} | {} |",
-                md(&r.id),
+                "| {} |{device} {} | {} | {} | {} | {} |",
+                md_code(&r.id),
                 median(r.old_median_s, r.old_samples, r.old_runs),
                 median(r.new_median_s, r.new_samples, r.new_runs),
                 change(r),
