@@ -1342,6 +1342,7 @@ fn run(cli: Cli) -> Result<i32> {
                 axis: bench.axis,
                 world,
                 user_kernels: bench.user_kernels,
+                reads: Vec::new(),
             };
             Ok(commands::run::measure(&opts, &req)?.code)
         }
@@ -1408,6 +1409,7 @@ fn measure(
         axis,
         world,
         user_kernels: Vec::new(),
+        reads: Vec::new(),
     };
     Ok(commands::run::measure(opts, &req)?.code)
 }

@@ -148,6 +148,20 @@ pub fn overwritten_input<'a>(output: &Path, inputs: &[&'a Path]) -> Option<&'a P
     already_written(output, inputs.iter().map(|&i| (i, i)))
 }
 
+/// True when `file` would be written straight into the existing directory `dir` (through any
+/// spelling of either: `./d/x`, a link to `d`): what a directory that is read whole (verdicts
+/// aggregated, a baseline's history) must not receive.
+pub fn lands_in(file: &Path, dir: &Path) -> bool {
+    let parent = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match (parent.canonicalize(), dir.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// The label of the first of `claimed` (label, path) pairs that names the same file as
 /// `path` ([`same_file`]): the one search behind "two outputs write one file" and "an output
 /// overwrites an input", wherever a command gathers its outputs.

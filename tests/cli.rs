@@ -920,6 +920,45 @@ fn outputs_never_overwrite_inputs_or_each_other() {
         );
         assert_eq!(read(&base), saved, "{output}");
     }
+    // Or into its history, whose files are its earlier runs.
+    let hist = bdir.join("main.history");
+    std::fs::create_dir_all(&hist).unwrap();
+    let earlier = hist.join("000001.json");
+    refused(
+        words_with(
+            "--backend mock -q --baseline-dir {} --baseline main --json {} bench memory --size 1MiB",
+            &[&bdir, &earlier],
+        ),
+        "would land in the history of baseline main",
+    );
+    assert!(!earlier.exists());
+    // Or over a file the run reads: the price table, the model of `suite llm`.
+    let prices = dir.path().join("prices.toml");
+    std::fs::write(&prices, "[[gpu]]\nmatch = \"Mock\"\nusd_per_hour = 2.0\n").unwrap();
+    let table = read(&prices);
+    refused(
+        words_with(
+            "--backend mock -q --price-file {} --json {} bench memory --size 1MiB",
+            &[&prices, &prices],
+        ),
+        "would overwrite --price-file",
+    );
+    assert_eq!(read(&prices), table);
+    let model = dir.path().join("m.toml");
+    let tiny = "id = 'tiny'\nname = 'Tiny'\nhidden_size = 64\nffn_size = 96\nq_heads = 4\n\
+                kv_heads = 2\nhead_dim = 16\nlayers = 2\nvocab_size = 100\n";
+    std::fs::write(&model, tiny).unwrap();
+    for output in ["--json", "--estimate-json"] {
+        let line = match output {
+            "--json" => "--backend mock -q --json {} suite llm --model-file {}",
+            _ => "--backend mock -q suite llm --estimate-json {} --model-file {}",
+        };
+        refused(
+            words_with(line, &[&model, &model]),
+            "would overwrite --model-file",
+        );
+        assert_eq!(read(&model), tiny);
+    }
     // Devices are written into, never replaced; `-o -` is stdout.
     gpuvet()
         .args(words_with("report {} -o /dev/null", &[&r1]))

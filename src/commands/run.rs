@@ -32,6 +32,9 @@ pub struct MeasureRequest {
     /// User kernels registered on every backend before planning, with the workload kind each
     /// implements (`bench matmul --kernel …`).
     pub user_kernels: Vec<(&'static str, crate::workload::kernel::UserKernel)>,
+    /// Files the command reads besides the baselines, with the flag that named them
+    /// (`--model-file`): no output may be written over one.
+    pub reads: Vec<(&'static str, PathBuf)>,
 }
 
 /// What a measuring command leaves for its caller.
@@ -54,6 +57,7 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     };
     let exports = opts.open_exports()?;
     let extra_stdout = opts.check_fleet_targets(&exports, &[])?;
+    refuse_outputs_over_reads(opts, req, &exports)?;
     let price = opts.price_table()?;
     let baseline_dir = check_baseline_flags(opts, &exports)?;
     let mut opened = backend::open(opts.backend, opts.threads)?;
@@ -198,9 +202,22 @@ pub fn suite_llm(
 ) -> Result<i32> {
     let estimate_to_stdout = opts.check_fleet_targets(&opts.open_exports()?, &[estimate_json])?
         && estimate_json == Some("-");
+    let reads: Vec<(&'static str, PathBuf)> = (suite.model_file.iter())
+        .map(|p| ("--model-file", p.clone()))
+        .collect();
+    if let (Some(target), Some((flag, p))) = (estimate_json, reads.first()) {
+        if crate::output::same_file(Path::new(target), p) {
+            anyhow::bail!(
+                "--estimate-json {target} would overwrite {flag} {}, which this run reads; \
+                 write it elsewhere",
+                p.display()
+            );
+        }
+    }
     let req = MeasureRequest {
         workloads: Some(crate::suite::suite_workloads(suite)?),
         command: "suite llm".into(),
+        reads,
         ..MeasureRequest::default()
     };
     let out = measure(opts, &req)?;
@@ -212,6 +229,35 @@ pub fn suite_llm(
         PrettyJson.write(target, &est)?;
     }
     Ok(out.code)
+}
+
+/// Refuses an output named as a file the run reads (`--price-file p.toml --json p.toml`
+/// replaced the price table with the report, and `suite llm --model-file m.toml --json
+/// m.toml` the model): the input is gone once the run has written, whatever it measured.
+fn refuse_outputs_over_reads(
+    opts: &Options,
+    req: &MeasureRequest,
+    exports: &crate::export::Exports,
+) -> Result<()> {
+    let kernels = req
+        .user_kernels
+        .iter()
+        .map(|(_, k)| ("--kernel", &k.source));
+    let reads: Vec<(&str, &Path)> = (opts.price_file.iter().map(|p| ("--price-file", p)))
+        .chain(req.reads.iter().map(|(f, p)| (*f, p)))
+        .chain(kernels)
+        .map(|(f, p)| (f, p.as_path()))
+        .collect();
+    for (label, out) in opts.output_files(exports) {
+        if let Some((flag, p)) = crate::output::already_written(out, reads.iter().map(|r| (r, r.1)))
+        {
+            anyhow::bail!(
+                "`{label}` would overwrite {flag} {}, which this run reads; write it elsewhere",
+                p.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Checks baseline names before anything runs (export specs were checked when the exports
@@ -265,6 +311,18 @@ fn check_baseline_flags(opts: &Options, exports: &crate::export::Exports) -> Res
                 "`{label}` would overwrite baseline {name} ({}) {when}; write it elsewhere \
                  (--save-baseline {name} replaces the baseline when the run may be saved)",
                 path.display()
+            );
+        }
+        // Nor into its history: an earlier run there would be lost, or this run counted as
+        // one of them.
+        let hist = compare::baseline::history_dir(name, &dir)?;
+        if let Some((label, _)) =
+            (opts.output_files(exports).iter()).find(|(_, p)| crate::output::lands_in(p, &hist))
+        {
+            anyhow::bail!(
+                "`{label}` would land in the history of baseline {name} ({}), whose files are \
+                 its earlier runs; write it elsewhere",
+                hist.display()
             );
         }
     }

@@ -291,15 +291,10 @@ fn scanned_dir_of<'a>(target: &Path, paths: &'a [PathBuf]) -> Option<&'a PathBuf
     if target.extension().is_none_or(|x| x != "json") {
         return None;
     }
-    let parent = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let parent = parent.canonicalize().ok()?;
     paths
         .iter()
         .filter(|p| p.is_dir())
-        .find(|p| p.canonicalize().is_ok_and(|c| c == parent))
+        .find(|p| crate::output::lands_in(target, p))
 }
 
 /// Reads every verdict file named or found in a named directory (`*.json`, sorted). A file that
