@@ -150,9 +150,20 @@ impl PartialEq<&str> for StressVerdict {
 }
 
 impl StressReport {
-    /// 0 pass, 1 fail, 2 when a device could not run at all.
+    /// 0 pass; 1 fail: a wrong or differing output, or a device lost after it had started
+    /// working (an illegal address mid-run is the GPU's failure); 2 when a device could not
+    /// run at all and nothing else failed. A scheduler reads 2 as "the tool could not judge",
+    /// so it must never hide a failure found beside it.
     pub fn exit_code(&self) -> i32 {
-        if self.devices.iter().any(|d| d.error.is_some()) {
+        let failed = |d: &DeviceStress| {
+            !d.mismatches.is_empty()
+                || (d.error.is_none() && !d.verified)
+                || (d.error.is_some() && d.iterations > 0)
+        };
+        let differ = !self.consistent_across_devices;
+        if self.devices.iter().any(failed) || differ {
+            1
+        } else if self.devices.iter().any(|d| d.error.is_some()) {
             2
         } else if self.verdict == StressVerdict::Pass {
             0
@@ -273,24 +284,44 @@ fn judge(devices: &[DeviceStress]) -> (Vec<String>, bool) {
     let ok: Vec<&DeviceStress> = devices.iter().filter(|d| d.error.is_none()).collect();
     let consistent = ok.windows(2).all(|w| w[0].checksum == w[1].checksum);
     if !consistent {
-        // Name the devices that differ from the majority checksum.
-        let mut counts = std::collections::BTreeMap::new();
-        for d in &ok {
-            *counts.entry(d.checksum.clone()).or_insert(0) += 1;
-        }
-        let majority = counts
-            .iter()
-            .max_by_key(|(_, n)| **n)
-            .map(|(c, _)| c.clone())
-            .unwrap_or_default();
-        for d in ok.iter().filter(|d| d.checksum != majority) {
-            reasons.push(format!(
-                "device {} ({}): its output differs from the other devices' for the same inputs",
-                d.device, d.name
-            ));
-        }
+        reasons.extend(outvoted(&ok));
     }
     (reasons, consistent)
+}
+
+/// The devices whose output differs from a strict majority's, or, where no output has more
+/// than half the devices behind it (two GPUs that disagree, a 2-2 split), one reason naming
+/// them all: the outputs alone cannot say which is wrong. The most common output of a tie
+/// once stood for the majority, and on two GPUs the healthy one could be named.
+fn outvoted(ok: &[&DeviceStress]) -> Vec<String> {
+    let mut counts = std::collections::BTreeMap::new();
+    for d in ok {
+        *counts.entry(d.checksum.as_str()).or_insert(0usize) += 1;
+    }
+    let majority = counts
+        .iter()
+        .find(|(_, n)| 2 * **n > ok.len())
+        .map(|(c, _)| *c);
+    match majority {
+        Some(m) => (ok.iter())
+            .filter(|d| d.checksum != m)
+            .map(|d| {
+                format!(
+                    "device {} ({}): its output differs from the other devices' for the same \
+                     inputs",
+                    d.device, d.name
+                )
+            })
+            .collect(),
+        None => vec![format!(
+            "devices {}: their outputs for the same inputs differ, and no majority of them \
+             agrees, so the outputs alone cannot tell which device is wrong",
+            ok.iter()
+                .map(|d| d.device.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )],
+    }
 }
 
 /// What every device's load shares: the settings, the stop flag and the common start time.
@@ -393,12 +424,16 @@ fn stress_loop(
     let per_call = ((CALL_SECONDS / t1) as u64).clamp(1, 1 << 20);
     out.iterations = 1;
 
+    // The load lasts --duration from the end of this device's own setup: counted from the
+    // common start, a device whose setup outlasted it (a short --duration, a slow compile or
+    // link) skipped the loop, compared nothing, and passed.
     let deadline = cfg.duration.as_secs_f64();
+    let loaded = Instant::now();
     let mut bin = Bin::new();
     let mut last_check = Instant::now();
     // Iterations since the last comparison with the first output.
     let mut unchecked = 0u64;
-    while start.elapsed().as_secs_f64() < deadline && !stop.load(Ordering::Relaxed) {
+    while loaded.elapsed().as_secs_f64() < deadline && !stop.load(Ordering::Relaxed) {
         let secs = p.run(per_call)?;
         bin.add(per_call, secs);
         out.iterations += per_call;
@@ -586,6 +621,55 @@ mod tests {
         }
     }
 
+    /// Devices that disagree are named against a strict majority only: two GPUs that differ
+    /// (or a 2-2 split) are one reason naming all of them, never the one whose checksum sorts
+    /// first; three where one differs name that one.
+    #[test]
+    fn only_a_strict_majority_names_the_odd_device_out() {
+        let info = MockBackend::new().device().clone();
+        let dev = |i: usize, sum: &str| DeviceStress {
+            checksum: sum.into(),
+            verified: true,
+            ..DeviceStress::new(i, &info)
+        };
+        let (two, consistent) = judge(&[dev(0, "3a"), dev(1, "c1")]);
+        assert!(!consistent);
+        assert_eq!(two.len(), 1, "{two:?}");
+        assert!(
+            two[0].starts_with(
+                "devices 0, 1: their outputs for the same inputs differ, and no majority"
+            ),
+            "{two:?}"
+        );
+        let (three, _) = judge(&[dev(0, "c1"), dev(1, "3a"), dev(2, "c1")]);
+        assert_eq!(three.len(), 1, "{three:?}");
+        assert!(
+            three[0].starts_with("device 1 (") && three[0].contains("differs"),
+            "{three:?}"
+        );
+        let (split, _) = judge(&[dev(0, "a"), dev(1, "a"), dev(2, "b"), dev(3, "b")]);
+        assert!(split[0].starts_with("devices 0, 1, 2, 3:"), "{split:?}");
+    }
+
+    /// A device whose setup outlasts a short --duration still loads and compares for the
+    /// whole of it: counted from the common start, it skipped the loop and passed untested.
+    #[test]
+    fn every_device_is_loaded_and_compared_for_the_whole_duration() {
+        // Setup checks the first 384^3 output against an f64 reference on the CPU: longer
+        // than the 50 ms asked for.
+        let mut c = StressConfig::matmul(384, DType::F32, Duration::from_millis(50), 1);
+        c.check_interval_s = 0.3;
+        let r = run(
+            vec![Box::new(MockBackend::new()), Box::new(MockBackend::new())],
+            &c,
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        for d in &r.devices {
+            assert!(d.checks >= 1 && !d.timeline.is_empty(), "{d:?}");
+        }
+    }
+
     #[test]
     fn a_planted_bit_flip_is_caught_and_named() {
         let r = run(
@@ -627,7 +711,8 @@ mod tests {
         assert!(good.error.is_none(), "{:?}", good.error);
         assert!(good.verified && good.checks >= 3 && good.timeline.len() >= 2);
         assert_eq!(r.verdict, "FAIL");
-        assert_eq!(r.exit_code(), 2);
+        // Lost after it had worked: the GPU's failure (1), not a run that could not start.
+        assert_eq!(r.exit_code(), 1);
         // The table now holds device 0 only: later work on it is skipped with its fault.
         assert_eq!(lost.devices(), [0]);
         let skip = lost.skip_reason(&Placement::one(0)).unwrap().to_string();
