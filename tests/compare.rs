@@ -1368,6 +1368,25 @@ fn baseline_history_survives_a_save_cut_short() {
     let cmp = compare_to_baseline(&new_report(), "main", d, &Default::default()).unwrap();
     assert_eq!(cmp.old.runs, 4);
     assert_eq!(cmp.old.files.len(), 4);
+    // A damaged stage is no run: it is refused, never promoted over a good one.
+    std::fs::write(&staged, "garbage").unwrap();
+    let e = save_baseline_keeping(&fixture_run(5), "main", d, 4).unwrap_err();
+    assert!(e.to_string().contains("cut short left it"), "{e}");
+    assert!(load_history("main", d).is_err());
+    assert_eq!(seqs_unchecked(d), [2, 3, 4]);
+}
+
+/// The history's sequence numbers as files, without reading them.
+fn seqs_unchecked(d: &std::path::Path) -> Vec<u64> {
+    let mut v: Vec<u64> = std::fs::read_dir(d.join("main.history"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".json")?.parse().ok()
+        })
+        .collect();
+    v.sort_unstable();
+    v
 }
 
 /// Only the names a save writes are earlier runs (a hand-made `2.json` beside `000002.json`

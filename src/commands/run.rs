@@ -14,7 +14,6 @@ use crate::workload::Workload;
 use crate::world::{rendezvous, World, WorldChoice};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 
 /// What to measure, beyond the common options.
 #[derive(Debug, Clone, Default)]
@@ -126,7 +125,10 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
             crate::plot::write_plots(&report, dir, req.axis.as_deref())
         })?;
     }
-    let code = if stop.load(Ordering::Relaxed) {
+    // Interrupted is what the report says (the stop flag as the runner read it for
+    // `complete`): read again here, a signal between the two gave exit 130 and no baseline for
+    // a run whose files say it completed.
+    let code = if !report.complete {
         interrupted(opts, &report, &mut unwritten)
     } else {
         exit_code(&report).max(after_run(opts, &report, &baseline_dir, output)?)

@@ -97,6 +97,7 @@ pub fn history_seqs(name: &str, dir: &Path) -> Result<Vec<u64>> {
 /// judge against fewer runs.
 pub fn load_history(name: &str, dir: &Path) -> Result<Vec<(u64, Report)>> {
     let hist = history_dir(name, dir)?;
+    check_stage(name, &hist.join(STAGED))?;
     history_seqs(name, dir)?
         .into_iter()
         // One cut from the history by a save since the listing is no longer a run of it.
@@ -253,6 +254,7 @@ fn settle_stage(name: &str, dir: &Path, current: &Path) -> Result<()> {
     if !staged.exists() {
         return Ok(());
     }
+    check_stage(name, &staged)?;
     let read =
         |p: &Path| crate::files::read_whole_or_bounded(p, crate::files::MAX_STREAMED_REPORT_BYTES);
     if read(&staged)? == read(current)? {
@@ -261,6 +263,26 @@ fn settle_stage(name: &str, dir: &Path, current: &Path) -> Result<()> {
         return Ok(());
     }
     join_history(name, dir, &history_seqs(name, dir)?)
+}
+
+/// A stage left by a save cut short must be a report before it may join the history: a
+/// damaged one was promoted as it was, pushed a good run out, and every later `--baseline`
+/// failed on it. Checked before a run that reads or keeps the history, and before settling.
+fn check_stage(name: &str, staged: &Path) -> Result<()> {
+    if !staged.exists() {
+        return Ok(());
+    }
+    match Report::load(staged) {
+        Ok(_) => Ok(()),
+        Err(Error::CorruptFile { path, reason }) => Err(Error::CorruptFile {
+            path,
+            reason: format!(
+                "{reason}; a save of baseline `{name}` cut short left it, and it is not a run \
+                 to keep: move or delete it"
+            ),
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 /// The lock file of a baseline's history (not a `<digits>.json`: never read as a run).
