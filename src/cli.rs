@@ -568,12 +568,14 @@ trait SizedKind: Sized {
     }
 }
 
-/// `uni` or `bidir`: one way, or both devices copying to each other at once.
-fn parse_way(s: &str) -> Result<bool, String> {
+/// `uni` or `bidir` (one way, or both devices copying to each other at once), or `both` for
+/// the two: as bidirectional's alias, `both` ran the bidirectional copies alone.
+fn parse_way(s: &str) -> Result<Vec<bool>, String> {
     match s.trim().to_ascii_lowercase().as_str() {
-        "uni" | "one-way" | "unidirectional" => Ok(false),
-        "bidir" | "both" | "bidirectional" => Ok(true),
-        _ => Err(format!("`{s}` is not a direction (uni, bidir)")),
+        "uni" | "one-way" | "unidirectional" => Ok(vec![false]),
+        "bidir" | "bidirectional" => Ok(vec![true]),
+        "both" => Ok(vec![false, true]),
+        _ => Err(format!("`{s}` is not a direction (uni, bidir, both)")),
     }
 }
 
@@ -589,7 +591,7 @@ pub struct P2pArgs {
     pub op: Vec<P2pOp>,
     /// uni (every ordered pair), bidir (every pair, both ways at once), or both.
     #[arg(long, value_delimiter = ',', default_value = "uni", value_parser = parse_way)]
-    pub direction: Vec<bool>,
+    pub direction: Vec<Vec<bool>>,
     /// Implementations: `default` (copy engine and SM kernel), `all`, or names (memcpy,
     /// kernel).
     #[arg(long = "impl", value_delimiter = ',')]
@@ -604,7 +606,12 @@ impl SizedKind for P2pArgs {
         P2pAxes {
             size: merged_sizes(&self.size, default_size),
             op: self.op,
-            bidirectional: self.direction,
+            bidirectional: {
+                let mut ways: Vec<bool> = self.direction.into_iter().flatten().collect();
+                ways.sort_unstable();
+                ways.dedup();
+                ways
+            },
             implementation: self.implementation,
         }
     }
@@ -1792,6 +1799,21 @@ mod tests {
     struct Flags<A: Args> {
         #[command(flatten)]
         args: A,
+    }
+
+    /// `--direction both` is both ways of measuring a pair, not a name for `bidir` (it ran the
+    /// bidirectional copies alone); a way given twice is one.
+    #[test]
+    fn p2p_direction_both_means_uni_and_bidir() {
+        let ways = |d: &str| {
+            let f = Flags::<P2pArgs>::try_parse_from(["t", "--size", "1MiB", "--direction", d])
+                .unwrap();
+            f.args.bench_axes().bidirectional
+        };
+        assert_eq!(ways("both"), [false, true]);
+        assert_eq!(ways("bidir"), [true]);
+        assert_eq!(ways("uni,both,bidir"), [false, true]);
+        assert!(Flags::<P2pArgs>::try_parse_from(["t", "--direction", "sideways"]).is_err());
     }
 
     #[test]

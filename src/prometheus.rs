@@ -576,6 +576,17 @@ fn verdict_metrics(f: &mut TextFile, v: &NodeVerdict, gpus: &[Gpu]) {
             g.verdict,
         );
         for c in &g.checks {
+            // A skipped check reached no verdict: exported as PASS it looked like a check
+            // that had judged something (a mock's identity, one GPU's peers).
+            if c.skipped.is_some() {
+                f.set(
+                    "gpuvet_gpu_check_skipped",
+                    "1 for a check of gpuvet validate that had nothing to judge on the GPU (the verdict file says why); it has no gpuvet_gpu_check_verdict series.",
+                    &gpu.with(&[("check", c.check.name().to_string())]),
+                    1.0,
+                );
+                continue;
+            }
             verdict_states(
                 f,
                 "gpuvet_gpu_check_verdict",

@@ -72,6 +72,9 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 /// Formats a rate with an SI prefix: `412.3 GFLOP/s`, `3.81 TB/s`.
 pub fn si(value: f64, unit: &str) -> String {
+    // The prefix is chosen for the value as shown (four significant digits): chosen before
+    // rounding, 999.96 G came out as "1000.0 G" rather than "1.000 T".
+    let value = round_significant(value, 4);
     let (scaled, prefix) = if value >= 1e15 {
         (value / 1e15, "P")
     } else if value >= 1e12 {
@@ -95,13 +98,25 @@ pub fn si(value: f64, unit: &str) -> String {
     format!("{scaled:.digits$} {prefix}{unit}")
 }
 
-/// Formats a duration in seconds with a unit that keeps three significant digits.
+/// `v` rounded to `digits` significant digits (0 and non-finite values as they are).
+fn round_significant(v: f64, digits: i32) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let f = 10f64.powi(digits - 1 - v.abs().log10().floor() as i32);
+    (v * f).round() / f
+}
+
+/// Formats a duration in seconds with a unit that keeps three significant digits. The unit is
+/// chosen for the value as shown, to three decimals: 0.9999999 s is "1.000 s", not
+/// "1000.000 ms".
 pub fn seconds(s: f64) -> String {
-    if s >= 1.0 {
+    let shown = |x: f64| (x * 1e3).round() / 1e3;
+    if shown(s) >= 1.0 {
         format!("{s:.3} s")
-    } else if s >= 1e-3 {
+    } else if shown(s * 1e3) >= 1.0 {
         format!("{:.3} ms", s * 1e3)
-    } else if s >= 1e-6 {
+    } else if shown(s * 1e6) >= 1.0 {
         format!("{:.3} µs", s * 1e6)
     } else {
         format!("{:.1} ns", s * 1e9)
@@ -132,6 +147,19 @@ pub fn pcie_rate(gen: u32, width: u32) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The prefix and the time unit are those of the value as shown: no "1000.0 GFLOP/s".
+    #[test]
+    fn a_value_rounding_up_takes_the_next_prefix() {
+        assert_eq!(si(999.96e9, "FLOP/s"), "1.000 TFLOP/s");
+        assert_eq!(si(999.94e9, "FLOP/s"), "999.9 GFLOP/s");
+        assert_eq!(si(0.0, "B/s"), "0.000 B/s");
+        assert_eq!(seconds(0.9999999), "1.000 s");
+        assert_eq!(seconds(0.999), "999.000 ms");
+        assert_eq!(seconds(0.99999999e-3), "1.000 ms");
+        assert_eq!(seconds(0.9999999e-6), "1.000 µs");
+        assert_eq!(seconds(5e-9), "5.0 ns");
+    }
 
     #[test]
     fn parses_sizes() {

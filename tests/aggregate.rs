@@ -199,7 +199,7 @@ fn every_format_renders() {
         "{table}"
     );
     assert!(
-        table.contains("5 nodes, 18 GPUs: 4 PASS, 0 WARN, 1 FAIL; 1 to drain"),
+        table.contains("5 nodes (18 GPUs): nodes 4 PASS, 0 WARN, 1 FAIL; 1 to drain"),
         "{table}"
     );
     let md = render(&nodes, &s, FleetFormat::Markdown, false).unwrap();

@@ -321,7 +321,19 @@ fn prometheus_textfile_of_validate_has_verdict_state_sets() {
         &[("check", "correctness"), ("verdict", "fail")],
     );
     assert_eq!(correctness[0].value, 1.0);
-    assert_eq!(find(&samples, "gpuvet_gpu_check_verdict", &[]).len(), 5 * 3);
+    // One GPU on the mock: identity and peers had nothing to judge, and say so instead of
+    // reading as PASS.
+    assert_eq!(find(&samples, "gpuvet_gpu_check_verdict", &[]).len(), 3 * 3);
+    let skipped = find(&samples, "gpuvet_gpu_check_skipped", &[]);
+    let mut checks: Vec<&str> = skipped.iter().map(|s| s.labels["check"].as_str()).collect();
+    checks.sort_unstable();
+    assert_eq!(checks, ["identity", "peers"]);
+    assert!(find(
+        &samples,
+        "gpuvet_gpu_check_verdict",
+        &[("check", "identity")]
+    )
+    .is_empty());
     // The wrong result has no throughput, only verified = 0.
     let bad = find(
         &samples,

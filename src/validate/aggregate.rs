@@ -713,7 +713,8 @@ fn count(n: usize, what: &str) -> String {
 
 fn headline(s: &FleetSummary) -> String {
     format!(
-        "{}, {}: {} PASS, {} WARN, {} FAIL; {} to drain, {} on {}",
+        // The verdicts are the nodes': "2 nodes, 6 GPUs: 0 PASS, 1 WARN, 1 FAIL" read as GPUs.
+        "{} ({}): nodes {} PASS, {} WARN, {} FAIL; {} to drain, {} on {}",
         count(s.nodes, "node"),
         count(s.gpus, "GPU"),
         s.nodes_pass,
