@@ -15,13 +15,16 @@ use crate::workload::Workload;
 use serde::{Deserialize, Serialize};
 
 /// What every estimate leaves out, said wherever an estimate is shown.
-pub const LEAVES_OUT: [&str; 6] = [
-    "communication between the GPUs of the tensor-parallel group (all-reduce after O and down)",
+pub const LEAVES_OUT: [&str; 7] = [
+    "communication between the GPUs of the tensor-parallel group (all-reduce after O and down, \
+     the embedding's all-reduce, the all-gather of the LM head's logits)",
     "sampling and the logits softmax",
     "framework overhead: scheduling, kernel launch gaps, Python",
     "KV cache writes and paging",
     "normalisation, rotary embeddings, activations and residual adds (small elementwise kernels)",
     "overlap between kernels (everything is assumed to run back to back)",
+    "for a mixture of experts: the router's top-k and the permutation of tokens to and from \
+     their experts; tokens are assumed spread evenly over the experts",
 ];
 
 /// One kernel of the estimate: its measured time beside its roofline bound.
@@ -63,7 +66,8 @@ pub struct BatchEstimate {
     pub decode_tokens_per_s_per_gpu: Option<f64>,
     /// 1 / step: what one user sees.
     pub decode_tokens_per_s_per_sequence: Option<f64>,
-    /// TTFT + gen × step: one request from prompt to last token.
+    /// TTFT + (gen − 1) × step: one request from prompt to last token (the prefill gives the
+    /// first).
     pub request_s: Option<f64>,
     /// The same sums over roofline bounds: the best the datasheet allows.
     pub ttft_bound_s: Option<f64>,
@@ -255,7 +259,11 @@ fn batch_estimate(kernels: &[KernelRow], b: u64, args: &SuiteArgs) -> BatchEstim
         decode_tokens_per_s: rate,
         decode_tokens_per_s_per_gpu: rate.map(|r| r / args.tp as f64),
         decode_tokens_per_s_per_sequence: step.filter(|s| *s > 0.0).map(|s| 1.0 / s),
-        request_s: ttft.zip(step).map(|(t, s)| t + args.gen as f64 * s),
+        // The prefill gives the first token; the other gen − 1 are decode steps (whose mean
+        // KV length, prompt + gen/2, is the one the decode attention was measured at).
+        request_s: ttft
+            .zip(step)
+            .map(|(t, s)| t + args.gen.saturating_sub(1) as f64 * s),
         ttft_bound_s: pass(Phase::Prefill, &|r| r.bound_s),
         decode_step_bound_s: pass(Phase::Decode, &|r| r.bound_s),
         usd_per_million_input_tokens: None,

@@ -225,15 +225,23 @@ fn pass_kernels(
     out: &mut Vec<KernelUse>,
 ) -> Result<()> {
     let d = m.head_dim;
-    let gemm = |mm: u64, n: u64, k: u64| {
+    // Serving stacks that run the layers' GEMMs in fp8 (vLLM, TensorRT-LLM) keep the LM head
+    // and a MoE's router in bf16: in fp8 they made a batch-1 decode step of an 8B model read
+    // about 6.5% fewer bytes than it does (7.50 GB against 8.03).
+    let kept = match args.dtype {
+        DType::Fp8E4m3 | DType::Fp8E5m2 => DType::Bf16,
+        other => other,
+    };
+    let gemm_in = |dtype: DType, mm: u64, n: u64, k: u64| {
         Workload::Matmul(MatmulSpec {
             m: mm,
             n,
             k,
-            dtype: args.dtype,
+            dtype,
             b_layout: BLayout::Nk,
         })
     };
+    let gemm = |mm: u64, n: u64, k: u64| gemm_in(args.dtype, mm, n, k);
     let tokens = match phase {
         Phase::Prefill => b
             .checked_mul(args.prompt)
@@ -285,7 +293,7 @@ fn pass_kernels(
             let assignments = tokens.saturating_mul(k);
             let active = assignments.min(e);
             let per_expert = assignments.div_ceil(active);
-            push("router", gemm(tokens, e, m.hidden_size), 1);
+            push("router", gemm_in(kept, tokens, e, m.hidden_size), 1);
             push(
                 "expert_gate_up",
                 gemm(per_expert, 2 * s.ffn, m.hidden_size),
@@ -303,7 +311,7 @@ fn pass_kernels(
         }
     }
     // Logits only for the last position of each sequence, in prefill as in decode.
-    push("lm_head", gemm(b, s.vocab, m.hidden_size), 0);
+    push("lm_head", gemm_in(kept, b, s.vocab, m.hidden_size), 0);
     Ok(())
 }
 
@@ -395,12 +403,15 @@ mod tests {
 
     #[test]
     fn fp8_keeps_attention_in_bf16_and_rejects_bad_tp() {
-        let mut a = args("llama3.1-8b", 1, &[1]);
-        a.dtype = DType::Fp8E4m3;
-        let ws = suite_workloads(&a).unwrap();
-        assert!(ws
-            .iter()
-            .all(|w| matches!(w, Workload::Attention(_)) == (w.dtype() == DType::Bf16)));
+        // The layers' GEMMs in fp8; attention, the LM head and a router in bf16.
+        for model in ["llama3.1-8b", "mixtral-8x7b"] {
+            let mut a = args(model, 1, &[1]);
+            a.dtype = DType::Fp8E4m3;
+            for k in kernels(&a).unwrap() {
+                let kept = matches!(k.op, "attention" | "lm_head" | "router");
+                assert_eq!(k.workload.dtype() == DType::Bf16, kept, "{model} {}", k.op);
+            }
+        }
         let e = kernels(&args("llama3.1-8b", 3, &[1])).unwrap_err();
         assert!(e.to_string().contains("does not divide"), "{e}");
         // tp 16 over 8 KV heads: replicated, one per GPU
