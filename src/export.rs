@@ -182,17 +182,34 @@ impl Exports {
     /// (`/dev/stdout`, `>(…)`) is left for [`Exports::finish`], as stdout is: written into,
     /// each rewrite would add another whole document to the stream.
     pub fn write_files(&self, report: &Report) -> Result<()> {
+        self.write_files_each(report)
+            .into_iter()
+            .next()
+            .map_or(Ok(()), Err)
+    }
+
+    /// [`Exports::write_files`] during a run: every target is tried, and what fails is left
+    /// for [`Exports::finish`], which writes again and reports it. Failing here, a full disk
+    /// under `--json` stopped the run after its first result, the other outputs and the
+    /// baseline with it.
+    pub fn rewrite_files(&self, report: &Report) {
+        let _ = self.write_files_each(report);
+    }
+
+    /// Writes every file target, returning each failure.
+    fn write_files_each(&self, report: &Report) -> Vec<anyhow::Error> {
+        let mut failed = Vec::new();
         for o in &self.sinks {
             if let Target::File(p) = &o.target {
                 let stream = crate::output::destination(p) == crate::output::Destination::Stream;
                 if !stream && o.exporter.empty_reason(report).is_none() {
-                    o.exporter
-                        .write(&p.to_string_lossy(), report)
-                        .with_context(|| o.label.clone())?;
+                    if let Err(e) = o.exporter.write(&p.to_string_lossy(), report) {
+                        failed.push(e.context(o.label.clone()));
+                    }
                 }
             }
         }
-        Ok(())
+        failed
     }
 
     /// Writes every file one last time and the stdout target, and says what a reader should

@@ -210,12 +210,13 @@ impl Measuring<'_> {
             for r in got.into_iter().flatten() {
                 report.push(r);
             }
-            exports.write_files(report)
+            exports.rewrite_files(report);
+            Ok::<(), anyhow::Error>(())
         };
         schedule(plan, devices, settings.seed, stop, &job, &mut done)?;
         pb.finish_and_clear();
         report.complete = !stop.load(Ordering::Relaxed);
-        exports.write_files(report)?;
+        exports.rewrite_files(report);
         Ok(())
     }
 }

@@ -560,6 +560,26 @@ fn a_regressed_run_does_not_replace_the_baseline_it_failed() {
     assert!(bdir.join("pr.json").exists());
 }
 
+/// A comparison's JUnit file that cannot be written (a full disk: /dev/full) fails the run
+/// after the baseline is saved, beside the other outputs' errors: it returned early, and the
+/// save never happened.
+#[test]
+fn an_unwritable_junit_file_does_not_stop_the_baseline_save() {
+    let (_dir, [bdir]) = temp_files(["baselines"]);
+    let run = |line: &str| mock_with_baselines(&bdir, line);
+    let bench = "bench matmul --shape 64x64x64 --dtype f32";
+    run(&format!("--save-baseline old {bench}"))
+        .assert()
+        .code(0);
+    run(&format!(
+        "--baseline old --save-baseline main --junit /dev/full {bench}"
+    ))
+    .assert()
+    .code(2)
+    .stderr(predicate::str::contains("--junit /dev/full"));
+    assert!(bdir.join("main.json").exists());
+}
+
 /// `--baseline` takes compare's gate: `--baseline-fail-on missing` fails a run that dropped a
 /// result of the baseline (the default gate lets it pass), `--baseline-threshold` sets the
 /// band the table states; neither is taken without `--baseline`.

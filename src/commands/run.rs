@@ -131,7 +131,13 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     let code = if !report.complete {
         interrupted(opts, &report, &mut unwritten)
     } else {
-        exit_code(&report).max(after_run(opts, &report, &baseline_dir, output)?)
+        exit_code(&report).max(after_run(
+            opts,
+            &report,
+            &baseline_dir,
+            output,
+            &mut unwritten,
+        )?)
     };
     Ok(Outcome {
         code: fail_unwritten(code, &unwritten),
@@ -333,7 +339,15 @@ fn check_baseline_flags(opts: &Options, exports: &crate::export::Exports) -> Res
 
 /// The baseline comparison and saving the baseline. Returns 1 on a confirmed regression,
 /// else 0.
-fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Result<i32> {
+/// A comparison's JUnit file that cannot be written goes into `unwritten` with the other
+/// outputs: returned early, it stopped the baseline save and hid their errors.
+fn after_run(
+    opts: &Options,
+    report: &Report,
+    dir: &Path,
+    output: Output,
+    unwritten: &mut Vec<String>,
+) -> Result<i32> {
     use crate::compare;
     let mut code = 0;
     if let Some(name) = &opts.baseline {
@@ -348,9 +362,9 @@ fn after_run(opts: &Options, report: &Report, dir: &Path, output: Output) -> Res
         let table = compare::render_table(&cmp, gate, output.human_color());
         output.human(&table).context("writing to stdout")?;
         if let Some(target) = &opts.junit {
-            compare::junit::JunitCompare(gate)
-                .write(target, &cmp)
-                .with_context(|| format!("writing JUnit XML to {target}"))?;
+            if let Err(e) = compare::junit::JunitCompare(gate).write(target, &cmp) {
+                unwritten.push(format!("--junit {target}: {e:#}"));
+            }
         }
         code = cmp.exit_code(gate);
     }
