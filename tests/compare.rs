@@ -873,6 +873,16 @@ fn a_handful_of_samples_never_gives_a_verdict() {
         .unwrap()
         .contains("needed for a verdict"));
     assert!(f16.ratio.unwrap().ratio > 1.05);
+    // One sample a side: the table says there is no interval, not "[+x, +x]" as if certain.
+    for r in old.results.iter_mut().chain(new.results.iter_mut()) {
+        if let Some(s) = r.stats.as_mut() {
+            s.times_s.truncate(1);
+            s.median_s = s.times_s[0];
+        }
+    }
+    let cmp = compare::compare(&old, &new, &CompareOptions::default());
+    let table = compare::render_table(&cmp, compare::Gate::default(), false);
+    assert!(table.contains("% (no interval)"), "{table}");
 }
 
 /// The global flags of the real CLI, as the lead's `Global` defines them: `compare` flattens

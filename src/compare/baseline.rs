@@ -378,7 +378,23 @@ pub fn compare_to_baseline(
     Ok(compare_runs(&old, &[report], opts).with_run_labels(&labels, &["this run".to_string()]))
 }
 
-/// Replaces `path` atomically (see [`crate::output::write_atomic`]).
+/// Replaces `path` atomically (see [`crate::output::write_atomic`]). A failure names the
+/// file: a full disk said only "no storage space", not which baseline it was saving.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    Ok(crate::output::write_atomic(path, bytes)?)
+    crate::output::write_atomic(path, bytes)
+        .map_err(io_context(format!("writing {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write that fails names the file it was writing, whatever the system said.
+    #[test]
+    fn a_failed_write_names_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone").join("main.json");
+        let e = write_atomic(&path, b"{}").unwrap_err().to_string();
+        assert!(e.contains(&format!("writing {}", path.display())), "{e}");
+    }
 }

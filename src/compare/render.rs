@@ -11,9 +11,13 @@ use crate::units::seconds;
 use comfy_table::{Cell, CellAlignment, Color};
 use std::fmt::Write;
 
-/// `+5.12% [+3.90, +6.31]`, or `-` without a ratio.
+/// `+5.12% [+3.90, +6.31]`, or `-` without a ratio; `+0.00% (no interval)` where the
+/// interval has no width (one sample a side: `[+0.00, +0.00]` read as a certain zero).
 fn change(r: &ResultComparison) -> String {
     match r.ratio {
+        Some(ci) if ci.low == ci.high => {
+            format!("{:+.2}% (no interval)", (ci.ratio - 1.0) * 100.0)
+        }
         Some(ci) => format!(
             "{:+.2}% [{:+.2}, {:+.2}]",
             (ci.ratio - 1.0) * 100.0,
