@@ -308,12 +308,14 @@ fn run_one(
     record.telemetry_before = backend.telemetry();
     // Every member's board power, read as the lead's is: the work of a set of GPUs costs the
     // power of all of them (divided by the lead's alone, a 4-GPU all-reduce read 4x the work
-    // per watt it did).
-    let mut in_run: Vec<InRunTelemetry> = (bs.iter())
+    // per watt it did). Where other processes hold ranks of it, only the lead's clock is used.
+    let other_processes = s.world.size > 1 && !matches!(w.placing(), Placing::EachDevice);
+    let watched = if other_processes { &bs[..1] } else { bs };
+    let mut in_run: Vec<InRunTelemetry> = (watched.iter())
         .map(|b| InRunTelemetry::new(b.power_window_s()))
         .collect();
     let mut observe = |ph| {
-        for (t, b) in in_run.iter_mut().zip(bs) {
+        for (t, b) in in_run.iter_mut().zip(watched) {
             t.observe(*b, ph);
         }
     };
@@ -328,7 +330,6 @@ fn run_one(
     let in_run_clock = in_run[0].median_sm_clock();
     record.effective_clock_mhz =
         in_run_clock.or_else(|| effective_clock(&record.telemetry_before, &record.telemetry_after));
-    let other_processes = s.world.size > 1 && !matches!(w.placing(), Placing::EachDevice);
     record.power_w = group_power(&in_run, other_processes);
     record.status = Status::Ok;
     let t = m.summary.median_s;

@@ -56,7 +56,7 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     };
     let exports = opts.open_exports()?;
     let extra_stdout = opts.check_fleet_targets(&exports, &[])?;
-    refuse_outputs_over_reads(opts, req, &exports)?;
+    refuse_over_reads(opts.output_files(&exports), &reads_of(opts, req))?;
     let price = opts.price_table()?;
     let baseline_dir = check_baseline_flags(opts, &exports)?;
     let mut opened = backend::open(opts.backend, opts.threads)?;
@@ -213,15 +213,12 @@ pub fn suite_llm(
     let reads: Vec<(&'static str, PathBuf)> = (suite.model_file.iter())
         .map(|p| ("--model-file", p.clone()))
         .collect();
-    if let (Some(target), Some((flag, p))) = (estimate_json, reads.first()) {
-        if crate::output::same_file(Path::new(target), p) {
-            anyhow::bail!(
-                "--estimate-json {target} would overwrite {flag} {}, which this run reads; \
-                 write it elsewhere",
-                p.display()
-            );
-        }
-    }
+    // The estimate is this command's own output; `measure` checks the run's.
+    let estimate = estimate_json
+        .filter(|t| *t != "-")
+        .map(|t| (format!("--estimate-json {t}"), Path::new(t)));
+    let model: Vec<(&str, &Path)> = reads.iter().map(|(f, p)| (*f, p.as_path())).collect();
+    refuse_over_reads(estimate, &model)?;
     let req = MeasureRequest {
         workloads: Some(crate::suite::suite_workloads(suite)?),
         command: "suite llm".into(),
@@ -239,24 +236,28 @@ pub fn suite_llm(
     Ok(out.code)
 }
 
-/// Refuses an output named as a file the run reads (`--price-file p.toml --json p.toml`
-/// replaced the price table with the report, and `suite llm --model-file m.toml --json
-/// m.toml` the model): the input is gone once the run has written, whatever it measured.
-fn refuse_outputs_over_reads(
-    opts: &Options,
-    req: &MeasureRequest,
-    exports: &crate::export::Exports,
-) -> Result<()> {
+/// The files a run reads besides its baselines, each with the flag that named it: the price
+/// table, the request's own (`--model-file`) and the user kernels' sources.
+fn reads_of<'a>(opts: &'a Options, req: &'a MeasureRequest) -> Vec<(&'static str, &'a Path)> {
     let kernels = req
         .user_kernels
         .iter()
         .map(|(_, k)| ("--kernel", &k.source));
-    let reads: Vec<(&str, &Path)> = (opts.price_file.iter().map(|p| ("--price-file", p)))
+    (opts.price_file.iter().map(|p| ("--price-file", p)))
         .chain(req.reads.iter().map(|(f, p)| (*f, p)))
         .chain(kernels)
         .map(|(f, p)| (f, p.as_path()))
-        .collect();
-    for (label, out) in opts.output_files(exports) {
+        .collect()
+}
+
+/// Refuses an output named as a file the run reads (`--price-file p.toml --json p.toml`
+/// replaced the price table with the report, and `suite llm --model-file m.toml --json
+/// m.toml` the model): the input is gone once the run has written, whatever it measured.
+fn refuse_over_reads<'p>(
+    outputs: impl IntoIterator<Item = (String, &'p Path)>,
+    reads: &[(&str, &Path)],
+) -> Result<()> {
+    for (label, out) in outputs {
         if let Some((flag, p)) = crate::output::already_written(out, reads.iter().map(|r| (r, r.1)))
         {
             anyhow::bail!(
@@ -313,8 +314,8 @@ fn check_baseline_flags(opts: &Options, exports: &crate::export::Exports) -> Res
     ] {
         let Some(name) = name else { continue };
         let path = compare::baseline::baseline_path(name, &dir)?;
-        let outputs = outputs.iter().map(|(label, p)| (label.as_str(), *p));
-        if let Some(label) = crate::output::already_written(&path, outputs) {
+        let claimed = outputs.iter().map(|(label, p)| (label.as_str(), *p));
+        if let Some(label) = crate::output::already_written(&path, claimed) {
             anyhow::bail!(
                 "`{label}` would overwrite baseline {name} ({}) {when}; write it elsewhere \
                  (--save-baseline {name} replaces the baseline when the run may be saved)",
@@ -324,8 +325,9 @@ fn check_baseline_flags(opts: &Options, exports: &crate::export::Exports) -> Res
         // Nor into its history: an earlier run there would be lost, or this run counted as
         // one of them.
         let hist = compare::baseline::history_dir(name, &dir)?;
-        if let Some((label, _)) =
-            (opts.output_files(exports).iter()).find(|(_, p)| crate::output::lands_in(p, &hist))
+        if let Some((label, _)) = outputs
+            .iter()
+            .find(|(_, p)| crate::output::lands_in(p, &hist))
         {
             anyhow::bail!(
                 "`{label}` would land in the history of baseline {name} ({}), whose files are \

@@ -6,15 +6,13 @@
 //! Per-GPU host-link figures (`transfer.*`) are ordinary GPU metrics: the absolute and peer
 //! checks judge them like any other figure.
 
-use super::verdict::{
-    expectation_verdict, format_rate, median, Check, CheckKind, Finding, MetricValue, Verdict,
-};
+use super::verdict::{format_rate, median, Check, CheckKind, Finding, MetricValue, Verdict};
 use crate::backend::topology::{self, LinkPath};
 use crate::gpudb::{self, FormFactor, Sku};
 use crate::interconnect::{figures, LinkFigure};
 use crate::plan::Placement;
 use crate::report::Report;
-use crate::validate::verdict::beyond_noise;
+use crate::validate::verdict::{against_expectation, beyond_noise};
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 use std::collections::BTreeMap;
@@ -148,8 +146,8 @@ fn pair_findings(
         // node's other pairs, which needs no link rate (NVML may not report the links). A
         // pair's verdict is the worse of the two; each finding keeps its own (an estimate
         // missed is never more than a WARN, straggler or not).
-        let absolute = absolute_verdict(x, tolerance);
-        let mut verdict = absolute.as_ref().map_or(Verdict::Pass, |(v, _)| *v);
+        let absolute = absolute_finding(x, tolerance);
+        let mut verdict = absolute.as_ref().map_or(Verdict::Pass, |a| a.verdict);
         // Against the other pairs' median, as a GPU is against its peers': with its own copy
         // in the median, a 2-GPU node's slower direction had to be twice the threshold below
         // the other to fail.
@@ -184,8 +182,8 @@ fn pair_findings(
                 f.push(finding);
             }
         }
-        if let Some((v, Some(msg))) = absolute {
-            f.push(Finding::new(v, msg));
+        if let Some(a) = absolute.filter(|a| a.verdict != Verdict::Pass) {
+            f.push(a);
         }
         let [a, b] = x.placement.devices() else {
             continue;
@@ -232,20 +230,23 @@ fn reference_impl<'f>(figs: &'f [LinkFigure], key: &str) -> &'f str {
         .map_or("", |x| x.implementation.as_str())
 }
 
-/// A figure against its expectation: (verdict, finding for a shortfall). An estimate never
-/// fails and warns only beyond twice the tolerance, as in the absolute check; a FAIL the fast
-/// end of the figure's interval would not reach is a WARN ([`beyond_noise`]).
-fn absolute_verdict(x: &LinkFigure, tolerance: f64) -> Option<(Verdict, Option<String>)> {
+/// A figure against its expectation, where it has one ([`against_expectation`], as in the
+/// absolute check: an estimate never fails); a PASS has no message, since only shortfalls are
+/// reported per pair.
+fn absolute_finding(x: &LinkFigure, tolerance: f64) -> Option<Finding> {
     let (ratio, e, expected) = (x.ratio()?, x.expectation.as_ref()?, x.expected?);
-    let v = expectation_verdict(ratio, e.confidence, tolerance);
-    if v == Verdict::Pass {
-        return Some((v, None));
-    }
-    let msg = crate::interconnect::shortfall(x, 0.0)
-        .unwrap_or_else(|| format!("{} below expectation", x.who()));
-    let fails = |h: f64| expectation_verdict(h / expected, e.confidence, tolerance) == v;
-    let f = beyond_noise(v, msg, x.value_high, "B/s", fails);
-    Some((f.verdict, Some(f.message)))
+    let judged = (ratio, expected, x.value_high);
+    Some(against_expectation(
+        judged,
+        e.confidence,
+        tolerance,
+        "B/s",
+        |v| match v {
+            Verdict::Pass => String::new(),
+            _ => crate::interconnect::shortfall(x, 0.0)
+                .unwrap_or_else(|| format!("{} below expectation", x.who())),
+        },
+    ))
 }
 
 fn metric(x: &LinkFigure) -> MetricValue {
@@ -291,30 +292,33 @@ fn collective_finding(
         });
     }
     let m = metric(&x);
-    let judged = x.ratio().zip(x.expectation.as_ref()).zip(x.expected);
-    match judged.map(|((r, e), exp)| (expectation_verdict(r, e.confidence, tolerance), e, exp)) {
-        Some((v, e, expected)) if v != Verdict::Pass => {
-            let msg = format!(
-                "{} all-reduce busbw {} is {:.0}% of the {} a healthy {} reaches ({})",
-                x.who(),
-                format_rate(x.value, "B/s"),
-                100.0 * x.ratio().unwrap_or(0.0),
-                format_rate(expected, "B/s"),
-                node.as_ref().map_or("node".to_string(), |nd| format!(
-                    "{}x {} node",
-                    nd.gpus, nd.sku
-                )),
-                e.confidence.name(),
-            );
-            let fails = |h: f64| expectation_verdict(h / expected, e.confidence, tolerance) == v;
-            f.push(beyond_noise(v, msg, x.value_high, "B/s", fails));
-        }
-        Some(_) => f.push(Finding::pass(format!(
-            "all-reduce busbw {} over {} ranks",
-            format_rate(x.value, "B/s"),
-            x.placement.devices().len()
-        ))),
-        None => {}
+    if let (Some(ratio), Some(e), Some(expected)) = (x.ratio(), &x.expectation, x.expected) {
+        let judged = (ratio, expected, x.value_high);
+        f.push(against_expectation(
+            judged,
+            e.confidence,
+            tolerance,
+            "B/s",
+            |v| match v {
+                Verdict::Pass => format!(
+                    "all-reduce busbw {} over {} ranks",
+                    format_rate(x.value, "B/s"),
+                    x.placement.devices().len()
+                ),
+                _ => format!(
+                    "{} all-reduce busbw {} is {:.0}% of the {} a healthy {} reaches ({})",
+                    x.who(),
+                    format_rate(x.value, "B/s"),
+                    100.0 * ratio,
+                    format_rate(expected, "B/s"),
+                    node.as_ref().map_or("node".to_string(), |nd| format!(
+                        "{}x {} node",
+                        nd.gpus, nd.sku
+                    )),
+                    e.confidence.name(),
+                ),
+            },
+        ));
     }
     Some(m)
 }

@@ -304,14 +304,16 @@ pub fn absolute(
             )));
             continue;
         }
-        let v = expectation_verdict(ratio, e.confidence, tolerance);
-        if v == Verdict::Pass {
-            f.push(Finding::pass(what));
-        } else {
-            let fails = |h: f64| expectation_verdict(h / expected, e.confidence, tolerance) == v;
-            let msg = format!("{what}: below expectation");
-            f.push(beyond_noise(v, msg, m.value_high, &m.unit, fails));
-        }
+        f.push(against_expectation(
+            (ratio, expected, m.value_high),
+            e.confidence,
+            tolerance,
+            &m.unit,
+            |v| match v {
+                Verdict::Pass => what,
+                _ => format!("{what}: below expectation"),
+            },
+        ));
     }
     if judged == 0 {
         f.push(Finding::pass(NO_EXPECTATION));
@@ -319,14 +321,26 @@ pub fn absolute(
     Check::new(CheckKind::Absolute, f).skipped_if_alone(NO_EXPECTATION)
 }
 
+/// A figure's finding against its expectation, one rule for a GPU's figures, a pair's copy
+/// and the node's all-reduce: the [`expectation_verdict`] of `ratio` (the figure over
+/// `expected`), `msg(verdict)` its message, and a FAIL only where the figure at the fast end of
+/// its interval (`high`) fails too ([`beyond_noise`]).
+pub(crate) fn against_expectation(
+    (ratio, expected, high): (f64, f64, Option<f64>),
+    confidence: ExpectConfidence,
+    tolerance: f64,
+    unit: &str,
+    msg: impl FnOnce(Verdict) -> String,
+) -> Finding {
+    let v = expectation_verdict(ratio, confidence, tolerance);
+    let fails = |h: f64| expectation_verdict(h / expected, confidence, tolerance) == v;
+    beyond_noise(v, msg(v), high, unit, fails)
+}
+
 /// A measured/expected ratio against the tolerance: ≥ 1 − tolerance PASS, ≥ 1 − 2·tolerance
 /// WARN, below FAIL. Against an estimate (a guess) a small shortfall says nothing and a large
 /// one is worth a look (WARN), never a FAIL.
-pub(crate) fn expectation_verdict(
-    ratio: f64,
-    confidence: ExpectConfidence,
-    tolerance: f64,
-) -> Verdict {
+fn expectation_verdict(ratio: f64, confidence: ExpectConfidence, tolerance: f64) -> Verdict {
     match confidence {
         ExpectConfidence::Estimate if ratio >= 1.0 - 2.0 * tolerance => Verdict::Pass,
         ExpectConfidence::Estimate => Verdict::Warn,
