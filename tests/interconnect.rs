@@ -217,6 +217,14 @@ fn validate_judges_a_mock_nodes_links_and_aggregate_shows_them_per_node_type() {
     let types = fleet["node_types"].as_array().unwrap();
     assert_eq!(types.len(), 1, "{fleet}");
     assert_eq!(types[0]["nodes"], 2);
+    // A node type's figures count the nodes that carry them, never GPUs.
+    for m in types[0]["metrics"].as_array().unwrap() {
+        assert_eq!(m["nodes"], 2, "{m}");
+        assert!(m.get("gpus").is_none(), "{m}");
+    }
+    for m in fleet["skus"][0]["metrics"].as_array().unwrap() {
+        assert!(m["gpus"].as_u64().unwrap() >= 1 && m.get("nodes").is_none(), "{m}");
+    }
     let slowest = fleet["node_outliers"]
         .as_array()
         .unwrap()
@@ -657,4 +665,30 @@ fn validate_says_which_workloads_a_missing_library_left_out() {
             "{reasons}"
         );
     }
+}
+
+/// A chart point of a collective names every GPU of its set (github-action-benchmark's
+/// `extra`), not just the first: a slow all-reduce is then traceable to the cards it ran on.
+#[test]
+fn a_collectives_chart_point_names_every_gpu_of_its_set() {
+    let (_dir, [gab]) = temp_files(["gab.json"]);
+    gpuvet()
+        .env("GPUVET_MOCK_DEVICES", "3")
+        .args(words("--backend mock -q --max-time 0.05"))
+        .args(words_with(
+            "--export github:{} bench collective --op all_reduce --size 1MiB",
+            &[&gab],
+        ))
+        .assert()
+        .code(0);
+    let entries = read_json(&gab);
+    let all_reduce = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"].as_str().unwrap().contains("all_reduce"))
+        .unwrap_or_else(|| panic!("no all-reduce entry in {entries}"));
+    let extra = all_reduce["extra"].as_str().unwrap();
+    assert!(extra.starts_with("GPUs 0,1,2: "), "{extra}");
+    assert_eq!(extra.matches("Mock GPU GPU-").count(), 3, "{extra}");
 }

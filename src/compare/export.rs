@@ -207,16 +207,26 @@ pub fn significant(x: f64) -> String {
     format!("{x:.decimals$}")
 }
 
-/// The tooltip of a chart point: device, samples, verification.
+/// The tooltip of a chart point: the device (every member of a set, so a collective's point
+/// names all the GPUs it ran on), samples, verification.
 fn extra(report: &Report, r: &Rate<'_>) -> String {
-    let device = report.devices.get(r.rec.device.lead());
-    let name = device.map_or("unknown device", |d| d.name.as_str());
-    let uuid = device
-        .and_then(|d| d.uuid.as_deref())
-        .map(|u| format!(" {u}"))
-        .unwrap_or_default();
+    let named = |i: usize| {
+        let device = report.devices.get(i);
+        let name = device.map_or("unknown device", |d| d.name.as_str());
+        match device.and_then(|d| d.uuid.as_deref()) {
+            Some(u) => format!("{name} {u}"),
+            None => name.to_string(),
+        }
+    };
+    let placement = &r.rec.device;
+    let devices = if placement.is_single() {
+        named(placement.lead())
+    } else {
+        let each: Vec<String> = placement.devices().iter().map(|&i| named(i)).collect();
+        format!("GPUs {placement}: {}", each.join(", "))
+    };
     format!(
-        "{name}{uuid}; {} samples; verified ({})",
+        "{devices}; {} samples; verified ({})",
         r.stats.samples, r.rec.verification.method
     )
 }

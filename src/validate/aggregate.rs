@@ -56,13 +56,15 @@ impl FleetFormat {
     }
 }
 
-/// Distribution of one figure over a SKU's GPUs.
+/// Distribution of one figure over a SKU's GPUs (`gpus`: how many carried it) or over the
+/// nodes of a node type (`nodes`: how many carried it); exactly one of the two counts is set.
 #[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricStats {
     pub metric: String,
     pub unit: String,
-    pub gpus: usize,
+    pub gpus: Option<usize>,
+    pub nodes: Option<usize>,
     pub median: f64,
     pub min: f64,
     pub max: f64,
@@ -506,7 +508,7 @@ fn node_view(nodes: &[&NodeVerdict], outlier_pct: f64) -> (Vec<NodeTypeStats>, V
                 });
             }
             let expected: Vec<f64> = vals.iter().filter_map(|v| v.1.expected).collect();
-            metrics.push(MetricStats::of(name, unit, &values, &expected));
+            metrics.push(MetricStats::of(name, unit, &values, &expected, Over::Nodes));
         }
         types.push(NodeTypeStats {
             node_type: t.clone(),
@@ -634,7 +636,7 @@ fn metric_stats(
             below_pct: below,
         });
     }
-    MetricStats::of(name, unit, &values, &expected)
+    MetricStats::of(name, unit, &values, &expected, Over::Gpus)
 }
 
 /// The figures more than `pct` percent below the median of the others: (index, that median,
@@ -682,14 +684,22 @@ impl OthersMedian {
     }
 }
 
+/// What a figure's values are one of: a GPU's (per SKU) or a node's (per node type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Over {
+    Gpus,
+    Nodes,
+}
+
 impl MetricStats {
-    /// The distribution of `values` of figure `name` (one per GPU or node), with the median of
-    /// the `expected` figures those carried (none: no expectation).
-    fn of(name: &str, unit: String, values: &[f64], expected: &[f64]) -> MetricStats {
+    /// The distribution of `values` of figure `name` (one per GPU or node, as `over` says), with
+    /// the median of the `expected` figures those carried (none: no expectation).
+    fn of(name: &str, unit: String, values: &[f64], expected: &[f64], over: Over) -> MetricStats {
         MetricStats {
             metric: name.to_string(),
             unit,
-            gpus: values.len(),
+            gpus: (over == Over::Gpus).then_some(values.len()),
+            nodes: (over == Over::Nodes).then_some(values.len()),
             median: median(values),
             min: values.iter().copied().fold(f64::INFINITY, f64::min),
             max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
