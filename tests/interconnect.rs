@@ -223,7 +223,10 @@ fn validate_judges_a_mock_nodes_links_and_aggregate_shows_them_per_node_type() {
         assert!(m.get("gpus").is_none(), "{m}");
     }
     for m in fleet["skus"][0]["metrics"].as_array().unwrap() {
-        assert!(m["gpus"].as_u64().unwrap() >= 1 && m.get("nodes").is_none(), "{m}");
+        assert!(
+            m["gpus"].as_u64().unwrap() >= 1 && m.get("nodes").is_none(),
+            "{m}"
+        );
     }
     let slowest = fleet["node_outliers"]
         .as_array()

@@ -141,6 +141,19 @@ impl Options {
                 .filter(|(_, t)| *t != "-")
                 .map(|(flag, t)| (format!("{flag} {t}"), Path::new(*t))),
         );
+        if let Some(plots) = &self.plot {
+            let charted = files.iter().find(|(_, p)| {
+                let name = p.file_name().and_then(|n| n.to_str());
+                name.is_some_and(crate::plot::may_be_a_chart) && crate::output::lands_in(p, plots)
+            });
+            if let Some((label, _)) = charted {
+                anyhow::bail!(
+                    "`{label}` is inside --plot {} under the name of a chart the run writes \
+                     there, which would replace it; name the file otherwise",
+                    plots.display()
+                );
+            }
+        }
         for (flag, dir) in dirs {
             let Some(dir) = dir else { continue };
             let files = files.iter().map(|(label, p)| (label.as_str(), *p));

@@ -91,6 +91,20 @@ pub(crate) fn line_mark(c: RGBColor, width: u32) -> impl Fn((i32, i32)) -> PathE
     move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(width))
 }
 
+/// Whether a chart of [`write_plots`] or [`write_timelines`] may be named `name`
+/// (`roofline.svg`, `roofline-1.svg`, `sweep.svg`, `sweep-<unit>.svg`, `timeline.svg`): a
+/// file output of that name inside the plot directory would be replaced by a chart.
+pub fn may_be_a_chart(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".svg") else {
+        return false;
+    };
+    let numbered = |rest: &str| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit());
+    let slugged = |rest: &str| !rest.is_empty() && slug(rest) == rest;
+    matches!(stem, "roofline" | "sweep" | "timeline")
+        || stem.strip_prefix("roofline-").is_some_and(numbered)
+        || stem.strip_prefix("sweep-").is_some_and(slugged)
+}
+
 /// Writes every chart the report supports into `dir` (created if missing): one roofline per
 /// device with results, and with `swept_axis`, the sweep curves (one file per unit). Returns
 /// the paths written. Files are written atomically.
@@ -194,6 +208,28 @@ pub(crate) fn compact(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chart_names_are_told_from_other_files() {
+        for name in [
+            "roofline.svg",
+            "roofline-3.svg",
+            "sweep.svg",
+            "sweep-gb_s.svg",
+            "timeline.svg",
+        ] {
+            assert!(may_be_a_chart(name), "{name}");
+        }
+        for name in [
+            "roofline.json",
+            "roofline-x.svg",
+            "sweep-.svg",
+            "sweep-GB.svg",
+            "mine.svg",
+        ] {
+            assert!(!may_be_a_chart(name), "{name}");
+        }
+    }
 
     #[test]
     fn labels() {
