@@ -191,8 +191,17 @@ pub(crate) fn si_scale(max: f64) -> (f64, &'static str) {
 }
 
 /// Tick label for a log axis: 1, 10, 100, 1k, 10k, 1M, ... compact and exact enough.
+/// Values the prefixes cannot write compactly (below 0.01, which would print as 0, or from
+/// 1e18, which would print a run of zeros before `P`) are written with an exponent: `2.5e-3`,
+/// `1e300`.
 pub(crate) fn compact(v: f64) -> String {
     let a = v.abs();
+    if a != 0.0 && a.is_finite() && !(0.01..1e18).contains(&a) {
+        let s = format!("{v:.2e}");
+        let (mantissa, exponent) = s.split_once('e').unwrap_or((&s, "0"));
+        let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+        return format!("{mantissa}e{exponent}");
+    }
     let (d, p) = si_scale(a);
     let x = v / d;
     if (x - x.round()).abs() < 1e-9 {
@@ -234,6 +243,12 @@ mod tests {
     #[test]
     fn labels() {
         assert_eq!(compact(1000.0), "1k");
+        assert_eq!(compact(0.0), "0");
+        assert_eq!(compact(0.25), "0.25");
+        assert_eq!(compact(0.0025), "2.5e-3");
+        assert_eq!(compact(1e300), "1e300");
+        assert_eq!(compact(2.5e20), "2.5e20");
+        assert_eq!(compact(9.99e17), "999P");
         assert_eq!(compact(2.5e12), "2.5T");
         assert_eq!(compact(0.5), "0.5");
         assert_eq!(compact(64.0), "64");
