@@ -261,7 +261,7 @@ fn bad_kernel_inputs_exit_2_before_anything_runs() {
 
 #[test]
 fn a_free_form_kernel_runs_the_whole_path_on_the_mock() {
-    let (_dir, [json, plots]) = temp_files(["r.json", "plots"]);
+    let (_dir, [json, plots, gab]) = temp_files(["r.json", "plots", "gab.json"]);
     gpuvet()
         .args(["--backend", "mock"])
         .args(QUICK)
@@ -270,6 +270,8 @@ fn a_free_form_kernel_runs_the_whole_path_on_the_mock() {
             json.to_str().unwrap(),
             "--plot",
             plots.to_str().unwrap(),
+            "--export",
+            &format!("github:{}", gab.display()),
         ])
         .args(["bench", "kernel", "--spec", &ex("vector_add.toml")])
         .args(["--set", "N=4Ki", "--set", "BLOCK=128,256"])
@@ -289,6 +291,11 @@ fn a_free_form_kernel_runs_the_whole_path_on_the_mock() {
         } else {
             "SIMULATED: not compiled (no NVRTC) and not run"
         }));
+    // A chart point of a kernel that never ran must not call it verified.
+    for entry in read_json(&gab).as_array().unwrap() {
+        let extra = entry["extra"].as_str().unwrap();
+        assert!(extra.contains("SIMULATED") && !extra.contains("verified"), "{extra}");
+    }
     let r = read_json(&json);
     assert_eq!(r["config"]["command"], "bench kernel");
     let results = r["results"].as_array().unwrap();
