@@ -514,7 +514,13 @@ fn baseline_round_trip_and_compare() {
     // No temporary files left behind.
     let names = compare::list_baselines(dir.path()).unwrap();
     assert_eq!(names, vec!["main".to_string()]);
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    // (the directory's lock file stays, as a lock must)
+    let mut files: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, [compare::baseline::DIR_LOCK, "main.json"]);
 
     save_baseline(&report, "v1.2-old_run", dir.path()).unwrap();
     let cmp = compare_to_baseline(
@@ -1541,4 +1547,37 @@ fn a_missing_result_says_why_the_new_run_lacks_it() {
         result_of(&cmp, &gone.id).detail.as_deref(),
         Some("in OLD only")
     );
+}
+
+/// Every save takes the baseline directory's lock, a plain save (no history) too: one that
+/// did not could replace the baseline between a first keeping save's staging and its write,
+/// and that run was lost. Readers share the lock, so one waits for a save and not for another
+/// reader.
+#[test]
+fn every_save_waits_for_the_baseline_directorys_lock() {
+    use compare::baseline::{load_baseline_runs, lock_dir, save_baseline, DIR_LOCK};
+    let dir = temp_dir();
+    let d = dir.path().to_path_buf();
+    save_baseline(&fixture_run(1), "b", &d).unwrap();
+    assert!(d.join(DIR_LOCK).exists());
+    assert_eq!(compare::list_baselines(&d).unwrap(), ["b"]);
+    let before = std::fs::read(d.join("b.json")).unwrap();
+    let held = lock_dir(&d, true).unwrap();
+    let saving = {
+        let d = d.clone();
+        std::thread::spawn(move || save_baseline(&fixture_run(2), "b", &d))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        std::fs::read(d.join("b.json")).unwrap(),
+        before,
+        "saved under the lock"
+    );
+    drop(held);
+    saving.join().unwrap().unwrap();
+    assert_ne!(std::fs::read(d.join("b.json")).unwrap(), before);
+    // Two readers at once: the second does not wait for the first.
+    let reading = lock_dir(&d, false).unwrap();
+    assert_eq!(load_baseline_runs("b", &d).unwrap().len(), 1);
+    drop(reading);
 }

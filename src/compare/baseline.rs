@@ -9,7 +9,8 @@
 //! replaces into `<dir>/<NAME>.history/<NNNNNN>.json`, and keeps the newest N − 1 there.
 //! `--baseline NAME` then compares against all of them, so the interval holds the spread between
 //! runs ([`super::compare_runs`]) instead of one run's samples only. Saves that keep runs take
-//! an advisory lock on `<NAME>.history/lock`, so two at once take turns.
+//! an advisory lock on the directory's `.gpuvet-lock` (and `<NAME>.history/lock`), so two at
+//! once take turns; every other save takes the directory's lock too.
 
 use super::{compare_runs, CompareOptions, Comparison};
 use crate::error::{Error, Result};
@@ -125,7 +126,9 @@ fn history_file(seq: u64) -> String {
 /// its label (`baseline NAME`, `baseline NAME run 000003`).
 pub fn load_baseline_runs(name: &str, dir: &Path) -> Result<Vec<(String, Report)>> {
     // Shared with other readers, never read while a save moves runs: the saved baseline and
-    // its history are read as one state.
+    // its history are read as one state. The directory's lock covers a save that is only now
+    // starting a history; the history's own lock, saves by earlier versions of gpuvet.
+    let _dir_lock = lock_dir(dir, false)?;
     let _lock = match history_dir(name, dir)?.join(LOCK) {
         l if l.exists() => Some(lock(&l, false)?),
         _ => None,
@@ -193,9 +196,12 @@ pub fn save_baseline_keeping(
     )))?;
     let hist = history_dir(name, dir)?;
     let staged = hist.join(STAGED);
-    // Held until the save returns, by every save of a baseline that has (or starts) a
-    // history: two saves at once (two CI jobs sharing a cache) take turns instead of staging
-    // over each other, and a reader never sees a run half moved.
+    // Held until the save returns, by every save: two saves at once (two CI jobs sharing a
+    // cache) take turns instead of staging over each other, a save without a history cannot
+    // replace the baseline between a first keeping save's staging and its write (which lost
+    // the run it wrote), and a reader never sees a run half moved.
+    let _dir_lock = lock_dir(dir, true)?;
+    // Also the history's own lock, which earlier versions of gpuvet take alone.
     if keep > 1 {
         std::fs::create_dir_all(&hist).map_err(io_context(format!(
             "creating the baseline history {}",
@@ -287,6 +293,28 @@ fn check_stage(name: &str, staged: &Path) -> Result<()> {
 
 /// The lock file of a baseline's history (not a `<digits>.json`: never read as a run).
 const LOCK: &str = "lock";
+
+/// The lock file of a baseline directory (hidden, and not a `*.json`: never listed as a
+/// baseline), which every save takes alone and every read of a baseline's runs shares.
+pub const DIR_LOCK: &str = ".gpuvet-lock";
+
+/// The lock of baseline directory `dir` (which must exist for a save). A reader that cannot
+/// create the lock file (a directory it may only read) reads without it: no save of its own
+/// can run there, and it must still be able to compare.
+pub fn lock_dir(dir: &Path, exclusive: bool) -> Result<Option<std::fs::File>> {
+    let path = dir.join(DIR_LOCK);
+    if !exclusive && !path.exists() {
+        let made = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path);
+        if made.is_err() {
+            return Ok(None);
+        }
+    }
+    lock(&path, exclusive).map(Some)
+}
 
 /// An advisory lock on `path`, released when the file is dropped or the process ends, so a
 /// save that dies leaves no lock behind.
