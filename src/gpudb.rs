@@ -2,9 +2,10 @@
 //!
 //! The data lives in `data/gpus.toml` (embedded at build time) so that adding a SKU or fixing a
 //! figure needs no code. Each figure carries its source and a confidence; the tests check every
-//! peak against SMs × per-SM rate × clock. A GPU the database does not know still gets peaks,
-//! computed from its SM count, its compute capability's per-SM rate and its maximum clock, with
-//! a notice that they are not datasheet figures.
+//! peak against SMs × per-SM rate × clock. A GPU the database does not know still gets an fp32
+//! peak and a memory bandwidth, computed from its SM count, its compute capability's per-SM rate,
+//! its maximum clocks and its bus width, with a notice that they are not datasheet figures; its
+//! tensor-core peaks are left unknown (product variants cut those and keep the SMs).
 
 use crate::backend::{DeviceInfo, Peaks};
 use crate::error::{Error, Result};
@@ -393,14 +394,19 @@ impl Database {
             info.multiprocessors?,
             info.memory_bytes?,
         );
-        // The model number (`h100`, `a10g`, `rtx`) must still appear in the name: a GH200
-        // has an H100 NVL's SMs and memory but is not one.
+        // The model number (`h100`, `a10g`, `rtx`) must still be a word of the name: a GH200
+        // has an H100 NVL's SMs and memory but is not one, and a GB200 (whose name holds
+        // `b200` inside a longer word) has a B200's SMs and memory but other peaks.
         let name = normalize_name(&info.name);
+        let words: Vec<&str> = name
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect();
         let mut exact = self.skus.iter().filter(|s| {
             s.compute_capability == cc.trim()
                 && s.sms == sms
                 && s.memory_matches(mem)
-                && name.contains(s.id.split('-').next().unwrap_or(&s.id))
+                && words.contains(&s.id.split('-').next().unwrap_or(&s.id))
         });
         let first = exact.next()?;
         if exact.next().is_some() {
@@ -464,8 +470,9 @@ pub fn nvlink_link_gbs(cc: &str) -> Option<f64> {
     }
 }
 
-/// Peaks for a device: the database's when the SKU is known (`false`), otherwise computed from
-/// SMs × per-SM rate × max SM clock and bus width × memory clock (`true`; the `source` says so).
+/// Peaks for a device: the database's when the SKU is known (`false`), otherwise computed (`true`;
+/// the `source` says so): fp32 from SMs × per-SM rate × max SM clock, memory bandwidth from bus
+/// width × memory clock, and no tensor-core dtype at all.
 /// `None` when neither is possible (a CPU, or a GPU without clocks in its details).
 pub fn peaks_for(info: &DeviceInfo) -> Option<(Peaks, bool)> {
     let db = database().ok()?;
@@ -489,15 +496,22 @@ pub fn peaks_for(info: &DeviceInfo) -> Option<(Peaks, bool)> {
         state.max_sm_clock_mhz(),
     ) {
         if let Some(arch) = db.arch(cc.trim(), class) {
-            for (d, rate) in &arch.rates {
-                if let Ok(d) = d.parse::<crate::dtype::DType>() {
-                    flops.insert(d, sms as f64 * rate * clock * 1e6);
-                }
+            // fp32 only. Tensor-core rates are what NVIDIA cuts in product variants while the
+            // SMs stay: an H20's 78 SMs at Hopper's bf16 rate would give 632 TFLOP/s, and its
+            // published dense figure is 148, so a healthy card would read 23% "of peak" and
+            // its validation would warn. fp32 runs on the CUDA cores at the architecture's rate.
+            let rate = arch.rates.iter().find_map(|(d, rate)| {
+                (d.parse::<crate::dtype::DType>().ok() == Some(crate::dtype::DType::F32))
+                    .then_some(*rate)
+            });
+            if let Some(rate) = rate {
+                flops.insert(crate::dtype::DType::F32, sms as f64 * rate * clock * 1e6);
+                how.push(format!(
+                    "fp32: {sms} SMs × per-SM rate of {} × {clock:.0} MHz (tensor-core peaks \
+                     are not guessed: product variants cut them)",
+                    arch.name
+                ));
             }
-            how.push(format!(
-                "{sms} SMs × per-SM rate of {} × {clock:.0} MHz",
-                arch.name
-            ));
         }
     }
     let bandwidth = match (

@@ -202,6 +202,15 @@ fn lookup_recognises_a_renamed_card_only_when_unique() {
     );
     // A GH200 has an H100 NVL's SMs and memory, but it is not one.
     assert_eq!(id_of(&gpu("NVIDIA GH200 480GB", "9.0", 132, 97871)), None);
+    // Nor is a GB200 a B200 because its name holds `b200` inside a longer word: it has a
+    // B200's SMs and memory and other peaks.
+    assert_eq!(id_of(&gpu("NVIDIA GB200", "10.0", 148, 189471)), None);
+    assert_eq!(id_of(&gpu("NVIDIA GB200", "10.0", 148, 183359)), None);
+    // The model number as a word of a relabelled name still counts.
+    assert_eq!(
+        id_of(&gpu("GRID B200-180C", "10.0", 148, 183359)).as_deref(),
+        Some("b200")
+    );
     // 132 SMs with 141 GiB fits both H200 SXM and H200 NVL: refuse to guess.
     assert_eq!(id_of(&gpu("NVIDIA H200 Custom", "9.0", 132, 143771)), None);
     // A CPU is never a GPU SKU.
@@ -234,17 +243,26 @@ fn unknown_gpu_gets_computed_peaks_with_a_notice() {
     assert!(computed);
     assert!(p.source.starts_with("computed"), "{}", p.source);
     assert!(p.source.contains("H20"));
-    let bf16 = 78.0 * 4096.0 * 1980e6;
-    assert!((p.flops[&DType::Bf16] - bf16).abs() / bf16 < 1e-12);
+    // fp32 from the CUDA cores' rate; no tensor-core guess: Hopper's bf16 rate over the H20's
+    // 78 SMs would be 632 TFLOP/s where its published dense figure is 148.
+    let fp32 = 78.0 * 256.0 * 1980e6;
+    assert!((p.flops[&DType::F32] - fp32).abs() / fp32 < 1e-12);
+    assert_eq!(
+        p.flops.keys().collect::<Vec<_>>(),
+        [&DType::F32],
+        "{:?}",
+        p.flops
+    );
+    assert!(p.source.contains("not guessed"), "{}", p.source);
     let bw = 6144.0 / 8.0 * 2619e6 * 2.0;
     assert!((p.memory_bandwidth.unwrap() - bw).abs() / bw < 1e-12);
 
-    // A GeForce part gets the consumer rate (half-rate fp32 accumulate).
+    // A GeForce part: its fp32 rate, read from a clock a report spells as a string.
     let mut g = gpu("NVIDIA GeForce RTX 4080", "8.9", 76, 16376);
-    // As a report may spell it: a number in a string.
     g.details = serde_json::from_value(json!({"sm_clock_max_mhz_driver": "2505"})).unwrap();
     let (p, _) = gpudb::peaks_for(&g).unwrap();
-    assert_eq!(p.flops[&DType::Bf16], 76.0 * 512.0 * 2505e6);
+    assert_eq!(p.flops[&DType::F32], 76.0 * 256.0 * 2505e6);
+    assert!(!p.flops.contains_key(&DType::Bf16));
 
     // Nothing to compute from: no peaks rather than invented ones.
     assert!(gpudb::peaks_for(&gpu("NVIDIA Future", "13.0", 200, GIB >> 20)).is_none());

@@ -771,7 +771,11 @@ fn unknown_gpu_is_judged_on_computed_peaks_but_never_failed_by_them() {
     let g = gpu(&v, 0);
     assert!(g.sku.is_none());
     assert!(g.peaks_computed);
-    assert!(g.metrics["matmul.bf16"].expected.is_some());
+    // Held to its computed fp32 peak only: a tensor-core figure has nothing to be held to.
+    assert!(g.metrics["matmul.f32"].expected.is_some());
+    for d in ["bf16", "f16", "tf32", "fp8_e4m3", "int8"] {
+        assert!(g.metrics[&format!("matmul.{d}")].expected.is_none(), "{d}");
+    }
     assert_eq!(check(g, CheckKind::Absolute), Verdict::Warn);
     assert_eq!(check(g, CheckKind::Identity), Verdict::Pass);
 }
