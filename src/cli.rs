@@ -1349,7 +1349,7 @@ fn run(cli: Cli) -> Result<i32> {
                 axis: bench.axis,
                 world,
                 user_kernels: bench.user_kernels,
-                reads: Vec::new(),
+                reads: bench.reads,
             };
             Ok(commands::run::measure(&opts, &req)?.code)
         }
@@ -1704,12 +1704,16 @@ struct Bench {
     axis: Option<String>,
     /// User kernels to register as implementations, with the workload kind they implement.
     user_kernels: Vec<(&'static str, crate::workload::kernel::UserKernel)>,
+    /// The files the bench reads (specs, kernel sources, `.npy` inputs), with the flag that
+    /// named them, so that no output of the run replaces one.
+    reads: Vec<(&'static str, PathBuf)>,
 }
 
 /// A bench is a sweep whose axes hold single values: each kind's axes expanded in turn (for
 /// `bench kernel`, one workload per `--set` combination, its first variable with several
 /// values the charts' axis).
 fn bench_workloads(b: BenchCommand) -> Result<Bench> {
+    let mut reads = Vec::new();
     let (axes, kernel, axis): (Vec<Box<dyn KindAxes>>, _, _) = match b {
         BenchCommand::Matmul { args, kernel } => (boxed(args.axes(BLayout::Kn)), kernel, None),
         BenchCommand::Attention { args, kernel } => (boxed(vec![args.sweep_axes()?]), kernel, None),
@@ -1722,6 +1726,7 @@ fn bench_workloads(b: BenchCommand) -> Result<Bench> {
             None,
         ),
         BenchCommand::Kernel(k) => {
+            reads.push(("--spec", k.spec.clone()));
             let axes = k.axes();
             let axis = axes.swept_name();
             (boxed(vec![axes]), KernelFlags::default(), axis)
@@ -1741,6 +1746,19 @@ fn bench_workloads(b: BenchCommand) -> Result<Bench> {
         [one] => one.swept().map(|p| p.name().to_string()),
         _ => None,
     });
+    for w in &workloads {
+        if let Workload::Kernel(spec) = w {
+            reads.extend(
+                spec.files_read()
+                    .into_iter()
+                    .map(|p| ("--spec", p.to_path_buf())),
+            );
+        }
+    }
+    // `--kernel SPEC.toml` (a `FILE.cu:ENTRY`'s source is read as the kernel's source).
+    if let Some(spec) = kernel.kernel.as_deref().filter(|k| k.ends_with(".toml")) {
+        reads.push(("--kernel", PathBuf::from(spec)));
+    }
     let kind = first.map_or("", |a| a.kind());
     let user_kernels: Vec<_> = kernel.kernels()?.into_iter().map(|k| (kind, k)).collect();
     // Without --impl, a user kernel runs beside the references and the best own kernel.
@@ -1754,6 +1772,7 @@ fn bench_workloads(b: BenchCommand) -> Result<Bench> {
         command: format!("bench {kind}"),
         axis,
         user_kernels,
+        reads,
     })
 }
 

@@ -165,7 +165,12 @@ pub fn parse(bytes: &[u8]) -> Result<Npy, String> {
     }
     let shape_text = field("shape")?;
     let close = shape_text.find(')').ok_or("malformed 'shape'")?;
-    let shape = shape_text[1..close]
+    // `(` first: a header of `'shape': ), }` (or a multi-byte character before the `)`) once
+    // sliced past its end and panicked.
+    let inner = shape_text[..close]
+        .strip_prefix('(')
+        .ok_or_else(|| format!("malformed 'shape' {}", &shape_text[..=close]))?;
+    let shape = inner
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -300,6 +305,8 @@ mod tests {
             (header("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }", &[0; 4]), "structured"),
             (header("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", &[0; 8]), "holds 8 bytes"),
             (header("{'descr': '<f4', 'fortran_order': False, 'shape': (x,), }", &[]), "malformed 'shape'"),
+            (header("{'descr': '<f4', 'fortran_order': False, 'shape': ), }", &[]), "malformed 'shape'"),
+            (header("{'descr': '<f4', 'fortran_order': False, 'shape': é), }", &[]), "malformed 'shape'"),
             (header("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99999999999, 99999999999), }", &[]), "overflows"),
             (header("{'fortran_order': False, 'shape': (1,), }", &[0; 4]), "no 'descr'"),
         ] {

@@ -162,7 +162,7 @@ fn summary_has_distributions_outliers_and_drains() {
         .iter()
         .find(|m| m.metric == "matmul.bf16")
         .unwrap();
-    assert_eq!(bf16.gpus, 16);
+    assert_eq!(bf16.gpus, Some(16));
     assert_eq!(bf16.min, 640e12);
     assert_eq!(bf16.max, 795e12);
     assert!((bf16.median - 790e12).abs() < 1e12, "{}", bf16.median);

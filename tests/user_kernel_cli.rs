@@ -294,7 +294,10 @@ fn a_free_form_kernel_runs_the_whole_path_on_the_mock() {
     // A chart point of a kernel that never ran must not call it verified.
     for entry in read_json(&gab).as_array().unwrap() {
         let extra = entry["extra"].as_str().unwrap();
-        assert!(extra.contains("SIMULATED") && !extra.contains("verified"), "{extra}");
+        assert!(
+            extra.contains("SIMULATED") && !extra.contains("verified"),
+            "{extra}"
+        );
     }
     let r = read_json(&json);
     assert_eq!(r["config"]["command"], "bench kernel");
@@ -676,4 +679,53 @@ fn the_mock_without_nvrtc_does_not_say_checked() {
         "{notes}"
     );
     assert!(!notes.contains("was checked but not run"), "{notes}");
+}
+
+/// No output of `bench kernel` may replace a file it reads: the spec, the kernel's source, a
+/// `.npy` input or the expected output (`--json saxpy.toml` replaced the spec with the report).
+#[test]
+fn bench_kernel_outputs_never_replace_what_it_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |from: &Path, to: &Path| std::fs::copy(from, to).unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    for f in ["saxpy.toml", "saxpy.cu", "gv_types.cuh"] {
+        copy(&examples().join(f), &dir.path().join(f));
+    }
+    for f in ["saxpy_x.npy", "saxpy_y.npy", "saxpy_expected.npy"] {
+        copy(
+            &examples().join("data").join(f),
+            &dir.path().join("data").join(f),
+        );
+    }
+    let spec = dir.path().join("saxpy.toml");
+    for (flag, victim) in [
+        ("--json", "saxpy.toml"),
+        ("--markdown", "saxpy.cu"),
+        ("--csv", "data/saxpy_x.npy"),
+        ("--json", "data/saxpy_expected.npy"),
+    ] {
+        let victim = dir.path().join(victim);
+        let before = std::fs::read(&victim).unwrap();
+        let out = gpuvet()
+            .args(["--backend", "mock"])
+            .args(QUICK)
+            .args([flag, victim.to_str().unwrap()])
+            .args(["bench", "kernel", "--spec", spec.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let says = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{flag} {}: {says}",
+            victim.display()
+        );
+        assert!(says.contains("which this run reads"), "{says}");
+        assert_eq!(
+            std::fs::read(&victim).unwrap(),
+            before,
+            "{}",
+            victim.display()
+        );
+    }
 }

@@ -29,7 +29,7 @@ use launch::{ArgNames, LaunchSpec, Num, ScalarType};
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The element type of a user kernel's buffer.
@@ -458,6 +458,23 @@ pub struct KernelSpec {
 }
 
 impl KernelSpec {
+    /// The files the run reads for this kernel: its source, the `.npy` inputs and the expected
+    /// output (an output named as one of them would replace it).
+    pub fn files_read(&self) -> Vec<&Path> {
+        let inputs = self.buffers.iter().filter_map(|b| match &b.init {
+            Init::File { path, .. } => Some(path.as_path()),
+            _ => None,
+        });
+        let expected = match &self.verify {
+            KernelVerify::Expected { path, .. } => Some(path.as_path()),
+            _ => None,
+        };
+        std::iter::once(self.kernel.source.as_path())
+            .chain(inputs)
+            .chain(expected)
+            .collect()
+    }
+
     /// `kernel.<name>.<VAR>=<value>…`: the variables are part of the id, so each point of a
     /// `--set` sweep is its own result.
     pub fn name(&self) -> String {
