@@ -8,6 +8,9 @@
 //! with the id and the host of every rank, so the exchange is also a barrier. A process of
 //! another job (another key), a duplicate rank or a different world size is refused with a
 //! reason, and a rank that never comes is named when the time runs out.
+//!
+//! File: the same barrier through one file and an acknowledgement per rank, each run told from
+//! earlier ones by a fresh nonce (see [`Published`]).
 
 use super::{Rendezvous, World};
 use crate::error::{Error, Result};
@@ -304,17 +307,62 @@ fn unhex(s: &str) -> Result<Vec<u8>> {
         .collect()
 }
 
-/// What rank 0 writes to a file rendezvous.
+/// What rank 0 writes to a file rendezvous: first open (`closed` false) for the ranks to
+/// acknowledge, then, once every rank has, closed with the hosts and the process each rank's
+/// acknowledgement came from. `nonce` is new each run: an acknowledgement or a closed file of
+/// another run (a file left on the shared filesystem, a rank that read it before this run's
+/// rank 0 replaced it) never counts for this one. The fields after `host` are absent in files of
+/// earlier versions, which still parse (and are replaced).
 #[derive(Debug, Serialize, Deserialize)]
 struct Published {
     key: String,
     size: u32,
     id: String,
     host: String,
+    #[serde(default)]
+    nonce: String,
+    #[serde(default)]
+    closed: bool,
+    /// Every rank's host, by rank (closed files only).
+    #[serde(default)]
+    hosts: Vec<String>,
+    /// The token of the process whose acknowledgement rank 0 took, by rank (closed files only):
+    /// a second process that acknowledged as the same rank finds another token and stops.
+    #[serde(default)]
+    tokens: Vec<String>,
 }
 
-/// Rank 0: writes the id (atomically), then waits for every rank's acknowledgement
-/// (`PATH.<rank>`, holding its host).
+/// What a rank other than 0 writes to `PATH.<rank>`: the nonce of the run it acknowledges and
+/// a token of its own process.
+#[derive(Debug, Serialize, Deserialize)]
+struct Ack {
+    key: String,
+    nonce: String,
+    token: String,
+    host: String,
+}
+
+/// A value no other run or process draws: 128 random bits, as hex.
+fn fresh_token() -> String {
+    hex(&rand::random::<[u8; 16]>())
+}
+
+/// Reads the file at `path` as `T`, `None` while it is absent, partial or something else.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    let bytes = crate::files::read_bounded(path, 1 << 20).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T, what: &str) -> Result<()> {
+    let text =
+        serde_json::to_vec(value).map_err(|e| Error::backend("rendezvous", e.to_string()))?;
+    crate::output::write_atomic(path, &text).map_err(io(format!("{what} {}", path.display())))
+}
+
+/// Rank 0: drops earlier runs' acknowledgements, writes the id (atomically) with a new nonce,
+/// waits for every rank's acknowledgement of that nonce (`PATH.<rank>`), then closes the file
+/// with every rank's host, which releases the other ranks: the exchange is a barrier, as over
+/// TCP. A rank that never acknowledges is named, all of them at once.
 fn file_publish(
     world: &World,
     path: &Path,
@@ -322,49 +370,74 @@ fn file_publish(
     me: &str,
     deadline: Instant,
 ) -> Result<(Vec<u8>, Vec<String>)> {
-    let p = Published {
+    // An earlier run's rendezvous file is replaced; any other file (a report, a baseline named
+    // by mistake) is someone's data. An empty file (`mktemp`, `touch`) is a place made for it.
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0)
+        && read_json::<Published>(path).is_none()
+    {
+        return Err(Error::invalid(format!(
+            "GPUVET_RENDEZVOUS=file:{}: that file exists and is no rendezvous file; name \
+             a path of its own (rank 0 replaces it)",
+            path.display()
+        )));
+    }
+    for rank in 1..world.size {
+        // Absent is the usual case; any other failure shows when the rank's own write fails.
+        let _ = std::fs::remove_file(ack_path(path, rank));
+    }
+    let mut p = Published {
         key: world.key.clone(),
         size: world.size,
         id: hex(&id),
         host: me.to_string(),
+        nonce: fresh_token(),
+        closed: false,
+        hosts: Vec::new(),
+        tokens: Vec::new(),
     };
-    let text = serde_json::to_vec(&p).map_err(|e| Error::backend("rendezvous", e.to_string()))?;
-    // An earlier run's rendezvous file is replaced; any other file (a report, a baseline named
-    // by mistake) is someone's data.
-    // An empty file (`mktemp`, `touch`) is a place made for it.
-    if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0) {
-        let earlier = crate::files::read_bounded(path, 1 << 16)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Published>(&b).ok());
-        if earlier.is_none() {
-            return Err(Error::invalid(format!(
-                "GPUVET_RENDEZVOUS=file:{}: that file exists and is no rendezvous file; name \
-                 a path of its own (rank 0 replaces it)",
-                path.display()
-            )));
+    write_json(path, &p, "writing")?;
+    let n = world.size as usize;
+    let mut acks: Vec<Option<Ack>> = (0..n).map(|_| None).collect();
+    loop {
+        for (rank, slot) in acks.iter_mut().enumerate().skip(1) {
+            if slot.is_none() {
+                *slot = read_json::<Ack>(&ack_path(path, rank as u32))
+                    .filter(|a| a.key == world.key && a.nonce == p.nonce);
+            }
         }
+        let missing: Vec<String> = (1..n)
+            .filter(|&r| acks[r].is_none())
+            .map(|r| r.to_string())
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::backend(
+                "rendezvous",
+                format!(
+                    "rank(s) {} of {} never acknowledged {} (not started, another world size \
+                     or job key, or not seeing the same file)",
+                    missing.join(", "),
+                    world.size,
+                    path.display()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
-    crate::output::write_atomic(path, &text).map_err(io(format!("writing {}", path.display())))?;
-    let mut hosts = vec![me.to_string()];
+    p.hosts = std::iter::once(me.to_string())
+        .chain(acks.iter().flatten().map(|a| a.host.clone()))
+        .collect();
+    p.tokens = std::iter::once(String::new())
+        .chain(acks.iter().flatten().map(|a| a.token.clone()))
+        .collect();
+    p.closed = true;
+    write_json(path, &p, "closing")?;
     for rank in 1..world.size {
-        let ack = ack_path(path, rank);
-        loop {
-            if let Ok(h) = std::fs::read_to_string(&ack) {
-                if let Some(host) = h.strip_prefix(&format!("{}\n", world.key)) {
-                    hosts.push(host.trim().to_string());
-                    break;
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::backend(
-                    "rendezvous",
-                    format!("rank {rank} never acknowledged {}", path.display()),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let _ = std::fs::remove_file(ack_path(path, rank));
     }
-    Ok((id, hosts))
+    Ok((id, p.hosts))
 }
 
 fn ack_path(path: &Path, rank: u32) -> PathBuf {
@@ -373,32 +446,59 @@ fn ack_path(path: &Path, rank: u32) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Any other rank: waits for rank 0's file of this job, then acknowledges it.
+/// Any other rank: acknowledges each open file of this job (again when rank 0 of a new run
+/// replaces it), and returns once rank 0 has closed the file it acknowledged, taking its own
+/// acknowledgement. A closed file of another run (left from an earlier run) is passed over.
 fn file_read(
     world: &World,
     path: &Path,
     me: &str,
     deadline: Instant,
 ) -> Result<(Vec<u8>, Vec<String>)> {
+    let token = fresh_token();
+    let mut acked: Option<String> = None;
+    let mut other_size: Option<u32> = None;
     loop {
-        let read = std::fs::read(path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Published>(&b).ok());
-        if let Some(p) = read.filter(|p| p.key == world.key && p.size == world.size) {
-            let id = unhex(&p.id)?;
-            let ack = format!("{}\n{me}\n", world.key);
-            crate::output::write_atomic(&ack_path(path, world.rank), ack.as_bytes())
-                .map_err(io(format!("acknowledging {}", path.display())))?;
-            return Ok((id, vec![p.host]));
+        match read_json::<Published>(path).filter(|p| p.key == world.key) {
+            Some(p) if p.size != world.size => other_size = Some(p.size),
+            Some(p) if !p.closed && !p.nonce.is_empty() && acked.as_ref() != Some(&p.nonce) => {
+                let ack = Ack {
+                    key: world.key.clone(),
+                    nonce: p.nonce.clone(),
+                    token: token.clone(),
+                    host: me.to_string(),
+                };
+                write_json(&ack_path(path, world.rank), &ack, "acknowledging")?;
+                acked = Some(p.nonce);
+            }
+            Some(p) if p.closed && acked.as_ref() == Some(&p.nonce) => {
+                if p.tokens.get(world.rank as usize) != Some(&token) {
+                    return Err(Error::invalid(format!(
+                        "rank {}: another process acknowledged {} as rank {} too; give every \
+                         process its own GPUVET_RANK",
+                        world.rank,
+                        path.display(),
+                        world.rank
+                    )));
+                }
+                return Ok((unhex(&p.id)?, p.hosts));
+            }
+            _ => {}
         }
         if Instant::now() >= deadline {
+            let why = match other_size {
+                Some(size) => format!(
+                    "rank 0 of this job published a world of {size} processes, this one has {}",
+                    world.size
+                ),
+                None if acked.is_some() => {
+                    "rank 0 never closed it (another rank never acknowledged)".to_string()
+                }
+                None => "no id from rank 0 in time".to_string(),
+            };
             return Err(Error::backend(
                 "rendezvous",
-                format!(
-                    "rank {}: no id from rank 0 in {} in time",
-                    world.rank,
-                    path.display()
-                ),
+                format!("rank {}: {}: {why}", world.rank, path.display()),
             ));
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -515,10 +615,95 @@ mod tests {
         let rdv = Rendezvous::File(dir.path().join("rdv.json"));
         let got = run_world(3, rdv, |_| "job-2".into());
         for w in got {
-            assert_eq!(w.unwrap().id.unwrap(), vec![7u8; 128]);
+            let w = w.unwrap();
+            assert_eq!(w.id.unwrap(), vec![7u8; 128]);
+            assert_eq!(w.hosts.len(), 3, "every rank learns every rank's host");
         }
         assert_eq!(unhex("00ff10").unwrap(), vec![0, 255, 16]);
         assert!(unhex("0").is_err());
+    }
+
+    /// `join` of one rank on a thread of its own, with its own id and timeout.
+    fn one_rank<'s>(
+        s: &'s std::thread::Scope<'s, '_>,
+        rank: u32,
+        size: u32,
+        rdv: &Rendezvous,
+        id: u8,
+        secs: f64,
+    ) -> std::thread::ScopedJoinHandle<'s, Result<World>> {
+        let w = world(rank, size, rdv.clone(), "job-9");
+        s.spawn(move || join(&w, || Ok(vec![id; 128]), Duration::from_secs_f64(secs)))
+    }
+
+    /// What an earlier run leaves (the closed file, acknowledgements) never stands in for this
+    /// run's ranks: rank 0 alone does not pass, and a rank that starts before rank 0 takes the
+    /// new run's id, not the old one.
+    #[test]
+    fn an_earlier_runs_file_never_counts_for_this_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let rdv = Rendezvous::File(dir.path().join("rdv.json"));
+        for w in run_world(2, rdv.clone(), |_| "job-9".into()) {
+            w.unwrap();
+        }
+        // Acknowledgements as an earlier version left them, and the closed file.
+        std::fs::write(
+            ack_path(&dir.path().join("rdv.json"), 1),
+            "job-9\nold-host\n",
+        )
+        .unwrap();
+        let alone = std::thread::scope(|s| one_rank(s, 0, 2, &rdv, 1, 0.5).join().unwrap());
+        let e = alone.unwrap_err().to_string();
+        assert!(e.contains("rank(s) 1 of 2 never acknowledged"), "{e}");
+        // Rank 1 first (it finds rank 0's file of the run that just failed), rank 0 later.
+        let (zero, one) = std::thread::scope(|s| {
+            let one = one_rank(s, 1, 2, &rdv, 0, 10.0);
+            std::thread::sleep(Duration::from_millis(300));
+            let zero = one_rank(s, 0, 2, &rdv, 2, 10.0);
+            (zero.join().unwrap(), one.join().unwrap())
+        });
+        assert_eq!(zero.unwrap().id.unwrap(), vec![2u8; 128]);
+        assert_eq!(one.unwrap().id.unwrap(), vec![2u8; 128]);
+    }
+
+    /// The file exchange is a barrier: no rank passes while another is missing; two processes
+    /// given the same rank never both pass; another world size is named as such.
+    #[test]
+    fn a_file_world_passes_together_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let rdv = Rendezvous::File(dir.path().join("rdv.json"));
+        let (zero, one) = std::thread::scope(|s| {
+            let zero = one_rank(s, 0, 3, &rdv, 1, 1.0);
+            let one = one_rank(s, 1, 3, &rdv, 0, 1.0);
+            (zero.join().unwrap(), one.join().unwrap())
+        });
+        let e = zero.unwrap_err().to_string();
+        assert!(e.contains("rank(s) 2 of 3 never acknowledged"), "{e}");
+        let e = one.unwrap_err().to_string();
+        assert!(e.contains("never closed"), "{e}");
+
+        let rdv = Rendezvous::File(dir.path().join("twice.json"));
+        let got = std::thread::scope(|s| {
+            let hs: Vec<_> = [0, 1, 1]
+                .iter()
+                .map(|&r| one_rank(s, r, 2, &rdv, 3, 2.0))
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        assert!(got[0].is_ok());
+        let passed = got[1..].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(passed, 1, "{got:?}");
+
+        let rdv = Rendezvous::File(dir.path().join("sizes.json"));
+        let (_, other) = std::thread::scope(|s| {
+            let zero = one_rank(s, 0, 2, &rdv, 1, 1.0);
+            let other = one_rank(s, 1, 3, &rdv, 0, 1.0);
+            (zero.join().unwrap(), other.join().unwrap())
+        });
+        let e = other.unwrap_err().to_string();
+        assert!(e.contains("a world of 2 processes, this one has 3"), "{e}");
     }
 
     /// A rerun replaces the last run's rendezvous file; a file that is none (a report named by
