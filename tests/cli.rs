@@ -1242,3 +1242,23 @@ fn a_baseline_keeps_its_earlier_runs_and_is_judged_over_them() {
     // --baseline-keep means nothing without --save-baseline.
     run(&format!("--baseline-keep 3 {bench}")).assert().code(2);
 }
+
+/// A baseline lock the save could not take stops the run before it measures, like every other
+/// baseline problem (it was found only after the run, whose figures were then not saved).
+#[test]
+fn a_baseline_lock_that_cannot_be_taken_stops_the_run_before_it_starts() {
+    let (_dir, [base, json]) = common::temp_files(["base", "r.json"]);
+    std::fs::create_dir_all(base.join(gpuvet::compare::baseline::DIR_LOCK)).unwrap();
+    let out = common::gpuvet()
+        .args(common::words("--backend mock -q --max-time 0.05"))
+        .args(common::words_with(
+            "--json {} --save-baseline main --baseline-dir {} bench memory --size 1MiB",
+            &[&json, &base],
+        ))
+        .output()
+        .unwrap();
+    common::assert_exit(&out, 2, "an unusable lock");
+    let says = String::from_utf8_lossy(&out.stderr);
+    assert!(says.contains(".gpuvet-lock"), "{says}");
+    assert!(!json.exists(), "the run measured before it was refused");
+}

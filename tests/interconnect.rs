@@ -695,3 +695,42 @@ fn a_collectives_chart_point_names_every_gpu_of_its_set() {
     assert!(extra.starts_with("GPUs 0,1,2: "), "{extra}");
     assert_eq!(extra.matches("Mock GPU GPU-").count(), 3, "{extra}");
 }
+
+/// A baseline name rank 0 can take but the highest rank cannot (`NAME.rank1` over the length
+/// limit) is refused on every rank before the rendezvous: refused on rank 1 alone, rank 0
+/// waited the whole timeout and then blamed rank 1 for not joining.
+#[test]
+fn a_baseline_name_too_long_for_the_last_rank_is_refused_on_rank_zero_at_once() {
+    let (dir, [base]) = temp_files(["base"]);
+    let name = "a".repeat(97);
+    let started = std::time::Instant::now();
+    let out = gpuvet()
+        .env_remove("SLURM_PROCID")
+        .env("GPUVET_WORLD_SIZE", "2")
+        .env("GPUVET_RANK", "0")
+        .env(
+            "GPUVET_RENDEZVOUS",
+            format!("file:{}", dir.path().join("rdv.json").display()),
+        )
+        .env("GPUVET_RENDEZVOUS_TIMEOUT", "60")
+        .args(words("--backend cpu --quiet"))
+        .args(QUICK)
+        .args(words(
+            "bench collective --size 64KiB --ranks 2 --save-baseline",
+        ))
+        .arg(&name)
+        .arg("--baseline-dir")
+        .arg(&base)
+        .output()
+        .unwrap();
+    common::assert_exit(&out, 2, "a name too long for rank 1");
+    let says = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        says.contains(&format!("rank 1 keeps its baseline as `{name}.rank1`")),
+        "{says}"
+    );
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "it waited for the rendezvous"
+    );
+}

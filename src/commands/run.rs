@@ -47,6 +47,21 @@ pub struct Outcome {
 /// Runs `req` and writes every requested output.
 pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     let world = World::from_process(req.world)?;
+    // Every rank refuses a baseline name its highest rank cannot take (`NAME.rank15` over the
+    // length limit), before the rendezvous: refused on that rank alone, the others waited the
+    // whole rendezvous timeout and then blamed it for not joining.
+    if world.size > 1 {
+        let last = opts.for_rank(world.size - 1);
+        for name in [&last.baseline, &last.save_baseline].into_iter().flatten() {
+            crate::compare::baseline::validate_name(name).with_context(|| {
+                format!(
+                    "in a world of {} processes, rank {} keeps its baseline as `{name}`",
+                    world.size,
+                    world.size - 1
+                )
+            })?;
+        }
+    }
     let per_rank;
     let opts = if world.rank > 0 {
         per_rank = opts.for_rank(world.rank);
@@ -295,6 +310,10 @@ fn check_baseline_flags(opts: &Options, exports: &crate::export::Exports) -> Res
         // So does a place the baseline could not be saved to.
         crate::export::check_dir("--baseline-dir", &dir)?;
         compare::baseline::check_overwrite(name, &dir)?;
+        // And a lock the save could not take (a lock file left unreadable): taken and let go.
+        if dir.is_dir() {
+            drop(compare::baseline::lock_dir(&dir, true)?);
+        }
         if opts.baseline_keep > 1 {
             let hist = compare::baseline::history_dir(name, &dir)?;
             crate::export::check_dir("--baseline-keep", &hist)?;
