@@ -205,7 +205,10 @@ fn without_cublaslt_matmul_says_what_to_install() {
     let (out, _) = stdout_of(on_fake(dir.path(), &[]).arg("info"), 0);
     assert!(out.contains("gpuvet fake CUDA device 0"), "{out}");
     assert!(out.contains("cublaslt               not found"), "{out}");
-    assert!(out.contains("int8 16.38 TOP/s"), "{out}");
+    // Not in the database: an fp32 peak from its SMs and clock, no tensor-core guess.
+    assert!(out.contains("f32 512.0 GFLOP/s"), "{out}");
+    assert!(out.contains("tensor-core peaks are not guessed"), "{out}");
+    assert!(!out.contains("int8 16.38 TOP/s"), "{out}");
 }
 
 /// The main job on a small GPU without cuBLASLt (1 GiB, as a MIG slice is small): the memory

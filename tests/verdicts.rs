@@ -835,7 +835,10 @@ fn suite_is_valid_for_every_sku() {
             let ws = suite(&d, quick);
             for w in &ws {
                 w.validate().unwrap();
-                if let Workload::Matmul(m) = w {
+                // Measured and shown without a share: the A10G's int8 rate is published
+                // nowhere and is not guessed (data/gpus.toml).
+                let unpublished = s.id == "a10g" && w.dtype() == DType::Int8;
+                if let (Workload::Matmul(m), false) = (w, unpublished) {
                     assert!(
                         s.peak(m.dtype.name()).is_some(),
                         "{}: {} has no peak",
