@@ -341,6 +341,13 @@ fn resolve_arg(i: usize, text: &str, names: &dyn ArgNames) -> Result<Arg> {
                 if !v.is_finite() {
                     return Err(bad(format!("`{e}` is not a finite number")));
                 }
+                // `f32:1e39` would reach the kernel as infinity, which `f32:inf` is refused as.
+                if ty == ScalarType::F32 && v.abs() > f32::MAX as f64 {
+                    return Err(bad(format!(
+                        "`{e}` is beyond the largest f32 ({:e})",
+                        f32::MAX
+                    )));
+                }
                 return Ok(Arg::Scalar(ty, Num::Float(v)));
             }
             if let Some((_, v @ Num::Float(_))) = names.scalar(e) {

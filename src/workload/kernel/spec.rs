@@ -467,11 +467,17 @@ impl Base {
         exprs.extend(&k.launch.grid);
         exprs.extend(&k.launch.block);
         exprs.push(&k.launch.smem);
-        exprs.extend(&k.launch.args);
         exprs.extend(self.raw_vars.values());
         exprs.extend(more);
+        // An argument's type prefix (`u64:N`) is no name: `--set u64=3` swept nothing.
+        let args = k.launch.args.iter().map(|a| match a.split_once(':') {
+            Some((_, e)) => e,
+            None => a.as_str(),
+        });
+        let mut texts: Vec<&str> = exprs.iter().map(|e| e.as_str()).collect();
+        texts.extend(args);
         for (n, _) in sets {
-            if !exprs.iter().any(|e| names_in(e).contains(n)) {
+            if !texts.iter().any(|e| names_in(e).contains(n)) {
                 return Err(Error::invalid(format!(
                     "--set {n}: no define, launch, variable or buffer expression uses `{n}`"
                 )));
@@ -927,7 +933,17 @@ fn verification(
                     return Err(Error::invalid(format!("verify: {n} = {x} must be ≥ 0")));
                 }
             }
-            let values: Vec<f64> = (0..npy.len()).map(|i| npy.get(i)).collect();
+            // Read as an input of the output's type would be (`uint16` into f16/bf16 as raw
+            // bits, floats refused for an integer output, integers checked against its range):
+            // a bf16 1.0 stored as 0x3F80 was compared as 16256. Floats keep their precision.
+            let as_output = tensor_from_npy(npy, output)
+                .map_err(|e| Error::invalid(format!("verify: {}: {e}", path.display())))?;
+            let raw16 = npy.kind == NpyKind::UInt && npy.size == 2;
+            let values: Vec<f64> = if raw16 || !output.dtype.is_float() {
+                (0..as_output.len()).map(|i| as_output.get(i)).collect()
+            } else {
+                (0..npy.len()).map(|i| npy.get(i)).collect()
+            };
             loaded.expected = Some(BufType::F64.tensor(&output.name, vec![values.len()], &values));
             Ok(KernelVerify::Expected {
                 path: path.clone(),
@@ -947,8 +963,8 @@ fn verification(
             Ok(KernelVerify::Determinism { runs })
         }
         "none" => {
-            if v.expected.is_some() || v.runs.is_some() {
-                return Err(stray("expected/runs"));
+            if v.expected.is_some() || v.runs.is_some() || v.rtol.is_some() || v.atol.is_some() {
+                return Err(stray("expected/runs/rtol/atol"));
             }
             Ok(KernelVerify::Unverified)
         }
@@ -1270,6 +1286,16 @@ rtol = 1e-6
         ),
         ("flops = \"N\"", "bytes = \"N - N\"", "work.bytes is 0"),
         ("init = \"iota\"", "init = \"file\"", "needs `file = "),
+        (
+            "expected = \"c.npy\"",
+            "method = \"none\"",
+            "`expected/runs/rtol/atol` does not apply to method `none`",
+        ),
+        (
+            "\"u64:N\"]",
+            "\"u64:N\", \"f32:1e39\"]",
+            "beyond the largest f32",
+        ),
     ];
 
     #[test]
@@ -1283,6 +1309,8 @@ rtol = 1e-6
             &["BLOK=1,2"],
             "no define, launch, variable or buffer expression uses `BLOK`",
         );
+        // A type prefix is no variable.
+        fails(VADD, &["u64=3"], "expression uses `u64`");
         fails(VADD, &["BLOCK=1", "BLOCK=2"], "given twice");
         fails(VADD, &["BLOCK"], "expected NAME=VALUES");
         fails(VADD, &["BLOCK=0"], "at least 1");
@@ -1353,6 +1381,36 @@ rtol = 1e-6
         v.extend(h.as_bytes());
         v.extend(data);
         v
+    }
+
+    /// An expected output is read as an input of the output's type would be: `uint16` bits
+    /// into a bf16 output (0x3F80 is 1.0, not 16256), no floats for an integer output.
+    #[test]
+    fn an_expected_npy_converts_to_the_output_type_as_inputs_do() {
+        let bf16_out = VADD.replace(
+            "name = \"c\"\ndtype = \"f32\"",
+            "name = \"c\"\ndtype = \"bf16\"",
+        );
+        assert_ne!(bf16_out, VADD);
+        let d = folder(&bf16_out);
+        let ones: Vec<u8> = (0..4096).flat_map(|_| 0x3F80u16.to_le_bytes()).collect();
+        std::fs::write(d.path().join("c.npy"), npy_bytes("<u2", &ones)).unwrap();
+        let specs = free_form(&d.path().join("k.toml"), &[]).unwrap();
+        let expected = specs[0].files.get().unwrap().expected.as_ref().unwrap();
+        assert_eq!((expected.get(0), expected.get(4095)), (1.0, 1.0));
+
+        let i32_out = VADD.replace(
+            "name = \"c\"\ndtype = \"f32\"",
+            "name = \"c\"\ndtype = \"i32\"",
+        );
+        let d = folder(&i32_out);
+        let e = free_form(&d.path().join("k.toml"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("an integer buffer takes an integer array"),
+            "{e}"
+        );
     }
 
     #[test]
