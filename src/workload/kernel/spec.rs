@@ -279,13 +279,11 @@ fn check_kernel_name(s: &str) -> Result<()> {
 /// NVRTC options a user may pass: what changes code generation or the preprocessor. Options
 /// that choose the architecture (gpuvet compiles for the device's own), write files or link
 /// are refused.
-const ALLOWED_OPTIONS: [&str; 28] = [
+const ALLOWED_OPTIONS: [&str; 26] = [
     "-D",
     "--define-macro",
     "-U",
     "--undefine-macro",
-    "-I",
-    "--include-path",
     "--use_fast_math",
     "-use_fast_math",
     "--ftz",
@@ -318,6 +316,15 @@ pub fn check_option(o: &str) -> Result<()> {
         ));
     }
     let head = o.split('=').next().unwrap_or(o);
+    // Include folders go through `include` (or `--include`): the headers found there are
+    // hashed into the build, so an edited header is a changed kernel. One named by `-I` was
+    // searched by NVRTC but hashed by its name alone: the cached build of the old header ran.
+    if o.starts_with("-I") || head == "--include-path" {
+        return Err(Error::invalid(format!(
+            "NVRTC option `{o}`: name include folders with `include = [\"DIR\"]` in the \
+             spec (or --include DIR), whose headers are hashed into the build"
+        )));
+    }
     let allowed = ALLOWED_OPTIONS
         .iter()
         .any(|a| head == *a || (a.len() == 2 && o.starts_with(a) && o.len() > 2));
@@ -1254,6 +1261,16 @@ rtol = 1e-6
         ),
         ("--use_fast_math", "--create-pch=x", "not accepted"),
         (
+            "--use_fast_math",
+            "-I/usr/include",
+            "name include folders with",
+        ),
+        (
+            "--use_fast_math",
+            "--include-path=inc",
+            "whose headers are hashed",
+        ),
+        (
             "options = [",
             "include = [\"nowhere\"]\noptions = [",
             "does not exist",
@@ -1474,7 +1491,6 @@ rtol = 1e-6
             "-DX=1",
             "-D",
             "--define-macro=X",
-            "-I/usr/include",
             "--use_fast_math",
             "--fmad=false",
             "--maxrregcount=64",
@@ -1484,6 +1500,7 @@ rtol = 1e-6
             assert!(check_option(ok).is_ok(), "{ok}");
         }
         for bad in [
+            "-I/usr/include",
             "-arch=sm_80",
             "--gpu-architecture=sm_90",
             "-rdc=true",
