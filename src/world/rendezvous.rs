@@ -52,7 +52,9 @@ pub fn join(
     };
     let deadline = Instant::now() + timeout;
     let (id, hosts) = match (rdv, world.rank) {
-        (Rendezvous::Tcp { port, .. }, 0) => tcp_serve(world, *port, make_id()?, &me, deadline)?,
+        (Rendezvous::Tcp { host, port }, 0) => {
+            tcp_serve(world, host, *port, make_id()?, &me, deadline)?
+        }
         (Rendezvous::Tcp { host, port }, _) => tcp_join(world, host, *port, &me, deadline)?,
         (Rendezvous::File(p), 0) => file_publish(world, p, make_id()?, &me, deadline)?,
         (Rendezvous::File(p), _) => file_read(world, p, &me, deadline)?,
@@ -154,14 +156,53 @@ fn refusal(world: &World, h: &Hello, joined: &[Option<String>]) -> Option<String
 }
 
 /// Rank 0: accepts every other rank, then answers all of them.
+/// Whether the ranks reach rank 0 at `host` over IPv6 only (`[::1]`, a name with no IPv4
+/// address): rank 0 then listens on IPv6, else on IPv4 (IPv6's any-address does not take IPv4
+/// where the system sets it v6-only).
+fn ipv6_only(host: &str, port: u16) -> bool {
+    let addrs: Vec<std::net::SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map(|a| a.collect())
+        .unwrap_or_default();
+    !addrs.is_empty() && addrs.iter().all(|a| a.is_ipv6())
+}
+
+/// Drops the ranks whose connection closed after they joined (a process killed while it
+/// waited), so that they count as missing, and names them in `left`: the answer to a closed
+/// connection failed with "Broken pipe", naming no rank.
+fn drop_departed(
+    streams: &mut Vec<(u32, TcpStream)>,
+    hosts: &mut [Option<String>],
+    left: &mut Vec<u32>,
+) {
+    streams.retain(|(rank, s)| {
+        let mut byte = [0u8; 1];
+        let gone = s.set_nonblocking(true).is_ok() && matches!(s.peek(&mut byte), Ok(0));
+        let _ = s.set_nonblocking(false);
+        if gone {
+            hosts[*rank as usize] = None;
+            if !left.contains(rank) {
+                left.push(*rank);
+            }
+        }
+        !gone
+    });
+}
+
 fn tcp_serve(
     world: &World,
+    host: &str,
     port: u16,
     id: Vec<u8>,
     me: &str,
     deadline: Instant,
 ) -> Result<(Vec<u8>, Vec<String>)> {
-    let listener = TcpListener::bind(("0.0.0.0", port)).map_err(|e| {
+    let any = if ipv6_only(host, port) {
+        "::"
+    } else {
+        "0.0.0.0"
+    };
+    let listener = TcpListener::bind((any, port)).map_err(|e| {
         Error::backend(
             "rendezvous",
             format!(
@@ -175,19 +216,27 @@ fn tcp_serve(
         .map_err(io("rendezvous listener".into()))?;
     let mut hosts: Vec<Option<String>> = vec![None; world.size as usize];
     hosts[0] = Some(me.to_string());
-    let mut streams: Vec<TcpStream> = Vec::new();
-    while hosts.iter().any(Option::is_none) {
+    let mut streams: Vec<(u32, TcpStream)> = Vec::new();
+    let mut left: Vec<u32> = Vec::new();
+    loop {
+        drop_departed(&mut streams, &mut hosts, &mut left);
+        if hosts.iter().all(Option::is_some) {
+            break;
+        }
         if Instant::now() >= deadline {
             let missing: Vec<String> = (0..world.size)
                 .filter(|&r| hosts[r as usize].is_none())
-                .map(|r| r.to_string())
+                .map(|r| match left.contains(&r) {
+                    true => format!("{r} (joined, then its connection closed)"),
+                    false => r.to_string(),
+                })
                 .collect();
             let why = format!(
                 "rank(s) {} of {} never joined the rendezvous on port {port}",
                 missing.join(", "),
                 world.size
             );
-            for mut s in streams {
+            for (_, mut s) in streams {
                 let _ = send(&mut s, &refused(&why));
             }
             return Err(Error::backend("rendezvous", why));
@@ -196,7 +245,7 @@ fn tcp_serve(
             Ok((mut s, _)) => {
                 if let Some(rank) = admit(world, &mut s, &hosts) {
                     hosts[rank.0 as usize] = Some(rank.1);
-                    streams.push(s);
+                    streams.push((rank.0, s));
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -212,10 +261,18 @@ fn tcp_serve(
         id: hex(&id),
         hosts: hosts.clone(),
     };
-    for mut s in streams {
-        send(&mut s, &reply).map_err(io("answering a rank".into()))?;
+    // Every rank is answered, even after one answer failed, so that the others do not wait
+    // for an answer that never comes; the first failure names its rank.
+    let mut failed = None;
+    for (rank, mut s) in streams {
+        if let Err(e) = send(&mut s, &reply) {
+            failed.get_or_insert(io(format!("answering rank {rank}"))(e));
+        }
     }
-    Ok((id, hosts))
+    match failed {
+        Some(e) => Err(e),
+        None => Ok((id, hosts)),
+    }
 }
 
 fn refused(why: &str) -> Reply {
@@ -258,14 +315,16 @@ fn tcp_join(
         host: me.to_string(),
     };
     let mut s = loop {
-        let addr = (host, port)
+        // Every address of the host in turn (IPv6 and IPv4 alike), not only the first.
+        let addrs: Vec<std::net::SocketAddr> = (host, port)
             .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next());
-        if let Some(a) = addr {
-            if let Ok(s) = TcpStream::connect_timeout(&a, Duration::from_secs(2)) {
-                break s;
-            }
+            .map(|a| a.collect())
+            .unwrap_or_default();
+        let connected = addrs
+            .iter()
+            .find_map(|a| TcpStream::connect_timeout(a, Duration::from_secs(2)).ok());
+        if let Some(s) = connected {
+            break s;
         }
         if Instant::now() >= deadline {
             return Err(Error::backend(
@@ -282,7 +341,22 @@ fn tcp_join(
     send(&mut s, &hello).map_err(io(what.clone()))?;
     let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5);
     s.set_read_timeout(Some(left)).map_err(io(what.clone()))?;
-    let reply: Reply = receive(&mut s).map_err(io(what))?;
+    let reply: Reply = receive(&mut s).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => format!(
+                "no answer from rank 0 within this rank's timeout (rank 0 was still waiting \
+                 for other ranks; give every rank the same GPUVET_RENDEZVOUS_TIMEOUT, long \
+                 enough for the slowest to start): {e}"
+            ),
+            std::io::ErrorKind::UnexpectedEof => {
+                "rank 0 closed the connection without an answer (it stopped: its own \
+                 message says why)"
+                    .to_string()
+            }
+            _ => e.to_string(),
+        };
+        Error::backend("rendezvous", format!("{what}: {why}"))
+    })?;
     if !reply.ok {
         return Err(Error::backend(
             "rendezvous",
@@ -607,6 +681,68 @@ mod tests {
         assert!(e.contains("job key `b`"), "{e}");
         let e = zero.unwrap_err().to_string();
         assert!(e.contains("rank(s) 1 of 2 never joined"), "{e}");
+    }
+
+    /// A rank that joins and then dies (killed while it waited) is named as such when the
+    /// time runs out: rank 0 once answered it with "Broken pipe" and no rank.
+    #[test]
+    fn a_rank_that_joins_and_leaves_is_named() {
+        let port = free_port();
+        let rdv = Rendezvous::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let zero = std::thread::scope(|s| {
+            let z = s.spawn(|| {
+                join(
+                    &world(0, 3, rdv.clone(), "k"),
+                    || Ok(vec![1u8; 128]),
+                    Duration::from_secs(3),
+                )
+            });
+            // Rank 1 says hello, then its process is gone.
+            let mut c = loop {
+                match TcpStream::connect(("127.0.0.1", port)) {
+                    Ok(c) => break c,
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            };
+            let hello = Hello {
+                magic: MAGIC.into(),
+                version: VERSION,
+                key: "k".into(),
+                rank: 1,
+                size: 3,
+                host: "h1".into(),
+            };
+            send(&mut c, &hello).unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            drop(c);
+            z.join().unwrap()
+        });
+        let e = zero.unwrap_err().to_string();
+        assert!(
+            e.contains("rank(s) 1 (joined, then its connection closed), 2 of 3 never joined"),
+            "{e}"
+        );
+    }
+
+    /// Ranks meet over IPv6 too (`tcp://[::1]:PORT`): rank 0 listened on IPv4 alone.
+    #[test]
+    fn ranks_meet_over_ipv6() {
+        let Ok(probe) = TcpListener::bind("[::1]:0") else {
+            crate::output::say_skip("ranks_meet_over_ipv6", "no IPv6 loopback here");
+            return;
+        };
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let rdv = Rendezvous::Tcp {
+            host: "::1".into(),
+            port,
+        };
+        for w in run_world(2, rdv, |_| "job-6".into()) {
+            assert_eq!(w.unwrap().id.unwrap(), vec![7u8; 128]);
+        }
     }
 
     #[test]
