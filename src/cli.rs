@@ -1359,11 +1359,23 @@ fn run(cli: Cli) -> Result<i32> {
                 SweepCommand::Collective(_) => a.world.world,
                 _ => WorldChoice::Single,
             };
+            let reads = match &a.kind {
+                SweepCommand::Kernel(k) => vec![("--spec", k.spec.clone())],
+                _ => Vec::new(),
+            };
             let a = crate::sweep::SweepKind::from(a);
             let workloads = crate::sweep::sweep_workloads(&a)?;
             let axis = crate::sweep::swept_axis(&a);
-            let imps = a.implementations().to_vec();
-            measure(&opts, Some(workloads), imps, &a.command(), axis, world)
+            let req = commands::run::MeasureRequest {
+                workloads: Some(workloads),
+                implementations: a.implementations().to_vec(),
+                command: a.command(),
+                axis,
+                world,
+                user_kernels: Vec::new(),
+                reads,
+            };
+            Ok(commands::run::measure(&opts, &req)?.code)
         }
         Some(Command::Suite(SuiteCommand::Llm(a))) => {
             commands::run::suite_llm(&opts, &(&a.suite).into(), a.estimate_json.as_deref())
@@ -1746,15 +1758,7 @@ fn bench_workloads(b: BenchCommand) -> Result<Bench> {
         [one] => one.swept().map(|p| p.name().to_string()),
         _ => None,
     });
-    for w in &workloads {
-        if let Workload::Kernel(spec) = w {
-            reads.extend(
-                spec.files_read()
-                    .into_iter()
-                    .map(|p| ("--spec", p.to_path_buf())),
-            );
-        }
-    }
+    // (The kernels' sources and `.npy` files the measuring path protects, from the workloads.)
     // `--kernel SPEC.toml` (a `FILE.cu:ENTRY`'s source is read as the kernel's source).
     if let Some(spec) = kernel.kernel.as_deref().filter(|k| k.ends_with(".toml")) {
         reads.push(("--kernel", PathBuf::from(spec)));

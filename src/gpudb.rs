@@ -394,9 +394,10 @@ impl Database {
             info.multiprocessors?,
             info.memory_bytes?,
         );
-        // The model number (`h100`, `a10g`, `rtx`) must still be a word of the name: a GH200
-        // has an H100 NVL's SMs and memory but is not one, and a GB200 (whose name holds
-        // `b200` inside a longer word) has a B200's SMs and memory but other peaks.
+        // The model number (`h100`, `a10g`, `rtx`) must still begin a word of the name: a
+        // GH200 has an H100 NVL's SMs and memory but is not one, and a GB200 (whose name holds
+        // `b200` inside a longer word) has a B200's SMs and memory but other peaks; vGPU names
+        // run suffixes into it (`H100XM-80C`, `H100L-94C`).
         let name = normalize_name(&info.name);
         let words: Vec<&str> = name
             .split(|c: char| !c.is_ascii_alphanumeric())
@@ -406,7 +407,9 @@ impl Database {
             s.compute_capability == cc.trim()
                 && s.sms == sms
                 && s.memory_matches(mem)
-                && words.contains(&s.id.split('-').next().unwrap_or(&s.id))
+                && words
+                    .iter()
+                    .any(|w| w.starts_with(s.id.split('-').next().unwrap_or(&s.id)))
         });
         let first = exact.next()?;
         if exact.next().is_some() {

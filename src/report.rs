@@ -508,6 +508,19 @@ impl Report {
             if !seen.insert((id, r.device.devices())) {
                 return Err(format!("result {id} on device {} appears twice", r.device));
             }
+            // Every device a result names is one of the report's: a row saying "device 1" of
+            // a one-device report names a card that was never there.
+            if let Some(d) = r
+                .device
+                .devices()
+                .iter()
+                .find(|&&d| d >= self.devices.len())
+            {
+                return Err(format!(
+                    "result {id} names device {d}, and the report has {} device(s)",
+                    self.devices.len()
+                ));
+            }
             if let Some(s) = &r.stats {
                 let summary = [s.median_s, s.mean_s, s.min_s, s.max_s];
                 if let Some(t) = s

@@ -1560,6 +1560,16 @@ fn every_save_waits_for_the_baseline_directorys_lock() {
     let d = dir.path().to_path_buf();
     save_baseline(&fixture_run(1), "b", &d).unwrap();
     assert!(d.join(DIR_LOCK).exists());
+    // Writable by every user of a shared cache, whoever made it first.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.join(DIR_LOCK))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o666, 0o666, "{mode:o}");
+    }
     assert_eq!(compare::list_baselines(&d).unwrap(), ["b"]);
     let before = std::fs::read(d.join("b.json")).unwrap();
     let held = lock_dir(&d, true).unwrap();
@@ -1578,6 +1588,25 @@ fn every_save_waits_for_the_baseline_directorys_lock() {
     assert_ne!(std::fs::read(d.join("b.json")).unwrap(), before);
     // Two readers at once: the second does not wait for the first.
     let reading = lock_dir(&d, false).unwrap();
+    assert!(reading.is_some());
     assert_eq!(load_baseline_runs("b", &d).unwrap().len(), 1);
     drop(reading);
+    // A reader makes no lock file where there is none (a baseline of an earlier version).
+    std::fs::remove_file(d.join(DIR_LOCK)).unwrap();
+    assert_eq!(load_baseline_runs("b", &d).unwrap().len(), 1);
+    assert!(!d.join(DIR_LOCK).exists());
+}
+
+/// A result on a device the report does not have (a hand-edited or merged file) is refused on
+/// load: its rows said "device 5" of a one-device run.
+#[test]
+fn a_result_on_a_device_the_report_lacks_is_refused() {
+    let dir = temp_dir();
+    let mut r = old_report();
+    let n = r.devices.len();
+    r.results[0].device = gpuvet::plan::Placement::one(n + 4);
+    let path = dir.path().join("r.json");
+    std::fs::write(&path, serde_json::to_string(&r).unwrap()).unwrap();
+    let e = Report::load(&path).unwrap_err().to_string();
+    assert!(e.contains(&format!("names device {}", n + 4)), "{e}");
 }

@@ -206,7 +206,12 @@ fn lookup_recognises_a_renamed_card_only_when_unique() {
     // B200's SMs and memory and other peaks.
     assert_eq!(id_of(&gpu("NVIDIA GB200", "10.0", 148, 189471)), None);
     assert_eq!(id_of(&gpu("NVIDIA GB200", "10.0", 148, 183359)), None);
-    // The model number as a word of a relabelled name still counts.
+    // The model number at the start of a word of a relabelled name still counts, with a vGPU
+    // suffix run into it too.
+    assert_eq!(
+        id_of(&gpu("NVIDIA H100XM-80C", "9.0", 132, 81559)).as_deref(),
+        Some("h100-sxm")
+    );
     assert_eq!(
         id_of(&gpu("GRID B200-180C", "10.0", 148, 183359)).as_deref(),
         Some("b200")

@@ -734,3 +734,26 @@ fn a_baseline_name_too_long_for_the_last_rank_is_refused_on_rank_zero_at_once() 
         "it waited for the rendezvous"
     );
 }
+
+/// An output named as the file rendezvous is refused before the ranks meet: rank 0 rewrites
+/// that file while the others read it.
+#[test]
+fn an_output_over_the_file_rendezvous_is_refused() {
+    let (dir, [json]) = temp_files(["rdv.json"]);
+    let out = gpuvet()
+        .env_remove("SLURM_PROCID")
+        .env("GPUVET_WORLD_SIZE", "2")
+        .env("GPUVET_RANK", "0")
+        .env("GPUVET_RENDEZVOUS", format!("file:{}", json.display()))
+        .env("GPUVET_RENDEZVOUS_TIMEOUT", "60")
+        .args(words("--backend cpu --quiet"))
+        .args(QUICK)
+        .args(words("bench collective --size 64KiB --ranks 2 --json"))
+        .arg(&json)
+        .output()
+        .unwrap();
+    common::assert_exit(&out, 2, "--json over the rendezvous file");
+    let says = String::from_utf8_lossy(&out.stderr);
+    assert!(says.contains("GPUVET_RENDEZVOUS"), "{says}");
+    drop(dir);
+}

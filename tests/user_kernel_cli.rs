@@ -681,7 +681,7 @@ fn the_mock_without_nvrtc_does_not_say_checked() {
     assert!(!notes.contains("was checked but not run"), "{notes}");
 }
 
-/// No output of `bench kernel` may replace a file it reads: the spec, the kernel's source, a
+/// No output of `bench kernel` or `sweep kernel` may replace a file it reads: the spec, the kernel's source, a
 /// `.npy` input or the expected output (`--json saxpy.toml` replaced the spec with the report).
 #[test]
 fn bench_kernel_outputs_never_replace_what_it_reads() {
@@ -698,11 +698,13 @@ fn bench_kernel_outputs_never_replace_what_it_reads() {
         );
     }
     let spec = dir.path().join("saxpy.toml");
-    for (flag, victim) in [
-        ("--json", "saxpy.toml"),
-        ("--markdown", "saxpy.cu"),
-        ("--csv", "data/saxpy_x.npy"),
-        ("--json", "data/saxpy_expected.npy"),
+    for (command, flag, victim) in [
+        ("bench", "--json", "saxpy.toml"),
+        ("bench", "--markdown", "saxpy.cu"),
+        ("bench", "--csv", "data/saxpy_x.npy"),
+        ("bench", "--json", "data/saxpy_expected.npy"),
+        ("sweep", "--json", "saxpy.toml"),
+        ("sweep", "--csv", "data/saxpy_expected.npy"),
     ] {
         let victim = dir.path().join(victim);
         let before = std::fs::read(&victim).unwrap();
@@ -710,16 +712,12 @@ fn bench_kernel_outputs_never_replace_what_it_reads() {
             .args(["--backend", "mock"])
             .args(QUICK)
             .args([flag, victim.to_str().unwrap()])
-            .args(["bench", "kernel", "--spec", spec.to_str().unwrap()])
+            .args([command, "kernel", "--spec", spec.to_str().unwrap()])
             .output()
             .unwrap();
         let says = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{flag} {}: {says}",
-            victim.display()
-        );
+        let what = format!("{command} {flag} {}", victim.display());
+        assert_eq!(out.status.code(), Some(2), "{what}: {says}");
         assert!(says.contains("which this run reads"), "{says}");
         assert_eq!(
             std::fs::read(&victim).unwrap(),

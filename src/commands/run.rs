@@ -71,7 +71,12 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     };
     let exports = opts.open_exports()?;
     let extra_stdout = opts.check_fleet_targets(&exports, &[])?;
-    refuse_over_reads(opts.output_files(&exports), &reads_of(opts, req))?;
+    let mut reads = reads_of(opts, req);
+    // A file rendezvous is rewritten by rank 0 and read by the others while they meet.
+    if let Some(crate::world::Rendezvous::File(p)) = &world.rendezvous {
+        reads.push(("GPUVET_RENDEZVOUS", p.as_path()));
+    }
+    refuse_over_reads(opts.output_files(&exports), &reads)?;
     let price = opts.price_table()?;
     let baseline_dir = check_baseline_flags(opts, &exports)?;
     let mut opened = backend::open(opts.backend, opts.threads)?;
@@ -257,12 +262,20 @@ fn reads_of<'a>(opts: &'a Options, req: &'a MeasureRequest) -> Vec<(&'static str
     let kernels = req
         .user_kernels
         .iter()
-        .map(|(_, k)| ("--kernel", &k.source));
-    (opts.price_file.iter().map(|p| ("--price-file", p)))
-        .chain(req.reads.iter().map(|(f, p)| (*f, p)))
-        .chain(kernels)
-        .map(|(f, p)| (f, p.as_path()))
-        .collect()
+        .map(|(_, k)| ("--kernel", k.source.as_path()));
+    // A free-form kernel's source, `.npy` inputs and expected output (`bench`/`sweep kernel`).
+    let spec_files = (req.workloads.iter().flatten()).flat_map(|w| match w {
+        crate::workload::Workload::Kernel(spec) => spec.files_read(),
+        _ => Vec::new(),
+    });
+    (opts
+        .price_file
+        .iter()
+        .map(|p| ("--price-file", p.as_path())))
+    .chain(req.reads.iter().map(|(f, p)| (*f, p.as_path())))
+    .chain(kernels)
+    .chain(spec_files.map(|p| ("--spec", p)))
+    .collect()
 }
 
 /// Refuses an output named as a file the run reads (`--price-file p.toml --json p.toml`

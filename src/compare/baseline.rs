@@ -129,10 +129,7 @@ pub fn load_baseline_runs(name: &str, dir: &Path) -> Result<Vec<(String, Report)
     // its history are read as one state. The directory's lock covers a save that is only now
     // starting a history; the history's own lock, saves by earlier versions of gpuvet.
     let _dir_lock = lock_dir(dir, false)?;
-    let _lock = match history_dir(name, dir)?.join(LOCK) {
-        l if l.exists() => Some(lock(&l, false)?),
-        _ => None,
-    };
+    let _lock = lock(&history_dir(name, dir)?.join(LOCK), false)?;
     let current = load_baseline(name, dir)?;
     let mut runs: Vec<(String, Report)> = load_history(name, dir)?
         .into_iter()
@@ -209,7 +206,7 @@ pub fn save_baseline_keeping(
         )))?;
     }
     let _lock = if hist.is_dir() {
-        Some(lock(&hist.join(LOCK), true)?)
+        lock(&hist.join(LOCK), true)?
     } else {
         None
     };
@@ -298,36 +295,45 @@ const LOCK: &str = "lock";
 /// baseline), which every save takes alone and every read of a baseline's runs shares.
 pub const DIR_LOCK: &str = ".gpuvet-lock";
 
-/// The lock of baseline directory `dir` (which must exist for a save). A reader that cannot
-/// create the lock file (a directory it may only read) reads without it: no save of its own
-/// can run there, and it must still be able to compare.
+/// The lock of baseline directory `dir` (which must exist for a save); `None` for a reader
+/// where there is none to share ([`lock`]).
 pub fn lock_dir(dir: &Path, exclusive: bool) -> Result<Option<std::fs::File>> {
-    let path = dir.join(DIR_LOCK);
-    if !exclusive && !path.exists() {
-        let made = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path);
-        if made.is_err() {
-            return Ok(None);
-        }
-    }
-    lock(&path, exclusive).map(Some)
+    lock(&dir.join(DIR_LOCK), exclusive)
 }
 
 /// An advisory lock on `path`, released when the file is dropped or the process ends, so a
-/// save that dies leaves no lock behind.
-/// `exclusive` for a save (the file is created if needed), shared for a reader (which opens
-/// it read-only: a baseline directory a reader may not write to still reads).
-fn lock(path: &Path, exclusive: bool) -> Result<std::fs::File> {
-    let file = std::fs::OpenOptions::new()
-        .create(exclusive)
-        .truncate(false)
-        .write(exclusive)
-        .read(!exclusive)
-        .open(path)
-        .map_err(io_context(format!("opening the lock {}", path.display())))?;
+/// save that dies leaves no lock behind. `exclusive` for a save, shared for a reader. The file
+/// is opened read-only either way (flock needs no more), and a save that creates it makes it
+/// writable by all (0666, whatever the umask): a lock file one user made must not stop another
+/// user's save of a shared CI cache. A reader never creates it, and reads without the lock
+/// where it is absent or unreadable: it must still be able to compare.
+fn lock(path: &Path, exclusive: bool) -> Result<Option<std::fs::File>> {
+    let open = || std::fs::OpenOptions::new().read(true).open(path);
+    let file = match open() {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && exclusive => {
+            let made = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(io_context(format!("creating the lock {}", path.display())))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                // Best effort: on a filesystem without modes the lock still works.
+                let _ = made.set_permissions(std::fs::Permissions::from_mode(0o666));
+            }
+            drop(made);
+            open().map_err(io_context(format!("opening the lock {}", path.display())))?
+        }
+        Err(_) if !exclusive => return Ok(None),
+        Err(e) => {
+            return Err(io_context(format!("opening the lock {}", path.display()))(
+                e,
+            ));
+        }
+    };
     #[cfg(unix)]
     {
         use std::os::fd::AsRawFd;
@@ -345,7 +351,7 @@ fn lock(path: &Path, exclusive: bool) -> Result<std::fs::File> {
             ));
         }
     }
-    Ok(file)
+    Ok(Some(file))
 }
 
 /// An I/O error with what was being done in its message (same kind).

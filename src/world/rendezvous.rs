@@ -261,12 +261,19 @@ fn tcp_serve(
         id: hex(&id),
         hosts: hosts.clone(),
     };
-    // Every rank is answered, even after one answer failed, so that the others do not wait
-    // for an answer that never comes; the first failure names its rank.
-    let mut failed = None;
+    // Once an answer fails (a rank that died as the answers went out), the ranks not yet
+    // answered are refused with its name rather than told to go on without it.
+    let mut failed: Option<Error> = None;
     for (rank, mut s) in streams {
-        if let Err(e) = send(&mut s, &reply) {
-            failed.get_or_insert(io(format!("answering rank {rank}"))(e));
+        match &failed {
+            Some(e) => {
+                let _ = send(&mut s, &refused(&e.to_string()));
+            }
+            None => {
+                if let Err(e) = send(&mut s, &reply) {
+                    failed = Some(io(format!("rank {rank} left as rank 0 answered"))(e));
+                }
+            }
         }
     }
     match failed {
@@ -406,14 +413,16 @@ struct Published {
     tokens: Vec<String>,
 }
 
-/// What a rank other than 0 writes to `PATH.<rank>`: the nonce of the run it acknowledges and
-/// a token of its own process.
+/// What a rank other than 0 writes to `PATH.<rank>`: the nonce of the run it acknowledges, a
+/// token of its own process, and, once it has read rank 0's closed file, `closed`.
 #[derive(Debug, Serialize, Deserialize)]
 struct Ack {
     key: String,
     nonce: String,
     token: String,
     host: String,
+    #[serde(default)]
+    closed: bool,
 }
 
 /// A value no other run or process draws: 128 random bits, as hex.
@@ -433,10 +442,17 @@ fn write_json<T: Serialize>(path: &Path, value: &T, what: &str) -> Result<()> {
     crate::output::write_atomic(path, &text).map_err(io(format!("{what} {}", path.display())))
 }
 
+/// How long past its own deadline a rank that has acknowledged still waits for rank 0 to
+/// close (rank 0 may have started later, with the same timeout), as a TCP joiner waits for
+/// its answer.
+const GRACE: Duration = Duration::from_secs(5);
+
 /// Rank 0: drops earlier runs' acknowledgements, writes the id (atomically) with a new nonce,
 /// waits for every rank's acknowledgement of that nonce (`PATH.<rank>`), then closes the file
-/// with every rank's host, which releases the other ranks: the exchange is a barrier, as over
-/// TCP. A rank that never acknowledges is named, all of them at once.
+/// with every rank's host and waits for every rank to confirm it read the close. So the
+/// exchange is a barrier, as over TCP: a rank that gave up (and took its acknowledgement back)
+/// is missing, and a second process started as rank 0, whose close the others never confirm,
+/// does not pass. Every missing rank is named at once.
 fn file_publish(
     world: &World,
     path: &Path,
@@ -470,36 +486,43 @@ fn file_publish(
         tokens: Vec::new(),
     };
     write_json(path, &p, "writing")?;
-    let n = world.size as usize;
-    let mut acks: Vec<Option<Ack>> = (0..n).map(|_| None).collect();
-    loop {
-        for (rank, slot) in acks.iter_mut().enumerate().skip(1) {
-            if slot.is_none() {
-                *slot = read_json::<Ack>(&ack_path(path, rank as u32))
-                    .filter(|a| a.key == world.key && a.nonce == p.nonce);
-            }
-        }
-        let missing: Vec<String> = (1..n)
+    // The acknowledgements of this run, read afresh each pass: one taken back is missing again.
+    let acks_now = |closed: bool| -> Vec<Option<Ack>> {
+        (0..world.size)
+            .map(|rank| {
+                (rank > 0)
+                    .then(|| read_json::<Ack>(&ack_path(path, rank)))
+                    .flatten()
+                    .filter(|a| a.key == world.key && a.nonce == p.nonce && a.closed == closed)
+            })
+            .collect()
+    };
+    let missing = |acks: &[Option<Ack>]| -> Vec<String> {
+        (1..acks.len())
             .filter(|&r| acks[r].is_none())
             .map(|r| r.to_string())
-            .collect();
-        if missing.is_empty() {
-            break;
+            .collect()
+    };
+    let acks = loop {
+        let acks = acks_now(false);
+        let gone = missing(&acks);
+        if gone.is_empty() {
+            break acks;
         }
         if Instant::now() >= deadline {
             return Err(Error::backend(
                 "rendezvous",
                 format!(
                     "rank(s) {} of {} never acknowledged {} (not started, another world size \
-                     or job key, or not seeing the same file)",
-                    missing.join(", "),
+                     or job key, gave up, or not seeing the same file)",
+                    gone.join(", "),
                     world.size,
                     path.display()
                 ),
             ));
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
     p.hosts = std::iter::once(me.to_string())
         .chain(acks.iter().flatten().map(|a| a.host.clone()))
         .collect();
@@ -508,6 +531,25 @@ fn file_publish(
         .collect();
     p.closed = true;
     write_json(path, &p, "closing")?;
+    loop {
+        let gone = missing(&acks_now(true));
+        if gone.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline + GRACE {
+            return Err(Error::backend(
+                "rendezvous",
+                format!(
+                    "rank(s) {} of {} never confirmed the close of {} (gave up, or another \
+                     process of rank 0 replaced it)",
+                    gone.join(", "),
+                    world.size,
+                    path.display()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for rank in 1..world.size {
         let _ = std::fs::remove_file(ack_path(path, rank));
     }
@@ -521,8 +563,9 @@ fn ack_path(path: &Path, rank: u32) -> PathBuf {
 }
 
 /// Any other rank: acknowledges each open file of this job (again when rank 0 of a new run
-/// replaces it), and returns once rank 0 has closed the file it acknowledged, taking its own
-/// acknowledgement. A closed file of another run (left from an earlier run) is passed over.
+/// replaces it); once rank 0 has closed the file it acknowledged, taking its own
+/// acknowledgement, it confirms and returns. A closed file of another run (left from an earlier
+/// run) is passed over. A rank that gives up takes its acknowledgement back.
 fn file_read(
     world: &World,
     path: &Path,
@@ -530,19 +573,22 @@ fn file_read(
     deadline: Instant,
 ) -> Result<(Vec<u8>, Vec<String>)> {
     let token = fresh_token();
+    let ack_file = ack_path(path, world.rank);
+    let ack = |nonce: &str, closed: bool| Ack {
+        key: world.key.clone(),
+        nonce: nonce.to_string(),
+        token: token.clone(),
+        host: me.to_string(),
+        closed,
+    };
     let mut acked: Option<String> = None;
     let mut other_size: Option<u32> = None;
     loop {
         match read_json::<Published>(path).filter(|p| p.key == world.key) {
             Some(p) if p.size != world.size => other_size = Some(p.size),
             Some(p) if !p.closed && !p.nonce.is_empty() && acked.as_ref() != Some(&p.nonce) => {
-                let ack = Ack {
-                    key: world.key.clone(),
-                    nonce: p.nonce.clone(),
-                    token: token.clone(),
-                    host: me.to_string(),
-                };
-                write_json(&ack_path(path, world.rank), &ack, "acknowledging")?;
+                other_size = None;
+                write_json(&ack_file, &ack(&p.nonce, false), "acknowledging")?;
                 acked = Some(p.nonce);
             }
             Some(p) if p.closed && acked.as_ref() == Some(&p.nonce) => {
@@ -555,11 +601,21 @@ fn file_read(
                         world.rank
                     )));
                 }
+                write_json(&ack_file, &ack(&p.nonce, true), "confirming")?;
                 return Ok((unhex(&p.id)?, p.hosts));
             }
-            _ => {}
+            Some(_) => other_size = None,
+            None => {}
         }
-        if Instant::now() >= deadline {
+        let give_up = match acked {
+            Some(_) => deadline + GRACE,
+            None => deadline,
+        };
+        if Instant::now() >= give_up {
+            if acked.is_some() {
+                // Taken back, so that rank 0 does not close for a world this rank has left.
+                let _ = std::fs::remove_file(&ack_file);
+            }
             let why = match other_size {
                 Some(size) => format!(
                     "rank 0 of this job published a world of {size} processes, this one has {}",
@@ -840,6 +896,30 @@ mod tests {
         });
         let e = other.unwrap_err().to_string();
         assert!(e.contains("a world of 2 processes, this one has 3"), "{e}");
+    }
+
+    /// A rank that gave up takes its acknowledgement back: rank 0 once counted it, closed,
+    /// and the ranks left went on as a world of three with one of them gone.
+    #[test]
+    fn a_rank_that_gave_up_is_missing_for_rank_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let rdv = Rendezvous::File(dir.path().join("rdv.json"));
+        let (zero, one, two) = std::thread::scope(|s| {
+            let zero = one_rank(s, 0, 3, &rdv, 1, 8.0);
+            std::thread::sleep(Duration::from_millis(100));
+            let one = one_rank(s, 1, 3, &rdv, 0, 0.3);
+            std::thread::sleep(GRACE + Duration::from_millis(700));
+            let two = one_rank(s, 2, 3, &rdv, 0, 1.0);
+            (
+                zero.join().unwrap(),
+                one.join().unwrap(),
+                two.join().unwrap(),
+            )
+        });
+        assert!(one.is_err());
+        let e = zero.unwrap_err().to_string();
+        assert!(e.contains("rank(s) 1 of 3 never acknowledged"), "{e}");
+        assert!(two.is_err(), "rank 2 passed without rank 1");
     }
 
     /// A rerun replaces the last run's rendezvous file; a file that is none (a report named by

@@ -342,7 +342,7 @@ fn resolve_arg(i: usize, text: &str, names: &dyn ArgNames) -> Result<Arg> {
                     return Err(bad(format!("`{e}` is not a finite number")));
                 }
                 // `f32:1e39` would reach the kernel as infinity, which `f32:inf` is refused as.
-                if ty == ScalarType::F32 && v.abs() > f32::MAX as f64 {
+                if ty == ScalarType::F32 && (v as f32).is_infinite() {
                     return Err(bad(format!(
                         "`{e}` is beyond the largest f32 ({:e})",
                         f32::MAX

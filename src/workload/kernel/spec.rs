@@ -1326,6 +1326,12 @@ rtol = 1e-6
             &["BLOK=1,2"],
             "no define, launch, variable or buffer expression uses `BLOK`",
         );
+        // The largest f32 itself is a float, as numpy prints it.
+        load(
+            &VADD.replace("\"u64:N\"]", "\"u64:N\", \"f32:3.4028235e38\"]"),
+            &[],
+        )
+        .unwrap();
         // A type prefix is no variable.
         fails(VADD, &["u64=3"], "expression uses `u64`");
         fails(VADD, &["BLOCK=1", "BLOCK=2"], "given twice");
