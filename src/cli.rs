@@ -185,7 +185,8 @@ pub enum Command {
     /// checks (the same inputs must give bit-identical outputs every time, on every GPU).
     Stress(StressArgs),
     /// Is this node's GPU what it claims and healthy? Identity, speed against the SKU, peers,
-    /// health telemetry and correctness: PASS / WARN / FAIL, exit 0 / 1 / 2.
+    /// health telemetry and correctness: PASS / WARN / FAIL; exit 0 on PASS or WARN, 1 on FAIL,
+    /// 2 when it could not judge.
     Validate(ValidateArgs),
     /// Join per-node verdict files (from `validate --verdict`) into a fleet view.
     Aggregate(AggregateFlags),

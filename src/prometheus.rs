@@ -353,7 +353,7 @@ fn report_metrics(f: &mut TextFile, report: &Report, gpus: &[Gpu]) {
         if let Some(p) = r.peak_fraction.filter(|_| figures) {
             f.set(
                 "gpuvet_result_peak_ratio",
-                "Median throughput as a share of the device's datasheet peak (0-1).",
+                "Median throughput as a share of its reference (0-1): the device's datasheet peak, or the link's for transfers, peer copies and collectives.",
                 &labels,
                 p,
             );

@@ -216,7 +216,7 @@ impl Measuring<'_> {
         schedule(plan, devices, settings.seed, stop, &job, &mut done)?;
         pb.finish_and_clear();
         report.complete = !stop.load(Ordering::Relaxed);
-        exports.rewrite_files(report);
+        exports.rewrite_files_now(report);
         Ok(())
     }
 }

@@ -1262,3 +1262,19 @@ fn a_baseline_lock_that_cannot_be_taken_stops_the_run_before_it_starts() {
     assert!(says.contains(".gpuvet-lock"), "{says}");
     assert!(!json.exists(), "the run measured before it was refused");
 }
+
+/// A wrong result exits 1 even beside one that could not run (2 means "could not judge", which
+/// a CI retries; the wrong result must not be retried away).
+#[test]
+fn a_wrong_result_beside_one_that_could_not_run_exits_1() {
+    let out = common::gpuvet()
+        .env("GPUVET_MOCK_FAULT", "matmul.bf16.64x")
+        .args(common::words(
+            "--backend mock -q --warmup 0 --max-time 0.02 sweep matmul --m 64,1024 --n 1024 --k 1024",
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ERROR") && text.contains("FAIL"), "{text}");
+    common::assert_exit(&out, 1, "a wrong result and an error");
+}

@@ -485,13 +485,16 @@ fn unfit_for_baseline(report: &Report) -> Option<String> {
     (!why.is_empty()).then(|| why.join(" and "))
 }
 
-/// 2 when a result could not be run at all, 1 when one was wrong, 0 otherwise.
+/// 1 when a result was wrong (or unverified), else 2 when one could not be run at all, else 0.
+/// A wrong result wins over one that could not run: 2 reads as "the tool could not judge",
+/// which a CI retries, and the wrong result beside it must not be retried away.
 pub fn exit_code(report: &Report) -> i32 {
     use crate::report::Status;
-    if report.results.iter().any(|r| r.status == Status::Error) {
-        2
-    } else if report.results.iter().any(|r| !r.is_valid()) {
+    let wrong = |r: &&crate::report::ResultRecord| r.status != Status::Error && !r.is_valid();
+    if report.results.iter().any(|r| wrong(&r)) {
         1
+    } else if report.results.iter().any(|r| r.status == Status::Error) {
+        2
     } else {
         0
     }
