@@ -244,3 +244,29 @@ fn an_output_named_as_a_chart_in_the_plot_directory_is_refused() {
         .code(0);
     assert!(json.exists() && plots.join("roofline.svg").exists());
 }
+
+/// Charts an earlier run left in the plot directory that this run does not draw (another
+/// device, another unit) are removed, so they cannot pass for this run's; other files stay.
+#[test]
+fn charts_of_an_earlier_run_are_not_left_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = mock_report(dir.path(), "run", "");
+    let plots = dir.path().join("p");
+    std::fs::create_dir(&plots).unwrap();
+    for stale in [
+        "roofline-1.svg",
+        "sweep-gb_s.svg",
+        "mine.svg",
+        "roofline.json",
+    ] {
+        std::fs::write(plots.join(stale), "old").unwrap();
+    }
+    let written = plot::write_plots(&r, &plots, None).unwrap();
+    assert!(
+        written.iter().any(|p| p.ends_with("roofline.svg")),
+        "{written:?}"
+    );
+    assert!(!plots.join("roofline-1.svg").exists());
+    assert!(!plots.join("sweep-gb_s.svg").exists());
+    assert!(plots.join("mine.svg").exists() && plots.join("roofline.json").exists());
+}

@@ -139,17 +139,38 @@ pub fn write_plots(report: &Report, dir: &Path, swept_axis: Option<&str>) -> Res
         }
     }
     let mut written = Vec::new();
-    for (name, svg) in charts {
+    for (name, svg) in &charts {
         let path = dir.join(name);
-        write_file(&path, &svg)?;
+        write_file(&path, svg)?;
         written.push(path);
     }
+    // Charts of an earlier run that this one did not draw (a device or a unit it lacks, a run
+    // with nothing verified) would pass for this run's: removed, as stale outputs are.
+    let drawn = |n: &str| charts.iter().any(|(c, _)| c == n);
+    remove_stale_charts(dir, |n| {
+        (n.starts_with("roofline") || n.starts_with("sweep")) && !drawn(n)
+    });
     Ok(written)
+}
+
+/// Removes the regular files in `dir` named as charts ([`may_be_a_chart`]) that `stale` picks.
+fn remove_stale_charts(dir: &Path, stale: impl Fn(&str) -> bool) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if may_be_a_chart(name) && stale(name) {
+            crate::output::remove_stale(&e.path());
+        }
+    }
 }
 
 /// Writes one timeline chart of every GPU into `dir` as `timeline.svg`.
 pub fn write_timelines(timelines: &[Timeline], dir: &Path) -> Result<Vec<PathBuf>> {
     if timelines.is_empty() {
+        remove_stale_charts(dir, |n| n == "timeline.svg");
         return Ok(Vec::new());
     }
     std::fs::create_dir_all(dir)?;
