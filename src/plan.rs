@@ -748,6 +748,16 @@ fn group(
             let lead = &backends[devices.start];
             let here = devices.len() as u32;
             let total = here * world.size;
+            if total < 2 {
+                // As `--ranks 1` is: one rank exchanges nothing, and its 0 B/s read "ok".
+                return Err(Error::invalid(format!(
+                    "{} needs two ranks or more: {} runs one rank per device, and there is \
+                     one device in one process (run a world of several processes, or on a \
+                     node with more devices)",
+                    w.name().trim_end_matches(".n0"),
+                    lead.kind().name()
+                )));
+            }
             if asked != 0 && asked != total {
                 return Err(Error::invalid(format!(
                     "--ranks {asked}, but {} runs one rank per device: {here} device(s) × {} \

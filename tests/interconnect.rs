@@ -757,3 +757,16 @@ fn an_output_over_the_file_rendezvous_is_refused() {
     assert!(says.contains("GPUVET_RENDEZVOUS"), "{says}");
     drop(dir);
 }
+
+/// A collective on one device in one process is refused, as `--ranks 1` is: one rank
+/// exchanges nothing, and it reported 0 B/s as "ok".
+#[test]
+fn a_collective_of_one_rank_is_refused() {
+    exits_2_saying(
+        gpuvet()
+            .env("GPUVET_MOCK_DEVICES", "1")
+            .args(words("--backend mock -q --max-time 0.02"))
+            .args(words("sweep collective --size 4KiB,8KiB --op all_reduce")),
+        "collective.all_reduce.bf16.4KiB needs two ranks or more",
+    );
+}
