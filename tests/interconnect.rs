@@ -675,15 +675,13 @@ fn validate_says_which_workloads_a_missing_library_left_out() {
 #[test]
 fn a_collectives_chart_point_names_every_gpu_of_its_set() {
     let (_dir, [gab]) = temp_files(["gab.json"]);
-    gpuvet()
-        .env("GPUVET_MOCK_DEVICES", "3")
-        .args(words("--backend mock -q --max-time 0.05"))
-        .args(words_with(
-            "--export github:{} bench collective --op all_reduce --size 1MiB",
-            &[&gab],
-        ))
-        .assert()
-        .code(0);
+    let mut run = gpuvet();
+    run.env("GPUVET_MOCK_DEVICES", "3").args(words_with(
+        "--backend mock -q --max-time 0.05 --export github:{} bench collective --op all_reduce \
+         --size 1MiB",
+        &[&gab],
+    ));
+    run.assert().code(0);
     let entries = read_json(&gab);
     let all_reduce = entries
         .as_array()

@@ -219,29 +219,18 @@ fn an_output_named_as_a_chart_in_the_plot_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let plots = dir.path().join("plots");
     std::fs::create_dir(&plots).unwrap();
-    let json = plots.join("roofline.svg");
-    let out = common::gpuvet()
-        .args(common::words("--backend mock -q --max-time 0.05"))
-        .args(common::words_with(
+    let run = |json: &Path| {
+        common::quick_mock(
             "--json {} --plot {} bench memory --size 1MiB",
-            &[&json, &plots],
-        ))
-        .output()
-        .unwrap();
-    common::assert_exit(&out, 2, "a JSON named as a chart");
-    let says = String::from_utf8_lossy(&out.stderr);
-    assert!(says.contains("name of a chart"), "{says}");
+            &[json, &plots],
+        )
+    };
+    let json = plots.join("roofline.svg");
+    common::refused_saying(&run(&json), "name of a chart");
     assert!(!json.exists());
     // Another name in the same directory is fine.
     let json = plots.join("run.json");
-    common::gpuvet()
-        .args(common::words("--backend mock -q --max-time 0.05"))
-        .args(common::words_with(
-            "--json {} --plot {} bench memory --size 1MiB",
-            &[&json, &plots],
-        ))
-        .assert()
-        .code(0);
+    common::assert_exit(&run(&json), 0, "a JSON beside the charts");
     assert!(json.exists() && plots.join("roofline.svg").exists());
 }
 

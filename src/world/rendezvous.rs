@@ -858,17 +858,22 @@ mod tests {
         assert_eq!(one.unwrap().id.unwrap(), vec![2u8; 128]);
     }
 
+    /// Rank 0 and one other rank (`rank`, `size`) meeting at `rdv`, a second each at most.
+    fn zero_and(rank: u32, sizes: (u32, u32), rdv: &Rendezvous) -> (Result<World>, Result<World>) {
+        std::thread::scope(|s| {
+            let zero = one_rank(s, 0, sizes.0, rdv, 1, 1.0);
+            let other = one_rank(s, rank, sizes.1, rdv, 0, 1.0);
+            (zero.join().unwrap(), other.join().unwrap())
+        })
+    }
+
     /// The file exchange is a barrier: no rank passes while another is missing; two processes
     /// given the same rank never both pass; another world size is named as such.
     #[test]
     fn a_file_world_passes_together_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
         let rdv = Rendezvous::File(dir.path().join("rdv.json"));
-        let (zero, one) = std::thread::scope(|s| {
-            let zero = one_rank(s, 0, 3, &rdv, 1, 1.0);
-            let one = one_rank(s, 1, 3, &rdv, 0, 1.0);
-            (zero.join().unwrap(), one.join().unwrap())
-        });
+        let (zero, one) = zero_and(1, (3, 3), &rdv);
         let e = zero.unwrap_err().to_string();
         assert!(e.contains("rank(s) 2 of 3 never acknowledged"), "{e}");
         let e = one.unwrap_err().to_string();
@@ -889,11 +894,7 @@ mod tests {
         assert_eq!(passed, 1, "{got:?}");
 
         let rdv = Rendezvous::File(dir.path().join("sizes.json"));
-        let (_, other) = std::thread::scope(|s| {
-            let zero = one_rank(s, 0, 2, &rdv, 1, 1.0);
-            let other = one_rank(s, 1, 3, &rdv, 0, 1.0);
-            (zero.join().unwrap(), other.join().unwrap())
-        });
+        let (_, other) = zero_and(1, (2, 3), &rdv);
         let e = other.unwrap_err().to_string();
         assert!(e.contains("a world of 2 processes, this one has 3"), "{e}");
     }
