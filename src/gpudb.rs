@@ -503,11 +503,7 @@ pub fn peaks_for(info: &DeviceInfo) -> Option<(Peaks, bool)> {
             // SMs stay: an H20's 78 SMs at Hopper's bf16 rate would give 632 TFLOP/s, and its
             // published dense figure is 148, so a healthy card would read 23% "of peak" and
             // its validation would warn. fp32 runs on the CUDA cores at the architecture's rate.
-            let rate = arch.rates.iter().find_map(|(d, rate)| {
-                (d.parse::<crate::dtype::DType>().ok() == Some(crate::dtype::DType::F32))
-                    .then_some(*rate)
-            });
-            if let Some(rate) = rate {
+            if let Some(rate) = arch.rates.get(crate::dtype::DType::F32.name()) {
                 flops.insert(crate::dtype::DType::F32, sms as f64 * rate * clock * 1e6);
                 how.push(format!(
                     "fp32: {sms} SMs × per-SM rate of {} × {clock:.0} MHz (tensor-core peaks \

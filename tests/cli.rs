@@ -1255,11 +1255,13 @@ fn a_baseline_lock_that_cannot_be_taken_stops_the_run_before_it_starts() {
         base.join(gpuvet::compare::baseline::DIR_LOCK),
     )
     .unwrap();
-    let out = common::quick_mock(
-        "--json {} --save-baseline main --baseline-dir {} bench memory --size 1MiB",
-        &[&json, &base],
+    common::exits_2_saying(
+        &mut common::quick_mock(
+            "--json {} --save-baseline main --baseline-dir {} bench memory --size 1MiB",
+            &[&json, &base],
+        ),
+        ".gpuvet-lock",
     );
-    common::refused_saying(&out, ".gpuvet-lock");
     assert!(!json.exists(), "the run measured before it was refused");
 }
 

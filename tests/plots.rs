@@ -226,11 +226,11 @@ fn an_output_named_as_a_chart_in_the_plot_directory_is_refused() {
         )
     };
     let json = plots.join("roofline.svg");
-    common::refused_saying(&run(&json), "name of a chart");
+    common::exits_2_saying(&mut run(&json), "name of a chart");
     assert!(!json.exists());
     // Another name in the same directory is fine.
     let json = plots.join("run.json");
-    common::assert_exit(&run(&json), 0, "a JSON beside the charts");
+    run(&json).assert().code(0);
     assert!(json.exists() && plots.join("roofline.svg").exists());
 }
 

@@ -49,21 +49,13 @@ pub fn gpuvet() -> Command {
     c
 }
 
-/// A short mock run of `line` (its `{}` filled from `paths`, as [`words_with`]), finished: what
-/// a test of a refusal or of one output needs.
-pub fn quick_mock(line: &str, paths: &[&Path]) -> std::process::Output {
-    gpuvet()
-        .args(words("--backend mock -q --max-time 0.05"))
-        .args(words_with(line, paths))
-        .output()
-        .unwrap()
-}
-
-/// Checks that `out` exited 2 with `says` on stderr.
-pub fn refused_saying(out: &std::process::Output, says: &str) {
-    assert_exit(out, 2, says);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(says), "{err}");
+/// A short mock run of `line` (its `{}` filled from `paths`, as [`words_with`]), to run with
+/// [`exits_2_saying`] or `.assert()`.
+pub fn quick_mock(line: &str, paths: &[&Path]) -> Command {
+    let mut c = gpuvet();
+    c.args(words("--backend mock -q --max-time 0.05"))
+        .args(words_with(line, paths));
+    c
 }
 
 /// A command line written as one string, split at white space (no argument here has any).
