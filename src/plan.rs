@@ -448,7 +448,7 @@ fn plan_with(
         skip_unsupported,
         world,
         left_out,
-        shortfalls,
+        shortfalls: _,
     } = *how;
     let mut plan = Plan::default();
     let mut refused: Vec<Refusal> = Vec::new();
@@ -497,35 +497,20 @@ fn plan_with(
                 Placing::EachDevice => buffer_sets(&w, lead, hot),
                 _ => 1,
             };
-            let mut notes = w.notes();
-            let mut short_of_memory = None;
-            let mut does_not_fit = None;
-            for (b, &d) in members.iter().zip(placement.devices()) {
-                let (checked, short) = match check_memory(&w, *b, d, sets, host, shortfalls) {
-                    Ok(c) => c,
-                    // A suite runs what fits and says what did not (a small card, a MIG
-                    // slice); a workload asked for by name that does not fit is refused.
-                    Err(e @ Error::OutOfMemory { .. }) if skip_unsupported => {
-                        does_not_fit = Some(e.to_string());
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                };
-                short_of_memory = short_of_memory.or(short);
-                for n in checked {
-                    if !notes.contains(&n) {
-                        notes.push(n);
-                    }
+            let (notes, short_of_memory) = match fit_on(&w, &members, &placement, sets, host, how) {
+                Ok(fits) => fits,
+                // A suite runs what fits and says what did not (a small card, a MIG
+                // slice); a workload asked for by name that does not fit is refused.
+                Err(e @ Error::OutOfMemory { .. }) if skip_unsupported => {
+                    plan.not_run.push(NotRun {
+                        workload: w.name(),
+                        device: placement.clone(),
+                        why: e.to_string(),
+                    });
+                    continue;
                 }
-            }
-            if let Some(why) = does_not_fit {
-                plan.not_run.push(NotRun {
-                    workload: w.name(),
-                    device: placement.clone(),
-                    why,
-                });
-                continue;
-            }
+                Err(e) => return Err(e),
+            };
             for imp in unique_names(chosen, &w.name(), &mut plan.skipped) {
                 plan.entries.push(PlanEntry {
                     workload: w.clone(),
@@ -542,6 +527,31 @@ fn plan_with(
         refusal_left(&plan, how.select, &refused)?;
     }
     Ok(plan)
+}
+
+/// The memory check of `w` on every member of its placement: the workload's notes with what
+/// the checks add (each once), and the first member's shortfall where `how` records shortfalls
+/// rather than refusing them. A member without the memory is an [`Error::OutOfMemory`].
+fn fit_on(
+    w: &Workload,
+    members: &[&dyn Backend],
+    placement: &Placement,
+    sets: usize,
+    host: HostMemoryCheck,
+    how: &Planning,
+) -> Result<(Vec<String>, Option<MemoryShortfall>)> {
+    let mut notes = w.notes();
+    let mut short_of_memory = None;
+    for (b, &d) in members.iter().zip(placement.devices()) {
+        let (checked, short) = check_memory(w, *b, d, sets, host, how.shortfalls)?;
+        short_of_memory = short_of_memory.or(short);
+        for n in checked {
+            if !notes.contains(&n) {
+                notes.push(n);
+            }
+        }
+    }
+    Ok((notes, short_of_memory))
 }
 
 /// An implementation left out of one (workload, placement) of the plan, and why.

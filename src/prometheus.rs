@@ -331,71 +331,8 @@ fn result_labels(r: &ResultRecord, gpus: &[Gpu]) -> Option<Labels> {
 
 fn report_metrics(f: &mut TextFile, report: &Report, gpus: &[Gpu]) {
     for r in &report.results {
-        let Some(labels) = result_labels(r, gpus) else {
-            continue;
-        };
-        f.set(
-            "gpuvet_result_verified",
-            "1 when the result's output matched the f64 reference and it was timed, else 0.",
-            &labels,
-            bool_value(r.is_valid()),
-        );
-        // Figures only of a result that verified: a user kernel run unverified (its spec's
-        // choice) keeps its time in the report, labelled, but no dashboard may plot it.
-        let figures = r.is_valid();
-        if let Some(t) = r.throughput.as_ref().filter(|_| figures) {
-            let (name, per_usd) = by_unit(&t.unit);
-            f.set(name, throughput_help(name), &labels, t.value);
-            if let Some(p) = &r.price_performance {
-                f.set(per_usd, PER_USD_HELP, &labels, p.work_per_usd());
-            }
-        }
-        if let Some(p) = r.peak_fraction.filter(|_| figures) {
-            f.set(
-                "gpuvet_result_peak_ratio",
-                "Median throughput as a share of its reference (0-1): the device's datasheet peak, or the link's for transfers, peer copies and collectives.",
-                &labels,
-                p,
-            );
-        }
-        if let Some(s) = r.stats.as_ref().filter(|_| figures) {
-            f.set(
-                "gpuvet_result_median_seconds",
-                "Median time of one iteration.",
-                &labels,
-                s.median_s,
-            );
-        }
-        if let Some(mhz) = r.effective_clock_mhz {
-            f.set(
-                "gpuvet_result_effective_sm_clock_hertz",
-                "Effective SM clock while the result was sampled.",
-                &labels,
-                mhz * 1e6,
-            );
-        }
-        if let Some(w) = r.power_w {
-            f.set(
-                "gpuvet_result_power_watts",
-                "Median board power while the result was sampled (readings a second or more into the load).",
-                &labels,
-                w,
-            );
-        }
-        let power = r.power_w.filter(|&w| w > 0.0);
-        if let (Some(t), Some(w)) = (r.throughput.as_ref().filter(|_| figures), power) {
-            // Per joule: throughput per watt in base units, one gauge per kind of work.
-            let name = match t.unit.as_str() {
-                "OP/s" => "gpuvet_result_op_per_joule",
-                "B/s" => "gpuvet_result_bytes_per_joule",
-                _ => "gpuvet_result_flop_per_joule",
-            };
-            f.set(
-                name,
-                "Work per joule of board energy: median throughput / median in-run power.",
-                &labels,
-                t.value / w,
-            );
+        if let Some(labels) = result_labels(r, gpus) {
+            result_metrics(f, r, &labels);
         }
     }
     // A dashboard of figures cannot tell a workload never run from one not yet scraped: each
@@ -429,6 +366,75 @@ fn report_metrics(f: &mut TextFile, report: &Report, gpus: &[Gpu]) {
                 usd,
             );
         }
+    }
+}
+
+/// One result's series: whether it verified, and the figures of one that did (throughput, its
+/// price-performance, peak share, median time, work per joule), with the clock and power read
+/// while it ran.
+fn result_metrics(f: &mut TextFile, r: &ResultRecord, labels: &[(&'static str, String)]) {
+    f.set(
+        "gpuvet_result_verified",
+        "1 when the result's output matched the f64 reference and it was timed, else 0.",
+        labels,
+        bool_value(r.is_valid()),
+    );
+    // Figures only of a result that verified: a user kernel run unverified (its spec's
+    // choice) keeps its time in the report, labelled, but no dashboard may plot it.
+    let figures = r.is_valid();
+    if let Some(t) = r.throughput.as_ref().filter(|_| figures) {
+        let (name, per_usd) = by_unit(&t.unit);
+        f.set(name, throughput_help(name), labels, t.value);
+        if let Some(p) = &r.price_performance {
+            f.set(per_usd, PER_USD_HELP, labels, p.work_per_usd());
+        }
+    }
+    if let Some(p) = r.peak_fraction.filter(|_| figures) {
+        f.set(
+            "gpuvet_result_peak_ratio",
+            "Median throughput as a share of its reference (0-1): the device's datasheet peak, or the link's for transfers, peer copies and collectives.",
+            labels,
+            p,
+        );
+    }
+    if let Some(s) = r.stats.as_ref().filter(|_| figures) {
+        f.set(
+            "gpuvet_result_median_seconds",
+            "Median time of one iteration.",
+            labels,
+            s.median_s,
+        );
+    }
+    if let Some(mhz) = r.effective_clock_mhz {
+        f.set(
+            "gpuvet_result_effective_sm_clock_hertz",
+            "Effective SM clock while the result was sampled.",
+            labels,
+            mhz * 1e6,
+        );
+    }
+    if let Some(w) = r.power_w {
+        f.set(
+            "gpuvet_result_power_watts",
+            "Median board power while the result was sampled (readings a second or more into the load).",
+            labels,
+            w,
+        );
+    }
+    let power = r.power_w.filter(|&w| w > 0.0);
+    if let (Some(t), Some(w)) = (r.throughput.as_ref().filter(|_| figures), power) {
+        // Per joule: throughput per watt in base units, one gauge per kind of work.
+        let name = match t.unit.as_str() {
+            "OP/s" => "gpuvet_result_op_per_joule",
+            "B/s" => "gpuvet_result_bytes_per_joule",
+            _ => "gpuvet_result_flop_per_joule",
+        };
+        f.set(
+            name,
+            "Work per joule of board energy: median throughput / median in-run power.",
+            labels,
+            t.value / w,
+        );
     }
 }
 

@@ -10,7 +10,7 @@ use crate::env::{HostInfo, ToolInfo};
 use crate::export::Exports;
 use crate::inputs;
 use crate::measure::{
-    measure_fixed, measure_observed, FixedSchedule, MeasureConfig, Phase, StopReason,
+    measure_fixed, measure_observed, FixedSchedule, MeasureConfig, Measurement, Phase, StopReason,
 };
 use crate::plan::{Plan, PlanEntry};
 use crate::report::{Report, ResultRecord, RunConfig, Status, Throughput, SCHEMA_VERSION};
@@ -327,16 +327,28 @@ fn run_one(
         None => measure_observed(prepared.as_mut(), &s.measure, wseed, stop, &mut observe)?,
     };
     record.telemetry_after = backend.telemetry();
-    let in_run_clock = in_run[0].median_sm_clock();
+    record.power_w = group_power(&in_run, other_processes);
+    record_measurement(&mut record, w, m, in_run[0].median_sm_clock());
+    Ok(record)
+}
+
+/// Fills the timed figures of a verified `record` of `w` from its measurement `m`: status,
+/// throughput and bandwidth at the median time, the samples' statistics, the clock (read during
+/// the samples where the backend could, else from the telemetry around them) and the figures
+/// derived from it.
+fn record_measurement(
+    record: &mut ResultRecord,
+    w: &crate::workload::Workload,
+    m: Measurement,
+    in_run_clock: Option<f64>,
+) {
     record.effective_clock_mhz =
         in_run_clock.or_else(|| effective_clock(&record.telemetry_before, &record.telemetry_after));
-    record.power_w = group_power(&in_run, other_processes);
     record.status = Status::Ok;
     let t = m.summary.median_s;
-    let unit = ResultRecord::unit_for(w);
     record.throughput = Some(Throughput {
         value: w.rate(t),
-        unit: unit.into(),
+        unit: ResultRecord::unit_for(w).into(),
     });
     record.bandwidth = Some(Throughput {
         value: w.bytes() as f64 / t,
@@ -346,7 +358,6 @@ fn run_one(
     record.stop_reason = m.stop_reason;
     record.stats = Some(m.summary);
     record.fill_efficiency(in_run_clock);
-    Ok(record)
 }
 
 /// Writes the inputs and output of result `id` to `--dump-dir`, where one is given. On a run of

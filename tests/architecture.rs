@@ -2,7 +2,9 @@
 //! of `src/` (a file `src/x.rs` or a folder `src/x/`) import one another without a circle, and
 //! the modules the old tree tangled stay apart (`backend` reads neither `validate`, `gpudb` nor
 //! `report`). Read as text: every `crate::NAME` path and every `use crate::{NAME, …}` group
-//! outside comments counts, tests inside the files included.
+//! outside comments counts, tests inside the files included. And no function of `src/` runs
+//! past [`LONGEST_FN`] lines, the length the redesign set (read from rustfmt's layout: a body
+//! ends at the first `}` back at its `fn`'s indentation).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -208,4 +210,116 @@ fn the_reader_sees_use_groups_and_paths_but_not_comments() {
     assert_eq!(circle(&g).unwrap(), ["p", "q", "r", "p"]);
     g.get_mut("r").unwrap().clear();
     assert!(circle(&g).is_none());
+}
+
+/// The most lines a function of `src/` may take, signature and closing brace included.
+const LONGEST_FN: usize = 100;
+
+/// Every function with a body in `text`: (name, first line (1-based), lines). rustfmt puts a
+/// body's closing brace alone at the indentation of its `fn`, which is where it is taken to end.
+fn function_lengths(text: &str) -> Vec<(String, usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let code = line.trim_start();
+        let indent = line.len() - code.len();
+        let mut words = code.split_whitespace().peekable();
+        // Qualifiers before `fn`: visibility, const, async, unsafe, extern "C".
+        while let Some(w) = words.peek() {
+            if w.starts_with("pub") || ["const", "async", "unsafe", "extern", "\"C\""].contains(w) {
+                words.next();
+            } else {
+                break;
+            }
+        }
+        if words.next() != Some("fn") {
+            continue;
+        }
+        let Some(name) = words.next().map(ident).filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        // A declaration without a body (a trait's) ends in `;` before any `{`.
+        let opens = lines[i..]
+            .iter()
+            .position(|l| l.contains('{') || l.trim_end().ends_with(';'));
+        if opens.is_none_or(|o| !lines[i + o].contains('{')) {
+            continue;
+        }
+        let closing = " ".repeat(indent) + "}";
+        // A one-line body (`fn f() -> u32 { 1 }`) closes on its own line.
+        let end = if line.trim_end().ends_with('}') {
+            Some(0)
+        } else {
+            lines[i + 1..]
+                .iter()
+                .position(|l| {
+                    l.starts_with(&closing) && {
+                        let rest = &l[closing.len()..];
+                        rest.is_empty() || rest.starts_with([')', ',', ';'])
+                    }
+                })
+                .map(|p| p + 1)
+        };
+        let end = end.unwrap_or_else(|| panic!("no end found for fn {name} at line {}", i + 1));
+        found.push((name.to_string(), i + 1, end + 1));
+    }
+    found
+}
+
+#[test]
+fn no_function_runs_past_the_limit() {
+    let mut files = Vec::new();
+    rust_files(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")),
+        &mut files,
+    );
+    let mut seen = 0;
+    let mut long = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (name, line, n) in function_lengths(&text) {
+            seen += 1;
+            if n > LONGEST_FN {
+                long.push(format!("{}:{line} {name}: {n} lines", f.display()));
+            }
+        }
+    }
+    // The reader found the crate's functions (well over a thousand), not a handful.
+    assert!(seen > 1000, "read only {seen} functions");
+    assert!(
+        long.is_empty(),
+        "functions over {LONGEST_FN} lines (split them):\n  {}",
+        long.join("\n  ")
+    );
+}
+
+#[test]
+fn the_length_reader_measures_bodies_and_skips_declarations() {
+    let text = "\
+pub fn a(x: u32) -> u32 {
+    let y = x;
+    y
+}
+    fn required(&self) -> u32;
+    pub(crate) const fn b() -> u32 { 1 }
+    fn c(
+        x: u32,
+    ) -> Result<()>
+    where
+        X: Y,
+    {
+        match x {
+            _ => {}
+        }
+    }
+";
+    let got = function_lengths(text);
+    assert_eq!(
+        got,
+        [
+            ("a".to_string(), 1, 4),
+            ("b".to_string(), 6, 1),
+            ("c".to_string(), 7, 10),
+        ]
+    );
 }

@@ -4,7 +4,7 @@
 
 use super::{stop_on_ctrlc, write_plots, Options};
 use crate::backend;
-use crate::export::{Exporter, PrettyJson};
+use crate::export::{Exporter, Exports, PrettyJson};
 use crate::output::Output;
 use crate::plan::{self, ImplSelect};
 use crate::report::Report;
@@ -47,21 +47,7 @@ pub struct Outcome {
 /// Runs `req` and writes every requested output.
 pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     let world = World::from_process(req.world)?;
-    // Every rank refuses a baseline name its highest rank cannot take (`NAME.rank15` over the
-    // length limit), before the rendezvous: refused on that rank alone, the others waited the
-    // whole rendezvous timeout and then blamed it for not joining.
-    if world.size > 1 {
-        let last = opts.for_rank(world.size - 1);
-        for name in [&last.baseline, &last.save_baseline].into_iter().flatten() {
-            crate::compare::baseline::validate_name(name).with_context(|| {
-                format!(
-                    "in a world of {} processes, rank {} keeps its baseline as `{name}`",
-                    world.size,
-                    world.size - 1
-                )
-            })?;
-        }
-    }
+    check_highest_rank_baselines(opts, &world)?;
     let per_rank;
     let opts = if world.rank > 0 {
         per_rank = opts.for_rank(world.rank);
@@ -123,28 +109,8 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     )?;
 
     let output = Output::new(exports.uses_stdout() || extra_stdout);
-    let color = output.human_color();
-    output
-        .human(&crate::term::results_table(&report, color))
-        .context("writing to stdout")?;
-    if plan.entries.iter().any(|e| e.placement.devices().len() > 1) {
-        output
-            .human(&crate::interconnect::summary(&report, color))
-            .context("writing to stdout")?;
-    }
-    // Every output's last write (stdout's only one); what could not be written fails the run
-    // after the baselines, which do not depend on it.
-    let mut unwritten = exports.finish(&report, opts.quiet);
-    if let Some(target) = &opts.prometheus {
-        if let Err(e) = crate::prometheus::Prometheus.write(target, &report) {
-            unwritten.push(format!("--prometheus {target}: {e:#}"));
-        }
-    }
-    if let Some(dir) = &opts.plot {
-        write_plots(opts, dir, || {
-            crate::plot::write_plots(&report, dir, req.axis.as_deref())
-        })?;
-    }
+    let on_sets = plan.entries.iter().any(|e| e.placement.devices().len() > 1);
+    let mut unwritten = write_outputs(opts, req, &report, &exports, output, on_sets)?;
     // Interrupted is what the report says (the stop flag as the runner read it for
     // `complete`): read again here, a signal between the two gave exit 130 and no baseline for
     // a run whose files say it completed.
@@ -164,6 +130,60 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
         report,
         output,
     })
+}
+
+/// Every rank refuses a baseline name its highest rank cannot take (`NAME.rank15` over the
+/// length limit), before the rendezvous: refused on that rank alone, the others waited the whole
+/// rendezvous timeout and then blamed it for not joining.
+fn check_highest_rank_baselines(opts: &Options, world: &World) -> Result<()> {
+    if world.size <= 1 {
+        return Ok(());
+    }
+    let last = opts.for_rank(world.size - 1);
+    for name in [&last.baseline, &last.save_baseline].into_iter().flatten() {
+        crate::compare::baseline::validate_name(name).with_context(|| {
+            format!(
+                "in a world of {} processes, rank {} keeps its baseline as `{name}`",
+                world.size,
+                world.size - 1
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The human tables (and, after a run on device sets, the link summary), then every output's
+/// last write (stdout's only one), the Prometheus file and the charts. Returns what could not
+/// be written: that fails the run after the baselines, which do not depend on it.
+fn write_outputs(
+    opts: &Options,
+    req: &MeasureRequest,
+    report: &Report,
+    exports: &Exports,
+    output: Output,
+    on_sets: bool,
+) -> Result<Vec<String>> {
+    let color = output.human_color();
+    output
+        .human(&crate::term::results_table(report, color))
+        .context("writing to stdout")?;
+    if on_sets {
+        output
+            .human(&crate::interconnect::summary(report, color))
+            .context("writing to stdout")?;
+    }
+    let mut unwritten = exports.finish(report, opts.quiet);
+    if let Some(target) = &opts.prometheus {
+        if let Err(e) = crate::prometheus::Prometheus.write(target, report) {
+            unwritten.push(format!("--prometheus {target}: {e:#}"));
+        }
+    }
+    if let Some(dir) = &opts.plot {
+        write_plots(opts, dir, || {
+            crate::plot::write_plots(report, dir, req.axis.as_deref())
+        })?;
+    }
+    Ok(unwritten)
 }
 
 /// What a run stopped by Ctrl-C still writes (no baseline is saved), and its exit code, 130.
@@ -299,7 +319,7 @@ fn refuse_over_reads<'p>(
 
 /// Checks baseline names before anything runs (export specs were checked when the exports
 /// were opened); returns the baseline directory.
-fn check_baseline_flags(opts: &Options, exports: &crate::export::Exports) -> Result<PathBuf> {
+fn check_baseline_flags(opts: &Options, exports: &Exports) -> Result<PathBuf> {
     use crate::compare;
     for name in opts.baseline.iter().chain(opts.save_baseline.iter()) {
         compare::baseline::validate_name(name)?;

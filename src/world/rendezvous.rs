@@ -486,74 +486,69 @@ fn file_publish(
         tokens: Vec::new(),
     };
     write_json(path, &p, "writing")?;
-    // The acknowledgements of this run, read afresh each pass: one taken back is missing again.
-    let acks_now = |closed: bool| -> Vec<Option<Ack>> {
-        (0..world.size)
-            .map(|rank| {
-                (rank > 0)
-                    .then(|| read_json::<Ack>(&ack_path(path, rank)))
-                    .flatten()
-                    .filter(|a| a.key == world.key && a.nonce == p.nonce && a.closed == closed)
-            })
-            .collect()
-    };
-    let missing = |acks: &[Option<Ack>]| -> Vec<String> {
-        (1..acks.len())
-            .filter(|&r| acks[r].is_none())
-            .map(|r| r.to_string())
-            .collect()
-    };
-    let acks = loop {
-        let acks = acks_now(false);
-        let gone = missing(&acks);
-        if gone.is_empty() {
-            break acks;
-        }
-        if Instant::now() >= deadline {
-            return Err(Error::backend(
-                "rendezvous",
-                format!(
-                    "rank(s) {} of {} never acknowledged {} (not started, another world size \
-                     or job key, gave up, or not seeing the same file)",
-                    gone.join(", "),
-                    world.size,
-                    path.display()
-                ),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let acks = wait_for_acks(world, path, &p.nonce, false, deadline)?;
     p.hosts = std::iter::once(me.to_string())
-        .chain(acks.iter().flatten().map(|a| a.host.clone()))
+        .chain(acks.iter().map(|a| a.host.clone()))
         .collect();
     p.tokens = std::iter::once(String::new())
-        .chain(acks.iter().flatten().map(|a| a.token.clone()))
+        .chain(acks.iter().map(|a| a.token.clone()))
         .collect();
     p.closed = true;
     write_json(path, &p, "closing")?;
-    loop {
-        let gone = missing(&acks_now(true));
-        if gone.is_empty() {
-            break;
-        }
-        if Instant::now() >= deadline + GRACE {
-            return Err(Error::backend(
-                "rendezvous",
-                format!(
-                    "rank(s) {} of {} never confirmed the close of {} (gave up, or another \
-                     process of rank 0 replaced it)",
-                    gone.join(", "),
-                    world.size,
-                    path.display()
-                ),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_acks(world, path, &p.nonce, true, deadline + GRACE)?;
     for rank in 1..world.size {
         let _ = std::fs::remove_file(ack_path(path, rank));
     }
     Ok((id, p.hosts))
+}
+
+/// Rank 0 waits until every other rank's acknowledgement of run `nonce` is in place (with
+/// `closed`: its confirmation of the close), read afresh each pass (one taken back is missing
+/// again), or `deadline` passes: then every rank still missing is named. Returns ranks 1.. in
+/// order.
+fn wait_for_acks(
+    world: &World,
+    path: &Path,
+    nonce: &str,
+    closed: bool,
+    deadline: Instant,
+) -> Result<Vec<Ack>> {
+    loop {
+        let acks: Vec<Option<Ack>> = (1..world.size)
+            .map(|rank| {
+                read_json::<Ack>(&ack_path(path, rank))
+                    .filter(|a| a.key == world.key && a.nonce == nonce && a.closed == closed)
+            })
+            .collect();
+        let gone: Vec<String> = (1..world.size)
+            .zip(&acks)
+            .filter(|(_, a)| a.is_none())
+            .map(|(r, _)| r.to_string())
+            .collect();
+        if gone.is_empty() {
+            return Ok(acks.into_iter().flatten().collect());
+        }
+        if Instant::now() >= deadline {
+            let file = path.display();
+            let why = if closed {
+                format!(
+                    "never confirmed the close of {file} (gave up, or another process of rank 0 \
+                     replaced it)"
+                )
+            } else {
+                format!(
+                    "never acknowledged {file} (not started, another world size or job key, \
+                     gave up, or not seeing the same file)"
+                )
+            };
+            let (gone, size) = (gone.join(", "), world.size);
+            return Err(Error::backend(
+                "rendezvous",
+                format!("rank(s) {gone} of {size} {why}"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn ack_path(path: &Path, rank: u32) -> PathBuf {
