@@ -52,7 +52,7 @@ pub struct Global {
     /// `cuda` fails (exit 2) when no GPU can be used.
     #[arg(long, global = true, value_enum, default_value_t = BackendChoice::Auto, env = "GPUVET_BACKEND")]
     pub backend: BackendChoice,
-    /// Write the full report as JSON to PATH (rewritten after every result), or to stdout with `-`.
+    /// Write the full report as JSON to PATH (rewritten as results come in), or to stdout with `-`.
     #[arg(long, global = true, value_name = "PATH|-")]
     pub json: Option<String>,
     /// Write one CSV row per result to PATH, or stdout with `-`.
@@ -1317,7 +1317,7 @@ fn bad_environment(e: &clap::Error) -> Option<String> {
 fn run(cli: Cli) -> Result<i32> {
     let g = cli.global;
     check_numbers(&g)?;
-    crate::backend::cuda::timing::hang_timeout_from_env()?;
+    crate::backend::check_env()?;
     check_fleet_flags(&g, cli.command.as_ref())?;
     if g.threads > 0 {
         // Verification and input generation use the global pool; size it as asked.
@@ -1351,6 +1351,7 @@ fn run(cli: Cli) -> Result<i32> {
                 world,
                 user_kernels: bench.user_kernels,
                 reads: bench.reads,
+                ..Default::default()
             };
             Ok(commands::run::measure(&opts, &req)?.code)
         }
@@ -1375,6 +1376,7 @@ fn run(cli: Cli) -> Result<i32> {
                 world,
                 user_kernels: Vec::new(),
                 reads,
+                ..Default::default()
             };
             Ok(commands::run::measure(&opts, &req)?.code)
         }
@@ -1428,8 +1430,7 @@ fn measure(
         command: command.into(),
         axis,
         world,
-        user_kernels: Vec::new(),
-        reads: Vec::new(),
+        ..Default::default()
     };
     Ok(commands::run::measure(opts, &req)?.code)
 }

@@ -22,9 +22,13 @@ pub enum ImplSelect {
     Default,
     /// Every implementation the device has.
     All,
-    /// Vendor references only (the first implementation where a device has none): what a
-    /// health verdict rests on, so that an own kernel under development can never fail a node.
+    /// Vendor references only (`--impl reference`): a workload without one on a device is
+    /// skipped there, with a note.
     Reference,
+    /// Vendor references, or the first implementation where a device has none: what a health
+    /// verdict rests on, so that an own kernel under development can never fail a node while
+    /// every workload is still judged.
+    Judging,
     /// These, by name.
     Named(Vec<String>),
     /// The first implementation each device lists (its best): what a sustained load runs.
@@ -417,7 +421,7 @@ pub fn build_judging(
 ) -> Result<Plan> {
     let world = World::single();
     let how = Planning {
-        select: &ImplSelect::Reference,
+        select: &ImplSelect::Judging,
         hot: false,
         skip_unsupported: true,
         world: &world,
@@ -576,6 +580,10 @@ fn refusal_left(plan: &Plan, select: &ImplSelect, refused: &[Refusal]) -> Result
     match (unplaced, refused.first()) {
         (Some(r), _) => Err(Error::unsupported(r.why.clone())),
         (None, Some(r)) if plan.entries.is_empty() => Err(Error::unsupported(r.why.clone())),
+        // Nothing refused and nothing left (`--impl reference` where no workload has one).
+        (None, None) if plan.entries.is_empty() && !plan.skipped.is_empty() => Err(
+            Error::unsupported(format!("nothing to run: {}", plan.skipped.join("; "))),
+        ),
         _ => Ok(()),
     }
 }
@@ -635,8 +643,20 @@ fn implementations_for(
             why,
         });
     };
+    let picked = choose(select, &avail);
+    if picked.is_empty() && *select == ImplSelect::Reference {
+        let note = format!(
+            "{}: {} has no vendor reference for it (`--impl reference` runs only those)",
+            w.name(),
+            lead.device().name
+        );
+        if !skipped.contains(&note) {
+            skipped.push(note);
+        }
+        return Ok(None);
+    }
     let mut chosen = Vec::new();
-    for name in choose(select, &avail) {
+    for name in picked {
         if !is_named(select, &name) {
             chosen.push(name);
             continue;
@@ -683,7 +703,9 @@ fn choose(select: &ImplSelect, avail: &[crate::backend::ImplInfo]) -> Vec<String
     match select {
         ImplSelect::All => avail.iter().map(|i| i.name.clone()).collect(),
         ImplSelect::Best => vec![avail[0].name.clone()],
-        ImplSelect::Reference => {
+        // The vendor ones only: a workload without one runs nothing (the caller says so).
+        ImplSelect::Reference => refs(),
+        ImplSelect::Judging => {
             let r = refs();
             if r.is_empty() {
                 vec![avail[0].name.clone()]
@@ -1061,14 +1083,15 @@ mod tests {
             causal: false,
             dtype: DType::F32,
         });
-        let p = build(&[mm, att], &b, &ImplSelect::Reference, false, false).unwrap();
-        let names: Vec<&str> = p
-            .entries
-            .iter()
-            .map(|e| e.implementation.as_str())
-            .collect();
-        // gemm is the CPU's vendor-library reference; attention has none, so its first impl.
-        assert_eq!(names, ["gemm", "flash"]);
+        let names = |select: &ImplSelect| -> Vec<String> {
+            let p = build(&[mm.clone(), att.clone()], &b, select, false, false).unwrap();
+            p.entries.into_iter().map(|e| e.implementation).collect()
+        };
+        // gemm is the CPU's vendor-library reference; attention has none, so a verdict runs
+        // its first impl...
+        assert_eq!(names(&ImplSelect::Judging), ["gemm", "flash"]);
+        // ... and `--impl reference` leaves it out.
+        assert_eq!(names(&ImplSelect::Reference), ["gemm"]);
     }
 
     #[test]

@@ -276,16 +276,6 @@ pub fn peak_for(devices: &[DeviceInfo], placement: &Placement, w: &Workload) -> 
     }
 }
 
-impl ResultRecord {
-    /// The headline throughput as a share of the device's peak; `None` without a throughput
-    /// or a known, positive peak.
-    pub fn peak_share(&self, peaks: &Peaks) -> Option<f64> {
-        let rate = self.throughput.as_ref()?.value;
-        let peak = peak_of(peaks, &self.workload)?;
-        (peak > 0.0).then(|| rate / peak)
-    }
-}
-
 /// `<workload name>/<implementation>`: what comparisons match results by.
 pub fn result_id(w: &Workload, implementation: &str) -> String {
     format!("{}/{implementation}", w.name())

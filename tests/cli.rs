@@ -3,18 +3,20 @@
 mod common;
 
 use common::{
-    assert_exit, exits_2_saying, gpuvet, gpuvet_in_background, has_a_result, mock_report, read,
-    read_json, signal_when, stdout_of, temp_files, words, words_with, QUICK,
+    assert_exit, exits_2_saying, gpuvet, gpuvet_in_background, has_a_result, mock_report,
+    quick_mock, read, read_json, signal_when, stdout_of, temp_files, words, words_with, QUICK,
 };
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// True (and says so on stderr) where this machine has an NVIDIA GPU, so that a test of the
 /// no-GPU path has nothing to check.
-fn has_gpu() -> bool {
+/// Whether this machine has an NVIDIA GPU, which a test of the no-GPU paths cannot run on: then
+/// `test` is reported skipped (counted so by .ci/run, not as passed).
+fn has_gpu(test: &str) -> bool {
     let gpu = Path::new("/dev/nvidia0").exists();
     if gpu {
-        eprintln!("skipped: this machine has an NVIDIA GPU");
+        common::say_skip(test, "this machine has an NVIDIA GPU");
     }
     gpu
 }
@@ -286,12 +288,16 @@ fn bad_inputs_exit_2_with_one_clear_line() {
 
 #[test]
 fn cuda_backend_without_a_gpu_exits_2() {
-    exits_2_without_a_gpu("--backend cuda info", "cuda");
+    exits_2_without_a_gpu(
+        "cuda_backend_without_a_gpu_exits_2",
+        "--backend cuda info",
+        "cuda",
+    );
 }
 
 /// On a machine with no NVIDIA GPU, `line` exits 2 with `msg` on stderr.
-fn exits_2_without_a_gpu(line: &str, msg: &str) {
-    if has_gpu() {
+fn exits_2_without_a_gpu(test: &str, line: &str, msg: &str) {
+    if has_gpu(test) {
         return;
     }
     exits_2_saying(gpuvet().args(words(line)), msg);
@@ -299,7 +305,7 @@ fn exits_2_without_a_gpu(line: &str, msg: &str) {
 
 #[test]
 fn auto_falls_back_to_cpu_with_a_notice() {
-    if has_gpu() {
+    if has_gpu("auto_falls_back_to_cpu_with_a_notice") {
         return;
     }
     gpuvet()
@@ -468,7 +474,11 @@ fn stress_passes_when_outputs_repeat_and_names_a_planted_fault() {
 
 #[test]
 fn stress_without_a_gpu_says_so_and_exits_2() {
-    exits_2_without_a_gpu("stress --duration 1s", "stress needs an NVIDIA GPU");
+    exits_2_without_a_gpu(
+        "stress_without_a_gpu_says_so_and_exits_2",
+        "stress --duration 1s",
+        "stress needs an NVIDIA GPU",
+    );
 }
 
 /// A run with a wrong result is never saved as a baseline: the good one stays, and the next
@@ -1279,4 +1289,76 @@ fn a_wrong_result_beside_one_that_could_not_run_exits_1() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ERROR") && text.contains("FAIL"), "{text}");
     common::assert_exit(&out, 1, "a wrong result and an error");
+}
+
+/// A suite runs what its devices can: `suite llm` on a node without the attention library
+/// still measures the matmuls and names the attention kernels under `missing` (it used to stop
+/// with exit 2), and with `--estimate-json -` stdout is that JSON alone (the results table
+/// went to stdout in front of it).
+#[test]
+fn suite_llm_runs_what_it_can_and_keeps_stdout_for_its_json() {
+    let out = quick_mock(
+        "suite llm --model llama3.1-8b --tp 8 --prompt 4 --gen 2 --estimate-json -",
+        &[],
+    )
+    .env("GPUVET_MOCK_NO_LIBRARY", "attention")
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let est: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is the JSON");
+    let missing = est["missing"].as_array().unwrap();
+    assert!(
+        missing.iter().any(|m| m
+            .as_str()
+            .unwrap()
+            .contains("not run: the mock's library for attention")),
+        "{est}"
+    );
+    assert!(
+        est["kernels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["median_s"].is_f64()),
+        "{est}"
+    );
+    // The left-out kernels are warned about even under -q.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: skipped: "));
+}
+
+/// A quick run whose devices could run none of its workloads measured nothing: exit 2, not an
+/// empty table and 0.
+#[test]
+fn a_run_that_measured_nothing_exits_2() {
+    exits_2_saying(
+        quick_mock("run", &[]).env("GPUVET_MOCK_NO_LIBRARY", "matmul,attention,memory"),
+        "nothing was measured",
+    );
+}
+
+/// `--impl reference` runs vendor references only: the CPU's memory copy has none, so the run
+/// is refused rather than quietly timing the own kernel.
+#[test]
+fn impl_reference_without_a_reference_is_refused() {
+    exits_2_saying(
+        gpuvet().args(words(
+            "--backend cpu -q bench memory --size 1MiB --impl reference",
+        )),
+        "has no vendor reference",
+    );
+}
+
+#[test]
+fn a_bad_cpu_sgemm_choice_is_refused() {
+    exits_2_saying(
+        gpuvet()
+            .args(words("--backend cpu info"))
+            .env("GPUVET_CPU_SGEMM", "bogus"),
+        "GPUVET_CPU_SGEMM=bogus is not `own` or `gemm`",
+    );
 }

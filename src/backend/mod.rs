@@ -69,6 +69,15 @@ impl BackendKind {
         }
     }
 
+    /// True when a run's report gets a fixed host and start time: the mock's runs are the
+    /// snapshots of the tests, the same on every machine.
+    pub fn fixed_environment(self) -> bool {
+        match self {
+            BackendKind::Mock => true,
+            BackendKind::Cpu | BackendKind::Cuda => false,
+        }
+    }
+
     /// How large a `validate` suite the backend's devices get.
     pub fn suite_scale(self) -> SuiteScale {
         match self {
@@ -780,6 +789,41 @@ fn mock_devices() -> Result<usize> {
             ))),
         },
     }
+}
+
+impl BackendChoice {
+    /// True for the backends that stand in for GPUs when testing gpuvet itself (cpu, mock):
+    /// commands that judge GPUs accept them only when asked to.
+    pub fn is_stand_in(self) -> bool {
+        match self {
+            BackendChoice::Cpu | BackendChoice::Mock => true,
+            BackendChoice::Auto | BackendChoice::Cuda => false,
+        }
+    }
+}
+
+/// Opens the backends of a command about GPUs (stress, validate): `auto` means every NVIDIA GPU
+/// and never falls back to the CPU (an error says why none could be opened); an explicit choice
+/// opens as [`open`] does.
+pub fn open_gpus(choice: BackendChoice, threads: usize) -> Result<Vec<Box<dyn Backend>>> {
+    match choice {
+        BackendChoice::Auto => cuda::open_all(),
+        _ => Ok(open(choice, threads)?.backends),
+    }
+}
+
+/// Checks the variables that tune the backends (`GPUVET_HANG_TIMEOUT`, `GPUVET_CPU_SGEMM`), so
+/// that a typo is an error before anything runs rather than a silent default.
+pub fn check_env() -> Result<()> {
+    cuda::timing::hang_timeout_from_env()?;
+    cpu::sgemm_forced()?;
+    Ok(())
+}
+
+/// `gpuvet list --kernels [-v]`: gpuvet's own CUDA kernels, from the CUDA backend's kernel
+/// table (with `verbose`, what ptxas reports of each).
+pub fn list_kernels(verbose: bool) -> Result<String> {
+    cuda::list_kernels(verbose)
 }
 
 /// Opens the backends for `choice`. `threads` is the CPU thread count (0 = all).

@@ -18,7 +18,7 @@ pub struct ListOptions {
 
 pub fn list(opts: &Options, what: ListOptions) -> Result<i32> {
     if what.kernels {
-        print_stdout(&format!("{}\n", backend::cuda::list_kernels(what.verbose)?))?;
+        print_stdout(&format!("{}\n", backend::list_kernels(what.verbose)?))?;
         return Ok(0);
     }
     if what.skus {

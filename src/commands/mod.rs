@@ -181,7 +181,7 @@ impl Options {
             quiet: self.quiet,
             command: command.into(),
             backend: backend.into(),
-            fixed_environment: self.backend == BackendChoice::Mock,
+            fixed_environment: backend.fixed_environment(),
             world: Default::default(),
         }
     }

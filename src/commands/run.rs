@@ -34,6 +34,13 @@ pub struct MeasureRequest {
     /// Files the command reads besides the baselines, with the flag that named them
     /// (`--model-file`): no output may be written over one.
     pub reads: Vec<(&'static str, PathBuf)>,
+    /// A suite of named workloads (`suite llm`): what the devices cannot run (a missing
+    /// library, too little memory) is recorded as not run and the rest runs, as the quick run
+    /// (`workloads: None`) does, instead of refusing the whole plan.
+    pub suite: bool,
+    /// The command's own output goes to stdout (`suite llm --estimate-json -`): the human
+    /// tables then go to stderr, as they do for `--json -`.
+    pub own_stdout: bool,
 }
 
 /// What a measuring command leaves for its caller.
@@ -75,7 +82,7 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
             b.register_user_kernel(kind, k)?;
         }
     }
-    let suite = req.workloads.is_none();
+    let suite = req.workloads.is_none() || req.suite;
     let workloads = req
         .workloads
         .clone()
@@ -89,9 +96,14 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
         &world,
         &[],
     )?;
-    let name_of = |i: usize| opened.backends[i].device().name.clone();
-    for s in plan.notices(name_of) {
+    for s in &plan.skipped {
         opts.notice(&format!("skipped: {s}"));
+    }
+    // Workloads a device cannot run at all are a finding about the machine (no cuBLASLt, too
+    // little memory): said even under --quiet.
+    let name_of = |i: usize| opened.backends[i].device().name.clone();
+    for s in crate::plan::not_run_lines(&plan.not_run, name_of) {
+        crate::term::warn(&format!("skipped: {s}"));
     }
     let mut settings = opts.settings(&req.command, opened.backends[0].kind());
     settings.world = world;
@@ -108,7 +120,7 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
         &stop,
     )?;
 
-    let output = Output::new(exports.uses_stdout() || extra_stdout);
+    let output = Output::new(exports.uses_stdout() || extra_stdout || req.own_stdout);
     let on_sets = plan.entries.iter().any(|e| e.placement.devices().len() > 1);
     let mut unwritten = write_outputs(opts, req, &report, &exports, output, on_sets)?;
     // Interrupted is what the report says (the stop flag as the runner read it for
@@ -117,7 +129,7 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     let code = if !report.complete {
         interrupted(opts, &report, &mut unwritten)
     } else {
-        exit_code(&report).max(after_run(
+        nothing_ran(&report).max(exit_code(&report)).max(after_run(
             opts,
             &report,
             &baseline_dir,
@@ -248,7 +260,7 @@ pub fn suite_llm(
     suite: &crate::suite::SuiteArgs,
     estimate_json: Option<&str>,
 ) -> Result<i32> {
-    let estimate_to_stdout = opts.check_fleet_targets(&opts.open_exports()?, &[estimate_json])?
+    let own_stdout = opts.check_fleet_targets(&opts.open_exports()?, &[estimate_json])?
         && estimate_json == Some("-");
     let reads: Vec<(&'static str, PathBuf)> = (suite.model_file.iter())
         .map(|p| ("--model-file", p.clone()))
@@ -263,11 +275,13 @@ pub fn suite_llm(
         workloads: Some(crate::suite::suite_workloads(suite)?),
         command: "suite llm".into(),
         reads,
+        suite: true,
+        own_stdout,
         ..MeasureRequest::default()
     };
     let out = measure(opts, &req)?;
     let est = crate::suite::estimate(suite, &out.report);
-    Output::new(out.output.human_to_stderr() || estimate_to_stdout)
+    Output::new(out.output.human_to_stderr())
         .human(&format!("\n{}", est.render()))
         .context("writing to stdout")?;
     if let Some(target) = estimate_json {
@@ -503,6 +517,19 @@ fn unfit_for_baseline(report: &Report) -> Option<String> {
         why.push(format!("{failed} result(s) could not run"));
     }
     (!why.is_empty()).then(|| why.join(" and "))
+}
+
+/// 2 (with an error) for a suite that measured nothing because its devices could run none of
+/// its workloads: an empty table is no pass. Else 0.
+fn nothing_ran(report: &Report) -> i32 {
+    if report.results.is_empty() && !report.not_run.is_empty() {
+        crate::term::error(
+            "nothing was measured: the devices could run none of the workloads (see above)",
+        );
+        2
+    } else {
+        0
+    }
 }
 
 /// 1 when a result was wrong (or unverified), else 2 when one could not be run at all, else 0.

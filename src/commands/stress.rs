@@ -91,13 +91,11 @@ pub fn stress(opts: &Options, a: &StressOptions) -> Result<i32> {
 
 /// Stress is about GPUs: `auto` never falls back to the CPU here.
 fn open(opts: &Options) -> Result<Vec<Box<dyn crate::backend::Backend>>> {
-    if opts.backend != BackendChoice::Auto {
-        return Ok(backend::open(opts.backend, opts.threads)?.backends);
-    }
-    backend::cuda::open_all().map_err(|e| {
-        anyhow::anyhow!(
+    backend::open_gpus(opts.backend, opts.threads).map_err(|e| match opts.backend {
+        BackendChoice::Auto => anyhow::anyhow!(
             "stress needs an NVIDIA GPU: {e}. Use --backend cpu to exercise it on the CPU"
-        )
+        ),
+        _ => e.into(),
     })
 }
 

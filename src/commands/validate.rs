@@ -2,7 +2,7 @@
 //! half), judge the node, print the table and the verdict, write the verdict file.
 
 use super::{plot_stress, stop_on_ctrlc, Options};
-use crate::backend::{self, Backend, BackendChoice};
+use crate::backend::{self, Backend};
 use crate::dtype::DType;
 use crate::export::{Exporter, Exports, PrettyJson};
 use crate::output::Output;
@@ -263,17 +263,20 @@ fn write_interrupted_formats(opts: &Options, report: &Report) -> Result<()> {
 
 /// validate judges NVIDIA GPUs; the CPU and mock backends only with `allow_cpu` (testing).
 fn open(opts: &Options, allow_cpu: bool) -> Result<Vec<Box<dyn Backend>>> {
-    let testing = matches!(opts.backend, BackendChoice::Cpu | BackendChoice::Mock);
-    if testing && allow_cpu {
-        return Ok(backend::open(opts.backend, opts.threads)?.backends);
-    }
-    if testing {
+    let testing = opts.backend.is_stand_in();
+    if testing && !allow_cpu {
         bail!(
             "validate judges NVIDIA GPUs; --backend {} is only for testing, with --allow-cpu",
             opts.backend.name()
         );
     }
-    backend::cuda::open_all().map_err(|e| anyhow::anyhow!("validate needs an NVIDIA GPU: {e}"))
+    backend::open_gpus(opts.backend, opts.threads).map_err(|e| {
+        if testing {
+            e.into()
+        } else {
+            anyhow::anyhow!("validate needs an NVIDIA GPU: {e}")
+        }
+    })
 }
 
 /// The union of every device's suite, in order; devices skip what they cannot run.

@@ -6,10 +6,11 @@
 //! slowest pair) and the nodes below their type's median; and the nodes to drain (node verdict
 //! FAIL) with their reasons.
 
-use super::verdict::{median, Verdict};
+use super::verdict::Verdict;
 use super::{GpuVerdict, MetricValue, NodeVerdict};
 use crate::error::{Error, Result};
 use crate::export::{md_cell as md, md_row};
+use crate::stats::median;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 use std::collections::{BTreeMap, BTreeSet};

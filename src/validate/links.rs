@@ -6,12 +6,13 @@
 //! Per-GPU host-link figures (`transfer.*`) are ordinary GPU metrics: the absolute and peer
 //! checks judge them like any other figure.
 
-use super::verdict::{format_rate, median, Check, CheckKind, Finding, MetricValue, Verdict};
+use super::verdict::{format_rate, Check, CheckKind, Finding, MetricValue, Verdict};
 use crate::backend::topology::{self, LinkPath};
 use crate::gpudb::{self, FormFactor, Sku};
 use crate::interconnect::{figures, LinkFigure};
 use crate::plan::Placement;
 use crate::report::Report;
+use crate::stats::median;
 use crate::validate::verdict::{against_expectation, beyond_noise};
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;

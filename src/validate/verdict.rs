@@ -380,7 +380,7 @@ pub fn peers(all: &[&BTreeMap<String, MetricValue>], me: usize, straggler_pct: f
         if values.is_empty() {
             continue;
         }
-        let median = median(&values);
+        let median = crate::stats::median(&values);
         if median <= 0.0 {
             continue;
         }
@@ -413,21 +413,6 @@ pub fn peers(all: &[&BTreeMap<String, MetricValue>], me: usize, straggler_pct: f
         )));
     }
     Check::new(CheckKind::Peers, f)
-}
-
-/// Median of a non-empty slice (mean of the middle two for an even count).
-pub fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// Temperature at which a GPU without a reported slowdown threshold gets a warning, °C.

@@ -22,6 +22,7 @@ mod memory;
 mod p2p;
 mod pages;
 mod sgemm;
+pub use sgemm::forced as sgemm_forced;
 mod transfer;
 
 use crate::backend::{

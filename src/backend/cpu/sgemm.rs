@@ -33,10 +33,27 @@ const MC: usize = 48;
 /// overrides the choice, for comparing the two on one machine; `own` on a CPU without AVX2
 /// and FMA still gets the `gemm` crate.
 pub(super) fn preferred() -> bool {
-    match std::env::var("GPUVET_CPU_SGEMM").as_deref() {
-        Ok("gemm") => false,
-        Ok("own") => available(),
-        _ => available() && !avx512f(),
+    match forced().ok().flatten() {
+        Some(false) => false,
+        Some(true) => available(),
+        None => available() && !avx512f(),
+    }
+}
+
+/// `GPUVET_CPU_SGEMM`: `Some(true)` for `own`, `Some(false)` for `gemm`, `None` unset; any other
+/// value is an error, which the command line reports before anything runs.
+pub fn forced() -> crate::error::Result<Option<bool>> {
+    match std::env::var("GPUVET_CPU_SGEMM") {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Ok(v) if v == "own" => Ok(Some(true)),
+        Ok(v) if v == "gemm" => Ok(Some(false)),
+        Ok(v) => Err(crate::Error::invalid(format!(
+            "GPUVET_CPU_SGEMM={v} is not `own` or `gemm`; set it to one or unset it"
+        ))),
+        Err(std::env::VarError::NotUnicode(v)) => Err(crate::Error::invalid(format!(
+            "GPUVET_CPU_SGEMM={} is not `own` or `gemm`; set it to one or unset it",
+            v.to_string_lossy()
+        ))),
     }
 }
 

@@ -208,31 +208,6 @@ impl Gpu {
         super::timing::wait_stream(&self.ctx, &self.stream, "synchronize stream")
     }
 
-    /// Launches `f` on the stream with raw parameters.
-    ///
-    /// # Safety
-    /// `params` must point at values whose types match the kernel's parameters exactly,
-    /// and every device pointer among them must stay allocated until the work completes.
-    pub unsafe fn launch(
-        &self,
-        f: &CudaFunction,
-        grid: u32,
-        block: u32,
-        params: &mut [*mut std::ffi::c_void],
-    ) -> Result<()> {
-        cu(
-            "launch kernel",
-            dr::launch_kernel(
-                f.cu_function(),
-                (grid, 1, 1),
-                (block, 1, 1),
-                0,
-                self.stream.cu_stream(),
-                params,
-            ),
-        )
-    }
-
     /// Blocks for a grid-stride kernel: enough resident blocks to fill every SM.
     pub fn stream_grid(&self, block: u32, elements_per_block_min: u64, n: u64) -> u32 {
         let full = self.props.sms as u64 * (self.props.sm.max_threads as u64 / block as u64).max(1);

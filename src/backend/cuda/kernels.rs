@@ -124,7 +124,14 @@ impl Source {
     pub fn archs(self) -> &'static [&'static str] {
         match self {
             Source::MatmulWgmma | Source::FlashFwdSm90 => &SM90A_ONLY,
-            _ => &ALL_ARCHS,
+            // Every source named: a new one must say where it builds.
+            Source::Memory
+            | Source::Attention
+            | Source::MatmulSimt
+            | Source::MatmulMma
+            | Source::FlashFwd
+            | Source::FlashDecode
+            | Source::User(_) => &ALL_ARCHS,
         }
     }
 
