@@ -9,7 +9,10 @@ mod common;
 
 use common::nvrtc_or_skip;
 use gpuvet::backend::cuda::kernels::{KernelId, Source, ALL_ARCHS};
+use gpuvet::backend::cuda::nvrtc::Compiled;
 use gpuvet::backend::cuda::{libs, nvrtc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// Every (source, architecture) pair CI builds: the per-source lists, nothing else.
 fn targets() -> Vec<(Source, &'static str)> {
@@ -19,6 +22,38 @@ fn targets() -> Vec<(Source, &'static str)> {
         .collect()
 }
 
+/// Every target compiled once for the whole test binary, on as many threads as there are cores
+/// (NVRTC compiles separate programs in parallel): the CUBIN test and the SASS test read the same
+/// builds, which each used to make for itself, one at a time (two thirds of CI's test time).
+fn compiled() -> &'static [(Source, &'static str, Result<Compiled, String>)] {
+    static BUILDS: OnceLock<Vec<(Source, &'static str, Result<Compiled, String>)>> =
+        OnceLock::new();
+    BUILDS.get_or_init(|| {
+        let targets = targets();
+        let next = AtomicUsize::new(0);
+        let done = Mutex::new(Vec::new());
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        std::thread::scope(|s| {
+            for _ in 0..workers.min(targets.len()) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(src, arch)) = targets.get(i) else {
+                        break;
+                    };
+                    let c = nvrtc::compile_uncached(src, arch).map_err(|e| e.to_string());
+                    done.lock().unwrap().push((i, c));
+                });
+            }
+        });
+        let mut done = done.into_inner().unwrap();
+        done.sort_by_key(|(i, _)| *i);
+        assert_eq!(done.len(), targets.len(), "a compile thread died");
+        (targets.into_iter().zip(done))
+            .map(|((src, arch), (_, c))| (src, arch, c))
+            .collect()
+    })
+}
+
 #[test]
 fn every_kernel_compiles_to_cubin_for_every_target() {
     if !nvrtc_or_skip("every_kernel_compiles_to_cubin_for_every_target") {
@@ -26,8 +61,10 @@ fn every_kernel_compiles_to_cubin_for_every_target() {
     }
     let (major, minor) = nvrtc::version().expect("NVRTC version");
     eprintln!("NVRTC {major}.{minor}");
-    for (src, arch) in targets() {
-        let c = nvrtc::compile_uncached(src, arch)
+    for (src, arch, c) in compiled() {
+        let (src, arch) = (*src, *arch);
+        let c = c
+            .as_ref()
             .unwrap_or_else(|e| panic!("{} for {arch}: {e}", src.file()));
         assert_eq!(
             &c.cubin[..4],
@@ -239,8 +276,9 @@ fn sass_has_the_expected_instructions_and_no_local_memory() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut checked = 0;
-    for (src, arch) in targets() {
-        let c = nvrtc::compile_uncached(src, arch).unwrap();
+    for (src, arch, c) in compiled() {
+        let (src, arch) = (*src, *arch);
+        let c = c.as_ref().unwrap();
         let path = dir.path().join(format!("{}-{arch}.cubin", src.stem()));
         std::fs::write(&path, &c.cubin).unwrap();
         let out = std::process::Command::new(&cuobjdump)
