@@ -918,14 +918,15 @@ pub struct AggregateFlags {
     pub outlier_pct: f64,
 }
 
-impl From<ReportFlags> for crate::html::ReportArgs {
-    fn from(f: ReportFlags) -> Self {
-        crate::html::ReportArgs {
-            results: f.results,
-            output: f.output,
-            verdict: f.verdict,
-            title: f.title,
-            axis: f.axis,
+impl ReportFlags {
+    fn options(self, quiet: bool) -> commands::report::ReportArgs {
+        commands::report::ReportArgs {
+            results: self.results,
+            output: self.output,
+            verdict: self.verdict,
+            title: self.title,
+            axis: self.axis,
+            quiet,
         }
     }
 }
@@ -1383,7 +1384,7 @@ fn run(cli: Cli) -> Result<i32> {
         Some(Command::Suite(SuiteCommand::Llm(a))) => {
             commands::run::suite_llm(&opts, &(&a.suite).into(), a.estimate_json.as_deref())
         }
-        Some(Command::Report(a)) => crate::html::run_report(&a.into()),
+        Some(Command::Report(a)) => commands::report::run(&a.options(g.quiet)),
         Some(Command::Info) => commands::info::info(&opts),
         Some(Command::Stress(a)) => commands::stress::stress(&opts, &a.options()),
         Some(Command::Validate(a)) => commands::validate::validate(&opts, &a.options()),
@@ -1398,12 +1399,12 @@ fn run(cli: Cli) -> Result<i32> {
             .into_iter()
             .filter_map(|(f, t)| t.clone().map(|t| (f, t)))
             .collect();
-            crate::validate::run_aggregate(&args, crate::term::stdout_color())
+            commands::aggregate::run(&args, crate::term::stdout_color())
         }
         Some(Command::Compare(a)) => {
             let mut req = compare::CompareRequest::from(&a);
             req.junit = g.junit.clone();
-            compare::run(req, crate::term::stdout_color())
+            commands::compare::run(req, crate::term::stdout_color())
         }
         Some(Command::List(a)) => commands::list::list(&opts, a.options()),
         Some(Command::Completions { shell }) => {

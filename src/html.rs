@@ -7,7 +7,7 @@
 //! the charts (roofline per device, sweep curves for sweep runs, timelines when given), the LLM
 //! estimate (when given), and the settings of the run.
 
-use crate::error::Error;
+use crate::export::Exporter;
 use crate::markup::escape;
 use crate::plot::{self, Timeline};
 use crate::report::Report;
@@ -15,24 +15,7 @@ use crate::report::{noise_text, throughput_text, verification_text};
 use crate::suite::Estimate;
 use crate::units::{seconds, si, Bytes};
 use crate::validate::{NodeVerdict, Verdict};
-use anyhow::Context;
 use std::fmt::Write as _;
-use std::path::PathBuf;
-
-/// What `gpuvet report` does (the CLI's flags, as plain data).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReportArgs {
-    /// A results file written with `--json`.
-    pub results: PathBuf,
-    /// Where to write the HTML.
-    pub output: PathBuf,
-    /// A node verdict to show at the top.
-    pub verdict: Option<PathBuf>,
-    /// Title of the page; `None` = "gpuvet report — <devices>".
-    pub title: Option<String>,
-    /// Axis of the sweep curves; `None` = the first axis that varies.
-    pub axis: Option<String>,
-}
 
 /// Optional parts of a report page.
 #[derive(Debug, Clone, Copy, Default)]
@@ -51,81 +34,22 @@ pub fn render_html(report: &Report) -> String {
     render_html_with(report, &HtmlExtras::default())
 }
 
-/// Reads the results (and verdict), renders, and writes the page atomically. A corrupt or
-/// unreadable file is an error (exit 2 at the CLI).
-pub fn run_report(args: &ReportArgs) -> anyhow::Result<i32> {
-    let to_stdout = args.output.as_os_str() == "-";
-    let inputs: Vec<&std::path::Path> = std::iter::once(args.results.as_path())
-        .chain(args.verdict.as_deref())
-        .collect();
-    if let Some(i) = crate::output::overwritten_input(&args.output, &inputs) {
-        anyhow::bail!(
-            "-o {} is the file the report reads ({}); write the HTML elsewhere",
-            args.output.display(),
-            i.display()
-        );
-    }
-    if !to_stdout {
-        crate::export::check_path(&args.output.to_string_lossy())?;
-    }
-    let report = Report::load(&args.results)?;
-    if let Some(axis) = &args.axis {
-        if !report
-            .results
-            .iter()
-            .any(|r| r.workload.axis_value_by_name(axis).is_some())
-        {
-            let mut known: Vec<&str> = report
-                .results
-                .iter()
-                .flat_map(|r| r.workload.sweep_params().iter().map(|p| p.name()))
-                .collect();
-            known.sort_unstable();
-            known.dedup();
-            anyhow::bail!(
-                "--axis {axis}: no result of {} has it; its results' axes: {}",
-                args.results.display(),
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            );
-        }
-    }
-    let verdict = match &args.verdict {
-        Some(p) => {
-            let text = crate::files::read_text_bounded(p, crate::files::MAX_SMALL_FILE_BYTES)
-                .map_err(|e| Error::CorruptFile {
-                    path: p.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-            Some(NodeVerdict::from_json(&text, &p.display().to_string())?)
-        }
-        None => None,
-    };
-    let html = render_html_with(
-        &report,
-        &HtmlExtras {
-            title: args.title.as_deref(),
-            verdict: verdict.as_ref(),
-            swept_axis: args.axis.as_deref(),
-            ..HtmlExtras::default()
-        },
-    );
-    if to_stdout {
-        crate::output::write_stdout(&html).context("writing to stdout")?;
-        return Ok(0);
-    }
-    crate::export::write_atomic(&args.output, html.as_bytes())
-        .with_context(|| format!("writing {}", args.output.display()))?;
-    eprintln!(
-        "wrote {} ({} results)",
-        args.output.display(),
-        report.results.len()
-    );
-    Ok(0)
+/// The HTML page of a report, as one file format: `gpuvet report -o PATH` writes it through
+/// [`Exporter::write`] (atomically; `-` is stdout).
+pub struct HtmlPage<'a> {
+    pub report: &'a Report,
+    pub extras: HtmlExtras<'a>,
 }
+
+impl Exporter<HtmlPage<'_>> for Html {
+    fn render(&self, page: &HtmlPage<'_>) -> anyhow::Result<String> {
+        Ok(render_html_with(page.report, &page.extras))
+    }
+}
+
+/// The HTML report format.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Html;
 
 const CSS: &str = r#"
 :root { --fg:#1d232a; --muted:#5b6670; --line:#d9dee3; --bg:#ffffff; --band:#f5f7f9;

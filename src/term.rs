@@ -25,9 +25,9 @@ pub fn stderr_color() -> bool {
 pub fn notice(quiet: bool, msg: &str) {
     if !quiet {
         if stderr_color() {
-            eprintln!("\x1b[36mnote:\x1b[0m {msg}");
+            crate::output::write_stderr(&format!("\x1b[36mnote:\x1b[0m {msg}\n"));
         } else {
-            eprintln!("note: {msg}");
+            crate::output::write_stderr(&format!("note: {msg}\n"));
         }
     }
 }
@@ -35,9 +35,9 @@ pub fn notice(quiet: bool, msg: &str) {
 /// A warning on stderr (always shown).
 pub fn warn(msg: &str) {
     if stderr_color() {
-        eprintln!("\x1b[33mwarning:\x1b[0m {msg}");
+        crate::output::write_stderr(&format!("\x1b[33mwarning:\x1b[0m {msg}\n"));
     } else {
-        eprintln!("warning: {msg}");
+        crate::output::write_stderr(&format!("warning: {msg}\n"));
     }
 }
 
@@ -203,8 +203,8 @@ pub fn progress(len: u64, quiet: bool) -> indicatif::ProgressBar {
 /// An error line on stderr (`error: ...`).
 pub fn error(msg: &str) {
     if stderr_color() {
-        eprintln!("\x1b[31merror:\x1b[0m {msg}");
+        crate::output::write_stderr(&format!("\x1b[31merror:\x1b[0m {msg}\n"));
     } else {
-        eprintln!("error: {msg}");
+        crate::output::write_stderr(&format!("error: {msg}\n"));
     }
 }

@@ -4,9 +4,8 @@
 mod common;
 
 use common::{assert_any_contains, words_with};
-use gpuvet::validate::aggregate::{
-    load_verdicts, render, run_aggregate, summarize, AggregateArgs, FleetFormat,
-};
+use gpuvet::commands::aggregate::run as run_aggregate;
+use gpuvet::validate::aggregate::{load_verdicts, render, summarize, AggregateArgs, FleetFormat};
 use gpuvet::validate::{
     Check, CheckKind, Finding, GpuVerdict, MetricValue, NodeVerdict, Verdict, VerdictSettings,
     VERDICT_KIND, VERDICT_SCHEMA_VERSION,

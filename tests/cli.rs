@@ -811,7 +811,14 @@ fn sweep_suite_report_and_plots() {
     gpuvet()
         .args(words_with("report {} -o {}", &[&json, &html]))
         .assert()
-        .code(0);
+        .code(0)
+        .stderr(predicate::str::contains("wrote "));
+    // --quiet keeps stderr empty (the "wrote" line ignored it).
+    gpuvet()
+        .args(words_with("-q report {} -o {}", &[&json, &html]))
+        .assert()
+        .code(0)
+        .stderr("");
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<svg") && page.contains("matmul.bf16.64x64x64"));
     gpuvet()

@@ -9,7 +9,8 @@
 mod common;
 
 use common::{mock_report, temp_files, MATMUL_SWEEP};
-use gpuvet::html::{render_html, render_html_with, run_report, HtmlExtras, ReportArgs};
+use gpuvet::commands::report::{run as run_report, ReportArgs};
+use gpuvet::html::{render_html, render_html_with, HtmlExtras};
 use gpuvet::plot::Timeline;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -118,6 +119,7 @@ fn run_report_writes_the_page_and_refuses_bad_files() {
         verdict: Some(vpath),
         title: Some("Node 7".into()),
         axis: None,
+        quiet: false,
     };
     assert_eq!(run_report(&args).unwrap(), 0);
     let html = std::fs::read_to_string(&out).unwrap();

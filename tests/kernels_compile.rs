@@ -22,12 +22,14 @@ fn targets() -> Vec<(Source, &'static str)> {
         .collect()
 }
 
+/// One target's build: its source, architecture and the CUBIN or NVRTC's error.
+type Build = (Source, &'static str, Result<Compiled, String>);
+
 /// Every target compiled once for the whole test binary, on as many threads as there are cores
 /// (NVRTC compiles separate programs in parallel): the CUBIN test and the SASS test read the same
 /// builds, which each used to make for itself, one at a time (two thirds of CI's test time).
-fn compiled() -> &'static [(Source, &'static str, Result<Compiled, String>)] {
-    static BUILDS: OnceLock<Vec<(Source, &'static str, Result<Compiled, String>)>> =
-        OnceLock::new();
+fn compiled() -> &'static [Build] {
+    static BUILDS: OnceLock<Vec<Build>> = OnceLock::new();
     BUILDS.get_or_init(|| {
         let targets = targets();
         let next = AtomicUsize::new(0);

@@ -12,8 +12,11 @@
 //! `compare`, `aggregate` and `report` are a single call each into [`crate::compare`],
 //! [`crate::validate::aggregate`] and [`crate::html`].
 
+pub mod aggregate;
+pub mod compare;
 pub mod info;
 pub mod list;
+pub mod report;
 pub mod run;
 pub mod stress;
 pub mod validate;
@@ -283,8 +286,8 @@ pub fn stop_on_ctrlc() -> Arc<AtomicBool> {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!(
-            "\ninterrupted: finishing the current sample (a second Ctrl-C or SIGTERM quits now)"
+        crate::output::write_stderr(
+            "\ninterrupted: finishing the current sample (a second Ctrl-C or SIGTERM quits now)\n",
         );
     });
     if let Err(e) = installed {

@@ -55,12 +55,12 @@ pub fn stress(opts: &Options, a: &StressOptions) -> Result<i32> {
     )?;
     let stop = stop_on_ctrlc();
     if !opts.quiet {
-        eprintln!(
-            "stressing {} device(s) with {} for {} (Ctrl-C to stop)",
+        crate::output::write_stderr(&format!(
+            "stressing {} device(s) with {} for {} (Ctrl-C to stop)\n",
             backends.len(),
             cfg.workload.name(),
             humantime::format_duration(a.duration)
-        );
+        ));
     }
     let devices: Vec<crate::backend::DeviceInfo> =
         backends.iter().map(|b| b.device().clone()).collect();

@@ -56,10 +56,8 @@ pub fn validate(opts: &Options, a: &ValidateOptions) -> Result<i32> {
     let links = crate::validate::link_suite(&devices, a.judge.is_quick());
     if !opts.quiet {
         let link_results = plan::build_judging(&links, &backends, &[])?.entries.len();
-        eprintln!(
-            "{}",
-            announcement(a, backends.len(), plan.entries.len(), link_results)
-        );
+        let said = announcement(a, backends.len(), plan.entries.len(), link_results);
+        crate::output::write_stderr(&format!("{said}\n"));
     }
     // One table of lost devices for the whole process: a GPU lost in the suite is not stressed.
     let lost = runner::LostDevices::default();

@@ -47,7 +47,8 @@ pub struct AggregateArgs {
 }
 
 impl FleetFormat {
-    fn flag(self) -> &'static str {
+    /// The flag that asks for this format.
+    pub fn flag(self) -> &'static str {
         match self {
             FleetFormat::Table => "--format table",
             FleetFormat::Markdown => "--markdown",
@@ -290,7 +291,7 @@ impl LostCapacity {
 
 /// The directory of `paths` that `target`, a `*.json` file, would be written straight into:
 /// the directories aggregate reads every `*.json` of.
-fn scanned_dir_of<'a>(target: &Path, paths: &'a [PathBuf]) -> Option<&'a PathBuf> {
+pub fn scanned_dir_of<'a>(target: &Path, paths: &'a [PathBuf]) -> Option<&'a PathBuf> {
     if target.extension().is_none_or(|x| x != "json") {
         return None;
     }
@@ -1035,92 +1036,17 @@ pub fn render(
     })
 }
 
-/// `gpuvet aggregate`: checks the outputs, loads, summarises, writes. Exit status 0 when no
-/// node is to be drained, 1 when some are (so a fleet check can gate on it); errors (a corrupt
-/// file, a bad output path, two formats on stdout) are the caller's 2.
-pub fn run_aggregate(args: &AggregateArgs, color: bool) -> anyhow::Result<i32> {
-    // `-o -` is stdout, as `-` is for every other output.
-    let output = args.output.as_deref().filter(|p| p.as_os_str() != "-");
-    let view_to_stdout = output.is_none();
-    let also_to_stdout: Vec<&str> = args
-        .also
-        .iter()
-        .filter(|(_, t)| t == "-")
-        .map(|(f, _)| f.flag())
-        .collect();
-    let machine_view = args.format != FleetFormat::Table;
-    if also_to_stdout.len() > 1 || (view_to_stdout && machine_view && !also_to_stdout.is_empty()) {
-        let mut both = also_to_stdout.clone();
-        if view_to_stdout && machine_view {
-            both.insert(0, "--format");
-        }
-        anyhow::bail!(
-            "{} all ask for stdout; send all but one of them to a file",
-            both.join(" and ")
-        );
-    }
-    for (f, t) in args.also.iter().filter(|(_, t)| t != "-") {
-        crate::export::check_path(t).map_err(|e| anyhow::anyhow!("{}: {e:#}", f.flag()))?;
-    }
-    if let Some(p) = output {
-        crate::export::check_path(&p.to_string_lossy())?;
-    }
-    let loaded = load_verdicts(&args.paths)?;
-    let inputs: Vec<&Path> = loaded.iter().map(|(p, _)| p.as_path()).collect();
-    let targets = output.into_iter().map(|p| ("-o", p)).chain(
-        args.also
-            .iter()
-            .filter(|(_, t)| t != "-")
-            .map(|(f, t)| (f.flag(), Path::new(t))),
-    );
-    for (flag, t) in targets {
-        if let Some(i) = crate::output::overwritten_input(t, &inputs) {
-            anyhow::bail!(
-                "{flag} {} is one of the verdicts read ({}); write the fleet view elsewhere",
-                t.display(),
-                i.display()
-            );
-        }
-        if let Some(d) = scanned_dir_of(t, &args.paths) {
-            anyhow::bail!(
-                "{flag} {} would land among the verdicts of {} (every *.json there is read as \
-                 one, so the next `gpuvet aggregate {}` would refuse it); write the fleet view \
-                 elsewhere",
-                t.display(),
-                d.display(),
-                d.display()
-            );
-        }
-    }
-    let verdicts: Vec<NodeVerdict> = loaded.into_iter().map(|(_, v)| v).collect();
-    let mut summary = summarize(&verdicts, args.outlier_pct);
-    summary.lost_capacity = args.price.as_ref().map(|p| lost_capacity(&verdicts, p));
-    // The table moves to stderr when a machine format takes stdout.
-    let table_to_stderr = view_to_stdout && !also_to_stdout.is_empty();
-    let view_color = match (output, table_to_stderr) {
-        (Some(_), _) => false,
-        (None, true) => crate::term::stderr_color(),
-        (None, false) => color,
-    };
-    let text = render(&verdicts, &summary, args.format, view_color)?;
-    match output {
-        Some(p) => write_file(p, &text)?,
-        None => crate::output::Output::new(table_to_stderr).human(&text)?,
-    }
-    for (format, target) in &args.also {
-        let text = render(&verdicts, &summary, *format, false)?;
-        if target == "-" {
-            crate::output::write_stdout(&text)?;
-        } else {
-            write_file(Path::new(target), &text)?;
-        }
-    }
-    Ok(if summary.drain.is_empty() { 0 } else { 1 })
+/// The fleet view of a set of verdicts, as every format renders it.
+pub struct Fleet<'a> {
+    pub verdicts: &'a [NodeVerdict],
+    pub summary: &'a FleetSummary,
 }
 
-fn write_file(p: &Path, text: &str) -> anyhow::Result<()> {
-    crate::output::write_atomic(p, text.as_bytes())
-        .map_err(|e| anyhow::anyhow!("cannot write fleet view to {}: {e}", p.display()))
+/// Each format is a file of the fleet view (a table in a file is written without colour).
+impl crate::export::Exporter<Fleet<'_>> for FleetFormat {
+    fn render(&self, f: &Fleet<'_>) -> anyhow::Result<String> {
+        Ok(render(f.verdicts, f.summary, *self, false)?)
+    }
 }
 
 #[cfg(test)]

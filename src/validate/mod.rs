@@ -17,7 +17,7 @@ pub mod identity;
 pub mod links;
 pub mod verdict;
 
-pub use aggregate::{run_aggregate, AggregateArgs};
+pub use aggregate::AggregateArgs;
 pub use verdict::{Check, CheckKind, ChecksumSample, Finding, MetricValue, Verdict};
 
 use crate::backend::{DeviceInfo, DeviceState, Peaks, SuiteScale, Telemetry};
