@@ -131,8 +131,12 @@ if [ "$BACKEND" = cuda ]; then
     DECODE_GEMM=1x8192x8192,16x8192x8192,64x8192x8192,16x28672x4096
     ALL_DTYPES=bf16,f16,fp8_e4m3,int8,tf32,f32
     WG_DTYPES=bf16,fp8_e4m3; WG_IMPLS=cublaslt,wgmma
+    # The copy step's vendor reference (the copy engine's memcpy).
+    COPY_IMPL=reference
 else
     SIZE=256; COPY=32MiB; XFER=16MiB; MAXT=0.3; STRESS=3s; VALIDATE_EXTRA=(--allow-cpu)
+    # The CPU has no vendor copy (`--impl reference` is refused there): its own stream kernel.
+    COPY_IMPL=default
     XFER_CURVE=4KiB,1MiB
     PREFILL=(--batch 1 --heads 4 --kv-heads 2 --seq 128 --head-dim 64)
     DECODE=(--batch 2 --heads 4 --kv-heads 2 --seq 1 --kv-seq 1024 --head-dim 64)
@@ -289,7 +293,7 @@ steps() {
     # Vendor references only in the first steps: a fault in a never-run own kernel is sticky and
     # would take the reference figures of the same process down with it.
     step copy 30 "${G[@]}" --max-time "$MAXT" --json "$(J copy)" \
-        bench memory --size "$COPY" --op copy --impl reference
+        bench memory --size "$COPY" --op copy --impl "$COPY_IMPL"
     # Host<->device from pinned memory on the copy engine: PyTorch measures the same below.
     step transfer 30 "${G[@]}" --max-time "$MAXT" --json "$(J transfer)" \
         bench transfer --size "$XFER" --direction h2d,d2h --memory pinned --impl reference

@@ -918,15 +918,14 @@ pub struct AggregateFlags {
     pub outlier_pct: f64,
 }
 
-impl ReportFlags {
-    fn options(self, quiet: bool) -> commands::report::ReportArgs {
+impl From<ReportFlags> for commands::report::ReportArgs {
+    fn from(f: ReportFlags) -> Self {
         commands::report::ReportArgs {
-            results: self.results,
-            output: self.output,
-            verdict: self.verdict,
-            title: self.title,
-            axis: self.axis,
-            quiet,
+            results: f.results,
+            output: f.output,
+            verdict: f.verdict,
+            title: f.title,
+            axis: f.axis,
         }
     }
 }
@@ -1384,7 +1383,7 @@ fn run(cli: Cli) -> Result<i32> {
         Some(Command::Suite(SuiteCommand::Llm(a))) => {
             commands::run::suite_llm(&opts, &(&a.suite).into(), a.estimate_json.as_deref())
         }
-        Some(Command::Report(a)) => commands::report::run(&a.options(g.quiet)),
+        Some(Command::Report(a)) => commands::report::run(&a.into(), g.quiet),
         Some(Command::Info) => commands::info::info(&opts),
         Some(Command::Stress(a)) => commands::stress::stress(&opts, &a.options()),
         Some(Command::Validate(a)) => commands::validate::validate(&opts, &a.options()),

@@ -43,12 +43,17 @@ pub trait Exporter<T: ?Sized> {
 
     /// Writes `value` to `target`: a path, or `-` for stdout.
     fn write(&self, target: &str, value: &T) -> Result<()> {
+        self.write_to(Path::new(target), value)
+    }
+
+    /// [`Exporter::write`] to a path as given (`-o` flags: a name need not be UTF-8).
+    fn write_to(&self, target: &Path, value: &T) -> Result<()> {
         let text = self.render(value)?;
-        if target == "-" {
+        if target.as_os_str() == "-" {
             return crate::output::write_stdout(&text).context("writing to stdout");
         }
-        write_atomic(Path::new(target), text.as_bytes())
-            .with_context(|| format!("writing {target}"))
+        write_atomic(target, text.as_bytes())
+            .with_context(|| format!("writing {}", target.display()))
     }
 }
 

@@ -16,7 +16,7 @@ use crate::gpudb::{self, ExpectConfidence, Expectation};
 use crate::plan::Placement;
 use crate::report::{peak_for, Report, ResultRecord};
 use crate::units::si;
-use crate::workload::Workload;
+use crate::workload::{Placing, Workload};
 use std::collections::BTreeMap;
 
 /// One verified link figure with what it is judged against.
@@ -24,6 +24,9 @@ use std::collections::BTreeMap;
 pub struct LinkFigure {
     /// The test (`p2p.write`, `transfer.h2d.pinned`, `collective.all_reduce`).
     pub key: String,
+    /// How the test is placed: a one-way copy between two devices has a direction (source
+    /// first), a two-way copy or a collective does not.
+    pub placing: Placing,
     pub placement: Placement,
     pub implementation: String,
     /// Bytes per second (busbw for a collective).
@@ -45,7 +48,7 @@ impl LinkFigure {
         let d = self.placement.devices();
         match d {
             [one] => format!("GPU {one}"),
-            [a, b] if self.key.starts_with("p2p") && !self.key.contains("bidir") => {
+            [a, b] if self.placing == Placing::OrderedPairs => {
                 format!("GPU {a}→{b}")
             }
             [a, b] => format!("GPUs {a}↔{b}"),
@@ -110,6 +113,7 @@ pub fn figures(report: &Report) -> Vec<LinkFigure> {
             let expected = link.zip(expectation.as_ref()).map(|(l, e)| l * e.share);
             Some(LinkFigure {
                 key,
+                placing: r.workload.placing(),
                 placement,
                 implementation,
                 value,
@@ -161,7 +165,7 @@ pub fn p2p_matrix(report: &Report, key: &str, implementation: &str, color: bool)
         let mut row = vec![format!("GPU{a}")];
         for b in 0..n {
             let cell = figs.iter().find(|f| match f.placement.devices() {
-                [x, y] => (*x, *y) == (a, b) || (key.contains("bidir") && (*y, *x) == (a, b)),
+                [x, y] => (*x, *y) == (a, b) || (f.placing == Placing::Pairs && (*y, *x) == (a, b)),
                 _ => false,
             });
             row.push(match (a == b, cell) {
@@ -184,7 +188,8 @@ pub fn summary(report: &Report, color: bool) -> String {
     }
     let figs = figures(report);
     let mut seen: Vec<(String, String)> = Vec::new();
-    for f in figs.iter().filter(|f| f.key.starts_with("p2p")) {
+    let between_two = |f: &&LinkFigure| matches!(f.placing, Placing::OrderedPairs | Placing::Pairs);
+    for f in figs.iter().filter(between_two) {
         let k = (f.key.clone(), f.implementation.clone());
         if !seen.contains(&k) {
             out.push_str(&p2p_matrix(report, &k.0, &k.1, color).unwrap_or_default());
@@ -267,8 +272,9 @@ mod tests {
 
     #[test]
     fn names_read_like_the_topology() {
-        let f = |key: &str, p: Placement| LinkFigure {
+        let f = |key: &str, placing: Placing, p: Placement| LinkFigure {
             key: key.into(),
+            placing,
             placement: p,
             implementation: "memcpy".into(),
             value: 100e9,
@@ -282,7 +288,11 @@ mod tests {
             result_id: "x".into(),
             value_high: None,
         };
-        let one = f("p2p.write", Placement::ordered([3, 1]).unwrap());
+        let one = f(
+            "p2p.write",
+            Placing::OrderedPairs,
+            Placement::ordered([3, 1]).unwrap(),
+        );
         assert_eq!(one.who(), "GPU 3→1");
         let msg = shortfall(&one, 0.1).unwrap();
         assert!(
@@ -291,10 +301,20 @@ mod tests {
         );
         assert!(msg.contains("reaches 75%, estimate"), "{msg}");
         assert_eq!(
-            f("p2p.write.bidir", Placement::set([0, 1]).unwrap()).who(),
+            f(
+                "p2p.write.bidir",
+                Placing::Pairs,
+                Placement::set([0, 1]).unwrap()
+            )
+            .who(),
             "GPUs 0↔1"
         );
-        assert_eq!(f("transfer.h2d.pinned", Placement::one(2)).who(), "GPU 2");
+        let h2d = f(
+            "transfer.h2d.pinned",
+            Placing::EachDevice,
+            Placement::one(2),
+        );
+        assert_eq!(h2d.who(), "GPU 2");
         let ok = LinkFigure {
             value: 330e9,
             ..one

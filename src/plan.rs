@@ -581,9 +581,15 @@ fn refusal_left(plan: &Plan, select: &ImplSelect, refused: &[Refusal]) -> Result
         (Some(r), _) => Err(Error::unsupported(r.why.clone())),
         (None, Some(r)) if plan.entries.is_empty() => Err(Error::unsupported(r.why.clone())),
         // Nothing refused and nothing left (`--impl reference` where no workload has one).
-        (None, None) if plan.entries.is_empty() && !plan.skipped.is_empty() => Err(
-            Error::unsupported(format!("nothing to run: {}", plan.skipped.join("; "))),
-        ),
+        (None, None) if plan.entries.is_empty() && !plan.skipped.is_empty() => {
+            // A whole sweep left out says so in a line, not one sentence per point.
+            const SHOWN: usize = 3;
+            let mut why = plan.skipped[..plan.skipped.len().min(SHOWN)].join("; ");
+            if plan.skipped.len() > SHOWN {
+                why += &format!("; and {} more like these", plan.skipped.len() - SHOWN);
+            }
+            Err(Error::unsupported(format!("nothing to run: {why}")))
+        }
         _ => Ok(()),
     }
 }

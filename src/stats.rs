@@ -133,14 +133,13 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * frac
 }
 
-/// Median of unsorted data (the mean of the middle two for an even count); NaN for none.
+/// Median of unsorted data: (a + b) / 2 of the middle two for an even count, the one rule of
+/// every median gpuvet prints (samples, verdicts, fleets); NaN for none.
 pub fn median(data: &[f64]) -> f64 {
     if data.is_empty() {
         return f64::NAN;
     }
-    let mut v = data.to_vec();
-    v.sort_by(f64::total_cmp);
-    quantile_sorted(&v, 0.5)
+    median_in_place(&mut data.to_vec())
 }
 
 /// Median by selection, O(n): reorders `buf`.

@@ -509,6 +509,19 @@ fn a_run_with_a_wrong_result_does_not_replace_a_baseline() {
         std::fs::read_to_string(bdir.join("main.json")).unwrap(),
         good
     );
+    // Nor is a suite that measured nothing (no library for anything): its empty report would
+    // leave every later run nothing to be judged against.
+    base("--save-baseline main")
+        .env("GPUVET_MOCK_NO_LIBRARY", "matmul,attention,memory")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "baseline main not saved: it measured nothing",
+        ));
+    assert_eq!(
+        std::fs::read_to_string(bdir.join("main.json")).unwrap(),
+        good
+    );
 }
 
 /// A quiet mock run with its baselines in `bdir`, then `line`.

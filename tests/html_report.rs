@@ -9,12 +9,17 @@
 mod common;
 
 use common::{mock_report, temp_files, MATMUL_SWEEP};
-use gpuvet::commands::report::{run as run_report, ReportArgs};
+use gpuvet::commands::report::ReportArgs;
 use gpuvet::html::{render_html, render_html_with, HtmlExtras};
 use gpuvet::plot::Timeline;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// `gpuvet report` as the library runs it, not quiet.
+fn run_report(args: &ReportArgs) -> anyhow::Result<i32> {
+    gpuvet::commands::report::run(args, false)
+}
 
 fn timelines() -> Vec<Timeline> {
     (0..2)
@@ -119,7 +124,6 @@ fn run_report_writes_the_page_and_refuses_bad_files() {
         verdict: Some(vpath),
         title: Some("Node 7".into()),
         axis: None,
-        quiet: false,
     };
     assert_eq!(run_report(&args).unwrap(), 0);
     let html = std::fs::read_to_string(&out).unwrap();

@@ -79,20 +79,20 @@ pub fn run(args: &AggregateArgs, color: bool) -> anyhow::Result<i32> {
         verdicts: &verdicts,
         summary: &summary,
     };
-    let write = |format: FleetFormat, target: &str| {
+    let write = |format: FleetFormat, target: &Path| {
         format
-            .write(target, &fleet)
-            .map_err(|e| anyhow::anyhow!("cannot write fleet view to {target}: {e:#}"))
+            .write_to(target, &fleet)
+            .map_err(|e| anyhow::anyhow!("cannot write the fleet view: {e:#}"))
     };
     match output {
-        Some(p) => write(args.format, &p.to_string_lossy())?,
+        Some(p) => write(args.format, p)?,
         None => {
             let text = render(&verdicts, &summary, args.format, view_color)?;
             crate::output::Output::new(table_to_stderr).human(&text)?;
         }
     }
     for (format, target) in &args.also {
-        write(*format, target)?;
+        write(*format, Path::new(target))?;
     }
     Ok(if summary.drain.is_empty() { 0 } else { 1 })
 }

@@ -8,9 +8,9 @@
 //! | `list` | [`list`] |
 //! | `stress` | [`stress`] |
 //! | `validate` | [`validate`] |
-//!
-//! `compare`, `aggregate` and `report` are a single call each into [`crate::compare`],
-//! [`crate::validate::aggregate`] and [`crate::html`].
+//! | `compare` | [`compare`] (the statistics: [`crate::compare`]) |
+//! | `report` | [`report`] (the page: [`crate::html`]) |
+//! | `aggregate` | [`aggregate`] (the fleet view: [`crate::validate::aggregate`]) |
 
 pub mod aggregate;
 pub mod compare;

@@ -19,13 +19,12 @@ pub struct ReportArgs {
     pub title: Option<String>,
     /// Axis of the sweep curves; `None` = the first axis that varies.
     pub axis: Option<String>,
-    /// `--quiet`: no line saying what was written.
-    pub quiet: bool,
 }
 
-/// Reads the results (and verdict), renders, and writes the page atomically. A corrupt or
+/// Reads the results (and verdict), renders, and writes the page atomically, saying so on
+/// stderr unless `quiet`. A corrupt or
 /// unreadable file is an error (exit 2 at the CLI).
-pub fn run(args: &ReportArgs) -> anyhow::Result<i32> {
+pub fn run(args: &ReportArgs, quiet: bool) -> anyhow::Result<i32> {
     let to_stdout = args.output.as_os_str() == "-";
     let inputs: Vec<&std::path::Path> = std::iter::once(args.results.as_path())
         .chain(args.verdict.as_deref())
@@ -85,10 +84,10 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<i32> {
             ..HtmlExtras::default()
         },
     };
-    Html.write(&args.output.to_string_lossy(), &page)?;
+    Html.write_to(&args.output, &page)?;
     if !to_stdout {
         let n = report.results.len();
-        if !args.quiet {
+        if !quiet {
             let out = args.output.display();
             crate::output::write_stderr(&format!("wrote {out} ({n} results)\n"));
         }

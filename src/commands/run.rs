@@ -507,6 +507,9 @@ fn unfit_for_baseline(report: &Report) -> Option<String> {
         .filter(|r| r.status == Status::Ok && r.verification.method == VerifyMethod::Unverified)
         .count();
     let mut why = Vec::new();
+    if report.results.is_empty() {
+        why.push("it measured nothing".to_string());
+    }
     if wrong > 0 {
         why.push(format!("{wrong} result(s) failed verification"));
     }
