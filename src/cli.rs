@@ -1583,7 +1583,12 @@ fn refuse_unused_outputs(g: &Global, command: Option<&Command>) -> Result<()> {
             &["--json", "--plot"],
             "it writes its timeline with --json and its charts with --plot",
         ),
-        Some(Command::Info) => ("info", REPORT, "it has devices, not results"),
+        // Its --csv and --markdown were result tables with no rows.
+        Some(Command::Info) => (
+            "info",
+            &["--json"],
+            "it has devices, not results; --json writes them, with the host",
+        ),
         Some(Command::Aggregate(_)) => (
             "aggregate",
             REPORT,

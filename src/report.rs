@@ -454,7 +454,8 @@ impl Report {
                 ),
             });
         }
-        match value.get("schema_version").and_then(|v| v.as_u64()) {
+        let version = value.get("schema_version");
+        match version.and_then(|v| v.as_u64()) {
             Some(v) if v == SCHEMA_VERSION as u64 => {}
             Some(v) => {
                 return Err(crate::Error::CorruptFile {
@@ -465,10 +466,17 @@ impl Report {
                 })
             }
             None => {
+                // One present but not a whole number (`"1"`, edited by hand) is said as such.
+                let reason = match version {
+                    Some(v) => format!(
+                        "schema_version is {v}, not the number {SCHEMA_VERSION} a report holds"
+                    ),
+                    None => "no schema_version: not a gpuvet report".into(),
+                };
                 return Err(crate::Error::CorruptFile {
                     path: path.into(),
-                    reason: "no schema_version: not a gpuvet report".into(),
-                })
+                    reason,
+                });
             }
         }
         let report: Report =

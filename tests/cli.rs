@@ -860,11 +860,16 @@ fn sweep_suite_report_and_plots() {
         .code(2);
 }
 
-/// No output is written over a file the command reads, or over another output; devices are
-/// written into; `-` is stdout for `report` too; values that only make absurd output are
-/// refused up front.
+/// `args` exits 2 with `says` on stderr.
+fn refused(args: Vec<std::ffi::OsString>, says: &str) {
+    let (_, err) = stdout_of(gpuvet().args(args), 2);
+    assert!(err.contains(says), "{err}");
+}
+
+/// No output is written over a report the command reads, or over another output; devices are
+/// written into; `-` is stdout for `report` too.
 #[test]
-fn outputs_never_overwrite_inputs_or_each_other() {
+fn outputs_never_overwrite_reports_or_each_other() {
     let dir = tempfile::tempdir().unwrap();
     let (_, r1) = mock_report(
         dir.path(),
@@ -877,10 +882,6 @@ fn outputs_never_overwrite_inputs_or_each_other() {
         "bench matmul --shape 64x64x64 --dtype f32",
     );
     let before = read(&r1);
-    let refused = |args: Vec<std::ffi::OsString>, says: &str| {
-        let (_, err) = stdout_of(gpuvet().args(args), 2);
-        assert!(err.contains(says), "{err}");
-    };
     refused(
         words_with("compare {} {} --json {}", &[&r1, &r2, &r1]),
         "is a report being compared",
@@ -909,6 +910,26 @@ fn outputs_never_overwrite_inputs_or_each_other() {
         "both write",
     );
     assert_eq!(read(&r1), before);
+    // Devices are written into, never replaced; `-o -` is stdout.
+    gpuvet()
+        .args(words_with("report {} -o /dev/null", &[&r1]))
+        .assert()
+        .code(0);
+    assert!(!std::fs::metadata("/dev/null").unwrap().is_file());
+    let (html, _) = stdout_of(gpuvet().args(words_with("report {} -o -", &[&r1])), 0);
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html:.80}");
+    assert!(!PathBuf::from("-").exists());
+    refused(
+        words_with("report {} -o {} --axis bogus", &[&r1, &o]),
+        "--axis bogus: no result of",
+    );
+}
+
+/// Nor over a baseline, its history, a directory of the run, or a file the run reads (the
+/// price table, the model of `suite llm`).
+#[test]
+fn outputs_never_overwrite_baselines_or_what_the_run_reads() {
+    let dir = tempfile::tempdir().unwrap();
     // An output named as the baseline it is compared with.
     let bdir = dir.path().join("b");
     gpuvet()
@@ -996,19 +1017,11 @@ fn outputs_never_overwrite_inputs_or_each_other() {
         );
         assert_eq!(read(&model), tiny);
     }
-    // Devices are written into, never replaced; `-o -` is stdout.
-    gpuvet()
-        .args(words_with("report {} -o /dev/null", &[&r1]))
-        .assert()
-        .code(0);
-    assert!(!std::fs::metadata("/dev/null").unwrap().is_file());
-    let (html, _) = stdout_of(gpuvet().args(words_with("report {} -o -", &[&r1])), 0);
-    assert!(html.starts_with("<!DOCTYPE html>"), "{html:.80}");
-    assert!(!PathBuf::from("-").exists());
-    refused(
-        words_with("report {} -o {} --axis bogus", &[&r1, &o]),
-        "--axis bogus: no result of",
-    );
+}
+
+/// Values that could only print nonsense are refused up front.
+#[test]
+fn values_that_could_only_print_nonsense_are_refused() {
     // Values that could only print nonsense.
     for (args, says) in [
         ("bench collective --size 4KiB --ranks 1", "at least 2 ranks"),
@@ -1380,5 +1393,22 @@ fn a_bad_cpu_sgemm_choice_is_refused() {
             .args(words("--backend cpu info"))
             .env("GPUVET_CPU_SGEMM", "bogus"),
         "GPUVET_CPU_SGEMM=bogus is not `own` or `gemm`",
+    );
+}
+
+/// `info` has devices, not results: its `--csv` and `--markdown` were tables with no rows, and
+/// are refused. A report whose `schema_version` is text (`"1"`) is told so, not called "not a
+/// gpuvet report".
+#[test]
+fn info_writes_json_only_and_a_text_schema_version_is_named() {
+    let (_dir, [csv, bad, html]) = temp_files(["info.csv", "bad.json", "r.html"]);
+    exits_2_saying(
+        gpuvet().args(words_with("--backend cpu info --csv {}", &[&csv])),
+        "`gpuvet info` does not take --csv",
+    );
+    std::fs::write(&bad, "{\"schema_version\": \"1\", \"results\": []}").unwrap();
+    exits_2_saying(
+        gpuvet().args(words_with("report {} -o {}", &[&bad, &html])),
+        "schema_version is \"1\", not the number 1",
     );
 }

@@ -185,6 +185,58 @@ fn promtool_accepts(path: &Path, test: &str) {
     );
 }
 
+/// One mock result's series in the textfile: its throughput (OP/s for int8) with its labels,
+/// peak ratio, verified flag, power and work per joule, as the report has them.
+fn result_series_match(samples: &[Sample], text: &str, r: &serde_json::Value) {
+    let workload = r["id"].as_str().unwrap().split('/').next().unwrap();
+    let int8 = r["dtype"] == "int8";
+    let (family, per_joule) = if int8 {
+        (
+            "gpuvet_result_throughput_op_per_second",
+            "gpuvet_result_op_per_joule",
+        )
+    } else {
+        (
+            "gpuvet_result_throughput_flop_per_second",
+            "gpuvet_result_flop_per_joule",
+        )
+    };
+    let got = find(samples, family, &[("workload", workload)]);
+    assert_eq!(got.len(), 1, "{family} {workload}:\n{text}");
+    let s = got[0];
+    assert_eq!(s.value, r["throughput"]["value"].as_f64().unwrap());
+    for (k, v) in [
+        ("host", "test-host"),
+        ("gpu", "0"),
+        ("uuid", "GPU-00000000-0000-0000-0000-000000000000"),
+        ("sku", "unknown"),
+        ("kind", "matmul"),
+        ("dtype", r["dtype"].as_str().unwrap()),
+        ("implementation", r["implementation"].as_str().unwrap()),
+    ] {
+        assert_eq!(s.labels.get(k).map(String::as_str), Some(v), "{k} of {s:?}");
+    }
+    let peak = find(
+        samples,
+        "gpuvet_result_peak_ratio",
+        &[("workload", workload)],
+    );
+    assert!((peak[0].value - r["peak_fraction"].as_f64().unwrap()).abs() < 1e-12);
+    let verified = find(samples, "gpuvet_result_verified", &[("workload", workload)]);
+    assert_eq!(verified[0].value, 1.0);
+    // Energy: the mock's board draws 100 W under load; work per joule = throughput / W.
+    let watts = find(
+        samples,
+        "gpuvet_result_power_watts",
+        &[("workload", workload)],
+    );
+    assert_eq!(watts[0].value, 100.0);
+    assert_eq!(r["power_w"], 100.0);
+    let joule = find(samples, per_joule, &[("workload", workload)]);
+    assert_eq!(joule.len(), 1, "{per_joule} {workload}:\n{text}");
+    assert!((joule[0].value - s.value / 100.0).abs() <= 1e-9 * s.value);
+}
+
 #[test]
 fn prometheus_textfile_of_a_bench_matches_the_report() {
     let dir = tempfile::tempdir().unwrap();
@@ -204,57 +256,7 @@ fn prometheus_textfile_of_a_bench_matches_the_report() {
     let results = report["results"].as_array().unwrap();
     assert_eq!(results.len(), 4);
     for r in results {
-        let workload = r["id"].as_str().unwrap().split('/').next().unwrap();
-        let int8 = r["dtype"] == "int8";
-        let (family, per_joule) = if int8 {
-            (
-                "gpuvet_result_throughput_op_per_second",
-                "gpuvet_result_op_per_joule",
-            )
-        } else {
-            (
-                "gpuvet_result_throughput_flop_per_second",
-                "gpuvet_result_flop_per_joule",
-            )
-        };
-        let got = find(&samples, family, &[("workload", workload)]);
-        assert_eq!(got.len(), 1, "{family} {workload}:\n{text}");
-        let s = got[0];
-        assert_eq!(s.value, r["throughput"]["value"].as_f64().unwrap());
-        for (k, v) in [
-            ("host", "test-host"),
-            ("gpu", "0"),
-            ("uuid", "GPU-00000000-0000-0000-0000-000000000000"),
-            ("sku", "unknown"),
-            ("kind", "matmul"),
-            ("dtype", r["dtype"].as_str().unwrap()),
-            ("implementation", r["implementation"].as_str().unwrap()),
-        ] {
-            assert_eq!(s.labels.get(k).map(String::as_str), Some(v), "{k} of {s:?}");
-        }
-        let peak = find(
-            &samples,
-            "gpuvet_result_peak_ratio",
-            &[("workload", workload)],
-        );
-        assert!((peak[0].value - r["peak_fraction"].as_f64().unwrap()).abs() < 1e-12);
-        let verified = find(
-            &samples,
-            "gpuvet_result_verified",
-            &[("workload", workload)],
-        );
-        assert_eq!(verified[0].value, 1.0);
-        // Energy: the mock's board draws 100 W under load; work per joule = throughput / W.
-        let watts = find(
-            &samples,
-            "gpuvet_result_power_watts",
-            &[("workload", workload)],
-        );
-        assert_eq!(watts[0].value, 100.0);
-        assert_eq!(r["power_w"], 100.0);
-        let joule = find(&samples, per_joule, &[("workload", workload)]);
-        assert_eq!(joule.len(), 1, "{per_joule} {workload}:\n{text}");
-        assert!((joule[0].value - s.value / 100.0).abs() <= 1e-9 * s.value);
+        result_series_match(&samples, &text, r);
     }
     // The mock's telemetry: 1500 MHz busy, 40 °C, no throttle reason, every known one listed.
     assert_eq!(

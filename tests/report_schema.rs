@@ -91,29 +91,39 @@ fn the_snapshot_and_the_fixtures_match_the_schema() {
     }
 }
 
+/// `gpuvet --backend mock -q --json - ARGS`.
+fn mock(args: &str) -> Command {
+    let mut c = gpuvet();
+    c.args(["--backend", "mock", "-q", "--json", "-"])
+        .args(args.split_whitespace());
+    c
+}
+
+/// The same on a node of four mock GPUs.
+fn mock_node(args: &str) -> Command {
+    let mut c = mock(args);
+    c.env("GPUVET_MOCK_DEVICES", "4");
+    c
+}
+
+/// A quick run on the CPU backend.
+fn cpu(args: &str) -> Command {
+    let mut c = gpuvet();
+    c.args(words("--backend cpu -q --json -"))
+        .args(QUICK)
+        .args(words(args));
+    c
+}
+
+fn all_valid(cases: &[(&str, Value)]) {
+    for (name, report) in cases {
+        assert_valid(name, report);
+    }
+}
+
 #[test]
 fn fresh_runs_match_the_schema() {
-    let mock = |args: &str| {
-        let mut c = gpuvet();
-        c.args(["--backend", "mock", "-q", "--json", "-"])
-            .args(args.split_whitespace());
-        c
-    };
-    // The same on a node of four mock GPUs.
-    let mock_node = |args: &str| {
-        let mut c = mock(args);
-        c.env("GPUVET_MOCK_DEVICES", "4");
-        c
-    };
-    // A quick run on the CPU backend.
-    let cpu = |args: &str| {
-        let mut c = gpuvet();
-        c.args(words("--backend cpu -q --json -"))
-            .args(QUICK)
-            .args(words(args));
-        c
-    };
-    let cases: Vec<(&str, Value)> = vec![
+    all_valid(&[
         ("quick suite", run_json(&mut mock(""), 0)),
         (
             "4 devices, decode attention",
@@ -145,7 +155,9 @@ fn fresh_runs_match_the_schema() {
         (
             "cpu transfers",
             run_json(
-                &mut cpu("bench transfer --size 1MiB --direction h2d,bidir --memory pinned,pageable"),
+                &mut cpu(
+                    "bench transfer --size 1MiB --direction h2d,bidir --memory pinned,pageable",
+                ),
                 0,
             ),
         ),
@@ -156,6 +168,12 @@ fn fresh_runs_match_the_schema() {
                 0,
             ),
         ),
+    ]);
+}
+
+#[test]
+fn fresh_runs_of_user_kernels_validate_prices_and_worlds_match_the_schema() {
+    all_valid(&[
         (
             "user kernels: free-form, by determinism and by an expected file",
             run_json(
@@ -214,10 +232,7 @@ fn fresh_runs_match_the_schema() {
             "cpu",
             run_json(&mut cpu("bench memory --size 1MiB --op copy,triad"), 0),
         ),
-    ];
-    for (name, report) in &cases {
-        assert_valid(name, report);
-    }
+    ]);
 }
 
 /// One way to break a report.

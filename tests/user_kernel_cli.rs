@@ -76,33 +76,47 @@ fn the_cpu_refuses_user_kernels_saying_they_need_a_gpu() {
     }
 }
 
+/// The examples' `vector_add.toml` with `from` replaced by `to`, written as `name` beside it.
+fn broken(d: &Path, name: &str, from: &str, to: &str) -> String {
+    let text = std::fs::read_to_string(d.join("vector_add.toml")).unwrap();
+    assert!(text.contains(from), "{from}");
+    std::fs::write(d.join(name), text.replace(from, to)).unwrap();
+    d.join(name).display().to_string()
+}
+
+/// `kernel --spec PATH [more]`.
+fn spec(path: String, more: &[&str]) -> Vec<String> {
+    let mut v = vec!["kernel".to_string(), "--spec".into(), path];
+    v.extend(more.iter().map(|s| s.to_string()));
+    v
+}
+
+/// `matmul --shape 64x64x64 --layout nk [more]` (the layout naive_gemm_bf16_nk is written for,
+/// as its spec says).
+fn matmul(more: &[&str]) -> Vec<String> {
+    ["matmul", "--shape", "64x64x64", "--layout", "nk"]
+        .iter()
+        .chain(more)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// Each `bench ARGS` on the mock exits 2 saying its text.
+fn each_refused(cases: Vec<(Vec<String>, &str)>) {
+    for (args, want) in cases {
+        exits_2_saying(
+            gpuvet().args(["--backend", "mock", "bench"]).args(&args),
+            want,
+        );
+    }
+}
+
 #[test]
-fn bad_kernel_inputs_exit_2_before_anything_runs() {
+fn bad_kernel_specs_exit_2_before_anything_runs() {
     let d = copy_examples();
     let p = |f: &str| d.path().join(f).display().to_string();
-    let broken = |name: &str, from: &str, to: &str| {
-        let text = std::fs::read_to_string(d.path().join("vector_add.toml")).unwrap();
-        assert!(text.contains(from), "{from}");
-        std::fs::write(d.path().join(name), text.replace(from, to)).unwrap();
-        p(name)
-    };
-    let gemm = p("naive_gemm.toml");
-    let cu = p("naive_gemm.cu");
-    // `bench kernel --spec PATH [more]` and `bench matmul --shape 64x64x64 --layout nk [more]`
-    let spec = |path: String, more: &[&str]| -> Vec<String> {
-        let mut v = vec!["kernel".to_string(), "--spec".into(), path];
-        v.extend(more.iter().map(|s| s.to_string()));
-        v
-    };
-    // (the layout naive_gemm_bf16_nk is written for, as its spec says)
-    let matmul = |more: &[&str]| -> Vec<String> {
-        ["matmul", "--shape", "64x64x64", "--layout", "nk"]
-            .iter()
-            .chain(more)
-            .map(|s| s.to_string())
-            .collect()
-    };
-    let cases: Vec<(Vec<String>, &str)> = vec![
+    let broken = |name: &str, from: &str, to: &str| broken(d.path(), name, from, to);
+    each_refused(vec![
         (
             spec(
                 broken("t1.toml", "count = \"N\"\ninit", "cout = \"N\"\ninit"),
@@ -153,6 +167,27 @@ fn bad_kernel_inputs_exit_2_before_anything_runs() {
             "this is CUDA source, not a spec",
         ),
         (
+            spec(
+                broken(
+                    "t9.toml",
+                    "entry = \"vector_add\"",
+                    "entry = \"vector_add\"\nlayout = \"nk\"",
+                ),
+                &[],
+            ),
+            "a free-form kernel's buffers say their own shapes",
+        ),
+    ]);
+}
+
+#[test]
+fn bad_kernel_flags_exit_2_before_anything_runs() {
+    let d = copy_examples();
+    let p = |f: &str| d.path().join(f).display().to_string();
+    let gemm = p("naive_gemm.toml");
+    let cu = p("naive_gemm.cu");
+    each_refused(vec![
+        (
             matmul(&["--kernel", &format!("{cu}:naive_gemm_bf16_nk")]),
             "needs --launch",
         ),
@@ -193,27 +228,22 @@ fn bad_kernel_inputs_exit_2_before_anything_runs() {
                 .to_vec(),
             "`naive_gemm` is written for layout nk (its spec's `layout`), and matmul.bf16.64x64x64.kn is kn",
         ),
-        (
-            spec(
-                broken("t9.toml", "entry = \"vector_add\"", "entry = \"vector_add\"\nlayout = \"nk\""),
-                &[],
-            ),
-            "a free-form kernel's buffers say their own shapes",
-        ),
-    ];
-    for (args, want) in cases {
-        exits_2_saying(
-            gpuvet().args(["--backend", "mock", "bench"]).args(&args),
-            want,
-        );
-    }
+    ]);
+}
+
+/// What only the compiled kernel can tell.
+#[test]
+fn compiled_kernels_that_do_not_match_exit_2() {
     if !have_nvrtc() {
         common::say_skip(
-            "bad_kernel_inputs_exit_2_before_anything_runs",
+            "compiled_kernels_that_do_not_match_exit_2",
             "NVRTC is not available for the PTX checks",
         );
         return;
     }
+    let d = copy_examples();
+    let p = |f: &str| d.path().join(f).display().to_string();
+    let cu = p("naive_gemm.cu");
     // What only the compiled kernel can tell: a missing entry, an argument list that does not
     // match its PTX, a compile error with its source line.
     std::fs::write(
