@@ -1335,7 +1335,11 @@ fn run(cli: Cli) -> Result<i32> {
     let opts = g.options();
     match cli.command {
         None | Some(Command::Run) => {
-            measure(&opts, None, Vec::new(), "run", None, WorldChoice::Single)
+            let req = commands::run::MeasureRequest {
+                command: "run".into(),
+                ..Default::default()
+            };
+            Ok(commands::run::measure(&opts, &req)?.code)
         }
         Some(Command::Bench(b)) => {
             let world = match &b {
@@ -1374,7 +1378,6 @@ fn run(cli: Cli) -> Result<i32> {
                 command: a.command(),
                 axis,
                 world,
-                user_kernels: Vec::new(),
                 reads,
                 ..Default::default()
             };
@@ -1413,26 +1416,6 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
-}
-
-/// The measuring path's exit code.
-fn measure(
-    opts: &commands::Options,
-    workloads: Option<Vec<Workload>>,
-    implementations: Vec<String>,
-    command: &str,
-    axis: Option<String>,
-    world: WorldChoice,
-) -> Result<i32> {
-    let req = commands::run::MeasureRequest {
-        workloads,
-        implementations,
-        command: command.into(),
-        axis,
-        world,
-        ..Default::default()
-    };
-    Ok(commands::run::measure(opts, &req)?.code)
 }
 
 impl Global {

@@ -34,6 +34,10 @@ pub fn render_html(report: &Report) -> String {
     render_html_with(report, &HtmlExtras::default())
 }
 
+/// The HTML report format.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Html;
+
 /// The HTML page of a report, as one file format: `gpuvet report -o PATH` writes it through
 /// [`Exporter::write`] (atomically; `-` is stdout).
 pub struct HtmlPage<'a> {
@@ -46,10 +50,6 @@ impl Exporter<HtmlPage<'_>> for Html {
         Ok(render_html_with(page.report, &page.extras))
     }
 }
-
-/// The HTML report format.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Html;
 
 const CSS: &str = r#"
 :root { --fg:#1d232a; --muted:#5b6670; --line:#d9dee3; --bg:#ffffff; --band:#f5f7f9;

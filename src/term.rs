@@ -24,21 +24,23 @@ pub fn stderr_color() -> bool {
 /// A one-line notice on stderr (`note: ...`), unless quiet.
 pub fn notice(quiet: bool, msg: &str) {
     if !quiet {
-        if stderr_color() {
-            crate::output::write_stderr(&format!("\x1b[36mnote:\x1b[0m {msg}\n"));
-        } else {
-            crate::output::write_stderr(&format!("note: {msg}\n"));
-        }
+        labelled("36", "note", msg);
     }
+}
+
+/// `label: msg` on stderr, the label in ANSI colour `sgr` where stderr takes colour.
+fn labelled(sgr: &str, label: &str, msg: &str) {
+    let line = if stderr_color() {
+        format!("\x1b[{sgr}m{label}:\x1b[0m {msg}\n")
+    } else {
+        format!("{label}: {msg}\n")
+    };
+    crate::output::write_stderr(&line);
 }
 
 /// A warning on stderr (always shown).
 pub fn warn(msg: &str) {
-    if stderr_color() {
-        crate::output::write_stderr(&format!("\x1b[33mwarning:\x1b[0m {msg}\n"));
-    } else {
-        crate::output::write_stderr(&format!("warning: {msg}\n"));
-    }
+    labelled("33", "warning", msg);
 }
 
 /// The results table.
@@ -202,9 +204,5 @@ pub fn progress(len: u64, quiet: bool) -> indicatif::ProgressBar {
 
 /// An error line on stderr (`error: ...`).
 pub fn error(msg: &str) {
-    if stderr_color() {
-        crate::output::write_stderr(&format!("\x1b[31merror:\x1b[0m {msg}\n"));
-    } else {
-        crate::output::write_stderr(&format!("error: {msg}\n"));
-    }
+    labelled("31", "error", msg);
 }

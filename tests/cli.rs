@@ -862,8 +862,7 @@ fn sweep_suite_report_and_plots() {
 
 /// `args` exits 2 with `says` on stderr.
 fn refused(args: Vec<std::ffi::OsString>, says: &str) {
-    let (_, err) = stdout_of(gpuvet().args(args), 2);
-    assert!(err.contains(says), "{err}");
+    exits_2_saying(gpuvet().args(args), says);
 }
 
 /// No output is written over a report the command reads, or over another output; devices are

@@ -4,6 +4,7 @@ mod common;
 
 use common::assert_any_contains;
 use gpuvet::cli::CompareArgs;
+use gpuvet::commands;
 use gpuvet::compare::{
     self, classify, compare_to_baseline, export, load_baseline, ratio_of_medians_ci, render_json,
     render_markdown, render_table, save_baseline, widening, CompareOptions, FailOn, Verdict,
@@ -760,7 +761,7 @@ fn run_writes_outputs_and_returns_the_exit_code() {
         "--json",
         js.to_str().unwrap(),
     ]);
-    assert_eq!(gpuvet::commands::compare::run(&args, false).unwrap(), 1);
+    assert_eq!(commands::compare::run(&args, false).unwrap(), 1);
     assert!(std::fs::read_to_string(&md)
         .unwrap()
         .contains("## gpuvet comparison"));
@@ -769,13 +770,13 @@ fn run_writes_outputs_and_returns_the_exit_code() {
     assert_eq!(v["results"].as_array().unwrap().len(), 8);
 
     let same = parse(&[old.to_str().unwrap(), old.to_str().unwrap()]);
-    assert_eq!(gpuvet::commands::compare::run(&same, false).unwrap(), 0);
+    assert_eq!(commands::compare::run(&same, false).unwrap(), 0);
 
     // A truncated NEW is a CorruptFile error (exit 2 at the CLI), not a verdict.
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{\"schema_version\": 1, \"tool\": {").unwrap();
     let args = parse(&[old.to_str().unwrap(), bad.to_str().unwrap()]);
-    let err = gpuvet::commands::compare::run(&args, false).unwrap_err();
+    let err = commands::compare::run(&args, false).unwrap_err();
     assert!(
         matches!(err.downcast_ref::<Error>(), Some(Error::CorruptFile { .. })),
         "{err}"
@@ -1292,10 +1293,7 @@ fn cli_takes_several_runs_a_side() {
     argv.push("--new");
     argv.extend(new.iter().map(String::as_str));
     argv.extend(["--json", js.to_str().unwrap()]);
-    assert_eq!(
-        gpuvet::commands::compare::run(&parse(&argv), false).unwrap(),
-        1
-    );
+    assert_eq!(commands::compare::run(&parse(&argv), false).unwrap(), 1);
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
     assert_eq!(v["old"]["runs"], 3);
@@ -1314,16 +1312,16 @@ fn cli_takes_several_runs_a_side() {
         copy.to_str().unwrap().to_string()
     }] {
         let args = parse(&["--old", &old[0], &twice, "--new", &new[0], &new[1]]);
-        let err = gpuvet::commands::compare::run(&args, false).unwrap_err();
+        let err = commands::compare::run(&args, false).unwrap_err();
         assert!(format!("{err:#}").contains("are the same run"), "{err:#}");
     }
     // One file each way still works as before, mixed with runs on the other side too.
     assert_eq!(
-        gpuvet::commands::compare::run(&parse(&[&old[0], &new[0]]), false).unwrap(),
+        commands::compare::run(&parse(&[&old[0], &new[0]]), false).unwrap(),
         1
     );
     assert_eq!(
-        gpuvet::commands::compare::run(
+        commands::compare::run(
             &parse(&[&old[0], "--new", &new[0], &new[1], &new[2]]),
             false
         )

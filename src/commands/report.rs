@@ -22,8 +22,7 @@ pub struct ReportArgs {
 }
 
 /// Reads the results (and verdict), renders, and writes the page atomically, saying so on
-/// stderr unless `quiet`. A corrupt or
-/// unreadable file is an error (exit 2 at the CLI).
+/// stderr unless `quiet`. A corrupt or unreadable file is an error (exit 2 at the CLI).
 pub fn run(args: &ReportArgs, quiet: bool) -> anyhow::Result<i32> {
     let to_stdout = args.output.as_os_str() == "-";
     let inputs: Vec<&std::path::Path> = std::iter::once(args.results.as_path())
@@ -85,12 +84,9 @@ pub fn run(args: &ReportArgs, quiet: bool) -> anyhow::Result<i32> {
         },
     };
     Html.write_to(&args.output, &page)?;
-    if !to_stdout {
-        let n = report.results.len();
-        if !quiet {
-            let out = args.output.display();
-            crate::output::write_stderr(&format!("wrote {out} ({n} results)\n"));
-        }
+    if !to_stdout && !quiet {
+        let (out, n) = (args.output.display(), report.results.len());
+        crate::output::write_stderr(&format!("wrote {out} ({n} results)\n"));
     }
     Ok(0)
 }

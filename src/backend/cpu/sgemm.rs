@@ -43,14 +43,11 @@ pub(super) fn preferred() -> bool {
 /// `GPUVET_CPU_SGEMM`: `Some(true)` for `own`, `Some(false)` for `gemm`, `None` unset; any other
 /// value is an error, which the command line reports before anything runs.
 pub fn forced() -> crate::error::Result<Option<bool>> {
-    match std::env::var("GPUVET_CPU_SGEMM") {
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Ok(v) if v == "own" => Ok(Some(true)),
-        Ok(v) if v == "gemm" => Ok(Some(false)),
-        Ok(v) => Err(crate::Error::invalid(format!(
-            "GPUVET_CPU_SGEMM={v} is not `own` or `gemm`; set it to one or unset it"
-        ))),
-        Err(std::env::VarError::NotUnicode(v)) => Err(crate::Error::invalid(format!(
+    match std::env::var_os("GPUVET_CPU_SGEMM") {
+        None => Ok(None),
+        Some(v) if v == "own" => Ok(Some(true)),
+        Some(v) if v == "gemm" => Ok(Some(false)),
+        Some(v) => Err(crate::Error::invalid(format!(
             "GPUVET_CPU_SGEMM={} is not `own` or `gemm`; set it to one or unset it",
             v.to_string_lossy()
         ))),
