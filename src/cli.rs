@@ -1334,13 +1334,7 @@ fn run(cli: Cli) -> Result<i32> {
     }
     let opts = g.options();
     match cli.command {
-        None | Some(Command::Run) => {
-            let req = commands::run::MeasureRequest {
-                command: "run".into(),
-                ..Default::default()
-            };
-            Ok(commands::run::measure(&opts, &req)?.code)
-        }
+        None | Some(Command::Run) => commands::run::quick_run(&opts),
         Some(Command::Bench(b)) => {
             let world = match &b {
                 BenchCommand::Collective(c) => c.world.world,

@@ -144,6 +144,15 @@ pub fn measure(opts: &Options, req: &MeasureRequest) -> Result<Outcome> {
     })
 }
 
+/// `gpuvet run` (or no command): the quick suite of the backend that opens; its exit code.
+pub fn quick_run(opts: &Options) -> Result<i32> {
+    let req = MeasureRequest {
+        command: "run".into(),
+        ..MeasureRequest::default()
+    };
+    Ok(measure(opts, &req)?.code)
+}
+
 /// Every rank refuses a baseline name its highest rank cannot take (`NAME.rank15` over the
 /// length limit), before the rendezvous: refused on that rank alone, the others waited the whole
 /// rendezvous timeout and then blamed it for not joining.
