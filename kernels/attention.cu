@@ -5,43 +5,30 @@
 // aligned to the end of the keys (decode, chunked prefill): query i sees keys 0 ..= i + (Lkv − Lq),
 // and P is 0 beyond that, so the P·V GEMM over all Lkv columns gives the masked result.
 //
-// No #include (NVRTC without a toolkit has no cuda_fp16.h): f16 and bf16 are written as their
-// bit patterns, converted with the PTX cvt instructions (round to nearest even).
+// f16 and bf16 travel as their bit patterns (u16), converted by gpuvet_ptx.cuh's f32_to_16.
 
-typedef unsigned long long u64;
+#include "gpuvet_ptx.cuh"
 
-__device__ __forceinline__ unsigned short f32_to_f16_bits(float x) {
-    unsigned short r;
-    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r) : "f"(x));
-    return r;
-}
+struct MaxOp {
+    static __device__ __forceinline__ float apply(float a, float b) { return fmaxf(a, b); }
+    static __device__ __forceinline__ float identity() { return -__int_as_float(0x7f800000); }
+};
+struct SumOp {
+    static __device__ __forceinline__ float apply(float a, float b) { return a + b; }
+    static __device__ __forceinline__ float identity() { return 0.0f; }
+};
 
-__device__ __forceinline__ unsigned short f32_to_bf16_bits(float x) {
-    unsigned short r;
-    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(x));
-    return r;
-}
-
-__device__ __forceinline__ float block_reduce_max(float v, float* scratch) {
-    for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+// OP over v of every thread of the block (warp shuffles, then one warp over the warps' results
+// in `scratch`, 32 floats of shared memory); every thread gets the result.
+template <typename OP>
+__device__ __forceinline__ float block_reduce(float v, float* scratch) {
+    for (int off = 16; off > 0; off >>= 1) v = OP::apply(v, __shfl_xor_sync(0xffffffffu, v, off));
     const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
     if (lane == 0) scratch[warp] = v;
     __syncthreads();
     const unsigned warps = (blockDim.x + 31u) >> 5;
-    v = lane < warps ? scratch[lane] : -__int_as_float(0x7f800000);
-    for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
-    __syncthreads();
-    return v;
-}
-
-__device__ __forceinline__ float block_reduce_sum(float v, float* scratch) {
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-    const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    const unsigned warps = (blockDim.x + 31u) >> 5;
-    v = lane < warps ? scratch[lane] : 0.0f;
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    v = lane < warps ? scratch[lane] : OP::identity();
+    for (int off = 16; off > 0; off >>= 1) v = OP::apply(v, __shfl_xor_sync(0xffffffffu, v, off));
     __syncthreads();
     return v;
 }
@@ -57,10 +44,10 @@ __device__ __forceinline__ u64 row_stats(const float* __restrict__ s, u64 row, u
     const u64 visible = !causal ? kv_len : end < 0 ? 0 : end > (long long)kv_len ? kv_len : (u64)end;
     float m = -__int_as_float(0x7f800000);
     for (u64 j = threadIdx.x; j < visible; j += blockDim.x) m = fmaxf(m, s[j]);
-    m = block_reduce_max(m, scratch);
+    m = block_reduce<MaxOp>(m, scratch);
     float sum = 0.0f;
     for (u64 j = threadIdx.x; j < visible; j += blockDim.x) sum += expf(s[j] - m);
-    sum = block_reduce_sum(sum, scratch);
+    sum = block_reduce<SumOp>(sum, scratch);
     *mx = m;
     *inv_sum = 1.0f / sum;
     return visible;
@@ -86,14 +73,12 @@ extern "C" __global__ void gv_softmax_f32(const float* __restrict__ S, float* __
     softmax_row<float, f32_bits>(S, P, q_len, kv_len, causal);
 }
 
-extern "C" __global__ void gv_softmax_f16(const float* __restrict__ S,
-                                          unsigned short* __restrict__ P, u64 q_len,
-                                          u64 kv_len, int causal) {
-    softmax_row<unsigned short, f32_to_f16_bits>(S, P, q_len, kv_len, causal);
+extern "C" __global__ void gv_softmax_f16(const float* __restrict__ S, u16* __restrict__ P,
+                                          u64 q_len, u64 kv_len, int causal) {
+    softmax_row<u16, f32_to_16<false>>(S, P, q_len, kv_len, causal);
 }
 
-extern "C" __global__ void gv_softmax_bf16(const float* __restrict__ S,
-                                           unsigned short* __restrict__ P, u64 q_len,
-                                           u64 kv_len, int causal) {
-    softmax_row<unsigned short, f32_to_bf16_bits>(S, P, q_len, kv_len, causal);
+extern "C" __global__ void gv_softmax_bf16(const float* __restrict__ S, u16* __restrict__ P,
+                                           u64 q_len, u64 kv_len, int causal) {
+    softmax_row<u16, f32_to_16<true>>(S, P, q_len, kv_len, causal);
 }

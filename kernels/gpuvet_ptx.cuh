@@ -1,6 +1,7 @@
-// PTX helpers shared by every tensor-core kernel (matmul_mma.cu, flash_fwd.cu,
-// flash_decode.cu, and through gpuvet_sm90.cuh the Hopper ones): shared-memory addresses, the
-// f32 → bf16/f16 conversion and the guarded pair store, cp.async, ldmatrix and mma.sync.
+// PTX helpers shared by every kernel source but memory.cu and matmul_simt.cu (attention.cu,
+// matmul_mma.cu, flash_fwd.cu, flash_decode.cu, and through gpuvet_sm90.cuh the Hopper ones):
+// shared-memory addresses, the f32 → bf16/f16 conversion and the guarded pair store, cp.async,
+// ldmatrix and mma.sync.
 //
 // Handed to NVRTC as an in-memory header (src/backend/cuda/nvrtc.rs), so no CUDA toolkit
 // headers are needed, and part of the kernel source hash (src/backend/cuda/kernels.rs).

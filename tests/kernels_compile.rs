@@ -295,6 +295,13 @@ fn sass_has_the_expected_instructions_and_no_local_memory() {
             src.file(),
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some(keep) = std::env::var_os("GPUVET_SASS_DUMP") {
+            // A kernel-source change that should not change the code (a helper moved into a
+            // header) is checked by diffing two dumps (docs/cuda.md).
+            std::fs::create_dir_all(&keep).unwrap();
+            let name = format!("{}-{arch}.sass", src.stem());
+            std::fs::write(std::path::Path::new(&keep).join(name), sass.as_bytes()).unwrap();
+        }
         let ops = sass_opcodes(&sass);
         for k in KernelId::ALL.iter().filter(|k| k.source() == src) {
             let o = ops
