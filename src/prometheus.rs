@@ -20,9 +20,10 @@
 //! | `gpuvet_result_peak_ratio` | same | throughput / datasheet peak (0–1) |
 //! | `gpuvet_result_median_seconds` | same | median time of one iteration |
 //! | `gpuvet_result_verified` | same | 1 when the output matched the f64 reference |
-//! | `gpuvet_result_effective_sm_clock_hertz` | same | SM clock during the samples |
+//! | `gpuvet_result_effective_sm_clock_hertz` | same | SM clock during the samples (`gpuvet_result_cpu_clock_hertz` on the CPU backend: a core's clock, not an SM's) |
 //! | `gpuvet_result_{flop,op,bytes}_per_usd` | same | work one dollar buys at this rate (`--price-per-hour`) |
 //! | `gpuvet_gpu_{sm,memory}_clock_hertz`, `gpuvet_gpu_temperature_celsius`, `gpuvet_gpu_power_watts`, `gpuvet_gpu_power_limit_watts` | host, gpu, uuid, sku | last telemetry sample of the run (a result on several GPUs counts for its lead) |
+//! | `gpuvet_cpu_clock_hertz` | host, gpu, uuid, sku | the CPU backend's mean core clock at the last sample, instead of an SM clock |
 //! | `gpuvet_gpu_temperature_max_celsius` | host, gpu, uuid, sku | hottest sample of the run |
 //! | `gpuvet_gpu_throttle_reason` | host, gpu, uuid, sku, reason | 1 when the reason was active in any sample of the run, 0 for the others |
 //! | `gpuvet_gpu_price_usd_per_hour` | host, gpu, uuid, sku | the price the results were priced at |
@@ -231,9 +232,10 @@ fn unix_now() -> f64 {
 /// The labels that name one GPU: the host, its index, UUID and SKU.
 struct Gpu {
     labels: Labels,
-    /// Throttle reasons are NVML's: a CPU's telemetry has none to report, which is not "none
-    /// active".
-    has_throttle_reasons: bool,
+    /// False for the CPU backend's one device. Its clock is a CPU core's, written as
+    /// `gpuvet_cpu_clock_hertz` (never as an SM clock), and it has no throttle reasons to
+    /// report, which is not "none active".
+    is_gpu: bool,
 }
 
 impl Gpu {
@@ -250,7 +252,7 @@ impl Gpu {
                 ("uuid", d.uuid.clone().unwrap_or_default()),
                 ("sku", sku),
             ],
-            has_throttle_reasons: d.may_name_gpu_model(),
+            is_gpu: d.may_name_gpu_model(),
         }
     }
 
@@ -321,7 +323,7 @@ fn result_labels(r: &ResultRecord, gpus: &[Gpu]) -> Option<Labels> {
         ("workload", r.workload.name()),
         ("kind", r.workload.kind().to_string()),
         ("dtype", r.dtype.to_string()),
-        ("implementation", r.implementation.clone()),
+        ("implementation", implementation_label(r)),
     ]);
     if !r.device.is_single() {
         l[1].1 = r.device.to_string();
@@ -329,10 +331,21 @@ fn result_labels(r: &ResultRecord, gpus: &[Gpu]) -> Option<Labels> {
     Some(l)
 }
 
+/// The implementation, marked when a test backend only simulated it (a user kernel on the mock
+/// has the implementation name a GPU run would have, and a dashboard must not mix the two).
+fn implementation_label(r: &ResultRecord) -> String {
+    if r.is_simulated() {
+        format!("{} (simulated)", r.implementation)
+    } else {
+        r.implementation.clone()
+    }
+}
+
 fn report_metrics(f: &mut TextFile, report: &Report, gpus: &[Gpu]) {
     for r in &report.results {
         if let Some(labels) = result_labels(r, gpus) {
-            result_metrics(f, r, &labels);
+            let on_gpu = gpus.get(r.device.lead()).is_some_and(|g| g.is_gpu);
+            result_metrics(f, r, &labels, on_gpu);
         }
     }
     // A dashboard of figures cannot tell a workload never run from one not yet scraped: each
@@ -372,7 +385,12 @@ fn report_metrics(f: &mut TextFile, report: &Report, gpus: &[Gpu]) {
 /// One result's series: whether it verified, and the figures of one that did (throughput, its
 /// price-performance, peak share, median time, work per joule), with the clock and power read
 /// while it ran.
-fn result_metrics(f: &mut TextFile, r: &ResultRecord, labels: &[(&'static str, String)]) {
+fn result_metrics(
+    f: &mut TextFile,
+    r: &ResultRecord,
+    labels: &[(&'static str, String)],
+    on_gpu: bool,
+) {
     f.set(
         "gpuvet_result_verified",
         "1 when the result's output matched the f64 reference and it was timed, else 0.",
@@ -406,12 +424,18 @@ fn result_metrics(f: &mut TextFile, r: &ResultRecord, labels: &[(&'static str, S
         );
     }
     if let Some(mhz) = r.effective_clock_mhz {
-        f.set(
-            "gpuvet_result_effective_sm_clock_hertz",
-            "Effective SM clock while the result was sampled.",
-            labels,
-            mhz * 1e6,
-        );
+        let (name, help) = if on_gpu {
+            (
+                "gpuvet_result_effective_sm_clock_hertz",
+                "Effective SM clock while the result was sampled.",
+            )
+        } else {
+            (
+                "gpuvet_result_cpu_clock_hertz",
+                "Mean CPU core clock (/proc/cpuinfo) while the result was sampled.",
+            )
+        };
+        f.set(name, help, labels, mhz * 1e6);
     }
     if let Some(w) = r.power_w {
         f.set(
@@ -456,13 +480,19 @@ fn throughput_help(name: &str) -> &'static str {
 /// Clocks, temperature, power and throttle reasons of one GPU from its samples, oldest first.
 fn telemetry_metrics(f: &mut TextFile, gpu: &Gpu, samples: &[&Telemetry]) {
     type Field = fn(&Telemetry) -> Option<f64>;
-    let last: [(&'static str, &'static str, Field, f64); 5] = [
+    let (clock, clock_help) = if gpu.is_gpu {
         (
             "gpuvet_gpu_sm_clock_hertz",
             "SM clock at the last telemetry sample of the run.",
-            |t| t.sm_clock_mhz,
-            1e6,
-        ),
+        )
+    } else {
+        (
+            "gpuvet_cpu_clock_hertz",
+            "Mean CPU core clock (/proc/cpuinfo) at the last telemetry sample of the run.",
+        )
+    };
+    let last: [(&'static str, &'static str, Field, f64); 5] = [
+        (clock, clock_help, |t| t.sm_clock_mhz, 1e6),
         (
             "gpuvet_gpu_memory_clock_hertz",
             "Memory clock at the last telemetry sample of the run.",
@@ -505,7 +535,7 @@ fn telemetry_metrics(f: &mut TextFile, gpu: &Gpu, samples: &[&Telemetry]) {
             t,
         );
     }
-    if samples.is_empty() || !gpu.has_throttle_reasons {
+    if samples.is_empty() || !gpu.is_gpu {
         return;
     }
     let seen: BTreeSet<String> = samples

@@ -232,6 +232,13 @@ impl ResultRecord {
         self.status == Status::Ok && self.verification.passed && self.stats.is_some()
     }
 
+    /// True when a test backend stood in for a user kernel that never ran. Its id is the one a
+    /// GPU run would give, so every export that names series by id marks it: a simulated point
+    /// must never join a real kernel's history.
+    pub fn is_simulated(&self) -> bool {
+        self.kernel.as_ref().is_some_and(|k| k.simulated)
+    }
+
     /// Unit of the headline metric of a workload.
     pub fn unit_for(w: &Workload) -> &'static str {
         match w.metric() {

@@ -294,6 +294,38 @@ fn prometheus_textfile_of_a_bench_matches_the_report() {
     promtool_accepts(&prom, "prometheus_textfile_of_a_bench_matches_the_report");
 }
 
+/// The CPU backend's clock is a core's: it is never written as an SM clock, and the CPU has
+/// no throttle reasons to list (none read is not "none active").
+#[test]
+fn prometheus_textfile_of_the_cpu_names_no_gpu_clock() {
+    let (_dir, [prom]) = temp_files(["cpu.prom"]);
+    gpuvet()
+        .args(words(
+            "--backend cpu -q --warmup 0 --max-time 0.05 --min-samples 3 bench memory --size 64KiB --op copy --prometheus",
+        ))
+        .arg(&prom)
+        .assert()
+        .code(0);
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let samples = parse_textfile(&text);
+    assert_eq!(find(&samples, "gpuvet_result_verified", &[])[0].value, 1.0);
+    for gpu_only in [
+        "gpuvet_gpu_sm_clock_hertz",
+        "gpuvet_result_effective_sm_clock_hertz",
+        "gpuvet_gpu_throttle_reason",
+    ] {
+        assert!(!text.contains(gpu_only), "{gpu_only}:\n{text}");
+    }
+    // /proc/cpuinfo has `cpu MHz` lines on x86 Linux; where it has none there is no clock.
+    let has_mhz = std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|t| t.contains("cpu MHz"));
+    for family in ["gpuvet_cpu_clock_hertz", "gpuvet_result_cpu_clock_hertz"] {
+        let clock = find(&samples, family, &[]);
+        assert_eq!(clock.len(), usize::from(has_mhz), "{family}:\n{text}");
+        assert!(clock.iter().all(|c| c.value > 1e8), "{family}: {text}");
+    }
+    promtool_accepts(&prom, "prometheus_textfile_of_the_cpu_names_no_gpu_clock");
+}
+
 #[test]
 fn prometheus_textfile_of_validate_has_verdict_state_sets() {
     let (_dir, [prom]) = temp_files(["validate.prom"]);

@@ -289,6 +289,46 @@ fn compiled_kernels_that_do_not_match_exit_2() {
     }
 }
 
+/// A user kernel on the mock has the id a GPU run would give it; every export that names a
+/// series by id says it was simulated, so its points never join a real kernel's history.
+#[test]
+fn a_simulated_kernel_is_marked_in_every_series_export() {
+    let (_dir, [gab, bmf, prom]) = temp_files(["gab.json", "bmf.json", "r.prom"]);
+    gpuvet()
+        .args(["--backend", "mock"])
+        .args(QUICK)
+        .arg("--export")
+        .arg(format!("github:{}", gab.display()))
+        .arg("--export")
+        .arg(format!("bencher:{}", bmf.display()))
+        .arg("--prometheus")
+        .arg(&prom)
+        .args(["bench", "kernel", "--spec", &ex("vector_add.toml")])
+        .args(["--set", "N=4Ki", "--set", "BLOCK=128"])
+        .assert()
+        .code(0);
+    let want = "kernel.vector_add.BLOCK=128.N=4096/user (simulated)";
+    let names: Vec<String> = read_json(&gab)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, [want]);
+    let bmf = read_json(&bmf);
+    let keys: Vec<&String> = bmf.as_object().unwrap().keys().collect();
+    assert_eq!(keys, [want]);
+    let prom = std::fs::read_to_string(&prom).unwrap();
+    let verified = prom
+        .lines()
+        .find(|l| l.starts_with("gpuvet_result_verified{"))
+        .expect("a verified line");
+    assert!(
+        verified.contains(r#"implementation="user (simulated)""#),
+        "{verified}"
+    );
+}
+
 #[test]
 fn a_free_form_kernel_runs_the_whole_path_on_the_mock() {
     let (_dir, [json, plots, gab]) = temp_files(["r.json", "plots", "gab.json"]);

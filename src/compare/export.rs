@@ -149,11 +149,14 @@ fn rates(report: &Report) -> (Vec<Rate<'_>>, Vec<String>) {
             .interval()
             .filter(|_| work > 0.0)
             .map(|(lo, hi)| (work / hi, work / lo));
-        let name = if multi {
+        let mut name = if multi {
             format!("{} (device {})", r.id, r.device)
         } else {
             r.id.clone()
         };
+        if r.is_simulated() {
+            name.push_str(" (simulated)");
+        }
         out.push(Rate {
             name,
             unit: &tp.unit,
@@ -227,9 +230,10 @@ fn extra(report: &Report, r: &Rate<'_>) -> String {
     };
     // A user kernel the mock stood in for was checked but never ran: its output, so its
     // "verification", is simulated, and a chart must not call it verified.
-    let checked = match &r.rec.kernel {
-        Some(k) if k.simulated => "SIMULATED (mock backend: the kernel did not run)".to_string(),
-        _ => format!("verified ({})", r.rec.verification.method),
+    let checked = if r.rec.is_simulated() {
+        "SIMULATED (mock backend: the kernel did not run)".to_string()
+    } else {
+        format!("verified ({})", r.rec.verification.method)
     };
     format!("{devices}; {} samples; {checked}", r.stats.samples)
 }
