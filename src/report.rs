@@ -46,6 +46,18 @@ pub struct Report {
     /// absent when there were none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_run: Vec<crate::plan::NotRun>,
+    /// Each device's state as `info` read it. Absent from a run's report: its results carry
+    /// the telemetry read around each of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub telemetry: Vec<DeviceTelemetry>,
+}
+
+/// One device's telemetry, with the index into `devices` it belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceTelemetry {
+    pub device: usize,
+    #[serde(flatten)]
+    pub state: crate::backend::Telemetry,
 }
 
 /// The settings that shaped every measurement of the run.

@@ -91,6 +91,7 @@ pub fn new_report(backends: &[Box<dyn Backend>], s: &Settings) -> Report {
         world: s.world.record(),
         results: Vec::new(),
         not_run: Vec::new(),
+        telemetry: Vec::new(),
     }
 }
 

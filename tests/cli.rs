@@ -343,6 +343,32 @@ fn cpu_bench_each_workload_kind() {
     );
 }
 
+/// `info --json` carries what the text shows of each device's state, read once for both.
+#[test]
+fn info_json_has_each_devices_telemetry() {
+    let out = gpuvet()
+        .args(["--backend", "mock", "info", "--json", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = r["telemetry"].as_array().unwrap();
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert_eq!(t[0]["device"], 0);
+    assert_eq!(t[0]["sm_clock_mhz"], 1500.0);
+    assert_eq!(t[0]["power_limit_w"], 300.0);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("SM 1500 MHz"), "{text}");
+    // A run's report has no such list: its results carry their own telemetry.
+    let run = gpuvet()
+        .args(["--backend", "mock", "-q", "--json", "-"])
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert!(r.get("telemetry").is_none());
+    assert!(r["results"][0]["telemetry_before"].is_object());
+}
+
 #[test]
 fn info_list_and_completions() {
     gpuvet()

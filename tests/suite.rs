@@ -68,6 +68,7 @@ fn report(peaks: Option<Peaks>) -> Report {
         world: None,
         results: vec![],
         not_run: Vec::new(),
+        telemetry: Vec::new(),
     }
 }
 

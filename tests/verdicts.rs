@@ -172,6 +172,7 @@ fn report_of(devices: Vec<DeviceInfo>, sku: &str, scale: impl Fn(usize) -> f64) 
         world: None,
         results,
         not_run: Vec::new(),
+        telemetry: Vec::new(),
     }
 }
 

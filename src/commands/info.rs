@@ -1,9 +1,9 @@
 //! `gpuvet info`: the host, the devices and their state (and the report, where asked).
 
 use super::Options;
-use crate::backend::{self, Backend, DeviceInfo};
+use crate::backend::{self, Backend, DeviceInfo, Telemetry};
 use crate::output::Output;
-use crate::report::Report;
+use crate::report::{DeviceTelemetry, Report};
 use crate::runner;
 use crate::units::Bytes;
 use anyhow::{Context, Result};
@@ -19,7 +19,14 @@ pub fn info(opts: &Options) -> Result<i32> {
     report.complete = true;
     let mut text = host_text(&report);
     for (b, d) in opened.backends.iter().zip(&report.devices) {
-        text.push_str(&device_text(b.as_ref(), d)?);
+        let state = b.telemetry();
+        text.push_str(&device_text(b.as_ref(), d, state.as_ref())?);
+        if let Some(state) = state {
+            report.telemetry.push(DeviceTelemetry {
+                device: d.index,
+                state,
+            });
+        }
     }
     Output::new(exports.uses_stdout())
         .human(&text)
@@ -47,7 +54,7 @@ fn host_text(report: &Report) -> String {
 }
 
 /// One device's block: its identity, then its details, peaks and telemetry.
-fn device_text(b: &dyn Backend, d: &DeviceInfo) -> Result<String> {
+fn device_text(b: &dyn Backend, d: &DeviceInfo, state: Option<&Telemetry>) -> Result<String> {
     let mut text = format!("\ndevice {}  [{}] {}\n", d.index, b.kind().name(), d.name);
     let mut row = |k: &str, v: String| text.push_str(&format!("  {k:<22} {v}\n"));
     let fields = [
@@ -95,7 +102,7 @@ fn device_text(b: &dyn Backend, d: &DeviceInfo) -> Result<String> {
             format!("{} ({})", parts.join(", "), p.source),
         );
     }
-    if let Some(t) = b.telemetry() {
+    if let Some(t) = state {
         row("telemetry", t.describe(b.is_gpu()));
     }
     Ok(text)
