@@ -4,7 +4,7 @@
 //! impossible shapes, unknown implementations, dtypes a device lacks, and memory needs above
 //! what is free (the message says how much).
 
-use crate::backend::{Backend, CachePolicy, RankLayout};
+use crate::backend::{Backend, CachePolicy, MemoryNeeds, RankLayout};
 use crate::error::{Error, Result};
 use crate::units::Bytes;
 use crate::workload::{Placing, RankRange, Workload};
@@ -501,30 +501,14 @@ fn plan_with(
                 Placing::EachDevice => buffer_sets(&w, lead, hot),
                 _ => 1,
             };
-            let (notes, short_of_memory) = match fit_on(&w, &members, &placement, sets, host, how) {
-                Ok(fits) => fits,
-                // A suite runs what fits and says what did not (a small card, a MIG
-                // slice); a workload asked for by name that does not fit is refused.
-                Err(e @ Error::OutOfMemory { .. }) if skip_unsupported => {
-                    plan.not_run.push(NotRun {
-                        workload: w.name(),
-                        device: placement.clone(),
-                        why: e.to_string(),
-                    });
-                    continue;
-                }
-                Err(e) => return Err(e),
+            let at = Point {
+                w: &w,
+                placement: &placement,
+                members: &members,
+                sets,
+                host,
             };
-            for imp in unique_names(chosen, &w.name(), &mut plan.skipped) {
-                plan.entries.push(PlanEntry {
-                    workload: w.clone(),
-                    placement: placement.clone(),
-                    implementation: imp,
-                    buffer_sets: sets,
-                    notes: notes.clone(),
-                    short_of_memory: short_of_memory.clone(),
-                });
-            }
+            place_each(&mut plan, &mut refused, &at, chosen, how)?;
         }
     }
     if !skip_unsupported {
@@ -533,21 +517,80 @@ fn plan_with(
     Ok(plan)
 }
 
-/// The memory check of `w` on every member of its placement: the workload's notes with what
+/// One (workload, placement) of the plan as [`place_each`] takes it.
+struct Point<'p, 'b> {
+    w: &'p Workload,
+    placement: &'p Placement,
+    members: &'p [&'b dyn Backend],
+    sets: usize,
+    host: HostMemoryCheck,
+}
+
+/// The entries of `chosen` at one point of the plan, each implementation held to its own
+/// memory: a fused attention fits where the unfused one's score matrix does not. One that does
+/// not fit is left out with its reason while another runs; where none fits, a suite records the
+/// workload as not run and a run asked for by name is refused.
+fn place_each(
+    plan: &mut Plan,
+    refused: &mut Vec<Refusal>,
+    at: &Point<'_, '_>,
+    chosen: Vec<String>,
+    how: &Planning,
+) -> Result<()> {
+    let mut too_big = None;
+    let mut placed = false;
+    for imp in unique_names(chosen, &at.w.name(), &mut plan.skipped) {
+        let (notes, short_of_memory) = match fit_on(at, &imp, how) {
+            Ok(fits) => fits,
+            Err(e @ Error::OutOfMemory { .. }) => {
+                refused.push(Refusal {
+                    name: imp.clone(),
+                    why: format!("`{imp}` on {}: {e}", at.w.name()),
+                });
+                too_big.get_or_insert((imp, e));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        placed = true;
+        plan.entries.push(PlanEntry {
+            workload: at.w.clone(),
+            placement: at.placement.clone(),
+            implementation: imp,
+            buffer_sets: at.sets,
+            notes,
+            short_of_memory,
+        });
+    }
+    match too_big {
+        None => {}
+        Some((imp, e)) if placed => plan
+            .skipped
+            .push(format!("`{imp}` left out of {}: {e}", at.w.name())),
+        // A suite runs what fits and says what did not (a small card, a MIG slice).
+        Some((_, e)) if how.skip_unsupported => plan.not_run.push(NotRun {
+            workload: at.w.name(),
+            device: at.placement.clone(),
+            why: e.to_string(),
+        }),
+        Some((_, e)) => return Err(e),
+    }
+    Ok(())
+}
+
+/// The memory check of `imp` on every member of the point's placement: the workload's notes with what
 /// the checks add (each once), and the first member's shortfall where `how` records shortfalls
 /// rather than refusing them. A member without the memory is an [`Error::OutOfMemory`].
 fn fit_on(
-    w: &Workload,
-    members: &[&dyn Backend],
-    placement: &Placement,
-    sets: usize,
-    host: HostMemoryCheck,
+    at: &Point<'_, '_>,
+    imp: &str,
     how: &Planning,
 ) -> Result<(Vec<String>, Option<MemoryShortfall>)> {
-    let mut notes = w.notes();
+    let mut notes = at.w.notes();
     let mut short_of_memory = None;
-    for (b, &d) in members.iter().zip(placement.devices()) {
-        let (checked, short) = check_memory(w, *b, d, sets, host, how.shortfalls)?;
+    for (b, &d) in at.members.iter().zip(at.placement.devices()) {
+        let need = b.memory_needs(at.w, imp, at.sets);
+        let (checked, short) = check_memory(need, *b, d, at.host, how.shortfalls)?;
         short_of_memory = short_of_memory.or(short);
         for n in checked {
             if !notes.contains(&n) {
@@ -967,14 +1010,12 @@ impl HostMemoryCheck {
 /// notes to record with its results (a host shortfall let through by
 /// [`HostMemoryCheck::Warn`]).
 fn check_memory(
-    w: &Workload,
+    need: MemoryNeeds,
     b: &dyn Backend,
     position: usize,
-    sets: usize,
     host: HostMemoryCheck,
     shortfalls: Shortfalls,
 ) -> Result<(Vec<String>, Option<MemoryShortfall>)> {
-    let need = b.memory_needs(w, sets);
     let need_on_device = need.device;
     // The host's shortfall is always the run's (it is no finding about a GPU).
     let notes: Vec<String> = host
@@ -1052,6 +1093,80 @@ mod tests {
             let e = p(bad).unwrap_err().to_string();
             assert!(e.contains("give it alone"), "{bad:?}: {e}");
         }
+    }
+
+    /// The mock with two implementations of everything: `fused`, whose device bytes are the
+    /// workload's own, and `scratch`, which needs more memory than any device has (the unfused
+    /// attention's score matrix at a long context).
+    struct TwoSizes(MockBackend);
+
+    impl Backend for TwoSizes {
+        fn device(&self) -> &crate::backend::DeviceInfo {
+            self.0.device()
+        }
+        fn implementations(&self, _: &Workload) -> Vec<crate::backend::ImplInfo> {
+            ["scratch", "fused"]
+                .map(|n| crate::backend::ImplInfo::new(n, n, n == "scratch"))
+                .to_vec()
+        }
+        fn free_memory(&self) -> Result<u64> {
+            self.0.free_memory()
+        }
+        fn memory_needs(&self, w: &Workload, imp: &str, sets: usize) -> MemoryNeeds {
+            let device = match imp {
+                "scratch" => 1 << 50,
+                _ => w.footprint() * sets as u64,
+            };
+            MemoryNeeds { host: 0, device }
+        }
+        fn stress_size(&self, purpose: crate::backend::Sustained) -> u64 {
+            self.0.stress_size(purpose)
+        }
+        fn quick_suite(&self) -> Vec<Workload> {
+            self.0.quick_suite()
+        }
+        fn prepare_checked<'a>(
+            &'a self,
+            r: crate::backend::Request<'_>,
+        ) -> Result<Box<dyn crate::backend::Prepared + 'a>> {
+            self.0.prepare_checked(r)
+        }
+    }
+
+    /// Each implementation is held to its own memory: the one that does not fit is left out
+    /// with its reason while the other runs; asked for alone, it is refused; a suite where
+    /// nothing fits says so in `not_run`.
+    #[test]
+    fn memory_is_checked_per_implementation() {
+        let b: Vec<Box<dyn Backend>> = vec![Box::new(TwoSizes(MockBackend::new()))];
+        let w = Workload::Matmul(MatmulSpec::new(64, 64, 64, DType::F32));
+        let one = std::slice::from_ref(&w);
+        let p = build(one, &b, &ImplSelect::All, false, false).unwrap();
+        let ran: Vec<&str> = p
+            .entries
+            .iter()
+            .map(|e| e.implementation.as_str())
+            .collect();
+        assert_eq!(ran, ["fused"]);
+        assert!(
+            p.skipped.iter().any(
+                |s| s.starts_with("`scratch` left out of matmul.f32.64x64x64")
+                    && s.contains("not enough memory")
+            ),
+            "{:?}",
+            p.skipped
+        );
+        let named = |n: &[&str]| ImplSelect::Named(n.iter().map(|s| s.to_string()).collect());
+        for alone in [named(&["scratch"]), named(&["scratch", "fused"])] {
+            let e = build(one, &b, &alone, false, false)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("not enough memory"), "{alone:?}: {e}");
+        }
+        let p = build(one, &b, &named(&["scratch"]), false, true).unwrap();
+        assert!(p.entries.is_empty());
+        assert_eq!(p.not_run.len(), 1);
+        assert!(p.not_run[0].why.contains("not enough memory"), "{p:?}");
     }
 
     #[test]
@@ -1210,12 +1325,13 @@ mod tests {
             bytes: 1 << 42,
         });
         let refuse = Shortfalls::Refuse;
-        assert!(check_memory(&huge, &b, 0, 1, HostMemoryCheck::Strict, refuse).is_err());
+        let need = || b.memory_needs(&huge, "mock", 1);
+        assert!(check_memory(need(), &b, 0, HostMemoryCheck::Strict, refuse).is_err());
         // Recording shortfalls is for the device's memory, never the host's.
         let record = Shortfalls::Record;
-        assert!(check_memory(&huge, &b, 0, 1, HostMemoryCheck::Strict, record).is_err());
-        assert!(check_memory(&huge, &b, 0, 1, HostMemoryCheck::Warn, refuse).is_err());
-        let (notes, short) = check_memory(&huge, &b, 0, 1, HostMemoryCheck::Warn, record).unwrap();
+        assert!(check_memory(need(), &b, 0, HostMemoryCheck::Strict, record).is_err());
+        assert!(check_memory(need(), &b, 0, HostMemoryCheck::Warn, refuse).is_err());
+        let (notes, short) = check_memory(need(), &b, 0, HostMemoryCheck::Warn, record).unwrap();
         assert_eq!(notes.len(), 1);
         assert!(notes[0].starts_with("host memory:"), "{notes:?}");
         assert_eq!(short.unwrap().have, Bytes(16 << 30));

@@ -306,7 +306,7 @@ fn memory_needed_counts_converted_copies() {
 fn cpu_policy_keeps_buffers_in_host_memory() {
     let be = backend();
     let w = matmul(64, 64, 64, DType::Int8, BLayout::Kn);
-    let need = be.memory_needs(&w, 2);
+    let need = be.memory_needs(&w, "gemm", 2);
     assert_eq!(need.device, 0);
     assert_eq!(need.host, w.footprint() + be.memory_needed(&w, 2));
     assert!(!be.is_gpu());

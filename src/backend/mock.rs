@@ -308,7 +308,7 @@ impl Backend for MockBackend {
     /// As a GPU's: the buffers on the device (checked against [`Backend::free_memory`]), the
     /// host copies of inputs and outputs in RAM. The mock computes its outputs on the host, but
     /// only within [`MAX_MACS`]: what it stands in for is a GPU's planning.
-    fn memory_needs(&self, w: &Workload, sets: usize) -> crate::backend::MemoryNeeds {
+    fn memory_needs(&self, w: &Workload, _: &str, sets: usize) -> crate::backend::MemoryNeeds {
         crate::backend::MemoryNeeds {
             host: w.footprint(),
             device: self.memory_needed(w, sets),

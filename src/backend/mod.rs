@@ -585,10 +585,12 @@ pub trait Backend: AsAny + Send {
         w.footprint().saturating_mul(sets as u64)
     }
 
-    /// Where the bytes of a run of `w` with `sets` buffer sets live. The default is a backend
-    /// that computes in host RAM: its buffers come on top of the host copies. A GPU overrides
-    /// this to put its buffers on the device.
-    fn memory_needs(&self, w: &Workload, sets: usize) -> MemoryNeeds {
+    /// Where the bytes of a run of `w` by implementation `imp` with `sets` buffer sets live.
+    /// The default is a backend that computes in host RAM, whatever the implementation: its
+    /// buffers come on top of the host copies. A GPU overrides this to put its buffers on the
+    /// device, each implementation's own (a fused attention has no score matrix).
+    fn memory_needs(&self, w: &Workload, imp: &str, sets: usize) -> MemoryNeeds {
+        let _ = imp;
         MemoryNeeds {
             host: w.footprint().saturating_add(self.memory_needed(w, sets)),
             device: 0,

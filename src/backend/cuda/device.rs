@@ -45,6 +45,13 @@ pub struct SmLimits {
 }
 
 impl Props {
+    /// Blocks for a grid-stride kernel: enough resident blocks to fill every SM.
+    pub fn stream_grid(&self, block: u32, elements_per_block_min: u64, n: u64) -> u32 {
+        let full = self.sms as u64 * (self.sm.max_threads as u64 / block as u64).max(1);
+        let useful = n.div_ceil(elements_per_block_min).max(1);
+        full.min(useful).min(u32::MAX as u64) as u32
+    }
+
     pub fn arch(&self) -> String {
         nvrtc::arch_for(self.cc.0, self.cc.1)
     }
@@ -208,11 +215,9 @@ impl Gpu {
         super::timing::wait_stream(&self.ctx, &self.stream, "synchronize stream")
     }
 
-    /// Blocks for a grid-stride kernel: enough resident blocks to fill every SM.
+    /// Blocks for a grid-stride kernel on this device ([`Props::stream_grid`]).
     pub fn stream_grid(&self, block: u32, elements_per_block_min: u64, n: u64) -> u32 {
-        let full = self.props.sms as u64 * (self.props.sm.max_threads as u64 / block as u64).max(1);
-        let useful = n.div_ceil(elements_per_block_min).max(1);
-        full.min(useful).min(u32::MAX as u64) as u32
+        self.props.stream_grid(block, elements_per_block_min, n)
     }
 }
 

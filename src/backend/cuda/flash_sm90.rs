@@ -184,11 +184,16 @@ pub fn set_layout<'h>(a: &AttentionSpec, [q, k, v]: [&'h [u8]; 3]) -> Result<Set
         .tensor_map(2, map_geometry(a.dtype, hkv, a.kv_len, d))
 }
 
+/// Device bytes a run allocates: Q, K, V and O of every set (no scratch: S stays on chip).
+pub fn memory_needed(spec: &AttentionSpec, sets: usize) -> u64 {
+    spec.bytes() * sets.max(1) as u64
+}
+
 /// The prepared `flash-sm90` run of `spec`.
 pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &AttentionSpec) -> Built<'a> {
     let gpu = ctx.gpu;
     let plan = plan(spec, &Limits::of(&gpu.props))?;
-    gpu.ensure_fits(spec.bytes() * ctx.sets.max(1) as u64)?;
+    gpu.ensure_fits(memory_needed(spec, ctx.sets))?;
     let qkv = super::attention::qkv(spec, ctx.inputs)?;
     // Compile and configure before allocating, so a compile error costs nothing.
     let kernel = Kernel::load_with_smem(gpu, plan.kernel, plan.smem)?;

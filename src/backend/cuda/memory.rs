@@ -1,7 +1,7 @@
 //! Memory bandwidth on the GPU: gpuvet's own copy/read/write/triad kernels, and the driver's
 //! device-to-device memcpy as the reference for copy.
 
-use super::device::Gpu;
+use super::device::{Gpu, Props};
 use super::error::cu;
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
@@ -44,9 +44,11 @@ pub fn memcpy_offered(m: &MemorySpec) -> Verdict {
     }
 }
 
-/// Device bytes a run allocates: every array of every set, plus the read partials.
-pub fn memory_needed(spec: &MemorySpec, sets: usize, gpu_partials: u64) -> u64 {
-    spec.footprint() * sets.max(1) as u64 + gpu_partials * 8
+/// Device bytes a run allocates on the device of `props`: every array of every set, plus one
+/// f64 partial per block of the read kernel's grid.
+pub fn memory_needed(spec: &MemorySpec, sets: usize, props: &Props) -> u64 {
+    let grid = props.stream_grid(BLOCK, MIN_ELEMS_PER_BLOCK, spec.elements());
+    spec.footprint() * sets.max(1) as u64 + grid as u64 * 8
 }
 
 /// The prepared run of `spec` carried out by `imp`.
@@ -66,7 +68,7 @@ pub fn prepare<'a>(ctx: &PrepareCtx<'a, '_>, spec: &MemorySpec, imp: MemImpl) ->
             inputs.len()
         )));
     }
-    gpu.ensure_fits(memory_needed(spec, ctx.sets, grid as u64))?;
+    gpu.ensure_fits(memory_needed(spec, ctx.sets, &gpu.props))?;
     // Compile before allocating gigabytes, so a compile error costs nothing.
     let func = match imp {
         MemImpl::Kernel(k) => Some(Kernel::load(gpu, k)?),

@@ -426,29 +426,12 @@ impl Backend for CudaBackend {
         guarded("reading free memory", || self.gpu.free_memory())
     }
 
-    fn memory_needed(&self, w: &Workload, sets: usize) -> u64 {
-        match w {
-            Workload::Matmul(m) => matmul::memory_needed(m, sets),
-            Workload::Attention(a) => attention::memory_needed(a, sets),
-            Workload::Memory(m) => {
-                let grid =
-                    self.gpu
-                        .stream_grid(memory::BLOCK, memory::MIN_ELEMS_PER_BLOCK, m.elements());
-                memory::memory_needed(m, sets, grid as u64)
-            }
-            Workload::Transfer(t) => t.bytes().saturating_mul(sets as u64),
-            Workload::P2p(p) => 2 * p.bytes(),
-            // One rank per device: its own send and receive buffers.
-            Workload::Collective(c) => (c.send_elements() + c.recv_elements()) * c.dtype.size(),
-            Workload::Kernel(_) => w.footprint().saturating_mul(sets.max(1) as u64),
-        }
-    }
-
     /// Buffers live on the GPU; the host holds only the copies read back for verification.
-    fn memory_needs(&self, w: &Workload, sets: usize) -> MemoryNeeds {
+    /// What `imp` allocates there, from its row of the kernel table.
+    fn memory_needs(&self, w: &Workload, imp: &str, sets: usize) -> MemoryNeeds {
         MemoryNeeds {
             host: w.footprint(),
-            device: self.memory_needed(w, sets),
+            device: self.registry.memory_needed(&self.target(), w, imp, sets),
         }
     }
 

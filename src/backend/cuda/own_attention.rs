@@ -439,6 +439,15 @@ pub fn memory_needed(a: &AttentionSpec, p: &FlashPlan, sets: usize) -> u64 {
     a.bytes() * sets + p.partial_bytes() + paged
 }
 
+/// [`memory_needed`] of the plan `kind` makes for `a` on the device of `props`; where it makes
+/// none (its check refuses the workload first), the buffer sets alone.
+pub fn memory_planned(a: &AttentionSpec, kind: Kind, props: &Props, sets: usize) -> u64 {
+    match plan(a, kind, &Limits::of(props)) {
+        Ok(p) => memory_needed(a, &p, sets),
+        Err(_) => a.bytes() * sets.max(1) as u64,
+    }
+}
+
 /// A block table: the page ids 0 .. batch·pages_per_seq in a seeded random order (Fisher–Yates
 /// with splitmix64), so each sequence's pages are scattered over the pool as in a serving
 /// engine's cache, and the kernel cannot get the right answer by reading pages in order.

@@ -15,8 +15,8 @@ use super::libs::Lib;
 use super::memory::MemImpl;
 use super::own_attention::Limits;
 pub use super::row::{
-    needs_nvrtc, Built, Check, Factory, Implementation, Kind, Ops, PrepareCtx, Refusal, Target,
-    Typed, Verdict,
+    buffers_only, needs_nvrtc, Built, Check, Factory, Implementation, Kind, Ops, PrepareCtx,
+    Refusal, Target, Typed, Verdict,
 };
 use super::{
     attention, flash_sm90, matmul, memory, own_attention, own_matmul, transfer, user, user_run,
@@ -25,7 +25,7 @@ use super::{
 use crate::backend::ImplInfo;
 use crate::error::{Error, Result};
 use crate::workload::collective::COLLECTIVE_DTYPES;
-use crate::workload::{CollectiveSpec, Workload};
+use crate::workload::{CollectiveSpec, Workload, WorkloadKind};
 use own_attention::Kind as Flash;
 use own_matmul::Family;
 
@@ -49,11 +49,12 @@ const REFERENCE: bool = true;
 const OWN: bool = false;
 
 /// Writes the rows of [`BUILTIN`]:
-/// `Kind name, REFERENCE|OWN, beside, [libraries], |target, spec| own check, factory, description;`
+/// `Kind name, REFERENCE|OWN, beside, [libraries], |target, spec| own check, factory,
+/// |target, spec, sets| device bytes, description;`
 /// where the check may return any `Result` whose error is an [`Error`] or a [`Refusal`].
 macro_rules! builtin_table {
     ($($kind:ident $name:expr, $role:expr, $beside:expr, [$($lib:ident),*],
-       |$t:pat_param, $s:pat_param| $check:expr, $prepare:expr, $desc:literal;)*) => {
+       |$t:pat_param, $s:pat_param| $check:expr, $prepare:expr, $memory:expr, $desc:literal;)*) => {
         /// Every built-in implementation, in listing order: within a kind, best first (the
         /// vendor reference, then the own kernels).
         pub const BUILTIN: &[Builtin] = &[$(Builtin {
@@ -68,6 +69,7 @@ macro_rules! builtin_table {
                     Ok(())
                 },
                 prepare: $prepare,
+                memory: $memory,
             }),
         },)*];
     };
@@ -75,66 +77,82 @@ macro_rules! builtin_table {
 
 builtin_table! {
     Matmul "cublaslt", REFERENCE, None, [CublasLt], |t, m| matmul::plan(m, t.props.cc),
-        matmul::prepare,
+        matmul::prepare, |_, m, sets| matmul::memory_needed(m, sets),
         "cuBLASLt matmul, heuristic algorithm";
     Matmul wgmma::WGMMA, OWN, Some("cublaslt"), [Nvrtc],
         |t, m| wgmma::plan(m, t.props.cc, t.props.sms, t.props.sm.smem_per_block_optin),
-        wgmma::prepare,
+        wgmma::prepare, |t, m, sets| wgmma::memory_planned(m, t.props, sets),
         "gpuvet Hopper kernel: wgmma from shared memory, TMA 128B swizzle, mbarrier ring, producer + 2 consumer warpgroups, persistent grid";
     Matmul Family::Simt.name(), OWN, Some("cublaslt"), [Nvrtc],
         |t, m| own_matmul::plan(m, Family::Simt, t.props.cc, t.props.sms),
         |c, m| own_matmul::prepare(c, m, Family::Simt),
+        |t, m, sets| own_matmul::memory_needed(m, sets, t.props.sms),
         "gpuvet fp32 kernel on CUDA cores: 128×128×8 tiles, 8×8 per thread, float4 loads";
     Matmul Family::Mma.name(), OWN, Some("cublaslt"), [Nvrtc],
         |t, m| own_matmul::plan(m, Family::Mma, t.props.cc, t.props.sms),
         |c, m| own_matmul::prepare(c, m, Family::Mma),
+        |t, m, sets| own_matmul::memory_needed(m, sets, t.props.sms),
         "gpuvet mma.sync kernel: cp.async ring, swizzled smem, ldmatrix, 32-bit accumulate";
     Attention "unfused", REFERENCE, None, [CublasLt, Nvrtc], |t, a| attention::plan(a, t.props.cc),
-        attention::prepare,
+        attention::prepare, |_, a, sets| attention::memory_needed(a, sets),
         "cuBLASLt Q·Kᵀ, softmax kernel, cuBLASLt P·V (S materialised)";
     Attention flash_sm90::IMPL, OWN, Some("unfused"), [Nvrtc],
         |t, a| flash_sm90::plan(a, &Limits::of(t.props)),
-        flash_sm90::prepare,
+        flash_sm90::prepare, |_, a, sets| flash_sm90::memory_needed(a, sets),
         "gpuvet FA3-style attention for Hopper: TMA, warp-specialised producer + 2 consumer warpgroups, wgmma, softmax overlapped with the GEMMs";
     Attention Flash::Prefill.name(), OWN, Some("unfused"), [Nvrtc],
         |t, a| own_attention::plan(a, Flash::Prefill, &Limits::of(t.props)),
         |c, a| own_attention::prepare(c, a, Flash::Prefill),
+        |t, a, sets| own_attention::memory_planned(a, Flash::Prefill, t.props, sets),
         "gpuvet fused attention (FlashAttention-2 style): mma.sync, cp.async double buffer, online softmax, S never in memory";
     Attention Flash::Decode.name(), OWN, Some("unfused"), [Nvrtc],
         |t, a| own_attention::plan(a, Flash::Decode, &Limits::of(t.props)),
         |c, a| own_attention::prepare(c, a, Flash::Decode),
+        |t, a, sets| own_attention::memory_planned(a, Flash::Decode, t.props, sets),
         "gpuvet split-KV decode (flash-decoding): GQA rows packed into mma tiles, KV split across blocks, combine kernel";
     Attention Flash::DecodePaged(16).name(), OWN, Some("unfused"), [Nvrtc],
         |t, a| own_attention::plan(a, Flash::DecodePaged(16), &Limits::of(t.props)),
         |c, a| own_attention::prepare(c, a, Flash::DecodePaged(16)),
+        |t, a, sets| own_attention::memory_planned(a, Flash::DecodePaged(16), t.props, sets),
         "gpuvet split-KV decode from a paged KV cache, 16 tokens per page (block table, pages in random order)";
     Attention Flash::DecodePaged(64).name(), OWN, Some("unfused"), [Nvrtc],
         |t, a| own_attention::plan(a, Flash::DecodePaged(64), &Limits::of(t.props)),
         |c, a| own_attention::prepare(c, a, Flash::DecodePaged(64)),
+        |t, a, sets| own_attention::memory_planned(a, Flash::DecodePaged(64), t.props, sets),
         "gpuvet split-KV decode from a paged KV cache, 64 tokens per page (block table, pages in random order)";
     Memory "kernel", OWN, None, [Nvrtc], |_, _| Verdict::Ok(()),
         |c, m| memory::prepare(c, m, MemImpl::Kernel(memory::kernel_of(m.op))),
+        |t, m, sets| memory::memory_needed(m, sets, t.props),
         "gpuvet float4 grid-stride kernel";
     Memory "memcpy", REFERENCE, None, [], |_, m| memory::memcpy_offered(m),
         |c, m| memory::prepare(c, m, MemImpl::Memcpy),
+        |t, m, sets| memory::memory_needed(m, sets, t.props),
         "driver cuMemcpyDtoDAsync";
     Transfer transfer::MEMCPY, REFERENCE, None, [], |_, _| Verdict::Ok(()),
         |c, t| transfer::prepare(c, t, transfer::MEMCPY),
+        |_, t, sets| transfer::memory_needed(t, sets),
         "copy engine: cuMemcpyHtoDAsync / cuMemcpyDtoHAsync";
     Transfer transfer::KERNEL, OWN, None, [Nvrtc], |_, t| transfer::kernel_offered(t),
         |c, t| transfer::prepare(c, t, transfer::KERNEL),
+        |_, t, sets| transfer::memory_needed(t, sets),
         "SM copy kernel through mapped pinned host memory";
     P2p transfer::MEMCPY, REFERENCE, None, [], |_, _| Verdict::Ok(()),
         |c, p| across_devices(c, &p.name()),
+        // Each device of the pair: its own buffer and the peer's it is mapped to.
+        |_, p, _| 2 * p.bytes(),
         "copy engine: cuMemcpyPeerAsync";
     P2p transfer::KERNEL, OWN, None, [Nvrtc], |_, _| Verdict::Ok(()),
         |c, p| across_devices(c, &p.name()),
+        // Each device of the pair: its own buffer and the peer's it is mapped to.
+        |_, p, _| 2 * p.bytes(),
         "SM copy kernel over the peer mapping";
     Collective "nccl", REFERENCE, None, [Nccl], |_, c| nccl_offered(c),
         |ctx, c| across_devices(ctx, &c.name()),
+        // One rank per device: its own send and receive buffers.
+        |_, c, _| (c.send_elements() + c.recv_elements()) * c.dtype.size(),
         "NCCL, one communicator per device";
     Kernel USER, OWN, None, [Nvrtc], |t, k| user::check_spec(t, k),
-        user_run::prepare_spec,
+        user_run::prepare_spec, |_, k, sets| k.buffer_bytes().saturating_mul(sets.max(1) as u64),
         "the user's kernel from its spec, compiled by NVRTC for this GPU";
 }
 
@@ -226,6 +244,16 @@ impl Builtin {
         )
     }
 
+    /// The row's device bytes for `w` (a workload of its kind: the registry asks no other).
+    fn memory(&self, t: &Target, w: &Workload, sets: usize) -> u64 {
+        same_kind!(
+            &self.ops,
+            w,
+            |o, x| (o.memory)(t, x, sets),
+            w.footprint().saturating_mul(sets.max(1) as u64)
+        )
+    }
+
     /// The row as the registry serves it.
     fn implementation(&'static self) -> Implementation {
         Implementation {
@@ -233,6 +261,7 @@ impl Builtin {
             info: ImplInfo::new(self.name, self.description, self.reference),
             check: Box::new(|t, w| self.check(t, w)),
             factory: Box::new(|ctx| self.prepare(ctx)),
+            memory: Box::new(|t, w, sets| self.memory(t, w, sets)),
         }
     }
 }
@@ -332,6 +361,15 @@ impl Registry {
             }
         }
         (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
+    /// Device bytes the run of `name` on `w` allocates with `sets` buffer sets; for a name `w`
+    /// does not have (refused by `check` first), its buffer sets.
+    pub fn memory_needed(&self, t: &Target, w: &Workload, name: &str, sets: usize) -> u64 {
+        match self.find(Kind::of(w), name) {
+            Some(e) => (e.memory)(t, w, sets),
+            None => w.footprint().saturating_mul(sets.max(1) as u64),
+        }
     }
 
     /// Builds the prepared run of `name` (checked before) for `ctx.workload`.
@@ -453,6 +491,7 @@ mod tests {
             info: ImplInfo::new(name, "a user kernel", false),
             check: needs_nvrtc(),
             factory: Box::new(|_| Err(Error::unsupported("test factory"))),
+            memory: buffers_only(),
         }
     }
 
@@ -483,6 +522,56 @@ mod tests {
         for b in BUILTIN.iter().filter(|b| b.kind() != Kind::Kernel) {
             let row = (b.kind(), b.name.to_string());
             assert!(listed.contains(&row), "{row:?} is never listed");
+        }
+    }
+
+    /// Each row charges what its own run allocates: at a 32k-token prefill the unfused
+    /// attention's score matrix outgrows an H200 while the fused kernels need the tensors
+    /// alone; the split-K decode matmul adds its partials; a name the kind does not have is
+    /// charged its buffer sets.
+    #[test]
+    fn each_row_charges_its_own_memory() {
+        let p = props((9, 0));
+        let t = full(&p);
+        let r = Registry::default();
+        let long = Workload::Attention(AttentionSpec {
+            batch: 1,
+            q_heads: 32,
+            kv_heads: 8,
+            q_len: 32768,
+            kv_len: 32768,
+            head_dim: 128,
+            causal: true,
+            dtype: DType::Bf16,
+        });
+        let need = |w: &Workload, name: &str| r.memory_needed(&t, w, name, 1);
+        let tensors = long.footprint();
+        assert!(need(&long, "unfused") > p.total_mem, "the S and P scratch");
+        for fused in ["flash", "flash-sm90"] {
+            r.check(&t, &long, fused).unwrap();
+            let n = need(&long, fused);
+            assert!((tensors..tensors + (64 << 20)).contains(&n), "{fused}: {n}");
+        }
+        let decode = Workload::Matmul(MatmulSpec::new(8, 8192, 8192, DType::Bf16));
+        let Workload::Matmul(d) = &decode else {
+            unreachable!()
+        };
+        let partials = own_matmul::partials_bytes(d, p.sms);
+        assert!(partials > 0, "a decode shape splits K");
+        assert_eq!(need(&decode, "mma"), own_matmul::memory_needed(d, 1, p.sms));
+        assert!(need(&decode, "mma") >= decode.footprint() + partials);
+        assert_eq!(need(&decode, "nosuch"), decode.footprint());
+        // Every row of every kind charges at least the buffers of its sets.
+        for w in [
+            matmul(DType::Bf16),
+            attention(1, 128, DType::F16),
+            long.clone(),
+        ] {
+            for imp in r.implementations(&t, &w) {
+                assert!(need(&w, &imp.name) >= w.footprint(), "{}", imp.name);
+                let two = r.memory_needed(&t, &w, &imp.name, 2);
+                assert!(two >= need(&w, &imp.name), "{}", imp.name);
+            }
         }
     }
 

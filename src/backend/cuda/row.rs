@@ -143,6 +143,10 @@ pub struct Typed<S> {
     pub check: fn(&Target, &S) -> Verdict,
     /// Builds the prepared run (once the check has passed).
     pub prepare: for<'a, 'w> fn(&PrepareCtx<'a, 'w>, &S) -> Built<'a>,
+    /// Device bytes its run of `spec` with this many buffer sets allocates: what the plan
+    /// checks against free memory before anything runs. Its own figure, not its kind's: a
+    /// fused attention allocates no score matrix, a split-K matmul its partials.
+    pub memory: fn(&Target, &S, usize) -> u64,
 }
 
 /// The typed operations of a row; the variant is the workload kind it serves.
@@ -162,12 +166,22 @@ pub type Check = Box<dyn Fn(&Target, &Workload) -> Verdict + Send + Sync>;
 /// Builds the prepared run of an implementation (typically `ctx.run(exec, layout)`).
 pub type Factory = Box<dyn for<'a, 'w> Fn(&PrepareCtx<'a, 'w>) -> Built<'a> + Send + Sync>;
 
+/// Device bytes an implementation's run of a workload allocates with this many buffer sets.
+pub type Memory = Box<dyn Fn(&Target, &Workload, usize) -> u64 + Send + Sync>;
+
 /// One implementation as the registry serves it: a built-in row or a registration.
 pub struct Implementation {
     pub kind: Kind,
     pub info: ImplInfo,
     pub check: Check,
     pub factory: Factory,
+    pub memory: Memory,
+}
+
+/// A registered implementation's default memory: its buffer sets, the workload's own bytes
+/// once per set.
+pub fn buffers_only() -> Memory {
+    Box::new(|_, w, sets| w.footprint().saturating_mul(sets.max(1) as u64))
 }
 
 /// A registered implementation's default check: it needs NVRTC to compile its kernel.

@@ -28,6 +28,11 @@ use std::sync::Arc;
 pub const MEMCPY: &str = "memcpy";
 pub const KERNEL: &str = "kernel";
 
+/// Device bytes a run allocates: the device side of every set (the host side is host memory).
+pub fn memory_needed(spec: &TransferSpec, sets: usize) -> u64 {
+    spec.bytes() * sets.max(1) as u64
+}
+
 /// Threads per block of the link copy kernel.
 const BLOCK: u32 = 256;
 
@@ -185,7 +190,7 @@ impl<'a> TransferRun<'a> {
                 )))
             }
         };
-        gpu.ensure_fits(spec.bytes() * sets.max(1) as u64)?;
+        gpu.ensure_fits(memory_needed(spec, sets))?;
         let input = |i: usize| inputs.get(i).map(|t| t.as_bytes()).unwrap_or_default();
         let (up_src, down_src) = match spec.direction {
             Direction::H2d => (Some(input(0)), None),

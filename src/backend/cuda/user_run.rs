@@ -12,7 +12,7 @@ use super::device::Gpu;
 use super::error::cu;
 use super::launch::{launch_function, Args};
 use super::nvrtc;
-use super::row::{Built, Implementation, Kind, PrepareCtx};
+use super::row::{buffers_only, Built, Implementation, Kind, PrepareCtx};
 use super::run::{Buffers, Exec, Output, Readback, SetLayout};
 use super::user::{self, Program};
 use crate::backend::ImplInfo;
@@ -227,6 +227,7 @@ pub fn implementation(kind: Kind, k: &UserKernel) -> Implementation {
         info,
         check: Box::new(move |t, w| Ok(user::check_implementation(t, w, &k1)?)),
         factory: Box::new(move |ctx| prepare_implementation(ctx, &k2)),
+        memory: buffers_only(),
     }
 }
 

@@ -18,7 +18,7 @@
 //! `wgmma` is one row of the implementation table (`registry.rs`): [`plan`] is its check and
 //! [`prepare`] its factory.
 
-use super::device::Gpu;
+use super::device::{Gpu, Props};
 use super::kernels::KernelId;
 use super::launch::{launch, Args, Dims, Kernel};
 use super::matmul::{self, transpose_bytes};
@@ -248,6 +248,17 @@ pub fn memory_needed(spec: &MatmulSpec, l: &TmaLaunch, sets: usize) -> u64 {
     let b_rows = if l.b_nk { spec.n } else { spec.k };
     let c = spec.m * spec.n * spec.dtype.matmul_output().size();
     (l.pitch_a * spec.m + l.pitch_b * b_rows + c) * sets.max(1) as u64 + 256
+}
+
+/// Device bytes the run `plan` makes for `spec` on the device of `props` allocates: the TMA
+/// path's padded sets, or the split-K decode path's (the `mma` kernel's); where it makes no
+/// plan (its check refuses the workload first), the buffer sets alone.
+pub fn memory_planned(spec: &MatmulSpec, props: &Props, sets: usize) -> u64 {
+    match plan(spec, props.cc, props.sms, props.sm.smem_per_block_optin) {
+        Ok(WgLaunch::Tma(l)) => memory_needed(spec, &l, sets),
+        Ok(WgLaunch::Decode(_)) => own_matmul::memory_needed(spec, sets, props.sms),
+        Err(_) => spec.bytes() * sets.max(1) as u64,
+    }
 }
 
 fn prepare_tma<'a>(ctx: &PrepareCtx<'a, '_>, spec: &MatmulSpec, launch: TmaLaunch) -> Built<'a> {
