@@ -334,25 +334,33 @@ impl Verify for AttentionSpec {
         );
         let total_rows = bn * hn * lq;
         let macs = total_rows as u128 * spec.kv_len as u128 * d as u128;
-        let (rows, method): (Vec<(usize, usize, usize)>, VerifyMethod) = if macs <= FULL_CHECK_MACS
-        {
-            let all = (0..bn)
-                .flat_map(|b| (0..hn).flat_map(move |h| (0..lq).map(move |i| (b, h, i))))
-                .collect();
-            (all, VerifyMethod::Full)
-        } else {
-            let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed));
-            // Always the first and last query row (tails) of the first and last head.
-            let mut rows = vec![(0, 0, 0), (bn - 1, hn - 1, lq - 1), (0, hn - 1, lq - 1)];
-            while rows.len() < SAMPLED_ROWS {
-                rows.push((
-                    rng.random_range(0..bn),
-                    rng.random_range(0..hn),
-                    rng.random_range(0..lq),
-                ));
-            }
-            (rows, VerifyMethod::SampledRows)
-        };
+        // A problem of few rows (one long decode row per head) has them all checked: that is
+        // a full check, however many MACs it takes.
+        let few = total_rows <= SAMPLED_ROWS;
+        let (rows, method): (Vec<(usize, usize, usize)>, VerifyMethod) =
+            if macs <= FULL_CHECK_MACS || few {
+                let all = (0..bn)
+                    .flat_map(|b| (0..hn).flat_map(move |h| (0..lq).map(move |i| (b, h, i))))
+                    .collect();
+                (all, VerifyMethod::Full)
+            } else {
+                let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed));
+                // Always the first and last query row (tails) of the first and last head.
+                let mut rows = std::collections::BTreeSet::from([
+                    (0, 0, 0),
+                    (bn - 1, hn - 1, lq - 1),
+                    (0, hn - 1, lq - 1),
+                ]);
+                // Distinct rows (more rows than SAMPLED_ROWS exist here), so each counts once.
+                while rows.len() < SAMPLED_ROWS {
+                    rows.insert((
+                        rng.random_range(0..bn),
+                        rng.random_range(0..hn),
+                        rng.random_range(0..lq),
+                    ));
+                }
+                (rows.into_iter().collect(), VerifyMethod::SampledRows)
+            };
         let worst = Worst::over(rows.par_iter(), |w, &(b, h, i)| {
             let (r, terms) = attention_row(spec, q, k, v, b, h, i);
             let off = ((b * hn + h) * lq + i) * d;
@@ -422,6 +430,34 @@ pub fn attention_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sampled rows are distinct (48 rows of D elements), and a problem of no more rows than
+    /// that has them all checked, as a full check, however long its context.
+    #[test]
+    fn sampled_rows_are_counted_once() {
+        let spec = |q_heads, q_len, kv_len| AttentionSpec {
+            batch: 1,
+            q_heads,
+            kv_heads: 1,
+            q_len,
+            kv_len,
+            head_dim: 64,
+            causal: false,
+            dtype: DType::F32,
+        };
+        for (s, method, rows) in [
+            (spec(64, 64, 8192), VerifyMethod::SampledRows, SAMPLED_ROWS),
+            (spec(2, 1, 300_000), VerifyMethod::Full, 2),
+        ] {
+            let ins = s.inputs(7);
+            let n = (s.q_heads * s.q_len * s.head_dim) as usize;
+            let zeros = Tensor::from_f32("O", vec![n], DType::F32, &vec![0.0; n]);
+            let v = s.verify_output(&ins, &zeros, 3);
+            assert!(!v.passed, "zeros are wrong");
+            assert_eq!(v.method, method);
+            assert_eq!(v.checked_elements, (rows * 64) as u64);
+        }
+    }
 
     /// A flash kernel as GPUs run it in bf16 (f32 scores and softmax, P rounded to bf16 before
     /// P·V with f32 accumulation, the output rounded to bf16), over the first `keys(visible)`
@@ -497,6 +533,7 @@ mod tests {
             "{ok:?}"
         );
         assert_eq!(ok.checked_elements, 32 * 128);
+        assert_eq!(ok.method, VerifyMethod::Full, "32 rows: all of them");
         for (what, o) in [
             (
                 "newest key missed",

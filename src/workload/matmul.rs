@@ -236,23 +236,25 @@ impl Verify for MatmulSpec {
 /// each), to be checked exactly.
 fn sampled_cells(m: usize, n: usize, seed: u64) -> Vec<(usize, usize)> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed));
-    let mut rows = vec![0, m - 1];
-    let mut cols = vec![0, n - 1];
-    while rows.len() < SAMPLED_LINES.min(m) {
-        rows.push(rng.random_range(0..m));
-    }
-    while cols.len() < SAMPLED_LINES.min(n) {
-        cols.push(rng.random_range(0..n));
-    }
-    rows.sort_unstable();
-    rows.dedup();
-    cols.sort_unstable();
-    cols.dedup();
+    // Distinct lines, as many as asked for (or all there are), the first and last among them.
+    let mut lines = |len: usize| {
+        let mut set = std::collections::BTreeSet::from([0, len - 1]);
+        while set.len() < SAMPLED_LINES.min(len) {
+            set.insert(rng.random_range(0..len));
+        }
+        set
+    };
+    let rows = lines(m);
+    let cols = lines(n);
+    // Each cell once: a sampled column skips the cells its sampled rows already hold.
     let mut cells: Vec<(usize, usize)> = rows
         .iter()
         .flat_map(|&i| (0..n).map(move |j| (i, j)))
         .collect();
-    cells.extend(cols.iter().flat_map(|&j| (0..m).map(move |i| (i, j))));
+    cells.extend(
+        cols.iter()
+            .flat_map(|&j| (0..m).filter(|i| !rows.contains(i)).map(move |i| (i, j))),
+    );
     cells
 }
 
@@ -325,6 +327,30 @@ pub fn matmul_element(spec: &MatmulSpec, a: &[f64], b: &Tensor, i: usize, j: usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sampled lines are distinct, as many as there should be, and each cell is listed
+    /// once (a sampled column's cells on a sampled row used to be checked and counted twice).
+    #[test]
+    fn sampled_cells_are_distinct_lines_each_cell_once() {
+        for (m, n) in [(2, 2), (7, 5), (1000, 3), (4096, 4096)] {
+            for seed in 0..50 {
+                let cells = sampled_cells(m, n, seed);
+                let unique: std::collections::BTreeSet<_> = cells.iter().collect();
+                assert_eq!(unique.len(), cells.len(), "{m}x{n} seed {seed}");
+                let rows = (0..m)
+                    .filter(|&i| (0..n).all(|j| unique.contains(&(i, j))))
+                    .count();
+                let cols = (0..n)
+                    .filter(|&j| (0..m).all(|i| unique.contains(&(i, j))))
+                    .count();
+                assert!(rows >= SAMPLED_LINES.min(m), "{m}x{n} seed {seed}: {rows}");
+                assert!(cols >= SAMPLED_LINES.min(n), "{m}x{n} seed {seed}: {cols}");
+                for c in [(0, 0), (m - 1, n - 1)] {
+                    assert!(unique.contains(&c));
+                }
+            }
+        }
+    }
 
     /// f32 allows for a long K: one FMA chain per output over K = 131072 (what a SIMT kernel
     /// does) passes where 1e-5 would fail it; TF32 rounding of the inputs still fails.

@@ -19,6 +19,7 @@ pub fn kind_of(code: CUresult) -> DriverErrorKind {
         | CUresult::CUDA_ERROR_INVALID_PC
         | CUresult::CUDA_ERROR_HARDWARE_STACK_ERROR
         | CUresult::CUDA_ERROR_LAUNCH_TIMEOUT
+        | CUresult::CUDA_ERROR_ASSERT
         | CUresult::CUDA_ERROR_ECC_UNCORRECTABLE => DriverErrorKind::LaunchFailed,
         _ => DriverErrorKind::Other,
     }
@@ -76,6 +77,9 @@ mod tests {
         );
         assert_eq!(fault.driver_kind(), Some(DriverErrorKind::LaunchFailed));
         assert!(fault.loses_device() && bad.loses_device());
+        // A device-side assert is as sticky as a fault.
+        let assert = driver("synchronize", DriverError(CUresult::CUDA_ERROR_ASSERT));
+        assert!(assert.loses_device(), "{assert}");
         assert!(!oom.loses_device() && !other.loses_device());
         // Same text as the string errors it replaces.
         let s = bad.to_string();

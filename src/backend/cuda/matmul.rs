@@ -36,8 +36,17 @@ use std::ffi::c_void;
 /// Workspace offered to cuBLASLt (NVIDIA recommends 32 MiB on Hopper).
 pub const WORKSPACE_BYTES: usize = 32 << 20;
 
+/// A cuBLASLt failure as the crate's error: an allocation that failed is an out-of-memory
+/// (callers tell it from a fault, as a driver's), anything else the library's own status.
 fn lt_err(what: &str, e: lt::CublasError) -> Error {
-    Error::backend("cuda", format!("cuBLASLt {what}: {:?}", e.0))
+    match e.0 {
+        cudarc::cublaslt::sys::cublasStatus_t::CUBLAS_STATUS_ALLOC_FAILED => Error::Driver {
+            what: format!("cuBLASLt {what}"),
+            kind: crate::error::DriverErrorKind::OutOfMemory,
+            detail: format!("{:?}", e.0),
+        },
+        status => Error::backend("cuda", format!("cuBLASLt {what}: {status:?}")),
+    }
 }
 
 /// The scalar type of alpha and beta.
@@ -522,6 +531,32 @@ impl Exec for MatmulRun {
 
 #[cfg(test)]
 mod tests {
+    use cudarc::cublaslt::sys::cublasStatus_t as Status;
+
+    /// cuBLASLt's failed allocation reads as an out-of-memory, never as a fault; its other
+    /// statuses stay the library's own.
+    #[test]
+    fn a_failed_library_allocation_is_an_out_of_memory() {
+        let oom = lt_err(
+            "matmul",
+            lt::CublasError(Status::CUBLAS_STATUS_ALLOC_FAILED),
+        );
+        assert_eq!(
+            oom.driver_kind(),
+            Some(crate::error::DriverErrorKind::OutOfMemory)
+        );
+        assert!(!oom.loses_device());
+        let other = lt_err(
+            "matmul",
+            lt::CublasError(Status::CUBLAS_STATUS_NOT_SUPPORTED),
+        );
+        assert_eq!(other.driver_kind(), None);
+        assert!(
+            other.to_string().contains("CUBLAS_STATUS_NOT_SUPPORTED"),
+            "{other}"
+        );
+    }
+
     use super::*;
 
     fn spec(dtype: DType, layout: BLayout) -> MatmulSpec {

@@ -252,6 +252,11 @@ impl Comms {
                 for (d, s) in uid.internal.iter_mut().zip(bytes) {
                     *d = *s as c_char;
                 }
+                // Bound once before the group opens (see `enqueue`: a bind that fails inside
+                // the group returns without closing it, rather than start half a set-up).
+                for g in gpus {
+                    g.bind()?;
+                }
                 // SAFETY: NCCL's group calls take no arguments.
                 nccl.check("ncclGroupStart", unsafe { (nccl.api.group_start)() })?;
                 for (j, g) in gpus.iter().enumerate() {
@@ -352,6 +357,15 @@ impl<'a> CollectiveRun<'a> {
     /// One collective: every local rank's call inside one NCCL group.
     fn enqueue(&self) -> Result<()> {
         let n = &self.comms.nccl;
+        // Every rank's context is bound once before the group opens, so that a context that
+        // cannot be bound fails here. Inside the group a failed bind still returns at once,
+        // leaving the group open: closing it would launch the other ranks' halves of a
+        // collective that can never complete (they would wait on the GPU for ever), which is
+        // worse than an open group in a process that reports the device lost. A failed NCCL
+        // call, by contrast, is recorded by NCCL, whose ncclGroupEnd then launches nothing.
+        for r in &self.ranks {
+            r.gpu.bind()?;
+        }
         // SAFETY: NCCL's group calls take no arguments.
         n.check("ncclGroupStart", unsafe { (n.api.group_start)() })?;
         let mut first_err = Ok(());

@@ -625,9 +625,14 @@ impl Exec for FlashRun {
         super::attention::output(&self.spec, self.out)
     }
 
+    /// Both partials of the split-KV decode: a split that wrote no output or no log-sum-exp
+    /// leaves NaN (0xFF bytes) for the combine to read, never the last run's values.
     fn poison_scratch(&self, gpu: &Gpu) -> Result<()> {
         match &self.decode {
-            Some(d) => d.part_o.fill(gpu, 0xFF),
+            Some(d) => {
+                d.part_o.fill(gpu, 0xFF)?;
+                d.part_lse.fill(gpu, 0xFF)
+            }
             None => Ok(()),
         }
     }

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
 use crate::workload::kernel::{BufType, KernelRecord};
 use std::borrow::Cow;
+use std::mem::ManuallyDrop;
 
 /// `Drop` for a run that queues its own copies (transfers, peer copies, collectives): its
 /// buffers are freed right after, so queued work finishes first (`self.sync()`; an error
@@ -228,7 +229,8 @@ pub struct PlannedRun<S, P> {
 /// run shares.
 pub struct CudaRun<'a, E: Exec> {
     gpu: &'a Gpu,
-    exec: E,
+    /// Dropped by hand: not at all on a hung device (see `Drop`).
+    exec: ManuallyDrop<E>,
     /// At least one; set 0 is the one verified.
     sets: Vec<Buffers>,
     timer: Timer,
@@ -250,7 +252,7 @@ impl<'a, E: Exec> CudaRun<'a, E> {
             .collect::<Result<_>>()?;
         Ok(CudaRun {
             gpu,
-            exec,
+            exec: ManuallyDrop::new(exec),
             sets,
             timer: Timer::new(&gpu.ctx)?,
             next: 0,
@@ -283,6 +285,14 @@ impl<E: Exec> Drop for CudaRun<'_, E> {
         // The buffers are freed right after this: let queued work that uses them
         // finish first.
         let _ = self.gpu.sync();
+        if super::timing::is_hung(&self.gpu.ctx) {
+            // A user kernel's module lives only in its exec, and unloading it would wait in
+            // the driver for the work that hung: like the device's own modules (`Gpu`'s
+            // drop), it is left to the process's exit.
+            return;
+        }
+        // SAFETY: `exec` is dropped once, here, and the run is not used after its drop.
+        unsafe { ManuallyDrop::drop(&mut self.exec) };
     }
 }
 
