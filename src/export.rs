@@ -49,7 +49,7 @@ pub trait Exporter<T: ?Sized> {
     /// [`Exporter::write`] to a path as given (`-o` flags: a name need not be UTF-8).
     fn write_to(&self, target: &Path, value: &T) -> Result<()> {
         let text = self.render(value)?;
-        if target.as_os_str() == "-" {
+        if target.as_os_str() == "-" || crate::output::is_stdout(target) {
             return crate::output::write_stdout(&text).context("writing to stdout");
         }
         write_atomic(target, text.as_bytes())
@@ -144,11 +144,12 @@ impl Exports {
     }
 
     /// Adds one output, asked for as `label` (`--json out.json`, `--export github:-`).
-    /// `path` `-` is stdout, which only one output may take (a second is a usage error: two
+    /// `path` `-` (or stdout under another name, `/dev/stdout`) is stdout, which only one
+    /// output may take (a second is a usage error: two
     /// documents on one stream parse as neither); a file's directory must exist and take new
     /// files.
     pub fn add(&mut self, label: &str, exporter: ReportExporter, path: &str) -> Result<()> {
-        let target = if path == "-" {
+        let target = if path == "-" || crate::output::is_stdout(Path::new(path)) {
             if let Some(other) = self.sinks.iter().find(|o| o.target == Target::Stdout) {
                 bail!(
                     "`{}` and `{label}` both ask for stdout; send one of them to a file",
@@ -313,7 +314,28 @@ pub fn check_path(path: &str) -> Result<()> {
             e.kind()
         )
     })?;
+    if !can_replace(&p, &dir) {
+        bail!(
+            "cannot write {path}: it belongs to another user and directory {} lets only a \
+             file's owner replace it (sticky bit, as /tmp)",
+            dir.display()
+        );
+    }
     Ok(())
+}
+
+/// Whether an existing file at `p` can be replaced by a rename in `dir`. In a sticky directory
+/// (`/tmp`) only the owner of the file or of the directory (or root) may; anywhere else, a
+/// directory that takes new files takes renames over old ones.
+fn can_replace(p: &Path, dir: &Path) -> bool {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (Ok(file), Ok(d)) = (std::fs::metadata(p), std::fs::metadata(dir)) else {
+        return true;
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let sticky = d.permissions().mode() & 0o1000 != 0;
+    !sticky || me == 0 || file.uid() == me || d.uid() == me
 }
 
 /// Checks that `path` (not a regular file) takes writes, without opening it: opening and

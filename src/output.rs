@@ -123,6 +123,27 @@ fn link_target(path: &Path) -> PathBuf {
     p
 }
 
+/// Whether `path` is this process's standard output under another name (`/dev/stdout`,
+/// `/proc/self/fd/1`, or the file the shell redirected stdout to): then it is stdout, and the
+/// one-output-on-stdout rule holds for it as for `-`. `/dev/null` never counts: any number of
+/// outputs may go there.
+pub fn is_stdout(path: &Path) -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(m) = std::fs::metadata(path) else {
+        return false;
+    };
+    let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    let Ok(out) = std::fs::File::from(fd).metadata() else {
+        return false;
+    };
+    let null = std::fs::metadata("/dev/null").ok();
+    let is_null = m.file_type().is_char_device() && null.is_some_and(|n| n.rdev() == m.rdev());
+    (m.dev(), m.ino()) == (out.dev(), out.ino()) && !is_null
+}
+
 /// Whether `a` and `b` name one regular file: the same file where both exist (whatever links
 /// or `..` lead there), else the same name in the same resolved directory. Devices and FIFOs
 /// never count: two outputs may both go to `/dev/null`.

@@ -636,3 +636,79 @@ fn ties_keep_the_worse_verdict_and_drains_list_their_failures() {
         assert_any_contains(&s.notes, "the worse verdict, FAIL");
     }
 }
+
+/// Two runs of one host started in the same second with the same verdict: the one that tested
+/// more GPUs counts, whichever file is named first.
+#[test]
+fn ties_of_equal_verdicts_do_not_depend_on_the_order_of_the_files() {
+    let t = "2026-11-28T10:00:00Z";
+    let one = node(
+        "n1",
+        t,
+        vec![gpu(0, "h100-sxm", 790e12, 2.9e12, Verdict::Pass)],
+    );
+    let four = node(
+        "n1",
+        t,
+        (0..4)
+            .map(|i| gpu(i, "h100-sxm", 780e12, 2.9e12, Verdict::Pass))
+            .collect(),
+    );
+    let views: Vec<(usize, usize)> = [vec![one.clone(), four.clone()], vec![four, one]]
+        .iter()
+        .map(|order| {
+            let s = summarize(order, 10.0);
+            (s.nodes, s.gpus)
+        })
+        .collect();
+    assert_eq!(views, [(1, 4), (1, 4)]);
+}
+
+/// Verdicts that no run writes (a FAIL under a PASS) are refused as corrupt files, naming
+/// what contradicts what: a fleet view must never count a failed GPU as healthy.
+#[test]
+fn verdict_files_that_contradict_themselves_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = || {
+        node(
+            "n1",
+            "2026-11-28T10:00:00Z",
+            vec![
+                gpu(0, "h100-sxm", 790e12, 2.9e12, Verdict::Fail),
+                gpu(1, "h100-sxm", 790e12, 2.9e12, Verdict::Pass),
+            ],
+        )
+    };
+    let mut under_node = good();
+    under_node.verdict = Verdict::Warn;
+    let mut under_gpu = good();
+    under_gpu.gpus[0].verdict = Verdict::Pass;
+    under_gpu.verdict = Verdict::Pass;
+    let mut under_check = good();
+    under_check.gpus[0].checks[0].verdict = Verdict::Pass;
+    let mut empty = good();
+    empty.gpus.clear();
+    empty.verdict = Verdict::Pass;
+    for (name, v, want) in [
+        ("node", under_node, "the node is WARN but GPU 0 is FAIL"),
+        (
+            "gpu",
+            under_gpu,
+            "GPU 0 is PASS but its check `health` is FAIL",
+        ),
+        (
+            "check",
+            under_check,
+            "GPU 0 check `health` is PASS but one of its findings is FAIL",
+        ),
+        ("empty", empty, "the node is PASS with no GPU tested"),
+    ] {
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, v.to_json()).unwrap();
+        let err = load_verdicts(&[path]).unwrap_err().to_string();
+        assert!(err.contains(want), "{name}: {err}");
+    }
+    let path = dir.path().join("good.json");
+    std::fs::write(&path, good().to_json()).unwrap();
+    assert_eq!(load_verdicts(&[path]).unwrap().len(), 1);
+}

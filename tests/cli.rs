@@ -447,6 +447,46 @@ fn ctrl_c_stops_cleanly_and_keeps_what_finished() {
     }
 }
 
+/// One interruption delivered twice at once (GNU `timeout` signals the process and its group)
+/// is one Ctrl-C, not two: the run still ends cleanly and writes its files.
+#[test]
+fn a_signal_delivered_twice_at_once_still_stops_cleanly() {
+    let (_dir, [json, gab]) = temp_files(["r.json", "gab.json"]);
+    let child = gpuvet_in_background()
+        .args(words(
+            "--backend cpu --warmup 0 --max-time 0.2 --min-samples 2 --json",
+        ))
+        .arg(&json)
+        .arg("--export")
+        .arg(format!("github:{}", gab.display()))
+        .args(words("bench memory --op copy,read,write,triad --size"))
+        .arg("1MiB,2MiB,3MiB,4MiB,5MiB,6MiB,7MiB,8MiB,9MiB,10MiB,11MiB,12MiB,13MiB,14MiB")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !has_a_result(&json) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(t0.elapsed().as_secs() < 60, "no result within 60 s");
+    }
+    // Two deliveries 10 ms apart: the first handled before the second arrives (the kernel
+    // merges two sent at the same instant), the second well inside the same interruption.
+    for _ in 0..2 {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 130, "gpuvet");
+    // A clean stop prints the table of what finished (a second Ctrl-C leaves without it) and
+    // finishes the files.
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("memory.copy.1MiB"), "{table}");
+    assert_eq!(read_json(&json)["complete"], false);
+    let entries = read_json(&gab);
+    assert!(!entries.as_array().unwrap().is_empty(), "{entries}");
+}
+
 /// A device whose first output was wrong gets no throughput anywhere (it was reported as if
 /// measured), as a wrong result of `run` gets none.
 #[test]

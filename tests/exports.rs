@@ -740,3 +740,82 @@ fn identical_gpus_get_one_series_each() {
     assert_eq!(bmf.len(), 8);
     assert!(bmf.contains_key("matmul.bf16.64x64x64.kn/mock (device 7)"));
 }
+
+/// Stdout under another name (`/dev/stdout`, here the test's pipe) is stdout: one output only,
+/// the table on stderr, as with `-`.
+#[test]
+fn dev_stdout_is_stdout() {
+    let out = gpuvet()
+        .args(words(
+            "--backend mock -q --warmup 0 --max-time 0.05 --export github:/dev/stdout",
+        ))
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let entries: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON alone");
+    assert!(!entries.as_array().unwrap().is_empty());
+    let err = String::from_utf8_lossy(
+        &gpuvet()
+            .args(words(
+                "--backend mock -q --export github:/dev/stdout --json -",
+            ))
+            .assert()
+            .code(2)
+            .get_output()
+            .stderr,
+    )
+    .into_owned();
+    assert!(err.contains("stdout"), "{err}");
+    // /dev/null is no stdout: two outputs may go there.
+    gpuvet()
+        .args(words(
+            "--backend mock -q --warmup 0 --max-time 0.05 --json /dev/null --csv /dev/null",
+        ))
+        .assert()
+        .code(0);
+}
+
+/// A file another user owns in a sticky directory (as /tmp) cannot be replaced: refused before
+/// the run, not after it, and left as it was. Needs root (to own the old file while gpuvet runs
+/// as another user) and setpriv; skips visibly elsewhere.
+#[test]
+fn a_file_another_user_owns_in_a_sticky_directory_is_refused_before_the_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let test = "a_file_another_user_owns_in_a_sticky_directory_is_refused_before_the_run";
+    let bin = assert_cmd::cargo::cargo_bin("gpuvet");
+    let setpriv = std::process::Command::new("setpriv")
+        .arg("--version")
+        .output();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || setpriv.is_err() {
+        common::say_skip(test, "needs root and setpriv");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let perm = std::fs::Permissions::from_mode(0o1777);
+    std::fs::set_permissions(dir.path(), perm).unwrap();
+    let old = dir.path().join("g.json");
+    std::fs::write(&old, "old\n").unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(words("--backend mock -q --export"))
+        .arg(format!("github:{}", old.display()))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("Permission denied") && !err.contains("g.json") {
+        // The binary itself is out of that user's reach (a private build directory).
+        common::say_skip(test, &format!("uid 65534 cannot run {}", bin.display()));
+        return;
+    }
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("belongs to another user"), "{err}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("mock"),
+        "nothing ran"
+    );
+    assert_eq!(std::fs::read_to_string(&old).unwrap(), "old\n");
+}

@@ -1181,3 +1181,18 @@ fn a_shortfall_inside_the_figures_own_noise_warns_instead_of_failing() {
     x.stats = Some(Summary::from_samples(&spread, 1));
     assert_eq!(absolute(&slow), Verdict::Warn);
 }
+
+/// A known GPU whose every figure failed its verification has nothing the absolute check can
+/// judge, and says that, not that the device is unknown.
+#[test]
+fn an_absolute_check_without_figures_says_why() {
+    let mut r = report_of(vec![h100_sxm(0)], "h100-sxm", |_| 1.0);
+    for x in r.results.iter_mut() {
+        x.verification.passed = false;
+    }
+    let v = judge(&r, &ValidateArgs::default());
+    let abs = findings_of(gpu(&v, 0), CheckKind::Absolute);
+    let why = abs.skipped.as_deref().unwrap_or_default();
+    assert!(why.starts_with("no verified figure to judge"), "{abs:?}");
+    assert_eq!(v.verdict, Verdict::Fail, "the failed verifications fail it");
+}

@@ -277,15 +277,26 @@ fn ranked(path: &str, rank: u32) -> String {
     }
 }
 
+/// A second signal this soon after the first is the same interruption delivered twice: GNU
+/// `timeout` (and a shell's kill of the process group) signals the process and its group at
+/// once, microseconds apart. A person's second Ctrl-C comes later than this.
+const SAME_INTERRUPTION: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// A stop flag set by Ctrl-C. A second Ctrl-C leaves at once; the first lets the current sample
 /// finish and the files be written.
 pub fn stop_on_ctrlc() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
+    let mut first: Option<std::time::Instant> = None;
     let installed = ctrlc::set_handler(move || {
+        let now = std::time::Instant::now();
         if flag.swap(true, Ordering::SeqCst) {
+            if first.is_some_and(|t| now.duration_since(t) < SAME_INTERRUPTION) {
+                return;
+            }
             std::process::exit(130);
         }
+        first = Some(now);
         crate::output::write_stderr(
             "\ninterrupted: finishing the current sample (a second Ctrl-C or SIGTERM quits now)\n",
         );
@@ -338,7 +349,7 @@ pub fn check_extra_targets(exports: &Exports, targets: &[Option<&str>]) -> Resul
     let mut any = false;
     let mut files: Vec<&str> = Vec::new();
     for t in targets.iter().flatten() {
-        if *t == "-" {
+        if *t == "-" || crate::output::is_stdout(Path::new(t)) {
             if stdout {
                 anyhow::bail!("only one output can go to stdout (`-`)");
             }

@@ -552,8 +552,11 @@ fn latest_per_host(verdicts: &[NodeVerdict]) -> (Vec<&NodeVerdict>, Vec<String>)
     for v in verdicts {
         if let Some(prev) = latest.get(v.hostname.as_str()) {
             // Two runs started in the same second: the worse verdict, whatever the order the
-            // files were named in (a FAIL was hidden when its file came second).
-            let keep_prev = (&prev.started_at, prev.verdict) >= (&v.started_at, v.verdict);
+            // files were named in (a FAIL was hidden when its file came second); then the one
+            // that tested more GPUs; then, for two that still tie, the file's own content, so
+            // that naming the files in another order never gives another fleet view.
+            let rank = |n: &NodeVerdict| (n.verdict, n.gpus.len(), n.to_json());
+            let keep_prev = (&prev.started_at, rank(prev)) >= (&v.started_at, rank(v));
             let kept = if keep_prev { prev } else { v };
             notes.push(format!(
                 "{} appears more than once: using the run started {}{}",

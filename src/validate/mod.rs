@@ -463,7 +463,58 @@ impl NodeVerdict {
         }
         let v: NodeVerdict = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
         v.check_figures().map_err(corrupt)?;
+        v.check_verdicts().map_err(corrupt)?;
         Ok(v)
+    }
+
+    /// The verdicts of a file must be ones a run can write: a check no better than its worst
+    /// finding, a GPU no better than its worst check, the node no better than its worst GPU
+    /// or node check, and a node without GPUs a FAIL (nothing was tested). A hand-edited file
+    /// that says otherwise would put a failed GPU in a fleet view as healthy.
+    fn check_verdicts(&self) -> std::result::Result<(), String> {
+        let below = |what: String, have: Verdict, part: String, worst: Verdict| {
+            Err(format!(
+                "{what} is {} but {part} is {}",
+                have.name(),
+                worst.name()
+            ))
+        };
+        let check = |c: &Check, whose: &str| match c.findings.iter().map(|f| f.verdict).max() {
+            Some(w) if w > c.verdict => below(
+                format!("{whose} check `{}`", c.check.name()),
+                c.verdict,
+                "one of its findings".into(),
+                w,
+            ),
+            _ => Ok(()),
+        };
+        for g in &self.gpus {
+            let whose = format!("GPU {}", g.index);
+            for c in &g.checks {
+                check(c, &whose)?;
+                if c.verdict > g.verdict {
+                    let part = format!("its check `{}`", c.check.name());
+                    return below(whose, g.verdict, part, c.verdict);
+                }
+            }
+            if g.verdict > self.verdict {
+                return below("the node".into(), self.verdict, whose, g.verdict);
+            }
+        }
+        for c in &self.node_checks {
+            check(c, "the node's")?;
+            if c.verdict > self.verdict {
+                let part = format!("its check `{}`", c.check.name());
+                return below("the node".into(), self.verdict, part, c.verdict);
+            }
+        }
+        if self.gpus.is_empty() && self.verdict != Verdict::Fail {
+            return Err(format!(
+                "the node is {} with no GPU tested (a run that tests none writes FAIL)",
+                self.verdict.name()
+            ));
+        }
+        Ok(())
     }
 
     /// The figures a fleet view computes with must be ones a run can write: a rate, peak or

@@ -315,10 +315,17 @@ pub fn absolute(
             },
         ));
     }
+    // Nothing judged: say why, for a figure-less GPU (every test failed its verification or
+    // none ran) is no unknown device.
+    let why = if metrics.is_empty() {
+        NO_FIGURE
+    } else {
+        NO_EXPECTATION
+    };
     if judged == 0 {
-        f.push(Finding::pass(NO_EXPECTATION));
+        f.push(Finding::pass(why));
     }
-    Check::new(CheckKind::Absolute, f).skipped_if_alone(NO_EXPECTATION)
+    Check::new(CheckKind::Absolute, f).skipped_if_alone(why)
 }
 
 /// A figure's finding against its expectation, one rule for a GPU's figures, a pair's copy
@@ -352,6 +359,8 @@ fn expectation_verdict(ratio: f64, confidence: ExpectConfidence, tolerance: f64)
 
 const NO_EXPECTATION: &str =
     "no expectation for this device (not a known GPU, or no peaks): absolute check skipped";
+const NO_FIGURE: &str =
+    "no verified figure to judge (every test failed or none ran): absolute check skipped";
 const NO_TELEMETRY: &str =
     "no telemetry samples from this backend: throttling, clocks and temperature not checked";
 
