@@ -5,6 +5,9 @@ fn main() {
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)
+            // `git status` would otherwise refresh .git/index, which this script watches: one
+            // spurious rerun (and rebuild) after every status.
+            .env("GIT_OPTIONAL_LOCKS", "0")
             .output()
             .ok()
             .filter(|o| o.status.success())
@@ -29,6 +32,7 @@ fn main() {
         "src",
         "kernels",
         "Cargo.toml",
+        "Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={path}");
     }

@@ -22,7 +22,7 @@ use crate::world::WorldChoice;
 use anyhow::{bail, Context, Result};
 use clap::builder::PossibleValue;
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The default `--seed`: fixed, so two runs see the same inputs unless asked otherwise.
 pub const DEFAULT_SEED: u64 = 20261128;
@@ -53,13 +53,13 @@ pub struct Global {
     #[arg(long, global = true, value_enum, default_value_t = BackendChoice::Auto, env = "GPUVET_BACKEND")]
     pub backend: BackendChoice,
     /// Write the full report as JSON to PATH (rewritten as results come in), or to stdout with `-`.
-    #[arg(long, global = true, value_name = "PATH|-")]
+    #[arg(long, global = true, value_name = "PATH|-", value_parser = output_target)]
     pub json: Option<String>,
     /// Write one CSV row per result to PATH, or stdout with `-`.
-    #[arg(long, global = true, value_name = "PATH|-")]
+    #[arg(long, global = true, value_name = "PATH|-", value_parser = output_target)]
     pub csv: Option<String>,
     /// Write a markdown table (for a pull request or a wiki) to PATH, or stdout with `-`.
-    #[arg(long, global = true, value_name = "PATH|-")]
+    #[arg(long, global = true, value_name = "PATH|-", value_parser = output_target)]
     pub markdown: Option<String>,
     /// Seed of the random inputs and of the bootstrap; recorded in the report.
     #[arg(long, global = true, default_value_t = DEFAULT_SEED)]
@@ -145,11 +145,11 @@ pub struct Global {
     /// replace; name it `*.prom` in the collector's directory), or stdout with `-`: throughput,
     /// share of peak, clocks, temperature, throttle reasons, and validate's verdicts. For run,
     /// bench, sweep, suite, validate and stress.
-    #[arg(long, global = true, value_name = "PATH|-")]
+    #[arg(long, global = true, value_name = "PATH|-", value_parser = output_target)]
     pub prometheus: Option<String>,
     /// Write JUnit XML to PATH (or stdout with `-`) for CI test reporters: validate (a testcase
     /// per check per GPU), compare and --baseline (a testcase per compared result).
-    #[arg(long, global = true, value_name = "PATH|-")]
+    #[arg(long, global = true, value_name = "PATH|-", value_parser = output_target)]
     pub junit: Option<String>,
     /// Price of one device (GPU) per hour in USD: adds price-performance (TFLOP-hours per
     /// dollar) to results, dollars per million tokens to `suite llm`, and the hourly cost of
@@ -212,7 +212,7 @@ pub struct SuiteLlmArgs {
     #[command(flatten)]
     pub suite: SuiteFlags,
     /// Also write the estimate as JSON to PATH (`-` for stdout).
-    #[arg(long, value_name = "PATH|-")]
+    #[arg(long, value_name = "PATH|-", value_parser = output_target)]
     pub estimate_json: Option<String>,
 }
 
@@ -798,7 +798,7 @@ pub struct ValidateArgs {
     pub straggler_pct: f64,
     /// Write the node verdict as JSON to PATH (`-` for stdout): what a scheduler or
     /// `gpuvet aggregate` reads.
-    #[arg(long, value_name = "PATH|-")]
+    #[arg(long, value_name = "PATH|-", value_parser = output_target)]
     pub verdict: Option<String>,
     /// Exit 1 on WARN too, not only on FAIL.
     #[arg(long)]
@@ -828,6 +828,23 @@ impl ValidateArgs {
     pub fn is_quick(&self) -> bool {
         self.duration.is_none()
     }
+}
+
+/// An output target as given, with stdout under another name (`/dev/stdout`, `/proc/self/fd/1`,
+/// or the file stdout is redirected to) spelled `-`: every rule about stdout (one output there,
+/// the table moved to stderr, nothing renamed over it, nothing removed after an interruption)
+/// then holds for it too.
+fn output_target(s: &str) -> Result<String, String> {
+    Ok(if crate::output::is_stdout(Path::new(s)) {
+        "-".into()
+    } else {
+        s.to_string()
+    })
+}
+
+/// [`output_target`] for a path flag.
+fn output_path(s: &str) -> Result<PathBuf, String> {
+    output_target(s).map(PathBuf::from)
 }
 
 fn parse_sku(s: &str) -> Result<String, String> {
@@ -885,7 +902,7 @@ pub struct ReportFlags {
     #[arg(value_name = "RESULTS.json")]
     pub results: PathBuf,
     /// Where to write the HTML (`-`: stdout).
-    #[arg(short, long, value_name = "PATH|-", default_value = "report.html")]
+    #[arg(short, long, value_name = "PATH|-", default_value = "report.html", value_parser = output_path)]
     pub output: PathBuf,
     /// A node verdict (`gpuvet validate --verdict PATH`) to show at the top.
     #[arg(long, value_name = "PATH")]
@@ -910,7 +927,7 @@ pub struct AggregateFlags {
     #[arg(long, value_enum, default_value_t = FleetFormat::Table)]
     pub format: FleetFormat,
     /// Write to PATH instead of stdout.
-    #[arg(long, short = 'o', value_name = "PATH")]
+    #[arg(long, short = 'o', value_name = "PATH", value_parser = output_path)]
     pub output: Option<PathBuf>,
     /// A GPU this many percent below its SKU's fleet median on any figure is an outlier
     /// (0 to 100).
@@ -1066,17 +1083,17 @@ pub struct CompareArgs {
 
     /// Also write the comparison as markdown to PATH, e.g. for a pull-request comment; `-`
     /// writes it to stdout (the table then goes to stderr).
-    #[arg(long, value_name = "PATH|-")]
+    #[arg(long, value_name = "PATH|-", value_parser = output_target)]
     pub markdown: Option<String>,
 
     /// Also write the comparison as JSON to PATH; `-` writes it to stdout (the table then
     /// goes to stderr), for scripts.
-    #[arg(long, value_name = "PATH|-")]
+    #[arg(long, value_name = "PATH|-", value_parser = output_target)]
     pub json: Option<String>,
 
     /// Also write the comparison as CSV (one row per result) to PATH; `-` writes it to
     /// stdout (the table then goes to stderr), for spreadsheets.
-    #[arg(long, value_name = "PATH|-")]
+    #[arg(long, value_name = "PATH|-", value_parser = output_target)]
     pub csv: Option<String>,
 
     /// Seed of the bootstrap resampling. The default is fixed, so verdicts are reproducible;

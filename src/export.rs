@@ -49,7 +49,7 @@ pub trait Exporter<T: ?Sized> {
     /// [`Exporter::write`] to a path as given (`-o` flags: a name need not be UTF-8).
     fn write_to(&self, target: &Path, value: &T) -> Result<()> {
         let text = self.render(value)?;
-        if target.as_os_str() == "-" || crate::output::is_stdout(target) {
+        if target.as_os_str() == "-" {
             return crate::output::write_stdout(&text).context("writing to stdout");
         }
         write_atomic(target, text.as_bytes())

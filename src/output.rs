@@ -123,25 +123,27 @@ fn link_target(path: &Path) -> PathBuf {
     p
 }
 
-/// Whether `path` is this process's standard output under another name (`/dev/stdout`,
-/// `/proc/self/fd/1`, or the file the shell redirected stdout to): then it is stdout, and the
-/// one-output-on-stdout rule holds for it as for `-`. `/dev/null` never counts: any number of
-/// outputs may go there.
+/// Whether `path` is this process's standard output under another name: one of the names
+/// the system gives it (`/dev/stdout`, `/dev/fd/1`, `/proc/self/fd/1`), or the regular file
+/// stdout is redirected to. A terminal or pipe reached by another name (`/dev/stderr` on the
+/// same terminal) does not count: only these names say "stdout".
 pub fn is_stdout(path: &Path) -> bool {
     use std::os::fd::AsFd;
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let Ok(m) = std::fs::metadata(path) else {
+    use std::os::unix::fs::MetadataExt;
+    if ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"]
+        .iter()
+        .any(|n| path == Path::new(n))
+    {
+        return true;
+    }
+    let Some(m) = std::fs::metadata(path).ok().filter(|m| m.is_file()) else {
         return false;
     };
-    let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else {
-        return false;
-    };
-    let Ok(out) = std::fs::File::from(fd).metadata() else {
-        return false;
-    };
-    let null = std::fs::metadata("/dev/null").ok();
-    let is_null = m.file_type().is_char_device() && null.is_some_and(|n| n.rdev() == m.rdev());
-    (m.dev(), m.ino()) == (out.dev(), out.ino()) && !is_null
+    let out = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| std::fs::File::from(fd).metadata());
+    out.is_ok_and(|o| o.is_file() && (o.dev(), o.ino()) == (m.dev(), m.ino()))
 }
 
 /// Whether `a` and `b` name one regular file: the same file where both exist (whatever links

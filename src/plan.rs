@@ -527,9 +527,9 @@ struct Point<'p, 'b> {
 }
 
 /// The entries of `chosen` at one point of the plan, each implementation held to its own
-/// memory: a fused attention fits where the unfused one's score matrix does not. One that does
-/// not fit is left out with its reason while another runs; where none fits, a suite records the
-/// workload as not run and a run asked for by name is refused.
+/// memory: a fused attention fits where the unfused one's score matrix does not. Each one that
+/// does not fit is left out with its reason while another runs; where none fits, a suite
+/// records the workload as not run and a workload asked for by name is refused.
 fn place_each(
     plan: &mut Plan,
     refused: &mut Vec<Refusal>,
@@ -537,7 +537,7 @@ fn place_each(
     chosen: Vec<String>,
     how: &Planning,
 ) -> Result<()> {
-    let mut too_big = None;
+    let mut too_big: Vec<(String, Error)> = Vec::new();
     let mut placed = false;
     for imp in unique_names(chosen, &at.w.name(), &mut plan.skipped) {
         let (notes, short_of_memory) = match fit_on(at, &imp, how) {
@@ -547,7 +547,7 @@ fn place_each(
                     name: imp.clone(),
                     why: format!("`{imp}` on {}: {e}", at.w.name()),
                 });
-                too_big.get_or_insert((imp, e));
+                too_big.push((imp, e));
                 continue;
             }
             Err(e) => return Err(e),
@@ -562,20 +562,27 @@ fn place_each(
             short_of_memory,
         });
     }
-    match too_big {
-        None => {}
-        Some((imp, e)) if placed => plan
-            .skipped
-            .push(format!("`{imp}` left out of {}: {e}", at.w.name())),
-        // A suite runs what fits and says what did not (a small card, a MIG slice).
-        Some((_, e)) if how.skip_unsupported => plan.not_run.push(NotRun {
-            workload: at.w.name(),
-            device: at.placement.clone(),
-            why: e.to_string(),
-        }),
-        Some((_, e)) => return Err(e),
+    if placed {
+        for (imp, e) in too_big {
+            let w = at.w.name();
+            plan.skipped.push(format!("`{imp}` left out of {w}: {e}"));
+        }
+        return Ok(());
     }
-    Ok(())
+    match too_big.into_iter().next() {
+        None => Ok(()),
+        // A suite runs what fits and says what did not (a small card, a MIG slice).
+        Some((_, e)) if how.skip_unsupported => {
+            plan.not_run.push(NotRun {
+                workload: at.w.name(),
+                device: at.placement.clone(),
+                why: e.to_string(),
+            });
+            Ok(())
+        }
+        // A workload asked for by name that nothing fits is refused, as before.
+        Some((_, e)) => Err(e),
+    }
 }
 
 /// The memory check of `imp` on every member of the point's placement: the workload's notes with what

@@ -767,6 +767,24 @@ fn dev_stdout_is_stdout() {
     )
     .into_owned();
     assert!(err.contains("stdout"), "{err}");
+    // The same for every output flag, read as `-` when parsed.
+    gpuvet()
+        .args(words("--backend mock -q --json /dev/stdout --csv -"))
+        .assert()
+        .code(2);
+    // The file stdout is redirected to, named: the JSON goes down stdout into it (renamed over,
+    // the shell's stdout would write the table into a deleted file), the table to stderr.
+    let (_dir, [f]) = temp_files(["out.json"]);
+    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("gpuvet"))
+        .args(words("--backend mock -q --warmup 0 --max-time 0.05 --json"))
+        .arg(&f)
+        .stdout(std::fs::File::create(&f).unwrap())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let v: serde_json::Value = serde_json::from_str(&read(&f)).expect("the report alone");
+    assert!(!v["results"].as_array().unwrap().is_empty());
     // /dev/null is no stdout: two outputs may go there.
     gpuvet()
         .args(words(

@@ -18,14 +18,13 @@ pub fn info(opts: &Options) -> Result<i32> {
     let mut report = runner::new_report(&opened.backends, &s);
     report.complete = true;
     let mut text = host_text(&report);
-    for (b, d) in opened.backends.iter().zip(&report.devices) {
+    for (i, (b, d)) in opened.backends.iter().zip(&report.devices).enumerate() {
         let state = b.telemetry();
         text.push_str(&device_text(b.as_ref(), d, state.as_ref())?);
         if let Some(state) = state {
-            report.telemetry.push(DeviceTelemetry {
-                device: d.index,
-                state,
-            });
+            // The position in `devices` (a device that failed to open leaves a gap in the
+            // ordinals, never in the list).
+            report.telemetry.push(DeviceTelemetry { device: i, state });
         }
     }
     Output::new(exports.uses_stdout())

@@ -349,7 +349,7 @@ pub fn check_extra_targets(exports: &Exports, targets: &[Option<&str>]) -> Resul
     let mut any = false;
     let mut files: Vec<&str> = Vec::new();
     for t in targets.iter().flatten() {
-        if *t == "-" || crate::output::is_stdout(Path::new(t)) {
+        if *t == "-" {
             if stdout {
                 anyhow::bail!("only one output can go to stdout (`-`)");
             }

@@ -344,22 +344,7 @@ impl Verify for AttentionSpec {
                     .collect();
                 (all, VerifyMethod::Full)
             } else {
-                let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed));
-                // Always the first and last query row (tails) of the first and last head.
-                let mut rows = std::collections::BTreeSet::from([
-                    (0, 0, 0),
-                    (bn - 1, hn - 1, lq - 1),
-                    (0, hn - 1, lq - 1),
-                ]);
-                // Distinct rows (more rows than SAMPLED_ROWS exist here), so each counts once.
-                while rows.len() < SAMPLED_ROWS {
-                    rows.insert((
-                        rng.random_range(0..bn),
-                        rng.random_range(0..hn),
-                        rng.random_range(0..lq),
-                    ));
-                }
-                (rows.into_iter().collect(), VerifyMethod::SampledRows)
+                (sampled_rows(bn, hn, lq, seed), VerifyMethod::SampledRows)
             };
         let worst = Worst::over(rows.par_iter(), |w, &(b, h, i)| {
             let (r, terms) = attention_row(spec, q, k, v, b, h, i);
@@ -377,6 +362,26 @@ impl Verify for AttentionSpec {
         });
         worst.finish(method, spec.tolerance())
     }
+}
+
+/// [`SAMPLED_ROWS`] distinct rows (b, h, i), or all there are: the first and last query row of
+/// the first and last head among them, the rest random, so that each counts once in what was
+/// checked.
+fn sampled_rows(bn: usize, hn: usize, lq: usize, seed: u64) -> Vec<(usize, usize, usize)> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(seed));
+    let mut rows = std::collections::BTreeSet::from([
+        (0, 0, 0),
+        (bn - 1, hn - 1, lq - 1),
+        (0, hn - 1, lq - 1),
+    ]);
+    while rows.len() < SAMPLED_ROWS.min(bn * hn * lq) {
+        rows.insert((
+            rng.random_range(0..bn),
+            rng.random_range(0..hn),
+            rng.random_range(0..lq),
+        ));
+    }
+    rows.into_iter().collect()
 }
 
 // The f64 reference, for the verifier (and the mock backend's exact outputs).
@@ -445,6 +450,13 @@ mod tests {
             causal: false,
             dtype: DType::F32,
         };
+        // 60 rows: 48 draws with replacement would repeat some (the birthday bound).
+        for seed in 0..20 {
+            let rows = sampled_rows(1, 2, 30, seed);
+            let distinct: std::collections::BTreeSet<_> = rows.iter().collect();
+            assert_eq!((rows.len(), distinct.len()), (SAMPLED_ROWS, SAMPLED_ROWS));
+            assert!(rows.contains(&(0, 0, 0)) && rows.contains(&(0, 1, 29)));
+        }
         for (s, method, rows) in [
             (spec(64, 64, 8192), VerifyMethod::SampledRows, SAMPLED_ROWS),
             (spec(2, 1, 300_000), VerifyMethod::Full, 2),

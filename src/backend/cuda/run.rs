@@ -250,11 +250,13 @@ impl<'a, E: Exec> CudaRun<'a, E> {
         let sets = (0..sets.max(1))
             .map(|_| layout.upload(gpu))
             .collect::<Result<_>>()?;
+        // Everything that can fail first: once wrapped, `exec` is dropped only by the run.
+        let timer = Timer::new(&gpu.ctx)?;
         Ok(CudaRun {
             gpu,
             exec: ManuallyDrop::new(exec),
             sets,
-            timer: Timer::new(&gpu.ctx)?,
+            timer,
             next: 0,
             policy,
         })
