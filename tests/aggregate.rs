@@ -61,6 +61,11 @@ fn gpu(index: usize, sku: &str, bf16: f64, copy: f64, verdict: Verdict) -> GpuVe
     }
 }
 
+/// An H100 at its expected bf16 rate and copy bandwidth, judged `verdict`.
+fn h100(index: usize, verdict: Verdict) -> GpuVerdict {
+    gpu(index, "h100-sxm", 790e12, 2.9e12, verdict)
+}
+
 fn node(host: &str, started: &str, gpus: Vec<GpuVerdict>) -> NodeVerdict {
     let verdict = gpus
         .iter()
@@ -508,7 +513,7 @@ fn prices_give_the_cost_of_the_nodes_to_drain() {
 /// model: a 2-GPU node's all-reduce is not an outlier beside an 8-GPU node's.
 #[test]
 fn unknown_node_types_are_grouped_by_gpu_count_and_model() {
-    let h = |i| gpu(i, "h100-sxm", 790e12, 2.9e12, Verdict::Pass);
+    let h = |i| h100(i, Verdict::Pass);
     let with_all_reduce = |mut n: NodeVerdict, busbw: f64| {
         n.node_metrics.insert(
             "collective.all_reduce".into(),
@@ -557,7 +562,7 @@ fn unknown_node_types_are_grouped_by_gpu_count_and_model() {
 /// where it went.
 #[test]
 fn a_gpu_judged_as_another_sku_counts_under_the_detected_one() {
-    let sxm = |i| gpu(i, "h100-sxm", 790e12, 2.9e12, Verdict::Pass);
+    let sxm = |i| h100(i, Verdict::Pass);
     let mut pcie = |i| {
         let mut g = gpu(i, "h100-sxm", 600e12, 1.9e12, Verdict::Fail);
         g.detected_sku = Some("h100-pcie".into());
@@ -604,25 +609,18 @@ fn a_gpu_judged_as_another_sku_counts_under_the_detected_one() {
     assert!(row.contains("h100-pcie"), "{row}");
 }
 
+/// Host n1's verdict on `gpus` from a run started at one fixed second.
+fn same_second(gpus: Vec<GpuVerdict>) -> NodeVerdict {
+    node("n1", "2026-11-28T10:00:00Z", gpus)
+}
+
 /// Two verdicts of one host started in the same second: the worse one counts, in whichever
 /// order the files come (the first named used to win, hiding a FAIL named second). A node to
 /// drain lists what its FAIL rests on, not the WARNs beside it.
 #[test]
 fn ties_keep_the_worse_verdict_and_drains_list_their_failures() {
-    let t = "2026-11-28T10:00:00Z";
-    let ok = node(
-        "n1",
-        t,
-        vec![gpu(0, "h100-sxm", 790e12, 2.9e12, Verdict::Pass)],
-    );
-    let bad = node(
-        "n1",
-        t,
-        vec![
-            gpu(0, "h100-sxm", 790e12, 2.9e12, Verdict::Fail),
-            gpu(1, "h100-sxm", 790e12, 2.9e12, Verdict::Warn),
-        ],
-    );
+    let ok = same_second(vec![h100(0, Verdict::Pass)]);
+    let bad = same_second(vec![h100(0, Verdict::Fail), h100(1, Verdict::Warn)]);
     for order in [vec![ok.clone(), bad.clone()], vec![bad.clone(), ok.clone()]] {
         let s = summarize(&order, 10.0);
         assert_eq!((s.nodes, s.nodes_fail), (1, 1), "{:?}", s.notes);
@@ -641,19 +639,8 @@ fn ties_keep_the_worse_verdict_and_drains_list_their_failures() {
 /// more GPUs counts, whichever file is named first.
 #[test]
 fn ties_of_equal_verdicts_do_not_depend_on_the_order_of_the_files() {
-    let t = "2026-11-28T10:00:00Z";
-    let one = node(
-        "n1",
-        t,
-        vec![gpu(0, "h100-sxm", 790e12, 2.9e12, Verdict::Pass)],
-    );
-    let four = node(
-        "n1",
-        t,
-        (0..4)
-            .map(|i| gpu(i, "h100-sxm", 780e12, 2.9e12, Verdict::Pass))
-            .collect(),
-    );
+    let one = same_second(vec![h100(0, Verdict::Pass)]);
+    let four = same_second((0..4).map(|i| h100(i, Verdict::Pass)).collect());
     let views: Vec<(usize, usize)> = [vec![one.clone(), four.clone()], vec![four, one]]
         .iter()
         .map(|order| {
@@ -673,10 +660,7 @@ fn verdict_files_that_contradict_themselves_are_refused() {
         node(
             "n1",
             "2026-11-28T10:00:00Z",
-            vec![
-                gpu(0, "h100-sxm", 790e12, 2.9e12, Verdict::Fail),
-                gpu(1, "h100-sxm", 790e12, 2.9e12, Verdict::Pass),
-            ],
+            vec![h100(0, Verdict::Fail), h100(1, Verdict::Pass)],
         )
     };
     let mut under_node = good();

@@ -18,6 +18,13 @@ fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kernels")
 }
 
+/// gpuvet on the mock with the quick sampling settings.
+fn mock_quick() -> assert_cmd::Command {
+    let mut c = gpuvet();
+    c.args(["--backend", "mock"]).args(QUICK);
+    c
+}
+
 fn ex(name: &str) -> String {
     examples().join(name).display().to_string()
 }
@@ -294,9 +301,7 @@ fn compiled_kernels_that_do_not_match_exit_2() {
 #[test]
 fn a_simulated_kernel_is_marked_in_every_series_export() {
     let (_dir, [gab, bmf, prom]) = temp_files(["gab.json", "bmf.json", "r.prom"]);
-    gpuvet()
-        .args(["--backend", "mock"])
-        .args(QUICK)
+    mock_quick()
         .arg("--export")
         .arg(format!("github:{}", gab.display()))
         .arg("--export")
@@ -332,9 +337,7 @@ fn a_simulated_kernel_is_marked_in_every_series_export() {
 #[test]
 fn a_free_form_kernel_runs_the_whole_path_on_the_mock() {
     let (_dir, [json, plots, gab]) = temp_files(["r.json", "plots", "gab.json"]);
-    gpuvet()
-        .args(["--backend", "mock"])
-        .args(QUICK)
+    mock_quick()
         .args([
             "--json",
             json.to_str().unwrap(),
@@ -414,9 +417,7 @@ fn a_free_form_kernel_runs_the_whole_path_on_the_mock() {
         "the chart's x axis is the swept variable"
     );
     // an expected output from a file
-    gpuvet()
-        .args(["--backend", "mock"])
-        .args(QUICK)
+    mock_quick()
         .args(["bench", "kernel", "--spec", &ex("saxpy.toml")])
         .assert()
         .code(0)
