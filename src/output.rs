@@ -247,7 +247,7 @@ fn replace_via_temp(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
     };
     let path = path.as_path();
     let mut tmp = tempfile::Builder::new()
-        .prefix(".gpuvet-tmp-")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(parent_dir(path))?;
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => tmp.as_file().set_permissions(m.permissions())?,
@@ -258,7 +258,47 @@ fn replace_via_temp(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
     }
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
+    sweep_stale_temps(&parent_dir(path));
     Ok(())
+}
+
+/// The prefix of every temp file [`write_atomic`] makes.
+const TEMP_PREFIX: &str = ".gpuvet-tmp-";
+
+/// A temp file untouched this long was left by a gpuvet that was killed mid-write: no write
+/// takes an hour, and one in progress keeps touching its file.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the temp files an earlier gpuvet left in `dir` when it was killed while writing
+/// (SIGKILL, the OOM killer, a node losing power), which nothing else would ever remove: only
+/// gpuvet's own (`.gpuvet-tmp-*`), only stale ones, once per directory per process. Failures
+/// are ignored: this is tidying, not the write.
+fn sweep_stale_temps(dir: &Path) {
+    static SWEPT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let Ok(mut swept) = SWEPT.lock() else {
+        return;
+    };
+    if swept.iter().any(|d| d == dir) {
+        return;
+    }
+    swept.push(dir.to_path_buf());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    for e in entries.flatten() {
+        let ours = e.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
+        let stale = e
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > STALE_TEMP);
+        if ours && stale {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Sets a new file to 0644 on unix (a no-op elsewhere).
@@ -304,6 +344,28 @@ pub fn say_skip(test: &str, why: &str) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// A temp file a killed gpuvet left an hour ago goes with the next write beside it; one
+    /// being written now, and anything not gpuvet's, stays.
+    #[test]
+    fn stale_temp_files_of_a_killed_run_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join(".gpuvet-tmp-AbC123");
+        let fresh = dir.path().join(".gpuvet-tmp-XyZ789");
+        let theirs = dir.path().join("notes.txt");
+        for p in [&old, &fresh, &theirs] {
+            std::fs::write(p, "x").unwrap();
+        }
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for p in [&old, &theirs] {
+            let f = std::fs::File::options().write(true).open(p).unwrap();
+            f.set_modified(two_hours_ago).unwrap();
+        }
+        write_atomic(&dir.path().join("r.json"), b"{}").unwrap();
+        assert!(!old.exists(), "the stale temp file stays");
+        assert!(fresh.exists() && theirs.exists());
+        assert_eq!(std::fs::read(dir.path().join("r.json")).unwrap(), b"{}");
+    }
 
     /// A stale file behind a link is the target: the link stays, pointing where it did, and
     /// the old content is gone.

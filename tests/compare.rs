@@ -373,6 +373,28 @@ fn same_report_against_itself_never_moves() {
     let r = old_report();
     let cmp = compare::compare(&r, &r, &CompareOptions::default());
     assert!(cmp.environment.is_empty());
+    // The same report from one rank of a 16-process Slurm run: the processes differ.
+    let mut ranked = r.clone();
+    ranked.world = Some(gpuvet::world::WorldRecord {
+        rank: 0,
+        size: 16,
+        local_rank: 0,
+        local_size: 8,
+        launcher: gpuvet::world::Launcher::Slurm,
+        rendezvous: None,
+        id_sha256: None,
+        hosts: Vec::new(),
+    });
+    let env = compare::compare(&r, &ranked, &CompareOptions::default()).environment;
+    assert_eq!(env.len(), 1, "{env:?}");
+    assert_eq!(
+        (
+            env[0].field.as_str(),
+            env[0].old.as_str(),
+            env[0].new.as_str()
+        ),
+        ("processes", "one", "rank 0 of 16 (8 per node, slurm)")
+    );
     // Each side's samples are resampled independently, so the 5%-noise copy result stays
     // ambiguous even against itself; everything quiet is `same`, nothing moves.
     for x in &cmp.results {

@@ -1104,6 +1104,19 @@ const RUN_FIELDS: &[RunField] = &[
     ("gpuvet git sha", |r| r.tool.git_sha.clone()),
     ("backend", |r| r.config.backend.to_string()),
     ("devices", |r| r.devices.len().to_string()),
+    // A collective's figures, and which GPUs a rank's report holds, depend on the world: a
+    // 16-rank run compared with an 8-rank one says so.
+    ("processes", |r| {
+        r.world.as_ref().map_or("one".into(), |w| {
+            format!(
+                "rank {} of {} ({} per node, {})",
+                w.rank,
+                w.size,
+                w.local_size,
+                w.launcher.name()
+            )
+        })
+    }),
 ];
 
 /// Each device's identity, labelled `device N <field>`; its `details` follow.

@@ -38,6 +38,17 @@ pub enum Launcher {
     Env,
 }
 
+impl Launcher {
+    /// The name the report gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Launcher::Single => "single",
+            Launcher::Slurm => "slurm",
+            Launcher::Env => "env",
+        }
+    }
+}
+
 /// The processes of a run. `rank` 0 of `size` hands the others the communicator id (the NCCL
 /// unique id) through `rendezvous`; NCCL then does all the communication.
 #[derive(Debug, Clone, PartialEq)]
