@@ -15,8 +15,8 @@ use super::libs::Lib;
 use super::memory::MemImpl;
 use super::own_attention::Limits;
 pub use super::row::{
-    buffers_only, needs_nvrtc, Built, Check, Factory, Implementation, Kind, Ops, PrepareCtx,
-    Refusal, Target, Typed, Verdict,
+    buffers_only, needs_nvrtc, set_bytes, Built, Check, Factory, Implementation, Kind, Ops,
+    PrepareCtx, Refusal, Target, Typed, Verdict,
 };
 use super::{
     attention, flash_sm90, matmul, memory, own_attention, own_matmul, transfer, user, user_run,
@@ -250,7 +250,7 @@ impl Builtin {
             &self.ops,
             w,
             |o, x| (o.memory)(t, x, sets),
-            w.footprint().saturating_mul(sets.max(1) as u64)
+            set_bytes(w, sets)
         )
     }
 
@@ -368,7 +368,7 @@ impl Registry {
     pub fn memory_needed(&self, t: &Target, w: &Workload, name: &str, sets: usize) -> u64 {
         match self.find(Kind::of(w), name) {
             Some(e) => (e.memory)(t, w, sets),
-            None => w.footprint().saturating_mul(sets.max(1) as u64),
+            None => set_bytes(w, sets),
         }
     }
 

@@ -178,10 +178,15 @@ pub struct Implementation {
     pub memory: Memory,
 }
 
-/// A registered implementation's default memory: its buffer sets, the workload's own bytes
-/// once per set.
+/// Device bytes of `sets` buffer sets of `w` alone (at least one): the workload's own bytes
+/// once per set, with no scratch.
+pub fn set_bytes(w: &Workload, sets: usize) -> u64 {
+    w.footprint().saturating_mul(sets.max(1) as u64)
+}
+
+/// A registered implementation's default memory: its buffer sets ([`set_bytes`]).
 pub fn buffers_only() -> Memory {
-    Box::new(|_, w, sets| w.footprint().saturating_mul(sets.max(1) as u64))
+    Box::new(|_, w, sets| set_bytes(w, sets))
 }
 
 /// A registered implementation's default check: it needs NVRTC to compile its kernel.
